@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install every tool the tests talk to (Debian packages and Python clients).
+# Idempotent; quiet unless something fails. Used by .ci/run and by developers.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+PKGS=(
+  file            # static-build check
+  swaks           # SMTP client
+  python3         # smtplib / imaplib / poplib clients
+  python3-dkim    # independent DKIM verifier
+  isync           # mbsync, IMAP sync client
+  dovecot-imapd dovecot-pop3d  # Dovecot reading our Maildir; benchmark baseline
+  fetchmail       # POP3 client
+  postfix         # real sending MTA; smtp-sink
+  pebble          # ACME test server
+  dnsmasq-base    # test DNS server
+  prometheus      # promtool check metrics
+  yamllint        # compose and chart lint
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  apt-get update -qq
+  # Packages like postfix/dovecot try to start services; there is no init here.
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [ -x .ci/deploy-deps.sh ]; then .ci/deploy-deps.sh; fi

@@ -1,0 +1,222 @@
+//! Wiring: build the shared state from a `Config`, bind every listener, start the
+//! services, and shut down gracefully.
+//!
+//! Start-up order follows architecture.md: data dir -> accounts -> TLS -> listeners.
+//! Every failure before serving is a [`StartError`]: one line naming the cause, and
+//! the process exits 2 with nothing written half-way. Listeners are all bound before
+//! any is served, so a port in use aborts the start instead of leaving a server that
+//! answers on some ports only.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use crate::accounts::{self, Directory};
+use crate::config::{Config, LogFormat, Protocol};
+use crate::datadir::{DataDir, DataDirError};
+use crate::http::{self, Readiness};
+use crate::net::{self, AcceptContext, BindError, BoundListener, ConnectionLimiter, Service, Shutdown};
+use crate::tls::{self, CertStore, TlsError};
+
+/// How long shutdown waits for sessions to finish.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    #[error("accounts: {0}")]
+    Accounts(String),
+    #[error("TLS certificate (MAILROOM_TLS_CERT_FILE/MAILROOM_TLS_KEY_FILE): {0}")]
+    TlsFiles(TlsError),
+    #[error("self-signed certificate in the data dir: {0}")]
+    SelfSigned(TlsError),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+}
+
+/// State every protocol shares. Cheap to clone (Arcs inside).
+#[derive(Clone)]
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub directory: Arc<Directory>,
+    pub certs: Arc<CertStore>,
+    pub readiness: Arc<Readiness>,
+    pub shutdown: Shutdown,
+}
+
+/// A started server: its bound addresses and the means to stop it.
+pub struct Running {
+    pub shared: Shared,
+    /// Every bound listener address, by protocol (real ports when `:0` was asked).
+    pub addresses: Vec<(Protocol, SocketAddr)>,
+    _data_dir: DataDir,
+}
+
+/// Install the global tracing subscriber per `MAILROOM_LOG` / `MAILROOM_LOG_FORMAT`.
+/// Logs go to stderr; JSON mode writes exactly one object per line.
+pub fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let _ = match config.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
+        LogFormat::Text => builder.with_target(false).try_init(),
+    };
+}
+
+/// Start everything; returns once every listener is bound and serving.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let started = Instant::now();
+    tls::install_default_provider();
+    let data_dir = DataDir::open(&config.data_dir)?;
+
+    let mut entries = config.accounts.clone();
+    if entries.is_empty() {
+        let generated = accounts::load_or_create_postmaster(data_dir.root(), config.primary_domain())
+            .map_err(StartError::Accounts)?;
+        if let Some(password) = &generated.new_password {
+            tracing::warn!(
+                account = %generated.entry.address,
+                password = %password,
+                "no MAILROOM_ACCOUNTS given: created this account with a random password; it is shown only now (only its hash is kept in the data dir)"
+            );
+        }
+        entries.push(generated.entry);
+    }
+    let directory = Directory::new(config.domains.clone(), entries, config.aliases.clone())
+        .map_err(|e| StartError::Accounts(e.join("; ")))?;
+
+    let certs = CertStore::new();
+    match &config.tls_files {
+        Some((cert, key)) => {
+            let loaded = tls::load_pair(cert, key, tls::CertSource::Files).map_err(StartError::TlsFiles)?;
+            certs.set_default(loaded);
+        }
+        None => {
+            let loaded =
+                tls::load_or_create_self_signed(&data_dir.tls(), &config.hostname).map_err(StartError::SelfSigned)?;
+            certs.set_default(loaded);
+        }
+    }
+    let readiness = Readiness::new(certs.clone());
+    let shared = Shared {
+        config: Arc::new(config),
+        directory: Arc::new(directory),
+        certs: certs.clone(),
+        readiness: readiness.clone(),
+        shutdown: Shutdown::new(),
+    };
+    if let Some((cert, key)) = &shared.config.tls_files {
+        let watcher = tls::spawn_file_watcher(certs.clone(), cert.clone(), key.clone(), Duration::from_secs(10));
+        stop_with(&shared.shutdown, watcher);
+    }
+
+    // Bind everything first, serve after: all ports or none.
+    let services = services(&shared);
+    let mut bound: Vec<(BoundListener, Service)> = Vec::new();
+    for (protocol, service) in services {
+        for listener in net::bind(protocol, shared.config.listen_addrs(protocol))? {
+            bound.push((listener, service.clone()));
+        }
+    }
+    let addresses: Vec<(Protocol, SocketAddr)> = bound.iter().map(|(l, _)| (l.protocol, l.local_addr)).collect();
+    let accept = AcceptContext {
+        limiter: ConnectionLimiter::new(shared.config.max_connections, shared.config.max_connections_per_ip),
+        shutdown: shared.shutdown.clone(),
+    };
+    for (listener, service) in bound {
+        tokio::spawn(net::serve(listener, service, accept.clone()));
+    }
+    readiness.set_listeners_bound();
+    log_banner(&shared, &addresses, started);
+    Ok(Running { shared, addresses, _data_dir: data_dir })
+}
+
+/// The service for each protocol that exists. Protocol issues add theirs here.
+fn services(shared: &Shared) -> Vec<(Protocol, Service)> {
+    vec![(Protocol::Metrics, http::metrics_service(shared.readiness.clone()))]
+}
+
+/// Abort a background task when shutdown begins.
+fn stop_with(shutdown: &Shutdown, task: tokio::task::JoinHandle<()>) {
+    let mut signal = shutdown.signal();
+    tokio::spawn(async move {
+        let _ = signal.changed().await;
+        task.abort();
+    });
+}
+
+fn log_banner(shared: &Shared, addresses: &[(Protocol, SocketAddr)], started: Instant) {
+    let c = &shared.config;
+    let listeners: Vec<String> = addresses.iter().map(|(p, a)| format!("{}={a}", p.name())).collect();
+    let trusted = if c.trusted_networks.is_empty() {
+        "none".to_string()
+    } else {
+        c.trusted_networks.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
+    };
+    let cert = shared.certs.default_cert().map(|c| c.source.name()).unwrap_or("none");
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        hostname = %c.hostname,
+        domains = %c.domains.join(","),
+        data_dir = %c.data_dir.display(),
+        listeners = %listeners.join(" "),
+        trusted_networks = %trusted,
+        certificate = cert,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "mailroom started"
+    );
+    if !c.trusted_networks.is_empty() {
+        tracing::warn!(trusted_networks = %trusted, "MAILROOM_TRUSTED_NETWORKS is set: clients from these networks may relay without authentication");
+    }
+}
+
+impl Running {
+    /// The first bound address of `protocol`.
+    pub fn address(&self, protocol: Protocol) -> Option<SocketAddr> {
+        self.addresses.iter().find(|(p, _)| *p == protocol).map(|(_, a)| *a)
+    }
+
+    /// Stop accepting, tell sessions to finish, wait up to `grace`.
+    pub async fn stop(self, grace: Duration) {
+        self.shared.readiness.set_draining();
+        self.shared.shutdown.begin();
+        let left = self.shared.shutdown.drain(grace).await;
+        if left > 0 {
+            tracing::warn!(sessions = left, "drain deadline passed; closing remaining sessions");
+        } else {
+            tracing::info!("all sessions finished");
+        }
+    }
+}
+
+/// `mailroom serve`: start, run until SIGTERM/SIGINT, drain, return.
+pub async fn serve(config: Config) -> Result<(), StartError> {
+    let running = start(config).await?;
+    wait_for_signal().await;
+    tracing::info!(grace_secs = DRAIN_GRACE.as_secs(), "shutdown requested; draining");
+    running.stop(DRAIN_GRACE).await;
+    tracing::info!("mailroom stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Where configuration values come from: the process environment, `MAILROOM_X` or
+//! `MAILROOM_X_FILE` (Docker and Kubernetes secrets arrive as files).
+//!
+//! This module knows the list of variables; it does not interpret values. It exists
+//! so that tests can feed a fixed environment (no process-global `set_var`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Every variable mailroom reads, without the `MAILROOM_` prefix, and whether its
+/// value is a secret (never printed, never echoed in an error).
+pub const VARIABLES: &[(&str, bool)] = &[
+    ("HOSTNAME", false),
+    ("DOMAINS", false),
+    ("DATA_DIR", false),
+    ("ACCOUNTS", true),
+    ("ALIASES", false),
+    ("ACME", false),
+    ("ACME_EMAIL", false),
+    ("ACME_CHALLENGE", false),
+    ("ACME_CA_FILE", false),
+    ("TLS_CERT_FILE", false),
+    ("TLS_KEY_FILE", false),
+    ("DKIM_SELECTOR", false),
+    ("PUBLIC_IPV4", false),
+    ("PUBLIC_IPV6", false),
+    ("SMTP_LISTEN", false),
+    ("SUBMISSION_LISTEN", false),
+    ("SUBMISSIONS_LISTEN", false),
+    ("IMAP_LISTEN", false),
+    ("IMAPS_LISTEN", false),
+    ("POP3_LISTEN", false),
+    ("POP3S_LISTEN", false),
+    ("LMTP_LISTEN", false),
+    ("HTTP_LISTEN", false),
+    ("HTTPS_LISTEN", false),
+    ("METRICS_LISTEN", false),
+    ("MESSAGE_SIZE_LIMIT", false),
+    ("MAX_CONNECTIONS", false),
+    ("MAX_CONNECTIONS_PER_IP", false),
+    ("RELAY_HOST", false),
+    ("RELAY_USERNAME", false),
+    ("RELAY_PASSWORD", true),
+    ("DNS_SERVERS", false),
+    ("TRUSTED_NETWORKS", false),
+    ("PROXY_PROTOCOL_FROM", false),
+    ("QUEUE_LIFETIME", false),
+    ("QUEUE_RETRY_MIN", false),
+    ("QUEUE_RETRY_MAX", false),
+    ("OUTBOUND_SMTP_PORT", false),
+    ("DNSBL", false),
+    ("RSPAMD_URL", false),
+    ("CLAMD", false),
+    ("SCANNER_FAILURE", false),
+    ("LOG", false),
+    ("LOG_FORMAT", false),
+];
+
+pub const PREFIX: &str = "MAILROOM_";
+
+/// True when the variable (without prefix) holds a secret.
+pub fn is_secret(name: &str) -> bool {
+    VARIABLES.iter().any(|(n, secret)| *n == name && *secret)
+}
+
+/// The resolved `MAILROOM_*` environment: every known variable's value (from the
+/// variable itself or its `_FILE` twin), plus the problems found while resolving.
+#[derive(Debug, Default, Clone)]
+pub struct EnvSource {
+    values: BTreeMap<String, String>,
+    /// `(variable, message)` for unreadable `_FILE` paths or both forms given.
+    pub errors: Vec<(String, String)>,
+    /// Unknown `MAILROOM_*` variables, each with the closest known name.
+    pub warnings: Vec<String>,
+}
+
+impl EnvSource {
+    /// Read the process environment.
+    pub fn from_process() -> EnvSource {
+        EnvSource::from_pairs(
+            std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().unwrap_or_default()))),
+        )
+    }
+
+    /// Build from `(KEY, value)` pairs, e.g. a test's fixed environment. Keys without
+    /// the `MAILROOM_` prefix are ignored.
+    pub fn from_pairs<I, K, V>(pairs: I) -> EnvSource
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let raw: BTreeMap<String, String> =
+            pairs.into_iter().map(|(k, v)| (k.into(), v.into())).filter(|(k, _)| k.starts_with(PREFIX)).collect();
+        let mut source = EnvSource::default();
+        for (key, value) in &raw {
+            let name = &key[PREFIX.len()..];
+            if is_known(name) {
+                continue;
+            }
+            if let Some(base) = name.strip_suffix("_FILE").filter(|b| is_known(b)) {
+                if raw.contains_key(&format!("{PREFIX}{base}")) {
+                    source.errors.push((key.clone(), format!("both {PREFIX}{base} and {key} are set; give only one")));
+                    continue;
+                }
+                match read_secret_file(Path::new(value)) {
+                    Ok(content) => {
+                        source.values.insert(base.to_string(), content);
+                    }
+                    Err(e) => source.errors.push((
+                        key.clone(),
+                        format!("cannot read file {value:?}: {e}; expected a readable file holding the value of {PREFIX}{base}"),
+                    )),
+                }
+                continue;
+            }
+            source.warnings.push(unknown_variable_warning(key));
+        }
+        for (name, _) in VARIABLES {
+            if let Some(v) = raw.get(&format!("{PREFIX}{name}")) {
+                source.values.insert((*name).to_string(), v.clone());
+            }
+        }
+        source
+    }
+
+    /// The value of a known variable (without prefix), if set and not empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str).filter(|v| !v.trim().is_empty())
+    }
+
+    /// All set values, keyed by lower-case name, for figment.
+    pub fn values(&self) -> &BTreeMap<String, String> {
+        &self.values
+    }
+}
+
+fn is_known(name: &str) -> bool {
+    VARIABLES.iter().any(|(n, _)| *n == name)
+}
+
+/// File content with one trailing newline (and CR) trimmed, as Docker secrets are
+/// usually written by `echo`.
+fn read_secret_file(path: &Path) -> std::io::Result<String> {
+    let content = std::fs::read_to_string(path)?;
+    let trimmed = content.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&content);
+    Ok(trimmed.to_string())
+}
+
+/// "unknown variable MAILROOM_SMTP_LISTENS (did you mean MAILROOM_SMTP_LISTEN?)".
+/// Kubernetes injects `<SERVICE>_PORT_*` variables, so this must stay a warning.
+fn unknown_variable_warning(key: &str) -> String {
+    let closest = VARIABLES
+        .iter()
+        .map(|(n, _)| format!("{PREFIX}{n}"))
+        .map(|candidate| (strsim::jaro_winkler(key, &candidate), candidate))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match closest {
+        Some((score, name)) if score > 0.8 => {
+            format!("unknown variable {key} ignored (did you mean {name}?)")
+        }
+        _ => format!("unknown variable {key} ignored"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_values_are_read() {
+        let env = EnvSource::from_pairs([("MAILROOM_HOSTNAME", "mx.example.com"), ("PATH", "/bin")]);
+        assert_eq!(env.get("HOSTNAME"), Some("mx.example.com"));
+        assert!(env.errors.is_empty() && env.warnings.is_empty());
+    }
+
+    #[test]
+    fn file_values_are_read_and_trailing_newline_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let env = EnvSource::from_pairs([("MAILROOM_RELAY_PASSWORD_FILE", path.to_str().unwrap())]);
+        assert_eq!(env.get("RELAY_PASSWORD"), Some("s3cret"));
+    }
+
+    #[test]
+    fn unreadable_file_is_an_error_naming_the_variable() {
+        let env = EnvSource::from_pairs([("MAILROOM_ACCOUNTS_FILE", "/nonexistent/accounts")]);
+        assert_eq!(env.errors.len(), 1);
+        assert_eq!(env.errors[0].0, "MAILROOM_ACCOUNTS_FILE");
+        assert!(env.errors[0].1.contains("/nonexistent/accounts"));
+    }
+
+    #[test]
+    fn both_forms_is_an_error() {
+        let env = EnvSource::from_pairs([("MAILROOM_LOG", "info"), ("MAILROOM_LOG_FILE", "/x")]);
+        assert_eq!(env.errors.len(), 1);
+    }
+
+    #[test]
+    fn unknown_variable_warns_with_closest_name() {
+        let env = EnvSource::from_pairs([("MAILROOM_SMTP_LISTENS", ":25")]);
+        assert_eq!(env.warnings.len(), 1);
+        assert!(env.warnings[0].contains("did you mean MAILROOM_SMTP_LISTEN?"), "{}", env.warnings[0]);
+        let env = EnvSource::from_pairs([("MAILROOM_PORT_25_TCP", "tcp://10.0.0.1:25")]);
+        assert_eq!(env.warnings.len(), 1);
+    }
+
+    #[test]
+    fn empty_value_counts_as_unset() {
+        let env = EnvSource::from_pairs([("MAILROOM_DOMAINS", "  ")]);
+        assert_eq!(env.get("DOMAINS"), None);
+    }
+}

@@ -1,0 +1,201 @@
+//! Table-driven tests for every variable: defaults, good values, and the error
+//! each bad value produces.
+
+use super::*;
+
+fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+    let mut all: Vec<(String, String)> = vec![("MAILROOM_HOSTNAME".into(), "mx.example.com".into())];
+    for (k, v) in pairs {
+        all.retain(|(key, _)| key != k);
+        all.push((k.to_string(), v.to_string()));
+    }
+    Config::load(&EnvSource::from_pairs(all)).map(|(c, _)| c)
+}
+
+fn error_for(pairs: &[(&str, &str)]) -> Vec<String> {
+    match load(pairs) {
+        Ok(_) => panic!("{pairs:?} should fail"),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[test]
+fn defaults_follow_interface_md() {
+    let c = load(&[]).unwrap();
+    assert_eq!(c.hostname, "mx.example.com");
+    assert_eq!(c.domains, vec!["example.com"]);
+    assert_eq!(c.data_dir, PathBuf::from("./data"));
+    assert_eq!(c.acme, AcmeMode::Off, "example.com is reserved: no ACME by default");
+    assert_eq!(c.acme_challenge, AcmeChallenge::TlsAlpn01);
+    assert_eq!(c.message_size_limit, 25 * 1024 * 1024);
+    assert_eq!(c.queue_lifetime, Duration::from_secs(5 * 86400));
+    assert_eq!(c.queue_retry_min, Duration::from_secs(300));
+    assert_eq!(c.queue_retry_max, Duration::from_secs(4 * 3600));
+    assert_eq!(c.outbound_smtp_port, 25);
+    assert_eq!(c.scanner_failure, ScannerFailure::Tempfail);
+    assert_eq!(c.log, "info");
+    assert_eq!(c.log_format, LogFormat::Text);
+    assert!(c.trusted_networks.is_empty());
+    let ports: Vec<(Protocol, Vec<String>)> =
+        c.listen.iter().map(|(p, a)| (*p, a.iter().map(|x| x.to_string()).collect())).collect();
+    let want = [
+        (Protocol::Smtp, ":25"),
+        (Protocol::Submission, ":587"),
+        (Protocol::Submissions, ":465"),
+        (Protocol::Imap, ":143"),
+        (Protocol::Imaps, ":993"),
+        (Protocol::Pop3, ":110"),
+        (Protocol::Pop3s, ":995"),
+        (Protocol::Http, ":80"),
+        (Protocol::Https, ":443"),
+        (Protocol::Metrics, ":9090"),
+    ];
+    for (p, addr) in want {
+        assert!(ports.contains(&(p, vec![addr.to_string()])), "{p:?}");
+    }
+    assert!(c.listen_addrs(Protocol::Lmtp).is_empty(), "LMTP is off by default");
+}
+
+#[test]
+fn public_hostname_defaults_to_letsencrypt() {
+    let c = load(&[("MAILROOM_HOSTNAME", "mail.mailroom.dev")]).unwrap();
+    assert_eq!(c.acme, AcmeMode::Directory(LETSENCRYPT.into()));
+    assert_eq!(c.domains, vec!["mailroom.dev"]);
+}
+
+#[test]
+fn good_values_parse() {
+    let c = load(&[
+        ("MAILROOM_DOMAINS", "Example.org, bücher.example"),
+        ("MAILROOM_ACME", "letsencrypt-staging"),
+        ("MAILROOM_ACME_CHALLENGE", "http-01"),
+        ("MAILROOM_SMTP_LISTEN", "127.0.0.1:2525,[::1]:2525"),
+        ("MAILROOM_POP3_LISTEN", "off"),
+        ("MAILROOM_MESSAGE_SIZE_LIMIT", "50M"),
+        ("MAILROOM_TRUSTED_NETWORKS", "10.0.0.0/8, 2001:db8::/32"),
+        ("MAILROOM_QUEUE_LIFETIME", "2d"),
+        ("MAILROOM_DNS_SERVERS", "127.0.0.1:5353"),
+        ("MAILROOM_RELAY_HOST", "smtp.example.net:587"),
+        ("MAILROOM_RELAY_USERNAME", "u"),
+        ("MAILROOM_RELAY_PASSWORD", "p"),
+        ("MAILROOM_SCANNER_FAILURE", "accept"),
+        ("MAILROOM_LOG_FORMAT", "json"),
+        ("MAILROOM_CLAMD", "/run/clamd.sock"),
+        ("MAILROOM_RSPAMD_URL", "http://127.0.0.1:11333"),
+    ])
+    .unwrap();
+    assert_eq!(c.domains, vec!["example.org", "xn--bcher-kva.example"]);
+    assert_eq!(c.acme, AcmeMode::Directory(LETSENCRYPT_STAGING.into()));
+    assert_eq!(c.acme_challenge, AcmeChallenge::Http01);
+    assert_eq!(c.listen_addrs(Protocol::Smtp).len(), 2);
+    assert!(c.listen_addrs(Protocol::Pop3).is_empty());
+    assert_eq!(c.message_size_limit, 50 * 1024 * 1024);
+    assert_eq!(c.trusted_networks.len(), 2);
+    assert_eq!(c.queue_lifetime, Duration::from_secs(2 * 86400));
+    assert_eq!(c.relay_host.as_ref().unwrap().port, 587);
+    assert_eq!(c.scanner_failure, ScannerFailure::Accept);
+    assert_eq!(c.log_format, LogFormat::Json);
+}
+
+#[test]
+fn each_bad_value_names_variable_value_and_expectation() {
+    let table: &[(&str, &str, &str)] = &[
+        ("MAILROOM_HOSTNAME", "bad host", "domain name"),
+        ("MAILROOM_DOMAINS", "a.example,,-x", "domain"),
+        ("MAILROOM_ACME", "maybe", "letsencrypt"),
+        ("MAILROOM_ACME_EMAIL", "not-an-address", "email address"),
+        ("MAILROOM_ACME_CHALLENGE", "dns-01", "tls-alpn-01"),
+        ("MAILROOM_ACME_CA_FILE", "/nonexistent/ca.pem", "readable file"),
+        ("MAILROOM_PUBLIC_IPV4", "300.1.1.1", "IPv4"),
+        ("MAILROOM_PUBLIC_IPV6", "1.2.3.4", "IPv6"),
+        ("MAILROOM_SMTP_LISTEN", "25", "listen addresses"),
+        ("MAILROOM_IMAPS_LISTEN", "localhost:993", "listen addresses"),
+        ("MAILROOM_MESSAGE_SIZE_LIMIT", "huge", "size"),
+        ("MAILROOM_MAX_CONNECTIONS", "0", "greater than 0"),
+        ("MAILROOM_RELAY_HOST", "smarthost", "host:port"),
+        ("MAILROOM_DNS_SERVERS", "dns.example", "resolver"),
+        ("MAILROOM_TRUSTED_NETWORKS", "the-office", "CIDR"),
+        ("MAILROOM_PROXY_PROTOCOL_FROM", "10.0.0.0/40", "CIDR"),
+        ("MAILROOM_QUEUE_LIFETIME", "5 days", "duration"),
+        ("MAILROOM_QUEUE_RETRY_MIN", "-1m", "duration"),
+        ("MAILROOM_OUTBOUND_SMTP_PORT", "70000", "port"),
+        ("MAILROOM_DNSBL", "zen spamhaus", "domain"),
+        ("MAILROOM_RSPAMD_URL", "rspamd:11333", "URL"),
+        ("MAILROOM_CLAMD", "clamd", "host:port"),
+        ("MAILROOM_SCANNER_FAILURE", "ignore", "tempfail"),
+        ("MAILROOM_LOG_FORMAT", "xml", "json"),
+        ("MAILROOM_DKIM_SELECTOR", "bad selector", "DNS label"),
+        ("MAILROOM_ACCOUNTS", "nobody", "MAILROOM_ACCOUNTS"),
+    ];
+    for (var, value, expected) in table {
+        let errors = error_for(&[(var, value)]);
+        assert_eq!(errors.len(), 1, "{var}={value}: {errors:?}");
+        let e = &errors[0];
+        assert!(e.starts_with(var), "{e}");
+        assert!(e.to_lowercase().contains(&expected.to_lowercase()), "{var}: {e} should mention {expected}");
+    }
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let errors = error_for(&[
+        ("MAILROOM_SMTP_LISTEN", "nope"),
+        ("MAILROOM_LOG_FORMAT", "xml"),
+        ("MAILROOM_QUEUE_LIFETIME", "forever"),
+    ]);
+    assert_eq!(errors.len(), 3, "{errors:?}");
+}
+
+#[test]
+fn secrets_are_never_echoed() {
+    let errors = error_for(&[
+        ("MAILROOM_RELAY_HOST", "x.example:25"),
+        ("MAILROOM_RELAY_USERNAME", "u"),
+        ("MAILROOM_RELAY_PASSWORD", ""),
+    ]);
+    assert!(errors.iter().any(|e| e.contains("MAILROOM_RELAY_PASSWORD")), "{errors:?}");
+    let c = load(&[
+        ("MAILROOM_RELAY_HOST", "x.example:25"),
+        ("MAILROOM_RELAY_USERNAME", "u"),
+        ("MAILROOM_RELAY_PASSWORD", "hunter2"),
+    ])
+    .unwrap();
+    let shown = format!("{:?}", c.effective());
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("<redacted>"));
+}
+
+#[test]
+fn port_clash_is_an_error() {
+    let errors = error_for(&[("MAILROOM_SMTP_LISTEN", ":2525"), ("MAILROOM_SUBMISSION_LISTEN", "127.0.0.1:2525")]);
+    assert!(errors[0].contains("clashes"), "{errors:?}");
+}
+
+#[test]
+fn tls_files_must_come_in_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("c.pem");
+    std::fs::write(&cert, "x").unwrap();
+    let errors = error_for(&[("MAILROOM_TLS_CERT_FILE", cert.to_str().unwrap())]);
+    assert!(errors[0].starts_with("MAILROOM_TLS_KEY_FILE"), "{errors:?}");
+}
+
+#[test]
+fn file_variant_feeds_the_same_parser() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("domains");
+    std::fs::write(&f, "a.example,b.example\n").unwrap();
+    let c = load(&[("MAILROOM_DOMAINS_FILE", f.to_str().unwrap())]).unwrap();
+    assert_eq!(c.domains, vec!["a.example", "b.example"]);
+    let errors = error_for(&[("MAILROOM_DOMAINS_FILE", "/nonexistent")]);
+    assert!(errors[0].starts_with("MAILROOM_DOMAINS_FILE"), "{errors:?}");
+}
+
+#[test]
+fn effective_lists_every_variable() {
+    let c = load(&[]).unwrap();
+    let shown: Vec<String> = c.effective().into_iter().map(|(k, _)| k).collect();
+    for (name, _) in VARIABLES {
+        assert!(shown.contains(&format!("{PREFIX}{name}")), "{name} missing from check-config output");
+    }
+}

@@ -1,0 +1,149 @@
+//! The data dir: its layout (interface.md), its permissions, and the lock that keeps
+//! a second server off it.
+//!
+//! Everything persistent lives under one directory so that a container volume or a
+//! PersistentVolumeClaim carries the whole server. It is created 0700 (mail, keys and
+//! certificates are private) and locked with an advisory `flock` on `data/lock` held
+//! for the life of the process: two writers on one Maildir and queue would corrupt
+//! indexes and deliver twice.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// Sub-directories created at start.
+pub const LAYOUT: &[&str] = &["mail", "queue", "dkim", "tls", "state"];
+
+#[derive(Debug, Error)]
+pub enum DataDirError {
+    #[error("data dir {path}: cannot create or use it: {source} (set MAILROOM_DATA_DIR to a writable directory)")]
+    Unusable { path: String, source: io::Error },
+    #[error(
+        "data dir {path} is in use by another mailroom process (lock {lock} is held); stop it first or use another MAILROOM_DATA_DIR"
+    )]
+    Locked { path: String, lock: String },
+}
+
+/// An opened, locked data dir. Dropping it releases the lock.
+#[derive(Debug)]
+pub struct DataDir {
+    root: PathBuf,
+    _lock: File,
+}
+
+impl DataDir {
+    /// Create the layout (0700) if needed, check it is writable, and take the lock.
+    pub fn open(root: &Path) -> Result<DataDir, DataDirError> {
+        let unusable = |e: io::Error| DataDirError::Unusable { path: root.display().to_string(), source: e };
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(root).map_err(unusable)?;
+        let lock_path = root.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(unusable)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(DataDirError::Locked {
+                    path: root.display().to_string(),
+                    lock: lock_path.display().to_string(),
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(unusable(e)),
+        }
+        for sub in LAYOUT {
+            let dir = root.join(sub);
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(unusable)?;
+        }
+        // Tighten a pre-existing root that was created with a looser umask.
+        let _ = fs::set_permissions(root, fs::Permissions::from_mode(0o700));
+        // Probe writability now, so a read-only volume fails at start, not at the
+        // first message.
+        let probe = root.join("state").join(".write-probe");
+        fs::write(&probe, b"ok").map_err(unusable)?;
+        let _ = fs::remove_file(&probe);
+        Ok(DataDir { root: root.to_path_buf(), _lock: lock })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn mail(&self) -> PathBuf {
+        self.root.join("mail")
+    }
+    pub fn queue(&self) -> PathBuf {
+        self.root.join("queue")
+    }
+    pub fn dkim(&self) -> PathBuf {
+        self.root.join("dkim")
+    }
+    pub fn tls(&self) -> PathBuf {
+        self.root.join("tls")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.root.join("state")
+    }
+}
+
+/// Write a private file (0600) atomically and durably: temp file, fsync, rename,
+/// fsync of the directory. Readers see the old or the new content, never half.
+pub fn write_private_file(path: &Path, content: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    {
+        let mut f = OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&tmp)?;
+        f.write_all(content)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    sync_dir(dir)
+}
+
+/// fsync a directory, making renames and new entries in it durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_is_created_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("data");
+        let dd = DataDir::open(&root).unwrap();
+        for sub in LAYOUT {
+            assert!(dd.root().join(sub).is_dir(), "{sub}");
+        }
+        let mode = fs::metadata(&root).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+
+    #[test]
+    fn second_open_is_refused_while_locked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = DataDir::open(tmp.path()).unwrap();
+        let err = DataDir::open(tmp.path()).unwrap_err();
+        assert!(err.to_string().contains("in use by another mailroom process"), "{err}");
+        drop(first);
+        DataDir::open(tmp.path()).unwrap();
+    }
+
+    #[test]
+    fn private_files_are_0600() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("k.pem");
+        write_private_file(&p, b"secret").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"secret");
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,176 @@
+//! HTTP endpoints. On the metrics port: `/metrics` (Prometheus text format),
+//! `/healthz` (200 while the process runs) and `/readyz` (200 only when every
+//! listener is bound and a certificate is loaded; 503 with the reasons otherwise,
+//! and again while draining so load balancers stop sending clients).
+//!
+//! HTTP/1.1 only, through hyper, on connections from our own listeners (so the
+//! connection limits and metrics apply).
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+
+use crate::metrics::metrics;
+use crate::net::{BoxFuture, Connection, Service};
+use crate::tls::CertStore;
+
+/// What `/readyz` reports.
+pub struct Readiness {
+    listeners_bound: AtomicBool,
+    draining: AtomicBool,
+    certs: Arc<CertStore>,
+    /// Extra reasons set by other parts (e.g. "waiting for the ACME certificate").
+    notes: Mutex<Vec<(String, String)>>,
+}
+
+impl Readiness {
+    pub fn new(certs: Arc<CertStore>) -> Arc<Readiness> {
+        Arc::new(Readiness {
+            listeners_bound: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            certs,
+            notes: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn set_listeners_bound(&self) {
+        self.listeners_bound.store(true, Ordering::SeqCst);
+        self.update_gauge();
+    }
+
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.update_gauge();
+    }
+
+    /// Set (or with `None` clear) a named reason for not being ready.
+    pub fn set_blocker(&self, key: &str, reason: Option<String>) {
+        let mut notes = self.notes.lock().unwrap_or_else(|p| p.into_inner());
+        notes.retain(|(k, _)| k != key);
+        if let Some(r) = reason {
+            notes.push((key.to_string(), r));
+        }
+        drop(notes);
+        self.update_gauge();
+    }
+
+    /// Every reason we are not ready; empty = ready.
+    pub fn reasons(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.draining.load(Ordering::SeqCst) {
+            out.push("shutting down".to_string());
+        }
+        if !self.listeners_bound.load(Ordering::SeqCst) {
+            out.push("listeners are not bound yet".to_string());
+        }
+        if !self.certs.has_certificate() {
+            out.push("no TLS certificate loaded yet".to_string());
+        }
+        let notes = self.notes.lock().unwrap_or_else(|p| p.into_inner());
+        out.extend(notes.iter().map(|(_, r)| r.clone()));
+        out
+    }
+
+    fn update_gauge(&self) {
+        metrics().ready.set(i64::from(self.reasons().is_empty()));
+    }
+}
+
+/// The metrics-port service.
+pub fn metrics_service(readiness: Arc<Readiness>) -> Service {
+    Service {
+        handler: Arc::new(move |conn: Connection| -> BoxFuture {
+            let readiness = readiness.clone();
+            Box::pin(serve_http1(conn, move |req| route_metrics_port(&readiness, req)))
+        }),
+        busy_reply: b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    }
+}
+
+/// Serve HTTP/1.1 on one connection with `route`, bounded in time, ending when
+/// shutdown starts.
+pub async fn serve_http1<F>(mut conn: Connection, route: F)
+where
+    F: Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static,
+{
+    let route = Arc::new(route);
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let route = route.clone();
+        async move { Ok::<_, Infallible>(route(&req)) }
+    });
+    let io = TokioIo::new(conn.stream);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10)).max_buf_size(64 * 1024);
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    let idle = tokio::time::sleep(Duration::from_secs(300));
+    tokio::pin!(idle);
+    loop {
+        tokio::select! {
+            _ = &mut connection => break,
+            _ = conn.shutdown.changed() => {
+                connection.as_mut().graceful_shutdown();
+            }
+            _ = &mut idle => break,
+        }
+    }
+}
+
+fn route_metrics_port(readiness: &Readiness, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            let body = metrics().render();
+            response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", body)
+        }
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" => {
+            let reasons = readiness.reasons();
+            if reasons.is_empty() {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                let mut body = String::from("not ready:\n");
+                for r in reasons {
+                    body.push_str("- ");
+                    body.push_str(&r);
+                    body.push('\n');
+                }
+                text(StatusCode::SERVICE_UNAVAILABLE, &body)
+            }
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+pub fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    response(status, "text/plain; charset=utf-8", body.as_bytes().to_vec())
+}
+
+pub fn response(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+/// `GET /readyz` against a local metrics port: the `healthcheck` command (the scratch
+/// image has no curl). Returns true on HTTP 200.
+pub async fn probe_ready(addr: std::net::SocketAddr) -> std::io::Result<bool> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.write_all(format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut buf = Vec::new();
+    stream.take(64 * 1024).read_to_end(&mut buf).await?;
+    Ok(buf.starts_with(b"HTTP/1.1 200"))
+}

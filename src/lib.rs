@@ -1,0 +1,12 @@
+//! mailroom: a complete mail server in one binary. See `docs` in the README and
+//! architecture.md for the map; each module below owns one concern.
+
+pub mod accounts;
+pub mod app;
+pub mod config;
+pub mod datadir;
+pub mod http;
+pub mod metrics;
+pub mod net;
+pub mod tls;
+pub mod units;

@@ -1,0 +1,184 @@
+//! The `mailroom` command: CLI dispatch only. Each command's work lives in the
+//! library (`app`, `config`, `accounts`, …).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mailroom::config::{Config, EnvSource, ListenAddr, Protocol};
+
+/// Exit status for configuration and start-up problems (interface.md).
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "mailroom",
+    version,
+    about = "A complete mail server: SMTP, submission, IMAP, POP3, TLS, DKIM — configured by MAILROOM_* environment variables",
+    long_about = "A complete mail server: SMTP, submission, IMAP, POP3, TLS, DKIM — configured only by MAILROOM_* environment variables (see env.example). Every variable may also be given as MAILROOM_X_FILE=/path."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Bootstrap (certificates, keys) and serve every protocol until SIGTERM/SIGINT, then drain and exit 0 (the default command)
+    Serve,
+    /// Validate the environment and print the effective configuration, secrets redacted; exit 2 listing every problem
+    CheckConfig,
+    /// Read a password (prompt on a TTY, else one line of stdin) and print an argon2id hash for MAILROOM_ACCOUNTS
+    HashPassword,
+    /// Exit 0 if the local /readyz answers 200 (the image's HEALTHCHECK; the image has no curl)
+    Healthcheck,
+    /// Print version and build information
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(),
+        Command::CheckConfig => check_config(),
+        Command::HashPassword => hash_password(),
+        Command::Healthcheck => healthcheck(),
+        Command::Version => {
+            println!("{}", version_line());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn version_line() -> String {
+    format!(
+        "mailroom {} ({}-{}, {})",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH,
+        std::env::consts::OS,
+        if cfg!(target_feature = "crt-static") { "static" } else { "dynamic" }
+    )
+}
+
+/// Load the configuration or print every problem and return the exit code.
+fn load_config() -> Result<(Config, Vec<String>), ExitCode> {
+    let env = EnvSource::from_process();
+    match Config::load(&env) {
+        Ok(ok) => Ok(ok),
+        Err(errors) => {
+            eprintln!("mailroom: invalid configuration ({} problem(s)):", errors.0.len());
+            for e in &errors.0 {
+                eprintln!("  {e}");
+            }
+            Err(ExitCode::from(EXIT_CONFIG))
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mailroom: cannot start the async runtime: {e}");
+            std::process::exit(i32::from(EXIT_CONFIG));
+        }
+    }
+}
+
+fn serve() -> ExitCode {
+    let (config, warnings) = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    mailroom::app::init_logging(&config);
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    match runtime().block_on(mailroom::app::serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("mailroom: cannot start: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn check_config() -> ExitCode {
+    let (config, warnings) = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    for (k, v) in config.effective() {
+        println!("{k}={v}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn hash_password() -> ExitCode {
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ");
+        let second = rpassword::prompt_password("Repeat: ");
+        match (first, second) {
+            (Ok(a), Ok(b)) if a == b => a,
+            (Ok(_), Ok(_)) => {
+                eprintln!("mailroom: the passwords do not match");
+                return ExitCode::from(1);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("mailroom: cannot read the password: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        let mut line = String::new();
+        if let Err(e) = std::io::stdin().lock().read_line(&mut line) {
+            eprintln!("mailroom: cannot read the password from stdin: {e}");
+            return ExitCode::from(1);
+        }
+        line.trim_end_matches(['\n', '\r']).to_string()
+    };
+    if password.is_empty() {
+        eprintln!("mailroom: empty password");
+        return ExitCode::from(1);
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", mailroom::accounts::hash_password(&password));
+    ExitCode::SUCCESS
+}
+
+fn healthcheck() -> ExitCode {
+    let (config, _) = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(addr) = config.listen_addrs(Protocol::Metrics).first().map(|a| match a {
+        ListenAddr::AllInterfaces(port) => std::net::SocketAddr::from(([127, 0, 0, 1], *port)),
+        ListenAddr::Socket(s) => *s,
+    }) else {
+        eprintln!("mailroom: MAILROOM_METRICS_LISTEN is off; nothing to check");
+        return ExitCode::from(1);
+    };
+    let rt = runtime();
+    let result = rt.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(5), mailroom::http::probe_ready(addr)).await
+    });
+    match result {
+        Ok(Ok(true)) => ExitCode::SUCCESS,
+        Ok(Ok(false)) => {
+            eprintln!("mailroom: {addr}/readyz is not ready");
+            ExitCode::from(1)
+        }
+        Ok(Err(e)) => {
+            eprintln!("mailroom: cannot reach {addr}: {e}");
+            ExitCode::from(1)
+        }
+        Err(_) => {
+            eprintln!("mailroom: {addr} did not answer within 5 s");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The one Prometheus registry and every metric family mailroom exports.
+//!
+//! Metric definitions live here and nowhere else (architecture.md), so the names,
+//! labels and help texts form one reviewable list. Names are `mailroom_*`, counters end
+//! in `_total`, times are in seconds and sizes in bytes (Prometheus naming rules, checked
+//! by `promtool check metrics` in the tests). Protocol modules only increment.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Every metric family. Reach it through [`metrics()`].
+pub struct Metrics {
+    pub registry: Registry,
+    pub build_info: IntGaugeVec,
+    pub connections_total: IntCounterVec,
+    pub connections_active: IntGaugeVec,
+    pub connections_refused_total: IntCounterVec,
+    pub tls_handshake_failures_total: IntCounterVec,
+    pub tls_certificate_expiry: GaugeVec,
+    pub ready: IntGauge,
+    // SMTP inbound (issue 4)
+    pub smtp_messages_received_total: IntCounterVec,
+    pub smtp_messages_refused_total: IntCounterVec,
+    pub smtp_recipients_total: IntCounterVec,
+    pub smtp_received_bytes_total: IntCounter,
+    pub smtp_sessions_active: IntGaugeVec,
+    pub delivery_duration_seconds: Histogram,
+    // Store
+    pub store_fsync_batch_size: Histogram,
+    // Auth (shared by SMTP AUTH, IMAP, POP3)
+    pub auth_attempts_total: IntCounterVec,
+    // IMAP / POP3
+    pub imap_commands_total: IntCounterVec,
+    pub imap_command_duration_seconds: HistogramVec,
+    pub pop3_commands_total: IntCounterVec,
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
+    // Registration only fails for duplicate or malformed names, which are fixed
+    // here at compile time; a test registers the whole set.
+    if let Err(e) = registry.register(Box::new(c.clone())) {
+        panic!("metric definition error: {e}");
+    }
+    c
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let r = Registry::new();
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            let _ = r.register(Box::new(pc));
+        }
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            register(&r, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            register(&r, IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
+        };
+        let m = Metrics {
+            build_info: gauge_vec("mailroom_build_info", "Build information; always 1.", &["version", "rustc"]),
+            connections_total: counter_vec(
+                "mailroom_connections_total",
+                "Connections accepted, by protocol.",
+                &["protocol"],
+            ),
+            connections_active: gauge_vec(
+                "mailroom_connections_active",
+                "Connections open now, by protocol.",
+                &["protocol"],
+            ),
+            connections_refused_total: counter_vec(
+                "mailroom_connections_refused_total",
+                "Connections refused before the protocol started, by protocol and reason.",
+                &["protocol", "reason"],
+            ),
+            tls_handshake_failures_total: counter_vec(
+                "mailroom_tls_handshake_failures_total",
+                "TLS handshakes that failed, by protocol.",
+                &["protocol"],
+            ),
+            tls_certificate_expiry: register(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "mailroom_tls_certificate_expiry_timestamp_seconds",
+                        "Expiry (notAfter) of the served certificate as a Unix timestamp, by name and source.",
+                    ),
+                    &["name", "source"],
+                )
+                .expect("valid metric"),
+            ),
+            ready: register(
+                &r,
+                IntGauge::new("mailroom_ready", "1 when every listener is bound and a certificate is loaded.")
+                    .expect("valid metric"),
+            ),
+            smtp_messages_received_total: counter_vec(
+                "mailroom_smtp_messages_received_total",
+                "Messages accepted (250 after DATA/BDAT), by service.",
+                &["service"],
+            ),
+            smtp_messages_refused_total: counter_vec(
+                "mailroom_smtp_messages_refused_total",
+                "Messages or recipients refused, by service and reason.",
+                &["service", "reason"],
+            ),
+            smtp_recipients_total: counter_vec(
+                "mailroom_smtp_recipients_total",
+                "RCPT commands by service and outcome.",
+                &["service", "outcome"],
+            ),
+            smtp_received_bytes_total: register(
+                &r,
+                IntCounter::new("mailroom_smtp_received_bytes_total", "Message bytes accepted over SMTP/LMTP.")
+                    .expect("valid metric"),
+            ),
+            smtp_sessions_active: gauge_vec(
+                "mailroom_smtp_sessions_active",
+                "SMTP sessions open now, by service.",
+                &["service"],
+            ),
+            delivery_duration_seconds: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "mailroom_delivery_duration_seconds",
+                        "Time from end of DATA to every local copy being durable.",
+                    )
+                    .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+                )
+                .expect("valid metric"),
+            ),
+            store_fsync_batch_size: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "mailroom_store_fsync_batch_size",
+                        "Directory fsync requests served by one group commit.",
+                    )
+                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
+                )
+                .expect("valid metric"),
+            ),
+            auth_attempts_total: counter_vec(
+                "mailroom_auth_attempts_total",
+                "Authentication attempts by protocol and result.",
+                &["protocol", "result"],
+            ),
+            imap_commands_total: counter_vec(
+                "mailroom_imap_commands_total",
+                "IMAP commands by name and result.",
+                &["command", "result"],
+            ),
+            imap_command_duration_seconds: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new("mailroom_imap_command_duration_seconds", "IMAP command latency by command.")
+                        .buckets(vec![0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+                    &["command"],
+                )
+                .expect("valid metric"),
+            ),
+            pop3_commands_total: counter_vec(
+                "mailroom_pop3_commands_total",
+                "POP3 commands by name and result.",
+                &["command", "result"],
+            ),
+            registry: r,
+        };
+        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), rustc_version()]).set(1);
+        m
+    }
+
+    /// The registry in Prometheus text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        out
+    }
+}
+
+fn rustc_version() -> &'static str {
+    option_env!("MAILROOM_RUSTC_VERSION").unwrap_or("unknown")
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_registers_and_renders() {
+        let m = metrics();
+        m.connections_total.with_label_values(&["smtp"]).inc();
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains("mailroom_build_info{"));
+        assert!(text.contains("mailroom_connections_total{protocol=\"smtp\"}"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            assert!(name.starts_with("mailroom_") || name.starts_with("process_"), "{name}");
+        }
+    }
+}

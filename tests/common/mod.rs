@@ -1,0 +1,163 @@
+//! Shared helpers for integration tests: start the real `mailroom` binary on
+//! ephemeral loopback ports with a temp data dir, wait for it, talk HTTP to it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mailroom");
+
+/// A free loopback port (bound then released; the kernel will not hand it out
+/// again immediately).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// True when running under CI, where a missing tool must fail instead of skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Skip (return false) when `tool` is missing locally; panic under CI.
+pub fn have_tool(tool: &str) -> bool {
+    let found =
+        Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(!in_ci(), "{tool} is required under CI=true but is not installed");
+        eprintln!("skipping: {tool} not installed");
+    }
+    found
+}
+
+/// Every listener off, so a test turns on only what it needs.
+pub fn base_env(data_dir: &Path) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> =
+        ["SMTP", "SUBMISSION", "SUBMISSIONS", "IMAP", "IMAPS", "POP3", "POP3S", "LMTP", "HTTP", "HTTPS", "METRICS"]
+            .iter()
+            .map(|p| (format!("MAILROOM_{p}_LISTEN"), "off".to_string()))
+            .collect();
+    env.push(("MAILROOM_HOSTNAME".into(), "mx.example.com".into()));
+    env.push(("MAILROOM_DATA_DIR".into(), data_dir.display().to_string()));
+    env.push(("MAILROOM_ACME".into(), "off".into()));
+    env
+}
+
+/// A running server process with its captured stderr.
+pub struct Server {
+    pub child: Child,
+    pub stderr: Arc<Mutex<String>>,
+    pub metrics: Option<SocketAddr>,
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    /// Start `mailroom serve` with exactly `env` (plus PATH), metrics on `metrics`.
+    pub fn start(env: &[(String, String)], metrics: Option<SocketAddr>, data_dir: &Path) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start mailroom");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Server { child, stderr, metrics, data_dir: data_dir.to_path_buf() }
+    }
+
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Wait until /readyz says 200 (panics with the log after `timeout`).
+    pub fn wait_ready(&mut self, timeout: Duration) {
+        let addr = self.metrics.expect("metrics listener");
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("server exited early with {status}:\n{}", self.log());
+            }
+            if let Ok((200, _)) = http_get(addr, "/readyz") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("server not ready after {timeout:?}:\n{}", self.log());
+    }
+
+    /// Wait until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// SIGTERM and wait for the exit status (None if it did not exit in time).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 GET: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let status = buf.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Run the binary with `args` and `env` (and nothing else), feeding `stdin`.
+pub fn run(args: &[&str], env: &[(String, String)], stdin: &str) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
