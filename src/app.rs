@@ -127,7 +127,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let accept = AcceptContext {
         limiter: ConnectionLimiter::new(shared.config.max_connections, shared.config.max_connections_per_ip),
         shutdown: shared.shutdown.clone(),
+        proxy_from: Arc::new(shared.config.proxy_protocol_from.clone()),
     };
+    if !shared.config.proxy_protocol_from.is_empty() {
+        tracing::info!(from = ?shared.config.proxy_protocol_from, "PROXY protocol required from these networks and refused from others");
+    }
     for (listener, service) in bound {
         tokio::spawn(net::serve(listener, service, accept.clone()));
     }

@@ -8,6 +8,7 @@
 
 mod limits;
 mod listener;
+pub mod proxy;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,7 +16,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use ipnet::IpNet;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
@@ -108,12 +110,46 @@ pub struct Service {
 pub struct AcceptContext {
     pub limiter: Arc<ConnectionLimiter>,
     pub shutdown: Shutdown,
+    /// Peers that must (and alone may) send a PROXY protocol header
+    /// (`MAILROOM_PROXY_PROTOCOL_FROM`).
+    pub proxy_from: Arc<Vec<IpNet>>,
+}
+
+/// How long a load balancer has to send its PROXY header.
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Read exactly one PROXY header from `stream` (never a byte more: what follows
+/// belongs to the protocol, e.g. a TLS ClientHello) and return the client address it
+/// names, or the balancer's own address for `LOCAL`/`UNKNOWN` headers.
+async fn read_proxy_header(stream: &mut TcpStream, balancer: SocketAddr) -> Result<SocketAddr, String> {
+    let mut buf = Vec::with_capacity(128);
+    loop {
+        // v1 ends at CRLF, so it is read a byte at a time; v2 announces its length
+        // in the 16-byte fixed part, after which the rest is read in one go.
+        let want = if buf.len() >= proxy::V2_FIXED_LEN && buf.starts_with(proxy::V2_SIGNATURE) {
+            let len = u16::from_be_bytes([buf[14], buf[15]]) as usize;
+            (proxy::V2_FIXED_LEN + len).saturating_sub(buf.len()).max(1)
+        } else {
+            1
+        };
+        let start = buf.len();
+        buf.resize(start + want, 0);
+        stream
+            .read_exact(&mut buf[start..])
+            .await
+            .map_err(|e| format!("connection ended inside the PROXY header: {e}"))?;
+        match proxy::parse_proxy_header(&buf) {
+            proxy::ProxyParse::Incomplete if buf.len() < proxy::MAX_HEADER_LEN => continue,
+            proxy::ProxyParse::Incomplete => return Err("PROXY header too long".into()),
+            proxy::ProxyParse::Invalid(e) => return Err(format!("invalid PROXY header: {e}")),
+            proxy::ProxyParse::Done { source, .. } => return Ok(source.unwrap_or(balancer)),
+        }
+    }
 }
 
 /// Accept connections on `bound` until shutdown, handing each to `service`.
 pub async fn serve(bound: BoundListener, service: Service, ctx: AcceptContext) {
     let protocol = bound.protocol;
-    let label = [protocol.name()];
     let mut stop = ctx.shutdown.signal();
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -136,29 +172,59 @@ pub async fn serve(bound: BoundListener, service: Service, ctx: AcceptContext) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let permit = match ctx.limiter.try_acquire(peer.ip()) {
-            Ok(p) => p,
-            Err(refusal) => {
-                metrics().connections_refused_total.with_label_values(&[protocol.name(), refusal.reason()]).inc();
-                tracing::info!(protocol = protocol.name(), client = %peer.ip(), reason = refusal.reason(), "connection refused by limits");
-                let busy = service.busy_reply;
-                tokio::spawn(async move {
-                    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(busy)).await;
-                    let _ = stream.shutdown().await;
-                });
-                continue;
-            }
-        };
-        metrics().connections_total.with_label_values(&label).inc();
         let local = bound.local_addr;
-        let connection = Connection { stream, peer, local, protocol, shutdown: ctx.shutdown.signal(), permit };
-        let handler = service.handler.clone();
-        ctx.shutdown.spawn(async move {
-            let active = metrics().connections_active.with_label_values(&[protocol.name()]);
-            active.inc();
-            handler(connection).await;
-            active.dec();
+        let service = service.clone();
+        let ctx = ctx.clone();
+        // Handled off the accept loop: a slow balancer must not stall accepting.
+        tokio::spawn(async move {
+            let client = if ctx.proxy_from.iter().any(|net| net.contains(&peer.ip())) {
+                match tokio::time::timeout(PROXY_HEADER_TIMEOUT, read_proxy_header(&mut stream, peer)).await {
+                    Ok(Ok(client)) => client,
+                    Ok(Err(reason)) => return refuse(stream, protocol, peer, "proxy_header", &reason, b"").await,
+                    Err(_) => {
+                        return refuse(stream, protocol, peer, "proxy_header", "no PROXY header in time", b"").await;
+                    }
+                }
+            } else {
+                peer
+            };
+            let permit = match ctx.limiter.try_acquire(client.ip()) {
+                Ok(p) => p,
+                Err(refusal) => {
+                    let why = "connection limit reached";
+                    return refuse(stream, protocol, client, refusal.reason(), why, service.busy_reply).await;
+                }
+            };
+            metrics().connections_total.with_label_values(&[protocol.name()]).inc();
+            tracing::debug!(protocol = protocol.name(), client = %client, "connection accepted");
+            let connection =
+                Connection { stream, peer: client, local, protocol, shutdown: ctx.shutdown.signal(), permit };
+            let handler = service.handler.clone();
+            let tracked = ctx.shutdown.spawn(async move {
+                let active = metrics().connections_active.with_label_values(&[protocol.name()]);
+                active.inc();
+                handler(connection).await;
+                active.dec();
+            });
+            let _ = tracked.await;
         });
     }
     tracing::debug!(protocol = protocol.name(), addr = %bound.local_addr, "listener closed");
+}
+
+/// Log and count a refused connection, send the protocol's busy line if any, close.
+async fn refuse(
+    mut stream: TcpStream,
+    protocol: Protocol,
+    client: SocketAddr,
+    reason: &str,
+    detail: &str,
+    reply: &[u8],
+) {
+    metrics().connections_refused_total.with_label_values(&[protocol.name(), reason]).inc();
+    tracing::info!(protocol = protocol.name(), client = %client, reason, detail, "connection refused");
+    if !reply.is_empty() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(reply)).await;
+    }
+    let _ = stream.shutdown().await;
 }

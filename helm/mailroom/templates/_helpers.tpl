@@ -1,0 +1,135 @@
+{{/*
+Names and labels, the usual Helm way.
+*/}}
+{{- define "mailroom.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "mailroom.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "mailroom.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "mailroom.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mailroom.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "mailroom.labels" -}}
+helm.sh/chart: {{ include "mailroom.chart" . }}
+{{ include "mailroom.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "mailroom.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/*
+The port the container listens on for one protocol: the real port when the pod may bind
+low ports (sysctl mode), else the protocol's highPort, which the Service maps back.
+Call with (dict "root" $ "proto" $proto).
+*/}}
+{{- define "mailroom.containerPort" -}}
+{{- if eq .root.Values.lowPorts.mode "remap" }}{{ .proto.highPort }}{{ else }}{{ .proto.port }}{{ end }}
+{{- end }}
+
+{{/* Where Secrets are mounted; the env variables point into these. */}}
+{{- define "mailroom.accountsDir" -}}/run/secrets/mailroom/accounts{{- end }}
+{{- define "mailroom.relayDir" -}}/run/secrets/mailroom/relay{{- end }}
+{{- define "mailroom.tlsDir" -}}/run/secrets/mailroom/tls{{- end }}
+
+{{/* The TLS Secret to mount, if any. */}}
+{{- define "mailroom.tlsSecret" -}}
+{{- if .Values.tls.existingSecret }}{{ .Values.tls.existingSecret }}
+{{- else if .Values.tls.certManager.enabled }}{{ include "mailroom.fullname" . }}-tls
+{{- end }}
+{{- end }}
+
+{{/*
+Refuse value combinations that would deploy a broken or unsafe server.
+*/}}
+{{- define "mailroom.validate" -}}
+{{- if and .Values.proxyProtocol.enabled (empty .Values.proxyProtocol.from) }}
+{{- fail "proxyProtocol.enabled needs proxyProtocol.from: the load balancers' CIDRs (a PROXY header from anyone else is address spoofing)" }}
+{{- end }}
+{{- if and .Values.tls.certManager.enabled .Values.tls.existingSecret }}
+{{- fail "set either tls.certManager.enabled or tls.existingSecret, not both" }}
+{{- end }}
+{{- if and .Values.tls.certManager.enabled (empty .Values.tls.certManager.dnsNames) (empty .Values.mailroom.hostname) }}
+{{- fail "tls.certManager needs mailroom.hostname (or tls.certManager.dnsNames)" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Every MAILROOM_* variable the chart sets, as a dict: typed values first, then .Values.env,
+which wins. Rendered (sorted) into the ConfigMap.
+*/}}
+{{- define "mailroom.envDict" -}}
+{{- $v := .Values.mailroom }}
+{{- $env := dict "MAILROOM_DATA_DIR" "/data" }}
+{{- $typed := dict
+  "MAILROOM_HOSTNAME" $v.hostname
+  "MAILROOM_DOMAINS" (join "," $v.domains)
+  "MAILROOM_ACME" $v.acme
+  "MAILROOM_ACME_EMAIL" $v.acmeEmail
+  "MAILROOM_ACME_CHALLENGE" $v.acmeChallenge
+  "MAILROOM_DKIM_SELECTOR" $v.dkimSelector
+  "MAILROOM_PUBLIC_IPV4" $v.publicIPv4
+  "MAILROOM_PUBLIC_IPV6" $v.publicIPv6
+  "MAILROOM_MESSAGE_SIZE_LIMIT" $v.messageSizeLimit
+  "MAILROOM_RELAY_HOST" $v.relayHost
+  "MAILROOM_DNS_SERVERS" (join "," $v.dnsServers)
+  "MAILROOM_TRUSTED_NETWORKS" (join "," $v.trustedNetworks)
+  "MAILROOM_DNSBL" (join "," $v.dnsbl)
+  "MAILROOM_RSPAMD_URL" $v.rspamdUrl
+  "MAILROOM_CLAMD" $v.clamd
+  "MAILROOM_SCANNER_FAILURE" $v.scannerFailure
+  "MAILROOM_QUEUE_LIFETIME" $v.queueLifetime
+  "MAILROOM_LOG" $v.log
+  "MAILROOM_LOG_FORMAT" $v.logFormat
+}}
+{{- range $k, $val := $typed }}
+{{- if $val }}{{ $_ := set $env $k (toString $val) }}{{ end }}
+{{- end }}
+{{- range $name, $proto := .Values.protocols }}
+{{- $key := printf "MAILROOM_%s_LISTEN" (upper $name) }}
+{{- if $proto.enabled }}
+{{- $_ := set $env $key (printf ":%s" (include "mailroom.containerPort" (dict "root" $ "proto" $proto))) }}
+{{- else }}
+{{- $_ := set $env $key "off" }}
+{{- end }}
+{{- end }}
+{{- $_ := set $env "MAILROOM_METRICS_LISTEN" (printf ":%v" .Values.metrics.port) }}
+{{- if .Values.accounts.existingSecret }}
+{{- $_ := set $env "MAILROOM_ACCOUNTS_FILE" (printf "%s/%s" (include "mailroom.accountsDir" .) .Values.accounts.key) }}
+{{- end }}
+{{- if .Values.relay.existingSecret }}
+{{- $_ := set $env "MAILROOM_RELAY_USERNAME_FILE" (printf "%s/%s" (include "mailroom.relayDir" .) .Values.relay.usernameKey) }}
+{{- $_ := set $env "MAILROOM_RELAY_PASSWORD_FILE" (printf "%s/%s" (include "mailroom.relayDir" .) .Values.relay.passwordKey) }}
+{{- end }}
+{{- if include "mailroom.tlsSecret" . }}
+{{- $_ := set $env "MAILROOM_TLS_CERT_FILE" (printf "%s/tls.crt" (include "mailroom.tlsDir" .)) }}
+{{- $_ := set $env "MAILROOM_TLS_KEY_FILE" (printf "%s/tls.key" (include "mailroom.tlsDir" .)) }}
+{{- end }}
+{{- if .Values.proxyProtocol.enabled }}
+{{- $_ := set $env "MAILROOM_PROXY_PROTOCOL_FROM" (join "," .Values.proxyProtocol.from) }}
+{{- end }}
+{{- range $k, $val := .Values.env }}
+{{- $_ := set $env $k (toString $val) }}
+{{- end }}
+{{- toJson $env }}
+{{- end }}
