@@ -17,6 +17,7 @@ use crate::accounts::{self, Directory};
 use crate::config::{Config, LogFormat, Protocol};
 use crate::datadir::{DataDir, DataDirError};
 use crate::http::{self, Readiness};
+use crate::mailauth::{KeyError, Signers};
 use crate::net::{self, AcceptContext, BindError, BoundListener, ConnectionLimiter, Service, Shutdown};
 use crate::tls::{self, CertStore, TlsError};
 
@@ -35,6 +36,8 @@ pub enum StartError {
     SelfSigned(TlsError),
     #[error(transparent)]
     Bind(#[from] BindError),
+    #[error(transparent)]
+    Dkim(#[from] KeyError),
 }
 
 /// State every protocol shares. Cheap to clone (Arcs inside).
@@ -45,6 +48,7 @@ pub struct Shared {
     pub certs: Arc<CertStore>,
     pub readiness: Arc<Readiness>,
     pub shutdown: Shutdown,
+    pub signers: Arc<Signers>,
 }
 
 /// A started server: its bound addresses and the means to stop it.
@@ -102,8 +106,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             certs.set_default(loaded);
         }
     }
+    let signers = Arc::new(Signers::load(&data_dir.dkim(), &config.domains, config.dkim_selector.as_deref())?);
     let readiness = Readiness::new(certs.clone());
     let shared = Shared {
+        signers,
         config: Arc::new(config),
         directory: Arc::new(directory),
         certs: certs.clone(),
@@ -137,6 +143,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     readiness.set_listeners_bound();
     log_banner(&shared, &addresses, started);
+    log_dns_records(&shared.config);
+    let signers = shared.signers.clone();
+    let checker = crate::dns::spawn_periodic_check(shared.config.clone(), move || {
+        if let Err(e) = signers.reload() {
+            tracing::error!(error = %e, "cannot reload DKIM keys");
+        }
+    });
+    stop_with(&shared.shutdown, checker);
     Ok(Running { shared, addresses, _data_dir: data_dir })
 }
 
@@ -176,6 +190,19 @@ fn log_banner(shared: &Shared, addresses: &[(Protocol, SocketAddr)], started: In
     );
     if !c.trusted_networks.is_empty() {
         tracing::warn!(trusted_networks = %trusted, "MAILROOM_TRUSTED_NETWORKS is set: clients from these networks may relay without authentication");
+    }
+}
+
+/// The records to publish, logged at every start (also `mailroom dns`).
+fn log_dns_records(config: &Config) {
+    match crate::dns::key_ring(config) {
+        Ok(ring) => {
+            let zone = crate::dns::zone_fragment(&crate::dns::expected_records(config, &ring));
+            tracing::info!(
+                "DNS records to publish (`mailroom dns` prints them, `mailroom dns --check` checks them):\n{zone}"
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot compute the DNS records"),
     }
 }
 

@@ -30,10 +30,30 @@ enum Command {
     CheckConfig,
     /// Read a password (prompt on a TTY, else one line of stdin) and print an argon2id hash for MAILROOM_ACCOUNTS
     HashPassword,
+    /// Print the DNS records to publish (BIND zone fragment), or check them in live DNS
+    Dns {
+        /// Print JSON (unsplit TXT values) instead of a zone fragment
+        #[arg(long)]
+        json: bool,
+        /// Look every record up through MAILROOM_DNS_SERVERS and print ok / missing / wrong; exit 1 if a required one fails
+        #[arg(long)]
+        check: bool,
+    },
+    /// DKIM key management
+    Dkim {
+        #[command(subcommand)]
+        action: DkimAction,
+    },
     /// Exit 0 if the local /readyz answers 200 (the image's HEALTHCHECK; the image has no curl)
     Healthcheck,
     /// Print version and build information
     Version,
+}
+
+#[derive(Subcommand)]
+enum DkimAction {
+    /// Generate the next Ed25519 + RSA key pair for every domain and print their records; signing switches once `mailroom dns --check` sees them published
+    Rotate,
 }
 
 fn main() -> ExitCode {
@@ -43,6 +63,8 @@ fn main() -> ExitCode {
         Command::CheckConfig => check_config(),
         Command::HashPassword => hash_password(),
         Command::Healthcheck => healthcheck(),
+        Command::Dns { json, check } => dns(json, check),
+        Command::Dkim { action: DkimAction::Rotate } => dkim_rotate(),
         Command::Version => {
             println!("{}", version_line());
             ExitCode::SUCCESS
@@ -181,4 +203,77 @@ fn healthcheck() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn dns(json: bool, check: bool) -> ExitCode {
+    let (config, _) = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if check {
+        let outcome = runtime().block_on(mailroom::dns::run_check(&config));
+        return match outcome {
+            Ok((results, notes)) => {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&results).unwrap_or_default());
+                } else {
+                    print!("{}", mailroom::dns::format_results(&results));
+                    for n in notes {
+                        println!("note: {n}");
+                    }
+                }
+                if mailroom::dns::required_ok(&results) { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            }
+            Err(e) => {
+                eprintln!("mailroom: DNS check failed: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let ring = match mailroom::dns::key_ring(&config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mailroom: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let records = mailroom::dns::expected_records(&config, &ring);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&records).unwrap_or_default());
+    } else {
+        print!("{}", mailroom::dns::zone_fragment(&records));
+    }
+    ExitCode::SUCCESS
+}
+
+fn dkim_rotate() -> ExitCode {
+    let (config, _) = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let dkim_dir = config.data_dir.join("dkim");
+    for domain in &config.domains {
+        match mailroom::mailauth::keys::rotate(&dkim_dir, domain, config.dkim_selector.as_deref()) {
+            Ok(keys) => {
+                if let Some(pending) = &keys.pending {
+                    println!(
+                        "; {domain}: new DKIM keys {} — publish these, then run `mailroom dns --check`",
+                        pending.base
+                    );
+                    for key in &pending.keys {
+                        println!(
+                            "{}.\t3600\tIN\tTXT\t{}",
+                            key.dns_name(),
+                            mailroom::dns::records::split_txt(&key.dns_value())
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("mailroom: {domain}: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub imap_commands_total: IntCounterVec,
     pub imap_command_duration_seconds: HistogramVec,
     pub pop3_commands_total: IntCounterVec,
+    // DNS
+    pub dns_record_ok: IntGaugeVec,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
@@ -170,6 +172,11 @@ impl Metrics {
                 "mailroom_pop3_commands_total",
                 "POP3 commands by name and result.",
                 &["command", "result"],
+            ),
+            dns_record_ok: gauge_vec(
+                "mailroom_dns_record_ok",
+                "1 when the published DNS record matches what mailroom needs, by domain and record.",
+                &["domain", "record"],
             ),
             registry: r,
         };

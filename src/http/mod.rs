@@ -6,6 +6,8 @@
 //! HTTP/1.1 only, through hyper, on connections from our own listeners (so the
 //! connection limits and metrics apply).
 
+pub mod mta_sts;
+
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

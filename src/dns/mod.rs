@@ -1,0 +1,143 @@
+//! DNS: the resolver every lookup uses, the records an operator must publish
+//! (`mailroom dns`), and the live check of them (`mailroom dns --check`, and every
+//! 6 hours inside the server, exported as `mailroom_dns_record_ok`).
+//!
+//! The check also completes DKIM rotations: a pending key generation becomes the
+//! signing one as soon as both of its records are seen in DNS.
+
+pub mod check;
+pub mod interfaces;
+pub mod records;
+pub mod resolver;
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+pub use check::{CheckResult, Status};
+pub use records::{DnsRecord, public_addresses, records, zone_fragment};
+
+use crate::config::Config;
+use crate::mailauth::{KeyError, KeyRing, keys};
+use crate::metrics::metrics;
+
+/// How often the server re-checks its records.
+pub const CHECK_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+
+/// The key ring for printing records (generating keys on first use).
+pub fn key_ring(config: &Config) -> Result<KeyRing, KeyError> {
+    KeyRing::load_or_generate(&config.data_dir.join("dkim"), &config.domains, config.dkim_selector.as_deref())
+}
+
+/// The records for this configuration.
+pub fn expected_records(config: &Config, ring: &KeyRing) -> Vec<DnsRecord> {
+    records(config, ring, &crate::http::mta_sts::policy_id(config))
+}
+
+/// Run the check; promote pending DKIM generations whose records are all ok. Returns
+/// the results and the lines to print about rotations.
+pub async fn run_check(config: &Config) -> Result<(Vec<CheckResult>, Vec<String>), String> {
+    let ring = key_ring(config).map_err(|e| e.to_string())?;
+    let resolver = resolver::build(&config.dns_servers)?;
+    let expected = expected_records(config, &ring);
+    let addresses = public_addresses(config);
+    let results = check::check_all(&resolver, &expected, &config.hostname, &addresses).await;
+    let notes = complete_rotations(&config.data_dir.join("dkim"), &ring, &results);
+    for r in &results {
+        metrics()
+            .dns_record_ok
+            .with_label_values(&[r.record.domain.as_str(), r.record.kind.as_str()])
+            .set(i64::from(r.status == Status::Ok));
+    }
+    Ok((results, notes))
+}
+
+/// Promote pending DKIM keys that are published; report retired selectors whose
+/// records may now be deleted.
+fn complete_rotations(dkim_dir: &Path, ring: &KeyRing, results: &[CheckResult]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for dk in &ring.domains {
+        if let Some(pending) = &dk.pending {
+            let published = pending.keys.iter().all(|k| {
+                results.iter().any(|r| r.record.kind == format!("dkim:{}", k.selector) && r.status == Status::Ok)
+            });
+            if published {
+                match keys::promote_pending(dkim_dir, &dk.domain) {
+                    Ok(true) => notes.push(format!(
+                        "{}: new DKIM keys {} are published; signing switches to them now (old selector {} kept published for 7 more days)",
+                        dk.domain, pending.base, dk.active.base
+                    )),
+                    Ok(false) => {}
+                    Err(e) => notes.push(format!("{}: cannot switch DKIM keys: {e}", dk.domain)),
+                }
+            } else {
+                notes.push(format!("{}: DKIM keys {} are waiting for their DNS records", dk.domain, pending.base));
+            }
+        }
+        for (base, since) in &dk.retired {
+            let age = SystemTime::now().duration_since(*since).unwrap_or_default();
+            if age >= keys::RETIRED_RECORD_GRACE {
+                notes.push(format!(
+                    "{}: the DKIM records {base}e._domainkey and {base}r._domainkey are retired and safe to delete",
+                    dk.domain
+                ));
+            }
+        }
+    }
+    notes
+}
+
+/// One line per result, for the terminal.
+pub fn format_results(results: &[CheckResult]) -> String {
+    let mut out = String::new();
+    for r in results {
+        let need = if r.record.required { "" } else { " (recommended)" };
+        out.push_str(&format!("{:<8} {} {}{need}\n", r.status.word(), r.record.rtype, r.record.name));
+        if matches!(r.status, Status::Wrong | Status::Missing | Status::Error) {
+            out.push_str(&format!("         expected: {}\n", r.record.value));
+            if !r.found.is_empty() {
+                out.push_str(&format!("         found:    {}\n", r.found.join(" | ")));
+            }
+        }
+    }
+    out
+}
+
+/// True when every required record is ok.
+pub fn required_ok(results: &[CheckResult]) -> bool {
+    results.iter().all(|r| !r.record.required || r.status == Status::Ok)
+}
+
+/// Inside the server: check every [`CHECK_INTERVAL`] (first after a minute), log
+/// problems, export the gauge, and reload signers after a DKIM promotion.
+pub fn spawn_periodic_check(
+    config: std::sync::Arc<Config>,
+    on_promote: impl Fn() + Send + Sync + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        loop {
+            match run_check(&config).await {
+                Ok((results, notes)) => {
+                    let bad: Vec<String> = results
+                        .iter()
+                        .filter(|r| r.record.required && r.status != Status::Ok)
+                        .map(|r| format!("{} {} {}", r.status.word(), r.record.rtype, r.record.name))
+                        .collect();
+                    if bad.is_empty() {
+                        tracing::info!("DNS check: every required record is published");
+                    } else {
+                        tracing::warn!(problems = %bad.join("; "), "DNS check: required records are missing or wrong (see `mailroom dns --check`)");
+                    }
+                    for note in &notes {
+                        tracing::info!("{note}");
+                    }
+                    if notes.iter().any(|n| n.contains("signing switches")) {
+                        on_promote();
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "DNS check failed"),
+            }
+            tokio::time::sleep(CHECK_INTERVAL).await;
+        }
+    })
+}

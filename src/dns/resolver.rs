@@ -1,0 +1,72 @@
+//! The DNS resolver every lookup goes through (hickory, no NSS): the servers in
+//! `MAILROOM_DNS_SERVERS`, or the system's `/etc/resolv.conf`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::{RData, RecordType};
+use hickory_resolver::{Resolver, TokioResolver};
+
+/// The outcome of one lookup, normalised for comparison.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Record values in zone text form (TXT: the joined strings, unquoted).
+    Found(Vec<String>),
+    /// NXDOMAIN or no records of that type.
+    None,
+    /// The resolver failed (timeout, SERVFAIL): nothing can be concluded.
+    Error(String),
+}
+
+/// Build the resolver: `servers` when given, else the system configuration.
+pub fn build(servers: &[SocketAddr]) -> Result<TokioResolver, String> {
+    let mut builder = if servers.is_empty() {
+        Resolver::builder_tokio().map_err(|e| format!("cannot read the system resolver configuration: {e}"))?
+    } else {
+        let name_servers = servers
+            .iter()
+            .map(|s| {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = s.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = s.port();
+                NameServerConfig::new(s.ip(), true, vec![udp, tcp])
+            })
+            .collect();
+        Resolver::builder_with_config(
+            ResolverConfig::from_parts(None, vec![], name_servers),
+            TokioRuntimeProvider::default(),
+        )
+    };
+    let options = builder.options_mut();
+    options.timeout = Duration::from_secs(5);
+    options.attempts = 2;
+    builder.build().map_err(|e| format!("cannot build the DNS resolver: {e}"))
+}
+
+/// Look `name` up for `rtype` and render the answers.
+pub async fn lookup(resolver: &TokioResolver, name: &str, rtype: RecordType) -> Answer {
+    let fqdn = if name.ends_with('.') { name.to_string() } else { format!("{name}.") };
+    match resolver.lookup(fqdn.as_str(), rtype).await {
+        Ok(lookup) => {
+            let values: Vec<String> =
+                lookup.answers().iter().filter(|r| r.record_type() == rtype).map(|r| render(&r.data)).collect();
+            if values.is_empty() { Answer::None } else { Answer::Found(values) }
+        }
+        Err(e) if e.is_no_records_found() || e.is_nx_domain() => Answer::None,
+        Err(e) => Answer::Error(e.to_string()),
+    }
+}
+
+fn render(data: &RData) -> String {
+    match data {
+        RData::TXT(txt) => txt.txt_data.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect(),
+        RData::MX(mx) => format!("{} {}", mx.preference, mx.exchange.to_ascii().to_ascii_lowercase()),
+        RData::SRV(srv) => {
+            format!("{} {} {} {}", srv.priority, srv.weight, srv.port, srv.target.to_ascii().to_ascii_lowercase())
+        }
+        other => other.to_string().to_ascii_lowercase(),
+    }
+}

@@ -1,0 +1,64 @@
+//! Mail authentication: DKIM keys and signing for our outgoing mail (and, with the
+//! inbound-authentication issue, SPF/DKIM/DMARC/ARC verification of incoming mail).
+//!
+//! Keys are generated here and only here (`keys.rs`); `dns/` reads them to print and
+//! check the records; submission calls [`Signers::sign`].
+
+pub mod keys;
+pub mod sign;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+pub use keys::{DkimAlgorithm, DkimKey, DomainKeys, KeyError, KeyRing};
+pub use sign::{DomainSigner, SignError};
+
+/// The signers of every domain, swapped as a whole when a rotation is promoted.
+pub struct Signers {
+    dkim_dir: PathBuf,
+    domains: Vec<String>,
+    prefix: Option<String>,
+    current: RwLock<Arc<HashMap<String, DomainSigner>>>,
+}
+
+impl Signers {
+    /// Load (or generate) every domain's keys and build their signers.
+    pub fn load(dkim_dir: &Path, domains: &[String], prefix: Option<&str>) -> Result<Signers, KeyError> {
+        let signers = Signers {
+            dkim_dir: dkim_dir.to_path_buf(),
+            domains: domains.to_vec(),
+            prefix: prefix.map(str::to_string),
+            current: RwLock::new(Arc::new(HashMap::new())),
+        };
+        signers.reload()?;
+        Ok(signers)
+    }
+
+    /// Re-read the key ring (after `dkim rotate` + a DNS check promoted new keys).
+    pub fn reload(&self) -> Result<(), KeyError> {
+        let ring = KeyRing::load_or_generate(&self.dkim_dir, &self.domains, self.prefix.as_deref())?;
+        let mut map = HashMap::new();
+        for keys in &ring.domains {
+            match DomainSigner::new(keys) {
+                Ok(s) => {
+                    map.insert(keys.domain.clone(), s);
+                }
+                Err(e) => tracing::error!(domain = %keys.domain, error = %e, "DKIM signing disabled for this domain"),
+            }
+        }
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(map);
+        Ok(())
+    }
+
+    /// The DKIM-Signature headers for a message whose From domain is `domain`, or
+    /// `None` when the domain is not ours (we never sign for others).
+    pub fn sign(&self, domain: &str, message: &[u8]) -> Option<Result<String, SignError>> {
+        let map = self.current.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let domain = domain.to_ascii_lowercase();
+        let signer = map
+            .get(&domain)
+            .or_else(|| map.iter().find(|(d, _)| domain.ends_with(&format!(".{d}"))).map(|(_, s)| s))?;
+        Some(signer.sign(message))
+    }
+}

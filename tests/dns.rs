@@ -1,0 +1,265 @@
+//! DNS records: the zone fragment parses as a zone (dnspython), the DKIM record
+//! verifies what we sign (python `dkim`, a verifier we did not write), and
+//! `mailroom dns --check` against a real DNS server (dnsmasq) says ok / missing /
+//! wrong and exits 1 while a required record is missing.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn env_for(data: &std::path::Path) -> Vec<(String, String)> {
+    let mut env = base_env(data);
+    env.push(("MAILROOM_PUBLIC_IPV4".into(), "203.0.113.7".into()));
+    env.push(("MAILROOM_ACCOUNTS".into(), "alice@example.com:{PLAIN}secret".into()));
+    env
+}
+
+#[test]
+fn zone_fragment_parses_and_json_has_unsplit_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let env = env_for(tmp.path());
+    let out = run(&["dns"], &env, "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let zone = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "example.com.\t3600\tIN\tMX\t10 mx.example.com.",
+        "v=spf1 mx -all",
+        "_dmarc.example.com.",
+        "._domainkey.example.com.",
+        "_mta-sts.example.com.",
+        "_smtp._tls.example.com.",
+        "_submissions._tcp.example.com.",
+        "autoconfig.example.com.",
+        "7.113.0.203.in-addr.arpa.\t3600\tIN\tPTR\tmx.example.com.",
+    ] {
+        assert!(zone.contains(needle), "{needle} missing:\n{zone}");
+    }
+    // A second run prints the same keys (generated once).
+    let again = run(&["dns"], &env, "");
+    assert_eq!(zone, String::from_utf8(again.stdout).unwrap());
+
+    let json = run(&["dns", "--json"], &env, "");
+    let records: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let rsa = records.as_array().unwrap().iter().find(|r| r["value"].as_str().unwrap().contains("k=rsa")).unwrap();
+    assert!(rsa["value"].as_str().unwrap().len() > 255, "JSON values are unsplit");
+
+    if !have_tool("python3") {
+        return;
+    }
+    let script = r#"
+import sys, dns.zone
+text = sys.stdin.read()
+z = dns.zone.from_text(text, origin="example.com.", relativize=False, check_origin=False)
+n = sum(1 for _ in z.iterate_rdatas())
+assert n >= 15, n
+for name, ttl, rd in z.iterate_rdatas("TXT"):
+    if "k=rsa" in b"".join(rd.strings).decode():
+        assert all(len(s) <= 255 for s in rd.strings)
+print("ok", n)
+"#;
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(zone.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "dnspython: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Sign with our keys, verify with python's dkim against the records we print.
+#[test]
+fn published_dkim_records_verify_our_signatures() {
+    if !have_tool("python3") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let env = env_for(tmp.path());
+    let json = run(&["dns", "--json"], &env, "");
+    let records: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let signers =
+        mailroom::mailauth::Signers::load(&tmp.path().join("dkim"), &["example.com".to_string()], None).unwrap();
+    let body = "From: Alice <alice@example.com>\r\nTo: bob@example.org\r\nSubject: signed\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@example.com>\r\n\r\nHello,   world \r\n\r\n";
+    let headers = signers.sign("example.com", body.as_bytes()).unwrap().unwrap();
+    let signed = format!("{headers}{body}");
+    let dkim_records: serde_json::Map<String, serde_json::Value> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"].as_str().unwrap().starts_with("dkim:"))
+        .map(|r| (r["name"].as_str().unwrap().to_string(), r["value"].clone()))
+        .collect();
+    let script = r#"
+import sys, json, dkim
+records = json.loads(sys.argv[1])
+msg = sys.stdin.buffer.read()
+def dnsfunc(name, timeout=5):
+    name = name.decode() if isinstance(name, bytes) else name
+    v = records.get(name if name.endswith(".") else name + ".")
+    return v.encode() if v else None
+d = dkim.DKIM(msg)
+results = []
+for i in range(2):
+    results.append(d.verify(idx=i, dnsfunc=dnsfunc))
+print(results)
+assert all(results), results
+"#;
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(serde_json::Value::Object(dkim_records).to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(signed.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python dkim: {}{}\n{signed}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+struct Dnsmasq(Child);
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn txt_arg(name: &str, value: &str) -> String {
+    // dnsmasq separates character strings with commas (our values contain none).
+    let parts: Vec<String> = value.as_bytes().chunks(255).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+    format!("--txt-record={name},{}", parts.join(","))
+}
+
+fn dnsmasq(port: u16, extra: &[String]) -> Dnsmasq {
+    let mut cmd = Command::new("dnsmasq");
+    cmd.args([
+        "--no-daemon",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--listen-address=127.0.0.1",
+        "--user=root",
+    ])
+    .arg(format!("--port={port}"))
+    .args(extra)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let child = cmd.spawn().expect("dnsmasq");
+    std::thread::sleep(Duration::from_millis(300));
+    Dnsmasq(child)
+}
+
+#[test]
+fn check_reports_ok_missing_and_wrong() {
+    if !have_tool("dnsmasq") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut env = env_for(tmp.path());
+    env.push(("MAILROOM_DNS_SERVERS".into(), format!("127.0.0.1:{port}")));
+    let json = run(&["dns", "--json"], &env, "");
+    let records: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
+    let value =
+        |kind: &str| records.iter().find(|r| r["kind"] == kind).map(|r| r["value"].as_str().unwrap().to_string());
+    let name = |kind: &str| {
+        records
+            .iter()
+            .find(|r| r["kind"] == kind)
+            .map(|r| r["name"].as_str().unwrap().trim_end_matches('.').to_string())
+    };
+    let dkim: Vec<(String, String)> = records
+        .iter()
+        .filter(|r| r["kind"].as_str().unwrap().starts_with("dkim:"))
+        .map(|r| {
+            (r["name"].as_str().unwrap().trim_end_matches('.').to_string(), r["value"].as_str().unwrap().to_string())
+        })
+        .collect();
+
+    // Everything required published, SPF deliberately wrong.
+    let mut args = vec![
+        "--local=/example.com/".to_string(),
+        "--mx-host=example.com,mx.example.com,10".to_string(),
+        "--host-record=mx.example.com,203.0.113.7".to_string(),
+        txt_arg("example.com", "v=spf1 ip4:192.0.2.1 -all"),
+        txt_arg(&name("dmarc").unwrap(), &value("dmarc").unwrap()),
+    ];
+    for (n, v) in &dkim {
+        args.push(txt_arg(n, v));
+    }
+    let dns = dnsmasq(port, &args);
+    let out = run(&["dns", "--check"], &env, "");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "SPF is wrong: {text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("ok       MX example.com."), "{text}");
+    assert!(text.contains("ok       A mx.example.com."), "{text}");
+    assert!(text.contains("wrong    TXT example.com."), "{text}");
+    assert!(text.contains("found:    v=spf1 ip4:192.0.2.1 -all"), "{text}");
+    assert!(text.contains("missing  TXT _mta-sts.example.com. (recommended)"), "{text}");
+    drop(dns);
+
+    // Fix SPF: every required record is ok -> exit 0.
+    args[3] = txt_arg("example.com", "v=spf1 mx -all");
+    let _dns = dnsmasq(port, &args);
+    let out = run(&["dns", "--check"], &env, "");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("ok       TXT example.com."), "{text}");
+}
+
+/// `dkim rotate` makes a pending generation; `dns --check` promotes it once both of
+/// its records are published.
+#[test]
+fn rotation_switches_after_check_sees_new_records() {
+    if !have_tool("dnsmasq") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut env = env_for(tmp.path());
+    env.push(("MAILROOM_DNS_SERVERS".into(), format!("127.0.0.1:{port}")));
+    assert!(run(&["dns"], &env, "").status.success());
+    let rotated = run(&["dkim", "rotate"], &env, "");
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    let printed = String::from_utf8_lossy(&rotated.stdout).to_string();
+    assert!(printed.contains("._domainkey.example.com.") && printed.contains("k=ed25519"), "{printed}");
+    let records: Vec<serde_json::Value> = serde_json::from_slice(&run(&["dns", "--json"], &env, "").stdout).unwrap();
+    let pending: Vec<(String, String)> = records
+        .iter()
+        .filter(|r| r["kind"].as_str().unwrap().starts_with("dkim:") && !r["required"].as_bool().unwrap())
+        .map(|r| {
+            (r["name"].as_str().unwrap().trim_end_matches('.').to_string(), r["value"].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(pending.len(), 2, "{records:?}");
+    let mut args = vec!["--local=/example.com/".to_string()];
+    for (n, v) in &pending {
+        args.push(txt_arg(n, v));
+    }
+    let _dns = dnsmasq(port, &args);
+    let out = run(&["dns", "--check"], &env, "");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("signing switches to them now"), "{text}");
+    let state = std::fs::read_to_string(tmp.path().join("dkim/example.com/state")).unwrap();
+    assert!(state.contains("retired ") && !state.contains("pending "), "{state}");
+}
