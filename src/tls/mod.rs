@@ -7,7 +7,7 @@
 //! without rebuilding configs or restarting anything. Only TLS 1.2 and 1.3 are
 //! offered (rustls supports nothing older), with the ring provider.
 
-mod files;
+pub mod files;
 mod selfsigned;
 mod store;
 
@@ -72,3 +72,6 @@ pub fn acceptor(store: &Arc<CertStore>) -> tokio_rustls::TlsAcceptor {
 pub fn install_default_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+
+#[cfg(test)]
+mod tests;
