@@ -19,6 +19,8 @@ use crate::datadir::{DataDir, DataDirError};
 use crate::http::{self, Readiness};
 use crate::mailauth::{KeyError, Signers};
 use crate::net::{self, AcceptContext, BindError, BoundListener, ConnectionLimiter, Service, Shutdown};
+use crate::smtp::{self, AnyDomainExists, SenderDomainCheck, SmtpContext, SmtpLimits, SmtpMode};
+use crate::store::{MailboxOwner, Store, StoreError};
 use crate::tls::{self, CertStore, TlsError};
 
 /// How long shutdown waits for sessions to finish.
@@ -38,6 +40,8 @@ pub enum StartError {
     Bind(#[from] BindError),
     #[error(transparent)]
     Dkim(#[from] KeyError),
+    #[error("mail store: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// State every protocol shares. Cheap to clone (Arcs inside).
@@ -49,6 +53,7 @@ pub struct Shared {
     pub readiness: Arc<Readiness>,
     pub shutdown: Shutdown,
     pub signers: Arc<Signers>,
+    pub store: Store,
 }
 
 /// A started server: its bound addresses and the means to stop it.
@@ -107,9 +112,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     }
     let signers = Arc::new(Signers::load(&data_dir.dkim(), &config.domains, config.dkim_selector.as_deref())?);
+    let store = Store::open(data_dir.root(), &config.hostname)?;
+    for account in directory.accounts() {
+        let owner = MailboxOwner { local: account.address.local.clone(), domain: account.address.domain.clone() };
+        store.ensure_account(&owner).await?;
+    }
     let readiness = Readiness::new(certs.clone());
     let shared = Shared {
         signers,
+        store,
         config: Arc::new(config),
         directory: Arc::new(directory),
         certs: certs.clone(),
@@ -156,7 +167,48 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
 /// The service for each protocol that exists. Protocol issues add theirs here.
 fn services(shared: &Shared) -> Vec<(Protocol, Service)> {
-    vec![(Protocol::Metrics, http::metrics_service(shared.readiness.clone()))]
+    vec![
+        (Protocol::Metrics, http::metrics_service(shared.readiness.clone())),
+        (Protocol::Smtp, smtp_service(shared, SmtpMode::Mx)),
+        (Protocol::Lmtp, smtp_service(shared, SmtpMode::Lmtp)),
+    ]
+}
+
+/// Port 25 (MX) or LMTP, sharing one session implementation.
+fn smtp_service(shared: &Shared, mode: SmtpMode) -> Service {
+    let config = &shared.config;
+    let sender_domains: Arc<dyn SenderDomainCheck> = match (mode, crate::dns::resolver::build(&config.dns_servers)) {
+        // LMTP sits behind an MTA that already judged the sender.
+        (SmtpMode::Lmtp, _) => Arc::new(AnyDomainExists),
+        (_, Ok(resolver)) => Arc::new(smtp::sender_dns::DnsSenderDomains::new(resolver)),
+        (_, Err(e)) => {
+            tracing::warn!(error = %e, "no DNS resolver: sender domains are not checked");
+            Arc::new(AnyDomainExists)
+        }
+    };
+    let limits = SmtpLimits { max_message_size: config.message_size_limit, ..SmtpLimits::default() };
+    let ctx = Arc::new(SmtpContext {
+        hostname: config.hostname.clone(),
+        directory: shared.directory.clone(),
+        store: shared.store.clone(),
+        tls: Some(tls::acceptor(&shared.certs)),
+        limits,
+        trusted_networks: config.trusted_networks.clone(),
+        sender_domains,
+        spool_dir: config.data_dir.join("state").join("spool"),
+        mode,
+    });
+    Service {
+        handler: Arc::new(move |conn: net::Connection| -> net::BoxFuture {
+            let ctx = ctx.clone();
+            Box::pin(async move {
+                // The permit lives as long as the session: it is the connection's slot.
+                let _permit = conn.permit;
+                smtp::serve_connection(ctx, conn.stream, conn.peer, conn.shutdown).await;
+            })
+        }),
+        busy_reply: b"421 4.7.0 Too many connections, try again later\r\n",
+    }
 }
 
 /// Abort a background task when shutdown begins.

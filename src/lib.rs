@@ -10,5 +10,7 @@ pub mod http;
 pub mod mailauth;
 pub mod metrics;
 pub mod net;
+pub mod smtp;
+pub mod store;
 pub mod tls;
 pub mod units;

@@ -1,0 +1,31 @@
+//! The SMTP server side: MX sessions on port 25 and LMTP (RFC 2033) for use behind another
+//! MTA; submission (issue 7) will reuse the same session with AUTH.
+//!
+//! Split by stage so "why was this refused" has one obvious file:
+//! - `command`: one command line -> [`Command`] or a syntax reply (pure parser);
+//! - `reply`: replies with enhanced status codes, multi-line rendering;
+//! - `framing`: finding complete command lines, the 2,048-octet limit;
+//! - `data`: DATA and BDAT content decoding (dot-unstuffing, the anti-smuggling rule);
+//! - `session`: the state machine deciding every reply, over a [`Policy`];
+//! - `policy`: the server's policy (accounts directory, quota, trusted networks, DNS);
+//! - `sender_dns`: the hickory-backed sender domain check;
+//! - `deliver`: spooling, trace headers, durable delivery into the store;
+//! - `server`: the connection loop (sockets, timeouts, STARTTLS, pipelining).
+//!
+//! Entry point: [`serve_connection`] with an [`SmtpContext`].
+
+pub mod command;
+pub mod data;
+pub mod deliver;
+pub mod framing;
+pub mod policy;
+pub mod reply;
+pub mod sender_dns;
+pub mod server;
+pub mod session;
+
+pub use command::{Command, CommandError, parse_command};
+pub use policy::{AnyDomainExists, DirectoryPolicy, DomainFuture, DomainStatus, SenderDomainCheck, StaticDomains};
+pub use reply::Reply;
+pub use server::{SmtpContext, serve_connection};
+pub use session::{Policy, Session, SessionState, SmtpLimits, SmtpMode};

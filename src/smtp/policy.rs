@@ -1,0 +1,170 @@
+//! Who may send to whom: the server's [`Policy`] built on the accounts directory, the
+//! store's quota counters, `MAILROOM_TRUSTED_NETWORKS` and a sender-domain DNS check.
+//!
+//! Recipient decisions go through `accounts::Directory::resolve` only (architecture.md:
+//! alias resolution lives in `accounts/`): ours -> accept; our domain but nobody -> 550
+//! 5.1.1; not ours -> relaying, which an unauthenticated client outside the trusted
+//! networks never gets (554 5.7.1). Since the outbound queue does not exist yet (issue 7),
+//! a recipient that needs a *remote* copy (relaying, or an alias with a remote target) is
+//! answered 451 4.3.0: the sending MTA keeps the message and retries, nothing is lost and
+//! nothing is silently dropped.
+//!
+//! Sender domains are checked like Postfix's `reject_unknown_sender_domain`: no MX/A/AAAA
+//! -> 550 5.1.8, resolver trouble -> 450 4.1.8 (never 5xx on a DNS hiccup). The lookup is
+//! behind [`SenderDomainCheck`] so the lead wires hickory and tests use a table.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use crate::accounts::{Address, Directory, Recipient};
+use crate::store::{MailboxOwner, Store};
+
+use super::command::Mailbox;
+use super::session::{ClientInfo, Policy, RecipientVerdict, SenderVerdict, SmtpMode};
+
+/// The result of looking a sender domain up in DNS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DomainStatus {
+    /// It has an MX, A or AAAA record (or a null MX: mail *from* it is still plausible).
+    Exists,
+    /// NXDOMAIN or no usable record.
+    NotFound,
+    /// Timeout, SERVFAIL, no resolver: we cannot tell.
+    LookupFailed,
+}
+
+/// A boxed future, so the check can be a trait object (`Arc<dyn SenderDomainCheck>`).
+pub type DomainFuture<'a> = Pin<Box<dyn Future<Output = DomainStatus> + Send + 'a>>;
+
+/// Does this sender domain exist? Implemented with hickory by the lead (`dns/`).
+pub trait SenderDomainCheck: Send + Sync {
+    fn check<'a>(&'a self, domain: &'a str) -> DomainFuture<'a>;
+}
+
+/// Every domain exists: for LMTP (the MTA in front already checked) and tests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AnyDomainExists;
+
+impl SenderDomainCheck for AnyDomainExists {
+    fn check<'a>(&'a self, _domain: &'a str) -> DomainFuture<'a> {
+        Box::pin(async { DomainStatus::Exists })
+    }
+}
+
+/// A fixed answer table (tests, and a fallback when DNS is not configured).
+#[derive(Debug, Clone, Default)]
+pub struct StaticDomains {
+    pub not_found: Vec<String>,
+    pub failing: Vec<String>,
+}
+
+impl SenderDomainCheck for StaticDomains {
+    fn check<'a>(&'a self, domain: &'a str) -> DomainFuture<'a> {
+        let status = if self.not_found.iter().any(|d| d == domain) {
+            DomainStatus::NotFound
+        } else if self.failing.iter().any(|d| d == domain) {
+            DomainStatus::LookupFailed
+        } else {
+            DomainStatus::Exists
+        };
+        Box::pin(async move { status })
+    }
+}
+
+/// The policy of one server (shared by its sessions).
+#[derive(Clone)]
+pub struct DirectoryPolicy {
+    pub directory: Arc<Directory>,
+    pub store: Store,
+    pub trusted_networks: Vec<IpNet>,
+    pub sender_domains: Arc<dyn SenderDomainCheck>,
+    pub mode: SmtpMode,
+}
+
+impl DirectoryPolicy {
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted_networks.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Is the mailbox of this account over its quota (cheap: the store keeps counters)?
+    fn over_quota(&self, mailbox: &Address) -> bool {
+        let Some(quota) = self.directory.account(mailbox).and_then(|a| a.quota) else {
+            return false;
+        };
+        let owner = MailboxOwner::new(mailbox.local.clone(), mailbox.domain.clone());
+        self.store.quota_usage(&owner) >= quota
+    }
+}
+
+impl Policy for DirectoryPolicy {
+    fn check_sender(&self, client: &ClientInfo, sender: &Mailbox) -> impl Future<Output = SenderVerdict> + Send {
+        let skip = self.mode == SmtpMode::Lmtp
+            || client.authenticated.is_some()
+            || self.is_trusted(client.ip)
+            || self.directory.is_local_domain(&sender.address.domain);
+        let domain = sender.address.domain.clone();
+        let check = self.sender_domains.clone();
+        async move {
+            if skip {
+                return SenderVerdict::Accept;
+            }
+            match check.check(&domain).await {
+                DomainStatus::Exists => SenderVerdict::Accept,
+                DomainStatus::NotFound => SenderVerdict::UnknownDomain,
+                DomainStatus::LookupFailed => SenderVerdict::TempFail,
+            }
+        }
+    }
+
+    fn check_recipient(
+        &self,
+        client: &ClientInfo,
+        recipient: &Address,
+    ) -> impl Future<Output = RecipientVerdict> + Send {
+        let verdict = self.recipient_verdict(client, recipient);
+        async move { verdict }
+    }
+}
+
+impl DirectoryPolicy {
+    /// The recipient decision (synchronous: the directory and quota counters are in memory).
+    pub fn recipient_verdict(&self, client: &ClientInfo, recipient: &Address) -> RecipientVerdict {
+        if !self.directory.is_local_domain(&recipient.domain) {
+            let may_relay = client.authenticated.is_some() || self.is_trusted(client.ip);
+            return if may_relay { RecipientVerdict::TempFail(NO_QUEUE) } else { RecipientVerdict::RelayDenied };
+        }
+        let targets = self.directory.resolve(recipient);
+        if targets.is_empty() {
+            return RecipientVerdict::Unknown;
+        }
+        let mut mailboxes = Vec::new();
+        let mut forwards = Vec::new();
+        for t in targets {
+            match t {
+                Recipient::Mailbox(a) => mailboxes.push(a),
+                Recipient::Forward(a) => forwards.push(a),
+            }
+        }
+        if !forwards.is_empty() {
+            return RecipientVerdict::TempFail(NO_QUEUE);
+        }
+        // An alias with several mailboxes still delivers to those with room; only when
+        // every one is full does the sender hear 452 and retry later.
+        let total = mailboxes.len();
+        mailboxes.retain(|m| !self.over_quota(m));
+        if mailboxes.len() < total {
+            tracing::info!(recipient = %recipient, full = total - mailboxes.len(), "mailbox over quota");
+        }
+        if mailboxes.is_empty() {
+            return RecipientVerdict::OverQuota;
+        }
+        RecipientVerdict::Accept { mailboxes, forwards }
+    }
+}
+
+/// Reply text while remote delivery (the queue, issue 7) does not exist.
+const NO_QUEUE: &str = "Forwarding to remote addresses is not available yet, try again later";

@@ -1,0 +1,566 @@
+//! One SMTP/LMTP connection from banner to close: buffered reads, line framing,
+//! pipelined replies, DATA/BDAT content, STARTTLS, timeouts, shutdown, delivery.
+//!
+//! The loop is mini-redis's `Handler::run`: check for a complete frame in the buffer,
+//! otherwise flush pending replies and read more (with the per-command timeout, watching
+//! the shutdown signal). Replies are flushed only when we are about to wait for the
+//! client, which is exactly RFC 2920's rule for PIPELINING.
+//!
+//! STARTTLS (RFC 3207): after `220` is flushed, every byte the client sent in plaintext
+//! after the STARTTLS line is thrown away before the handshake, and the session forgets
+//! the greeting and transaction. That closes the command-injection hole of
+//! CVE-2011-0411 (`STARTTLS\r\nRSET\r\n` in one packet must not run RSET over TLS).
+//!
+//! Every decision is the session's (`session.rs`); this file only moves bytes and calls
+//! the store. Log lines of a transaction carry its message id (span field `msgid`).
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use ipnet::IpNet;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::accounts::Directory;
+use crate::metrics::metrics;
+use crate::store::Store;
+
+use super::command::{Command, ReversePath, parse_command};
+use super::data::{ChunkDecoder, DataDecoder};
+use super::deliver::{Spool, TraceInfo, deliver_message, protocol_keyword};
+use super::framing::{Frame, LineFramer};
+use super::policy::{DirectoryPolicy, SenderDomainCheck};
+use super::reply::{Enhanced, Reply};
+use super::session::{
+    Action, ClientInfo, EndOfMessage, Session, SessionConfig, SessionState, SmtpLimits, SmtpMode, TlsInfo,
+};
+
+/// Everything a listener's sessions share. Built once by `app.rs`.
+pub struct SmtpContext {
+    pub hostname: String,
+    pub directory: Arc<Directory>,
+    pub store: Store,
+    /// `None`: STARTTLS is not offered.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub limits: SmtpLimits,
+    pub trusted_networks: Vec<IpNet>,
+    pub sender_domains: Arc<dyn SenderDomainCheck>,
+    /// `<data>/state/spool`: large messages while they arrive.
+    pub spool_dir: PathBuf,
+    pub mode: SmtpMode,
+}
+
+/// Serve one accepted connection until QUIT, error, timeout or shutdown.
+pub async fn serve_connection(
+    ctx: Arc<SmtpContext>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
+    let service = service_name(ctx.mode);
+    let span = tracing::info_span!("smtp", service, client = %peer.ip());
+    let active = metrics().smtp_sessions_active.with_label_values(&[service]);
+    active.inc();
+    let mut conn = Connection::new(ctx, stream, peer, shutdown, span.clone());
+    match conn.run().instrument(span.clone()).await {
+        Ok(()) => {}
+        Err(e) => span.in_scope(|| tracing::debug!(error = %e, "connection ended with an error")),
+    }
+    let _ = conn.stream.shutdown().await;
+    active.dec();
+}
+
+fn service_name(mode: SmtpMode) -> &'static str {
+    match mode {
+        SmtpMode::Mx => "smtp",
+        SmtpMode::Lmtp => "lmtp",
+    }
+}
+
+/// Plain TCP until STARTTLS, TLS after.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// Only during the handshake (the TCP stream is moved into the acceptor).
+    Closed,
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Closed => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// Outcome of waiting for client bytes.
+enum Fill {
+    Data,
+    Eof,
+    Timeout,
+    Shutdown,
+}
+
+/// Content of a BDAT transaction in progress.
+struct Chunks {
+    decoder: ChunkDecoder,
+    spool: Spool,
+}
+
+struct Connection {
+    ctx: Arc<SmtpContext>,
+    policy: DirectoryPolicy,
+    session: Session,
+    stream: Stream,
+    buf: BytesMut,
+    out: Vec<u8>,
+    framer: LineFramer,
+    shutdown: watch::Receiver<bool>,
+    span: tracing::Span,
+    /// The span of the current transaction (`msgid` field), keyed by its id.
+    tx_span: Option<(String, tracing::Span)>,
+    chunks: Option<Chunks>,
+}
+
+/// How much we ask the socket for at a time.
+const READ_SIZE: usize = 64 * 1024;
+
+impl Connection {
+    fn new(
+        ctx: Arc<SmtpContext>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        shutdown: watch::Receiver<bool>,
+        span: tracing::Span,
+    ) -> Connection {
+        let config = SessionConfig {
+            hostname: ctx.hostname.clone(),
+            primary_domain: ctx.directory.domains().first().cloned().unwrap_or_else(|| ctx.hostname.clone()),
+            mode: ctx.mode,
+            limits: ctx.limits.clone(),
+            tls_available: ctx.tls.is_some(),
+        };
+        let client = ClientInfo { ip: peer.ip(), helo: None, tls: None, authenticated: None };
+        let policy = DirectoryPolicy {
+            directory: ctx.directory.clone(),
+            store: ctx.store.clone(),
+            trusted_networks: ctx.trusted_networks.clone(),
+            sender_domains: ctx.sender_domains.clone(),
+            mode: ctx.mode,
+        };
+        let framer = LineFramer::new(ctx.limits.max_line);
+        Connection {
+            ctx,
+            policy,
+            session: Session::new(config, client),
+            stream: Stream::Plain(stream),
+            buf: BytesMut::with_capacity(READ_SIZE),
+            out: Vec::with_capacity(4096),
+            framer,
+            shutdown,
+            span,
+            tx_span: None,
+            chunks: None,
+        }
+    }
+
+    fn service(&self) -> &'static str {
+        service_name(self.ctx.mode)
+    }
+
+    /// The span for log lines now: the transaction's if one is open.
+    fn current_span(&mut self) -> tracing::Span {
+        match self.session.message_id() {
+            None => self.span.clone(),
+            Some(id) => {
+                if self.tx_span.as_ref().map(|(i, _)| i.as_str()) != Some(id) {
+                    let s = tracing::info_span!(parent: &self.span, "tx", msgid = %id);
+                    self.tx_span = Some((id.to_string(), s));
+                }
+                match &self.tx_span {
+                    Some((_, s)) => s.clone(),
+                    None => self.span.clone(),
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, replies: &[Reply]) {
+        for r in replies {
+            r.render_into(&mut self.out);
+        }
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.stream.flush().await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Flush replies, then wait for more bytes.
+    async fn fill(&mut self, timeout: Duration, watch_shutdown: bool) -> io::Result<Fill> {
+        self.flush().await?;
+        if watch_shutdown && *self.shutdown.borrow() {
+            return Ok(Fill::Shutdown);
+        }
+        self.buf.reserve(READ_SIZE);
+        let read = tokio::time::timeout(timeout, self.stream.read_buf(&mut self.buf));
+        let result = if watch_shutdown {
+            tokio::select! {
+                r = read => r,
+                _ = self.shutdown.changed() => return Ok(Fill::Shutdown),
+            }
+        } else {
+            read.await
+        };
+        match result {
+            Err(_) => Ok(Fill::Timeout),
+            Ok(Ok(0)) => Ok(Fill::Eof),
+            Ok(Ok(_)) => Ok(Fill::Data),
+            Ok(Err(e)) => Err(e),
+        }
+    }
+
+    async fn run(&mut self) -> io::Result<()> {
+        tracing::debug!("connected");
+        let banner = self.session.banner();
+        self.push(&[banner]);
+        loop {
+            let (replies, action) = match self.framer.check(&self.buf) {
+                Frame::Line(n) => {
+                    let line = self.buf.split_to(n);
+                    self.command(&line).await
+                }
+                Frame::Discard(n) => {
+                    self.buf.advance(n);
+                    continue;
+                }
+                Frame::TooLong(n) => {
+                    self.buf.advance(n);
+                    self.session.line_too_long()
+                }
+                Frame::Incomplete => match self.fill(self.ctx.limits.command_timeout, true).await? {
+                    Fill::Data => continue,
+                    Fill::Eof => {
+                        tracing::debug!("client closed the connection");
+                        return Ok(());
+                    }
+                    Fill::Timeout => self.session.timeout(),
+                    Fill::Shutdown => self.session.shutdown(),
+                },
+            };
+            self.log_refusals(&replies);
+            self.push(&replies);
+            if self.session.state() != SessionState::Chunking {
+                self.chunks = None;
+            }
+            if !self.act(action).await? {
+                self.flush().await?;
+                return Ok(());
+            }
+        }
+    }
+
+    /// Parse and handle one command line; count recipients in metrics.
+    async fn command(&mut self, line: &[u8]) -> (Vec<Reply>, Action) {
+        let cmd = match parse_command(line) {
+            Ok(c) => c,
+            Err(e) => return self.session.parse_error(&e),
+        };
+        let is_rcpt = matches!(cmd, Command::Rcpt(_));
+        let verb = cmd.verb();
+        let span = self.current_span();
+        let (replies, action) = self.session.handle(cmd, &self.policy).instrument(span).await;
+        if is_rcpt && let Some(r) = replies.first() {
+            let outcome = rcpt_outcome(r);
+            metrics().smtp_recipients_total.with_label_values(&[self.service(), outcome]).inc();
+        }
+        if verb == "MAIL" && replies.first().is_some_and(Reply::is_positive) {
+            let span = self.current_span();
+            span.in_scope(|| tracing::debug!(line = %String::from_utf8_lossy(line).trim_end(), "transaction started"));
+        }
+        (replies, action)
+    }
+
+    /// One log line per refusal, with the reply (its reason).
+    fn log_refusals(&mut self, replies: &[Reply]) {
+        if !replies.iter().any(Reply::is_error) {
+            return;
+        }
+        let span = self.current_span();
+        let _enter = span.enter();
+        for r in replies.iter().filter(|r| r.is_error()) {
+            tracing::info!(reply = %r.to_string().trim_end(), "refused");
+        }
+    }
+
+    /// Carry out the session's action; `false` = close the connection.
+    async fn act(&mut self, action: Action) -> io::Result<bool> {
+        match action {
+            Action::Continue => Ok(true),
+            Action::Close => Ok(false),
+            Action::StartTls => self.start_tls().await,
+            Action::ReadData => self.read_data().await,
+            Action::ReadChunk { size, last, accepted } => self.read_chunk(size, last, accepted).await,
+        }
+    }
+
+    async fn start_tls(&mut self) -> io::Result<bool> {
+        self.flush().await?;
+        // CVE-2011-0411: nothing the client pipelined in plaintext survives.
+        self.buf.clear();
+        self.framer.reset();
+        let Some(acceptor) = self.ctx.tls.clone() else {
+            return Ok(false);
+        };
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
+            return Ok(false);
+        };
+        let handshake = tokio::time::timeout(self.ctx.limits.command_timeout, acceptor.accept(tcp)).await;
+        let tls = match handshake {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                metrics().tls_handshake_failures_total.with_label_values(&[self.service()]).inc();
+                tracing::info!(error = %e, "TLS handshake failed");
+                return Ok(false);
+            }
+            Err(_) => {
+                metrics().tls_handshake_failures_total.with_label_values(&[self.service()]).inc();
+                tracing::info!("TLS handshake timed out");
+                return Ok(false);
+            }
+        };
+        let (_, conn) = tls.get_ref();
+        let version = match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+            Some(v) => format!("{v:?}"),
+            None => "unknown".to_string(),
+        };
+        let cipher =
+            conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_else(|| "unknown".into());
+        tracing::debug!(version = %version, cipher = %cipher, "TLS started");
+        self.stream = Stream::Tls(Box::new(tls));
+        self.session.tls_started(TlsInfo { version, cipher });
+        Ok(true)
+    }
+
+    async fn read_data(&mut self) -> io::Result<bool> {
+        let id = self.session.message_id().unwrap_or("unknown").to_string();
+        let mut decoder = DataDecoder::new(self.ctx.limits.max_message_size);
+        let mut spool = Spool::new(&self.ctx.spool_dir, &id);
+        let mut piece = Vec::with_capacity(READ_SIZE);
+        loop {
+            if !self.buf.is_empty() {
+                piece.clear();
+                let p = decoder.feed(&self.buf, &mut piece);
+                spool.write(&piece).await;
+                self.buf.advance(p.consumed);
+                if p.done {
+                    break;
+                }
+            }
+            match self.fill(self.ctx.limits.data_timeout, false).await? {
+                Fill::Data => {}
+                Fill::Eof | Fill::Shutdown => {
+                    tracing::info!(msgid = %id, "client disconnected during DATA");
+                    return Ok(false);
+                }
+                Fill::Timeout => {
+                    let (r, _) = self.session.timeout();
+                    self.push(&r);
+                    return Ok(false);
+                }
+            }
+        }
+        self.end_of_message(decoder.size(), decoder.exceeded(), spool).await
+    }
+
+    async fn read_chunk(&mut self, size: u64, last: bool, accepted: bool) -> io::Result<bool> {
+        if accepted && self.chunks.is_none() {
+            let id = self.session.message_id().unwrap_or("unknown").to_string();
+            self.chunks = Some(Chunks {
+                decoder: ChunkDecoder::new(self.ctx.limits.max_message_size),
+                spool: Spool::new(&self.ctx.spool_dir, &id),
+            });
+        }
+        let mut remaining = size;
+        let mut piece = Vec::with_capacity(READ_SIZE);
+        while remaining > 0 {
+            if self.buf.is_empty() {
+                match self.fill(self.ctx.limits.data_timeout, false).await? {
+                    Fill::Data => {}
+                    Fill::Eof | Fill::Shutdown => return Ok(false),
+                    Fill::Timeout => {
+                        let (r, _) = self.session.timeout();
+                        self.push(&r);
+                        return Ok(false);
+                    }
+                }
+            }
+            let take = remaining.min(self.buf.len() as u64) as usize;
+            let bytes = self.buf.split_to(take);
+            remaining -= take as u64;
+            if accepted && let Some(c) = self.chunks.as_mut() {
+                piece.clear();
+                c.decoder.feed(&bytes, &mut piece);
+                c.spool.write(&piece).await;
+            }
+        }
+        if !accepted {
+            let (r, a) = self.session.chunk_refused();
+            self.log_refusals(&r);
+            self.push(&r);
+            return Ok(a != Action::Close);
+        }
+        if !last {
+            let (r, _) = self.session.chunk_received(size);
+            self.push(&r);
+            return Ok(true);
+        }
+        let Some(mut chunks) = self.chunks.take() else {
+            return Ok(true);
+        };
+        piece.clear();
+        chunks.decoder.finish(&mut piece);
+        chunks.spool.write(&piece).await;
+        self.end_of_message(chunks.decoder.size(), chunks.decoder.exceeded(), chunks.spool).await
+    }
+
+    /// The message content is complete: refuse it or deliver it, then reply.
+    async fn end_of_message(&mut self, size: u64, exceeded: bool, spool: Spool) -> io::Result<bool> {
+        let span = self.current_span();
+        let service = self.service();
+        let envelope = match self.session.end_of_message(size, exceeded) {
+            EndOfMessage::Refuse(replies) => {
+                span.in_scope(|| tracing::info!(size, "message refused: too big"));
+                metrics().smtp_messages_refused_total.with_label_values(&[service, "size"]).inc();
+                self.push(&replies);
+                return Ok(!replies.iter().any(|r| r.code == 421));
+            }
+            EndOfMessage::Deliver(env) => env,
+        };
+        let started = Instant::now();
+        let outcomes = match spool.finish().await {
+            Err(e) => {
+                span.in_scope(|| tracing::error!(error = %e, "spooling the message failed"));
+                let r = Reply::new(451, (4, 3, 0), "Error: cannot store the message now, try again later");
+                vec![Err(r); envelope.recipients.len()]
+            }
+            Ok(message) => {
+                let client = self.session.client().clone();
+                let protocol = protocol_keyword(
+                    self.ctx.mode == SmtpMode::Lmtp,
+                    self.session.is_esmtp(),
+                    envelope.smtputf8,
+                    client.tls.is_some(),
+                    client.authenticated.is_some(),
+                );
+                let trace = TraceInfo {
+                    hostname: &self.ctx.hostname,
+                    client: &client,
+                    protocol,
+                    date: chrono::Utc::now().to_rfc2822(),
+                };
+                deliver_message(&self.ctx.store, &envelope, &message.body, &trace).instrument(span.clone()).await
+            }
+        };
+        let (replies, action) = self.session.delivered(&envelope, &outcomes);
+        let accepted = outcomes.iter().filter(|o| o.is_ok()).count();
+        let _enter = span.enter();
+        if accepted > 0 {
+            metrics().delivery_duration_seconds.observe(started.elapsed().as_secs_f64());
+            metrics().smtp_messages_received_total.with_label_values(&[service]).inc();
+            metrics().smtp_received_bytes_total.inc_by(size);
+            let from = match &envelope.sender {
+                ReversePath::Null => String::new(),
+                ReversePath::Mailbox(m) => m.address.to_string(),
+            };
+            let rcpts: Vec<String> = envelope.recipients.iter().map(|r| r.address.to_string()).collect();
+            let client = self.session.client();
+            tracing::info!(
+                client = %client.ip,
+                helo = client.helo.as_deref().unwrap_or(""),
+                from = %from,
+                recipients = %rcpts.join(","),
+                size,
+                tls = client.tls.as_ref().map(|t| t.version.as_str()).unwrap_or("none"),
+                delivered = accepted,
+                "message accepted"
+            );
+        }
+        if accepted < outcomes.len() {
+            metrics().smtp_messages_refused_total.with_label_values(&[service, "delivery"]).inc();
+            for r in replies.iter().filter(|r| r.is_error()) {
+                tracing::info!(reply = %r.to_string().trim_end(), "delivery refused");
+            }
+        }
+        drop(_enter);
+        self.push(&replies);
+        Ok(action != Action::Close)
+    }
+}
+
+/// The metrics label for a RCPT reply.
+fn rcpt_outcome(r: &Reply) -> &'static str {
+    match r.enhanced {
+        _ if r.is_positive() => "accepted",
+        Some(Enhanced(5, 1, 1)) => "unknown_user",
+        Some(Enhanced(5, 7, 1)) => "relay_denied",
+        Some(Enhanced(4, 2, 2)) => "over_quota",
+        Some(Enhanced(4, 5, 3)) => "too_many_recipients",
+        Some(Enhanced(4, _, _)) => "temporary_failure",
+        _ => "rejected",
+    }
+}
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;
+
+#[cfg(test)]
+#[path = "server_client_tests.rs"]
+mod client_tests;
+
+#[cfg(test)]
+#[path = "server_durability_tests.rs"]
+mod durability_tests;

@@ -1,0 +1,74 @@
+//! The one error type of the store.
+//!
+//! Owns: every failure a caller of `store/` can see. Protocol layers map these to their own
+//! replies in one place (SMTP 4xx, IMAP `NO [TRYCREATE]`/`[NONEXISTENT]`, POP3 `-ERR`); the
+//! store never decides a protocol answer. I/O errors carry the path so a log line says
+//! which file or directory failed.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the Maildir store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file system operation failed (disk full, permissions, vanished directory...).
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory the operation was about.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The account's local part or domain cannot be used as a directory name (path
+    /// traversal: `..`, `/`, NUL, leading dot). Callers normalise addresses first.
+    #[error("invalid account name {0:?}")]
+    InvalidAccount(String),
+    /// A folder name the store refuses (empty component, `.` inside a component, control
+    /// characters, too long). IMAP answers `NO` / `BAD`.
+    #[error("invalid folder name {0:?}")]
+    InvalidFolderName(String),
+    /// The folder does not exist (IMAP `[NONEXISTENT]` / `[TRYCREATE]`).
+    #[error("no such folder {0:?}")]
+    NoSuchFolder(String),
+    /// The folder already exists (IMAP `[ALREADYEXISTS]`).
+    #[error("folder {0:?} already exists")]
+    FolderExists(String),
+    /// The folder has sub-folders and cannot be deleted (RFC 3501 6.3.4 allows refusing).
+    #[error("folder {0:?} has sub-folders")]
+    HasChildren(String),
+    /// The operation is not allowed on this folder (deleting INBOX, RFC 3501 6.3.4).
+    #[error("operation not permitted on {0:?}")]
+    NotPermitted(String),
+    /// No message with this UID in the mailbox (expunged meanwhile).
+    #[error("no message with uid {0}")]
+    NoSuchMessage(u32),
+    /// A background blocking task died (panicked or was cancelled at shutdown).
+    #[error("background task failed: {0}")]
+    Background(String),
+}
+
+impl StoreError {
+    /// Wrap an I/O error with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> StoreError {
+        StoreError::Io { path: path.into(), source }
+    }
+
+    /// True when the error is a temporary condition worth retrying (I/O, background task),
+    /// false for errors caused by the request itself. SMTP maps true to 4xx.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, StoreError::Io { .. } | StoreError::Background(_))
+    }
+}
+
+/// Run blocking file system work on tokio's blocking pool and flatten the join error.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(StoreError::Background(e.to_string())),
+    }
+}

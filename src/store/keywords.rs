@@ -1,0 +1,156 @@
+//! Keyword letters in Maildir file names, the Dovecot way.
+//!
+//! Owns: the per-folder `dovecot-keywords` file (`<n> <keyword>` per line; keyword `n` is
+//! the letter `a + n` after `:2,`). Storing keywords in the file name too — not only in our
+//! index — lets Dovecot and mbsync see them and lets a rebuilt index recover them. Only 26
+//! letters exist; further keywords live in the index alone. Letters we cannot map (a file
+//! from a Maildir whose keyword file is gone) are kept verbatim on rename.
+
+use std::path::Path;
+
+use super::error::StoreError;
+use super::filename::{FlagSet, cur_name, other_letters};
+
+/// Dovecot's file name for the table.
+pub const KEYWORDS_FILE: &str = "dovecot-keywords";
+const MAX_LETTERS: usize = 26;
+
+/// keyword index -> name, as in `dovecot-keywords`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeywordTable {
+    names: Vec<Option<String>>,
+}
+
+impl KeywordTable {
+    /// Parse the file content; bad lines are ignored (never panics).
+    pub fn parse(text: &str) -> KeywordTable {
+        let mut names: Vec<Option<String>> = Vec::new();
+        for line in text.lines() {
+            let Some((n, name)) = line.split_once(' ') else {
+                continue;
+            };
+            let Ok(n) = n.parse::<usize>() else { continue };
+            if n >= MAX_LETTERS || name.is_empty() || name.contains(char::is_whitespace) {
+                continue;
+            }
+            if names.len() <= n {
+                names.resize(n + 1, None);
+            }
+            names[n] = Some(name.to_string());
+        }
+        KeywordTable { names }
+    }
+
+    /// Read `dir/dovecot-keywords` (empty table when missing). Blocking.
+    pub fn load(dir: &Path) -> KeywordTable {
+        std::fs::read_to_string(dir.join(KEYWORDS_FILE)).map(|t| KeywordTable::parse(&t)).unwrap_or_default()
+    }
+
+    /// Write the table atomically and durably. Blocking.
+    pub fn save(&self, dir: &Path) -> Result<(), StoreError> {
+        use std::io::Write;
+        let mut text = String::new();
+        for (i, n) in self.names.iter().enumerate() {
+            if let Some(n) = n {
+                text.push_str(&format!("{i} {n}\n"));
+            }
+        }
+        let tmp = dir.join("tmp").join(super::filename::new_base_name(KEYWORDS_FILE, 0));
+        let target = dir.join(KEYWORDS_FILE);
+        {
+            let mut f = std::fs::File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+            f.write_all(text.as_bytes()).map_err(|e| StoreError::io(&tmp, e))?;
+            f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+        }
+        std::fs::rename(&tmp, &target).map_err(|e| StoreError::io(&target, e))?;
+        super::layout::fsync_dir(dir)
+    }
+
+    fn letter_of(&self, keyword: &str) -> Option<char> {
+        self.names.iter().position(|n| n.as_deref() == Some(keyword)).map(|i| (b'a' + i as u8) as char)
+    }
+
+    fn keyword_of(&self, letter: char) -> Option<&str> {
+        let i = (letter as u32).checked_sub('a' as u32)? as usize;
+        self.names.get(i)?.as_deref()
+    }
+
+    /// Give letters to keywords that have none (while letters remain). True if changed.
+    pub fn assign(&mut self, flags: &FlagSet) -> bool {
+        let mut changed = false;
+        for k in flags.keywords() {
+            if self.letter_of(k).is_some() || k.contains(char::is_whitespace) {
+                continue;
+            }
+            if let Some(free) = self.names.iter().position(Option::is_none) {
+                self.names[free] = Some(k.clone());
+            } else if self.names.len() < MAX_LETTERS {
+                self.names.push(Some(k.clone()));
+            } else {
+                continue;
+            }
+            changed = true;
+        }
+        changed
+    }
+
+    /// Flags as a file name says them: the six letters plus mapped keyword letters; keywords
+    /// without a letter are kept from `current` (they live only in the index).
+    pub fn adopt(&self, current: &FlagSet, info_flags: &str) -> FlagSet {
+        let from_letters = info_flags.chars().filter_map(|c| self.keyword_of(c));
+        let index_only = current.keywords().iter().filter(|k| self.letter_of(k).is_none()).cloned();
+        FlagSet::from_parts(info_flags, from_letters.map(str::to_string).chain(index_only))
+    }
+
+    /// The `cur/` name for `flags`, keeping letters of the old info part we cannot map.
+    pub fn file_name(&self, base: &str, flags: &FlagSet, old_info: Option<&str>) -> String {
+        let mut extra: String = other_letters(old_info)
+            .chars()
+            .filter(|c| c.is_ascii_lowercase() && self.keyword_of(*c).is_none())
+            .collect();
+        extra.extend(flags.keywords().iter().filter_map(|k| self.letter_of(k)));
+        // Dovecot keeps $Forwarded as a keyword letter, not as `P`: write both.
+        if flags.forwarded() {
+            extra.extend(self.letter_of(super::filename::FORWARDED));
+        }
+        cur_name(base, flags, &extra)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Flag;
+
+    #[test]
+    fn dovecot_keywords_file_round_trip() {
+        // As written by doveadm 2.3.19 after `flags add '$Forwarded junkish'`.
+        let mut t = KeywordTable::parse("0 $Forwarded\n1 junkish\n");
+        let flags = t.adopt(&FlagSet::default(), "Sab");
+        assert_eq!(flags.to_flags(), [Flag::Seen, Flag::Keyword("$Forwarded".into()), Flag::Keyword("junkish".into())]);
+        let mut set = FlagSet::from_flags(&[Flag::Keyword("work".into()), Flag::Seen]);
+        assert!(t.assign(&set));
+        assert!(!t.assign(&set));
+        assert_eq!(t.file_name("b", &set, Some("Sz")), "b:2,Scz");
+        // Keyword removed in the name by another program: adopted.
+        assert_eq!(t.adopt(&set, "S").to_flags(), [Flag::Seen]);
+        // Unmapped index-only keywords survive adoption.
+        let full = KeywordTable { names: (0..26).map(|i| Some(format!("k{i}"))).collect() };
+        set.insert(&Flag::Keyword("extra".into()));
+        let mut t2 = full.clone();
+        assert!(!t2.assign(&set));
+        assert!(full.adopt(&set, "S").keywords().contains(&"extra".to_string()));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tmp")).unwrap();
+        t.save(dir.path()).unwrap();
+        assert_eq!(KeywordTable::load(dir.path()), t);
+    }
+
+    #[test]
+    fn garbage_in() {
+        for text in ["", "x", "99 a\n", "0 \n", "-1 a", "0 a b\n", "25 z\n0\n"] {
+            let t = KeywordTable::parse(text);
+            let _ = t.adopt(&FlagSet::default(), "abcdefghijklmnopqrstuvwxyz{}~");
+        }
+    }
+}

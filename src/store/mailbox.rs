@@ -1,0 +1,525 @@
+//! One open mailbox, shared by every session that opened it.
+//!
+//! Owns: the in-memory index of an open folder and the operations IMAP and POP3 perform on
+//! it (flags, expunge, reading messages; sync is in `mailbox_sync.rs`, append/copy/move in
+//! `message_ops.rs`).
+//! All sessions on a mailbox share one [`Shared`] (registered weakly in the [`Store`]), so a
+//! change made by one is seen by all, and deliveries can wake IDLE through the broadcast
+//! channel without any polling loop.
+//!
+//! Locking: one `tokio::sync::Mutex` per mailbox, held across the durable commit (file
+//! renames/unlinks, directory fsync, index log fsync) so no session ever observes a UID or
+//! flag that a crash could take back. Different mailboxes commit in parallel and share
+//! fsync batches through `GroupSync`. An operation touching two mailboxes locks them in
+//! address order (no deadlock).
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use tokio::io::AsyncReadExt;
+use tokio::sync::{Mutex, MutexGuard, broadcast};
+
+use super::error::{StoreError, blocking};
+use super::filename::{FlagSet, parse_file_name};
+use super::folder_name::FolderPath;
+use super::index::{IndexData, IndexEntry, IndexLog, Opened, Record};
+use super::keywords::KeywordTable;
+use super::layout::is_maildir;
+use super::reader::MessageReader;
+use super::scan::Trust;
+use super::types::{Flag, FlagOp, MailboxEvent, MailboxOwner, MailboxSnapshot, MessageMeta, StoreFlagsOutcome};
+use super::{GroupSync, Store};
+
+/// Events buffered per mailbox for slow subscribers (they then see `Lagged` and resync).
+const EVENT_CAPACITY: usize = 256;
+
+/// State shared by all handles of one open mailbox.
+pub(crate) struct Shared {
+    pub(crate) owner: MailboxOwner,
+    pub(crate) folder: FolderPath,
+    /// The folder's Maildir directory.
+    pub(crate) dir: PathBuf,
+    events: broadcast::Sender<MailboxEvent>,
+    uid_validity: AtomicU32,
+    /// Held by a POP3 session (RFC 1939: exclusive access while in TRANSACTION state).
+    pub(crate) exclusive: AtomicBool,
+    pub(crate) state: Mutex<State>,
+}
+
+impl Shared {
+    /// Broadcast a change (no receivers is fine).
+    pub(crate) fn notify(&self, e: MailboxEvent) {
+        let _ = self.events.send(e);
+    }
+}
+
+/// The mutable part, behind the mailbox lock.
+pub(crate) struct State {
+    pub(crate) index: IndexData,
+    pub(crate) log: IndexLog,
+    pub(crate) by_base: HashMap<String, u32>,
+    /// Keyword letters of this folder (`dovecot-keywords`).
+    pub(crate) keywords: KeywordTable,
+    /// Messages from this uid on have not been reported as \Recent to any session yet.
+    pub(crate) first_recent_uid: u32,
+    /// UIDs from Dovecot's uidlist for files not indexed yet (first scan after import).
+    pub(crate) imported: HashMap<String, u32>,
+    /// Directory mtimes the state is known to reflect (`None`: full scan next time).
+    pub(crate) trust: Option<Trust>,
+}
+
+impl State {
+    /// Record a new message (or return the uid it already has: a concurrent scan may have
+    /// found the file first).
+    pub(crate) fn add(&mut self, mut entry: IndexEntry) -> (u32, Option<Record>) {
+        if let Some(uid) = self.by_base.get(&entry.base) {
+            return (*uid, None);
+        }
+        let uid = self.index.uid_next;
+        entry.modseq = self.index.highest_modseq + 1;
+        self.by_base.insert(entry.base.clone(), uid);
+        let rec = Record::Add { uid, entry };
+        self.index.apply(&rec);
+        (uid, Some(rec))
+    }
+
+    /// Record a new message under a UID chosen elsewhere (Dovecot import), if still free.
+    pub(crate) fn add_with_uid(&mut self, mut entry: IndexEntry, uid: u32) -> (u32, Option<Record>) {
+        if self.by_base.contains_key(&entry.base) || self.index.messages.contains_key(&uid) || uid == 0 {
+            return self.add(entry);
+        }
+        entry.modseq = self.index.highest_modseq + 1;
+        self.by_base.insert(entry.base.clone(), uid);
+        let rec = Record::Add { uid, entry };
+        self.index.apply(&rec);
+        (uid, Some(rec))
+    }
+
+    /// Change flags, bumping the modseq.
+    pub(crate) fn set_flags(&mut self, uid: u32, flags: FlagSet) -> Record {
+        let rec = Record::Flags { uid, modseq: self.index.highest_modseq + 1, flags };
+        self.index.apply(&rec);
+        rec
+    }
+
+    /// Remove a message, leaving a tombstone.
+    pub(crate) fn remove(&mut self, uid: u32) -> Option<(Record, IndexEntry)> {
+        let entry = self.index.messages.get(&uid)?.clone();
+        self.by_base.remove(&entry.base);
+        let rec = Record::Expunge { uid, modseq: self.index.highest_modseq + 1 };
+        self.index.apply(&rec);
+        Some((rec, entry))
+    }
+
+    fn snapshot(&self) -> MailboxSnapshot {
+        MailboxSnapshot {
+            uid_validity: self.index.uid_validity,
+            uid_next: self.index.uid_next,
+            highest_modseq: self.index.highest_modseq,
+            messages: self
+                .index
+                .messages
+                .iter()
+                .map(|(uid, e)| MessageMeta {
+                    uid: *uid,
+                    flags: e.flags.to_flags(),
+                    modseq: e.modseq,
+                    size: e.size,
+                    internal_date: e.internal_date,
+                    base_name: e.base.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// An open mailbox. Cloning gives another handle to the same shared state.
+#[derive(Clone)]
+pub struct Mailbox {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) store: Store,
+}
+
+impl std::fmt::Debug for Mailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailbox").field("owner", &self.shared.owner).field("folder", &self.shared.folder).finish()
+    }
+}
+
+/// fsync index logs and directories in parallel (spawned, so a cancelled caller still
+/// completes the commit), and wait for all.
+pub(crate) async fn sync_all(
+    sync: &GroupSync,
+    logs: Vec<(PathBuf, Arc<File>)>,
+    dirs: Vec<PathBuf>,
+) -> Result<(), StoreError> {
+    let mut handles = Vec::with_capacity(logs.len() + dirs.len());
+    for (path, file) in logs {
+        let sync = sync.clone();
+        handles.push(tokio::spawn(async move { sync.sync_file(&path, file).await }));
+    }
+    for dir in dirs {
+        let sync = sync.clone();
+        handles.push(tokio::spawn(async move { sync.sync_dir(&dir).await }));
+    }
+    let mut result = Ok(());
+    for h in handles {
+        let r = h.await.unwrap_or_else(|e| Err(StoreError::Background(e.to_string())));
+        if result.is_ok() {
+            result = r;
+        }
+    }
+    result
+}
+
+impl Store {
+    /// Open a folder (`"INBOX"` case-insensitive, `"Archive/2024"`). Every caller gets a
+    /// handle to the same shared state. Call [`Mailbox::sync`] for its content.
+    pub async fn open_mailbox(&self, account: &MailboxOwner, folder: &str) -> Result<Mailbox, StoreError> {
+        let path = FolderPath::from_api(folder)?;
+        self.open_path(account, &path).await
+    }
+
+    pub(crate) async fn open_path(&self, account: &MailboxOwner, path: &FolderPath) -> Result<Mailbox, StoreError> {
+        if path.is_inbox() {
+            self.ensure_account_cached(account).await?;
+        }
+        let dir = self.inner.layout.folder_dir(account, path)?;
+        let index_path = self.inner.layout.index_path(account, path)?;
+        // Serialise opens so two sessions never load (or rebuild) the same index twice.
+        let _opening = self.inner.open_lock.lock().await;
+        if let Some(shared) = self.lookup_open(account, path) {
+            return Ok(Mailbox { shared, store: self.clone() });
+        }
+        let dir2 = dir.clone();
+        let Some(keywords) = blocking(move || Ok(is_maildir(&dir2).then(|| KeywordTable::load(&dir2)))).await? else {
+            return Err(StoreError::NoSuchFolder(path.api_name()));
+        };
+        let store = self.clone();
+        let opened = blocking(move || IndexLog::open(&index_path, |prev| store.next_uid_validity(prev))).await?;
+        let (index, log, imported) = match opened {
+            Opened::Loaded(d, l) => (d, l, HashMap::new()),
+            Opened::Rebuilt(d, l, Some(_)) => {
+                tracing::warn!(account = %account, folder = %path.api_name(), "mailbox index rebuilt with a new UIDVALIDITY");
+                (d, l, HashMap::new())
+            }
+            // First time we see this Maildir: keep Dovecot's UIDs if it was Dovecot's.
+            Opened::Rebuilt(d, l, None) => super::mailbox_sync::import_dovecot(&dir, d, l).await?,
+        };
+        let index_uid_next = index.uid_next;
+        let by_base = index.messages.iter().map(|(uid, e)| (e.base.clone(), *uid)).collect();
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let shared = Arc::new(Shared {
+            owner: account.clone(),
+            folder: path.clone(),
+            dir,
+            events,
+            uid_validity: AtomicU32::new(index.uid_validity),
+            exclusive: AtomicBool::new(false),
+            state: Mutex::new(State {
+                index,
+                log,
+                by_base,
+                keywords,
+                trust: None,
+                first_recent_uid: index_uid_next,
+                imported,
+            }),
+        });
+        if let Ok(mut map) = self.inner.open.lock() {
+            map.retain(|_, w| w.strong_count() > 0);
+            map.insert((account.clone(), path.clone()), Arc::downgrade(&shared));
+        }
+        Ok(Mailbox { shared, store: self.clone() })
+    }
+}
+
+impl Mailbox {
+    /// IMAP UIDVALIDITY.
+    pub fn uid_validity(&self) -> u32 {
+        self.shared.uid_validity.load(Ordering::Relaxed)
+    }
+
+    /// The account owning this mailbox.
+    pub fn owner(&self) -> &MailboxOwner {
+        &self.shared.owner
+    }
+
+    /// The folder's API name (`"INBOX"`, `"Archive/2024"`).
+    pub fn folder_name(&self) -> String {
+        self.shared.folder.api_name()
+    }
+
+    /// True when both handles refer to the same open mailbox.
+    pub fn same_mailbox(&self, other: &Mailbox) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// Change notifications (new mail, flags, expunges) from any session or delivery.
+    pub fn subscribe(&self) -> broadcast::Receiver<MailboxEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Bring the index up to date with the Maildir and return a snapshot. New files (in
+    /// `new/`, or dropped into `cur/` by anyone) get UIDs durably; vanished files become
+    /// expunges; flag letters changed by another program are adopted. Cheap when the
+    /// directory mtimes show no change.
+    pub async fn sync(&self) -> Result<MailboxSnapshot, StoreError> {
+        let mut st = self.shared.state.lock().await;
+        self.sync_locked(&mut st, false).await?;
+        Ok(st.snapshot())
+    }
+
+    pub(crate) async fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock().await
+    }
+
+    /// Give keyword letters to new keywords and persist the table before any file name uses
+    /// them (so a crash never leaves letters Dovecot cannot map).
+    pub(crate) async fn assign_keywords<'a>(
+        &self,
+        st: &mut State,
+        sets: impl Iterator<Item = &'a FlagSet>,
+    ) -> Result<(), StoreError> {
+        let mut changed = false;
+        for set in sets {
+            changed |= st.keywords.assign(set);
+        }
+        if changed {
+            let (table, dir) = (st.keywords.clone(), self.shared.dir.clone());
+            blocking(move || table.save(&dir)).await?;
+        }
+        Ok(())
+    }
+
+    /// Append records to the log and wait until they and `dirs` are durable; compact the
+    /// log when it has grown past twice the live records. On failure the in-memory state
+    /// is reloaded from the log, so nobody sees a change that is not on disk.
+    pub(crate) async fn commit(
+        &self,
+        st: &mut State,
+        records: Vec<Record>,
+        dirs: Vec<PathBuf>,
+    ) -> Result<(), StoreError> {
+        let written = if records.is_empty() {
+            Ok(Vec::new())
+        } else {
+            st.log.append(&records).map(|()| vec![(st.log.path().to_path_buf(), st.log.file())])
+        };
+        let result = match written {
+            Ok(logs) => sync_all(&self.store.inner.sync, logs, dirs).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            self.reload(st).await;
+            return Err(e);
+        }
+        self.maybe_compact(st).await
+    }
+
+    /// Replace the in-memory index by what the log on disk says (after a failed commit),
+    /// as a restart would. The next sync rescans the directory.
+    pub(crate) async fn reload(&self, st: &mut State) {
+        let path = st.log.path().to_path_buf();
+        let store = self.store.clone();
+        let opened = blocking(move || IndexLog::open(&path, |prev| store.next_uid_validity(prev))).await;
+        match opened {
+            Ok(Opened::Loaded(index, log)) | Ok(Opened::Rebuilt(index, log, _)) => {
+                st.by_base = index.messages.iter().map(|(uid, e)| (e.base.clone(), *uid)).collect();
+                self.shared.uid_validity.store(index.uid_validity, Ordering::Relaxed);
+                st.index = index;
+                st.log = log;
+            }
+            Err(e) => {
+                tracing::error!(folder = %self.shared.folder.api_name(), error = %e, "cannot reload mailbox index");
+            }
+        }
+        st.trust = None;
+    }
+
+    pub(crate) async fn maybe_compact(&self, st: &mut State) -> Result<(), StoreError> {
+        if st.log.needs_compaction(&st.index) {
+            let data = st.index.clone();
+            let path = st.log.path().to_path_buf();
+            st.log = blocking(move || IndexLog::write_fresh(&path, &data)).await?;
+        }
+        Ok(())
+    }
+
+    /// Change flags (IMAP STORE). The Maildir file is renamed so Dovecot and mbsync see the
+    /// flags, and the change is durable before this returns. With `unchanged_since`
+    /// (CONDSTORE), messages modified after that modseq are refused into `failed`.
+    pub async fn store_flags(
+        &self,
+        uids: &[u32],
+        op: FlagOp,
+        flags: &[Flag],
+        unchanged_since: Option<u64>,
+    ) -> Result<StoreFlagsOutcome, StoreError> {
+        let mut st = self.lock().await;
+        self.sync_locked(&mut st, false).await?;
+        let mut outcome = StoreFlagsOutcome::default();
+        let mut pending: Vec<(u32, String, String, FlagSet)> = Vec::new();
+        for uid in uids.iter().copied().collect::<BTreeSet<u32>>() {
+            let Some(e) = st.index.messages.get(&uid) else {
+                continue;
+            };
+            if unchanged_since.is_some_and(|m| e.modseq > m) {
+                outcome.failed.push(uid);
+                continue;
+            }
+            let mut nf = e.flags.clone();
+            match op {
+                FlagOp::Add => flags.iter().for_each(|f| nf.insert(f)),
+                FlagOp::Remove => flags.iter().for_each(|f| nf.remove(f)),
+                FlagOp::Replace => nf = FlagSet::from_flags(flags),
+            }
+            if nf == e.flags {
+                outcome.unchanged.push((uid, e.flags.to_flags(), e.modseq));
+                continue;
+            }
+            pending.push((uid, e.file_name.clone(), String::new(), nf));
+        }
+        if pending.is_empty() {
+            return Ok(outcome);
+        }
+        self.assign_keywords(&mut st, pending.iter().map(|p| &p.3)).await?;
+        for (uid, old, new, nf) in pending.iter_mut() {
+            let base = st.index.messages.get(uid).map(|e| e.base.clone());
+            let info = parse_file_name(old).and_then(|p| p.flags);
+            *new = st.keywords.file_name(&base.unwrap_or_default(), nf, info);
+        }
+        let cur = self.shared.dir.join("cur");
+        let renames: Vec<(String, String)> =
+            pending.iter().map(|(_, old, new, _)| (old.clone(), new.clone())).collect();
+        let cur2 = cur.clone();
+        let done: Vec<bool> = blocking(move || {
+            let mut done = Vec::with_capacity(renames.len());
+            for (old, new) in renames {
+                if old == new {
+                    done.push(true);
+                    continue;
+                }
+                match std::fs::rename(cur2.join(&old), cur2.join(&new)) {
+                    Ok(()) => done.push(true),
+                    // Gone behind our back: the next sync reconciles it.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => done.push(false),
+                    Err(e) => return Err(StoreError::io(cur2.join(&old), e)),
+                }
+            }
+            Ok(done)
+        })
+        .await?;
+        let mut records = Vec::new();
+        let mut changed = Vec::new();
+        for ((uid, _, new_name, nf), ok) in pending.into_iter().zip(done) {
+            if !ok {
+                st.trust = None;
+                continue;
+            }
+            if let Some(e) = st.index.messages.get_mut(&uid) {
+                e.file_name = new_name;
+            }
+            let rec = st.set_flags(uid, nf.clone());
+            if let Record::Flags { modseq, .. } = rec {
+                outcome.updated.push((uid, nf.to_flags(), modseq));
+            }
+            records.push(rec);
+            changed.push(uid);
+        }
+        if !records.is_empty() {
+            self.commit(&mut st, records, vec![cur]).await?;
+            self.note_own_change(&mut st).await?;
+            self.shared.notify(MailboxEvent::FlagsChanged { uids: changed });
+        }
+        Ok(outcome)
+    }
+
+    /// Remove messages for good (IMAP EXPUNGE / UID EXPUNGE, POP3 UPDATE): unlink, fsync the
+    /// directory and the index. Returns the uids actually expunged, sorted.
+    pub async fn expunge(&self, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
+        let mut st = self.lock().await;
+        self.sync_locked(&mut st, false).await?;
+        let targets: Vec<(u32, String)> = uids
+            .iter()
+            .copied()
+            .collect::<BTreeSet<u32>>()
+            .into_iter()
+            .filter_map(|u| st.index.messages.get(&u).map(|e| (u, e.file_name.clone())))
+            .collect();
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cur = self.shared.dir.join("cur");
+        let names: Vec<String> = targets.iter().map(|(_, n)| n.clone()).collect();
+        let cur2 = cur.clone();
+        blocking(move || {
+            for n in names {
+                match std::fs::remove_file(cur2.join(&n)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(StoreError::io(cur2.join(&n), e)),
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        let mut records = Vec::with_capacity(targets.len());
+        let mut freed = 0u64;
+        let mut gone = Vec::with_capacity(targets.len());
+        for (uid, _) in targets {
+            if let Some((rec, entry)) = st.remove(uid) {
+                records.push(rec);
+                freed += entry.size;
+                gone.push(uid);
+            }
+        }
+        self.commit(&mut st, records, vec![cur]).await?;
+        self.note_own_change(&mut st).await?;
+        drop(st);
+        self.store.inner.quota.adjust(&self.store.inner.layout, &self.shared.owner, -(freed as i64));
+        self.shared.notify(MailboxEvent::Expunged { uids: gone.clone() });
+        Ok(gone)
+    }
+
+    /// Open a message for streaming (FETCH BODY[], RETR): CRLF bytes and the wire size.
+    pub async fn open_message(&self, uid: u32) -> Result<MessageReader, StoreError> {
+        let mut st = self.lock().await;
+        for attempt in 0..2 {
+            let Some(e) = st.index.messages.get(&uid) else {
+                return Err(StoreError::NoSuchMessage(uid));
+            };
+            let path = self.shared.dir.join("cur").join(&e.file_name);
+            let size = e.size;
+            match tokio::fs::File::open(&path).await {
+                Ok(file) => {
+                    let physical = file.metadata().await.map_err(|e| StoreError::io(&path, e))?.len();
+                    return Ok(MessageReader::new(file, size, physical != size));
+                }
+                // Renamed by another program (flags) or deleted: rescan once.
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound && attempt == 0 => {
+                    self.sync_locked(&mut st, true).await?;
+                }
+                Err(err) => return Err(StoreError::io(&path, err)),
+            }
+        }
+        Err(StoreError::NoSuchMessage(uid))
+    }
+
+    /// Read a whole message (CRLF) into memory, at most `max` bytes (for header and
+    /// BODYSTRUCTURE parsing).
+    pub async fn read_message(&self, uid: u32, max: usize) -> Result<bytes::Bytes, StoreError> {
+        let reader = self.open_message(uid).await?;
+        let cap = usize::try_from(reader.size()).unwrap_or(max).min(max);
+        let mut buf = Vec::with_capacity(cap);
+        reader
+            .take(max as u64)
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| StoreError::io(self.shared.dir.join("cur"), e))?;
+        Ok(bytes::Bytes::from(buf))
+    }
+}

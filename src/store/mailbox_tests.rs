@@ -1,0 +1,568 @@
+//! Transcript-style tests of open mailboxes: sync, flags, expunge, append, copy/move,
+//! folders, quota and events, on real temp directories.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::*;
+
+fn alice() -> MailboxOwner {
+    MailboxOwner::new("alice", "example.org")
+}
+
+fn root(data: &Path) -> PathBuf {
+    data.join("mail/example.org/alice")
+}
+
+async fn deliver(store: &Store, text: &str) {
+    let body = MessageBody::Memory(bytes::Bytes::from(text.to_string()));
+    let d = LocalDelivery { owner: alice(), folder: "INBOX".into(), header_prefix: Vec::new() };
+    for r in store.deliver(&body, &[d]).await {
+        r.unwrap();
+    }
+}
+
+fn ls(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+fn uids(s: &MailboxSnapshot) -> Vec<u32> {
+    s.messages.iter().map(|m| m.uid).collect()
+}
+
+#[tokio::test]
+async fn uids_and_uidvalidity_survive_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let (validity, bases) = {
+        let store = Store::open(data.path(), "mx").unwrap();
+        for i in 0..3 {
+            deliver(&store, &format!("Subject: {i}\r\n\r\nx\r\n")).await;
+        }
+        let mb = store.open_mailbox(&alice(), "inbox").await.unwrap();
+        let snap = mb.sync().await.unwrap();
+        assert_eq!(uids(&snap), [1, 2, 3]);
+        assert_eq!(snap.uid_next, 4);
+        assert_eq!(snap.uid_validity, mb.uid_validity());
+        // Delivered files moved to cur/ with an empty info part, new/ is empty.
+        assert!(ls(&root(data.path()).join("new")).is_empty());
+        assert!(ls(&root(data.path()).join("cur")).iter().all(|n| n.ends_with(":2,")));
+        let bases: Vec<String> = snap.messages.iter().map(|m| m.base_name.clone()).collect();
+        (snap.uid_validity, bases)
+    };
+    let store = Store::open(data.path(), "mx").unwrap();
+    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    let snap = mb.sync().await.unwrap();
+    assert_eq!(snap.uid_validity, validity);
+    assert_eq!(uids(&snap), [1, 2, 3]);
+    let again: Vec<String> = snap.messages.iter().map(|m| m.base_name.clone()).collect();
+    assert_eq!(again, bases);
+    deliver(&store, "Subject: 4\r\n\r\nx\r\n").await;
+    assert_eq!(uids(&mb.sync().await.unwrap()), [1, 2, 3, 4]);
+}
+
+#[tokio::test]
+async fn corrupt_index_is_rebuilt_with_a_new_uidvalidity() {
+    let data = tempfile::tempdir().unwrap();
+    let idx = data.path().join("state/index/example.org/alice/INBOX.idx");
+    let old = {
+        let store = Store::open(data.path(), "mx").unwrap();
+        deliver(&store, "a\r\n").await;
+        deliver(&store, "b\r\n").await;
+        let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+        mb.sync().await.unwrap().uid_validity
+    };
+    let mut bytes = std::fs::read(&idx).unwrap();
+    let second_line = bytes.iter().position(|b| *b == b'\n').unwrap() + 3;
+    bytes[second_line] ^= 0x55;
+    std::fs::write(&idx, &bytes).unwrap();
+    let store = Store::open(data.path(), "mx").unwrap();
+    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    let snap = mb.sync().await.unwrap();
+    assert!(snap.uid_validity > old, "{} > {old}", snap.uid_validity);
+    assert_eq!(uids(&snap), [1, 2]);
+    // A missing index is rebuilt too.
+    drop(mb);
+    drop(store);
+    std::fs::remove_file(&idx).unwrap();
+    let store = Store::open(data.path(), "mx").unwrap();
+    let snap = store.open_mailbox(&alice(), "INBOX").await.unwrap().sync().await.unwrap();
+    assert_eq!(snap.messages.len(), 2);
+}
+
+#[tokio::test]
+async fn foreign_files_are_picked_up_with_crlf_wire_size() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path(), "mx").unwrap();
+    store.ensure_account(&alice()).await.unwrap();
+    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    assert!(mb.sync().await.unwrap().messages.is_empty());
+    // Postfix local(8) style: LF endings, no S=/W=, dropped into new/ by hand.
+    let lf = b"Subject: by hand\n\nline one\nline two\n";
+    std::fs::write(root(data.path()).join("new/1700000000.V801I2M3.other"), lf).unwrap();
+    // mutt style: already seen, in cur/.
+    std::fs::write(root(data.path()).join("cur/1700000001.x.other:2,S"), b"a\r\n").unwrap();
+    let snap = mb.sync().await.unwrap();
+    assert_eq!(snap.messages.len(), 2);
+    let m = &snap.messages[0];
+    assert_eq!(m.base_name, "1700000000.V801I2M3.other");
+    assert_eq!(m.size, lf.len() as u64 + 4);
+    assert_eq!(snap.messages[1].flags, [Flag::Seen]);
+    let bytes = mb.read_message(m.uid, 1 << 20).await.unwrap();
+    assert_eq!(&bytes[..], b"Subject: by hand\r\n\r\nline one\r\nline two\r\n");
+    let reader = mb.open_message(m.uid).await.unwrap();
+    assert_eq!(reader.size(), bytes.len() as u64);
+    assert_eq!(&mb.read_message(m.uid, 7).await.unwrap()[..], b"Subject");
+    assert!(matches!(mb.open_message(99).await, Err(StoreError::NoSuchMessage(99))));
+}
+
+#[tokio::test]
+async fn store_flags_renames_the_file_and_survives_restart() {
+    let data = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(data.path(), "mx").unwrap();
+        deliver(&store, "a\r\n").await;
+        deliver(&store, "b\r\n").await;
+        let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+        let snap = mb.sync().await.unwrap();
+        let m0 = snap.highest_modseq;
+        let out = mb
+            .store_flags(
+                &[1, 2, 7],
+                FlagOp::Add,
+                &[Flag::Seen, Flag::Flagged, Flag::Keyword("$Forwarded".into()), Flag::Keyword("work".into())],
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.updated.len(), 2);
+        assert!(out.updated.iter().all(|(_, _, m)| *m > m0));
+        let names = ls(&root(data.path()).join("cur"));
+        // Keywords get Dovecot letters: `work` is `a` in dovecot-keywords.
+        assert!(names.iter().all(|n| n.ends_with(":2,FPSa")), "{names:?}");
+        let table = std::fs::read_to_string(root(data.path()).join("dovecot-keywords")).unwrap();
+        assert_eq!(table, "0 work\n");
+        // CONDSTORE: uid 1 changed after m0, so UNCHANGEDSINCE m0 fails for it.
+        let out = mb.store_flags(&[1], FlagOp::Remove, &[Flag::Seen], Some(m0)).await.unwrap();
+        assert_eq!(out.failed, [1]);
+        let out =
+            mb.store_flags(&[2], FlagOp::Replace, &[Flag::Answered, Flag::Keyword("work".into())], None).await.unwrap();
+        assert_eq!(out.updated[0].1, [Flag::Answered, Flag::Keyword("work".into())]);
+        let out = mb.store_flags(&[2], FlagOp::Add, &[Flag::Answered], None).await.unwrap();
+        assert_eq!(out.unchanged.len(), 1);
+    }
+    let store = Store::open(data.path(), "mx").unwrap();
+    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    let snap = mb.sync().await.unwrap();
+    assert_eq!(
+        snap.messages[0].flags,
+        [Flag::Seen, Flag::Flagged, Flag::Keyword("$Forwarded".into()), Flag::Keyword("work".into())]
+    );
+    assert_eq!(snap.messages[1].flags, [Flag::Answered, Flag::Keyword("work".into())]);
+}
+
+#[tokio::test]
+async fn flags_changed_by_another_program_are_adopted() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path(), "mx").unwrap();
+    deliver(&store, "a\r\n").await;
+    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    let before = mb.sync().await.unwrap();
+    let mut events = mb.subscribe();
+    let cur = root(data.path()).join("cur");
+    let name = ls(&cur).remove(0);
+    std::fs::rename(cur.join(&name), cur.join(name.replace(":2,", ":2,RS"))).unwrap();
+    let snap = mb.sync().await.unwrap();
+    assert_eq!(snap.messages[0].flags, [Flag::Seen, Flag::Answered]);
+    assert!(snap.highest_modseq > before.highest_modseq);
+    assert_eq!(events.recv().await.unwrap(), MailboxEvent::FlagsChanged { uids: vec![1] });
+}
+
+#[tokio::test]
+async fn expunge_removes_files_and_leaves_tombstones() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path(), "mx").unwrap();
+    for t in ["a\r\n", "bb\r\n", "ccc\r\n"] {
+        deliver(&store, t).await;
+    }
+    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    let snap = mb.sync().await.unwrap();
+    let used = store.quota_usage(&alice());
+    assert_eq!(used, 3 + 4 + 5);
+    let mut events = mb.subscribe();
+    assert_eq!(mb.expunge(&[3, 1, 42]).await.unwrap(), [1, 3]);
+    assert_eq!(events.recv().await.unwrap(), MailboxEvent::Expunged { uids: vec![1, 3] });
+    assert_eq!(ls(&root(data.path()).join("cur")).len(), 1);
+    let after = mb.sync().await.unwrap();
+    assert_eq!(uids(&after), [2]);
+    assert_eq!(after.uid_next, 4);
+    assert_eq!(mb.vanished_since(snap.highest_modseq).await, [1, 3]);
+    assert_eq!(store.quota_usage(&alice()), 4);
+    // A file deleted behind our back becomes an expunge at the next sync.
+    let cur = root(data.path()).join("cur");
+    std::fs::remove_file(cur.join(ls(&cur).remove(0))).unwrap();
+    assert!(mb.sync().await.unwrap().messages.is_empty());
+}
+
+#[tokio::test]
+async fn append_copy_and_move_between_folders() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path(), "mx").unwrap();
+    store.ensure_account(&alice()).await.unwrap();
+    let inbox = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    let sent = store.open_mailbox(&alice(), "Sent").await.unwrap();
+    let date = UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    let body = MessageBody::Memory(bytes::Bytes::from_static(b"Subject: s\r\n\r\nhi\r\n"));
+    let uid = sent.append(&body, &[Flag::Seen], Some(date)).await.unwrap();
+    assert_eq!(uid, 1);
+    let snap = sent.sync().await.unwrap();
+    assert_eq!(snap.messages[0].internal_date, date);
+    assert_eq!(snap.messages[0].flags, [Flag::Seen]);
+    assert_eq!(store.quota_usage(&alice()), body.len());
+
+    let pairs = sent.copy_to(&[1], &inbox).await.unwrap();
+    assert_eq!(pairs, [(1, 1)]);
+    let pairs = sent.copy_to(&[1], &sent).await.unwrap();
+    assert_eq!(pairs, [(1, 2)]);
+    let ib = inbox.sync().await.unwrap();
+    assert_eq!(ib.messages[0].flags, [Flag::Seen]);
+    assert_eq!(ib.messages[0].internal_date, date);
+    assert_eq!(&inbox.read_message(1, 1000).await.unwrap()[..], b"Subject: s\r\n\r\nhi\r\n");
+    assert_eq!(store.quota_usage(&alice()), 3 * body.len());
+
+    let trash = store.open_mailbox(&alice(), "Trash").await.unwrap();
+    let pairs = inbox.move_to(&[1], &trash).await.unwrap();
+    assert_eq!(pairs, [(1, 1)]);
+    assert!(inbox.sync().await.unwrap().messages.is_empty());
+    let t = trash.sync().await.unwrap();
+    assert_eq!(t.messages[0].base_name, ib.messages[0].base_name, "MOVE keeps the base name");
+    assert_eq!(ls(&root(data.path()).join(".Trash/cur")).len(), 1);
+    assert_eq!(store.quota_usage(&alice()), 3 * body.len());
+    // Move within the same mailbox = copy + expunge.
+    let pairs = sent.move_to(&[2], &sent).await.unwrap();
+    assert_eq!(pairs, [(2, 3)]);
+    assert_eq!(uids(&sent.sync().await.unwrap()), [1, 3]);
+}
+
+#[tokio::test]
+async fn sessions_share_state_and_deliveries_wake_idle() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path(), "mx").unwrap();
+    store.ensure_account(&alice()).await.unwrap();
+    let a = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    let b = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    assert!(a.same_mailbox(&b));
+    let mut idle = b.subscribe();
+    deliver(&store, "x\r\n").await;
+    let ev = tokio::time::timeout(Duration::from_secs(1), idle.recv()).await;
+    assert_eq!(ev.unwrap().unwrap(), MailboxEvent::NewMessages);
+    assert_eq!(uids(&b.sync().await.unwrap()), [1]);
+    a.store_flags(&[1], FlagOp::Add, &[Flag::Deleted], None).await.unwrap();
+    assert_eq!(b.sync().await.unwrap().messages[0].flags, [Flag::Deleted]);
+}
+
+#[tokio::test]
+async fn index_log_is_compacted_and_still_replays() {
+    let data = tempfile::tempdir().unwrap();
+    let idx = data.path().join("state/index/example.org/alice/INBOX.idx");
+    {
+        let store = Store::open(data.path(), "mx").unwrap();
+        deliver(&store, "a\r\n").await;
+        let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+        mb.sync().await.unwrap();
+        for i in 0..1200 {
+            let op = if i % 2 == 0 { FlagOp::Add } else { FlagOp::Remove };
+            mb.store_flags(&[1], op, &[Flag::Flagged], None).await.unwrap();
+        }
+        let lines = std::fs::read_to_string(&idx).unwrap().lines().count();
+        assert!(lines < 1000, "compacted: {lines} lines");
+    }
+    let store = Store::open(data.path(), "mx").unwrap();
+    let snap = store.open_mailbox(&alice(), "INBOX").await.unwrap().sync().await.unwrap();
+    assert_eq!(snap.messages[0].flags, []);
+    assert!(snap.highest_modseq > 1200);
+}
+
+#[tokio::test]
+async fn folders_create_list_rename_delete() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path(), "mx").unwrap();
+    let r = root(data.path());
+    let names = |v: Vec<FolderInfo>| v.into_iter().map(|f| f.name).collect::<Vec<_>>();
+    let list = store.list_folders(&alice()).await.unwrap();
+    assert_eq!(names(list.clone()), ["INBOX", "Drafts", "Junk", "Sent", "Trash"]);
+    let sent = list.iter().find(|f| f.name == "Sent").unwrap();
+    assert_eq!((sent.special_use, sent.subscribed), (Some(SpecialUse::Sent), true));
+
+    store.create_folder(&alice(), "Ärger/2024", Some(SpecialUse::Archive)).await.unwrap();
+    assert!(r.join(".&AMQ-rger.2024/cur").is_dir());
+    assert!(r.join(".&AMQ-rger/maildirfolder").is_file(), "parent created too");
+    assert!(matches!(store.create_folder(&alice(), "Ärger", None).await, Err(StoreError::FolderExists(_))));
+    let list = store.list_folders(&alice()).await.unwrap();
+    let parent = list.iter().find(|f| f.name == "Ärger").unwrap();
+    assert!(parent.has_children);
+    let child = list.iter().find(|f| f.name == "Ärger/2024").unwrap();
+    assert_eq!(child.special_use, Some(SpecialUse::Archive));
+
+    store.set_subscribed(&alice(), "Ärger/2024", true).await.unwrap();
+    let subs = std::fs::read_to_string(r.join("subscriptions")).unwrap();
+    assert!(subs.starts_with("V\t2\n\n"));
+    assert!(subs.contains("&AMQ-rger\t2024\n"), "{subs:?}");
+
+    // Rename keeps UIDs (the index moves along) and renames children.
+    let mb = store.open_mailbox(&alice(), "Ärger/2024").await.unwrap();
+    let body = MessageBody::Memory(bytes::Bytes::from_static(b"x\r\n"));
+    mb.append(&body, &[], None).await.unwrap();
+    let validity = mb.uid_validity();
+    drop(mb);
+    store.rename_folder(&alice(), "Ärger", "Archive").await.unwrap();
+    let list = names(store.list_folders(&alice()).await.unwrap());
+    assert!(list.contains(&"Archive/2024".to_string()) && !list.contains(&"Ärger".to_string()));
+    let mb = store.open_mailbox(&alice(), "Archive/2024").await.unwrap();
+    assert_eq!(mb.uid_validity(), validity);
+    assert_eq!(uids(&mb.sync().await.unwrap()), [1]);
+    drop(mb);
+
+    assert!(matches!(store.delete_folder(&alice(), "Archive").await, Err(StoreError::HasChildren(_))));
+    store.delete_folder(&alice(), "Archive/2024").await.unwrap();
+    store.delete_folder(&alice(), "Archive").await.unwrap();
+    assert!(matches!(store.delete_folder(&alice(), "INBOX").await, Err(StoreError::NotPermitted(_))));
+    assert!(matches!(store.open_mailbox(&alice(), "Archive").await, Err(StoreError::NoSuchFolder(_))));
+    // A recreated folder gets a fresh UIDVALIDITY and no old UIDs.
+    store.create_folder(&alice(), "Archive/2024", None).await.unwrap();
+    let mb = store.open_mailbox(&alice(), "Archive/2024").await.unwrap();
+    assert!(mb.sync().await.unwrap().messages.is_empty());
+    assert_ne!(mb.uid_validity(), validity);
+}
+
+#[tokio::test]
+async fn renaming_inbox_moves_its_messages() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path(), "mx").unwrap();
+    deliver(&store, "a\r\n").await;
+    deliver(&store, "b\r\n").await;
+    let inbox = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    inbox.sync().await.unwrap();
+    inbox.store_flags(&[2], FlagOp::Add, &[Flag::Keyword("kept".into())], None).await.unwrap();
+    store.rename_folder(&alice(), "INBOX", "Old mail").await.unwrap();
+    assert!(inbox.sync().await.unwrap().messages.is_empty());
+    let old = store.open_mailbox(&alice(), "Old mail").await.unwrap();
+    let snap = old.sync().await.unwrap();
+    assert_eq!(uids(&snap), [1, 2]);
+    assert_eq!(snap.messages[1].flags, [Flag::Keyword("kept".into())]);
+    assert!(root(data.path()).join(".Old mail/cur").is_dir());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sessions_and_deliveries_get_distinct_uids() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path(), "mx").unwrap();
+    store.ensure_account(&alice()).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            deliver(&store, &format!("{i}\r\n")).await;
+            let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+            mb.sync().await.unwrap();
+            let body = MessageBody::Memory(format!("appended {i}\r\n").into());
+            mb.append(&body, &[Flag::Seen], None).await.unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    let snap = mb.sync().await.unwrap();
+    assert_eq!(snap.messages.len(), 100);
+    assert_eq!(snap.uid_next, 101);
+    drop(mb);
+    drop(store);
+    let store = Store::open(data.path(), "mx").unwrap();
+    let again = store.open_mailbox(&alice(), "INBOX").await.unwrap().sync().await.unwrap();
+    assert_eq!(again, snap);
+}
+
+/// Timing probe for large mailboxes: `cargo test --lib large_mailbox -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn large_mailbox_timings() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path(), "mx").unwrap();
+    store.ensure_account(&alice()).await.unwrap();
+    let new = root(data.path()).join("new");
+    for i in 0..50_000 {
+        std::fs::write(new.join(format!("{i}.M1P1Q{i}.mx,S=3,W=3")), b"x\r\n").unwrap();
+    }
+    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    let t = std::time::Instant::now();
+    let snap = mb.sync().await.unwrap();
+    eprintln!("first sync of {}: {:?}", snap.messages.len(), t.elapsed());
+    let t = std::time::Instant::now();
+    mb.sync().await.unwrap();
+    eprintln!("second sync: {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    mb.sync().await.unwrap();
+    eprintln!("third sync: {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let names = super::scan::list_cur(&root(data.path())).unwrap();
+    eprintln!("list_cur of {}: {:?}", names.len(), t.elapsed());
+    let t = std::time::Instant::now();
+    mb.store_flags(&[7], FlagOp::Add, &[Flag::Seen], None).await.unwrap();
+    eprintln!("store: {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    mb.sync().await.unwrap();
+    eprintln!("sync after store: {:?}", t.elapsed());
+    drop(mb);
+    drop(store);
+    let store = Store::open(data.path(), "mx").unwrap();
+    let t = std::time::Instant::now();
+    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    eprintln!("reopen: {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    mb.sync().await.unwrap();
+    eprintln!("sync after reopen: {:?}", t.elapsed());
+}
+
+#[tokio::test]
+async fn a_torn_index_append_keeps_uidvalidity() {
+    let data = tempfile::tempdir().unwrap();
+    let idx = data.path().join("state/index/example.org/alice/INBOX.idx");
+    let validity = {
+        let store = Store::open(data.path(), "mx").unwrap();
+        deliver(&store, "a\r\n").await;
+        let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+        mb.sync().await.unwrap().uid_validity
+    };
+    // A crash in the middle of an append (never acknowledged) leaves half a line.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&idx).unwrap();
+    std::io::Write::write_all(&mut f, b"0badc0de\tA\t2\t9").unwrap();
+    drop(f);
+    let store = Store::open(data.path(), "mx").unwrap();
+    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    let snap = mb.sync().await.unwrap();
+    assert_eq!((snap.uid_validity, uids(&snap)), (validity, vec![1]));
+    deliver(&store, "b\r\n").await;
+    assert_eq!(uids(&mb.sync().await.unwrap()), [1, 2]);
+    drop(mb);
+    drop(store);
+    // The torn bytes were cut, so the next append did not bury them mid-log.
+    let store = Store::open(data.path(), "mx").unwrap();
+    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    assert_eq!(mb.uid_validity(), validity);
+    assert_eq!(uids(&mb.sync().await.unwrap()), [1, 2]);
+}
+
+#[tokio::test]
+async fn reading_a_message_renamed_behind_our_back_rescans() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path(), "mx").unwrap();
+    deliver(&store, "Subject: x\r\n\r\nbody\r\n").await;
+    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    mb.sync().await.unwrap();
+    let cur = root(data.path()).join("cur");
+    let name = ls(&cur).remove(0);
+    std::fs::rename(cur.join(&name), cur.join(format!("{name}S"))).unwrap();
+    let bytes = mb.read_message(1, 100).await.unwrap();
+    assert_eq!(&bytes[..], b"Subject: x\r\n\r\nbody\r\n");
+    assert_eq!(mb.sync().await.unwrap().messages[0].flags, [Flag::Seen]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deliveries_flags_expunges_and_moves_race_without_loss() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path(), "mx").unwrap();
+    store.ensure_account(&alice()).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for j in 0..25 {
+                deliver(&store, &format!("m {i} {j}\r\n")).await;
+            }
+        }));
+    }
+    for k in 0..3 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let inbox = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+            let trash = store.open_mailbox(&alice(), "Trash").await.unwrap();
+            for _ in 0..20 {
+                let snap = inbox.sync().await.unwrap();
+                let Some(first) = snap.messages.first() else {
+                    tokio::task::yield_now().await;
+                    continue;
+                };
+                match k {
+                    0 => {
+                        inbox.store_flags(&[first.uid], FlagOp::Add, &[Flag::Seen], None).await.unwrap();
+                    }
+                    1 => {
+                        inbox.move_to(&[first.uid], &trash).await.unwrap();
+                    }
+                    _ => {
+                        trash.move_to(&[1, 2, 3], &inbox).await.unwrap();
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let inbox = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    let trash = store.open_mailbox(&alice(), "Trash").await.unwrap();
+    let (a, b) = (inbox.sync().await.unwrap(), trash.sync().await.unwrap());
+    let mut bodies = Vec::new();
+    for (mb, snap) in [(&inbox, &a), (&trash, &b)] {
+        for m in &snap.messages {
+            bodies.push(mb.read_message(m.uid, 100).await.unwrap());
+        }
+    }
+    bodies.sort();
+    let before = bodies.len();
+    bodies.dedup();
+    assert_eq!((before, bodies.len()), (100, 100), "no loss, no duplicates");
+    drop((inbox, trash));
+    drop(store);
+    let store = Store::open(data.path(), "mx").unwrap();
+    let again = store.open_mailbox(&alice(), "INBOX").await.unwrap().sync().await.unwrap();
+    assert_eq!(again, a);
+}
+
+#[tokio::test]
+async fn a_dovecot_maildir_keeps_its_uids_and_uidvalidity() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path(), "mx").unwrap();
+    store.ensure_account(&alice()).await.unwrap();
+    let r = root(data.path());
+    for (name, body) in [
+        ("100.M1P1.old,S=3,W=3:2,S", "a\r\n"),
+        ("200.M1P1.old,S=3,W=3:2,", "b\r\n"),
+        ("300.M1P1.old,S=3,W=3:2,F", "c\r\n"),
+        ("400.M1P1.new,S=3,W=3:2,", "d\r\n"),
+    ] {
+        std::fs::write(r.join("cur").join(name), body).unwrap();
+    }
+    std::fs::write(
+        r.join("dovecot-uidlist"),
+        "3 V42 N10 Gabc\n5 :100.M1P1.old,S=3,W=3\n7 :200.M1P1.old,S=3,W=3\n\
+         9 W3 :300.M1P1.old,S=3,W=3\n8 :gone.M1P1.old\n",
+    )
+    .unwrap();
+    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    let snap = mb.sync().await.unwrap();
+    assert_eq!(snap.uid_validity, 42);
+    assert_eq!(uids(&snap), [5, 7, 9, 10]);
+    assert_eq!(snap.uid_next, 11);
+    assert_eq!(snap.messages[0].flags, [Flag::Seen]);
+    drop(mb);
+    drop(store);
+    // Imported once: our index is the truth from now on.
+    std::fs::remove_file(r.join("dovecot-uidlist")).unwrap();
+    let store = Store::open(data.path(), "mx").unwrap();
+    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    assert_eq!(mb.sync().await.unwrap(), snap);
+}

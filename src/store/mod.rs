@@ -1,0 +1,261 @@
+//! The mail store: Maildir++ mailboxes, their per-mailbox index, quota and change events.
+//!
+//! Owns: everything under `<data>/mail/` and `<data>/state/index/`. SMTP/LMTP delivery
+//! (`deliver`), IMAP and POP3 (`open_mailbox` -> [`Mailbox`]) all go through [`Store`]; no
+//! other module touches a Maildir. Mail is stored exactly as Dovecot lays it out so Dovecot,
+//! mutt and mbsync can read it, and the index can always be rebuilt from the Maildir.
+//!
+//! Rules kept here: nothing is acknowledged before it is durable (file fsync, rename,
+//! directory fsync; group-committed across sessions, see `durable.rs`); one shared
+//! in-memory state per open mailbox, so sessions see each other's changes and deliveries
+//! wake IDLE at once without polling.
+//!
+//! Files: `types.rs` public values, `error.rs`, `folder_name.rs` mUTF-7 and name mapping,
+//! `filename.rs` Maildir names and flag letters, `keywords.rs` Dovecot keyword letters,
+//! `layout.rs` paths, `durable.rs` group commit, `deliver.rs`, `quota.rs`, `index.rs` the
+//! on-disk index log, `scan.rs` reading a Maildir directory, `mailbox.rs` an open mailbox,
+//! `mailbox_sync.rs` index <-> Maildir reconciliation, `uidlist.rs` Dovecot UID import,
+//! `message_ops.rs` append/copy/move, `mailbox_status.rs` STATUS/\Recent/POP3 claim,
+//! `reader.rs` CRLF message streams, `folders.rs` folder management and subscriptions.
+//!
+//! POP3 UIDL: use [`MessageMeta::base_name`], the Maildir base name (`<secs>.M<usec>P<pid>
+//! Q<n>.<host>,S=<size>,W=<size>`). It never changes with flags, survives restarts and
+//! index rebuilds, and is what Dovecot's `pop3_uidl_format = %f`-style setups expose.
+
+mod deliver;
+#[cfg(test)]
+mod dovecot_compat_tests;
+mod durable;
+mod error;
+mod filename;
+pub mod folder_name;
+mod folders;
+mod index;
+mod keywords;
+mod layout;
+mod mailbox;
+mod mailbox_status;
+mod mailbox_sync;
+#[cfg(test)]
+mod mailbox_tests;
+mod message_ops;
+mod quota;
+mod reader;
+mod scan;
+mod types;
+mod uidlist;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+pub use durable::SyncStats;
+pub use error::StoreError;
+pub use folder_name::{FolderPath, decode_mutf7, encode_mutf7};
+pub use mailbox::Mailbox;
+pub use mailbox_status::ExclusiveClaim;
+pub use reader::MessageReader;
+pub use types::{
+    DeliveredMessage, Flag, FlagOp, FolderInfo, LocalDelivery, MailboxEvent, MailboxOwner, MailboxSnapshot,
+    MailboxStatus, MessageBody, MessageMeta, SpecialUse, StoreFlagsOutcome,
+};
+
+use durable::GroupSync;
+use error::blocking;
+use layout::{DEFAULT_FOLDERS, Layout, create_maildir};
+use quota::QuotaTracker;
+
+/// The mail store. Cheap to clone (an `Arc` inside); `Send + Sync`.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<StoreInner>,
+}
+
+type OpenKey = (MailboxOwner, FolderPath);
+
+struct StoreInner {
+    layout: Layout,
+    /// Host part of new file names, escaped.
+    host: String,
+    sync: GroupSync,
+    /// Accounts whose Maildir is known to exist (skip `ensure_account` work per delivery).
+    known_accounts: Mutex<HashSet<MailboxOwner>>,
+    /// Open mailboxes, so deliveries and other sessions notify them.
+    open: Mutex<HashMap<OpenKey, Weak<mailbox::Shared>>>,
+    quota: QuotaTracker,
+    /// Serialises folder management (create/delete/rename, subscriptions file).
+    folders_lock: tokio::sync::Mutex<()>,
+    /// Serialises opening (loading or rebuilding) mailbox indexes.
+    open_lock: tokio::sync::Mutex<()>,
+    /// Last UIDVALIDITY handed out, so two indexes created in the same second differ.
+    last_uid_validity: AtomicU32,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("mail_root", &self.inner.layout.mail_root()).finish()
+    }
+}
+
+impl Store {
+    /// Open the store under `data_dir` (creating `mail/` and `state/index/`). `hostname`
+    /// goes into new file names, as Dovecot and Postfix do.
+    pub fn open(data_dir: &Path, hostname: &str) -> Result<Store, StoreError> {
+        let layout = Layout::new(data_dir);
+        for d in [layout.mail_root().to_path_buf(), data_dir.join("state").join("index")] {
+            std::fs::create_dir_all(&d).map_err(|e| StoreError::io(&d, e))?;
+        }
+        Ok(Store {
+            inner: Arc::new(StoreInner {
+                layout,
+                host: filename::escape_host(hostname),
+                sync: GroupSync::default(),
+                known_accounts: Mutex::new(HashSet::new()),
+                open: Mutex::new(HashMap::new()),
+                quota: QuotaTracker::default(),
+                open_lock: tokio::sync::Mutex::new(()),
+                folders_lock: tokio::sync::Mutex::new(()),
+                last_uid_validity: AtomicU32::new(0),
+            }),
+        })
+    }
+
+    /// Create the account's Maildir with INBOX plus Drafts, Sent, Junk and Trash, subscribed
+    /// (idempotent; existing folders and subscriptions are left alone).
+    pub async fn ensure_account(&self, account: &MailboxOwner) -> Result<(), StoreError> {
+        let root = self.inner.layout.account_dir(account)?;
+        let mail_root = self.inner.layout.mail_root().to_path_buf();
+        blocking(move || {
+            let existed = root.join("cur").is_dir();
+            create_maildir(&root, false)?;
+            for name in DEFAULT_FOLDERS {
+                create_maildir(&root.join(format!(".{name}")), true)?;
+            }
+            if !existed {
+                folders::init_subscriptions(&root)?;
+                // The new account directory must survive a crash too.
+                if let Some(domain_dir) = root.parent() {
+                    layout::fsync_dir(domain_dir)?;
+                }
+                layout::fsync_dir(&mail_root)?;
+            }
+            Ok(())
+        })
+        .await?;
+        if let Ok(mut known) = self.inner.known_accounts.lock() {
+            known.insert(account.clone());
+        }
+        Ok(())
+    }
+
+    /// `ensure_account` once per account per process.
+    async fn ensure_account_cached(&self, account: &MailboxOwner) -> Result<(), StoreError> {
+        let known = self.inner.known_accounts.lock().map(|k| k.contains(account)).unwrap_or(false);
+        if known { Ok(()) } else { self.ensure_account(account).await }
+    }
+
+    /// Bytes used by the account (all folders). Cheap after the first call, which walks the
+    /// Maildir once (reading file names, not files).
+    pub fn quota_usage(&self, account: &MailboxOwner) -> u64 {
+        self.inner.quota.usage(&self.inner.layout, account)
+    }
+
+    /// Compute the account's usage off the async threads (the first-use directory walk), so
+    /// a later [`Store::quota_usage`] is a map lookup. Call it at login / first RCPT.
+    pub async fn prime_quota(&self, account: &MailboxOwner) -> u64 {
+        let store = self.clone();
+        let account = account.clone();
+        blocking(move || Ok(store.quota_usage(&account))).await.unwrap_or(0)
+    }
+
+    /// Group-commit counters (fsync requests vs. fsyncs issued) for `metrics.rs`.
+    pub fn fsync_stats(&self) -> SyncStats {
+        self.inner.sync.stats()
+    }
+
+    /// Tell an open mailbox (if any) that new mail arrived.
+    fn notify_new(&self, owner: &MailboxOwner, folder: &FolderPath) {
+        if let Some(shared) = self.lookup_open(owner, folder) {
+            shared.notify(MailboxEvent::NewMessages);
+        }
+    }
+
+    fn lookup_open(&self, owner: &MailboxOwner, folder: &FolderPath) -> Option<Arc<mailbox::Shared>> {
+        let map = self.inner.open.lock().ok()?;
+        map.get(&(owner.clone(), folder.clone()))?.upgrade()
+    }
+
+    /// Forget open-mailbox state for a folder and its children (after delete/rename), so
+    /// the next open starts from disk.
+    fn forget_open(&self, owner: &MailboxOwner, folder: &FolderPath) {
+        if let Ok(mut map) = self.inner.open.lock() {
+            map.retain(|(o, f), w| !(o == owner && (f == folder || folder.is_ancestor_of(f))) && w.strong_count() > 0);
+        }
+    }
+
+    /// A new UIDVALIDITY: the current time in seconds, strictly above any handed out
+    /// before in this process and above `previous` (a rebuilt index must change it, RFC
+    /// 3501 2.3.1.1).
+    fn next_uid_validity(&self, previous: Option<u32>) -> u32 {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(1);
+        let floor = previous.map(|p| p.wrapping_add(1)).unwrap_or(1).max(1);
+        let mut candidate = now.max(floor);
+        loop {
+            let last = self.inner.last_uid_validity.load(Ordering::SeqCst);
+            if candidate <= last {
+                candidate = last.wrapping_add(1).max(1);
+            }
+            if self
+                .inner
+                .last_uid_validity
+                .compare_exchange(last, candidate, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                return candidate;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    fn assert_error<T: Send + Sync + std::error::Error + 'static>() {}
+
+    #[test]
+    fn handles_are_send_sync_and_cheap_to_clone() {
+        assert_send_sync::<Store>();
+        assert_send_sync::<Mailbox>();
+        assert_error::<StoreError>();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn quota_walk_counts_existing_mail_once_then_tracks_changes() {
+        let data = tempfile::tempdir().unwrap();
+        let alice = MailboxOwner::new("alice", "example.org");
+        {
+            let store = Store::open(data.path(), "mx").unwrap();
+            let body = MessageBody::Memory(bytes::Bytes::from_static(b"0123456789"));
+            let d = LocalDelivery { owner: alice.clone(), folder: "Junk".into(), header_prefix: b"X: y\r\n".to_vec() };
+            store.deliver(&body, &[d.clone(), d]).await;
+        }
+        // A foreign file without S= is stat'ed by the walk.
+        let root = data.path().join("mail/example.org/alice");
+        std::fs::write(root.join("cur/123.foreign:2,S"), b"abc").unwrap();
+        let store = Store::open(data.path(), "mx").unwrap();
+        assert_eq!(store.prime_quota(&alice).await, 2 * 16 + 3);
+        // Inline on a worker thread (block_in_place path) for another account.
+        let bob = MailboxOwner::new("bob", "example.org");
+        assert_eq!(store.quota_usage(&bob), 0);
+        let inbox = store.open_mailbox(&alice, "INBOX").await.unwrap();
+        let body = MessageBody::Memory(bytes::Bytes::from_static(b"12345"));
+        inbox.append(&body, &[], None).await.unwrap();
+        assert_eq!(store.quota_usage(&alice), 2 * 16 + 3 + 5);
+        let bad = MailboxOwner::new("..", "example.org");
+        assert_eq!(store.quota_usage(&bad), 0);
+    }
+}

@@ -1,0 +1,132 @@
+//! Streaming a stored message as CRLF wire bytes.
+//!
+//! Owns: [`MessageReader`], what IMAP FETCH and POP3 RETR read. Our own files are stored
+//! with CRLF and stream through unchanged; files written by others (Postfix `local`, mutt,
+//! some Dovecot setups) may use bare LF, which is turned into CRLF on the fly so the bytes
+//! sent always match the advertised RFC822.SIZE / LIST size. Large messages are never held
+//! in memory.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, ReadBuf};
+
+/// Size of the message once every bare LF becomes CRLF. `prev_cr` carries the state across
+/// chunks (start with `false`).
+pub fn wire_len(chunk: &[u8], prev_cr: &mut bool) -> u64 {
+    let mut extra = 0u64;
+    for &b in chunk {
+        if b == b'\n' && !*prev_cr {
+            extra += 1;
+        }
+        *prev_cr = b == b'\r';
+    }
+    chunk.len() as u64 + extra
+}
+
+/// Wire size of a whole file. Blocking.
+pub fn file_wire_len(path: &std::path::Path) -> io::Result<u64> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut prev_cr = false;
+    let mut total = 0;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += wire_len(&buf[..n], &mut prev_cr);
+    }
+}
+
+/// An open message: `AsyncRead` yielding its CRLF wire form, and its wire size.
+#[derive(Debug)]
+pub struct MessageReader {
+    file: tokio::fs::File,
+    size: u64,
+    convert: bool,
+    prev_cr: bool,
+    pending: Vec<u8>,
+    pos: usize,
+}
+
+impl MessageReader {
+    /// Wrap an open file. `convert` when its physical size differs from the wire size.
+    pub(crate) fn new(file: tokio::fs::File, size: u64, convert: bool) -> MessageReader {
+        MessageReader { file, size, convert, prev_cr: false, pending: Vec::new(), pos: 0 }
+    }
+
+    /// Wire size in bytes: exactly what reading to the end yields.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl AsyncRead for MessageReader {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.convert {
+            return Pin::new(&mut this.file).poll_read(cx, out);
+        }
+        loop {
+            if this.pos < this.pending.len() {
+                let n = out.remaining().min(this.pending.len() - this.pos);
+                out.put_slice(&this.pending[this.pos..this.pos + n]);
+                this.pos += n;
+                return Poll::Ready(Ok(()));
+            }
+            let mut raw = [0u8; 8192];
+            let mut rb = ReadBuf::new(&mut raw);
+            ready!(Pin::new(&mut this.file).poll_read(cx, &mut rb))?;
+            let data = rb.filled();
+            if data.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            this.pending.clear();
+            this.pos = 0;
+            for &b in data {
+                if b == b'\n' && !this.prev_cr {
+                    this.pending.push(b'\r');
+                }
+                this.pending.push(b);
+                this.prev_cr = b == b'\r';
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn lf_files_stream_as_crlf_with_the_announced_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m");
+        // Mixed endings, and an LF right after a chunk boundary-sized run.
+        let mut content = b"Subject: x\n\r\nline\r\n".to_vec();
+        content.extend(std::iter::repeat_n(b'a', 8191));
+        content.extend(b"\nend\n");
+        std::fs::write(&p, &content).unwrap();
+        let size = file_wire_len(&p).unwrap();
+        let f = tokio::fs::File::open(&p).await.unwrap();
+        let mut r = MessageReader::new(f, size, true);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).await.unwrap();
+        assert_eq!(out.len() as u64, size);
+        assert!(out.starts_with(b"Subject: x\r\n\r\nline\r\n"));
+        assert!(out.ends_with(b"a\r\nend\r\n"));
+        assert!(!out.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'));
+    }
+
+    #[test]
+    fn wire_len_counts_bare_lf_only() {
+        let mut cr = false;
+        assert_eq!(wire_len(b"a\r\nb\nc", &mut cr), 7);
+        let mut cr = false;
+        assert_eq!(wire_len(b"a\r", &mut cr) + wire_len(b"\n", &mut cr), 3);
+    }
+}
