@@ -8,5 +8,7 @@ pub mod datadir;
 pub mod http;
 pub mod metrics;
 pub mod net;
+pub mod queue;
+pub mod smtp;
 pub mod tls;
 pub mod units;
