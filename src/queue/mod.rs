@@ -449,3 +449,6 @@ impl Inner {
 fn display_sender(sender: Option<&Address>) -> String {
     sender.map(|a| a.to_string()).unwrap_or_else(|| "<>".to_string())
 }
+
+#[cfg(test)]
+mod tests;
