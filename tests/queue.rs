@@ -52,8 +52,13 @@ impl Drop for Proc {
 
 /// dnsmasq answering for remote.test (and here.test, where the DSNs go) with our MX.
 fn start_dns() -> (Proc, SocketAddr) {
+    start_dns_with(&[])
+}
+
+fn start_dns_with(extra: &[&str]) -> (Proc, SocketAddr) {
     let port = free_udp_port();
     let child = Command::new("dnsmasq")
+        .args(extra)
         .args([
             "--no-daemon",
             "--no-resolv",
@@ -433,12 +438,17 @@ async fn restart_with_a_full_queue_delivers_everything() {
 
 /// A CA and a server certificate for 127.0.0.1 signed by it.
 fn test_tls() -> (tokio_rustls::TlsAcceptor, CertificateDer<'static>) {
+    test_tls_for(&["127.0.0.1", "localhost"])
+}
+
+/// A CA and a server certificate for `names` signed by it.
+fn test_tls_for(names: &[&str]) -> (tokio_rustls::TlsAcceptor, CertificateDer<'static>) {
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca_params.distinguished_name.push(rcgen::DnType::CommonName, "mailroom test CA");
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap()).unwrap();
     let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+    let leaf = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
         .unwrap()
         .signed_by(&leaf_key, &ca)
         .unwrap();
@@ -508,5 +518,117 @@ async fn smarthost_with_untrusted_certificate_is_deferred_not_sent() {
     let detail = queue.show(&id).await.unwrap();
     let reply = detail.envelope.recipients[0].last_reply.clone().unwrap_or_default();
     assert!(reply.starts_with("4.7.5"), "{reply}");
+    assert!(mx.received.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn opportunistic_starttls_accepts_any_certificate() {
+    if !have("dnsmasq") {
+        return;
+    }
+    let (_dns, dns_addr) = start_dns();
+    // A certificate from a CA the client has never heard of, for the wrong name.
+    let (acceptor, _unknown_ca) = test_tls_for(&["wrong.example"]);
+    let (mx, port) = start_mx(ServerOptions { tls: Some(acceptor), require_auth: None }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let queue = open_queue(dir.path(), queue_settings(Duration::from_secs(60)), client_settings(Some(dns_addr), port));
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let _w = queue.spawn_workers(rx);
+    queue.enqueue(Some(&a("alice@here.test")), &[a("bob@remote.test")], MSG, "<t1>").await.unwrap();
+    wait_empty(&queue, 20).await;
+    let received = mx.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1);
+    assert!(received[0].tls, "STARTTLS offered, so it must be used");
+}
+
+/// An HTTPS server answering every request with `policy` (the MTA-STS policy host).
+async fn start_policy_server(acceptor: tokio_rustls::TlsAcceptor, policy: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let request = String::from_utf8_lossy(&got);
+                assert!(request.starts_with("GET /.well-known/mta-sts.txt HTTP/1."), "{request}");
+                let response = format!(
+                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{policy}",
+                    policy.len()
+                );
+                let _ = tls.write_all(response.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+/// Everything one MTA-STS case keeps alive.
+struct StsCase {
+    mx: Arc<ServerState>,
+    queue: Queue,
+    id: mailroom::queue::QueueId,
+    _dns: Proc,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+async fn mta_sts_case(policy: &'static str) -> StsCase {
+    let (acceptor, ca) = test_tls_for(&["mx.remote.test", "mta-sts.remote.test"]);
+    let (dns, dns_addr) = start_dns_with(&[
+        "--txt-record=_mta-sts.remote.test,v=STSv1; id=20261127",
+        "--address=/mta-sts.remote.test/127.0.0.1",
+    ]);
+    let https = start_policy_server(acceptor.clone(), policy).await;
+    let (mx, port) = start_mx(ServerOptions { tls: Some(acceptor), require_auth: None }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = client_settings(Some(dns_addr), port);
+    client.extra_roots = vec![ca];
+    client.mta_sts_port = https;
+    let queue = open_queue(dir.path(), queue_settings(Duration::from_secs(60)), client);
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let _w = queue.spawn_workers(rx);
+    let id = queue.enqueue(Some(&a("alice@here.test")), &[a("bob@remote.test")], MSG, "<t1>").await.unwrap();
+    StsCase { mx, queue, id, _dns: dns, _dir: dir, _stop: stop }
+}
+
+#[tokio::test]
+async fn mta_sts_enforce_delivers_over_verified_tls() {
+    if !have("dnsmasq") {
+        return;
+    }
+    let policy = "version: STSv1\r\nmode: enforce\r\nmx: mx.remote.test\r\nmax_age: 86400\r\n";
+    let case = mta_sts_case(policy).await;
+    wait_empty(&case.queue, 20).await;
+    let received = case.mx.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1);
+    assert!(received[0].tls);
+}
+
+#[tokio::test]
+async fn mta_sts_enforce_refuses_an_mx_outside_the_policy() {
+    if !have("dnsmasq") {
+        return;
+    }
+    let policy = "version: STSv1\r\nmode: enforce\r\nmx: *.other.test\r\nmax_age: 86400\r\n";
+    let StsCase { mx, queue, id, .. } = &mta_sts_case(policy).await;
+    for _ in 0..200 {
+        if queue.show(id).await.is_some_and(|d| d.envelope.attempts > 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let detail = queue.show(id).await.unwrap();
+    let reply = detail.envelope.recipients[0].last_reply.clone().unwrap_or_default();
+    assert!(reply.starts_with("4.7.5") && reply.contains("MTA-STS"), "{reply}");
     assert!(mx.received.lock().unwrap().is_empty());
 }

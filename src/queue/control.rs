@@ -42,6 +42,7 @@ pub fn spawn_control_server(
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
     let cleanup = path.clone();
     Ok(tokio::spawn(async move {
+        let mut watching = true;
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -58,7 +59,8 @@ pub fn spawn_control_server(
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
-                _ = shutdown.changed() => {
+                changed = shutdown.changed(), if watching => {
+                    watching = changed.is_ok();
                     if *shutdown.borrow() { break; }
                 }
             }

@@ -29,6 +29,8 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 
 pub(super) async fn run(queue: Queue, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let mut attempts: JoinSet<()> = JoinSet::new();
+    // A dropped sender can never signal shutdown; stop watching it rather than spin.
+    let mut watching = true;
     loop {
         if *shutdown.borrow() {
             break;
@@ -44,7 +46,7 @@ pub(super) async fn run(queue: Queue, mut shutdown: tokio::sync::watch::Receiver
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = queue.inner.wake.notified() => {}
-            _ = shutdown.changed() => {}
+            changed = shutdown.changed(), if watching => watching = changed.is_ok(),
             Some(_) = attempts.join_next(), if !attempts.is_empty() => {}
         }
     }
