@@ -103,6 +103,8 @@ struct ServerOptions {
     tls: Option<tokio_rustls::TlsAcceptor>,
     /// `user\0password` that AUTH PLAIN must carry; MAIL is refused without it.
     require_auth: Option<(String, String)>,
+    /// Behave like an old server: no PIPELINING, and only `AUTH LOGIN`.
+    old_fashioned: bool,
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -150,12 +152,15 @@ async fn session(mut io: Box<dyn Io>, st: Arc<ServerState>, options: ServerOptio
     while let Some(line) = read_line(&mut io, &mut buf).await? {
         let upper = line.to_ascii_uppercase();
         let reply: String = if upper.starts_with("EHLO") {
-            let mut r = String::from("250-mx.remote.test\r\n250-PIPELINING\r\n250-SIZE 10000000\r\n250-8BITMIME\r\n");
+            let mut r = String::from("250-mx.remote.test\r\n250-SIZE 10000000\r\n250-8BITMIME\r\n");
+            if !options.old_fashioned {
+                r.push_str("250-PIPELINING\r\n");
+            }
             if options.tls.is_some() && !tls {
                 r.push_str("250-STARTTLS\r\n");
             }
             if tls && options.require_auth.is_some() {
-                r.push_str("250-AUTH PLAIN LOGIN\r\n");
+                r.push_str(if options.old_fashioned { "250-AUTH=LOGIN\r\n" } else { "250-AUTH PLAIN LOGIN\r\n" });
             }
             r.push_str("250 ENHANCEDSTATUSCODES\r\n");
             r
@@ -173,6 +178,21 @@ async fn session(mut io: Box<dyn Io>, st: Arc<ServerState>, options: ServerOptio
             match (&options.require_auth, parts.as_slice()) {
                 (Some((u, p)), [_, user, pass]) if user == u && pass == p && tls => {
                     authed = Some(user.clone());
+                    "235 2.7.0 authenticated\r\n".into()
+                }
+                _ => "535 5.7.8 bad credentials\r\n".into(),
+            }
+        } else if upper == "AUTH LOGIN" {
+            let b64 = base64::engine::general_purpose::STANDARD;
+            io.write_all(b"334 VXNlcm5hbWU6\r\n").await?;
+            let user = read_line(&mut io, &mut buf).await?.unwrap_or_default();
+            io.write_all(b"334 UGFzc3dvcmQ6\r\n").await?;
+            let pass = read_line(&mut io, &mut buf).await?.unwrap_or_default();
+            let user = String::from_utf8(b64.decode(user.trim()).unwrap_or_default()).unwrap_or_default();
+            let pass = String::from_utf8(b64.decode(pass.trim()).unwrap_or_default()).unwrap_or_default();
+            match &options.require_auth {
+                Some((u, p)) if &user == u && &pass == p && tls => {
+                    authed = Some(user);
                     "235 2.7.0 authenticated\r\n".into()
                 }
                 _ => "535 5.7.8 bad credentials\r\n".into(),
@@ -465,7 +485,11 @@ fn test_tls_for(names: &[&str]) -> (tokio_rustls::TlsAcceptor, CertificateDer<'s
 #[tokio::test]
 async fn smarthost_requires_tls_and_authenticates() {
     let (acceptor, ca) = test_tls();
-    let options = ServerOptions { tls: Some(acceptor), require_auth: Some(("relayuser".into(), "s3cret pass".into())) };
+    let options = ServerOptions {
+        tls: Some(acceptor),
+        require_auth: Some(("relayuser".into(), "s3cret pass".into())),
+        old_fashioned: false,
+    };
     let (mx, port) = start_mx(options).await;
     let dir = tempfile::tempdir().unwrap();
     let mut client = client_settings(None, 1);
@@ -498,7 +522,8 @@ async fn smarthost_requires_tls_and_authenticates() {
 #[tokio::test]
 async fn smarthost_with_untrusted_certificate_is_deferred_not_sent() {
     let (acceptor, _ca) = test_tls();
-    let options = ServerOptions { tls: Some(acceptor), require_auth: Some(("u".into(), "p".into())) };
+    let options =
+        ServerOptions { tls: Some(acceptor), require_auth: Some(("u".into(), "p".into())), old_fashioned: false };
     let (mx, port) = start_mx(options).await;
     let dir = tempfile::tempdir().unwrap();
     let mut client = client_settings(None, 1);
@@ -529,7 +554,7 @@ async fn opportunistic_starttls_accepts_any_certificate() {
     let (_dns, dns_addr) = start_dns();
     // A certificate from a CA the client has never heard of, for the wrong name.
     let (acceptor, _unknown_ca) = test_tls_for(&["wrong.example"]);
-    let (mx, port) = start_mx(ServerOptions { tls: Some(acceptor), require_auth: None }).await;
+    let (mx, port) = start_mx(ServerOptions { tls: Some(acceptor), require_auth: None, old_fashioned: false }).await;
     let dir = tempfile::tempdir().unwrap();
     let queue = open_queue(dir.path(), queue_settings(Duration::from_secs(60)), client_settings(Some(dns_addr), port));
     let (_stop, rx) = tokio::sync::watch::channel(false);
@@ -589,7 +614,7 @@ async fn mta_sts_case(policy: &'static str) -> StsCase {
         "--address=/mta-sts.remote.test/127.0.0.1",
     ]);
     let https = start_policy_server(acceptor.clone(), policy).await;
-    let (mx, port) = start_mx(ServerOptions { tls: Some(acceptor), require_auth: None }).await;
+    let (mx, port) = start_mx(ServerOptions { tls: Some(acceptor), require_auth: None, old_fashioned: false }).await;
     let dir = tempfile::tempdir().unwrap();
     let mut client = client_settings(Some(dns_addr), port);
     client.extra_roots = vec![ca];
@@ -631,4 +656,42 @@ async fn mta_sts_enforce_refuses_an_mx_outside_the_policy() {
     let reply = detail.envelope.recipients[0].last_reply.clone().unwrap_or_default();
     assert!(reply.starts_with("4.7.5") && reply.contains("MTA-STS"), "{reply}");
     assert!(mx.received.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn smarthost_without_pipelining_using_auth_login() {
+    let (acceptor, ca) = test_tls();
+    let options =
+        ServerOptions { tls: Some(acceptor), require_auth: Some(("old".into(), "timer".into())), old_fashioned: true };
+    let (mx, port) = start_mx(options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = client_settings(None, 1);
+    client.mta_sts = false;
+    client.extra_roots = vec![ca];
+    client.relay = Some(RelayHost {
+        host: "127.0.0.1".into(),
+        port,
+        username: Some("old".into()),
+        password: Some("timer".into()),
+    });
+    let queue = open_queue(dir.path(), queue_settings(Duration::from_secs(60)), client);
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let _w = queue.spawn_workers(rx);
+    queue
+        .enqueue(
+            Some(&a("alice@here.test")),
+            &[a("bob@remote.test"), a("unknown@remote.test"), a("carol@remote.test")],
+            MSG,
+            "<t1>",
+        )
+        .await
+        .unwrap();
+    wait_empty(&queue, 20).await;
+    let received = mx.received.lock().unwrap().clone();
+    // The message itself, then the DSN for unknown@ (also through the relay).
+    assert_eq!(received.len(), 2, "{received:#?}");
+    assert_eq!(received[0].rcpts, ["bob@remote.test", "carol@remote.test"]);
+    assert_eq!(received[0].auth.as_deref(), Some("old"));
+    assert_eq!(received[1].mail_from, "<>");
+    assert!(String::from_utf8_lossy(&received[1].data).contains("unknown@remote.test"));
 }
