@@ -111,7 +111,11 @@ trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 async fn start_mx(options: ServerOptions) -> (Arc<ServerState>, u16) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_mx_on("127.0.0.1:0", options).await
+}
+
+async fn start_mx_on(bind: &str, options: ServerOptions) -> (Arc<ServerState>, u16) {
+    let listener = TcpListener::bind(bind).await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let state = Arc::new(ServerState::default());
     let st = state.clone();
@@ -694,4 +698,33 @@ async fn smarthost_without_pipelining_using_auth_login() {
     assert_eq!(received[0].auth.as_deref(), Some("old"));
     assert_eq!(received[1].mail_from, "<>");
     assert!(String::from_utf8_lossy(&received[1].data).contains("unknown@remote.test"));
+}
+
+#[tokio::test]
+async fn unreachable_first_mx_falls_back_to_the_next_over_ipv6() {
+    if !have("dnsmasq") {
+        return;
+    }
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        assert!(!in_ci(), "IPv6 loopback is required under CI=true");
+        eprintln!("skipping: no IPv6 loopback");
+        return;
+    }
+    let (_dns, dns_addr) = start_dns_with(&[
+        "--mx-host=fallback.test,dead.fallback.test,5",
+        "--mx-host=fallback.test,v6.fallback.test,10",
+        "--address=/dead.fallback.test/127.0.0.2",
+        "--address=/v6.fallback.test/::1",
+    ]);
+    // Nothing listens on 127.0.0.2 at this port: the preferred MX refuses connections.
+    let (mx, port) = start_mx_on("[::1]:0", ServerOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let queue = open_queue(dir.path(), queue_settings(Duration::from_secs(60)), client_settings(Some(dns_addr), port));
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let _w = queue.spawn_workers(rx);
+    queue.enqueue(Some(&a("alice@here.test")), &[a("dave@fallback.test")], MSG, "<t1>").await.unwrap();
+    wait_empty(&queue, 20).await;
+    let received = mx.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].rcpts, ["dave@fallback.test"]);
 }

@@ -326,3 +326,97 @@ impl Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio::net::TcpListener;
+
+    /// A server that sends `greeting`, then for each expected command prefix answers the
+    /// given raw bytes. Returns its address.
+    async fn scripted(greeting: &'static str, script: Vec<(&'static str, &'static str)>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (read, mut write) = tcp.into_split();
+            let mut lines = BufReader::new(read).lines();
+            write.write_all(greeting.as_bytes()).await.unwrap();
+            for (expect, answer) in script {
+                let Ok(Some(line)) = lines.next_line().await else { return };
+                assert!(line.starts_with(expect), "client sent {line:?}, expected {expect:?}");
+                write.write_all(answer.as_bytes()).await.unwrap();
+            }
+            let _ = lines.next_line().await;
+        });
+        addr
+    }
+
+    const T: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn refusing_greeting_is_rejected() {
+        let addr = scripted("554 5.7.1 go away\r\n", vec![]).await;
+        let err = Connection::connect(addr, "mx.test", T).await.err().unwrap();
+        assert!(matches!(err, SessionError::Rejected(ref r) if r.code == 554), "{err}");
+    }
+
+    #[tokio::test]
+    async fn ehlo_refused_falls_back_to_helo() {
+        let addr = scripted(
+            "220 old.test\r\n",
+            vec![("EHLO me.test", "500 5.5.1 what?\r\n"), ("HELO me.test", "250 old.test\r\n")],
+        )
+        .await;
+        let mut conn = Connection::connect(addr, "old.test", T).await.unwrap();
+        conn.ehlo("me.test").await.unwrap();
+        assert_eq!(conn.caps, Capabilities::default());
+    }
+
+    #[tokio::test]
+    async fn data_sent_in_clear_before_tls_is_refused() {
+        // The 220 to STARTTLS arrives with an extra reply glued on: an injection.
+        let addr = scripted(
+            "220 mx.test\r\n",
+            vec![
+                ("EHLO me.test", "250-mx.test\r\n250 STARTTLS\r\n"),
+                ("STARTTLS", "220 2.0.0 go ahead\r\n250 2.1.0 injected\r\n"),
+            ],
+        )
+        .await;
+        let mut conn = Connection::connect(addr, "mx.test", T).await.unwrap();
+        conn.ehlo("me.test").await.unwrap();
+        assert!(conn.caps.starttls);
+        let connectors = super::super::tls::Connectors::new(&[]).unwrap();
+        let name = super::super::tls::server_name("mx.test").unwrap();
+        // Both replies may arrive in one read; if not, the handshake fails instead.
+        let err = conn.starttls(&connectors.unverified, name, false, "me.test").await.unwrap_err();
+        assert!(matches!(err, SessionError::Tls(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn message_over_the_advertised_size_fails_without_sending() {
+        let addr = scripted("220 mx.test\r\n", vec![("EHLO me.test", "250-mx.test\r\n250 SIZE 10\r\n")]).await;
+        let mut conn = Connection::connect(addr, "mx.test", T).await.unwrap();
+        conn.ehlo("me.test").await.unwrap();
+        let rcpt = Address::parse("x@mx.test").unwrap();
+        let (outcomes, reusable) = conn.send_mail(None, &[rcpt], b"Subject: too big\r\n\r\n").await;
+        assert!(reusable);
+        assert!(matches!(&outcomes[0], RecipientOutcome::Permanent(t) if t.starts_with("552 5.3.4")), "{outcomes:?}");
+    }
+
+    #[tokio::test]
+    async fn server_hanging_up_mid_transaction_is_temporary() {
+        let addr =
+            scripted("220 mx.test\r\n", vec![("EHLO me.test", "250 mx.test\r\n"), ("MAIL FROM:<>", "250 ok\r\n")])
+                .await;
+        let mut conn = Connection::connect(addr, "mx.test", T).await.unwrap();
+        conn.ehlo("me.test").await.unwrap();
+        let rcpt = Address::parse("x@mx.test").unwrap();
+        // The script ends after MAIL: the server reads RCPT and closes.
+        let (outcomes, reusable) = conn.send_mail(None, &[rcpt], b"Subject: hi\r\n\r\nx\r\n").await;
+        assert!(!reusable);
+        assert!(matches!(&outcomes[0], RecipientOutcome::Temporary(t) if t.starts_with("4.4.2")), "{outcomes:?}");
+    }
+}
