@@ -102,6 +102,10 @@ async fn delivered_item_is_removed_from_disk() {
     assert_eq!(h.transport.batches()[0].message.as_slice(), MSG);
     assert!(!h._dir.path().join(format!("{id}.env")).exists());
     assert!(!h._dir.path().join(format!("{id}.msg")).exists());
+    let metrics = String::from_utf8(crate::metrics::metrics().render()).unwrap();
+    assert!(metrics.contains("mailroom_queue_deliveries_total{result=\"delivered\"}"), "{metrics}");
+    assert!(metrics.contains("mailroom_queue_items{state=\"deferred\"}"), "{metrics}");
+    assert!(metrics.contains("mailroom_queue_oldest_item_age_seconds"), "{metrics}");
 }
 
 #[tokio::test]
