@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounts::Address;
 
-/// A queue item id: 20 lowercase hex digits (creation time in microseconds plus
-/// randomness). Only `[0-9a-f]` so it is always a safe file name, even when it arrives
+/// A queue item id: 24 lowercase hex digits (creation time in microseconds plus 32
+/// random bits; the spool also refuses to overwrite an existing id). Only `[0-9a-f]` so it is always a safe file name, even when it arrives
 /// over the control socket.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -24,8 +24,8 @@ impl QueueId {
     /// A fresh id; ids sort by creation time.
     pub fn generate() -> QueueId {
         let micros = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
-        let random: u16 = rand::random();
-        QueueId(format!("{micros:016x}{random:04x}"))
+        let random: u32 = rand::random();
+        QueueId(format!("{micros:016x}{random:08x}"))
     }
 
     /// Accept only what [`generate`](Self::generate) makes (no `/`, no `..`).

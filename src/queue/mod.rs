@@ -269,14 +269,26 @@ impl Queue {
                 unique.push(r.clone());
             }
         }
-        let envelope = Envelope::new(QueueId::generate(), sender.cloned(), &unique, msgid);
         let spool = self.inner.spool.clone();
-        let (env, bytes) = (envelope.clone(), message.to_vec());
+        let (sender_owned, bytes, msgid_owned) = (sender.cloned(), message.to_vec(), msgid.to_string());
         let size = bytes.len() as u64;
-        tokio::task::spawn_blocking(move || spool.create(&env, &bytes))
-            .await
-            .map_err(|e| QueueError::Task(e.to_string()))?
-            .map_err(io_err(self.inner.spool.dir()))?;
+        let recipients_owned = unique.clone();
+        let envelope = tokio::task::spawn_blocking(move || {
+            // An id collision (same microsecond, same 32 random bits) is refused by the
+            // spool; take another id.
+            let mut tries = 0;
+            loop {
+                let env = Envelope::new(QueueId::generate(), sender_owned.clone(), &recipients_owned, &msgid_owned);
+                match spool.create(&env, &bytes) {
+                    Ok(()) => return Ok(env),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 5 => tries += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await
+        .map_err(|e| QueueError::Task(e.to_string()))?
+        .map_err(io_err(self.inner.spool.dir()))?;
         let id = envelope.id.clone();
         tracing::info!(queue_id = %id, message_id = msgid, sender = %display_sender(sender), recipients = unique.len(), size, "queue: message spooled");
         self.lock_items().insert(id.clone(), Slot { envelope, size, in_flight: false, deleted: false });
