@@ -69,6 +69,7 @@ fn start_dns_with(extra: &[&str]) -> (Proc, SocketAddr) {
             "--user=root",
             "--mx-host=remote.test,mx.remote.test,10",
             "--mx-host=here.test,mx.remote.test,10",
+            "--mx-host=nomail.test,.,0",
             "--address=/mx.remote.test/127.0.0.1",
         ])
         .stdout(Stdio::null())
@@ -727,4 +728,25 @@ async fn unreachable_first_mx_falls_back_to_the_next_over_ipv6() {
     let received = mx.received.lock().unwrap().clone();
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].rcpts, ["dave@fallback.test"]);
+}
+
+#[tokio::test]
+async fn null_mx_bounces_at_once() {
+    if !have("dnsmasq") {
+        return;
+    }
+    let (_dns, dns_addr) = start_dns();
+    let (mx, port) = start_mx(ServerOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let queue = open_queue(dir.path(), queue_settings(Duration::from_secs(60)), client_settings(Some(dns_addr), port));
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let _w = queue.spawn_workers(rx);
+    queue.enqueue(Some(&a("alice@here.test")), &[a("eve@nomail.test")], MSG, "<t1>").await.unwrap();
+    wait_empty(&queue, 20).await;
+    let received = mx.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "only the DSN reaches a server: {received:#?}");
+    assert_eq!(received[0].rcpts, ["alice@here.test"]);
+    let text = String::from_utf8_lossy(&received[0].data).into_owned();
+    assert!(text.contains("Final-Recipient: rfc822; eve@nomail.test"), "{text}");
+    assert!(text.contains("Status: 5.1.10"), "{text}");
 }

@@ -134,6 +134,12 @@ impl SmtpTransport {
             return Ok(out);
         }
         let mut hosts = lookup_mx(&self.resolver, domain).await?;
+        // RFC 8461 §5: `testing` only reports; we log what enforce would have refused.
+        if let Some(p) = policy.as_ref().filter(|p| p.mode == Mode::Testing) {
+            for h in hosts.iter().filter(|h| !p.allows(&h.name)) {
+                tracing::warn!(domain, mx = %h.name, id = %p.id, "MTA-STS (testing): MX not in the policy");
+            }
+        }
         if let Some(p) = enforce {
             hosts.retain(|h| p.allows(&h.name));
             if hosts.is_empty() {
