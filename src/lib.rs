@@ -10,6 +10,7 @@ pub mod http;
 pub mod mailauth;
 pub mod metrics;
 pub mod net;
+pub mod queue;
 pub mod smtp;
 pub mod store;
 pub mod tls;

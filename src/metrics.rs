@@ -8,8 +8,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Every metric family. Reach it through [`metrics()`].
@@ -39,6 +39,12 @@ pub struct Metrics {
     pub pop3_commands_total: IntCounterVec,
     // DNS
     pub dns_record_ok: IntGaugeVec,
+    // Outbound queue (issue 7)
+    pub queue_items: IntGaugeVec,
+    pub queue_oldest_item_age_seconds: Gauge,
+    pub queue_deliveries_total: IntCounterVec,
+    pub queue_delivery_attempts_total: IntCounter,
+    pub queue_bounces_total: IntCounterVec,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
@@ -177,6 +183,30 @@ impl Metrics {
                 "mailroom_dns_record_ok",
                 "1 when the published DNS record matches what mailroom needs, by domain and record.",
                 &["domain", "record"],
+            ),
+            queue_items: gauge_vec("mailroom_queue_items", "Outbound queue items by state.", &["state"]),
+            queue_oldest_item_age_seconds: register(
+                &r,
+                Gauge::new("mailroom_queue_oldest_item_age_seconds", "Age of the oldest outbound queue item.")
+                    .expect("valid metric"),
+            ),
+            queue_deliveries_total: counter_vec(
+                "mailroom_queue_deliveries_total",
+                "Outbound recipient deliveries by result (delivered, deferred, failed, expired).",
+                &["result"],
+            ),
+            queue_delivery_attempts_total: register(
+                &r,
+                IntCounter::new(
+                    "mailroom_queue_delivery_attempts_total",
+                    "Outbound queue delivery attempts (per item).",
+                )
+                .expect("valid metric"),
+            ),
+            queue_bounces_total: counter_vec(
+                "mailroom_queue_bounces_total",
+                "Delivery status notifications generated, by kind (failure, delay).",
+                &["kind"],
             ),
             registry: r,
         };

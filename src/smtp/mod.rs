@@ -14,6 +14,7 @@
 //!
 //! Entry point: [`serve_connection`] with an [`SmtpContext`].
 
+pub mod client;
 pub mod command;
 pub mod data;
 pub mod deliver;

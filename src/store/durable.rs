@@ -57,14 +57,17 @@ pub struct GroupSync {
     inner: Arc<Mutex<Pending>>,
 }
 
-/// Resets `running` if the worker task is dropped (runtime shutdown) so a later runtime can
-/// start a new worker; queued waiters then see their sender dropped -> error.
-struct WorkerGuard(Arc<Mutex<Pending>>);
+/// Resets `running` if the worker task is dropped mid-way (runtime shutdown) so a later
+/// runtime can start a new worker; queued waiters then see their sender dropped -> error.
+struct WorkerGuard {
+    inner: Arc<Mutex<Pending>>,
+    armed: bool,
+}
 
 impl Drop for WorkerGuard {
     fn drop(&mut self) {
-        if let Ok(mut p) = self.0.lock() {
-            p.running = false;
+        if self.armed {
+            lock(&self.inner).running = false;
         }
     }
 }
@@ -82,13 +85,13 @@ impl GroupSync {
 
     /// Counters since start.
     pub fn stats(&self) -> SyncStats {
-        self.inner.lock().map(|p| p.stats).unwrap_or_default()
+        lock(&self.inner).stats
     }
 
     async fn request(&self, key: &Path, target: Target) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
         let start_worker = {
-            let mut p = self.inner.lock().map_err(|_| StoreError::Background("fsync batcher poisoned".into()))?;
+            let mut p = lock(&self.inner);
             p.stats.requests += 1;
             p.queue.entry(key.to_path_buf()).or_insert_with(|| (target, Vec::new())).1.push(tx);
             !std::mem::replace(&mut p.running, true)
@@ -96,9 +99,11 @@ impl GroupSync {
         if start_worker {
             let inner = self.inner.clone();
             tokio::spawn(async move {
-                let guard = WorkerGuard(inner.clone());
+                let mut guard = WorkerGuard { inner: inner.clone(), armed: true };
                 run_batches(&inner).await;
-                drop(guard);
+                // Normal exit: run_batches already cleared `running` under the lock, and a
+                // newer worker may own it by now, so the guard must not touch it.
+                guard.armed = false;
             });
         }
         match rx.await {
@@ -109,19 +114,23 @@ impl GroupSync {
     }
 }
 
+/// The queue stays usable even if a holder panicked: its data is a plain map, always
+/// consistent between statements, and a stuck `running` flag would hang every commit.
+fn lock(m: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 async fn run_batches(inner: &Arc<Mutex<Pending>>) {
     loop {
-        let batch = match inner.lock() {
-            Ok(mut p) => {
-                if p.queue.is_empty() {
-                    p.running = false;
-                    return;
-                }
-                p.stats.batches += 1;
-                p.stats.fsyncs += p.queue.len() as u64;
-                std::mem::take(&mut p.queue)
+        let batch = {
+            let mut p = lock(inner);
+            if p.queue.is_empty() {
+                p.running = false;
+                return;
             }
-            Err(_) => return,
+            p.stats.batches += 1;
+            p.stats.fsyncs += p.queue.len() as u64;
+            std::mem::take(&mut p.queue)
         };
         let mut tasks = Vec::with_capacity(batch.len());
         for (path, (target, waiters)) in batch {

@@ -146,17 +146,21 @@ pub fn decode(line: &str) -> Option<Record> {
     Some(match *f.first()? {
         "H" if f.len() == 3 && f[1] == "1" => Record::Header { uid_validity: uid(2)? },
         "S" if f.len() == 3 => Record::Counters { uid_next: uid(1)?, highest_modseq: num(2)? },
-        "A" if f.len() == 9 => Record::Add {
-            uid: uid(1)?,
-            entry: IndexEntry {
-                modseq: num(2)?,
-                size: num(3)?,
-                internal_date: UNIX_EPOCH.checked_add(Duration::new(num(4)?, uid(5)?.min(999_999_999)))?,
-                flags: FlagSet::from_parts(f[6], keywords(f[7])),
-                base: f[8].to_string(),
-                file_name: super::filename::cur_name(f[8], &FlagSet::from_parts(f[6], keywords(f[7])), ""),
-            },
-        },
+        "A" if f.len() == 9 => {
+            let flags = FlagSet::from_parts(f[6], keywords(f[7]));
+            Record::Add {
+                uid: uid(1)?,
+                entry: IndexEntry {
+                    modseq: num(2)?,
+                    size: num(3)?,
+                    internal_date: UNIX_EPOCH.checked_add(Duration::new(num(4)?, uid(5)?.min(999_999_999)))?,
+                    // A guess (keyword letters unknown here); the first scan corrects it.
+                    file_name: super::filename::cur_name(f[8], &flags, ""),
+                    flags,
+                    base: f[8].to_string(),
+                },
+            }
+        }
         "F" if f.len() == 5 => {
             Record::Flags { uid: uid(1)?, modseq: num(2)?, flags: FlagSet::from_parts(f[3], keywords(f[4])) }
         }

@@ -43,6 +43,18 @@ pub(crate) async fn import_dovecot(
         let Some(list) = super::uidlist::load(&dir) else {
             return Ok(None);
         };
+        // Only a uidlist that knows every message in cur/ is Dovecot's current truth. One
+        // that misses some is stale (say our state dir was lost after a migration and we
+        // delivered since): reusing its UIDVALIDITY could give a cached UID a different
+        // message, so start a new UIDVALIDITY instead. Unlisted files in new/ are fine:
+        // no client has seen a UID for them yet.
+        let complete = scan::list_cur(&dir)?
+            .iter()
+            .all(|name| parse_file_name(name).is_some_and(|p| list.uids.contains_key(p.base)));
+        if !complete {
+            tracing::info!(dir = %dir.display(), "dovecot-uidlist is stale; not importing its UIDs");
+            return Ok(None);
+        }
         let mut data = IndexData::new(list.uid_validity);
         data.uid_next = list.uid_next;
         let log = IndexLog::write_fresh(&path, &data)?;

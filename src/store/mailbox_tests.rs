@@ -542,10 +542,11 @@ async fn a_dovecot_maildir_keeps_its_uids_and_uidvalidity() {
         ("100.M1P1.old,S=3,W=3:2,S", "a\r\n"),
         ("200.M1P1.old,S=3,W=3:2,", "b\r\n"),
         ("300.M1P1.old,S=3,W=3:2,F", "c\r\n"),
-        ("400.M1P1.new,S=3,W=3:2,", "d\r\n"),
     ] {
         std::fs::write(r.join("cur").join(name), body).unwrap();
     }
+    // Delivered after Dovecot's last sync: no UID yet anywhere.
+    std::fs::write(r.join("new/400.M1P1.new,S=3,W=3"), "d\r\n").unwrap();
     std::fs::write(
         r.join("dovecot-uidlist"),
         "3 V42 N10 Gabc\n5 :100.M1P1.old,S=3,W=3\n7 :200.M1P1.old,S=3,W=3\n\
@@ -560,9 +561,24 @@ async fn a_dovecot_maildir_keeps_its_uids_and_uidvalidity() {
     assert_eq!(snap.messages[0].flags, [Flag::Seen]);
     drop(mb);
     drop(store);
-    // Imported once: our index is the truth from now on.
-    std::fs::remove_file(r.join("dovecot-uidlist")).unwrap();
+    // Our index is the truth from now on, even if Dovecot's file changes.
+    std::fs::write(r.join("dovecot-uidlist"), "3 V7 N2\n1 :x\n").unwrap();
     let store = Store::open(data.path(), "mx").unwrap();
     let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
     assert_eq!(mb.sync().await.unwrap(), snap);
+    drop(mb);
+    drop(store);
+    // If our index is lost, a uidlist that does not know every file in cur/ is stale
+    // (here: 400.M1P1.new got UID 10 from us) and is not trusted.
+    std::fs::write(
+        r.join("dovecot-uidlist"),
+        "3 V42 N10\n5 :100.M1P1.old,S=3,W=3\n7 :200.M1P1.old,S=3,W=3\n9 :300.M1P1.old,S=3,W=3\n",
+    )
+    .unwrap();
+    std::fs::remove_file(data.path().join("state/index/example.org/alice/INBOX.idx")).unwrap();
+    let store = Store::open(data.path(), "mx").unwrap();
+    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    let rebuilt = mb.sync().await.unwrap();
+    assert_ne!(rebuilt.uid_validity, 42);
+    assert_eq!(uids(&rebuilt), [1, 2, 3, 4]);
 }

@@ -1,0 +1,212 @@
+//! The operator's handle on the running queue: a Unix socket `<data>/state/control.sock`
+//! (mode 0600: only the server's own user may steer it) speaking one command line in,
+//! a text reply out, ending with a line holding only `.`.
+//!
+//! Commands: `list`, `show ID`, `retry [ID]`, `hold ID`, `release ID`, `delete ID`.
+//! A reply whose first line starts with `error:` is a failure; [`control_request`] (what
+//! `mailroom queue …` calls) turns it into an `Err`. The command line is bounded and ids
+//! are validated before they reach the file system.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use super::envelope::{QueueId, format_time};
+use super::{Queue, QueueError};
+
+/// The socket, relative to the data dir.
+pub const CONTROL_SOCKET: &str = "state/control.sock";
+/// Longest command line read.
+const MAX_COMMAND: u64 = 1024;
+/// A client that says nothing for this long is dropped.
+const IDLE: Duration = Duration::from_secs(10);
+
+/// Bind the socket (replacing a stale one) and serve it until `shutdown` turns true.
+pub fn spawn_control_server(
+    queue: Queue,
+    data_dir: &Path,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, QueueError> {
+    let path = data_dir.join(CONTROL_SOCKET);
+    let err = |source| QueueError::Control { path: path.display().to_string(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    // A socket left by a crashed process would make bind fail; the data dir lock
+    // guarantees no live server owns it.
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).map_err(err)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    let cleanup = path.clone();
+    Ok(tokio::spawn(async move {
+        let mut watching = true;
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let q = queue.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = serve_one(q, stream).await {
+                                tracing::debug!(error = %e, "queue control: client error");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "queue control: accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                changed = shutdown.changed(), if watching => {
+                    watching = changed.is_ok();
+                    if *shutdown.borrow() { break; }
+                }
+            }
+        }
+        let _ = std::fs::remove_file(cleanup);
+    }))
+}
+
+async fn serve_one(queue: Queue, stream: UnixStream) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(read).take(MAX_COMMAND);
+    match tokio::time::timeout(IDLE, reader.read_line(&mut line)).await {
+        Ok(result) => {
+            result?;
+        }
+        Err(_) => return Ok(()),
+    }
+    let reply = execute(&queue, line.trim()).await;
+    let mut out = reply;
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(".\n");
+    write.write_all(out.as_bytes()).await?;
+    write.shutdown().await
+}
+
+/// Run one command and render its reply (without the final `.`).
+pub async fn execute(queue: &Queue, line: &str) -> String {
+    let mut words = line.split_ascii_whitespace();
+    let command = words.next().unwrap_or("").to_ascii_lowercase();
+    let arg = words.next();
+    if words.next().is_some() {
+        return "error: too many arguments".to_string();
+    }
+    let id = match arg.map(|a| QueueId::parse(a).ok_or(a)) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(bad)) => return format!("error: {bad:?} is not a queue id"),
+    };
+    let needs_id = |id: Option<QueueId>| id.ok_or_else(|| format!("error: usage: {command} ID"));
+    let result: Result<String, String> = match command.as_str() {
+        "list" => Ok(render_list(queue).await),
+        "show" => match needs_id(id) {
+            Err(e) => Err(e),
+            Ok(id) => {
+                queue.show(&id).await.map(|d| render_show(&d)).ok_or_else(|| format!("error: no queue item {id}"))
+            }
+        },
+        "retry" => queue.retry(id.as_ref()).await.map(|n| format!("{n} item(s) scheduled now")).map_err(err_text),
+        "hold" => match needs_id(id) {
+            Err(e) => Err(e),
+            Ok(id) => queue.hold(&id).await.map(|_| format!("{id} held")).map_err(err_text),
+        },
+        "release" => match needs_id(id) {
+            Err(e) => Err(e),
+            Ok(id) => queue.release(&id).await.map(|_| format!("{id} released")).map_err(err_text),
+        },
+        "delete" => match needs_id(id) {
+            Err(e) => Err(e),
+            Ok(id) => queue.delete(&id).await.map(|_| format!("{id} deleted")).map_err(err_text),
+        },
+        "" => Err("error: empty command; try list, show ID, retry [ID], hold ID, release ID, delete ID".to_string()),
+        other => Err(format!(
+            "error: unknown command {other:?}; try list, show ID, retry [ID], hold ID, release ID, delete ID"
+        )),
+    };
+    result.unwrap_or_else(|e| e)
+}
+
+fn err_text(e: QueueError) -> String {
+    format!("error: {e}")
+}
+
+async fn render_list(queue: &Queue) -> String {
+    let items = queue.list().await;
+    let mut out = format!(
+        "{:<20} {:<8} {:>9} {:>4} {:>8} {:<20} {:<20} {}\n",
+        "ID", "STATE", "SIZE", "TRY", "PENDING", "CREATED", "NEXT", "SENDER"
+    );
+    for i in &items {
+        let state = if i.in_flight { "sending" } else { i.state.name() };
+        out.push_str(&format!(
+            "{:<20} {:<8} {:>9} {:>4} {:>8} {:<20} {:<20} {}\n",
+            i.id,
+            state,
+            i.size,
+            i.attempts,
+            format!("{}/{}", i.pending, i.recipients),
+            format_time(i.created),
+            format_time(i.next_attempt),
+            i.sender.as_ref().map(|s| s.to_string()).unwrap_or_else(|| "<>".to_string()),
+        ));
+    }
+    out.push_str(&format!("{} item(s)\n", items.len()));
+    out
+}
+
+fn render_show(detail: &super::QueueItemDetail) -> String {
+    let env = &detail.envelope;
+    let mut out = String::new();
+    out.push_str(&format!("id: {}\n", env.id));
+    out.push_str(&format!("message-id: {}\n", env.message_id));
+    out.push_str(&format!(
+        "sender: {}\n",
+        env.sender.as_ref().map(|s| s.to_string()).unwrap_or_else(|| "<>".to_string())
+    ));
+    out.push_str(&format!("state: {}{}\n", env.state.name(), if detail.in_flight { " (sending now)" } else { "" }));
+    out.push_str(&format!("size: {}\n", detail.size));
+    out.push_str(&format!("attempts: {}\n", env.attempts));
+    out.push_str(&format!("created: {}\n", format_time(env.created)));
+    out.push_str(&format!("next-attempt: {}\n", format_time(env.next_attempt)));
+    for r in &env.recipients {
+        let status = match r.status {
+            super::RecipientStatus::Pending => "pending",
+            super::RecipientStatus::Delivered => "delivered",
+            super::RecipientStatus::Failed => "failed",
+        };
+        out.push_str(&format!("recipient: {} {status}", r.address));
+        if let Some(reply) = &r.last_reply {
+            out.push_str(&format!(" ({reply})"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Send one command to the running server and return its reply (without the final
+/// `.` line). A reply starting with `error:` becomes `Err(QueueError::Refused)`.
+pub async fn control_request(data_dir: &Path, command: &str) -> Result<String, QueueError> {
+    let path: PathBuf = data_dir.join(CONTROL_SOCKET);
+    let err = |source| QueueError::Control { path: path.display().to_string(), source };
+    let mut stream = UnixStream::connect(&path).await.map_err(err)?;
+    stream.write_all(format!("{}\n", command.trim()).as_bytes()).await.map_err(err)?;
+    let mut reply = String::new();
+    let mut limited = stream.take(16 * 1024 * 1024);
+    match tokio::time::timeout(Duration::from_secs(60), limited.read_to_string(&mut reply)).await {
+        Ok(result) => {
+            result.map_err(err)?;
+        }
+        Err(_) => return Err(err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no reply within 60s"))),
+    }
+    let body = reply.strip_suffix(".\n").unwrap_or(&reply).to_string();
+    if body.starts_with("error:") {
+        return Err(QueueError::Refused(body.trim_end().to_string()));
+    }
+    Ok(body)
+}

@@ -1,0 +1,322 @@
+//! Scheduling and delivery attempts: which items are due, how many deliveries run at
+//! once, and what each outcome does to the item.
+//!
+//! One attempt takes one item, splits its pending recipients by domain (they share MX
+//! hosts) and hands each group to the transport under two semaphores: the global limit
+//! and the per-domain one (a polite client does not open 32 connections to one small
+//! MX). Outcomes then decide: delivered recipients are done, permanent failures bounce
+//! at once, temporary ones are retried on the backoff schedule until the queue lifetime,
+//! then bounce; the sender gets one delay warning after `delay_warning`. A DSN is handed
+//! over *before* the item is updated or removed, so a crash can duplicate a bounce but
+//! never lose one. The null sender never gets a DSN (RFC 5321 §6.1: no bounce loops).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::task::JoinSet;
+
+use super::dsn::{self, DsnKind, DsnRecipient};
+use super::envelope::{Envelope, ItemState, QueueId, RecipientStatus};
+use super::{BounceDisposition, DeliveryBatch, Inner, Queue, RecipientOutcome, backoff};
+use crate::metrics::metrics;
+
+/// How long shutdown waits for attempts in flight before abandoning them (they are
+/// retried after the restart).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// The scheduler looks at the queue at least this often even without a wake-up.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+pub(super) async fn run(queue: Queue, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut attempts: JoinSet<()> = JoinSet::new();
+    // A dropped sender can never signal shutdown; stop watching it rather than spin.
+    let mut watching = true;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let now = SystemTime::now();
+        let (due, next) = take_due(&queue.inner, now);
+        for id in due {
+            let q = queue.clone();
+            attempts.spawn(async move { attempt(&q, id).await });
+        }
+        queue.inner.refresh_gauges();
+        let sleep = next.and_then(|t| t.duration_since(now).ok()).unwrap_or(MAX_SLEEP).min(MAX_SLEEP);
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            _ = queue.inner.wake.notified() => {}
+            changed = shutdown.changed(), if watching => watching = changed.is_ok(),
+            Some(_) = attempts.join_next(), if !attempts.is_empty() => {}
+        }
+    }
+    let drain = async { while attempts.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        tracing::warn!("queue: attempts still running at shutdown were abandoned; they are retried at the next start");
+        attempts.abort_all();
+    }
+}
+
+/// Mark every due item in flight; also say when the next one is due.
+fn take_due(inner: &Inner, now: SystemTime) -> (Vec<QueueId>, Option<SystemTime>) {
+    let mut items = inner.lock_items();
+    let mut due = Vec::new();
+    let mut next: Option<SystemTime> = None;
+    for slot in items.values_mut() {
+        if slot.in_flight || slot.envelope.state == ItemState::Hold {
+            continue;
+        }
+        if slot.envelope.next_attempt <= now {
+            slot.in_flight = true;
+            slot.envelope.state = ItemState::Active;
+            due.push(slot.envelope.id.clone());
+        } else {
+            next = Some(next.map_or(slot.envelope.next_attempt, |n| n.min(slot.envelope.next_attempt)));
+        }
+    }
+    (due, next)
+}
+
+/// One delivery attempt of one item, start to finish.
+async fn attempt(queue: &Queue, id: QueueId) {
+    let inner = &queue.inner;
+    let Some(mut env) = inner.lock_items().get(&id).map(|s| s.envelope.clone()) else { return };
+    let message = {
+        let spool = inner.spool.clone();
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || spool.read_message(&id)).await
+    };
+    let outcomes: Vec<(usize, RecipientOutcome)> = match message {
+        Ok(Ok(bytes)) => deliver_all(inner, &env, Arc::new(bytes)).await,
+        Ok(Err(e)) => {
+            tracing::error!(queue_id = %id, error = %e, "queue: cannot read the spooled message");
+            pending_indexes(&env)
+                .map(|i| (i, RecipientOutcome::Temporary(format!("4.3.0 local spool error: {e}"))))
+                .collect()
+        }
+        Err(e) => pending_indexes(&env).map(|i| (i, RecipientOutcome::Temporary(format!("4.3.0 {e}")))).collect(),
+    };
+    metrics().queue_delivery_attempts_total.inc();
+
+    let now = SystemTime::now();
+    env.attempts = env.attempts.saturating_add(1);
+    let mut failed: Vec<DsnRecipient> = Vec::new();
+    for (i, outcome) in outcomes {
+        let Some(r) = env.recipients.get_mut(i) else { continue };
+        let result = match &outcome {
+            RecipientOutcome::Delivered(_) => {
+                r.status = RecipientStatus::Delivered;
+                "delivered"
+            }
+            RecipientOutcome::Permanent(text) => {
+                r.status = RecipientStatus::Failed;
+                failed.push(DsnRecipient { address: r.address.clone(), diagnostic: text.clone() });
+                "failed"
+            }
+            RecipientOutcome::Temporary(_) => "deferred",
+        };
+        tracing::info!(queue_id = %id, message_id = %env.message_id, recipient = %r.address, result, reply = outcome.text(), attempt = env.attempts, "queue: delivery attempt");
+        metrics().queue_deliveries_total.with_label_values(&[result]).inc();
+        r.last_reply = Some(outcome.text().to_string());
+    }
+
+    let settings = &inner.settings;
+    let age = env.age(now);
+    let mut delayed: Vec<DsnRecipient> = Vec::new();
+    if env.pending().next().is_some() {
+        if age >= settings.lifetime {
+            for r in env.recipients.iter_mut().filter(|r| r.status == RecipientStatus::Pending) {
+                let last = r.last_reply.clone().unwrap_or_default();
+                let diagnostic = format!("5.4.7 delivery time expired after {}; last error: {last}", human(age));
+                tracing::info!(queue_id = %id, recipient = %r.address, "queue: lifetime expired, bouncing");
+                metrics().queue_deliveries_total.with_label_values(&["expired"]).inc();
+                r.status = RecipientStatus::Failed;
+                r.last_reply = Some(diagnostic.clone());
+                failed.push(DsnRecipient { address: r.address.clone(), diagnostic });
+            }
+        } else {
+            env.state = ItemState::Deferred;
+            env.next_attempt = now + backoff::next_delay(env.attempts, settings.retry_min, settings.retry_max);
+            if let Some(warn_after) = settings.delay_warning
+                && age >= warn_after
+                && !env.delay_warned
+            {
+                env.delay_warned = true;
+                delayed = env
+                    .pending()
+                    .map(|r| DsnRecipient {
+                        address: r.address.clone(),
+                        diagnostic: r.last_reply.clone().unwrap_or_default(),
+                    })
+                    .collect();
+            }
+        }
+    }
+
+    // Bounces first: they are durable once handed over, and only then may the item go.
+    if !failed.is_empty() || !delayed.is_empty() {
+        let original = {
+            let spool = inner.spool.clone();
+            let id = id.clone();
+            tokio::task::spawn_blocking(move || spool.read_message(&id)).await.ok().and_then(Result::ok)
+        }
+        .unwrap_or_default();
+        if !failed.is_empty() {
+            send_dsn(queue, &env, DsnKind::Failure, &failed, &original, None).await;
+        }
+        if !delayed.is_empty() {
+            let until = env.created + settings.lifetime;
+            send_dsn(queue, &env, DsnKind::Delay, &delayed, &original, Some(until)).await;
+        }
+    }
+
+    finish(queue, env).await;
+}
+
+/// Store the attempt's result (or remove the item), honouring what the operator did
+/// meanwhile (hold, delete).
+async fn finish(queue: &Queue, mut env: Envelope) {
+    let inner = &queue.inner;
+    let id = env.id.clone();
+    let done = env.pending().next().is_none();
+    let remove = {
+        let mut items = inner.lock_items();
+        match items.get_mut(&id) {
+            None => return,
+            Some(slot) if slot.deleted || done => {
+                items.remove(&id);
+                true
+            }
+            Some(slot) => {
+                if slot.envelope.state == ItemState::Hold {
+                    env.state = ItemState::Hold;
+                }
+                slot.envelope = env;
+                slot.in_flight = false;
+                false
+            }
+        }
+    };
+    let result = if remove { inner.remove_files(&id).await } else { inner.persist(&id).await };
+    if let Err(e) = result {
+        tracing::error!(queue_id = %id, error = %e, "queue: cannot update the spool");
+    }
+    if remove {
+        tracing::info!(queue_id = %id, "queue: item done, removed");
+    }
+    inner.refresh_gauges();
+}
+
+fn pending_indexes(env: &Envelope) -> impl Iterator<Item = usize> + '_ {
+    env.recipients.iter().enumerate().filter(|(_, r)| r.status == RecipientStatus::Pending).map(|(i, _)| i)
+}
+
+/// Hand every pending recipient to the transport, one batch per domain, concurrently
+/// within the limits. Returns (recipient index, outcome) pairs.
+async fn deliver_all(inner: &Inner, env: &Envelope, message: Arc<Vec<u8>>) -> Vec<(usize, RecipientOutcome)> {
+    let mut by_domain: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for i in pending_indexes(env) {
+        by_domain.entry(env.recipients[i].address.domain.clone()).or_default().push(i);
+    }
+    let mut tasks = JoinSet::new();
+    for (domain, indexes) in by_domain {
+        let batch = DeliveryBatch {
+            queue_id: env.id.clone(),
+            sender: env.sender.clone(),
+            domain: domain.clone(),
+            recipients: indexes.iter().map(|&i| env.recipients[i].address.clone()).collect(),
+            message: message.clone(),
+        };
+        let domain_limit = inner.domain_semaphore(&domain);
+        let global = inner.global.clone();
+        let transport = inner.transport.clone();
+        tasks.spawn(async move {
+            // Domain first, then global: waiting for a busy domain must not hold one of
+            // the global slots other domains could use.
+            let _d = domain_limit.acquire_owned().await;
+            let _g = global.acquire_owned().await;
+            let n = batch.recipients.len();
+            let mut outcomes = transport.deliver(batch).await;
+            outcomes.resize(n, RecipientOutcome::Temporary("4.3.0 transport gave no outcome".into()));
+            indexes.into_iter().zip(outcomes).collect::<Vec<_>>()
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(pairs) => out.extend(pairs),
+            Err(e) => tracing::error!(queue_id = %env.id, error = %e, "queue: delivery task failed"),
+        }
+    }
+    out
+}
+
+impl Inner {
+    fn domain_semaphore(&self, domain: &str) -> Arc<tokio::sync::Semaphore> {
+        let mut domains = self.domains.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget idle domains now and then so the map does not grow without bound.
+        if domains.len() > 10_000 {
+            let limit = self.settings.per_domain_concurrency.max(1);
+            domains.retain(|_, s| s.available_permits() < limit);
+        }
+        domains
+            .entry(domain.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.settings.per_domain_concurrency.max(1))))
+            .clone()
+    }
+}
+
+/// Build a DSN and hand it to the bounce sink, or spool it for a remote sender.
+async fn send_dsn(
+    queue: &Queue,
+    env: &Envelope,
+    kind: DsnKind,
+    recipients: &[DsnRecipient],
+    original: &[u8],
+    until: Option<SystemTime>,
+) {
+    let Some(sender) = env.sender.clone() else {
+        tracing::info!(queue_id = %env.id, "queue: no DSN for the null sender");
+        return;
+    };
+    let inner = &queue.inner;
+    let bytes = dsn::build(&inner.settings.hostname, env, kind, recipients, original, until);
+    let kind_name = match kind {
+        DsnKind::Failure => "failure",
+        DsnKind::Delay => "delay",
+    };
+    metrics().queue_bounces_total.with_label_values(&[kind_name]).inc();
+    match inner.bounces.bounce(&sender, &bytes).await {
+        Ok(BounceDisposition::Delivered) => {
+            tracing::info!(queue_id = %env.id, to = %sender, kind = kind_name, "queue: DSN delivered locally");
+        }
+        Ok(BounceDisposition::Remote) => {
+            let msgid = extract_message_id(&bytes);
+            match queue.enqueue(None, std::slice::from_ref(&sender), &bytes, &msgid).await {
+                Ok(dsn_id) => {
+                    tracing::info!(queue_id = %env.id, dsn_queue_id = %dsn_id, to = %sender, kind = kind_name, "queue: DSN queued")
+                }
+                Err(e) => tracing::error!(queue_id = %env.id, error = %e, "queue: cannot queue the DSN"),
+            }
+        }
+        Err(e) => tracing::error!(queue_id = %env.id, to = %sender, error = %e, "queue: DSN could not be stored"),
+    }
+}
+
+fn extract_message_id(message: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&message[..message.len().min(4096)]);
+    text.lines()
+        .find_map(|l| l.get(..11).filter(|p| p.eq_ignore_ascii_case("message-id:")).map(|_| l[11..].trim().to_string()))
+        .unwrap_or_default()
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 86400 {
+        format!("{}d{}h", s / 86400, (s % 86400) / 3600)
+    } else if s >= 3600 {
+        format!("{}h{}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{s}s")
+    }
+}

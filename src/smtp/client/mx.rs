@@ -1,0 +1,162 @@
+//! Where mail for a domain goes: MX lookup (RFC 5321 §5.1) with the implicit MX
+//! fallback, null MX (RFC 7505), preference order, and the addresses of each host.
+//!
+//! The DNS answers map to outcomes the queue understands: no such domain and null MX are
+//! permanent (retrying will not make the domain exist); timeouts and server failures are
+//! temporary. The ordering of MX records is pure and tested ([`order_mx`]).
+
+use std::net::IpAddr;
+
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::{RData, RecordType};
+use rand::seq::SliceRandom;
+
+/// One MX host to try, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MxHost {
+    pub preference: u16,
+    /// Lower-case, without the trailing dot.
+    pub name: String,
+}
+
+/// Why a domain has no usable destination.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// Bounce now (the text starts with an enhanced status code).
+    #[error("{0}")]
+    Permanent(String),
+    /// Retry later.
+    #[error("{0}")]
+    Temporary(String),
+}
+
+/// A resolver per `MAILROOM_DNS_SERVERS` (each `ip:port`), or the system's.
+pub fn build_resolver(servers: &[std::net::SocketAddr]) -> Result<TokioResolver, String> {
+    let mut builder = if servers.is_empty() {
+        TokioResolver::builder_tokio().map_err(|e| format!("system resolver configuration: {e}"))?
+    } else {
+        let name_servers = servers
+            .iter()
+            .map(|sa| {
+                let mut ns = NameServerConfig::udp_and_tcp(sa.ip());
+                for c in ns.connections.iter_mut() {
+                    c.port = sa.port();
+                }
+                ns
+            })
+            .collect();
+        TokioResolver::builder_with_config(
+            ResolverConfig::from_name_servers(name_servers),
+            TokioRuntimeProvider::default(),
+        )
+    };
+    let opts: &mut ResolverOpts = builder.options_mut();
+    // Names we look up are absolute; never append a search domain.
+    opts.ndots = 0;
+    builder.build().map_err(|e| format!("resolver: {e}"))
+}
+
+fn fqdn(name: &str) -> String {
+    if name.ends_with('.') { name.to_string() } else { format!("{name}.") }
+}
+
+/// The MX hosts of `domain`, in the order to try them.
+pub async fn lookup_mx(resolver: &TokioResolver, domain: &str) -> Result<Vec<MxHost>, RouteError> {
+    match resolver.lookup(fqdn(domain), RecordType::MX).await {
+        Ok(lookup) => {
+            let records: Vec<MxHost> = lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::MX(mx) => Some(MxHost {
+                        preference: mx.preference,
+                        name: mx.exchange.to_ascii().trim_end_matches('.').to_ascii_lowercase(),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            if records.is_empty() {
+                return Ok(vec![MxHost { preference: 0, name: domain.to_string() }]);
+            }
+            order_mx(records, domain)
+        }
+        Err(e) if e.is_nx_domain() => Err(RouteError::Permanent(format!("5.1.2 domain {domain} does not exist"))),
+        // No MX records: the domain itself is the implicit MX (RFC 5321 §5.1).
+        Err(e) if e.is_no_records_found() => Ok(vec![MxHost { preference: 0, name: domain.to_string() }]),
+        Err(e) => Err(RouteError::Temporary(format!("4.4.3 MX lookup for {domain} failed: {e}"))),
+    }
+}
+
+/// Sort by preference, shuffling hosts of equal preference (RFC 5321 §5.1 load
+/// spreading); a single `MX 0 .` is a null MX (RFC 7505 §3: the domain takes no mail).
+pub fn order_mx(mut records: Vec<MxHost>, domain: &str) -> Result<Vec<MxHost>, RouteError> {
+    if records.iter().any(|r| r.name.is_empty() || r.name == ".") {
+        if records.len() == 1 {
+            return Err(RouteError::Permanent(format!(
+                "5.1.10 domain {domain} does not accept mail (null MX, RFC 7505)"
+            )));
+        }
+        // A null MX mixed with real ones is a misconfiguration; use the real ones.
+        records.retain(|r| !r.name.is_empty() && r.name != ".");
+    }
+    records.shuffle(&mut rand::rng());
+    records.sort_by_key(|r| r.preference);
+    records.dedup_by(|a, b| a.name == b.name);
+    Ok(records)
+}
+
+/// The addresses of one host: IPv6 first then IPv4 (both are tried in that order).
+pub async fn lookup_addresses(resolver: &TokioResolver, host: &str) -> Result<Vec<IpAddr>, RouteError> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![ip]);
+    }
+    match resolver.lookup_ip(fqdn(host)).await {
+        Ok(ips) => {
+            let mut out: Vec<IpAddr> = ips.iter().collect();
+            out.sort_by_key(|ip| ip.is_ipv4());
+            out.dedup();
+            if out.is_empty() { Err(RouteError::Temporary(format!("4.4.3 {host} has no address"))) } else { Ok(out) }
+        }
+        Err(e) if e.is_nx_domain() || e.is_no_records_found() => {
+            Err(RouteError::Temporary(format!("4.4.3 host {host} has no address record")))
+        }
+        Err(e) => Err(RouteError::Temporary(format!("4.4.3 address lookup for {host} failed: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mx(p: u16, n: &str) -> MxHost {
+        MxHost { preference: p, name: n.to_string() }
+    }
+
+    #[test]
+    fn preference_order() {
+        let ordered = order_mx(vec![mx(20, "b.test"), mx(10, "a.test"), mx(30, "c.test")], "x.test").unwrap();
+        let names: Vec<_> = ordered.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, vec!["a.test", "b.test", "c.test"]);
+    }
+
+    #[test]
+    fn null_mx_is_permanent() {
+        let err = order_mx(vec![mx(0, "")], "nomail.test").unwrap_err();
+        assert!(matches!(err, RouteError::Permanent(ref t) if t.starts_with("5.1.10")), "{err}");
+        let ok = order_mx(vec![mx(0, ""), mx(10, "a.test")], "x.test").unwrap();
+        assert_eq!(ok, vec![mx(10, "a.test")]);
+    }
+
+    #[test]
+    fn equal_preference_is_shuffled_but_grouped() {
+        let mut seen_first = std::collections::HashSet::new();
+        for _ in 0..64 {
+            let o = order_mx(vec![mx(10, "a"), mx(10, "b"), mx(5, "z")], "x").unwrap();
+            assert_eq!(o[0].name, "z");
+            seen_first.insert(o[1].name.clone());
+        }
+        assert_eq!(seen_first.len(), 2);
+    }
+}

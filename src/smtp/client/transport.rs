@@ -1,0 +1,299 @@
+//! [`SmtpTransport`]: the queue's [`Transport`] over SMTP — direct to each domain's MX
+//! hosts, or everything through the configured smarthost.
+//!
+//! Direct delivery: MTA-STS policy (if the domain has one), MX hosts in preference order,
+//! every address of each (IPv6 then IPv4), until one takes the transaction; a host that
+//! cannot be reached or greets with an error is skipped (RFC 5321 §5.1). STARTTLS is used
+//! whenever offered; its certificate is only checked when MTA-STS enforces it, and a failed
+//! opportunistic handshake falls back to clear text on a new connection (RFC 7435: some
+//! security beats none, and a broken TLS stack must not stop mail).
+//!
+//! Smarthost: TLS with a valid certificate is required before AUTH (credentials are never
+//! sent in clear), and AUTH failures are temporary (a configuration problem the operator
+//! fixes; the mail should wait, not bounce).
+//!
+//! After a transaction whose every reply was read, the connection is parked for a short
+//! while so the next message to the same destination reuses it (RSET first).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hickory_resolver::TokioResolver;
+use rustls_pki_types::CertificateDer;
+
+use super::connection::{Connection, SessionError, TlsState};
+use super::mta_sts::{Mode, MtaSts};
+use super::mx::{RouteError, build_resolver, lookup_addresses, lookup_mx};
+use super::tls::{Connectors, server_name};
+use crate::config::{Config, RelayHost};
+use crate::queue::{BoxFuture, DeliveryBatch, RecipientOutcome, Transport};
+
+/// How long an idle connection is kept for reuse.
+const POOL_IDLE: Duration = Duration::from_secs(30);
+/// Idle connections kept per destination.
+const POOL_PER_KEY: usize = 4;
+
+/// Settings of the outbound client.
+#[derive(Clone, Debug)]
+pub struct ClientSettings {
+    /// Our name in EHLO.
+    pub hostname: String,
+    /// Port of remote MX hosts (25; tests use another).
+    pub port: u16,
+    pub relay: Option<RelayHost>,
+    /// Resolvers (`ip:port`); empty = the system's.
+    pub dns_servers: Vec<SocketAddr>,
+    /// Roots trusted besides the public web PKI (a private relay's CA, test CAs).
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    pub connect_timeout: Duration,
+    /// Look up and honour MTA-STS policies.
+    pub mta_sts: bool,
+    /// Port for MTA-STS policy fetches (443; tests use another).
+    pub mta_sts_port: u16,
+}
+
+impl ClientSettings {
+    pub fn from_config(config: &Config) -> ClientSettings {
+        ClientSettings {
+            hostname: config.hostname.clone(),
+            port: config.outbound_smtp_port,
+            relay: config.relay_host.clone(),
+            dns_servers: config.dns_servers.clone(),
+            extra_roots: Vec::new(),
+            connect_timeout: Duration::from_secs(30),
+            mta_sts: true,
+            mta_sts_port: 443,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("DNS resolver: {0}")]
+    Resolver(String),
+    #[error("TLS client configuration: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// What TLS a connection must have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TlsNeed {
+    /// Use STARTTLS if offered, any certificate.
+    Opportunistic,
+    /// Opportunistic, but the handshake failed once: go without.
+    Plain,
+    /// STARTTLS with a certificate valid for the host name, or no delivery.
+    Verified,
+}
+
+/// The SMTP transport. One per server; share it behind an `Arc`.
+pub struct SmtpTransport {
+    settings: ClientSettings,
+    resolver: TokioResolver,
+    connectors: Connectors,
+    sts: MtaSts,
+    pool: Mutex<HashMap<String, Vec<(Connection, Instant)>>>,
+}
+
+impl SmtpTransport {
+    pub fn new(settings: ClientSettings) -> Result<SmtpTransport, ClientError> {
+        let resolver = build_resolver(&settings.dns_servers).map_err(ClientError::Resolver)?;
+        let connectors = Connectors::new(&settings.extra_roots)?;
+        let sts = MtaSts::new(settings.mta_sts_port);
+        Ok(SmtpTransport { settings, resolver, connectors, sts, pool: Mutex::new(HashMap::new()) })
+    }
+
+    async fn deliver_batch(&self, batch: DeliveryBatch) -> Vec<RecipientOutcome> {
+        let n = batch.recipients.len();
+        let result = match &self.settings.relay {
+            Some(relay) => self.via_relay(relay, &batch).await,
+            None => self.direct(&batch).await,
+        };
+        result.unwrap_or_else(|e| {
+            tracing::info!(queue_id = %batch.queue_id, domain = %batch.domain, error = %e, "smtp client: no delivery");
+            let outcome = match e {
+                RouteError::Permanent(t) => RecipientOutcome::Permanent(t),
+                RouteError::Temporary(t) => RecipientOutcome::Temporary(t),
+            };
+            vec![outcome; n]
+        })
+    }
+
+    async fn direct(&self, batch: &DeliveryBatch) -> Result<Vec<RecipientOutcome>, RouteError> {
+        let domain = batch.domain.as_str();
+        let policy = if self.settings.mta_sts {
+            self.sts.policy(&self.resolver, &self.connectors.verified, domain).await
+        } else {
+            None
+        };
+        let enforce = policy.as_ref().filter(|p| p.mode == Mode::Enforce);
+        let key = format!("mx:{domain}");
+        if let Some(out) = self.try_pooled(&key, batch).await {
+            return Ok(out);
+        }
+        let mut hosts = lookup_mx(&self.resolver, domain).await?;
+        // RFC 8461 §5: `testing` only reports; we log what enforce would have refused.
+        if let Some(p) = policy.as_ref().filter(|p| p.mode == Mode::Testing) {
+            for h in hosts.iter().filter(|h| !p.allows(&h.name)) {
+                tracing::warn!(domain, mx = %h.name, id = %p.id, "MTA-STS (testing): MX not in the policy");
+            }
+        }
+        if let Some(p) = enforce {
+            hosts.retain(|h| p.allows(&h.name));
+            if hosts.is_empty() {
+                return Err(RouteError::Temporary(format!(
+                    "4.7.5 no MX host of {domain} matches its MTA-STS policy (id {})",
+                    p.id
+                )));
+            }
+        }
+        let need = if enforce.is_some() { TlsNeed::Verified } else { TlsNeed::Opportunistic };
+        let mut last = format!("4.4.1 no MX host of {domain} could be reached");
+        for host in hosts {
+            let ips = match lookup_addresses(&self.resolver, &host.name).await {
+                Ok(ips) => ips,
+                Err(e) => {
+                    last = e.to_string();
+                    continue;
+                }
+            };
+            for ip in ips {
+                let addr = SocketAddr::new(ip, self.settings.port);
+                match self.open(addr, &host.name, need, None).await {
+                    Ok(conn) => return Ok(self.transact(conn, &key, batch).await),
+                    Err(e) => {
+                        tracing::info!(queue_id = %batch.queue_id, host = %host.name, %addr, error = %e, "smtp client: host skipped");
+                        last = e.diagnostic();
+                    }
+                }
+            }
+        }
+        Err(RouteError::Temporary(last))
+    }
+
+    async fn via_relay(&self, relay: &RelayHost, batch: &DeliveryBatch) -> Result<Vec<RecipientOutcome>, RouteError> {
+        let key = "relay".to_string();
+        if let Some(out) = self.try_pooled(&key, batch).await {
+            return Ok(out);
+        }
+        let credentials = match (&relay.username, &relay.password) {
+            (Some(u), Some(p)) => Some((u.as_str(), p.as_str())),
+            _ => None,
+        };
+        let ips = lookup_addresses(&self.resolver, &relay.host).await?;
+        let mut last = format!("4.4.1 relay host {} could not be reached", relay.host);
+        for ip in ips {
+            let addr = SocketAddr::new(ip, relay.port);
+            match self.open(addr, &relay.host, TlsNeed::Verified, credentials).await {
+                Ok(conn) => return Ok(self.transact(conn, &key, batch).await),
+                Err(e) => {
+                    tracing::warn!(queue_id = %batch.queue_id, relay = %relay.host, %addr, error = %e, "smtp client: relay failed");
+                    last = e.diagnostic();
+                }
+            }
+        }
+        Err(RouteError::Temporary(last))
+    }
+
+    /// Connect, EHLO, STARTTLS as `need` says, AUTH if given.
+    async fn open(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+        need: TlsNeed,
+        credentials: Option<(&str, &str)>,
+    ) -> Result<Connection, SessionError> {
+        let hostname = &self.settings.hostname;
+        let mut conn = Connection::connect(addr, host, self.settings.connect_timeout).await?;
+        conn.ehlo(hostname).await?;
+        let name = server_name(host).ok_or_else(|| SessionError::Tls(format!("{host:?} is not a valid TLS name")));
+        match need {
+            TlsNeed::Verified => {
+                if !conn.caps.starttls {
+                    return Err(SessionError::Tls(format!("{host} does not offer STARTTLS, which is required")));
+                }
+                conn.starttls(&self.connectors.verified, name?, true, hostname).await?;
+            }
+            TlsNeed::Opportunistic if conn.caps.starttls => {
+                let name = name.or_else(|_| server_name("invalid").ok_or(SessionError::Tls("no name".into())))?;
+                if let Err(e) = conn.starttls(&self.connectors.unverified, name, false, hostname).await {
+                    tracing::info!(host, %addr, error = %e, "smtp client: STARTTLS failed, retrying without TLS");
+                    return Box::pin(self.open(addr, host, TlsNeed::Plain, credentials)).await;
+                }
+            }
+            TlsNeed::Opportunistic | TlsNeed::Plain => {}
+        }
+        if let Some((user, password)) = credentials {
+            if conn.tls == TlsState::None {
+                return Err(SessionError::Tls("refusing to send credentials without TLS".into()));
+            }
+            conn.auth(user, password).await.map_err(|e| match e {
+                SessionError::Rejected(r) => SessionError::Tls(format!("relay refused our credentials: {r}")),
+                other => other,
+            })?;
+        }
+        tracing::debug!(host, %addr, tls = ?conn.tls, "smtp client: connected");
+        Ok(conn)
+    }
+
+    /// Run the batch's transaction on `conn`, then park or close it.
+    async fn transact(&self, mut conn: Connection, key: &str, batch: &DeliveryBatch) -> Vec<RecipientOutcome> {
+        let (outcomes, reusable) = conn.send_mail(batch.sender.as_ref(), &batch.recipients, &batch.message).await;
+        tracing::info!(queue_id = %batch.queue_id, host = %conn.host, addr = %conn.peer, tls = ?conn.tls, "smtp client: transaction done");
+        if reusable {
+            self.park(key, conn);
+        } else {
+            conn.quit().await;
+        }
+        outcomes
+    }
+
+    /// Use an idle connection to the same destination, if one is fresh and RSET works.
+    async fn try_pooled(&self, key: &str, batch: &DeliveryBatch) -> Option<Vec<RecipientOutcome>> {
+        loop {
+            let candidate = {
+                let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+                pool.get_mut(key).and_then(Vec::pop)
+            };
+            let (mut conn, parked) = candidate?;
+            if parked.elapsed() > POOL_IDLE {
+                conn.quit().await;
+                continue;
+            }
+            if conn.rset().await {
+                tracing::debug!(queue_id = %batch.queue_id, host = %conn.host, "smtp client: reusing connection");
+                return Some(self.transact(conn, key, batch).await);
+            }
+        }
+    }
+
+    fn park(&self, key: &str, conn: Connection) {
+        let mut stale = Vec::new();
+        {
+            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+            for list in pool.values_mut() {
+                let (keep, old): (Vec<_>, Vec<_>) = list.drain(..).partition(|(_, t)| t.elapsed() <= POOL_IDLE);
+                *list = keep;
+                stale.extend(old.into_iter().map(|(c, _)| c));
+            }
+            pool.retain(|_, list| !list.is_empty());
+            let list = pool.entry(key.to_string()).or_default();
+            if list.len() < POOL_PER_KEY {
+                list.push((conn, Instant::now()));
+            } else {
+                stale.push(conn);
+            }
+        }
+        for conn in stale {
+            tokio::spawn(conn.quit());
+        }
+    }
+}
+
+impl Transport for SmtpTransport {
+    fn deliver(&self, batch: DeliveryBatch) -> BoxFuture<'_, Vec<RecipientOutcome>> {
+        Box::pin(self.deliver_batch(batch))
+    }
+}
