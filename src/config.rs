@@ -40,6 +40,26 @@ pub enum AcmeChallenge {
     Http01,
 }
 
+/// Extra names, per mail domain, put on the ACME certificate when the operator opts
+/// in (`MAILROOM_ACME_EXTRA_NAMES`): opt-in because the CA validates every name, so
+/// each needs its DNS record published first, or the whole order fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcmeExtraName {
+    /// `mta-sts.<domain>`: RFC 8461 fetches the policy from exactly this host.
+    MtaSts,
+    /// `autoconfig.<domain>`: where Thunderbird looks first.
+    Autoconfig,
+}
+
+impl AcmeExtraName {
+    pub fn label(self) -> &'static str {
+        match self {
+            AcmeExtraName::MtaSts => "mta-sts",
+            AcmeExtraName::Autoconfig => "autoconfig",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScannerFailure {
     /// Answer 451 4.7.1 when a configured scanner cannot be reached.
@@ -145,6 +165,9 @@ pub struct Config {
     pub acme_email: Option<String>,
     pub acme_challenge: AcmeChallenge,
     pub acme_ca_file: Option<PathBuf>,
+    pub acme_extra_names: Vec<AcmeExtraName>,
+    /// Renew when less than this is left (None: two thirds of the lifetime, or ARI).
+    pub acme_renew_before: Option<Duration>,
     /// A certificate/key pair supplied by the operator (replaces ACME).
     pub tls_files: Option<(PathBuf, PathBuf)>,
     pub dkim_selector: Option<String>,
@@ -309,6 +332,23 @@ impl Config {
             _ => Err("`tls-alpn-01` or `http-01`".into()),
         });
         let acme_ca_file = r.get("ACME_CA_FILE", None, |v| readable_file(v).map(Some));
+        let acme_extra_names = r.get("ACME_EXTRA_NAMES", Vec::new(), |v| {
+            let mut out = Vec::new();
+            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let name = match item.to_ascii_lowercase().as_str() {
+                    "mta-sts" => AcmeExtraName::MtaSts,
+                    "autoconfig" => AcmeExtraName::Autoconfig,
+                    _ => return Err("a comma-separated list of `mta-sts` and `autoconfig`".to_string()),
+                };
+                if !out.contains(&name) {
+                    out.push(name);
+                }
+            }
+            Ok(out)
+        });
+        let acme_renew_before = r.get("ACME_RENEW_BEFORE", None, |v| {
+            units::parse_duration(v).map(Some).map_err(|_| "a duration like `30d` or `12h`".to_string())
+        });
         let cert = r.get("TLS_CERT_FILE", None, |v| readable_file(v).map(Some));
         let key = r.get("TLS_KEY_FILE", None, |v| readable_file(v).map(Some));
         let tls_files = match (cert, key, r.raw("TLS_CERT_FILE"), r.raw("TLS_KEY_FILE")) {
@@ -422,6 +462,8 @@ impl Config {
             acme_email,
             acme_challenge,
             acme_ca_file,
+            acme_extra_names,
+            acme_renew_before,
             tls_files,
             dkim_selector,
             public_ipv4,
@@ -491,6 +533,8 @@ impl Config {
                 },
             ),
             ("ACME_CA_FILE", path(&self.acme_ca_file)),
+            ("ACME_EXTRA_NAMES", list(self.acme_extra_names.iter().map(|n| n.label().to_string()).collect())),
+            ("ACME_RENEW_BEFORE", self.acme_renew_before.map(units::format_duration).unwrap_or_default()),
             ("TLS_CERT_FILE", path(&self.tls_files.as_ref().map(|t| t.0.clone()))),
             ("TLS_KEY_FILE", path(&self.tls_files.as_ref().map(|t| t.1.clone()))),
             ("DKIM_SELECTOR", opt(&self.dkim_selector)),

@@ -6,6 +6,10 @@
 //! HTTP/1.1 only, through hyper, on connections from our own listeners (so the
 //! connection limits and metrics apply).
 
+pub mod autoconfig;
+pub mod mta_sts;
+pub mod web;
+
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

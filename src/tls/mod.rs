@@ -16,9 +16,9 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use thiserror::Error;
 
-pub use files::{load_pair, spawn_file_watcher};
+pub use files::{describe, from_pem, load_pair, spawn_file_watcher};
 pub use selfsigned::load_or_create_self_signed;
-pub use store::{CertSource, CertStore, LoadedCert};
+pub use store::{ACME_TLS_ALPN, CertSource, CertStore, LoadedCert};
 
 #[derive(Debug, Error)]
 pub enum TlsError {
