@@ -383,6 +383,7 @@ impl Config {
             listen.push((p, r.get(&p.variable(), default, parse::listen_list)));
         }
         check_port_clashes(&listen, &mut r);
+        check_acme_listener(&acme, acme_challenge, &listen, &mut r);
 
         let message_size_limit = r.get("MESSAGE_SIZE_LIMIT", 25 * 1024 * 1024, |v| match units::parse_size(v) {
             Ok(n) if n >= 1024 => Ok(n),
@@ -619,6 +620,32 @@ fn readable_file(v: &str) -> Result<PathBuf, String> {
     match std::fs::File::open(&path) {
         Ok(_) => Ok(path),
         Err(e) => Err(format!("a readable file ({e})")),
+    }
+}
+
+/// The CA validates on our port 443 (TLS-ALPN-01) or 80 (HTTP-01): with that
+/// listener off, every order would fail, so say so at start instead.
+fn check_acme_listener(
+    acme: &AcmeMode,
+    challenge: AcmeChallenge,
+    listen: &[(Protocol, Vec<ListenAddr>)],
+    r: &mut Reader,
+) {
+    if *acme == AcmeMode::Off {
+        return;
+    }
+    let (needed, name) = match challenge {
+        AcmeChallenge::TlsAlpn01 => (Protocol::Https, "tls-alpn-01"),
+        AcmeChallenge::Http01 => (Protocol::Http, "http-01"),
+    };
+    let off = listen.iter().any(|(p, addrs)| *p == needed && addrs.is_empty());
+    if off {
+        r.fail_plain(
+            &needed.variable(),
+            format!(
+                "is off, but ACME ({name}) validates on it; turn it on, change MAILROOM_ACME_CHALLENGE, or set MAILROOM_ACME=off"
+            ),
+        );
     }
 }
 

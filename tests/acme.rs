@@ -21,6 +21,7 @@ const HOST: &str = "mx.example.test";
 /// A running pebble with its own CA for its listener.
 struct Pebble {
     child: Child,
+    port: u16,
     dir_url: String,
     ca_file: PathBuf,
     log: PathBuf,
@@ -76,7 +77,7 @@ impl Pebble {
         cmd.stdout(out.try_clone().unwrap()).stderr(out).stdin(Stdio::null());
         let child = cmd.spawn().expect("start pebble");
         wait_port(port);
-        Pebble { child, dir_url: format!("https://127.0.0.1:{port}/dir"), ca_file, log, _tmp: tmp }
+        Pebble { child, port, dir_url: format!("https://127.0.0.1:{port}/dir"), ca_file, log, _tmp: tmp }
     }
 
     fn log(&self) -> String {
@@ -84,7 +85,8 @@ impl Pebble {
     }
 }
 
-/// A CA and a leaf for 127.0.0.1/localhost, for pebble's own HTTPS listener.
+/// A CA and a leaf for 127.0.0.1/localhost/acme.example.test, for pebble's own
+/// HTTPS listener.
 fn pebble_listener_certs() -> (String, String, String) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -93,7 +95,8 @@ fn pebble_listener_certs() -> (String, String, String) {
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let mut leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let mut leaf =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "acme.example.test".to_string()]).unwrap();
     leaf.subject_alt_names.push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
     let leaf = leaf.signed_by(&leaf_key, &issuer).unwrap();
     (ca.pem(), leaf.pem(), leaf_key.serialize_pem())
@@ -284,6 +287,8 @@ fn issuance_restart_reuse_and_forced_renewal() {
 
 /// pebble validates for real: its VA resolves the hostname through dnsmasq to
 /// 127.0.0.1 and connects to our 443 (TLS-ALPN-01) or 80 (HTTP-01) test ports.
+/// The directory is named by host name too, so our ACME client resolves it with
+/// hickory through `MAILROOM_DNS_SERVERS` (no getaddrinfo).
 #[test]
 fn real_validation_tls_alpn_01_and_http_01() {
     if !have_tool("pebble") || !have_tool("dnsmasq") {
@@ -294,6 +299,7 @@ fn real_validation_tls_alpn_01_and_http_01() {
         .args(["--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces", "--listen-address=127.0.0.1"])
         .arg(format!("--port={dns_port}"))
         .arg(format!("--address=/{HOST}/127.0.0.1"))
+        .arg("--address=/acme.example.test/127.0.0.1")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -305,7 +311,14 @@ fn real_validation_tls_alpn_01_and_http_01() {
     for challenge in ["tls-alpn-01", "http-01"] {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
-        let env = acme_env(&data, &pebble, &p, &[("MAILROOM_ACME_CHALLENGE", challenge)]);
+        let directory = format!("https://acme.example.test:{}/dir", pebble.port);
+        let dns = format!("127.0.0.1:{dns_port}");
+        let env = acme_env(
+            &data,
+            &pebble,
+            &p,
+            &[("MAILROOM_ACME_CHALLENGE", challenge), ("MAILROOM_ACME", &directory), ("MAILROOM_DNS_SERVERS", &dns)],
+        );
         let mut server = start(&env, &p, &data, &pebble);
         let (leaf, _, _) = https(https_addr(&p), "GET", "/healthz", "");
         assert!(issuer_cn(&leaf).contains("Pebble"), "{challenge}: {}", server.log());
@@ -376,6 +389,36 @@ fn autoconfig_and_autodiscover_over_https() {
     s.read_to_string(&mut reply).unwrap();
     assert!(reply.starts_with("HTTP/1.1 301"), "{reply}");
     assert!(reply.contains(&format!("location: https://mx.example.com:{}/inbox?x=1", p.https)), "{reply}");
+}
+
+/// With the CA unreachable the self-signed certificate serves, /readyz says what
+/// it waits for, and the failure is counted.
+#[test]
+fn unreachable_ca_keeps_the_server_up_but_not_ready() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let p = ports();
+    let closed = free_port();
+    let mut env = base_env(&data);
+    for (k, v) in [
+        ("MAILROOM_ACME", format!("https://127.0.0.1:{closed}/dir")),
+        ("MAILROOM_HOSTNAME", HOST.to_string()),
+        ("MAILROOM_HTTPS_LISTEN", format!("127.0.0.1:{}", p.https)),
+        ("MAILROOM_METRICS_LISTEN", format!("127.0.0.1:{}", p.metrics)),
+    ] {
+        env.retain(|(x, _)| x != k);
+        env.push((k.to_string(), v));
+    }
+    let server = Server::start(&env, Some(SocketAddr::from(([127, 0, 0, 1], p.metrics))), &data);
+    assert!(server.wait_log("ACME order failed", Duration::from_secs(20)), "{}", server.log());
+    let (status, body) = http_get(server.metrics.unwrap(), "/readyz").unwrap();
+    assert_eq!(status, 503);
+    assert!(body.contains("waiting for the ACME certificate for mx.example.test (last attempt failed:"), "{body}");
+    let (_, metrics) = http_get(server.metrics.unwrap(), "/metrics").unwrap();
+    assert!(metrics.contains("mailroom_acme_orders_total{result=\"failure\"} 1"), "{metrics}");
+    let (leaf, status, _) = https(https_addr(&p), "GET", "/healthz", "");
+    assert_eq!(status, 200);
+    assert_eq!(issuer_cn(&leaf), HOST, "self-signed serves meanwhile");
 }
 
 fn https_policy(p: &Ports) -> (u16, String) {

@@ -323,6 +323,20 @@ mod tests {
     }
 
     #[test]
+    fn acme_without_its_challenge_listener_is_a_config_error() {
+        let env =
+            EnvSource::from_pairs([("MAILROOM_ACME", "https://127.0.0.1:14000/dir"), ("MAILROOM_HTTPS_LISTEN", "off")]);
+        let errors = Config::load(&env).unwrap_err().to_string();
+        assert!(errors.starts_with("MAILROOM_HTTPS_LISTEN: is off, but ACME (tls-alpn-01)"), "{errors}");
+        let env = EnvSource::from_pairs([
+            ("MAILROOM_ACME", "https://127.0.0.1:14000/dir"),
+            ("MAILROOM_HTTPS_LISTEN", "off"),
+            ("MAILROOM_ACME_CHALLENGE", "http-01"),
+        ]);
+        assert!(Config::load(&env).is_ok());
+    }
+
+    #[test]
     fn settings_only_when_acme_is_on() {
         let s = AcmeSettings::from_config(&config(&[("MAILROOM_ACME_RENEW_BEFORE", "30d")])).unwrap();
         assert_eq!(s.directory, "https://127.0.0.1:14000/dir");
