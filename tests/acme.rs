@@ -38,7 +38,8 @@ impl Drop for Pebble {
 impl Pebble {
     /// `validate`: real validation against `http_port`/`tls_port` through `dns`;
     /// otherwise every challenge passes (PEBBLE_VA_ALWAYS_VALID).
-    fn start(validate: Option<(u16, u16, u16)>) -> Pebble {
+    /// `validity_secs`: lifetime of issued certificates (pebble's default is 5 years).
+    fn start(validate: Option<(u16, u16, u16)>, validity_secs: Option<u64>) -> Pebble {
         let tmp = tempfile::tempdir().unwrap();
         let (ca_pem, cert_pem, key_pem) = pebble_listener_certs();
         let ca_file = tmp.path().join("ca.pem");
@@ -48,7 +49,7 @@ impl Pebble {
         let port = free_port();
         let mgmt = free_port();
         let (http_port, tls_port) = validate.map(|(h, t, _)| (h, t)).unwrap_or((free_port(), free_port()));
-        let config = serde_json::json!({
+        let mut config = serde_json::json!({
             "pebble": {
                 "listenAddress": format!("127.0.0.1:{port}"),
                 "managementListenAddress": format!("127.0.0.1:{mgmt}"),
@@ -60,6 +61,9 @@ impl Pebble {
                 "externalAccountBindingRequired": false
             }
         });
+        if let Some(secs) = validity_secs {
+            config["pebble"]["certificateValidityPeriod"] = serde_json::json!(secs);
+        }
         let cfg = tmp.path().join("pebble.json");
         std::fs::write(&cfg, config.to_string()).unwrap();
         let log = tmp.path().join("pebble.log");
@@ -240,7 +244,7 @@ fn issuance_restart_reuse_and_forced_renewal() {
     if !have_tool("pebble") {
         return;
     }
-    let pebble = Pebble::start(None);
+    let pebble = Pebble::start(None, None);
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let p = ports();
@@ -285,6 +289,31 @@ fn issuance_restart_reuse_and_forced_renewal() {
     assert!(server.wait_log("renewal scheduled", Duration::from_secs(20)), "{}", server.log());
 }
 
+/// A running server renews a short-lived certificate at two thirds of its
+/// lifetime and serves the new one without a restart.
+#[test]
+fn short_lived_certificate_is_renewed_while_running() {
+    if !have_tool("pebble") {
+        return;
+    }
+    let pebble = Pebble::start(None, Some(15));
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let p = ports();
+    let env = acme_env(&data, &pebble, &p, &[]);
+    let server = start(&env, &p, &data, &pebble);
+    let (first, _, _) = https(https_addr(&p), "GET", "/healthz", "");
+    assert!(issuer_cn(&first).contains("Pebble"));
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while server.log().matches("ACME certificate issued").count() < 2 {
+        assert!(Instant::now() < deadline, "no renewal:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (second, _, _) = https(https_addr(&p), "GET", "/healthz", "");
+    assert_ne!(second, first, "the renewed certificate serves without a restart");
+    assert!(issuer_cn(&second).contains("Pebble"));
+}
+
 /// pebble validates for real: its VA resolves the hostname through dnsmasq to
 /// 127.0.0.1 and connects to our 443 (TLS-ALPN-01) or 80 (HTTP-01) test ports.
 /// The directory is named by host name too, so our ACME client resolves it with
@@ -307,7 +336,7 @@ fn real_validation_tls_alpn_01_and_http_01() {
     std::thread::sleep(Duration::from_millis(300));
 
     let p = ports();
-    let pebble = Pebble::start(Some((p.http, p.https, dns_port)));
+    let pebble = Pebble::start(Some((p.http, p.https, dns_port)), None);
     for challenge in ["tls-alpn-01", "http-01"] {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");

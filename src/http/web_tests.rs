@@ -110,3 +110,28 @@ fn host_header_forms() {
     assert_eq!(strip_port("example.com."), "example.com");
     assert_eq!(strip_port(""), "");
 }
+
+/// Garbage in: odd paths, queries and Host headers get an answer, never a panic.
+#[test]
+fn garbage_in() {
+    let c = ctx(&[]);
+    let pieces = ["/", ".well-known", "acme-challenge", "%", "?", "&", "=", "é", ":", "[", "]", "autoconfig.", "\u{0}"];
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..2000 {
+        let mut s = String::new();
+        for _ in 0..(seed % 9) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            s.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+        }
+        let mut req = WebRequest::get(&s);
+        req.host = Some(strip_port(&s));
+        req.body = Bytes::from(s.clone().into_bytes());
+        for method in [Method::GET, Method::POST] {
+            req.method = method;
+            let _ = route_http(&c, &req);
+            let _ = route_https(&c, &req);
+        }
+    }
+}
