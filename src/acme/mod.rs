@@ -172,10 +172,19 @@ impl Acme {
         let mut issued_here = false;
         loop {
             if let Some(current) = self.stored() {
+                // The account is needed to ask for renewal information (ARI).
+                if account.is_none() && self.settings.renew_before.is_none() {
+                    match self.account().await {
+                        Ok(a) => account = Some(a),
+                        Err(e) => tracing::debug!(error = %e, "ACME account not reachable now; scheduling without ARI"),
+                    }
+                }
                 let wait = self.renewal_wait(&current, account.as_ref(), issued_here).await;
                 if !wait.is_zero() {
+                    let at = chrono::DateTime::<chrono::Utc>::from(SystemTime::now() + wait);
                     tracing::info!(
                         names = ?current.names,
+                        renew_at = %at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                         renew_in_secs = wait.as_secs(),
                         "ACME certificate valid; renewal scheduled"
                     );

@@ -65,8 +65,31 @@ impl WebRequest {
         q.split('&')
             .filter_map(|kv| kv.split_once('='))
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.replace("%40", "@").replace("%2B", "+").replace("%2b", "+"))
+            .map(|(_, v)| percent_decode(v))
     }
+}
+
+/// `%XX` decoding of a query value (RFC 3986 §2.1). `+` stays `+`: Thunderbird
+/// encodes with `encodeURIComponent`, and `+` in an address is subaddressing, not
+/// a space. Malformed escapes are kept as they are; invalid UTF-8 is replaced.
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Port 80.

@@ -104,6 +104,15 @@ fn https_health_and_unknown_paths() {
 }
 
 #[test]
+fn query_values_are_percent_decoded() {
+    assert_eq!(percent_decode("bob%40example.org"), "bob@example.org");
+    assert_eq!(percent_decode("a%2Bb+c"), "a+b+c");
+    assert_eq!(percent_decode("100%"), "100%");
+    assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    assert_eq!(percent_decode("%ff"), "\u{fffd}");
+}
+
+#[test]
 fn host_header_forms() {
     assert_eq!(strip_port("MX.Example.com:80"), "mx.example.com");
     assert_eq!(strip_port("[::1]:443"), "::1");
