@@ -137,6 +137,11 @@ impl Acme {
         tokens: Arc<Http01Tokens>,
     ) -> Acme {
         let acme = Acme { files: AcmeFiles::new(tls_dir), settings, certs, readiness, tokens };
+        // Export both series at 0 so alerts on `increase(...{result="failure"})` work
+        // from the first scrape.
+        for result in ["success", "failure"] {
+            metrics().acme_orders_total.with_label_values(&[result]);
+        }
         match acme.stored() {
             Some(cert) => {
                 tracing::info!(names = ?cert.names, not_after = ?cert.not_after, "serving the stored ACME certificate");

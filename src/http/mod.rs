@@ -1,7 +1,8 @@
 //! HTTP endpoints. On the metrics port: `/metrics` (Prometheus text format),
 //! `/healthz` (200 while the process runs) and `/readyz` (200 only when every
 //! listener is bound and a certificate is loaded; 503 with the reasons otherwise,
-//! and again while draining so load balancers stop sending clients).
+//! and again while draining so load balancers stop sending clients). The web ports
+//! 80/443 (ACME HTTP-01, MTA-STS, client autoconfig) are in [`web`].
 //!
 //! HTTP/1.1 only, through hyper, on connections from our own listeners (so the
 //! connection limits and metrics apply).

@@ -1,6 +1,6 @@
 //! TLS for every listener: one certificate store, rustls configurations built on it,
-//! and the sources that fill it (operator files, the self-signed fallback; ACME later
-//! plugs into the same store).
+//! and the sources that fill it (operator files, the self-signed fallback; `acme/`
+//! sets its certificates and TLS-ALPN-01 challenge answers in the same store).
 //!
 //! The store is the rustls certificate resolver itself, so swapping a certificate
 //! (renewal, file change) takes effect on the next handshake of every listener
