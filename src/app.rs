@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::accounts::{self, Directory};
+use crate::acme::{Acme, AcmeSettings, Http01Tokens};
 use crate::config::{Config, LogFormat, Protocol};
 use crate::datadir::{DataDir, DataDirError};
 use crate::http::{self, Readiness};
@@ -51,6 +52,8 @@ pub struct Shared {
     pub directory: Arc<Directory>,
     pub certs: Arc<CertStore>,
     pub readiness: Arc<Readiness>,
+    /// Pending ACME HTTP-01 answers, served on port 80.
+    pub acme_tokens: Arc<Http01Tokens>,
     pub shutdown: Shutdown,
     pub signers: Arc<Signers>,
     pub store: Store,
@@ -118,6 +121,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         store.ensure_account(&owner).await?;
     }
     let readiness = Readiness::new(certs.clone());
+    let acme_tokens = Http01Tokens::new();
+    // A stored ACME certificate replaces the self-signed one before any listener
+    // serves; without one, /readyz waits for the first order.
+    let acme = AcmeSettings::from_config(&config)
+        .map(|s| Acme::prepare(s, &data_dir.tls(), certs.clone(), readiness.clone(), acme_tokens.clone()));
     let shared = Shared {
         signers,
         store,
@@ -125,6 +133,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         directory: Arc::new(directory),
         certs: certs.clone(),
         readiness: readiness.clone(),
+        acme_tokens,
         shutdown: Shutdown::new(),
     };
     if let Some((cert, key)) = &shared.config.tls_files {
@@ -153,6 +162,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tokio::spawn(net::serve(listener, service, accept.clone()));
     }
     readiness.set_listeners_bound();
+    // Orders start once port 443/80 listen: the CA validates against them.
+    if let Some(acme) = acme {
+        stop_with(&shared.shutdown, acme.spawn());
+    }
     log_banner(&shared, &addresses, started);
     log_dns_records(&shared.config);
     let signers = shared.signers.clone();
@@ -167,8 +180,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
 /// The service for each protocol that exists. Protocol issues add theirs here.
 fn services(shared: &Shared) -> Vec<(Protocol, Service)> {
+    let web = Arc::new(http::web::WebContext {
+        config: shared.config.clone(),
+        certs: shared.certs.clone(),
+        tokens: shared.acme_tokens.clone(),
+    });
     vec![
         (Protocol::Metrics, http::metrics_service(shared.readiness.clone())),
+        (Protocol::Http, http::web::http_service(web.clone())),
+        (Protocol::Https, http::web::https_service(web)),
         (Protocol::Smtp, smtp_service(shared, SmtpMode::Mx)),
         (Protocol::Lmtp, smtp_service(shared, SmtpMode::Lmtp)),
     ]

@@ -40,6 +40,26 @@ pub enum AcmeChallenge {
     Http01,
 }
 
+/// Extra names, per mail domain, put on the ACME certificate when the operator opts
+/// in (`MAILROOM_ACME_EXTRA_NAMES`): opt-in because the CA validates every name, so
+/// each needs its DNS record published first, or the whole order fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcmeExtraName {
+    /// `mta-sts.<domain>`: RFC 8461 fetches the policy from exactly this host.
+    MtaSts,
+    /// `autoconfig.<domain>`: where Thunderbird looks first.
+    Autoconfig,
+}
+
+impl AcmeExtraName {
+    pub fn label(self) -> &'static str {
+        match self {
+            AcmeExtraName::MtaSts => "mta-sts",
+            AcmeExtraName::Autoconfig => "autoconfig",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScannerFailure {
     /// Answer 451 4.7.1 when a configured scanner cannot be reached.
@@ -145,6 +165,9 @@ pub struct Config {
     pub acme_email: Option<String>,
     pub acme_challenge: AcmeChallenge,
     pub acme_ca_file: Option<PathBuf>,
+    pub acme_extra_names: Vec<AcmeExtraName>,
+    /// Renew when less than this is left (None: two thirds of the lifetime, or ARI).
+    pub acme_renew_before: Option<Duration>,
     /// A certificate/key pair supplied by the operator (replaces ACME).
     pub tls_files: Option<(PathBuf, PathBuf)>,
     pub dkim_selector: Option<String>,
@@ -309,6 +332,23 @@ impl Config {
             _ => Err("`tls-alpn-01` or `http-01`".into()),
         });
         let acme_ca_file = r.get("ACME_CA_FILE", None, |v| readable_file(v).map(Some));
+        let acme_extra_names = r.get("ACME_EXTRA_NAMES", Vec::new(), |v| {
+            let mut out = Vec::new();
+            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let name = match item.to_ascii_lowercase().as_str() {
+                    "mta-sts" => AcmeExtraName::MtaSts,
+                    "autoconfig" => AcmeExtraName::Autoconfig,
+                    _ => return Err("a comma-separated list of `mta-sts` and `autoconfig`".to_string()),
+                };
+                if !out.contains(&name) {
+                    out.push(name);
+                }
+            }
+            Ok(out)
+        });
+        let acme_renew_before = r.get("ACME_RENEW_BEFORE", None, |v| {
+            units::parse_duration(v).map(Some).map_err(|_| "a duration like `30d` or `12h`".to_string())
+        });
         let cert = r.get("TLS_CERT_FILE", None, |v| readable_file(v).map(Some));
         let key = r.get("TLS_KEY_FILE", None, |v| readable_file(v).map(Some));
         let tls_files = match (cert, key, r.raw("TLS_CERT_FILE"), r.raw("TLS_KEY_FILE")) {
@@ -343,6 +383,7 @@ impl Config {
             listen.push((p, r.get(&p.variable(), default, parse::listen_list)));
         }
         check_port_clashes(&listen, &mut r);
+        check_acme_listener(&acme, acme_challenge, &listen, &mut r);
 
         let message_size_limit = r.get("MESSAGE_SIZE_LIMIT", 25 * 1024 * 1024, |v| match units::parse_size(v) {
             Ok(n) if n >= 1024 => Ok(n),
@@ -422,6 +463,8 @@ impl Config {
             acme_email,
             acme_challenge,
             acme_ca_file,
+            acme_extra_names,
+            acme_renew_before,
             tls_files,
             dkim_selector,
             public_ipv4,
@@ -491,6 +534,8 @@ impl Config {
                 },
             ),
             ("ACME_CA_FILE", path(&self.acme_ca_file)),
+            ("ACME_EXTRA_NAMES", list(self.acme_extra_names.iter().map(|n| n.label().to_string()).collect())),
+            ("ACME_RENEW_BEFORE", self.acme_renew_before.map(units::format_duration).unwrap_or_default()),
             ("TLS_CERT_FILE", path(&self.tls_files.as_ref().map(|t| t.0.clone()))),
             ("TLS_KEY_FILE", path(&self.tls_files.as_ref().map(|t| t.1.clone()))),
             ("DKIM_SELECTOR", opt(&self.dkim_selector)),
@@ -575,6 +620,32 @@ fn readable_file(v: &str) -> Result<PathBuf, String> {
     match std::fs::File::open(&path) {
         Ok(_) => Ok(path),
         Err(e) => Err(format!("a readable file ({e})")),
+    }
+}
+
+/// The CA validates on our port 443 (TLS-ALPN-01) or 80 (HTTP-01): with that
+/// listener off, every order would fail, so say so at start instead.
+fn check_acme_listener(
+    acme: &AcmeMode,
+    challenge: AcmeChallenge,
+    listen: &[(Protocol, Vec<ListenAddr>)],
+    r: &mut Reader,
+) {
+    if *acme == AcmeMode::Off {
+        return;
+    }
+    let (needed, name) = match challenge {
+        AcmeChallenge::TlsAlpn01 => (Protocol::Https, "tls-alpn-01"),
+        AcmeChallenge::Http01 => (Protocol::Http, "http-01"),
+    };
+    let off = listen.iter().any(|(p, addrs)| *p == needed && addrs.is_empty());
+    if off {
+        r.fail_plain(
+            &needed.variable(),
+            format!(
+                "is off, but ACME ({name}) validates on it; turn it on, change MAILROOM_ACME_CHALLENGE, or set MAILROOM_ACME=off"
+            ),
+        );
     }
 }
 

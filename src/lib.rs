@@ -2,6 +2,7 @@
 //! architecture.md for the map; each module below owns one concern.
 
 pub mod accounts;
+pub mod acme;
 pub mod app;
 pub mod config;
 pub mod datadir;

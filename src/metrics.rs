@@ -22,6 +22,8 @@ pub struct Metrics {
     pub tls_handshake_failures_total: IntCounterVec,
     pub tls_certificate_expiry: GaugeVec,
     pub ready: IntGauge,
+    // ACME (issue 8)
+    pub acme_orders_total: IntCounterVec,
     // SMTP inbound (issue 4)
     pub smtp_messages_received_total: IntCounterVec,
     pub smtp_messages_refused_total: IntCounterVec,
@@ -107,6 +109,11 @@ impl Metrics {
                 &r,
                 IntGauge::new("mailroom_ready", "1 when every listener is bound and a certificate is loaded.")
                     .expect("valid metric"),
+            ),
+            acme_orders_total: counter_vec(
+                "mailroom_acme_orders_total",
+                "ACME certificate orders, by result (success or failure).",
+                &["result"],
             ),
             smtp_messages_received_total: counter_vec(
                 "mailroom_smtp_messages_received_total",

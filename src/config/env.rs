@@ -19,6 +19,8 @@ pub const VARIABLES: &[(&str, bool)] = &[
     ("ACME_EMAIL", false),
     ("ACME_CHALLENGE", false),
     ("ACME_CA_FILE", false),
+    ("ACME_EXTRA_NAMES", false),
+    ("ACME_RENEW_BEFORE", false),
     ("TLS_CERT_FILE", false),
     ("TLS_KEY_FILE", false),
     ("DKIM_SELECTOR", false),

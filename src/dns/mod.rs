@@ -30,7 +30,16 @@ pub fn key_ring(config: &Config) -> Result<KeyRing, KeyError> {
 
 /// The records for this configuration.
 pub fn expected_records(config: &Config, ring: &KeyRing) -> Vec<DnsRecord> {
-    records(config, ring, &crate::http::mta_sts::policy_id(config))
+    records(config, ring, &mta_sts_id(config))
+}
+
+/// The `id=` of the policy the server serves once its certificate is in place: an
+/// ACME or operator certificate means `enforce`, the self-signed fallback `testing`.
+fn mta_sts_id(config: &Config) -> String {
+    use crate::http::mta_sts::{StsMode, policy_id, policy_text};
+    let publicly_trusted = config.tls_files.is_some() || config.acme != crate::config::AcmeMode::Off;
+    let mode = if publicly_trusted { StsMode::Enforce } else { StsMode::Testing };
+    policy_id(&policy_text(&[config.hostname.as_str()], mode))
 }
 
 /// Run the check; promote pending DKIM generations whose records are all ok. Returns

@@ -1,12 +1,15 @@
 //! HTTP endpoints. On the metrics port: `/metrics` (Prometheus text format),
 //! `/healthz` (200 while the process runs) and `/readyz` (200 only when every
 //! listener is bound and a certificate is loaded; 503 with the reasons otherwise,
-//! and again while draining so load balancers stop sending clients).
+//! and again while draining so load balancers stop sending clients). The web ports
+//! 80/443 (ACME HTTP-01, MTA-STS, client autoconfig) are in [`web`].
 //!
 //! HTTP/1.1 only, through hyper, on connections from our own listeners (so the
 //! connection limits and metrics apply).
 
+pub mod autoconfig;
 pub mod mta_sts;
+pub mod web;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,6 +1,6 @@
 //! TLS for every listener: one certificate store, rustls configurations built on it,
-//! and the sources that fill it (operator files, the self-signed fallback; ACME later
-//! plugs into the same store).
+//! and the sources that fill it (operator files, the self-signed fallback; `acme/`
+//! sets its certificates and TLS-ALPN-01 challenge answers in the same store).
 //!
 //! The store is the rustls certificate resolver itself, so swapping a certificate
 //! (renewal, file change) takes effect on the next handshake of every listener
@@ -16,9 +16,9 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use thiserror::Error;
 
-pub use files::{load_pair, spawn_file_watcher};
+pub use files::{describe, from_pem, load_pair, spawn_file_watcher};
 pub use selfsigned::load_or_create_self_signed;
-pub use store::{CertSource, CertStore, LoadedCert};
+pub use store::{ACME_TLS_ALPN, CertSource, CertStore, LoadedCert};
 
 #[derive(Debug, Error)]
 pub enum TlsError {
