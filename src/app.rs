@@ -18,6 +18,7 @@ use crate::acme::{Acme, AcmeSettings, Http01Tokens};
 use crate::config::{Config, LogFormat, Protocol};
 use crate::datadir::{DataDir, DataDirError};
 use crate::http::{self, Readiness};
+use crate::imap::{self, ImapContext, ImapLimits};
 use crate::mailauth::{KeyError, Signers};
 use crate::net::{self, AcceptContext, BindError, BoundListener, ConnectionLimiter, Service, Shutdown};
 use crate::smtp::{self, AnyDomainExists, SenderDomainCheck, SmtpContext, SmtpLimits, SmtpMode};
@@ -185,13 +186,38 @@ fn services(shared: &Shared) -> Vec<(Protocol, Service)> {
         certs: shared.certs.clone(),
         tokens: shared.acme_tokens.clone(),
     });
+    let imap_limits = ImapLimits { max_literal: shared.config.message_size_limit, ..ImapLimits::default() };
+    let imap_ctx = Arc::new(ImapContext::new(
+        shared.config.hostname.clone(),
+        shared.directory.clone(),
+        shared.store.clone(),
+        Some(tls::acceptor(&shared.certs)),
+        imap_limits,
+    ));
     vec![
         (Protocol::Metrics, http::metrics_service(shared.readiness.clone())),
         (Protocol::Http, http::web::http_service(web.clone())),
         (Protocol::Https, http::web::https_service(web)),
         (Protocol::Smtp, smtp_service(shared, SmtpMode::Mx)),
         (Protocol::Lmtp, smtp_service(shared, SmtpMode::Lmtp)),
+        (Protocol::Imap, imap_service(imap_ctx.clone(), false)),
+        (Protocol::Imaps, imap_service(imap_ctx, true)),
     ]
+}
+
+/// IMAP on 143 (STARTTLS) or 993 (implicit TLS). Both share one context, so the
+/// per-user connection cap counts both ports.
+fn imap_service(ctx: Arc<ImapContext>, implicit_tls: bool) -> Service {
+    Service {
+        handler: Arc::new(move |conn: net::Connection| -> net::BoxFuture {
+            let ctx = ctx.clone();
+            Box::pin(async move {
+                let _permit = conn.permit;
+                imap::serve_connection(ctx, conn.stream, conn.peer, implicit_tls, conn.shutdown).await;
+            })
+        }),
+        busy_reply: b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
+    }
 }
 
 /// Port 25 (MX) or LMTP, sharing one session implementation.

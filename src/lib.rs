@@ -8,6 +8,7 @@ pub mod config;
 pub mod datadir;
 pub mod dns;
 pub mod http;
+pub mod imap;
 pub mod mailauth;
 pub mod metrics;
 pub mod net;
