@@ -8,6 +8,7 @@ PKGS=(
   swaks           # SMTP client
   python3         # smtplib / imaplib / poplib clients
   isync           # mbsync, IMAP sync client
+  offlineimap3    # offlineimap, a second IMAP sync client
   dovecot-imapd dovecot-pop3d  # Dovecot reading our Maildir; benchmark baseline
   fetchmail       # POP3 client
   postfix         # real sending MTA; smtp-sink
