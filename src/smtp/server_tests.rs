@@ -93,6 +93,10 @@ pub(super) async fn start(opts: Options) -> Harness {
         }),
         spool_dir: root.join("state/spool"),
         mode: opts.mode,
+        implicit_tls: false,
+        queue: None,
+        signers: None,
+        throttle: Arc::new(crate::smtp::MemoryThrottle::default()),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
