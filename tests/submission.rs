@@ -540,3 +540,68 @@ fn queue_commands_and_kill9_with_a_full_queue() {
     wait_for("an empty queue", Duration::from_secs(20), || queue_ids(&env).is_empty().then_some(()));
     server.terminate(Duration::from_secs(30));
 }
+
+#[test]
+fn port_25_relays_for_trusted_networks_and_forwards_remote_aliases() {
+    if !tools() {
+        return;
+    }
+    let (_dns, dns) = start_dns();
+    let mx_port = free_port();
+    let sink = start_sink(mx_port);
+    let tmp = tempfile::tempdir().unwrap();
+    let ports = new_ports();
+    let smtp = free_port();
+    let mut env = server_env(tmp.path(), &ports, dns, mx_port);
+    env.retain(|(k, _)| k != "MAILROOM_ALIASES");
+    env.push(("MAILROOM_ALIASES".into(), "fwd@example.com:friend@remote.test alice@example.com".into()));
+    env.push(("MAILROOM_SMTP_LISTEN".into(), format!("127.0.0.1:{smtp}")));
+    env.push(("MAILROOM_TRUSTED_NETWORKS".into(), "127.0.0.0/8".into()));
+    let _server = start_server(&env, &ports, tmp.path());
+    let port = smtp.to_string();
+
+    // No AUTH on port 25.
+    let replies = smtplib(smtp, false, serde_json::json!([["ehlo"], ["raw", "AUTH PLAIN AGEAYg=="]]));
+    assert_eq!(replies[1].0, 503, "{replies:?}");
+
+    // A trusted client relays without AUTH (e.g. an app server on the same network).
+    let body = "From: app@example.com\r\nTo: erin@remote.test\r\nSubject: relayed\r\n\r\nreport\r\n";
+    let (ok, text) = swaks(&[
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--from",
+        "app@example.com",
+        "--to",
+        "erin@remote.test",
+        "--data",
+        body,
+    ]);
+    assert!(ok, "{text}");
+    // An alias with a remote and a local target: one copy each.
+    let body = "From: sender@remote.test\r\nTo: fwd@example.com\r\nSubject: forwarded\r\n\r\nfyi\r\n";
+    let (ok, text) = swaks(&[
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--from",
+        "sender@remote.test",
+        "--to",
+        "fwd@example.com",
+        "--data",
+        body,
+    ]);
+    assert!(ok, "{text}");
+    wait_for("both remote copies", Duration::from_secs(30), || {
+        let got = sink.lock().unwrap();
+        let has = |rcpt: &str, subject: &str| {
+            got.iter().any(|g| g.rcpts.iter().any(|r| r == rcpt) && String::from_utf8_lossy(&g.data).contains(subject))
+        };
+        (has("erin@remote.test", "Subject: relayed") && has("friend@remote.test", "Subject: forwarded")).then_some(())
+    });
+    wait_for("the local copy", Duration::from_secs(10), || {
+        maildir_messages(tmp.path(), "alice").into_iter().find(|(_, m)| m.contains("Subject: forwarded"))
+    });
+}

@@ -574,3 +574,7 @@ mod client_tests;
 #[cfg(test)]
 #[path = "server_durability_tests.rs"]
 mod durability_tests;
+
+#[cfg(test)]
+#[path = "server_submit_tests.rs"]
+mod submit_tests;
