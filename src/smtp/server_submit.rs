@@ -116,7 +116,8 @@ impl Connection {
         Ok(action != Action::Close)
     }
 
-    /// Throttle, then verify (argon2 is slow on purpose: a blocking thread, not a worker).
+    /// Throttle, then verify (argon2 is slow on purpose: a blocking thread, not a worker);
+    /// a failure is answered only after the throttle's (now longer) delay.
     async fn check_password(&mut self, c: Credentials, mechanism: Mechanism) -> Result<Address, Reply> {
         let ip = self.session.client().ip;
         self.ctx.throttle.before(ip, &c.username).await;
@@ -132,6 +133,9 @@ impl Connection {
             None => {
                 self.ctx.throttle.failed(ip, &c.username);
                 tracing::warn!(user = %c.username, mechanism = mechanism.name(), "authentication failed");
+                // The 535 itself waits too (Postfix `smtpd_error_sleep_time`): a guesser
+                // learns nothing faster by opening a new connection per try.
+                self.ctx.throttle.before(ip, &c.username).await;
                 Err(Reply::new(535, (5, 7, 8), "Error: authentication credentials invalid"))
             }
         }

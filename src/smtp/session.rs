@@ -232,7 +232,7 @@ pub struct Session {
     pending_chunk_error: Option<Reply>,
 }
 
-const HELP_TEXT: &str = "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS (RFC 5321)";
+const HELP_TEXT: &str = "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH (RFC 5321)";
 
 impl Session {
     pub fn new(config: SessionConfig, client: ClientInfo) -> Session {
