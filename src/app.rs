@@ -1,7 +1,10 @@
 //! Wiring: build the shared state from a `Config`, bind every listener, start the
 //! services, and shut down gracefully.
 //!
-//! Start-up order follows architecture.md: data dir -> accounts -> TLS -> listeners.
+//! Start-up order follows architecture.md: data dir -> accounts -> TLS -> DKIM -> store
+//! -> outbound queue (workers and the `mailroom queue` control socket) -> listeners.
+//! Submitted, relayed and forwarded mail reaches the queue through the SMTP sessions;
+//! bounces for our own senders come back through `LocalBounces` into their INBOX.
 //! Every failure before serving is a [`StartError`]: one line naming the cause, and
 //! the process exits 2 with nothing written half-way. Listeners are all bound before
 //! any is served, so a port in use aborts the start instead of leaving a server that

@@ -168,9 +168,11 @@ impl Connection {
                 }
             }
         }
-        if self.ctx.mode == SmtpMode::Submission
-            && let (Some(account), Some(b)) = (&client.authenticated, bytes.take())
-        {
+        if self.ctx.mode == SmtpMode::Submission {
+            // The session refuses MAIL before AUTH; never let an unchecked message through.
+            let (Some(account), Some(b)) = (&client.authenticated, bytes.take()) else {
+                return vec![Err(Reply::new(530, (5, 7, 0), "Error: authentication required")); n];
+            };
             match self.prepare_submission(account, envelope, b, &date).await {
                 Ok(prepared) => {
                     body = MessageBody::Memory(Bytes::from(prepared.clone()));
