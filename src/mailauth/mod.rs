@@ -6,6 +6,7 @@
 
 pub mod keys;
 pub mod sign;
+pub mod verify;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use std::sync::{Arc, RwLock};
 
 pub use keys::{DkimAlgorithm, DkimKey, DomainKeys, KeyError, KeyRing};
 pub use sign::{DomainSigner, SignError};
+pub use verify::{AuthVerdict, Disposition, InboundAuthenticator, strip_our_auth_results};
 
 /// The signers of every domain, swapped as a whole when a rotation is promoted.
 pub struct Signers {
