@@ -137,7 +137,7 @@ impl InboundAuthenticator {
             },
             _ => Disposition::Accept,
         };
-        AuthVerdict {
+        let verdict = AuthVerdict {
             header,
             disposition,
             spf: spf_name(&spf_mail),
@@ -157,7 +157,13 @@ impl InboundAuthenticator {
                 DkimResult::PermError(_) => "permerror",
                 DkimResult::None => "none",
             },
-        }
+        };
+        let m = &crate::metrics::metrics().inbound_auth_results_total;
+        m.with_label_values(&["spf", verdict.spf]).inc();
+        m.with_label_values(&["dkim", if verdict.dkim_pass { "pass" } else { "nopass" }]).inc();
+        m.with_label_values(&["dmarc", verdict.dmarc]).inc();
+        m.with_label_values(&["arc", verdict.arc]).inc();
+        verdict
     }
 }
 
