@@ -4,16 +4,20 @@
 //! Keys are generated here and only here (`keys.rs`); `dns/` reads them to print and
 //! check the records; submission calls [`Signers::sign`].
 
+pub mod arc;
 pub mod keys;
 pub mod sign;
+pub mod srs;
 pub mod verify;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+pub use arc::{ArcSealKey, SealError};
 pub use keys::{DkimAlgorithm, DkimKey, DomainKeys, KeyError, KeyRing};
 pub use sign::{DomainSigner, SignError};
+pub use srs::{Srs, SrsError};
 pub use verify::{AuthVerdict, Disposition, InboundAuthenticator, strip_our_auth_results};
 
 /// The signers of every domain, swapped as a whole when a rotation is promoted.

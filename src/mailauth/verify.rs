@@ -49,7 +49,7 @@ pub struct AuthVerdict {
 /// SPF, DKIM, ARC and DMARC verification through our resolver.
 #[derive(Clone)]
 pub struct InboundAuthenticator {
-    auth: MessageAuthenticator,
+    pub(super) auth: MessageAuthenticator,
 }
 
 impl std::fmt::Debug for InboundAuthenticator {
@@ -276,4 +276,4 @@ fn skip_cfws(mut s: &[u8]) -> &[u8] {
 
 #[cfg(test)]
 #[path = "verify_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -13,7 +13,7 @@ const OURS: &str = "mx.ours.test";
 const GOOD_IP: &str = "127.0.0.1";
 const FORGED_IP: &str = "192.0.2.66";
 
-fn message(from_domain: &str, subject: &str) -> String {
+pub(crate) fn message(from_domain: &str, subject: &str) -> String {
     format!(
         "From: Alice <alice@{from_domain}>\r\nTo: bob@ours.test\r\nSubject: {subject}\r\n\
          Date: Fri, 27 Nov 2026 00:00:00 +0000\r\nMessage-ID: <{subject}@{from_domain}>\r\n\r\nHello Bob.\r\n"
@@ -21,7 +21,7 @@ fn message(from_domain: &str, subject: &str) -> String {
 }
 
 /// Sign `messages` for `domain` with a fresh Ed25519 key; returns (public key, signed).
-fn python_sign(domain: &str, messages: &[String]) -> (String, Vec<String>) {
+pub(crate) fn python_sign(domain: &str, messages: &[String]) -> (String, Vec<String>) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/src/mailauth/dkim_sign_test.py");
     let mut child =
         Command::new("python3").arg(script).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("python3");
@@ -34,7 +34,7 @@ fn python_sign(domain: &str, messages: &[String]) -> (String, Vec<String>) {
     (v["public"].as_str().unwrap().to_string(), signed)
 }
 
-fn python_dkim_available() -> bool {
+pub(crate) fn python_dkim_available() -> bool {
     let ok = Command::new("python3")
         .args(["-c", "import dkim, nacl"])
         .stderr(Stdio::null())
