@@ -12,7 +12,9 @@ PKGS=(
   fetchmail       # POP3 client
   postfix         # real sending MTA; smtp-sink
   pebble          # ACME test server
-  dnsmasq-base    # test DNS server
+  dnsmasq-base    # test DNS server (SPF/DKIM/DMARC records, DNSBL zones)
+  rspamd          # spam scanner, started offline by scan/rspamd tests
+  clamav-daemon   # clamd, loaded with a test signature by scan/clamd tests
   prometheus      # promtool check metrics
   yamllint        # compose and chart lint
 )

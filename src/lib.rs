@@ -10,5 +10,6 @@ pub mod http;
 pub mod mailauth;
 pub mod metrics;
 pub mod net;
+pub mod scan;
 pub mod tls;
 pub mod units;
