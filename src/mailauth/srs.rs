@@ -299,4 +299,66 @@ mod tests {
             let _ = s.forward_on_day(&text, "f.test", DAY);
         }
     }
+
+    /// Ask a running postsrsd (Postfix tcp_table protocol) for `get <address>`.
+    fn postsrsd_get(port: u16, address: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(format!("get {address}\n").as_bytes()).unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).trim().to_string()
+    }
+
+    /// postsrsd (Debian's, the reference) with the key file we created; killed on drop.
+    struct PostSrsd(std::process::Child, u16, u16);
+
+    impl Drop for PostSrsd {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn start_postsrsd(key_file: &Path) -> Option<PostSrsd> {
+        use crate::dns::testdns::{free_port, tool_available};
+        if !tool_available("postsrsd") {
+            return None;
+        }
+        let (fwd, rev) = (free_port(), free_port());
+        let child = std::process::Command::new("postsrsd")
+            .arg(format!("-s{}", key_file.display()))
+            .args(["-dforwarder.test", "-l127.0.0.1", "-4"])
+            .arg(format!("-f{fwd}"))
+            .arg(format!("-r{rev}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let p = PostSrsd(child, fwd, rev);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", rev)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "postsrsd did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Some(p)
+    }
+
+    #[test]
+    fn interoperates_with_postsrsd() {
+        let dir = tempfile::tempdir().unwrap();
+        // postsrsd's secret file format is ours: the first line is the key, so an
+        // operator can carry postsrsd's secret over (and old bounces still reverse).
+        let ours = Srs::load_or_create(dir.path()).unwrap();
+        let Some(p) = start_postsrsd(&dir.path().join("srs.key")) else { return };
+        // Same rewrite, byte for byte.
+        let theirs = postsrsd_get(p.1, "Alice@Sender.example");
+        assert_eq!(theirs, format!("200 {}", ours.forward("Alice@Sender.example", "forwarder.test")));
+        // Each reverses the other's, also after lowercasing.
+        let theirs = postsrsd_get(p.1, "bob@sender.example");
+        let theirs = theirs.strip_prefix("200 ").unwrap();
+        assert_eq!(ours.reverse(theirs).as_deref(), Some("bob@sender.example"));
+        let mine = ours.forward("carol@sender.example", "forwarder.test");
+        assert_eq!(postsrsd_get(p.2, &mine.to_lowercase()), "200 carol@sender.example");
+    }
 }
