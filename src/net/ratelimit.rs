@@ -48,6 +48,18 @@ pub struct LimiterConfig {
     pub max_entries: usize,
 }
 
+impl LimiterConfig {
+    /// Defaults, with the rates operators set (`MAILROOM_CONNECTIONS_PER_MINUTE`,
+    /// `MAILROOM_MESSAGES_PER_HOUR`).
+    pub fn from_config(config: &crate::config::Config) -> LimiterConfig {
+        LimiterConfig {
+            connections_per_minute: config.connections_per_minute,
+            messages_per_hour: config.messages_per_hour,
+            ..LimiterConfig::default()
+        }
+    }
+}
+
 impl Default for LimiterConfig {
     fn default() -> Self {
         LimiterConfig {
@@ -137,6 +149,11 @@ const KNOWN_GOOD_FOR: Duration = Duration::from_secs(30 * 86400);
 impl Limiter {
     pub fn new(config: LimiterConfig, trusted: Vec<IpNet>) -> Limiter {
         Limiter { config, trusted, tables: Mutex::new(Tables::default()) }
+    }
+
+    /// The server's limiter: configured rates, `MAILROOM_TRUSTED_NETWORKS` exempt.
+    pub fn from_config(config: &crate::config::Config) -> Limiter {
+        Limiter::new(LimiterConfig::from_config(config), config.trusted_networks.clone())
     }
 
     fn is_trusted(&self, ip: IpAddr) -> bool {

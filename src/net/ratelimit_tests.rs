@@ -151,3 +151,21 @@ async fn before_login_sleeps_the_penalty() {
     l.before_login(a, "g@example.org").await.unwrap();
     assert!(start.elapsed() >= Duration::from_millis(40));
 }
+
+#[test]
+fn configured_from_the_environment() {
+    let env = crate::config::EnvSource::from_pairs([
+        ("MAILROOM_HOSTNAME", "mx.example.org"),
+        ("MAILROOM_TRUSTED_NETWORKS", "192.168.0.0/16"),
+        ("MAILROOM_MESSAGES_PER_HOUR", "2"),
+    ]);
+    let (config, _) = crate::config::Config::load(&env).unwrap();
+    let l = Limiter::from_config(&config);
+    let now = Instant::now();
+    assert!(l.allow_message_at("a@example.org", now) && l.allow_message_at("a@example.org", now));
+    assert!(!l.allow_message_at("a@example.org", now));
+    for _ in 0..100 {
+        l.login_failed_at(ip("192.168.1.1"), "a@example.org", now);
+    }
+    assert!(l.check_login_at(ip("192.168.1.1"), "a@example.org", now).is_ok());
+}
