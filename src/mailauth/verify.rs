@@ -75,18 +75,37 @@ impl InboundAuthenticator {
         our_hostname: &str,
     ) -> AuthVerdict {
         let mail_from = mail_from.filter(|m| !m.is_empty());
-        let spf_helo = self.auth.verify_spf(SpfParameters::verify_ehlo(client_ip, helo, our_hostname)).await;
+        let message = AuthenticatedMessage::parse(msg);
+        // The four checks are independent DNS work: run them concurrently, so the
+        // end-of-DATA wait is the slowest lookup chain, not the sum.
+        let spf_helo = self.auth.verify_spf(SpfParameters::verify_ehlo(client_ip, helo, our_hostname));
+        let spf_mail = async {
+            match mail_from {
+                Some(sender) => Some(
+                    self.auth.verify_spf(SpfParameters::verify_mail_from(client_ip, helo, our_hostname, sender)).await,
+                ),
+                None => None,
+            }
+        };
+        let dkim = async {
+            match &message {
+                Some(m) => self.auth.verify_dkim(m).await,
+                None => Vec::new(),
+            }
+        };
+        let arc = async {
+            match &message {
+                Some(m) => Some(self.auth.verify_arc(m).await),
+                None => None,
+            }
+        };
+        let (spf_helo, spf_mail, dkim, arc) = tokio::join!(spf_helo, spf_mail, dkim, arc);
         // RFC 7208 section 2.4: for the null sender the MAIL FROM identity is
         // postmaster@<HELO>, so the HELO result stands for it.
-        let spf_mail = match mail_from {
-            Some(sender) => {
-                self.auth.verify_spf(SpfParameters::verify_mail_from(client_ip, helo, our_hostname, sender)).await
-            }
-            None => spf_helo.clone(),
-        };
+        let spf_mail = spf_mail.unwrap_or_else(|| spf_helo.clone());
         let mail_from_domain = mail_from.and_then(|m| m.rsplit_once('@')).map_or(helo, |(_, d)| d);
 
-        let Some(message) = AuthenticatedMessage::parse(msg) else {
+        let (Some(message), Some(arc)) = (&message, arc) else {
             // No header section at all: report SPF only; nothing else can be checked.
             let results = AuthenticationResults::new(our_hostname)
                 .with_spf_ehlo_result(&spf_helo, client_ip, helo)
@@ -100,9 +119,7 @@ impl InboundAuthenticator {
                 arc: "none",
             };
         };
-        let dkim = self.auth.verify_dkim(&message).await;
-        let arc = self.auth.verify_arc(&message).await;
-        let dmarc = self.auth.verify_dmarc(DmarcParameters::new(&message, &dkim, mail_from_domain, &spf_mail)).await;
+        let dmarc = self.auth.verify_dmarc(DmarcParameters::new(message, &dkim, mail_from_domain, &spf_mail)).await;
 
         let header_from = message.from.first().map(String::as_str).unwrap_or("");
         let results = AuthenticationResults::new(our_hostname)

@@ -161,6 +161,13 @@ async fn temporary_dns_failure_never_rejects() {
     let v = auth.verify(msg.as_bytes(), ip, "mail.sender.test", Some("a@reject.test"), OURS).await;
     assert!(!matches!(v.disposition, Disposition::Reject { .. }), "{v:?}");
     assert!(v.header.contains("temperror"), "{}", v.header);
+
+    // Garbage instead of a message: an answer, not a panic.
+    for junk in [&b""[..], b"\r\n\r\n", b"no colon here", b"From:\r\n\tx", &[0xff; 64]] {
+        let v = auth.verify(junk, ip, "", None, OURS).await;
+        assert!(v.header.starts_with("Authentication-Results: mx.ours.test;"), "{}", v.header);
+        assert!(!matches!(v.disposition, Disposition::Reject { .. }));
+    }
 }
 
 /// Like `resolver::build`, but giving up after 100 ms so the test stays fast.

@@ -182,7 +182,7 @@ impl Limiter {
             return Ok(Duration::ZERO);
         }
         let key = ip_key(ip);
-        let account = account.to_ascii_lowercase();
+        let account = account_key(account);
         let t = self.tables();
         let live = |f: &Failures| now.saturating_duration_since(f.last) < self.config.block_for;
         let ip_f = t.ip_failures.get(&key).filter(|f| live(f)).copied();
@@ -218,7 +218,7 @@ impl Limiter {
         }
         let cfg = &self.config;
         let key = ip_key(ip);
-        let account = account.to_ascii_lowercase();
+        let account = account_key(account);
         let mut t = self.tables();
         let max = cfg.max_entries;
         bump(&mut t.ip_failures, key, now, cfg.block_for, cfg.block_after_ip_failures, max, BlockScope::Address);
@@ -241,7 +241,7 @@ impl Limiter {
     }
 
     pub fn login_succeeded_at(&self, ip: IpAddr, account: &str, now: Instant) {
-        let account = account.to_ascii_lowercase();
+        let account = account_key(account);
         let mut t = self.tables();
         if let Some(f) = t.account_failures.get_mut(&account)
             && f.blocked_until.is_none()
@@ -285,7 +285,7 @@ impl Limiter {
     pub fn allow_message_at(&self, sender: &str, now: Instant) -> bool {
         let limit = self.config.messages_per_hour;
         let max = self.config.max_entries;
-        let key = sender.to_ascii_lowercase();
+        let key = account_key(sender);
         let ok = count_in_window(&mut self.tables().messages, key, now, Duration::from_secs(3600), limit, max);
         if !ok {
             metrics().ratelimit_rejections_total.with_label_values(&["message"]).inc();
@@ -298,6 +298,17 @@ impl Limiter {
         let t = self.tables();
         (t.ip_failures.len(), t.account_failures.len(), t.connections.len(), t.messages.len())
     }
+}
+
+/// The counting key of an account or sender: lower-cased and cut to 320 bytes (the
+/// longest valid address), so a client sending megabyte "user names" cannot make
+/// the bounded tables large in bytes.
+fn account_key(account: &str) -> String {
+    let mut end = account.len().min(320);
+    while !account.is_char_boundary(end) {
+        end -= 1;
+    }
+    account[..end].to_ascii_lowercase()
 }
 
 /// IPv4-mapped IPv6 becomes IPv4 (dual-stack listeners report those).
