@@ -9,6 +9,7 @@
 //! legitimate mail (RFC 7489 section 6.6.2: a temporary error means "no result").
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
 use mail_auth::dmarc::Policy;
@@ -50,6 +51,7 @@ pub struct AuthVerdict {
 #[derive(Clone)]
 pub struct InboundAuthenticator {
     pub(super) auth: MessageAuthenticator,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for InboundAuthenticator {
@@ -61,12 +63,49 @@ impl std::fmt::Debug for InboundAuthenticator {
 impl InboundAuthenticator {
     /// Use `resolver` (from `dns::resolver::build`) for every lookup.
     pub fn new(resolver: TokioResolver) -> InboundAuthenticator {
-        InboundAuthenticator { auth: MessageAuthenticator(resolver) }
+        InboundAuthenticator { auth: MessageAuthenticator(resolver), timeout: Duration::from_secs(90) }
+    }
+
+    /// Cap the whole verification (default 90 s). SPF alone may chain ten lookups,
+    /// each retried on a dead server; the client waits at end of DATA (RFC 5321
+    /// section 4.5.3.2.6 gives it 10 minutes), so give up well before and report
+    /// `temperror`, which never rejects.
+    pub fn with_timeout(mut self, timeout: Duration) -> InboundAuthenticator {
+        self.timeout = timeout;
+        self
     }
 
     /// Authenticate `msg` (the raw message as received, before we add any header).
     /// `mail_from` is the envelope sender, `None` for the null sender `<>`.
     pub async fn verify(
+        &self,
+        msg: &[u8],
+        client_ip: IpAddr,
+        helo: &str,
+        mail_from: Option<&str>,
+        our_hostname: &str,
+    ) -> AuthVerdict {
+        let checks = self.verify_all(msg, client_ip, helo, mail_from, our_hostname);
+        match tokio::time::timeout(self.timeout, checks).await {
+            Ok(verdict) => verdict,
+            Err(_) => {
+                tracing::warn!(%client_ip, timeout = ?self.timeout, "authentication checks timed out");
+                crate::metrics::metrics().inbound_auth_results_total.with_label_values(&["dmarc", "temperror"]).inc();
+                AuthVerdict {
+                    header: format!(
+                        "Authentication-Results: {our_hostname};\r\n\tspf=temperror (timeout);\r\n\tdkim=temperror (timeout);\r\n\tdmarc=temperror (timeout)\r\n"
+                    ),
+                    disposition: Disposition::Accept,
+                    spf: "temperror",
+                    dkim_pass: false,
+                    dmarc: "temperror",
+                    arc: "temperror",
+                }
+            }
+        }
+    }
+
+    async fn verify_all(
         &self,
         msg: &[u8],
         client_ip: IpAddr,

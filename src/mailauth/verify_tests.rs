@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use super::*;
 use crate::dns::resolver;
@@ -161,6 +162,12 @@ async fn temporary_dns_failure_never_rejects() {
     let v = auth.verify(msg.as_bytes(), ip, "mail.sender.test", Some("a@reject.test"), OURS).await;
     assert!(!matches!(v.disposition, Disposition::Reject { .. }), "{v:?}");
     assert!(v.header.contains("temperror"), "{}", v.header);
+
+    // A verification that cannot finish in time: temperror, delivered.
+    let hasty = InboundAuthenticator::new(resolver::build(&[addr]).unwrap()).with_timeout(Duration::from_millis(50));
+    let v = hasty.verify(msg.as_bytes(), ip, "mail.sender.test", Some("a@reject.test"), OURS).await;
+    assert_eq!((v.dmarc, &v.disposition), ("temperror", &Disposition::Accept));
+    assert!(v.header.starts_with("Authentication-Results: mx.ours.test;\r\n\tspf=temperror"), "{}", v.header);
 
     // Garbage instead of a message: an answer, not a panic.
     for junk in [&b""[..], b"\r\n\r\n", b"no colon here", b"From:\r\n\tx", &[0xff; 64]] {
