@@ -1,8 +1,12 @@
-//! Mail authentication: DKIM keys and signing for our outgoing mail (and, with the
-//! inbound-authentication issue, SPF/DKIM/DMARC/ARC verification of incoming mail).
+//! Mail authentication, both directions:
+//! - outgoing: DKIM keys (`keys.rs`, generated here and only here; `dns/` reads them
+//!   to print and check the records) and signing (`sign.rs`, [`Signers::sign`]);
+//! - incoming: SPF/DKIM/ARC/DMARC verification and the one Authentication-Results
+//!   header (`verify.rs`, [`InboundAuthenticator::verify`], called at end of DATA);
+//! - forwarding to outside addresses: SRS rewriting of the envelope sender
+//!   (`srs.rs`, [`Srs`]) and ARC sealing (`arc.rs`, [`InboundAuthenticator::arc_seal`]).
 //!
-//! Keys are generated here and only here (`keys.rs`); `dns/` reads them to print and
-//! check the records; submission calls [`Signers::sign`].
+//! Content scanning (spam, viruses, DNSBLs) is not authentication: it lives in `scan/`.
 
 pub mod arc;
 pub mod keys;
