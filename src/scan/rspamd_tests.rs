@@ -73,7 +73,14 @@ pub(crate) struct TestRspamd {
 
 impl Drop for TestRspamd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // rspamd forks workers; kill its whole process group, not just the main
+        // process, or the workers outlive the test.
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) with a negative pid signals the group we created.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
         let _ = self.child.wait();
     }
 }
@@ -109,7 +116,9 @@ worker "normal" {{
         );
         std::fs::write(dir.path().join("rspamd.conf"), conf).unwrap();
         let p = |s: &str| dir.path().join(s).display().to_string();
+        use std::os::unix::process::CommandExt;
         let child = std::process::Command::new("rspamd")
+            .process_group(0)
             .args(["-f", "-u", "root", "-g", "root", "-i", "-c", &p("rspamd.conf")])
             .arg("--var=CONFDIR=/etc/rspamd")
             .arg(format!("--var=LOCAL_CONFDIR={}", dir.path().display()))
