@@ -13,7 +13,10 @@ PKGS=(
   fetchmail       # POP3 client
   postfix         # real sending MTA; smtp-sink
   pebble          # ACME test server
-  dnsmasq-base    # test DNS server
+  dnsmasq-base    # test DNS server (SPF/DKIM/DMARC records, DNSBL zones)
+  rspamd          # spam scanner, started offline by scan/rspamd tests
+  clamav-daemon   # clamd, loaded with a test signature by scan/clamd tests
+  postsrsd        # reference SRS implementation (mailauth/srs interop test)
   prometheus      # promtool check metrics
   yamllint        # compose and chart lint
 )

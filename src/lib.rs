@@ -13,6 +13,7 @@ pub mod mailauth;
 pub mod metrics;
 pub mod net;
 pub mod queue;
+pub mod scan;
 pub mod smtp;
 pub mod store;
 pub mod tls;
