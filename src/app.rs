@@ -23,12 +23,10 @@ use crate::datadir::{DataDir, DataDirError};
 use crate::http::{self, Readiness};
 use crate::imap::{self, ImapContext, ImapLimits};
 use crate::mailauth::{KeyError, Signers};
-use crate::net::{self, AcceptContext, BindError, BoundListener, ConnectionLimiter, Service, Shutdown};
+use crate::net::{self, AcceptContext, BindError, BoundListener, ConnectionLimiter, Limiter, Service, Shutdown};
 use crate::queue::{BounceDisposition, BounceSink, BoxFuture, Queue, QueueError, QueueSettings};
 use crate::smtp::client::{ClientError, ClientSettings, SmtpTransport};
-use crate::smtp::{
-    self, AnyDomainExists, LoginThrottle, MemoryThrottle, SenderDomainCheck, SmtpContext, SmtpLimits, SmtpMode,
-};
+use crate::smtp::{self, AnyDomainExists, SenderDomainCheck, SmtpContext, SmtpLimits, SmtpMode};
 use crate::store::{LocalDelivery, MailboxOwner, MessageBody, Store, StoreError};
 use crate::tls::{self, CertStore, TlsError};
 
@@ -72,7 +70,8 @@ pub struct Shared {
     /// The outbound queue (remote copies of submitted, relayed and forwarded mail).
     pub queue: Queue,
     /// Slows password guessing on the submission ports (per IP and per account).
-    pub login_throttle: Arc<dyn LoginThrottle>,
+    /// One limiter for logins (SMTP AUTH, IMAP, POP3), connection rates and message rates.
+    pub limiter: Arc<Limiter>,
 }
 
 /// A started server: its bound addresses and the means to stop it.
@@ -150,7 +149,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         signers,
         store,
         queue,
-        login_throttle: Arc::new(MemoryThrottle::default()),
+        limiter: Arc::new(Limiter::from_config(&config)),
         config: Arc::new(config),
         directory,
         certs: certs.clone(),
@@ -182,6 +181,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         limiter: ConnectionLimiter::new(shared.config.max_connections, shared.config.max_connections_per_ip),
         shutdown: shared.shutdown.clone(),
         proxy_from: Arc::new(shared.config.proxy_protocol_from.clone()),
+        rate: Some(shared.limiter.clone()),
     };
     if !shared.config.proxy_protocol_from.is_empty() {
         tracing::info!(from = ?shared.config.proxy_protocol_from, "PROXY protocol required from these networks and refused from others");
@@ -214,13 +214,16 @@ fn services(shared: &Shared) -> Vec<(Protocol, Service)> {
         tokens: shared.acme_tokens.clone(),
     });
     let imap_limits = ImapLimits { max_literal: shared.config.message_size_limit, ..ImapLimits::default() };
-    let imap_ctx = Arc::new(ImapContext::new(
-        shared.config.hostname.clone(),
-        shared.directory.clone(),
-        shared.store.clone(),
-        Some(tls::acceptor(&shared.certs)),
-        imap_limits,
-    ));
+    let imap_ctx = Arc::new(
+        ImapContext::new(
+            shared.config.hostname.clone(),
+            shared.directory.clone(),
+            shared.store.clone(),
+            Some(tls::acceptor(&shared.certs)),
+            imap_limits,
+        )
+        .with_limiter(shared.limiter.clone()),
+    );
     vec![
         (Protocol::Metrics, http::metrics_service(shared.readiness.clone())),
         (Protocol::Http, http::web::http_service(web.clone())),
@@ -278,7 +281,7 @@ fn smtp_service(shared: &Shared, mode: SmtpMode, implicit_tls: bool) -> Service 
         // LMTP delivers locally only: it is the last hop, remote copies are not its job.
         queue: (mode != SmtpMode::Lmtp).then(|| shared.queue.clone()),
         signers: (mode == SmtpMode::Submission).then(|| shared.signers.clone()),
-        throttle: shared.login_throttle.clone(),
+        limiter: shared.limiter.clone(),
     });
     Service {
         handler: Arc::new(move |conn: net::Connection| -> net::BoxFuture {

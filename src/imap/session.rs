@@ -72,6 +72,8 @@ pub struct ImapContext {
     pub limits: ImapLimits,
     /// Logged-in connections per (user, IP), bounded by `limits.max_connections_per_user_ip`.
     pub user_connections: UserConnections,
+    /// The login limiter shared with SMTP AUTH and POP3: delays and blocks guessing.
+    pub limiter: Arc<crate::net::Limiter>,
 }
 
 impl ImapContext {
@@ -82,7 +84,14 @@ impl ImapContext {
         tls: Option<tokio_rustls::TlsAcceptor>,
         limits: ImapLimits,
     ) -> ImapContext {
-        ImapContext { hostname, directory, store, tls, limits, user_connections: UserConnections::default() }
+        let limiter = Arc::new(crate::net::Limiter::new(crate::net::LimiterConfig::default(), Vec::new()));
+        ImapContext { hostname, directory, store, tls, limits, user_connections: UserConnections::default(), limiter }
+    }
+
+    /// Share the server-wide login limiter instead of a private one.
+    pub fn with_limiter(mut self, limiter: Arc<crate::net::Limiter>) -> ImapContext {
+        self.limiter = limiter;
+        self
     }
 }
 

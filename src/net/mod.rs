@@ -115,6 +115,10 @@ pub struct AcceptContext {
     /// Peers that must (and alone may) send a PROXY protocol header
     /// (`MAILROOM_PROXY_PROTOCOL_FROM`).
     pub proxy_from: Arc<Vec<IpNet>>,
+    /// New connections per minute per client (`MAILROOM_CONNECTIONS_PER_MINUTE`); not
+    /// applied to the metrics port, which monitoring polls, nor to loopback clients
+    /// (a webmail on the same host opens an IMAP connection per page view).
+    pub rate: Option<Arc<Limiter>>,
 }
 
 /// How long a load balancer has to send its PROXY header.
@@ -190,6 +194,11 @@ pub async fn serve(bound: BoundListener, service: Service, ctx: AcceptContext) {
             } else {
                 peer
             };
+            let rated = ctx.rate.as_ref().filter(|_| protocol != Protocol::Metrics && !client.ip().is_loopback());
+            if rated.is_some_and(|r| !r.allow_connection(client.ip())) {
+                let why = "connection rate limit reached";
+                return refuse(stream, protocol, client, "rate_limit", why, service.busy_reply).await;
+            }
             let permit = match ctx.limiter.try_acquire(client.ip()) {
                 Ok(p) => p,
                 Err(refusal) => {

@@ -10,7 +10,7 @@
 //! - `policy`: the server's policy (accounts directory, quota, trusted networks, DNS);
 //! - `sender_dns`: the hickory-backed sender domain check;
 //! - `deliver`: spooling, trace headers, durable delivery into the store;
-//! - `sasl`: AUTH PLAIN/LOGIN decoding and the login throttle (submission);
+//! - `sasl`: AUTH PLAIN/LOGIN decoding (submission; the login limiter is `net::Limiter`);
 //! - `submit`: submission's `From:` check and added `Message-ID`/`Date`;
 //! - `server`: the connection loop (sockets, timeouts, STARTTLS, pipelining).
 //!
@@ -32,6 +32,5 @@ pub mod submit;
 pub use command::{Command, CommandError, parse_command};
 pub use policy::{AnyDomainExists, DirectoryPolicy, DomainFuture, DomainStatus, SenderDomainCheck, StaticDomains};
 pub use reply::Reply;
-pub use sasl::{LoginThrottle, MemoryThrottle};
 pub use server::{SmtpContext, serve_connection};
 pub use session::{Policy, Session, SessionState, SmtpLimits, SmtpMode};

@@ -9,13 +9,6 @@
 //! Why LOGIN: it is not a standard, but Outlook and many phones only speak it; Postfix
 //! keeps it for the same reason (`broken_sasl_auth_clients`).
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::net::IpAddr;
-use std::pin::Pin;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use thiserror::Error;
@@ -139,101 +132,6 @@ fn trim_crlf(line: &[u8]) -> &[u8] {
     line.trim_ascii()
 }
 
-/// A boxed future, so a throttle can be a trait object.
-pub type ThrottleFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
-
-/// Slows password guessing: `before` waits (longer after each failure of this IP or this
-/// account), `failed`/`succeeded` report the outcome. The lead binds it to the shared
-/// limiter (issue 9); [`MemoryThrottle`] is the simple stand-alone version.
-pub trait LoginThrottle: Send + Sync {
-    fn before<'a>(&'a self, ip: IpAddr, user: &'a str) -> ThrottleFuture<'a>;
-    fn failed(&self, ip: IpAddr, user: &str);
-    fn succeeded(&self, ip: IpAddr, user: &str);
-}
-
-/// In-memory throttle: the delay before a check is `base * 2^(failures-1)` for the worse
-/// of the IP's and the account's recent failures, capped at `max`. Failures are forgotten
-/// after `window` without a new one, and a success clears the account and the IP.
-pub struct MemoryThrottle {
-    base: Duration,
-    max: Duration,
-    window: Duration,
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
-}
-
-/// Entries kept at most; the oldest are dropped past this (a spray of IPs must not
-/// grow memory without bound).
-const THROTTLE_MAX_ENTRIES: usize = 100_000;
-
-impl MemoryThrottle {
-    pub fn new(base: Duration, max: Duration, window: Duration) -> MemoryThrottle {
-        MemoryThrottle { base, max, window, failures: Mutex::new(HashMap::new()) }
-    }
-
-    fn keys(ip: IpAddr, user: &str) -> [String; 2] {
-        [format!("ip:{ip}"), format!("user:{}", user.trim().to_ascii_lowercase())]
-    }
-
-    /// The wait before the next check for this IP and user.
-    pub fn delay(&self, ip: IpAddr, user: &str) -> Duration {
-        let now = Instant::now();
-        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let worst = Self::keys(ip, user)
-            .iter()
-            .filter_map(|k| map.get(k))
-            .filter(|(_, at)| now.duration_since(*at) < self.window)
-            .map(|(n, _)| *n)
-            .max()
-            .unwrap_or(0);
-        if worst == 0 {
-            return Duration::ZERO;
-        }
-        let factor = 1u32.checked_shl(worst.saturating_sub(1).min(16)).unwrap_or(u32::MAX);
-        self.base.saturating_mul(factor).min(self.max)
-    }
-}
-
-impl Default for MemoryThrottle {
-    /// 1 s after the first failure, doubling up to 30 s, forgotten after 15 minutes.
-    fn default() -> Self {
-        MemoryThrottle::new(Duration::from_secs(1), Duration::from_secs(30), Duration::from_secs(900))
-    }
-}
-
-impl LoginThrottle for MemoryThrottle {
-    fn before<'a>(&'a self, ip: IpAddr, user: &'a str) -> ThrottleFuture<'a> {
-        let delay = self.delay(ip, user);
-        Box::pin(async move {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-        })
-    }
-
-    fn failed(&self, ip: IpAddr, user: &str) {
-        let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= THROTTLE_MAX_ENTRIES {
-            let window = self.window;
-            map.retain(|_, (_, at)| now.duration_since(*at) < window);
-        }
-        for k in Self::keys(ip, user) {
-            let e = map.entry(k).or_insert((0, now));
-            if now.duration_since(e.1) >= self.window {
-                e.0 = 0;
-            }
-            *e = (e.0.saturating_add(1), now);
-        }
-    }
-
-    fn succeeded(&self, ip: IpAddr, user: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        for k in Self::keys(ip, user) {
-            map.remove(&k);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,24 +190,5 @@ mod tests {
                 let _ = decode_plain(&d);
             }
         }
-    }
-
-    #[test]
-    fn throttle_grows_per_ip_and_per_account_and_resets() {
-        let t = MemoryThrottle::new(Duration::from_millis(100), Duration::from_millis(350), Duration::from_secs(60));
-        let ip: IpAddr = [192, 0, 2, 1].into();
-        let other: IpAddr = [192, 0, 2, 2].into();
-        assert_eq!(t.delay(ip, "alice"), Duration::ZERO);
-        t.failed(ip, "alice");
-        assert_eq!(t.delay(ip, "alice"), Duration::from_millis(100));
-        t.failed(ip, "alice");
-        assert_eq!(t.delay(ip, "bob"), Duration::from_millis(200), "per IP");
-        assert_eq!(t.delay(other, "ALICE"), Duration::from_millis(200), "per account");
-        t.failed(ip, "alice");
-        t.failed(ip, "alice");
-        assert_eq!(t.delay(ip, "alice"), Duration::from_millis(350), "capped");
-        t.succeeded(ip, "alice");
-        assert_eq!(t.delay(ip, "alice"), Duration::ZERO);
-        assert_eq!(t.delay(other, "carol"), Duration::ZERO);
     }
 }

@@ -66,7 +66,8 @@ pub struct SmtpContext {
     /// DKIM signers for submitted mail from our domains.
     pub signers: Option<Arc<crate::mailauth::Signers>>,
     /// Slows password guessing on the submission ports.
-    pub throttle: Arc<dyn super::sasl::LoginThrottle>,
+    /// The login and message-rate limiter shared with IMAP and POP3.
+    pub limiter: Arc<crate::net::Limiter>,
 }
 
 /// Serve one accepted connection until QUIT, error, timeout or shutdown.

@@ -1,6 +1,6 @@
 //! The connection's side of submission and remote delivery: the SASL exchange (RFC 4954:
 //! `334` challenges, base64 answers, `*` cancels) with the password check off the async
-//! threads and behind the [`LoginThrottle`](super::super::sasl::LoginThrottle), and the
+//! threads and behind the shared login limiter (`net::Limiter`), and the
 //! fate of a complete message: submission's header checks, added `Message-ID`/`Date` and
 //! DKIM signature, then one queue item for all remote recipients and durable local
 //! copies — all before the reply, so a 250 always means "it is on disk".
@@ -117,25 +117,28 @@ impl Connection {
     }
 
     /// Throttle, then verify (argon2 is slow on purpose: a blocking thread, not a worker);
-    /// a failure is answered only after the throttle's (now longer) delay.
+    /// a failure is answered only after the limiter's (now longer) delay.
     async fn check_password(&mut self, c: Credentials, mechanism: Mechanism) -> Result<Address, Reply> {
         let ip = self.session.client().ip;
-        self.ctx.throttle.before(ip, &c.username).await;
+        if let Err(blocked) = self.ctx.limiter.before_login(ip, &c.username).await {
+            tracing::warn!(user = %c.username, %blocked, "authentication refused: too many failures");
+            return Err(Reply::new(454, (4, 7, 0), format!("Error: {blocked}")));
+        }
         let directory = self.ctx.directory.clone();
         let (user, pass) = (c.username.clone(), c.password);
         let found = tokio::task::spawn_blocking(move || directory.authenticate(&user, &pass)).await.ok().flatten();
         match found {
             Some(account) => {
-                self.ctx.throttle.succeeded(ip, &c.username);
+                self.ctx.limiter.login_succeeded(ip, &c.username);
                 tracing::info!(user = %account, mechanism = mechanism.name(), "authenticated");
                 Ok(account)
             }
             None => {
-                self.ctx.throttle.failed(ip, &c.username);
+                self.ctx.limiter.login_failed(ip, &c.username);
                 tracing::warn!(user = %c.username, mechanism = mechanism.name(), "authentication failed");
                 // The 535 itself waits too (Postfix `smtpd_error_sleep_time`): a guesser
                 // learns nothing faster by opening a new connection per try.
-                self.ctx.throttle.before(ip, &c.username).await;
+                let _ = self.ctx.limiter.before_login(ip, &c.username).await;
                 Err(Reply::new(535, (5, 7, 8), "Error: authentication credentials invalid"))
             }
         }
@@ -173,6 +176,10 @@ impl Connection {
             let (Some(account), Some(b)) = (&client.authenticated, bytes.take()) else {
                 return vec![Err(Reply::new(530, (5, 7, 0), "Error: authentication required")); n];
             };
+            if !self.ctx.limiter.allow_message(&account.to_string()) {
+                tracing::warn!(user = %account, "message refused: hourly sending limit reached");
+                return vec![Err(Reply::new(450, (4, 7, 1), "Error: too many messages this hour, try again later")); n];
+            }
             match self.prepare_submission(account, envelope, b, &date).await {
                 Ok(prepared) => {
                     body = MessageBody::Memory(Bytes::from(prepared.clone()));

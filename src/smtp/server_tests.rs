@@ -105,7 +105,7 @@ pub(super) async fn start(opts: Options) -> Harness {
         implicit_tls: false,
         queue: opts.queue,
         signers: None,
-        throttle: Arc::new(crate::smtp::MemoryThrottle::default()),
+        limiter: Arc::new(crate::net::Limiter::new(crate::net::LimiterConfig::default(), vec![])),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
