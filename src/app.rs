@@ -22,10 +22,12 @@ use crate::config::{Config, LogFormat, Protocol};
 use crate::datadir::{DataDir, DataDirError};
 use crate::http::{self, Readiness};
 use crate::imap::{self, ImapContext, ImapLimits};
-use crate::mailauth::{KeyError, Signers};
+use crate::mailauth::{ArcSealKey, InboundAuthenticator, KeyError, Signers, Srs};
 use crate::net::{self, AcceptContext, BindError, BoundListener, ConnectionLimiter, Limiter, Service, Shutdown};
 use crate::queue::{BounceDisposition, BounceSink, BoxFuture, Queue, QueueError, QueueSettings};
+use crate::scan::Scanners;
 use crate::smtp::client::{ClientError, ClientSettings, SmtpTransport};
+use crate::smtp::inbound::InboundChecks;
 use crate::smtp::{self, AnyDomainExists, SenderDomainCheck, SmtpContext, SmtpLimits, SmtpMode};
 use crate::store::{LocalDelivery, MailboxOwner, MessageBody, Store, StoreError};
 use crate::tls::{self, CertStore, TlsError};
@@ -47,6 +49,8 @@ pub enum StartError {
     Bind(#[from] BindError),
     #[error(transparent)]
     Dkim(#[from] KeyError),
+    #[error("inbound checks: {0}")]
+    Scanners(String),
     #[error("mail store: {0}")]
     Store(#[from] StoreError),
     #[error("outbound SMTP client: {0}")]
@@ -72,6 +76,8 @@ pub struct Shared {
     /// Slows password guessing on the submission ports (per IP and per account).
     /// One limiter for logins (SMTP AUTH, IMAP, POP3), connection rates and message rates.
     pub limiter: Arc<Limiter>,
+    /// Port 25's SPF/DKIM/DMARC/ARC and scanner checks (`None` without a DNS resolver).
+    pub inbound: Option<Arc<InboundChecks>>,
 }
 
 /// A started server: its bound addresses and the means to stop it.
@@ -150,6 +156,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         store,
         queue,
         limiter: Arc::new(Limiter::from_config(&config)),
+        inbound: inbound_checks(&config, &data_dir)?,
         config: Arc::new(config),
         directory,
         certs: certs.clone(),
@@ -282,6 +289,7 @@ fn smtp_service(shared: &Shared, mode: SmtpMode, implicit_tls: bool) -> Service 
         queue: (mode != SmtpMode::Lmtp).then(|| shared.queue.clone()),
         signers: (mode == SmtpMode::Submission).then(|| shared.signers.clone()),
         limiter: shared.limiter.clone(),
+        inbound: (mode == SmtpMode::Mx).then(|| shared.inbound.clone()).flatten(),
     });
     Service {
         handler: Arc::new(move |conn: net::Connection| -> net::BoxFuture {
@@ -341,6 +349,35 @@ impl BounceSink for LocalBounces {
             Ok(BounceDisposition::Delivered)
         })
     }
+}
+
+/// Port 25's checks: SPF/DKIM/DMARC/ARC through our resolver, the configured scanners,
+/// SRS with a key kept in `state/`, and ARC seals with the primary domain's DKIM key.
+fn inbound_checks(config: &Config, data_dir: &DataDir) -> Result<Option<Arc<InboundChecks>>, StartError> {
+    let resolver = match crate::dns::resolver::build(&config.dns_servers) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "no DNS resolver: inbound SPF/DKIM/DMARC checks are off");
+            return Ok(None);
+        }
+    };
+    let scanners =
+        Scanners::with_resolver(config, resolver.clone()).map_err(|e| StartError::Scanners(e.to_string()))?;
+    let srs = Srs::load_or_create(&data_dir.state()).map_err(|e| StartError::Scanners(e.to_string()))?;
+    let primary = config.primary_domain().to_string();
+    let arc_key = crate::dns::key_ring(config)?
+        .signing_keys(&primary)
+        .and_then(|keys| ArcSealKey::new(keys).ok())
+        .map(|key| (primary, key));
+    Ok(Some(Arc::new(InboundChecks {
+        hostname: config.hostname.clone(),
+        // A DNS outage must not hold every inbound session for minutes: past this the
+        // results are `temperror` and the message is accepted (never refused).
+        authenticator: InboundAuthenticator::new(resolver).with_timeout(Duration::from_secs(30)),
+        scanners,
+        srs,
+        arc_key,
+    })))
 }
 
 /// Abort a background task when shutdown begins.

@@ -11,6 +11,9 @@
 //! missing tool is a failure: CI must never go green by skipping. The image test is slow
 //! (it builds a static release binary) and runs only with `MAILROOM_IMAGE_TEST=1`.
 
+#[allow(dead_code)]
+mod common;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -330,6 +333,10 @@ fn mail_roundtrip(ports: &Ports) {
     );
 }
 
+// Loopback only (the container shares the host's network): every lookup is answered
+// NXDOMAIN at once, so none leaves the machine and none waits for a timeout.
+static NXDOMAIN_DNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| common::nxdomain_dns().to_string());
+
 const ROUNDTRIP_USER: &str = "alice@test.example";
 const ROUNDTRIP_PASSWORD: &str = "container-test-password";
 
@@ -475,8 +482,7 @@ impl Ports {
                 ("MAILROOM_HOSTNAME", "mail.test.example"),
                 ("MAILROOM_DOMAINS", "test.example"),
                 ("MAILROOM_ACME", "off"),
-                // Loopback only: nothing listens there, so no lookup leaves the machine.
-                ("MAILROOM_DNS_SERVERS", "127.0.0.1:9"),
+                ("MAILROOM_DNS_SERVERS", NXDOMAIN_DNS.as_str()),
                 ("MAILROOM_PUBLIC_IPV4", "192.0.2.25"),
                 ("MAILROOM_LOG", "debug"),
                 ("MAILROOM_ACCOUNTS", "alice@test.example:{PLAIN}container-test-password"),

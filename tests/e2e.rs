@@ -27,7 +27,6 @@ fn start() -> Mailroom {
     env.push(("MAILROOM_IMAP_LISTEN".into(), format!("127.0.0.1:{imap}")));
     env.push(("MAILROOM_METRICS_LISTEN".into(), format!("127.0.0.1:{metrics}")));
     env.push(("MAILROOM_ACCOUNTS".into(), "alice@example.com:{PLAIN}wonderland".into()));
-    env.push(("MAILROOM_DNS_SERVERS".into(), "127.0.0.1:9".into()));
     let mut server = Server::start(&env, Some(SocketAddr::from(([127, 0, 0, 1], metrics))), &data);
     server.wait_ready(Duration::from_secs(30));
     Mailroom { server, smtp, imap, _tmp: tmp }

@@ -214,7 +214,8 @@ pub fn store_error_reply(e: &StoreError) -> Reply {
     }
 }
 
-/// Deliver `body` to every mailbox of `env` (each distinct mailbox once, however many
+/// Deliver `body` into `folder` ("INBOX", or "Junk" for spam) of every mailbox of `env`
+/// (each distinct mailbox once, however many
 /// recipients lead to it) and return one outcome per `env.recipients[i]`: `Ok` only when
 /// every local copy that recipient needs is durable (its remote copies, `forwards`, are
 /// the queue's: see [`remote_recipients`]).
@@ -223,6 +224,7 @@ pub async fn deliver_message(
     env: &Envelope,
     body: &MessageBody,
     trace: &TraceInfo<'_>,
+    folder: &str,
 ) -> Vec<Result<(), Reply>> {
     let mut mailboxes: BTreeMap<&Address, usize> = BTreeMap::new();
     let mut deliveries: Vec<LocalDelivery> = Vec::new();
@@ -234,7 +236,7 @@ pub async fn deliver_message(
             mailboxes.insert(mb, deliveries.len());
             deliveries.push(LocalDelivery {
                 owner: MailboxOwner::new(mb.local.clone(), mb.domain.clone()),
-                folder: "INBOX".into(),
+                folder: folder.into(),
                 header_prefix: header_prefix(env, mb, trace),
             });
         }

@@ -21,6 +21,7 @@ pub mod command;
 pub mod data;
 pub mod deliver;
 pub mod framing;
+pub mod inbound;
 pub mod policy;
 pub mod reply;
 pub mod sasl;

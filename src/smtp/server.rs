@@ -68,6 +68,8 @@ pub struct SmtpContext {
     /// Slows password guessing on the submission ports.
     /// The login and message-rate limiter shared with IMAP and POP3.
     pub limiter: Arc<crate::net::Limiter>,
+    /// Port 25's authentication and content checks (`None`: deliver unjudged, e.g. LMTP).
+    pub inbound: Option<Arc<super::inbound::InboundChecks>>,
 }
 
 /// Serve one accepted connection until QUIT, error, timeout or shutdown.

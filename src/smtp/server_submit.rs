@@ -160,7 +160,9 @@ impl Connection {
         let trace = TraceInfo { hostname: &self.ctx.hostname, client: &client, protocol, date: date.clone() };
         let remote = remote_recipients(envelope);
         let mut body = message.body;
-        let needs_bytes = self.ctx.mode == SmtpMode::Submission || !remote.is_empty();
+        let trusted = self.ctx.trusted_networks.iter().any(|net| net.contains(&client.ip));
+        let inbound = self.ctx.inbound.clone().filter(|_| self.ctx.mode == SmtpMode::Mx && !trusted);
+        let needs_bytes = self.ctx.mode == SmtpMode::Submission || !remote.is_empty() || inbound.is_some();
         let mut bytes: Option<Vec<u8>> = None;
         if needs_bytes {
             match body_bytes(&body).await {
@@ -169,6 +171,17 @@ impl Connection {
                     tracing::error!(error = %e, "cannot read the spooled message");
                     return vec![Err(Reply::new(451, (4, 3, 0), "Error: cannot read the message, try again")); n];
                 }
+            }
+        }
+        let mut junk = false;
+        if let (Some(checks), Some(b)) = (&inbound, bytes.as_deref()) {
+            match checks.judge(b, &client, envelope).await {
+                Ok(judged) => {
+                    junk = judged.junk;
+                    body = MessageBody::Memory(Bytes::from(judged.message.clone()));
+                    bytes = Some(judged.message);
+                }
+                Err(reply) => return vec![Err(reply); n],
             }
         }
         if self.ctx.mode == SmtpMode::Submission {
@@ -196,11 +209,19 @@ impl Connection {
             (Some(queue), false, Some(b)) => {
                 let mut item = received_header(envelope, None, &trace).into_bytes();
                 item.extend_from_slice(b);
-                let sender = match &envelope.sender {
+                let mut sender = match &envelope.sender {
                     ReversePath::Null => None,
-                    ReversePath::Mailbox(m) => Some(&m.address),
+                    ReversePath::Mailbox(m) => Some(m.address.clone()),
                 };
-                match queue.enqueue(sender, &remote, &item, &envelope.id).await {
+                // Mail from the internet forwarded onwards: SRS for the envelope and an
+                // ARC seal, so SPF and DMARC still pass at the next hop.
+                if let Some(checks) = &inbound {
+                    let primary = self.ctx.directory.domains().first().cloned().unwrap_or_default();
+                    sender = checks.forward_sender(sender.as_ref(), &primary);
+                    let arc = checks.arc_headers(&item, &client, envelope).await;
+                    item.splice(0..0, arc.into_bytes());
+                }
+                match queue.enqueue(sender.as_ref(), &remote, &item, &envelope.id).await {
                     Ok(id) => {
                         tracing::info!(queue_id = %id, recipients = remote.len(), "remote copies queued");
                         Ok(())
@@ -212,7 +233,8 @@ impl Connection {
                 }
             }
         };
-        let local = deliver_message(&self.ctx.store, envelope, &body, &trace).await;
+        let folder = if junk { "Junk" } else { "INBOX" };
+        let local = deliver_message(&self.ctx.store, envelope, &body, &trace, folder).await;
         envelope
             .recipients
             .iter()

@@ -22,7 +22,7 @@ msg["To"] = user
 msg["Subject"] = f"roundtrip {marker}"
 msg.set_content(f"body line one\n.leading dot line\n{marker}\n")
 
-with smtplib.SMTP("127.0.0.1", int(smtp_port), timeout=30) as s:
+with smtplib.SMTP("127.0.0.1", int(smtp_port), timeout=120) as s:
     s.ehlo("client.test")
     s.starttls(context=ctx)
     s.ehlo("client.test")

@@ -33,6 +33,39 @@ pub fn have_tool(tool: &str) -> bool {
     found
 }
 
+/// A DNS server on a loopback UDP port that answers NXDOMAIN to every query, at once.
+/// Servers under test point `MAILROOM_DNS_SERVERS` at it unless a test needs real
+/// records (then it runs dnsmasq): lookups end quickly and never leave the machine.
+pub fn nxdomain_dns() -> SocketAddr {
+    static ADDR: std::sync::OnceLock<SocketAddr> = std::sync::OnceLock::new();
+    *ADDR.get_or_init(|| {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            loop {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else { return };
+                if n < 12 {
+                    continue;
+                }
+                // Header + the question only (drop any EDNS OPT record).
+                let mut end = 12;
+                while end < n && buf[end] != 0 {
+                    end += 1 + buf[end] as usize;
+                }
+                let end = (end + 5).min(n);
+                let mut reply = buf[..end].to_vec();
+                reply[2] = 0x80 | (buf[2] & 0x01); // QR, copy RD
+                reply[3] = 0x83; // RA, NXDOMAIN
+                reply[4..6].copy_from_slice(&[0, 1]);
+                reply[6..12].copy_from_slice(&[0; 6]);
+                let _ = socket.send_to(&reply, from);
+            }
+        });
+        addr
+    })
+}
+
 /// Every listener off, so a test turns on only what it needs.
 pub fn base_env(data_dir: &Path) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> =
@@ -43,6 +76,7 @@ pub fn base_env(data_dir: &Path) -> Vec<(String, String)> {
     env.push(("MAILROOM_HOSTNAME".into(), "mx.example.com".into()));
     env.push(("MAILROOM_DATA_DIR".into(), data_dir.display().to_string()));
     env.push(("MAILROOM_ACME".into(), "off".into()));
+    env.push(("MAILROOM_DNS_SERVERS".into(), nxdomain_dns().to_string()));
     env
 }
 

@@ -1,0 +1,154 @@
+//! Port 25's judgement of a complete message from the internet, before it is stored or
+//! forwarded: SPF/DKIM/DMARC/ARC (`mailauth::verify`), then the scanners (`scan`:
+//! clamd, rspamd, DNSBLs, the built-in verdict). The outcome is one of: refuse with a
+//! reply, deliver to Junk, or deliver normally — always with our single
+//! `Authentication-Results` header (any forged one claiming our hostname removed) and
+//! the scanners' headers prepended.
+//!
+//! Also the two things forwarding needs so mail still passes at the next hop: SRS for
+//! the envelope sender and an ARC seal over the message as forwarded.
+//!
+//! Trusted networks (`MAILROOM_TRUSTED_NETWORKS`) skip the checks: they are our own
+//! systems. Submission never comes here (its senders are authenticated).
+
+use crate::accounts::Address;
+use crate::mailauth::{ArcSealKey, Disposition, InboundAuthenticator, Srs, strip_our_auth_results};
+use crate::scan::{ScanAction, ScanContext, Scanners};
+
+use super::command::ReversePath;
+use super::reply::Reply;
+use super::session::{ClientInfo, Envelope};
+
+/// Everything port 25 needs to judge and forward mail. Built once at start.
+pub struct InboundChecks {
+    pub hostname: String,
+    pub authenticator: InboundAuthenticator,
+    pub scanners: Scanners,
+    pub srs: Srs,
+    /// The primary domain's DKIM key, for ARC seals on forwarded mail.
+    pub arc_key: Option<(String, ArcSealKey)>,
+}
+
+impl std::fmt::Debug for InboundChecks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboundChecks").field("scanners", &self.scanners).finish()
+    }
+}
+
+/// A message that passed: what to store (headers prepended) and where.
+pub struct Judged {
+    pub message: Vec<u8>,
+    pub junk: bool,
+}
+
+impl InboundChecks {
+    /// Judge `message` (the content as received, CRLF). `Err` is the reply refusing it.
+    pub async fn judge(&self, message: &[u8], client: &ClientInfo, envelope: &Envelope) -> Result<Judged, Reply> {
+        let stripped = strip_our_auth_results(message, &self.hostname);
+        let helo = client.helo.as_deref().unwrap_or("");
+        let sender = match &envelope.sender {
+            ReversePath::Null => None,
+            ReversePath::Mailbox(m) => Some(m.address.to_string()),
+        };
+        let verdict = self.authenticator.verify(&stripped, client.ip, helo, sender.as_deref(), &self.hostname).await;
+        tracing::info!(
+            spf = verdict.spf,
+            dkim = verdict.dkim_pass,
+            dmarc = verdict.dmarc,
+            arc = verdict.arc,
+            "authentication results"
+        );
+        match &verdict.disposition {
+            Disposition::Reject { reply } | Disposition::TempFail { reply } => {
+                tracing::info!(reply = %reply, "message refused by DMARC policy");
+                return Err(reply_from_line(reply));
+            }
+            Disposition::Accept | Disposition::Junk => {}
+        }
+        let recipients: Vec<String> = envelope.recipients.iter().map(|r| r.address.to_string()).collect();
+        let ctx = ScanContext {
+            client_ip: client.ip,
+            helo,
+            mail_from: sender.as_deref(),
+            recipients: &recipients,
+            client_hostname: None,
+            queue_id: &envelope.id,
+            authenticated_user: None,
+            auth: Some(&verdict),
+        };
+        let scan = self.scanners.scan(&stripped, &ctx).await;
+        let junk = match scan.action {
+            ScanAction::Reject { reply } | ScanAction::TempFail { reply } => {
+                tracing::info!(reply = %reply, "message refused by a scanner");
+                return Err(reply_from_line(&reply));
+            }
+            ScanAction::Junk { reason } => {
+                tracing::info!(reason = %reason, "message goes to Junk");
+                true
+            }
+            ScanAction::Accept => verdict.disposition == Disposition::Junk,
+        };
+        let mut out = Vec::with_capacity(verdict.header.len() + scan.headers.len() + stripped.len());
+        out.extend_from_slice(verdict.header.as_bytes());
+        out.extend_from_slice(scan.headers.as_bytes());
+        out.extend_from_slice(&stripped);
+        Ok(Judged { message: out, junk })
+    }
+
+    /// The envelope sender for a forwarded copy: SRS-rewritten into our primary domain,
+    /// so SPF at the next hop checks us, and a bounce finds its way back.
+    pub fn forward_sender(&self, sender: Option<&Address>, our_domain: &str) -> Option<Address> {
+        let sender = sender?;
+        let rewritten = self.srs.forward(&sender.to_string(), our_domain);
+        Address::parse(&rewritten).ok().or_else(|| Some(sender.clone()))
+    }
+
+    /// ARC headers sealing `message` as it will be forwarded (empty when no key or the
+    /// chain cannot be sealed: forwarding still happens, just without ARC).
+    pub async fn arc_headers(&self, message: &[u8], client: &ClientInfo, envelope: &Envelope) -> String {
+        let Some((_, key)) = &self.arc_key else { return String::new() };
+        let helo = client.helo.as_deref().unwrap_or("");
+        let sender = match &envelope.sender {
+            ReversePath::Null => None,
+            ReversePath::Mailbox(m) => Some(m.address.to_string()),
+        };
+        match self.authenticator.arc_seal(key, message, client.ip, helo, sender.as_deref(), &self.hostname).await {
+            Ok(headers) => headers,
+            Err(e) => {
+                tracing::info!(error = %e, "forwarded without an ARC seal");
+                String::new()
+            }
+        }
+    }
+}
+
+/// `"554 5.7.1 text"` -> a [`Reply`]; anything unparsable becomes a 451 (retry), never
+/// a silent accept.
+pub fn reply_from_line(line: &str) -> Reply {
+    let mut parts = line.trim().splitn(3, ' ');
+    let code = parts.next().and_then(|c| c.parse::<u16>().ok()).filter(|c| (400..600).contains(c));
+    let enhanced = parts.next().and_then(|e| {
+        let mut n = e.split('.').map(|x| x.parse::<u16>().ok());
+        match (n.next().flatten(), n.next().flatten(), n.next().flatten(), n.next()) {
+            (Some(a), Some(b), Some(c), None) if a < 10 => Some((a as u8, b, c)),
+            _ => None,
+        }
+    });
+    match (code, enhanced, parts.next()) {
+        (Some(code), Some(enhanced), Some(text)) => Reply::new(code, enhanced, text),
+        _ => Reply::new(451, (4, 7, 1), "Error: message could not be checked, try again later"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_parse_or_fail_temporarily() {
+        let r = reply_from_line("554 5.7.1 Virus found: Eicar");
+        assert_eq!((r.code, r.render()), (554, b"554 5.7.1 Virus found: Eicar\r\n".to_vec()));
+        assert_eq!(reply_from_line("garbage").code, 451);
+        assert_eq!(reply_from_line("250 2.0.0 ok").code, 451, "never turns into an accept");
+    }
+}

@@ -1,0 +1,110 @@
+//! Port 25 judges mail from the internet with the real binary and a real DNS server
+//! (dnsmasq) holding SPF and DMARC records: `p=reject` failures are refused with
+//! 550 5.7.1, `p=quarantine` failures land in Junk, and every stored message carries
+//! our one Authentication-Results header (a forged one claiming our name is removed).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+struct Dnsmasq(Child);
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn swaks(port: u16, from: &str, extra: &[&str]) -> (bool, String) {
+    let out = Command::new("swaks")
+        .args(["--server", &format!("127.0.0.1:{port}"), "--from", from, "--to", "alice@example.com"])
+        .args(["--header", &format!("From: <{from}>")])
+        .args(extra)
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn message_files(dir: &std::path::Path) -> Vec<String> {
+    ["new", "cur"]
+        .iter()
+        .flat_map(|s| std::fs::read_dir(dir.join(s)).into_iter().flatten())
+        .filter_map(|e| e.ok())
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn dmarc_reject_quarantine_and_authentication_results() {
+    if !have_tool("dnsmasq") || !have_tool("swaks") {
+        return;
+    }
+    let dns_port = free_port();
+    let _dns = Dnsmasq(
+        Command::new("dnsmasq")
+            .args([
+                "--no-daemon",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.1",
+                "--user=root",
+            ])
+            .arg(format!("--port={dns_port}"))
+            .args([
+                "--local=/test/",
+                "--host-record=mx.reject.test,192.0.2.10",
+                "--host-record=mx.quarantine.test,192.0.2.11",
+                "--mx-host=reject.test,mx.reject.test,10",
+                "--mx-host=quarantine.test,mx.quarantine.test,10",
+                "--mx-host=plain.test,mx.reject.test,10",
+                "--txt-record=reject.test,v=spf1 -all",
+                "--txt-record=_dmarc.reject.test,v=DMARC1; p=reject",
+                "--txt-record=quarantine.test,v=spf1 -all",
+                "--txt-record=_dmarc.quarantine.test,v=DMARC1; p=quarantine",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (smtp, metrics) = (free_port(), free_port());
+    let mut env = base_env(&data);
+    env.push(("MAILROOM_SMTP_LISTEN".into(), format!("127.0.0.1:{smtp}")));
+    env.push(("MAILROOM_METRICS_LISTEN".into(), format!("127.0.0.1:{metrics}")));
+    env.push(("MAILROOM_ACCOUNTS".into(), "alice@example.com:{PLAIN}wonderland".into()));
+    env.push(("MAILROOM_DNS_SERVERS".into(), format!("127.0.0.1:{dns_port}")));
+    let mut server = Server::start(&env, Some(SocketAddr::from(([127, 0, 0, 1], metrics))), &data);
+    server.wait_ready(Duration::from_secs(30));
+
+    let (ok, text) = swaks(smtp, "ceo@reject.test", &[]);
+    assert!(!ok && text.contains("550 5.7.1"), "DMARC p=reject failure is refused:\n{text}");
+
+    let (ok, text) = swaks(smtp, "news@quarantine.test", &[]);
+    assert!(ok, "{text}");
+    let junk = message_files(&data.join("mail/example.com/alice/.Junk"));
+    assert_eq!(junk.len(), 1, "p=quarantine failure goes to Junk");
+    assert!(junk[0].contains("Authentication-Results: mx.example.com;"), "{}", junk[0]);
+    assert!(junk[0].contains("dmarc=fail"), "{}", junk[0]);
+
+    // A message claiming our own Authentication-Results is stripped of it; ours is added.
+    let (ok, text) = swaks(
+        smtp,
+        "friend@plain.test",
+        &["--add-header", "Authentication-Results: mx.example.com; dmarc=pass header.from=bank.example"],
+    );
+    assert!(ok, "{text}");
+    let inbox = message_files(&data.join("mail/example.com/alice"));
+    let msg = inbox.iter().find(|m| m.contains("plain.test")).expect("delivered to INBOX");
+    assert_eq!(msg.matches("Authentication-Results: mx.example.com").count(), 1, "{msg}");
+    assert!(!msg.contains("dmarc=pass header.from=bank.example"), "forged header removed:\n{msg}");
+    assert!(server.terminate(Duration::from_secs(10)).unwrap().success());
+}
