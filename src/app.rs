@@ -24,6 +24,7 @@ use crate::http::{self, Readiness};
 use crate::imap::{self, ImapContext, ImapLimits};
 use crate::mailauth::{ArcSealKey, InboundAuthenticator, KeyError, Signers, Srs};
 use crate::net::{self, AcceptContext, BindError, BoundListener, ConnectionLimiter, Limiter, Service, Shutdown};
+use crate::pop3::{self, Pop3Context, Pop3Limits};
 use crate::queue::{BounceDisposition, BounceSink, BoxFuture, Queue, QueueError, QueueSettings};
 use crate::scan::Scanners;
 use crate::smtp::client::{ClientError, ClientSettings, SmtpTransport};
@@ -231,6 +232,14 @@ fn services(shared: &Shared) -> Vec<(Protocol, Service)> {
         )
         .with_limiter(shared.limiter.clone()),
     );
+    let pop3_ctx = Arc::new(Pop3Context {
+        hostname: shared.config.hostname.clone(),
+        directory: shared.directory.clone(),
+        store: shared.store.clone(),
+        tls: Some(tls::acceptor(&shared.certs)),
+        limits: Pop3Limits::default(),
+        limiter: shared.limiter.clone(),
+    });
     vec![
         (Protocol::Metrics, http::metrics_service(shared.readiness.clone())),
         (Protocol::Http, http::web::http_service(web.clone())),
@@ -241,7 +250,24 @@ fn services(shared: &Shared) -> Vec<(Protocol, Service)> {
         (Protocol::Submissions, smtp_service(shared, SmtpMode::Submission, true)),
         (Protocol::Imap, imap_service(imap_ctx.clone(), false)),
         (Protocol::Imaps, imap_service(imap_ctx, true)),
+        (Protocol::Pop3, pop3_service(pop3_ctx.clone(), false)),
+        (Protocol::Pop3s, pop3_service(pop3_ctx, true)),
     ]
+}
+
+/// POP3 on 110 (STLS) or 995 (implicit TLS); one context, so the one-session-per-
+/// mailbox lock holds across both ports.
+fn pop3_service(ctx: Arc<Pop3Context>, implicit_tls: bool) -> Service {
+    Service {
+        handler: Arc::new(move |conn: net::Connection| -> net::BoxFuture {
+            let ctx = ctx.clone();
+            Box::pin(async move {
+                let _permit = conn.permit;
+                pop3::serve_connection(ctx, conn.stream, conn.peer, implicit_tls, conn.shutdown).await;
+            })
+        }),
+        busy_reply: pop3::BUSY_REPLY,
+    }
 }
 
 /// IMAP on 143 (STARTTLS) or 993 (implicit TLS). Both share one context, so the

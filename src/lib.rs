@@ -12,6 +12,7 @@ pub mod imap;
 pub mod mailauth;
 pub mod metrics;
 pub mod net;
+pub mod pop3;
 pub mod queue;
 pub mod scan;
 pub mod smtp;

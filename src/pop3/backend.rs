@@ -1,0 +1,66 @@
+//! What a POP3 session needs from the rest of the server, as one small trait: check a
+//! login, open INBOX as a snapshot, stream one message, expunge.
+//!
+//! The production implementation ([`crate::pop3::Pop3Context`]) answers from `accounts/`
+//! and `store/`; tests plug in an in-memory maildrop. Keeping the seam this narrow keeps
+//! `server.rs` about the protocol and I/O only, and documents exactly which store
+//! operations POP3 relies on (and so which must be durable: only `expunge`).
+
+use std::future::Future;
+
+use thiserror::Error;
+use tokio::io::AsyncRead;
+
+use crate::pop3::maildrop::MaildropEntry;
+
+/// A store-side failure, mapped to `-ERR [SYS/TEMP]` (or "no longer available").
+#[derive(Debug, Error)]
+pub enum BackendError {
+    /// The message was expunged by someone else (IMAP) since the snapshot.
+    #[error("message no longer exists")]
+    Vanished,
+    #[error("store: {0}")]
+    Store(String),
+}
+
+pub trait Pop3Backend: Send + Sync + 'static {
+    /// The authenticated account (its canonical address).
+    type Account: Clone + std::fmt::Display + Send + Sync + 'static;
+    /// An open INBOX, held for the whole TRANSACTION state.
+    type Mailbox: Send + Sync + 'static;
+    /// A message's CRLF wire bytes.
+    type Reader: AsyncRead + Unpin + Send + 'static;
+
+    /// Verify a login from `ip`; `None` for any failure (unknown user, wrong password, or
+    /// a client the shared login limiter has blocked alike).
+    fn authenticate(
+        &self,
+        ip: std::net::IpAddr,
+        username: &str,
+        password: &str,
+    ) -> impl Future<Output = Option<Self::Account>> + Send;
+
+    /// The key under which one maildrop is locked process-wide (RFC 1939 §8: one session
+    /// per maildrop). Must differ between different stores in one process (tests).
+    fn lock_key(&self, account: &Self::Account) -> String;
+
+    /// Open INBOX and take the snapshot the session will number, sorted by UID.
+    fn open_inbox(
+        &self,
+        account: &Self::Account,
+    ) -> impl Future<Output = Result<(Self::Mailbox, Vec<MaildropEntry>), BackendError>> + Send;
+
+    fn open_message(
+        &self,
+        mailbox: &Self::Mailbox,
+        uid: u32,
+    ) -> impl Future<Output = Result<Self::Reader, BackendError>> + Send;
+
+    /// Remove these messages durably (UPDATE state); returns how many were removed.
+    /// Messages already gone (expunged by IMAP meanwhile) count as removed.
+    fn expunge(
+        &self,
+        mailbox: &Self::Mailbox,
+        uids: &[u32],
+    ) -> impl Future<Output = Result<usize, BackendError>> + Send;
+}

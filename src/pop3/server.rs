@@ -1,0 +1,361 @@
+//! One POP3 connection from greeting to close: reads lines, feeds them to the
+//! [`Session`] state machine, and performs the effects it asks for (TLS upgrade, login,
+//! message streaming, expunge) against a [`Pop3Backend`].
+//!
+//! I/O rules held here:
+//! - every read waits at most `idle_timeout` (RFC 1939 §3 autologout: at least 10 minutes),
+//!   every write chunk at most as long, the TLS handshake at most [`HANDSHAKE_TIMEOUT`];
+//! - replies are queued and flushed only when no further pipelined command is buffered
+//!   (PIPELINING, RFC 2449 §6.6), so a batch of commands costs one write;
+//! - after STLS the plaintext read buffer is dropped, so commands injected before the
+//!   handshake never run inside TLS (RFC 2595 §4, the CVE-2011-0411 class of bug);
+//! - a failed login is answered only after `auth_failure_delay` (slows password guessing);
+//! - only QUIT in TRANSACTION expunges; a dropped connection, an idle timeout or a server
+//!   shutdown leaves the maildrop untouched (RFC 1939 §6).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::metrics::metrics;
+use crate::pop3::backend::{BackendError, Pop3Backend};
+use crate::pop3::dotstuff::write_message;
+use crate::pop3::line::{LineRead, read_line};
+use crate::pop3::lock::MaildropLock;
+use crate::pop3::maildrop::Maildrop;
+use crate::pop3::reply::{Reply, RespCode, Status};
+use crate::pop3::session::{Session, SessionConfig, Step};
+
+/// Longest TLS handshake we wait for.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Octets of replies queued for a pipelining client before we write regardless.
+const MAX_QUEUED_REPLIES: usize = 64 * 1024;
+
+/// Per-connection bounds.
+#[derive(Debug, Clone)]
+pub struct Pop3Limits {
+    /// Silence from the client before we hang up (RFC 1939 §3 asks for at least 10 min).
+    pub idle_timeout: Duration,
+    /// Failed logins before the connection is closed.
+    pub max_bad_logins: u32,
+    /// Consecutive invalid commands before the connection is closed.
+    pub max_errors: u32,
+    /// Pause before answering a failed login.
+    pub auth_failure_delay: Duration,
+}
+
+impl Default for Pop3Limits {
+    fn default() -> Self {
+        Pop3Limits {
+            idle_timeout: Duration::from_secs(600),
+            max_bad_logins: 3,
+            max_errors: 20,
+            auth_failure_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The settings a connection is served with, borrowed from the owner (`Pop3Context`).
+#[derive(Clone, Copy)]
+pub struct Endpoint<'a> {
+    pub hostname: &'a str,
+    pub tls: Option<&'a TlsAcceptor>,
+    pub limits: &'a Pop3Limits,
+}
+
+/// Serve one accepted connection until QUIT, error, idle timeout or shutdown.
+/// `implicit_tls`: port 995, handshake before the greeting (RFC 8314).
+pub async fn serve_with<B: Pop3Backend>(
+    backend: &B,
+    endpoint: Endpoint<'_>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    implicit_tls: bool,
+    shutdown: watch::Receiver<bool>,
+) {
+    let session = Session::new(SessionConfig {
+        tls_available: endpoint.tls.is_some() && !implicit_tls,
+        tls_active: implicit_tls,
+        max_bad_logins: endpoint.limits.max_bad_logins,
+        max_errors: endpoint.limits.max_errors,
+    });
+    let mut driver = Driver { backend, endpoint, peer, shutdown, session, open: None };
+    let greeting = Session::greeting(endpoint.hostname);
+    if implicit_tls {
+        let Some(tls) = handshake(endpoint, stream, peer, true).await else {
+            return;
+        };
+        let mut io = Io::new(tls);
+        io.queue(&greeting);
+        driver.run(&mut io).await;
+        io.close().await;
+        return;
+    }
+    let mut io = Io::new(stream);
+    io.queue(&greeting);
+    if driver.run(&mut io).await == End::StartTls {
+        // into_inner drops whatever the client pipelined after STLS in plaintext.
+        let stream = io.reader.into_inner();
+        let Some(tls) = handshake(endpoint, stream, peer, false).await else {
+            return;
+        };
+        driver.session.tls_started();
+        let mut io = Io::new(tls);
+        driver.run(&mut io).await;
+        io.close().await;
+    } else {
+        io.close().await;
+    }
+}
+
+/// TLS handshake, bounded in time; failures are logged and counted per listener
+/// (`pop3s` for 995, `pop3` for STLS on 110, as `config::Protocol` names them).
+async fn handshake(
+    endpoint: Endpoint<'_>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    implicit: bool,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let acceptor = endpoint.tls?;
+    let error = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => return Some(tls),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "timed out".to_string(),
+    };
+    tracing::info!(client = %peer, error = %error, "pop3: TLS handshake failed");
+    let protocol = if implicit { "pop3s" } else { "pop3" };
+    metrics().tls_handshake_failures_total.with_label_values(&[protocol]).inc();
+    None
+}
+
+/// Buffered reading plus a queue of replies not yet written.
+struct Io<S> {
+    reader: BufReader<S>,
+    out: Vec<u8>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
+    fn new(stream: S) -> Io<S> {
+        Io { reader: BufReader::new(stream), out: Vec::with_capacity(1024) }
+    }
+
+    fn queue(&mut self, reply: &Reply) {
+        self.out.extend_from_slice(&reply.to_bytes());
+    }
+
+    async fn flush(&mut self, stall: Duration) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let stream = self.reader.get_mut();
+        let write = async {
+            stream.write_all(&self.out).await?;
+            stream.flush().await
+        };
+        let result = tokio::time::timeout(stall, write)
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "peer stalled")));
+        self.out.clear();
+        result
+    }
+
+    /// Best-effort goodbye: flush what is queued, then shut the stream down (TLS
+    /// close_notify).
+    async fn close(&mut self) {
+        if self.flush(Duration::from_secs(10)).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.reader.get_mut().shutdown()).await;
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    Closed,
+    StartTls,
+}
+
+/// The maildrop a logged-in session holds: the mailbox and its exclusive lock.
+struct OpenMaildrop<M> {
+    mailbox: M,
+    account: String,
+    _lock: MaildropLock,
+}
+
+struct Driver<'a, B: Pop3Backend> {
+    backend: &'a B,
+    endpoint: Endpoint<'a>,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+    session: Session,
+    open: Option<OpenMaildrop<B::Mailbox>>,
+}
+
+impl<B: Pop3Backend> Driver<'_, B> {
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, io: &mut Io<S>) -> End {
+        let idle = self.endpoint.limits.idle_timeout;
+        let mut line = Vec::with_capacity(256);
+        loop {
+            // Batch replies while pipelined commands are buffered, but never let a client
+            // that does not read make us queue without bound.
+            let must_flush = io.reader.buffer().is_empty() || io.out.len() > MAX_QUEUED_REPLIES;
+            if must_flush && io.flush(idle).await.is_err() {
+                return End::Closed;
+            }
+            let limit = self.session.line_limit();
+            let read = tokio::select! {
+                biased;
+                () = shutting_down(&mut self.shutdown) => {
+                    io.queue(&Reply::err_code(RespCode::SysTemp, "Server shutting down, nothing was deleted"));
+                    return End::Closed;
+                }
+                r = tokio::time::timeout(idle, read_line(&mut io.reader, limit, &mut line)) => r,
+            };
+            let step = match read {
+                Err(_) => {
+                    io.queue(&Reply::err("Disconnected for inactivity"));
+                    return End::Closed;
+                }
+                Ok(Err(_)) | Ok(Ok(LineRead::Eof)) => return End::Closed,
+                Ok(Ok(LineRead::TooLong)) => self.session.line_too_long(),
+                Ok(Ok(LineRead::Line)) => self.session.on_line(&line),
+            };
+            if let Some(end) = self.perform(step, io).await {
+                return end;
+            }
+        }
+    }
+
+    /// Queue the reply to the current command and count it
+    /// (`mailroom_pop3_commands_total{command, result}`).
+    fn answer<S: AsyncRead + AsyncWrite + Unpin>(&self, io: &mut Io<S>, reply: &Reply) {
+        let result = match reply.status {
+            Status::Ok => "ok",
+            Status::Err => "err",
+            Status::Continue => "",
+        };
+        if !result.is_empty() {
+            metrics().pop3_commands_total.with_label_values(&[self.session.last_command(), result]).inc();
+        }
+        io.queue(reply);
+    }
+
+    /// Carry out one step; `Some` ends the command loop.
+    async fn perform<S: AsyncRead + AsyncWrite + Unpin>(&mut self, step: Step, io: &mut Io<S>) -> Option<End> {
+        let stall = self.endpoint.limits.idle_timeout;
+        match step {
+            Step::Reply(reply) => self.answer(io, &reply),
+            Step::Close(reply) => {
+                self.answer(io, &reply);
+                return Some(End::Closed);
+            }
+            Step::StartTls(reply) => {
+                self.answer(io, &reply);
+                return Some(if io.flush(stall).await.is_ok() { End::StartTls } else { End::Closed });
+            }
+            Step::Authenticate { username, password } => {
+                if io.flush(stall).await.is_err() {
+                    return Some(End::Closed);
+                }
+                match self.login(&username, &password).await {
+                    Step::Close(reply) => {
+                        self.answer(io, &reply);
+                        return Some(End::Closed);
+                    }
+                    Step::Reply(reply) => self.answer(io, &reply),
+                    _ => {}
+                }
+            }
+            Step::SendMessage { first_line, uid, top } => {
+                let Some(open) = &self.open else {
+                    self.answer(io, &Reply::err_code(RespCode::SysTemp, "No mailbox open"));
+                    return None;
+                };
+                match self.backend.open_message(&open.mailbox, uid).await {
+                    Ok(mut reader) => {
+                        self.answer(io, &first_line);
+                        if io.flush(stall).await.is_err()
+                            || write_message(&mut reader, io.reader.get_mut(), top, stall).await.is_err()
+                        {
+                            // Mid-response failure: the client cannot resynchronise.
+                            return Some(End::Closed);
+                        }
+                    }
+                    Err(BackendError::Vanished) => {
+                        self.answer(io, &Reply::err("Message was removed by another session"))
+                    }
+                    Err(e) => {
+                        tracing::warn!(client = %self.peer, account = %open.account, uid, error = %e, "pop3: cannot read message");
+                        self.answer(io, &Reply::err_code(RespCode::SysTemp, "Cannot read message, try again later"));
+                    }
+                }
+            }
+            Step::Update { uids } => {
+                let result = match &self.open {
+                    _ if uids.is_empty() => Ok(0),
+                    Some(open) => match self.backend.expunge(&open.mailbox, &uids).await {
+                        Ok(n) => {
+                            tracing::info!(client = %self.peer, account = %open.account, deleted = n, "pop3: update");
+                            Ok(n)
+                        }
+                        Err(e) => {
+                            tracing::warn!(client = %self.peer, account = %open.account, error = %e, "pop3: expunge failed");
+                            Err(())
+                        }
+                    },
+                    None => Err(()),
+                };
+                if let Step::Close(reply) | Step::Reply(reply) = self.session.update_done(result) {
+                    self.answer(io, &reply);
+                }
+                self.open = None;
+                return Some(End::Closed);
+            }
+        }
+        None
+    }
+
+    /// Verify, lock, snapshot; returns the step to send (a reply, or a close after too
+    /// many failures).
+    async fn login(&mut self, username: &str, password: &str) -> Step {
+        let Some(account) = self.backend.authenticate(self.peer.ip(), username, password).await else {
+            tracing::info!(client = %self.peer, user = ?username, "pop3: authentication failed");
+            metrics().auth_attempts_total.with_label_values(&["pop3", "failure"]).inc();
+            tokio::time::sleep(self.endpoint.limits.auth_failure_delay).await;
+            return self.session.login_failed();
+        };
+        metrics().auth_attempts_total.with_label_values(&["pop3", "success"]).inc();
+        let Some(lock) = MaildropLock::try_acquire(self.backend.lock_key(&account)) else {
+            tracing::info!(client = %self.peer, account = %account, "pop3: maildrop in use");
+            return Step::Reply(self.session.maildrop_in_use());
+        };
+        match self.backend.open_inbox(&account).await {
+            Ok((mailbox, entries)) => {
+                let reply = self.session.logged_in(Maildrop::new(entries));
+                tracing::info!(client = %self.peer, account = %account, "pop3: logged in");
+                self.open = Some(OpenMaildrop { mailbox, account: account.to_string(), _lock: lock });
+                Step::Reply(reply)
+            }
+            Err(e) => {
+                tracing::warn!(client = %self.peer, account = %account, error = %e, "pop3: cannot open INBOX");
+                Step::Reply(self.session.maildrop_unavailable())
+            }
+        }
+    }
+}
+
+/// Resolves once shutdown is signalled; never if the sender is gone without signalling.
+async fn shutting_down(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
