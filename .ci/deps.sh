@@ -8,11 +8,15 @@ PKGS=(
   swaks           # SMTP client
   python3         # smtplib / imaplib / poplib clients
   isync           # mbsync, IMAP sync client
+  offlineimap3    # offlineimap, a second IMAP sync client
   dovecot-imapd dovecot-pop3d  # Dovecot reading our Maildir; benchmark baseline
   fetchmail       # POP3 client
   postfix         # real sending MTA; smtp-sink
   pebble          # ACME test server
-  dnsmasq-base    # test DNS server
+  dnsmasq-base    # test DNS server (SPF/DKIM/DMARC records, DNSBL zones)
+  rspamd          # spam scanner, started offline by scan/rspamd tests
+  clamav-daemon   # clamd, loaded with a test signature by scan/clamd tests
+  postsrsd        # reference SRS implementation (mailauth/srs interop test)
   prometheus      # promtool check metrics
   yamllint        # compose and chart lint
 )

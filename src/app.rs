@@ -1,7 +1,10 @@
 //! Wiring: build the shared state from a `Config`, bind every listener, start the
 //! services, and shut down gracefully.
 //!
-//! Start-up order follows architecture.md: data dir -> accounts -> TLS -> listeners.
+//! Start-up order follows architecture.md: data dir -> accounts -> TLS -> DKIM -> store
+//! -> outbound queue (workers and the `mailroom queue` control socket) -> listeners.
+//! Submitted, relayed and forwarded mail reaches the queue through the SMTP sessions;
+//! bounces for our own senders come back through `LocalBounces` into their INBOX.
 //! Every failure before serving is a [`StartError`]: one line naming the cause, and
 //! the process exits 2 with nothing written half-way. Listeners are all bound before
 //! any is served, so a port in use aborts the start instead of leaving a server that
@@ -18,10 +21,15 @@ use crate::acme::{Acme, AcmeSettings, Http01Tokens};
 use crate::config::{Config, LogFormat, Protocol};
 use crate::datadir::{DataDir, DataDirError};
 use crate::http::{self, Readiness};
+use crate::imap::{self, ImapContext, ImapLimits};
 use crate::mailauth::{KeyError, Signers};
 use crate::net::{self, AcceptContext, BindError, BoundListener, ConnectionLimiter, Service, Shutdown};
-use crate::smtp::{self, AnyDomainExists, SenderDomainCheck, SmtpContext, SmtpLimits, SmtpMode};
-use crate::store::{MailboxOwner, Store, StoreError};
+use crate::queue::{BounceDisposition, BounceSink, BoxFuture, Queue, QueueError, QueueSettings};
+use crate::smtp::client::{ClientError, ClientSettings, SmtpTransport};
+use crate::smtp::{
+    self, AnyDomainExists, LoginThrottle, MemoryThrottle, SenderDomainCheck, SmtpContext, SmtpLimits, SmtpMode,
+};
+use crate::store::{LocalDelivery, MailboxOwner, MessageBody, Store, StoreError};
 use crate::tls::{self, CertStore, TlsError};
 
 /// How long shutdown waits for sessions to finish.
@@ -43,6 +51,10 @@ pub enum StartError {
     Dkim(#[from] KeyError),
     #[error("mail store: {0}")]
     Store(#[from] StoreError),
+    #[error("outbound SMTP client: {0}")]
+    Client(#[from] ClientError),
+    #[error("outbound queue: {0}")]
+    Queue(#[from] QueueError),
 }
 
 /// State every protocol shares. Cheap to clone (Arcs inside).
@@ -57,6 +69,10 @@ pub struct Shared {
     pub shutdown: Shutdown,
     pub signers: Arc<Signers>,
     pub store: Store,
+    /// The outbound queue (remote copies of submitted, relayed and forwarded mail).
+    pub queue: Queue,
+    /// Slows password guessing on the submission ports (per IP and per account).
+    pub login_throttle: Arc<dyn LoginThrottle>,
 }
 
 /// A started server: its bound addresses and the means to stop it.
@@ -126,11 +142,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // serves; without one, /readyz waits for the first order.
     let acme = AcmeSettings::from_config(&config)
         .map(|s| Acme::prepare(s, &data_dir.tls(), certs.clone(), readiness.clone(), acme_tokens.clone()));
+    let transport = SmtpTransport::new(ClientSettings::from_config(&config))?;
+    let directory = Arc::new(directory);
+    let bounces = Arc::new(LocalBounces { directory: directory.clone(), store: store.clone() });
+    let queue = Queue::open(&data_dir.queue(), QueueSettings::from_config(&config), Arc::new(transport), bounces)?;
     let shared = Shared {
         signers,
         store,
+        queue,
+        login_throttle: Arc::new(MemoryThrottle::default()),
         config: Arc::new(config),
-        directory: Arc::new(directory),
+        directory,
         certs: certs.clone(),
         readiness: readiness.clone(),
         acme_tokens,
@@ -140,6 +162,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         let watcher = tls::spawn_file_watcher(certs.clone(), cert.clone(), key.clone(), Duration::from_secs(10));
         stop_with(&shared.shutdown, watcher);
     }
+
+    // Workers and the operator's socket start before the listeners: a message accepted
+    // in the first millisecond is already being delivered.
+    // The workers watch the shutdown signal themselves and let attempts in flight finish.
+    let _workers = shared.queue.spawn_workers(shared.shutdown.signal());
+    crate::queue::spawn_control_server(shared.queue.clone(), data_dir.root(), shared.shutdown.signal())?;
 
     // Bind everything first, serve after: all ports or none.
     let services = services(&shared);
@@ -185,21 +213,50 @@ fn services(shared: &Shared) -> Vec<(Protocol, Service)> {
         certs: shared.certs.clone(),
         tokens: shared.acme_tokens.clone(),
     });
+    let imap_limits = ImapLimits { max_literal: shared.config.message_size_limit, ..ImapLimits::default() };
+    let imap_ctx = Arc::new(ImapContext::new(
+        shared.config.hostname.clone(),
+        shared.directory.clone(),
+        shared.store.clone(),
+        Some(tls::acceptor(&shared.certs)),
+        imap_limits,
+    ));
     vec![
         (Protocol::Metrics, http::metrics_service(shared.readiness.clone())),
         (Protocol::Http, http::web::http_service(web.clone())),
         (Protocol::Https, http::web::https_service(web)),
-        (Protocol::Smtp, smtp_service(shared, SmtpMode::Mx)),
-        (Protocol::Lmtp, smtp_service(shared, SmtpMode::Lmtp)),
+        (Protocol::Smtp, smtp_service(shared, SmtpMode::Mx, false)),
+        (Protocol::Lmtp, smtp_service(shared, SmtpMode::Lmtp, false)),
+        (Protocol::Submission, smtp_service(shared, SmtpMode::Submission, false)),
+        (Protocol::Submissions, smtp_service(shared, SmtpMode::Submission, true)),
+        (Protocol::Imap, imap_service(imap_ctx.clone(), false)),
+        (Protocol::Imaps, imap_service(imap_ctx, true)),
     ]
 }
 
-/// Port 25 (MX) or LMTP, sharing one session implementation.
-fn smtp_service(shared: &Shared, mode: SmtpMode) -> Service {
+/// IMAP on 143 (STARTTLS) or 993 (implicit TLS). Both share one context, so the
+/// per-user connection cap counts both ports.
+fn imap_service(ctx: Arc<ImapContext>, implicit_tls: bool) -> Service {
+    Service {
+        handler: Arc::new(move |conn: net::Connection| -> net::BoxFuture {
+            let ctx = ctx.clone();
+            Box::pin(async move {
+                let _permit = conn.permit;
+                imap::serve_connection(ctx, conn.stream, conn.peer, implicit_tls, conn.shutdown).await;
+            })
+        }),
+        busy_reply: b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
+    }
+}
+
+/// Port 25 (MX), LMTP, or submission (587 STARTTLS / 465 implicit TLS), sharing one
+/// session implementation.
+fn smtp_service(shared: &Shared, mode: SmtpMode, implicit_tls: bool) -> Service {
     let config = &shared.config;
     let sender_domains: Arc<dyn SenderDomainCheck> = match (mode, crate::dns::resolver::build(&config.dns_servers)) {
-        // LMTP sits behind an MTA that already judged the sender.
-        (SmtpMode::Lmtp, _) => Arc::new(AnyDomainExists),
+        // LMTP sits behind an MTA that already judged the sender; submission senders
+        // are our own addresses (checked against the account instead).
+        (SmtpMode::Lmtp | SmtpMode::Submission, _) => Arc::new(AnyDomainExists),
         (_, Ok(resolver)) => Arc::new(smtp::sender_dns::DnsSenderDomains::new(resolver)),
         (_, Err(e)) => {
             tracing::warn!(error = %e, "no DNS resolver: sender domains are not checked");
@@ -217,6 +274,11 @@ fn smtp_service(shared: &Shared, mode: SmtpMode) -> Service {
         sender_domains,
         spool_dir: config.data_dir.join("state").join("spool"),
         mode,
+        implicit_tls,
+        // LMTP delivers locally only: it is the last hop, remote copies are not its job.
+        queue: (mode != SmtpMode::Lmtp).then(|| shared.queue.clone()),
+        signers: (mode == SmtpMode::Submission).then(|| shared.signers.clone()),
+        throttle: shared.login_throttle.clone(),
     });
     Service {
         handler: Arc::new(move |conn: net::Connection| -> net::BoxFuture {
@@ -228,6 +290,53 @@ fn smtp_service(shared: &Shared, mode: SmtpMode) -> Service {
             })
         }),
         busy_reply: b"421 4.7.0 Too many connections, try again later\r\n",
+    }
+}
+
+/// DSNs for our own senders go straight into their INBOX; anything else is remote and
+/// the queue sends it (with the null sender, so it can never bounce back).
+struct LocalBounces {
+    directory: Arc<Directory>,
+    store: Store,
+}
+
+impl BounceSink for LocalBounces {
+    fn bounce<'a>(
+        &'a self,
+        to: &'a accounts::Address,
+        dsn: &'a [u8],
+    ) -> BoxFuture<'a, Result<BounceDisposition, String>> {
+        Box::pin(async move {
+            if !self.directory.is_local_domain(&to.domain) {
+                return Ok(BounceDisposition::Remote);
+            }
+            let mailboxes: Vec<accounts::Address> = self
+                .directory
+                .resolve(to)
+                .into_iter()
+                .filter_map(|r| match r {
+                    accounts::Recipient::Mailbox(a) => Some(a),
+                    accounts::Recipient::Forward(_) => None,
+                })
+                .collect();
+            if mailboxes.is_empty() {
+                // Our domain but no local mailbox (a forward-only alias): send it on.
+                return Ok(BounceDisposition::Remote);
+            }
+            let deliveries: Vec<LocalDelivery> = mailboxes
+                .iter()
+                .map(|m| LocalDelivery {
+                    owner: MailboxOwner::new(m.local.clone(), m.domain.clone()),
+                    folder: "INBOX".into(),
+                    header_prefix: format!("Return-Path: <>\r\nDelivered-To: {m}\r\n").into_bytes(),
+                })
+                .collect();
+            let body = MessageBody::Memory(bytes::Bytes::copy_from_slice(dsn));
+            for r in self.store.deliver(&body, &deliveries).await {
+                r.map_err(|e| e.to_string())?;
+            }
+            Ok(BounceDisposition::Delivered)
+        })
     }
 }
 

@@ -178,6 +178,10 @@ pub struct Config {
     pub message_size_limit: u64,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// New connections per client address per minute (trusted networks exempt).
+    pub connections_per_minute: u32,
+    /// Messages per authenticated sender per hour.
+    pub messages_per_hour: u32,
     pub relay_host: Option<RelayHost>,
     pub dns_servers: Vec<SocketAddr>,
     pub trusted_networks: Vec<IpNet>,
@@ -391,6 +395,12 @@ impl Config {
         });
         let max_connections = r.get("MAX_CONNECTIONS", 10_000, parse::positive_count);
         let max_connections_per_ip = r.get("MAX_CONNECTIONS_PER_IP", 100, parse::positive_count);
+        let rate = |v: &str| match v.trim().parse::<u32>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err("a whole number of at least 1".to_string()),
+        };
+        let connections_per_minute = r.get("CONNECTIONS_PER_MINUTE", 60, rate);
+        let messages_per_hour = r.get("MESSAGES_PER_HOUR", 500, rate);
 
         let relay = r.get("RELAY_HOST", None, |v| parse::host_port(v).map(Some));
         let relay_username = r.raw("RELAY_USERNAME");
@@ -473,6 +483,8 @@ impl Config {
             message_size_limit,
             max_connections,
             max_connections_per_ip,
+            connections_per_minute,
+            messages_per_hour,
             relay_host,
             dns_servers,
             trusted_networks,
@@ -559,6 +571,8 @@ impl Config {
             ("MESSAGE_SIZE_LIMIT", units::format_size(self.message_size_limit)),
             ("MAX_CONNECTIONS", self.max_connections.to_string()),
             ("MAX_CONNECTIONS_PER_IP", self.max_connections_per_ip.to_string()),
+            ("CONNECTIONS_PER_MINUTE", self.connections_per_minute.to_string()),
+            ("MESSAGES_PER_HOUR", self.messages_per_hour.to_string()),
             ("RELAY_HOST", relay.map(|r| format!("{}:{}", r.host, r.port)).unwrap_or_default()),
             ("RELAY_USERNAME", relay.and_then(|r| r.username.clone()).unwrap_or_default()),
             (

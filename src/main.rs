@@ -44,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         action: DkimAction,
     },
+    /// Inspect and steer the outbound queue of the running server (over its control socket in the data dir)
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+    },
     /// Exit 0 if the local /readyz answers 200 (the image's HEALTHCHECK; the image has no curl)
     Healthcheck,
     /// Print version and build information
@@ -56,6 +61,37 @@ enum DkimAction {
     Rotate,
 }
 
+#[derive(Subcommand)]
+enum QueueAction {
+    /// List every queued message: id, state, attempts, size, sender, pending recipients
+    List,
+    /// Show one message's envelope and per-recipient status
+    Show { id: String },
+    /// Make one message (or every message not on hold) due now
+    Retry { id: Option<String> },
+    /// Keep a message back until `release`
+    Hold { id: String },
+    /// Release a held message and try it now
+    Release { id: String },
+    /// Remove a message without bouncing it
+    Delete { id: String },
+}
+
+impl QueueAction {
+    /// The control socket's command line (queue/control.rs).
+    fn command_line(&self) -> String {
+        match self {
+            QueueAction::List => "list".into(),
+            QueueAction::Show { id } => format!("show {id}"),
+            QueueAction::Retry { id: None } => "retry".into(),
+            QueueAction::Retry { id: Some(id) } => format!("retry {id}"),
+            QueueAction::Hold { id } => format!("hold {id}"),
+            QueueAction::Release { id } => format!("release {id}"),
+            QueueAction::Delete { id } => format!("delete {id}"),
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
@@ -65,6 +101,7 @@ fn main() -> ExitCode {
         Command::Healthcheck => healthcheck(),
         Command::Dns { json, check } => dns(json, check),
         Command::Dkim { action: DkimAction::Rotate } => dkim_rotate(),
+        Command::Queue { action } => queue(&action),
         Command::Version => {
             println!("{}", version_line());
             ExitCode::SUCCESS
@@ -244,6 +281,30 @@ fn dns(json: bool, check: bool) -> ExitCode {
         print!("{}", mailroom::dns::zone_fragment(&records));
     }
     ExitCode::SUCCESS
+}
+
+fn queue(action: &QueueAction) -> ExitCode {
+    let (config, _) = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let line = action.command_line();
+    match runtime().block_on(mailroom::queue::control_request(&config.data_dir, &line)) {
+        Ok(reply) => {
+            print!("{reply}");
+            ExitCode::SUCCESS
+        }
+        Err(mailroom::queue::QueueError::Control { path, source }) => {
+            eprintln!(
+                "mailroom: cannot reach the queue at {path}: {source} (is `mailroom serve` running with this MAILROOM_DATA_DIR?)"
+            );
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("mailroom: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn dkim_rotate() -> ExitCode {

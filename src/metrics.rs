@@ -35,6 +35,13 @@ pub struct Metrics {
     pub store_fsync_batch_size: Histogram,
     // Auth (shared by SMTP AUTH, IMAP, POP3)
     pub auth_attempts_total: IntCounterVec,
+    pub auth_failures_total: IntCounter,
+    pub auth_blocked_total: IntCounterVec,
+    pub auth_blocks_started_total: IntCounterVec,
+    pub ratelimit_rejections_total: IntCounterVec,
+    // Inbound authentication and scanners (issue 9)
+    pub inbound_auth_results_total: IntCounterVec,
+    pub scan_results_total: IntCounterVec,
     // IMAP / POP3
     pub imap_commands_total: IntCounterVec,
     pub imap_command_duration_seconds: HistogramVec,
@@ -166,6 +173,39 @@ impl Metrics {
                 "mailroom_auth_attempts_total",
                 "Authentication attempts by protocol and result.",
                 &["protocol", "result"],
+            ),
+            auth_failures_total: register(
+                &r,
+                IntCounter::new(
+                    "mailroom_auth_failures_total",
+                    "Failed logins (any protocol) recorded by the brute-force limiter.",
+                )
+                .expect("valid metric"),
+            ),
+            auth_blocked_total: counter_vec(
+                "mailroom_auth_blocked_total",
+                "Login attempts refused without a password check because the address or account is blocked.",
+                &["scope"],
+            ),
+            auth_blocks_started_total: counter_vec(
+                "mailroom_auth_blocks_started_total",
+                "Blocks started after too many failed logins, by scope (ip, account).",
+                &["scope"],
+            ),
+            ratelimit_rejections_total: counter_vec(
+                "mailroom_ratelimit_rejections_total",
+                "Connections or messages refused by a rate limit, by kind (connection, message).",
+                &["kind"],
+            ),
+            inbound_auth_results_total: counter_vec(
+                "mailroom_inbound_auth_results_total",
+                "Inbound authentication outcomes by method (spf, dkim, dmarc, arc) and result.",
+                &["method", "result"],
+            ),
+            scan_results_total: counter_vec(
+                "mailroom_scan_results_total",
+                "Content scanner outcomes by scanner (dnsbl, rspamd, clamd) and result.",
+                &["scanner", "result"],
             ),
             imap_commands_total: counter_vec(
                 "mailroom_imap_commands_total",

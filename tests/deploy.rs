@@ -313,12 +313,25 @@ fn image_builds_runs_and_stops_cleanly() {
     }
 }
 
-/// TODO(lead): when SMTP and IMAP land, send one message over SMTP to
-/// `ports.smtp` (e.g. `swaks` or our client) and read it back over IMAP on
-/// `ports.imap` (issue 10: "send one message over SMTP, read it over IMAP").
+/// Send one message over SMTP and read it back over IMAP, with Python's smtplib and
+/// imaplib (tests/clients/mail_roundtrip.py), against the running container.
 fn mail_roundtrip(ports: &Ports) {
-    let _ = (ports.smtp, ports.imap);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/mail_roundtrip.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args([&ports.smtp.to_string(), &ports.imap.to_string(), ROUNDTRIP_USER, ROUNDTRIP_PASSWORD, "image-test"])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "SMTP -> IMAP round trip in the container failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
+
+const ROUNDTRIP_USER: &str = "alice@test.example";
+const ROUNDTRIP_PASSWORD: &str = "container-test-password";
 
 /// `Command` lets a builder chain end in a call that takes `&mut Command`.
 trait Pipe {
@@ -466,6 +479,7 @@ impl Ports {
                 ("MAILROOM_DNS_SERVERS", "127.0.0.1:9"),
                 ("MAILROOM_PUBLIC_IPV4", "192.0.2.25"),
                 ("MAILROOM_LOG", "debug"),
+                ("MAILROOM_ACCOUNTS", "alice@test.example:{PLAIN}container-test-password"),
             ]
             .map(|(k, v)| (k.to_string(), v.to_string())),
         );

@@ -118,6 +118,26 @@ impl Address {
     }
 }
 
+/// Byte index of the first `target` outside a quoted string (`"…"`, with `\\` escapes
+/// inside quotes), as in RFC 5321 quoted local parts: `"a:b>c"@d` hides its `:` and `>`.
+pub fn find_outside_quotes(s: &str, target: char) -> Option<usize> {
+    let mut in_quote = false;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if in_quote => escaped = true,
+            '"' => in_quote = !in_quote,
+            c if c == target && !in_quote => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}", self.local, self.domain)

@@ -18,7 +18,7 @@ mod directory;
 mod parse;
 mod password;
 
-pub use address::{Address, AddressError, normalise_domain};
+pub use address::{Address, AddressError, find_outside_quotes, normalise_domain};
 pub use auth_cache::AUTH_CACHE_TTL;
 pub use directory::{Account, Directory, MAX_ALIAS_DEPTH, Recipient};
 pub use parse::{AccountEntry, AliasRule, parse_accounts, parse_aliases};

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use super::address::{Address, normalise_domain};
+use super::address::{Address, find_outside_quotes, normalise_domain};
 use super::password::PasswordHash;
 use crate::units::parse_size;
 
@@ -201,21 +201,7 @@ fn looks_like_entry_start(s: &str, domain_keys: bool) -> bool {
 
 /// Split `key:rest` at the first colon outside a quoted local part.
 fn split_key(s: &str) -> Option<(&str, &str)> {
-    let mut in_quote = false;
-    let mut escaped = false;
-    for (i, c) in s.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' if in_quote => escaped = true,
-            '"' => in_quote = !in_quote,
-            ':' if !in_quote => return Some((&s[..i], &s[i + 1..])),
-            _ => {}
-        }
-    }
-    None
+    find_outside_quotes(s, ':').map(|i| (&s[..i], &s[i + 1..]))
 }
 
 /// A name for an entry we could not parse, safe to print: the text before the first colon

@@ -40,6 +40,8 @@ pub const VARIABLES: &[(&str, bool)] = &[
     ("MESSAGE_SIZE_LIMIT", false),
     ("MAX_CONNECTIONS", false),
     ("MAX_CONNECTIONS_PER_IP", false),
+    ("CONNECTIONS_PER_MINUTE", false),
+    ("MESSAGES_PER_HOUR", false),
     ("RELAY_HOST", false),
     ("RELAY_USERNAME", false),
     ("RELAY_PASSWORD", true),

@@ -9,6 +9,8 @@ pub mod check;
 pub mod interfaces;
 pub mod records;
 pub mod resolver;
+#[cfg(test)]
+pub mod testdns;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};

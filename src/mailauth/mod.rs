@@ -1,18 +1,28 @@
-//! Mail authentication: DKIM keys and signing for our outgoing mail (and, with the
-//! inbound-authentication issue, SPF/DKIM/DMARC/ARC verification of incoming mail).
+//! Mail authentication, both directions:
+//! - outgoing: DKIM keys (`keys.rs`, generated here and only here; `dns/` reads them
+//!   to print and check the records) and signing (`sign.rs`, [`Signers::sign`]);
+//! - incoming: SPF/DKIM/ARC/DMARC verification and the one Authentication-Results
+//!   header (`verify.rs`, [`InboundAuthenticator::verify`], called at end of DATA);
+//! - forwarding to outside addresses: SRS rewriting of the envelope sender
+//!   (`srs.rs`, [`Srs`]) and ARC sealing (`arc.rs`, [`InboundAuthenticator::arc_seal`]).
 //!
-//! Keys are generated here and only here (`keys.rs`); `dns/` reads them to print and
-//! check the records; submission calls [`Signers::sign`].
+//! Content scanning (spam, viruses, DNSBLs) is not authentication: it lives in `scan/`.
 
+pub mod arc;
 pub mod keys;
 pub mod sign;
+pub mod srs;
+pub mod verify;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+pub use arc::{ArcSealKey, SealError};
 pub use keys::{DkimAlgorithm, DkimKey, DomainKeys, KeyError, KeyRing};
 pub use sign::{DomainSigner, SignError};
+pub use srs::{Srs, SrsError};
+pub use verify::{AuthVerdict, Disposition, InboundAuthenticator, strip_our_auth_results};
 
 /// The signers of every domain, swapped as a whole when a rotation is promoted.
 pub struct Signers {

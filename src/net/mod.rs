@@ -9,6 +9,7 @@
 mod limits;
 mod listener;
 pub mod proxy;
+pub mod ratelimit;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ use crate::metrics::metrics;
 
 pub use limits::{ConnectionLimiter, ConnectionPermit, Refusal};
 pub use listener::{BindError, BoundListener, bind};
+pub use ratelimit::{BlockScope, Blocked, Limiter, LimiterConfig};
 
 /// Tells every task that the server is stopping, and lets the stopper wait for
 /// them. Cheap to clone.

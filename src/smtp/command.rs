@@ -18,7 +18,7 @@
 //! spaces after `FROM:`/`TO:` and a path without angle brackets are accepted, because
 //! old clients and scripts send them and refusing them protects nothing.
 
-use crate::accounts::{Address, AddressError};
+use crate::accounts::{Address, AddressError, find_outside_quotes};
 
 use super::reply::Reply;
 
@@ -295,27 +295,12 @@ fn split_path(s: &str, side: Side) -> Result<(&str, &str), CommandError> {
         }
         return Ok((path, params));
     };
-    let mut in_quote = false;
-    let mut escaped = false;
-    for (i, c) in body.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' if in_quote => escaped = true,
-            '"' => in_quote = !in_quote,
-            '>' if !in_quote => {
-                let after = &body[i + 1..];
-                if !after.is_empty() && !after.starts_with(' ') {
-                    return Err(side.error("garbage after >"));
-                }
-                return Ok((&body[..i], after));
-            }
-            _ => {}
-        }
+    let i = find_outside_quotes(body, '>').ok_or_else(|| side.error("missing >"))?;
+    let after = &body[i + 1..];
+    if !after.is_empty() && !after.starts_with(' ') {
+        return Err(side.error("garbage after >"));
     }
-    Err(side.error("missing >"))
+    Ok((&body[..i], after))
 }
 
 fn parse_mailbox(raw: &str, side: Side) -> Result<Mailbox, CommandError> {

@@ -163,6 +163,14 @@ pub fn header_prefix(env: &Envelope, mailbox: &Address, trace: &TraceInfo<'_>) -
         ReversePath::Null => String::new(),
         ReversePath::Mailbox(m) => m.raw.clone(),
     };
+    let mut out = format!("Return-Path: <{return_path}>\r\nDelivered-To: {mailbox}\r\n");
+    out.push_str(&received_header(env, Some(mailbox), trace));
+    out.into_bytes()
+}
+
+/// One `Received:` field (RFC 5321 §4.4). `for` names the recipient only when the copy
+/// has exactly one (a queued copy for several would disclose the others, RFC 5321 §7.2).
+pub fn received_header(env: &Envelope, for_rcpt: Option<&Address>, trace: &TraceInfo<'_>) -> String {
     let helo = trace.client.helo.as_deref().unwrap_or("unknown");
     let ip = match trace.client.ip {
         std::net::IpAddr::V4(v4) => format!("[{v4}]"),
@@ -178,10 +186,11 @@ pub fn header_prefix(env: &Envelope, mailbox: &Address, trace: &TraceInfo<'_>) -
     if let Some(tls) = &trace.client.tls {
         received.push_str(&format!("\r\n\t(using {} with cipher {})", tls.version, tls.cipher));
     }
-    received.push_str(&format!("\r\n\tfor <{mailbox}>; {}\r\n", trace.date));
-    let mut out = format!("Return-Path: <{return_path}>\r\nDelivered-To: {mailbox}\r\n");
-    out.push_str(&received);
-    out.into_bytes()
+    match for_rcpt {
+        Some(r) => received.push_str(&format!("\r\n\tfor <{r}>; {}\r\n", trace.date)),
+        None => received.push_str(&format!(";\r\n\t{}\r\n", trace.date)),
+    }
+    received
 }
 
 /// The HELO name is client-chosen: keep it printable and free of comment syntax.
@@ -207,7 +216,8 @@ pub fn store_error_reply(e: &StoreError) -> Reply {
 
 /// Deliver `body` to every mailbox of `env` (each distinct mailbox once, however many
 /// recipients lead to it) and return one outcome per `env.recipients[i]`: `Ok` only when
-/// every copy that recipient needs is durable.
+/// every local copy that recipient needs is durable (its remote copies, `forwards`, are
+/// the queue's: see [`remote_recipients`]).
 pub async fn deliver_message(
     store: &Store,
     env: &Envelope,
@@ -229,7 +239,7 @@ pub async fn deliver_message(
             });
         }
     }
-    let results = store.deliver(body, &deliveries).await;
+    let results = if deliveries.is_empty() { Vec::new() } else { store.deliver(body, &deliveries).await };
     for (d, r) in deliveries.iter().zip(&results) {
         match r {
             Ok(m) => tracing::debug!(mailbox = %d.owner, path = %m.path.display(), "copy durable"),
@@ -239,8 +249,8 @@ pub async fn deliver_message(
     env.recipients
         .iter()
         .map(|rcpt| {
-            if rcpt.mailboxes.is_empty() {
-                // Policy never accepts such a recipient while there is no queue.
+            if rcpt.mailboxes.is_empty() && rcpt.forwards.is_empty() {
+                // Policy never accepts such a recipient.
                 return Err(Reply::new(451, (4, 3, 0), "Error: no local mailbox, try again later"));
             }
             for mb in &rcpt.mailboxes {
@@ -254,6 +264,30 @@ pub async fn deliver_message(
             Ok(())
         })
         .collect()
+}
+
+/// Every remote address of the message, each once, in RCPT order: one queue item carries
+/// them all.
+pub fn remote_recipients(env: &Envelope) -> Vec<Address> {
+    let mut out: Vec<Address> = Vec::new();
+    for f in env.recipients.iter().flat_map(|r| &r.forwards) {
+        if !out.contains(f) {
+            out.push(f.clone());
+        }
+    }
+    out
+}
+
+/// The whole content in memory (submission rewrites headers; the queue takes bytes).
+pub async fn body_bytes(body: &MessageBody) -> std::io::Result<Vec<u8>> {
+    match body {
+        MessageBody::Memory(b) => Ok(b.to_vec()),
+        MessageBody::File { path, len } => {
+            let mut bytes = tokio::fs::read(path).await?;
+            bytes.truncate(usize::try_from(*len).unwrap_or(usize::MAX));
+            Ok(bytes)
+        }
+    }
 }
 
 #[cfg(test)]

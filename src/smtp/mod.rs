@@ -1,5 +1,5 @@
-//! The SMTP server side: MX sessions on port 25 and LMTP (RFC 2033) for use behind another
-//! MTA; submission (issue 7) will reuse the same session with AUTH.
+//! The SMTP server side: MX sessions on port 25, LMTP (RFC 2033) for use behind another
+//! MTA, and submission on 587/465 (RFC 6409, RFC 8314) — one session with AUTH.
 //!
 //! Split by stage so "why was this refused" has one obvious file:
 //! - `command`: one command line -> [`Command`] or a syntax reply (pure parser);
@@ -10,6 +10,8 @@
 //! - `policy`: the server's policy (accounts directory, quota, trusted networks, DNS);
 //! - `sender_dns`: the hickory-backed sender domain check;
 //! - `deliver`: spooling, trace headers, durable delivery into the store;
+//! - `sasl`: AUTH PLAIN/LOGIN decoding and the login throttle (submission);
+//! - `submit`: submission's `From:` check and added `Message-ID`/`Date`;
 //! - `server`: the connection loop (sockets, timeouts, STARTTLS, pipelining).
 //!
 //! Entry point: [`serve_connection`] with an [`SmtpContext`].
@@ -21,12 +23,15 @@ pub mod deliver;
 pub mod framing;
 pub mod policy;
 pub mod reply;
+pub mod sasl;
 pub mod sender_dns;
 pub mod server;
 pub mod session;
+pub mod submit;
 
 pub use command::{Command, CommandError, parse_command};
 pub use policy::{AnyDomainExists, DirectoryPolicy, DomainFuture, DomainStatus, SenderDomainCheck, StaticDomains};
 pub use reply::Reply;
+pub use sasl::{LoginThrottle, MemoryThrottle};
 pub use server::{SmtpContext, serve_connection};
 pub use session::{Policy, Session, SessionState, SmtpLimits, SmtpMode};

@@ -4,10 +4,15 @@
 //! Recipient decisions go through `accounts::Directory::resolve` only (architecture.md:
 //! alias resolution lives in `accounts/`): ours -> accept; our domain but nobody -> 550
 //! 5.1.1; not ours -> relaying, which an unauthenticated client outside the trusted
-//! networks never gets (554 5.7.1). Since the outbound queue does not exist yet (issue 7),
-//! a recipient that needs a *remote* copy (relaying, or an alias with a remote target) is
-//! answered 451 4.3.0: the sending MTA keeps the message and retries, nothing is lost and
-//! nothing is silently dropped.
+//! networks never gets (554 5.7.1). A recipient that needs a *remote* copy (relaying by
+//! an authenticated or trusted client, or an alias with a remote target) is accepted with
+//! that copy in `forwards`, which the server hands to the outbound queue; when no queue
+//! is wired (unit tests, LMTP) it is answered 451 4.3.0 instead, so nothing is silently
+//! dropped.
+//!
+//! Submission senders (issue 7): an authenticated client may only use its own addresses
+//! and those `Directory::may_send_as` grants (553 5.7.1 otherwise); the null sender is
+//! allowed (RFC 8098 read receipts are sent with it).
 //!
 //! Sender domains are checked like Postfix's `reject_unknown_sender_domain`: no MX/A/AAAA
 //! -> 550 5.1.8, resolver trouble -> 450 4.1.8 (never 5xx on a DNS hiccup). The lookup is
@@ -83,6 +88,8 @@ pub struct DirectoryPolicy {
     pub trusted_networks: Vec<IpNet>,
     pub sender_domains: Arc<dyn SenderDomainCheck>,
     pub mode: SmtpMode,
+    /// An outbound queue exists: remote copies can be accepted.
+    pub can_queue: bool,
 }
 
 impl DirectoryPolicy {
@@ -102,6 +109,10 @@ impl DirectoryPolicy {
 
 impl Policy for DirectoryPolicy {
     fn check_sender(&self, client: &ClientInfo, sender: &Mailbox) -> impl Future<Output = SenderVerdict> + Send {
+        let owned = match &client.authenticated {
+            Some(account) => self.directory.may_send_as(account, &sender.address),
+            None => true,
+        };
         let skip = self.mode == SmtpMode::Lmtp
             || client.authenticated.is_some()
             || self.is_trusted(client.ip)
@@ -109,6 +120,9 @@ impl Policy for DirectoryPolicy {
         let domain = sender.address.domain.clone();
         let check = self.sender_domains.clone();
         async move {
+            if !owned {
+                return SenderVerdict::NotOwned;
+            }
             if skip {
                 return SenderVerdict::Accept;
             }
@@ -135,7 +149,11 @@ impl DirectoryPolicy {
     pub fn recipient_verdict(&self, client: &ClientInfo, recipient: &Address) -> RecipientVerdict {
         if !self.directory.is_local_domain(&recipient.domain) {
             let may_relay = client.authenticated.is_some() || self.is_trusted(client.ip);
-            return if may_relay { RecipientVerdict::TempFail(NO_QUEUE) } else { RecipientVerdict::RelayDenied };
+            return match (may_relay, self.can_queue) {
+                (false, _) => RecipientVerdict::RelayDenied,
+                (true, false) => RecipientVerdict::TempFail(NO_QUEUE),
+                (true, true) => RecipientVerdict::Accept { mailboxes: Vec::new(), forwards: vec![recipient.clone()] },
+            };
         }
         let targets = self.directory.resolve(recipient);
         if targets.is_empty() {
@@ -149,7 +167,7 @@ impl DirectoryPolicy {
                 Recipient::Forward(a) => forwards.push(a),
             }
         }
-        if !forwards.is_empty() {
+        if !forwards.is_empty() && !self.can_queue {
             return RecipientVerdict::TempFail(NO_QUEUE);
         }
         // An alias with several mailboxes still delivers to those with room; only when
@@ -159,12 +177,12 @@ impl DirectoryPolicy {
         if mailboxes.len() < total {
             tracing::info!(recipient = %recipient, full = total - mailboxes.len(), "mailbox over quota");
         }
-        if mailboxes.is_empty() {
+        if mailboxes.is_empty() && forwards.is_empty() {
             return RecipientVerdict::OverQuota;
         }
         RecipientVerdict::Accept { mailboxes, forwards }
     }
 }
 
-/// Reply text while remote delivery (the queue, issue 7) does not exist.
+/// Reply text when no outbound queue is wired (LMTP, tests).
 const NO_QUEUE: &str = "Forwarding to remote addresses is not available yet, try again later";

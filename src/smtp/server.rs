@@ -1,5 +1,8 @@
-//! One SMTP/LMTP connection from banner to close: buffered reads, line framing,
-//! pipelined replies, DATA/BDAT content, STARTTLS, timeouts, shutdown, delivery.
+//! One SMTP/LMTP/submission connection from banner to close: buffered reads, line
+//! framing, pipelined replies, DATA/BDAT content, STARTTLS (or implicit TLS on 465),
+//! timeouts, shutdown, delivery. The AUTH exchange and what happens to a complete
+//! message (local copies, the queue, submission's header checks and DKIM) are in
+//! `server_submit.rs`.
 //!
 //! The loop is mini-redis's `Handler::run`: check for a complete frame in the buffer,
 //! otherwise flush pending replies and read more (with the per-command timeout, watching
@@ -35,7 +38,7 @@ use crate::store::Store;
 
 use super::command::{Command, ReversePath, parse_command};
 use super::data::{ChunkDecoder, DataDecoder};
-use super::deliver::{Spool, TraceInfo, deliver_message, protocol_keyword};
+use super::deliver::Spool;
 use super::framing::{Frame, LineFramer};
 use super::policy::{DirectoryPolicy, SenderDomainCheck};
 use super::reply::{Enhanced, Reply};
@@ -56,6 +59,14 @@ pub struct SmtpContext {
     /// `<data>/state/spool`: large messages while they arrive.
     pub spool_dir: PathBuf,
     pub mode: SmtpMode,
+    /// Port 465 (RFC 8314): the TLS handshake comes before the banner.
+    pub implicit_tls: bool,
+    /// The outbound queue for remote copies; `None`: they are refused with 451.
+    pub queue: Option<crate::queue::Queue>,
+    /// DKIM signers for submitted mail from our domains.
+    pub signers: Option<Arc<crate::mailauth::Signers>>,
+    /// Slows password guessing on the submission ports.
+    pub throttle: Arc<dyn super::sasl::LoginThrottle>,
 }
 
 /// Serve one accepted connection until QUIT, error, timeout or shutdown.
@@ -65,7 +76,7 @@ pub async fn serve_connection(
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
 ) {
-    let service = service_name(ctx.mode);
+    let service = service_name(&ctx);
     let span = tracing::info_span!("smtp", service, client = %peer.ip());
     let active = metrics().smtp_sessions_active.with_label_values(&[service]);
     active.inc();
@@ -78,10 +89,12 @@ pub async fn serve_connection(
     active.dec();
 }
 
-fn service_name(mode: SmtpMode) -> &'static str {
-    match mode {
+fn service_name(ctx: &SmtpContext) -> &'static str {
+    match ctx.mode {
         SmtpMode::Mx => "smtp",
         SmtpMode::Lmtp => "lmtp",
+        SmtpMode::Submission if ctx.implicit_tls => "submissions",
+        SmtpMode::Submission => "submission",
     }
 }
 
@@ -183,6 +196,7 @@ impl Connection {
             trusted_networks: ctx.trusted_networks.clone(),
             sender_domains: ctx.sender_domains.clone(),
             mode: ctx.mode,
+            can_queue: ctx.queue.is_some(),
         };
         let framer = LineFramer::new(ctx.limits.max_line);
         Connection {
@@ -201,7 +215,7 @@ impl Connection {
     }
 
     fn service(&self) -> &'static str {
-        service_name(self.ctx.mode)
+        service_name(&self.ctx)
     }
 
     /// The span for log lines now: the transaction's if one is open.
@@ -262,6 +276,9 @@ impl Connection {
 
     async fn run(&mut self) -> io::Result<()> {
         tracing::debug!("connected");
+        if self.ctx.implicit_tls && !self.handshake().await? {
+            return Ok(());
+        }
         let banner = self.session.banner();
         self.push(&[banner]);
         loop {
@@ -341,6 +358,7 @@ impl Connection {
             Action::StartTls => self.start_tls().await,
             Action::ReadData => self.read_data().await,
             Action::ReadChunk { size, last, accepted } => self.read_chunk(size, last, accepted).await,
+            Action::Auth { mechanism, initial } => self.authenticate(mechanism, initial).await,
         }
     }
 
@@ -349,6 +367,11 @@ impl Connection {
         // CVE-2011-0411: nothing the client pipelined in plaintext survives.
         self.buf.clear();
         self.framer.reset();
+        self.handshake().await
+    }
+
+    /// The TLS handshake on the plain stream; `false`: it failed, close.
+    async fn handshake(&mut self) -> io::Result<bool> {
         let Some(acceptor) = self.ctx.tls.clone() else {
             return Ok(false);
         };
@@ -486,23 +509,7 @@ impl Connection {
                 let r = Reply::new(451, (4, 3, 0), "Error: cannot store the message now, try again later");
                 vec![Err(r); envelope.recipients.len()]
             }
-            Ok(message) => {
-                let client = self.session.client().clone();
-                let protocol = protocol_keyword(
-                    self.ctx.mode == SmtpMode::Lmtp,
-                    self.session.is_esmtp(),
-                    envelope.smtputf8,
-                    client.tls.is_some(),
-                    client.authenticated.is_some(),
-                );
-                let trace = TraceInfo {
-                    hostname: &self.ctx.hostname,
-                    client: &client,
-                    protocol,
-                    date: chrono::Utc::now().to_rfc2822(),
-                };
-                deliver_message(&self.ctx.store, &envelope, &message.body, &trace).instrument(span.clone()).await
-            }
+            Ok(message) => self.deliver(&envelope, message).instrument(span.clone()).await,
         };
         let (replies, action) = self.session.delivered(&envelope, &outcomes);
         let accepted = outcomes.iter().filter(|o| o.is_ok()).count();
@@ -553,6 +560,9 @@ fn rcpt_outcome(r: &Reply) -> &'static str {
     }
 }
 
+#[path = "server_submit.rs"]
+mod submit;
+
 #[cfg(test)]
 #[path = "server_tests.rs"]
 mod tests;
@@ -564,3 +574,7 @@ mod client_tests;
 #[cfg(test)]
 #[path = "server_durability_tests.rs"]
 mod durability_tests;
+
+#[cfg(test)]
+#[path = "server_submit_tests.rs"]
+mod submit_tests;

@@ -29,11 +29,20 @@ pub(super) struct Options {
     pub trusted: Vec<IpNet>,
     /// Use this data dir instead of a fresh temp dir (durability test restarts).
     pub data_dir: Option<PathBuf>,
+    /// The outbound queue for remote copies (none: they get 451).
+    pub queue: Option<crate::queue::Queue>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { mode: SmtpMode::Mx, limits: SmtpLimits::default(), tls: true, trusted: Vec::new(), data_dir: None }
+        Options {
+            mode: SmtpMode::Mx,
+            limits: SmtpLimits::default(),
+            tls: true,
+            trusted: Vec::new(),
+            data_dir: None,
+            queue: None,
+        }
     }
 }
 
@@ -93,6 +102,10 @@ pub(super) async fn start(opts: Options) -> Harness {
         }),
         spool_dir: root.join("state/spool"),
         mode: opts.mode,
+        implicit_tls: false,
+        queue: opts.queue,
+        signers: None,
+        throttle: Arc::new(crate::smtp::MemoryThrottle::default()),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
@@ -195,7 +208,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 const EHLO_REPLY: &str = "250-mx.ours.example\n250-PIPELINING\n250-SIZE 26214400\n250-8BITMIME\n\
                           250-SMTPUTF8\n250-ENHANCEDSTATUSCODES\n250-STARTTLS\n250 CHUNKING";
 
-fn queued(reply: &str) -> bool {
+pub(super) fn queued(reply: &str) -> bool {
     reply.starts_with("250 2.0.0 Ok: queued as ") && reply.len() == "250 2.0.0 Ok: queued as ".len() + 12
 }
 
@@ -416,6 +429,19 @@ async fn sender_domains_are_checked() {
     )
     .await;
     c.expect("MAIL FROM:<>", "250 2.1.0 Ok").await;
+}
+
+/// STARTTLS on `c` (after its EHLO) and return the TLS client.
+pub(super) async fn upgrade(
+    h: &Harness,
+    mut c: Client<TcpStream>,
+) -> Client<tokio_rustls::client::TlsStream<TcpStream>> {
+    assert_eq!(c.cmd("STARTTLS").await, "220 2.0.0 Ready to start TLS");
+    let tcp = c.r.into_inner();
+    let connector = h.client_tls.clone().unwrap_or_else(|| panic!("tls"));
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap_or_else(|e| panic!("{e}"));
+    let tls = connector.connect(name, tcp).await.unwrap_or_else(|e| panic!("handshake: {e}"));
+    Client { r: BufReader::new(tls) }
 }
 
 #[tokio::test]

@@ -25,6 +25,9 @@ pub enum SmtpMode {
     Mx,
     /// RFC 2033 LMTP: LHLO instead of EHLO, one reply per recipient after the message.
     Lmtp,
+    /// Ports 587 (STARTTLS) and 465 (implicit TLS, RFC 8314): AUTH required before MAIL,
+    /// offered only over TLS; senders are checked against the account (issue 7).
+    Submission,
 }
 
 /// Bounds of one session (architecture.md: every input has a bound).
@@ -99,6 +102,8 @@ pub enum SenderVerdict {
     UnknownDomain,
     /// DNS failed: 450 4.1.8, never 550 — a resolver hiccup must not bounce real mail.
     TempFail,
+    /// Submission: the authenticated account may not use this address (553 5.7.1).
+    NotOwned,
 }
 
 /// The answer for a recipient (`RCPT TO`).
@@ -147,7 +152,7 @@ pub enum SessionState {
 }
 
 /// What the connection must do after sending the replies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Read the next command.
     Continue,
@@ -162,6 +167,9 @@ pub enum Action {
     StartTls,
     /// Send the replies and close.
     Close,
+    /// Submission: run the SASL exchange (RFC 4954) for this mechanism, then call
+    /// [`Session::auth_finished`].
+    Auth { mechanism: super::sasl::Mechanism, initial: Option<String> },
 }
 
 /// An accepted recipient of the current transaction.
@@ -224,7 +232,7 @@ pub struct Session {
     pending_chunk_error: Option<Reply>,
 }
 
-const HELP_TEXT: &str = "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS (RFC 5321)";
+const HELP_TEXT: &str = "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH (RFC 5321)";
 
 impl Session {
     pub fn new(config: SessionConfig, client: ClientInfo) -> Session {
@@ -270,7 +278,7 @@ impl Session {
     /// `220 <hostname> ESMTP` (or `LMTP`): the greeting carries no enhanced code (RFC 2034 §3).
     pub fn banner(&self) -> Reply {
         let proto = match self.config.mode {
-            SmtpMode::Mx => "ESMTP",
+            SmtpMode::Mx | SmtpMode::Submission => "ESMTP",
             SmtpMode::Lmtp => "LMTP",
         };
         Reply::plain(220, format!("{} {proto}", self.config.hostname))
@@ -338,10 +346,7 @@ impl Session {
             }
             Command::Help(_) => self.junk(Reply::new(214, (2, 0, 0), HELP_TEXT)),
             Command::StartTls => self.starttls(),
-            // Port 25 and LMTP offer no AUTH (interface.md); submission will (issue 7).
-            Command::Auth { .. } => {
-                self.finish(vec![Reply::new(503, (5, 5, 1), "Error: authentication not enabled")], Action::Continue)
-            }
+            Command::Auth { mechanism, initial_response } => self.auth(&mechanism, initial_response),
         }
     }
 
@@ -412,6 +417,14 @@ impl Session {
         if self.config.tls_available && self.client.tls.is_none() {
             lines.push("STARTTLS".into());
         }
+        // RFC 4954 §4 / RFC 8314: never offer passwords over plaintext. The second,
+        // pre-standard `AUTH=` line is for old Outlook versions (Postfix
+        // `broken_sasl_auth_clients`).
+        if self.config.mode == SmtpMode::Submission && self.client.tls.is_some() && self.client.authenticated.is_none()
+        {
+            lines.push(format!("AUTH {}", super::sasl::MECHANISMS));
+            lines.push(format!("AUTH={}", super::sasl::MECHANISMS));
+        }
         lines.push("CHUNKING".into());
         (vec![Reply::lines(250, lines)], Action::Continue)
     }
@@ -447,9 +460,51 @@ impl Session {
         self.client.authenticated = Some(account);
     }
 
+    /// `AUTH mech [initial]` (RFC 4954 §4): checks of order and TLS here; the exchange
+    /// is the server's ([`Action::Auth`]).
+    fn auth(&mut self, mechanism: &str, initial: Option<String>) -> (Vec<Reply>, Action) {
+        let r = if self.config.mode != SmtpMode::Submission {
+            // Port 25 and LMTP offer no AUTH (interface.md).
+            Reply::new(503, (5, 5, 1), "Error: authentication not enabled")
+        } else if self.state == SessionState::Greeted {
+            Reply::new(503, (5, 5, 1), "Error: send EHLO first")
+        } else if self.client.authenticated.is_some() {
+            Reply::new(503, (5, 5, 1), "Error: already authenticated")
+        } else if self.tx.is_some() {
+            Reply::new(503, (5, 5, 1), "Error: MAIL transaction in progress")
+        } else if self.client.tls.is_none() {
+            // RFC 4954 §6 / RFC 3207: no passwords in plaintext.
+            Reply::new(538, (5, 7, 11), "Error: must issue a STARTTLS command first")
+        } else {
+            match super::sasl::Mechanism::parse(mechanism) {
+                Some(mechanism) => return (Vec::new(), Action::Auth { mechanism, initial }),
+                None => Reply::new(504, (5, 5, 4), "Error: unsupported authentication mechanism"),
+            }
+        };
+        self.finish(vec![r], Action::Continue)
+    }
+
+    /// The SASL exchange ended: `Ok(account)` logs the client in (235); `Err(reply)` is
+    /// the failure to send (535 after a wrong password, 501 when cancelled), counted as
+    /// an error so a guessing client is disconnected after `max_errors`.
+    pub fn auth_finished(&mut self, result: Result<Address, Reply>) -> (Vec<Reply>, Action) {
+        match result {
+            Ok(account) => {
+                self.client.authenticated = Some(account);
+                self.junk = 0;
+                (vec![Reply::new(235, (2, 7, 0), "Authentication successful")], Action::Continue)
+            }
+            Err(r) => self.finish(vec![r], Action::Continue),
+        }
+    }
+
     async fn mail<P: Policy>(&mut self, mail: MailFrom, policy: &P) -> (Vec<Reply>, Action) {
         let r = match self.state {
             SessionState::Greeted => Some(Reply::new(503, (5, 5, 1), "Error: send HELO/EHLO first")),
+            SessionState::Ready if self.config.mode == SmtpMode::Submission && self.client.authenticated.is_none() => {
+                // RFC 4954 §6: submission requires authentication.
+                Some(Reply::new(530, (5, 7, 0), "Error: authentication required"))
+            }
             SessionState::Ready => None,
             _ => Some(Reply::new(503, (5, 5, 1), "Error: nested MAIL command")),
         };
@@ -483,6 +538,11 @@ impl Session {
                     450,
                     (4, 1, 8),
                     format!("<{}>: Sender address rejected: Domain lookup failed", mb.raw),
+                )),
+                SenderVerdict::NotOwned => Some(Reply::new(
+                    553,
+                    (5, 7, 1),
+                    format!("<{}>: Sender address rejected: not owned by the authenticated user", mb.raw),
                 )),
             };
             if let Some(r) = r {
@@ -601,7 +661,7 @@ impl Session {
         if exceeded || size > self.config.limits.max_message_size {
             let r = Reply::new(552, (5, 3, 4), "Error: message size exceeds fixed limit");
             let replies = match self.config.mode {
-                SmtpMode::Mx => vec![r],
+                SmtpMode::Mx | SmtpMode::Submission => vec![r],
                 // RFC 2033 §4.2: after the content, one reply per accepted recipient.
                 SmtpMode::Lmtp => vec![r; tx.recipients.len()],
             };
@@ -627,7 +687,7 @@ impl Session {
             self.junk = 0;
         }
         let replies = match self.config.mode {
-            SmtpMode::Mx => {
+            SmtpMode::Mx | SmtpMode::Submission => {
                 let r = match outcomes.iter().find_map(|o| o.as_ref().err()) {
                     None => Reply::new(250, (2, 0, 0), format!("Ok: queued as {}", envelope.id)),
                     Some(e) => e.clone(),

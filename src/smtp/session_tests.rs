@@ -8,8 +8,9 @@ use super::*;
 struct Table;
 
 impl Policy for Table {
-    async fn check_sender(&self, _client: &ClientInfo, sender: &Mailbox) -> SenderVerdict {
+    async fn check_sender(&self, client: &ClientInfo, sender: &Mailbox) -> SenderVerdict {
         match sender.address.domain.as_str() {
+            "bank.example" if client.authenticated.is_some() => SenderVerdict::NotOwned,
             "nxdomain.example" => SenderVerdict::UnknownDomain,
             "dnsfail.example" => SenderVerdict::TempFail,
             _ => SenderVerdict::Accept,
@@ -396,4 +397,50 @@ fn message_ids_are_base32() {
     assert_eq!(a.len(), 12);
     assert!(a.bytes().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)));
     assert_ne!(a, new_message_id());
+}
+
+#[tokio::test]
+async fn submission_requires_tls_then_auth() {
+    let mut s = session(SmtpMode::Submission);
+    assert_eq!(render(&[s.banner()]), "220 mx.ours.example ESMTP\n");
+    expect(&mut s, "AUTH PLAIN", "503 5.5.1 Error: send EHLO first").await;
+    let (ehlo, _) = say(&mut s, "EHLO laptop").await;
+    assert!(ehlo.contains("250-STARTTLS\n"), "{ehlo}");
+    assert!(!ehlo.contains("AUTH"), "no AUTH over plaintext: {ehlo}");
+    expect(&mut s, "AUTH PLAIN AGFsaWNlAHB3", "538 5.7.11 Error: must issue a STARTTLS command first").await;
+    expect(&mut s, "MAIL FROM:<alice@ours.example>", "530 5.7.0 Error: authentication required").await;
+    s.tls_started(TlsInfo { version: "TLSv1.3".into(), cipher: "TLS13_AES_128_GCM_SHA256".into() });
+    let (ehlo, _) = say(&mut s, "EHLO laptop").await;
+    assert!(ehlo.contains("250-AUTH PLAIN LOGIN\n250-AUTH=PLAIN LOGIN\n"), "{ehlo}");
+    assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
+    expect(&mut s, "MAIL FROM:<alice@ours.example>", "530 5.7.0 Error: authentication required").await;
+    expect(&mut s, "AUTH CRAM-MD5", "504 5.5.4 Error: unsupported authentication mechanism").await;
+    let (got, action) = say(&mut s, "AUTH login").await;
+    assert_eq!(got, "");
+    assert_eq!(action, Action::Auth { mechanism: crate::smtp::sasl::Mechanism::Login, initial: None });
+    let (got, _) = s.auth_finished(Err(Reply::new(535, (5, 7, 8), "Error: authentication credentials invalid")));
+    assert_eq!(render(&got), "535 5.7.8 Error: authentication credentials invalid\n");
+    let (_, action) = say(&mut s, "AUTH PLAIN AGFsaWNlAHB3").await;
+    assert_eq!(
+        action,
+        Action::Auth { mechanism: crate::smtp::sasl::Mechanism::Plain, initial: Some("AGFsaWNlAHB3".into()) }
+    );
+    let alice = Address { local: "alice".into(), domain: "ours.example".into() };
+    let (got, _) = s.auth_finished(Ok(alice));
+    assert_eq!(render(&got), "235 2.7.0 Authentication successful\n");
+    expect(&mut s, "AUTH PLAIN", "503 5.5.1 Error: already authenticated").await;
+    let (ehlo, _) = say(&mut s, "EHLO laptop").await;
+    assert!(!ehlo.contains("AUTH"), "not offered once authenticated: {ehlo}");
+    expect(
+        &mut s,
+        "MAIL FROM:<boss@bank.example>",
+        "553 5.7.1 <boss@bank.example>: Sender address rejected: not owned by the authenticated user",
+    )
+    .await;
+    expect(&mut s, "MAIL FROM:<alice@ours.example>", "250 2.1.0 Ok").await;
+    expect(&mut s, "RCPT TO:<friend@remote.example>", "250 2.1.5 Ok").await;
+    say(&mut s, "DATA").await;
+    let EndOfMessage::Deliver(env) = s.end_of_message(10, false) else { panic!("refused") };
+    let (got, _) = s.delivered(&env, &[Ok(())]);
+    assert!(render(&got).starts_with("250 2.0.0 Ok: queued as "), "{}", render(&got));
 }

@@ -1,0 +1,91 @@
+//! Test fixture: a dnsmasq on a loopback port serving the records a test needs, so
+//! SPF/DKIM/DMARC and DNSBL lookups go through real DNS. Test-only.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running dnsmasq; killed on drop.
+pub struct TestDns {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Drop for TestDns {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// True when a test that needs `tool` must run: it is installed, or `CI=true`
+/// (then a missing tool fails the test instead of skipping it).
+pub fn tool_available(tool: &str) -> bool {
+    let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/bin"]
+        .iter()
+        .any(|d| std::path::Path::new(d).join(tool).exists());
+    if !found && std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{tool} is required when CI=true (see .ci/deps.sh)");
+    }
+    if !found {
+        eprintln!("skipping: {tool} is not installed");
+    }
+    found
+}
+
+/// A loopback port free for both UDP and TCP right now.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = udp.local_addr().expect("addr").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+impl TestDns {
+    /// Start dnsmasq authoritative (`--local`) for `zones`, with `txt` records
+    /// (`name`, `value`) and `a` records (`name`, `ip`). `None` when dnsmasq is
+    /// missing (and CI is not set).
+    pub fn start(zones: &[&str], txt: &[(&str, &str)], a: &[(&str, &str)]) -> Option<TestDns> {
+        if !tool_available("dnsmasq") {
+            return None;
+        }
+        let port = free_port();
+        let mut cmd = Command::new("dnsmasq");
+        cmd.args([
+            format!("--port={port}"),
+            "--listen-address=127.0.0.1".into(),
+            "--bind-interfaces".into(),
+            "--no-resolv".into(),
+            "--no-hosts".into(),
+            "--no-daemon".into(),
+            "--user=root".into(),
+            "--pid-file=".into(),
+            "--cache-size=0".into(),
+        ]);
+        for z in zones {
+            cmd.arg(format!("--local=/{z}/"));
+        }
+        for (name, value) in txt {
+            // dnsmasq splits TXT values at commas into character-strings; values
+            // longer than 255 bytes must be given as several strings.
+            let chunks: Vec<String> =
+                value.as_bytes().chunks(255).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+            cmd.arg(format!("--txt-record={name},{}", chunks.join(",")));
+        }
+        for (name, ip) in a {
+            cmd.arg(format!("--host-record={name},{ip}"));
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn dnsmasq");
+        let dns = TestDns { child, addr: SocketAddr::from(([127, 0, 0, 1], port)) };
+        // Wait until it answers TCP (it binds UDP and TCP together).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(dns.addr).is_err() {
+            assert!(Instant::now() < deadline, "dnsmasq did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(dns)
+    }
+}

@@ -1,0 +1,197 @@
+//! CAPABILITY, LOGIN, AUTHENTICATE PLAIN (with SASL-IR, RFC 4959), ENABLE (RFC 5161), ID
+//! (RFC 2971) and NAMESPACE (RFC 2342). Secure by default: no credentials are accepted
+//! before TLS (LOGINDISABLED, `[PRIVACYREQUIRED]`), failed logins are slowed down and end
+//! the connection after `max_bad_logins`.
+
+use super::Tagged;
+use crate::accounts::Address;
+use crate::imap::parser::decode_base64;
+use crate::imap::session::{Authenticated, Session, State};
+use crate::store::MailboxOwner;
+
+impl Session {
+    fn auth_allowed(&self) -> bool {
+        self.tls_active || self.ctx.limits.allow_insecure_auth
+    }
+
+    /// The CAPABILITY list for the current state (RFC 9051 7.2.2).
+    pub(crate) fn capabilities(&self) -> String {
+        let mut caps = vec!["IMAP4rev1", "IMAP4rev2"];
+        let authed = !matches!(self.state, State::NotAuthenticated);
+        if !authed {
+            if !self.tls_active && self.ctx.tls.is_some() {
+                caps.push("STARTTLS");
+            }
+            if self.auth_allowed() {
+                caps.push("AUTH=PLAIN");
+            } else {
+                caps.push("LOGINDISABLED");
+            }
+        }
+        caps.extend([
+            "SASL-IR",
+            "LITERAL+",
+            "ID",
+            "ENABLE",
+            "IDLE",
+            "NAMESPACE",
+            "UNSELECT",
+            "CHILDREN",
+            "LIST-EXTENDED",
+            "LIST-STATUS",
+            "SPECIAL-USE",
+        ]);
+        let mut s = caps.join(" ");
+        if authed {
+            s.push_str(
+                " UIDPLUS MOVE CREATE-SPECIAL-USE ESEARCH SEARCHRES SORT SORT=DISPLAY \
+                 THREAD=ORDEREDSUBJECT THREAD=REFERENCES CONDSTORE QRESYNC \
+                 QUOTA QUOTA=RES-STORAGE BINARY UTF8=ACCEPT STATUS=SIZE",
+            );
+            s.push_str(&format!(" APPENDLIMIT={}", self.ctx.limits.max_literal));
+        }
+        s
+    }
+
+    pub(crate) fn cmd_capability(&mut self) -> Tagged {
+        let caps = self.capabilities();
+        self.out.extend_from_slice(format!("* CAPABILITY {caps}\r\n").as_bytes());
+        Tagged::ok("CAPABILITY completed")
+    }
+
+    pub(crate) fn cmd_id(&mut self) -> Tagged {
+        self.out.extend_from_slice(
+            format!("* ID (\"name\" \"mailroom\" \"version\" \"{}\")\r\n", env!("CARGO_PKG_VERSION")).as_bytes(),
+        );
+        Tagged::ok("ID completed")
+    }
+
+    pub(crate) fn cmd_namespace(&mut self) -> Tagged {
+        self.out.extend_from_slice(b"* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
+        Tagged::ok("NAMESPACE completed")
+    }
+
+    pub(crate) fn cmd_enable(&mut self, caps: &[String]) -> Tagged {
+        let mut turned_on = Vec::new();
+        for c in caps {
+            let flag = match c.as_str() {
+                "CONDSTORE" => &mut self.enabled.condstore,
+                "QRESYNC" => {
+                    // RFC 7162 3.2.3: QRESYNC implies CONDSTORE.
+                    self.enabled.condstore = true;
+                    &mut self.enabled.qresync
+                }
+                "UTF8=ACCEPT" => &mut self.enabled.utf8_accept,
+                "IMAP4REV2" => &mut self.enabled.imap4rev2,
+                _ => continue,
+            };
+            if !*flag {
+                *flag = true;
+                turned_on.push(c.as_str());
+            }
+        }
+        let mut line = "* ENABLED".to_string();
+        for c in turned_on {
+            line.push(' ');
+            line.push_str(c);
+        }
+        line.push_str("\r\n");
+        self.out.extend_from_slice(line.as_bytes());
+        Tagged::ok("ENABLE completed")
+    }
+
+    pub(crate) async fn cmd_login(&mut self, username: &str, password: &str) -> std::io::Result<Option<Tagged>> {
+        if !self.auth_allowed() {
+            return Ok(Some(Tagged::no("Use STARTTLS before LOGIN").code("PRIVACYREQUIRED")));
+        }
+        self.try_credentials(username, password).await
+    }
+
+    /// AUTHENTICATE PLAIN (RFC 4616): `authzid NUL authcid NUL password`, from SASL-IR or
+    /// after a `+ ` continuation. `*` cancels (RFC 9051 6.2.2).
+    pub(crate) async fn cmd_authenticate(
+        &mut self,
+        mechanism: &str,
+        initial: Option<Vec<u8>>,
+    ) -> std::io::Result<Option<Tagged>> {
+        if mechanism != "PLAIN" {
+            return Ok(Some(Tagged::no("Unsupported mechanism").code("CANNOT")));
+        }
+        if !self.auth_allowed() {
+            return Ok(Some(Tagged::no("Use STARTTLS before AUTHENTICATE").code("PRIVACYREQUIRED")));
+        }
+        let response = match initial {
+            Some(r) => r,
+            None => {
+                self.out.extend_from_slice(b"+ \r\n");
+                self.flush().await?;
+                let Some(line) = self.read_line().await? else {
+                    self.bye("Autologout").await?;
+                    return Ok(None);
+                };
+                if line == b"*" {
+                    return Ok(Some(Tagged::bad("Authentication cancelled")));
+                }
+                if line == b"=" {
+                    Vec::new()
+                } else {
+                    match decode_base64(&line) {
+                        Some(v) => v,
+                        None => return Ok(Some(Tagged::bad("Invalid base64"))),
+                    }
+                }
+            }
+        };
+        let mut fields = response.split(|b| *b == 0);
+        let (Some(authz), Some(authc), Some(pass), None) = (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return Ok(Some(Tagged::bad("Malformed PLAIN response")));
+        };
+        let authc = String::from_utf8_lossy(authc).into_owned();
+        let pass = String::from_utf8_lossy(pass).into_owned();
+        if !authz.is_empty() && authz != authc.as_bytes() {
+            // No proxy authorisation: one may only act as oneself.
+            return self.login_failed("Authorization identity refused").await;
+        }
+        self.try_credentials(&authc, &pass).await
+    }
+
+    async fn try_credentials(&mut self, username: &str, password: &str) -> std::io::Result<Option<Tagged>> {
+        let directory = self.ctx.directory.clone();
+        let (u, p) = (username.to_string(), password.to_string());
+        // argon2 is CPU-heavy: keep it off the async workers.
+        let verified: Option<Address> =
+            tokio::task::spawn_blocking(move || directory.authenticate(&u, &p)).await.unwrap_or(None);
+        let Some(address) = verified else {
+            tracing::info!(peer = %self.peer, user = %username, "IMAP login failed");
+            return self.login_failed("Authentication failed").await;
+        };
+        let Some(slot) = self.ctx.user_connections.acquire(
+            &address.to_string(),
+            self.peer.ip(),
+            self.ctx.limits.max_connections_per_user_ip,
+        ) else {
+            tracing::info!(peer = %self.peer, user = %address, "IMAP connection limit reached");
+            return Ok(Some(Tagged::no("Too many connections for this user from your address").code("LIMIT")));
+        };
+        let owner = MailboxOwner::new(address.local.clone(), address.domain.clone());
+        if let Err(e) = self.ctx.store.ensure_account(&owner).await {
+            return Ok(Some(super::store_error(&e, &self.peer)));
+        }
+        tracing::info!(peer = %self.peer, user = %address, "IMAP login");
+        self.state = State::Authenticated(Authenticated { address, owner, _slot: slot });
+        let caps = self.capabilities();
+        Ok(Some(Tagged::ok("Logged in").code(format!("CAPABILITY {caps}"))))
+    }
+
+    async fn login_failed(&mut self, text: &'static str) -> std::io::Result<Option<Tagged>> {
+        self.bad_logins += 1;
+        tokio::time::sleep(self.ctx.limits.auth_failure_delay).await;
+        if self.bad_logins >= self.ctx.limits.max_bad_logins {
+            self.out.extend_from_slice(b"* BYE Too many failed logins\r\n");
+            self.state = State::Logout;
+            return Ok(Some(Tagged::no(text).code("AUTHENTICATIONFAILED")));
+        }
+        Ok(Some(Tagged::no(text).code("AUTHENTICATIONFAILED")))
+    }
+}

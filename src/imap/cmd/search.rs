@@ -1,0 +1,216 @@
+//! SEARCH / UID SEARCH (RFC 9051 6.4.4) with ESEARCH return options (RFC 4731), SEARCHRES
+//! `SAVE` and `$` (RFC 5182) and the CONDSTORE `(MODSEQ n)` suffix (RFC 7162 3.1.5). Keys
+//! are evaluated by `imap::search`; message files are read only when a key needs them.
+//! `evaluate` is shared with SORT and THREAD (`cmd/sort.rs`).
+
+use super::{Tagged, store_error};
+use crate::imap::command::{SearchCommand, SearchKey, SearchReturn};
+use crate::imap::render::mime::split_header;
+use crate::imap::render::string;
+use crate::imap::search::{SearchMessage, SearchScope, matches, needs_content};
+use crate::imap::sequence::format_numbers;
+use crate::imap::session::Session;
+use crate::store::StoreError;
+
+/// Largest message read into memory for a text search.
+const MAX_SEARCH_BYTES: usize = 64 * 1024 * 1024;
+/// What SORT/THREAD read of a message for header-based criteria.
+const MAX_HEADER_BYTES: usize = 256 * 1024;
+
+fn has_modseq(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::ModSeq(_) => true,
+        SearchKey::And(v) => v.iter().any(has_modseq),
+        SearchKey::Or(a, b) => has_modseq(a) || has_modseq(b),
+        SearchKey::Not(k) => has_modseq(k),
+        _ => false,
+    }
+}
+
+impl Session {
+    pub(crate) async fn cmd_search(&mut self, tag: &str, s: &SearchCommand) -> std::io::Result<Tagged> {
+        if let Some(cs) = &s.charset
+            && !matches!(cs.as_str(), "UTF-8" | "US-ASCII")
+        {
+            return Ok(Tagged::no("Unsupported charset").code("BADCHARSET (UTF-8 US-ASCII)"));
+        }
+        let with_modseq = has_modseq(&s.key);
+        if with_modseq {
+            self.enabled.condstore = true;
+        }
+        self.refresh_selected(s.uid, false).await;
+        let found = match self.evaluate(&s.key, false, |_| ()).await {
+            Ok(f) => f,
+            Err(t) => return Ok(t),
+        };
+        let numbers: Vec<u32> = found.iter().map(|h| if s.uid { h.uid } else { h.seq }).collect();
+        let max_modseq = found.iter().map(|h| h.modseq).max();
+        let ret = match (&s.ret, self.enabled.imap4rev2) {
+            (Some(r), _) => Some(r.clone()),
+            // IMAP4rev2 has only ESEARCH (RFC 9051 7.3.4).
+            (None, true) => Some(vec![SearchReturn::All]),
+            (None, false) => None,
+        };
+        let mut out = Vec::new();
+        match ret {
+            None => {
+                out.extend_from_slice(b"* SEARCH");
+                for n in &numbers {
+                    out.extend_from_slice(format!(" {n}").as_bytes());
+                }
+                if let (true, Some(m)) = (with_modseq, max_modseq) {
+                    out.extend_from_slice(format!(" (MODSEQ {m})").as_bytes());
+                }
+                out.extend_from_slice(b"\r\n");
+            }
+            Some(mut opts) => {
+                if opts.is_empty() {
+                    opts.push(SearchReturn::All);
+                }
+                let save = opts.contains(&SearchReturn::Save);
+                let min = numbers.iter().copied().min();
+                let max = numbers.iter().copied().max();
+                if save {
+                    // RFC 5182 2.4: with MIN/MAX only those are saved.
+                    let only_minmax = (opts.contains(&SearchReturn::Min) || opts.contains(&SearchReturn::Max))
+                        && !opts.contains(&SearchReturn::All)
+                        && !opts.contains(&SearchReturn::Count);
+                    let pick: Vec<usize> = if only_minmax {
+                        let mut v = Vec::new();
+                        if opts.contains(&SearchReturn::Min) && !found.is_empty() {
+                            v.push(0);
+                        }
+                        if opts.contains(&SearchReturn::Max) && !found.is_empty() {
+                            v.push(found.len() - 1);
+                        }
+                        v
+                    } else {
+                        (0..found.len()).collect()
+                    };
+                    let saved: Vec<u32> = pick.iter().map(|i| found[*i].uid).collect();
+                    if let Some(sel) = self.selected_mut() {
+                        sel.saved = saved;
+                    }
+                }
+                let only_save = opts.iter().all(|o| *o == SearchReturn::Save);
+                if !only_save {
+                    out.extend_from_slice(b"* ESEARCH (TAG ");
+                    string(&mut out, tag.as_bytes());
+                    out.push(b')');
+                    if s.uid {
+                        out.extend_from_slice(b" UID");
+                    }
+                    for o in &opts {
+                        match o {
+                            SearchReturn::Min => {
+                                if let Some(v) = min {
+                                    out.extend_from_slice(format!(" MIN {v}").as_bytes());
+                                }
+                            }
+                            SearchReturn::Max => {
+                                if let Some(v) = max {
+                                    out.extend_from_slice(format!(" MAX {v}").as_bytes());
+                                }
+                            }
+                            SearchReturn::Count => {
+                                out.extend_from_slice(format!(" COUNT {}", numbers.len()).as_bytes())
+                            }
+                            SearchReturn::All => {
+                                if !numbers.is_empty() {
+                                    out.extend_from_slice(format!(" ALL {}", format_numbers(&numbers)).as_bytes());
+                                }
+                            }
+                            SearchReturn::Save => {}
+                        }
+                    }
+                    if let (true, Some(m)) = (with_modseq, max_modseq) {
+                        out.extend_from_slice(format!(" MODSEQ {m}").as_bytes());
+                    }
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+        }
+        self.out.extend_from_slice(&out);
+        self.refresh_selected(s.uid, false).await;
+        Ok(Tagged::ok(""))
+    }
+}
+
+/// One matching message, with what the caller derived from it.
+pub(super) struct Hit<T> {
+    pub seq: u32,
+    pub uid: u32,
+    pub modseq: u64,
+    pub extra: T,
+}
+
+/// What a caller of `evaluate` may derive per matching message (SORT values, THREAD ids).
+pub(super) struct MessageFacts<'a> {
+    pub seq: u32,
+    pub internal_date: i64,
+    pub size: u64,
+    /// The header block, when `evaluate` was asked to read it.
+    pub header: Option<&'a [u8]>,
+}
+
+impl Session {
+    /// Evaluate a search key over the selected mailbox, reading message files only when
+    /// the key needs them (or `need_header`, for SORT/THREAD criteria).
+    pub(super) async fn evaluate<T>(
+        &mut self,
+        key: &SearchKey,
+        need_header: bool,
+        extra: impl Fn(MessageFacts<'_>) -> T,
+    ) -> Result<Vec<Hit<T>>, Tagged> {
+        let peer = self.peer;
+        let Some(sel) = self.selected() else {
+            return Err(Tagged::bad("No mailbox selected"));
+        };
+        let scope = SearchScope { max_seq: sel.messages.len() as u32, max_uid: sel.max_uid(), saved: &sel.saved };
+        let content = needs_content(key);
+        let mut found = Vec::new();
+        for (i, m) in sel.messages.iter().enumerate() {
+            let raw = if content || need_header {
+                let cap = if content { MAX_SEARCH_BYTES } else { MAX_HEADER_BYTES };
+                match sel.mailbox.read_message(m.uid, cap).await {
+                    Ok(b) => Some(b),
+                    Err(StoreError::NoSuchMessage(_)) => continue,
+                    Err(e) => return Err(store_error(&e, &peer)),
+                }
+            } else {
+                None
+            };
+            let internal_date =
+                m.internal_date.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+            let flags = flags_of(m);
+            let seq = i as u32 + 1;
+            let msg = SearchMessage {
+                seq,
+                uid: m.uid,
+                flags: &flags,
+                modseq: m.modseq,
+                size: m.size,
+                internal_date,
+                raw: if content { raw.as_deref() } else { None },
+                recent: sel.recent.contains(&m.uid),
+            };
+            if matches(key, &msg, &scope) {
+                let header = raw.as_deref().map(|r| {
+                    let (h, _) = split_header(r, 0..r.len());
+                    &r[h]
+                });
+                found.push(Hit {
+                    seq,
+                    uid: m.uid,
+                    modseq: m.modseq,
+                    extra: extra(MessageFacts { seq, internal_date, size: m.size, header }),
+                });
+            }
+        }
+        Ok(found)
+    }
+}
+
+fn flags_of(m: &crate::store::MessageMeta) -> Vec<crate::imap::command::Flag> {
+    m.flags.iter().map(super::from_store_flag).collect()
+}

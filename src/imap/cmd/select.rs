@@ -1,0 +1,423 @@
+//! The selected mailbox: SELECT/EXAMINE (with CONDSTORE and QRESYNC, RFC 7162), the
+//! session's view of the message list (sequence number = position), the untagged updates
+//! that keep that view in step with other sessions and deliveries (EXISTS, EXPUNGE or
+//! VANISHED, FETCH FLAGS), CLOSE, UNSELECT, EXPUNGE and IDLE (RFC 2177).
+//!
+//! Sequence numbers only change when we tell the client: expunges by others are held back
+//! while a FETCH, STORE or SEARCH runs (RFC 9051 7.5.1) and reported at the next allowed
+//! point.
+
+use tokio::sync::broadcast;
+
+use super::{Tagged, store_error, write_flags};
+use crate::imap::command::{QresyncParams, SelectParams};
+use crate::imap::sequence::{SequenceSet, format_numbers};
+use crate::imap::session::{Session, State};
+use crate::store::{Flag as StFlag, Mailbox, MailboxEvent, MessageMeta};
+
+/// A selected mailbox as this session sees it.
+pub struct Selected {
+    pub name: String,
+    pub mailbox: Mailbox,
+    pub read_only: bool,
+    /// Messages in sequence order (sorted by UID): seq n is `messages[n - 1]`.
+    pub messages: Vec<MessageMeta>,
+    pub uid_validity: u32,
+    pub uid_next: u32,
+    pub highest_modseq: u64,
+    pub events: broadcast::Receiver<MailboxEvent>,
+    /// SEARCHRES `$` (RFC 5182), as UIDs.
+    pub saved: Vec<u32>,
+    /// UIDs that are `\Recent` for this session (RFC 3501 2.3.2; claimed from the store
+    /// so only one session sees a message as recent).
+    pub recent: std::ops::Range<u32>,
+}
+
+impl Selected {
+    pub fn index_of_uid(&self, uid: u32) -> Option<usize> {
+        self.messages.binary_search_by_key(&uid, |m| m.uid).ok()
+    }
+
+    pub fn max_uid(&self) -> u32 {
+        self.messages.last().map(|m| m.uid).unwrap_or(0)
+    }
+
+    /// Indices (0-based, ascending, unique) named by a set. Message numbers past the end
+    /// are a client error (RFC 9051 9 `seq-number`); UIDs that do not exist are ignored.
+    pub fn resolve(&self, set: &SequenceSet, uid: bool) -> Result<Vec<usize>, Tagged> {
+        let mut out = Vec::new();
+        match set {
+            SequenceSet::Saved => {
+                out.extend(self.saved.iter().filter_map(|u| self.index_of_uid(*u)));
+            }
+            SequenceSet::Ranges(_) if uid => {
+                // RFC 9051 6.4.9: `*` is the largest UID in use; with no messages, none.
+                let largest = self.max_uid();
+                for (lo, hi) in set.ranges(largest) {
+                    let start = self.messages.partition_point(|m| m.uid < lo);
+                    for (i, m) in self.messages.iter().enumerate().skip(start) {
+                        if m.uid > hi {
+                            break;
+                        }
+                        out.push(i);
+                    }
+                }
+            }
+            SequenceSet::Ranges(_) => {
+                let n = self.messages.len() as u32;
+                for (lo, hi) in set.ranges(n) {
+                    if lo == 0 || hi > n {
+                        return Err(Tagged::bad("Invalid message sequence number"));
+                    }
+                    out.extend((lo - 1) as usize..hi as usize);
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+impl Session {
+    pub(crate) async fn cmd_select(&mut self, raw_name: &str, params: SelectParams, read_only: bool) -> Tagged {
+        // RFC 9051 6.3.2: a SELECT first deselects, even if it then fails.
+        let had_selection = self.deselect();
+        if had_selection && self.enabled.condstore {
+            // RFC 7162 3.2.11 [CLOSED] marks where the old mailbox's responses end.
+            self.out.extend_from_slice(b"* OK [CLOSED] Previous mailbox closed\r\n");
+        }
+        let name = match self.mailbox_from_client(raw_name) {
+            Ok(n) => n,
+            Err(t) => return t,
+        };
+        if params.qresync.is_some() && !self.enabled.qresync {
+            return Tagged::bad("Enable QRESYNC first");
+        }
+        if params.condstore {
+            self.enabled.condstore = true;
+        }
+        let Some(user) = self.user() else {
+            return Tagged::bad("Log in first");
+        };
+        let owner = user.owner.clone();
+        let mailbox = match self.ctx.store.open_mailbox(&owner, &name).await {
+            Ok(m) => m,
+            Err(e) => return store_error(&e, &self.peer),
+        };
+        // Subscribe before reading the snapshot so no change falls between the two.
+        let events = mailbox.subscribe();
+        let snap = match mailbox.sync().await {
+            Ok(s) => s,
+            Err(e) => return store_error(&e, &self.peer),
+        };
+        let recent = if read_only { 0..0 } else { mailbox.take_recent().await };
+        let recent_count = snap.messages.iter().filter(|m| recent.contains(&m.uid)).count();
+        let mut keywords: Vec<String> = snap
+            .messages
+            .iter()
+            .flat_map(|m| m.flags.iter())
+            .filter_map(|f| match f {
+                StFlag::Keyword(k) => Some(k.clone()),
+                _ => None,
+            })
+            .collect();
+        keywords.sort();
+        keywords.dedup();
+        keywords.truncate(200);
+        let kw: String = keywords.iter().map(|k| format!(" {k}")).collect();
+        let out = &mut self.out;
+        out.extend_from_slice(format!("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})\r\n").as_bytes());
+        if read_only {
+            out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+        } else {
+            out.extend_from_slice(
+                format!(
+                    "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw} \\*)] Flags permitted\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+        out.extend_from_slice(format!("* {} EXISTS\r\n", snap.messages.len()).as_bytes());
+        if self.enabled.imap4rev2 {
+            // RFC 9051 6.3.2: LIST is a required untagged response (the canonical name).
+            let mut line = b"* LIST () \"/\" ".to_vec();
+            crate::imap::render::astring(&mut line, name.as_bytes());
+            line.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&line);
+        } else {
+            out.extend_from_slice(format!("* {recent_count} RECENT\r\n").as_bytes());
+            if let Some(pos) = snap.messages.iter().position(|m| !m.flags.contains(&StFlag::Seen)) {
+                out.extend_from_slice(format!("* OK [UNSEEN {}] First unseen\r\n", pos + 1).as_bytes());
+            }
+        }
+        out.extend_from_slice(format!("* OK [UIDVALIDITY {}] UIDs valid\r\n", snap.uid_validity).as_bytes());
+        out.extend_from_slice(format!("* OK [UIDNEXT {}] Predicted next UID\r\n", snap.uid_next).as_bytes());
+        out.extend_from_slice(format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", snap.highest_modseq).as_bytes());
+        let selected = Selected {
+            name,
+            mailbox,
+            read_only,
+            messages: snap.messages,
+            uid_validity: snap.uid_validity,
+            uid_next: snap.uid_next,
+            highest_modseq: snap.highest_modseq,
+            events,
+            saved: Vec::new(),
+            recent,
+        };
+        if let Some(q) = &params.qresync {
+            self.qresync_catch_up(&selected, q).await;
+        }
+        let user = match std::mem::replace(&mut self.state, State::NotAuthenticated) {
+            State::Authenticated(u) | State::Selected(u, _) => u,
+            other => {
+                self.state = other;
+                return Tagged::bad("Log in first");
+            }
+        };
+        self.state = State::Selected(user, Box::new(selected));
+        if read_only {
+            Tagged::ok("EXAMINE completed").code("READ-ONLY")
+        } else {
+            Tagged::ok("SELECT completed").code("READ-WRITE")
+        }
+    }
+
+    /// RFC 7162 3.2.5: report what changed since the client's last known state.
+    async fn qresync_catch_up(&mut self, sel: &Selected, q: &QresyncParams) {
+        if q.uid_validity != sel.uid_validity {
+            return;
+        }
+        let known = |uid: u32| q.known_uids.as_ref().is_none_or(|set| set.contains(uid, u32::MAX));
+        let vanished: Vec<u32> =
+            sel.mailbox.vanished_since(q.mod_seq).await.into_iter().filter(|u| known(*u)).collect();
+        if !vanished.is_empty() {
+            self.out.extend_from_slice(format!("* VANISHED (EARLIER) {}\r\n", format_numbers(&vanished)).as_bytes());
+        }
+        for (i, m) in sel.messages.iter().enumerate() {
+            if m.modseq > q.mod_seq && known(m.uid) {
+                self.out.extend_from_slice(format!("* {} FETCH (UID {} FLAGS ", i + 1, m.uid).as_bytes());
+                write_flags(&mut self.out, &m.flags);
+                self.out.extend_from_slice(format!(" MODSEQ ({}))\r\n", m.modseq).as_bytes());
+            }
+        }
+    }
+
+    /// Leave the selected state; true when a mailbox was selected.
+    fn deselect(&mut self) -> bool {
+        match std::mem::replace(&mut self.state, State::NotAuthenticated) {
+            State::Selected(user, _) => {
+                self.state = State::Authenticated(user);
+                true
+            }
+            other => {
+                self.state = other;
+                false
+            }
+        }
+    }
+
+    /// CLOSE (expunge silently, then deselect) or UNSELECT (just deselect).
+    pub(crate) async fn cmd_close(&mut self, expunge: bool) -> Tagged {
+        if expunge
+            && let Some(sel) = self.selected()
+            && !sel.read_only
+        {
+            let deleted: Vec<u32> =
+                sel.messages.iter().filter(|m| m.flags.contains(&StFlag::Deleted)).map(|m| m.uid).collect();
+            if !deleted.is_empty()
+                && let Err(e) = sel.mailbox.expunge(&deleted).await
+            {
+                return store_error(&e, &self.peer);
+            }
+        }
+        self.deselect();
+        Tagged::ok("")
+    }
+
+    /// EXPUNGE / UID EXPUNGE (RFC 4315): remove \Deleted messages, durable before OK.
+    pub(crate) async fn cmd_expunge(&mut self, uids: Option<&SequenceSet>) -> Tagged {
+        let Some(sel) = self.selected() else {
+            return Tagged::bad("No mailbox selected");
+        };
+        if sel.read_only {
+            return Tagged::no("Mailbox is read-only").code("READ-ONLY");
+        }
+        let allowed = match uids {
+            Some(set) => match sel.resolve(set, true) {
+                Ok(v) => Some(v),
+                Err(t) => return t,
+            },
+            None => None,
+        };
+        let targets: Vec<u32> = sel
+            .messages
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| {
+                m.flags.contains(&StFlag::Deleted) && allowed.as_ref().is_none_or(|a| a.binary_search(i).is_ok())
+            })
+            .map(|(_, m)| m.uid)
+            .collect();
+        if !targets.is_empty()
+            && let Err(e) = sel.mailbox.expunge(&targets).await
+        {
+            return store_error(&e, &self.peer);
+        }
+        self.refresh_selected(true, true).await;
+        Tagged::ok("")
+    }
+
+    /// Bring the view up to date and write the untagged updates. `allow_expunge`: false
+    /// while answering FETCH/STORE/SEARCH. `force`: sync even when no event arrived (NOOP,
+    /// IDLE start: files dropped into the Maildir by others only show up on a sync).
+    pub(crate) async fn refresh_selected(&mut self, allow_expunge: bool, force: bool) {
+        let condstore = self.enabled.condstore;
+        let qresync = self.enabled.qresync;
+        let rev1 = !self.enabled.imap4rev2;
+        let peer = self.peer;
+        let Some(sel) = self.selected_mut() else {
+            return;
+        };
+        let mut pending = false;
+        while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = sel.events.try_recv() {
+            pending = true;
+        }
+        if !pending && !force {
+            return;
+        }
+        let snap = match sel.mailbox.sync().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "mailbox sync failed");
+                return;
+            }
+        };
+        let mut out = Vec::new();
+        // 1. expunges (two sorted lists: view and snapshot)
+        if allow_expunge {
+            let mut gone = Vec::new();
+            let mut j = 0;
+            for m in &sel.messages {
+                while j < snap.messages.len() && snap.messages[j].uid < m.uid {
+                    j += 1;
+                }
+                if j >= snap.messages.len() || snap.messages[j].uid != m.uid {
+                    gone.push(m.uid);
+                }
+            }
+            if !gone.is_empty() {
+                if qresync {
+                    out.extend_from_slice(format!("* VANISHED {}\r\n", format_numbers(&gone)).as_bytes());
+                    sel.messages.retain(|m| gone.binary_search(&m.uid).is_err());
+                } else {
+                    let mut kept = Vec::with_capacity(sel.messages.len());
+                    let mut removed = 0usize;
+                    for (i, m) in std::mem::take(&mut sel.messages).into_iter().enumerate() {
+                        if gone.binary_search(&m.uid).is_ok() {
+                            out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1 - removed).as_bytes());
+                            removed += 1;
+                        } else {
+                            kept.push(m);
+                        }
+                    }
+                    sel.messages = kept;
+                }
+                // The saved search result loses expunged messages (RFC 5182 2.1).
+                sel.saved.retain(|u| gone.binary_search(u).is_err());
+            }
+        }
+        // 2. flag changes of messages still in view
+        let mut j = 0;
+        for (i, m) in sel.messages.iter_mut().enumerate() {
+            while j < snap.messages.len() && snap.messages[j].uid < m.uid {
+                j += 1;
+            }
+            let Some(s) = snap.messages.get(j).filter(|s| s.uid == m.uid) else {
+                continue;
+            };
+            if s.flags != m.flags || s.modseq != m.modseq {
+                let flags_changed = s.flags != m.flags;
+                m.flags = s.flags.clone();
+                m.modseq = s.modseq;
+                if flags_changed || condstore {
+                    out.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
+                    if qresync {
+                        out.extend_from_slice(format!("UID {} ", m.uid).as_bytes());
+                    }
+                    out.extend_from_slice(b"FLAGS ");
+                    write_flags(&mut out, &m.flags);
+                    if condstore {
+                        out.extend_from_slice(format!(" MODSEQ ({})", m.modseq).as_bytes());
+                    }
+                    out.extend_from_slice(b")\r\n");
+                }
+            }
+        }
+        // 3. new messages
+        let last = sel.max_uid();
+        let before = sel.messages.len();
+        sel.messages.extend(snap.messages.iter().filter(|m| m.uid > last).cloned());
+        if sel.messages.len() != before {
+            out.extend_from_slice(format!("* {} EXISTS\r\n", sel.messages.len()).as_bytes());
+            if !sel.read_only {
+                let claimed = sel.mailbox.take_recent().await;
+                if !claimed.is_empty() {
+                    let start = if sel.recent.is_empty() { claimed.start } else { sel.recent.start };
+                    sel.recent = start..claimed.end;
+                }
+            }
+            if rev1 {
+                let n = sel.messages.iter().filter(|m| sel.recent.contains(&m.uid)).count();
+                out.extend_from_slice(format!("* {n} RECENT\r\n").as_bytes());
+            }
+        }
+        sel.uid_next = snap.uid_next;
+        sel.highest_modseq = snap.highest_modseq;
+        self.out.extend_from_slice(&out);
+    }
+
+    /// IDLE (RFC 2177): `+ idling`, then untagged updates as they happen until DONE.
+    /// The wait is bounded by the idle timeout (autologout) and ends on shutdown.
+    pub(crate) async fn cmd_idle(&mut self) -> std::io::Result<Option<Tagged>> {
+        self.out.extend_from_slice(b"+ idling\r\n");
+        self.refresh_selected(true, true).await;
+        self.flush().await?;
+        loop {
+            if let Some(line) = self.take_buffered_line() {
+                return Ok(Some(if line.eq_ignore_ascii_case(b"DONE") {
+                    Tagged::ok("IDLE terminated")
+                } else {
+                    Tagged::bad("Expected DONE")
+                }));
+            }
+            match self.idle_wait().await? {
+                IdleWake::Input => {}
+                IdleWake::MailboxChanged => {
+                    self.refresh_selected(true, true).await;
+                    self.flush().await?;
+                }
+                IdleWake::Eof => return Ok(None),
+                IdleWake::TimedOut => {
+                    self.bye("Autologout; idle for too long").await?;
+                    return Ok(None);
+                }
+                IdleWake::Shutdown => {
+                    self.bye("Server shutting down").await?;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+/// Why an IDLE wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdleWake {
+    Input,
+    MailboxChanged,
+    Eof,
+    TimedOut,
+    Shutdown,
+}

@@ -1,0 +1,100 @@
+//! STORE / UID STORE (RFC 9051 6.4.6) with .SILENT and CONDSTORE's UNCHANGEDSINCE
+//! (RFC 7162 3.1.3: refused messages are listed in `[MODIFIED ...]`). The change is durable
+//! (Maildir file renamed, index fsynced) before the OK, and other sessions learn about it
+//! through the store's change events.
+
+use super::{Tagged, store_error, to_store_flag, write_flags};
+use crate::imap::command::{StoreCommand, StoreOp};
+use crate::imap::sequence::format_numbers;
+use crate::imap::session::Session;
+use crate::store::{Flag as StFlag, FlagOp};
+
+impl Session {
+    pub(crate) async fn cmd_store(&mut self, s: &StoreCommand) -> Tagged {
+        if s.unchanged_since.is_some() {
+            self.enabled.condstore = true;
+        }
+        self.refresh_selected(s.uid, false).await;
+        let condstore = self.enabled.condstore;
+        let peer = self.peer;
+        let Some(sel) = self.selected() else {
+            return Tagged::bad("No mailbox selected");
+        };
+        if sel.read_only {
+            return Tagged::no("Mailbox is read-only").code("READ-ONLY");
+        }
+        let targets = match sel.resolve(&s.set, s.uid) {
+            Ok(t) => t,
+            Err(t) => return t,
+        };
+        let uids: Vec<u32> = targets.iter().map(|i| sel.messages[*i].uid).collect();
+        if uids.is_empty() {
+            return Tagged::ok("");
+        }
+        let flags: Vec<StFlag> = s.flags.iter().map(to_store_flag).collect();
+        let op = match s.op {
+            StoreOp::Add => FlagOp::Add,
+            StoreOp::Remove => FlagOp::Remove,
+            StoreOp::Replace => FlagOp::Replace,
+        };
+        let mailbox = sel.mailbox.clone();
+        let outcome = match mailbox.store_flags(&uids, op, &flags, s.unchanged_since).await {
+            Ok(o) => o,
+            Err(e) => return store_error(&e, &peer),
+        };
+        let Some(sel) = self.selected_mut() else {
+            return Tagged::bad("No mailbox selected");
+        };
+        let mut out = Vec::new();
+        let mut changed: Vec<(usize, bool)> = Vec::new();
+        for (uid, flags, modseq) in &outcome.updated {
+            if let Some(i) = sel.index_of_uid(*uid) {
+                sel.messages[i].flags = flags.clone();
+                sel.messages[i].modseq = *modseq;
+                sel.highest_modseq = sel.highest_modseq.max(*modseq);
+                changed.push((i, true));
+            }
+        }
+        for (uid, _, _) in &outcome.unchanged {
+            if let Some(i) = sel.index_of_uid(*uid) {
+                changed.push((i, false));
+            }
+        }
+        changed.sort_unstable();
+        for (i, really_changed) in changed {
+            let m = &sel.messages[i];
+            // RFC 7162 3.1.3: with .SILENT, CONDSTORE clients still get the new MODSEQ.
+            if s.silent && !(condstore && really_changed) {
+                continue;
+            }
+            out.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
+            let mut parts = Vec::new();
+            if s.uid {
+                parts.push(format!("UID {}", m.uid).into_bytes());
+            }
+            if !s.silent {
+                let mut f = b"FLAGS ".to_vec();
+                write_flags(&mut f, &m.flags);
+                parts.push(f);
+            }
+            if condstore {
+                parts.push(format!("MODSEQ ({})", m.modseq).into_bytes());
+            }
+            out.extend_from_slice(&parts.join(&b' '));
+            out.extend_from_slice(b")\r\n");
+        }
+        let failed: Vec<u32> = if s.uid {
+            outcome.failed.clone()
+        } else {
+            outcome.failed.iter().filter_map(|u| sel.index_of_uid(*u).map(|i| i as u32 + 1)).collect()
+        };
+        self.out.extend_from_slice(&out);
+        self.refresh_selected(s.uid, false).await;
+        if failed.is_empty() {
+            Tagged::ok("")
+        } else {
+            Tagged::ok("Conditional STORE failed for some messages")
+                .code(format!("MODIFIED {}", format_numbers(&failed)))
+        }
+    }
+}

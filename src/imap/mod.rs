@@ -1,0 +1,33 @@
+//! IMAP4rev2 (RFC 9051) and IMAP4rev1 (RFC 3501) server: framing, the pure command parser,
+//! response rendering from raw message bytes, search evaluation, and the per-connection
+//! session state machine working on `store/` and `accounts/`.
+//!
+//! Layering: `framing` (is a command buffered?) -> `parser` (bytes -> `command::Command`)
+//! -> session/cmd (act on the store) -> `render` (values -> well-formed response bytes).
+//! Nothing below the session does I/O.
+
+pub mod cmd;
+pub mod command;
+pub mod framing;
+pub mod parser;
+pub mod render;
+pub mod search;
+pub mod sequence;
+pub mod session;
+pub mod sort;
+pub mod thread;
+pub mod user_limit;
+
+pub use session::{ImapContext, ImapLimits, serve_connection};
+pub use user_limit::UserConnections;
+
+#[cfg(test)]
+mod imaplib_tests;
+#[cfg(test)]
+mod mbsync_tests;
+#[cfg(test)]
+mod memory_tests;
+#[cfg(test)]
+mod session_tests;
+#[cfg(test)]
+mod test_support;

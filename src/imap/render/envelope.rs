@@ -1,0 +1,183 @@
+//! ENVELOPE (RFC 9051 7.5.2 `envelope`): date, subject, the address lists and ids from a
+//! header block. Strings are sent as found in the header (unfolded), as Dovecot does, so
+//! clients decode RFC 2047 words themselves. Address syntax (groups, quoted names, comments)
+//! is parsed by mail-parser, which decodes display names; a non-ASCII name is re-encoded as
+//! an RFC 2047 word so the response stays 7-bit for IMAP4rev1 clients.
+
+use super::mime::{header_value, unfold};
+use super::{nstring, string};
+use base64::Engine as _;
+use mail_parser::{Addr, Address, MessageParser};
+
+/// Append the parenthesised ENVELOPE of the message whose header block is `header`.
+pub fn envelope(out: &mut Vec<u8>, header: &[u8]) {
+    let field = |name: &str| header_value(header, name).map(unfold);
+    out.push(b'(');
+    nstring(out, field("date").as_deref());
+    out.push(b' ');
+    nstring(out, field("subject").as_deref());
+    let from = addresses(header, "from");
+    for (name, fallback) in
+        [("from", None), ("sender", Some(&from)), ("reply-to", Some(&from)), ("to", None), ("cc", None), ("bcc", None)]
+    {
+        out.push(b' ');
+        let list = if name == "from" { from.clone() } else { addresses(header, name) };
+        match (list.is_empty(), fallback) {
+            (false, _) => out.extend_from_slice(&list),
+            (true, Some(f)) if !f.is_empty() => out.extend_from_slice(f),
+            _ => out.extend_from_slice(b"NIL"),
+        }
+    }
+    out.push(b' ');
+    nstring(out, field("in-reply-to").as_deref());
+    out.push(b' ');
+    nstring(out, field("message-id").as_deref());
+    out.push(b')');
+}
+
+/// The rendered address list `((name adl mailbox host) ...)` of a field, or empty when the
+/// field is absent or holds no address.
+fn addresses(header: &[u8], name: &str) -> Vec<u8> {
+    let Some(value) = header_value(header, name) else {
+        return Vec::new();
+    };
+    let mut mini = b"From:".to_vec();
+    mini.extend_from_slice(value);
+    mini.extend_from_slice(b"\r\n\r\n");
+    let parser = MessageParser::default();
+    let Some(parsed) = parser.parse_headers(&mini) else {
+        return Vec::new();
+    };
+    let mut items = Vec::new();
+    match parsed.from() {
+        Some(Address::List(list)) => {
+            for a in list {
+                address(&mut items, a);
+            }
+        }
+        Some(Address::Group(groups)) => {
+            for g in groups {
+                match &g.name {
+                    Some(gname) => {
+                        // RFC 9051 7.5.2: group start (NIL NIL name NIL), end (NIL NIL NIL NIL)
+                        items.extend_from_slice(b"(NIL NIL ");
+                        string(&mut items, gname.as_bytes());
+                        items.extend_from_slice(b" NIL)");
+                        for a in &g.addresses {
+                            address(&mut items, a);
+                        }
+                        items.extend_from_slice(b"(NIL NIL NIL NIL)");
+                    }
+                    None => {
+                        for a in &g.addresses {
+                            address(&mut items, a);
+                        }
+                    }
+                }
+            }
+        }
+        None => {}
+    }
+    if items.is_empty() {
+        return items;
+    }
+    let mut out = Vec::with_capacity(items.len() + 2);
+    out.push(b'(');
+    out.extend_from_slice(&items);
+    out.push(b')');
+    out
+}
+
+fn address(out: &mut Vec<u8>, a: &Addr<'_>) {
+    let Some(addr) = a.address.as_deref().filter(|s| !s.is_empty()) else {
+        return;
+    };
+    let (mailbox, host) = match addr.rsplit_once('@') {
+        Some((m, h)) => (m, h),
+        // Dovecot's convention for an address without a domain.
+        None => (addr, "MISSING_DOMAIN"),
+    };
+    out.push(b'(');
+    match a.name.as_deref().filter(|n| !n.is_empty()) {
+        Some(n) => string(out, encode_word(n).as_bytes()),
+        None => out.extend_from_slice(b"NIL"),
+    }
+    out.extend_from_slice(b" NIL ");
+    string(out, mailbox.as_bytes());
+    out.push(b' ');
+    string(out, host.as_bytes());
+    out.push(b')');
+}
+
+/// RFC 2047 B-encoding for a non-ASCII display name; ASCII stays as it is.
+fn encode_word(name: &str) -> String {
+    if name.is_ascii() {
+        return name.to_string();
+    }
+    format!("=?utf-8?b?{}?=", base64::engine::general_purpose::STANDARD.encode(name.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(header: &str) -> String {
+        let mut out = Vec::new();
+        envelope(&mut out, header.as_bytes());
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn rfc_example_envelope() {
+        // Shape of the RFC 3501 6.4.5 example, checked field by field.
+        let h = "Date: Wed, 17 Jul 1996 02:23:25 -0700 (PDT)\r\n\
+                 From: Terry Gray <gray@cac.washington.edu>\r\n\
+                 Subject: IMAP4rev1 WG mtg summary and minutes\r\n\
+                 To: imap@cac.washington.edu\r\n\
+                 cc: minutes@CNRI.Reston.VA.US, John Klensin <KLENSIN@MIT.EDU>\r\n\
+                 Message-Id: <B27397-0100000@cac.washington.edu>\r\n\r\n";
+        assert_eq!(
+            env(h),
+            "(\"Wed, 17 Jul 1996 02:23:25 -0700 (PDT)\" \"IMAP4rev1 WG mtg summary and minutes\" \
+             ((\"Terry Gray\" NIL \"gray\" \"cac.washington.edu\")) \
+             ((\"Terry Gray\" NIL \"gray\" \"cac.washington.edu\")) \
+             ((\"Terry Gray\" NIL \"gray\" \"cac.washington.edu\")) \
+             ((NIL NIL \"imap\" \"cac.washington.edu\")) \
+             ((NIL NIL \"minutes\" \"CNRI.Reston.VA.US\")(\"John Klensin\" NIL \"KLENSIN\" \"MIT.EDU\")) \
+             NIL NIL \"<B27397-0100000@cac.washington.edu>\")"
+        );
+    }
+
+    #[test]
+    fn empty_header_is_all_nil() {
+        assert_eq!(env("\r\n"), "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)");
+    }
+
+    #[test]
+    fn groups_folded_subject_and_utf8_names() {
+        let h = "Subject: =?utf-8?q?caf=C3=A9?=\r\n and more\r\n\
+                 To: undisclosed-recipients:;\r\n\
+                 From: \"Jürgen\" <j@example.org>\r\n\
+                 Cc: team: a@x.org, b@y.org;\r\n\r\n";
+        let e = env(h);
+        assert!(e.contains("\"=?utf-8?q?caf=C3=A9?= and more\""), "{e}");
+        assert!(e.contains("((\"=?utf-8?b?SsO8cmdlbg==?=\" NIL \"j\" \"example.org\"))"), "{e}");
+        assert!(
+            e.contains("((NIL NIL \"team\" NIL)(NIL NIL \"a\" \"x.org\")(NIL NIL \"b\" \"y.org\")(NIL NIL NIL NIL))"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn garbage_in_never_panics() {
+        for h in [
+            "From: <<<>>>\r\n\r\n",
+            "From: \"unterminated\r\n\r\n",
+            "From: a@\r\nTo: @b\r\nCc: ,,,;;;:::\r\n\r\n",
+            "From: =?x?q?\r\n\r\n",
+            "From:\r\n\r\n",
+        ] {
+            let _ = env(h);
+        }
+    }
+}

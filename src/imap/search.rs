@@ -1,0 +1,333 @@
+//! SEARCH evaluation (RFC 9051 6.4.4): does one message match a key? Metadata keys (flags,
+//! UIDs, sizes, internal date, modseq) use the index only; header/body keys need the
+//! message bytes, and `needs_content` tells the session whether to read the file at all,
+//! so `SEARCH UNSEEN` on a big mailbox never opens a message file.
+//!
+//! Text matching is a case-insensitive substring test (RFC 9051: "case-insensitive
+//! substring") on the unfolded header value and its RFC 2047-decoded form, and for BODY/TEXT
+//! on the transfer-decoded text parts, so `caf=C3=A9` in quoted-printable matches "café".
+
+use std::cell::OnceCell;
+
+use super::command::{Flag, SearchKey};
+use super::parser::lexer::days_from_civil;
+use super::render::mime::{self, MimePart, PartKind, header_fields, unfold};
+use super::render::section::binary;
+use super::sequence::SequenceSet;
+
+/// What the index knows about one message, plus its bytes when the key needs them.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchMessage<'a> {
+    pub seq: u32,
+    pub uid: u32,
+    pub flags: &'a [Flag],
+    pub modseq: u64,
+    pub size: u64,
+    /// Seconds since the epoch.
+    pub internal_date: i64,
+    /// RFC 3501 `\Recent`: this session is the first to see the message.
+    pub recent: bool,
+    pub raw: Option<&'a [u8]>,
+}
+
+/// The mailbox-wide facts a key may refer to.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchScope<'a> {
+    pub max_seq: u32,
+    pub max_uid: u32,
+    /// The SEARCHRES saved result (`$`), as UIDs (RFC 5182 2.1).
+    pub saved: &'a [u32],
+}
+
+/// Does evaluating `key` need the message bytes?
+pub fn needs_content(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::And(keys) => keys.iter().any(needs_content),
+        SearchKey::Or(a, b) => needs_content(a) || needs_content(b),
+        SearchKey::Not(k) => needs_content(k),
+        SearchKey::Header(..)
+        | SearchKey::Bcc(_)
+        | SearchKey::Cc(_)
+        | SearchKey::From(_)
+        | SearchKey::To(_)
+        | SearchKey::Subject(_)
+        | SearchKey::Body(_)
+        | SearchKey::Text(_)
+        | SearchKey::SentBefore(_)
+        | SearchKey::SentOn(_)
+        | SearchKey::SentSince(_) => true,
+        _ => false,
+    }
+}
+
+/// Does the key use the SEARCHRES result `$`?
+pub fn uses_saved(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::And(keys) => keys.iter().any(uses_saved),
+        SearchKey::Or(a, b) => uses_saved(a) || uses_saved(b),
+        SearchKey::Not(k) => uses_saved(k),
+        SearchKey::SequenceSet(SequenceSet::Saved) | SearchKey::Uid(SequenceSet::Saved) => true,
+        _ => false,
+    }
+}
+
+/// Evaluate `key` for one message.
+pub fn matches(key: &SearchKey, msg: &SearchMessage<'_>, scope: &SearchScope<'_>) -> bool {
+    let ctx = Ctx { msg, scope, tree: OnceCell::new() };
+    ctx.eval(key)
+}
+
+struct Ctx<'a, 'b> {
+    msg: &'b SearchMessage<'a>,
+    scope: &'b SearchScope<'b>,
+    tree: OnceCell<Option<MimePart>>,
+}
+
+impl Ctx<'_, '_> {
+    fn tree(&self) -> Option<&MimePart> {
+        self.tree.get_or_init(|| self.msg.raw.map(mime::parse)).as_ref()
+    }
+
+    fn header_block(&self) -> Option<&[u8]> {
+        let raw = self.msg.raw?;
+        let root = self.tree()?;
+        Some(&raw[root.header.clone()])
+    }
+
+    fn eval(&self, key: &SearchKey) -> bool {
+        let m = self.msg;
+        match key {
+            SearchKey::All => true,
+            SearchKey::And(keys) => keys.iter().all(|k| self.eval(k)),
+            SearchKey::Or(a, b) => self.eval(a) || self.eval(b),
+            SearchKey::Not(k) => !self.eval(k),
+            SearchKey::SequenceSet(SequenceSet::Saved) | SearchKey::Uid(SequenceSet::Saved) => {
+                self.scope.saved.contains(&m.uid)
+            }
+            SearchKey::SequenceSet(set) => set.contains(m.seq, self.scope.max_seq),
+            SearchKey::Uid(set) => set.contains(m.uid, self.scope.max_uid),
+            SearchKey::Flag(f) => has_flag(m.flags, f),
+            SearchKey::NotFlag(f) => !has_flag(m.flags, f),
+            SearchKey::Recent => m.recent,
+            SearchKey::New => m.recent && !has_flag(m.flags, &Flag::Seen),
+            SearchKey::Old => !m.recent,
+            SearchKey::Larger(n) => m.size > *n,
+            SearchKey::Smaller(n) => m.size < *n,
+            SearchKey::ModSeq(n) => m.modseq >= *n,
+            SearchKey::Before(d) => day_of(m.internal_date) < *d,
+            SearchKey::On(d) => day_of(m.internal_date) == *d,
+            SearchKey::Since(d) => day_of(m.internal_date) >= *d,
+            SearchKey::SentBefore(d) => self.sent_day().is_some_and(|s| s < *d),
+            SearchKey::SentOn(d) => self.sent_day().is_some_and(|s| s == *d),
+            SearchKey::SentSince(d) => self.sent_day().is_some_and(|s| s >= *d),
+            SearchKey::Header(name, value) => self.header_contains(name, value),
+            SearchKey::Bcc(v) => self.header_contains("bcc", v),
+            SearchKey::Cc(v) => self.header_contains("cc", v),
+            SearchKey::From(v) => self.header_contains("from", v),
+            SearchKey::To(v) => self.header_contains("to", v),
+            SearchKey::Subject(v) => self.header_contains("subject", v),
+            SearchKey::Body(v) => self.body_contains(v),
+            SearchKey::Text(v) => {
+                self.header_block().is_some_and(|h| contains_ci(&String::from_utf8_lossy(h), v))
+                    || self.body_contains(v)
+            }
+        }
+    }
+
+    /// Day of the Date: header in its own zone (RFC 9051: "disregarding time and
+    /// timezone"); the internal date when there is no parsable Date.
+    fn sent_day(&self) -> Option<i64> {
+        let header = self.header_block()?;
+        let parsed = mime::header_value(header, "date")
+            .map(unfold)
+            .and_then(|v| mail_parser::DateTime::parse_rfc822(&String::from_utf8_lossy(&v)));
+        match parsed {
+            Some(dt) => days_from_civil(dt.year as i64, dt.month as u32, dt.day as u32),
+            None => Some(day_of(self.msg.internal_date)),
+        }
+    }
+
+    fn header_contains(&self, name: &str, needle: &str) -> bool {
+        let Some(header) = self.header_block() else {
+            return false;
+        };
+        header_fields(header)
+            .iter()
+            .filter(|f| f.name.eq_ignore_ascii_case(name.as_bytes()))
+            // RFC 9051: HEADER with an empty string matches every message with the field.
+            .any(|f| needle.is_empty() || text_matches(f.value, needle))
+    }
+
+    fn body_contains(&self, needle: &str) -> bool {
+        let (Some(raw), Some(root)) = (self.msg.raw, self.tree()) else {
+            return false;
+        };
+        if contains_ci(&String::from_utf8_lossy(&raw[root.body.clone()]), needle) {
+            return true;
+        }
+        let mut found = false;
+        walk_leaves(root, &mut Vec::new(), &mut |path, part| {
+            if found || !part.content_type.main.eq_ignore_ascii_case("text") {
+                return;
+            }
+            if let Ok(bytes) = binary(raw, root, path) {
+                let charset = part.content_type.param("charset").unwrap_or("us-ascii");
+                found = contains_ci(&to_text(&bytes, charset), needle);
+            }
+        });
+        found
+    }
+}
+
+fn walk_leaves(part: &MimePart, path: &mut Vec<u32>, f: &mut dyn FnMut(&[u32], &MimePart)) {
+    match &part.kind {
+        PartKind::Multipart(children) => {
+            for (i, c) in children.iter().enumerate() {
+                path.push(i as u32 + 1);
+                walk_leaves(c, path, f);
+                path.pop();
+            }
+        }
+        _ => {
+            if path.is_empty() {
+                f(&[1], part);
+            } else {
+                f(path, part);
+            }
+        }
+    }
+}
+
+/// Bytes in a declared charset -> text. UTF-8 and ASCII decode as such; Latin-1 and
+/// Windows-1252 map byte to code point (close enough for search); anything else lossily.
+fn to_text(bytes: &[u8], charset: &str) -> String {
+    let cs = charset.to_ascii_lowercase();
+    if matches!(cs.as_str(), "iso-8859-1" | "latin1" | "windows-1252" | "iso-8859-15") {
+        bytes.iter().map(|b| *b as char).collect()
+    } else {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+}
+
+/// A raw header value matches when its unfolded text or its RFC 2047-decoded text holds
+/// the needle.
+fn text_matches(value: &[u8], needle: &str) -> bool {
+    let unfolded = unfold(value);
+    let raw = String::from_utf8_lossy(&unfolded);
+    if contains_ci(&raw, needle) {
+        return true;
+    }
+    if !raw.contains("=?") {
+        return false;
+    }
+    let mut mini = b"Subject: ".to_vec();
+    mini.extend_from_slice(&unfolded);
+    mini.extend_from_slice(b"\r\n\r\n");
+    mail_parser::MessageParser::default()
+        .parse_headers(&mini)
+        .and_then(|m| m.subject().map(|s| contains_ci(s, needle)))
+        .unwrap_or(false)
+}
+
+fn contains_ci(haystack: &str, needle: &str) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    if haystack.is_ascii() && needle.is_ascii() {
+        let n = needle.as_bytes();
+        return haystack.as_bytes().windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
+    }
+    haystack.to_lowercase().contains(&needle.to_lowercase())
+}
+
+fn has_flag(flags: &[Flag], f: &Flag) -> bool {
+    flags.iter().any(|x| match (x, f) {
+        (Flag::Keyword(a), Flag::Keyword(b)) => a.eq_ignore_ascii_case(b),
+        _ => x == f,
+    })
+}
+
+fn day_of(secs: i64) -> i64 {
+    secs.div_euclid(86400)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imap::command::CommandBody;
+    use crate::imap::parser::parse_command;
+
+    const MSG: &[u8] = b"From: =?utf-8?q?J=C3=BCrgen?= <j@example.org>\r\n\
+To: Team <team@example.org>\r\nSubject: Quarterly numbers\r\n\
+Date: Mon, 3 Feb 2025 23:30:00 -0800\r\nX-Spam: yes\r\n\
+Content-Type: multipart/alternative; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+Le caf=C3=A9 est pr=C3=AAt\r\n--b--\r\n";
+
+    fn search(criteria: &str, flags: &[Flag], raw: Option<&[u8]>) -> bool {
+        let CommandBody::Search(s) = parse_command(format!("a SEARCH {criteria}\r\n").as_bytes()).unwrap().body else {
+            panic!()
+        };
+        let msg = SearchMessage {
+            seq: 3,
+            uid: 30,
+            flags,
+            modseq: 7,
+            size: 2000,
+            internal_date: 1_738_656_000, // 2025-02-04 08:00 UTC
+            recent: false,
+            raw,
+        };
+        let scope = SearchScope { max_seq: 5, max_uid: 50, saved: &[30] };
+        matches(&s.key, &msg, &scope)
+    }
+
+    #[test]
+    fn metadata_keys_do_not_need_content() {
+        let seen = [Flag::Seen, Flag::Keyword("$Work".into())];
+        assert!(search("SEEN", &seen, None));
+        assert!(search("UNFLAGGED KEYWORD $work", &seen, None));
+        assert!(!search("UNSEEN", &seen, None));
+        assert!(search("3 UID 30:* LARGER 1999 SMALLER 2001 MODSEQ 7", &[], None));
+        assert!(search("$", &[], None));
+        assert!(search("*:3", &[], None));
+        assert!(!search("1:2", &[], None));
+        assert!(search("OR 1 NOT 2", &[], None));
+        assert!(search("ON 4-Feb-2025 SINCE 4-Feb-2025 BEFORE 5-Feb-2025", &[], None));
+        assert!(!search("NEW", &[], None));
+        assert!(search("OLD", &[], None));
+    }
+
+    #[test]
+    fn header_and_body_keys() {
+        let r = Some(MSG);
+        assert!(search("FROM jürgen", &[], r));
+        assert!(search("FROM J@EXAMPLE.ORG", &[], r));
+        assert!(search("TO team SUBJECT quarterly", &[], r));
+        assert!(!search("CC team", &[], r));
+        assert!(search("HEADER X-Spam \"\"", &[], r));
+        assert!(search("HEADER x-spam YES", &[], r));
+        assert!(!search("HEADER X-Other \"\"", &[], r));
+        assert!(search("BODY café", &[], r));
+        assert!(search("BODY prêt", &[], r));
+        assert!(search("TEXT quarterly", &[], r));
+        assert!(!search("BODY quarterly", &[], r));
+        // Date: header day in its own zone (3 Feb), not the UTC day (4 Feb).
+        assert!(search("SENTON 3-Feb-2025", &[], r));
+        assert!(search("SENTBEFORE 4-Feb-2025 SENTSINCE 2-Feb-2025", &[], r));
+        assert!(!search("FROM x", &[], None));
+    }
+
+    #[test]
+    fn needs_content_only_for_text_keys() {
+        let key = |c: &str| {
+            let CommandBody::Search(s) = parse_command(format!("a SEARCH {c}").as_bytes()).unwrap().body else {
+                panic!()
+            };
+            s.key
+        };
+        assert!(!needs_content(&key("UNSEEN 1:* NOT DELETED")));
+        assert!(needs_content(&key("OR SEEN BODY x")));
+        assert!(uses_saved(&key("NOT $")));
+    }
+}

@@ -1,0 +1,642 @@
+//! One IMAP connection from greeting to BYE: an explicit state machine (RFC 9051 3:
+//! Not Authenticated -> Authenticated -> Selected -> Logout) driven by the frames of
+//! `framing`, with the command handlers in `cmd/`. Owns the socket, the read buffer, the
+//! STARTTLS upgrade, continuation requests (literals, AUTHENTICATE, IDLE) and every timeout:
+//! the connection always ends with a BYE we sent (shutdown, autologout, abuse) or the
+//! client's LOGOUT/EOF, never with a silent drop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use super::cmd::select::{IdleWake, Selected};
+use super::cmd::{Enabled, Status, Tagged};
+use super::command::{Command, CommandBody};
+use super::framing::{Frame, FrameLimits, next_frame};
+use super::parser::parse_command;
+use super::user_limit::{UserConnections, UserSlot};
+use crate::accounts::{self, Address};
+use crate::store::{self, MailboxOwner};
+
+/// Bounds of one connection (architecture.md: every input a bound, every wait a timeout).
+#[derive(Debug, Clone)]
+pub struct ImapLimits {
+    /// Largest literal (and APPEND message); advertised as APPENDLIMIT.
+    pub max_literal: u64,
+    /// Longest command text excluding literals.
+    pub max_line: usize,
+    /// Autologout after this long without a command, also in IDLE (RFC 9051 5.4: at least
+    /// 30 minutes for authenticated clients).
+    pub idle_timeout: Duration,
+    /// Shorter timeout before login, so unauthenticated sockets cannot pile up.
+    pub login_timeout: Duration,
+    /// Failed LOGIN/AUTHENTICATE attempts before BYE.
+    pub max_bad_logins: u32,
+    /// Pause after each failed login (slows password guessing).
+    pub auth_failure_delay: Duration,
+    /// Consecutive BAD commands before BYE (a client speaking something else).
+    pub max_bad_commands: u32,
+    /// Logged-in connections one user may hold from one IP address.
+    pub max_connections_per_user_ip: u32,
+    /// Explicit opt-in: allow LOGIN/AUTHENTICATE without TLS. Off by default (secure by
+    /// default: LOGINDISABLED before STARTTLS); meant for tests and TLS-terminating proxies.
+    pub allow_insecure_auth: bool,
+}
+
+impl Default for ImapLimits {
+    fn default() -> Self {
+        ImapLimits {
+            max_literal: 25 * 1024 * 1024,
+            max_line: 64 * 1024,
+            idle_timeout: Duration::from_secs(30 * 60),
+            login_timeout: Duration::from_secs(60),
+            max_bad_logins: 3,
+            auth_failure_delay: Duration::from_secs(1),
+            max_bad_commands: 20,
+            max_connections_per_user_ip: 20,
+            allow_insecure_auth: false,
+        }
+    }
+}
+
+/// Everything a session needs from the server, shared by all connections.
+pub struct ImapContext {
+    pub hostname: String,
+    pub directory: Arc<accounts::Directory>,
+    pub store: store::Store,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub limits: ImapLimits,
+    /// Logged-in connections per (user, IP), bounded by `limits.max_connections_per_user_ip`.
+    pub user_connections: UserConnections,
+}
+
+impl ImapContext {
+    pub fn new(
+        hostname: String,
+        directory: Arc<accounts::Directory>,
+        store: store::Store,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        limits: ImapLimits,
+    ) -> ImapContext {
+        ImapContext { hostname, directory, store, tls, limits, user_connections: UserConnections::default() }
+    }
+}
+
+/// Any byte stream we can speak IMAP over (plain TCP, TLS, a test duplex).
+pub(crate) trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
+
+/// Box the stream so STARTTLS can replace it with its TLS wrapper.
+type BoxedStream = Box<dyn ByteStream>;
+
+/// Serve one connection until LOGOUT, EOF, timeout, abuse or shutdown. With
+/// `implicit_tls` (port 993) the TLS handshake comes first.
+pub async fn serve_connection<S>(
+    ctx: Arc<ImapContext>,
+    stream: S,
+    peer: SocketAddr,
+    implicit_tls: bool,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut boxed: BoxedStream = Box::new(stream);
+    let mut tls_active = false;
+    if implicit_tls {
+        let Some(acceptor) = ctx.tls.clone() else {
+            tracing::warn!(%peer, "implicit TLS requested but no certificate configured");
+            return;
+        };
+        match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(boxed)).await {
+            Ok(Ok(tls)) => {
+                boxed = Box::new(tls);
+                tls_active = true;
+            }
+            _ => {
+                tracing::debug!(%peer, "TLS handshake failed");
+                return;
+            }
+        }
+    }
+    let mut session = Session::new(ctx, boxed, peer, tls_active, shutdown);
+    if let Err(e) = session.run().await {
+        tracing::debug!(%peer, error = %e, "IMAP connection ended with an I/O error");
+    }
+}
+
+/// What the connection knows about its user.
+pub(crate) struct Authenticated {
+    pub address: Address,
+    pub owner: MailboxOwner,
+    /// Counted in `ImapContext::user_connections` until the session ends.
+    pub _slot: UserSlot,
+}
+
+pub(crate) enum State {
+    NotAuthenticated,
+    Authenticated(Authenticated),
+    Selected(Authenticated, Box<Selected>),
+    Logout,
+}
+
+/// Should the loop go on after a command?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Close,
+}
+
+pub(crate) struct Session {
+    pub ctx: Arc<ImapContext>,
+    stream: Option<BoxedStream>,
+    pub peer: SocketAddr,
+    pub tls_active: bool,
+    pub state: State,
+    pub enabled: Enabled,
+    pub bad_logins: u32,
+    bad_commands: u32,
+    rbuf: BytesMut,
+    /// Responses not yet written.
+    pub out: Vec<u8>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Initial size of the read and write buffers: small, because most connections idle.
+const IDLE_BUFFER: usize = 1024;
+/// Room made before a read once the buffer is nearly full (bulk uploads read in big chunks).
+const READ_CHUNK: usize = 16 * 1024;
+/// Buffers grown past this by one large command are replaced once it is done.
+const IDLE_BUFFER_MAX: usize = 64 * 1024;
+
+/// Flush the output buffer when it grows past this during long responses.
+pub(crate) const OUT_FLUSH: usize = 256 * 1024;
+
+impl Session {
+    fn new(
+        ctx: Arc<ImapContext>,
+        stream: BoxedStream,
+        peer: SocketAddr,
+        tls_active: bool,
+        shutdown: watch::Receiver<bool>,
+    ) -> Session {
+        Session {
+            ctx,
+            stream: Some(stream),
+            peer,
+            tls_active,
+            state: State::NotAuthenticated,
+            enabled: Enabled::default(),
+            bad_logins: 0,
+            bad_commands: 0,
+            rbuf: BytesMut::with_capacity(IDLE_BUFFER),
+            out: Vec::with_capacity(IDLE_BUFFER),
+            shutdown,
+        }
+    }
+
+    fn frame_limits(&self) -> FrameLimits {
+        FrameLimits { max_line: self.ctx.limits.max_line, max_literal: self.ctx.limits.max_literal }
+    }
+
+    fn timeout(&self) -> Duration {
+        match self.state {
+            State::NotAuthenticated => self.ctx.limits.login_timeout,
+            _ => self.ctx.limits.idle_timeout,
+        }
+    }
+
+    async fn run(&mut self) -> std::io::Result<()> {
+        let caps = self.capabilities();
+        self.out.extend_from_slice(format!("* OK [CAPABILITY {caps}] {} IMAP ready\r\n", self.ctx.hostname).as_bytes());
+        self.flush().await?;
+        let mut acked_literal: Option<usize> = None;
+        loop {
+            match next_frame(&self.rbuf, self.frame_limits()) {
+                Frame::Complete { len } => {
+                    acked_literal = None;
+                    let frame = self.rbuf.split_to(len).freeze();
+                    let flow = self.handle_frame(&frame).await?;
+                    if flow == Flow::Close {
+                        self.flush().await?;
+                        return Ok(());
+                    }
+                    // Pipelined commands: answer them all in one write (fewer packets, and
+                    // no Nagle/delayed-ACK stall between small writes).
+                    if matches!(next_frame(&self.rbuf, self.frame_limits()), Frame::Complete { .. }) {
+                        self.maybe_flush().await?;
+                    } else {
+                        self.flush().await?;
+                    }
+                    continue;
+                }
+                Frame::AwaitingLiteral { index, .. } => {
+                    if acked_literal != Some(index) {
+                        acked_literal = Some(index);
+                        self.out.extend_from_slice(b"+ Ready for literal data\r\n");
+                        self.flush().await?;
+                    }
+                }
+                Frame::Incomplete => {}
+                Frame::LineTooLong => {
+                    return self.bye("Command line too long").await;
+                }
+                Frame::LiteralTooBig { tag, is_append, synchronizing, discard, .. } => {
+                    if !synchronizing {
+                        // RFC 7888 4: the data is already in flight; we cannot resync.
+                        return self.bye("Literal too big").await;
+                    }
+                    acked_literal = None;
+                    let tag = tag.unwrap_or_else(|| "*".into());
+                    let line = if is_append {
+                        format!("{tag} NO [TOOBIG] Message too big\r\n")
+                    } else {
+                        format!("{tag} BAD Literal too big\r\n")
+                    };
+                    self.out.extend_from_slice(line.as_bytes());
+                    self.rbuf.advance(discard.min(self.rbuf.len()));
+                    self.flush().await?;
+                    continue;
+                }
+            }
+            // Give back memory a big APPEND left behind: idle connections stay small.
+            if self.rbuf.is_empty() && self.rbuf.capacity() > IDLE_BUFFER_MAX {
+                self.rbuf = BytesMut::with_capacity(IDLE_BUFFER);
+            }
+            match self.read_more().await? {
+                ReadOutcome::Data => {}
+                ReadOutcome::Eof => return Ok(()),
+                ReadOutcome::TimedOut => {
+                    return self.bye("Autologout; idle for too long").await;
+                }
+                ReadOutcome::Shutdown => return self.bye("Server shutting down").await,
+            }
+        }
+    }
+
+    /// Read at least one byte, or report why not.
+    pub(crate) async fn read_more(&mut self) -> std::io::Result<ReadOutcome> {
+        let timeout = self.timeout();
+        if self.rbuf.capacity() - self.rbuf.len() < IDLE_BUFFER / 2 {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(ReadOutcome::Eof);
+        };
+        if *self.shutdown.borrow() {
+            return Ok(ReadOutcome::Shutdown);
+        }
+        tokio::select! {
+            r = tokio::time::timeout(timeout, stream.read_buf(&mut self.rbuf)) => match r {
+                Err(_) => Ok(ReadOutcome::TimedOut),
+                Ok(Ok(0)) => Ok(ReadOutcome::Eof),
+                Ok(Ok(_)) => Ok(ReadOutcome::Data),
+                Ok(Err(e)) => Err(e),
+            },
+            _ = self.shutdown.changed() => Ok(ReadOutcome::Shutdown),
+        }
+    }
+
+    /// Read one line (AUTHENTICATE response, IDLE's DONE), bounded by `max_line`.
+    /// `None` on EOF/timeout/shutdown (the caller ends the session).
+    pub(crate) async fn read_line(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        loop {
+            if let Some(pos) = memchr::memchr(b'\n', &self.rbuf) {
+                let line = self.rbuf.split_to(pos + 1);
+                let mut v = line.to_vec();
+                v.truncate(pos);
+                if v.last() == Some(&b'\r') {
+                    v.pop();
+                }
+                return Ok(Some(v));
+            }
+            if self.rbuf.len() > self.ctx.limits.max_line {
+                return Ok(None);
+            }
+            match self.read_more().await? {
+                ReadOutcome::Data => {}
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    /// One complete line already in the read buffer (IDLE's DONE), without reading.
+    pub(crate) fn take_buffered_line(&mut self) -> Option<Vec<u8>> {
+        let pos = memchr::memchr(b'\n', &self.rbuf)?;
+        let line = self.rbuf.split_to(pos + 1);
+        let mut v = line[..pos].to_vec();
+        if v.last() == Some(&b'\r') {
+            v.pop();
+        }
+        Some(v)
+    }
+
+    /// Wait in IDLE for input, a change of the selected mailbox, timeout or shutdown.
+    pub(crate) async fn idle_wait(&mut self) -> std::io::Result<IdleWake> {
+        let timeout = self.ctx.limits.idle_timeout;
+        if self.rbuf.len() > self.ctx.limits.max_line {
+            return Ok(IdleWake::Eof);
+        }
+        if self.rbuf.capacity() - self.rbuf.len() < IDLE_BUFFER / 2 {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(IdleWake::Eof);
+        };
+        if *self.shutdown.borrow() {
+            return Ok(IdleWake::Shutdown);
+        }
+        let events = match &mut self.state {
+            State::Selected(_, sel) => Some(&mut sel.events),
+            _ => None,
+        };
+        let changed = async move {
+            match events {
+                // Lagged or a real event: either way, time to sync.
+                Some(rx) => {
+                    if let Err(tokio::sync::broadcast::error::RecvError::Closed) = rx.recv().await {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            r = tokio::time::timeout(timeout, stream.read_buf(&mut self.rbuf)) => match r {
+                Err(_) => Ok(IdleWake::TimedOut),
+                Ok(Ok(0)) => Ok(IdleWake::Eof),
+                Ok(Ok(_)) => Ok(IdleWake::Input),
+                Ok(Err(e)) => Err(e),
+            },
+            _ = changed => Ok(IdleWake::MailboxChanged),
+            _ = self.shutdown.changed() => Ok(IdleWake::Shutdown),
+        }
+    }
+
+    pub(crate) async fn flush(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            self.out.clear();
+            return Ok(());
+        };
+        let r = tokio::time::timeout(self.ctx.limits.idle_timeout, async {
+            stream.write_all(&self.out).await?;
+            stream.flush().await
+        })
+        .await;
+        self.out.clear();
+        if self.out.capacity() > IDLE_BUFFER_MAX {
+            self.out = Vec::with_capacity(IDLE_BUFFER);
+        }
+        match r {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client does not read")),
+        }
+    }
+
+    /// Write `{size}` CRLF and then exactly `size` bytes copied from `reader` (FETCH BODY[]
+    /// of a large message without holding it in memory). Should the file come up short, the
+    /// literal is padded with spaces so the client stays in step with the protocol.
+    pub(crate) async fn write_literal_from<R>(&mut self, reader: R, size: u64) -> std::io::Result<()>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        self.out.extend_from_slice(format!("{{{size}}}\r\n").as_bytes());
+        self.flush().await?;
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(());
+        };
+        let mut limited = reader.take(size);
+        let copy = tokio::io::copy(&mut limited, stream);
+        let copied = match tokio::time::timeout(self.ctx.limits.idle_timeout, copy).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client does not read"));
+            }
+        };
+        if copied < size {
+            tracing::warn!(peer = %self.peer, expected = size, copied, "message file shorter than its index size");
+            let pad = vec![b' '; usize::try_from(size - copied).unwrap_or(0).min(OUT_FLUSH)];
+            let mut left = size - copied;
+            while left > 0 {
+                let n = left.min(pad.len() as u64) as usize;
+                if n == 0 {
+                    break;
+                }
+                stream.write_all(&pad[..n]).await?;
+                left -= n as u64;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flush if a long response has buffered a lot (bounded memory per connection).
+    pub(crate) async fn maybe_flush(&mut self) -> std::io::Result<()> {
+        if self.out.len() >= OUT_FLUSH {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn bye(&mut self, text: &str) -> std::io::Result<()> {
+        self.out.extend_from_slice(format!("* BYE {text}\r\n").as_bytes());
+        self.state = State::Logout;
+        let r = self.flush().await;
+        if let Some(mut s) = self.stream.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), s.shutdown()).await;
+        }
+        r
+    }
+
+    async fn handle_frame(&mut self, frame: &[u8]) -> std::io::Result<Flow> {
+        let cmd = match parse_command(frame) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                self.bad_commands += 1;
+                let tag = e.tag.unwrap_or_else(|| "*".into());
+                self.out.extend_from_slice(format!("{tag} BAD {}\r\n", e.message).as_bytes());
+                if self.bad_commands >= self.ctx.limits.max_bad_commands {
+                    self.bye("Too many invalid commands").await?;
+                    return Ok(Flow::Close);
+                }
+                return Ok(Flow::Continue);
+            }
+        };
+        let tag = cmd.tag.clone();
+        let name = cmd.body.name();
+        let result = self.dispatch(cmd).await?;
+        let Some(tagged) = result else {
+            // The handler already ended the connection (BYE sent).
+            return Ok(Flow::Close);
+        };
+        if tagged.status == Status::Bad {
+            self.bad_commands += 1;
+        } else {
+            self.bad_commands = 0;
+        }
+        tagged.write(&mut self.out, &tag, name);
+        if matches!(self.state, State::Logout) {
+            return Ok(Flow::Close);
+        }
+        if self.bad_commands >= self.ctx.limits.max_bad_commands {
+            self.bye("Too many invalid commands").await?;
+            return Ok(Flow::Close);
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Run one command. `Ok(None)`: the connection is over (BYE already sent).
+    async fn dispatch(&mut self, cmd: Command) -> std::io::Result<Option<Tagged>> {
+        let Command { tag, body } = cmd;
+        // FETCH, STORE and SEARCH report changes themselves (without EXPUNGE, RFC 9051
+        // 7.5.1); IDLE and the state changers need nothing more.
+        let report_after = !matches!(
+            body,
+            CommandBody::Fetch(_)
+                | CommandBody::Store(_)
+                | CommandBody::Search(_)
+                | CommandBody::Sort(_)
+                | CommandBody::Thread(_)
+                | CommandBody::Idle
+                | CommandBody::Select { .. }
+                | CommandBody::Examine { .. }
+                | CommandBody::Logout
+        );
+        let authenticated = !matches!(self.state, State::NotAuthenticated);
+        let selected = matches!(self.state, State::Selected(..));
+        let tagged = match body {
+            // any state
+            CommandBody::Capability => self.cmd_capability(),
+            CommandBody::Noop => {
+                // NOOP is the classic "anything new?" poll (RFC 9051 6.1.2): sync for real.
+                self.refresh_selected(true, true).await;
+                Tagged::ok("NOOP completed")
+            }
+            CommandBody::Logout => {
+                self.out.extend_from_slice(b"* BYE Logging out\r\n");
+                self.state = State::Logout;
+                Tagged::ok("LOGOUT completed")
+            }
+            CommandBody::Id(_) => self.cmd_id(),
+            // not authenticated
+            CommandBody::StartTls if !authenticated => {
+                return self.cmd_starttls(&tag).await;
+            }
+            CommandBody::Login { username, password } if !authenticated => {
+                return self.cmd_login(&username, &password).await;
+            }
+            CommandBody::Authenticate { mechanism, initial } if !authenticated => {
+                return self.cmd_authenticate(&mechanism, initial).await;
+            }
+            CommandBody::StartTls | CommandBody::Login { .. } | CommandBody::Authenticate { .. } => {
+                Tagged::bad("Already authenticated")
+            }
+            _ if !authenticated => Tagged::bad("Log in first"),
+            // authenticated
+            CommandBody::Enable(caps) if !selected => self.cmd_enable(&caps),
+            CommandBody::Enable(_) => Tagged::bad("ENABLE is not allowed with a mailbox selected"),
+            CommandBody::Select { mailbox, params } => self.cmd_select(&mailbox, params, false).await,
+            CommandBody::Examine { mailbox, params } => self.cmd_select(&mailbox, params, true).await,
+            CommandBody::Create { mailbox, special_use } => self.cmd_create(&mailbox, &special_use).await,
+            CommandBody::Delete { mailbox } => self.cmd_delete(&mailbox).await,
+            CommandBody::Rename { from, to } => self.cmd_rename(&from, &to).await,
+            CommandBody::Subscribe { mailbox } => self.cmd_subscribe(&mailbox, true).await,
+            CommandBody::Unsubscribe { mailbox } => self.cmd_subscribe(&mailbox, false).await,
+            CommandBody::List(list) => self.cmd_list(&list).await,
+            CommandBody::Lsub { reference, pattern } => self.cmd_lsub(&reference, &pattern).await,
+            CommandBody::Namespace => self.cmd_namespace(),
+            CommandBody::Status { mailbox, items } => self.cmd_status(&mailbox, &items).await,
+            CommandBody::Append { mailbox, messages } => self.cmd_append(&mailbox, messages).await,
+            CommandBody::Idle => return self.cmd_idle().await,
+            CommandBody::GetQuota { root } => self.cmd_getquota(&root),
+            CommandBody::GetQuotaRoot { mailbox } => self.cmd_getquotaroot(&mailbox),
+            CommandBody::SetQuota { .. } => Tagged::no("Quotas are set by the administrator").code("NOPERM"),
+            _ if !selected => Tagged::bad("No mailbox selected"),
+            // selected
+            CommandBody::Check => {
+                self.refresh_selected(true, true).await;
+                Tagged::ok("CHECK completed")
+            }
+            CommandBody::Close => self.cmd_close(true).await,
+            CommandBody::Unselect => self.cmd_close(false).await,
+            CommandBody::Expunge { uids } => self.cmd_expunge(uids.as_ref()).await,
+            CommandBody::Search(s) => self.cmd_search(&tag, &s).await?,
+            CommandBody::Sort(s) => self.cmd_sort(&s).await,
+            CommandBody::Thread(t) => self.cmd_thread(&t).await,
+            CommandBody::Fetch(f) => self.cmd_fetch(&f).await?,
+            CommandBody::Store(s) => self.cmd_store(&s).await,
+            CommandBody::Copy { uid, set, mailbox } => self.cmd_copy_move(uid, &set, &mailbox, false).await,
+            CommandBody::Move { uid, set, mailbox } => self.cmd_copy_move(uid, &set, &mailbox, true).await,
+        };
+        if report_after && tagged.status != Status::Bad {
+            self.refresh_selected(true, false).await;
+        }
+        Ok(Some(tagged))
+    }
+
+    /// STARTTLS (RFC 9051 6.2.1): OK, then the handshake; plaintext read before it is
+    /// discarded (command injection, CVE-2011-0411 / RFC 7817).
+    async fn cmd_starttls(&mut self, tag: &str) -> std::io::Result<Option<Tagged>> {
+        if self.tls_active {
+            return Ok(Some(Tagged::bad("TLS is already active")));
+        }
+        let Some(acceptor) = self.ctx.tls.clone() else {
+            return Ok(Some(Tagged::no("TLS is not available")));
+        };
+        self.out.extend_from_slice(format!("{tag} OK Begin TLS negotiation now\r\n").as_bytes());
+        self.flush().await?;
+        self.rbuf.clear();
+        let Some(plain) = self.stream.take() else {
+            return Ok(None);
+        };
+        match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain)).await {
+            Ok(Ok(tls)) => {
+                self.stream = Some(Box::new(tls));
+                self.tls_active = true;
+                // The tagged OK is already sent; nothing more for this command.
+                Ok(Some(Tagged::silent()))
+            }
+            _ => {
+                tracing::debug!(peer = %self.peer, "STARTTLS handshake failed");
+                self.state = State::Logout;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The mailbox owner once logged in.
+    pub(crate) fn user(&self) -> Option<&Authenticated> {
+        match &self.state {
+            State::Authenticated(a) | State::Selected(a, _) => Some(a),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn selected_mut(&mut self) -> Option<&mut Selected> {
+        match &mut self.state {
+            State::Selected(_, s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn selected(&self) -> Option<&Selected> {
+        match &self.state {
+            State::Selected(_, s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Why `read_more` returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadOutcome {
+    Data,
+    Eof,
+    TimedOut,
+    Shutdown,
+}

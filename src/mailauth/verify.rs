@@ -1,0 +1,335 @@
+//! Inbound authentication of a received message: SPF (HELO and MAIL FROM identities,
+//! RFC 7208), DKIM (every signature, RFC 6376), ARC (RFC 8617) and DMARC with
+//! identifier alignment (RFC 7489), summarised in the ONE `Authentication-Results`
+//! header (RFC 8601) that the SMTP session prepends at end of DATA.
+//!
+//! This module decides the DMARC disposition (accept / Junk / reject) and nothing
+//! else; spam and virus scanning live in `scan/`. It must never turn a temporary DNS
+//! failure into a permanent refusal: a sender's flaky DNS would otherwise bounce
+//! legitimate mail (RFC 7489 section 6.6.2: a temporary error means "no result").
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use hickory_resolver::TokioResolver;
+use mail_auth::dmarc::Policy;
+use mail_auth::dmarc::verify::DmarcParameters;
+use mail_auth::spf::verify::SpfParameters;
+use mail_auth::{
+    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator, SpfOutput, SpfResult,
+};
+
+/// What the SMTP session does with the message after authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Deliver to the inbox (other checks permitting).
+    Accept,
+    /// Deliver to the Junk folder: DMARC failed under `p=quarantine`.
+    Junk,
+    /// Refuse at end of DATA with `reply` (550 5.7.1): DMARC failed under `p=reject`.
+    Reject { reply: String },
+    /// Answer `reply` (451 4.4.3): DMARC could not be decided because of a temporary
+    /// DNS error for a domain whose published policy is `reject`. The sender retries.
+    TempFail { reply: String },
+}
+
+/// The outcome of [`InboundAuthenticator::verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthVerdict {
+    /// The complete `Authentication-Results: <hostname>; …` field, CRLF-terminated,
+    /// to prepend to the message (after [`strip_our_auth_results`]).
+    pub header: String,
+    pub disposition: Disposition,
+    /// Short machine-readable results, for logs and the built-in spam verdict.
+    pub spf: &'static str,
+    pub dkim_pass: bool,
+    pub dmarc: &'static str,
+    pub arc: &'static str,
+}
+
+/// SPF, DKIM, ARC and DMARC verification through our resolver.
+#[derive(Clone)]
+pub struct InboundAuthenticator {
+    pub(super) auth: MessageAuthenticator,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for InboundAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InboundAuthenticator")
+    }
+}
+
+impl InboundAuthenticator {
+    /// Use `resolver` (from `dns::resolver::build`) for every lookup.
+    pub fn new(resolver: TokioResolver) -> InboundAuthenticator {
+        InboundAuthenticator { auth: MessageAuthenticator(resolver), timeout: Duration::from_secs(90) }
+    }
+
+    /// Cap the whole verification (default 90 s). SPF alone may chain ten lookups,
+    /// each retried on a dead server; the client waits at end of DATA (RFC 5321
+    /// section 4.5.3.2.6 gives it 10 minutes), so give up well before and report
+    /// `temperror`, which never rejects.
+    pub fn with_timeout(mut self, timeout: Duration) -> InboundAuthenticator {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Authenticate `msg` (the raw message as received, before we add any header).
+    /// `mail_from` is the envelope sender, `None` for the null sender `<>`.
+    pub async fn verify(
+        &self,
+        msg: &[u8],
+        client_ip: IpAddr,
+        helo: &str,
+        mail_from: Option<&str>,
+        our_hostname: &str,
+    ) -> AuthVerdict {
+        let checks = self.verify_all(msg, client_ip, helo, mail_from, our_hostname);
+        match tokio::time::timeout(self.timeout, checks).await {
+            Ok(verdict) => verdict,
+            Err(_) => {
+                tracing::warn!(%client_ip, timeout = ?self.timeout, "authentication checks timed out");
+                crate::metrics::metrics().inbound_auth_results_total.with_label_values(&["dmarc", "temperror"]).inc();
+                AuthVerdict {
+                    header: format!(
+                        "Authentication-Results: {our_hostname};\r\n\tspf=temperror (timeout);\r\n\tdkim=temperror (timeout);\r\n\tdmarc=temperror (timeout)\r\n"
+                    ),
+                    disposition: Disposition::Accept,
+                    spf: "temperror",
+                    dkim_pass: false,
+                    dmarc: "temperror",
+                    arc: "temperror",
+                }
+            }
+        }
+    }
+
+    async fn verify_all(
+        &self,
+        msg: &[u8],
+        client_ip: IpAddr,
+        helo: &str,
+        mail_from: Option<&str>,
+        our_hostname: &str,
+    ) -> AuthVerdict {
+        let mail_from = mail_from.filter(|m| !m.is_empty());
+        let message = AuthenticatedMessage::parse(msg);
+        // The four checks are independent DNS work: run them concurrently, so the
+        // end-of-DATA wait is the slowest lookup chain, not the sum.
+        let spf_helo = self.auth.verify_spf(SpfParameters::verify_ehlo(client_ip, helo, our_hostname));
+        let spf_mail = async {
+            match mail_from {
+                Some(sender) => Some(
+                    self.auth.verify_spf(SpfParameters::verify_mail_from(client_ip, helo, our_hostname, sender)).await,
+                ),
+                None => None,
+            }
+        };
+        let dkim = async {
+            match &message {
+                Some(m) => self.auth.verify_dkim(m).await,
+                None => Vec::new(),
+            }
+        };
+        let arc = async {
+            match &message {
+                Some(m) => Some(self.auth.verify_arc(m).await),
+                None => None,
+            }
+        };
+        let (spf_helo, spf_mail, dkim, arc) = tokio::join!(spf_helo, spf_mail, dkim, arc);
+        // RFC 7208 section 2.4: for the null sender the MAIL FROM identity is
+        // postmaster@<HELO>, so the HELO result stands for it.
+        let spf_mail = spf_mail.unwrap_or_else(|| spf_helo.clone());
+        let mail_from_domain = mail_from.and_then(|m| m.rsplit_once('@')).map_or(helo, |(_, d)| d);
+
+        let (Some(message), Some(arc)) = (&message, arc) else {
+            // No header section at all: report SPF only; nothing else can be checked.
+            let results = AuthenticationResults::new(our_hostname)
+                .with_spf_ehlo_result(&spf_helo, client_ip, helo)
+                .with_spf_mailfrom_result(&spf_mail, client_ip, mail_from.unwrap_or(""), helo);
+            return AuthVerdict {
+                header: format!("Authentication-Results: {results}; dkim=none; dmarc=none\r\n"),
+                disposition: Disposition::Accept,
+                spf: spf_name(&spf_mail),
+                dkim_pass: false,
+                dmarc: "none",
+                arc: "none",
+            };
+        };
+        let dmarc = self.auth.verify_dmarc(DmarcParameters::new(message, &dkim, mail_from_domain, &spf_mail)).await;
+
+        let header_from = message.from.first().map(String::as_str).unwrap_or("");
+        let results = AuthenticationResults::new(our_hostname)
+            .with_dkim_results(&dkim, header_from)
+            .with_spf_ehlo_result(&spf_helo, client_ip, helo)
+            .with_spf_mailfrom_result(&spf_mail, client_ip, mail_from.unwrap_or(""), helo)
+            .with_arc_result(&arc, client_ip)
+            .with_dmarc_result(&dmarc);
+        let header = if dkim.is_empty() {
+            // mail-auth writes nothing for an unsigned message; RFC 8601 section 2.7.1
+            // wants `dkim=none` so readers know it was checked.
+            let text = results.to_string();
+            match text.split_once(';') {
+                Some((host, rest)) => format!("Authentication-Results: {host}; dkim=none;{rest}\r\n"),
+                None => format!("Authentication-Results: {text}\r\n"),
+            }
+        } else {
+            format!("Authentication-Results: {results}\r\n")
+        };
+
+        let dmarc_result = dmarc.result();
+        let disposition = match (&dmarc_result, dmarc.policy()) {
+            (DmarcResult::Fail(_), Policy::Reject) => Disposition::Reject {
+                reply: format!(
+                    "550 5.7.1 Rejected by the DMARC policy of {} (RFC 7489): neither SPF nor DKIM passed and aligned",
+                    dmarc.domain()
+                ),
+            },
+            (DmarcResult::Fail(_), Policy::Quarantine) => Disposition::Junk,
+            (DmarcResult::TempError(_), Policy::Reject) => Disposition::TempFail {
+                reply: "451 4.4.3 Temporary DNS failure while checking DMARC; please try again later".into(),
+            },
+            _ => Disposition::Accept,
+        };
+        let verdict = AuthVerdict {
+            header,
+            disposition,
+            spf: spf_name(&spf_mail),
+            dkim_pass: dkim.iter().any(|d| d.result() == &DkimResult::Pass),
+            dmarc: match dmarc_result {
+                DmarcResult::Pass => "pass",
+                DmarcResult::Fail(_) => "fail",
+                DmarcResult::TempError(_) => "temperror",
+                DmarcResult::PermError(_) => "permerror",
+                DmarcResult::None => "none",
+            },
+            arc: match arc.result() {
+                DkimResult::Pass => "pass",
+                DkimResult::Fail(_) => "fail",
+                DkimResult::Neutral(_) => "neutral",
+                DkimResult::TempError(_) => "temperror",
+                DkimResult::PermError(_) => "permerror",
+                DkimResult::None => "none",
+            },
+        };
+        let m = &crate::metrics::metrics().inbound_auth_results_total;
+        m.with_label_values(&["spf", verdict.spf]).inc();
+        m.with_label_values(&["dkim", if verdict.dkim_pass { "pass" } else { "nopass" }]).inc();
+        m.with_label_values(&["dmarc", verdict.dmarc]).inc();
+        m.with_label_values(&["arc", verdict.arc]).inc();
+        verdict
+    }
+}
+
+fn spf_name(spf: &SpfOutput) -> &'static str {
+    match spf.result() {
+        SpfResult::Pass => "pass",
+        SpfResult::Fail => "fail",
+        SpfResult::SoftFail => "softfail",
+        SpfResult::Neutral => "neutral",
+        SpfResult::TempError => "temperror",
+        SpfResult::PermError => "permerror",
+        SpfResult::None => "none",
+    }
+}
+
+/// Remove every `Authentication-Results` field whose authserv-id is `hostname`
+/// (case-insensitive). RFC 8601 section 5: a receiver must delete such fields that
+/// arrive from outside, or a forger could claim our own verdict. Fields of other
+/// authserv-ids are kept (they are the sender's business). The body is untouched;
+/// input without a header/body separator is treated as all header.
+pub fn strip_our_auth_results(msg: &[u8], hostname: &str) -> Vec<u8> {
+    let header_end = header_section_end(msg);
+    let (head, body) = msg.split_at(header_end);
+    let mut out = Vec::with_capacity(msg.len());
+    for field in split_fields(head) {
+        if !is_our_auth_results(field, hostname) {
+            out.extend_from_slice(field);
+        }
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+/// Offset of the empty line that ends the header section (the offset of its first
+/// byte), or the length of `msg` when there is none.
+fn header_section_end(msg: &[u8]) -> usize {
+    let mut pos = 0;
+    while pos < msg.len() {
+        let line_end = memchr::memchr(b'\n', &msg[pos..]).map_or(msg.len(), |i| pos + i + 1);
+        let line = &msg[pos..line_end];
+        if line == b"\r\n" || line == b"\n" {
+            return pos;
+        }
+        pos = line_end;
+    }
+    msg.len()
+}
+
+/// Split a header section into whole fields, each with its continuation lines.
+fn split_fields(head: &[u8]) -> Vec<&[u8]> {
+    let mut fields = Vec::new();
+    let mut start = 0;
+    let mut pos = 0;
+    while pos < head.len() {
+        let line_end = memchr::memchr(b'\n', &head[pos..]).map_or(head.len(), |i| pos + i + 1);
+        let next_is_continuation = head.get(line_end).is_some_and(|b| *b == b' ' || *b == b'\t');
+        if !next_is_continuation {
+            fields.push(&head[start..line_end]);
+            start = line_end;
+        }
+        pos = line_end;
+    }
+    if start < head.len() {
+        fields.push(&head[start..]);
+    }
+    fields
+}
+
+fn is_our_auth_results(field: &[u8], hostname: &str) -> bool {
+    let Some(colon) = memchr::memchr(b':', field) else { return false };
+    if !field[..colon].trim_ascii().eq_ignore_ascii_case(b"Authentication-Results") {
+        return false;
+    }
+    let value = skip_cfws(&field[colon + 1..]);
+    let id_len = value.iter().position(|b| *b == b';' || *b == b'(' || b.is_ascii_whitespace()).unwrap_or(value.len());
+    let id = &value[..id_len];
+    let hostname = hostname.trim_end_matches('.');
+    let id = id.strip_suffix(b".").unwrap_or(id);
+    id.eq_ignore_ascii_case(hostname.as_bytes())
+}
+
+/// Skip whitespace and (possibly nested) comments, RFC 5322 CFWS.
+fn skip_cfws(mut s: &[u8]) -> &[u8] {
+    loop {
+        s = s.trim_ascii_start();
+        if s.first() != Some(&b'(') {
+            return s;
+        }
+        let mut depth = 0usize;
+        let mut end = s.len();
+        let mut escaped = false;
+        for (i, b) in s.iter().enumerate() {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'(' => depth += 1,
+                b')' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        end = i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        s = &s[end..];
+    }
+}
+
+#[cfg(test)]
+#[path = "verify_tests.rs"]
+pub(crate) mod tests;

@@ -1,0 +1,264 @@
+//! The connection's side of submission and remote delivery: the SASL exchange (RFC 4954:
+//! `334` challenges, base64 answers, `*` cancels) with the password check off the async
+//! threads and behind the [`LoginThrottle`](super::super::sasl::LoginThrottle), and the
+//! fate of a complete message: submission's header checks, added `Message-ID`/`Date` and
+//! DKIM signature, then one queue item for all remote recipients and durable local
+//! copies — all before the reply, so a 250 always means "it is on disk".
+//!
+//! The order is queue first, then local copies: if the local store fails after the queue
+//! took the message, the client retries and a remote recipient may get a duplicate, which
+//! is allowed; the reverse (a 250 for a lost copy) never happens.
+
+use std::io;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::accounts::Address;
+use crate::metrics::metrics;
+use crate::store::MessageBody;
+
+use super::super::command::ReversePath;
+use super::super::deliver::{
+    SpooledMessage, TraceInfo, body_bytes, deliver_message, protocol_keyword, received_header, remote_recipients,
+};
+use super::super::framing::Frame;
+use super::super::reply::Reply;
+use super::super::sasl::{self, Credentials, LOGIN_PASSWORD, LOGIN_USERNAME, Mechanism, SaslError};
+use super::super::session::{Action, Envelope, SmtpMode};
+use super::super::submit;
+use super::{Connection, Fill};
+
+/// One client answer during AUTH.
+enum AuthLine {
+    Line(BytesMut),
+    /// Over the line limit: the exchange fails with 500.
+    TooLong,
+    /// EOF, timeout or shutdown: close.
+    Gone,
+}
+
+impl Connection {
+    /// Send a `334` challenge and read the answer line.
+    async fn challenge(&mut self, text: &str) -> io::Result<AuthLine> {
+        self.out.extend_from_slice(format!("334 {text}\r\n").as_bytes());
+        loop {
+            match self.framer.check(&self.buf) {
+                Frame::Line(n) => return Ok(AuthLine::Line(self.buf.split_to(n))),
+                Frame::Discard(n) => self.buf.advance(n),
+                Frame::TooLong(n) => {
+                    self.buf.advance(n);
+                    return Ok(AuthLine::TooLong);
+                }
+                Frame::Incomplete => match self.fill(self.ctx.limits.command_timeout, true).await? {
+                    Fill::Data => {}
+                    Fill::Eof | Fill::Timeout | Fill::Shutdown => return Ok(AuthLine::Gone),
+                },
+            }
+        }
+    }
+
+    /// Ask for one base64 answer; `Ok(None)` means the connection is gone.
+    async fn answer(&mut self, text: &str) -> io::Result<Option<Result<Vec<u8>, SaslError>>> {
+        Ok(match self.challenge(text).await? {
+            AuthLine::Line(l) => Some(sasl::decode_response(&l)),
+            AuthLine::TooLong => Some(Err(SaslError::Malformed)),
+            AuthLine::Gone => None,
+        })
+    }
+
+    /// Run the exchange for `mechanism`; `false`: close the connection.
+    pub(super) async fn authenticate(&mut self, mechanism: Mechanism, initial: Option<String>) -> io::Result<bool> {
+        let initial = initial.map(|i| sasl::decode_response(i.as_bytes()));
+        let credentials: Result<Credentials, SaslError> = match mechanism {
+            Mechanism::Plain => {
+                let decoded = match initial {
+                    Some(d) => d,
+                    None => match self.answer("").await? {
+                        Some(d) => d,
+                        None => return Ok(false),
+                    },
+                };
+                decoded.and_then(|d| sasl::decode_plain(&d))
+            }
+            Mechanism::Login => {
+                // Some clients send the user name as an initial response (RFC 4954 style).
+                let user = match initial {
+                    Some(d) => d,
+                    None => match self.answer(LOGIN_USERNAME).await? {
+                        Some(d) => d,
+                        None => return Ok(false),
+                    },
+                };
+                match user.and_then(|u| sasl::decode_login_field(&u)) {
+                    Err(e) => Err(e),
+                    Ok(username) => match self.answer(LOGIN_PASSWORD).await? {
+                        None => return Ok(false),
+                        Some(p) => p
+                            .and_then(|p| sasl::decode_login_field(&p))
+                            .map(|password| Credentials { username, password }),
+                    },
+                }
+            }
+        };
+        let protocol = self.service();
+        let result = match credentials {
+            Err(e) => {
+                tracing::info!(mechanism = mechanism.name(), reason = %e, "authentication aborted");
+                Err(e.reply())
+            }
+            Ok(c) => self.check_password(c, mechanism).await,
+        };
+        let outcome = if result.is_ok() { "success" } else { "failure" };
+        metrics().auth_attempts_total.with_label_values(&[protocol, outcome]).inc();
+        let (replies, action) = self.session.auth_finished(result);
+        self.log_refusals(&replies);
+        self.push(&replies);
+        Ok(action != Action::Close)
+    }
+
+    /// Throttle, then verify (argon2 is slow on purpose: a blocking thread, not a worker);
+    /// a failure is answered only after the throttle's (now longer) delay.
+    async fn check_password(&mut self, c: Credentials, mechanism: Mechanism) -> Result<Address, Reply> {
+        let ip = self.session.client().ip;
+        self.ctx.throttle.before(ip, &c.username).await;
+        let directory = self.ctx.directory.clone();
+        let (user, pass) = (c.username.clone(), c.password);
+        let found = tokio::task::spawn_blocking(move || directory.authenticate(&user, &pass)).await.ok().flatten();
+        match found {
+            Some(account) => {
+                self.ctx.throttle.succeeded(ip, &c.username);
+                tracing::info!(user = %account, mechanism = mechanism.name(), "authenticated");
+                Ok(account)
+            }
+            None => {
+                self.ctx.throttle.failed(ip, &c.username);
+                tracing::warn!(user = %c.username, mechanism = mechanism.name(), "authentication failed");
+                // The 535 itself waits too (Postfix `smtpd_error_sleep_time`): a guesser
+                // learns nothing faster by opening a new connection per try.
+                self.ctx.throttle.before(ip, &c.username).await;
+                Err(Reply::new(535, (5, 7, 8), "Error: authentication credentials invalid"))
+            }
+        }
+    }
+
+    /// A complete, size-checked message: queue its remote copies, store its local ones.
+    /// Returns one outcome per envelope recipient.
+    pub(super) async fn deliver(&mut self, envelope: &Envelope, message: SpooledMessage) -> Vec<Result<(), Reply>> {
+        let n = envelope.recipients.len();
+        let client = self.session.client().clone();
+        let protocol = protocol_keyword(
+            self.ctx.mode == SmtpMode::Lmtp,
+            self.session.is_esmtp(),
+            envelope.smtputf8,
+            client.tls.is_some(),
+            client.authenticated.is_some(),
+        );
+        let date = chrono::Utc::now().to_rfc2822();
+        let trace = TraceInfo { hostname: &self.ctx.hostname, client: &client, protocol, date: date.clone() };
+        let remote = remote_recipients(envelope);
+        let mut body = message.body;
+        let needs_bytes = self.ctx.mode == SmtpMode::Submission || !remote.is_empty();
+        let mut bytes: Option<Vec<u8>> = None;
+        if needs_bytes {
+            match body_bytes(&body).await {
+                Ok(b) => bytes = Some(b),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the spooled message");
+                    return vec![Err(Reply::new(451, (4, 3, 0), "Error: cannot read the message, try again")); n];
+                }
+            }
+        }
+        if self.ctx.mode == SmtpMode::Submission {
+            // The session refuses MAIL before AUTH; never let an unchecked message through.
+            let (Some(account), Some(b)) = (&client.authenticated, bytes.take()) else {
+                return vec![Err(Reply::new(530, (5, 7, 0), "Error: authentication required")); n];
+            };
+            match self.prepare_submission(account, envelope, b, &date).await {
+                Ok(prepared) => {
+                    body = MessageBody::Memory(Bytes::from(prepared.clone()));
+                    bytes = Some(prepared);
+                }
+                Err(r) => return vec![Err(r); n],
+            }
+        }
+        let queued: Result<(), Reply> = match (&self.ctx.queue, remote.is_empty(), &bytes) {
+            (_, true, _) => Ok(()),
+            (None, false, _) | (_, false, None) => {
+                Err(Reply::new(451, (4, 3, 0), "Error: remote delivery is not available, try again later"))
+            }
+            (Some(queue), false, Some(b)) => {
+                let mut item = received_header(envelope, None, &trace).into_bytes();
+                item.extend_from_slice(b);
+                let sender = match &envelope.sender {
+                    ReversePath::Null => None,
+                    ReversePath::Mailbox(m) => Some(&m.address),
+                };
+                match queue.enqueue(sender, &remote, &item, &envelope.id).await {
+                    Ok(id) => {
+                        tracing::info!(queue_id = %id, recipients = remote.len(), "remote copies queued");
+                        Ok(())
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot queue the remote copies");
+                        Err(Reply::new(451, (4, 3, 0), "Error: cannot queue the message now, try again later"))
+                    }
+                }
+            }
+        };
+        let local = deliver_message(&self.ctx.store, envelope, &body, &trace).await;
+        envelope
+            .recipients
+            .iter()
+            .zip(local)
+            .map(|(rcpt, local)| {
+                local?;
+                if !rcpt.forwards.is_empty() {
+                    queued.clone()?;
+                }
+                Ok(())
+            })
+            .collect()
+    }
+
+    /// Submission's rules for the content: `From:` owned by the account, `Message-ID` and
+    /// `Date` added when missing, DKIM signatures prepended when the From domain is ours.
+    async fn prepare_submission(
+        &self,
+        account: &Address,
+        envelope: &Envelope,
+        message: Vec<u8>,
+        date: &str,
+    ) -> Result<Vec<u8>, Reply> {
+        let from = submit::check_from(&self.ctx.directory, account, &message)?;
+        let mut out = submit::missing_headers(&message, &envelope.id, &self.ctx.hostname, date);
+        if !out.is_empty() {
+            tracing::debug!("added missing Message-ID/Date");
+        }
+        out.extend_from_slice(&message);
+        let Some(signers) = self.ctx.signers.clone() else {
+            return Ok(out);
+        };
+        let domain = from.domain.clone();
+        let signed = tokio::task::spawn_blocking(move || {
+            let headers = signers.sign(&domain, &out);
+            (out, headers)
+        })
+        .await;
+        match signed {
+            Ok((out, None)) => Ok(out),
+            Ok((out, Some(Ok(headers)))) => {
+                let mut signed = headers.into_bytes();
+                signed.extend_from_slice(&out);
+                Ok(signed)
+            }
+            Ok((_, Some(Err(e)))) => {
+                tracing::error!(error = %e, domain = %from.domain, "DKIM signing failed");
+                Err(Reply::new(451, (4, 3, 0), "Error: cannot sign the message now, try again later"))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "DKIM signing task failed");
+                Err(Reply::new(451, (4, 3, 0), "Error: cannot sign the message now, try again later"))
+            }
+        }
+    }
+}
