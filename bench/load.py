@@ -6,7 +6,7 @@ bottleneck (compared with Postfix's smtp-source on the same server).
 Every loop is bounded (a fixed number of sessions and commands) and only loopback
 addresses are used. Each subcommand prints one JSON object on stdout.
 
-    load.py imap HOST PORT --users u1,u2 --password pw --clients 10 --sessions 40 --iters 25
+    load.py imap HOST PORT [--tls] --users u1,u2 --password pw --clients 10 --sessions 40 --iters 25
     load.py pop3 HOST PORT --users u1,u2 --password pw --clients 10 --sessions 20
     load.py idle HOST PORT --users u1 --password pw --count 1000 --pid 123 [--pid ...]
     load.py smtp HOST PORT --rcpt a@b --clients 50 --messages 2000
@@ -18,8 +18,19 @@ import json
 import os
 import random
 import resource
+import ssl
 import sys
 import time
+
+
+TLS = None  # set by --tls: implicit TLS (IMAPS/POP3S), certificates not verified (self-signed)
+
+
+def tls_context():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 def loopback(host):
@@ -37,7 +48,7 @@ class Imap:
 
     @classmethod
     async def connect(cls, host, port):
-        r, w = await asyncio.open_connection(host, port, limit=1 << 20)
+        r, w = await asyncio.open_connection(host, port, limit=1 << 20, ssl=TLS)
         c = cls(r, w)
         greeting = await r.readline()
         if not greeting.startswith(b"* OK"):
@@ -135,7 +146,7 @@ async def run_imap(a):
 
 
 async def pop3_session(host, port, user, password):
-    r, w = await asyncio.open_connection(host, port, limit=1 << 20)
+    r, w = await asyncio.open_connection(host, port, limit=1 << 20, ssl=TLS)
 
     async def status():
         line = await r.readline()
@@ -172,7 +183,10 @@ async def pop3_session(host, port, user, password):
             got += await multiline()
     w.write(b"QUIT\r\n")
     await w.drain()
-    await r.read()
+    try:
+        await r.read()
+    except (ssl.SSLError, ConnectionError):
+        pass  # peers may close without a TLS close_notify after QUIT
     w.close()
     return count, got
 
@@ -335,8 +349,12 @@ def main():
         s.add_argument("--rcpt", default="bench@bench.example")
         s.add_argument("--messages", type=int, default=1000)
         s.add_argument("--size", type=int, default=4096)
+        s.add_argument("--tls", action="store_true", help="implicit TLS (IMAPS, POP3S)")
     a = p.parse_args()
     loopback(a.host)
+    global TLS
+    if a.tls:
+        TLS = tls_context()
     fn = {"imap": run_imap, "pop3": run_pop3, "idle": run_idle, "smtp": run_smtp}[a.load]
     print(json.dumps(asyncio.run(fn(a))))
 
