@@ -1,0 +1,363 @@
+#!/usr/bin/env python3
+"""Load generators for bench/run: IMAP mixed operations, POP3 download, idle IMAP
+connections, and an SMTP ingest client used only to check that Python is not the
+bottleneck (compared with Postfix's smtp-source on the same server).
+
+Every loop is bounded (a fixed number of sessions and commands) and only loopback
+addresses are used. Each subcommand prints one JSON object on stdout.
+
+    load.py imap HOST PORT [--tls] --users u1,u2 --password pw --clients 10 --sessions 40 --iters 25
+    load.py pop3 HOST PORT --users u1,u2 --password pw --clients 10 --sessions 20
+    load.py idle HOST PORT --users u1 --password pw --count 1000 --pid 123 [--pid ...]
+    load.py smtp HOST PORT --rcpt a@b --clients 50 --messages 2000
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import ssl
+import sys
+import time
+
+
+TLS = None  # set by --tls: implicit TLS (IMAPS/POP3S), certificates not verified (self-signed)
+
+
+def tls_context():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def loopback(host):
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        sys.exit("refusing a non-loopback target: " + host)
+
+
+class Imap:
+    """A minimal IMAP4rev1 client: tagged commands, untagged lines and literals are read
+    and counted, not parsed (the load, not the answer, is what we measure)."""
+
+    def __init__(self, reader, writer):
+        self.r, self.w, self.n = reader, writer, 0
+        self.bytes = 0
+
+    @classmethod
+    async def connect(cls, host, port):
+        r, w = await asyncio.open_connection(host, port, limit=1 << 20, ssl=TLS)
+        c = cls(r, w)
+        greeting = await r.readline()
+        if not greeting.startswith(b"* OK"):
+            raise RuntimeError("bad greeting %r" % greeting)
+        return c
+
+    async def cmd(self, text):
+        self.n += 1
+        tag = b"a%d" % self.n
+        self.w.write(tag + b" " + text.encode() + b"\r\n")
+        await self.w.drain()
+        while True:
+            line = await self.r.readline()
+            if not line:
+                raise RuntimeError("connection closed after %r" % text)
+            self.bytes += len(line)
+            # A literal {n}\r\n: read its n bytes, the line continues after it.
+            while line.endswith(b"}\r\n") and b"{" in line:
+                size = int(line[line.rindex(b"{") + 1 : -3])
+                data = await self.r.readexactly(size)
+                self.bytes += size
+                line = await self.r.readline()
+            if line.startswith(tag + b" "):
+                if not line[len(tag) + 1 :].startswith(b"OK"):
+                    raise RuntimeError("%s -> %r" % (text, line))
+                return
+
+    async def close(self):
+        try:
+            await self.cmd("LOGOUT")
+        except Exception:
+            pass
+        self.w.close()
+
+
+async def imap_session(host, port, user, password, iters, rng, stats):
+    c = await Imap.connect(host, port)
+    await c.cmd('LOGIN "%s" "%s"' % (user, password))
+    await c.cmd("SELECT INBOX")
+    total = stats["messages"][user]
+    for _ in range(iters):
+        lo = rng.randint(1, max(1, total - 19))
+        hi = min(total, lo + 19)
+        one = rng.randint(1, total)
+        await c.cmd("FETCH %d:%d (UID FLAGS ENVELOPE)" % (lo, hi))
+        await c.cmd("FETCH %d (BODY.PEEK[])" % one)
+        flag = rng.choice(["+FLAGS (\\Seen)", "-FLAGS (\\Seen)", "+FLAGS (\\Flagged)"])
+        await c.cmd("STORE %d %s" % (rng.randint(1, total), flag))
+        await c.cmd(rng.choice(["SEARCH UNSEEN", "SEARCH FLAGGED", "SEARCH FROM \"bench\""]))
+        stats["commands"] += 4
+    await c.close()
+    stats["commands"] += 3  # LOGIN, SELECT, LOGOUT
+    stats["bytes"] += c.bytes
+
+
+async def count_messages(host, port, user, password):
+    c = await Imap.connect(host, port)
+    await c.cmd('LOGIN "%s" "%s"' % (user, password))
+    c.w.write(b"s SELECT INBOX\r\n")
+    await c.w.drain()
+    exists = 0
+    while True:
+        line = await c.r.readline()
+        if line.endswith(b" EXISTS\r\n"):
+            exists = int(line.split()[1])
+        if line.startswith(b"s "):
+            break
+    await c.close()
+    return exists
+
+
+async def run_imap(a):
+    users = a.users.split(",")
+    stats = {"commands": 0, "bytes": 0, "messages": {}}
+    for u in users:
+        stats["messages"][u] = await count_messages(a.host, a.port, u, a.password)
+        if stats["messages"][u] < 20:
+            sys.exit("%s has only %d messages" % (u, stats["messages"][u]))
+    queue = asyncio.Queue()
+    for i in range(a.sessions):
+        queue.put_nowait(users[i % len(users)])
+
+    async def worker(k):
+        rng = random.Random(k)
+        while not queue.empty():
+            user = queue.get_nowait()
+            await imap_session(a.host, a.port, user, a.password, a.iters, rng, stats)
+
+    start = time.monotonic()
+    await asyncio.gather(*(worker(k) for k in range(a.clients)))
+    secs = time.monotonic() - start
+    return {"clients": a.clients, "sessions": a.sessions, "commands": stats["commands"],
+            "seconds": round(secs, 3), "rate": round(stats["commands"] / secs, 1),
+            "mbytes": round(stats["bytes"] / 1e6, 1)}
+
+
+async def pop3_session(host, port, user, password):
+    r, w = await asyncio.open_connection(host, port, limit=1 << 20, ssl=TLS)
+
+    async def status():
+        line = await r.readline()
+        if not line.startswith(b"+OK"):
+            raise RuntimeError("pop3: %r" % line)
+        return line
+
+    async def multiline():
+        size = 0
+        while True:
+            line = await r.readline()
+            if not line:
+                raise RuntimeError("pop3: closed")
+            if line == b".\r\n":
+                return size
+            size += len(line)
+
+    await status()
+    for cmd in ("USER " + user, "PASS " + password):
+        w.write(cmd.encode() + b"\r\n")
+        await w.drain()
+        await status()
+    w.write(b"STAT\r\n")
+    await w.drain()
+    count = int((await status()).split()[1])
+    got = 0
+    # Pipelined in windows of 10 (RFC 2449 PIPELINING is what fetchmail and others use).
+    for lo in range(1, count + 1, 10):
+        batch = range(lo, min(count, lo + 9) + 1)
+        w.write(b"".join(b"RETR %d\r\n" % i for i in batch))
+        await w.drain()
+        for _ in batch:
+            await status()
+            got += await multiline()
+    w.write(b"QUIT\r\n")
+    await w.drain()
+    try:
+        await r.read()
+    except (ssl.SSLError, ConnectionError):
+        pass  # peers may close without a TLS close_notify after QUIT
+    w.close()
+    return count, got
+
+
+async def run_pop3(a):
+    users = a.users.split(",")
+    queue = asyncio.Queue()
+    for i in range(a.sessions):
+        queue.put_nowait(users[i % len(users)])
+    totals = {"messages": 0, "bytes": 0}
+
+    async def worker():
+        while not queue.empty():
+            user = queue.get_nowait()
+            n, b = await pop3_session(a.host, a.port, user, a.password)
+            totals["messages"] += n
+            totals["bytes"] += b
+
+    start = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(a.clients)))
+    secs = time.monotonic() - start
+    return {"clients": a.clients, "sessions": a.sessions, "messages": totals["messages"],
+            "seconds": round(secs, 3), "rate": round(totals["messages"] / secs, 1),
+            "mbytes_per_s": round(totals["bytes"] / secs / 1e6, 1)}
+
+
+def proc_mem(pids):
+    """Sum of RSS and PSS (KiB) over the given processes, from /proc/PID/smaps_rollup."""
+    rss = pss = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/smaps_rollup" % pid) as f:
+                for line in f:
+                    if line.startswith("Rss:"):
+                        rss += int(line.split()[1])
+                    elif line.startswith("Pss:"):
+                        pss += int(line.split()[1])
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            pass
+    return rss, pss
+
+
+def tree(roots):
+    """The given pids and all their descendants (Dovecot forks one process per session)."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], list(roots)
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+async def run_idle(a):
+    users = a.users.split(",")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = a.count + 1000
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(want, soft)), hard))
+    await asyncio.sleep(0.5)
+    rss0, pss0 = proc_mem(tree(a.pid))
+    procs0 = len(tree(a.pid))
+    conns = []
+    sem = asyncio.Semaphore(a.parallel)
+
+    async def open_one(i):
+        async with sem:
+            c = await Imap.connect(a.host, a.port)
+            await c.cmd('LOGIN "%s" "%s"' % (users[i % len(users)], a.password))
+            await c.cmd("SELECT INBOX")
+            conns.append(c)
+
+    start = time.monotonic()
+    await asyncio.gather(*(open_one(i) for i in range(a.count)))
+    opened = time.monotonic() - start
+    await asyncio.sleep(a.settle)
+    pids = tree(a.pid)
+    rss1, pss1 = proc_mem(pids)
+    # Every connection must still be alive: one NOOP on a sample of them.
+    for c in conns[:: max(1, len(conns) // 50)]:
+        await c.cmd("NOOP")
+    for c in conns:
+        c.w.close()
+    return {"connections": len(conns), "open_seconds": round(opened, 2),
+            "processes_before": procs0, "processes_after": len(pids),
+            "rss_before_kib": rss0, "rss_after_kib": rss1,
+            "pss_before_kib": pss0, "pss_after_kib": pss1,
+            "rss_per_conn_kib": round((rss1 - rss0) / len(conns), 1),
+            "pss_per_conn_kib": round((pss1 - pss0) / len(conns), 1)}
+
+
+async def smtp_session(host, port, rcpt, body, count, done):
+    r, w = await asyncio.open_connection(host, port)
+
+    async def reply(want):
+        while True:
+            line = await r.readline()
+            if not line:
+                raise RuntimeError("smtp: closed")
+            if line[3:4] != b"-":
+                if not line.startswith(want):
+                    raise RuntimeError("smtp: %r" % line)
+                return
+
+    await reply(b"220")
+    w.write(b"EHLO load.example\r\n")
+    await reply(b"250")
+    for _ in range(count):
+        # PIPELINING (RFC 2920): MAIL, RCPT and DATA in one write, like smtp-source.
+        w.write(b"MAIL FROM:<load@bench.example>\r\nRCPT TO:<%s>\r\nDATA\r\n" % rcpt.encode())
+        await reply(b"250")
+        await reply(b"250")
+        await reply(b"354")
+        w.write(body)
+        await reply(b"250")
+        done[0] += 1
+    w.write(b"QUIT\r\n")
+    await w.drain()
+    w.close()
+
+
+async def run_smtp(a):
+    line = b"X" * 78 + b"\r\n"
+    body = (b"From: <load@bench.example>\r\nTo: <%s>\r\nSubject: load\r\n\r\n" % a.rcpt.encode()
+            + line * (a.size // len(line)) + b".\r\n")
+    per = [a.messages // a.clients + (1 if i < a.messages % a.clients else 0) for i in range(a.clients)]
+    done = [0]
+    start = time.monotonic()
+    await asyncio.gather(*(smtp_session(a.host, a.port, a.rcpt, body, n, done) for n in per if n))
+    secs = time.monotonic() - start
+    return {"clients": a.clients, "messages": done[0], "seconds": round(secs, 3),
+            "rate": round(done[0] / secs, 1)}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="load", required=True)
+    for name in ("imap", "pop3", "idle", "smtp"):
+        s = sub.add_parser(name)
+        s.add_argument("host")
+        s.add_argument("port", type=int)
+        s.add_argument("--users", default="bench@bench.example")
+        s.add_argument("--password", default="bench")
+        s.add_argument("--clients", type=int, default=1)
+        s.add_argument("--sessions", type=int, default=10)
+        s.add_argument("--iters", type=int, default=25)
+        s.add_argument("--count", type=int, default=1000)
+        s.add_argument("--parallel", type=int, default=100)
+        s.add_argument("--settle", type=float, default=2.0)
+        s.add_argument("--pid", type=int, action="append", default=[])
+        s.add_argument("--rcpt", default="bench@bench.example")
+        s.add_argument("--messages", type=int, default=1000)
+        s.add_argument("--size", type=int, default=4096)
+        s.add_argument("--tls", action="store_true", help="implicit TLS (IMAPS, POP3S)")
+    a = p.parse_args()
+    loopback(a.host)
+    global TLS
+    if a.tls:
+        TLS = tls_context()
+    fn = {"imap": run_imap, "pop3": run_pop3, "idle": run_idle, "smtp": run_smtp}[a.load]
+    print(json.dumps(asyncio.run(fn(a))))
+
+
+if __name__ == "__main__":
+    main()
