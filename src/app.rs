@@ -401,7 +401,7 @@ fn inbound_checks(config: &Config, data_dir: &DataDir) -> Result<Option<Arc<Inbo
         // results are `temperror` and the message is accepted (never refused).
         authenticator: InboundAuthenticator::new(resolver).with_timeout(Duration::from_secs(30)),
         scanners,
-        srs,
+        srs: Arc::new(srs),
         arc_key,
     })))
 }

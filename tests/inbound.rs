@@ -108,3 +108,44 @@ fn dmarc_reject_quarantine_and_authentication_results() {
     assert!(!msg.contains("dmarc=pass header.from=bank.example"), "forged header removed:\n{msg}");
     assert!(server.terminate(Duration::from_secs(10)).unwrap().success());
 }
+
+/// A bounce to an SRS address we made while forwarding goes on to the original
+/// sender (through the queue); a forged SRS address is an unknown user.
+#[test]
+fn srs_bounce_round_trip() {
+    if !have_tool("swaks") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (smtp, metrics) = (free_port(), free_port());
+    let mut env = base_env(&data);
+    env.push(("MAILROOM_SMTP_LISTEN".into(), format!("127.0.0.1:{smtp}")));
+    env.push(("MAILROOM_METRICS_LISTEN".into(), format!("127.0.0.1:{metrics}")));
+    env.push(("MAILROOM_ACCOUNTS".into(), "alice@example.com:{PLAIN}wonderland".into()));
+    let mut server = Server::start(&env, Some(SocketAddr::from(([127, 0, 0, 1], metrics))), &data);
+    server.wait_ready(Duration::from_secs(30));
+
+    // The same key the server uses (created at its start in state/).
+    let srs = mailroom::mailauth::Srs::load_or_create(&data.join("state")).unwrap();
+    let srs_address = srs.forward("orig@remote.test", "example.com");
+    assert!(srs_address.starts_with("SRS0="), "{srs_address}");
+    let bounce = |rcpt: &str| {
+        let out = Command::new("swaks")
+            .args(["--server", &format!("127.0.0.1:{smtp}"), "--from", "<>", "--to", rcpt])
+            .args(["--header", "Subject: Undelivered Mail Returned to Sender"])
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (ok, text) = bounce(&srs_address);
+    assert!(ok, "the bounce is accepted for the original sender:\n{text}");
+    let listing = run(&["queue", "list"], &env, "");
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert!(listing.contains("orig@remote.test") || listing.lines().count() >= 2, "queued onwards:\n{listing}");
+
+    let forged = srs_address.replacen("SRS0=", "SRS0=AAAA", 1);
+    let (ok, text) = bounce(&forged);
+    assert!(!ok && text.contains("550 5.1.1"), "a forged SRS address is unknown:\n{text}");
+    assert!(server.terminate(Duration::from_secs(10)).unwrap().success());
+}

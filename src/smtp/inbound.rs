@@ -24,7 +24,7 @@ pub struct InboundChecks {
     pub hostname: String,
     pub authenticator: InboundAuthenticator,
     pub scanners: Scanners,
-    pub srs: Srs,
+    pub srs: std::sync::Arc<Srs>,
     /// The primary domain's DKIM key, for ARC seals on forwarded mail.
     pub arc_key: Option<(String, ArcSealKey)>,
 }

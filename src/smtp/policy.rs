@@ -90,6 +90,8 @@ pub struct DirectoryPolicy {
     pub mode: SmtpMode,
     /// An outbound queue exists: remote copies can be accepted.
     pub can_queue: bool,
+    /// SRS for bounces to addresses we rewrote when forwarding (`SRS0=…@our.domain`).
+    pub srs: Option<Arc<crate::mailauth::Srs>>,
 }
 
 impl DirectoryPolicy {
@@ -157,6 +159,14 @@ impl DirectoryPolicy {
         }
         let targets = self.directory.resolve(recipient);
         if targets.is_empty() {
+            // A bounce of mail we forwarded comes back to its SRS address: send it on to
+            // the original sender (RFC 5321 §3.6.3 keeps the path; SRS makes it ours).
+            if let Some(original) = self.srs_original(recipient) {
+                return match self.can_queue {
+                    true => RecipientVerdict::Accept { mailboxes: Vec::new(), forwards: vec![original] },
+                    false => RecipientVerdict::TempFail(NO_QUEUE),
+                };
+            }
             return RecipientVerdict::Unknown;
         }
         let mut mailboxes = Vec::new();
@@ -181,6 +191,18 @@ impl DirectoryPolicy {
             return RecipientVerdict::OverQuota;
         }
         RecipientVerdict::Accept { mailboxes, forwards }
+    }
+}
+
+impl DirectoryPolicy {
+    /// The original address behind a valid SRS0/SRS1 address of ours.
+    fn srs_original(&self, recipient: &Address) -> Option<Address> {
+        let srs = self.srs.as_ref()?;
+        let tag = recipient.local.get(..5)?.to_ascii_uppercase();
+        if tag != "SRS0=" && tag != "SRS1=" {
+            return None;
+        }
+        Address::parse(&srs.reverse(&recipient.to_string())?).ok()
     }
 }
 

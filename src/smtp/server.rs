@@ -200,6 +200,7 @@ impl Connection {
             sender_domains: ctx.sender_domains.clone(),
             mode: ctx.mode,
             can_queue: ctx.queue.is_some(),
+            srs: ctx.inbound.as_ref().map(|i| i.srs.clone()),
         };
         let framer = LineFramer::new(ctx.limits.max_line);
         Connection {
