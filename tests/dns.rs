@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 use common::*;
 
@@ -136,37 +135,10 @@ assert all(results), results
     );
 }
 
-struct Dnsmasq(Child);
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn txt_arg(name: &str, value: &str) -> String {
     // dnsmasq separates character strings with commas (our values contain none).
     let parts: Vec<String> = value.as_bytes().chunks(255).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
     format!("--txt-record={name},{}", parts.join(","))
-}
-
-fn dnsmasq(port: u16, extra: &[String]) -> Dnsmasq {
-    let mut cmd = Command::new("dnsmasq");
-    cmd.args([
-        "--no-daemon",
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-        "--listen-address=127.0.0.1",
-        "--user=root",
-    ])
-    .arg(format!("--port={port}"))
-    .args(extra)
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    let child = cmd.spawn().expect("dnsmasq");
-    std::thread::sleep(Duration::from_millis(300));
-    Dnsmasq(child)
 }
 
 #[test]
@@ -207,7 +179,7 @@ fn check_reports_ok_missing_and_wrong() {
     for (n, v) in &dkim {
         args.push(txt_arg(n, v));
     }
-    let dns = dnsmasq(port, &args);
+    let dns = dnsmasq_on(port, &args);
     let out = run(&["dns", "--check"], &env, "");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(1), "SPF is wrong: {text}{}", String::from_utf8_lossy(&out.stderr));
@@ -220,7 +192,7 @@ fn check_reports_ok_missing_and_wrong() {
 
     // Fix SPF: every required record is ok -> exit 0.
     args[3] = txt_arg("example.com", "v=spf1 mx -all");
-    let _dns = dnsmasq(port, &args);
+    let _dns = dnsmasq_on(port, &args);
     let out = run(&["dns", "--check"], &env, "");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
@@ -256,7 +228,7 @@ fn rotation_switches_after_check_sees_new_records() {
     for (n, v) in &pending {
         args.push(txt_arg(n, v));
     }
-    let _dns = dnsmasq(port, &args);
+    let _dns = dnsmasq_on(port, &args);
     let out = run(&["dns", "--check"], &env, "");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.contains("signing switches to them now"), "{text}");

@@ -6,18 +6,10 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-
-struct Dnsmasq(Child);
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn swaks(port: u16, from: &str, extra: &[&str]) -> (bool, String) {
     let out = Command::new("swaks")
@@ -44,35 +36,21 @@ fn dmarc_reject_quarantine_and_authentication_results() {
         return;
     }
     let dns_port = free_port();
-    let _dns = Dnsmasq(
-        Command::new("dnsmasq")
-            .args([
-                "--no-daemon",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--listen-address=127.0.0.1",
-                "--user=root",
-            ])
-            .arg(format!("--port={dns_port}"))
-            .args([
-                "--local=/test/",
-                "--host-record=mx.reject.test,192.0.2.10",
-                "--host-record=mx.quarantine.test,192.0.2.11",
-                "--mx-host=reject.test,mx.reject.test,10",
-                "--mx-host=quarantine.test,mx.quarantine.test,10",
-                "--mx-host=plain.test,mx.reject.test,10",
-                "--txt-record=reject.test,v=spf1 -all",
-                "--txt-record=_dmarc.reject.test,v=DMARC1; p=reject",
-                "--txt-record=quarantine.test,v=spf1 -all",
-                "--txt-record=_dmarc.quarantine.test,v=DMARC1; p=quarantine",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dnsmasq"),
+    let _dns = dnsmasq_on(
+        dns_port,
+        &[
+            "--local=/test/",
+            "--host-record=mx.reject.test,192.0.2.10",
+            "--host-record=mx.quarantine.test,192.0.2.11",
+            "--mx-host=reject.test,mx.reject.test,10",
+            "--mx-host=quarantine.test,mx.quarantine.test,10",
+            "--mx-host=plain.test,mx.reject.test,10",
+            "--txt-record=reject.test,v=spf1 -all",
+            "--txt-record=_dmarc.reject.test,v=DMARC1; p=reject",
+            "--txt-record=quarantine.test,v=spf1 -all",
+            "--txt-record=_dmarc.quarantine.test,v=DMARC1; p=quarantine",
+        ],
     );
-    std::thread::sleep(Duration::from_millis(300));
 
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");

@@ -4,6 +4,8 @@
 //! on demand, offer STARTTLS and check AUTH PLAIN. Tests that need dnsmasq or smtp-sink
 //! skip when they are missing, unless `CI=true`.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -37,10 +39,6 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A child process killed on drop.
 struct Proc(Child);
 impl Drop for Proc {
@@ -51,33 +49,19 @@ impl Drop for Proc {
 }
 
 /// dnsmasq answering for remote.test (and here.test, where the DSNs go) with our MX.
-fn start_dns() -> (Proc, SocketAddr) {
+fn start_dns() -> (common::Dnsmasq, SocketAddr) {
     start_dns_with(&[])
 }
 
-fn start_dns_with(extra: &[&str]) -> (Proc, SocketAddr) {
-    let port = free_udp_port();
-    let child = Command::new("dnsmasq")
-        .args(extra)
-        .args([
-            "--no-daemon",
-            "--no-resolv",
-            "--no-hosts",
-            &format!("--port={port}"),
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            "--user=root",
-            "--mx-host=remote.test,mx.remote.test,10",
-            "--mx-host=here.test,mx.remote.test,10",
-            "--mx-host=nomail.test,.,0",
-            "--address=/mx.remote.test/127.0.0.1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start dnsmasq");
-    std::thread::sleep(Duration::from_millis(300));
-    (Proc(child), SocketAddr::from(([127, 0, 0, 1], port)))
+fn start_dns_with(extra: &[&str]) -> (common::Dnsmasq, SocketAddr) {
+    let mut args: Vec<&str> = extra.to_vec();
+    args.extend([
+        "--mx-host=remote.test,mx.remote.test,10",
+        "--mx-host=here.test,mx.remote.test,10",
+        "--mx-host=nomail.test,.,0",
+        "--address=/mx.remote.test/127.0.0.1",
+    ]);
+    common::dnsmasq(&args)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -607,7 +591,7 @@ struct StsCase {
     mx: Arc<ServerState>,
     queue: Queue,
     id: mailroom::queue::QueueId,
-    _dns: Proc,
+    _dns: common::Dnsmasq,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::watch::Sender<bool>,
 }

@@ -11,46 +11,16 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Server, base_env, free_port, have_tool, run};
 
 /// A child process killed on drop.
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// dnsmasq: `remote.test` has MX `mx.remote.test` = 127.0.0.1.
-fn start_dns() -> (Proc, SocketAddr) {
-    let port = free_udp_port();
-    let child = Command::new("dnsmasq")
-        .args([
-            "--no-daemon",
-            "--no-resolv",
-            "--no-hosts",
-            &format!("--port={port}"),
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            "--user=root",
-            "--mx-host=remote.test,mx.remote.test,10",
-            "--address=/mx.remote.test/127.0.0.1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start dnsmasq");
-    std::thread::sleep(Duration::from_millis(300));
-    (Proc(child), SocketAddr::from(([127, 0, 0, 1], port)))
+fn start_dns() -> (common::Dnsmasq, SocketAddr) {
+    common::dnsmasq(&["--mx-host=remote.test,mx.remote.test,10", "--address=/mx.remote.test/127.0.0.1"])
 }
 
 /// One transaction the remote MX accepted.

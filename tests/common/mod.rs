@@ -66,6 +66,44 @@ pub fn nxdomain_dns() -> SocketAddr {
     })
 }
 
+/// A dnsmasq serving test records on a loopback port; killed when dropped.
+pub struct Dnsmasq(pub Child);
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start dnsmasq on `port` (UDP and TCP, 127.0.0.1 only, no upstream, no /etc/hosts)
+/// with the test's records in `args` (`--mx-host=…`, `--txt-record=…`, `--local=/test/`).
+pub fn dnsmasq_on<S: AsRef<std::ffi::OsStr>>(port: u16, args: &[S]) -> Dnsmasq {
+    let child = Command::new("dnsmasq")
+        .args([
+            "--no-daemon",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--listen-address=127.0.0.1",
+            "--user=root",
+        ])
+        .arg(format!("--port={port}"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dnsmasq");
+    std::thread::sleep(Duration::from_millis(300));
+    Dnsmasq(child)
+}
+
+/// [`dnsmasq_on`] a free port; returns the server's address too.
+pub fn dnsmasq<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (Dnsmasq, SocketAddr) {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    (dnsmasq_on(port, args), SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
 /// Every listener off, so a test turns on only what it needs.
 pub fn base_env(data_dir: &Path) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> =
