@@ -16,8 +16,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
@@ -68,23 +66,7 @@ impl tower_service::Service<Name> for HickoryResolve {
 }
 
 fn resolver(dns_servers: &[SocketAddr]) -> Result<TokioResolver, AcmeError> {
-    let dns = |e: hickory_resolver::net::NetError| AcmeError::Client(format!("DNS resolver: {e}"));
-    let builder = if dns_servers.is_empty() {
-        TokioResolver::builder_tokio().map_err(dns)?
-    } else {
-        let servers = dns_servers
-            .iter()
-            .map(|s| {
-                let mut ns = NameServerConfig::udp_and_tcp(s.ip());
-                for c in &mut ns.connections {
-                    c.port = s.port();
-                }
-                ns
-            })
-            .collect();
-        TokioResolver::builder_with_config(ResolverConfig::from_name_servers(servers), TokioRuntimeProvider::default())
-    };
-    builder.build().map_err(dns)
+    crate::dns::resolver::build(dns_servers).map_err(|e| AcmeError::Client(format!("DNS resolver: {e}")))
 }
 
 /// Roots trusted for the directory: webpki's plus every certificate in `ca_file`.

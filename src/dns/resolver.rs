@@ -20,7 +20,9 @@ pub enum Answer {
     Error(String),
 }
 
-/// Build the resolver: `servers` when given, else the system configuration.
+/// Build the resolver: `servers` when given, else the system configuration. Every
+/// resolver in mailroom (inbound checks, the SMTP client, ACME, `dns --check`) comes
+/// from here.
 pub fn build(servers: &[SocketAddr]) -> Result<TokioResolver, String> {
     let mut builder = if servers.is_empty() {
         Resolver::builder_tokio().map_err(|e| format!("cannot read the system resolver configuration: {e}"))?
@@ -43,7 +45,22 @@ pub fn build(servers: &[SocketAddr]) -> Result<TokioResolver, String> {
     let options = builder.options_mut();
     options.timeout = Duration::from_secs(5);
     options.attempts = 2;
+    // Names we look up are absolute: never append a search domain.
+    options.ndots = 0;
+    // hickory's default TLS config (for DNS over TLS) loads the system's CA store, which
+    // a FROM scratch image does not have: building the resolver would fail there. Give
+    // it the compiled-in webpki roots instead.
+    let builder = builder.with_tls_config(webpki_client_config()?);
     builder.build().map_err(|e| format!("cannot build the DNS resolver: {e}"))
+}
+
+fn webpki_client_config() -> Result<rustls::ClientConfig, String> {
+    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    Ok(rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS configuration for DNS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// Look `name` up for `rtype` and render the answers.

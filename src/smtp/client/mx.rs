@@ -8,8 +8,6 @@
 use std::net::IpAddr;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use rand::seq::SliceRandom;
 
@@ -34,28 +32,7 @@ pub enum RouteError {
 
 /// A resolver per `MAILROOM_DNS_SERVERS` (each `ip:port`), or the system's.
 pub fn build_resolver(servers: &[std::net::SocketAddr]) -> Result<TokioResolver, String> {
-    let mut builder = if servers.is_empty() {
-        TokioResolver::builder_tokio().map_err(|e| format!("system resolver configuration: {e}"))?
-    } else {
-        let name_servers = servers
-            .iter()
-            .map(|sa| {
-                let mut ns = NameServerConfig::udp_and_tcp(sa.ip());
-                for c in ns.connections.iter_mut() {
-                    c.port = sa.port();
-                }
-                ns
-            })
-            .collect();
-        TokioResolver::builder_with_config(
-            ResolverConfig::from_name_servers(name_servers),
-            TokioRuntimeProvider::default(),
-        )
-    };
-    let opts: &mut ResolverOpts = builder.options_mut();
-    // Names we look up are absolute; never append a search domain.
-    opts.ndots = 0;
-    builder.build().map_err(|e| format!("resolver: {e}"))
+    crate::dns::resolver::build(servers)
 }
 
 fn fqdn(name: &str) -> String {
