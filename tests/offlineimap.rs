@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
@@ -33,19 +32,10 @@ fn offlineimap_two_way_sync() {
     if !have_tool("offlineimap") || !have_tool("swaks") {
         return;
     }
+    // Keep the whole MailServer alive: it owns the temp data dir.
+    let mut m = start_smtp_imap();
+    let (smtp, imap, data) = (m.smtp, m.imap, m.data.clone());
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let (smtp, imap, metrics) = (free_port(), free_port(), free_port());
-    let mut env = base_env(&data);
-    env.retain(|(k, _)| {
-        !matches!(k.as_str(), "MAILROOM_SMTP_LISTEN" | "MAILROOM_IMAP_LISTEN" | "MAILROOM_METRICS_LISTEN")
-    });
-    env.push(("MAILROOM_SMTP_LISTEN".into(), format!("127.0.0.1:{smtp}")));
-    env.push(("MAILROOM_IMAP_LISTEN".into(), format!("127.0.0.1:{imap}")));
-    env.push(("MAILROOM_METRICS_LISTEN".into(), format!("127.0.0.1:{metrics}")));
-    env.push(("MAILROOM_ACCOUNTS".into(), "alice@example.com:{PLAIN}wonderland".into()));
-    let mut server = Server::start(&env, Some(SocketAddr::from(([127, 0, 0, 1], metrics))), &data);
-    server.wait_ready(Duration::from_secs(30));
     for i in 0..3 {
         let out = Command::new("swaks")
             .args(["--server", &format!("127.0.0.1:{smtp}"), "--from", "bob@example.com", "--to", "alice@example.com"])
@@ -115,5 +105,5 @@ fn offlineimap_two_way_sync() {
     }
     offlineimap(&conf);
     assert_eq!(files(&inbox).len(), 2, "the deletion reached the local copy");
-    assert!(server.terminate(Duration::from_secs(10)).unwrap().success());
+    assert!(m.server.terminate(Duration::from_secs(10)).unwrap().success());
 }

@@ -233,3 +233,30 @@ pub fn run(args: &[&str], env: &[(String, String)], stdin: &str) -> std::process
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
 }
+
+/// A server with SMTP and IMAP on loopback ports and one account,
+/// `alice@example.com` / `wonderland`, in a temp data dir; ready when returned.
+pub struct MailServer {
+    pub server: Server,
+    pub smtp: u16,
+    pub imap: u16,
+    pub data: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+pub fn start_smtp_imap() -> MailServer {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (smtp, imap, metrics) = (free_port(), free_port(), free_port());
+    let mut env = base_env(&data);
+    env.retain(|(k, _)| {
+        !matches!(k.as_str(), "MAILROOM_SMTP_LISTEN" | "MAILROOM_IMAP_LISTEN" | "MAILROOM_METRICS_LISTEN")
+    });
+    env.push(("MAILROOM_SMTP_LISTEN".into(), format!("127.0.0.1:{smtp}")));
+    env.push(("MAILROOM_IMAP_LISTEN".into(), format!("127.0.0.1:{imap}")));
+    env.push(("MAILROOM_METRICS_LISTEN".into(), format!("127.0.0.1:{metrics}")));
+    env.push(("MAILROOM_ACCOUNTS".into(), "alice@example.com:{PLAIN}wonderland".into()));
+    let mut server = Server::start(&env, Some(SocketAddr::from(([127, 0, 0, 1], metrics))), &data);
+    server.wait_ready(Duration::from_secs(30));
+    MailServer { server, smtp, imap, data, _tmp: tmp }
+}
