@@ -55,7 +55,8 @@ class Imap:
             raise RuntimeError("bad greeting %r" % greeting)
         return c
 
-    async def cmd(self, text):
+    async def cmd(self, text, timings=None):
+        start = time.monotonic()
         self.n += 1
         tag = b"a%d" % self.n
         self.w.write(tag + b" " + text.encode() + b"\r\n")
@@ -74,6 +75,11 @@ class Imap:
             if line.startswith(tag + b" "):
                 if not line[len(tag) + 1 :].startswith(b"OK"):
                     raise RuntimeError("%s -> %r" % (text, line))
+                if timings is not None:
+                    key = text.split(" (")[0].split(" ")[0] if not text.startswith("SEARCH") else text
+                    if text.startswith("FETCH"):
+                        key = "FETCH ENVELOPE" if "ENVELOPE" in text else "FETCH BODY"
+                    timings.setdefault(key, []).append(time.monotonic() - start)
                 return
 
     async def close(self):
@@ -86,18 +92,19 @@ class Imap:
 
 async def imap_session(host, port, user, password, iters, rng, stats):
     c = await Imap.connect(host, port)
-    await c.cmd('LOGIN "%s" "%s"' % (user, password))
-    await c.cmd("SELECT INBOX")
+    t = stats.get("timings")
+    await c.cmd('LOGIN "%s" "%s"' % (user, password), t)
+    await c.cmd("SELECT INBOX", t)
     total = stats["messages"][user]
     for _ in range(iters):
         lo = rng.randint(1, max(1, total - 19))
         hi = min(total, lo + 19)
         one = rng.randint(1, total)
-        await c.cmd("FETCH %d:%d (UID FLAGS ENVELOPE)" % (lo, hi))
-        await c.cmd("FETCH %d (BODY.PEEK[])" % one)
+        await c.cmd("FETCH %d:%d (UID FLAGS ENVELOPE)" % (lo, hi), t)
+        await c.cmd("FETCH %d (BODY.PEEK[])" % one, t)
         flag = rng.choice(["+FLAGS (\\Seen)", "-FLAGS (\\Seen)", "+FLAGS (\\Flagged)"])
-        await c.cmd("STORE %d %s" % (rng.randint(1, total), flag))
-        await c.cmd(rng.choice(["SEARCH UNSEEN", "SEARCH FLAGGED", "SEARCH FROM \"bench\""]))
+        await c.cmd("STORE %d %s" % (rng.randint(1, total), flag), t)
+        await c.cmd(rng.choice(["SEARCH UNSEEN", "SEARCH FLAGGED", "SEARCH FROM \"bench\""]), t)
         stats["commands"] += 4
     await c.close()
     stats["commands"] += 3  # LOGIN, SELECT, LOGOUT
@@ -123,6 +130,8 @@ async def count_messages(host, port, user, password):
 async def run_imap(a):
     users = a.users.split(",")
     stats = {"commands": 0, "bytes": 0, "messages": {}}
+    if a.timings:
+        stats["timings"] = {}
     for u in users:
         stats["messages"][u] = await count_messages(a.host, a.port, u, a.password)
         if stats["messages"][u] < 20:
@@ -140,9 +149,15 @@ async def run_imap(a):
     start = time.monotonic()
     await asyncio.gather(*(worker(k) for k in range(a.clients)))
     secs = time.monotonic() - start
-    return {"clients": a.clients, "sessions": a.sessions, "commands": stats["commands"],
-            "seconds": round(secs, 3), "rate": round(stats["commands"] / secs, 1),
-            "mbytes": round(stats["bytes"] / 1e6, 1)}
+    out = {"clients": a.clients, "sessions": a.sessions, "commands": stats["commands"],
+           "seconds": round(secs, 3), "rate": round(stats["commands"] / secs, 1),
+           "mbytes": round(stats["bytes"] / 1e6, 1)}
+    if a.timings:
+        # Mean and 90th percentile latency per command kind, in milliseconds.
+        out["latency_ms"] = {k: {"n": len(v), "mean": round(1000 * sum(v) / len(v), 3),
+                                 "p90": round(1000 * sorted(v)[int(len(v) * 0.9)], 3)}
+                             for k, v in sorted(stats["timings"].items())}
+    return out
 
 
 async def pop3_session(host, port, user, password):
@@ -350,6 +365,7 @@ def main():
         s.add_argument("--messages", type=int, default=1000)
         s.add_argument("--size", type=int, default=4096)
         s.add_argument("--tls", action="store_true", help="implicit TLS (IMAPS, POP3S)")
+        s.add_argument("--timings", action="store_true", help="imap: latency per command kind")
     a = p.parse_args()
     loopback(a.host)
     global TLS

@@ -27,6 +27,7 @@ pub struct SearchMessage<'a> {
     pub internal_date: i64,
     /// RFC 3501 `\Recent`: this session is the first to see the message.
     pub recent: bool,
+    /// The message, or only its header block when the key does not [`needs_body`].
     pub raw: Option<&'a [u8]>,
 }
 
@@ -56,6 +57,17 @@ pub fn needs_content(key: &SearchKey) -> bool {
         | SearchKey::SentBefore(_)
         | SearchKey::SentOn(_)
         | SearchKey::SentSince(_) => true,
+        _ => false,
+    }
+}
+
+/// Does evaluating `key` need more than the top-level header block (BODY, TEXT)?
+pub fn needs_body(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::And(keys) => keys.iter().any(needs_body),
+        SearchKey::Or(a, b) => needs_body(a) || needs_body(b),
+        SearchKey::Not(k) => needs_body(k),
+        SearchKey::Body(_) | SearchKey::Text(_) => true,
         _ => false,
     }
 }

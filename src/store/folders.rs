@@ -156,6 +156,7 @@ impl Store {
         let _g = self.inner.folders_lock.lock().await;
         let root = self.inner.layout.account_dir(account)?;
         let index = self.inner.layout.index_path(account, &path)?;
+        let headers = self.inner.layout.header_cache_path(account, &path)?;
         self.forget_open(account, &path);
         let api = name.to_string();
         blocking(move || {
@@ -174,6 +175,7 @@ impl Store {
             }
             // A stale index from an earlier folder of this name must not resurrect UIDs.
             let _ = std::fs::remove_file(&index);
+            let _ = std::fs::remove_file(&headers);
             create_maildir(&dir, true)?;
             fsync_dir(&root)?;
             if let Some(u) = special_use {
@@ -196,6 +198,7 @@ impl Store {
         let _g = self.inner.folders_lock.lock().await;
         let root = self.inner.layout.account_dir(account)?;
         let index = self.inner.layout.index_path(account, &path)?;
+        let headers = self.inner.layout.header_cache_path(account, &path)?;
         let api = name.to_string();
         let p2 = path.clone();
         blocking(move || {
@@ -211,6 +214,7 @@ impl Store {
             std::fs::rename(&dir, &trashed).map_err(|e| StoreError::io(&dir, e))?;
             fsync_dir(&root)?;
             let _ = std::fs::remove_file(&index);
+            let _ = std::fs::remove_file(&headers);
             std::fs::remove_dir_all(&trashed).map_err(|e| StoreError::io(&trashed, e))?;
             let mut map = read_special_use(&root);
             if map.remove(&p2).is_some() {
@@ -271,11 +275,12 @@ impl Store {
                 let new = FolderPath::Folder(format!("{}{suffix}", d2.disk_name()));
                 let (a, b) = (root.join(old.disk_name()), root.join(new.disk_name()));
                 std::fs::rename(&a, &b).map_err(|e| StoreError::io(&a, e))?;
-                let (ia, ib) = (
-                    index_dir.join(format!("{}.idx", old.disk_name())),
-                    index_dir.join(format!("{}.idx", new.disk_name())),
-                );
-                let _ = std::fs::rename(&ia, &ib);
+                for ext in ["idx", "hdr"] {
+                    let _ = std::fs::rename(
+                        index_dir.join(format!("{}.{ext}", old.disk_name())),
+                        index_dir.join(format!("{}.{ext}", new.disk_name())),
+                    );
+                }
                 if let Some(u) = special.remove(&old) {
                     special.insert(new, u);
                 }

@@ -82,6 +82,11 @@ impl Layout {
     pub fn index_path(&self, owner: &MailboxOwner, folder: &FolderPath) -> Result<PathBuf, StoreError> {
         Ok(self.index_dir(owner)?.join(format!("{}.idx", folder.disk_name())))
     }
+
+    /// A folder's header cache file (`header_cache.rs`), next to its index.
+    pub fn header_cache_path(&self, owner: &MailboxOwner, folder: &FolderPath) -> Result<PathBuf, StoreError> {
+        Ok(self.index_dir(owner)?.join(format!("{}.hdr", folder.disk_name())))
+    }
 }
 
 /// Create a Maildir (`dir` with `cur/ new/ tmp/`, plus `maildirfolder` for a sub-folder).

@@ -25,6 +25,7 @@ use tokio::sync::{Mutex, MutexGuard, broadcast};
 use super::error::{StoreError, blocking};
 use super::filename::{FlagSet, parse_file_name};
 use super::folder_name::FolderPath;
+use super::header_cache::{HeaderCache, read_header_from_file};
 use super::index::{IndexData, IndexEntry, IndexLog, Opened, Record};
 use super::keywords::KeywordTable;
 use super::layout::is_maildir;
@@ -47,6 +48,11 @@ pub(crate) struct Shared {
     /// Held by a POP3 session (RFC 1939: exclusive access while in TRANSACTION state).
     pub(crate) exclusive: AtomicBool,
     pub(crate) state: Mutex<State>,
+    /// The header cache file of this folder, and the cache once loaded (lazily: a session
+    /// that only SELECTs and IDLEs never pays for it). A std mutex: only blocking-pool
+    /// threads take it.
+    header_path: PathBuf,
+    headers: Arc<std::sync::Mutex<Option<HeaderCache>>>,
 }
 
 impl Shared {
@@ -149,6 +155,10 @@ impl std::fmt::Debug for Mailbox {
     }
 }
 
+fn lock_cache(m: &std::sync::Mutex<Option<HeaderCache>>) -> std::sync::MutexGuard<'_, Option<HeaderCache>> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// fsync index logs and directories in parallel (spawned, so a cancelled caller still
 /// completes the commit), and wait for all.
 pub(crate) async fn sync_all(
@@ -189,6 +199,7 @@ impl Store {
         }
         let dir = self.inner.layout.folder_dir(account, path)?;
         let index_path = self.inner.layout.index_path(account, path)?;
+        let header_path = self.inner.layout.header_cache_path(account, path)?;
         // Serialise opens so two sessions never load (or rebuild) the same index twice.
         let _opening = self.inner.open_lock.lock().await;
         if let Some(shared) = self.lookup_open(account, path) {
@@ -199,7 +210,17 @@ impl Store {
             return Err(StoreError::NoSuchFolder(path.api_name()));
         };
         let store = self.clone();
-        let opened = blocking(move || IndexLog::open(&index_path, |prev| store.next_uid_validity(prev))).await?;
+        let stale_headers = header_path.clone();
+        let opened = blocking(move || {
+            let opened = IndexLog::open(&index_path, |prev| store.next_uid_validity(prev))?;
+            if matches!(opened, Opened::Rebuilt(..)) {
+                // New UIDs: cached headers of the old ones must go, even if a same-second
+                // rebuild reused the UIDVALIDITY.
+                let _ = std::fs::remove_file(&stale_headers);
+            }
+            Ok(opened)
+        })
+        .await?;
         let (index, log, imported) = match opened {
             Opened::Loaded(d, l) => (d, l, HashMap::new()),
             Opened::Rebuilt(d, l, Some(_)) => {
@@ -228,6 +249,8 @@ impl Store {
                 first_recent_uid: index_uid_next,
                 imported,
             }),
+            header_path,
+            headers: Arc::new(std::sync::Mutex::new(None)),
         });
         if let Ok(mut map) = self.inner.open.lock() {
             map.retain(|_, w| w.strong_count() > 0);
@@ -328,6 +351,10 @@ impl Mailbox {
         let opened = blocking(move || IndexLog::open(&path, |prev| store.next_uid_validity(prev))).await;
         match opened {
             Ok(Opened::Loaded(index, log)) | Ok(Opened::Rebuilt(index, log, _)) => {
+                if index.uid_validity != self.uid_validity() || index.messages.is_empty() {
+                    *lock_cache(&self.shared.headers) = None;
+                    let _ = std::fs::remove_file(&self.shared.header_path);
+                }
                 st.by_base = index.messages.iter().map(|(uid, e)| (e.base.clone(), *uid)).collect();
                 self.shared.uid_validity.store(index.uid_validity, Ordering::Relaxed);
                 st.index = index;
@@ -507,6 +534,55 @@ impl Mailbox {
             }
         }
         Err(StoreError::NoSuchMessage(uid))
+    }
+
+    /// The top-level header blocks (CRLF, up to and including the empty line) of `uids`,
+    /// for ENVELOPE, HEADER.FIELDS and header SEARCH keys: from the header cache, else from
+    /// the message file (then cached). One blocking hop for the whole batch. `None` for a
+    /// UID not in the index, or one the caller must read with [`Mailbox::read_message`]
+    /// (bare-LF files, moved files, headers over 256 KiB).
+    pub async fn read_headers(&self, uids: &[u32]) -> Result<Vec<Option<bytes::Bytes>>, StoreError> {
+        let (files, uid_validity, live) = {
+            let st = self.lock().await;
+            let files: Vec<Option<(String, u64)>> =
+                uids.iter().map(|u| st.index.messages.get(u).map(|e| (e.file_name.clone(), e.size))).collect();
+            let uid_validity = st.index.uid_validity;
+            let loaded = lock_cache(&self.shared.headers).as_ref().is_some_and(|c| c.uid_validity() == uid_validity);
+            let live: Option<BTreeSet<u32>> = (!loaded).then(|| st.index.messages.keys().copied().collect());
+            (files, uid_validity, live)
+        };
+        let (cache, path, cur) =
+            (self.shared.headers.clone(), self.shared.header_path.clone(), self.shared.dir.join("cur"));
+        let uids = uids.to_vec();
+        blocking(move || {
+            let mut guard = lock_cache(&cache);
+            if guard.as_ref().is_none_or(|c| c.uid_validity() != uid_validity) {
+                *guard = Some(HeaderCache::open(&path, uid_validity, |u| live.as_ref().is_none_or(|l| l.contains(&u))));
+            }
+            let Some(cache) = guard.as_mut() else {
+                return Ok(Vec::new());
+            };
+            let mut out = Vec::with_capacity(uids.len());
+            for (uid, file) in uids.into_iter().zip(files) {
+                let Some((name, size)) = file else {
+                    out.push(None);
+                    continue;
+                };
+                if let Some(h) = cache.get(uid) {
+                    out.push(Some(bytes::Bytes::from(h)));
+                    continue;
+                }
+                // Errors (a file renamed by another program) go to the caller's slow path,
+                // which rescans and reports what is really wrong.
+                let read = read_header_from_file(&cur.join(&name), size).ok().flatten();
+                if let Some(h) = &read {
+                    cache.put(uid, h);
+                }
+                out.push(read.map(bytes::Bytes::from));
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// Read a whole message (CRLF) into memory, at most `max` bytes (for header and

@@ -582,3 +582,39 @@ async fn a_dovecot_maildir_keeps_its_uids_and_uidvalidity() {
     assert_ne!(rebuilt.uid_validity, 42);
     assert_eq!(uids(&rebuilt), [1, 2, 3, 4]);
 }
+
+#[tokio::test]
+async fn header_blocks_come_from_the_cache_and_never_outlive_a_uidvalidity() {
+    let data = tempfile::tempdir().unwrap();
+    let hdr = data.path().join("state/index/example.org/alice/INBOX.hdr");
+    let store = Store::open(data.path(), "mx").unwrap();
+    deliver(&store, "Subject: one\r\nFrom: a@b\r\n\r\nbody 1\r\n").await;
+    deliver(&store, "Subject: two\r\n").await;
+    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    mb.sync().await.unwrap();
+    // Bare LF (written by another program): the caller takes the converting slow path.
+    std::fs::write(root(data.path()).join("cur/1700000000.x.other:2,"), b"Subject: lf\n\nx\n").unwrap();
+    let snap = mb.sync().await.unwrap();
+    assert_eq!(uids(&snap), [1, 2, 3]);
+    let got = mb.read_headers(&[2, 1, 3, 99]).await.unwrap();
+    assert_eq!(got[0].as_deref(), Some(&b"Subject: two\r\n"[..]));
+    assert_eq!(got[1].as_deref(), Some(&b"Subject: one\r\nFrom: a@b\r\n\r\n"[..]));
+    assert_eq!(got[2], None);
+    assert_eq!(got[3], None);
+    assert!(std::fs::metadata(&hdr).unwrap().len() > 40);
+    // Served from the cache now: even with the message files gone behind our back.
+    let cur = root(data.path()).join("cur");
+    for name in ls(&cur) {
+        std::fs::remove_file(cur.join(name)).unwrap();
+    }
+    assert_eq!(mb.read_headers(&[1]).await.unwrap()[0].as_deref(), Some(&b"Subject: one\r\nFrom: a@b\r\n\r\n"[..]));
+    // A rebuilt index (new UIDVALIDITY) must not see the old UIDs' headers.
+    drop(mb);
+    drop(store);
+    std::fs::remove_file(data.path().join("state/index/example.org/alice/INBOX.idx")).unwrap();
+    let store = Store::open(data.path(), "mx").unwrap();
+    deliver(&store, "Subject: new\r\n\r\nx\r\n").await;
+    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    assert_eq!(uids(&mb.sync().await.unwrap()), [1]);
+    assert_eq!(mb.read_headers(&[1]).await.unwrap()[0].as_deref(), Some(&b"Subject: new\r\n\r\n"[..]));
+}

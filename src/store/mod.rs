@@ -13,7 +13,8 @@
 //! Files: `types.rs` public values, `error.rs`, `folder_name.rs` mUTF-7 and name mapping,
 //! `filename.rs` Maildir names and flag letters, `keywords.rs` Dovecot keyword letters,
 //! `layout.rs` paths, `durable.rs` group commit, `deliver.rs`, `quota.rs`, `index.rs` the
-//! on-disk index log, `scan.rs` reading a Maildir directory, `mailbox.rs` an open mailbox,
+//! on-disk index log, `header_cache.rs` cached header blocks, `scan.rs` reading a Maildir
+//! directory, `mailbox.rs` an open mailbox,
 //! `mailbox_sync.rs` index <-> Maildir reconciliation, `uidlist.rs` Dovecot UID import,
 //! `message_ops.rs` append/copy/move, `mailbox_status.rs` STATUS/\Recent/POP3 claim,
 //! `reader.rs` CRLF message streams, `folders.rs` folder management and subscriptions.
@@ -30,6 +31,7 @@ mod error;
 mod filename;
 pub mod folder_name;
 mod folders;
+mod header_cache;
 mod index;
 mod keywords;
 mod layout;

@@ -17,6 +17,8 @@ use crate::store::{Flag as StFlag, FlagOp, MessageMeta, StoreError};
 const MAX_FETCH_BYTES: u64 = 256 * 1024 * 1024;
 /// How much of the file header-only items read (a header block longer than this is cut).
 const MAX_HEADER_BYTES: usize = 256 * 1024;
+/// Header blocks fetched from the store per call (bounds memory on `FETCH 1:* ENVELOPE`).
+const HEADER_BATCH: usize = 256;
 
 fn needs_content(item: &FetchItem) -> bool {
     !matches!(
@@ -114,15 +116,28 @@ impl Session {
         // ENVELOPE and header sections only need the start of the file.
         let header_only = content_items.iter().all(|i| is_header_item(i));
         let mut result = Tagged::ok("");
-        for i in targets {
+        let mut headers: Vec<Option<bytes::Bytes>> = Vec::new();
+        for (k, i) in targets.iter().copied().enumerate() {
             let Some(sel) = self.selected() else {
                 break;
             };
             let Some(meta) = sel.messages.get(i).cloned() else {
                 continue;
             };
+            if content_needed && header_only && k % HEADER_BATCH == 0 {
+                // Header blocks for the next batch in one store call (header cache).
+                let uids: Vec<u32> =
+                    targets[k..].iter().take(HEADER_BATCH).map(|t| sel.messages.get(*t).map_or(0, |m| m.uid)).collect();
+                headers = match sel.mailbox.read_headers(&uids).await {
+                    Ok(h) => h,
+                    Err(e) => return Ok(store_error(&e, &self.peer)),
+                };
+            }
+            let cached = headers.get_mut(k % HEADER_BATCH).and_then(Option::take);
             let mut reader = None;
-            let raw = if streamed.is_some() {
+            let raw = if cached.is_some() {
+                cached
+            } else if streamed.is_some() {
                 match sel.mailbox.open_message(meta.uid).await {
                     Ok(r) => reader = Some(r),
                     Err(StoreError::NoSuchMessage(_)) => {

@@ -7,7 +7,7 @@ use super::{Tagged, store_error};
 use crate::imap::command::{SearchCommand, SearchKey, SearchReturn};
 use crate::imap::render::mime::split_header;
 use crate::imap::render::string;
-use crate::imap::search::{SearchMessage, SearchScope, matches, needs_content};
+use crate::imap::search::{SearchMessage, SearchScope, matches, needs_body, needs_content};
 use crate::imap::sequence::format_numbers;
 use crate::imap::session::Session;
 use crate::store::StoreError;
@@ -16,6 +16,8 @@ use crate::store::StoreError;
 const MAX_SEARCH_BYTES: usize = 64 * 1024 * 1024;
 /// What SORT/THREAD read of a message for header-based criteria.
 const MAX_HEADER_BYTES: usize = 256 * 1024;
+/// Header blocks fetched from the store per call.
+const HEADER_BATCH: usize = 256;
 
 fn has_modseq(key: &SearchKey) -> bool {
     match key {
@@ -168,10 +170,21 @@ impl Session {
         };
         let scope = SearchScope { max_seq: sel.messages.len() as u32, max_uid: sel.max_uid(), saved: &sel.saved };
         let content = needs_content(key);
+        let body = needs_body(key);
+        let header_only = (content || need_header) && !body;
         let mut found = Vec::new();
+        let mut headers: Vec<Option<bytes::Bytes>> = Vec::new();
         for (i, m) in sel.messages.iter().enumerate() {
-            let raw = if content || need_header {
-                let cap = if content { MAX_SEARCH_BYTES } else { MAX_HEADER_BYTES };
+            if header_only && i % HEADER_BATCH == 0 {
+                // Header blocks for the next batch in one store call (header cache).
+                let uids: Vec<u32> = sel.messages[i..].iter().take(HEADER_BATCH).map(|m| m.uid).collect();
+                headers = sel.mailbox.read_headers(&uids).await.map_err(|e| store_error(&e, &peer))?;
+            }
+            let cached = if header_only { headers.get_mut(i % HEADER_BATCH).and_then(Option::take) } else { None };
+            let raw = if cached.is_some() {
+                cached
+            } else if content || need_header {
+                let cap = if body { MAX_SEARCH_BYTES } else { MAX_HEADER_BYTES };
                 match sel.mailbox.read_message(m.uid, cap).await {
                     Ok(b) => Some(b),
                     Err(StoreError::NoSuchMessage(_)) => continue,
