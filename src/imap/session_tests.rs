@@ -123,6 +123,11 @@ async fn select_fetch_and_implicit_seen() {
     let r = c.ok("FETCH 1 (UID BODY.PEEK[])").await;
     let expected = SIMPLE.replace('\n', "\r\n");
     assert_eq!(r[0], format!("* 1 FETCH (UID 1 BODY[] {{{}}}\r\n{expected})", expected.len()));
+    // ... and so are byte ranges of it (streamed from their offset), past the end: empty.
+    let r = c.ok("FETCH 1 (BODY.PEEK[]<6.12>)").await;
+    assert_eq!(r[0], format!("* 1 FETCH (BODY[]<6> {{12}}\r\n{})", &expected[6..18]));
+    let r = c.ok("FETCH 1 (BODY.PEEK[]<100000.10>)").await;
+    assert_eq!(r[0], "* 1 FETCH (BODY[]<100000> {0}\r\n)");
     let r = c.ok("FETCH 2 RFC822").await;
     assert!(r[0].starts_with("* 2 FETCH (RFC822 {") && r[0].ends_with("--b1--\r\n FLAGS (\\Seen))"), "{r:?}");
     let r = c.ok("FETCH 1 FAST").await;

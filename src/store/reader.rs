@@ -62,6 +62,21 @@ impl MessageReader {
     pub fn size(&self) -> u64 {
         self.size
     }
+
+    /// Skip the first `n` wire bytes (FETCH `BODY[]<start.len>`): a seek for CRLF files,
+    /// reading through for converted ones. Call before reading anything.
+    pub async fn skip(&mut self, n: u64) -> io::Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        if n == 0 {
+            return Ok(());
+        }
+        if !self.convert {
+            self.file.seek(io::SeekFrom::Start(n)).await?;
+            return Ok(());
+        }
+        tokio::io::copy(&mut (&mut *self).take(n), &mut tokio::io::sink()).await?;
+        Ok(())
+    }
 }
 
 impl AsyncRead for MessageReader {
@@ -120,6 +135,21 @@ mod tests {
         assert!(out.starts_with(b"Subject: x\r\n\r\nline\r\n"));
         assert!(out.ends_with(b"a\r\nend\r\n"));
         assert!(!out.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'));
+    }
+
+    #[tokio::test]
+    async fn skip_seeks_or_reads_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m");
+        for (content, convert) in [(&b"ab\ncd\nef"[..], true), (&b"ab\r\ncd\r\nef"[..], false)] {
+            std::fs::write(&p, content).unwrap();
+            let size = file_wire_len(&p).unwrap();
+            let mut r = MessageReader::new(tokio::fs::File::open(&p).await.unwrap(), size, convert);
+            r.skip(4).await.unwrap();
+            let mut out = Vec::new();
+            r.read_to_end(&mut out).await.unwrap();
+            assert_eq!(out, b"cd\r\nef");
+        }
     }
 
     #[test]

@@ -173,13 +173,18 @@ impl Session {
                 if *item == FetchItem::Flags {
                     wrote_flags = true;
                 }
-                if let Some(label) = whole_message_label(item)
-                    && let Some(r) = reader.take()
+                if let Some((label, range)) = whole_message_label(item)
+                    && let Some(mut r) = reader.take()
                 {
                     line.extend_from_slice(label.as_bytes());
                     self.out.extend_from_slice(&line);
                     line.clear();
-                    let size = r.size();
+                    // A partial (Thunderbird downloads big messages in 64 KiB chunks) skips
+                    // to its start instead of reading the message into memory.
+                    let (start, len) = range.unwrap_or((0, u64::MAX));
+                    let start = start.min(r.size());
+                    let size = len.min(r.size() - start);
+                    r.skip(start).await.map_err(std::io::Error::other)?;
                     self.write_literal_from(r, size).await?;
                     continue;
                 }
@@ -221,15 +226,19 @@ fn is_header_item(item: &FetchItem) -> bool {
     }
 }
 
-/// The response label of an item that is the whole message as stored, which can be
-/// streamed from the file (BINARY[] is the stored message too: no decoding at the root).
-fn whole_message_label(item: &FetchItem) -> Option<&'static str> {
+/// The response label of an item that is the whole message as stored, or a byte range of
+/// it (`BODY[]<start.len>`), which can be streamed from the file (BINARY[] is the stored
+/// message too: no decoding at the root).
+fn whole_message_label(item: &FetchItem) -> Option<(String, Option<(u64, u64)>)> {
     match item {
-        FetchItem::Rfc822 => Some("RFC822 "),
-        FetchItem::BodySection { section, partial: None, .. } if section.part.is_empty() && section.text.is_none() => {
-            Some("BODY[] ")
+        FetchItem::Rfc822 => Some(("RFC822 ".into(), None)),
+        FetchItem::BodySection { section, partial, .. } if section.part.is_empty() && section.text.is_none() => {
+            Some(match partial {
+                None => ("BODY[] ".into(), None),
+                Some((start, len)) => (format!("BODY[]<{start}> "), Some((u64::from(*start), u64::from(*len)))),
+            })
         }
-        FetchItem::Binary { part, partial: None, .. } if part.is_empty() => Some("BINARY[] ~"),
+        FetchItem::Binary { part, partial: None, .. } if part.is_empty() => Some(("BINARY[] ~".into(), None)),
         _ => None,
     }
 }
