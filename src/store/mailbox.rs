@@ -36,6 +36,9 @@ use super::{GroupSync, Store};
 
 /// Events buffered per mailbox for slow subscribers (they then see `Lagged` and resync).
 const EVENT_CAPACITY: usize = 256;
+/// Messages up to this size are read into memory whole by `open_message`; larger ones are
+/// streamed from the file.
+const SMALL_MESSAGE: usize = 128 * 1024;
 
 /// State shared by all handles of one open mailbox.
 pub(crate) struct Shared {
@@ -513,7 +516,11 @@ impl Mailbox {
     }
 
     /// Open a message for streaming (FETCH BODY[], RETR): CRLF bytes and the wire size.
+    /// Messages up to [`SMALL_MESSAGE`] are read whole in one blocking call.
     pub async fn open_message(&self, uid: u32) -> Result<MessageReader, StoreError> {
+        if let Some(data) = self.read_fast(uid, SMALL_MESSAGE, true).await? {
+            return Ok(MessageReader::from_bytes(data));
+        }
         let mut st = self.lock().await;
         for attempt in 0..2 {
             let Some(e) = st.index.messages.get(&uid) else {
@@ -587,13 +594,28 @@ impl Mailbox {
 
     /// Read a whole message (CRLF) into memory, at most `max` bytes (for header and
     /// BODYSTRUCTURE parsing).
-    ///
-    /// Fast path: open, fstat and read in one blocking call. Through `tokio::fs` each of
-    /// those is its own hop to the blocking pool, and the benchmark (bench/README.md) had
-    /// IMAP SEARCH FROM and FETCH ENVELOPE spending most of their time in those hops. Files
-    /// that need LF->CRLF conversion, or that moved since the index saw them, take the
-    /// streaming path below, which handles both.
     pub async fn read_message(&self, uid: u32, max: usize) -> Result<bytes::Bytes, StoreError> {
+        if let Some(data) = self.read_fast(uid, max, false).await? {
+            return Ok(data);
+        }
+        let reader = self.open_message(uid).await?;
+        let cap = usize::try_from(reader.size()).unwrap_or(max).min(max);
+        let mut buf = Vec::with_capacity(cap);
+        reader
+            .take(max as u64)
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| StoreError::io(self.shared.dir.join("cur"), e))?;
+        Ok(bytes::Bytes::from(buf))
+    }
+
+    /// The fast path of reading a message: open, fstat and read in one blocking call
+    /// (through `tokio::fs` each is its own hop to the blocking pool, which dominated
+    /// IMAP FETCH and POP3 RETR in the benchmark, bench/README.md). At most `max` bytes;
+    /// with `whole`, only messages that fit in `max`. `None` sends the caller to the
+    /// streaming path, which handles bare-LF files (converted to CRLF) and files that
+    /// moved since the index saw them (rescan).
+    async fn read_fast(&self, uid: u32, max: usize, whole: bool) -> Result<Option<bytes::Bytes>, StoreError> {
         let (path, size) = {
             let st = self.lock().await;
             let Some(e) = st.index.messages.get(&uid) else {
@@ -601,7 +623,10 @@ impl Mailbox {
             };
             (self.shared.dir.join("cur").join(&e.file_name), e.size)
         };
-        let fast = blocking(move || {
+        if whole && size > max as u64 {
+            return Ok(None);
+        }
+        blocking(move || {
             use std::io::Read;
             let read = || -> std::io::Result<Option<Vec<u8>>> {
                 let file = File::open(&path)?;
@@ -613,23 +638,11 @@ impl Mailbox {
                 Ok(Some(buf))
             };
             match read() {
-                Ok(found) => Ok(found),
+                Ok(found) => Ok(found.map(bytes::Bytes::from)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(StoreError::io(&path, e)),
             }
         })
-        .await?;
-        if let Some(buf) = fast {
-            return Ok(bytes::Bytes::from(buf));
-        }
-        let reader = self.open_message(uid).await?;
-        let cap = usize::try_from(reader.size()).unwrap_or(max).min(max);
-        let mut buf = Vec::with_capacity(cap);
-        reader
-            .take(max as u64)
-            .read_to_end(&mut buf)
-            .await
-            .map_err(|e| StoreError::io(self.shared.dir.join("cur"), e))?;
-        Ok(bytes::Bytes::from(buf))
+        .await
     }
 }
