@@ -128,20 +128,20 @@ impl State {
             uid_validity: self.index.uid_validity,
             uid_next: self.index.uid_next,
             highest_modseq: self.index.highest_modseq,
-            messages: self
-                .index
-                .messages
-                .iter()
-                .map(|(uid, e)| MessageMeta {
-                    uid: *uid,
-                    flags: e.flags.to_flags(),
-                    modseq: e.modseq,
-                    size: e.size,
-                    internal_date: e.internal_date,
-                    base_name: e.base.clone(),
-                })
-                .collect(),
+            messages: self.index.messages.iter().map(|(uid, e)| meta(*uid, e)).collect(),
         }
+    }
+}
+
+/// The public view of one index entry.
+pub(crate) fn meta(uid: u32, e: &IndexEntry) -> MessageMeta {
+    MessageMeta {
+        uid,
+        flags: e.flags.to_flags(),
+        modseq: e.modseq,
+        size: e.size,
+        internal_date: e.internal_date,
+        base_name: e.base.clone(),
     }
 }
 

@@ -6,6 +6,11 @@
 //! another program (Dovecot, mutt) are adopted with a new modseq. Directory mtimes decide
 //! how much work is needed (see `scan.rs`), so a sync with no change costs two `stat`s. A
 //! Maildir indexed for the first time keeps Dovecot's UIDs (`uidlist.rs`).
+//!
+//! Also the incremental form sessions use to stay current, [`Mailbox::changes_since`]:
+//! every change (new message, flags, expunge) bumps the modseq, so "what changed after
+//! modseq N" is a filter over the index plus the expunge tombstones, not a copy of a
+//! 50,000-message list after every STORE by any session.
 
 use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
@@ -14,9 +19,9 @@ use super::error::{StoreError, blocking};
 use super::filename::{FlagSet, parse_file_name};
 use super::index::{IndexData, IndexEntry, IndexLog, Record};
 use super::keywords::KeywordTable;
-use super::mailbox::{Mailbox, State};
+use super::mailbox::{Mailbox, State, meta};
 use super::scan::{self, Freshness, Trust};
-use super::types::MailboxEvent;
+use super::types::{MailboxChanges, MailboxEvent};
 
 /// Take the current on-disk name of a known message; if its flag letters differ from the
 /// index (another program changed them), adopt them with a new modseq.
@@ -223,6 +228,27 @@ impl Mailbox {
             self.shared.notify(MailboxEvent::Expunged { uids: vanished });
         }
         Ok(())
+    }
+
+    /// Sync, then report only what changed after `modseq` (a session's HIGHESTMODSEQ):
+    /// messages added or changed, and UIDs expunged. `None` when that cannot be told
+    /// exactly (the UIDVALIDITY changed, or the tombstones no longer reach back): the caller
+    /// then compares a full [`Mailbox::sync`] snapshot.
+    pub async fn changes_since(&self, uid_validity: u32, modseq: u64) -> Result<Option<MailboxChanges>, StoreError> {
+        let mut st = self.lock().await;
+        self.sync_locked(&mut st, false).await?;
+        let index = &st.index;
+        let covered = index.tombstones.len() < super::index::MAX_TOMBSTONES
+            || index.tombstones.front().is_some_and(|(_, m)| *m <= modseq + 1);
+        if index.uid_validity != uid_validity || !covered {
+            return Ok(None);
+        }
+        let changed = index.messages.iter().filter(|(_, e)| e.modseq > modseq).map(|(uid, e)| meta(*uid, e)).collect();
+        let mut expunged: Vec<u32> =
+            index.tombstones.iter().rev().take_while(|(_, m)| *m > modseq).map(|(u, _)| *u).collect();
+        expunged.sort_unstable();
+        expunged.dedup();
+        Ok(Some(MailboxChanges { uid_next: index.uid_next, highest_modseq: index.highest_modseq, changed, expunged }))
     }
 
     /// After our own change to `cur/` (made while the state matched the disk), trust the

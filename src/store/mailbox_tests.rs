@@ -618,3 +618,26 @@ async fn header_blocks_come_from_the_cache_and_never_outlive_a_uidvalidity() {
     assert_eq!(uids(&mb.sync().await.unwrap()), [1]);
     assert_eq!(mb.read_headers(&[1]).await.unwrap()[0].as_deref(), Some(&b"Subject: new\r\n\r\n"[..]));
 }
+
+#[tokio::test]
+async fn changes_since_a_modseq_are_new_changed_and_expunged_messages() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path(), "mx").unwrap();
+    for i in 0..3 {
+        deliver(&store, &format!("Subject: {i}\r\n\r\nx\r\n")).await;
+    }
+    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    let snap = mb.sync().await.unwrap();
+    let none = mb.changes_since(snap.uid_validity, snap.highest_modseq).await.unwrap().unwrap();
+    assert!(none.changed.is_empty() && none.expunged.is_empty());
+    mb.store_flags(&[2], FlagOp::Add, &[Flag::Flagged], None).await.unwrap();
+    mb.expunge(&[1]).await.unwrap();
+    deliver(&store, "Subject: 4\r\n\r\nx\r\n").await;
+    let c = mb.changes_since(snap.uid_validity, snap.highest_modseq).await.unwrap().unwrap();
+    assert_eq!(uids(&MailboxSnapshot { messages: c.changed.clone(), ..snap.clone() }), [2, 4]);
+    assert_eq!(c.changed[0].flags, [Flag::Flagged]);
+    assert_eq!(c.expunged, [1]);
+    assert_eq!((c.uid_next, c.highest_modseq), (5, mb.sync().await.unwrap().highest_modseq));
+    // Another UIDVALIDITY: the caller must compare a full snapshot.
+    assert_eq!(mb.changes_since(snap.uid_validity + 1, snap.highest_modseq).await.unwrap(), None);
+}

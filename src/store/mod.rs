@@ -59,8 +59,8 @@ pub use mailbox::Mailbox;
 pub use mailbox_status::ExclusiveClaim;
 pub use reader::MessageReader;
 pub use types::{
-    DeliveredMessage, Flag, FlagOp, FolderInfo, LocalDelivery, MailboxEvent, MailboxOwner, MailboxSnapshot,
-    MailboxStatus, MessageBody, MessageMeta, SpecialUse, StoreFlagsOutcome,
+    DeliveredMessage, Flag, FlagOp, FolderInfo, LocalDelivery, MailboxChanges, MailboxEvent, MailboxOwner,
+    MailboxSnapshot, MailboxStatus, MessageBody, MessageMeta, SpecialUse, StoreFlagsOutcome,
 };
 
 use durable::GroupSync;

@@ -215,6 +215,19 @@ pub struct MailboxSnapshot {
     pub messages: Vec<MessageMeta>,
 }
 
+/// What changed in a mailbox after a modseq (`Mailbox::changes_since`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MailboxChanges {
+    /// IMAP UIDNEXT now.
+    pub uid_next: u32,
+    /// HIGHESTMODSEQ now.
+    pub highest_modseq: u64,
+    /// Messages added or whose flags changed, sorted by uid.
+    pub changed: Vec<MessageMeta>,
+    /// UIDs expunged, sorted.
+    pub expunged: Vec<u32>,
+}
+
 /// Counts of a mailbox (IMAP STATUS).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MailboxStatus {

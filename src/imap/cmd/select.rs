@@ -13,7 +13,7 @@ use super::{Tagged, store_error, write_flags};
 use crate::imap::command::{QresyncParams, SelectParams};
 use crate::imap::sequence::{SequenceSet, format_numbers};
 use crate::imap::session::{Session, State};
-use crate::store::{Flag as StFlag, Mailbox, MailboxEvent, MessageMeta};
+use crate::store::{Flag as StFlag, Mailbox, MailboxChanges, MailboxEvent, MailboxSnapshot, MessageMeta};
 
 /// A selected mailbox as this session sees it.
 pub struct Selected {
@@ -31,6 +31,9 @@ pub struct Selected {
     /// UIDs that are `\Recent` for this session (RFC 3501 2.3.2; claimed from the store
     /// so only one session sees a message as recent).
     pub recent: std::ops::Range<u32>,
+    /// Expunged in the store but still in the view: sequence numbers may only change
+    /// when the client can be told (not during FETCH, STORE, SEARCH; RFC 9051 7.5.1).
+    pub expunged_unreported: Vec<u32>,
 }
 
 impl Selected {
@@ -165,6 +168,7 @@ impl Session {
             events,
             saved: Vec::new(),
             recent,
+            expunged_unreported: Vec::new(),
         };
         if let Some(q) = &params.qresync {
             self.qresync_catch_up(&selected, q).await;
@@ -287,78 +291,79 @@ impl Session {
         if !pending && !force {
             return;
         }
-        let snap = match sel.mailbox.sync().await {
-            Ok(s) => s,
+        // Only what changed since the view's HIGHESTMODSEQ; a full snapshot to compare
+        // with when the store cannot tell (tombstones gone, new UIDVALIDITY).
+        let changes = match sel.mailbox.changes_since(sel.uid_validity, sel.highest_modseq).await {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => sel.mailbox.sync().await.map(|snap| changes_from_snapshot(&sel.messages, snap)),
+            Err(e) => Err(e),
+        };
+        let changes = match changes {
+            Ok(c) => c,
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "mailbox sync failed");
                 return;
             }
         };
         let mut out = Vec::new();
-        // 1. expunges (two sorted lists: view and snapshot)
-        if allow_expunge {
-            let mut gone = Vec::new();
-            let mut j = 0;
-            for m in &sel.messages {
-                while j < snap.messages.len() && snap.messages[j].uid < m.uid {
-                    j += 1;
-                }
-                if j >= snap.messages.len() || snap.messages[j].uid != m.uid {
-                    gone.push(m.uid);
-                }
-            }
-            if !gone.is_empty() {
-                if qresync {
-                    out.extend_from_slice(format!("* VANISHED {}\r\n", format_numbers(&gone)).as_bytes());
-                    sel.messages.retain(|m| gone.binary_search(&m.uid).is_err());
-                } else {
-                    let mut kept = Vec::with_capacity(sel.messages.len());
-                    let mut removed = 0usize;
-                    for (i, m) in std::mem::take(&mut sel.messages).into_iter().enumerate() {
-                        if gone.binary_search(&m.uid).is_ok() {
-                            out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1 - removed).as_bytes());
-                            removed += 1;
-                        } else {
-                            kept.push(m);
-                        }
-                    }
-                    sel.messages = kept;
-                }
-                // The saved search result loses expunged messages (RFC 5182 2.1).
-                sel.saved.retain(|u| gone.binary_search(u).is_err());
-            }
+        // 1. expunges of messages in view: reported now, or held back until allowed
+        let in_view: Vec<u32> = changes.expunged.into_iter().filter(|u| sel.index_of_uid(*u).is_some()).collect();
+        if !in_view.is_empty() {
+            sel.expunged_unreported.extend(in_view);
+            sel.expunged_unreported.sort_unstable();
+            sel.expunged_unreported.dedup();
         }
-        // 2. flag changes of messages still in view
-        let mut j = 0;
-        for (i, m) in sel.messages.iter_mut().enumerate() {
-            while j < snap.messages.len() && snap.messages[j].uid < m.uid {
-                j += 1;
+        if allow_expunge && !sel.expunged_unreported.is_empty() {
+            let gone = std::mem::take(&mut sel.expunged_unreported);
+            if qresync {
+                out.extend_from_slice(format!("* VANISHED {}\r\n", format_numbers(&gone)).as_bytes());
+                sel.messages.retain(|m| gone.binary_search(&m.uid).is_err());
+            } else {
+                let mut kept = Vec::with_capacity(sel.messages.len());
+                let mut removed = 0usize;
+                for (i, m) in std::mem::take(&mut sel.messages).into_iter().enumerate() {
+                    if gone.binary_search(&m.uid).is_ok() {
+                        out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1 - removed).as_bytes());
+                        removed += 1;
+                    } else {
+                        kept.push(m);
+                    }
+                }
+                sel.messages = kept;
             }
-            let Some(s) = snap.messages.get(j).filter(|s| s.uid == m.uid) else {
+            // The saved search result loses expunged messages (RFC 5182 2.1).
+            sel.saved.retain(|u| gone.binary_search(u).is_err());
+        }
+        // 2. flag changes of messages in view, and new messages (sorted by UID)
+        let before = sel.messages.len();
+        for c in changes.changed {
+            let Some(i) = sel.index_of_uid(c.uid) else {
+                if c.uid > sel.max_uid() {
+                    sel.messages.push(c);
+                }
                 continue;
             };
-            if s.flags != m.flags || s.modseq != m.modseq {
-                let flags_changed = s.flags != m.flags;
-                m.flags = s.flags.clone();
-                m.modseq = s.modseq;
-                if flags_changed || condstore {
-                    out.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
-                    if qresync {
-                        out.extend_from_slice(format!("UID {} ", m.uid).as_bytes());
-                    }
-                    out.extend_from_slice(b"FLAGS ");
-                    write_flags(&mut out, &m.flags);
-                    if condstore {
-                        out.extend_from_slice(format!(" MODSEQ ({})", m.modseq).as_bytes());
-                    }
-                    out.extend_from_slice(b")\r\n");
+            let m = &mut sel.messages[i];
+            if c.flags == m.flags && c.modseq == m.modseq {
+                continue;
+            }
+            let flags_changed = c.flags != m.flags;
+            m.flags = c.flags;
+            m.modseq = c.modseq;
+            if flags_changed || condstore {
+                out.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
+                if qresync {
+                    out.extend_from_slice(format!("UID {} ", m.uid).as_bytes());
                 }
+                out.extend_from_slice(b"FLAGS ");
+                write_flags(&mut out, &m.flags);
+                if condstore {
+                    out.extend_from_slice(format!(" MODSEQ ({})", m.modseq).as_bytes());
+                }
+                out.extend_from_slice(b")\r\n");
             }
         }
-        // 3. new messages
-        let last = sel.max_uid();
-        let before = sel.messages.len();
-        sel.messages.extend(snap.messages.iter().filter(|m| m.uid > last).cloned());
+        // 3. the new messages' count
         if sel.messages.len() != before {
             out.extend_from_slice(format!("* {} EXISTS\r\n", sel.messages.len()).as_bytes());
             if !sel.read_only {
@@ -373,8 +378,8 @@ impl Session {
                 out.extend_from_slice(format!("* {n} RECENT\r\n").as_bytes());
             }
         }
-        sel.uid_next = snap.uid_next;
-        sel.highest_modseq = snap.highest_modseq;
+        sel.uid_next = changes.uid_next;
+        sel.highest_modseq = changes.highest_modseq;
         self.out.extend_from_slice(&out);
     }
 
@@ -410,6 +415,14 @@ impl Session {
             }
         }
     }
+}
+
+/// The changes a full snapshot shows against the view: messages missing from it are
+/// expunged; every message is passed on as possibly changed (unchanged ones are skipped).
+fn changes_from_snapshot(view: &[MessageMeta], snap: MailboxSnapshot) -> MailboxChanges {
+    let expunged =
+        view.iter().map(|m| m.uid).filter(|u| snap.messages.binary_search_by_key(u, |s| s.uid).is_err()).collect();
+    MailboxChanges { uid_next: snap.uid_next, highest_modseq: snap.highest_modseq, changed: snap.messages, expunged }
 }
 
 /// Why an IDLE wait ended.
