@@ -415,6 +415,17 @@ async fn large_mailbox_timings() {
     let t = std::time::Instant::now();
     mb.sync().await.unwrap();
     eprintln!("sync after store: {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    mb.store_flags(&[8], FlagOp::Add, &[Flag::Seen], None).await.unwrap();
+    let c = mb.changes_since(snap.uid_validity, snap.highest_modseq).await.unwrap().unwrap();
+    eprintln!("store + changes_since ({} changed): {:?}", c.changed.len(), t.elapsed());
+    let t = std::time::Instant::now();
+    let uids: Vec<u32> = snap.messages.iter().map(|m| m.uid).collect();
+    mb.read_headers(&uids).await.unwrap();
+    eprintln!("read_headers of 50,000 (cold): {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    mb.read_headers(&uids).await.unwrap();
+    eprintln!("read_headers of 50,000 (cached): {:?}", t.elapsed());
     drop(mb);
     drop(store);
     let store = Store::open(data.path(), "mx").unwrap();
