@@ -164,7 +164,6 @@ impl Ctx<'_, '_> {
             return false;
         };
         header_fields(header)
-            .iter()
             .filter(|f| f.name.eq_ignore_ascii_case(name.as_bytes()))
             // RFC 9051: HEADER with an empty string matches every message with the field.
             .any(|f| needle.is_empty() || text_matches(f.value, needle))

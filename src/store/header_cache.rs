@@ -13,8 +13,8 @@
 //! an entry never goes stale; expunged messages leave dead records that are dropped when
 //! the file is rewritten at load (more dead than live bytes).
 //!
-//! Format: an 8-byte magic `MRHDR1\0\0`, the UIDVALIDITY (u32 LE), then records:
-//! `uid u32 LE · len u32 LE · fnv1a32(uid, len, bytes) u32 LE · bytes`.
+//! Format: an 8-byte magic `MRHDR2\0\0`, the UIDVALIDITY (u32 LE), then records:
+//! `uid u32 LE · len u32 LE · crc32(uid, len, bytes) u32 LE · bytes`.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -22,7 +22,7 @@ use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"MRHDR1\0\0";
+const MAGIC: &[u8; 8] = b"MRHDR2\0\0";
 const FILE_HEADER: u64 = 12;
 const RECORD_HEADER: usize = 12;
 /// Header blocks longer than this are not cached (read from the message file each time).
@@ -41,13 +41,14 @@ pub struct HeaderCache {
     len: u64,
 }
 
+/// CRC-32 of a record (SIMD-accelerated: a byte-at-a-time hash was a third of the CPU time
+/// of `SEARCH FROM` over cached headers).
 fn checksum(uid: u32, bytes: &[u8]) -> u32 {
-    let mut h = 0x811c_9dc5u32;
-    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-    for b in uid.to_le_bytes().iter().chain(len.to_le_bytes().iter()).chain(bytes) {
-        h = (h ^ u32::from(*b)).wrapping_mul(0x0100_0193);
-    }
-    h
+    let mut h = crc32fast::Hasher::new();
+    h.update(&uid.to_le_bytes());
+    h.update(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+    h.update(bytes);
+    h.finalize()
 }
 
 fn record(uid: u32, bytes: &[u8]) -> Vec<u8> {
@@ -168,14 +169,13 @@ impl HeaderCache {
     }
 
     /// The cached header block of `uid`, if present and intact.
-    pub fn get(&self, uid: u32) -> Option<Vec<u8>> {
+    pub fn get(&self, uid: u32) -> Option<bytes::Bytes> {
         let (offset, len) = *self.entries.get(&uid)?;
         let file = self.file.as_ref()?;
         let mut buf = vec![0u8; len as usize + RECORD_HEADER];
         file.read_exact_at(&mut buf, offset - RECORD_HEADER as u64).ok()?;
         let sum = u32::from_le_bytes(buf[8..12].try_into().ok()?);
-        let bytes = buf.split_off(RECORD_HEADER);
-        (checksum(uid, &bytes) == sum).then_some(bytes)
+        (checksum(uid, &buf[RECORD_HEADER..]) == sum).then(|| bytes::Bytes::from(buf).slice(RECORD_HEADER..))
     }
 
     /// Remember the header block of `uid` (best effort).

@@ -576,7 +576,7 @@ impl Mailbox {
                     continue;
                 };
                 if let Some(h) = cache.get(uid) {
-                    out.push(Some(bytes::Bytes::from(h)));
+                    out.push(Some(h));
                     continue;
                 }
                 // Errors (a file renamed by another program) go to the caller's slow path,

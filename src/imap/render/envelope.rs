@@ -4,24 +4,35 @@
 //! is parsed by mail-parser, which decodes display names; a non-ASCII name is re-encoded as
 //! an RFC 2047 word so the response stays 7-bit for IMAP4rev1 clients.
 
-use super::mime::{header_value, unfold};
+use super::mime::{header_fields, unfold};
 use super::{nstring, string};
 use base64::Engine as _;
 use mail_parser::{Addr, Address, MessageParser};
 
+/// The header fields ENVELOPE is made of, in response order.
+const FIELDS: [&str; 10] =
+    ["date", "subject", "from", "sender", "reply-to", "to", "cc", "bcc", "in-reply-to", "message-id"];
+
 /// Append the parenthesised ENVELOPE of the message whose header block is `header`.
 pub fn envelope(out: &mut Vec<u8>, header: &[u8]) {
-    let field = |name: &str| header_value(header, name).map(unfold);
+    // One pass over the header for all ten fields (the first occurrence of each counts).
+    let mut values: [Option<&[u8]>; 10] = [None; 10];
+    for f in header_fields(header) {
+        if let Some(i) = FIELDS.iter().position(|n| f.name.eq_ignore_ascii_case(n.as_bytes()))
+            && values[i].is_none()
+        {
+            values[i] = Some(f.value);
+        }
+    }
+    let text = |i: usize| values[i].map(unfold);
     out.push(b'(');
-    nstring(out, field("date").as_deref());
+    nstring(out, text(0).as_deref());
     out.push(b' ');
-    nstring(out, field("subject").as_deref());
-    let from = addresses(header, "from");
-    for (name, fallback) in
-        [("from", None), ("sender", Some(&from)), ("reply-to", Some(&from)), ("to", None), ("cc", None), ("bcc", None)]
-    {
+    nstring(out, text(1).as_deref());
+    let from = addresses(values[2]);
+    for (i, fallback) in [(2, None), (3, Some(&from)), (4, Some(&from)), (5, None), (6, None), (7, None)] {
         out.push(b' ');
-        let list = if name == "from" { from.clone() } else { addresses(header, name) };
+        let list = if i == 2 { from.clone() } else { addresses(values[i]) };
         match (list.is_empty(), fallback) {
             (false, _) => out.extend_from_slice(&list),
             (true, Some(f)) if !f.is_empty() => out.extend_from_slice(f),
@@ -29,16 +40,16 @@ pub fn envelope(out: &mut Vec<u8>, header: &[u8]) {
         }
     }
     out.push(b' ');
-    nstring(out, field("in-reply-to").as_deref());
+    nstring(out, text(8).as_deref());
     out.push(b' ');
-    nstring(out, field("message-id").as_deref());
+    nstring(out, text(9).as_deref());
     out.push(b')');
 }
 
-/// The rendered address list `((name adl mailbox host) ...)` of a field, or empty when the
-/// field is absent or holds no address.
-fn addresses(header: &[u8], name: &str) -> Vec<u8> {
-    let Some(value) = header_value(header, name) else {
+/// The rendered address list `((name adl mailbox host) ...)` of a field's value, or empty
+/// when the field is absent or holds no address.
+fn addresses(value: Option<&[u8]>) -> Vec<u8> {
+    let Some(value) = value else {
         return Vec::new();
     };
     let mut mini = b"From:".to_vec();

@@ -189,38 +189,54 @@ pub struct HeaderField<'a> {
 }
 
 /// The fields of a header block, in order. Lines that are neither a field nor a
-/// continuation are skipped.
-pub fn header_fields(block: &[u8]) -> Vec<HeaderField<'_>> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < block.len() {
-        let mut end = memchr::memchr(b'\n', &block[pos..]).map(|r| pos + r + 1).unwrap_or(block.len());
-        let line = &block[pos..end];
-        if line == b"\r\n" || line == b"\n" {
-            break;
-        }
-        // continuation lines
-        while end < block.len() && matches!(block[end], b' ' | b'\t') {
-            end = memchr::memchr(b'\n', &block[end..]).map(|r| end + r + 1).unwrap_or(block.len());
-        }
-        let raw = &block[pos..end];
-        if let Some(colon) = memchr::memchr(b':', line) {
-            let name = trim(&line[..colon]);
-            if !name.is_empty() && !name.iter().any(|b| b.is_ascii_whitespace()) {
-                let mut value = &raw[colon + 1..];
-                value = value.strip_suffix(b"\n").unwrap_or(value);
-                value = value.strip_suffix(b"\r").unwrap_or(value);
-                out.push(HeaderField { name, value, raw });
+/// continuation are skipped. An iterator (no allocation): header lookups run per message
+/// on every ENVELOPE and header SEARCH.
+pub fn header_fields(block: &[u8]) -> HeaderFields<'_> {
+    HeaderFields { block, pos: 0 }
+}
+
+/// Iterator over the fields of a header block (see [`header_fields`]).
+pub struct HeaderFields<'a> {
+    block: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Iterator for HeaderFields<'a> {
+    type Item = HeaderField<'a>;
+
+    fn next(&mut self) -> Option<HeaderField<'a>> {
+        let block = self.block;
+        while self.pos < block.len() {
+            let pos = self.pos;
+            let mut end = memchr::memchr(b'\n', &block[pos..]).map(|r| pos + r + 1).unwrap_or(block.len());
+            let line = &block[pos..end];
+            if line == b"\r\n" || line == b"\n" {
+                self.pos = block.len();
+                return None;
+            }
+            // continuation lines
+            while end < block.len() && matches!(block[end], b' ' | b'\t') {
+                end = memchr::memchr(b'\n', &block[end..]).map(|r| end + r + 1).unwrap_or(block.len());
+            }
+            self.pos = end;
+            let raw = &block[pos..end];
+            if let Some(colon) = memchr::memchr(b':', line) {
+                let name = trim(&line[..colon]);
+                if !name.is_empty() && !name.iter().any(|b| b.is_ascii_whitespace()) {
+                    let mut value = &raw[colon + 1..];
+                    value = value.strip_suffix(b"\n").unwrap_or(value);
+                    value = value.strip_suffix(b"\r").unwrap_or(value);
+                    return Some(HeaderField { name, value, raw });
+                }
             }
         }
-        pos = end;
+        None
     }
-    out
 }
 
 /// First value of a field (case-insensitive name).
 pub fn header_value<'a>(block: &'a [u8], name: &str) -> Option<&'a [u8]> {
-    header_fields(block).into_iter().find(|f| f.name.eq_ignore_ascii_case(name.as_bytes())).map(|f| f.value)
+    header_fields(block).find(|f| f.name.eq_ignore_ascii_case(name.as_bytes())).map(|f| f.value)
 }
 
 /// Unfold (drop CR/LF of folded lines, RFC 5322 2.2.3) and trim.
@@ -327,7 +343,7 @@ mod tests {
     #[test]
     fn header_fields_with_folding() {
         let block = b"Subject: a\r\n b\r\nX: y\r\nbroken line\r\n\r\n";
-        let f = header_fields(block);
+        let f: Vec<_> = header_fields(block).collect();
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].value, b" a\r\n b");
         assert_eq!(unfold(f[0].value), b"a b");
