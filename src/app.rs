@@ -138,10 +138,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     let signers = Arc::new(Signers::load(&data_dir.dkim(), &config.domains, config.dkim_selector.as_deref())?);
     let store = Store::open(data_dir.root(), &config.hostname)?;
-    for account in directory.accounts() {
-        let owner = MailboxOwner { local: account.address.local.clone(), domain: account.address.domain.clone() };
-        store.ensure_account(&owner).await?;
-    }
+    store
+        .ensure_accounts(
+            directory
+                .accounts()
+                .map(|a| MailboxOwner { local: a.address.local.clone(), domain: a.address.domain.clone() }),
+        )
+        .await?;
     let readiness = Readiness::new(certs.clone());
     let acme_tokens = Http01Tokens::new();
     // A stored ACME certificate replaces the self-signed one before any listener

@@ -113,9 +113,9 @@ pub fn create_maildir(dir: &Path, sub_folder: bool) -> Result<bool, StoreError> 
         }
     }
     if created {
-        for d in [dir.join("cur"), dir.join("new"), dir.join("tmp"), dir.to_path_buf()] {
-            fsync_dir(&d)?;
-        }
+        // The entries of cur/ new/ tmp/ live in `dir`; the empty directories themselves
+        // hold nothing to flush (their creation is in the same journal transaction).
+        fsync_dir(dir)?;
         // The folder's own entry lives in its parent directory.
         if let Some(parent) = dir.parent() {
             fsync_dir(parent)?;

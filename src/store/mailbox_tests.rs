@@ -652,3 +652,18 @@ async fn changes_since_a_modseq_are_new_changed_and_expunged_messages() {
     // Another UIDVALIDITY: the caller must compare a full snapshot.
     assert_eq!(mb.changes_since(snap.uid_validity + 1, snap.highest_modseq).await.unwrap(), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_accounts_are_created_at_once() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path(), "mx").unwrap();
+    let owners: Vec<MailboxOwner> = (0..70).map(|i| MailboxOwner::new(format!("u{i}"), "example.org")).collect();
+    store.ensure_accounts(owners.clone().into_iter()).await.unwrap();
+    for o in &owners {
+        let dir = data.path().join("mail/example.org").join(&o.local);
+        assert!(dir.join("cur").is_dir() && dir.join(".Trash/new").is_dir(), "{o}");
+    }
+    // Idempotent, and a bad name is reported.
+    store.ensure_accounts(owners.into_iter()).await.unwrap();
+    assert!(store.ensure_accounts([MailboxOwner::new("..", "example.org")].into_iter()).await.is_err());
+}
