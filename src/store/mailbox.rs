@@ -354,9 +354,10 @@ impl Mailbox {
         let opened = blocking(move || IndexLog::open(&path, |prev| store.next_uid_validity(prev))).await;
         match opened {
             Ok(Opened::Loaded(index, log)) | Ok(Opened::Rebuilt(index, log, _)) => {
-                if index.uid_validity != self.uid_validity() || index.messages.is_empty() {
+                if index.uid_validity != self.uid_validity() {
+                    // Rebuilt: the next header read reopens the cache, which starts afresh
+                    // for the new UIDVALIDITY.
                     *lock_cache(&self.shared.headers) = None;
-                    let _ = std::fs::remove_file(&self.shared.header_path);
                 }
                 st.by_base = index.messages.iter().map(|(uid, e)| (e.base.clone(), *uid)).collect();
                 self.shared.uid_validity.store(index.uid_validity, Ordering::Relaxed);
