@@ -5,6 +5,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(
   file            # static-build check
+  g++             # libfuzzer-sys compiles libFuzzer (C++) for .ci/fuzz.sh
   swaks           # SMTP client
   python3         # smtplib / imaplib / poplib clients
   isync           # mbsync, IMAP sync client
