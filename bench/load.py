@@ -6,7 +6,7 @@ bottleneck (compared with Postfix's smtp-source on the same server).
 Every loop is bounded (a fixed number of sessions and commands) and only loopback
 addresses are used. Each subcommand prints one JSON object on stdout.
 
-    load.py imap HOST PORT [--tls] --users u1,u2 --password pw --clients 10 --sessions 40 --iters 25
+    load.py imap HOST PORT [--tls] --users u1,u2 --password pw --clients 10 --sessions 40 --iters 25 [--timings]
     load.py pop3 HOST PORT --users u1,u2 --password pw --clients 10 --sessions 20
     load.py idle HOST PORT --users u1 --password pw --count 1000 --pid 123 [--pid ...]
     load.py smtp HOST PORT --rcpt a@b --clients 50 --messages 2000
