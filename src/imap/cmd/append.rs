@@ -7,7 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use super::{Tagged, store_error, to_store_flag};
 use crate::imap::command::AppendMessage;
-use crate::imap::sequence::{SequenceSet, format_numbers, format_numbers_ordered};
+use crate::imap::sequence::{SequenceSet, format_numbers_ordered};
 use crate::imap::session::Session;
 use crate::store::{Flag as StFlag, Mailbox, MessageBody, StoreError};
 
@@ -156,23 +156,7 @@ impl Session {
         let mut sorted = uids.to_vec();
         sorted.sort_unstable();
         let mut out = Vec::new();
-        if qresync {
-            out.extend_from_slice(format!("* VANISHED {}\r\n", format_numbers(&sorted)).as_bytes());
-            sel.messages.retain(|m| sorted.binary_search(&m.uid).is_err());
-        } else {
-            let mut kept = Vec::with_capacity(sel.messages.len());
-            let mut removed = 0usize;
-            for (i, m) in std::mem::take(&mut sel.messages).into_iter().enumerate() {
-                if sorted.binary_search(&m.uid).is_ok() {
-                    out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1 - removed).as_bytes());
-                    removed += 1;
-                } else {
-                    kept.push(m);
-                }
-            }
-            sel.messages = kept;
-        }
-        sel.saved.retain(|u| sorted.binary_search(u).is_err());
+        sel.remove_from_view(&sorted, qresync, &mut out);
         self.out.extend_from_slice(&out);
     }
 }

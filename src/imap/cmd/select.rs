@@ -41,6 +41,29 @@ impl Selected {
         self.messages.binary_search_by_key(&uid, |m| m.uid).ok()
     }
 
+    /// Drop expunged messages (`gone`: sorted UIDs) from the view and write what tells
+    /// the client: `* n EXPUNGE` per message, or one `VANISHED` with QRESYNC (RFC 7162
+    /// 3.2.10). The saved search result loses them too (RFC 5182 2.1).
+    pub fn remove_from_view(&mut self, gone: &[u32], qresync: bool, out: &mut Vec<u8>) {
+        if qresync {
+            out.extend_from_slice(format!("* VANISHED {}\r\n", format_numbers(gone)).as_bytes());
+            self.messages.retain(|m| gone.binary_search(&m.uid).is_err());
+        } else {
+            let mut kept = Vec::with_capacity(self.messages.len());
+            let mut removed = 0usize;
+            for (i, m) in std::mem::take(&mut self.messages).into_iter().enumerate() {
+                if gone.binary_search(&m.uid).is_ok() {
+                    out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1 - removed).as_bytes());
+                    removed += 1;
+                } else {
+                    kept.push(m);
+                }
+            }
+            self.messages = kept;
+        }
+        self.saved.retain(|u| gone.binary_search(u).is_err());
+    }
+
     pub fn max_uid(&self) -> u32 {
         self.messages.last().map(|m| m.uid).unwrap_or(0)
     }
@@ -315,24 +338,7 @@ impl Session {
         }
         if allow_expunge && !sel.expunged_unreported.is_empty() {
             let gone = std::mem::take(&mut sel.expunged_unreported);
-            if qresync {
-                out.extend_from_slice(format!("* VANISHED {}\r\n", format_numbers(&gone)).as_bytes());
-                sel.messages.retain(|m| gone.binary_search(&m.uid).is_err());
-            } else {
-                let mut kept = Vec::with_capacity(sel.messages.len());
-                let mut removed = 0usize;
-                for (i, m) in std::mem::take(&mut sel.messages).into_iter().enumerate() {
-                    if gone.binary_search(&m.uid).is_ok() {
-                        out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1 - removed).as_bytes());
-                        removed += 1;
-                    } else {
-                        kept.push(m);
-                    }
-                }
-                sel.messages = kept;
-            }
-            // The saved search result loses expunged messages (RFC 5182 2.1).
-            sel.saved.retain(|u| gone.binary_search(u).is_err());
+            sel.remove_from_view(&gone, qresync, &mut out);
         }
         // 2. flag changes of messages in view, and new messages (sorted by UID)
         let before = sel.messages.len();
