@@ -4,7 +4,7 @@
 //! mailbox opens no file. Reading a body section without .PEEK sets \Seen first (durably)
 //! and reports the new FLAGS in the same response.
 
-use super::{Tagged, store_error, write_flags};
+use super::{HEADER_BATCH, Tagged, store_error, write_flags};
 use crate::imap::command::{FetchCommand, FetchItem, Section, SectionText};
 use crate::imap::render::mime::{self, MimePart};
 use crate::imap::render::section::{BinaryError, binary, body_section, partial};
@@ -17,8 +17,6 @@ use crate::store::{Flag as StFlag, FlagOp, MessageMeta, StoreError};
 const MAX_FETCH_BYTES: u64 = 256 * 1024 * 1024;
 /// How much of the file header-only items read (a header block longer than this is cut).
 const MAX_HEADER_BYTES: usize = 256 * 1024;
-/// Header blocks fetched from the store per call (bounds memory on `FETCH 1:* ENVELOPE`).
-const HEADER_BATCH: usize = 256;
 
 fn needs_content(item: &FetchItem) -> bool {
     !matches!(

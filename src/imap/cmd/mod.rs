@@ -22,6 +22,10 @@ use super::command::Flag;
 use super::session::Session;
 use crate::store::{self as st, StoreError, decode_mutf7, encode_mutf7};
 
+/// Header blocks FETCH and SEARCH ask the store for per call (`Mailbox::read_headers`):
+/// one blocking hop per batch, bounded memory on `FETCH 1:* ENVELOPE`.
+pub(crate) const HEADER_BATCH: usize = 256;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Ok,

@@ -3,7 +3,7 @@
 //! are evaluated by `imap::search`; message files are read only when a key needs them.
 //! `evaluate` is shared with SORT and THREAD (`cmd/sort.rs`).
 
-use super::{Tagged, store_error};
+use super::{HEADER_BATCH, Tagged, store_error};
 use crate::imap::command::{SearchCommand, SearchKey, SearchReturn};
 use crate::imap::render::mime::split_header;
 use crate::imap::render::string;
@@ -16,8 +16,6 @@ use crate::store::StoreError;
 const MAX_SEARCH_BYTES: usize = 64 * 1024 * 1024;
 /// What SORT/THREAD read of a message for header-based criteria.
 const MAX_HEADER_BYTES: usize = 256 * 1024;
-/// Header blocks fetched from the store per call.
-const HEADER_BATCH: usize = 256;
 
 fn has_modseq(key: &SearchKey) -> bool {
     match key {
