@@ -17,5 +17,7 @@ pub mod queue;
 pub mod scan;
 pub mod smtp;
 pub mod store;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 pub mod units;

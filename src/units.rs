@@ -186,10 +186,7 @@ mod tests {
         let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
         let alphabet = b"0123456789kmgtbsdhwKMGTBiI .-+x\xff";
         for _ in 0..5000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let len = (seed % 12) as usize;
+            let len = (crate::testing::xorshift(&mut seed) % 12) as usize;
             let bytes: Vec<u8> =
                 (0..len).map(|i| alphabet[((seed >> (i * 5)) % alphabet.len() as u64) as usize]).collect();
             let s = String::from_utf8_lossy(&bytes);

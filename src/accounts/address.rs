@@ -342,10 +342,7 @@ mod tests {
         let alphabet: Vec<char> = "aZ9.@\"\\:[]% +-\t\r\n\0üß.xn--é😀,;<>()".chars().collect();
         let sample = "\"quoted\\\"x\"@bücher.example";
         for round in 0..20_000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let len = (seed % 40) as usize;
+            let len = (crate::testing::xorshift(&mut seed) % 40) as usize;
             let s: String = (0..len)
                 .map(|i| {
                     let k = (seed.rotate_left(i as u32 * 7) % alphabet.len() as u64) as usize;

@@ -390,10 +390,7 @@ mod tests {
         let alphabet: Vec<char> = "a@x.:,\n $6{PLAIN}\"\\#@bü:1GMK,".chars().collect();
         let sample = format!("alice@example.com:{ARGON}:2G,@b.example:@example.com\n");
         for round in 0..5_000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let len = (seed % 60) as usize;
+            let len = (crate::testing::xorshift(&mut seed) % 60) as usize;
             let s: String =
                 (0..len).map(|i| alphabet[(seed.rotate_left(i as u32 * 5) % alphabet.len() as u64) as usize]).collect();
             let _ = parse_accounts(&s);

@@ -299,10 +299,7 @@ mod tests {
         let alphabet: Vec<char> = "$26abyi{}PLAIN=,m.t/p+0123456789argon2idvxyz".chars().collect();
         let prefixes = ["$argon2id$", "$6$", "$2b$04$", "{PLAIN}", "$6$rounds=", ""];
         for _ in 0..5_000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let len = (seed % 70) as usize;
+            let len = (crate::testing::xorshift(&mut seed) % 70) as usize;
             let tail: String =
                 (0..len).map(|i| alphabet[(seed.rotate_left(i as u32 * 3) % alphabet.len() as u64) as usize]).collect();
             let s = format!("{}{tail}", prefixes[(seed % prefixes.len() as u64) as usize]);

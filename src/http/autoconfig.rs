@@ -187,10 +187,7 @@ mod tests {
         for len in 0..300 {
             let bytes: Vec<u8> = (0..len)
                 .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    [b'<', b'>', b'@', b'E', b'/', 0xff, 0xc3, b'a'][(seed % 8) as usize]
+                    [b'<', b'>', b'@', b'E', b'/', 0xff, 0xc3, b'a'][(crate::testing::xorshift(&mut seed) % 8) as usize]
                 })
                 .collect();
             let _ = autodiscover_email(&bytes);

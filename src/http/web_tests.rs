@@ -129,10 +129,7 @@ fn garbage_in() {
     for _ in 0..2000 {
         let mut s = String::new();
         for _ in 0..(seed % 9) {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            s.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            s.push_str(pieces[(crate::testing::xorshift(&mut seed) % pieces.len() as u64) as usize]);
         }
         let mut req = WebRequest::get(&s);
         req.host = Some(strip_port(&s));

@@ -286,14 +286,7 @@ mod tests {
         let alphabet = b"SRS01=+-@aZ.\xc3\xa9";
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         for len in 0..300 {
-            let bytes: Vec<u8> = (0..len)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    alphabet[(seed % alphabet.len() as u64) as usize]
-                })
-                .collect();
+            let bytes: Vec<u8> = crate::testing::garbage(&mut seed, alphabet, len);
             let text = String::from_utf8_lossy(&bytes);
             let _ = s.reverse_on_day(&text, DAY);
             let _ = s.forward_on_day(&text, "f.test", DAY);

@@ -230,14 +230,7 @@ fn strip_survives_garbage() {
         let _ = strip_our_auth_results(s, "mx.ours.test");
     }
     for len in 0..400 {
-        let bytes: Vec<u8> = (0..len)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                ALPHABET[(seed % ALPHABET.len() as u64) as usize]
-            })
-            .collect();
+        let bytes: Vec<u8> = crate::testing::garbage(&mut seed, ALPHABET, len);
         let out = strip_our_auth_results(&bytes, "mx.ours.test");
         assert!(out.len() <= bytes.len());
     }

@@ -351,12 +351,7 @@ mod tests {
     #[test]
     fn garbage_in_never_panics() {
         let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = || crate::testing::xorshift(&mut seed);
         let samples: &[&[u8]] =
             &[b"TOP 1 10\r\n", b"AUTH PLAIN AGFsaWNlAHB3\r\n", b"PASS p w\r\n", b"LIST 99999999999999999999\r\n"];
         for _ in 0..20_000 {

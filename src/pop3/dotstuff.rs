@@ -251,12 +251,7 @@ mod tests {
     #[test]
     fn garbage_in_never_panics() {
         let mut seed: u64 = 0xDEAD_BEEF_CAFE_F00D;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = || crate::testing::xorshift(&mut seed);
         for _ in 0..2000 {
             let len = (next() % 300) as usize;
             // Bias towards the interesting bytes.

@@ -264,12 +264,7 @@ fn a_good_command_resets_the_error_count() {
 #[test]
 fn garbage_in_never_panics() {
     let mut seed: u64 = 0x0123_4567_89AB_CDEF;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = || crate::testing::xorshift(&mut seed);
     let words: &[&[u8]] =
         &[b"USER a", b"PASS b", b"AUTH PLAIN", b"*", b"DELE 1", b"RETR 2", b"QUIT", b"STLS", b"LIST 1"];
     for round in 0..300 {

@@ -31,14 +31,7 @@ fn garbage_replies_never_panic() {
     let mut seed = 0x1234_5678_9abc_def1u64;
     let alphabet = b"stream: OK FOUND ERROR\0\xff\r\n";
     for len in 0..300 {
-        let bytes: Vec<u8> = (0..len)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                alphabet[(seed % alphabet.len() as u64) as usize]
-            })
-            .collect();
+        let bytes: Vec<u8> = crate::testing::garbage(&mut seed, alphabet, len);
         let _ = parse_reply(&bytes);
         let _ = ClamdTarget::parse(&String::from_utf8_lossy(&bytes));
     }

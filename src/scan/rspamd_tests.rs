@@ -45,14 +45,7 @@ fn garbage_never_panics() {
     let mut seed = 0xdead_beef_cafe_f00du64;
     let alphabet = br#"{"action":[]}, 0.5e9reject\/"#;
     for len in 0..300 {
-        let bytes: Vec<u8> = (0..len)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                alphabet[(seed % alphabet.len() as u64) as usize]
-            })
-            .collect();
+        let bytes: Vec<u8> = crate::testing::garbage(&mut seed, alphabet, len);
         let _ = parse_reply(&bytes);
         let _ = RspamdEndpoint::parse(&format!("http://{}", String::from_utf8_lossy(&bytes)));
     }

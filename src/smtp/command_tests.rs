@@ -174,12 +174,7 @@ fn control_characters_and_bad_utf8() {
 #[test]
 fn garbage_in_never_panics() {
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = move || crate::testing::xorshift(&mut seed);
     let alphabet = b"<>@:\"\\ =%.,MAILFROMRCPTTOBDATEHLOSIZE0123456789\r\n\xc3\xa9\xff\x00";
     let samples: &[&[u8]] = &[
         b"MAIL FROM:<\"a\\\"@b.example> SIZE=12",

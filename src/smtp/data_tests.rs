@@ -150,12 +150,7 @@ fn chunk_limit() {
 #[test]
 fn garbage_in_never_panics() {
     let mut seed: u64 = 0xDEAD_BEEF_1234_5678;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = move || crate::testing::xorshift(&mut seed);
     let alphabet = b"\r\n.ab";
     for _ in 0..5_000 {
         let len = (next() % 40) as usize;

@@ -175,14 +175,7 @@ mod tests {
     fn garbage_in_never_panics() {
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
         for len in 0..300 {
-            let bytes: Vec<u8> = (0..len)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    (seed & 0xff) as u8
-                })
-                .collect();
+            let bytes: Vec<u8> = (0..len).map(|_| (crate::testing::xorshift(&mut seed) & 0xff) as u8).collect();
             let _ = decode_response(&bytes);
             let _ = decode_plain(&bytes);
             let _ = decode_login_field(&bytes);

@@ -147,12 +147,7 @@ mod tests {
         let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
         for len in 0..400 {
             let bytes: Vec<u8> = (0..len)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    b"From:<>@ \r\n,\"a\x00\xff"[(seed % 16) as usize]
-                })
+                .map(|_| b"From:<>@ \r\n,\"a\x00\xff"[(crate::testing::xorshift(&mut seed) % 16) as usize])
                 .collect();
             let _ = from_addresses(&bytes);
             let _ = missing_headers(&bytes, "A", "h", "D");

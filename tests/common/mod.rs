@@ -260,3 +260,45 @@ pub fn start_smtp_imap() -> MailServer {
     server.wait_ready(Duration::from_secs(30));
     MailServer { server, smtp, imap, data, _tmp: tmp }
 }
+
+/// Verify both DKIM signatures of `message` with python `dkim`, keys from `mailroom dns --json`.
+pub fn verify_dkim(env: &[(String, String)], message: &[u8]) {
+    let json = run(&["dns", "--json"], env, "");
+    let records: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let keys: serde_json::Map<String, serde_json::Value> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"].as_str().unwrap_or("").starts_with("dkim:"))
+        .map(|r| (r["name"].as_str().unwrap().to_string(), r["value"].clone()))
+        .collect();
+    let script = r#"
+import sys, json, dkim
+records = json.loads(sys.argv[1])
+msg = sys.stdin.buffer.read()
+def dnsfunc(name, timeout=5):
+    name = name.decode() if isinstance(name, bytes) else name
+    v = records.get(name if name.endswith(".") else name + ".")
+    return v.encode() if v else None
+d = dkim.DKIM(msg)
+results = [d.verify(idx=i, dnsfunc=dnsfunc) for i in range(2)]
+print(results)
+assert all(results), results
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script, &serde_json::Value::Object(keys).to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(message).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python dkim: {}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(message)
+    );
+}

@@ -222,12 +222,7 @@ async fn a_large_pipelined_batch_is_answered_completely() {
 async fn random_bytes_on_the_wire_are_survived() {
     let server = start(backend(), test_limits()).await;
     let mut seed: u64 = 0xFEED_FACE_0BAD_F00D;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = || crate::testing::xorshift(&mut seed);
     for _ in 0..5 {
         let mut c = RawClient::tls(server.tls, &server.ca_file).await;
         let junk: Vec<u8> = (0..4096).map(|_| if next() % 40 == 0 { b'\n' } else { next() as u8 }).collect();

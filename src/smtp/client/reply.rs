@@ -321,14 +321,7 @@ mod tests {
         let mut seed = 0x1234_5678_9abc_def0u64;
         let alphabet = b"0123456789 -.\r\n25x\xff\x00";
         for len in 0..200 {
-            let bytes: Vec<u8> = (0..len)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    alphabet[(seed % alphabet.len() as u64) as usize]
-                })
-                .collect();
+            let bytes: Vec<u8> = crate::testing::garbage(&mut seed, alphabet, len);
             for cut in 0..bytes.len() {
                 let _ = parse_reply(&bytes[..cut]);
             }
