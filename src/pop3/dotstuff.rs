@@ -119,10 +119,15 @@ impl DotStuffer {
     }
 }
 
-/// Stream `reader` to `writer` stuffed and terminated; returns the octets written. The
-/// caller has already sent the `+OK` line and flushes afterwards. `stall` bounds each read
-/// and each write, so a client that stops reading cannot pin the session forever while a
-/// slow but steady download of a huge message still completes.
+/// Stream `reader` to `writer` stuffed and terminated, and flush; returns the octets
+/// written. The caller has already sent the `+OK` line. `stall` bounds each read and each
+/// write, so a client that stops reading cannot pin the session forever while a slow but
+/// steady download of a huge message still completes.
+///
+/// The flush is not optional: a TLS stream accepts a write into its record buffer even
+/// when the socket is full, so without it the last records (with the `.` terminator) can
+/// stay in the server while the session waits for the client's next command, and the
+/// client waits for the terminator.
 pub async fn write_message<R, W>(
     reader: &mut R,
     writer: &mut W,
@@ -151,6 +156,7 @@ where
     stuffer.finish(&mut out);
     within(stall, writer.write_all(&out)).await?;
     written += out.len() as u64;
+    within(stall, writer.flush()).await?;
     Ok(written)
 }
 
@@ -246,6 +252,25 @@ mod tests {
         let n = write_message(&mut reader, &mut wire, None, Duration::from_secs(5)).await.unwrap_or(0);
         assert_eq!(n as usize, wire.len());
         assert_eq!(unstuff(&wire), msg);
+    }
+
+    /// A writer that buffers like a TLS stream over a full socket (here a `BufWriter`
+    /// bigger than the message): the terminator must reach the client without another
+    /// command from it, so `write_message` itself must flush.
+    #[tokio::test]
+    async fn the_terminator_is_flushed_not_left_in_a_buffering_writer() {
+        let msg = b"Subject: short\r\n\r\nbody\r\n";
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let mut writer = tokio::io::BufWriter::with_capacity(1 << 16, server);
+        let mut reader: &[u8] = msg;
+        write_message(&mut reader, &mut writer, None, Duration::from_secs(5)).await.expect("write");
+        let mut got = vec![0u8; msg.len() + 3];
+        let mut client = client;
+        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got))
+            .await
+            .expect("the whole response, terminator included, arrives without another write")
+            .expect("read");
+        assert!(got.ends_with(b"\r\n.\r\n"), "{:?}", String::from_utf8_lossy(&got));
     }
 
     #[test]

@@ -276,9 +276,9 @@ async fn sasl_plain_login_and_store_failure() {
     );
 }
 
-/// 4 MiB through Python's poplib over TLS. (The 20 MiB case runs against the real store
-/// in `tests/store.rs`; here, in one CI run under heavy parallel load, the 20 MiB
-/// variant once waited out its client timeout, which could not be reproduced since.)
+/// 20 MiB through Python's poplib over TLS. Under load the socket is often full when the
+/// terminator is written: this is the test that caught the missing flush after a
+/// streamed message (the client then waited for `.` until its own timeout).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_message_is_streamed_byte_exact() {
     if !tool_available("python3") {
@@ -287,7 +287,7 @@ async fn large_message_is_streamed_byte_exact() {
     let backend = MemoryBackend::new(&[(ALICE, "pw")]);
     let mut big = b"Subject: big\r\n\r\n".to_vec();
     let mut i = 0u64;
-    while big.len() < 4 * 1024 * 1024 {
+    while big.len() < 20 * 1024 * 1024 {
         if i.is_multiple_of(7) {
             big.extend_from_slice(b"..");
         }
