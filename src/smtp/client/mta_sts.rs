@@ -204,6 +204,8 @@ impl MtaSts {
                 let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
                 let mut tls = connector.connect(name.clone(), tcp).await.map_err(|e| format!("TLS: {e}"))?;
                 tls.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+                // A TLS write may leave records buffered; the server answers only what it got.
+                tls.flush().await.map_err(|e| e.to_string())?;
                 let mut body = Vec::new();
                 // Read one byte past the limit to detect an oversized policy.
                 let mut limited = (&mut tls).take((MAX_POLICY + 4096) as u64);
