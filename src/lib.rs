@@ -18,6 +18,8 @@ pub mod scan;
 pub mod smtp;
 pub mod store;
 #[cfg(test)]
+pub mod test_ports;
+#[cfg(test)]
 mod testing;
 pub mod tls;
 pub mod units;

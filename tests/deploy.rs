@@ -15,7 +15,7 @@ mod common;
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -459,8 +459,7 @@ struct Ports {
 
 impl Ports {
     fn pick() -> Self {
-        let free =
-            || TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port");
+        let free = common::free_port;
         Ports {
             smtp: free(),
             imap: free(),

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::free_port;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -33,10 +35,6 @@ fn have(tool: &str) -> bool {
         eprintln!("skipping: {tool} not installed");
     }
     found
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A child process killed on drop.

@@ -1,7 +1,7 @@
 //! Test fixture: a dnsmasq on a loopback port serving the records a test needs, so
 //! SPF/DKIM/DMARC and DNSBL lookups go through real DNS. Test-only.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,16 +33,7 @@ pub fn tool_available(tool: &str) -> bool {
     found
 }
 
-/// A loopback port free for both UDP and TCP right now.
-pub fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
-        let port = udp.local_addr().expect("addr").port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+pub use crate::test_ports::free_port;
 
 impl TestDns {
     /// Start dnsmasq authoritative (`--local`) for `zones`, with `txt` records
