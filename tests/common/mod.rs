@@ -98,7 +98,7 @@ pub fn dnsmasq_on<S: AsRef<std::ffi::OsStr>>(port: u16, args: &[S]) -> Dnsmasq {
 
 /// [`dnsmasq_on`] a free port; returns the server's address too.
 pub fn dnsmasq<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (Dnsmasq, SocketAddr) {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     (dnsmasq_on(port, args), SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
@@ -204,6 +204,15 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the server said, without every assertion having to.
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- last {} lines of the server log:", tail.len());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
