@@ -33,6 +33,7 @@ ARG RUST_IMAGE=docker.io/library/rust:1-bookworm
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY build.rs ./
 COPY src ./src
 # crt-static + the gnu target gives a static-pie binary; webpki roots are compiled in,
 # and name resolution goes through hickory, so nothing from the OS is needed at run time.

@@ -11,6 +11,7 @@
 //! answers on some ports only.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -109,20 +110,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let data_dir = DataDir::open(&config.data_dir)?;
 
     let mut entries = config.accounts.clone();
+    // Saved (and its password shown) only once every listener is bound.
+    let mut new_postmaster = None;
     if entries.is_empty() {
-        let generated = accounts::load_or_create_postmaster(data_dir.root(), config.primary_domain())
-            .map_err(StartError::Accounts)?;
-        if let Some(password) = &generated.new_password {
-            tracing::warn!(
-                account = %generated.entry.address,
-                password = %password,
-                "no MAILROOM_ACCOUNTS given: created this account with a random password; it is shown only now (only its hash is kept in the data dir)"
-            );
+        match accounts::load_generated(data_dir.root()).map_err(StartError::Accounts)? {
+            Some(entry) => entries.push(entry),
+            None => {
+                let fresh = accounts::NewPostmaster::generate(config.primary_domain()).map_err(StartError::Accounts)?;
+                entries.push(fresh.entry.clone());
+                new_postmaster = Some(fresh);
+            }
         }
-        entries.push(generated.entry);
     }
     let directory = Directory::new(config.domains.clone(), entries, config.aliases.clone())
         .map_err(|e| StartError::Accounts(e.join("; ")))?;
+    if !config.accounts.is_empty() {
+        report_retired_postmaster(data_dir.root(), &directory);
+    }
 
     let certs = CertStore::new();
     match &config.tls_files {
@@ -199,6 +203,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     for (listener, service) in bound {
         tokio::spawn(net::serve(listener, service, accept.clone()));
+    }
+    if let Some(fresh) = new_postmaster {
+        fresh.save(data_dir.root()).map_err(StartError::Accounts)?;
+        tracing::warn!(
+            account = %fresh.entry.address,
+            password = %fresh.password,
+            "no MAILROOM_ACCOUNTS given: created this account with a random password; it is shown only now (only its hash is kept in the data dir; `mailroom reset-password` makes a new one)"
+        );
     }
     readiness.set_listeners_bound();
     // Orders start once port 443/80 listen: the CA validates against them.
@@ -416,6 +428,52 @@ fn stop_with(shutdown: &Shutdown, task: tokio::task::JoinHandle<()>) {
         let _ = signal.changed().await;
         task.abort();
     });
+}
+
+/// MAILROOM_ACCOUNTS replaced the account generated at an earlier first start: say so,
+/// with where its mail is and where postmaster@ goes now, instead of orphaning its
+/// Maildir in silence. The file and the Maildir are left alone (the operator decides).
+fn report_retired_postmaster(data_dir: &Path, directory: &Directory) {
+    let Ok(Some(old)) = accounts::load_generated(data_dir) else {
+        return;
+    };
+    if directory.account(&old.address).is_some() {
+        return;
+    }
+    let owner = MailboxOwner { local: old.address.local.clone(), domain: old.address.domain.clone() };
+    let maildir = crate::store::Layout::new(data_dir).account_dir(&owner).unwrap_or_default();
+    let messages = count_maildir_messages(&maildir);
+    let now_to: Vec<String> = directory
+        .resolve(&old.address)
+        .into_iter()
+        .map(|r| match r {
+            accounts::Recipient::Mailbox(a) | accounts::Recipient::Forward(a) => a.to_string(),
+        })
+        .collect();
+    tracing::warn!(
+        account = %old.address,
+        messages,
+        maildir = %maildir.display(),
+        delivers_to = %if now_to.is_empty() { "nobody".to_string() } else { now_to.join(", ") },
+        "MAILROOM_ACCOUNTS is set: the generated account is retired and can no longer log in; its messages stay in its Maildir (move them into an account, or delete the directory and {}/accounts)",
+        data_dir.display()
+    );
+}
+
+/// Messages in every folder of a Maildir++ tree (files in `cur/` and `new/`).
+fn count_maildir_messages(root: &Path) -> usize {
+    let count_in = |dir: &Path| {
+        ["cur", "new"].iter().map(|s| std::fs::read_dir(dir.join(s)).map_or(0, |d| d.count())).sum::<usize>()
+    };
+    let folders = std::fs::read_dir(root)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with('.') && e.path().is_dir())
+                .map(|e| count_in(&e.path()))
+                .sum::<usize>()
+        })
+        .unwrap_or(0);
+    count_in(root) + folders
 }
 
 fn log_banner(shared: &Shared, addresses: &[(Protocol, SocketAddr)], started: Instant) {

@@ -524,7 +524,12 @@ impl Config {
             (
                 "ACCOUNTS",
                 if self.accounts.is_empty() {
-                    "(none: postmaster is created at first start)".into()
+                    let generated = crate::accounts::generated_accounts_file(&self.data_dir);
+                    if generated.exists() {
+                        format!("(none: the generated postmaster account in {} is used)", generated.display())
+                    } else {
+                        format!("(none: postmaster@{} is created at the first start)", self.primary_domain())
+                    }
                 } else {
                     list(self.accounts.iter().map(|a| format!("{}:<redacted>", a.address)).collect())
                 },

@@ -30,6 +30,11 @@ enum Command {
     CheckConfig,
     /// Read a password (prompt on a TTY, else one line of stdin) and print an argon2id hash for MAILROOM_ACCOUNTS
     HashPassword,
+    /// Give the account generated at first start (postmaster@, in <data dir>/accounts) a new random password, print it once and store only its hash
+    ResetPassword {
+        /// The generated account's address (a guard against resetting the wrong one); accounts in MAILROOM_ACCOUNTS get a new hash there instead
+        address: Option<String>,
+    },
     /// Print the DNS records to publish (BIND zone fragment), or check them in live DNS
     Dns {
         /// Print JSON (unsplit TXT values) instead of a zone fragment
@@ -98,6 +103,7 @@ fn main() -> ExitCode {
         Command::Serve => serve(),
         Command::CheckConfig => check_config(),
         Command::HashPassword => hash_password(),
+        Command::ResetPassword { address } => reset_password(address.as_deref()),
         Command::Healthcheck => healthcheck(),
         Command::Dns { json, check } => dns(json, check),
         Command::Dkim { action: DkimAction::Rotate } => dkim_rotate(),
@@ -125,7 +131,8 @@ fn load_config() -> Result<(Config, Vec<String>), ExitCode> {
     match Config::load(&env) {
         Ok(ok) => Ok(ok),
         Err(errors) => {
-            eprintln!("mailroom: invalid configuration ({} problem(s)):", errors.0.len());
+            let n = errors.0.len();
+            eprintln!("mailroom: invalid configuration ({n} {}):", if n == 1 { "problem" } else { "problems" });
             for e in &errors.0 {
                 eprintln!("  {e}");
             }
@@ -156,8 +163,8 @@ fn serve() -> ExitCode {
     match runtime().block_on(mailroom::app::serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Logging is up (stderr, text or JSON): one line, in the configured format.
             tracing::error!(error = %e, "cannot start");
-            eprintln!("mailroom: cannot start: {e}");
             ExitCode::from(EXIT_CONFIG)
         }
     }
@@ -303,6 +310,32 @@ fn queue(action: &QueueAction) -> ExitCode {
         Err(e) => {
             eprintln!("mailroom: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+fn reset_password(address: Option<&str>) -> ExitCode {
+    let (config, _) = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Some(wanted) = address
+        && config.accounts.iter().any(|a| a.address.to_string().eq_ignore_ascii_case(wanted))
+    {
+        eprintln!(
+            "mailroom: {wanted} is set in MAILROOM_ACCOUNTS: put a new hash there (mailroom hash-password) and restart"
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    match mailroom::accounts::reset_generated_password(&config.data_dir, address) {
+        Ok((account, password)) => {
+            println!("{account}: new password {password}");
+            println!("(only its hash is kept; a running server picks it up within seconds)");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mailroom: {e}");
+            ExitCode::from(EXIT_CONFIG)
         }
     }
 }

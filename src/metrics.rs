@@ -272,8 +272,9 @@ impl Metrics {
     }
 }
 
+/// Set by build.rs from `rustc --version`.
 fn rustc_version() -> &'static str {
-    option_env!("MAILROOM_RUSTC_VERSION").unwrap_or("unknown")
+    env!("MAILROOM_RUSTC_VERSION")
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);

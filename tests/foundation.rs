@@ -31,6 +31,7 @@ fn serves_health_ready_metrics_and_stops_on_sigterm() {
     let (status, body) = http_get(metrics, "/metrics").unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("mailroom_build_info{"), "{body}");
+    assert!(!body.contains("rustc=\"unknown\""), "build.rs records the compiler: {body}");
     assert!(
         body.contains(
             "mailroom_tls_certificate_expiry_timestamp_seconds{name=\"mx.example.com\",source=\"self-signed\"}"
@@ -250,4 +251,97 @@ fn env_example_matches_config() {
     let extra: Vec<_> = documented.difference(&known).collect();
     assert!(missing.is_empty(), "in config.rs but not env.example: {missing:?}");
     assert!(extra.is_empty(), "in env.example but not config.rs: {extra:?}");
+}
+
+/// IMAP LOGIN over implicit TLS with Python's imaplib; true when the server said OK.
+fn imaps_login(port: u16, user: &str, password: &str) -> bool {
+    let script = r#"
+import imaplib, ssl, sys
+ctx = ssl._create_unverified_context()
+m = imaplib.IMAP4_SSL("127.0.0.1", int(sys.argv[1]), ssl_context=ctx, timeout=20)
+try:
+    m.login(sys.argv[2], sys.argv[3])
+    print("OK")
+except imaplib.IMAP4.error as e:
+    print("NO", e)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &port.to_string(), user, password])
+        .output()
+        .expect("python3");
+    String::from_utf8_lossy(&out.stdout).trim() == "OK"
+}
+
+/// The `password=` field of the start-up line that shows the generated password.
+fn shown_password(log: &str) -> Option<String> {
+    let line = log.lines().find(|l| l.contains("created this account with a random password"))?;
+    let value = line.split("password=").nth(1)?;
+    Some(value.split_whitespace().next()?.to_string())
+}
+
+#[test]
+fn generated_postmaster_password_is_shown_only_after_a_good_start_can_be_reset_and_retired() {
+    if !have_tool("python3") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let imaps = free_port();
+    let (mut env, metrics) = metrics_env(&data);
+    env.retain(|(k, _)| k != "MAILROOM_IMAPS_LISTEN");
+    env.push(("MAILROOM_IMAPS_LISTEN".into(), format!("127.0.0.1:{imaps}")));
+
+    let before = String::from_utf8_lossy(&run(&["check-config"], &env, "").stdout).to_string();
+    assert!(before.contains("postmaster@example.com is created at the first start"), "{before}");
+    // A first start that fails (the metrics port is taken) shows and keeps no password.
+    let busy = std::net::TcpListener::bind(metrics).unwrap();
+    let out = run(&["serve"], &env, "");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(shown_password(&err).is_none() && !err.contains("password="), "{err}");
+    assert!(!data.join("accounts").exists(), "nothing saved by a failed start");
+    drop(busy);
+
+    // The first good start shows it once; it logs in.
+    let mut server = Server::start(&env, Some(metrics), &data);
+    server.wait_ready(Duration::from_secs(20));
+    assert!(server.wait_log("created this account with a random password", Duration::from_secs(10)));
+    let first = shown_password(&server.log()).expect("password shown after the start");
+    assert!(imaps_login(imaps, "postmaster@example.com", &first));
+    assert!(server.terminate(Duration::from_secs(10)).unwrap().success());
+    let after = String::from_utf8_lossy(&run(&["check-config"], &env, "").stdout).to_string();
+    assert!(after.contains("the generated postmaster account in"), "{after}");
+
+    // reset-password: a new one, printed once; the old one stops working.
+    let out = run(&["reset-password", "alice@example.com"], &env, "");
+    assert_eq!(out.status.code(), Some(2), "only the generated account can be reset");
+    let out = run(&["reset-password"], &env, "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    let second = printed.split("new password ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().to_string();
+    let stored = std::fs::read_to_string(data.join("accounts")).unwrap();
+    assert!(!stored.contains(&second), "only the hash is stored");
+    let mut server = Server::start(&env, Some(metrics), &data);
+    server.wait_ready(Duration::from_secs(20));
+    assert!(shown_password(&server.log()).is_none(), "a later start shows no password");
+    assert!(imaps_login(imaps, "postmaster@example.com", &second));
+    assert!(!imaps_login(imaps, "postmaster@example.com", &first));
+    assert!(server.terminate(Duration::from_secs(10)).unwrap().success());
+
+    // Real accounts retire the generated one, loudly, and postmaster@ goes to the domain's
+    // first account.
+    let inbox_new = data.join("mail/example.com/postmaster/new");
+    std::fs::create_dir_all(&inbox_new).unwrap();
+    std::fs::write(inbox_new.join("1.test"), "Subject: kept\r\n\r\nhi\r\n").unwrap();
+    env.push(("MAILROOM_ACCOUNTS".into(), "alice@example.com:{PLAIN}wonderland".into()));
+    let mut server = Server::start(&env, Some(metrics), &data);
+    server.wait_ready(Duration::from_secs(20));
+    let log = server.log();
+    let line = log.lines().find(|l| l.contains("generated account is retired")).unwrap_or_else(|| panic!("{log}"));
+    for part in ["postmaster@example.com", "messages=1", "delivers_to=alice@example.com", "mail/example.com/postmaster"]
+    {
+        assert!(line.contains(part), "{part}: {line}");
+    }
+    assert!(!imaps_login(imaps, "postmaster@example.com", &second), "retired: no login");
+    assert!(server.terminate(Duration::from_secs(10)).unwrap().success());
 }

@@ -205,13 +205,19 @@ impl Directory {
         None
     }
 
-    /// postmaster@ and abuse@ for every domain, pointing at the first account, unless the
-    /// operator defined them. Without any account there is nobody to point at.
+    /// postmaster@ and abuse@ for every domain, pointing at the domain's first account (the
+    /// first account overall for a domain without any), unless the operator defined them.
+    /// Without any account there is nobody to point at.
     fn add_required_addresses(&mut self) {
-        let Some(first) = self.accounts.first().map(|a| a.address.clone()) else {
+        let Some(first_overall) = self.accounts.first().map(|a| a.address.clone()) else {
             return;
         };
         for domain in self.domains.clone() {
+            let first = self
+                .accounts
+                .iter()
+                .find(|a| a.address.domain == domain)
+                .map_or_else(|| first_overall.clone(), |a| a.address.clone());
             for local in REQUIRED_LOCALS {
                 let addr = Address { local: local.to_string(), domain: domain.clone() };
                 if !self.by_address.contains_key(&addr) && !self.aliases.contains_key(&addr) {

@@ -70,15 +70,15 @@ fn who_receives_mail() {
         ("anything@example.org", &["mailbox carol@example.org"]),
         ("list@example.org", &["mailbox bob@example.com"]),
         ("carol+x@example.org", &["mailbox carol@example.org"]),
-        ("abuse@example.org", &["mailbox alice@example.com"]),
+        ("abuse@example.org", &["mailbox carol@example.org"]),
         // alias domain
         ("alice@example.net", &["mailbox alice@example.com"]),
         ("info@example.net", &["mailbox alice@example.com", "mailbox bob@example.com"]),
         ("postmaster@example.net", &["mailbox alice@example.com"]),
         ("ghost@example.net", &[]),
-        // required addresses default to the first account
+        // required addresses default to the domain's first account
         ("postmaster@example.com", &["mailbox alice@example.com"]),
-        ("Postmaster@example.org", &["mailbox alice@example.com"]),
+        ("Postmaster@example.org", &["mailbox carol@example.org"]),
         // remote
         ("x@remote.example", &["forward x@remote.example"]),
     ];

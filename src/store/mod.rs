@@ -55,6 +55,7 @@ use std::sync::{Arc, Mutex, Weak};
 pub use durable::SyncStats;
 pub use error::StoreError;
 pub use folder_name::{FolderPath, decode_mutf7, encode_mutf7};
+pub use layout::Layout;
 pub use mailbox::Mailbox;
 pub use mailbox_status::ExclusiveClaim;
 pub use reader::MessageReader;
@@ -65,7 +66,7 @@ pub use types::{
 
 use durable::GroupSync;
 use error::blocking;
-use layout::{DEFAULT_FOLDERS, Layout, create_maildir};
+use layout::{DEFAULT_FOLDERS, create_maildir};
 use quota::QuotaTracker;
 
 /// The mail store. Cheap to clone (an `Arc` inside); `Send + Sync`.
