@@ -293,9 +293,22 @@ impl Config {
         let mut r = Reader::new(env);
         let mut warnings = env.warnings.clone();
 
-        let hostname = r.get("HOSTNAME", None, |v| parse::domain_name(v).map(Some));
-        let hostname = hostname
+        let given = r.get("HOSTNAME", None, |v| parse::domain_name(v).map(Some));
+        let hostname = given
+            .clone()
             .unwrap_or_else(|| parse::domain_name(&parse::system_hostname()).unwrap_or_else(|_| "localhost".into()));
+        if !hostname.contains('.') {
+            // A bare machine or container name ("vm", a container id) makes records for
+            // "vm." and an account postmaster@vm: nothing a mail server can be reached at.
+            let origin = if given.is_some() {
+                "MAILROOM_HOSTNAME is"
+            } else {
+                "MAILROOM_HOSTNAME is not set and this machine's name is"
+            };
+            warnings.push(format!(
+                "{origin} {hostname:?}, not a fully qualified domain name: set MAILROOM_HOSTNAME (e.g. mail.example.com) and MAILROOM_DOMAINS (e.g. example.com); see the variables marked REQUIRED FOR A REAL DEPLOYMENT in env.example"
+            ));
+        }
         let default_domains = vec![parse::default_domain_for(&hostname)];
         let domains = r.get("DOMAINS", default_domains, parse::domain_list);
         let data_dir = r.get("DATA_DIR", PathBuf::from("./data"), |v| Ok(PathBuf::from(v.trim())));

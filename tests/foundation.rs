@@ -196,6 +196,15 @@ fn check_config_redacts_secrets_and_warns_on_unknown_variables() {
     assert!(!stdout.contains("wonderland") && !stdout.contains("hunter2"), "{stdout}");
     assert!(stderr.contains("did you mean MAILROOM_SMTP_LISTEN?"), "{stderr}");
     assert!(stderr.contains("{PLAIN}"), "plain password warned about: {stderr}");
+    assert!(!stderr.contains("fully qualified"), "{stderr}");
+
+    // A bare machine name as the hostname is warned about, at start and in check-config.
+    env.retain(|(k, _)| k != "MAILROOM_HOSTNAME");
+    env.push(("MAILROOM_HOSTNAME".into(), "vm".into()));
+    env.push(("MAILROOM_DOMAINS".into(), "example.com".into()));
+    let out = run(&["check-config"], &env, "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("MAILROOM_HOSTNAME is \"vm\", not a fully qualified domain name"), "{stderr}");
 }
 
 #[test]
