@@ -126,7 +126,9 @@ fn route_common(ctx: &WebContext, req: &WebRequest) -> Option<Response<Full<Byte
             Some(text(StatusCode::OK, &policy))
         }
         "/.well-known/autoconfig/mail/config-v1.1.xml" | "/mail/config-v1.1.xml" if read_only => {
-            let domain = thunderbird_domain(c, req);
+            let Some(domain) = thunderbird_domain(c, req) else {
+                return Some(text(StatusCode::NOT_FOUND, "not a mail domain of this server\n"));
+            };
             let xml = autoconfig::thunderbird_config(&c.hostname, &c.domains, &domain, &MailEndpoints::from_config(c));
             Some(response(StatusCode::OK, XML, xml.into_bytes()))
         }
@@ -136,6 +138,10 @@ fn route_common(ctx: &WebContext, req: &WebRequest) -> Option<Response<Full<Byte
             } else {
                 req.query_param("email").and_then(|e| crate::accounts::Address::parse(&e).ok())
             };
+            // Settings for somebody else's domain would point its users' clients at us.
+            if email.as_ref().is_some_and(|a| !is_our_domain(c, &a.domain)) {
+                return Some(text(StatusCode::NOT_FOUND, "not a mail domain of this server\n"));
+            }
             let xml = autoconfig::autodiscover_response(&c.hostname, email.as_ref(), &MailEndpoints::from_config(c));
             Some(response(StatusCode::OK, XML, xml.into_bytes()))
         }
@@ -143,21 +149,23 @@ fn route_common(ctx: &WebContext, req: &WebRequest) -> Option<Response<Full<Byte
     }
 }
 
-/// The mail domain a Thunderbird request is about: `?emailaddress=` if it names one
-/// of ours, else the `autoconfig.<domain>` host, else the primary domain.
-fn thunderbird_domain(c: &Config, req: &WebRequest) -> String {
-    let ours = |d: &str| c.domains.iter().any(|x| x == d);
-    if let Some(a) = req.query_param("emailaddress").and_then(|e| crate::accounts::Address::parse(&e).ok())
-        && ours(&a.domain)
-    {
-        return a.domain;
+fn is_our_domain(c: &Config, domain: &str) -> bool {
+    c.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+}
+
+/// The mail domain a Thunderbird request is about: `?emailaddress=`, else the
+/// `autoconfig.<domain>` host, else the primary domain. `None` when the request names a
+/// domain that is not ours: Thunderbird then tries its other sources instead of being
+/// sent to a server that will not accept that address.
+fn thunderbird_domain(c: &Config, req: &WebRequest) -> Option<String> {
+    if let Some(e) = req.query_param("emailaddress") {
+        let domain = crate::accounts::Address::parse(&e).ok()?.domain;
+        return is_our_domain(c, &domain).then_some(domain);
     }
-    if let Some(d) = req.host.as_deref().and_then(|h| h.strip_prefix("autoconfig."))
-        && ours(d)
-    {
-        return d.to_string();
+    if let Some(d) = req.host.as_deref().and_then(|h| h.strip_prefix("autoconfig.")) {
+        return is_our_domain(c, d).then(|| d.to_ascii_lowercase());
     }
-    c.primary_domain().to_string()
+    Some(c.primary_domain().to_string())
 }
 
 /// 301 to the same path over HTTPS. The target host is the request's only when it

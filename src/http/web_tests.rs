@@ -79,6 +79,27 @@ fn thunderbird_config_on_both_paths_for_the_asked_domain() {
 }
 
 #[test]
+fn autoconfig_answers_only_for_our_domains() {
+    let c = ctx(&[]);
+    for path in [
+        "/mail/config-v1.1.xml?emailaddress=bob%40gmail.com",
+        "/mail/config-v1.1.xml?emailaddress=not-an-address",
+        "/autodiscover/autodiscover.xml?email=dan%40gmail.com",
+    ] {
+        assert_eq!(route_https(&c, &WebRequest::get(path)).status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let mut req = WebRequest::get("/mail/config-v1.1.xml");
+    req.host = Some("autoconfig.gmail.com".into());
+    assert_eq!(route_https(&c, &req).status(), StatusCode::NOT_FOUND);
+    let mut req = WebRequest::get("/Autodiscover/Autodiscover.xml");
+    req.method = Method::POST;
+    req.body = Bytes::from_static(
+        b"<Autodiscover><Request><EMailAddress>eve@gmail.com</EMailAddress></Request></Autodiscover>",
+    );
+    assert_eq!(route_https(&c, &req).status(), StatusCode::NOT_FOUND);
+}
+
+#[test]
 fn outlook_autodiscover_post_echoes_the_address() {
     let c = ctx(&[]);
     let mut req = WebRequest::get("/Autodiscover/Autodiscover.xml");
