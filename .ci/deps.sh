@@ -7,6 +7,7 @@ PKGS=(
   file            # static-build check
   g++             # libfuzzer-sys compiles libFuzzer (C++) for .ci/fuzz.sh
   swaks           # SMTP client
+  libnet-ssleay-perl libio-socket-ssl-perl  # swaks --tls (only Recommended by swaks)
   python3         # smtplib / imaplib / poplib clients
   isync           # mbsync, IMAP sync client
   offlineimap3    # offlineimap, a second IMAP sync client
