@@ -1,7 +1,8 @@
 //! The default `:port` listeners are one dual-stack `[::]` socket each. An IPv4 client
 //! on them must be plain IPv4 to everything that judges or records it: trusted-network
 //! relay, per-IP and per-minute limits, DNSBLs, `Received`/`Authentication-Results`,
-//! and every protocol's log lines; an IPv6 client stays IPv6. Real binary, real
+//! PROXY balancers and the clients they name, and every protocol's log lines; an IPv6
+//! client stays IPv6. Real binary, real
 //! clients (python smtplib/imaplib/poplib), real DNS (dnsmasq) for the DNSBL zone.
 //!
 //! The IPv6 halves need `::1`; without it they are skipped locally and fail under CI.
@@ -396,4 +397,37 @@ fn imap_pop3_submission_lmtp_on_dual_stack_log_canonical_clients() {
         assert_logged(&log, "service=\"lmtp\" client=::1}", "message accepted client=::1 ");
     }
     assert!(!log.contains("::ffff:"), "the mapped form never reaches the logs:\n{log}");
+}
+
+/// A balancer reaching a dual-stack `:p` over IPv4 is matched by an IPv4
+/// `MAILROOM_PROXY_PROTOCOL_FROM` CIDR, and a client its header names in the mapped form
+/// (a dual-stack balancer's habit) is used as plain IPv4.
+#[test]
+fn proxy_header_on_dual_stack_port() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let port = free_port();
+    let mut env = base_env(&data);
+    env.retain(|(k, _)| k != "MAILROOM_METRICS_LISTEN");
+    env.push(("MAILROOM_METRICS_LISTEN".into(), format!(":{port}")));
+    env.push(("MAILROOM_PROXY_PROTOCOL_FROM".into(), "127.0.0.0/8".into()));
+    env.push(("MAILROOM_LOG".into(), "debug".into()));
+    let server = Server::start(&env, None, &data);
+    // /readyz needs a header now; wait for the banner instead.
+    assert!(server.wait_log("mailroom started", Duration::from_secs(30)), "{}", server.log());
+
+    for (header, client) in [
+        (format!("PROXY TCP6 ::ffff:203.0.113.7 ::ffff:127.0.0.1 40000 {port}\r\n"), "client=203.0.113.7:40000"),
+        (format!("PROXY TCP4 198.51.100.9 127.0.0.1 41000 {port}\r\n"), "client=198.51.100.9:41000"),
+    ] {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(header.as_bytes()).unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        assert!(reply.starts_with("HTTP/1.1 200"), "{header:?}: {reply}\n{}", server.log());
+        assert!(server.wait_log(client, Duration::from_secs(10)), "{client}:\n{}", server.log());
+    }
+    assert!(!server.log().contains("::ffff:"), "{}", server.log());
 }
