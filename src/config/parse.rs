@@ -64,10 +64,24 @@ pub fn cidr_list(raw: &str) -> Result<Vec<IpNet>, String> {
         .map(|item| {
             item.parse::<IpNet>()
                 .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
-                .map(|n| n.trunc())
+                .map(|n| unmap_cidr(n.trunc()))
                 .map_err(|_| format!("comma-separated CIDRs like `192.0.2.0/24, 2001:db8::/32` (`{item}` is not one)"))
         })
         .collect()
+}
+
+/// `::ffff:a.b.c.d/n` (n >= 96) as the IPv4 CIDR it means. Client addresses are
+/// matched in IPv4 form (`net::canonical_peer`), so a mapped CIDR, written to make
+/// dual-stack listeners match, would otherwise never match anything.
+fn unmap_cidr(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => v6
+            .network()
+            .to_ipv4_mapped()
+            .and_then(|v4| ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).ok())
+            .map_or(net, IpNet::V4),
+        _ => net,
+    }
 }
 
 /// A DNS name: lower-cased, IDN converted to its ASCII (punycode) form, labels
@@ -272,6 +286,10 @@ mod tests {
         assert_eq!(cidr_list("10.0.0.0/8, 2001:db8::/32").unwrap().len(), 2);
         assert_eq!(cidr_list("192.0.2.7").unwrap()[0].to_string(), "192.0.2.7/32");
         assert_eq!(cidr_list("10.1.2.3/8").unwrap()[0].to_string(), "10.0.0.0/8");
+        assert_eq!(cidr_list("::ffff:127.0.0.0/104").unwrap()[0].to_string(), "127.0.0.0/8");
+        assert_eq!(cidr_list("::ffff:192.0.2.7").unwrap()[0].to_string(), "192.0.2.7/32");
+        assert_eq!(cidr_list("::ffff:0:0/95").unwrap()[0].to_string(), "::fffe:0:0/95");
+        assert_eq!(cidr_list("::1").unwrap()[0].to_string(), "::1/128");
         assert!(cidr_list("10.0.0.0/33").is_err());
         assert!(cidr_list("everyone").is_err());
     }

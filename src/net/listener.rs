@@ -39,16 +39,7 @@ pub fn bind(protocol: Protocol, addrs: &[ListenAddr]) -> Result<Vec<BoundListene
         };
         let socket = match addr {
             ListenAddr::Socket(sa) => bind_one(*sa, false).map_err(fail)?,
-            ListenAddr::AllInterfaces(port) => {
-                match bind_one(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), *port), true) {
-                    Ok(s) => s,
-                    // No IPv6 in this kernel or container: fall back to IPv4 only.
-                    Err(e) if matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)) => {
-                        bind_one(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), *port), false).map_err(fail)?
-                    }
-                    Err(e) => return Err(fail(e)),
-                }
-            }
+            ListenAddr::AllInterfaces(port) => bind_all_interfaces(protocol, *port, bind_one).map_err(fail)?,
         };
         let std_listener: std::net::TcpListener = socket.into();
         let listener = TcpListener::from_std(std_listener).map_err(fail)?;
@@ -56,6 +47,44 @@ pub fn bind(protocol: Protocol, addrs: &[ListenAddr]) -> Result<Vec<BoundListene
         out.push(BoundListener { protocol, local_addr, listener });
     }
     Ok(out)
+}
+
+/// `:port`: one dual-stack `[::]` socket (IPv4 clients arrive as `::ffff:a.b.c.d`,
+/// which `net::canonical_peer` turns back into IPv4), or `0.0.0.0` when this host has
+/// no IPv6 at all, so that `:25` works everywhere instead of failing to start.
+/// `bind` is [`bind_one`], a parameter so tests can play a kernel without IPv6.
+fn bind_all_interfaces(
+    protocol: Protocol,
+    port: u16,
+    bind: impl Fn(SocketAddr, bool) -> std::io::Result<Socket>,
+) -> std::io::Result<Socket> {
+    match bind(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port), true) {
+        Ok(s) => Ok(s),
+        Err(e) if ipv6_unavailable(&e) => {
+            tracing::warn!(
+                listener = protocol.name(),
+                port,
+                error = %e,
+                "IPv6 is not available on this host; listening on 0.0.0.0 (IPv4 only)"
+            );
+            bind(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port), false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Errors of creating or binding an IPv6 socket that mean "this host has no IPv6",
+/// as opposed to a problem with the port (in use, privileged) that IPv4 would share:
+/// - `EAFNOSUPPORT`: the kernel booted with `ipv6.disable=1` or built without IPv6
+///   (`socket(AF_INET6)` itself fails);
+/// - `EPROTONOSUPPORT`: socket(2)'s "protocol not supported within this domain", the
+///   same absence said another way;
+/// - `EADDRNOTAVAIL`: no IPv6 address at all to bind to.
+///
+/// `net.ipv6.conf.all.disable_ipv6=1` (a common container setting) is not among them:
+/// binding `[::]` still works there and serves IPv4 through the dual-stack socket.
+fn ipv6_unavailable(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT | libc::EADDRNOTAVAIL))
 }
 
 fn bind_one(addr: SocketAddr, dual_stack: bool) -> std::io::Result<Socket> {
@@ -96,6 +125,37 @@ mod tests {
         let err = bind(Protocol::Imap, &[ListenAddr::Socket(again)]).unwrap_err();
         assert!(err.to_string().contains("already in use"), "{err}");
         assert!(err.to_string().contains("MAILROOM_IMAP_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn only_a_missing_ipv6_falls_back_to_ipv4() {
+        let os = std::io::Error::from_raw_os_error;
+        for errno in [libc::EAFNOSUPPORT, libc::EPROTONOSUPPORT, libc::EADDRNOTAVAIL] {
+            assert!(ipv6_unavailable(&os(errno)), "{}", os(errno));
+        }
+        for errno in [libc::EADDRINUSE, libc::EACCES, libc::EMFILE, libc::EPERM] {
+            assert!(!ipv6_unavailable(&os(errno)), "{}", os(errno));
+        }
+    }
+
+    /// A kernel booted with `ipv6.disable=1` refuses `socket(AF_INET6)`: `:port` binds
+    /// `0.0.0.0` instead of failing; a port in use still fails.
+    #[tokio::test]
+    async fn all_interfaces_without_ipv6_binds_ipv4() {
+        let no_ipv6 = |addr: SocketAddr, dual: bool| match addr {
+            SocketAddr::V6(_) => Err(std::io::Error::from_raw_os_error(libc::EAFNOSUPPORT)),
+            SocketAddr::V4(_) => bind_one(addr, dual),
+        };
+        let socket = bind_all_interfaces(Protocol::Smtp, 0, no_ipv6).unwrap();
+        let local = socket.local_addr().unwrap().as_socket().unwrap();
+        assert_eq!(local.ip(), std::net::IpAddr::from(Ipv4Addr::UNSPECIFIED));
+        let listener = TcpListener::from_std(socket.into()).unwrap();
+        tokio::net::TcpStream::connect(("127.0.0.1", local.port())).await.unwrap();
+        listener.accept().await.unwrap();
+
+        let in_use = |_: SocketAddr, _: bool| Err(std::io::Error::from_raw_os_error(libc::EADDRINUSE));
+        let err = bind_all_interfaces(Protocol::Smtp, 25, in_use).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EADDRINUSE));
     }
 
     #[tokio::test]

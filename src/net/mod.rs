@@ -10,6 +10,8 @@ mod limits;
 mod listener;
 pub mod proxy;
 pub mod ratelimit;
+#[cfg(test)]
+mod serve_tests;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -116,9 +118,24 @@ pub struct AcceptContext {
     /// (`MAILROOM_PROXY_PROTOCOL_FROM`).
     pub proxy_from: Arc<Vec<IpNet>>,
     /// New connections per minute per client (`MAILROOM_CONNECTIONS_PER_MINUTE`); not
-    /// applied to the metrics port, which monitoring polls, nor to loopback clients
-    /// (a webmail on the same host opens an IMAP connection per page view).
+    /// applied to the metrics port, which monitoring polls. Only the limiter's trusted
+    /// networks are exempt, never loopback as such: a proxy or webmail on the same host
+    /// would otherwise exempt every client behind it.
     pub rate: Option<Arc<Limiter>>,
+}
+
+/// The one spelling of a client address that every consumer sees. A dual-stack `[::]`
+/// listener (the default `:port`) reports IPv4 clients as `::ffff:a.b.c.d`, and so may a
+/// PROXY header from a dual-stack balancer; relay policy, `MAILROOM_TRUSTED_NETWORKS`
+/// IPv4 CIDRs, per-IP limits, SPF `ip4:`, DNSBL reversed-octet lookups, the `Received`
+/// and `Authentication-Results` headers and the logs all need the IPv4 form. Applied
+/// exactly where an address enters the server: accept and the PROXY header.
+pub fn canonical_peer(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        // Only the mapped form: a real IPv6 peer keeps its scope id (link-local clients).
+        SocketAddr::V6(v6) => v6.ip().to_ipv4_mapped().map_or(addr, |v4| SocketAddr::new(v4.into(), v6.port())),
+        SocketAddr::V4(_) => addr,
+    }
 }
 
 /// How long a load balancer has to send its PROXY header.
@@ -148,7 +165,7 @@ async fn read_proxy_header(stream: &mut TcpStream, balancer: SocketAddr) -> Resu
             proxy::ProxyParse::Incomplete if buf.len() < proxy::MAX_HEADER_LEN => continue,
             proxy::ProxyParse::Incomplete => return Err("PROXY header too long".into()),
             proxy::ProxyParse::Invalid(e) => return Err(format!("invalid PROXY header: {e}")),
-            proxy::ProxyParse::Done { source, .. } => return Ok(source.unwrap_or(balancer)),
+            proxy::ProxyParse::Done { source, .. } => return Ok(source.map_or(balancer, canonical_peer)),
         }
     }
 }
@@ -165,9 +182,9 @@ pub async fn serve(bound: BoundListener, service: Service, ctx: AcceptContext) {
             r = bound.listener.accept() => r,
         };
         let (mut stream, peer) = match accepted {
-            Ok(x) => {
+            Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
-                x
+                (stream, canonical_peer(peer))
             }
             Err(e) => {
                 // EMFILE and friends: wait a bit instead of spinning.
@@ -194,7 +211,7 @@ pub async fn serve(bound: BoundListener, service: Service, ctx: AcceptContext) {
             } else {
                 peer
             };
-            let rated = ctx.rate.as_ref().filter(|_| protocol != Protocol::Metrics && !client.ip().is_loopback());
+            let rated = ctx.rate.as_ref().filter(|_| protocol != Protocol::Metrics);
             if rated.is_some_and(|r| !r.allow_connection(client.ip())) {
                 let why = "connection rate limit reached";
                 return refuse(stream, protocol, client, "rate_limit", why, service.busy_reply).await;

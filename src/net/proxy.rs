@@ -157,7 +157,7 @@ fn parse_v1_endpoints(family: V1Family, rest: &str) -> Result<(SocketAddr, Socke
             text.parse::<Ipv4Addr>().map(IpAddr::V4).map_err(|_| ProxyError::V1BadAddress { field, family: "IPv4" })
         }
         V1Family::Tcp6 => {
-            text.parse::<Ipv6Addr>().map(canonical).map_err(|_| ProxyError::V1BadAddress { field, family: "IPv6" })
+            text.parse::<Ipv6Addr>().map(IpAddr::V6).map_err(|_| ProxyError::V1BadAddress { field, family: "IPv6" })
         }
     };
     Ok((
@@ -186,13 +186,6 @@ fn find_v1_line_end(buf: &[u8]) -> Option<Result<usize, ProxyError>> {
         }
     }
     None
-}
-
-/// A dual-stack balancer listening on an IPv6 socket reports IPv4 clients as
-/// `::ffff:a.b.c.d`. Policy must see them as IPv4: SPF `ip4:` mechanisms, DNSBL
-/// reversed-octet lookups and `MAILROOM_TRUSTED_NETWORKS` v4 CIDRs all match only then.
-fn canonical(ip: Ipv6Addr) -> IpAddr {
-    IpAddr::V6(ip).to_canonical()
 }
 
 /// Ports are plain decimal in 0..=65535; no sign, no leading zeros (spec 2.1), so one
@@ -256,7 +249,7 @@ fn parse_v2(buf: &[u8]) -> ProxyParse {
     };
     let endpoints = match (is_local, fam) {
         (false, 0x11) => v2_endpoints::<4>(payload, |o| IpAddr::V4(Ipv4Addr::from(o))),
-        (false, 0x21) => v2_endpoints::<16>(payload, |o| canonical(Ipv6Addr::from(o))),
+        (false, 0x21) => v2_endpoints::<16>(payload, |o| IpAddr::V6(Ipv6Addr::from(o))),
         _ => {
             return ProxyParse::Done { consumed, source: None, destination: None };
         }
@@ -346,15 +339,18 @@ mod tests {
         assert_eq!(parse_proxy_header(buf), done(buf.len(), "[2001:db8::7]:51000", "[2001:db8::25]:993"));
     }
 
+    /// A dual-stack balancer names IPv4 clients `::ffff:a.b.c.d`; the parser reports what
+    /// the header says and `net::canonical_peer` (where the header is read) makes it IPv4.
     #[test]
-    fn ipv4_mapped_ipv6_clients_come_out_as_ipv4() {
+    fn ipv4_mapped_ipv6_clients_are_reported_as_sent() {
         let buf = b"PROXY TCP6 ::ffff:192.0.2.7 2001:db8::25 51000 25\r\n";
-        assert_eq!(parse_proxy_header(buf), done(buf.len(), "192.0.2.7:51000", "[2001:db8::25]:25"));
+        assert_eq!(parse_proxy_header(buf), done(buf.len(), "[::ffff:192.0.2.7]:51000", "[2001:db8::25]:25"));
         let mut payload = Ipv4Addr::new(192, 0, 2, 7).to_ipv6_mapped().octets().to_vec();
         payload.extend_from_slice(&"2001:db8::25".parse::<Ipv6Addr>().unwrap().octets());
         payload.extend_from_slice(&51000u16.to_be_bytes());
         payload.extend_from_slice(&25u16.to_be_bytes());
-        assert_eq!(parse_proxy_header(&v2(0x21, 0x21, &payload)), done(52, "192.0.2.7:51000", "[2001:db8::25]:25"));
+        let mapped = "[::ffff:192.0.2.7]:51000";
+        assert_eq!(parse_proxy_header(&v2(0x21, 0x21, &payload)), done(52, mapped, "[2001:db8::25]:25"));
     }
 
     #[test]

@@ -157,7 +157,6 @@ impl Limiter {
     }
 
     fn is_trusted(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
         self.trusted.iter().any(|n| n.contains(&ip))
     }
 
@@ -311,17 +310,11 @@ fn account_key(account: &str) -> String {
     account[..end].to_ascii_lowercase()
 }
 
-/// IPv4-mapped IPv6 becomes IPv4 (dual-stack listeners report those).
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-/// The counting key of an address: IPv4 as is, IPv6 by its /64.
+/// The counting key of an address: IPv4 as is, IPv6 by its /64. Addresses arrive
+/// canonical ([`crate::net::canonical_peer`]): IPv4 clients of a dual-stack listener
+/// are plain IPv4 here, not one shared `::ffff:0:0/64`.
 fn ip_key(ip: IpAddr) -> IpAddr {
-    match canonical(ip) {
+    match ip {
         IpAddr::V6(v6) => {
             let bits = u128::from(v6) & !((1u128 << 64) - 1);
             IpAddr::V6(bits.into())

@@ -34,20 +34,19 @@ pub fn query_name(ip: IpAddr, zone: &str) -> String {
             let [a, b, c, d] = v4.octets();
             format!("{d}.{c}.{b}.{a}.{zone}")
         }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => query_name(IpAddr::V4(v4), zone),
-            None => {
-                let mut name = String::with_capacity(64 + zone.len() + 1);
-                for byte in v6.octets().iter().rev() {
-                    name.push(char::from_digit(u32::from(byte & 0xf), 16).unwrap_or('0'));
-                    name.push('.');
-                    name.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
-                    name.push('.');
-                }
-                name.push_str(zone);
-                name
+        // Client addresses arrive canonical (`net::canonical_peer`), so an IPv4 client of
+        // a dual-stack listener takes the IPv4 arm above.
+        IpAddr::V6(v6) => {
+            let mut name = String::with_capacity(64 + zone.len() + 1);
+            for byte in v6.octets().iter().rev() {
+                name.push(char::from_digit(u32::from(byte & 0xf), 16).unwrap_or('0'));
+                name.push('.');
+                name.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
+                name.push('.');
             }
-        },
+            name.push_str(zone);
+            name
+        }
     }
 }
 
@@ -115,7 +114,7 @@ mod tests {
     #[test]
     fn query_names_follow_rfc_5782() {
         assert_eq!(query_name("192.0.2.99".parse().unwrap(), "bl.test"), "99.2.0.192.bl.test");
-        assert_eq!(query_name("::ffff:192.0.2.99".parse().unwrap(), "bl.test."), "99.2.0.192.bl.test");
+        assert_eq!(query_name("192.0.2.99".parse().unwrap(), "bl.test."), "99.2.0.192.bl.test");
         assert_eq!(
             query_name("2001:db8:1:2:3:4:567:89ab".parse().unwrap(), "bl.test"),
             "b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2.bl.test"
