@@ -354,3 +354,23 @@ fn generated_postmaster_password_is_shown_only_after_a_good_start_can_be_reset_a
     assert!(!imaps_login(imaps, "postmaster@example.com", &second), "retired: no login");
     assert!(server.terminate(Duration::from_secs(10)).unwrap().success());
 }
+
+/// The README's first command: dev.env is valid and serves on loopback only (the
+/// generated password is in the log, so nothing may listen beyond this machine).
+#[test]
+fn dev_env_is_valid_and_loopback_only() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dev.env")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut env = vec![("MAILROOM_DATA_DIR".to_string(), tmp.path().display().to_string())];
+    for line in text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+        let (key, value) = line.split_once('=').unwrap();
+        if key.ends_with("_LISTEN") {
+            for addr in value.split(',') {
+                assert!(addr.starts_with("127.0.0.1:") || addr.starts_with("[::1]:"), "{key}={value}");
+            }
+        }
+        env.push((key.to_string(), value.to_string()));
+    }
+    let out = run(&["check-config"], &env, "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

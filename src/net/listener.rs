@@ -38,7 +38,19 @@ pub fn bind(protocol: Protocol, addrs: &[ListenAddr]) -> Result<Vec<BoundListene
             reason: describe_bind_error(&e, addr.port()),
         };
         let socket = match addr {
-            ListenAddr::Socket(sa) => bind_one(*sa, false).map_err(fail)?,
+            ListenAddr::Socket(sa) => match bind_one(*sa, false) {
+                Ok(s) => s,
+                Err(e) if skippable_ipv6_loopback(*sa, addrs.len(), &e) => {
+                    tracing::warn!(
+                        listener = protocol.name(),
+                        addr = %sa,
+                        error = %e,
+                        "IPv6 is not available on this host; not listening on [::1] (the other addresses are)"
+                    );
+                    continue;
+                }
+                Err(e) => return Err(fail(e)),
+            },
             ListenAddr::AllInterfaces(port) => bind_all_interfaces(protocol, *port, bind_one).map_err(fail)?,
         };
         let std_listener: std::net::TcpListener = socket.into();
@@ -87,6 +99,13 @@ fn ipv6_unavailable(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT | libc::EADDRNOTAVAIL))
 }
 
+/// `127.0.0.1:p,[::1]:p` (dev.env's "loopback only") must also start on a host or
+/// container without IPv6, where `[::1]` does not exist: that one address is skipped
+/// when the same variable names others. A lone `[::1]`, or any other address, still fails.
+fn skippable_ipv6_loopback(addr: SocketAddr, addresses_in_variable: usize, e: &std::io::Error) -> bool {
+    addresses_in_variable > 1 && addr.ip() == std::net::IpAddr::from(Ipv6Addr::LOCALHOST) && ipv6_unavailable(e)
+}
+
 fn bind_one(addr: SocketAddr, dual_stack: bool) -> std::io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(SockProtocol::TCP))?;
     if dual_stack {
@@ -125,6 +144,18 @@ mod tests {
         let err = bind(Protocol::Imap, &[ListenAddr::Socket(again)]).unwrap_err();
         assert!(err.to_string().contains("already in use"), "{err}");
         assert!(err.to_string().contains("MAILROOM_IMAP_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn only_ipv6_loopback_beside_other_addresses_may_be_skipped() {
+        let missing = std::io::Error::from_raw_os_error(libc::EADDRNOTAVAIL);
+        let in_use = std::io::Error::from_raw_os_error(libc::EADDRINUSE);
+        let v6_lo: SocketAddr = "[::1]:2525".parse().unwrap();
+        assert!(skippable_ipv6_loopback(v6_lo, 2, &missing));
+        assert!(!skippable_ipv6_loopback(v6_lo, 1, &missing), "a lone [::1] must bind");
+        assert!(!skippable_ipv6_loopback(v6_lo, 2, &in_use), "a port in use is a real error");
+        assert!(!skippable_ipv6_loopback("[2001:db8::1]:25".parse().unwrap(), 2, &missing));
+        assert!(!skippable_ipv6_loopback("127.0.0.1:25".parse().unwrap(), 2, &missing));
     }
 
     #[test]
