@@ -126,6 +126,7 @@ pub fn spawn_periodic_check(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(60)).await;
+        let mut reporter = ProblemReporter::new(&config);
         loop {
             match run_check(&config).await {
                 Ok((results, notes)) => {
@@ -134,11 +135,7 @@ pub fn spawn_periodic_check(
                         .filter(|r| r.record.required && r.status != Status::Ok)
                         .map(|r| format!("{} {} {}", r.status.word(), r.record.rtype, r.record.name))
                         .collect();
-                    if bad.is_empty() {
-                        tracing::info!("DNS check: every required record is published");
-                    } else {
-                        tracing::warn!(problems = %bad.join("; "), "DNS check: required records are missing or wrong (see `mailroom dns --check`)");
-                    }
+                    reporter.report(&bad);
                     for note in &notes {
                         tracing::info!("{note}");
                     }
@@ -151,4 +148,106 @@ pub fn spawn_periodic_check(
             tokio::time::sleep(CHECK_INTERVAL).await;
         }
     })
+}
+
+/// How loud a periodic check's result is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loudness {
+    Warn,
+    Info,
+    Debug,
+}
+
+/// Says missing records once (and again when they change, or once a day), never for a
+/// server whose names are all reserved test names (`.test`, `.example`, `localhost`…),
+/// where nothing can be published: a dev setup would otherwise warn forever.
+/// `mailroom dns --check` still shows everything when asked.
+struct ProblemReporter {
+    test_names_only: bool,
+    last: Option<Vec<String>>,
+    checks_since_warning: u32,
+}
+
+/// Repeat an unchanged warning after this many checks (4 × 6 h = a day).
+const REPEAT_WARNING_EVERY: u32 = 4;
+
+impl ProblemReporter {
+    fn new(config: &Config) -> ProblemReporter {
+        let public = |n: &str| crate::config::is_public_fqdn(n);
+        let test_names_only = !public(&config.hostname) && !config.domains.iter().any(|d| public(d));
+        ProblemReporter { test_names_only, last: None, checks_since_warning: 0 }
+    }
+
+    fn loudness(&mut self, problems: &[String]) -> Loudness {
+        if problems.is_empty() {
+            let was_bad = self.last.as_ref().is_some_and(|l| !l.is_empty());
+            self.last = Some(Vec::new());
+            return if was_bad || !self.test_names_only { Loudness::Info } else { Loudness::Debug };
+        }
+        if self.test_names_only {
+            return Loudness::Debug;
+        }
+        let changed = self.last.as_deref() != Some(problems);
+        self.last = Some(problems.to_vec());
+        self.checks_since_warning += 1;
+        if changed || self.checks_since_warning >= REPEAT_WARNING_EVERY {
+            self.checks_since_warning = 0;
+            Loudness::Warn
+        } else {
+            Loudness::Info
+        }
+    }
+
+    fn report(&mut self, problems: &[String]) {
+        let loudness = self.loudness(problems);
+        if problems.is_empty() {
+            match loudness {
+                Loudness::Debug => tracing::debug!("DNS check: every required record is published"),
+                _ => tracing::info!("DNS check: every required record is published"),
+            }
+            return;
+        }
+        let list = problems.join("; ");
+        let text = "DNS check: required records are missing or wrong (see `mailroom dns --check`)";
+        match loudness {
+            Loudness::Warn => tracing::warn!(problems = %list, "{text}"),
+            Loudness::Info => tracing::info!(problems = %list, "{text}"),
+            Loudness::Debug => tracing::debug!(problems = %list, "{text} (test names: not warned about)"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod reporter_tests {
+    use super::*;
+
+    fn reporter(hostname: &str, domains: &[&str]) -> ProblemReporter {
+        let public = |n: &str| crate::config::is_public_fqdn(n);
+        ProblemReporter {
+            test_names_only: !public(hostname) && !domains.iter().any(|d| public(d)),
+            last: None,
+            checks_since_warning: 0,
+        }
+    }
+
+    #[test]
+    fn a_test_domain_is_never_warned_about() {
+        let mut r = reporter("mail.example.test", &["example.test"]);
+        let missing = vec!["missing MX example.test.".to_string()];
+        for _ in 0..10 {
+            assert_eq!(r.loudness(&missing), Loudness::Debug);
+        }
+    }
+
+    #[test]
+    fn a_real_domain_is_warned_once_then_daily_and_when_it_changes() {
+        let mut r = reporter("mx.mailroom.dev", &["mailroom.dev"]);
+        let missing = vec!["missing MX mailroom.dev.".to_string()];
+        let loudness: Vec<Loudness> = (0..6).map(|_| r.loudness(&missing)).collect();
+        use Loudness::*;
+        assert_eq!(loudness, [Warn, Info, Info, Info, Warn, Info]);
+        let other = vec!["wrong TXT mailroom.dev.".to_string()];
+        assert_eq!(r.loudness(&other), Warn, "a change is said at once");
+        assert_eq!(r.loudness(&[]), Info, "and so is the repair");
+    }
 }
