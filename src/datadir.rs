@@ -17,6 +17,13 @@ use thiserror::Error;
 /// Sub-directories created at start.
 pub const LAYOUT: &[&str] = &["mail", "queue", "dkim", "tls", "state"];
 
+/// The data-dir format this binary writes, recorded in `data/format`. A newer binary
+/// migrates an older data dir at start (and then records its own number); an older
+/// binary refuses a newer data dir instead of misreading it. A data dir from before the
+/// file existed is format 1.
+pub const FORMAT: u32 = 1;
+const FORMAT_FILE: &str = "format";
+
 #[derive(Debug, Error)]
 pub enum DataDirError {
     #[error("data dir {path}: cannot create or use it: {source} (set MAILROOM_DATA_DIR to a writable directory)")]
@@ -25,6 +32,12 @@ pub enum DataDirError {
         "data dir {path} is in use by another mailroom process (lock {lock} is held); stop it first or use another MAILROOM_DATA_DIR"
     )]
     Locked { path: String, lock: String },
+    #[error(
+        "data dir {path} has format {found}, written by a newer mailroom; this one understands format {FORMAT} and older: run the newer version (or restore a backup made for this one)"
+    )]
+    TooNew { path: String, found: u32 },
+    #[error("data dir {path}: {file} does not hold a format number: {content:?}")]
+    BadFormat { path: String, file: String, content: String },
 }
 
 /// An opened, locked data dir. Dropping it releases the lock.
@@ -69,6 +82,7 @@ impl DataDir {
         let probe = root.join("state").join(".write-probe");
         fs::write(&probe, b"ok").map_err(unusable)?;
         let _ = fs::remove_file(&probe);
+        check_format(root)?;
         Ok(DataDir { root: root.to_path_buf(), _lock: lock })
     }
 
@@ -90,6 +104,31 @@ impl DataDir {
     pub fn state(&self) -> PathBuf {
         self.root.join("state")
     }
+}
+
+/// Read `data/format` (absent: format 1), refuse a newer one, migrate an older one, and
+/// record [`FORMAT`]. Runs under the data-dir lock.
+fn check_format(root: &Path) -> Result<u32, DataDirError> {
+    let file = root.join(FORMAT_FILE);
+    let found = match fs::read_to_string(&file) {
+        Ok(text) => text.trim().parse::<u32>().map_err(|_| DataDirError::BadFormat {
+            path: root.display().to_string(),
+            file: file.display().to_string(),
+            content: text.chars().take(40).collect(),
+        })?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => 1,
+        Err(e) => return Err(DataDirError::Unusable { path: root.display().to_string(), source: e }),
+    };
+    if found > FORMAT {
+        return Err(DataDirError::TooNew { path: root.display().to_string(), found });
+    }
+    // Migrations from `found` up to FORMAT go here, one function per step, each safe to
+    // run again after a crash half-way. Format 1 is the first: nothing to do yet.
+    if found != FORMAT || !file.exists() {
+        write_private_file(&file, format!("{FORMAT}\n").as_bytes())
+            .map_err(|e| DataDirError::Unusable { path: root.display().to_string(), source: e })?;
+    }
+    Ok(FORMAT)
 }
 
 /// Write a private file (0600) atomically and durably: temp file, fsync, rename,
@@ -136,6 +175,21 @@ mod tests {
         assert!(err.to_string().contains("in use by another mailroom process"), "{err}");
         drop(first);
         DataDir::open(tmp.path()).unwrap();
+    }
+
+    #[test]
+    fn format_is_recorded_and_a_newer_one_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("data");
+        drop(DataDir::open(&root).unwrap());
+        assert_eq!(fs::read_to_string(root.join("format")).unwrap(), format!("{FORMAT}\n"));
+        fs::write(root.join("format"), format!("{}\n", FORMAT + 1)).unwrap();
+        let err = DataDir::open(&root).unwrap_err().to_string();
+        assert!(err.contains("written by a newer mailroom"), "{err}");
+        fs::write(root.join("format"), "banana").unwrap();
+        assert!(DataDir::open(&root).unwrap_err().to_string().contains("does not hold a format number"));
+        fs::remove_file(root.join("format")).unwrap();
+        drop(DataDir::open(&root).expect("a data dir from before the file is format 1"));
     }
 
     #[test]
