@@ -91,6 +91,10 @@ async fn check(
         }
         None => {
             attempt.failed();
+            let pause = limiter.penalty(ip);
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
             LoginOutcome::Failed
         }
     }

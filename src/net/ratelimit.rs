@@ -10,8 +10,9 @@
 //!   parallel guesses from one address through a limit of 10). At most
 //!   `max_in_flight_per_address` verifications run per address at once; further attempts
 //!   wait for a slot (up to `slot_wait`, then a temporary refusal).
-//! - **Per address:** each failure makes the next attempt wait (0.5 s doubling to 10 s);
-//!   after 10 failures in 15 minutes the address is refused for 15 minutes.
+//! - **Per address:** each failure delays the failure's answer and the address's next
+//!   attempt (0.5 s doubling to 10 s); after 10 failures in 15 minutes the address is
+//!   refused for 15 minutes.
 //! - **Per account: throttle, never lock out.** An account has a budget of 20 failed
 //!   verifications per 15 minutes. Over budget, a password is verified only from an
 //!   address where the account logged in before (known-good: always) or from a clean
@@ -360,6 +361,26 @@ impl Limiter {
             LoginAttempt { limiter: self, key: Some((key, account)), against_account: !known_good, finished: false },
             delay,
         )
+    }
+
+    /// The penalty `ip` has earned now: what the answer to a failed login waits (Postfix
+    /// `smtpd_error_sleep_time`), so a guesser on one connection learns nothing faster
+    /// than one opening a new connection per try.
+    pub fn penalty(&self, ip: IpAddr) -> Duration {
+        self.penalty_at(ip, Instant::now())
+    }
+
+    pub fn penalty_at(&self, ip: IpAddr, now: Instant) -> Duration {
+        if self.is_trusted(ip) {
+            return Duration::ZERO;
+        }
+        let t = self.tables();
+        let failures = t
+            .addresses
+            .get(&ip_key(ip))
+            .filter(|r| now.saturating_duration_since(r.last) < self.config.block_for)
+            .map_or(0, |r| r.failures);
+        self.delay_for(failures)
     }
 
     fn delay_for(&self, failures: u32) -> Duration {

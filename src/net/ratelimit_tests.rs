@@ -65,6 +65,10 @@ fn delay_doubles_from_half_a_second_and_caps_at_ten() {
     let delays: Vec<u128> =
         (0..9).map(|_| try_login(&l, "192.0.2.1", "bob@example.org", false, now).unwrap().as_millis()).collect();
     assert_eq!(delays, [0, 500, 1000, 2000, 4000, 8000, 10000, 10000, 10000]);
+    // The answer to the ninth failure waits what the tenth attempt would.
+    assert_eq!(l.penalty_at(ip("192.0.2.1"), now), Duration::from_secs(10));
+    assert_eq!(l.penalty_at(ip("192.0.2.2"), now), Duration::ZERO);
+    assert_eq!(l.penalty_at(ip("192.0.2.1"), now + Duration::from_secs(16 * 60)), Duration::ZERO, "forgotten");
 }
 
 #[test]
