@@ -82,8 +82,10 @@ async fn check(
     };
     let directory = directory.clone();
     let (user, pass) = (username.to_string(), password.to_string());
+    let permit = limiter.verification_permit().await;
     // argon2 costs tens of milliseconds of CPU on purpose: a blocking thread, not a worker.
     let found = tokio::task::spawn_blocking(move || directory.authenticate(&user, &pass)).await.ok().flatten();
+    drop(permit);
     match found {
         Some(account) => {
             attempt.succeeded();

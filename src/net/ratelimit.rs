@@ -21,6 +21,7 @@
 //!   Everything else is refused without verification. So a distributed guesser gets 20
 //!   guesses plus at most one per turn and one per address it owns, while the owner still
 //!   gets in from a known-good address at once and from a clean one after the queue.
+//! - Password checks server-wide run at most two per core at once; more queue in order.
 //! - Trusted networks (`MAILROOM_TRUSTED_NETWORKS`) are never delayed or refused.
 //! - IPv6 clients are keyed by their /64: one host usually owns a whole /64, so
 //!   per-address counting would let it rotate addresses for free.
@@ -39,7 +40,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 
 use crate::metrics::metrics;
 
@@ -186,6 +187,9 @@ pub struct Limiter {
     tables: Mutex<Tables>,
     /// Woken whenever a reservation ends, for attempts waiting for a slot.
     released: Notify,
+    /// Password checks running at once over the whole server: argon2 takes 19 MiB and a
+    /// core each, so a thousand guessing connections must queue, not run together.
+    verifying: Semaphore,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -259,7 +263,19 @@ impl Drop for LoginAttempt<'_> {
 
 impl Limiter {
     pub fn new(config: LimiterConfig, trusted: Vec<IpNet>) -> Limiter {
-        Limiter { config, trusted, tables: Mutex::new(Tables::default()), released: Notify::new() }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Limiter {
+            config,
+            trusted,
+            tables: Mutex::new(Tables::default()),
+            released: Notify::new(),
+            verifying: Semaphore::new(cores * 2),
+        }
+    }
+
+    /// A turn to run one password check (first come, first served).
+    pub async fn verification_permit(&self) -> Option<SemaphorePermit<'_>> {
+        self.verifying.acquire().await.ok()
     }
 
     /// The server's limiter: configured rates, `MAILROOM_TRUSTED_NETWORKS` exempt.

@@ -305,3 +305,17 @@ fn configured_from_the_environment() {
         assert!(try_login(&l, "192.168.1.1", "a@example.org", false, now).is_ok());
     }
 }
+
+#[tokio::test]
+async fn password_checks_queue_past_two_per_core() {
+    let l = limiter();
+    let n = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(l.verification_permit().await.unwrap());
+    }
+    // All taken: the next check waits (it cannot complete, so the timeout always wins).
+    assert!(tokio::time::timeout(Duration::from_millis(5), l.verification_permit()).await.is_err());
+    held.pop();
+    assert!(l.verification_permit().await.is_some());
+}
