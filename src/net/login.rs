@@ -76,13 +76,14 @@ async fn check(
     username: &str,
     password: &str,
 ) -> LoginOutcome {
-    let attempt = match limiter.attempt(ip, username).await {
+    let mut attempt = match limiter.attempt(ip, username).await {
         Ok(a) => a,
         Err(blocked) => return LoginOutcome::Refused(blocked),
     };
     let directory = directory.clone();
     let (user, pass) = (username.to_string(), password.to_string());
     let permit = limiter.verification_permit().await;
+    attempt.checking();
     // argon2 costs tens of milliseconds of CPU on purpose: a blocking thread, not a worker.
     let found = tokio::task::spawn_blocking(move || directory.authenticate(&user, &pass)).await.ok().flatten();
     drop(permit);

@@ -213,7 +213,10 @@ pub enum Admission<'a> {
 }
 
 /// A reserved login attempt: counted as a failure until [`LoginAttempt::succeeded`] says
-/// otherwise. Dropped unfinished (the session vanished mid-check), it counts as failed.
+/// otherwise. Dropped unfinished once its check has started (the session vanished
+/// mid-check), it counts as failed; dropped before (the client gave up while waiting its
+/// penalty or turn), it only frees its slot, so a queue an attacker makes long cannot
+/// taint the owner's clean address.
 #[derive(Debug)]
 pub struct LoginAttempt<'a> {
     limiter: &'a Limiter,
@@ -221,43 +224,59 @@ pub struct LoginAttempt<'a> {
     key: Option<(IpAddr, String)>,
     /// Counted against the account's in-flight number (not from a known-good address).
     against_account: bool,
+    checking: bool,
     finished: bool,
 }
 
+/// How a reservation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    Right,
+    Wrong,
+    /// Dropped before its password check started.
+    Abandoned,
+}
+
 impl LoginAttempt<'_> {
+    /// The password check starts now: from here on the attempt is a guess.
+    pub fn checking(&mut self) {
+        self.checking = true;
+    }
+
     /// The password was right.
     pub fn succeeded(mut self) {
-        self.finish(true, Instant::now());
+        self.finish(Ending::Right, Instant::now());
     }
 
     /// The password was wrong (or the user unknown).
     pub fn failed(mut self) {
-        self.finish(false, Instant::now());
+        self.finish(Ending::Wrong, Instant::now());
     }
 
     /// [`LoginAttempt::succeeded`] / [`LoginAttempt::failed`] at a test clock's `now`.
     pub fn finish_at(mut self, ok: bool, now: Instant) {
-        self.finish(ok, now);
+        self.finish(if ok { Ending::Right } else { Ending::Wrong }, now);
     }
 
-    fn finish(&mut self, ok: bool, now: Instant) {
+    fn finish(&mut self, ending: Ending, now: Instant) {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
-        if !ok {
+        if ending == Ending::Wrong {
             metrics().auth_failures_total.inc();
         }
         let Some((ip, account)) = self.key.take() else {
             return;
         };
-        self.limiter.record(ip, account, self.against_account, ok, now);
+        self.limiter.record(ip, account, self.against_account, ending, now);
         self.limiter.released.notify_waiters();
     }
 }
 
 impl Drop for LoginAttempt<'_> {
     fn drop(&mut self) {
-        self.finish(false, Instant::now());
+        let ending = if self.checking { Ending::Wrong } else { Ending::Abandoned };
+        self.finish(ending, Instant::now());
     }
 }
 
@@ -326,7 +345,7 @@ impl Limiter {
     pub fn try_attempt_at(&self, ip: IpAddr, account: &str, now: Instant) -> Admission<'_> {
         if self.is_trusted(ip) {
             return Admission::Go(
-                LoginAttempt { limiter: self, key: None, against_account: false, finished: false },
+                LoginAttempt { limiter: self, key: None, against_account: false, checking: false, finished: false },
                 Duration::ZERO,
             );
         }
@@ -374,7 +393,13 @@ impl Limiter {
         }
         *t.address_in_flight.entry(key).or_insert(0) += 1;
         Admission::Go(
-            LoginAttempt { limiter: self, key: Some((key, account)), against_account: !known_good, finished: false },
+            LoginAttempt {
+                limiter: self,
+                key: Some((key, account)),
+                against_account: !known_good,
+                checking: false,
+                finished: false,
+            },
             delay,
         )
     }
@@ -412,7 +437,7 @@ impl Limiter {
     /// attacker holding one valid account could reset it between guesses at others, and
     /// the account's budget stays spent, or each of the owner's logins would buy a
     /// guesser a fresh budget.
-    fn record(&self, key: IpAddr, account: String, against_account: bool, ok: bool, now: Instant) {
+    fn record(&self, key: IpAddr, account: String, against_account: bool, ending: Ending, now: Instant) {
         let cfg = &self.config;
         let mut t = self.tables();
         release(&mut t.address_in_flight, &key);
@@ -420,7 +445,10 @@ impl Limiter {
             release(&mut t.account_in_flight, &account);
         }
         let max = cfg.max_entries;
-        if ok {
+        if ending == Ending::Abandoned {
+            return;
+        }
+        if ending == Ending::Right {
             if t.known_good.len() >= max {
                 t.known_good.retain(|_, seen| now.saturating_duration_since(*seen) < KNOWN_GOOD_FOR);
                 if t.known_good.len() >= max {

@@ -121,11 +121,18 @@ fn a_reservation_holds_the_last_failure_slot_until_it_is_decided() {
 }
 
 #[test]
-fn a_dropped_reservation_counts_as_a_failure() {
+fn a_reservation_dropped_mid_check_counts_as_a_failure_one_dropped_while_waiting_does_not() {
     let l = limiter();
     let now = Instant::now();
-    for _ in 0..10 {
+    for _ in 0..20 {
+        // The client gave up during its penalty wait: no password was tried.
         let Admission::Go(attempt, _) = l.try_attempt_at(ip("192.0.2.6"), "i@example.org", now) else { panic!() };
+        drop(attempt);
+    }
+    assert!(matches!(l.try_attempt_at(ip("192.0.2.6"), "i@example.org", now), Admission::Go(..)));
+    for _ in 0..10 {
+        let Admission::Go(mut attempt, _) = l.try_attempt_at(ip("192.0.2.6"), "i@example.org", now) else { panic!() };
+        attempt.checking();
         drop(attempt); // the client hung up mid-check
     }
     assert!(matches!(l.try_attempt_at(ip("192.0.2.6"), "i@example.org", now), Admission::Refused(_)));
