@@ -19,9 +19,12 @@
 //!   address (no failure in 15 minutes: one try, since a failure makes it unclean), and
 //!   those clean-address tries take turns, one per `over_budget_interval` per account.
 //!   Everything else is refused without verification. So a distributed guesser gets 20
-//!   guesses plus at most one per turn and one per address it owns, while the owner still
-//!   gets in from a known-good address at once and from a clean one after the queue.
+//!   guesses per 15 minutes, then one per turn (2 s) and one per address it owns, while
+//!   the owner still gets in from a known-good address at once and from a clean one
+//!   after the queue; a client that gives up while queued taints nothing.
 //! - Password checks server-wide run at most two per core at once; more queue in order.
+//!   There is no separate in-flight cap per account: reservations count against its
+//!   budget, over budget the turns serialize it, and this cap bounds the CPU.
 //! - Trusted networks (`MAILROOM_TRUSTED_NETWORKS`) are never delayed or refused.
 //! - IPv6 clients are keyed by their /64: one host usually owns a whole /64, so
 //!   per-address counting would let it rotate addresses for free.
