@@ -182,6 +182,8 @@ pub struct Config {
     pub connections_per_minute: u32,
     /// Messages per authenticated sender per hour.
     pub messages_per_hour: u32,
+    /// Accepted recipients per authenticated sender per hour.
+    pub recipients_per_hour: u32,
     pub relay_host: Option<RelayHost>,
     pub dns_servers: Vec<SocketAddr>,
     pub trusted_networks: Vec<IpNet>,
@@ -414,6 +416,7 @@ impl Config {
         };
         let connections_per_minute = r.get("CONNECTIONS_PER_MINUTE", 60, rate);
         let messages_per_hour = r.get("MESSAGES_PER_HOUR", 500, rate);
+        let recipients_per_hour = r.get("RECIPIENTS_PER_HOUR", 300, rate);
 
         let relay = r.get("RELAY_HOST", None, |v| parse::host_port(v).map(Some));
         let relay_username = r.raw("RELAY_USERNAME");
@@ -498,6 +501,7 @@ impl Config {
             max_connections_per_ip,
             connections_per_minute,
             messages_per_hour,
+            recipients_per_hour,
             relay_host,
             dns_servers,
             trusted_networks,
@@ -591,6 +595,7 @@ impl Config {
             ("MAX_CONNECTIONS_PER_IP", self.max_connections_per_ip.to_string()),
             ("CONNECTIONS_PER_MINUTE", self.connections_per_minute.to_string()),
             ("MESSAGES_PER_HOUR", self.messages_per_hour.to_string()),
+            ("RECIPIENTS_PER_HOUR", self.recipients_per_hour.to_string()),
             ("RELAY_HOST", relay.map(|r| format!("{}:{}", r.host, r.port)).unwrap_or_default()),
             ("RELAY_USERNAME", relay.and_then(|r| r.username.clone()).unwrap_or_default()),
             (

@@ -171,7 +171,7 @@ impl Metrics {
             ),
             auth_attempts_total: counter_vec(
                 "mailroom_auth_attempts_total",
-                "Authentication attempts by protocol and result.",
+                "Logins by protocol (smtp, submission, submissions, imap, pop3) and result (success, failure, refused).",
                 &["protocol", "result"],
             ),
             auth_failures_total: register(
@@ -184,17 +184,17 @@ impl Metrics {
             ),
             auth_blocked_total: counter_vec(
                 "mailroom_auth_blocked_total",
-                "Login attempts refused without a password check because the address or account is blocked.",
+                "Login attempts refused without a password check, by scope (ip: address blocked, account: over its guess budget, busy: no verification slot).",
                 &["scope"],
             ),
             auth_blocks_started_total: counter_vec(
                 "mailroom_auth_blocks_started_total",
-                "Blocks started after too many failed logins, by scope (ip, account).",
+                "Address blocks (ip) and account throttles (account) started after too many failed logins.",
                 &["scope"],
             ),
             ratelimit_rejections_total: counter_vec(
                 "mailroom_ratelimit_rejections_total",
-                "Connections or messages refused by a rate limit, by kind (connection, message).",
+                "Connections, messages or recipients refused by a rate limit, by kind (connection, message, recipient).",
                 &["kind"],
             ),
             inbound_auth_results_total: counter_vec(

@@ -428,18 +428,27 @@ impl Directory {
     /// verifications are cached for 60 s (see `auth_cache.rs`); failures never are.
     /// CPU-heavy on a cache miss: call from `spawn_blocking`.
     pub fn authenticate(&self, username: &str, password: &str) -> Option<Address> {
-        let address = self.login_address(username)?;
-        let Some(account) = self.account(&address) else {
+        let Some(account) = self.login_address(username).and_then(|a| self.account(&a)) else {
             // Same cost as a real check, so response time does not reveal who exists.
             let _ = self.dummy_hash.verify(password);
             return None;
         };
         let key = self.cache.key_for(&account.address, password);
         let now = Instant::now();
+        // A hit is fast, but only for the RIGHT password of this account (the key is an
+        // HMAC of both, and failures are never cached): a guesser's wrong passwords always
+        // miss and pay the full cost, so the timing tells him nothing he did not know.
         if self.cache.is_fresh(&key, now) {
             return Some(account.address.clone());
         }
         self.verifications.fetch_add(1, Ordering::Relaxed);
+        if !matches!(account.hash, PasswordHash::Argon2(_)) {
+            // `{PLAIN}` compares in microseconds and a low-cost bcrypt/SHA-crypt in a few
+            // milliseconds: without this, response time tells those accounts (the ones
+            // worth guessing) from argon2 ones and from unknown users. Never cheaper than
+            // the dummy argon2 check that unknown users pay.
+            let _ = self.dummy_hash.verify(password);
+        }
         if account.hash.verify(password) {
             self.cache.remember(key, now);
             Some(account.address.clone())

@@ -42,6 +42,7 @@ pub const VARIABLES: &[(&str, bool)] = &[
     ("MAX_CONNECTIONS_PER_IP", false),
     ("CONNECTIONS_PER_MINUTE", false),
     ("MESSAGES_PER_HOUR", false),
+    ("RECIPIENTS_PER_HOUR", false),
     ("RELAY_HOST", false),
     ("RELAY_USERNAME", false),
     ("RELAY_PASSWORD", true),

@@ -203,9 +203,19 @@ fn effective_lists_every_variable() {
 #[test]
 fn rate_limits() {
     let c = load(&[]).unwrap();
-    assert_eq!((c.connections_per_minute, c.messages_per_hour), (60, 500));
-    let c = load(&[("MAILROOM_CONNECTIONS_PER_MINUTE", "600"), ("MAILROOM_MESSAGES_PER_HOUR", "5000")]).unwrap();
-    assert_eq!((c.connections_per_minute, c.messages_per_hour), (600, 5000));
+    assert_eq!((c.connections_per_minute, c.messages_per_hour, c.recipients_per_hour), (60, 500, 300));
+    let c = load(&[
+        ("MAILROOM_CONNECTIONS_PER_MINUTE", "600"),
+        ("MAILROOM_MESSAGES_PER_HOUR", "5000"),
+        ("MAILROOM_RECIPIENTS_PER_HOUR", "20000"),
+    ])
+    .unwrap();
+    assert_eq!((c.connections_per_minute, c.messages_per_hour, c.recipients_per_hour), (600, 5000, 20000));
+    assert_eq!(
+        error_for(&[("MAILROOM_RECIPIENTS_PER_HOUR", "0")]),
+        ["MAILROOM_RECIPIENTS_PER_HOUR: invalid value \"0\"; expected a whole number of at least 1"]
+    );
+    assert_eq!(error_for(&[("MAILROOM_RECIPIENTS_PER_HOUR", "-5")]).len(), 1);
     assert_eq!(
         error_for(&[("MAILROOM_MESSAGES_PER_HOUR", "0")]),
         ["MAILROOM_MESSAGES_PER_HOUR: invalid value \"0\"; expected a whole number of at least 1"]

@@ -8,6 +8,7 @@
 
 mod limits;
 mod listener;
+pub mod login;
 pub mod proxy;
 pub mod ratelimit;
 #[cfg(test)]
@@ -30,7 +31,8 @@ use crate::metrics::metrics;
 
 pub use limits::{ConnectionLimiter, ConnectionPermit, Refusal};
 pub use listener::{BindError, BoundListener, bind};
-pub use ratelimit::{BlockScope, Blocked, Limiter, LimiterConfig};
+pub use login::{LoginOutcome, verify_login};
+pub use ratelimit::{Admission, BlockScope, Blocked, Limiter, LimiterConfig, LoginAttempt};
 
 /// Tells every task that the server is stopping, and lets the stopper wait for
 /// them. Cheap to clone.

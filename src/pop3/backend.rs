@@ -11,6 +11,7 @@ use std::future::Future;
 use thiserror::Error;
 use tokio::io::AsyncRead;
 
+use crate::net::LoginOutcome;
 use crate::pop3::maildrop::MaildropEntry;
 
 /// A store-side failure, mapped to `-ERR [SYS/TEMP]` (or "no longer available").
@@ -31,14 +32,14 @@ pub trait Pop3Backend: Send + Sync + 'static {
     /// A message's CRLF wire bytes.
     type Reader: AsyncRead + Unpin + Send + 'static;
 
-    /// Verify a login from `ip`; `None` for any failure (unknown user, wrong password, or
-    /// a client the shared login limiter has blocked alike).
+    /// Verify a login from `ip` (production: the shared `net::verify_login`, which also
+    /// counts it in the metrics): unknown user and wrong password are one `Failed`.
     fn authenticate(
         &self,
         ip: std::net::IpAddr,
         username: &str,
         password: &str,
-    ) -> impl Future<Output = Option<Self::Account>> + Send;
+    ) -> impl Future<Output = LoginOutcome<Self::Account>> + Send;
 
     /// The key under which one maildrop is locked process-wide (RFC 1939 §8: one session
     /// per maildrop). Must differ between different stores in one process (tests).

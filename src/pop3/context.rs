@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::accounts::{Address, Directory};
+use crate::net::LoginOutcome;
 use crate::pop3::backend::{BackendError, Pop3Backend};
 use crate::pop3::maildrop::MaildropEntry;
 use crate::pop3::server::{Endpoint, Pop3Limits, serve_with};
@@ -38,7 +39,7 @@ pub struct Pop3Context {
     /// logins need TLS, nobody can log in on the plaintext port (secure by default).
     pub tls: Option<TlsAcceptor>,
     pub limits: Pop3Limits,
-    /// The login limiter shared with SMTP AUTH and IMAP: delays and blocks guessing.
+    /// The login limiter shared with SMTP AUTH and IMAP: throttles guessing.
     pub limiter: Arc<crate::net::Limiter>,
 }
 
@@ -71,21 +72,8 @@ impl Pop3Backend for Pop3Context {
     type Mailbox = Mailbox;
     type Reader = MessageReader;
 
-    async fn authenticate(&self, ip: std::net::IpAddr, username: &str, password: &str) -> Option<Address> {
-        if let Err(blocked) = self.limiter.before_login(ip, username).await {
-            tracing::warn!(client = %ip, user = %username, %blocked, "pop3: login refused: too many failures");
-            return None;
-        }
-        // Password hashes (argon2) cost tens of milliseconds of CPU: keep them off the
-        // async workers.
-        let directory = self.directory.clone();
-        let (user, pass) = (username.to_string(), password.to_string());
-        let found = tokio::task::spawn_blocking(move || directory.authenticate(&user, &pass)).await.ok().flatten();
-        match &found {
-            Some(_) => self.limiter.login_succeeded(ip, username),
-            None => self.limiter.login_failed(ip, username),
-        }
-        found
+    async fn authenticate(&self, ip: std::net::IpAddr, username: &str, password: &str) -> LoginOutcome {
+        crate::net::verify_login(&self.limiter, &self.directory, "pop3", ip, username, password).await
     }
 
     /// The store's identity (its mail root, via `Debug`) plus the account: unique per

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::metrics;
+use crate::net::LoginOutcome;
 use crate::pop3::backend::{BackendError, Pop3Backend};
 use crate::pop3::dotstuff::write_message;
 use crate::pop3::line::{LineRead, read_line};
@@ -322,13 +323,14 @@ impl<B: Pop3Backend> Driver<'_, B> {
     /// Verify, lock, snapshot; returns the step to send (a reply, or a close after too
     /// many failures).
     async fn login(&mut self, username: &str, password: &str) -> Step {
-        let Some(account) = self.backend.authenticate(self.peer.ip(), username, password).await else {
-            tracing::info!(client = %self.peer, user = ?username, "pop3: authentication failed");
-            metrics().auth_attempts_total.with_label_values(&["pop3", "failure"]).inc();
-            tokio::time::sleep(self.endpoint.limits.auth_failure_delay).await;
-            return self.session.login_failed();
+        let account = match self.backend.authenticate(self.peer.ip(), username, password).await {
+            LoginOutcome::LoggedIn(account) => account,
+            LoginOutcome::Failed => {
+                tokio::time::sleep(self.endpoint.limits.auth_failure_delay).await;
+                return self.session.login_failed();
+            }
+            LoginOutcome::Refused(blocked) => return Step::Reply(self.session.login_refused(&blocked)),
         };
-        metrics().auth_attempts_total.with_label_values(&["pop3", "success"]).inc();
         let Some(lock) = MaildropLock::try_acquire(self.backend.lock_key(&account)) else {
             tracing::info!(client = %self.peer, account = %account, "pop3: maildrop in use");
             return Step::Reply(self.session.maildrop_in_use());

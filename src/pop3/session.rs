@@ -356,6 +356,13 @@ impl Session {
         }
     }
 
+    /// The shared login limiter refused without checking the password: a temporary
+    /// failure (RFC 2449 §8.1.2 SYS/TEMP), not counted as a bad login here.
+    pub fn login_refused(&mut self, why: &impl std::fmt::Display) -> Reply {
+        self.set_user(None);
+        Reply::err_code(RespCode::SysTemp, why.to_string())
+    }
+
     /// Credentials were good but another session holds the maildrop (RFC 2449 §8.1.1).
     /// Not counted as a failed login.
     pub fn maildrop_in_use(&mut self) -> Reply {

@@ -92,6 +92,8 @@ pub struct DirectoryPolicy {
     pub can_queue: bool,
     /// SRS for bounces to addresses we rewrote when forwarding (`SRS0=…@our.domain`).
     pub srs: Option<Arc<crate::mailauth::Srs>>,
+    /// Submission: counts accepted recipients per authenticated sender.
+    pub limiter: Arc<crate::net::Limiter>,
 }
 
 impl DirectoryPolicy {
@@ -141,7 +143,16 @@ impl Policy for DirectoryPolicy {
         client: &ClientInfo,
         recipient: &Address,
     ) -> impl Future<Output = RecipientVerdict> + Send {
-        let verdict = self.recipient_verdict(client, recipient);
+        let mut verdict = self.recipient_verdict(client, recipient);
+        // Submission counts recipients, not messages: otherwise one stolen password sends
+        // `MAILROOM_MESSAGES_PER_HOUR` x 100 copies. Only accepted ones use up the budget.
+        if let (RecipientVerdict::Accept { .. }, SmtpMode::Submission, Some(account)) =
+            (&verdict, self.mode, &client.authenticated)
+            && !self.limiter.allow_recipient(&account.to_string())
+        {
+            tracing::warn!(user = %account, "recipient refused: hourly recipient limit reached");
+            verdict = RecipientVerdict::HourlyLimit;
+        }
         async move { verdict }
     }
 }

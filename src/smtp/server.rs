@@ -201,6 +201,7 @@ impl Connection {
             mode: ctx.mode,
             can_queue: ctx.queue.is_some(),
             srs: ctx.inbound.as_ref().map(|i| i.srs.clone()),
+            limiter: ctx.limiter.clone(),
         };
         let framer = LineFramer::new(ctx.limits.max_line);
         Connection {

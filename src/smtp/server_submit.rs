@@ -1,6 +1,6 @@
 //! The connection's side of submission and remote delivery: the SASL exchange (RFC 4954:
-//! `334` challenges, base64 answers, `*` cancels) with the password check off the async
-//! threads and behind the shared login limiter (`net::Limiter`), and the
+//! `334` challenges, base64 answers, `*` cancels) with the password checked by the shared
+//! `net::verify_login`, and the
 //! fate of a complete message: submission's header checks, added `Message-ID`/`Date` and
 //! DKIM signature, then one queue item for all remote recipients and durable local
 //! copies — all before the reply, so a 250 always means "it is on disk".
@@ -14,7 +14,7 @@ use std::io;
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::accounts::Address;
-use crate::metrics::metrics;
+use crate::net::{LoginOutcome, verify_login};
 use crate::store::MessageBody;
 
 use super::super::command::ReversePath;
@@ -100,47 +100,27 @@ impl Connection {
                 }
             }
         };
-        let protocol = self.service();
         let result = match credentials {
             Err(e) => {
                 tracing::info!(mechanism = mechanism.name(), reason = %e, "authentication aborted");
                 Err(e.reply())
             }
-            Ok(c) => self.check_password(c, mechanism).await,
+            Ok(c) => self.check_password(c).await,
         };
-        let outcome = if result.is_ok() { "success" } else { "failure" };
-        metrics().auth_attempts_total.with_label_values(&[protocol, outcome]).inc();
         let (replies, action) = self.session.auth_finished(result);
         self.log_refusals(&replies);
         self.push(&replies);
         Ok(action != Action::Close)
     }
 
-    /// Throttle, then verify (argon2 is slow on purpose: a blocking thread, not a worker);
-    /// a failure is answered only after the limiter's (now longer) delay.
-    async fn check_password(&mut self, c: Credentials, mechanism: Mechanism) -> Result<Address, Reply> {
+    /// The shared login check (limiter, verification, metrics); only the reply is ours.
+    async fn check_password(&mut self, c: Credentials) -> Result<Address, Reply> {
         let ip = self.session.client().ip;
-        if let Err(blocked) = self.ctx.limiter.before_login(ip, &c.username).await {
-            tracing::warn!(user = %c.username, %blocked, "authentication refused: too many failures");
-            return Err(Reply::new(454, (4, 7, 0), format!("Error: {blocked}")));
-        }
-        let directory = self.ctx.directory.clone();
-        let (user, pass) = (c.username.clone(), c.password);
-        let found = tokio::task::spawn_blocking(move || directory.authenticate(&user, &pass)).await.ok().flatten();
-        match found {
-            Some(account) => {
-                self.ctx.limiter.login_succeeded(ip, &c.username);
-                tracing::info!(user = %account, mechanism = mechanism.name(), "authenticated");
-                Ok(account)
-            }
-            None => {
-                self.ctx.limiter.login_failed(ip, &c.username);
-                tracing::warn!(user = %c.username, mechanism = mechanism.name(), "authentication failed");
-                // The 535 itself waits too (Postfix `smtpd_error_sleep_time`): a guesser
-                // learns nothing faster by opening a new connection per try.
-                let _ = self.ctx.limiter.before_login(ip, &c.username).await;
-                Err(Reply::new(535, (5, 7, 8), "Error: authentication credentials invalid"))
-            }
+        let protocol = self.service();
+        match verify_login(&self.ctx.limiter, &self.ctx.directory, protocol, ip, &c.username, &c.password).await {
+            LoginOutcome::LoggedIn(account) => Ok(account),
+            LoginOutcome::Failed => Err(Reply::new(535, (5, 7, 8), "Error: authentication credentials invalid")),
+            LoginOutcome::Refused(blocked) => Err(Reply::new(454, (4, 7, 0), format!("Error: {blocked}"))),
         }
     }
 

@@ -118,6 +118,8 @@ pub enum RecipientVerdict {
     RelayDenied,
     /// Every mailbox behind the address is over quota: 452 4.2.2.
     OverQuota,
+    /// Submission: the sender used up `MAILROOM_RECIPIENTS_PER_HOUR`: 451 4.7.1.
+    HourlyLimit,
     /// Cannot take it now (lookup error, no queue for remote copies yet): 451 4.3.0 with
     /// this text.
     TempFail(&'static str),
@@ -594,6 +596,9 @@ impl Session {
                 Reply::new(452, (4, 2, 2), format!("<{address}>: Mailbox full, try again later"))
             }
             RecipientVerdict::TempFail(why) => Reply::new(451, (4, 3, 0), format!("<{address}>: {why}")),
+            RecipientVerdict::HourlyLimit => {
+                Reply::new(451, (4, 7, 1), format!("<{address}>: too many recipients this hour, try again later"))
+            }
         };
         self.finish(vec![r], Action::Continue)
     }

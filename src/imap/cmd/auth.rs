@@ -4,9 +4,9 @@
 //! the connection after `max_bad_logins`.
 
 use super::Tagged;
-use crate::accounts::Address;
 use crate::imap::parser::decode_base64;
 use crate::imap::session::{Authenticated, Session, State};
+use crate::net::{LoginOutcome, verify_login};
 use crate::store::MailboxOwner;
 
 impl Session {
@@ -158,19 +158,10 @@ impl Session {
 
     async fn try_credentials(&mut self, username: &str, password: &str) -> std::io::Result<Option<Tagged>> {
         let ip = self.peer.ip();
-        if let Err(blocked) = self.ctx.limiter.before_login(ip, username).await {
-            tracing::warn!(peer = %self.peer, user = %username, %blocked, "IMAP login refused: too many failures");
-            return Ok(Some(Tagged::no(format!("{blocked}")).code("UNAVAILABLE")));
-        }
-        let directory = self.ctx.directory.clone();
-        let (u, p) = (username.to_string(), password.to_string());
-        // argon2 is CPU-heavy: keep it off the async workers.
-        let verified: Option<Address> =
-            tokio::task::spawn_blocking(move || directory.authenticate(&u, &p)).await.unwrap_or(None);
-        let Some(address) = verified else {
-            self.ctx.limiter.login_failed(ip, username);
-            tracing::info!(peer = %self.peer, user = %username, "IMAP login failed");
-            return self.login_failed("Authentication failed").await;
+        let address = match verify_login(&self.ctx.limiter, &self.ctx.directory, "imap", ip, username, password).await {
+            LoginOutcome::LoggedIn(address) => address,
+            LoginOutcome::Failed => return self.login_failed("Authentication failed").await,
+            LoginOutcome::Refused(blocked) => return Ok(Some(Tagged::no(format!("{blocked}")).code("UNAVAILABLE"))),
         };
         let Some(slot) = self.ctx.user_connections.acquire(
             &address.to_string(),
@@ -184,7 +175,6 @@ impl Session {
         if let Err(e) = self.ctx.store.ensure_account(&owner).await {
             return Ok(Some(super::store_error(&e, &self.peer)));
         }
-        self.ctx.limiter.login_succeeded(ip, username);
         tracing::info!(peer = %self.peer, user = %address, "IMAP login");
         self.state = State::Authenticated(Authenticated { address, owner, _slot: slot });
         let caps = self.capabilities();

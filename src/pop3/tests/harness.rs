@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::net::LoginOutcome;
 use crate::pop3::backend::{BackendError, Pop3Backend};
 use crate::pop3::maildrop::MaildropEntry;
 use crate::pop3::server::{Endpoint, Pop3Limits, serve_with};
@@ -77,8 +78,11 @@ impl Pop3Backend for MemoryBackend {
     type Mailbox = String;
     type Reader = Cursor<Bytes>;
 
-    async fn authenticate(&self, _ip: std::net::IpAddr, username: &str, password: &str) -> Option<String> {
-        self.users.iter().find(|(u, p)| u.eq_ignore_ascii_case(username) && p == password).map(|(u, _)| u.clone())
+    async fn authenticate(&self, _ip: std::net::IpAddr, username: &str, password: &str) -> LoginOutcome<String> {
+        match self.users.iter().find(|(u, p)| u.eq_ignore_ascii_case(username) && p == password) {
+            Some((u, _)) => LoginOutcome::LoggedIn(u.clone()),
+            None => LoginOutcome::Failed,
+        }
     }
 
     fn lock_key(&self, account: &String) -> String {
