@@ -386,13 +386,13 @@ fn imap_pop3_submission_lmtp_on_dual_stack_log_canonical_clients() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let log = s.server.log();
-    assert_logged(&log, "IMAP login failed", "peer=127.0.0.1:");
-    assert_logged(&log, "pop3: authentication failed", "client=127.0.0.1:");
+    assert_logged(&log, "login failed protocol=\"imap\"", "client=127.0.0.1 ");
+    assert_logged(&log, "login failed protocol=\"pop3\"", "client=127.0.0.1 ");
     assert_logged(&log, "service=\"submissions\" client=127.0.0.1}", "message accepted client=127.0.0.1 ");
     assert_logged(&log, "service=\"lmtp\" client=127.0.0.1}", "message accepted client=127.0.0.1 ");
     if v6 {
-        assert_logged(&log, "IMAP login failed", "peer=[::1]:");
-        assert_logged(&log, "pop3: authentication failed", "client=[::1]:");
+        assert_logged(&log, "login failed protocol=\"imap\"", "client=::1 ");
+        assert_logged(&log, "login failed protocol=\"pop3\"", "client=::1 ");
         assert_logged(&log, "service=\"submissions\" client=::1}", "message accepted client=::1 ");
         assert_logged(&log, "service=\"lmtp\" client=::1}", "message accepted client=::1 ");
     }
