@@ -146,6 +146,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .ensure_accounts(
             directory
                 .accounts()
+                .into_iter()
                 .map(|a| MailboxOwner { local: a.address.local.clone(), domain: a.address.domain.clone() }),
         )
         .await?;

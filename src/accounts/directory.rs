@@ -1,10 +1,13 @@
 //! The directory: who exists, who receives mail for an address, who may send as whom,
 //! and login verification.
 //!
-//! Built once from the parsed configuration and then read-only (shared as
-//! `Arc<Directory>`); a configuration reload builds a new one, which also drops the auth
-//! cache. All validation happens in [`Directory::new`] so that a broken alias graph stops
-//! the server at start with every problem listed, instead of bouncing mail later.
+//! Each configuration is an immutable snapshot; [`Directory`] holds the current one and
+//! can swap in another ([`Directory::replace_with`]) when the accounts or aliases files
+//! change, without a restart: a lookup works on one snapshot from start to end, and a
+//! new snapshot starts with an empty auth cache. All validation happens in
+//! [`Directory::new`] so that a broken alias graph stops the server at start (or is
+//! refused by a reload, keeping the old set) with every problem listed, instead of
+//! bouncing mail later.
 //!
 //! Resolution order (one place, so SMTP RCPT, LMTP and delivery agree): alias-domain
 //! rewrite, then exact account > exact alias > subaddress (`user+tag@` -> `user@`, then
@@ -14,6 +17,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use super::address::{Address, normalise_domain};
@@ -54,7 +58,8 @@ enum Hit<'a> {
     Nobody,
 }
 
-pub struct Directory {
+/// One validated configuration of domains, accounts and aliases.
+struct Snapshot {
     domains: Vec<String>,
     /// alias domain -> real domain
     alias_domains: HashMap<String, String>,
@@ -66,20 +71,117 @@ pub struct Directory {
     /// Verified against when the user does not exist, so that "no such user" takes as long
     /// as "wrong password" and login timing does not enumerate accounts.
     dummy_hash: PasswordHash,
+}
+
+/// The directory every protocol shares: the current [`Snapshot`], swappable.
+pub struct Directory {
+    current: RwLock<Arc<Snapshot>>,
+    /// Real password-hash verifications, across snapshots (metrics and tests).
     verifications: AtomicU64,
 }
 
 impl Directory {
     /// `domains`: our mail domains (first = primary). Adds `postmaster@` and `abuse@` of
-    /// every domain pointing at the first account unless an account or alias already has
-    /// that address. Every problem found is returned, each a full sentence.
+    /// every domain pointing at the domain's first account unless an account or alias
+    /// already has that address. Every problem found is returned, each a full sentence.
     pub fn new(
         domains: Vec<String>,
         accounts: Vec<AccountEntry>,
         aliases: Vec<AliasRule>,
     ) -> Result<Directory, Vec<String>> {
+        let snapshot = Snapshot::build(domains, accounts, aliases)?;
+        Ok(Directory { current: RwLock::new(Arc::new(snapshot)), verifications: AtomicU64::new(0) })
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        // A panic while holding the lock left a whole snapshot behind: still usable.
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Make `next`'s accounts and aliases (validated by [`Directory::new`]) the current
+    /// ones. Sessions already logged in keep their address; lookups from now on, logins
+    /// included, see the new set.
+    pub fn replace_with(&self, next: Directory) {
+        let snapshot = next.snapshot();
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
+    }
+
+    /// Is `domain` one of ours (a mail domain or an alias domain)?
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.snapshot().is_local_domain(domain)
+    }
+
+    /// Our mail domains, normalised, primary first (alias domains not included; see
+    /// [`Directory::alias_domains`]).
+    pub fn domains(&self) -> Vec<String> {
+        self.snapshot().domains.clone()
+    }
+
+    /// `(alias domain, real domain)` pairs, sorted. DNS records (MX, SPF, DKIM) are needed
+    /// for these too.
+    pub fn alias_domains(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> =
+            self.snapshot().alias_domains.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
+        v.sort();
+        v
+    }
+
+    /// Who receives mail for this address. Empty = nobody (reply 550 5.1.1 for our
+    /// domains). An address outside our domains resolves to itself as a `Forward`; SMTP
+    /// decides separately (`is_local_domain`, authentication) whether relaying is allowed.
+    /// Alias chains are followed, deduplicated and cut at loops and at depth
+    /// [`MAX_ALIAS_DEPTH`].
+    pub fn resolve(&self, address: &Address) -> Vec<Recipient> {
+        self.snapshot().resolve(address)
+    }
+
+    /// May the authenticated `account` use `sender` as envelope/header sender? Yes for its
+    /// own address (also `account+tag@`, and in alias domains), and for every alias (not
+    /// catch-all) whose resolution includes the account. Everything else is spoofing.
+    pub fn may_send_as(&self, account: &Address, sender: &Address) -> bool {
+        self.snapshot().may_send_as(account, sender)
+    }
+
+    /// The account with exactly this address (after alias-domain rewrite).
+    pub fn account(&self, address: &Address) -> Option<Account> {
+        self.snapshot().account(address).cloned()
+    }
+
+    /// All accounts, in configuration order.
+    pub fn accounts(&self) -> Vec<Account> {
+        self.snapshot().accounts.clone()
+    }
+
+    /// Verify a login; returns the canonical account address.
+    ///
+    /// The username is an address (normalised; alias domains rewritten); a bare local part
+    /// means the primary domain, as many clients are set up with just "alice". Successful
+    /// verifications are cached for 60 s (see `auth_cache.rs`); failures never are.
+    /// CPU-heavy on a cache miss: call from `spawn_blocking`.
+    pub fn authenticate(&self, username: &str, password: &str) -> Option<Address> {
+        self.snapshot().authenticate(username, password, &self.verifications)
+    }
+
+    /// How many real password-hash verifications `authenticate` has run (cache misses):
+    /// for metrics and for tests that check the cache works.
+    pub fn password_verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
+    /// Accounts configured with `{PLAIN}` passwords, for the start-up warning.
+    pub fn plain_password_accounts(&self) -> Vec<Address> {
+        self.snapshot().accounts.iter().filter(|a| a.hash.is_plain()).map(|a| a.address.clone()).collect()
+    }
+}
+
+impl Snapshot {
+    fn build(
+        domains: Vec<String>,
+        accounts: Vec<AccountEntry>,
+        aliases: Vec<AliasRule>,
+    ) -> Result<Snapshot, Vec<String>> {
         let mut errors = Vec::new();
-        let mut dir = Directory {
+        let mut dir = Snapshot {
             domains: Vec::new(),
             alias_domains: HashMap::new(),
             accounts: Vec::new(),
@@ -88,7 +190,6 @@ impl Directory {
             catch_alls: HashMap::new(),
             cache: AuthCache::new(AUTH_CACHE_TTL),
             dummy_hash: dummy_hash(),
-            verifications: AtomicU64::new(0),
         };
 
         for d in domains {
@@ -305,24 +406,9 @@ impl Directory {
         }
     }
 
-    /// Is `domain` one of ours (a mail domain or an alias domain)?
-    pub fn is_local_domain(&self, domain: &str) -> bool {
+    fn is_local_domain(&self, domain: &str) -> bool {
         let check = |d: &str| self.domains.iter().any(|x| x == d) || self.alias_domains.contains_key(d);
         check(domain) || normalise_domain(domain).is_ok_and(|d| check(&d))
-    }
-
-    /// Our mail domains, normalised, primary first (alias domains not included; see
-    /// [`Directory::alias_domains`]).
-    pub fn domains(&self) -> &[String] {
-        &self.domains
-    }
-
-    /// `(alias domain, real domain)` pairs, sorted. DNS records (MX, SPF, DKIM) are needed
-    /// for these too.
-    pub fn alias_domains(&self) -> Vec<(&str, &str)> {
-        let mut v: Vec<(&str, &str)> = self.alias_domains.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-        v.sort();
-        v
     }
 
     fn is_mail_domain(&self, domain: &str) -> bool {
@@ -362,12 +448,7 @@ impl Directory {
         self.aliases.get(addr).map(|t| Hit::Alias(t))
     }
 
-    /// Who receives mail for this address. Empty = nobody (reply 550 5.1.1 for our
-    /// domains). An address outside our domains resolves to itself as a `Forward`; SMTP
-    /// decides separately (`is_local_domain`, authentication) whether relaying is allowed.
-    /// Alias chains are followed, deduplicated and cut at loops and at depth
-    /// [`MAX_ALIAS_DEPTH`].
-    pub fn resolve(&self, address: &Address) -> Vec<Recipient> {
+    fn resolve(&self, address: &Address) -> Vec<Recipient> {
         let mut out = Vec::new();
         let mut visited = HashSet::new();
         self.resolve_into(address, 0, &mut visited, &mut out);
@@ -394,10 +475,7 @@ impl Directory {
         }
     }
 
-    /// May the authenticated `account` use `sender` as envelope/header sender? Yes for its
-    /// own address (also `account+tag@`, and in alias domains), and for every alias (not
-    /// catch-all) whose resolution includes the account. Everything else is spoofing.
-    pub fn may_send_as(&self, account: &Address, sender: &Address) -> bool {
+    fn may_send_as(&self, account: &Address, sender: &Address) -> bool {
         let account = self.rewrite(account);
         let sender = self.rewrite(sender);
         if !self.is_mail_domain(&sender.domain) {
@@ -410,24 +488,12 @@ impl Directory {
         }
     }
 
-    /// The account with exactly this address (after alias-domain rewrite).
-    pub fn account(&self, address: &Address) -> Option<&Account> {
+    fn account(&self, address: &Address) -> Option<&Account> {
         let addr = self.rewrite(address);
         self.by_address.get(&addr).and_then(|i| self.accounts.get(*i))
     }
 
-    /// All accounts, in configuration order.
-    pub fn accounts(&self) -> impl Iterator<Item = &Account> {
-        self.accounts.iter()
-    }
-
-    /// Verify a login; returns the canonical account address.
-    ///
-    /// The username is an address (normalised; alias domains rewritten); a bare local part
-    /// means the primary domain, as many clients are set up with just "alice". Successful
-    /// verifications are cached for 60 s (see `auth_cache.rs`); failures never are.
-    /// CPU-heavy on a cache miss: call from `spawn_blocking`.
-    pub fn authenticate(&self, username: &str, password: &str) -> Option<Address> {
+    fn authenticate(&self, username: &str, password: &str, verifications: &AtomicU64) -> Option<Address> {
         let Some(account) = self.login_address(username).and_then(|a| self.account(&a)) else {
             // Same cost as a real check, so response time does not reveal who exists.
             let _ = self.dummy_hash.verify(password);
@@ -441,7 +507,7 @@ impl Directory {
         if self.cache.is_fresh(&key, now) {
             return Some(account.address.clone());
         }
-        self.verifications.fetch_add(1, Ordering::Relaxed);
+        verifications.fetch_add(1, Ordering::Relaxed);
         if !matches!(account.hash, PasswordHash::Argon2(_)) {
             // `{PLAIN}` compares in microseconds and a low-cost bcrypt/SHA-crypt in a few
             // milliseconds: without this, response time tells those accounts (the ones
@@ -466,20 +532,15 @@ impl Directory {
             Address::parse(&format!("{username}@{primary}")).ok()
         }
     }
-
-    /// How many real password-hash verifications `authenticate` has run (cache misses):
-    /// for metrics and for tests that check the cache works.
-    pub fn password_verifications(&self) -> u64 {
-        self.verifications.load(Ordering::Relaxed)
-    }
-
-    /// Accounts configured with `{PLAIN}` passwords, for the start-up warning.
-    pub fn plain_password_accounts(&self) -> Vec<&Address> {
-        self.accounts.iter().filter(|a| a.hash.is_plain()).map(|a| &a.address).collect()
-    }
 }
 
 impl fmt::Debug for Directory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.snapshot(), f)
+    }
+}
+
+impl fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Directory")
             .field("domains", &self.domains)

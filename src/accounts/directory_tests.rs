@@ -107,7 +107,7 @@ fn operator_defined_postmaster_wins_over_the_default() {
 fn no_accounts_means_no_defaults() {
     let dir = build(&["example.com"], "", "").unwrap_or_else(|e| panic!("{e:?}"));
     assert!(resolved(&dir, "postmaster@example.com").is_empty());
-    assert_eq!(dir.accounts().count(), 0);
+    assert_eq!(dir.accounts().len(), 0);
 }
 
 #[test]
@@ -142,12 +142,12 @@ fn send_as_rules() {
 fn lookups_and_listing() {
     let dir = office();
     assert_eq!(dir.domains(), ["example.com", "example.org"]);
-    assert_eq!(dir.alias_domains(), [("example.net", "example.com")]);
+    assert_eq!(dir.alias_domains(), [("example.net".to_string(), "example.com".to_string())]);
     for d in ["example.com", "EXAMPLE.org", "example.net"] {
         assert!(dir.is_local_domain(d), "{d}");
     }
     assert!(!dir.is_local_domain("remote.example"));
-    let listed: Vec<String> = dir.accounts().map(|a| a.address.to_string()).collect();
+    let listed: Vec<String> = dir.accounts().iter().map(|a| a.address.to_string()).collect();
     assert_eq!(listed, ["alice@example.com", "bob@example.com", "carol@example.org"]);
     assert_eq!(dir.account(&addr("alice@example.net")).map(|a| a.quota), Some(Some(1 << 30)));
     assert!(dir.account(&addr("info@example.com")).is_none());
@@ -336,17 +336,18 @@ fn resolve_cuts_depth_even_if_validation_was_bypassed() {
     aliases.push_str("a10@example.com:alice@example.com\n");
     let parsed = parse_aliases(&aliases).unwrap_or_default();
     let accounts = parse_accounts("alice@example.com:{PLAIN}a").unwrap_or_default();
-    let mut dir = Directory::new(vec!["example.com".into()], accounts, vec![]).unwrap_or_else(|e| panic!("{e:?}"));
+    let mut snap = Snapshot::build(vec!["example.com".into()], accounts, vec![]).unwrap_or_else(|e| panic!("{e:?}"));
     for rule in parsed {
         if let AliasRule::Alias { from, to } = rule {
-            dir.aliases.insert(from, to);
+            snap.aliases.insert(from, to);
         }
     }
-    assert!(resolved(&dir, "a0@example.com").is_empty());
-    assert_eq!(resolved(&dir, "a1@example.com"), ["mailbox alice@example.com"]);
+    let mailboxes = |snap: &Snapshot, a: &str| snap.resolve(&addr(a)).len();
+    assert_eq!(mailboxes(&snap, "a0@example.com"), 0);
+    assert_eq!(snap.resolve(&addr("a1@example.com")), [Recipient::Mailbox(addr("alice@example.com"))]);
     // And a loop inserted behind validation's back terminates.
-    dir.aliases.insert(addr("a10@example.com"), vec![addr("a0@example.com")]);
-    assert!(resolved(&dir, "a5@example.com").is_empty());
+    snap.aliases.insert(addr("a10@example.com"), vec![addr("a0@example.com")]);
+    assert_eq!(mailboxes(&snap, "a5@example.com"), 0);
 }
 
 #[test]
@@ -385,4 +386,16 @@ fn garbage_in_never_panics() {
             let _ = dir.may_send_as(&addr("alice@example.com"), &a);
         }
     }
+}
+
+#[test]
+fn a_replaced_directory_answers_from_the_new_set_at_once() {
+    let dir = build(&["example.com"], "alice@example.com:{PLAIN}old", "").unwrap();
+    assert!(dir.authenticate("alice", "old").is_some(), "and now cached");
+    let next = build(&["example.com"], "alice@example.com:{PLAIN}new\nbob@example.com:{PLAIN}b", "").unwrap();
+    dir.replace_with(next);
+    assert!(dir.authenticate("alice", "old").is_none(), "the cached old password is gone with its snapshot");
+    assert!(dir.authenticate("alice", "new").is_some());
+    assert_eq!(resolved(&dir, "bob@example.com"), ["mailbox bob@example.com"]);
+    assert_eq!(dir.accounts().len(), 2);
 }
