@@ -24,6 +24,7 @@ use crate::datadir::{DataDir, DataDirError};
 use crate::http::{self, Readiness};
 use crate::imap::{self, ImapContext, ImapLimits};
 use crate::mailauth::{ArcSealKey, InboundAuthenticator, KeyError, Signers, Srs};
+use crate::metrics::metrics;
 use crate::net::{self, AcceptContext, BindError, BoundListener, ConnectionLimiter, Limiter, Service, Shutdown};
 use crate::pop3::{self, Pop3Context, Pop3Limits};
 use crate::queue::{BounceDisposition, BounceSink, BoxFuture, Queue, QueueError, QueueSettings};
@@ -227,6 +228,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     });
     stop_with(&shared.shutdown, checker);
+    let reloader = spawn_account_reloader(
+        accounts::AccountSources::from_config(&shared.config),
+        shared.directory.clone(),
+        shared.store.clone(),
+    );
+    stop_with(&shared.shutdown, reloader);
     Ok(Running { shared, addresses, _data_dir: data_dir })
 }
 
@@ -423,6 +430,74 @@ fn inbound_checks(config: &Config, data_dir: &DataDir) -> Result<Option<Arc<Inbo
 }
 
 /// Abort a background task when shutdown begins.
+/// How often the accounts and aliases files are looked at (a digest of a few small files).
+const ACCOUNTS_POLL: Duration = Duration::from_secs(2);
+
+/// Apply changed accounts/aliases files without a restart: a valid new set replaces the
+/// old one at once (new accounts get their Maildir first); an invalid one is refused
+/// whole, loudly, and the old set stays in use until the file changes again.
+fn spawn_account_reloader(
+    sources: accounts::AccountSources,
+    directory: Arc<Directory>,
+    store: Store,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let read_version = |s: &accounts::AccountSources| {
+            let s = s.clone();
+            tokio::task::spawn_blocking(move || s.version())
+        };
+        let Ok(mut version) = read_version(&sources).await else {
+            return;
+        };
+        tracing::info!(version, accounts = directory.accounts().len(), "accounts loaded");
+        loop {
+            tokio::time::sleep(ACCOUNTS_POLL).await;
+            let Ok(now) = read_version(&sources).await else {
+                continue;
+            };
+            if now == version {
+                continue;
+            }
+            let s = sources.clone();
+            let Ok(loaded) = tokio::task::spawn_blocking(move || s.load()).await else {
+                continue;
+            };
+            let result = match loaded {
+                Ok(loaded) => {
+                    let owners = loaded
+                        .directory
+                        .accounts()
+                        .into_iter()
+                        .map(|a| MailboxOwner { local: a.address.local.clone(), domain: a.address.domain.clone() });
+                    if let Err(e) = store.ensure_accounts(owners).await {
+                        tracing::error!(error = %e, "accounts NOT reloaded: cannot create the new accounts' Maildirs; the previous accounts stay in use");
+                        continue;
+                    }
+                    directory.replace_with(loaded.directory);
+                    tracing::info!(
+                        version = loaded.version,
+                        accounts = loaded.accounts,
+                        aliases = loaded.aliases,
+                        "accounts reloaded"
+                    );
+                    version = loaded.version;
+                    "applied"
+                }
+                Err(problems) => {
+                    tracing::error!(
+                        version = now,
+                        problems = %problems.join("; "),
+                        "accounts NOT reloaded: the new content is invalid; the previous accounts stay in use"
+                    );
+                    version = now;
+                    "invalid"
+                }
+            };
+            metrics().accounts_reloads_total.with_label_values(&[result]).inc();
+        }
+    })
+}
+
 fn stop_with(shutdown: &Shutdown, task: tokio::task::JoinHandle<()>) {
     let mut signal = shutdown.signal();
     tokio::spawn(async move {

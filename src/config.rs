@@ -10,7 +10,7 @@ mod parse;
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
@@ -161,6 +161,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub accounts: Vec<AccountEntry>,
     pub aliases: Vec<AliasRule>,
+    /// `MAILROOM_ACCOUNTS_FILE` / `MAILROOM_ALIASES_FILE`: re-read while running, so a
+    /// changed file (a Kubernetes Secret updated in place) applies without a restart.
+    pub accounts_file: Option<PathBuf>,
+    pub aliases_file: Option<PathBuf>,
     pub acme: AcmeMode,
     pub acme_email: Option<String>,
     pub acme_challenge: AcmeChallenge,
@@ -485,6 +489,8 @@ impl Config {
             data_dir,
             accounts,
             aliases,
+            accounts_file: env.file_of("ACCOUNTS").map(Path::to_path_buf),
+            aliases_file: env.file_of("ALIASES").map(Path::to_path_buf),
             acme,
             acme_email,
             acme_challenge,

@@ -39,6 +39,7 @@ pub struct Metrics {
     pub auth_blocked_total: IntCounterVec,
     pub auth_blocks_started_total: IntCounterVec,
     pub ratelimit_rejections_total: IntCounterVec,
+    pub accounts_reloads_total: IntCounterVec,
     // Inbound authentication and scanners (issue 9)
     pub inbound_auth_results_total: IntCounterVec,
     pub scan_results_total: IntCounterVec,
@@ -116,6 +117,11 @@ impl Metrics {
                 &r,
                 IntGauge::new("mailroom_ready", "1 when every listener is bound and a certificate is loaded.")
                     .expect("valid metric"),
+            ),
+            accounts_reloads_total: counter_vec(
+                "mailroom_accounts_reloads_total",
+                "Changed accounts/aliases files read while running, by result (applied, or invalid and kept the previous set).",
+                &["result"],
             ),
             acme_orders_total: counter_vec(
                 "mailroom_acme_orders_total",

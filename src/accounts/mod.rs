@@ -25,4 +25,6 @@ pub use parse::{AccountEntry, AliasRule, parse_accounts, parse_aliases};
 pub use password::{HashError, MAX_PASSWORD_LEN, PasswordHash, hash_password, try_hash_password};
 
 mod generated;
+mod reload;
 pub use generated::{NewPostmaster, generated_accounts_file, load_generated, reset_generated_password};
+pub use reload::{AccountSources, Loaded};

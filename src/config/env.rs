@@ -77,6 +77,9 @@ pub struct EnvSource {
     pub errors: Vec<(String, String)>,
     /// Unknown `MAILROOM_*` variables, each with the closest known name.
     pub warnings: Vec<String>,
+    /// The file each `_FILE` variable named, by base name (`ACCOUNTS` -> the path), for
+    /// what is re-read while running.
+    files: BTreeMap<String, std::path::PathBuf>,
 }
 
 impl EnvSource {
@@ -111,6 +114,7 @@ impl EnvSource {
                 match read_secret_file(Path::new(value)) {
                     Ok(content) => {
                         source.values.insert(base.to_string(), content);
+                        source.files.insert(base.to_string(), Path::new(value).to_path_buf());
                     }
                     Err(e) => source.errors.push((
                         key.clone(),
@@ -132,6 +136,11 @@ impl EnvSource {
     /// The value of a known variable (without prefix), if set and not empty.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str).filter(|v| !v.trim().is_empty())
+    }
+
+    /// The file `MAILROOM_<name>_FILE` named, when the value came from one.
+    pub fn file_of(&self, name: &str) -> Option<&Path> {
+        self.files.get(name).map(|p| p.as_path())
     }
 
     /// All set values, keyed by lower-case name, for figment.
