@@ -249,7 +249,7 @@ impl Connection {
             .collect()
     }
 
-    /// Submission's rules for the content: `From:` owned by the account, `Message-ID` and
+    /// Submission's rules for the content: `From:`, `Sender:` and `Resent-*` owned by the account, `Message-ID` and
     /// `Date` added when missing, DKIM signatures prepended when the From domain is ours.
     async fn prepare_submission(
         &self,
@@ -258,7 +258,7 @@ impl Connection {
         message: Vec<u8>,
         date: &str,
     ) -> Result<Vec<u8>, Reply> {
-        let from = submit::check_from(&self.ctx.directory, account, &message)?;
+        let from = submit::check_sender_headers(&self.ctx.directory, account, &message)?;
         let mut out = submit::missing_headers(&message, &envelope.id, &self.ctx.hostname, date);
         if !out.is_empty() {
             tracing::debug!("added missing Message-ID/Date");
