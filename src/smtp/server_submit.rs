@@ -43,13 +43,20 @@ impl Connection {
         self.out.extend_from_slice(format!("334 {text}\r\n").as_bytes());
         loop {
             match self.framer.check(&self.buf) {
-                Frame::Line(n) => return Ok(AuthLine::Line(self.buf.split_to(n))),
-                Frame::Discard(n) => self.buf.advance(n),
+                Frame::Line(n) => {
+                    self.line_deadline.finish();
+                    return Ok(AuthLine::Line(self.buf.split_to(n)));
+                }
+                Frame::Discard(n) => {
+                    self.line_deadline.begin(std::time::Instant::now());
+                    self.buf.advance(n);
+                }
                 Frame::TooLong(n) => {
+                    self.line_deadline.finish();
                     self.buf.advance(n);
                     return Ok(AuthLine::TooLong);
                 }
-                Frame::Incomplete => match self.fill(self.ctx.limits.command_timeout, true).await? {
+                Frame::Incomplete => match self.fill_line().await? {
                     Fill::Data => {}
                     Fill::Eof | Fill::Timeout | Fill::Shutdown => return Ok(AuthLine::Gone),
                 },
