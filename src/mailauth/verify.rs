@@ -7,6 +7,12 @@
 //! else; spam and virus scanning live in `scan/`. It must never turn a temporary DNS
 //! failure into a permanent refusal: a sender's flaky DNS would otherwise bounce
 //! legitimate mail (RFC 7489 section 6.6.2: a temporary error means "no result").
+//!
+//! The author domains come from `header_address` (the parser IMAP's ENVELOPE shows
+//! authors with), not from mail-auth, which exempts a message with several author
+//! domains from DMARC: a message without exactly one parseable `From:` is refused, and
+//! each author domain is judged on its own, the strictest outcome winning (RFC 7489
+//! section 6.6.1).
 
 use std::net::IpAddr;
 use std::time::Duration;
