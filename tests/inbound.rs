@@ -247,3 +247,65 @@ fn dmarc_reject_cannot_be_bypassed_by_from_syntax() {
     );
     assert!(server.terminate(Duration::from_secs(10)).unwrap().success());
 }
+
+/// Slowloris on port 25 against the real binary, with `MAILROOM_SMTP_COMMAND_TIMEOUT=1s`:
+/// one byte every 200 ms (well inside any idle timeout) neither keeps an unfinished EHLO
+/// nor a DATA transfer open; each gets `421 4.4.2` and the connection closes.
+#[test]
+fn trickling_clients_are_cut_at_the_deadline() {
+    use std::io::{BufRead, BufReader, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (smtp, metrics) = (free_port(), free_port());
+    let mut env = base_env(&data);
+    env.push(("MAILROOM_SMTP_LISTEN".into(), format!("127.0.0.1:{smtp}")));
+    env.push(("MAILROOM_METRICS_LISTEN".into(), format!("127.0.0.1:{metrics}")));
+    env.push(("MAILROOM_ACCOUNTS".into(), "alice@example.com:{PLAIN}wonderland".into()));
+    env.push(("MAILROOM_SMTP_COMMAND_TIMEOUT".into(), "1s".into()));
+    let mut server = Server::start(&env, Some(SocketAddr::from(([127, 0, 0, 1], metrics))), &data);
+    server.wait_ready(Duration::from_secs(30));
+
+    // `setup` lines are sent whole; then bytes trickle until the server answers.
+    let trickle = |setup: &[&str]| -> (String, bool) {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", smtp)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.starts_with("220 "), "{line}");
+        for cmd in setup {
+            writer.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                if line.as_bytes().get(3) != Some(&b'-') {
+                    break;
+                }
+            }
+            assert!(line.starts_with('2') || line.starts_with('3'), "{cmd}: {line}");
+        }
+        let trickler = std::thread::spawn(move || {
+            // 100 bytes over 20 s: far longer than the deadline, each gap far shorter.
+            for _ in 0..100 {
+                if writer.write_all(b"x").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        line.clear();
+        let _ = reader.read_line(&mut line);
+        let mut rest = String::new();
+        let closed = matches!(reader.read_line(&mut rest), Ok(0));
+        let _ = trickler.join();
+        (line.trim_end().to_string(), closed)
+    };
+    let (reply, closed) = trickle(&[]);
+    assert!(reply.starts_with("421 4.4.2 ") && reply.contains("timeout"), "unfinished EHLO: {reply}");
+    assert!(closed);
+    let (reply, closed) = trickle(&["EHLO slow.example", "MAIL FROM:<>", "RCPT TO:<alice@example.com>", "DATA"]);
+    assert!(reply.starts_with("421 4.4.2 ") && reply.contains("timeout"), "DATA trickle: {reply}");
+    assert!(closed);
+    assert!(server.terminate(Duration::from_secs(10)).unwrap().success());
+}
