@@ -322,7 +322,11 @@ fn smtp_service(shared: &Shared, mode: SmtpMode, implicit_tls: bool) -> Service 
             Arc::new(AnyDomainExists)
         }
     };
-    let limits = SmtpLimits { max_message_size: config.message_size_limit, ..SmtpLimits::default() };
+    let limits = SmtpLimits {
+        max_message_size: config.message_size_limit,
+        command_timeout: config.smtp_command_timeout,
+        ..SmtpLimits::default()
+    };
     let ctx = Arc::new(SmtpContext {
         hostname: config.hostname.clone(),
         directory: shared.directory.clone(),

@@ -180,6 +180,9 @@ pub struct Config {
     /// Listen addresses per protocol, in [`Protocol::ALL`] order; empty = off.
     pub listen: Vec<(Protocol, Vec<ListenAddr>)>,
     pub message_size_limit: u64,
+    /// SMTP/LMTP: a command line must be complete this long after its first byte; message
+    /// content gets this plus one second per KiB (slowloris, `smtp::deadline`).
+    pub smtp_command_timeout: Duration,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     /// New connections per client address per minute (trusted networks exempt).
@@ -412,6 +415,11 @@ impl Config {
             Ok(n) if n >= 1024 => Ok(n),
             _ => Err("a size of at least 1K, like `25M` or `1G`".into()),
         });
+        let smtp_command_timeout =
+            r.get("SMTP_COMMAND_TIMEOUT", Duration::from_secs(300), |v| match units::parse_duration(v) {
+                Ok(d) if d >= Duration::from_secs(1) => Ok(d),
+                _ => Err("a duration of at least 1s, like `5m` or `90s`".to_string()),
+            });
         let max_connections = r.get("MAX_CONNECTIONS", 10_000, parse::positive_count);
         let max_connections_per_ip = r.get("MAX_CONNECTIONS_PER_IP", 100, parse::positive_count);
         let rate = |v: &str| match v.trim().parse::<u32>() {
@@ -503,6 +511,7 @@ impl Config {
             public_ipv6,
             listen,
             message_size_limit,
+            smtp_command_timeout,
             max_connections,
             max_connections_per_ip,
             connections_per_minute,
@@ -597,6 +606,7 @@ impl Config {
         let relay = self.relay_host.as_ref();
         let tail: Vec<(&str, String)> = vec![
             ("MESSAGE_SIZE_LIMIT", units::format_size(self.message_size_limit)),
+            ("SMTP_COMMAND_TIMEOUT", units::format_duration(self.smtp_command_timeout)),
             ("MAX_CONNECTIONS", self.max_connections.to_string()),
             ("MAX_CONNECTIONS_PER_IP", self.max_connections_per_ip.to_string()),
             ("CONNECTIONS_PER_MINUTE", self.connections_per_minute.to_string()),

@@ -7,6 +7,7 @@ pub mod app;
 pub mod config;
 pub mod datadir;
 pub mod dns;
+pub mod header_address;
 pub mod http;
 pub mod imap;
 pub mod mailauth;

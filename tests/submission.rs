@@ -535,3 +535,51 @@ fn port_25_relays_for_trusted_networks_and_forwards_remote_aliases() {
         maildir_messages(tmp.path(), "alice").into_iter().find(|(_, m)| m.contains("Subject: forwarded"))
     });
 }
+
+/// Alice's session may not name Bob or a stranger in `Sender:` or the `Resent-*` fields
+/// (DKIM would vouch for them), nor hide a second author in another `From:`; an alias
+/// of hers is fine.
+#[test]
+fn sender_and_resent_headers_must_be_owned() {
+    if !tools() {
+        return;
+    }
+    let (_dns, dns) = start_dns();
+    let tmp = tempfile::tempdir().unwrap();
+    let ports = new_ports();
+    let env = server_env(tmp.path(), &ports, dns, free_port());
+    let mut server = start_server(&env, &ports, tmp.path());
+    let with = |extra: &str, subject: &str| {
+        format!("From: alice@example.com\r\n{extra}To: bob@example.com\r\nSubject: {subject}\r\n\r\nhi\r\n")
+    };
+    let send = |body: String| serde_json::json!(["send", "alice@example.com", ["bob@example.com"], body]);
+    let replies = smtplib(
+        ports.submission,
+        false,
+        serde_json::json!([
+            ["ehlo"],
+            ["starttls"],
+            ["ehlo"],
+            ["auth", "PLAIN", "alice@example.com", "secret", true],
+            send(with("Sender: bob@example.com\r\n", "sender bob")),
+            send(with("Resent-From: Boss <boss@bank.example>\r\n", "resent from")),
+            send(with("Resent-Sender: boss@(x)bank.example.\r\n", "resent sender")),
+            send(with("FROM: bob@example.com\r\n", "two froms")),
+            send(with("Sender: Sales <sales@example.com>\r\n", "alias sender")),
+        ]),
+    );
+    assert_eq!(replies[3].0, 235, "{replies:?}");
+    assert_eq!(replies[4].0, 553, "Sender: of another account: {replies:?}");
+    assert!(replies[4].1.contains("<bob@example.com>: Sender: header"), "{replies:?}");
+    assert_eq!(replies[5].0, 553, "foreign Resent-From: {replies:?}");
+    assert_eq!(replies[6].0, 553, "foreign Resent-Sender: {replies:?}");
+    assert!(replies[6].1.contains("<boss@bank.example>"), "{replies:?}");
+    assert_eq!(replies[7].0, 550, "two From: fields: {replies:?}");
+    assert_eq!(replies[8].0, 250, "an alias as Sender: {replies:?}");
+    let stored = wait_for("the alias-sender copy", Duration::from_secs(10), || {
+        let all = maildir_messages(tmp.path(), "bob");
+        all.iter().any(|(_, m)| m.contains("Subject: alias sender")).then_some(all)
+    });
+    assert_eq!(stored.len(), 1, "only the owned message is delivered: {stored:?}");
+    assert!(server.terminate(Duration::from_secs(30)).unwrap().success());
+}

@@ -38,6 +38,7 @@ pub const VARIABLES: &[(&str, bool)] = &[
     ("HTTPS_LISTEN", false),
     ("METRICS_LISTEN", false),
     ("MESSAGE_SIZE_LIMIT", false),
+    ("SMTP_COMMAND_TIMEOUT", false),
     ("MAX_CONNECTIONS", false),
     ("MAX_CONNECTIONS_PER_IP", false),
     ("CONNECTIONS_PER_MINUTE", false),

@@ -28,6 +28,7 @@ fn defaults_follow_interface_md() {
     assert_eq!(c.acme, AcmeMode::Off, "example.com is reserved: no ACME by default");
     assert_eq!(c.acme_challenge, AcmeChallenge::TlsAlpn01);
     assert_eq!(c.message_size_limit, 25 * 1024 * 1024);
+    assert_eq!(c.smtp_command_timeout, Duration::from_secs(300), "RFC 5321 4.5.3.2.7");
     assert_eq!(c.queue_lifetime, Duration::from_secs(5 * 86400));
     assert_eq!(c.queue_retry_min, Duration::from_secs(300));
     assert_eq!(c.queue_retry_max, Duration::from_secs(4 * 3600));
@@ -111,6 +112,7 @@ fn each_bad_value_names_variable_value_and_expectation() {
         ("MAILROOM_SMTP_LISTEN", "25", "listen addresses"),
         ("MAILROOM_IMAPS_LISTEN", "localhost:993", "listen addresses"),
         ("MAILROOM_MESSAGE_SIZE_LIMIT", "huge", "size"),
+        ("MAILROOM_SMTP_COMMAND_TIMEOUT", "500ms", "at least 1s"),
         ("MAILROOM_MAX_CONNECTIONS", "0", "greater than 0"),
         ("MAILROOM_RELAY_HOST", "smarthost", "host:port"),
         ("MAILROOM_DNS_SERVERS", "dns.example", "resolver"),

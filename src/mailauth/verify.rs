@@ -7,6 +7,12 @@
 //! else; spam and virus scanning live in `scan/`. It must never turn a temporary DNS
 //! failure into a permanent refusal: a sender's flaky DNS would otherwise bounce
 //! legitimate mail (RFC 7489 section 6.6.2: a temporary error means "no result").
+//!
+//! The author domains come from `header_address` (the parser IMAP's ENVELOPE shows
+//! authors with), not from mail-auth, which exempts a message with several author
+//! domains from DMARC: a message without exactly one parseable `From:` is refused, and
+//! each author domain is judged on its own, the strictest outcome winning (RFC 7489
+//! section 6.6.1).
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -16,8 +22,11 @@ use mail_auth::dmarc::Policy;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
-    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator, SpfOutput, SpfResult,
+    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcOutput, DmarcResult, MessageAuthenticator, SpfOutput,
+    SpfResult,
 };
+
+use crate::header_address::{self, AuthorError};
 
 /// What the SMTP session does with the message after authentication.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +123,14 @@ impl InboundAuthenticator {
         our_hostname: &str,
     ) -> AuthVerdict {
         let mail_from = mail_from.filter(|m| !m.is_empty());
+        // RFC 5322 section 3.6 and RFC 7489 section 6.6.1: exactly one From: whose
+        // authors are read as mail clients read them, or no DMARC verdict is possible
+        // and the message is refused (before any DNS work).
+        let authors = match header_address::authors(msg) {
+            Ok(a) => a,
+            Err(e) => return refuse_authors(&e, our_hostname),
+        };
+        let domains: Vec<String> = header_address::author_domains(&authors).into_iter().map(str::to_string).collect();
         let message = AuthenticatedMessage::parse(msg);
         // The four checks are independent DNS work: run them concurrently, so the
         // end-of-DATA wait is the slowest lookup chain, not the sum.
@@ -145,28 +162,34 @@ impl InboundAuthenticator {
         let mail_from_domain = mail_from.and_then(|m| m.rsplit_once('@')).map_or(helo, |(_, d)| d);
 
         let (Some(message), Some(arc)) = (&message, arc) else {
-            // No header section at all: report SPF only; nothing else can be checked.
-            let results = AuthenticationResults::new(our_hostname)
-                .with_spf_ehlo_result(&spf_helo, client_ip, helo)
-                .with_spf_mailfrom_result(&spf_mail, client_ip, mail_from.unwrap_or(""), helo);
-            return AuthVerdict {
-                header: format!("Authentication-Results: {results}; dkim=none; dmarc=none\r\n"),
-                disposition: Disposition::Accept,
-                spf: spf_name(&spf_mail),
-                dkim_pass: false,
-                dmarc: "none",
-                arc: "none",
-            };
+            // Our parser found a From: but mail-auth sees no header section at all: the
+            // two disagree on the header, so nothing can be judged.
+            return refuse_authors(&AuthorError::Unparseable, our_hostname);
         };
-        let dmarc = self.auth.verify_dmarc(DmarcParameters::new(message, &dkim, mail_from_domain, &spf_mail)).await;
+        // RFC 7489 section 6.6.1: with several author domains, apply the strictest
+        // policy. mail-auth exempts such messages, so evaluate each domain on its own.
+        let mut outcomes = Vec::with_capacity(domains.len());
+        for domain in &domains {
+            let mut single = message.clone();
+            single.from = vec![format!("author@{domain}")];
+            let params = DmarcParameters::new(&single, &dkim, mail_from_domain, &spf_mail);
+            let dmarc = self.auth.verify_dmarc(params).await;
+            let disposition = disposition(&dmarc);
+            outcomes.push((dmarc, disposition));
+        }
+        outcomes.sort_by_key(|(dmarc, disposition)| {
+            std::cmp::Reverse((severity(disposition), result_rank(&dmarc.result())))
+        });
 
-        let header_from = message.from.first().map(String::as_str).unwrap_or("");
-        let results = AuthenticationResults::new(our_hostname)
-            .with_dkim_results(&dkim, header_from)
+        let header_from = authors.first().map(|m| m.address()).unwrap_or_default();
+        let mut results = AuthenticationResults::new(our_hostname)
+            .with_dkim_results(&dkim, &header_from)
             .with_spf_ehlo_result(&spf_helo, client_ip, helo)
             .with_spf_mailfrom_result(&spf_mail, client_ip, mail_from.unwrap_or(""), helo)
-            .with_arc_result(&arc, client_ip)
-            .with_dmarc_result(&dmarc);
+            .with_arc_result(&arc, client_ip);
+        for (dmarc, _) in &outcomes {
+            results = results.with_dmarc_result(dmarc);
+        }
         let header = if dkim.is_empty() {
             // mail-auth writes nothing for an unsigned message; RFC 8601 section 2.7.1
             // wants `dkim=none` so readers know it was checked.
@@ -179,20 +202,10 @@ impl InboundAuthenticator {
             format!("Authentication-Results: {results}\r\n")
         };
 
-        let dmarc_result = dmarc.result();
-        let disposition = match (&dmarc_result, dmarc.policy()) {
-            (DmarcResult::Fail(_), Policy::Reject) => Disposition::Reject {
-                reply: format!(
-                    "550 5.7.1 Rejected by the DMARC policy of {} (RFC 7489): neither SPF nor DKIM passed and aligned",
-                    dmarc.domain()
-                ),
-            },
-            (DmarcResult::Fail(_), Policy::Quarantine) => Disposition::Junk,
-            (DmarcResult::TempError(_), Policy::Reject) => Disposition::TempFail {
-                reply: "451 4.4.3 Temporary DNS failure while checking DMARC; please try again later".into(),
-            },
-            _ => Disposition::Accept,
+        let Some((dmarc, disposition)) = outcomes.into_iter().next() else {
+            return refuse_authors(&AuthorError::NoAddress, our_hostname);
         };
+        let dmarc_result = dmarc.result();
         let verdict = AuthVerdict {
             header,
             disposition,
@@ -232,6 +245,59 @@ fn spf_name(spf: &SpfOutput) -> &'static str {
         SpfResult::TempError => "temperror",
         SpfResult::PermError => "permerror",
         SpfResult::None => "none",
+    }
+}
+
+/// The disposition one author domain's DMARC outcome asks for.
+fn disposition(dmarc: &DmarcOutput) -> Disposition {
+    match (&dmarc.result(), dmarc.policy()) {
+        (DmarcResult::Fail(_), Policy::Reject) => Disposition::Reject {
+            reply: format!(
+                "550 5.7.1 Rejected by the DMARC policy of {} (RFC 7489): neither SPF nor DKIM passed and aligned",
+                dmarc.domain()
+            ),
+        },
+        (DmarcResult::Fail(_), Policy::Quarantine) => Disposition::Junk,
+        (DmarcResult::TempError(_), Policy::Reject) => Disposition::TempFail {
+            reply: "451 4.4.3 Temporary DNS failure while checking DMARC; please try again later".into(),
+        },
+        _ => Disposition::Accept,
+    }
+}
+
+/// How strict a disposition is: the strictest of all author domains wins.
+fn severity(d: &Disposition) -> u8 {
+    match d {
+        Disposition::Accept => 0,
+        Disposition::Junk => 1,
+        Disposition::TempFail { .. } => 2,
+        Disposition::Reject { .. } => 3,
+    }
+}
+
+/// Among equally strict outcomes, the one reported: a failure before an error before
+/// no policy before a pass.
+fn result_rank(r: &DmarcResult) -> u8 {
+    match r {
+        DmarcResult::Pass => 0,
+        DmarcResult::None => 1,
+        DmarcResult::PermError(_) => 2,
+        DmarcResult::TempError(_) => 3,
+        DmarcResult::Fail(_) => 4,
+    }
+}
+
+/// The verdict for a message whose authors cannot be determined: 550 5.7.1 with the
+/// reason, `dmarc=permerror` in the header.
+fn refuse_authors(e: &AuthorError, our_hostname: &str) -> AuthVerdict {
+    crate::metrics::metrics().inbound_auth_results_total.with_label_values(&["dmarc", "permerror"]).inc();
+    AuthVerdict {
+        header: format!("Authentication-Results: {our_hostname}; dmarc=permerror (invalid From: header)\r\n"),
+        disposition: Disposition::Reject { reply: format!("550 5.7.1 Message refused: {e}") },
+        spf: "none",
+        dkim_pass: false,
+        dmarc: "permerror",
+        arc: "none",
     }
 }
 

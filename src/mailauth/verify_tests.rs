@@ -151,6 +151,41 @@ async fn dmarc_outcomes_against_real_dns() {
     assert!(v.header.contains("smtp.mailfrom=<>"), "{}", v.header);
 }
 
+/// The DMARC bypasses of a black-box probe: every one is judged by the policy of the
+/// author a mail client shows, or refused.
+#[tokio::test]
+async fn every_author_is_judged_by_the_strictest_policy() {
+    let Some(w) = world() else { return };
+    let with_from = |from: &str| message("reject.test", "x").replacen("From: Alice <alice@reject.test>", from, 1);
+    let refused =
+        |v: &AuthVerdict| matches!(&v.disposition, Disposition::Reject { reply } if reply.starts_with("550 5.7.1 "));
+    for from in [
+        "From: ceo@reject.test\r\nFrom: x@none.test",
+        "FROM: ceo@reject.test\r\nFrom: x@none.test",
+        "From: ceo@reject.test, x@none.test",
+        "From: x@none.test, ceo@reject.test",
+        "From: ceo@reject.test.",
+        "From: ceo@(x)reject.test",
+        "From: ceo@REJECT.test",
+        "From: <ceo@reject.test> x@none.test",
+        "X-No-From: here",
+    ] {
+        let msg = with_from(from);
+        assert!(msg.contains(from), "{msg}");
+        let v = check(&w, &msg, FORGED_IP, Some("x@none.test")).await;
+        assert!(refused(&v), "{from:?} must be refused: {v:?}");
+        assert_ne!(v.dmarc, "none", "{from:?}");
+    }
+    // Several authors: each domain is in the header; quarantine beats none.
+    let v = check(&w, &with_from("From: a@none.test, b@quarantine.test"), FORGED_IP, Some("a@none.test")).await;
+    assert_eq!((v.dmarc, &v.disposition), ("fail", &Disposition::Junk), "{}", v.header);
+    assert!(v.header.contains("header.from=none.test"), "{}", v.header);
+    assert!(v.header.contains("header.from=quarantine.test"), "{}", v.header);
+    // Several authors of one domain that passes are fine.
+    let v = check(&w, &with_from("From: a@none.test, \"B\" <b@none.test>"), GOOD_IP, Some("a@none.test")).await;
+    assert_eq!((v.dmarc, &v.disposition), ("pass", &Disposition::Accept), "{}", v.header);
+}
+
 #[tokio::test]
 async fn temporary_dns_failure_never_rejects() {
     // A resolver pointed at a port where nobody answers: every lookup times out.
@@ -169,11 +204,13 @@ async fn temporary_dns_failure_never_rejects() {
     assert_eq!((v.dmarc, &v.disposition), ("temperror", &Disposition::Accept));
     assert!(v.header.starts_with("Authentication-Results: mx.ours.test;\r\n\tspf=temperror"), "{}", v.header);
 
-    // Garbage instead of a message: an answer, not a panic.
+    // Garbage instead of a message: an answer, not a panic; without a usable From:
+    // there is no author to judge, which is a refusal, never a pass (RFC 7489 6.6.1).
     for junk in [&b""[..], b"\r\n\r\n", b"no colon here", b"From:\r\n\tx", &[0xff; 64]] {
         let v = auth.verify(junk, ip, "", None, OURS).await;
         assert!(v.header.starts_with("Authentication-Results: mx.ours.test;"), "{}", v.header);
-        assert!(!matches!(v.disposition, Disposition::Reject { .. }));
+        assert_eq!(v.dmarc, "permerror");
+        assert!(matches!(&v.disposition, Disposition::Reject { reply } if reply.starts_with("550 5.7.1 ")), "{v:?}");
     }
 }
 

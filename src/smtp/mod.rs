@@ -12,6 +12,7 @@
 //! - `deliver`: spooling, trace headers, durable delivery into the store;
 //! - `sasl`: AUTH PLAIN/LOGIN decoding (submission; the login limiter is `net::Limiter`);
 //! - `submit`: submission's `From:` check and added `Message-ID`/`Date`;
+//! - `deadline`: per-line and per-message deadlines a trickling client cannot extend;
 //! - `server`: the connection loop (sockets, timeouts, STARTTLS, pipelining).
 //!
 //! Entry point: [`serve_connection`] with an [`SmtpContext`].
@@ -19,6 +20,7 @@
 pub mod client;
 pub mod command;
 pub mod data;
+pub mod deadline;
 pub mod deliver;
 pub mod framing;
 pub mod inbound;

@@ -38,6 +38,7 @@ use crate::store::Store;
 
 use super::command::{Command, ReversePath, parse_command};
 use super::data::{ChunkDecoder, DataDecoder};
+use super::deadline::{LineDeadline, TransferDeadline};
 use super::deliver::Spool;
 use super::framing::{Frame, LineFramer};
 use super::policy::{DirectoryPolicy, SenderDomainCheck};
@@ -157,6 +158,8 @@ enum Fill {
 struct Chunks {
     decoder: ChunkDecoder,
     spool: Spool,
+    /// One deadline for all chunks of the message (time spent on BDAT lines counts).
+    transfer: TransferDeadline,
 }
 
 struct Connection {
@@ -167,6 +170,8 @@ struct Connection {
     buf: BytesMut,
     out: Vec<u8>,
     framer: LineFramer,
+    /// The current command line's deadline (from its first byte).
+    line_deadline: LineDeadline,
     shutdown: watch::Receiver<bool>,
     span: tracing::Span,
     /// The span of the current transaction (`msgid` field), keyed by its id.
@@ -212,6 +217,7 @@ impl Connection {
             buf: BytesMut::with_capacity(READ_SIZE),
             out: Vec::with_capacity(4096),
             framer,
+            line_deadline: LineDeadline::default(),
             shutdown,
             span,
             tx_span: None,
@@ -255,11 +261,15 @@ impl Connection {
         Ok(())
     }
 
-    /// Flush replies, then wait for more bytes.
+    /// Flush replies, then wait up to `timeout` for more bytes (zero: time is up, do not
+    /// even look, or a client trickling bytes would always find one).
     async fn fill(&mut self, timeout: Duration, watch_shutdown: bool) -> io::Result<Fill> {
         self.flush().await?;
         if watch_shutdown && *self.shutdown.borrow() {
             return Ok(Fill::Shutdown);
+        }
+        if timeout.is_zero() {
+            return Ok(Fill::Timeout);
         }
         self.buf.reserve(READ_SIZE);
         let read = tokio::time::timeout(timeout, self.stream.read_buf(&mut self.buf));
@@ -289,18 +299,21 @@ impl Connection {
         loop {
             let (replies, action) = match self.framer.check(&self.buf) {
                 Frame::Line(n) => {
+                    self.line_deadline.finish();
                     let line = self.buf.split_to(n);
                     self.command(&line).await
                 }
                 Frame::Discard(n) => {
+                    self.line_deadline.begin(Instant::now());
                     self.buf.advance(n);
                     continue;
                 }
                 Frame::TooLong(n) => {
+                    self.line_deadline.finish();
                     self.buf.advance(n);
                     self.session.line_too_long()
                 }
-                Frame::Incomplete => match self.fill(self.ctx.limits.command_timeout, true).await? {
+                Frame::Incomplete => match self.fill_line().await? {
                     Fill::Data => continue,
                     Fill::Eof => {
                         tracing::debug!("client closed the connection");
@@ -320,6 +333,13 @@ impl Connection {
                 return Ok(());
             }
         }
+    }
+
+    /// Wait for (the rest of) a command line: the command timeout, counted from the
+    /// line's first byte (not reset by every byte, see `deadline`).
+    async fn fill_line(&mut self) -> io::Result<Fill> {
+        let wait = self.line_deadline.wait(!self.buf.is_empty(), self.ctx.limits.command_timeout, Instant::now());
+        self.fill(wait, true).await
     }
 
     /// Parse and handle one command line; count recipients in metrics.
@@ -372,6 +392,7 @@ impl Connection {
         // CVE-2011-0411: nothing the client pipelined in plaintext survives.
         self.buf.clear();
         self.framer.reset();
+        self.line_deadline.finish();
         self.handshake().await
     }
 
@@ -416,6 +437,8 @@ impl Connection {
         let id = self.session.message_id().unwrap_or("unknown").to_string();
         let mut decoder = DataDecoder::new(self.ctx.limits.max_message_size);
         let mut spool = Spool::new(&self.ctx.spool_dir, &id);
+        let mut transfer =
+            TransferDeadline::new(self.ctx.limits.command_timeout, self.ctx.limits.min_data_rate, Instant::now());
         let mut piece = Vec::with_capacity(READ_SIZE);
         loop {
             if !self.buf.is_empty() {
@@ -423,11 +446,12 @@ impl Connection {
                 let p = decoder.feed(&self.buf, &mut piece);
                 spool.write(&piece).await;
                 self.buf.advance(p.consumed);
+                transfer.received(p.consumed);
                 if p.done {
                     break;
                 }
             }
-            match self.fill(self.ctx.limits.data_timeout, false).await? {
+            match self.fill(transfer.wait(self.ctx.limits.data_timeout, Instant::now()), false).await? {
                 Fill::Data => {}
                 Fill::Eof | Fill::Shutdown => {
                     tracing::info!(msgid = %id, "client disconnected during DATA");
@@ -444,18 +468,36 @@ impl Connection {
     }
 
     async fn read_chunk(&mut self, size: u64, last: bool, accepted: bool) -> io::Result<bool> {
+        let limits = self.ctx.limits.clone();
         if accepted && self.chunks.is_none() {
             let id = self.session.message_id().unwrap_or("unknown").to_string();
             self.chunks = Some(Chunks {
                 decoder: ChunkDecoder::new(self.ctx.limits.max_message_size),
                 spool: Spool::new(&self.ctx.spool_dir, &id),
+                transfer: TransferDeadline::new(limits.command_timeout, limits.min_data_rate, Instant::now()),
             });
         }
+        // A refused chunk is read and dropped under a deadline of its own.
+        let mut refused = TransferDeadline::new(limits.command_timeout, limits.min_data_rate, Instant::now());
         let mut remaining = size;
         let mut piece = Vec::with_capacity(READ_SIZE);
-        while remaining > 0 {
+        loop {
+            let wait = match self.chunks.as_ref() {
+                Some(c) if accepted => c.transfer.wait(limits.data_timeout, Instant::now()),
+                _ => refused.wait(limits.data_timeout, Instant::now()),
+            };
+            // Checked once per chunk even when it is empty, so `BDAT 0` after `BDAT 0`
+            // cannot outlive the message's deadline either.
+            if wait.is_zero() {
+                let (r, _) = self.session.timeout();
+                self.push(&r);
+                return Ok(false);
+            }
+            if remaining == 0 {
+                break;
+            }
             if self.buf.is_empty() {
-                match self.fill(self.ctx.limits.data_timeout, false).await? {
+                match self.fill(wait, false).await? {
                     Fill::Data => {}
                     Fill::Eof | Fill::Shutdown => return Ok(false),
                     Fill::Timeout => {
@@ -469,9 +511,12 @@ impl Connection {
             let bytes = self.buf.split_to(take);
             remaining -= take as u64;
             if accepted && let Some(c) = self.chunks.as_mut() {
+                c.transfer.received(take);
                 piece.clear();
                 c.decoder.feed(&bytes, &mut piece);
                 c.spool.write(&piece).await;
+            } else {
+                refused.received(take);
             }
         }
         if !accepted {
@@ -583,3 +628,7 @@ mod durability_tests;
 #[cfg(test)]
 #[path = "server_submit_tests.rs"]
 mod submit_tests;
+
+#[cfg(test)]
+#[path = "server_deadline_tests.rs"]
+mod deadline_tests;

@@ -43,13 +43,20 @@ impl Connection {
         self.out.extend_from_slice(format!("334 {text}\r\n").as_bytes());
         loop {
             match self.framer.check(&self.buf) {
-                Frame::Line(n) => return Ok(AuthLine::Line(self.buf.split_to(n))),
-                Frame::Discard(n) => self.buf.advance(n),
+                Frame::Line(n) => {
+                    self.line_deadline.finish();
+                    return Ok(AuthLine::Line(self.buf.split_to(n)));
+                }
+                Frame::Discard(n) => {
+                    self.line_deadline.begin(std::time::Instant::now());
+                    self.buf.advance(n);
+                }
                 Frame::TooLong(n) => {
+                    self.line_deadline.finish();
                     self.buf.advance(n);
                     return Ok(AuthLine::TooLong);
                 }
-                Frame::Incomplete => match self.fill(self.ctx.limits.command_timeout, true).await? {
+                Frame::Incomplete => match self.fill_line().await? {
                     Fill::Data => {}
                     Fill::Eof | Fill::Timeout | Fill::Shutdown => return Ok(AuthLine::Gone),
                 },
@@ -229,7 +236,7 @@ impl Connection {
             .collect()
     }
 
-    /// Submission's rules for the content: `From:` owned by the account, `Message-ID` and
+    /// Submission's rules for the content: `From:`, `Sender:` and `Resent-*` owned by the account, `Message-ID` and
     /// `Date` added when missing, DKIM signatures prepended when the From domain is ours.
     async fn prepare_submission(
         &self,
@@ -238,7 +245,7 @@ impl Connection {
         message: Vec<u8>,
         date: &str,
     ) -> Result<Vec<u8>, Reply> {
-        let from = submit::check_from(&self.ctx.directory, account, &message)?;
+        let from = submit::check_sender_headers(&self.ctx.directory, account, &message)?;
         let mut out = submit::missing_headers(&message, &envelope.id, &self.ctx.hostname, date);
         if !out.is_empty() {
             tracing::debug!("added missing Message-ID/Date");

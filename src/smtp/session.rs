@@ -46,8 +46,13 @@ pub struct SmtpLimits {
     pub max_line: usize,
     /// RFC 5321 §4.5.3.2.7: 5 minutes per command.
     pub command_timeout: std::time::Duration,
-    /// RFC 5321 §4.5.3.2.5/6 use 3-10 minutes around DATA blocks; we use 10 for the content.
+    /// RFC 5321 §4.5.3.2.5/6 use 3-10 minutes around DATA blocks; we use 10 for the
+    /// silence between two reads of content.
     pub data_timeout: std::time::Duration,
+    /// Slowest average rate (octets per second) of message content: a message's content
+    /// must arrive within `command_timeout + size / min_data_rate`, so a trickle of a
+    /// byte every few seconds cannot hold a connection (slowloris).
+    pub min_data_rate: u64,
 }
 
 impl Default for SmtpLimits {
@@ -60,6 +65,8 @@ impl Default for SmtpLimits {
             max_line: 2048,
             command_timeout: std::time::Duration::from_secs(300),
             data_timeout: std::time::Duration::from_secs(600),
+            // 1 KiB/s: 25 MB over an 8 KiB/s link still fits; one byte per second does not.
+            min_data_rate: 1024,
         }
     }
 }

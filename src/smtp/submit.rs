@@ -1,5 +1,5 @@
-//! What submission does to a message between DATA and the queue: check the `From:`
-//! header against the authenticated account, add `Message-ID` and `Date` when the client
+//! What submission does to a message between DATA and the queue: check the `From:`,
+//! `Sender:` and `Resent-From:`/`Resent-Sender:` headers against the authenticated account, add `Message-ID` and `Date` when the client
 //! left them out (RFC 6409 §8.2/§8.3 allow the MSA to), and pick the DKIM signing domain.
 //!
 //! Pure functions over the message bytes (no I/O, never panic); the server runs them and
@@ -8,9 +8,8 @@
 //! forgery (Postfix `reject_sender_login_mismatch` for the envelope, and the header rule
 //! most hosted providers enforce).
 
-use mail_parser::MessageParser;
-
 use crate::accounts::{Address, Directory};
+use crate::header_address::{self, Mailbox};
 
 use super::reply::Reply;
 
@@ -46,39 +45,43 @@ pub fn count_headers(message: &[u8], name: &str) -> usize {
     count
 }
 
-/// The addresses of the `From:` header (RFC 5322 §3.6.2 allows a list), lower-cased
-/// domain, or `None` when there is not exactly one `From:` field or an entry has no
-/// usable address.
-pub fn from_addresses(message: &[u8]) -> Option<Vec<Address>> {
-    if count_headers(message, "From") != 1 {
-        return None;
-    }
-    let parsed = MessageParser::new().parse_headers(header_section(message))?;
-    let from = parsed.from()?;
-    let mut out = Vec::new();
-    for addr in from.iter() {
-        let a = Address::parse(addr.address()?).ok()?;
-        out.push(a);
-    }
-    if out.is_empty() { None } else { Some(out) }
-}
+/// The fields besides `From:` that name who sent the message (RFC 5322 §3.6.2 `Sender`,
+/// §3.6.6 the `Resent-*` block a client adds when it redirects a message): a reader sees
+/// them as "on behalf of", so they are held to the same ownership rule as `From:`.
+pub const SENDER_FIELDS: [&str; 3] = ["Sender", "Resent-From", "Resent-Sender"];
 
-/// Check the `From:` header for `account`: every address must be one it may send as.
-/// Returns the first address (its domain is the DKIM signing domain) or the 5xx reply.
-pub fn check_from(directory: &Directory, account: &Address, message: &[u8]) -> Result<Address, Reply> {
-    let Some(addresses) = from_addresses(message) else {
-        return Err(Reply::new(550, (5, 6, 0), "Error: the message needs exactly one From: header with an address"));
-    };
-    for a in &addresses {
-        if !directory.may_send_as(account, a) {
-            return Err(Reply::new(
-                553,
-                (5, 7, 1),
-                format!("<{a}>: From: header address rejected: not owned by the authenticated user"),
-            ));
+/// Check the `From:`, `Sender:`, `Resent-From:` and `Resent-Sender:` headers for
+/// `account`: exactly one `From:` (read by `header_address`, as port 25 and IMAP read
+/// it), and every address in these fields one the account may send as. Returns the first
+/// `From:` address (its domain is the DKIM signing domain) or the 5xx reply.
+pub fn check_sender_headers(directory: &Directory, account: &Address, message: &[u8]) -> Result<Address, Reply> {
+    let authors = header_address::authors(message).map_err(|e| Reply::new(550, (5, 6, 0), format!("Error: {e}")))?;
+    let mut first = None;
+    for m in &authors {
+        let a = owned(directory, account, m, "From")?;
+        first.get_or_insert(a);
+    }
+    for field in SENDER_FIELDS {
+        let mailboxes = header_address::field_mailboxes(message, field)
+            .map_err(|e| Reply::new(550, (5, 6, 0), format!("Error: {e}")))?;
+        for m in &mailboxes {
+            owned(directory, account, m, field)?;
         }
     }
-    addresses.into_iter().next().ok_or_else(|| Reply::new(550, (5, 6, 0), "Error: no From: address"))
+    first.ok_or_else(|| Reply::new(550, (5, 6, 0), "Error: no From: address"))
+}
+
+/// `m` as an [`Address`] the account may send as, or 553 5.7.1 naming the field.
+fn owned(directory: &Directory, account: &Address, m: &Mailbox, field: &str) -> Result<Address, Reply> {
+    let refused = || {
+        Reply::new(
+            553,
+            (5, 7, 1),
+            format!("<{}>: {field}: header address rejected: not owned by the authenticated user", m.address()),
+        )
+    };
+    let a = Address::parse(&m.address()).map_err(|_| refused())?;
+    if directory.may_send_as(account, &a) { Ok(a) } else { Err(refused()) }
 }
 
 /// The headers to add to a submitted message (CRLF-terminated), placed at the top: a
@@ -115,19 +118,53 @@ mod tests {
         let d = directory();
         let alice = addr("alice@ours.example");
         let ok = b"From: Alice <alice@ours.example>\r\nTo: bob@remote.example\r\n\r\nhi\r\n";
-        assert_eq!(check_from(&d, &alice, ok), Ok(alice.clone()));
+        assert_eq!(check_sender_headers(&d, &alice, ok), Ok(alice.clone()));
         let alias = b"From: \"Sales\" <sales@OURS.example>\r\n\r\nhi\r\n";
-        assert_eq!(check_from(&d, &alice, alias).map(|a| a.local), Ok("sales".into()));
+        assert_eq!(check_sender_headers(&d, &alice, alias).map(|a| a.local), Ok("sales".into()));
         let foreign = b"From: boss@bank.example\r\n\r\nhi\r\n";
-        assert_eq!(check_from(&d, &alice, foreign).map_err(|r| r.code), Err(553));
+        assert_eq!(check_sender_headers(&d, &alice, foreign).map_err(|r| r.code), Err(553));
         let list = b"From: alice@ours.example, boss@bank.example\r\n\r\nx\r\n";
-        assert_eq!(check_from(&d, &alice, list).map_err(|r| r.code), Err(553), "every address is checked");
+        assert_eq!(check_sender_headers(&d, &alice, list).map_err(|r| r.code), Err(553), "every address is checked");
         let two = b"From: alice@ours.example\r\nFrom: boss@bank.example\r\n\r\nx\r\n";
-        assert_eq!(check_from(&d, &alice, two).map_err(|r| r.code), Err(550), "two From: fields");
+        assert_eq!(check_sender_headers(&d, &alice, two).map_err(|r| r.code), Err(550), "two From: fields");
         let none = b"Subject: x\r\n\r\nFrom: alice@ours.example\r\n";
-        assert_eq!(check_from(&d, &alice, none).map_err(|r| r.code), Err(550), "From: in the body does not count");
+        assert_eq!(
+            check_sender_headers(&d, &alice, none).map_err(|r| r.code),
+            Err(550),
+            "From: in the body does not count"
+        );
         let folded = b"From:\r\n Alice\r\n <alice@ours.example>\r\n\r\nx\r\n";
-        assert_eq!(check_from(&d, &alice, folded), Ok(alice));
+        assert_eq!(check_sender_headers(&d, &alice, folded), Ok(alice));
+    }
+
+    #[test]
+    fn sender_and_resent_headers_transcripts() {
+        let d = directory();
+        let alice = addr("alice@ours.example");
+        let code = |m: &[u8]| check_sender_headers(&d, &alice, m).map(|_| 250).unwrap_or_else(|r| r.code);
+        assert_eq!(code(b"From: alice@ours.example\r\nSender: sales@ours.example\r\n\r\nx\r\n"), 250);
+        let bob =
+            check_sender_headers(&d, &alice, b"From: alice@ours.example\r\nSender: bob@ours.example\r\n\r\nx\r\n");
+        let bob = bob.map_err(|r| String::from_utf8_lossy(&r.render()).into_owned());
+        assert_eq!(
+            bob,
+            Err("553 5.7.1 <bob@ours.example>: Sender: header address rejected: not owned by the authenticated user\r\n"
+                .into())
+        );
+        assert_eq!(code(b"From: alice@ours.example\r\nresent-from: Boss <boss@bank.example>\r\n\r\nx\r\n"), 553);
+        assert_eq!(code(b"From: alice@ours.example\r\nResent-Sender: boss@bank.example.\r\n\r\nx\r\n"), 553);
+        let resent =
+            b"Resent-From: alice@ours.example\r\nResent-Sender: sales@ours.example\r\nFrom: a@ours.example\r\n\r\n";
+        assert_eq!(code(resent), 553, "the original From: is still checked");
+        let resent = b"Resent-From: alice@ours.example\r\nFrom: sales@ours.example\r\n\r\nx\r\n";
+        assert_eq!(code(resent), 250);
+        assert_eq!(code(b"From: alice@ours.example\r\nSender: <alice@ours.example> boss@bank.example\r\n\r\n"), 550);
+        assert_eq!(code(b"From: alice@ours.example\r\nSender: boss@(x)bank.example\r\n\r\n"), 553);
+        assert_eq!(
+            code(b"From: alice@ours.example\r\nSender: alice@ours.example\r\nSENDER: boss@bank.example\r\n\r\n"),
+            553
+        );
+        assert_eq!(code(b"FROM: alice@ours.example\r\nfrom: alice@ours.example\r\n\r\nx\r\n"), 550, "two From: fields");
     }
 
     #[test]
@@ -145,11 +182,12 @@ mod tests {
     #[test]
     fn garbage_in_never_panics() {
         let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let (d, alice) = (directory(), addr("alice@ours.example"));
         for len in 0..400 {
             let bytes: Vec<u8> = (0..len)
                 .map(|_| b"From:<>@ \r\n,\"a\x00\xff"[(crate::testing::xorshift(&mut seed) % 16) as usize])
                 .collect();
-            let _ = from_addresses(&bytes);
+            let _ = check_sender_headers(&d, &alice, &bytes);
             let _ = missing_headers(&bytes, "A", "h", "D");
             let _ = header_section(&bytes);
         }

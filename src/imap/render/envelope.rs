@@ -1,13 +1,14 @@
 //! ENVELOPE (RFC 9051 7.5.2 `envelope`): date, subject, the address lists and ids from a
 //! header block. Strings are sent as found in the header (unfolded), as Dovecot does, so
-//! clients decode RFC 2047 words themselves. Address syntax (groups, quoted names, comments)
-//! is parsed by mail-parser, which decodes display names; a non-ASCII name is re-encoded as
-//! an RFC 2047 word so the response stays 7-bit for IMAP4rev1 clients.
+//! clients decode RFC 2047 words themselves. Address syntax (groups, quoted names, comments,
+//! obsolete forms) is parsed by `header_address`, the same parser that judges DMARC on port
+//! 25; a raw UTF-8 name (RFC 6532) is encoded as an RFC 2047 word so the response stays
+//! 7-bit for IMAP4rev1 clients.
 
 use super::mime::{header_fields, unfold};
 use super::{nstring, string};
+use crate::header_address::{Entry, Mailbox, parse_address_list};
 use base64::Engine as _;
-use mail_parser::{Addr, Address, MessageParser};
 
 /// The header fields ENVELOPE is made of, in response order.
 const FIELDS: [&str; 10] =
@@ -47,47 +48,28 @@ pub fn envelope(out: &mut Vec<u8>, header: &[u8]) {
 }
 
 /// The rendered address list `((name adl mailbox host) ...)` of a field's value, or empty
-/// when the field is absent or holds no address.
+/// when the field is absent or holds no address. Parsed by `header_address`, the parser
+/// port 25's DMARC check and submission's ownership check use, so what the reader sees is
+/// what was checked.
 fn addresses(value: Option<&[u8]>) -> Vec<u8> {
     let Some(value) = value else {
         return Vec::new();
     };
-    let mut mini = b"From:".to_vec();
-    mini.extend_from_slice(value);
-    mini.extend_from_slice(b"\r\n\r\n");
-    let parser = MessageParser::default();
-    let Some(parsed) = parser.parse_headers(&mini) else {
-        return Vec::new();
-    };
     let mut items = Vec::new();
-    match parsed.from() {
-        Some(Address::List(list)) => {
-            for a in list {
-                address(&mut items, a);
-            }
-        }
-        Some(Address::Group(groups)) => {
-            for g in groups {
-                match &g.name {
-                    Some(gname) => {
-                        // RFC 9051 7.5.2: group start (NIL NIL name NIL), end (NIL NIL NIL NIL)
-                        items.extend_from_slice(b"(NIL NIL ");
-                        string(&mut items, gname.as_bytes());
-                        items.extend_from_slice(b" NIL)");
-                        for a in &g.addresses {
-                            address(&mut items, a);
-                        }
-                        items.extend_from_slice(b"(NIL NIL NIL NIL)");
-                    }
-                    None => {
-                        for a in &g.addresses {
-                            address(&mut items, a);
-                        }
-                    }
+    for entry in &parse_address_list(value).entries {
+        match entry {
+            Entry::Mailbox(m) => address(&mut items, m),
+            Entry::Group { name, members } => {
+                // RFC 9051 7.5.2: group start (NIL NIL name NIL), end (NIL NIL NIL NIL)
+                items.extend_from_slice(b"(NIL NIL ");
+                string(&mut items, encode_word(name).as_bytes());
+                items.extend_from_slice(b" NIL)");
+                for m in members {
+                    address(&mut items, m);
                 }
+                items.extend_from_slice(b"(NIL NIL NIL NIL)");
             }
         }
-        None => {}
     }
     if items.is_empty() {
         return items;
@@ -99,24 +81,20 @@ fn addresses(value: Option<&[u8]>) -> Vec<u8> {
     out
 }
 
-fn address(out: &mut Vec<u8>, a: &Addr<'_>) {
-    let Some(addr) = a.address.as_deref().filter(|s| !s.is_empty()) else {
+fn address(out: &mut Vec<u8>, m: &Mailbox) {
+    if m.local.is_empty() && m.domain.is_none() {
         return;
-    };
-    let (mailbox, host) = match addr.rsplit_once('@') {
-        Some((m, h)) => (m, h),
-        // Dovecot's convention for an address without a domain.
-        None => (addr, "MISSING_DOMAIN"),
-    };
+    }
     out.push(b'(');
-    match a.name.as_deref().filter(|n| !n.is_empty()) {
+    match m.name.as_deref().filter(|n| !n.is_empty()) {
         Some(n) => string(out, encode_word(n).as_bytes()),
         None => out.extend_from_slice(b"NIL"),
     }
     out.extend_from_slice(b" NIL ");
-    string(out, mailbox.as_bytes());
+    string(out, m.local.as_bytes());
     out.push(b' ');
-    string(out, host.as_bytes());
+    // Dovecot's convention for an address without a domain.
+    string(out, m.domain.as_deref().unwrap_or("MISSING_DOMAIN").as_bytes());
     out.push(b')');
 }
 
@@ -140,7 +118,8 @@ mod tests {
 
     #[test]
     fn rfc_example_envelope() {
-        // Shape of the RFC 3501 6.4.5 example, checked field by field.
+        // Shape of the RFC 3501 6.4.5 example, checked field by field; host names come
+        // lower-cased (they are case-insensitive), as port 25 judged them.
         let h = "Date: Wed, 17 Jul 1996 02:23:25 -0700 (PDT)\r\n\
                  From: Terry Gray <gray@cac.washington.edu>\r\n\
                  Subject: IMAP4rev1 WG mtg summary and minutes\r\n\
@@ -154,7 +133,7 @@ mod tests {
              ((\"Terry Gray\" NIL \"gray\" \"cac.washington.edu\")) \
              ((\"Terry Gray\" NIL \"gray\" \"cac.washington.edu\")) \
              ((NIL NIL \"imap\" \"cac.washington.edu\")) \
-             ((NIL NIL \"minutes\" \"CNRI.Reston.VA.US\")(\"John Klensin\" NIL \"KLENSIN\" \"MIT.EDU\")) \
+             ((NIL NIL \"minutes\" \"cnri.reston.va.us\")(\"John Klensin\" NIL \"KLENSIN\" \"mit.edu\")) \
              NIL NIL \"<B27397-0100000@cac.washington.edu>\")"
         );
     }
@@ -177,6 +156,44 @@ mod tests {
             e.contains("((NIL NIL \"team\" NIL)(NIL NIL \"a\" \"x.org\")(NIL NIL \"b\" \"y.org\")(NIL NIL NIL NIL))"),
             "{e}"
         );
+    }
+
+    /// The author a reader sees is the one port 25 judged: the same normalisation as
+    /// `header_address::authors` for the inputs of the DMARC bypass attempts.
+    #[test]
+    fn from_shows_the_judged_author() {
+        let from = |value: &str| {
+            let e = env(&format!("From:{value}\r\n\r\n"));
+            // The third element, after `(NIL NIL ` (no date, no subject), is the From list.
+            let rest = &e["(NIL NIL ".len()..];
+            let mut depth = 0;
+            let end = rest
+                .char_indices()
+                .find_map(|(i, c)| {
+                    depth += match c {
+                        '(' => 1,
+                        ')' => -1,
+                        _ => 0,
+                    };
+                    (depth == 0).then_some(i + 1)
+                })
+                .unwrap_or(rest.len());
+            rest[..end].to_string()
+        };
+        let ceo = "((NIL NIL \"ceo\" \"rejecter.example\"))";
+        assert_eq!(from(" ceo@rejecter.example."), ceo);
+        assert_eq!(from(" ceo@(x)rejecter.example"), ceo);
+        assert_eq!(from(" ceo@Rejecter.Example"), ceo);
+        assert_eq!(from(" <@route.example:ceo@rejecter.example>"), ceo);
+        assert_eq!(
+            from(" <ceo@rejecter.example> x@sender.example"),
+            "((NIL NIL \"ceo\" \"rejecter.example\")(NIL NIL \"x\" \"sender.example\"))"
+        );
+        assert_eq!(
+            from(" ceo@rejecter.example, x@sender.example"),
+            "((NIL NIL \"ceo\" \"rejecter.example\")(NIL NIL \"x\" \"sender.example\"))"
+        );
+        assert_eq!(from(" ceo"), "((NIL NIL \"ceo\" \"MISSING_DOMAIN\"))");
     }
 
     #[test]
