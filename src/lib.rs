@@ -21,6 +21,8 @@ pub mod store;
 #[cfg(test)]
 pub mod test_ports;
 #[cfg(test)]
+pub mod test_tools;
+#[cfg(test)]
 mod testing;
 pub mod tls;
 pub mod units;

@@ -18,22 +18,8 @@ impl Drop for TestDns {
     }
 }
 
-/// True when a test that needs `tool` must run: it is installed, or `CI=true`
-/// (then a missing tool fails the test instead of skipping it).
-pub fn tool_available(tool: &str) -> bool {
-    let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/bin"]
-        .iter()
-        .any(|d| std::path::Path::new(d).join(tool).exists());
-    if !found && std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{tool} is required when CI=true (see .ci/deps.sh)");
-    }
-    if !found {
-        eprintln!("skipping: {tool} is not installed");
-    }
-    found
-}
-
 pub use crate::test_ports::free_port;
+pub use crate::test_tools::tool_available;
 
 impl TestDns {
     /// Start dnsmasq authoritative (`--local`) for `zones`, with `txt` records

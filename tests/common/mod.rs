@@ -15,21 +15,10 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_mailroom");
 mod test_ports;
 pub use test_ports::free_port;
 
-/// True when running under CI, where a missing tool must fail instead of skip.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Skip (return false) when `tool` is missing locally; panic under CI.
-pub fn have_tool(tool: &str) -> bool {
-    let found =
-        Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(!in_ci(), "{tool} is required under CI=true but is not installed");
-        eprintln!("skipping: {tool} not installed");
-    }
-    found
-}
+#[path = "../../src/test_tools.rs"]
+mod test_tools;
+#[allow(unused_imports)]
+pub use test_tools::{in_ci, tool_available as have_tool};
 
 /// A DNS server on a loopback UDP port that answers NXDOMAIN to every query, at once.
 /// Servers under test point `MAILROOM_DNS_SERVERS` at it unless a test needs real

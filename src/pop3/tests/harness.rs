@@ -200,21 +200,7 @@ pub async fn start<B: Pop3Backend>(backend: Arc<B>, limits: Pop3Limits) -> TestS
     TestServer { plain: addrs[0], tls: addrs[1], ca_file: pki.ca_file, backend, shutdown, dir }
 }
 
-/// Whether an external tool may be used; `None` means skip this test. With CI=true a
-/// missing tool is a failure, not a skip.
-pub fn tool_available(tool: &str) -> bool {
-    let found = std::process::Command::new(tool)
-        .arg("--version")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{tool} is required when CI=true");
-        eprintln!("skipping: {tool} not installed");
-    }
-    found
-}
+pub use crate::test_tools::tool_available;
 
 /// The poplib driver: reads a JSON job on stdin, prints one transcript line per event.
 const POPLIB_DRIVER: &str = r#"
