@@ -24,6 +24,8 @@ pub use user_limit::UserConnections;
 #[cfg(test)]
 mod imaplib_tests;
 #[cfg(test)]
+mod literal_tests;
+#[cfg(test)]
 mod mbsync_tests;
 #[cfg(test)]
 mod memory_tests;

@@ -123,6 +123,12 @@ impl Store {
         })
     }
 
+    /// Where messages that are still arriving wait (SMTP DATA, IMAP APPEND literals):
+    /// `<data>/state/spool`.
+    pub fn spool_dir(&self) -> std::path::PathBuf {
+        self.inner.layout.state_root().join("spool")
+    }
+
     /// Create the account's Maildir with INBOX plus Drafts, Sent, Junk and Trash, subscribed
     /// (idempotent; existing folders and subscriptions are left alone).
     pub async fn ensure_account(&self, account: &MailboxOwner) -> Result<(), StoreError> {
