@@ -26,6 +26,8 @@ mod imaplib_tests;
 #[cfg(test)]
 mod literal_tests;
 #[cfg(test)]
+mod mailbox_name_tests;
+#[cfg(test)]
 mod mbsync_tests;
 #[cfg(test)]
 mod memory_tests;

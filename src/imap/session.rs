@@ -672,7 +672,7 @@ impl Session {
             CommandBody::Append { mailbox, messages } => self.cmd_append(&mailbox, messages, spooled).await,
             CommandBody::Idle => return self.cmd_idle().await,
             CommandBody::GetQuota { root } => self.cmd_getquota(&root),
-            CommandBody::GetQuotaRoot { mailbox } => self.cmd_getquotaroot(&mailbox),
+            CommandBody::GetQuotaRoot { mailbox } => self.cmd_getquotaroot(&mailbox).await,
             CommandBody::SetQuota { .. } => Tagged::no("Quotas are set by the administrator").code("NOPERM"),
             _ if !selected => Tagged::bad("No mailbox selected"),
             // selected

@@ -153,7 +153,8 @@ pub fn write_flags(out: &mut Vec<u8>, flags: &[st::Flag]) {
 impl Session {
     /// A mailbox name from the client -> the store's UTF-8 name. Modified UTF-7 is decoded
     /// for clients that did not enable UTF-8 names; an 8-bit name is taken as UTF-8 anyway
-    /// (it cannot be modified UTF-7). `INBOX` is case-insensitive (RFC 9051 5.1).
+    /// (it cannot be modified UTF-7). `INBOX` is case-insensitive (RFC 9051 5.1). A name the
+    /// store would refuse is `NO [CANNOT]`.
     pub(crate) fn mailbox_from_client(&self, raw: &str) -> Result<String, Tagged> {
         let mut name = if self.enabled.utf8_names() || !raw.is_ascii() {
             raw.to_string()
@@ -170,6 +171,11 @@ impl Session {
         }
         if name.is_empty() {
             return Err(Tagged::no("Empty mailbox name").code("CANNOT"));
+        }
+        // The store's rules (no `..`, no `.`, no empty components, bounded length) checked
+        // here once for every command that names a mailbox, so they all answer alike.
+        if let Err(e) = st::FolderPath::from_api(&name) {
+            return Err(store_error(&e, &self.peer));
         }
         Ok(name)
     }
