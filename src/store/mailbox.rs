@@ -25,7 +25,7 @@ use tokio::sync::{Mutex, MutexGuard, broadcast};
 use super::error::{StoreError, blocking};
 use super::filename::{FlagSet, parse_file_name};
 use super::folder_name::FolderPath;
-use super::header_cache::{HeaderCache, read_header_from_file};
+use super::header_cache::{HeaderCache, header_end, read_header_from_file};
 use super::index::{IndexData, IndexEntry, IndexLog, Opened, Record};
 use super::keywords::KeywordTable;
 use super::layout::is_maildir;
@@ -39,6 +39,8 @@ const EVENT_CAPACITY: usize = 256;
 /// Messages up to this size are read into memory whole by `open_message`; larger ones are
 /// streamed from the file.
 const SMALL_MESSAGE: usize = 128 * 1024;
+/// Read size when looking for the end of a header block the cache does not keep.
+const HEADER_READ_CHUNK: usize = 64 * 1024;
 
 /// State shared by all handles of one open mailbox.
 pub(crate) struct Shared {
@@ -548,7 +550,8 @@ impl Mailbox {
     /// for ENVELOPE, HEADER.FIELDS and header SEARCH keys: from the header cache, else from
     /// the message file (then cached). One blocking hop for the whole batch. `None` for a
     /// UID not in the index, or one the caller must read with [`Mailbox::read_message`]
-    /// (bare-LF files, moved files, headers over 256 KiB).
+    /// (bare-LF files, moved files, headers the cache does not keep): the caller then reads
+    /// the header with [`Mailbox::read_header_block`].
     pub async fn read_headers(&self, uids: &[u32]) -> Result<Vec<Option<bytes::Bytes>>, StoreError> {
         let (files, uid_validity, live) = {
             let st = self.lock().await;
@@ -608,6 +611,33 @@ impl Mailbox {
             .await
             .map_err(|e| StoreError::io(self.shared.dir.join("cur"), e))?;
         Ok(bytes::Bytes::from(buf))
+    }
+
+    /// The whole top-level header block (up to and including the empty line) of a message
+    /// whose header [`Mailbox::read_headers`] did not give: read from the file in chunks
+    /// until the empty line, so ENVELOPE, header sections and SEARCH HEADER agree with
+    /// BODY[] however long the header is. Memory: the header block, never more than the
+    /// message (which the APPENDLIMIT bounds).
+    pub async fn read_header_block(&self, uid: u32) -> Result<bytes::Bytes, StoreError> {
+        let mut reader = self.open_message(uid).await?;
+        let io_err = |e| StoreError::io(self.shared.dir.join("cur"), e);
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; HEADER_READ_CHUNK];
+        loop {
+            let n = reader.read(&mut chunk).await.map_err(io_err)?;
+            // The empty line may straddle two chunks: look again from just before this one.
+            let from = buf.len().saturating_sub(3);
+            buf.extend_from_slice(&chunk[..n]);
+            let end = if from == 0 {
+                header_end(&buf, n == 0)
+            } else {
+                memchr::memmem::find(&buf[from..], b"\r\n\r\n").map(|i| from + i + 4).or((n == 0).then_some(buf.len()))
+            };
+            if let Some(end) = end {
+                buf.truncate(end);
+                return Ok(bytes::Bytes::from(buf));
+            }
+        }
     }
 
     /// The fast path of reading a message: open, fstat and read in one blocking call

@@ -15,8 +15,6 @@ use crate::store::{Flag as StFlag, FlagOp, MessageMeta, StoreError};
 
 /// Largest message read into memory for FETCH.
 const MAX_FETCH_BYTES: u64 = 256 * 1024 * 1024;
-/// How much of the file header-only items read (a header block longer than this is cut).
-const MAX_HEADER_BYTES: usize = 256 * 1024;
 
 fn needs_content(item: &FetchItem) -> bool {
     !matches!(
@@ -146,8 +144,12 @@ impl Session {
                 }
                 None
             } else if content_needed {
-                let cap = if header_only { MAX_HEADER_BYTES } else { MAX_FETCH_BYTES as usize };
-                match sel.mailbox.read_message(meta.uid, cap).await {
+                let read = if header_only {
+                    sel.mailbox.read_header_block(meta.uid).await
+                } else {
+                    sel.mailbox.read_message(meta.uid, MAX_FETCH_BYTES as usize).await
+                };
+                match read {
                     Ok(b) => Some(b),
                     Err(StoreError::NoSuchMessage(_)) => {
                         result = Tagged::no("Some messages were expunged").code("EXPUNGEISSUED");
