@@ -26,6 +26,8 @@ mod big_header_tests;
 #[cfg(test)]
 mod imaplib_tests;
 #[cfg(test)]
+mod keyword_tests;
+#[cfg(test)]
 mod literal_tests;
 #[cfg(test)]
 mod mailbox_name_tests;

@@ -6,6 +6,7 @@
 //! letters exist; further keywords live in the index alone. Letters we cannot map (a file
 //! from a Maildir whose keyword file is gone) are kept verbatim on rename.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use super::error::StoreError;
@@ -14,6 +15,49 @@ use super::filename::{FlagSet, cur_name, other_letters};
 /// Dovecot's file name for the table.
 pub const KEYWORDS_FILE: &str = "dovecot-keywords";
 const MAX_LETTERS: usize = 26;
+
+/// Distinct keywords one mailbox may hold. Without a bound one client set 8,000 keywords on
+/// a message, and 1,000 on each of 3,000 messages took the server to 1.6 GB; Dovecot too
+/// refuses new keywords past a per-mailbox maximum.
+pub const MAX_KEYWORDS: usize = 256;
+/// Longest keyword, in bytes (`$Forwarded`, `$MDNSent`, `NonJunk`, labels: all far shorter).
+pub const MAX_KEYWORD_LEN: usize = 100;
+
+/// The keywords in use in one mailbox, for [`MAX_KEYWORDS`]: counted from the index on first
+/// need, grown by every admitted keyword, and counted again only when the limit would be
+/// passed (so keywords no message carries any more free their places).
+#[derive(Debug, Default)]
+pub struct KeywordsInUse {
+    names: Option<HashSet<String>>,
+}
+
+impl KeywordsInUse {
+    /// Admit the keywords of `sets` (new flags of messages about to change or arrive), or
+    /// refuse them all. `count` lists the keywords the mailbox's messages carry now.
+    pub fn admit<I>(&mut self, sets: &[&FlagSet], count: impl Fn() -> I) -> Result<(), StoreError>
+    where
+        I: Iterator<Item = String>,
+    {
+        let wanted = || sets.iter().flat_map(|s| s.keywords().iter());
+        if wanted().any(|k| k.len() > MAX_KEYWORD_LEN) {
+            return Err(StoreError::Limit("Keyword too long"));
+        }
+        let names = self.names.get_or_insert_with(|| count().collect());
+        let mut new: HashSet<&String> = wanted().filter(|k| !names.contains(*k)).collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        if names.len() + new.len() > MAX_KEYWORDS {
+            *names = count().collect();
+            new.retain(|k| !names.contains(*k));
+            if names.len() + new.len() > MAX_KEYWORDS {
+                return Err(StoreError::Limit("Too many keywords in this mailbox"));
+            }
+        }
+        names.extend(new.into_iter().cloned());
+        Ok(())
+    }
+}
 
 /// keyword index -> name, as in `dovecot-keywords`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -27,7 +27,7 @@ use super::filename::{FlagSet, parse_file_name};
 use super::folder_name::FolderPath;
 use super::header_cache::{HeaderCache, header_end, read_header_from_file};
 use super::index::{IndexData, IndexEntry, IndexLog, Opened, Record};
-use super::keywords::KeywordTable;
+use super::keywords::{KeywordTable, KeywordsInUse};
 use super::layout::is_maildir;
 use super::reader::MessageReader;
 use super::scan::Trust;
@@ -74,6 +74,8 @@ pub(crate) struct State {
     pub(crate) by_base: HashMap<String, u32>,
     /// Keyword letters of this folder (`dovecot-keywords`).
     pub(crate) keywords: KeywordTable,
+    /// The distinct keywords of this folder, for the per-mailbox limit.
+    pub(crate) keywords_in_use: KeywordsInUse,
     /// Messages from this uid on have not been reported as \Recent to any session yet.
     pub(crate) first_recent_uid: u32,
     /// UIDs from Dovecot's uidlist for files not indexed yet (first scan after import).
@@ -250,6 +252,7 @@ impl Store {
                 log,
                 by_base,
                 keywords,
+                keywords_in_use: KeywordsInUse::default(),
                 trust: None,
                 first_recent_uid: index_uid_next,
                 imported,
@@ -312,6 +315,9 @@ impl Mailbox {
         st: &mut State,
         sets: impl Iterator<Item = &'a FlagSet>,
     ) -> Result<(), StoreError> {
+        let sets: Vec<&FlagSet> = sets.collect();
+        let index = &st.index;
+        st.keywords_in_use.admit(&sets, || index.messages.values().flat_map(|e| e.flags.keywords().iter().cloned()))?;
         let mut changed = false;
         for set in sets {
             changed |= st.keywords.assign(set);

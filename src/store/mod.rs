@@ -55,6 +55,7 @@ use std::sync::{Arc, Mutex, Weak};
 pub use durable::SyncStats;
 pub use error::StoreError;
 pub use folder_name::{FolderPath, decode_mutf7, encode_mutf7};
+pub use keywords::{MAX_KEYWORD_LEN, MAX_KEYWORDS};
 pub use mailbox::Mailbox;
 pub use mailbox_status::ExclusiveClaim;
 pub use reader::MessageReader;

@@ -115,6 +115,7 @@ pub fn store_error(e: &StoreError, peer: &std::net::SocketAddr) -> Tagged {
         StoreError::HasChildren(_) => Tagged::no("Mailbox has sub-mailboxes; delete them first").code("INUSE"),
         StoreError::NotPermitted(_) => Tagged::no("Not permitted on this mailbox").code("CANNOT"),
         StoreError::NoSuchMessage(_) => Tagged::no("Some messages were expunged").code("EXPUNGEISSUED"),
+        StoreError::Limit(what) => Tagged::no(*what).code("LIMIT"),
         StoreError::InvalidAccount(_) | StoreError::Io { .. } | StoreError::Background(_) => {
             tracing::warn!(%peer, error = %e, "IMAP store failure");
             Tagged::no("Internal error, try again later").code("UNAVAILABLE")
