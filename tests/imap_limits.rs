@@ -96,3 +96,40 @@ fn parallel_big_appends_stream_to_disk() {
     assert_eq!(left, 0, "spool files left in {spool:?}");
     assert!(m.server.terminate(Duration::from_secs(10)).unwrap().success());
 }
+
+/// Keywords cost the server one string each however many messages carry them: 256 keywords
+/// of 100 bytes (the most a mailbox admits) on 500 messages, seen by five sessions, used to
+/// be a private copy per message and session (+139 MiB; shared: +42 to +56 MiB, most of it
+/// the transient index log records of the STORE); one keyword more
+/// is NO [LIMIT].
+#[test]
+fn keywords_are_bounded_and_shared() {
+    if !have_tool("python3") {
+        return;
+    }
+    let mut m = start_smtp_imap();
+    let pid = m.server.child.id();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/imap_keyword_flood.py");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("python3")
+            .arg(script)
+            .args([&m.imap.to_string(), "alice@example.com", "wonderland"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            m.server.log()
+        );
+    };
+    run(&["fill", "500"]);
+    let before = peak_rss_mib(pid);
+    run(&["flood", "500", "256", "100", "4"]);
+    let after = peak_rss_mib(pid);
+    println!("server peak RSS {before} MiB -> {after} MiB with 256 keywords on 500 messages in 5 sessions");
+    assert!(after - before < 100, "keywords took the server from {before} to {after} MiB");
+    assert!(m.server.terminate(Duration::from_secs(10)).unwrap().success());
+}

@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use super::error::StoreError;
 use super::filename::{FlagSet, cur_name, other_letters};
@@ -28,7 +29,7 @@ pub const MAX_KEYWORD_LEN: usize = 100;
 /// passed (so keywords no message carries any more free their places).
 #[derive(Debug, Default)]
 pub struct KeywordsInUse {
-    names: Option<HashSet<String>>,
+    names: Option<HashSet<Arc<str>>>,
 }
 
 impl KeywordsInUse {
@@ -36,14 +37,14 @@ impl KeywordsInUse {
     /// refuse them all. `count` lists the keywords the mailbox's messages carry now.
     pub fn admit<I>(&mut self, sets: &[&FlagSet], count: impl Fn() -> I) -> Result<(), StoreError>
     where
-        I: Iterator<Item = String>,
+        I: Iterator<Item = Arc<str>>,
     {
         let wanted = || sets.iter().flat_map(|s| s.keywords().iter());
         if wanted().any(|k| k.len() > MAX_KEYWORD_LEN) {
             return Err(StoreError::Limit("Keyword too long"));
         }
         let names = self.names.get_or_insert_with(|| count().collect());
-        let mut new: HashSet<&String> = wanted().filter(|k| !names.contains(*k)).collect();
+        let mut new: HashSet<&Arc<str>> = wanted().filter(|k| !names.contains(*k)).collect();
         if new.is_empty() {
             return Ok(());
         }
@@ -57,6 +58,34 @@ impl KeywordsInUse {
         names.extend(new.into_iter().cloned());
         Ok(())
     }
+}
+
+/// Every keyword string the store holds, once: flag sets, index entries and the snapshots of
+/// every session share it (a keyword on 3,000 messages is one allocation, not 3,000).
+/// Entries nobody else holds any more are dropped whenever the set has doubled since the
+/// last sweep, so it holds about the keywords some message or session still uses.
+static INTERNED: LazyLock<Mutex<Interned>> =
+    LazyLock::new(|| Mutex::new(Interned { set: HashSet::new(), sweep_at: INTERN_SWEEP_MIN }));
+const INTERN_SWEEP_MIN: usize = 1024;
+
+struct Interned {
+    set: HashSet<Arc<str>>,
+    sweep_at: usize,
+}
+
+/// The shared copy of keyword `k`.
+pub fn intern(k: &str) -> Arc<str> {
+    let mut g = INTERNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(a) = g.set.get(k) {
+        return a.clone();
+    }
+    if g.set.len() >= g.sweep_at {
+        g.set.retain(|a| Arc::strong_count(a) > 1);
+        g.sweep_at = (g.set.len() * 2).max(INTERN_SWEEP_MIN);
+    }
+    let a: Arc<str> = Arc::from(k);
+    g.set.insert(a.clone());
+    a
 }
 
 /// keyword index -> name, as in `dovecot-keywords`.
@@ -127,9 +156,9 @@ impl KeywordTable {
                 continue;
             }
             if let Some(free) = self.names.iter().position(Option::is_none) {
-                self.names[free] = Some(k.clone());
+                self.names[free] = Some(k.to_string());
             } else if self.names.len() < MAX_LETTERS {
-                self.names.push(Some(k.clone()));
+                self.names.push(Some(k.to_string()));
             } else {
                 continue;
             }
@@ -143,7 +172,7 @@ impl KeywordTable {
     pub fn adopt(&self, current: &FlagSet, info_flags: &str) -> FlagSet {
         let from_letters = info_flags.chars().filter_map(|c| self.keyword_of(c));
         let index_only = current.keywords().iter().filter(|k| self.letter_of(k).is_none()).cloned();
-        FlagSet::from_parts(info_flags, from_letters.map(str::to_string).chain(index_only))
+        FlagSet::from_parts(info_flags, from_letters.map(intern).chain(index_only))
     }
 
     /// The `cur/` name for `flags`, keeping letters of the old info part we cannot map.
@@ -183,7 +212,7 @@ mod tests {
         set.insert(&Flag::Keyword("extra".into()));
         let mut t2 = full.clone();
         assert!(!t2.assign(&set));
-        assert!(full.adopt(&set, "S").keywords().contains(&"extra".to_string()));
+        assert!(full.adopt(&set, "S").keywords().contains(&"extra".into()));
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("tmp")).unwrap();
         t.save(dir.path()).unwrap();

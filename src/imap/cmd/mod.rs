@@ -130,7 +130,7 @@ pub fn to_store_flag(f: &Flag) -> st::Flag {
         Flag::Flagged => st::Flag::Flagged,
         Flag::Deleted => st::Flag::Deleted,
         Flag::Draft => st::Flag::Draft,
-        Flag::Keyword(k) => st::Flag::Keyword(k.clone()),
+        Flag::Keyword(k) => st::Flag::Keyword(k.as_str().into()),
     }
 }
 
@@ -141,7 +141,7 @@ pub fn from_store_flag(f: &st::Flag) -> Flag {
         st::Flag::Flagged => Flag::Flagged,
         st::Flag::Deleted => Flag::Deleted,
         st::Flag::Draft => Flag::Draft,
-        st::Flag::Keyword(k) => Flag::Keyword(k.clone()),
+        st::Flag::Keyword(k) => Flag::Keyword(k.to_string()),
     }
 }
 

@@ -144,7 +144,7 @@ impl Session {
             .iter()
             .flat_map(|m| m.flags.iter())
             .filter_map(|f| match f {
-                StFlag::Keyword(k) => Some(k.clone()),
+                StFlag::Keyword(k) => Some(k.to_string()),
                 _ => None,
             })
             .collect();
