@@ -99,9 +99,9 @@ fn parallel_big_appends_stream_to_disk() {
 
 /// Keywords cost the server one string each however many messages carry them: 256 keywords
 /// of 100 bytes (the most a mailbox admits) on 500 messages, seen by five sessions, used to
-/// be a private copy per message and session (+139 MiB; shared: +42 to +56 MiB, most of it
-/// the transient index log records of the STORE); one keyword more
-/// is NO [LIMIT].
+/// be a private copy per message and session (+139 MiB; shared: +42 to +56 MiB, part of it
+/// transient, such as the index log records the STORE writes); one keyword more is
+/// NO [LIMIT].
 #[test]
 fn keywords_are_bounded_and_shared() {
     if !have_tool("python3") {
