@@ -42,6 +42,9 @@ async fn header_views_agree_with_body_on_a_1mb_header() {
     assert_eq!(format!("{header}{text}"), whole);
     let rfc822 = literal_of(&c.ok("FETCH 1 RFC822.HEADER").await[0], "RFC822.HEADER");
     assert_eq!(rfc822, header);
+    // alone, BODY[HEADER] is streamed from the file; with ENVELOPE it is parsed: same bytes
+    let r = c.ok("FETCH 1 (ENVELOPE BODY.PEEK[HEADER])").await;
+    assert_eq!(literal_of(&r[0], "BODY[HEADER]"), header);
     // C: FETCH 1 BODY.PEEK[HEADER.FIELDS (X-Needle X-Last)]
     let r = c.ok("FETCH 1 BODY.PEEK[HEADER.FIELDS (X-Needle X-Last)]").await;
     let fields = literal_of(&r[0], "BODY[HEADER.FIELDS (X-NEEDLE X-LAST)]");

@@ -40,7 +40,7 @@ const EVENT_CAPACITY: usize = 256;
 /// streamed from the file.
 const SMALL_MESSAGE: usize = 128 * 1024;
 /// Read size when looking for the end of a header block the cache does not keep.
-const HEADER_READ_CHUNK: usize = 64 * 1024;
+pub(crate) const HEADER_READ_CHUNK: usize = 64 * 1024;
 
 /// State shared by all handles of one open mailbox.
 pub(crate) struct Shared {
@@ -625,24 +625,49 @@ impl Mailbox {
     /// BODY[] however long the header is. Memory: the header block, never more than the
     /// message (which the APPENDLIMIT bounds).
     pub async fn read_header_block(&self, uid: u32) -> Result<bytes::Bytes, StoreError> {
+        let mut buf = Vec::new();
+        let len = self.scan_header(uid, Some(&mut buf)).await?;
+        buf.truncate(usize::try_from(len).unwrap_or(usize::MAX));
+        Ok(bytes::Bytes::from(buf))
+    }
+
+    /// The header block as a stream (BODY[HEADER], RFC822.HEADER of a header the cache does
+    /// not keep): its length, found with one chunk of memory, and a reader at the start of
+    /// the message to copy that many bytes from.
+    pub async fn header_block_reader(&self, uid: u32) -> Result<(MessageReader, u64), StoreError> {
+        let len = self.scan_header(uid, None).await?;
+        Ok((self.open_message(uid).await?, len))
+    }
+
+    /// Length of the header block, read in chunks; the bytes are kept in `keep` if given.
+    async fn scan_header(&self, uid: u32, mut keep: Option<&mut Vec<u8>>) -> Result<u64, StoreError> {
         let mut reader = self.open_message(uid).await?;
         let io_err = |e| StoreError::io(self.shared.dir.join("cur"), e);
-        let mut buf = Vec::new();
         let mut chunk = vec![0u8; HEADER_READ_CHUNK];
+        // The last bytes seen, so an empty line straddling two chunks is found.
+        let mut window: Vec<u8> = Vec::with_capacity(HEADER_READ_CHUNK + 3);
+        let mut consumed = 0u64;
         loop {
             let n = reader.read(&mut chunk).await.map_err(io_err)?;
-            // The empty line may straddle two chunks: look again from just before this one.
-            let from = buf.len().saturating_sub(3);
-            buf.extend_from_slice(&chunk[..n]);
-            let end = if from == 0 {
-                header_end(&buf, n == 0)
+            if let Some(buf) = keep.as_deref_mut() {
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let carried = window.len();
+            window.extend_from_slice(&chunk[..n]);
+            // `window` starts `carried` bytes before this chunk.
+            let window_start = consumed - carried as u64;
+            let end = if window_start == 0 {
+                // Everything so far: an empty header (`\r\n` first) counts too.
+                header_end(&window, n == 0)
             } else {
-                memchr::memmem::find(&buf[from..], b"\r\n\r\n").map(|i| from + i + 4).or((n == 0).then_some(buf.len()))
+                memchr::memmem::find(&window, b"\r\n\r\n").map(|i| i + 4).or((n == 0).then_some(window.len()))
             };
             if let Some(end) = end {
-                buf.truncate(end);
-                return Ok(bytes::Bytes::from(buf));
+                return Ok(window_start + end as u64);
             }
+            consumed += n as u64;
+            let tail = window.len().saturating_sub(3);
+            window.drain(..tail);
         }
     }
 

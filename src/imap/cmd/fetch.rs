@@ -111,6 +111,9 @@ impl Session {
         };
         // ENVELOPE and header sections only need the start of the file.
         let header_only = content_items.iter().all(|i| is_header_item(i));
+        // `BODY[HEADER]`/`RFC822.HEADER` alone: a header the cache does not keep is streamed
+        // from the file like BODY[] (a 1 MB header never sits in memory whole).
+        let header_streamable = matches!(content_items.as_slice(), [one] if header_block_label(one).is_some());
         let mut result = Tagged::ok("");
         let mut headers: Vec<Option<bytes::Bytes>> = Vec::new();
         for (k, i) in targets.iter().copied().enumerate() {
@@ -131,8 +134,19 @@ impl Session {
             }
             let cached = headers.get_mut(k % HEADER_BATCH).and_then(Option::take);
             let mut reader = None;
+            let mut header_reader = None;
             let raw = if cached.is_some() {
                 cached
+            } else if header_streamable {
+                match sel.mailbox.header_block_reader(meta.uid).await {
+                    Ok(r) => header_reader = Some(r),
+                    Err(StoreError::NoSuchMessage(_)) => {
+                        result = Tagged::no("Some messages were expunged").code("EXPUNGEISSUED");
+                        continue;
+                    }
+                    Err(e) => return Ok(store_error(&e, &self.peer)),
+                }
+                None
             } else if streamed.is_some() {
                 match sel.mailbox.open_message(meta.uid).await {
                     Ok(r) => reader = Some(r),
@@ -188,6 +202,15 @@ impl Session {
                     self.write_literal_from(r, size).await?;
                     continue;
                 }
+                if let Some(label) = header_block_label(item)
+                    && let Some((r, len)) = header_reader.take()
+                {
+                    line.extend_from_slice(label.as_bytes());
+                    self.out.extend_from_slice(&line);
+                    line.clear();
+                    self.write_literal_from(r, len).await?;
+                    continue;
+                }
                 if let Err(e) = render_item(&mut line, item, &meta, content) {
                     return Ok(match e {
                         BinaryError::UnknownCte => Tagged::no("Unknown Content-Transfer-Encoding").code("UNKNOWN-CTE"),
@@ -223,6 +246,20 @@ fn is_header_item(item: &FetchItem) -> bool {
                 )
         }
         _ => false,
+    }
+}
+
+/// The response label of an item that is the header block verbatim (streamable when the
+/// header cache does not hold it).
+fn header_block_label(item: &FetchItem) -> Option<&'static str> {
+    match item {
+        FetchItem::Rfc822Header => Some("RFC822.HEADER "),
+        FetchItem::BodySection { section, partial: None, .. }
+            if section.part.is_empty() && section.text == Some(SectionText::Header) =>
+        {
+            Some("BODY[HEADER] ")
+        }
+        _ => None,
     }
 }
 
