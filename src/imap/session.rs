@@ -365,7 +365,7 @@ impl Session {
         binary: bool,
     ) -> std::io::Result<Option<(std::io::Result<SpooledMessage>, bool)>> {
         let id = format!("imap-{:016x}", rand::random::<u64>());
-        let mut spool = Spool::new(&self.ctx.store.spool_dir(), &id);
+        let mut spool = Spool::with_memory_limit(&self.ctx.store.spool_dir(), &id, 0);
         let mut left = size;
         let mut has_nul = false;
         while left > 0 {
