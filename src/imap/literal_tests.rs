@@ -6,6 +6,7 @@
 //! non-synchronizing literal the server will not accept "MUST" be answered by closing the
 //! connection (`* BYE`), because its data is already on the wire.
 
+use super::session::PRE_AUTH_COMMAND_MAX;
 use super::test_support::*;
 
 /// Files left in the spool directory (streamed literals must not outlive their command).
@@ -55,9 +56,11 @@ async fn literals_before_login_are_a_few_kib() {
     c.send("a LOGIN {26000000+}\r\n").await;
     assert_eq!(c.line().await, "* BYE Literal too big");
     assert_eq!(c.line().await, "");
-    // and a command line longer than the bound ends the session too
+    // and a command line longer than the bound ends the session too (exactly one byte
+    // over, so the server has read all we sent when it closes: no reset eats the BYE)
     let mut c = srv.client().await;
-    c.send(&format!("a LOGIN {}\r\n", "x".repeat(9000))).await;
+    let long = format!("a LOGIN {}", "x".repeat(PRE_AUTH_COMMAND_MAX));
+    c.send(&long[..PRE_AUTH_COMMAND_MAX + 1]).await;
     assert_eq!(c.line().await, "* BYE Command line too long");
 }
 
