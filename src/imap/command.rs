@@ -271,6 +271,9 @@ pub struct AppendMessage {
     pub data: Vec<u8>,
     /// Sent as `~{n}` literal8 (RFC 3516): may contain NUL; must not be rejected as binary.
     pub binary: bool,
+    /// Number of the literal within the command (0-based) that carried the message: a big
+    /// one was streamed to a spool file and `data` is empty (see `session::SpooledLiteral`).
+    pub literal: usize,
 }
 
 /// SEARCH / UID SEARCH with optional ESEARCH `RETURN (...)` (RFC 4731/9051).

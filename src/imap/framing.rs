@@ -5,20 +5,53 @@
 //! n bytes and the rest of the command after them.
 //!
 //! Bounds (architecture.md "every input has a bound"): the command text excluding literals
-//! may not pass `max_line` (64 KiB), and the literals of one command together may not pass
-//! `max_literal` (the APPENDLIMIT), so one command never buffers more than about that.
+//! may not pass `max_line`, and the literals of one command together may not pass
+//! `max_literal` — or `max_append` for APPEND, the only command that carries messages.
+//! The session picks them by state: before login both are a few KiB, because an
+//! unauthenticated client that may announce 25 MiB literals can pin gigabytes with a few
+//! dozen sockets. Big APPEND literals are not buffered at all: the framer hands them to the
+//! session (`Frame::StreamLiteral`), which streams them to a spool file, and framing goes on
+//! after them with a [`Resume`].
 
 /// The bounds the framer enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameLimits {
     pub max_line: usize,
+    /// Literal bytes of one command other than APPEND.
     pub max_literal: u64,
+    /// Literal bytes of one APPEND (the APPENDLIMIT once logged in).
+    pub max_append: u64,
+    /// An APPEND literal that would take the literal bytes held in memory for the command
+    /// past this is streamed instead (`Frame::StreamLiteral`); `None`: buffer everything.
+    pub stream_above: Option<u64>,
 }
 
 impl Default for FrameLimits {
     fn default() -> Self {
-        FrameLimits { max_line: 64 * 1024, max_literal: 25 * 1024 * 1024 }
+        FrameLimits { max_line: 64 * 1024, max_literal: 64 * 1024, max_append: 25 * 1024 * 1024, stream_above: None }
     }
+}
+
+/// The tag and kind of a command, read from its first line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandHead {
+    pub tag: Option<String>,
+    pub is_append: bool,
+}
+
+/// How much of a command came before the bytes now in the buffer: the session streamed
+/// one of its literals away and framing continues after it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resume {
+    pub head: Option<CommandHead>,
+    /// Command text (without literal data) so far.
+    pub line_bytes: usize,
+    /// Literal bytes announced so far, streamed or not.
+    pub literal_total: u64,
+    /// Literal bytes so far that sit in memory (not streamed).
+    pub buffered: u64,
+    /// Literals so far.
+    pub literals: usize,
 }
 
 /// What the buffer holds.
@@ -30,12 +63,18 @@ pub enum Frame {
     /// command) and waits for a `+` continuation before sending it (RFC 9051 4.3). The
     /// session sends one `+ ` per index, then reads more.
     AwaitingLiteral { index: usize, size: u64 },
-    /// `buf[..len]` is one complete command (including its final CRLF).
+    /// `buf[..len]` is one complete command (including its final CRLF), or the rest of one
+    /// after a `Resume`.
     Complete { len: usize },
+    /// `buf[..head_len]` ends with the announcement of a big APPEND literal of `size` bytes
+    /// (its marker is the last `marker_len` bytes before the line end). The session keeps
+    /// the head, sends `+` if `synchronizing`, streams the next `size` bytes to a spool and
+    /// frames the rest with `resume`.
+    StreamLiteral { head_len: usize, size: u64, synchronizing: bool, binary: bool, marker_len: usize, resume: Resume },
     /// The command text passed `max_line` without a line end: the session says BYE
     /// (we cannot find where the next command starts).
     LineTooLong,
-    /// A literal passes `max_literal`. For a synchronizing literal the client has not sent
+    /// A literal passes its bound. For a synchronizing literal the client has not sent
     /// the data yet: answer `tag NO [TOOBIG]` (APPEND) or `tag BAD` and drop `discard`
     /// bytes. For a non-synchronizing one the data is already on its way; RFC 7888 4 lets
     /// us close the connection with BYE.
@@ -44,10 +83,17 @@ pub enum Frame {
 
 /// Check whether `buf` starts with one complete command.
 pub fn next_frame(buf: &[u8], limits: FrameLimits) -> Frame {
+    resume_frame(buf, limits, &Resume::default())
+}
+
+/// Check whether `buf` completes the command described by `resume`.
+pub fn resume_frame(buf: &[u8], limits: FrameLimits, resume: &Resume) -> Frame {
     let mut pos = 0usize;
-    let mut line_bytes = 0usize;
-    let mut literal_total = 0u64;
-    let mut index = 0usize;
+    let mut line_bytes = resume.line_bytes;
+    let mut literal_total = resume.literal_total;
+    let mut buffered = resume.buffered;
+    let mut index = resume.literals;
+    let mut head = resume.head.clone();
     loop {
         let Some(rel) = memchr::memchr(b'\n', &buf[pos..]) else {
             if line_bytes + (buf.len() - pos) > limits.max_line {
@@ -64,19 +110,31 @@ pub fn next_frame(buf: &[u8], limits: FrameLimits) -> Frame {
         let Some(literal) = literal_marker(segment) else {
             return Frame::Complete { len: nl + 1 };
         };
+        let head = head.get_or_insert_with(|| command_head(buf));
+        let bound = if head.is_append { limits.max_append } else { limits.max_literal };
         literal_total = literal_total.saturating_add(literal.size);
-        if literal.size > limits.max_literal || literal_total > limits.max_literal {
-            let (tag, is_append) = tag_and_append(buf);
+        if literal.size > bound || literal_total > bound {
             return Frame::LiteralTooBig {
-                tag,
-                is_append,
+                tag: head.tag.clone(),
+                is_append: head.is_append,
                 synchronizing: literal.synchronizing,
                 size: literal.size,
                 discard: nl + 1,
             };
         }
         let data_start = nl + 1;
-        // size <= max_literal, which is far below usize::MAX on 64-bit targets.
+        if head.is_append && limits.stream_above.is_some_and(|max| buffered.saturating_add(literal.size) > max) {
+            return Frame::StreamLiteral {
+                head_len: data_start,
+                size: literal.size,
+                synchronizing: literal.synchronizing,
+                binary: literal.binary,
+                marker_len: literal.marker_len,
+                resume: Resume { head: Some(head.clone()), line_bytes, literal_total, buffered, literals: index + 1 },
+            };
+        }
+        buffered += literal.size;
+        // size <= max_append, which is far below usize::MAX on 64-bit targets.
         let size = usize::try_from(literal.size).unwrap_or(usize::MAX);
         let available = buf.len().saturating_sub(data_start);
         // A client that sent `{0}` also waits for the `+` before the rest of its line.
@@ -129,9 +187,9 @@ pub fn literal_marker(line: &[u8]) -> Option<LiteralMarker> {
     Some(LiteralMarker { size, synchronizing, binary, marker_len: line.len() - start })
 }
 
-/// The tag (first word) and whether the command is APPEND, for the early reply to an
-/// oversized literal.
-fn tag_and_append(buf: &[u8]) -> (Option<String>, bool) {
+/// The tag (first word) and whether the command is APPEND: the early reply to an
+/// oversized literal needs the tag, and only APPEND may carry big literals.
+fn command_head(buf: &[u8]) -> CommandHead {
     let line_end = memchr::memchr(b'\n', buf).unwrap_or(buf.len());
     let line = strip_cr(&buf[..line_end]);
     let mut words = line.split(|b| *b == b' ');
@@ -141,7 +199,7 @@ fn tag_and_append(buf: &[u8]) -> (Option<String>, bool) {
         .and_then(|t| std::str::from_utf8(t).ok())
         .map(str::to_string);
     let is_append = words.next().is_some_and(|w| w.eq_ignore_ascii_case(b"APPEND"));
-    (tag, is_append)
+    CommandHead { tag, is_append }
 }
 
 #[cfg(test)]
@@ -149,7 +207,7 @@ mod tests {
     use super::*;
 
     fn limits() -> FrameLimits {
-        FrameLimits { max_line: 100, max_literal: 50 }
+        FrameLimits { max_line: 100, max_literal: 50, max_append: 50, stream_above: None }
     }
 
     #[test]
@@ -203,6 +261,35 @@ mod tests {
         v.extend_from_slice(&[b'x'; 30]);
         v.extend_from_slice(b" {30}\r\n");
         assert!(matches!(next_frame(&v, limits()), Frame::LiteralTooBig { .. }));
+    }
+
+    #[test]
+    fn only_append_gets_the_append_bound() {
+        let limits = FrameLimits { max_line: 100, max_literal: 10, max_append: 50, stream_above: None };
+        assert!(matches!(next_frame(b"a SEARCH TEXT {11}\r\n", limits), Frame::LiteralTooBig { is_append: false, .. }));
+        assert_eq!(next_frame(b"a APPEND x {11}\r\n", limits), Frame::AwaitingLiteral { index: 0, size: 11 });
+    }
+
+    #[test]
+    fn big_append_literals_are_streamed_and_framing_resumes_after_them() {
+        let limits = FrameLimits { max_line: 100, max_literal: 10, max_append: 1000, stream_above: Some(20) };
+        // a small literal stays in the buffer; the big one is handed over at its line end
+        let buf = b"a APPEND x {5+}\r\nhello {30}\r\nxx";
+        let Frame::StreamLiteral { head_len, size, synchronizing, binary, marker_len, resume } =
+            next_frame(buf, limits)
+        else {
+            panic!("{:?}", next_frame(buf, limits));
+        };
+        assert_eq!((head_len, size, synchronizing, binary, marker_len), (buf.len() - 2, 30, true, false, 4));
+        assert_eq!((resume.literals, resume.literal_total, resume.buffered), (2, 35, 5));
+        // after the data the rest of the command is framed with the resume state
+        assert_eq!(resume_frame(b" ~{3}\r\n", limits, &resume), Frame::AwaitingLiteral { index: 2, size: 3 });
+        assert_eq!(resume_frame(b" ~{3}\r\nabc\r\nb", limits, &resume), Frame::Complete { len: 12 });
+        // the total still counts streamed bytes
+        let Frame::LiteralTooBig { tag, is_append: true, .. } = resume_frame(b" {966}\r\n", limits, &resume) else {
+            panic!()
+        };
+        assert_eq!(tag.as_deref(), Some("a"));
     }
 
     #[test]

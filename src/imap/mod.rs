@@ -22,7 +22,15 @@ pub use session::{ImapContext, ImapLimits, serve_connection};
 pub use user_limit::UserConnections;
 
 #[cfg(test)]
+mod big_header_tests;
+#[cfg(test)]
 mod imaplib_tests;
+#[cfg(test)]
+mod keyword_tests;
+#[cfg(test)]
+mod literal_tests;
+#[cfg(test)]
+mod mailbox_name_tests;
 #[cfg(test)]
 mod mbsync_tests;
 #[cfg(test)]

@@ -16,10 +16,11 @@ use tokio::sync::watch;
 use super::cmd::select::{IdleWake, Selected};
 use super::cmd::{Enabled, Status, Tagged};
 use super::command::{Command, CommandBody};
-use super::framing::{Frame, FrameLimits, next_frame};
+use super::framing::{Frame, FrameLimits, Resume, resume_frame};
 use super::parser::parse_command;
 use super::user_limit::{UserConnections, UserSlot};
 use crate::accounts::{self, Address};
+use crate::smtp::deliver::{Spool, SpooledMessage};
 use crate::store::{self, MailboxOwner};
 
 /// Bounds of one connection (architecture.md: every input a bound, every wait a timeout).
@@ -62,6 +63,17 @@ impl Default for ImapLimits {
         }
     }
 }
+
+/// Bound on one command before login, for its text and for its literals each: enough for
+/// LOGIN, AUTHENTICATE and ID, far too little to pin memory with idle sockets (an
+/// unauthenticated client announcing 25 MiB literals on 60 sockets took 1.5 GB).
+pub const PRE_AUTH_COMMAND_MAX: usize = 8 * 1024;
+/// Literal bytes of one command other than APPEND once logged in (SEARCH with literals,
+/// long mailbox names); only APPEND carries messages and may go up to the APPENDLIMIT.
+pub const COMMAND_LITERAL_MAX: u64 = 64 * 1024;
+/// APPEND literal bytes one command keeps in memory; bigger messages stream to a spool
+/// file as they arrive, so ten 20 MiB uploads do not need 200 MiB of RAM.
+pub const APPEND_IN_MEMORY_MAX: u64 = 64 * 1024;
 
 /// Everything a session needs from the server, shared by all connections.
 pub struct ImapContext {
@@ -169,6 +181,11 @@ pub(crate) struct Session {
     pub bad_logins: u32,
     bad_commands: u32,
     rbuf: BytesMut,
+    /// The part of a command read before a literal that was streamed away, with what the
+    /// framer needs to go on after it.
+    pending: Option<PendingCommand>,
+    /// The streamed literals of the command being run (APPEND takes them).
+    spooled: Vec<SpooledLiteral>,
     /// Responses not yet written.
     pub out: Vec<u8>,
     shutdown: watch::Receiver<bool>,
@@ -202,13 +219,40 @@ impl Session {
             bad_logins: 0,
             bad_commands: 0,
             rbuf: BytesMut::with_capacity(IDLE_BUFFER),
+            pending: None,
+            spooled: Vec::new(),
             out: Vec::with_capacity(IDLE_BUFFER),
             shutdown,
         }
     }
 
+    /// The framer's bounds for the current state: tiny before login (RFC 9051 7.5 lets us
+    /// refuse a literal with BAD before sending `+`), APPENDLIMIT only for APPEND after it.
     fn frame_limits(&self) -> FrameLimits {
-        FrameLimits { max_line: self.ctx.limits.max_line, max_literal: self.ctx.limits.max_literal }
+        let limits = &self.ctx.limits;
+        if matches!(self.state, State::NotAuthenticated) {
+            let max = PRE_AUTH_COMMAND_MAX as u64;
+            return FrameLimits {
+                max_line: limits.max_line.min(PRE_AUTH_COMMAND_MAX),
+                max_literal: max,
+                max_append: max,
+                stream_above: None,
+            };
+        }
+        FrameLimits {
+            max_line: limits.max_line,
+            max_literal: COMMAND_LITERAL_MAX.min(limits.max_literal),
+            max_append: limits.max_literal,
+            stream_above: Some(APPEND_IN_MEMORY_MAX),
+        }
+    }
+
+    /// Frame the buffer, continuing a command whose literal was streamed away.
+    fn next_frame(&self) -> Frame {
+        match &self.pending {
+            Some(p) => resume_frame(&self.rbuf, self.frame_limits(), &p.resume),
+            None => resume_frame(&self.rbuf, self.frame_limits(), &Resume::default()),
+        }
     }
 
     fn timeout(&self) -> Duration {
@@ -224,10 +268,16 @@ impl Session {
         self.flush().await?;
         let mut acked_literal: Option<usize> = None;
         loop {
-            match next_frame(&self.rbuf, self.frame_limits()) {
+            match self.next_frame() {
                 Frame::Complete { len } => {
                     acked_literal = None;
-                    let frame = self.rbuf.split_to(len).freeze();
+                    let frame = match self.pending.take() {
+                        Some(mut p) => {
+                            p.text.extend_from_slice(&self.rbuf.split_to(len));
+                            bytes::Bytes::from(p.text)
+                        }
+                        None => self.rbuf.split_to(len).freeze(),
+                    };
                     let flow = self.handle_frame(&frame).await?;
                     if flow == Flow::Close {
                         self.flush().await?;
@@ -235,7 +285,7 @@ impl Session {
                     }
                     // Pipelined commands: answer them all in one write (fewer packets, and
                     // no Nagle/delayed-ACK stall between small writes).
-                    if matches!(next_frame(&self.rbuf, self.frame_limits()), Frame::Complete { .. }) {
+                    if matches!(self.next_frame(), Frame::Complete { .. }) {
                         self.maybe_flush().await?;
                     } else {
                         self.flush().await?;
@@ -249,6 +299,22 @@ impl Session {
                         self.flush().await?;
                     }
                 }
+                Frame::StreamLiteral { head_len, size, synchronizing, binary, marker_len, resume } => {
+                    let head = self.rbuf.split_to(head_len);
+                    let index = resume.literals - 1;
+                    let pending = self.pending.get_or_insert_with(PendingCommand::default);
+                    pending.text.extend_from_slice(&streamed_placeholder(&head, marker_len, binary));
+                    pending.resume = resume;
+                    if synchronizing {
+                        self.out.extend_from_slice(b"+ Ready for literal data\r\n");
+                        self.flush().await?;
+                    }
+                    match self.stream_literal(size, binary).await? {
+                        Some((body, has_nul)) => self.spooled.push(SpooledLiteral { index, body, has_nul }),
+                        None => return Ok(()),
+                    }
+                    continue;
+                }
                 Frame::Incomplete => {}
                 Frame::LineTooLong => {
                     return self.bye("Command line too long").await;
@@ -259,8 +325,11 @@ impl Session {
                         return self.bye("Literal too big").await;
                     }
                     acked_literal = None;
+                    self.pending = None;
+                    self.spooled.clear();
                     let tag = tag.unwrap_or_else(|| "*".into());
-                    let line = if is_append {
+                    let authenticated = !matches!(self.state, State::NotAuthenticated);
+                    let line = if is_append && authenticated {
                         format!("{tag} NO [TOOBIG] Message too big\r\n")
                     } else {
                         format!("{tag} BAD Literal too big\r\n")
@@ -284,6 +353,38 @@ impl Session {
                 ReadOutcome::Shutdown => return self.bye("Server shutting down").await,
             }
         }
+    }
+
+    /// Move the next `size` bytes of input (a literal) into a spool file as they arrive,
+    /// never holding more than a read chunk of them. Returns the spooled content (or the
+    /// spool's write error, reported to the client once the command is complete) and
+    /// whether it had a NUL; `None` when the connection ended meanwhile.
+    async fn stream_literal(
+        &mut self,
+        size: u64,
+        binary: bool,
+    ) -> std::io::Result<Option<(std::io::Result<SpooledMessage>, bool)>> {
+        let id = format!("imap-{:016x}", rand::random::<u64>());
+        let mut spool = Spool::with_memory_limit(&self.ctx.store.spool_dir(), &id, 0);
+        let mut left = size;
+        let mut has_nul = false;
+        while left > 0 {
+            if self.rbuf.is_empty() {
+                match self.read_more().await? {
+                    ReadOutcome::Data => continue,
+                    ReadOutcome::Eof => return Ok(None),
+                    ReadOutcome::TimedOut => self.bye("Autologout; idle for too long").await?,
+                    ReadOutcome::Shutdown => self.bye("Server shutting down").await?,
+                }
+                return Ok(None);
+            }
+            let take = usize::try_from(left).unwrap_or(usize::MAX).min(self.rbuf.len());
+            let chunk = self.rbuf.split_to(take);
+            has_nul |= !binary && memchr::memchr(0, &chunk).is_some();
+            spool.write(&chunk).await;
+            left -= take as u64;
+        }
+        Ok(Some((spool.finish().await, has_nul)))
     }
 
     /// Read at least one byte, or report why not.
@@ -322,7 +423,7 @@ impl Session {
                 }
                 return Ok(Some(v));
             }
-            if self.rbuf.len() > self.ctx.limits.max_line {
+            if self.rbuf.len() > self.frame_limits().max_line {
                 return Ok(None);
             }
             match self.read_more().await? {
@@ -464,6 +565,13 @@ impl Session {
 
     async fn handle_frame(&mut self, frame: &[u8]) -> std::io::Result<Flow> {
         let cmd = match parse_command(frame) {
+            Ok(cmd) => Ok(cmd),
+            Err(e) => {
+                self.spooled.clear();
+                Err(e)
+            }
+        };
+        let cmd = match cmd {
             Ok(cmd) => cmd,
             Err(e) => {
                 self.bad_commands += 1;
@@ -478,7 +586,8 @@ impl Session {
         };
         let tag = cmd.tag.clone();
         let name = cmd.body.name();
-        let result = self.dispatch(cmd).await?;
+        let spooled = std::mem::take(&mut self.spooled);
+        let result = self.dispatch(cmd, spooled).await?;
         let Some(tagged) = result else {
             // The handler already ended the connection (BYE sent).
             return Ok(Flow::Close);
@@ -500,7 +609,7 @@ impl Session {
     }
 
     /// Run one command. `Ok(None)`: the connection is over (BYE already sent).
-    async fn dispatch(&mut self, cmd: Command) -> std::io::Result<Option<Tagged>> {
+    async fn dispatch(&mut self, cmd: Command, spooled: Vec<SpooledLiteral>) -> std::io::Result<Option<Tagged>> {
         let Command { tag, body } = cmd;
         // FETCH, STORE and SEARCH report changes themselves (without EXPUNGE, RFC 9051
         // 7.5.1); IDLE and the state changers need nothing more.
@@ -560,10 +669,10 @@ impl Session {
             CommandBody::Lsub { reference, pattern } => self.cmd_lsub(&reference, &pattern).await,
             CommandBody::Namespace => self.cmd_namespace(),
             CommandBody::Status { mailbox, items } => self.cmd_status(&mailbox, &items).await,
-            CommandBody::Append { mailbox, messages } => self.cmd_append(&mailbox, messages).await,
+            CommandBody::Append { mailbox, messages } => self.cmd_append(&mailbox, messages, spooled).await,
             CommandBody::Idle => return self.cmd_idle().await,
             CommandBody::GetQuota { root } => self.cmd_getquota(&root),
-            CommandBody::GetQuotaRoot { mailbox } => self.cmd_getquotaroot(&mailbox),
+            CommandBody::GetQuotaRoot { mailbox } => self.cmd_getquotaroot(&mailbox).await,
             CommandBody::SetQuota { .. } => Tagged::no("Quotas are set by the administrator").code("NOPERM"),
             _ if !selected => Tagged::bad("No mailbox selected"),
             // selected
@@ -639,6 +748,33 @@ impl Session {
             _ => None,
         }
     }
+}
+
+/// A command whose first part is read and one of its literals streamed away.
+#[derive(Default)]
+struct PendingCommand {
+    /// The command so far, each streamed literal replaced by an empty one.
+    text: Vec<u8>,
+    resume: Resume,
+}
+
+/// An APPEND literal streamed to a spool file while it arrived.
+pub(crate) struct SpooledLiteral {
+    /// Which literal of the command it was (`AppendMessage::literal`).
+    pub index: usize,
+    pub body: std::io::Result<SpooledMessage>,
+    /// A NUL in a plain literal, which only `~{n}` literal8 may carry (RFC 3516).
+    pub has_nul: bool,
+}
+
+/// The command head with the announcement of a streamed literal turned into an empty
+/// literal (`{0}` or `~{0}`), so the parser sees a well-formed command without the data.
+fn streamed_placeholder(head: &[u8], marker_len: usize, binary: bool) -> Vec<u8> {
+    let line = head.strip_suffix(b"\n").unwrap_or(head);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut text = line[..line.len().saturating_sub(marker_len)].to_vec();
+    text.extend_from_slice(if binary { b"~{0}\r\n" } else { b"{0}\r\n" });
+    text
 }
 
 /// Why `read_more` returned.

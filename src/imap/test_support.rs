@@ -158,6 +158,10 @@ impl Client {
         self.w.write_all(raw.as_bytes()).await.expect("write");
     }
 
+    pub async fn send_bytes(&mut self, raw: &[u8]) {
+        self.w.write_all(raw).await.expect("write");
+    }
+
     /// Send `tN command`, return every line up to and including the tagged one.
     pub async fn cmd(&mut self, command: &str) -> Vec<String> {
         self.n += 1;

@@ -35,6 +35,8 @@ pub struct Spool {
     dir: PathBuf,
     id: String,
     memory: Vec<u8>,
+    /// Content up to this size stays in memory.
+    memory_limit: usize,
     file: Option<(tokio::io::BufWriter<tokio::fs::File>, TempFile)>,
     len: u64,
     error: Option<std::io::Error>,
@@ -60,7 +62,22 @@ pub struct SpooledMessage {
 impl Spool {
     /// `dir`: `<data>/state/spool`; `id`: the transaction's message id (file name).
     pub fn new(dir: &Path, id: &str) -> Spool {
-        Spool { dir: dir.to_path_buf(), id: id.to_string(), memory: Vec::new(), file: None, len: 0, error: None }
+        Spool::with_memory_limit(dir, id, SPOOL_MEMORY_LIMIT)
+    }
+
+    /// A spool that keeps at most `memory_limit` bytes in memory (IMAP APPEND streams
+    /// straight to the file: a MULTIAPPEND of many 1 MiB messages would otherwise hold
+    /// them all).
+    pub fn with_memory_limit(dir: &Path, id: &str, memory_limit: usize) -> Spool {
+        Spool {
+            dir: dir.to_path_buf(),
+            id: id.to_string(),
+            memory: Vec::new(),
+            memory_limit,
+            file: None,
+            len: 0,
+            error: None,
+        }
     }
 
     /// Bytes written so far.
@@ -78,7 +95,7 @@ impl Spool {
             return;
         }
         self.len += bytes.len() as u64;
-        if self.file.is_none() && self.memory.len() + bytes.len() <= SPOOL_MEMORY_LIMIT {
+        if self.file.is_none() && self.memory.len() + bytes.len() <= self.memory_limit {
             self.memory.extend_from_slice(bytes);
             return;
         }

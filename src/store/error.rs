@@ -43,6 +43,10 @@ pub enum StoreError {
     /// No message with this UID in the mailbox (expunged meanwhile).
     #[error("no message with uid {0}")]
     NoSuchMessage(u32),
+    /// A per-mailbox limit would be passed (too many distinct keywords, a keyword too
+    /// long). IMAP answers `NO [LIMIT]` (RFC 5530).
+    #[error("limit exceeded: {0}")]
+    Limit(&'static str),
     /// A background blocking task died (panicked or was cancelled at shutdown).
     #[error("background task failed: {0}")]
     Background(String),

@@ -5,6 +5,7 @@
 //! by anyone (Dovecot, Postfix `local`, mutt, mbsync), and the `:2,<letters>` info part with
 //! letters sorted as the Maildir spec requires (D F P R S T). Pure, never panics.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -29,7 +30,8 @@ pub const FORWARDED: &str = "$Forwarded";
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FlagSet {
     bits: u8,
-    keywords: Vec<String>,
+    /// Interned (`keywords::intern`): a keyword on thousands of messages is one string.
+    keywords: Vec<Arc<str>>,
 }
 
 impl FlagSet {
@@ -63,7 +65,7 @@ impl FlagSet {
             (None, Flag::Keyword(k)) if k.is_empty() || k.chars().any(|c| c.is_whitespace() || c.is_control()) => {}
             (None, Flag::Keyword(k)) => {
                 if let Err(pos) = self.keywords.binary_search(k) {
-                    self.keywords.insert(pos, k.clone());
+                    self.keywords.insert(pos, super::keywords::intern(k));
                 }
             }
             (None, _) => {}
@@ -94,7 +96,7 @@ impl FlagSet {
             }
         }
         if self.bits & PASSED != 0 {
-            out.push(Flag::Keyword(FORWARDED.to_string()));
+            out.push(Flag::Keyword(super::keywords::intern(FORWARDED)));
         }
         out.extend(self.keywords.iter().cloned().map(Flag::Keyword));
         out.sort();
@@ -122,15 +124,15 @@ impl FlagSet {
     }
 
     /// Keywords (without `$Forwarded`).
-    pub fn keywords(&self) -> &[String] {
+    pub fn keywords(&self) -> &[Arc<str>] {
         &self.keywords
     }
 
     /// Rebuild from index fields; keywords are re-sorted and filtered.
-    pub fn from_parts(letters: &str, keywords: impl IntoIterator<Item = String>) -> FlagSet {
+    pub fn from_parts<S: AsRef<str>>(letters: &str, keywords: impl IntoIterator<Item = S>) -> FlagSet {
         let mut set = FlagSet { bits: bits_from_letters(letters), keywords: Vec::new() };
         for k in keywords {
-            set.insert(&Flag::Keyword(k));
+            set.insert(&Flag::Keyword(super::keywords::intern(k.as_ref())));
         }
         set
     }
@@ -256,7 +258,7 @@ mod tests {
         ];
         let set = FlagSet::from_flags(&flags);
         assert_eq!(set.letters(), "DFPRST");
-        assert_eq!(set.keywords(), ["$Junk".to_string()]);
+        assert_eq!(set.keywords(), [std::sync::Arc::<str>::from("$Junk")]);
         let back = FlagSet::from_parts(&set.letters(), set.keywords().to_vec());
         assert_eq!(back, set);
         let mut sorted = flags.clone();
@@ -310,7 +312,7 @@ mod tests {
                 })
                 .collect();
             if let Some(p) = parse_file_name(&s) {
-                let _ = FlagSet::from_parts(p.flags.unwrap_or(""), Vec::new());
+                let _ = FlagSet::from_parts(p.flags.unwrap_or(""), Vec::<String>::new());
             }
         }
     }

@@ -98,6 +98,9 @@ fn push_plain(plain: &str, out: &mut String) -> Result<(), Mutf7Error> {
 pub const API_SEPARATOR: char = '/';
 /// Hierarchy separator on disk (Maildir++).
 pub const DISK_SEPARATOR: char = '.';
+/// The first component of INBOX's children, `INBOX/x` -> `.INBOX.x` (as Dovecot does).
+const INBOX_COMPONENT: &str = "INBOX";
+const INBOX_DISK: &str = ".INBOX";
 /// Longest on-disk directory name we create (file system NAME_MAX is 255).
 const MAX_DISK_NAME: usize = 200;
 
@@ -129,7 +132,7 @@ impl FolderPath {
             disk.push(DISK_SEPARATOR);
             // `INBOX/x`: the INBOX part is case-insensitive (RFC 3501 5.1); keep it canonical.
             if i == 0 && comp.eq_ignore_ascii_case("INBOX") {
-                disk.push_str("INBOX");
+                disk.push_str(INBOX_COMPONENT);
             } else {
                 disk.push_str(&encode_mutf7(comp));
             }
@@ -141,10 +144,12 @@ impl FolderPath {
     }
 
     /// Parse an on-disk directory name (`.Sent`, `.&AMQ-rger.2024`). `None` for names that
-    /// are not folders (`.`, `..`, bad encoding, empty components, our own temp names).
+    /// are not folders (`.`, `..`, bad encoding, empty components, our own temp names), and
+    /// for `.INBOX`: INBOX is the Maildir root, and a `.INBOX` directory (the parent an
+    /// `INBOX/child` used to get) would make LIST show INBOX twice.
     pub fn from_disk(dir_name: &str) -> Option<FolderPath> {
         let body = dir_name.strip_prefix(DISK_SEPARATOR)?;
-        if body.is_empty() || body.starts_with(DISK_SEPARATOR) {
+        if body.is_empty() || body.starts_with(DISK_SEPARATOR) || body == INBOX_COMPONENT {
             return None;
         }
         for comp in body.split(DISK_SEPARATOR) {
@@ -182,24 +187,34 @@ impl FolderPath {
         matches!(self, FolderPath::Inbox)
     }
 
-    /// The parent folder (`.a.b` -> `.a`), `None` at the top level.
+    /// The parent folder (`.a.b` -> `.a`, `.INBOX.a` -> INBOX), `None` at the top level.
     pub fn parent(&self) -> Option<FolderPath> {
         match self {
             FolderPath::Inbox => None,
             FolderPath::Folder(d) => {
                 let idx = d.rfind(DISK_SEPARATOR)?;
-                (idx > 0).then(|| FolderPath::Folder(d[..idx].to_string()))
+                if idx == 0 {
+                    return None;
+                }
+                let parent = &d[..idx];
+                Some(match parent.strip_prefix(DISK_SEPARATOR) {
+                    Some(INBOX_COMPONENT) => FolderPath::Inbox,
+                    _ => FolderPath::Folder(parent.to_string()),
+                })
             }
         }
     }
 
-    /// True when `other` is below `self` (`.a` contains `.a.b` but not `.ab`).
+    /// True when `other` is below `self` (`.a` contains `.a.b` but not `.ab`; INBOX, the
+    /// Maildir root, contains `.INBOX.x`: RFC 3501 5.1 lets INBOX have children).
     pub fn is_ancestor_of(&self, other: &FolderPath) -> bool {
-        match (self, other) {
-            (FolderPath::Folder(a), FolderPath::Folder(b)) => {
-                b.len() > a.len() && b.starts_with(a.as_str()) && b.as_bytes().get(a.len()) == Some(&b'.')
-            }
-            _ => false,
+        let a = match self {
+            FolderPath::Inbox => INBOX_DISK,
+            FolderPath::Folder(a) => a.as_str(),
+        };
+        match other {
+            FolderPath::Folder(b) => b.len() > a.len() && b.starts_with(a) && b.as_bytes().get(a.len()) == Some(&b'.'),
+            FolderPath::Inbox => false,
         }
     }
 
@@ -306,5 +321,18 @@ mod tests {
         assert_eq!(FolderPath::from_disk("cur"), None);
         assert_eq!(FolderPath::from_disk(".a..b"), None);
         assert_eq!(FolderPath::from_disk(".&Jjo"), None);
+    }
+
+    /// RFC 3501 5.1: INBOX may have children; they hang off the Maildir root, which is
+    /// INBOX itself, so there is never a second, `.INBOX` folder.
+    #[test]
+    fn inbox_children_belong_to_the_root() {
+        let child = FolderPath::from_api("INBOX/child").unwrap();
+        assert_eq!(child.parent(), Some(FolderPath::Inbox));
+        assert!(FolderPath::Inbox.is_ancestor_of(&child));
+        assert!(!FolderPath::Inbox.is_ancestor_of(&FolderPath::from_api("INBOXes").unwrap()));
+        assert_eq!(FolderPath::from_disk(".INBOX"), None);
+        assert_eq!(FolderPath::from_disk(".INBOX.child"), Some(child));
+        assert_eq!(FolderPath::from_api("INBOX/a/b").unwrap().parent(), Some(FolderPath::from_api("inbox/a").unwrap()));
     }
 }

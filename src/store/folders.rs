@@ -168,7 +168,10 @@ impl Store {
             let mut p = path.parent();
             while let Some(parent) = p {
                 p = parent.parent();
-                parents.push(parent);
+                // INBOX is the Maildir root: it exists already and has no `.INBOX` directory.
+                if !parent.is_inbox() {
+                    parents.push(parent);
+                }
             }
             for parent in parents.iter().rev() {
                 create_maildir(&root.join(parent.disk_name()), true)?;
@@ -235,7 +238,8 @@ impl Store {
         if dst.is_inbox() {
             return Err(StoreError::FolderExists(to.to_string()));
         }
-        if src == dst || src.is_ancestor_of(&dst) {
+        // Renaming INBOX into `INBOX/old` only moves its messages: allowed.
+        if src == dst || (!src.is_inbox() && src.is_ancestor_of(&dst)) {
             return Err(StoreError::InvalidFolderName(to.to_string()));
         }
         if src.is_inbox() {
@@ -263,7 +267,10 @@ impl Store {
             let mut parents = Vec::new();
             while let Some(parent) = p {
                 p = parent.parent();
-                parents.push(parent);
+                // INBOX is the Maildir root: it exists already and has no `.INBOX` directory.
+                if !parent.is_inbox() {
+                    parents.push(parent);
+                }
             }
             for parent in parents.iter().rev() {
                 create_maildir(&root.join(parent.disk_name()), true)?;

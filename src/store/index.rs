@@ -409,7 +409,7 @@ mod tests {
             Record::Header { uid_validity: 77 },
             Record::Counters { uid_next: 9, highest_modseq: 12 },
             Record::Add { uid: 3, entry: entry("1.M2P3Q4.h,S=42,W=42", 5) },
-            Record::Flags { uid: 3, modseq: 6, flags: FlagSet::from_parts("FT", Vec::new()) },
+            Record::Flags { uid: 3, modseq: 6, flags: FlagSet::from_parts("FT", Vec::<String>::new()) },
             Record::Expunge { uid: 3, modseq: 7 },
             Record::Tombstone { uid: 2, modseq: 4 },
         ];

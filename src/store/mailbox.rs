@@ -25,9 +25,9 @@ use tokio::sync::{Mutex, MutexGuard, broadcast};
 use super::error::{StoreError, blocking};
 use super::filename::{FlagSet, parse_file_name};
 use super::folder_name::FolderPath;
-use super::header_cache::{HeaderCache, read_header_from_file};
+use super::header_cache::{HeaderCache, header_end, read_header_from_file};
 use super::index::{IndexData, IndexEntry, IndexLog, Opened, Record};
-use super::keywords::KeywordTable;
+use super::keywords::{KeywordTable, KeywordsInUse};
 use super::layout::is_maildir;
 use super::reader::MessageReader;
 use super::scan::Trust;
@@ -39,6 +39,8 @@ const EVENT_CAPACITY: usize = 256;
 /// Messages up to this size are read into memory whole by `open_message`; larger ones are
 /// streamed from the file.
 const SMALL_MESSAGE: usize = 128 * 1024;
+/// Read size when looking for the end of a header block the cache does not keep.
+pub(crate) const HEADER_READ_CHUNK: usize = 64 * 1024;
 
 /// State shared by all handles of one open mailbox.
 pub(crate) struct Shared {
@@ -72,6 +74,8 @@ pub(crate) struct State {
     pub(crate) by_base: HashMap<String, u32>,
     /// Keyword letters of this folder (`dovecot-keywords`).
     pub(crate) keywords: KeywordTable,
+    /// The distinct keywords of this folder, for the per-mailbox limit.
+    pub(crate) keywords_in_use: KeywordsInUse,
     /// Messages from this uid on have not been reported as \Recent to any session yet.
     pub(crate) first_recent_uid: u32,
     /// UIDs from Dovecot's uidlist for files not indexed yet (first scan after import).
@@ -248,6 +252,7 @@ impl Store {
                 log,
                 by_base,
                 keywords,
+                keywords_in_use: KeywordsInUse::default(),
                 trust: None,
                 first_recent_uid: index_uid_next,
                 imported,
@@ -310,6 +315,9 @@ impl Mailbox {
         st: &mut State,
         sets: impl Iterator<Item = &'a FlagSet>,
     ) -> Result<(), StoreError> {
+        let sets: Vec<&FlagSet> = sets.collect();
+        let index = &st.index;
+        st.keywords_in_use.admit(&sets, || index.messages.values().flat_map(|e| e.flags.keywords().iter().cloned()))?;
         let mut changed = false;
         for set in sets {
             changed |= st.keywords.assign(set);
@@ -548,7 +556,8 @@ impl Mailbox {
     /// for ENVELOPE, HEADER.FIELDS and header SEARCH keys: from the header cache, else from
     /// the message file (then cached). One blocking hop for the whole batch. `None` for a
     /// UID not in the index, or one the caller must read with [`Mailbox::read_message`]
-    /// (bare-LF files, moved files, headers over 256 KiB).
+    /// (bare-LF files, moved files, headers the cache does not keep): the caller then reads
+    /// the header with [`Mailbox::read_header_block`].
     pub async fn read_headers(&self, uids: &[u32]) -> Result<Vec<Option<bytes::Bytes>>, StoreError> {
         let (files, uid_validity, live) = {
             let st = self.lock().await;
@@ -608,6 +617,58 @@ impl Mailbox {
             .await
             .map_err(|e| StoreError::io(self.shared.dir.join("cur"), e))?;
         Ok(bytes::Bytes::from(buf))
+    }
+
+    /// The whole top-level header block (up to and including the empty line) of a message
+    /// whose header [`Mailbox::read_headers`] did not give: read from the file in chunks
+    /// until the empty line, so ENVELOPE, header sections and SEARCH HEADER agree with
+    /// BODY[] however long the header is. Memory: the header block, never more than the
+    /// message (which the APPENDLIMIT bounds).
+    pub async fn read_header_block(&self, uid: u32) -> Result<bytes::Bytes, StoreError> {
+        let mut buf = Vec::new();
+        let len = self.scan_header(uid, Some(&mut buf)).await?;
+        buf.truncate(usize::try_from(len).unwrap_or(usize::MAX));
+        Ok(bytes::Bytes::from(buf))
+    }
+
+    /// The header block as a stream (BODY[HEADER], RFC822.HEADER of a header the cache does
+    /// not keep): its length, found with one chunk of memory, and a reader at the start of
+    /// the message to copy that many bytes from.
+    pub async fn header_block_reader(&self, uid: u32) -> Result<(MessageReader, u64), StoreError> {
+        let len = self.scan_header(uid, None).await?;
+        Ok((self.open_message(uid).await?, len))
+    }
+
+    /// Length of the header block, read in chunks; the bytes are kept in `keep` if given.
+    async fn scan_header(&self, uid: u32, mut keep: Option<&mut Vec<u8>>) -> Result<u64, StoreError> {
+        let mut reader = self.open_message(uid).await?;
+        let io_err = |e| StoreError::io(self.shared.dir.join("cur"), e);
+        let mut chunk = vec![0u8; HEADER_READ_CHUNK];
+        // The last bytes seen, so an empty line straddling two chunks is found.
+        let mut window: Vec<u8> = Vec::with_capacity(HEADER_READ_CHUNK + 3);
+        let mut consumed = 0u64;
+        loop {
+            let n = reader.read(&mut chunk).await.map_err(io_err)?;
+            if let Some(buf) = keep.as_deref_mut() {
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let carried = window.len();
+            window.extend_from_slice(&chunk[..n]);
+            // `window` starts `carried` bytes before this chunk.
+            let window_start = consumed - carried as u64;
+            let end = if window_start == 0 {
+                // Everything so far: an empty header (`\r\n` first) counts too.
+                header_end(&window, n == 0)
+            } else {
+                memchr::memmem::find(&window, b"\r\n\r\n").map(|i| i + 4).or((n == 0).then_some(window.len()))
+            };
+            if let Some(end) = end {
+                return Ok(window_start + end as u64);
+            }
+            consumed += n as u64;
+            let tail = window.len().saturating_sub(3);
+            window.drain(..tail);
+        }
     }
 
     /// The fast path of reading a message: open, fstat and read in one blocking call

@@ -667,3 +667,41 @@ async fn many_accounts_are_created_at_once() {
     store.ensure_accounts(owners.into_iter()).await.unwrap();
     assert!(store.ensure_accounts([MailboxOwner::new("..", "example.org")].into_iter()).await.is_err());
 }
+
+/// The header scan that serves headers the cache does not keep finds the empty line
+/// wherever it falls: across the 64 KiB read chunks, first in the message (no header), or
+/// nowhere (the whole message is header).
+#[tokio::test]
+async fn header_block_found_across_read_chunks() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path(), "mx").unwrap();
+    let mut texts = Vec::new();
+    use super::mailbox::HEADER_READ_CHUNK;
+    for blank_at in [HEADER_READ_CHUNK - 3, HEADER_READ_CHUNK - 2, HEADER_READ_CHUNK - 1, HEADER_READ_CHUNK] {
+        let mut t = String::from("Subject: s\r\n");
+        while t.len() < blank_at - 2 {
+            t.push('x');
+        }
+        t.truncate(blank_at - 2);
+        t.push_str("\r\n\r\nbody\r\n");
+        assert_eq!(&t[blank_at..blank_at + 2], "\r\n");
+        texts.push((t, blank_at + 2));
+    }
+    texts.push(("\r\nno header\r\n".into(), 2));
+    texts.push(("Subject: only a header\r\n".into(), 24));
+    for (t, _) in &texts {
+        deliver(&store, t).await;
+    }
+    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    mb.sync().await.unwrap();
+    for (uid, (t, len)) in (1u32..).zip(&texts) {
+        let block = mb.read_header_block(uid).await.unwrap();
+        assert_eq!(block.len(), *len, "uid {uid}");
+        assert_eq!(&block[..], &t.as_bytes()[..*len]);
+        let (mut r, streamed_len) = mb.header_block_reader(uid).await.unwrap();
+        assert_eq!(streamed_len, *len as u64);
+        let mut first = vec![0u8; *len];
+        tokio::io::AsyncReadExt::read_exact(&mut r, &mut first).await.unwrap();
+        assert_eq!(first, block);
+    }
+}

@@ -55,6 +55,7 @@ use std::sync::{Arc, Mutex, Weak};
 pub use durable::SyncStats;
 pub use error::StoreError;
 pub use folder_name::{FolderPath, decode_mutf7, encode_mutf7};
+pub use keywords::{MAX_KEYWORD_LEN, MAX_KEYWORDS};
 pub use layout::Layout;
 pub use mailbox::Mailbox;
 pub use mailbox_status::ExclusiveClaim;
@@ -122,6 +123,12 @@ impl Store {
                 last_uid_validity: AtomicU32::new(0),
             }),
         })
+    }
+
+    /// Where messages that are still arriving wait (SMTP DATA, IMAP APPEND literals):
+    /// `<data>/state/spool`.
+    pub fn spool_dir(&self) -> std::path::PathBuf {
+        self.inner.layout.state_root().join("spool")
     }
 
     /// Create the account's Maildir with INBOX plus Drafts, Sent, Junk and Trash, subscribed

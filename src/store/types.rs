@@ -157,8 +157,9 @@ pub enum Flag {
     Deleted,
     /// `\Draft`
     Draft,
-    /// A keyword such as `$Forwarded` or `$Junk` (stored verbatim).
-    Keyword(String),
+    /// A keyword such as `$Forwarded` or `$Junk` (stored verbatim). Shared: the store keeps
+    /// each keyword string once (`keywords::intern`), and snapshots copy only the pointer.
+    Keyword(std::sync::Arc<str>),
 }
 
 /// How `store_flags` combines the given flags with the current ones (IMAP `+FLAGS`,

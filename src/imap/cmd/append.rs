@@ -8,7 +8,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use super::{Tagged, store_error, to_store_flag};
 use crate::imap::command::AppendMessage;
 use crate::imap::sequence::{SequenceSet, format_numbers_ordered};
-use crate::imap::session::Session;
+use crate::imap::session::{Session, SpooledLiteral};
+use crate::smtp::deliver::SpooledMessage;
 use crate::store::{Flag as StFlag, Mailbox, MessageBody, StoreError};
 
 impl Session {
@@ -29,6 +30,42 @@ impl Session {
         }
     }
 
+    /// The content of each message: from the command itself, or from the spool file its
+    /// literal was streamed to (returned too, so the files live until the copies are made).
+    fn append_bodies(
+        &self,
+        messages: &[AppendMessage],
+        mut spooled: Vec<SpooledLiteral>,
+    ) -> Result<(Vec<MessageBody>, Vec<SpooledMessage>), Tagged> {
+        let mut bodies = Vec::with_capacity(messages.len());
+        let mut files = Vec::with_capacity(spooled.len());
+        for m in messages {
+            let Some(i) = spooled.iter().position(|s| s.index == m.literal) else {
+                bodies.push(MessageBody::Memory(bytes::Bytes::copy_from_slice(&m.data)));
+                continue;
+            };
+            let s = spooled.swap_remove(i);
+            if s.has_nul && !m.binary {
+                return Err(Tagged::bad("NUL in literal (use literal8)"));
+            }
+            match s.body {
+                Ok(file) => {
+                    bodies.push(file.body.clone());
+                    files.push(file);
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %self.peer, error = %e, "IMAP APPEND spool failure");
+                    return Err(Tagged::no("Internal error, try again later").code("UNAVAILABLE"));
+                }
+            }
+        }
+        if !spooled.is_empty() {
+            // Only messages may be big literals: a streamed mailbox name is not one.
+            return Err(Tagged::bad("Literal too big"));
+        }
+        Ok((bodies, files))
+    }
+
     fn over_quota(&self, extra: u64) -> bool {
         match (self.quota_limit(), self.user()) {
             (Some(limit), Some(user)) => self.ctx.store.quota_usage(&user.owner).saturating_add(extra) > limit,
@@ -36,16 +73,26 @@ impl Session {
         }
     }
 
-    pub(crate) async fn cmd_append(&mut self, raw_name: &str, messages: Vec<AppendMessage>) -> Tagged {
+    pub(crate) async fn cmd_append(
+        &mut self,
+        raw_name: &str,
+        messages: Vec<AppendMessage>,
+        spooled: Vec<SpooledLiteral>,
+    ) -> Tagged {
         let target = match self.open_target(raw_name).await {
             Ok(m) => m,
             Err(t) => return t,
         };
-        let total: u64 = messages.iter().map(|m| m.data.len() as u64).sum();
-        if messages.iter().any(|m| m.data.is_empty()) {
+        // The spool files must outlive the appends that copy them.
+        let (bodies, _spool_files) = match self.append_bodies(&messages, spooled) {
+            Ok(b) => b,
+            Err(t) => return t,
+        };
+        let total: u64 = bodies.iter().map(MessageBody::len).sum();
+        if bodies.iter().any(MessageBody::is_empty) {
             return Tagged::no("Cannot store an empty message");
         }
-        if messages.iter().any(|m| m.data.len() as u64 > self.ctx.limits.max_literal) {
+        if bodies.iter().any(|b| b.len() > self.ctx.limits.max_literal) {
             return Tagged::no("Message too big").code("TOOBIG");
         }
         if self.over_quota(total) {
@@ -56,11 +103,10 @@ impl Session {
             return store_error(&e, &self.peer);
         }
         let mut uids = Vec::with_capacity(messages.len());
-        for m in messages {
+        for (m, body) in messages.iter().zip(&bodies) {
             let flags: Vec<StFlag> = m.flags.iter().map(to_store_flag).collect();
             let date = m.internal_date.and_then(|s| u64::try_from(s).ok()).map(|s| UNIX_EPOCH + Duration::from_secs(s));
-            let body = MessageBody::Memory(bytes::Bytes::from(m.data));
-            match target.append(&body, &flags, date).await {
+            match target.append(body, &flags, date).await {
                 Ok(uid) => uids.push(uid),
                 Err(e) => {
                     // MULTIAPPEND is all or nothing (RFC 3502 6): undo what went in.

@@ -15,8 +15,6 @@ use crate::store::{Flag as StFlag, FlagOp, MessageMeta, StoreError};
 
 /// Largest message read into memory for FETCH.
 const MAX_FETCH_BYTES: u64 = 256 * 1024 * 1024;
-/// How much of the file header-only items read (a header block longer than this is cut).
-const MAX_HEADER_BYTES: usize = 256 * 1024;
 
 fn needs_content(item: &FetchItem) -> bool {
     !matches!(
@@ -113,6 +111,9 @@ impl Session {
         };
         // ENVELOPE and header sections only need the start of the file.
         let header_only = content_items.iter().all(|i| is_header_item(i));
+        // `BODY[HEADER]`/`RFC822.HEADER` alone: a header the cache does not keep is streamed
+        // from the file like BODY[] (a 1 MB header never sits in memory whole).
+        let header_streamable = matches!(content_items.as_slice(), [one] if header_block_label(one).is_some());
         let mut result = Tagged::ok("");
         let mut headers: Vec<Option<bytes::Bytes>> = Vec::new();
         for (k, i) in targets.iter().copied().enumerate() {
@@ -133,8 +134,19 @@ impl Session {
             }
             let cached = headers.get_mut(k % HEADER_BATCH).and_then(Option::take);
             let mut reader = None;
+            let mut header_reader = None;
             let raw = if cached.is_some() {
                 cached
+            } else if header_streamable {
+                match sel.mailbox.header_block_reader(meta.uid).await {
+                    Ok(r) => header_reader = Some(r),
+                    Err(StoreError::NoSuchMessage(_)) => {
+                        result = Tagged::no("Some messages were expunged").code("EXPUNGEISSUED");
+                        continue;
+                    }
+                    Err(e) => return Ok(store_error(&e, &self.peer)),
+                }
+                None
             } else if streamed.is_some() {
                 match sel.mailbox.open_message(meta.uid).await {
                     Ok(r) => reader = Some(r),
@@ -146,8 +158,12 @@ impl Session {
                 }
                 None
             } else if content_needed {
-                let cap = if header_only { MAX_HEADER_BYTES } else { MAX_FETCH_BYTES as usize };
-                match sel.mailbox.read_message(meta.uid, cap).await {
+                let read = if header_only {
+                    sel.mailbox.read_header_block(meta.uid).await
+                } else {
+                    sel.mailbox.read_message(meta.uid, MAX_FETCH_BYTES as usize).await
+                };
+                match read {
                     Ok(b) => Some(b),
                     Err(StoreError::NoSuchMessage(_)) => {
                         result = Tagged::no("Some messages were expunged").code("EXPUNGEISSUED");
@@ -186,6 +202,15 @@ impl Session {
                     self.write_literal_from(r, size).await?;
                     continue;
                 }
+                if let Some(label) = header_block_label(item)
+                    && let Some((r, len)) = header_reader.take()
+                {
+                    line.extend_from_slice(label.as_bytes());
+                    self.out.extend_from_slice(&line);
+                    line.clear();
+                    self.write_literal_from(r, len).await?;
+                    continue;
+                }
                 if let Err(e) = render_item(&mut line, item, &meta, content) {
                     return Ok(match e {
                         BinaryError::UnknownCte => Tagged::no("Unknown Content-Transfer-Encoding").code("UNKNOWN-CTE"),
@@ -221,6 +246,20 @@ fn is_header_item(item: &FetchItem) -> bool {
                 )
         }
         _ => false,
+    }
+}
+
+/// The response label of an item that is the header block verbatim (streamable when the
+/// header cache does not hold it).
+fn header_block_label(item: &FetchItem) -> Option<&'static str> {
+    match item {
+        FetchItem::Rfc822Header => Some("RFC822.HEADER "),
+        FetchItem::BodySection { section, partial: None, .. }
+            if section.part.is_empty() && section.text == Some(SectionText::Header) =>
+        {
+            Some("BODY[HEADER] ")
+        }
+        _ => None,
     }
 }
 

@@ -305,9 +305,21 @@ impl Session {
         true
     }
 
-    pub(crate) fn cmd_getquotaroot(&mut self, raw_name: &str) -> Tagged {
+    /// GETQUOTAROOT (RFC 9208 4.3) names a mailbox: it is checked like in STATUS (valid
+    /// name, existing folder) before the answer echoes it back.
+    pub(crate) async fn cmd_getquotaroot(&mut self, raw_name: &str) -> Tagged {
+        let Some(owner) = self.owner() else {
+            return Tagged::bad("Log in first");
+        };
+        let name = match self.mailbox_from_client(raw_name) {
+            Ok(n) => n,
+            Err(t) => return t,
+        };
+        if let Err(e) = self.ctx.store.open_mailbox(&owner, &name).await {
+            return store_error(&e, &self.peer);
+        }
         let mut out = b"* QUOTAROOT ".to_vec();
-        astring(&mut out, raw_name.as_bytes());
+        self.write_name(&mut out, &name);
         if self.quota_limit().is_some() {
             out.extend_from_slice(b" \"\"");
         }

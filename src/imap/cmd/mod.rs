@@ -115,6 +115,7 @@ pub fn store_error(e: &StoreError, peer: &std::net::SocketAddr) -> Tagged {
         StoreError::HasChildren(_) => Tagged::no("Mailbox has sub-mailboxes; delete them first").code("INUSE"),
         StoreError::NotPermitted(_) => Tagged::no("Not permitted on this mailbox").code("CANNOT"),
         StoreError::NoSuchMessage(_) => Tagged::no("Some messages were expunged").code("EXPUNGEISSUED"),
+        StoreError::Limit(what) => Tagged::no(*what).code("LIMIT"),
         StoreError::InvalidAccount(_) | StoreError::Io { .. } | StoreError::Background(_) => {
             tracing::warn!(%peer, error = %e, "IMAP store failure");
             Tagged::no("Internal error, try again later").code("UNAVAILABLE")
@@ -129,7 +130,7 @@ pub fn to_store_flag(f: &Flag) -> st::Flag {
         Flag::Flagged => st::Flag::Flagged,
         Flag::Deleted => st::Flag::Deleted,
         Flag::Draft => st::Flag::Draft,
-        Flag::Keyword(k) => st::Flag::Keyword(k.clone()),
+        Flag::Keyword(k) => st::Flag::Keyword(k.as_str().into()),
     }
 }
 
@@ -140,7 +141,7 @@ pub fn from_store_flag(f: &st::Flag) -> Flag {
         st::Flag::Flagged => Flag::Flagged,
         st::Flag::Deleted => Flag::Deleted,
         st::Flag::Draft => Flag::Draft,
-        st::Flag::Keyword(k) => Flag::Keyword(k.clone()),
+        st::Flag::Keyword(k) => Flag::Keyword(k.to_string()),
     }
 }
 
@@ -153,7 +154,8 @@ pub fn write_flags(out: &mut Vec<u8>, flags: &[st::Flag]) {
 impl Session {
     /// A mailbox name from the client -> the store's UTF-8 name. Modified UTF-7 is decoded
     /// for clients that did not enable UTF-8 names; an 8-bit name is taken as UTF-8 anyway
-    /// (it cannot be modified UTF-7). `INBOX` is case-insensitive (RFC 9051 5.1).
+    /// (it cannot be modified UTF-7). `INBOX` is case-insensitive (RFC 9051 5.1). A name the
+    /// store would refuse is `NO [CANNOT]`.
     pub(crate) fn mailbox_from_client(&self, raw: &str) -> Result<String, Tagged> {
         let mut name = if self.enabled.utf8_names() || !raw.is_ascii() {
             raw.to_string()
@@ -170,6 +172,11 @@ impl Session {
         }
         if name.is_empty() {
             return Err(Tagged::no("Empty mailbox name").code("CANNOT"));
+        }
+        // The store's rules (no `..`, no `.`, no empty components, bounded length) checked
+        // here once for every command that names a mailbox, so they all answer alike.
+        if let Err(e) = st::FolderPath::from_api(&name) {
+            return Err(store_error(&e, &self.peer));
         }
         Ok(name)
     }

@@ -14,8 +14,6 @@ use crate::store::StoreError;
 
 /// Largest message read into memory for a text search.
 const MAX_SEARCH_BYTES: usize = 64 * 1024 * 1024;
-/// What SORT/THREAD read of a message for header-based criteria.
-const MAX_HEADER_BYTES: usize = 256 * 1024;
 
 fn has_modseq(key: &SearchKey) -> bool {
     match key {
@@ -182,8 +180,12 @@ impl Session {
             let raw = if cached.is_some() {
                 cached
             } else if content || need_header {
-                let cap = if body { MAX_SEARCH_BYTES } else { MAX_HEADER_BYTES };
-                match sel.mailbox.read_message(m.uid, cap).await {
+                let read = if body {
+                    sel.mailbox.read_message(m.uid, MAX_SEARCH_BYTES).await
+                } else {
+                    sel.mailbox.read_header_block(m.uid).await
+                };
+                match read {
                     Ok(b) => Some(b),
                     Err(StoreError::NoSuchMessage(_)) => continue,
                     Err(e) => return Err(store_error(&e, &peer)),

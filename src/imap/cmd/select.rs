@@ -144,13 +144,15 @@ impl Session {
             .iter()
             .flat_map(|m| m.flags.iter())
             .filter_map(|f| match f {
-                StFlag::Keyword(k) => Some(k.clone()),
+                StFlag::Keyword(k) => Some(k.to_string()),
                 _ => None,
             })
             .collect();
         keywords.sort();
         keywords.dedup();
-        keywords.truncate(200);
+        // RFC 3501 7.1 PERMANENTFLAGS: `\*` says new keywords may be created; not once the
+        // mailbox holds as many as the store admits (STORE would get NO [LIMIT]).
+        let may_create = if keywords.len() < crate::store::MAX_KEYWORDS { " \\*" } else { "" };
         let kw: String = keywords.iter().map(|k| format!(" {k}")).collect();
         let out = &mut self.out;
         out.extend_from_slice(format!("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})\r\n").as_bytes());
@@ -159,7 +161,7 @@ impl Session {
         } else {
             out.extend_from_slice(
                 format!(
-                    "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw} \\*)] Flags permitted\r\n"
+                    "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw}{may_create})] Flags permitted\r\n"
                 )
                 .as_bytes(),
             );

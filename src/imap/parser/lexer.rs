@@ -30,11 +30,13 @@ fn is_list_char(b: u8) -> bool {
 pub struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Literals read so far (APPEND names its messages by literal number).
+    literals: usize,
 }
 
 impl<'a> Cursor<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Cursor { buf, pos: 0 }
+        Cursor { buf, pos: 0, literals: 0 }
     }
 
     pub fn peek(&self) -> Option<u8> {
@@ -216,6 +218,11 @@ impl<'a> Cursor<'a> {
     }
 
     /// `literal` / `literal8`: returns the bytes and whether it was `~{n}` (binary).
+    /// Number of literals read so far.
+    pub fn literals_read(&self) -> usize {
+        self.literals
+    }
+
     pub fn literal(&mut self) -> Lex<(Vec<u8>, bool)> {
         let binary = self.try_byte(b'~');
         self.expect_byte(b'{')?;
@@ -232,6 +239,7 @@ impl<'a> Cursor<'a> {
             self.pos.checked_add(size).filter(|e| *e <= self.buf.len()).ok_or("literal shorter than announced")?;
         let data = self.buf[self.pos..end].to_vec();
         self.pos = end;
+        self.literals += 1;
         if !binary && data.contains(&0) {
             return Err("NUL in literal (use literal8)".into());
         }

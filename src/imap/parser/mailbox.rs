@@ -193,6 +193,7 @@ pub fn parse_append(c: &mut Cursor<'_>) -> Lex<CommandBody> {
             internal_date = Some(c.date_time()?);
             c.sp()?;
         }
+        let literal = c.literals_read();
         let (data, binary) = if c.try_keyword("UTF8") {
             // RFC 6855 4: APPEND ... UTF8 (literal8)
             c.sp()?;
@@ -203,7 +204,7 @@ pub fn parse_append(c: &mut Cursor<'_>) -> Lex<CommandBody> {
         } else {
             c.literal()?
         };
-        messages.push(AppendMessage { flags, internal_date, data, binary });
+        messages.push(AppendMessage { flags, internal_date, data, binary, literal });
     }
     if messages.is_empty() {
         return Err("APPEND needs a message".into());

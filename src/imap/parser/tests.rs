@@ -185,7 +185,8 @@ fn append_single_multi_and_binary() {
             flags: vec![Flag::Seen],
             internal_date: Some(837_596_665),
             data: b"hello".to_vec(),
-            binary: false
+            binary: false,
+            literal: 0
         }]
     );
     let frame = b"a APPEND x {2+}\r\nab (\\Draft $Label1) {1+}\r\nc ~{2}\r\n\0d\r\n";
@@ -193,6 +194,11 @@ fn append_single_multi_and_binary() {
     assert_eq!(messages.len(), 3);
     assert_eq!(messages[1].flags, vec![Flag::Draft, Flag::Keyword("$Label1".into())]);
     assert!(messages[2].binary);
+    assert_eq!(messages.iter().map(|m| m.literal).collect::<Vec<_>>(), vec![0, 1, 2]);
+    // A mailbox name sent as a literal is literal 0; the message is literal 1.
+    let frame = b"a APPEND {5}\r\nINBOX {2}\r\nhi\r\n";
+    let CommandBody::Append { mailbox, messages } = parse_command(frame).unwrap().body else { panic!() };
+    assert_eq!((mailbox.as_str(), messages[0].literal), ("INBOX", 1));
     assert!(parse_command(b"a APPEND x (\\Recent) {1}\r\nc\r\n").is_err());
     assert!(parse_command(b"a APPEND x\r\n").is_err());
     let frame = b"a APPEND x UTF8 (~{1}\r\nc)\r\n";
