@@ -309,8 +309,10 @@ fn port_25_dual_stack_trusting_ipv6() {
     wait_until_no_connections(s.metrics);
     let refused = probe_rate(lo4(), SocketAddr::new(lo4(), dual)).expect("untrusted 127.0.0.1 is rate-limited");
     assert!(refused.starts_with("421 4.7.0"), "{refused}");
+    // The server logs before it answers, but its stderr reaches us through a pipe and a
+    // reader thread: wait for the line rather than race it.
+    assert!(s.server.wait_log("connection rate limit reached", Duration::from_secs(10)), "{}", s.server.log());
     let log = s.server.log();
-    assert!(log.contains("connection rate limit reached"), "{log}");
     assert!(!log.contains("::ffff:"), "the mapped form never reaches the logs:\n{log}");
 }
 

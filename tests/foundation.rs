@@ -345,6 +345,7 @@ fn generated_postmaster_password_is_shown_only_after_a_good_start_can_be_reset_a
     env.push(("MAILROOM_ACCOUNTS".into(), "alice@example.com:{PLAIN}wonderland".into()));
     let mut server = Server::start(&env, Some(metrics), &data);
     server.wait_ready(Duration::from_secs(20));
+    assert!(server.wait_log("generated account is retired", Duration::from_secs(10)));
     let log = server.log();
     let line = log.lines().find(|l| l.contains("generated account is retired")).unwrap_or_else(|| panic!("{log}"));
     for part in ["postmaster@example.com", "messages=1", "delivers_to=alice@example.com", "mail/example.com/postmaster"]
