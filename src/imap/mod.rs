@@ -22,6 +22,8 @@ pub use session::{ImapContext, ImapLimits, serve_connection};
 pub use user_limit::UserConnections;
 
 #[cfg(test)]
+mod address_tests;
+#[cfg(test)]
 mod big_header_tests;
 #[cfg(test)]
 mod binary_tests;
