@@ -177,6 +177,11 @@ mod tests {
         assert_eq!(base_subject("Reply needed"), "reply needed");
         assert_eq!(base_subject(""), "");
         assert_eq!(base_subject("re:"), "");
+        // RFC 5256 2.1 steps (2)-(6) repeated until nothing changes
+        assert_eq!(base_subject("[Fwd: Re: lunch] (fwd)"), "lunch");
+        assert_eq!(base_subject("Fwd: [Fwd: x]"), "x");
+        assert_eq!(base_subject("[PATCH] [v2] Re: x"), "x");
+        assert_eq!(base_subject("Re[2]:\tRe:  x  (fwd) (FWD)"), "x");
     }
 
     #[test]

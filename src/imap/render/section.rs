@@ -116,11 +116,29 @@ pub fn binary<'m>(msg: &'m [u8], root: &MimePart, part: &[u32]) -> Result<Cow<'m
     let body = &msg[p.body.clone()];
     let cte = header_value(&msg[p.header.clone()], "content-transfer-encoding").map(unfold).unwrap_or_default();
     match cte_token(&cte).to_ascii_lowercase().as_slice() {
+        b"" | b"7bit" | b"8bit" | b"binary" if p.content_type.main.eq_ignore_ascii_case("text") => Ok(crlf_lines(body)),
         b"" | b"7bit" | b"8bit" | b"binary" => Ok(Cow::Borrowed(body)),
         b"base64" => Ok(Cow::Owned(decode_base64_lenient(body))),
         b"quoted-printable" => Ok(Cow::Owned(decode_quoted_printable(body))),
         _ => Err(BinaryError::UnknownCte),
     }
+}
+
+/// Text with every bare LF as CRLF: RFC 3516 4.2 has textual sections go out with the
+/// IMAP CRLF line ends "regardless of the underlying storage" (an APPEND may store LF).
+fn crlf_lines(text: &[u8]) -> Cow<'_, [u8]> {
+    let bare_lf = |(i, b): (usize, &u8)| *b == b'\n' && (i == 0 || text[i - 1] != b'\r');
+    if !text.iter().enumerate().any(bare_lf) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = Vec::with_capacity(text.len() + text.len() / 32);
+    for (i, b) in text.iter().enumerate() {
+        if bare_lf((i, b)) {
+            out.push(b'\r');
+        }
+        out.push(*b);
+    }
+    Cow::Owned(out)
 }
 
 /// The mechanism of a Content-Transfer-Encoding value: its first token, without the
@@ -286,6 +304,11 @@ inner body\r\n\
         assert_eq!(qp(b"kept=20space =3d=3D end="), "kept space == end");
         assert_eq!(qp(b"a=zz=4"), "a=zz=4");
         assert_eq!(cte_token(b"Base64 (attachment)"), b"Base64");
+        // identity-encoded text goes out with CRLF; other types as stored
+        let lf = b"Content-Type: text/plain\n\none\ntwo\r\n";
+        assert_eq!(binary(lf, &parse(lf), &[1]).unwrap().as_ref(), b"one\r\ntwo\r\n");
+        let bin = b"Content-Type: application/octet-stream\n\none\ntwo";
+        assert_eq!(binary(bin, &parse(bin), &[1]).unwrap().as_ref(), b"one\ntwo");
     }
 
     #[test]
