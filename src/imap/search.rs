@@ -4,7 +4,8 @@
 //! so `SEARCH UNSEEN` on a big mailbox never opens a message file.
 //!
 //! Text matching is a case-insensitive substring test (RFC 9051: "case-insensitive
-//! substring") on the unfolded header value and its RFC 2047-decoded form, and for BODY/TEXT
+//! substring") on the unfolded header value and its RFC 2047-decoded form (for address
+//! keys also on each parsed address: display name, addr-spec, group name), and for BODY/TEXT
 //! on the transfer-decoded text parts, so `caf=C3=A9` in quoted-printable matches "café".
 
 use std::cell::OnceCell;
@@ -350,6 +351,10 @@ Le caf=C3=A9 est pr=C3=AAt\r\n--b--\r\n";
         assert!(search("SENTON 3-Feb-2025", &[], r));
         assert!(search("SENTBEFORE 4-Feb-2025 SENTSINCE 2-Feb-2025", &[], r));
         assert!(!search("FROM x", &[], None));
+        // RFC 2047 5(2): encoded words in a comment are decoded too.
+        let commented = b"From: bob@example.com (=?utf-8?q?B=C3=B6b?= the builder)\r\n\r\n";
+        assert!(search("CHARSET UTF-8 FROM b\u{f6}b", &[], Some(commented)));
+        assert!(search("FROM \"the builder\"", &[], Some(commented)));
     }
 
     #[test]
