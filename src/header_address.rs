@@ -27,6 +27,11 @@ pub struct Mailbox {
     pub local: String,
     /// Lower-cased, without a trailing dot; `None` when the address had no `@domain`.
     pub domain: Option<String>,
+    /// The obsolete source route of `<@a.example,@b.example:local@domain>` (RFC 5322
+    /// §4.4 obs-route) as `@a.example,@b.example`. Only the IMAP ENVELOPE shows it (its
+    /// `adl` field, RFC 3501 §7.4.2); the address judged for DMARC and ownership is
+    /// `local@domain`, wherever the route points.
+    pub route: Option<String>,
 }
 
 impl Mailbox {
@@ -368,26 +373,16 @@ impl<'t> Parser<'t> {
         let local = self.local_part(&phrase);
         if self.eat(b'@') {
             let domain = self.domain();
-            return Some(Mailbox { name: None, local, domain });
+            return Some(Mailbox { name: None, local, domain, route: None });
         }
         // A bare word is not an address (Dovecot shows it without a domain).
         self.ok = false;
-        Some(Mailbox { name: None, local, domain: None })
+        Some(Mailbox { name: None, local, domain: None, route: None })
     }
 
     /// After `<`: `[obs-route] addr-spec >`.
     fn angle_addr(&mut self) -> Mailbox {
-        // obs-route: `@a.example,@b.example:` is read and ignored (RFC 5322 §4.4).
-        if self.is(b'@')
-            && self.tokens[self.pos..]
-                .iter()
-                .take_while(|t| **t != Token::Special(b'>'))
-                .any(|t| *t == Token::Special(b':'))
-        {
-            while self.pos < self.tokens.len() && !self.eat(b':') {
-                self.pos += 1;
-            }
-        }
+        let route = self.obs_route();
         let words = self.words();
         let local = self.local_part(&words);
         let domain = if self.eat(b'@') {
@@ -403,7 +398,35 @@ impl<'t> Parser<'t> {
                 self.pos += 1;
             }
         }
-        Mailbox { name: None, local, domain }
+        Mailbox { name: None, local, domain, route }
+    }
+
+    /// obs-route (RFC 5322 §4.4): `@a.example,@b.example:` before the addr-spec, kept as
+    /// `@a.example,@b.example` (CFWS dropped, empty list elements skipped).
+    fn obs_route(&mut self) -> Option<String> {
+        let has_route = (self.is(b'@') || self.is(b','))
+            && self.tokens[self.pos..]
+                .iter()
+                .take_while(|t| **t != Token::Special(b'>'))
+                .any(|t| *t == Token::Special(b':'));
+        if !has_route {
+            return None;
+        }
+        let mut hops: Vec<String> = Vec::new();
+        while self.pos < self.tokens.len() && !self.eat(b':') {
+            match &self.tokens[self.pos] {
+                Token::Special(b'@') => hops.push("@".into()),
+                Token::Word { text, .. } | Token::Literal(text) => match hops.last_mut() {
+                    Some(hop) => hop.push_str(text),
+                    None => self.ok = false,
+                },
+                Token::Special(b',') => {}
+                Token::Special(_) => self.ok = false,
+            }
+            self.pos += 1;
+        }
+        hops.retain(|h| h.len() > 1);
+        if hops.is_empty() { None } else { Some(hops.join(",")) }
     }
 
     /// Words of a local part: joined only across dots (`john . doe` is `john.doe`).

@@ -50,6 +50,14 @@ fn comments_trailing_dots_and_case_are_normalised() {
 #[test]
 fn obsolete_forms() {
     assert_eq!(show(" <@route.example,@other.example:ceo@rejecter.example>"), "ceo@rejecter.example");
+    let route = |v: &str| parse_address_list(v.as_bytes()).mailboxes().map(|m| m.route.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        route(" <@route.example,@other.example:ceo@rejecter.example>"),
+        [Some("@route.example,@other.example".into())]
+    );
+    assert_eq!(route(" Name <@Route.Example:user@domain>, x@y.example"), [Some("@Route.Example".into()), None]);
+    assert_eq!(route(" <,@a.example, ,@b.example:u@d.example>"), [Some("@a.example,@b.example".into())]);
+    assert!(parse_address_list(b" <@a.example:u@d.example>").well_formed);
     assert_eq!(show(" john . doe @ rejecter . example"), "john.doe@rejecter.example");
     assert_eq!(show(" a@x.example,, ,b@y.example"), "a@x.example | b@y.example");
     assert_eq!(show(" John Q. Public <jqp@x.example>"), "[John Q. Public] jqp@x.example");
@@ -89,6 +97,9 @@ fn exactly_one_from_with_host_name_domains() {
     let angle = "From: <ceo@rejecter.example> x@sender.example\r\n\r\n";
     assert_eq!(authors_of(angle), Err(AuthorError::Unparseable));
     assert_eq!(authors_of("From: ceo@rejecter.example.\r\n\r\n"), Ok(vec!["ceo@rejecter.example".into()]));
+    // A source route names no author: DMARC judges the addr-spec after it.
+    let routed = "From: <@sender.example:ceo@rejecter.example>\r\n\r\n";
+    assert_eq!(authors_of(routed), Ok(vec!["ceo@rejecter.example".into()]));
     assert_eq!(authors_of("From: ceo@(x)rejecter.example\r\n\r\n"), Ok(vec!["ceo@rejecter.example".into()]));
     assert_eq!(authors_of("From: ceo@[192.0.2.1]\r\n\r\n"), Err(AuthorError::NoAddress));
     assert_eq!(authors_of("From: ceo@rejecter_example\r\n\r\n"), Err(AuthorError::NoAddress));

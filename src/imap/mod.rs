@@ -22,7 +22,11 @@ pub use session::{ImapContext, ImapLimits, serve_connection};
 pub use user_limit::UserConnections;
 
 #[cfg(test)]
+mod address_tests;
+#[cfg(test)]
 mod big_header_tests;
+#[cfg(test)]
+mod binary_tests;
 #[cfg(test)]
 mod imaplib_tests;
 #[cfg(test)]

@@ -4,16 +4,18 @@
 //! so `SEARCH UNSEEN` on a big mailbox never opens a message file.
 //!
 //! Text matching is a case-insensitive substring test (RFC 9051: "case-insensitive
-//! substring") on the unfolded header value and its RFC 2047-decoded form, and for BODY/TEXT
+//! substring") on the unfolded header value and its RFC 2047-decoded form (for address
+//! keys also on each parsed address: display name, addr-spec, group name), and for BODY/TEXT
 //! on the transfer-decoded text parts, so `caf=C3=A9` in quoted-printable matches "café".
 
 use std::cell::OnceCell;
 
 use super::command::{Flag, SearchKey};
 use super::parser::lexer::days_from_civil;
-use super::render::mime::{self, MimePart, PartKind, header_fields, unfold};
+use super::render::mime::{self, MimePart, PartKind, decode_encoded_words, header_fields, unfold};
 use super::render::section::binary;
 use super::sequence::SequenceSet;
+use crate::header_address::{Entry, parse_address_list};
 
 /// What the index knows about one message, plus its bytes when the key needs them.
 #[derive(Debug, Clone, Copy)]
@@ -133,10 +135,10 @@ impl Ctx<'_, '_> {
             SearchKey::SentOn(d) => self.sent_day().is_some_and(|s| s == *d),
             SearchKey::SentSince(d) => self.sent_day().is_some_and(|s| s >= *d),
             SearchKey::Header(name, value) => self.header_contains(name, value),
-            SearchKey::Bcc(v) => self.header_contains("bcc", v),
-            SearchKey::Cc(v) => self.header_contains("cc", v),
-            SearchKey::From(v) => self.header_contains("from", v),
-            SearchKey::To(v) => self.header_contains("to", v),
+            SearchKey::Bcc(v) => self.address_contains("bcc", v),
+            SearchKey::Cc(v) => self.address_contains("cc", v),
+            SearchKey::From(v) => self.address_contains("from", v),
+            SearchKey::To(v) => self.address_contains("to", v),
             SearchKey::Subject(v) => self.header_contains("subject", v),
             SearchKey::Body(v) => self.body_contains(v),
             SearchKey::Text(v) => {
@@ -167,6 +169,19 @@ impl Ctx<'_, '_> {
             .filter(|f| f.name.eq_ignore_ascii_case(name.as_bytes()))
             // RFC 9051: HEADER with an empty string matches every message with the field.
             .any(|f| needle.is_empty() || text_matches(f.value, needle))
+    }
+
+    /// FROM/TO/CC/BCC (RFC 3501 §6.4.4: the field "contains the specified string"): the
+    /// field as written and decoded (comments included), and each address as the reader
+    /// sees it — decoded display name, `local@domain` (quoting, CFWS and obsolete spacing
+    /// undone by `header_address`), `name <local@domain>` and group names.
+    fn address_contains(&self, name: &str, needle: &str) -> bool {
+        let Some(header) = self.header_block() else {
+            return false;
+        };
+        header_fields(header)
+            .filter(|f| f.name.eq_ignore_ascii_case(name.as_bytes()))
+            .any(|f| needle.is_empty() || text_matches(f.value, needle) || address_forms_match(f.value, needle))
     }
 
     fn body_contains(&self, needle: &str) -> bool {
@@ -221,23 +236,32 @@ fn to_text(bytes: &[u8], charset: &str) -> String {
 }
 
 /// A raw header value matches when its unfolded text or its RFC 2047-decoded text holds
-/// the needle.
+/// the needle, white space runs counting as one space (a fold may have left a tab).
 fn text_matches(value: &[u8], needle: &str) -> bool {
-    let unfolded = unfold(value);
-    let raw = String::from_utf8_lossy(&unfolded);
-    if contains_ci(&raw, needle) {
-        return true;
-    }
-    if !raw.contains("=?") {
-        return false;
-    }
-    let mut mini = b"Subject: ".to_vec();
-    mini.extend_from_slice(&unfolded);
-    mini.extend_from_slice(b"\r\n\r\n");
-    mail_parser::MessageParser::default()
-        .parse_headers(&mini)
-        .and_then(|m| m.subject().map(|s| contains_ci(s, needle)))
-        .unwrap_or(false)
+    let raw = String::from_utf8_lossy(&unfold(value)).into_owned();
+    let decoded = decode_encoded_words(value);
+    [raw, decoded].iter().any(|text| contains_ci(text, needle) || contains_ci(&collapse_space(text), needle))
+}
+
+/// Does any address of an address field, in a form a reader knows it by, hold the needle?
+fn address_forms_match(value: &[u8], needle: &str) -> bool {
+    let list = parse_address_list(value);
+    let group_names = list.entries.iter().filter_map(|e| match e {
+        Entry::Group { name, .. } => Some(decode_encoded_words(name.as_bytes())),
+        Entry::Mailbox(_) => None,
+    });
+    let mailbox_forms = list.mailboxes().flat_map(|m| {
+        let address = m.address();
+        let name = m.name.as_deref().map(|n| decode_encoded_words(n.as_bytes()));
+        let full = name.as_ref().map(|n| format!("{n} <{address}>"));
+        [Some(address), name, full].into_iter().flatten()
+    });
+    group_names.chain(mailbox_forms).any(|form| contains_ci(&form, needle))
+}
+
+/// Runs of white space as one space.
+fn collapse_space(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn contains_ci(haystack: &str, needle: &str) -> bool {
@@ -327,6 +351,10 @@ Le caf=C3=A9 est pr=C3=AAt\r\n--b--\r\n";
         assert!(search("SENTON 3-Feb-2025", &[], r));
         assert!(search("SENTBEFORE 4-Feb-2025 SENTSINCE 2-Feb-2025", &[], r));
         assert!(!search("FROM x", &[], None));
+        // RFC 2047 5(2): encoded words in a comment are decoded too.
+        let commented = b"From: bob@example.com (=?utf-8?q?B=C3=B6b?= the builder)\r\n\r\n";
+        assert!(search("CHARSET UTF-8 FROM b\u{f6}b", &[], Some(commented)));
+        assert!(search("FROM \"the builder\"", &[], Some(commented)));
     }
 
     #[test]

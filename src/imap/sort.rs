@@ -5,7 +5,8 @@
 use std::cmp::Ordering;
 
 use super::command::{SortCriterion, SortKey};
-use super::render::mime::{header_value, unfold};
+use super::render::mime::{decode_encoded_words, header_value, unfold};
+use crate::header_address::parse_address_list;
 
 /// Does any criterion need the message header?
 pub fn needs_header(criteria: &[SortCriterion]) -> bool {
@@ -77,38 +78,25 @@ pub fn compare(a: &SortValues, b: &SortValues, criteria: &[SortCriterion]) -> Or
 
 /// A header as text with RFC 2047 words decoded.
 pub fn decoded(header: &[u8], name: &str) -> String {
-    let Some(v) = header_value(header, name) else {
-        return String::new();
-    };
-    let mut mini = b"Subject: ".to_vec();
-    mini.extend_from_slice(&unfold(v));
-    mini.extend_from_slice(b"\r\n\r\n");
-    mail_parser::MessageParser::default()
-        .parse_headers(&mini)
-        .and_then(|m| m.subject().map(str::to_string))
-        .unwrap_or_else(|| String::from_utf8_lossy(&unfold(v)).into_owned())
+    header_value(header, name).map(decode_encoded_words).unwrap_or_default()
 }
 
-/// (mailbox part, display name or address) of the first address, lower-cased
-/// (RFC 5256 3: FROM sorts on the addr-mailbox; RFC 5957: DISPLAYFROM on the display name).
+/// (addr-mailbox, display value) of the first mailbox of an address field, lower-cased
+/// (the i;unicode-casemap comparison of RFC 5256 §2.2, near enough). RFC 5256 §3: FROM,
+/// TO and CC sort by the addr-mailbox (local part) of the first address. RFC 5957 §3:
+/// DISPLAYFROM/DISPLAYTO by its display name, RFC 2047-decoded, or by its addr-spec when
+/// it has none. Parsed by `header_address`, as ENVELOPE shows the address.
 fn first_address(header: &[u8], name: &str) -> (String, String) {
-    let Some(v) = header_value(header, name) else {
+    let Some(first) = header_value(header, name).and_then(|v| parse_address_list(v).mailboxes().next().cloned()) else {
         return (String::new(), String::new());
     };
-    let mut mini = b"From:".to_vec();
-    mini.extend_from_slice(v);
-    mini.extend_from_slice(b"\r\n\r\n");
-    let parser = mail_parser::MessageParser::default();
-    let Some(msg) = parser.parse_headers(&mini) else {
-        return (String::new(), String::new());
-    };
-    let Some(addr) = msg.from().and_then(|a| a.first()) else {
-        return (String::new(), String::new());
-    };
-    let address = addr.address.as_deref().unwrap_or("");
-    let mailbox = address.rsplit_once('@').map(|(m, _)| m).unwrap_or(address);
-    let display = addr.name.as_deref().filter(|n| !n.is_empty()).unwrap_or(address);
-    (mailbox.to_lowercase(), display.to_lowercase())
+    let display = first
+        .name
+        .as_deref()
+        .map(|n| decode_encoded_words(n.as_bytes()))
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| first.address());
+    (first.local.to_lowercase(), display.to_lowercase())
 }
 
 /// RFC 5256 2.1 base subject: drop `Re:`, `Fwd:`, `Fw:`, `[blob]` prefixes, `(fwd)`
@@ -189,6 +177,11 @@ mod tests {
         assert_eq!(base_subject("Reply needed"), "reply needed");
         assert_eq!(base_subject(""), "");
         assert_eq!(base_subject("re:"), "");
+        // RFC 5256 2.1 steps (2)-(6) repeated until nothing changes
+        assert_eq!(base_subject("[Fwd: Re: lunch] (fwd)"), "lunch");
+        assert_eq!(base_subject("Fwd: [Fwd: x]"), "x");
+        assert_eq!(base_subject("[PATCH] [v2] Re: x"), "x");
+        assert_eq!(base_subject("Re[2]:\tRe:  x  (fwd) (FWD)"), "x");
     }
 
     #[test]

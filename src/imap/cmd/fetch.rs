@@ -4,11 +4,16 @@
 //! mailbox opens no file. Reading a body section without .PEEK sets \Seen first (durably)
 //! and reports the new FLAGS in the same response.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, ReadBuf};
+
 use super::{HEADER_BATCH, Tagged, store_error, write_flags};
 use crate::imap::command::{FetchCommand, FetchItem, Section, SectionText};
 use crate::imap::render::mime::{self, MimePart};
 use crate::imap::render::section::{BinaryError, binary, body_section, partial};
-use crate::imap::render::{bodystructure, date_time, envelope, literal, nstring};
+use crate::imap::render::{bodystructure, date_time, envelope, literal, nstring, replace_nuls, text_literal};
 use crate::imap::sequence::format_numbers;
 use crate::imap::session::Session;
 use crate::store::{Flag as StFlag, FlagOp, MessageMeta, StoreError};
@@ -199,7 +204,11 @@ impl Session {
                     let start = start.min(r.size());
                     let size = len.min(r.size() - start);
                     r.skip(start).await.map_err(std::io::Error::other)?;
-                    self.write_literal_from(r, size).await?;
+                    if label.ends_with('~') {
+                        self.write_literal_from(r, size).await?;
+                    } else {
+                        self.write_literal_from(NoNuls(r), size).await?;
+                    }
                     continue;
                 }
                 if let Some(label) = header_block_label(item)
@@ -208,7 +217,7 @@ impl Session {
                     line.extend_from_slice(label.as_bytes());
                     self.out.extend_from_slice(&line);
                     line.clear();
-                    self.write_literal_from(r, len).await?;
+                    self.write_literal_from(NoNuls(r), len).await?;
                     continue;
                 }
                 if let Err(e) = render_item(&mut line, item, &meta, content) {
@@ -228,6 +237,21 @@ impl Session {
         }
         self.refresh_selected(f.uid, false).await;
         Ok(result)
+    }
+}
+
+/// Message text streamed into a plain literal: NUL becomes 0x80 on the way, as
+/// `render::text_literal` does for text served from memory (only literal8 may carry NUL).
+struct NoNuls<R>(R);
+
+impl<R: AsyncRead + Unpin> AsyncRead for NoNuls<R> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.0).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            replace_nuls(&mut buf.filled_mut()[before..]);
+        }
+        polled
     }
 }
 
@@ -322,15 +346,15 @@ fn render_item(
         }
         FetchItem::Rfc822 => {
             out.extend_from_slice(b"RFC822 ");
-            literal(out, raw);
+            text_literal(out, raw);
         }
         FetchItem::Rfc822Header => {
             out.extend_from_slice(b"RFC822.HEADER ");
-            literal(out, &raw[tree.header.clone()]);
+            text_literal(out, &raw[tree.header.clone()]);
         }
         FetchItem::Rfc822Text => {
             out.extend_from_slice(b"RFC822.TEXT ");
-            literal(out, &raw[tree.body.clone()]);
+            text_literal(out, &raw[tree.body.clone()]);
         }
         FetchItem::BodySection { section, partial: p, .. } => {
             out.extend_from_slice(format!("BODY[{}]", section_label(section)).as_bytes());
@@ -339,7 +363,7 @@ fn render_item(
             }
             out.push(b' ');
             match body_section(raw, tree, section) {
-                Some(data) => literal(out, partial(&data, *p)),
+                Some(data) => text_literal(out, partial(&data, *p)),
                 None => nstring(out, None),
             }
         }

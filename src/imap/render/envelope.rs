@@ -90,7 +90,10 @@ fn address(out: &mut Vec<u8>, m: &Mailbox) {
         Some(n) => string(out, encode_word(n).as_bytes()),
         None => out.extend_from_slice(b"NIL"),
     }
-    out.extend_from_slice(b" NIL ");
+    // RFC 3501 §7.4.2: the at-domain-list (source route) is the second field.
+    out.push(b' ');
+    nstring(out, m.route.as_deref().map(str::as_bytes));
+    out.push(b' ');
     string(out, m.local.as_bytes());
     out.push(b' ');
     // Dovecot's convention for an address without a domain.
@@ -184,7 +187,11 @@ mod tests {
         assert_eq!(from(" ceo@rejecter.example."), ceo);
         assert_eq!(from(" ceo@(x)rejecter.example"), ceo);
         assert_eq!(from(" ceo@Rejecter.Example"), ceo);
-        assert_eq!(from(" <@route.example:ceo@rejecter.example>"), ceo);
+        // The route is shown in its own field; the mailbox and host are the judged ones.
+        assert_eq!(
+            from(" <@route.example:ceo@rejecter.example>"),
+            "((NIL \"@route.example\" \"ceo\" \"rejecter.example\"))"
+        );
         assert_eq!(
             from(" <ceo@rejecter.example> x@sender.example"),
             "((NIL NIL \"ceo\" \"rejecter.example\")(NIL NIL \"x\" \"sender.example\"))"

@@ -245,6 +245,23 @@ pub fn unfold(value: &[u8]) -> Vec<u8> {
     trim(&v).to_vec()
 }
 
+/// Unstructured header text with its RFC 2047 encoded words decoded (also inside what
+/// was a quoted display name or a comment, as mail clients write them), folding undone.
+/// Text without encoded words is returned as it is.
+pub fn decode_encoded_words(text: &[u8]) -> String {
+    let unfolded = unfold(text);
+    if memchr::memmem::find(&unfolded, b"=?").is_none() {
+        return String::from_utf8_lossy(&unfolded).into_owned();
+    }
+    let mut mini = b"Subject: ".to_vec();
+    mini.extend_from_slice(&unfolded);
+    mini.extend_from_slice(b"\r\n\r\n");
+    mail_parser::MessageParser::default()
+        .parse_headers(&mini)
+        .and_then(|m| m.subject().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(&unfolded).into_owned())
+}
+
 pub fn trim(v: &[u8]) -> &[u8] {
     let start = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
     let end = v.iter().rposition(|b| !b.is_ascii_whitespace()).map(|p| p + 1).unwrap_or(start);

@@ -42,6 +42,25 @@ pub fn literal(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
+/// A `literal` of message text (BODY[...], RFC822*). A plain literal may not hold NUL
+/// (RFC 9051 4.3 `CHAR8`); only BINARY's literal8 may (RFC 3516 4.2). A NUL stored by an
+/// APPEND with literal8 goes out as 0x80, as Dovecot sends it, so the response stays
+/// parseable for every client.
+pub fn text_literal(out: &mut Vec<u8>, s: &[u8]) {
+    let start = out.len();
+    literal(out, s);
+    replace_nuls(&mut out[start..]);
+}
+
+/// NUL -> 0x80 in place (see [`text_literal`]); also used on streamed message text.
+pub fn replace_nuls(buf: &mut [u8]) {
+    let mut from = 0;
+    while let Some(p) = memchr::memchr(0, &buf[from..]) {
+        buf[from + p] = 0x80;
+        from += p + 1;
+    }
+}
+
 /// `nstring`: NIL for `None`.
 pub fn nstring(out: &mut Vec<u8>, s: Option<&[u8]>) {
     match s {
@@ -101,6 +120,9 @@ mod tests {
         assert_eq!(r(|o| string(o, b"line\r\nbreak")), "{11}\r\nline\r\nbreak");
         assert_eq!(r(|o| string(o, "Grüße".as_bytes())), "{7}\r\nGrüße");
         assert_eq!(r(|o| nstring(o, None)), "NIL");
+        let mut v = Vec::new();
+        text_literal(&mut v, b"a\0b");
+        assert_eq!(v, b"{3}\r\na\x80b");
     }
 
     #[test]

@@ -114,16 +114,38 @@ pub fn binary<'m>(msg: &'m [u8], root: &MimePart, part: &[u32]) -> Result<Cow<'m
         return Err(BinaryError::NoSuchPart);
     }
     let body = &msg[p.body.clone()];
-    let cte = header_value(&msg[p.header.clone()], "content-transfer-encoding")
-        .map(unfold)
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    match cte.as_slice() {
+    let cte = header_value(&msg[p.header.clone()], "content-transfer-encoding").map(unfold).unwrap_or_default();
+    match cte_token(&cte).to_ascii_lowercase().as_slice() {
+        b"" | b"7bit" | b"8bit" | b"binary" if p.content_type.main.eq_ignore_ascii_case("text") => Ok(crlf_lines(body)),
         b"" | b"7bit" | b"8bit" | b"binary" => Ok(Cow::Borrowed(body)),
         b"base64" => Ok(Cow::Owned(decode_base64_lenient(body))),
         b"quoted-printable" => Ok(Cow::Owned(decode_quoted_printable(body))),
         _ => Err(BinaryError::UnknownCte),
     }
+}
+
+/// Text with every bare LF as CRLF: RFC 3516 4.2 has textual sections go out with the
+/// IMAP CRLF line ends "regardless of the underlying storage" (an APPEND may store LF).
+fn crlf_lines(text: &[u8]) -> Cow<'_, [u8]> {
+    let bare_lf = |(i, b): (usize, &u8)| *b == b'\n' && (i == 0 || text[i - 1] != b'\r');
+    if !text.iter().enumerate().any(bare_lf) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = Vec::with_capacity(text.len() + text.len() / 32);
+    for (i, b) in text.iter().enumerate() {
+        if bare_lf((i, b)) {
+            out.push(b'\r');
+        }
+        out.push(*b);
+    }
+    Cow::Owned(out)
+}
+
+/// The mechanism of a Content-Transfer-Encoding value: its first token, without the
+/// comment or stray parameters some generators add (`base64 (attachment)`).
+fn cte_token(value: &[u8]) -> &[u8] {
+    let end = value.iter().position(|b| b.is_ascii_whitespace() || matches!(b, b'(' | b';')).unwrap_or(value.len());
+    &value[..end]
 }
 
 /// Base64 body decoding that skips line breaks and stray characters (mail in the wild).
@@ -152,37 +174,53 @@ pub fn decode_base64_lenient(body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Quoted-printable (RFC 2045 6.7): `=XX`, soft line breaks `=\r\n`; invalid escapes are
-/// kept literally.
+/// Quoted-printable (RFC 2045 6.7) to the octets it encodes. Line by line: white space at
+/// the end of an encoded line is transport padding and goes (rule 3); a line ending in `=`
+/// (after that padding) is a soft line break and joins the next (rule 5); `=XX` is one
+/// octet (either case of hex, as robust decoders accept); any other `=` is kept as it is.
+/// Hard line breaks come out as CRLF whatever the stored line end was (RFC 3516 4.2:
+/// textual BINARY data uses the IMAP CRLF convention).
 pub fn decode_quoted_printable(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len());
-    let mut i = 0;
-    while i < body.len() {
-        let b = body[i];
-        if b != b'=' {
-            out.push(b);
-            i += 1;
-            continue;
-        }
-        let rest = &body[i + 1..];
-        if rest.starts_with(b"\r\n") {
-            i += 3;
-        } else if rest.starts_with(b"\n") {
-            i += 2;
-        } else if rest.len() >= 2 && rest[0].is_ascii_hexdigit() && rest[1].is_ascii_hexdigit() {
-            let hex = |c: u8| match c {
-                b'0'..=b'9' => c - b'0',
-                b'a'..=b'f' => c - b'a' + 10,
-                _ => c - b'A' + 10,
-            };
-            out.push(hex(rest[0]) << 4 | hex(rest[1]));
-            i += 3;
-        } else {
-            out.push(b'=');
-            i += 1;
+    for line in body.split_inclusive(|b| *b == b'\n') {
+        let (text, hard_break) = match line.strip_suffix(b"\n") {
+            Some(t) => (t.strip_suffix(b"\r").unwrap_or(t), true),
+            None => (line, false),
+        };
+        let end = text.iter().rposition(|b| !matches!(b, b' ' | b'\t')).map_or(0, |p| p + 1);
+        let text = &text[..end];
+        let (text, soft) = match text.strip_suffix(b"=") {
+            Some(t) => (t, true),
+            None => (text, false),
+        };
+        decode_qp_text(text, &mut out);
+        if hard_break && !soft {
+            out.extend_from_slice(b"\r\n");
         }
     }
     out
+}
+
+/// The `=XX` escapes of one quoted-printable line (no line end in `text`).
+fn decode_qp_text(text: &[u8], out: &mut Vec<u8>) {
+    let hex = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    let mut i = 0;
+    while i < text.len() {
+        if text[i] == b'='
+            && let (Some(hi), Some(lo)) = (text.get(i + 1).and_then(|c| hex(*c)), text.get(i + 2).and_then(|c| hex(*c)))
+        {
+            out.push(hi << 4 | lo);
+            i += 3;
+            continue;
+        }
+        out.push(text[i]);
+        i += 1;
+    }
 }
 
 #[cfg(test)]
@@ -252,6 +290,25 @@ inner body\r\n\
         assert_eq!(binary(MSG, &root, &[4]), Err(BinaryError::UnknownCte));
         assert_eq!(binary(MSG, &root, &[7]), Err(BinaryError::NoSuchPart));
         assert_eq!(binary(MSG, &root, &[]).unwrap().len(), MSG.len());
+    }
+
+    /// RFC 2045 6.7: soft line breaks (also with transport padding after the `=`) join
+    /// lines, trailing white space of an encoded line is padding, hard breaks are CRLF.
+    #[test]
+    fn quoted_printable_rules() {
+        let qp = |s: &[u8]| String::from_utf8_lossy(&decode_quoted_printable(s)).into_owned();
+        assert_eq!(qp(b"caf=C3=A9 =\r\nok"), "caf\u{e9} ok");
+        assert_eq!(qp(b"soft=  \t\r\nbreak"), "softbreak");
+        assert_eq!(qp(b"padded   \r\nline\t\r\n"), "padded\r\nline\r\n");
+        assert_eq!(qp(b"bare\nlf=\nx"), "bare\r\nlfx");
+        assert_eq!(qp(b"kept=20space =3d=3D end="), "kept space == end");
+        assert_eq!(qp(b"a=zz=4"), "a=zz=4");
+        assert_eq!(cte_token(b"Base64 (attachment)"), b"Base64");
+        // identity-encoded text goes out with CRLF; other types as stored
+        let lf = b"Content-Type: text/plain\n\none\ntwo\r\n";
+        assert_eq!(binary(lf, &parse(lf), &[1]).unwrap().as_ref(), b"one\r\ntwo\r\n");
+        let bin = b"Content-Type: application/octet-stream\n\none\ntwo";
+        assert_eq!(binary(bin, &parse(bin), &[1]).unwrap().as_ref(), b"one\ntwo");
     }
 
     #[test]
