@@ -81,8 +81,14 @@ const ODD_NAME: &str = "!#$&'+,-.0123456789:;<=>?@^_`|[}";
 #[tokio::test]
 async fn name_that_is_not_modified_utf7_gets_no_and_list_pattern_survives() {
     let srv = start().await;
+    srv.deliver("INBOX", SIMPLE).await;
     let mut c = srv.login().await;
+    c.ok("SELECT INBOX").await;
     for cmd in [
+        // COPY and MOVE first: a failed SELECT leaves no mailbox selected
+        format!("COPY 1 {ODD_NAME}"),
+        format!("MOVE 1 {ODD_NAME}"),
+        format!("UID COPY 1 {ODD_NAME}"),
         format!("SELECT {ODD_NAME}"),
         format!("EXAMINE {ODD_NAME}"),
         format!("CREATE {ODD_NAME}"),
@@ -104,9 +110,9 @@ async fn name_that_is_not_modified_utf7_gets_no_and_list_pattern_survives() {
         let r = c.cmd(&format!("SELECT {ODD_NAME}")).await;
         assert!(r[0].contains(" NO [CANNOT] "), "{r:?}");
     }
-    assert_eq!(c.cmd(&format!("LIST \"\" {ODD_NAME}%*")).await, ["t37 OK LIST completed"]);
-    assert_eq!(c.cmd(&format!("LIST \"\" \"{ODD_NAME}%*\"")).await, ["t38 OK LIST completed"]);
-    assert_eq!(c.cmd(&format!("LSUB \"\" {ODD_NAME}%*")).await, ["t39 OK LSUB completed"]);
+    assert_eq!(c.cmd(&format!("LIST \"\" {ODD_NAME}%*")).await, ["t41 OK LIST completed"]);
+    assert_eq!(c.cmd(&format!("LIST \"\" \"{ODD_NAME}%*\"")).await, ["t42 OK LIST completed"]);
+    assert_eq!(c.cmd(&format!("LSUB \"\" {ODD_NAME}%*")).await, ["t43 OK LSUB completed"]);
     c.ok("NOOP").await;
 }
 

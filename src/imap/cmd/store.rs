@@ -27,7 +27,7 @@ impl Session {
         };
         let uids: Vec<u32> = targets.iter().map(|i| sel.messages[*i].uid).collect();
         if uids.is_empty() {
-            return Tagged::ok("");
+            return if enabled_now { self.condstore_enabled_reply(Tagged::ok("")) } else { Tagged::ok("") };
         }
         let flags: Vec<StFlag> = s.flags.iter().map(to_store_flag).collect();
         let op = match s.op {
