@@ -7,6 +7,8 @@
 //! while a FETCH, STORE or SEARCH runs (RFC 9051 7.5.1) and reported at the next allowed
 //! point.
 
+use std::sync::Arc;
+
 use tokio::sync::broadcast;
 
 use super::{Tagged, store_error, write_flags};
@@ -36,16 +38,17 @@ pub struct Selected {
     pub expunged_unreported: Vec<u32>,
     /// Keywords the client was told about in the last untagged FLAGS (sorted): a FETCH
     /// FLAGS may only carry those (RFC 3501 7.2.6), so a new one is announced first.
-    pub keywords: Vec<String>,
+    /// The store's interned strings: no copy per session.
+    pub keywords: Vec<Arc<str>>,
 }
 
 /// The distinct keywords of a message list, sorted.
-fn keywords_of(messages: &[MessageMeta]) -> Vec<String> {
-    let mut keywords: Vec<String> = messages
+fn keywords_of(messages: &[MessageMeta]) -> Vec<Arc<str>> {
+    let mut keywords: Vec<Arc<str>> = messages
         .iter()
         .flat_map(|m| m.flags.iter())
         .filter_map(|f| match f {
-            StFlag::Keyword(k) => Some(k.to_string()),
+            StFlag::Keyword(k) => Some(k.clone()),
             _ => None,
         })
         .collect();
@@ -58,7 +61,7 @@ fn keywords_of(messages: &[MessageMeta]) -> Vec<String> {
 /// again whenever a new keyword shows up (RFC 3501 7.2.6: the FLAGS response "MUST be
 /// recorded by the client"; 7.1 PERMANENTFLAGS). `\*` says new keywords may be created;
 /// not once the mailbox holds as many as the store admits (STORE would get NO [LIMIT]).
-fn write_flags_announcement(out: &mut Vec<u8>, keywords: &[String], read_only: bool) {
+fn write_flags_announcement(out: &mut Vec<u8>, keywords: &[Arc<str>], read_only: bool) {
     let kw: String = keywords.iter().map(|k| format!(" {k}")).collect();
     out.extend_from_slice(format!("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})\r\n").as_bytes());
     if read_only {
@@ -78,7 +81,7 @@ impl Selected {
     /// Announce keywords the view's messages carry that the last FLAGS did not list, before
     /// any FETCH FLAGS that uses them (the caller writes those after this).
     pub fn announce_new_keywords(&mut self, out: &mut Vec<u8>) {
-        let known = |k: &str| self.keywords.binary_search_by(|a| a.as_str().cmp(k)).is_ok();
+        let known = |k: &str| self.keywords.binary_search_by(|a| (**a).cmp(k)).is_ok();
         let unknown = self.messages.iter().flat_map(|m| m.flags.iter()).any(|f| match f {
             StFlag::Keyword(k) => !known(k),
             _ => false,
