@@ -28,6 +28,8 @@ mod big_header_tests;
 #[cfg(test)]
 mod binary_tests;
 #[cfg(test)]
+mod conformance_tests;
+#[cfg(test)]
 mod imaplib_tests;
 #[cfg(test)]
 mod keyword_tests;

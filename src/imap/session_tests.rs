@@ -142,8 +142,11 @@ async fn store_flags_silent_and_unchangedsince() {
     let mut c = srv.login().await;
     c.ok("SELECT INBOX").await;
     let r = c.ok("STORE 1:2 +FLAGS (\\Flagged $Work)").await;
-    assert_eq!(r[0], "* 1 FETCH (FLAGS (\\Flagged $Work))");
-    assert_eq!(r[1], "* 2 FETCH (FLAGS (\\Flagged $Work))");
+    // a new keyword: FLAGS and PERMANENTFLAGS first (RFC 3501 7.2.6)
+    assert_eq!(r[0], "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)");
+    assert!(r[1].starts_with("* OK [PERMANENTFLAGS ("), "{r:?}");
+    assert_eq!(r[2], "* 1 FETCH (FLAGS (\\Flagged $Work))");
+    assert_eq!(r[3], "* 2 FETCH (FLAGS (\\Flagged $Work))");
     let r = c.ok("STORE 1 -FLAGS.SILENT ($Work)").await;
     assert_eq!(r.len(), 1, "{r:?}");
     let r = c.ok("UID STORE 2 FLAGS (\\Seen)").await;

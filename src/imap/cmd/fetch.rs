@@ -41,9 +41,8 @@ fn sets_seen(item: &FetchItem) -> bool {
 
 impl Session {
     pub(crate) async fn cmd_fetch(&mut self, f: &FetchCommand) -> std::io::Result<Tagged> {
-        if f.items.contains(&FetchItem::ModSeq) || f.changed_since.is_some() {
-            self.enabled.condstore = true;
-        }
+        let enabled_now =
+            (f.items.contains(&FetchItem::ModSeq) || f.changed_since.is_some()) && self.enable_condstore();
         if f.vanished && !self.enabled.qresync {
             return Ok(Tagged::bad("Enable QRESYNC first"));
         }
@@ -236,7 +235,7 @@ impl Session {
             self.maybe_flush().await?;
         }
         self.refresh_selected(f.uid, false).await;
-        Ok(result)
+        Ok(if enabled_now { self.condstore_enabled_reply(result) } else { result })
     }
 }
 

@@ -35,6 +35,33 @@ pub fn list_match(pattern: &str, name: &str) -> bool {
     dp[n.len()]
 }
 
+/// The names LSUB returns, each with whether it is `\Noselect`: the subscribed names that
+/// match (`\Noselect` when the mailbox does not exist), and, RFC 3501 6.3.9, an unsubscribed
+/// parent that matches when its subscribed child does not ("foo/bar" subscribed, "foo" not:
+/// `LSUB "" %` returns foo flagged `\Noselect`). Each name once, in subscription order.
+fn lsub_lines(subs: &[String], pattern: &str, exists: impl Fn(&str) -> bool) -> Vec<(String, bool)> {
+    let mut lines: Vec<(String, bool)> = Vec::new();
+    let mut push = |name: &str, noselect: bool| {
+        if !lines.iter().any(|(n, _)| n == name) {
+            lines.push((name.to_string(), noselect));
+        }
+    };
+    for name in subs {
+        if list_match(pattern, name) {
+            push(name, !exists(name));
+            continue;
+        }
+        let mut parent = name.as_str();
+        while let Some((p, _)) = parent.rsplit_once('/') {
+            parent = p;
+            if !subs.iter().any(|s| s == p) && list_match(pattern, p) {
+                push(p, true);
+            }
+        }
+    }
+    lines
+}
+
 /// INBOX is case-insensitive, also as the first level of a pattern.
 fn normalise_inbox(pattern: &str) -> String {
     if pattern.len() >= 5
@@ -99,11 +126,14 @@ impl Session {
                 (!list.select.subscribed || f.subscribed) && (!list.select.special_use || f.special_use.is_some());
             let mut child_info = None;
             if !selected_by_options {
-                // RFC 5258 RECURSIVEMATCH: a parent of a subscribed folder is listed with
-                // CHILDINFO when it matches but is not subscribed itself.
+                // RFC 5258 3.5 RECURSIVEMATCH: a parent that matches the pattern but not the
+                // selection (not subscribed) is listed with CHILDINFO when a subscribed
+                // descendant is not listed itself (its name does not match the pattern); a
+                // descendant that is listed speaks for itself.
+                let prefix = format!("{}/", f.name);
                 let has_sub_child = list.select.recursive_match
                     && list.select.subscribed
-                    && folders.iter().any(|c| c.subscribed && c.name.starts_with(&format!("{}/", f.name)));
+                    && subscriptions.iter().any(|c| c.starts_with(&prefix) && !matched(c));
                 if !(has_sub_child && matched(&f.name)) {
                     continue;
                 }
@@ -157,11 +187,8 @@ impl Session {
         };
         let subs = self.ctx.store.subscriptions(&owner).await.unwrap_or_default();
         let pattern = self.full_pattern(reference, pattern);
-        for name in subs {
-            if !list_match(&pattern, &name) {
-                continue;
-            }
-            let attrs = if folders.iter().any(|f| f.name == name) { "" } else { "\\Noselect" };
+        for (name, noselect) in lsub_lines(&subs, &pattern, |n| folders.iter().any(|f| f.name == n)) {
+            let attrs = if noselect { "\\Noselect" } else { "" };
             let mut out = format!("* LSUB ({attrs}) \"/\" ").into_bytes();
             self.write_name(&mut out, &name);
             out.extend_from_slice(b"\r\n");

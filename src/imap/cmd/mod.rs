@@ -155,12 +155,14 @@ impl Session {
     /// A mailbox name from the client -> the store's UTF-8 name. Modified UTF-7 is decoded
     /// for clients that did not enable UTF-8 names; an 8-bit name is taken as UTF-8 anyway
     /// (it cannot be modified UTF-7). `INBOX` is case-insensitive (RFC 9051 5.1). A name the
-    /// store would refuse is `NO [CANNOT]`.
+    /// store would refuse, or that does not decode, is `NO [CANNOT]`: the command itself is
+    /// well-formed (any astring is a `mailbox`), so BAD would be wrong (RFC 3501 6.3.1, 7.1)
+    /// and would count towards the limit of invalid commands that ends the connection.
     pub(crate) fn mailbox_from_client(&self, raw: &str) -> Result<String, Tagged> {
         let mut name = if self.enabled.utf8_names() || !raw.is_ascii() {
             raw.to_string()
         } else {
-            decode_mutf7(raw).map_err(|_| Tagged::bad("Mailbox name is not valid modified UTF-7"))?
+            decode_mutf7(raw).map_err(|_| Tagged::no("Mailbox name is not valid modified UTF-7").code("CANNOT"))?
         };
         while name.len() > 1 && name.ends_with('/') {
             name.pop();

@@ -33,9 +33,7 @@ impl Session {
             return Ok(Tagged::no("Unsupported charset").code("BADCHARSET (UTF-8 US-ASCII)"));
         }
         let with_modseq = has_modseq(&s.key);
-        if with_modseq {
-            self.enabled.condstore = true;
-        }
+        let enabled_now = with_modseq && self.enable_condstore();
         self.refresh_selected(s.uid, false).await;
         let found = match self.evaluate(&s.key, false, |_| ()).await {
             Ok(f) => f,
@@ -121,7 +119,7 @@ impl Session {
                             SearchReturn::Save => {}
                         }
                     }
-                    if let (true, Some(m)) = (with_modseq, max_modseq) {
+                    if let (true, Some(m)) = (with_modseq, returned_modseq(&found, &opts)) {
                         out.extend_from_slice(format!(" MODSEQ {m}").as_bytes());
                     }
                     out.extend_from_slice(b"\r\n");
@@ -130,8 +128,20 @@ impl Session {
         }
         self.out.extend_from_slice(&out);
         self.refresh_selected(s.uid, false).await;
-        Ok(Tagged::ok(""))
+        Ok(if enabled_now { self.condstore_enabled_reply(Tagged::ok("")) } else { Tagged::ok("") })
     }
+}
+
+/// The MODSEQ of an ESEARCH answer (RFC 7162 3.1.5 with RFC 4731 3.2): the highest
+/// mod-sequence of the messages the answer returns: all found ones for ALL or COUNT,
+/// otherwise only the MIN and/or MAX message (MIN alone: that message's own).
+fn returned_modseq<T>(found: &[Hit<T>], opts: &[SearchReturn]) -> Option<u64> {
+    if opts.iter().any(|o| matches!(o, SearchReturn::All | SearchReturn::Count)) {
+        return found.iter().map(|h| h.modseq).max();
+    }
+    let min = found.first().filter(|_| opts.contains(&SearchReturn::Min)).map(|h| h.modseq);
+    let max = found.last().filter(|_| opts.contains(&SearchReturn::Max)).map(|h| h.modseq);
+    min.max(max)
 }
 
 /// One matching message, with what the caller derived from it.

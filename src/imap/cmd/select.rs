@@ -7,6 +7,8 @@
 //! while a FETCH, STORE or SEARCH runs (RFC 9051 7.5.1) and reported at the next allowed
 //! point.
 
+use std::sync::Arc;
+
 use tokio::sync::broadcast;
 
 use super::{Tagged, store_error, write_flags};
@@ -34,9 +36,62 @@ pub struct Selected {
     /// Expunged in the store but still in the view: sequence numbers may only change
     /// when the client can be told (not during FETCH, STORE, SEARCH; RFC 9051 7.5.1).
     pub expunged_unreported: Vec<u32>,
+    /// Keywords the client was told about in the last untagged FLAGS (sorted): a FETCH
+    /// FLAGS may only carry those (RFC 3501 7.2.6), so a new one is announced first.
+    /// The store's interned strings: no copy per session.
+    pub keywords: Vec<Arc<str>>,
+}
+
+/// The distinct keywords of a message list, sorted.
+fn keywords_of(messages: &[MessageMeta]) -> Vec<Arc<str>> {
+    let mut keywords: Vec<Arc<str>> = messages
+        .iter()
+        .flat_map(|m| m.flags.iter())
+        .filter_map(|f| match f {
+            StFlag::Keyword(k) => Some(k.clone()),
+            _ => None,
+        })
+        .collect();
+    keywords.sort();
+    keywords.dedup();
+    keywords
+}
+
+/// `* FLAGS (...)` and `* OK [PERMANENTFLAGS (...)]` for a keyword set: at SELECT, and
+/// again whenever a new keyword shows up (RFC 3501 7.2.6: the FLAGS response "MUST be
+/// recorded by the client"; 7.1 PERMANENTFLAGS). `\*` says new keywords may be created;
+/// not once the mailbox holds as many as the store admits (STORE would get NO [LIMIT]).
+fn write_flags_announcement(out: &mut Vec<u8>, keywords: &[Arc<str>], read_only: bool) {
+    let kw: String = keywords.iter().map(|k| format!(" {k}")).collect();
+    out.extend_from_slice(format!("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})\r\n").as_bytes());
+    if read_only {
+        out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+    } else {
+        let may_create = if keywords.len() < crate::store::MAX_KEYWORDS { " \\*" } else { "" };
+        out.extend_from_slice(
+            format!(
+                "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw}{may_create})] Flags permitted\r\n"
+            )
+            .as_bytes(),
+        );
+    }
 }
 
 impl Selected {
+    /// Announce keywords the view's messages carry that the last FLAGS did not list, before
+    /// any FETCH FLAGS that uses them (the caller writes those after this).
+    pub fn announce_new_keywords(&mut self, out: &mut Vec<u8>) {
+        let known = |k: &str| self.keywords.binary_search_by(|a| (**a).cmp(k)).is_ok();
+        let unknown = self.messages.iter().flat_map(|m| m.flags.iter()).any(|f| match f {
+            StFlag::Keyword(k) => !known(k),
+            _ => false,
+        });
+        if unknown {
+            self.keywords = keywords_of(&self.messages);
+            write_flags_announcement(out, &self.keywords, self.read_only);
+        }
+    }
+
     pub fn index_of_uid(&self, uid: u32) -> Option<usize> {
         self.messages.binary_search_by_key(&uid, |m| m.uid).ok()
     }
@@ -139,33 +194,9 @@ impl Session {
         };
         let recent = if read_only { 0..0 } else { mailbox.take_recent().await };
         let recent_count = snap.messages.iter().filter(|m| recent.contains(&m.uid)).count();
-        let mut keywords: Vec<String> = snap
-            .messages
-            .iter()
-            .flat_map(|m| m.flags.iter())
-            .filter_map(|f| match f {
-                StFlag::Keyword(k) => Some(k.to_string()),
-                _ => None,
-            })
-            .collect();
-        keywords.sort();
-        keywords.dedup();
-        // RFC 3501 7.1 PERMANENTFLAGS: `\*` says new keywords may be created; not once the
-        // mailbox holds as many as the store admits (STORE would get NO [LIMIT]).
-        let may_create = if keywords.len() < crate::store::MAX_KEYWORDS { " \\*" } else { "" };
-        let kw: String = keywords.iter().map(|k| format!(" {k}")).collect();
+        let keywords = keywords_of(&snap.messages);
         let out = &mut self.out;
-        out.extend_from_slice(format!("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})\r\n").as_bytes());
-        if read_only {
-            out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
-        } else {
-            out.extend_from_slice(
-                format!(
-                    "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw}{may_create})] Flags permitted\r\n"
-                )
-                .as_bytes(),
-            );
-        }
+        write_flags_announcement(out, &keywords, read_only);
         out.extend_from_slice(format!("* {} EXISTS\r\n", snap.messages.len()).as_bytes());
         if self.enabled.imap4rev2 {
             // RFC 9051 6.3.2: LIST is a required untagged response (the canonical name).
@@ -194,6 +225,7 @@ impl Session {
             saved: Vec::new(),
             recent,
             expunged_unreported: Vec::new(),
+            keywords,
         };
         if let Some(q) = &params.qresync {
             self.qresync_catch_up(&selected, q).await;
@@ -231,6 +263,32 @@ impl Session {
                 self.out.extend_from_slice(format!(" MODSEQ ({}))\r\n", m.modseq).as_bytes());
             }
         }
+    }
+
+    /// Turn CONDSTORE on for a command that uses it (RFC 7162 3.1: FETCH MODSEQ or
+    /// CHANGEDSINCE, SEARCH MODSEQ, STORE UNCHANGEDSINCE); true when this command is the
+    /// one that enabled it, so `condstore_enabled_reply` must report HIGHESTMODSEQ.
+    pub(crate) fn enable_condstore(&mut self) -> bool {
+        let first = !self.enabled.condstore;
+        self.enabled.condstore = true;
+        first && self.selected().is_some()
+    }
+
+    /// RFC 7162 3.1: the first CONDSTORE-enabling command with a mailbox selected reports
+    /// the mailbox's HIGHESTMODSEQ, in its tagged OK or, when that carries another response
+    /// code, in an untagged OK just before it.
+    pub(crate) fn condstore_enabled_reply(&mut self, tagged: Tagged) -> Tagged {
+        let Some(highest) = self.selected().map(|s| s.highest_modseq) else {
+            return tagged;
+        };
+        if tagged.status != super::Status::Ok {
+            return tagged;
+        }
+        if tagged.code.is_none() {
+            return tagged.code(format!("HIGHESTMODSEQ {highest}"));
+        }
+        self.out.extend_from_slice(format!("* OK [HIGHESTMODSEQ {highest}] Highest\r\n").as_bytes());
+        tagged
     }
 
     /// Leave the selected state; true when a mailbox was selected.
@@ -344,6 +402,7 @@ impl Session {
         }
         // 2. flag changes of messages in view, and new messages (sorted by UID)
         let before = sel.messages.len();
+        let any_changed = !changes.changed.is_empty();
         for c in changes.changed {
             let Some(i) = sel.index_of_uid(c.uid) else {
                 if c.uid > sel.max_uid() {
@@ -388,6 +447,11 @@ impl Session {
         }
         sel.uid_next = changes.uid_next;
         sel.highest_modseq = changes.highest_modseq;
+        let mut announcement = Vec::new();
+        if any_changed {
+            sel.announce_new_keywords(&mut announcement);
+        }
+        self.out.extend_from_slice(&announcement);
         self.out.extend_from_slice(&out);
     }
 

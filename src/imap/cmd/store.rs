@@ -11,9 +11,7 @@ use crate::store::{Flag as StFlag, FlagOp};
 
 impl Session {
     pub(crate) async fn cmd_store(&mut self, s: &StoreCommand) -> Tagged {
-        if s.unchanged_since.is_some() {
-            self.enabled.condstore = true;
-        }
+        let enabled_now = s.unchanged_since.is_some() && self.enable_condstore();
         self.refresh_selected(s.uid, false).await;
         let condstore = self.enabled.condstore;
         let peer = self.peer;
@@ -29,7 +27,7 @@ impl Session {
         };
         let uids: Vec<u32> = targets.iter().map(|i| sel.messages[*i].uid).collect();
         if uids.is_empty() {
-            return Tagged::ok("");
+            return if enabled_now { self.condstore_enabled_reply(Tagged::ok("")) } else { Tagged::ok("") };
         }
         let flags: Vec<StFlag> = s.flags.iter().map(to_store_flag).collect();
         let op = match s.op {
@@ -61,6 +59,7 @@ impl Session {
             }
         }
         changed.sort_unstable();
+        sel.announce_new_keywords(&mut out);
         for (i, really_changed) in changed {
             let m = &sel.messages[i];
             // RFC 7162 3.1.3: with .SILENT, CONDSTORE clients still get the new MODSEQ.
@@ -90,11 +89,12 @@ impl Session {
         };
         self.out.extend_from_slice(&out);
         self.refresh_selected(s.uid, false).await;
-        if failed.is_empty() {
+        let tagged = if failed.is_empty() {
             Tagged::ok("")
         } else {
             Tagged::ok("Conditional STORE failed for some messages")
                 .code(format!("MODIFIED {}", format_numbers(&failed)))
-        }
+        };
+        if enabled_now { self.condstore_enabled_reply(tagged) } else { tagged }
     }
 }

@@ -189,7 +189,9 @@ fn parse_copy_move(c: &mut Cursor<'_>, uid: bool, is_move: bool) -> lexer::Lex<C
 }
 
 /// A flag from its wire text. `\Recent` and other unknown system flags are refused where
-/// a client may set flags (RFC 9051 2.3.2: `\Recent` cannot be stored).
+/// a client may set flags (RFC 9051 2.3.2: `\Recent` cannot be stored). A keyword must be
+/// an atom (RFC 3501 9 `flag-keyword = atom`: 7-bit only) and not `NIL`, which a client
+/// reading `FLAGS (NIL)` could not tell from the nil of other items.
 pub fn flag_from_text(text: &str) -> lexer::Lex<Flag> {
     let flag = if let Some(name) = text.strip_prefix('\\') {
         match name.to_ascii_lowercase().as_str() {
@@ -200,6 +202,10 @@ pub fn flag_from_text(text: &str) -> lexer::Lex<Flag> {
             "draft" => Flag::Draft,
             _ => return Err(format!("cannot set flag {text}")),
         }
+    } else if !text.is_ascii() {
+        return Err(format!("keyword is not an atom: {text}"));
+    } else if text.eq_ignore_ascii_case("NIL") {
+        return Err("NIL is not a valid keyword".into());
     } else {
         Flag::Keyword(text.to_string())
     };
