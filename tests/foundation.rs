@@ -260,6 +260,16 @@ fn env_example_matches_config() {
     let extra: Vec<_> = documented.difference(&known).collect();
     assert!(missing.is_empty(), "in config.rs but not env.example: {missing:?}");
     assert!(extra.is_empty(), "in env.example but not config.rs: {extra:?}");
+
+    // docs/interface.md, the contract, names every variable too (the listeners in one
+    // `MAILROOM_<P>_LISTEN` row, the relay credentials as `_USERNAME`/`_PASSWORD`).
+    let interface = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/interface.md")).unwrap();
+    let undocumented: Vec<_> = known
+        .iter()
+        .filter(|k| !k.ends_with("_LISTEN") && !k.starts_with("MAILROOM_RELAY_USERNAME"))
+        .filter(|k| *k != "MAILROOM_RELAY_PASSWORD" && !interface.contains(&format!("`{k}`")))
+        .collect();
+    assert!(undocumented.is_empty(), "in config.rs but not docs/interface.md: {undocumented:?}");
 }
 
 /// IMAP LOGIN over implicit TLS with Python's imaplib; true when the server said OK.
