@@ -6,7 +6,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -103,14 +102,11 @@ fn changed_accounts_and_aliases_files_apply_without_a_restart() {
     let (accounts, aliases) = (tmp.path().join("accounts"), tmp.path().join("aliases"));
     std::fs::write(&accounts, "alice@example.com:{PLAIN}a1\n").unwrap();
     std::fs::write(&aliases, "info@example.com:alice@example.com\n").unwrap();
-    let (imaps, metrics) = (free_port(), free_port());
-    let mut env = base_env(&data);
-    env.retain(|(k, _)| !matches!(k.as_str(), "MAILROOM_IMAPS_LISTEN" | "MAILROOM_METRICS_LISTEN"));
-    env.push(("MAILROOM_IMAPS_LISTEN".into(), format!("127.0.0.1:{imaps}")));
-    env.push(("MAILROOM_METRICS_LISTEN".into(), format!("127.0.0.1:{metrics}")));
+    let imaps = free_port();
+    let (mut env, metrics) = env_listening(&data, &[("IMAPS", imaps)], free_port());
     env.push(("MAILROOM_ACCOUNTS_FILE".into(), accounts.display().to_string()));
     env.push(("MAILROOM_ALIASES_FILE".into(), aliases.display().to_string()));
-    let mut server = Server::start(&env, Some(SocketAddr::from(([127, 0, 0, 1], metrics))), &data);
+    let mut server = Server::start(&env, Some(metrics), &data);
     server.wait_ready(Duration::from_secs(20));
     assert!(server.wait_log("accounts loaded version=", Duration::from_secs(10)));
 
@@ -131,7 +127,7 @@ fn changed_accounts_and_aliases_files_apply_without_a_restart() {
     wait_for_count(&server, "accounts NOT reloaded", 1);
     assert!(server.log().contains("ghost@example.com"), "the problem is named");
     assert_eq!(client.ask("bob@example.com b1"), "OK");
-    let (_, body) = http_get(SocketAddr::from(([127, 0, 0, 1], metrics)), "/metrics").unwrap();
+    let (_, body) = http_get(metrics, "/metrics").unwrap();
     assert!(body.contains("mailroom_accounts_reloads_total{result=\"applied\"} 1"), "{body}");
     assert!(body.contains("mailroom_accounts_reloads_total{result=\"invalid\"} 1"), "{body}");
 
@@ -148,12 +144,9 @@ fn reset_password_applies_to_the_running_server() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let (imaps, metrics) = (free_port(), free_port());
-    let mut env = base_env(&data);
-    env.retain(|(k, _)| !matches!(k.as_str(), "MAILROOM_IMAPS_LISTEN" | "MAILROOM_METRICS_LISTEN"));
-    env.push(("MAILROOM_IMAPS_LISTEN".into(), format!("127.0.0.1:{imaps}")));
-    env.push(("MAILROOM_METRICS_LISTEN".into(), format!("127.0.0.1:{metrics}")));
-    let mut server = Server::start(&env, Some(SocketAddr::from(([127, 0, 0, 1], metrics))), &data);
+    let imaps = free_port();
+    let (env, metrics) = env_listening(&data, &[("IMAPS", imaps)], free_port());
+    let mut server = Server::start(&env, Some(metrics), &data);
     server.wait_ready(Duration::from_secs(20));
     let out = run(&["reset-password"], &env, "");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -13,19 +13,9 @@ fn smtplib_in_imaplib_out() {
         return;
     }
     let mut m = start_smtp_imap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/mail_roundtrip.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .args([&m.smtp.to_string(), &m.imap.to_string(), "alice@example.com", "wonderland", "e2e-smtplib"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        m.server.log()
-    );
+    let args =
+        [m.smtp.to_string(), m.imap.to_string(), "alice@example.com".into(), "wonderland".into(), "e2e-smtplib".into()];
+    run_client("mail_roundtrip.py", &args, &m.server);
     assert!(m.server.terminate(Duration::from_secs(10)).unwrap().success());
 }
 

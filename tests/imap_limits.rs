@@ -73,23 +73,12 @@ fn unauthenticated_literals_are_refused_over_implicit_tls() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let (imaps, metrics) = (free_port(), free_port());
-    let mut env = base_env(&data);
-    env.retain(|(k, _)| !matches!(k.as_str(), "MAILROOM_IMAPS_LISTEN" | "MAILROOM_METRICS_LISTEN"));
-    env.push(("MAILROOM_IMAPS_LISTEN".into(), format!("127.0.0.1:{imaps}")));
-    env.push(("MAILROOM_METRICS_LISTEN".into(), format!("127.0.0.1:{metrics}")));
+    let imaps = free_port();
+    let (mut env, metrics) = env_listening(&data, &[("IMAPS", imaps)], free_port());
     env.push(("MAILROOM_ACCOUNTS".into(), "alice@example.com:{PLAIN}wonderland".into()));
-    let mut server = Server::start(&env, Some(std::net::SocketAddr::from(([127, 0, 0, 1], metrics))), &data);
+    let mut server = Server::start(&env, Some(metrics), &data);
     server.wait_ready(Duration::from_secs(30));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/imap_preauth_literal.py");
-    let out = std::process::Command::new("python3").arg(script).arg(imaps.to_string()).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
+    run_client("imap_preauth_literal.py", &[imaps.to_string()], &server);
     assert!(server.terminate(Duration::from_secs(10)).unwrap().success());
 }
 
@@ -103,19 +92,8 @@ fn parallel_big_appends_stream_to_disk() {
     }
     let mut m = start_smtp_imap();
     let pid = m.server.child.id();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/imap_parallel_append.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .args([&m.imap.to_string(), "alice@example.com", "wonderland", "10", "20"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        m.server.log()
-    );
+    let args = [m.imap.to_string(), "alice@example.com".into(), "wonderland".into(), "10".into(), "20".into()];
+    run_client("imap_parallel_append.py", &args, &m.server);
     let peak = peak_rss_mib(pid);
     println!("server peak RSS with 10 parallel 20 MiB APPENDs: {peak} MiB");
     assert!(peak < 120, "server peaked at {peak} MiB");
@@ -137,21 +115,10 @@ fn keywords_are_bounded_and_shared() {
     }
     let mut m = start_smtp_imap();
     let pid = m.server.child.id();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/imap_keyword_flood.py");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new("python3")
-            .arg(script)
-            .args([&m.imap.to_string(), "alice@example.com", "wonderland"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            m.server.log()
-        );
+        let mut all = vec![m.imap.to_string(), "alice@example.com".into(), "wonderland".into()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        run_client("imap_keyword_flood.py", &all, &m.server);
     };
     run(&["fill", "500"]);
     let before = peak_rss_mib(pid);

@@ -14,18 +14,6 @@ fn odd_mailbox_names_and_new_keywords_with_imaplib() {
         return;
     }
     let mut m = start_smtp_imap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/imap_odd_names.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .args([&m.imap.to_string(), "alice@example.com", "wonderland"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        m.server.log()
-    );
+    run_client("imap_odd_names.py", &[m.imap.to_string(), "alice@example.com".into(), "wonderland".into()], &m.server);
     assert!(m.server.terminate(Duration::from_secs(10)).unwrap().success());
 }

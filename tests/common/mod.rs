@@ -302,3 +302,32 @@ assert all(results), results
         String::from_utf8_lossy(message)
     );
 }
+
+/// `base_env` with these listeners on 127.0.0.1 (`("IMAPS", port)` sets
+/// `MAILROOM_IMAPS_LISTEN`), metrics on `metrics`; returns the env and the metrics address.
+pub fn env_listening(data: &Path, listeners: &[(&str, u16)], metrics: u16) -> (Vec<(String, String)>, SocketAddr) {
+    let mut env = base_env(data);
+    let mut all: Vec<(&str, u16)> = listeners.to_vec();
+    all.push(("METRICS", metrics));
+    for (protocol, port) in all {
+        let key = format!("MAILROOM_{protocol}_LISTEN");
+        env.retain(|(k, _)| *k != key);
+        env.push((key, format!("127.0.0.1:{port}")));
+    }
+    (env, SocketAddr::from(([127, 0, 0, 1], metrics)))
+}
+
+/// Run a client script from tests/clients with python3 and `args`; fails the test with
+/// its output and the server's log unless it exits 0. Returns its stdout.
+pub fn run_client(script: &str, args: &[String], server: &Server) -> String {
+    let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3").arg(&path).args(args).output().expect("python3");
+    assert!(
+        out.status.success(),
+        "{script}: {}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
