@@ -36,6 +36,8 @@ mod mbsync_tests;
 #[cfg(test)]
 mod memory_tests;
 #[cfg(test)]
+mod recent_tests;
+#[cfg(test)]
 mod session_tests;
 #[cfg(test)]
 mod test_support;

@@ -237,7 +237,7 @@ impl Store {
             // First time we see this Maildir: keep Dovecot's UIDs if it was Dovecot's.
             Opened::Rebuilt(d, l, None) => super::mailbox_sync::import_dovecot(&dir, d, l).await?,
         };
-        let index_uid_next = index.uid_next;
+        let first_recent_uid = index.first_recent_uid.unwrap_or(index.uid_next);
         let by_base = index.messages.iter().map(|(uid, e)| (e.base.clone(), *uid)).collect();
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let shared = Arc::new(Shared {
@@ -254,7 +254,7 @@ impl Store {
                 keywords,
                 keywords_in_use: KeywordsInUse::default(),
                 trust: None,
-                first_recent_uid: index_uid_next,
+                first_recent_uid,
                 imported,
             }),
             header_path,

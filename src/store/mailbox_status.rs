@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::error::StoreError;
+use super::index::Record;
 use super::mailbox::{Mailbox, Shared};
 use super::types::MailboxStatus;
 
@@ -60,11 +61,21 @@ impl Mailbox {
 
     /// Claim the `\Recent` messages: returns the uid range no session has been told about
     /// yet and marks it told (RFC 3501 2.3.2: \Recent is reported to one session only).
-    /// Call after `sync`. Not persisted: after a restart nothing is recent.
+    /// Call after `sync`. The claim is written to the index log so a restart does not make
+    /// the messages recent again; it is not fsynced (losing it in a crash only shows them
+    /// as recent once more, which RFC 3501 2.3.2 tolerates).
     pub async fn take_recent(&self) -> std::ops::Range<u32> {
         let mut st = self.lock().await;
         let range = st.first_recent_uid..st.index.uid_next;
+        if range.is_empty() {
+            return range;
+        }
         st.first_recent_uid = st.index.uid_next;
+        let rec = Record::Recent { first_uid: st.index.uid_next };
+        st.index.apply(&rec);
+        if let Err(e) = st.log.append(&[rec]) {
+            tracing::warn!(error = %e, "could not record the \\Recent claim");
+        }
         range
     }
 
@@ -100,6 +111,28 @@ impl Mailbox {
 #[cfg(test)]
 mod tests {
     use crate::store::*;
+
+    /// RFC 3501 2.3.2 with Dovecot's "first recent UID": a claim survives a restart, and
+    /// what arrived after it is recent for the next claimer.
+    #[tokio::test]
+    async fn recent_claim_survives_a_restart() {
+        let data = tempfile::tempdir().unwrap();
+        let alice = MailboxOwner::new("alice", "example.org");
+        let body = MessageBody::Memory(bytes::Bytes::from_static(b"abc\r\n"));
+        let d = LocalDelivery { owner: alice.clone(), folder: "INBOX".into(), header_prefix: Vec::new() };
+        {
+            let store = Store::open(data.path(), "mx").unwrap();
+            store.deliver(&body, std::slice::from_ref(&d)).await;
+            let mb = store.open_mailbox(&alice, "INBOX").await.unwrap();
+            mb.sync().await.unwrap();
+            assert_eq!(mb.take_recent().await, 1..2);
+        }
+        let store = Store::open(data.path(), "mx").unwrap();
+        store.deliver(&body, std::slice::from_ref(&d)).await;
+        let mb = store.open_mailbox(&alice, "INBOX").await.unwrap();
+        assert_eq!(mb.status().await.unwrap().recent, 1);
+        assert_eq!(mb.take_recent().await, 2..3);
+    }
 
     #[tokio::test]
     async fn status_recent_and_exclusive_claims() {

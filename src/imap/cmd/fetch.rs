@@ -4,7 +4,7 @@
 //! mailbox opens no file. Reading a body section without .PEEK sets \Seen first (durably)
 //! and reports the new FLAGS in the same response.
 
-use super::{HEADER_BATCH, Tagged, store_error, write_flags};
+use super::{HEADER_BATCH, Tagged, store_error, write_flags_recent};
 use crate::imap::command::{FetchCommand, FetchItem, Section, SectionText};
 use crate::imap::render::mime::{self, MimePart};
 use crate::imap::render::section::{BinaryError, binary, body_section, partial};
@@ -174,6 +174,7 @@ impl Session {
             } else {
                 None
             };
+            let recent = self.selected().is_some_and(|s| s.is_recent(meta.uid));
             let tree = raw.as_deref().map(mime::parse);
             let content = raw.as_deref().zip(tree.as_ref());
             let mut line = format!("* {} FETCH (", i + 1).into_bytes();
@@ -211,7 +212,7 @@ impl Session {
                     self.write_literal_from(r, len).await?;
                     continue;
                 }
-                if let Err(e) = render_item(&mut line, item, &meta, content) {
+                if let Err(e) = render_item(&mut line, item, &meta, recent, content) {
                     return Ok(match e {
                         BinaryError::UnknownCte => Tagged::no("Unknown Content-Transfer-Encoding").code("UNKNOWN-CTE"),
                         BinaryError::NoSuchPart => Tagged::no("No such message part"),
@@ -220,7 +221,7 @@ impl Session {
             }
             if !wrote_flags && seen_now.contains(&meta.uid) {
                 line.extend_from_slice(b" FLAGS ");
-                write_flags(&mut line, &meta.flags);
+                write_flags_recent(&mut line, &meta.flags, recent);
             }
             line.extend_from_slice(b")\r\n");
             self.out.extend_from_slice(&line);
@@ -285,6 +286,7 @@ fn render_item(
     out: &mut Vec<u8>,
     item: &FetchItem,
     meta: &MessageMeta,
+    recent: bool,
     content: Option<(&[u8], &MimePart)>,
 ) -> Result<(), BinaryError> {
     let empty_tree;
@@ -299,7 +301,7 @@ fn render_item(
         FetchItem::Uid => out.extend_from_slice(format!("UID {}", meta.uid).as_bytes()),
         FetchItem::Flags => {
             out.extend_from_slice(b"FLAGS ");
-            write_flags(out, &meta.flags);
+            write_flags_recent(out, &meta.flags, recent);
         }
         FetchItem::InternalDate => {
             let secs =

@@ -9,7 +9,7 @@
 
 use tokio::sync::broadcast;
 
-use super::{Tagged, store_error, write_flags};
+use super::{Tagged, store_error, write_flags_recent};
 use crate::imap::command::{QresyncParams, SelectParams};
 use crate::imap::sequence::{SequenceSet, format_numbers};
 use crate::imap::session::{Session, State};
@@ -28,9 +28,10 @@ pub struct Selected {
     pub events: broadcast::Receiver<MailboxEvent>,
     /// SEARCHRES `$` (RFC 5182), as UIDs.
     pub saved: Vec<u32>,
-    /// UIDs that are `\Recent` for this session (RFC 3501 2.3.2; claimed from the store
-    /// so only one session sees a message as recent).
-    pub recent: std::ops::Range<u32>,
+    /// UIDs in the view that are `\Recent` for this session, ascending (RFC 3501 2.3.2;
+    /// claimed from the store so only one session sees a message as recent). Always empty
+    /// for EXAMINE and for IMAP4rev2 sessions (RFC 9051 E.1 removed `\Recent`).
+    pub recent: Vec<u32>,
     /// Expunged in the store but still in the view: sequence numbers may only change
     /// when the client can be told (not during FETCH, STORE, SEARCH; RFC 9051 7.5.1).
     pub expunged_unreported: Vec<u32>,
@@ -39,6 +40,21 @@ pub struct Selected {
 impl Selected {
     pub fn index_of_uid(&self, uid: u32) -> Option<usize> {
         self.messages.binary_search_by_key(&uid, |m| m.uid).ok()
+    }
+
+    /// Is the message `\Recent` in this session (RFC 3501 2.3.2)?
+    pub fn is_recent(&self, uid: u32) -> bool {
+        self.recent.binary_search(&uid).is_ok()
+    }
+
+    /// Take the messages in `claimed` (a range [`Mailbox::take_recent`] gave this session)
+    /// that are in the view as `\Recent`.
+    fn add_recent(&mut self, claimed: std::ops::Range<u32>) {
+        let start = self.messages.partition_point(|m| m.uid < claimed.start);
+        let new = self.messages[start..].iter().map(|m| m.uid).take_while(|u| claimed.contains(u));
+        self.recent.extend(new);
+        self.recent.sort_unstable();
+        self.recent.dedup();
     }
 
     /// Drop expunged messages (`gone`: sorted UIDs) from the view and write what tells
@@ -62,6 +78,7 @@ impl Selected {
             self.messages = kept;
         }
         self.saved.retain(|u| gone.binary_search(u).is_err());
+        self.recent.retain(|u| gone.binary_search(u).is_err());
     }
 
     pub fn max_uid(&self) -> u32 {
@@ -137,8 +154,8 @@ impl Session {
             Ok(s) => s,
             Err(e) => return store_error(&e, &self.peer),
         };
-        let recent = if read_only { 0..0 } else { mailbox.take_recent().await };
-        let recent_count = snap.messages.iter().filter(|m| recent.contains(&m.uid)).count();
+        // EXAMINE does not claim \Recent (RFC 3501 6.3.2, as Dovecot); IMAP4rev2 has none.
+        let claimed = if read_only || self.enabled.imap4rev2 { 0..0 } else { mailbox.take_recent().await };
         let mut keywords: Vec<String> = snap
             .messages
             .iter()
@@ -174,6 +191,7 @@ impl Session {
             line.extend_from_slice(b"\r\n");
             out.extend_from_slice(&line);
         } else {
+            let recent_count = snap.messages.iter().filter(|m| claimed.contains(&m.uid)).count();
             out.extend_from_slice(format!("* {recent_count} RECENT\r\n").as_bytes());
             if let Some(pos) = snap.messages.iter().position(|m| !m.flags.contains(&StFlag::Seen)) {
                 out.extend_from_slice(format!("* OK [UNSEEN {}] First unseen\r\n", pos + 1).as_bytes());
@@ -182,7 +200,7 @@ impl Session {
         out.extend_from_slice(format!("* OK [UIDVALIDITY {}] UIDs valid\r\n", snap.uid_validity).as_bytes());
         out.extend_from_slice(format!("* OK [UIDNEXT {}] Predicted next UID\r\n", snap.uid_next).as_bytes());
         out.extend_from_slice(format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", snap.highest_modseq).as_bytes());
-        let selected = Selected {
+        let mut selected = Selected {
             name,
             mailbox,
             read_only,
@@ -192,9 +210,10 @@ impl Session {
             highest_modseq: snap.highest_modseq,
             events,
             saved: Vec::new(),
-            recent,
+            recent: Vec::new(),
             expunged_unreported: Vec::new(),
         };
+        selected.add_recent(claimed);
         if let Some(q) = &params.qresync {
             self.qresync_catch_up(&selected, q).await;
         }
@@ -227,7 +246,7 @@ impl Session {
         for (i, m) in sel.messages.iter().enumerate() {
             if m.modseq > q.mod_seq && known(m.uid) {
                 self.out.extend_from_slice(format!("* {} FETCH (UID {} FLAGS ", i + 1, m.uid).as_bytes());
-                write_flags(&mut self.out, &m.flags);
+                write_flags_recent(&mut self.out, &m.flags, sel.is_recent(m.uid));
                 self.out.extend_from_slice(format!(" MODSEQ ({}))\r\n", m.modseq).as_bytes());
             }
         }
@@ -358,13 +377,15 @@ impl Session {
             let flags_changed = c.flags != m.flags;
             m.flags = c.flags;
             m.modseq = c.modseq;
+            let recent = sel.recent.binary_search(&m.uid).is_ok();
+            let m = &sel.messages[i];
             if flags_changed || condstore {
                 out.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
                 if qresync {
                     out.extend_from_slice(format!("UID {} ", m.uid).as_bytes());
                 }
                 out.extend_from_slice(b"FLAGS ");
-                write_flags(&mut out, &m.flags);
+                write_flags_recent(&mut out, &m.flags, recent);
                 if condstore {
                     out.extend_from_slice(format!(" MODSEQ ({})", m.modseq).as_bytes());
                 }
@@ -374,16 +395,13 @@ impl Session {
         // 3. the new messages' count
         if sel.messages.len() != before {
             out.extend_from_slice(format!("* {} EXISTS\r\n", sel.messages.len()).as_bytes());
-            if !sel.read_only {
-                let claimed = sel.mailbox.take_recent().await;
-                if !claimed.is_empty() {
-                    let start = if sel.recent.is_empty() { claimed.start } else { sel.recent.start };
-                    sel.recent = start..claimed.end;
-                }
-            }
+            // RFC 3501 7.3.2: new mail that arrives while selected is recent here.
             if rev1 {
-                let n = sel.messages.iter().filter(|m| sel.recent.contains(&m.uid)).count();
-                out.extend_from_slice(format!("* {n} RECENT\r\n").as_bytes());
+                if !sel.read_only {
+                    let claimed = sel.mailbox.take_recent().await;
+                    sel.add_recent(claimed);
+                }
+                out.extend_from_slice(format!("* {} RECENT\r\n", sel.recent.len()).as_bytes());
             }
         }
         sel.uid_next = changes.uid_next;

@@ -3,7 +3,7 @@
 //! (Maildir file renamed, index fsynced) before the OK, and other sessions learn about it
 //! through the store's change events.
 
-use super::{Tagged, store_error, to_store_flag, write_flags};
+use super::{Tagged, store_error, to_store_flag, write_flags_recent};
 use crate::imap::command::{StoreCommand, StoreOp};
 use crate::imap::sequence::format_numbers;
 use crate::imap::session::Session;
@@ -74,7 +74,7 @@ impl Session {
             }
             if !s.silent {
                 let mut f = b"FLAGS ".to_vec();
-                write_flags(&mut f, &m.flags);
+                write_flags_recent(&mut f, &m.flags, sel.is_recent(m.uid));
                 parts.push(f);
             }
             if condstore {
