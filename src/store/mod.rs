@@ -43,6 +43,7 @@ mod mailbox_tests;
 mod message_ops;
 mod quota;
 mod reader;
+mod retained;
 mod scan;
 mod types;
 mod uidlist;
@@ -60,6 +61,7 @@ pub use layout::Layout;
 pub use mailbox::Mailbox;
 pub use mailbox_status::ExclusiveClaim;
 pub use reader::MessageReader;
+pub use retained::ViewTicket;
 pub use types::{
     DeliveredMessage, Flag, FlagOp, FolderInfo, LocalDelivery, MailboxChanges, MailboxEvent, MailboxOwner,
     MailboxSnapshot, MailboxStatus, MessageBody, MessageMeta, SpecialUse, StoreFlagsOutcome,

@@ -112,6 +112,10 @@ pub fn clean_tmp(dir: &Path, now: SystemTime) -> usize {
     };
     let mut removed = 0;
     for e in entries.flatten() {
+        // Expunged messages sessions still read: swept when the mailbox opens instead.
+        if e.file_name().to_str().is_some_and(|n| n.starts_with(super::retained::RETAINED_PREFIX)) {
+            continue;
+        }
         let old = e
             .metadata()
             .ok()

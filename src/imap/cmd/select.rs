@@ -13,7 +13,7 @@ use super::{Tagged, store_error, write_flags_recent};
 use crate::imap::command::{QresyncParams, SelectParams};
 use crate::imap::sequence::{SequenceSet, format_numbers};
 use crate::imap::session::{Session, State};
-use crate::store::{Flag as StFlag, Mailbox, MailboxChanges, MailboxEvent, MailboxSnapshot, MessageMeta};
+use crate::store::{Flag as StFlag, Mailbox, MailboxChanges, MailboxEvent, MailboxSnapshot, MessageMeta, ViewTicket};
 
 /// A selected mailbox as this session sees it.
 pub struct Selected {
@@ -35,6 +35,9 @@ pub struct Selected {
     /// Expunged in the store but still in the view: sequence numbers may only change
     /// when the client can be told (not during FETCH, STORE, SEARCH; RFC 9051 7.5.1).
     pub expunged_unreported: Vec<u32>,
+    /// Keeps messages other sessions expunge readable until this view has reported them
+    /// (RFC 2180 4.1.1); released as EXPUNGE/VANISHED goes out, and on deselect.
+    pub view: ViewTicket,
 }
 
 impl Selected {
@@ -78,6 +81,7 @@ impl Selected {
             self.messages = kept;
         }
         self.saved.retain(|u| gone.binary_search(u).is_err());
+        self.view.release(gone);
         self.recent.retain(|u| gone.binary_search(u).is_err());
     }
 
@@ -148,7 +152,8 @@ impl Session {
             Ok(m) => m,
             Err(e) => return store_error(&e, &self.peer),
         };
-        // Subscribe before reading the snapshot so no change falls between the two.
+        // Register and subscribe before reading the snapshot so no change falls between.
+        let view = mailbox.register_view();
         let events = mailbox.subscribe();
         let snap = match mailbox.sync().await {
             Ok(s) => s,
@@ -212,8 +217,10 @@ impl Session {
             saved: Vec::new(),
             recent: Vec::new(),
             expunged_unreported: Vec::new(),
+            view,
         };
         selected.add_recent(claimed);
+        selected.view.release_absent(|u| selected.index_of_uid(u).is_some());
         if let Some(q) = &params.qresync {
             self.qresync_catch_up(&selected, q).await;
         }
@@ -351,7 +358,9 @@ impl Session {
         };
         let mut out = Vec::new();
         // 1. expunges of messages in view: reported now, or held back until allowed
-        let in_view: Vec<u32> = changes.expunged.into_iter().filter(|u| sel.index_of_uid(*u).is_some()).collect();
+        let (in_view, never_seen): (Vec<u32>, Vec<u32>) =
+            changes.expunged.into_iter().partition(|u| sel.index_of_uid(*u).is_some());
+        sel.view.release(&never_seen);
         if !in_view.is_empty() {
             sel.expunged_unreported.extend(in_view);
             sel.expunged_unreported.sort_unstable();

@@ -1,0 +1,110 @@
+//! Reads of messages another session expunged (RFC 2180 4.1.1): until this session has
+//! been told (`* n EXPUNGE`), FETCH by the old sequence number still returns the message,
+//! as Dovecot does; once every session has been told, the data is gone from disk.
+
+use std::path::{Path, PathBuf};
+
+use super::test_support::*;
+
+/// Every file under `dir` whose name satisfies `pick`.
+fn files(dir: &Path, pick: &dyn Fn(&Path) -> bool) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p, pick));
+        } else if pick(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn retained(srv: &TestServer) -> usize {
+    files(srv.dir.path(), &|p| {
+        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("mailroom-expunged."))
+    })
+    .len()
+}
+
+fn in_cur(srv: &TestServer) -> usize {
+    files(srv.dir.path(), &|p| p.parent().and_then(|d| d.file_name()).is_some_and(|n| n == "cur")).len()
+}
+
+/// RFC 2180 4.1.1: "the server MAY ... return the data", and Dovecot does.
+#[tokio::test]
+async fn fetch_of_a_message_expunged_elsewhere_returns_it_until_reported() {
+    let srv = start().await;
+    srv.deliver("INBOX", SIMPLE).await;
+    srv.deliver("INBOX", MULTIPART).await;
+    srv.deliver("INBOX", SIMPLE).await;
+    let mut a = srv.login().await;
+    let mut b = srv.login().await;
+    a.ok("SELECT INBOX").await;
+    b.ok("SELECT INBOX").await;
+    b.ok("STORE 2 +FLAGS.SILENT (\\Deleted)").await;
+    assert_eq!(b.cmd("EXPUNGE").await, ["* 2 EXPUNGE", "t4 OK EXPUNGE completed"]);
+    // Dovecot sees a correct Maildir at once: the file is out of cur/.
+    assert_eq!(in_cur(&srv), 2);
+    assert_eq!(retained(&srv), 1);
+    // A has not been told: message 2 is still there, whole, by its old number.
+    let r = a.cmd("FETCH 2 (BODY.PEEK[])").await;
+    let body = MULTIPART.replace('\n', "\r\n");
+    assert_eq!(r, [format!("* 2 FETCH (BODY[] {{{}}}\r\n{body})", body.len()), "t3 OK FETCH completed".into()]);
+    // ... and so are its header and structure (read through the other paths).
+    let r = a.ok("FETCH 2 (BODY.PEEK[HEADER.FIELDS (SUBJECT)] RFC822.SIZE)").await;
+    assert_eq!(
+        r[0],
+        format!(
+            "* 2 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {{19}}\r\nSubject: Report\r\n\r\n RFC822.SIZE {})",
+            body.len()
+        )
+    );
+    let r = a.ok("UID FETCH 2 BODYSTRUCTURE").await;
+    assert!(r[0].starts_with("* 2 FETCH (BODYSTRUCTURE ((\"text\"") && r[0].ends_with(" UID 2)"), "{r:?}");
+    // Once A is told, nobody can see it any more: the data is gone.
+    assert_eq!(a.cmd("NOOP").await, ["* 2 EXPUNGE", "t6 OK NOOP completed"]);
+    assert_eq!(retained(&srv), 0);
+    assert_eq!(in_cur(&srv), 2);
+    assert_eq!(a.cmd("UID FETCH 2 (BODY.PEEK[])").await, ["t7 OK UID FETCH completed"]);
+}
+
+/// A session that deselects releases what it held; a MOVE elsewhere keeps the source's
+/// data readable the same way, and a session selecting after the expunge holds nothing.
+#[tokio::test]
+async fn move_and_deselect_release_retained_files() {
+    let srv = start().await;
+    srv.deliver("INBOX", SIMPLE).await;
+    srv.deliver("INBOX", MULTIPART).await;
+    let mut a = srv.login().await;
+    let mut b = srv.login().await;
+    a.ok("SELECT INBOX").await;
+    b.ok("SELECT INBOX").await;
+    b.ok("MOVE 1 Trash").await;
+    assert_eq!(retained(&srv), 1);
+    let r = a.ok("FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])").await;
+    assert_eq!(r[0], "* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {18}\r\nSubject: Hello\r\n\r\n)");
+    let mut c = srv.login().await;
+    c.ok("SELECT INBOX").await;
+    c.ok("LOGOUT").await;
+    assert_eq!(retained(&srv), 1, "A still holds it");
+    a.ok("UNSELECT").await;
+    assert_eq!(retained(&srv), 0);
+}
+
+/// The data is really gone (another program deleted the file): NO [EXPUNGEISSUED].
+#[tokio::test]
+async fn data_really_gone_is_expungeissued() {
+    let srv = start().await;
+    srv.deliver("INBOX", SIMPLE).await;
+    let mut a = srv.login().await;
+    a.ok("SELECT INBOX").await;
+    for f in files(srv.dir.path(), &|p| p.parent().and_then(|d| d.file_name()).is_some_and(|n| n == "cur")) {
+        std::fs::remove_file(f).unwrap();
+    }
+    let r = a.cmd("FETCH 1 (BODY.PEEK[])").await;
+    assert_eq!(r.last().unwrap(), "t3 NO [EXPUNGEISSUED] Some messages were expunged", "{r:?}");
+}
