@@ -24,6 +24,8 @@ pub use user_limit::UserConnections;
 #[cfg(test)]
 mod big_header_tests;
 #[cfg(test)]
+mod concurrency_tests;
+#[cfg(test)]
 mod expunge_tests;
 #[cfg(test)]
 mod imaplib_tests;

@@ -51,12 +51,20 @@ impl Session {
             if let Some(i) = sel.index_of_uid(*uid) {
                 sel.messages[i].flags = flags.clone();
                 sel.messages[i].modseq = *modseq;
-                sel.highest_modseq = sel.highest_modseq.max(*modseq);
+                // The view's HIGHESTMODSEQ stays: the next sync must still bring changes by
+                // others with lower modseqs that committed after our last sync.
                 changed.push((i, true));
             }
         }
-        for (uid, _, _) in &outcome.unchanged {
+        for (uid, flags, modseq) in &outcome.unchanged {
             if let Some(i) = sel.index_of_uid(*uid) {
+                // Already so in the store (another session may have set it a moment ago):
+                // answer with the flags as stored, not the view's older ones. With .SILENT
+                // nothing is answered, so the next sync reports them instead.
+                if !s.silent {
+                    sel.messages[i].flags = flags.clone();
+                    sel.messages[i].modseq = *modseq;
+                }
                 changed.push((i, false));
             }
         }
