@@ -23,7 +23,8 @@ fn files(dir: &Path, pick: &dyn Fn(&Path) -> bool) -> Vec<PathBuf> {
     out
 }
 
-fn retained(srv: &TestServer) -> usize {
+/// Expunged files kept for sessions that may still read them.
+pub(super) fn retained(srv: &TestServer) -> usize {
     files(srv.dir.path(), &|p| {
         p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("mailroom-expunged."))
     })
@@ -92,6 +93,37 @@ async fn move_and_deselect_release_retained_files() {
     c.ok("LOGOUT").await;
     assert_eq!(retained(&srv), 1, "A still holds it");
     a.ok("UNSELECT").await;
+    assert_eq!(retained(&srv), 0);
+}
+
+/// A crash leaves retained files in `tmp/` with no session to release them: opening the
+/// mailbox again sweeps them, and they were never in `cur/` for anyone to read as mail.
+#[tokio::test]
+async fn crash_leftovers_are_swept_at_open() {
+    let srv = start().await;
+    srv.deliver("INBOX", SIMPLE).await;
+    srv.deliver("INBOX", SIMPLE).await;
+    let mut a = srv.login().await;
+    let mut b = srv.login().await;
+    a.ok("SELECT INBOX").await;
+    b.ok("SELECT INBOX").await;
+    b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    b.ok("EXPUNGE").await;
+    assert_eq!(retained(&srv), 1);
+    // "Crash": a copy of the retained file survives a server that never released it.
+    let leftover = files(srv.dir.path(), &|p| p.to_str().is_some_and(|n| n.contains("mailroom-expunged.")))[0].clone();
+    let saved = std::fs::read(&leftover).unwrap();
+    a.ok("LOGOUT").await;
+    b.ok("LOGOUT").await;
+    assert_eq!(retained(&srv), 0);
+    std::fs::write(&leftover, saved).unwrap();
+    let _ = srv.shutdown.send(true);
+    let dir = std::sync::Arc::clone(&srv.dir);
+    drop(srv);
+    let srv = start_in(dir, |_| {}, false).await;
+    let mut c = srv.login().await;
+    let r = c.ok("SELECT INBOX").await;
+    assert!(has(&r, "* 1 EXISTS"), "{r:?}");
     assert_eq!(retained(&srv), 0);
 }
 
