@@ -61,17 +61,18 @@ impl Mailbox {
 
     /// Claim the `\Recent` messages: returns the uid range no session has been told about
     /// yet and marks it told (RFC 3501 2.3.2: \Recent is reported to one session only).
-    /// Call after `sync`. The claim is written to the index log so a restart does not make
+    /// Only UIDs below `until` (the UIDNEXT of the caller's snapshot): a message that arrives
+    /// after it is left for whoever sees it first. The claim is written to the index log so a restart does not make
     /// the messages recent again; it is not fsynced (losing it in a crash only shows them
     /// as recent once more, which RFC 3501 2.3.2 tolerates).
-    pub async fn take_recent(&self) -> std::ops::Range<u32> {
+    pub async fn take_recent(&self, until: u32) -> std::ops::Range<u32> {
         let mut st = self.lock().await;
-        let range = st.first_recent_uid..st.index.uid_next;
+        let range = st.first_recent_uid..until.min(st.index.uid_next);
         if range.is_empty() {
             return range;
         }
-        st.first_recent_uid = st.index.uid_next;
-        let rec = Record::Recent { first_uid: st.index.uid_next };
+        st.first_recent_uid = range.end;
+        let rec = Record::Recent { first_uid: range.end };
         st.index.apply(&rec);
         if let Err(e) = st.log.append(&[rec]) {
             tracing::warn!(error = %e, "could not record the \\Recent claim");
@@ -125,13 +126,14 @@ mod tests {
             store.deliver(&body, std::slice::from_ref(&d)).await;
             let mb = store.open_mailbox(&alice, "INBOX").await.unwrap();
             mb.sync().await.unwrap();
-            assert_eq!(mb.take_recent().await, 1..2);
+            assert_eq!(mb.take_recent(u32::MAX).await, 1..2);
         }
         let store = Store::open(data.path(), "mx").unwrap();
         store.deliver(&body, std::slice::from_ref(&d)).await;
         let mb = store.open_mailbox(&alice, "INBOX").await.unwrap();
         assert_eq!(mb.status().await.unwrap().recent, 1);
-        assert_eq!(mb.take_recent().await, 2..3);
+        assert_eq!(mb.take_recent(2).await, 2..2);
+        assert_eq!(mb.take_recent(3).await, 2..3);
     }
 
     #[tokio::test]
@@ -148,8 +150,8 @@ mod tests {
         mb.store_flags(&[1], FlagOp::Add, &[Flag::Seen, Flag::Deleted], None).await.unwrap();
         let st = mb.status().await.unwrap();
         assert_eq!((st.unseen, st.deleted, st.uid_next), (1, 1, 3));
-        assert_eq!(mb.take_recent().await, 1..3);
-        assert_eq!(mb.take_recent().await, 3..3);
+        assert_eq!(mb.take_recent(u32::MAX).await, 1..3);
+        assert_eq!(mb.take_recent(u32::MAX).await, 3..3);
         assert!(mb.tombstones_cover(0).await);
 
         let claim = mb.try_claim_exclusive().unwrap();

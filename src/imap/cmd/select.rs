@@ -160,7 +160,7 @@ impl Session {
             Err(e) => return store_error(&e, &self.peer),
         };
         // EXAMINE does not claim \Recent (RFC 3501 6.3.2, as Dovecot); IMAP4rev2 has none.
-        let claimed = if read_only || self.enabled.imap4rev2 { 0..0 } else { mailbox.take_recent().await };
+        let claimed = if read_only || self.enabled.imap4rev2 { 0..0 } else { mailbox.take_recent(snap.uid_next).await };
         let mut keywords: Vec<String> = snap
             .messages
             .iter()
@@ -407,7 +407,7 @@ impl Session {
             // RFC 3501 7.3.2: new mail that arrives while selected is recent here.
             if rev1 {
                 if !sel.read_only {
-                    let claimed = sel.mailbox.take_recent().await;
+                    let claimed = sel.mailbox.take_recent(changes.uid_next).await;
                     sel.add_recent(claimed);
                 }
                 out.extend_from_slice(format!("* {} RECENT\r\n", sel.recent.len()).as_bytes());
