@@ -253,7 +253,7 @@ async fn stress(clients: usize, ops: usize) {
 /// 30 sessions on three shared mailboxes: 0 errors, 0 disconnects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sessions_stay_consistent() {
-    stress(30, 150).await;
+    stress(30, 200).await;
 }
 
 /// The long run: 50 sessions, many more commands each.
