@@ -20,8 +20,10 @@ pub const LAYOUT: &[&str] = &["mail", "queue", "dkim", "tls", "state"];
 /// The data-dir format this binary writes, recorded in `data/format`. A newer binary
 /// migrates an older data dir at start (and then records its own number); an older
 /// binary refuses a newer data dir instead of misreading it. A data dir from before the
-/// file existed is format 1.
-pub const FORMAT: u32 = 1;
+/// file existed is format 1. Format 2: mailbox index logs may hold `R` records (the
+/// `\Recent` claim), which format-1 binaries would take for damage and rebuild the index
+/// with a new UIDVALIDITY; format 1 -> 2 needs no migration.
+pub const FORMAT: u32 = 2;
 const FORMAT_FILE: &str = "format";
 
 #[derive(Debug, Error)]
@@ -123,7 +125,7 @@ fn check_format(root: &Path) -> Result<u32, DataDirError> {
         return Err(DataDirError::TooNew { path: root.display().to_string(), found });
     }
     // Migrations from `found` up to FORMAT go here, one function per step, each safe to
-    // run again after a crash half-way. Format 1 is the first: nothing to do yet.
+    // run again after a crash half-way. 1 -> 2 only adds a record type: nothing to do.
     if found != FORMAT || !file.exists() {
         write_private_file(&file, format!("{FORMAT}\n").as_bytes())
             .map_err(|e| DataDirError::Unusable { path: root.display().to_string(), source: e })?;

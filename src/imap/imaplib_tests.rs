@@ -93,7 +93,7 @@ assert typ == "OK" and b"APPENDUID" in data[0], data
 typ, data = m.select("INBOX")
 assert data == [b"2"], data
 typ, data = m.fetch("1:2", "(UID FLAGS)")
-assert data[1] == b'2 (UID 2 FLAGS (\\Flagged))', data
+assert data[1] == b'2 (UID 2 FLAGS (\\Flagged \\Recent))', data
 typ, data = m.fetch("2", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
 assert data[0][1] == b"Subject: via imaplib\r\n\r\n", data
 typ, data = m.fetch("2", "(RFC822)")

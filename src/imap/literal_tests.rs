@@ -112,7 +112,7 @@ async fn big_appends_stream_through_a_spool_file() {
 
     c.ok("SELECT Sent").await;
     let r = c.ok("FETCH 1:3 (FLAGS RFC822.SIZE)").await;
-    assert!(r[0].starts_with("* 1 FETCH (FLAGS (\\Seen) RFC822.SIZE 3145746)"), "{r:?}");
+    assert!(r[0].starts_with("* 1 FETCH (FLAGS (\\Seen \\Recent) RFC822.SIZE 3145746)"), "{r:?}");
     assert!(r[1].contains(&format!("RFC822.SIZE {}", small.len())), "{r:?}");
     assert!(r[2].contains(&format!("RFC822.SIZE {}", binary.len())), "{r:?}");
     let r = c.ok("FETCH 1 BODY.PEEK[]").await;

@@ -28,7 +28,11 @@ mod big_header_tests;
 #[cfg(test)]
 mod binary_tests;
 #[cfg(test)]
+mod concurrency_tests;
+#[cfg(test)]
 mod conformance_tests;
+#[cfg(test)]
+mod expunge_tests;
 #[cfg(test)]
 mod imaplib_tests;
 #[cfg(test)]
@@ -41,6 +45,8 @@ mod mailbox_name_tests;
 mod mbsync_tests;
 #[cfg(test)]
 mod memory_tests;
+#[cfg(test)]
+mod recent_tests;
 #[cfg(test)]
 mod session_tests;
 #[cfg(test)]

@@ -90,8 +90,8 @@ async fn select_fetch_and_implicit_seen() {
     assert_eq!(c.ok("SEARCH NOT NEW").await[0], "* SEARCH");
 
     let r = c.ok("FETCH 1:* (UID FLAGS RFC822.SIZE)").await;
-    assert!(r[0].starts_with("* 1 FETCH (UID 1 FLAGS () RFC822.SIZE "), "{r:?}");
-    assert!(r[1].starts_with("* 2 FETCH (UID 2 FLAGS () RFC822.SIZE "));
+    assert!(r[0].starts_with("* 1 FETCH (UID 1 FLAGS (\\Recent) RFC822.SIZE "), "{r:?}");
+    assert!(r[1].starts_with("* 2 FETCH (UID 2 FLAGS (\\Recent) RFC822.SIZE "));
 
     let r = c.ok("FETCH 1 (ENVELOPE)").await;
     assert_eq!(
@@ -105,11 +105,11 @@ async fn select_fetch_and_implicit_seen() {
     let r = c.ok("FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])").await;
     assert_eq!(r[0], "* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {18}\r\nSubject: Hello\r\n\r\n)");
     let r = c.ok("FETCH 1 FLAGS").await;
-    assert_eq!(r[0], "* 1 FETCH (FLAGS ())");
+    assert_eq!(r[0], "* 1 FETCH (FLAGS (\\Recent))");
 
     // BODY[TEXT] without PEEK sets \Seen and reports it
     let r = c.ok("FETCH 1 BODY[TEXT]<0.8>").await;
-    assert_eq!(r[0], "* 1 FETCH (BODY[TEXT]<0> {8}\r\nHi Alice FLAGS (\\Seen))");
+    assert_eq!(r[0], "* 1 FETCH (BODY[TEXT]<0> {8}\r\nHi Alice FLAGS (\\Seen \\Recent))");
     let r = c.ok("FETCH 2 (BINARY.PEEK[2] BINARY.SIZE[1])").await;
     assert_eq!(r[0], "* 2 FETCH (BINARY[2] ~{4}\r\n\0\u{1}\u{2}\u{3} BINARY.SIZE[1] 17)");
     let r = c.ok("UID FETCH 2 (BODY.PEEK[1.MIME])").await;
@@ -129,7 +129,7 @@ async fn select_fetch_and_implicit_seen() {
     let r = c.ok("FETCH 1 (BODY.PEEK[]<100000.10>)").await;
     assert_eq!(r[0], "* 1 FETCH (BODY[]<100000> {0}\r\n)");
     let r = c.ok("FETCH 2 RFC822").await;
-    assert!(r[0].starts_with("* 2 FETCH (RFC822 {") && r[0].ends_with("--b1--\r\n FLAGS (\\Seen))"), "{r:?}");
+    assert!(r[0].starts_with("* 2 FETCH (RFC822 {") && r[0].ends_with("--b1--\r\n FLAGS (\\Seen \\Recent))"), "{r:?}");
     let r = c.ok("FETCH 1 FAST").await;
     assert!(r[0].contains("INTERNALDATE \""), "{r:?}");
 }
@@ -145,17 +145,17 @@ async fn store_flags_silent_and_unchangedsince() {
     // a new keyword: FLAGS and PERMANENTFLAGS first (RFC 3501 7.2.6)
     assert_eq!(r[0], "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)");
     assert!(r[1].starts_with("* OK [PERMANENTFLAGS ("), "{r:?}");
-    assert_eq!(r[2], "* 1 FETCH (FLAGS (\\Flagged $Work))");
-    assert_eq!(r[3], "* 2 FETCH (FLAGS (\\Flagged $Work))");
+    assert_eq!(r[2], "* 1 FETCH (FLAGS (\\Flagged $Work \\Recent))");
+    assert_eq!(r[3], "* 2 FETCH (FLAGS (\\Flagged $Work \\Recent))");
     let r = c.ok("STORE 1 -FLAGS.SILENT ($Work)").await;
     assert_eq!(r.len(), 1, "{r:?}");
     let r = c.ok("UID STORE 2 FLAGS (\\Seen)").await;
-    assert_eq!(r[0], "* 2 FETCH (UID 2 FLAGS (\\Seen))");
+    assert_eq!(r[0], "* 2 FETCH (UID 2 FLAGS (\\Seen \\Recent))");
     let r = c.ok("FETCH 1:2 (FLAGS MODSEQ)").await;
     let modseq1: u64 =
         r[0].split("MODSEQ (").nth(1).and_then(|s| s.split(')').next()).and_then(|s| s.parse().ok()).expect("modseq");
     let r = c.ok(&format!("STORE 1:2 (UNCHANGEDSINCE {modseq1}) +FLAGS (\\Answered)")).await;
-    assert!(r[0].starts_with("* 1 FETCH (FLAGS (\\Answered \\Flagged) MODSEQ ("), "{r:?}");
+    assert!(r[0].starts_with("* 1 FETCH (FLAGS (\\Answered \\Flagged \\Recent) MODSEQ ("), "{r:?}");
     assert!(r.last().unwrap().contains("OK [MODIFIED 2]"), "{r:?}");
     let r = c.cmd("STORE 1 +FLAGS (\\Recent)").await;
     assert!(r[0].contains("BAD"));
@@ -367,7 +367,7 @@ async fn other_sessions_changes_are_reported() {
     assert!(has(&b.ok("SELECT INBOX").await, "* 0 RECENT"));
     b.ok("STORE 2 +FLAGS (\\Flagged)").await;
     let r = a.ok("NOOP").await;
-    assert_eq!(r[0], "* 2 FETCH (FLAGS (\\Flagged))");
+    assert_eq!(r[0], "* 2 FETCH (FLAGS (\\Flagged \\Recent))");
     b.ok("STORE 1 +FLAGS (\\Deleted)").await;
     b.ok("EXPUNGE").await;
     // FETCH must not report the expunge (sequence numbers would shift mid-command)...
@@ -427,7 +427,7 @@ async fn condstore_and_qresync() {
     assert_eq!(r[0], "* VANISHED 3");
     let r = c.ok(&format!("UID FETCH 1:* (FLAGS) (CHANGEDSINCE {hms} VANISHED)")).await;
     assert_eq!(r[0], "* VANISHED (EARLIER) 3");
-    assert!(r[1].starts_with("* 1 FETCH (FLAGS (\\Seen) UID 1 MODSEQ ("), "{r:?}");
+    assert!(r[1].starts_with("* 1 FETCH (FLAGS (\\Seen \\Recent) UID 1 MODSEQ ("), "{r:?}");
     c.ok("UNSELECT").await;
     let r = c.ok(&format!("SELECT INBOX (QRESYNC ({uidvalidity} {hms} 1:3))")).await;
     assert!(has(&r, "* VANISHED (EARLIER) 3"), "{r:?}");

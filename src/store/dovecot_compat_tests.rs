@@ -155,3 +155,37 @@ async fn dovecot_reads_our_maildir_and_we_read_dovecots() {
     let snap = inbox.sync().await.unwrap();
     assert_eq!(snap.messages[0].flags, [Flag::Seen, Flag::Keyword("work".into())]);
 }
+
+/// An expunge while a session still reads the message (RFC 2180 4.1.1) keeps the file in
+/// `tmp/`, where Dovecot never looks: for Dovecot it is expunged at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dovecot_does_not_see_retained_expunged_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let alice = MailboxOwner::new("alice", "example.org");
+    let store = Store::open(&tmp.path().join("data"), "mx.example.org").unwrap();
+    let deliver = |subject: &'static str| {
+        let body = MessageBody::Memory(bytes::Bytes::from(format!("Subject: {subject}\r\n\r\nx\r\n")));
+        let to = LocalDelivery { owner: alice.clone(), folder: "INBOX".into(), header_prefix: Vec::new() };
+        let store = store.clone();
+        async move { store.deliver(&body, &[to]).await.into_iter().for_each(|r| r.map(|_| ()).unwrap()) }
+    };
+    deliver("gone").await;
+    deliver("kept").await;
+    let inbox = store.open_mailbox(&alice, "INBOX").await.unwrap();
+    let view = inbox.register_view();
+    inbox.sync().await.unwrap();
+    assert_eq!(inbox.expunge(&[1]).await.unwrap(), [1]);
+    // Still readable here ...
+    assert!(inbox.read_message(1, 1 << 20).await.unwrap().starts_with(b"Subject: gone"));
+    let mail_root = tmp.path().join("data/mail/example.org/alice");
+    let Some(dove) = Dovecot::setup(tmp.path(), &mail_root) else {
+        return;
+    };
+    // ... but not for Dovecot.
+    let status = dove.run(&["mailbox", "status", "messages", "INBOX"], None);
+    assert!(status.contains("messages=1"), "{status}");
+    let text = dove.run(&["fetch", "text", "mailbox", "INBOX", "ALL"], None);
+    assert!(text.contains("Subject: kept") && !text.contains("Subject: gone"), "{text}");
+    view.release(&[1]);
+    assert!(matches!(inbox.read_message(1, 1 << 20).await, Err(StoreError::NoSuchMessage(1))));
+}

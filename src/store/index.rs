@@ -64,6 +64,10 @@ pub struct IndexData {
     pub messages: BTreeMap<u32, IndexEntry>,
     /// Expunged (uid, modseq), oldest first.
     pub tombstones: VecDeque<(u32, u64)>,
+    /// Messages from this UID on are `\Recent` for the next session that selects the
+    /// mailbox (RFC 3501 2.3.2; Dovecot keeps "first recent UID" in its index header).
+    /// `None` in a log written before it was recorded: nothing is recent then.
+    pub first_recent_uid: Option<u32>,
 }
 
 /// A change to record.
@@ -81,6 +85,8 @@ pub enum Record {
     Expunge { uid: u32, modseq: u64 },
     /// Tombstone (compaction).
     Tombstone { uid: u32, modseq: u64 },
+    /// The `\Recent` messages below this UID have been claimed by a session.
+    Recent { first_uid: u32 },
 }
 
 /// Why a log could not be replayed.
@@ -126,6 +132,7 @@ pub fn encode(rec: &Record) -> String {
         }
         Record::Expunge { uid, modseq } => format!("X\t{uid}\t{modseq}"),
         Record::Tombstone { uid, modseq } => format!("T\t{uid}\t{modseq}"),
+        Record::Recent { first_uid } => format!("R\t{first_uid}"),
     };
     format!("{:08x}\t{payload}\n", fnv1a(payload.as_bytes()))
 }
@@ -166,6 +173,7 @@ pub fn decode(line: &str) -> Option<Record> {
         }
         "X" if f.len() == 3 => Record::Expunge { uid: uid(1)?, modseq: num(2)? },
         "T" if f.len() == 3 => Record::Tombstone { uid: uid(1)?, modseq: num(2)? },
+        "R" if f.len() == 2 => Record::Recent { first_uid: uid(1)? },
         _ => return None,
     })
 }
@@ -173,7 +181,7 @@ pub fn decode(line: &str) -> Option<Record> {
 impl IndexData {
     /// A fresh, empty index.
     pub fn new(uid_validity: u32) -> IndexData {
-        IndexData { uid_validity, uid_next: 1, highest_modseq: 1, ..IndexData::default() }
+        IndexData { uid_validity, uid_next: 1, highest_modseq: 1, first_recent_uid: Some(1), ..IndexData::default() }
     }
 
     /// Apply one record (replay or live change).
@@ -195,6 +203,9 @@ impl IndexData {
                     e.flags = flags.clone();
                     e.modseq = *modseq;
                 }
+            }
+            Record::Recent { first_uid } => {
+                self.first_recent_uid = Some(self.first_recent_uid.unwrap_or(0).max(*first_uid));
             }
             Record::Expunge { uid, modseq } | Record::Tombstone { uid, modseq } => {
                 self.highest_modseq = self.highest_modseq.max(*modseq);
@@ -230,7 +241,9 @@ impl IndexData {
                         match rec {
                             Record::Header { uid_validity } => {
                                 header = Some(uid_validity);
-                                data = IndexData::new(uid_validity);
+                                // Only an `R` record says what is recent (a log from
+                                // before it was kept has none: nothing is).
+                                data = IndexData { first_recent_uid: None, ..IndexData::new(uid_validity) };
                             }
                             _ => {
                                 return Err(IndexCorrupt::BadRecord { line: 1, uid_validity: None });
@@ -266,6 +279,9 @@ impl IndexData {
             out.push(Record::Add { uid: *uid, entry: entry.clone() });
         }
         out.push(Record::Counters { uid_next: self.uid_next, highest_modseq: self.highest_modseq });
+        if let Some(first_uid) = self.first_recent_uid {
+            out.push(Record::Recent { first_uid });
+        }
         out
     }
 }
@@ -412,6 +428,7 @@ mod tests {
             Record::Flags { uid: 3, modseq: 6, flags: FlagSet::from_parts("FT", Vec::<String>::new()) },
             Record::Expunge { uid: 3, modseq: 7 },
             Record::Tombstone { uid: 2, modseq: 4 },
+            Record::Recent { first_uid: 8 },
         ];
         for r in &recs {
             let line = encode(r);

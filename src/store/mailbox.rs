@@ -30,6 +30,7 @@ use super::index::{IndexData, IndexEntry, IndexLog, Opened, Record};
 use super::keywords::{KeywordTable, KeywordsInUse};
 use super::layout::is_maildir;
 use super::reader::MessageReader;
+use super::retained;
 use super::scan::Trust;
 use super::types::{Flag, FlagOp, MailboxEvent, MailboxOwner, MailboxSnapshot, MessageMeta, StoreFlagsOutcome};
 use super::{GroupSync, Store};
@@ -58,6 +59,8 @@ pub(crate) struct Shared {
     /// threads take it.
     header_path: PathBuf,
     headers: Arc<std::sync::Mutex<Option<HeaderCache>>>,
+    /// Sessions with the mailbox selected, and expunged files they may still read.
+    pub(crate) retained: std::sync::Mutex<super::retained::Retained>,
 }
 
 impl Shared {
@@ -213,7 +216,15 @@ impl Store {
             return Ok(Mailbox { shared, store: self.clone() });
         }
         let dir2 = dir.clone();
-        let Some(keywords) = blocking(move || Ok(is_maildir(&dir2).then(|| KeywordTable::load(&dir2)))).await? else {
+        // No session has this mailbox open: expunged files a crash left behind can go.
+        let Some(keywords) = blocking(move || {
+            Ok(is_maildir(&dir2).then(|| {
+                super::retained::sweep(&dir2);
+                KeywordTable::load(&dir2)
+            }))
+        })
+        .await?
+        else {
             return Err(StoreError::NoSuchFolder(path.api_name()));
         };
         let store = self.clone();
@@ -237,7 +248,7 @@ impl Store {
             // First time we see this Maildir: keep Dovecot's UIDs if it was Dovecot's.
             Opened::Rebuilt(d, l, None) => super::mailbox_sync::import_dovecot(&dir, d, l).await?,
         };
-        let index_uid_next = index.uid_next;
+        let first_recent_uid = index.first_recent_uid.unwrap_or(index.uid_next);
         let by_base = index.messages.iter().map(|(uid, e)| (e.base.clone(), *uid)).collect();
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let shared = Arc::new(Shared {
@@ -254,11 +265,12 @@ impl Store {
                 keywords,
                 keywords_in_use: KeywordsInUse::default(),
                 trust: None,
-                first_recent_uid: index_uid_next,
+                first_recent_uid,
                 imported,
             }),
             header_path,
             headers: Arc::new(std::sync::Mutex::new(None)),
+            retained: std::sync::Mutex::default(),
         });
         if let Ok(mut map) = self.inner.open.lock() {
             map.retain(|_, w| w.strong_count() > 0);
@@ -287,6 +299,12 @@ impl Mailbox {
     /// True when both handles refer to the same open mailbox.
     pub fn same_mailbox(&self, other: &Mailbox) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// Register a session's view (SELECT/EXAMINE): until the ticket releases them, messages
+    /// expunged meanwhile stay readable for it (RFC 2180 4.1.1).
+    pub fn register_view(&self) -> super::retained::ViewTicket {
+        super::retained::ViewTicket::register(&self.shared)
     }
 
     /// Change notifications (new mail, flags, expunges) from any session or delivery.
@@ -493,19 +511,39 @@ impl Mailbox {
             return Ok(Vec::new());
         }
         let cur = self.shared.dir.join("cur");
-        let names: Vec<String> = targets.iter().map(|(_, n)| n.clone()).collect();
+        // Sessions with the mailbox selected may still FETCH these (RFC 2180 4.1.1): the
+        // files move aside instead of going (retained.rs).
+        let keep = retained::lock(&self.shared.retained).has_views();
+        let (dir, uid_validity) = (self.shared.dir.clone(), st.index.uid_validity);
+        let plans: Vec<(u32, String, Option<PathBuf>)> = targets
+            .iter()
+            .map(|(u, n)| (*u, n.clone(), keep.then(|| retained::retained_path(&dir, uid_validity, *u))))
+            .collect();
         let cur2 = cur.clone();
-        blocking(move || {
-            for n in names {
-                match std::fs::remove_file(cur2.join(&n)) {
-                    Ok(()) => {}
+        let kept: Vec<(u32, PathBuf)> = blocking(move || {
+            let mut kept = Vec::new();
+            for (uid, n, aside) in plans {
+                let from = cur2.join(&n);
+                let r = match &aside {
+                    Some(to) => std::fs::rename(&from, to),
+                    None => std::fs::remove_file(&from),
+                };
+                match r {
+                    Ok(()) => kept.extend(aside.map(|p| (uid, p))),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(StoreError::io(cur2.join(&n), e)),
+                    Err(e) => return Err(StoreError::io(from, e)),
                 }
             }
-            Ok(())
+            Ok(kept)
         })
         .await?;
+        {
+            let mut r = retained::lock(&self.shared.retained);
+            for (uid, path) in kept {
+                let size = st.index.messages.get(&uid).map_or(0, |e| e.size);
+                r.keep(uid, path, size);
+            }
+        }
         let mut records = Vec::with_capacity(targets.len());
         let mut freed = 0u64;
         let mut gone = Vec::with_capacity(targets.len());
@@ -533,7 +571,7 @@ impl Mailbox {
         let mut st = self.lock().await;
         for attempt in 0..2 {
             let Some(e) = st.index.messages.get(&uid) else {
-                return Err(StoreError::NoSuchMessage(uid));
+                return self.open_retained(uid).await;
             };
             let path = self.shared.dir.join("cur").join(&e.file_name);
             let size = e.size;
@@ -680,10 +718,13 @@ impl Mailbox {
     async fn read_fast(&self, uid: u32, max: usize, whole: bool) -> Result<Option<bytes::Bytes>, StoreError> {
         let (path, size) = {
             let st = self.lock().await;
-            let Some(e) = st.index.messages.get(&uid) else {
-                return Err(StoreError::NoSuchMessage(uid));
-            };
-            (self.shared.dir.join("cur").join(&e.file_name), e.size)
+            match st.index.messages.get(&uid) {
+                Some(e) => (self.shared.dir.join("cur").join(&e.file_name), e.size),
+                // Expunged by another session, not yet reported here: the slow path reads
+                // the retained file.
+                None if retained::lock(&self.shared.retained).lookup(uid).is_some() => return Ok(None),
+                None => return Err(StoreError::NoSuchMessage(uid)),
+            }
         };
         if whole && size > max as u64 {
             return Ok(None);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::error::StoreError;
+use super::index::Record;
 use super::mailbox::{Mailbox, Shared};
 use super::types::MailboxStatus;
 
@@ -60,11 +61,22 @@ impl Mailbox {
 
     /// Claim the `\Recent` messages: returns the uid range no session has been told about
     /// yet and marks it told (RFC 3501 2.3.2: \Recent is reported to one session only).
-    /// Call after `sync`. Not persisted: after a restart nothing is recent.
-    pub async fn take_recent(&self) -> std::ops::Range<u32> {
+    /// Only UIDs below `until` (the UIDNEXT of the caller's snapshot): a message that arrives
+    /// after it is left for whoever sees it first. The claim is written to the index log so a restart does not make
+    /// the messages recent again; it is not fsynced (losing it in a crash only shows them
+    /// as recent once more, which RFC 3501 2.3.2 tolerates).
+    pub async fn take_recent(&self, until: u32) -> std::ops::Range<u32> {
         let mut st = self.lock().await;
-        let range = st.first_recent_uid..st.index.uid_next;
-        st.first_recent_uid = st.index.uid_next;
+        let range = st.first_recent_uid..until.min(st.index.uid_next);
+        if range.is_empty() {
+            return range;
+        }
+        st.first_recent_uid = range.end;
+        let rec = Record::Recent { first_uid: range.end };
+        st.index.apply(&rec);
+        if let Err(e) = st.log.append(&[rec]) {
+            tracing::warn!(error = %e, "could not record the \\Recent claim");
+        }
         range
     }
 
@@ -101,6 +113,29 @@ impl Mailbox {
 mod tests {
     use crate::store::*;
 
+    /// RFC 3501 2.3.2 with Dovecot's "first recent UID": a claim survives a restart, and
+    /// what arrived after it is recent for the next claimer.
+    #[tokio::test]
+    async fn recent_claim_survives_a_restart() {
+        let data = tempfile::tempdir().unwrap();
+        let alice = MailboxOwner::new("alice", "example.org");
+        let body = MessageBody::Memory(bytes::Bytes::from_static(b"abc\r\n"));
+        let d = LocalDelivery { owner: alice.clone(), folder: "INBOX".into(), header_prefix: Vec::new() };
+        {
+            let store = Store::open(data.path(), "mx").unwrap();
+            store.deliver(&body, std::slice::from_ref(&d)).await;
+            let mb = store.open_mailbox(&alice, "INBOX").await.unwrap();
+            mb.sync().await.unwrap();
+            assert_eq!(mb.take_recent(u32::MAX).await, 1..2);
+        }
+        let store = Store::open(data.path(), "mx").unwrap();
+        store.deliver(&body, std::slice::from_ref(&d)).await;
+        let mb = store.open_mailbox(&alice, "INBOX").await.unwrap();
+        assert_eq!(mb.status().await.unwrap().recent, 1);
+        assert_eq!(mb.take_recent(2).await, 2..2);
+        assert_eq!(mb.take_recent(3).await, 2..3);
+    }
+
     #[tokio::test]
     async fn status_recent_and_exclusive_claims() {
         let data = tempfile::tempdir().unwrap();
@@ -115,8 +150,8 @@ mod tests {
         mb.store_flags(&[1], FlagOp::Add, &[Flag::Seen, Flag::Deleted], None).await.unwrap();
         let st = mb.status().await.unwrap();
         assert_eq!((st.unseen, st.deleted, st.uid_next), (1, 1, 3));
-        assert_eq!(mb.take_recent().await, 1..3);
-        assert_eq!(mb.take_recent().await, 3..3);
+        assert_eq!(mb.take_recent(u32::MAX).await, 1..3);
+        assert_eq!(mb.take_recent(u32::MAX).await, 3..3);
         assert!(mb.tombstones_cover(0).await);
 
         let claim = mb.try_claim_exclusive().unwrap();

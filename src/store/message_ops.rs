@@ -19,6 +19,7 @@ use super::filename::{FlagSet, new_base_name, new_base_name_sizes, parse_file_na
 use super::index::{IndexEntry, Record};
 use super::keywords::KeywordTable;
 use super::mailbox::{Mailbox, State, sync_all};
+use super::retained;
 use super::types::{Flag, MailboxEvent, MessageBody};
 
 /// A message picked from the source mailbox.
@@ -262,11 +263,21 @@ impl Mailbox {
                 (s, base, name)
             })
             .collect();
-        let placed: Vec<Placed> = blocking(move || {
+        // Sessions with the source selected may still FETCH the moved messages (RFC 2180
+        // 4.1.1): a hard link keeps the data for them (retained.rs).
+        let keep = retained::lock(&self.shared.retained).has_views();
+        let (src_dir, uid_validity) = (self.shared.dir.clone(), src.index.uid_validity);
+        let (placed, kept): (Vec<Placed>, Vec<(u32, PathBuf)>) = blocking(move || {
             let mut placed = Vec::with_capacity(plans.len());
+            let mut kept = Vec::new();
             for (s, base, name) in plans {
                 let from = src_cur.join(&s.entry.file_name);
                 let to = dest_dir.join("cur").join(&name);
+                let aside = keep.then(|| retained::retained_path(&src_dir, uid_validity, s.uid));
+                let aside = aside.filter(|a| std::fs::hard_link(&from, a).is_ok());
+                if let Some(a) = &aside {
+                    kept.push((s.uid, a.clone()));
+                }
                 match std::fs::rename(&from, &to) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -281,9 +292,16 @@ impl Mailbox {
                 }
                 placed.push(Placed { src_uid: s.uid, entry: IndexEntry { base, file_name: name, ..s.entry } });
             }
-            Ok(placed)
+            Ok((placed, kept))
         })
         .await?;
+        {
+            let mut r = retained::lock(&self.shared.retained);
+            for (uid, path) in kept {
+                let size = src.index.messages.get(&uid).map_or(0, |e| e.size);
+                r.keep(uid, path, size);
+            }
+        }
         let mut src_records = Vec::with_capacity(placed.len());
         let mut moved = Vec::with_capacity(placed.len());
         for p in &placed {

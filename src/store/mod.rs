@@ -17,7 +17,8 @@
 //! directory, `mailbox.rs` an open mailbox,
 //! `mailbox_sync.rs` index <-> Maildir reconciliation, `uidlist.rs` Dovecot UID import,
 //! `message_ops.rs` append/copy/move, `mailbox_status.rs` STATUS/\Recent/POP3 claim,
-//! `reader.rs` CRLF message streams, `folders.rs` folder management and subscriptions.
+//! `reader.rs` CRLF message streams, `folders.rs` folder management and subscriptions,
+//! `retained.rs` expunged messages kept readable for sessions not yet told.
 //!
 //! POP3 UIDL: use [`MessageMeta::base_name`], the Maildir base name (`<secs>.M<usec>P<pid>
 //! Q<n>.<host>,S=<size>,W=<size>`). It never changes with flags, survives restarts and
@@ -43,6 +44,7 @@ mod mailbox_tests;
 mod message_ops;
 mod quota;
 mod reader;
+mod retained;
 mod scan;
 mod types;
 mod uidlist;
@@ -60,6 +62,7 @@ pub use layout::Layout;
 pub use mailbox::Mailbox;
 pub use mailbox_status::ExclusiveClaim;
 pub use reader::MessageReader;
+pub use retained::ViewTicket;
 pub use types::{
     DeliveredMessage, Flag, FlagOp, FolderInfo, LocalDelivery, MailboxChanges, MailboxEvent, MailboxOwner,
     MailboxSnapshot, MailboxStatus, MessageBody, MessageMeta, SpecialUse, StoreFlagsOutcome,

@@ -112,6 +112,10 @@ pub fn clean_tmp(dir: &Path, now: SystemTime) -> usize {
     };
     let mut removed = 0;
     for e in entries.flatten() {
+        // Expunged messages sessions still read: swept when the mailbox opens instead.
+        if e.file_name().to_str().is_some_and(|n| n.starts_with(super::retained::RETAINED_PREFIX)) {
+            continue;
+        }
         let old = e
             .metadata()
             .ok()
@@ -177,13 +181,43 @@ pub fn measure(dir: &Path, names: Vec<String>) -> Result<Vec<Measured>, StoreErr
         };
         out.push(Measured { mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), file_name: name, size });
     }
-    out.sort_by(|a, b| a.mtime.cmp(&b.mtime).then_with(|| a.file_name.cmp(&b.file_name)));
+    out.sort_by(|a, b| {
+        a.mtime
+            .cmp(&b.mtime)
+            .then_with(|| arrival_key(&a.file_name).cmp(&arrival_key(&b.file_name)))
+            .then_with(|| a.file_name.cmp(&b.file_name))
+    });
     Ok(out)
+}
+
+/// Arrival order within one mtime tick (files written within a few ms share it): the
+/// `<secs>.M<usec>` and `Q<n>` of our and Dovecot's base names, as numbers (as text,
+/// `M99870` sorts after `M100120`). `None` for other names, which sort first.
+fn arrival_key(name: &str) -> Option<(u64, u64, u64)> {
+    let (secs, rest) = name.split_once('.')?;
+    let number = |s: &str| {
+        s.bytes()
+            .take_while(u8::is_ascii_digit)
+            .fold(0u64, |n, d| n.saturating_mul(10).saturating_add(u64::from(d - b'0')))
+    };
+    let usec = rest.strip_prefix('M').map_or(0, number);
+    let base = rest.split('.').next().unwrap_or("");
+    let q = base.split_once('Q').map_or(0, |(_, q)| number(q));
+    Some((secs.parse().ok()?, usec, q))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arrival_key_orders_microseconds_as_numbers() {
+        let a = arrival_key("1700000000.M99870P7Q3.mx,S=5,W=5");
+        let b = arrival_key("1700000000.M100120P7Q4.mx,S=5,W=5");
+        assert!(a < b, "{a:?} {b:?}");
+        assert_eq!(arrival_key("1700000000.M5P9.host"), Some((1_700_000_000, 5, 0)));
+        assert_eq!(arrival_key("foreign"), None);
+    }
 
     #[test]
     fn freshness_trusts_settled_stamps_and_own_changes_until_they_settle() {

@@ -134,7 +134,9 @@ impl Session {
         raw_name: &str,
         is_move: bool,
     ) -> Tagged {
-        self.refresh_selected(uid || is_move, false).await;
+        // Expunges by others wait until the set is resolved: reporting them first would shift
+        // the sequence numbers the client meant (RFC 9051 7.5.1), moving the wrong message.
+        self.refresh_selected(uid, false).await;
         let target = match self.open_target(raw_name).await {
             Ok(m) => m,
             Err(t) => return t,

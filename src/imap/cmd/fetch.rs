@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
 
-use super::{HEADER_BATCH, Tagged, store_error, write_flags};
+use super::{HEADER_BATCH, Tagged, store_error, write_flags_recent};
 use crate::imap::command::{FetchCommand, FetchItem, Section, SectionText};
 use crate::imap::render::mime::{self, MimePart};
 use crate::imap::render::section::{BinaryError, binary, body_section, partial};
@@ -178,6 +178,7 @@ impl Session {
             } else {
                 None
             };
+            let recent = self.selected().is_some_and(|s| s.is_recent(meta.uid));
             let tree = raw.as_deref().map(mime::parse);
             let content = raw.as_deref().zip(tree.as_ref());
             let mut line = format!("* {} FETCH (", i + 1).into_bytes();
@@ -219,7 +220,7 @@ impl Session {
                     self.write_literal_from(NoNuls(r), len).await?;
                     continue;
                 }
-                if let Err(e) = render_item(&mut line, item, &meta, content) {
+                if let Err(e) = render_item(&mut line, item, &meta, recent, content) {
                     return Ok(match e {
                         BinaryError::UnknownCte => Tagged::no("Unknown Content-Transfer-Encoding").code("UNKNOWN-CTE"),
                         BinaryError::NoSuchPart => Tagged::no("No such message part"),
@@ -228,7 +229,7 @@ impl Session {
             }
             if !wrote_flags && seen_now.contains(&meta.uid) {
                 line.extend_from_slice(b" FLAGS ");
-                write_flags(&mut line, &meta.flags);
+                write_flags_recent(&mut line, &meta.flags, recent);
             }
             line.extend_from_slice(b")\r\n");
             self.out.extend_from_slice(&line);
@@ -308,6 +309,7 @@ fn render_item(
     out: &mut Vec<u8>,
     item: &FetchItem,
     meta: &MessageMeta,
+    recent: bool,
     content: Option<(&[u8], &MimePart)>,
 ) -> Result<(), BinaryError> {
     let empty_tree;
@@ -322,7 +324,7 @@ fn render_item(
         FetchItem::Uid => out.extend_from_slice(format!("UID {}", meta.uid).as_bytes()),
         FetchItem::Flags => {
             out.extend_from_slice(b"FLAGS ");
-            write_flags(out, &meta.flags);
+            write_flags_recent(out, &meta.flags, recent);
         }
         FetchItem::InternalDate => {
             let secs =

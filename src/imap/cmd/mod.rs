@@ -145,6 +145,19 @@ pub fn from_store_flag(f: &st::Flag) -> Flag {
     }
 }
 
+/// `(\Seen $Junk \Recent)`: store flags and, for a message recent in this session,
+/// `\Recent` (RFC 3501 2.3.2: a session flag, never stored).
+pub fn write_flags_recent(out: &mut Vec<u8>, flags: &[st::Flag], recent: bool) {
+    write_flags(out, flags);
+    if recent {
+        out.pop();
+        if !flags.is_empty() {
+            out.push(b' ');
+        }
+        out.extend_from_slice(b"\\Recent)");
+    }
+}
+
 /// `(\Seen $Junk)` for store flags.
 pub fn write_flags(out: &mut Vec<u8>, flags: &[st::Flag]) {
     let converted: Vec<Flag> = flags.iter().map(from_store_flag).collect();

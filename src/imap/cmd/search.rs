@@ -215,7 +215,7 @@ impl Session {
                 size: m.size,
                 internal_date,
                 raw: if content { raw.as_deref() } else { None },
-                recent: sel.recent.contains(&m.uid),
+                recent: sel.is_recent(m.uid),
             };
             if matches(key, &msg, &scope) {
                 let header = raw.as_deref().map(|r| {

@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
-use super::{Tagged, store_error, write_flags};
+use super::{Tagged, store_error, write_flags_recent};
 use crate::imap::command::{QresyncParams, SelectParams};
 use crate::imap::sequence::{SequenceSet, format_numbers};
 use crate::imap::session::{Session, State};
-use crate::store::{Flag as StFlag, Mailbox, MailboxChanges, MailboxEvent, MailboxSnapshot, MessageMeta};
+use crate::store::{Flag as StFlag, Mailbox, MailboxChanges, MailboxEvent, MailboxSnapshot, MessageMeta, ViewTicket};
 
 /// A selected mailbox as this session sees it.
 pub struct Selected {
@@ -30,9 +30,10 @@ pub struct Selected {
     pub events: broadcast::Receiver<MailboxEvent>,
     /// SEARCHRES `$` (RFC 5182), as UIDs.
     pub saved: Vec<u32>,
-    /// UIDs that are `\Recent` for this session (RFC 3501 2.3.2; claimed from the store
-    /// so only one session sees a message as recent).
-    pub recent: std::ops::Range<u32>,
+    /// UIDs in the view that are `\Recent` for this session, ascending (RFC 3501 2.3.2;
+    /// claimed from the store so only one session sees a message as recent). Always empty
+    /// for EXAMINE and for IMAP4rev2 sessions (RFC 9051 E.1 removed `\Recent`).
+    pub recent: Vec<u32>,
     /// Expunged in the store but still in the view: sequence numbers may only change
     /// when the client can be told (not during FETCH, STORE, SEARCH; RFC 9051 7.5.1).
     pub expunged_unreported: Vec<u32>,
@@ -40,6 +41,9 @@ pub struct Selected {
     /// FLAGS may only carry those (RFC 3501 7.2.6), so a new one is announced first.
     /// The store's interned strings: no copy per session.
     pub keywords: Vec<Arc<str>>,
+    /// Keeps messages other sessions expunge readable until this view has reported them
+    /// (RFC 2180 4.1.1); released as EXPUNGE/VANISHED goes out, and on deselect.
+    pub view: ViewTicket,
 }
 
 /// The distinct keywords of a message list, sorted.
@@ -96,6 +100,21 @@ impl Selected {
         self.messages.binary_search_by_key(&uid, |m| m.uid).ok()
     }
 
+    /// Is the message `\Recent` in this session (RFC 3501 2.3.2)?
+    pub fn is_recent(&self, uid: u32) -> bool {
+        self.recent.binary_search(&uid).is_ok()
+    }
+
+    /// Take the messages in `claimed` (a range [`Mailbox::take_recent`] gave this session)
+    /// that are in the view as `\Recent`.
+    fn add_recent(&mut self, claimed: std::ops::Range<u32>) {
+        let start = self.messages.partition_point(|m| m.uid < claimed.start);
+        let new = self.messages[start..].iter().map(|m| m.uid).take_while(|u| claimed.contains(u));
+        self.recent.extend(new);
+        self.recent.sort_unstable();
+        self.recent.dedup();
+    }
+
     /// Drop expunged messages (`gone`: sorted UIDs) from the view and write what tells
     /// the client: `* n EXPUNGE` per message, or one `VANISHED` with QRESYNC (RFC 7162
     /// 3.2.10). The saved search result loses them too (RFC 5182 2.1).
@@ -117,6 +136,8 @@ impl Selected {
             self.messages = kept;
         }
         self.saved.retain(|u| gone.binary_search(u).is_err());
+        self.view.release(gone);
+        self.recent.retain(|u| gone.binary_search(u).is_err());
     }
 
     pub fn max_uid(&self) -> u32 {
@@ -186,14 +207,15 @@ impl Session {
             Ok(m) => m,
             Err(e) => return store_error(&e, &self.peer),
         };
-        // Subscribe before reading the snapshot so no change falls between the two.
+        // Register and subscribe before reading the snapshot so no change falls between.
+        let view = mailbox.register_view();
         let events = mailbox.subscribe();
         let snap = match mailbox.sync().await {
             Ok(s) => s,
             Err(e) => return store_error(&e, &self.peer),
         };
-        let recent = if read_only { 0..0 } else { mailbox.take_recent().await };
-        let recent_count = snap.messages.iter().filter(|m| recent.contains(&m.uid)).count();
+        // EXAMINE does not claim \Recent (RFC 3501 6.3.2, as Dovecot); IMAP4rev2 has none.
+        let claimed = if read_only || self.enabled.imap4rev2 { 0..0 } else { mailbox.take_recent(snap.uid_next).await };
         let keywords = keywords_of(&snap.messages);
         let out = &mut self.out;
         write_flags_announcement(out, &keywords, read_only);
@@ -205,6 +227,7 @@ impl Session {
             line.extend_from_slice(b"\r\n");
             out.extend_from_slice(&line);
         } else {
+            let recent_count = snap.messages.iter().filter(|m| claimed.contains(&m.uid)).count();
             out.extend_from_slice(format!("* {recent_count} RECENT\r\n").as_bytes());
             if let Some(pos) = snap.messages.iter().position(|m| !m.flags.contains(&StFlag::Seen)) {
                 out.extend_from_slice(format!("* OK [UNSEEN {}] First unseen\r\n", pos + 1).as_bytes());
@@ -213,7 +236,7 @@ impl Session {
         out.extend_from_slice(format!("* OK [UIDVALIDITY {}] UIDs valid\r\n", snap.uid_validity).as_bytes());
         out.extend_from_slice(format!("* OK [UIDNEXT {}] Predicted next UID\r\n", snap.uid_next).as_bytes());
         out.extend_from_slice(format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", snap.highest_modseq).as_bytes());
-        let selected = Selected {
+        let mut selected = Selected {
             name,
             mailbox,
             read_only,
@@ -223,10 +246,13 @@ impl Session {
             highest_modseq: snap.highest_modseq,
             events,
             saved: Vec::new(),
-            recent,
+            recent: Vec::new(),
             expunged_unreported: Vec::new(),
             keywords,
+            view,
         };
+        selected.add_recent(claimed);
+        selected.view.release_absent(|u| selected.index_of_uid(u).is_some());
         if let Some(q) = &params.qresync {
             self.qresync_catch_up(&selected, q).await;
         }
@@ -259,7 +285,7 @@ impl Session {
         for (i, m) in sel.messages.iter().enumerate() {
             if m.modseq > q.mod_seq && known(m.uid) {
                 self.out.extend_from_slice(format!("* {} FETCH (UID {} FLAGS ", i + 1, m.uid).as_bytes());
-                write_flags(&mut self.out, &m.flags);
+                write_flags_recent(&mut self.out, &m.flags, sel.is_recent(m.uid));
                 self.out.extend_from_slice(format!(" MODSEQ ({}))\r\n", m.modseq).as_bytes());
             }
         }
@@ -390,7 +416,9 @@ impl Session {
         };
         let mut out = Vec::new();
         // 1. expunges of messages in view: reported now, or held back until allowed
-        let in_view: Vec<u32> = changes.expunged.into_iter().filter(|u| sel.index_of_uid(*u).is_some()).collect();
+        let (in_view, never_seen): (Vec<u32>, Vec<u32>) =
+            changes.expunged.into_iter().partition(|u| sel.index_of_uid(*u).is_some());
+        sel.view.release(&never_seen);
         if !in_view.is_empty() {
             sel.expunged_unreported.extend(in_view);
             sel.expunged_unreported.sort_unstable();
@@ -417,13 +445,15 @@ impl Session {
             let flags_changed = c.flags != m.flags;
             m.flags = c.flags;
             m.modseq = c.modseq;
+            let recent = sel.recent.binary_search(&m.uid).is_ok();
+            let m = &sel.messages[i];
             if flags_changed || condstore {
                 out.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
                 if qresync {
                     out.extend_from_slice(format!("UID {} ", m.uid).as_bytes());
                 }
                 out.extend_from_slice(b"FLAGS ");
-                write_flags(&mut out, &m.flags);
+                write_flags_recent(&mut out, &m.flags, recent);
                 if condstore {
                     out.extend_from_slice(format!(" MODSEQ ({})", m.modseq).as_bytes());
                 }
@@ -433,16 +463,13 @@ impl Session {
         // 3. the new messages' count
         if sel.messages.len() != before {
             out.extend_from_slice(format!("* {} EXISTS\r\n", sel.messages.len()).as_bytes());
-            if !sel.read_only {
-                let claimed = sel.mailbox.take_recent().await;
-                if !claimed.is_empty() {
-                    let start = if sel.recent.is_empty() { claimed.start } else { sel.recent.start };
-                    sel.recent = start..claimed.end;
-                }
-            }
+            // RFC 3501 7.3.2: new mail that arrives while selected is recent here.
             if rev1 {
-                let n = sel.messages.iter().filter(|m| sel.recent.contains(&m.uid)).count();
-                out.extend_from_slice(format!("* {n} RECENT\r\n").as_bytes());
+                if !sel.read_only {
+                    let claimed = sel.mailbox.take_recent(changes.uid_next).await;
+                    sel.add_recent(claimed);
+                }
+                out.extend_from_slice(format!("* {} RECENT\r\n", sel.recent.len()).as_bytes());
             }
         }
         sel.uid_next = changes.uid_next;

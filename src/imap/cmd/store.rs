@@ -3,7 +3,7 @@
 //! (Maildir file renamed, index fsynced) before the OK, and other sessions learn about it
 //! through the store's change events.
 
-use super::{Tagged, store_error, to_store_flag, write_flags};
+use super::{Tagged, store_error, to_store_flag, write_flags_recent};
 use crate::imap::command::{StoreCommand, StoreOp};
 use crate::imap::sequence::format_numbers;
 use crate::imap::session::Session;
@@ -49,12 +49,20 @@ impl Session {
             if let Some(i) = sel.index_of_uid(*uid) {
                 sel.messages[i].flags = flags.clone();
                 sel.messages[i].modseq = *modseq;
-                sel.highest_modseq = sel.highest_modseq.max(*modseq);
+                // The view's HIGHESTMODSEQ stays: the next sync must still bring changes by
+                // others with lower modseqs that committed after our last sync.
                 changed.push((i, true));
             }
         }
-        for (uid, _, _) in &outcome.unchanged {
+        for (uid, flags, modseq) in &outcome.unchanged {
             if let Some(i) = sel.index_of_uid(*uid) {
+                // Already so in the store (another session may have set it a moment ago):
+                // answer with the flags as stored, not the view's older ones. With .SILENT
+                // nothing is answered, so the next sync reports them instead.
+                if !s.silent {
+                    sel.messages[i].flags = flags.clone();
+                    sel.messages[i].modseq = *modseq;
+                }
                 changed.push((i, false));
             }
         }
@@ -73,7 +81,7 @@ impl Session {
             }
             if !s.silent {
                 let mut f = b"FLAGS ".to_vec();
-                write_flags(&mut f, &m.flags);
+                write_flags_recent(&mut f, &m.flags, sel.is_recent(m.uid));
                 parts.push(f);
             }
             if condstore {
