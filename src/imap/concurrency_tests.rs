@@ -1,13 +1,15 @@
-//! Many sessions on the same few mailboxes at once, each doing random SELECT, FETCH,
-//! STORE, EXPUNGE, APPEND, COPY, MOVE and IDLE, while every response is checked against
-//! the session's own model of its view (RFC 9051 7.5.1 / RFC 3501 7.4.1, RFC 2180 4):
-//! EXISTS never shrinks the view (only EXPUNGE does), sequence numbers stay in range,
-//! UIDs ascend with the sequence numbers, flags once seen do not vanish (flags are only
-//! ever added here), no message shows up again after its EXPUNGE, every command ends OK and
-//! no connection drops. Seeds are fixed; the checks are invariants that hold under every
-//! interleaving the scheduler picks.
+//! Many sessions on the same few mailboxes at once, each over its own implicit-TLS
+//! connection (port 993 style, a fresh self-signed certificate the clients trust), doing
+//! random SELECT, FETCH, STORE, EXPUNGE, APPEND, COPY, MOVE and IDLE, while every response
+//! is checked against the session's own model of its view (RFC 9051 7.5.1 / RFC 3501
+//! 7.4.1, RFC 2180 4): EXISTS never shrinks the view (only EXPUNGE does), sequence numbers
+//! stay in range, UIDs ascend with the sequence numbers, flags once seen do not vanish
+//! (flags are only ever added here), no message shows up again after its EXPUNGE, every
+//! command ends OK and no connection drops. Seeds are fixed; the checks are invariants that
+//! hold under every interleaving the scheduler picks.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -139,10 +141,11 @@ async fn settle(c: &mut Client, k: &mut Checker, unstored: &mut Vec<(u32, &str)>
     }
 }
 
-/// One client's random session of `ops` commands.
-async fn client(srv_addr: std::net::SocketAddr, id: usize, ops: usize) -> Vec<String> {
+/// One client's random session of `ops` commands, over implicit TLS to a server whose
+/// certificate is `pem`.
+async fn client(srv_addr: std::net::SocketAddr, pem: Arc<str>, id: usize, ops: usize) -> Vec<String> {
     let mut rng = StdRng::seed_from_u64(0x5eed_0000 + id as u64);
-    let mut c = Client::connect(srv_addr).await;
+    let mut c = Client::connect_tls(srv_addr, &pem).await;
     let mut k = Checker { id, view: View::default(), errors: Vec::new() };
     run(&mut c, &mut k, &format!("LOGIN {USER} {PASS}")).await;
     select(&mut c, &mut k, MAILBOXES[id % MAILBOXES.len()]).await;
@@ -225,8 +228,18 @@ async fn client(srv_addr: std::net::SocketAddr, id: usize, ops: usize) -> Vec<St
 }
 
 async fn stress(clients: usize, ops: usize) {
-    let srv = start_with(|ctx| ctx.limits.max_connections_per_user_ip = 100).await;
-    let mut admin = srv.login().await;
+    let (acceptor, pem) = tls_acceptor();
+    let pem: Arc<str> = pem.into();
+    let srv = start_full(
+        |ctx| {
+            ctx.limits.max_connections_per_user_ip = 100;
+            ctx.tls = Some(acceptor);
+        },
+        true,
+    )
+    .await;
+    let mut admin = Client::connect_tls(srv.addr, &pem).await;
+    admin.ok(&format!("LOGIN {USER} {PASS}")).await;
     admin.ok("CREATE Shared1").await;
     admin.ok("CREATE Shared2").await;
     for m in MAILBOXES {
@@ -235,7 +248,7 @@ async fn stress(clients: usize, ops: usize) {
             srv.deliver(m, MULTIPART).await;
         }
     }
-    let tasks: Vec<_> = (0..clients).map(|id| tokio::spawn(client(srv.addr, id, ops))).collect();
+    let tasks: Vec<_> = (0..clients).map(|id| tokio::spawn(client(srv.addr, pem.clone(), id, ops))).collect();
     let mut errors = Vec::new();
     for (id, t) in tasks.into_iter().enumerate() {
         match t.await {
@@ -250,13 +263,13 @@ async fn stress(clients: usize, ops: usize) {
     assert_eq!(super::expunge_tests::retained(&srv), 0);
 }
 
-/// 30 sessions on three shared mailboxes: 0 errors, 0 disconnects.
+/// 30 TLS sessions on three shared mailboxes: 0 errors, 0 disconnects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sessions_stay_consistent() {
     stress(30, 200).await;
 }
 
-/// The long run: 50 sessions, many more commands each.
+/// The long run: 50 TLS sessions, many more commands each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long stress run; cargo test --lib concurrent_sessions_long -- --ignored"]
 async fn concurrent_sessions_long() {

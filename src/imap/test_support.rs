@@ -6,9 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 
 use super::session::{ImapContext, ImapLimits, serve_connection};
@@ -105,9 +104,13 @@ impl TestServer {
     }
 }
 
+/// Either half of a plain TCP or a TLS connection.
+type ReadHalf = Box<dyn AsyncRead + Unpin + Send>;
+type WriteHalf = Box<dyn AsyncWrite + Unpin + Send>;
+
 pub struct Client {
-    r: BufReader<OwnedReadHalf>,
-    w: OwnedWriteHalf,
+    r: BufReader<ReadHalf>,
+    w: WriteHalf,
     n: u32,
     pub greeting: String,
 }
@@ -118,6 +121,35 @@ impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
         let s = TcpStream::connect(addr).await.expect("connect");
         let (r, w) = s.into_split();
+        Client::with_halves(Box::new(r), Box::new(w)).await
+    }
+
+    /// Connect to an implicit-TLS server (port 993 style) whose certificate is `pem`, as
+    /// made by `tls_acceptor` (valid for `localhost`), and read the greeting.
+    pub async fn connect_tls(addr: SocketAddr, pem: &str) -> Client {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            roots.add(cert.expect("pem")).expect("root");
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let _ = tcp.set_nodelay(true);
+        let tls = tokio::time::timeout(READ_TIMEOUT, connector.connect(name, tcp))
+            .await
+            .expect("TLS handshake timed out")
+            .expect("TLS handshake");
+        let (r, w) = tokio::io::split(tls);
+        Client::with_halves(Box::new(r), Box::new(w)).await
+    }
+
+    async fn with_halves(r: ReadHalf, w: WriteHalf) -> Client {
         let mut c = Client { r: BufReader::new(r), w, n: 0, greeting: String::new() };
         c.greeting = c.line().await;
         c
@@ -155,11 +187,13 @@ impl Client {
     }
 
     pub async fn send(&mut self, raw: &str) {
-        self.w.write_all(raw.as_bytes()).await.expect("write");
+        self.send_bytes(raw.as_bytes()).await;
     }
 
     pub async fn send_bytes(&mut self, raw: &[u8]) {
         self.w.write_all(raw).await.expect("write");
+        // a no-op for TCP; pushes out any TLS record still buffered
+        self.w.flush().await.expect("flush");
     }
 
     /// Send `tN command`, return every line up to and including the tagged one.
