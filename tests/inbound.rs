@@ -248,9 +248,10 @@ fn dmarc_reject_cannot_be_bypassed_by_from_syntax() {
     assert!(server.terminate(Duration::from_secs(10)).unwrap().success());
 }
 
-/// Slowloris on port 25 against the real binary, with `MAILROOM_SMTP_COMMAND_TIMEOUT=1s`:
-/// one byte every 200 ms (well inside any idle timeout) neither keeps an unfinished EHLO
-/// nor a DATA transfer open; each gets `421 4.4.2` and the connection closes.
+/// Slowloris on port 25 against the real binary, with `MAILROOM_SMTP_COMMAND_TIMEOUT=2s`
+/// (short, but twice what a loaded machine may take between the setup commands): one byte
+/// every 200 ms neither keeps an unfinished EHLO nor a DATA transfer open; each gets
+/// `421 4.4.2` and the connection closes.
 #[test]
 fn trickling_clients_are_cut_at_the_deadline() {
     use std::io::{BufRead, BufReader, Write};
@@ -261,7 +262,7 @@ fn trickling_clients_are_cut_at_the_deadline() {
     env.push(("MAILROOM_SMTP_LISTEN".into(), format!("127.0.0.1:{smtp}")));
     env.push(("MAILROOM_METRICS_LISTEN".into(), format!("127.0.0.1:{metrics}")));
     env.push(("MAILROOM_ACCOUNTS".into(), "alice@example.com:{PLAIN}wonderland".into()));
-    env.push(("MAILROOM_SMTP_COMMAND_TIMEOUT".into(), "1s".into()));
+    env.push(("MAILROOM_SMTP_COMMAND_TIMEOUT".into(), "2s".into()));
     let mut server = Server::start(&env, Some(SocketAddr::from(([127, 0, 0, 1], metrics))), &data);
     server.wait_ready(Duration::from_secs(30));
 

@@ -125,18 +125,21 @@ async fn a_bdat_trickle_is_cut_at_its_deadline() {
 }
 
 /// A client that pauses between commands is not cut: the clock of a line starts at
-/// its first byte, and a whole message sent at once is delivered.
+/// its first byte (1.2 s idle plus a line spread over 2 s exceed the 3 s limit together,
+/// neither alone), and a whole message sent at once is delivered. The margins are wide
+/// so that a loaded machine cannot make the test fail.
 #[tokio::test]
 async fn idle_time_between_commands_does_not_count() {
-    let h = start(Options { limits: short_limits(), tls: false, ..Options::default() }).await;
+    let limits = SmtpLimits { command_timeout: Duration::from_secs(3), ..short_limits() };
+    let h = start(Options { limits, tls: false, ..Options::default() }).await;
     let mut c = h.connect().await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     c.send(b"EHLO c.exa").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     assert!(c.cmd("mple").await.starts_with("250-mx.ours.example"));
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     c.expect("MAIL FROM:<bob@remote.example>", "250 2.1.0 Ok").await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     c.expect("RCPT TO:<alice@ours.example>", "250 2.1.5 Ok").await;
     c.expect("DATA", "354 End data with <CR><LF>.<CR><LF>").await;
     let reply = c.cmd("From: bob@remote.example\r\n\r\nhi\r\n.").await;
