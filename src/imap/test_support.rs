@@ -127,17 +127,7 @@ impl Client {
     /// Connect to an implicit-TLS server (port 993 style) whose certificate is `pem`, as
     /// made by `tls_acceptor` (valid for `localhost`), and read the greeting.
     pub async fn connect_tls(addr: SocketAddr, pem: &str) -> Client {
-        use rustls_pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            roots.add(cert.expect("pem")).expect("root");
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let connector = crate::testing::tls_connector_trusting(pem.as_bytes());
         let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
         let tcp = TcpStream::connect(addr).await.expect("connect");
         let _ = tcp.set_nodelay(true);

@@ -516,13 +516,7 @@ impl Limiter {
 
     pub fn allow_message_at(&self, sender: &str, now: Instant) -> bool {
         let limit = self.config.messages_per_hour;
-        let max = self.config.max_entries;
-        let key = account_key(sender);
-        let ok = count_in_window(&mut self.tables().messages, key, now, Duration::from_secs(3600), limit, max);
-        if !ok {
-            metrics().ratelimit_rejections_total.with_label_values(&["message"]).inc();
-        }
-        ok
+        self.count_per_sender_hour(|t| &mut t.messages, "message", limit, sender, now)
     }
 
     /// May authenticated `sender` add one more recipient? (At most `recipients_per_hour`:
@@ -534,11 +528,24 @@ impl Limiter {
 
     pub fn allow_recipient_at(&self, sender: &str, now: Instant) -> bool {
         let limit = self.config.recipients_per_hour;
+        self.count_per_sender_hour(|t| &mut t.recipients, "recipient", limit, sender, now)
+    }
+
+    /// One more for `sender` in an hourly window of `table`, if under `limit`; a refusal
+    /// is counted as `mailroom_ratelimit_rejections_total{kind}`.
+    fn count_per_sender_hour(
+        &self,
+        table: impl FnOnce(&mut Tables) -> &mut HashMap<String, Window>,
+        kind: &str,
+        limit: u32,
+        sender: &str,
+        now: Instant,
+    ) -> bool {
         let max = self.config.max_entries;
-        let key = account_key(sender);
-        let ok = count_in_window(&mut self.tables().recipients, key, now, Duration::from_secs(3600), limit, max);
+        let mut tables = self.tables();
+        let ok = count_in_window(table(&mut tables), account_key(sender), now, Duration::from_secs(3600), limit, max);
         if !ok {
-            metrics().ratelimit_rejections_total.with_label_values(&["recipient"]).inc();
+            metrics().ratelimit_rejections_total.with_label_values(&[kind]).inc();
         }
         ok
     }

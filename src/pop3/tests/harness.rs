@@ -295,16 +295,7 @@ pub struct RawClient<S> {
 pub type TlsClientStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
 pub async fn tls_client_stream(stream: tokio::net::TcpStream, ca_file: &Path) -> TlsClientStream {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = CertificateDer::from_pem_file(ca_file).expect("read ca");
-    roots.add(ca).expect("add ca");
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = crate::testing::tls_connector_trusting(&std::fs::read(ca_file).expect("read ca"));
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
     connector.connect(name, stream).await.expect("tls handshake")
 }
