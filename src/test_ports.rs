@@ -1,6 +1,9 @@
-//! Loopback ports for tests that must name a port before a server binds it (a child
-//! process's `MAILROOM_*_LISTEN`, dnsmasq's `--port`). Shared by the unit tests and, by
-//! `#[path]`, by the integration tests.
+//! Loopback ports for tests that must name a port before a server binds it (dnsmasq's
+//! `--port`, an MX sink the server under test is pointed at, a server restarted on the
+//! same ports). Shared by the unit tests and, by `#[path]`, by the integration tests.
+//! Where the test only needs to reach mailroom, it listens on `127.0.0.1:0` and the test
+//! reads the bound ports from its start line (`tests/common`: `Server::start_ready`):
+//! nothing to race for at all.
 //!
 //! Why not "bind port 0, read the port, release it": that port comes from the kernel's
 //! ephemeral range (`net.ipv4.ip_local_port_range`, 32768–60999 by default), the same

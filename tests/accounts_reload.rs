@@ -102,12 +102,11 @@ fn changed_accounts_and_aliases_files_apply_without_a_restart() {
     let (accounts, aliases) = (tmp.path().join("accounts"), tmp.path().join("aliases"));
     std::fs::write(&accounts, "alice@example.com:{PLAIN}a1\n").unwrap();
     std::fs::write(&aliases, "info@example.com:alice@example.com\n").unwrap();
-    let imaps = free_port();
-    let (mut env, metrics) = env_listening(&data, &[("IMAPS", imaps)], free_port());
+    let mut env = env_listening(&data, &["IMAPS"]);
     env.push(("MAILROOM_ACCOUNTS_FILE".into(), accounts.display().to_string()));
     env.push(("MAILROOM_ALIASES_FILE".into(), aliases.display().to_string()));
-    let mut server = Server::start(&env, Some(metrics), &data);
-    server.wait_ready(Duration::from_secs(20));
+    let server = Server::start_ready(&env, &data, Duration::from_secs(20));
+    let imaps = server.port("imaps");
     assert!(server.wait_log("accounts loaded version=", Duration::from_secs(10)));
 
     let mut client = Client::start(imaps);
@@ -127,7 +126,7 @@ fn changed_accounts_and_aliases_files_apply_without_a_restart() {
     wait_for_count(&server, "accounts NOT reloaded", 1);
     assert!(server.log().contains("ghost@example.com"), "the problem is named");
     assert_eq!(client.ask("bob@example.com b1"), "OK");
-    let (_, body) = http_get(metrics, "/metrics").unwrap();
+    let (_, body) = http_get(server.addr("metrics"), "/metrics").unwrap();
     assert!(body.contains("mailroom_accounts_reloads_total{result=\"applied\"} 1"), "{body}");
     assert!(body.contains("mailroom_accounts_reloads_total{result=\"invalid\"} 1"), "{body}");
 
@@ -144,10 +143,9 @@ fn reset_password_applies_to_the_running_server() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let imaps = free_port();
-    let (env, metrics) = env_listening(&data, &[("IMAPS", imaps)], free_port());
-    let mut server = Server::start(&env, Some(metrics), &data);
-    server.wait_ready(Duration::from_secs(20));
+    let env = env_listening(&data, &["IMAPS"]);
+    let server = Server::start_ready(&env, &data, Duration::from_secs(20));
+    let imaps = server.port("imaps");
     let out = run(&["reset-password"], &env, "");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let printed = String::from_utf8_lossy(&out.stdout).to_string();

@@ -207,6 +207,73 @@ fn compose_runs_one_service_the_documented_way() {
     assert!(compose.contains("- \"127.0.0.1:9090:9090\""), "metrics stay on this host");
 }
 
+/// What compose does with an argon2 hash in `.env`, rendered by Docker Compose v2 itself
+/// (`config` needs no daemon): unquoted, `$argon2id` and friends are interpolated away and
+/// the server refuses the mangled hash at start; in single quotes, as env.example says,
+/// the hash arrives whole and is accepted. The accounts-file lines commented in
+/// compose.yaml render to a read-only mount and the variable that names it.
+#[test]
+fn compose_keeps_hashes_the_documented_way() {
+    if !common::have_tool("docker-compose") {
+        return;
+    }
+    let out = common::run(&["hash-password"], &[], "correct horse\n");
+    let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let account = format!("alice@example.com:{hash}");
+    let tmp = tempfile::tempdir().unwrap();
+    let render = |compose: &str, dotenv: &str| -> serde_json::Value {
+        fs::write(tmp.path().join("compose.yaml"), compose).unwrap();
+        fs::write(tmp.path().join(".env"), dotenv).unwrap();
+        let ran = run(
+            Command::new("docker-compose").current_dir(tmp.path()).args(["config", "--format", "json"]),
+            Duration::from_secs(60),
+        )
+        .must_succeed("docker-compose config");
+        let config: serde_json::Value = serde_json::from_str(&ran.stdout).expect("compose config JSON");
+        config["services"]["mailroom"].clone()
+    };
+    // `config` prints a compose file, where a literal `$` is written `$$`: undo that to
+    // get what the container's environment receives.
+    let accounts_of = |service: &serde_json::Value| {
+        service["environment"]["MAILROOM_ACCOUNTS"].as_str().unwrap_or_default().replace("$$", "$")
+    };
+    let check_config = |accounts: &str| {
+        let mut env = common::base_env(&tmp.path().join("data"));
+        env.push(("MAILROOM_ACCOUNTS".into(), accounts.to_string()));
+        common::run(&["check-config"], &env, "")
+    };
+    let compose = read(&repo().join("compose.yaml"));
+    let example = read(&repo().join("env.example"));
+
+    // env.example as it is (every line a comment) renders.
+    render(&compose, &example);
+
+    let unquoted = render(&compose, &format!("{example}\nMAILROOM_ACCOUNTS={account}\n"));
+    assert_ne!(accounts_of(&unquoted), account, "compose no longer interpolates $ in .env: the docs can say so");
+    let refused = check_config(&accounts_of(&unquoted));
+    assert_eq!(refused.status.code(), Some(2), "a mangled hash must be refused at start");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("MAILROOM_ACCOUNTS"));
+
+    let quoted = render(&compose, &format!("{example}\nMAILROOM_ACCOUNTS='{account}'\n"));
+    assert_eq!(accounts_of(&quoted), account, "single quotes keep the hash whole");
+    assert_eq!(check_config(&accounts_of(&quoted)).status.code(), Some(0));
+
+    let with_file = compose
+        .replace("# MAILROOM_ACCOUNTS_FILE: /run/mailroom/accounts", "MAILROOM_ACCOUNTS_FILE: /run/mailroom/accounts")
+        .replace("# - ./accounts:/run/mailroom/accounts:ro", "- ./accounts:/run/mailroom/accounts:ro");
+    assert_ne!(with_file, compose, "compose.yaml's commented accounts-file lines changed");
+    let service = render(&with_file, &example);
+    assert_eq!(service["environment"]["MAILROOM_ACCOUNTS_FILE"], "/run/mailroom/accounts");
+    let mounts = service["volumes"].as_array().expect("volumes");
+    assert!(
+        mounts.iter().any(|m| m["target"] == "/run/mailroom/accounts"
+            && m["read_only"] == true
+            && m["source"].as_str().is_some_and(|s| s.ends_with("/accounts"))),
+        "{mounts:?}"
+    );
+}
+
 // ---- the image ------------------------------------------------------------------------
 
 /// Builds the `local` image target from the static binary, runs it on high loopback

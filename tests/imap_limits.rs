@@ -73,11 +73,10 @@ fn unauthenticated_literals_are_refused_over_implicit_tls() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let imaps = free_port();
-    let (mut env, metrics) = env_listening(&data, &[("IMAPS", imaps)], free_port());
+    let mut env = env_listening(&data, &["IMAPS"]);
     env.push(("MAILROOM_ACCOUNTS".into(), "alice@example.com:{PLAIN}wonderland".into()));
-    let mut server = Server::start(&env, Some(metrics), &data);
-    server.wait_ready(Duration::from_secs(30));
+    let mut server = Server::start_ready(&env, &data, Duration::from_secs(30));
+    let imaps = server.port("imaps");
     run_client("imap_preauth_literal.py", &[imaps.to_string()], &server);
     assert!(server.terminate(Duration::from_secs(10)).unwrap().success());
 }

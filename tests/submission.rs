@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Server, base_env, free_port, have_tool, run, verify_dkim};
+use common::{Server, env_listening, free_port, have_tool, run, verify_dkim};
 
 /// A child process killed on drop.
 /// dnsmasq: `remote.test` has MX `mx.remote.test` = 127.0.0.1.
@@ -102,15 +102,12 @@ struct Ports {
     metrics: u16,
 }
 
-fn server_env(data: &Path, ports: &Ports, dns: SocketAddr, mx_port: u16) -> Vec<(String, String)> {
-    let mut env = base_env(data);
+fn server_env(data: &Path, dns: SocketAddr, mx_port: u16) -> Vec<(String, String)> {
+    let mut env = env_listening(data, &["SUBMISSION", "SUBMISSIONS"]);
     env.push(("MAILROOM_DOMAINS".into(), "example.com".into()));
     env.push(("MAILROOM_ACCOUNTS".into(), "alice@example.com:{PLAIN}secret,bob@example.com:{PLAIN}bobpw".into()));
     env.push(("MAILROOM_ALIASES".into(), "sales@example.com:alice@example.com".into()));
     env.push(("MAILROOM_PUBLIC_IPV4".into(), "203.0.113.7".into()));
-    env.push(("MAILROOM_SUBMISSION_LISTEN".into(), format!("127.0.0.1:{}", ports.submission)));
-    env.push(("MAILROOM_SUBMISSIONS_LISTEN".into(), format!("127.0.0.1:{}", ports.submissions)));
-    env.push(("MAILROOM_METRICS_LISTEN".into(), format!("127.0.0.1:{}", ports.metrics)));
     env.push(("MAILROOM_DNS_SERVERS".into(), dns.to_string()));
     env.push(("MAILROOM_OUTBOUND_SMTP_PORT".into(), mx_port.to_string()));
     env.push(("MAILROOM_QUEUE_RETRY_MIN".into(), "1s".into()));
@@ -118,14 +115,15 @@ fn server_env(data: &Path, ports: &Ports, dns: SocketAddr, mx_port: u16) -> Vec<
     env
 }
 
-fn start_server(env: &[(String, String)], ports: &Ports, data: &Path) -> Server {
-    let mut server = Server::start(env, Some(SocketAddr::from(([127, 0, 0, 1], ports.metrics))), data);
-    server.wait_ready(Duration::from_secs(20));
-    server
-}
-
-fn new_ports() -> Ports {
-    Ports { submission: free_port(), submissions: free_port(), metrics: free_port() }
+/// Start on kernel-chosen ports; returns the server and the ports it bound.
+fn start_server(env: &[(String, String)], data: &Path) -> (Server, Ports) {
+    let server = Server::start_ready(env, data, Duration::from_secs(20));
+    let ports = Ports {
+        submission: server.port("submission"),
+        submissions: server.port("submissions"),
+        metrics: server.port("metrics"),
+    };
+    (server, ports)
 }
 
 /// The smtplib client: one session, steps given as JSON, each step's reply printed as a
@@ -235,9 +233,8 @@ fn clients_refusals_local_and_remote_delivery_with_dkim() {
     let mx_port = free_port();
     let sink = start_sink(mx_port);
     let tmp = tempfile::tempdir().unwrap();
-    let ports = new_ports();
-    let env = server_env(tmp.path(), &ports, dns, mx_port);
-    let server = start_server(&env, &ports, tmp.path());
+    let env = server_env(tmp.path(), dns, mx_port);
+    let (server, ports) = start_server(&env, tmp.path());
     let (p587, p465) = (ports.submission.to_string(), ports.submissions.to_string());
 
     // swaks, 587 STARTTLS + AUTH PLAIN, to a local mailbox: stored with Message-ID,
@@ -409,13 +406,12 @@ fn queue_commands_and_kill9_with_a_full_queue() {
     let (_dns, dns) = start_dns();
     let mx_port = free_port();
     let tmp = tempfile::tempdir().unwrap();
-    let ports = new_ports();
-    let env = server_env(tmp.path(), &ports, dns, mx_port);
+    let env = server_env(tmp.path(), dns, mx_port);
 
     let (ok, text) = queue_cmd(&env, &["list"]);
     assert!(!ok && text.contains("is `mailroom serve` running"), "no server: {text}");
 
-    let mut server = start_server(&env, &ports, tmp.path());
+    let (mut server, ports) = start_server(&env, tmp.path());
     // The remote MX is down: everything stays queued.
     for i in 0..4 {
         let replies = smtplib(
@@ -458,7 +454,7 @@ fn queue_commands_and_kill9_with_a_full_queue() {
     // kill -9 with three items queued, bring the MX up, restart: all delivered.
     server.kill9();
     let sink = start_sink(mx_port);
-    let mut server = start_server(&env, &ports, tmp.path());
+    let (mut server, _) = start_server(&env, tmp.path());
     let _ = queue_cmd(&env, &["retry"]);
     wait_for("three deliveries", Duration::from_secs(60), || (sink.lock().unwrap().len() >= 3).then_some(()));
     let subjects: Vec<String> =
@@ -480,14 +476,14 @@ fn port_25_relays_for_trusted_networks_and_forwards_remote_aliases() {
     let mx_port = free_port();
     let sink = start_sink(mx_port);
     let tmp = tempfile::tempdir().unwrap();
-    let ports = new_ports();
-    let smtp = free_port();
-    let mut env = server_env(tmp.path(), &ports, dns, mx_port);
+    let mut env = server_env(tmp.path(), dns, mx_port);
     env.retain(|(k, _)| k != "MAILROOM_ALIASES");
     env.push(("MAILROOM_ALIASES".into(), "fwd@example.com:friend@remote.test alice@example.com".into()));
-    env.push(("MAILROOM_SMTP_LISTEN".into(), format!("127.0.0.1:{smtp}")));
+    env.retain(|(k, _)| k != "MAILROOM_SMTP_LISTEN");
+    env.push(("MAILROOM_SMTP_LISTEN".into(), "127.0.0.1:0".into()));
     env.push(("MAILROOM_TRUSTED_NETWORKS".into(), "127.0.0.0/8".into()));
-    let _server = start_server(&env, &ports, tmp.path());
+    let (server, _) = start_server(&env, tmp.path());
+    let smtp = server.port("smtp");
     let port = smtp.to_string();
 
     // No AUTH on port 25.
@@ -546,9 +542,8 @@ fn sender_and_resent_headers_must_be_owned() {
     }
     let (_dns, dns) = start_dns();
     let tmp = tempfile::tempdir().unwrap();
-    let ports = new_ports();
-    let env = server_env(tmp.path(), &ports, dns, free_port());
-    let mut server = start_server(&env, &ports, tmp.path());
+    let env = server_env(tmp.path(), dns, free_port());
+    let (mut server, ports) = start_server(&env, tmp.path());
     let with = |extra: &str, subject: &str| {
         format!("From: alice@example.com\r\n{extra}To: bob@example.com\r\nSubject: {subject}\r\n\r\nhi\r\n")
     };

@@ -115,6 +115,8 @@ pub struct Server {
     pub stderr: Arc<Mutex<String>>,
     pub metrics: Option<SocketAddr>,
     pub data_dir: PathBuf,
+    /// The listeners the server reported in its start line, by protocol name.
+    bound: Vec<(String, SocketAddr)>,
 }
 
 impl Server {
@@ -137,17 +139,71 @@ impl Server {
                 s.push('\n');
             }
         });
-        Server { child, stderr, metrics, data_dir: data_dir.to_path_buf() }
+        Server { child, stderr, metrics, data_dir: data_dir.to_path_buf(), bound: Vec::new() }
+    }
+
+    /// Start with the listeners `env` names — `127.0.0.1:0` lets the kernel choose, so no
+    /// test ever races another process for a port — and wait until ready. The bound
+    /// addresses come from the server's start line (`port`, `addr`).
+    pub fn start_ready(env: &[(String, String)], data_dir: &Path, timeout: Duration) -> Server {
+        let mut server = Server::start(env, None, data_dir);
+        server.wait_ready(timeout);
+        server
+    }
+
+    /// The address the server bound for `protocol` (`"imaps"`, `"submission"`, …, as its
+    /// start line names them); the server must be ready.
+    pub fn addr(&self, protocol: &str) -> SocketAddr {
+        self.bound
+            .iter()
+            .find(|(p, _)| p == protocol)
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| panic!("no {protocol} listener in the start line:\n{}", self.log()))
+    }
+
+    pub fn port(&self, protocol: &str) -> u16 {
+        self.addr(protocol).port()
+    }
+
+    /// Wait for the `mailroom started` line and read its `listeners` field
+    /// (`smtp=127.0.0.1:41234 imap=…`, text or JSON log format).
+    fn read_start_line(&mut self, deadline: Instant) {
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("server exited early with {status}:\n{}", self.log());
+            }
+            let log = self.log();
+            let listeners = log.lines().filter(|l| l.contains("mailroom started")).find_map(|l| {
+                let (_, rest) = l.split_once("listeners=").or_else(|| l.split_once("\"listeners\":\""))?;
+                Some(
+                    rest.split([' ', '"'])
+                        .map_while(|token| {
+                            let (name, addr) = token.split_once('=')?;
+                            Some((name.to_string(), addr.parse::<SocketAddr>().ok()?))
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            });
+            if let Some(listeners) = listeners {
+                self.bound = listeners;
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no `mailroom started` line:\n{}", self.log());
     }
 
     pub fn log(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// Wait until /readyz says 200 (panics with the log after `timeout`).
+    /// Wait for the start line and until /readyz says 200 (panics with the log after
+    /// `timeout`). Without a metrics address given at start, the one in the start line.
     pub fn wait_ready(&mut self, timeout: Duration) {
-        let addr = self.metrics.expect("metrics listener");
         let start = Instant::now();
+        self.read_start_line(start + timeout);
+        let addr = self.metrics.unwrap_or_else(|| self.addr("metrics"));
+        self.metrics = Some(addr);
         while start.elapsed() < timeout {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("server exited early with {status}:\n{}", self.log());
@@ -247,17 +303,10 @@ pub struct MailServer {
 pub fn start_smtp_imap() -> MailServer {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let (smtp, imap, metrics) = (free_port(), free_port(), free_port());
-    let mut env = base_env(&data);
-    env.retain(|(k, _)| {
-        !matches!(k.as_str(), "MAILROOM_SMTP_LISTEN" | "MAILROOM_IMAP_LISTEN" | "MAILROOM_METRICS_LISTEN")
-    });
-    env.push(("MAILROOM_SMTP_LISTEN".into(), format!("127.0.0.1:{smtp}")));
-    env.push(("MAILROOM_IMAP_LISTEN".into(), format!("127.0.0.1:{imap}")));
-    env.push(("MAILROOM_METRICS_LISTEN".into(), format!("127.0.0.1:{metrics}")));
+    let mut env = env_listening(&data, &["SMTP", "IMAP"]);
     env.push(("MAILROOM_ACCOUNTS".into(), "alice@example.com:{PLAIN}wonderland".into()));
-    let mut server = Server::start(&env, Some(SocketAddr::from(([127, 0, 0, 1], metrics))), &data);
-    server.wait_ready(Duration::from_secs(30));
+    let server = Server::start_ready(&env, &data, Duration::from_secs(30));
+    let (smtp, imap) = (server.port("smtp"), server.port("imap"));
     MailServer { server, smtp, imap, data, _tmp: tmp }
 }
 
@@ -303,18 +352,16 @@ assert all(results), results
     );
 }
 
-/// `base_env` with these listeners on 127.0.0.1 (`("IMAPS", port)` sets
-/// `MAILROOM_IMAPS_LISTEN`), metrics on `metrics`; returns the env and the metrics address.
-pub fn env_listening(data: &Path, listeners: &[(&str, u16)], metrics: u16) -> (Vec<(String, String)>, SocketAddr) {
+/// `base_env` with these listeners and metrics on `127.0.0.1:0` (`"IMAPS"` sets
+/// `MAILROOM_IMAPS_LISTEN`); start with `Server::start_ready` and ask it for the ports.
+pub fn env_listening(data: &Path, listeners: &[&str]) -> Vec<(String, String)> {
     let mut env = base_env(data);
-    let mut all: Vec<(&str, u16)> = listeners.to_vec();
-    all.push(("METRICS", metrics));
-    for (protocol, port) in all {
+    for protocol in listeners.iter().chain(&["METRICS"]) {
         let key = format!("MAILROOM_{protocol}_LISTEN");
         env.retain(|(k, _)| *k != key);
-        env.push((key, format!("127.0.0.1:{port}")));
+        env.push((key, "127.0.0.1:0".to_string()));
     }
-    (env, SocketAddr::from(([127, 0, 0, 1], metrics)))
+    env
 }
 
 /// Run a client script from tests/clients with python3 and `args`; fails the test with
