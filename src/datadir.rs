@@ -140,11 +140,6 @@ fn check_format(root: &Path) -> Result<u32, DataDirError> {
     Ok(FORMAT)
 }
 
-/// fsync a directory, making renames and new entries in it durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
