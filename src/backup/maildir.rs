@@ -15,9 +15,14 @@
 //!   copied from a first one was moved after we copied it, and is not copied again;
 //! - after a pass over every folder, the tree is walked again and whatever was missed
 //!   (moved into a folder already copied, renamed while `readdir` ran) is added, until a
-//!   pass adds no message older than the backup's start. Messages that arrived during the
-//!   backup are copied when met but do not keep the loop going, so a busy server still
-//!   settles; the passes are bounded and a tree that never settles fails the backup.
+//!   pass neither adds a message older than the backup's start nor loses track of one it
+//!   listed (a message that left its folder may have gone to one already walked).
+//!   Messages that arrived during the backup are copied when met but do not keep the loop
+//!   going, so a busy server still settles; the passes are bounded and a tree that never
+//!   settles fails the backup. What no walk of listings can see is a message moved against
+//!   the walk (into a folder already listed, out of one not listed yet) in every pass that
+//!   has not copied it: that takes a client moving the same message again and again,
+//!   timed to the walk.
 //!
 //! `tmp/` is never copied: it holds deliveries not yet acknowledged and expunged messages
 //! kept for sessions (store/retained.rs). Folder-level files (`dovecot-keywords`,
@@ -36,7 +41,7 @@ use super::files::{Writer, io_error, is_transient, list_dir, open_regular};
 use crate::store::{TRASHED_PREFIX, is_maildir, parse_file_name};
 
 /// Passes over the mail tree before giving up. The first copies; the next ones only pick
-/// up what moved past the walk, and the second usually finds nothing old.
+/// up what moved past the walk, and the second or third usually finds nothing to do.
 pub(super) const MAX_PASSES: usize = 10;
 /// How often one message is looked for again after it vanished before it could be opened.
 const LOOK_AGAIN: usize = 4;
@@ -118,8 +123,8 @@ impl<'w> MailCopy<'w> {
         let mut settled = false;
         for pass in 1..=MAX_PASSES {
             self.stats.passes = pass;
-            let old = self.pass()?;
-            if pass > 1 && old == 0 {
+            let unsettled = self.pass()?;
+            if pass > 1 && unsettled == 0 {
                 settled = true;
                 break;
             }
@@ -135,19 +140,20 @@ impl<'w> MailCopy<'w> {
         Ok(self.stats)
     }
 
-    /// Walk the tree once; returns how many messages older than the start it added.
+    /// Walk the tree once; returns how many messages older than the start it added or
+    /// lost track of (either calls for another pass).
     fn pass(&mut self) -> Result<u64, BackupError> {
         let mut found = Vec::new();
         self.discover(PathBuf::new(), None, &mut found)?;
-        let mut old = 0;
+        let mut unsettled = 0;
         for (rel, dir) in found {
             self.writer.create_dir(&self.dst.join(&rel), &dir.meta)?;
             if let Some(account) = &dir.account {
-                old += self.copy_folder(&rel, account)?;
+                unsettled += self.copy_folder(&rel, account)?;
             }
             self.dirs.entry(rel).or_insert(dir);
         }
-        Ok(old)
+        Ok(unsettled)
     }
 
     /// The directories below `rel` (itself first, then its children in name order), with
@@ -190,7 +196,7 @@ impl<'w> MailCopy<'w> {
     }
 
     /// Copy the messages of one folder not copied yet; returns how many of them are older
-    /// than the start.
+    /// than the start, plus how many listed ones it could not find any more.
     fn copy_folder(&mut self, rel: &Path, account: &Path) -> Result<u64, BackupError> {
         let (dir, out) = (self.src.join(rel), self.dst.join(rel));
         let listing = list_messages(&dir)?;
@@ -201,7 +207,7 @@ impl<'w> MailCopy<'w> {
                 Err(e) => return Err(io_error(&dir.join(sub))(e)),
             }
         }
-        let mut old = 0;
+        let mut unsettled = 0;
         for (sub, name) in listing {
             let Some(base) = parse_file_name(&name).map(|p| p.base.to_string()) else {
                 continue;
@@ -210,6 +216,7 @@ impl<'w> MailCopy<'w> {
                 continue;
             }
             let Some(msg) = self.open_message(&dir, sub, name, &base)? else {
+                unsettled += 1;
                 continue;
             };
             let id = (base, msg.meta.dev(), msg.meta.ino());
@@ -223,12 +230,12 @@ impl<'w> MailCopy<'w> {
             self.files.entry(account.to_path_buf()).or_default().insert(id);
             self.stats.messages += 1;
             if is_old {
-                old += 1;
+                unsettled += 1;
             } else {
                 self.stats.after_start += 1;
             }
         }
-        Ok(old)
+        Ok(unsettled)
     }
 
     /// Open a listed message; if it is gone, find its base name again in the folder (it was
@@ -428,6 +435,27 @@ mod tests {
             ]
         );
         assert_eq!((stats.messages, stats.mailboxes, stats.passes), (6, 3, 3));
+    }
+
+    #[test]
+    fn a_message_that_leaves_its_folder_before_we_open_it_calls_for_another_pass() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (src, dst) = (tmp.path().join("mail"), tmp.path().join("copy"));
+        let inbox = folder(&src, "d/l");
+        let b = folder(&src, "d/l/.B");
+        put(&inbox, "cur/a:2,", old());
+        put(&b, "cur/b:2,", old());
+        let (b1, b2, i2) = (b.clone(), b.clone(), inbox.clone());
+        let hooks = vec![
+            // In pass 1, after .B was listed, an old message arrives in .B (from elsewhere).
+            once_at(".B/cur/b:2,", move || put(&b1, "cur/m:2,", old())),
+            // In pass 2 it is listed in .B and moved to INBOX, listed already, before we
+            // open it: nothing old was added in pass 2, but a message was lost track of.
+            once_at(".B/cur/m:2,", move || fs::rename(b2.join("cur/m:2,"), i2.join("cur/m:2,")).unwrap()),
+        ];
+        let stats = copy(&src, &dst, Some(all(hooks))).unwrap();
+        assert_eq!(messages(&dst), ["d/l/.B/cur/b:2,", "d/l/cur/a:2,", "d/l/cur/m:2,"]);
+        assert_eq!(stats.passes, 4);
     }
 
     #[test]
