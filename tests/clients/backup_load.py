@@ -14,7 +14,8 @@ usage:
       until STOPFILE exists: set \\Seen on a few messages, move a few INBOX -> Archive
       and a few back; prints "churn N" (commands done)
   backup_load.py dump IMAP_PORT USER PASSWORD
-      print one JSON object: {"folder": [[message-id, [flags]], ...], ...}"""
+      print one JSON object: {"messages": {"folder": [[message-id, [flags]], ...], ...},
+      "uidvalidity": {"folder": N, ...}}"""
 import imaplib
 import json
 import os
@@ -151,15 +152,17 @@ def select(m, folder, readonly=False):
 
 def dump(port, user, password):
     m = imap(port, user, password)
-    out = {}
+    messages, uidvalidity = {}, {}
     for line in ok(m.list()):
         attrs, name = re.match(r'\((.*?)\) (?:NIL|"[^"]*") (.+)$', line.decode()).groups()
         name = name.strip('"')
         if "\\Noselect" in attrs:
             continue
-        out[name] = sorted([mid, flags] for mid, flags in fetch_ids(m).values()) if select(m, name, True) else []
+        count = select(m, name, True)
+        uidvalidity[name] = int(m.response("UIDVALIDITY")[1][0])
+        messages[name] = sorted([mid, flags] for mid, flags in fetch_ids(m).values()) if count else []
     m.logout()
-    print(json.dumps(out))
+    print(json.dumps({"messages": messages, "uidvalidity": uidvalidity}))
 
 
 if __name__ == "__main__":
