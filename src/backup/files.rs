@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use super::BackupError;
 use crate::datadir::sync_dir;
 
-/// Mode bits kept from the source (permissions plus setgid/sticky; never setuid games).
+/// Mode bits kept from the source: the permissions and the setuid, setgid and sticky bits.
 const MODE_BITS: u32 = 0o7777;
 
 /// Counters for the summary and the directories still to fsync.
