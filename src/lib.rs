@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod acme;
 pub mod app;
+pub mod backup;
 pub mod config;
 pub mod datadir;
 pub mod dns;

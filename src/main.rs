@@ -54,6 +54,11 @@ enum Command {
         #[command(subcommand)]
         action: QueueAction,
     },
+    /// Copy the data dir to DEST while the server runs; the copy is a data dir as it is (docs/operations.md, "Backup and restore")
+    Backup {
+        /// A new or empty directory outside the data dir; written under a temporary name beside it, renamed to DEST when complete
+        dest: std::path::PathBuf,
+    },
     /// Exit 0 if the local /readyz answers 200 (the image's HEALTHCHECK; the image has no curl)
     Healthcheck,
     /// Print version and build information
@@ -108,6 +113,7 @@ fn main() -> ExitCode {
         Command::Dns { json, check } => dns(json, check),
         Command::Dkim { action: DkimAction::Rotate } => dkim_rotate(),
         Command::Queue { action } => queue(&action),
+        Command::Backup { dest } => backup(&dest),
         Command::Version => {
             println!("{}", version_line());
             ExitCode::SUCCESS
@@ -322,6 +328,27 @@ fn queue(action: &QueueAction) -> ExitCode {
         }
         Err(e) => {
             eprintln!("mailroom: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn backup(dest: &std::path::Path) -> ExitCode {
+    let (config, _) = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match mailroom::backup::run(&config.data_dir, dest) {
+        Ok(summary) => {
+            eprintln!("mailroom: {summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) if e.is_refusal() => {
+            eprintln!("mailroom: backup refused: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("mailroom: backup failed, {} not written: {e}", dest.display());
             ExitCode::from(1)
         }
     }

@@ -20,8 +20,8 @@ use crate::durable::{sync_dir, write_atomic_via};
 
 const SUBSCRIPTIONS: &str = "subscriptions";
 const SPECIAL_USE: &str = "mailroom-special-use";
-/// Prefix of a folder being deleted (not a valid folder name: never listed).
-const TRASHED_PREFIX: &str = "..mailroom-deleted.";
+/// Prefix of a folder being deleted (not a valid folder name: never listed, never backed up).
+pub(crate) const TRASHED_PREFIX: &str = "..mailroom-deleted.";
 
 /// Write `content` to `root/name` atomically and durably. Blocking.
 fn replace_file(root: &Path, name: &str, content: &[u8]) -> Result<(), StoreError> {

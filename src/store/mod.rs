@@ -56,9 +56,12 @@ use std::sync::{Arc, Mutex, Weak};
 
 pub use crate::durable::SyncStats;
 pub use error::StoreError;
+pub(crate) use filename::parse_file_name;
 pub use folder_name::{FolderPath, decode_mutf7, encode_mutf7};
+pub(crate) use folders::TRASHED_PREFIX;
 pub use keywords::{MAX_KEYWORD_LEN, MAX_KEYWORDS};
 pub use layout::Layout;
+pub(crate) use layout::is_maildir;
 pub use mailbox::Mailbox;
 pub use mailbox_status::ExclusiveClaim;
 pub use reader::MessageReader;
