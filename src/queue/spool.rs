@@ -56,13 +56,15 @@ impl Spool {
     /// Store a new item durably: message, then envelope, then one directory fsync.
     /// Never overwrites: an id already in use fails with `AlreadyExists` (the caller
     /// picks another id), so an id collision cannot replace someone else's message.
-    pub fn create(&self, envelope: &Envelope, message: &[u8]) -> io::Result<()> {
+    /// The message file is `parts` written in order (trace and signature headers, then
+    /// the content), so callers never join them into one buffer.
+    pub fn create(&self, envelope: &Envelope, parts: &[&[u8]]) -> io::Result<()> {
         let msg = self.message_path(&envelope.id);
         if self.envelope_path(&envelope.id).exists() {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, "queue id in use"));
         }
-        write_synced_new(&msg, message)?;
-        if let Err(e) = write_synced_new(&self.envelope_path(&envelope.id), &envelope.to_json()) {
+        write_synced_new(&msg, parts)?;
+        if let Err(e) = write_synced_new(&self.envelope_path(&envelope.id), &[&envelope.to_json()]) {
             let _ = fs::remove_file(&msg);
             return Err(e);
         }
@@ -145,13 +147,15 @@ impl Spool {
 
 /// Like [`write_synced`] but fails with `AlreadyExists` instead of replacing `path`
 /// (a hard link is an atomic no-clobber rename).
-fn write_synced_new(path: &Path, content: &[u8]) -> io::Result<()> {
+fn write_synced_new(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp{}", rand::random::<u32>()));
     let result = (|| {
         let mut f = OpenOptions::new().create_new(true).write(true).mode(0o600).open(&tmp)?;
-        f.write_all(content)?;
+        for part in parts {
+            f.write_all(part)?;
+        }
         f.sync_all()?;
         fs::hard_link(&tmp, path)
     })();
@@ -190,7 +194,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let spool = Spool::open(tmp.path()).unwrap();
         let mut env = envelope();
-        spool.create(&env, b"Subject: hi\r\n\r\nbody\r\n").unwrap();
+        spool.create(&env, &[b"Subject: hi\r\n\r\nbody\r\n".as_slice()]).unwrap();
         env.attempts = 2;
         spool.update(&env).unwrap();
         let rec = spool.recover().unwrap();
@@ -207,14 +211,14 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let spool = Spool::open(tmp.path()).unwrap();
         let env = envelope();
-        spool.create(&env, b"first").unwrap();
-        let err = spool.create(&env, b"second").unwrap_err();
+        spool.create(&env, &[b"first".as_slice()]).unwrap();
+        let err = spool.create(&env, &[b"second".as_slice()]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(spool.read_message(&env.id).unwrap(), b"first");
         // A leftover .msg alone (no envelope) also blocks the id.
         let other = envelope();
         fs::write(spool.message_path(&other.id), b"old").unwrap();
-        assert_eq!(spool.create(&other, b"new").unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(spool.create(&other, &[b"new".as_slice()]).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
     }
 
     #[test]
