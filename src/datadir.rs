@@ -8,11 +8,18 @@
 //! indexes and deliver twice.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
+
+use crate::durable::write_atomic;
+
+/// The mode of files that hold secrets or server state (keys, certificates, the SRS
+/// secret, the generated postmaster, the format file): readable by the server alone.
+/// Written through [`write_atomic`](crate::durable::write_atomic).
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
 
 /// Sub-directories created at start.
 pub const LAYOUT: &[&str] = &["mail", "queue", "dkim", "tls", "state"];
@@ -127,30 +134,10 @@ fn check_format(root: &Path) -> Result<u32, DataDirError> {
     // Migrations from `found` up to FORMAT go here, one function per step, each safe to
     // run again after a crash half-way. 1 -> 2 only adds a record type: nothing to do.
     if found != FORMAT || !file.exists() {
-        write_private_file(&file, format!("{FORMAT}\n").as_bytes())
-            .map_err(|e| DataDirError::Unusable { path: root.display().to_string(), source: e })?;
+        write_atomic(&file, format!("{FORMAT}\n").as_bytes(), PRIVATE_FILE_MODE)
+            .map_err(|e| DataDirError::Unusable { path: root.display().to_string(), source: e.into() })?;
     }
     Ok(FORMAT)
-}
-
-/// Write a private file (0600) atomically and durably: temp file, fsync, rename,
-/// fsync of the directory. Readers see the old or the new content, never half.
-pub fn write_private_file(path: &Path, content: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    {
-        let mut f = OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&tmp)?;
-        f.write_all(content)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    sync_dir(dir)
-}
-
-/// fsync a directory, making renames and new entries in it durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -195,11 +182,11 @@ mod tests {
     }
 
     #[test]
-    fn private_files_are_0600() {
+    fn the_format_file_is_private() {
         let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path().join("k.pem");
-        write_private_file(&p, b"secret").unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"secret");
+        drop(DataDir::open(tmp.path()).unwrap());
+        let p = tmp.path().join(FORMAT_FILE);
+        assert_eq!(fs::read(&p).unwrap(), format!("{FORMAT}\n").as_bytes());
         assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
     }
 }

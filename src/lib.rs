@@ -7,6 +7,7 @@ pub mod app;
 pub mod config;
 pub mod datadir;
 pub mod dns;
+pub mod durable;
 pub mod header_address;
 pub mod http;
 pub mod imap;

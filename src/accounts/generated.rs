@@ -14,7 +14,8 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 
 use super::{AccountEntry, hash_password, parse_accounts};
-use crate::datadir::write_private_file;
+use crate::datadir::PRIVATE_FILE_MODE;
+use crate::durable::write_atomic;
 
 /// The file that holds the generated account's line.
 pub fn generated_accounts_file(data_dir: &Path) -> PathBuf {
@@ -37,7 +38,8 @@ impl NewPostmaster {
     /// Write the hash (never the password) durably to `<data_dir>/accounts`.
     pub fn save(&self, data_dir: &Path) -> Result<(), String> {
         let path = generated_accounts_file(data_dir);
-        write_private_file(&path, self.line.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        write_atomic(&path, self.line.as_bytes(), PRIVATE_FILE_MODE)
+            .map_err(|e| format!("cannot write {}: {}", path.display(), std::io::Error::from(e)))
     }
 }
 

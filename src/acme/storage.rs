@@ -14,7 +14,8 @@ use instant_acme::AccountCredentials;
 use serde::{Deserialize, Serialize};
 
 use super::AcmeError;
-use crate::datadir::write_private_file;
+use crate::datadir::PRIVATE_FILE_MODE;
+use crate::durable::write_atomic;
 use crate::tls::{self, CertSource, LoadedCert};
 
 /// The stored account: the directory it belongs to and instant-acme's credentials.
@@ -74,7 +75,8 @@ impl AcmeFiles {
         let stored = StoredAccount { directory: directory.to_string(), credentials };
         let json = serde_json::to_vec_pretty(&stored)
             .map_err(|e| AcmeError::Storage { path: path.display().to_string(), source: std::io::Error::other(e) })?;
-        write_private_file(&path, &json).map_err(|e| AcmeError::Storage { path: path.display().to_string(), source: e })
+        write_atomic(&path, &json, PRIVATE_FILE_MODE)
+            .map_err(|e| AcmeError::Storage { path: path.display().to_string(), source: e.into() })
     }
 
     /// The stored certificate for `primary`, if it still serves: unexpired and
@@ -93,8 +95,8 @@ impl AcmeFiles {
         let dir = self.tls_dir.join("acme");
         std::fs::create_dir_all(&dir).map_err(|e| AcmeError::Storage { path: dir.display().to_string(), source: e })?;
         for (path, content) in [(self.key_path(primary), key_pem), (self.cert_path(primary), chain_pem)] {
-            write_private_file(&path, content.as_bytes())
-                .map_err(|e| AcmeError::Storage { path: path.display().to_string(), source: e })?;
+            write_atomic(&path, content.as_bytes(), PRIVATE_FILE_MODE)
+                .map_err(|e| AcmeError::Storage { path: path.display().to_string(), source: e.into() })?;
         }
         Ok(loaded)
     }

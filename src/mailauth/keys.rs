@@ -21,7 +21,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{PrivatePkcs1KeyDer, PrivatePkcs8KeyDer};
 use thiserror::Error;
 
-use crate::datadir::write_private_file;
+use crate::datadir::PRIVATE_FILE_MODE;
+use crate::durable::write_atomic;
 
 /// A retired selector's records should stay published this long, so mail signed just
 /// before the switch still verifies when it is read or forwarded.
@@ -236,7 +237,7 @@ fn generate_generation(dir: &Path, domain: &str, base: &str) -> Result<KeyGenera
     let rsa_pem = pem("RSA PRIVATE KEY", rsa.private_key());
     for (alg, text) in [(DkimAlgorithm::Ed25519, ed_pem), (DkimAlgorithm::Rsa, rsa_pem)] {
         let path = key_path(dir, base, alg);
-        write_private_file(&path, text.as_bytes()).map_err(io_err(&path))?;
+        write_atomic(&path, text.as_bytes(), PRIVATE_FILE_MODE).map_err(|e| io_err(&path)(e.into()))?;
     }
     load_generation(dir, domain, base)
 }
@@ -358,7 +359,7 @@ impl RotationState {
             let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
             let _ = writeln!(text, "retired {b} {secs}");
         }
-        write_private_file(path, text.as_bytes()).map_err(io_err(path))
+        write_atomic(path, text.as_bytes(), PRIVATE_FILE_MODE).map_err(|e| io_err(path)(e.into()))
     }
 }
 

@@ -68,7 +68,12 @@ impl Srs {
                 let mut raw = [0u8; 32];
                 rand::rng().fill_bytes(&mut raw);
                 let secret = STANDARD.encode(raw);
-                crate::datadir::write_private_file(&path, format!("{secret}\n").as_bytes()).map_err(io)?;
+                crate::durable::write_atomic(
+                    &path,
+                    format!("{secret}\n").as_bytes(),
+                    crate::datadir::PRIVATE_FILE_MODE,
+                )
+                .map_err(|e| io(e.into()))?;
                 Ok(Srs::from_secret(secret.as_bytes()))
             }
             Err(e) => Err(io(e)),

@@ -3,19 +3,20 @@
 //!
 //! Durability rule (architecture.md, "durable before acknowledged"): every file is
 //! written to a dot-temp name, fsynced, renamed into place, and the directory fsynced,
-//! so after a crash an item is either whole or absent. The message is renamed before
-//! its envelope: an `.env` always has its `.msg`, and a `.msg` without `.env` is an
-//! enqueue that never returned (never acknowledged), which recovery removes.
+//! all through `crate::durable`, so after a crash an item is either whole or absent. The
+//! message is renamed before its envelope: an `.env` always has its `.msg`, and a `.msg`
+//! without `.env` is an enqueue that never returned (never acknowledged), which recovery
+//! removes, as it removes the dot-temp files (`.<name>.tmp<n>`) of writes a crash cut short.
 //!
 //! Everything here is blocking file I/O; the queue calls it from `spawn_blocking`.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::envelope::{Envelope, QueueId};
-use crate::datadir::sync_dir;
+use crate::datadir::PRIVATE_FILE_MODE;
+use crate::durable::{SyncedFile, sync_dir, write_atomic};
 
 /// One spool directory.
 #[derive(Clone, Debug)]
@@ -63,18 +64,17 @@ impl Spool {
         if self.envelope_path(&envelope.id).exists() {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, "queue id in use"));
         }
-        write_synced_new(&msg, parts)?;
-        if let Err(e) = write_synced_new(&self.envelope_path(&envelope.id), &[&envelope.to_json()]) {
+        write_new(&msg, parts)?;
+        if let Err(e) = write_new(&self.envelope_path(&envelope.id), &[&envelope.to_json()]) {
             let _ = fs::remove_file(&msg);
             return Err(e);
         }
-        sync_dir(&self.dir)
+        Ok(sync_dir(&self.dir)?)
     }
 
     /// Replace an envelope atomically (temp + rename + directory fsync).
     pub fn update(&self, envelope: &Envelope) -> io::Result<()> {
-        write_synced(&self.envelope_path(&envelope.id), &envelope.to_json())?;
-        sync_dir(&self.dir)
+        Ok(write_atomic(&self.envelope_path(&envelope.id), &envelope.to_json(), PRIVATE_FILE_MODE)?)
     }
 
     pub fn read_message(&self, id: &QueueId) -> io::Result<Vec<u8>> {
@@ -90,7 +90,7 @@ impl Spool {
             Err(e) => return Err(e),
         }
         let _ = fs::remove_file(self.message_path(id));
-        sync_dir(&self.dir)
+        Ok(sync_dir(&self.dir)?)
     }
 
     /// Read every item back after a start or crash.
@@ -145,39 +145,15 @@ impl Spool {
     }
 }
 
-/// Like [`write_synced`] but fails with `AlreadyExists` instead of replacing `path`
-/// (a hard link is an atomic no-clobber rename).
-fn write_synced_new(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", rand::random::<u32>()));
-    let result = (|| {
-        let mut f = OpenOptions::new().create_new(true).write(true).mode(0o600).open(&tmp)?;
-        for part in parts {
-            f.write_all(part)?;
-        }
-        f.sync_all()?;
-        fs::hard_link(&tmp, path)
-    })();
-    let _ = fs::remove_file(&tmp);
-    result
-}
-
-/// Temp file (0600), write, fsync, rename over `path`. The caller fsyncs the directory.
-fn write_synced(path: &Path, content: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", rand::random::<u32>()));
-    let result = (|| {
-        let mut f = OpenOptions::new().create_new(true).write(true).mode(0o600).open(&tmp)?;
-        f.write_all(content)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+/// Write `parts` in order, durably, under the new name `path`, failing with
+/// `AlreadyExists` instead of replacing it. The file is fsynced; the caller fsyncs the
+/// directory once for the `.msg` and the `.env`.
+fn write_new(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
+    let mut file = SyncedFile::beside(path, PRIVATE_FILE_MODE)?;
+    for part in parts {
+        file.write_all(part)?;
     }
-    result
+    Ok(file.commit_new(path)?)
 }
 
 #[cfg(test)]

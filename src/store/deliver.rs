@@ -2,7 +2,7 @@
 //!
 //! Owns: writing each copy as Maildir prescribes — `tmp/<unique>` created with O_EXCL,
 //! written, fsynced, renamed into `new/`, then `new/` fsynced through the shared
-//! [`GroupSync`](super::durable::GroupSync) so fifty concurrent sessions pay for a handful
+//! [`GroupSync`](crate::durable::GroupSync) so fifty concurrent sessions pay for a handful
 //! of directory fsyncs, not fifty. `deliver` returns only when every copy is durable: SMTP
 //! sends its 250 after that (architecture.md, "durable before acknowledged").
 

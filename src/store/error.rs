@@ -65,6 +65,17 @@ impl StoreError {
     }
 }
 
+/// A failed durable write keeps its path: `Io` stays `Io`, a background fsync that did
+/// not finish is `Background`, as when the store did its own fsyncs.
+impl From<crate::durable::DurableError> for StoreError {
+    fn from(e: crate::durable::DurableError) -> StoreError {
+        match e {
+            crate::durable::DurableError::Io { path, source } => StoreError::Io { path, source },
+            crate::durable::DurableError::Background(msg) => StoreError::Background(msg),
+        }
+    }
+}
+
 /// Run blocking file system work on tokio's blocking pool and flatten the join error.
 pub(crate) async fn blocking<T, F>(f: F) -> Result<T, StoreError>
 where

@@ -11,10 +11,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::Store;
+use super::durable::FILE_MODE;
 use super::error::{StoreError, blocking};
 use super::folder_name::FolderPath;
-use super::layout::{DEFAULT_FOLDERS, create_maildir, fsync_dir, is_maildir};
+use super::layout::{DEFAULT_FOLDERS, create_maildir, is_maildir};
 use super::types::{FolderInfo, MailboxOwner, SpecialUse};
+use crate::durable::{sync_dir, write_atomic_via};
 
 const SUBSCRIPTIONS: &str = "subscriptions";
 const SPECIAL_USE: &str = "mailroom-special-use";
@@ -23,18 +25,11 @@ const TRASHED_PREFIX: &str = "..mailroom-deleted.";
 
 /// Write `content` to `root/name` atomically and durably. Blocking.
 fn replace_file(root: &Path, name: &str, content: &[u8]) -> Result<(), StoreError> {
-    use std::io::Write;
-    // Unique temp name: two sessions may rewrite the same file at once (first delivery to
-    // a new account from two SMTP sessions); each rename is atomic, the last one wins.
+    // Unique temp name in the Maildir's tmp/: two sessions may rewrite the same file at
+    // once (first delivery to a new account from two SMTP sessions); each rename is
+    // atomic, the last one wins.
     let tmp = root.join("tmp").join(super::filename::new_base_name(name, 0));
-    let target = root.join(name);
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-        f.write_all(content).map_err(|e| StoreError::io(&tmp, e))?;
-        f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
-    }
-    std::fs::rename(&tmp, &target).map_err(|e| StoreError::io(&target, e))?;
-    fsync_dir(root)
+    Ok(write_atomic_via(&tmp, &root.join(name), content, FILE_MODE)?)
 }
 
 /// Parse a subscriptions file (version 2 or the old one-name-per-line form).
@@ -180,7 +175,7 @@ impl Store {
             let _ = std::fs::remove_file(&index);
             let _ = std::fs::remove_file(&headers);
             create_maildir(&dir, true)?;
-            fsync_dir(&root)?;
+            sync_dir(&root)?;
             if let Some(u) = special_use {
                 let mut map = read_special_use(&root);
                 map.insert(path, u);
@@ -215,7 +210,7 @@ impl Store {
             // Rename first so the folder disappears atomically, then remove at leisure.
             let trashed = root.join(format!("{TRASHED_PREFIX}{}", super::filename::new_base_name("x", 0)));
             std::fs::rename(&dir, &trashed).map_err(|e| StoreError::io(&dir, e))?;
-            fsync_dir(&root)?;
+            sync_dir(&root)?;
             let _ = std::fs::remove_file(&index);
             let _ = std::fs::remove_file(&headers);
             std::fs::remove_dir_all(&trashed).map_err(|e| StoreError::io(&trashed, e))?;
@@ -292,9 +287,9 @@ impl Store {
                     special.insert(new, u);
                 }
             }
-            fsync_dir(&root)?;
+            sync_dir(&root)?;
             if index_dir.is_dir() {
-                fsync_dir(&index_dir)?;
+                sync_dir(&index_dir)?;
             }
             write_special_use(&root, &special)
         })

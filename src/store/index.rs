@@ -21,13 +21,14 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::durable::FILE_MODE;
 use super::error::StoreError;
 use super::filename::FlagSet;
+use crate::durable::{AppendLog, write_atomic_via};
 
 /// Expunge tombstones kept for QRESYNC (brief: the last 10,000).
 pub const MAX_TOMBSTONES: usize = 10_000;
@@ -286,19 +287,16 @@ impl IndexData {
     }
 }
 
-/// The open log file of one mailbox.
+/// The open log file of one mailbox. A failed append is cut back to the last whole record
+/// ([`AppendLog`]), so a transient ENOSPC never leaves a torn record in the middle of the log.
 pub struct IndexLog {
-    path: PathBuf,
-    file: Arc<File>,
+    log: AppendLog,
     records: usize,
-    /// Bytes known to be in the file: a failed append is cut back to this length, so a
-    /// transient ENOSPC never leaves a torn record in the middle of the log.
-    len: u64,
 }
 
 impl std::fmt::Debug for IndexLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IndexLog").field("path", &self.path).finish()
+        f.debug_struct("IndexLog").field("path", &self.log.path()).finish()
     }
 }
 
@@ -314,12 +312,12 @@ pub enum Opened {
 impl IndexLog {
     /// The log's path (batching key for fsync).
     pub fn path(&self) -> &Path {
-        &self.path
+        self.log.path()
     }
 
     /// The open file (for group-committed fsync).
     pub fn file(&self) -> Arc<File> {
-        self.file.clone()
+        self.log.file()
     }
 
     /// Open and replay, or create a fresh index with the UIDVALIDITY `new_uid_validity`
@@ -329,17 +327,13 @@ impl IndexLog {
         match std::fs::read(path) {
             Ok(bytes) => match IndexData::replay(&bytes) {
                 Ok((data, valid_len)) => {
-                    let file = std::fs::OpenOptions::new().append(true).open(path).map_err(io)?;
+                    let mut log = AppendLog::open(path, bytes.len() as u64)?;
                     if valid_len < bytes.len() {
                         tracing::warn!(path = %path.display(), "dropping torn last index record");
-                        file.set_len(valid_len as u64).map_err(io)?;
-                        file.sync_data().map_err(io)?;
+                        log.truncate(valid_len as u64)?;
                     }
                     let records = bytes[..valid_len].iter().filter(|b| **b == b'\n').count();
-                    Ok(Opened::Loaded(
-                        data,
-                        IndexLog { path: path.to_path_buf(), file: Arc::new(file), records, len: valid_len as u64 },
-                    ))
+                    Ok(Opened::Loaded(data, IndexLog { log, records }))
                 }
                 Err(IndexCorrupt::BadRecord { line, uid_validity }) => {
                     tracing::warn!(path = %path.display(), line, "index corrupt; rebuilding from the Maildir with a new UIDVALIDITY");
@@ -359,7 +353,6 @@ impl IndexLog {
 
     /// Atomically replace the log with a snapshot of `data`. Blocking.
     pub fn write_fresh(path: &Path, data: &IndexData) -> Result<IndexLog, StoreError> {
-        let io = |e| StoreError::io(path, e);
         let dir = path.parent().ok_or_else(|| StoreError::io(path, std::io::ErrorKind::InvalidInput.into()))?;
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let tmp = path.with_extension("idx.tmp");
@@ -368,15 +361,9 @@ impl IndexLog {
         for r in &records {
             text.push_str(&encode(r));
         }
-        {
-            let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-            f.write_all(text.as_bytes()).map_err(|e| StoreError::io(&tmp, e))?;
-            f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
-        }
-        std::fs::rename(&tmp, path).map_err(io)?;
-        super::layout::fsync_dir(dir)?;
-        let file = std::fs::OpenOptions::new().append(true).open(path).map_err(io)?;
-        Ok(IndexLog { path: path.to_path_buf(), file: Arc::new(file), records: records.len(), len: text.len() as u64 })
+        write_atomic_via(&tmp, path, text.as_bytes(), FILE_MODE)?;
+        let log = AppendLog::open(path, text.len() as u64)?;
+        Ok(IndexLog { log, records: records.len() })
     }
 
     /// Append records (one `write`, page cache only; the caller then awaits a
@@ -386,11 +373,7 @@ impl IndexLog {
         for r in records {
             text.push_str(&encode(r));
         }
-        if let Err(e) = (&*self.file).write_all(text.as_bytes()) {
-            let _ = self.file.set_len(self.len);
-            return Err(StoreError::io(&self.path, e));
-        }
-        self.len += text.len() as u64;
+        self.log.append(text.as_bytes())?;
         self.records += records.len();
         Ok(())
     }

@@ -121,7 +121,6 @@ impl KeywordTable {
 
     /// Write the table atomically and durably. Blocking.
     pub fn save(&self, dir: &Path) -> Result<(), StoreError> {
-        use std::io::Write;
         let mut text = String::new();
         for (i, n) in self.names.iter().enumerate() {
             if let Some(n) = n {
@@ -130,13 +129,7 @@ impl KeywordTable {
         }
         let tmp = dir.join("tmp").join(super::filename::new_base_name(KEYWORDS_FILE, 0));
         let target = dir.join(KEYWORDS_FILE);
-        {
-            let mut f = std::fs::File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-            f.write_all(text.as_bytes()).map_err(|e| StoreError::io(&tmp, e))?;
-            f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
-        }
-        std::fs::rename(&tmp, &target).map_err(|e| StoreError::io(&target, e))?;
-        super::layout::fsync_dir(dir)
+        Ok(crate::durable::write_atomic_via(&tmp, &target, text.as_bytes(), super::durable::FILE_MODE)?)
     }
 
     fn letter_of(&self, keyword: &str) -> Option<char> {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use super::error::StoreError;
 use super::folder_name::FolderPath;
 use super::types::MailboxOwner;
+use crate::durable::sync_dir;
 
 /// Folders every account gets (RFC 6154 special-use names Thunderbird and others expect).
 pub const DEFAULT_FOLDERS: [&str; 4] = ["Drafts", "Sent", "Junk", "Trash"];
@@ -115,18 +116,13 @@ pub fn create_maildir(dir: &Path, sub_folder: bool) -> Result<bool, StoreError> 
     if created {
         // The entries of cur/ new/ tmp/ live in `dir`; the empty directories themselves
         // hold nothing to flush (their creation is in the same journal transaction).
-        fsync_dir(dir)?;
+        sync_dir(dir)?;
         // The folder's own entry lives in its parent directory.
         if let Some(parent) = dir.parent() {
-            fsync_dir(parent)?;
+            sync_dir(parent)?;
         }
     }
     Ok(created)
-}
-
-/// fsync one directory now (rare paths: folder creation, rename, delete). Blocking.
-pub fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
-    std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(|e| StoreError::io(dir, e))
 }
 
 /// True when `dir` looks like a Maildir (has `cur/`).

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{Mutex, MutexGuard, broadcast};
 
+use super::Store;
 use super::error::{StoreError, blocking};
 use super::filename::{FlagSet, parse_file_name};
 use super::folder_name::FolderPath;
@@ -33,7 +34,6 @@ use super::reader::MessageReader;
 use super::retained;
 use super::scan::Trust;
 use super::types::{Flag, FlagOp, MailboxEvent, MailboxOwner, MailboxSnapshot, MessageMeta, StoreFlagsOutcome};
-use super::{GroupSync, Store};
 
 /// Events buffered per mailbox for slow subscribers (they then see `Lagged` and resync).
 const EVENT_CAPACITY: usize = 256;
@@ -167,32 +167,6 @@ impl std::fmt::Debug for Mailbox {
 
 fn lock_cache(m: &std::sync::Mutex<Option<HeaderCache>>) -> std::sync::MutexGuard<'_, Option<HeaderCache>> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// fsync index logs and directories in parallel (spawned, so a cancelled caller still
-/// completes the commit), and wait for all.
-pub(crate) async fn sync_all(
-    sync: &GroupSync,
-    logs: Vec<(PathBuf, Arc<File>)>,
-    dirs: Vec<PathBuf>,
-) -> Result<(), StoreError> {
-    let mut handles = Vec::with_capacity(logs.len() + dirs.len());
-    for (path, file) in logs {
-        let sync = sync.clone();
-        handles.push(tokio::spawn(async move { sync.sync_file(&path, file).await }));
-    }
-    for dir in dirs {
-        let sync = sync.clone();
-        handles.push(tokio::spawn(async move { sync.sync_dir(&dir).await }));
-    }
-    let mut result = Ok(());
-    for h in handles {
-        let r = h.await.unwrap_or_else(|e| Err(StoreError::Background(e.to_string())));
-        if result.is_ok() {
-            result = r;
-        }
-    }
-    result
 }
 
 impl Store {
@@ -362,7 +336,7 @@ impl Mailbox {
             st.log.append(&records).map(|()| vec![(st.log.path().to_path_buf(), st.log.file())])
         };
         let result = match written {
-            Ok(logs) => sync_all(&self.store.inner.sync, logs, dirs).await,
+            Ok(logs) => self.store.inner.sync.sync_many(logs, dirs).await.map_err(StoreError::from),
             Err(e) => Err(e),
         };
         if let Err(e) = result {

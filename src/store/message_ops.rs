@@ -18,7 +18,7 @@ use super::error::{StoreError, blocking};
 use super::filename::{FlagSet, new_base_name, new_base_name_sizes, parse_file_name};
 use super::index::{IndexEntry, Record};
 use super::keywords::KeywordTable;
-use super::mailbox::{Mailbox, State, sync_all};
+use super::mailbox::{Mailbox, State};
 use super::retained;
 use super::types::{Flag, MailboxEvent, MessageBody};
 
@@ -318,7 +318,7 @@ impl Mailbox {
             })
         });
         let result = match written {
-            Ok(logs) => sync_all(&self.store.inner.sync, logs, dirs).await,
+            Ok(logs) => self.store.inner.sync.sync_many(logs, dirs).await.map_err(StoreError::from),
             Err(e) => Err(e),
         };
         if let Err(e) = result {

@@ -54,7 +54,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-pub use durable::SyncStats;
+pub use crate::durable::SyncStats;
 pub use error::StoreError;
 pub use folder_name::{FolderPath, decode_mutf7, encode_mutf7};
 pub use keywords::{MAX_KEYWORD_LEN, MAX_KEYWORDS};
@@ -68,7 +68,7 @@ pub use types::{
     MailboxSnapshot, MailboxStatus, MessageBody, MessageMeta, SpecialUse, StoreFlagsOutcome,
 };
 
-use durable::GroupSync;
+use crate::durable::{GroupSync, sync_dir};
 use error::blocking;
 use layout::{DEFAULT_FOLDERS, create_maildir};
 use quota::QuotaTracker;
@@ -149,9 +149,9 @@ impl Store {
                 folders::init_subscriptions(&root)?;
                 // The new account directory must survive a crash too.
                 if let Some(domain_dir) = root.parent() {
-                    layout::fsync_dir(domain_dir)?;
+                    sync_dir(domain_dir)?;
                 }
-                layout::fsync_dir(&mail_root)?;
+                sync_dir(&mail_root)?;
             }
             Ok(())
         })

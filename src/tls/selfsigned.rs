@@ -7,7 +7,8 @@ use std::time::SystemTime;
 
 use super::files::load_pair;
 use super::{CertSource, LoadedCert, TlsError};
-use crate::datadir::write_private_file;
+use crate::datadir::PRIVATE_FILE_MODE;
+use crate::durable::write_atomic;
 
 /// Load `tls/selfsigned.{crt,key}` if it covers `hostname` and has at least a week to
 /// live; otherwise generate a new one (ECDSA P-256, ~1 year).
@@ -29,10 +30,10 @@ pub fn load_or_create_self_signed(tls_dir: &Path, hostname: &str) -> Result<Load
     params.not_after = now + time::Duration::days(365);
     let key = rcgen::KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
-    write_private_file(&key_path, key.serialize_pem().as_bytes())
-        .map_err(|e| TlsError::Write { path: key_path.display().to_string(), source: e })?;
-    write_private_file(&cert_path, cert.pem().as_bytes())
-        .map_err(|e| TlsError::Write { path: cert_path.display().to_string(), source: e })?;
+    write_atomic(&key_path, key.serialize_pem().as_bytes(), PRIVATE_FILE_MODE)
+        .map_err(|e| TlsError::Write { path: key_path.display().to_string(), source: e.into() })?;
+    write_atomic(&cert_path, cert.pem().as_bytes(), PRIVATE_FILE_MODE)
+        .map_err(|e| TlsError::Write { path: cert_path.display().to_string(), source: e.into() })?;
     tracing::info!(hostname, path = %cert_path.display(), "generated a self-signed certificate");
     load_pair(&cert_path, &key_path, CertSource::SelfSigned)
 }
