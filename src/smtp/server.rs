@@ -38,7 +38,6 @@ use crate::store::Store;
 
 use super::accept::accept;
 use super::auth::{Exchange, Step, check_password};
-use super::sasl::{self, Mechanism, SaslError};
 use super::command::{Command, ReversePath, parse_command};
 use super::data::{ChunkDecoder, DataDecoder};
 use super::deadline::{LineDeadline, TransferDeadline};
@@ -46,6 +45,7 @@ use super::deliver::Spool;
 use super::framing::{Frame, LineFramer};
 use super::policy::{DirectoryPolicy, SenderDomainCheck};
 use super::reply::{Enhanced, Reply};
+use super::sasl::{self, Mechanism, SaslError};
 use super::session::{
     Action, ClientInfo, EndOfMessage, Session, SessionConfig, SessionState, SmtpLimits, SmtpMode, TlsInfo,
 };
