@@ -81,6 +81,8 @@ pub struct Shared {
     pub limiter: Arc<Limiter>,
     /// Port 25's SPF/DKIM/DMARC/ARC and scanner checks (`None` without a DNS resolver).
     pub inbound: Option<Arc<InboundChecks>>,
+    /// Message bytes held whole in memory at once, server-wide (checks, signing).
+    pub message_memory: crate::net::MessageMemory,
 }
 
 /// A started server: its bound addresses and the means to stop it.
@@ -167,6 +169,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         queue,
         limiter: Arc::new(Limiter::from_config(&config)),
         inbound: inbound_checks(&config, &data_dir)?,
+        message_memory: crate::net::MessageMemory::default(),
         config: Arc::new(config),
         directory,
         certs: certs.clone(),
@@ -253,7 +256,8 @@ fn services(shared: &Shared) -> Vec<(Protocol, Service)> {
             Some(tls::acceptor(&shared.certs)),
             imap_limits,
         )
-        .with_limiter(shared.limiter.clone()),
+        .with_limiter(shared.limiter.clone())
+        .with_memory(shared.message_memory.clone()),
     );
     let pop3_ctx = Arc::new(Pop3Context {
         hostname: shared.config.hostname.clone(),
@@ -343,6 +347,7 @@ fn smtp_service(shared: &Shared, mode: SmtpMode, implicit_tls: bool) -> Service 
         signers: (mode == SmtpMode::Submission).then(|| shared.signers.clone()),
         limiter: shared.limiter.clone(),
         inbound: (mode == SmtpMode::Mx).then(|| shared.inbound.clone()).flatten(),
+        memory: shared.message_memory.clone(),
     });
     Service {
         handler: Arc::new(move |conn: net::Connection| -> net::BoxFuture {

@@ -89,7 +89,7 @@ fn published_dkim_records_verify_our_signatures() {
     let signers =
         mailroom::mailauth::Signers::load(&tmp.path().join("dkim"), &["example.com".to_string()], None).unwrap();
     let body = "From: Alice <alice@example.com>\r\nTo: bob@example.org\r\nSubject: signed\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@example.com>\r\n\r\nHello,   world \r\n\r\n";
-    let headers = signers.sign("example.com", body.as_bytes()).unwrap().unwrap();
+    let headers = signers.sign("example.com", &[body.as_bytes()]).unwrap().unwrap();
     let signed = format!("{headers}{body}");
     verify_dkim(&env, signed.as_bytes());
 }

@@ -86,6 +86,8 @@ pub struct ImapContext {
     pub user_connections: UserConnections,
     /// The login limiter shared with SMTP AUTH and POP3: delays and blocks guessing.
     pub limiter: Arc<crate::net::Limiter>,
+    /// The server-wide budget for messages held whole in memory (FETCH of body parts).
+    pub memory: crate::net::MessageMemory,
 }
 
 impl ImapContext {
@@ -97,12 +99,27 @@ impl ImapContext {
         limits: ImapLimits,
     ) -> ImapContext {
         let limiter = Arc::new(crate::net::Limiter::new(crate::net::LimiterConfig::default(), Vec::new()));
-        ImapContext { hostname, directory, store, tls, limits, user_connections: UserConnections::default(), limiter }
+        ImapContext {
+            hostname,
+            directory,
+            store,
+            tls,
+            limits,
+            user_connections: UserConnections::default(),
+            limiter,
+            memory: crate::net::MessageMemory::default(),
+        }
     }
 
     /// Share the server-wide login limiter instead of a private one.
     pub fn with_limiter(mut self, limiter: Arc<crate::net::Limiter>) -> ImapContext {
         self.limiter = limiter;
+        self
+    }
+
+    /// Share the server-wide message memory budget instead of a private one.
+    pub fn with_memory(mut self, memory: crate::net::MessageMemory) -> ImapContext {
+        self.memory = memory;
         self
     }
 }

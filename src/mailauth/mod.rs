@@ -63,12 +63,12 @@ impl Signers {
 
     /// The DKIM-Signature headers for a message whose From domain is `domain`, or
     /// `None` when the domain is not ours (we never sign for others).
-    pub fn sign(&self, domain: &str, message: &[u8]) -> Option<Result<String, SignError>> {
+    pub fn sign(&self, domain: &str, parts: &[&[u8]]) -> Option<Result<String, SignError>> {
         let map = self.current.read().unwrap_or_else(|p| p.into_inner()).clone();
         let domain = domain.to_ascii_lowercase();
         let signer = map
             .get(&domain)
             .or_else(|| map.iter().find(|(d, _)| domain.ends_with(&format!(".{d}"))).map(|(_, s)| s))?;
-        Some(signer.sign(message))
+        Some(signer.sign(parts))
     }
 }

@@ -77,10 +77,12 @@ impl DomainSigner {
         }
     }
 
-    /// The two `DKIM-Signature:` header fields (CRLF-terminated) to prepend to `message`.
-    pub fn sign(&self, message: &[u8]) -> Result<String, SignError> {
-        let ed = self.ed25519.sign(message).map_err(|e| SignError::Sign(e.to_string()))?;
-        let rsa = self.rsa.sign(message).map_err(|e| SignError::Sign(e.to_string()))?;
+    /// The two `DKIM-Signature:` header fields (CRLF-terminated) to prepend to the
+    /// message made of `parts` in order (e.g. added headers, then the message as
+    /// received), signed without joining them into one buffer.
+    pub fn sign(&self, parts: &[&[u8]]) -> Result<String, SignError> {
+        let ed = self.ed25519.sign_chained(parts.iter().copied()).map_err(|e| SignError::Sign(e.to_string()))?;
+        let rsa = self.rsa.sign_chained(parts.iter().copied()).map_err(|e| SignError::Sign(e.to_string()))?;
         Ok(format!("{}{}", unfold_before_last_semicolon(ed.to_header()), unfold_before_last_semicolon(rsa.to_header())))
     }
 }
@@ -116,7 +118,7 @@ mod tests {
         let ring = KeyRing::load_or_generate(dir.path(), &["example.com".to_string()], None).unwrap();
         let signer = DomainSigner::new(&ring.domains[0]).unwrap();
         let msg = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nbody\r\n";
-        let headers = signer.sign(msg).unwrap();
+        let headers = signer.sign(&[msg]).unwrap();
         assert_eq!(headers.matches("DKIM-Signature:").count(), 2, "{headers}");
         assert!(headers.contains("a=ed25519-sha256"), "{headers}");
         assert!(headers.contains("a=rsa-sha256"), "{headers}");

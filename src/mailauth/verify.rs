@@ -14,6 +14,7 @@
 //! each author domain is judged on its own, the strictest outcome winning (RFC 7489
 //! section 6.6.1).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -305,18 +306,23 @@ fn refuse_authors(e: &AuthorError, our_hostname: &str) -> AuthVerdict {
 /// (case-insensitive). RFC 8601 section 5: a receiver must delete such fields that
 /// arrive from outside, or a forger could claim our own verdict. Fields of other
 /// authserv-ids are kept (they are the sender's business). The body is untouched;
-/// input without a header/body separator is treated as all header.
-pub fn strip_our_auth_results(msg: &[u8], hostname: &str) -> Vec<u8> {
+/// input without a header/body separator is treated as all header. Borrowed when there
+/// is nothing to remove (nearly always), so a large message is not copied for nothing.
+pub fn strip_our_auth_results<'m>(msg: &'m [u8], hostname: &str) -> Cow<'m, [u8]> {
     let header_end = header_section_end(msg);
     let (head, body) = msg.split_at(header_end);
+    let fields = split_fields(head);
+    if !fields.iter().any(|field| is_our_auth_results(field, hostname)) {
+        return Cow::Borrowed(msg);
+    }
     let mut out = Vec::with_capacity(msg.len());
-    for field in split_fields(head) {
+    for field in fields {
         if !is_our_auth_results(field, hostname) {
             out.extend_from_slice(field);
         }
     }
     out.extend_from_slice(body);
-    out
+    Cow::Owned(out)
 }
 
 /// Offset of the empty line that ends the header section (the offset of its first

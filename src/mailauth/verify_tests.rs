@@ -239,7 +239,7 @@ Authentication-Results: mx.ours.test.evil.test; spf=pass\r\n\
 Subject: hi\r\n\
 \r\n\
 Authentication-Results: mx.ours.test; this is body text\r\n";
-    let out = String::from_utf8(strip_our_auth_results(msg, "mx.ours.test")).unwrap();
+    let out = String::from_utf8(strip_our_auth_results(msg, "mx.ours.test").into_owned()).unwrap();
     assert_eq!(
         out,
         "Received: from x\r\n\
@@ -291,7 +291,7 @@ async fn our_own_signatures_verify() {
     let Some(dns) = TestDns::start(&["test"], &refs, &[]) else { return };
     let auth = InboundAuthenticator::new(resolver::build(&[dns.addr]).unwrap());
     let msg = message("ours.test", "selfsigned");
-    let signed = format!("{}{msg}", signer.sign(msg.as_bytes()).unwrap());
+    let signed = format!("{}{msg}", signer.sign(&[msg.as_bytes()]).unwrap());
     let v = check_with(&auth, &signed, FORGED_IP, Some("alice@ours.test")).await;
     assert_eq!(v.header.matches("dkim=pass").count(), 2, "{}", v.header);
     assert_eq!((v.dmarc, &v.disposition), ("pass", &Disposition::Accept));

@@ -9,6 +9,7 @@
 mod limits;
 mod listener;
 pub mod login;
+pub mod memory;
 pub mod proxy;
 pub mod ratelimit;
 #[cfg(test)]
@@ -32,6 +33,7 @@ use crate::metrics::metrics;
 pub use limits::{ConnectionLimiter, ConnectionPermit, Refusal};
 pub use listener::{BindError, BoundListener, bind};
 pub use login::{LoginOutcome, verify_login};
+pub use memory::{MemoryPermit, MessageMemory};
 pub use ratelimit::{Admission, BlockScope, Blocked, Limiter, LimiterConfig, LoginAttempt};
 
 /// Tells every task that the server is stopping, and lets the stopper wait for

@@ -32,6 +32,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use thiserror::Error;
 use tokio::sync::{Notify, Semaphore};
 
@@ -260,6 +261,18 @@ impl Queue {
         message: &[u8],
         msgid: &str,
     ) -> Result<QueueId, QueueError> {
+        self.enqueue_parts(sender, recipients, vec![Bytes::copy_from_slice(message)], msgid).await
+    }
+
+    /// [`Queue::enqueue`] for a message made of `parts` in order (trace headers, then the
+    /// content): they are written one after another, never joined in memory.
+    pub async fn enqueue_parts(
+        &self,
+        sender: Option<&Address>,
+        recipients: &[Address],
+        parts: Vec<Bytes>,
+        msgid: &str,
+    ) -> Result<QueueId, QueueError> {
         if recipients.is_empty() {
             return Err(QueueError::NoRecipients);
         }
@@ -270,8 +283,8 @@ impl Queue {
             }
         }
         let spool = self.inner.spool.clone();
-        let (sender_owned, bytes, msgid_owned) = (sender.cloned(), message.to_vec(), msgid.to_string());
-        let size = bytes.len() as u64;
+        let (sender_owned, msgid_owned) = (sender.cloned(), msgid.to_string());
+        let size = parts.iter().map(|p| p.len() as u64).sum::<u64>();
         let recipients_owned = unique.clone();
         let envelope = tokio::task::spawn_blocking(move || {
             // An id collision (same microsecond, same 32 random bits) is refused by the
@@ -279,7 +292,8 @@ impl Queue {
             let mut tries = 0;
             loop {
                 let env = Envelope::new(QueueId::generate(), sender_owned.clone(), &recipients_owned, &msgid_owned);
-                match spool.create(&env, &bytes) {
+                let slices: Vec<&[u8]> = parts.iter().map(|p| p.as_ref()).collect();
+                match spool.create(&env, &slices) {
                     Ok(()) => return Ok(env),
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 5 => tries += 1,
                     Err(e) => return Err(e),

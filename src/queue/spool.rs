@@ -57,13 +57,15 @@ impl Spool {
     /// Store a new item durably: message, then envelope, then one directory fsync.
     /// Never overwrites: an id already in use fails with `AlreadyExists` (the caller
     /// picks another id), so an id collision cannot replace someone else's message.
-    pub fn create(&self, envelope: &Envelope, message: &[u8]) -> io::Result<()> {
+    /// The message file is `parts` written in order (trace and signature headers, then
+    /// the content), so callers never join them into one buffer.
+    pub fn create(&self, envelope: &Envelope, parts: &[&[u8]]) -> io::Result<()> {
         let msg = self.message_path(&envelope.id);
         if self.envelope_path(&envelope.id).exists() {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, "queue id in use"));
         }
-        write_new(&msg, message)?;
-        if let Err(e) = write_new(&self.envelope_path(&envelope.id), &envelope.to_json()) {
+        write_new(&msg, parts)?;
+        if let Err(e) = write_new(&self.envelope_path(&envelope.id), &[&envelope.to_json()]) {
             let _ = fs::remove_file(&msg);
             return Err(e);
         }
@@ -143,12 +145,14 @@ impl Spool {
     }
 }
 
-/// Write `content` durably under the new name `path`, failing with `AlreadyExists`
-/// instead of replacing it. The file is fsynced; the caller fsyncs the directory once for
-/// the `.msg` and the `.env`.
-fn write_new(path: &Path, content: &[u8]) -> io::Result<()> {
+/// Write `parts` in order, durably, under the new name `path`, failing with
+/// `AlreadyExists` instead of replacing it. The file is fsynced; the caller fsyncs the
+/// directory once for the `.msg` and the `.env`.
+fn write_new(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
     let mut file = SyncedFile::beside(path, PRIVATE_FILE_MODE)?;
-    file.write_all(content)?;
+    for part in parts {
+        file.write_all(part)?;
+    }
     Ok(file.commit_new(path)?)
 }
 
@@ -166,7 +170,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let spool = Spool::open(tmp.path()).unwrap();
         let mut env = envelope();
-        spool.create(&env, b"Subject: hi\r\n\r\nbody\r\n").unwrap();
+        spool.create(&env, &[b"Subject: hi\r\n\r\nbody\r\n".as_slice()]).unwrap();
         env.attempts = 2;
         spool.update(&env).unwrap();
         let rec = spool.recover().unwrap();
@@ -183,14 +187,14 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let spool = Spool::open(tmp.path()).unwrap();
         let env = envelope();
-        spool.create(&env, b"first").unwrap();
-        let err = spool.create(&env, b"second").unwrap_err();
+        spool.create(&env, &[b"first".as_slice()]).unwrap();
+        let err = spool.create(&env, &[b"second".as_slice()]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(spool.read_message(&env.id).unwrap(), b"first");
         // A leftover .msg alone (no envelope) also blocks the id.
         let other = envelope();
         fs::write(spool.message_path(&other.id), b"old").unwrap();
-        assert_eq!(spool.create(&other, b"new").unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(spool.create(&other, &[b"new".as_slice()]).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
     }
 
     #[test]

@@ -231,7 +231,9 @@ pub fn store_error_reply(e: &StoreError) -> Reply {
     }
 }
 
-/// Deliver `body` into `folder` ("INBOX", or "Junk" for spam) of every mailbox of `env`
+/// Deliver `body` into `folder` ("INBOX", or "Junk" for spam) of every mailbox of `env`,
+/// each copy made of our trace fields, then `added` (header lines the checks or
+/// submission add), then `body` streamed from its spool file
 /// (each distinct mailbox once, however many
 /// recipients lead to it) and return one outcome per `env.recipients[i]`: `Ok` only when
 /// every local copy that recipient needs is durable (its remote copies, `forwards`, are
@@ -239,6 +241,7 @@ pub fn store_error_reply(e: &StoreError) -> Reply {
 pub async fn deliver_message(
     store: &Store,
     env: &Envelope,
+    added: &[u8],
     body: &MessageBody,
     trace: &TraceInfo<'_>,
     folder: &str,
@@ -254,7 +257,7 @@ pub async fn deliver_message(
             deliveries.push(LocalDelivery {
                 owner: MailboxOwner::new(mb.local.clone(), mb.domain.clone()),
                 folder: folder.into(),
-                header_prefix: header_prefix(env, mb, trace),
+                header_prefix: [header_prefix(env, mb, trace).as_slice(), added].concat(),
             });
         }
     }
@@ -297,14 +300,15 @@ pub fn remote_recipients(env: &Envelope) -> Vec<Address> {
     out
 }
 
-/// The whole content in memory (submission rewrites headers; the queue takes bytes).
-pub async fn body_bytes(body: &MessageBody) -> std::io::Result<Vec<u8>> {
+/// The whole content as one buffer, for the steps that need it (checks, signing); the
+/// caller holds a [`crate::net::MemoryPermit`] for its size while it lives.
+pub async fn body_bytes(body: &MessageBody) -> std::io::Result<bytes::Bytes> {
     match body {
-        MessageBody::Memory(b) => Ok(b.to_vec()),
+        MessageBody::Memory(b) => Ok(b.clone()),
         MessageBody::File { path, len } => {
             let mut bytes = tokio::fs::read(path).await?;
             bytes.truncate(usize::try_from(*len).unwrap_or(usize::MAX));
-            Ok(bytes)
+            Ok(bytes.into())
         }
     }
 }

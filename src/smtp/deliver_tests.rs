@@ -119,7 +119,7 @@ async fn delivers_each_mailbox_once_with_its_headers() {
         date: "Fri, 27 Nov 2026 00:00:00 +0000".into(),
     };
     let body = MessageBody::Memory(bytes::Bytes::from_static(b"Subject: t\r\n\r\nhi\r\n"));
-    let outcomes = deliver_message(&store, &env, &body, &trace, "INBOX").await;
+    let outcomes = deliver_message(&store, &env, b"", &body, &trace, "INBOX").await;
     assert_eq!(outcomes, vec![Ok(()), Ok(())]);
     for (user, count) in [("alice", 1), ("bob", 1)] {
         let new = dir.path().join("mail/ours.example").join(user).join("new");

@@ -35,9 +35,14 @@ impl std::fmt::Debug for InboundChecks {
     }
 }
 
-/// A message that passed: what to store (headers prepended) and where.
+/// A message that passed: the header lines to prepend and where it goes. The message
+/// itself is not copied: it is stored as received, unless forged headers had to go.
 pub struct Judged {
-    pub message: Vec<u8>,
+    /// Our `Authentication-Results` and the scanners' headers, CRLF-terminated.
+    pub prepend: Vec<u8>,
+    /// The message without `Authentication-Results` fields claiming our hostname, when
+    /// it had any (RFC 8601 section 5); `None`: store the message as received.
+    pub rewritten: Option<Vec<u8>>,
     pub junk: bool,
 }
 
@@ -88,11 +93,13 @@ impl InboundChecks {
             }
             ScanAction::Accept => verdict.disposition == Disposition::Junk,
         };
-        let mut out = Vec::with_capacity(verdict.header.len() + scan.headers.len() + stripped.len());
-        out.extend_from_slice(verdict.header.as_bytes());
-        out.extend_from_slice(scan.headers.as_bytes());
-        out.extend_from_slice(&stripped);
-        Ok(Judged { message: out, junk })
+        let mut prepend = verdict.header.into_bytes();
+        prepend.extend_from_slice(scan.headers.as_bytes());
+        let rewritten = match stripped {
+            std::borrow::Cow::Borrowed(_) => None,
+            std::borrow::Cow::Owned(without_forgeries) => Some(without_forgeries),
+        };
+        Ok(Judged { prepend, rewritten, junk })
     }
 
     /// The envelope sender for a forwarded copy: SRS-rewritten into our primary domain,

@@ -11,12 +11,18 @@
 //! - `sender_dns`: the hickory-backed sender domain check;
 //! - `deliver`: spooling, trace headers, durable delivery into the store;
 //! - `sasl`: AUTH PLAIN/LOGIN decoding (submission; the login limiter is `net::Limiter`);
+//! - `auth`: the AUTH exchange as a state machine, and the password check;
+//! - `inbound`: port 25's judgement (SPF/DKIM/DMARC/ARC, scanners);
 //! - `submit`: submission's `From:` check and added `Message-ID`/`Date`;
+//! - `accept`: the fate of a complete message, stage by stage (load, judge, prepare
+//!   submission, enqueue remote, store local);
 //! - `deadline`: per-line and per-message deadlines a trickling client cannot extend;
 //! - `server`: the connection loop (sockets, timeouts, STARTTLS, pipelining).
 //!
 //! Entry point: [`serve_connection`] with an [`SmtpContext`].
 
+pub mod accept;
+pub mod auth;
 pub mod client;
 pub mod command;
 pub mod data;

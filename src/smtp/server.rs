@@ -1,8 +1,8 @@
 //! One SMTP/LMTP/submission connection from banner to close: buffered reads, line
 //! framing, pipelined replies, DATA/BDAT content, STARTTLS (or implicit TLS on 465),
-//! timeouts, shutdown, delivery. The AUTH exchange and what happens to a complete
-//! message (local copies, the queue, submission's header checks and DKIM) are in
-//! `server_submit.rs`.
+//! timeouts, shutdown. The AUTH exchange is decided by `auth.rs` and what happens to a
+//! complete message (checks, submission's rules and DKIM, the queue, local copies) by
+//! `accept.rs`; this file sends and reads the bytes for both.
 //!
 //! The loop is mini-redis's `Handler::run`: check for a complete frame in the buffer,
 //! otherwise flush pending replies and read more (with the per-command timeout, watching
@@ -36,6 +36,8 @@ use crate::accounts::Directory;
 use crate::metrics::metrics;
 use crate::store::Store;
 
+use super::accept::accept;
+use super::auth::{Exchange, Step, check_password};
 use super::command::{Command, ReversePath, parse_command};
 use super::data::{ChunkDecoder, DataDecoder};
 use super::deadline::{LineDeadline, TransferDeadline};
@@ -43,6 +45,7 @@ use super::deliver::Spool;
 use super::framing::{Frame, LineFramer};
 use super::policy::{DirectoryPolicy, SenderDomainCheck};
 use super::reply::{Enhanced, Reply};
+use super::sasl::{self, Mechanism, SaslError};
 use super::session::{
     Action, ClientInfo, EndOfMessage, Session, SessionConfig, SessionState, SmtpLimits, SmtpMode, TlsInfo,
 };
@@ -71,6 +74,8 @@ pub struct SmtpContext {
     pub limiter: Arc<crate::net::Limiter>,
     /// Port 25's authentication and content checks (`None`: deliver unjudged, e.g. LMTP).
     pub inbound: Option<Arc<super::inbound::InboundChecks>>,
+    /// The server-wide budget for messages held whole in memory by checks and signing.
+    pub memory: crate::net::MessageMemory,
 }
 
 /// Serve one accepted connection until QUIT, error, timeout or shutdown.
@@ -177,6 +182,15 @@ struct Connection {
     /// The span of the current transaction (`msgid` field), keyed by its id.
     tx_span: Option<(String, tracing::Span)>,
     chunks: Option<Chunks>,
+}
+
+/// One client answer during AUTH.
+enum AuthLine {
+    Line(BytesMut),
+    /// Over the line limit: the exchange fails with 500.
+    TooLong,
+    /// EOF, timeout or shutdown: close.
+    Gone,
 }
 
 /// How much we ask the socket for at a time.
@@ -364,6 +378,65 @@ impl Connection {
     }
 
     /// One log line per refusal, with the reply (its reason).
+    /// Run the AUTH exchange (`auth.rs` decides, this sends `334`s and reads answers);
+    /// `false`: close the connection.
+    async fn authenticate(&mut self, mechanism: Mechanism, initial: Option<String>) -> io::Result<bool> {
+        let initial = initial.map(|i| sasl::decode_response(i.as_bytes()));
+        let (mut exchange, mut step) = Exchange::start(mechanism, initial);
+        let credentials = loop {
+            match step {
+                Step::Done(credentials) => break credentials,
+                Step::Challenge(text) => {
+                    step = match self.challenge(text).await? {
+                        AuthLine::Line(l) => exchange.answer(sasl::decode_response(&l)),
+                        AuthLine::TooLong => exchange.answer(Err(SaslError::Malformed)),
+                        AuthLine::Gone => return Ok(false),
+                    }
+                }
+            }
+        };
+        let result = match credentials {
+            Err(e) => {
+                tracing::info!(mechanism = mechanism.name(), reason = %e, "authentication aborted");
+                Err(e.reply())
+            }
+            Ok(c) => {
+                let ip = self.session.client().ip;
+                check_password(&self.ctx.limiter, &self.ctx.directory, self.service(), ip, c).await
+            }
+        };
+        let (replies, action) = self.session.auth_finished(result);
+        self.log_refusals(&replies);
+        self.push(&replies);
+        Ok(action != Action::Close)
+    }
+
+    /// Send a `334` challenge and read the answer line.
+    async fn challenge(&mut self, text: &str) -> io::Result<AuthLine> {
+        self.out.extend_from_slice(format!("334 {text}\r\n").as_bytes());
+        loop {
+            match self.framer.check(&self.buf) {
+                Frame::Line(n) => {
+                    self.line_deadline.finish();
+                    return Ok(AuthLine::Line(self.buf.split_to(n)));
+                }
+                Frame::Discard(n) => {
+                    self.line_deadline.begin(Instant::now());
+                    self.buf.advance(n);
+                }
+                Frame::TooLong(n) => {
+                    self.line_deadline.finish();
+                    self.buf.advance(n);
+                    return Ok(AuthLine::TooLong);
+                }
+                Frame::Incomplete => match self.fill_line().await? {
+                    Fill::Data => {}
+                    Fill::Eof | Fill::Timeout | Fill::Shutdown => return Ok(AuthLine::Gone),
+                },
+            }
+        }
+    }
+
     fn log_refusals(&mut self, replies: &[Reply]) {
         if !replies.iter().any(Reply::is_error) {
             return;
@@ -559,7 +632,10 @@ impl Connection {
                 let r = Reply::new(451, (4, 3, 0), "Error: cannot store the message now, try again later");
                 vec![Err(r); envelope.recipients.len()]
             }
-            Ok(message) => self.deliver(&envelope, message).instrument(span.clone()).await,
+            Ok(message) => {
+                let client = self.session.client().clone();
+                accept(&self.ctx, &client, self.session.is_esmtp(), &envelope, message).instrument(span.clone()).await
+            }
         };
         let (replies, action) = self.session.delivered(&envelope, &outcomes);
         let accepted = outcomes.iter().filter(|o| o.is_ok()).count();
@@ -609,9 +685,6 @@ fn rcpt_outcome(r: &Reply) -> &'static str {
         _ => "rejected",
     }
 }
-
-#[path = "server_submit.rs"]
-mod submit;
 
 #[cfg(test)]
 #[path = "server_tests.rs"]

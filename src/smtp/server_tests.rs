@@ -107,6 +107,7 @@ pub(super) async fn start(opts: Options) -> Harness {
         signers: None,
         limiter: Arc::new(crate::net::Limiter::new(crate::net::LimiterConfig::default(), vec![])),
         inbound: None,
+        memory: crate::net::MessageMemory::default(),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));

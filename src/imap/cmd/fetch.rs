@@ -137,6 +137,16 @@ impl Session {
                 };
             }
             let cached = headers.get_mut(k % HEADER_BATCH).and_then(Option::take);
+            // Body parts, BINARY and TEXT are cut from the message in memory: the message,
+            // the rendered item and the output buffer, about three times its size, held
+            // under the server-wide budget until the response has gone out, so many
+            // sessions fetching big attachments take turns instead of adding up.
+            let _memory =
+                if content_needed && cached.is_none() && !header_only && streamed.is_none() && !header_streamable {
+                    Some(self.ctx.memory.reserve(meta.size.saturating_mul(3)).await)
+                } else {
+                    None
+                };
             let mut reader = None;
             let mut header_reader = None;
             let raw = if cached.is_some() {
