@@ -4,7 +4,7 @@
 //! Start-up order follows architecture.md: data dir -> accounts -> TLS -> DKIM -> store
 //! -> outbound queue (workers and the `mailroom queue` control socket) -> listeners.
 //! Submitted, relayed and forwarded mail reaches the queue through the SMTP sessions;
-//! bounces for our own senders come back through `LocalBounces` into their INBOX.
+//! bounces for our own senders come back through the `LocalCourier` into their INBOX.
 //! Every failure before serving is a [`StartError`]: one line naming the cause, and
 //! the process exits 2 with nothing written half-way. Listeners are all bound before
 //! any is served, so a port in use aborts the start instead of leaving a server that
@@ -27,12 +27,13 @@ use crate::mailauth::{ArcSealKey, InboundAuthenticator, KeyError, Signers, Srs};
 use crate::metrics::metrics;
 use crate::net::{self, AcceptContext, BindError, BoundListener, ConnectionLimiter, Limiter, Service, Shutdown};
 use crate::pop3::{self, Pop3Context, Pop3Limits};
-use crate::queue::{BounceDisposition, BounceSink, BoxFuture, Queue, QueueError, QueueSettings};
+use crate::queue::{Queue, QueueError, QueueSettings};
 use crate::scan::Scanners;
 use crate::smtp::client::{ClientError, ClientSettings, SmtpTransport};
+use crate::smtp::courier::LocalCourier;
 use crate::smtp::inbound::InboundChecks;
 use crate::smtp::{self, AnyDomainExists, SenderDomainCheck, SmtpContext, SmtpLimits, SmtpMode};
-use crate::store::{LocalDelivery, MailboxOwner, MessageBody, Store, StoreError};
+use crate::store::{MailboxOwner, Store, StoreError};
 use crate::tls::{self, CertStore, TlsError};
 
 /// How long shutdown waits for sessions to finish.
@@ -83,6 +84,8 @@ pub struct Shared {
     pub inbound: Option<Arc<InboundChecks>>,
     /// Message bytes held whole in memory at once, server-wide (checks, signing).
     pub message_memory: crate::net::MessageMemory,
+    /// Local delivery for every SMTP service and the queue's DSNs.
+    pub courier: LocalCourier,
 }
 
 /// A started server: its bound addresses and the means to stop it.
@@ -161,7 +164,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .map(|s| Acme::prepare(s, &data_dir.tls(), certs.clone(), readiness.clone(), acme_tokens.clone()));
     let transport = SmtpTransport::new(ClientSettings::from_config(&config))?;
     let directory = Arc::new(directory);
-    let bounces = Arc::new(LocalBounces { directory: directory.clone(), store: store.clone() });
+    let courier = LocalCourier::new(directory.clone(), store.clone());
+    let bounces = Arc::new(courier.clone());
     let queue = Queue::open(&data_dir.queue(), QueueSettings::from_config(&config), Arc::new(transport), bounces)?;
     let shared = Shared {
         signers,
@@ -170,6 +174,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         limiter: Arc::new(Limiter::from_config(&config)),
         inbound: inbound_checks(&config, &data_dir)?,
         message_memory: crate::net::MessageMemory::default(),
+        courier,
         config: Arc::new(config),
         directory,
         certs: certs.clone(),
@@ -348,6 +353,7 @@ fn smtp_service(shared: &Shared, mode: SmtpMode, implicit_tls: bool) -> Service 
         limiter: shared.limiter.clone(),
         inbound: (mode == SmtpMode::Mx).then(|| shared.inbound.clone()).flatten(),
         memory: shared.message_memory.clone(),
+        courier: shared.courier.clone(),
     });
     Service {
         handler: Arc::new(move |conn: net::Connection| -> net::BoxFuture {
@@ -359,53 +365,6 @@ fn smtp_service(shared: &Shared, mode: SmtpMode, implicit_tls: bool) -> Service 
             })
         }),
         busy_reply: b"421 4.7.0 Too many connections, try again later\r\n",
-    }
-}
-
-/// DSNs for our own senders go straight into their INBOX; anything else is remote and
-/// the queue sends it (with the null sender, so it can never bounce back).
-struct LocalBounces {
-    directory: Arc<Directory>,
-    store: Store,
-}
-
-impl BounceSink for LocalBounces {
-    fn bounce<'a>(
-        &'a self,
-        to: &'a accounts::Address,
-        dsn: &'a [u8],
-    ) -> BoxFuture<'a, Result<BounceDisposition, String>> {
-        Box::pin(async move {
-            if !self.directory.is_local_domain(&to.domain) {
-                return Ok(BounceDisposition::Remote);
-            }
-            let mailboxes: Vec<accounts::Address> = self
-                .directory
-                .resolve(to)
-                .into_iter()
-                .filter_map(|r| match r {
-                    accounts::Recipient::Mailbox(a) => Some(a),
-                    accounts::Recipient::Forward(_) => None,
-                })
-                .collect();
-            if mailboxes.is_empty() {
-                // Our domain but no local mailbox (a forward-only alias): send it on.
-                return Ok(BounceDisposition::Remote);
-            }
-            let deliveries: Vec<LocalDelivery> = mailboxes
-                .iter()
-                .map(|m| LocalDelivery {
-                    owner: MailboxOwner::new(m.local.clone(), m.domain.clone()),
-                    folder: "INBOX".into(),
-                    header_prefix: format!("Return-Path: <>\r\nDelivered-To: {m}\r\n").into_bytes(),
-                })
-                .collect();
-            let body = MessageBody::Memory(bytes::Bytes::copy_from_slice(dsn));
-            for r in self.store.deliver(&body, &deliveries).await {
-                r.map_err(|e| e.to_string())?;
-            }
-            Ok(BounceDisposition::Delivered)
-        })
     }
 }
 

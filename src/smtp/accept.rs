@@ -24,9 +24,7 @@ use crate::accounts::Address;
 use crate::store::MessageBody;
 
 use super::command::ReversePath;
-use super::deliver::{
-    SpooledMessage, TraceInfo, body_bytes, deliver_message, protocol_keyword, received_header, remote_recipients,
-};
+use super::deliver::{SpooledMessage, TraceInfo, body_bytes, protocol_keyword, received_header, remote_recipients};
 use super::inbound::InboundChecks;
 use super::reply::Reply;
 use super::server::SmtpContext;
@@ -121,7 +119,7 @@ pub async fn accept(
         drop(memory.take());
     }
     let folder = if junk { "Junk" } else { "INBOX" };
-    let local = deliver_message(&ctx.store, envelope, &added, &body, &trace, folder).await;
+    let local = ctx.courier.deliver(envelope, &added, &body, &trace, folder).await;
     drop(memory);
     envelope
         .recipients

@@ -1,6 +1,6 @@
-//! From a received message to durable local copies: the spool that holds the content
-//! while it arrives, the trace headers prepended to each copy, and the call into
-//! `store::Store::deliver`, mapped back to one outcome per SMTP recipient.
+//! What a received message needs before its copies are made: the spool that holds the
+//! content while it arrives, the trace headers prepended to each copy, and the mapping of
+//! store errors to replies. The copies themselves are `courier.rs`'s.
 //!
 //! The spool keeps up to 1 MiB in memory and moves larger messages to a temporary file
 //! under `<data>/state/spool/` (removed when delivery is done), so fifty concurrent 25 MiB
@@ -14,13 +14,12 @@
 //! detection) and `Received` (client name and IP, TLS version and cipher, our message id,
 //! the protocol keyword of RFC 3848 such as ESMTPS or LMTP), all CRLF-terminated.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncWriteExt;
 
 use crate::accounts::Address;
-use crate::store::{LocalDelivery, MailboxOwner, MessageBody, Store, StoreError};
+use crate::store::{MessageBody, StoreError};
 
 use super::command::ReversePath;
 use super::reply::Reply;
@@ -229,63 +228,6 @@ pub fn store_error_reply(e: &StoreError) -> Reply {
     } else {
         Reply::new(550, (5, 2, 0), "Error: mailbox unavailable")
     }
-}
-
-/// Deliver `body` into `folder` ("INBOX", or "Junk" for spam) of every mailbox of `env`,
-/// each copy made of our trace fields, then `added` (header lines the checks or
-/// submission add), then `body` streamed from its spool file
-/// (each distinct mailbox once, however many
-/// recipients lead to it) and return one outcome per `env.recipients[i]`: `Ok` only when
-/// every local copy that recipient needs is durable (its remote copies, `forwards`, are
-/// the queue's: see [`remote_recipients`]).
-pub async fn deliver_message(
-    store: &Store,
-    env: &Envelope,
-    added: &[u8],
-    body: &MessageBody,
-    trace: &TraceInfo<'_>,
-    folder: &str,
-) -> Vec<Result<(), Reply>> {
-    let mut mailboxes: BTreeMap<&Address, usize> = BTreeMap::new();
-    let mut deliveries: Vec<LocalDelivery> = Vec::new();
-    for rcpt in &env.recipients {
-        for mb in &rcpt.mailboxes {
-            if mailboxes.contains_key(mb) {
-                continue;
-            }
-            mailboxes.insert(mb, deliveries.len());
-            deliveries.push(LocalDelivery {
-                owner: MailboxOwner::new(mb.local.clone(), mb.domain.clone()),
-                folder: folder.into(),
-                header_prefix: [header_prefix(env, mb, trace).as_slice(), added].concat(),
-            });
-        }
-    }
-    let results = if deliveries.is_empty() { Vec::new() } else { store.deliver(body, &deliveries).await };
-    for (d, r) in deliveries.iter().zip(&results) {
-        match r {
-            Ok(m) => tracing::debug!(mailbox = %d.owner, path = %m.path.display(), "copy durable"),
-            Err(e) => tracing::error!(mailbox = %d.owner, error = %e, "local delivery failed"),
-        }
-    }
-    env.recipients
-        .iter()
-        .map(|rcpt| {
-            if rcpt.mailboxes.is_empty() && rcpt.forwards.is_empty() {
-                // Policy never accepts such a recipient.
-                return Err(Reply::new(451, (4, 3, 0), "Error: no local mailbox, try again later"));
-            }
-            for mb in &rcpt.mailboxes {
-                let result = mailboxes.get(mb).and_then(|&i| results.get(i));
-                match result {
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return Err(store_error_reply(e)),
-                    None => return Err(Reply::new(451, (4, 3, 0), "Error: internal error")),
-                }
-            }
-            Ok(())
-        })
-        .collect()
 }
 
 /// Every remote address of the message, each once, in RCPT order: one queue item carries

@@ -105,7 +105,7 @@ async fn large_spool_goes_to_a_file_that_is_removed_after_use() {
 #[tokio::test]
 async fn delivers_each_mailbox_once_with_its_headers() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let store = Store::open(dir.path(), "mx.ours.example").unwrap_or_else(|e| panic!("{e}"));
+    let store = crate::store::Store::open(dir.path(), "mx.ours.example").unwrap_or_else(|e| panic!("{e}"));
     // Two recipients lead to alice (an alias and herself), one to bob.
     let env = envelope(&[
         ("alice@ours.example", &["alice@ours.example"]),
@@ -119,7 +119,12 @@ async fn delivers_each_mailbox_once_with_its_headers() {
         date: "Fri, 27 Nov 2026 00:00:00 +0000".into(),
     };
     let body = MessageBody::Memory(bytes::Bytes::from_static(b"Subject: t\r\n\r\nhi\r\n"));
-    let outcomes = deliver_message(&store, &env, b"", &body, &trace, "INBOX").await;
+    let directory = std::sync::Arc::new(
+        crate::accounts::Directory::new(vec!["ours.example".into()], Vec::new(), Vec::new())
+            .unwrap_or_else(|e| panic!("{e:?}")),
+    );
+    let courier = crate::smtp::courier::LocalCourier::new(directory, store);
+    let outcomes = courier.deliver(&env, b"", &body, &trace, "INBOX").await;
     assert_eq!(outcomes, vec![Ok(()), Ok(())]);
     for (user, count) in [("alice", 1), ("bob", 1)] {
         let new = dir.path().join("mail/ours.example").join(user).join("new");

@@ -9,7 +9,8 @@
 //! - `session`: the state machine deciding every reply, over a [`Policy`];
 //! - `policy`: the server's policy (accounts directory, quota, trusted networks, DNS);
 //! - `sender_dns`: the hickory-backed sender domain check;
-//! - `deliver`: spooling, trace headers, durable delivery into the store;
+//! - `deliver`: spooling and trace headers;
+//! - `courier`: durable local copies ([`courier::LocalCourier`]), also for the queue's DSNs;
 //! - `sasl`: AUTH PLAIN/LOGIN decoding (submission; the login limiter is `net::Limiter`);
 //! - `auth`: the AUTH exchange as a state machine, and the password check;
 //! - `inbound`: port 25's judgement (SPF/DKIM/DMARC/ARC, scanners);
@@ -25,6 +26,7 @@ pub mod accept;
 pub mod auth;
 pub mod client;
 pub mod command;
+pub mod courier;
 pub mod data;
 pub mod deadline;
 pub mod deliver;

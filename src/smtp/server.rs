@@ -76,6 +76,8 @@ pub struct SmtpContext {
     pub inbound: Option<Arc<super::inbound::InboundChecks>>,
     /// The server-wide budget for messages held whole in memory by checks and signing.
     pub memory: crate::net::MessageMemory,
+    /// Where local copies go (the same store as `store`, which the policy reads quotas from).
+    pub courier: super::courier::LocalCourier,
 }
 
 /// Serve one accepted connection until QUIT, error, timeout or shutdown.

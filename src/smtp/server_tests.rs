@@ -89,9 +89,11 @@ pub(super) async fn start(opts: Options) -> Harness {
         .deliver(&filler, &[crate::store::LocalDelivery { owner, folder: "INBOX".into(), header_prefix: Vec::new() }])
         .await;
     let (acceptor, connector) = tls_pair();
+    let directory = Arc::new(directory);
+    let courier = crate::smtp::courier::LocalCourier::new(directory.clone(), store.clone());
     let ctx = Arc::new(SmtpContext {
         hostname: "mx.ours.example".into(),
-        directory: Arc::new(directory),
+        directory,
         store,
         tls: opts.tls.then_some(acceptor),
         limits: opts.limits,
@@ -108,6 +110,7 @@ pub(super) async fn start(opts: Options) -> Harness {
         limiter: Arc::new(crate::net::Limiter::new(crate::net::LimiterConfig::default(), vec![])),
         inbound: None,
         memory: crate::net::MessageMemory::default(),
+        courier,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
