@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod net;
 pub mod pop3;
 pub mod queue;
+pub mod readiness;
 pub mod scan;
 pub mod smtp;
 pub mod store;

@@ -23,8 +23,8 @@ use instant_acme::{Account, CertificateIdentifier, NewAccount};
 use thiserror::Error;
 
 use crate::config::{AcmeChallenge, AcmeMode, Config};
-use crate::http::Readiness;
 use crate::metrics::metrics;
+use crate::readiness::Readiness;
 use crate::tls::{CertStore, LoadedCert, TlsError};
 
 pub use challenge::{ChallengeGuard, Http01Tokens, tls_alpn_certificate};

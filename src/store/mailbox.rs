@@ -30,9 +30,9 @@ use super::header_cache::{HeaderCache, header_end, read_header_from_file};
 use super::index::{IndexData, IndexEntry, IndexLog, Opened, Record};
 use super::keywords::{KeywordTable, KeywordsInUse};
 use super::layout::is_maildir;
+use super::maildir_scan::Trust;
 use super::reader::MessageReader;
 use super::retained;
-use super::scan::Trust;
 use super::types::{Flag, FlagOp, MailboxEvent, MailboxOwner, MailboxSnapshot, MessageMeta, StoreFlagsOutcome};
 
 /// Events buffered per mailbox for slow subscribers (they then see `Lagged` and resync).

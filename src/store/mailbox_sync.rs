@@ -4,7 +4,7 @@
 //! dropped into `cur/` by anyone get UIDs; files that vanished become expunges (after a
 //! second look, since readdir racing a rename can miss a file); flag letters changed by
 //! another program (Dovecot, mutt) are adopted with a new modseq. Directory mtimes decide
-//! how much work is needed (see `scan.rs`), so a sync with no change costs two `stat`s. A
+//! how much work is needed (see `maildir_scan.rs`), so a sync with no change costs two `stat`s. A
 //! Maildir indexed for the first time keeps Dovecot's UIDs (`uidlist.rs`).
 //!
 //! Also the incremental form sessions use to stay current, [`Mailbox::changes_since`]:
@@ -20,7 +20,7 @@ use super::filename::{FlagSet, parse_file_name};
 use super::index::{IndexData, IndexEntry, IndexLog, Record};
 use super::keywords::KeywordTable;
 use super::mailbox::{Mailbox, State, meta};
-use super::scan::{self, Freshness, Trust};
+use super::maildir_scan::{self, Freshness, Trust};
 use super::types::{MailboxChanges, MailboxEvent};
 
 /// Take the current on-disk name of a known message; if its flag letters differ from the
@@ -53,7 +53,7 @@ pub(crate) async fn import_dovecot(
         // delivered since): reusing its UIDVALIDITY could give a cached UID a different
         // message, so start a new UIDVALIDITY instead. Unlisted files in new/ are fine:
         // no client has seen a UID for them yet.
-        let complete = scan::list_cur(&dir)?
+        let complete = maildir_scan::list_cur(&dir)?
             .iter()
             .all(|name| parse_file_name(name).is_some_and(|p| list.uids.contains_key(p.base)));
         if !complete {
@@ -81,24 +81,24 @@ impl Mailbox {
         let trust = if force { None } else { st.trust };
         let scanned = blocking(move || {
             let now = SystemTime::now();
-            let before = scan::stamp(&dir)?;
-            let kind = scan::freshness(trust, before, now);
+            let before = maildir_scan::stamp(&dir)?;
+            let kind = maildir_scan::freshness(trust, before, now);
             if kind == Freshness::Unchanged {
                 return Ok(None);
             }
             if trust.is_none() {
                 // First scan since open (or after an error): sweep crash leftovers.
-                scan::clean_tmp(&dir, now);
+                maildir_scan::clean_tmp(&dir, now);
             }
-            let moved = scan::move_new_to_cur(&dir)?;
+            let moved = maildir_scan::move_new_to_cur(&dir)?;
             let keywords = KeywordTable::load(&dir);
             let listing = match kind {
-                Freshness::Changed => Some(scan::list_cur(&dir)?),
+                Freshness::Changed => Some(maildir_scan::list_cur(&dir)?),
                 _ => None,
             };
-            let after = if moved.is_empty() { before } else { scan::stamp(&dir)? };
+            let after = if moved.is_empty() { before } else { maildir_scan::stamp(&dir)? };
             let trust = match kind {
-                Freshness::Changed => scan::trust_after_scan(before, after, now),
+                Freshness::Changed => maildir_scan::trust_after_scan(before, after, now),
                 _ => Trust { stamp: after, settled: false },
             };
             Ok(Some((moved, listing, keywords, trust)))
@@ -144,7 +144,7 @@ impl Mailbox {
                 // can miss a file under both names; look once more before expunging.
                 if !missing.is_empty() {
                     let dir = self.shared.dir.clone();
-                    for name in blocking(move || scan::list_cur(&dir)).await? {
+                    for name in blocking(move || maildir_scan::list_cur(&dir)).await? {
                         let uid = parse_file_name(&name).and_then(|p| missing.remove(p.base));
                         if let Some(uid) = uid
                             && let Some(rec) = adopt_name(st, uid, name)
@@ -167,12 +167,13 @@ impl Mailbox {
         let mut added = false;
         if !new_names.is_empty() {
             let dir = self.shared.dir.clone();
-            let mut measured = blocking(move || scan::measure(&dir, new_names)).await?;
+            let mut measured = blocking(move || maildir_scan::measure(&dir, new_names)).await?;
             if !st.imported.is_empty() {
                 // Dovecot's UIDs first, in UID order; everything else after, by arrival.
                 let imported = std::mem::take(&mut st.imported);
-                let uid_of =
-                    |m: &scan::Measured| parse_file_name(&m.file_name).and_then(|p| imported.get(p.base).copied());
+                let uid_of = |m: &maildir_scan::Measured| {
+                    parse_file_name(&m.file_name).and_then(|p| imported.get(p.base).copied())
+                };
                 measured.sort_by_key(|m| uid_of(m).map_or((1, 0), |u| (0, u)));
                 for m in &measured {
                     if let (Some(uid), Some(p)) = (uid_of(m), parse_file_name(&m.file_name)) {
@@ -259,7 +260,7 @@ impl Mailbox {
             return Ok(());
         }
         let dir = self.shared.dir.clone();
-        let stamp = blocking(move || scan::stamp(&dir)).await?;
+        let stamp = blocking(move || maildir_scan::stamp(&dir)).await?;
         st.trust = Some(Trust { stamp, settled: false });
         Ok(())
     }

@@ -407,7 +407,7 @@ async fn large_mailbox_timings() {
     mb.sync().await.unwrap();
     eprintln!("third sync: {:?}", t.elapsed());
     let t = std::time::Instant::now();
-    let names = super::scan::list_cur(&root(data.path())).unwrap();
+    let names = super::maildir_scan::list_cur(&root(data.path())).unwrap();
     eprintln!("list_cur of {}: {:?}", names.len(), t.elapsed());
     let t = std::time::Instant::now();
     mb.store_flags(&[7], FlagOp::Add, &[Flag::Seen], None).await.unwrap();

@@ -13,7 +13,7 @@
 //! Files: `types.rs` public values, `error.rs`, `folder_name.rs` mUTF-7 and name mapping,
 //! `filename.rs` Maildir names and flag letters, `keywords.rs` Dovecot keyword letters,
 //! `layout.rs` paths, `durable.rs` group commit, `deliver.rs`, `quota.rs`, `index.rs` the
-//! on-disk index log, `header_cache.rs` cached header blocks, `scan.rs` reading a Maildir
+//! on-disk index log, `header_cache.rs` cached header blocks, `maildir_scan.rs` reading a Maildir
 //! directory, `mailbox.rs` an open mailbox,
 //! `mailbox_sync.rs` index <-> Maildir reconciliation, `uidlist.rs` Dovecot UID import,
 //! `message_ops.rs` append/copy/move, `mailbox_status.rs` STATUS/\Recent/POP3 claim,
@@ -41,11 +41,11 @@ mod mailbox_status;
 mod mailbox_sync;
 #[cfg(test)]
 mod mailbox_tests;
+mod maildir_scan;
 mod message_ops;
 mod quota;
 mod reader;
 mod retained;
-mod scan;
 mod types;
 mod uidlist;
 
