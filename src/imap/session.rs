@@ -13,11 +13,11 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::cmd::select::{IdleWake, Selected};
-use super::cmd::{Enabled, Status, Tagged};
 use super::command::{Command, CommandBody};
 use super::framing::{Frame, FrameLimits, Resume, resume_frame};
 use super::parser::parse_command;
+use super::response::{Enabled, Status, Tagged};
+use super::selected::{IdleWake, Selected};
 use super::user_limit::{UserConnections, UserSlot};
 use crate::accounts::{self, Address};
 use crate::smtp::deliver::{Spool, SpooledMessage};
