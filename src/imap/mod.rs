@@ -53,3 +53,5 @@ mod recent_tests;
 mod session_tests;
 #[cfg(test)]
 mod test_support;
+#[cfg(test)]
+mod tests;
