@@ -8,7 +8,9 @@
 
 pub mod cmd;
 pub mod command;
+mod connection;
 pub mod framing;
+pub mod output;
 pub mod parser;
 pub mod render;
 pub mod response;

@@ -205,9 +205,9 @@ impl Session {
                     let size = len.min(r.size() - start);
                     r.skip(start).await.map_err(std::io::Error::other)?;
                     if label.ends_with('~') {
-                        self.write_literal_from(r, size).await?;
+                        self.out.literal_from(Box::new(r), size);
                     } else {
-                        self.write_literal_from(NoNuls(r), size).await?;
+                        self.out.literal_from(Box::new(NoNuls(r)), size);
                     }
                     continue;
                 }
@@ -217,7 +217,7 @@ impl Session {
                     line.extend_from_slice(label.as_bytes());
                     self.out.extend_from_slice(&line);
                     line.clear();
-                    self.write_literal_from(NoNuls(r), len).await?;
+                    self.out.literal_from(Box::new(NoNuls(r)), len);
                     continue;
                 }
                 if let Err(e) = render_item(&mut line, item, &meta, recent, content) {

@@ -1,8 +1,9 @@
 //! Command handlers, one file per family (mini-redis `cmd/`): `auth` (CAPABILITY, LOGIN,
 //! AUTHENTICATE, ENABLE, ID, NAMESPACE), `folders` (LIST, LSUB, CREATE, DELETE, RENAME,
-//! SUBSCRIBE, STATUS, QUOTA), `select` (SELECT/EXAMINE, the selected-mailbox view and its
-//! untagged updates, CLOSE, UNSELECT, EXPUNGE, IDLE), `fetch`, `store`, `search`, `append`
-//! (APPEND, COPY, MOVE), `sort` (SORT, THREAD). Each is an `impl Session` block returning the tagged reply.
+//! SUBSCRIBE, STATUS, QUOTA), `select` (SELECT/EXAMINE, CLOSE, UNSELECT, EXPUNGE, IDLE;
+//! the view itself is `imap::selected`), `fetch`, `store`, `search`, `append`
+//! (APPEND, COPY, MOVE), `sort` (SORT, THREAD). Each is an `impl Session` block returning the tagged reply; untagged
+//! responses go into the session's in-memory `Output`, never to the socket.
 //!
 //! This file holds what they share: the header batch size and mailbox-name conversion; the
 //! reply types, store-error mapping and flag conversion live in `response` (re-exported
