@@ -39,6 +39,12 @@ pub(crate) enum ReadOutcome {
     Shutdown,
 }
 
+/// What ended a read that also waits for an event.
+enum Read {
+    Outcome(ReadOutcome),
+    Event,
+}
+
 /// How streaming a literal into a spool file ended.
 pub(crate) enum Spooled {
     /// All of it read: the spooled content (or the spool's write error, reported to the
@@ -101,21 +107,31 @@ impl Connection {
 
     /// Read at least one byte within `timeout`, or report why not.
     pub async fn read_more(&mut self, timeout: Duration) -> std::io::Result<ReadOutcome> {
+        Ok(match self.read_or(timeout, std::future::pending::<()>()).await? {
+            Read::Outcome(o) => o,
+            // Cannot happen: the event never completes.
+            Read::Event => ReadOutcome::Shutdown,
+        })
+    }
+
+    /// Read at least one byte within `timeout` unless `event` completes first.
+    async fn read_or(&mut self, timeout: Duration, event: impl Future<Output = ()>) -> std::io::Result<Read> {
         self.reserve();
         let Some(stream) = self.stream.as_mut() else {
-            return Ok(ReadOutcome::Eof);
+            return Ok(Read::Outcome(ReadOutcome::Eof));
         };
         if *self.shutdown.borrow() {
-            return Ok(ReadOutcome::Shutdown);
+            return Ok(Read::Outcome(ReadOutcome::Shutdown));
         }
         tokio::select! {
             r = tokio::time::timeout(timeout, stream.read_buf(&mut self.rbuf)) => match r {
-                Err(_) => Ok(ReadOutcome::TimedOut),
-                Ok(Ok(0)) => Ok(ReadOutcome::Eof),
-                Ok(Ok(_)) => Ok(ReadOutcome::Data),
+                Err(_) => Ok(Read::Outcome(ReadOutcome::TimedOut)),
+                Ok(Ok(0)) => Ok(Read::Outcome(ReadOutcome::Eof)),
+                Ok(Ok(_)) => Ok(Read::Outcome(ReadOutcome::Data)),
                 Ok(Err(e)) => Err(e),
             },
-            _ = self.shutdown.changed() => Ok(ReadOutcome::Shutdown),
+            _ = event => Ok(Read::Event),
+            _ = self.shutdown.changed() => Ok(Read::Outcome(ReadOutcome::Shutdown)),
         }
     }
 
@@ -158,13 +174,6 @@ impl Connection {
         if self.rbuf.len() > max_line {
             return Ok(IdleWake::Eof);
         }
-        self.reserve();
-        let Some(stream) = self.stream.as_mut() else {
-            return Ok(IdleWake::Eof);
-        };
-        if *self.shutdown.borrow() {
-            return Ok(IdleWake::Shutdown);
-        }
         let changed = async move {
             match events {
                 // Lagged or a real event: either way, time to sync.
@@ -176,16 +185,13 @@ impl Connection {
                 None => std::future::pending::<()>().await,
             }
         };
-        tokio::select! {
-            r = tokio::time::timeout(timeout, stream.read_buf(&mut self.rbuf)) => match r {
-                Err(_) => Ok(IdleWake::TimedOut),
-                Ok(Ok(0)) => Ok(IdleWake::Eof),
-                Ok(Ok(_)) => Ok(IdleWake::Input),
-                Ok(Err(e)) => Err(e),
-            },
-            _ = changed => Ok(IdleWake::MailboxChanged),
-            _ = self.shutdown.changed() => Ok(IdleWake::Shutdown),
-        }
+        Ok(match self.read_or(timeout, changed).await? {
+            Read::Event => IdleWake::MailboxChanged,
+            Read::Outcome(ReadOutcome::Data) => IdleWake::Input,
+            Read::Outcome(ReadOutcome::Eof) => IdleWake::Eof,
+            Read::Outcome(ReadOutcome::TimedOut) => IdleWake::TimedOut,
+            Read::Outcome(ReadOutcome::Shutdown) => IdleWake::Shutdown,
+        })
     }
 
     /// Send everything in `out`, streaming its literals from their readers; each write

@@ -7,12 +7,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream, ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream, ReadHalf, WriteHalf};
 use tokio::sync::watch;
 
 use crate::accounts::{Directory, parse_accounts};
-use crate::imap::framing::literal_marker;
 use crate::imap::session::{ImapContext, ImapLimits, serve_connection};
+use crate::imap::test_support::read_response_line;
 use crate::store::{LocalDelivery, MailboxOwner, MessageBody, Store};
 
 pub const USER: &str = "alice@example.org";
@@ -112,23 +112,13 @@ impl Transcript {
     async fn read_until(&mut self, done: impl Fn(&str) -> bool) -> String {
         let mut out = Vec::new();
         loop {
-            let mut line = Vec::new();
-            let n = tokio::time::timeout(WAIT, self.r.read_until(b'\n', &mut line))
-                .await
-                .expect("session did not answer")
-                .expect("read");
-            if n == 0 {
+            let line = read_response_line(&mut self.r).await;
+            if line.is_empty() {
                 break;
             }
+            let finished = done(&String::from_utf8_lossy(&line));
             out.extend_from_slice(&line);
-            let text = line.strip_suffix(b"\r\n").unwrap_or(&line);
-            if let Some(m) = literal_marker(text) {
-                let mut data = vec![0u8; usize::try_from(m.size).expect("literal size")];
-                tokio::time::timeout(WAIT, self.r.read_exact(&mut data)).await.expect("literal").expect("read");
-                out.extend_from_slice(&data);
-                continue;
-            }
-            if done(&String::from_utf8_lossy(text)) {
+            if finished {
                 break;
             }
         }
