@@ -9,6 +9,7 @@
 pub mod cmd;
 pub mod command;
 mod connection;
+pub mod context;
 pub mod framing;
 pub mod output;
 pub mod parser;
@@ -22,7 +23,8 @@ pub mod sort;
 pub mod thread;
 pub mod user_limit;
 
-pub use session::{ImapContext, ImapLimits, serve_connection};
+pub use context::{ImapContext, ImapLimits};
+pub use session::serve_connection;
 pub use user_limit::UserConnections;
 
 #[cfg(test)]

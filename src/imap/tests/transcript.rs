@@ -106,3 +106,25 @@ async fn a_bad_command_gets_bad_and_the_session_goes_on() {
     t.step("a4 NOOP\r\n", "a4 OK NOOP completed\r\n").await;
     t.step("a5 LOGOUT\r\n", "* BYE Logging out\r\na5 OK LOGOUT completed\r\n").await;
 }
+
+#[tokio::test]
+async fn streamed_literals_arrive_in_place() {
+    // A BODY[] range is streamed from the file (an effect the connection carries out),
+    // between the bytes rendered around it; BODY[HEADER] alone too when the header cache
+    // does not hold it.
+    let mut t = Transcript::start().await;
+    t.deliver("INBOX", SECOND).await;
+    t.login().await;
+    t.send("a1 EXAMINE INBOX\r\n").await;
+    t.step(
+        "a2 FETCH 1 (UID BODY.PEEK[]<6.5>)\r\n",
+        "* 1 FETCH (UID 1 BODY[]<6> {5}\r\nCarol)\r\na2 OK FETCH completed\r\n",
+    )
+    .await;
+    t.step(
+        "a3 FETCH 1 (BODY.PEEK[HEADER] FLAGS)\r\n",
+        "* 1 FETCH (BODY[HEADER] {51}\r\nFrom: Carol <carol@example.org>\r\nSubject: Lunch\r\n\r\n FLAGS ())\r\n\
+         a3 OK FETCH completed\r\n",
+    )
+    .await;
+}
