@@ -8,17 +8,23 @@
 
 pub mod cmd;
 pub mod command;
+mod connection;
+pub mod context;
 pub mod framing;
+pub mod output;
 pub mod parser;
 pub mod render;
+pub mod response;
 pub mod search;
+pub mod selected;
 pub mod sequence;
 pub mod session;
 pub mod sort;
 pub mod thread;
 pub mod user_limit;
 
-pub use session::{ImapContext, ImapLimits, serve_connection};
+pub use context::{ImapContext, ImapLimits};
+pub use session::serve_connection;
 pub use user_limit::UserConnections;
 
 #[cfg(test)]
@@ -51,3 +57,5 @@ mod recent_tests;
 mod session_tests;
 #[cfg(test)]
 mod test_support;
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,8 @@
 //! One IMAP connection from greeting to BYE: an explicit state machine (RFC 9051 3:
 //! Not Authenticated -> Authenticated -> Selected -> Logout) driven by the frames of
-//! `framing`, with the command handlers in `cmd/`. Owns the socket, the read buffer, the
-//! STARTTLS upgrade, continuation requests (literals, AUTHENTICATE, IDLE) and every timeout:
+//! `framing`, with the command handlers in `cmd/`. Handlers write responses into an in-memory
+//! `Output`; the `Connection` owns the stream, the read buffer and the I/O timeouts. The
+//! session decides continuation requests (literals, AUTHENTICATE, IDLE) and timeouts:
 //! the connection always ends with a BYE we sent (shutdown, autologout, abuse) or the
 //! client's LOGOUT/EOF, never with a silent drop.
 
@@ -9,127 +10,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
-use super::cmd::select::{IdleWake, Selected};
-use super::cmd::{Enabled, Status, Tagged};
+use super::connection::{BoxedStream, Connection, ReadOutcome, Spooled};
+use super::output::Output;
+
 use super::command::{Command, CommandBody};
+pub use super::context::{APPEND_IN_MEMORY_MAX, COMMAND_LITERAL_MAX, ImapContext, ImapLimits, PRE_AUTH_COMMAND_MAX};
 use super::framing::{Frame, FrameLimits, Resume, resume_frame};
 use super::parser::parse_command;
-use super::user_limit::{UserConnections, UserSlot};
-use crate::accounts::{self, Address};
-use crate::smtp::deliver::{Spool, SpooledMessage};
-use crate::store::{self, MailboxOwner};
-
-/// Bounds of one connection (architecture.md: every input a bound, every wait a timeout).
-#[derive(Debug, Clone)]
-pub struct ImapLimits {
-    /// Largest literal (and APPEND message); advertised as APPENDLIMIT.
-    pub max_literal: u64,
-    /// Longest command text excluding literals.
-    pub max_line: usize,
-    /// Autologout after this long without a command, also in IDLE (RFC 9051 5.4: at least
-    /// 30 minutes for authenticated clients).
-    pub idle_timeout: Duration,
-    /// Shorter timeout before login, so unauthenticated sockets cannot pile up.
-    pub login_timeout: Duration,
-    /// Failed LOGIN/AUTHENTICATE attempts before BYE.
-    pub max_bad_logins: u32,
-    /// Pause after each failed login (slows password guessing).
-    pub auth_failure_delay: Duration,
-    /// Consecutive BAD commands before BYE (a client speaking something else).
-    pub max_bad_commands: u32,
-    /// Logged-in connections one user may hold from one IP address.
-    pub max_connections_per_user_ip: u32,
-    /// Explicit opt-in: allow LOGIN/AUTHENTICATE without TLS. Off by default (secure by
-    /// default: LOGINDISABLED before STARTTLS); meant for tests and TLS-terminating proxies.
-    pub allow_insecure_auth: bool,
-}
-
-impl Default for ImapLimits {
-    fn default() -> Self {
-        ImapLimits {
-            max_literal: 25 * 1024 * 1024,
-            max_line: 64 * 1024,
-            idle_timeout: Duration::from_secs(30 * 60),
-            login_timeout: Duration::from_secs(60),
-            max_bad_logins: 3,
-            auth_failure_delay: Duration::from_secs(1),
-            max_bad_commands: 20,
-            max_connections_per_user_ip: 20,
-            allow_insecure_auth: false,
-        }
-    }
-}
-
-/// Bound on one command before login, for its text and for its literals each: enough for
-/// LOGIN, AUTHENTICATE and ID, far too little to pin memory with idle sockets (an
-/// unauthenticated client announcing 25 MiB literals on 60 sockets took 1.5 GB).
-pub const PRE_AUTH_COMMAND_MAX: usize = 8 * 1024;
-/// Literal bytes of one command other than APPEND once logged in (SEARCH with literals,
-/// long mailbox names); only APPEND carries messages and may go up to the APPENDLIMIT.
-pub const COMMAND_LITERAL_MAX: u64 = 64 * 1024;
-/// APPEND literal bytes one command keeps in memory; bigger messages stream to a spool
-/// file as they arrive, so ten 20 MiB uploads do not need 200 MiB of RAM.
-pub const APPEND_IN_MEMORY_MAX: u64 = 64 * 1024;
-
-/// Everything a session needs from the server, shared by all connections.
-pub struct ImapContext {
-    pub hostname: String,
-    pub directory: Arc<accounts::Directory>,
-    pub store: store::Store,
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
-    pub limits: ImapLimits,
-    /// Logged-in connections per (user, IP), bounded by `limits.max_connections_per_user_ip`.
-    pub user_connections: UserConnections,
-    /// The login limiter shared with SMTP AUTH and POP3: delays and blocks guessing.
-    pub limiter: Arc<crate::net::Limiter>,
-    /// The server-wide budget for messages held whole in memory (FETCH of body parts).
-    pub memory: crate::net::MessageMemory,
-}
-
-impl ImapContext {
-    pub fn new(
-        hostname: String,
-        directory: Arc<accounts::Directory>,
-        store: store::Store,
-        tls: Option<tokio_rustls::TlsAcceptor>,
-        limits: ImapLimits,
-    ) -> ImapContext {
-        let limiter = Arc::new(crate::net::Limiter::new(crate::net::LimiterConfig::default(), Vec::new()));
-        ImapContext {
-            hostname,
-            directory,
-            store,
-            tls,
-            limits,
-            user_connections: UserConnections::default(),
-            limiter,
-            memory: crate::net::MessageMemory::default(),
-        }
-    }
-
-    /// Share the server-wide login limiter instead of a private one.
-    pub fn with_limiter(mut self, limiter: Arc<crate::net::Limiter>) -> ImapContext {
-        self.limiter = limiter;
-        self
-    }
-
-    /// Share the server-wide message memory budget instead of a private one.
-    pub fn with_memory(mut self, memory: crate::net::MessageMemory) -> ImapContext {
-        self.memory = memory;
-        self
-    }
-}
-
-/// Any byte stream we can speak IMAP over (plain TCP, TLS, a test duplex).
-pub(crate) trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
-
-/// Box the stream so STARTTLS can replace it with its TLS wrapper.
-type BoxedStream = Box<dyn ByteStream>;
+use super::response::{Enabled, Status, Tagged};
+use super::selected::{IdleWake, Selected};
+use super::user_limit::UserSlot;
+use crate::accounts::Address;
+use crate::smtp::deliver::SpooledMessage;
+use crate::store::MailboxOwner;
 
 /// Serve one connection until LOGOUT, EOF, timeout, abuse or shutdown. With
 /// `implicit_tls` (port 993) the TLS handshake comes first.
@@ -190,33 +86,22 @@ pub(crate) enum Flow {
 
 pub(crate) struct Session {
     pub ctx: Arc<ImapContext>,
-    stream: Option<BoxedStream>,
+    /// The transport: all reading and writing goes through it.
+    conn: Connection,
     pub peer: SocketAddr,
     pub tls_active: bool,
     pub state: State,
     pub enabled: Enabled,
     pub bad_logins: u32,
     bad_commands: u32,
-    rbuf: BytesMut,
     /// The part of a command read before a literal that was streamed away, with what the
     /// framer needs to go on after it.
     pending: Option<PendingCommand>,
     /// The streamed literals of the command being run (APPEND takes them).
     spooled: Vec<SpooledLiteral>,
-    /// Responses not yet written.
-    pub out: Vec<u8>,
-    shutdown: watch::Receiver<bool>,
+    /// Responses not yet sent: handlers write here, `flush` hands it to the connection.
+    pub out: Output,
 }
-
-/// Initial size of the read and write buffers: small, because most connections idle.
-const IDLE_BUFFER: usize = 1024;
-/// Room made before a read once the buffer is nearly full (bulk uploads read in big chunks).
-const READ_CHUNK: usize = 16 * 1024;
-/// Buffers grown past this by one large command are replaced once it is done.
-const IDLE_BUFFER_MAX: usize = 64 * 1024;
-
-/// Flush the output buffer when it grows past this during long responses.
-pub(crate) const OUT_FLUSH: usize = 256 * 1024;
 
 impl Session {
     fn new(
@@ -226,20 +111,19 @@ impl Session {
         tls_active: bool,
         shutdown: watch::Receiver<bool>,
     ) -> Session {
+        let conn = Connection::new(stream, peer, ctx.limits.idle_timeout, shutdown);
         Session {
             ctx,
-            stream: Some(stream),
+            conn,
             peer,
             tls_active,
             state: State::NotAuthenticated,
             enabled: Enabled::default(),
             bad_logins: 0,
             bad_commands: 0,
-            rbuf: BytesMut::with_capacity(IDLE_BUFFER),
             pending: None,
             spooled: Vec::new(),
-            out: Vec::with_capacity(IDLE_BUFFER),
-            shutdown,
+            out: Output::default(),
         }
     }
 
@@ -267,8 +151,8 @@ impl Session {
     /// Frame the buffer, continuing a command whose literal was streamed away.
     fn next_frame(&self) -> Frame {
         match &self.pending {
-            Some(p) => resume_frame(&self.rbuf, self.frame_limits(), &p.resume),
-            None => resume_frame(&self.rbuf, self.frame_limits(), &Resume::default()),
+            Some(p) => resume_frame(self.conn.buffered(), self.frame_limits(), &p.resume),
+            None => resume_frame(self.conn.buffered(), self.frame_limits(), &Resume::default()),
         }
     }
 
@@ -290,10 +174,10 @@ impl Session {
                     acked_literal = None;
                     let frame = match self.pending.take() {
                         Some(mut p) => {
-                            p.text.extend_from_slice(&self.rbuf.split_to(len));
+                            p.text.extend_from_slice(&self.conn.take(len));
                             bytes::Bytes::from(p.text)
                         }
-                        None => self.rbuf.split_to(len).freeze(),
+                        None => self.conn.take(len).freeze(),
                     };
                     let flow = self.handle_frame(&frame).await?;
                     if flow == Flow::Close {
@@ -317,7 +201,7 @@ impl Session {
                     }
                 }
                 Frame::StreamLiteral { head_len, size, synchronizing, binary, marker_len, resume } => {
-                    let head = self.rbuf.split_to(head_len);
+                    let head = self.conn.take(head_len);
                     let index = resume.literals - 1;
                     let pending = self.pending.get_or_insert_with(PendingCommand::default);
                     pending.text.extend_from_slice(&streamed_placeholder(&head, marker_len, binary));
@@ -352,15 +236,12 @@ impl Session {
                         format!("{tag} BAD Literal too big\r\n")
                     };
                     self.out.extend_from_slice(line.as_bytes());
-                    self.rbuf.advance(discard.min(self.rbuf.len()));
+                    self.conn.discard(discard);
                     self.flush().await?;
                     continue;
                 }
             }
-            // Give back memory a big APPEND left behind: idle connections stay small.
-            if self.rbuf.is_empty() && self.rbuf.capacity() > IDLE_BUFFER_MAX {
-                self.rbuf = BytesMut::with_capacity(IDLE_BUFFER);
-            }
+            self.conn.shrink_if_idle();
             match self.read_more().await? {
                 ReadOutcome::Data => {}
                 ReadOutcome::Eof => return Ok(()),
@@ -372,199 +253,65 @@ impl Session {
         }
     }
 
-    /// Move the next `size` bytes of input (a literal) into a spool file as they arrive,
-    /// never holding more than a read chunk of them. Returns the spooled content (or the
-    /// spool's write error, reported to the client once the command is complete) and
-    /// whether it had a NUL; `None` when the connection ended meanwhile.
+    /// Move the next `size` bytes of input (a literal) into a spool file as they arrive.
+    /// Returns the spooled content (or the spool's write error, reported to the client once
+    /// the command is complete) and whether it had a NUL; `None` when the connection ended
+    /// meanwhile (with a BYE on timeout or shutdown).
     async fn stream_literal(
         &mut self,
         size: u64,
         binary: bool,
     ) -> std::io::Result<Option<(std::io::Result<SpooledMessage>, bool)>> {
-        let id = format!("imap-{:016x}", rand::random::<u64>());
-        let mut spool = Spool::with_memory_limit(&self.ctx.store.spool_dir(), &id, 0);
-        let mut left = size;
-        let mut has_nul = false;
-        while left > 0 {
-            if self.rbuf.is_empty() {
-                match self.read_more().await? {
-                    ReadOutcome::Data => continue,
-                    ReadOutcome::Eof => return Ok(None),
-                    ReadOutcome::TimedOut => self.bye("Autologout; idle for too long").await?,
-                    ReadOutcome::Shutdown => self.bye("Server shutting down").await?,
-                }
-                return Ok(None);
+        let spool_dir = self.ctx.store.spool_dir();
+        match self.conn.spool_literal(&spool_dir, size, binary, self.timeout()).await? {
+            Spooled::Done(body, has_nul) => Ok(Some((body, has_nul))),
+            Spooled::Ended(ReadOutcome::TimedOut) => {
+                self.bye("Autologout; idle for too long").await?;
+                Ok(None)
             }
-            let take = usize::try_from(left).unwrap_or(usize::MAX).min(self.rbuf.len());
-            let chunk = self.rbuf.split_to(take);
-            has_nul |= !binary && memchr::memchr(0, &chunk).is_some();
-            spool.write(&chunk).await;
-            left -= take as u64;
+            Spooled::Ended(ReadOutcome::Shutdown) => {
+                self.bye("Server shutting down").await?;
+                Ok(None)
+            }
+            Spooled::Ended(_) => Ok(None),
         }
-        Ok(Some((spool.finish().await, has_nul)))
     }
 
     /// Read at least one byte, or report why not.
-    pub(crate) async fn read_more(&mut self) -> std::io::Result<ReadOutcome> {
-        let timeout = self.timeout();
-        if self.rbuf.capacity() - self.rbuf.len() < IDLE_BUFFER / 2 {
-            self.rbuf.reserve(READ_CHUNK);
-        }
-        let Some(stream) = self.stream.as_mut() else {
-            return Ok(ReadOutcome::Eof);
-        };
-        if *self.shutdown.borrow() {
-            return Ok(ReadOutcome::Shutdown);
-        }
-        tokio::select! {
-            r = tokio::time::timeout(timeout, stream.read_buf(&mut self.rbuf)) => match r {
-                Err(_) => Ok(ReadOutcome::TimedOut),
-                Ok(Ok(0)) => Ok(ReadOutcome::Eof),
-                Ok(Ok(_)) => Ok(ReadOutcome::Data),
-                Ok(Err(e)) => Err(e),
-            },
-            _ = self.shutdown.changed() => Ok(ReadOutcome::Shutdown),
-        }
+    async fn read_more(&mut self) -> std::io::Result<ReadOutcome> {
+        self.conn.read_more(self.timeout()).await
     }
 
-    /// Read one line (AUTHENTICATE response, IDLE's DONE), bounded by `max_line`.
+    /// Read one line (AUTHENTICATE response), bounded by `max_line`.
     /// `None` on EOF/timeout/shutdown (the caller ends the session).
     pub(crate) async fn read_line(&mut self) -> std::io::Result<Option<Vec<u8>>> {
-        loop {
-            if let Some(pos) = memchr::memchr(b'\n', &self.rbuf) {
-                let line = self.rbuf.split_to(pos + 1);
-                let mut v = line.to_vec();
-                v.truncate(pos);
-                if v.last() == Some(&b'\r') {
-                    v.pop();
-                }
-                return Ok(Some(v));
-            }
-            if self.rbuf.len() > self.frame_limits().max_line {
-                return Ok(None);
-            }
-            match self.read_more().await? {
-                ReadOutcome::Data => {}
-                _ => return Ok(None),
-            }
-        }
+        let max_line = self.frame_limits().max_line;
+        self.conn.read_line(max_line, self.timeout()).await
     }
 
     /// One complete line already in the read buffer (IDLE's DONE), without reading.
     pub(crate) fn take_buffered_line(&mut self) -> Option<Vec<u8>> {
-        let pos = memchr::memchr(b'\n', &self.rbuf)?;
-        let line = self.rbuf.split_to(pos + 1);
-        let mut v = line[..pos].to_vec();
-        if v.last() == Some(&b'\r') {
-            v.pop();
-        }
-        Some(v)
+        self.conn.take_buffered_line()
     }
 
     /// Wait in IDLE for input, a change of the selected mailbox, timeout or shutdown.
     pub(crate) async fn idle_wait(&mut self) -> std::io::Result<IdleWake> {
-        let timeout = self.ctx.limits.idle_timeout;
-        if self.rbuf.len() > self.ctx.limits.max_line {
-            return Ok(IdleWake::Eof);
-        }
-        if self.rbuf.capacity() - self.rbuf.len() < IDLE_BUFFER / 2 {
-            self.rbuf.reserve(READ_CHUNK);
-        }
-        let Some(stream) = self.stream.as_mut() else {
-            return Ok(IdleWake::Eof);
-        };
-        if *self.shutdown.borrow() {
-            return Ok(IdleWake::Shutdown);
-        }
         let events = match &mut self.state {
             State::Selected(_, sel) => Some(&mut sel.events),
             _ => None,
         };
-        let changed = async move {
-            match events {
-                // Lagged or a real event: either way, time to sync.
-                Some(rx) => {
-                    if let Err(tokio::sync::broadcast::error::RecvError::Closed) = rx.recv().await {
-                        std::future::pending::<()>().await;
-                    }
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            r = tokio::time::timeout(timeout, stream.read_buf(&mut self.rbuf)) => match r {
-                Err(_) => Ok(IdleWake::TimedOut),
-                Ok(Ok(0)) => Ok(IdleWake::Eof),
-                Ok(Ok(_)) => Ok(IdleWake::Input),
-                Ok(Err(e)) => Err(e),
-            },
-            _ = changed => Ok(IdleWake::MailboxChanged),
-            _ = self.shutdown.changed() => Ok(IdleWake::Shutdown),
-        }
+        self.conn.idle_wait(events, self.ctx.limits.max_line, self.ctx.limits.idle_timeout).await
     }
 
+    /// Send the pending responses.
     pub(crate) async fn flush(&mut self) -> std::io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        let Some(stream) = self.stream.as_mut() else {
-            self.out.clear();
-            return Ok(());
-        };
-        let r = tokio::time::timeout(self.ctx.limits.idle_timeout, async {
-            stream.write_all(&self.out).await?;
-            stream.flush().await
-        })
-        .await;
-        self.out.clear();
-        if self.out.capacity() > IDLE_BUFFER_MAX {
-            self.out = Vec::with_capacity(IDLE_BUFFER);
-        }
-        match r {
-            Ok(r) => r,
-            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client does not read")),
-        }
+        self.conn.send(&mut self.out).await
     }
 
-    /// Write `{size}` CRLF and then exactly `size` bytes copied from `reader` (FETCH BODY[]
-    /// of a large message without holding it in memory). Should the file come up short, the
-    /// literal is padded with spaces so the client stays in step with the protocol.
-    pub(crate) async fn write_literal_from<R>(&mut self, reader: R, size: u64) -> std::io::Result<()>
-    where
-        R: AsyncRead + Unpin + Send,
-    {
-        self.out.extend_from_slice(format!("{{{size}}}\r\n").as_bytes());
-        self.flush().await?;
-        let Some(stream) = self.stream.as_mut() else {
-            return Ok(());
-        };
-        let mut limited = reader.take(size);
-        let copy = tokio::io::copy(&mut limited, stream);
-        let copied = match tokio::time::timeout(self.ctx.limits.idle_timeout, copy).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client does not read"));
-            }
-        };
-        if copied < size {
-            tracing::warn!(peer = %self.peer, expected = size, copied, "message file shorter than its index size");
-            let pad = vec![b' '; usize::try_from(size - copied).unwrap_or(0).min(OUT_FLUSH)];
-            let mut left = size - copied;
-            while left > 0 {
-                let n = left.min(pad.len() as u64) as usize;
-                if n == 0 {
-                    break;
-                }
-                stream.write_all(&pad[..n]).await?;
-                left -= n as u64;
-            }
-        }
-        Ok(())
-    }
-
-    /// Flush if a long response has buffered a lot (bounded memory per connection).
+    /// Flush if a long response has buffered a lot (bounded memory per connection) or
+    /// holds a literal to stream (an open message file).
     pub(crate) async fn maybe_flush(&mut self) -> std::io::Result<()> {
-        if self.out.len() >= OUT_FLUSH {
+        if self.out.should_flush() {
             self.flush().await?;
         }
         Ok(())
@@ -574,9 +321,7 @@ impl Session {
         self.out.extend_from_slice(format!("* BYE {text}\r\n").as_bytes());
         self.state = State::Logout;
         let r = self.flush().await;
-        if let Some(mut s) = self.stream.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), s.shutdown()).await;
-        }
+        self.conn.close().await;
         r
     }
 
@@ -725,18 +470,13 @@ impl Session {
         };
         self.out.extend_from_slice(format!("{tag} OK Begin TLS negotiation now\r\n").as_bytes());
         self.flush().await?;
-        self.rbuf.clear();
-        let Some(plain) = self.stream.take() else {
-            return Ok(None);
-        };
-        match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain)).await {
-            Ok(Ok(tls)) => {
-                self.stream = Some(Box::new(tls));
+        match self.conn.start_tls(acceptor).await {
+            true => {
                 self.tls_active = true;
                 // The tagged OK is already sent; nothing more for this command.
                 Ok(Some(Tagged::silent()))
             }
-            _ => {
+            false => {
                 tracing::debug!(peer = %self.peer, "STARTTLS handshake failed");
                 self.state = State::Logout;
                 Ok(None)
@@ -792,13 +532,4 @@ fn streamed_placeholder(head: &[u8], marker_len: usize, binary: bool) -> Vec<u8>
     let mut text = line[..line.len().saturating_sub(marker_len)].to_vec();
     text.extend_from_slice(if binary { b"~{0}\r\n" } else { b"{0}\r\n" });
     text
-}
-
-/// Why `read_more` returned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ReadOutcome {
-    Data,
-    Eof,
-    TimedOut,
-    Shutdown,
 }

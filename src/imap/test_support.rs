@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -148,30 +148,7 @@ impl Client {
     /// One response line with any literals inlined (`{n}\r\n` + bytes kept verbatim).
     /// Empty string on EOF.
     pub async fn line(&mut self) -> String {
-        let mut out = Vec::new();
-        loop {
-            let mut buf = Vec::new();
-            let n = tokio::time::timeout(READ_TIMEOUT, self.r.read_until(b'\n', &mut buf))
-                .await
-                .expect("server response timed out")
-                .expect("read");
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf);
-            let trimmed = buf.strip_suffix(b"\r\n").unwrap_or(&buf);
-            match super::framing::literal_marker(trimmed) {
-                Some(m) => {
-                    let mut data = vec![0u8; m.size as usize];
-                    tokio::time::timeout(READ_TIMEOUT, self.r.read_exact(&mut data))
-                        .await
-                        .expect("literal timed out")
-                        .expect("read literal");
-                    out.extend_from_slice(&data);
-                }
-                None => break,
-            }
-        }
+        let out = read_response_line(&mut self.r).await;
         let s = String::from_utf8_lossy(&out).into_owned();
         s.strip_suffix("\r\n").unwrap_or(&s).to_string()
     }
@@ -222,6 +199,36 @@ impl Client {
         self.n += 1;
         format!("t{}", self.n)
     }
+}
+
+/// One response line as sent, CRLF included, with the data of any literals it announces
+/// and the rest of the line after them; empty on EOF. Fails the test after `READ_TIMEOUT`.
+pub async fn read_response_line<R: AsyncBufRead + Unpin>(r: &mut R) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let mut buf = Vec::new();
+        let n = tokio::time::timeout(READ_TIMEOUT, r.read_until(b'\n', &mut buf))
+            .await
+            .expect("server response timed out")
+            .expect("read");
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf);
+        let trimmed = buf.strip_suffix(b"\r\n").unwrap_or(&buf);
+        match super::framing::literal_marker(trimmed) {
+            Some(m) => {
+                let mut data = vec![0u8; m.size as usize];
+                tokio::time::timeout(READ_TIMEOUT, r.read_exact(&mut data))
+                    .await
+                    .expect("literal timed out")
+                    .expect("read literal");
+                out.extend_from_slice(&data);
+            }
+            None => break,
+        }
+    }
+    out
 }
 
 /// Does any line contain `needle`?

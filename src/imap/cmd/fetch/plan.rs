@@ -1,0 +1,178 @@
+//! Plan and load: which data source a FETCH needs per message (none, the header block,
+//! the whole file as a stream, the message in memory), chosen once from the items, and
+//! the loading of one message from that source.
+
+use bytes::Bytes;
+
+use super::render::{NoNuls, header_block_label, whole_message_label};
+use crate::imap::command::{FetchItem, SectionText};
+use crate::imap::output::LiteralReader;
+use crate::store::{Mailbox, StoreError};
+
+/// Largest message read into memory for FETCH.
+const MAX_FETCH_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Where the bytes of each message come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Source {
+    /// Index metadata only (FLAGS, UID, sizes, dates): no file is opened, so
+    /// `FETCH 1:* (FLAGS UID)` on a big mailbox stays cheap.
+    Metadata,
+    /// The top-level header block (ENVELOPE, header sections: the hot path of folder
+    /// listings): from the header cache in batches, else from the file. `stream_uncached`:
+    /// `BODY[HEADER]`/`RFC822.HEADER` alone streams a header the cache does not keep (a
+    /// 1 MB header never sits in memory whole).
+    HeaderBlock { stream_uncached: bool },
+    /// `BODY[]`/`RFC822`/`BINARY[]` (or a byte range of it) alone: streamed from the file
+    /// (large messages never sit in memory whole).
+    WholeFile(FetchItem),
+    /// The message read into memory and parsed (BODYSTRUCTURE, parts, several items).
+    Message,
+}
+
+/// What a FETCH command reads, decided once before any message is touched.
+#[derive(Debug, Clone)]
+pub(super) struct FetchPlan {
+    pub items: Vec<FetchItem>,
+    pub source: Source,
+    /// Some item sets `\Seen` (RFC 9051 6.4.5).
+    pub sets_seen: bool,
+}
+
+impl FetchPlan {
+    pub fn new(items: Vec<FetchItem>) -> FetchPlan {
+        let content: Vec<&FetchItem> = items.iter().filter(|i| needs_content(i)).collect();
+        let source = match content.as_slice() {
+            [] => Source::Metadata,
+            [one] if whole_message_label(one).is_some() => Source::WholeFile((*one).clone()),
+            all if all.iter().all(|i| is_header_item(i)) => {
+                Source::HeaderBlock { stream_uncached: matches!(all, [one] if header_block_label(one).is_some()) }
+            }
+            _ => Source::Message,
+        };
+        let sets_seen = items.iter().any(sets_seen);
+        FetchPlan { items, source, sets_seen }
+    }
+
+    /// Header blocks are asked of the header cache in batches.
+    pub fn batches_headers(&self) -> bool {
+        matches!(self.source, Source::HeaderBlock { .. })
+    }
+}
+
+/// One message's data as loaded for its FETCH response.
+pub(super) enum Loaded {
+    /// Metadata only.
+    Nothing,
+    /// Bytes in memory: the header block or the whole message.
+    Bytes(Bytes),
+    /// A literal to stream (the whole message, a range of it, or the header block).
+    Stream { reader: LiteralReader, size: u64 },
+}
+
+/// Why a message could not be loaded.
+#[derive(Debug)]
+pub(super) enum LoadError {
+    /// The store failed or the message is gone (`StoreError::NoSuchMessage`).
+    Store(StoreError),
+    /// Positioning the file for a partial fetch failed: the connection cannot go on.
+    Io(std::io::Error),
+}
+
+/// Load message `uid` from the plan's source; `cached` is its header block from the header
+/// cache when the plan batches headers and the cache had it.
+pub(super) async fn load(
+    plan: &FetchPlan,
+    mailbox: &Mailbox,
+    uid: u32,
+    cached: Option<Bytes>,
+) -> Result<Loaded, LoadError> {
+    match &plan.source {
+        Source::Metadata => Ok(Loaded::Nothing),
+        Source::HeaderBlock { .. } if cached.is_some() => Ok(cached.map_or(Loaded::Nothing, Loaded::Bytes)),
+        Source::HeaderBlock { stream_uncached: true } => {
+            let (reader, size) = mailbox.header_block_reader(uid).await.map_err(LoadError::Store)?;
+            Ok(Loaded::Stream { reader: Box::new(NoNuls(reader)), size })
+        }
+        Source::HeaderBlock { stream_uncached: false } => {
+            mailbox.read_header_block(uid).await.map(Loaded::Bytes).map_err(LoadError::Store)
+        }
+        Source::WholeFile(item) => {
+            let mut reader = mailbox.open_message(uid).await.map_err(LoadError::Store)?;
+            // A partial (Thunderbird downloads big messages in 64 KiB chunks) skips to its
+            // start instead of reading the message into memory.
+            let range = whole_message_label(item).and_then(|(_, range)| range);
+            let (start, len) = range.unwrap_or((0, u64::MAX));
+            let start = start.min(reader.size());
+            let size = len.min(reader.size() - start);
+            reader.skip(start).await.map_err(LoadError::Io)?;
+            let reader: LiteralReader =
+                if matches!(item, FetchItem::Binary { .. }) { Box::new(reader) } else { Box::new(NoNuls(reader)) };
+            Ok(Loaded::Stream { reader, size })
+        }
+        Source::Message => {
+            mailbox.read_message(uid, MAX_FETCH_BYTES as usize).await.map(Loaded::Bytes).map_err(LoadError::Store)
+        }
+    }
+}
+
+fn needs_content(item: &FetchItem) -> bool {
+    !matches!(
+        item,
+        FetchItem::Flags | FetchItem::InternalDate | FetchItem::Rfc822Size | FetchItem::Uid | FetchItem::ModSeq
+    )
+}
+
+/// Items that set \Seen (RFC 9051 6.4.5: BODY[...], RFC822, RFC822.TEXT, BINARY[...]).
+fn sets_seen(item: &FetchItem) -> bool {
+    matches!(
+        item,
+        FetchItem::Rfc822
+            | FetchItem::Rfc822Text
+            | FetchItem::BodySection { peek: false, .. }
+            | FetchItem::Binary { peek: false, .. }
+    )
+}
+
+/// Items answered from the top-level header alone (clients list folders with ENVELOPE
+/// or HEADER.FIELDS, so this is the hot path).
+fn is_header_item(item: &FetchItem) -> bool {
+    match item {
+        FetchItem::Envelope | FetchItem::Rfc822Header => true,
+        FetchItem::BodySection { section, .. } => {
+            section.part.is_empty()
+                && matches!(
+                    section.text,
+                    Some(SectionText::Header)
+                        | Some(SectionText::HeaderFields(_))
+                        | Some(SectionText::HeaderFieldsNot(_))
+                )
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imap::command::Section;
+
+    fn body(text: Option<SectionText>, peek: bool) -> FetchItem {
+        FetchItem::BodySection { section: Section { part: vec![], text }, partial: None, peek }
+    }
+
+    #[test]
+    fn sources() {
+        assert_eq!(FetchPlan::new(vec![FetchItem::Flags, FetchItem::Uid]).source, Source::Metadata);
+        let whole = FetchPlan::new(vec![FetchItem::Uid, body(None, false)]);
+        assert_eq!(whole.source, Source::WholeFile(body(None, false)));
+        assert!(whole.sets_seen);
+        let header = FetchPlan::new(vec![body(Some(SectionText::Header), true)]);
+        assert_eq!(header.source, Source::HeaderBlock { stream_uncached: true });
+        assert!(!header.sets_seen && header.batches_headers());
+        let listing = FetchPlan::new(vec![FetchItem::Envelope, body(Some(SectionText::Header), true)]);
+        assert_eq!(listing.source, Source::HeaderBlock { stream_uncached: false });
+        assert_eq!(FetchPlan::new(vec![FetchItem::BodyStructure]).source, Source::Message);
+        assert_eq!(FetchPlan::new(vec![body(None, true), FetchItem::Envelope]).source, Source::Message);
+    }
+}

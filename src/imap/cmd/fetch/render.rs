@@ -1,0 +1,242 @@
+//! Render: one message's FETCH response from its metadata and what `plan::load` brought
+//! (nothing, bytes in memory, or a literal to stream). Writes into the session's `Output`
+//! and does no I/O: a streamed literal is left there as an effect for the connection.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, ReadBuf};
+
+use super::plan::Loaded;
+use crate::imap::command::{FetchItem, Section, SectionText};
+use crate::imap::output::Output;
+use crate::imap::render::mime::{self, MimePart};
+use crate::imap::render::section::{BinaryError, binary, body_section, partial};
+use crate::imap::render::{bodystructure, date_time, envelope, literal, nstring, replace_nuls, text_literal};
+use crate::imap::response::write_flags_recent;
+use crate::store::MessageMeta;
+
+/// `* n FETCH (...)` for the message at sequence number `seq`. `flags_changed`: this
+/// FETCH set `\Seen` on it, so FLAGS is reported even when not asked for. On an error
+/// nothing of the message is written (the caller answers NO).
+pub(super) fn render_message(
+    out: &mut Output,
+    seq: usize,
+    items: &[FetchItem],
+    meta: &MessageMeta,
+    recent: bool,
+    loaded: Loaded,
+    flags_changed: bool,
+) -> Result<(), BinaryError> {
+    let (raw, mut stream) = match loaded {
+        Loaded::Nothing => (None, None),
+        Loaded::Bytes(b) => (Some(b), None),
+        Loaded::Stream { reader, size } => (None, Some((reader, size))),
+    };
+    let tree = raw.as_deref().map(mime::parse);
+    let content = raw.as_deref().zip(tree.as_ref());
+    let mut line = format!("* {seq} FETCH (").into_bytes();
+    let mut first = true;
+    let mut wrote_flags = false;
+    for item in items {
+        if !first {
+            line.push(b' ');
+        }
+        first = false;
+        if *item == FetchItem::Flags {
+            wrote_flags = true;
+        }
+        let label = whole_message_label(item).map(|(label, _)| label).or(header_block_label(item).map(String::from));
+        if let Some(label) = label
+            && let Some((reader, size)) = stream.take()
+        {
+            line.extend_from_slice(label.as_bytes());
+            out.extend_from_slice(&line);
+            line.clear();
+            out.literal_from(reader, size);
+            continue;
+        }
+        render_item(&mut line, item, meta, recent, content)?;
+    }
+    if !wrote_flags && flags_changed {
+        line.extend_from_slice(b" FLAGS ");
+        write_flags_recent(&mut line, &meta.flags, recent);
+    }
+    line.extend_from_slice(b")\r\n");
+    out.extend_from_slice(&line);
+    Ok(())
+}
+
+/// Message text streamed into a plain literal: NUL becomes 0x80 on the way, as
+/// `render::text_literal` does for text served from memory (only literal8 may carry NUL).
+pub(super) struct NoNuls<R>(pub R);
+
+impl<R: AsyncRead + Unpin> AsyncRead for NoNuls<R> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.0).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            replace_nuls(&mut buf.filled_mut()[before..]);
+        }
+        polled
+    }
+}
+
+/// The response label of an item that is the header block verbatim (streamable when the
+/// header cache does not hold it).
+pub(super) fn header_block_label(item: &FetchItem) -> Option<&'static str> {
+    match item {
+        FetchItem::Rfc822Header => Some("RFC822.HEADER "),
+        FetchItem::BodySection { section, partial: None, .. }
+            if section.part.is_empty() && section.text == Some(SectionText::Header) =>
+        {
+            Some("BODY[HEADER] ")
+        }
+        _ => None,
+    }
+}
+
+/// The response label of an item that is the whole message as stored, or a byte range of
+/// it (`BODY[]<start.len>`), which can be streamed from the file (BINARY[] is the stored
+/// message too: no decoding at the root).
+pub(super) fn whole_message_label(item: &FetchItem) -> Option<(String, Option<(u64, u64)>)> {
+    match item {
+        FetchItem::Rfc822 => Some(("RFC822 ".into(), None)),
+        FetchItem::BodySection { section, partial, .. } if section.part.is_empty() && section.text.is_none() => {
+            Some(match partial {
+                None => ("BODY[] ".into(), None),
+                Some((start, len)) => (format!("BODY[]<{start}> "), Some((u64::from(*start), u64::from(*len)))),
+            })
+        }
+        FetchItem::Binary { part, partial: None, .. } if part.is_empty() => Some(("BINARY[] ~".into(), None)),
+        _ => None,
+    }
+}
+
+/// Append one FETCH data item.
+fn render_item(
+    out: &mut Vec<u8>,
+    item: &FetchItem,
+    meta: &MessageMeta,
+    recent: bool,
+    content: Option<(&[u8], &MimePart)>,
+) -> Result<(), BinaryError> {
+    let empty_tree;
+    let (raw, tree): (&[u8], &MimePart) = match content {
+        Some(c) => c,
+        None => {
+            empty_tree = mime::parse(b"");
+            (b"", &empty_tree)
+        }
+    };
+    match item {
+        FetchItem::Uid => out.extend_from_slice(format!("UID {}", meta.uid).as_bytes()),
+        FetchItem::Flags => {
+            out.extend_from_slice(b"FLAGS ");
+            write_flags_recent(out, &meta.flags, recent);
+        }
+        FetchItem::InternalDate => {
+            let secs =
+                meta.internal_date.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+            out.extend_from_slice(format!("INTERNALDATE {}", date_time(secs)).as_bytes());
+        }
+        FetchItem::Rfc822Size => out.extend_from_slice(format!("RFC822.SIZE {}", meta.size).as_bytes()),
+        FetchItem::ModSeq => out.extend_from_slice(format!("MODSEQ ({})", meta.modseq).as_bytes()),
+        FetchItem::Envelope => {
+            out.extend_from_slice(b"ENVELOPE ");
+            envelope::envelope(out, &raw[tree.header.clone()]);
+        }
+        FetchItem::Body => {
+            out.extend_from_slice(b"BODY ");
+            bodystructure::body_structure(out, raw, tree, false);
+        }
+        FetchItem::BodyStructure => {
+            out.extend_from_slice(b"BODYSTRUCTURE ");
+            bodystructure::body_structure(out, raw, tree, true);
+        }
+        FetchItem::Rfc822 => {
+            out.extend_from_slice(b"RFC822 ");
+            text_literal(out, raw);
+        }
+        FetchItem::Rfc822Header => {
+            out.extend_from_slice(b"RFC822.HEADER ");
+            text_literal(out, &raw[tree.header.clone()]);
+        }
+        FetchItem::Rfc822Text => {
+            out.extend_from_slice(b"RFC822.TEXT ");
+            text_literal(out, &raw[tree.body.clone()]);
+        }
+        FetchItem::BodySection { section, partial: p, .. } => {
+            out.extend_from_slice(format!("BODY[{}]", section_label(section)).as_bytes());
+            if let Some((start, _)) = p {
+                out.extend_from_slice(format!("<{start}>").as_bytes());
+            }
+            out.push(b' ');
+            match body_section(raw, tree, section) {
+                Some(data) => text_literal(out, partial(&data, *p)),
+                None => nstring(out, None),
+            }
+        }
+        FetchItem::Binary { part, partial: p, .. } => {
+            let data = binary(raw, tree, part)?;
+            out.extend_from_slice(format!("BINARY[{}]", part_label(part)).as_bytes());
+            if let Some((start, _)) = p {
+                out.extend_from_slice(format!("<{start}>").as_bytes());
+            }
+            out.push(b' ');
+            let data = partial(&data, *p);
+            if data.contains(&0) {
+                // RFC 3516 4.2: literal8 for content with NUL.
+                out.push(b'~');
+            }
+            literal(out, data);
+        }
+        FetchItem::BinarySize { part } => {
+            let data = binary(raw, tree, part)?;
+            out.extend_from_slice(format!("BINARY.SIZE[{}] {}", part_label(part), data.len()).as_bytes());
+        }
+    }
+    Ok(())
+}
+
+fn part_label(part: &[u32]) -> String {
+    part.iter().map(u32::to_string).collect::<Vec<_>>().join(".")
+}
+
+/// The section spec as echoed in the response (`1.2.HEADER.FIELDS (DATE FROM)`).
+pub fn section_label(section: &Section) -> String {
+    let mut s = part_label(&section.part);
+    let text = match &section.text {
+        None => return s,
+        Some(SectionText::Header) => "HEADER".to_string(),
+        Some(SectionText::Text) => "TEXT".to_string(),
+        Some(SectionText::Mime) => "MIME".to_string(),
+        Some(SectionText::HeaderFields(names)) => format!("HEADER.FIELDS ({})", names.join(" ")),
+        Some(SectionText::HeaderFieldsNot(names)) => {
+            format!("HEADER.FIELDS.NOT ({})", names.join(" "))
+        }
+    };
+    if !s.is_empty() {
+        s.push('.');
+    }
+    s.push_str(&text);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn section_labels() {
+        assert_eq!(section_label(&Section::default()), "");
+        assert_eq!(
+            section_label(&Section {
+                part: vec![1, 2],
+                text: Some(SectionText::HeaderFields(vec!["DATE".into(), "FROM".into()]))
+            }),
+            "1.2.HEADER.FIELDS (DATE FROM)"
+        );
+        assert_eq!(section_label(&Section { part: vec![], text: Some(SectionText::Text) }), "TEXT");
+    }
+}
