@@ -130,7 +130,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
 
     let certs = CertStore::new();
-    match &config.tls_files {
+    match config.tls_files() {
         Some((cert, key)) => {
             let loaded = tls::load_pair(cert, key, tls::CertSource::Files).map_err(StartError::TlsFiles)?;
             certs.set_default(loaded);
@@ -174,8 +174,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         acme_tokens,
         shutdown: Shutdown::new(),
     };
-    if let Some((cert, key)) = &shared.config.tls_files {
-        let watcher = tls::spawn_file_watcher(certs.clone(), cert.clone(), key.clone(), Duration::from_secs(10));
+    if let Some((cert, key)) = shared.config.tls_files() {
+        let watcher =
+            tls::spawn_file_watcher(certs.clone(), cert.to_path_buf(), key.to_path_buf(), Duration::from_secs(10));
         stop_with(&shared.shutdown, watcher);
     }
 

@@ -83,7 +83,7 @@ impl AcmeSettings {
     /// `None` when ACME is off or the operator supplies certificate files.
     pub fn from_config(config: &Config) -> Option<AcmeSettings> {
         let AcmeMode::Directory(directory) = &config.acme else { return None };
-        if config.tls_files.is_some() {
+        if config.tls_files().is_some() {
             return None;
         }
         Some(AcmeSettings {

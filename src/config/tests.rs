@@ -197,7 +197,7 @@ fn file_variant_feeds_the_same_parser() {
 fn effective_lists_every_variable() {
     let c = load(&[]).unwrap();
     let shown: Vec<String> = c.effective().into_iter().map(|(k, _)| k).collect();
-    for (name, _) in VARIABLES {
+    for name in VARIABLES.iter().map(|v| v.name) {
         assert!(shown.contains(&format!("{PREFIX}{name}")), "{name} missing from check-config output");
     }
 }
@@ -223,4 +223,58 @@ fn rate_limits() {
         ["MAILROOM_MESSAGES_PER_HOUR: invalid value \"0\"; expected a whole number of at least 1"]
     );
     assert_eq!(error_for(&[("MAILROOM_CONNECTIONS_PER_MINUTE", "lots")]).len(), 1);
+}
+
+/// env.example and docs/interface.md say what the table in variables.rs says: every
+/// variable is named, with the same default.
+#[test]
+fn docs_follow_the_variable_table() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let example = std::fs::read_to_string(format!("{root}/env.example")).unwrap();
+    let interface = std::fs::read_to_string(format!("{root}/docs/interface.md")).unwrap();
+    for var in VARIABLES {
+        let full = format!("{PREFIX}{}", var.name);
+        let line = example.lines().find_map(|l| l.strip_prefix(&format!("#{full}=")));
+        let Some(example_value) = line else { panic!("env.example has no #{full}= line") };
+        let (names, defaults) =
+            interface_row(&interface, var.name).unwrap_or_else(|| panic!("{full} not in interface.md"));
+        match var.default {
+            DefaultValue::Text(text) => {
+                assert_eq!(example_value, text, "env.example's default of {full}");
+                let i = names.iter().position(|n| *n == full || *n == var.name.trim_end_matches("_LISTEN")).unwrap();
+                let documented = if names.len() == defaults.len() { &defaults[i] } else { &defaults[0] };
+                assert_eq!(documented, text, "interface.md's default of {full}");
+            }
+            DefaultValue::Empty(words) => {
+                assert_eq!(example_value, "", "env.example gives {full} a value, but it has none by default");
+                assert!(defaults_cell(&interface, &full).contains(words), "interface.md: {full} defaults to {words}");
+            }
+            DefaultValue::Derived(words, _) => {
+                assert!(defaults_cell(&interface, &full).contains(words), "interface.md: {full} defaults to {words}")
+            }
+        }
+    }
+}
+
+/// The variables table row naming `name`: the backquoted words of its first cell and
+/// of its default cell. The listeners share one `MAILROOM_<P>_LISTEN` row naming each P.
+fn interface_row(interface: &str, name: &str) -> Option<(Vec<String>, Vec<String>)> {
+    let quoted = |cell: &str| cell.split('`').skip(1).step_by(2).map(str::to_string).collect::<Vec<_>>();
+    interface.lines().filter(|l| l.starts_with("| `MAILROOM_")).find_map(|line| {
+        let cells: Vec<&str> = line.split('|').collect();
+        let mut names = quoted(cells[1]);
+        let listen = names.first().is_some_and(|n| n == "MAILROOM_<P>_LISTEN");
+        if listen {
+            names.remove(0);
+        }
+        let wanted = if listen { name.strip_suffix("_LISTEN")?.to_string() } else { format!("{PREFIX}{name}") };
+        names.contains(&wanted).then(|| (names, quoted(cells[2])))
+    })
+}
+
+fn defaults_cell(interface: &str, full: &str) -> String {
+    let line = interface
+        .lines()
+        .find(|l| l.starts_with("| `MAILROOM_") && l.split('|').nth(1).unwrap().contains(&format!("`{full}`")));
+    line.and_then(|l| l.split('|').nth(2)).unwrap_or_default().to_string()
 }
