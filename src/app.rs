@@ -15,6 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hickory_resolver::TokioResolver;
 use thiserror::Error;
 
 use crate::accounts::{self, Directory};
@@ -23,7 +24,7 @@ use crate::config::{Config, LogFormat, Protocol};
 use crate::datadir::{DataDir, DataDirError};
 use crate::http::{self, Readiness};
 use crate::imap::{self, ImapContext, ImapLimits};
-use crate::mailauth::{ArcSealKey, InboundAuthenticator, KeyError, Signers, Srs};
+use crate::mailauth::{ArcSealKey, InboundAuthenticator, KeyError, KeyRing, Signers, Srs};
 use crate::metrics::metrics;
 use crate::net::{self, AcceptContext, BindError, BoundListener, ConnectionLimiter, Limiter, Service, Shutdown};
 use crate::pop3::{self, Pop3Context, Pop3Limits};
@@ -79,8 +80,10 @@ pub struct Shared {
     /// Slows password guessing on the submission ports (per IP and per account).
     /// One limiter for logins (SMTP AUTH, IMAP, POP3), connection rates and message rates.
     pub limiter: Arc<Limiter>,
-    /// Port 25's SPF/DKIM/DMARC/ARC and scanner checks (`None` without a DNS resolver).
-    pub inbound: Option<Arc<InboundChecks>>,
+    /// Port 25's SPF/DKIM/DMARC/ARC and scanner checks.
+    pub inbound: Arc<InboundChecks>,
+    /// The one DNS resolver, shared so every lookup uses one cache.
+    pub resolver: TokioResolver,
 }
 
 /// A started server: its bound addresses and the means to stop it.
@@ -141,7 +144,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             certs.set_default(loaded);
         }
     }
-    let signers = Arc::new(Signers::load(&data_dir.dkim(), &config.domains, config.dkim_selector.as_deref())?);
+    // One key ring for the signers, the ARC key and the records logged at start.
+    let ring = KeyRing::load_or_generate(&data_dir.dkim(), &config.domains, config.dkim_selector.as_deref())?;
+    let signers =
+        Arc::new(Signers::from_ring(&data_dir.dkim(), &config.domains, config.dkim_selector.as_deref(), &ring));
+    // One resolver (and so one cache) for every lookup: the SMTP client, ACME, inbound
+    // checks, sender domains, scanners and the periodic DNS check.
+    let resolver = crate::dns::resolver::build(&config.dns_servers).map_err(ClientError::Resolver)?;
     let store = Store::open(data_dir.root(), &config.hostname)?;
     store
         .ensure_accounts(
@@ -155,9 +164,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let acme_tokens = Http01Tokens::new();
     // A stored ACME certificate replaces the self-signed one before any listener
     // serves; without one, /readyz waits for the first order.
-    let acme = AcmeSettings::from_config(&config)
-        .map(|s| Acme::prepare(s, &data_dir.tls(), certs.clone(), readiness.clone(), acme_tokens.clone()));
-    let transport = SmtpTransport::new(ClientSettings::from_config(&config))?;
+    let acme = AcmeSettings::from_config(&config).map(|s| {
+        Acme::prepare(s, resolver.clone(), &data_dir.tls(), certs.clone(), readiness.clone(), acme_tokens.clone())
+    });
+    let transport = SmtpTransport::with_resolver(ClientSettings::from_config(&config), resolver.clone())?;
     let directory = Arc::new(directory);
     let bounces = Arc::new(LocalBounces { directory: directory.clone(), store: store.clone() });
     let queue = Queue::open(&data_dir.queue(), QueueSettings::from_config(&config), Arc::new(transport), bounces)?;
@@ -166,7 +176,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         store,
         queue,
         limiter: Arc::new(Limiter::from_config(&config)),
-        inbound: inbound_checks(&config, &data_dir)?,
+        inbound: inbound_checks(&config, &data_dir, &ring, resolver.clone())?,
+        resolver,
         config: Arc::new(config),
         directory,
         certs: certs.clone(),
@@ -221,9 +232,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         stop_with(&shared.shutdown, acme.spawn());
     }
     log_banner(&shared, &addresses, started);
-    log_dns_records(&shared.config);
+    log_dns_records(&shared.config, &ring);
     let signers = shared.signers.clone();
-    let checker = crate::dns::spawn_periodic_check(shared.config.clone(), move || {
+    let checker = crate::dns::spawn_periodic_check(shared.config.clone(), shared.resolver.clone(), move || {
         if let Err(e) = signers.reload() {
             tracing::error!(error = %e, "cannot reload DKIM keys");
         }
@@ -313,15 +324,11 @@ fn imap_service(ctx: Arc<ImapContext>, implicit_tls: bool) -> Service {
 /// session implementation.
 fn smtp_service(shared: &Shared, mode: SmtpMode, implicit_tls: bool) -> Service {
     let config = &shared.config;
-    let sender_domains: Arc<dyn SenderDomainCheck> = match (mode, crate::dns::resolver::build(&config.dns_servers)) {
+    let sender_domains: Arc<dyn SenderDomainCheck> = match mode {
         // LMTP sits behind an MTA that already judged the sender; submission senders
         // are our own addresses (checked against the account instead).
-        (SmtpMode::Lmtp | SmtpMode::Submission, _) => Arc::new(AnyDomainExists),
-        (_, Ok(resolver)) => Arc::new(smtp::sender_dns::DnsSenderDomains::new(resolver)),
-        (_, Err(e)) => {
-            tracing::warn!(error = %e, "no DNS resolver: sender domains are not checked");
-            Arc::new(AnyDomainExists)
-        }
+        SmtpMode::Lmtp | SmtpMode::Submission => Arc::new(AnyDomainExists),
+        SmtpMode::Mx => Arc::new(smtp::sender_dns::DnsSenderDomains::new(shared.resolver.clone())),
     };
     let limits = SmtpLimits {
         max_message_size: config.message_size_limit,
@@ -343,7 +350,7 @@ fn smtp_service(shared: &Shared, mode: SmtpMode, implicit_tls: bool) -> Service 
         queue: (mode != SmtpMode::Lmtp).then(|| shared.queue.clone()),
         signers: (mode == SmtpMode::Submission).then(|| shared.signers.clone()),
         limiter: shared.limiter.clone(),
-        inbound: (mode == SmtpMode::Mx).then(|| shared.inbound.clone()).flatten(),
+        inbound: (mode == SmtpMode::Mx).then(|| shared.inbound.clone()),
     });
     Service {
         handler: Arc::new(move |conn: net::Connection| -> net::BoxFuture {
@@ -407,23 +414,18 @@ impl BounceSink for LocalBounces {
 
 /// Port 25's checks: SPF/DKIM/DMARC/ARC through our resolver, the configured scanners,
 /// SRS with a key kept in `state/`, and ARC seals with the primary domain's DKIM key.
-fn inbound_checks(config: &Config, data_dir: &DataDir) -> Result<Option<Arc<InboundChecks>>, StartError> {
-    let resolver = match crate::dns::resolver::build(&config.dns_servers) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "no DNS resolver: inbound SPF/DKIM/DMARC checks are off");
-            return Ok(None);
-        }
-    };
+fn inbound_checks(
+    config: &Config,
+    data_dir: &DataDir,
+    ring: &KeyRing,
+    resolver: TokioResolver,
+) -> Result<Arc<InboundChecks>, StartError> {
     let scanners =
         Scanners::with_resolver(config, resolver.clone()).map_err(|e| StartError::Scanners(e.to_string()))?;
     let srs = Srs::load_or_create(&data_dir.state()).map_err(|e| StartError::Scanners(e.to_string()))?;
     let primary = config.primary_domain().to_string();
-    let arc_key = crate::dns::key_ring(config)?
-        .signing_keys(&primary)
-        .and_then(|keys| ArcSealKey::new(keys).ok())
-        .map(|key| (primary, key));
-    Ok(Some(Arc::new(InboundChecks {
+    let arc_key = ring.signing_keys(&primary).and_then(|keys| ArcSealKey::new(keys).ok()).map(|key| (primary, key));
+    Ok(Arc::new(InboundChecks {
         hostname: config.hostname.clone(),
         // A DNS outage must not hold every inbound session for minutes: past this the
         // results are `temperror` and the message is accepted (never refused).
@@ -431,7 +433,7 @@ fn inbound_checks(config: &Config, data_dir: &DataDir) -> Result<Option<Arc<Inbo
         scanners,
         srs: Arc::new(srs),
         arc_key,
-    })))
+    }))
 }
 
 /// Abort a background task when shutdown begins.
@@ -583,16 +585,9 @@ fn log_banner(shared: &Shared, addresses: &[(Protocol, SocketAddr)], started: In
 }
 
 /// The records to publish, logged at every start (also `mailroom dns`).
-fn log_dns_records(config: &Config) {
-    match crate::dns::key_ring(config) {
-        Ok(ring) => {
-            let zone = crate::dns::zone_fragment(&crate::dns::expected_records(config, &ring));
-            tracing::info!(
-                "DNS records to publish (`mailroom dns` prints them, `mailroom dns --check` checks them):\n{zone}"
-            );
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot compute the DNS records"),
-    }
+fn log_dns_records(config: &Config, ring: &KeyRing) {
+    let zone = crate::dns::zone_fragment(&crate::dns::expected_records(config, ring));
+    tracing::info!("DNS records to publish (`mailroom dns` prints them, `mailroom dns --check` checks them):\n{zone}");
 }
 
 impl Running {
