@@ -170,12 +170,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let transport = SmtpTransport::with_resolver(ClientSettings::from_config(&config), resolver.clone())?;
     let directory = Arc::new(directory);
     let bounces = Arc::new(LocalBounces { directory: directory.clone(), store: store.clone() });
-    let queue = Queue::open(&data_dir.queue(), QueueSettings::from_config(&config), Arc::new(transport), bounces)?;
+    let queue = Queue::open(
+        &data_dir.queue(),
+        QueueSettings::new(&config.hostname, &config.queue),
+        Arc::new(transport),
+        bounces,
+    )?;
     let shared = Shared {
         signers,
         store,
         queue,
-        limiter: Arc::new(Limiter::from_config(&config)),
+        limiter: Arc::new(Limiter::configured(&config.limits, &config.trusted_networks)),
         inbound: inbound_checks(&config, &data_dir, &ring, resolver.clone())?,
         resolver,
         config: Arc::new(config),
@@ -207,13 +212,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     let addresses: Vec<(Protocol, SocketAddr)> = bound.iter().map(|(l, _)| (l.protocol, l.local_addr)).collect();
     let accept = AcceptContext {
-        limiter: ConnectionLimiter::new(shared.config.max_connections, shared.config.max_connections_per_ip),
+        limiter: ConnectionLimiter::new(
+            shared.config.listen.max_connections,
+            shared.config.listen.max_connections_per_ip,
+        ),
         shutdown: shared.shutdown.clone(),
-        proxy_from: Arc::new(shared.config.proxy_protocol_from.clone()),
+        proxy_from: Arc::new(shared.config.listen.proxy_protocol_from.clone()),
         rate: Some(shared.limiter.clone()),
     };
-    if !shared.config.proxy_protocol_from.is_empty() {
-        tracing::info!(from = ?shared.config.proxy_protocol_from, "PROXY protocol required from these networks and refused from others");
+    if !shared.config.listen.proxy_protocol_from.is_empty() {
+        tracing::info!(from = ?shared.config.listen.proxy_protocol_from, "PROXY protocol required from these networks and refused from others");
     }
     for (listener, service) in bound {
         tokio::spawn(net::serve(listener, service, accept.clone()));
@@ -256,7 +264,7 @@ fn services(shared: &Shared) -> Vec<(Protocol, Service)> {
         certs: shared.certs.clone(),
         tokens: shared.acme_tokens.clone(),
     });
-    let imap_limits = ImapLimits { max_literal: shared.config.message_size_limit, ..ImapLimits::default() };
+    let imap_limits = ImapLimits { max_literal: shared.config.limits.message_size, ..ImapLimits::default() };
     let imap_ctx = Arc::new(
         ImapContext::new(
             shared.config.hostname.clone(),
@@ -331,8 +339,8 @@ fn smtp_service(shared: &Shared, mode: SmtpMode, implicit_tls: bool) -> Service 
         SmtpMode::Mx => Arc::new(smtp::sender_dns::DnsSenderDomains::new(shared.resolver.clone())),
     };
     let limits = SmtpLimits {
-        max_message_size: config.message_size_limit,
-        command_timeout: config.smtp_command_timeout,
+        max_message_size: config.limits.message_size,
+        command_timeout: config.limits.smtp_command_timeout,
         ..SmtpLimits::default()
     };
     let ctx = Arc::new(SmtpContext {

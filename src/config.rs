@@ -7,6 +7,7 @@
 
 mod env;
 mod parse;
+mod sections;
 mod variables;
 
 use std::fmt;
@@ -22,6 +23,7 @@ use crate::accounts::{self, AccountEntry, AliasRule};
 
 pub use env::{EnvSource, PREFIX};
 pub use parse::{ListenAddr, default_domain_for, is_public_fqdn};
+pub use sections::{AcmeConfig, Limits, ListenConfig, QueueConfig};
 pub use variables::{DefaultValue, VARIABLES, Variable};
 
 const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -150,13 +152,7 @@ pub struct Config {
     /// changed file (a Kubernetes Secret updated in place) applies without a restart.
     pub accounts_file: Option<PathBuf>,
     pub aliases_file: Option<PathBuf>,
-    pub acme: AcmeMode,
-    pub acme_email: Option<String>,
-    pub acme_challenge: AcmeChallenge,
-    pub acme_ca_file: Option<PathBuf>,
-    pub acme_extra_names: Vec<AcmeExtraName>,
-    /// Renew when less than this is left (None: two thirds of the lifetime, or ARI).
-    pub acme_renew_before: Option<Duration>,
+    pub acme: AcmeConfig,
     /// A certificate/key pair supplied by the operator (replaces ACME): see
     /// [`Config::tls_files`].
     pub tls_cert_file: Option<PathBuf>,
@@ -164,27 +160,12 @@ pub struct Config {
     pub dkim_selector: Option<String>,
     pub public_ipv4: Option<Ipv4Addr>,
     pub public_ipv6: Option<Ipv6Addr>,
-    /// Listen addresses per protocol, in [`Protocol::ALL`] order; empty = off.
-    pub listen: Vec<(Protocol, Vec<ListenAddr>)>,
-    pub message_size_limit: u64,
-    /// SMTP/LMTP: a command line must be complete this long after its first byte; message
-    /// content gets this plus one second per KiB (slowloris, `smtp::deadline`).
-    pub smtp_command_timeout: Duration,
-    pub max_connections: usize,
-    pub max_connections_per_ip: usize,
-    /// New connections per client address per minute (trusted networks exempt).
-    pub connections_per_minute: u32,
-    /// Messages per authenticated sender per hour.
-    pub messages_per_hour: u32,
-    /// Accepted recipients per authenticated sender per hour.
-    pub recipients_per_hour: u32,
+    pub listen: ListenConfig,
+    pub limits: Limits,
     pub relay_host: Option<RelayHost>,
     pub dns_servers: Vec<SocketAddr>,
     pub trusted_networks: Vec<IpNet>,
-    pub proxy_protocol_from: Vec<IpNet>,
-    pub queue_lifetime: Duration,
-    pub queue_retry_min: Duration,
-    pub queue_retry_max: Duration,
+    pub queue: QueueConfig,
     pub outbound_smtp_port: u16,
     pub dnsbl: Vec<String>,
     pub rspamd_url: Option<String>,
@@ -343,32 +324,36 @@ impl Config {
             aliases: Vec::new(),
             accounts_file: None,
             aliases_file: None,
-            acme: AcmeMode::Off,
-            acme_email: None,
-            acme_challenge: AcmeChallenge::TlsAlpn01,
-            acme_ca_file: None,
-            acme_extra_names: Vec::new(),
-            acme_renew_before: None,
+            acme: AcmeConfig {
+                mode: AcmeMode::Off,
+                email: None,
+                challenge: AcmeChallenge::TlsAlpn01,
+                ca_file: None,
+                extra_names: Vec::new(),
+                renew_before: None,
+            },
             tls_cert_file: None,
             tls_key_file: None,
             dkim_selector: None,
             public_ipv4: None,
             public_ipv6: None,
-            listen: Protocol::ALL.iter().map(|p| (*p, Vec::new())).collect(),
-            message_size_limit: 0,
-            smtp_command_timeout: Duration::ZERO,
-            max_connections: 0,
-            max_connections_per_ip: 0,
-            connections_per_minute: 0,
-            messages_per_hour: 0,
-            recipients_per_hour: 0,
+            listen: ListenConfig {
+                addrs: Protocol::ALL.iter().map(|p| (*p, Vec::new())).collect(),
+                proxy_protocol_from: Vec::new(),
+                max_connections: 0,
+                max_connections_per_ip: 0,
+            },
+            limits: Limits {
+                message_size: 0,
+                smtp_command_timeout: Duration::ZERO,
+                connections_per_minute: 0,
+                messages_per_hour: 0,
+                recipients_per_hour: 0,
+            },
             relay_host: None,
             dns_servers: Vec::new(),
             trusted_networks: Vec::new(),
-            proxy_protocol_from: Vec::new(),
-            queue_lifetime: Duration::ZERO,
-            queue_retry_min: Duration::ZERO,
-            queue_retry_max: Duration::ZERO,
+            queue: QueueConfig { lifetime: Duration::ZERO, retry_min: Duration::ZERO, retry_max: Duration::ZERO },
             outbound_smtp_port: 0,
             dnsbl: Vec::new(),
             rspamd_url: None,
@@ -381,13 +366,7 @@ impl Config {
 
     /// The listen addresses of one protocol (empty when off).
     pub fn listen_addrs(&self, protocol: Protocol) -> &[ListenAddr] {
-        self.listen.iter().find(|(p, _)| *p == protocol).map(|(_, a)| a.as_slice()).unwrap_or(&[])
-    }
-
-    fn set_listen(&mut self, protocol: Protocol, addrs: Vec<ListenAddr>) {
-        if let Some(entry) = self.listen.iter_mut().find(|(p, _)| *p == protocol) {
-            entry.1 = addrs;
-        }
+        self.listen.of(protocol)
     }
 
     /// The certificate and key the operator supplied (replacing ACME); `load` makes
@@ -425,8 +404,8 @@ fn check_across(c: &Config, r: &mut Reader) {
         ),
         _ => {}
     }
-    check_port_clashes(&c.listen, r);
-    check_acme_listener(&c.acme, c.acme_challenge, &c.listen, r);
+    check_port_clashes(&c.listen.addrs, r);
+    check_acme_listener(&c.acme.mode, c.acme.challenge, &c.listen.addrs, r);
     let relay_username = r.raw("RELAY_USERNAME");
     let relay_password = r.raw("RELAY_PASSWORD");
     if (relay_username.is_some() || relay_password.is_some()) && r.raw("RELAY_HOST").is_none() {
@@ -441,7 +420,7 @@ fn check_across(c: &Config, r: &mut Reader) {
             "MAILROOM_RELAY_USERNAME and MAILROOM_RELAY_PASSWORD must be set together".into(),
         );
     }
-    if c.queue_retry_min > c.queue_retry_max {
+    if c.queue.retry_min > c.queue.retry_max {
         r.fail_plain("QUEUE_RETRY_MIN", "is longer than MAILROOM_QUEUE_RETRY_MAX; expected min <= max".into());
     }
 }

@@ -81,17 +81,17 @@ pub struct AcmeSettings {
 impl AcmeSettings {
     /// `None` when ACME is off or the operator supplies certificate files.
     pub fn from_config(config: &Config) -> Option<AcmeSettings> {
-        let AcmeMode::Directory(directory) = &config.acme else { return None };
+        let AcmeMode::Directory(directory) = &config.acme.mode else { return None };
         if config.tls_files().is_some() {
             return None;
         }
         Some(AcmeSettings {
             directory: directory.clone(),
-            email: config.acme_email.clone(),
-            challenge: config.acme_challenge,
-            ca_file: config.acme_ca_file.clone(),
+            email: config.acme.email.clone(),
+            challenge: config.acme.challenge,
+            ca_file: config.acme.ca_file.clone(),
             names: certificate_names(config),
-            renew_before: config.acme_renew_before,
+            renew_before: config.acme.renew_before,
         })
     }
 
@@ -105,7 +105,7 @@ impl AcmeSettings {
 pub fn certificate_names(config: &Config) -> Vec<String> {
     let mut names = vec![config.hostname.clone()];
     for domain in &config.domains {
-        for extra in &config.acme_extra_names {
+        for extra in &config.acme.extra_names {
             let name = format!("{}.{domain}", extra.label());
             if !names.contains(&name) {
                 names.push(name);

@@ -25,20 +25,20 @@ fn defaults_follow_interface_md() {
     assert_eq!(c.hostname, "mx.example.com");
     assert_eq!(c.domains, vec!["example.com"]);
     assert_eq!(c.data_dir, PathBuf::from("./data"));
-    assert_eq!(c.acme, AcmeMode::Off, "example.com is reserved: no ACME by default");
-    assert_eq!(c.acme_challenge, AcmeChallenge::TlsAlpn01);
-    assert_eq!(c.message_size_limit, 25 * 1024 * 1024);
-    assert_eq!(c.smtp_command_timeout, Duration::from_secs(300), "RFC 5321 4.5.3.2.7");
-    assert_eq!(c.queue_lifetime, Duration::from_secs(5 * 86400));
-    assert_eq!(c.queue_retry_min, Duration::from_secs(300));
-    assert_eq!(c.queue_retry_max, Duration::from_secs(4 * 3600));
+    assert_eq!(c.acme.mode, AcmeMode::Off, "example.com is reserved: no ACME by default");
+    assert_eq!(c.acme.challenge, AcmeChallenge::TlsAlpn01);
+    assert_eq!(c.limits.message_size, 25 * 1024 * 1024);
+    assert_eq!(c.limits.smtp_command_timeout, Duration::from_secs(300), "RFC 5321 4.5.3.2.7");
+    assert_eq!(c.queue.lifetime, Duration::from_secs(5 * 86400));
+    assert_eq!(c.queue.retry_min, Duration::from_secs(300));
+    assert_eq!(c.queue.retry_max, Duration::from_secs(4 * 3600));
     assert_eq!(c.outbound_smtp_port, 25);
     assert_eq!(c.scanner_failure, ScannerFailure::Tempfail);
     assert_eq!(c.log, "info");
     assert_eq!(c.log_format, LogFormat::Text);
     assert!(c.trusted_networks.is_empty());
     let ports: Vec<(Protocol, Vec<String>)> =
-        c.listen.iter().map(|(p, a)| (*p, a.iter().map(|x| x.to_string()).collect())).collect();
+        c.listen.addrs.iter().map(|(p, a)| (*p, a.iter().map(|x| x.to_string()).collect())).collect();
     let want = [
         (Protocol::Smtp, ":25"),
         (Protocol::Submission, ":587"),
@@ -60,7 +60,7 @@ fn defaults_follow_interface_md() {
 #[test]
 fn public_hostname_defaults_to_letsencrypt() {
     let c = load(&[("MAILROOM_HOSTNAME", "mail.mailroom.dev")]).unwrap();
-    assert_eq!(c.acme, AcmeMode::Directory(LETSENCRYPT.into()));
+    assert_eq!(c.acme.mode, AcmeMode::Directory(LETSENCRYPT.into()));
     assert_eq!(c.domains, vec!["mailroom.dev"]);
 }
 
@@ -86,13 +86,13 @@ fn good_values_parse() {
     ])
     .unwrap();
     assert_eq!(c.domains, vec!["example.org", "xn--bcher-kva.example"]);
-    assert_eq!(c.acme, AcmeMode::Directory(LETSENCRYPT_STAGING.into()));
-    assert_eq!(c.acme_challenge, AcmeChallenge::Http01);
+    assert_eq!(c.acme.mode, AcmeMode::Directory(LETSENCRYPT_STAGING.into()));
+    assert_eq!(c.acme.challenge, AcmeChallenge::Http01);
     assert_eq!(c.listen_addrs(Protocol::Smtp).len(), 2);
     assert!(c.listen_addrs(Protocol::Pop3).is_empty());
-    assert_eq!(c.message_size_limit, 50 * 1024 * 1024);
+    assert_eq!(c.limits.message_size, 50 * 1024 * 1024);
     assert_eq!(c.trusted_networks.len(), 2);
-    assert_eq!(c.queue_lifetime, Duration::from_secs(2 * 86400));
+    assert_eq!(c.queue.lifetime, Duration::from_secs(2 * 86400));
     assert_eq!(c.relay_host.as_ref().unwrap().port, 587);
     assert_eq!(c.scanner_failure, ScannerFailure::Accept);
     assert_eq!(c.log_format, LogFormat::Json);
@@ -205,14 +205,20 @@ fn effective_lists_every_variable() {
 #[test]
 fn rate_limits() {
     let c = load(&[]).unwrap();
-    assert_eq!((c.connections_per_minute, c.messages_per_hour, c.recipients_per_hour), (60, 500, 300));
+    assert_eq!(
+        (c.limits.connections_per_minute, c.limits.messages_per_hour, c.limits.recipients_per_hour),
+        (60, 500, 300)
+    );
     let c = load(&[
         ("MAILROOM_CONNECTIONS_PER_MINUTE", "600"),
         ("MAILROOM_MESSAGES_PER_HOUR", "5000"),
         ("MAILROOM_RECIPIENTS_PER_HOUR", "20000"),
     ])
     .unwrap();
-    assert_eq!((c.connections_per_minute, c.messages_per_hour, c.recipients_per_hour), (600, 5000, 20000));
+    assert_eq!(
+        (c.limits.connections_per_minute, c.limits.messages_per_hour, c.limits.recipients_per_hour),
+        (600, 5000, 20000)
+    );
     assert_eq!(
         error_for(&[("MAILROOM_RECIPIENTS_PER_HOUR", "0")]),
         ["MAILROOM_RECIPIENTS_PER_HOUR: invalid value \"0\"; expected a whole number of at least 1"]

@@ -78,7 +78,7 @@ macro_rules! listen {
             default: DefaultValue::Text($default),
             doc: $doc,
             set: |c, v| {
-                c.set_listen(Protocol::$protocol, parse::listen_list(v)?);
+                c.listen.set(Protocol::$protocol, parse::listen_list(v)?);
                 Ok(())
             },
             show: |c| show_listen(c.listen_addrs(Protocol::$protocol)),
@@ -119,19 +119,19 @@ pub static VARIABLES: &[Variable] = &[
     // --- TLS and ACME ---
     var!("ACME", Derived("for a public FQDN", acme_from_hostname),
     "`off`, `letsencrypt`, `letsencrypt-staging` or an ACME directory URL",
-    acme = parse_acme, show |m: &AcmeMode| match m {
+    acme.mode = parse_acme, show |m: &AcmeMode| match m {
         AcmeMode::Off => "off".to_string(),
         AcmeMode::Directory(u) => u.clone(),
     }),
     var!("ACME_EMAIL", Empty("empty"),
         "contact address for the ACME account",
-        acme_email = |v: &str| accounts::Address::parse(v)
+        acme.email = |v: &str| accounts::Address::parse(v)
             .map(|a| Some(a.to_string()))
             .map_err(|_| "an email address".to_string()),
         show show_opt),
     var!("ACME_CHALLENGE", Text("tls-alpn-01"),
     "`tls-alpn-01` (answered on port 443) or `http-01` (port 80)",
-    acme_challenge = |v: &str| match v.trim() {
+    acme.challenge = |v: &str| match v.trim() {
         "tls-alpn-01" => Ok(AcmeChallenge::TlsAlpn01),
         "http-01" => Ok(AcmeChallenge::Http01),
         _ => Err("`tls-alpn-01` or `http-01`".to_string()),
@@ -142,14 +142,14 @@ pub static VARIABLES: &[Variable] = &[
     }),
     var!("ACME_CA_FILE", Empty("empty"),
         "extra PEM root trusted for the ACME directory",
-        acme_ca_file = |v: &str| readable_file(v).map(Some), show show_path),
+        acme.ca_file = |v: &str| readable_file(v).map(Some), show show_path),
     var!("ACME_EXTRA_NAMES", Empty("empty"),
         "extra certificate names per mail domain: `mta-sts`, `autoconfig`",
-        acme_extra_names = parse_extra_names,
+        acme.extra_names = parse_extra_names,
         show |n: &Vec<AcmeExtraName>| n.iter().map(|n| n.label()).collect::<Vec<_>>().join(",")),
     var!("ACME_RENEW_BEFORE", Empty("two thirds of the lifetime"),
         "renew when less than this is left",
-        acme_renew_before = |v: &str| units::parse_duration(v)
+        acme.renew_before = |v: &str| units::parse_duration(v)
             .map(Some)
             .map_err(|_| "a duration like `30d` or `12h`".to_string()),
         show |d: &Option<Duration>| d.map(units::format_duration).unwrap_or_default()),
@@ -188,33 +188,33 @@ pub static VARIABLES: &[Variable] = &[
     // --- limits ---
     var!("MESSAGE_SIZE_LIMIT", Text("25M"),
         "largest message accepted",
-        message_size_limit = |v: &str| match units::parse_size(v) {
+        limits.message_size = |v: &str| match units::parse_size(v) {
             Ok(n) if n >= 1024 => Ok(n),
             _ => Err("a size of at least 1K, like `25M` or `1G`".to_string()),
         },
         show |n: &u64| units::format_size(*n)),
     var!("SMTP_COMMAND_TIMEOUT", Text("5m"),
         "SMTP/LMTP: how long a command line may take after its first byte",
-        smtp_command_timeout = |v: &str| match units::parse_duration(v) {
+        limits.smtp_command_timeout = |v: &str| match units::parse_duration(v) {
             Ok(d) if d >= Duration::from_secs(1) => Ok(d),
             _ => Err("a duration of at least 1s, like `5m` or `90s`".to_string()),
         },
         show show_duration),
     var!("MAX_CONNECTIONS", Text("10000"),
         "open connections in total, over every protocol",
-        max_connections = parse::positive_count, show show_display),
+        listen.max_connections = parse::positive_count, show show_display),
     var!("MAX_CONNECTIONS_PER_IP", Text("100"),
         "open connections from one client address",
-        max_connections_per_ip = parse::positive_count, show show_display),
+        listen.max_connections_per_ip = parse::positive_count, show show_display),
     var!("CONNECTIONS_PER_MINUTE", Text("60"),
         "new connections per client address per minute",
-        connections_per_minute = parse_rate, show show_display),
+        limits.connections_per_minute = parse_rate, show show_display),
     var!("MESSAGES_PER_HOUR", Text("500"),
         "messages per authenticated sender per hour",
-        messages_per_hour = parse_rate, show show_display),
+        limits.messages_per_hour = parse_rate, show show_display),
     var!("RECIPIENTS_PER_HOUR", Text("300"),
         "recipients per authenticated sender per hour",
-        recipients_per_hour = parse_rate, show show_display),
+        limits.recipients_per_hour = parse_rate, show show_display),
     // --- outbound ---
     var!("RELAY_HOST", Empty("empty"),
         "smarthost `host:port` for all outbound mail",
@@ -260,16 +260,16 @@ pub static VARIABLES: &[Variable] = &[
         show |n: &Vec<ipnet::IpNet>| if n.is_empty() { "none".to_string() } else { join(n) }),
     var!("PROXY_PROTOCOL_FROM", Empty("empty"),
         "CIDRs of load balancers allowed to send a PROXY protocol header",
-        proxy_protocol_from = parse::cidr_list, show |n: &Vec<ipnet::IpNet>| join(n)),
+        listen.proxy_protocol_from = parse::cidr_list, show |n: &Vec<ipnet::IpNet>| join(n)),
     var!("QUEUE_LIFETIME", Text("5d"),
         "how long a message is retried before it bounces",
-        queue_lifetime = parse_duration, show show_duration),
+        queue.lifetime = parse_duration, show show_duration),
     var!("QUEUE_RETRY_MIN", Text("5m"),
         "first retry delay",
-        queue_retry_min = parse_duration, show show_duration),
+        queue.retry_min = parse_duration, show show_duration),
     var!("QUEUE_RETRY_MAX", Text("4h"),
         "the cap of the doubling retry delay",
-        queue_retry_max = parse_duration, show show_duration),
+        queue.retry_max = parse_duration, show show_duration),
     var!("OUTBOUND_SMTP_PORT", Text("25"),
         "port used to reach remote MX hosts",
         outbound_smtp_port = parse::port, show show_display),
@@ -333,7 +333,8 @@ fn domains_from_hostname(c: &mut Config) {
 
 /// Only a name a public CA can issue for gets Let's Encrypt without being asked.
 fn acme_from_hostname(c: &mut Config) {
-    c.acme = if parse::is_public_fqdn(&c.hostname) { AcmeMode::Directory(LETSENCRYPT.into()) } else { AcmeMode::Off };
+    c.acme.mode =
+        if parse::is_public_fqdn(&c.hostname) { AcmeMode::Directory(LETSENCRYPT.into()) } else { AcmeMode::Off };
 }
 
 fn parse_acme(v: &str) -> Result<AcmeMode, String> {

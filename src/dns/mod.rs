@@ -41,7 +41,7 @@ pub fn expected_records(config: &Config, ring: &KeyRing) -> Vec<DnsRecord> {
 /// ACME or operator certificate means `enforce`, the self-signed fallback `testing`.
 fn mta_sts_id(config: &Config) -> String {
     use crate::http::mta_sts::{StsMode, policy_id, policy_text};
-    let publicly_trusted = config.tls_files().is_some() || config.acme != crate::config::AcmeMode::Off;
+    let publicly_trusted = config.tls_files().is_some() || config.acme.mode != crate::config::AcmeMode::Off;
     let mode = if publicly_trusted { StsMode::Enforce } else { StsMode::Testing };
     policy_id(&policy_text(&[config.hostname.as_str()], mode))
 }
