@@ -428,8 +428,8 @@ fn inbound_checks(
     ring: &KeyRing,
     resolver: TokioResolver,
 ) -> Result<Arc<InboundChecks>, StartError> {
-    let scanners =
-        Scanners::with_resolver(config, resolver.clone()).map_err(|e| StartError::Scanners(e.to_string()))?;
+    let scanners = Scanners::new(&config.scan, &config.hostname, resolver.clone())
+        .map_err(|e| StartError::Scanners(e.to_string()))?;
     let srs = Srs::load_or_create(&data_dir.state()).map_err(|e| StartError::Scanners(e.to_string()))?;
     let primary = config.primary_domain().to_string();
     let arc_key = ring.signing_keys(&primary).and_then(|keys| ArcSealKey::new(keys).ok()).map(|key| (primary, key));

@@ -23,7 +23,7 @@ use crate::accounts::{self, AccountEntry, AliasRule};
 
 pub use env::{EnvSource, PREFIX};
 pub use parse::{ListenAddr, default_domain_for, is_public_fqdn};
-pub use sections::{AcmeConfig, Limits, ListenConfig, QueueConfig};
+pub use sections::{AcmeConfig, Limits, ListenConfig, QueueConfig, ScanConfig};
 pub use variables::{DefaultValue, VARIABLES, Variable};
 
 const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -167,10 +167,7 @@ pub struct Config {
     pub trusted_networks: Vec<IpNet>,
     pub queue: QueueConfig,
     pub outbound_smtp_port: u16,
-    pub dnsbl: Vec<String>,
-    pub rspamd_url: Option<String>,
-    pub clamd: Option<String>,
-    pub scanner_failure: ScannerFailure,
+    pub scan: ScanConfig,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -355,10 +352,7 @@ impl Config {
             trusted_networks: Vec::new(),
             queue: QueueConfig { lifetime: Duration::ZERO, retry_min: Duration::ZERO, retry_max: Duration::ZERO },
             outbound_smtp_port: 0,
-            dnsbl: Vec::new(),
-            rspamd_url: None,
-            clamd: None,
-            scanner_failure: ScannerFailure::Tempfail,
+            scan: ScanConfig { dnsbl: Vec::new(), rspamd_url: None, clamd: None, failure: ScannerFailure::Tempfail },
             log: String::new(),
             log_format: LogFormat::Text,
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::{AcmeChallenge, AcmeExtraName, AcmeMode, ListenAddr, Protocol};
+use super::{AcmeChallenge, AcmeExtraName, AcmeMode, ListenAddr, Protocol, ScannerFailure};
 
 /// What the listeners bind and how connections are admitted (`net`, autoconfig).
 #[derive(Clone, Debug)]
@@ -66,4 +66,15 @@ pub struct QueueConfig {
     pub lifetime: Duration,
     pub retry_min: Duration,
     pub retry_max: Duration,
+}
+
+/// The content checks of inbound mail (`scan`).
+#[derive(Clone, Debug)]
+pub struct ScanConfig {
+    /// DNS blocklist zones checked for connecting addresses.
+    pub dnsbl: Vec<String>,
+    pub rspamd_url: Option<String>,
+    /// `host:port` or an absolute socket path.
+    pub clamd: Option<String>,
+    pub failure: ScannerFailure,
 }

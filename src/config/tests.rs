@@ -33,7 +33,7 @@ fn defaults_follow_interface_md() {
     assert_eq!(c.queue.retry_min, Duration::from_secs(300));
     assert_eq!(c.queue.retry_max, Duration::from_secs(4 * 3600));
     assert_eq!(c.outbound_smtp_port, 25);
-    assert_eq!(c.scanner_failure, ScannerFailure::Tempfail);
+    assert_eq!(c.scan.failure, ScannerFailure::Tempfail);
     assert_eq!(c.log, "info");
     assert_eq!(c.log_format, LogFormat::Text);
     assert!(c.trusted_networks.is_empty());
@@ -94,7 +94,7 @@ fn good_values_parse() {
     assert_eq!(c.trusted_networks.len(), 2);
     assert_eq!(c.queue.lifetime, Duration::from_secs(2 * 86400));
     assert_eq!(c.relay_host.as_ref().unwrap().port, 587);
-    assert_eq!(c.scanner_failure, ScannerFailure::Accept);
+    assert_eq!(c.scan.failure, ScannerFailure::Accept);
     assert_eq!(c.log_format, LogFormat::Json);
 }
 

@@ -276,14 +276,14 @@ pub static VARIABLES: &[Variable] = &[
     // --- trust and filtering ---
     var!("DNSBL", Empty("empty"),
         "comma-separated DNS blocklist zones checked for connecting IPs",
-        dnsbl = |v: &str| -> Result<Vec<String>, String> { v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(parse::domain_name).collect() },
+        scan.dnsbl = |v: &str| -> Result<Vec<String>, String> { v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(parse::domain_name).collect() },
         show |z: &Vec<String>| z.join(",")),
     var!("RSPAMD_URL", Empty("empty"),
         "rspamd HTTP endpoint; when set, every inbound message is scanned",
-        rspamd_url = |v: &str| parse::http_url(v).map(Some), show show_opt),
+        scan.rspamd_url = |v: &str| parse::http_url(v).map(Some), show show_opt),
     var!("CLAMD", Empty("empty"),
         "clamd `host:port` or socket path; when set, every message is scanned",
-        clamd = |v: &str| {
+        scan.clamd = |v: &str| {
             let v = v.trim();
             if v.starts_with('/') || parse::host_port(v).is_ok() {
                 Ok(Some(v.to_string()))
@@ -294,7 +294,7 @@ pub static VARIABLES: &[Variable] = &[
         show show_opt),
     var!("SCANNER_FAILURE", Text("tempfail"),
     "`tempfail` (451) or `accept` when a configured scanner is unreachable",
-    scanner_failure = |v: &str| match v.trim() {
+    scan.failure = |v: &str| match v.trim() {
         "tempfail" => Ok(ScannerFailure::Tempfail),
         "accept" => Ok(ScannerFailure::Accept),
         _ => Err("`tempfail` or `accept`".to_string()),
