@@ -118,11 +118,8 @@ pub static VARIABLES: &[Variable] = &[
         show |a: &Vec<accounts::AliasRule>| format!("{} rule(s)", a.len())),
     // --- TLS and ACME ---
     var!("ACME", Derived("for a public FQDN", acme_from_hostname),
-    "`off`, `letsencrypt`, `letsencrypt-staging` or an ACME directory URL",
-    acme.mode = parse_acme, show |m: &AcmeMode| match m {
-        AcmeMode::Off => "off".to_string(),
-        AcmeMode::Directory(u) => u.clone(),
-    }),
+        "`off`, `letsencrypt`, `letsencrypt-staging` or an ACME directory URL",
+        acme.mode = parse_acme, show show_acme),
     var!("ACME_EMAIL", Empty("empty"),
         "contact address for the ACME account",
         acme.email = |v: &str| accounts::Address::parse(v)
@@ -130,16 +127,8 @@ pub static VARIABLES: &[Variable] = &[
             .map_err(|_| "an email address".to_string()),
         show show_opt),
     var!("ACME_CHALLENGE", Text("tls-alpn-01"),
-    "`tls-alpn-01` (answered on port 443) or `http-01` (port 80)",
-    acme.challenge = |v: &str| match v.trim() {
-        "tls-alpn-01" => Ok(AcmeChallenge::TlsAlpn01),
-        "http-01" => Ok(AcmeChallenge::Http01),
-        _ => Err("`tls-alpn-01` or `http-01`".to_string()),
-    },
-    show |c: &AcmeChallenge| match c {
-        AcmeChallenge::TlsAlpn01 => "tls-alpn-01".to_string(),
-        AcmeChallenge::Http01 => "http-01".to_string(),
-    }),
+        "`tls-alpn-01` (answered on port 443) or `http-01` (port 80)",
+        acme.challenge = |v: &str| choose(CHALLENGES, v), show |c: &AcmeChallenge| word(CHALLENGES, c)),
     var!("ACME_CA_FILE", Empty("empty"),
         "extra PEM root trusted for the ACME directory",
         acme.ca_file = |v: &str| readable_file(v).map(Some), show show_path),
@@ -293,16 +282,8 @@ pub static VARIABLES: &[Variable] = &[
         },
         show show_opt),
     var!("SCANNER_FAILURE", Text("tempfail"),
-    "`tempfail` (451) or `accept` when a configured scanner is unreachable",
-    scan.failure = |v: &str| match v.trim() {
-        "tempfail" => Ok(ScannerFailure::Tempfail),
-        "accept" => Ok(ScannerFailure::Accept),
-        _ => Err("`tempfail` or `accept`".to_string()),
-    },
-    show |f: &ScannerFailure| match f {
-        ScannerFailure::Tempfail => "tempfail".to_string(),
-        ScannerFailure::Accept => "accept".to_string(),
-    }),
+        "`tempfail` (451) or `accept` when a configured scanner is unreachable",
+        scan.failure = |v: &str| choose(SCANNER_FAILURES, v), show |f: &ScannerFailure| word(SCANNER_FAILURES, f)),
     // --- logging ---
     var!("LOG", Text("info"),
         "log filter (tracing EnvFilter syntax)",
@@ -311,17 +292,35 @@ pub static VARIABLES: &[Variable] = &[
             .map_err(|_| "a log filter like `info` or `mailroom=debug,info`".to_string()),
         show String::clone),
     var!("LOG_FORMAT", Text("text"),
-    "`text` or `json` (one JSON object per line)",
-    log_format = |v: &str| match v.trim() {
-        "text" => Ok(LogFormat::Text),
-        "json" => Ok(LogFormat::Json),
-        _ => Err("`text` or `json`".to_string()),
-    },
-    show |f: &LogFormat| match f {
-        LogFormat::Text => "text".to_string(),
-        LogFormat::Json => "json".to_string(),
-    }),
+        "`text` or `json` (one JSON object per line)",
+        log_format = |v: &str| choose(LOG_FORMATS, v), show |f: &LogFormat| word(LOG_FORMATS, f)),
 ];
+
+/// The words of a variable that picks one of a few values, each spelled once for both
+/// parsing and `check-config`.
+const CHALLENGES: &[(&str, AcmeChallenge)] =
+    &[("tls-alpn-01", AcmeChallenge::TlsAlpn01), ("http-01", AcmeChallenge::Http01)];
+const SCANNER_FAILURES: &[(&str, ScannerFailure)] =
+    &[("tempfail", ScannerFailure::Tempfail), ("accept", ScannerFailure::Accept)];
+const LOG_FORMATS: &[(&str, LogFormat)] = &[("text", LogFormat::Text), ("json", LogFormat::Json)];
+
+/// The value `v` names, or "`a` or `b`" (every word, quoted) as what was expected.
+fn choose<T: Copy>(choices: &[(&str, T)], v: &str) -> Result<T, String> {
+    if let Some((_, value)) = choices.iter().find(|(word, _)| *word == v.trim()) {
+        return Ok(*value);
+    }
+    let words: Vec<String> = choices.iter().map(|(word, _)| format!("`{word}`")).collect();
+    match words.split_last() {
+        Some((last, [])) => Err(last.clone()),
+        Some((last, rest)) => Err(format!("{} or {last}", rest.join(", "))),
+        None => Err("nothing (no choices)".to_string()),
+    }
+}
+
+/// The word for `value`, as `check-config` prints it.
+fn word<T: PartialEq>(choices: &[(&str, T)], value: &T) -> String {
+    choices.iter().find(|(_, v)| v == value).map(|(word, _)| word.to_string()).unwrap_or_default()
+}
 
 fn system_hostname(c: &mut Config) {
     c.hostname = parse::domain_name(&parse::system_hostname()).unwrap_or_else(|_| "localhost".into());
@@ -346,6 +345,13 @@ fn parse_acme(v: &str) -> Result<AcmeMode, String> {
             Ok(AcmeMode::Directory(other.to_string()))
         }
         _ => Err("`off`, `letsencrypt`, `letsencrypt-staging` or an ACME directory URL".into()),
+    }
+}
+
+fn show_acme(mode: &AcmeMode) -> String {
+    match mode {
+        AcmeMode::Off => "off".to_string(),
+        AcmeMode::Directory(url) => url.clone(),
     }
 }
 
