@@ -1,10 +1,10 @@
 //! `Config`: the one typed view of every `MAILROOM_*` variable (interface.md).
 //!
 //! Every environment variable is read here and nowhere else, and declared once, as a
-//! row of the table in `variables.rs`; `load` and `effective` walk that table. Loading never stops at
-//! the first problem: it collects every bad value, naming the variable, the value
-//! (unless it is a secret) and what was expected, so an operator fixes them all in
-//! one go. `serve` and `check-config` exit 2 on any problem.
+//! row of the table in `variables.rs`; `load` and `effective` walk that table.
+//! Loading never stops at the first problem: it collects every bad value, naming the
+//! variable, the value (unless it is a secret) and what was expected, so an operator
+//! fixes them all in one go. `serve` and `check-config` exit 2 on any problem.
 
 mod env;
 mod parse;
