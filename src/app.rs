@@ -15,6 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hickory_resolver::TokioResolver;
 use thiserror::Error;
 
 use crate::accounts::{self, Directory};
@@ -23,7 +24,7 @@ use crate::config::{Config, LogFormat, Protocol};
 use crate::datadir::{DataDir, DataDirError};
 use crate::http;
 use crate::imap::{self, ImapContext, ImapLimits};
-use crate::mailauth::{ArcSealKey, InboundAuthenticator, KeyError, Signers, Srs};
+use crate::mailauth::{ArcSealKey, InboundAuthenticator, KeyError, KeyRing, Signers, Srs};
 use crate::metrics::metrics;
 use crate::net::{self, AcceptContext, BindError, BoundListener, ConnectionLimiter, Limiter, Service, Shutdown};
 use crate::pop3::{self, Pop3Context, Pop3Limits};
@@ -81,8 +82,10 @@ pub struct Shared {
     /// Slows password guessing on the submission ports (per IP and per account).
     /// One limiter for logins (SMTP AUTH, IMAP, POP3), connection rates and message rates.
     pub limiter: Arc<Limiter>,
-    /// Port 25's SPF/DKIM/DMARC/ARC and scanner checks (`None` without a DNS resolver).
-    pub inbound: Option<Arc<InboundChecks>>,
+    /// Port 25's SPF/DKIM/DMARC/ARC and scanner checks.
+    pub inbound: Arc<InboundChecks>,
+    /// The one DNS resolver, shared so every lookup uses one cache.
+    pub resolver: TokioResolver,
     /// Message bytes held whole in memory at once, server-wide (checks, signing).
     pub message_memory: crate::net::MessageMemory,
     /// Local delivery for every SMTP service and the queue's DSNs.
@@ -136,7 +139,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
 
     let certs = CertStore::new();
-    match &config.tls_files {
+    match config.tls_files() {
         Some((cert, key)) => {
             let loaded = tls::load_pair(cert, key, tls::CertSource::Files).map_err(StartError::TlsFiles)?;
             certs.set_default(loaded);
@@ -147,7 +150,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             certs.set_default(loaded);
         }
     }
-    let signers = Arc::new(Signers::load(&data_dir.dkim(), &config.domains, config.dkim_selector.as_deref())?);
+    // One key ring for the signers, the ARC key and the records logged at start.
+    let ring = KeyRing::load_or_generate(&data_dir.dkim(), &config.domains, config.dkim_selector.as_deref())?;
+    let signers =
+        Arc::new(Signers::from_ring(&data_dir.dkim(), &config.domains, config.dkim_selector.as_deref(), &ring));
+    // One resolver (and so one cache) for every lookup: the SMTP client, ACME, inbound
+    // checks, sender domains, scanners and the periodic DNS check.
+    let resolver = crate::dns::resolver::build(&config.dns_servers).map_err(ClientError::Resolver)?;
     let store = Store::open(data_dir.root(), &config.hostname)?;
     store
         .ensure_accounts(
@@ -161,19 +170,26 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let acme_tokens = Http01Tokens::new();
     // A stored ACME certificate replaces the self-signed one before any listener
     // serves; without one, /readyz waits for the first order.
-    let acme = AcmeSettings::from_config(&config)
-        .map(|s| Acme::prepare(s, &data_dir.tls(), certs.clone(), readiness.clone(), acme_tokens.clone()));
-    let transport = SmtpTransport::new(ClientSettings::from_config(&config))?;
+    let acme = AcmeSettings::from_config(&config).map(|s| {
+        Acme::prepare(s, resolver.clone(), &data_dir.tls(), certs.clone(), readiness.clone(), acme_tokens.clone())
+    });
+    let transport = SmtpTransport::with_resolver(ClientSettings::from_config(&config), resolver.clone())?;
     let directory = Arc::new(directory);
     let courier = LocalCourier::new(directory.clone(), store.clone());
     let bounces = Arc::new(courier.clone());
-    let queue = Queue::open(&data_dir.queue(), QueueSettings::from_config(&config), Arc::new(transport), bounces)?;
+    let queue = Queue::open(
+        &data_dir.queue(),
+        QueueSettings::new(&config.hostname, &config.queue),
+        Arc::new(transport),
+        bounces,
+    )?;
     let shared = Shared {
         signers,
         store,
         queue,
-        limiter: Arc::new(Limiter::from_config(&config)),
-        inbound: inbound_checks(&config, &data_dir)?,
+        limiter: Arc::new(Limiter::configured(&config.limits, &config.trusted_networks)),
+        inbound: inbound_checks(&config, &data_dir, &ring, resolver.clone())?,
+        resolver,
         message_memory: crate::net::MessageMemory::default(),
         courier,
         config: Arc::new(config),
@@ -183,8 +199,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         acme_tokens,
         shutdown: Shutdown::new(),
     };
-    if let Some((cert, key)) = &shared.config.tls_files {
-        let watcher = tls::spawn_file_watcher(certs.clone(), cert.clone(), key.clone(), Duration::from_secs(10));
+    if let Some((cert, key)) = shared.config.tls_files() {
+        let watcher =
+            tls::spawn_file_watcher(certs.clone(), cert.to_path_buf(), key.to_path_buf(), Duration::from_secs(10));
         stop_with(&shared.shutdown, watcher);
     }
 
@@ -204,13 +221,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     let addresses: Vec<(Protocol, SocketAddr)> = bound.iter().map(|(l, _)| (l.protocol, l.local_addr)).collect();
     let accept = AcceptContext {
-        limiter: ConnectionLimiter::new(shared.config.max_connections, shared.config.max_connections_per_ip),
+        limiter: ConnectionLimiter::new(
+            shared.config.listen.max_connections,
+            shared.config.listen.max_connections_per_ip,
+        ),
         shutdown: shared.shutdown.clone(),
-        proxy_from: Arc::new(shared.config.proxy_protocol_from.clone()),
+        proxy_from: Arc::new(shared.config.listen.proxy_protocol_from.clone()),
         rate: Some(shared.limiter.clone()),
     };
-    if !shared.config.proxy_protocol_from.is_empty() {
-        tracing::info!(from = ?shared.config.proxy_protocol_from, "PROXY protocol required from these networks and refused from others");
+    if !shared.config.listen.proxy_protocol_from.is_empty() {
+        tracing::info!(from = ?shared.config.listen.proxy_protocol_from, "PROXY protocol required from these networks and refused from others");
     }
     for (listener, service) in bound {
         tokio::spawn(net::serve(listener, service, accept.clone()));
@@ -229,9 +249,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         stop_with(&shared.shutdown, acme.spawn());
     }
     log_banner(&shared, &addresses, started);
-    log_dns_records(&shared.config);
+    log_dns_records(&shared.config, &ring);
     let signers = shared.signers.clone();
-    let checker = crate::dns::spawn_periodic_check(shared.config.clone(), move || {
+    let checker = crate::dns::spawn_periodic_check(shared.config.clone(), shared.resolver.clone(), move || {
         if let Err(e) = signers.reload() {
             tracing::error!(error = %e, "cannot reload DKIM keys");
         }
@@ -253,7 +273,7 @@ fn services(shared: &Shared) -> Vec<(Protocol, Service)> {
         certs: shared.certs.clone(),
         tokens: shared.acme_tokens.clone(),
     });
-    let imap_limits = ImapLimits { max_literal: shared.config.message_size_limit, ..ImapLimits::default() };
+    let imap_limits = ImapLimits { max_literal: shared.config.limits.message_size, ..ImapLimits::default() };
     let imap_ctx = Arc::new(
         ImapContext::new(
             shared.config.hostname.clone(),
@@ -322,19 +342,15 @@ fn imap_service(ctx: Arc<ImapContext>, implicit_tls: bool) -> Service {
 /// session implementation.
 fn smtp_service(shared: &Shared, mode: SmtpMode, implicit_tls: bool) -> Service {
     let config = &shared.config;
-    let sender_domains: Arc<dyn SenderDomainCheck> = match (mode, crate::dns::resolver::build(&config.dns_servers)) {
+    let sender_domains: Arc<dyn SenderDomainCheck> = match mode {
         // LMTP sits behind an MTA that already judged the sender; submission senders
         // are our own addresses (checked against the account instead).
-        (SmtpMode::Lmtp | SmtpMode::Submission, _) => Arc::new(AnyDomainExists),
-        (_, Ok(resolver)) => Arc::new(smtp::sender_dns::DnsSenderDomains::new(resolver)),
-        (_, Err(e)) => {
-            tracing::warn!(error = %e, "no DNS resolver: sender domains are not checked");
-            Arc::new(AnyDomainExists)
-        }
+        SmtpMode::Lmtp | SmtpMode::Submission => Arc::new(AnyDomainExists),
+        SmtpMode::Mx => Arc::new(smtp::sender_dns::DnsSenderDomains::new(shared.resolver.clone())),
     };
     let limits = SmtpLimits {
-        max_message_size: config.message_size_limit,
-        command_timeout: config.smtp_command_timeout,
+        max_message_size: config.limits.message_size,
+        command_timeout: config.limits.smtp_command_timeout,
         ..SmtpLimits::default()
     };
     let ctx = Arc::new(SmtpContext {
@@ -352,7 +368,7 @@ fn smtp_service(shared: &Shared, mode: SmtpMode, implicit_tls: bool) -> Service 
         queue: (mode != SmtpMode::Lmtp).then(|| shared.queue.clone()),
         signers: (mode == SmtpMode::Submission).then(|| shared.signers.clone()),
         limiter: shared.limiter.clone(),
-        inbound: (mode == SmtpMode::Mx).then(|| shared.inbound.clone()).flatten(),
+        inbound: (mode == SmtpMode::Mx).then(|| shared.inbound.clone()),
         memory: shared.message_memory.clone(),
         courier: shared.courier.clone(),
     });
@@ -371,23 +387,18 @@ fn smtp_service(shared: &Shared, mode: SmtpMode, implicit_tls: bool) -> Service 
 
 /// Port 25's checks: SPF/DKIM/DMARC/ARC through our resolver, the configured scanners,
 /// SRS with a key kept in `state/`, and ARC seals with the primary domain's DKIM key.
-fn inbound_checks(config: &Config, data_dir: &DataDir) -> Result<Option<Arc<InboundChecks>>, StartError> {
-    let resolver = match crate::dns::resolver::build(&config.dns_servers) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "no DNS resolver: inbound SPF/DKIM/DMARC checks are off");
-            return Ok(None);
-        }
-    };
-    let scanners =
-        Scanners::with_resolver(config, resolver.clone()).map_err(|e| StartError::Scanners(e.to_string()))?;
+fn inbound_checks(
+    config: &Config,
+    data_dir: &DataDir,
+    ring: &KeyRing,
+    resolver: TokioResolver,
+) -> Result<Arc<InboundChecks>, StartError> {
+    let scanners = Scanners::new(&config.scan, &config.hostname, resolver.clone())
+        .map_err(|e| StartError::Scanners(e.to_string()))?;
     let srs = Srs::load_or_create(&data_dir.state()).map_err(|e| StartError::Scanners(e.to_string()))?;
     let primary = config.primary_domain().to_string();
-    let arc_key = crate::dns::key_ring(config)?
-        .signing_keys(&primary)
-        .and_then(|keys| ArcSealKey::new(keys).ok())
-        .map(|key| (primary, key));
-    Ok(Some(Arc::new(InboundChecks {
+    let arc_key = ring.signing_keys(&primary).and_then(|keys| ArcSealKey::new(keys).ok()).map(|key| (primary, key));
+    Ok(Arc::new(InboundChecks {
         hostname: config.hostname.clone(),
         // A DNS outage must not hold every inbound session for minutes: past this the
         // results are `temperror` and the message is accepted (never refused).
@@ -395,7 +406,7 @@ fn inbound_checks(config: &Config, data_dir: &DataDir) -> Result<Option<Arc<Inbo
         scanners,
         srs: Arc::new(srs),
         arc_key,
-    })))
+    }))
 }
 
 /// Abort a background task when shutdown begins.
@@ -547,16 +558,9 @@ fn log_banner(shared: &Shared, addresses: &[(Protocol, SocketAddr)], started: In
 }
 
 /// The records to publish, logged at every start (also `mailroom dns`).
-fn log_dns_records(config: &Config) {
-    match crate::dns::key_ring(config) {
-        Ok(ring) => {
-            let zone = crate::dns::zone_fragment(&crate::dns::expected_records(config, &ring));
-            tracing::info!(
-                "DNS records to publish (`mailroom dns` prints them, `mailroom dns --check` checks them):\n{zone}"
-            );
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot compute the DNS records"),
-    }
+fn log_dns_records(config: &Config, ring: &KeyRing) {
+    let zone = crate::dns::zone_fragment(&crate::dns::expected_records(config, ring));
+    tracing::info!("DNS records to publish (`mailroom dns` prints them, `mailroom dns --check` checks them):\n{zone}");
 }
 
 impl Running {

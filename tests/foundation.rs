@@ -255,7 +255,7 @@ fn env_example_matches_config() {
         .filter(|k| k.starts_with("MAILROOM_"))
         .collect();
     let known: std::collections::BTreeSet<String> =
-        mailroom::config::VARIABLES.iter().map(|(n, _)| format!("MAILROOM_{n}")).collect();
+        mailroom::config::VARIABLES.iter().map(|v| format!("MAILROOM_{}", v.name)).collect();
     let missing: Vec<_> = known.difference(&documented).collect();
     let extra: Vec<_> = documented.difference(&known).collect();
     assert!(missing.is_empty(), "in config.rs but not env.example: {missing:?}");

@@ -65,10 +65,6 @@ impl tower_service::Service<Name> for HickoryResolve {
     }
 }
 
-fn resolver(dns_servers: &[SocketAddr]) -> Result<TokioResolver, AcmeError> {
-    crate::dns::resolver::build(dns_servers).map_err(|e| AcmeError::Client(format!("DNS resolver: {e}")))
-}
-
 /// Roots trusted for the directory: webpki's plus every certificate in `ca_file`.
 pub fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, AcmeError> {
     let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
@@ -88,13 +84,13 @@ pub fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, AcmeError>
 }
 
 /// The client handed to `Account::builder_with_http`.
-pub fn http_client(ca_file: Option<&Path>, dns_servers: &[SocketAddr]) -> Result<Box<dyn HttpClient>, AcmeError> {
+pub fn http_client(ca_file: Option<&Path>, resolver: &TokioResolver) -> Result<Box<dyn HttpClient>, AcmeError> {
     let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| AcmeError::Client(e.to_string()))?
         .with_root_certificates(roots(ca_file)?)
         .with_no_client_auth();
-    let mut http = HttpConnector::new_with_resolver(HickoryResolve { resolver: Arc::new(resolver(dns_servers)?) });
+    let mut http = HttpConnector::new_with_resolver(HickoryResolve { resolver: Arc::new(resolver.clone()) });
     http.enforce_http(false);
     http.set_connect_timeout(Some(Duration::from_secs(30)));
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -125,7 +121,9 @@ mod tests {
     #[tokio::test]
     async fn localhost_resolves_without_dns() {
         use tower_service::Service;
-        let mut r = HickoryResolve { resolver: Arc::new(resolver(&["127.0.0.1:1".parse().unwrap()]).unwrap()) };
+        let mut r = HickoryResolve {
+            resolver: Arc::new(crate::dns::resolver::build(&["127.0.0.1:1".parse().unwrap()]).unwrap()),
+        };
         let name: Name = "localhost".parse().unwrap();
         let addrs: Vec<SocketAddr> = r.call(name).await.unwrap().collect();
         assert!(addrs.iter().any(|a| a.ip() == IpAddr::V4(Ipv4Addr::LOCALHOST)));

@@ -14,11 +14,11 @@ mod order;
 mod schedule;
 mod storage;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use hickory_resolver::TokioResolver;
 use instant_acme::{Account, CertificateIdentifier, NewAccount};
 use thiserror::Error;
 
@@ -76,24 +76,22 @@ pub struct AcmeSettings {
     /// The certificate's names; the first (the hostname) names the files.
     pub names: Vec<String>,
     pub renew_before: Option<Duration>,
-    pub dns_servers: Vec<SocketAddr>,
 }
 
 impl AcmeSettings {
     /// `None` when ACME is off or the operator supplies certificate files.
     pub fn from_config(config: &Config) -> Option<AcmeSettings> {
-        let AcmeMode::Directory(directory) = &config.acme else { return None };
-        if config.tls_files.is_some() {
+        let AcmeMode::Directory(directory) = &config.acme.mode else { return None };
+        if config.tls_files().is_some() {
             return None;
         }
         Some(AcmeSettings {
             directory: directory.clone(),
-            email: config.acme_email.clone(),
-            challenge: config.acme_challenge,
-            ca_file: config.acme_ca_file.clone(),
+            email: config.acme.email.clone(),
+            challenge: config.acme.challenge,
+            ca_file: config.acme.ca_file.clone(),
             names: certificate_names(config),
-            renew_before: config.acme_renew_before,
-            dns_servers: config.dns_servers.clone(),
+            renew_before: config.acme.renew_before,
         })
     }
 
@@ -107,7 +105,7 @@ impl AcmeSettings {
 pub fn certificate_names(config: &Config) -> Vec<String> {
     let mut names = vec![config.hostname.clone()];
     for domain in &config.domains {
-        for extra in &config.acme_extra_names {
+        for extra in &config.acme.extra_names {
             let name = format!("{}.{domain}", extra.label());
             if !names.contains(&name) {
                 names.push(name);
@@ -120,6 +118,8 @@ pub fn certificate_names(config: &Config) -> Vec<String> {
 /// The ACME side of a running server.
 pub struct Acme {
     settings: AcmeSettings,
+    /// The server's resolver: the directory and the CA's endpoints are looked up with it.
+    resolver: TokioResolver,
     files: AcmeFiles,
     certs: Arc<CertStore>,
     readiness: Arc<Readiness>,
@@ -131,12 +131,13 @@ impl Acme {
     /// server not ready until the first order succeeds.
     pub fn prepare(
         settings: AcmeSettings,
+        resolver: TokioResolver,
         tls_dir: &Path,
         certs: Arc<CertStore>,
         readiness: Arc<Readiness>,
         tokens: Arc<Http01Tokens>,
     ) -> Acme {
-        let acme = Acme { files: AcmeFiles::new(tls_dir), settings, certs, readiness, tokens };
+        let acme = Acme { files: AcmeFiles::new(tls_dir), settings, resolver, certs, readiness, tokens };
         // Export both series at 0 so alerts on `increase(...{result="failure"})` work
         // from the first scrape.
         for result in ["success", "failure"] {
@@ -280,7 +281,7 @@ impl Acme {
     /// The stored account, or a new one (saved before use).
     async fn account(&self) -> Result<Account, AcmeError> {
         let s = &self.settings;
-        let http = || http_client(s.ca_file.as_deref(), &s.dns_servers);
+        let http = || http_client(s.ca_file.as_deref(), &self.resolver);
         if let Some(credentials) = self.files.load_account(&s.directory)? {
             match Account::builder_with_http(http()?).from_credentials(credentials).await {
                 Ok(account) => return Ok(account),
@@ -358,13 +359,25 @@ mod tests {
         assert!(AcmeSettings::from_config(&config(&[("MAILROOM_ACME", "off")])).is_none());
     }
 
+    /// A resolver pointing nowhere: these tests look nothing up.
+    fn test_resolver() -> TokioResolver {
+        crate::dns::resolver::build(&["127.0.0.1:9".parse().unwrap()]).unwrap()
+    }
+
     #[test]
     fn without_a_stored_certificate_readiness_names_the_host() {
         let dir = tempfile::tempdir().unwrap();
         let certs = CertStore::new();
         let readiness = Readiness::new(certs.clone());
         let settings = AcmeSettings::from_config(&config(&[])).unwrap();
-        let _acme = Acme::prepare(settings.clone(), dir.path(), certs.clone(), readiness.clone(), Http01Tokens::new());
+        let _acme = Acme::prepare(
+            settings.clone(),
+            test_resolver(),
+            dir.path(),
+            certs.clone(),
+            readiness.clone(),
+            Http01Tokens::new(),
+        );
         assert!(readiness.reasons().iter().any(|r| r == "waiting for the ACME certificate for mx.example.com"));
 
         // A stored certificate covering the names serves at once, not blocked.
@@ -373,7 +386,8 @@ mod tests {
             .save_cert("mx.example.com", &ck.cert.pem(), &ck.signing_key.serialize_pem())
             .unwrap();
         let readiness = Readiness::new(certs.clone());
-        let _acme = Acme::prepare(settings, dir.path(), certs.clone(), readiness.clone(), Http01Tokens::new());
+        let _acme =
+            Acme::prepare(settings, test_resolver(), dir.path(), certs.clone(), readiness.clone(), Http01Tokens::new());
         assert!(readiness.reasons().iter().all(|r| !r.contains("ACME")));
         assert_eq!(certs.default_cert().unwrap().source, crate::tls::CertSource::Acme);
     }

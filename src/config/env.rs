@@ -1,73 +1,16 @@
 //! Where configuration values come from: the process environment, `MAILROOM_X` or
 //! `MAILROOM_X_FILE` (Docker and Kubernetes secrets arrive as files).
 //!
-//! This module knows the list of variables; it does not interpret values. It exists
-//! so that tests can feed a fixed environment (no process-global `set_var`).
+//! This module knows which variables exist (the names of [`VARIABLES`]); it does not
+//! interpret values. It exists so that tests can feed a fixed environment (no
+//! process-global `set_var`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Every variable mailroom reads, without the `MAILROOM_` prefix, and whether its
-/// value is a secret (never printed, never echoed in an error).
-pub const VARIABLES: &[(&str, bool)] = &[
-    ("HOSTNAME", false),
-    ("DOMAINS", false),
-    ("DATA_DIR", false),
-    ("ACCOUNTS", true),
-    ("ALIASES", false),
-    ("ACME", false),
-    ("ACME_EMAIL", false),
-    ("ACME_CHALLENGE", false),
-    ("ACME_CA_FILE", false),
-    ("ACME_EXTRA_NAMES", false),
-    ("ACME_RENEW_BEFORE", false),
-    ("TLS_CERT_FILE", false),
-    ("TLS_KEY_FILE", false),
-    ("DKIM_SELECTOR", false),
-    ("PUBLIC_IPV4", false),
-    ("PUBLIC_IPV6", false),
-    ("SMTP_LISTEN", false),
-    ("SUBMISSION_LISTEN", false),
-    ("SUBMISSIONS_LISTEN", false),
-    ("IMAP_LISTEN", false),
-    ("IMAPS_LISTEN", false),
-    ("POP3_LISTEN", false),
-    ("POP3S_LISTEN", false),
-    ("LMTP_LISTEN", false),
-    ("HTTP_LISTEN", false),
-    ("HTTPS_LISTEN", false),
-    ("METRICS_LISTEN", false),
-    ("MESSAGE_SIZE_LIMIT", false),
-    ("SMTP_COMMAND_TIMEOUT", false),
-    ("MAX_CONNECTIONS", false),
-    ("MAX_CONNECTIONS_PER_IP", false),
-    ("CONNECTIONS_PER_MINUTE", false),
-    ("MESSAGES_PER_HOUR", false),
-    ("RECIPIENTS_PER_HOUR", false),
-    ("RELAY_HOST", false),
-    ("RELAY_USERNAME", false),
-    ("RELAY_PASSWORD", true),
-    ("DNS_SERVERS", false),
-    ("TRUSTED_NETWORKS", false),
-    ("PROXY_PROTOCOL_FROM", false),
-    ("QUEUE_LIFETIME", false),
-    ("QUEUE_RETRY_MIN", false),
-    ("QUEUE_RETRY_MAX", false),
-    ("OUTBOUND_SMTP_PORT", false),
-    ("DNSBL", false),
-    ("RSPAMD_URL", false),
-    ("CLAMD", false),
-    ("SCANNER_FAILURE", false),
-    ("LOG", false),
-    ("LOG_FORMAT", false),
-];
+use super::variables::{VARIABLES, Variable};
 
 pub const PREFIX: &str = "MAILROOM_";
-
-/// True when the variable (without prefix) holds a secret.
-pub fn is_secret(name: &str) -> bool {
-    VARIABLES.iter().any(|(n, secret)| *n == name && *secret)
-}
 
 /// The resolved `MAILROOM_*` environment: every known variable's value (from the
 /// variable itself or its `_FILE` twin), plus the problems found while resolving.
@@ -126,9 +69,9 @@ impl EnvSource {
             }
             source.warnings.push(unknown_variable_warning(key));
         }
-        for (name, _) in VARIABLES {
-            if let Some(v) = raw.get(&format!("{PREFIX}{name}")) {
-                source.values.insert((*name).to_string(), v.clone());
+        for var in VARIABLES {
+            if let Some(v) = raw.get(&format!("{PREFIX}{}", var.name)) {
+                source.values.insert(var.name.to_string(), v.clone());
             }
         }
         source
@@ -151,7 +94,7 @@ impl EnvSource {
 }
 
 fn is_known(name: &str) -> bool {
-    VARIABLES.iter().any(|(n, _)| *n == name)
+    Variable::find(name).is_some()
 }
 
 /// File content with one trailing newline (and CR) trimmed, as Docker secrets are
@@ -167,7 +110,7 @@ fn read_secret_file(path: &Path) -> std::io::Result<String> {
 fn unknown_variable_warning(key: &str) -> String {
     let closest = VARIABLES
         .iter()
-        .map(|(n, _)| format!("{PREFIX}{n}"))
+        .map(|var| format!("{PREFIX}{}", var.name))
         .map(|candidate| (strsim::jaro_winkler(key, &candidate), candidate))
         .max_by(|a, b| a.0.total_cmp(&b.0));
     match closest {

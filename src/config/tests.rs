@@ -25,20 +25,20 @@ fn defaults_follow_interface_md() {
     assert_eq!(c.hostname, "mx.example.com");
     assert_eq!(c.domains, vec!["example.com"]);
     assert_eq!(c.data_dir, PathBuf::from("./data"));
-    assert_eq!(c.acme, AcmeMode::Off, "example.com is reserved: no ACME by default");
-    assert_eq!(c.acme_challenge, AcmeChallenge::TlsAlpn01);
-    assert_eq!(c.message_size_limit, 25 * 1024 * 1024);
-    assert_eq!(c.smtp_command_timeout, Duration::from_secs(300), "RFC 5321 4.5.3.2.7");
-    assert_eq!(c.queue_lifetime, Duration::from_secs(5 * 86400));
-    assert_eq!(c.queue_retry_min, Duration::from_secs(300));
-    assert_eq!(c.queue_retry_max, Duration::from_secs(4 * 3600));
+    assert_eq!(c.acme.mode, AcmeMode::Off, "example.com is reserved: no ACME by default");
+    assert_eq!(c.acme.challenge, AcmeChallenge::TlsAlpn01);
+    assert_eq!(c.limits.message_size, 25 * 1024 * 1024);
+    assert_eq!(c.limits.smtp_command_timeout, Duration::from_secs(300), "RFC 5321 4.5.3.2.7");
+    assert_eq!(c.queue.lifetime, Duration::from_secs(5 * 86400));
+    assert_eq!(c.queue.retry_min, Duration::from_secs(300));
+    assert_eq!(c.queue.retry_max, Duration::from_secs(4 * 3600));
     assert_eq!(c.outbound_smtp_port, 25);
-    assert_eq!(c.scanner_failure, ScannerFailure::Tempfail);
+    assert_eq!(c.scan.failure, ScannerFailure::Tempfail);
     assert_eq!(c.log, "info");
     assert_eq!(c.log_format, LogFormat::Text);
     assert!(c.trusted_networks.is_empty());
     let ports: Vec<(Protocol, Vec<String>)> =
-        c.listen.iter().map(|(p, a)| (*p, a.iter().map(|x| x.to_string()).collect())).collect();
+        c.listen.addrs.iter().map(|(p, a)| (*p, a.iter().map(|x| x.to_string()).collect())).collect();
     let want = [
         (Protocol::Smtp, ":25"),
         (Protocol::Submission, ":587"),
@@ -60,7 +60,7 @@ fn defaults_follow_interface_md() {
 #[test]
 fn public_hostname_defaults_to_letsencrypt() {
     let c = load(&[("MAILROOM_HOSTNAME", "mail.mailroom.dev")]).unwrap();
-    assert_eq!(c.acme, AcmeMode::Directory(LETSENCRYPT.into()));
+    assert_eq!(c.acme.mode, AcmeMode::Directory(LETSENCRYPT.into()));
     assert_eq!(c.domains, vec!["mailroom.dev"]);
 }
 
@@ -86,15 +86,15 @@ fn good_values_parse() {
     ])
     .unwrap();
     assert_eq!(c.domains, vec!["example.org", "xn--bcher-kva.example"]);
-    assert_eq!(c.acme, AcmeMode::Directory(LETSENCRYPT_STAGING.into()));
-    assert_eq!(c.acme_challenge, AcmeChallenge::Http01);
+    assert_eq!(c.acme.mode, AcmeMode::Directory(LETSENCRYPT_STAGING.into()));
+    assert_eq!(c.acme.challenge, AcmeChallenge::Http01);
     assert_eq!(c.listen_addrs(Protocol::Smtp).len(), 2);
     assert!(c.listen_addrs(Protocol::Pop3).is_empty());
-    assert_eq!(c.message_size_limit, 50 * 1024 * 1024);
+    assert_eq!(c.limits.message_size, 50 * 1024 * 1024);
     assert_eq!(c.trusted_networks.len(), 2);
-    assert_eq!(c.queue_lifetime, Duration::from_secs(2 * 86400));
+    assert_eq!(c.queue.lifetime, Duration::from_secs(2 * 86400));
     assert_eq!(c.relay_host.as_ref().unwrap().port, 587);
-    assert_eq!(c.scanner_failure, ScannerFailure::Accept);
+    assert_eq!(c.scan.failure, ScannerFailure::Accept);
     assert_eq!(c.log_format, LogFormat::Json);
 }
 
@@ -197,7 +197,7 @@ fn file_variant_feeds_the_same_parser() {
 fn effective_lists_every_variable() {
     let c = load(&[]).unwrap();
     let shown: Vec<String> = c.effective().into_iter().map(|(k, _)| k).collect();
-    for (name, _) in VARIABLES {
+    for name in VARIABLES.iter().map(|v| v.name) {
         assert!(shown.contains(&format!("{PREFIX}{name}")), "{name} missing from check-config output");
     }
 }
@@ -205,14 +205,20 @@ fn effective_lists_every_variable() {
 #[test]
 fn rate_limits() {
     let c = load(&[]).unwrap();
-    assert_eq!((c.connections_per_minute, c.messages_per_hour, c.recipients_per_hour), (60, 500, 300));
+    assert_eq!(
+        (c.limits.connections_per_minute, c.limits.messages_per_hour, c.limits.recipients_per_hour),
+        (60, 500, 300)
+    );
     let c = load(&[
         ("MAILROOM_CONNECTIONS_PER_MINUTE", "600"),
         ("MAILROOM_MESSAGES_PER_HOUR", "5000"),
         ("MAILROOM_RECIPIENTS_PER_HOUR", "20000"),
     ])
     .unwrap();
-    assert_eq!((c.connections_per_minute, c.messages_per_hour, c.recipients_per_hour), (600, 5000, 20000));
+    assert_eq!(
+        (c.limits.connections_per_minute, c.limits.messages_per_hour, c.limits.recipients_per_hour),
+        (600, 5000, 20000)
+    );
     assert_eq!(
         error_for(&[("MAILROOM_RECIPIENTS_PER_HOUR", "0")]),
         ["MAILROOM_RECIPIENTS_PER_HOUR: invalid value \"0\"; expected a whole number of at least 1"]
@@ -223,4 +229,58 @@ fn rate_limits() {
         ["MAILROOM_MESSAGES_PER_HOUR: invalid value \"0\"; expected a whole number of at least 1"]
     );
     assert_eq!(error_for(&[("MAILROOM_CONNECTIONS_PER_MINUTE", "lots")]).len(), 1);
+}
+
+/// env.example and docs/interface.md say what the table in variables.rs says: every
+/// variable is named, with the same default.
+#[test]
+fn docs_follow_the_variable_table() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let example = std::fs::read_to_string(format!("{root}/env.example")).unwrap();
+    let interface = std::fs::read_to_string(format!("{root}/docs/interface.md")).unwrap();
+    for var in VARIABLES {
+        let full = format!("{PREFIX}{}", var.name);
+        let line = example.lines().find_map(|l| l.strip_prefix(&format!("#{full}=")));
+        let Some(example_value) = line else { panic!("env.example has no #{full}= line") };
+        let (names, defaults) =
+            interface_row(&interface, var.name).unwrap_or_else(|| panic!("{full} not in interface.md"));
+        match var.default {
+            DefaultValue::Text(text) => {
+                assert_eq!(example_value, text, "env.example's default of {full}");
+                let i = names.iter().position(|n| *n == full || *n == var.name.trim_end_matches("_LISTEN")).unwrap();
+                let documented = if names.len() == defaults.len() { &defaults[i] } else { &defaults[0] };
+                assert_eq!(documented, text, "interface.md's default of {full}");
+            }
+            DefaultValue::Empty(words) => {
+                assert_eq!(example_value, "", "env.example gives {full} a value, but it has none by default");
+                assert!(defaults_cell(&interface, &full).contains(words), "interface.md: {full} defaults to {words}");
+            }
+            DefaultValue::Derived(words, _) => {
+                assert!(defaults_cell(&interface, &full).contains(words), "interface.md: {full} defaults to {words}")
+            }
+        }
+    }
+}
+
+/// The variables table row naming `name`: the backquoted words of its first cell and
+/// of its default cell. The listeners share one `MAILROOM_<P>_LISTEN` row naming each P.
+fn interface_row(interface: &str, name: &str) -> Option<(Vec<String>, Vec<String>)> {
+    let quoted = |cell: &str| cell.split('`').skip(1).step_by(2).map(str::to_string).collect::<Vec<_>>();
+    interface.lines().filter(|l| l.starts_with("| `MAILROOM_")).find_map(|line| {
+        let cells: Vec<&str> = line.split('|').collect();
+        let mut names = quoted(cells[1]);
+        let listen = names.first().is_some_and(|n| n == "MAILROOM_<P>_LISTEN");
+        if listen {
+            names.remove(0);
+        }
+        let wanted = if listen { name.strip_suffix("_LISTEN")?.to_string() } else { format!("{PREFIX}{name}") };
+        names.contains(&wanted).then(|| (names, quoted(cells[2])))
+    })
+}
+
+fn defaults_cell(interface: &str, full: &str) -> String {
+    let line = interface
+        .lines()
+        .find(|l| l.starts_with("| `MAILROOM_") && l.split('|').nth(1).unwrap().contains(&format!("`{full}`")));
+    line.and_then(|l| l.split('|').nth(2)).unwrap_or_default().to_string()
 }

@@ -18,6 +18,8 @@ use std::time::{Duration, SystemTime};
 pub use check::{CheckResult, Status};
 pub use records::{DnsRecord, public_addresses, records, zone_fragment};
 
+use hickory_resolver::TokioResolver;
+
 use crate::config::Config;
 use crate::mailauth::{KeyError, KeyRing, keys};
 use crate::metrics::metrics;
@@ -39,27 +41,34 @@ pub fn expected_records(config: &Config, ring: &KeyRing) -> Vec<DnsRecord> {
 /// ACME or operator certificate means `enforce`, the self-signed fallback `testing`.
 fn mta_sts_id(config: &Config) -> String {
     use crate::http::mta_sts::{StsMode, policy_id, policy_text};
-    let publicly_trusted = config.tls_files.is_some() || config.acme != crate::config::AcmeMode::Off;
+    let publicly_trusted = config.tls_files().is_some() || config.acme.mode != crate::config::AcmeMode::Off;
     let mode = if publicly_trusted { StsMode::Enforce } else { StsMode::Testing };
     policy_id(&policy_text(&[config.hostname.as_str()], mode))
 }
 
-/// Run the check; promote pending DKIM generations whose records are all ok. Returns
-/// the results and the lines to print about rotations.
+/// Run the check (`mailroom dns --check`, with a resolver of its own); promote
+/// pending DKIM generations whose records are all ok. Returns the results and the
+/// lines to print about rotations.
 pub async fn run_check(config: &Config) -> Result<(Vec<CheckResult>, Vec<String>), String> {
     let ring = key_ring(config).map_err(|e| e.to_string())?;
     let resolver = resolver::build(&config.dns_servers)?;
-    let expected = expected_records(config, &ring);
+    Ok(check_with(config, &ring, &resolver).await)
+}
+
+/// The check through the server's resolver. The ring is re-read every time: keys
+/// rotate while the server runs.
+async fn check_with(config: &Config, ring: &KeyRing, resolver: &TokioResolver) -> (Vec<CheckResult>, Vec<String>) {
+    let expected = expected_records(config, ring);
     let addresses = public_addresses(config);
-    let results = check::check_all(&resolver, &expected, &config.hostname, &addresses).await;
-    let notes = complete_rotations(&config.data_dir.join("dkim"), &ring, &results);
+    let results = check::check_all(resolver, &expected, &config.hostname, &addresses).await;
+    let notes = complete_rotations(&config.data_dir.join("dkim"), ring, &results);
     for r in &results {
         metrics()
             .dns_record_ok
             .with_label_values(&[r.record.domain.as_str(), r.record.kind.as_str()])
             .set(i64::from(r.status == Status::Ok));
     }
-    Ok((results, notes))
+    (results, notes)
 }
 
 /// Promote pending DKIM keys that are published; report retired selectors whose
@@ -122,13 +131,18 @@ pub fn required_ok(results: &[CheckResult]) -> bool {
 /// problems, export the gauge, and reload signers after a DKIM promotion.
 pub fn spawn_periodic_check(
     config: std::sync::Arc<Config>,
+    resolver: TokioResolver,
     on_promote: impl Fn() + Send + Sync + 'static,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(60)).await;
         let mut reporter = ProblemReporter::new(&config);
         loop {
-            match run_check(&config).await {
+            let check = match key_ring(&config) {
+                Ok(ring) => Ok(check_with(&config, &ring, &resolver).await),
+                Err(e) => Err(e),
+            };
+            match check {
                 Ok((results, notes)) => {
                     let bad: Vec<String> = results
                         .iter()

@@ -210,7 +210,7 @@ pub fn records(config: &Config, keys: &KeyRing, mta_sts_id: &str) -> Vec<DnsReco
             false,
             "Outlook autodiscover",
         ));
-        if let Some(ca) = caa_issuer(&config.acme) {
+        if let Some(ca) = caa_issuer(&config.acme.mode) {
             out.push(rec(
                 domain,
                 "caa",

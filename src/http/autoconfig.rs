@@ -10,7 +10,7 @@
 //! the first 64 KiB (the web service's body limit) and never panics.
 
 use crate::accounts::Address;
-use crate::config::{Config, Protocol};
+use crate::config::{ListenConfig, Protocol};
 
 /// The client-facing ports that are switched on (first listen address of each).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -24,8 +24,8 @@ pub struct MailEndpoints {
 }
 
 impl MailEndpoints {
-    pub fn from_config(config: &Config) -> MailEndpoints {
-        let port = |p: Protocol| config.listen_addrs(p).iter().map(|a| a.port()).find(|&port| port != 0);
+    pub fn from_listen(listen: &ListenConfig) -> MailEndpoints {
+        let port = |p: Protocol| listen.of(p).iter().map(|a| a.port()).find(|&port| port != 0);
         MailEndpoints {
             imaps: port(Protocol::Imaps),
             imap: port(Protocol::Imap),

@@ -129,7 +129,12 @@ fn route_common(ctx: &WebContext, req: &WebRequest) -> Option<Response<Full<Byte
             let Some(domain) = thunderbird_domain(c, req) else {
                 return Some(text(StatusCode::NOT_FOUND, "not a mail domain of this server\n"));
             };
-            let xml = autoconfig::thunderbird_config(&c.hostname, &c.domains, &domain, &MailEndpoints::from_config(c));
+            let xml = autoconfig::thunderbird_config(
+                &c.hostname,
+                &c.domains,
+                &domain,
+                &MailEndpoints::from_listen(&c.listen),
+            );
             Some(response(StatusCode::OK, XML, xml.into_bytes()))
         }
         "/autodiscover/autodiscover.xml" if read_only || req.method == Method::POST => {
@@ -142,7 +147,8 @@ fn route_common(ctx: &WebContext, req: &WebRequest) -> Option<Response<Full<Byte
             if email.as_ref().is_some_and(|a| !is_our_domain(c, &a.domain)) {
                 return Some(text(StatusCode::NOT_FOUND, "not a mail domain of this server\n"));
             }
-            let xml = autoconfig::autodiscover_response(&c.hostname, email.as_ref(), &MailEndpoints::from_config(c));
+            let xml =
+                autoconfig::autodiscover_response(&c.hostname, email.as_ref(), &MailEndpoints::from_listen(&c.listen));
             Some(response(StatusCode::OK, XML, xml.into_bytes()))
         }
         _ => None,

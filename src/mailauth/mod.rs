@@ -35,19 +35,31 @@ pub struct Signers {
 impl Signers {
     /// Load (or generate) every domain's keys and build their signers.
     pub fn load(dkim_dir: &Path, domains: &[String], prefix: Option<&str>) -> Result<Signers, KeyError> {
+        let ring = KeyRing::load_or_generate(dkim_dir, domains, prefix)?;
+        Ok(Signers::from_ring(dkim_dir, domains, prefix, &ring))
+    }
+
+    /// Signers for a ring the caller has loaded (the server loads it once, for the
+    /// signers, the ARC key and the records it logs); `reload` re-reads `dkim_dir`.
+    pub fn from_ring(dkim_dir: &Path, domains: &[String], prefix: Option<&str>, ring: &KeyRing) -> Signers {
         let signers = Signers {
             dkim_dir: dkim_dir.to_path_buf(),
             domains: domains.to_vec(),
             prefix: prefix.map(str::to_string),
             current: RwLock::new(Arc::new(HashMap::new())),
         };
-        signers.reload()?;
-        Ok(signers)
+        signers.install(ring);
+        signers
     }
 
     /// Re-read the key ring (after `dkim rotate` + a DNS check promoted new keys).
     pub fn reload(&self) -> Result<(), KeyError> {
         let ring = KeyRing::load_or_generate(&self.dkim_dir, &self.domains, self.prefix.as_deref())?;
+        self.install(&ring);
+        Ok(())
+    }
+
+    fn install(&self, ring: &KeyRing) {
         let mut map = HashMap::new();
         for keys in &ring.domains {
             match DomainSigner::new(keys) {
@@ -58,7 +70,6 @@ impl Signers {
             }
         }
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(map);
-        Ok(())
     }
 
     /// The DKIM-Signature headers for a message whose From domain is `domain`, or

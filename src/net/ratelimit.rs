@@ -45,6 +45,7 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 
+use crate::config::Limits;
 use crate::metrics::metrics;
 
 /// Thresholds; [`LimiterConfig::default`] holds the production values.
@@ -79,11 +80,11 @@ pub struct LimiterConfig {
 impl LimiterConfig {
     /// Defaults, with the rates operators set (`MAILROOM_CONNECTIONS_PER_MINUTE`,
     /// `MAILROOM_MESSAGES_PER_HOUR`, `MAILROOM_RECIPIENTS_PER_HOUR`).
-    pub fn from_config(config: &crate::config::Config) -> LimiterConfig {
+    pub fn with_rates(limits: &Limits) -> LimiterConfig {
         LimiterConfig {
-            connections_per_minute: config.connections_per_minute,
-            messages_per_hour: config.messages_per_hour,
-            recipients_per_hour: config.recipients_per_hour,
+            connections_per_minute: limits.connections_per_minute,
+            messages_per_hour: limits.messages_per_hour,
+            recipients_per_hour: limits.recipients_per_hour,
             ..LimiterConfig::default()
         }
     }
@@ -301,8 +302,8 @@ impl Limiter {
     }
 
     /// The server's limiter: configured rates, `MAILROOM_TRUSTED_NETWORKS` exempt.
-    pub fn from_config(config: &crate::config::Config) -> Limiter {
-        Limiter::new(LimiterConfig::from_config(config), config.trusted_networks.clone())
+    pub fn configured(limits: &Limits, trusted_networks: &[IpNet]) -> Limiter {
+        Limiter::new(LimiterConfig::with_rates(limits), trusted_networks.to_vec())
     }
 
     fn is_trusted(&self, ip: IpAddr) -> bool {

@@ -37,7 +37,7 @@ use thiserror::Error;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::accounts::Address;
-use crate::config::Config;
+use crate::config::QueueConfig;
 
 pub use backoff::{base_delay, next_delay};
 pub use control::{CONTROL_SOCKET, control_request, spawn_control_server};
@@ -82,12 +82,13 @@ pub struct QueueSettings {
 }
 
 impl QueueSettings {
-    pub fn from_config(config: &Config) -> QueueSettings {
+    /// The configured retry schedule; `hostname` names this server in bounces.
+    pub fn new(hostname: &str, queue: &QueueConfig) -> QueueSettings {
         QueueSettings {
-            hostname: config.hostname.clone(),
-            lifetime: config.queue_lifetime,
-            retry_min: config.queue_retry_min,
-            retry_max: config.queue_retry_max,
+            hostname: hostname.to_string(),
+            lifetime: queue.lifetime,
+            retry_min: queue.retry_min,
+            retry_max: queue.retry_max,
             delay_warning: Some(Duration::from_secs(4 * 3600)),
             max_concurrency: 32,
             per_domain_concurrency: 4,

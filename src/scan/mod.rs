@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
 
-use crate::config::{Config, ScannerFailure};
+use crate::config::{Config, ScanConfig, ScannerFailure};
 use crate::mailauth::{AuthVerdict, Disposition};
 use crate::metrics::metrics;
 
@@ -110,11 +110,12 @@ impl Scanners {
     /// with a resolver of their own built from `MAILROOM_DNS_SERVERS`.
     pub fn from_config(config: &Config) -> Result<Scanners, ScanConfigError> {
         let resolver = crate::dns::resolver::build(&config.dns_servers).map_err(ScanConfigError::Resolver)?;
-        Scanners::with_resolver(config, resolver)
+        Scanners::new(&config.scan, &config.hostname, resolver)
     }
 
-    /// Same, sharing the server's resolver (and its cache).
-    pub fn with_resolver(config: &Config, resolver: TokioResolver) -> Result<Scanners, ScanConfigError> {
+    /// Scanners from their section, sharing the server's resolver (and its cache);
+    /// `hostname` names this server in the headers it adds.
+    pub fn new(config: &ScanConfig, hostname: &str, resolver: TokioResolver) -> Result<Scanners, ScanConfigError> {
         let rspamd =
             config.rspamd_url.as_deref().map(RspamdEndpoint::parse).transpose().map_err(ScanConfigError::Rspamd)?;
         let clamd = match config.clamd.as_deref() {
@@ -123,11 +124,11 @@ impl Scanners {
         };
         Ok(Scanners {
             resolver,
-            hostname: config.hostname.clone(),
+            hostname: hostname.to_string(),
             dnsbl: config.dnsbl.clone(),
             rspamd,
             clamd,
-            failure: config.scanner_failure,
+            failure: config.failure,
             timeout: Duration::from_secs(60),
         })
     }

@@ -98,8 +98,14 @@ pub struct SmtpTransport {
 }
 
 impl SmtpTransport {
+    /// A transport with a resolver of its own, built from `settings.dns_servers`.
     pub fn new(settings: ClientSettings) -> Result<SmtpTransport, ClientError> {
         let resolver = build_resolver(&settings.dns_servers).map_err(ClientError::Resolver)?;
+        SmtpTransport::with_resolver(settings, resolver)
+    }
+
+    /// Same, sharing the server's resolver (and its cache).
+    pub fn with_resolver(settings: ClientSettings, resolver: TokioResolver) -> Result<SmtpTransport, ClientError> {
         let connectors = Connectors::new(&settings.extra_roots)?;
         let sts = MtaSts::new(settings.mta_sts_port);
         Ok(SmtpTransport { settings, resolver, connectors, sts, pool: Mutex::new(HashMap::new()) })

@@ -1,0 +1,80 @@
+//! The parts of [`Config`](super::Config) that one module owns: each is handed its
+//! section, so it depends on the settings it uses and not on the whole configuration.
+
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::{AcmeChallenge, AcmeExtraName, AcmeMode, ListenAddr, Protocol, ScannerFailure};
+
+/// What the listeners bind and how connections are admitted (`net`, autoconfig).
+#[derive(Clone, Debug)]
+pub struct ListenConfig {
+    /// Listen addresses per protocol, in [`Protocol::ALL`] order; empty = off.
+    pub addrs: Vec<(Protocol, Vec<ListenAddr>)>,
+    /// Load balancers that may (and then must) send a PROXY protocol header.
+    pub proxy_protocol_from: Vec<IpNet>,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+}
+
+impl ListenConfig {
+    /// The listen addresses of one protocol (empty when off).
+    pub fn of(&self, protocol: Protocol) -> &[ListenAddr] {
+        self.addrs.iter().find(|(p, _)| *p == protocol).map(|(_, a)| a.as_slice()).unwrap_or(&[])
+    }
+
+    pub(super) fn set(&mut self, protocol: Protocol, addrs: Vec<ListenAddr>) {
+        if let Some(entry) = self.addrs.iter_mut().find(|(p, _)| *p == protocol) {
+            entry.1 = addrs;
+        }
+    }
+}
+
+/// Where certificates come from when the operator supplies none (`acme`).
+#[derive(Clone, Debug)]
+pub struct AcmeConfig {
+    pub mode: AcmeMode,
+    pub email: Option<String>,
+    pub challenge: AcmeChallenge,
+    pub ca_file: Option<std::path::PathBuf>,
+    pub extra_names: Vec<AcmeExtraName>,
+    /// Renew when less than this is left (None: two thirds of the lifetime, or ARI).
+    pub renew_before: Option<Duration>,
+}
+
+/// Sizes, timeouts and rates that protect the server from one client (`smtp`, `imap`,
+/// `net::ratelimit`).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub message_size: u64,
+    /// SMTP/LMTP: a command line must be complete this long after its first byte; message
+    /// content gets this plus one second per KiB (slowloris, `smtp::deadline`).
+    pub smtp_command_timeout: Duration,
+    /// New connections per client address per minute (trusted networks exempt).
+    pub connections_per_minute: u32,
+    /// Messages per authenticated sender per hour.
+    pub messages_per_hour: u32,
+    /// Accepted recipients per authenticated sender per hour.
+    pub recipients_per_hour: u32,
+}
+
+/// How long and how often the outbound queue retries (`queue`).
+#[derive(Clone, Debug)]
+pub struct QueueConfig {
+    /// How long a message is retried before it bounces.
+    pub lifetime: Duration,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+}
+
+/// The content checks of inbound mail (`scan`).
+#[derive(Clone, Debug)]
+pub struct ScanConfig {
+    /// DNS blocklist zones checked for connecting addresses.
+    pub dnsbl: Vec<String>,
+    pub rspamd_url: Option<String>,
+    /// `host:port` or an absolute socket path.
+    pub clamd: Option<String>,
+    pub failure: ScannerFailure,
+}
