@@ -16,8 +16,8 @@ use crate::mailauth::{ArcSealKey, Disposition, InboundAuthenticator, Srs, strip_
 use crate::scan::{ScanAction, ScanContext, Scanners};
 
 use super::command::ReversePath;
-use super::reply::Reply;
 use super::session::{ClientInfo, Envelope};
+use super::status::Status;
 
 /// Everything port 25 needs to judge and forward mail. Built once at start.
 pub struct InboundChecks {
@@ -48,7 +48,7 @@ pub struct Judged {
 
 impl InboundChecks {
     /// Judge `message` (the content as received, CRLF). `Err` is the reply refusing it.
-    pub async fn judge(&self, message: &[u8], client: &ClientInfo, envelope: &Envelope) -> Result<Judged, Reply> {
+    pub async fn judge(&self, message: &[u8], client: &ClientInfo, envelope: &Envelope) -> Result<Judged, Status> {
         let stripped = strip_our_auth_results(message, &self.hostname);
         let helo = client.helo.as_deref().unwrap_or("");
         let sender = match &envelope.sender {
@@ -129,9 +129,9 @@ impl InboundChecks {
     }
 }
 
-/// `"554 5.7.1 text"` -> a [`Reply`]; anything unparsable becomes a 451 (retry), never
+/// `"554 5.7.1 text"` -> a [`Status`]; anything unparsable becomes a 451 (retry), never
 /// a silent accept.
-pub fn reply_from_line(line: &str) -> Reply {
+pub fn reply_from_line(line: &str) -> Status {
     let mut parts = line.trim().splitn(3, ' ');
     let code = parts.next().and_then(|c| c.parse::<u16>().ok()).filter(|c| (400..600).contains(c));
     let enhanced = parts.next().and_then(|e| {
@@ -142,8 +142,8 @@ pub fn reply_from_line(line: &str) -> Reply {
         }
     });
     match (code, enhanced, parts.next()) {
-        (Some(code), Some(enhanced), Some(text)) => Reply::new(code, enhanced, text),
-        _ => Reply::new(451, (4, 7, 1), "Error: message could not be checked, try again later"),
+        (Some(code), Some(enhanced), Some(text)) => Status::new(code, enhanced, text),
+        _ => Status::new(451, (4, 7, 1), "Error: message could not be checked, try again later"),
     }
 }
 

@@ -44,11 +44,11 @@ use super::deadline::{LineDeadline, TransferDeadline};
 use super::deliver::Spool;
 use super::framing::{Frame, LineFramer};
 use super::policy::{DirectoryPolicy, SenderDomainCheck};
-use super::reply::{Enhanced, Reply};
 use super::sasl::{self, Mechanism, SaslError};
 use super::session::{
     Action, ClientInfo, EndOfMessage, Session, SessionConfig, SessionState, SmtpLimits, SmtpMode, TlsInfo,
 };
+use super::status::{Enhanced, Status};
 
 /// Everything a listener's sessions share. Built once by `app.rs`.
 pub struct SmtpContext {
@@ -262,7 +262,7 @@ impl Connection {
         }
     }
 
-    fn push(&mut self, replies: &[Reply]) {
+    fn push(&mut self, replies: &[Status]) {
         for r in replies {
             r.render_into(&mut self.out);
         }
@@ -359,7 +359,7 @@ impl Connection {
     }
 
     /// Parse and handle one command line; count recipients in metrics.
-    async fn command(&mut self, line: &[u8]) -> (Vec<Reply>, Action) {
+    async fn command(&mut self, line: &[u8]) -> (Vec<Status>, Action) {
         let cmd = match parse_command(line) {
             Ok(c) => c,
             Err(e) => return self.session.parse_error(&e),
@@ -372,7 +372,7 @@ impl Connection {
             let outcome = rcpt_outcome(r);
             metrics().smtp_recipients_total.with_label_values(&[self.service(), outcome]).inc();
         }
-        if verb == "MAIL" && replies.first().is_some_and(Reply::is_positive) {
+        if verb == "MAIL" && replies.first().is_some_and(Status::is_positive) {
             let span = self.current_span();
             span.in_scope(|| tracing::debug!(line = %String::from_utf8_lossy(line).trim_end(), "transaction started"));
         }
@@ -439,8 +439,8 @@ impl Connection {
         }
     }
 
-    fn log_refusals(&mut self, replies: &[Reply]) {
-        if !replies.iter().any(Reply::is_error) {
+    fn log_refusals(&mut self, replies: &[Status]) {
+        if !replies.iter().any(Status::is_error) {
             return;
         }
         let span = self.current_span();
@@ -631,7 +631,7 @@ impl Connection {
         let outcomes = match spool.finish().await {
             Err(e) => {
                 span.in_scope(|| tracing::error!(error = %e, "spooling the message failed"));
-                let r = Reply::new(451, (4, 3, 0), "Error: cannot store the message now, try again later");
+                let r = Status::new(451, (4, 3, 0), "Error: cannot store the message now, try again later");
                 vec![Err(r); envelope.recipients.len()]
             }
             Ok(message) => {
@@ -676,7 +676,7 @@ impl Connection {
 }
 
 /// The metrics label for a RCPT reply.
-fn rcpt_outcome(r: &Reply) -> &'static str {
+fn rcpt_outcome(r: &Status) -> &'static str {
     match r.enhanced {
         _ if r.is_positive() => "accepted",
         Some(Enhanced(5, 1, 1)) => "unknown_user",

@@ -19,10 +19,11 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::reply::{Capabilities, Reply, ReplyError, parse_reply};
+use super::reply::{Capabilities, ReplyError, parse_reply};
 use super::transaction::{MailParams, Step, Transaction, dot_stuff};
 use crate::accounts::Address;
 use crate::queue::RecipientOutcome;
+use crate::smtp::status::Status;
 
 /// Waiting for a reply to a command (RFC 5321 §4.5.3.2: 5 minutes for MAIL/RCPT).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
@@ -46,7 +47,7 @@ pub enum SessionError {
     #[error("TLS: {0}")]
     Tls(String),
     #[error("server said: {0}")]
-    Rejected(Reply),
+    Rejected(Status),
 }
 
 impl SessionError {
@@ -136,7 +137,7 @@ impl Connection {
             tls: TlsState::None,
         };
         let greeting = conn.read_reply(COMMAND_TIMEOUT, "the greeting").await?;
-        if !greeting.is_positive() {
+        if !greeting.is_completion() {
             return Err(SessionError::Rejected(greeting));
         }
         Ok(conn)
@@ -147,7 +148,7 @@ impl Connection {
     }
 
     /// Read one complete reply.
-    pub async fn read_reply(&mut self, timeout: Duration, what: &'static str) -> Result<Reply, SessionError> {
+    pub async fn read_reply(&mut self, timeout: Duration, what: &'static str) -> Result<Status, SessionError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Some((reply, used)) = parse_reply(&self.buf)? {
@@ -181,7 +182,7 @@ impl Connection {
     }
 
     /// Send one command line and read its reply.
-    pub async fn command(&mut self, line: &str) -> Result<Reply, SessionError> {
+    pub async fn command(&mut self, line: &str) -> Result<Status, SessionError> {
         self.write(format!("{line}\r\n").as_bytes()).await?;
         self.read_reply(COMMAND_TIMEOUT, "a command reply").await
     }
@@ -189,13 +190,13 @@ impl Connection {
     /// EHLO (falling back to HELO for an ancient server); records the capabilities.
     pub async fn ehlo(&mut self, hostname: &str) -> Result<(), SessionError> {
         let reply = self.command(&format!("EHLO {hostname}")).await?;
-        if reply.is_positive() {
+        if reply.is_completion() {
             self.caps = Capabilities::from_ehlo(&reply);
             return Ok(());
         }
         if reply.is_permanent() {
             let helo = self.command(&format!("HELO {hostname}")).await?;
-            if helo.is_positive() {
+            if helo.is_completion() {
                 self.caps = Capabilities::default();
                 return Ok(());
             }
@@ -249,7 +250,7 @@ impl Connection {
             }
             self.command(&b64.encode(password)).await?
         };
-        if reply.is_positive() { Ok(()) } else { Err(SessionError::Rejected(reply)) }
+        if reply.is_completion() { Ok(()) } else { Err(SessionError::Rejected(reply)) }
     }
 
     /// Run one mail transaction. Returns per-recipient outcomes and whether the
@@ -315,7 +316,7 @@ impl Connection {
 
     /// Reset for the next message on this connection; false if it is no longer usable.
     pub async fn rset(&mut self) -> bool {
-        matches!(self.command("RSET").await, Ok(r) if r.is_positive())
+        matches!(self.command("RSET").await, Ok(r) if r.is_completion())
     }
 
     /// Say goodbye (best effort, bounded).

@@ -10,9 +10,9 @@
 
 use std::collections::VecDeque;
 
-use super::reply::Reply;
 use crate::accounts::Address;
 use crate::queue::RecipientOutcome;
+use crate::smtp::status::Status;
 
 /// Which command a pending reply answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,11 +110,11 @@ impl Transaction {
     }
 
     /// Feed the next reply; the answer says what to do.
-    pub fn on_reply(&mut self, reply: &Reply) -> Step {
+    pub fn on_reply(&mut self, reply: &Status) -> Step {
         let Some(expect) = self.awaiting.pop_front() else { return Step::Done };
         match expect {
             Expect::Mail => {
-                if !reply.is_positive() {
+                if !reply.is_completion() {
                     // The sender was refused: every recipient shares that fate. With
                     // pipelining the RCPT and DATA replies are still on their way.
                     for o in self.outcomes.iter_mut() {
@@ -128,7 +128,7 @@ impl Transaction {
                 if let Some(slot) = self.outcomes.get_mut(i)
                     && slot.is_none()
                 {
-                    if reply.is_positive() {
+                    if reply.is_completion() {
                         self.accepted.push(i);
                     } else {
                         *slot = Some(outcome_of(reply));
@@ -170,7 +170,7 @@ impl Transaction {
         Step::Send(self.send_upto(next + 1))
     }
 
-    fn settle_accepted(&mut self, reply: &Reply) {
+    fn settle_accepted(&mut self, reply: &Status) {
         for &i in &self.accepted {
             if let Some(slot) = self.outcomes.get_mut(i) {
                 *slot = Some(outcome_of(reply));
@@ -197,9 +197,9 @@ impl Transaction {
 }
 
 /// A reply as a per-recipient outcome.
-pub fn outcome_of(reply: &Reply) -> RecipientOutcome {
+pub fn outcome_of(reply: &Status) -> RecipientOutcome {
     let text = reply.one_line();
-    if reply.is_positive() {
+    if reply.is_completion() {
         RecipientOutcome::Delivered(text)
     } else if reply.is_permanent() {
         RecipientOutcome::Permanent(text)
@@ -238,7 +238,7 @@ mod tests {
     use super::*;
     use crate::smtp::client::reply::parse_reply;
 
-    fn r(s: &str) -> Reply {
+    fn r(s: &str) -> Status {
         parse_reply(format!("{s}\r\n").as_bytes()).unwrap().unwrap().0
     }
     fn a(s: &str) -> Address {
