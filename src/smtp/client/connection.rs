@@ -52,12 +52,12 @@ pub enum SessionError {
 
 impl SessionError {
     /// As a temporary per-recipient diagnostic (`4.4.x` network problems, RFC 3463).
-    pub fn diagnostic(&self) -> String {
+    pub fn diagnostic(&self) -> Status {
         match self {
-            SessionError::Rejected(r) => r.one_line(),
-            SessionError::Connect(..) => format!("4.4.1 {self}"),
-            SessionError::Tls(_) => format!("4.7.5 {self}"),
-            _ => format!("4.4.2 {self}"),
+            SessionError::Rejected(r) => r.clone(),
+            SessionError::Connect(..) => Status::local((4, 4, 1), self.to_string()),
+            SessionError::Tls(_) => Status::local((4, 7, 5), self.to_string()),
+            _ => Status::local((4, 4, 2), self.to_string()),
         }
     }
 }
@@ -266,14 +266,18 @@ impl Connection {
             && limit > 0
             && message.len() as u64 > limit
         {
-            let why = format!("552 5.3.4 message size {} exceeds the limit {limit} of {}", message.len(), self.host);
+            let why = Status::new(
+                552,
+                (5, 3, 4),
+                format!("message size {} exceeds the limit {limit} of {}", message.len(), self.host),
+            );
             return (vec![RecipientOutcome::Permanent(why); recipients.len()], true);
         }
         let eight_bit = !message.is_ascii();
         let utf8 =
             sender.is_some_and(|s| !s.to_string().is_ascii()) || recipients.iter().any(|r| !r.to_string().is_ascii());
         if utf8 && !self.caps.smtputf8 {
-            let why = "553 5.6.7 the receiving server does not support SMTPUTF8 addresses".to_string();
+            let why = Status::new(553, (5, 6, 7), "the receiving server does not support SMTPUTF8 addresses");
             return (vec![RecipientOutcome::Permanent(why); recipients.len()], true);
         }
         let params = MailParams {
@@ -404,7 +408,10 @@ mod tests {
         let rcpt = Address::parse("x@mx.test").unwrap();
         let (outcomes, reusable) = conn.send_mail(None, &[rcpt], b"Subject: too big\r\n\r\n").await;
         assert!(reusable);
-        assert!(matches!(&outcomes[0], RecipientOutcome::Permanent(t) if t.starts_with("552 5.3.4")), "{outcomes:?}");
+        assert!(
+            matches!(&outcomes[0], RecipientOutcome::Permanent(t) if t.one_line().starts_with("552 5.3.4")),
+            "{outcomes:?}"
+        );
     }
 
     #[tokio::test]
@@ -418,6 +425,9 @@ mod tests {
         // The script ends after MAIL: the server reads RCPT and closes.
         let (outcomes, reusable) = conn.send_mail(None, &[rcpt], b"Subject: hi\r\n\r\nx\r\n").await;
         assert!(!reusable);
-        assert!(matches!(&outcomes[0], RecipientOutcome::Temporary(t) if t.starts_with("4.4.2")), "{outcomes:?}");
+        assert!(
+            matches!(&outcomes[0], RecipientOutcome::Temporary(t) if t.one_line().starts_with("4.4.2")),
+            "{outcomes:?}"
+        );
     }
 }

@@ -29,6 +29,7 @@ use super::mx::{RouteError, build_resolver, lookup_addresses, lookup_mx};
 use super::tls::{Connectors, server_name};
 use crate::config::{Config, RelayHost};
 use crate::queue::{BoxFuture, DeliveryBatch, RecipientOutcome, Transport};
+use crate::smtp::status::Status;
 
 /// How long an idle connection is kept for reuse.
 const POOL_IDLE: Duration = Duration::from_secs(30);
@@ -114,8 +115,8 @@ impl SmtpTransport {
         result.unwrap_or_else(|e| {
             tracing::info!(queue_id = %batch.queue_id, domain = %batch.domain, error = %e, "smtp client: no delivery");
             let outcome = match e {
-                RouteError::Permanent(t) => RecipientOutcome::Permanent(t),
-                RouteError::Temporary(t) => RecipientOutcome::Temporary(t),
+                RouteError::Permanent(s) => RecipientOutcome::Permanent(s),
+                RouteError::Temporary(s) => RecipientOutcome::Temporary(s),
             };
             vec![outcome; n]
         })
@@ -143,19 +144,19 @@ impl SmtpTransport {
         if let Some(p) = enforce {
             hosts.retain(|h| p.allows(&h.name));
             if hosts.is_empty() {
-                return Err(RouteError::Temporary(format!(
-                    "4.7.5 no MX host of {domain} matches its MTA-STS policy (id {})",
-                    p.id
+                return Err(RouteError::Temporary(Status::local(
+                    (4, 7, 5),
+                    format!("no MX host of {domain} matches its MTA-STS policy (id {})", p.id),
                 )));
             }
         }
         let need = if enforce.is_some() { TlsNeed::Verified } else { TlsNeed::Opportunistic };
-        let mut last = format!("4.4.1 no MX host of {domain} could be reached");
+        let mut last = Status::local((4, 4, 1), format!("no MX host of {domain} could be reached"));
         for host in hosts {
             let ips = match lookup_addresses(&self.resolver, &host.name).await {
                 Ok(ips) => ips,
                 Err(e) => {
-                    last = e.to_string();
+                    last = e.into_status();
                     continue;
                 }
             };
@@ -183,7 +184,7 @@ impl SmtpTransport {
             _ => None,
         };
         let ips = lookup_addresses(&self.resolver, &relay.host).await?;
-        let mut last = format!("4.4.1 relay host {} could not be reached", relay.host);
+        let mut last = Status::local((4, 4, 1), format!("relay host {} could not be reached", relay.host));
         for ip in ips {
             let addr = SocketAddr::new(ip, relay.port);
             match self.open(addr, &relay.host, TlsNeed::Verified, credentials).await {
