@@ -91,7 +91,7 @@ pub async fn serve_connection(
     let span = tracing::info_span!("smtp", service, client = %peer.ip());
     let active = metrics().smtp_sessions_active.with_label_values(&[service]);
     active.inc();
-    let mut conn = Connection::new(ctx, stream, peer, shutdown, span.clone());
+    let mut conn = SmtpConnection::new(ctx, stream, peer, shutdown, span.clone());
     match conn.run().instrument(span.clone()).await {
         Ok(()) => {}
         Err(e) => span.in_scope(|| tracing::debug!(error = %e, "connection ended with an error")),
@@ -169,7 +169,7 @@ struct Chunks {
     transfer: TransferDeadline,
 }
 
-struct Connection {
+struct SmtpConnection {
     ctx: Arc<SmtpContext>,
     policy: DirectoryPolicy,
     session: Session,
@@ -198,14 +198,14 @@ enum AuthLine {
 /// How much we ask the socket for at a time.
 const READ_SIZE: usize = 64 * 1024;
 
-impl Connection {
+impl SmtpConnection {
     fn new(
         ctx: Arc<SmtpContext>,
         stream: TcpStream,
         peer: SocketAddr,
         shutdown: watch::Receiver<bool>,
         span: tracing::Span,
-    ) -> Connection {
+    ) -> SmtpConnection {
         let config = SessionConfig {
             hostname: ctx.hostname.clone(),
             primary_domain: ctx.directory.domains().first().cloned().unwrap_or_else(|| ctx.hostname.clone()),
@@ -225,7 +225,7 @@ impl Connection {
             limiter: ctx.limiter.clone(),
         };
         let framer = LineFramer::new(ctx.limits.max_line);
-        Connection {
+        SmtpConnection {
             ctx,
             policy,
             session: Session::new(config, client),

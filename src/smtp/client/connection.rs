@@ -62,38 +62,39 @@ impl SessionError {
     }
 }
 
-/// A TCP or TLS stream.
-pub enum Stream {
+/// A TCP or TLS stream of the client (the server has its own `Stream` over server-side
+/// TLS, with a state for the handshake).
+pub enum ClientStream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-impl AsyncRead for Stream {
+impl AsyncRead for ClientStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
 
-impl AsyncWrite for Stream {
+impl AsyncWrite for ClientStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -108,9 +109,10 @@ pub enum TlsState {
     Verified,
 }
 
-/// An open SMTP client connection.
-pub struct Connection {
-    stream: Option<Stream>,
+/// An open SMTP client connection: one session with a remote server, reused by the
+/// transport's pool for several messages.
+pub struct ClientSession {
+    stream: Option<ClientStream>,
     buf: Vec<u8>,
     pub peer: SocketAddr,
     /// The host name we connected to (MX name or relay host).
@@ -119,17 +121,17 @@ pub struct Connection {
     pub tls: TlsState,
 }
 
-impl Connection {
+impl ClientSession {
     /// Connect and read the greeting. A non-2xx greeting is `Rejected`.
-    pub async fn connect(addr: SocketAddr, host: &str, timeout: Duration) -> Result<Connection, SessionError> {
+    pub async fn connect(addr: SocketAddr, host: &str, timeout: Duration) -> Result<ClientSession, SessionError> {
         let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(SessionError::Connect(addr, e)),
             Err(_) => return Err(SessionError::Timeout("the TCP connection")),
         };
         let _ = tcp.set_nodelay(true);
-        let mut conn = Connection {
-            stream: Some(Stream::Plain(tcp)),
+        let mut conn = ClientSession {
+            stream: Some(ClientStream::Plain(tcp)),
             buf: Vec::with_capacity(1024),
             peer: addr,
             host: host.to_string(),
@@ -143,7 +145,7 @@ impl Connection {
         Ok(conn)
     }
 
-    fn stream(&mut self) -> Result<&mut Stream, SessionError> {
+    fn stream(&mut self) -> Result<&mut ClientStream, SessionError> {
         self.stream.as_mut().ok_or(SessionError::Closed)
     }
 
@@ -220,7 +222,7 @@ impl Connection {
         if !self.buf.is_empty() {
             return Err(SessionError::Tls("the server sent data before the TLS handshake (injection?)".into()));
         }
-        let Some(Stream::Plain(tcp)) = self.stream.take() else {
+        let Some(ClientStream::Plain(tcp)) = self.stream.take() else {
             return Err(SessionError::Tls("STARTTLS on a connection that is already TLS".into()));
         };
         let tls = match tokio::time::timeout(COMMAND_TIMEOUT, connector.connect(name, tcp)).await {
@@ -228,7 +230,7 @@ impl Connection {
             Ok(Err(e)) => return Err(SessionError::Tls(e.to_string())),
             Err(_) => return Err(SessionError::Timeout("the TLS handshake")),
         };
-        self.stream = Some(Stream::Tls(Box::new(tls)));
+        self.stream = Some(ClientStream::Tls(Box::new(tls)));
         self.tls = if verified { TlsState::Verified } else { TlsState::Unverified };
         self.ehlo(hostname).await
     }
@@ -363,7 +365,7 @@ mod tests {
     #[tokio::test]
     async fn refusing_greeting_is_rejected() {
         let addr = scripted("554 5.7.1 go away\r\n", vec![]).await;
-        let err = Connection::connect(addr, "mx.test", T).await.err().unwrap();
+        let err = ClientSession::connect(addr, "mx.test", T).await.err().unwrap();
         assert!(matches!(err, SessionError::Rejected(ref r) if r.code == 554), "{err}");
     }
 
@@ -374,7 +376,7 @@ mod tests {
             vec![("EHLO me.test", "500 5.5.1 what?\r\n"), ("HELO me.test", "250 old.test\r\n")],
         )
         .await;
-        let mut conn = Connection::connect(addr, "old.test", T).await.unwrap();
+        let mut conn = ClientSession::connect(addr, "old.test", T).await.unwrap();
         conn.ehlo("me.test").await.unwrap();
         assert_eq!(conn.caps, Capabilities::default());
     }
@@ -390,7 +392,7 @@ mod tests {
             ],
         )
         .await;
-        let mut conn = Connection::connect(addr, "mx.test", T).await.unwrap();
+        let mut conn = ClientSession::connect(addr, "mx.test", T).await.unwrap();
         conn.ehlo("me.test").await.unwrap();
         assert!(conn.caps.starttls);
         let connectors = super::super::tls::Connectors::new(&[]).unwrap();
@@ -403,7 +405,7 @@ mod tests {
     #[tokio::test]
     async fn message_over_the_advertised_size_fails_without_sending() {
         let addr = scripted("220 mx.test\r\n", vec![("EHLO me.test", "250-mx.test\r\n250 SIZE 10\r\n")]).await;
-        let mut conn = Connection::connect(addr, "mx.test", T).await.unwrap();
+        let mut conn = ClientSession::connect(addr, "mx.test", T).await.unwrap();
         conn.ehlo("me.test").await.unwrap();
         let rcpt = Address::parse("x@mx.test").unwrap();
         let (outcomes, reusable) = conn.send_mail(None, &[rcpt], b"Subject: too big\r\n\r\n").await;
@@ -419,7 +421,7 @@ mod tests {
         let addr =
             scripted("220 mx.test\r\n", vec![("EHLO me.test", "250 mx.test\r\n"), ("MAIL FROM:<>", "250 ok\r\n")])
                 .await;
-        let mut conn = Connection::connect(addr, "mx.test", T).await.unwrap();
+        let mut conn = ClientSession::connect(addr, "mx.test", T).await.unwrap();
         conn.ehlo("me.test").await.unwrap();
         let rcpt = Address::parse("x@mx.test").unwrap();
         // The script ends after MAIL: the server reads RCPT and closes.

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use hickory_resolver::TokioResolver;
 use rustls_pki_types::CertificateDer;
 
-use super::connection::{Connection, SessionError, TlsState};
+use super::connection::{ClientSession, SessionError, TlsState};
 use super::mta_sts::{Mode, MtaSts};
 use super::mx::{RouteError, build_resolver, lookup_addresses, lookup_mx};
 use super::tls::{Connectors, server_name};
@@ -95,7 +95,7 @@ pub struct SmtpTransport {
     resolver: TokioResolver,
     connectors: Connectors,
     sts: MtaSts,
-    pool: Mutex<HashMap<String, Vec<(Connection, Instant)>>>,
+    pool: Mutex<HashMap<String, Vec<(ClientSession, Instant)>>>,
 }
 
 impl SmtpTransport {
@@ -205,9 +205,9 @@ impl SmtpTransport {
         host: &str,
         need: TlsNeed,
         credentials: Option<(&str, &str)>,
-    ) -> Result<Connection, SessionError> {
+    ) -> Result<ClientSession, SessionError> {
         let hostname = &self.settings.hostname;
-        let mut conn = Connection::connect(addr, host, self.settings.connect_timeout).await?;
+        let mut conn = ClientSession::connect(addr, host, self.settings.connect_timeout).await?;
         conn.ehlo(hostname).await?;
         let name = server_name(host).ok_or_else(|| SessionError::Tls(format!("{host:?} is not a valid TLS name")));
         match need {
@@ -240,7 +240,7 @@ impl SmtpTransport {
     }
 
     /// Run the batch's transaction on `conn`, then park or close it.
-    async fn transact(&self, mut conn: Connection, key: &str, batch: &DeliveryBatch) -> Vec<RecipientOutcome> {
+    async fn transact(&self, mut conn: ClientSession, key: &str, batch: &DeliveryBatch) -> Vec<RecipientOutcome> {
         let (outcomes, reusable) = conn.send_mail(batch.sender.as_ref(), &batch.recipients, &batch.message).await;
         tracing::info!(queue_id = %batch.queue_id, host = %conn.host, addr = %conn.peer, tls = ?conn.tls, "smtp client: transaction done");
         if reusable {
@@ -270,7 +270,7 @@ impl SmtpTransport {
         }
     }
 
-    fn park(&self, key: &str, conn: Connection) {
+    fn park(&self, key: &str, conn: ClientSession) {
         let mut stale = Vec::new();
         {
             let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
