@@ -3,6 +3,7 @@
 //!
 //! Split by stage so "why was this refused" has one obvious file:
 //! - `command`: one command line -> [`Command`] or a syntax reply (pure parser);
+//! - `stream`: the TCP-or-TLS byte stream of server and client sessions;
 //! - `status`: the one SMTP status (reply code, enhanced code, text) of server, client
 //!   and queue; multi-line rendering;
 //! - `framing`: finding complete command lines, the 2,048-octet limit;
@@ -39,6 +40,7 @@ pub mod sender_dns;
 pub mod server;
 pub mod session;
 pub mod status;
+pub mod stream;
 pub mod submit;
 
 pub use command::{Command, CommandError, parse_command};

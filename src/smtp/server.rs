@@ -20,14 +20,12 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use ipnet::IpNet;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -49,6 +47,7 @@ use super::session::{
     Action, ClientInfo, EndOfMessage, Session, SessionConfig, SessionState, SmtpLimits, SmtpMode, TlsInfo,
 };
 use super::status::{Enhanced, Status};
+use super::stream::Stream;
 
 /// Everything a listener's sessions share. Built once by `app.rs`.
 pub struct SmtpContext {
@@ -106,50 +105,6 @@ fn service_name(ctx: &SmtpContext) -> &'static str {
         SmtpMode::Lmtp => "lmtp",
         SmtpMode::Submission if ctx.implicit_tls => "submissions",
         SmtpMode::Submission => "submission",
-    }
-}
-
-/// Plain TCP until STARTTLS, TLS after.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-    /// Only during the handshake (the TCP stream is moved into the acceptor).
-    Closed,
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Stream::Closed => Poll::Ready(Ok(())),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            Stream::Closed => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Stream::Closed => Poll::Ready(Ok(())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            Stream::Closed => Poll::Ready(Ok(())),
-        }
     }
 }
 
@@ -503,7 +458,7 @@ impl SmtpConnection {
         let cipher =
             conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_else(|| "unknown".into());
         tracing::debug!(version = %version, cipher = %cipher, "TLS started");
-        self.stream = Stream::Tls(Box::new(tls));
+        self.stream = Stream::Tls(Box::new(tls.into()));
         self.session.tls_started(TlsInfo { version, cipher });
         Ok(true)
     }

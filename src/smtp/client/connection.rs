@@ -8,22 +8,20 @@
 //! (the CVE-2011-0411 class of bugs).
 
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::Engine;
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
 use super::reply::{Capabilities, ReplyError, parse_reply};
 use super::transaction::{MailParams, Step, Transaction, dot_stuff};
 use crate::accounts::Address;
 use crate::queue::RecipientOutcome;
 use crate::smtp::status::Status;
+use crate::smtp::stream::Stream;
 
 /// Waiting for a reply to a command (RFC 5321 §4.5.3.2: 5 minutes for MAIL/RCPT).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
@@ -62,43 +60,6 @@ impl SessionError {
     }
 }
 
-/// A TCP or TLS stream of the client (the server has its own `Stream` over server-side
-/// TLS, with a state for the handshake).
-pub enum ClientStream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for ClientStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for ClientStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
-
 /// How the connection is protected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlsState {
@@ -112,7 +73,7 @@ pub enum TlsState {
 /// An open SMTP client connection: one session with a remote server, reused by the
 /// transport's pool for several messages.
 pub struct ClientSession {
-    stream: Option<ClientStream>,
+    stream: Option<Stream>,
     buf: Vec<u8>,
     pub peer: SocketAddr,
     /// The host name we connected to (MX name or relay host).
@@ -131,7 +92,7 @@ impl ClientSession {
         };
         let _ = tcp.set_nodelay(true);
         let mut conn = ClientSession {
-            stream: Some(ClientStream::Plain(tcp)),
+            stream: Some(Stream::Plain(tcp)),
             buf: Vec::with_capacity(1024),
             peer: addr,
             host: host.to_string(),
@@ -145,7 +106,7 @@ impl ClientSession {
         Ok(conn)
     }
 
-    fn stream(&mut self) -> Result<&mut ClientStream, SessionError> {
+    fn stream(&mut self) -> Result<&mut Stream, SessionError> {
         self.stream.as_mut().ok_or(SessionError::Closed)
     }
 
@@ -222,7 +183,7 @@ impl ClientSession {
         if !self.buf.is_empty() {
             return Err(SessionError::Tls("the server sent data before the TLS handshake (injection?)".into()));
         }
-        let Some(ClientStream::Plain(tcp)) = self.stream.take() else {
+        let Some(Stream::Plain(tcp)) = self.stream.take() else {
             return Err(SessionError::Tls("STARTTLS on a connection that is already TLS".into()));
         };
         let tls = match tokio::time::timeout(COMMAND_TIMEOUT, connector.connect(name, tcp)).await {
@@ -230,7 +191,7 @@ impl ClientSession {
             Ok(Err(e)) => return Err(SessionError::Tls(e.to_string())),
             Err(_) => return Err(SessionError::Timeout("the TLS handshake")),
         };
-        self.stream = Some(ClientStream::Tls(Box::new(tls)));
+        self.stream = Some(Stream::Tls(Box::new(tls.into())));
         self.tls = if verified { TlsState::Verified } else { TlsState::Unverified };
         self.ehlo(hostname).await
     }
