@@ -86,6 +86,7 @@ impl InboundChecks {
             return Err(reply);
         }
         let junk = match scan.action {
+            // Refused just above.
             ScanAction::Reject { .. } | ScanAction::TempFail { .. } => false,
             ScanAction::Junk { reason } => {
                 tracing::info!(reason = %reason, "message goes to Junk");

@@ -401,7 +401,7 @@ impl SmtpConnection {
         let span = self.current_span();
         let _enter = span.enter();
         for r in replies.iter().filter(|r| r.is_error()) {
-            tracing::info!(reply = %r.to_string().trim_end(), "refused");
+            tracing::info!(reply = %r, "refused");
         }
     }
 
@@ -621,7 +621,7 @@ impl SmtpConnection {
         if accepted < outcomes.len() {
             metrics().smtp_messages_refused_total.with_label_values(&[service, "delivery"]).inc();
             for r in replies.iter().filter(|r| r.is_error()) {
-                tracing::info!(reply = %r.to_string().trim_end(), "delivery refused");
+                tracing::info!(reply = %r, "delivery refused");
             }
         }
         drop(_enter);
