@@ -22,7 +22,7 @@ pub use arc::{ArcSealKey, SealError};
 pub use keys::{DkimAlgorithm, DkimKey, DomainKeys, KeyError, KeyRing};
 pub use sign::{DomainSigner, SignError};
 pub use srs::{Srs, SrsError};
-pub use verify::{AuthVerdict, Disposition, InboundAuthenticator, strip_our_auth_results};
+pub use verify::{AuthDeferral, AuthRefusal, AuthVerdict, Disposition, InboundAuthenticator, strip_our_auth_results};
 
 /// The signers of every domain, swapped as a whole when a rotation is promoted.
 pub struct Signers {

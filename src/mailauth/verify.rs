@@ -36,11 +36,27 @@ pub enum Disposition {
     Accept,
     /// Deliver to the Junk folder: DMARC failed under `p=quarantine`.
     Junk,
-    /// Refuse at end of DATA with `reply` (550 5.7.1): DMARC failed under `p=reject`.
-    Reject { reply: String },
-    /// Answer `reply` (451 4.4.3): DMARC could not be decided because of a temporary
-    /// DNS error for a domain whose published policy is `reject`. The sender retries.
-    TempFail { reply: String },
+    /// Refuse at end of DATA for good (the SMTP layer answers 550 5.7.1).
+    Reject { reason: AuthRefusal },
+    /// Refuse for now (the SMTP layer answers 451 4.4.3); the sender retries.
+    TempFail { reason: AuthDeferral },
+}
+
+/// Why authentication refuses a message for good. Checks say why, not how: the reply
+/// code and text are the SMTP layer's (`smtp::inbound`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthRefusal {
+    /// DMARC failed under `p=reject` for this author domain.
+    DmarcReject { domain: String },
+    /// The authors cannot be determined (RFC 7489 §6.6.1), so there is no one to judge.
+    Authors(AuthorError),
+}
+
+/// Why authentication cannot decide now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthDeferral {
+    /// A temporary DNS error for a domain whose published policy is `reject`.
+    DmarcDnsError,
 }
 
 /// The outcome of [`InboundAuthenticator::verify`].
@@ -252,16 +268,11 @@ fn spf_name(spf: &SpfOutput) -> &'static str {
 /// The disposition one author domain's DMARC outcome asks for.
 fn disposition(dmarc: &DmarcOutput) -> Disposition {
     match (&dmarc.result(), dmarc.policy()) {
-        (DmarcResult::Fail(_), Policy::Reject) => Disposition::Reject {
-            reply: format!(
-                "550 5.7.1 Rejected by the DMARC policy of {} (RFC 7489): neither SPF nor DKIM passed and aligned",
-                dmarc.domain()
-            ),
-        },
+        (DmarcResult::Fail(_), Policy::Reject) => {
+            Disposition::Reject { reason: AuthRefusal::DmarcReject { domain: dmarc.domain().to_string() } }
+        }
         (DmarcResult::Fail(_), Policy::Quarantine) => Disposition::Junk,
-        (DmarcResult::TempError(_), Policy::Reject) => Disposition::TempFail {
-            reply: "451 4.4.3 Temporary DNS failure while checking DMARC; please try again later".into(),
-        },
+        (DmarcResult::TempError(_), Policy::Reject) => Disposition::TempFail { reason: AuthDeferral::DmarcDnsError },
         _ => Disposition::Accept,
     }
 }
@@ -294,7 +305,7 @@ fn refuse_authors(e: &AuthorError, our_hostname: &str) -> AuthVerdict {
     crate::metrics::metrics().inbound_auth_results_total.with_label_values(&["dmarc", "permerror"]).inc();
     AuthVerdict {
         header: format!("Authentication-Results: {our_hostname}; dmarc=permerror (invalid From: header)\r\n"),
-        disposition: Disposition::Reject { reply: format!("550 5.7.1 Message refused: {e}") },
+        disposition: Disposition::Reject { reason: AuthRefusal::Authors(e.clone()) },
         spf: "none",
         dkim_pass: false,
         dmarc: "permerror",

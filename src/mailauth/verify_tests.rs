@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::*;
 use crate::dns::resolver;
 use crate::dns::testdns::{TestDns, tool_available};
+use crate::smtp::inbound::auth_refusal;
 
 const OURS: &str = "mx.ours.test";
 const GOOD_IP: &str = "127.0.0.1";
@@ -114,7 +115,10 @@ async fn dmarc_outcomes_against_real_dns() {
     let v = check(&w, &message("reject.test", "forged"), FORGED_IP, Some("alice@reject.test")).await;
     assert_eq!(v.dmarc, "fail", "{}", v.header);
     match &v.disposition {
-        Disposition::Reject { reply } => assert!(reply.starts_with("550 5.7.1 "), "{reply}"),
+        d @ Disposition::Reject { .. } => {
+            let reply = auth_refusal(d).map(|r| r.one_line()).unwrap_or_default();
+            assert!(reply.starts_with("550 5.7.1 "), "{reply}")
+        }
         other => panic!("expected reject, got {other:?}"),
     }
 
@@ -157,8 +161,7 @@ async fn dmarc_outcomes_against_real_dns() {
 async fn every_author_is_judged_by_the_strictest_policy() {
     let Some(w) = world() else { return };
     let with_from = |from: &str| message("reject.test", "x").replacen("From: Alice <alice@reject.test>", from, 1);
-    let refused =
-        |v: &AuthVerdict| matches!(&v.disposition, Disposition::Reject { reply } if reply.starts_with("550 5.7.1 "));
+    let refused = |v: &AuthVerdict| rejected_with_550_571(&v.disposition);
     for from in [
         "From: ceo@reject.test\r\nFrom: x@none.test",
         "FROM: ceo@reject.test\r\nFrom: x@none.test",
@@ -210,7 +213,7 @@ async fn temporary_dns_failure_never_rejects() {
         let v = auth.verify(junk, ip, "", None, OURS).await;
         assert!(v.header.starts_with("Authentication-Results: mx.ours.test;"), "{}", v.header);
         assert_eq!(v.dmarc, "permerror");
-        assert!(matches!(&v.disposition, Disposition::Reject { reply } if reply.starts_with("550 5.7.1 ")), "{v:?}");
+        assert!(rejected_with_550_571(&v.disposition), "{v:?}");
     }
 }
 
@@ -299,4 +302,9 @@ async fn our_own_signatures_verify() {
 
 async fn check_with(auth: &InboundAuthenticator, msg: &str, ip: &str, mail_from: Option<&str>) -> AuthVerdict {
     auth.verify(msg.as_bytes(), ip.parse().unwrap(), "mail.sender.test", mail_from, OURS).await
+}
+
+/// A refusal for good, answered `550 5.7.1` by the SMTP layer.
+fn rejected_with_550_571(d: &Disposition) -> bool {
+    matches!(d, Disposition::Reject { .. }) && auth_refusal(d).is_some_and(|r| r.one_line().starts_with("550 5.7.1 "))
 }

@@ -19,6 +19,7 @@ use mail_builder::mime::MimePart;
 
 use super::envelope::{Envelope, format_time};
 use crate::accounts::Address;
+use crate::smtp::status::{Enhanced, Status};
 
 /// Most bytes of original headers returned (a header section is rarely over a few KiB;
 /// this bounds the bounce of a message with a pathological one).
@@ -36,25 +37,18 @@ pub enum DsnKind {
 #[derive(Clone, Debug)]
 pub struct DsnRecipient {
     pub address: Address,
-    /// The last reply or local diagnostic, one line.
-    pub diagnostic: String,
+    /// The last reply or local diagnostic.
+    pub status: Status,
 }
 
-/// The status code to report: the enhanced code inside the diagnostic if it has one of
-/// the right class, else the generic one (RFC 3463 `X.0.0`).
-pub fn status_of(diagnostic: &str, kind: DsnKind) -> String {
+/// The status code to report: the status's enhanced code if it has one of the right
+/// class, else the generic one (RFC 3463 `X.0.0`).
+fn report_code(status: &Status, kind: DsnKind) -> Enhanced {
     let class = match kind {
-        DsnKind::Failure => '5',
-        DsnKind::Delay => '4',
+        DsnKind::Failure => 5,
+        DsnKind::Delay => 4,
     };
-    let found = diagnostic.split_ascii_whitespace().find(|w| {
-        let parts: Vec<&str> = w.split('.').collect();
-        parts.len() == 3
-            && parts[0].len() == 1
-            && parts.iter().all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
-            && w.starts_with(class)
-    });
-    found.map(str::to_string).unwrap_or_else(|| format!("{class}.0.0"))
+    status.enhanced.filter(|e| e.0 == class).unwrap_or(Enhanced(class, 0, 0))
 }
 
 /// Build the DSN for `envelope`'s sender about `recipients`.
@@ -83,7 +77,7 @@ pub fn build(
 
     let mut human = format!("This is the mail system at host {hostname}.\r\n\r\n{intro}\r\n\r\n");
     for r in recipients {
-        human.push_str(&format!("<{}>: {}\r\n", r.address, r.diagnostic));
+        human.push_str(&format!("<{}>: {}\r\n", r.address, r.status));
     }
     if let Some(until) = retry_until {
         human.push_str(&format!("\r\nDelivery will be tried until {}.\r\n", format_time(until)));
@@ -95,16 +89,13 @@ pub fn build(
         envelope.id
     );
     for r in recipients {
-        let code = status_of(&r.diagnostic, kind);
-        let diag_type = if r.diagnostic.len() > 3 && r.diagnostic.as_bytes()[..3].iter().all(u8::is_ascii_digit) {
-            "smtp"
-        } else {
-            "X-mailroom"
-        };
+        let code = report_code(&r.status, kind);
+        // RFC 3464 §2.3.6: `smtp` only for what an SMTP server said.
+        let diag_type = if r.status.is_reply() { "smtp" } else { "X-mailroom" };
         status.push_str(&format!(
             "\r\nFinal-Recipient: rfc822; {}\r\nAction: {action}\r\nStatus: {code}\r\nDiagnostic-Code: {diag_type}; {}\r\n",
             r.address,
-            one_line(&r.diagnostic)
+            one_line(&r.status.one_line())
         ));
         if let Some(until) = retry_until {
             let date = mail_builder::headers::date::Date::new(unix(until)).to_rfc822();
@@ -177,7 +168,7 @@ mod tests {
     fn failure_dsn_parses_back_as_rfc3464() {
         let rcpt = DsnRecipient {
             address: Address::parse("bob@remote.test").unwrap(),
-            diagnostic: "550 5.1.1 no such user".into(),
+            status: Status::new(550, (5, 1, 1), "no such user"),
         };
         let bytes = build("mx.here.test", &envelope(), DsnKind::Failure, &[rcpt], ORIGINAL, None);
         let msg = MessageParser::default().parse(&bytes).unwrap();
@@ -216,7 +207,7 @@ mod tests {
     fn delay_dsn_says_delayed_and_until_when() {
         let rcpt = DsnRecipient {
             address: Address::parse("bob@remote.test").unwrap(),
-            diagnostic: "connection refused".into(),
+            status: Status { code: Status::LOCAL, enhanced: None, text: vec!["connection refused".into()] },
         };
         let until = SystemTime::now() + std::time::Duration::from_secs(86400);
         let bytes = build("mx.here.test", &envelope(), DsnKind::Delay, &[rcpt], ORIGINAL, Some(until));
@@ -229,10 +220,11 @@ mod tests {
 
     #[test]
     fn status_codes() {
-        assert_eq!(status_of("550 5.1.1 unknown", DsnKind::Failure), "5.1.1");
-        assert_eq!(status_of("451 4.7.1 greylisted", DsnKind::Failure), "5.0.0");
-        assert_eq!(status_of("451 4.7.1 greylisted", DsnKind::Delay), "4.7.1");
-        assert_eq!(status_of("", DsnKind::Failure), "5.0.0");
-        assert_eq!(status_of("5.4.7 expired", DsnKind::Failure), "5.4.7");
+        let code = |s: Status, kind| report_code(&s, kind).to_string();
+        assert_eq!(code(Status::new(550, (5, 1, 1), "unknown"), DsnKind::Failure), "5.1.1");
+        assert_eq!(code(Status::new(451, (4, 7, 1), "greylisted"), DsnKind::Failure), "5.0.0");
+        assert_eq!(code(Status::new(451, (4, 7, 1), "greylisted"), DsnKind::Delay), "4.7.1");
+        assert_eq!(code(Status::plain(554, ""), DsnKind::Failure), "5.0.0");
+        assert_eq!(code(Status::local((5, 4, 7), "expired"), DsnKind::Failure), "5.4.7");
     }
 }

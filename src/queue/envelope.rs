@@ -11,6 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::smtp::status::Status;
+
 use crate::accounts::Address;
 
 /// A queue item id: 24 lowercase hex digits (creation time in microseconds plus 32
@@ -94,9 +96,32 @@ pub struct EnvelopeRecipient {
     #[serde(with = "address_text")]
     pub address: Address,
     pub status: RecipientStatus,
-    /// The last reply (or local diagnostic) for this recipient, one line.
+    /// The last reply (or local diagnostic) for this recipient, one line: what the
+    /// operator reads in `queue show`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reply: Option<String>,
+    /// The same, typed: a delay warning reports its enhanced code and origin without
+    /// reading them back out of `last_reply`. Absent in items spooled before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<Status>,
+}
+
+impl EnvelopeRecipient {
+    /// Remember `status` as this recipient's last reply, in both forms.
+    pub fn record(&mut self, status: &Status) {
+        self.last_reply = Some(status.one_line());
+        self.last_status = Some(status.clone());
+    }
+
+    /// The last status, for a DSN; an item from an older spool has only the text.
+    pub fn last(&self) -> Status {
+        match (&self.last_status, &self.last_reply) {
+            (Some(status), _) => status.clone(),
+            (None, text) => {
+                Status { code: Status::LOCAL, enhanced: None, text: vec![text.clone().unwrap_or_default()] }
+            }
+        }
+    }
 }
 
 /// Everything about one queued message except its bytes.
@@ -129,7 +154,12 @@ impl Envelope {
             sender,
             recipients: recipients
                 .iter()
-                .map(|a| EnvelopeRecipient { address: a.clone(), status: RecipientStatus::Pending, last_reply: None })
+                .map(|a| EnvelopeRecipient {
+                    address: a.clone(),
+                    status: RecipientStatus::Pending,
+                    last_reply: None,
+                    last_status: None,
+                })
                 .collect(),
             state: ItemState::Active,
             attempts: 0,

@@ -38,10 +38,11 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::accounts::Address;
 use crate::config::QueueConfig;
+use crate::smtp::status::Status;
 
 pub use backoff::{base_delay, next_delay};
 pub use control::{CONTROL_SOCKET, control_request, spawn_control_server};
-pub use dsn::{DsnKind, DsnRecipient, build as build_dsn, status_of};
+pub use dsn::{DsnKind, DsnRecipient, build as build_dsn};
 pub use envelope::{Envelope, EnvelopeRecipient, ItemState, QueueId, RecipientStatus, format_time};
 pub use spool::Spool;
 
@@ -109,21 +110,22 @@ pub struct DeliveryBatch {
     pub message: Arc<Vec<u8>>,
 }
 
-/// The fate of one recipient after an attempt; the text is the remote reply on one line
-/// (`550 5.1.1 …`) or a local diagnostic starting with an enhanced code.
+/// The fate of one recipient after an attempt, with the remote reply (`550 5.1.1 …`) or
+/// a local diagnostic ([`Status::local`]) that says why; DSNs take their `Status:` and
+/// `Diagnostic-Code:` fields from it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecipientOutcome {
-    Delivered(String),
+    Delivered(Status),
     /// Try again later (4xx, connection trouble, DNS timeout).
-    Temporary(String),
+    Temporary(Status),
     /// Bounce now (5xx, null MX, domain does not exist).
-    Permanent(String),
+    Permanent(Status),
 }
 
 impl RecipientOutcome {
-    pub fn text(&self) -> &str {
+    pub fn status(&self) -> &Status {
         match self {
-            RecipientOutcome::Delivered(t) | RecipientOutcome::Temporary(t) | RecipientOutcome::Permanent(t) => t,
+            RecipientOutcome::Delivered(s) | RecipientOutcome::Temporary(s) | RecipientOutcome::Permanent(s) => s,
         }
     }
 }

@@ -38,7 +38,7 @@ impl Transport for ScriptedTransport {
                         .unwrap()
                         .get_mut(&r.to_string())
                         .and_then(VecDeque::pop_front)
-                        .unwrap_or_else(|| RecipientOutcome::Delivered("250 2.0.0 ok".into()))
+                        .unwrap_or_else(|| RecipientOutcome::Delivered(Status::new(250, (2, 0, 0), "ok")))
                 })
                 .collect();
             self.seen.lock().unwrap().push(batch);
@@ -111,7 +111,7 @@ async fn delivered_item_is_removed_from_disk() {
 #[tokio::test]
 async fn temporary_failure_is_retried_then_delivered() {
     let h = start(settings());
-    h.transport.answer("bob@remote.test", &[RecipientOutcome::Temporary("451 4.7.1 greylisted".into())]);
+    h.transport.answer("bob@remote.test", &[RecipientOutcome::Temporary(Status::new(451, (4, 7, 1), "greylisted"))]);
     let id = h.queue.enqueue(Some(&a("alice@here.test")), &[a("bob@remote.test")], MSG, "<m1>").await.unwrap();
     wait_until("a deferred state", async || {
         h.queue.show(&id).await.is_some_and(|d| d.envelope.state == ItemState::Deferred)
@@ -129,7 +129,8 @@ async fn temporary_failure_is_retried_then_delivered() {
 #[tokio::test]
 async fn permanent_failure_bounces_once_with_null_sender() {
     let h = start(settings());
-    h.transport.answer("nobody@remote.test", &[RecipientOutcome::Permanent("550 5.1.1 no such user".into())]);
+    h.transport
+        .answer("nobody@remote.test", &[RecipientOutcome::Permanent(Status::new(550, (5, 1, 1), "no such user"))]);
     h.queue
         .enqueue(Some(&a("alice@here.test")), &[a("bob@remote.test"), a("nobody@remote.test")], MSG, "<m1>")
         .await
@@ -150,7 +151,8 @@ async fn permanent_failure_bounces_once_with_null_sender() {
 #[tokio::test]
 async fn null_sender_is_never_bounced() {
     let h = start(settings());
-    h.transport.answer("nobody@remote.test", &[RecipientOutcome::Permanent("550 5.1.1 no such user".into())]);
+    h.transport
+        .answer("nobody@remote.test", &[RecipientOutcome::Permanent(Status::new(550, (5, 1, 1), "no such user"))]);
     h.queue.enqueue(None, &[a("nobody@remote.test")], MSG, "<m1>").await.unwrap();
     wait_until("empty queue", async || h.queue.list().await.is_empty()).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -162,7 +164,7 @@ async fn expiry_bounces_with_the_last_error() {
     let mut s = settings();
     s.lifetime = Duration::from_millis(300);
     let h = start(s);
-    let fail = RecipientOutcome::Temporary("421 4.4.2 try later".into());
+    let fail = RecipientOutcome::Temporary(Status::new(421, (4, 4, 2), "try later"));
     h.transport.answer("bob@remote.test", &vec![fail; 100]);
     h.queue.enqueue(Some(&a("alice@here.test")), &[a("bob@remote.test")], MSG, "<m1>").await.unwrap();
     wait_until("the DSN", async || !h.transport.to("alice@here.test").is_empty()).await;
@@ -178,7 +180,7 @@ async fn delay_warning_is_sent_once() {
     let mut s = settings();
     s.delay_warning = Some(Duration::from_millis(100));
     let h = start(s);
-    let fail = RecipientOutcome::Temporary("451 4.3.0 later".into());
+    let fail = RecipientOutcome::Temporary(Status::new(451, (4, 3, 0), "later"));
     h.transport.answer("bob@remote.test", &vec![fail; 8]);
     h.queue.enqueue(Some(&a("alice@here.test")), &[a("bob@remote.test")], MSG, "<m1>").await.unwrap();
     wait_until("empty queue", async || h.queue.list().await.is_empty()).await;

@@ -20,6 +20,7 @@ use super::dsn::{self, DsnKind, DsnRecipient};
 use super::envelope::{Envelope, ItemState, QueueId, RecipientStatus};
 use super::{BounceDisposition, DeliveryBatch, Inner, Queue, RecipientOutcome, backoff};
 use crate::metrics::metrics;
+use crate::smtp::status::Status;
 
 /// How long shutdown waits for attempts in flight before abandoning them (they are
 /// retried after the restart).
@@ -91,10 +92,12 @@ async fn attempt(queue: &Queue, id: QueueId) {
         Ok(Err(e)) => {
             tracing::error!(queue_id = %id, error = %e, "queue: cannot read the spooled message");
             pending_indexes(&env)
-                .map(|i| (i, RecipientOutcome::Temporary(format!("4.3.0 local spool error: {e}"))))
+                .map(|i| (i, RecipientOutcome::Temporary(Status::local((4, 3, 0), format!("local spool error: {e}")))))
                 .collect()
         }
-        Err(e) => pending_indexes(&env).map(|i| (i, RecipientOutcome::Temporary(format!("4.3.0 {e}")))).collect(),
+        Err(e) => pending_indexes(&env)
+            .map(|i| (i, RecipientOutcome::Temporary(Status::local((4, 3, 0), e.to_string()))))
+            .collect(),
     };
     metrics().queue_delivery_attempts_total.inc();
 
@@ -108,16 +111,16 @@ async fn attempt(queue: &Queue, id: QueueId) {
                 r.status = RecipientStatus::Delivered;
                 "delivered"
             }
-            RecipientOutcome::Permanent(text) => {
+            RecipientOutcome::Permanent(status) => {
                 r.status = RecipientStatus::Failed;
-                failed.push(DsnRecipient { address: r.address.clone(), diagnostic: text.clone() });
+                failed.push(DsnRecipient { address: r.address.clone(), status: status.clone() });
                 "failed"
             }
             RecipientOutcome::Temporary(_) => "deferred",
         };
-        tracing::info!(queue_id = %id, message_id = %env.message_id, recipient = %r.address, result, reply = outcome.text(), attempt = env.attempts, "queue: delivery attempt");
+        tracing::info!(queue_id = %id, message_id = %env.message_id, recipient = %r.address, result, reply = %outcome.status(), attempt = env.attempts, "queue: delivery attempt");
         metrics().queue_deliveries_total.with_label_values(&[result]).inc();
-        r.last_reply = Some(outcome.text().to_string());
+        r.record(outcome.status());
     }
 
     let settings = &inner.settings;
@@ -127,12 +130,13 @@ async fn attempt(queue: &Queue, id: QueueId) {
         if age >= settings.lifetime {
             for r in env.recipients.iter_mut().filter(|r| r.status == RecipientStatus::Pending) {
                 let last = r.last_reply.clone().unwrap_or_default();
-                let diagnostic = format!("5.4.7 delivery time expired after {}; last error: {last}", human(age));
+                let expired =
+                    Status::local((5, 4, 7), format!("delivery time expired after {}; last error: {last}", human(age)));
                 tracing::info!(queue_id = %id, recipient = %r.address, "queue: lifetime expired, bouncing");
                 metrics().queue_deliveries_total.with_label_values(&["expired"]).inc();
                 r.status = RecipientStatus::Failed;
-                r.last_reply = Some(diagnostic.clone());
-                failed.push(DsnRecipient { address: r.address.clone(), diagnostic });
+                r.record(&expired);
+                failed.push(DsnRecipient { address: r.address.clone(), status: expired });
             }
         } else {
             env.state = ItemState::Deferred;
@@ -142,13 +146,8 @@ async fn attempt(queue: &Queue, id: QueueId) {
                 && !env.delay_warned
             {
                 env.delay_warned = true;
-                delayed = env
-                    .pending()
-                    .map(|r| DsnRecipient {
-                        address: r.address.clone(),
-                        diagnostic: r.last_reply.clone().unwrap_or_default(),
-                    })
-                    .collect();
+                delayed =
+                    env.pending().map(|r| DsnRecipient { address: r.address.clone(), status: r.last() }).collect();
             }
         }
     }
@@ -237,7 +236,7 @@ async fn deliver_all(inner: &Inner, env: &Envelope, message: Arc<Vec<u8>>) -> Ve
             let _g = global.acquire_owned().await;
             let n = batch.recipients.len();
             let mut outcomes = transport.deliver(batch).await;
-            outcomes.resize(n, RecipientOutcome::Temporary("4.3.0 transport gave no outcome".into()));
+            outcomes.resize(n, RecipientOutcome::Temporary(Status::local((4, 3, 0), "transport gave no outcome")));
             indexes.into_iter().zip(outcomes).collect::<Vec<_>>()
         });
     }

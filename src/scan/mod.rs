@@ -1,7 +1,8 @@
 //! Content scanning of inbound mail at end of DATA: ClamAV (clamd), rspamd, DNS
 //! blocklists, and a built-in verdict from the authentication results. One entry
 //! point, [`Scanners::scan`], returns what the SMTP session does (accept, Junk,
-//! 554, 451) and the header fields to prepend.
+//! refuse, defer — with a typed reason the SMTP layer turns into 554 or 451) and the
+//! header fields to prepend.
 //!
 //! Scanners are optional and off by default. When a configured one cannot be
 //! reached, `MAILROOM_SCANNER_FAILURE` decides: `tempfail` answers 451 4.7.1 (the
@@ -52,14 +53,34 @@ pub enum ScanAction {
     Junk {
         reason: String,
     },
-    /// Refuse at end of DATA with this reply (554 5.7.1 …).
+    /// Refuse at end of DATA for good (the SMTP layer answers 554 5.7.1).
     Reject {
-        reply: String,
+        reason: ScanRefusal,
     },
-    /// Answer this reply (451 4.7.1 …); the sender retries.
+    /// Refuse for now; the sender retries (the SMTP layer answers 451 4.7.1).
     TempFail {
-        reply: String,
+        reason: ScanDeferral,
     },
+}
+
+/// Why a scanner refused the message for good. Scanners say why, not how: the reply
+/// code and text are the SMTP layer's (`smtp::inbound`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScanRefusal {
+    /// clamd found this virus (the name is already header-safe).
+    Virus { name: String },
+    /// rspamd said `reject`.
+    Spam,
+}
+
+/// Why the message cannot be taken now, though it may be later.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScanDeferral {
+    /// rspamd said `soft reject` or `greylist`.
+    SpamFilter,
+    /// A configured scanner could not be reached and `MAILROOM_SCANNER_FAILURE` is
+    /// `tempfail`: nothing unscanned gets in.
+    ScannerUnavailable,
 }
 
 /// The verdict: the action, and the header fields (CRLF-terminated, possibly
@@ -102,8 +123,6 @@ impl std::fmt::Debug for Scanners {
             .finish()
     }
 }
-
-const TEMPFAIL_REPLY: &str = "451 4.7.1 Content scanner temporarily unavailable; please try again later";
 
 impl Scanners {
     /// Scanners from `MAILROOM_DNSBL`, `_RSPAMD_URL`, `_CLAMD`, `_SCANNER_FAILURE`,
@@ -175,12 +194,7 @@ impl Scanners {
                     metrics().scan_results_total.with_label_values(&["clamd", "infected"]).inc();
                     tracing::info!(queue_id = ctx.queue_id, virus = %name, "message refused: virus");
                     let name = header_safe(&name);
-                    return ScanVerdict {
-                        action: ScanAction::Reject {
-                            reply: format!("554 5.7.1 Message refused: virus found ({name})"),
-                        },
-                        headers,
-                    };
+                    return ScanVerdict { action: ScanAction::Reject { reason: ScanRefusal::Virus { name } }, headers };
                 }
                 Err(e) => {
                     metrics().scan_results_total.with_label_values(&["clamd", "error"]).inc();
@@ -219,17 +233,11 @@ impl Scanners {
                     match reply.action {
                         RspamdAction::Reject => {
                             tracing::info!(queue_id = ctx.queue_id, score = reply.score, "message refused: spam");
-                            return ScanVerdict {
-                                action: ScanAction::Reject { reply: "554 5.7.1 Message refused as spam".into() },
-                                headers,
-                            };
+                            return ScanVerdict { action: ScanAction::Reject { reason: ScanRefusal::Spam }, headers };
                         }
                         RspamdAction::SoftReject | RspamdAction::Greylist => {
                             return ScanVerdict {
-                                action: ScanAction::TempFail {
-                                    reply: "451 4.7.1 Message deferred by the spam filter; please try again later"
-                                        .into(),
-                                },
+                                action: ScanAction::TempFail { reason: ScanDeferral::SpamFilter },
                                 headers,
                             };
                         }
@@ -277,7 +285,7 @@ impl Scanners {
 }
 
 fn tempfail(headers: String) -> ScanVerdict {
-    ScanVerdict { action: ScanAction::TempFail { reply: TEMPFAIL_REPLY.into() }, headers }
+    ScanVerdict { action: ScanAction::TempFail { reason: ScanDeferral::ScannerUnavailable }, headers }
 }
 
 fn action_name(a: RspamdAction) -> &'static str {

@@ -8,6 +8,7 @@ use super::clamd::tests::{MARKER, TestClamd};
 use super::*;
 use crate::config::EnvSource;
 use crate::dns::testdns::{TestDns, free_port};
+use crate::smtp::inbound::scan_refusal;
 
 fn config(pairs: &[(&str, String)]) -> Config {
     let mut all: Vec<(String, String)> = vec![
@@ -97,7 +98,8 @@ async fn rspamd_actions_map_to_verdicts() {
                 assert!(reason.starts_with("rspamd: "), "{reason}");
                 assert!(v.headers.contains("X-Spam-Status: Yes") && v.headers.contains("X-Spam: Yes"), "{v:?}");
             }
-            (ScanAction::Reject { reply } | ScanAction::TempFail { reply }, code) => {
+            (action @ (ScanAction::Reject { .. } | ScanAction::TempFail { .. }), code) => {
+                let reply = scan_refusal(action).map(|r| r.one_line()).unwrap_or_default();
                 assert!(reply.starts_with(code), "{json}: {reply}")
             }
             other => panic!("{json}: unexpected {other:?}"),
@@ -112,7 +114,10 @@ async fn scanner_down_tempfails_or_accepts_with_a_header() {
     let dead = format!("127.0.0.1:{}", free_port());
     let c = config(&[("MAILROOM_CLAMD", dead.clone())]);
     let v = Scanners::from_config(&c).unwrap().scan(MSG, &ctx(&rcpts, None, None)).await;
-    assert_eq!(v.action, ScanAction::TempFail { reply: TEMPFAIL_REPLY.into() });
+    assert_eq!(
+        scan_refusal(&v.action).map(|r| r.one_line()).as_deref(),
+        Some("451 4.7.1 Content scanner temporarily unavailable; please try again later")
+    );
 
     let c = config(&[
         ("MAILROOM_CLAMD", dead),
@@ -137,8 +142,8 @@ async fn real_clamd_virus_is_refused_with_554() {
     let infected = format!("Subject: x\r\n\r\n{MARKER}\r\n");
     let v = s.scan(infected.as_bytes(), &ctx(&rcpts, None, None)).await;
     assert_eq!(
-        v.action,
-        ScanAction::Reject { reply: "554 5.7.1 Message refused: virus found (MailroomTest.UNOFFICIAL)".into() }
+        scan_refusal(&v.action).map(|r| r.one_line()).as_deref(),
+        Some("554 5.7.1 Message refused: virus found (MailroomTest.UNOFFICIAL)")
     );
 }
 

@@ -26,9 +26,9 @@ use crate::store::MessageBody;
 use super::command::ReversePath;
 use super::deliver::{SpooledMessage, TraceInfo, body_bytes, protocol_keyword, received_header, remote_recipients};
 use super::inbound::InboundChecks;
-use super::reply::Reply;
 use super::server::SmtpContext;
 use super::session::{ClientInfo, Envelope, SmtpMode};
+use super::status::Status;
 use super::submit;
 
 /// A complete, size-checked message: queue its remote copies, store its local ones.
@@ -45,7 +45,7 @@ pub async fn accept(
     esmtp: bool,
     envelope: &Envelope,
     message: SpooledMessage,
-) -> Vec<Result<(), Reply>> {
+) -> Vec<Result<(), Status>> {
     let n = envelope.recipients.len();
     let protocol = protocol_keyword(
         ctx.mode == SmtpMode::Lmtp,
@@ -69,7 +69,7 @@ pub async fn accept(
             Ok(b) => bytes = Some(b),
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the spooled message");
-                return vec![Err(Reply::new(451, (4, 3, 0), "Error: cannot read the message, try again")); n];
+                return vec![Err(Status::new(451, (4, 3, 0), "Error: cannot read the message, try again")); n];
             }
         }
     }
@@ -92,21 +92,21 @@ pub async fn accept(
     if ctx.mode == SmtpMode::Submission {
         // The session refuses MAIL before AUTH; never let an unchecked message through.
         let (Some(account), Some(b)) = (&client.authenticated, bytes.as_ref()) else {
-            return vec![Err(Reply::new(530, (5, 7, 0), "Error: authentication required")); n];
+            return vec![Err(Status::new(530, (5, 7, 0), "Error: authentication required")); n];
         };
         if !ctx.limiter.allow_message(&account.to_string()) {
             tracing::warn!(user = %account, "message refused: hourly sending limit reached");
-            return vec![Err(Reply::new(450, (4, 7, 1), "Error: too many messages this hour, try again later")); n];
+            return vec![Err(Status::new(450, (4, 7, 1), "Error: too many messages this hour, try again later")); n];
         }
         match prepare_submission(ctx, account, envelope, b.clone(), &date).await {
             Ok(headers) => added = headers,
             Err(r) => return vec![Err(r); n],
         }
     }
-    let queued: Result<(), Reply> = match (&ctx.queue, remote.is_empty(), &bytes) {
+    let queued: Result<(), Status> = match (&ctx.queue, remote.is_empty(), &bytes) {
         (_, true, _) => Ok(()),
         (None, false, _) | (_, false, None) => {
-            Err(Reply::new(451, (4, 3, 0), "Error: remote delivery is not available, try again later"))
+            Err(Status::new(451, (4, 3, 0), "Error: remote delivery is not available, try again later"))
         }
         (Some(queue), false, Some(b)) => {
             queue_remote(ctx, queue, inbound.as_deref(), envelope, &remote, &trace, &added, b.clone()).await
@@ -148,7 +148,7 @@ async fn queue_remote(
     trace: &TraceInfo<'_>,
     added: &[u8],
     message: Bytes,
-) -> Result<(), Reply> {
+) -> Result<(), Status> {
     let received = Bytes::from(received_header(envelope, None, trace));
     let mut parts = vec![received, Bytes::copy_from_slice(added), message];
     let mut sender = match &envelope.sender {
@@ -172,7 +172,7 @@ async fn queue_remote(
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot queue the remote copies");
-            Err(Reply::new(451, (4, 3, 0), "Error: cannot queue the message now, try again later"))
+            Err(Status::new(451, (4, 3, 0), "Error: cannot queue the message now, try again later"))
         }
     }
 }
@@ -187,7 +187,7 @@ async fn prepare_submission(
     envelope: &Envelope,
     message: Bytes,
     date: &str,
-) -> Result<Vec<u8>, Reply> {
+) -> Result<Vec<u8>, Status> {
     let from = submit::check_sender_headers(&ctx.directory, account, &message)?;
     let missing = submit::missing_headers(&message, &envelope.id, &ctx.hostname, date);
     if !missing.is_empty() {
@@ -211,11 +211,11 @@ async fn prepare_submission(
         }
         Ok((_, Some(Err(e)))) => {
             tracing::error!(error = %e, domain = %from.domain, "DKIM signing failed");
-            Err(Reply::new(451, (4, 3, 0), "Error: cannot sign the message now, try again later"))
+            Err(Status::new(451, (4, 3, 0), "Error: cannot sign the message now, try again later"))
         }
         Err(e) => {
             tracing::error!(error = %e, "DKIM signing task failed");
-            Err(Reply::new(451, (4, 3, 0), "Error: cannot sign the message now, try again later"))
+            Err(Status::new(451, (4, 3, 0), "Error: cannot sign the message now, try again later"))
         }
     }
 }

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use crate::accounts::{Address, Directory};
 use crate::net::{Limiter, LoginOutcome, verify_login};
 
-use super::reply::Reply;
 use super::sasl::{self, Credentials, LOGIN_PASSWORD, LOGIN_USERNAME, Mechanism, SaslError};
+use super::status::Status;
 
 /// What the connection does next.
 #[derive(Debug, PartialEq, Eq)]
@@ -91,11 +91,11 @@ pub async fn check_password(
     service: &'static str,
     ip: IpAddr,
     c: Credentials,
-) -> Result<Address, Reply> {
+) -> Result<Address, Status> {
     match verify_login(limiter, directory, service, ip, &c.username, &c.password).await {
         LoginOutcome::LoggedIn(account) => Ok(account),
-        LoginOutcome::Failed => Err(Reply::new(535, (5, 7, 8), "Error: authentication credentials invalid")),
-        LoginOutcome::Refused(blocked) => Err(Reply::new(454, (4, 7, 0), format!("Error: {blocked}"))),
+        LoginOutcome::Failed => Err(Status::new(535, (5, 7, 8), "Error: authentication credentials invalid")),
+        LoginOutcome::Refused(blocked) => Err(Status::new(454, (4, 7, 0), format!("Error: {blocked}"))),
     }
 }
 

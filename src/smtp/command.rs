@@ -20,7 +20,7 @@
 
 use crate::accounts::{Address, AddressError, find_outside_quotes};
 
-use super::reply::Reply;
+use super::status::Status;
 
 /// RFC 5321 §4.5.3.1.3: a path is at most 256 octets including the brackets.
 const MAX_PATH: usize = 256;
@@ -154,19 +154,19 @@ pub enum CommandError {
 
 impl CommandError {
     /// The reply RFC 5321/3463 prescribe for this error.
-    pub fn reply(&self) -> Reply {
+    pub fn reply(&self) -> Status {
         match self {
-            CommandError::Unrecognized => Reply::new(500, (5, 5, 2), "Error: command not recognized"),
-            CommandError::BadCharacters => Reply::new(500, (5, 5, 2), "Error: bad characters in command"),
-            CommandError::Syntax(what) => Reply::new(501, (5, 5, 4), format!("Syntax: {what}")),
-            CommandError::BadSender(why) => Reply::new(501, (5, 1, 7), format!("Bad sender address syntax: {why}")),
+            CommandError::Unrecognized => Status::new(500, (5, 5, 2), "Error: command not recognized"),
+            CommandError::BadCharacters => Status::new(500, (5, 5, 2), "Error: bad characters in command"),
+            CommandError::Syntax(what) => Status::new(501, (5, 5, 4), format!("Syntax: {what}")),
+            CommandError::BadSender(why) => Status::new(501, (5, 1, 7), format!("Bad sender address syntax: {why}")),
             CommandError::BadRecipient(why) => {
-                Reply::new(501, (5, 1, 3), format!("Bad recipient address syntax: {why}"))
+                Status::new(501, (5, 1, 3), format!("Bad recipient address syntax: {why}"))
             }
-            CommandError::BadParameter(p) => Reply::new(501, (5, 5, 4), format!("Bad parameter value: {p}")),
-            CommandError::DuplicateParameter(p) => Reply::new(501, (5, 5, 4), format!("Parameter given twice: {p}")),
+            CommandError::BadParameter(p) => Status::new(501, (5, 5, 4), format!("Bad parameter value: {p}")),
+            CommandError::DuplicateParameter(p) => Status::new(501, (5, 5, 4), format!("Parameter given twice: {p}")),
             // RFC 5321 §4.1.1.11 / RFC 1869 §6: 555 for unrecognised MAIL/RCPT parameters.
-            CommandError::UnknownParameter(p) => Reply::new(555, (5, 5, 4), format!("Unsupported parameter: {p}")),
+            CommandError::UnknownParameter(p) => Status::new(555, (5, 5, 4), format!("Unsupported parameter: {p}")),
         }
     }
 }

@@ -12,8 +12,8 @@ use crate::queue::{BounceDisposition, BounceSink, BoxFuture};
 use crate::store::{LocalDelivery, MailboxOwner, MessageBody, Store};
 
 use super::deliver::{TraceInfo, header_prefix, store_error_reply};
-use super::reply::Reply;
 use super::session::Envelope;
+use super::status::Status;
 
 /// Local delivery for the SMTP services and the queue's bounces. Cheap to share.
 #[derive(Clone)]
@@ -39,7 +39,7 @@ impl LocalCourier {
         body: &MessageBody,
         trace: &TraceInfo<'_>,
         folder: &str,
-    ) -> Vec<Result<(), Reply>> {
+    ) -> Vec<Result<(), Status>> {
         let mut mailboxes: BTreeMap<&Address, usize> = BTreeMap::new();
         let mut deliveries: Vec<LocalDelivery> = Vec::new();
         for mb in env.recipients.iter().flat_map(|r| &r.mailboxes) {
@@ -60,13 +60,13 @@ impl LocalCourier {
             .map(|rcpt| {
                 if rcpt.mailboxes.is_empty() && rcpt.forwards.is_empty() {
                     // Policy never accepts such a recipient.
-                    return Err(Reply::new(451, (4, 3, 0), "Error: no local mailbox, try again later"));
+                    return Err(Status::new(451, (4, 3, 0), "Error: no local mailbox, try again later"));
                 }
                 for mb in &rcpt.mailboxes {
                     match mailboxes.get(mb).and_then(|&i| results.get(i)) {
                         Some(Ok(_)) => {}
                         Some(Err(e)) => return Err(store_error_reply(e)),
-                        None => return Err(Reply::new(451, (4, 3, 0), "Error: internal error")),
+                        None => return Err(Status::new(451, (4, 3, 0), "Error: internal error")),
                     }
                 }
                 Ok(())

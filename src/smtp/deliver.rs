@@ -22,8 +22,8 @@ use crate::accounts::Address;
 use crate::store::{MessageBody, StoreError};
 
 use super::command::ReversePath;
-use super::reply::Reply;
 use super::session::{ClientInfo, Envelope};
+use super::status::Status;
 
 /// Content above this size goes to a spool file instead of memory.
 pub const SPOOL_MEMORY_LIMIT: usize = 1024 * 1024;
@@ -222,11 +222,11 @@ fn sanitize(s: &str) -> String {
 
 /// The reply for a store failure: temporary conditions (I/O, disk full) ask the sender to
 /// retry; anything else about the mailbox itself is permanent.
-pub fn store_error_reply(e: &StoreError) -> Reply {
+pub fn store_error_reply(e: &StoreError) -> Status {
     if e.is_temporary() {
-        Reply::new(451, (4, 3, 0), "Error: local delivery failed, try again later")
+        Status::new(451, (4, 3, 0), "Error: local delivery failed, try again later")
     } else {
-        Reply::new(550, (5, 2, 0), "Error: mailbox unavailable")
+        Status::new(550, (5, 2, 0), "Error: mailbox unavailable")
     }
 }
 

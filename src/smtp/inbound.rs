@@ -12,12 +12,14 @@
 //! systems. Submission never comes here (its senders are authenticated).
 
 use crate::accounts::Address;
-use crate::mailauth::{ArcSealKey, Disposition, InboundAuthenticator, Srs, strip_our_auth_results};
-use crate::scan::{ScanAction, ScanContext, Scanners};
+use crate::mailauth::{
+    ArcSealKey, AuthDeferral, AuthRefusal, Disposition, InboundAuthenticator, Srs, strip_our_auth_results,
+};
+use crate::scan::{ScanAction, ScanContext, ScanDeferral, ScanRefusal, Scanners};
 
 use super::command::ReversePath;
-use super::reply::Reply;
 use super::session::{ClientInfo, Envelope};
+use super::status::Status;
 
 /// Everything port 25 needs to judge and forward mail. Built once at start.
 pub struct InboundChecks {
@@ -48,7 +50,7 @@ pub struct Judged {
 
 impl InboundChecks {
     /// Judge `message` (the content as received, CRLF). `Err` is the reply refusing it.
-    pub async fn judge(&self, message: &[u8], client: &ClientInfo, envelope: &Envelope) -> Result<Judged, Reply> {
+    pub async fn judge(&self, message: &[u8], client: &ClientInfo, envelope: &Envelope) -> Result<Judged, Status> {
         let stripped = strip_our_auth_results(message, &self.hostname);
         let helo = client.helo.as_deref().unwrap_or("");
         let sender = match &envelope.sender {
@@ -63,12 +65,9 @@ impl InboundChecks {
             arc = verdict.arc,
             "authentication results"
         );
-        match &verdict.disposition {
-            Disposition::Reject { reply } | Disposition::TempFail { reply } => {
-                tracing::info!(reply = %reply, "message refused by DMARC policy");
-                return Err(reply_from_line(reply));
-            }
-            Disposition::Accept | Disposition::Junk => {}
+        if let Some(reply) = auth_refusal(&verdict.disposition) {
+            tracing::info!(reply = %reply, "message refused by DMARC policy");
+            return Err(reply);
         }
         let recipients: Vec<String> = envelope.recipients.iter().map(|r| r.address.to_string()).collect();
         let ctx = ScanContext {
@@ -82,11 +81,13 @@ impl InboundChecks {
             auth: Some(&verdict),
         };
         let scan = self.scanners.scan(&stripped, &ctx).await;
+        if let Some(reply) = scan_refusal(&scan.action) {
+            tracing::info!(reply = %reply, "message refused by a scanner");
+            return Err(reply);
+        }
         let junk = match scan.action {
-            ScanAction::Reject { reply } | ScanAction::TempFail { reply } => {
-                tracing::info!(reply = %reply, "message refused by a scanner");
-                return Err(reply_from_line(&reply));
-            }
+            // Refused just above.
+            ScanAction::Reject { .. } | ScanAction::TempFail { .. } => false,
             ScanAction::Junk { reason } => {
                 tracing::info!(reason = %reason, "message goes to Junk");
                 true
@@ -129,22 +130,41 @@ impl InboundChecks {
     }
 }
 
-/// `"554 5.7.1 text"` -> a [`Reply`]; anything unparsable becomes a 451 (retry), never
-/// a silent accept.
-pub fn reply_from_line(line: &str) -> Reply {
-    let mut parts = line.trim().splitn(3, ' ');
-    let code = parts.next().and_then(|c| c.parse::<u16>().ok()).filter(|c| (400..600).contains(c));
-    let enhanced = parts.next().and_then(|e| {
-        let mut n = e.split('.').map(|x| x.parse::<u16>().ok());
-        match (n.next().flatten(), n.next().flatten(), n.next().flatten(), n.next()) {
-            (Some(a), Some(b), Some(c), None) if a < 10 => Some((a as u8, b, c)),
-            _ => None,
+/// The reply refusing a message for authentication's `disposition`; `None` when it
+/// does not refuse. The checks give reasons; reply codes and texts are decided here.
+pub fn auth_refusal(disposition: &Disposition) -> Option<Status> {
+    Some(match disposition {
+        Disposition::Accept | Disposition::Junk => return None,
+        Disposition::Reject { reason: AuthRefusal::DmarcReject { domain } } => Status::new(
+            550,
+            (5, 7, 1),
+            format!("Rejected by the DMARC policy of {domain} (RFC 7489): neither SPF nor DKIM passed and aligned"),
+        ),
+        Disposition::Reject { reason: AuthRefusal::Authors(e) } => {
+            Status::new(550, (5, 7, 1), format!("Message refused: {e}"))
         }
-    });
-    match (code, enhanced, parts.next()) {
-        (Some(code), Some(enhanced), Some(text)) => Reply::new(code, enhanced, text),
-        _ => Reply::new(451, (4, 7, 1), "Error: message could not be checked, try again later"),
-    }
+        Disposition::TempFail { reason: AuthDeferral::DmarcDnsError } => {
+            Status::new(451, (4, 4, 3), "Temporary DNS failure while checking DMARC; please try again later")
+        }
+    })
+}
+
+/// The reply refusing a message for the scanners' `action`; `None` when it does not
+/// refuse.
+pub fn scan_refusal(action: &ScanAction) -> Option<Status> {
+    Some(match action {
+        ScanAction::Accept | ScanAction::Junk { .. } => return None,
+        ScanAction::Reject { reason: ScanRefusal::Virus { name } } => {
+            Status::new(554, (5, 7, 1), format!("Message refused: virus found ({name})"))
+        }
+        ScanAction::Reject { reason: ScanRefusal::Spam } => Status::new(554, (5, 7, 1), "Message refused as spam"),
+        ScanAction::TempFail { reason: ScanDeferral::SpamFilter } => {
+            Status::new(451, (4, 7, 1), "Message deferred by the spam filter; please try again later")
+        }
+        ScanAction::TempFail { reason: ScanDeferral::ScannerUnavailable } => {
+            Status::new(451, (4, 7, 1), "Content scanner temporarily unavailable; please try again later")
+        }
+    })
 }
 
 #[cfg(test)]
@@ -152,10 +172,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replies_parse_or_fail_temporarily() {
-        let r = reply_from_line("554 5.7.1 Virus found: Eicar");
-        assert_eq!((r.code, r.render()), (554, b"554 5.7.1 Virus found: Eicar\r\n".to_vec()));
-        assert_eq!(reply_from_line("garbage").code, 451);
-        assert_eq!(reply_from_line("250 2.0.0 ok").code, 451, "never turns into an accept");
+    fn refusals_are_replies_and_the_rest_is_not() {
+        let virus = ScanAction::Reject { reason: ScanRefusal::Virus { name: "Eicar".into() } };
+        let r = scan_refusal(&virus).map(|r| r.render());
+        assert_eq!(r.as_deref(), Some(&b"554 5.7.1 Message refused: virus found (Eicar)\r\n"[..]));
+        assert_eq!(scan_refusal(&ScanAction::Accept), None);
+        assert_eq!(scan_refusal(&ScanAction::Junk { reason: "x".into() }), None);
+        let dns = Disposition::TempFail { reason: AuthDeferral::DmarcDnsError };
+        assert_eq!(auth_refusal(&dns).map(|r| r.code), Some(451));
+        assert_eq!(auth_refusal(&Disposition::Junk), None);
     }
 }

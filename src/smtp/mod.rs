@@ -3,7 +3,9 @@
 //!
 //! Split by stage so "why was this refused" has one obvious file:
 //! - `command`: one command line -> [`Command`] or a syntax reply (pure parser);
-//! - `reply`: replies with enhanced status codes, multi-line rendering;
+//! - `stream`: the TCP-or-TLS byte stream of server and client sessions;
+//! - `status`: the one SMTP status (reply code, enhanced code, text) of server, client
+//!   and queue; multi-line rendering;
 //! - `framing`: finding complete command lines, the 2,048-octet limit;
 //! - `data`: DATA and BDAT content decoding (dot-unstuffing, the anti-smuggling rule);
 //! - `session`: the state machine deciding every reply, over a [`Policy`];
@@ -33,15 +35,16 @@ pub mod deliver;
 pub mod framing;
 pub mod inbound;
 pub mod policy;
-pub mod reply;
 pub mod sasl;
 pub mod sender_dns;
 pub mod server;
 pub mod session;
+pub mod status;
+pub mod stream;
 pub mod submit;
 
 pub use command::{Command, CommandError, parse_command};
 pub use policy::{AnyDomainExists, DirectoryPolicy, DomainFuture, DomainStatus, SenderDomainCheck, StaticDomains};
-pub use reply::Reply;
 pub use server::{SmtpContext, serve_connection};
 pub use session::{Policy, Session, SessionState, SmtpLimits, SmtpMode};
+pub use status::{Enhanced, Status};

@@ -13,7 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use thiserror::Error;
 
-use super::reply::Reply;
+use super::status::Status;
 
 /// The mechanisms we offer, in the order advertised.
 pub const MECHANISMS: &str = "PLAIN LOGIN";
@@ -82,12 +82,12 @@ pub enum SaslError {
 
 impl SaslError {
     /// The reply for this failure (RFC 4954 §4 and §6).
-    pub fn reply(&self) -> Reply {
+    pub fn reply(&self) -> Status {
         match self {
-            SaslError::Cancelled => Reply::new(501, (5, 0, 0), "Authentication cancelled"),
-            SaslError::BadEncoding => Reply::new(501, (5, 5, 2), "Error: cannot decode response"),
-            SaslError::Malformed => Reply::new(501, (5, 5, 2), "Error: malformed authentication response"),
-            SaslError::AuthzDenied => Reply::new(535, (5, 7, 8), "Error: authentication credentials invalid"),
+            SaslError::Cancelled => Status::new(501, (5, 0, 0), "Authentication cancelled"),
+            SaslError::BadEncoding => Status::new(501, (5, 5, 2), "Error: cannot decode response"),
+            SaslError::Malformed => Status::new(501, (5, 5, 2), "Error: malformed authentication response"),
+            SaslError::AuthzDenied => Status::new(535, (5, 7, 8), "Error: authentication credentials invalid"),
         }
     }
 }

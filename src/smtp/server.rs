@@ -20,14 +20,12 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use ipnet::IpNet;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -44,11 +42,12 @@ use super::deadline::{LineDeadline, TransferDeadline};
 use super::deliver::Spool;
 use super::framing::{Frame, LineFramer};
 use super::policy::{DirectoryPolicy, SenderDomainCheck};
-use super::reply::{Enhanced, Reply};
 use super::sasl::{self, Mechanism, SaslError};
 use super::session::{
     Action, ClientInfo, EndOfMessage, Session, SessionConfig, SessionState, SmtpLimits, SmtpMode, TlsInfo,
 };
+use super::status::{Enhanced, Status};
+use super::stream::Stream;
 
 /// Everything a listener's sessions share. Built once by `app.rs`.
 pub struct SmtpContext {
@@ -91,7 +90,7 @@ pub async fn serve_connection(
     let span = tracing::info_span!("smtp", service, client = %peer.ip());
     let active = metrics().smtp_sessions_active.with_label_values(&[service]);
     active.inc();
-    let mut conn = Connection::new(ctx, stream, peer, shutdown, span.clone());
+    let mut conn = SmtpConnection::new(ctx, stream, peer, shutdown, span.clone());
     match conn.run().instrument(span.clone()).await {
         Ok(()) => {}
         Err(e) => span.in_scope(|| tracing::debug!(error = %e, "connection ended with an error")),
@@ -106,50 +105,6 @@ fn service_name(ctx: &SmtpContext) -> &'static str {
         SmtpMode::Lmtp => "lmtp",
         SmtpMode::Submission if ctx.implicit_tls => "submissions",
         SmtpMode::Submission => "submission",
-    }
-}
-
-/// Plain TCP until STARTTLS, TLS after.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-    /// Only during the handshake (the TCP stream is moved into the acceptor).
-    Closed,
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Stream::Closed => Poll::Ready(Ok(())),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            Stream::Closed => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Stream::Closed => Poll::Ready(Ok(())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            Stream::Closed => Poll::Ready(Ok(())),
-        }
     }
 }
 
@@ -169,7 +124,7 @@ struct Chunks {
     transfer: TransferDeadline,
 }
 
-struct Connection {
+struct SmtpConnection {
     ctx: Arc<SmtpContext>,
     policy: DirectoryPolicy,
     session: Session,
@@ -198,14 +153,14 @@ enum AuthLine {
 /// How much we ask the socket for at a time.
 const READ_SIZE: usize = 64 * 1024;
 
-impl Connection {
+impl SmtpConnection {
     fn new(
         ctx: Arc<SmtpContext>,
         stream: TcpStream,
         peer: SocketAddr,
         shutdown: watch::Receiver<bool>,
         span: tracing::Span,
-    ) -> Connection {
+    ) -> SmtpConnection {
         let config = SessionConfig {
             hostname: ctx.hostname.clone(),
             primary_domain: ctx.directory.domains().first().cloned().unwrap_or_else(|| ctx.hostname.clone()),
@@ -225,7 +180,7 @@ impl Connection {
             limiter: ctx.limiter.clone(),
         };
         let framer = LineFramer::new(ctx.limits.max_line);
-        Connection {
+        SmtpConnection {
             ctx,
             policy,
             session: Session::new(config, client),
@@ -262,7 +217,7 @@ impl Connection {
         }
     }
 
-    fn push(&mut self, replies: &[Reply]) {
+    fn push(&mut self, replies: &[Status]) {
         for r in replies {
             r.render_into(&mut self.out);
         }
@@ -359,7 +314,7 @@ impl Connection {
     }
 
     /// Parse and handle one command line; count recipients in metrics.
-    async fn command(&mut self, line: &[u8]) -> (Vec<Reply>, Action) {
+    async fn command(&mut self, line: &[u8]) -> (Vec<Status>, Action) {
         let cmd = match parse_command(line) {
             Ok(c) => c,
             Err(e) => return self.session.parse_error(&e),
@@ -372,7 +327,7 @@ impl Connection {
             let outcome = rcpt_outcome(r);
             metrics().smtp_recipients_total.with_label_values(&[self.service(), outcome]).inc();
         }
-        if verb == "MAIL" && replies.first().is_some_and(Reply::is_positive) {
+        if verb == "MAIL" && replies.first().is_some_and(Status::is_positive) {
             let span = self.current_span();
             span.in_scope(|| tracing::debug!(line = %String::from_utf8_lossy(line).trim_end(), "transaction started"));
         }
@@ -439,14 +394,14 @@ impl Connection {
         }
     }
 
-    fn log_refusals(&mut self, replies: &[Reply]) {
-        if !replies.iter().any(Reply::is_error) {
+    fn log_refusals(&mut self, replies: &[Status]) {
+        if !replies.iter().any(Status::is_error) {
             return;
         }
         let span = self.current_span();
         let _enter = span.enter();
         for r in replies.iter().filter(|r| r.is_error()) {
-            tracing::info!(reply = %r.to_string().trim_end(), "refused");
+            tracing::info!(reply = %r, "refused");
         }
     }
 
@@ -503,7 +458,7 @@ impl Connection {
         let cipher =
             conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_else(|| "unknown".into());
         tracing::debug!(version = %version, cipher = %cipher, "TLS started");
-        self.stream = Stream::Tls(Box::new(tls));
+        self.stream = Stream::Tls(Box::new(tls.into()));
         self.session.tls_started(TlsInfo { version, cipher });
         Ok(true)
     }
@@ -631,7 +586,7 @@ impl Connection {
         let outcomes = match spool.finish().await {
             Err(e) => {
                 span.in_scope(|| tracing::error!(error = %e, "spooling the message failed"));
-                let r = Reply::new(451, (4, 3, 0), "Error: cannot store the message now, try again later");
+                let r = Status::new(451, (4, 3, 0), "Error: cannot store the message now, try again later");
                 vec![Err(r); envelope.recipients.len()]
             }
             Ok(message) => {
@@ -666,7 +621,7 @@ impl Connection {
         if accepted < outcomes.len() {
             metrics().smtp_messages_refused_total.with_label_values(&[service, "delivery"]).inc();
             for r in replies.iter().filter(|r| r.is_error()) {
-                tracing::info!(reply = %r.to_string().trim_end(), "delivery refused");
+                tracing::info!(reply = %r, "delivery refused");
             }
         }
         drop(_enter);
@@ -676,7 +631,7 @@ impl Connection {
 }
 
 /// The metrics label for a RCPT reply.
-fn rcpt_outcome(r: &Reply) -> &'static str {
+fn rcpt_outcome(r: &Status) -> &'static str {
     match r.enhanced {
         _ if r.is_positive() => "accepted",
         Some(Enhanced(5, 1, 1)) => "unknown_user",

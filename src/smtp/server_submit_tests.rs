@@ -16,7 +16,7 @@ struct Busy;
 impl Transport for Busy {
     fn deliver(&self, batch: DeliveryBatch) -> BoxFuture<'_, Vec<RecipientOutcome>> {
         let n = batch.recipients.len();
-        Box::pin(async move { vec![RecipientOutcome::Temporary("421 4.3.2 busy".into()); n] })
+        Box::pin(async move { vec![RecipientOutcome::Temporary(Status::new(421, (4, 3, 2), "busy")); n] })
     }
 }
 

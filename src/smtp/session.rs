@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use crate::accounts::Address;
 
 use super::command::{BodyType, Command, CommandError, ForwardPath, MailFrom, Mailbox, ReversePath, parse_command};
-use super::reply::Reply;
+use super::status::Status;
 
 /// Which protocol this session speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,7 +208,7 @@ pub enum EndOfMessage {
     /// Deliver, then report per-recipient results to [`Session::delivered`].
     Deliver(Envelope),
     /// Refused (e.g. too big): send these replies; the transaction is already reset.
-    Refuse(Vec<Reply>),
+    Refuse(Vec<Status>),
 }
 
 #[derive(Debug, Clone)]
@@ -238,7 +238,7 @@ pub struct Session {
     errors: u32,
     junk: u32,
     /// Reply owed after a refused BDAT chunk has been read and discarded.
-    pending_chunk_error: Option<Reply>,
+    pending_chunk_error: Option<Status>,
 }
 
 const HELP_TEXT: &str = "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH (RFC 5321)";
@@ -285,16 +285,16 @@ impl Session {
     }
 
     /// `220 <hostname> ESMTP` (or `LMTP`): the greeting carries no enhanced code (RFC 2034 §3).
-    pub fn banner(&self) -> Reply {
+    pub fn banner(&self) -> Status {
         let proto = match self.config.mode {
             SmtpMode::Mx | SmtpMode::Submission => "ESMTP",
             SmtpMode::Lmtp => "LMTP",
         };
-        Reply::plain(220, format!("{} {proto}", self.config.hostname))
+        Status::plain(220, format!("{} {proto}", self.config.hostname))
     }
 
     /// Parse and handle one command line (without framing: the server found the line).
-    pub async fn handle_line<P: Policy>(&mut self, line: &[u8], policy: &P) -> (Vec<Reply>, Action) {
+    pub async fn handle_line<P: Policy>(&mut self, line: &[u8], policy: &P) -> (Vec<Status>, Action) {
         match parse_command(line) {
             Ok(cmd) => self.handle(cmd, policy).await,
             Err(e) => self.parse_error(&e),
@@ -302,34 +302,34 @@ impl Session {
     }
 
     /// A command line that did not parse.
-    pub fn parse_error(&mut self, e: &CommandError) -> (Vec<Reply>, Action) {
+    pub fn parse_error(&mut self, e: &CommandError) -> (Vec<Status>, Action) {
         self.finish(vec![e.reply()], Action::Continue)
     }
 
     /// A command line longer than `max_line` (RFC 5321 §4.5.3.1.4/§4.5.3.1.10: 500).
-    pub fn line_too_long(&mut self) -> (Vec<Reply>, Action) {
-        self.finish(vec![Reply::new(500, (5, 5, 2), "Error: line too long")], Action::Continue)
+    pub fn line_too_long(&mut self) -> (Vec<Status>, Action) {
+        self.finish(vec![Status::new(500, (5, 5, 2), "Error: line too long")], Action::Continue)
     }
 
     /// The client was silent too long (RFC 5321 §4.5.3.2): 421 and close.
-    pub fn timeout(&mut self) -> (Vec<Reply>, Action) {
+    pub fn timeout(&mut self) -> (Vec<Status>, Action) {
         let text = format!("{} Error: timeout exceeded", self.config.hostname);
-        (vec![Reply::new(421, (4, 4, 2), text)], Action::Close)
+        (vec![Status::new(421, (4, 4, 2), text)], Action::Close)
     }
 
     /// The server is shutting down (RFC 5321 §3.8: 421 at any point).
-    pub fn shutdown(&mut self) -> (Vec<Reply>, Action) {
+    pub fn shutdown(&mut self) -> (Vec<Status>, Action) {
         let text = format!("{} Service shutting down, try again later", self.config.hostname);
-        (vec![Reply::new(421, (4, 3, 2), text)], Action::Close)
+        (vec![Status::new(421, (4, 3, 2), text)], Action::Close)
     }
 
     /// Handle one parsed command.
-    pub async fn handle<P: Policy>(&mut self, cmd: Command, policy: &P) -> (Vec<Reply>, Action) {
+    pub async fn handle<P: Policy>(&mut self, cmd: Command, policy: &P) -> (Vec<Status>, Action) {
         // RFC 3030 §2: once BDAT started, only BDAT, RSET, NOOP and QUIT may follow.
         if self.state == SessionState::Chunking
             && !matches!(cmd, Command::Bdat { .. } | Command::Rset | Command::Noop | Command::Quit)
         {
-            let r = Reply::new(503, (5, 5, 1), "Error: only BDAT, RSET, NOOP or QUIT during BDAT");
+            let r = Status::new(503, (5, 5, 1), "Error: only BDAT, RSET, NOOP or QUIT during BDAT");
             return self.finish(vec![r], Action::Continue);
         }
         match cmd {
@@ -342,18 +342,18 @@ impl Session {
             Command::Bdat { size, last } => self.bdat(size, last),
             Command::Rset => {
                 self.reset_transaction();
-                self.junk(Reply::new(250, (2, 0, 0), "Ok"))
+                self.junk(Status::new(250, (2, 0, 0), "Ok"))
             }
-            Command::Noop => self.junk(Reply::new(250, (2, 0, 0), "Ok")),
+            Command::Noop => self.junk(Status::new(250, (2, 0, 0), "Ok")),
             Command::Quit => {
                 let text = format!("{} closing connection", self.config.hostname);
-                (vec![Reply::new(221, (2, 0, 0), text)], Action::Close)
+                (vec![Status::new(221, (2, 0, 0), text)], Action::Close)
             }
             // RFC 5321 §3.5.3: 252 when we will not verify; no user enumeration.
             Command::Vrfy(_) => {
-                self.junk(Reply::new(252, (2, 1, 5), "Cannot VRFY user, but will accept message and attempt delivery"))
+                self.junk(Status::new(252, (2, 1, 5), "Cannot VRFY user, but will accept message and attempt delivery"))
             }
-            Command::Help(_) => self.junk(Reply::new(214, (2, 0, 0), HELP_TEXT)),
+            Command::Help(_) => self.junk(Status::new(214, (2, 0, 0), HELP_TEXT)),
             Command::StartTls => self.starttls(),
             Command::Auth { mechanism, initial_response } => self.auth(&mechanism, initial_response),
         }
@@ -361,27 +361,27 @@ impl Session {
 
     /// Count errors and non-progress; past a limit, add 421 and close (the caller's
     /// replies are still sent first so the client sees why).
-    fn finish(&mut self, mut replies: Vec<Reply>, action: Action) -> (Vec<Reply>, Action) {
+    fn finish(&mut self, mut replies: Vec<Status>, action: Action) -> (Vec<Status>, Action) {
         // 452 4.5.3 (too many recipients) is flow control the client expects, not abuse,
         // up to the overshoot limit.
         let overshooting = self.tx.as_ref().is_some_and(|t| t.overshoot > RECIPIENT_OVERSHOOT);
-        let flow_control = |r: &&Reply| r.enhanced == Some(super::reply::Enhanced(4, 5, 3)) && !overshooting;
+        let flow_control = |r: &&Status| r.enhanced == Some(super::status::Enhanced(4, 5, 3)) && !overshooting;
         let errors = replies.iter().filter(|r| r.is_error() && !flow_control(r)).count() as u32;
         self.errors = self.errors.saturating_add(errors);
         if self.errors >= self.config.limits.max_errors && action != Action::Close {
             let text = format!("{} Error: too many errors", self.config.hostname);
-            replies.push(Reply::new(421, (4, 7, 0), text));
+            replies.push(Status::new(421, (4, 7, 0), text));
             return (replies, Action::Close);
         }
         (replies, action)
     }
 
     /// A command that makes no progress toward a delivered message.
-    fn junk(&mut self, reply: Reply) -> (Vec<Reply>, Action) {
+    fn junk(&mut self, reply: Status) -> (Vec<Status>, Action) {
         self.junk = self.junk.saturating_add(1);
         if self.junk > self.config.limits.max_junk_commands {
             let text = format!("{} Error: too many commands without progress", self.config.hostname);
-            return (vec![reply, Reply::new(421, (4, 7, 0), text)], Action::Close);
+            return (vec![reply, Status::new(421, (4, 7, 0), text)], Action::Close);
         }
         self.finish(vec![reply], Action::Continue)
     }
@@ -393,14 +393,14 @@ impl Session {
         }
     }
 
-    fn greeting(&mut self, name: String, extended: bool, lhlo: bool) -> (Vec<Reply>, Action) {
+    fn greeting(&mut self, name: String, extended: bool, lhlo: bool) -> (Vec<Status>, Action) {
         let lmtp = self.config.mode == SmtpMode::Lmtp;
         if lmtp != lhlo {
             // RFC 2033 §4.1: LMTP has no HELO/EHLO; SMTP has no LHLO.
             let r = if lmtp {
-                Reply::new(500, (5, 5, 1), "Error: this is LMTP, use LHLO")
+                Status::new(500, (5, 5, 1), "Error: this is LMTP, use LHLO")
             } else {
-                Reply::new(500, (5, 5, 2), "Error: command not recognized")
+                Status::new(500, (5, 5, 2), "Error: command not recognized")
             };
             return self.finish(vec![r], Action::Continue);
         }
@@ -415,7 +415,7 @@ impl Session {
         self.client.helo = Some(name);
         let hostname = self.config.hostname.clone();
         if !extended {
-            return (vec![Reply::plain(250, hostname)], Action::Continue);
+            return (vec![Status::plain(250, hostname)], Action::Continue);
         }
         let mut lines = vec![hostname];
         lines.push("PIPELINING".into());
@@ -435,18 +435,18 @@ impl Session {
             lines.push(format!("AUTH={}", super::sasl::MECHANISMS));
         }
         lines.push("CHUNKING".into());
-        (vec![Reply::lines(250, lines)], Action::Continue)
+        (vec![Status::lines(250, lines)], Action::Continue)
     }
 
-    fn starttls(&mut self) -> (Vec<Reply>, Action) {
+    fn starttls(&mut self) -> (Vec<Status>, Action) {
         let r = if self.client.tls.is_some() {
-            Reply::new(554, (5, 5, 1), "Error: TLS already active")
+            Status::new(554, (5, 5, 1), "Error: TLS already active")
         } else if !self.config.tls_available {
-            Reply::new(502, (5, 5, 1), "Error: command not implemented")
+            Status::new(502, (5, 5, 1), "Error: command not implemented")
         } else if self.tx.is_some() {
-            Reply::new(503, (5, 5, 1), "Error: MAIL transaction in progress")
+            Status::new(503, (5, 5, 1), "Error: MAIL transaction in progress")
         } else {
-            return (vec![Reply::new(220, (2, 0, 0), "Ready to start TLS")], Action::StartTls);
+            return (vec![Status::new(220, (2, 0, 0), "Ready to start TLS")], Action::StartTls);
         };
         self.finish(vec![r], Action::Continue)
     }
@@ -471,23 +471,23 @@ impl Session {
 
     /// `AUTH mech [initial]` (RFC 4954 §4): checks of order and TLS here; the exchange
     /// is the server's ([`Action::Auth`]).
-    fn auth(&mut self, mechanism: &str, initial: Option<String>) -> (Vec<Reply>, Action) {
+    fn auth(&mut self, mechanism: &str, initial: Option<String>) -> (Vec<Status>, Action) {
         let r = if self.config.mode != SmtpMode::Submission {
             // Port 25 and LMTP offer no AUTH (interface.md).
-            Reply::new(503, (5, 5, 1), "Error: authentication not enabled")
+            Status::new(503, (5, 5, 1), "Error: authentication not enabled")
         } else if self.state == SessionState::Greeted {
-            Reply::new(503, (5, 5, 1), "Error: send EHLO first")
+            Status::new(503, (5, 5, 1), "Error: send EHLO first")
         } else if self.client.authenticated.is_some() {
-            Reply::new(503, (5, 5, 1), "Error: already authenticated")
+            Status::new(503, (5, 5, 1), "Error: already authenticated")
         } else if self.tx.is_some() {
-            Reply::new(503, (5, 5, 1), "Error: MAIL transaction in progress")
+            Status::new(503, (5, 5, 1), "Error: MAIL transaction in progress")
         } else if self.client.tls.is_none() {
             // RFC 4954 §6 / RFC 3207: no passwords in plaintext.
-            Reply::new(538, (5, 7, 11), "Error: must issue a STARTTLS command first")
+            Status::new(538, (5, 7, 11), "Error: must issue a STARTTLS command first")
         } else {
             match super::sasl::Mechanism::parse(mechanism) {
                 Some(mechanism) => return (Vec::new(), Action::Auth { mechanism, initial }),
-                None => Reply::new(504, (5, 5, 4), "Error: unsupported authentication mechanism"),
+                None => Status::new(504, (5, 5, 4), "Error: unsupported authentication mechanism"),
             }
         };
         self.finish(vec![r], Action::Continue)
@@ -496,59 +496,61 @@ impl Session {
     /// The SASL exchange ended: `Ok(account)` logs the client in (235); `Err(reply)` is
     /// the failure to send (535 after a wrong password, 501 when cancelled), counted as
     /// an error so a guessing client is disconnected after `max_errors`.
-    pub fn auth_finished(&mut self, result: Result<Address, Reply>) -> (Vec<Reply>, Action) {
+    pub fn auth_finished(&mut self, result: Result<Address, Status>) -> (Vec<Status>, Action) {
         match result {
             Ok(account) => {
                 self.client.authenticated = Some(account);
                 self.junk = 0;
-                (vec![Reply::new(235, (2, 7, 0), "Authentication successful")], Action::Continue)
+                (vec![Status::new(235, (2, 7, 0), "Authentication successful")], Action::Continue)
             }
             Err(r) => self.finish(vec![r], Action::Continue),
         }
     }
 
-    async fn mail<P: Policy>(&mut self, mail: MailFrom, policy: &P) -> (Vec<Reply>, Action) {
+    async fn mail<P: Policy>(&mut self, mail: MailFrom, policy: &P) -> (Vec<Status>, Action) {
         let r = match self.state {
-            SessionState::Greeted => Some(Reply::new(503, (5, 5, 1), "Error: send HELO/EHLO first")),
+            SessionState::Greeted => Some(Status::new(503, (5, 5, 1), "Error: send HELO/EHLO first")),
             SessionState::Ready if self.config.mode == SmtpMode::Submission && self.client.authenticated.is_none() => {
                 // RFC 4954 §6: submission requires authentication.
-                Some(Reply::new(530, (5, 7, 0), "Error: authentication required"))
+                Some(Status::new(530, (5, 7, 0), "Error: authentication required"))
             }
             SessionState::Ready => None,
-            _ => Some(Reply::new(503, (5, 5, 1), "Error: nested MAIL command")),
+            _ => Some(Status::new(503, (5, 5, 1), "Error: nested MAIL command")),
         };
         if let Some(r) = r {
             return self.finish(vec![r], Action::Continue);
         }
         if mail.body == Some(BodyType::BinaryMime) {
             // Not advertised: we normalise line endings, which would corrupt binary (data.rs).
-            let r = Reply::new(555, (5, 5, 4), "Error: BINARYMIME is not supported");
+            let r = Status::new(555, (5, 5, 4), "Error: BINARYMIME is not supported");
             return self.finish(vec![r], Action::Continue);
         }
         if let Some(size) = mail.size
             && size > self.config.limits.max_message_size
         {
-            let r = Reply::new(552, (5, 3, 4), "Error: message size exceeds fixed limit");
+            let r = Status::new(552, (5, 3, 4), "Error: message size exceeds fixed limit");
             return self.finish(vec![r], Action::Continue);
         }
         if let ReversePath::Mailbox(mb) = &mail.path {
             if mb.needs_smtputf8() && !mail.smtputf8 {
                 // RFC 6531 §3.7.4.
-                let r = Reply::new(553, (5, 6, 7), "Error: non-ASCII sender needs SMTPUTF8");
+                let r = Status::new(553, (5, 6, 7), "Error: non-ASCII sender needs SMTPUTF8");
                 return self.finish(vec![r], Action::Continue);
             }
             let verdict = policy.check_sender(&self.client, mb).await;
             let r = match verdict {
                 SenderVerdict::Accept => None,
-                SenderVerdict::UnknownDomain => {
-                    Some(Reply::new(550, (5, 1, 8), format!("<{}>: Sender address rejected: Domain not found", mb.raw)))
-                }
-                SenderVerdict::TempFail => Some(Reply::new(
+                SenderVerdict::UnknownDomain => Some(Status::new(
+                    550,
+                    (5, 1, 8),
+                    format!("<{}>: Sender address rejected: Domain not found", mb.raw),
+                )),
+                SenderVerdict::TempFail => Some(Status::new(
                     450,
                     (4, 1, 8),
                     format!("<{}>: Sender address rejected: Domain lookup failed", mb.raw),
                 )),
-                SenderVerdict::NotOwned => Some(Reply::new(
+                SenderVerdict::NotOwned => Some(Status::new(
                     553,
                     (5, 7, 1),
                     format!("<{}>: Sender address rejected: not owned by the authenticated user", mb.raw),
@@ -561,17 +563,17 @@ impl Session {
         self.tx =
             Some(Transaction { id: new_message_id(), mail, recipients: Vec::new(), chunk_failed: false, overshoot: 0 });
         self.state = SessionState::MailFrom;
-        (vec![Reply::new(250, (2, 1, 0), "Ok")], Action::Continue)
+        (vec![Status::new(250, (2, 1, 0), "Ok")], Action::Continue)
     }
 
-    async fn rcpt<P: Policy>(&mut self, path: ForwardPath, policy: &P) -> (Vec<Reply>, Action) {
+    async fn rcpt<P: Policy>(&mut self, path: ForwardPath, policy: &P) -> (Vec<Status>, Action) {
         let Some(tx) = self.tx.as_mut() else {
-            let r = Reply::new(503, (5, 5, 1), "Error: need MAIL command");
+            let r = Status::new(503, (5, 5, 1), "Error: need MAIL command");
             return self.finish(vec![r], Action::Continue);
         };
         if tx.recipients.len() >= self.config.limits.max_recipients {
             tx.overshoot = tx.overshoot.saturating_add(1);
-            let r = Reply::new(452, (4, 5, 3), "Error: too many recipients");
+            let r = Status::new(452, (4, 5, 3), "Error: too many recipients");
             return self.finish(vec![r], Action::Continue);
         }
         let address = match path {
@@ -580,7 +582,7 @@ impl Session {
             }
             ForwardPath::Mailbox(mb) => {
                 if mb.needs_smtputf8() && !tx.mail.smtputf8 {
-                    let r = Reply::new(553, (5, 6, 7), "Error: non-ASCII recipient needs SMTPUTF8");
+                    let r = Status::new(553, (5, 6, 7), "Error: non-ASCII recipient needs SMTPUTF8");
                     return self.finish(vec![r], Action::Continue);
                 }
                 mb.address
@@ -593,46 +595,48 @@ impl Session {
                     tx.recipients.push(AcceptedRecipient { address, mailboxes, forwards });
                 }
                 self.state = SessionState::RcptTo;
-                return (vec![Reply::new(250, (2, 1, 5), "Ok")], Action::Continue);
+                return (vec![Status::new(250, (2, 1, 5), "Ok")], Action::Continue);
             }
             RecipientVerdict::Unknown => {
-                Reply::new(550, (5, 1, 1), format!("<{address}>: Recipient address rejected: User unknown"))
+                Status::new(550, (5, 1, 1), format!("<{address}>: Recipient address rejected: User unknown"))
             }
-            RecipientVerdict::RelayDenied => Reply::new(554, (5, 7, 1), format!("<{address}>: Relay access denied")),
+            RecipientVerdict::RelayDenied => Status::new(554, (5, 7, 1), format!("<{address}>: Relay access denied")),
             RecipientVerdict::OverQuota => {
-                Reply::new(452, (4, 2, 2), format!("<{address}>: Mailbox full, try again later"))
+                Status::new(452, (4, 2, 2), format!("<{address}>: Mailbox full, try again later"))
             }
-            RecipientVerdict::TempFail(why) => Reply::new(451, (4, 3, 0), format!("<{address}>: {why}")),
+            RecipientVerdict::TempFail(why) => Status::new(451, (4, 3, 0), format!("<{address}>: {why}")),
             RecipientVerdict::HourlyLimit => {
-                Reply::new(451, (4, 7, 1), format!("<{address}>: too many recipients this hour, try again later"))
+                Status::new(451, (4, 7, 1), format!("<{address}>: too many recipients this hour, try again later"))
             }
         };
         self.finish(vec![r], Action::Continue)
     }
 
     /// Checks shared by DATA and the first BDAT: a transaction with recipients.
-    fn ready_for_content(&self) -> Option<Reply> {
+    fn ready_for_content(&self) -> Option<Status> {
         match self.state {
-            SessionState::Greeted | SessionState::Ready => Some(Reply::new(503, (5, 5, 1), "Error: need MAIL command")),
-            SessionState::MailFrom => Some(Reply::new(554, (5, 5, 1), "Error: no valid recipients")),
+            SessionState::Greeted | SessionState::Ready => {
+                Some(Status::new(503, (5, 5, 1), "Error: need MAIL command"))
+            }
+            SessionState::MailFrom => Some(Status::new(554, (5, 5, 1), "Error: no valid recipients")),
             SessionState::RcptTo | SessionState::Chunking => None,
-            SessionState::Data => Some(Reply::new(503, (5, 5, 1), "Error: bad sequence of commands")),
+            SessionState::Data => Some(Status::new(503, (5, 5, 1), "Error: bad sequence of commands")),
         }
     }
 
-    fn data(&mut self) -> (Vec<Reply>, Action) {
+    fn data(&mut self) -> (Vec<Status>, Action) {
         if let Some(r) = self.ready_for_content() {
             return self.finish(vec![r], Action::Continue);
         }
         self.state = SessionState::Data;
-        (vec![Reply::plain(354, "End data with <CR><LF>.<CR><LF>")], Action::ReadData)
+        (vec![Status::plain(354, "End data with <CR><LF>.<CR><LF>")], Action::ReadData)
     }
 
-    fn bdat(&mut self, size: u64, last: bool) -> (Vec<Reply>, Action) {
+    fn bdat(&mut self, size: u64, last: bool) -> (Vec<Status>, Action) {
         let refusal = match self.ready_for_content() {
             Some(r) => Some(r),
             None if self.tx.as_ref().is_some_and(|t| t.chunk_failed) => {
-                Some(Reply::new(503, (5, 5, 1), "Error: previous chunk failed, send RSET"))
+                Some(Status::new(503, (5, 5, 1), "Error: previous chunk failed, send RSET"))
             }
             None => None,
         };
@@ -649,17 +653,17 @@ impl Session {
     }
 
     /// The octets of a refused chunk were discarded: now send the refusal.
-    pub fn chunk_refused(&mut self) -> (Vec<Reply>, Action) {
+    pub fn chunk_refused(&mut self) -> (Vec<Status>, Action) {
         let r = self
             .pending_chunk_error
             .take()
-            .unwrap_or_else(|| Reply::new(503, (5, 5, 1), "Error: bad sequence of commands"));
+            .unwrap_or_else(|| Status::new(503, (5, 5, 1), "Error: bad sequence of commands"));
         self.finish(vec![r], Action::Continue)
     }
 
     /// A non-LAST chunk arrived in full (RFC 3030: 250 per chunk).
-    pub fn chunk_received(&mut self, size: u64) -> (Vec<Reply>, Action) {
-        (vec![Reply::new(250, (2, 0, 0), format!("{size} octets received"))], Action::Continue)
+    pub fn chunk_received(&mut self, size: u64) -> (Vec<Status>, Action) {
+        (vec![Status::new(250, (2, 0, 0), format!("{size} octets received"))], Action::Continue)
     }
 
     /// The content ended (DATA terminator or BDAT LAST). `size` is the normalised size;
@@ -667,11 +671,11 @@ impl Session {
     pub fn end_of_message(&mut self, size: u64, exceeded: bool) -> EndOfMessage {
         let Some(tx) = self.tx.take() else {
             self.state = SessionState::Ready;
-            return EndOfMessage::Refuse(vec![Reply::new(503, (5, 5, 1), "Error: no transaction")]);
+            return EndOfMessage::Refuse(vec![Status::new(503, (5, 5, 1), "Error: no transaction")]);
         };
         self.state = SessionState::Ready;
         if exceeded || size > self.config.limits.max_message_size {
-            let r = Reply::new(552, (5, 3, 4), "Error: message size exceeds fixed limit");
+            let r = Status::new(552, (5, 3, 4), "Error: message size exceeds fixed limit");
             let replies = match self.config.mode {
                 SmtpMode::Mx | SmtpMode::Submission => vec![r],
                 // RFC 2033 §4.2: after the content, one reply per accepted recipient.
@@ -693,7 +697,7 @@ impl Session {
     /// (`Ok` only when every copy is durable). SMTP gets one reply (250 only if all
     /// succeeded, else the first failure: a retry may duplicate, never lose); LMTP gets
     /// one per recipient.
-    pub fn delivered(&mut self, envelope: &Envelope, outcomes: &[Result<(), Reply>]) -> (Vec<Reply>, Action) {
+    pub fn delivered(&mut self, envelope: &Envelope, outcomes: &[Result<(), Status>]) -> (Vec<Status>, Action) {
         let all_ok = outcomes.iter().all(Result::is_ok);
         if all_ok {
             self.junk = 0;
@@ -701,7 +705,7 @@ impl Session {
         let replies = match self.config.mode {
             SmtpMode::Mx | SmtpMode::Submission => {
                 let r = match outcomes.iter().find_map(|o| o.as_ref().err()) {
-                    None => Reply::new(250, (2, 0, 0), format!("Ok: queued as {}", envelope.id)),
+                    None => Status::new(250, (2, 0, 0), format!("Ok: queued as {}", envelope.id)),
                     Some(e) => e.clone(),
                 };
                 vec![r]
@@ -712,7 +716,7 @@ impl Session {
                 .zip(outcomes)
                 .map(|(rcpt, o)| match o {
                     Ok(()) => {
-                        Reply::new(250, (2, 0, 0), format!("<{}> Ok: delivered as {}", rcpt.address, envelope.id))
+                        Status::new(250, (2, 0, 0), format!("<{}> Ok: delivered as {}", rcpt.address, envelope.id))
                     }
                     Err(e) => e.clone(),
                 })

@@ -56,7 +56,7 @@ fn session(mode: SmtpMode) -> Session {
     )
 }
 
-fn render(replies: &[Reply]) -> String {
+fn render(replies: &[Status]) -> String {
     replies.iter().map(|r| String::from_utf8_lossy(&r.render()).into_owned()).collect::<String>().replace("\r\n", "\n")
 }
 
@@ -283,7 +283,7 @@ async fn delivery_failure_is_temporary() {
     say(&mut s, "RCPT TO:<postmaster@ours.example>").await;
     say(&mut s, "DATA").await;
     let EndOfMessage::Deliver(env) = s.end_of_message(1, false) else { panic!("refused") };
-    let fail = Reply::new(451, (4, 3, 0), "Error: local delivery failed, try again later");
+    let fail = Status::new(451, (4, 3, 0), "Error: local delivery failed, try again later");
     let (r, _) = s.delivered(&env, &[Ok(()), Err(fail)]);
     assert_eq!(render(&r), "451 4.3.0 Error: local delivery failed, try again later\n");
 }
@@ -358,7 +358,7 @@ async fn lmtp_replies_per_recipient() {
     expect(&mut s, "RCPT TO:<postmaster@ours.example>", "250 2.1.5 Ok").await;
     say(&mut s, "DATA").await;
     let EndOfMessage::Deliver(env) = s.end_of_message(1, false) else { panic!("refused") };
-    let full = Reply::new(452, (4, 2, 2), "<postmaster@ours.example> Mailbox full");
+    let full = Status::new(452, (4, 2, 2), "<postmaster@ours.example> Mailbox full");
     let (r, _) = s.delivered(&env, &[Ok(()), Err(full)]);
     assert_eq!(
         render(&r),
@@ -418,7 +418,7 @@ async fn submission_requires_tls_then_auth() {
     let (got, action) = say(&mut s, "AUTH login").await;
     assert_eq!(got, "");
     assert_eq!(action, Action::Auth { mechanism: crate::smtp::sasl::Mechanism::Login, initial: None });
-    let (got, _) = s.auth_finished(Err(Reply::new(535, (5, 7, 8), "Error: authentication credentials invalid")));
+    let (got, _) = s.auth_finished(Err(Status::new(535, (5, 7, 8), "Error: authentication credentials invalid")));
     assert_eq!(render(&got), "535 5.7.8 Error: authentication credentials invalid\n");
     let (_, action) = say(&mut s, "AUTH PLAIN AGFsaWNlAHB3").await;
     assert_eq!(

@@ -11,7 +11,7 @@
 use crate::accounts::{Address, Directory};
 use crate::header_address::{self, Mailbox};
 
-use super::reply::Reply;
+use super::status::Status;
 
 /// The header section: everything up to and including the blank line (or the whole
 /// message when there is no body).
@@ -54,8 +54,8 @@ pub const SENDER_FIELDS: [&str; 3] = ["Sender", "Resent-From", "Resent-Sender"];
 /// `account`: exactly one `From:` (read by `header_address`, as port 25 and IMAP read
 /// it), and every address in these fields one the account may send as. Returns the first
 /// `From:` address (its domain is the DKIM signing domain) or the 5xx reply.
-pub fn check_sender_headers(directory: &Directory, account: &Address, message: &[u8]) -> Result<Address, Reply> {
-    let authors = header_address::authors(message).map_err(|e| Reply::new(550, (5, 6, 0), format!("Error: {e}")))?;
+pub fn check_sender_headers(directory: &Directory, account: &Address, message: &[u8]) -> Result<Address, Status> {
+    let authors = header_address::authors(message).map_err(|e| Status::new(550, (5, 6, 0), format!("Error: {e}")))?;
     let mut first = None;
     for m in &authors {
         let a = owned(directory, account, m, "From")?;
@@ -63,18 +63,18 @@ pub fn check_sender_headers(directory: &Directory, account: &Address, message: &
     }
     for field in SENDER_FIELDS {
         let mailboxes = header_address::field_mailboxes(message, field)
-            .map_err(|e| Reply::new(550, (5, 6, 0), format!("Error: {e}")))?;
+            .map_err(|e| Status::new(550, (5, 6, 0), format!("Error: {e}")))?;
         for m in &mailboxes {
             owned(directory, account, m, field)?;
         }
     }
-    first.ok_or_else(|| Reply::new(550, (5, 6, 0), "Error: no From: address"))
+    first.ok_or_else(|| Status::new(550, (5, 6, 0), "Error: no From: address"))
 }
 
 /// `m` as an [`Address`] the account may send as, or 553 5.7.1 naming the field.
-fn owned(directory: &Directory, account: &Address, m: &Mailbox, field: &str) -> Result<Address, Reply> {
+fn owned(directory: &Directory, account: &Address, m: &Mailbox, field: &str) -> Result<Address, Status> {
     let refused = || {
-        Reply::new(
+        Status::new(
             553,
             (5, 7, 1),
             format!("<{}>: {field}: header address rejected: not owned by the authenticated user", m.address()),

@@ -8,21 +8,20 @@
 //! (the CVE-2011-0411 class of bugs).
 
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::Engine;
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
-use super::reply::{Capabilities, Reply, ReplyError, parse_reply};
+use super::reply::{Capabilities, ReplyError, parse_reply};
 use super::transaction::{MailParams, Step, Transaction, dot_stuff};
 use crate::accounts::Address;
 use crate::queue::RecipientOutcome;
+use crate::smtp::status::Status;
+use crate::smtp::stream::Stream;
 
 /// Waiting for a reply to a command (RFC 5321 §4.5.3.2: 5 minutes for MAIL/RCPT).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
@@ -46,53 +45,17 @@ pub enum SessionError {
     #[error("TLS: {0}")]
     Tls(String),
     #[error("server said: {0}")]
-    Rejected(Reply),
+    Rejected(Status),
 }
 
 impl SessionError {
     /// As a temporary per-recipient diagnostic (`4.4.x` network problems, RFC 3463).
-    pub fn diagnostic(&self) -> String {
+    pub fn diagnostic(&self) -> Status {
         match self {
-            SessionError::Rejected(r) => r.one_line(),
-            SessionError::Connect(..) => format!("4.4.1 {self}"),
-            SessionError::Tls(_) => format!("4.7.5 {self}"),
-            _ => format!("4.4.2 {self}"),
-        }
-    }
-}
-
-/// A TCP or TLS stream.
-pub enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            SessionError::Rejected(r) => r.clone(),
+            SessionError::Connect(..) => Status::local((4, 4, 1), self.to_string()),
+            SessionError::Tls(_) => Status::local((4, 7, 5), self.to_string()),
+            _ => Status::local((4, 4, 2), self.to_string()),
         }
     }
 }
@@ -107,8 +70,9 @@ pub enum TlsState {
     Verified,
 }
 
-/// An open SMTP client connection.
-pub struct Connection {
+/// An open SMTP client connection: one session with a remote server, reused by the
+/// transport's pool for several messages.
+pub struct ClientSession {
     stream: Option<Stream>,
     buf: Vec<u8>,
     pub peer: SocketAddr,
@@ -118,16 +82,16 @@ pub struct Connection {
     pub tls: TlsState,
 }
 
-impl Connection {
+impl ClientSession {
     /// Connect and read the greeting. A non-2xx greeting is `Rejected`.
-    pub async fn connect(addr: SocketAddr, host: &str, timeout: Duration) -> Result<Connection, SessionError> {
+    pub async fn connect(addr: SocketAddr, host: &str, timeout: Duration) -> Result<ClientSession, SessionError> {
         let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(SessionError::Connect(addr, e)),
             Err(_) => return Err(SessionError::Timeout("the TCP connection")),
         };
         let _ = tcp.set_nodelay(true);
-        let mut conn = Connection {
+        let mut conn = ClientSession {
             stream: Some(Stream::Plain(tcp)),
             buf: Vec::with_capacity(1024),
             peer: addr,
@@ -136,7 +100,7 @@ impl Connection {
             tls: TlsState::None,
         };
         let greeting = conn.read_reply(COMMAND_TIMEOUT, "the greeting").await?;
-        if !greeting.is_positive() {
+        if !greeting.is_completion() {
             return Err(SessionError::Rejected(greeting));
         }
         Ok(conn)
@@ -147,7 +111,7 @@ impl Connection {
     }
 
     /// Read one complete reply.
-    pub async fn read_reply(&mut self, timeout: Duration, what: &'static str) -> Result<Reply, SessionError> {
+    pub async fn read_reply(&mut self, timeout: Duration, what: &'static str) -> Result<Status, SessionError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Some((reply, used)) = parse_reply(&self.buf)? {
@@ -181,7 +145,7 @@ impl Connection {
     }
 
     /// Send one command line and read its reply.
-    pub async fn command(&mut self, line: &str) -> Result<Reply, SessionError> {
+    pub async fn command(&mut self, line: &str) -> Result<Status, SessionError> {
         self.write(format!("{line}\r\n").as_bytes()).await?;
         self.read_reply(COMMAND_TIMEOUT, "a command reply").await
     }
@@ -189,13 +153,13 @@ impl Connection {
     /// EHLO (falling back to HELO for an ancient server); records the capabilities.
     pub async fn ehlo(&mut self, hostname: &str) -> Result<(), SessionError> {
         let reply = self.command(&format!("EHLO {hostname}")).await?;
-        if reply.is_positive() {
+        if reply.is_completion() {
             self.caps = Capabilities::from_ehlo(&reply);
             return Ok(());
         }
         if reply.is_permanent() {
             let helo = self.command(&format!("HELO {hostname}")).await?;
-            if helo.is_positive() {
+            if helo.is_completion() {
                 self.caps = Capabilities::default();
                 return Ok(());
             }
@@ -227,7 +191,7 @@ impl Connection {
             Ok(Err(e)) => return Err(SessionError::Tls(e.to_string())),
             Err(_) => return Err(SessionError::Timeout("the TLS handshake")),
         };
-        self.stream = Some(Stream::Tls(Box::new(tls)));
+        self.stream = Some(Stream::Tls(Box::new(tls.into())));
         self.tls = if verified { TlsState::Verified } else { TlsState::Unverified };
         self.ehlo(hostname).await
     }
@@ -249,7 +213,7 @@ impl Connection {
             }
             self.command(&b64.encode(password)).await?
         };
-        if reply.is_positive() { Ok(()) } else { Err(SessionError::Rejected(reply)) }
+        if reply.is_completion() { Ok(()) } else { Err(SessionError::Rejected(reply)) }
     }
 
     /// Run one mail transaction. Returns per-recipient outcomes and whether the
@@ -265,14 +229,18 @@ impl Connection {
             && limit > 0
             && message.len() as u64 > limit
         {
-            let why = format!("552 5.3.4 message size {} exceeds the limit {limit} of {}", message.len(), self.host);
+            let why = Status::new(
+                552,
+                (5, 3, 4),
+                format!("message size {} exceeds the limit {limit} of {}", message.len(), self.host),
+            );
             return (vec![RecipientOutcome::Permanent(why); recipients.len()], true);
         }
         let eight_bit = !message.is_ascii();
         let utf8 =
             sender.is_some_and(|s| !s.to_string().is_ascii()) || recipients.iter().any(|r| !r.to_string().is_ascii());
         if utf8 && !self.caps.smtputf8 {
-            let why = "553 5.6.7 the receiving server does not support SMTPUTF8 addresses".to_string();
+            let why = Status::new(553, (5, 6, 7), "the receiving server does not support SMTPUTF8 addresses");
             return (vec![RecipientOutcome::Permanent(why); recipients.len()], true);
         }
         let params = MailParams {
@@ -315,7 +283,7 @@ impl Connection {
 
     /// Reset for the next message on this connection; false if it is no longer usable.
     pub async fn rset(&mut self) -> bool {
-        matches!(self.command("RSET").await, Ok(r) if r.is_positive())
+        matches!(self.command("RSET").await, Ok(r) if r.is_completion())
     }
 
     /// Say goodbye (best effort, bounded).
@@ -358,7 +326,7 @@ mod tests {
     #[tokio::test]
     async fn refusing_greeting_is_rejected() {
         let addr = scripted("554 5.7.1 go away\r\n", vec![]).await;
-        let err = Connection::connect(addr, "mx.test", T).await.err().unwrap();
+        let err = ClientSession::connect(addr, "mx.test", T).await.err().unwrap();
         assert!(matches!(err, SessionError::Rejected(ref r) if r.code == 554), "{err}");
     }
 
@@ -369,7 +337,7 @@ mod tests {
             vec![("EHLO me.test", "500 5.5.1 what?\r\n"), ("HELO me.test", "250 old.test\r\n")],
         )
         .await;
-        let mut conn = Connection::connect(addr, "old.test", T).await.unwrap();
+        let mut conn = ClientSession::connect(addr, "old.test", T).await.unwrap();
         conn.ehlo("me.test").await.unwrap();
         assert_eq!(conn.caps, Capabilities::default());
     }
@@ -385,7 +353,7 @@ mod tests {
             ],
         )
         .await;
-        let mut conn = Connection::connect(addr, "mx.test", T).await.unwrap();
+        let mut conn = ClientSession::connect(addr, "mx.test", T).await.unwrap();
         conn.ehlo("me.test").await.unwrap();
         assert!(conn.caps.starttls);
         let connectors = super::super::tls::Connectors::new(&[]).unwrap();
@@ -398,12 +366,15 @@ mod tests {
     #[tokio::test]
     async fn message_over_the_advertised_size_fails_without_sending() {
         let addr = scripted("220 mx.test\r\n", vec![("EHLO me.test", "250-mx.test\r\n250 SIZE 10\r\n")]).await;
-        let mut conn = Connection::connect(addr, "mx.test", T).await.unwrap();
+        let mut conn = ClientSession::connect(addr, "mx.test", T).await.unwrap();
         conn.ehlo("me.test").await.unwrap();
         let rcpt = Address::parse("x@mx.test").unwrap();
         let (outcomes, reusable) = conn.send_mail(None, &[rcpt], b"Subject: too big\r\n\r\n").await;
         assert!(reusable);
-        assert!(matches!(&outcomes[0], RecipientOutcome::Permanent(t) if t.starts_with("552 5.3.4")), "{outcomes:?}");
+        assert!(
+            matches!(&outcomes[0], RecipientOutcome::Permanent(t) if t.one_line().starts_with("552 5.3.4")),
+            "{outcomes:?}"
+        );
     }
 
     #[tokio::test]
@@ -411,12 +382,15 @@ mod tests {
         let addr =
             scripted("220 mx.test\r\n", vec![("EHLO me.test", "250 mx.test\r\n"), ("MAIL FROM:<>", "250 ok\r\n")])
                 .await;
-        let mut conn = Connection::connect(addr, "mx.test", T).await.unwrap();
+        let mut conn = ClientSession::connect(addr, "mx.test", T).await.unwrap();
         conn.ehlo("me.test").await.unwrap();
         let rcpt = Address::parse("x@mx.test").unwrap();
         // The script ends after MAIL: the server reads RCPT and closes.
         let (outcomes, reusable) = conn.send_mail(None, &[rcpt], b"Subject: hi\r\n\r\nx\r\n").await;
         assert!(!reusable);
-        assert!(matches!(&outcomes[0], RecipientOutcome::Temporary(t) if t.starts_with("4.4.2")), "{outcomes:?}");
+        assert!(
+            matches!(&outcomes[0], RecipientOutcome::Temporary(t) if t.one_line().starts_with("4.4.2")),
+            "{outcomes:?}"
+        );
     }
 }

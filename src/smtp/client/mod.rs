@@ -18,5 +18,5 @@ pub mod tls;
 pub mod transaction;
 pub mod transport;
 
-pub use reply::{Capabilities, EnhancedCode, Reply, ReplyError, parse_reply};
+pub use reply::{Capabilities, ReplyError, parse_reply};
 pub use transport::{ClientError, ClientSettings, SmtpTransport};

@@ -11,6 +11,8 @@ use hickory_resolver::TokioResolver;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use rand::seq::SliceRandom;
 
+use crate::smtp::status::Status;
+
 /// One MX host to try, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MxHost {
@@ -22,12 +24,21 @@ pub struct MxHost {
 /// Why a domain has no usable destination.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
-    /// Bounce now (the text starts with an enhanced status code).
+    /// Bounce now.
     #[error("{0}")]
-    Permanent(String),
+    Permanent(Status),
     /// Retry later.
     #[error("{0}")]
-    Temporary(String),
+    Temporary(Status),
+}
+
+impl RouteError {
+    /// The diagnostic, whichever way it goes.
+    pub fn into_status(self) -> Status {
+        match self {
+            RouteError::Permanent(s) | RouteError::Temporary(s) => s,
+        }
+    }
 }
 
 /// A resolver per `MAILROOM_DNS_SERVERS` (each `ip:port`), or the system's.
@@ -59,10 +70,12 @@ pub async fn lookup_mx(resolver: &TokioResolver, domain: &str) -> Result<Vec<MxH
             }
             order_mx(records, domain)
         }
-        Err(e) if e.is_nx_domain() => Err(RouteError::Permanent(format!("5.1.2 domain {domain} does not exist"))),
+        Err(e) if e.is_nx_domain() => {
+            Err(RouteError::Permanent(Status::local((5, 1, 2), format!("domain {domain} does not exist"))))
+        }
         // No MX records: the domain itself is the implicit MX (RFC 5321 §5.1).
         Err(e) if e.is_no_records_found() => Ok(vec![MxHost { preference: 0, name: domain.to_string() }]),
-        Err(e) => Err(RouteError::Temporary(format!("4.4.3 MX lookup for {domain} failed: {e}"))),
+        Err(e) => Err(RouteError::Temporary(Status::local((4, 4, 3), format!("MX lookup for {domain} failed: {e}")))),
     }
 }
 
@@ -71,8 +84,9 @@ pub async fn lookup_mx(resolver: &TokioResolver, domain: &str) -> Result<Vec<MxH
 pub fn order_mx(mut records: Vec<MxHost>, domain: &str) -> Result<Vec<MxHost>, RouteError> {
     if records.iter().any(|r| r.name.is_empty() || r.name == ".") {
         if records.len() == 1 {
-            return Err(RouteError::Permanent(format!(
-                "5.1.10 domain {domain} does not accept mail (null MX, RFC 7505)"
+            return Err(RouteError::Permanent(Status::local(
+                (5, 1, 10),
+                format!("domain {domain} does not accept mail (null MX, RFC 7505)"),
             )));
         }
         // A null MX mixed with real ones is a misconfiguration; use the real ones.
@@ -94,12 +108,18 @@ pub async fn lookup_addresses(resolver: &TokioResolver, host: &str) -> Result<Ve
             let mut out: Vec<IpAddr> = ips.iter().collect();
             out.sort_by_key(|ip| ip.is_ipv4());
             out.dedup();
-            if out.is_empty() { Err(RouteError::Temporary(format!("4.4.3 {host} has no address"))) } else { Ok(out) }
+            if out.is_empty() {
+                Err(RouteError::Temporary(Status::local((4, 4, 3), format!("{host} has no address"))))
+            } else {
+                Ok(out)
+            }
         }
         Err(e) if e.is_nx_domain() || e.is_no_records_found() => {
-            Err(RouteError::Temporary(format!("4.4.3 host {host} has no address record")))
+            Err(RouteError::Temporary(Status::local((4, 4, 3), format!("host {host} has no address record"))))
         }
-        Err(e) => Err(RouteError::Temporary(format!("4.4.3 address lookup for {host} failed: {e}"))),
+        Err(e) => {
+            Err(RouteError::Temporary(Status::local((4, 4, 3), format!("address lookup for {host} failed: {e}"))))
+        }
     }
 }
 
@@ -121,7 +141,7 @@ mod tests {
     #[test]
     fn null_mx_is_permanent() {
         let err = order_mx(vec![mx(0, "")], "nomail.test").unwrap_err();
-        assert!(matches!(err, RouteError::Permanent(ref t) if t.starts_with("5.1.10")), "{err}");
+        assert!(matches!(err, RouteError::Permanent(ref t) if t.one_line().starts_with("5.1.10")), "{err}");
         let ok = order_mx(vec![mx(0, ""), mx(10, "a.test")], "x.test").unwrap();
         assert_eq!(ok, vec![mx(10, "a.test")]);
     }

@@ -1,5 +1,5 @@
-//! SMTP replies as the client reads them: pure parsing of (multi-line) replies with
-//! their enhanced status codes, and of the EHLO capability list.
+//! SMTP replies as the client reads them: pure parsing of (multi-line) replies into
+//! the crate's one [`Status`], and of the EHLO capability list.
 //!
 //! Parsing is two-phase like everywhere in mailroom: [`parse_reply`] first checks that
 //! a complete reply (every continuation line up to the one with a space after the code)
@@ -7,59 +7,13 @@
 //! consumed. It does no I/O and never panics: the bytes come from a remote server we do
 //! not trust.
 
-use std::fmt;
+use crate::smtp::status::{Enhanced, Status};
 
 /// Longest reply line we accept (RFC 5321 §4.5.3.1.5 says 512 octets; servers exceed
 /// it with long EHLO keywords and diagnostics, so allow some room).
 pub const MAX_LINE: usize = 4096;
 /// Most lines in one reply (a runaway multi-line reply is refused, not buffered forever).
 pub const MAX_LINES: usize = 256;
-
-/// An enhanced status code (RFC 3463): class.subject.detail, e.g. `5.1.1`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EnhancedCode {
-    pub class: u8,
-    pub subject: u16,
-    pub detail: u16,
-}
-
-impl fmt::Display for EnhancedCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.class, self.subject, self.detail)
-    }
-}
-
-impl EnhancedCode {
-    pub const fn new(class: u8, subject: u16, detail: u16) -> EnhancedCode {
-        EnhancedCode { class, subject, detail }
-    }
-
-    /// Parse `X.Y.Z` at the start of `text` (RFC 3463 §2: class 2, 4 or 5; subject and
-    /// detail up to three digits). Returns the code and the rest after one space.
-    fn parse_prefix(text: &str) -> Option<(EnhancedCode, &str)> {
-        let (word, rest) = match text.split_once(' ') {
-            Some((w, r)) => (w, r),
-            None => (text, ""),
-        };
-        let mut parts = word.split('.');
-        let class: u8 = parts.next().filter(|p| p.len() == 1)?.parse().ok()?;
-        let subject: u16 = parts.next().filter(|p| (1..=3).contains(&p.len()))?.parse().ok()?;
-        let detail: u16 = parts.next().filter(|p| (1..=3).contains(&p.len()))?.parse().ok()?;
-        if parts.next().is_some() || !matches!(class, 2 | 4 | 5) {
-            return None;
-        }
-        Some((EnhancedCode { class, subject, detail }, rest))
-    }
-}
-
-/// One complete reply: its code, the enhanced code of its first line (if any), and the
-/// text of each line without code, separator or enhanced code.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reply {
-    pub code: u16,
-    pub enhanced: Option<EnhancedCode>,
-    pub lines: Vec<String>,
-}
 
 /// Why the bytes are not an SMTP reply. Any of these ends the connection: the peer does
 /// not speak SMTP (or an attacker is in the middle) and nothing later can be trusted.
@@ -75,52 +29,10 @@ pub enum ReplyError {
     CodeChanged(u16, u16),
 }
 
-impl Reply {
-    /// Build a reply (tests, and synthetic outcomes such as "connection lost").
-    pub fn new(code: u16, enhanced: Option<EnhancedCode>, text: &str) -> Reply {
-        Reply { code, enhanced, lines: vec![text.to_string()] }
-    }
-
-    pub fn is_positive(&self) -> bool {
-        (200..300).contains(&self.code)
-    }
-    pub fn is_intermediate(&self) -> bool {
-        (300..400).contains(&self.code)
-    }
-    pub fn is_transient(&self) -> bool {
-        (400..500).contains(&self.code)
-    }
-    pub fn is_permanent(&self) -> bool {
-        self.code >= 500
-    }
-
-    /// The whole text on one line, for logs, envelopes and DSN `Diagnostic-Code`.
-    pub fn one_line(&self) -> String {
-        let mut out = self.code.to_string();
-        if let Some(e) = self.enhanced {
-            out.push(' ');
-            out.push_str(&e.to_string());
-        }
-        for line in &self.lines {
-            if !line.is_empty() {
-                out.push(' ');
-                out.push_str(line);
-            }
-        }
-        out
-    }
-}
-
-impl fmt::Display for Reply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.one_line())
-    }
-}
-
 /// Parse one reply from the start of `buf`. `Ok(None)` means "not complete yet, read
 /// more"; `Ok(Some((reply, used)))` gives the reply and how many bytes it took.
 /// Lines end in CRLF; a bare LF is accepted too (some appliances send it).
-pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
+pub fn parse_reply(buf: &[u8]) -> Result<Option<(Status, usize)>, ReplyError> {
     // Phase 1: find the end of the last line (the one with a space, or nothing, after
     // the code) without building anything.
     let mut pos = 0;
@@ -160,9 +72,9 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
         }
         // RFC 2034 §4: every line of the reply repeats the enhanced code; keep the
         // first and strip it from each line's text.
-        let rest = match EnhancedCode::parse_prefix(rest) {
+        let rest = match Enhanced::parse_prefix(rest) {
             // The enhanced class must match the reply class to count (RFC 3463 §2).
-            Some((e, after)) if u16::from(e.class) == line_code / 100 => {
+            Some((e, after)) if u16::from(e.0) == line_code / 100 => {
                 enhanced.get_or_insert(e);
                 after
             }
@@ -171,7 +83,7 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
         lines.push(rest.to_string());
     }
     let code = code.ok_or_else(|| ReplyError::Malformed(String::new()))?;
-    Ok(Some((Reply { code, enhanced, lines }, end)))
+    Ok(Some((Status { code, enhanced, text: lines }, end)))
 }
 
 /// `250-text` / `250 text` / `250` -> (250, "text").
@@ -211,9 +123,9 @@ pub struct Capabilities {
 
 impl Capabilities {
     /// Read the keywords from an EHLO reply (the first line is the greeting text).
-    pub fn from_ehlo(reply: &Reply) -> Capabilities {
+    pub fn from_ehlo(reply: &Status) -> Capabilities {
         let mut caps = Capabilities::default();
-        for line in reply.lines.iter().skip(1) {
+        for line in reply.text.iter().skip(1) {
             let mut words = line.split_ascii_whitespace();
             let Some(keyword) = words.next() else { continue };
             match keyword.to_ascii_uppercase().as_str() {
@@ -249,7 +161,7 @@ impl Capabilities {
 mod tests {
     use super::*;
 
-    fn parse_all(s: &str) -> Reply {
+    fn parse_all(s: &str) -> Status {
         let (reply, used) = parse_reply(s.as_bytes()).unwrap().unwrap();
         assert_eq!(used, s.len());
         reply
@@ -259,8 +171,8 @@ mod tests {
     fn single_line_with_enhanced_code() {
         let r = parse_all("250 2.1.0 Sender ok\r\n");
         assert_eq!(r.code, 250);
-        assert_eq!(r.enhanced, Some(EnhancedCode::new(2, 1, 0)));
-        assert_eq!(r.lines, vec!["Sender ok"]);
+        assert_eq!(r.enhanced, Some(Enhanced(2, 1, 0)));
+        assert_eq!(r.text, vec!["Sender ok"]);
         assert_eq!(r.one_line(), "250 2.1.0 Sender ok");
     }
 
@@ -269,7 +181,7 @@ mod tests {
         let buf = b"250-mx.remote.test Hello\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250 STARTTLS\r\n220 next";
         let (r, used) = parse_reply(buf).unwrap().unwrap();
         assert_eq!(&buf[used..], b"220 next");
-        assert_eq!(r.lines.len(), 4);
+        assert_eq!(r.text.len(), 4);
         let caps = Capabilities::from_ehlo(&r);
         assert!(caps.pipelining && caps.starttls);
         assert_eq!(caps.size, Some(1000));
@@ -295,7 +207,7 @@ mod tests {
     fn enhanced_code_of_wrong_class_is_text() {
         let r = parse_all("550 2.0.0 odd\r\n");
         assert_eq!(r.enhanced, None);
-        assert_eq!(r.lines, vec!["2.0.0 odd"]);
+        assert_eq!(r.text, vec!["2.0.0 odd"]);
         assert!(r.is_permanent());
     }
 

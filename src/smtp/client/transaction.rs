@@ -10,9 +10,9 @@
 
 use std::collections::VecDeque;
 
-use super::reply::Reply;
 use crate::accounts::Address;
 use crate::queue::RecipientOutcome;
+use crate::smtp::status::Status;
 
 /// Which command a pending reply answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,11 +110,11 @@ impl Transaction {
     }
 
     /// Feed the next reply; the answer says what to do.
-    pub fn on_reply(&mut self, reply: &Reply) -> Step {
+    pub fn on_reply(&mut self, reply: &Status) -> Step {
         let Some(expect) = self.awaiting.pop_front() else { return Step::Done };
         match expect {
             Expect::Mail => {
-                if !reply.is_positive() {
+                if !reply.is_completion() {
                     // The sender was refused: every recipient shares that fate. With
                     // pipelining the RCPT and DATA replies are still on their way.
                     for o in self.outcomes.iter_mut() {
@@ -128,7 +128,7 @@ impl Transaction {
                 if let Some(slot) = self.outcomes.get_mut(i)
                     && slot.is_none()
                 {
-                    if reply.is_positive() {
+                    if reply.is_completion() {
                         self.accepted.push(i);
                     } else {
                         *slot = Some(outcome_of(reply));
@@ -170,7 +170,7 @@ impl Transaction {
         Step::Send(self.send_upto(next + 1))
     }
 
-    fn settle_accepted(&mut self, reply: &Reply) {
+    fn settle_accepted(&mut self, reply: &Status) {
         for &i in &self.accepted {
             if let Some(slot) = self.outcomes.get_mut(i) {
                 *slot = Some(outcome_of(reply));
@@ -179,9 +179,9 @@ impl Transaction {
     }
 
     /// The connection broke or timed out: whatever is undecided is temporary.
-    pub fn fail_remaining(&mut self, why: &str) {
+    pub fn fail_remaining(&mut self, why: &Status) {
         for o in self.outcomes.iter_mut() {
-            o.get_or_insert_with(|| RecipientOutcome::Temporary(why.to_string()));
+            o.get_or_insert_with(|| RecipientOutcome::Temporary(why.clone()));
         }
     }
 
@@ -191,20 +191,20 @@ impl Transaction {
     }
 
     pub fn into_outcomes(mut self) -> Vec<RecipientOutcome> {
-        self.fail_remaining("4.4.2 transaction ended without a reply");
+        self.fail_remaining(&Status::local((4, 4, 2), "transaction ended without a reply"));
         self.outcomes.into_iter().flatten().collect()
     }
 }
 
 /// A reply as a per-recipient outcome.
-pub fn outcome_of(reply: &Reply) -> RecipientOutcome {
-    let text = reply.one_line();
-    if reply.is_positive() {
-        RecipientOutcome::Delivered(text)
+pub fn outcome_of(reply: &Status) -> RecipientOutcome {
+    let status = reply.clone();
+    if reply.is_completion() {
+        RecipientOutcome::Delivered(status)
     } else if reply.is_permanent() {
-        RecipientOutcome::Permanent(text)
+        RecipientOutcome::Permanent(status)
     } else {
-        RecipientOutcome::Temporary(text)
+        RecipientOutcome::Temporary(status)
     }
 }
 
@@ -238,7 +238,7 @@ mod tests {
     use super::*;
     use crate::smtp::client::reply::parse_reply;
 
-    fn r(s: &str) -> Reply {
+    fn r(s: &str) -> Status {
         parse_reply(format!("{s}\r\n").as_bytes()).unwrap().unwrap().0
     }
     fn a(s: &str) -> Address {
@@ -260,9 +260,9 @@ mod tests {
         assert_eq!(
             t.into_outcomes(),
             vec![
-                RecipientOutcome::Delivered("250 2.0.0 queued as X".into()),
-                RecipientOutcome::Permanent("550 5.1.1 no such user".into()),
-                RecipientOutcome::Temporary("450 4.2.1 try later".into()),
+                RecipientOutcome::Delivered(Status::new(250, (2, 0, 0), "queued as X")),
+                RecipientOutcome::Permanent(Status::new(550, (5, 1, 1), "no such user")),
+                RecipientOutcome::Temporary(Status::new(450, (4, 2, 1), "try later")),
             ]
         );
     }
@@ -272,7 +272,7 @@ mod tests {
         let mut t = Transaction::new(None, &[a("x@remote.test")], MailParams::default(), false);
         assert_eq!(t.start(), "MAIL FROM:<>\r\n");
         assert_eq!(t.on_reply(&r("451 4.3.0 busy")), Step::Done);
-        assert_eq!(t.into_outcomes(), vec![RecipientOutcome::Temporary("451 4.3.0 busy".into())]);
+        assert_eq!(t.into_outcomes(), vec![RecipientOutcome::Temporary(Status::new(451, (4, 3, 0), "busy"))]);
     }
 
     #[test]
@@ -288,7 +288,7 @@ mod tests {
         // A server that says 354 anyway must still get an end of data.
         assert_eq!(t.on_reply(&r("354 go")), Step::SendEmptyBody);
         assert_eq!(t.on_reply(&r("554 5.5.1 no valid recipients")), Step::Done);
-        assert_eq!(t.into_outcomes(), vec![RecipientOutcome::Permanent("550 5.1.1 unknown".into())]);
+        assert_eq!(t.into_outcomes(), vec![RecipientOutcome::Permanent(Status::new(550, (5, 1, 1), "unknown"))]);
     }
 
     #[test]
@@ -299,7 +299,7 @@ mod tests {
         assert_eq!(t.on_reply(&r("503 5.5.1 need MAIL")), Step::Wait);
         assert_eq!(t.on_reply(&r("503 5.5.1 need RCPT")), Step::Done);
         assert!(t.is_settled());
-        assert_eq!(t.into_outcomes(), vec![RecipientOutcome::Permanent("550 5.7.1 go away".into())]);
+        assert_eq!(t.into_outcomes(), vec![RecipientOutcome::Permanent(Status::new(550, (5, 7, 1), "go away"))]);
     }
 
     #[test]
@@ -310,16 +310,16 @@ mod tests {
         t.on_reply(&r("250 ok"));
         assert_eq!(t.on_reply(&r("354 go")), Step::SendBody);
         assert_eq!(t.on_reply(&r("554 5.7.1 spam")), Step::Done);
-        assert_eq!(t.into_outcomes(), vec![RecipientOutcome::Permanent("554 5.7.1 spam".into())]);
+        assert_eq!(t.into_outcomes(), vec![RecipientOutcome::Permanent(Status::new(554, (5, 7, 1), "spam"))]);
     }
 
     #[test]
     fn broken_connection_is_temporary() {
         let mut t = Transaction::new(Some(&a("me@here.test")), &[a("x@remote.test")], MailParams::default(), false);
         t.start();
-        t.fail_remaining("4.4.2 connection lost");
+        t.fail_remaining(&Status::local((4, 4, 2), "connection lost"));
         assert!(!t.is_settled());
-        assert_eq!(t.into_outcomes(), vec![RecipientOutcome::Temporary("4.4.2 connection lost".into())]);
+        assert_eq!(t.into_outcomes(), vec![RecipientOutcome::Temporary(Status::local((4, 4, 2), "connection lost"))]);
     }
 
     #[test]

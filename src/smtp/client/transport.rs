@@ -23,12 +23,13 @@ use std::time::{Duration, Instant};
 use hickory_resolver::TokioResolver;
 use rustls_pki_types::CertificateDer;
 
-use super::connection::{Connection, SessionError, TlsState};
+use super::connection::{ClientSession, SessionError, TlsState};
 use super::mta_sts::{Mode, MtaSts};
 use super::mx::{RouteError, build_resolver, lookup_addresses, lookup_mx};
 use super::tls::{Connectors, server_name};
 use crate::config::{Config, RelayHost};
 use crate::queue::{BoxFuture, DeliveryBatch, RecipientOutcome, Transport};
+use crate::smtp::status::Status;
 
 /// How long an idle connection is kept for reuse.
 const POOL_IDLE: Duration = Duration::from_secs(30);
@@ -94,7 +95,7 @@ pub struct SmtpTransport {
     resolver: TokioResolver,
     connectors: Connectors,
     sts: MtaSts,
-    pool: Mutex<HashMap<String, Vec<(Connection, Instant)>>>,
+    pool: Mutex<HashMap<String, Vec<(ClientSession, Instant)>>>,
 }
 
 impl SmtpTransport {
@@ -120,8 +121,8 @@ impl SmtpTransport {
         result.unwrap_or_else(|e| {
             tracing::info!(queue_id = %batch.queue_id, domain = %batch.domain, error = %e, "smtp client: no delivery");
             let outcome = match e {
-                RouteError::Permanent(t) => RecipientOutcome::Permanent(t),
-                RouteError::Temporary(t) => RecipientOutcome::Temporary(t),
+                RouteError::Permanent(s) => RecipientOutcome::Permanent(s),
+                RouteError::Temporary(s) => RecipientOutcome::Temporary(s),
             };
             vec![outcome; n]
         })
@@ -149,19 +150,19 @@ impl SmtpTransport {
         if let Some(p) = enforce {
             hosts.retain(|h| p.allows(&h.name));
             if hosts.is_empty() {
-                return Err(RouteError::Temporary(format!(
-                    "4.7.5 no MX host of {domain} matches its MTA-STS policy (id {})",
-                    p.id
+                return Err(RouteError::Temporary(Status::local(
+                    (4, 7, 5),
+                    format!("no MX host of {domain} matches its MTA-STS policy (id {})", p.id),
                 )));
             }
         }
         let need = if enforce.is_some() { TlsNeed::Verified } else { TlsNeed::Opportunistic };
-        let mut last = format!("4.4.1 no MX host of {domain} could be reached");
+        let mut last = Status::local((4, 4, 1), format!("no MX host of {domain} could be reached"));
         for host in hosts {
             let ips = match lookup_addresses(&self.resolver, &host.name).await {
                 Ok(ips) => ips,
                 Err(e) => {
-                    last = e.to_string();
+                    last = e.into_status();
                     continue;
                 }
             };
@@ -189,7 +190,7 @@ impl SmtpTransport {
             _ => None,
         };
         let ips = lookup_addresses(&self.resolver, &relay.host).await?;
-        let mut last = format!("4.4.1 relay host {} could not be reached", relay.host);
+        let mut last = Status::local((4, 4, 1), format!("relay host {} could not be reached", relay.host));
         for ip in ips {
             let addr = SocketAddr::new(ip, relay.port);
             match self.open(addr, &relay.host, TlsNeed::Verified, credentials).await {
@@ -210,9 +211,9 @@ impl SmtpTransport {
         host: &str,
         need: TlsNeed,
         credentials: Option<(&str, &str)>,
-    ) -> Result<Connection, SessionError> {
+    ) -> Result<ClientSession, SessionError> {
         let hostname = &self.settings.hostname;
-        let mut conn = Connection::connect(addr, host, self.settings.connect_timeout).await?;
+        let mut conn = ClientSession::connect(addr, host, self.settings.connect_timeout).await?;
         conn.ehlo(hostname).await?;
         let name = server_name(host).ok_or_else(|| SessionError::Tls(format!("{host:?} is not a valid TLS name")));
         match need {
@@ -245,7 +246,7 @@ impl SmtpTransport {
     }
 
     /// Run the batch's transaction on `conn`, then park or close it.
-    async fn transact(&self, mut conn: Connection, key: &str, batch: &DeliveryBatch) -> Vec<RecipientOutcome> {
+    async fn transact(&self, mut conn: ClientSession, key: &str, batch: &DeliveryBatch) -> Vec<RecipientOutcome> {
         let (outcomes, reusable) = conn.send_mail(batch.sender.as_ref(), &batch.recipients, &batch.message).await;
         tracing::info!(queue_id = %batch.queue_id, host = %conn.host, addr = %conn.peer, tls = ?conn.tls, "smtp client: transaction done");
         if reusable {
@@ -275,7 +276,7 @@ impl SmtpTransport {
         }
     }
 
-    fn park(&self, key: &str, conn: Connection) {
+    fn park(&self, key: &str, conn: ClientSession) {
         let mut stale = Vec::new();
         {
             let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
