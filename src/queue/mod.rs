@@ -237,7 +237,7 @@ impl Queue {
                 env.next_attempt = env.next_attempt.min(now);
             }
             let size = std::fs::metadata(spool.message_path(&env.id)).map(|m| m.len()).unwrap_or(0);
-            tracing::info!(queue_id = %env.id, state = env.state.name(), "queue: recovered item");
+            tracing::info!(queue_id = %env.id, msgid = %env.message_id, state = env.state.name(), "queue: recovered item");
             items.insert(env.id.clone(), Slot { envelope: env, size, in_flight: false, deleted: false });
         }
         let inner = Inner {
@@ -307,7 +307,7 @@ impl Queue {
         .map_err(|e| QueueError::Task(e.to_string()))?
         .map_err(io_err(self.inner.spool.dir()))?;
         let id = envelope.id.clone();
-        tracing::info!(queue_id = %id, message_id = msgid, sender = %display_sender(sender), recipients = unique.len(), size, "queue: message spooled");
+        tracing::info!(queue_id = %id, msgid, sender = %display_sender(sender), recipients = unique.len(), size, "queue: message spooled");
         self.lock_items().insert(id.clone(), Slot { envelope, size, in_flight: false, deleted: false });
         self.inner.refresh_gauges();
         self.inner.wake.notify_one();
@@ -393,21 +393,23 @@ impl Queue {
 
     /// Remove an item without bouncing it (the operator's decision).
     pub async fn delete(&self, id: &QueueId) -> Result<(), QueueError> {
-        let remove_now = {
+        let (remove_now, msgid) = {
             let mut items = self.lock_items();
             let slot = items.get_mut(id).ok_or_else(|| QueueError::NotFound(id.to_string()))?;
-            if slot.in_flight {
+            let msgid = slot.envelope.message_id.clone();
+            let remove_now = if slot.in_flight {
                 slot.deleted = true;
                 false
             } else {
                 items.remove(id);
                 true
-            }
+            };
+            (remove_now, msgid)
         };
         if remove_now {
             self.inner.remove_files(id).await?;
         }
-        tracing::info!(queue_id = %id, "queue: item deleted by the operator");
+        tracing::info!(queue_id = %id, msgid, "queue: item deleted by the operator");
         self.inner.refresh_gauges();
         Ok(())
     }

@@ -90,7 +90,7 @@ async fn attempt(queue: &Queue, id: QueueId) {
     let outcomes: Vec<(usize, RecipientOutcome)> = match message {
         Ok(Ok(bytes)) => deliver_all(inner, &env, Arc::new(bytes)).await,
         Ok(Err(e)) => {
-            tracing::error!(queue_id = %id, error = %e, "queue: cannot read the spooled message");
+            tracing::error!(queue_id = %id, msgid = %env.message_id, error = %e, "queue: cannot read the spooled message");
             pending_indexes(&env)
                 .map(|i| (i, RecipientOutcome::Temporary(Status::local((4, 3, 0), format!("local spool error: {e}")))))
                 .collect()
@@ -118,7 +118,7 @@ async fn attempt(queue: &Queue, id: QueueId) {
             }
             RecipientOutcome::Temporary(_) => "deferred",
         };
-        tracing::info!(queue_id = %id, message_id = %env.message_id, recipient = %r.address, result, reply = %outcome.status(), attempt = env.attempts, "queue: delivery attempt");
+        tracing::info!(queue_id = %id, msgid = %env.message_id, recipient = %r.address, result, reply = %outcome.status(), attempt = env.attempts, "queue: delivery attempt");
         metrics().queue_deliveries_total.with_label_values(&[result]).inc();
         r.record(outcome.status());
     }
@@ -132,7 +132,7 @@ async fn attempt(queue: &Queue, id: QueueId) {
                 let last = r.last_reply.clone().unwrap_or_default();
                 let expired =
                     Status::local((5, 4, 7), format!("delivery time expired after {}; last error: {last}", human(age)));
-                tracing::info!(queue_id = %id, recipient = %r.address, "queue: lifetime expired, bouncing");
+                tracing::info!(queue_id = %id, msgid = %env.message_id, recipient = %r.address, "queue: lifetime expired, bouncing");
                 metrics().queue_deliveries_total.with_label_values(&["expired"]).inc();
                 r.status = RecipientStatus::Failed;
                 r.record(&expired);
@@ -177,6 +177,7 @@ async fn attempt(queue: &Queue, id: QueueId) {
 async fn finish(queue: &Queue, mut env: Envelope) {
     let inner = &queue.inner;
     let id = env.id.clone();
+    let msgid = env.message_id.clone();
     let done = env.pending().next().is_none();
     let remove = {
         let mut items = inner.lock_items();
@@ -198,10 +199,10 @@ async fn finish(queue: &Queue, mut env: Envelope) {
     };
     let result = if remove { inner.remove_files(&id).await } else { inner.persist(&id).await };
     if let Err(e) = result {
-        tracing::error!(queue_id = %id, error = %e, "queue: cannot update the spool");
+        tracing::error!(queue_id = %id, msgid, error = %e, "queue: cannot update the spool");
     }
     if remove {
-        tracing::info!(queue_id = %id, "queue: item done, removed");
+        tracing::info!(queue_id = %id, msgid, "queue: item done, removed");
     }
     inner.refresh_gauges();
 }
@@ -244,7 +245,9 @@ async fn deliver_all(inner: &Inner, env: &Envelope, message: Arc<Vec<u8>>) -> Ve
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok(pairs) => out.extend(pairs),
-            Err(e) => tracing::error!(queue_id = %env.id, error = %e, "queue: delivery task failed"),
+            Err(e) => {
+                tracing::error!(queue_id = %env.id, msgid = %env.message_id, error = %e, "queue: delivery task failed")
+            }
         }
     }
     out
@@ -275,7 +278,7 @@ async fn send_dsn(
     until: Option<SystemTime>,
 ) {
     let Some(sender) = env.sender.clone() else {
-        tracing::info!(queue_id = %env.id, "queue: no DSN for the null sender");
+        tracing::info!(queue_id = %env.id, msgid = %env.message_id, "queue: no DSN for the null sender");
         return;
     };
     let inner = &queue.inner;
@@ -287,26 +290,25 @@ async fn send_dsn(
     metrics().queue_bounces_total.with_label_values(&[kind_name]).inc();
     match inner.bounces.bounce(&sender, &bytes).await {
         Ok(BounceDisposition::Delivered) => {
-            tracing::info!(queue_id = %env.id, to = %sender, kind = kind_name, "queue: DSN delivered locally");
+            tracing::info!(queue_id = %env.id, msgid = %env.message_id, to = %sender, kind = kind_name, "queue: DSN delivered locally");
         }
         Ok(BounceDisposition::Remote) => {
-            let msgid = extract_message_id(&bytes);
+            // The DSN's queue item carries the original's id, so one grep follows the
+            // message from its SMTP transaction to the report about it.
+            let msgid = env.message_id.clone();
             match queue.enqueue(None, std::slice::from_ref(&sender), &bytes, &msgid).await {
                 Ok(dsn_id) => {
-                    tracing::info!(queue_id = %env.id, dsn_queue_id = %dsn_id, to = %sender, kind = kind_name, "queue: DSN queued")
+                    tracing::info!(queue_id = %env.id, msgid = %env.message_id, dsn_queue_id = %dsn_id, to = %sender, kind = kind_name, "queue: DSN queued")
                 }
-                Err(e) => tracing::error!(queue_id = %env.id, error = %e, "queue: cannot queue the DSN"),
+                Err(e) => {
+                    tracing::error!(queue_id = %env.id, msgid = %env.message_id, error = %e, "queue: cannot queue the DSN")
+                }
             }
         }
-        Err(e) => tracing::error!(queue_id = %env.id, to = %sender, error = %e, "queue: DSN could not be stored"),
+        Err(e) => {
+            tracing::error!(queue_id = %env.id, msgid = %env.message_id, to = %sender, error = %e, "queue: DSN could not be stored")
+        }
     }
-}
-
-fn extract_message_id(message: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&message[..message.len().min(4096)]);
-    text.lines()
-        .find_map(|l| l.get(..11).filter(|p| p.eq_ignore_ascii_case("message-id:")).map(|_| l[11..].trim().to_string()))
-        .unwrap_or_default()
 }
 
 fn human(d: Duration) -> String {
