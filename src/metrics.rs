@@ -22,9 +22,9 @@ pub struct Metrics {
     pub tls_handshake_failures_total: IntCounterVec,
     pub tls_certificate_expiry: GaugeVec,
     pub ready: IntGauge,
-    // ACME (issue 8)
+    // ACME
     pub acme_orders_total: IntCounterVec,
-    // SMTP inbound (issue 4)
+    // SMTP inbound
     pub smtp_messages_received_total: IntCounterVec,
     pub smtp_messages_refused_total: IntCounterVec,
     pub smtp_recipients_total: IntCounterVec,
@@ -40,7 +40,7 @@ pub struct Metrics {
     pub auth_blocks_started_total: IntCounterVec,
     pub ratelimit_rejections_total: IntCounterVec,
     pub accounts_reloads_total: IntCounterVec,
-    // Inbound authentication and scanners (issue 9)
+    // Inbound authentication and scanners
     pub inbound_auth_results_total: IntCounterVec,
     pub scan_results_total: IntCounterVec,
     // IMAP / POP3
@@ -49,7 +49,7 @@ pub struct Metrics {
     pub pop3_commands_total: IntCounterVec,
     // DNS
     pub dns_record_ok: IntGaugeVec,
-    // Outbound queue (issue 7)
+    // Outbound queue
     pub queue_items: IntGaugeVec,
     pub queue_oldest_item_age_seconds: Gauge,
     pub queue_deliveries_total: IntCounterVec,

@@ -1,4 +1,4 @@
-//! Idle-connection cost (issue 5: "an idle authenticated connection costs a few KiB"):
+//! Idle-connection cost (an idle authenticated connection should cost a few KiB):
 //! open N logged-in connections sitting in a selected INBOX and report the resident memory
 //! growth per connection. Ignored by default (it opens thousands of sockets); run with
 //! `cargo test --lib imap::memory_tests -- --ignored --nocapture`.

@@ -1,4 +1,4 @@
-//! Connections per user and client address (issue 5 "connections per user/IP"), counted
+//! Connections per user and client address, counted
 //! from login to disconnect like Dovecot's `mail_max_userip_connections`: one broken client
 //! reconnecting in a loop cannot exhaust the server for everybody. The per-IP cap before
 //! login belongs to `net/`.

@@ -46,7 +46,7 @@ pub enum Command {
     Vrfy(String),
     Help(Option<String>),
     StartTls,
-    /// RFC 4954; parsed now, used by submission (issue 7). Port 25 answers 503/502.
+    /// RFC 4954; parsed now, used by submission. Port 25 answers 503/502.
     Auth {
         mechanism: String,
         initial_response: Option<String>,

@@ -10,7 +10,7 @@
 //! is wired (unit tests, LMTP) it is answered 451 4.3.0 instead, so nothing is silently
 //! dropped.
 //!
-//! Submission senders (issue 7): an authenticated client may only use its own addresses
+//! Submission senders: an authenticated client may only use its own addresses
 //! and those `Directory::may_send_as` grants (553 5.7.1 otherwise); the null sender is
 //! allowed (RFC 8098 read receipts are sent with it).
 //!

@@ -26,7 +26,7 @@ pub enum SmtpMode {
     /// RFC 2033 LMTP: LHLO instead of EHLO, one reply per recipient after the message.
     Lmtp,
     /// Ports 587 (STARTTLS) and 465 (implicit TLS, RFC 8314): AUTH required before MAIL,
-    /// offered only over TLS; senders are checked against the account (issue 7).
+    /// offered only over TLS; senders are checked against the account.
     Submission,
 }
 
@@ -97,7 +97,7 @@ pub struct ClientInfo {
     /// The EHLO/HELO/LHLO argument, once given.
     pub helo: Option<String>,
     pub tls: Option<TlsInfo>,
-    /// Set by AUTH on the submission ports (issue 7); always `None` on port 25.
+    /// Set by AUTH on the submission ports; always `None` on port 25.
     pub authenticated: Option<Address>,
 }
 
@@ -461,7 +461,7 @@ impl Session {
         self.state = SessionState::Greeted;
     }
 
-    /// Submission hook (issue 7): the AUTH exchange (run by the server, since it needs
+    /// Submission hook: the AUTH exchange (run by the server, since it needs
     /// more lines from the client) succeeded for `account`. Policy then sees
     /// `ClientInfo::authenticated` (relaying allowed, sender checks skipped) and
     /// `Received:` says ESMTPA/ESMTPSA.
