@@ -212,11 +212,16 @@ async def run_pop3(a):
     for i in range(a.sessions):
         queue.put_nowait(users[i % len(users)])
     totals = {"messages": 0, "bytes": 0}
+    # POP3 locks a maildrop for the whole session (RFC 1939 section 8; mailroom answers a
+    # second session with -ERR [IN-USE]): a worker that picks a user whose previous
+    # session is still running waits for it instead of failing the run.
+    locks = {u: asyncio.Lock() for u in users}
 
     async def worker():
         while not queue.empty():
             user = queue.get_nowait()
-            n, b = await pop3_session(a.host, a.port, user, a.password)
+            async with locks[user]:
+                n, b = await pop3_session(a.host, a.port, user, a.password)
             totals["messages"] += n
             totals["bytes"] += b
 
