@@ -10,6 +10,7 @@ pub mod cmd;
 pub mod command;
 mod connection;
 pub mod context;
+mod driver;
 pub mod framing;
 pub mod output;
 pub mod parser;
@@ -24,7 +25,7 @@ pub mod thread;
 pub mod user_limit;
 
 pub use context::{ImapContext, ImapLimits};
-pub use session::serve_connection;
+pub use driver::serve_connection;
 pub use user_limit::UserConnections;
 
 #[cfg(test)]

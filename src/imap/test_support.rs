@@ -10,7 +10,8 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWri
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::session::{ImapContext, ImapLimits, serve_connection};
+use super::driver::serve_connection;
+use super::session::{ImapContext, ImapLimits};
 use crate::accounts::{Directory, parse_accounts};
 use crate::store::{LocalDelivery, MailboxOwner, MessageBody, Store};
 

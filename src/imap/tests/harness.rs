@@ -11,7 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream, ReadHalf, 
 use tokio::sync::watch;
 
 use crate::accounts::{Directory, parse_accounts};
-use crate::imap::session::{ImapContext, ImapLimits, serve_connection};
+use crate::imap::serve_connection;
+use crate::imap::session::{ImapContext, ImapLimits};
 use crate::imap::test_support::read_response_line;
 use crate::store::{LocalDelivery, MailboxOwner, MessageBody, Store};
 
