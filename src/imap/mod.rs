@@ -4,7 +4,9 @@
 //!
 //! Layering: `framing` (is a command buffered?) -> `parser` (bytes -> `command::Command`)
 //! -> session/cmd (act on the store) -> `render` (values -> well-formed response bytes).
-//! Nothing below the session does I/O.
+//! None of them does socket I/O, the session included: `driver` owns the `connection`,
+//! feeds the session complete commands, sends its output and performs the effects it asks
+//! for (STARTTLS, continuation lines, IDLE waits, flushing a long response).
 
 pub mod cmd;
 pub mod command;
