@@ -11,8 +11,7 @@ use super::test_support::*;
 #[tokio::test]
 async fn new_keyword_is_announced_before_use() {
     let srv = start().await;
-    srv.deliver("INBOX", SIMPLE).await;
-    srv.deliver("INBOX", SIMPLE).await;
+    srv.deliver_copies("INBOX", SIMPLE, 2).await;
     let mut c = srv.login().await;
     let mut other = srv.login().await;
     c.ok("SELECT INBOX").await;
@@ -125,8 +124,7 @@ async fn name_that_is_not_modified_utf7_gets_no_and_list_pattern_survives() {
 #[tokio::test]
 async fn first_fetch_modseq_enables_condstore_with_highestmodseq() {
     let srv = start().await;
-    srv.deliver("INBOX", SIMPLE).await;
-    srv.deliver("INBOX", SIMPLE).await;
+    srv.deliver_copies("INBOX", SIMPLE, 2).await;
     let mut c = srv.login().await;
     let r = c.ok("SELECT INBOX").await;
     let highest = r.iter().find_map(|l| l.strip_prefix("* OK [HIGHESTMODSEQ ")).unwrap().split(']').next().unwrap();
@@ -150,9 +148,7 @@ async fn first_fetch_modseq_enables_condstore_with_highestmodseq() {
 #[tokio::test]
 async fn esearch_min_max_modseq_is_of_the_returned_message() {
     let srv = start().await;
-    for _ in 0..3 {
-        srv.deliver("INBOX", SIMPLE).await;
-    }
+    srv.deliver_copies("INBOX", SIMPLE, 3).await;
     let mut c = srv.login().await;
     c.ok("SELECT INBOX").await;
     c.ok("STORE 3 +FLAGS (\\Flagged)").await;

@@ -93,6 +93,23 @@ impl TestServer {
         assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
     }
 
+    /// Deliver `n` copies of a message into a folder of alice.
+    pub async fn deliver_copies(&self, folder: &str, msg: &str, n: usize) {
+        for _ in 0..n {
+            self.deliver(folder, msg).await;
+        }
+    }
+
+    /// Two clients logged in as alice with `folder` selected in both: one acts, the other
+    /// sees what it did (expunges, flags, deliveries by others).
+    pub async fn two_selected(&self, folder: &str) -> (Client, Client) {
+        let mut a = self.login().await;
+        let mut b = self.login().await;
+        a.ok(&format!("SELECT {folder}")).await;
+        b.ok(&format!("SELECT {folder}")).await;
+        (a, b)
+    }
+
     pub async fn client(&self) -> Client {
         Client::connect(self.addr).await
     }
