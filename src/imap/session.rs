@@ -279,7 +279,7 @@ impl Session {
     }
 
     /// Suspend the command or complete it.
-    pub(crate) fn step(&mut self, tag: String, name: &'static str, step: Step) -> Next {
+    fn step(&mut self, tag: String, name: &'static str, step: Step) -> Next {
         match step {
             Step::Done(tagged) => self.complete(&tag, name, tagged),
             Step::Wait(waiting) => {
