@@ -1,7 +1,8 @@
 //! RFC conformance as transcripts: keywords announced in FLAGS before a FETCH FLAGS uses
 //! them, mailbox names that are not modified UTF-7, CONDSTORE's implicit enabling and the
 //! ESEARCH MODSEQ, LIST-EXTENDED CHILDINFO and LSUB's `\Noselect` parents. A session that
-//! did not ENABLE IMAP4rev2 gets RFC 3501 behaviour throughout.
+//! did not ENABLE IMAP4rev2 gets RFC 3501 behaviour throughout. STARTTLS drops what was
+//! pipelined after it in plaintext.
 
 use super::test_support::*;
 
@@ -11,8 +12,7 @@ use super::test_support::*;
 #[tokio::test]
 async fn new_keyword_is_announced_before_use() {
     let srv = start().await;
-    srv.deliver("INBOX", SIMPLE).await;
-    srv.deliver("INBOX", SIMPLE).await;
+    srv.deliver_copies("INBOX", SIMPLE, 2).await;
     let mut c = srv.login().await;
     let mut other = srv.login().await;
     c.ok("SELECT INBOX").await;
@@ -125,8 +125,7 @@ async fn name_that_is_not_modified_utf7_gets_no_and_list_pattern_survives() {
 #[tokio::test]
 async fn first_fetch_modseq_enables_condstore_with_highestmodseq() {
     let srv = start().await;
-    srv.deliver("INBOX", SIMPLE).await;
-    srv.deliver("INBOX", SIMPLE).await;
+    srv.deliver_copies("INBOX", SIMPLE, 2).await;
     let mut c = srv.login().await;
     let r = c.ok("SELECT INBOX").await;
     let highest = r.iter().find_map(|l| l.strip_prefix("* OK [HIGHESTMODSEQ ")).unwrap().split(']').next().unwrap();
@@ -150,9 +149,7 @@ async fn first_fetch_modseq_enables_condstore_with_highestmodseq() {
 #[tokio::test]
 async fn esearch_min_max_modseq_is_of_the_returned_message() {
     let srv = start().await;
-    for _ in 0..3 {
-        srv.deliver("INBOX", SIMPLE).await;
-    }
+    srv.deliver_copies("INBOX", SIMPLE, 3).await;
     let mut c = srv.login().await;
     c.ok("SELECT INBOX").await;
     c.ok("STORE 3 +FLAGS (\\Flagged)").await;
@@ -201,4 +198,36 @@ async fn list_extended_childinfo_and_lsub_parents() {
     let r = c.ok("LSUB \"\" %").await;
     assert!(r.contains(&"* LSUB (\\Noselect) \"/\" a".to_string()), "{r:#?}");
     assert!(r.contains(&"* LSUB (\\Noselect) \"/\" gone".to_string()), "{r:#?}");
+}
+
+/// RFC 7817 3.1 (CVE-2011-0411): a command pipelined after STARTTLS in plaintext is
+/// discarded with the handshake, never run inside the TLS session.
+#[tokio::test]
+async fn starttls_discards_pipelined_plaintext() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let wait = std::time::Duration::from_secs(10);
+    let (acceptor, pem) = tls_acceptor();
+    let srv = start_with(|ctx| ctx.tls = Some(acceptor)).await;
+    let tcp = tokio::net::TcpStream::connect(srv.addr).await.expect("connect");
+    let mut plain = BufReader::new(tcp);
+    let mut line = String::new();
+    tokio::time::timeout(wait, plain.read_line(&mut line)).await.expect("greeting").expect("read");
+    assert!(line.contains(" STARTTLS "), "{line}");
+    plain.get_mut().write_all(b"a STARTTLS\r\nb LOGOUT\r\n").await.expect("write");
+    line.clear();
+    tokio::time::timeout(wait, plain.read_line(&mut line)).await.expect("STARTTLS reply").expect("read");
+    assert_eq!(line, "a OK Begin TLS negotiation now\r\n");
+    assert!(plain.buffer().is_empty(), "nothing after the OK in plaintext");
+    let connector = crate::testing::tls_connector_trusting(pem.as_bytes());
+    let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+    let tls = tokio::time::timeout(wait, connector.connect(name, plain.into_inner()))
+        .await
+        .expect("handshake timed out")
+        .expect("handshake");
+    let mut secure = BufReader::new(tls);
+    secure.get_mut().write_all(b"c NOOP\r\n").await.expect("write");
+    secure.get_mut().flush().await.expect("flush");
+    line.clear();
+    tokio::time::timeout(wait, secure.read_line(&mut line)).await.expect("NOOP reply").expect("read");
+    assert_eq!(line, "c OK NOOP completed\r\n", "the plaintext LOGOUT was not run");
 }

@@ -1,8 +1,9 @@
 //! The transport of one IMAP connection: the byte stream (plain, TLS, or an in-memory pipe
-//! in tests), the read buffer, sending what the session wrote into its `Output` (with the
-//! literals it streams from files), literal data streamed to a spool file, the STARTTLS
-//! upgrade, and every wait bounded by a timeout. It knows nothing of IMAP commands or
-//! state: the session decides, the connection moves bytes.
+//! in tests), the read buffer, sending an `Output` (with the literals it streams from
+//! files), literal data streamed to a spool file, the STARTTLS upgrade, and every wait
+//! bounded by a timeout. It knows nothing of IMAP commands or state: the session decides,
+//! the driver (`imap::driver`) tells the connection what to move, the connection moves
+//! bytes.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,7 +13,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, watch};
 
 use super::output::{OUT_FLUSH, Output, StreamedLiteral};
-use super::selected::IdleWake;
 use crate::smtp::deliver::{Spool, SpooledMessage};
 use crate::store::MailboxEvent;
 
@@ -34,6 +34,18 @@ const IDLE_BUFFER_MAX: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReadOutcome {
     Data,
+    Eof,
+    TimedOut,
+    Shutdown,
+}
+
+/// Why an IDLE wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdleWake {
+    /// Input arrived (perhaps DONE).
+    Input,
+    /// The selected mailbox changed: time to sync and send the updates.
+    MailboxChanged,
     Eof,
     TimedOut,
     Shutdown,

@@ -42,10 +42,7 @@ async fn fetch_of_a_message_expunged_elsewhere_returns_it_until_reported() {
     srv.deliver("INBOX", SIMPLE).await;
     srv.deliver("INBOX", MULTIPART).await;
     srv.deliver("INBOX", SIMPLE).await;
-    let mut a = srv.login().await;
-    let mut b = srv.login().await;
-    a.ok("SELECT INBOX").await;
-    b.ok("SELECT INBOX").await;
+    let (mut a, mut b) = srv.two_selected("INBOX").await;
     // What A reads of message 2 before the expunge (the file names, not the delivery
     // order, decide which message got which UID).
     let items = ["UID BODY.PEEK[]", "BODY.PEEK[HEADER.FIELDS (SUBJECT)] RFC822.SIZE", "BODYSTRUCTURE"];
@@ -77,12 +74,8 @@ async fn fetch_of_a_message_expunged_elsewhere_returns_it_until_reported() {
 #[tokio::test]
 async fn move_and_deselect_release_retained_files() {
     let srv = start().await;
-    srv.deliver("INBOX", SIMPLE).await;
-    srv.deliver("INBOX", SIMPLE).await;
-    let mut a = srv.login().await;
-    let mut b = srv.login().await;
-    a.ok("SELECT INBOX").await;
-    b.ok("SELECT INBOX").await;
+    srv.deliver_copies("INBOX", SIMPLE, 2).await;
+    let (mut a, mut b) = srv.two_selected("INBOX").await;
     b.ok("MOVE 1 Trash").await;
     assert_eq!(retained(&srv), 1);
     let r = a.ok("FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])").await;
@@ -100,12 +93,8 @@ async fn move_and_deselect_release_retained_files() {
 #[tokio::test]
 async fn crash_leftovers_are_swept_at_open() {
     let srv = start().await;
-    srv.deliver("INBOX", SIMPLE).await;
-    srv.deliver("INBOX", SIMPLE).await;
-    let mut a = srv.login().await;
-    let mut b = srv.login().await;
-    a.ok("SELECT INBOX").await;
-    b.ok("SELECT INBOX").await;
+    srv.deliver_copies("INBOX", SIMPLE, 2).await;
+    let (mut a, mut b) = srv.two_selected("INBOX").await;
     b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)").await;
     b.ok("EXPUNGE").await;
     assert_eq!(retained(&srv), 1);

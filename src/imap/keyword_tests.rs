@@ -14,8 +14,7 @@ fn keywords(prefix: &str, range: std::ops::Range<usize>) -> String {
 #[tokio::test]
 async fn keywords_per_mailbox_and_length_are_bounded() {
     let srv = start().await;
-    srv.deliver("INBOX", SIMPLE).await;
-    srv.deliver("INBOX", SIMPLE).await;
+    srv.deliver_copies("INBOX", SIMPLE, 2).await;
     srv.deliver("Sent", SIMPLE).await;
     let mut c = srv.login().await;
     let r = c.ok("SELECT INBOX").await;

@@ -40,9 +40,7 @@ async fn idle_client(addr: std::net::SocketAddr) -> TcpStream {
 async fn idle_authenticated_connection_cost() {
     const N: usize = 2000;
     let srv = start_with(|ctx| ctx.limits.max_connections_per_user_ip = u32::MAX).await;
-    for _ in 0..20 {
-        srv.deliver("INBOX", SIMPLE).await;
-    }
+    srv.deliver_copies("INBOX", SIMPLE, 20).await;
     // warm up allocator and store caches
     let warm = idle_client(srv.addr).await;
     drop(warm);

@@ -4,12 +4,15 @@
 //!
 //! Layering: `framing` (is a command buffered?) -> `parser` (bytes -> `command::Command`)
 //! -> session/cmd (act on the store) -> `render` (values -> well-formed response bytes).
-//! Nothing below the session does I/O.
+//! None of them does socket I/O, the session included: `driver` owns the `connection`,
+//! feeds the session complete commands, sends its output and performs the effects it asks
+//! for (STARTTLS, continuation lines, IDLE waits, flushing a long response).
 
 pub mod cmd;
 pub mod command;
 mod connection;
 pub mod context;
+mod driver;
 pub mod framing;
 pub mod output;
 pub mod parser;
@@ -24,7 +27,7 @@ pub mod thread;
 pub mod user_limit;
 
 pub use context::{ImapContext, ImapLimits};
-pub use session::serve_connection;
+pub use driver::serve_connection;
 pub use user_limit::UserConnections;
 
 #[cfg(test)]

@@ -17,8 +17,7 @@ fn line<'a>(lines: &'a [String], prefix: &str) -> &'a str {
 #[tokio::test]
 async fn examine_does_not_claim_select_does() {
     let srv = start().await;
-    srv.deliver("INBOX", SIMPLE).await;
-    srv.deliver("INBOX", SIMPLE).await;
+    srv.deliver_copies("INBOX", SIMPLE, 2).await;
     let mut a = srv.login().await;
     let r = a.ok("EXAMINE INBOX").await;
     assert_eq!(line(&r, "* 0 RECENT"), "* 0 RECENT", "{r:?}");
@@ -58,8 +57,7 @@ async fn only_the_first_selecter_sees_recent() {
 #[tokio::test]
 async fn status_recent_counts_unclaimed_messages() {
     let srv = start().await;
-    srv.deliver("INBOX", SIMPLE).await;
-    srv.deliver("INBOX", SIMPLE).await;
+    srv.deliver_copies("INBOX", SIMPLE, 2).await;
     let mut a = srv.login().await;
     assert_eq!(a.cmd("STATUS INBOX (RECENT)").await, ["* STATUS INBOX (RECENT 2)", "t2 OK STATUS completed"]);
     a.ok("EXAMINE INBOX").await;
@@ -80,8 +78,7 @@ async fn search_new_old_recent() {
     let mut other = srv.login().await;
     other.ok("SELECT INBOX").await;
     other.ok("LOGOUT").await;
-    srv.deliver("INBOX", SIMPLE).await;
-    srv.deliver("INBOX", SIMPLE).await;
+    srv.deliver_copies("INBOX", SIMPLE, 2).await;
     let mut a = srv.login().await;
     assert_eq!(line(&a.ok("SELECT INBOX").await, "* 2 RECENT"), "* 2 RECENT");
     a.ok("STORE 3 +FLAGS.SILENT (\\Seen)").await;

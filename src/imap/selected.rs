@@ -315,13 +315,3 @@ fn changes_from_snapshot(view: &[MessageMeta], snap: MailboxSnapshot) -> Mailbox
         view.iter().map(|m| m.uid).filter(|u| snap.messages.binary_search_by_key(u, |s| s.uid).is_err()).collect();
     MailboxChanges { uid_next: snap.uid_next, highest_modseq: snap.highest_modseq, changed: snap.messages, expunged }
 }
-
-/// Why an IDLE wait ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum IdleWake {
-    Input,
-    MailboxChanged,
-    Eof,
-    TimedOut,
-    Shutdown,
-}

@@ -137,8 +137,7 @@ async fn select_fetch_and_implicit_seen() {
 #[tokio::test]
 async fn store_flags_silent_and_unchangedsince() {
     let srv = start().await;
-    srv.deliver("INBOX", SIMPLE).await;
-    srv.deliver("INBOX", SIMPLE).await;
+    srv.deliver_copies("INBOX", SIMPLE, 2).await;
     let mut c = srv.login().await;
     c.ok("SELECT INBOX").await;
     let r = c.ok("STORE 1:2 +FLAGS (\\Flagged $Work)").await;
@@ -193,9 +192,7 @@ async fn search_keys_esearch_and_searchres() {
 #[tokio::test]
 async fn copy_move_expunge_with_uidplus() {
     let srv = start().await;
-    for _ in 0..3 {
-        srv.deliver("INBOX", SIMPLE).await;
-    }
+    srv.deliver_copies("INBOX", SIMPLE, 3).await;
     let mut c = srv.login().await;
     c.ok("SELECT INBOX").await;
     let r = c.cmd("COPY 1 Nowhere").await;
@@ -344,8 +341,7 @@ async fn misc_any_state_commands() {
 #[tokio::test]
 async fn close_expunges_silently() {
     let srv = start().await;
-    srv.deliver("INBOX", SIMPLE).await;
-    srv.deliver("INBOX", SIMPLE).await;
+    srv.deliver_copies("INBOX", SIMPLE, 2).await;
     let mut c = srv.login().await;
     c.ok("SELECT INBOX").await;
     c.ok("STORE 1 +FLAGS.SILENT (\\Deleted)").await;
@@ -358,8 +354,7 @@ async fn close_expunges_silently() {
 #[tokio::test]
 async fn other_sessions_changes_are_reported() {
     let srv = start().await;
-    srv.deliver("INBOX", SIMPLE).await;
-    srv.deliver("INBOX", SIMPLE).await;
+    srv.deliver_copies("INBOX", SIMPLE, 2).await;
     let mut a = srv.login().await;
     let mut b = srv.login().await;
     a.ok("SELECT INBOX").await;
@@ -403,9 +398,7 @@ async fn idle_reports_new_mail_quickly() {
 #[tokio::test]
 async fn condstore_and_qresync() {
     let srv = start().await;
-    for _ in 0..3 {
-        srv.deliver("INBOX", SIMPLE).await;
-    }
+    srv.deliver_copies("INBOX", SIMPLE, 3).await;
     let mut c = srv.login().await;
     c.ok("ENABLE QRESYNC").await;
     let r = c.ok("SELECT INBOX").await;

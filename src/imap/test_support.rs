@@ -10,7 +10,8 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWri
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::session::{ImapContext, ImapLimits, serve_connection};
+use super::driver::serve_connection;
+use super::session::{ImapContext, ImapLimits};
 use crate::accounts::{Directory, parse_accounts};
 use crate::store::{LocalDelivery, MailboxOwner, MessageBody, Store};
 
@@ -90,6 +91,23 @@ impl TestServer {
             .deliver(&body, &[LocalDelivery { owner: owner(), folder: folder.into(), header_prefix: Vec::new() }])
             .await;
         assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
+    }
+
+    /// Deliver `n` copies of a message into a folder of alice.
+    pub async fn deliver_copies(&self, folder: &str, msg: &str, n: usize) {
+        for _ in 0..n {
+            self.deliver(folder, msg).await;
+        }
+    }
+
+    /// Two clients logged in as alice with `folder` selected in both: one acts, the other
+    /// sees what it did (expunges, flags, deliveries by others).
+    pub async fn two_selected(&self, folder: &str) -> (Client, Client) {
+        let mut a = self.login().await;
+        let mut b = self.login().await;
+        a.ok(&format!("SELECT {folder}")).await;
+        b.ok(&format!("SELECT {folder}")).await;
+        (a, b)
     }
 
     pub async fn client(&self) -> Client {

@@ -5,7 +5,7 @@
 
 use super::Tagged;
 use crate::imap::parser::decode_base64;
-use crate::imap::session::{Authenticated, Session, State};
+use crate::imap::session::{Authenticated, Next, Session, State, Step, Waiting};
 use crate::net::{LoginOutcome, verify_login};
 use crate::store::MailboxOwner;
 
@@ -100,52 +100,57 @@ impl Session {
         Tagged::ok("ENABLE completed")
     }
 
-    pub(crate) async fn cmd_login(&mut self, username: &str, password: &str) -> std::io::Result<Option<Tagged>> {
+    pub(crate) async fn cmd_login(&mut self, username: &str, password: &str) -> Tagged {
         if !self.auth_allowed() {
-            return Ok(Some(Tagged::no("Use STARTTLS before LOGIN").code("PRIVACYREQUIRED")));
+            return Tagged::no("Use STARTTLS before LOGIN").code("PRIVACYREQUIRED");
         }
         self.try_credentials(username, password).await
     }
 
     /// AUTHENTICATE PLAIN (RFC 4616): `authzid NUL authcid NUL password`, from SASL-IR or
-    /// after a `+ ` continuation. `*` cancels (RFC 9051 6.2.2).
-    pub(crate) async fn cmd_authenticate(
-        &mut self,
-        mechanism: &str,
-        initial: Option<Vec<u8>>,
-    ) -> std::io::Result<Option<Tagged>> {
+    /// after a `+ ` continuation request, when the command waits for the driver to read
+    /// the response line (`auth_response`).
+    pub(crate) async fn cmd_authenticate(&mut self, mechanism: &str, initial: Option<Vec<u8>>) -> Step {
         if mechanism != "PLAIN" {
-            return Ok(Some(Tagged::no("Unsupported mechanism").code("CANNOT")));
+            return Step::Done(Tagged::no("Unsupported mechanism").code("CANNOT"));
         }
         if !self.auth_allowed() {
-            return Ok(Some(Tagged::no("Use STARTTLS before AUTHENTICATE").code("PRIVACYREQUIRED")));
+            return Step::Done(Tagged::no("Use STARTTLS before AUTHENTICATE").code("PRIVACYREQUIRED"));
         }
-        let response = match initial {
-            Some(r) => r,
+        match initial {
+            Some(response) => Step::Done(self.plain(&response).await),
             None => {
                 self.out.extend_from_slice(b"+ \r\n");
-                self.flush().await?;
-                let Some(line) = self.read_line().await? else {
-                    self.bye("Autologout").await?;
-                    return Ok(None);
-                };
-                if line == b"*" {
-                    return Ok(Some(Tagged::bad("Authentication cancelled")));
-                }
-                if line == b"=" {
-                    Vec::new()
-                } else {
-                    match decode_base64(&line) {
-                        Some(v) => v,
-                        None => return Ok(Some(Tagged::bad("Invalid base64"))),
-                    }
-                }
+                Step::Wait(Waiting::AuthResponse)
+            }
+        }
+    }
+
+    /// The client's line after `+ `: base64 of the PLAIN response, `=` for an empty one,
+    /// `*` to cancel (RFC 9051 6.2.2). Completes the suspended AUTHENTICATE.
+    pub(crate) async fn auth_response(&mut self, line: &[u8]) -> Next {
+        let (tag, name, _) = match self.take_suspended(|w| matches!(w, Waiting::AuthResponse)) {
+            Ok(s) => s,
+            Err(next) => return next,
+        };
+        let tagged = if line == b"*" {
+            Tagged::bad("Authentication cancelled")
+        } else if line == b"=" {
+            self.plain(&[]).await
+        } else {
+            match decode_base64(line) {
+                Some(response) => self.plain(&response).await,
+                None => Tagged::bad("Invalid base64"),
             }
         };
+        self.complete(&tag, name, tagged)
+    }
+
+    async fn plain(&mut self, response: &[u8]) -> Tagged {
         let mut fields = response.split(|b| *b == 0);
         let (Some(authz), Some(authc), Some(pass), None) = (fields.next(), fields.next(), fields.next(), fields.next())
         else {
-            return Ok(Some(Tagged::bad("Malformed PLAIN response")));
+            return Tagged::bad("Malformed PLAIN response");
         };
         let authc = String::from_utf8_lossy(authc).into_owned();
         let pass = String::from_utf8_lossy(pass).into_owned();
@@ -156,12 +161,12 @@ impl Session {
         self.try_credentials(&authc, &pass).await
     }
 
-    async fn try_credentials(&mut self, username: &str, password: &str) -> std::io::Result<Option<Tagged>> {
+    async fn try_credentials(&mut self, username: &str, password: &str) -> Tagged {
         let ip = self.peer.ip();
         let address = match verify_login(&self.ctx.limiter, &self.ctx.directory, "imap", ip, username, password).await {
             LoginOutcome::LoggedIn(address) => address,
             LoginOutcome::Failed => return self.login_failed("Authentication failed").await,
-            LoginOutcome::Refused(blocked) => return Ok(Some(Tagged::no(format!("{blocked}")).code("UNAVAILABLE"))),
+            LoginOutcome::Refused(blocked) => return Tagged::no(format!("{blocked}")).code("UNAVAILABLE"),
         };
         let Some(slot) = self.ctx.user_connections.acquire(
             &address.to_string(),
@@ -169,26 +174,27 @@ impl Session {
             self.ctx.limits.max_connections_per_user_ip,
         ) else {
             tracing::info!(peer = %self.peer, user = %address, "IMAP connection limit reached");
-            return Ok(Some(Tagged::no("Too many connections for this user from your address").code("LIMIT")));
+            return Tagged::no("Too many connections for this user from your address").code("LIMIT");
         };
         let owner = MailboxOwner::new(address.local.clone(), address.domain.clone());
         if let Err(e) = self.ctx.store.ensure_account(&owner).await {
-            return Ok(Some(super::store_error(&e, &self.peer)));
+            return super::store_error(&e, &self.peer);
         }
         tracing::info!(peer = %self.peer, user = %address, "IMAP login");
         self.state = State::Authenticated(Authenticated { address, owner, _slot: slot });
         let caps = self.capabilities();
-        Ok(Some(Tagged::ok("Logged in").code(format!("CAPABILITY {caps}"))))
+        Tagged::ok("Logged in").code(format!("CAPABILITY {caps}"))
     }
 
-    async fn login_failed(&mut self, text: &'static str) -> std::io::Result<Option<Tagged>> {
+    /// A failed attempt: slowed down, and after `max_bad_logins` the BYE goes out just
+    /// before the tagged NO and the connection ends.
+    async fn login_failed(&mut self, text: &'static str) -> Tagged {
         self.bad_logins += 1;
         tokio::time::sleep(self.ctx.limits.auth_failure_delay).await;
         if self.bad_logins >= self.ctx.limits.max_bad_logins {
             self.out.extend_from_slice(b"* BYE Too many failed logins\r\n");
             self.state = State::Logout;
-            return Ok(Some(Tagged::no(text).code("AUTHENTICATIONFAILED")));
         }
-        Ok(Some(Tagged::no(text).code("AUTHENTICATIONFAILED")))
+        Tagged::no(text).code("AUTHENTICATIONFAILED")
     }
 }

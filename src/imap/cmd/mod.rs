@@ -2,8 +2,12 @@
 //! AUTHENTICATE, ENABLE, ID, NAMESPACE), `folders` (LIST, LSUB, CREATE, DELETE, RENAME,
 //! SUBSCRIBE, STATUS, QUOTA), `select` (SELECT/EXAMINE, CLOSE, UNSELECT, EXPUNGE, IDLE;
 //! the view itself is `imap::selected`), `fetch`, `store`, `search`, `append`
-//! (APPEND, COPY, MOVE), `sort` (SORT, THREAD). Each is an `impl Session` block returning the tagged reply; untagged
-//! responses go into the session's in-memory `Output`, never to the socket.
+//! (APPEND, COPY, MOVE), `sort` (SORT, THREAD). Each is an `impl Session` block returning
+//! the tagged reply; untagged responses go into the session's in-memory `Output`. No handler
+//! reaches the connection: one that needs the transport before it can finish (STARTTLS,
+//! AUTHENTICATE without an initial response, IDLE, a FETCH whose output is due to be sent)
+//! returns `Step::Wait` with what it waits for, the session keeps it suspended, and the
+//! driver performs the effect and calls back (`session::Next`).
 //!
 //! This file holds what they share: the header batch size and mailbox-name conversion; the
 //! reply types, store-error mapping and flag conversion live in `response` (re-exported

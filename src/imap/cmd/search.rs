@@ -26,18 +26,18 @@ fn has_modseq(key: &SearchKey) -> bool {
 }
 
 impl Session {
-    pub(crate) async fn cmd_search(&mut self, tag: &str, s: &SearchCommand) -> std::io::Result<Tagged> {
+    pub(crate) async fn cmd_search(&mut self, tag: &str, s: &SearchCommand) -> Tagged {
         if let Some(cs) = &s.charset
             && !matches!(cs.as_str(), "UTF-8" | "US-ASCII")
         {
-            return Ok(Tagged::no("Unsupported charset").code("BADCHARSET (UTF-8 US-ASCII)"));
+            return Tagged::no("Unsupported charset").code("BADCHARSET (UTF-8 US-ASCII)");
         }
         let with_modseq = has_modseq(&s.key);
         let enabled_now = with_modseq && self.enable_condstore();
         self.refresh_selected(s.uid, false).await;
         let found = match self.evaluate(&s.key, false, |_| ()).await {
             Ok(f) => f,
-            Err(t) => return Ok(t),
+            Err(t) => return t,
         };
         let numbers: Vec<u32> = found.iter().map(|h| if s.uid { h.uid } else { h.seq }).collect();
         let max_modseq = found.iter().map(|h| h.modseq).max();
@@ -128,7 +128,7 @@ impl Session {
         }
         self.out.extend_from_slice(&out);
         self.refresh_selected(s.uid, false).await;
-        Ok(if enabled_now { self.condstore_enabled_reply(Tagged::ok("")) } else { Tagged::ok("") })
+        if enabled_now { self.condstore_enabled_reply(Tagged::ok("")) } else { Tagged::ok("") }
     }
 }
 

@@ -4,9 +4,9 @@
 
 use super::{Tagged, store_error};
 use crate::imap::command::SelectParams;
-use crate::imap::selected::{IdleWake, Refresh, Selected, keywords_of, write_flags_announcement};
+use crate::imap::selected::{Refresh, Selected, keywords_of, write_flags_announcement};
 use crate::imap::sequence::SequenceSet;
-use crate::imap::session::{Session, State};
+use crate::imap::session::{Next, Session, State, Step, Waiting};
 use crate::store::Flag as StFlag;
 
 impl Session {
@@ -202,36 +202,31 @@ impl Session {
         sel.refresh(Refresh { allow_expunge, force, enabled }, &mut self.out, &peer).await;
     }
 
-    /// IDLE (RFC 2177): `+ idling`, then untagged updates as they happen until DONE.
-    /// The wait is bounded by the idle timeout (autologout) and ends on shutdown.
-    pub(crate) async fn cmd_idle(&mut self) -> std::io::Result<Option<Tagged>> {
+    /// IDLE (RFC 2177): `+ idling` and the updates so far; then the command waits while the
+    /// driver watches the mailbox (`idle_changed`) and the input (`idle_done`), bounded by
+    /// the idle timeout (autologout) and shutdown.
+    pub(crate) async fn cmd_idle(&mut self) -> Step {
         self.out.extend_from_slice(b"+ idling\r\n");
         self.refresh_selected(true, true).await;
-        self.flush().await?;
-        loop {
-            if let Some(line) = self.take_buffered_line() {
-                return Ok(Some(if line.eq_ignore_ascii_case(b"DONE") {
-                    Tagged::ok("IDLE terminated")
-                } else {
-                    Tagged::bad("Expected DONE")
-                }));
-            }
-            match self.idle_wait().await? {
-                IdleWake::Input => {}
-                IdleWake::MailboxChanged => {
-                    self.refresh_selected(true, true).await;
-                    self.flush().await?;
-                }
-                IdleWake::Eof => return Ok(None),
-                IdleWake::TimedOut => {
-                    self.bye("Autologout; idle for too long").await?;
-                    return Ok(None);
-                }
-                IdleWake::Shutdown => {
-                    self.bye("Server shutting down").await?;
-                    return Ok(None);
-                }
-            }
-        }
+        Step::Wait(Waiting::Idle)
+    }
+
+    /// The selected mailbox changed while idling: its untagged updates, for the driver to send.
+    pub(crate) async fn idle_changed(&mut self) {
+        self.refresh_selected(true, true).await;
+    }
+
+    /// The client's line ends IDLE: DONE completes it, anything else is BAD.
+    pub(crate) fn idle_done(&mut self, line: &[u8]) -> Next {
+        let (tag, name, _) = match self.take_suspended(|w| matches!(w, Waiting::Idle)) {
+            Ok(s) => s,
+            Err(next) => return next,
+        };
+        let tagged = if line.eq_ignore_ascii_case(b"DONE") {
+            Tagged::ok("IDLE terminated")
+        } else {
+            Tagged::bad("Expected DONE")
+        };
+        self.complete(&tag, name, tagged)
     }
 }

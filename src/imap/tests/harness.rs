@@ -1,7 +1,8 @@
 //! Drives one IMAP session in memory: command bytes in, response bytes out, no TCP. The
-//! session runs over one end of an in-memory pipe with the same code as a real connection
-//! (framing, literals, continuation requests, BYE), so a transcript shows what a client
-//! on the wire would see, and a test needs neither a port nor a listener.
+//! session and its driver run over one end of an in-memory pipe with the same code as a
+//! real connection (framing, literals, continuation requests, BYE), so a transcript shows
+//! what a client on the wire would see, and a test needs neither a port nor a listener.
+//! The context and delivery helpers also serve the tests that drive the session alone.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,12 +12,44 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream, ReadHalf, 
 use tokio::sync::watch;
 
 use crate::accounts::{Directory, parse_accounts};
-use crate::imap::session::{ImapContext, ImapLimits, serve_connection};
+use crate::imap::serve_connection;
+use crate::imap::session::{ImapContext, ImapLimits};
 use crate::imap::test_support::read_response_line;
 use crate::store::{LocalDelivery, MailboxOwner, MessageBody, Store};
 
 pub const USER: &str = "alice@example.org";
 pub const PASS: &str = "secret";
+
+pub const FIRST: &str = "From: Bob <bob@example.org>\nTo: alice@example.org\nSubject: Hello\nDate: Mon, 3 Feb 2025 10:00:00 +0000\n\nHi Alice\n";
+pub const SECOND: &str = "From: Carol <carol@example.org>\nSubject: Lunch\n\nNoon?\n";
+
+/// The client's address in every test session.
+pub const PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)), 40000);
+
+/// A store in `dir` with alice's account, and the context of a server on it (insecure
+/// auth allowed, fast login failures, 100 kB APPENDLIMIT); `tls` offers STARTTLS.
+pub fn context(dir: &std::path::Path, tls: Option<tokio_rustls::TlsAcceptor>) -> (Arc<ImapContext>, Store) {
+    let store = Store::open(dir, "mail.example.org").expect("store");
+    let accounts = parse_accounts(&format!("{USER}:{{PLAIN}}{PASS}:1M")).expect("accounts");
+    let directory = Directory::new(vec!["example.org".into()], accounts, vec![]).expect("directory");
+    let limits = ImapLimits {
+        allow_insecure_auth: true,
+        auth_failure_delay: Duration::from_millis(1),
+        max_literal: 100_000,
+        ..ImapLimits::default()
+    };
+    let ctx = ImapContext::new("mail.example.org".into(), Arc::new(directory), store.clone(), tls, limits);
+    (Arc::new(ctx), store)
+}
+
+/// Deliver a message (LF line ends are made CRLF) into one of alice's folders.
+pub async fn deliver(store: &Store, folder: &str, msg: &str) {
+    let body = MessageBody::Memory(bytes::Bytes::from(msg.replace('\n', "\r\n")));
+    let owner = MailboxOwner::new("alice", "example.org");
+    let to = [LocalDelivery { owner, folder: folder.into(), header_prefix: Vec::new() }];
+    let r = store.deliver(&body, &to).await;
+    assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
+}
 
 /// How long a transcript waits for the session before the test fails (never hangs).
 const WAIT: Duration = Duration::from_secs(10);
@@ -36,21 +69,10 @@ impl Transcript {
     /// A fresh data dir with alice's account and a session in Not Authenticated state.
     pub async fn start() -> Transcript {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), "mail.example.org").expect("store");
-        let accounts = parse_accounts(&format!("{USER}:{{PLAIN}}{PASS}:1M")).expect("accounts");
-        let directory = Directory::new(vec!["example.org".into()], accounts, vec![]).expect("directory");
-        let limits = ImapLimits {
-            allow_insecure_auth: true,
-            auth_failure_delay: Duration::from_millis(1),
-            max_literal: 100_000,
-            ..ImapLimits::default()
-        };
-        let ctx =
-            Arc::new(ImapContext::new("mail.example.org".into(), Arc::new(directory), store.clone(), None, limits));
+        let (ctx, store) = context(dir.path(), None);
         let (client, server) = tokio::io::duplex(64 * 1024);
         let (tx, rx) = watch::channel(false);
-        let peer: SocketAddr = ([192, 0, 2, 1], 40000).into();
-        tokio::spawn(serve_connection(ctx, server, peer, false, rx));
+        tokio::spawn(serve_connection(ctx, server, PEER, false, rx));
         let (r, w) = tokio::io::split(client);
         let mut t = Transcript { r: BufReader::new(r), w, store, greeting: String::new(), _shutdown: tx, _dir: dir };
         t.greeting = t.read_until(|_| true).await;
@@ -59,11 +81,7 @@ impl Transcript {
 
     /// Deliver a message (LF line ends are made CRLF) into one of alice's folders.
     pub async fn deliver(&self, folder: &str, msg: &str) {
-        let body = MessageBody::Memory(bytes::Bytes::from(msg.replace('\n', "\r\n")));
-        let owner = MailboxOwner::new("alice", "example.org");
-        let to = [LocalDelivery { owner, folder: folder.into(), header_prefix: Vec::new() }];
-        let r = self.store.deliver(&body, &to).await;
-        assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
+        deliver(&self.store, folder, msg).await;
     }
 
     /// Send `client` (one or more CRLF-terminated lines) and return everything the session

@@ -2,9 +2,6 @@
 
 use super::harness::*;
 
-const FIRST: &str = "From: Bob <bob@example.org>\nTo: alice@example.org\nSubject: Hello\nDate: Mon, 3 Feb 2025 10:00:00 +0000\n\nHi Alice\n";
-const SECOND: &str = "From: Carol <carol@example.org>\nSubject: Lunch\n\nNoon?\n";
-
 #[tokio::test]
 async fn select_fetch_store_expunge_logout() {
     let mut t = Transcript::start().await;

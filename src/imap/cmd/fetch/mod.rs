@@ -3,7 +3,10 @@
 //! header cache, header block, whole-file stream, message in memory) and loads each
 //! message from it; `render` writes its response. This file runs them in order: resolve
 //! the set, report VANISHED, set `\Seen` first (durably) for body sections read without
-//! .PEEK, then load and render message by message, flushing as it goes.
+//! .PEEK, then load and render message by message. Whenever the output reaches its bound
+//! (`Output::should_flush`), the command stops with its cursor in a `FetchRun` and asks the
+//! driver to send what it has (`Waiting::Fetch`), so a long FETCH never buffers unbounded
+//! output and a streamed literal's file is sent before the next one is opened.
 
 mod plan;
 mod render;
@@ -17,23 +20,45 @@ use super::{HEADER_BATCH, Tagged, store_error};
 use crate::imap::command::{FetchCommand, FetchItem};
 use crate::imap::render::section::BinaryError;
 use crate::imap::sequence::format_numbers;
-use crate::imap::session::Session;
+use crate::imap::session::{Session, Step, Waiting};
+use crate::net::MemoryPermit;
 use crate::store::{Flag as StFlag, FlagOp, StoreError};
 
+/// A FETCH between two messages: what it resolved and decided before the first one, and
+/// how far it got, so it can stop while its output is sent and go on after.
+pub(crate) struct FetchRun {
+    uid: bool,
+    /// Sequence indexes (0-based) of the messages to answer, in order.
+    targets: Vec<usize>,
+    /// Position in `targets` of the next message to answer.
+    next: usize,
+    plan: FetchPlan,
+    /// UIDs this command set `\Seen` on (their FETCH shows the new FLAGS).
+    seen_now: Vec<u32>,
+    /// OK, or NO [EXPUNGEISSUED] once a message turned out gone.
+    result: Tagged,
+    /// The header blocks of the current batch, taken one by one.
+    headers: Vec<Option<bytes::Bytes>>,
+    /// This command turned CONDSTORE on (the reply reports HIGHESTMODSEQ).
+    enabled_now: bool,
+    /// The memory budget of a message cut in memory, held until its response is sent.
+    memory: Option<MemoryPermit>,
+}
+
 impl Session {
-    pub(crate) async fn cmd_fetch(&mut self, f: &FetchCommand) -> std::io::Result<Tagged> {
+    pub(crate) async fn cmd_fetch(&mut self, f: &FetchCommand) -> std::io::Result<Step> {
         let enabled_now =
             (f.items.contains(&FetchItem::ModSeq) || f.changed_since.is_some()) && self.enable_condstore();
         if f.vanished && !self.enabled.qresync {
-            return Ok(Tagged::bad("Enable QRESYNC first"));
+            return Ok(Step::Done(Tagged::bad("Enable QRESYNC first")));
         }
         self.refresh_selected(f.uid, false).await;
         let Some(sel) = self.selected() else {
-            return Ok(Tagged::bad("No mailbox selected"));
+            return Ok(Step::Done(Tagged::bad("No mailbox selected")));
         };
         let mut targets = match sel.resolve(&f.set, f.uid) {
             Ok(t) => t,
-            Err(t) => return Ok(t),
+            Err(t) => return Ok(Step::Done(t)),
         };
         let mut items = f.items.clone();
         if let Some(since) = f.changed_since {
@@ -57,7 +82,7 @@ impl Session {
             }
         }
         let Some(sel) = self.selected() else {
-            return Ok(Tagged::bad("No mailbox selected"));
+            return Ok(Step::Done(Tagged::bad("No mailbox selected")));
         };
         let plan = FetchPlan::new(items);
         // Implicit \Seen, durable before the data is sent.
@@ -83,58 +108,84 @@ impl Session {
                             }
                         }
                     }
-                    Err(e) => return Ok(store_error(&e, &self.peer)),
+                    Err(e) => return Ok(Step::Done(store_error(&e, &self.peer))),
                 }
             }
         }
-        let mut result = Tagged::ok("");
-        let mut headers: Vec<Option<bytes::Bytes>> = Vec::new();
-        for (k, i) in targets.iter().copied().enumerate() {
+        let run = FetchRun {
+            uid: f.uid,
+            targets,
+            next: 0,
+            plan,
+            seen_now,
+            result: Tagged::ok(""),
+            headers: Vec::new(),
+            enabled_now,
+            memory: None,
+        };
+        self.fetch_messages(Box::new(run)).await
+    }
+
+    /// Answer the messages of `run` from its cursor on, until all are answered or the
+    /// output is due to be sent (then the command waits with the cursor kept).
+    pub(crate) async fn fetch_messages(&mut self, mut run: Box<FetchRun>) -> std::io::Result<Step> {
+        // What the last stop held back is sent by now.
+        run.memory = None;
+        while let Some(&i) = run.targets.get(run.next) {
+            let k = run.next;
+            run.next += 1;
             let Some(sel) = self.selected() else {
                 break;
             };
             let Some(meta) = sel.messages.get(i).cloned() else {
                 continue;
             };
-            if plan.batches_headers() && k % HEADER_BATCH == 0 {
+            if run.plan.batches_headers() && k.is_multiple_of(HEADER_BATCH) {
                 // Header blocks for the next batch in one store call (header cache).
-                let uids: Vec<u32> =
-                    targets[k..].iter().take(HEADER_BATCH).map(|t| sel.messages.get(*t).map_or(0, |m| m.uid)).collect();
-                headers = match sel.mailbox.read_headers(&uids).await {
+                let uids: Vec<u32> = run.targets[k..]
+                    .iter()
+                    .take(HEADER_BATCH)
+                    .map(|t| sel.messages.get(*t).map_or(0, |m| m.uid))
+                    .collect();
+                run.headers = match sel.mailbox.read_headers(&uids).await {
                     Ok(h) => h,
-                    Err(e) => return Ok(store_error(&e, &self.peer)),
+                    Err(e) => return Ok(Step::Done(store_error(&e, &self.peer))),
                 };
             }
-            let cached = headers.get_mut(k % HEADER_BATCH).and_then(Option::take);
+            let cached = run.headers.get_mut(k % HEADER_BATCH).and_then(Option::take);
             // Body parts, BINARY of parts and TEXT are cut from the message in memory: the
             // message, the rendered item and the output buffer, about three times its size,
             // held under the server-wide budget until the response has gone out, so many
             // sessions fetching big attachments take turns instead of adding up.
-            let _memory = if plan.source == Source::Message {
+            let memory = if run.plan.source == Source::Message {
                 Some(self.ctx.memory.reserve(meta.size.saturating_mul(3)).await)
             } else {
                 None
             };
-            let loaded = match load(&plan, &sel.mailbox, meta.uid, cached).await {
+            let loaded = match load(&run.plan, &sel.mailbox, meta.uid, cached).await {
                 Ok(l) => l,
                 Err(LoadError::Store(StoreError::NoSuchMessage(_))) => {
-                    result = Tagged::no("Some messages were expunged").code("EXPUNGEISSUED");
+                    run.result = Tagged::no("Some messages were expunged").code("EXPUNGEISSUED");
                     continue;
                 }
-                Err(LoadError::Store(e)) => return Ok(store_error(&e, &self.peer)),
+                Err(LoadError::Store(e)) => return Ok(Step::Done(store_error(&e, &self.peer))),
                 Err(LoadError::Io(e)) => return Err(e),
             };
             let recent = sel.is_recent(meta.uid);
-            let seen = seen_now.contains(&meta.uid);
-            if let Err(e) = render_message(&mut self.out, i + 1, &plan.items, &meta, recent, loaded, seen) {
-                return Ok(match e {
+            let seen = run.seen_now.contains(&meta.uid);
+            if let Err(e) = render_message(&mut self.out, i + 1, &run.plan.items, &meta, recent, loaded, seen) {
+                return Ok(Step::Done(match e {
                     BinaryError::UnknownCte => Tagged::no("Unknown Content-Transfer-Encoding").code("UNKNOWN-CTE"),
                     BinaryError::NoSuchPart => Tagged::no("No such message part"),
-                });
+                }));
             }
-            self.maybe_flush().await?;
+            if self.out.should_flush() {
+                run.memory = memory;
+                return Ok(Step::Wait(Waiting::Fetch(run)));
+            }
         }
-        self.refresh_selected(f.uid, false).await;
-        Ok(if enabled_now { self.condstore_enabled_reply(result) } else { result })
+        self.refresh_selected(run.uid, false).await;
+        let result = run.result;
+        Ok(Step::Done(if run.enabled_now { self.condstore_enabled_reply(result) } else { result }))
     }
 }
