@@ -119,7 +119,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     tls::install_default_provider();
     let data_dir = DataDir::open(&config.data_dir)?;
 
-    let mut entries = config.accounts.clone();
+    let mut entries = config.accounts.entries.clone();
     // Saved (and its password shown) only once every listener is bound.
     let mut new_postmaster = None;
     if entries.is_empty() {
@@ -132,9 +132,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             }
         }
     }
-    let directory = Directory::new(config.domains.clone(), entries, config.aliases.clone())
+    let directory = Directory::new(config.domains.clone(), entries, config.accounts.aliases.clone())
         .map_err(|e| StartError::Accounts(e.join("; ")))?;
-    if !config.accounts.is_empty() {
+    if !config.accounts.entries.is_empty() {
         report_retired_postmaster(data_dir.root(), &directory);
     }
 
@@ -170,10 +170,20 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let acme_tokens = Http01Tokens::new();
     // A stored ACME certificate replaces the self-signed one before any listener
     // serves; without one, /readyz waits for the first order.
-    let acme = AcmeSettings::from_config(&config).map(|s| {
+    let acme = match config.tls_files() {
+        Some(_) => None,
+        None => AcmeSettings::new(&config.acme, &config.hostname, &config.domains),
+    };
+    let acme = acme.map(|s| {
         Acme::prepare(s, resolver.clone(), &data_dir.tls(), certs.clone(), readiness.clone(), acme_tokens.clone())
     });
-    let transport = SmtpTransport::with_resolver(ClientSettings::from_config(&config), resolver.clone())?;
+    let client = ClientSettings::new(
+        &config.hostname,
+        config.outbound_smtp_port,
+        config.relay_host.clone(),
+        config.dns_servers.clone(),
+    );
+    let transport = SmtpTransport::with_resolver(client, resolver.clone())?;
     let directory = Arc::new(directory);
     let courier = LocalCourier::new(directory.clone(), store.clone());
     let bounces = Arc::new(courier.clone());
@@ -258,7 +268,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     });
     stop_with(&shared.shutdown, checker);
     let reloader = spawn_account_reloader(
-        accounts::AccountSources::from_config(&shared.config),
+        accounts::AccountSources::new(&shared.config.domains, &shared.config.data_dir, &shared.config.accounts),
         shared.directory.clone(),
         shared.store.clone(),
     );

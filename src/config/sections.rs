@@ -1,11 +1,13 @@
 //! The parts of [`Config`](super::Config) that one module owns: each is handed its
 //! section, so it depends on the settings it uses and not on the whole configuration.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
 
 use super::{AcmeChallenge, AcmeExtraName, AcmeMode, ListenAddr, Protocol, ScannerFailure};
+use crate::accounts::{AccountEntry, AliasRule};
 
 /// What the listeners bind and how connections are admitted (`net`, autoconfig).
 #[derive(Clone, Debug)]
@@ -31,13 +33,27 @@ impl ListenConfig {
     }
 }
 
+/// The accounts and aliases as given at start, and the files to re-read while running
+/// (`accounts::AccountSources`).
+#[derive(Clone, Debug)]
+pub struct AccountsConfig {
+    /// `MAILROOM_ACCOUNTS` (or the content of `MAILROOM_ACCOUNTS_FILE`); empty = the
+    /// generated postmaster account.
+    pub entries: Vec<AccountEntry>,
+    pub aliases: Vec<AliasRule>,
+    /// `MAILROOM_ACCOUNTS_FILE` / `MAILROOM_ALIASES_FILE`: re-read while running, so a
+    /// changed file (a Kubernetes Secret updated in place) applies without a restart.
+    pub accounts_file: Option<PathBuf>,
+    pub aliases_file: Option<PathBuf>,
+}
+
 /// Where certificates come from when the operator supplies none (`acme`).
 #[derive(Clone, Debug)]
 pub struct AcmeConfig {
     pub mode: AcmeMode,
     pub email: Option<String>,
     pub challenge: AcmeChallenge,
-    pub ca_file: Option<std::path::PathBuf>,
+    pub ca_file: Option<PathBuf>,
     pub extra_names: Vec<AcmeExtraName>,
     /// Renew when less than this is left (None: two thirds of the lifetime, or ARI).
     pub renew_before: Option<Duration>,
