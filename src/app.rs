@@ -20,7 +20,7 @@ use thiserror::Error;
 
 use crate::accounts::{self, Directory};
 use crate::acme::{Acme, AcmeSettings, Http01Tokens};
-use crate::config::{Config, LogFormat, Protocol};
+use crate::config::{Config, DnsConfig, LogFormat, Protocol};
 use crate::datadir::{DataDir, DataDirError};
 use crate::http;
 use crate::imap::{self, ImapContext, ImapLimits};
@@ -259,9 +259,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         stop_with(&shared.shutdown, acme.spawn());
     }
     log_banner(&shared, &addresses, started);
-    log_dns_records(&shared.config, &ring);
+    let dns = shared.config.dns();
+    log_dns_records(&dns, &ring);
     let signers = shared.signers.clone();
-    let checker = crate::dns::spawn_periodic_check(shared.config.clone(), shared.resolver.clone(), move || {
+    let checker = crate::dns::spawn_periodic_check(dns, shared.resolver.clone(), move || {
         if let Err(e) = signers.reload() {
             tracing::error!(error = %e, "cannot reload DKIM keys");
         }
@@ -279,7 +280,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 /// The service for each protocol that exists. Protocol issues add theirs here.
 fn services(shared: &Shared) -> Vec<(Protocol, Service)> {
     let web = Arc::new(http::web::WebContext {
-        config: shared.config.clone(),
+        hostname: shared.config.hostname.clone(),
+        domains: shared.config.domains.clone(),
+        listen: shared.config.listen.clone(),
         certs: shared.certs.clone(),
         tokens: shared.acme_tokens.clone(),
     });
@@ -568,7 +571,7 @@ fn log_banner(shared: &Shared, addresses: &[(Protocol, SocketAddr)], started: In
 }
 
 /// The records to publish, logged at every start (also `mailroom dns`).
-fn log_dns_records(config: &Config, ring: &KeyRing) {
+fn log_dns_records(config: &DnsConfig, ring: &KeyRing) {
     let zone = crate::dns::zone_fragment(&crate::dns::expected_records(config, ring));
     tracing::info!("DNS records to publish (`mailroom dns` prints them, `mailroom dns --check` checks them):\n{zone}");
 }

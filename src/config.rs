@@ -24,7 +24,7 @@ use crate::accounts;
 
 pub use env::{EnvSource, PREFIX};
 pub use parse::{ListenAddr, default_domain_for, is_public_fqdn};
-pub use sections::{AccountsConfig, AcmeConfig, Limits, ListenConfig, QueueConfig, ScanConfig};
+pub use sections::{AccountsConfig, AcmeConfig, DnsConfig, Limits, ListenConfig, QueueConfig, ScanConfig};
 pub use variables::{DefaultValue, VARIABLES, Variable};
 
 const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -365,6 +365,23 @@ impl Config {
     /// sure both or neither are set.
     pub fn tls_files(&self) -> Option<(&Path, &Path)> {
         Some((self.tls_cert_file.as_deref()?, self.tls_key_file.as_deref()?))
+    }
+
+    /// The settings the DNS records and their check depend on.
+    pub fn dns(&self) -> DnsConfig {
+        DnsConfig {
+            hostname: self.hostname.clone(),
+            domains: self.domains.clone(),
+            public_ipv4: self.public_ipv4,
+            public_ipv6: self.public_ipv6,
+            relayed: self.relay_host.is_some(),
+            listen: self.listen.clone(),
+            acme: self.acme.mode.clone(),
+            operator_certificate: self.tls_files().is_some(),
+            dkim_dir: self.data_dir.join("dkim"),
+            dkim_selector: self.dkim_selector.clone(),
+            dns_servers: self.dns_servers.clone(),
+        }
     }
 
     pub fn primary_domain(&self) -> &str {

@@ -269,8 +269,8 @@ fn healthcheck() -> ExitCode {
 }
 
 fn dns(json: bool, check: bool) -> ExitCode {
-    let (config, _) = match load_config() {
-        Ok(c) => c,
+    let config = match load_config() {
+        Ok((c, _)) => c.dns(),
         Err(code) => return code,
     };
     if check {
