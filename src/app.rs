@@ -20,7 +20,7 @@ use thiserror::Error;
 
 use crate::accounts::{self, Directory};
 use crate::acme::{Acme, AcmeSettings, Http01Tokens};
-use crate::config::{Config, LogFormat, Protocol};
+use crate::config::{Config, DnsConfig, LogFormat, Protocol};
 use crate::datadir::{DataDir, DataDirError};
 use crate::http;
 use crate::imap::{self, ImapContext, ImapLimits};
@@ -119,7 +119,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     tls::install_default_provider();
     let data_dir = DataDir::open(&config.data_dir)?;
 
-    let mut entries = config.accounts.clone();
+    let mut entries = config.accounts.entries.clone();
     // Saved (and its password shown) only once every listener is bound.
     let mut new_postmaster = None;
     if entries.is_empty() {
@@ -132,9 +132,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             }
         }
     }
-    let directory = Directory::new(config.domains.clone(), entries, config.aliases.clone())
+    let directory = Directory::new(config.domains.clone(), entries, config.accounts.aliases.clone())
         .map_err(|e| StartError::Accounts(e.join("; ")))?;
-    if !config.accounts.is_empty() {
+    if !config.accounts.entries.is_empty() {
         report_retired_postmaster(data_dir.root(), &directory);
     }
 
@@ -170,10 +170,20 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let acme_tokens = Http01Tokens::new();
     // A stored ACME certificate replaces the self-signed one before any listener
     // serves; without one, /readyz waits for the first order.
-    let acme = AcmeSettings::from_config(&config).map(|s| {
+    let acme = match config.tls_files() {
+        Some(_) => None,
+        None => AcmeSettings::new(&config.acme, &config.hostname, &config.domains),
+    };
+    let acme = acme.map(|s| {
         Acme::prepare(s, resolver.clone(), &data_dir.tls(), certs.clone(), readiness.clone(), acme_tokens.clone())
     });
-    let transport = SmtpTransport::with_resolver(ClientSettings::from_config(&config), resolver.clone())?;
+    let client = ClientSettings::new(
+        &config.hostname,
+        config.outbound_smtp_port,
+        config.relay_host.clone(),
+        config.dns_servers.clone(),
+    );
+    let transport = SmtpTransport::with_resolver(client, resolver.clone())?;
     let directory = Arc::new(directory);
     let courier = LocalCourier::new(directory.clone(), store.clone());
     let bounces = Arc::new(courier.clone());
@@ -249,16 +259,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         stop_with(&shared.shutdown, acme.spawn());
     }
     log_banner(&shared, &addresses, started);
-    log_dns_records(&shared.config, &ring);
+    let dns = shared.config.dns();
+    log_dns_records(&dns, &ring);
     let signers = shared.signers.clone();
-    let checker = crate::dns::spawn_periodic_check(shared.config.clone(), shared.resolver.clone(), move || {
+    let checker = crate::dns::spawn_periodic_check(dns, shared.resolver.clone(), move || {
         if let Err(e) = signers.reload() {
             tracing::error!(error = %e, "cannot reload DKIM keys");
         }
     });
     stop_with(&shared.shutdown, checker);
     let reloader = spawn_account_reloader(
-        accounts::AccountSources::from_config(&shared.config),
+        accounts::AccountSources::new(&shared.config.domains, &shared.config.data_dir, &shared.config.accounts),
         shared.directory.clone(),
         shared.store.clone(),
     );
@@ -269,7 +280,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 /// The service for each protocol that exists. Protocol issues add theirs here.
 fn services(shared: &Shared) -> Vec<(Protocol, Service)> {
     let web = Arc::new(http::web::WebContext {
-        config: shared.config.clone(),
+        hostname: shared.config.hostname.clone(),
+        domains: shared.config.domains.clone(),
+        listen: shared.config.listen.clone(),
         certs: shared.certs.clone(),
         tokens: shared.acme_tokens.clone(),
     });
@@ -558,7 +571,7 @@ fn log_banner(shared: &Shared, addresses: &[(Protocol, SocketAddr)], started: In
 }
 
 /// The records to publish, logged at every start (also `mailroom dns`).
-fn log_dns_records(config: &Config, ring: &KeyRing) {
+fn log_dns_records(config: &DnsConfig, ring: &KeyRing) {
     let zone = crate::dns::zone_fragment(&crate::dns::expected_records(config, ring));
     tracing::info!("DNS records to publish (`mailroom dns` prints them, `mailroom dns --check` checks them):\n{zone}");
 }

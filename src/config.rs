@@ -20,11 +20,11 @@ use figment::Figment;
 use figment::providers::Serialized;
 use ipnet::IpNet;
 
-use crate::accounts::{self, AccountEntry, AliasRule};
+use crate::accounts;
 
 pub use env::{EnvSource, PREFIX};
 pub use parse::{ListenAddr, default_domain_for, is_public_fqdn};
-pub use sections::{AcmeConfig, Limits, ListenConfig, QueueConfig, ScanConfig};
+pub use sections::{AccountsConfig, AcmeConfig, DnsConfig, Limits, ListenConfig, QueueConfig, ScanConfig};
 pub use variables::{DefaultValue, VARIABLES, Variable};
 
 const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -147,12 +147,7 @@ pub struct Config {
     /// Mail domains, normalised; the first is primary.
     pub domains: Vec<String>,
     pub data_dir: PathBuf,
-    pub accounts: Vec<AccountEntry>,
-    pub aliases: Vec<AliasRule>,
-    /// `MAILROOM_ACCOUNTS_FILE` / `MAILROOM_ALIASES_FILE`: re-read while running, so a
-    /// changed file (a Kubernetes Secret updated in place) applies without a restart.
-    pub accounts_file: Option<PathBuf>,
-    pub aliases_file: Option<PathBuf>,
+    pub accounts: AccountsConfig,
     pub acme: AcmeConfig,
     /// A certificate/key pair supplied by the operator (replaces ACME): see
     /// [`Config::tls_files`].
@@ -277,8 +272,8 @@ impl Config {
                 DefaultValue::Empty(_) => {}
             }
         }
-        c.accounts_file = env.file_of("ACCOUNTS").map(Path::to_path_buf);
-        c.aliases_file = env.file_of("ALIASES").map(Path::to_path_buf);
+        c.accounts.accounts_file = env.file_of("ACCOUNTS").map(Path::to_path_buf);
+        c.accounts.aliases_file = env.file_of("ALIASES").map(Path::to_path_buf);
 
         if !c.hostname.contains('.') {
             // A bare machine or container name ("vm", a container id) makes records for
@@ -293,7 +288,7 @@ impl Config {
                 c.hostname
             ));
         }
-        for entry in c.accounts.iter().filter(|a| a.hash.is_plain()) {
+        for entry in c.accounts.entries.iter().filter(|a| a.hash.is_plain()) {
             warnings.push(format!(
                 "account {} uses a {{PLAIN}} password; replace it with the output of `mailroom hash-password`",
                 entry.address
@@ -318,10 +313,12 @@ impl Config {
             hostname: String::new(),
             domains: Vec::new(),
             data_dir: PathBuf::new(),
-            accounts: Vec::new(),
-            aliases: Vec::new(),
-            accounts_file: None,
-            aliases_file: None,
+            accounts: AccountsConfig {
+                entries: Vec::new(),
+                aliases: Vec::new(),
+                accounts_file: None,
+                aliases_file: None,
+            },
             acme: AcmeConfig {
                 mode: AcmeMode::Off,
                 email: None,
@@ -370,6 +367,23 @@ impl Config {
         Some((self.tls_cert_file.as_deref()?, self.tls_key_file.as_deref()?))
     }
 
+    /// The settings the DNS records and their check depend on.
+    pub fn dns(&self) -> DnsConfig {
+        DnsConfig {
+            hostname: self.hostname.clone(),
+            domains: self.domains.clone(),
+            public_ipv4: self.public_ipv4,
+            public_ipv6: self.public_ipv6,
+            relayed: self.relay_host.is_some(),
+            listen: self.listen.clone(),
+            acme: self.acme.mode.clone(),
+            operator_certificate: self.tls_files().is_some(),
+            dkim_dir: self.data_dir.join("dkim"),
+            dkim_selector: self.dkim_selector.clone(),
+            dns_servers: self.dns_servers.clone(),
+        }
+    }
+
     pub fn primary_domain(&self) -> &str {
         &self.domains[0]
     }
@@ -382,8 +396,9 @@ impl Config {
 
 /// The checks that need more than one variable; each names the variable to change.
 fn check_across(c: &Config, r: &mut Reader) {
-    if !c.accounts.is_empty()
-        && let Err(problems) = accounts::Directory::new(c.domains.clone(), c.accounts.clone(), c.aliases.clone())
+    if !c.accounts.entries.is_empty()
+        && let Err(problems) =
+            accounts::Directory::new(c.domains.clone(), c.accounts.entries.clone(), c.accounts.aliases.clone())
     {
         for p in problems {
             r.fail_plain("ACCOUNTS", p);

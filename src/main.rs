@@ -269,8 +269,8 @@ fn healthcheck() -> ExitCode {
 }
 
 fn dns(json: bool, check: bool) -> ExitCode {
-    let (config, _) = match load_config() {
-        Ok(c) => c,
+    let config = match load_config() {
+        Ok((c, _)) => c.dns(),
         Err(code) => return code,
     };
     if check {
@@ -360,7 +360,7 @@ fn reset_password(address: Option<&str>) -> ExitCode {
         Err(code) => return code,
     };
     if let Some(wanted) = address
-        && config.accounts.iter().any(|a| a.address.to_string().eq_ignore_ascii_case(wanted))
+        && config.accounts.entries.iter().any(|a| a.address.to_string().eq_ignore_ascii_case(wanted))
     {
         eprintln!(
             "mailroom: {wanted} is set in MAILROOM_ACCOUNTS: put a new hash there (mailroom hash-password) and restart"

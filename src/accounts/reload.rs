@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::generated::{generated_accounts_file, load_generated};
 use super::{AccountEntry, AliasRule, Directory, parse_accounts, parse_aliases};
-use crate::config::Config;
+use crate::config::AccountsConfig;
 
 /// The inputs of the directory.
 #[derive(Clone, Debug)]
@@ -34,14 +34,16 @@ pub struct Loaded {
 }
 
 impl AccountSources {
-    pub fn from_config(config: &Config) -> AccountSources {
+    /// The sources of a server whose mail domains are `domains`; `data_dir` holds the
+    /// generated account's file.
+    pub fn new(domains: &[String], data_dir: &Path, accounts: &AccountsConfig) -> AccountSources {
         AccountSources {
-            domains: config.domains.clone(),
-            inline_accounts: config.accounts.clone(),
-            inline_aliases: config.aliases.clone(),
-            accounts_file: config.accounts_file.clone(),
-            aliases_file: config.aliases_file.clone(),
-            data_dir: config.data_dir.clone(),
+            domains: domains.to_vec(),
+            inline_accounts: accounts.entries.clone(),
+            inline_aliases: accounts.aliases.clone(),
+            accounts_file: accounts.accounts_file.clone(),
+            aliases_file: accounts.aliases_file.clone(),
+            data_dir: data_dir.to_path_buf(),
         }
     }
 
@@ -100,7 +102,7 @@ fn prefixed(path: &Path, errors: Vec<String>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::EnvSource;
+    use crate::config::{Config, EnvSource};
 
     fn sources(dir: &Path) -> AccountSources {
         let env = EnvSource::from_pairs([
@@ -110,7 +112,7 @@ mod tests {
             ("MAILROOM_ALIASES_FILE", dir.join("aliases").display().to_string()),
         ]);
         let (config, _) = Config::load(&env).unwrap_or_else(|e| panic!("{:?}", e.0));
-        AccountSources::from_config(&config)
+        AccountSources::new(&config.domains, &config.data_dir, &config.accounts)
     }
 
     #[test]

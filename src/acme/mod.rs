@@ -22,7 +22,7 @@ use hickory_resolver::TokioResolver;
 use instant_acme::{Account, CertificateIdentifier, NewAccount};
 use thiserror::Error;
 
-use crate::config::{AcmeChallenge, AcmeMode, Config};
+use crate::config::{AcmeChallenge, AcmeConfig, AcmeExtraName, AcmeMode};
 use crate::metrics::metrics;
 use crate::readiness::Readiness;
 use crate::tls::{CertStore, LoadedCert, TlsError};
@@ -79,19 +79,17 @@ pub struct AcmeSettings {
 }
 
 impl AcmeSettings {
-    /// `None` when ACME is off or the operator supplies certificate files.
-    pub fn from_config(config: &Config) -> Option<AcmeSettings> {
-        let AcmeMode::Directory(directory) = &config.acme.mode else { return None };
-        if config.tls_files().is_some() {
-            return None;
-        }
+    /// `None` when ACME is off. The caller does not ask when the operator supplies
+    /// certificate files: those replace ACME.
+    pub fn new(acme: &AcmeConfig, hostname: &str, domains: &[String]) -> Option<AcmeSettings> {
+        let AcmeMode::Directory(directory) = &acme.mode else { return None };
         Some(AcmeSettings {
             directory: directory.clone(),
-            email: config.acme.email.clone(),
-            challenge: config.acme.challenge,
-            ca_file: config.acme.ca_file.clone(),
-            names: certificate_names(config),
-            renew_before: config.acme.renew_before,
+            email: acme.email.clone(),
+            challenge: acme.challenge,
+            ca_file: acme.ca_file.clone(),
+            names: certificate_names(hostname, domains, &acme.extra_names),
+            renew_before: acme.renew_before,
         })
     }
 
@@ -102,10 +100,10 @@ impl AcmeSettings {
 
 /// The names to put on the certificate: the hostname, then `mta-sts.<domain>` and
 /// `autoconfig.<domain>` for every mail domain when opted in.
-pub fn certificate_names(config: &Config) -> Vec<String> {
-    let mut names = vec![config.hostname.clone()];
-    for domain in &config.domains {
-        for extra in &config.acme.extra_names {
+pub fn certificate_names(hostname: &str, domains: &[String], extra_names: &[AcmeExtraName]) -> Vec<String> {
+    let mut names = vec![hostname.to_string()];
+    for domain in domains {
+        for extra in extra_names {
             let name = format!("{}.{domain}", extra.label());
             if !names.contains(&name) {
                 names.push(name);
@@ -302,7 +300,7 @@ impl Acme {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::EnvSource;
+    use crate::config::{Config, EnvSource};
 
     fn config(extra: &[(&str, &str)]) -> Config {
         let mut pairs = vec![
@@ -314,12 +312,17 @@ mod tests {
         Config::load(&EnvSource::from_pairs(pairs)).unwrap().0
     }
 
+    fn settings(c: &Config) -> Option<AcmeSettings> {
+        AcmeSettings::new(&c.acme, &c.hostname, &c.domains)
+    }
+
     #[test]
     fn names_are_the_hostname_unless_the_operator_opts_in() {
-        assert_eq!(certificate_names(&config(&[])), vec!["mx.example.com"]);
+        let names = |c: &Config| certificate_names(&c.hostname, &c.domains, &c.acme.extra_names);
+        assert_eq!(names(&config(&[])), vec!["mx.example.com"]);
         let c = config(&[("MAILROOM_ACME_EXTRA_NAMES", "mta-sts, autoconfig")]);
         assert_eq!(
-            certificate_names(&c),
+            names(&c),
             vec![
                 "mx.example.com",
                 "mta-sts.example.com",
@@ -353,10 +356,10 @@ mod tests {
 
     #[test]
     fn settings_only_when_acme_is_on() {
-        let s = AcmeSettings::from_config(&config(&[("MAILROOM_ACME_RENEW_BEFORE", "30d")])).unwrap();
+        let s = settings(&config(&[("MAILROOM_ACME_RENEW_BEFORE", "30d")])).unwrap();
         assert_eq!(s.directory, "https://127.0.0.1:14000/dir");
         assert_eq!(s.renew_before, Some(Duration::from_secs(30 * 86400)));
-        assert!(AcmeSettings::from_config(&config(&[("MAILROOM_ACME", "off")])).is_none());
+        assert!(settings(&config(&[("MAILROOM_ACME", "off")])).is_none());
     }
 
     /// A resolver pointing nowhere: these tests look nothing up.
@@ -369,7 +372,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let certs = CertStore::new();
         let readiness = Readiness::new(certs.clone());
-        let settings = AcmeSettings::from_config(&config(&[])).unwrap();
+        let settings = settings(&config(&[])).unwrap();
         let _acme = Acme::prepare(
             settings.clone(),
             test_resolver(),

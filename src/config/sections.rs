@@ -1,11 +1,14 @@
 //! The parts of [`Config`](super::Config) that one module owns: each is handed its
 //! section, so it depends on the settings it uses and not on the whole configuration.
 
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
 
 use super::{AcmeChallenge, AcmeExtraName, AcmeMode, ListenAddr, Protocol, ScannerFailure};
+use crate::accounts::{AccountEntry, AliasRule};
 
 /// What the listeners bind and how connections are admitted (`net`, autoconfig).
 #[derive(Clone, Debug)]
@@ -31,13 +34,27 @@ impl ListenConfig {
     }
 }
 
+/// The accounts and aliases as given at start, and the files to re-read while running
+/// (`accounts::AccountSources`).
+#[derive(Clone, Debug)]
+pub struct AccountsConfig {
+    /// `MAILROOM_ACCOUNTS` (or the content of `MAILROOM_ACCOUNTS_FILE`); empty = the
+    /// generated postmaster account.
+    pub entries: Vec<AccountEntry>,
+    pub aliases: Vec<AliasRule>,
+    /// `MAILROOM_ACCOUNTS_FILE` / `MAILROOM_ALIASES_FILE`: re-read while running, so a
+    /// changed file (a Kubernetes Secret updated in place) applies without a restart.
+    pub accounts_file: Option<PathBuf>,
+    pub aliases_file: Option<PathBuf>,
+}
+
 /// Where certificates come from when the operator supplies none (`acme`).
 #[derive(Clone, Debug)]
 pub struct AcmeConfig {
     pub mode: AcmeMode,
     pub email: Option<String>,
     pub challenge: AcmeChallenge,
-    pub ca_file: Option<std::path::PathBuf>,
+    pub ca_file: Option<PathBuf>,
     pub extra_names: Vec<AcmeExtraName>,
     /// Renew when less than this is left (None: two thirds of the lifetime, or ARI).
     pub renew_before: Option<Duration>,
@@ -77,4 +94,33 @@ pub struct ScanConfig {
     /// `host:port` or an absolute socket path.
     pub clamd: Option<String>,
     pub failure: ScannerFailure,
+}
+
+/// What the DNS records and their check are computed from (`dns`).
+///
+/// Derived rather than read: besides the public addresses, every field is a setting
+/// that other parts use too, declared once in the variables table. [`Config::dns`]
+/// builds it, so `dns` depends on these and not on the whole configuration.
+///
+/// [`Config::dns`]: super::Config::dns
+#[derive(Clone, Debug)]
+pub struct DnsConfig {
+    pub hostname: String,
+    /// Mail domains, primary first.
+    pub domains: Vec<String>,
+    /// Configured public addresses; unset ones are detected on the interfaces.
+    pub public_ipv4: Option<Ipv4Addr>,
+    pub public_ipv6: Option<Ipv6Addr>,
+    /// Outbound mail leaves through a smarthost (SPF gets `~all`).
+    pub relayed: bool,
+    /// The listeners the SRV records advertise.
+    pub listen: ListenConfig,
+    /// The ACME CA (CAA records), and whether certificates come from it.
+    pub acme: AcmeMode,
+    /// The operator supplies the certificate: like ACME's, publicly trusted.
+    pub operator_certificate: bool,
+    pub dkim_dir: PathBuf,
+    pub dkim_selector: Option<String>,
+    /// Resolvers for `mailroom dns --check`; empty = the system's.
+    pub dns_servers: Vec<SocketAddr>,
 }

@@ -107,14 +107,14 @@ pub static VARIABLES: &[Variable] = &[
         default: Empty("empty"),
         doc: "accounts, `address:hash[:quota]`, one per line or comma-separated",
         set: |c, v| {
-            c.accounts = accounts::parse_accounts(v).map_err(|e| e.join("; "))?;
+            c.accounts.entries = accounts::parse_accounts(v).map_err(|e| e.join("; "))?;
             Ok(())
         },
         show: show_accounts,
     },
     var!("ALIASES", Empty("empty"),
         "alias, catch-all and alias-domain rules",
-        aliases = |v: &str| accounts::parse_aliases(v).map_err(|e| e.join("; ")),
+        accounts.aliases = |v: &str| accounts::parse_aliases(v).map_err(|e| e.join("; ")),
         show |a: &Vec<accounts::AliasRule>| format!("{} rule(s)", a.len())),
     // --- TLS and ACME ---
     var!("ACME", Derived("for a public FQDN", acme_from_hostname),
@@ -391,8 +391,8 @@ fn readable_file(v: &str) -> Result<PathBuf, String> {
 
 /// Addresses only: the hashes stay secret even in `check-config`.
 fn show_accounts(c: &Config) -> String {
-    if !c.accounts.is_empty() {
-        return c.accounts.iter().map(|a| format!("{}:<redacted>", a.address)).collect::<Vec<_>>().join(",");
+    if !c.accounts.entries.is_empty() {
+        return c.accounts.entries.iter().map(|a| format!("{}:<redacted>", a.address)).collect::<Vec<_>>().join(",");
     }
     let generated = accounts::generated_accounts_file(&c.data_dir);
     if generated.exists() {

@@ -20,7 +20,7 @@ pub use records::{DnsRecord, public_addresses, records, zone_fragment};
 
 use hickory_resolver::TokioResolver;
 
-use crate::config::Config;
+use crate::config::{AcmeMode, DnsConfig};
 use crate::mailauth::{KeyError, KeyRing, keys};
 use crate::metrics::metrics;
 
@@ -28,20 +28,20 @@ use crate::metrics::metrics;
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(6 * 3600);
 
 /// The key ring for printing records (generating keys on first use).
-pub fn key_ring(config: &Config) -> Result<KeyRing, KeyError> {
-    KeyRing::load_or_generate(&config.data_dir.join("dkim"), &config.domains, config.dkim_selector.as_deref())
+pub fn key_ring(config: &DnsConfig) -> Result<KeyRing, KeyError> {
+    KeyRing::load_or_generate(&config.dkim_dir, &config.domains, config.dkim_selector.as_deref())
 }
 
 /// The records for this configuration.
-pub fn expected_records(config: &Config, ring: &KeyRing) -> Vec<DnsRecord> {
+pub fn expected_records(config: &DnsConfig, ring: &KeyRing) -> Vec<DnsRecord> {
     records(config, ring, &mta_sts_id(config))
 }
 
 /// The `id=` of the policy the server serves once its certificate is in place: an
 /// ACME or operator certificate means `enforce`, the self-signed fallback `testing`.
-fn mta_sts_id(config: &Config) -> String {
+fn mta_sts_id(config: &DnsConfig) -> String {
     use crate::http::mta_sts::{StsMode, policy_id, policy_text};
-    let publicly_trusted = config.tls_files().is_some() || config.acme.mode != crate::config::AcmeMode::Off;
+    let publicly_trusted = config.operator_certificate || config.acme != AcmeMode::Off;
     let mode = if publicly_trusted { StsMode::Enforce } else { StsMode::Testing };
     policy_id(&policy_text(&[config.hostname.as_str()], mode))
 }
@@ -49,7 +49,7 @@ fn mta_sts_id(config: &Config) -> String {
 /// Run the check (`mailroom dns --check`, with a resolver of its own); promote
 /// pending DKIM generations whose records are all ok. Returns the results and the
 /// lines to print about rotations.
-pub async fn run_check(config: &Config) -> Result<(Vec<CheckResult>, Vec<String>), String> {
+pub async fn run_check(config: &DnsConfig) -> Result<(Vec<CheckResult>, Vec<String>), String> {
     let ring = key_ring(config).map_err(|e| e.to_string())?;
     let resolver = resolver::build(&config.dns_servers)?;
     Ok(check_with(config, &ring, &resolver).await)
@@ -57,11 +57,11 @@ pub async fn run_check(config: &Config) -> Result<(Vec<CheckResult>, Vec<String>
 
 /// The check through the server's resolver. The ring is re-read every time: keys
 /// rotate while the server runs.
-async fn check_with(config: &Config, ring: &KeyRing, resolver: &TokioResolver) -> (Vec<CheckResult>, Vec<String>) {
+async fn check_with(config: &DnsConfig, ring: &KeyRing, resolver: &TokioResolver) -> (Vec<CheckResult>, Vec<String>) {
     let expected = expected_records(config, ring);
     let addresses = public_addresses(config);
     let results = check::check_all(resolver, &expected, &config.hostname, &addresses).await;
-    let notes = complete_rotations(&config.data_dir.join("dkim"), ring, &results);
+    let notes = complete_rotations(&config.dkim_dir, ring, &results);
     for r in &results {
         metrics()
             .dns_record_ok
@@ -130,7 +130,7 @@ pub fn required_ok(results: &[CheckResult]) -> bool {
 /// Inside the server: check every [`CHECK_INTERVAL`] (first after a minute), log
 /// problems, export the gauge, and reload signers after a DKIM promotion.
 pub fn spawn_periodic_check(
-    config: std::sync::Arc<Config>,
+    config: DnsConfig,
     resolver: TokioResolver,
     on_promote: impl Fn() + Send + Sync + 'static,
 ) -> tokio::task::JoinHandle<()> {
@@ -186,7 +186,7 @@ struct ProblemReporter {
 const REPEAT_WARNING_EVERY: u32 = 4;
 
 impl ProblemReporter {
-    fn new(config: &Config) -> ProblemReporter {
+    fn new(config: &DnsConfig) -> ProblemReporter {
         let public = |n: &str| crate::config::is_public_fqdn(n);
         let test_names_only = !public(&config.hostname) && !config.domains.iter().any(|d| public(d));
         ProblemReporter { test_names_only, last: None, checks_since_warning: 0 }

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::config::{AcmeMode, Config, ListenAddr, Protocol};
+use crate::config::{AcmeMode, DnsConfig, ListenAddr, Protocol};
 use crate::mailauth::KeyRing;
 
 /// One record to publish.
@@ -46,7 +46,7 @@ fn rec(domain: &str, kind: &str, name: &str, rtype: &str, value: String, require
 }
 
 /// The hostname's public addresses: configured, else detected on the interfaces.
-pub fn public_addresses(config: &Config) -> Vec<IpAddr> {
+pub fn public_addresses(config: &DnsConfig) -> Vec<IpAddr> {
     let mut out: Vec<IpAddr> = Vec::new();
     out.extend(config.public_ipv4.map(IpAddr::V4));
     out.extend(config.public_ipv6.map(IpAddr::V6));
@@ -60,7 +60,7 @@ pub fn public_addresses(config: &Config) -> Vec<IpAddr> {
 }
 
 /// Every record for every domain.
-pub fn records(config: &Config, keys: &KeyRing, mta_sts_id: &str) -> Vec<DnsRecord> {
+pub fn records(config: &DnsConfig, keys: &KeyRing, mta_sts_id: &str) -> Vec<DnsRecord> {
     let host = &config.hostname;
     let mut out = Vec::new();
     let addresses = public_addresses(config);
@@ -89,7 +89,7 @@ pub fn records(config: &Config, keys: &KeyRing, mta_sts_id: &str) -> Vec<DnsReco
         ));
     }
     out.push(rec(host, "spf-helo", host, "TXT", "v=spf1 a -all".into(), false, "SPF for the HELO name"));
-    let all = if config.relay_host.is_some() { "~all" } else { "-all" };
+    let all = if config.relayed { "~all" } else { "-all" };
     for domain in &config.domains {
         out.push(rec(
             domain,
@@ -100,7 +100,7 @@ pub fn records(config: &Config, keys: &KeyRing, mta_sts_id: &str) -> Vec<DnsReco
             true,
             "mail for this domain goes to mailroom",
         ));
-        let spf_comment = if config.relay_host.is_some() {
+        let spf_comment = if config.relayed {
             "who may send for this domain (add your smarthost's include: mechanism)"
         } else {
             "who may send for this domain"
@@ -177,7 +177,7 @@ pub fn records(config: &Config, keys: &KeyRing, mta_sts_id: &str) -> Vec<DnsReco
             ("_pop3s._tcp", Protocol::Pop3s),
             ("_pop3._tcp", Protocol::Pop3),
         ] {
-            let value = match config.listen_addrs(protocol).first() {
+            let value = match config.listen.of(protocol).first() {
                 Some(addr) => format!("0 1 {} {}", public_port(addr, protocol), fqdn(host)),
                 // RFC 6186 section 4: target "." means "not offered".
                 None => "0 0 0 .".into(),
@@ -210,7 +210,7 @@ pub fn records(config: &Config, keys: &KeyRing, mta_sts_id: &str) -> Vec<DnsReco
             false,
             "Outlook autodiscover",
         ));
-        if let Some(ca) = caa_issuer(&config.acme.mode) {
+        if let Some(ca) = caa_issuer(&config.acme) {
             out.push(rec(
                 domain,
                 "caa",

@@ -23,7 +23,7 @@ use super::autoconfig::{self, MailEndpoints};
 use super::mta_sts::{self, StsMode};
 use super::{response, text};
 use crate::acme::Http01Tokens;
-use crate::config::{Config, Protocol};
+use crate::config::{ListenConfig, Protocol};
 use crate::metrics::metrics;
 use crate::net::{BoxFuture, Connection, Service};
 use crate::tls::{self, ACME_TLS_ALPN, CertStore};
@@ -35,7 +35,12 @@ const XML: &str = "application/xml; charset=utf-8";
 
 /// What the web routes need.
 pub struct WebContext {
-    pub config: Arc<Config>,
+    /// Our name: the MTA-STS policy's `mx`, the servers autoconfig points clients at.
+    pub hostname: String,
+    /// The mail domains, primary first: settings are only given out for these.
+    pub domains: Vec<String>,
+    /// The ports autoconfig advertises and the HTTPS port redirects go to.
+    pub listen: ListenConfig,
     pub certs: Arc<CertStore>,
     pub tokens: Arc<Http01Tokens>,
 }
@@ -117,23 +122,22 @@ pub fn route_https(ctx: &WebContext, req: &WebRequest) -> Response<Full<Bytes>> 
 
 /// Routes served on both ports.
 fn route_common(ctx: &WebContext, req: &WebRequest) -> Option<Response<Full<Bytes>>> {
-    let c = &ctx.config;
     let path = req.path.to_ascii_lowercase();
     let read_only = req.method == Method::GET || req.method == Method::HEAD;
     match path.as_str() {
         "/.well-known/mta-sts.txt" if read_only => {
-            let policy = mta_sts::policy_text(&[&c.hostname], StsMode::for_store(&ctx.certs));
+            let policy = mta_sts::policy_text(&[&ctx.hostname], StsMode::for_store(&ctx.certs));
             Some(text(StatusCode::OK, &policy))
         }
         "/.well-known/autoconfig/mail/config-v1.1.xml" | "/mail/config-v1.1.xml" if read_only => {
-            let Some(domain) = thunderbird_domain(c, req) else {
+            let Some(domain) = thunderbird_domain(&ctx.domains, req) else {
                 return Some(text(StatusCode::NOT_FOUND, "not a mail domain of this server\n"));
             };
             let xml = autoconfig::thunderbird_config(
-                &c.hostname,
-                &c.domains,
+                &ctx.hostname,
+                &ctx.domains,
                 &domain,
-                &MailEndpoints::from_listen(&c.listen),
+                &MailEndpoints::from_listen(&ctx.listen),
             );
             Some(response(StatusCode::OK, XML, xml.into_bytes()))
         }
@@ -144,48 +148,51 @@ fn route_common(ctx: &WebContext, req: &WebRequest) -> Option<Response<Full<Byte
                 req.query_param("email").and_then(|e| crate::accounts::Address::parse(&e).ok())
             };
             // Settings for somebody else's domain would point its users' clients at us.
-            if email.as_ref().is_some_and(|a| !is_our_domain(c, &a.domain)) {
+            if email.as_ref().is_some_and(|a| !is_our_domain(&ctx.domains, &a.domain)) {
                 return Some(text(StatusCode::NOT_FOUND, "not a mail domain of this server\n"));
             }
-            let xml =
-                autoconfig::autodiscover_response(&c.hostname, email.as_ref(), &MailEndpoints::from_listen(&c.listen));
+            let xml = autoconfig::autodiscover_response(
+                &ctx.hostname,
+                email.as_ref(),
+                &MailEndpoints::from_listen(&ctx.listen),
+            );
             Some(response(StatusCode::OK, XML, xml.into_bytes()))
         }
         _ => None,
     }
 }
 
-fn is_our_domain(c: &Config, domain: &str) -> bool {
-    c.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+fn is_our_domain(domains: &[String], domain: &str) -> bool {
+    domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
 }
 
 /// The mail domain a Thunderbird request is about: `?emailaddress=`, else the
 /// `autoconfig.<domain>` host, else the primary domain. `None` when the request names a
 /// domain that is not ours: Thunderbird then tries its other sources instead of being
 /// sent to a server that will not accept that address.
-fn thunderbird_domain(c: &Config, req: &WebRequest) -> Option<String> {
+fn thunderbird_domain(domains: &[String], req: &WebRequest) -> Option<String> {
     if let Some(e) = req.query_param("emailaddress") {
         let domain = crate::accounts::Address::parse(&e).ok()?.domain;
-        return is_our_domain(c, &domain).then_some(domain);
+        return is_our_domain(domains, &domain).then_some(domain);
     }
     if let Some(d) = req.host.as_deref().and_then(|h| h.strip_prefix("autoconfig.")) {
-        return is_our_domain(c, d).then(|| d.to_ascii_lowercase());
+        return is_our_domain(domains, d).then(|| d.to_ascii_lowercase());
     }
-    Some(c.primary_domain().to_string())
+    domains.first().cloned()
 }
 
 /// 301 to the same path over HTTPS. The target host is the request's only when it
 /// is one of our names (no open redirect for arbitrary Host headers).
 fn redirect_to_https(ctx: &WebContext, req: &WebRequest) -> Response<Full<Bytes>> {
-    let c = &ctx.config;
     let ours = |h: &str| {
-        h == c.hostname
-            || c.domains
+        h == ctx.hostname
+            || ctx
+                .domains
                 .iter()
                 .any(|d| h == d || h.strip_suffix(d.as_str()).is_some_and(|p| p == "mta-sts." || p == "autoconfig."))
     };
-    let host = req.host.as_deref().filter(|h| ours(h)).unwrap_or(&c.hostname);
-    let port = c.listen_addrs(Protocol::Https).first().map(|a| a.port()).filter(|&p| p != 443 && p != 0);
+    let host = req.host.as_deref().filter(|h| ours(h)).unwrap_or(&ctx.hostname);
+    let port = ctx.listen.of(Protocol::Https).first().map(|a| a.port()).filter(|&p| p != 443 && p != 0);
     let port = port.map(|p| format!(":{p}")).unwrap_or_default();
     let query = req.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default();
     let location = format!("https://{host}{port}{}{query}", req.path);

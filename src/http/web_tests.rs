@@ -1,7 +1,7 @@
 //! Transcripts of the web routes: request in, status/headers/body out.
 
 use super::*;
-use crate::config::EnvSource;
+use crate::config::{Config, EnvSource};
 
 fn ctx(extra: &[(&str, &str)]) -> WebContext {
     let mut pairs = vec![
@@ -12,7 +12,13 @@ fn ctx(extra: &[(&str, &str)]) -> WebContext {
     ];
     pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Config::load(&EnvSource::from_pairs(pairs)).unwrap().0;
-    WebContext { config: Arc::new(config), certs: CertStore::new(), tokens: Http01Tokens::new() }
+    WebContext {
+        hostname: config.hostname,
+        domains: config.domains,
+        listen: config.listen,
+        certs: CertStore::new(),
+        tokens: Http01Tokens::new(),
+    }
 }
 
 fn body(resp: &Response<Full<Bytes>>) -> String {

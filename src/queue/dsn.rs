@@ -151,6 +151,7 @@ fn original_headers(message: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::queue::envelope::QueueId;
+    use crate::smtp::status::Code;
     use mail_parser::{MessageParser, MimeHeaders};
 
     fn envelope() -> Envelope {
@@ -207,7 +208,7 @@ mod tests {
     fn delay_dsn_says_delayed_and_until_when() {
         let rcpt = DsnRecipient {
             address: Address::parse("bob@remote.test").unwrap(),
-            status: Status { code: Status::LOCAL, enhanced: None, text: vec!["connection refused".into()] },
+            status: Status { code: Code::Local, enhanced: None, text: vec!["connection refused".into()] },
         };
         let until = SystemTime::now() + std::time::Duration::from_secs(86400);
         let bytes = build("mx.here.test", &envelope(), DsnKind::Delay, &[rcpt], ORIGINAL, Some(until));

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::smtp::status::Status;
+use crate::smtp::status::{Code, Status};
 
 use crate::accounts::Address;
 
@@ -117,9 +117,7 @@ impl EnvelopeRecipient {
     pub fn last(&self) -> Status {
         match (&self.last_status, &self.last_reply) {
             (Some(status), _) => status.clone(),
-            (None, text) => {
-                Status { code: Status::LOCAL, enhanced: None, text: vec![text.clone().unwrap_or_default()] }
-            }
+            (None, text) => Status { code: Code::Local, enhanced: None, text: vec![text.clone().unwrap_or_default()] },
         }
     }
 }
@@ -266,6 +264,71 @@ mod tests {
         assert!(text.contains("\"state\": \"deferred\""), "{text}");
         assert!(text.contains("\"next_attempt\": \"2027-01-15T08:05:00Z\""), "{text}");
         assert_eq!(Envelope::from_json(&json).unwrap(), env);
+    }
+
+    /// An item spooled by an earlier version, byte for byte: `"code": 0` is a local
+    /// diagnostic, and items from before `last_status` existed have only the text.
+    #[test]
+    fn items_spooled_before_still_load() {
+        let old = br#"{
+  "id": "0123456789abcdef0123456789abcdef",
+  "message_id": "<m1@here>",
+  "sender": "alice@here.test",
+  "recipients": [
+    {
+      "address": "bob@remote.test",
+      "status": "pending",
+      "last_reply": "4.4.1 connection refused",
+      "last_status": {
+        "code": 0,
+        "enhanced": [
+          4,
+          4,
+          1
+        ],
+        "text": [
+          "connection refused"
+        ]
+      }
+    },
+    {
+      "address": "carol@remote.test",
+      "status": "failed",
+      "last_reply": "550 5.1.1 unknown",
+      "last_status": {
+        "code": 550,
+        "enhanced": [
+          5,
+          1,
+          1
+        ],
+        "text": [
+          "unknown"
+        ]
+      }
+    },
+    {
+      "address": "dave@remote.test",
+      "status": "pending",
+      "last_reply": "451 greylisted"
+    }
+  ],
+  "state": "deferred",
+  "attempts": 3,
+  "created": "2027-01-15T08:00:00Z",
+  "next_attempt": "2027-01-15T08:05:00Z"
+}
+"#;
+        let env = Envelope::from_json(old).unwrap();
+        assert_eq!(env.recipients[0].last(), Status::local((4, 4, 1), "connection refused"));
+        assert_eq!(env.recipients[1].last(), Status::new(550, (5, 1, 1), "unknown"));
+        let text_only = env.recipients[2].last();
+        assert_eq!(text_only.code, Code::Local);
+        assert_eq!(text_only.one_line(), "451 greylisted");
+        let json = String::from_utf8(env.to_json()).unwrap();
+        assert!(json.contains("\"code\": 0,"), "{json}");
+        assert!(json.contains("\"code\": 550,"), "{json}");
+        assert_eq!(Envelope::from_json(json.as_bytes()).unwrap(), env);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
 
-use crate::config::{Config, ScanConfig, ScannerFailure};
+use crate::config::{ScanConfig, ScannerFailure};
 use crate::mailauth::{AuthVerdict, Disposition};
 use crate::metrics::metrics;
 
@@ -97,8 +97,6 @@ pub enum ScanConfigError {
     Rspamd(String),
     #[error("MAILROOM_CLAMD: expected `host:port` or an absolute socket path, got {0:?}")]
     Clamd(String),
-    #[error("cannot build the DNS resolver for scanners: {0}")]
-    Resolver(String),
 }
 
 /// The configured scanners.
@@ -125,13 +123,6 @@ impl std::fmt::Debug for Scanners {
 }
 
 impl Scanners {
-    /// Scanners from `MAILROOM_DNSBL`, `_RSPAMD_URL`, `_CLAMD`, `_SCANNER_FAILURE`,
-    /// with a resolver of their own built from `MAILROOM_DNS_SERVERS`.
-    pub fn from_config(config: &Config) -> Result<Scanners, ScanConfigError> {
-        let resolver = crate::dns::resolver::build(&config.dns_servers).map_err(ScanConfigError::Resolver)?;
-        Scanners::new(&config.scan, &config.hostname, resolver)
-    }
-
     /// Scanners from their section, sharing the server's resolver (and its cache);
     /// `hostname` names this server in the headers it adds.
     pub fn new(config: &ScanConfig, hostname: &str, resolver: TokioResolver) -> Result<Scanners, ScanConfigError> {

@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::clamd::tests::{MARKER, TestClamd};
 use super::*;
-use crate::config::EnvSource;
+use crate::config::{Config, EnvSource};
 use crate::dns::testdns::{TestDns, free_port};
 use crate::smtp::inbound::scan_refusal;
 
@@ -20,6 +20,11 @@ fn config(pairs: &[(&str, String)]) -> Config {
         all.push((k.to_string(), v.clone()));
     }
     Config::load(&EnvSource::from_pairs(all)).map(|(c, _)| c).unwrap()
+}
+
+/// The scanners of `c`, with a resolver of their own (the server shares its one).
+fn scanners(c: &Config) -> Scanners {
+    Scanners::new(&c.scan, &c.hostname, crate::dns::resolver::build(&c.dns_servers).unwrap()).unwrap()
 }
 
 /// An HTTP responder that answers every request with `json` (rspamd stand-in).
@@ -90,7 +95,7 @@ async fn rspamd_actions_map_to_verdicts() {
         (r#"{"action":"greylist","score":4.0,"required_score":15.0}"#, "451 4.7.1"),
     ] {
         let port = fake_rspamd(json).await;
-        let s = Scanners::from_config(&config(&[("MAILROOM_RSPAMD_URL", format!("http://127.0.0.1:{port}"))])).unwrap();
+        let s = scanners(&config(&[("MAILROOM_RSPAMD_URL", format!("http://127.0.0.1:{port}"))]));
         let v = s.scan(MSG, &ctx(&rcpts, None, None)).await;
         match (&v.action, expect) {
             (ScanAction::Accept, "accept") => assert!(v.headers.starts_with("X-Spam-Status: No, score=1.00"), "{v:?}"),
@@ -113,7 +118,7 @@ async fn scanner_down_tempfails_or_accepts_with_a_header() {
     let rcpts = vec!["bob@ours.test".to_string()];
     let dead = format!("127.0.0.1:{}", free_port());
     let c = config(&[("MAILROOM_CLAMD", dead.clone())]);
-    let v = Scanners::from_config(&c).unwrap().scan(MSG, &ctx(&rcpts, None, None)).await;
+    let v = scanners(&c).scan(MSG, &ctx(&rcpts, None, None)).await;
     assert_eq!(
         scan_refusal(&v.action).map(|r| r.one_line()).as_deref(),
         Some("451 4.7.1 Content scanner temporarily unavailable; please try again later")
@@ -124,7 +129,7 @@ async fn scanner_down_tempfails_or_accepts_with_a_header() {
         ("MAILROOM_RSPAMD_URL", format!("http://127.0.0.1:{}", free_port())),
         ("MAILROOM_SCANNER_FAILURE", "accept".into()),
     ]);
-    let v = Scanners::from_config(&c).unwrap().scan(MSG, &ctx(&rcpts, None, None)).await;
+    let v = scanners(&c).scan(MSG, &ctx(&rcpts, None, None)).await;
     assert_eq!(v.action, ScanAction::Accept);
     assert!(v.headers.contains("X-Virus-Scanned: no (clamd unavailable on mx.ours.test)\r\n"), "{}", v.headers);
     assert!(v.headers.contains("X-Spam-Status: Unknown, rspamd unavailable on mx.ours.test\r\n"), "{}", v.headers);
@@ -135,7 +140,7 @@ async fn real_clamd_virus_is_refused_with_554() {
     let Some(clamd) = TestClamd::start() else { return };
     let rcpts = vec!["bob@ours.test".to_string()];
     let c = config(&[("MAILROOM_CLAMD", clamd.socket.display().to_string())]);
-    let s = Scanners::from_config(&c).unwrap();
+    let s = scanners(&c);
     let v = s.scan(MSG, &ctx(&rcpts, None, None)).await;
     assert_eq!(v.action, ScanAction::Accept);
     assert_eq!(v.headers, "X-Virus-Scanned: clamd on mx.ours.test; clean\r\n");
@@ -152,7 +157,7 @@ async fn dnsbl_and_authentication_results_send_to_junk() {
     let Some(dns) = TestDns::start(&["test"], &[], &[("66.2.0.192.bl.test", "127.0.0.2")]) else { return };
     let rcpts = vec!["bob@ours.test".to_string()];
     let c = config(&[("MAILROOM_DNSBL", "bl.test".into()), ("MAILROOM_DNS_SERVERS", dns.addr.to_string())]);
-    let s = Scanners::from_config(&c).unwrap();
+    let s = scanners(&c);
     let v = s.scan(MSG, &ctx(&rcpts, None, None)).await;
     assert_eq!(v.action, ScanAction::Junk { reason: "192.0.2.66 listed in bl.test (127.0.0.2)".into() });
     assert_eq!(v.headers, "X-Spam: Yes (192.0.2.66 listed in bl.test (127.0.0.2))\r\n");
@@ -161,7 +166,7 @@ async fn dnsbl_and_authentication_results_send_to_junk() {
     assert_eq!(v.action, ScanAction::Accept);
 
     // No scanners at all: the built-in verdict from SPF/DKIM/DMARC.
-    let plain = Scanners::from_config(&config(&[])).unwrap();
+    let plain = scanners(&config(&[]));
     let auth = AuthVerdict {
         header: String::new(),
         disposition: Disposition::Accept,

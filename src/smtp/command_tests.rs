@@ -1,6 +1,7 @@
 //! Transcript-style tests for the command parser: client line -> command or reply.
 
 use super::*;
+use crate::smtp::status::Code;
 
 fn reply_of(line: &str) -> String {
     match parse_command(line.as_bytes()) {
@@ -167,7 +168,7 @@ fn smtputf8_detection_and_limits() {
 fn control_characters_and_bad_utf8() {
     assert_eq!(reply_of("NOOP \u{0}"), "500 5.5.2 Error: bad characters in command");
     assert_eq!(reply_of("RSET\rQUIT"), "500 5.5.2 Error: bad characters in command");
-    assert_eq!(parse_command(b"MAIL FROM:<\xff@x>").map_err(|e| e.reply().code), Err(500));
+    assert_eq!(parse_command(b"MAIL FROM:<\xff@x>").map_err(|e| e.reply().code), Err(Code::Reply(500)));
 }
 
 /// Garbage in: random and truncated lines never panic.

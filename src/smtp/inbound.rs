@@ -170,6 +170,7 @@ pub fn scan_refusal(action: &ScanAction) -> Option<Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::smtp::status::Code;
 
     #[test]
     fn refusals_are_replies_and_the_rest_is_not() {
@@ -179,7 +180,7 @@ mod tests {
         assert_eq!(scan_refusal(&ScanAction::Accept), None);
         assert_eq!(scan_refusal(&ScanAction::Junk { reason: "x".into() }), None);
         let dns = Disposition::TempFail { reason: AuthDeferral::DmarcDnsError };
-        assert_eq!(auth_refusal(&dns).map(|r| r.code), Some(451));
+        assert_eq!(auth_refusal(&dns).map(|r| r.code), Some(Code::Reply(451)));
         assert_eq!(auth_refusal(&Disposition::Junk), None);
     }
 }

@@ -135,6 +135,7 @@ fn trim_crlf(line: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::smtp::status::Code;
 
     fn b64(s: &[u8]) -> Vec<u8> {
         STANDARD.encode(s).into_bytes()
@@ -165,8 +166,8 @@ mod tests {
         assert_eq!(decode_response(b"!!!"), Err(SaslError::BadEncoding));
         assert_eq!(decode_response(b"YWxpY2U=\r\n"), Ok(b"alice".to_vec()));
         assert_eq!(decode_login_field(&[0xff]), Err(SaslError::BadEncoding));
-        assert_eq!(SaslError::Cancelled.reply().code, 501);
-        assert_eq!(SaslError::AuthzDenied.reply().code, 535);
+        assert_eq!(SaslError::Cancelled.reply().code, Code::Reply(501));
+        assert_eq!(SaslError::AuthzDenied.reply().code, Code::Reply(535));
         assert_eq!(Mechanism::parse("login"), Some(Mechanism::Login));
         assert_eq!(Mechanism::parse("CRAM-MD5"), None);
     }

@@ -46,7 +46,7 @@ use super::sasl::{self, Mechanism, SaslError};
 use super::session::{
     Action, ClientInfo, EndOfMessage, Session, SessionConfig, SessionState, SmtpLimits, SmtpMode, TlsInfo,
 };
-use super::status::{Enhanced, Status};
+use super::status::{Code, Enhanced, Status};
 use super::stream::Stream;
 
 /// Everything a listener's sessions share. Built once by `app.rs`.
@@ -578,7 +578,7 @@ impl SmtpConnection {
                 span.in_scope(|| tracing::info!(size, "message refused: too big"));
                 metrics().smtp_messages_refused_total.with_label_values(&[service, "size"]).inc();
                 self.push(&replies);
-                return Ok(!replies.iter().any(|r| r.code == 421));
+                return Ok(!replies.iter().any(|r| r.code == Code::Reply(421)));
             }
             EndOfMessage::Deliver(env) => env,
         };

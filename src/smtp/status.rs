@@ -38,53 +38,88 @@ impl fmt::Display for Enhanced {
     }
 }
 
+/// Who said a status: an SMTP server with its three-digit reply code, or mailroom
+/// itself about trouble no server reported (DNS, connection, spool trouble in the
+/// queue). DSNs report the first as `smtp` and the second as `X-mailroom`
+/// (RFC 3464 §2.3.6), so the difference is a type, not a reserved number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    Reply(u16),
+    Local,
+}
+
 /// One SMTP status, possibly multi-line (each element of `text` is one line).
-///
-/// `code` is [`Status::LOCAL`] for a diagnostic of our own that no SMTP server said
-/// (DNS, connection, spool trouble in the queue): it has an enhanced code and text but
-/// no reply code, and DSNs report it as `X-mailroom`, not `smtp`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Status {
-    pub code: u16,
+    #[serde(with = "code_on_disk")]
+    pub code: Code,
     pub enhanced: Option<Enhanced>,
     pub text: Vec<String>,
 }
 
-impl Status {
-    /// The `code` of a local diagnostic: reply codes start at 200, so it never collides.
-    pub const LOCAL: u16 = 0;
+/// Queue items store the code as a number, with `0` for [`Code::Local`]: the form
+/// items spooled by earlier versions have, and reply codes start at 200 so it never
+/// collides. The number stays in this module; everywhere else a local diagnostic is
+/// [`Code::Local`].
+mod code_on_disk {
+    use serde::{Deserialize, Deserializer, Serializer};
 
+    use super::Code;
+
+    const LOCAL: u16 = 0;
+
+    pub fn serialize<S: Serializer>(code: &Code, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u16(match code {
+            Code::Reply(n) => *n,
+            Code::Local => LOCAL,
+        })
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Code, D::Error> {
+        Ok(match u16::deserialize(d)? {
+            LOCAL => Code::Local,
+            n => Code::Reply(n),
+        })
+    }
+}
+
+impl Status {
     /// A status with an enhanced code, e.g. `Status::new(250, (2, 1, 0), "Ok")`.
     pub fn new(code: u16, enhanced: (u8, u16, u16), text: impl Into<String>) -> Status {
-        Status { code, enhanced: Some(Enhanced(enhanced.0, enhanced.1, enhanced.2)), text: vec![text.into()] }
+        Status::with_code(Code::Reply(code), enhanced, text)
     }
 
     /// A reply without an enhanced code: only the banner, HELO/EHLO answers and 354.
     pub fn plain(code: u16, text: impl Into<String>) -> Status {
-        Status { code, enhanced: None, text: vec![text.into()] }
+        Status { code: Code::Reply(code), enhanced: None, text: vec![text.into()] }
     }
 
     /// A multi-line reply without enhanced code (EHLO: name line then extensions).
     pub fn lines(code: u16, lines: Vec<String>) -> Status {
-        Status { code, enhanced: None, text: lines }
+        Status { code: Code::Reply(code), enhanced: None, text: lines }
     }
 
-    /// A diagnostic of our own, with no SMTP reply code (see [`Status::LOCAL`]).
+    /// A diagnostic of our own, with no SMTP reply code ([`Code::Local`]).
     pub fn local(enhanced: (u8, u16, u16), text: impl Into<String>) -> Status {
-        Status::new(Status::LOCAL, enhanced, text)
+        Status::with_code(Code::Local, enhanced, text)
+    }
+
+    fn with_code(code: Code, enhanced: (u8, u16, u16), text: impl Into<String>) -> Status {
+        Status { code, enhanced: Some(Enhanced(enhanced.0, enhanced.1, enhanced.2)), text: vec![text.into()] }
     }
 
     /// Whether an SMTP server (remote or ours) said this, rather than our own diagnosis.
     pub fn is_reply(&self) -> bool {
-        self.code != Status::LOCAL
+        matches!(self.code, Code::Reply(_))
     }
 
     /// The class (2, 3, 4 or 5): the reply code's first digit, or for a local
-    /// diagnostic its enhanced code's class.
+    /// diagnostic its enhanced code's class (0 when it has none).
     pub fn class(&self) -> u16 {
         match (self.code, self.enhanced) {
-            (Status::LOCAL, Some(e)) => u16::from(e.0),
-            (code, _) => code / 100,
+            (Code::Reply(code), _) => code / 100,
+            (Code::Local, Some(e)) => u16::from(e.0),
+            (Code::Local, None) => 0,
         }
     }
 
@@ -118,7 +153,10 @@ impl Status {
     /// The whole status on one line, for logs, envelopes and DSN `Diagnostic-Code`:
     /// `550 5.1.1 text`, or `4.4.2 text` for a local diagnostic.
     pub fn one_line(&self) -> String {
-        let mut out = if self.is_reply() { self.code.to_string() } else { String::new() };
+        let mut out = match self.code {
+            Code::Reply(code) => code.to_string(),
+            Code::Local => String::new(),
+        };
         if let Some(e) = self.enhanced {
             if !out.is_empty() {
                 out.push(' ');
@@ -147,12 +185,20 @@ impl Status {
     /// Written straight into `out`, without `format!` or a cleaned copy of the text: the
     /// callgrind profile of SMTP ingest (bench/README.md) had reply rendering at ~10% of
     /// all instructions, almost all of it formatting machinery and short-lived Strings.
+    ///
+    /// Only the server's own replies are rendered, and those always have a reply code; a
+    /// local diagnostic, should one ever get here, goes out as the invalid code `0` so
+    /// the mistake shows instead of passing for a real reply.
     pub fn render_into(&self, out: &mut Vec<u8>) {
+        let code = match self.code {
+            Code::Reply(code) => u32::from(code),
+            Code::Local => 0,
+        };
         let empty = [String::new()];
         let lines: &[String] = if self.text.is_empty() { &empty } else { &self.text };
         let last = lines.len() - 1;
         for (i, line) in lines.iter().enumerate() {
-            push_number(out, u32::from(self.code));
+            push_number(out, code);
             out.push(if i == last { b' ' } else { b'-' });
             if let Some(Enhanced(class, subject, detail)) = self.enhanced {
                 push_number(out, u32::from(class));
@@ -233,9 +279,10 @@ mod tests {
     fn numbers_and_non_ascii_text_render_unchanged() {
         let r = Status::new(421, (4, 10, 0), "délai\nrépété");
         assert_eq!(r.render(), "421 4.10.0 délai répété\r\n".as_bytes());
-        let r = Status::plain(0, "x");
-        assert_eq!(r.render(), b"0 x\r\n");
         let mut out = Vec::new();
+        push_number(&mut out, 0);
+        assert_eq!(out, b"0");
+        out.clear();
         push_number(&mut out, u32::MAX);
         assert_eq!(out, b"4294967295");
     }
@@ -254,6 +301,18 @@ mod tests {
         assert!(local.is_transient() && !local.is_reply());
         assert!(Status::local((5, 1, 2), "no domain").is_permanent());
         assert_eq!(Status::plain(354, "").one_line(), "354");
+    }
+
+    #[test]
+    fn queue_files_keep_the_numeric_code() {
+        let local = Status::local((4, 4, 2), "connection lost");
+        let json = serde_json::to_string(&local).unwrap();
+        assert_eq!(json, r#"{"code":0,"enhanced":[4,4,2],"text":["connection lost"]}"#);
+        assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), local);
+        let reply = Status::new(550, (5, 1, 1), "no such user");
+        let json = serde_json::to_string(&reply).unwrap();
+        assert_eq!(json, r#"{"code":550,"enhanced":[5,1,1],"text":["no such user"]}"#);
+        assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), reply);
     }
 
     #[test]

@@ -102,6 +102,7 @@ pub fn missing_headers(message: &[u8], msgid: &str, hostname: &str, date: &str) 
 mod tests {
     use super::*;
     use crate::accounts::{parse_accounts, parse_aliases};
+    use crate::smtp::status::Code;
 
     fn addr(s: &str) -> Address {
         Address::parse(s).unwrap_or_else(|_| Address { local: "x".into(), domain: "invalid".into() })
@@ -122,15 +123,23 @@ mod tests {
         let alias = b"From: \"Sales\" <sales@OURS.example>\r\n\r\nhi\r\n";
         assert_eq!(check_sender_headers(&d, &alice, alias).map(|a| a.local), Ok("sales".into()));
         let foreign = b"From: boss@bank.example\r\n\r\nhi\r\n";
-        assert_eq!(check_sender_headers(&d, &alice, foreign).map_err(|r| r.code), Err(553));
+        assert_eq!(check_sender_headers(&d, &alice, foreign).map_err(|r| r.code), Err(Code::Reply(553)));
         let list = b"From: alice@ours.example, boss@bank.example\r\n\r\nx\r\n";
-        assert_eq!(check_sender_headers(&d, &alice, list).map_err(|r| r.code), Err(553), "every address is checked");
+        assert_eq!(
+            check_sender_headers(&d, &alice, list).map_err(|r| r.code),
+            Err(Code::Reply(553)),
+            "every address is checked"
+        );
         let two = b"From: alice@ours.example\r\nFrom: boss@bank.example\r\n\r\nx\r\n";
-        assert_eq!(check_sender_headers(&d, &alice, two).map_err(|r| r.code), Err(550), "two From: fields");
+        assert_eq!(
+            check_sender_headers(&d, &alice, two).map_err(|r| r.code),
+            Err(Code::Reply(550)),
+            "two From: fields"
+        );
         let none = b"Subject: x\r\n\r\nFrom: alice@ours.example\r\n";
         assert_eq!(
             check_sender_headers(&d, &alice, none).map_err(|r| r.code),
-            Err(550),
+            Err(Code::Reply(550)),
             "From: in the body does not count"
         );
         let folded = b"From:\r\n Alice\r\n <alice@ours.example>\r\n\r\nx\r\n";
@@ -141,8 +150,8 @@ mod tests {
     fn sender_and_resent_headers_transcripts() {
         let d = directory();
         let alice = addr("alice@ours.example");
-        let code = |m: &[u8]| check_sender_headers(&d, &alice, m).map(|_| 250).unwrap_or_else(|r| r.code);
-        assert_eq!(code(b"From: alice@ours.example\r\nSender: sales@ours.example\r\n\r\nx\r\n"), 250);
+        let code = |m: &[u8]| check_sender_headers(&d, &alice, m).map_or_else(|r| r.code, |_| Code::Reply(250));
+        assert_eq!(code(b"From: alice@ours.example\r\nSender: sales@ours.example\r\n\r\nx\r\n"), Code::Reply(250));
         let bob =
             check_sender_headers(&d, &alice, b"From: alice@ours.example\r\nSender: bob@ours.example\r\n\r\nx\r\n");
         let bob = bob.map_err(|r| String::from_utf8_lossy(&r.render()).into_owned());
@@ -151,20 +160,33 @@ mod tests {
             Err("553 5.7.1 <bob@ours.example>: Sender: header address rejected: not owned by the authenticated user\r\n"
                 .into())
         );
-        assert_eq!(code(b"From: alice@ours.example\r\nresent-from: Boss <boss@bank.example>\r\n\r\nx\r\n"), 553);
-        assert_eq!(code(b"From: alice@ours.example\r\nResent-Sender: boss@bank.example.\r\n\r\nx\r\n"), 553);
+        assert_eq!(
+            code(b"From: alice@ours.example\r\nresent-from: Boss <boss@bank.example>\r\n\r\nx\r\n"),
+            Code::Reply(553)
+        );
+        assert_eq!(
+            code(b"From: alice@ours.example\r\nResent-Sender: boss@bank.example.\r\n\r\nx\r\n"),
+            Code::Reply(553)
+        );
         let resent =
             b"Resent-From: alice@ours.example\r\nResent-Sender: sales@ours.example\r\nFrom: a@ours.example\r\n\r\n";
-        assert_eq!(code(resent), 553, "the original From: is still checked");
+        assert_eq!(code(resent), Code::Reply(553), "the original From: is still checked");
         let resent = b"Resent-From: alice@ours.example\r\nFrom: sales@ours.example\r\n\r\nx\r\n";
-        assert_eq!(code(resent), 250);
-        assert_eq!(code(b"From: alice@ours.example\r\nSender: <alice@ours.example> boss@bank.example\r\n\r\n"), 550);
-        assert_eq!(code(b"From: alice@ours.example\r\nSender: boss@(x)bank.example\r\n\r\n"), 553);
+        assert_eq!(code(resent), Code::Reply(250));
+        assert_eq!(
+            code(b"From: alice@ours.example\r\nSender: <alice@ours.example> boss@bank.example\r\n\r\n"),
+            Code::Reply(550)
+        );
+        assert_eq!(code(b"From: alice@ours.example\r\nSender: boss@(x)bank.example\r\n\r\n"), Code::Reply(553));
         assert_eq!(
             code(b"From: alice@ours.example\r\nSender: alice@ours.example\r\nSENDER: boss@bank.example\r\n\r\n"),
-            553
+            Code::Reply(553)
         );
-        assert_eq!(code(b"FROM: alice@ours.example\r\nfrom: alice@ours.example\r\n\r\nx\r\n"), 550, "two From: fields");
+        assert_eq!(
+            code(b"FROM: alice@ours.example\r\nfrom: alice@ours.example\r\n\r\nx\r\n"),
+            Code::Reply(550),
+            "two From: fields"
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::reply::{Capabilities, ReplyError, parse_reply};
 use super::transaction::{MailParams, Step, Transaction, dot_stuff};
 use crate::accounts::Address;
 use crate::queue::RecipientOutcome;
-use crate::smtp::status::Status;
+use crate::smtp::status::{Code, Status};
 use crate::smtp::stream::Stream;
 
 /// Waiting for a reply to a command (RFC 5321 §4.5.3.2: 5 minutes for MAIL/RCPT).
@@ -177,7 +177,7 @@ impl ClientSession {
         hostname: &str,
     ) -> Result<(), SessionError> {
         let reply = self.command("STARTTLS").await?;
-        if reply.code != 220 {
+        if reply.code != Code::Reply(220) {
             return Err(SessionError::Rejected(reply));
         }
         if !self.buf.is_empty() {
@@ -204,11 +204,11 @@ impl ClientSession {
             self.command(&format!("AUTH PLAIN {token}")).await?
         } else {
             let r = self.command("AUTH LOGIN").await?;
-            if r.code != 334 {
+            if r.code != Code::Reply(334) {
                 return Err(SessionError::Rejected(r));
             }
             let r = self.command(&b64.encode(username)).await?;
-            if r.code != 334 {
+            if r.code != Code::Reply(334) {
                 return Err(SessionError::Rejected(r));
             }
             self.command(&b64.encode(password)).await?
@@ -327,7 +327,7 @@ mod tests {
     async fn refusing_greeting_is_rejected() {
         let addr = scripted("554 5.7.1 go away\r\n", vec![]).await;
         let err = ClientSession::connect(addr, "mx.test", T).await.err().unwrap();
-        assert!(matches!(err, SessionError::Rejected(ref r) if r.code == 554), "{err}");
+        assert!(matches!(err, SessionError::Rejected(ref r) if r.code == Code::Reply(554)), "{err}");
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@
 //! consumed. It does no I/O and never panics: the bytes come from a remote server we do
 //! not trust.
 
-use crate::smtp::status::{Enhanced, Status};
+use crate::smtp::status::{Code, Enhanced, Status};
 
 /// Longest reply line we accept (RFC 5321 §4.5.3.1.5 says 512 octets; servers exceed
 /// it with long EHLO keywords and diagnostics, so allow some room).
@@ -83,7 +83,7 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Status, usize)>, ReplyError> {
         lines.push(rest.to_string());
     }
     let code = code.ok_or_else(|| ReplyError::Malformed(String::new()))?;
-    Ok(Some((Status { code, enhanced, text: lines }, end)))
+    Ok(Some((Status { code: Code::Reply(code), enhanced, text: lines }, end)))
 }
 
 /// `250-text` / `250 text` / `250` -> (250, "text").
@@ -170,7 +170,7 @@ mod tests {
     #[test]
     fn single_line_with_enhanced_code() {
         let r = parse_all("250 2.1.0 Sender ok\r\n");
-        assert_eq!(r.code, 250);
+        assert_eq!(r.code, Code::Reply(250));
         assert_eq!(r.enhanced, Some(Enhanced(2, 1, 0)));
         assert_eq!(r.text, vec!["Sender ok"]);
         assert_eq!(r.one_line(), "250 2.1.0 Sender ok");
@@ -198,7 +198,7 @@ mod tests {
     #[test]
     fn bare_code_and_bare_lf() {
         let r = parse_all("354\n");
-        assert_eq!(r.code, 354);
+        assert_eq!(r.code, Code::Reply(354));
         assert!(r.is_intermediate());
         assert_eq!(r.enhanced, None);
     }

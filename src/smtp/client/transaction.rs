@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 
 use crate::accounts::Address;
 use crate::queue::RecipientOutcome;
-use crate::smtp::status::Status;
+use crate::smtp::status::{Code, Status};
 
 /// Which command a pending reply answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,7 +137,7 @@ impl Transaction {
                 self.after_envelope_reply()
             }
             Expect::Data => {
-                if reply.code == 354 {
+                if reply.code == Code::Reply(354) {
                     self.awaiting.push_back(Expect::Message(!self.accepted.is_empty()));
                     if self.accepted.is_empty() { Step::SendEmptyBody } else { Step::SendBody }
                 } else {

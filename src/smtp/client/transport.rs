@@ -27,7 +27,7 @@ use super::connection::{ClientSession, SessionError, TlsState};
 use super::mta_sts::{Mode, MtaSts};
 use super::mx::{RouteError, build_resolver, lookup_addresses, lookup_mx};
 use super::tls::{Connectors, server_name};
-use crate::config::{Config, RelayHost};
+use crate::config::RelayHost;
 use crate::queue::{BoxFuture, DeliveryBatch, RecipientOutcome, Transport};
 use crate::smtp::status::Status;
 
@@ -56,12 +56,14 @@ pub struct ClientSettings {
 }
 
 impl ClientSettings {
-    pub fn from_config(config: &Config) -> ClientSettings {
+    /// The settings a server runs with: MX hosts on `port`, or everything through
+    /// `relay`; MTA-STS on, 30 s to connect.
+    pub fn new(hostname: &str, port: u16, relay: Option<RelayHost>, dns_servers: Vec<SocketAddr>) -> ClientSettings {
         ClientSettings {
-            hostname: config.hostname.clone(),
-            port: config.outbound_smtp_port,
-            relay: config.relay_host.clone(),
-            dns_servers: config.dns_servers.clone(),
+            hostname: hostname.to_string(),
+            port,
+            relay,
+            dns_servers,
             extra_roots: Vec::new(),
             connect_timeout: Duration::from_secs(30),
             mta_sts: true,
