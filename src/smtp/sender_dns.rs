@@ -90,8 +90,10 @@ mod tests {
         builder.build().unwrap_or_else(|e| panic!("resolver: {e}"))
     }
 
+    /// A port for dnsmasq (or for nobody): from the test allocator, below the ephemeral
+    /// range that every query's source port is drawn from.
     fn free_udp_port() -> u16 {
-        std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).unwrap_or(0)
+        crate::test_ports::free_port()
     }
 
     #[tokio::test]

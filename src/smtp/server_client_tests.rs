@@ -270,10 +270,9 @@ async fn postfix_relays_into_our_maildir() {
     };
     let t = pf.path().to_path_buf();
     let _ = std::fs::set_permissions(&t, std::os::unix::fs::PermissionsExt::from_mode(0o755));
-    let inject_port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-        l.local_addr().map(|a| a.port()).unwrap_or(0)
-    };
+    // Below the ephemeral range: a port released after `bind(0)` can be taken by another
+    // test's connection before Postfix binds it, and the message then goes elsewhere.
+    let inject_port = crate::test_ports::free_port();
     let conf = t.join("conf");
     for d in [conf.clone(), t.join("spool"), t.join("lib")] {
         let _ = std::fs::create_dir_all(&d);
