@@ -1,16 +1,18 @@
 //! FETCH / UID FETCH (RFC 9051 6.4.5, RFC 3516 BINARY, RFC 7162 CHANGEDSINCE/VANISHED),
 //! in three steps: `plan` picks once which data source the items need (index metadata,
-//! header cache, header block, whole-file stream, message in memory) and loads each
-//! message from it; `render` writes its response. This file runs them in order: resolve
+//! header cache, header block, whole-file stream, body parts streamed from the file,
+//! message in memory) and loads each message from it; `render` writes its response. This file runs them in order: resolve
 //! the set, report VANISHED, set `\Seen` first (durably) for body sections read without
 //! .PEEK, then load and render message by message, flushing as it goes.
 
+mod parts;
 mod plan;
+mod readers;
 mod render;
 
 pub use render::section_label;
 
-use plan::{FetchPlan, LoadError, Source, load};
+use plan::{FetchPlan, LoadError, load};
 use render::render_message;
 
 use super::{HEADER_BATCH, Tagged, store_error};
@@ -106,16 +108,9 @@ impl Session {
                 };
             }
             let cached = headers.get_mut(k % HEADER_BATCH).and_then(Option::take);
-            // Body parts, BINARY of parts and TEXT are cut from the message in memory: the
-            // message, the rendered item and the output buffer, about three times its size,
-            // held under the server-wide budget until the response has gone out, so many
-            // sessions fetching big attachments take turns instead of adding up.
-            let _memory = if plan.source == Source::Message {
-                Some(self.ctx.memory.reserve(meta.size.saturating_mul(3)).await)
-            } else {
-                None
-            };
-            let loaded = match load(&plan, &sel.mailbox, meta.uid, cached).await {
+            // Held until the response has gone out when the message is read into memory.
+            let (loaded, _memory) = match load(&plan, &sel.mailbox, meta.uid, meta.size, cached, &self.ctx.memory).await
+            {
                 Ok(l) => l,
                 Err(LoadError::Store(StoreError::NoSuchMessage(_))) => {
                     result = Tagged::no("Some messages were expunged").code("EXPUNGEISSUED");
