@@ -9,6 +9,8 @@ mod parts;
 mod plan;
 mod readers;
 mod render;
+#[cfg(test)]
+mod stream_tests;
 
 pub use render::section_label;
 
