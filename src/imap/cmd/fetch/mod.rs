@@ -5,6 +5,7 @@
 //! the set, report VANISHED, set `\Seen` first (durably) for body sections read without
 //! .PEEK, then load and render message by message, flushing as it goes.
 
+mod file_source;
 mod parts;
 mod plan;
 mod readers;

@@ -10,9 +10,10 @@
 
 use std::fs::File;
 
+use super::file_source::{FileSource, ScanError, read_full_at};
 use crate::imap::command::FetchItem;
 use crate::imap::render::mime::parse_source;
-use crate::imap::render::mime_source::{FileSource, MimeSource, ScanError, read_full_at};
+use crate::imap::render::mime_source::MimeSource;
 use crate::imap::render::section::{BinaryError, SectionData, binary_source, partial, section_data};
 use crate::imap::render::transfer::Decoder;
 

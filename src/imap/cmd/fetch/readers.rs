@@ -12,7 +12,7 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::task::JoinHandle;
 
-use crate::imap::render::mime_source::read_full_at;
+use super::file_source::read_full_at;
 use crate::imap::render::transfer::Decoder;
 
 /// Bytes read from the file at a time.
