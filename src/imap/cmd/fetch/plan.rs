@@ -172,6 +172,7 @@ async fn load_streamed(
                 if matches!(item, FetchItem::Binary { .. }) { Box::new(reader) } else { Box::new(NoNuls(reader)) };
             Ok(Loaded::Stream { reader, size })
         }
+        // `load` serves these itself, under the budget; read whole here as a safe answer.
         Source::Parts | Source::Message => {
             mailbox.read_message(uid, MAX_FETCH_BYTES as usize).await.map(Loaded::Bytes).map_err(LoadError::Store)
         }
