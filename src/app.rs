@@ -292,6 +292,7 @@ fn services(shared: &Shared) -> Vec<(Protocol, Service)> {
             shared.config.hostname.clone(),
             shared.directory.clone(),
             shared.store.clone(),
+            crate::datadir::spool_dir(&shared.config.data_dir),
             Some(tls::acceptor(&shared.certs)),
             imap_limits,
         )
@@ -374,7 +375,7 @@ fn smtp_service(shared: &Shared, mode: SmtpMode, implicit_tls: bool) -> Service 
         limits,
         trusted_networks: config.trusted_networks.clone(),
         sender_domains,
-        spool_dir: config.data_dir.join("state").join("spool"),
+        spool_dir: crate::datadir::spool_dir(&config.data_dir),
         mode,
         implicit_tls,
         // LMTP delivers locally only: it is the last hop, remote copies are not its job.

@@ -89,7 +89,7 @@ impl Store {
         self.inner.sync.sync_dir(&dir.join("new")).await?;
         self.inner.quota.adjust(&self.inner.layout, &d.owner, size as i64);
         self.notify_new(&d.owner, &folder);
-        Ok(DeliveredMessage { path: new_path, size })
+        Ok(DeliveredMessage { location: new_path.display().to_string(), size })
     }
 }
 
@@ -126,11 +126,12 @@ mod tests {
             .await;
         let msg = res.into_iter().next().unwrap().unwrap();
         let root = data.path().join("mail/example.org/alice");
-        assert!(msg.path.starts_with(root.join("new")));
-        let content = std::fs::read(&msg.path).unwrap();
+        let path = std::path::PathBuf::from(&msg.location);
+        assert!(path.starts_with(root.join("new")));
+        let content = std::fs::read(&path).unwrap();
         assert_eq!(content, b"Delivered-To: alice@example.org\r\nSubject: hi\r\n\r\nhello\r\n");
         assert_eq!(msg.size, content.len() as u64);
-        let name = msg.path.file_name().unwrap().to_string_lossy().into_owned();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
         assert!(name.ends_with(&format!(".mx.example.org,S={0},W={0}", content.len())));
         assert!(files(&root.join("tmp")).is_empty());
         // ensure_account ran: default folders exist, Dovecot-style.
@@ -138,7 +139,7 @@ mod tests {
             assert!(root.join(f).join("cur").is_dir());
             assert!(root.join(f).join("maildirfolder").is_file());
         }
-        assert_eq!(store.quota_usage(&owner("alice")), content.len() as u64);
+        assert_eq!(store.quota_usage(&owner("alice")).await.unwrap(), content.len() as u64);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -187,7 +188,7 @@ mod tests {
         assert!(matches!(res[0], Err(StoreError::InvalidAccount(_))));
         assert!(matches!(res[1], Err(StoreError::InvalidFolderName(_))));
         let p = res[2].as_ref().unwrap();
-        assert!(p.path.to_string_lossy().contains("/ok/.Lists.rust/new/"));
+        assert!(p.location.contains("/ok/.Lists.rust/new/"));
     }
 }
 

@@ -33,7 +33,9 @@ use super::layout::is_maildir;
 use super::maildir_scan::Trust;
 use super::reader::MessageReader;
 use super::retained;
-use super::types::{Flag, FlagOp, MailboxEvent, MailboxOwner, MailboxSnapshot, MessageMeta, StoreFlagsOutcome};
+use super::types::{
+    Flag, FlagOp, MailboxEvent, MailboxId, MailboxOwner, MailboxSnapshot, MessageMeta, StoreFlagsOutcome,
+};
 
 /// Events buffered per mailbox for slow subscribers (they then see `Lagged` and resync).
 const EVENT_CAPACITY: usize = 256;
@@ -148,7 +150,7 @@ pub(crate) fn meta(uid: u32, e: &IndexEntry) -> MessageMeta {
         modseq: e.modseq,
         size: e.size,
         internal_date: e.internal_date,
-        base_name: e.base.clone(),
+        uidl: e.base.clone(),
     }
 }
 
@@ -270,8 +272,21 @@ impl Mailbox {
         self.shared.folder.api_name()
     }
 
-    /// True when both handles refer to the same open mailbox.
+    /// Which mailbox this is: its Maildir directory (which also names the data dir) and
+    /// UIDVALIDITY, so a folder deleted and created again under the same name differs.
+    pub fn id(&self) -> MailboxId {
+        MailboxId { location: format!("maildir:{}", self.shared.dir.display()), uid_validity: self.uid_validity() }
+    }
+
+    /// True when both handles refer to the same mailbox (COPY into the selected mailbox
+    /// uses quota, MOVE within it does not).
     pub fn same_mailbox(&self, other: &Mailbox) -> bool {
+        self.id() == other.id()
+    }
+
+    /// True when both handles share one in-memory state, whose lock must then be taken
+    /// once, not twice (COPY/MOVE within a mailbox).
+    pub(crate) fn shares_state(&self, other: &Mailbox) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)
     }
 

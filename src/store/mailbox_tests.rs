@@ -49,7 +49,7 @@ async fn uids_and_uidvalidity_survive_restart() {
         // Delivered files moved to cur/ with an empty info part, new/ is empty.
         assert!(ls(&root(data.path()).join("new")).is_empty());
         assert!(ls(&root(data.path()).join("cur")).iter().all(|n| n.ends_with(":2,")));
-        let bases: Vec<String> = snap.messages.iter().map(|m| m.base_name.clone()).collect();
+        let bases: Vec<String> = snap.messages.iter().map(|m| m.uidl.clone()).collect();
         (snap.uid_validity, bases)
     };
     let store = Store::open(data.path(), "mx").unwrap();
@@ -57,7 +57,7 @@ async fn uids_and_uidvalidity_survive_restart() {
     let snap = mb.sync().await.unwrap();
     assert_eq!(snap.uid_validity, validity);
     assert_eq!(uids(&snap), [1, 2, 3]);
-    let again: Vec<String> = snap.messages.iter().map(|m| m.base_name.clone()).collect();
+    let again: Vec<String> = snap.messages.iter().map(|m| m.uidl.clone()).collect();
     assert_eq!(again, bases);
     deliver(&store, "Subject: 4\r\n\r\nx\r\n").await;
     assert_eq!(uids(&mb.sync().await.unwrap()), [1, 2, 3, 4]);
@@ -107,7 +107,7 @@ async fn foreign_files_are_picked_up_with_crlf_wire_size() {
     let snap = mb.sync().await.unwrap();
     assert_eq!(snap.messages.len(), 2);
     let m = &snap.messages[0];
-    assert_eq!(m.base_name, "1700000000.V801I2M3.other");
+    assert_eq!(m.uidl, "1700000000.V801I2M3.other");
     assert_eq!(m.size, lf.len() as u64 + 4);
     assert_eq!(snap.messages[1].flags, [Flag::Seen]);
     let bytes = mb.read_message(m.uid, 1 << 20).await.unwrap();
@@ -189,7 +189,7 @@ async fn expunge_removes_files_and_leaves_tombstones() {
     }
     let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
     let snap = mb.sync().await.unwrap();
-    let used = store.quota_usage(&alice());
+    let used = store.quota_usage(&alice()).await.unwrap();
     assert_eq!(used, 3 + 4 + 5);
     let mut events = mb.subscribe();
     assert_eq!(mb.expunge(&[3, 1, 42]).await.unwrap(), [1, 3]);
@@ -199,7 +199,7 @@ async fn expunge_removes_files_and_leaves_tombstones() {
     assert_eq!(uids(&after), [2]);
     assert_eq!(after.uid_next, 4);
     assert_eq!(mb.vanished_since(snap.highest_modseq).await, [1, 3]);
-    assert_eq!(store.quota_usage(&alice()), 4);
+    assert_eq!(store.quota_usage(&alice()).await.unwrap(), 4);
     // A file deleted behind our back becomes an expunge at the next sync.
     let cur = root(data.path()).join("cur");
     std::fs::remove_file(cur.join(ls(&cur).remove(0))).unwrap();
@@ -220,7 +220,7 @@ async fn append_copy_and_move_between_folders() {
     let snap = sent.sync().await.unwrap();
     assert_eq!(snap.messages[0].internal_date, date);
     assert_eq!(snap.messages[0].flags, [Flag::Seen]);
-    assert_eq!(store.quota_usage(&alice()), body.len());
+    assert_eq!(store.quota_usage(&alice()).await.unwrap(), body.len());
 
     let pairs = sent.copy_to(&[1], &inbox).await.unwrap();
     assert_eq!(pairs, [(1, 1)]);
@@ -230,16 +230,16 @@ async fn append_copy_and_move_between_folders() {
     assert_eq!(ib.messages[0].flags, [Flag::Seen]);
     assert_eq!(ib.messages[0].internal_date, date);
     assert_eq!(&inbox.read_message(1, 1000).await.unwrap()[..], b"Subject: s\r\n\r\nhi\r\n");
-    assert_eq!(store.quota_usage(&alice()), 3 * body.len());
+    assert_eq!(store.quota_usage(&alice()).await.unwrap(), 3 * body.len());
 
     let trash = store.open_mailbox(&alice(), "Trash").await.unwrap();
     let pairs = inbox.move_to(&[1], &trash).await.unwrap();
     assert_eq!(pairs, [(1, 1)]);
     assert!(inbox.sync().await.unwrap().messages.is_empty());
     let t = trash.sync().await.unwrap();
-    assert_eq!(t.messages[0].base_name, ib.messages[0].base_name, "MOVE keeps the base name");
+    assert_eq!(t.messages[0].uidl, ib.messages[0].uidl, "MOVE keeps the base name");
     assert_eq!(ls(&root(data.path()).join(".Trash/cur")).len(), 1);
-    assert_eq!(store.quota_usage(&alice()), 3 * body.len());
+    assert_eq!(store.quota_usage(&alice()).await.unwrap(), 3 * body.len());
     // Move within the same mailbox = copy + expunge.
     let pairs = sent.move_to(&[2], &sent).await.unwrap();
     assert_eq!(pairs, [(2, 3)]);

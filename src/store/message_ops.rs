@@ -170,7 +170,7 @@ impl Mailbox {
     /// Copy messages into `dest` (IMAP COPY). Returns (source uid, destination uid) pairs
     /// for COPYUID, once durable. Uids that no longer exist are skipped.
     pub async fn copy_to(&self, uids: &[u32], dest: &Mailbox) -> Result<Vec<(u32, u32)>, StoreError> {
-        let (pairs, bytes) = if self.same_mailbox(dest) {
+        let (pairs, bytes) = if self.shares_state(dest) {
             let mut st = self.lock().await;
             self.sync_locked(&mut st, false).await?;
             let sources = collect(&st, uids);
@@ -233,7 +233,7 @@ impl Mailbox {
     /// Move messages into `dest` (IMAP MOVE): rename into its `cur/`, expunge here.
     /// Returns (source uid, destination uid) pairs, once both sides are durable.
     pub async fn move_to(&self, uids: &[u32], dest: &Mailbox) -> Result<Vec<(u32, u32)>, StoreError> {
-        if self.same_mailbox(dest) {
+        if self.shares_state(dest) {
             let pairs = self.copy_to(uids, dest).await?;
             let moved: Vec<u32> = pairs.iter().map(|(s, _)| *s).collect();
             self.expunge(&moved).await?;

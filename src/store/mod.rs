@@ -20,7 +20,7 @@
 //! `reader.rs` CRLF message streams, `folders.rs` folder management and subscriptions,
 //! `retained.rs` expunged messages kept readable for sessions not yet told.
 //!
-//! POP3 UIDL: use [`MessageMeta::base_name`], the Maildir base name (`<secs>.M<usec>P<pid>
+//! POP3 UIDL: use [`MessageMeta::uidl`]; in Maildir it is the base name (`<secs>.M<usec>P<pid>
 //! Q<n>.<host>,S=<size>,W=<size>`). It never changes with flags, survives restarts and
 //! index rebuilds, and is what Dovecot's `pop3_uidl_format = %f`-style setups expose.
 
@@ -67,7 +67,7 @@ pub use mailbox_status::ExclusiveClaim;
 pub use reader::MessageReader;
 pub use retained::ViewTicket;
 pub use types::{
-    DeliveredMessage, Flag, FlagOp, FolderInfo, LocalDelivery, MailboxChanges, MailboxEvent, MailboxOwner,
+    DeliveredMessage, Flag, FlagOp, FolderInfo, LocalDelivery, MailboxChanges, MailboxEvent, MailboxId, MailboxOwner,
     MailboxSnapshot, MailboxStatus, MessageBody, MessageMeta, SpecialUse, StoreFlagsOutcome,
 };
 
@@ -131,12 +131,6 @@ impl Store {
         })
     }
 
-    /// Where messages that are still arriving wait (SMTP DATA, IMAP APPEND literals):
-    /// `<data>/state/spool`.
-    pub fn spool_dir(&self) -> std::path::PathBuf {
-        self.inner.layout.state_root().join("spool")
-    }
-
     /// Create the account's Maildir with INBOX plus Drafts, Sent, Junk and Trash, subscribed
     /// (idempotent; existing folders and subscriptions are left alone).
     pub async fn ensure_account(&self, account: &MailboxOwner) -> Result<(), StoreError> {
@@ -193,18 +187,16 @@ impl Store {
         if known { Ok(()) } else { self.ensure_account(account).await }
     }
 
-    /// Bytes used by the account (all folders). Cheap after the first call, which walks the
-    /// Maildir once (reading file names, not files).
-    pub fn quota_usage(&self, account: &MailboxOwner) -> u64 {
-        self.inner.quota.usage(&self.inner.layout, account)
-    }
-
-    /// Compute the account's usage off the async threads (the first-use directory walk), so
-    /// a later [`Store::quota_usage`] is a map lookup. Call it at login / first RCPT.
-    pub async fn prime_quota(&self, account: &MailboxOwner) -> u64 {
+    /// Bytes used by the account (all folders). A map lookup after the first call, which
+    /// walks the Maildir once (reading file names, not files) on the blocking pool, so an
+    /// SMTP RCPT never stalls a runtime worker.
+    pub async fn quota_usage(&self, account: &MailboxOwner) -> Result<u64, StoreError> {
+        if let Some(bytes) = self.inner.quota.cached(account) {
+            return Ok(bytes);
+        }
         let store = self.clone();
         let account = account.clone();
-        blocking(move || Ok(store.quota_usage(&account))).await.unwrap_or(0)
+        blocking(move || Ok(store.inner.quota.usage(&store.inner.layout, &account))).await
     }
 
     /// Group-commit counters (fsync requests vs. fsyncs issued) for `metrics.rs`.
@@ -285,15 +277,14 @@ mod tests {
         let root = data.path().join("mail/example.org/alice");
         std::fs::write(root.join("cur/123.foreign:2,S"), b"abc").unwrap();
         let store = Store::open(data.path(), "mx").unwrap();
-        assert_eq!(store.prime_quota(&alice).await, 2 * 16 + 3);
-        // Inline on a worker thread (block_in_place path) for another account.
+        assert_eq!(store.quota_usage(&alice).await.unwrap(), 2 * 16 + 3);
         let bob = MailboxOwner::new("bob", "example.org");
-        assert_eq!(store.quota_usage(&bob), 0);
+        assert_eq!(store.quota_usage(&bob).await.unwrap(), 0);
         let inbox = store.open_mailbox(&alice, "INBOX").await.unwrap();
         let body = MessageBody::Memory(bytes::Bytes::from_static(b"12345"));
         inbox.append(&body, &[], None).await.unwrap();
-        assert_eq!(store.quota_usage(&alice), 2 * 16 + 3 + 5);
+        assert_eq!(store.quota_usage(&alice).await.unwrap(), 2 * 16 + 3 + 5);
         let bad = MailboxOwner::new("..", "example.org");
-        assert_eq!(store.quota_usage(&bad), 0);
+        assert_eq!(store.quota_usage(&bad).await.unwrap(), 0);
     }
 }
