@@ -511,7 +511,7 @@ fn report_retired_postmaster(data_dir: &Path, directory: &Directory) {
         return;
     }
     let owner = MailboxOwner { local: old.address.local.clone(), domain: old.address.domain.clone() };
-    let maildir = crate::store::Layout::new(data_dir).account_dir(&owner).unwrap_or_default();
+    let maildir = crate::store::maildir::Layout::new(data_dir).account_dir(&owner).unwrap_or_default();
     let messages = count_maildir_messages(&maildir);
     let now_to: Vec<String> = directory
         .resolve(&old.address)

@@ -38,7 +38,7 @@ use std::time::SystemTime;
 
 use super::BackupError;
 use super::files::{Writer, io_error, is_transient, list_dir, open_regular};
-use crate::store::{TRASHED_PREFIX, is_maildir, parse_file_name};
+use crate::store::maildir::{TRASHED_PREFIX, is_maildir, parse_file_name};
 
 /// Passes over the mail tree before giving up. The first copies; the next ones only pick
 /// up what moved past the walk, and the second or third usually finds nothing to do.

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use super::Store;
+use super::MaildirStore;
 use super::durable::write_new_file;
 use super::error::{StoreError, blocking};
 use super::filename::new_base_name;
@@ -19,7 +19,7 @@ use super::types::{DeliveredMessage, LocalDelivery, MessageBody};
 /// How often a name collision (another process with our pid and clock) is retried.
 const NAME_ATTEMPTS: usize = 3;
 
-impl Store {
+impl MaildirStore {
     /// Deliver one message to one or more mailboxes. Each copy is `header_prefix + body`.
     /// Returns when every copy is durable (file + directory fsync, group-committed), one
     /// result per delivery in the same order. Open mailboxes are notified (IDLE) and quota
@@ -112,7 +112,7 @@ mod tests {
     #[tokio::test]
     async fn deliver_writes_prefix_and_body_into_new() {
         let data = tempfile::tempdir().unwrap();
-        let store = Store::open(data.path(), "mx.example.org").unwrap();
+        let store = MaildirStore::open(data.path(), "mx.example.org").unwrap();
         let body = MessageBody::Memory(bytes::Bytes::from_static(b"Subject: hi\r\n\r\nhello\r\n"));
         let res = store
             .deliver(
@@ -145,7 +145,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn two_hundred_concurrent_deliveries_of_three_copies() {
         let data = tempfile::tempdir().unwrap();
-        let store = Store::open(data.path(), "mx").unwrap();
+        let store = MaildirStore::open(data.path(), "mx").unwrap();
         let mut tasks = Vec::new();
         for i in 0..200 {
             let store = store.clone();
@@ -181,7 +181,7 @@ mod tests {
     #[tokio::test]
     async fn bad_account_or_folder_fails_only_that_copy() {
         let data = tempfile::tempdir().unwrap();
-        let store = Store::open(data.path(), "mx").unwrap();
+        let store = MaildirStore::open(data.path(), "mx").unwrap();
         let body = MessageBody::Memory(bytes::Bytes::from_static(b"x\r\n"));
         let mk = |l: &str, f: &str| LocalDelivery { owner: owner(l), folder: f.into(), header_prefix: Vec::new() };
         let res = store.deliver(&body, &[mk("..", "INBOX"), mk("ok", "a//b"), mk("ok", "Lists/rust")]).await;
@@ -199,7 +199,7 @@ mod tests {
 async fn delivery_throughput() {
     use super::*;
     let data = tempfile::tempdir().unwrap();
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     let body = MessageBody::Memory(bytes::Bytes::from(vec![b'x'; 4096]));
     let owner = MailboxOwner::new("bench", "example.org");
     store.ensure_account(&owner).await.unwrap();
