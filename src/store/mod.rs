@@ -17,6 +17,8 @@
 //! wake IDLE at once without polling.
 
 pub mod api;
+#[cfg(test)]
+mod contract_tests;
 mod error;
 pub mod folder_name;
 pub mod maildir;

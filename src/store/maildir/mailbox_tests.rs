@@ -247,23 +247,6 @@ async fn append_copy_and_move_between_folders() {
 }
 
 #[tokio::test]
-async fn sessions_share_state_and_deliveries_wake_idle() {
-    let data = tempfile::tempdir().unwrap();
-    let store = MaildirStore::open(data.path(), "mx").unwrap();
-    store.ensure_account(&alice()).await.unwrap();
-    let a = store.open_mailbox(&alice(), "INBOX").await.unwrap();
-    let b = store.open_mailbox(&alice(), "INBOX").await.unwrap();
-    assert!(a.same_mailbox(&b));
-    let mut idle = b.subscribe();
-    deliver(&store, "x\r\n").await;
-    let ev = tokio::time::timeout(Duration::from_secs(1), idle.recv()).await;
-    assert_eq!(ev.unwrap().unwrap(), MailboxEvent::NewMessages);
-    assert_eq!(uids(&b.sync().await.unwrap()), [1]);
-    a.store_flags(&[1], FlagOp::Add, &[Flag::Deleted], None).await.unwrap();
-    assert_eq!(b.sync().await.unwrap().messages[0].flags, [Flag::Deleted]);
-}
-
-#[tokio::test]
 async fn index_log_is_compacted_and_still_replays() {
     let data = tempfile::tempdir().unwrap();
     let idx = data.path().join("state/index/example.org/alice/INBOX.idx");
@@ -628,29 +611,6 @@ async fn header_blocks_come_from_the_cache_and_never_outlive_a_uidvalidity() {
     let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
     assert_eq!(uids(&mb.sync().await.unwrap()), [1]);
     assert_eq!(mb.read_headers(&[1]).await.unwrap()[0].as_deref(), Some(&b"Subject: new\r\n\r\n"[..]));
-}
-
-#[tokio::test]
-async fn changes_since_a_modseq_are_new_changed_and_expunged_messages() {
-    let data = tempfile::tempdir().unwrap();
-    let store = MaildirStore::open(data.path(), "mx").unwrap();
-    for i in 0..3 {
-        deliver(&store, &format!("Subject: {i}\r\n\r\nx\r\n")).await;
-    }
-    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
-    let snap = mb.sync().await.unwrap();
-    let none = mb.changes_since(snap.uid_validity, snap.highest_modseq).await.unwrap().unwrap();
-    assert!(none.changed.is_empty() && none.expunged.is_empty());
-    mb.store_flags(&[2], FlagOp::Add, &[Flag::Flagged], None).await.unwrap();
-    mb.expunge(&[1]).await.unwrap();
-    deliver(&store, "Subject: 4\r\n\r\nx\r\n").await;
-    let c = mb.changes_since(snap.uid_validity, snap.highest_modseq).await.unwrap().unwrap();
-    assert_eq!(uids(&MailboxSnapshot { messages: c.changed.clone(), ..snap.clone() }), [2, 4]);
-    assert_eq!(c.changed[0].flags, [Flag::Flagged]);
-    assert_eq!(c.expunged, [1]);
-    assert_eq!((c.uid_next, c.highest_modseq), (5, mb.sync().await.unwrap().highest_modseq));
-    // Another UIDVALIDITY: the caller must compare a full snapshot.
-    assert_eq!(mb.changes_since(snap.uid_validity + 1, snap.highest_modseq).await.unwrap(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
