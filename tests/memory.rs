@@ -3,7 +3,8 @@
 //! port 25 and for FETCH of a 20 MiB attachment. Without the server-wide budget for
 //! messages held whole, the peak grows with every session (a release build measured 497
 //! MiB on port 25 and 842 MiB fetching, with these 20 sessions); with it, it stays under
-//! the 200 MiB a small VPS can spare (95–100 and 84–86 MiB measured with 50 sessions).
+//! the 200 MiB a small VPS can spare (95–100 MiB measured with 50 sessions on port 25; FETCH
+//! streams body parts from the file and peaked at 27–28 MiB, bench/README.md).
 
 mod common;
 

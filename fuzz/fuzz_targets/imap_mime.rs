@@ -2,13 +2,15 @@
 //! BODYSTRUCTURE (basic and extended), every part's BODY[n], BODY[n.MIME], BODY[n.TEXT]
 //! and BINARY[n] for the first parts found. Checked: never a panic; every part's header
 //! and body ranges lie inside the message and in order; BODYSTRUCTURE's parentheses
-//! balance outside quoted strings and literals.
+//! balance outside quoted strings and literals; BINARY decoded in small chunks (as FETCH
+//! streams a large part from its file) equals BINARY decoded at once.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use mailroom::imap::command::{Section, SectionText};
 use mailroom::imap::render::bodystructure::body_structure;
 use mailroom::imap::render::mime::{MimePart, PartKind, parse};
-use mailroom::imap::render::section::{binary, body_section};
+use mailroom::imap::render::mime_source::SliceSource;
+use mailroom::imap::render::section::{binary, binary_source, body_section};
 
 fuzz_target!(|msg: &[u8]| {
     let root = parse(msg);
@@ -23,7 +25,15 @@ fuzz_target!(|msg: &[u8]| {
         for text in [None, Some(SectionText::Mime), Some(SectionText::Text), Some(SectionText::Header)] {
             let _ = body_section(msg, &root, &Section { part: path.clone(), text });
         }
-        let _ = binary(msg, &root, path);
+        let whole = binary(msg, &root, path);
+        if let (Ok(whole), Ok((range, mut decoder))) = (whole, binary_source(&mut SliceSource(msg), &root, path)) {
+            let mut chunked = Vec::new();
+            for chunk in msg[range].chunks(7) {
+                let _ = decoder.feed(chunk, &mut chunked);
+            }
+            decoder.finish(&mut chunked);
+            assert_eq!(whole.as_ref(), chunked.as_slice());
+        }
     }
 });
 

@@ -74,7 +74,8 @@ pub struct ImapContext {
     pub user_connections: UserConnections,
     /// The login limiter shared with SMTP AUTH and POP3: delays and blocks guessing.
     pub limiter: Arc<crate::net::Limiter>,
-    /// The server-wide budget for messages held whole in memory (FETCH of body parts).
+    /// The server-wide budget for messages held whole in memory (FETCH BODYSTRUCTURE, and
+    /// body parts of messages too small or too odd to stream from the file).
     pub memory: crate::net::MessageMemory,
 }
 

@@ -73,6 +73,18 @@ impl MessageReader {
         self.size
     }
 
+    /// The open file of a message stored with CRLF line ends, whose file offsets are
+    /// offsets in the wire form, for positional reads (FETCH of a body part scans the MIME
+    /// structure and reads the part's byte range from the file). `None` for a message
+    /// already read into memory or one whose bare LFs are converted on the way. Call
+    /// before reading anything.
+    pub fn into_std_file(self) -> Option<std::fs::File> {
+        match self.source {
+            Source::File { file, convert: false, .. } => file.try_into_std().ok(),
+            _ => None,
+        }
+    }
+
     /// Skip the first `n` wire bytes (FETCH `BODY[]<start.len>`): a seek for CRLF files,
     /// reading through for converted ones. Call before reading anything.
     pub async fn skip(&mut self, n: u64) -> io::Result<()> {
@@ -174,6 +186,18 @@ mod tests {
         let mut out = Vec::new();
         r.read_to_end(&mut out).await.unwrap();
         assert_eq!((out.as_slice(), r.size()), (&b"\r\ncd"[..], 6));
+    }
+
+    /// Only a file read as stored gives its file for positional reads.
+    #[tokio::test]
+    async fn std_file_only_when_offsets_are_wire_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m");
+        std::fs::write(&p, b"a\r\nb\r\n").unwrap();
+        let open = || async { tokio::fs::File::open(&p).await.unwrap() };
+        assert!(MessageReader::new(open().await, 6, false).into_std_file().is_some());
+        assert!(MessageReader::new(open().await, 8, true).into_std_file().is_none());
+        assert!(MessageReader::from_bytes(bytes::Bytes::from_static(b"x")).into_std_file().is_none());
     }
 
     #[test]

@@ -9,6 +9,8 @@
 
 use std::ops::Range;
 
+use super::mime_source::{MimeSource, SliceSource};
+
 /// Deepest nesting of multiparts/messages we descend into; deeper content is a leaf.
 const MAX_DEPTH: usize = 24;
 /// Most parts in one message tree; the rest of a hostile message becomes one leaf.
@@ -59,22 +61,30 @@ pub struct MimePart {
 
 /// Parse the whole message.
 pub fn parse(msg: &[u8]) -> MimePart {
-    let mut budget = MAX_PARTS;
-    parse_part(msg, 0..msg.len(), ContentType::text_plain(), 0, &mut budget)
+    parse_source(&mut SliceSource(msg))
 }
 
-fn parse_part(
-    msg: &[u8],
+/// Parse a message from any source of its bytes: in memory, or a file read through a
+/// window (FETCH of a body part of a large message, `mime_source`). The same parser for
+/// both, so a part streamed from the file is exactly the part served from memory.
+pub fn parse_source<S: MimeSource>(src: &mut S) -> MimePart {
+    let mut budget = MAX_PARTS;
+    let all = 0..src.len();
+    parse_part(src, all, ContentType::text_plain(), 0, &mut budget)
+}
+
+fn parse_part<S: MimeSource>(
+    src: &mut S,
     range: Range<usize>,
     default_type: ContentType,
     depth: usize,
     budget: &mut usize,
 ) -> MimePart {
     *budget = budget.saturating_sub(1);
-    let (header, body) = split_header(msg, range);
-    let block = &msg[header.clone()];
-    let content_type =
-        header_value(block, "content-type").and_then(|v| parse_content_type(&unfold(v))).unwrap_or(default_type);
+    let (header, body) = split_header_in(src, range);
+    let content_type = header_value(&src.block(header.clone()), "content-type")
+        .and_then(|v| parse_content_type(&unfold(v)))
+        .unwrap_or(default_type);
     let can_descend = depth < MAX_DEPTH && *budget > 0;
     let kind = if content_type.main.eq_ignore_ascii_case("multipart") && can_descend {
         match content_type.param("boundary").filter(|b| !b.is_empty()) {
@@ -85,11 +95,11 @@ fn parse_part(
                     ContentType::text_plain()
                 };
                 let mut children = Vec::new();
-                for r in split_multipart(msg, body.clone(), boundary.as_bytes()) {
+                for r in split_multipart(src, body.clone(), boundary.as_bytes()) {
                     if *budget == 0 {
                         break;
                     }
-                    children.push(parse_part(msg, r, child_default.clone(), depth + 1, budget));
+                    children.push(parse_part(src, r, child_default.clone(), depth + 1, budget));
                 }
                 if children.is_empty() {
                     // A multipart needs 1*body in BODYSTRUCTURE: present an empty text part.
@@ -108,7 +118,7 @@ fn parse_part(
         && (content_type.sub.eq_ignore_ascii_case("rfc822") || content_type.sub.eq_ignore_ascii_case("global"))
         && can_descend
     {
-        PartKind::Message(Box::new(parse_part(msg, body.clone(), ContentType::text_plain(), depth + 1, budget)))
+        PartKind::Message(Box::new(parse_part(src, body.clone(), ContentType::text_plain(), depth + 1, budget)))
     } else {
         PartKind::Single
     };
@@ -117,49 +127,51 @@ fn parse_part(
 
 /// Split `range` into the header block (with its blank line) and the body.
 pub fn split_header(msg: &[u8], range: Range<usize>) -> (Range<usize>, Range<usize>) {
-    let bytes = &msg[range.clone()];
-    let start = range.start;
-    if bytes.starts_with(b"\r\n") {
-        return (start..start + 2, start + 2..range.end);
+    split_header_in(&mut SliceSource(msg), range)
+}
+
+fn split_header_in<S: MimeSource>(src: &mut S, range: Range<usize>) -> (Range<usize>, Range<usize>) {
+    let (start, end) = (range.start, range.end);
+    if src.starts_with(start, end, b"\r\n") {
+        return (start..start + 2, start + 2..end);
     }
-    if bytes.starts_with(b"\n") {
-        return (start..start + 1, start + 1..range.end);
+    if src.starts_with(start, end, b"\n") {
+        return (start..start + 1, start + 1..end);
     }
-    let mut pos = 0;
-    while let Some(rel) = memchr::memchr(b'\n', &bytes[pos..]) {
-        let after = pos + rel + 1;
-        let rest = &bytes[after..];
-        if rest.starts_with(b"\r\n") {
-            return (start..start + after + 2, start + after + 2..range.end);
+    let mut pos = start;
+    while let Some(lf) = src.find_byte(b'\n', pos..end) {
+        let after = lf + 1;
+        if src.starts_with(after, end, b"\r\n") {
+            return (start..after + 2, after + 2..end);
         }
-        if rest.starts_with(b"\n") {
-            return (start..start + after + 1, start + after + 1..range.end);
+        if src.starts_with(after, end, b"\n") {
+            return (start..after + 1, after + 1..end);
         }
         pos = after;
     }
-    (range.clone(), range.end..range.end)
+    (range, end..end)
 }
 
 /// Body ranges of the parts of a multipart body. The CRLF before a delimiter belongs to the
 /// delimiter (RFC 2046 5.1.1); preamble and epilogue are dropped.
-fn split_multipart(msg: &[u8], body: Range<usize>, boundary: &[u8]) -> Vec<Range<usize>> {
+fn split_multipart<S: MimeSource>(src: &mut S, body: Range<usize>, boundary: &[u8]) -> Vec<Range<usize>> {
     let mut parts = Vec::new();
     let mut current: Option<usize> = None;
     let mut line_start = body.start;
     while line_start < body.end {
-        let line_end =
-            memchr::memchr(b'\n', &msg[line_start..body.end]).map(|r| line_start + r + 1).unwrap_or(body.end);
-        let line = &msg[line_start..line_end];
-        if line.len() >= 2 + boundary.len() && line.starts_with(b"--") && &line[2..2 + boundary.len()] == boundary {
-            let rest = &line[2 + boundary.len()..];
-            let close = rest.starts_with(b"--");
-            let only_space = rest.iter().all(|b| b.is_ascii_whitespace());
-            if close || only_space {
+        let line_end = src.find_byte(b'\n', line_start..body.end).map(|p| p + 1).unwrap_or(body.end);
+        let after = line_start + 2 + boundary.len();
+        if after <= line_end
+            && src.starts_with(line_start, line_end, b"--")
+            && src.starts_with(line_start + 2, line_end, boundary)
+        {
+            let close = src.starts_with(after, line_end, b"--");
+            if close || src.all_bytes(after..line_end, |b| b.is_ascii_whitespace()) {
                 if let Some(s) = current {
                     let mut end = line_start;
-                    if end > s && msg[end - 1] == b'\n' {
+                    if end > s && src.byte(end - 1) == Some(b'\n') {
                         end -= 1;
-                        if end > s && msg[end - 1] == b'\r' {
+                        if end > s && src.byte(end - 1) == Some(b'\r') {
                             end -= 1;
                         }
                     }

@@ -6,7 +6,9 @@
 pub mod bodystructure;
 pub mod envelope;
 pub mod mime;
+pub mod mime_source;
 pub mod section;
+pub mod transfer;
 
 use super::command::Flag;
 use super::parser::lexer::{MONTHS, civil_from_days, is_astring_char};

@@ -4,7 +4,11 @@
 
 use std::borrow::Cow;
 
+use std::ops::Range;
+
 use super::mime::{MimePart, PartKind, header_fields, header_value, unfold};
+use super::mime_source::{MimeSource, SliceSource};
+use super::transfer::Decoder;
 use crate::imap::command::{Section, SectionText};
 
 /// Find the part a part path names. The root's part 1 is its body when it is not
@@ -36,9 +40,25 @@ pub fn find_part<'p>(root: &'p MimePart, path: &[u32]) -> Option<&'p MimePart> {
     Some(cur)
 }
 
+/// What BODY[section] is before any partial: a byte range of the message, or (for
+/// HEADER.FIELDS) bytes made from a header block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SectionData {
+    Range(Range<usize>),
+    Owned(Vec<u8>),
+}
+
 /// The bytes of BODY[section] (before any partial), or `None` when the section does not
 /// exist in this message (the session answers NIL).
 pub fn body_section<'m>(msg: &'m [u8], root: &MimePart, section: &Section) -> Option<Cow<'m, [u8]>> {
+    Some(match section_data(&mut SliceSource(msg), root, section)? {
+        SectionData::Range(r) => Cow::Borrowed(&msg[r]),
+        SectionData::Owned(v) => Cow::Owned(v),
+    })
+}
+
+/// [`body_section`] from any source of the message (its file, for a large message).
+pub fn section_data<S: MimeSource>(src: &mut S, root: &MimePart, section: &Section) -> Option<SectionData> {
     let part = find_part(root, &section.part)?;
     // The message whose HEADER/TEXT is meant: the root, or the message in a message/rfc822 part.
     let message = if section.part.is_empty() {
@@ -49,18 +69,18 @@ pub fn body_section<'m>(msg: &'m [u8], root: &MimePart, section: &Section) -> Op
             _ => None,
         }
     };
-    let out: Cow<'m, [u8]> = match &section.text {
-        None if section.part.is_empty() => Cow::Borrowed(msg),
-        None => Cow::Borrowed(&msg[part.body.clone()]),
-        Some(SectionText::Mime) => Cow::Borrowed(&msg[part.header.clone()]),
-        Some(SectionText::Header) => Cow::Borrowed(&msg[message?.header.clone()]),
-        Some(SectionText::Text) => Cow::Borrowed(&msg[message?.body.clone()]),
-        Some(SectionText::HeaderFields(names)) => Cow::Owned(select_fields(&msg[message?.header.clone()], names, true)),
-        Some(SectionText::HeaderFieldsNot(names)) => {
-            Cow::Owned(select_fields(&msg[message?.header.clone()], names, false))
-        }
+    let fields = |src: &mut S, names: &[String], keep: bool| {
+        message.map(|m| SectionData::Owned(select_fields(&src.block(m.header.clone()), names, keep)))
     };
-    Some(out)
+    match &section.text {
+        None if section.part.is_empty() => Some(SectionData::Range(0..src.len())),
+        None => Some(SectionData::Range(part.body.clone())),
+        Some(SectionText::Mime) => Some(SectionData::Range(part.header.clone())),
+        Some(SectionText::Header) => Some(SectionData::Range(message?.header.clone())),
+        Some(SectionText::Text) => Some(SectionData::Range(message?.body.clone())),
+        Some(SectionText::HeaderFields(names)) => fields(src, names, true),
+        Some(SectionText::HeaderFieldsNot(names)) => fields(src, names, false),
+    }
 }
 
 /// The fields whose names are (or with `keep == false`, are not) in `names`, in message
@@ -106,39 +126,43 @@ pub enum BinaryError {
 /// BINARY[part]: the part's content with its transfer encoding removed. `[]` is the whole
 /// message as stored.
 pub fn binary<'m>(msg: &'m [u8], root: &MimePart, part: &[u32]) -> Result<Cow<'m, [u8]>, BinaryError> {
+    let (range, decoder) = binary_source(&mut SliceSource(msg), root, part)?;
+    let body = &msg[range];
+    Ok(match decoder {
+        Decoder::Identity => Cow::Borrowed(body),
+        Decoder::CrlfText { .. } if !has_bare_lf(body) => Cow::Borrowed(body),
+        decoder => Cow::Owned(decoder.decode_all(body)),
+    })
+}
+
+/// Where BINARY[part] comes from: the byte range of the encoded content and the decoder
+/// that undoes its Content-Transfer-Encoding (from any source of the message).
+pub fn binary_source<S: MimeSource>(
+    src: &mut S,
+    root: &MimePart,
+    part: &[u32],
+) -> Result<(Range<usize>, Decoder), BinaryError> {
     if part.is_empty() {
-        return Ok(Cow::Borrowed(msg));
+        return Ok((0..src.len(), Decoder::Identity));
     }
     let p = find_part(root, part).ok_or(BinaryError::NoSuchPart)?;
     if matches!(p.kind, PartKind::Multipart(_)) {
         return Err(BinaryError::NoSuchPart);
     }
-    let body = &msg[p.body.clone()];
-    let cte = header_value(&msg[p.header.clone()], "content-transfer-encoding").map(unfold).unwrap_or_default();
-    match cte_token(&cte).to_ascii_lowercase().as_slice() {
-        b"" | b"7bit" | b"8bit" | b"binary" if p.content_type.main.eq_ignore_ascii_case("text") => Ok(crlf_lines(body)),
-        b"" | b"7bit" | b"8bit" | b"binary" => Ok(Cow::Borrowed(body)),
-        b"base64" => Ok(Cow::Owned(decode_base64_lenient(body))),
-        b"quoted-printable" => Ok(Cow::Owned(decode_quoted_printable(body))),
-        _ => Err(BinaryError::UnknownCte),
-    }
+    let cte = header_value(&src.block(p.header.clone()), "content-transfer-encoding").map(unfold).unwrap_or_default();
+    let decoder = match cte_token(&cte).to_ascii_lowercase().as_slice() {
+        b"" | b"7bit" | b"8bit" | b"binary" if p.content_type.main.eq_ignore_ascii_case("text") => Decoder::crlf_text(),
+        b"" | b"7bit" | b"8bit" | b"binary" => Decoder::Identity,
+        b"base64" => Decoder::base64(),
+        b"quoted-printable" => Decoder::quoted_printable(usize::MAX),
+        _ => return Err(BinaryError::UnknownCte),
+    };
+    Ok((p.body.clone(), decoder))
 }
 
-/// Text with every bare LF as CRLF: RFC 3516 4.2 has textual sections go out with the
-/// IMAP CRLF line ends "regardless of the underlying storage" (an APPEND may store LF).
-fn crlf_lines(text: &[u8]) -> Cow<'_, [u8]> {
-    let bare_lf = |(i, b): (usize, &u8)| *b == b'\n' && (i == 0 || text[i - 1] != b'\r');
-    if !text.iter().enumerate().any(bare_lf) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = Vec::with_capacity(text.len() + text.len() / 32);
-    for (i, b) in text.iter().enumerate() {
-        if bare_lf((i, b)) {
-            out.push(b'\r');
-        }
-        out.push(*b);
-    }
-    Cow::Owned(out)
+/// Any LF not preceded by CR (text that [`Decoder::CrlfText`] would change).
+fn has_bare_lf(text: &[u8]) -> bool {
+    text.iter().enumerate().any(|(i, b)| *b == b'\n' && (i == 0 || text[i - 1] != b'\r'))
 }
 
 /// The mechanism of a Content-Transfer-Encoding value: its first token, without the
@@ -148,84 +172,10 @@ fn cte_token(value: &[u8]) -> &[u8] {
     &value[..end]
 }
 
-/// Base64 body decoding that skips line breaks and stray characters (mail in the wild).
-pub fn decode_base64_lenient(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0u32;
-    for &b in body {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => break,
-            _ => continue,
-        };
-        acc = (acc << 6) | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
-}
-
-/// Quoted-printable (RFC 2045 6.7) to the octets it encodes. Line by line: white space at
-/// the end of an encoded line is transport padding and goes (rule 3); a line ending in `=`
-/// (after that padding) is a soft line break and joins the next (rule 5); `=XX` is one
-/// octet (either case of hex, as robust decoders accept); any other `=` is kept as it is.
-/// Hard line breaks come out as CRLF whatever the stored line end was (RFC 3516 4.2:
-/// textual BINARY data uses the IMAP CRLF convention).
-pub fn decode_quoted_printable(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len());
-    for line in body.split_inclusive(|b| *b == b'\n') {
-        let (text, hard_break) = match line.strip_suffix(b"\n") {
-            Some(t) => (t.strip_suffix(b"\r").unwrap_or(t), true),
-            None => (line, false),
-        };
-        let end = text.iter().rposition(|b| !matches!(b, b' ' | b'\t')).map_or(0, |p| p + 1);
-        let text = &text[..end];
-        let (text, soft) = match text.strip_suffix(b"=") {
-            Some(t) => (t, true),
-            None => (text, false),
-        };
-        decode_qp_text(text, &mut out);
-        if hard_break && !soft {
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-    out
-}
-
-/// The `=XX` escapes of one quoted-printable line (no line end in `text`).
-fn decode_qp_text(text: &[u8], out: &mut Vec<u8>) {
-    let hex = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    };
-    let mut i = 0;
-    while i < text.len() {
-        if text[i] == b'='
-            && let (Some(hi), Some(lo)) = (text.get(i + 1).and_then(|c| hex(*c)), text.get(i + 2).and_then(|c| hex(*c)))
-        {
-            out.push(hi << 4 | lo);
-            i += 3;
-            continue;
-        }
-        out.push(text[i]);
-        i += 1;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::mime::parse;
+    use super::super::transfer::{decode_base64_lenient, decode_quoted_printable};
     use super::*;
 
     const MSG: &[u8] = b"From: a@b.c\r\nSubject: s\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n\

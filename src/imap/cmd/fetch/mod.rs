@@ -1,19 +1,25 @@
 //! FETCH / UID FETCH (RFC 9051 6.4.5, RFC 3516 BINARY, RFC 7162 CHANGEDSINCE/VANISHED),
 //! in three steps: `plan` picks once which data source the items need (index metadata,
-//! header cache, header block, whole-file stream, message in memory) and loads each
-//! message from it; `render` writes its response. This file runs them in order: resolve
-//! the set, report VANISHED, set `\Seen` first (durably) for body sections read without
-//! .PEEK, then load and render message by message. Whenever the output reaches its bound
-//! (`Output::should_flush`), the command stops with its cursor in a `FetchRun` and asks the
-//! driver to send what it has (`Waiting::Fetch`), so a long FETCH never buffers unbounded
-//! output and a streamed literal's file is sent before the next one is opened.
+//! header cache, header block, whole-file stream, body parts streamed from the file,
+//! message in memory) and loads each message from it; `render` writes its response. This
+//! file runs them in order: resolve the set, report VANISHED, set `\Seen` first (durably)
+//! for body sections read without .PEEK, then load and render message by message.
+//! Whenever the output reaches its bound (`Output::should_flush`), the command stops with
+//! its cursor in a `FetchRun` and asks the driver to send what it has (`Waiting::Fetch`),
+//! so a long FETCH never buffers unbounded output and a streamed literal's file is sent
+//! before the next one is opened.
 
+mod file_source;
+mod parts;
 mod plan;
+mod readers;
 mod render;
+#[cfg(test)]
+mod stream_tests;
 
 pub use render::section_label;
 
-use plan::{FetchPlan, LoadError, Source, load};
+use plan::{FetchPlan, LoadError, load};
 use render::render_message;
 
 use super::{HEADER_BATCH, Tagged, store_error};
@@ -153,24 +159,18 @@ impl Session {
                 };
             }
             let cached = run.headers.get_mut(k % HEADER_BATCH).and_then(Option::take);
-            // Body parts, BINARY of parts and TEXT are cut from the message in memory: the
-            // message, the rendered item and the output buffer, about three times its size,
-            // held under the server-wide budget until the response has gone out, so many
-            // sessions fetching big attachments take turns instead of adding up.
-            let memory = if run.plan.source == Source::Message {
-                Some(self.ctx.memory.reserve(meta.size.saturating_mul(3)).await)
-            } else {
-                None
-            };
-            let loaded = match load(&run.plan, &sel.mailbox, meta.uid, cached).await {
-                Ok(l) => l,
-                Err(LoadError::Store(StoreError::NoSuchMessage(_))) => {
-                    run.result = Tagged::no("Some messages were expunged").code("EXPUNGEISSUED");
-                    continue;
-                }
-                Err(LoadError::Store(e)) => return Ok(Step::Done(store_error(&e, &self.peer))),
-                Err(LoadError::Io(e)) => return Err(e),
-            };
+            // A message read into memory holds its share of the server-wide budget until its
+            // response has gone out (kept in the run across a flush).
+            let (loaded, memory) =
+                match load(&run.plan, &sel.mailbox, meta.uid, meta.size, cached, &self.ctx.memory).await {
+                    Ok(l) => l,
+                    Err(LoadError::Store(StoreError::NoSuchMessage(_))) => {
+                        run.result = Tagged::no("Some messages were expunged").code("EXPUNGEISSUED");
+                        continue;
+                    }
+                    Err(LoadError::Store(e)) => return Ok(Step::Done(store_error(&e, &self.peer))),
+                    Err(LoadError::Io(e)) => return Err(e),
+                };
             let recent = sel.is_recent(meta.uid);
             let seen = run.seen_now.contains(&meta.uid);
             if let Err(e) = render_message(&mut self.out, i + 1, &run.plan.items, &meta, recent, loaded, seen) {

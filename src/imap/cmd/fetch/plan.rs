@@ -1,16 +1,25 @@
 //! Plan and load: which data source a FETCH needs per message (none, the header block,
-//! the whole file as a stream, the message in memory), chosen once from the items, and
-//! the loading of one message from that source.
+//! the whole file as a stream, body parts streamed from the file, the message in memory),
+//! chosen once from the items, and the loading of one message from that source.
+
+use std::fs::File;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::parts::{self, PartItem, PartsError};
 use super::render::{NoNuls, header_block_label, whole_message_label};
 use crate::imap::command::{FetchItem, SectionText};
 use crate::imap::output::LiteralReader;
+use crate::net::{MemoryPermit, MessageMemory};
 use crate::store::{Mailbox, StoreError};
 
 /// Largest message read into memory for FETCH.
 const MAX_FETCH_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Messages up to this size are read into memory for body parts: one read is cheaper than
+/// scanning and then streaming ranges, and the memory is small.
+const PARTS_IN_MEMORY: u64 = 256 * 1024;
 
 /// Where the bytes of each message come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +35,14 @@ pub(super) enum Source {
     /// `BODY[]`/`RFC822`/`BINARY[]` (or a byte range of it) alone: streamed from the file
     /// (large messages never sit in memory whole).
     WholeFile(FetchItem),
-    /// The message read into memory and parsed (BODYSTRUCTURE, parts, several items).
+    /// Body parts, BINARY of parts, TEXT, partials, header items with them (any content
+    /// items but BODY/BODYSTRUCTURE): each streamed from its byte range of the file
+    /// (`parts`). Messages up to [`PARTS_IN_MEMORY`], files with bare LF line ends (wire
+    /// offsets are not file offsets) and messages beyond the scan's bounds are read into
+    /// memory under the server-wide budget instead.
+    Parts,
+    /// The message read into memory and parsed, under the server-wide budget:
+    /// BODY/BODYSTRUCTURE, whose line counts and sizes need every part.
     Message,
 }
 
@@ -48,6 +64,7 @@ impl FetchPlan {
             all if all.iter().all(|i| is_header_item(i)) => {
                 Source::HeaderBlock { stream_uncached: matches!(all, [one] if header_block_label(one).is_some()) }
             }
+            all if all.iter().all(|i| !matches!(i, FetchItem::Body | FetchItem::BodyStructure)) => Source::Parts,
             _ => Source::Message,
         };
         let sets_seen = items.iter().any(sets_seen);
@@ -68,6 +85,8 @@ pub(super) enum Loaded {
     Bytes(Bytes),
     /// A literal to stream (the whole message, a range of it, or the header block).
     Stream { reader: LiteralReader, size: u64 },
+    /// Each item resolved against the message file, to stream from it.
+    Parts { file: Arc<File>, items: Vec<PartItem> },
 }
 
 /// Why a message could not be loaded.
@@ -75,19 +94,62 @@ pub(super) enum Loaded {
 pub(super) enum LoadError {
     /// The store failed or the message is gone (`StoreError::NoSuchMessage`).
     Store(StoreError),
-    /// Positioning the file for a partial fetch failed: the connection cannot go on.
+    /// Positioning or reading the file for a streamed item failed: the connection cannot
+    /// go on.
     Io(std::io::Error),
 }
 
-/// Load message `uid` from the plan's source; `cached` is its header block from the header
-/// cache when the plan batches headers and the cache had it.
+/// Load message `uid` (`size` bytes) from the plan's source; `cached` is its header block
+/// from the header cache when the plan batches headers and the cache had it. A message read
+/// into memory holds its share of `memory` (three times its size: the message, the rendered
+/// item and the output buffer) in the returned permit, to keep until the response has gone
+/// out, so many sessions fetching big messages whole take turns instead of adding up.
 pub(super) async fn load(
     plan: &FetchPlan,
     mailbox: &Mailbox,
     uid: u32,
+    size: u64,
+    cached: Option<Bytes>,
+    memory: &MessageMemory,
+) -> Result<(Loaded, Option<MemoryPermit>), LoadError> {
+    let in_memory = || async {
+        let permit = memory.reserve(size.saturating_mul(3)).await;
+        let bytes = mailbox.read_message(uid, MAX_FETCH_BYTES as usize).await.map_err(LoadError::Store)?;
+        Ok((Loaded::Bytes(bytes), Some(permit)))
+    };
+    let loaded = match &plan.source {
+        Source::Message => return in_memory().await,
+        Source::Parts if size <= PARTS_IN_MEMORY => return in_memory().await,
+        Source::Parts => {
+            let reader = mailbox.open_message(uid).await.map_err(LoadError::Store)?;
+            let size = reader.size();
+            let Some(file) = reader.into_std_file() else {
+                return in_memory().await;
+            };
+            let file = Arc::new(file);
+            let (f, items) = (file.clone(), plan.items.clone());
+            let resolved = tokio::task::spawn_blocking(move || parts::resolve(&f, size, &items))
+                .await
+                .map_err(|e| LoadError::Io(std::io::Error::other(e)))?;
+            match resolved {
+                Ok(items) => Loaded::Parts { file, items },
+                Err(PartsError::InMemory) => return in_memory().await,
+                Err(PartsError::Io(e)) => return Err(LoadError::Io(e)),
+            }
+        }
+        source => load_streamed(source, mailbox, uid, cached).await?,
+    };
+    Ok((loaded, None))
+}
+
+/// The sources that need no budget: metadata, header blocks, the whole file as a stream.
+async fn load_streamed(
+    source: &Source,
+    mailbox: &Mailbox,
+    uid: u32,
     cached: Option<Bytes>,
 ) -> Result<Loaded, LoadError> {
-    match &plan.source {
+    match source {
         Source::Metadata => Ok(Loaded::Nothing),
         Source::HeaderBlock { .. } if cached.is_some() => Ok(cached.map_or(Loaded::Nothing, Loaded::Bytes)),
         Source::HeaderBlock { stream_uncached: true } => {
@@ -110,7 +172,8 @@ pub(super) async fn load(
                 if matches!(item, FetchItem::Binary { .. }) { Box::new(reader) } else { Box::new(NoNuls(reader)) };
             Ok(Loaded::Stream { reader, size })
         }
-        Source::Message => {
+        // `load` serves these itself, under the budget; read whole here as a safe answer.
+        Source::Parts | Source::Message => {
             mailbox.read_message(uid, MAX_FETCH_BYTES as usize).await.map(Loaded::Bytes).map_err(LoadError::Store)
         }
     }
@@ -173,6 +236,9 @@ mod tests {
         let listing = FetchPlan::new(vec![FetchItem::Envelope, body(Some(SectionText::Header), true)]);
         assert_eq!(listing.source, Source::HeaderBlock { stream_uncached: false });
         assert_eq!(FetchPlan::new(vec![FetchItem::BodyStructure]).source, Source::Message);
-        assert_eq!(FetchPlan::new(vec![body(None, true), FetchItem::Envelope]).source, Source::Message);
+        assert_eq!(FetchPlan::new(vec![body(None, true), FetchItem::Envelope]).source, Source::Parts);
+        let part = FetchItem::Binary { peek: true, part: vec![2], partial: None };
+        assert_eq!(FetchPlan::new(vec![part.clone(), FetchItem::Uid]).source, Source::Parts);
+        assert_eq!(FetchPlan::new(vec![part, FetchItem::BodyStructure]).source, Source::Message);
     }
 }

@@ -2,12 +2,16 @@
 //! (nothing, bytes in memory, or a literal to stream). Writes into the session's `Output`
 //! and does no I/O: a streamed literal is left there as an effect for the connection.
 
+use std::fs::File;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
 
+use super::parts::PartItem;
 use super::plan::Loaded;
+use super::readers::{Decoded, FileRange};
 use crate::imap::command::{FetchItem, Section, SectionText};
 use crate::imap::output::Output;
 use crate::imap::render::mime::{self, MimePart};
@@ -32,6 +36,9 @@ pub(super) fn render_message(
         Loaded::Nothing => (None, None),
         Loaded::Bytes(b) => (Some(b), None),
         Loaded::Stream { reader, size } => (None, Some((reader, size))),
+        Loaded::Parts { file, items: parts } => {
+            return render_parts(out, seq, items, meta, recent, &file, parts, flags_changed);
+        }
     };
     let tree = raw.as_deref().map(mime::parse);
     let content = raw.as_deref().zip(tree.as_ref());
@@ -65,6 +72,88 @@ pub(super) fn render_message(
     line.extend_from_slice(b")\r\n");
     out.extend_from_slice(&line);
     Ok(())
+}
+
+/// [`render_message`] for items resolved against the message file (`parts`): each body
+/// item a literal streamed from its byte range.
+#[allow(clippy::too_many_arguments)]
+fn render_parts(
+    out: &mut Output,
+    seq: usize,
+    items: &[FetchItem],
+    meta: &MessageMeta,
+    recent: bool,
+    file: &Arc<File>,
+    parts: Vec<PartItem>,
+    flags_changed: bool,
+) -> Result<(), BinaryError> {
+    // Nothing of the message is written when one item fails.
+    if let Some(PartItem::Failed(e)) = parts.iter().find(|p| matches!(p, PartItem::Failed(_))) {
+        return Err(e.clone());
+    }
+    let mut line = format!("* {seq} FETCH (").into_bytes();
+    for (i, (item, part)) in items.iter().zip(parts).enumerate() {
+        if i > 0 {
+            line.push(b' ');
+        }
+        let label = content_label(item);
+        match part {
+            PartItem::Meta | PartItem::Failed(_) => render_item(&mut line, item, meta, recent, None)?,
+            PartItem::Nil => {
+                line.extend_from_slice(label.as_bytes());
+                nstring(&mut line, None);
+            }
+            PartItem::Size(n) => line.extend_from_slice(format!("{label}{n}").as_bytes()),
+            PartItem::Bytes(b) if *item == FetchItem::Envelope => {
+                line.extend_from_slice(label.as_bytes());
+                envelope::envelope(&mut line, &b);
+            }
+            PartItem::Bytes(b) => {
+                line.extend_from_slice(label.as_bytes());
+                text_literal(&mut line, &b);
+            }
+            PartItem::Text { start, end } => {
+                line.extend_from_slice(label.as_bytes());
+                out.extend_from_slice(&line);
+                line.clear();
+                out.literal_from(Box::new(NoNuls(FileRange::new(file.clone(), start, end))), end - start);
+            }
+            PartItem::Binary { start, end, decoder, skip, size, literal8 } => {
+                line.extend_from_slice(label.as_bytes());
+                if literal8 {
+                    line.push(b'~');
+                }
+                out.extend_from_slice(&line);
+                line.clear();
+                let range = FileRange::new(file.clone(), start, end);
+                out.literal_from(Box::new(Decoded::new(range, decoder, skip, size)), size);
+            }
+        }
+    }
+    if flags_changed && !items.contains(&FetchItem::Flags) {
+        line.extend_from_slice(b" FLAGS ");
+        write_flags_recent(&mut line, &meta.flags, recent);
+    }
+    line.extend_from_slice(b")\r\n");
+    out.extend_from_slice(&line);
+    Ok(())
+}
+
+/// The response label of an item whose data follows it (`BODY[1.MIME]<0> `).
+fn content_label(item: &FetchItem) -> String {
+    let start = |p: &Option<(u32, u32)>| p.map(|(s, _)| format!("<{s}>")).unwrap_or_default();
+    match item {
+        FetchItem::Envelope => "ENVELOPE ".into(),
+        FetchItem::Rfc822 => "RFC822 ".into(),
+        FetchItem::Rfc822Header => "RFC822.HEADER ".into(),
+        FetchItem::Rfc822Text => "RFC822.TEXT ".into(),
+        FetchItem::BodySection { section, partial, .. } => {
+            format!("BODY[{}]{} ", section_label(section), start(partial))
+        }
+        FetchItem::Binary { part, partial, .. } => format!("BINARY[{}]{} ", part_label(part), start(partial)),
+        FetchItem::BinarySize { part } => format!("BINARY.SIZE[{}] ", part_label(part)),
+        _ => String::new(),
+    }
 }
 
 /// Message text streamed into a plain literal: NUL becomes 0x80 on the way, as
