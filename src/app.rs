@@ -292,6 +292,7 @@ fn services(shared: &Shared) -> Vec<(Protocol, Service)> {
             shared.config.hostname.clone(),
             shared.directory.clone(),
             shared.store.clone(),
+            crate::datadir::spool_dir(&shared.config.data_dir),
             Some(tls::acceptor(&shared.certs)),
             imap_limits,
         )
@@ -374,7 +375,7 @@ fn smtp_service(shared: &Shared, mode: SmtpMode, implicit_tls: bool) -> Service 
         limits,
         trusted_networks: config.trusted_networks.clone(),
         sender_domains,
-        spool_dir: config.data_dir.join("state").join("spool"),
+        spool_dir: crate::datadir::spool_dir(&config.data_dir),
         mode,
         implicit_tls,
         // LMTP delivers locally only: it is the last hop, remote copies are not its job.
@@ -510,7 +511,7 @@ fn report_retired_postmaster(data_dir: &Path, directory: &Directory) {
         return;
     }
     let owner = MailboxOwner { local: old.address.local.clone(), domain: old.address.domain.clone() };
-    let maildir = crate::store::Layout::new(data_dir).account_dir(&owner).unwrap_or_default();
+    let maildir = crate::store::maildir::Layout::new(data_dir).account_dir(&owner).unwrap_or_default();
     let messages = count_maildir_messages(&maildir);
     let now_to: Vec<String> = directory
         .resolve(&old.address)

@@ -115,6 +115,13 @@ impl DataDir {
     }
 }
 
+/// Where messages that are still arriving wait (SMTP DATA, big IMAP APPEND literals):
+/// `<data>/state/spool`. It belongs to this replica's data dir, not to the mail store:
+/// nothing in it has been acknowledged, and a store on another backend still spools here.
+pub fn spool_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("state").join("spool")
+}
+
 /// Read `data/format` (absent: format 1), refuse a newer one, migrate an older one, and
 /// record [`FORMAT`]. Runs under the data-dir lock.
 fn check_format(root: &Path) -> Result<u32, DataDirError> {

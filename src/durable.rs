@@ -42,21 +42,21 @@
 //!   [`write_atomic`]; removal through [`sync_dir`]. Its crash recovery deletes
 //!   `.<name>.tmp<n>` leftovers: that temp name of [`SyncedFile::beside`] is part of its
 //!   contract.
-//! - `store/deliver.rs` (the `250` of local delivery) and `store/message_ops.rs` (APPEND,
-//!   COPY and MOVE across file systems): each message through `store/durable.rs`, a
+//! - `store/maildir/deliver.rs` (the `250` of local delivery) and `store/maildir/message_ops.rs` (APPEND,
+//!   COPY and MOVE across file systems): each message through `store/maildir/durable.rs`, a
 //!   [`SyncedFile::create_new`] in the Maildir's own `tmp/` and
 //!   [`SyncedFile::sync_in_place`]; the store renames it into `new/` or `cur/` (the Maildir
 //!   protocol Dovecot and mbsync rely on) and fsyncs that directory through [`GroupSync`].
-//! - `store/mailbox.rs`, `store/mailbox_sync.rs`, `store/message_ops.rs` (STORE, EXPUNGE,
+//! - `store/maildir/mailbox.rs`, `store/maildir/mailbox_sync.rs`, `store/maildir/message_ops.rs` (STORE, EXPUNGE,
 //!   moves from `new/` to `cur/`): the renames and unlinks are the store's; the index log
 //!   and the directories are made durable together with [`GroupSync::sync_many`].
-//! - `store/index.rs`: the index log is an [`AppendLog`]; its compaction is
+//! - `store/maildir/index.rs`: the index log is an [`AppendLog`]; its compaction is
 //!   [`write_atomic_via`] with the fixed temp name `<folder>.idx.tmp`.
-//! - `store/folders.rs`, `store/keywords.rs`: the `subscriptions`, `mailroom-special-use`
+//! - `store/maildir/folders.rs`, `store/maildir/keywords.rs`: the `subscriptions`, `mailroom-special-use`
 //!   and `dovecot-keywords` files through [`write_atomic_via`] with a temp file in the
 //!   Maildir's `tmp/` (whose stale files Dovecot and our sweeper remove); folder creation,
 //!   rename and deletion through [`sync_dir`].
-//! - `store/layout.rs`, `store/mod.rs`: a new Maildir or account through [`sync_dir`] of the
+//! - `store/maildir/layout.rs`, `store/maildir/mod.rs`: a new Maildir or account through [`sync_dir`] of the
 //!   folder and of its parent.
 //! - `datadir.rs` (the format file), `tls/selfsigned.rs`, `acme/storage.rs` (account key,
 //!   certificates), `mailauth/keys.rs` (DKIM keys), `mailauth/srs.rs` (the SRS secret),
@@ -64,9 +64,9 @@
 //!
 //! Deliberately not durable, because nothing acknowledged depends on them: the spool of
 //! a message still arriving (`smtp/deliver.rs`, removed after delivery; the store's copy
-//! is the durable one), the header cache (`store/header_cache.rs`), the quota usage file
-//! (`store/quota.rs`, recomputed from the Maildir), the `\Recent` claim in the index log
-//! (`store/mailbox_status.rs`), and the data dir's write probe.
+//! is the durable one), the header cache (`store/maildir/header_cache.rs`), the quota usage file
+//! (`store/maildir/quota.rs`, recomputed from the Maildir), the `\Recent` claim in the index log
+//! (`store/maildir/mailbox_status.rs`), and the data dir's write probe.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};

@@ -2,8 +2,8 @@
 //!
 //! Owns: copying `mail/` under the server's feet. Files move while we walk: a reader moves
 //! `new/` into `cur/`, a flag change renames a file within `cur/`, IMAP MOVE renames it into
-//! another folder's `cur/` (store/message_ops.rs), an expunge moves it to `tmp/` or unlinks
-//! it. What never changes is the base name (before `:2,`, store/filename.rs): MOVE keeps it
+//! another folder's `cur/` (store/maildir/message_ops.rs), an expunge moves it to `tmp/` or unlinks
+//! it. What never changes is the base name (before `:2,`, store/maildir/filename.rs): MOVE keeps it
 //! too, unless the destination already has it. So:
 //!
 //! - a message is keyed by its base name, and one folder never gets a base name twice;
@@ -25,7 +25,7 @@
 //!   timed to the walk.
 //!
 //! `tmp/` is never copied: it holds deliveries not yet acknowledged and expunged messages
-//! kept for sessions (store/retained.rs). Folder-level files (`dovecot-keywords`,
+//! kept for sessions (store/maildir/retained.rs). Folder-level files (`dovecot-keywords`,
 //! `subscriptions`, `maildirfolder`, ...) are copied last, so the keyword table is at least
 //! as new as the letters in every copied file name.
 
@@ -38,7 +38,7 @@ use std::time::SystemTime;
 
 use super::BackupError;
 use super::files::{Writer, io_error, is_transient, list_dir, open_regular};
-use crate::store::{TRASHED_PREFIX, is_maildir, parse_file_name};
+use crate::store::maildir::{TRASHED_PREFIX, is_maildir, parse_file_name};
 
 /// Passes over the mail tree before giving up. The first copies; the next ones only pick
 /// up what moved past the walk, and the second or third usually finds nothing to do.

@@ -11,12 +11,12 @@
 //! Why `state/` before `mail/`: the indexes (`state/index/`) are copied first, so a
 //! restored index knows at most what the copied Maildir holds. That is the state a crash
 //! leaves, and the store repairs it when a mailbox is opened: a delivery is acknowledged
-//! once its file is in `new/`, before any index record (store/deliver.rs), and APPEND,
+//! once its file is in `new/`, before any index record (store/maildir/deliver.rs), and APPEND,
 //! COPY and MOVE rename files into `cur/` before appending their index records
-//! (store/message_ops.rs), so after a crash the Maildir may hold more than the index. At
+//! (store/maildir/message_ops.rs), so after a crash the Maildir may hold more than the index. At
 //! open the index is replayed (a torn last record, which a copy taken mid-append can also
-//! end with, is dropped: store/index.rs) and the first sync has no trust in directory
-//! mtimes, so it lists everything (store/mailbox_sync.rs): files the index does not know
+//! end with, is dropped: store/maildir/index.rs) and the first sync has no trust in directory
+//! mtimes, so it lists everything (store/maildir/mailbox_sync.rs): files the index does not know
 //! get UIDs after its UIDNEXT, messages whose files are gone (moved or expunged while we
 //! copied) become expunges after a second look, and flag letters that differ from the
 //! index are adopted with a new modseq. Within a directory of `state/`, every `.idx` is

@@ -66,6 +66,8 @@ pub struct ImapContext {
     pub hostname: String,
     pub directory: Arc<accounts::Directory>,
     pub store: store::Store,
+    /// Where big APPEND literals stream while they arrive (`datadir::spool_dir`).
+    pub spool_dir: std::path::PathBuf,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub limits: ImapLimits,
     /// Logged-in connections per (user, IP), bounded by `limits.max_connections_per_user_ip`.
@@ -82,6 +84,7 @@ impl ImapContext {
         hostname: String,
         directory: Arc<accounts::Directory>,
         store: store::Store,
+        spool_dir: std::path::PathBuf,
         tls: Option<tokio_rustls::TlsAcceptor>,
         limits: ImapLimits,
     ) -> ImapContext {
@@ -90,6 +93,7 @@ impl ImapContext {
             hostname,
             directory,
             store,
+            spool_dir,
             tls,
             limits,
             user_connections: UserConnections::default(),

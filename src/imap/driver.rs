@@ -117,8 +117,11 @@ impl Driver {
                         self.session.out.extend_from_slice(LITERAL_CONTINUATION);
                         self.send().await?;
                     }
-                    let spool_dir = self.session.ctx.store.spool_dir();
-                    match self.conn.spool_literal(&spool_dir, size, binary, self.session.timeout()).await? {
+                    match self
+                        .conn
+                        .spool_literal(&self.session.ctx.spool_dir, size, binary, self.session.timeout())
+                        .await?
+                    {
                         Spooled::Done(body, has_nul) => self.spooled.push(SpooledLiteral { index, body, has_nul }),
                         Spooled::Ended(ended) => return self.read_ended(ended).await,
                     }

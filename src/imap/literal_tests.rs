@@ -18,7 +18,7 @@ async fn login_bob(srv: &TestServer) -> Client {
 }
 
 fn spool_files(srv: &TestServer) -> usize {
-    std::fs::read_dir(srv.store.spool_dir()).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(crate::datadir::spool_dir(srv.dir.path())).map(|d| d.count()).unwrap_or(0)
 }
 
 /// Poll a condition the server reaches on its own (file system state), for up to 10 s.

@@ -98,7 +98,10 @@ pub fn store_error(e: &StoreError, peer: &std::net::SocketAddr) -> Tagged {
         StoreError::NotPermitted(_) => Tagged::no("Not permitted on this mailbox").code("CANNOT"),
         StoreError::NoSuchMessage(_) => Tagged::no("Some messages were expunged").code("EXPUNGEISSUED"),
         StoreError::Limit(what) => Tagged::no(*what).code("LIMIT"),
-        StoreError::InvalidAccount(_) | StoreError::Io { .. } | StoreError::Background(_) => {
+        StoreError::InvalidAccount(_)
+        | StoreError::Io { .. }
+        | StoreError::Background(_)
+        | StoreError::Unavailable(_) => {
             tracing::warn!(%peer, error = %e, "IMAP store failure");
             Tagged::no("Internal error, try again later").code("UNAVAILABLE")
         }
@@ -160,5 +163,13 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "a1 NO [TRYCREATE] Mailbox does not exist\r\na2 OK UID FETCH completed\r\n"
         );
+    }
+
+    #[test]
+    fn an_unreachable_store_is_no_unavailable() {
+        let peer: std::net::SocketAddr = ([192, 0, 2, 1], 1143).into();
+        let mut out = Vec::new();
+        store_error(&StoreError::Unavailable("database down".into()), &peer).write(&mut out, "a1", "SELECT");
+        assert_eq!(String::from_utf8(out).unwrap(), "a1 NO [UNAVAILABLE] Internal error, try again later\r\n");
     }
 }

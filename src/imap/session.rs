@@ -370,7 +370,7 @@ impl Session {
             CommandBody::Status { mailbox, items } => self.cmd_status(&mailbox, &items).await,
             CommandBody::Append { mailbox, messages } => self.cmd_append(&mailbox, messages, spooled).await,
             CommandBody::Idle => return Ok(self.cmd_idle().await),
-            CommandBody::GetQuota { root } => self.cmd_getquota(&root),
+            CommandBody::GetQuota { root } => self.cmd_getquota(&root).await,
             CommandBody::GetQuotaRoot { mailbox } => self.cmd_getquotaroot(&mailbox).await,
             CommandBody::SetQuota { .. } => Tagged::no("Quotas are set by the administrator").code("NOPERM"),
             _ if !selected => Tagged::bad("No mailbox selected"),

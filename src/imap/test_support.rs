@@ -55,6 +55,7 @@ pub async fn start_in(
         "mail.example.org".into(),
         Arc::new(directory),
         store.clone(),
+        crate::datadir::spool_dir(dir.path()),
         None,
         ImapLimits {
             allow_insecure_auth: true,

@@ -88,7 +88,7 @@ impl Pop3Backend for Pop3Context {
         self.store.ensure_account(&owner).await.map_err(backend_error)?;
         let mailbox = self.store.open_mailbox(&owner, "INBOX").await.map_err(backend_error)?;
         let snapshot = mailbox.sync().await.map_err(backend_error)?;
-        let entries = snapshot.messages.iter().map(|m| MaildropEntry::new(m.uid, m.size, &m.base_name)).collect();
+        let entries = snapshot.messages.iter().map(|m| MaildropEntry::new(m.uid, m.size, &m.uidl)).collect();
         Ok((mailbox, entries))
     }
 
@@ -101,5 +101,20 @@ impl Pop3Backend for Pop3Context {
         // all the same: the client's DELE is satisfied.
         mailbox.expunge(uids).await.map_err(backend_error)?;
         Ok(uids.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An unreachable store is a store failure, which the server answers with
+    /// `-ERR [SYS/TEMP]` (RFC 2449 8.1.2), never "message removed": the client must keep
+    /// its copy and retry.
+    #[test]
+    fn an_unreachable_store_is_sys_temp() {
+        let e = backend_error(StoreError::Unavailable("database down".into()));
+        assert!(matches!(e, BackendError::Store(_)), "{e:?}");
+        assert!(matches!(backend_error(StoreError::NoSuchMessage(3)), BackendError::Vanished));
     }
 }

@@ -51,7 +51,7 @@ impl LocalCourier {
         let results = if deliveries.is_empty() { Vec::new() } else { self.store.deliver(body, &deliveries).await };
         for (d, r) in deliveries.iter().zip(&results) {
             match r {
-                Ok(m) => tracing::debug!(mailbox = %d.owner, path = %m.path.display(), "copy durable"),
+                Ok(m) => tracing::debug!(mailbox = %d.owner, location = %m.location, "copy durable"),
                 Err(e) => tracing::error!(mailbox = %d.owner, error = %e, "local delivery failed"),
             }
         }

@@ -137,3 +137,13 @@ async fn delivers_each_mailbox_once_with_its_headers() {
         assert!(content.ends_with("\r\n\r\nhi\r\n"));
     }
 }
+
+/// A backend that cannot be reached is "try again later" (451 4.3.0), like a full disk:
+/// the sender keeps the message queued.
+#[test]
+fn an_unreachable_store_is_451_4_3_0() {
+    let s = store_error_reply(&StoreError::Unavailable("database down".into()));
+    assert_eq!(s, Status::new(451, (4, 3, 0), "Error: local delivery failed, try again later"));
+    let s = store_error_reply(&StoreError::NoSuchFolder("x".into()));
+    assert_eq!(s, Status::new(550, (5, 2, 0), "Error: mailbox unavailable"));
+}

@@ -102,12 +102,42 @@ impl DirectoryPolicy {
     }
 
     /// Is the mailbox of this account over its quota (cheap: the store keeps counters)?
-    fn over_quota(&self, mailbox: &Address) -> bool {
+    /// A store that cannot tell says no: the delivery itself then fails temporarily.
+    async fn over_quota(&self, mailbox: &Address) -> bool {
         let Some(quota) = self.directory.account(mailbox).and_then(|a| a.quota) else {
             return false;
         };
         let owner = MailboxOwner::new(mailbox.local.clone(), mailbox.domain.clone());
-        self.store.quota_usage(&owner) >= quota
+        match self.store.quota_usage(&owner).await {
+            Ok(used) => used >= quota,
+            Err(e) => {
+                tracing::warn!(mailbox = %owner, error = %e, "quota usage unknown");
+                false
+            }
+        }
+    }
+
+    /// Drop the mailboxes that are over quota from an accepted recipient. An alias with
+    /// several mailboxes still delivers to those with room; only when every one is full
+    /// does the sender hear 452 and retry later.
+    async fn without_full_mailboxes(&self, recipient: &Address, verdict: RecipientVerdict) -> RecipientVerdict {
+        let RecipientVerdict::Accept { mailboxes, forwards } = verdict else {
+            return verdict;
+        };
+        let total = mailboxes.len();
+        let mut room = Vec::with_capacity(total);
+        for m in mailboxes {
+            if !self.over_quota(&m).await {
+                room.push(m);
+            }
+        }
+        if room.len() < total {
+            tracing::info!(recipient = %recipient, full = total - room.len(), "mailbox over quota");
+        }
+        if room.is_empty() && forwards.is_empty() {
+            return RecipientVerdict::OverQuota;
+        }
+        RecipientVerdict::Accept { mailboxes: room, forwards }
     }
 }
 
@@ -143,22 +173,26 @@ impl Policy for DirectoryPolicy {
         client: &ClientInfo,
         recipient: &Address,
     ) -> impl Future<Output = RecipientVerdict> + Send {
-        let mut verdict = self.recipient_verdict(client, recipient);
-        // Submission counts recipients, not messages: otherwise one stolen password sends
-        // `MAILROOM_MESSAGES_PER_HOUR` x 100 copies. Only accepted ones use up the budget.
-        if let (RecipientVerdict::Accept { .. }, SmtpMode::Submission, Some(account)) =
-            (&verdict, self.mode, &client.authenticated)
-            && !self.limiter.allow_recipient(&account.to_string())
-        {
-            tracing::warn!(user = %account, "recipient refused: hourly recipient limit reached");
-            verdict = RecipientVerdict::HourlyLimit;
+        let verdict = self.recipient_verdict(client, recipient);
+        async move {
+            let mut verdict = self.without_full_mailboxes(recipient, verdict).await;
+            // Submission counts recipients, not messages: otherwise one stolen password sends
+            // `MAILROOM_MESSAGES_PER_HOUR` x 100 copies. Only accepted ones use up the budget.
+            if let (RecipientVerdict::Accept { .. }, SmtpMode::Submission, Some(account)) =
+                (&verdict, self.mode, &client.authenticated)
+                && !self.limiter.allow_recipient(&account.to_string())
+            {
+                tracing::warn!(user = %account, "recipient refused: hourly recipient limit reached");
+                verdict = RecipientVerdict::HourlyLimit;
+            }
+            verdict
         }
-        async move { verdict }
     }
 }
 
 impl DirectoryPolicy {
-    /// The recipient decision (synchronous: the directory and quota counters are in memory).
+    /// The recipient decision from the directory alone (synchronous: it is in memory);
+    /// `check_recipient` then asks the store which mailboxes are over quota.
     pub fn recipient_verdict(&self, client: &ClientInfo, recipient: &Address) -> RecipientVerdict {
         if !self.directory.is_local_domain(&recipient.domain) {
             let may_relay = client.authenticated.is_some() || self.is_trusted(client.ip);
@@ -190,16 +224,6 @@ impl DirectoryPolicy {
         }
         if !forwards.is_empty() && !self.can_queue {
             return RecipientVerdict::TempFail(NO_QUEUE);
-        }
-        // An alias with several mailboxes still delivers to those with room; only when
-        // every one is full does the sender hear 452 and retry later.
-        let total = mailboxes.len();
-        mailboxes.retain(|m| !self.over_quota(m));
-        if mailboxes.len() < total {
-            tracing::info!(recipient = %recipient, full = total - mailboxes.len(), "mailbox over quota");
-        }
-        if mailboxes.is_empty() && forwards.is_empty() {
-            return RecipientVerdict::OverQuota;
         }
         RecipientVerdict::Accept { mailboxes, forwards }
     }

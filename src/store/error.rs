@@ -50,6 +50,11 @@ pub enum StoreError {
     /// A background blocking task died (panicked or was cancelled at shutdown).
     #[error("background task failed: {0}")]
     Background(String),
+    /// The backend cannot be reached for now (a database or object store that is down or
+    /// failing over). Maildir never returns it; a networked backend does, and every
+    /// protocol then answers "try again later" instead of a permanent refusal.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
@@ -58,10 +63,11 @@ impl StoreError {
         StoreError::Io { path: path.into(), source }
     }
 
-    /// True when the error is a temporary condition worth retrying (I/O, background task),
-    /// false for errors caused by the request itself. SMTP maps true to 4xx.
+    /// True when the error is a temporary condition worth retrying (I/O, background task,
+    /// unreachable backend), false for errors caused by the request itself. SMTP maps true
+    /// to 4xx.
     pub fn is_temporary(&self) -> bool {
-        matches!(self, StoreError::Io { .. } | StoreError::Background(_))
+        matches!(self, StoreError::Io { .. } | StoreError::Background(_) | StoreError::Unavailable(_))
     }
 }
 

@@ -1,258 +1,352 @@
-//! The mail store: Maildir++ mailboxes, their per-mailbox index, quota and change events.
+//! The mail store: mailboxes, their messages, quota and change events, behind one boundary.
 //!
-//! Owns: everything under `<data>/mail/` and `<data>/state/index/`. SMTP/LMTP delivery
-//! (`deliver`), IMAP and POP3 (`open_mailbox` -> [`Mailbox`]) all go through [`Store`]; no
-//! other module touches a Maildir. Mail is stored exactly as Dovecot lays it out so Dovecot,
-//! mutt and mbsync can read it, and the index can always be rebuilt from the Maildir.
+//! Owns: every stored message. SMTP/LMTP delivery (`deliver`), IMAP and POP3
+//! (`open_mailbox` -> [`Mailbox`]) all go through [`Store`]; no other module touches the
+//! storage (backup/ reads Maildir files itself and is Maildir-only).
 //!
-//! Rules kept here: nothing is acknowledged before it is durable (file fsync, rename,
-//! directory fsync; group-committed across sessions, see `durable.rs`); one shared
-//! in-memory state per open mailbox, so sessions see each other's changes and deliveries
+//! Layout: `api.rs` the traits a backend implements ([`MailStore`], [`MailboxOps`],
+//! [`ViewRetention`]); `types.rs` the backend-neutral values, `error.rs` [`StoreError`],
+//! `folder_name.rs` folder names and mUTF-7, `reader.rs` [`MessageReader`] (CRLF message
+//! streams); `maildir/` the one backend today. [`Store`], [`Mailbox`] and [`ViewTicket`] are
+//! enums with one variant per backend that delegate through the traits, so consumers keep
+//! these names whatever the backend, and a new backend is a new variant (docs/architecture.md,
+//! "Store"). `contract_tests.rs` runs one suite against every backend's factory.
+//!
+//! Rules every backend keeps: nothing is acknowledged before it is durable; all handles of
+//! one open mailbox share its state, so sessions see each other's changes and deliveries
 //! wake IDLE at once without polling.
-//!
-//! Files: `types.rs` public values, `error.rs`, `folder_name.rs` mUTF-7 and name mapping,
-//! `filename.rs` Maildir names and flag letters, `keywords.rs` Dovecot keyword letters,
-//! `layout.rs` paths, `durable.rs` group commit, `deliver.rs`, `quota.rs`, `index.rs` the
-//! on-disk index log, `header_cache.rs` cached header blocks, `maildir_scan.rs` reading a Maildir
-//! directory, `mailbox.rs` an open mailbox,
-//! `mailbox_sync.rs` index <-> Maildir reconciliation, `uidlist.rs` Dovecot UID import,
-//! `message_ops.rs` append/copy/move, `mailbox_status.rs` STATUS/\Recent/POP3 claim,
-//! `reader.rs` CRLF message streams, `folders.rs` folder management and subscriptions,
-//! `retained.rs` expunged messages kept readable for sessions not yet told.
-//!
-//! POP3 UIDL: use [`MessageMeta::base_name`], the Maildir base name (`<secs>.M<usec>P<pid>
-//! Q<n>.<host>,S=<size>,W=<size>`). It never changes with flags, survives restarts and
-//! index rebuilds, and is what Dovecot's `pop3_uidl_format = %f`-style setups expose.
 
-mod deliver;
+pub mod api;
 #[cfg(test)]
-mod dovecot_compat_tests;
-mod durable;
+mod contract_tests;
 mod error;
-mod filename;
 pub mod folder_name;
-mod folders;
-mod header_cache;
-mod index;
-mod keywords;
-mod layout;
-mod mailbox;
-mod mailbox_status;
-mod mailbox_sync;
-#[cfg(test)]
-mod mailbox_tests;
-mod maildir_scan;
-mod message_ops;
-mod quota;
+pub mod maildir;
 mod reader;
-mod retained;
 mod types;
-mod uidlist;
 
-use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::time::SystemTime;
 
-pub use crate::durable::SyncStats;
+use tokio::sync::broadcast;
+
+pub use api::{MailStore, MailboxOps, ViewRetention};
 pub use error::StoreError;
-pub(crate) use filename::parse_file_name;
 pub use folder_name::{FolderPath, decode_mutf7, encode_mutf7};
-pub(crate) use folders::TRASHED_PREFIX;
-pub use keywords::{MAX_KEYWORD_LEN, MAX_KEYWORDS};
-pub use layout::Layout;
-pub(crate) use layout::is_maildir;
-pub use mailbox::Mailbox;
-pub use mailbox_status::ExclusiveClaim;
+pub use maildir::{MAX_KEYWORD_LEN, MAX_KEYWORDS, MaildirMailbox, MaildirStore};
 pub use reader::MessageReader;
-pub use retained::ViewTicket;
 pub use types::{
-    DeliveredMessage, Flag, FlagOp, FolderInfo, LocalDelivery, MailboxChanges, MailboxEvent, MailboxOwner,
+    DeliveredMessage, Flag, FlagOp, FolderInfo, LocalDelivery, MailboxChanges, MailboxEvent, MailboxId, MailboxOwner,
     MailboxSnapshot, MailboxStatus, MessageBody, MessageMeta, SpecialUse, StoreFlagsOutcome,
 };
 
-use crate::durable::{GroupSync, sync_dir};
-use error::blocking;
-use layout::{DEFAULT_FOLDERS, create_maildir};
-use quota::QuotaTracker;
-
-/// The mail store. Cheap to clone (an `Arc` inside); `Send + Sync`.
-#[derive(Clone)]
-pub struct Store {
-    inner: Arc<StoreInner>,
+/// The mail store, whichever backend holds the mail. Cheap to clone; `Send + Sync`.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// Maildir++ under the data dir (`maildir/`).
+    Maildir(MaildirStore),
 }
 
-type OpenKey = (MailboxOwner, FolderPath);
-
-struct StoreInner {
-    layout: Layout,
-    /// Host part of new file names, escaped.
-    host: String,
-    sync: GroupSync,
-    /// Accounts whose Maildir is known to exist (skip `ensure_account` work per delivery).
-    known_accounts: Mutex<HashSet<MailboxOwner>>,
-    /// Open mailboxes, so deliveries and other sessions notify them.
-    open: Mutex<HashMap<OpenKey, Weak<mailbox::Shared>>>,
-    quota: QuotaTracker,
-    /// Serialises folder management (create/delete/rename, subscriptions file).
-    folders_lock: tokio::sync::Mutex<()>,
-    /// Serialises opening (loading or rebuilding) mailbox indexes.
-    open_lock: tokio::sync::Mutex<()>,
-    /// Last UIDVALIDITY handed out, so two indexes created in the same second differ.
-    last_uid_validity: AtomicU32,
+/// An open folder. Cloning gives another handle to the same shared state.
+#[derive(Clone, Debug)]
+pub enum Mailbox {
+    Maildir(MaildirMailbox),
 }
 
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("mail_root", &self.inner.layout.mail_root()).finish()
-    }
+/// A session's view of a mailbox: expunged messages stay readable for it until released
+/// (RFC 2180 4.1.1). Dropping it releases everything.
+pub enum ViewTicket {
+    Maildir(maildir::ViewTicket),
 }
 
 impl Store {
-    /// Open the store under `data_dir` (creating `mail/` and `state/index/`). `hostname`
-    /// goes into new file names, as Dovecot and Postfix do.
+    /// Open the Maildir store under `data_dir` (creating `mail/` and `state/index/`).
+    /// `hostname` goes into new file names, as Dovecot and Postfix do.
     pub fn open(data_dir: &Path, hostname: &str) -> Result<Store, StoreError> {
-        let layout = Layout::new(data_dir);
-        for d in [layout.mail_root().to_path_buf(), data_dir.join("state").join("index")] {
-            std::fs::create_dir_all(&d).map_err(|e| StoreError::io(&d, e))?;
+        Ok(Store::Maildir(MaildirStore::open(data_dir, hostname)?))
+    }
+
+    /// The Maildir backend, for its extras (group-commit counters, paths); `None` on
+    /// another backend.
+    pub fn as_maildir(&self) -> Option<&MaildirStore> {
+        match self {
+            Store::Maildir(s) => Some(s),
         }
-        Ok(Store {
-            inner: Arc::new(StoreInner {
-                layout,
-                host: filename::escape_host(hostname),
-                sync: GroupSync::default(),
-                known_accounts: Mutex::new(HashSet::new()),
-                open: Mutex::new(HashMap::new()),
-                quota: QuotaTracker::default(),
-                open_lock: tokio::sync::Mutex::new(()),
-                folders_lock: tokio::sync::Mutex::new(()),
-                last_uid_validity: AtomicU32::new(0),
-            }),
-        })
     }
 
-    /// Where messages that are still arriving wait (SMTP DATA, IMAP APPEND literals):
-    /// `<data>/state/spool`.
-    pub fn spool_dir(&self) -> std::path::PathBuf {
-        self.inner.layout.state_root().join("spool")
+    /// See [`MailStore::open_mailbox`].
+    pub async fn open_mailbox(&self, account: &MailboxOwner, folder: &str) -> Result<Mailbox, StoreError> {
+        match self {
+            Store::Maildir(s) => MailStore::open_mailbox(s, account, folder).await.map(Mailbox::Maildir),
+        }
     }
 
-    /// Create the account's Maildir with INBOX plus Drafts, Sent, Junk and Trash, subscribed
-    /// (idempotent; existing folders and subscriptions are left alone).
+    /// See [`MailStore::deliver`].
+    pub async fn deliver(
+        &self,
+        body: &MessageBody,
+        deliveries: &[LocalDelivery],
+    ) -> Vec<Result<DeliveredMessage, StoreError>> {
+        match self {
+            Store::Maildir(s) => MailStore::deliver(s, body, deliveries).await,
+        }
+    }
+
+    /// See [`MailStore::ensure_account`].
     pub async fn ensure_account(&self, account: &MailboxOwner) -> Result<(), StoreError> {
-        let root = self.inner.layout.account_dir(account)?;
-        let mail_root = self.inner.layout.mail_root().to_path_buf();
-        blocking(move || {
-            let existed = root.join("cur").is_dir();
-            create_maildir(&root, false)?;
-            for name in DEFAULT_FOLDERS {
-                create_maildir(&root.join(format!(".{name}")), true)?;
-            }
-            if !existed {
-                folders::init_subscriptions(&root)?;
-                // The new account directory must survive a crash too.
-                if let Some(domain_dir) = root.parent() {
-                    sync_dir(domain_dir)?;
-                }
-                sync_dir(&mail_root)?;
-            }
-            Ok(())
-        })
-        .await?;
-        if let Ok(mut known) = self.inner.known_accounts.lock() {
-            known.insert(account.clone());
-        }
-        Ok(())
-    }
-
-    /// [`Store::ensure_account`] for many accounts (start-up), 32 at a time: a new account
-    /// costs about 28 directory fsyncs, and one after the other 511 accounts took 20 s on a
-    /// busy disk (bench/README.md); concurrent fsyncs share journal commits.
-    pub async fn ensure_accounts(&self, accounts: impl Iterator<Item = MailboxOwner>) -> Result<(), StoreError> {
-        const PARALLEL: usize = 32;
-        let mut running = tokio::task::JoinSet::new();
-        let mut result = Ok(());
-        for account in accounts {
-            if running.len() >= PARALLEL
-                && let Some(done) = running.join_next().await
-            {
-                result = result.and(done.unwrap_or_else(|e| Err(StoreError::Background(e.to_string()))));
-            }
-            let store = self.clone();
-            running.spawn(async move { store.ensure_account(&account).await });
-        }
-        while let Some(done) = running.join_next().await {
-            result = result.and(done.unwrap_or_else(|e| Err(StoreError::Background(e.to_string()))));
-        }
-        result
-    }
-
-    /// `ensure_account` once per account per process.
-    async fn ensure_account_cached(&self, account: &MailboxOwner) -> Result<(), StoreError> {
-        let known = self.inner.known_accounts.lock().map(|k| k.contains(account)).unwrap_or(false);
-        if known { Ok(()) } else { self.ensure_account(account).await }
-    }
-
-    /// Bytes used by the account (all folders). Cheap after the first call, which walks the
-    /// Maildir once (reading file names, not files).
-    pub fn quota_usage(&self, account: &MailboxOwner) -> u64 {
-        self.inner.quota.usage(&self.inner.layout, account)
-    }
-
-    /// Compute the account's usage off the async threads (the first-use directory walk), so
-    /// a later [`Store::quota_usage`] is a map lookup. Call it at login / first RCPT.
-    pub async fn prime_quota(&self, account: &MailboxOwner) -> u64 {
-        let store = self.clone();
-        let account = account.clone();
-        blocking(move || Ok(store.quota_usage(&account))).await.unwrap_or(0)
-    }
-
-    /// Group-commit counters (fsync requests vs. fsyncs issued) for `metrics.rs`.
-    pub fn fsync_stats(&self) -> SyncStats {
-        self.inner.sync.stats()
-    }
-
-    /// Tell an open mailbox (if any) that new mail arrived.
-    fn notify_new(&self, owner: &MailboxOwner, folder: &FolderPath) {
-        if let Some(shared) = self.lookup_open(owner, folder) {
-            shared.notify(MailboxEvent::NewMessages);
+        match self {
+            Store::Maildir(s) => MailStore::ensure_account(s, account).await,
         }
     }
 
-    fn lookup_open(&self, owner: &MailboxOwner, folder: &FolderPath) -> Option<Arc<mailbox::Shared>> {
-        let map = self.inner.open.lock().ok()?;
-        map.get(&(owner.clone(), folder.clone()))?.upgrade()
-    }
-
-    /// Forget open-mailbox state for a folder and its children (after delete/rename), so
-    /// the next open starts from disk.
-    fn forget_open(&self, owner: &MailboxOwner, folder: &FolderPath) {
-        if let Ok(mut map) = self.inner.open.lock() {
-            map.retain(|(o, f), w| !(o == owner && (f == folder || folder.is_ancestor_of(f))) && w.strong_count() > 0);
+    /// See [`MailStore::ensure_accounts`].
+    pub async fn ensure_accounts(&self, accounts: impl Iterator<Item = MailboxOwner> + Send) -> Result<(), StoreError> {
+        match self {
+            Store::Maildir(s) => MailStore::ensure_accounts(s, accounts).await,
         }
     }
 
-    /// A new UIDVALIDITY: the current time in seconds, strictly above any handed out
-    /// before in this process and above `previous` (a rebuilt index must change it, RFC
-    /// 3501 2.3.1.1).
-    fn next_uid_validity(&self, previous: Option<u32>) -> u32 {
-        let now =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(1);
-        let floor = previous.map(|p| p.wrapping_add(1)).unwrap_or(1).max(1);
-        let mut candidate = now.max(floor);
-        loop {
-            let last = self.inner.last_uid_validity.load(Ordering::SeqCst);
-            if candidate <= last {
-                candidate = last.wrapping_add(1).max(1);
-            }
-            if self
-                .inner
-                .last_uid_validity
-                .compare_exchange(last, candidate, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-            {
-                return candidate;
-            }
+    /// See [`MailStore::quota_usage`].
+    pub async fn quota_usage(&self, account: &MailboxOwner) -> Result<u64, StoreError> {
+        match self {
+            Store::Maildir(s) => MailStore::quota_usage(s, account).await,
+        }
+    }
+
+    /// See [`MailStore::list_folders`].
+    pub async fn list_folders(&self, account: &MailboxOwner) -> Result<Vec<FolderInfo>, StoreError> {
+        match self {
+            Store::Maildir(s) => MailStore::list_folders(s, account).await,
+        }
+    }
+
+    /// See [`MailStore::create_folder`].
+    pub async fn create_folder(
+        &self,
+        account: &MailboxOwner,
+        name: &str,
+        special_use: Option<SpecialUse>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Maildir(s) => MailStore::create_folder(s, account, name, special_use).await,
+        }
+    }
+
+    /// See [`MailStore::delete_folder`].
+    pub async fn delete_folder(&self, account: &MailboxOwner, name: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Maildir(s) => MailStore::delete_folder(s, account, name).await,
+        }
+    }
+
+    /// See [`MailStore::rename_folder`].
+    pub async fn rename_folder(&self, account: &MailboxOwner, from: &str, to: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Maildir(s) => MailStore::rename_folder(s, account, from, to).await,
+        }
+    }
+
+    /// See [`MailStore::set_subscribed`].
+    pub async fn set_subscribed(&self, account: &MailboxOwner, name: &str, on: bool) -> Result<(), StoreError> {
+        match self {
+            Store::Maildir(s) => MailStore::set_subscribed(s, account, name, on).await,
+        }
+    }
+
+    /// See [`MailStore::subscriptions`].
+    pub async fn subscriptions(&self, account: &MailboxOwner) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Maildir(s) => MailStore::subscriptions(s, account).await,
+        }
+    }
+}
+
+impl ViewTicket {
+    /// See [`ViewRetention::release`].
+    pub fn release(&self, uids: &[u32]) {
+        match self {
+            ViewTicket::Maildir(t) => ViewRetention::release(t, uids),
+        }
+    }
+
+    /// See [`ViewRetention::release_absent`].
+    pub fn release_absent(&self, in_view: impl Fn(u32) -> bool) {
+        match self {
+            ViewTicket::Maildir(t) => ViewRetention::release_absent(t, in_view),
+        }
+    }
+}
+
+impl Mailbox {
+    /// The Maildir backend's mailbox, for its extras; `None` on another backend.
+    pub fn as_maildir(&self) -> Option<&MaildirMailbox> {
+        match self {
+            Mailbox::Maildir(m) => Some(m),
+        }
+    }
+
+    /// See [`MailboxOps::id`].
+    pub fn id(&self) -> MailboxId {
+        match self {
+            Mailbox::Maildir(m) => MailboxOps::id(m),
+        }
+    }
+
+    /// True when both handles refer to the same mailbox (COPY into the selected mailbox
+    /// uses quota, MOVE within it does not).
+    pub fn same_mailbox(&self, other: &Mailbox) -> bool {
+        self.id() == other.id()
+    }
+
+    /// See [`MailboxOps::uid_validity`].
+    pub fn uid_validity(&self) -> u32 {
+        match self {
+            Mailbox::Maildir(m) => MailboxOps::uid_validity(m),
+        }
+    }
+
+    /// See [`MailboxOps::owner`].
+    pub fn owner(&self) -> &MailboxOwner {
+        match self {
+            Mailbox::Maildir(m) => MailboxOps::owner(m),
+        }
+    }
+
+    /// See [`MailboxOps::folder_name`].
+    pub fn folder_name(&self) -> String {
+        match self {
+            Mailbox::Maildir(m) => MailboxOps::folder_name(m),
+        }
+    }
+
+    /// See [`MailboxOps::register_view`].
+    pub fn register_view(&self) -> ViewTicket {
+        match self {
+            Mailbox::Maildir(m) => ViewTicket::Maildir(MailboxOps::register_view(m)),
+        }
+    }
+
+    /// See [`MailboxOps::subscribe`].
+    pub fn subscribe(&self) -> broadcast::Receiver<MailboxEvent> {
+        match self {
+            Mailbox::Maildir(m) => MailboxOps::subscribe(m),
+        }
+    }
+
+    /// See [`MailboxOps::sync`].
+    pub async fn sync(&self) -> Result<MailboxSnapshot, StoreError> {
+        match self {
+            Mailbox::Maildir(m) => MailboxOps::sync(m).await,
+        }
+    }
+
+    /// See [`MailboxOps::changes_since`].
+    pub async fn changes_since(&self, uid_validity: u32, modseq: u64) -> Result<Option<MailboxChanges>, StoreError> {
+        match self {
+            Mailbox::Maildir(m) => MailboxOps::changes_since(m, uid_validity, modseq).await,
+        }
+    }
+
+    /// See [`MailboxOps::vanished_since`].
+    pub async fn vanished_since(&self, modseq: u64) -> Vec<u32> {
+        match self {
+            Mailbox::Maildir(m) => MailboxOps::vanished_since(m, modseq).await,
+        }
+    }
+
+    /// See [`MailboxOps::take_recent`].
+    pub async fn take_recent(&self, until: u32) -> Range<u32> {
+        match self {
+            Mailbox::Maildir(m) => MailboxOps::take_recent(m, until).await,
+        }
+    }
+
+    /// See [`MailboxOps::status`].
+    pub async fn status(&self) -> Result<MailboxStatus, StoreError> {
+        match self {
+            Mailbox::Maildir(m) => MailboxOps::status(m).await,
+        }
+    }
+
+    /// See [`MailboxOps::store_flags`].
+    pub async fn store_flags(
+        &self,
+        uids: &[u32],
+        op: FlagOp,
+        flags: &[Flag],
+        unchanged_since: Option<u64>,
+    ) -> Result<StoreFlagsOutcome, StoreError> {
+        match self {
+            Mailbox::Maildir(m) => MailboxOps::store_flags(m, uids, op, flags, unchanged_since).await,
+        }
+    }
+
+    /// See [`MailboxOps::expunge`].
+    pub async fn expunge(&self, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
+        match self {
+            Mailbox::Maildir(m) => MailboxOps::expunge(m, uids).await,
+        }
+    }
+
+    /// See [`MailboxOps::append`].
+    pub async fn append(
+        &self,
+        body: &MessageBody,
+        flags: &[Flag],
+        internal_date: Option<SystemTime>,
+    ) -> Result<u32, StoreError> {
+        match self {
+            Mailbox::Maildir(m) => MailboxOps::append(m, body, flags, internal_date).await,
+        }
+    }
+
+    /// See [`MailboxOps::copy_to`]. Both mailboxes are of one store, so of one backend.
+    pub async fn copy_to(&self, uids: &[u32], dest: &Mailbox) -> Result<Vec<(u32, u32)>, StoreError> {
+        match (self, dest) {
+            (Mailbox::Maildir(m), Mailbox::Maildir(d)) => MailboxOps::copy_to(m, uids, d).await,
+        }
+    }
+
+    /// See [`MailboxOps::move_to`].
+    pub async fn move_to(&self, uids: &[u32], dest: &Mailbox) -> Result<Vec<(u32, u32)>, StoreError> {
+        match (self, dest) {
+            (Mailbox::Maildir(m), Mailbox::Maildir(d)) => MailboxOps::move_to(m, uids, d).await,
+        }
+    }
+
+    /// See [`MailboxOps::open_message`].
+    pub async fn open_message(&self, uid: u32) -> Result<MessageReader, StoreError> {
+        match self {
+            Mailbox::Maildir(m) => MailboxOps::open_message(m, uid).await,
+        }
+    }
+
+    /// See [`MailboxOps::read_message`].
+    pub async fn read_message(&self, uid: u32, max: usize) -> Result<bytes::Bytes, StoreError> {
+        match self {
+            Mailbox::Maildir(m) => MailboxOps::read_message(m, uid, max).await,
+        }
+    }
+
+    /// See [`MailboxOps::read_headers`].
+    pub async fn read_headers(&self, uids: &[u32]) -> Result<Vec<Option<bytes::Bytes>>, StoreError> {
+        match self {
+            Mailbox::Maildir(m) => MailboxOps::read_headers(m, uids).await,
+        }
+    }
+
+    /// See [`MailboxOps::read_header_block`].
+    pub async fn read_header_block(&self, uid: u32) -> Result<bytes::Bytes, StoreError> {
+        match self {
+            Mailbox::Maildir(m) => MailboxOps::read_header_block(m, uid).await,
+        }
+    }
+
+    /// See [`MailboxOps::header_block_reader`].
+    pub async fn header_block_reader(&self, uid: u32) -> Result<(MessageReader, u64), StoreError> {
+        match self {
+            Mailbox::Maildir(m) => MailboxOps::header_block_reader(m, uid).await,
         }
     }
 }
@@ -269,31 +363,5 @@ mod tests {
         assert_send_sync::<Store>();
         assert_send_sync::<Mailbox>();
         assert_error::<StoreError>();
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn quota_walk_counts_existing_mail_once_then_tracks_changes() {
-        let data = tempfile::tempdir().unwrap();
-        let alice = MailboxOwner::new("alice", "example.org");
-        {
-            let store = Store::open(data.path(), "mx").unwrap();
-            let body = MessageBody::Memory(bytes::Bytes::from_static(b"0123456789"));
-            let d = LocalDelivery { owner: alice.clone(), folder: "Junk".into(), header_prefix: b"X: y\r\n".to_vec() };
-            store.deliver(&body, &[d.clone(), d]).await;
-        }
-        // A foreign file without S= is stat'ed by the walk.
-        let root = data.path().join("mail/example.org/alice");
-        std::fs::write(root.join("cur/123.foreign:2,S"), b"abc").unwrap();
-        let store = Store::open(data.path(), "mx").unwrap();
-        assert_eq!(store.prime_quota(&alice).await, 2 * 16 + 3);
-        // Inline on a worker thread (block_in_place path) for another account.
-        let bob = MailboxOwner::new("bob", "example.org");
-        assert_eq!(store.quota_usage(&bob), 0);
-        let inbox = store.open_mailbox(&alice, "INBOX").await.unwrap();
-        let body = MessageBody::Memory(bytes::Bytes::from_static(b"12345"));
-        inbox.append(&body, &[], None).await.unwrap();
-        assert_eq!(store.quota_usage(&alice), 2 * 16 + 3 + 5);
-        let bad = MailboxOwner::new("..", "example.org");
-        assert_eq!(store.quota_usage(&bad), 0);
     }
 }

@@ -4,7 +4,7 @@
 //! with CRLF and stream through unchanged; files written by others (Postfix `local`, mutt,
 //! some Dovecot setups) may use bare LF, which is turned into CRLF on the fly so the bytes
 //! sent always match the advertised RFC822.SIZE / LIST size. Large messages are never held
-//! in memory.
+//! in memory. A backend without files hands over its own stream instead (`from_stream`).
 
 use std::io;
 use std::pin::Pin;
@@ -51,10 +51,24 @@ pub struct MessageReader {
     source: Source,
 }
 
-#[derive(Debug)]
 enum Source {
     Memory { data: bytes::Bytes, pos: usize },
     File { file: tokio::fs::File, convert: bool, prev_cr: bool, pending: Vec<u8>, pos: usize },
+    Stream(Pin<Box<dyn AsyncRead + Send>>),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Memory { data, pos } => {
+                f.debug_struct("Memory").field("len", &data.len()).field("pos", pos).finish()
+            }
+            Source::File { file, convert, .. } => {
+                f.debug_struct("File").field("file", file).field("convert", convert).finish()
+            }
+            Source::Stream(_) => f.write_str("Stream"),
+        }
+    }
 }
 
 impl MessageReader {
@@ -66,6 +80,13 @@ impl MessageReader {
     /// A message already read into memory (its CRLF wire form).
     pub(crate) fn from_bytes(data: bytes::Bytes) -> MessageReader {
         MessageReader { size: data.len() as u64, source: Source::Memory { data, pos: 0 } }
+    }
+
+    /// A backend's own stream of the CRLF wire form, `size` bytes long (for a store without
+    /// message files: a prefix chained with an object store body, or database chunks).
+    /// `skip` reads through it; a backend that can do ranged reads skips before wrapping.
+    pub fn from_stream(stream: impl AsyncRead + Send + 'static, size: u64) -> MessageReader {
+        MessageReader { size, source: Source::Stream(Box::pin(stream)) }
     }
 
     /// Wire size in bytes: exactly what reading to the end yields.
@@ -96,7 +117,7 @@ impl MessageReader {
                 Ok(())
             }
             Source::File { file, convert: false, .. } => file.seek(io::SeekFrom::Start(n)).await.map(|_| ()),
-            Source::File { .. } => {
+            Source::File { .. } | Source::Stream(_) => {
                 tokio::io::copy(&mut (&mut *self).take(n), &mut tokio::io::sink()).await?;
                 Ok(())
             }
@@ -114,6 +135,7 @@ impl AsyncRead for MessageReader {
                 return Poll::Ready(Ok(()));
             }
             Source::File { file, convert: false, .. } => return Pin::new(file).poll_read(cx, out),
+            Source::Stream(stream) => return stream.as_mut().poll_read(cx, out),
             Source::File { file, prev_cr, pending, pos, .. } => (file, prev_cr, pending, pos),
         };
         loop {
@@ -186,6 +208,21 @@ mod tests {
         let mut out = Vec::new();
         r.read_to_end(&mut out).await.unwrap();
         assert_eq!((out.as_slice(), r.size()), (&b"\r\ncd"[..], 6));
+    }
+
+    /// A backend's stream passes through as it is; skipping reads through it.
+    #[tokio::test]
+    async fn streams_pass_through_and_skip_by_reading() {
+        let data = b"Subject: s\r\n\r\nbody\r\n";
+        let mut r = MessageReader::from_stream(std::io::Cursor::new(data.to_vec()), data.len() as u64);
+        assert_eq!(r.size(), data.len() as u64);
+        r.skip(12).await.unwrap();
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).await.unwrap();
+        assert_eq!(out, b"\r\nbody\r\n");
+        let r = MessageReader::from_stream(std::io::Cursor::new(data.to_vec()), data.len() as u64);
+        assert!(format!("{r:?}").contains("Stream"));
+        assert!(r.into_std_file().is_none(), "no positional reads on a stream");
     }
 
     /// Only a file read as stored gives its file for positional reads.

@@ -72,11 +72,23 @@ pub struct LocalDelivery {
     pub header_prefix: Vec<u8>,
 }
 
+/// Which mailbox a handle refers to, comparable across handles: `location` is the
+/// backend's key for the folder, `uid_validity` tells a folder apart from an earlier one
+/// of the same name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MailboxId {
+    /// Backend-specific key of the folder (`maildir:<directory>`).
+    pub location: String,
+    /// The folder's IMAP UIDVALIDITY.
+    pub uid_validity: u32,
+}
+
 /// A durable delivered copy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeliveredMessage {
-    /// The file in `new/`.
-    pub path: PathBuf,
+    /// Where the copy landed, for log lines only (a Maildir backend gives the file in
+    /// `new/`; another backend its own key). Nothing may parse it or open it.
+    pub location: String,
     /// Wire size (header prefix + body).
     pub size: u64,
 }
@@ -199,8 +211,10 @@ pub struct MessageMeta {
     pub size: u64,
     /// IMAP INTERNALDATE (file mtime at delivery).
     pub internal_date: SystemTime,
-    /// Maildir base name (before `:2,`): stable for the message's life; POP3 UIDL.
-    pub base_name: String,
+    /// The POP3 UIDL: stable for the message's life, kept by MOVE, restarts and index
+    /// rebuilds. The Maildir backend uses the base name (before `:2,`), as Dovecot's
+    /// `%f`-style setups expose it, so clients switching servers do not download twice.
+    pub uidl: String,
 }
 
 /// A consistent view of a mailbox after `sync`.

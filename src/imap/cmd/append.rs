@@ -66,10 +66,14 @@ impl Session {
         Ok((bodies, files))
     }
 
-    fn over_quota(&self, extra: u64) -> bool {
+    /// Would `extra` more bytes pass the user's quota? Asks the store for the current usage
+    /// (`&mut`: a shared borrow of the session held across the wait would need it `Sync`).
+    async fn over_quota(&mut self, extra: u64) -> Result<bool, StoreError> {
         match (self.quota_limit(), self.user()) {
-            (Some(limit), Some(user)) => self.ctx.store.quota_usage(&user.owner).saturating_add(extra) > limit,
-            _ => false,
+            (Some(limit), Some(user)) => {
+                Ok(self.ctx.store.quota_usage(&user.owner).await?.saturating_add(extra) > limit)
+            }
+            _ => Ok(false),
         }
     }
 
@@ -95,8 +99,10 @@ impl Session {
         if bodies.iter().any(|b| b.len() > self.ctx.limits.max_literal) {
             return Tagged::no("Message too big").code("TOOBIG");
         }
-        if self.over_quota(total) {
-            return Tagged::no("Quota exceeded").code("OVERQUOTA");
+        match self.over_quota(total).await {
+            Ok(false) => {}
+            Ok(true) => return Tagged::no("Quota exceeded").code("OVERQUOTA"),
+            Err(e) => return store_error(&e, &self.peer),
         }
         // Index mail waiting in new/ first, so UIDs follow arrival order.
         if let Err(e) = target.sync().await {
@@ -157,8 +163,12 @@ impl Session {
         }
         let size: u64 = targets.iter().map(|i| sel.messages[*i].size).sum();
         let same = sel.mailbox.same_mailbox(&target);
-        if (!is_move || same) && self.over_quota(size) {
-            return Tagged::no("Quota exceeded").code("OVERQUOTA");
+        if !is_move || same {
+            match self.over_quota(size).await {
+                Ok(false) => {}
+                Ok(true) => return Tagged::no("Quota exceeded").code("OVERQUOTA"),
+                Err(e) => return store_error(&e, &self.peer),
+            }
         }
         let Some(sel) = self.selected() else {
             return Tagged::bad("No mailbox selected");

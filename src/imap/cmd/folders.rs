@@ -321,15 +321,15 @@ impl Session {
     }
 
     /// `* QUOTA "" (STORAGE used limit)` in KiB (RFC 9208 5.1), or nothing without a quota.
-    fn write_quota(&mut self) -> bool {
+    async fn write_quota(&mut self) -> Result<bool, StoreError> {
         let (Some(limit), Some(user)) = (self.quota_limit(), self.user()) else {
-            return false;
+            return Ok(false);
         };
-        let used = self.ctx.store.quota_usage(&user.owner);
+        let used = self.ctx.store.quota_usage(&user.owner).await?;
         self.out.extend_from_slice(
             format!("* QUOTA \"\" (STORAGE {} {})\r\n", used.div_ceil(1024), limit / 1024).as_bytes(),
         );
-        true
+        Ok(true)
     }
 
     /// GETQUOTAROOT (RFC 9208 4.3) names a mailbox: it is checked like in STATUS (valid
@@ -352,15 +352,20 @@ impl Session {
         }
         out.extend_from_slice(b"\r\n");
         self.out.extend_from_slice(&out);
-        self.write_quota();
+        if let Err(e) = self.write_quota().await {
+            return store_error(&e, &self.peer);
+        }
         Tagged::ok("GETQUOTAROOT completed")
     }
 
-    pub(crate) fn cmd_getquota(&mut self, root: &str) -> Tagged {
-        if root.is_empty() && self.write_quota() {
-            Tagged::ok("GETQUOTA completed")
-        } else {
-            Tagged::no("No such quota root").code("NONEXISTENT")
+    pub(crate) async fn cmd_getquota(&mut self, root: &str) -> Tagged {
+        if !root.is_empty() {
+            return Tagged::no("No such quota root").code("NONEXISTENT");
+        }
+        match self.write_quota().await {
+            Ok(true) => Tagged::ok("GETQUOTA completed"),
+            Ok(false) => Tagged::no("No such quota root").code("NONEXISTENT"),
+            Err(e) => store_error(&e, &self.peer),
         }
     }
 }

@@ -38,7 +38,14 @@ pub fn context(dir: &std::path::Path, tls: Option<tokio_rustls::TlsAcceptor>) ->
         max_literal: 100_000,
         ..ImapLimits::default()
     };
-    let ctx = ImapContext::new("mail.example.org".into(), Arc::new(directory), store.clone(), tls, limits);
+    let ctx = ImapContext::new(
+        "mail.example.org".into(),
+        Arc::new(directory),
+        store.clone(),
+        crate::datadir::spool_dir(dir),
+        tls,
+        limits,
+    );
     (Arc::new(ctx), store)
 }
 

@@ -22,7 +22,7 @@ fn meta() -> MessageMeta {
         modseq: 1,
         size: 0,
         internal_date: std::time::UNIX_EPOCH,
-        base_name: "m".into(),
+        uidl: "m".into(),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Bringing an open mailbox's index up to date with its Maildir (`Mailbox::sync`).
+//! Bringing an open mailbox's index up to date with its Maildir (`MaildirMailbox::sync`).
 //!
 //! Owns: the reconciliation rules. Files in `new/` move to `cur/` and get UIDs; files
 //! dropped into `cur/` by anyone get UIDs; files that vanished become expunges (after a
@@ -7,7 +7,7 @@
 //! how much work is needed (see `maildir_scan.rs`), so a sync with no change costs two `stat`s. A
 //! Maildir indexed for the first time keeps Dovecot's UIDs (`uidlist.rs`).
 //!
-//! Also the incremental form sessions use to stay current, [`Mailbox::changes_since`]:
+//! Also the incremental form sessions use to stay current, [`MaildirMailbox::changes_since`]:
 //! every change (new message, flags, expunge) bumps the modseq, so "what changed after
 //! modseq N" is a filter over the index plus the expunge tombstones, not a copy of a
 //! 50,000-message list after every STORE by any session.
@@ -19,7 +19,7 @@ use super::error::{StoreError, blocking};
 use super::filename::{FlagSet, parse_file_name};
 use super::index::{IndexData, IndexEntry, IndexLog, Record};
 use super::keywords::KeywordTable;
-use super::mailbox::{Mailbox, State, meta};
+use super::mailbox::{MaildirMailbox, State, meta};
 use super::maildir_scan::{self, Freshness, Trust};
 use super::types::{MailboxChanges, MailboxEvent};
 
@@ -75,7 +75,7 @@ pub(crate) async fn import_dovecot(
     })
 }
 
-impl Mailbox {
+impl MaildirMailbox {
     pub(crate) async fn sync_locked(&self, st: &mut State, force: bool) -> Result<(), StoreError> {
         let dir = self.shared.dir.clone();
         let trust = if force { None } else { st.trust };
@@ -234,7 +234,7 @@ impl Mailbox {
     /// Sync, then report only what changed after `modseq` (a session's HIGHESTMODSEQ):
     /// messages added or changed, and UIDs expunged. `None` when that cannot be told
     /// exactly (the UIDVALIDITY changed, or the tombstones no longer reach back): the caller
-    /// then compares a full [`Mailbox::sync`] snapshot.
+    /// then compares a full [`MaildirMailbox::sync`] snapshot.
     pub async fn changes_since(&self, uid_validity: u32, modseq: u64) -> Result<Option<MailboxChanges>, StoreError> {
         let mut st = self.lock().await;
         self.sync_locked(&mut st, false).await?;

@@ -18,7 +18,7 @@ use super::error::{StoreError, blocking};
 use super::filename::{FlagSet, new_base_name, new_base_name_sizes, parse_file_name};
 use super::index::{IndexEntry, Record};
 use super::keywords::KeywordTable;
-use super::mailbox::{Mailbox, State};
+use super::mailbox::{MaildirMailbox, State};
 use super::retained;
 use super::types::{Flag, MailboxEvent, MessageBody};
 
@@ -41,7 +41,7 @@ fn collect(st: &State, uids: &[u32]) -> Vec<Source> {
     uids.into_iter().filter_map(|uid| st.index.messages.get(&uid).map(|e| Source { uid, entry: e.clone() })).collect()
 }
 
-async fn lock_two<'a>(a: &'a Mailbox, b: &'a Mailbox) -> (MutexGuard<'a, State>, MutexGuard<'a, State>) {
+async fn lock_two<'a>(a: &'a MaildirMailbox, b: &'a MaildirMailbox) -> (MutexGuard<'a, State>, MutexGuard<'a, State>) {
     if Arc::as_ptr(&a.shared) < Arc::as_ptr(&b.shared) {
         let ga = a.lock().await;
         let gb = b.lock().await;
@@ -101,7 +101,7 @@ fn add_placed(st: &mut State, placed: Vec<Placed>) -> (Vec<Record>, Vec<(u32, u3
     (records, pairs, bytes)
 }
 
-impl Mailbox {
+impl MaildirMailbox {
     /// Store a new message (IMAP APPEND) with flags and INTERNALDATE (default: now).
     /// `body` is the CRLF wire form. Returns its UID (APPENDUID) once durable.
     pub async fn append(
@@ -169,8 +169,8 @@ impl Mailbox {
 
     /// Copy messages into `dest` (IMAP COPY). Returns (source uid, destination uid) pairs
     /// for COPYUID, once durable. Uids that no longer exist are skipped.
-    pub async fn copy_to(&self, uids: &[u32], dest: &Mailbox) -> Result<Vec<(u32, u32)>, StoreError> {
-        let (pairs, bytes) = if self.same_mailbox(dest) {
+    pub async fn copy_to(&self, uids: &[u32], dest: &MaildirMailbox) -> Result<Vec<(u32, u32)>, StoreError> {
+        let (pairs, bytes) = if self.shares_state(dest) {
             let mut st = self.lock().await;
             self.sync_locked(&mut st, false).await?;
             let sources = collect(&st, uids);
@@ -204,7 +204,7 @@ impl Mailbox {
     async fn place_copies(
         &self,
         sources: Vec<Source>,
-        dest: &Mailbox,
+        dest: &MaildirMailbox,
         table: KeywordTable,
     ) -> Result<Vec<Placed>, StoreError> {
         let src_cur = self.shared.dir.join("cur");
@@ -232,8 +232,8 @@ impl Mailbox {
 
     /// Move messages into `dest` (IMAP MOVE): rename into its `cur/`, expunge here.
     /// Returns (source uid, destination uid) pairs, once both sides are durable.
-    pub async fn move_to(&self, uids: &[u32], dest: &Mailbox) -> Result<Vec<(u32, u32)>, StoreError> {
-        if self.same_mailbox(dest) {
+    pub async fn move_to(&self, uids: &[u32], dest: &MaildirMailbox) -> Result<Vec<(u32, u32)>, StoreError> {
+        if self.shares_state(dest) {
             let pairs = self.copy_to(uids, dest).await?;
             let moved: Vec<u32> = pairs.iter().map(|(s, _)| *s).collect();
             self.expunge(&moved).await?;

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::Store;
+use super::MaildirStore;
 use super::durable::FILE_MODE;
 use super::error::{StoreError, blocking};
 use super::folder_name::FolderPath;
@@ -111,7 +111,7 @@ fn existing_folders(root: &Path) -> Result<BTreeSet<FolderPath>, StoreError> {
     Ok(out)
 }
 
-impl Store {
+impl MaildirStore {
     /// Every folder of the account, INBOX first, with special-use, children and
     /// subscription state (IMAP LIST / LSUB).
     pub async fn list_folders(&self, account: &MailboxOwner) -> Result<Vec<FolderInfo>, StoreError> {

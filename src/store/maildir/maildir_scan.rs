@@ -1,6 +1,6 @@
 //! Reading a Maildir directory: what is in `new/` and `cur/` right now.
 //!
-//! Owns: the blocking directory work behind `Mailbox::sync` — moving `new/` into `cur/`
+//! Owns: the blocking directory work behind `MaildirMailbox::sync` — moving `new/` into `cur/`
 //! (adding the `:2,` info as the Maildir spec says a reader does), listing `cur/`, and
 //! measuring files the index does not know yet (wire size from `W=`, else by reading; the
 //! internal date is the file's mtime). Also the cheap "did anything change?" check on

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use super::Store;
+use super::MaildirStore;
 use super::durable::write_new_file;
 use super::error::{StoreError, blocking};
 use super::filename::new_base_name;
@@ -19,7 +19,7 @@ use super::types::{DeliveredMessage, LocalDelivery, MessageBody};
 /// How often a name collision (another process with our pid and clock) is retried.
 const NAME_ATTEMPTS: usize = 3;
 
-impl Store {
+impl MaildirStore {
     /// Deliver one message to one or more mailboxes. Each copy is `header_prefix + body`.
     /// Returns when every copy is durable (file + directory fsync, group-committed), one
     /// result per delivery in the same order. Open mailboxes are notified (IDLE) and quota
@@ -89,7 +89,7 @@ impl Store {
         self.inner.sync.sync_dir(&dir.join("new")).await?;
         self.inner.quota.adjust(&self.inner.layout, &d.owner, size as i64);
         self.notify_new(&d.owner, &folder);
-        Ok(DeliveredMessage { path: new_path, size })
+        Ok(DeliveredMessage { location: new_path.display().to_string(), size })
     }
 }
 
@@ -112,7 +112,7 @@ mod tests {
     #[tokio::test]
     async fn deliver_writes_prefix_and_body_into_new() {
         let data = tempfile::tempdir().unwrap();
-        let store = Store::open(data.path(), "mx.example.org").unwrap();
+        let store = MaildirStore::open(data.path(), "mx.example.org").unwrap();
         let body = MessageBody::Memory(bytes::Bytes::from_static(b"Subject: hi\r\n\r\nhello\r\n"));
         let res = store
             .deliver(
@@ -126,11 +126,12 @@ mod tests {
             .await;
         let msg = res.into_iter().next().unwrap().unwrap();
         let root = data.path().join("mail/example.org/alice");
-        assert!(msg.path.starts_with(root.join("new")));
-        let content = std::fs::read(&msg.path).unwrap();
+        let path = std::path::PathBuf::from(&msg.location);
+        assert!(path.starts_with(root.join("new")));
+        let content = std::fs::read(&path).unwrap();
         assert_eq!(content, b"Delivered-To: alice@example.org\r\nSubject: hi\r\n\r\nhello\r\n");
         assert_eq!(msg.size, content.len() as u64);
-        let name = msg.path.file_name().unwrap().to_string_lossy().into_owned();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
         assert!(name.ends_with(&format!(".mx.example.org,S={0},W={0}", content.len())));
         assert!(files(&root.join("tmp")).is_empty());
         // ensure_account ran: default folders exist, Dovecot-style.
@@ -138,13 +139,13 @@ mod tests {
             assert!(root.join(f).join("cur").is_dir());
             assert!(root.join(f).join("maildirfolder").is_file());
         }
-        assert_eq!(store.quota_usage(&owner("alice")), content.len() as u64);
+        assert_eq!(store.quota_usage(&owner("alice")).await.unwrap(), content.len() as u64);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn two_hundred_concurrent_deliveries_of_three_copies() {
         let data = tempfile::tempdir().unwrap();
-        let store = Store::open(data.path(), "mx").unwrap();
+        let store = MaildirStore::open(data.path(), "mx").unwrap();
         let mut tasks = Vec::new();
         for i in 0..200 {
             let store = store.clone();
@@ -180,14 +181,14 @@ mod tests {
     #[tokio::test]
     async fn bad_account_or_folder_fails_only_that_copy() {
         let data = tempfile::tempdir().unwrap();
-        let store = Store::open(data.path(), "mx").unwrap();
+        let store = MaildirStore::open(data.path(), "mx").unwrap();
         let body = MessageBody::Memory(bytes::Bytes::from_static(b"x\r\n"));
         let mk = |l: &str, f: &str| LocalDelivery { owner: owner(l), folder: f.into(), header_prefix: Vec::new() };
         let res = store.deliver(&body, &[mk("..", "INBOX"), mk("ok", "a//b"), mk("ok", "Lists/rust")]).await;
         assert!(matches!(res[0], Err(StoreError::InvalidAccount(_))));
         assert!(matches!(res[1], Err(StoreError::InvalidFolderName(_))));
         let p = res[2].as_ref().unwrap();
-        assert!(p.path.to_string_lossy().contains("/ok/.Lists.rust/new/"));
+        assert!(p.location.contains("/ok/.Lists.rust/new/"));
     }
 }
 
@@ -198,7 +199,7 @@ mod tests {
 async fn delivery_throughput() {
     use super::*;
     let data = tempfile::tempdir().unwrap();
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     let body = MessageBody::Memory(bytes::Bytes::from(vec![b'x'; 4096]));
     let owner = MailboxOwner::new("bench", "example.org");
     store.ensure_account(&owner).await.unwrap();

@@ -82,7 +82,7 @@ fn chown_tree(p: &Path, uid: u32, gid: u32) {
 async fn dovecot_reads_our_maildir_and_we_read_dovecots() {
     let tmp = tempfile::tempdir().unwrap();
     let alice = MailboxOwner::new("alice", "example.org");
-    let store = Store::open(&tmp.path().join("data"), "mx.example.org").unwrap();
+    let store = MaildirStore::open(&tmp.path().join("data"), "mx.example.org").unwrap();
     let body = MessageBody::Memory(bytes::Bytes::from_static(b"Subject: from mailroom\r\n\r\nhello dovecot\r\n"));
     let to = |folder: &str| LocalDelivery {
         owner: alice.clone(),
@@ -162,7 +162,7 @@ async fn dovecot_reads_our_maildir_and_we_read_dovecots() {
 async fn dovecot_does_not_see_retained_expunged_files() {
     let tmp = tempfile::tempdir().unwrap();
     let alice = MailboxOwner::new("alice", "example.org");
-    let store = Store::open(&tmp.path().join("data"), "mx.example.org").unwrap();
+    let store = MaildirStore::open(&tmp.path().join("data"), "mx.example.org").unwrap();
     let deliver = |subject: &'static str| {
         let body = MessageBody::Memory(bytes::Bytes::from(format!("Subject: {subject}\r\n\r\nx\r\n")));
         let to = LocalDelivery { owner: alice.clone(), folder: "INBOX".into(), header_prefix: Vec::new() };

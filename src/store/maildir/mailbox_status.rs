@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 use super::error::StoreError;
 use super::index::Record;
-use super::mailbox::{Mailbox, Shared};
+use super::mailbox::{MaildirMailbox, Shared};
 use super::types::MailboxStatus;
 
 /// Exclusive use of a mailbox (POP3). Released on drop, also when the session dies.
@@ -31,7 +31,7 @@ impl Drop for ExclusiveClaim {
     }
 }
 
-impl Mailbox {
+impl MaildirMailbox {
     /// Counts for STATUS (after a sync): MESSAGES, UNSEEN, UIDNEXT, UIDVALIDITY, SIZE,
     /// HIGHESTMODSEQ, DELETED.
     pub async fn status(&self) -> Result<MailboxStatus, StoreError> {
@@ -82,7 +82,7 @@ impl Mailbox {
 
     /// UIDs expunged with a modseq above `modseq`, from the tombstones (QRESYNC
     /// `VANISHED (EARLIER)`), sorted. Covers the last 10,000 expunges; use
-    /// [`Mailbox::tombstones_cover`] to know whether the answer is complete.
+    /// [`MaildirMailbox::tombstones_cover`] to know whether the answer is complete.
     pub async fn vanished_since(&self, modseq: u64) -> Vec<u32> {
         let st = self.lock().await;
         let mut v: Vec<u32> = st.index.tombstones.iter().filter(|(_, m)| *m > modseq).map(|(u, _)| *u).collect();
@@ -122,13 +122,13 @@ mod tests {
         let body = MessageBody::Memory(bytes::Bytes::from_static(b"abc\r\n"));
         let d = LocalDelivery { owner: alice.clone(), folder: "INBOX".into(), header_prefix: Vec::new() };
         {
-            let store = Store::open(data.path(), "mx").unwrap();
+            let store = MaildirStore::open(data.path(), "mx").unwrap();
             store.deliver(&body, std::slice::from_ref(&d)).await;
             let mb = store.open_mailbox(&alice, "INBOX").await.unwrap();
             mb.sync().await.unwrap();
             assert_eq!(mb.take_recent(u32::MAX).await, 1..2);
         }
-        let store = Store::open(data.path(), "mx").unwrap();
+        let store = MaildirStore::open(data.path(), "mx").unwrap();
         store.deliver(&body, std::slice::from_ref(&d)).await;
         let mb = store.open_mailbox(&alice, "INBOX").await.unwrap();
         assert_eq!(mb.status().await.unwrap().recent, 1);
@@ -139,7 +139,7 @@ mod tests {
     #[tokio::test]
     async fn status_recent_and_exclusive_claims() {
         let data = tempfile::tempdir().unwrap();
-        let store = Store::open(data.path(), "mx").unwrap();
+        let store = MaildirStore::open(data.path(), "mx").unwrap();
         let alice = MailboxOwner::new("alice", "example.org");
         let body = MessageBody::Memory(bytes::Bytes::from_static(b"abc\r\n"));
         let d = LocalDelivery { owner: alice.clone(), folder: "INBOX".into(), header_prefix: Vec::new() };

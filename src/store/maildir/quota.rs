@@ -38,7 +38,15 @@ impl QuotaTracker {
         Some(map.entry(owner.clone()).or_default().clone())
     }
 
-    /// Current usage in bytes; walks the account's Maildir on first use.
+    /// The usage if it is already known (no walk needed).
+    pub fn cached(&self, owner: &MailboxOwner) -> Option<u64> {
+        let entry = self.entry(owner)?;
+        let usage = entry.lock().ok()?;
+        usage.bytes
+    }
+
+    /// Current usage in bytes; walks the account's Maildir on first use (blocking: call it
+    /// on the blocking pool).
     pub fn usage(&self, layout: &Layout, owner: &MailboxOwner) -> u64 {
         let Some(entry) = self.entry(owner) else {
             return 0;
@@ -50,7 +58,7 @@ impl QuotaTracker {
             return b;
         }
         let bytes = match layout.account_dir(owner) {
-            Ok(dir) => without_stalling_the_runtime(|| walk_account(&dir)),
+            Ok(dir) => walk_account(&dir),
             Err(_) => 0,
         };
         usage.bytes = Some(bytes);
@@ -79,17 +87,6 @@ impl QuotaTracker {
                 handle.spawn_blocking(move || persist(&path, new));
             }
         }
-    }
-}
-
-/// Run a blocking walk from synchronous code that may sit on a tokio worker (SMTP RCPT
-/// calls `quota_usage` inline): on the multi-threaded runtime `block_in_place` hands this
-/// worker's other tasks to the rest of the pool first. Elsewhere just run it.
-fn without_stalling_the_runtime<T>(f: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
     }
 }
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::error::StoreError;
-use super::mailbox::{Mailbox, Shared};
+use super::mailbox::{MaildirMailbox, Shared};
 use super::reader::MessageReader;
 
 /// Name prefix of retained files in `tmp/` (swept at open, skipped by the tmp cleaner).
@@ -147,7 +147,7 @@ fn unlink_all(paths: Vec<PathBuf>) {
     }
 }
 
-impl Mailbox {
+impl MaildirMailbox {
     /// Open an expunged message a session may still read (see the module comment);
     /// `NoSuchMessage` when its data is really gone.
     pub(crate) async fn open_retained(&self, uid: u32) -> Result<MessageReader, StoreError> {

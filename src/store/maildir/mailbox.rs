@@ -3,7 +3,7 @@
 //! Owns: the in-memory index of an open folder and the operations IMAP and POP3 perform on
 //! it (flags, expunge, reading messages; sync is in `mailbox_sync.rs`, append/copy/move in
 //! `message_ops.rs`).
-//! All sessions on a mailbox share one [`Shared`] (registered weakly in the [`Store`]), so a
+//! All sessions on a mailbox share one [`Shared`] (registered weakly in the [`MaildirStore`]), so a
 //! change made by one is seen by all, and deliveries can wake IDLE through the broadcast
 //! channel without any polling loop.
 //!
@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{Mutex, MutexGuard, broadcast};
 
-use super::Store;
+use super::MaildirStore;
 use super::error::{StoreError, blocking};
 use super::filename::{FlagSet, parse_file_name};
 use super::folder_name::FolderPath;
@@ -33,7 +33,9 @@ use super::layout::is_maildir;
 use super::maildir_scan::Trust;
 use super::reader::MessageReader;
 use super::retained;
-use super::types::{Flag, FlagOp, MailboxEvent, MailboxOwner, MailboxSnapshot, MessageMeta, StoreFlagsOutcome};
+use super::types::{
+    Flag, FlagOp, MailboxEvent, MailboxId, MailboxOwner, MailboxSnapshot, MessageMeta, StoreFlagsOutcome,
+};
 
 /// Events buffered per mailbox for slow subscribers (they then see `Lagged` and resync).
 const EVENT_CAPACITY: usize = 256;
@@ -148,20 +150,23 @@ pub(crate) fn meta(uid: u32, e: &IndexEntry) -> MessageMeta {
         modseq: e.modseq,
         size: e.size,
         internal_date: e.internal_date,
-        base_name: e.base.clone(),
+        uidl: e.base.clone(),
     }
 }
 
 /// An open mailbox. Cloning gives another handle to the same shared state.
 #[derive(Clone)]
-pub struct Mailbox {
+pub struct MaildirMailbox {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) store: Store,
+    pub(crate) store: MaildirStore,
 }
 
-impl std::fmt::Debug for Mailbox {
+impl std::fmt::Debug for MaildirMailbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mailbox").field("owner", &self.shared.owner).field("folder", &self.shared.folder).finish()
+        f.debug_struct("MaildirMailbox")
+            .field("owner", &self.shared.owner)
+            .field("folder", &self.shared.folder)
+            .finish()
     }
 }
 
@@ -169,15 +174,19 @@ fn lock_cache(m: &std::sync::Mutex<Option<HeaderCache>>) -> std::sync::MutexGuar
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl Store {
+impl MaildirStore {
     /// Open a folder (`"INBOX"` case-insensitive, `"Archive/2024"`). Every caller gets a
-    /// handle to the same shared state. Call [`Mailbox::sync`] for its content.
-    pub async fn open_mailbox(&self, account: &MailboxOwner, folder: &str) -> Result<Mailbox, StoreError> {
+    /// handle to the same shared state. Call [`MaildirMailbox::sync`] for its content.
+    pub async fn open_mailbox(&self, account: &MailboxOwner, folder: &str) -> Result<MaildirMailbox, StoreError> {
         let path = FolderPath::from_api(folder)?;
         self.open_path(account, &path).await
     }
 
-    pub(crate) async fn open_path(&self, account: &MailboxOwner, path: &FolderPath) -> Result<Mailbox, StoreError> {
+    pub(crate) async fn open_path(
+        &self,
+        account: &MailboxOwner,
+        path: &FolderPath,
+    ) -> Result<MaildirMailbox, StoreError> {
         if path.is_inbox() {
             self.ensure_account_cached(account).await?;
         }
@@ -187,7 +196,7 @@ impl Store {
         // Serialise opens so two sessions never load (or rebuild) the same index twice.
         let _opening = self.inner.open_lock.lock().await;
         if let Some(shared) = self.lookup_open(account, path) {
-            return Ok(Mailbox { shared, store: self.clone() });
+            return Ok(MaildirMailbox { shared, store: self.clone() });
         }
         let dir2 = dir.clone();
         // No session has this mailbox open: expunged files a crash left behind can go.
@@ -250,11 +259,11 @@ impl Store {
             map.retain(|_, w| w.strong_count() > 0);
             map.insert((account.clone(), path.clone()), Arc::downgrade(&shared));
         }
-        Ok(Mailbox { shared, store: self.clone() })
+        Ok(MaildirMailbox { shared, store: self.clone() })
     }
 }
 
-impl Mailbox {
+impl MaildirMailbox {
     /// IMAP UIDVALIDITY.
     pub fn uid_validity(&self) -> u32 {
         self.shared.uid_validity.load(Ordering::Relaxed)
@@ -270,8 +279,21 @@ impl Mailbox {
         self.shared.folder.api_name()
     }
 
-    /// True when both handles refer to the same open mailbox.
-    pub fn same_mailbox(&self, other: &Mailbox) -> bool {
+    /// Which mailbox this is: its Maildir directory (which also names the data dir) and
+    /// UIDVALIDITY, so a folder deleted and created again under the same name differs.
+    pub fn id(&self) -> MailboxId {
+        MailboxId { location: format!("maildir:{}", self.shared.dir.display()), uid_validity: self.uid_validity() }
+    }
+
+    /// True when both handles refer to the same mailbox (COPY into the selected mailbox
+    /// uses quota, MOVE within it does not).
+    pub fn same_mailbox(&self, other: &MaildirMailbox) -> bool {
+        self.id() == other.id()
+    }
+
+    /// True when both handles share one in-memory state, whose lock must then be taken
+    /// once, not twice (COPY/MOVE within a mailbox).
+    pub(crate) fn shares_state(&self, other: &MaildirMailbox) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)
     }
 
@@ -567,9 +589,9 @@ impl Mailbox {
     /// The top-level header blocks (CRLF, up to and including the empty line) of `uids`,
     /// for ENVELOPE, HEADER.FIELDS and header SEARCH keys: from the header cache, else from
     /// the message file (then cached). One blocking hop for the whole batch. `None` for a
-    /// UID not in the index, or one the caller must read with [`Mailbox::read_message`]
+    /// UID not in the index, or one the caller must read with [`MaildirMailbox::read_message`]
     /// (bare-LF files, moved files, headers the cache does not keep): the caller then reads
-    /// the header with [`Mailbox::read_header_block`].
+    /// the header with [`MaildirMailbox::read_header_block`].
     pub async fn read_headers(&self, uids: &[u32]) -> Result<Vec<Option<bytes::Bytes>>, StoreError> {
         let (files, uid_validity, live) = {
             let st = self.lock().await;
@@ -632,7 +654,7 @@ impl Mailbox {
     }
 
     /// The whole top-level header block (up to and including the empty line) of a message
-    /// whose header [`Mailbox::read_headers`] did not give: read from the file in chunks
+    /// whose header [`MaildirMailbox::read_headers`] did not give: read from the file in chunks
     /// until the empty line, so ENVELOPE, header sections and SEARCH HEADER agree with
     /// BODY[] however long the header is. Memory: the header block, never more than the
     /// message (which the APPENDLIMIT bounds).

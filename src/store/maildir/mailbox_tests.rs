@@ -14,7 +14,7 @@ fn root(data: &Path) -> PathBuf {
     data.join("mail/example.org/alice")
 }
 
-async fn deliver(store: &Store, text: &str) {
+async fn deliver(store: &MaildirStore, text: &str) {
     let body = MessageBody::Memory(bytes::Bytes::from(text.to_string()));
     let d = LocalDelivery { owner: alice(), folder: "INBOX".into(), header_prefix: Vec::new() };
     for r in store.deliver(&body, &[d]).await {
@@ -37,7 +37,7 @@ fn uids(s: &MailboxSnapshot) -> Vec<u32> {
 async fn uids_and_uidvalidity_survive_restart() {
     let data = tempfile::tempdir().unwrap();
     let (validity, bases) = {
-        let store = Store::open(data.path(), "mx").unwrap();
+        let store = MaildirStore::open(data.path(), "mx").unwrap();
         for i in 0..3 {
             deliver(&store, &format!("Subject: {i}\r\n\r\nx\r\n")).await;
         }
@@ -49,15 +49,15 @@ async fn uids_and_uidvalidity_survive_restart() {
         // Delivered files moved to cur/ with an empty info part, new/ is empty.
         assert!(ls(&root(data.path()).join("new")).is_empty());
         assert!(ls(&root(data.path()).join("cur")).iter().all(|n| n.ends_with(":2,")));
-        let bases: Vec<String> = snap.messages.iter().map(|m| m.base_name.clone()).collect();
+        let bases: Vec<String> = snap.messages.iter().map(|m| m.uidl.clone()).collect();
         (snap.uid_validity, bases)
     };
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
     let snap = mb.sync().await.unwrap();
     assert_eq!(snap.uid_validity, validity);
     assert_eq!(uids(&snap), [1, 2, 3]);
-    let again: Vec<String> = snap.messages.iter().map(|m| m.base_name.clone()).collect();
+    let again: Vec<String> = snap.messages.iter().map(|m| m.uidl.clone()).collect();
     assert_eq!(again, bases);
     deliver(&store, "Subject: 4\r\n\r\nx\r\n").await;
     assert_eq!(uids(&mb.sync().await.unwrap()), [1, 2, 3, 4]);
@@ -68,7 +68,7 @@ async fn corrupt_index_is_rebuilt_with_a_new_uidvalidity() {
     let data = tempfile::tempdir().unwrap();
     let idx = data.path().join("state/index/example.org/alice/INBOX.idx");
     let old = {
-        let store = Store::open(data.path(), "mx").unwrap();
+        let store = MaildirStore::open(data.path(), "mx").unwrap();
         deliver(&store, "a\r\n").await;
         deliver(&store, "b\r\n").await;
         let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
@@ -78,7 +78,7 @@ async fn corrupt_index_is_rebuilt_with_a_new_uidvalidity() {
     let second_line = bytes.iter().position(|b| *b == b'\n').unwrap() + 3;
     bytes[second_line] ^= 0x55;
     std::fs::write(&idx, &bytes).unwrap();
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
     let snap = mb.sync().await.unwrap();
     assert!(snap.uid_validity > old, "{} > {old}", snap.uid_validity);
@@ -87,7 +87,7 @@ async fn corrupt_index_is_rebuilt_with_a_new_uidvalidity() {
     drop(mb);
     drop(store);
     std::fs::remove_file(&idx).unwrap();
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     let snap = store.open_mailbox(&alice(), "INBOX").await.unwrap().sync().await.unwrap();
     assert_eq!(snap.messages.len(), 2);
 }
@@ -95,7 +95,7 @@ async fn corrupt_index_is_rebuilt_with_a_new_uidvalidity() {
 #[tokio::test]
 async fn foreign_files_are_picked_up_with_crlf_wire_size() {
     let data = tempfile::tempdir().unwrap();
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     store.ensure_account(&alice()).await.unwrap();
     let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
     assert!(mb.sync().await.unwrap().messages.is_empty());
@@ -107,7 +107,7 @@ async fn foreign_files_are_picked_up_with_crlf_wire_size() {
     let snap = mb.sync().await.unwrap();
     assert_eq!(snap.messages.len(), 2);
     let m = &snap.messages[0];
-    assert_eq!(m.base_name, "1700000000.V801I2M3.other");
+    assert_eq!(m.uidl, "1700000000.V801I2M3.other");
     assert_eq!(m.size, lf.len() as u64 + 4);
     assert_eq!(snap.messages[1].flags, [Flag::Seen]);
     let bytes = mb.read_message(m.uid, 1 << 20).await.unwrap();
@@ -122,7 +122,7 @@ async fn foreign_files_are_picked_up_with_crlf_wire_size() {
 async fn store_flags_renames_the_file_and_survives_restart() {
     let data = tempfile::tempdir().unwrap();
     {
-        let store = Store::open(data.path(), "mx").unwrap();
+        let store = MaildirStore::open(data.path(), "mx").unwrap();
         deliver(&store, "a\r\n").await;
         deliver(&store, "b\r\n").await;
         let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
@@ -153,7 +153,7 @@ async fn store_flags_renames_the_file_and_survives_restart() {
         let out = mb.store_flags(&[2], FlagOp::Add, &[Flag::Answered], None).await.unwrap();
         assert_eq!(out.unchanged.len(), 1);
     }
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
     let snap = mb.sync().await.unwrap();
     assert_eq!(
@@ -166,7 +166,7 @@ async fn store_flags_renames_the_file_and_survives_restart() {
 #[tokio::test]
 async fn flags_changed_by_another_program_are_adopted() {
     let data = tempfile::tempdir().unwrap();
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     deliver(&store, "a\r\n").await;
     let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
     let before = mb.sync().await.unwrap();
@@ -183,13 +183,13 @@ async fn flags_changed_by_another_program_are_adopted() {
 #[tokio::test]
 async fn expunge_removes_files_and_leaves_tombstones() {
     let data = tempfile::tempdir().unwrap();
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     for t in ["a\r\n", "bb\r\n", "ccc\r\n"] {
         deliver(&store, t).await;
     }
     let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
     let snap = mb.sync().await.unwrap();
-    let used = store.quota_usage(&alice());
+    let used = store.quota_usage(&alice()).await.unwrap();
     assert_eq!(used, 3 + 4 + 5);
     let mut events = mb.subscribe();
     assert_eq!(mb.expunge(&[3, 1, 42]).await.unwrap(), [1, 3]);
@@ -199,7 +199,7 @@ async fn expunge_removes_files_and_leaves_tombstones() {
     assert_eq!(uids(&after), [2]);
     assert_eq!(after.uid_next, 4);
     assert_eq!(mb.vanished_since(snap.highest_modseq).await, [1, 3]);
-    assert_eq!(store.quota_usage(&alice()), 4);
+    assert_eq!(store.quota_usage(&alice()).await.unwrap(), 4);
     // A file deleted behind our back becomes an expunge at the next sync.
     let cur = root(data.path()).join("cur");
     std::fs::remove_file(cur.join(ls(&cur).remove(0))).unwrap();
@@ -209,7 +209,7 @@ async fn expunge_removes_files_and_leaves_tombstones() {
 #[tokio::test]
 async fn append_copy_and_move_between_folders() {
     let data = tempfile::tempdir().unwrap();
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     store.ensure_account(&alice()).await.unwrap();
     let inbox = store.open_mailbox(&alice(), "INBOX").await.unwrap();
     let sent = store.open_mailbox(&alice(), "Sent").await.unwrap();
@@ -220,7 +220,7 @@ async fn append_copy_and_move_between_folders() {
     let snap = sent.sync().await.unwrap();
     assert_eq!(snap.messages[0].internal_date, date);
     assert_eq!(snap.messages[0].flags, [Flag::Seen]);
-    assert_eq!(store.quota_usage(&alice()), body.len());
+    assert_eq!(store.quota_usage(&alice()).await.unwrap(), body.len());
 
     let pairs = sent.copy_to(&[1], &inbox).await.unwrap();
     assert_eq!(pairs, [(1, 1)]);
@@ -230,16 +230,16 @@ async fn append_copy_and_move_between_folders() {
     assert_eq!(ib.messages[0].flags, [Flag::Seen]);
     assert_eq!(ib.messages[0].internal_date, date);
     assert_eq!(&inbox.read_message(1, 1000).await.unwrap()[..], b"Subject: s\r\n\r\nhi\r\n");
-    assert_eq!(store.quota_usage(&alice()), 3 * body.len());
+    assert_eq!(store.quota_usage(&alice()).await.unwrap(), 3 * body.len());
 
     let trash = store.open_mailbox(&alice(), "Trash").await.unwrap();
     let pairs = inbox.move_to(&[1], &trash).await.unwrap();
     assert_eq!(pairs, [(1, 1)]);
     assert!(inbox.sync().await.unwrap().messages.is_empty());
     let t = trash.sync().await.unwrap();
-    assert_eq!(t.messages[0].base_name, ib.messages[0].base_name, "MOVE keeps the base name");
+    assert_eq!(t.messages[0].uidl, ib.messages[0].uidl, "MOVE keeps the base name");
     assert_eq!(ls(&root(data.path()).join(".Trash/cur")).len(), 1);
-    assert_eq!(store.quota_usage(&alice()), 3 * body.len());
+    assert_eq!(store.quota_usage(&alice()).await.unwrap(), 3 * body.len());
     // Move within the same mailbox = copy + expunge.
     let pairs = sent.move_to(&[2], &sent).await.unwrap();
     assert_eq!(pairs, [(2, 3)]);
@@ -247,28 +247,11 @@ async fn append_copy_and_move_between_folders() {
 }
 
 #[tokio::test]
-async fn sessions_share_state_and_deliveries_wake_idle() {
-    let data = tempfile::tempdir().unwrap();
-    let store = Store::open(data.path(), "mx").unwrap();
-    store.ensure_account(&alice()).await.unwrap();
-    let a = store.open_mailbox(&alice(), "INBOX").await.unwrap();
-    let b = store.open_mailbox(&alice(), "INBOX").await.unwrap();
-    assert!(a.same_mailbox(&b));
-    let mut idle = b.subscribe();
-    deliver(&store, "x\r\n").await;
-    let ev = tokio::time::timeout(Duration::from_secs(1), idle.recv()).await;
-    assert_eq!(ev.unwrap().unwrap(), MailboxEvent::NewMessages);
-    assert_eq!(uids(&b.sync().await.unwrap()), [1]);
-    a.store_flags(&[1], FlagOp::Add, &[Flag::Deleted], None).await.unwrap();
-    assert_eq!(b.sync().await.unwrap().messages[0].flags, [Flag::Deleted]);
-}
-
-#[tokio::test]
 async fn index_log_is_compacted_and_still_replays() {
     let data = tempfile::tempdir().unwrap();
     let idx = data.path().join("state/index/example.org/alice/INBOX.idx");
     {
-        let store = Store::open(data.path(), "mx").unwrap();
+        let store = MaildirStore::open(data.path(), "mx").unwrap();
         deliver(&store, "a\r\n").await;
         let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
         mb.sync().await.unwrap();
@@ -279,7 +262,7 @@ async fn index_log_is_compacted_and_still_replays() {
         let lines = std::fs::read_to_string(&idx).unwrap().lines().count();
         assert!(lines < 1000, "compacted: {lines} lines");
     }
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     let snap = store.open_mailbox(&alice(), "INBOX").await.unwrap().sync().await.unwrap();
     assert_eq!(snap.messages[0].flags, []);
     assert!(snap.highest_modseq > 1200);
@@ -288,7 +271,7 @@ async fn index_log_is_compacted_and_still_replays() {
 #[tokio::test]
 async fn folders_create_list_rename_delete() {
     let data = tempfile::tempdir().unwrap();
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     let r = root(data.path());
     let names = |v: Vec<FolderInfo>| v.into_iter().map(|f| f.name).collect::<Vec<_>>();
     let list = store.list_folders(&alice()).await.unwrap();
@@ -340,7 +323,7 @@ async fn folders_create_list_rename_delete() {
 #[tokio::test]
 async fn renaming_inbox_moves_its_messages() {
     let data = tempfile::tempdir().unwrap();
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     deliver(&store, "a\r\n").await;
     deliver(&store, "b\r\n").await;
     let inbox = store.open_mailbox(&alice(), "INBOX").await.unwrap();
@@ -358,7 +341,7 @@ async fn renaming_inbox_moves_its_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_sessions_and_deliveries_get_distinct_uids() {
     let data = tempfile::tempdir().unwrap();
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     store.ensure_account(&alice()).await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..50 {
@@ -380,7 +363,7 @@ async fn concurrent_sessions_and_deliveries_get_distinct_uids() {
     assert_eq!(snap.uid_next, 101);
     drop(mb);
     drop(store);
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     let again = store.open_mailbox(&alice(), "INBOX").await.unwrap().sync().await.unwrap();
     assert_eq!(again, snap);
 }
@@ -390,7 +373,7 @@ async fn concurrent_sessions_and_deliveries_get_distinct_uids() {
 #[ignore]
 async fn large_mailbox_timings() {
     let data = tempfile::tempdir().unwrap();
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     store.ensure_account(&alice()).await.unwrap();
     let new = root(data.path()).join("new");
     for i in 0..50_000 {
@@ -428,7 +411,7 @@ async fn large_mailbox_timings() {
     eprintln!("read_headers of 50,000 (cached): {:?}", t.elapsed());
     drop(mb);
     drop(store);
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     let t = std::time::Instant::now();
     let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
     eprintln!("reopen: {:?}", t.elapsed());
@@ -442,7 +425,7 @@ async fn a_torn_index_append_keeps_uidvalidity() {
     let data = tempfile::tempdir().unwrap();
     let idx = data.path().join("state/index/example.org/alice/INBOX.idx");
     let validity = {
-        let store = Store::open(data.path(), "mx").unwrap();
+        let store = MaildirStore::open(data.path(), "mx").unwrap();
         deliver(&store, "a\r\n").await;
         let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
         mb.sync().await.unwrap().uid_validity
@@ -451,7 +434,7 @@ async fn a_torn_index_append_keeps_uidvalidity() {
     let mut f = std::fs::OpenOptions::new().append(true).open(&idx).unwrap();
     std::io::Write::write_all(&mut f, b"0badc0de\tA\t2\t9").unwrap();
     drop(f);
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
     let snap = mb.sync().await.unwrap();
     assert_eq!((snap.uid_validity, uids(&snap)), (validity, vec![1]));
@@ -460,7 +443,7 @@ async fn a_torn_index_append_keeps_uidvalidity() {
     drop(mb);
     drop(store);
     // The torn bytes were cut, so the next append did not bury them mid-log.
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
     assert_eq!(mb.uid_validity(), validity);
     assert_eq!(uids(&mb.sync().await.unwrap()), [1, 2]);
@@ -469,7 +452,7 @@ async fn a_torn_index_append_keeps_uidvalidity() {
 #[tokio::test]
 async fn reading_a_message_renamed_behind_our_back_rescans() {
     let data = tempfile::tempdir().unwrap();
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     deliver(&store, "Subject: x\r\n\r\nbody\r\n").await;
     let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
     mb.sync().await.unwrap();
@@ -484,7 +467,7 @@ async fn reading_a_message_renamed_behind_our_back_rescans() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deliveries_flags_expunges_and_moves_race_without_loss() {
     let data = tempfile::tempdir().unwrap();
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     store.ensure_account(&alice()).await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..4 {
@@ -538,7 +521,7 @@ async fn deliveries_flags_expunges_and_moves_race_without_loss() {
     assert_eq!((before, bodies.len()), (100, 100), "no loss, no duplicates");
     drop((inbox, trash));
     drop(store);
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     let again = store.open_mailbox(&alice(), "INBOX").await.unwrap().sync().await.unwrap();
     assert_eq!(again, a);
 }
@@ -546,7 +529,7 @@ async fn deliveries_flags_expunges_and_moves_race_without_loss() {
 #[tokio::test]
 async fn a_dovecot_maildir_keeps_its_uids_and_uidvalidity() {
     let data = tempfile::tempdir().unwrap();
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     store.ensure_account(&alice()).await.unwrap();
     let r = root(data.path());
     for (name, body) in [
@@ -574,7 +557,7 @@ async fn a_dovecot_maildir_keeps_its_uids_and_uidvalidity() {
     drop(store);
     // Our index is the truth from now on, even if Dovecot's file changes.
     std::fs::write(r.join("dovecot-uidlist"), "3 V7 N2\n1 :x\n").unwrap();
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
     assert_eq!(mb.sync().await.unwrap(), snap);
     drop(mb);
@@ -587,7 +570,7 @@ async fn a_dovecot_maildir_keeps_its_uids_and_uidvalidity() {
     )
     .unwrap();
     std::fs::remove_file(data.path().join("state/index/example.org/alice/INBOX.idx")).unwrap();
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
     let rebuilt = mb.sync().await.unwrap();
     assert_ne!(rebuilt.uid_validity, 42);
@@ -598,7 +581,7 @@ async fn a_dovecot_maildir_keeps_its_uids_and_uidvalidity() {
 async fn header_blocks_come_from_the_cache_and_never_outlive_a_uidvalidity() {
     let data = tempfile::tempdir().unwrap();
     let hdr = data.path().join("state/index/example.org/alice/INBOX.hdr");
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     deliver(&store, "Subject: one\r\nFrom: a@b\r\n\r\nbody 1\r\n").await;
     deliver(&store, "Subject: two\r\n").await;
     let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
@@ -623,40 +606,17 @@ async fn header_blocks_come_from_the_cache_and_never_outlive_a_uidvalidity() {
     drop(mb);
     drop(store);
     std::fs::remove_file(data.path().join("state/index/example.org/alice/INBOX.idx")).unwrap();
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     deliver(&store, "Subject: new\r\n\r\nx\r\n").await;
     let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
     assert_eq!(uids(&mb.sync().await.unwrap()), [1]);
     assert_eq!(mb.read_headers(&[1]).await.unwrap()[0].as_deref(), Some(&b"Subject: new\r\n\r\n"[..]));
 }
 
-#[tokio::test]
-async fn changes_since_a_modseq_are_new_changed_and_expunged_messages() {
-    let data = tempfile::tempdir().unwrap();
-    let store = Store::open(data.path(), "mx").unwrap();
-    for i in 0..3 {
-        deliver(&store, &format!("Subject: {i}\r\n\r\nx\r\n")).await;
-    }
-    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
-    let snap = mb.sync().await.unwrap();
-    let none = mb.changes_since(snap.uid_validity, snap.highest_modseq).await.unwrap().unwrap();
-    assert!(none.changed.is_empty() && none.expunged.is_empty());
-    mb.store_flags(&[2], FlagOp::Add, &[Flag::Flagged], None).await.unwrap();
-    mb.expunge(&[1]).await.unwrap();
-    deliver(&store, "Subject: 4\r\n\r\nx\r\n").await;
-    let c = mb.changes_since(snap.uid_validity, snap.highest_modseq).await.unwrap().unwrap();
-    assert_eq!(uids(&MailboxSnapshot { messages: c.changed.clone(), ..snap.clone() }), [2, 4]);
-    assert_eq!(c.changed[0].flags, [Flag::Flagged]);
-    assert_eq!(c.expunged, [1]);
-    assert_eq!((c.uid_next, c.highest_modseq), (5, mb.sync().await.unwrap().highest_modseq));
-    // Another UIDVALIDITY: the caller must compare a full snapshot.
-    assert_eq!(mb.changes_since(snap.uid_validity + 1, snap.highest_modseq).await.unwrap(), None);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_accounts_are_created_at_once() {
     let data = tempfile::tempdir().unwrap();
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     let owners: Vec<MailboxOwner> = (0..70).map(|i| MailboxOwner::new(format!("u{i}"), "example.org")).collect();
     store.ensure_accounts(owners.clone().into_iter()).await.unwrap();
     for o in &owners {
@@ -674,7 +634,7 @@ async fn many_accounts_are_created_at_once() {
 #[tokio::test]
 async fn header_block_found_across_read_chunks() {
     let data = tempfile::tempdir().unwrap();
-    let store = Store::open(data.path(), "mx").unwrap();
+    let store = MaildirStore::open(data.path(), "mx").unwrap();
     let mut texts = Vec::new();
     use super::mailbox::HEADER_READ_CHUNK;
     for blank_at in [HEADER_READ_CHUNK - 3, HEADER_READ_CHUNK - 2, HEADER_READ_CHUNK - 1, HEADER_READ_CHUNK] {
