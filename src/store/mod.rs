@@ -362,6 +362,8 @@ mod tests {
     fn handles_are_send_sync_and_cheap_to_clone() {
         assert_send_sync::<Store>();
         assert_send_sync::<Mailbox>();
+        assert_send_sync::<maildir::MaildirStore>();
+        assert_send_sync::<maildir::MaildirMailbox>();
         assert_error::<StoreError>();
     }
 }

@@ -261,16 +261,6 @@ impl MaildirStore {
 mod tests {
     use super::*;
 
-    fn assert_send_sync<T: Send + Sync + Clone>() {}
-    fn assert_error<T: Send + Sync + std::error::Error + 'static>() {}
-
-    #[test]
-    fn handles_are_send_sync_and_cheap_to_clone() {
-        assert_send_sync::<MaildirStore>();
-        assert_send_sync::<MaildirMailbox>();
-        assert_error::<StoreError>();
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn quota_walk_counts_existing_mail_once_then_tracks_changes() {
         let data = tempfile::tempdir().unwrap();
