@@ -77,7 +77,7 @@ use folder_name::FolderPath;
 use types::{MailboxEvent, MailboxOwner};
 // The values the Maildir tests (`use super::*`) work with.
 #[cfg(test)]
-use types::{Flag, FlagOp, FolderInfo, LocalDelivery, MailboxSnapshot, MessageBody, SpecialUse};
+use types::{Flag, FlagOp, LocalDelivery, MailboxSnapshot, MessageBody, SpecialUse};
 
 use crate::durable::{GroupSync, sync_dir};
 use error::blocking;

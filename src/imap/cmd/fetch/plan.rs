@@ -137,27 +137,14 @@ pub(super) async fn load(
                 Err(PartsError::Io(e)) => return Err(LoadError::Io(e)),
             }
         }
-        source => load_streamed(source, mailbox, uid, cached).await?,
-    };
-    Ok((loaded, None))
-}
-
-/// The sources that need no budget: metadata, header blocks, the whole file as a stream.
-async fn load_streamed(
-    source: &Source,
-    mailbox: &Mailbox,
-    uid: u32,
-    cached: Option<Bytes>,
-) -> Result<Loaded, LoadError> {
-    match source {
-        Source::Metadata => Ok(Loaded::Nothing),
-        Source::HeaderBlock { .. } if cached.is_some() => Ok(cached.map_or(Loaded::Nothing, Loaded::Bytes)),
+        Source::Metadata => Loaded::Nothing,
+        Source::HeaderBlock { .. } if cached.is_some() => cached.map_or(Loaded::Nothing, Loaded::Bytes),
         Source::HeaderBlock { stream_uncached: true } => {
             let (reader, size) = mailbox.header_block_reader(uid).await.map_err(LoadError::Store)?;
-            Ok(Loaded::Stream { reader: Box::new(NoNuls(reader)), size })
+            Loaded::Stream { reader: Box::new(NoNuls(reader)), size }
         }
         Source::HeaderBlock { stream_uncached: false } => {
-            mailbox.read_header_block(uid).await.map(Loaded::Bytes).map_err(LoadError::Store)
+            mailbox.read_header_block(uid).await.map(Loaded::Bytes).map_err(LoadError::Store)?
         }
         Source::WholeFile(item) => {
             let mut reader = mailbox.open_message(uid).await.map_err(LoadError::Store)?;
@@ -170,13 +157,10 @@ async fn load_streamed(
             reader.skip(start).await.map_err(LoadError::Io)?;
             let reader: LiteralReader =
                 if matches!(item, FetchItem::Binary { .. }) { Box::new(reader) } else { Box::new(NoNuls(reader)) };
-            Ok(Loaded::Stream { reader, size })
+            Loaded::Stream { reader, size }
         }
-        // `load` serves these itself, under the budget; read whole here as a safe answer.
-        Source::Parts | Source::Message => {
-            mailbox.read_message(uid, MAX_FETCH_BYTES as usize).await.map(Loaded::Bytes).map_err(LoadError::Store)
-        }
-    }
+    };
+    Ok((loaded, None))
 }
 
 fn needs_content(item: &FetchItem) -> bool {
