@@ -19,6 +19,7 @@ PKGS=(
   rspamd          # spam scanner, started offline by scan/rspamd tests
   clamav-daemon   # clamd, loaded with a test signature by scan/clamd tests
   postsrsd        # reference SRS implementation (mailauth/srs interop test)
+  postgresql-15   # PostgreSQL store tests (src/test_pg.rs runs initdb/pg_ctl)
   prometheus      # promtool check metrics
   yamllint        # compose and chart lint
 )

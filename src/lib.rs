@@ -22,6 +22,8 @@ pub mod scan;
 pub mod smtp;
 pub mod store;
 #[cfg(test)]
+pub mod test_pg;
+#[cfg(test)]
 pub mod test_ports;
 #[cfg(test)]
 pub mod test_tools;
