@@ -24,7 +24,9 @@ use crate::accounts;
 
 pub use env::{EnvSource, PREFIX};
 pub use parse::{ListenAddr, default_domain_for, is_public_fqdn};
-pub use sections::{AccountsConfig, AcmeConfig, DnsConfig, Limits, ListenConfig, QueueConfig, ScanConfig};
+pub use sections::{
+    AccountsConfig, AcmeConfig, DnsConfig, Limits, ListenConfig, PgUrl, QueueConfig, ScanConfig, StoreConfig,
+};
 pub use variables::{DefaultValue, VARIABLES, Variable};
 
 const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -147,6 +149,8 @@ pub struct Config {
     /// Mail domains, normalised; the first is primary.
     pub domains: Vec<String>,
     pub data_dir: PathBuf,
+    /// Where mail is kept: see [`Config::store`].
+    store: StoreConfig,
     pub accounts: AccountsConfig,
     pub acme: AcmeConfig,
     /// A certificate/key pair supplied by the operator (replaces ACME): see
@@ -313,6 +317,7 @@ impl Config {
             hostname: String::new(),
             domains: Vec::new(),
             data_dir: PathBuf::new(),
+            store: StoreConfig::Maildir,
             accounts: AccountsConfig {
                 entries: Vec::new(),
                 aliases: Vec::new(),
@@ -354,6 +359,11 @@ impl Config {
             log: String::new(),
             log_format: LogFormat::Text,
         }
+    }
+
+    /// Where mail is kept (`MAILROOM_STORE`): Maildir in the data dir, or PostgreSQL.
+    pub fn store(&self) -> &StoreConfig {
+        &self.store
     }
 
     /// The listen addresses of one protocol (empty when off).

@@ -187,6 +187,7 @@ fn check_config_redacts_secrets_and_warns_on_unknown_variables() {
     env.push(("MAILROOM_RELAY_USERNAME".into(), "u".into()));
     env.push(("MAILROOM_RELAY_PASSWORD".into(), "hunter2".into()));
     env.push(("MAILROOM_SMTP_LISTENS".into(), ":25".into()));
+    env.push(("MAILROOM_STORE".into(), "postgres://mail:pgsecret@db.example.org/mail?sslmode=verify-full".into()));
     let out = run(&["check-config"], &env, "");
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -194,6 +195,8 @@ fn check_config_redacts_secrets_and_warns_on_unknown_variables() {
     assert!(stdout.contains("MAILROOM_HOSTNAME=mx.example.com"), "{stdout}");
     assert!(stdout.contains("alice@example.com:<redacted>"), "{stdout}");
     assert!(!stdout.contains("wonderland") && !stdout.contains("hunter2"), "{stdout}");
+    assert!(stdout.contains("MAILROOM_STORE=postgres://mail:****@db.example.org/mail?sslmode=verify-full"), "{stdout}");
+    assert!(!stdout.contains("pgsecret") && !stderr.contains("pgsecret"), "{stdout}{stderr}");
     assert!(stderr.contains("did you mean MAILROOM_SMTP_LISTEN?"), "{stderr}");
     assert!(stderr.contains("{PLAIN}"), "plain password warned about: {stderr}");
     assert!(!stderr.contains("fully qualified"), "{stderr}");

@@ -124,3 +124,74 @@ pub struct DnsConfig {
     /// Resolvers for `mailroom dns --check`; empty = the system's.
     pub dns_servers: Vec<SocketAddr>,
 }
+
+/// Where mail is kept (`MAILROOM_STORE`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// Maildir folders in the data dir (the default).
+    Maildir,
+    /// A PostgreSQL database.
+    Postgres(PgUrl),
+}
+
+/// A validated `postgres://` (or `postgresql://`) URL. It may hold a password, so its
+/// `Debug` prints [`PgUrl::redacted`]; only [`PgUrl::url`] gives the URL as written,
+/// for the connector.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgUrl {
+    /// The URL as given (surrounding whitespace trimmed).
+    pub(super) url: String,
+    /// Where the password is in `url`, when there is one (not empty).
+    pub(super) password: Option<std::ops::Range<usize>>,
+    /// Without brackets for an IPv6 address.
+    pub(super) host: String,
+    pub(super) port: u16,
+    /// Percent-decoded.
+    pub(super) database: String,
+}
+
+impl PgUrl {
+    /// The port used when the URL names none.
+    pub const DEFAULT_PORT: u16 = 5432;
+
+    /// Validate a URL as `MAILROOM_STORE` does. The error says what was expected and
+    /// never contains any part of `raw` (it may hold a password).
+    pub fn parse(raw: &str) -> Result<PgUrl, String> {
+        super::parse::postgres_url(raw)
+    }
+
+    /// The URL as given, password included: for the database connector only, never
+    /// for logs or messages (use [`PgUrl::redacted`]).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The URL with the password replaced by `****`: what `check-config` prints.
+    pub fn redacted(&self) -> String {
+        match &self.password {
+            Some(range) => format!("{}****{}", &self.url[..range.start], &self.url[range.end..]),
+            None => self.url.clone(),
+        }
+    }
+
+    /// The host name or address (an IPv6 address without its brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port, [`PgUrl::DEFAULT_PORT`] when the URL names none.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The database name, percent-decoded.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+}
+
+impl std::fmt::Debug for PgUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PgUrl").field(&self.redacted()).finish()
+    }
+}

@@ -25,6 +25,7 @@ fn defaults_follow_interface_md() {
     assert_eq!(c.hostname, "mx.example.com");
     assert_eq!(c.domains, vec!["example.com"]);
     assert_eq!(c.data_dir, PathBuf::from("./data"));
+    assert_eq!(c.store(), &StoreConfig::Maildir);
     assert_eq!(c.acme.mode, AcmeMode::Off, "example.com is reserved: no ACME by default");
     assert_eq!(c.acme.challenge, AcmeChallenge::TlsAlpn01);
     assert_eq!(c.limits.message_size, 25 * 1024 * 1024);
@@ -83,8 +84,12 @@ fn good_values_parse() {
         ("MAILROOM_LOG_FORMAT", "json"),
         ("MAILROOM_CLAMD", "/run/clamd.sock"),
         ("MAILROOM_RSPAMD_URL", "http://127.0.0.1:11333"),
+        ("MAILROOM_STORE", "postgresql://mail:pw@[2001:db8::5]:6432/mail?sslmode=require"),
     ])
     .unwrap();
+    let StoreConfig::Postgres(pg) = c.store() else { panic!("{:?}", c.store()) };
+    assert_eq!((pg.host(), pg.port(), pg.database()), ("2001:db8::5", 6432, "mail"));
+    assert_eq!(pg.url(), "postgresql://mail:pw@[2001:db8::5]:6432/mail?sslmode=require");
     assert_eq!(c.domains, vec!["example.org", "xn--bcher-kva.example"]);
     assert_eq!(c.acme.mode, AcmeMode::Directory(LETSENCRYPT_STAGING.into()));
     assert_eq!(c.acme.challenge, AcmeChallenge::Http01);
@@ -128,6 +133,8 @@ fn each_bad_value_names_variable_value_and_expectation() {
         ("MAILROOM_LOG_FORMAT", "xml", "json"),
         ("MAILROOM_DKIM_SELECTOR", "bad selector", "DNS label"),
         ("MAILROOM_ACCOUNTS", "nobody", "MAILROOM_ACCOUNTS"),
+        ("MAILROOM_STORE", "mysql://db/mail", "`maildir` or a PostgreSQL URL"),
+        ("MAILROOM_STORE", "postgres://db", "database name"),
     ];
     for (var, value, expected) in table {
         let errors = error_for(&[(var, value)]);
@@ -165,6 +172,61 @@ fn secrets_are_never_echoed() {
     let shown = format!("{:?}", c.effective());
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("<redacted>"));
+}
+
+/// `MAILROOM_STORE` may hold a database password: `check-config` shows the URL with
+/// `****` for it, and neither an error nor `{:?}` of the config shows it.
+#[test]
+fn store_password_is_never_echoed() {
+    let url = "postgres://mail:Hunter2%2Fpg@db.example.org:5432/mail?sslmode=verify-full";
+    let c = load(&[("MAILROOM_STORE", url)]).unwrap();
+    let StoreConfig::Postgres(pg) = c.store() else { panic!("{:?}", c.store()) };
+    assert_eq!(pg.url(), url, "the connector gets the URL as given");
+    let shown: Vec<(String, String)> = c.effective();
+    assert!(shown.contains(&(
+        "MAILROOM_STORE".to_string(),
+        "postgres://mail:****@db.example.org:5432/mail?sslmode=verify-full".to_string()
+    )));
+    let debug = format!("{c:?}");
+    for text in [format!("{shown:?}"), debug.clone()] {
+        assert!(!text.contains("Hunter2"), "{text}");
+    }
+    assert!(debug.contains("postgres://mail:****@db.example.org"), "{debug}");
+
+    // Bad values, the password in each (and a misplaced `/` or `?` splitting it).
+    for bad in [
+        "postgres://mail:Hunter2pg@db.example.org/mail?sslmode=maybe",
+        "postgres://mail:Hunter2pg@db.example.org:port/mail",
+        "postgres://mail:Hunter2pg@db.example.org/mail?password=Hunter2pg",
+        "postgres://mail:Hunter2/pg@db.example.org/mail",
+        "postgres://mail:Hunter2?pg@db.example.org/mail",
+        "postgres://mail:Hunter2pg@db.example.org",
+        "mysql://mail:Hunter2pg@db.example.org/mail",
+    ] {
+        let errors = error_for(&[("MAILROOM_STORE", bad)]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("MAILROOM_STORE: invalid value (not shown: secret); expected "), "{errors:?}");
+        assert!(!errors[0].contains("Hunter2") && !errors[0].contains("db.example.org"), "{errors:?}");
+        let Err(e) = load(&[("MAILROOM_STORE", bad)]) else { unreachable!() };
+        assert!(!format!("{e:?}").contains("Hunter2"), "{e:?}");
+    }
+}
+
+#[test]
+fn store_file_variant_feeds_the_same_parser() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("store");
+    std::fs::write(&f, "postgres://mail:Hunter2pg@db.internal/mail\n").unwrap();
+    let c = load(&[("MAILROOM_STORE_FILE", f.to_str().unwrap())]).unwrap();
+    let StoreConfig::Postgres(pg) = c.store() else { panic!("{:?}", c.store()) };
+    assert_eq!(pg.url(), "postgres://mail:Hunter2pg@db.internal/mail");
+    assert_eq!(pg.redacted(), "postgres://mail:****@db.internal/mail");
+    std::fs::write(&f, "postgres://mail:Hunter2pg@db.internal\n").unwrap();
+    let errors = error_for(&[("MAILROOM_STORE_FILE", f.to_str().unwrap())]);
+    assert!(errors[0].starts_with("MAILROOM_STORE:") && errors[0].contains("database name"), "{errors:?}");
+    assert!(!errors[0].contains("Hunter2"), "{errors:?}");
+    let errors = error_for(&[("MAILROOM_STORE", "maildir"), ("MAILROOM_STORE_FILE", f.to_str().unwrap())]);
+    assert!(errors[0].contains("give only one") && !errors[0].contains("Hunter2"), "{errors:?}");
 }
 
 #[test]

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::parse::{self, ListenAddr};
-use super::{AcmeChallenge, AcmeExtraName, AcmeMode, Config, LogFormat, Protocol, RelayHost, ScannerFailure};
+use super::{
+    AcmeChallenge, AcmeExtraName, AcmeMode, Config, LogFormat, Protocol, RelayHost, ScannerFailure, StoreConfig,
+};
 use super::{LETSENCRYPT, LETSENCRYPT_STAGING};
 use crate::{accounts, units};
 
@@ -34,7 +36,8 @@ pub enum DefaultValue {
 pub struct Variable {
     /// Without the `MAILROOM_` prefix.
     pub name: &'static str,
-    /// Never printed and never echoed in an error.
+    /// The value is never echoed in an error, and `show` prints it redacted (or not
+    /// at all).
     pub secret: bool,
     pub default: DefaultValue,
     /// What it is for, in one line.
@@ -100,6 +103,22 @@ pub static VARIABLES: &[Variable] = &[
     var!("DATA_DIR", Text("./data"),
         "everything persistent: mail, queue, keys, certificates, indexes",
         data_dir = |v: &str| Ok::<_, String>(PathBuf::from(v.trim())), show |p: &PathBuf| p.display().to_string()),
+    // A PostgreSQL URL may hold a password: secret, so an error never echoes the value;
+    // check-config shows the URL with the password as `****`.
+    Variable {
+        name: "STORE",
+        secret: true,
+        default: Text("maildir"),
+        doc: "where mail is kept: `maildir` (in the data dir) or a PostgreSQL URL `postgres://user:password@host/db?sslmode=verify-full`",
+        set: |c, v| {
+            c.store = parse::store(v)?;
+            Ok(())
+        },
+        show: |c| match c.store() {
+            StoreConfig::Maildir => "maildir".to_string(),
+            StoreConfig::Postgres(url) => url.redacted(),
+        },
+    },
     // --- accounts ---
     Variable {
         name: "ACCOUNTS",
