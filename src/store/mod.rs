@@ -22,6 +22,7 @@ mod contract_tests;
 mod error;
 pub mod folder_name;
 pub mod maildir;
+pub mod pg;
 mod reader;
 mod types;
 
@@ -35,6 +36,7 @@ pub use api::{MailStore, MailboxOps, ViewRetention};
 pub use error::StoreError;
 pub use folder_name::{FolderPath, decode_mutf7, encode_mutf7};
 pub use maildir::{MAX_KEYWORD_LEN, MAX_KEYWORDS, MaildirMailbox, MaildirStore};
+pub use pg::{PgMailbox, PgStore};
 pub use reader::MessageReader;
 pub use types::{
     DeliveredMessage, Flag, FlagOp, FolderInfo, LocalDelivery, MailboxChanges, MailboxEvent, MailboxId, MailboxOwner,
@@ -46,18 +48,22 @@ pub use types::{
 pub enum Store {
     /// Maildir++ under the data dir (`maildir/`).
     Maildir(MaildirStore),
+    /// PostgreSQL, shared by every replica.
+    Pg(PgStore),
 }
 
 /// An open folder. Cloning gives another handle to the same shared state.
 #[derive(Clone, Debug)]
 pub enum Mailbox {
     Maildir(MaildirMailbox),
+    Pg(PgMailbox),
 }
 
 /// A session's view of a mailbox: expunged messages stay readable for it until released
 /// (RFC 2180 4.1.1). Dropping it releases everything.
 pub enum ViewTicket {
     Maildir(maildir::ViewTicket),
+    Pg(pg::PgViewTicket),
 }
 
 impl Store {
@@ -72,6 +78,7 @@ impl Store {
     pub fn as_maildir(&self) -> Option<&MaildirStore> {
         match self {
             Store::Maildir(s) => Some(s),
+            Store::Pg(_) => None,
         }
     }
 
@@ -79,6 +86,7 @@ impl Store {
     pub async fn open_mailbox(&self, account: &MailboxOwner, folder: &str) -> Result<Mailbox, StoreError> {
         match self {
             Store::Maildir(s) => MailStore::open_mailbox(s, account, folder).await.map(Mailbox::Maildir),
+            Store::Pg(s) => MailStore::open_mailbox(s, account, folder).await.map(Mailbox::Pg),
         }
     }
 
@@ -90,6 +98,7 @@ impl Store {
     ) -> Vec<Result<DeliveredMessage, StoreError>> {
         match self {
             Store::Maildir(s) => MailStore::deliver(s, body, deliveries).await,
+            Store::Pg(s) => MailStore::deliver(s, body, deliveries).await,
         }
     }
 
@@ -97,6 +106,7 @@ impl Store {
     pub async fn ensure_account(&self, account: &MailboxOwner) -> Result<(), StoreError> {
         match self {
             Store::Maildir(s) => MailStore::ensure_account(s, account).await,
+            Store::Pg(s) => MailStore::ensure_account(s, account).await,
         }
     }
 
@@ -104,6 +114,7 @@ impl Store {
     pub async fn ensure_accounts(&self, accounts: impl Iterator<Item = MailboxOwner> + Send) -> Result<(), StoreError> {
         match self {
             Store::Maildir(s) => MailStore::ensure_accounts(s, accounts).await,
+            Store::Pg(s) => MailStore::ensure_accounts(s, accounts).await,
         }
     }
 
@@ -111,6 +122,7 @@ impl Store {
     pub async fn quota_usage(&self, account: &MailboxOwner) -> Result<u64, StoreError> {
         match self {
             Store::Maildir(s) => MailStore::quota_usage(s, account).await,
+            Store::Pg(s) => MailStore::quota_usage(s, account).await,
         }
     }
 
@@ -118,6 +130,7 @@ impl Store {
     pub async fn list_folders(&self, account: &MailboxOwner) -> Result<Vec<FolderInfo>, StoreError> {
         match self {
             Store::Maildir(s) => MailStore::list_folders(s, account).await,
+            Store::Pg(s) => MailStore::list_folders(s, account).await,
         }
     }
 
@@ -130,6 +143,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Maildir(s) => MailStore::create_folder(s, account, name, special_use).await,
+            Store::Pg(s) => MailStore::create_folder(s, account, name, special_use).await,
         }
     }
 
@@ -137,6 +151,7 @@ impl Store {
     pub async fn delete_folder(&self, account: &MailboxOwner, name: &str) -> Result<(), StoreError> {
         match self {
             Store::Maildir(s) => MailStore::delete_folder(s, account, name).await,
+            Store::Pg(s) => MailStore::delete_folder(s, account, name).await,
         }
     }
 
@@ -144,6 +159,7 @@ impl Store {
     pub async fn rename_folder(&self, account: &MailboxOwner, from: &str, to: &str) -> Result<(), StoreError> {
         match self {
             Store::Maildir(s) => MailStore::rename_folder(s, account, from, to).await,
+            Store::Pg(s) => MailStore::rename_folder(s, account, from, to).await,
         }
     }
 
@@ -151,6 +167,7 @@ impl Store {
     pub async fn set_subscribed(&self, account: &MailboxOwner, name: &str, on: bool) -> Result<(), StoreError> {
         match self {
             Store::Maildir(s) => MailStore::set_subscribed(s, account, name, on).await,
+            Store::Pg(s) => MailStore::set_subscribed(s, account, name, on).await,
         }
     }
 
@@ -158,6 +175,7 @@ impl Store {
     pub async fn subscriptions(&self, account: &MailboxOwner) -> Result<Vec<String>, StoreError> {
         match self {
             Store::Maildir(s) => MailStore::subscriptions(s, account).await,
+            Store::Pg(s) => MailStore::subscriptions(s, account).await,
         }
     }
 }
@@ -167,6 +185,7 @@ impl ViewTicket {
     pub fn release(&self, uids: &[u32]) {
         match self {
             ViewTicket::Maildir(t) => ViewRetention::release(t, uids),
+            ViewTicket::Pg(t) => ViewRetention::release(t, uids),
         }
     }
 
@@ -174,6 +193,7 @@ impl ViewTicket {
     pub fn release_absent(&self, in_view: impl Fn(u32) -> bool) {
         match self {
             ViewTicket::Maildir(t) => ViewRetention::release_absent(t, in_view),
+            ViewTicket::Pg(t) => ViewRetention::release_absent(t, in_view),
         }
     }
 }
@@ -183,6 +203,7 @@ impl Mailbox {
     pub fn as_maildir(&self) -> Option<&MaildirMailbox> {
         match self {
             Mailbox::Maildir(m) => Some(m),
+            Mailbox::Pg(_) => None,
         }
     }
 
@@ -190,6 +211,7 @@ impl Mailbox {
     pub fn id(&self) -> MailboxId {
         match self {
             Mailbox::Maildir(m) => MailboxOps::id(m),
+            Mailbox::Pg(m) => MailboxOps::id(m),
         }
     }
 
@@ -203,6 +225,7 @@ impl Mailbox {
     pub fn uid_validity(&self) -> u32 {
         match self {
             Mailbox::Maildir(m) => MailboxOps::uid_validity(m),
+            Mailbox::Pg(m) => MailboxOps::uid_validity(m),
         }
     }
 
@@ -210,6 +233,7 @@ impl Mailbox {
     pub fn owner(&self) -> &MailboxOwner {
         match self {
             Mailbox::Maildir(m) => MailboxOps::owner(m),
+            Mailbox::Pg(m) => MailboxOps::owner(m),
         }
     }
 
@@ -217,6 +241,7 @@ impl Mailbox {
     pub fn folder_name(&self) -> String {
         match self {
             Mailbox::Maildir(m) => MailboxOps::folder_name(m),
+            Mailbox::Pg(m) => MailboxOps::folder_name(m),
         }
     }
 
@@ -224,6 +249,7 @@ impl Mailbox {
     pub fn register_view(&self) -> ViewTicket {
         match self {
             Mailbox::Maildir(m) => ViewTicket::Maildir(MailboxOps::register_view(m)),
+            Mailbox::Pg(m) => ViewTicket::Pg(MailboxOps::register_view(m)),
         }
     }
 
@@ -231,6 +257,7 @@ impl Mailbox {
     pub fn subscribe(&self) -> broadcast::Receiver<MailboxEvent> {
         match self {
             Mailbox::Maildir(m) => MailboxOps::subscribe(m),
+            Mailbox::Pg(m) => MailboxOps::subscribe(m),
         }
     }
 
@@ -238,6 +265,7 @@ impl Mailbox {
     pub async fn sync(&self) -> Result<MailboxSnapshot, StoreError> {
         match self {
             Mailbox::Maildir(m) => MailboxOps::sync(m).await,
+            Mailbox::Pg(m) => MailboxOps::sync(m).await,
         }
     }
 
@@ -245,6 +273,7 @@ impl Mailbox {
     pub async fn changes_since(&self, uid_validity: u32, modseq: u64) -> Result<Option<MailboxChanges>, StoreError> {
         match self {
             Mailbox::Maildir(m) => MailboxOps::changes_since(m, uid_validity, modseq).await,
+            Mailbox::Pg(m) => MailboxOps::changes_since(m, uid_validity, modseq).await,
         }
     }
 
@@ -252,6 +281,7 @@ impl Mailbox {
     pub async fn vanished_since(&self, modseq: u64) -> Vec<u32> {
         match self {
             Mailbox::Maildir(m) => MailboxOps::vanished_since(m, modseq).await,
+            Mailbox::Pg(m) => MailboxOps::vanished_since(m, modseq).await,
         }
     }
 
@@ -259,6 +289,7 @@ impl Mailbox {
     pub async fn take_recent(&self, until: u32) -> Range<u32> {
         match self {
             Mailbox::Maildir(m) => MailboxOps::take_recent(m, until).await,
+            Mailbox::Pg(m) => MailboxOps::take_recent(m, until).await,
         }
     }
 
@@ -266,6 +297,7 @@ impl Mailbox {
     pub async fn status(&self) -> Result<MailboxStatus, StoreError> {
         match self {
             Mailbox::Maildir(m) => MailboxOps::status(m).await,
+            Mailbox::Pg(m) => MailboxOps::status(m).await,
         }
     }
 
@@ -279,6 +311,7 @@ impl Mailbox {
     ) -> Result<StoreFlagsOutcome, StoreError> {
         match self {
             Mailbox::Maildir(m) => MailboxOps::store_flags(m, uids, op, flags, unchanged_since).await,
+            Mailbox::Pg(m) => MailboxOps::store_flags(m, uids, op, flags, unchanged_since).await,
         }
     }
 
@@ -286,6 +319,7 @@ impl Mailbox {
     pub async fn expunge(&self, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
         match self {
             Mailbox::Maildir(m) => MailboxOps::expunge(m, uids).await,
+            Mailbox::Pg(m) => MailboxOps::expunge(m, uids).await,
         }
     }
 
@@ -298,6 +332,7 @@ impl Mailbox {
     ) -> Result<u32, StoreError> {
         match self {
             Mailbox::Maildir(m) => MailboxOps::append(m, body, flags, internal_date).await,
+            Mailbox::Pg(m) => MailboxOps::append(m, body, flags, internal_date).await,
         }
     }
 
@@ -305,6 +340,8 @@ impl Mailbox {
     pub async fn copy_to(&self, uids: &[u32], dest: &Mailbox) -> Result<Vec<(u32, u32)>, StoreError> {
         match (self, dest) {
             (Mailbox::Maildir(m), Mailbox::Maildir(d)) => MailboxOps::copy_to(m, uids, d).await,
+            (Mailbox::Pg(m), Mailbox::Pg(d)) => MailboxOps::copy_to(m, uids, d).await,
+            _ => Err(StoreError::NotPermitted(dest.folder_name())),
         }
     }
 
@@ -312,6 +349,8 @@ impl Mailbox {
     pub async fn move_to(&self, uids: &[u32], dest: &Mailbox) -> Result<Vec<(u32, u32)>, StoreError> {
         match (self, dest) {
             (Mailbox::Maildir(m), Mailbox::Maildir(d)) => MailboxOps::move_to(m, uids, d).await,
+            (Mailbox::Pg(m), Mailbox::Pg(d)) => MailboxOps::move_to(m, uids, d).await,
+            _ => Err(StoreError::NotPermitted(dest.folder_name())),
         }
     }
 
@@ -319,6 +358,7 @@ impl Mailbox {
     pub async fn open_message(&self, uid: u32) -> Result<MessageReader, StoreError> {
         match self {
             Mailbox::Maildir(m) => MailboxOps::open_message(m, uid).await,
+            Mailbox::Pg(m) => MailboxOps::open_message(m, uid).await,
         }
     }
 
@@ -326,6 +366,7 @@ impl Mailbox {
     pub async fn read_message(&self, uid: u32, max: usize) -> Result<bytes::Bytes, StoreError> {
         match self {
             Mailbox::Maildir(m) => MailboxOps::read_message(m, uid, max).await,
+            Mailbox::Pg(m) => MailboxOps::read_message(m, uid, max).await,
         }
     }
 
@@ -333,6 +374,7 @@ impl Mailbox {
     pub async fn read_headers(&self, uids: &[u32]) -> Result<Vec<Option<bytes::Bytes>>, StoreError> {
         match self {
             Mailbox::Maildir(m) => MailboxOps::read_headers(m, uids).await,
+            Mailbox::Pg(m) => MailboxOps::read_headers(m, uids).await,
         }
     }
 
@@ -340,6 +382,7 @@ impl Mailbox {
     pub async fn read_header_block(&self, uid: u32) -> Result<bytes::Bytes, StoreError> {
         match self {
             Mailbox::Maildir(m) => MailboxOps::read_header_block(m, uid).await,
+            Mailbox::Pg(m) => MailboxOps::read_header_block(m, uid).await,
         }
     }
 
@@ -347,6 +390,7 @@ impl Mailbox {
     pub async fn header_block_reader(&self, uid: u32) -> Result<(MessageReader, u64), StoreError> {
         match self {
             Mailbox::Maildir(m) => MailboxOps::header_block_reader(m, uid).await,
+            Mailbox::Pg(m) => MailboxOps::header_block_reader(m, uid).await,
         }
     }
 }

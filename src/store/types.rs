@@ -22,6 +22,23 @@ impl MailboxOwner {
     pub fn new(local: impl Into<String>, domain: impl Into<String>) -> MailboxOwner {
         MailboxOwner { local: local.into(), domain: domain.into() }
     }
+
+    /// Refuse names no backend stores: empty, over 255 bytes, a leading dot, `/`, `\\`,
+    /// NUL or control characters (Maildir uses both parts as directory names, and every
+    /// backend refuses the same names so an account means the same on each).
+    pub fn check(&self) -> Result<(), crate::store::StoreError> {
+        for s in [&self.domain, &self.local] {
+            let ok = !s.is_empty()
+                && s.len() <= 255
+                && !s.starts_with('.')
+                && !s.contains(['/', '\\', '\0'])
+                && !s.chars().any(|c| c.is_control());
+            if !ok {
+                return Err(crate::store::StoreError::InvalidAccount(s.to_string()));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Display for MailboxOwner {

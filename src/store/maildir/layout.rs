@@ -27,15 +27,6 @@ pub struct Layout {
     state_root: PathBuf,
 }
 
-fn check_component(s: &str) -> Result<(), StoreError> {
-    let ok = !s.is_empty()
-        && s.len() <= 255
-        && !s.starts_with('.')
-        && !s.contains(['/', '\\', '\0'])
-        && !s.chars().any(|c| c.is_control());
-    if ok { Ok(()) } else { Err(StoreError::InvalidAccount(s.to_string())) }
-}
-
 impl Layout {
     /// Paths below `data_dir`.
     pub fn new(data_dir: &Path) -> Layout {
@@ -58,8 +49,7 @@ impl Layout {
 
     /// The account's Maildir root (= INBOX), after checking both name parts.
     pub fn account_dir(&self, owner: &MailboxOwner) -> Result<PathBuf, StoreError> {
-        check_component(&owner.domain)?;
-        check_component(&owner.local)?;
+        owner.check()?;
         Ok(self.mail_root.join(&owner.domain).join(&owner.local))
     }
 
@@ -74,8 +64,7 @@ impl Layout {
 
     /// The account's index directory.
     pub fn index_dir(&self, owner: &MailboxOwner) -> Result<PathBuf, StoreError> {
-        check_component(&owner.domain)?;
-        check_component(&owner.local)?;
+        owner.check()?;
         Ok(self.index_root.join(&owner.domain).join(&owner.local))
     }
 

@@ -66,6 +66,11 @@ pub use crate::durable::SyncStats;
 pub(crate) use filename::parse_file_name;
 pub(crate) use folders::TRASHED_PREFIX;
 pub use keywords::{MAX_KEYWORD_LEN, MAX_KEYWORDS};
+// Shared with the PostgreSQL backend: one keyword table, one header-block rule, one
+// set of default folders for every backend.
+pub(crate) use header_cache::header_end;
+pub(crate) use keywords::intern;
+pub(crate) use layout::DEFAULT_FOLDERS;
 pub use layout::Layout;
 pub(crate) use layout::is_maildir;
 pub use mailbox::MaildirMailbox;
@@ -81,7 +86,7 @@ use types::{Flag, FlagOp, LocalDelivery, MailboxSnapshot, MessageBody, SpecialUs
 
 use crate::durable::{GroupSync, sync_dir};
 use error::blocking;
-use layout::{DEFAULT_FOLDERS, create_maildir};
+use layout::create_maildir;
 use quota::QuotaTracker;
 
 /// The mail store. Cheap to clone (an `Arc` inside); `Send + Sync`.

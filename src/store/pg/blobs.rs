@@ -1,0 +1,217 @@
+//! Message bodies in PostgreSQL, stored once per content.
+//!
+//! Owns: the `blobs` and `blob_chunks` tables. A body is keyed by its SHA-256, so a
+//! message to 50 local recipients, or a COPY, stores its bytes once; `refcount` counts the
+//! message rows (live and tombstones) that name it. The bytes are 1 MiB rows, written and
+//! read one at a time, so a 50 MiB message never sits in memory whole.
+//!
+//! Why this is race-free without a GC lease: a body's row and its chunks are inserted in
+//! the transaction that first references it, and deleted in the transaction whose unref
+//! took the count to zero. Both take the row lock, so a delivery of the same body either
+//! finds the row (and its chunks) or, after the delete committed, inserts both again.
+
+use std::collections::HashMap;
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+use sqlx::{PgConnection, PgPool};
+use tokio::io::AsyncReadExt;
+
+use super::db_error;
+use crate::store::maildir::header_end;
+use crate::store::{MessageBody, MessageReader, StoreError};
+
+/// Bytes per `blob_chunks` row.
+const CHUNK: usize = 1 << 20;
+/// Longest header block kept in `blobs.header` (the header cache); longer ones are read
+/// from the chunks.
+pub const MAX_CACHED_HEADER: usize = 64 * 1024;
+
+/// A body's identity, computed before any transaction.
+#[derive(Clone, Debug)]
+pub struct Blob {
+    /// SHA-256 of the bytes.
+    pub hash: Vec<u8>,
+    /// Length in bytes.
+    pub size: u64,
+    /// The header block, when at most [`MAX_CACHED_HEADER`].
+    pub header: Option<Vec<u8>>,
+}
+
+/// Read `body` once: its hash, size and header block.
+pub async fn describe(body: &MessageBody) -> Result<Blob, StoreError> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut head = Vec::new();
+    let mut size = 0u64;
+    let mut take = |chunk: &[u8]| {
+        ctx.update(chunk);
+        if head.len() <= MAX_CACHED_HEADER {
+            head.extend_from_slice(&chunk[..chunk.len().min(MAX_CACHED_HEADER + 1 - head.len())]);
+        }
+        size += chunk.len() as u64;
+    };
+    match body {
+        MessageBody::Memory(b) => take(b),
+        MessageBody::File { path, len } => {
+            let mut file = open_body(path, *len).await?;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = file.read(&mut buf).await.map_err(|e| StoreError::io(path, e))?;
+                if n == 0 {
+                    break;
+                }
+                take(&buf[..n]);
+            }
+        }
+    }
+    let complete = size <= MAX_CACHED_HEADER as u64;
+    let header = header_end(&head, complete).filter(|end| *end <= MAX_CACHED_HEADER).map(|end| head[..end].to_vec());
+    Ok(Blob { hash: ctx.finish().as_ref().to_vec(), size, header })
+}
+
+async fn open_body(path: &std::path::Path, len: u64) -> Result<tokio::io::Take<tokio::fs::File>, StoreError> {
+    let file = tokio::fs::File::open(path).await.map_err(|e| StoreError::io(path, e))?;
+    Ok(file.take(len))
+}
+
+/// Add one reference to `blob`, inserting its row and bytes when this is the first.
+pub async fn add_ref(conn: &mut PgConnection, blob: &Blob, body: &MessageBody) -> Result<(), StoreError> {
+    let inserted: bool = sqlx::query_scalar(
+        "INSERT INTO blobs (hash, size, refcount, header) VALUES ($1, $2, 1, $3) \
+         ON CONFLICT (hash) DO UPDATE SET refcount = blobs.refcount + 1, zero_since = NULL \
+         RETURNING (xmax = 0)",
+    )
+    .bind(&blob.hash)
+    .bind(blob.size as i64)
+    .bind(blob.header.as_deref())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    if inserted {
+        write_chunks(conn, &blob.hash, body).await?;
+    }
+    Ok(())
+}
+
+async fn write_chunks(conn: &mut PgConnection, hash: &[u8], body: &MessageBody) -> Result<(), StoreError> {
+    let insert = |seq: i32, data: &[u8]| {
+        sqlx::query("INSERT INTO blob_chunks (hash, seq, data) VALUES ($1, $2, $3)")
+            .bind(hash.to_vec())
+            .bind(seq)
+            .bind(data.to_vec())
+    };
+    match body {
+        MessageBody::Memory(b) => {
+            for (seq, data) in b.chunks(CHUNK).enumerate() {
+                insert(seq as i32, data).execute(&mut *conn).await.map_err(db_error)?;
+            }
+        }
+        MessageBody::File { path, len } => {
+            let mut file = open_body(path, *len).await?;
+            let mut buf = vec![0u8; CHUNK];
+            for seq in 0.. {
+                let mut filled = 0;
+                while filled < CHUNK {
+                    let n = file.read(&mut buf[filled..]).await.map_err(|e| StoreError::io(path, e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                if filled == 0 {
+                    break;
+                }
+                insert(seq, &buf[..filled]).execute(&mut *conn).await.map_err(db_error)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Add `n` references to each of `hashes` (COPY: the bytes are there already).
+pub async fn add_refs(conn: &mut PgConnection, hashes: Vec<Vec<u8>>) -> Result<(), StoreError> {
+    let (hashes, counts) = count(hashes);
+    sqlx::query(
+        "UPDATE blobs b SET refcount = b.refcount + u.n, zero_since = NULL \
+         FROM unnest($1::bytea[], $2::bigint[]) AS u(hash, n) WHERE b.hash = u.hash",
+    )
+    .bind(hashes)
+    .bind(counts)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// Drop one reference per entry of `hashes` (message rows deleted in the same transaction)
+/// and delete the bodies nothing refers to any more.
+pub async fn unref(conn: &mut PgConnection, hashes: Vec<Vec<u8>>) -> Result<(), StoreError> {
+    if hashes.is_empty() {
+        return Ok(());
+    }
+    let (hashes, counts) = count(hashes);
+    sqlx::query(
+        "UPDATE blobs b SET refcount = b.refcount - u.n, \
+         zero_since = CASE WHEN b.refcount - u.n <= 0 THEN now() END \
+         FROM unnest($1::bytea[], $2::bigint[]) AS u(hash, n) WHERE b.hash = u.hash",
+    )
+    .bind(&hashes)
+    .bind(counts)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    sqlx::query("DELETE FROM blobs WHERE hash = ANY($1) AND refcount <= 0")
+        .bind(&hashes)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Distinct hashes and how often each occurs.
+fn count(hashes: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, Vec<i64>) {
+    let mut map: HashMap<Vec<u8>, i64> = HashMap::new();
+    for h in hashes {
+        *map.entry(h).or_default() += 1;
+    }
+    map.into_iter().unzip()
+}
+
+/// A reader over `prefix` followed by the body `hash` of `size` bytes. A body of one chunk
+/// is read at once; a larger one chunk by chunk as the reader is consumed, each chunk a
+/// query of its own on the pool (no connection is held between reads).
+pub async fn reader(pool: &PgPool, prefix: Bytes, hash: Vec<u8>, size: u64) -> Result<MessageReader, StoreError> {
+    let total = prefix.len() as u64 + size;
+    if size <= CHUNK as u64 {
+        let data: Option<Vec<u8>> = sqlx::query_scalar("SELECT data FROM blob_chunks WHERE hash = $1 AND seq = 0")
+            .bind(&hash)
+            .fetch_optional(pool)
+            .await
+            .map_err(db_error)?;
+        let mut all = BytesMut::with_capacity(total as usize);
+        all.extend_from_slice(&prefix);
+        all.extend_from_slice(&data.unwrap_or_default());
+        return Ok(MessageReader::from_bytes(all.freeze()));
+    }
+    let chunks = size.div_ceil(CHUNK as u64) as i32;
+    let pool = pool.clone();
+    let first = futures_util::stream::once(async move { Ok::<Bytes, io::Error>(prefix) });
+    let rest = futures_util::stream::unfold(0i32, move |seq| {
+        let (pool, hash) = (pool.clone(), hash.clone());
+        async move {
+            if seq >= chunks {
+                return None;
+            }
+            let data: Result<Vec<u8>, sqlx::Error> =
+                sqlx::query_scalar("SELECT data FROM blob_chunks WHERE hash = $1 AND seq = $2")
+                    .bind(hash)
+                    .bind(seq)
+                    .fetch_one(&pool)
+                    .await;
+            Some((data.map(Bytes::from).map_err(io::Error::other), seq + 1))
+        }
+    });
+    use futures_util::StreamExt;
+    let stream = tokio_util::io::StreamReader::new(first.chain(rest));
+    Ok(MessageReader::from_stream(stream, total))
+}

@@ -1,0 +1,380 @@
+//! One open folder in PostgreSQL: identity, sync, change tracking and reads.
+//!
+//! Owns: [`PgMailbox`], the handle IMAP and POP3 sessions hold, and the flag encoding of
+//! the `messages` table. Reads need no lock: each is one statement (or one read-only
+//! REPEATABLE READ transaction for a snapshot), so it sees a committed state. Writes are in
+//! `write.rs`.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use sqlx::postgres::PgRow;
+use sqlx::{Acquire, Row};
+use tokio::io::AsyncReadExt;
+use tokio::sync::broadcast;
+
+use super::{PgStore, blobs, db_error};
+use crate::store::maildir::intern;
+use crate::store::{
+    Flag, MailboxChanges, MailboxEvent, MailboxId, MailboxOwner, MailboxSnapshot, MailboxStatus, MessageMeta,
+    MessageReader, StoreError,
+};
+
+/// State shared by every handle of one folder on this replica.
+pub(crate) struct Shared {
+    pub id: i64,
+    pub uid_validity: u32,
+    pub owner: MailboxOwner,
+    pub name: String,
+    pub events: broadcast::Sender<MailboxEvent>,
+}
+
+impl Shared {
+    pub fn new(id: i64, uid_validity: u32, owner: MailboxOwner, name: String) -> Shared {
+        Shared { id, uid_validity, owner, name, events: broadcast::channel(64).0 }
+    }
+}
+
+/// An open folder of the PostgreSQL store. Cheap to clone.
+#[derive(Clone)]
+pub struct PgMailbox {
+    pub(super) store: PgStore,
+    pub(super) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for PgMailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgMailbox({}/{} #{})", self.shared.owner, self.shared.name, self.shared.id)
+    }
+}
+
+/// The system flags as bits of `messages.flags`.
+const FLAG_BITS: [(Flag, i16); 5] =
+    [(Flag::Seen, 1), (Flag::Answered, 2), (Flag::Flagged, 4), (Flag::Deleted, 8), (Flag::Draft, 16)];
+
+/// Flags as stored: the system-flag bits and the keywords, sorted.
+pub(super) fn encode_flags(flags: &[Flag]) -> (i16, Vec<String>) {
+    let mut bits = 0;
+    let mut keywords = Vec::new();
+    for f in flags {
+        match f {
+            Flag::Keyword(k) => keywords.push(k.to_string()),
+            other => bits |= FLAG_BITS.iter().find(|(g, _)| g == other).map_or(0, |(_, b)| *b),
+        }
+    }
+    keywords.sort_unstable();
+    keywords.dedup();
+    (bits, keywords)
+}
+
+/// Flags as the API gives them: system flags in `Flag` order, then keywords sorted.
+pub(super) fn decode_flags(bits: i16, keywords: &[String]) -> Vec<Flag> {
+    let mut flags: Vec<Flag> = FLAG_BITS.iter().filter(|(_, b)| bits & b != 0).map(|(f, _)| f.clone()).collect();
+    let mut kw: Vec<Flag> = keywords.iter().map(|k| Flag::Keyword(intern(k))).collect();
+    kw.sort_unstable();
+    flags.extend(kw);
+    flags
+}
+
+pub(super) fn to_time(t: chrono::DateTime<chrono::Utc>) -> SystemTime {
+    UNIX_EPOCH + Duration::from_micros(t.timestamp_micros().max(0) as u64)
+}
+
+pub(super) fn from_time(t: SystemTime) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::<chrono::Utc>::from(t)
+}
+
+/// `SELECT` + the columns [`meta`] reads, in its order (a macro: sqlx takes only static
+/// query strings).
+macro_rules! select_meta {
+    ($rest:literal) => {
+        concat!("SELECT uid, flags, keywords, modseq, size, internal_date, uidl", $rest)
+    };
+}
+
+fn meta(row: &PgRow) -> MessageMeta {
+    MessageMeta {
+        uid: row.get::<i64, _>(0) as u32,
+        flags: decode_flags(row.get(1), &row.get::<Vec<String>, _>(2)),
+        modseq: row.get::<i64, _>(3) as u64,
+        size: row.get::<i64, _>(4) as u64,
+        internal_date: to_time(row.get(5)),
+        uidl: row.get(6),
+    }
+}
+
+/// Counters of the folder row.
+struct Head {
+    uid_next: u32,
+    highest_modseq: u64,
+    vanished_floor: u64,
+}
+
+impl PgMailbox {
+    pub(super) fn new(store: PgStore, shared: Arc<Shared>) -> PgMailbox {
+        PgMailbox { store, shared }
+    }
+
+    pub(super) fn id_impl(&self) -> MailboxId {
+        MailboxId { location: format!("pg:{}", self.shared.id), uid_validity: self.shared.uid_validity }
+    }
+
+    pub(super) fn owner_impl(&self) -> &MailboxOwner {
+        &self.shared.owner
+    }
+
+    pub(super) fn folder_name_impl(&self) -> String {
+        self.shared.name.clone()
+    }
+
+    pub(super) fn uid_validity_impl(&self) -> u32 {
+        self.shared.uid_validity
+    }
+
+    pub(super) fn subscribe_impl(&self) -> broadcast::Receiver<MailboxEvent> {
+        PgStore::events(&self.shared)
+    }
+
+    /// The row id, for `write.rs`.
+    pub(super) fn row(&self) -> i64 {
+        self.shared.id
+    }
+
+    /// The folder row's counters; the folder is gone when its row is (deleted, or deleted
+    /// and created again with another UIDVALIDITY: another row).
+    async fn head(&self, conn: &mut sqlx::PgConnection) -> Result<Head, StoreError> {
+        let row = sqlx::query("SELECT uid_next, highest_modseq, vanished_floor FROM mailboxes WHERE id = $1")
+            .bind(self.shared.id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| StoreError::NoSuchFolder(self.shared.name.clone()))?;
+        Ok(Head {
+            uid_next: row.get::<i64, _>(0) as u32,
+            highest_modseq: row.get::<i64, _>(1) as u64,
+            vanished_floor: row.get::<i64, _>(2) as u64,
+        })
+    }
+
+    pub(super) async fn sync_impl(&self) -> Result<MailboxSnapshot, StoreError> {
+        let mut conn = self.store.pool().acquire().await.map_err(db_error)?;
+        let mut tx = conn.begin().await.map_err(db_error)?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let head = self.head(&mut tx).await?;
+        let rows =
+            sqlx::query(select_meta!(" FROM messages WHERE mailbox_id = $1 AND expunged_modseq IS NULL ORDER BY uid"))
+                .bind(self.shared.id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(MailboxSnapshot {
+            uid_validity: self.shared.uid_validity,
+            uid_next: head.uid_next,
+            highest_modseq: head.highest_modseq,
+            messages: rows.iter().map(meta).collect(),
+        })
+    }
+
+    pub(super) async fn changes_since_impl(
+        &self,
+        uid_validity: u32,
+        modseq: u64,
+    ) -> Result<Option<MailboxChanges>, StoreError> {
+        if uid_validity != self.shared.uid_validity {
+            return Ok(None);
+        }
+        let mut conn = self.store.pool().acquire().await.map_err(db_error)?;
+        let mut tx = conn.begin().await.map_err(db_error)?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let head = self.head(&mut tx).await?;
+        if modseq < head.vanished_floor {
+            return Ok(None);
+        }
+        let rows = sqlx::query(select_meta!(
+            ", expunged_modseq IS NOT NULL FROM messages WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid"
+        ))
+        .bind(self.shared.id)
+        .bind(modseq as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        let (gone, live): (Vec<&PgRow>, Vec<&PgRow>) = rows.iter().partition(|r| r.get::<bool, _>(7));
+        Ok(Some(MailboxChanges {
+            uid_next: head.uid_next,
+            highest_modseq: head.highest_modseq,
+            changed: live.into_iter().map(meta).collect(),
+            expunged: gone.into_iter().map(|r| r.get::<i64, _>(0) as u32).collect(),
+        }))
+    }
+
+    pub(super) async fn vanished_since_impl(&self, modseq: u64) -> Vec<u32> {
+        let uids: Result<Vec<i64>, _> =
+            sqlx::query_scalar("SELECT uid FROM messages WHERE mailbox_id = $1 AND expunged_modseq > $2 ORDER BY uid")
+                .bind(self.shared.id)
+                .bind(modseq as i64)
+                .fetch_all(self.store.pool())
+                .await;
+        match uids {
+            Ok(u) => u.into_iter().map(|u| u as u32).collect(),
+            Err(e) => {
+                tracing::warn!(mailbox = %self.shared.name, error = %e, "VANISHED lookup failed");
+                Vec::new()
+            }
+        }
+    }
+
+    pub(super) async fn take_recent_impl(&self, until: u32) -> Range<u32> {
+        let row = sqlx::query(
+            "UPDATE mailboxes m SET recent_floor = GREATEST(o.recent_floor, $2) \
+             FROM (SELECT recent_floor FROM mailboxes WHERE id = $1 FOR UPDATE) o \
+             WHERE m.id = $1 RETURNING o.recent_floor, m.recent_floor",
+        )
+        .bind(self.shared.id)
+        .bind(until as i64)
+        .fetch_optional(self.store.pool())
+        .await;
+        match row {
+            Ok(Some(r)) => (r.get::<i64, _>(0) as u32)..(r.get::<i64, _>(1) as u32),
+            Ok(None) => 0..0,
+            Err(e) => {
+                tracing::warn!(mailbox = %self.shared.name, error = %e, "\\Recent claim failed");
+                0..0
+            }
+        }
+    }
+
+    pub(super) async fn status_impl(&self) -> Result<MailboxStatus, StoreError> {
+        let row = sqlx::query(
+            "SELECT b.uid_next, b.highest_modseq, b.total_bytes, count(m.uid), \
+             count(m.uid) FILTER (WHERE m.flags & 1 = 0), count(m.uid) FILTER (WHERE m.flags & 8 <> 0), \
+             count(m.uid) FILTER (WHERE m.uid >= b.recent_floor) \
+             FROM mailboxes b LEFT JOIN messages m ON m.mailbox_id = b.id AND m.expunged_modseq IS NULL \
+             WHERE b.id = $1 GROUP BY b.id",
+        )
+        .bind(self.shared.id)
+        .fetch_optional(self.store.pool())
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| StoreError::NoSuchFolder(self.shared.name.clone()))?;
+        Ok(MailboxStatus {
+            uid_next: row.get::<i64, _>(0) as u32,
+            highest_modseq: row.get::<i64, _>(1) as u64,
+            size: row.get::<i64, _>(2).max(0) as u64,
+            messages: row.get::<i64, _>(3) as u32,
+            unseen: row.get::<i64, _>(4) as u32,
+            deleted: row.get::<i64, _>(5) as u32,
+            recent: row.get::<i64, _>(6) as u32,
+            uid_validity: self.shared.uid_validity,
+        })
+    }
+
+    /// Where a message's bytes are: its prefix, its body's hash and size, and the body's
+    /// cached header block. Expunged messages still read (RFC 2180) until purged.
+    async fn locate(&self, uid: u32) -> Result<(Bytes, Vec<u8>, u64, Option<Vec<u8>>), StoreError> {
+        let row = sqlx::query(
+            "SELECT m.prefix, m.body_hash, b.size, b.header FROM messages m JOIN blobs b ON b.hash = m.body_hash \
+             WHERE m.mailbox_id = $1 AND m.uid = $2",
+        )
+        .bind(self.shared.id)
+        .bind(uid as i64)
+        .fetch_optional(self.store.pool())
+        .await
+        .map_err(db_error)?
+        .ok_or(StoreError::NoSuchMessage(uid))?;
+        Ok((Bytes::from(row.get::<Vec<u8>, _>(0)), row.get(1), row.get::<i64, _>(2) as u64, row.get(3)))
+    }
+
+    pub(super) async fn open_message_impl(&self, uid: u32) -> Result<MessageReader, StoreError> {
+        let (prefix, hash, size, _) = self.locate(uid).await?;
+        blobs::reader(self.store.pool(), prefix, hash, size).await
+    }
+
+    pub(super) async fn read_message_impl(&self, uid: u32, max: usize) -> Result<Bytes, StoreError> {
+        let reader = self.open_message_impl(uid).await?;
+        let mut out = Vec::with_capacity(max.min(reader.size() as usize));
+        reader.take(max as u64).read_to_end(&mut out).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Bytes::from(out))
+    }
+
+    pub(super) async fn read_headers_impl(&self, uids: &[u32]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        let wanted: Vec<i64> = uids.iter().map(|u| *u as i64).collect();
+        let rows = sqlx::query(
+            "SELECT m.uid, m.prefix, b.header FROM messages m JOIN blobs b ON b.hash = m.body_hash \
+             WHERE m.mailbox_id = $1 AND m.uid = ANY($2) AND m.expunged_modseq IS NULL AND b.header IS NOT NULL",
+        )
+        .bind(self.shared.id)
+        .bind(&wanted)
+        .fetch_all(self.store.pool())
+        .await
+        .map_err(db_error)?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for r in rows {
+            let mut header = r.get::<Vec<u8>, _>(1);
+            header.extend_from_slice(&r.get::<Vec<u8>, _>(2));
+            found.insert(r.get::<i64, _>(0) as u32, Bytes::from(header));
+        }
+        Ok(uids.iter().map(|u| found.get(u).cloned()).collect())
+    }
+
+    pub(super) async fn read_header_block_impl(&self, uid: u32) -> Result<Bytes, StoreError> {
+        let (prefix, hash, size, header) = self.locate(uid).await?;
+        if let Some(h) = header {
+            let mut all = prefix.to_vec();
+            all.extend_from_slice(&h);
+            return Ok(Bytes::from(all));
+        }
+        let (reader, len) = self.header_reader(prefix, hash, size).await?;
+        let mut out = Vec::with_capacity(len as usize);
+        reader.take(len).read_to_end(&mut out).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Bytes::from(out))
+    }
+
+    pub(super) async fn header_block_reader_impl(&self, uid: u32) -> Result<(MessageReader, u64), StoreError> {
+        let (prefix, hash, size, header) = self.locate(uid).await?;
+        if let Some(h) = header {
+            let len = (prefix.len() + h.len()) as u64;
+            return Ok((blobs::reader(self.store.pool(), prefix, hash, size).await?, len));
+        }
+        self.header_reader(prefix, hash, size).await
+    }
+
+    /// A reader and the header length of a message whose header is too long for the
+    /// cache: one pass finds the blank line, a second reader starts from the top.
+    async fn header_reader(&self, prefix: Bytes, hash: Vec<u8>, size: u64) -> Result<(MessageReader, u64), StoreError> {
+        let mut scan = blobs::reader(self.store.pool(), Bytes::new(), hash.clone(), size).await?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut tail: Vec<u8> = Vec::new();
+        let mut offset = 0u64;
+        let mut end = size;
+        loop {
+            let n = scan.read(&mut buf).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            if n == 0 {
+                break;
+            }
+            tail.extend_from_slice(&buf[..n]);
+            if offset == 0 && tail.starts_with(b"\r\n") {
+                end = 2;
+                break;
+            }
+            if let Some(i) = memchr::memmem::find(&tail, b"\r\n\r\n") {
+                end = offset + i as u64 + 4;
+                break;
+            }
+            let keep = tail.len().min(3);
+            offset += (tail.len() - keep) as u64;
+            tail.drain(..tail.len() - keep);
+        }
+        let len = prefix.len() as u64 + end;
+        Ok((blobs::reader(self.store.pool(), prefix, hash, size).await?, len))
+    }
+}

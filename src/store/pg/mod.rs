@@ -1,0 +1,212 @@
+//! The PostgreSQL backend: every replica of mailroom shares one database.
+//!
+//! Owns: the connection pool, the schema (`migrate.rs`, `schema/`), and the store API on
+//! top of it: accounts and folders (`folders.rs`), one open folder (`mailbox.rs`), writes
+//! that take UIDs and modseqs (`write.rs`), and bodies stored once by content hash
+//! (`blobs.rs`).
+//!
+//! How it keeps the store contract across replicas:
+//! - UIDs and modseqs come from the folder's row (`UPDATE mailboxes … RETURNING`) inside
+//!   the transaction that inserts the message. The row lock is held until COMMIT, so commit
+//!   order is UID order and two replicas never hand out one UID.
+//! - An acknowledged write is a committed transaction (the server's `synchronous_commit`
+//!   decides how durable a commit is; the default is a flushed WAL).
+//! - An expunged message stays as a tombstone row that still reads (RFC 2180) and answers
+//!   QRESYNC's VANISHED; tombstones older than [`TOMBSTONE_RETENTION`] are purged, and
+//!   `vanished_floor` tells a client whose state is older to resync.
+//! - No connection is held across a client's round trip: an idle IMAP session costs no
+//!   database connection.
+//! - Every database failure is [`StoreError::Unavailable`]: the protocols answer "try again
+//!   later", and the pool reconnects by itself when the server is back.
+
+mod backend;
+mod blobs;
+mod folders;
+mod mailbox;
+pub mod migrate;
+mod write;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Row};
+use tokio::sync::broadcast;
+
+pub use backend::PgViewTicket;
+pub use mailbox::PgMailbox;
+
+use super::{FolderPath, MailboxEvent, MailboxOwner, StoreError};
+
+/// How long an expunged message stays readable for sessions that still show it (on any
+/// replica) and answers VANISHED before its row is purged.
+pub const TOMBSTONE_RETENTION: Duration = Duration::from_secs(3600);
+
+/// Connections per replica. Sessions hold one only for the length of a statement or a
+/// transaction, so a small pool serves thousands of sessions.
+const POOL_SIZE: u32 = 16;
+/// How long a statement waits for a free (or re-established) connection before the
+/// session is told "try again later".
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The PostgreSQL store. Cheap to clone.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    /// Where it connects, for logs (never the password).
+    describe: String,
+    /// Folders open on this replica, by row id: their handles share one event channel.
+    open: Mutex<HashMap<i64, Weak<mailbox::Shared>>>,
+    /// Account ids seen by this replica (accounts are never deleted while it runs).
+    accounts: Mutex<HashMap<MailboxOwner, i64>>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgStore({})", self.inner.describe)
+    }
+}
+
+/// A database failure as the store reports it: temporary, whatever the cause (the server
+/// is down, failing over, out of connections, or refused a statement).
+pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(format!("database: {e}"))
+}
+
+impl PgStore {
+    /// Connect to the database at `url` (a `postgres://` URL) and bring its schema up to
+    /// date. `hostaddr` is the server's address when the caller resolved the host name
+    /// itself (the static binary has no system resolver); the name in the URL is still
+    /// what TLS verifies.
+    pub async fn connect(url: &str, hostaddr: Option<IpAddr>) -> Result<PgStore, migrate::MigrateError> {
+        let store = PgStore::connect_only(url, hostaddr).await?;
+        migrate::migrate(&store.inner.pool).await?;
+        Ok(store)
+    }
+
+    /// Connect without touching the schema (`mailroom store check` reports it instead).
+    pub async fn connect_only(url: &str, hostaddr: Option<IpAddr>) -> Result<PgStore, StoreError> {
+        let mut options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("database URL: {e}")))?
+            .application_name("mailroom");
+        if let Some(ip) = hostaddr {
+            options = options.hostaddr(ip);
+        }
+        let describe =
+            format!("{}:{}/{}", options.get_host(), options.get_port(), options.get_database().unwrap_or(""));
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(db_error)?;
+        Ok(PgStore {
+            inner: Arc::new(Inner {
+                pool,
+                describe,
+                open: Mutex::new(HashMap::new()),
+                accounts: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The account's row id, creating the account (INBOX, the default folders, their
+    /// subscriptions) on first use, as the Maildir backend creates its directories.
+    pub(crate) async fn account_id(&self, owner: &MailboxOwner) -> Result<i64, StoreError> {
+        owner.check()?;
+        if let Some(id) = self.inner.accounts.lock().unwrap_or_else(|p| p.into_inner()).get(owner) {
+            return Ok(*id);
+        }
+        let id = folders::create_account(self.pool(), owner).await?;
+        self.inner.accounts.lock().unwrap_or_else(|p| p.into_inner()).insert(owner.clone(), id);
+        Ok(id)
+    }
+
+    /// Open `folder` of `owner`: one shared state per folder on this replica.
+    pub(crate) async fn open_path(&self, owner: &MailboxOwner, folder: &FolderPath) -> Result<PgMailbox, StoreError> {
+        let account = self.account_id(owner).await?;
+        let name = folder.api_name();
+        let row = sqlx::query("SELECT id, uid_validity FROM mailboxes WHERE account_id = $1 AND name = $2")
+            .bind(account)
+            .bind(&name)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| StoreError::NoSuchFolder(name.clone()))?;
+        let id: i64 = row.get(0);
+        let uid_validity = row.get::<i64, _>(1) as u32;
+        let mut open = self.inner.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(shared) = open.get(&id).and_then(Weak::upgrade) {
+            return Ok(PgMailbox::new(self.clone(), shared));
+        }
+        open.retain(|_, w| w.strong_count() > 0);
+        let shared = Arc::new(mailbox::Shared::new(id, uid_validity, owner.clone(), name));
+        open.insert(id, Arc::downgrade(&shared));
+        Ok(PgMailbox::new(self.clone(), shared))
+    }
+
+    /// Tell the sessions of this replica that have `mailbox` open what changed.
+    pub(crate) fn notify(&self, mailbox: i64, event: MailboxEvent) {
+        let shared = self.inner.open.lock().unwrap_or_else(|p| p.into_inner()).get(&mailbox).and_then(Weak::upgrade);
+        if let Some(shared) = shared {
+            let _ = shared.events.send(event);
+        }
+    }
+
+    /// A subscription to `mailbox`'s events (used by the handle).
+    pub(crate) fn events(shared: &mailbox::Shared) -> broadcast::Receiver<MailboxEvent> {
+        shared.events.subscribe()
+    }
+
+    /// Schema version recorded in the database and the counts `mailroom store check`
+    /// prints.
+    pub async fn check(&self) -> Result<CheckReport, StoreError> {
+        let mut conn = self.pool().acquire().await.map_err(db_error)?;
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('schema_migrations') IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        let version = if exists { migrate::recorded_version(&mut conn).await? } else { 0 };
+        let mut counts = Vec::new();
+        if version > 0 {
+            for (table, sql) in [
+                ("accounts", "SELECT count(*) FROM accounts"),
+                ("mailboxes", "SELECT count(*) FROM mailboxes"),
+                ("messages", "SELECT count(*) FROM messages WHERE expunged_modseq IS NULL"),
+                ("blobs", "SELECT count(*) FROM blobs"),
+            ] {
+                let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut *conn).await.map_err(db_error)?;
+                counts.push((table, n));
+            }
+        }
+        let server: String = sqlx::query_scalar("SELECT current_setting('server_version')")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        Ok(CheckReport { server, version, known: migrate::current_version(), counts })
+    }
+}
+
+/// What `mailroom store check` found.
+#[derive(Debug)]
+pub struct CheckReport {
+    /// PostgreSQL's `server_version`.
+    pub server: String,
+    /// Schema version recorded in the database (0: never migrated).
+    pub version: i32,
+    /// Schema version this binary writes.
+    pub known: i32,
+    /// Rows per table.
+    pub counts: Vec<(&'static str, i64)>,
+}
