@@ -59,6 +59,8 @@ pub enum StartError {
     Scanners(String),
     #[error("mail store: {0}")]
     Store(#[from] StoreError),
+    #[error("mail store (MAILROOM_STORE): {0}")]
+    OpenStore(#[from] crate::store::open::OpenError),
     #[error("outbound SMTP client: {0}")]
     Client(#[from] ClientError),
     #[error("outbound queue: {0}")]
@@ -134,7 +136,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     let directory = Directory::new(config.domains.clone(), entries, config.accounts.aliases.clone())
         .map_err(|e| StartError::Accounts(e.join("; ")))?;
-    if !config.accounts.entries.is_empty() {
+    if !config.accounts.entries.is_empty() && matches!(config.store(), crate::config::StoreConfig::Maildir) {
         report_retired_postmaster(data_dir.root(), &directory);
     }
 
@@ -157,7 +159,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // One resolver (and so one cache) for every lookup: the SMTP client, ACME, inbound
     // checks, sender domains, scanners and the periodic DNS check.
     let resolver = crate::dns::resolver::build(&config.dns_servers).map_err(ClientError::Resolver)?;
-    let store = Store::open(data_dir.root(), &config.hostname)?;
+    let store =
+        crate::store::open::open_configured(config.store(), data_dir.root(), &config.hostname, &resolver).await?;
     store
         .ensure_accounts(
             directory

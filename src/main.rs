@@ -54,6 +54,11 @@ enum Command {
         #[command(subcommand)]
         action: QueueAction,
     },
+    /// The mail store (MAILROOM_STORE)
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// Copy the data dir to DEST while the server runs; the copy is a data dir as it is (docs/operations.md, "Backup and restore")
     Backup {
         /// A new or empty directory outside the data dir; written under a temporary name beside it, renamed to DEST when complete
@@ -69,6 +74,12 @@ enum Command {
 enum DkimAction {
     /// Generate the next Ed25519 + RSA key pair for every domain and print their records; signing switches once `mailroom dns --check` sees them published
     Rotate,
+}
+
+#[derive(Subcommand)]
+enum StoreAction {
+    /// Connect to the configured store and print its schema version and sizes; exit 0 when the server can start on it, 1 when it cannot (unreachable, or a newer schema)
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -114,6 +125,7 @@ fn main() -> ExitCode {
         Command::Dkim { action: DkimAction::Rotate } => dkim_rotate(),
         Command::Queue { action } => queue(&action),
         Command::Backup { dest } => backup(&dest),
+        Command::Store { action: StoreAction::Check } => store_check(),
         Command::Version => {
             println!("{}", version_line());
             ExitCode::SUCCESS
@@ -307,6 +319,47 @@ fn dns(json: bool, check: bool) -> ExitCode {
         print!("{}", mailroom::dns::zone_fragment(&records));
     }
     ExitCode::SUCCESS
+}
+
+fn store_check() -> ExitCode {
+    let (config, _) = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let url = match config.store() {
+        mailroom::config::StoreConfig::Maildir => {
+            println!("store: maildir in {}", config.data_dir.join("mail").display());
+            return ExitCode::SUCCESS;
+        }
+        mailroom::config::StoreConfig::Postgres(url) => url,
+    };
+    let resolver = match mailroom::dns::resolver::build(&config.dns_servers) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mailroom: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    println!("store: {}", url.redacted());
+    match runtime().block_on(mailroom::store::open::check(url, &resolver)) {
+        Ok(report) => {
+            println!("server: PostgreSQL {}", report.server);
+            let verdict = match report.version.cmp(&report.known) {
+                std::cmp::Ordering::Equal => "current",
+                std::cmp::Ordering::Less => "older: `mailroom serve` migrates it at start",
+                std::cmp::Ordering::Greater => "newer than this mailroom: upgrade mailroom",
+            };
+            println!("schema: version {} ({verdict}; this mailroom writes {})", report.version, report.known);
+            for (table, n) in &report.counts {
+                println!("{table}: {n}");
+            }
+            if report.version > report.known { ExitCode::from(1) } else { ExitCode::SUCCESS }
+        }
+        Err(e) => {
+            eprintln!("mailroom: store check failed: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn queue(action: &QueueAction) -> ExitCode {

@@ -22,6 +22,7 @@ mod contract_tests;
 mod error;
 pub mod folder_name;
 pub mod maildir;
+pub mod open;
 pub mod pg;
 mod reader;
 mod types;

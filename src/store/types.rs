@@ -23,7 +23,7 @@ impl MailboxOwner {
         MailboxOwner { local: local.into(), domain: domain.into() }
     }
 
-    /// Refuse names no backend stores: empty, over 255 bytes, a leading dot, `/`, `\\`,
+    /// Refuse names no backend stores: empty, over 255 bytes, a leading dot, `/`, `\`,
     /// NUL or control characters (Maildir uses both parts as directory names, and every
     /// backend refuses the same names so an account means the same on each).
     pub fn check(&self) -> Result<(), crate::store::StoreError> {

@@ -24,6 +24,8 @@ mod blobs;
 mod folders;
 mod mailbox;
 pub mod migrate;
+#[cfg(test)]
+mod tests;
 mod write;
 
 use std::collections::HashMap;
@@ -38,6 +40,7 @@ use tokio::sync::broadcast;
 
 pub use backend::PgViewTicket;
 pub use mailbox::PgMailbox;
+pub use migrate::MigrateError;
 
 use super::{FolderPath, MailboxEvent, MailboxOwner, StoreError};
 

@@ -1,0 +1,101 @@
+//! Opening the configured store at start (`serve`) and checking it (`mailroom store check`).
+//!
+//! Owns: turning `MAILROOM_STORE` into a [`Store`]. A PostgreSQL host name is resolved
+//! through the shared hickory resolver, never the system's getaddrinfo (the static binary
+//! has none that works), and the address is handed to the driver while the name stays in
+//! the URL for TLS verification. A database that is not up yet is waited for, briefly, so
+//! replicas started together with their database do not crash-loop.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use hickory_resolver::TokioResolver;
+
+use super::pg::migrate::MigrateError;
+use super::pg::{CheckReport, PgStore};
+use super::{Store, StoreError};
+use crate::config::{PgUrl, StoreConfig};
+
+/// How long `serve` waits for an unreachable database before giving up.
+const WAIT_FOR_DATABASE: Duration = Duration::from_secs(60);
+
+/// Why the configured store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The database host name did not resolve.
+    #[error("cannot resolve the database host {host}: {reason}")]
+    Resolve {
+        /// The host of MAILROOM_STORE.
+        host: String,
+        /// What the resolver said.
+        reason: String,
+    },
+    /// The store could not be opened or reached (after waiting).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The schema could not be migrated (or is newer than this binary).
+    #[error(transparent)]
+    Schema(#[from] MigrateError),
+}
+
+/// The address to connect to for `url`: `None` when the host is an IP address already.
+pub async fn resolve_host(url: &PgUrl, resolver: &TokioResolver) -> Result<Option<IpAddr>, OpenError> {
+    let host = url.host();
+    if host.parse::<IpAddr>().is_ok() {
+        return Ok(None);
+    }
+    let fqdn = if host.ends_with('.') { host.to_string() } else { format!("{host}.") };
+    let lookup = resolver
+        .lookup_ip(fqdn)
+        .await
+        .map_err(|e| OpenError::Resolve { host: host.to_string(), reason: e.to_string() })?;
+    match lookup.iter().next() {
+        Some(ip) => Ok(Some(ip)),
+        None => Err(OpenError::Resolve { host: host.to_string(), reason: "no address".into() }),
+    }
+}
+
+/// Open the configured store for `serve`: the Maildir under `data_dir`, or the database
+/// (migrated to this binary's schema), waiting up to a minute for it to come up.
+pub async fn open_configured(
+    config: &StoreConfig,
+    data_dir: &Path,
+    hostname: &str,
+    resolver: &TokioResolver,
+) -> Result<Store, OpenError> {
+    let url = match config {
+        StoreConfig::Maildir => return Ok(Store::open(data_dir, hostname)?),
+        StoreConfig::Postgres(url) => url,
+    };
+    let deadline = tokio::time::Instant::now() + WAIT_FOR_DATABASE;
+    let mut logged = false;
+    loop {
+        let attempt = match resolve_host(url, resolver).await {
+            Ok(addr) => PgStore::connect(url.url(), addr).await.map_err(OpenError::from),
+            Err(e) => Err(e),
+        };
+        match attempt {
+            Ok(store) => {
+                tracing::info!(database = %url.redacted(), "mail store: PostgreSQL");
+                return Ok(Store::Pg(store));
+            }
+            Err(e @ OpenError::Schema(MigrateError::Newer { .. })) => return Err(e),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(e) => {
+                if !logged {
+                    tracing::warn!(database = %url.redacted(), error = %e, "waiting for the database");
+                    logged = true;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+}
+
+/// `mailroom store check`: connect once (no waiting, no migration) and report.
+pub async fn check(url: &PgUrl, resolver: &TokioResolver) -> Result<CheckReport, OpenError> {
+    let addr = resolve_host(url, resolver).await?;
+    let store = PgStore::connect_only(url.url(), addr).await?;
+    Ok(store.check().await?)
+}

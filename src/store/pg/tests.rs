@@ -1,0 +1,213 @@
+//! What the PostgreSQL backend promises beyond the store contract (`contract_tests.rs`):
+//! migrations that are safe when replicas start together, UIDs that stay unique when two
+//! replicas append to one folder, bodies stored once and freed with their last message,
+//! and a database outage that is a temporary error, not a hang or a crash.
+
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+
+use super::migrate::{self, MigrateError};
+use super::*;
+use crate::store::{Flag, LocalDelivery, MailStore, MailboxOps, MessageBody};
+use crate::test_pg::{self, PgCluster};
+
+fn alice() -> MailboxOwner {
+    MailboxOwner::new("alice", "example.org")
+}
+
+fn body(text: &str) -> MessageBody {
+    MessageBody::Memory(bytes::Bytes::from(text.to_string()))
+}
+
+async fn fresh() -> Option<(String, PgStore)> {
+    let url = tokio::task::spawn_blocking(test_pg::database).await.unwrap()?;
+    let store = PgStore::connect(&url, None).await.unwrap();
+    Some((url, store))
+}
+
+#[tokio::test]
+async fn migrations_run_once_even_when_replicas_start_together() {
+    let Some(url) = tokio::task::spawn_blocking(test_pg::database).await.unwrap() else { return };
+    let stores: Vec<PgStore> = {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            v.push(PgStore::connect_only(&url, None).await.unwrap());
+        }
+        v
+    };
+    let runs = stores.iter().map(|s| {
+        let pool = s.pool().clone();
+        tokio::spawn(async move { migrate::migrate(&pool).await })
+    });
+    let mut applied = Vec::new();
+    for r in runs {
+        applied.push(r.await.unwrap().unwrap());
+    }
+    let all: Vec<i32> = (1..=migrate::current_version()).collect();
+    assert_eq!(applied.iter().filter(|a| **a == all).count(), 1, "{applied:?}");
+    assert_eq!(applied.iter().filter(|a| a.is_empty()).count(), 3, "{applied:?}");
+    // Again: nothing to do, and the check reports the current version.
+    assert!(migrate::migrate(stores[0].pool()).await.unwrap().is_empty());
+    let report = stores[0].check().await.unwrap();
+    assert_eq!((report.version, report.known), (migrate::current_version(), migrate::current_version()));
+    assert!(report.server.starts_with(char::is_numeric), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_schema_from_a_newer_mailroom_is_refused() {
+    let Some((url, store)) = fresh().await else { return };
+    let newer = migrate::current_version() + 1;
+    sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, 'future')")
+        .bind(newer)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    match PgStore::connect(&url, None).await {
+        Err(MigrateError::Newer { found, known }) => assert_eq!((found, known), (newer, migrate::current_version())),
+        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[tokio::test]
+async fn two_replicas_appending_to_one_folder_never_share_a_uid() {
+    let Some((url, a)) = fresh().await else { return };
+    let b = PgStore::connect(&url, None).await.unwrap();
+    a.account_id(&alice()).await.unwrap();
+    const EACH: usize = 200;
+    let mut tasks = Vec::new();
+    for store in [a.clone(), b.clone()] {
+        tasks.push(tokio::spawn(async move {
+            let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+            let mut uids = Vec::with_capacity(EACH);
+            for i in 0..EACH {
+                uids.push(mb.append(&body(&format!("Subject: {i}\r\n\r\nx\r\n")), &[], None).await.unwrap());
+            }
+            uids
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        let uids = t.await.unwrap();
+        assert!(uids.windows(2).all(|w| w[0] < w[1]), "each replica sees its UIDs ascend");
+        all.extend(uids);
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=2 * EACH as u32).collect::<Vec<_>>(), "unique, no gaps");
+    let snap = b.open_mailbox(&alice(), "INBOX").await.unwrap().sync().await.unwrap();
+    assert_eq!((snap.messages.len(), snap.uid_next), (2 * EACH, 2 * EACH as u32 + 1));
+    let modseqs: std::collections::HashSet<u64> = snap.messages.iter().map(|m| m.modseq).collect();
+    assert_eq!(modseqs.len(), 2 * EACH, "every append has its own modseq");
+}
+
+/// `(refcount, chunks)` of the one body in the database, `None` when it is gone.
+async fn the_blob(store: &PgStore) -> Option<(i64, i64)> {
+    sqlx::query_as("SELECT refcount, (SELECT count(*) FROM blob_chunks c WHERE c.hash = b.hash) FROM blobs b")
+        .fetch_optional(store.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_body_is_stored_once_and_freed_with_its_last_message() {
+    let Some((_, store)) = fresh().await else { return };
+    let to = |folder: &str| LocalDelivery {
+        owner: alice(),
+        folder: folder.into(),
+        header_prefix: format!("X-Folder: {folder}\r\n").into_bytes(),
+    };
+    let text = "Subject: shared\r\n\r\nsame body\r\n";
+    for r in store.deliver(&body(text), &[to("INBOX"), to("Lists")]).await {
+        r.unwrap();
+    }
+    assert_eq!(the_blob(&store).await, Some((2, 1)));
+    let inbox = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    let trash = store.open_mailbox(&alice(), "Trash").await.unwrap();
+    inbox.copy_to(&[1], &trash).await.unwrap();
+    assert_eq!(the_blob(&store).await, Some((3, 1)), "a copy adds a reference, not bytes");
+    assert_eq!(&inbox.read_message(1, 1000).await.unwrap()[..], format!("X-Folder: INBOX\r\n{text}").as_bytes());
+    // An expunged message stays readable (RFC 2180) and keeps its reference.
+    inbox.expunge(&[1]).await.unwrap();
+    assert_eq!(&inbox.read_message(1, 9).await.unwrap()[..], b"X-Folder:");
+    assert_eq!(the_blob(&store).await, Some((3, 1)));
+    store.delete_folder(&alice(), "Lists").await.unwrap();
+    store.delete_folder(&alice(), "Trash").await.unwrap();
+    assert_eq!(the_blob(&store).await, Some((1, 1)), "the tombstone still refers to it");
+    // Purge the tombstone as if it had aged, through the next expunge.
+    sqlx::query("UPDATE messages SET expunged_at = now() - interval '2 hours'").execute(store.pool()).await.unwrap();
+    inbox.append(&body("other\r\n"), &[], None).await.unwrap();
+    inbox.expunge(&[2]).await.unwrap();
+    let left: Vec<i64> = sqlx::query_scalar("SELECT refcount FROM blobs b WHERE b.size = $1")
+        .bind(text.len() as i64)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "freed with its last reference: {left:?}");
+    assert!(matches!(inbox.read_message(1, 10).await, Err(StoreError::NoSuchMessage(1))));
+    let changes = inbox.changes_since(inbox.uid_validity(), 1).await.unwrap();
+    assert_eq!(changes, None, "a client state older than the purge must resync");
+}
+
+#[tokio::test]
+async fn a_large_message_streams_in_and_out_in_chunks() {
+    let Some((_, store)) = fresh().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spool");
+    let mut text = b"Subject: big\r\n\r\n".to_vec();
+    while text.len() < 3 * 1024 * 1024 + 17 {
+        text.extend_from_slice(format!("line {}\r\n", text.len()).as_bytes());
+    }
+    std::fs::write(&path, &text).unwrap();
+    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    let spooled = MessageBody::File { path, len: text.len() as u64 };
+    let uid = mb.append(&spooled, &[Flag::Seen], None).await.unwrap();
+    assert_eq!(the_blob(&store).await, Some((1, 4)), "1 MiB chunks");
+    let mut reader = mb.open_message(uid).await.unwrap();
+    assert_eq!(reader.size(), text.len() as u64);
+    reader.skip(1_500_000).await.unwrap();
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).await.unwrap();
+    assert!(rest == text[1_500_000..], "byte-exact after a skip across chunks");
+    assert_eq!(&mb.read_header_block(uid).await.unwrap()[..], b"Subject: big\r\n\r\n");
+}
+
+#[tokio::test]
+async fn a_database_outage_is_a_temporary_error_and_the_store_recovers() {
+    let Some(cluster) = tokio::task::spawn_blocking(|| PgCluster::start(true)).await.unwrap() else { return };
+    let url = cluster.url("postgres");
+    let store = PgStore::connect(&url, None).await.unwrap();
+    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    mb.append(&body("before\r\n"), &[], None).await.unwrap();
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.crash();
+        cluster
+    })
+    .await
+    .unwrap();
+    let started = tokio::time::Instant::now();
+    let err = mb.append(&body("during\r\n"), &[], None).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)) && err.is_temporary(), "{err:?}");
+    assert!(started.elapsed() < ACQUIRE_TIMEOUT + Duration::from_secs(5), "answers, does not hang");
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.start_again();
+        cluster
+    })
+    .await
+    .unwrap();
+    // The pool reconnects by itself; what was acknowledged before the crash is there.
+    let mut snap = None;
+    for _ in 0..50 {
+        match mb.sync().await {
+            Ok(s) => {
+                snap = Some(s);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let snap = snap.expect("the store recovers without a restart");
+    assert_eq!(snap.messages.len(), 1);
+    assert_eq!(mb.append(&body("after\r\n"), &[], None).await.unwrap(), 2);
+    drop(store);
+    drop(cluster);
+}
