@@ -29,6 +29,8 @@ pub trait Pop3Backend: Send + Sync + 'static {
     type Account: Clone + std::fmt::Display + Send + Sync + 'static;
     /// An open INBOX, held for the whole TRANSACTION state.
     type Mailbox: Send + Sync + 'static;
+    /// The maildrop lock, held until the session ends.
+    type Lock: Send + Sync + 'static;
     /// A message's CRLF wire bytes.
     type Reader: AsyncRead + Unpin + Send + 'static;
 
@@ -41,9 +43,12 @@ pub trait Pop3Backend: Send + Sync + 'static {
         password: &str,
     ) -> impl Future<Output = LoginOutcome<Self::Account>> + Send;
 
-    /// The key under which one maildrop is locked process-wide (RFC 1939 §8: one session
-    /// per maildrop). Must differ between different stores in one process (tests).
-    fn lock_key(&self, account: &Self::Account) -> String;
+    /// Take the maildrop's exclusive lock for the TRANSACTION state (RFC 1939 §8: one
+    /// session per maildrop, on every replica), `Ok(None)` while another session holds it.
+    fn lock_maildrop(
+        &self,
+        account: &Self::Account,
+    ) -> impl Future<Output = Result<Option<Self::Lock>, BackendError>> + Send;
 
     /// Open INBOX and take the snapshot the session will number, sorted by UID.
     fn open_inbox(

@@ -23,7 +23,7 @@ use crate::net::LoginOutcome;
 use crate::pop3::backend::{BackendError, Pop3Backend};
 use crate::pop3::maildrop::MaildropEntry;
 use crate::pop3::server::{Endpoint, Pop3Limits, serve_with};
-use crate::store::{Mailbox, MailboxOwner, MessageReader, Store, StoreError};
+use crate::store::{Lease, Mailbox, MailboxOwner, MessageReader, Store, StoreError};
 
 /// What `net/` sends a client refused by the connection limits before closing (RFC 2449
 /// §8.1.2: SYS/TEMP means "try again later").
@@ -70,16 +70,15 @@ fn backend_error(e: StoreError) -> BackendError {
 impl Pop3Backend for Pop3Context {
     type Account = Address;
     type Mailbox = Mailbox;
+    type Lock = Lease;
     type Reader = MessageReader;
 
     async fn authenticate(&self, ip: std::net::IpAddr, username: &str, password: &str) -> LoginOutcome {
         crate::net::verify_login(&self.limiter, &self.directory, "pop3", ip, username, password).await
     }
 
-    /// The store's identity (its mail root, via `Debug`) plus the account: unique per
-    /// maildrop even when tests run several stores in one process.
-    fn lock_key(&self, account: &Address) -> String {
-        format!("{:?}\0{account}", self.store)
+    async fn lock_maildrop(&self, account: &Address) -> Result<Option<Lease>, BackendError> {
+        self.store.try_lease(&format!("pop3:{account}")).await.map_err(backend_error)
     }
 
     async fn open_inbox(&self, account: &Address) -> Result<(Mailbox, Vec<MaildropEntry>), BackendError> {

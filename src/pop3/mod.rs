@@ -11,7 +11,6 @@
 //! - `dotstuff.rs` byte-exact streaming of RETR/TOP with dot-stuffing, never buffering a
 //!   whole message;
 //! - `line.rs`     bounded line reading (pipelining-safe);
-//! - `lock.rs`     the process-wide one-session-per-maildrop lock (`-ERR [IN-USE]`);
 //! - `backend.rs`  the narrow trait through which sessions reach accounts and the store;
 //! - `server.rs`   one connection's I/O loop: greeting, STLS/implicit TLS, timeouts;
 //! - `context.rs`  `Pop3Context` and `serve_connection`: the backend over `accounts/` and
@@ -25,7 +24,6 @@ pub mod command;
 pub mod context;
 pub mod dotstuff;
 pub mod line;
-pub mod lock;
 pub mod maildrop;
 pub mod reply;
 pub mod server;

@@ -26,7 +26,6 @@ use crate::net::LoginOutcome;
 use crate::pop3::backend::{BackendError, Pop3Backend};
 use crate::pop3::dotstuff::write_message;
 use crate::pop3::line::{LineRead, read_line};
-use crate::pop3::lock::MaildropLock;
 use crate::pop3::maildrop::Maildrop;
 use crate::pop3::reply::{Reply, RespCode, Status};
 use crate::pop3::session::{Session, SessionConfig, Step};
@@ -181,10 +180,10 @@ enum End {
 }
 
 /// The maildrop a logged-in session holds: the mailbox and its exclusive lock.
-struct OpenMaildrop<M> {
+struct OpenMaildrop<M, L> {
     mailbox: M,
     account: String,
-    _lock: MaildropLock,
+    _lock: L,
 }
 
 struct Driver<'a, B: Pop3Backend> {
@@ -193,7 +192,7 @@ struct Driver<'a, B: Pop3Backend> {
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
     session: Session,
-    open: Option<OpenMaildrop<B::Mailbox>>,
+    open: Option<OpenMaildrop<B::Mailbox, B::Lock>>,
 }
 
 impl<B: Pop3Backend> Driver<'_, B> {
@@ -331,9 +330,16 @@ impl<B: Pop3Backend> Driver<'_, B> {
             }
             LoginOutcome::Refused(blocked) => return Step::Reply(self.session.login_refused(&blocked)),
         };
-        let Some(lock) = MaildropLock::try_acquire(self.backend.lock_key(&account)) else {
-            tracing::info!(client = %self.peer, account = %account, "pop3: maildrop in use");
-            return Step::Reply(self.session.maildrop_in_use());
+        let lock = match self.backend.lock_maildrop(&account).await {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                tracing::info!(client = %self.peer, account = %account, "pop3: maildrop in use");
+                return Step::Reply(self.session.maildrop_in_use());
+            }
+            Err(e) => {
+                tracing::warn!(client = %self.peer, account = %account, error = %e, "pop3: cannot lock the maildrop");
+                return Step::Reply(self.session.maildrop_unavailable());
+            }
         };
         match self.backend.open_inbox(&account).await {
             Ok((mailbox, entries)) => {

@@ -21,6 +21,7 @@ pub mod api;
 mod contract_tests;
 mod error;
 pub mod folder_name;
+mod lease;
 pub mod maildir;
 pub mod open;
 pub mod pg;
@@ -36,6 +37,7 @@ use tokio::sync::broadcast;
 pub use api::{MailStore, MailboxOps, ViewRetention};
 pub use error::StoreError;
 pub use folder_name::{FolderPath, decode_mutf7, encode_mutf7};
+pub use lease::{Lease, LocalLease};
 pub use maildir::{MAX_KEYWORD_LEN, MAX_KEYWORDS, MaildirMailbox, MaildirStore};
 pub use pg::{PgMailbox, PgStore};
 pub use reader::MessageReader;
@@ -80,6 +82,17 @@ impl Store {
         match self {
             Store::Maildir(s) => Some(s),
             Store::Pg(_) => None,
+        }
+    }
+
+    /// Take the exclusive lease `name` (a POP3 maildrop), or `None` while another session
+    /// holds it, on this replica or, with a shared backend, any other.
+    pub async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
+        match self {
+            // The store's identity (its mail root, via `Debug`) keeps several stores in
+            // one process (tests) apart.
+            Store::Maildir(s) => Ok(LocalLease::try_acquire(format!("{s:?}\0{name}")).map(Lease::Local)),
+            Store::Pg(s) => Ok(s.try_lease(name).await?.map(Lease::Pg)),
         }
     }
 

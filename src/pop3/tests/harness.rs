@@ -20,6 +20,7 @@ use crate::net::LoginOutcome;
 use crate::pop3::backend::{BackendError, Pop3Backend};
 use crate::pop3::maildrop::MaildropEntry;
 use crate::pop3::server::{Endpoint, Pop3Limits, serve_with};
+use crate::store::LocalLease;
 
 /// A message as the memory store keeps it.
 #[derive(Clone)]
@@ -76,6 +77,7 @@ impl MemoryBackend {
 impl Pop3Backend for MemoryBackend {
     type Account = String;
     type Mailbox = String;
+    type Lock = LocalLease;
     type Reader = Cursor<Bytes>;
 
     async fn authenticate(&self, _ip: std::net::IpAddr, username: &str, password: &str) -> LoginOutcome<String> {
@@ -85,8 +87,8 @@ impl Pop3Backend for MemoryBackend {
         }
     }
 
-    fn lock_key(&self, account: &String) -> String {
-        format!("{}\0{account}", self.lock_tag)
+    async fn lock_maildrop(&self, account: &String) -> Result<Option<LocalLease>, BackendError> {
+        Ok(LocalLease::try_acquire(format!("{}\0{account}", self.lock_tag)))
     }
 
     async fn open_inbox(&self, account: &String) -> Result<(String, Vec<MaildropEntry>), BackendError> {

@@ -22,6 +22,7 @@
 mod backend;
 mod blobs;
 mod folders;
+mod lease;
 mod mailbox;
 pub mod migrate;
 #[cfg(test)]
@@ -39,6 +40,7 @@ use sqlx::{PgPool, Row};
 use tokio::sync::broadcast;
 
 pub use backend::PgViewTicket;
+pub use lease::{LEASE_TTL, PgLease};
 pub use mailbox::PgMailbox;
 pub use migrate::MigrateError;
 

@@ -211,3 +211,30 @@ async fn a_database_outage_is_a_temporary_error_and_the_store_recovers() {
     drop(store);
     drop(cluster);
 }
+
+#[tokio::test]
+async fn a_lease_excludes_other_replicas_until_released_or_expired() {
+    let Some((url, a)) = fresh().await else { return };
+    let b = PgStore::connect(&url, None).await.unwrap();
+    let held = a.try_lease("pop3:alice@example.org").await.unwrap().expect("free at first");
+    assert!(b.try_lease("pop3:alice@example.org").await.unwrap().is_none(), "held on the other replica");
+    assert!(b.try_lease("pop3:bob@example.org").await.unwrap().is_some(), "per name");
+    drop(held);
+    let mut again = None;
+    for _ in 0..50 {
+        again = b.try_lease("pop3:alice@example.org").await.unwrap();
+        if again.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let again = again.expect("released when dropped");
+    // A holder that died (its row expired) is taken over; its successor's row is not
+    // touched by the dead holder's late release.
+    sqlx::query("UPDATE leases SET until = now() - interval '1 second'").execute(a.pool()).await.unwrap();
+    let successor = a.try_lease("pop3:alice@example.org").await.unwrap().expect("expired: taken over");
+    drop(again);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(b.try_lease("pop3:alice@example.org").await.unwrap().is_none(), "the successor still holds it");
+    drop(successor);
+}

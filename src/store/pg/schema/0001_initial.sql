@@ -71,3 +71,10 @@ CREATE TABLE messages (
 );
 CREATE INDEX messages_by_modseq ON messages (mailbox_id, modseq);
 CREATE INDEX messages_by_body ON messages (body_hash);
+
+-- Exclusive holds shared by every replica (a POP3 maildrop), renewed by their holder.
+CREATE TABLE leases (
+    name text PRIMARY KEY,
+    holder text NOT NULL,              -- the holder's random token
+    until timestamptz NOT NULL
+);
