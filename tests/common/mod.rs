@@ -15,6 +15,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_mailroom");
 mod test_ports;
 pub use test_ports::free_port;
 
+#[path = "../../src/test_pg.rs"]
+pub mod test_pg;
 #[path = "../../src/test_tools.rs"]
 mod test_tools;
 #[allow(unused_imports)]

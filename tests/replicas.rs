@@ -1,0 +1,57 @@
+//! Several mailroom processes on one PostgreSQL store (`MAILROOM_STORE=postgres://…`),
+//! each with its own data dir, as replicas run: mail accepted by one is read through the
+//! other, and POP3's one-session-per-maildrop holds across them. Clients are Python's
+//! smtplib, imaplib and poplib; PostgreSQL is Debian's, started by `test_pg`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, env_listening, run, run_client, test_pg};
+
+/// One replica on the store at `url`, with SMTP, IMAP and POP3 on loopback.
+fn replica(url: &str, dir: &std::path::Path) -> Server {
+    let data = dir.join("data");
+    let mut env = env_listening(&data, &["SMTP", "IMAP", "POP3"]);
+    env.push(("MAILROOM_ACCOUNTS".into(), "alice@example.com:{PLAIN}wonderland".into()));
+    env.push(("MAILROOM_STORE".into(), url.to_string()));
+    Server::start_ready(&env, &data, Duration::from_secs(60))
+}
+
+#[test]
+fn mail_accepted_by_one_replica_is_read_through_the_other() {
+    let Some(url) = test_pg::database() else { return };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = replica(&url, dir_a.path());
+    let b = replica(&url, dir_b.path());
+    let port = |s: &Server, p: &str| s.port(p).to_string();
+
+    run_client("replicas.py", &["deliver".into(), port(&a, "smtp"), "one".into()], &a);
+    run_client("replicas.py", &["deliver".into(), port(&b, "smtp"), "two".into()], &b);
+    run_client("replicas.py", &["fetch".into(), port(&b, "imap"), "one".into(), "two".into()], &b);
+    run_client("replicas.py", &["fetch".into(), port(&a, "imap"), "one".into(), "two".into()], &a);
+    run_client("replicas.py", &["pop3-exclusive".into(), port(&a, "pop3"), port(&b, "pop3")], &a);
+    let maildir = std::fs::read_dir(dir_a.path().join("data/mail")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(maildir, 0, "no mail in the data dir when the store is PostgreSQL");
+
+    // `mailroom store check` reports the schema the servers migrated.
+    let env = [("MAILROOM_STORE".to_string(), url.clone())];
+    let out = run(&["store", "check"], &env, "");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("schema: version 1 (current"), "{stdout}");
+    assert!(stdout.contains("messages: 2"), "{stdout}");
+}
+
+#[test]
+fn store_check_fails_clearly_without_a_database() {
+    let port = common::free_port();
+    let url = format!("postgres://mail:s3cret-pw@127.0.0.1:{port}/mail");
+    let env = [("MAILROOM_STORE".to_string(), url)];
+    let out = run(&["store", "check"], &env, "");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("store check failed"), "{stderr}");
+    assert!(stdout.contains("postgres://mail:****@127.0.0.1"), "{stdout}");
+    assert!(!format!("{stdout}{stderr}").contains("s3cret-pw"), "the password never shows");
+}
