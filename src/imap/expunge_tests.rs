@@ -53,8 +53,10 @@ async fn fetch_of_a_message_expunged_elsewhere_returns_it_until_reported() {
     b.ok("STORE 2 +FLAGS.SILENT (\\Deleted)").await;
     assert_eq!(b.cmd("EXPUNGE").await, ["* 2 EXPUNGE", "t4 OK EXPUNGE completed"]);
     // Dovecot sees a correct Maildir at once: the file is out of cur/.
-    assert_eq!(in_cur(&srv), 2);
-    assert_eq!(retained(&srv), 1);
+    if crate::testing::on_maildir() {
+        assert_eq!(in_cur(&srv), 2);
+        assert_eq!(retained(&srv), 1);
+    }
     // A has not been told: message 2 is still there, whole, by its old number, and so
     // are its header and structure (read through the other paths).
     assert_eq!(a.cmd("FETCH 2 (UID BODY.PEEK[])").await, [before[0].clone(), "t6 OK FETCH completed".into()]);
@@ -63,8 +65,10 @@ async fn fetch_of_a_message_expunged_elsewhere_returns_it_until_reported() {
     assert_eq!(a.ok(&format!("FETCH 2 ({})", items[2])).await[0], before[2]);
     // Once A is told, nobody can see it any more: the data is gone.
     assert_eq!(a.cmd("NOOP").await, ["* 2 EXPUNGE", "t9 OK NOOP completed"]);
-    assert_eq!(retained(&srv), 0);
-    assert_eq!(in_cur(&srv), 2);
+    if crate::testing::on_maildir() {
+        assert_eq!(retained(&srv), 0);
+        assert_eq!(in_cur(&srv), 2);
+    }
     let uid = before[0].split("UID ").nth(1).and_then(|s| s.split(' ').next()).expect("uid");
     assert_eq!(a.cmd(&format!("UID FETCH {uid} (BODY.PEEK[])")).await, ["t10 OK UID FETCH completed"]);
 }
@@ -73,6 +77,9 @@ async fn fetch_of_a_message_expunged_elsewhere_returns_it_until_reported() {
 /// data readable the same way, and a session selecting after the expunge holds nothing.
 #[tokio::test]
 async fn move_and_deselect_release_retained_files() {
+    if !crate::testing::on_maildir() {
+        return; // checks the retained Maildir files
+    }
     let srv = start().await;
     srv.deliver_copies("INBOX", SIMPLE, 2).await;
     let (mut a, mut b) = srv.two_selected("INBOX").await;
@@ -92,6 +99,9 @@ async fn move_and_deselect_release_retained_files() {
 /// mailbox again sweeps them, and they were never in `cur/` for anyone to read as mail.
 #[tokio::test]
 async fn crash_leftovers_are_swept_at_open() {
+    if !crate::testing::on_maildir() {
+        return; // checks Maildir files a crash left
+    }
     let srv = start().await;
     srv.deliver_copies("INBOX", SIMPLE, 2).await;
     let (mut a, mut b) = srv.two_selected("INBOX").await;
@@ -118,6 +128,9 @@ async fn crash_leftovers_are_swept_at_open() {
 /// The data is really gone (another program deleted the file): NO [EXPUNGEISSUED].
 #[tokio::test]
 async fn data_really_gone_is_expungeissued() {
+    if !crate::testing::on_maildir() {
+        return; // checks message files deleted behind the server
+    }
     let srv = start().await;
     srv.deliver("INBOX", SIMPLE).await;
     let mut a = srv.login().await;

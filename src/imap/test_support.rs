@@ -47,7 +47,7 @@ pub async fn start_in(
     tweak: impl FnOnce(&mut ImapContext),
     implicit_tls: bool,
 ) -> TestServer {
-    let store = Store::open(dir.path(), "mail.example.org").expect("store");
+    let store = crate::testing::test_store(dir.path(), "mail.example.org");
     let accounts =
         parse_accounts(&format!("{USER}:{{PLAIN}}{PASS}:1M\nbob@example.org:{{PLAIN}}bobpw")).expect("accounts");
     let directory = Directory::new(vec!["example.org".into()], accounts, vec![]).expect("directory");

@@ -29,7 +29,7 @@ pub const PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4
 /// A store in `dir` with alice's account, and the context of a server on it (insecure
 /// auth allowed, fast login failures, 100 kB APPENDLIMIT); `tls` offers STARTTLS.
 pub fn context(dir: &std::path::Path, tls: Option<tokio_rustls::TlsAcceptor>) -> (Arc<ImapContext>, Store) {
-    let store = Store::open(dir, "mail.example.org").expect("store");
+    let store = crate::testing::test_store(dir, "mail.example.org");
     let accounts = parse_accounts(&format!("{USER}:{{PLAIN}}{PASS}:1M")).expect("accounts");
     let directory = Directory::new(vec!["example.org".into()], accounts, vec![]).expect("directory");
     let limits = ImapLimits {

@@ -122,6 +122,23 @@ impl PgStore {
         })
     }
 
+    /// A store whose pool connects on first use, on a migrated database (test fixtures
+    /// that must build a store outside async code).
+    #[cfg(test)]
+    pub(crate) fn connect_lazy(url: &str) -> Result<PgStore, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(db_error)?;
+        let pool =
+            PgPoolOptions::new().max_connections(POOL_SIZE).acquire_timeout(ACQUIRE_TIMEOUT).connect_lazy_with(options);
+        Ok(PgStore {
+            inner: Arc::new(Inner {
+                pool,
+                describe: url.to_string(),
+                open: Mutex::new(HashMap::new()),
+                accounts: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
     pub(crate) fn pool(&self) -> &PgPool {
         &self.inner.pool
     }

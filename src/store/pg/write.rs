@@ -267,17 +267,16 @@ impl PgMailbox {
         }
         let n = rows.len() as i64;
         let bytes: i64 = rows.iter().map(|r| r.get::<i64, _>(1)).sum();
+        // The copies bring their keywords into the target, within its limit.
         let keywords: BTreeSet<String> = rows.iter().flat_map(|r| r.get::<Vec<String>, _>(3)).collect();
+        lock_admitting(&mut tx, dest, &keywords.into_iter().collect::<Vec<_>>()).await?;
         let head = sqlx::query(
             "UPDATE mailboxes SET uid_next = uid_next + $2, highest_modseq = highest_modseq + 1, \
-             total_bytes = total_bytes + $3, \
-             keywords = ARRAY(SELECT DISTINCT k FROM unnest(keywords || $4::text[]) AS k ORDER BY k) \
-             WHERE id = $1 RETURNING uid_next - $2, highest_modseq",
+             total_bytes = total_bytes + $3 WHERE id = $1 RETURNING uid_next - $2, highest_modseq",
         )
         .bind(dest.row())
         .bind(n)
         .bind(bytes)
-        .bind(keywords.into_iter().collect::<Vec<_>>())
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error)?;
