@@ -80,6 +80,12 @@ enum DkimAction {
 enum StoreAction {
     /// Connect to the configured store and print its schema version and sizes; exit 0 when the server can start on it, 1 when it cannot (unreachable, or a newer schema)
     Check,
+    /// Copy a Maildir data dir into the PostgreSQL store of MAILROOM_STORE, keeping UIDVALIDITY, UIDs, flags, keywords, dates and POP3 UIDLs (clients do not download again); re-run it to resume or to copy what arrived since
+    Import {
+        /// `maildir:/path/to/data` (a data dir no server is running on, or a `mailroom backup` copy)
+        #[arg(long)]
+        from: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -126,6 +132,7 @@ fn main() -> ExitCode {
         Command::Queue { action } => queue(&action),
         Command::Backup { dest } => backup(&dest),
         Command::Store { action: StoreAction::Check } => store_check(),
+        Command::Store { action: StoreAction::Import { from } } => store_import(&from),
         Command::Version => {
             println!("{}", version_line());
             ExitCode::SUCCESS
@@ -357,6 +364,54 @@ fn store_check() -> ExitCode {
         }
         Err(e) => {
             eprintln!("mailroom: store check failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn store_import(from: &str) -> ExitCode {
+    let (config, _) = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(source) = from.strip_prefix("maildir:").filter(|p| !p.is_empty()) else {
+        eprintln!("mailroom: --from must be maildir:/path/to/data (a mailroom data dir)");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let mailroom::config::StoreConfig::Postgres(url) = config.store() else {
+        eprintln!("mailroom: MAILROOM_STORE must be the postgres:// URL of the database to import into");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let resolver = match mailroom::dns::resolver::build(&config.dns_servers) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mailroom: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let outcome = runtime().block_on(async {
+        let store =
+            mailroom::store::open::open_configured(config.store(), &config.data_dir, &config.hostname, &resolver)
+                .await
+                .map_err(|e| e.to_string())?;
+        let mailroom::store::Store::Pg(pg) = store else { return Err("not a PostgreSQL store".to_string()) };
+        pg.import_maildir(std::path::Path::new(source), |r| {
+            println!(
+                "{}: {} copied ({} bytes), {} already there, {} vanished",
+                r.folder, r.copied, r.bytes, r.present, r.vanished
+            );
+        })
+        .await
+        .map_err(|e| e.to_string())
+    });
+    match outcome {
+        Ok(reports) => {
+            let copied: u64 = reports.iter().map(|r| r.copied).sum();
+            println!("imported {copied} messages in {} folders into {}", reports.len(), url.redacted());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mailroom: import failed: {e}");
             ExitCode::from(1)
         }
     }

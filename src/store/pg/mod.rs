@@ -22,6 +22,7 @@
 mod backend;
 mod blobs;
 mod folders;
+mod import;
 mod lease;
 mod mailbox;
 pub mod migrate;
@@ -40,6 +41,7 @@ use sqlx::{PgPool, Row};
 use tokio::sync::broadcast;
 
 pub use backend::PgViewTicket;
+pub use import::{FolderReport, ImportError};
 pub use lease::{LEASE_TTL, PgLease};
 pub use mailbox::PgMailbox;
 pub use migrate::MigrateError;

@@ -42,7 +42,11 @@ async fn lock_row(conn: &mut PgConnection, mb: &PgMailbox) -> Result<Vec<String>
 /// Lock the folder and admit `wanted` keywords into its set (at most [`MAX_KEYWORDS`]
 /// distinct ones; when the set is full it is recounted from the live messages, so keywords
 /// no message carries any more free their places).
-async fn lock_admitting(conn: &mut PgConnection, mb: &PgMailbox, wanted: &[String]) -> Result<(), StoreError> {
+pub(super) async fn lock_admitting(
+    conn: &mut PgConnection,
+    mb: &PgMailbox,
+    wanted: &[String],
+) -> Result<(), StoreError> {
     if wanted.iter().any(|k| k.len() > MAX_KEYWORD_LEN) {
         return Err(StoreError::Limit("Keyword too long"));
     }
