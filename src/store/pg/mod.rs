@@ -16,6 +16,9 @@
 //!   `vanished_floor` tells a client whose state is older to resync.
 //! - No connection is held across a client's round trip: an idle IMAP session costs no
 //!   database connection.
+//! - Every write transaction sends a NOTIFY that is delivered when it commits; one listener
+//!   per replica hands the other replicas' ones to its sessions of the folder (`notify.rs`),
+//!   so IDLE on one replica hears about a delivery on another.
 //! - Every database failure is [`StoreError::Unavailable`]: the protocols answer "try again
 //!   later", and the pool reconnects by itself when the server is back.
 
@@ -26,6 +29,9 @@ mod import;
 mod lease;
 mod mailbox;
 pub mod migrate;
+mod notify;
+#[cfg(test)]
+mod notify_tests;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -38,13 +44,14 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 
 pub use backend::PgViewTicket;
 pub use import::{FolderReport, ImportError};
 pub use lease::{LEASE_TTL, PgLease};
 pub use mailbox::PgMailbox;
 pub use migrate::MigrateError;
+pub use notify::LISTENER_APPLICATION_NAME;
 
 use super::{FolderPath, MailboxEvent, MailboxOwner, StoreError};
 
@@ -73,6 +80,12 @@ struct Inner {
     open: Mutex<HashMap<i64, Weak<mailbox::Shared>>>,
     /// Account ids seen by this replica (accounts are never deleted while it runs).
     accounts: Mutex<HashMap<MailboxOwner, i64>>,
+    /// Random, names this store in its NOTIFY payloads so its listener can skip its own
+    /// (its sessions were told directly).
+    token: u64,
+    /// Dropped with the last clone of the store, which ends its listener task (`None`: no
+    /// listener, see [`PgStore::connect_only`]).
+    _stop_listener: Option<oneshot::Sender<()>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -88,57 +101,54 @@ pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
 }
 
 impl PgStore {
-    /// Connect to the database at `url` (a `postgres://` URL) and bring its schema up to
-    /// date. `hostaddr` is the server's address when the caller resolved the host name
-    /// itself (the static binary has no system resolver); the name in the URL is still
-    /// what TLS verifies.
+    /// Connect to the database at `url` (a `postgres://` URL), bring its schema up to
+    /// date, and listen for the changes other replicas make. `hostaddr` is the server's
+    /// address when the caller resolved the host name itself (the static binary has no
+    /// system resolver); the name in the URL is still what TLS verifies.
     pub async fn connect(url: &str, hostaddr: Option<IpAddr>) -> Result<PgStore, migrate::MigrateError> {
-        let store = PgStore::connect_only(url, hostaddr).await?;
-        migrate::migrate(&store.inner.pool).await?;
+        let options = connect_options(url, hostaddr)?;
+        let pool = open_pool(&options).await?;
+        migrate::migrate(&pool).await?;
+        let listener = notify::Listener::start(&options).await?;
+        let (stop, stopped) = oneshot::channel();
+        let store = PgStore::assemble(pool, &options, Some(stop));
+        listener.spawn(Arc::downgrade(&store.inner), stopped);
         Ok(store)
     }
 
-    /// Connect without touching the schema (`mailroom store check` reports it instead).
+    /// Connect without touching the schema and without a listener (`mailroom store check`
+    /// reports the schema instead; its sessions would hear of no change).
     pub async fn connect_only(url: &str, hostaddr: Option<IpAddr>) -> Result<PgStore, StoreError> {
-        let mut options = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Unavailable(format!("database URL: {e}")))?
-            .application_name("mailroom");
-        if let Some(ip) = hostaddr {
-            options = options.hostaddr(ip);
-        }
+        let options = connect_options(url, hostaddr)?;
+        let pool = open_pool(&options).await?;
+        Ok(PgStore::assemble(pool, &options, None))
+    }
+
+    fn assemble(pool: PgPool, options: &PgConnectOptions, stop: Option<oneshot::Sender<()>>) -> PgStore {
         let describe =
             format!("{}:{}/{}", options.get_host(), options.get_port(), options.get_database().unwrap_or(""));
-        let pool = PgPoolOptions::new()
-            .max_connections(POOL_SIZE)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(db_error)?;
-        Ok(PgStore {
+        PgStore {
             inner: Arc::new(Inner {
                 pool,
                 describe,
                 open: Mutex::new(HashMap::new()),
                 accounts: Mutex::new(HashMap::new()),
+                token: rand::random(),
+                _stop_listener: stop,
             }),
-        })
+        }
     }
 
     /// A store whose pool connects on first use, on a migrated database (test fixtures
     /// that must build a store outside async code).
     #[cfg(test)]
     pub(crate) fn connect_lazy(url: &str) -> Result<PgStore, StoreError> {
-        let options = PgConnectOptions::from_str(url).map_err(db_error)?;
-        let pool =
-            PgPoolOptions::new().max_connections(POOL_SIZE).acquire_timeout(ACQUIRE_TIMEOUT).connect_lazy_with(options);
-        Ok(PgStore {
-            inner: Arc::new(Inner {
-                pool,
-                describe: url.to_string(),
-                open: Mutex::new(HashMap::new()),
-                accounts: Mutex::new(HashMap::new()),
-            }),
-        })
+        let options = connect_options(url, None)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options.clone());
+        Ok(PgStore::assemble(pool, &options, None))
     }
 
     pub(crate) fn pool(&self) -> &PgPool {
@@ -180,11 +190,21 @@ impl PgStore {
         Ok(PgMailbox::new(self.clone(), shared))
     }
 
-    /// Tell the sessions of this replica that have `mailbox` open what changed.
+    /// Tell the sessions of this replica that have `mailbox` open what changed (the
+    /// writers after COMMIT, the listener for other replicas' changes).
     pub(crate) fn notify(&self, mailbox: i64, event: MailboxEvent) {
         let shared = self.inner.open.lock().unwrap_or_else(|p| p.into_inner()).get(&mailbox).and_then(Weak::upgrade);
         if let Some(shared) = shared {
             let _ = shared.events.send(event);
+        }
+    }
+
+    /// Send `event` to every folder open on this replica.
+    pub(crate) fn notify_all(&self, event: MailboxEvent) {
+        let open: Vec<Arc<mailbox::Shared>> =
+            self.inner.open.lock().unwrap_or_else(|p| p.into_inner()).values().filter_map(Weak::upgrade).collect();
+        for shared in open {
+            let _ = shared.events.send(event.clone());
         }
     }
 
@@ -220,6 +240,26 @@ impl PgStore {
             .map_err(db_error)?;
         Ok(CheckReport { server, version, known: migrate::current_version(), counts })
     }
+}
+
+/// The connection options of `url`, every connection of the store named `mailroom`.
+fn connect_options(url: &str, hostaddr: Option<IpAddr>) -> Result<PgConnectOptions, StoreError> {
+    let mut options = PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Unavailable(format!("database URL: {e}")))?
+        .application_name("mailroom");
+    if let Some(ip) = hostaddr {
+        options = options.hostaddr(ip);
+    }
+    Ok(options)
+}
+
+async fn open_pool(options: &PgConnectOptions) -> Result<PgPool, StoreError> {
+    PgPoolOptions::new()
+        .max_connections(POOL_SIZE)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options.clone())
+        .await
+        .map_err(db_error)
 }
 
 /// What `mailroom store check` found.

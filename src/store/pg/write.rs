@@ -5,7 +5,9 @@
 //! holds it to COMMIT, so writers of one folder are serialised across every replica and
 //! UIDs ascend in commit order; writers of different folders do not wait for each other.
 //! Bodies are hashed before the transaction starts, so the lock is never held while a
-//! spool file is read.
+//! spool file is read. Each transaction also queues its change notification
+//! (`notify::send`), which PostgreSQL delivers to the other replicas only if it commits;
+//! this replica's sessions are told directly after COMMIT.
 
 use std::collections::BTreeSet;
 use std::time::SystemTime;
@@ -14,7 +16,7 @@ use sqlx::{PgConnection, Row};
 
 use super::blobs::{self, Blob};
 use super::mailbox::{PgMailbox, decode_flags, encode_flags, from_time};
-use super::{PgStore, TOMBSTONE_RETENTION, db_error};
+use super::{PgStore, TOMBSTONE_RETENTION, db_error, notify};
 use crate::store::{
     DeliveredMessage, Flag, FlagOp, FolderPath, LocalDelivery, MAX_KEYWORD_LEN, MAX_KEYWORDS, MailboxEvent,
     MessageBody, StoreError, StoreFlagsOutcome,
@@ -134,6 +136,7 @@ impl PgMailbox {
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
+        notify::send(&mut tx, &self.store, self.row(), &MailboxEvent::NewMessages).await?;
         tx.commit().await.map_err(db_error)?;
         self.store.notify(self.row(), MailboxEvent::NewMessages);
         Ok(uid as u32)
@@ -214,6 +217,8 @@ impl PgMailbox {
                 .map_err(db_error)?;
             }
             out.updated = changes.into_iter().map(|(uid, b, k)| (uid, decode_flags(b, &k), modseq as u64)).collect();
+            let uids = out.updated.iter().map(|(u, _, _)| *u).collect();
+            notify::send(&mut tx, &self.store, self.row(), &MailboxEvent::FlagsChanged { uids }).await?;
         }
         tx.commit().await.map_err(db_error)?;
         if !out.updated.is_empty() {
@@ -227,6 +232,9 @@ impl PgMailbox {
         let mut tx = self.store.pool().begin().await.map_err(db_error)?;
         lock_row(&mut tx, self).await?;
         let gone = expunge_locked(&mut tx, self.row(), uids).await?;
+        if !gone.is_empty() {
+            notify::send(&mut tx, &self.store, self.row(), &MailboxEvent::Expunged { uids: gone.clone() }).await?;
+        }
         tx.commit().await.map_err(db_error)?;
         if !gone.is_empty() {
             self.store.notify(self.row(), MailboxEvent::Expunged { uids: gone.clone() });
@@ -307,6 +315,10 @@ impl PgMailbox {
         blobs::add_refs(&mut tx, rows.iter().map(|r| r.get::<Vec<u8>, _>(2)).collect()).await?;
         let src: Vec<u32> = src.into_iter().map(|u| u as u32).collect();
         let gone = if moving { expunge_locked(&mut tx, self.row(), &src).await? } else { Vec::new() };
+        notify::send(&mut tx, &self.store, dest.row(), &MailboxEvent::NewMessages).await?;
+        if !gone.is_empty() {
+            notify::send(&mut tx, &self.store, self.row(), &MailboxEvent::Expunged { uids: gone.clone() }).await?;
+        }
         tx.commit().await.map_err(db_error)?;
         self.store.notify(dest.row(), MailboxEvent::NewMessages);
         if !gone.is_empty() {
