@@ -190,8 +190,8 @@ async fn a_dead_replicas_item_is_retried_after_its_lease() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewed_lease_outlives_a_long_attempt() {
     let Some(url) = database().await else { return };
-    let lease = Duration::from_millis(600);
-    let ra = Replica::open(&url, options("a", lease, SHORT), Counting::slow(lease * 3)).await;
+    let lease = Duration::from_secs(1);
+    let ra = Replica::open(&url, options("a", lease, SHORT), Counting::slow(lease * 5 / 2)).await;
     let rb = Replica::open(&url, options("b", lease, SHORT), Counting::slow(Duration::ZERO)).await;
     let _wa = ra.run_workers();
     let id = ra.enqueue("bob@remote.test").await;
@@ -307,8 +307,13 @@ async fn an_enqueue_wakes_the_other_replicas() {
     let rb =
         Replica::open(&url, options("b", Duration::from_secs(60), slow_poll), Counting::slow(Duration::ZERO)).await;
     let _wb = rb.run_workers();
-    // B's listener connects in the background; its first wake-up shows it is there.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // B's listener connects in the background: wait until its LISTEN ran.
+    wait_until("B's LISTEN", async || {
+        ra.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'")
+            .await
+            == 1
+    })
+    .await;
     let started = Instant::now();
     let id = ra.enqueue("bob@remote.test").await;
     wait_until("B's delivery", async || rb.transport.count(&id) == 1).await;
