@@ -89,7 +89,9 @@ async fn serve_one(queue: Queue, stream: UnixStream) -> std::io::Result<()> {
     write.shutdown().await
 }
 
-/// Run one command and render its reply (without the final `.`).
+/// Run one command and render its reply (without the final `.`). Exported as
+/// `queue::execute_control_command` so that `mailroom queue …` can steer a shared
+/// (PostgreSQL) queue directly, without a socket, from any replica's host.
 pub async fn execute(queue: &Queue, line: &str) -> String {
     let mut words = line.split_ascii_whitespace();
     let command = words.next().unwrap_or("").to_ascii_lowercase();
@@ -104,12 +106,14 @@ pub async fn execute(queue: &Queue, line: &str) -> String {
     };
     let needs_id = |id: Option<QueueId>| id.ok_or_else(|| format!("error: usage: {command} ID"));
     let result: Result<String, String> = match command.as_str() {
-        "list" => Ok(render_list(queue).await),
+        "list" => queue.try_list().await.map(|items| render_list(&items)).map_err(err_text),
         "show" => match needs_id(id) {
             Err(e) => Err(e),
-            Ok(id) => {
-                queue.show(&id).await.map(|d| render_show(&d)).ok_or_else(|| format!("error: no queue item {id}"))
-            }
+            Ok(id) => match queue.try_show(&id).await {
+                Ok(Some(detail)) => Ok(render_show(&detail)),
+                Ok(None) => Err(format!("error: no queue item {id}")),
+                Err(e) => Err(err_text(e)),
+            },
         },
         "retry" => queue.retry(id.as_ref()).await.map(|n| format!("{n} item(s) scheduled now")).map_err(err_text),
         "hold" => match needs_id(id) {
@@ -136,13 +140,12 @@ fn err_text(e: QueueError) -> String {
     format!("error: {e}")
 }
 
-async fn render_list(queue: &Queue) -> String {
-    let items = queue.list().await;
+fn render_list(items: &[super::QueueItemSummary]) -> String {
     let mut out = format!(
         "{:<20} {:<8} {:>9} {:>4} {:>8} {:<20} {:<20} {}\n",
         "ID", "STATE", "SIZE", "TRY", "PENDING", "CREATED", "NEXT", "SENDER"
     );
-    for i in &items {
+    for i in items {
         let state = if i.in_flight { "sending" } else { i.state.name() };
         out.push_str(&format!(
             "{:<20} {:<8} {:>9} {:>4} {:>8} {:<20} {:<20} {}\n",

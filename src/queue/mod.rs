@@ -1,7 +1,8 @@
 //! The outbound queue: a durable, inspectable spool of messages for remote recipients,
 //! the workers that deliver them, the retry schedule, and the bounces (DSNs).
 //!
-//! It owns `<data>/queue/` and `<data>/state/control.sock` and nothing else. How a
+//! It owns `<data>/queue/` (or, shared by replicas, the `queue_items` table: see
+//! [`Queue::open_pg`]) and `<data>/state/control.sock` and nothing else. How a
 //! message travels is not its business: it hands batches (one message, the recipients of
 //! one domain) to a [`Transport`] — the SMTP client in `smtp::client` in production, a
 //! fake in tests — and reads back one [`RecipientOutcome`] per recipient. Where a bounce
@@ -13,14 +14,24 @@
 //! [`Queue::open`] is scheduled again (an item that was in flight at a crash is retried:
 //! a duplicate is possible, a loss is not); the null sender is never bounced.
 //!
-//! Files: `envelope.rs` (the item format), `spool.rs` (crash-safe files), `backoff.rs`
+//! Delivery is at least once on both backends: a crash (or a replica's death) after the
+//! remote's 250 but before the result is written back makes the remote receive the
+//! message twice, with the same Message-ID.
+//!
+//! Files: `backend.rs` (the boundary below `Queue`: where items live, how the scheduler
+//! claims them), `files.rs` (one process: spool plus in-memory map), `pg.rs` (replicas
+//! sharing PostgreSQL: leases fenced by a token), `envelope.rs` (the item format),
+//! `spool.rs` (crash-safe files), `backoff.rs`
 //! (retry delays), `dsn.rs` (RFC 3464 reports), `worker.rs` (scheduling and delivery
 //! attempts), `control.rs` (the operator's socket).
 
+mod backend;
 mod backoff;
 mod control;
 mod dsn;
 mod envelope;
+mod files;
+mod pg;
 mod spool;
 mod worker;
 
@@ -41,9 +52,10 @@ use crate::config::QueueConfig;
 use crate::smtp::status::Status;
 
 pub use backoff::{base_delay, next_delay};
-pub use control::{CONTROL_SOCKET, control_request, spawn_control_server};
+pub use control::{CONTROL_SOCKET, control_request, execute as execute_control_command, spawn_control_server};
 pub use dsn::{DsnKind, DsnRecipient, build as build_dsn};
 pub use envelope::{Envelope, EnvelopeRecipient, ItemState, QueueId, RecipientStatus, format_time};
+pub use pg::PgQueueOptions;
 pub use spool::Spool;
 
 /// A boxed future, so the traits below need no `async-trait`.
@@ -63,6 +75,10 @@ pub enum QueueError {
     Refused(String),
     #[error("queue task failed: {0}")]
     Task(String),
+    /// The shared queue's database could not be reached or refused a statement
+    /// (temporary: an SMTP session answers 4xx).
+    #[error("queue database: {0}")]
+    Database(String),
 }
 
 /// Tunables, from the config or set by tests.
@@ -174,6 +190,23 @@ pub struct QueueItemSummary {
     pub in_flight: bool,
 }
 
+impl QueueItemSummary {
+    fn of(env: &Envelope, size: u64, in_flight: bool) -> QueueItemSummary {
+        QueueItemSummary {
+            id: env.id.clone(),
+            state: env.state,
+            sender: env.sender.clone(),
+            recipients: env.recipients.len(),
+            pending: env.pending().count(),
+            attempts: env.attempts,
+            size,
+            created: env.created,
+            next_attempt: env.next_attempt,
+            in_flight,
+        }
+    }
+}
+
 /// `mailroom queue show ID`: the whole envelope plus what only memory knows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueItemDetail {
@@ -182,24 +215,11 @@ pub struct QueueItemDetail {
     pub in_flight: bool,
 }
 
-/// An item as the queue holds it in memory.
-#[derive(Debug)]
-struct Slot {
-    envelope: Envelope,
-    size: u64,
-    in_flight: bool,
-    /// `delete` arrived during an attempt: the attempt removes the files when done.
-    deleted: bool,
-}
-
 struct Inner {
-    spool: Spool,
+    backend: backend::Backend,
     settings: QueueSettings,
     transport: Arc<dyn Transport>,
     bounces: Arc<dyn BounceSink>,
-    items: Mutex<HashMap<QueueId, Slot>>,
-    /// Serialises envelope rewrites, each of which writes the newest in-memory state.
-    write_lock: tokio::sync::Mutex<()>,
     wake: Notify,
     global: Arc<Semaphore>,
     domains: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -224,36 +244,57 @@ impl Queue {
         transport: Arc<dyn Transport>,
         bounces: Arc<dyn BounceSink>,
     ) -> Result<Queue, QueueError> {
-        let spool = Spool::open(dir).map_err(io_err(dir))?;
-        let recovered = spool.recover().map_err(io_err(dir))?;
-        for (path, why) in &recovered.broken {
-            tracing::error!(path = %path.display(), reason = %why, "queue: unusable envelope set aside as .broken");
-        }
-        let now = SystemTime::now();
-        let mut items = HashMap::new();
-        for mut env in recovered.envelopes {
-            // In flight at the crash: it is due again now (Hold stays held).
-            if env.state == ItemState::Active {
-                env.next_attempt = env.next_attempt.min(now);
-            }
-            let size = std::fs::metadata(spool.message_path(&env.id)).map(|m| m.len()).unwrap_or(0);
-            tracing::info!(queue_id = %env.id, msgid = %env.message_id, state = env.state.name(), "queue: recovered item");
-            items.insert(env.id.clone(), Slot { envelope: env, size, in_flight: false, deleted: false });
-        }
+        let files = files::FilesBackend::open(dir)?;
+        Ok(Queue::with_backend(backend::Backend::Files(files), settings, transport, bounces))
+    }
+
+    /// The queue in the PostgreSQL database of `store`, shared by every replica that
+    /// opens it there (the store must be migrated to schema 3: [`PgStore::connect`] does
+    /// that). `options` names this replica (random per process by default) and sets the
+    /// lease and the polling interval; call [`spawn_workers`](Self::spawn_workers) to
+    /// start delivering.
+    ///
+    /// Each item is tried by one replica at a time: a replica claims due items with a
+    /// lease, renews it while the attempt runs, and writes the result back only if it
+    /// still holds that lease (its token), so a replica that stalled past its lease
+    /// cannot overwrite what another replica did since. A replica that dies leaves its
+    /// items leased until the lease runs out; then any replica retries them.
+    ///
+    /// Delivery is at least once, as with the files backend after a crash: a replica
+    /// that dies after the remote host's 250 but before the write-back leaves the item
+    /// to be retried after the lease, and the remote receives the message twice, with
+    /// the same Message-ID. The concurrency limits of [`QueueSettings`] are per replica.
+    ///
+    /// [`PgStore::connect`]: crate::store::PgStore::connect
+    pub async fn open_pg(
+        store: &crate::store::PgStore,
+        options: PgQueueOptions,
+        settings: QueueSettings,
+        transport: Arc<dyn Transport>,
+        bounces: Arc<dyn BounceSink>,
+    ) -> Result<Queue, QueueError> {
+        let pg = pg::PgBackend::open(store.pool().clone(), options).await?;
+        Ok(Queue::with_backend(backend::Backend::Pg(pg), settings, transport, bounces))
+    }
+
+    fn with_backend(
+        backend: backend::Backend,
+        settings: QueueSettings,
+        transport: Arc<dyn Transport>,
+        bounces: Arc<dyn BounceSink>,
+    ) -> Queue {
         let inner = Inner {
-            spool,
+            backend,
             global: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
             settings,
             transport,
             bounces,
-            items: Mutex::new(items),
-            write_lock: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
             domains: Mutex::new(HashMap::new()),
         };
         let queue = Queue { inner: Arc::new(inner) };
         queue.inner.refresh_gauges();
-        Ok(queue)
+        queue
     }
 
     /// Spool a message durably (fsynced) and schedule it now. `sender` `None` is `<>`.
@@ -285,30 +326,11 @@ impl Queue {
                 unique.push(r.clone());
             }
         }
-        let spool = self.inner.spool.clone();
-        let (sender_owned, msgid_owned) = (sender.cloned(), msgid.to_string());
         let size = parts.iter().map(|p| p.len() as u64).sum::<u64>();
-        let recipients_owned = unique.clone();
-        let envelope = tokio::task::spawn_blocking(move || {
-            // An id collision (same microsecond, same 32 random bits) is refused by the
-            // spool; take another id.
-            let mut tries = 0;
-            loop {
-                let env = Envelope::new(QueueId::generate(), sender_owned.clone(), &recipients_owned, &msgid_owned);
-                let slices: Vec<&[u8]> = parts.iter().map(|p| p.as_ref()).collect();
-                match spool.create(&env, &slices) {
-                    Ok(()) => return Ok(env),
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 5 => tries += 1,
-                    Err(e) => return Err(e),
-                }
-            }
-        })
-        .await
-        .map_err(|e| QueueError::Task(e.to_string()))?
-        .map_err(io_err(self.inner.spool.dir()))?;
+        let count = unique.len();
+        let envelope = self.inner.backend.enqueue(sender.cloned(), unique, parts, msgid.to_string()).await?;
         let id = envelope.id.clone();
-        tracing::info!(queue_id = %id, msgid, sender = %display_sender(sender), recipients = unique.len(), size, "queue: message spooled");
-        self.lock_items().insert(id.clone(), Slot { envelope, size, in_flight: false, deleted: false });
+        tracing::info!(queue_id = %id, msgid, sender = %display_sender(sender), recipients = count, size, "queue: message spooled");
         self.inner.refresh_gauges();
         self.inner.wake.notify_one();
         Ok(id)
@@ -321,159 +343,67 @@ impl Queue {
         tokio::spawn(async move { worker::run(queue, shutdown).await })
     }
 
+    /// Every item, sorted by id (empty, with the error logged, when the shared queue's
+    /// database cannot be read: [`try_list`](Self::try_list) reports it).
     pub async fn list(&self) -> Vec<QueueItemSummary> {
-        let items = self.lock_items();
-        let mut out: Vec<QueueItemSummary> = items
-            .values()
-            .map(|s| QueueItemSummary {
-                id: s.envelope.id.clone(),
-                state: s.envelope.state,
-                sender: s.envelope.sender.clone(),
-                recipients: s.envelope.recipients.len(),
-                pending: s.envelope.pending().count(),
-                attempts: s.envelope.attempts,
-                size: s.size,
-                created: s.envelope.created,
-                next_attempt: s.envelope.next_attempt,
-                in_flight: s.in_flight,
-            })
-            .collect();
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        out
+        self.try_list().await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "queue: cannot list the queue");
+            Vec::new()
+        })
+    }
+
+    /// [`list`](Self::list) that says when the queue cannot be read.
+    pub async fn try_list(&self) -> Result<Vec<QueueItemSummary>, QueueError> {
+        self.inner.backend.list().await
     }
 
     pub async fn show(&self, id: &QueueId) -> Option<QueueItemDetail> {
-        let items = self.lock_items();
-        items.get(id).map(|s| QueueItemDetail { envelope: s.envelope.clone(), size: s.size, in_flight: s.in_flight })
+        self.try_show(id).await.unwrap_or_else(|e| {
+            tracing::error!(queue_id = %id, error = %e, "queue: cannot read the item");
+            None
+        })
+    }
+
+    /// [`show`](Self::show) that says when the queue cannot be read.
+    pub async fn try_show(&self, id: &QueueId) -> Result<Option<QueueItemDetail>, QueueError> {
+        self.inner.backend.show(id).await
     }
 
     /// Make one item (or every item not on hold) due now. Returns how many.
     pub async fn retry(&self, id: Option<&QueueId>) -> Result<usize, QueueError> {
-        let now = SystemTime::now();
-        let ids: Vec<QueueId> = {
-            let mut items = self.lock_items();
-            if let Some(id) = id
-                && !items.contains_key(id)
-            {
-                return Err(QueueError::NotFound(id.to_string()));
-            }
-            items
-                .values_mut()
-                .filter(|s| id.is_none_or(|id| &s.envelope.id == id) && s.envelope.state != ItemState::Hold)
-                .map(|s| {
-                    s.envelope.next_attempt = now;
-                    s.envelope.id.clone()
-                })
-                .collect()
-        };
-        for id in &ids {
-            self.inner.persist(id).await?;
-        }
+        let n = self.inner.backend.retry(id).await?;
         self.inner.wake.notify_one();
-        Ok(ids.len())
+        Ok(n)
     }
 
     /// Keep an item back until [`release`](Self::release).
     pub async fn hold(&self, id: &QueueId) -> Result<(), QueueError> {
-        self.set_state(id, |env| env.state = ItemState::Hold).await
+        self.inner.backend.hold(id).await?;
+        self.inner.refresh_gauges();
+        Ok(())
     }
 
     /// Release a held item and make it due now.
     pub async fn release(&self, id: &QueueId) -> Result<(), QueueError> {
-        self.set_state(id, |env| {
-            if env.state == ItemState::Hold {
-                env.state = ItemState::Active;
-                env.next_attempt = SystemTime::now();
-            }
-        })
-        .await?;
+        self.inner.backend.release(id).await?;
+        self.inner.refresh_gauges();
         self.inner.wake.notify_one();
         Ok(())
     }
 
     /// Remove an item without bouncing it (the operator's decision).
     pub async fn delete(&self, id: &QueueId) -> Result<(), QueueError> {
-        let (remove_now, msgid) = {
-            let mut items = self.lock_items();
-            let slot = items.get_mut(id).ok_or_else(|| QueueError::NotFound(id.to_string()))?;
-            let msgid = slot.envelope.message_id.clone();
-            let remove_now = if slot.in_flight {
-                slot.deleted = true;
-                false
-            } else {
-                items.remove(id);
-                true
-            };
-            (remove_now, msgid)
-        };
-        if remove_now {
-            self.inner.remove_files(id).await?;
-        }
+        let msgid = self.inner.backend.delete(id).await?;
         tracing::info!(queue_id = %id, msgid, "queue: item deleted by the operator");
         self.inner.refresh_gauges();
         Ok(())
     }
-
-    async fn set_state(&self, id: &QueueId, change: impl FnOnce(&mut Envelope)) -> Result<(), QueueError> {
-        {
-            let mut items = self.lock_items();
-            let slot = items.get_mut(id).ok_or_else(|| QueueError::NotFound(id.to_string()))?;
-            change(&mut slot.envelope);
-        }
-        self.inner.persist(id).await?;
-        self.inner.refresh_gauges();
-        Ok(())
-    }
-
-    fn lock_items(&self) -> std::sync::MutexGuard<'_, HashMap<QueueId, Slot>> {
-        self.inner.lock_items()
-    }
 }
 
 impl Inner {
-    fn lock_items(&self) -> std::sync::MutexGuard<'_, HashMap<QueueId, Slot>> {
-        // A panic while holding the lock leaves plain data behind; keep serving it.
-        self.items.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Write the newest in-memory envelope of `id` to disk (no-op if it is gone).
-    async fn persist(&self, id: &QueueId) -> Result<(), QueueError> {
-        let _guard = self.write_lock.lock().await;
-        let Some(env) = self.lock_items().get(id).map(|s| s.envelope.clone()) else { return Ok(()) };
-        let spool = self.spool.clone();
-        tokio::task::spawn_blocking(move || spool.update(&env))
-            .await
-            .map_err(|e| QueueError::Task(e.to_string()))?
-            .map_err(io_err(self.spool.dir()))
-    }
-
-    async fn remove_files(&self, id: &QueueId) -> Result<(), QueueError> {
-        let _guard = self.write_lock.lock().await;
-        let spool = self.spool.clone();
-        let id = id.clone();
-        tokio::task::spawn_blocking(move || spool.remove(&id))
-            .await
-            .map_err(|e| QueueError::Task(e.to_string()))?
-            .map_err(io_err(self.spool.dir()))
-    }
-
-    /// Recompute the queue gauges (items by state, oldest age).
+    /// Recompute the queue gauges (items by state, oldest age) where no query is needed.
     fn refresh_gauges(&self) {
-        let m = crate::metrics::metrics();
-        let now = SystemTime::now();
-        let (mut active, mut deferred, mut hold, mut oldest) = (0i64, 0i64, 0i64, Duration::ZERO);
-        for slot in self.lock_items().values() {
-            match slot.envelope.state {
-                ItemState::Active => active += 1,
-                ItemState::Deferred => deferred += 1,
-                ItemState::Hold => hold += 1,
-            }
-            oldest = oldest.max(slot.envelope.age(now));
-        }
-        m.queue_items.with_label_values(&["active"]).set(active);
-        m.queue_items.with_label_values(&["deferred"]).set(deferred);
-        m.queue_items.with_label_values(&["hold"]).set(hold);
-        m.queue_oldest_item_age_seconds.set(oldest.as_secs_f64());
+        self.backend.refresh_gauges();
     }
 }
 

@@ -16,8 +16,9 @@ use std::time::{Duration, SystemTime};
 
 use tokio::task::JoinSet;
 
+use super::backend::{Claimed, Finished};
 use super::dsn::{self, DsnKind, DsnRecipient};
-use super::envelope::{Envelope, ItemState, QueueId, RecipientStatus};
+use super::envelope::{Envelope, ItemState, RecipientStatus};
 use super::{BounceDisposition, DeliveryBatch, Inner, Queue, RecipientOutcome, backoff};
 use crate::metrics::metrics;
 use crate::smtp::status::Status;
@@ -25,11 +26,14 @@ use crate::smtp::status::Status;
 /// How long shutdown waits for attempts in flight before abandoning them (they are
 /// retried after the restart).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
-/// The scheduler looks at the queue at least this often even without a wake-up.
-const MAX_SLEEP: Duration = Duration::from_secs(30);
 
 pub(super) async fn run(queue: Queue, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let mut attempts: JoinSet<()> = JoinSet::new();
+    // How long the scheduler sleeps at most without a wake-up: other replicas' changes
+    // arrive by NOTIFY, but a lost notification must not stall the queue for long.
+    let max_sleep = queue.inner.backend.max_sleep();
+    let _listener = queue.inner.backend.spawn_listener(Arc::downgrade(&queue.inner));
+    let limit = queue.inner.settings.max_concurrency.max(1);
     // A dropped sender can never signal shutdown; stop watching it rather than spin.
     let mut watching = true;
     loop {
@@ -37,13 +41,17 @@ pub(super) async fn run(queue: Queue, mut shutdown: tokio::sync::watch::Receiver
             break;
         }
         let now = SystemTime::now();
-        let (due, next) = take_due(&queue.inner, now);
-        for id in due {
+        // A shared queue hands this replica no more items than it can start now, so the
+        // others take the rest instead of waiting for this one's semaphores.
+        let room = limit.saturating_sub(attempts.len());
+        let (due, next) = queue.inner.backend.claim_due(now, room).await;
+        for claimed in due {
             let q = queue.clone();
-            attempts.spawn(async move { attempt(&q, id).await });
+            attempts.spawn(async move { attempt(&q, claimed).await });
         }
         queue.inner.refresh_gauges();
-        let sleep = next.and_then(|t| t.duration_since(now).ok()).unwrap_or(MAX_SLEEP).min(MAX_SLEEP);
+        queue.inner.backend.refresh_shared_gauges().await;
+        let sleep = next.and_then(|t| t.duration_since(now).ok()).unwrap_or(max_sleep).min(max_sleep);
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = queue.inner.wake.notified() => {}
@@ -55,49 +63,26 @@ pub(super) async fn run(queue: Queue, mut shutdown: tokio::sync::watch::Receiver
     if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
         tracing::warn!("queue: attempts still running at shutdown were abandoned; they are retried at the next start");
         attempts.abort_all();
+        queue.inner.backend.release_own_leases().await;
     }
-}
-
-/// Mark every due item in flight; also say when the next one is due.
-fn take_due(inner: &Inner, now: SystemTime) -> (Vec<QueueId>, Option<SystemTime>) {
-    let mut items = inner.lock_items();
-    let mut due = Vec::new();
-    let mut next: Option<SystemTime> = None;
-    for slot in items.values_mut() {
-        if slot.in_flight || slot.envelope.state == ItemState::Hold {
-            continue;
-        }
-        if slot.envelope.next_attempt <= now {
-            slot.in_flight = true;
-            slot.envelope.state = ItemState::Active;
-            due.push(slot.envelope.id.clone());
-        } else {
-            next = Some(next.map_or(slot.envelope.next_attempt, |n| n.min(slot.envelope.next_attempt)));
-        }
-    }
-    (due, next)
 }
 
 /// One delivery attempt of one item, start to finish.
-async fn attempt(queue: &Queue, id: QueueId) {
+async fn attempt(queue: &Queue, claimed: Claimed) {
     let inner = &queue.inner;
-    let Some(mut env) = inner.lock_items().get(&id).map(|s| s.envelope.clone()) else { return };
-    let message = {
-        let spool = inner.spool.clone();
-        let id = id.clone();
-        tokio::task::spawn_blocking(move || spool.read_message(&id)).await
-    };
-    let outcomes: Vec<(usize, RecipientOutcome)> = match message {
-        Ok(Ok(bytes)) => deliver_all(inner, &env, Arc::new(bytes)).await,
-        Ok(Err(e)) => {
+    let mut env = claimed.envelope.clone();
+    let id = env.id.clone();
+    // Renews a shared queue's lease until the result is written back.
+    let lease = inner.backend.keep_lease(&claimed);
+    let message = inner.backend.read_message(&claimed).await.map(Arc::new);
+    let outcomes: Vec<(usize, RecipientOutcome)> = match &message {
+        Ok(bytes) => deliver_all(inner, &env, bytes.clone()).await,
+        Err(e) => {
             tracing::error!(queue_id = %id, msgid = %env.message_id, error = %e, "queue: cannot read the spooled message");
             pending_indexes(&env)
                 .map(|i| (i, RecipientOutcome::Temporary(Status::local((4, 3, 0), format!("local spool error: {e}")))))
                 .collect()
         }
-        Err(e) => pending_indexes(&env)
-            .map(|i| (i, RecipientOutcome::Temporary(Status::local((4, 3, 0), e.to_string()))))
-            .collect(),
     };
     metrics().queue_delivery_attempts_total.inc();
 
@@ -154,12 +139,11 @@ async fn attempt(queue: &Queue, id: QueueId) {
 
     // Bounces first: they are durable once handed over, and only then may the item go.
     if !failed.is_empty() || !delayed.is_empty() {
-        let original = {
-            let spool = inner.spool.clone();
-            let id = id.clone();
-            tokio::task::spawn_blocking(move || spool.read_message(&id)).await.ok().and_then(Result::ok)
-        }
-        .unwrap_or_default();
+        // The bytes read for the attempt serve the DSN too (the message never changes).
+        let original = match message {
+            Ok(bytes) => bytes,
+            Err(_) => Arc::new(inner.backend.read_message(&claimed).await.unwrap_or_default()),
+        };
         if !failed.is_empty() {
             send_dsn(queue, &env, DsnKind::Failure, &failed, &original, None).await;
         }
@@ -169,40 +153,24 @@ async fn attempt(queue: &Queue, id: QueueId) {
         }
     }
 
-    finish(queue, env).await;
+    // The renewal stops first, so it cannot extend a lease the write-back just ended.
+    drop(lease);
+    finish(queue, &claimed, env).await;
 }
 
 /// Store the attempt's result (or remove the item), honouring what the operator did
-/// meanwhile (hold, delete).
-async fn finish(queue: &Queue, mut env: Envelope) {
+/// meanwhile (hold, delete) and, on a shared queue, only while the claim still holds.
+async fn finish(queue: &Queue, claimed: &Claimed, env: Envelope) {
     let inner = &queue.inner;
     let id = env.id.clone();
     let msgid = env.message_id.clone();
-    let done = env.pending().next().is_none();
-    let remove = {
-        let mut items = inner.lock_items();
-        match items.get_mut(&id) {
-            None => return,
-            Some(slot) if slot.deleted || done => {
-                items.remove(&id);
-                true
-            }
-            Some(slot) => {
-                if slot.envelope.state == ItemState::Hold {
-                    env.state = ItemState::Hold;
-                }
-                slot.envelope = env;
-                slot.in_flight = false;
-                false
-            }
+    match inner.backend.finish(claimed, env).await {
+        Ok(Finished::Removed) => tracing::info!(queue_id = %id, msgid, "queue: item done, removed"),
+        Ok(Finished::Updated) => {}
+        Ok(Finished::Gone) => {
+            tracing::info!(queue_id = %id, msgid, "queue: item deleted or taken over meanwhile; result dropped")
         }
-    };
-    let result = if remove { inner.remove_files(&id).await } else { inner.persist(&id).await };
-    if let Err(e) = result {
-        tracing::error!(queue_id = %id, msgid, error = %e, "queue: cannot update the spool");
-    }
-    if remove {
-        tracing::info!(queue_id = %id, msgid, "queue: item done, removed");
+        Err(e) => tracing::error!(queue_id = %id, msgid, error = %e, "queue: cannot update the spool"),
     }
     inner.refresh_gauges();
 }

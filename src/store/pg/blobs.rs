@@ -128,6 +128,95 @@ async fn write_chunks(conn: &mut PgConnection, hash: &[u8], body: &MessageBody) 
     Ok(())
 }
 
+/// [`describe`] for a body made of `parts` in order (the queue's trace headers, then the
+/// content), without joining them.
+pub fn describe_parts(parts: &[Bytes]) -> Blob {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut head = Vec::new();
+    let mut size = 0u64;
+    for part in parts {
+        ctx.update(part);
+        if head.len() <= MAX_CACHED_HEADER {
+            head.extend_from_slice(&part[..part.len().min(MAX_CACHED_HEADER + 1 - head.len())]);
+        }
+        size += part.len() as u64;
+    }
+    let complete = size <= MAX_CACHED_HEADER as u64;
+    let header = header_end(&head, complete).filter(|end| *end <= MAX_CACHED_HEADER).map(|end| head[..end].to_vec());
+    Blob { hash: ctx.finish().as_ref().to_vec(), size, header }
+}
+
+/// [`add_ref`] for a body made of `parts`: the bytes are cut into the same 1 MiB rows
+/// whatever the part boundaries, so [`reader`] and [`read_all`] read it like any body.
+pub async fn add_ref_parts(conn: &mut PgConnection, blob: &Blob, parts: &[Bytes]) -> Result<(), StoreError> {
+    let inserted: bool = sqlx::query_scalar(
+        "INSERT INTO blobs (hash, size, refcount, header) VALUES ($1, $2, 1, $3) \
+         ON CONFLICT (hash) DO UPDATE SET refcount = blobs.refcount + 1, zero_since = NULL \
+         RETURNING (xmax = 0)",
+    )
+    .bind(&blob.hash)
+    .bind(blob.size as i64)
+    .bind(blob.header.as_deref())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    if !inserted {
+        return Ok(());
+    }
+    let mut buf = Vec::with_capacity(CHUNK.min(blob.size as usize));
+    let mut seq = 0i32;
+    for part in parts {
+        let mut rest: &[u8] = part;
+        while !rest.is_empty() {
+            let take = rest.len().min(CHUNK - buf.len());
+            buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if buf.len() == CHUNK {
+                insert_chunk(conn, &blob.hash, seq, &buf).await?;
+                buf.clear();
+                seq += 1;
+            }
+        }
+    }
+    if !buf.is_empty() {
+        insert_chunk(conn, &blob.hash, seq, &buf).await?;
+    }
+    Ok(())
+}
+
+async fn insert_chunk(conn: &mut PgConnection, hash: &[u8], seq: i32, data: &[u8]) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO blob_chunks (hash, seq, data) VALUES ($1, $2, $3)")
+        .bind(hash)
+        .bind(seq)
+        .bind(data)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// The whole body `hash` of `size` bytes in memory (what a delivery attempt hands the
+/// transport), read one chunk per query so no connection is held for the whole read. A
+/// missing chunk or a length other than `size` is an error, never a truncated message.
+pub async fn read_all(pool: &PgPool, hash: &[u8], size: u64) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(size as usize);
+    let chunks = size.div_ceil(CHUNK as u64) as i32;
+    for seq in 0..chunks {
+        let data: Option<Vec<u8>> = sqlx::query_scalar("SELECT data FROM blob_chunks WHERE hash = $1 AND seq = $2")
+            .bind(hash)
+            .bind(seq)
+            .fetch_optional(pool)
+            .await
+            .map_err(db_error)?;
+        let data = data.ok_or_else(|| StoreError::Unavailable(format!("body chunk {seq} is missing")))?;
+        out.extend_from_slice(&data);
+    }
+    if out.len() as u64 != size {
+        return Err(StoreError::Unavailable(format!("body is {} bytes, expected {size}", out.len())));
+    }
+    Ok(out)
+}
+
 /// Add `n` references to each of `hashes` (COPY: the bytes are there already).
 pub async fn add_refs(conn: &mut PgConnection, hashes: Vec<Vec<u8>>) -> Result<(), StoreError> {
     let (hashes, counts) = count(hashes);

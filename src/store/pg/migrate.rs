@@ -17,8 +17,10 @@ use crate::store::StoreError;
 const LOCK_CLASS: i32 = 0x6d61_696c; // "mail"
 const LOCK_SCHEMA: i32 = 1;
 
-/// Every migration, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "initial", include_str!("schema/0001_initial.sql"))];
+/// Every migration, in order: (version, name, SQL). Version 2 is taken by the blob
+/// locations change developed alongside the queue; the queue is 3 so either can land first.
+pub const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "initial", include_str!("schema/0001_initial.sql")), (3, "queue", include_str!("schema/0003_queue.sql"))];
 
 /// The schema version this binary writes.
 pub fn current_version() -> i32 {
@@ -69,13 +71,16 @@ async fn apply_missing(conn: &mut PgConnection) -> Result<Vec<i32>, MigrateError
     .execute(&mut *conn)
     .await
     .map_err(db_error)?;
-    let found = recorded_version(conn).await?;
+    let recorded: Vec<i32> =
+        sqlx::query_scalar("SELECT version FROM schema_migrations").fetch_all(&mut *conn).await.map_err(db_error)?;
     let known = current_version();
-    if found > known {
+    if let Some(found) = recorded.iter().copied().filter(|v| *v > known).max() {
         return Err(MigrateError::Newer { found, known });
     }
     let mut applied = Vec::new();
-    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > found) {
+    // Every migration not recorded, not only those above the highest: versions written
+    // on parallel branches may land in any order.
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| !recorded.contains(&m.0)) {
         let mut tx = conn.begin().await.map_err(db_error)?;
         sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(db_error)?;
         sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")

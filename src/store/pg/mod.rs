@@ -23,7 +23,7 @@
 //!   later", and the pool reconnects by itself when the server is back.
 
 mod backend;
-mod blobs;
+pub(crate) mod blobs;
 mod folders;
 mod import;
 mod lease;
@@ -233,6 +233,11 @@ impl PgStore {
                 let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut *conn).await.map_err(db_error)?;
                 counts.push((table, n));
             }
+        }
+        if version >= 3 {
+            let n: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM queue_items").fetch_one(&mut *conn).await.map_err(db_error)?;
+            counts.push(("queue_items", n));
         }
         let server: String = sqlx::query_scalar("SELECT current_setting('server_version')")
             .fetch_one(&mut *conn)
