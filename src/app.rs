@@ -190,12 +190,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let directory = Arc::new(directory);
     let courier = LocalCourier::new(directory.clone(), store.clone());
     let bounces = Arc::new(courier.clone());
-    let queue = Queue::open(
-        &data_dir.queue(),
-        QueueSettings::new(&config.hostname, &config.queue),
-        Arc::new(transport),
-        bounces,
-    )?;
+    let settings = QueueSettings::new(&config.hostname, &config.queue);
+    // With the mail in PostgreSQL the queue is there too: every replica shares it.
+    let queue = match &store {
+        Store::Pg(pg) => {
+            Queue::open_pg(pg, crate::queue::PgQueueOptions::default(), settings, Arc::new(transport), bounces).await?
+        }
+        Store::Maildir(_) => Queue::open(&data_dir.queue(), settings, Arc::new(transport), bounces)?,
+    };
     let shared = Shared {
         signers,
         store,

@@ -417,12 +417,46 @@ fn store_import(from: &str) -> ExitCode {
     }
 }
 
+/// `mailroom queue …` with the queue in PostgreSQL: straight to the database, so it works
+/// from any replica (or any machine with the same variables).
+fn queue_in_database(config: &Config, line: &str) -> ExitCode {
+    let resolver = match mailroom::dns::resolver::build(&config.dns_servers) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mailroom: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let outcome = runtime().block_on(async {
+        let store =
+            mailroom::store::open::open_configured(config.store(), &config.data_dir, &config.hostname, &resolver)
+                .await
+                .map_err(|e| e.to_string())?;
+        let mailroom::store::Store::Pg(pg) = store else { return Err("not a PostgreSQL store".to_string()) };
+        let settings = mailroom::queue::QueueSettings::new(&config.hostname, &config.queue);
+        mailroom::queue::pg_control_request(&pg, settings, line).await.map_err(|e| e.to_string())
+    });
+    match outcome {
+        Ok(reply) => {
+            print!("{reply}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mailroom: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn queue(action: &QueueAction) -> ExitCode {
     let (config, _) = match load_config() {
         Ok(c) => c,
         Err(code) => return code,
     };
     let line = action.command_line();
+    if let mailroom::config::StoreConfig::Postgres(_) = config.store() {
+        return queue_in_database(&config, &line);
+    }
     match runtime().block_on(mailroom::queue::control_request(&config.data_dir, &line)) {
         Ok(reply) => {
             print!("{reply}");

@@ -165,6 +165,32 @@ pub trait BounceSink: Send + Sync {
     fn bounce<'a>(&'a self, to: &'a Address, dsn: &'a [u8]) -> BoxFuture<'a, Result<BounceDisposition, String>>;
 }
 
+/// `mailroom queue …` on the queue in PostgreSQL: the commands the control socket serves,
+/// run against the shared table from any process that reaches the database (no workers
+/// start, so nothing is sent from here).
+pub async fn pg_control_request(
+    store: &crate::store::PgStore,
+    settings: QueueSettings,
+    command: &str,
+) -> Result<String, QueueError> {
+    let queue =
+        Queue::open_pg(store, PgQueueOptions::default(), settings, Arc::new(NoTransport), Arc::new(RemoteBounces))
+            .await?;
+    Ok(execute_control_command(&queue, command).await)
+}
+
+/// The transport of a queue that runs no workers ([`pg_control_request`]).
+struct NoTransport;
+
+impl Transport for NoTransport {
+    fn deliver(&self, batch: DeliveryBatch) -> BoxFuture<'_, Vec<RecipientOutcome>> {
+        let n = batch.recipients.len();
+        Box::pin(async move {
+            vec![RecipientOutcome::Temporary(Status::local((4, 3, 0), "no delivery from a control command")); n]
+        })
+    }
+}
+
 /// A sink that stores nothing and sends every DSN back through the queue (tests, and a
 /// server without local mailboxes).
 pub struct RemoteBounces;
