@@ -9,11 +9,15 @@ use std::time::Duration;
 
 use common::{Server, env_listening, run, run_client, test_pg};
 
-/// One replica on the store at `url`, with SMTP, IMAP and POP3 on loopback.
-fn replica(url: &str, dir: &std::path::Path) -> Server {
+/// One replica on the store at `url`, with SMTP, IMAP and POP3 on loopback. Mail to
+/// fwd@example.com is forwarded through a smarthost that refuses connections, so it waits
+/// in the (shared) queue.
+fn replica(url: &str, dir: &std::path::Path, dead_relay: u16) -> Server {
     let data = dir.join("data");
     let mut env = env_listening(&data, &["SMTP", "IMAP", "POP3"]);
     env.push(("MAILROOM_ACCOUNTS".into(), "alice@example.com:{PLAIN}wonderland".into()));
+    env.push(("MAILROOM_ALIASES".into(), "fwd@example.com:someone@remote.example".into()));
+    env.push(("MAILROOM_RELAY_HOST".into(), format!("127.0.0.1:{dead_relay}")));
     env.push(("MAILROOM_STORE".into(), url.to_string()));
     Server::start_ready(&env, &data, Duration::from_secs(60))
 }
@@ -22,8 +26,9 @@ fn replica(url: &str, dir: &std::path::Path) -> Server {
 fn mail_accepted_by_one_replica_is_read_through_the_other() {
     let Some(url) = test_pg::database() else { return };
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = replica(&url, dir_a.path());
-    let b = replica(&url, dir_b.path());
+    let dead_relay = common::free_port();
+    let a = replica(&url, dir_a.path(), dead_relay);
+    let b = replica(&url, dir_b.path(), dead_relay);
     let port = |s: &Server, p: &str| s.port(p).to_string();
 
     run_client("replicas.py", &["deliver".into(), port(&a, "smtp"), "one".into()], &a);
@@ -31,6 +36,9 @@ fn mail_accepted_by_one_replica_is_read_through_the_other() {
     run_client("replicas.py", &["fetch".into(), port(&b, "imap"), "one".into(), "two".into()], &b);
     run_client("replicas.py", &["fetch".into(), port(&a, "imap"), "one".into(), "two".into()], &a);
     run_client("replicas.py", &["pop3-exclusive".into(), port(&a, "pop3"), port(&b, "pop3")], &a);
+    // IDLE on B hears of a delivery to A within a second (LISTEN/NOTIFY).
+    let idle = run_client("replicas.py", &["idle".into(), port(&b, "imap"), port(&a, "smtp"), "three".into()], &b);
+    eprintln!("{idle}");
     let maildir = std::fs::read_dir(dir_a.path().join("data/mail")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(maildir, 0, "no mail in the data dir when the store is PostgreSQL");
 
@@ -40,7 +48,22 @@ fn mail_accepted_by_one_replica_is_read_through_the_other() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(" (current; this mailroom writes "), "{stdout}");
-    assert!(stdout.contains("messages: 2"), "{stdout}");
+    assert!(stdout.contains("messages: 3"), "{stdout}");
+
+    // The outbound queue is shared: a forward accepted by A is listed (and deleted) by a
+    // `mailroom queue` that only knows the database.
+    run_client("replicas.py", &["deliver".into(), port(&a, "smtp"), "fwd".into(), "fwd@example.com".into()], &a);
+    let queue = |args: &[&str]| {
+        let out = run(args, &env, "");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let list = queue(&["queue", "list"]);
+    assert!(list.ends_with("1 item(s)\n"), "{list}");
+    let id = list.lines().nth(1).and_then(|l| l.split_whitespace().next()).unwrap().to_string();
+    assert!(queue(&["queue", "show", &id]).contains("someone@remote.example"));
+    queue(&["queue", "delete", &id]);
+    assert!(queue(&["queue", "list"]).ends_with("0 item(s)\n"));
 }
 
 #[test]

@@ -1,8 +1,8 @@
 """Two mailroom replicas on one PostgreSQL store, driven with smtplib, imaplib and poplib.
 
 usage:
-  replicas.py deliver SMTP_PORT SUBJECT
-      send one message to alice@example.com over port 25
+  replicas.py deliver SMTP_PORT SUBJECT [RECIPIENT]
+      send one message to alice@example.com (or RECIPIENT) over port 25
   replicas.py fetch IMAP_PORT SUBJECT...
       log in as alice, SELECT INBOX, print each message's UID and check that every
       SUBJECT is there, in order
@@ -37,12 +37,12 @@ def imap(port):
     return m
 
 
-def deliver(port, subject):
+def deliver(port, subject, to=USER):
     s = smtplib.SMTP("127.0.0.1", int(port), timeout=30)
     s.sendmail(
         "",
-        [USER],
-        f"From: sender@example.net\r\nTo: {USER}\r\nSubject: {subject}\r\n\r\nhello\r\n",
+        [to],
+        f"From: sender@example.net\r\nTo: {to}\r\nSubject: {subject}\r\n\r\nhello\r\n",
     )
     s.quit()
 
