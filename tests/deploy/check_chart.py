@@ -117,8 +117,15 @@ def env_of(o: dict[tuple[str, str], dict[str, Any]]) -> dict[str, str]:
     return o[("ConfigMap", f"{RELEASE}-mailroom-env")]["data"]
 
 
+def workload_of(o: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+    """The one workload: the StatefulSet (Maildir) or the Deployment (store.type=postgres)."""
+    found = [o[(kind, f"{RELEASE}-mailroom")] for kind in ("StatefulSet", "Deployment") if (kind, f"{RELEASE}-mailroom") in o]
+    check(len(found) == 1, f"exactly one StatefulSet or Deployment, got {len(found)}")
+    return found[0]
+
+
 def pod_of(o: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
-    return o[("StatefulSet", f"{RELEASE}-mailroom")]["spec"]["template"]["spec"]
+    return workload_of(o)["spec"]["template"]["spec"]
 
 
 def mounts_of(o: dict[tuple[str, str], dict[str, Any]]) -> dict[str, str]:
@@ -156,6 +163,11 @@ def expect_defaults(o: dict[tuple[str, str], dict[str, Any]]) -> None:
     check(env["MAILROOM_SMTP_LISTEN"] == ":25" and env["MAILROOM_METRICS_LISTEN"] == ":9090", "listen env")
     check("MAILROOM_PROXY_PROTOCOL_FROM" not in env, "no PROXY protocol by default")
     check(("ServiceMonitor", f"{RELEASE}-mailroom") not in o, "no ServiceMonitor by default")
+    check(("Deployment", f"{RELEASE}-mailroom") not in o, "no Deployment with Maildir")
+    check(not any(k[0] == "PodDisruptionBudget" for k in o), "no PDB for one replica")
+    check(("Service", f"{RELEASE}-mailroom-headless") in o, "the StatefulSet's headless Service")
+    check("MAILROOM_STORE_FILE" not in env and "MAILROOM_STORE" not in env, "Maildir: no store variable")
+    check("affinity" not in pod, "no affinity by default")
     notes = o[("NOTES", "")]["text"]
     check("-- /mailroom dns" in notes and "grep password" in notes, "NOTES tell dns and password")
 
@@ -211,6 +223,62 @@ def expect_existing_tls(o: dict[tuple[str, str], dict[str, Any]]) -> None:
     check(svc["type"] == "ClusterIP" and "externalTrafficPolicy" not in svc, "ClusterIP has no traffic policy")
 
 
+def expect_postgres(o: dict[tuple[str, str], dict[str, Any]]) -> None:
+    check(("StatefulSet", f"{RELEASE}-mailroom") not in o, "no StatefulSet on PostgreSQL")
+    check(not any(k[0] == "PersistentVolumeClaim" for k in o), "no PersistentVolumeClaim")
+    check(("Service", f"{RELEASE}-mailroom-headless") not in o, "no headless Service without a StatefulSet")
+    deploy = o[("Deployment", f"{RELEASE}-mailroom")]["spec"]
+    check(deploy["replicas"] == 3, "replicas: replicaCount")
+    check("volumeClaimTemplates" not in deploy, "no PVC template")
+    pod, env, mounts = pod_of(o), env_of(o), mounts_of(o)
+    ctr = pod["containers"][0]
+    vols = {v["name"]: v for v in pod["volumes"]}
+    check(vols["data"] == {"name": "data", "emptyDir": {}}, "data dir on an emptyDir")
+    check(mounts["data"] == "/data" and env["MAILROOM_DATA_DIR"] == "/data", "data dir mounted")
+    check(not any("persistentVolumeClaim" in v for v in vols.values()), "no PVC volume")
+    check(vols["store"]["secret"]["secretName"] == "mail-db", "store Secret")
+    check(vols["store"]["secret"]["items"] == [{"key": "uri", "path": "uri"}], "only the URL key of the Secret")
+    check(env["MAILROOM_STORE_FILE"] == f"{mounts['store']}/uri", "MAILROOM_STORE_FILE inside the Secret mount")
+    check("MAILROOM_STORE" not in env, "the URL itself is never in the ConfigMap")
+    check(vols["store-ca"]["secret"] == {"secretName": "mail-db-ca", "defaultMode": 0o440, "items": [{"key": "ca.crt", "path": "ca.crt"}]}, "only ca.crt of the CA Secret")
+    check(mounts["store-ca"] == "/run/secrets/mailroom/store-ca", "CA where the README's sslrootcert points")
+    probes = {p: ctr[p]["httpGet"]["path"] for p in ("startupProbe", "livenessProbe", "readinessProbe")}
+    check(probes == {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}, f"probes {probes}")
+    term = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    check(term["topologyKey"] == "kubernetes.io/hostname", "anti-affinity across nodes")
+    check(term["labelSelector"]["matchLabels"] == deploy["selector"]["matchLabels"], "anti-affinity selects our pods")
+    pdb = o[("PodDisruptionBudget", f"{RELEASE}-mailroom")]["spec"]
+    check(pdb == {"maxUnavailable": 1, "selector": {"matchLabels": deploy["selector"]["matchLabels"]}}, f"PDB {pdb}")
+    notes = o[("NOTES", "")]["text"]
+    check("deploy/mail-mailroom -- /mailroom store check" in notes and "-mailroom-0" not in notes, "NOTES name the Deployment")
+    check("DKIM keys" in notes and "read scale and failover testing" in notes, "NOTES say what is per pod")
+
+
+def expect_postgres_one(o: dict[tuple[str, str], dict[str, Any]]) -> None:
+    deploy = o[("Deployment", f"{RELEASE}-mailroom")]["spec"]
+    check(deploy["replicas"] == 1, "one replica")
+    check(not any(k[0] == "PodDisruptionBudget" for k in o), "no PDB by default for one replica")
+    check(not any(k[0] == "PersistentVolumeClaim" for k in o) and "volumeClaimTemplates" not in deploy, "no PVC even with persistence.enabled")
+    pod, env = pod_of(o), env_of(o)
+    check(env["MAILROOM_STORE_FILE"] == "/run/secrets/mailroom/store/url", "default secretKey url")
+    check("store-ca" not in {v["name"] for v in pod["volumes"]}, "no CA mount unless asked")
+    check(pod["affinity"] == OWN_AFFINITY, "user affinity replaces the default")
+
+
+def expect_postgres_pdb(o: dict[tuple[str, str], dict[str, Any]]) -> None:
+    pdb = o[("PodDisruptionBudget", f"{RELEASE}-mailroom")]["spec"]
+    check(pdb.get("minAvailable") == "50%" and "maxUnavailable" not in pdb, f"PDB {pdb}")
+
+
+OWN_AFFINITY = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "mail", "operator": "Exists"}]}]}}}
+
+POSTGRES: dict[str, Any] = {
+    "store": {"type": "postgres", "postgres": {"existingSecret": "mail-db", "secretKey": "uri", "caSecret": "mail-db-ca"}},
+    "replicaCount": 3,
+    "accounts": {"existingSecret": "mail-accounts"},
+    "tls": {"existingSecret": "mail-tls"},
+}
+
 EVERYTHING_ON: dict[str, Any] = {
     "mailroom": {"hostname": "mail.example.org", "domains": ["example.org", "example.net"], "queueLifetime": "5d"},
     "env": {"MAILROOM_QUEUE_LIFETIME": "3d", "MAILROOM_QUEUE_RETRY_MAX": "2h"},
@@ -230,6 +298,17 @@ SCENARIOS: list[tuple[str, dict[str, Any], Callable[[dict[tuple[str, str], dict[
     ("defaults", {}, expect_defaults),
     ("existing secret, cert-manager, PROXY, NodePort, remap, ServiceMonitor, dashboard", EVERYTHING_ON, expect_everything_on),
     ("existing TLS secret, ClusterIP", {"tls": {"existingSecret": "mail-tls"}, "service": {"type": "ClusterIP"}}, expect_existing_tls),
+    ("PostgreSQL store, 3 replicas, operator CA", POSTGRES, expect_postgres),
+    (
+        "PostgreSQL store, 1 replica, own affinity",
+        {
+            "store": {"type": "postgres", "postgres": {"existingSecret": "mail-db"}},
+            "accounts": {"existingSecret": "mail-accounts"},
+            "affinity": OWN_AFFINITY,
+        },
+        expect_postgres_one,
+    ),
+    ("PostgreSQL store, PDB minAvailable", {**POSTGRES, "podDisruptionBudget": {"minAvailable": "50%"}}, expect_postgres_pdb),
 ]
 
 # Values the chart must refuse, and a word the error must contain.
@@ -240,6 +319,13 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("unknown low-port mode", {"lowPorts": {"mode": "root"}}, "mode"),
     ("env key outside MAILROOM_*", {"env": {"PATH": "/bin"}}, "PATH"),
     ("misspelt top-level key", {"persistance": {"enabled": False}}, "persistance"),
+    ("two replicas on Maildir", {"replicaCount": 2}, "replicaCount 2 needs store.type=postgres"),
+    ("PostgreSQL without the URL Secret", {"store": {"type": "postgres"}, "accounts": {"existingSecret": "a"}}, "store.postgres.existingSecret"),
+    ("PostgreSQL without accounts", {"store": {"type": "postgres", "postgres": {"existingSecret": "db"}}}, "accounts.existingSecret"),
+    ("the store URL in a ConfigMap", {"env": {"MAILROOM_STORE": "postgres://u:pw@db/m"}}, "env.MAILROOM_STORE"),
+    ("PDB with both bounds", {**POSTGRES, "podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}}, "not both"),
+    ("unknown store type", {"store": {"type": "s3"}}, "store"),
+    ("zero replicas", {"replicaCount": 0}, "replicaCount"),
 ]
 
 

@@ -51,6 +51,16 @@ Call with (dict "root" $ "proto" $proto).
 {{- define "mailroom.accountsDir" -}}/run/secrets/mailroom/accounts{{- end }}
 {{- define "mailroom.relayDir" -}}/run/secrets/mailroom/relay{{- end }}
 {{- define "mailroom.tlsDir" -}}/run/secrets/mailroom/tls{{- end }}
+{{- define "mailroom.storeDir" -}}/run/secrets/mailroom/store{{- end }}
+{{- define "mailroom.storeCaDir" -}}/run/secrets/mailroom/store-ca{{- end }}
+
+{{/* Whether to render a PodDisruptionBudget: podDisruptionBudget.enabled, or by default
+when more than one replica runs. Empty means no. */}}
+{{- define "mailroom.pdbEnabled" -}}
+{{- $on := gt (int .Values.replicaCount) 1 }}
+{{- if not (kindIs "invalid" .Values.podDisruptionBudget.enabled) }}{{ $on = .Values.podDisruptionBudget.enabled }}{{ end }}
+{{- if $on }}true{{ end }}
+{{- end }}
 
 {{/* The TLS Secret to mount, if any. */}}
 {{- define "mailroom.tlsSecret" -}}
@@ -71,6 +81,29 @@ Refuse value combinations that would deploy a broken or unsafe server.
 {{- end }}
 {{- if and .Values.tls.certManager.enabled (empty .Values.tls.certManager.dnsNames) (empty .Values.mailroom.hostname) }}
 {{- fail "tls.certManager needs mailroom.hostname (or tls.certManager.dnsNames)" }}
+{{- end }}
+{{- $pg := eq .Values.store.type "postgres" }}
+{{- if and (gt (int .Values.replicaCount) 1) (not $pg) }}
+{{- fail (printf "replicaCount %v needs store.type=postgres: with Maildir the data dir (mail, queue, keys) has exactly one writer, so only one replica can run" .Values.replicaCount) }}
+{{- end }}
+{{- if and $pg (empty .Values.store.postgres.existingSecret) }}
+{{- fail "store.type=postgres needs store.postgres.existingSecret: a Secret holding the PostgreSQL URL (postgres://user:password@host/db?sslmode=verify-full) under key store.postgres.secretKey" }}
+{{- end }}
+{{- if hasKey .Values.env "MAILROOM_STORE" }}
+{{- fail "set the store with store.type and store.postgres.existingSecret, not env.MAILROOM_STORE: env lands in a ConfigMap, and the URL holds a password" }}
+{{- end }}
+{{- if $pg }}
+{{- $accounts := or .Values.accounts.existingSecret (hasKey .Values.env "MAILROOM_ACCOUNTS") (hasKey .Values.env "MAILROOM_ACCOUNTS_FILE") }}
+{{- range .Values.extraEnv }}
+{{- if has .name (list "MAILROOM_ACCOUNTS" "MAILROOM_ACCOUNTS_FILE") }}{{ $accounts = true }}{{ end }}
+{{- end }}
+{{- if not $accounts }}
+{{- fail "store.type=postgres needs accounts.existingSecret: without configured accounts each pod would generate its own postmaster password in its data dir, an emptyDir lost at every restart" }}
+{{- end }}
+{{- end }}
+{{- $pdb := .Values.podDisruptionBudget }}
+{{- if and (not (kindIs "invalid" $pdb.minAvailable)) (not (kindIs "invalid" $pdb.maxUnavailable)) }}
+{{- fail "set podDisruptionBudget.minAvailable or podDisruptionBudget.maxUnavailable, not both" }}
 {{- end }}
 {{- end }}
 
@@ -124,6 +157,9 @@ which wins. Rendered (sorted) into the ConfigMap.
 {{- if include "mailroom.tlsSecret" . }}
 {{- $_ := set $env "MAILROOM_TLS_CERT_FILE" (printf "%s/tls.crt" (include "mailroom.tlsDir" .)) }}
 {{- $_ := set $env "MAILROOM_TLS_KEY_FILE" (printf "%s/tls.key" (include "mailroom.tlsDir" .)) }}
+{{- end }}
+{{- if eq .Values.store.type "postgres" }}
+{{- $_ := set $env "MAILROOM_STORE_FILE" (printf "%s/%s" (include "mailroom.storeDir" .) .Values.store.postgres.secretKey) }}
 {{- end }}
 {{- if .Values.proxyProtocol.enabled }}
 {{- $_ := set $env "MAILROOM_PROXY_PROTOCOL_FROM" (join "," .Values.proxyProtocol.from) }}
