@@ -238,3 +238,62 @@ async fn a_lease_excludes_other_replicas_until_released_or_expired() {
     assert!(b.try_lease("pop3:alice@example.org").await.unwrap().is_none(), "the successor still holds it");
     drop(successor);
 }
+
+#[tokio::test]
+async fn a_maildir_imports_with_its_uids_and_flags_and_resumes() {
+    let Some((_, pg)) = fresh().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = crate::store::Store::open(dir.path(), "old.example.org").unwrap();
+    for i in 0..3 {
+        maildir
+            .deliver(
+                &body(&format!("Subject: {i}\r\n\r\nx\r\n")),
+                &[LocalDelivery { owner: alice(), folder: "INBOX".into(), header_prefix: Vec::new() }],
+            )
+            .await;
+    }
+    let inbox = maildir.open_mailbox(&alice(), "INBOX").await.unwrap();
+    inbox
+        .store_flags(&[1], crate::store::FlagOp::Add, &[Flag::Seen, Flag::Keyword("$Work".into())], None)
+        .await
+        .unwrap();
+    inbox.expunge(&[2]).await.unwrap();
+    maildir.create_folder(&alice(), "Archive/2024", Some(crate::store::SpecialUse::Archive)).await.unwrap();
+    let archive = maildir.open_mailbox(&alice(), "Archive/2024").await.unwrap();
+    archive.append(&body("Subject: old\r\n\r\nkept\r\n"), &[Flag::Answered], None).await.unwrap();
+    maildir.set_subscribed(&alice(), "Lists/rust", true).await.unwrap();
+    let want = inbox.sync().await.unwrap();
+
+    let reports = pg.import_maildir(dir.path(), |_| {}).await.unwrap();
+    let copied: u64 = reports.iter().map(|r| r.copied).sum();
+    assert_eq!(copied, 3, "{reports:?}");
+    let got = pg.open_mailbox(&alice(), "INBOX").await.unwrap();
+    let snap = got.sync().await.unwrap();
+    assert_eq!((snap.uid_validity, snap.uid_next), (want.uid_validity, want.uid_next));
+    // PostgreSQL keeps microseconds; INTERNALDATE shows seconds.
+    let secs = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let strip = |m: &crate::store::MessageMeta| (m.uid, m.flags.clone(), m.size, secs(m.internal_date), m.uidl.clone());
+    assert_eq!(
+        snap.messages.iter().map(strip).collect::<Vec<_>>(),
+        want.messages.iter().map(strip).collect::<Vec<_>>()
+    );
+    assert_eq!(got.read_message(3, 100).await.unwrap(), inbox.read_message(3, 100).await.unwrap());
+    let folders = pg.list_folders(&alice()).await.unwrap();
+    let old = folders.iter().find(|f| f.name == "Archive/2024").expect("folder imported");
+    assert_eq!(old.special_use, Some(crate::store::SpecialUse::Archive));
+    assert!(pg.subscriptions(&alice()).await.unwrap().contains(&"Lists/rust".to_string()));
+    // A new delivery to the Maildir, then a second run: only that one is copied.
+    inbox.append(&body("Subject: late\r\n\r\nx\r\n"), &[], None).await.unwrap();
+    let again = pg.import_maildir(dir.path(), |_| {}).await.unwrap();
+    let (copied, present): (u64, u64) = again.iter().fold((0, 0), |(c, p), r| (c + r.copied, p + r.present));
+    assert_eq!((copied, present), (1, 3), "{again:?}");
+    assert_eq!(uids(&got.sync().await.unwrap().messages), [1, 3, 4]);
+    // A server running on the data dir holds its lock: refused.
+    let lock = std::fs::File::create(dir.path().join("lock")).unwrap();
+    lock.try_lock().unwrap();
+    assert!(matches!(pg.import_maildir(dir.path(), |_| {}).await, Err(super::ImportError::Busy(_))));
+}
+
+fn uids(messages: &[crate::store::MessageMeta]) -> Vec<u32> {
+    messages.iter().map(|m| m.uid).collect()
+}
