@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::test_pg::PgCluster;
 use common::{Server, env_listening, run, run_client, test_pg};
 
 /// One replica on the store at `url`, with SMTP, IMAP and POP3 on loopback. Mail to
@@ -77,4 +78,54 @@ fn store_check_fails_clearly_without_a_database() {
     assert!(stderr.contains("store check failed"), "{stderr}");
     assert!(stdout.contains("postgres://mail:****@127.0.0.1"), "{stdout}");
     assert!(!format!("{stdout}{stderr}").contains("s3cret-pw"), "the password never shows");
+}
+
+/// `replicas.py ARGS` in the background (a load that runs while the test breaks things).
+fn in_background(args: Vec<String>) -> std::thread::JoinHandle<std::process::Output> {
+    let path = format!("{}/tests/clients/replicas.py", env!("CARGO_MANIFEST_DIR"));
+    std::thread::spawn(move || std::process::Command::new("python3").arg(path).args(args).output().unwrap())
+}
+
+fn finished(load: std::thread::JoinHandle<std::process::Output>) -> String {
+    let out = load.join().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "load: {text}");
+    text
+}
+
+#[test]
+fn a_database_crash_under_load_loses_nothing_acknowledged() {
+    let Some(cluster) = PgCluster::start(true) else { return };
+    let url = cluster.url("postgres");
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica(&url, dir.path(), common::free_port());
+    let acked = dir.path().join("acked").display().to_string();
+    let load = in_background(vec!["load".into(), a.port("smtp").to_string(), "6".into(), acked.clone()]);
+    std::thread::sleep(Duration::from_millis(1500));
+    cluster.crash();
+    // While it is down: answers that say "later", never a dropped session.
+    let args = ["unavailable".into(), a.port("imap").to_string(), a.port("smtp").to_string()];
+    eprintln!("{}", run_client("replicas.py", &args, &a));
+    cluster.start_again();
+    eprintln!("{}", finished(load));
+    // The server recovered by itself: new mail is accepted, and everything acknowledged
+    // before, during and after the crash is there once.
+    run_client("replicas.py", &["deliver".into(), a.port("smtp").to_string(), "after".into()], &a);
+    std::fs::write(&acked, format!("{}after\n", std::fs::read_to_string(&acked).unwrap())).unwrap();
+    eprintln!("{}", run_client("replicas.py", &["verify".into(), a.port("imap").to_string(), acked], &a));
+}
+
+#[test]
+fn a_replica_killed_mid_delivery_loses_nothing_it_acknowledged() {
+    let Some(url) = test_pg::database() else { return };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let relay = common::free_port();
+    let mut a = replica(&url, dir_a.path(), relay);
+    let b = replica(&url, dir_b.path(), relay);
+    let acked = dir_a.path().join("acked").display().to_string();
+    let load = in_background(vec!["load".into(), a.port("smtp").to_string(), "3".into(), acked.clone()]);
+    std::thread::sleep(Duration::from_millis(1500));
+    a.kill9();
+    eprintln!("{}", finished(load));
+    eprintln!("{}", run_client("replicas.py", &["verify".into(), b.port("imap").to_string(), acked], &b));
 }

@@ -11,7 +11,16 @@ usage:
       maildrop; after A's QUIT, B logs in (within 2 s) and lists the messages
   replicas.py idle IMAP_PORT SMTP_OTHER SUBJECT
       alice IDLEs on this replica; a message sent to the other replica must show up as
-      EXISTS within 1 s; prints the delay"""
+      EXISTS within 1 s; prints the delay
+  replicas.py load SMTP_PORT SECONDS OUTFILE
+      four sessions send messages with unique subjects for SECONDS (reconnecting after
+      errors); every subject answered 250 is appended to OUTFILE (flushed at once);
+      prints how many were accepted, refused with 4xx, and cut off
+  replicas.py verify IMAP_PORT OUTFILE
+      every subject in OUTFILE is in INBOX exactly once; prints the counts
+  replicas.py unavailable IMAP_PORT SMTP_PORT
+      with the database down: SMTP DATA gets a 4xx and IMAP SELECT (or LOGIN) a NO
+      [UNAVAILABLE]; nothing is disconnected without an answer"""
 import imaplib
 import poplib
 import smtplib
@@ -115,6 +124,91 @@ def idle(port, smtp_other, subject):
     assert delay < 1.0, delay
 
 
+def load(port, seconds, outfile):
+    import threading
+
+    deadline = time.monotonic() + float(seconds)
+    lock = threading.Lock()
+    counts = {"accepted": 0, "temporary": 0, "cut": 0}
+    out = open(outfile, "a")
+
+    def worker(n):
+        i = 0
+        s = None
+        while time.monotonic() < deadline:
+            subject = f"load-{n}-{i}"
+            i += 1
+            try:
+                if s is None:
+                    s = smtplib.SMTP("127.0.0.1", int(port), timeout=10)
+                s.sendmail("", [USER], f"From: sender@example.net\r\nTo: {USER}\r\nSubject: {subject}\r\n\r\nx\r\n")
+                with lock:
+                    out.write(subject + "\n")
+                    out.flush()
+                    counts["accepted"] += 1
+            except smtplib.SMTPResponseException as e:
+                with lock:
+                    counts["temporary" if 400 <= e.smtp_code < 500 else "cut"] += 1
+                assert 400 <= e.smtp_code < 500, e
+                try:
+                    s.rset()
+                except Exception:
+                    s = None
+                time.sleep(0.05)
+            except (OSError, smtplib.SMTPException):
+                with lock:
+                    counts["cut"] += 1
+                s = None
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(counts)
+
+
+def verify(port, outfile):
+    want = [line.strip() for line in open(outfile) if line.strip()]
+    m = imap(port)
+    typ, data = m.select("INBOX")
+    assert typ == "OK", data
+    typ, data = m.uid("FETCH", "1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    got = [part[1].decode().strip().removeprefix("Subject: ") for part in data if isinstance(part, tuple)]
+    missing = set(want) - set(got)
+    dups = {s for s in got if got.count(s) > 1}
+    assert not missing, f"acknowledged but lost: {sorted(missing)[:10]} ({len(missing)})"
+    assert not dups, f"stored twice: {sorted(dups)[:10]}"
+    print(f"{len(want)} acknowledged, all present once; {len(got)} in INBOX")
+
+
+def unavailable(imap_port, smtp_port):
+    s = smtplib.SMTP("127.0.0.1", int(smtp_port), timeout=30)
+    try:
+        s.sendmail("", [USER], f"From: sender@example.net\r\nTo: {USER}\r\nSubject: during\r\n\r\nx\r\n")
+        raise AssertionError("accepted while the database is down")
+    except smtplib.SMTPResponseException as e:
+        assert 400 <= e.smtp_code < 500, e
+        print("smtp:", e.smtp_code, e.smtp_error)
+    except smtplib.SMTPRecipientsRefused as e:
+        code = list(e.recipients.values())[0][0]
+        assert 400 <= code < 500, e
+        print("smtp rcpt:", e.recipients)
+    s.quit()
+    m = imaplib.IMAP4("127.0.0.1", int(imap_port), timeout=30)
+    m.starttls(ssl_context=tls())
+    try:
+        m.login(USER, PASSWORD)
+        typ, data = m.select("INBOX")
+        assert typ == "NO" and b"[UNAVAILABLE]" in data[0], (typ, data)
+        print("imap select:", data)
+    except imaplib.IMAP4.error as e:
+        assert "[UNAVAILABLE]" in str(e), e
+        print("imap login:", e)
+    m.logout()
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "deliver":
@@ -125,6 +219,12 @@ def main():
         pop3_exclusive(*args)
     elif cmd == "idle":
         idle(*args)
+    elif cmd == "load":
+        load(*args)
+    elif cmd == "verify":
+        verify(*args)
+    elif cmd == "unavailable":
+        unavailable(*args)
     else:
         raise SystemExit(f"unknown command {cmd}")
 
