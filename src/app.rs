@@ -214,6 +214,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         acme_tokens,
         shutdown: Shutdown::new(),
     };
+    if let Store::Pg(pg) = &shared.store {
+        stop_with(&shared.shutdown, watch_database(pg.clone(), readiness.clone()));
+    }
     if let Some((cert, key)) = shared.config.tls_files() {
         let watcher =
             tls::spawn_file_watcher(certs.clone(), cert.to_path_buf(), key.to_path_buf(), Duration::from_secs(10));
@@ -493,6 +496,20 @@ fn spawn_account_reloader(
                 }
             };
             metrics().accounts_reloads_total.with_label_values(&[result]).inc();
+        }
+    })
+}
+
+/// With the mail in PostgreSQL, `/readyz` fails while the database cannot be reached, so a
+/// load balancer sends clients to replicas that can serve them (sessions here get
+/// temporary errors meanwhile, and the pool reconnects by itself).
+fn watch_database(store: crate::store::PgStore, readiness: Arc<Readiness>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            let reason = store.ping().await.err().map(|e| format!("the mail store is unreachable: {e}"));
+            readiness.set_blocker("store", reason);
         }
     })
 }

@@ -100,14 +100,43 @@ fn a_database_crash_under_load_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let a = replica(&url, dir.path(), common::free_port());
     let acked = dir.path().join("acked").display().to_string();
-    let load = in_background(vec!["load".into(), a.port("smtp").to_string(), "6".into(), acked.clone()]);
-    std::thread::sleep(Duration::from_millis(1500));
+    let stop = dir.path().join("stop");
+    let args = vec!["load".into(), a.port("smtp").to_string(), "120".into(), acked.clone(), stop.display().to_string()];
+    let load = in_background(args);
+    let count = || std::fs::read_to_string(&acked).map(|t| t.lines().count()).unwrap_or(0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while count() < 20 {
+        assert!(std::time::Instant::now() < deadline, "no mail accepted before the crash: {}", a.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     cluster.crash();
     // While it is down: answers that say "later", never a dropped session.
     let args = ["unavailable".into(), a.port("imap").to_string(), a.port("smtp").to_string()];
     eprintln!("{}", run_client("replicas.py", &args, &a));
+    // /readyz says so, so a load balancer stops sending clients here...
+    let ready = |want: u16| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let status = common::http_get(a.addr("metrics"), "/readyz").map(|(s, _)| s).unwrap_or(0);
+            if status == want || std::time::Instant::now() > deadline {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert_eq!(ready(503), 503, "not ready while the database is down");
     cluster.start_again();
+    // ...and ready again once the database is back, without a restart; the load that
+    // kept running through it is accepted again.
+    assert_eq!(ready(200), 200);
+    let at_recovery = count();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while count() < at_recovery + 20 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(&stop, "").unwrap();
     eprintln!("{}", finished(load));
+    assert!(count() >= at_recovery + 20, "accepting again after the restart");
     // The server recovered by itself: new mail is accepted, and everything acknowledged
     // before, during and after the crash is there once.
     run_client("replicas.py", &["deliver".into(), a.port("smtp").to_string(), "after".into()], &a);

@@ -12,10 +12,11 @@ usage:
   replicas.py idle IMAP_PORT SMTP_OTHER SUBJECT
       alice IDLEs on this replica; a message sent to the other replica must show up as
       EXISTS within 1 s; prints the delay
-  replicas.py load SMTP_PORT SECONDS OUTFILE
-      four sessions send messages with unique subjects for SECONDS (reconnecting after
-      errors); every subject answered 250 is appended to OUTFILE (flushed at once);
-      prints how many were accepted, refused with 4xx, and cut off
+  replicas.py load SMTP_PORT SECONDS OUTFILE [STOPFILE]
+      four sessions send messages with unique subjects for SECONDS, or until STOPFILE
+      exists (reconnecting after errors); every subject answered 250 is appended to
+      OUTFILE (flushed at once); prints how many were accepted, refused with 4xx, and cut
+      off
   replicas.py verify IMAP_PORT OUTFILE
       every subject in OUTFILE is in INBOX exactly once; prints the counts
   replicas.py unavailable IMAP_PORT SMTP_PORT
@@ -124,10 +125,15 @@ def idle(port, smtp_other, subject):
     assert delay < 1.0, delay
 
 
-def load(port, seconds, outfile):
+def load(port, seconds, outfile, stopfile=None):
+    import os
     import threading
 
     deadline = time.monotonic() + float(seconds)
+
+    def going():
+        return time.monotonic() < deadline and not (stopfile and os.path.exists(stopfile))
+
     lock = threading.Lock()
     counts = {"accepted": 0, "temporary": 0, "cut": 0}
     out = open(outfile, "a")
@@ -135,7 +141,7 @@ def load(port, seconds, outfile):
     def worker(n):
         i = 0
         s = None
-        while time.monotonic() < deadline:
+        while going():
             subject = f"load-{n}-{i}"
             i += 1
             try:

@@ -44,6 +44,9 @@ impl MailStore for PgStore {
     }
 
     async fn ensure_accounts(&self, accounts: impl Iterator<Item = MailboxOwner> + Send) -> Result<(), StoreError> {
+        // One query learns every existing account (a restart with 500 accounts is one
+        // round trip, not 500); only new ones are created.
+        self.load_account_ids().await?;
         for account in accounts {
             self.account_id(&account).await?;
         }

@@ -167,6 +167,22 @@ impl PgStore {
         Ok(id)
     }
 
+    /// One round trip to the database (readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(self.pool()).await.map(drop).map_err(db_error)
+    }
+
+    /// Learn the ids of every account in the database (start-up).
+    pub(crate) async fn load_account_ids(&self) -> Result<(), StoreError> {
+        let rows =
+            sqlx::query("SELECT id, domain, local FROM accounts").fetch_all(self.pool()).await.map_err(db_error)?;
+        let mut known = self.inner.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        for r in rows {
+            known.insert(MailboxOwner::new(r.get::<String, _>(2), r.get::<String, _>(1)), r.get(0));
+        }
+        Ok(())
+    }
+
     /// Open `folder` of `owner`: one shared state per folder on this replica.
     pub(crate) async fn open_path(&self, owner: &MailboxOwner, folder: &FolderPath) -> Result<PgMailbox, StoreError> {
         let account = self.account_id(owner).await?;
