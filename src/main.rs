@@ -328,6 +328,14 @@ fn dns(json: bool, check: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The DNS resolver the commands that reach a database use (never getaddrinfo).
+fn resolver(config: &Config) -> Result<hickory_resolver::TokioResolver, ExitCode> {
+    mailroom::dns::resolver::build(&config.dns_servers).map_err(|e| {
+        eprintln!("mailroom: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
 fn store_check() -> ExitCode {
     let (config, _) = match load_config() {
         Ok(c) => c,
@@ -340,12 +348,9 @@ fn store_check() -> ExitCode {
         }
         mailroom::config::StoreConfig::Postgres(url) => url,
     };
-    let resolver = match mailroom::dns::resolver::build(&config.dns_servers) {
+    let resolver = match resolver(&config) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("mailroom: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     println!("store: {}", url.redacted());
     match runtime().block_on(mailroom::store::open::check(url, &resolver)) {
@@ -382,12 +387,9 @@ fn store_import(from: &str) -> ExitCode {
         eprintln!("mailroom: MAILROOM_STORE must be the postgres:// URL of the database to import into");
         return ExitCode::from(EXIT_CONFIG);
     };
-    let resolver = match mailroom::dns::resolver::build(&config.dns_servers) {
+    let resolver = match resolver(&config) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("mailroom: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     let outcome = runtime().block_on(async {
         let store =
@@ -420,12 +422,9 @@ fn store_import(from: &str) -> ExitCode {
 /// `mailroom queue …` with the queue in PostgreSQL: straight to the database, so it works
 /// from any replica (or any machine with the same variables).
 fn queue_in_database(config: &Config, line: &str) -> ExitCode {
-    let resolver = match mailroom::dns::resolver::build(&config.dns_servers) {
+    let resolver = match resolver(config) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("mailroom: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     let outcome = runtime().block_on(async {
         let store =

@@ -182,6 +182,21 @@ impl FolderPath {
         }
     }
 
+    /// The source and target of a RENAME, refused as every backend refuses them: a target
+    /// of INBOX exists already; renaming a folder to itself or below itself is invalid
+    /// (INBOX may be renamed below itself: only its messages move, RFC 3501 6.3.5).
+    pub fn for_rename(from: &str, to: &str) -> Result<(FolderPath, FolderPath), crate::store::StoreError> {
+        let src = FolderPath::from_api(from)?;
+        let dst = FolderPath::from_api(to)?;
+        if dst.is_inbox() {
+            return Err(crate::store::StoreError::FolderExists(to.to_string()));
+        }
+        if src == dst || (!src.is_inbox() && src.is_ancestor_of(&dst)) {
+            return Err(crate::store::StoreError::InvalidFolderName(to.to_string()));
+        }
+        Ok((src, dst))
+    }
+
     /// True for INBOX.
     pub fn is_inbox(&self) -> bool {
         matches!(self, FolderPath::Inbox)

@@ -228,15 +228,7 @@ impl MaildirStore {
     /// Rename a folder with its sub-folders (UIDVALIDITY and UIDs are kept). Renaming
     /// INBOX moves its messages into a new folder and leaves INBOX empty (RFC 3501 6.3.5).
     pub async fn rename_folder(&self, account: &MailboxOwner, from: &str, to: &str) -> Result<(), StoreError> {
-        let src = FolderPath::from_api(from)?;
-        let dst = FolderPath::from_api(to)?;
-        if dst.is_inbox() {
-            return Err(StoreError::FolderExists(to.to_string()));
-        }
-        // Renaming INBOX into `INBOX/old` only moves its messages: allowed.
-        if src == dst || (!src.is_inbox() && src.is_ancestor_of(&dst)) {
-            return Err(StoreError::InvalidFolderName(to.to_string()));
-        }
+        let (src, dst) = FolderPath::for_rename(from, to)?;
         if src.is_inbox() {
             self.create_folder(account, to, None).await?;
             let inbox = self.open_path(account, &FolderPath::Inbox).await?;

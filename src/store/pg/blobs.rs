@@ -74,8 +74,9 @@ async fn open_body(path: &std::path::Path, len: u64) -> Result<tokio::io::Take<t
     Ok(file.take(len))
 }
 
-/// Add one reference to `blob`, inserting its row and bytes when this is the first.
-pub async fn add_ref(conn: &mut PgConnection, blob: &Blob, body: &MessageBody) -> Result<(), StoreError> {
+/// Count one more reference to `blob`, inserting its row if there is none; true when it
+/// was inserted now (the caller then writes the bytes in the same transaction).
+async fn take_ref(conn: &mut PgConnection, blob: &Blob) -> Result<bool, StoreError> {
     let inserted: bool = sqlx::query_scalar(
         "INSERT INTO blobs (hash, size, refcount, header) VALUES ($1, $2, 1, $3) \
          ON CONFLICT (hash) DO UPDATE SET refcount = blobs.refcount + 1, zero_since = NULL \
@@ -87,6 +88,12 @@ pub async fn add_ref(conn: &mut PgConnection, blob: &Blob, body: &MessageBody) -
     .fetch_one(&mut *conn)
     .await
     .map_err(db_error)?;
+    Ok(inserted)
+}
+
+/// Add one reference to `blob`, inserting its row and bytes when this is the first.
+pub async fn add_ref(conn: &mut PgConnection, blob: &Blob, body: &MessageBody) -> Result<(), StoreError> {
+    let inserted = take_ref(conn, blob).await?;
     if inserted {
         write_chunks(conn, &blob.hash, body).await?;
     }
@@ -149,17 +156,7 @@ pub fn describe_parts(parts: &[Bytes]) -> Blob {
 /// [`add_ref`] for a body made of `parts`: the bytes are cut into the same 1 MiB rows
 /// whatever the part boundaries, so [`reader`] and [`read_all`] read it like any body.
 pub async fn add_ref_parts(conn: &mut PgConnection, blob: &Blob, parts: &[Bytes]) -> Result<(), StoreError> {
-    let inserted: bool = sqlx::query_scalar(
-        "INSERT INTO blobs (hash, size, refcount, header) VALUES ($1, $2, 1, $3) \
-         ON CONFLICT (hash) DO UPDATE SET refcount = blobs.refcount + 1, zero_since = NULL \
-         RETURNING (xmax = 0)",
-    )
-    .bind(&blob.hash)
-    .bind(blob.size as i64)
-    .bind(blob.header.as_deref())
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db_error)?;
+    let inserted = take_ref(conn, blob).await?;
     if !inserted {
         return Ok(());
     }

@@ -221,14 +221,7 @@ impl PgStore {
         from: &str,
         to: &str,
     ) -> Result<(), StoreError> {
-        let src = FolderPath::from_api(from)?;
-        let dst = FolderPath::from_api(to)?;
-        if dst.is_inbox() {
-            return Err(StoreError::FolderExists(to.to_string()));
-        }
-        if src == dst || (!src.is_inbox() && src.is_ancestor_of(&dst)) {
-            return Err(StoreError::InvalidFolderName(to.to_string()));
-        }
+        let (src, dst) = FolderPath::for_rename(from, to)?;
         if src.is_inbox() {
             // RFC 3501 6.3.5: the messages move to the new folder, INBOX stays (empty).
             self.create_folder_impl(owner, to, None).await?;

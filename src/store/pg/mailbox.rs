@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use sqlx::postgres::PgRow;
-use sqlx::{Acquire, Row};
+use sqlx::Row;
 use tokio::io::AsyncReadExt;
 use tokio::sync::broadcast;
 
@@ -158,13 +158,18 @@ impl PgMailbox {
         })
     }
 
-    pub(super) async fn sync_impl(&self) -> Result<MailboxSnapshot, StoreError> {
-        let mut conn = self.store.pool().acquire().await.map_err(db_error)?;
-        let mut tx = conn.begin().await.map_err(db_error)?;
+    /// A read-only transaction that sees one committed state for all its statements.
+    async fn snapshot_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        let mut tx = self.store.pool().begin().await.map_err(db_error)?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
+        Ok(tx)
+    }
+
+    pub(super) async fn sync_impl(&self) -> Result<MailboxSnapshot, StoreError> {
+        let mut tx = self.snapshot_tx().await?;
         let head = self.head(&mut tx).await?;
         let rows =
             sqlx::query(select_meta!(" FROM messages WHERE mailbox_id = $1 AND expunged_modseq IS NULL ORDER BY uid"))
@@ -189,12 +194,7 @@ impl PgMailbox {
         if uid_validity != self.shared.uid_validity {
             return Ok(None);
         }
-        let mut conn = self.store.pool().acquire().await.map_err(db_error)?;
-        let mut tx = conn.begin().await.map_err(db_error)?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        let mut tx = self.snapshot_tx().await?;
         let head = self.head(&mut tx).await?;
         if modseq < head.vanished_floor {
             return Ok(None);
