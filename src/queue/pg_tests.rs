@@ -169,8 +169,10 @@ async fn a_dead_replicas_item_is_retried_after_its_lease() {
     let ra = Replica::open(&url, options("a", lease, SHORT), Counting::slow(Duration::ZERO)).await;
     let rb = Replica::open(&url, options("b", lease, SHORT), Counting::slow(Duration::ZERO)).await;
     let id = ra.enqueue("bob@remote.test").await;
-    let (claimed, _) = ra.pg().claim_due(SystemTime::now(), 10).await;
+    // Taken before the claim: the lease runs from the database's clock at the claim, which
+    // is no earlier than this.
     let claimed_at = Instant::now();
+    let (claimed, _) = ra.pg().claim_due(SystemTime::now(), 10).await;
     assert_eq!(claimed.len(), 1);
     drop(claimed); // A dies here.
     let _wb = rb.run_workers();
@@ -309,7 +311,7 @@ async fn an_enqueue_wakes_the_other_replicas() {
     let _wb = rb.run_workers();
     // B's listener connects in the background: wait until its LISTEN ran.
     wait_until("B's LISTEN", async || {
-        ra.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'")
+        ra.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%mailroom_queue%'")
             .await
             == 1
     })
