@@ -18,7 +18,10 @@ const LOCK_CLASS: i32 = 0x6d61_696c; // "mail"
 const LOCK_SCHEMA: i32 = 1;
 
 /// Every migration, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "initial", include_str!("schema/0001_initial.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "initial", include_str!("schema/0001_initial.sql")),
+    (2, "blob_location", include_str!("schema/0002_blob_location.sql")),
+];
 
 /// The schema version this binary writes.
 pub fn current_version() -> i32 {

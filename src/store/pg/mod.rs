@@ -3,7 +3,7 @@
 //! Owns: the connection pool, the schema (`migrate.rs`, `schema/`), and the store API on
 //! top of it: accounts and folders (`folders.rs`), one open folder (`mailbox.rs`), writes
 //! that take UIDs and modseqs (`write.rs`), and bodies stored once by content hash
-//! (`blobs.rs`).
+//! (`blobs.rs`), in the database or in an S3-compatible bucket (`objects.rs`).
 //!
 //! How it keeps the store contract across replicas:
 //! - UIDs and modseqs come from the folder's row (`UPDATE mailboxes … RETURNING`) inside
@@ -24,6 +24,9 @@ mod blobs;
 mod folders;
 mod mailbox;
 pub mod migrate;
+mod objects;
+#[cfg(test)]
+mod objects_tests;
 mod write;
 
 use std::collections::HashMap;
@@ -38,8 +41,10 @@ use tokio::sync::broadcast;
 
 pub use backend::PgViewTicket;
 pub use mailbox::PgMailbox;
+pub use objects::ObjectStoreConfig;
 
-use super::{FolderPath, MailboxEvent, MailboxOwner, StoreError};
+use super::{FolderPath, MailboxEvent, MailboxOwner, MessageReader, StoreError};
+use bytes::Bytes;
 
 /// How long an expunged message stays readable for sessions that still show it (on any
 /// replica) and answers VANISHED before its row is purged.
@@ -66,6 +71,8 @@ struct Inner {
     open: Mutex<HashMap<i64, Weak<mailbox::Shared>>>,
     /// Account ids seen by this replica (accounts are never deleted while it runs).
     accounts: Mutex<HashMap<MailboxOwner, i64>>,
+    /// Where new bodies go: `None` in `blob_chunks`, else this bucket.
+    objects: Option<objects::Objects>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -86,13 +93,33 @@ impl PgStore {
     /// itself (the static binary has no system resolver); the name in the URL is still
     /// what TLS verifies.
     pub async fn connect(url: &str, hostaddr: Option<IpAddr>) -> Result<PgStore, migrate::MigrateError> {
-        let store = PgStore::connect_only(url, hostaddr).await?;
+        PgStore::connect_with(url, hostaddr, None).await
+    }
+
+    /// [`PgStore::connect`], keeping new message bodies in the object store `blobs`
+    /// (`MAILROOM_BLOB_STORE=s3://…`) rather than in the database. Bodies already in the
+    /// database stay there and still read.
+    pub async fn connect_with(
+        url: &str,
+        hostaddr: Option<IpAddr>,
+        blobs: Option<ObjectStoreConfig>,
+    ) -> Result<PgStore, migrate::MigrateError> {
+        let objects = blobs.as_ref().map(objects::Objects::new).transpose()?;
+        let store = PgStore::open_pool(url, hostaddr, objects).await?;
         migrate::migrate(&store.inner.pool).await?;
         Ok(store)
     }
 
     /// Connect without touching the schema (`mailroom store check` reports it instead).
     pub async fn connect_only(url: &str, hostaddr: Option<IpAddr>) -> Result<PgStore, StoreError> {
+        PgStore::open_pool(url, hostaddr, None).await
+    }
+
+    async fn open_pool(
+        url: &str,
+        hostaddr: Option<IpAddr>,
+        objects: Option<objects::Objects>,
+    ) -> Result<PgStore, StoreError> {
         let mut options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Unavailable(format!("database URL: {e}")))?
             .application_name("mailroom");
@@ -113,12 +140,30 @@ impl PgStore {
                 describe,
                 open: Mutex::new(HashMap::new()),
                 accounts: Mutex::new(HashMap::new()),
+                objects,
             }),
         })
     }
 
     pub(crate) fn pool(&self) -> &PgPool {
         &self.inner.pool
+    }
+
+    /// The bucket new bodies go to, if any.
+    pub(crate) fn objects(&self) -> Option<&objects::Objects> {
+        self.inner.objects.as_ref()
+    }
+
+    /// A reader over `prefix` and the stored body `body`.
+    pub(crate) async fn open_body(&self, prefix: Bytes, body: &blobs::BodyRef) -> Result<MessageReader, StoreError> {
+        blobs::open(self.pool(), self.objects(), prefix, body).await
+    }
+
+    /// After COMMIT: delete the objects of the bodies the transaction deleted.
+    pub(crate) async fn delete_objects(&self, hashes: Vec<Vec<u8>>) {
+        if !hashes.is_empty() {
+            blobs::delete_objects(self.pool(), self.objects(), hashes).await;
+        }
     }
 
     /// The account's row id, creating the account (INBOX, the default folders, their
