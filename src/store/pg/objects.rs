@@ -105,7 +105,7 @@ impl Objects {
             .with_retry(RetryConfig { max_retries: MAX_RETRIES, retry_timeout: RETRY_TIMEOUT, ..Default::default() })
             .with_http_connector(Connector { resolver: config.resolver.clone(), allow_http: url.plain_http() });
         if let Some(endpoint) = url.endpoint() {
-            builder = builder.with_endpoint(endpoint);
+            builder = builder.with_endpoint(bucket_endpoint(endpoint, url.bucket(), url.path_style()));
         }
         let store = builder.build().map_err(|e| os_error("configuration", e))?;
         let root = if url.prefix().is_empty() { "blobs".to_string() } else { format!("{}/blobs", url.prefix()) };
@@ -189,6 +189,16 @@ impl Objects {
     }
 }
 
+/// The endpoint object_store wants: as given for path-style requests (it appends the
+/// bucket), the bucket as the first label of the host for virtual-hosted ones (it uses
+/// the endpoint as is).
+fn bucket_endpoint(endpoint: &str, bucket: &str, path_style: bool) -> String {
+    match endpoint.split_once("://") {
+        Some((scheme, host)) if !path_style => format!("{scheme}://{bucket}.{host}"),
+        _ => endpoint.to_string(),
+    }
+}
+
 /// object_store's way to get our HTTP client: called once when the store is built.
 struct Connector {
     resolver: TokioResolver,
@@ -250,5 +260,16 @@ impl HttpService for Service {
         let (parts, body) = response.into_parts();
         let body = body.map_err(|e| HttpError::new(HttpErrorKind::Interrupted, e));
         Ok(HttpResponse::from_parts(parts, HttpResponseBody::new(body)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bucket_endpoint;
+
+    #[test]
+    fn virtual_hosted_endpoints_carry_the_bucket() {
+        assert_eq!(bucket_endpoint("https://s3.example.net:9000", "b", true), "https://s3.example.net:9000");
+        assert_eq!(bucket_endpoint("https://s3.example.net:9000", "b", false), "https://b.s3.example.net:9000");
     }
 }
