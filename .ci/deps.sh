@@ -36,4 +36,8 @@ fi
 if ! python3 -c 'import dkim, nacl, dns.zone' >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'dkimpy>=1.1' 'pynacl>=1.5' 'dnspython>=2.4'
 fi
+# The S3 API server the object-store tests run against (src/test_s3.rs); boto3 comes with it.
+if ! python3 -c 'import moto.server, flask_cors, boto3' >/dev/null 2>&1; then
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'moto[server]>=5.1'
+fi
 bash .ci/deploy-deps.sh

@@ -159,8 +159,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // One resolver (and so one cache) for every lookup: the SMTP client, ACME, inbound
     // checks, sender domains, scanners and the periodic DNS check.
     let resolver = crate::dns::resolver::build(&config.dns_servers).map_err(ClientError::Resolver)?;
-    let store =
-        crate::store::open::open_configured(config.store(), data_dir.root(), &config.hostname, &resolver).await?;
+    let store = crate::store::open::open_configured(&config, data_dir.root(), &resolver).await?;
     store
         .ensure_accounts(
             directory

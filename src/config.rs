@@ -8,6 +8,7 @@
 
 mod env;
 mod parse;
+mod s3;
 mod sections;
 mod variables;
 
@@ -24,6 +25,7 @@ use crate::accounts;
 
 pub use env::{EnvSource, PREFIX};
 pub use parse::{ListenAddr, default_domain_for, is_public_fqdn};
+pub use s3::{S3Config, S3Url, Secret};
 pub use sections::{
     AccountsConfig, AcmeConfig, DnsConfig, Limits, ListenConfig, PgUrl, QueueConfig, ScanConfig, StoreConfig,
 };
@@ -151,6 +153,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where mail is kept: see [`Config::store`].
     store: StoreConfig,
+    /// Where a PostgreSQL store keeps bodies: see [`Config::blob_store`].
+    blob_store: Option<S3Url>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<Secret>,
     pub accounts: AccountsConfig,
     pub acme: AcmeConfig,
     /// A certificate/key pair supplied by the operator (replaces ACME): see
@@ -318,6 +324,9 @@ impl Config {
             domains: Vec::new(),
             data_dir: PathBuf::new(),
             store: StoreConfig::Maildir,
+            blob_store: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
             accounts: AccountsConfig {
                 entries: Vec::new(),
                 aliases: Vec::new(),
@@ -364,6 +373,17 @@ impl Config {
     /// Where mail is kept (`MAILROOM_STORE`): Maildir in the data dir, or PostgreSQL.
     pub fn store(&self) -> &StoreConfig {
         &self.store
+    }
+
+    /// Where a PostgreSQL store keeps message bodies (`MAILROOM_BLOB_STORE`): `None` in
+    /// the database itself, or an S3 bucket with its key pair (`load` made sure both keys
+    /// are set and the store is PostgreSQL).
+    pub fn blob_store(&self) -> Option<S3Config> {
+        Some(S3Config {
+            url: self.blob_store.clone()?,
+            access_key_id: self.s3_access_key_id.clone()?,
+            secret_access_key: self.s3_secret_access_key.clone()?,
+        })
     }
 
     /// The listen addresses of one protocol (empty when off).
@@ -440,8 +460,39 @@ fn check_across(c: &Config, r: &mut Reader) {
             "MAILROOM_RELAY_USERNAME and MAILROOM_RELAY_PASSWORD must be set together".into(),
         );
     }
+    check_blob_store(c, r);
     if c.queue.retry_min > c.queue.retry_max {
         r.fail_plain("QUEUE_RETRY_MIN", "is longer than MAILROOM_QUEUE_RETRY_MAX; expected min <= max".into());
+    }
+}
+
+/// An object store holds the bodies of a PostgreSQL store only (a Maildir keeps its
+/// files), and it needs both halves of its key pair.
+fn check_blob_store(c: &Config, r: &mut Reader) {
+    let keys = (c.s3_access_key_id.is_some(), c.s3_secret_access_key.is_some());
+    if c.blob_store.is_none() {
+        if keys != (false, false) {
+            r.fail_plain(
+                "BLOB_STORE",
+                "not an `s3://` URL, but MAILROOM_S3_ACCESS_KEY_ID/_SECRET_ACCESS_KEY are set; expected `s3://bucket[/prefix]?endpoint=…`".into(),
+            );
+        }
+        return;
+    }
+    if !matches!(c.store, StoreConfig::Postgres(_)) {
+        r.fail_plain(
+            "BLOB_STORE",
+            "an `s3://` blob store needs MAILROOM_STORE to be a PostgreSQL URL; expected MAILROOM_BLOB_STORE=postgres (the default) or MAILROOM_STORE=postgres://…".into(),
+        );
+    }
+    if !keys.0 {
+        r.fail_plain("S3_ACCESS_KEY_ID", "not set; expected the key id for the bucket of MAILROOM_BLOB_STORE".into());
+    }
+    if !keys.1 {
+        r.fail_plain(
+            "S3_SECRET_ACCESS_KEY",
+            "not set; expected the secret key for the bucket of MAILROOM_BLOB_STORE".into(),
+        );
     }
 }
 

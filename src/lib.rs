@@ -26,6 +26,8 @@ pub mod test_pg;
 #[cfg(test)]
 pub mod test_ports;
 #[cfg(test)]
+pub mod test_s3;
+#[cfg(test)]
 pub mod test_tools;
 #[cfg(test)]
 mod testing;

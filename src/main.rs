@@ -392,10 +392,9 @@ fn store_import(from: &str) -> ExitCode {
         Err(code) => return code,
     };
     let outcome = runtime().block_on(async {
-        let store =
-            mailroom::store::open::open_configured(config.store(), &config.data_dir, &config.hostname, &resolver)
-                .await
-                .map_err(|e| e.to_string())?;
+        let store = mailroom::store::open::open_configured(&config, &config.data_dir, &resolver)
+            .await
+            .map_err(|e| e.to_string())?;
         let mailroom::store::Store::Pg(pg) = store else { return Err("not a PostgreSQL store".to_string()) };
         pg.import_maildir(std::path::Path::new(source), |r| {
             println!(
@@ -427,10 +426,9 @@ fn queue_in_database(config: &Config, line: &str) -> ExitCode {
         Err(code) => return code,
     };
     let outcome = runtime().block_on(async {
-        let store =
-            mailroom::store::open::open_configured(config.store(), &config.data_dir, &config.hostname, &resolver)
-                .await
-                .map_err(|e| e.to_string())?;
+        let store = mailroom::store::open::open_configured(config, &config.data_dir, &resolver)
+            .await
+            .map_err(|e| e.to_string())?;
         let mailroom::store::Store::Pg(pg) = store else { return Err("not a PostgreSQL store".to_string()) };
         let settings = mailroom::queue::QueueSettings::new(&config.hostname, &config.queue);
         mailroom::queue::pg_control_request(&pg, settings, line).await.map_err(|e| e.to_string())

@@ -24,19 +24,26 @@ pub fn tool_available(tool: &str) -> bool {
         .chain(["/usr/sbin", "/sbin"].iter().map(Into::into))
         .any(|dir| is_executable(&dir.join(tool)));
     if !found {
-        assert!(!in_ci(), "{tool} is required under CI=true but is not installed (bash .ci/deps.sh)");
-        let test = std::thread::current().name().unwrap_or("?").to_string();
-        if let Ok(mut skipped) = SKIPPED.lock() {
-            skipped.push((test, tool.to_string()));
-        }
-        SUMMARY_AT_EXIT.call_once(|| {
-            // SAFETY: registering a plain `extern "C" fn` with no captured state.
-            unsafe {
-                libc::atexit(print_summary);
-            }
-        });
+        missing(tool);
     }
     found
+}
+
+/// Record that `tool` is missing: the calling test returns early and is listed in the
+/// summary, or, under CI, this panics. For tools `tool_available` cannot find on PATH
+/// (a Python module, say).
+pub fn missing(tool: &str) {
+    assert!(!in_ci(), "{tool} is required under CI=true but is not installed (bash .ci/deps.sh)");
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    if let Ok(mut skipped) = SKIPPED.lock() {
+        skipped.push((test, tool.to_string()));
+    }
+    SUMMARY_AT_EXIT.call_once(|| {
+        // SAFETY: registering a plain `extern "C" fn` with no captured state.
+        unsafe {
+            libc::atexit(print_summary);
+        }
+    });
 }
 
 fn is_executable(path: &Path) -> bool {

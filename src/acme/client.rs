@@ -35,6 +35,13 @@ pub struct HickoryResolve {
     resolver: Arc<TokioResolver>,
 }
 
+impl HickoryResolve {
+    /// Resolve through `resolver` (also used by the object-store client).
+    pub fn new(resolver: Arc<TokioResolver>) -> HickoryResolve {
+        HickoryResolve { resolver }
+    }
+}
+
 impl tower_service::Service<Name> for HickoryResolve {
     type Response = std::vec::IntoIter<SocketAddr>;
     type Error = BoxError;

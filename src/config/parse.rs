@@ -405,7 +405,7 @@ fn is_host_name(host: &str) -> bool {
 /// `%XX` decoded (a `%` not followed by two hex digits stays as it is, as the
 /// connector does), and `+` as a space in query parts; `None` when the result is not
 /// UTF-8.
-fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
+pub(super) fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

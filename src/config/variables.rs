@@ -119,6 +119,39 @@ pub static VARIABLES: &[Variable] = &[
             StoreConfig::Postgres(url) => url.redacted(),
         },
     },
+    Variable {
+        name: "BLOB_STORE",
+        secret: false,
+        default: Text("postgres"),
+        doc: "where a PostgreSQL store keeps message bodies: `postgres` (in the database) or an S3 bucket `s3://bucket[/prefix]?endpoint=https://host[:port]&region=REGION`",
+        set: |c, v| {
+            c.blob_store = super::s3::blob_store(v)?;
+            Ok(())
+        },
+        show: |c| c.blob_store.as_ref().map_or_else(|| "postgres".to_string(), |u| u.as_str().to_string()),
+    },
+    Variable {
+        name: "S3_ACCESS_KEY_ID",
+        secret: true,
+        default: Empty("empty"),
+        doc: "the access key id for the bucket of MAILROOM_BLOB_STORE",
+        set: |c, v| {
+            c.s3_access_key_id = Some(v.trim().to_string());
+            Ok(())
+        },
+        show: |c| c.s3_access_key_id.clone().unwrap_or_default(),
+    },
+    Variable {
+        name: "S3_SECRET_ACCESS_KEY",
+        secret: true,
+        default: Empty("empty"),
+        doc: "the secret access key for the bucket of MAILROOM_BLOB_STORE",
+        set: |c, v| {
+            c.s3_secret_access_key = Some(super::s3::Secret(v.trim().to_string()));
+            Ok(())
+        },
+        show: |c| if c.s3_secret_access_key.is_some() { "<redacted>".into() } else { String::new() },
+    },
     // --- accounts ---
     Variable {
         name: "ACCOUNTS",

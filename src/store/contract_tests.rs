@@ -19,19 +19,27 @@ use super::*;
 enum Backend {
     Maildir,
     Pg,
+    /// PostgreSQL with bodies in an S3 bucket (moto's server).
+    PgS3,
 }
 
 /// Every backend the contract runs on.
-const BACKENDS: &[Backend] = &[Backend::Maildir, Backend::Pg];
+const BACKENDS: &[Backend] = &[Backend::Maildir, Backend::Pg, Backend::PgS3];
 
 /// A fresh, empty store of `backend` (`dir` lives as long as the case); `None` when the
-/// backend's server is not installed here (never under CI, see `test_pg`).
+/// backend's server is not installed here (never under CI, see `test_pg`, `test_s3`).
 async fn open_store(backend: Backend, dir: &Path) -> Option<Store> {
     match backend {
         Backend::Maildir => Some(Store::open(dir, "mx.example.org").unwrap()),
         Backend::Pg => {
             let url = tokio::task::spawn_blocking(crate::test_pg::database).await.unwrap()?;
             Some(Store::Pg(PgStore::connect(&url, None).await.unwrap_or_else(|e| panic!("{url}: {e}"))))
+        }
+        Backend::PgS3 => {
+            let url = tokio::task::spawn_blocking(crate::test_pg::database).await.unwrap()?;
+            let bucket = tokio::task::spawn_blocking(crate::test_s3::bucket).await.unwrap()?;
+            let blobs = Some(bucket.object_store_config());
+            Some(Store::Pg(PgStore::connect_with(&url, None, blobs).await.unwrap_or_else(|e| panic!("{url}: {e}"))))
         }
     }
 }

@@ -13,9 +13,9 @@ use std::time::Duration;
 use hickory_resolver::TokioResolver;
 
 use super::pg::migrate::MigrateError;
-use super::pg::{CheckReport, PgStore};
+use super::pg::{CheckReport, ObjectStoreConfig, PgStore};
 use super::{Store, StoreError};
-use crate::config::{PgUrl, StoreConfig};
+use crate::config::{Config, PgUrl, StoreConfig};
 
 /// How long `serve` waits for an unreachable database before giving up.
 const WAIT_FOR_DATABASE: Duration = Duration::from_secs(60);
@@ -57,22 +57,19 @@ pub async fn resolve_host(url: &PgUrl, resolver: &TokioResolver) -> Result<Optio
 }
 
 /// Open the configured store for `serve`: the Maildir under `data_dir`, or the database
-/// (migrated to this binary's schema), waiting up to a minute for it to come up.
-pub async fn open_configured(
-    config: &StoreConfig,
-    data_dir: &Path,
-    hostname: &str,
-    resolver: &TokioResolver,
-) -> Result<Store, OpenError> {
-    let url = match config {
-        StoreConfig::Maildir => return Ok(Store::open(data_dir, hostname)?),
+/// (migrated to this binary's schema, new bodies in the object store when
+/// `MAILROOM_BLOB_STORE` names one), waiting up to a minute for it to come up.
+pub async fn open_configured(config: &Config, data_dir: &Path, resolver: &TokioResolver) -> Result<Store, OpenError> {
+    let url = match config.store() {
+        StoreConfig::Maildir => return Ok(Store::open(data_dir, &config.hostname)?),
         StoreConfig::Postgres(url) => url,
     };
+    let objects = config.blob_store().map(|s3| ObjectStoreConfig { s3, resolver: resolver.clone() });
     let deadline = tokio::time::Instant::now() + WAIT_FOR_DATABASE;
     let mut logged = false;
     loop {
         let attempt = match resolve_host(url, resolver).await {
-            Ok(addr) => PgStore::connect(url.url(), addr).await.map_err(OpenError::from),
+            Ok(addr) => PgStore::connect_with(url.url(), addr, objects.clone()).await.map_err(OpenError::from),
             Err(e) => Err(e),
         };
         match attempt {

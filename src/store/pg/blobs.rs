@@ -1,14 +1,32 @@
 //! Message bodies in PostgreSQL, stored once per content.
 //!
-//! Owns: the `blobs` and `blob_chunks` tables. A body is keyed by its SHA-256, so a
-//! message to 50 local recipients, or a COPY, stores its bytes once; `refcount` counts the
-//! message rows (live and tombstones) that name it. The bytes are 1 MiB rows, written and
-//! read one at a time, so a 50 MiB message never sits in memory whole.
+//! Owns: the `blobs` and `blob_chunks` tables, and where each body's bytes are
+//! (`blobs.location`). A body is keyed by its SHA-256, so a message to 50 local
+//! recipients, or a COPY, stores its bytes once; `refcount` counts the message rows (live
+//! and tombstones) that name it. The bytes are either 1 MiB `blob_chunks` rows
+//! ([`IN_CHUNKS`]), written and read one at a time, so a 50 MiB message never sits in
+//! memory whole, or one object in an S3 bucket ([`IN_OBJECTS`], `objects.rs`). A body keeps
+//! the location it was first stored with, so turning an object store on later leaves the
+//! existing bodies readable from their chunks.
 //!
-//! Why this is race-free without a GC lease: a body's row and its chunks are inserted in
-//! the transaction that first references it, and deleted in the transaction whose unref
+//! Why chunks are race-free without a GC lease: a body's row and its chunks are inserted
+//! in the transaction that first references it, and deleted in the transaction whose unref
 //! took the count to zero. Both take the row lock, so a delivery of the same body either
 //! finds the row (and its chunks) or, after the delete committed, inserts both again.
+//!
+//! Objects cannot join a transaction, so their protocol is:
+//! - Write: the object is PUT before the transaction (never holding a lock during a
+//!   50 MiB upload), skipped when a live row already names it. In the transaction, the
+//!   reference that makes the count 1 (a new row, or one revived from 0) HEADs the object
+//!   and re-PUTs it if it is missing, holding the row lock and the body's advisory lock.
+//! - Delete: the transaction that takes the count to 0 deletes the row; after COMMIT,
+//!   [`delete_objects`] takes the body's advisory lock, checks that no row came back, and
+//!   deletes the object. A delivery racing with it either committed its row first (the
+//!   object stays) or takes the advisory lock after the delete (its HEAD sees the object
+//!   gone and re-PUTs it).
+//! - A failed delete, or a crash between a PUT and its COMMIT, leaves an object no row
+//!   names: harmless, apart from the space. A later sweep (list `<prefix>/blobs/`, delete
+//!   keys older than a day with no row) will reclaim them; it is not built yet.
 
 use std::collections::HashMap;
 use std::io;
@@ -18,6 +36,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio::io::AsyncReadExt;
 
 use super::db_error;
+use super::objects::Objects;
 use crate::store::maildir::header_end;
 use crate::store::{MessageBody, MessageReader, StoreError};
 
@@ -26,6 +45,20 @@ const CHUNK: usize = 1 << 20;
 /// Longest header block kept in `blobs.header` (the header cache); longer ones are read
 /// from the chunks.
 pub const MAX_CACHED_HEADER: usize = 64 * 1024;
+
+/// `blobs.location`: the bytes are `blob_chunks` rows.
+pub const IN_CHUNKS: i16 = 0;
+/// `blobs.location`: the bytes are one object in the object store.
+pub const IN_OBJECTS: i16 = 1;
+
+/// Where a stored body's bytes are, as a message row names it.
+#[derive(Clone, Debug)]
+pub struct BodyRef {
+    pub hash: Vec<u8>,
+    pub size: u64,
+    /// [`IN_CHUNKS`] or [`IN_OBJECTS`].
+    pub location: i16,
+}
 
 /// A body's identity, computed before any transaction.
 #[derive(Clone, Debug)]
@@ -74,30 +107,84 @@ async fn open_body(path: &std::path::Path, len: u64) -> Result<tokio::io::Take<t
     Ok(file.take(len))
 }
 
-/// Count one more reference to `blob`, inserting its row if there is none; true when it
-/// was inserted now (the caller then writes the bytes in the same transaction).
-async fn take_ref(conn: &mut PgConnection, blob: &Blob) -> Result<bool, StoreError> {
-    let inserted: bool = sqlx::query_scalar(
-        "INSERT INTO blobs (hash, size, refcount, header) VALUES ($1, $2, 1, $3) \
+/// With an object store, upload `body` before the transaction that will reference it,
+/// unless a live row shows it stored already (a second recipient, a re-delivery).
+pub async fn stage(
+    pool: &PgPool,
+    objects: Option<&Objects>,
+    blob: &Blob,
+    body: &MessageBody,
+) -> Result<(), StoreError> {
+    let Some(objects) = objects else { return Ok(()) };
+    let live: Option<bool> = sqlx::query_scalar("SELECT refcount > 0 FROM blobs WHERE hash = $1")
+        .bind(&blob.hash)
+        .fetch_optional(pool)
+        .await
+        .map_err(db_error)?;
+    if live != Some(true) {
+        objects.put(&blob.hash, body).await?;
+    }
+    Ok(())
+}
+
+/// The advisory lock that orders an object's deletion against its re-upload (the row
+/// lock cannot: the deleted row is gone). The one-`bigint` key space is apart from the
+/// two-`int` one the migrator locks.
+fn lock_key(hash: &[u8]) -> i64 {
+    let mut key = [0u8; 8];
+    let n = hash.len().min(8);
+    key[..n].copy_from_slice(&hash[..n]);
+    i64::from_be_bytes(key)
+}
+
+/// Count one more reference to `blob`, inserting its row (stored at `location`) if there
+/// is none. Returns whether it was inserted now, the new count, and where the bytes are.
+async fn take_ref(conn: &mut PgConnection, blob: &Blob, location: i16) -> Result<(bool, i64, i16), StoreError> {
+    sqlx::query_as(
+        "INSERT INTO blobs (hash, size, refcount, header, location) VALUES ($1, $2, 1, $3, $4) \
          ON CONFLICT (hash) DO UPDATE SET refcount = blobs.refcount + 1, zero_since = NULL \
-         RETURNING (xmax = 0)",
+         RETURNING (xmax = 0), refcount, location",
     )
     .bind(&blob.hash)
     .bind(blob.size as i64)
     .bind(blob.header.as_deref())
+    .bind(location)
     .fetch_one(&mut *conn)
     .await
-    .map_err(db_error)?;
-    Ok(inserted)
+    .map_err(db_error)
 }
 
-/// Add one reference to `blob`, inserting its row and bytes when this is the first.
-pub async fn add_ref(conn: &mut PgConnection, blob: &Blob, body: &MessageBody) -> Result<(), StoreError> {
-    let inserted = take_ref(conn, blob).await?;
-    if inserted {
-        write_chunks(conn, &blob.hash, body).await?;
+/// Add one reference to `blob`, storing its bytes when this is the first: as chunks in
+/// this transaction, or (with an object store) by making sure the object [`stage`] sent
+/// is still there.
+pub async fn add_ref(
+    conn: &mut PgConnection,
+    blob: &Blob,
+    body: &MessageBody,
+    objects: Option<&Objects>,
+) -> Result<(), StoreError> {
+    let location = if objects.is_some() { IN_OBJECTS } else { IN_CHUNKS };
+    let (inserted, refcount, location) = take_ref(conn, blob, location).await?;
+    match location {
+        IN_OBJECTS if refcount == 1 => {
+            let objects = objects.ok_or_else(not_configured)?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(lock_key(&blob.hash))
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            if !objects.exists(&blob.hash).await? {
+                objects.put(&blob.hash, body).await?;
+            }
+        }
+        IN_CHUNKS if inserted => write_chunks(conn, &blob.hash, body).await?,
+        _ => {}
     }
     Ok(())
+}
+
+fn not_configured() -> StoreError {
+    StoreError::Unavailable("the body is in the object store, and MAILROOM_BLOB_STORE names none".into())
 }
 
 async fn write_chunks(conn: &mut PgConnection, hash: &[u8], body: &MessageBody) -> Result<(), StoreError> {
@@ -136,9 +223,12 @@ async fn write_chunks(conn: &mut PgConnection, hash: &[u8], body: &MessageBody) 
 }
 
 /// [`describe`] for a body made of `parts` in order (the queue's trace headers, then the
-/// content), without joining them.
+/// content), without joining them. Queue bodies are always chunks, and their hash starts
+/// from a separator so one never names a mailbox body (which may be in the object store,
+/// where the queue does not read).
 pub fn describe_parts(parts: &[Bytes]) -> Blob {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"mailroom queue body\0");
     let mut head = Vec::new();
     let mut size = 0u64;
     for part in parts {
@@ -156,7 +246,7 @@ pub fn describe_parts(parts: &[Bytes]) -> Blob {
 /// [`add_ref`] for a body made of `parts`: the bytes are cut into the same 1 MiB rows
 /// whatever the part boundaries, so [`reader`] and [`read_all`] read it like any body.
 pub async fn add_ref_parts(conn: &mut PgConnection, blob: &Blob, parts: &[Bytes]) -> Result<(), StoreError> {
-    let inserted = take_ref(conn, blob).await?;
+    let (inserted, _, _) = take_ref(conn, blob, IN_CHUNKS).await?;
     if !inserted {
         return Ok(());
     }
@@ -230,10 +320,12 @@ pub async fn add_refs(conn: &mut PgConnection, hashes: Vec<Vec<u8>>) -> Result<(
 }
 
 /// Drop one reference per entry of `hashes` (message rows deleted in the same transaction)
-/// and delete the bodies nothing refers to any more.
-pub async fn unref(conn: &mut PgConnection, hashes: Vec<Vec<u8>>) -> Result<(), StoreError> {
+/// and delete the bodies nothing refers to any more. Returns the hashes whose object the
+/// caller passes to [`delete_objects`] after COMMIT.
+#[must_use = "the objects of the deleted rows are deleted after COMMIT"]
+pub async fn unref(conn: &mut PgConnection, hashes: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, StoreError> {
     if hashes.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let (hashes, counts) = count(hashes);
     sqlx::query(
@@ -246,12 +338,39 @@ pub async fn unref(conn: &mut PgConnection, hashes: Vec<Vec<u8>>) -> Result<(), 
     .execute(&mut *conn)
     .await
     .map_err(db_error)?;
-    sqlx::query("DELETE FROM blobs WHERE hash = ANY($1) AND refcount <= 0")
-        .bind(&hashes)
-        .execute(&mut *conn)
+    let gone: Vec<(Vec<u8>, i16)> =
+        sqlx::query_as("DELETE FROM blobs WHERE hash = ANY($1) AND refcount <= 0 RETURNING hash, location")
+            .bind(&hashes)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    Ok(gone.into_iter().filter(|(_, location)| *location == IN_OBJECTS).map(|(hash, _)| hash).collect())
+}
+
+/// Delete the objects of bodies whose rows a committed transaction deleted, unless a
+/// delivery has stored the body again since. Failures are logged and left as orphans
+/// (the caller's change is committed; an orphan only costs space).
+pub async fn delete_objects(pool: &PgPool, objects: Option<&Objects>, hashes: Vec<Vec<u8>>) {
+    let Some(objects) = objects else { return };
+    for hash in hashes {
+        if let Err(e) = delete_object(pool, objects, &hash).await {
+            tracing::warn!(error = %e, "could not delete a body's object; it stays as an orphan");
+        }
+    }
+}
+
+async fn delete_object(pool: &PgPool, objects: &Objects, hash: &[u8]) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock_key(hash)).execute(&mut *tx).await.map_err(db_error)?;
+    let back: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM blobs WHERE hash = $1)")
+        .bind(hash)
+        .fetch_one(&mut *tx)
         .await
         .map_err(db_error)?;
-    Ok(())
+    if !back {
+        objects.delete(hash).await?;
+    }
+    tx.commit().await.map_err(db_error)
 }
 
 /// Distinct hashes and how often each occurs.
@@ -263,10 +382,23 @@ fn count(hashes: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, Vec<i64>) {
     map.into_iter().unzip()
 }
 
+/// A reader over `prefix` followed by the body `body`, from wherever its bytes are.
+pub async fn open(
+    pool: &PgPool,
+    objects: Option<&Objects>,
+    prefix: Bytes,
+    body: &BodyRef,
+) -> Result<MessageReader, StoreError> {
+    if body.location == IN_OBJECTS {
+        return objects.ok_or_else(not_configured)?.reader(prefix, &body.hash, body.size).await;
+    }
+    reader(pool, prefix, body.hash.clone(), body.size).await
+}
+
 /// A reader over `prefix` followed by the body `hash` of `size` bytes. A body of one chunk
 /// is read at once; a larger one chunk by chunk as the reader is consumed, each chunk a
 /// query of its own on the pool (no connection is held between reads).
-pub async fn reader(pool: &PgPool, prefix: Bytes, hash: Vec<u8>, size: u64) -> Result<MessageReader, StoreError> {
+async fn reader(pool: &PgPool, prefix: Bytes, hash: Vec<u8>, size: u64) -> Result<MessageReader, StoreError> {
     let total = prefix.len() as u64 + size;
     if size <= CHUNK as u64 {
         let data: Option<Vec<u8>> = sqlx::query_scalar("SELECT data FROM blob_chunks WHERE hash = $1 AND seq = 0")

@@ -210,9 +210,11 @@ impl PgStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(db_error)?;
-        blobs::unref(&mut tx, hashes).await?;
+        let orphans = blobs::unref(&mut tx, hashes).await?;
         sqlx::query("DELETE FROM mailboxes WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(db_error)?;
-        tx.commit().await.map_err(db_error)
+        tx.commit().await.map_err(db_error)?;
+        self.delete_objects(orphans).await;
+        Ok(())
     }
 
     pub(super) async fn rename_folder_impl(

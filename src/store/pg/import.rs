@@ -253,6 +253,7 @@ impl PgStore {
         meta: &MessageMeta,
     ) -> Result<bool, StoreError> {
         let blob = blobs::describe(body).await?;
+        blobs::stage(self.pool(), self.objects(), &blob, body).await?;
         let (bits, keywords) = encode_flags(&meta.flags);
         let mut tx = self.pool().begin().await.map_err(db_error)?;
         lock_admitting(&mut tx, to, &keywords).await?;
@@ -265,7 +266,7 @@ impl PgStore {
         if taken.is_some() {
             return Ok(false);
         }
-        blobs::add_ref(&mut tx, &blob, body).await?;
+        blobs::add_ref(&mut tx, &blob, body, self.objects()).await?;
         let modseq: i64 = sqlx::query_scalar(
             "UPDATE mailboxes SET highest_modseq = highest_modseq + 1, total_bytes = total_bytes + $2, \
              uid_next = GREATEST(uid_next, $3) WHERE id = $1 RETURNING highest_modseq",

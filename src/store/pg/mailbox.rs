@@ -15,7 +15,8 @@ use sqlx::postgres::PgRow;
 use tokio::io::AsyncReadExt;
 use tokio::sync::broadcast;
 
-use super::{PgStore, blobs, db_error};
+use super::blobs::BodyRef;
+use super::{PgStore, db_error};
 use crate::store::maildir::intern;
 use crate::store::{
     Flag, MailboxChanges, MailboxEvent, MailboxId, MailboxOwner, MailboxSnapshot, MailboxStatus, MessageMeta,
@@ -280,10 +281,10 @@ impl PgMailbox {
 
     /// Where a message's bytes are: its prefix, its body's hash and size, and the body's
     /// cached header block. Expunged messages still read (RFC 2180) until purged.
-    async fn locate(&self, uid: u32) -> Result<(Bytes, Vec<u8>, u64, Option<Vec<u8>>), StoreError> {
+    async fn locate(&self, uid: u32) -> Result<(Bytes, BodyRef, Option<Vec<u8>>), StoreError> {
         let row = sqlx::query(
-            "SELECT m.prefix, m.body_hash, b.size, b.header FROM messages m JOIN blobs b ON b.hash = m.body_hash \
-             WHERE m.mailbox_id = $1 AND m.uid = $2",
+            "SELECT m.prefix, m.body_hash, b.size, b.header, b.location FROM messages m \
+             JOIN blobs b ON b.hash = m.body_hash WHERE m.mailbox_id = $1 AND m.uid = $2",
         )
         .bind(self.shared.id)
         .bind(uid as i64)
@@ -291,12 +292,13 @@ impl PgMailbox {
         .await
         .map_err(db_error)?
         .ok_or(StoreError::NoSuchMessage(uid))?;
-        Ok((Bytes::from(row.get::<Vec<u8>, _>(0)), row.get(1), row.get::<i64, _>(2) as u64, row.get(3)))
+        let body = BodyRef { hash: row.get(1), size: row.get::<i64, _>(2) as u64, location: row.get(4) };
+        Ok((Bytes::from(row.get::<Vec<u8>, _>(0)), body, row.get(3)))
     }
 
     pub(super) async fn open_message_impl(&self, uid: u32) -> Result<MessageReader, StoreError> {
-        let (prefix, hash, size, _) = self.locate(uid).await?;
-        blobs::reader(self.store.pool(), prefix, hash, size).await
+        let (prefix, body, _) = self.locate(uid).await?;
+        self.store.open_body(prefix, &body).await
     }
 
     pub(super) async fn read_message_impl(&self, uid: u32, max: usize) -> Result<Bytes, StoreError> {
@@ -327,31 +329,32 @@ impl PgMailbox {
     }
 
     pub(super) async fn read_header_block_impl(&self, uid: u32) -> Result<Bytes, StoreError> {
-        let (prefix, hash, size, header) = self.locate(uid).await?;
+        let (prefix, body, header) = self.locate(uid).await?;
         if let Some(h) = header {
             let mut all = prefix.to_vec();
             all.extend_from_slice(&h);
             return Ok(Bytes::from(all));
         }
-        let (reader, len) = self.header_reader(prefix, hash, size).await?;
+        let (reader, len) = self.header_reader(prefix, &body).await?;
         let mut out = Vec::with_capacity(len as usize);
         reader.take(len).read_to_end(&mut out).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(Bytes::from(out))
     }
 
     pub(super) async fn header_block_reader_impl(&self, uid: u32) -> Result<(MessageReader, u64), StoreError> {
-        let (prefix, hash, size, header) = self.locate(uid).await?;
+        let (prefix, body, header) = self.locate(uid).await?;
         if let Some(h) = header {
             let len = (prefix.len() + h.len()) as u64;
-            return Ok((blobs::reader(self.store.pool(), prefix, hash, size).await?, len));
+            return Ok((self.store.open_body(prefix, &body).await?, len));
         }
-        self.header_reader(prefix, hash, size).await
+        self.header_reader(prefix, &body).await
     }
 
     /// A reader and the header length of a message whose header is too long for the
     /// cache: one pass finds the blank line, a second reader starts from the top.
-    async fn header_reader(&self, prefix: Bytes, hash: Vec<u8>, size: u64) -> Result<(MessageReader, u64), StoreError> {
-        let mut scan = blobs::reader(self.store.pool(), Bytes::new(), hash.clone(), size).await?;
+    async fn header_reader(&self, prefix: Bytes, body: &BodyRef) -> Result<(MessageReader, u64), StoreError> {
+        let size = body.size;
+        let mut scan = self.store.open_body(Bytes::new(), body).await?;
         let mut buf = vec![0u8; 64 * 1024];
         let mut tail: Vec<u8> = Vec::new();
         let mut offset = 0u64;
@@ -375,6 +378,6 @@ impl PgMailbox {
             tail.drain(..tail.len() - keep);
         }
         let len = prefix.len() as u64 + end;
-        Ok((blobs::reader(self.store.pool(), prefix, hash, size).await?, len))
+        Ok((self.store.open_body(prefix, body).await?, len))
     }
 }

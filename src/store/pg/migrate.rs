@@ -17,10 +17,13 @@ use crate::store::StoreError;
 const LOCK_CLASS: i32 = 0x6d61_696c; // "mail"
 const LOCK_SCHEMA: i32 = 1;
 
-/// Every migration, in order: (version, name, SQL). Version 2 is taken by the blob
-/// locations change developed alongside the queue; the queue is 3 so either can land first.
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "initial", include_str!("schema/0001_initial.sql")), (3, "queue", include_str!("schema/0003_queue.sql"))];
+/// Every migration, in order: (version, name, SQL). Versions written on parallel
+/// branches may land in any order (see `apply_missing`).
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "initial", include_str!("schema/0001_initial.sql")),
+    (2, "blob_location", include_str!("schema/0002_blob_location.sql")),
+    (3, "queue", include_str!("schema/0003_queue.sql")),
+];
 
 /// The schema version this binary writes.
 pub fn current_version() -> i32 {

@@ -3,7 +3,7 @@
 //! Owns: the connection pool, the schema (`migrate.rs`, `schema/`), and the store API on
 //! top of it: accounts and folders (`folders.rs`), one open folder (`mailbox.rs`), writes
 //! that take UIDs and modseqs (`write.rs`), and bodies stored once by content hash
-//! (`blobs.rs`).
+//! (`blobs.rs`), in the database or in an S3-compatible bucket (`objects.rs`).
 //!
 //! How it keeps the store contract across replicas:
 //! - UIDs and modseqs come from the folder's row (`UPDATE mailboxes … RETURNING`) inside
@@ -32,6 +32,9 @@ pub mod migrate;
 mod notify;
 #[cfg(test)]
 mod notify_tests;
+mod objects;
+#[cfg(test)]
+mod objects_tests;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -52,8 +55,10 @@ pub use lease::{LEASE_TTL, PgLease};
 pub use mailbox::PgMailbox;
 pub use migrate::MigrateError;
 pub use notify::LISTENER_APPLICATION_NAME;
+pub use objects::ObjectStoreConfig;
 
-use super::{FolderPath, MailboxEvent, MailboxOwner, StoreError};
+use super::{FolderPath, MailboxEvent, MailboxOwner, MessageReader, StoreError};
+use bytes::Bytes;
 
 /// How long an expunged message stays readable for sessions that still show it (on any
 /// replica) and answers VANISHED before its row is purged.
@@ -86,6 +91,8 @@ struct Inner {
     /// Dropped with the last clone of the store, which ends its listener task (`None`: no
     /// listener, see [`PgStore::connect_only`]).
     _stop_listener: Option<oneshot::Sender<()>>,
+    /// Where new bodies go: `None` in `blob_chunks`, else this bucket.
+    objects: Option<objects::Objects>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -106,12 +113,24 @@ impl PgStore {
     /// address when the caller resolved the host name itself (the static binary has no
     /// system resolver); the name in the URL is still what TLS verifies.
     pub async fn connect(url: &str, hostaddr: Option<IpAddr>) -> Result<PgStore, migrate::MigrateError> {
+        PgStore::connect_with(url, hostaddr, None).await
+    }
+
+    /// [`PgStore::connect`], keeping new message bodies in the object store `blobs`
+    /// (`MAILROOM_BLOB_STORE=s3://…`) rather than in the database. Bodies already in the
+    /// database stay there and still read.
+    pub async fn connect_with(
+        url: &str,
+        hostaddr: Option<IpAddr>,
+        blobs: Option<ObjectStoreConfig>,
+    ) -> Result<PgStore, migrate::MigrateError> {
+        let objects = blobs.as_ref().map(objects::Objects::new).transpose()?;
         let options = connect_options(url, hostaddr)?;
         let pool = open_pool(&options).await?;
         migrate::migrate(&pool).await?;
         let listener = notify::Listener::start(&options).await?;
         let (stop, stopped) = oneshot::channel();
-        let store = PgStore::assemble(pool, &options, Some(stop));
+        let store = PgStore::assemble(pool, &options, Some(stop), objects);
         listener.spawn(Arc::downgrade(&store.inner), stopped);
         Ok(store)
     }
@@ -121,10 +140,15 @@ impl PgStore {
     pub async fn connect_only(url: &str, hostaddr: Option<IpAddr>) -> Result<PgStore, StoreError> {
         let options = connect_options(url, hostaddr)?;
         let pool = open_pool(&options).await?;
-        Ok(PgStore::assemble(pool, &options, None))
+        Ok(PgStore::assemble(pool, &options, None, None))
     }
 
-    fn assemble(pool: PgPool, options: &PgConnectOptions, stop: Option<oneshot::Sender<()>>) -> PgStore {
+    fn assemble(
+        pool: PgPool,
+        options: &PgConnectOptions,
+        stop: Option<oneshot::Sender<()>>,
+        objects: Option<objects::Objects>,
+    ) -> PgStore {
         let describe =
             format!("{}:{}/{}", options.get_host(), options.get_port(), options.get_database().unwrap_or(""));
         PgStore {
@@ -135,6 +159,7 @@ impl PgStore {
                 accounts: Mutex::new(HashMap::new()),
                 token: rand::random(),
                 _stop_listener: stop,
+                objects,
             }),
         }
     }
@@ -148,11 +173,28 @@ impl PgStore {
             .max_connections(POOL_SIZE)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with(options.clone());
-        Ok(PgStore::assemble(pool, &options, None))
+        Ok(PgStore::assemble(pool, &options, None, None))
     }
 
     pub(crate) fn pool(&self) -> &PgPool {
         &self.inner.pool
+    }
+
+    /// The bucket new bodies go to, if any.
+    pub(crate) fn objects(&self) -> Option<&objects::Objects> {
+        self.inner.objects.as_ref()
+    }
+
+    /// A reader over `prefix` and the stored body `body`.
+    pub(crate) async fn open_body(&self, prefix: Bytes, body: &blobs::BodyRef) -> Result<MessageReader, StoreError> {
+        blobs::open(self.pool(), self.objects(), prefix, body).await
+    }
+
+    /// After COMMIT: delete the objects of the bodies the transaction deleted.
+    pub(crate) async fn delete_objects(&self, hashes: Vec<Vec<u8>>) {
+        if !hashes.is_empty() {
+            blobs::delete_objects(self.pool(), self.objects(), hashes).await;
+        }
     }
 
     /// The account's row id, creating the account (INBOX, the default folders, their

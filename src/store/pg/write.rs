@@ -4,10 +4,10 @@
 //! (`SELECT … FOR UPDATE` or the `UPDATE … RETURNING` that hands out UIDs and modseqs) and
 //! holds it to COMMIT, so writers of one folder are serialised across every replica and
 //! UIDs ascend in commit order; writers of different folders do not wait for each other.
-//! Bodies are hashed before the transaction starts, so the lock is never held while a
-//! spool file is read. Each transaction also queues its change notification
-//! (`notify::send`), which PostgreSQL delivers to the other replicas only if it commits;
-//! this replica's sessions are told directly after COMMIT.
+//! Bodies are hashed (and, with an object store, uploaded) before the transaction starts,
+//! so the lock is never held while a spool file is read or sent. Each transaction also
+//! queues its change notification (`notify::send`), which PostgreSQL delivers to the other
+//! replicas only if it commits; this replica's sessions are told directly after COMMIT.
 
 use std::collections::BTreeSet;
 use std::time::SystemTime;
@@ -104,7 +104,7 @@ impl PgMailbox {
         let (bits, keywords) = encode_flags(flags);
         let size = prefix.len() as i64 + blob.size as i64;
         let mut tx = self.store.pool().begin().await.map_err(db_error)?;
-        blobs::add_ref(&mut tx, blob, body).await?;
+        blobs::add_ref(&mut tx, blob, body, self.store.objects()).await?;
         if !keywords.is_empty() {
             lock_admitting(&mut tx, self, &keywords).await?;
         }
@@ -149,6 +149,7 @@ impl PgMailbox {
         internal_date: Option<SystemTime>,
     ) -> Result<u32, StoreError> {
         let blob = blobs::describe(body).await?;
+        blobs::stage(self.store.pool(), self.store.objects(), &blob, body).await?;
         self.insert(&blob, body, &[], flags, internal_date.unwrap_or_else(SystemTime::now)).await
     }
 
@@ -231,11 +232,12 @@ impl PgMailbox {
     pub(super) async fn expunge_impl(&self, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
         let mut tx = self.store.pool().begin().await.map_err(db_error)?;
         lock_row(&mut tx, self).await?;
-        let gone = expunge_locked(&mut tx, self.row(), uids).await?;
+        let (gone, orphans) = expunge_locked(&mut tx, self.row(), uids).await?;
         if !gone.is_empty() {
             notify::send(&mut tx, &self.store, self.row(), &MailboxEvent::Expunged { uids: gone.clone() }).await?;
         }
         tx.commit().await.map_err(db_error)?;
+        self.store.delete_objects(orphans).await;
         if !gone.is_empty() {
             self.store.notify(self.row(), MailboxEvent::Expunged { uids: gone.clone() });
         }
@@ -314,12 +316,14 @@ impl PgMailbox {
         .map_err(db_error)?;
         blobs::add_refs(&mut tx, rows.iter().map(|r| r.get::<Vec<u8>, _>(2)).collect()).await?;
         let src: Vec<u32> = src.into_iter().map(|u| u as u32).collect();
-        let gone = if moving { expunge_locked(&mut tx, self.row(), &src).await? } else { Vec::new() };
+        let (gone, orphans) =
+            if moving { expunge_locked(&mut tx, self.row(), &src).await? } else { (Vec::new(), Vec::new()) };
         notify::send(&mut tx, &self.store, dest.row(), &MailboxEvent::NewMessages).await?;
         if !gone.is_empty() {
             notify::send(&mut tx, &self.store, self.row(), &MailboxEvent::Expunged { uids: gone.clone() }).await?;
         }
         tx.commit().await.map_err(db_error)?;
+        self.store.delete_objects(orphans).await;
         self.store.notify(dest.row(), MailboxEvent::NewMessages);
         if !gone.is_empty() {
             self.store.notify(self.row(), MailboxEvent::Expunged { uids: gone });
@@ -341,8 +345,13 @@ fn apply(op: FlagOp, old_bits: i16, old_kw: &[String], bits: i16, keywords: &[St
 }
 
 /// Mark `uids` expunged (the caller holds the folder's row lock) and purge tombstones past
-/// [`TOMBSTONE_RETENTION`]. Returns the UIDs expunged now, ascending.
-async fn expunge_locked(conn: &mut PgConnection, mailbox: i64, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
+/// [`TOMBSTONE_RETENTION`]. Returns the UIDs expunged now, ascending, and the bodies whose
+/// objects are deleted after COMMIT.
+async fn expunge_locked(
+    conn: &mut PgConnection,
+    mailbox: i64,
+    uids: &[u32],
+) -> Result<(Vec<u32>, Vec<Vec<u8>>), StoreError> {
     let wanted: Vec<i64> = uids.iter().map(|u| *u as i64).collect();
     let modseq = next_modseq(conn, mailbox).await?;
     let rows = sqlx::query(
@@ -375,10 +384,10 @@ async fn expunge_locked(conn: &mut PgConnection, mailbox: i64, uids: &[u32]) -> 
     .execute(&mut *conn)
     .await
     .map_err(db_error)?;
-    blobs::unref(conn, purged.iter().map(|r| r.get::<Vec<u8>, _>(1)).collect()).await?;
+    let orphans = blobs::unref(conn, purged.iter().map(|r| r.get::<Vec<u8>, _>(1)).collect()).await?;
     let mut gone: Vec<u32> = rows.iter().map(|r| r.get::<i64, _>(0) as u32).collect();
     gone.sort_unstable();
-    Ok(gone)
+    Ok((gone, orphans))
 }
 
 impl PgStore {
@@ -391,6 +400,11 @@ impl PgStore {
             Ok(b) => b,
             Err(e) => return deliveries.iter().map(|_| Err(StoreError::Background(e.to_string()))).collect(),
         };
+        // One upload shared by every recipient, before any transaction.
+        if let Err(e) = blobs::stage(self.pool(), self.objects(), &blob, body).await {
+            let message = e.to_string();
+            return deliveries.iter().map(|_| Err(StoreError::Unavailable(message.clone()))).collect();
+        }
         let mut out = Vec::with_capacity(deliveries.len());
         for d in deliveries {
             out.push(self.deliver_one(&blob, body, d).await);
