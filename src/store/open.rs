@@ -96,3 +96,41 @@ pub async fn check(url: &PgUrl, resolver: &TokioResolver) -> Result<CheckReport,
     let store = PgStore::connect_only(url.url(), addr).await?;
     Ok(store.check().await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EnvSource;
+    use crate::store::{LocalDelivery, MailboxOwner, MessageBody};
+
+    /// The variables as an operator writes them reach the backend: a PostgreSQL store
+    /// whose new bodies go to the bucket `MAILROOM_BLOB_STORE` names.
+    #[tokio::test]
+    async fn the_variables_open_a_postgresql_store_with_bodies_in_the_bucket() {
+        let Some(url) = tokio::task::spawn_blocking(crate::test_pg::database).await.unwrap() else { return };
+        let Some(bucket) = tokio::task::spawn_blocking(crate::test_s3::bucket).await.unwrap() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let env = EnvSource::from_pairs([
+            ("MAILROOM_HOSTNAME", "mx.example.org".to_string()),
+            ("MAILROOM_STORE", url.clone()),
+            ("MAILROOM_BLOB_STORE", bucket.url()),
+            ("MAILROOM_S3_ACCESS_KEY_ID", crate::test_s3::ACCESS_KEY_ID.to_string()),
+            ("MAILROOM_S3_SECRET_ACCESS_KEY", crate::test_s3::SECRET_ACCESS_KEY.to_string()),
+        ]);
+        let (config, _) = Config::load(&env).unwrap_or_else(|e| panic!("{:?}", e.0));
+        let resolver = crate::dns::resolver::build(&["127.0.0.1:1".parse().unwrap()]).unwrap();
+        let store = open_configured(&config, dir.path(), &resolver).await.unwrap();
+        let Store::Pg(pg) = &store else { panic!("not the PostgreSQL store") };
+        let owner = MailboxOwner::new("alice", "example.org");
+        let delivery = LocalDelivery { owner: owner.clone(), folder: "INBOX".into(), header_prefix: Vec::new() };
+        let text = "Subject: to the bucket\r\n\r\nhi\r\n";
+        for r in store.deliver(&MessageBody::Memory(text.as_bytes().to_vec().into()), &[delivery]).await {
+            r.unwrap();
+        }
+        let location: i16 = sqlx::query_scalar("SELECT location FROM blobs").fetch_one(pg.pool()).await.unwrap();
+        assert_eq!(location, 1, "the body is in the object store");
+        let inbox = store.open_mailbox(&owner, "INBOX").await.unwrap();
+        assert_eq!(&inbox.read_message(1, 1000).await.unwrap()[..], text.as_bytes());
+        assert!(std::fs::read_dir(dir.path().join("mail")).is_err(), "no Maildir was made");
+    }
+}
