@@ -41,7 +41,7 @@ use crate::store::maildir::header_end;
 use crate::store::{MessageBody, MessageReader, StoreError};
 
 /// Bytes per `blob_chunks` row.
-const CHUNK: usize = 1 << 20;
+pub(super) const CHUNK: usize = 1 << 20;
 /// Longest header block kept in `blobs.header` (the header cache); longer ones are read
 /// from the chunks.
 pub const MAX_CACHED_HEADER: usize = 64 * 1024;

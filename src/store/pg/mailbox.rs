@@ -87,23 +87,33 @@ pub(super) fn from_time(t: SystemTime) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::<chrono::Utc>::from(t)
 }
 
-/// `SELECT` + the columns [`meta`] reads, in its order (a macro: sqlx takes only static
-/// query strings).
-macro_rules! select_meta {
+/// The folder row's counters, then the message columns [`meta`] reads, in its order (a
+/// macro: sqlx takes only static query strings). One statement reads both, so they are
+/// one consistent state without a transaction.
+macro_rules! select_head_and_meta {
     ($rest:literal) => {
-        concat!("SELECT uid, flags, keywords, modseq, size, internal_date, uidl", $rest)
+        concat!(
+            "SELECT b.uid_next, b.highest_modseq, b.vanished_floor, ",
+            "m.uid, m.flags, m.keywords, m.modseq, m.size, m.internal_date, m.uidl",
+            $rest
+        )
     };
 }
 
-fn meta(row: &PgRow) -> MessageMeta {
-    MessageMeta {
-        uid: row.get::<i64, _>(0) as u32,
-        flags: decode_flags(row.get(1), &row.get::<Vec<String>, _>(2)),
-        modseq: row.get::<i64, _>(3) as u64,
-        size: row.get::<i64, _>(4) as u64,
-        internal_date: to_time(row.get(5)),
-        uidl: row.get(6),
-    }
+/// Columns before the message's in [`select_head_and_meta`].
+const META_AT: usize = 3;
+
+/// The message of a [`select_head_and_meta`] row; `None` for the row of an empty folder.
+fn meta(row: &PgRow) -> Option<MessageMeta> {
+    let uid: Option<i64> = row.get(META_AT);
+    Some(MessageMeta {
+        uid: uid? as u32,
+        flags: decode_flags(row.get(META_AT + 1), &row.get::<Vec<String>, _>(META_AT + 2)),
+        modseq: row.get::<i64, _>(META_AT + 3) as u64,
+        size: row.get::<i64, _>(META_AT + 4) as u64,
+        internal_date: to_time(row.get(META_AT + 5)),
+        uidl: row.get(META_AT + 6),
+    })
 }
 
 /// Counters of the folder row.
@@ -143,47 +153,34 @@ impl PgMailbox {
         self.shared.id
     }
 
-    /// The folder row's counters; the folder is gone when its row is (deleted, or deleted
-    /// and created again with another UIDVALIDITY: another row).
-    async fn head(&self, conn: &mut sqlx::PgConnection) -> Result<Head, StoreError> {
-        let row = sqlx::query("SELECT uid_next, highest_modseq, vanished_floor FROM mailboxes WHERE id = $1")
-            .bind(self.shared.id)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db_error)?
-            .ok_or_else(|| StoreError::NoSuchFolder(self.shared.name.clone()))?;
-        Ok(Head {
-            uid_next: row.get::<i64, _>(0) as u32,
-            highest_modseq: row.get::<i64, _>(1) as u64,
-            vanished_floor: row.get::<i64, _>(2) as u64,
-        })
-    }
-
-    /// A read-only transaction that sees one committed state for all its statements.
-    async fn snapshot_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
-        let mut tx = self.store.pool().begin().await.map_err(db_error)?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        Ok(tx)
+    /// The rows of one [`select_head_and_meta`] statement and the folder's counters; the
+    /// folder is gone when its row is (deleted, or deleted and created again with another
+    /// UIDVALIDITY: another row).
+    fn head_and_rows(&self, rows: Vec<PgRow>) -> Result<(Head, Vec<PgRow>), StoreError> {
+        let first = rows.first().ok_or_else(|| StoreError::NoSuchFolder(self.shared.name.clone()))?;
+        let head = Head {
+            uid_next: first.get::<i64, _>(0) as u32,
+            highest_modseq: first.get::<i64, _>(1) as u64,
+            vanished_floor: first.get::<i64, _>(2) as u64,
+        };
+        Ok((head, rows))
     }
 
     pub(super) async fn sync_impl(&self) -> Result<MailboxSnapshot, StoreError> {
-        let mut tx = self.snapshot_tx().await?;
-        let head = self.head(&mut tx).await?;
-        let rows =
-            sqlx::query(select_meta!(" FROM messages WHERE mailbox_id = $1 AND expunged_modseq IS NULL ORDER BY uid"))
-                .bind(self.shared.id)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
+        let rows = sqlx::query(select_head_and_meta!(
+            " FROM mailboxes b LEFT JOIN messages m ON m.mailbox_id = b.id AND m.expunged_modseq IS NULL \
+             WHERE b.id = $1 ORDER BY m.uid"
+        ))
+        .bind(self.shared.id)
+        .fetch_all(self.store.pool())
+        .await
+        .map_err(db_error)?;
+        let (head, rows) = self.head_and_rows(rows)?;
         Ok(MailboxSnapshot {
             uid_validity: self.shared.uid_validity,
             uid_next: head.uid_next,
             highest_modseq: head.highest_modseq,
-            messages: rows.iter().map(meta).collect(),
+            messages: rows.iter().filter_map(meta).collect(),
         })
     }
 
@@ -195,27 +192,28 @@ impl PgMailbox {
         if uid_validity != self.shared.uid_validity {
             return Ok(None);
         }
-        let mut tx = self.snapshot_tx().await?;
-        let head = self.head(&mut tx).await?;
-        if modseq < head.vanished_floor {
-            return Ok(None);
-        }
-        let rows = sqlx::query(select_meta!(
-            ", expunged_modseq IS NOT NULL FROM messages WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid"
+        let rows = sqlx::query(select_head_and_meta!(
+            ", m.expunged_modseq IS NOT NULL FROM mailboxes b \
+             LEFT JOIN messages m ON m.mailbox_id = b.id AND m.modseq > $2 WHERE b.id = $1 ORDER BY m.uid"
         ))
         .bind(self.shared.id)
         .bind(modseq as i64)
-        .fetch_all(&mut *tx)
+        .fetch_all(self.store.pool())
         .await
         .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-        let (gone, live): (Vec<&PgRow>, Vec<&PgRow>) = rows.iter().partition(|r| r.get::<bool, _>(7));
-        Ok(Some(MailboxChanges {
-            uid_next: head.uid_next,
-            highest_modseq: head.highest_modseq,
-            changed: live.into_iter().map(meta).collect(),
-            expunged: gone.into_iter().map(|r| r.get::<i64, _>(0) as u32).collect(),
-        }))
+        let (head, rows) = self.head_and_rows(rows)?;
+        if modseq < head.vanished_floor {
+            return Ok(None);
+        }
+        let (mut changed, mut expunged) = (Vec::new(), Vec::new());
+        for row in &rows {
+            match (meta(row), row.get::<Option<bool>, _>(META_AT + 7)) {
+                (Some(m), Some(true)) => expunged.push(m.uid),
+                (Some(m), _) => changed.push(m),
+                (None, _) => {}
+            }
+        }
+        Ok(Some(MailboxChanges { uid_next: head.uid_next, highest_modseq: head.highest_modseq, changed, expunged }))
     }
 
     pub(super) async fn vanished_since_impl(&self, modseq: u64) -> Vec<u32> {
@@ -282,23 +280,46 @@ impl PgMailbox {
     /// Where a message's bytes are: its prefix, its body's hash and size, and the body's
     /// cached header block. Expunged messages still read (RFC 2180) until purged.
     async fn locate(&self, uid: u32) -> Result<(Bytes, BodyRef, Option<Vec<u8>>), StoreError> {
+        let (prefix, body, header, _) = self.locate_with_bytes(uid, false).await?;
+        Ok((prefix, body, header))
+    }
+
+    /// [`PgMailbox::locate`], and with `small` the bytes of a body of one chunk in the
+    /// same round trip (most messages: one statement per FETCH BODY[]).
+    async fn locate_with_bytes(
+        &self,
+        uid: u32,
+        small: bool,
+    ) -> Result<(Bytes, BodyRef, Option<Vec<u8>>, Option<Vec<u8>>), StoreError> {
         let row = sqlx::query(
-            "SELECT m.prefix, m.body_hash, b.size, b.header, b.location FROM messages m \
-             JOIN blobs b ON b.hash = m.body_hash WHERE m.mailbox_id = $1 AND m.uid = $2",
+            "SELECT m.prefix, m.body_hash, b.size, b.header, b.location, \
+             CASE WHEN $3 AND b.location = 0 AND b.size <= $4 \
+             THEN (SELECT c.data FROM blob_chunks c WHERE c.hash = m.body_hash AND c.seq = 0) END \
+             FROM messages m JOIN blobs b ON b.hash = m.body_hash WHERE m.mailbox_id = $1 AND m.uid = $2",
         )
         .bind(self.shared.id)
         .bind(uid as i64)
+        .bind(small)
+        .bind(super::blobs::CHUNK as i64)
         .fetch_optional(self.store.pool())
         .await
         .map_err(db_error)?
         .ok_or(StoreError::NoSuchMessage(uid))?;
         let body = BodyRef { hash: row.get(1), size: row.get::<i64, _>(2) as u64, location: row.get(4) };
-        Ok((Bytes::from(row.get::<Vec<u8>, _>(0)), body, row.get(3)))
+        Ok((Bytes::from(row.get::<Vec<u8>, _>(0)), body, row.get(3), row.get(5)))
     }
 
     pub(super) async fn open_message_impl(&self, uid: u32) -> Result<MessageReader, StoreError> {
-        let (prefix, body, _) = self.locate(uid).await?;
-        self.store.open_body(prefix, &body).await
+        let (prefix, body, _, bytes) = self.locate_with_bytes(uid, true).await?;
+        match bytes {
+            Some(data) if data.len() as u64 == body.size => {
+                let mut all = Vec::with_capacity(prefix.len() + data.len());
+                all.extend_from_slice(&prefix);
+                all.extend_from_slice(&data);
+                Ok(MessageReader::from_bytes(all.into()))
+            }
+            _ => self.store.open_body(prefix, &body).await,
+        }
     }
 
     pub(super) async fn read_message_impl(&self, uid: u32, max: usize) -> Result<Bytes, StoreError> {
