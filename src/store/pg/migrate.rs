@@ -14,13 +14,17 @@ use super::db_error;
 use crate::store::StoreError;
 
 /// `pg_advisory_lock(LOCK_CLASS, LOCK_SCHEMA)`: "mailroom is migrating the schema".
-const LOCK_CLASS: i32 = 0x6d61_696c; // "mail"
+/// Other session locks of mailroom use the same class with their own key.
+pub(crate) const LOCK_CLASS: i32 = 0x6d61_696c; // "mail"
 const LOCK_SCHEMA: i32 = 1;
 
 /// Every migration, in order: (version, name, SQL). Version 2 is taken by the blob
 /// locations change developed alongside the queue; the queue is 3 so either can land first.
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "initial", include_str!("schema/0001_initial.sql")), (3, "queue", include_str!("schema/0003_queue.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "initial", include_str!("schema/0001_initial.sql")),
+    (3, "queue", include_str!("schema/0003_queue.sql")),
+    (4, "kv", include_str!("schema/0004_kv.sql")),
+];
 
 /// The schema version this binary writes.
 pub fn current_version() -> i32 {

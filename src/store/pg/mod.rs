@@ -3,7 +3,8 @@
 //! Owns: the connection pool, the schema (`migrate.rs`, `schema/`), and the store API on
 //! top of it: accounts and folders (`folders.rs`), one open folder (`mailbox.rs`), writes
 //! that take UIDs and modseqs (`write.rs`), and bodies stored once by content hash
-//! (`blobs.rs`).
+//! (`blobs.rs`), leases (`lease.rs`), and the named values replicas share (`kv.rs`) with
+//! the data-dir files mirrored through them (`mirror.rs`).
 //!
 //! How it keeps the store contract across replicas:
 //! - UIDs and modseqs come from the folder's row (`UPDATE mailboxes … RETURNING`) inside
@@ -26,9 +27,11 @@ mod backend;
 pub(crate) mod blobs;
 mod folders;
 mod import;
+pub mod kv;
 mod lease;
 mod mailbox;
 pub mod migrate;
+pub mod mirror;
 mod notify;
 #[cfg(test)]
 mod notify_tests;
