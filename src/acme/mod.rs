@@ -283,6 +283,24 @@ impl Acme {
                 }
                 tracing::info!(names = ?current.names, "ACME certificate due for renewal");
             }
+            // A holder cut off from the database for longer than the lease lasts may have
+            // been replaced: make sure before ordering, or two replicas would order.
+            if let Some(held) = &lease {
+                match held.still_held().await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!("the ACME lease passed to another replica; this one no longer orders");
+                        lease = None;
+                        told_follower = false;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot confirm the ACME lease before ordering (retrying)");
+                        tokio::time::sleep(LEASE_POLL).await;
+                        continue;
+                    }
+                }
+            }
             match self.attempt(&mut account).await {
                 Ok(cert) => {
                     metrics().acme_orders_total.with_label_values(&["success"]).inc();
