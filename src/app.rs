@@ -688,3 +688,37 @@ async fn wait_for_signal() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mailauth::keys;
+
+    /// Files another replica changed (written here by the shared-files mirror) are put in
+    /// service: the new DKIM generation signs, its self-signed certificate is served.
+    #[test]
+    fn shared_files_changed_elsewhere_are_put_in_service() {
+        tls::install_default_provider();
+        let (here, there) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let dkim = here.path().join("dkim");
+        let domains = ["example.org".to_string()];
+        let signers = Signers::load(&dkim, &domains, None).unwrap();
+        let certs = CertStore::new();
+        certs.set_default(tls::load_or_create_self_signed(here.path(), "mx.example.org").unwrap());
+
+        let theirs = tls::load_or_create_self_signed(there.path(), "mx.example.org").unwrap();
+        for file in ["selfsigned.crt", "selfsigned.key"] {
+            std::fs::copy(there.path().join(file), here.path().join(file)).unwrap();
+        }
+        keys::rotate(&dkim, "example.org", None).unwrap();
+        keys::promote_pending(&dkim, "example.org").unwrap();
+        let base = keys::load_domain(&dkim, "example.org", None, false).unwrap().active.base;
+        let changed = ["dkim/example.org/state".to_string(), "tls/selfsigned.crt".to_string()];
+        reload_shared(&changed, &signers, &certs, here.path(), None);
+
+        assert_eq!(certs.default_cert().unwrap().key.cert.first(), theirs.key.cert.first());
+        let message: &[u8] = b"From: a@example.org\r\nSubject: x\r\n\r\nhi\r\n";
+        let signature = signers.sign("example.org", &[message]).unwrap().unwrap();
+        assert!(signature.contains(&format!("s={base}")), "{signature}");
+    }
+}

@@ -139,6 +139,14 @@ impl Mirror {
         let seen: Vec<(String, i64)> = self.lock().iter().map(|(n, k)| (n.clone(), k.version)).collect();
         let mut incoming: HashMap<String, KvEntry> =
             self.store.kv_list_since(&seen).await?.into_iter().map(|e| (e.name.clone(), e)).collect();
+        // Deleting a shared file is not mirrored: one that is gone here comes back.
+        let restore: Vec<KvEntry> = self
+            .lock()
+            .iter()
+            .filter(|(name, _)| !local.contains_key(*name) && !incoming.contains_key(*name))
+            .map(|(name, k)| KvEntry { name: name.clone(), value: k.bytes.clone(), version: k.version })
+            .collect();
+        incoming.extend(restore.into_iter().map(|e| (e.name.clone(), e)));
         for (name, bytes) in local {
             let base = self.lock().get(&name).map(|k| (k.version, k.bytes == bytes));
             if matches!(base, Some((_, true))) {

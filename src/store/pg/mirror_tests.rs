@@ -90,6 +90,11 @@ async fn a_rotated_dkim_key_reaches_the_other_replica_which_signs_with_it() {
     ma.sync_once().await.unwrap();
     assert_eq!(mb.sync_once().await.unwrap(), vec!["tls/selfsigned.crt".to_string()]);
     assert_eq!(std::fs::read(db.path().join("tls/selfsigned.crt")).unwrap(), b"from A");
+
+    // A deleted file is not a change: the stored copy comes back.
+    std::fs::remove_file(db.path().join("state/srs.key")).unwrap();
+    assert_eq!(mb.sync_once().await.unwrap(), vec!["state/srs.key".to_string()]);
+    assert!(files(da.path()) == files(db.path()));
 }
 
 #[tokio::test]
