@@ -5,9 +5,14 @@
 //! one name at once cannot silently overwrite each other: the second one is told it lost
 //! and reads the winner's value instead. Readers poll the versions (a few dozen small rows)
 //! rather than timestamps, which would depend on when transactions started and committed.
+//! Every write also sends a NOTIFY on [`KV_CHANNEL`] (a hint to poll now).
 
 use super::{PgStore, db_error};
 use crate::store::StoreError;
+
+/// The NOTIFY channel that says "a kv row changed" (payload: its name), sent when the write
+/// commits, so other replicas need not wait for their next poll.
+pub const KV_CHANNEL: &str = "mailroom_kv";
 
 /// One row of `kv`.
 #[derive(Clone, PartialEq, Eq)]
@@ -38,6 +43,13 @@ pub enum KvPut {
 }
 
 impl PgStore {
+    /// Resolves when a `kv` row may have changed since the last call (a NOTIFY on
+    /// [`KV_CHANNEL`], or a reconnect after which some may have been missed). Never, for a
+    /// store without a listener ([`PgStore::connect_only`]).
+    pub async fn kv_changed(&self) {
+        self.inner.kv_changed.notified().await;
+    }
+
     /// The value of `name`, if any.
     pub async fn kv_get(&self, name: &str) -> Result<Option<KvEntry>, StoreError> {
         let row: Option<(String, Vec<u8>, i64)> = sqlx::query_as("SELECT name, value, version FROM kv WHERE name = $1")
@@ -77,21 +89,24 @@ impl PgStore {
         let written: Option<i64> = match expected {
             None => {
                 sqlx::query_scalar(
-                    "INSERT INTO kv (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING version",
+                    "INSERT INTO kv (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING \
+                     RETURNING version, pg_notify($3, name)",
                 )
                 .bind(name)
                 .bind(value)
+                .bind(KV_CHANNEL)
                 .fetch_optional(self.pool())
                 .await
             }
             Some(version) => {
                 sqlx::query_scalar(
                     "UPDATE kv SET value = $2, version = version + 1, updated_at = now() \
-                     WHERE name = $1 AND version = $3 RETURNING version",
+                     WHERE name = $1 AND version = $3 RETURNING version, pg_notify($4, name)",
                 )
                 .bind(name)
                 .bind(value)
                 .bind(version)
+                .bind(KV_CHANNEL)
                 .fetch_optional(self.pool())
                 .await
             }

@@ -12,7 +12,8 @@
 //!   together do not each generate keys) and writes every stored file into the data dir.
 //!   The server then loads or generates its files as it would alone, and
 //!   [`StartGuard::finish`] uploads what is new or different and drops the lock.
-//! - While running, [`Mirror::spawn`] syncs every [`SYNC_EVERY`]: a local change (a DKIM
+//! - While running, [`Mirror::spawn`] syncs every [`SYNC_EVERY`], and at once when another
+//!   replica stored a change (NOTIFY, see `kv.rs`): a local change (a DKIM
 //!   rotation, a renewed certificate) is uploaded, a newer stored one is written here and
 //!   reported so the server reloads it. Each upload names the version it replaces, so when
 //!   two replicas change one file at once the first write wins and the other replica takes
@@ -40,6 +41,9 @@ use crate::store::StoreError;
 pub const SYNC_EVERY: Duration = Duration::from_secs(10);
 /// `pg_advisory_lock(LOCK_CLASS, LOCK_SHARED_FILES)`: "a replica is creating shared files".
 const LOCK_SHARED_FILES: i32 = 2;
+/// How long a wake-up by NOTIFY waits before syncing: a replica that stores several files
+/// at once (a key and its certificate, a DKIM generation) causes one sync, not one each.
+const NOTIFY_SETTLE: Duration = Duration::from_millis(300);
 /// Shared files are keys, certificates and small state files; anything larger was not
 /// written by mailroom and is left alone.
 const MAX_FILE: u64 = 1 << 20;
@@ -182,7 +186,13 @@ impl Mirror {
         tokio::spawn(async move {
             let mut failing = false;
             loop {
-                tokio::time::sleep(SYNC_EVERY).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(SYNC_EVERY) => {}
+                    _ = self.store.kv_changed() => {
+                        // Let the burst it came in end: one sync for a key and its certificate.
+                        tokio::time::sleep(NOTIFY_SETTLE).await;
+                    }
+                }
                 match self.sync_once().await {
                     Ok(written) => {
                         if failing {

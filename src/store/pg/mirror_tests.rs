@@ -97,6 +97,29 @@ async fn a_rotated_dkim_key_reaches_the_other_replica_which_signs_with_it() {
     assert!(files(da.path()) == files(db.path()));
 }
 
+/// A running replica hears of a stored change at once (NOTIFY), not at its next poll.
+#[tokio::test]
+async fn a_running_replica_takes_a_change_without_waiting_for_its_poll() {
+    let Some((a, b)) = replicas().await else { return };
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ma = start(a, da.path()).await;
+    let mb = start(b, db.path()).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = mb.spawn(move |names| {
+        let _ = tx.send(names.to_vec());
+    });
+    // Let B's listener connect before A stores.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    keys::rotate(&da.path().join("dkim"), DOMAIN, None).unwrap();
+    let stored = std::time::Instant::now();
+    ma.sync_once().await.unwrap();
+    let names = tokio::time::timeout(SYNC_EVERY / 2, rx.recv()).await.expect("told before the poll").unwrap();
+    assert!(names.iter().any(|n| n == "dkim/example.org/state"), "{names:?}");
+    assert!(stored.elapsed() < SYNC_EVERY / 2);
+    assert!(files(da.path()) == files(db.path()));
+    task.abort();
+}
+
 #[tokio::test]
 async fn nothing_outside_the_shared_files_is_mirrored() {
     let Some((a, b)) = replicas().await else { return };

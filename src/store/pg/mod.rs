@@ -86,6 +86,9 @@ struct Inner {
     /// Random, names this store in its NOTIFY payloads so its listener can skip its own
     /// (its sessions were told directly).
     token: u64,
+    /// Set when another replica changed a `kv` row (or notifications were lost): the
+    /// shared-files mirror waits on it between polls.
+    kv_changed: tokio::sync::Notify,
     /// Dropped with the last clone of the store, which ends its listener task (`None`: no
     /// listener, see [`PgStore::connect_only`]).
     _stop_listener: Option<oneshot::Sender<()>>,
@@ -137,6 +140,7 @@ impl PgStore {
                 open: Mutex::new(HashMap::new()),
                 accounts: Mutex::new(HashMap::new()),
                 token: rand::random(),
+                kv_changed: tokio::sync::Notify::new(),
                 _stop_listener: stop,
             }),
         }
