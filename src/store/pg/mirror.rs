@@ -147,7 +147,7 @@ impl Mirror {
         let restore: Vec<KvEntry> = self
             .lock()
             .iter()
-            .filter(|(name, _)| !local.contains_key(*name) && !incoming.contains_key(*name))
+            .filter(|(name, _)| is_shared(name) && !local.contains_key(*name) && !incoming.contains_key(*name))
             .map(|(name, k)| KvEntry { name: name.clone(), value: k.bytes.clone(), version: k.version })
             .collect();
         incoming.extend(restore.into_iter().map(|e| (e.name.clone(), e)));
@@ -236,9 +236,9 @@ impl Mirror {
         .map_err(|e| MirrorError::Io { path: self.root.display().to_string(), source: std::io::Error::other(e) })??;
         let mut known = self.lock();
         for entry in entries {
+            // Remembered too (so asked for again only when it changes), never written.
             if !is_shared(&entry.name) {
                 tracing::warn!(file = %entry.name, "ignoring a stored file that is not one of the shared files");
-                continue;
             }
             known.insert(entry.name, Known { version: entry.version, bytes: entry.value });
         }

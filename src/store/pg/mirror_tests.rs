@@ -154,7 +154,8 @@ async fn nothing_outside_the_shared_files_is_mirrored() {
     for evil in ["mail/x", "../escape", "/etc/evil", "dkim/../format", "dkim/.hidden"] {
         a.kv_put(evil, b"evil", None).await.unwrap();
     }
-    start(b, db.path()).await;
+    let mb = start(b, db.path()).await;
+    assert!(mb.sync_once().await.unwrap().is_empty(), "asked for once, then left alone");
     assert!(!db.path().join("mail/x").exists());
     assert!(!db.path().parent().unwrap().join("escape").exists());
     assert!(!db.path().join("format").exists());
