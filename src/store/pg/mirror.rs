@@ -200,7 +200,7 @@ impl Mirror {
                         }
                         failing = false;
                         if !written.is_empty() {
-                            tracing::info!(files = ?written, "shared files changed by another replica");
+                            tracing::info!(files = ?written, "shared files written from the database (changed by another replica, or deleted here)");
                             on_change(&written);
                         }
                     }
