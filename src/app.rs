@@ -1,8 +1,10 @@
 //! Wiring: build the shared state from a `Config`, bind every listener, start the
 //! services, and shut down gracefully.
 //!
-//! Start-up order follows architecture.md: data dir -> accounts -> TLS -> DKIM -> store
-//! -> outbound queue (workers and the `mailroom queue` control socket) -> listeners.
+//! Start-up order follows architecture.md: data dir -> resolver -> store (with PostgreSQL:
+//! the shared files are taken from it, under a lock held until the listeners are bound)
+//! -> accounts -> TLS -> DKIM -> outbound queue (workers and the `mailroom queue` control
+//! socket) -> listeners -> shared files uploaded, lock released.
 //! Submitted, relayed and forwarded mail reaches the queue through the SMTP sessions;
 //! bounces for our own senders come back through the `LocalCourier` into their INBOX.
 //! Every failure before serving is a [`StartError`]: one line naming the cause, and
@@ -35,6 +37,7 @@ use crate::smtp::client::{ClientError, ClientSettings, SmtpTransport};
 use crate::smtp::courier::LocalCourier;
 use crate::smtp::inbound::InboundChecks;
 use crate::smtp::{self, AnyDomainExists, SenderDomainCheck, SmtpContext, SmtpLimits, SmtpMode};
+use crate::store::pg::mirror::{Mirror, MirrorError};
 use crate::store::{MailboxOwner, Store, StoreError};
 use crate::tls::{self, CertStore, TlsError};
 
@@ -61,6 +64,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("mail store (MAILROOM_STORE): {0}")]
     OpenStore(#[from] crate::store::open::OpenError),
+    #[error(transparent)]
+    SharedFiles(#[from] MirrorError),
     #[error("outbound SMTP client: {0}")]
     Client(#[from] ClientError),
     #[error("outbound queue: {0}")]
@@ -120,6 +125,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let started = Instant::now();
     tls::install_default_provider();
     let data_dir = DataDir::open(&config.data_dir)?;
+    // One resolver (and so one cache) for every lookup: the database host, the SMTP
+    // client, ACME, inbound checks, sender domains, scanners and the periodic DNS check.
+    let resolver = crate::dns::resolver::build(&config.dns_servers).map_err(ClientError::Resolver)?;
+    let store = crate::store::open::open_configured(&config, data_dir.root(), &resolver).await?;
+    // Replicas sharing a database share their keys, secrets, certificates and generated
+    // postmaster: take the stored ones before anything below loads or generates them.
+    let shared_files = match &store {
+        Store::Pg(pg) => Some(Mirror::begin(pg.clone(), data_dir.root()).await?),
+        Store::Maildir(_) => None,
+    };
 
     let mut entries = config.accounts.entries.clone();
     // Saved (and its password shown) only once every listener is bound.
@@ -156,10 +171,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let ring = KeyRing::load_or_generate(&data_dir.dkim(), &config.domains, config.dkim_selector.as_deref())?;
     let signers =
         Arc::new(Signers::from_ring(&data_dir.dkim(), &config.domains, config.dkim_selector.as_deref(), &ring));
-    // One resolver (and so one cache) for every lookup: the SMTP client, ACME, inbound
-    // checks, sender domains, scanners and the periodic DNS check.
-    let resolver = crate::dns::resolver::build(&config.dns_servers).map_err(ClientError::Resolver)?;
-    let store = crate::store::open::open_configured(&config, data_dir.root(), &resolver).await?;
     store
         .ensure_accounts(
             directory
@@ -177,8 +188,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None => AcmeSettings::new(&config.acme, &config.hostname, &config.domains),
     };
     let acme = acme.map(|s| {
-        Acme::prepare(s, resolver.clone(), &data_dir.tls(), certs.clone(), readiness.clone(), acme_tokens.clone())
+        let acme =
+            Acme::prepare(s, resolver.clone(), &data_dir.tls(), certs.clone(), readiness.clone(), acme_tokens.clone());
+        match &store {
+            Store::Pg(pg) => acme.with_lease(pg.clone()),
+            Store::Maildir(_) => acme,
+        }
     });
+    let acme_reload = acme.as_ref().map(Acme::reloader);
     let client = ClientSettings::new(
         &config.hostname,
         config.outbound_smtp_port,
@@ -259,6 +276,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             password = %fresh.password,
             "no MAILROOM_ACCOUNTS given: created this account with a random password; it is shown only now (only its hash is kept in the data dir; `mailroom reset-password` makes a new one)"
         );
+    }
+    // Everything made above is on disk now: publish it to the other replicas, release
+    // the start-up lock, and keep syncing.
+    if let Some(guard) = shared_files {
+        let mirror = guard.finish().await?;
+        let (signers, certs, tls_dir) = (shared.signers.clone(), certs.clone(), data_dir.tls());
+        let sync = mirror.spawn(move |names| reload_shared(names, &signers, &certs, &tls_dir, acme_reload.as_ref()));
+        stop_with(&shared.shutdown, sync);
     }
     readiness.set_listeners_bound();
     // Orders start once port 443/80 listen: the CA validates against them.
@@ -430,7 +455,42 @@ fn inbound_checks(
     }))
 }
 
-/// Abort a background task when shutdown begins.
+/// Put shared files that another replica changed in service: the code that read them at
+/// start reads them again. The accounts reloader already watches the generated
+/// postmaster's file, and the SRS secret is made once, before any replica serves.
+fn reload_shared(
+    names: &[String],
+    signers: &Signers,
+    certs: &CertStore,
+    tls_dir: &Path,
+    acme: Option<&crate::acme::AcmeReload>,
+) {
+    if names.iter().any(|n| n.starts_with("dkim/")) {
+        match signers.reload() {
+            Ok(()) => tracing::info!("DKIM keys reloaded"),
+            Err(e) => tracing::error!(error = %e, "cannot reload DKIM keys"),
+        }
+    }
+    if !names.iter().any(|n| n.starts_with("tls/")) {
+        return;
+    }
+    if acme.is_some_and(|a| a.reload()) {
+        return;
+    }
+    let serving = certs.default_cert();
+    if serving.as_ref().is_some_and(|c| c.source == tls::CertSource::SelfSigned) {
+        let (cert, key) = (tls_dir.join("selfsigned.crt"), tls_dir.join("selfsigned.key"));
+        match tls::load_pair(&cert, &key, tls::CertSource::SelfSigned) {
+            Ok(loaded) if serving.is_some_and(|c| c.key.cert.first() != loaded.key.cert.first()) => {
+                tracing::info!(names = ?loaded.names, "serving the self-signed certificate stored by another replica");
+                certs.set_default(loaded);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "the self-signed certificate stored by another replica is unusable"),
+        }
+    }
+}
+
 /// How often the accounts and aliases files are looked at (a digest of a few small files).
 const ACCOUNTS_POLL: Duration = Duration::from_secs(2);
 
@@ -513,6 +573,7 @@ fn watch_database(store: crate::store::PgStore, readiness: Arc<Readiness>) -> to
     })
 }
 
+/// Abort a background task when shutdown begins.
 fn stop_with(shutdown: &Shutdown, task: tokio::task::JoinHandle<()>) {
     let mut signal = shutdown.signal();
     tokio::spawn(async move {
@@ -641,5 +702,39 @@ async fn wait_for_signal() {
         _ => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mailauth::keys;
+
+    /// Files another replica changed (written here by the shared-files mirror) are put in
+    /// service: the new DKIM generation signs, its self-signed certificate is served.
+    #[test]
+    fn shared_files_changed_elsewhere_are_put_in_service() {
+        tls::install_default_provider();
+        let (here, there) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let dkim = here.path().join("dkim");
+        let domains = ["example.org".to_string()];
+        let signers = Signers::load(&dkim, &domains, None).unwrap();
+        let certs = CertStore::new();
+        certs.set_default(tls::load_or_create_self_signed(here.path(), "mx.example.org").unwrap());
+
+        let theirs = tls::load_or_create_self_signed(there.path(), "mx.example.org").unwrap();
+        for file in ["selfsigned.crt", "selfsigned.key"] {
+            std::fs::copy(there.path().join(file), here.path().join(file)).unwrap();
+        }
+        keys::rotate(&dkim, "example.org", None).unwrap();
+        keys::promote_pending(&dkim, "example.org").unwrap();
+        let base = keys::load_domain(&dkim, "example.org", None, false).unwrap().active.base;
+        let changed = ["dkim/example.org/state".to_string(), "tls/selfsigned.crt".to_string()];
+        reload_shared(&changed, &signers, &certs, here.path(), None);
+
+        assert_eq!(certs.default_cert().unwrap().key.cert.first(), theirs.key.cert.first());
+        let message: &[u8] = b"From: a@example.org\r\nSubject: x\r\n\r\nhi\r\n";
+        let signature = signers.sign("example.org", &[message]).unwrap().unwrap();
+        assert!(signature.contains(&format!("s={base}")), "{signature}");
     }
 }

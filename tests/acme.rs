@@ -475,3 +475,40 @@ fn python_xml(xml: &str, code: &str) -> String {
     assert!(out.status.success(), "XML does not parse: {}\n{xml}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Two replicas on one PostgreSQL store (each with its own data dir) started together:
+/// one holds the `acme` lease and orders, the other gets the certificate through the
+/// database and serves the same one; one ACME account, one order.
+#[test]
+fn replicas_on_one_database_order_once_and_serve_the_same_certificate() {
+    if !have_tool("pebble") {
+        return;
+    }
+    let Some(url) = common::test_pg::database() else { return };
+    let pebble = Pebble::start(None, None);
+    let (tmp_a, tmp_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (data_a, data_b) = (tmp_a.path().join("data"), tmp_b.path().join("data"));
+    let (p_a, p_b) = (ports(), ports());
+    let store = [("MAILROOM_STORE", url.as_str())];
+    let (env_a, env_b) = (acme_env(&data_a, &pebble, &p_a, &store), acme_env(&data_b, &pebble, &p_b, &store));
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| start(&env_a, &p_a, &data_a, &pebble));
+        let b = s.spawn(|| start(&env_b, &p_b, &data_b, &pebble));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let (cert_a, status, _) = https(https_addr(&p_a), "GET", "/healthz", "");
+    assert_eq!(status, 200);
+    assert!(issuer_cn(&cert_a).contains("Pebble"), "{}", a.log());
+    let (cert_b, _, _) = https(https_addr(&p_b), "GET", "/healthz", "");
+    assert_eq!(cert_a, cert_b, "both replicas serve one certificate");
+    let ordered = [&a, &b].iter().filter(|s| s.log().contains("ordering an ACME certificate")).count();
+    assert_eq!(ordered, 1, "A:\n{}\nB:\n{}", a.log(), b.log());
+    assert!(
+        [&a, &b].iter().any(|s| s.log().contains("another replica orders and renews the ACME certificate")),
+        "A:\n{}\nB:\n{}",
+        a.log(),
+        b.log()
+    );
+    let account = |d: &Path| std::fs::read(d.join("tls/acme-account.json")).unwrap();
+    assert_eq!(account(&data_a), account(&data_b), "one ACME account");
+}

@@ -67,6 +67,47 @@ fn mail_accepted_by_one_replica_is_read_through_the_other() {
     assert!(queue(&["queue", "list"]).ends_with("0 item(s)\n"));
 }
 
+/// Replicas started together on an empty database generate one set of everything that
+/// must be the same everywhere: the DKIM keys (so one set of DNS records), the SRS secret,
+/// the self-signed certificate and the generated postmaster, whose password is shown once.
+#[test]
+fn replicas_started_together_share_keys_secrets_and_the_postmaster() {
+    let Some(url) = test_pg::database() else { return };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let start = |dir: &std::path::Path| {
+        let data = dir.join("data");
+        let mut env = env_listening(&data, &["SMTP"]);
+        env.push(("MAILROOM_STORE".into(), url.clone()));
+        (Server::start(&env, None, &data), env, data)
+    };
+    let (mut a, env_a, data_a) = start(dir_a.path());
+    let (mut b, env_b, data_b) = start(dir_b.path());
+    a.wait_ready(Duration::from_secs(60));
+    b.wait_ready(Duration::from_secs(60));
+    let dns = |env: &[(String, String)]| {
+        let out = run(&["dns", "--json"], env, "");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let records = dns(&env_a);
+    assert!(records.contains("._domainkey."), "{records}");
+    assert_eq!(records, dns(&env_b), "both replicas publish the same DKIM keys");
+    for file in ["accounts", "state/srs.key", "tls/selfsigned.crt", "tls/selfsigned.key"] {
+        let read = |data: &std::path::Path| std::fs::read(data.join(file)).unwrap();
+        assert!(read(&data_a) == read(&data_b), "{file} differs between the replicas");
+    }
+    let told = [&a, &b].iter().filter(|s| s.log().contains("created this account with a random password")).count();
+    assert_eq!(told, 1, "one postmaster, its password shown by the replica that made it");
+
+    // A rotation made on A's data dir (`kubectl exec` into one pod) reaches B, which
+    // reloads its keys: both then publish the new pending records too.
+    let rotated = run(&["dkim", "rotate"], &env_a, "");
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    assert!(b.wait_log("DKIM keys reloaded", Duration::from_secs(40)), "{}", b.log());
+    let records = dns(&env_a);
+    assert_eq!(records, dns(&env_b), "B has A's new keys");
+}
+
 #[test]
 fn store_check_fails_clearly_without_a_database() {
     let port = common::free_port();

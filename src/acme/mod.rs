@@ -7,6 +7,11 @@
 //! never blocks start-up: until the first certificate arrives the self-signed one
 //! serves and `/readyz` says what we are waiting for (readiness blocker `acme`).
 //! A stored, unexpired certificate is served at once on restart, with no new order.
+//!
+//! With the mail in PostgreSQL several replicas share one hostname, and so one
+//! certificate: only the holder of the `acme` lease orders and renews (one order, not one
+//! per replica, and CAs rate-limit them); the files it writes reach the other replicas
+//! through the shared-files mirror, and [`AcmeReload`] puts them in service there.
 
 mod challenge;
 mod client;
@@ -25,7 +30,8 @@ use thiserror::Error;
 use crate::config::{AcmeChallenge, AcmeConfig, AcmeExtraName, AcmeMode};
 use crate::metrics::metrics;
 use crate::readiness::Readiness;
-use crate::tls::{CertStore, LoadedCert, TlsError};
+use crate::store::pg::{PgLease, PgStore};
+use crate::tls::{CertSource, CertStore, LoadedCert, TlsError};
 
 pub use challenge::{ChallengeGuard, Http01Tokens, tls_alpn_certificate};
 pub use client::{HickoryResolve, http_client};
@@ -35,6 +41,11 @@ pub use storage::AcmeFiles;
 
 /// The readiness key under which we report a missing ACME certificate.
 pub const READINESS_KEY: &str = "acme";
+/// The lease whose holder orders and renews for every replica.
+pub const LEASE_NAME: &str = "acme";
+/// How often a replica that does not hold the lease tries to take it (the holder's lease
+/// outlives it by [`crate::store::pg::LEASE_TTL`] at most when it dies).
+const LEASE_POLL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Error)]
 pub enum AcmeError {
@@ -122,6 +133,36 @@ pub struct Acme {
     certs: Arc<CertStore>,
     readiness: Arc<Readiness>,
     tokens: Arc<Http01Tokens>,
+    /// The shared database whose `acme` lease this replica must hold to order (`None`:
+    /// the only replica, it orders itself).
+    lease_from: Option<PgStore>,
+}
+
+/// Puts a certificate stored by another replica (through the shared-files mirror) in
+/// service here. Cheap to clone.
+#[derive(Clone)]
+pub struct AcmeReload {
+    files: AcmeFiles,
+    primary: String,
+    names: Vec<String>,
+    certs: Arc<CertStore>,
+    readiness: Arc<Readiness>,
+}
+
+impl AcmeReload {
+    /// Serve the stored certificate if it is good and not the one in service already;
+    /// returns whether it swapped.
+    pub fn reload(&self) -> bool {
+        let Some(cert) = self.files.load_cert(&self.primary, &self.names) else { return false };
+        let serving = self.certs.default_cert();
+        if serving.is_some_and(|c| c.source == CertSource::Acme && c.key.cert.first() == cert.key.cert.first()) {
+            return false;
+        }
+        tracing::info!(names = ?cert.names, not_after = ?cert.not_after, "serving the ACME certificate stored by another replica");
+        self.certs.set_default(cert);
+        self.readiness.set_blocker(READINESS_KEY, None);
+        true
+    }
 }
 
 impl Acme {
@@ -135,7 +176,8 @@ impl Acme {
         readiness: Arc<Readiness>,
         tokens: Arc<Http01Tokens>,
     ) -> Acme {
-        let acme = Acme { files: AcmeFiles::new(tls_dir), settings, resolver, certs, readiness, tokens };
+        let acme =
+            Acme { files: AcmeFiles::new(tls_dir), settings, resolver, certs, readiness, tokens, lease_from: None };
         // Export both series at 0 so alerts on `increase(...{result="failure"})` work
         // from the first scrape.
         for result in ["success", "failure"] {
@@ -149,6 +191,24 @@ impl Acme {
             None => acme.block(None),
         }
         acme
+    }
+
+    /// Order and renew only while holding the `acme` lease of `store` (replicas sharing
+    /// one database).
+    pub fn with_lease(mut self, store: PgStore) -> Acme {
+        self.lease_from = Some(store);
+        self
+    }
+
+    /// The handle that serves certificates another replica stored.
+    pub fn reloader(&self) -> AcmeReload {
+        AcmeReload {
+            files: self.files.clone(),
+            primary: self.settings.primary().to_string(),
+            names: self.settings.names.clone(),
+            certs: self.certs.clone(),
+            readiness: self.readiness.clone(),
+        }
     }
 
     /// Run the order/renewal loop in the background (abort it to stop).
@@ -174,7 +234,33 @@ impl Acme {
         // Whether the served certificate was ordered by this process: then an
         // operator margin longer than its lifetime must not re-order in a loop.
         let mut issued_here = false;
+        // Held for the life of the task: the holder stays the one replica that orders.
+        let mut lease: Option<PgLease> = None;
+        let mut told_follower = false;
         loop {
+            if let (Some(store), None) = (&self.lease_from, &lease) {
+                match store.try_lease(LEASE_NAME).await {
+                    Ok(Some(held)) => {
+                        tracing::info!("this replica orders and renews the ACME certificate for every replica");
+                        lease = Some(held);
+                    }
+                    Ok(None) => {
+                        if !told_follower {
+                            tracing::info!(
+                                "another replica orders and renews the ACME certificate; this one takes it from the database"
+                            );
+                            told_follower = true;
+                        }
+                        tokio::time::sleep(LEASE_POLL).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot take the ACME lease (retrying)");
+                        tokio::time::sleep(LEASE_POLL).await;
+                        continue;
+                    }
+                }
+            }
             if let Some(current) = self.stored() {
                 // The account is needed to ask for renewal information (ARI).
                 if account.is_none() && self.settings.renew_before.is_none() {
@@ -196,6 +282,24 @@ impl Acme {
                     continue;
                 }
                 tracing::info!(names = ?current.names, "ACME certificate due for renewal");
+            }
+            // A holder cut off from the database for longer than the lease lasts may have
+            // been replaced: make sure before ordering, or two replicas would order.
+            if let Some(held) = &lease {
+                match held.still_held().await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!("the ACME lease passed to another replica; this one no longer orders");
+                        lease = None;
+                        told_follower = false;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot confirm the ACME lease before ordering (retrying)");
+                        tokio::time::sleep(LEASE_POLL).await;
+                        continue;
+                    }
+                }
             }
             match self.attempt(&mut account).await {
                 Ok(cert) => {
@@ -393,5 +497,32 @@ mod tests {
             Acme::prepare(settings, test_resolver(), dir.path(), certs.clone(), readiness.clone(), Http01Tokens::new());
         assert!(readiness.reasons().iter().all(|r| !r.contains("ACME")));
         assert_eq!(certs.default_cert().unwrap().source, crate::tls::CertSource::Acme);
+    }
+
+    /// Another replica's certificate, written by the shared-files mirror, goes into
+    /// service here once, and lifts the readiness blocker.
+    #[test]
+    fn a_certificate_stored_by_another_replica_is_put_in_service() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = CertStore::new();
+        let readiness = Readiness::new(certs.clone());
+        let acme = Acme::prepare(
+            settings(&config(&[])).unwrap(),
+            test_resolver(),
+            dir.path(),
+            certs.clone(),
+            readiness.clone(),
+            Http01Tokens::new(),
+        );
+        let reload = acme.reloader();
+        assert!(!reload.reload(), "nothing stored yet");
+        let ck = rcgen::generate_simple_self_signed(vec!["mx.example.com".to_string()]).unwrap();
+        AcmeFiles::new(dir.path())
+            .save_cert("mx.example.com", &ck.cert.pem(), &ck.signing_key.serialize_pem())
+            .unwrap();
+        assert!(reload.reload());
+        assert_eq!(certs.default_cert().unwrap().source, crate::tls::CertSource::Acme);
+        assert!(readiness.reasons().iter().all(|r| !r.contains("ACME")));
+        assert!(!reload.reload(), "already in service");
     }
 }

@@ -251,7 +251,7 @@ def expect_postgres(o: dict[tuple[str, str], dict[str, Any]]) -> None:
     check(pdb == {"maxUnavailable": 1, "selector": {"matchLabels": deploy["selector"]["matchLabels"]}}, f"PDB {pdb}")
     notes = o[("NOTES", "")]["text"]
     check("deploy/mail-mailroom -- /mailroom store check" in notes and "-mailroom-0" not in notes, "NOTES name the Deployment")
-    check("DKIM keys" in notes and "read scale and failover testing" in notes, "NOTES say what is per pod")
+    check("DKIM keys" in notes and "Several replicas on PostgreSQL" in notes, "NOTES say what is per pod")
 
 
 def expect_postgres_one(o: dict[tuple[str, str], dict[str, Any]]) -> None:

@@ -69,6 +69,23 @@ impl PgStore {
     }
 }
 
+impl PgLease {
+    /// Renew now and say whether the lease is still this holder's: false once it expired
+    /// and another replica took the name (this one lost the database for longer than
+    /// [`LEASE_TTL`]). For work that must not run twice, checked right before it.
+    pub async fn still_held(&self) -> Result<bool, StoreError> {
+        let renewed =
+            sqlx::query("UPDATE leases SET until = now() + make_interval(secs => $3) WHERE name = $1 AND holder = $2")
+                .bind(&self.name)
+                .bind(&self.token)
+                .bind(LEASE_TTL.as_secs_f64())
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+        Ok(renewed.rows_affected() == 1)
+    }
+}
+
 impl Drop for PgLease {
     fn drop(&mut self) {
         self.renewer.abort();

@@ -14,7 +14,8 @@ use super::db_error;
 use crate::store::StoreError;
 
 /// `pg_advisory_lock(LOCK_CLASS, LOCK_SCHEMA)`: "mailroom is migrating the schema".
-const LOCK_CLASS: i32 = 0x6d61_696c; // "mail"
+/// Other session locks of mailroom use the same class with their own key.
+pub(crate) const LOCK_CLASS: i32 = 0x6d61_696c; // "mail"
 const LOCK_SCHEMA: i32 = 1;
 
 /// Every migration, in order: (version, name, SQL). Versions written on parallel
@@ -23,6 +24,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "initial", include_str!("schema/0001_initial.sql")),
     (2, "blob_location", include_str!("schema/0002_blob_location.sql")),
     (3, "queue", include_str!("schema/0003_queue.sql")),
+    (4, "kv", include_str!("schema/0004_kv.sql")),
 ];
 
 /// The schema version this binary writes.

@@ -3,7 +3,9 @@
 //! Owns: the connection pool, the schema (`migrate.rs`, `schema/`), and the store API on
 //! top of it: accounts and folders (`folders.rs`), one open folder (`mailbox.rs`), writes
 //! that take UIDs and modseqs (`write.rs`), and bodies stored once by content hash
-//! (`blobs.rs`), in the database or in an S3-compatible bucket (`objects.rs`).
+//! (`blobs.rs`), in the database or in an S3-compatible bucket (`objects.rs`), leases
+//! (`lease.rs`), and the named values replicas share (`kv.rs`) with the data-dir files
+//! mirrored through them (`mirror.rs`).
 //!
 //! How it keeps the store contract across replicas:
 //! - UIDs and modseqs come from the folder's row (`UPDATE mailboxes … RETURNING`) inside
@@ -26,9 +28,11 @@ mod backend;
 pub(crate) mod blobs;
 mod folders;
 mod import;
+pub mod kv;
 mod lease;
 mod mailbox;
 pub mod migrate;
+pub mod mirror;
 mod notify;
 #[cfg(test)]
 mod notify_tests;
@@ -88,6 +92,9 @@ struct Inner {
     /// Random, names this store in its NOTIFY payloads so its listener can skip its own
     /// (its sessions were told directly).
     token: u64,
+    /// Set when another replica changed a `kv` row (or notifications were lost): the
+    /// shared-files mirror waits on it between polls.
+    kv_changed: tokio::sync::Notify,
     /// Dropped with the last clone of the store, which ends its listener task (`None`: no
     /// listener, see [`PgStore::connect_only`]).
     _stop_listener: Option<oneshot::Sender<()>>,
@@ -158,6 +165,7 @@ impl PgStore {
                 open: Mutex::new(HashMap::new()),
                 accounts: Mutex::new(HashMap::new()),
                 token: rand::random(),
+                kv_changed: tokio::sync::Notify::new(),
                 _stop_listener: stop,
                 objects,
             }),

@@ -24,6 +24,9 @@
 //!
 //! Notifications sent while the listener has no connection are lost for good. When it gets
 //! one again, every open folder of this replica is told to resync.
+//!
+//! The same connection listens for changes of the `kv` table (`kv.rs`): they wake the
+//! shared-files mirror, which then polls at once.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -114,7 +117,7 @@ pub(super) struct Listener {
 async fn subscribe(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.eager_reconnect(false);
-    listener.listen(CHANNEL).await?;
+    listener.listen_all([CHANNEL, super::kv::KV_CHANNEL]).await?;
     Ok(listener)
 }
 
@@ -155,6 +158,10 @@ async fn listen(pool: &PgPool, mut listener: PgListener, store: &Weak<Inner>, mu
         match got {
             Ok(Some(n)) => {
                 let Some(inner) = store.upgrade() else { return };
+                if n.channel() == super::kv::KV_CHANNEL {
+                    inner.kv_changed.notify_one();
+                    continue;
+                }
                 match parse(n.payload()) {
                     Some((sender, mailbox, event)) if sender != inner.token => PgStore { inner }.notify(mailbox, event),
                     Some(_) => {}
@@ -200,6 +207,7 @@ async fn reconnect(pool: &PgPool, stop: &mut oneshot::Receiver<()>) -> Option<Pg
 /// then asks the database what changed since its view.
 fn resync_all(store: &Weak<Inner>) {
     if let Some(inner) = store.upgrade() {
+        inner.kv_changed.notify_one();
         PgStore { inner }.notify_all(MailboxEvent::NewMessages);
     }
 }

@@ -233,6 +233,8 @@ async fn a_lease_excludes_other_replicas_until_released_or_expired() {
     // touched by the dead holder's late release.
     sqlx::query("UPDATE leases SET until = now() - interval '1 second'").execute(a.pool()).await.unwrap();
     let successor = a.try_lease("pop3:alice@example.org").await.unwrap().expect("expired: taken over");
+    assert!(!again.still_held().await.unwrap(), "the old holder can tell it lost the lease");
+    assert!(successor.still_held().await.unwrap());
     drop(again);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(b.try_lease("pop3:alice@example.org").await.unwrap().is_none(), "the successor still holds it");
