@@ -321,7 +321,6 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("misspelt top-level key", {"persistance": {"enabled": False}}, "persistance"),
     ("two replicas on Maildir", {"replicaCount": 2}, "replicaCount 2 needs store.type=postgres"),
     ("PostgreSQL without the URL Secret", {"store": {"type": "postgres"}, "accounts": {"existingSecret": "a"}}, "store.postgres.existingSecret"),
-    ("PostgreSQL without accounts", {"store": {"type": "postgres", "postgres": {"existingSecret": "db"}}}, "accounts.existingSecret"),
     ("the store URL in a ConfigMap", {"env": {"MAILROOM_STORE": "postgres://u:pw@db/m"}}, "env.MAILROOM_STORE"),
     ("PDB with both bounds", {**POSTGRES, "podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}}, "not both"),
     ("unknown store type", {"store": {"type": "s3"}}, "store"),

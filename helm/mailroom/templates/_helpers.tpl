@@ -93,13 +93,6 @@ Refuse value combinations that would deploy a broken or unsafe server.
 {{- fail "set the store with store.type and store.postgres.existingSecret, not env.MAILROOM_STORE: env lands in a ConfigMap, and the URL holds a password" }}
 {{- end }}
 {{- if $pg }}
-{{- $accounts := or .Values.accounts.existingSecret (hasKey .Values.env "MAILROOM_ACCOUNTS") (hasKey .Values.env "MAILROOM_ACCOUNTS_FILE") }}
-{{- range .Values.extraEnv }}
-{{- if has .name (list "MAILROOM_ACCOUNTS" "MAILROOM_ACCOUNTS_FILE") }}{{ $accounts = true }}{{ end }}
-{{- end }}
-{{- if not $accounts }}
-{{- fail "store.type=postgres needs accounts.existingSecret: without configured accounts each pod would generate its own postmaster password in its data dir, an emptyDir lost at every restart" }}
-{{- end }}
 {{- end }}
 {{- $pdb := .Values.podDisruptionBudget }}
 {{- if and (not (kindIs "invalid" $pdb.minAvailable)) (not (kindIs "invalid" $pdb.maxUnavailable)) }}
