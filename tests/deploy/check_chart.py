@@ -270,6 +270,43 @@ def expect_postgres_pdb(o: dict[tuple[str, str], dict[str, Any]]) -> None:
     check(pdb.get("minAvailable") == "50%" and "maxUnavailable" not in pdb, f"PDB {pdb}")
 
 
+def expect_postgres_s3(o: dict[tuple[str, str], dict[str, Any]]) -> None:
+    pod, env, mounts = pod_of(o), env_of(o), mounts_of(o)
+    vols = {v["name"]: v for v in pod["volumes"]}
+    check(env["MAILROOM_BLOB_STORE"] == S3_URL, "MAILROOM_BLOB_STORE: store.s3.url")
+    check(
+        vols["s3"]["secret"] == {
+            "secretName": "mail-s3",
+            "defaultMode": 0o440,
+            "items": [{"key": "access-key-id", "path": "access-key-id"}, {"key": "secret-access-key", "path": "secret-access-key"}],
+        },
+        f"only the two keys of the S3 Secret: {vols['s3']}",
+    )
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "s3")
+    check(mount.get("readOnly") is True and mounts["s3"] == "/run/secrets/mailroom/s3", "S3 Secret mounted read-only")
+    check(env["MAILROOM_S3_ACCESS_KEY_ID_FILE"] == f"{mounts['s3']}/access-key-id", "access key id file inside the mount")
+    check(env["MAILROOM_S3_SECRET_ACCESS_KEY_FILE"] == f"{mounts['s3']}/secret-access-key", "secret key file inside the mount")
+    check("MAILROOM_S3_ACCESS_KEY_ID" not in env and "MAILROOM_S3_SECRET_ACCESS_KEY" not in env, "no S3 key in the ConfigMap")
+    check(env["MAILROOM_STORE_FILE"] == f"{mounts['store']}/uri", "the database URL still from its Secret")
+    check("mail-s3" in o[("NOTES", "")]["text"], "NOTES name the S3 Secret")
+
+
+def expect_postgres_s3_keys(o: dict[tuple[str, str], dict[str, Any]]) -> None:
+    pod, env, mounts = pod_of(o), env_of(o), mounts_of(o)
+    vols = {v["name"]: v for v in pod["volumes"]}
+    check(vols["s3"]["secret"]["items"] == [{"key": "AWS_ACCESS_KEY_ID", "path": "AWS_ACCESS_KEY_ID"}, {"key": "AWS_SECRET_ACCESS_KEY", "path": "AWS_SECRET_ACCESS_KEY"}], "own key names")
+    check(env["MAILROOM_S3_ACCESS_KEY_ID_FILE"] == f"{mounts['s3']}/AWS_ACCESS_KEY_ID", "own access key id name")
+    check(env["MAILROOM_S3_SECRET_ACCESS_KEY_FILE"] == f"{mounts['s3']}/AWS_SECRET_ACCESS_KEY", "own secret key name")
+
+
+def expect_postgres_no_s3(o: dict[tuple[str, str], dict[str, Any]]) -> None:
+    env, pod = env_of(o), pod_of(o)
+    check(not any(k.startswith("MAILROOM_S3_") or k == "MAILROOM_BLOB_STORE" for k in env), "no S3 variable without store.s3.url")
+    check("s3" not in {v["name"] for v in pod["volumes"]}, "no S3 mount without store.s3.url")
+
+
+S3_URL = "s3://mail-bodies/mailroom?endpoint=https://s3.example.org&region=eu-central-1"
+
 OWN_AFFINITY = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "mail", "operator": "Exists"}]}]}}}
 
 POSTGRES: dict[str, Any] = {
@@ -277,6 +314,11 @@ POSTGRES: dict[str, Any] = {
     "replicaCount": 3,
     "accounts": {"existingSecret": "mail-accounts"},
     "tls": {"existingSecret": "mail-tls"},
+}
+
+POSTGRES_S3: dict[str, Any] = {
+    **POSTGRES,
+    "store": {**POSTGRES["store"], "s3": {"url": S3_URL, "existingSecret": "mail-s3"}},
 }
 
 EVERYTHING_ON: dict[str, Any] = {
@@ -309,6 +351,13 @@ SCENARIOS: list[tuple[str, dict[str, Any], Callable[[dict[tuple[str, str], dict[
         expect_postgres_one,
     ),
     ("PostgreSQL store, PDB minAvailable", {**POSTGRES, "podDisruptionBudget": {"minAvailable": "50%"}}, expect_postgres_pdb),
+    ("PostgreSQL store, bodies in S3", POSTGRES_S3, lambda o: (expect_postgres(o), expect_postgres_s3(o))),
+    (
+        "PostgreSQL store, bodies in S3, own key names",
+        {**POSTGRES, "store": {**POSTGRES["store"], "s3": {"url": "s3://b", "existingSecret": "aws", "accessKeyIdKey": "AWS_ACCESS_KEY_ID", "secretAccessKeyKey": "AWS_SECRET_ACCESS_KEY"}}},
+        expect_postgres_s3_keys,
+    ),
+    ("PostgreSQL store, no bucket", POSTGRES, expect_postgres_no_s3),
 ]
 
 # Values the chart must refuse, and a word the error must contain.
@@ -324,6 +373,11 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("the store URL in a ConfigMap", {"env": {"MAILROOM_STORE": "postgres://u:pw@db/m"}}, "env.MAILROOM_STORE"),
     ("PDB with both bounds", {**POSTGRES, "podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}}, "not both"),
     ("unknown store type", {"store": {"type": "s3"}}, "store"),
+    ("S3 bodies on Maildir", {"store": {"s3": {"url": S3_URL, "existingSecret": "mail-s3"}}}, "store.s3.url needs store.type=postgres"),
+    ("S3 bodies without the key Secret", {**POSTGRES, "store": {**POSTGRES["store"], "s3": {"url": S3_URL}}}, "store.s3.existingSecret"),
+    ("the S3 secret key in a ConfigMap", {**POSTGRES_S3, "env": {"MAILROOM_S3_SECRET_ACCESS_KEY": "x"}}, "env.MAILROOM_S3_SECRET_ACCESS_KEY"),
+    ("the S3 key id in a ConfigMap", {**POSTGRES_S3, "env": {"MAILROOM_S3_ACCESS_KEY_ID": "x"}}, "env.MAILROOM_S3_ACCESS_KEY_ID"),
+    ("an S3 URL that is not s3://", {**POSTGRES_S3, "store": {**POSTGRES_S3["store"], "s3": {"url": "https://s3.example.org/b", "existingSecret": "mail-s3"}}}, "url"),
     ("zero replicas", {"replicaCount": 0}, "replicaCount"),
 ]
 

@@ -53,6 +53,13 @@ Call with (dict "root" $ "proto" $proto).
 {{- define "mailroom.tlsDir" -}}/run/secrets/mailroom/tls{{- end }}
 {{- define "mailroom.storeDir" -}}/run/secrets/mailroom/store{{- end }}
 {{- define "mailroom.storeCaDir" -}}/run/secrets/mailroom/store-ca{{- end }}
+{{- define "mailroom.s3Dir" -}}/run/secrets/mailroom/s3{{- end }}
+
+{{/* store.s3 with its defaults filled in, as JSON (a release upgraded with --reuse-values
+from a chart without store.s3 has none). */}}
+{{- define "mailroom.s3" -}}
+{{- toJson (merge (dict) (.Values.store.s3 | default dict) (dict "url" "" "existingSecret" "" "accessKeyIdKey" "access-key-id" "secretAccessKeyKey" "secret-access-key")) }}
+{{- end }}
 
 {{/* Whether to render a PodDisruptionBudget: podDisruptionBudget.enabled, or by default
 when more than one replica runs. Empty means no. */}}
@@ -92,7 +99,20 @@ Refuse value combinations that would deploy a broken or unsafe server.
 {{- if hasKey .Values.env "MAILROOM_STORE" }}
 {{- fail "set the store with store.type and store.postgres.existingSecret, not env.MAILROOM_STORE: env lands in a ConfigMap, and the URL holds a password" }}
 {{- end }}
-{{- if $pg }}
+{{- if hasKey .Values.env "MAILROOM_S3_ACCESS_KEY_ID" }}
+{{- fail "set the S3 key pair with store.s3.existingSecret, not env.MAILROOM_S3_ACCESS_KEY_ID: env lands in a ConfigMap" }}
+{{- end }}
+{{- if hasKey .Values.env "MAILROOM_S3_SECRET_ACCESS_KEY" }}
+{{- fail "set the S3 key pair with store.s3.existingSecret, not env.MAILROOM_S3_SECRET_ACCESS_KEY: env lands in a ConfigMap, and it is a secret" }}
+{{- end }}
+{{- $s3 := include "mailroom.s3" . | fromJson }}
+{{- if $s3.url }}
+{{- if not $pg }}
+{{- fail "store.s3.url needs store.type=postgres: message bodies go to a bucket only when the mail is in PostgreSQL" }}
+{{- end }}
+{{- if empty $s3.existingSecret }}
+{{- fail "store.s3.url needs store.s3.existingSecret: a Secret holding the bucket's key pair under keys store.s3.accessKeyIdKey and store.s3.secretAccessKeyKey" }}
+{{- end }}
 {{- end }}
 {{- $pdb := .Values.podDisruptionBudget }}
 {{- if and (not (kindIs "invalid" $pdb.minAvailable)) (not (kindIs "invalid" $pdb.maxUnavailable)) }}
@@ -153,6 +173,12 @@ which wins. Rendered (sorted) into the ConfigMap.
 {{- end }}
 {{- if eq .Values.store.type "postgres" }}
 {{- $_ := set $env "MAILROOM_STORE_FILE" (printf "%s/%s" (include "mailroom.storeDir" .) .Values.store.postgres.secretKey) }}
+{{- $s3 := include "mailroom.s3" . | fromJson }}
+{{- if $s3.url }}
+{{- $_ := set $env "MAILROOM_BLOB_STORE" $s3.url }}
+{{- $_ := set $env "MAILROOM_S3_ACCESS_KEY_ID_FILE" (printf "%s/%s" (include "mailroom.s3Dir" .) $s3.accessKeyIdKey) }}
+{{- $_ := set $env "MAILROOM_S3_SECRET_ACCESS_KEY_FILE" (printf "%s/%s" (include "mailroom.s3Dir" .) $s3.secretAccessKeyKey) }}
+{{- end }}
 {{- end }}
 {{- if .Values.proxyProtocol.enabled }}
 {{- $_ := set $env "MAILROOM_PROXY_PROTOCOL_FROM" (join "," .Values.proxyProtocol.from) }}

@@ -4,7 +4,8 @@ The pod template shared by the StatefulSet (Maildir, the default) and the Deploy
 */}}
 {{- define "mailroom.podTemplate" -}}
 {{- $tlsSecret := include "mailroom.tlsSecret" . }}
-{{- $pg := eq .Values.store.type "postgres" -}}
+{{- $pg := eq .Values.store.type "postgres" }}
+{{- $s3 := include "mailroom.s3" . | fromJson -}}
 metadata:
   labels:
     {{- include "mailroom.selectorLabels" . | nindent 4 }}
@@ -114,6 +115,12 @@ spec:
           mountPath: {{ include "mailroom.storeCaDir" . }}
           readOnly: true
         {{- end }}
+        {{- if $s3.url }}
+        # The bucket's key pair, read through MAILROOM_S3_*_FILE.
+        - name: s3
+          mountPath: {{ include "mailroom.s3Dir" . }}
+          readOnly: true
+        {{- end }}
         {{- end }}
         {{- with .Values.extraVolumeMounts }}
         {{- toYaml . | nindent 8 }}
@@ -166,6 +173,18 @@ spec:
         items:
           - key: {{ $.Values.store.postgres.caKey }}
             path: {{ $.Values.store.postgres.caKey }}
+    {{- end }}
+    {{- if $s3.url }}
+    # Only the two keys of the pair.
+    - name: s3
+      secret:
+        secretName: {{ $s3.existingSecret }}
+        defaultMode: 0440
+        items:
+          - key: {{ $s3.accessKeyIdKey }}
+            path: {{ $s3.accessKeyIdKey }}
+          - key: {{ $s3.secretAccessKeyKey }}
+            path: {{ $s3.secretAccessKeyKey }}
     {{- end }}
     {{- end }}
     {{- with .Values.extraVolumes }}
