@@ -80,7 +80,8 @@ pub trait MailStore: Clone + Send + Sync + 'static {
     /// Delete a folder with its messages (never INBOX, never one with children).
     fn delete_folder(&self, account: &MailboxOwner, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Rename a folder and its children; renaming INBOX moves its messages (RFC 3501 6.3.5).
+    /// Rename a folder and its children (never INBOX: `Store::rename_folder` moves its
+    /// messages instead, RFC 3501 6.3.5, the same way on every backend).
     fn rename_folder(
         &self,
         account: &MailboxOwner,

@@ -170,7 +170,17 @@ impl Store {
     }
 
     /// See [`MailStore::rename_folder`].
+    /// Renaming INBOX is the same on every backend, built from the other operations: its
+    /// messages move to a new folder and INBOX stays, empty (RFC 3501 6.3.5).
     pub async fn rename_folder(&self, account: &MailboxOwner, from: &str, to: &str) -> Result<(), StoreError> {
+        if FolderPath::for_rename(from, to)?.0.is_inbox() {
+            self.create_folder(account, to, None).await?;
+            let inbox = self.open_mailbox(account, "INBOX").await?;
+            let target = self.open_mailbox(account, to).await?;
+            let uids: Vec<u32> = inbox.sync().await?.messages.iter().map(|m| m.uid).collect();
+            inbox.move_to(&uids, &target).await?;
+            return Ok(());
+        }
         match self {
             Store::Maildir(s) => MailStore::rename_folder(s, account, from, to).await,
             Store::Pg(s) => MailStore::rename_folder(s, account, from, to).await,

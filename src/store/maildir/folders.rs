@@ -225,17 +225,12 @@ impl MaildirStore {
         Ok(())
     }
 
-    /// Rename a folder with its sub-folders (UIDVALIDITY and UIDs are kept). Renaming
-    /// INBOX moves its messages into a new folder and leaves INBOX empty (RFC 3501 6.3.5).
+    /// Rename a folder with its sub-folders (UIDVALIDITY and UIDs are kept). INBOX is
+    /// renamed by `store::Store::rename_folder`, the same way for every backend.
     pub async fn rename_folder(&self, account: &MailboxOwner, from: &str, to: &str) -> Result<(), StoreError> {
         let (src, dst) = FolderPath::for_rename(from, to)?;
         if src.is_inbox() {
-            self.create_folder(account, to, None).await?;
-            let inbox = self.open_path(account, &FolderPath::Inbox).await?;
-            let target = self.open_path(account, &dst).await?;
-            let uids: Vec<u32> = inbox.sync().await?.messages.iter().map(|m| m.uid).collect();
-            inbox.move_to(&uids, &target).await?;
-            return Ok(());
+            return Err(StoreError::NotPermitted(from.to_string()));
         }
         let _g = self.inner.folders_lock.lock().await;
         let root = self.inner.layout.account_dir(account)?;

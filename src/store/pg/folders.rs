@@ -225,13 +225,8 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         let (src, dst) = FolderPath::for_rename(from, to)?;
         if src.is_inbox() {
-            // RFC 3501 6.3.5: the messages move to the new folder, INBOX stays (empty).
-            self.create_folder_impl(owner, to, None).await?;
-            let inbox = self.open_path(owner, &FolderPath::Inbox).await?;
-            let target = self.open_path(owner, &dst).await?;
-            let uids: Vec<u32> = inbox.sync_impl().await?.messages.iter().map(|m| m.uid).collect();
-            inbox.move_impl(&uids, &target).await?;
-            return Ok(());
+            // `store::Store::rename_folder` moves INBOX's messages instead.
+            return Err(StoreError::NotPermitted(from.to_string()));
         }
         let account = self.account_id(owner).await?;
         let mut tx = self.pool().begin().await.map_err(db_error)?;
