@@ -424,7 +424,7 @@ impl PgBackend {
 
     /// Wake every replica's scheduler. Best effort: they poll anyway.
     async fn notify(&self) {
-        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(&self.pool).await {
+        if let Err(e) = crate::store::pg::send_notification(&self.pool, CHANNEL, &[String::new()]).await {
             tracing::debug!(error = %e, "queue: NOTIFY failed");
         }
     }

@@ -7,6 +7,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -30,11 +31,14 @@ pub(crate) struct Shared {
     pub owner: MailboxOwner,
     pub name: String,
     pub events: broadcast::Sender<MailboxEvent>,
+    /// The highest modseq of a change this replica's sessions of the folder were told
+    /// about (the catch-up poll in `notify.rs` compares it with the database).
+    pub told_modseq: AtomicU64,
 }
 
 impl Shared {
-    pub fn new(id: i64, uid_validity: u32, owner: MailboxOwner, name: String) -> Shared {
-        Shared { id, uid_validity, owner, name, events: broadcast::channel(64).0 }
+    pub fn new(id: i64, uid_validity: u32, owner: MailboxOwner, name: String, modseq: u64) -> Shared {
+        Shared { id, uid_validity, owner, name, events: broadcast::channel(64).0, told_modseq: AtomicU64::new(modseq) }
     }
 }
 
@@ -166,12 +170,21 @@ impl PgMailbox {
         Ok((head, rows))
     }
 
+    /// `sql` (a statement over this whole folder) with the folder's row id written in place
+    /// of `$1`, planned for this folder alone. The store's connections use generic plans
+    /// (`mod.rs`), which estimate a folder's rows from the number of folders: in a database
+    /// of a few folders that is a scan of every message of every folder, even for a folder
+    /// of ten. The id is an integer, so writing it into the SQL is safe.
+    fn for_this_folder(&self, sql: &'static str) -> sqlx::AssertSqlSafe<String> {
+        sqlx::AssertSqlSafe(sql.replace("$1", &self.shared.id.to_string()))
+    }
+
     pub(super) async fn sync_impl(&self) -> Result<MailboxSnapshot, StoreError> {
-        let rows = sqlx::query(select_head_and_meta!(
+        let rows = sqlx::query(self.for_this_folder(select_head_and_meta!(
             " FROM mailboxes b LEFT JOIN messages m ON m.mailbox_id = b.id AND m.expunged_modseq IS NULL \
              WHERE b.id = $1 ORDER BY m.uid"
-        ))
-        .bind(self.shared.id)
+        )))
+        .persistent(false)
         .fetch_all(self.store.pool())
         .await
         .map_err(db_error)?;
@@ -233,9 +246,13 @@ impl PgMailbox {
     }
 
     pub(super) async fn take_recent_impl(&self, until: u32) -> Range<u32> {
+        // The claim's commit does not wait for a WAL flush: a crash can only lose a claim,
+        // and then show those messages as \Recent to one more session, which is harmless;
+        // waiting would cost every SELECT a disk flush.
         let row = sqlx::query(
             "UPDATE mailboxes m SET recent_floor = GREATEST(o.recent_floor, $2) \
-             FROM (SELECT recent_floor FROM mailboxes WHERE id = $1 FOR UPDATE) o \
+             FROM (SELECT recent_floor FROM mailboxes WHERE id = $1 FOR UPDATE) o, \
+             (SELECT set_config('synchronous_commit', 'off', true)) c \
              WHERE m.id = $1 RETURNING o.recent_floor, m.recent_floor",
         )
         .bind(self.shared.id)
@@ -253,14 +270,14 @@ impl PgMailbox {
     }
 
     pub(super) async fn status_impl(&self) -> Result<MailboxStatus, StoreError> {
-        let row = sqlx::query(
+        let row = sqlx::query(self.for_this_folder(
             "SELECT b.uid_next, b.highest_modseq, b.total_bytes, count(m.uid), \
              count(m.uid) FILTER (WHERE m.flags & 1 = 0), count(m.uid) FILTER (WHERE m.flags & 8 <> 0), \
              count(m.uid) FILTER (WHERE m.uid >= b.recent_floor) \
              FROM mailboxes b LEFT JOIN messages m ON m.mailbox_id = b.id AND m.expunged_modseq IS NULL \
              WHERE b.id = $1 GROUP BY b.id",
-        )
-        .bind(self.shared.id)
+        ))
+        .persistent(false)
         .fetch_optional(self.store.pool())
         .await
         .map_err(db_error)?

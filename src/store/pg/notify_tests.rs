@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use super::notify::{MAX_UIDS, parse, payload};
+use super::notify::{Change, MAX_UIDS, parse, payload};
 use super::{LISTENER_APPLICATION_NAME, PgMailbox, PgStore};
 use crate::store::api::{MailStore, MailboxOps};
 use crate::store::{Flag, FlagOp, LocalDelivery, MailboxEvent, MailboxOwner, MessageBody};
@@ -88,18 +88,33 @@ fn payloads_round_trip_and_stay_far_below_the_notify_limit() {
         MailboxEvent::FlagsChanged { uids: vec![1, 2, 3] },
         MailboxEvent::Expunged { uids: vec![4, 5] },
     ];
+    let change = |mailbox, modseq, event| Change { mailbox, modseq, event };
     for event in cases {
-        assert_eq!(parse(&payload(u64::MAX, 42, &event)), Some((u64::MAX, 42, event)));
+        let c = change(42, u64::MAX, event);
+        assert_eq!(parse(&payload(u64::MAX, &c)), Some((u64::MAX, c)));
     }
-    assert_eq!(payload(0xab, 7, &MailboxEvent::FlagsChanged { uids: vec![1, 9] }), "ab 7 F 1,9");
+    assert_eq!(payload(0xab, &change(7, 12, MailboxEvent::FlagsChanged { uids: vec![1, 9] })), "ab 7 12 F 1,9");
     // Too many UIDs (or none): a resync hint, which sessions receive as NewMessages.
     let many: Vec<u32> = (1..=MAX_UIDS as u32 + 1).collect();
-    assert_eq!(payload(0xab, 7, &MailboxEvent::Expunged { uids: many }), "ab 7 R");
-    assert_eq!(parse("ab 7 R"), Some((0xab, 7, MailboxEvent::NewMessages)));
-    let largest = payload(u64::MAX, i64::MAX, &MailboxEvent::Expunged { uids: vec![u32::MAX; MAX_UIDS] });
+    assert_eq!(payload(0xab, &change(7, 12, MailboxEvent::Expunged { uids: many })), "ab 7 12 R");
+    assert_eq!(parse("ab 7 12 R"), Some((0xab, change(7, 12, MailboxEvent::NewMessages))));
+    let largest =
+        payload(u64::MAX, &change(i64::MAX, u64::MAX, MailboxEvent::Expunged { uids: vec![u32::MAX; MAX_UIDS] }));
     assert!(largest.len() < 8000, "{} bytes", largest.len());
-    for junk in ["", "7", "ab 7", "ab x N", "zz 7 N", "ab 7 N extra", "ab 7 F", "ab 7 F 1,,2", "ab 7 X -1", "ab 7 Q 1"]
-    {
+    for junk in [
+        "",
+        "7",
+        "ab 7",
+        "ab 7 N",
+        "ab x 1 N",
+        "zz 7 1 N",
+        "ab 7 -1 N",
+        "ab 7 1 N extra",
+        "ab 7 1 F",
+        "ab 7 1 F 1,,2",
+        "ab 7 1 X -1",
+        "ab 7 1 Q 1",
+    ] {
         assert_eq!(parse(junk), None, "{junk:?}");
     }
 }
@@ -222,4 +237,32 @@ async fn the_writing_replica_hears_each_change_once_and_at_once() {
     open(&b, "INBOX").await.expunge(&[1]).await.expect("expunge");
     let next = tokio::time::timeout(Duration::from_secs(1), idle.recv()).await;
     assert_eq!(next, Ok(Ok(MailboxEvent::Expunged { uids: vec![1] })));
+}
+
+/// A notification lost with its sender (the replica died between its COMMIT and its
+/// outbox's send): the catch-up poll finds the folder's modseq past what its sessions were
+/// told, and asks them to resync, once.
+#[tokio::test]
+async fn the_catch_up_poll_finds_a_change_whose_notification_was_lost() {
+    let Some((a, b)) = replicas().await else { return };
+    let on_a = open(&a, "INBOX").await;
+    let on_b = open(&b, "INBOX").await;
+    let mut idle = on_b.subscribe();
+    b.catch_up().await.expect("poll");
+    assert_eq!(drain(&mut idle, Duration::from_millis(200)).await, [], "nothing changed yet");
+    // A committed change that no NOTIFY announces.
+    sqlx::query("UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = $1")
+        .bind(on_a.row())
+        .execute(a.pool())
+        .await
+        .expect("update");
+    b.catch_up().await.expect("poll");
+    assert_eq!(idle.try_recv(), Ok(MailboxEvent::NewMessages));
+    b.catch_up().await.expect("poll");
+    assert_eq!(drain(&mut idle, Duration::from_millis(200)).await, [], "told once");
+    // A change that was announced is not announced again by the poll.
+    on_a.append(&body("Subject: 1\r\n\r\nx\r\n"), &[], None).await.expect("append");
+    expect(&mut idle, MailboxEvent::NewMessages, Duration::from_secs(5)).await;
+    b.catch_up().await.expect("poll");
+    assert_eq!(drain(&mut idle, Duration::from_millis(200)).await, [], "the NOTIFY already told");
 }

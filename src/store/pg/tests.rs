@@ -9,7 +9,7 @@ use tokio::io::AsyncReadExt;
 
 use super::migrate::{self, MigrateError};
 use super::*;
-use crate::store::{Flag, LocalDelivery, MailStore, MailboxOps, MessageBody};
+use crate::store::{Flag, FlagOp, LocalDelivery, MailStore, MailboxOps, MessageBody};
 use crate::test_pg::{self, PgCluster};
 
 fn alice() -> MailboxOwner {
@@ -98,6 +98,53 @@ async fn two_replicas_appending_to_one_folder_never_share_a_uid() {
     assert_eq!((snap.messages.len(), snap.uid_next), (2 * EACH, 2 * EACH as u32 + 1));
     let modseqs: std::collections::HashSet<u64> = snap.messages.iter().map(|m| m.modseq).collect();
     assert_eq!(modseqs.len(), 2 * EACH, "every append has its own modseq");
+}
+
+/// STOREs of different flags on one message from two replicas at once (the one-statement
+/// path) build on each other: none overwrites the other's flag, and every change that
+/// changed something has a modseq of its own.
+#[tokio::test]
+async fn concurrent_stores_on_one_message_from_two_replicas_lose_no_flag() {
+    let Some((url, a)) = fresh().await else { return };
+    let b = PgStore::connect(&url, None).await.unwrap();
+    a.account_id(&alice()).await.unwrap();
+    let inbox = a.open_mailbox(&alice(), "INBOX").await.unwrap();
+    inbox.append(&body("Subject: x\r\n\r\nx\r\n"), &[Flag::Keyword("$Label1".into())], None).await.unwrap();
+    const ROUNDS: usize = 100;
+    let mut tasks = Vec::new();
+    for (store, flag) in [(a.clone(), Flag::Seen), (b.clone(), Flag::Flagged)] {
+        tasks.push(tokio::spawn(async move {
+            let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+            let mut modseqs = Vec::new();
+            for i in 0..ROUNDS {
+                // Ends with the flag added (ROUNDS is even).
+                let op = if i % 2 == 0 { FlagOp::Remove } else { FlagOp::Add };
+                let out = mb.store_flags(&[1], op, std::slice::from_ref(&flag), None).await.unwrap();
+                modseqs.extend(out.updated.iter().map(|u| u.2));
+            }
+            modseqs
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let snap = inbox.sync().await.unwrap();
+    let flags = &snap.messages[0].flags;
+    for f in [Flag::Seen, Flag::Flagged, Flag::Keyword("$Label1".into())] {
+        assert!(flags.contains(&f), "{f:?} kept: {flags:?}");
+    }
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "a modseq per change");
+    assert!(n >= ROUNDS, "the adds after the removes changed the message: {n}");
+    // Removing a keyword keeps the others (and their stored order).
+    inbox.store_flags(&[1], FlagOp::Add, &[Flag::Keyword("$Label2".into())], None).await.unwrap();
+    let out = inbox.store_flags(&[1], FlagOp::Remove, &[Flag::Keyword("$Label1".into())], None).await.unwrap();
+    assert_eq!(out.updated.len(), 1);
+    assert!(out.updated[0].1.contains(&Flag::Keyword("$Label2".into())), "{:?}", out.updated);
+    assert!(!out.updated[0].1.contains(&Flag::Keyword("$Label1".into())), "{:?}", out.updated);
 }
 
 /// `(refcount, chunks)` of the one body in the database, `None` when it is gone.

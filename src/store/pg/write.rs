@@ -5,9 +5,10 @@
 //! holds it to COMMIT, so writers of one folder are serialised across every replica and
 //! UIDs ascend in commit order; writers of different folders do not wait for each other.
 //! Bodies are hashed (and, with an object store, uploaded) before the transaction starts,
-//! so the lock is never held while a spool file is read or sent. Each transaction also
-//! queues its change notification (`notify::send`), which PostgreSQL delivers to the other
-//! replicas only if it commits; this replica's sessions are told directly after COMMIT.
+//! so the lock is never held while a spool file is read or sent. After COMMIT each write
+//! publishes its change with the modseq it committed at: this replica's sessions are told
+//! directly, the other replicas through the outbox (`notify.rs` says why not inside the
+//! transaction).
 
 use std::collections::BTreeSet;
 use std::time::SystemTime;
@@ -16,7 +17,7 @@ use sqlx::{PgConnection, Row};
 
 use super::blobs::{self, Blob};
 use super::mailbox::{PgMailbox, decode_flags, encode_flags, from_time};
-use super::{PgStore, TOMBSTONE_RETENTION, db_error, notify};
+use super::{PgStore, TOMBSTONE_RETENTION, db_error};
 use crate::store::{
     DeliveredMessage, Flag, FlagOp, FolderPath, LocalDelivery, MAX_KEYWORD_LEN, MAX_KEYWORDS, MailboxEvent,
     MessageBody, StoreError, StoreFlagsOutcome,
@@ -136,9 +137,8 @@ impl PgMailbox {
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        notify::send(&mut tx, &self.store, self.row(), &MailboxEvent::NewMessages).await?;
         tx.commit().await.map_err(db_error)?;
-        self.store.notify(self.row(), MailboxEvent::NewMessages);
+        self.store.publish(self.row(), modseq, MailboxEvent::NewMessages);
         Ok(uid as u32)
     }
 
@@ -161,6 +161,9 @@ impl PgMailbox {
         unchanged_since: Option<u64>,
     ) -> Result<StoreFlagsOutcome, StoreError> {
         let (bits, keywords) = encode_flags(flags);
+        if unchanged_since.is_none() && (keywords.is_empty() || op == FlagOp::Remove) {
+            return self.store_flags_at_once(uids, op, bits, keywords).await;
+        }
         let mut tx = self.store.pool().begin().await.map_err(db_error)?;
         if op == FlagOp::Remove {
             lock_row(&mut tx, self).await?;
@@ -194,8 +197,8 @@ impl PgMailbox {
                 changes.push((uid, new_bits, new_kw));
             }
         }
+        let mut modseq = None;
         if !changes.is_empty() {
-            let modseq = next_modseq(&mut tx, self.row()).await?;
             // One statement per distinct result: a STORE usually gives every message the same.
             let mut groups: Vec<(FlagRow, Vec<i64>)> = Vec::new();
             for (uid, b, k) in &changes {
@@ -205,41 +208,129 @@ impl PgMailbox {
                 }
             }
             for ((b, k), uids) in groups {
-                sqlx::query(
-                    "UPDATE messages SET flags = $3, keywords = $4, modseq = $5 WHERE mailbox_id = $1 AND uid = ANY($2)",
+                // The first statement also raises the folder's modseq: one round trip, not two.
+                let m: i64 = sqlx::query_scalar(
+                    "WITH f AS (UPDATE mailboxes SET highest_modseq = highest_modseq + 1 \
+                     WHERE id = $1 AND $5::bigint IS NULL RETURNING highest_modseq), \
+                     m AS (SELECT coalesce((SELECT highest_modseq FROM f), $5) AS modseq), \
+                     u AS (UPDATE messages SET flags = $3, keywords = $4, modseq = (SELECT modseq FROM m) \
+                     WHERE mailbox_id = $1 AND uid = ANY($2)) \
+                     SELECT modseq FROM m",
                 )
                 .bind(self.row())
                 .bind(uids)
                 .bind(b)
                 .bind(k)
                 .bind(modseq)
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(db_error)?;
+                modseq = Some(m);
             }
-            out.updated = changes.into_iter().map(|(uid, b, k)| (uid, decode_flags(b, &k), modseq as u64)).collect();
-            let uids = out.updated.iter().map(|(u, _, _)| *u).collect();
-            notify::send(&mut tx, &self.store, self.row(), &MailboxEvent::FlagsChanged { uids }).await?;
+            let modseq = modseq.unwrap_or(0) as u64;
+            out.updated = changes.into_iter().map(|(uid, b, k)| (uid, decode_flags(b, &k), modseq)).collect();
         }
         tx.commit().await.map_err(db_error)?;
-        if !out.updated.is_empty() {
+        if let Some(modseq) = modseq {
             let uids = out.updated.iter().map(|(u, _, _)| *u).collect();
-            self.store.notify(self.row(), MailboxEvent::FlagsChanged { uids });
+            self.store.publish(self.row(), modseq, MailboxEvent::FlagsChanged { uids });
         }
         Ok(out)
+    }
+
+    /// STORE in one statement, so in one round trip and one commit: for the common STOREs,
+    /// which admit no new keyword into the folder and have no UNCHANGEDSINCE. The new flags
+    /// are computed by the UPDATE from the row it updates, so a concurrent change to the same
+    /// message is built on, never overwritten (PostgreSQL re-reads a row another transaction
+    /// changed before updating it). The folder's modseq is raised even when nothing changes:
+    /// modseqs may have gaps.
+    async fn store_flags_at_once(
+        &self,
+        uids: &[u32],
+        op: FlagOp,
+        bits: i16,
+        keywords: Vec<String>,
+    ) -> Result<StoreFlagsOutcome, StoreError> {
+        macro_rules! new_bits {
+            () => {
+                "(CASE $3 WHEN 0 THEN m.flags | $4 WHEN 1 THEN m.flags & ~$4 ELSE $4 END)"
+            };
+        }
+        // Removal keeps the stored (sorted) order; a replacement by no keyword empties them.
+        macro_rules! new_keywords {
+            () => {
+                "(CASE $3 WHEN 1 THEN ARRAY(SELECT k FROM unnest(m.keywords) WITH ORDINALITY AS t(k, i) \
+                 WHERE k <> ALL($5) ORDER BY i) WHEN 2 THEN '{}'::text[] ELSE m.keywords END)"
+            };
+        }
+        let sql = concat!(
+            "WITH f AS (UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = $1 \
+             RETURNING highest_modseq), \
+             u AS (UPDATE messages AS m SET flags = ",
+            new_bits!(),
+            ", keywords = ",
+            new_keywords!(),
+            ", modseq = (SELECT highest_modseq FROM f) \
+             WHERE m.mailbox_id = $1 AND m.uid = ANY($2) AND m.expunged_modseq IS NULL AND (",
+            new_bits!(),
+            " <> m.flags OR ",
+            new_keywords!(),
+            " <> m.keywords) RETURNING m.uid, m.flags, m.keywords, m.modseq) \
+             SELECT s.uid, coalesce(u.flags, s.flags), coalesce(u.keywords, s.keywords), \
+             coalesce(u.modseq, s.modseq), u.uid IS NOT NULL \
+             FROM messages s LEFT JOIN u ON u.uid = s.uid \
+             WHERE s.mailbox_id = $1 AND s.uid = ANY($2) AND s.expunged_modseq IS NULL ORDER BY s.uid"
+        );
+        let code: i16 = match op {
+            FlagOp::Add => 0,
+            FlagOp::Remove => 1,
+            FlagOp::Replace => 2,
+        };
+        let wanted: Vec<i64> = uids.iter().map(|u| *u as i64).collect();
+        let rows = sqlx::query(sql)
+            .bind(self.row())
+            .bind(&wanted)
+            .bind(code)
+            .bind(bits)
+            .bind(keywords)
+            .fetch_all(self.store.pool())
+            .await
+            .map_err(db_error)?;
+        if rows.is_empty() {
+            self.check_exists().await?;
+        }
+        let mut out = StoreFlagsOutcome::default();
+        for r in &rows {
+            let (uid, b, k, modseq) =
+                (r.get::<i64, _>(0) as u32, r.get::<i16, _>(1), r.get::<Vec<String>, _>(2), r.get::<i64, _>(3) as u64);
+            let entry = (uid, decode_flags(b, &k), modseq);
+            if r.get::<bool, _>(4) { out.updated.push(entry) } else { out.unchanged.push(entry) }
+        }
+        if let Some(modseq) = out.updated.first().map(|u| u.2) {
+            let uids = out.updated.iter().map(|(u, _, _)| *u).collect();
+            self.store.publish(self.row(), modseq as i64, MailboxEvent::FlagsChanged { uids });
+        }
+        Ok(out)
+    }
+
+    /// `NoSuchFolder` once the folder's row is gone.
+    async fn check_exists(&self) -> Result<(), StoreError> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT id FROM mailboxes WHERE id = $1")
+            .bind(self.row())
+            .fetch_optional(self.store.pool())
+            .await
+            .map_err(db_error)?;
+        found.map(drop).ok_or_else(|| StoreError::NoSuchFolder(self.folder_name_impl()))
     }
 
     pub(super) async fn expunge_impl(&self, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
         let mut tx = self.store.pool().begin().await.map_err(db_error)?;
         lock_row(&mut tx, self).await?;
-        let (gone, orphans) = expunge_locked(&mut tx, self.row(), uids).await?;
-        if !gone.is_empty() {
-            notify::send(&mut tx, &self.store, self.row(), &MailboxEvent::Expunged { uids: gone.clone() }).await?;
-        }
+        let (gone, orphans, modseq) = expunge_locked(&mut tx, self.row(), uids).await?;
         tx.commit().await.map_err(db_error)?;
         self.store.delete_objects(orphans).await;
         if !gone.is_empty() {
-            self.store.notify(self.row(), MailboxEvent::Expunged { uids: gone.clone() });
+            self.store.publish(self.row(), modseq, MailboxEvent::Expunged { uids: gone.clone() });
         }
         Ok(gone)
     }
@@ -316,17 +407,13 @@ impl PgMailbox {
         .map_err(db_error)?;
         blobs::add_refs(&mut tx, rows.iter().map(|r| r.get::<Vec<u8>, _>(2)).collect()).await?;
         let src: Vec<u32> = src.into_iter().map(|u| u as u32).collect();
-        let (gone, orphans) =
-            if moving { expunge_locked(&mut tx, self.row(), &src).await? } else { (Vec::new(), Vec::new()) };
-        notify::send(&mut tx, &self.store, dest.row(), &MailboxEvent::NewMessages).await?;
-        if !gone.is_empty() {
-            notify::send(&mut tx, &self.store, self.row(), &MailboxEvent::Expunged { uids: gone.clone() }).await?;
-        }
+        let (gone, orphans, gone_modseq) =
+            if moving { expunge_locked(&mut tx, self.row(), &src).await? } else { (Vec::new(), Vec::new(), 0) };
         tx.commit().await.map_err(db_error)?;
         self.store.delete_objects(orphans).await;
-        self.store.notify(dest.row(), MailboxEvent::NewMessages);
+        self.store.publish(dest.row(), modseq, MailboxEvent::NewMessages);
         if !gone.is_empty() {
-            self.store.notify(self.row(), MailboxEvent::Expunged { uids: gone });
+            self.store.publish(self.row(), gone_modseq, MailboxEvent::Expunged { uids: gone });
         }
         Ok(src.into_iter().zip(new.into_iter().map(|u| u as u32)).collect())
     }
@@ -345,13 +432,13 @@ fn apply(op: FlagOp, old_bits: i16, old_kw: &[String], bits: i16, keywords: &[St
 }
 
 /// Mark `uids` expunged (the caller holds the folder's row lock) and purge tombstones past
-/// [`TOMBSTONE_RETENTION`]. Returns the UIDs expunged now, ascending, and the bodies whose
-/// objects are deleted after COMMIT.
+/// [`TOMBSTONE_RETENTION`]. Returns the UIDs expunged now, ascending, the bodies whose
+/// objects are deleted after COMMIT, and the modseq of the expunge.
 async fn expunge_locked(
     conn: &mut PgConnection,
     mailbox: i64,
     uids: &[u32],
-) -> Result<(Vec<u32>, Vec<Vec<u8>>), StoreError> {
+) -> Result<(Vec<u32>, Vec<Vec<u8>>, i64), StoreError> {
     let wanted: Vec<i64> = uids.iter().map(|u| *u as i64).collect();
     let modseq = next_modseq(conn, mailbox).await?;
     let rows = sqlx::query(
@@ -387,7 +474,7 @@ async fn expunge_locked(
     let orphans = blobs::unref(conn, purged.iter().map(|r| r.get::<Vec<u8>, _>(1)).collect()).await?;
     let mut gone: Vec<u32> = rows.iter().map(|r| r.get::<i64, _>(0) as u32).collect();
     gone.sort_unstable();
-    Ok((gone, orphans))
+    Ok((gone, orphans, modseq))
 }
 
 impl PgStore {
