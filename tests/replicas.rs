@@ -451,15 +451,94 @@ fn a_replica_killed_before_the_remote_answered_is_delivered_once_by_the_other() 
     eprintln!("took {:?}", started.elapsed());
 }
 
-/// At least once, the other side of it: a replica killed after the remote answered 250
-/// for one recipient's domain but before the write-back (it still waits for the other
-/// domain's transaction, which the remote holds) leaves the whole item to be retried. The
-/// other replica sends the accepted recipient a second, byte-identical copy with the
-/// same Message-ID — which the remote can deduplicate — and the held one its only copy.
+/// A transaction of the test's own that holds the queue row's lock, so that A's
+/// write-back waits for it: the instant between the remote's 250 and the write-back,
+/// held open long enough to kill A in it.
+struct RowLock(std::process::Child);
+
+impl RowLock {
+    fn take(url: &str) -> RowLock {
+        use std::io::{BufRead, Write};
+        let mut psql = test_pg::psql_session(url);
+        writeln!(psql.stdin.as_mut().unwrap(), "BEGIN; SELECT id FROM queue_items FOR UPDATE;").unwrap();
+        // The row's id is printed once the lock is held.
+        let mut id = String::new();
+        std::io::BufReader::new(psql.stdout.as_mut().unwrap()).read_line(&mut id).unwrap();
+        assert!(!id.trim().is_empty(), "no queue row to lock");
+        RowLock(psql)
+    }
+
+    fn release(mut self) {
+        use std::io::Write;
+        let mut stdin = self.0.stdin.take().unwrap();
+        writeln!(stdin, "COMMIT;").unwrap();
+        drop(stdin);
+        assert!(self.0.wait().unwrap().success(), "psql holding the row lock failed");
+    }
+}
+
+impl Drop for RowLock {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Wait (30 s at most) until `sql` prints `want`.
+fn wait_sql(url: &str, what: &str, sql: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = test_pg::psql(url, sql);
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {sql} gives {got}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// At least once, the other side of it: the remote answered 250, and the replica is
+/// killed before its write-back (held back by a row lock). The item stays; after the
+/// lease the other replica sends it again, and the remote has two byte-identical copies
+/// with one Message-ID — which it can deduplicate on.
 #[test]
-fn a_replica_killed_after_a_250_before_its_write_back_is_sent_again_with_the_same_message_id() {
+fn a_replica_killed_between_the_250_and_its_write_back_sends_a_second_copy_with_the_same_message_id() {
     let started = Instant::now();
     let msgid = "<killed-after-250@example.com>";
+    let Some(mut rig) = KillRig::start(&["remote.test"], msgid, &["bob@remote.test"]) else { return };
+    rig.remote.wait("A's message, its reply held", |s| s.held == 1);
+    let b = rig.start_b();
+    let lock = RowLock::take(&rig.url);
+    rig.remote.answer_all();
+    rig.remote.wait("A's copy accepted", |s| s.accepted.len() == 1);
+    let write_back = "FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM queue_items%'";
+    wait_sql(&rig.url, "A's write-back to wait for the row lock", &format!("SELECT count(*) {write_back}"), "1");
+    rig.a.kill9();
+    // A dead process's connections go away; the one waiting for a lock would only notice
+    // once it got it, so it is ended here (its transaction never committed).
+    let ended = test_pg::psql(&rig.url, &format!("SELECT count(*) {write_back} AND pg_terminate_backend(pid, 10000)"));
+    assert_eq!(ended, "1", "A's write-back ended with its connection");
+    lock.release();
+    let list = rig.queue_list();
+    assert!(list.contains("sending") && list.ends_with("1 item(s)\n"), "leased by the dead replica: {list}");
+
+    rig.expire_leases_and_answer(&b);
+    let copies = rig.remote.accepted();
+    assert_eq!(copies.len(), 2, "{copies:?}");
+    assert!(copies.iter().all(|c| c.rcpts == ["bob@remote.test"] && c.message_id == msgid), "{copies:?}");
+    assert_eq!(copies[0].data, copies[1].data, "the second copy is the same message");
+    eprintln!("took {:?}", started.elapsed());
+}
+
+/// An item's recipients are written back together, once every domain's transaction has
+/// ended: a replica killed after the remote answered 250 for one domain while another
+/// domain's transaction (held by the remote) was still running leaves the whole item to
+/// be retried. The other replica sends the accepted recipient a second, byte-identical
+/// copy with the same Message-ID, and the held one its only copy.
+#[test]
+fn a_recipient_accepted_before_the_kill_is_sent_again_with_the_rest_of_its_item() {
+    let started = Instant::now();
+    let msgid = "<killed-mid-item@example.com>";
     let rcpts = ["bob@remote.test", "carol@other.test"];
     let Some(mut rig) = KillRig::start(&["other.test"], msgid, &rcpts) else { return };
     rig.remote.wait("bob's copy accepted and carol's reply held", |s| s.accepted.len() == 1 && s.held == 1);
