@@ -1,7 +1,9 @@
 //! Several mailroom processes on one PostgreSQL store (`MAILROOM_STORE=postgres://…`),
 //! each with its own data dir, as replicas run: mail accepted by one is read through the
-//! other, and POP3's one-session-per-maildrop holds across them. Clients are Python's
-//! smtplib, imaplib and poplib; PostgreSQL is Debian's, started by `test_pg`.
+//! other, POP3's one-session-per-maildrop holds across them, and the shared outbound queue
+//! survives a replica killed mid-attempt (a remote MX on loopback, found through dnsmasq,
+//! that can hold its reply). Clients are Python's smtplib, imaplib and poplib; PostgreSQL
+//! is Debian's, started by `test_pg`.
 
 mod common;
 
