@@ -368,7 +368,7 @@ fn sending_replica(url: &str, dir: &std::path::Path, dns: std::net::SocketAddr, 
     Server::start_ready(&env, &data, Duration::from_secs(60))
 }
 
-/// What both kill tests share: dnsmasq, the remote (holding `holding`), replica A with
+/// What the kill tests share: dnsmasq, the remote (holding `holding`), replica A with
 /// alice's message to `rcpts` submitted, and the database.
 struct KillRig {
     url: String,
@@ -419,6 +419,8 @@ impl KillRig {
     /// stands for the five minutes passing; the NOTIFY wakes B's scheduler at once
     /// instead of at its next poll.
     fn expire_leases_and_answer(&self, b: &Server) {
+        // Every claim bumps the token: B has not taken the item while A's lease held.
+        assert_eq!(test_pg::psql(&self.url, "SELECT lease_token FROM queue_items"), "1", "claimed by A only");
         self.remote.answer_all();
         test_pg::psql(&self.url, "UPDATE queue_items SET lease_until = now(); SELECT pg_notify('mailroom_queue', '')");
         assert!(b.wait_log("queue: item done, removed", Duration::from_secs(60)), "B never finished the item");
