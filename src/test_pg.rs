@@ -67,6 +67,19 @@ pub fn psql(url: &str, sql: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// A `psql` on `url` that runs what is written to its stdin (piped) and prints as [`psql`]
+/// does to its stdout (piped): for a test that holds a transaction open — a row lock —
+/// while something else happens. It exits when its stdin is closed.
+pub fn psql_session(url: &str) -> std::process::Child {
+    let bin = bin_dir().expect("psql needs PostgreSQL installed; call database() or PgCluster::start first");
+    Command::new(bin.join("psql"))
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run psql")
+}
+
 /// A PostgreSQL server of its own, in its own temp directory, on a fixed loopback port.
 /// Dropping it stops the server (`-m immediate`) and removes the directory.
 pub struct PgCluster {

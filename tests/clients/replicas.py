@@ -3,6 +3,9 @@
 usage:
   replicas.py deliver SMTP_PORT SUBJECT [RECIPIENT]
       send one message to alice@example.com (or RECIPIENT) over port 25
+  replicas.py submit SUBMISSION_PORT MESSAGE_ID RECIPIENT...
+      alice submits one message with that Message-ID to the RECIPIENTs (STARTTLS, AUTH
+      PLAIN); returns once the server answered 250
   replicas.py fetch IMAP_PORT SUBJECT...
       log in as alice, SELECT INBOX, print each message's UID and check that every
       SUBJECT is there, in order
@@ -55,6 +58,19 @@ def deliver(port, subject, to=USER):
         f"From: sender@example.net\r\nTo: {to}\r\nSubject: {subject}\r\n\r\nhello\r\n",
     )
     s.quit()
+
+
+def submit(port, msgid, rcpts):
+    s = smtplib.SMTP("127.0.0.1", int(port), timeout=30)
+    s.starttls(context=tls())
+    s.login(USER, PASSWORD)
+    s.sendmail(
+        USER,
+        rcpts,
+        f"From: {USER}\r\nTo: {', '.join(rcpts)}\r\nSubject: queued\r\nMessage-ID: {msgid}\r\n\r\nhello\r\n",
+    )
+    s.quit()
+    print("submitted", msgid)
 
 
 def fetch(port, subjects):
@@ -219,6 +235,8 @@ def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "deliver":
         deliver(*args)
+    elif cmd == "submit":
+        submit(args[0], args[1], args[2:])
     elif cmd == "fetch":
         fetch(args[0], args[1:])
     elif cmd == "pop3-exclusive":
