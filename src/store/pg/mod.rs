@@ -59,7 +59,7 @@ pub use lease::{LEASE_TTL, PgLease};
 pub use mailbox::PgMailbox;
 pub use migrate::MigrateError;
 pub use notify::LISTENER_APPLICATION_NAME;
-pub use objects::ObjectStoreConfig;
+pub use objects::{ObjectStoreConfig, check_bucket};
 
 use super::{FolderPath, MailboxEvent, MailboxOwner, MessageReader, StoreError};
 use bytes::Bytes;

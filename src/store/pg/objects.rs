@@ -80,6 +80,9 @@ pub struct Objects {
     store: Arc<AmazonS3>,
     /// `<prefix>/blobs`, or `blobs` at the bucket's root.
     root: String,
+    /// `<prefix>/.mailroom-check`: where `mailroom store check` writes its probe, apart
+    /// from the bodies so a sweep of `blobs/` never sees it.
+    check_root: String,
     /// For logs: `s3://bucket/prefix?endpoint=…` (no secret).
     describe: String,
 }
@@ -108,8 +111,43 @@ impl Objects {
             builder = builder.with_endpoint(bucket_endpoint(endpoint, url.bucket(), url.path_style()));
         }
         let store = builder.build().map_err(|e| os_error("configuration", e))?;
-        let root = if url.prefix().is_empty() { "blobs".to_string() } else { format!("{}/blobs", url.prefix()) };
-        Ok(Objects { store: Arc::new(store), root, describe: url.as_str().to_string() })
+        let under = |name: &str| {
+            if url.prefix().is_empty() { name.to_string() } else { format!("{}/{name}", url.prefix()) }
+        };
+        Ok(Objects {
+            store: Arc::new(store),
+            root: under("blobs"),
+            check_root: under(".mailroom-check"),
+            describe: url.as_str().to_string(),
+        })
+    }
+
+    /// Whether the bucket is reachable and writable with the configured keys: PUT a
+    /// small random object under `<prefix>/.mailroom-check/`, GET it back and compare,
+    /// DELETE it. Exercises the three calls deliveries, reads and expunges make, so a
+    /// wrong endpoint, bucket, region or key pair shows here rather than on the first
+    /// delivery.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let token = format!("{:032x}", rand::random::<u128>());
+        let key = ObjectPath::from(format!("{}/{token}", self.check_root));
+        let content = Bytes::from(format!("mailroom store check {token}\n"));
+        self.store.put(&key, PutPayload::from(content.clone())).await.map_err(|e| os_error("PUT", e))?;
+        let read = async {
+            let got = self.store.get(&key).await.map_err(|e| os_error("GET", e))?;
+            got.bytes().await.map_err(|e| os_error("GET", e))
+        }
+        .await;
+        // Delete even when the read failed: the probe must not stay behind.
+        let deleted = self.store.delete(&key).await.map_err(|e| os_error("DELETE", e));
+        let read = read?;
+        if read != content {
+            return Err(StoreError::Unavailable(format!(
+                "object store GET: the probe read back {} bytes that differ from the {} written",
+                read.len(),
+                content.len()
+            )));
+        }
+        deleted
     }
 
     /// `<prefix>/blobs/<hh>/<sha256 hex>`.
@@ -159,6 +197,15 @@ impl Objects {
         Ok(())
     }
 
+    /// The keys under `<prefix>/.mailroom-check/` (a probe left behind shows here).
+    #[cfg(test)]
+    pub async fn check_keys(&self) -> Result<Vec<String>, StoreError> {
+        let prefix = ObjectPath::from(self.check_root.as_str());
+        let listed: Vec<object_store::ObjectMeta> =
+            self.store.list(Some(&prefix)).try_collect().await.map_err(|e| os_error("LIST", e))?;
+        Ok(listed.into_iter().map(|m| m.location.to_string()).collect())
+    }
+
     /// Whether the object of `hash` exists (HEAD).
     pub async fn exists(&self, hash: &[u8]) -> Result<bool, StoreError> {
         match self.store.head(&self.key(hash)).await {
@@ -187,6 +234,12 @@ impl Objects {
         let stream = tokio_util::io::StreamReader::new(first.chain(body));
         Ok(MessageReader::from_stream(stream, total))
     }
+}
+
+/// `mailroom store check`: whether the bucket of `config` is reachable and writable
+/// ([`Objects::probe`]).
+pub async fn check_bucket(config: &ObjectStoreConfig) -> Result<(), StoreError> {
+    Objects::new(config)?.probe().await
 }
 
 /// The endpoint object_store wants: as given for path-style requests (it appends the
@@ -260,6 +313,23 @@ impl HttpService for Service {
         let (parts, body) = response.into_parts();
         let body = body.map_err(|e| HttpError::new(HttpErrorKind::Interrupted, e));
         Ok(HttpResponse::from_parts(parts, HttpResponseBody::new(body)))
+    }
+}
+
+#[cfg(test)]
+impl crate::test_s3::S3Location {
+    /// What `PgStore::connect_with` takes to keep bodies here.
+    pub fn object_store_config(&self) -> ObjectStoreConfig {
+        let url = crate::config::S3Url::parse(&self.url()).expect("the test URL parses");
+        ObjectStoreConfig {
+            s3: S3Config {
+                url,
+                access_key_id: crate::test_s3::ACCESS_KEY_ID.into(),
+                secret_access_key: crate::config::Secret::new(crate::test_s3::SECRET_ACCESS_KEY),
+            },
+            // The endpoint is an IP address: nothing is resolved.
+            resolver: crate::dns::resolver::build(&["127.0.0.1:1".parse().expect("an address")]).expect("a resolver"),
+        }
     }
 }
 
