@@ -24,9 +24,10 @@
 //!   deletes the object. A delivery racing with it either committed its row first (the
 //!   object stays) or takes the advisory lock after the delete (its HEAD sees the object
 //!   gone and re-PUTs it).
-//! - A failed delete, or a crash between a PUT and its COMMIT, leaves an object no row
-//!   names: harmless, apart from the space. A later sweep (list `<prefix>/blobs/`, delete
-//!   keys older than a day with no row) will reclaim them; it is not built yet.
+//! - A failed delete, or a crash (or failed COMMIT) between a PUT and its COMMIT, leaves
+//!   an object no row names: harmless, apart from the space. The orphan sweep
+//!   (`sweep.rs`) reclaims those older than a day through [`delete_object`], under the
+//!   same advisory lock.
 
 use std::collections::HashMap;
 use std::io;
@@ -359,7 +360,10 @@ pub async fn delete_objects(pool: &PgPool, objects: Option<&Objects>, hashes: Ve
     }
 }
 
-async fn delete_object(pool: &PgPool, objects: &Objects, hash: &[u8]) -> Result<(), StoreError> {
+/// Delete the object of `hash` unless a row names the body (checked under the body's
+/// advisory lock, so a delivery storing it again either committed its row first or
+/// re-uploads after this delete). Returns whether it was deleted.
+pub(super) async fn delete_object(pool: &PgPool, objects: &Objects, hash: &[u8]) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await.map_err(db_error)?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock_key(hash)).execute(&mut *tx).await.map_err(db_error)?;
     let back: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM blobs WHERE hash = $1)")
@@ -370,7 +374,8 @@ async fn delete_object(pool: &PgPool, objects: &Objects, hash: &[u8]) -> Result<
     if !back {
         objects.delete(hash).await?;
     }
-    tx.commit().await.map_err(db_error)
+    tx.commit().await.map_err(db_error)?;
+    Ok(!back)
 }
 
 /// Distinct hashes and how often each occurs.

@@ -3,9 +3,10 @@
 //! Owns: the connection pool, the schema (`migrate.rs`, `schema/`), and the store API on
 //! top of it: accounts and folders (`folders.rs`), one open folder (`mailbox.rs`), writes
 //! that take UIDs and modseqs (`write.rs`), and bodies stored once by content hash
-//! (`blobs.rs`), in the database or in an S3-compatible bucket (`objects.rs`), leases
-//! (`lease.rs`), and the named values replicas share (`kv.rs`) with the data-dir files
-//! mirrored through them (`mirror.rs`).
+//! (`blobs.rs`), in the database or in an S3-compatible bucket (`objects.rs`, with the
+//! sweep of objects no row names in `sweep.rs`), leases (`lease.rs`), and the named
+//! values replicas share (`kv.rs`) with the data-dir files mirrored through them
+//! (`mirror.rs`).
 //!
 //! How it keeps the store contract across replicas:
 //! - UIDs and modseqs come from the folder's row (`UPDATE mailboxes … RETURNING`) inside
@@ -39,6 +40,9 @@ mod notify_tests;
 mod objects;
 #[cfg(test)]
 mod objects_tests;
+mod sweep;
+#[cfg(test)]
+mod sweep_tests;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -60,6 +64,7 @@ pub use mailbox::PgMailbox;
 pub use migrate::MigrateError;
 pub use notify::LISTENER_APPLICATION_NAME;
 pub use objects::{ObjectStoreConfig, check_bucket};
+pub use sweep::{SWEEP_GRACE, SweepReport};
 
 use super::{FolderPath, MailboxEvent, MailboxOwner, MessageReader, StoreError};
 use bytes::Bytes;

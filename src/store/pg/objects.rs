@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 use hickory_resolver::TokioResolver;
 use http_body_util::BodyExt;
@@ -74,6 +76,9 @@ impl std::fmt::Debug for ObjectStoreConfig {
 fn os_error(what: &str, e: object_store::Error) -> StoreError {
     StoreError::Unavailable(format!("object store {what}: {e}"))
 }
+
+/// A body's object as listed: its hash and when it was last written.
+pub type Listed = (Vec<u8>, DateTime<Utc>);
 
 /// The bucket that holds bodies.
 pub struct Objects {
@@ -206,6 +211,39 @@ impl Objects {
         Ok(listed.into_iter().map(|m| m.location.to_string()).collect())
     }
 
+    /// Every body object in the bucket as `(hash, last modified)`, streamed page by page
+    /// as the server lists them (S3 pages hold 1000 keys), so memory stays bounded
+    /// however many there are. Keys under `<prefix>/blobs/` that are not a body's key
+    /// (someone else's, or a name this version does not write) are skipped: what is not
+    /// understood is never deleted.
+    pub fn list_bodies(&self) -> BoxStream<'_, Result<Listed, StoreError>> {
+        let root = ObjectPath::from(self.root.as_str());
+        self.store
+            .list(Some(&root))
+            .map_err(|e| os_error("LIST", e))
+            .try_filter_map(move |meta| async move {
+                let hash = meta.location.filename().and_then(parse_hex);
+                Ok(hash.filter(|h| self.key(h) == meta.location).map(|h| (h, meta.last_modified)))
+            })
+            .boxed()
+    }
+
+    /// PUT `bytes` under any `key` (tests place objects the store would not write).
+    #[cfg(test)]
+    pub async fn put_key(&self, key: &ObjectPath, bytes: Bytes) -> Result<(), StoreError> {
+        self.store.put(key, PutPayload::from(bytes)).await.map(drop).map_err(|e| os_error("PUT", e))
+    }
+
+    /// Whether any `key` exists (HEAD).
+    #[cfg(test)]
+    pub async fn key_exists(&self, key: &ObjectPath) -> Result<bool, StoreError> {
+        match self.store.head(key).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(os_error("HEAD", e)),
+        }
+    }
+
     /// Whether the object of `hash` exists (HEAD).
     pub async fn exists(&self, hash: &[u8]) -> Result<bool, StoreError> {
         match self.store.head(&self.key(hash)).await {
@@ -234,6 +272,14 @@ impl Objects {
         let stream = tokio_util::io::StreamReader::new(first.chain(body));
         Ok(MessageReader::from_stream(stream, total))
     }
+}
+
+/// The bytes of a SHA-256 written as 64 lowercase hex digits, as in a body's key.
+fn parse_hex(name: &str) -> Option<Vec<u8>> {
+    if name.len() != 64 || !name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    (0..32).map(|i| u8::from_str_radix(&name[2 * i..2 * i + 2], 16).ok()).collect()
 }
 
 /// `mailroom store check`: whether the bucket of `config` is reachable and writable
@@ -336,6 +382,15 @@ impl crate::test_s3::S3Location {
 #[cfg(test)]
 mod tests {
     use super::bucket_endpoint;
+
+    #[test]
+    fn only_body_names_parse_as_hashes() {
+        let hex = "00ff".repeat(16);
+        assert_eq!(super::parse_hex(&hex), Some([0u8, 255].repeat(16)));
+        for bad in ["", "00ff", &"00FF".repeat(16), &"zz".repeat(32), &format!("{hex}0")] {
+            assert_eq!(super::parse_hex(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn virtual_hosted_endpoints_carry_the_bucket() {
