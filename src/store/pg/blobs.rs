@@ -108,22 +108,40 @@ async fn open_body(path: &std::path::Path, len: u64) -> Result<tokio::io::Take<t
     Ok(file.take(len))
 }
 
-/// With an object store, upload `body` before the transaction that will reference it,
-/// unless a live row shows it stored already (a second recipient, a re-delivery).
+/// Before the transaction that will reference `blob`: whether a live row names it
+/// already (a second recipient, a re-delivery, a copy made elsewhere), which lets the
+/// writer take the folder's lock before the body's (`write.rs`); and, with an object
+/// store, the upload of `body` when no live row does.
 pub async fn stage(
     pool: &PgPool,
     objects: Option<&Objects>,
     blob: &Blob,
     body: &MessageBody,
-) -> Result<(), StoreError> {
-    let Some(objects) = objects else { return Ok(()) };
+) -> Result<bool, StoreError> {
     let live: Option<bool> = sqlx::query_scalar("SELECT refcount > 0 FROM blobs WHERE hash = $1")
         .bind(&blob.hash)
         .fetch_optional(pool)
         .await
         .map_err(db_error)?;
-    if live != Some(true) {
+    let live = live == Some(true);
+    if let Some(objects) = objects
+        && !live
+    {
         objects.put(&blob.hash, body).await?;
+    }
+    Ok(live)
+}
+
+/// Lock the rows of `hashes` in hash order, before a statement that changes several:
+/// an `UPDATE … FROM unnest(…)` locks them in whatever order its plan visits them, and
+/// two such transactions over the same bodies would deadlock.
+async fn lock_in_order(conn: &mut PgConnection, hashes: &[Vec<u8>]) -> Result<(), StoreError> {
+    if hashes.len() > 1 {
+        sqlx::query("SELECT hash FROM blobs WHERE hash = ANY($1) ORDER BY hash FOR NO KEY UPDATE")
+            .bind(hashes)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
     }
     Ok(())
 }
@@ -308,6 +326,7 @@ pub async fn read_all(pool: &PgPool, hash: &[u8], size: u64) -> Result<Vec<u8>, 
 /// Add `n` references to each of `hashes` (COPY: the bytes are there already).
 pub async fn add_refs(conn: &mut PgConnection, hashes: Vec<Vec<u8>>) -> Result<(), StoreError> {
     let (hashes, counts) = count(hashes);
+    lock_in_order(conn, &hashes).await?;
     sqlx::query(
         "UPDATE blobs b SET refcount = b.refcount + u.n, zero_since = NULL \
          FROM unnest($1::bytea[], $2::bigint[]) AS u(hash, n) WHERE b.hash = u.hash",
@@ -329,6 +348,7 @@ pub async fn unref(conn: &mut PgConnection, hashes: Vec<Vec<u8>>) -> Result<Vec<
         return Ok(Vec::new());
     }
     let (hashes, counts) = count(hashes);
+    lock_in_order(conn, &hashes).await?;
     sqlx::query(
         "UPDATE blobs b SET refcount = b.refcount - u.n, \
          zero_since = CASE WHEN b.refcount - u.n <= 0 THEN now() END \

@@ -23,10 +23,13 @@
 //!   per replica hands the other replicas' ones to its sessions of the folder (`notify.rs`),
 //!   so IDLE on one replica hears about a delivery on another.
 //! - Every database failure is [`StoreError::Unavailable`]: the protocols answer "try again
-//!   later", and the pool reconnects by itself when the server is back.
+//!   later", and the pool reconnects by itself when the server is back. A write
+//!   transaction PostgreSQL aborts to break a deadlock is run again (`retry.rs`).
 
 mod backend;
 pub(crate) mod blobs;
+#[cfg(test)]
+mod contention_tests;
 mod folders;
 mod import;
 pub mod kv;
@@ -40,6 +43,7 @@ mod notify_tests;
 mod objects;
 #[cfg(test)]
 mod objects_tests;
+mod retry;
 mod sweep;
 #[cfg(test)]
 mod sweep_tests;
@@ -114,8 +118,13 @@ impl std::fmt::Debug for PgStore {
 }
 
 /// A database failure as the store reports it: temporary, whatever the cause (the server
-/// is down, failing over, out of connections, or refused a statement).
+/// is down, failing over, out of connections, or refused a statement). A transaction
+/// aborted to break a deadlock is [`StoreError::Conflict`], which the writers retry
+/// (`retry.rs`).
 pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
+    if retry::is_conflict(&e) {
+        return StoreError::Conflict(format!("database: {e}"));
+    }
     StoreError::Unavailable(format!("database: {e}"))
 }
 
