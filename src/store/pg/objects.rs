@@ -2,8 +2,10 @@
 //!
 //! Owns: the bucket client and the object key of a body, `<prefix>/blobs/<hh>/<sha256>`
 //! (the first byte of the hash as a directory spreads keys for servers that list by
-//! prefix). Which body lives where, and when an object may be written or deleted, is
-//! decided in `blobs.rs` under the body row's lock; this file only moves bytes.
+//! prefix), the listing of those keys the orphan sweep (`sweep.rs`) reads, and the probe
+//! `mailroom store check` writes under `<prefix>/.mailroom-check/`. Which body lives
+//! where, and when an object may be written or deleted, is decided in `blobs.rs` under
+//! the body row's lock; this file only moves bytes.
 //!
 //! The HTTP client is ours, not object_store's reqwest one: reqwest's TLS brings aws-lc
 //! (the static build links ring only) and resolves names with `getaddrinfo` (the static
