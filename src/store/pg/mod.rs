@@ -22,9 +22,11 @@
 //! - Every write transaction sends a NOTIFY that is delivered when it commits; one listener
 //!   per replica hands the other replicas' ones to its sessions of the folder (`notify.rs`),
 //!   so IDLE on one replica hears about a delivery on another.
-//! - Every database failure is [`StoreError::Unavailable`]: the protocols answer "try again
-//!   later", and the pool reconnects by itself when the server is back. A write
-//!   transaction PostgreSQL aborts to break a deadlock is run again (`retry.rs`).
+//! - Every database failure is temporary, [`StoreError::Unavailable`]: the protocols
+//!   answer "try again later", and the pool reconnects by itself when the server is back.
+//!   A transaction PostgreSQL aborts to break a deadlock is [`StoreError::Conflict`]; the
+//!   write transactions run it again (`retry.rs`) and report "unavailable" only when it
+//!   keeps failing.
 
 mod backend;
 pub(crate) mod blobs;
