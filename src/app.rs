@@ -232,6 +232,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
     if let Store::Pg(pg) = &shared.store {
         stop_with(&shared.shutdown, watch_database(pg.clone(), readiness.clone()));
+        // Bodies in a bucket: one replica at a time deletes the objects no row names.
+        if let Some(sweeper) = pg.spawn_orphan_sweeper() {
+            stop_with(&shared.shutdown, sweeper);
+        }
     }
     if let Some((cert, key)) = shared.config.tls_files() {
         let watcher =

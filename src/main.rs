@@ -353,7 +353,8 @@ fn store_check() -> ExitCode {
         Err(code) => return code,
     };
     println!("store: {}", url.redacted());
-    match runtime().block_on(mailroom::store::open::check(url, &resolver)) {
+    let runtime = runtime();
+    let database = match runtime.block_on(mailroom::store::open::check(url, &resolver)) {
         Ok(report) => {
             println!("server: PostgreSQL {}", report.server);
             let verdict = match report.version.cmp(&report.known) {
@@ -365,13 +366,31 @@ fn store_check() -> ExitCode {
             for (table, n) in &report.counts {
                 println!("{table}: {n}");
             }
-            if report.version > report.known { ExitCode::from(1) } else { ExitCode::SUCCESS }
+            report.version <= report.known
         }
         Err(e) => {
             eprintln!("mailroom: store check failed: {e}");
-            ExitCode::from(1)
+            false
         }
-    }
+    };
+    // The bucket is checked even when the database is not: both problems show at once.
+    let bucket = match config.blob_store() {
+        None => true,
+        Some(s3) => {
+            let shown = s3.url.as_str().to_string();
+            match runtime.block_on(mailroom::store::open::check_blob_store(s3, &resolver)) {
+                Ok(()) => {
+                    println!("blob store: {shown}: reachable and writable (probe object written, read back, deleted)");
+                    true
+                }
+                Err(e) => {
+                    eprintln!("mailroom: blob store check failed: {shown}: {e}");
+                    false
+                }
+            }
+        }
+    };
+    if database && bucket { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
 fn store_import(from: &str) -> ExitCode {

@@ -55,6 +55,8 @@ pub struct Metrics {
     pub queue_deliveries_total: IntCounterVec,
     pub queue_delivery_attempts_total: IntCounter,
     pub queue_bounces_total: IntCounterVec,
+    // Mail store
+    pub store_orphan_objects_deleted_total: IntCounter,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
@@ -260,6 +262,14 @@ impl Metrics {
                 "mailroom_queue_bounces_total",
                 "Delivery status notifications generated, by kind (failure, delay).",
                 &["kind"],
+            ),
+            store_orphan_objects_deleted_total: register(
+                &r,
+                IntCounter::new(
+                    "mailroom_store_orphan_objects_deleted_total",
+                    "Body objects in the S3 bucket that no message named, deleted by the orphan sweep.",
+                )
+                .expect("valid metric"),
             ),
             registry: r,
         };

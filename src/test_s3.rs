@@ -10,6 +10,10 @@
 //! for unsigned requests, and the store never creates its bucket (an operator's bucket
 //! comes with its own policy). The key pair is moto's placeholder `test`/`test`.
 //!
+//! The file is also built into the integration tests (`tests/common`), so it names
+//! nothing of the crate; the store's client configuration for a location is made in
+//! `store::pg::objects`.
+//!
 //! Not installed: the tests skip on a developer's machine and fail under `CI=true`, as
 //! with every other tool (`test_tools`).
 
@@ -47,20 +51,6 @@ impl S3Location {
     /// As `MAILROOM_BLOB_STORE` takes it.
     pub fn url(&self) -> String {
         format!("s3://{}/{}?endpoint={}&region={REGION}", self.bucket, self.prefix, self.endpoint)
-    }
-
-    /// What `PgStore::connect_with` takes to keep bodies here.
-    pub fn object_store_config(&self) -> crate::store::pg::ObjectStoreConfig {
-        let url = crate::config::S3Url::parse(&self.url()).expect("the test URL parses");
-        crate::store::pg::ObjectStoreConfig {
-            s3: crate::config::S3Config {
-                url,
-                access_key_id: ACCESS_KEY_ID.into(),
-                secret_access_key: crate::config::Secret::new(SECRET_ACCESS_KEY),
-            },
-            // The endpoint is an IP address: nothing is resolved.
-            resolver: crate::dns::resolver::build(&["127.0.0.1:1".parse().expect("an address")]).expect("a resolver"),
-        }
     }
 }
 

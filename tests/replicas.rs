@@ -124,6 +124,36 @@ fn store_check_fails_clearly_without_a_database() {
     assert!(!format!("{stdout}{stderr}").contains("s3cret-pw"), "the password never shows");
 }
 
+/// With `MAILROOM_BLOB_STORE=s3://…`, `store check` also writes, reads back and deletes a
+/// probe object in the bucket: one line when it works, exit 1 and a line naming the
+/// bucket (never the keys) when it does not.
+#[test]
+fn store_check_probes_the_blob_store() {
+    let Some(url) = test_pg::database() else { return };
+    let Some(bucket) = common::test_s3::bucket() else { return };
+    let env = |blob_store: String| {
+        vec![
+            ("MAILROOM_STORE".to_string(), url.clone()),
+            ("MAILROOM_BLOB_STORE".to_string(), blob_store),
+            ("MAILROOM_S3_ACCESS_KEY_ID".to_string(), "probe-key-id".to_string()),
+            ("MAILROOM_S3_SECRET_ACCESS_KEY".to_string(), "probe-s3cret-key".to_string()),
+        ]
+    };
+    let out = run(&["store", "check"], &env(bucket.url()), "");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let line = format!("blob store: {}: reachable and writable", bucket.url());
+    assert!(stdout.contains(&line), "{stdout}");
+
+    let unreachable = format!("s3://mailroom-test/x?endpoint=http://127.0.0.1:{}", common::free_port());
+    let out = run(&["store", "check"], &env(unreachable.clone()), "");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("schema: version"), "the database is still reported: {stdout}");
+    assert!(stderr.contains(&format!("blob store check failed: {unreachable}: ")), "{stderr}");
+    assert!(!format!("{stdout}{stderr}").contains("probe-s3cret-key"), "the secret key never shows");
+}
+
 /// `replicas.py ARGS` in the background (a load that runs while the test breaks things).
 fn in_background(args: Vec<String>) -> std::thread::JoinHandle<std::process::Output> {
     let path = format!("{}/tests/clients/replicas.py", env!("CARGO_MANIFEST_DIR"));

@@ -101,7 +101,8 @@ pub fn store_error(e: &StoreError, peer: &std::net::SocketAddr) -> Tagged {
         StoreError::InvalidAccount(_)
         | StoreError::Io { .. }
         | StoreError::Background(_)
-        | StoreError::Unavailable(_) => {
+        | StoreError::Unavailable(_)
+        | StoreError::Conflict(_) => {
             tracing::warn!(%peer, error = %e, "IMAP store failure");
             Tagged::no("Internal error, try again later").code("UNAVAILABLE")
         }

@@ -55,6 +55,12 @@ pub enum StoreError {
     /// protocol then answers "try again later" instead of a permanent refusal.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A networked backend aborted the operation to break a lock cycle with a concurrent
+    /// one (PostgreSQL's deadlock or serialization failure). Nothing was changed; the
+    /// PostgreSQL writers run it again by themselves, so a caller sees it rarely, and
+    /// answers it like [`StoreError::Unavailable`].
+    #[error("store conflict: {0}")]
+    Conflict(String),
 }
 
 impl StoreError {
@@ -67,7 +73,10 @@ impl StoreError {
     /// unreachable backend), false for errors caused by the request itself. SMTP maps true
     /// to 4xx.
     pub fn is_temporary(&self) -> bool {
-        matches!(self, StoreError::Io { .. } | StoreError::Background(_) | StoreError::Unavailable(_))
+        matches!(
+            self,
+            StoreError::Io { .. } | StoreError::Background(_) | StoreError::Unavailable(_) | StoreError::Conflict(_)
+        )
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use hickory_resolver::TokioResolver;
 
 use super::pg::migrate::MigrateError;
-use super::pg::{CheckReport, ObjectStoreConfig, PgStore};
+use super::pg::{CheckReport, ObjectStoreConfig, PgStore, check_bucket};
 use super::{Store, StoreError};
 use crate::config::{Config, PgUrl, StoreConfig};
 
@@ -95,6 +95,12 @@ pub async fn check(url: &PgUrl, resolver: &TokioResolver) -> Result<CheckReport,
     let addr = resolve_host(url, resolver).await?;
     let store = PgStore::connect_only(url.url(), addr).await?;
     Ok(store.check().await?)
+}
+
+/// `mailroom store check` with `MAILROOM_BLOB_STORE=s3://…`: PUT, GET and DELETE a
+/// probe object in the bucket. The error names the failed call, never the keys.
+pub async fn check_blob_store(s3: crate::config::S3Config, resolver: &TokioResolver) -> Result<(), StoreError> {
+    check_bucket(&ObjectStoreConfig { s3, resolver: resolver.clone() }).await
 }
 
 #[cfg(test)]

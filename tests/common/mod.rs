@@ -17,6 +17,8 @@ pub use test_ports::free_port;
 
 #[path = "../../src/test_pg.rs"]
 pub mod test_pg;
+#[path = "../../src/test_s3.rs"]
+pub mod test_s3;
 #[path = "../../src/test_tools.rs"]
 mod test_tools;
 #[allow(unused_imports)]

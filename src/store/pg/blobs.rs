@@ -24,9 +24,10 @@
 //!   deletes the object. A delivery racing with it either committed its row first (the
 //!   object stays) or takes the advisory lock after the delete (its HEAD sees the object
 //!   gone and re-PUTs it).
-//! - A failed delete, or a crash between a PUT and its COMMIT, leaves an object no row
-//!   names: harmless, apart from the space. A later sweep (list `<prefix>/blobs/`, delete
-//!   keys older than a day with no row) will reclaim them; it is not built yet.
+//! - A failed delete, or a crash (or failed COMMIT) between a PUT and its COMMIT, leaves
+//!   an object no row names: harmless, apart from the space. The orphan sweep
+//!   (`sweep.rs`) reclaims those older than a day through [`delete_object`], under the
+//!   same advisory lock.
 
 use std::collections::HashMap;
 use std::io;
@@ -107,22 +108,40 @@ async fn open_body(path: &std::path::Path, len: u64) -> Result<tokio::io::Take<t
     Ok(file.take(len))
 }
 
-/// With an object store, upload `body` before the transaction that will reference it,
-/// unless a live row shows it stored already (a second recipient, a re-delivery).
+/// Before the transaction that will reference `blob`: whether a live row names it
+/// already (a second recipient, a re-delivery, a copy made elsewhere), which lets the
+/// writer take the folder's lock before the body's (`write.rs`); and, with an object
+/// store, the upload of `body` when no live row does.
 pub async fn stage(
     pool: &PgPool,
     objects: Option<&Objects>,
     blob: &Blob,
     body: &MessageBody,
-) -> Result<(), StoreError> {
-    let Some(objects) = objects else { return Ok(()) };
+) -> Result<bool, StoreError> {
     let live: Option<bool> = sqlx::query_scalar("SELECT refcount > 0 FROM blobs WHERE hash = $1")
         .bind(&blob.hash)
         .fetch_optional(pool)
         .await
         .map_err(db_error)?;
-    if live != Some(true) {
+    let live = live == Some(true);
+    if let Some(objects) = objects
+        && !live
+    {
         objects.put(&blob.hash, body).await?;
+    }
+    Ok(live)
+}
+
+/// Lock the rows of `hashes` in hash order, before a statement that changes several:
+/// an `UPDATE … FROM unnest(…)` locks them in whatever order its plan visits them, and
+/// two such transactions over the same bodies would deadlock.
+async fn lock_in_order(conn: &mut PgConnection, hashes: &[Vec<u8>]) -> Result<(), StoreError> {
+    if hashes.len() > 1 {
+        sqlx::query("SELECT hash FROM blobs WHERE hash = ANY($1) ORDER BY hash FOR NO KEY UPDATE")
+            .bind(hashes)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
     }
     Ok(())
 }
@@ -307,6 +326,7 @@ pub async fn read_all(pool: &PgPool, hash: &[u8], size: u64) -> Result<Vec<u8>, 
 /// Add `n` references to each of `hashes` (COPY: the bytes are there already).
 pub async fn add_refs(conn: &mut PgConnection, hashes: Vec<Vec<u8>>) -> Result<(), StoreError> {
     let (hashes, counts) = count(hashes);
+    lock_in_order(conn, &hashes).await?;
     sqlx::query(
         "UPDATE blobs b SET refcount = b.refcount + u.n, zero_since = NULL \
          FROM unnest($1::bytea[], $2::bigint[]) AS u(hash, n) WHERE b.hash = u.hash",
@@ -328,6 +348,7 @@ pub async fn unref(conn: &mut PgConnection, hashes: Vec<Vec<u8>>) -> Result<Vec<
         return Ok(Vec::new());
     }
     let (hashes, counts) = count(hashes);
+    lock_in_order(conn, &hashes).await?;
     sqlx::query(
         "UPDATE blobs b SET refcount = b.refcount - u.n, \
          zero_since = CASE WHEN b.refcount - u.n <= 0 THEN now() END \
@@ -359,7 +380,10 @@ pub async fn delete_objects(pool: &PgPool, objects: Option<&Objects>, hashes: Ve
     }
 }
 
-async fn delete_object(pool: &PgPool, objects: &Objects, hash: &[u8]) -> Result<(), StoreError> {
+/// Delete the object of `hash` unless a row names the body (checked under the body's
+/// advisory lock, so a delivery storing it again either committed its row first or
+/// re-uploads after this delete). Returns whether it was deleted.
+pub(super) async fn delete_object(pool: &PgPool, objects: &Objects, hash: &[u8]) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await.map_err(db_error)?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock_key(hash)).execute(&mut *tx).await.map_err(db_error)?;
     let back: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM blobs WHERE hash = $1)")
@@ -370,7 +394,8 @@ async fn delete_object(pool: &PgPool, objects: &Objects, hash: &[u8]) -> Result<
     if !back {
         objects.delete(hash).await?;
     }
-    tx.commit().await.map_err(db_error)
+    tx.commit().await.map_err(db_error)?;
+    Ok(!back)
 }
 
 /// Distinct hashes and how often each occurs.

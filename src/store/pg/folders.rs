@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use sqlx::{PgConnection, PgPool, Row};
 
-use super::{PgStore, blobs, db_error};
+use super::{PgStore, blobs, db_error, retry};
 use crate::store::maildir::DEFAULT_FOLDERS;
 use crate::store::{FolderInfo, FolderPath, MailboxOwner, SpecialUse, StoreError};
 
@@ -190,6 +190,12 @@ impl PgStore {
             return Err(StoreError::NotPermitted(name.to_string()));
         }
         let account = self.account_id(owner).await?;
+        retry::transaction(|| self.delete_folder_once(account, &path, name)).await
+    }
+
+    /// The transaction of a folder's deletion: the account's row, the folder's, then its
+    /// messages' bodies (`blobs::unref`, in hash order), as every writer takes them.
+    async fn delete_folder_once(&self, account: i64, path: &FolderPath, name: &str) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await.map_err(db_error)?;
         let existing = lock_folders(&mut tx, account).await?;
         let api = path.api_name();

@@ -3,9 +3,10 @@
 //! Owns: the connection pool, the schema (`migrate.rs`, `schema/`), and the store API on
 //! top of it: accounts and folders (`folders.rs`), one open folder (`mailbox.rs`), writes
 //! that take UIDs and modseqs (`write.rs`), and bodies stored once by content hash
-//! (`blobs.rs`), in the database or in an S3-compatible bucket (`objects.rs`), leases
-//! (`lease.rs`), and the named values replicas share (`kv.rs`) with the data-dir files
-//! mirrored through them (`mirror.rs`).
+//! (`blobs.rs`), in the database or in an S3-compatible bucket (`objects.rs`, with the
+//! sweep of objects no row names in `sweep.rs`), leases (`lease.rs`), and the named
+//! values replicas share (`kv.rs`) with the data-dir files mirrored through them
+//! (`mirror.rs`).
 //!
 //! How it keeps the store contract across replicas:
 //! - UIDs and modseqs come from the folder's row (`UPDATE mailboxes … RETURNING`) inside
@@ -21,11 +22,16 @@
 //! - Every write transaction sends a NOTIFY that is delivered when it commits; one listener
 //!   per replica hands the other replicas' ones to its sessions of the folder (`notify.rs`),
 //!   so IDLE on one replica hears about a delivery on another.
-//! - Every database failure is [`StoreError::Unavailable`]: the protocols answer "try again
-//!   later", and the pool reconnects by itself when the server is back.
+//! - Every database failure is temporary, [`StoreError::Unavailable`]: the protocols
+//!   answer "try again later", and the pool reconnects by itself when the server is back.
+//!   A transaction PostgreSQL aborts to break a deadlock is [`StoreError::Conflict`]; the
+//!   write transactions run it again (`retry.rs`) and report "unavailable" only when it
+//!   keeps failing.
 
 mod backend;
 pub(crate) mod blobs;
+#[cfg(test)]
+mod contention_tests;
 mod folders;
 mod import;
 pub mod kv;
@@ -39,6 +45,10 @@ mod notify_tests;
 mod objects;
 #[cfg(test)]
 mod objects_tests;
+mod retry;
+mod sweep;
+#[cfg(test)]
+mod sweep_tests;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -60,7 +70,8 @@ pub use mailbox::PgMailbox;
 pub use migrate::MigrateError;
 pub use notify::LISTENER_APPLICATION_NAME;
 pub(crate) use notify::send_now as send_notification;
-pub use objects::ObjectStoreConfig;
+pub use objects::{ObjectStoreConfig, check_bucket};
+pub use sweep::{SWEEP_GRACE, SweepReport};
 
 use super::{FolderPath, MailboxEvent, MailboxOwner, MessageReader, StoreError};
 use bytes::Bytes;
@@ -118,8 +129,13 @@ impl std::fmt::Debug for PgStore {
 }
 
 /// A database failure as the store reports it: temporary, whatever the cause (the server
-/// is down, failing over, out of connections, or refused a statement).
+/// is down, failing over, out of connections, or refused a statement). A transaction
+/// aborted to break a deadlock is [`StoreError::Conflict`], which the writers retry
+/// (`retry.rs`).
 pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
+    if retry::is_conflict(&e) {
+        return StoreError::Conflict(format!("database: {e}"));
+    }
     StoreError::Unavailable(format!("database: {e}"))
 }
 

@@ -2,8 +2,10 @@
 //!
 //! Owns: the bucket client and the object key of a body, `<prefix>/blobs/<hh>/<sha256>`
 //! (the first byte of the hash as a directory spreads keys for servers that list by
-//! prefix). Which body lives where, and when an object may be written or deleted, is
-//! decided in `blobs.rs` under the body row's lock; this file only moves bytes.
+//! prefix), the listing of those keys the orphan sweep (`sweep.rs`) reads, and the probe
+//! `mailroom store check` writes under `<prefix>/.mailroom-check/`. Which body lives
+//! where, and when an object may be written or deleted, is decided in `blobs.rs` under
+//! the body row's lock; this file only moves bytes.
 //!
 //! The HTTP client is ours, not object_store's reqwest one: reqwest's TLS brings aws-lc
 //! (the static build links ring only) and resolves names with `getaddrinfo` (the static
@@ -18,6 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 use hickory_resolver::TokioResolver;
 use http_body_util::BodyExt;
@@ -75,11 +79,17 @@ fn os_error(what: &str, e: object_store::Error) -> StoreError {
     StoreError::Unavailable(format!("object store {what}: {e}"))
 }
 
+/// A body's object as listed: its hash and when it was last written.
+pub type Listed = (Vec<u8>, DateTime<Utc>);
+
 /// The bucket that holds bodies.
 pub struct Objects {
     store: Arc<AmazonS3>,
     /// `<prefix>/blobs`, or `blobs` at the bucket's root.
     root: String,
+    /// `<prefix>/.mailroom-check`: where `mailroom store check` writes its probe, apart
+    /// from the bodies so a sweep of `blobs/` never sees it.
+    check_root: String,
     /// For logs: `s3://bucket/prefix?endpoint=…` (no secret).
     describe: String,
 }
@@ -108,8 +118,43 @@ impl Objects {
             builder = builder.with_endpoint(bucket_endpoint(endpoint, url.bucket(), url.path_style()));
         }
         let store = builder.build().map_err(|e| os_error("configuration", e))?;
-        let root = if url.prefix().is_empty() { "blobs".to_string() } else { format!("{}/blobs", url.prefix()) };
-        Ok(Objects { store: Arc::new(store), root, describe: url.as_str().to_string() })
+        let under = |name: &str| {
+            if url.prefix().is_empty() { name.to_string() } else { format!("{}/{name}", url.prefix()) }
+        };
+        Ok(Objects {
+            store: Arc::new(store),
+            root: under("blobs"),
+            check_root: under(".mailroom-check"),
+            describe: url.as_str().to_string(),
+        })
+    }
+
+    /// Whether the bucket is reachable and writable with the configured keys: PUT a
+    /// small random object under `<prefix>/.mailroom-check/`, GET it back and compare,
+    /// DELETE it. Exercises the three calls deliveries, reads and expunges make, so a
+    /// wrong endpoint, bucket, region or key pair shows here rather than on the first
+    /// delivery.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let token = format!("{:032x}", rand::random::<u128>());
+        let key = ObjectPath::from(format!("{}/{token}", self.check_root));
+        let content = Bytes::from(format!("mailroom store check {token}\n"));
+        self.store.put(&key, PutPayload::from(content.clone())).await.map_err(|e| os_error("PUT", e))?;
+        let read = async {
+            let got = self.store.get(&key).await.map_err(|e| os_error("GET", e))?;
+            got.bytes().await.map_err(|e| os_error("GET", e))
+        }
+        .await;
+        // Delete even when the read failed: the probe must not stay behind.
+        let deleted = self.store.delete(&key).await.map_err(|e| os_error("DELETE", e));
+        let read = read?;
+        if read != content {
+            return Err(StoreError::Unavailable(format!(
+                "object store GET: the probe read back {} bytes that differ from the {} written",
+                read.len(),
+                content.len()
+            )));
+        }
+        deleted
     }
 
     /// `<prefix>/blobs/<hh>/<sha256 hex>`.
@@ -159,6 +204,48 @@ impl Objects {
         Ok(())
     }
 
+    /// The keys under `<prefix>/.mailroom-check/` (a probe left behind shows here).
+    #[cfg(test)]
+    pub async fn check_keys(&self) -> Result<Vec<String>, StoreError> {
+        let prefix = ObjectPath::from(self.check_root.as_str());
+        let listed: Vec<object_store::ObjectMeta> =
+            self.store.list(Some(&prefix)).try_collect().await.map_err(|e| os_error("LIST", e))?;
+        Ok(listed.into_iter().map(|m| m.location.to_string()).collect())
+    }
+
+    /// Every body object in the bucket as `(hash, last modified)`, streamed page by page
+    /// as the server lists them (S3 pages hold 1000 keys), so memory stays bounded
+    /// however many there are. Keys under `<prefix>/blobs/` that are not a body's key
+    /// (someone else's, or a name this version does not write) are skipped: what is not
+    /// understood is never deleted.
+    pub fn list_bodies(&self) -> BoxStream<'_, Result<Listed, StoreError>> {
+        let root = ObjectPath::from(self.root.as_str());
+        self.store
+            .list(Some(&root))
+            .map_err(|e| os_error("LIST", e))
+            .try_filter_map(move |meta| async move {
+                let hash = meta.location.filename().and_then(parse_hex);
+                Ok(hash.filter(|h| self.key(h) == meta.location).map(|h| (h, meta.last_modified)))
+            })
+            .boxed()
+    }
+
+    /// PUT `bytes` under any `key` (tests place objects the store would not write).
+    #[cfg(test)]
+    pub async fn put_key(&self, key: &ObjectPath, bytes: Bytes) -> Result<(), StoreError> {
+        self.store.put(key, PutPayload::from(bytes)).await.map(drop).map_err(|e| os_error("PUT", e))
+    }
+
+    /// Whether any `key` exists (HEAD).
+    #[cfg(test)]
+    pub async fn key_exists(&self, key: &ObjectPath) -> Result<bool, StoreError> {
+        match self.store.head(key).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(os_error("HEAD", e)),
+        }
+    }
+
     /// Whether the object of `hash` exists (HEAD).
     pub async fn exists(&self, hash: &[u8]) -> Result<bool, StoreError> {
         match self.store.head(&self.key(hash)).await {
@@ -187,6 +274,20 @@ impl Objects {
         let stream = tokio_util::io::StreamReader::new(first.chain(body));
         Ok(MessageReader::from_stream(stream, total))
     }
+}
+
+/// The bytes of a SHA-256 written as 64 lowercase hex digits, as in a body's key.
+fn parse_hex(name: &str) -> Option<Vec<u8>> {
+    if name.len() != 64 || !name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    (0..32).map(|i| u8::from_str_radix(&name[2 * i..2 * i + 2], 16).ok()).collect()
+}
+
+/// `mailroom store check`: whether the bucket of `config` is reachable and writable
+/// ([`Objects::probe`]).
+pub async fn check_bucket(config: &ObjectStoreConfig) -> Result<(), StoreError> {
+    Objects::new(config)?.probe().await
 }
 
 /// The endpoint object_store wants: as given for path-style requests (it appends the
@@ -264,8 +365,34 @@ impl HttpService for Service {
 }
 
 #[cfg(test)]
+impl crate::test_s3::S3Location {
+    /// What `PgStore::connect_with` takes to keep bodies here.
+    pub fn object_store_config(&self) -> ObjectStoreConfig {
+        let url = crate::config::S3Url::parse(&self.url()).expect("the test URL parses");
+        ObjectStoreConfig {
+            s3: S3Config {
+                url,
+                access_key_id: crate::test_s3::ACCESS_KEY_ID.into(),
+                secret_access_key: crate::config::Secret::new(crate::test_s3::SECRET_ACCESS_KEY),
+            },
+            // The endpoint is an IP address: nothing is resolved.
+            resolver: crate::dns::resolver::build(&["127.0.0.1:1".parse().expect("an address")]).expect("a resolver"),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::bucket_endpoint;
+
+    #[test]
+    fn only_body_names_parse_as_hashes() {
+        let hex = "00ff".repeat(16);
+        assert_eq!(super::parse_hex(&hex), Some([0u8, 255].repeat(16)));
+        for bad in ["", "00ff", &"00FF".repeat(16), &"zz".repeat(32), &format!("{hex}0")] {
+            assert_eq!(super::parse_hex(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn virtual_hosted_endpoints_carry_the_bucket() {

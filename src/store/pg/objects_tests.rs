@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
 use super::blobs::{self, IN_CHUNKS, IN_OBJECTS};
-use super::objects::Objects;
+use super::objects::{Objects, check_bucket};
 use super::{ObjectStoreConfig, PgStore};
 use crate::store::{LocalDelivery, Mailbox, MailboxOwner, MessageBody, Store};
 use crate::test_s3;
@@ -208,4 +208,27 @@ async fn keys_are_laid_out_by_hash_and_an_unreachable_bucket_is_temporary() {
     assert!(matches!(err, crate::store::StoreError::Unavailable(_)), "{err:?}");
     let err = objects.put(&hash, &MessageBody::Memory(Bytes::from_static(b"x"))).await.unwrap_err();
     assert!(matches!(err, crate::store::StoreError::Unavailable(_)), "{err:?}");
+}
+
+/// `store check` probes the bucket: a probe object is written, read back and deleted on
+/// moto; a port nobody listens on and a bucket that does not exist are errors that name
+/// the failed call.
+#[tokio::test]
+async fn the_bucket_check_writes_reads_and_deletes_a_probe() {
+    let Some(location) = tokio::task::spawn_blocking(test_s3::bucket).await.unwrap() else { return };
+    let config = location.object_store_config();
+    check_bucket(&config).await.unwrap();
+    let objects = Objects::new(&config).unwrap();
+    assert_eq!(objects.check_keys().await.unwrap(), Vec::<String>::new(), "the probe was deleted");
+
+    let mut gone = location.clone();
+    gone.endpoint = format!("http://127.0.0.1:{}", crate::test_ports::free_port());
+    let err = check_bucket(&gone.object_store_config()).await.unwrap_err();
+    assert!(matches!(err, crate::store::StoreError::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("object store PUT"), "{err}");
+
+    let mut wrong = location.clone();
+    wrong.bucket = "no-such-bucket";
+    let err = check_bucket(&wrong.object_store_config()).await.unwrap_err();
+    assert!(err.to_string().contains("object store PUT"), "{err}");
 }

@@ -1,9 +1,12 @@
 //! Writes to one folder in PostgreSQL: append and delivery, flags, expunge, copy, move.
 //!
-//! Owns: the transactions that change messages. Each takes the folder's row lock first
+//! Owns: the transactions that change messages. Each takes the folder's row lock
 //! (`SELECT … FOR UPDATE` or the `UPDATE … RETURNING` that hands out UIDs and modseqs) and
 //! holds it to COMMIT, so writers of one folder are serialised across every replica and
 //! UIDs ascend in commit order; writers of different folders do not wait for each other.
+//! Locks are taken in one order, folder rows (by id) before body rows (by hash), except by
+//! the delivery of a body not stored yet (see `insert_once`); a transaction PostgreSQL
+//! still aborts as a deadlock is run again whole (`retry.rs`).
 //! Bodies are hashed (and, with an object store, uploaded) before the transaction starts,
 //! so the lock is never held while a spool file is read or sent. After COMMIT each write
 //! publishes its change with the modseq it committed at: this replica's sessions are told
@@ -17,7 +20,7 @@ use sqlx::{PgConnection, Row};
 
 use super::blobs::{self, Blob};
 use super::mailbox::{PgMailbox, decode_flags, encode_flags, from_time};
-use super::{PgStore, TOMBSTONE_RETENTION, db_error};
+use super::{PgStore, TOMBSTONE_RETENTION, db_error, retry};
 use crate::store::{
     DeliveredMessage, Flag, FlagOp, FolderPath, LocalDelivery, MAX_KEYWORD_LEN, MAX_KEYWORDS, MailboxEvent,
     MessageBody, StoreError, StoreFlagsOutcome,
@@ -93,7 +96,8 @@ async fn next_modseq(conn: &mut PgConnection, mailbox: i64) -> Result<i64, Store
 }
 
 impl PgMailbox {
-    /// Insert one message (`prefix` + the body `blob`); returns its UID.
+    /// Insert one message (`prefix` + the body `blob`); returns its UID. `live`: a live
+    /// row named the body before the transaction ([`blobs::stage`]).
     pub(super) async fn insert(
         &self,
         blob: &Blob,
@@ -101,10 +105,32 @@ impl PgMailbox {
         prefix: &[u8],
         flags: &[Flag],
         date: SystemTime,
+        live: bool,
+    ) -> Result<u32, StoreError> {
+        retry::transaction(|| self.insert_once(blob, body, prefix, flags, date, live)).await
+    }
+
+    /// The transaction of [`PgMailbox::insert`]. The lock order is the folder's row, then
+    /// the body's, as COPY and expunge take them, when the body is known to be stored
+    /// already: then adding the reference is a counter update. A body believed new is
+    /// referenced first, so its chunks are written (or its object checked) before the
+    /// folder is locked, and other writers of the folder never wait for that; nobody
+    /// else holds a new body's row, except in a rare race that [`retry`] covers.
+    async fn insert_once(
+        &self,
+        blob: &Blob,
+        body: &MessageBody,
+        prefix: &[u8],
+        flags: &[Flag],
+        date: SystemTime,
+        live: bool,
     ) -> Result<u32, StoreError> {
         let (bits, keywords) = encode_flags(flags);
         let size = prefix.len() as i64 + blob.size as i64;
         let mut tx = self.store.pool().begin().await.map_err(db_error)?;
+        if live {
+            lock_row(&mut tx, self).await?;
+        }
         blobs::add_ref(&mut tx, blob, body, self.store.objects()).await?;
         if !keywords.is_empty() {
             lock_admitting(&mut tx, self, &keywords).await?;
@@ -149,11 +175,21 @@ impl PgMailbox {
         internal_date: Option<SystemTime>,
     ) -> Result<u32, StoreError> {
         let blob = blobs::describe(body).await?;
-        blobs::stage(self.store.pool(), self.store.objects(), &blob, body).await?;
-        self.insert(&blob, body, &[], flags, internal_date.unwrap_or_else(SystemTime::now)).await
+        let live = blobs::stage(self.store.pool(), self.store.objects(), &blob, body).await?;
+        self.insert(&blob, body, &[], flags, internal_date.unwrap_or_else(SystemTime::now), live).await
     }
 
     pub(super) async fn store_flags_impl(
+        &self,
+        uids: &[u32],
+        op: FlagOp,
+        flags: &[Flag],
+        unchanged_since: Option<u64>,
+    ) -> Result<StoreFlagsOutcome, StoreError> {
+        retry::transaction(|| self.store_flags_once(uids, op, flags, unchanged_since)).await
+    }
+
+    async fn store_flags_once(
         &self,
         uids: &[u32],
         op: FlagOp,
@@ -324,6 +360,10 @@ impl PgMailbox {
     }
 
     pub(super) async fn expunge_impl(&self, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
+        retry::transaction(|| self.expunge_once(uids)).await
+    }
+
+    async fn expunge_once(&self, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
         let mut tx = self.store.pool().begin().await.map_err(db_error)?;
         lock_row(&mut tx, self).await?;
         let (gone, orphans, modseq) = expunge_locked(&mut tx, self.row(), uids).await?;
@@ -345,6 +385,12 @@ impl PgMailbox {
 
     /// COPY, or MOVE (a copy that keeps the UIDLs plus an expunge, in one transaction).
     async fn transfer(&self, uids: &[u32], dest: &PgMailbox, moving: bool) -> Result<Vec<(u32, u32)>, StoreError> {
+        retry::transaction(|| self.transfer_once(uids, dest, moving)).await
+    }
+
+    /// The transaction of [`PgMailbox::transfer`]: the folder rows, then the body rows
+    /// (in hash order, `blobs::add_refs`), as every writer takes them.
+    async fn transfer_once(&self, uids: &[u32], dest: &PgMailbox, moving: bool) -> Result<Vec<(u32, u32)>, StoreError> {
         let mut tx = self.store.pool().begin().await.map_err(db_error)?;
         // Both rows, in id order: two transfers in opposite directions cannot deadlock.
         let locked: Vec<i64> = sqlx::query_scalar("SELECT id FROM mailboxes WHERE id = ANY($1) ORDER BY id FOR UPDATE")
@@ -488,13 +534,20 @@ impl PgStore {
             Err(e) => return deliveries.iter().map(|_| Err(StoreError::Background(e.to_string()))).collect(),
         };
         // One upload shared by every recipient, before any transaction.
-        if let Err(e) = blobs::stage(self.pool(), self.objects(), &blob, body).await {
-            let message = e.to_string();
-            return deliveries.iter().map(|_| Err(StoreError::Unavailable(message.clone()))).collect();
-        }
+        let mut live = match blobs::stage(self.pool(), self.objects(), &blob, body).await {
+            Ok(live) => live,
+            Err(e) => {
+                let message = e.to_string();
+                return deliveries.iter().map(|_| Err(StoreError::Unavailable(message.clone()))).collect();
+            }
+        };
         let mut out = Vec::with_capacity(deliveries.len());
         for d in deliveries {
-            out.push(self.deliver_one(&blob, body, d).await);
+            let delivered = self.deliver_one(&blob, body, d, live).await;
+            // After the first recipient's COMMIT the body is stored: the next ones lock
+            // their folder first.
+            live |= delivered.is_ok();
+            out.push(delivered);
         }
         out
     }
@@ -504,6 +557,7 @@ impl PgStore {
         blob: &Blob,
         body: &MessageBody,
         d: &LocalDelivery,
+        live: bool,
     ) -> Result<DeliveredMessage, StoreError> {
         let path = FolderPath::from_api(&d.folder)?;
         let mb = match self.open_path(&d.owner, &path).await {
@@ -516,7 +570,7 @@ impl PgStore {
             }
             other => other?,
         };
-        let uid = mb.insert(blob, body, &d.header_prefix, &[], SystemTime::now()).await?;
+        let uid = mb.insert(blob, body, &d.header_prefix, &[], SystemTime::now(), live).await?;
         Ok(DeliveredMessage {
             location: format!("pg:{}/{uid}", mb.row()),
             size: d.header_prefix.len() as u64 + blob.size,

@@ -1,0 +1,113 @@
+//! Writers that lock the same rows from different sides: a COPY of a message locks the
+//! two folders and then the body's row, a delivery of the same body into those folders
+//! locks the body's row and a folder. Hammered concurrently, neither may fail (a deadlock
+//! is avoided by the lock order, or retried), and the body's count stays exact.
+
+use super::retry;
+use super::*;
+use crate::store::{LocalDelivery, MailStore, MailboxOps, MessageBody};
+
+const ROUNDS: usize = 200;
+
+fn alice() -> MailboxOwner {
+    MailboxOwner::new("alice", "example.org")
+}
+
+fn to(folder: &str) -> LocalDelivery {
+    LocalDelivery { owner: alice(), folder: folder.into(), header_prefix: format!("X-To: {folder}\r\n").into_bytes() }
+}
+
+#[tokio::test]
+async fn copies_and_deliveries_of_one_body_run_concurrently_without_errors() {
+    let Some(url) = tokio::task::spawn_blocking(crate::test_pg::database).await.unwrap() else { return };
+    hammer(PgStore::connect(&url, None).await.unwrap()).await;
+}
+
+/// The same with the body in the bucket (moto's S3 server).
+#[tokio::test]
+async fn copies_and_deliveries_of_one_body_in_the_bucket_run_concurrently_without_errors() {
+    let Some(url) = tokio::task::spawn_blocking(crate::test_pg::database).await.unwrap() else { return };
+    let Some(bucket) = tokio::task::spawn_blocking(crate::test_s3::bucket).await.unwrap() else { return };
+    hammer(PgStore::connect_with(&url, None, Some(bucket.object_store_config())).await.unwrap()).await;
+}
+
+/// [`ROUNDS`] copies of A's message 1 to B, while the same body is delivered to B and A
+/// [`ROUNDS`] times; then the body's count must equal the messages naming it.
+async fn hammer(store: PgStore) {
+    let text = "Subject: the same body\r\n\r\ndelivered and copied at once\r\n";
+    let body = MessageBody::Memory(bytes::Bytes::from(text));
+    for r in store.deliver(&body, &[to("A"), to("B")]).await {
+        r.unwrap();
+    }
+    let a = store.open_mailbox(&alice(), "A").await.unwrap();
+    let b = store.open_mailbox(&alice(), "B").await.unwrap();
+
+    let copier = tokio::spawn(async move {
+        for round in 0..ROUNDS {
+            a.copy_to(&[1], &b).await.unwrap_or_else(|e| panic!("copy {round}: {e}"));
+        }
+    });
+    let (s, d) = (store.clone(), body.clone());
+    let deliverer = tokio::spawn(async move {
+        for round in 0..ROUNDS {
+            for r in s.deliver(&d, &[to("B"), to("A")]).await {
+                r.unwrap_or_else(|e| panic!("delivery {round}: {e}"));
+            }
+        }
+    });
+    copier.await.unwrap();
+    deliverer.await.unwrap();
+
+    let (refcount, rows): (i64, i64) =
+        sqlx::query_as("SELECT b.refcount, (SELECT count(*) FROM messages m WHERE m.body_hash = b.hash) FROM blobs b")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(rows, 2 + 3 * ROUNDS as i64, "every copy and delivery made its message");
+    assert_eq!(refcount, rows, "the count is the number of messages naming the body");
+}
+
+/// Two transactions that lock two rows in opposite orders, made to meet halfway on their
+/// first attempt: PostgreSQL aborts one as a deadlock (40P01), and [`retry::transaction`]
+/// runs it again to success.
+#[tokio::test]
+async fn a_transaction_aborted_as_a_deadlock_is_run_again() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let Some(url) = tokio::task::spawn_blocking(crate::test_pg::database).await.unwrap() else { return };
+    let store = PgStore::connect(&url, None).await.unwrap();
+    let pool = store.pool().clone();
+    sqlx::query("CREATE TABLE pair (id int PRIMARY KEY, n int NOT NULL)").execute(&pool).await.unwrap();
+    sqlx::query("INSERT INTO pair VALUES (1, 0), (2, 0)").execute(&pool).await.unwrap();
+    let halfway = Arc::new(tokio::sync::Barrier::new(2));
+    let run = |first: i32, second: i32| {
+        let (pool, halfway) = (pool.clone(), halfway.clone());
+        tokio::spawn(async move {
+            let attempts = AtomicU32::new(0);
+            let done = retry::transaction(|| {
+                let (pool, halfway) = (pool.clone(), halfway.clone());
+                let attempt = attempts.fetch_add(1, Ordering::Relaxed) + 1;
+                async move {
+                    let bump = |id: i32| sqlx::query("UPDATE pair SET n = n + 1 WHERE id = $1").bind(id);
+                    let mut tx = pool.begin().await.map_err(db_error)?;
+                    bump(first).execute(&mut *tx).await.map_err(db_error)?;
+                    if attempt == 1 {
+                        halfway.wait().await;
+                    }
+                    bump(second).execute(&mut *tx).await.map_err(db_error)?;
+                    tx.commit().await.map_err(db_error)
+                }
+            })
+            .await;
+            (done, attempts.load(Ordering::Relaxed))
+        })
+    };
+    let (one, two) = (run(1, 2), run(2, 1));
+    let (one, two) = (one.await.unwrap(), two.await.unwrap());
+    one.0.unwrap();
+    two.0.unwrap();
+    assert_eq!(one.1 + two.1, 3, "one of them ran twice");
+    let counts: Vec<i32> = sqlx::query_scalar("SELECT n FROM pair ORDER BY id").fetch_all(&pool).await.unwrap();
+    assert_eq!(counts, vec![2, 2], "each committed once");
+}
