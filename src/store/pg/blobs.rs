@@ -108,28 +108,24 @@ async fn open_body(path: &std::path::Path, len: u64) -> Result<tokio::io::Take<t
     Ok(file.take(len))
 }
 
-/// Before the transaction that will reference `blob`: whether a live row names it
-/// already (a second recipient, a re-delivery, a copy made elsewhere), which lets the
-/// writer take the folder's lock before the body's (`write.rs`); and, with an object
-/// store, the upload of `body` when no live row does.
+/// With an object store, upload `body` before the transaction that will reference it,
+/// unless a live row shows it stored already (a second recipient, a re-delivery).
 pub async fn stage(
     pool: &PgPool,
     objects: Option<&Objects>,
     blob: &Blob,
     body: &MessageBody,
-) -> Result<bool, StoreError> {
+) -> Result<(), StoreError> {
+    let Some(objects) = objects else { return Ok(()) };
     let live: Option<bool> = sqlx::query_scalar("SELECT refcount > 0 FROM blobs WHERE hash = $1")
         .bind(&blob.hash)
         .fetch_optional(pool)
         .await
         .map_err(db_error)?;
-    let live = live == Some(true);
-    if let Some(objects) = objects
-        && !live
-    {
+    if live != Some(true) {
         objects.put(&blob.hash, body).await?;
     }
-    Ok(live)
+    Ok(())
 }
 
 /// Lock the rows of `hashes` in hash order, before a statement that changes several:

@@ -111,3 +111,44 @@ async fn a_transaction_aborted_as_a_deadlock_is_run_again() {
     let counts: Vec<i32> = sqlx::query_scalar("SELECT n FROM pair ORDER BY id").fetch_all(&pool).await.unwrap();
     assert_eq!(counts, vec![2, 2], "each committed once");
 }
+
+/// Deadlocks PostgreSQL has detected in this database so far.
+async fn deadlocks(store: &PgStore) -> i64 {
+    sqlx::query_scalar("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+/// Many sessions delivering one body nobody has stored yet into one folder at once (a
+/// burst of identical mail): the first stores it while the others wait for the folder.
+/// Not one transaction is aborted as a deadlock (PostgreSQL detects one only after a
+/// second, while every other delivery of the folder waits and the pool runs dry).
+#[tokio::test]
+async fn a_burst_of_one_new_body_into_one_folder_never_deadlocks() {
+    let Some(url) = tokio::task::spawn_blocking(crate::test_pg::database).await.unwrap() else { return };
+    let store = PgStore::connect(&url, None).await.unwrap();
+    store.ensure_account(&alice()).await.unwrap();
+    let before = deadlocks(&store).await;
+    const SESSIONS: usize = 40;
+    for burst in 0..5 {
+        let body = MessageBody::Memory(bytes::Bytes::from(format!("Subject: burst {burst}\r\n\r\nthe same\r\n")));
+        let tasks: Vec<_> = (0..SESSIONS)
+            .map(|_| {
+                let (s, b) = (store.clone(), body.clone());
+                tokio::spawn(async move { s.deliver(&b, &[to("INBOX")]).await })
+            })
+            .collect();
+        for t in tasks {
+            for r in t.await.unwrap() {
+                r.unwrap_or_else(|e| panic!("burst {burst}: {e}"));
+            }
+        }
+    }
+    // pg_stat_database is updated when a backend reports its statistics: wait for it.
+    sqlx::query("SELECT pg_stat_force_next_flush()").execute(store.pool()).await.ok();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(deadlocks(&store).await, before, "deadlocks detected");
+    let inbox = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    assert_eq!(inbox.sync().await.unwrap().messages.len(), 5 * SESSIONS);
+}

@@ -5,8 +5,7 @@
 //! pair whose effects cannot be serialised (40001); the other transaction goes on, and
 //! running the aborted one again from the start normally succeeds. The writers take their
 //! locks in one order (folder rows in id order, then body rows in hash order; `write.rs`)
-//! so that cycles are rare, but a delivery of a body it believed new still takes the body
-//! row first; this is the safety net for that and for whatever ordering is missed.
+//! so that cycles should not happen; this is the safety net for an order that is missed.
 //!
 //! Only whole transactions are retried: the closure begins, runs and commits its own, so
 //! an aborted attempt has left nothing behind. Side effects outside the database (an

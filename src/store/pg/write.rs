@@ -96,8 +96,7 @@ async fn next_modseq(conn: &mut PgConnection, mailbox: i64) -> Result<i64, Store
 }
 
 impl PgMailbox {
-    /// Insert one message (`prefix` + the body `blob`); returns its UID. `live`: a live
-    /// row named the body before the transaction ([`blobs::stage`]).
+    /// Insert one message (`prefix` + the body `blob`); returns its UID.
     pub(super) async fn insert(
         &self,
         blob: &Blob,
@@ -105,17 +104,17 @@ impl PgMailbox {
         prefix: &[u8],
         flags: &[Flag],
         date: SystemTime,
-        live: bool,
     ) -> Result<u32, StoreError> {
-        retry::transaction(|| self.insert_once(blob, body, prefix, flags, date, live)).await
+        retry::transaction(|| self.insert_once(blob, body, prefix, flags, date)).await
     }
 
-    /// The transaction of [`PgMailbox::insert`]. The lock order is the folder's row, then
-    /// the body's, as COPY and expunge take them, when the body is known to be stored
-    /// already: then adding the reference is a counter update. A body believed new is
-    /// referenced first, so its chunks are written (or its object checked) before the
-    /// folder is locked, and other writers of the folder never wait for that; nobody
-    /// else holds a new body's row, except in a rare race that [`retry`] covers.
+    /// The transaction of [`PgMailbox::insert`]. The folder's row is locked before the
+    /// body's, the order COPY and expunge take them, also for a body not stored yet: many
+    /// sessions delivering one body at once (a message to many local recipients, a burst
+    /// of identical mail) would otherwise deadlock between the first delivery, holding the
+    /// new body's row, and the next ones, holding the folder's. So a new body's chunks are
+    /// written under the folder's lock (with an object store only a HEAD request is: the
+    /// upload happened in [`blobs::stage`]).
     async fn insert_once(
         &self,
         blob: &Blob,
@@ -123,14 +122,11 @@ impl PgMailbox {
         prefix: &[u8],
         flags: &[Flag],
         date: SystemTime,
-        live: bool,
     ) -> Result<u32, StoreError> {
         let (bits, keywords) = encode_flags(flags);
         let size = prefix.len() as i64 + blob.size as i64;
         let mut tx = self.store.pool().begin().await.map_err(db_error)?;
-        if live {
-            lock_row(&mut tx, self).await?;
-        }
+        lock_row(&mut tx, self).await?;
         blobs::add_ref(&mut tx, blob, body, self.store.objects()).await?;
         if !keywords.is_empty() {
             lock_admitting(&mut tx, self, &keywords).await?;
@@ -175,8 +171,8 @@ impl PgMailbox {
         internal_date: Option<SystemTime>,
     ) -> Result<u32, StoreError> {
         let blob = blobs::describe(body).await?;
-        let live = blobs::stage(self.store.pool(), self.store.objects(), &blob, body).await?;
-        self.insert(&blob, body, &[], flags, internal_date.unwrap_or_else(SystemTime::now), live).await
+        blobs::stage(self.store.pool(), self.store.objects(), &blob, body).await?;
+        self.insert(&blob, body, &[], flags, internal_date.unwrap_or_else(SystemTime::now)).await
     }
 
     pub(super) async fn store_flags_impl(
@@ -534,20 +530,13 @@ impl PgStore {
             Err(e) => return deliveries.iter().map(|_| Err(StoreError::Background(e.to_string()))).collect(),
         };
         // One upload shared by every recipient, before any transaction.
-        let mut live = match blobs::stage(self.pool(), self.objects(), &blob, body).await {
-            Ok(live) => live,
-            Err(e) => {
-                let message = e.to_string();
-                return deliveries.iter().map(|_| Err(StoreError::Unavailable(message.clone()))).collect();
-            }
-        };
+        if let Err(e) = blobs::stage(self.pool(), self.objects(), &blob, body).await {
+            let message = e.to_string();
+            return deliveries.iter().map(|_| Err(StoreError::Unavailable(message.clone()))).collect();
+        }
         let mut out = Vec::with_capacity(deliveries.len());
         for d in deliveries {
-            let delivered = self.deliver_one(&blob, body, d, live).await;
-            // After the first recipient's COMMIT the body is stored: the next ones lock
-            // their folder first.
-            live |= delivered.is_ok();
-            out.push(delivered);
+            out.push(self.deliver_one(&blob, body, d).await);
         }
         out
     }
@@ -557,7 +546,6 @@ impl PgStore {
         blob: &Blob,
         body: &MessageBody,
         d: &LocalDelivery,
-        live: bool,
     ) -> Result<DeliveredMessage, StoreError> {
         let path = FolderPath::from_api(&d.folder)?;
         let mb = match self.open_path(&d.owner, &path).await {
@@ -570,7 +558,7 @@ impl PgStore {
             }
             other => other?,
         };
-        let uid = mb.insert(blob, body, &d.header_prefix, &[], SystemTime::now(), live).await?;
+        let uid = mb.insert(blob, body, &d.header_prefix, &[], SystemTime::now()).await?;
         Ok(DeliveredMessage {
             location: format!("pg:{}/{uid}", mb.row()),
             size: d.header_prefix.len() as u64 + blob.size,
