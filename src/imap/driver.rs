@@ -40,7 +40,7 @@ pub async fn serve_connection<S>(
             tracing::warn!(%peer, "implicit TLS requested but no certificate configured");
             return;
         };
-        match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(boxed)).await {
+        match tokio::time::timeout(Duration::from_secs(30), Box::pin(acceptor.accept(boxed))).await {
             Ok(Ok(tls)) => {
                 boxed = Box::new(tls);
                 tls_active = true;
@@ -87,8 +87,11 @@ impl Driver {
                         None => self.conn.take(len).freeze(),
                     };
                     let spooled = std::mem::take(&mut self.spooled);
-                    let next = self.session.command(&frame, spooled).await?;
-                    let flow = self.perform(next).await?;
+                    // Boxed, like every step that is not a read wait: the connection's
+                    // future is as large as its largest inline await, and it stays that
+                    // large while the connection idles (see `IDLE_FUTURE_MAX`).
+                    let next = Box::pin(self.session.command(&frame, spooled)).await?;
+                    let flow = Box::pin(self.perform(next)).await?;
                     if flow != Flow::Continue {
                         return self.end(flow).await;
                     }
@@ -117,11 +120,8 @@ impl Driver {
                         self.session.out.extend_from_slice(LITERAL_CONTINUATION);
                         self.send().await?;
                     }
-                    match self
-                        .conn
-                        .spool_literal(&self.session.ctx.spool_dir, size, binary, self.session.timeout())
-                        .await?
-                    {
+                    let spool_dir = &self.session.ctx.spool_dir;
+                    match Box::pin(self.conn.spool_literal(spool_dir, size, binary, self.session.timeout())).await? {
                         Spooled::Done(body, has_nul) => self.spooled.push(SpooledLiteral { index, body, has_nul }),
                         Spooled::Ended(ended) => return self.read_ended(ended).await,
                     }

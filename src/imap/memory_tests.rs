@@ -57,3 +57,19 @@ async fn idle_authenticated_connection_cost() {
     );
     assert!(per < 64.0, "{per} KiB per idle connection");
 }
+
+/// The future of one connection, in bytes (a debug build, where futures are larger than
+/// in release). Everything but the read wait is boxed while it runs (the command, the
+/// effects it asks for, the TLS handshake, a streamed literal), because a future is as
+/// large as its largest inline await and keeps that size while the connection idles.
+const IDLE_FUTURE_MAX: usize = 2048;
+
+#[tokio::test]
+async fn an_idle_connection_future_stays_small() {
+    let srv = start().await;
+    let (stream, _client) = tokio::io::duplex(64);
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let future = super::driver::serve_connection(srv.ctx.clone(), stream, "127.0.0.1:1".parse().unwrap(), true, rx);
+    let size = std::mem::size_of_val(&future);
+    assert!(size <= IDLE_FUTURE_MAX, "serve_connection future is {size} bytes");
+}

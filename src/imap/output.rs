@@ -12,10 +12,10 @@ pub type LiteralReader = Box<dyn AsyncRead + Unpin + Send>;
 /// Flush the output when it grows past this during long responses (bounded memory).
 pub const OUT_FLUSH: usize = 256 * 1024;
 
-/// Initial size of the buffer: small, because most connections idle.
-const IDLE_BUFFER: usize = 1024;
-/// A buffer grown past this by one large response is replaced once it is sent.
-const IDLE_BUFFER_MAX: usize = 64 * 1024;
+/// Room taken when the first response bytes after a send are written: enough for most
+/// responses in one allocation. Between sends the buffer holds no memory at all, because
+/// most connections idle and the bytes sent are dropped with the write.
+const FIRST_WRITE: usize = 1024;
 
 /// Exactly `size` bytes copied from `reader` into the response stream, after the
 /// `{size}` CRLF already in the bytes before it.
@@ -26,17 +26,12 @@ pub struct StreamedLiteral {
 
 /// Pending responses. Dereferences to the byte buffer being written (the one after the
 /// last streamed literal), so handlers append bytes as to a `Vec<u8>`.
+#[derive(Default)]
 pub struct Output {
     head: Vec<u8>,
     /// Each streamed literal with the bytes that follow it.
     literals: Vec<(StreamedLiteral, Vec<u8>)>,
     buffered: usize,
-}
-
-impl Default for Output {
-    fn default() -> Self {
-        Output { head: Vec::with_capacity(IDLE_BUFFER), literals: Vec::new(), buffered: 0 }
-    }
 }
 
 impl Output {
@@ -59,10 +54,9 @@ impl Output {
     }
 
     /// Take everything for sending: the leading bytes and each literal with what follows.
-    /// A buffer a big response grew is given back, so idle connections stay small.
+    /// Nothing is left allocated: an idle connection holds no output buffer.
     pub fn take(&mut self) -> (Vec<u8>, Vec<(StreamedLiteral, Vec<u8>)>) {
-        let keep = if self.head.capacity() > IDLE_BUFFER_MAX { IDLE_BUFFER } else { self.head.capacity() };
-        let head = std::mem::replace(&mut self.head, Vec::with_capacity(keep));
+        let head = std::mem::take(&mut self.head);
         self.buffered = 0;
         (head, std::mem::take(&mut self.literals))
     }
@@ -85,6 +79,9 @@ impl Deref for Output {
 
 impl DerefMut for Output {
     fn deref_mut(&mut self) -> &mut Vec<u8> {
+        if self.head.capacity() == 0 && self.literals.is_empty() {
+            self.head.reserve(FIRST_WRITE);
+        }
         match self.literals.last_mut() {
             Some((_, after)) => after,
             None => &mut self.head,
@@ -110,5 +107,8 @@ mod tests {
         assert_eq!(literals[0].0.size, 3);
         assert_eq!(literals[0].1, b")\r\n");
         assert!(out.is_empty() && !out.should_flush());
+        assert_eq!(out.head.capacity(), 0, "sent output keeps no buffer");
+        out.extend_from_slice(b"* OK\r\n");
+        assert!(out.head.capacity() >= FIRST_WRITE, "one allocation for a typical response");
     }
 }

@@ -24,6 +24,7 @@ pub struct TestServer {
     pub shutdown: watch::Sender<bool>,
     /// The data dir (kept alive with the server; shared on `restart`).
     pub dir: Arc<tempfile::TempDir>,
+    pub ctx: Arc<ImapContext>,
 }
 
 pub fn owner() -> MailboxOwner {
@@ -66,6 +67,7 @@ pub async fn start_in(
     );
     tweak(&mut ctx);
     let ctx = Arc::new(ctx);
+    let served = ctx.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = watch::channel(false);
@@ -73,10 +75,10 @@ pub async fn start_in(
         while let Ok((sock, peer)) = listener.accept().await {
             // as net/ should do for every mail protocol: small replies go out at once
             let _ = sock.set_nodelay(true);
-            tokio::spawn(serve_connection(ctx.clone(), sock, peer, implicit_tls, rx.clone()));
+            tokio::spawn(serve_connection(served.clone(), sock, peer, implicit_tls, rx.clone()));
         }
     });
-    TestServer { addr, store, shutdown: tx, dir }
+    TestServer { addr, store, shutdown: tx, dir, ctx }
 }
 
 pub async fn start() -> TestServer {

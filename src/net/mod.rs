@@ -232,13 +232,14 @@ pub async fn serve(bound: BoundListener, service: Service, ctx: AcceptContext) {
             let connection =
                 Connection { stream, peer: client, local, protocol, shutdown: ctx.shutdown.signal(), permit };
             let handler = service.handler.clone();
-            let tracked = ctx.shutdown.spawn(async move {
+            // Not awaited: this task ends here rather than sit beside the session for
+            // its whole life (a second task and its state per idle connection).
+            ctx.shutdown.spawn(async move {
                 let active = metrics().connections_active.with_label_values(&[protocol.name()]);
                 active.inc();
                 handler(connection).await;
                 active.dec();
             });
-            let _ = tracked.await;
         });
     }
     tracing::debug!(protocol = protocol.name(), addr = %bound.local_addr, "listener closed");
