@@ -204,10 +204,7 @@ impl PgStore {
     #[cfg(test)]
     pub(crate) fn connect_lazy(url: &str) -> Result<PgStore, StoreError> {
         let options = connect_options(url, None)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(POOL_SIZE)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_lazy_with(options.clone());
+        let pool = pool_options().connect_lazy_with(options.clone());
         Ok(PgStore::assemble(pool, &options, None, None))
     }
 
@@ -378,18 +375,10 @@ impl PgStore {
 }
 
 /// The connection options of `url`, every connection of the store named `mailroom`.
-///
-/// Prepared statements always use their generic plan (`plan_cache_mode`): by default
-/// PostgreSQL plans the first executions of each statement on each connection anew for
-/// their parameters and keeps doing so while the custom plan looks cheaper, which for our
-/// statements (all of them index lookups by folder and UID or modseq, the plan the same
-/// for any parameters) cost 0.2–0.5 ms of planning per statement, more than running it:
-/// measured here, every IMAP command 25–35% faster with generic plans.
 fn connect_options(url: &str, hostaddr: Option<IpAddr>) -> Result<PgConnectOptions, StoreError> {
     let mut options = PgConnectOptions::from_str(url)
         .map_err(|e| StoreError::Unavailable(format!("database URL: {e}")))?
-        .application_name("mailroom")
-        .options([("plan_cache_mode", "force_generic_plan")]);
+        .application_name("mailroom");
     if let Some(ip) = hostaddr {
         options = options.hostaddr(ip);
     }
@@ -397,12 +386,26 @@ fn connect_options(url: &str, hostaddr: Option<IpAddr>) -> Result<PgConnectOptio
 }
 
 async fn open_pool(options: &PgConnectOptions) -> Result<PgPool, StoreError> {
-    PgPoolOptions::new()
-        .max_connections(POOL_SIZE)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect_with(options.clone())
-        .await
-        .map_err(db_error)
+    pool_options().connect_with(options.clone()).await.map_err(db_error)
+}
+
+/// The store's pool: [`POOL_SIZE`] connections, [`ACQUIRE_TIMEOUT`], and on each new
+/// connection `plan_cache_mode = force_generic_plan`.
+///
+/// Why generic plans: by default PostgreSQL plans a prepared statement anew for its
+/// parameters on each of its first executions on a connection, and keeps doing so while
+/// that custom plan looks cheaper. Our statements are index lookups by folder and UID or
+/// modseq, the same plan for any parameters, and planning them cost 0.2–0.5 ms each, more
+/// than running them: measured here, every IMAP command 25–35% faster with generic plans.
+/// (The statements that read a whole folder are planned for their folder:
+/// `mailbox.rs`.) Set by a statement, not a startup parameter, so that connection poolers
+/// that refuse unknown startup parameters (PgBouncer) still connect.
+fn pool_options() -> PgPoolOptions {
+    PgPoolOptions::new().max_connections(POOL_SIZE).acquire_timeout(ACQUIRE_TIMEOUT).after_connect(|conn, _| {
+        Box::pin(
+            async move { sqlx::Executor::execute(conn, "SET plan_cache_mode = force_generic_plan").await.map(drop) },
+        )
+    })
 }
 
 /// What `mailroom store check` found.

@@ -346,3 +346,12 @@ async fn a_maildir_imports_with_its_uids_and_flags_and_resumes() {
 fn uids(messages: &[crate::store::MessageMeta]) -> Vec<u32> {
     messages.iter().map(|m| m.uid).collect()
 }
+
+/// Every connection of the pool plans statements once (generic plans, `mod.rs`), set by a
+/// statement after connecting rather than by a startup parameter poolers may refuse.
+#[tokio::test]
+async fn pool_connections_use_generic_plans() {
+    let Some((_, store)) = fresh().await else { return };
+    let mode: String = sqlx::query_scalar("SHOW plan_cache_mode").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(mode, "force_generic_plan");
+}
