@@ -326,17 +326,7 @@ fn remote_session(stream: std::net::TcpStream, shared: &(Mutex<RemoteState>, Con
             w.write_all(b"250 2.1.5 ok\r\n")?;
         } else if upper.starts_with("DATA") {
             w.write_all(b"354 go ahead\r\n")?;
-            let mut data = Vec::new();
-            loop {
-                let mut l = Vec::new();
-                if r.read_until(b'\n', &mut l)? == 0 {
-                    return Ok(());
-                }
-                if l == b".\r\n" {
-                    break;
-                }
-                data.extend_from_slice(if l.starts_with(b"..") { &l[1..] } else { &l });
-            }
+            let Some(data) = common::read_smtp_data(&mut r)? else { return Ok(()) };
             let rcpts = std::mem::take(&mut rcpts);
             let held = |s: &RemoteState| rcpts.iter().any(|a| s.holding.iter().any(|d| a.ends_with(&format!("@{d}"))));
             let mut state = lock.lock().unwrap();

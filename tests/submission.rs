@@ -70,18 +70,7 @@ fn sink_session(stream: TcpStream, store: &Mutex<Vec<Got>>) -> std::io::Result<(
             }
         } else if upper.starts_with("DATA") {
             w.write_all(b"354 go\r\n")?;
-            let mut data = Vec::new();
-            loop {
-                let mut l = Vec::new();
-                if r.read_until(b'\n', &mut l)? == 0 {
-                    return Ok(());
-                }
-                if l == b".\r\n" {
-                    break;
-                }
-                let l = if l.starts_with(b"..") { &l[1..] } else { &l[..] };
-                data.extend_from_slice(l);
-            }
+            let Some(data) = common::read_smtp_data(&mut r)? else { return Ok(()) };
             store.lock().unwrap().push(Got { rcpts: std::mem::take(&mut rcpts), data });
             w.write_all(b"250 2.0.0 accepted\r\n")?;
         } else if upper.starts_with("QUIT") {

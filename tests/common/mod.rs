@@ -382,3 +382,19 @@ pub fn run_client(script: &str, args: &[String], server: &Server) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// For the fake remote MX servers of the tests: the message after DATA's 354, read up to
+/// the line holding only a dot and un-dot-stuffed; `None` when the client hung up first.
+pub fn read_smtp_data(r: &mut impl std::io::BufRead) -> std::io::Result<Option<Vec<u8>>> {
+    let mut data = Vec::new();
+    loop {
+        let mut l = Vec::new();
+        if r.read_until(b'\n', &mut l)? == 0 {
+            return Ok(None);
+        }
+        if l == b".\r\n" {
+            return Ok(Some(data));
+        }
+        data.extend_from_slice(if l.starts_with(b"..") { &l[1..] } else { &l });
+    }
+}
