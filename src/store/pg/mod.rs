@@ -19,9 +19,10 @@
 //!   `vanished_floor` tells a client whose state is older to resync.
 //! - No connection is held across a client's round trip: an idle IMAP session costs no
 //!   database connection.
-//! - Every write transaction sends a NOTIFY that is delivered when it commits; one listener
-//!   per replica hands the other replicas' ones to its sessions of the folder (`notify.rs`),
-//!   so IDLE on one replica hears about a delivery on another.
+//! - Every write, once committed, is published: to this replica's sessions at once, to the
+//!   others by a NOTIFY its outbox sends after the COMMIT; one listener per replica hands
+//!   the other replicas' ones to its sessions of the folder (`notify.rs`), so IDLE on one
+//!   replica hears about a delivery on another.
 //! - Every database failure is temporary, [`StoreError::Unavailable`]: the protocols
 //!   answer "try again later", and the pool reconnects by itself when the server is back.
 //!   A transaction PostgreSQL aborts to break a deadlock is [`StoreError::Conflict`]; the
