@@ -4,7 +4,7 @@
 //! (`SELECT … FOR UPDATE` or the `UPDATE … RETURNING` that hands out UIDs and modseqs) and
 //! holds it to COMMIT, so writers of one folder are serialised across every replica and
 //! UIDs ascend in commit order; writers of different folders do not wait for each other.
-//! Locks are taken in one order, folder rows (by id) before body rows (by hash), except by
+//! Locks are taken in one order, folder rows (by id) before body rows (by hash), also by
 //! the delivery of a body not stored yet (see `insert_once`); a transaction PostgreSQL
 //! still aborts as a deadlock is run again whole (`retry.rs`).
 //! Bodies are hashed (and, with an object store, uploaded) before the transaction starts,
@@ -231,6 +231,7 @@ impl PgMailbox {
         }
         let mut modseq = None;
         if !changes.is_empty() {
+            let m = next_modseq(&mut tx, self.row()).await?;
             // One statement per distinct result: a STORE usually gives every message the same.
             let mut groups: Vec<(FlagRow, Vec<i64>)> = Vec::new();
             for (uid, b, k) in &changes {
@@ -240,27 +241,20 @@ impl PgMailbox {
                 }
             }
             for ((b, k), uids) in groups {
-                // The first statement also raises the folder's modseq: one round trip, not two.
-                let m: i64 = sqlx::query_scalar(
-                    "WITH f AS (UPDATE mailboxes SET highest_modseq = highest_modseq + 1 \
-                     WHERE id = $1 AND $5::bigint IS NULL RETURNING highest_modseq), \
-                     m AS (SELECT coalesce((SELECT highest_modseq FROM f), $5) AS modseq), \
-                     u AS (UPDATE messages SET flags = $3, keywords = $4, modseq = (SELECT modseq FROM m) \
-                     WHERE mailbox_id = $1 AND uid = ANY($2)) \
-                     SELECT modseq FROM m",
+                sqlx::query(
+                    "UPDATE messages SET flags = $3, keywords = $4, modseq = $5 WHERE mailbox_id = $1 AND uid = ANY($2)",
                 )
                 .bind(self.row())
                 .bind(uids)
                 .bind(b)
                 .bind(k)
-                .bind(modseq)
-                .fetch_one(&mut *tx)
+                .bind(m)
+                .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
-                modseq = Some(m);
             }
-            let modseq = modseq.unwrap_or(0) as u64;
-            out.updated = changes.into_iter().map(|(uid, b, k)| (uid, decode_flags(b, &k), modseq)).collect();
+            out.updated = changes.into_iter().map(|(uid, b, k)| (uid, decode_flags(b, &k), m as u64)).collect();
+            modseq = Some(m);
         }
         tx.commit().await.map_err(db_error)?;
         if let Some(modseq) = modseq {
