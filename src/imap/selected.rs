@@ -14,7 +14,9 @@ use tokio::sync::broadcast;
 use super::command::QresyncParams;
 use super::response::{Enabled, Tagged, write_flags_recent};
 use super::sequence::{SequenceSet, format_numbers};
-use crate::store::{Flag as StFlag, Mailbox, MailboxChanges, MailboxEvent, MailboxSnapshot, MessageMeta, ViewTicket};
+use crate::store::{
+    Flag as StFlag, FlagChange, Mailbox, MailboxChanges, MailboxEvent, MailboxSnapshot, MessageMeta, ViewTicket,
+};
 
 /// How a refresh of the view may go: what it may report now and how to write it.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +56,10 @@ pub struct Selected {
     /// Keeps messages other sessions expunge readable until this view has reported them
     /// (RFC 2180 4.1.1); released as EXPUNGE/VANISHED goes out, and on deselect.
     pub view: ViewTicket,
+    /// Modseqs of flag changes this session made and already applied to `messages` (STORE,
+    /// FETCH's implicit \Seen): their events need no trip to the store. Emptied at each
+    /// refresh, so it holds one or two entries.
+    pub own_changes: Vec<u64>,
 }
 
 /// The distinct keywords of a message list, sorted.
@@ -218,19 +224,37 @@ impl Selected {
         let rev1 = !how.enabled.imap4rev2;
         let (allow_expunge, force) = (how.allow_expunge, how.force);
         let sel = self;
-        let mut pending = false;
-        while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = sel.events.try_recv() {
-            pending = true;
+        // Flag changes made in this process come with their result; anything else (new
+        // messages, expunges, changes heard from other replicas, a lagging receiver) is
+        // asked of the store.
+        let mut ask_store = force;
+        let mut known: Vec<FlagChange> = Vec::new();
+        loop {
+            match sel.events.try_recv() {
+                // Our own change, already in the view. (A modseq is given once per folder,
+                // so no other change carries it.)
+                Ok(MailboxEvent::FlagsChanged { modseq, .. }) if sel.own_changes.contains(&modseq) => {}
+                Ok(MailboxEvent::FlagsChanged { known: Some(k), .. }) => known.extend(k.iter().cloned()),
+                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => ask_store = true,
+                Err(_) => break,
+            }
         }
-        if !pending && !force {
+        sel.own_changes.clear();
+        if !ask_store && known.is_empty() {
             return;
         }
+        let changes = if ask_store { None } else { sel.changes_from_events(known) };
         // Only what changed since the view's HIGHESTMODSEQ; a full snapshot to compare
-        // with when the store cannot tell (tombstones gone, new UIDVALIDITY).
-        let changes = match sel.mailbox.changes_since(sel.uid_validity, sel.highest_modseq).await {
-            Ok(Some(c)) => Ok(c),
-            Ok(None) => sel.mailbox.sync().await.map(|snap| changes_from_snapshot(&sel.messages, snap)),
-            Err(e) => Err(e),
+        // with when the store cannot tell (tombstones gone, new UIDVALIDITY). Changes
+        // applied from events leave HIGHESTMODSEQ where it was, so changes by others with
+        // lower modseqs still come with the next answer from the store.
+        let changes = match changes {
+            Some(c) => Ok(c),
+            None => match sel.mailbox.changes_since(sel.uid_validity, sel.highest_modseq).await {
+                Ok(Some(c)) => Ok(c),
+                Ok(None) => sel.mailbox.sync().await.map(|snap| changes_from_snapshot(&sel.messages, snap)),
+                Err(e) => Err(e),
+            },
         };
         let changes = match changes {
             Ok(c) => c,
@@ -264,7 +288,8 @@ impl Selected {
                 continue;
             };
             let m = &mut sel.messages[i];
-            if c.flags == m.flags && c.modseq == m.modseq {
+            // Events may arrive out of order; a message's modseq only grows.
+            if c.modseq < m.modseq || (c.flags == m.flags && c.modseq == m.modseq) {
                 continue;
             }
             let flags_changed = c.flags != m.flags;
@@ -305,6 +330,34 @@ impl Selected {
         }
         into.extend_from_slice(&announcement);
         into.extend_from_slice(&out);
+    }
+}
+
+impl Selected {
+    /// The changes flag events of this process announced, as the store would have
+    /// answered them; `None` when one names a message the view has not seen yet (its
+    /// arrival must come from the store first).
+    fn changes_from_events(&self, mut known: Vec<FlagChange>) -> Option<MailboxChanges> {
+        known.sort_unstable_by_key(|(uid, _, modseq)| (*uid, *modseq));
+        let mut changed: Vec<MessageMeta> = Vec::with_capacity(known.len());
+        for (uid, flags, modseq) in known {
+            let Some(i) = self.index_of_uid(uid) else {
+                if uid > self.max_uid() {
+                    return None;
+                }
+                continue; // expunged from the view
+            };
+            if changed.last().is_some_and(|c| c.uid == uid) {
+                changed.pop(); // the later of two changes to one message
+            }
+            changed.push(MessageMeta { flags, modseq, ..self.messages[i].clone() });
+        }
+        Some(MailboxChanges {
+            uid_next: self.uid_next,
+            highest_modseq: self.highest_modseq,
+            changed,
+            expunged: Vec::new(),
+        })
     }
 }
 

@@ -360,8 +360,9 @@ async fn sessions_share_state_and_deliveries_and_appends_wake_idle() {
         a.append(&body("y\r\n"), &[], None).await.unwrap();
         expect_event(&mut idle, MailboxEvent::NewMessages).await;
         assert_eq!(uids(&b.sync().await.unwrap().messages), [1, 2]);
-        a.store_flags(&[1], FlagOp::Add, &[Flag::Deleted], None).await.unwrap();
-        expect_event(&mut idle, MailboxEvent::FlagsChanged { uids: vec![1] }).await;
+        let updated = a.store_flags(&[1], FlagOp::Add, &[Flag::Deleted], None).await.unwrap().updated;
+        let (modseq, known) = (updated[0].2, Some(updated.into()));
+        expect_event(&mut idle, MailboxEvent::FlagsChanged { uids: vec![1], modseq, known }).await;
         assert_eq!(b.sync().await.unwrap().messages[0].flags, [Flag::Deleted]);
         // \Recent goes to one session only.
         assert_eq!(a.take_recent(3).await, 1..3);

@@ -42,8 +42,8 @@ pub use maildir::{MAX_KEYWORD_LEN, MAX_KEYWORDS, MaildirMailbox, MaildirStore};
 pub use pg::{PgMailbox, PgStore};
 pub use reader::MessageReader;
 pub use types::{
-    DeliveredMessage, Flag, FlagOp, FolderInfo, LocalDelivery, MailboxChanges, MailboxEvent, MailboxId, MailboxOwner,
-    MailboxSnapshot, MailboxStatus, MessageBody, MessageMeta, SpecialUse, StoreFlagsOutcome,
+    DeliveredMessage, Flag, FlagChange, FlagOp, FolderInfo, LocalDelivery, MailboxChanges, MailboxEvent, MailboxId,
+    MailboxOwner, MailboxSnapshot, MailboxStatus, MessageBody, MessageMeta, SpecialUse, StoreFlagsOutcome,
 };
 
 /// The mail store, whichever backend holds the mail. Cheap to clone; `Send + Sync`.

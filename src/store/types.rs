@@ -207,7 +207,7 @@ pub enum FlagOp {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StoreFlagsOutcome {
     /// Messages whose flags changed: uid, new flags, new modseq.
-    pub updated: Vec<(u32, Vec<Flag>, u64)>,
+    pub updated: Vec<FlagChange>,
     /// Messages matched but already carrying the requested flags: uid, flags, modseq (IMAP
     /// still sends their FETCH FLAGS for a non-silent STORE).
     pub unchanged: Vec<(u32, Vec<Flag>, u64)>,
@@ -281,6 +281,9 @@ pub struct MailboxStatus {
     pub size: u64,
 }
 
+/// One message's flags after a change: uid, flags, modseq.
+pub type FlagChange = (u32, Vec<Flag>, u64);
+
 /// A change notification. Events are hints that something changed: call `Mailbox::sync`
 /// for the truth (a lagging receiver may miss events).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -291,6 +294,14 @@ pub enum MailboxEvent {
     FlagsChanged {
         /// Affected uids.
         uids: Vec<u32>,
+        /// The modseq the change was given (the highest, when it was given several). A
+        /// session that made the change itself knows it by this number and need not ask the
+        /// store again (`imap::selected`).
+        modseq: u64,
+        /// Each message's new flags and modseq, when the sender knew them (a change made in
+        /// this process): sessions apply them without asking the store. `None` for changes
+        /// heard from other replicas or found on disk.
+        known: Option<std::sync::Arc<[FlagChange]>>,
     },
     /// These uids were expunged.
     Expunged {

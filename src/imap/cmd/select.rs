@@ -78,6 +78,7 @@ impl Session {
             expunged_unreported: Vec::new(),
             keywords,
             view,
+            own_changes: Vec::new(),
         };
         selected.add_recent(claimed);
         selected.view.release_absent(|u| selected.index_of_uid(u).is_some());

@@ -45,6 +45,9 @@ impl Session {
         };
         let mut out = Vec::new();
         let mut changed: Vec<(usize, bool)> = Vec::new();
+        if let Some(modseq) = outcome.updated.iter().map(|u| u.2).max() {
+            sel.own_changes.push(modseq);
+        }
         for (uid, flags, modseq) in &outcome.updated {
             if let Some(i) = sel.index_of_uid(*uid) {
                 sel.messages[i].flags = flags.clone();

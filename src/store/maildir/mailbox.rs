@@ -486,7 +486,9 @@ impl MaildirMailbox {
         if !records.is_empty() {
             self.commit(&mut st, records, vec![cur]).await?;
             self.note_own_change(&mut st).await?;
-            self.shared.notify(MailboxEvent::FlagsChanged { uids: changed });
+            let modseq = outcome.updated.iter().map(|u| u.2).max().unwrap_or_default();
+            let known = Some(outcome.updated.clone().into());
+            self.shared.notify(MailboxEvent::FlagsChanged { uids: changed, modseq, known });
         }
         Ok(outcome)
     }

@@ -223,7 +223,11 @@ impl MaildirMailbox {
             self.shared.notify(MailboxEvent::NewMessages);
         }
         if !changed.is_empty() {
-            self.shared.notify(MailboxEvent::FlagsChanged { uids: changed });
+            self.shared.notify(MailboxEvent::FlagsChanged {
+                uids: changed,
+                modseq: st.index.highest_modseq,
+                known: None,
+            });
         }
         if !vanished.is_empty() {
             self.shared.notify(MailboxEvent::Expunged { uids: vanished });

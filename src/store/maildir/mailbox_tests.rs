@@ -177,7 +177,10 @@ async fn flags_changed_by_another_program_are_adopted() {
     let snap = mb.sync().await.unwrap();
     assert_eq!(snap.messages[0].flags, [Flag::Seen, Flag::Answered]);
     assert!(snap.highest_modseq > before.highest_modseq);
-    assert_eq!(events.recv().await.unwrap(), MailboxEvent::FlagsChanged { uids: vec![1] });
+    assert_eq!(
+        events.recv().await.unwrap(),
+        MailboxEvent::FlagsChanged { uids: vec![1], modseq: snap.highest_modseq, known: None }
+    );
 }
 
 #[tokio::test]

@@ -79,7 +79,7 @@ pub(super) fn payload(sender: u64, change: &Change) -> String {
     let Change { mailbox, modseq, event } = change;
     let (tag, uids) = match event {
         MailboxEvent::NewMessages => return format!("{sender:x} {mailbox} {modseq} N"),
-        MailboxEvent::FlagsChanged { uids } => ('F', uids),
+        MailboxEvent::FlagsChanged { uids, .. } => ('F', uids),
         MailboxEvent::Expunged { uids } => ('X', uids),
     };
     if uids.is_empty() || uids.len() > MAX_UIDS {
@@ -98,7 +98,7 @@ pub(super) fn parse(payload: &str) -> Option<(u64, Change)> {
     let modseq: u64 = parts.next()?.parse().ok()?;
     let event = match (parts.next()?, parts.next()) {
         ("N" | "R", None) => MailboxEvent::NewMessages,
-        ("F", Some(list)) => MailboxEvent::FlagsChanged { uids: parse_uids(list)? },
+        ("F", Some(list)) => MailboxEvent::FlagsChanged { uids: parse_uids(list)?, modseq, known: None },
         ("X", Some(list)) => MailboxEvent::Expunged { uids: parse_uids(list)? },
         _ => return None,
     };

@@ -85,7 +85,7 @@ async fn wait_for_listeners(store: &PgStore, want: i64) {
 fn payloads_round_trip_and_stay_far_below_the_notify_limit() {
     let cases = [
         MailboxEvent::NewMessages,
-        MailboxEvent::FlagsChanged { uids: vec![1, 2, 3] },
+        MailboxEvent::FlagsChanged { uids: vec![1, 2, 3], modseq: u64::MAX, known: None },
         MailboxEvent::Expunged { uids: vec![4, 5] },
     ];
     let change = |mailbox, modseq, event| Change { mailbox, modseq, event };
@@ -93,7 +93,10 @@ fn payloads_round_trip_and_stay_far_below_the_notify_limit() {
         let c = change(42, u64::MAX, event);
         assert_eq!(parse(&payload(u64::MAX, &c)), Some((u64::MAX, c)));
     }
-    assert_eq!(payload(0xab, &change(7, 12, MailboxEvent::FlagsChanged { uids: vec![1, 9] })), "ab 7 12 F 1,9");
+    assert_eq!(
+        payload(0xab, &change(7, 12, MailboxEvent::FlagsChanged { uids: vec![1, 9], modseq: 12, known: None })),
+        "ab 7 12 F 1,9"
+    );
     // Too many UIDs (or none): a resync hint, which sessions receive as NewMessages.
     let many: Vec<u32> = (1..=MAX_UIDS as u32 + 1).collect();
     assert_eq!(payload(0xab, &change(7, 12, MailboxEvent::Expunged { uids: many })), "ab 7 12 R");
@@ -138,8 +141,8 @@ async fn changes_on_one_replica_reach_sessions_on_another() {
     expect(&mut idle, MailboxEvent::NewMessages, second).await;
     assert_eq!(on_b.sync().await.expect("sync").messages.len(), 2);
 
-    on_a.store_flags(&[1, 2], FlagOp::Add, &[Flag::Seen], None).await.expect("store");
-    expect(&mut idle, MailboxEvent::FlagsChanged { uids: vec![1, 2] }, second).await;
+    let modseq = on_a.store_flags(&[1, 2], FlagOp::Add, &[Flag::Seen], None).await.expect("store").updated[0].2;
+    expect(&mut idle, MailboxEvent::FlagsChanged { uids: vec![1, 2], modseq, known: None }, second).await;
     on_a.expunge(&[1]).await.expect("expunge");
     expect(&mut idle, MailboxEvent::Expunged { uids: vec![1] }, second).await;
 
@@ -170,8 +173,8 @@ async fn a_change_too_large_to_list_asks_sessions_to_resync() {
         on_a.append(&body(&format!("Subject: {i}\r\n\r\nx\r\n")), &[], None).await.expect("append");
     }
     // Notifications arrive in commit order: once this one is in, the appends' are too.
-    on_a.store_flags(&[1], FlagOp::Add, &[Flag::Seen], None).await.expect("store");
-    expect(&mut idle, MailboxEvent::FlagsChanged { uids: vec![1] }, Duration::from_secs(5)).await;
+    let modseq = on_a.store_flags(&[1], FlagOp::Add, &[Flag::Seen], None).await.expect("store").updated[0].2;
+    expect(&mut idle, MailboxEvent::FlagsChanged { uids: vec![1], modseq, known: None }, Duration::from_secs(5)).await;
     let all: Vec<u32> = (1..=n).collect();
     on_a.store_flags(&all, FlagOp::Add, &[Flag::Flagged], None).await.expect("store");
     let got = drain(&mut idle, Duration::from_millis(500)).await;
@@ -202,8 +205,8 @@ async fn a_lost_listener_connection_comes_back_and_asks_sessions_to_resync() {
     wait_for_listeners(&a, 2).await;
 
     on_a.append(&body("Subject: after\r\n\r\nx\r\n"), &[], None).await.expect("append");
-    on_a.store_flags(&[1], FlagOp::Add, &[Flag::Seen], None).await.expect("store");
-    expect(&mut idle, MailboxEvent::FlagsChanged { uids: vec![1] }, Duration::from_secs(1)).await;
+    let modseq = on_a.store_flags(&[1], FlagOp::Add, &[Flag::Seen], None).await.expect("store").updated[0].2;
+    expect(&mut idle, MailboxEvent::FlagsChanged { uids: vec![1], modseq, known: None }, Duration::from_secs(1)).await;
 }
 
 #[tokio::test]
@@ -230,8 +233,10 @@ async fn the_writing_replica_hears_each_change_once_and_at_once() {
     // Already there when the write returns: IMAP reports a session's own APPEND in its
     // response only then.
     assert_eq!(idle.try_recv(), Ok(MailboxEvent::NewMessages));
-    writer.store_flags(&[1], FlagOp::Add, &[Flag::Seen], None).await.expect("store");
-    assert_eq!(idle.try_recv(), Ok(MailboxEvent::FlagsChanged { uids: vec![1] }));
+    let updated = writer.store_flags(&[1], FlagOp::Add, &[Flag::Seen], None).await.expect("store").updated;
+    // With the new flags: this replica's sessions need not ask the database.
+    let (modseq, known) = (updated[0].2, Some(updated.into()));
+    assert_eq!(idle.try_recv(), Ok(MailboxEvent::FlagsChanged { uids: vec![1], modseq, known }));
     // Its own NOTIFYs come back to its listener, which skips them: the next event is the
     // other replica's later change (notifications arrive in commit order).
     open(&b, "INBOX").await.expunge(&[1]).await.expect("expunge");

@@ -259,7 +259,11 @@ impl PgMailbox {
         tx.commit().await.map_err(db_error)?;
         if let Some(modseq) = modseq {
             let uids = out.updated.iter().map(|(u, _, _)| *u).collect();
-            self.store.publish(self.row(), modseq, MailboxEvent::FlagsChanged { uids });
+            self.store.publish(
+                self.row(),
+                modseq,
+                MailboxEvent::FlagsChanged { uids, modseq: modseq as u64, known: Some(out.updated.clone().into()) },
+            );
         }
         Ok(out)
     }
@@ -334,7 +338,11 @@ impl PgMailbox {
         }
         if let Some(modseq) = out.updated.first().map(|u| u.2) {
             let uids = out.updated.iter().map(|(u, _, _)| *u).collect();
-            self.store.publish(self.row(), modseq as i64, MailboxEvent::FlagsChanged { uids });
+            self.store.publish(
+                self.row(),
+                modseq as i64,
+                MailboxEvent::FlagsChanged { uids, modseq, known: Some(out.updated.clone().into()) },
+            );
         }
         Ok(out)
     }

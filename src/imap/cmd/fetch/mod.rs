@@ -105,6 +105,9 @@ impl Session {
                 match mailbox.store_flags(&unseen, FlagOp::Add, &[StFlag::Seen], None).await {
                     Ok(outcome) => {
                         if let Some(sel) = self.selected_mut() {
+                            if let Some(modseq) = outcome.updated.iter().map(|u| u.2).max() {
+                                sel.own_changes.push(modseq);
+                            }
                             for (uid, flags, modseq) in outcome.updated {
                                 if let Some(i) = sel.index_of_uid(uid) {
                                     sel.messages[i].flags = flags;
