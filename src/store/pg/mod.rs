@@ -47,6 +47,7 @@ mod objects;
 #[cfg(test)]
 mod objects_tests;
 mod retry;
+mod sieve;
 mod sweep;
 #[cfg(test)]
 mod sweep_tests;
