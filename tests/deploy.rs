@@ -533,7 +533,7 @@ impl Ports {
             smtp: free(),
             imap: free(),
             metrics: free(),
-            others: ["SUBMISSION", "SUBMISSIONS", "IMAPS", "POP3", "POP3S", "HTTP", "HTTPS"]
+            others: ["SUBMISSION", "SUBMISSIONS", "IMAPS", "POP3", "POP3S", "MANAGESIEVE", "HTTP", "HTTPS"]
                 .into_iter()
                 .map(|p| (p, free()))
                 .collect(),
