@@ -58,6 +58,26 @@ fn sievelib_and_managesieve_clients_manage_scripts_over_starttls() {
     assert!(std::fs::symlink_metadata(home.join(".dovecot.sieve")).is_err());
 }
 
+/// The same clients on the PostgreSQL store: what they leave is one row, inactive.
+#[test]
+fn sievelib_clients_on_the_postgres_store() {
+    if !have_tool("python3") {
+        return;
+    }
+    let probe = Command::new("python3").args(["-c", "import sievelib.managesieve, managesieve"]).output().unwrap();
+    if !probe.status.success() {
+        missing("python3 sievelib/managesieve (pip install sievelib managesieve)");
+        return;
+    }
+    let Some(url) = test_pg::database() else { return };
+    let (_data, server) = start(&[("MAILROOM_STORE", url.as_str())]);
+    let port = server.port("managesieve").to_string();
+    let out = run_client("managesieve_sievelib.py", &["127.0.0.1".into(), port, USER.into(), PASSWORD.into()], &server);
+    assert!(out.trim_end().ends_with("ok"), "{out}");
+    let rows = test_pg::psql(&url, "SELECT name, active, convert_from(content, 'UTF8') FROM sieve_scripts");
+    assert_eq!(rows.trim_end(), "other|f|keep;", "{rows}");
+}
+
 #[test]
 fn sieve_connect_uploads_activates_and_lists_over_starttls() {
     if !have_tool("sieve-connect") {
