@@ -242,12 +242,16 @@ impl Session {
                 out.extend(Response::ok("Capability completed").to_bytes());
                 Step::Send(out)
             }
-            Command::Noop { tag: None } => self.send(Response::ok("Done")),
-            Command::Noop { tag: Some(tag) } => {
+            // RFC 5804 2.13: the tag comes back in a TAG response code, which must stay on
+            // the response line: a tag that would need a literal is left out.
+            Command::Noop { tag: Some(tag) }
+                if tag.len() <= 256 && !tag.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) =>
+            {
                 let mut code = b"TAG ".to_vec();
                 push_string(&mut code, &tag);
                 self.send(Response::ok("Done").code(String::from_utf8_lossy(&code)))
             }
+            Command::Noop { .. } => self.send(Response::ok("Done")),
             Command::Logout => Step::Close(Response::ok("Logout completed").to_bytes()),
             Command::StartTls if authenticated => self.send(Response::no("STARTTLS only before AUTHENTICATE")),
             Command::StartTls if self.config.tls_active => self.send(Response::no("TLS is already active")),

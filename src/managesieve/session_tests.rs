@@ -171,6 +171,7 @@ fn list_get_setactive_rename_delete_and_their_refusals() {
 fn noop_tags_unauthenticate_logout_and_bad_commands() {
     let mut s = logged_in();
     assert_eq!(sent(feed(&mut s, "NOOP \"t1\"\r\n")), "OK (TAG \"t1\") \"Done\"\r\n");
+    assert_eq!(sent(feed(&mut s, "NOOP {3+}\r\na\nb\r\n")), "OK \"Done\"\r\n", "no line break in a code");
     assert_eq!(sent(feed(&mut s, "UNAUTHENTICATE\r\n")), "OK \"Unauthenticated\"\r\n");
     assert_eq!(sent(feed(&mut s, "LISTSCRIPTS\r\n")), "NO \"Authenticate first\"\r\n");
     assert_eq!(sent(feed(&mut s, "FROB\r\n")), "NO \"Unknown command\"\r\n");

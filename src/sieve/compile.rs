@@ -27,7 +27,8 @@ pub fn check_script(script: &[u8]) -> Result<(), String> {
 fn line_of_word(script: &[u8], word: &str) -> Option<usize> {
     let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
     let w = word.as_bytes();
-    if w.is_empty() {
+    // A command name is short; a huge one would make this search quadratic.
+    if w.is_empty() || w.len() > 64 {
         return None;
     }
     let at = script.windows(w.len()).enumerate().find_map(|(i, win)| {

@@ -8,6 +8,10 @@
 //! `<expiry, unix seconds> <sha256 of the key, hex>`, rewritten whole (atomic replace) on
 //! each new key, pruned of expired lines and capped at [`MAX_REMEMBERED_KEYS`].
 //!
+//! A `.dovecot.sieve` that is a plain file is no managed script (it is listed nowhere and
+//! delivery does not run it); the first SETACTIVE keeps it as the script `dovecot.orig`,
+//! as Pigeonhole does.
+//!
 //! Every change goes through `durable.rs`: a script through [`write_atomic`], the link
 //! through a rename of a new link over the old one plus [`sync_dir`]. Changes are
 //! serialised by the store's `sieve_lock`, so a check (exists? active?) and the change it
@@ -79,7 +83,9 @@ impl Home {
             return Ok(());
         }
         std::fs::create_dir_all(&scripts).map_err(|e| StoreError::io(&scripts, e))?;
-        for d in [&self.dir, self.dir.parent().unwrap_or(&self.dir)] {
+        // Any of `home/`, `<domain>/`, `<local>/` and `sieve/` may be new: each name is
+        // durable once the directory holding it is fsynced (up to the data dir).
+        for d in self.dir.ancestors().take(4) {
             sync_dir(d)?;
         }
         Ok(())
@@ -89,6 +95,7 @@ impl Home {
     /// the old one, so a reader sees the old target or the new one, then the home fsynced.
     fn set_active(&self, name: Option<&str>) -> Result<(), StoreError> {
         let link = self.link();
+        self.keep_plain_file()?;
         match name {
             Some(name) => {
                 let tmp = self.dir.join(format!("{ACTIVE_LINK}.tmp"));
@@ -103,6 +110,26 @@ impl Home {
                 Err(e) => return Err(StoreError::io(&link, e)),
             },
         }
+        Ok(sync_dir(&self.dir)?)
+    }
+}
+
+impl Home {
+    /// A `.dovecot.sieve` that is a plain file (a Dovecot setup without ManageSieve) is
+    /// kept as the script `dovecot.orig`, as Pigeonhole does, before a link replaces it.
+    fn keep_plain_file(&self) -> Result<(), StoreError> {
+        let link = self.link();
+        let is_file = std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_file());
+        if !is_file {
+            return Ok(());
+        }
+        let kept = self.script("dovecot.orig")?;
+        if kept.exists() {
+            return Ok(());
+        }
+        self.create()?;
+        std::fs::rename(&link, &kept).map_err(|e| StoreError::io(&link, e))?;
+        sync_dir(&self.scripts())?;
         Ok(sync_dir(&self.dir)?)
     }
 }
@@ -193,7 +220,7 @@ fn remember(home: &Home, key: &str, until: SystemTime) -> Result<bool, StoreErro
     for (exp, k) in &entries {
         out.push_str(&format!("{exp} {k}\n"));
     }
-    std::fs::create_dir_all(&home.dir).map_err(|e| StoreError::io(&home.dir, e))?;
+    home.create()?;
     write_atomic(&path, out.as_bytes(), 0o600)?;
     Ok(false)
 }
@@ -338,5 +365,20 @@ mod tests {
         let list = store.sieve_list_impl(&bob).await.unwrap();
         assert_eq!(list, vec![SieveScriptInfo { name: "vacation".into(), size: 5, active: true }]);
         assert_eq!(store.sieve_active_impl(&bob).await.unwrap().unwrap().0, "vacation");
+    }
+
+    #[tokio::test]
+    async fn a_plain_dovecot_sieve_file_is_kept_as_a_script_when_another_is_activated() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home/example.org/carol");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::write(home.join(".dovecot.sieve"), b"discard;").unwrap();
+        let store = MaildirStore::open(dir.path(), "mx.example.org").unwrap();
+        let carol = MailboxOwner::new("carol", "example.org");
+        assert_eq!(store.sieve_active_impl(&carol).await.unwrap(), None);
+        store.sieve_put_impl(&carol, "main", b"keep;").await.unwrap();
+        store.sieve_set_active_impl(&carol, Some("main")).await.unwrap();
+        assert_eq!(store.sieve_get_impl(&carol, "dovecot.orig").await.unwrap().as_deref(), Some(&b"discard;"[..]));
+        assert_eq!(store.sieve_active_impl(&carol).await.unwrap().unwrap().0, "main");
     }
 }
