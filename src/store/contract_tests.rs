@@ -471,6 +471,7 @@ async fn sieve_scripts_are_put_listed_activated_renamed_and_deleted() {
         assert!(matches!(store.sieve_delete(&a, "nope").await, Err(StoreError::NoSuchScript(_))));
         assert!(matches!(store.sieve_rename(&a, "main", "vacation").await, Err(StoreError::ScriptExists(_))));
         assert!(matches!(store.sieve_rename(&a, "nope", "other").await, Err(StoreError::NoSuchScript(_))));
+        assert!(matches!(store.sieve_rename(&a, "main", "main").await, Err(StoreError::ScriptExists(_))));
         store.sieve_rename(&a, "vacation", "away").await.unwrap();
         assert_eq!(store.sieve_active(&a).await.unwrap().map(|(n, _)| n).as_deref(), Some("away"), "stays active");
 

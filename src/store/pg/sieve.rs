@@ -136,7 +136,8 @@ impl PgStore {
             if !names.iter().any(|n| n == old) {
                 return Err(StoreError::NoSuchScript(old.to_string()));
             }
-            if old != new && names.iter().any(|n| n == new) {
+            // Renaming a script onto itself is onto an existing name, as on Maildir.
+            if names.iter().any(|n| n == new) {
                 return Err(StoreError::ScriptExists(new.to_string()));
             }
             sqlx::query("UPDATE sieve_scripts SET name = $3, updated_at = now() WHERE account = $1 AND name = $2")
