@@ -19,7 +19,7 @@
 #
 # Run it:
 #   docker run -d --name mailroom --env-file .env -v mailroom-data:/data \
-#     -p 25:25 -p 465:465 -p 587:587 -p 143:143 -p 993:993 -p 110:110 -p 995:995 \
+#     -p 25:25 -p 465:465 -p 587:587 -p 143:143 -p 993:993 -p 110:110 -p 995:995 -p 4190:4190 \
 #     -p 80:80 -p 443:443 -p 127.0.0.1:9090:9090 mailroom
 #
 # The server runs as uid/gid 10001. Docker lets a non-root process bind ports below 1024
@@ -50,7 +50,7 @@ ENV MAILROOM_DATA_DIR=/data
 USER 10001:10001
 WORKDIR /data
 VOLUME /data
-EXPOSE 25 465 587 143 993 110 995 80 443 9090
+EXPOSE 25 465 587 143 993 110 995 4190 80 443 9090
 # Draining takes up to the stop timeout; SIGTERM is what `docker stop` sends.
 STOPSIGNAL SIGTERM
 # scratch has no curl: the binary asks its own /readyz.

@@ -22,6 +22,7 @@ PKGS=(
   postgresql-15   # PostgreSQL store tests (src/test_pg.rs runs initdb/pg_ctl)
   prometheus      # promtool check metrics
   yamllint        # compose and chart lint
+  sieve-connect   # ManageSieve client (tests/managesieve.rs)
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -35,6 +36,10 @@ fi
 # Python test clients (into whichever python3 is first on PATH, as the tests run it).
 if ! python3 -c 'import dkim, nacl, dns.zone' >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'dkimpy>=1.1' 'pynacl>=1.5' 'dnspython>=2.4'
+fi
+# ManageSieve clients (tests/managesieve.rs).
+if ! python3 -c 'import sievelib.managesieve, managesieve' >/dev/null 2>&1; then
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'managesieve==0.8.1' 'sievelib==1.6.0'
 fi
 # The S3 API server the object-store tests run against (src/test_s3.rs); boto3 comes with it.
 if ! python3 -c 'import moto.server, flask_cors, boto3' >/dev/null 2>&1; then

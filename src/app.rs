@@ -27,6 +27,7 @@ use crate::datadir::{DataDir, DataDirError};
 use crate::http;
 use crate::imap::{self, ImapContext, ImapLimits};
 use crate::mailauth::{ArcSealKey, InboundAuthenticator, KeyError, KeyRing, Signers, Srs};
+use crate::managesieve::{self, ManageSieveContext, ManageSieveLimits};
 use crate::metrics::metrics;
 use crate::net::{self, AcceptContext, BindError, BoundListener, ConnectionLimiter, Limiter, Service, Shutdown};
 use crate::pop3::{self, Pop3Context, Pop3Limits};
@@ -343,6 +344,18 @@ fn services(shared: &Shared) -> Vec<(Protocol, Service)> {
         limits: Pop3Limits::default(),
         limiter: shared.limiter.clone(),
     });
+    let sieve_limits = ManageSieveLimits {
+        max_script_size: shared.config.limits.sieve_max_script_size,
+        max_scripts: shared.config.limits.sieve_max_scripts,
+        ..ManageSieveLimits::default()
+    };
+    let managesieve_ctx = Arc::new(ManageSieveContext {
+        directory: shared.directory.clone(),
+        store: shared.store.clone(),
+        tls: Some(tls::acceptor(&shared.certs)),
+        limiter: shared.limiter.clone(),
+        limits: sieve_limits,
+    });
     vec![
         (Protocol::Metrics, http::metrics_service(shared.readiness.clone())),
         (Protocol::Http, http::web::http_service(web.clone())),
@@ -355,7 +368,22 @@ fn services(shared: &Shared) -> Vec<(Protocol, Service)> {
         (Protocol::Imaps, imap_service(imap_ctx, true)),
         (Protocol::Pop3, pop3_service(pop3_ctx.clone(), false)),
         (Protocol::Pop3s, pop3_service(pop3_ctx, true)),
+        (Protocol::ManageSieve, managesieve_service(managesieve_ctx)),
     ]
+}
+
+/// ManageSieve on 4190 (STARTTLS; AUTHENTICATE only inside TLS).
+fn managesieve_service(ctx: Arc<ManageSieveContext>) -> Service {
+    Service {
+        handler: Arc::new(move |conn: net::Connection| -> net::BoxFuture {
+            let ctx = ctx.clone();
+            Box::pin(async move {
+                let _permit = conn.permit;
+                managesieve::serve_connection(ctx, conn.stream, conn.peer, conn.shutdown).await;
+            })
+        }),
+        busy_reply: managesieve::BUSY_REPLY,
+    }
 }
 
 /// POP3 on 110 (STLS) or 995 (implicit TLS); one context, so the one-session-per-

@@ -92,6 +92,7 @@ pub enum Protocol {
     Imaps,
     Pop3,
     Pop3s,
+    ManageSieve,
     Lmtp,
     Http,
     Https,
@@ -99,7 +100,7 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 11] = [
+    pub const ALL: [Protocol; 12] = [
         Protocol::Smtp,
         Protocol::Submission,
         Protocol::Submissions,
@@ -107,6 +108,7 @@ impl Protocol {
         Protocol::Imaps,
         Protocol::Pop3,
         Protocol::Pop3s,
+        Protocol::ManageSieve,
         Protocol::Lmtp,
         Protocol::Http,
         Protocol::Https,
@@ -123,6 +125,7 @@ impl Protocol {
             Protocol::Imaps => "imaps",
             Protocol::Pop3 => "pop3",
             Protocol::Pop3s => "pop3s",
+            Protocol::ManageSieve => "managesieve",
             Protocol::Lmtp => "lmtp",
             Protocol::Http => "http",
             Protocol::Https => "https",
@@ -358,6 +361,8 @@ impl Config {
                 connections_per_minute: 0,
                 messages_per_hour: 0,
                 recipients_per_hour: 0,
+                sieve_max_script_size: 0,
+                sieve_max_scripts: 0,
             },
             relay_host: None,
             dns_servers: Vec::new(),

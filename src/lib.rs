@@ -13,12 +13,14 @@ pub mod header_address;
 pub mod http;
 pub mod imap;
 pub mod mailauth;
+pub mod managesieve;
 pub mod metrics;
 pub mod net;
 pub mod pop3;
 pub mod queue;
 pub mod readiness;
 pub mod scan;
+pub mod sieve;
 pub mod smtp;
 pub mod store;
 #[cfg(test)]

@@ -43,10 +43,11 @@ pub struct Metrics {
     // Inbound authentication and scanners
     pub inbound_auth_results_total: IntCounterVec,
     pub scan_results_total: IntCounterVec,
-    // IMAP / POP3
+    // IMAP / POP3 / ManageSieve
     pub imap_commands_total: IntCounterVec,
     pub imap_command_duration_seconds: HistogramVec,
     pub pop3_commands_total: IntCounterVec,
+    pub managesieve_commands_total: IntCounterVec,
     // DNS
     pub dns_record_ok: IntGaugeVec,
     // Outbound queue
@@ -232,6 +233,11 @@ impl Metrics {
             pop3_commands_total: counter_vec(
                 "mailroom_pop3_commands_total",
                 "POP3 commands by name and result.",
+                &["command", "result"],
+            ),
+            managesieve_commands_total: counter_vec(
+                "mailroom_managesieve_commands_total",
+                "ManageSieve commands by name and result (ok, no, bye).",
                 &["command", "result"],
             ),
             dns_record_ok: gauge_vec(

@@ -166,7 +166,7 @@ fn dockerfile_states_the_image_contract() {
         "ENV MAILROOM_DATA_DIR=/data",
         "USER 10001:10001",
         "VOLUME /data",
-        "EXPOSE 25 465 587 143 993 110 995 80 443 9090",
+        "EXPOSE 25 465 587 143 993 110 995 4190 80 443 9090",
         "CMD [\"/mailroom\", \"healthcheck\"]",
         "ENTRYPOINT [\"/mailroom\"]",
         "CMD [\"serve\"]",
@@ -203,7 +203,7 @@ fn compose_runs_one_service_the_documented_way() {
     ] {
         assert!(compose.contains(expected), "compose.yaml lacks `{expected}`");
     }
-    for port in [25, 465, 587, 143, 993, 110, 995, 80, 443] {
+    for port in [25, 465, 587, 143, 993, 110, 995, 4190, 80, 443] {
         assert!(compose.contains(&format!("- \"{port}:{port}\"")), "compose.yaml does not publish {port}");
     }
     assert!(compose.contains("- \"127.0.0.1:9090:9090\""), "metrics stay on this host");
@@ -533,7 +533,7 @@ impl Ports {
             smtp: free(),
             imap: free(),
             metrics: free(),
-            others: ["SUBMISSION", "SUBMISSIONS", "IMAPS", "POP3", "POP3S", "HTTP", "HTTPS"]
+            others: ["SUBMISSION", "SUBMISSIONS", "IMAPS", "POP3", "POP3S", "MANAGESIEVE", "HTTP", "HTTPS"]
                 .into_iter()
                 .map(|p| (p, free()))
                 .collect(),

@@ -2,8 +2,8 @@
 //! data dir as it is (stop the server, put the copy in place, start).
 //!
 //! Owns: what is copied, in which order, and how the copy becomes a backup. The order is
-//! `format`, `accounts`, `dkim/`, `tls/`, `state/`, `mail/`, `queue/`. Never copied: `lock`
-//! (the running server's flock), `state/spool/` (messages still arriving, not
+//! `format`, `accounts`, `dkim/`, `tls/`, `home/` (Sieve scripts), `state/`, `mail/`,
+//! `queue/`. Never copied: `lock` (the running server's flock), `state/spool/` (messages still arriving, not
 //! acknowledged), `state/control.sock`, the `tmp/` of every Maildir (deliveries in progress
 //! and expunged messages kept for sessions, `tmp/mailroom-expunged.*`), and the short-lived
 //! temporary files the server renames into place.
@@ -148,6 +148,7 @@ fn copy_all(w: &mut Writer, data: &Path, out: &Path, start: SystemTime) -> Resul
     let plain = TreeRules { skip_dirs: &[], last_suffix: None };
     copy_tree(w, &data.join("dkim"), &out.join("dkim"), &plain)?;
     copy_tree(w, &data.join("tls"), &out.join("tls"), &plain)?;
+    copy_tree(w, &data.join("home"), &out.join("home"), &plain)?;
     let state = TreeRules { skip_dirs: &["spool"], last_suffix: Some(".idx") };
     copy_tree(w, &data.join("state"), &out.join("state"), &state)?;
     let mail = MailCopy::new(w, &data.join("mail"), &out.join("mail"), start).run()?;

@@ -114,3 +114,18 @@ fn refusals() {
     // Nothing half-written is left next to the refused destinations.
     assert!(fs::read_dir(tmp.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')));
 }
+
+#[test]
+fn sieve_scripts_and_the_active_link_are_copied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_dir(tmp.path());
+    let home = data.join("home/example.com/alice");
+    fs::create_dir_all(home.join("sieve")).unwrap();
+    fs::write(home.join("sieve/main.sieve"), "keep;\r\n").unwrap();
+    std::os::unix::fs::symlink("sieve/main.sieve", home.join(".dovecot.sieve")).unwrap();
+    let dest = tmp.path().join("backup");
+    run(&data, &dest).unwrap();
+    let copy = dest.join("home/example.com/alice");
+    assert_eq!(fs::read(copy.join("sieve/main.sieve")).unwrap(), b"keep;\r\n");
+    assert_eq!(fs::read_link(copy.join(".dovecot.sieve")).unwrap(), Path::new("sieve/main.sieve"));
+}

@@ -74,6 +74,10 @@ pub struct Limits {
     pub messages_per_hour: u32,
     /// Accepted recipients per authenticated sender per hour.
     pub recipients_per_hour: u32,
+    /// ManageSieve: largest Sieve script (`QUOTA/MAXSIZE`).
+    pub sieve_max_script_size: u64,
+    /// ManageSieve: most Sieve scripts per account (`QUOTA/MAXSCRIPTS`).
+    pub sieve_max_scripts: usize,
 }
 
 /// How long and how often the outbound queue retries (`queue`).

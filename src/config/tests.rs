@@ -48,6 +48,7 @@ fn defaults_follow_interface_md() {
         (Protocol::Imaps, ":993"),
         (Protocol::Pop3, ":110"),
         (Protocol::Pop3s, ":995"),
+        (Protocol::ManageSieve, ":4190"),
         (Protocol::Http, ":80"),
         (Protocol::Https, ":443"),
         (Protocol::Metrics, ":9090"),
@@ -345,4 +346,16 @@ fn defaults_cell(interface: &str, full: &str) -> String {
         .lines()
         .find(|l| l.starts_with("| `MAILROOM_") && l.split('|').nth(1).unwrap().contains(&format!("`{full}`")));
     line.and_then(|l| l.split('|').nth(2)).unwrap_or_default().to_string()
+}
+
+#[test]
+fn sieve_quotas_have_defaults_and_bounds() {
+    let c = load(&[]).unwrap();
+    assert_eq!((c.limits.sieve_max_script_size, c.limits.sieve_max_scripts), (64 * 1024, 16));
+    assert_eq!(c.listen_addrs(Protocol::ManageSieve).len(), 1, "ManageSieve listens on :4190 by default");
+    let c = load(&[("MAILROOM_SIEVE_MAX_SCRIPT_SIZE", "1M"), ("MAILROOM_SIEVE_MAX_SCRIPTS", "3")]).unwrap();
+    assert_eq!((c.limits.sieve_max_script_size, c.limits.sieve_max_scripts), (1024 * 1024, 3));
+    let errors = error_for(&[("MAILROOM_SIEVE_MAX_SCRIPT_SIZE", "1G"), ("MAILROOM_SIEVE_MAX_SCRIPTS", "0")]);
+    assert!(errors.iter().any(|e| e.starts_with("MAILROOM_SIEVE_MAX_SCRIPT_SIZE")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.starts_with("MAILROOM_SIEVE_MAX_SCRIPTS")), "{errors:?}");
 }

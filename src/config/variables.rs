@@ -222,6 +222,7 @@ pub static VARIABLES: &[Variable] = &[
     listen!("IMAPS_LISTEN", Imaps, ":993", "IMAP over implicit TLS"),
     listen!("POP3_LISTEN", Pop3, ":110", "POP3 with STLS"),
     listen!("POP3S_LISTEN", Pop3s, ":995", "POP3 over implicit TLS"),
+    listen!("MANAGESIEVE_LISTEN", ManageSieve, ":4190", "ManageSieve (Sieve filter upload) with STARTTLS"),
     listen!("LMTP_LISTEN", Lmtp, "off", "LMTP, as the delivery agent behind another MTA"),
     listen!("HTTP_LISTEN", Http, ":80", "ACME HTTP-01, redirect to HTTPS, /.well-known/*"),
     listen!("HTTPS_LISTEN", Https, ":443", "ACME TLS-ALPN-01, MTA-STS policy, client autoconfig"),
@@ -256,6 +257,17 @@ pub static VARIABLES: &[Variable] = &[
     var!("RECIPIENTS_PER_HOUR", Text("300"),
         "recipients per authenticated sender per hour",
         limits.recipients_per_hour = parse_rate, show show_display),
+    var!("SIEVE_MAX_SCRIPT_SIZE", Text("64K"),
+        "ManageSieve: largest Sieve script accepted",
+        limits.sieve_max_script_size = |v: &str| match units::parse_size(v) {
+            // Scripts are compiled inline by the session: the cap bounds that work.
+            Ok(n) if (1024..=1024 * 1024).contains(&n) => Ok(n),
+            _ => Err("a size from 1K to 1M, like `64K`".to_string()),
+        },
+        show |n: &u64| units::format_size(*n)),
+    var!("SIEVE_MAX_SCRIPTS", Text("16"),
+        "ManageSieve: most Sieve scripts per account",
+        limits.sieve_max_scripts = parse::positive_count, show show_display),
     // --- outbound ---
     var!("RELAY_HOST", Empty("empty"),
         "smarthost `host:port` for all outbound mail",

@@ -176,6 +176,8 @@ pub fn records(config: &DnsConfig, keys: &KeyRing, mta_sts_id: &str) -> Vec<DnsR
             ("_imap._tcp", Protocol::Imap),
             ("_pop3s._tcp", Protocol::Pop3s),
             ("_pop3._tcp", Protocol::Pop3),
+            // RFC 5804 1.8: ManageSieve clients find the server this way.
+            ("_sieve._tcp", Protocol::ManageSieve),
         ] {
             let value = match config.listen.of(protocol).first() {
                 Some(addr) => format!("0 1 {} {}", public_port(addr, protocol), fqdn(host)),

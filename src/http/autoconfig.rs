@@ -6,6 +6,10 @@
 //! - Outlook's POX autodiscover (`POST /autodiscover/autodiscover.xml` with an
 //!   `<EMailAddress>` in the body).
 //!
+//! ManageSieve (port 4190) is not in either: the ISPDB format has no element for it and
+//! Thunderbird's sieve add-on does not read autoconfig; clients find it through the
+//! `_sieve._tcp` SRV record (`dns/records.rs`, RFC 5804 1.8) or the account's host name.
+//!
 //! The request parser is pure and bounded: it looks for one element in at most
 //! the first 64 KiB (the web service's body limit) and never panics.
 

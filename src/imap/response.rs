@@ -98,7 +98,12 @@ pub fn store_error(e: &StoreError, peer: &std::net::SocketAddr) -> Tagged {
         StoreError::NotPermitted(_) => Tagged::no("Not permitted on this mailbox").code("CANNOT"),
         StoreError::NoSuchMessage(_) => Tagged::no("Some messages were expunged").code("EXPUNGEISSUED"),
         StoreError::Limit(what) => Tagged::no(*what).code("LIMIT"),
+        // IMAP never touches Sieve scripts: reaching these is an internal fault.
         StoreError::InvalidAccount(_)
+        | StoreError::InvalidScriptName(_)
+        | StoreError::NoSuchScript(_)
+        | StoreError::ScriptExists(_)
+        | StoreError::ScriptActive(_)
         | StoreError::Io { .. }
         | StoreError::Background(_)
         | StoreError::Unavailable(_)

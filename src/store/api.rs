@@ -29,7 +29,7 @@ use super::error::StoreError;
 use super::reader::MessageReader;
 use super::types::{
     DeliveredMessage, Flag, FlagOp, FolderInfo, LocalDelivery, MailboxChanges, MailboxEvent, MailboxId, MailboxOwner,
-    MailboxSnapshot, MailboxStatus, MessageBody, SpecialUse, StoreFlagsOutcome,
+    MailboxSnapshot, MailboxStatus, MessageBody, SieveScriptInfo, SpecialUse, StoreFlagsOutcome,
 };
 
 /// One backend's store: the account-level operations.
@@ -99,6 +99,65 @@ pub trait MailStore: Clone + Send + Sync + 'static {
 
     /// The subscribed folder names.
     fn subscriptions(&self, account: &MailboxOwner) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// The account's Sieve scripts, sorted by name (ManageSieve LISTSCRIPTS).
+    fn sieve_list(
+        &self,
+        account: &MailboxOwner,
+    ) -> impl Future<Output = Result<Vec<SieveScriptInfo>, StoreError>> + Send;
+
+    /// One script's bytes, `None` when there is none of that name.
+    fn sieve_get(
+        &self,
+        account: &MailboxOwner,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<bytes::Bytes>, StoreError>> + Send;
+
+    /// Create or replace a script, durable before it returns. The caller has compiled it
+    /// and checked the quotas; an active script stays active with its new content.
+    fn sieve_put(
+        &self,
+        account: &MailboxOwner,
+        name: &str,
+        content: &[u8],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Delete a script: [`StoreError::ScriptActive`] for the active one,
+    /// [`StoreError::NoSuchScript`] for a missing one.
+    fn sieve_delete(&self, account: &MailboxOwner, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Rename a script (an active one stays active): [`StoreError::ScriptExists`] when
+    /// `new` is taken, [`StoreError::NoSuchScript`] when `old` is missing.
+    fn sieve_rename(
+        &self,
+        account: &MailboxOwner,
+        old: &str,
+        new: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Make `name` the one active script, or with `None` deactivate every script.
+    fn sieve_set_active(
+        &self,
+        account: &MailboxOwner,
+        name: Option<&str>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The active script's name and bytes: what delivery runs.
+    fn sieve_active(
+        &self,
+        account: &MailboxOwner,
+    ) -> impl Future<Output = Result<Option<(String, bytes::Bytes)>, StoreError>> + Send;
+
+    /// Check-and-record for vacation and duplicate memory (RFC 5230, RFC 7352): true when
+    /// `key` is recorded and not expired; otherwise record it until `until` (durable before
+    /// returning) and answer false. Expired keys are pruned, and at most
+    /// `store::MAX_REMEMBERED_KEYS` are kept per account (the oldest go first).
+    fn sieve_remember(
+        &self,
+        account: &MailboxOwner,
+        key: &str,
+        until: SystemTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// A session's registration as a viewer of a mailbox (SELECT/EXAMINE): messages expunged

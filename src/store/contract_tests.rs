@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::io::AsyncReadExt;
 
@@ -438,6 +438,66 @@ async fn subscriptions_need_no_folder_and_survive_unsubscribing_others() {
         assert!(!list.iter().any(|f| f.name == "Lists/rust"), "subscribing creates nothing");
         assert!(!list.iter().find(|f| f.name == "Junk").unwrap().subscribed);
         assert!(list.iter().find(|f| f.name == "Sent").unwrap().subscribed);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sieve_scripts_are_put_listed_activated_renamed_and_deleted() {
+    for_each_backend(|store| async move {
+        let a = alice();
+        assert!(store.sieve_list(&a).await.unwrap().is_empty());
+        assert_eq!(store.sieve_active(&a).await.unwrap(), None);
+        store.sieve_put(&a, "main", b"keep;\r\n").await.unwrap();
+        store.sieve_put(&a, "vacation", b"discard;").await.unwrap();
+        store.sieve_put(&a, "main", b"stop;").await.unwrap();
+        assert_eq!(store.sieve_get(&a, "main").await.unwrap().as_deref(), Some(&b"stop;"[..]));
+        assert_eq!(store.sieve_get(&a, "nope").await.unwrap(), None);
+        assert!(store.sieve_list(&bob()).await.unwrap().is_empty(), "scripts belong to one account");
+
+        assert!(matches!(store.sieve_set_active(&a, Some("nope")).await, Err(StoreError::NoSuchScript(_))));
+        store.sieve_set_active(&a, Some("main")).await.unwrap();
+        store.sieve_set_active(&a, Some("vacation")).await.unwrap();
+        let list = store.sieve_list(&a).await.unwrap();
+        assert_eq!(
+            list,
+            vec![
+                SieveScriptInfo { name: "main".into(), size: 5, active: false },
+                SieveScriptInfo { name: "vacation".into(), size: 8, active: true },
+            ]
+        );
+        assert_eq!(store.sieve_active(&a).await.unwrap(), Some(("vacation".into(), bytes::Bytes::from("discard;"))));
+
+        assert!(matches!(store.sieve_delete(&a, "vacation").await, Err(StoreError::ScriptActive(_))));
+        assert!(matches!(store.sieve_delete(&a, "nope").await, Err(StoreError::NoSuchScript(_))));
+        assert!(matches!(store.sieve_rename(&a, "main", "vacation").await, Err(StoreError::ScriptExists(_))));
+        assert!(matches!(store.sieve_rename(&a, "nope", "other").await, Err(StoreError::NoSuchScript(_))));
+        assert!(matches!(store.sieve_rename(&a, "main", "main").await, Err(StoreError::ScriptExists(_))));
+        store.sieve_rename(&a, "vacation", "away").await.unwrap();
+        assert_eq!(store.sieve_active(&a).await.unwrap().map(|(n, _)| n).as_deref(), Some("away"), "stays active");
+
+        store.sieve_set_active(&a, None).await.unwrap();
+        assert_eq!(store.sieve_active(&a).await.unwrap(), None);
+        store.sieve_delete(&a, "away").await.unwrap();
+        let names: Vec<String> = store.sieve_list(&a).await.unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["main"]);
+        assert!(matches!(store.sieve_put(&a, "a/b", b"keep;").await, Err(StoreError::InvalidScriptName(_))));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sieve_memory_remembers_a_key_until_it_expires() {
+    for_each_backend(|store| async move {
+        let a = alice();
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        assert!(!store.sieve_remember(&a, "vacation:bob@example.net", later).await.unwrap());
+        assert!(store.sieve_remember(&a, "vacation:bob@example.net", later).await.unwrap());
+        assert!(!store.sieve_remember(&bob(), "vacation:bob@example.net", later).await.unwrap(), "per account");
+        let past = SystemTime::now() - Duration::from_secs(1);
+        assert!(!store.sieve_remember(&a, "dup:<id@x>", past).await.unwrap());
+        assert!(!store.sieve_remember(&a, "dup:<id@x>", later).await.unwrap(), "an expired key is forgotten");
+        assert!(store.sieve_remember(&a, "dup:<id@x>", later).await.unwrap());
     })
     .await;
 }

@@ -47,6 +47,20 @@ pub enum StoreError {
     /// long). IMAP answers `NO [LIMIT]` (RFC 5530).
     #[error("limit exceeded: {0}")]
     Limit(&'static str),
+    /// A Sieve script name RFC 5804 does not allow (empty, over 128 bytes, control
+    /// characters, `/`). ManageSieve answers `NO`.
+    #[error("invalid Sieve script name {0:?}")]
+    InvalidScriptName(String),
+    /// The account has no Sieve script of this name (ManageSieve `NO (NONEXISTENT)`).
+    #[error("no Sieve script {0:?}")]
+    NoSuchScript(String),
+    /// A Sieve script of this name exists already (ManageSieve `NO (ALREADYEXISTS)`).
+    #[error("Sieve script {0:?} already exists")]
+    ScriptExists(String),
+    /// The script is the active one and cannot be deleted (ManageSieve `NO (ACTIVE)`,
+    /// RFC 5804 2.10: deactivate it first).
+    #[error("Sieve script {0:?} is active")]
+    ScriptActive(String),
     /// A background blocking task died (panicked or was cancelled at shutdown).
     #[error("background task failed: {0}")]
     Background(String),

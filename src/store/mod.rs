@@ -7,7 +7,8 @@
 //! Layout: `api.rs` the traits a backend implements ([`MailStore`], [`MailboxOps`],
 //! [`ViewRetention`]); `types.rs` the backend-neutral values, `error.rs` [`StoreError`],
 //! `folder_name.rs` folder names and mUTF-7, `reader.rs` [`MessageReader`] (CRLF message
-//! streams); `maildir/` the one backend today. [`Store`], [`Mailbox`] and [`ViewTicket`] are
+//! streams), `sieve.rs` the Sieve script-name rule and the sieve delegation; `maildir/`
+//! and `pg/` the backends. [`Store`], [`Mailbox`] and [`ViewTicket`] are
 //! enums with one variant per backend that delegate through the traits, so consumers keep
 //! these names whatever the backend, and a new backend is a new variant (docs/architecture.md,
 //! "Store"). `contract_tests.rs` runs one suite against every backend's factory.
@@ -26,6 +27,7 @@ pub mod maildir;
 pub mod open;
 pub mod pg;
 mod reader;
+mod sieve;
 mod types;
 
 use std::ops::Range;
@@ -41,9 +43,11 @@ pub use lease::{Lease, LocalLease};
 pub use maildir::{MAX_KEYWORD_LEN, MAX_KEYWORDS, MaildirMailbox, MaildirStore};
 pub use pg::{PgMailbox, PgStore};
 pub use reader::MessageReader;
+pub use sieve::{MAX_REMEMBERED_KEYS, MAX_SCRIPT_NAME_LEN, check_script_name};
 pub use types::{
     DeliveredMessage, Flag, FlagChange, FlagOp, FolderInfo, LocalDelivery, MailboxChanges, MailboxEvent, MailboxId,
-    MailboxOwner, MailboxSnapshot, MailboxStatus, MessageBody, MessageMeta, SpecialUse, StoreFlagsOutcome,
+    MailboxOwner, MailboxSnapshot, MailboxStatus, MessageBody, MessageMeta, SieveScriptInfo, SpecialUse,
+    StoreFlagsOutcome,
 };
 
 /// The mail store, whichever backend holds the mail. Cheap to clone; `Send + Sync`.

@@ -309,3 +309,14 @@ pub enum MailboxEvent {
         uids: Vec<u32>,
     },
 }
+
+/// One stored Sieve script as ManageSieve LISTSCRIPTS shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SieveScriptInfo {
+    /// The script's name (RFC 5804 rules, `store::check_script_name`).
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Whether delivery runs it (at most one script per account is active).
+    pub active: bool,
+}

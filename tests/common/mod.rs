@@ -22,7 +22,7 @@ pub mod test_s3;
 #[path = "../../src/test_tools.rs"]
 mod test_tools;
 #[allow(unused_imports)]
-pub use test_tools::{in_ci, tool_available as have_tool};
+pub use test_tools::{in_ci, missing, tool_available as have_tool};
 
 /// A DNS server on a loopback UDP port that answers NXDOMAIN to every query, at once.
 /// Servers under test point `MAILROOM_DNS_SERVERS` at it unless a test needs real
@@ -100,11 +100,23 @@ pub fn dnsmasq<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (Dnsmasq, SocketAddr) {
 /// (only trusted networks are exempt, and trusting loopback would change relay policy):
 /// the rate is raised instead. A test of the limit itself replaces this entry.
 pub fn base_env(data_dir: &Path) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> =
-        ["SMTP", "SUBMISSION", "SUBMISSIONS", "IMAP", "IMAPS", "POP3", "POP3S", "LMTP", "HTTP", "HTTPS", "METRICS"]
-            .iter()
-            .map(|p| (format!("MAILROOM_{p}_LISTEN"), "off".to_string()))
-            .collect();
+    let mut env: Vec<(String, String)> = [
+        "SMTP",
+        "SUBMISSION",
+        "SUBMISSIONS",
+        "IMAP",
+        "IMAPS",
+        "POP3",
+        "POP3S",
+        "MANAGESIEVE",
+        "LMTP",
+        "HTTP",
+        "HTTPS",
+        "METRICS",
+    ]
+    .iter()
+    .map(|p| (format!("MAILROOM_{p}_LISTEN"), "off".to_string()))
+    .collect();
     env.push(("MAILROOM_HOSTNAME".into(), "mx.example.com".into()));
     env.push(("MAILROOM_DATA_DIR".into(), data_dir.display().to_string()));
     env.push(("MAILROOM_ACME".into(), "off".into()));

@@ -159,7 +159,8 @@ def expect_defaults(o: dict[tuple[str, str], dict[str, Any]]) -> None:
     check(svc["type"] == "LoadBalancer" and svc["externalTrafficPolicy"] == "Local", "LB keeping client IPs")
     ports = {p["name"]: (p["port"], p["targetPort"]) for p in svc["ports"]}
     check(ports["smtp"] == (25, "smtp") and ports["imaps"] == (993, "imaps"), f"service ports {ports}")
-    check(len(ports) == 9, "nine mail ports")
+    check(len(ports) == 10, "ten mail ports (ManageSieve included)")
+    check(ports["managesieve"] == (4190, "managesieve"), f"ManageSieve port {ports}")
     check(env["MAILROOM_SMTP_LISTEN"] == ":25" and env["MAILROOM_METRICS_LISTEN"] == ":9090", "listen env")
     check("MAILROOM_PROXY_PROTOCOL_FROM" not in env, "no PROXY protocol by default")
     check(("ServiceMonitor", f"{RELEASE}-mailroom") not in o, "no ServiceMonitor by default")

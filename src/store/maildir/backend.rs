@@ -12,7 +12,8 @@ use super::{MaildirMailbox, MaildirStore};
 use crate::store::api::{MailStore, MailboxOps, ViewRetention};
 use crate::store::{
     DeliveredMessage, Flag, FlagOp, FolderInfo, LocalDelivery, MailboxChanges, MailboxEvent, MailboxId, MailboxOwner,
-    MailboxSnapshot, MailboxStatus, MessageBody, MessageReader, SpecialUse, StoreError, StoreFlagsOutcome,
+    MailboxSnapshot, MailboxStatus, MessageBody, MessageReader, SieveScriptInfo, SpecialUse, StoreError,
+    StoreFlagsOutcome,
 };
 
 impl MailStore for MaildirStore {
@@ -69,6 +70,38 @@ impl MailStore for MaildirStore {
 
     async fn subscriptions(&self, account: &MailboxOwner) -> Result<Vec<String>, StoreError> {
         MaildirStore::subscriptions(self, account).await
+    }
+
+    async fn sieve_list(&self, account: &MailboxOwner) -> Result<Vec<SieveScriptInfo>, StoreError> {
+        self.sieve_list_impl(account).await
+    }
+
+    async fn sieve_get(&self, account: &MailboxOwner, name: &str) -> Result<Option<bytes::Bytes>, StoreError> {
+        self.sieve_get_impl(account, name).await
+    }
+
+    async fn sieve_put(&self, account: &MailboxOwner, name: &str, content: &[u8]) -> Result<(), StoreError> {
+        self.sieve_put_impl(account, name, content).await
+    }
+
+    async fn sieve_delete(&self, account: &MailboxOwner, name: &str) -> Result<(), StoreError> {
+        self.sieve_delete_impl(account, name).await
+    }
+
+    async fn sieve_rename(&self, account: &MailboxOwner, old: &str, new: &str) -> Result<(), StoreError> {
+        self.sieve_rename_impl(account, old, new).await
+    }
+
+    async fn sieve_set_active(&self, account: &MailboxOwner, name: Option<&str>) -> Result<(), StoreError> {
+        self.sieve_set_active_impl(account, name).await
+    }
+
+    async fn sieve_active(&self, account: &MailboxOwner) -> Result<Option<(String, bytes::Bytes)>, StoreError> {
+        self.sieve_active_impl(account).await
+    }
+
+    async fn sieve_remember(&self, account: &MailboxOwner, key: &str, until: SystemTime) -> Result<bool, StoreError> {
+        self.sieve_remember_impl(account, key, until).await
     }
 }
 

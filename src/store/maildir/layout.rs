@@ -25,6 +25,7 @@ pub struct Layout {
     mail_root: PathBuf,
     index_root: PathBuf,
     state_root: PathBuf,
+    home_root: PathBuf,
 }
 
 impl Layout {
@@ -34,6 +35,7 @@ impl Layout {
             mail_root: data_dir.join("mail"),
             index_root: data_dir.join("state").join("index"),
             state_root: data_dir.join("state"),
+            home_root: data_dir.join("home"),
         }
     }
 
@@ -51,6 +53,14 @@ impl Layout {
     pub fn account_dir(&self, owner: &MailboxOwner) -> Result<PathBuf, StoreError> {
         owner.check()?;
         Ok(self.mail_root.join(&owner.domain).join(&owner.local))
+    }
+
+    /// The account's home, `home/<domain>/<local>/`: outside its Maildir tree, as a Dovecot
+    /// home is, so a Pigeonhole `sieve/` directory and `.dovecot.sieve` link copied in from
+    /// Dovecot keep working and never show up as a mail folder.
+    pub fn home_dir(&self, owner: &MailboxOwner) -> Result<PathBuf, StoreError> {
+        owner.check()?;
+        Ok(self.home_root.join(&owner.domain).join(&owner.local))
     }
 
     /// A folder's Maildir directory.
@@ -144,5 +154,7 @@ mod tests {
         let sent = FolderPath::from_api("Sent").unwrap();
         assert_eq!(l.index_path(&owner, &sent).unwrap(), Path::new("/data/state/index/b/a/.Sent.idx"));
         assert_eq!(l.index_path(&owner, &FolderPath::Inbox).unwrap(), Path::new("/data/state/index/b/a/INBOX.idx"));
+        assert_eq!(l.home_dir(&owner).unwrap(), Path::new("/data/home/b/a"));
+        assert!(l.home_dir(&MailboxOwner::new("..", "b")).is_err());
     }
 }

@@ -3,9 +3,9 @@
 //! [`MailboxOps`](super::api::MailboxOps); consumers reach it through `store::Store` /
 //! `store::Mailbox`, never by name, except for the Maildir-only extras below.
 //!
-//! Owns: everything under `<data>/mail/` and `<data>/state/index/`. No other module touches
-//! a Maildir (backup/ reads the files, through `is_maildir`, `parse_file_name` and
-//! `TRASHED_PREFIX`, which is why those are exported). Mail is stored exactly as Dovecot
+//! Owns: everything under `<data>/mail/`, `<data>/home/` and `<data>/state/index/`. No
+//! other module touches a Maildir (backup/ reads the files, through `is_maildir`,
+//! `parse_file_name` and `TRASHED_PREFIX`, which is why those are exported). Mail is stored exactly as Dovecot
 //! lays it out so Dovecot, mutt and mbsync can read it, and the index can always be rebuilt
 //! from the Maildir.
 //!
@@ -20,7 +20,8 @@
 //! `maildir_scan.rs` reading a Maildir directory, `mailbox.rs` an open mailbox,
 //! `mailbox_sync.rs` index <-> Maildir reconciliation, `uidlist.rs` Dovecot UID import,
 //! `message_ops.rs` append/copy/move, `mailbox_status.rs` STATUS/\Recent/POP3 claim,
-//! `folders.rs` folder management and subscriptions, `retained.rs` expunged messages kept
+//! `folders.rs` folder management and subscriptions, `sieve.rs` Sieve scripts in the
+//! account's home (Pigeonhole layout), `retained.rs` expunged messages kept
 //! readable for sessions not yet told, `backend.rs` the trait implementations.
 //!
 //! Maildir-only extras (reach them with `Store::as_maildir` / `Mailbox::as_maildir`):
@@ -51,6 +52,7 @@ mod maildir_scan;
 mod message_ops;
 mod quota;
 mod retained;
+mod sieve;
 mod uidlist;
 
 use std::collections::{HashMap, HashSet};
@@ -111,6 +113,9 @@ struct StoreInner {
     folders_lock: tokio::sync::Mutex<()>,
     /// Serialises opening (loading or rebuilding) mailbox indexes.
     open_lock: tokio::sync::Mutex<()>,
+    /// Serialises Sieve script changes and the Sieve memory (`sieve.rs`): rare writes, so
+    /// one lock for every account keeps each check-then-change atomic.
+    sieve_lock: tokio::sync::Mutex<()>,
     /// Last UIDVALIDITY handed out, so two indexes created in the same second differ.
     last_uid_validity: AtomicU32,
 }
@@ -139,6 +144,7 @@ impl MaildirStore {
                 quota: QuotaTracker::default(),
                 open_lock: tokio::sync::Mutex::new(()),
                 folders_lock: tokio::sync::Mutex::new(()),
+                sieve_lock: tokio::sync::Mutex::new(()),
                 last_uid_validity: AtomicU32::new(0),
             }),
         })

@@ -1,11 +1,11 @@
 //! `mailroom store import --from maildir:DATA_DIR`: move an existing Maildir data dir into
 //! PostgreSQL without clients noticing.
 //!
-//! Owns: copying every account, folder (with its special-use attribute), subscription and
-//! message, keeping what clients cache: each folder's UIDVALIDITY, each message's UID,
-//! flags, keywords, INTERNALDATE and POP3 UIDL, and UIDNEXT. So an IMAP client resumes its
-//! sync instead of downloading everything again, and a POP3 client leaving mail on the
-//! server does not fetch it twice.
+//! Owns: copying every account, folder (with its special-use attribute), subscription,
+//! Sieve script (and which one is active) and message, keeping what clients cache: each
+//! folder's UIDVALIDITY, each message's UID, flags, keywords, INTERNALDATE and POP3 UIDL,
+//! and UIDNEXT. So an IMAP client resumes its sync instead of downloading everything
+//! again, and a POP3 client leaving mail on the server does not fetch it twice.
 //!
 //! Resumable: each message is its own transaction, and a message whose UID is already in
 //! the target folder is skipped, so running it again after an interruption (or after more
@@ -24,6 +24,7 @@ use super::blobs;
 use super::mailbox::{PgMailbox, encode_flags, from_time};
 use super::write::lock_admitting;
 use super::{PgStore, db_error};
+use crate::store::api::MailStore;
 use crate::store::{FolderPath, MailboxOwner, MaildirStore, MessageBody, MessageMeta, StoreError};
 
 /// Bodies up to this size are copied through memory; larger ones through a temp file.
@@ -137,6 +138,7 @@ impl PgStore {
             for name in source.subscriptions(&owner).await? {
                 self.set_subscribed_impl(&owner, &name, true).await?;
             }
+            self.import_sieve(&source, &owner).await?;
             for folder in source.list_folders(&owner).await? {
                 let from = source.open_mailbox(&owner, &folder.name).await?;
                 let snapshot = from.sync().await?;
@@ -169,6 +171,27 @@ impl PgStore {
             }
         }
         Ok(reports)
+    }
+
+    /// The account's Sieve scripts (from its home, `home/<domain>/<local>/sieve/`): those
+    /// the database lacks, and the active one unless the database has one active already,
+    /// so running the import again never undoes a change made through ManageSieve since.
+    async fn import_sieve(&self, source: &MaildirStore, owner: &MailboxOwner) -> Result<(), ImportError> {
+        let present = self.sieve_list_impl(owner).await?;
+        for script in MailStore::sieve_list(source, owner).await? {
+            if present.iter().any(|p| p.name == script.name) {
+                continue;
+            }
+            if let Some(content) = MailStore::sieve_get(source, owner, &script.name).await? {
+                self.sieve_put_impl(owner, &script.name, &content).await?;
+            }
+        }
+        if !present.iter().any(|p| p.active)
+            && let Some((name, _)) = MailStore::sieve_active(source, owner).await?
+        {
+            self.sieve_set_active_impl(owner, Some(&name)).await?;
+        }
+        Ok(())
     }
 
     /// The target folder, created if needed, with the source's UIDVALIDITY.

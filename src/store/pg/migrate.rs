@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (2, "blob_location", include_str!("schema/0002_blob_location.sql")),
     (3, "queue", include_str!("schema/0003_queue.sql")),
     (4, "kv", include_str!("schema/0004_kv.sql")),
+    (5, "sieve", include_str!("schema/0005_sieve.sql")),
 ];
 
 /// The schema version this binary writes.

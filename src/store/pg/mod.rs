@@ -47,6 +47,7 @@ mod objects;
 #[cfg(test)]
 mod objects_tests;
 mod retry;
+mod sieve;
 mod sweep;
 #[cfg(test)]
 mod sweep_tests;
@@ -368,6 +369,13 @@ impl PgStore {
             let n: i64 =
                 sqlx::query_scalar("SELECT count(*) FROM queue_items").fetch_one(&mut *conn).await.map_err(db_error)?;
             counts.push(("queue_items", n));
+        }
+        if version >= 5 {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sieve_scripts")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            counts.push(("sieve_scripts", n));
         }
         let server: String = sqlx::query_scalar("SELECT current_setting('server_version')")
             .fetch_one(&mut *conn)

@@ -311,6 +311,9 @@ async fn a_maildir_imports_with_its_uids_and_flags_and_resumes() {
     let archive = maildir.open_mailbox(&alice(), "Archive/2024").await.unwrap();
     archive.append(&body("Subject: old\r\n\r\nkept\r\n"), &[Flag::Answered], None).await.unwrap();
     maildir.set_subscribed(&alice(), "Lists/rust", true).await.unwrap();
+    maildir.sieve_put(&alice(), "main", b"keep;\r\n").await.unwrap();
+    maildir.sieve_put(&alice(), "spare", b"stop;").await.unwrap();
+    maildir.sieve_set_active(&alice(), Some("main")).await.unwrap();
     let want = inbox.sync().await.unwrap();
 
     let reports = pg.import_maildir(dir.path(), |_| {}).await.unwrap();
@@ -331,6 +334,8 @@ async fn a_maildir_imports_with_its_uids_and_flags_and_resumes() {
     let old = folders.iter().find(|f| f.name == "Archive/2024").expect("folder imported");
     assert_eq!(old.special_use, Some(crate::store::SpecialUse::Archive));
     assert!(pg.subscriptions(&alice()).await.unwrap().contains(&"Lists/rust".to_string()));
+    assert_eq!(pg.sieve_list(&alice()).await.unwrap(), maildir.sieve_list(&alice()).await.unwrap());
+    assert_eq!(pg.sieve_active(&alice()).await.unwrap(), maildir.sieve_active(&alice()).await.unwrap());
     // A new delivery to the Maildir, then a second run: only that one is copied.
     inbox.append(&body("Subject: late\r\n\r\nx\r\n"), &[], None).await.unwrap();
     let again = pg.import_maildir(dir.path(), |_| {}).await.unwrap();

@@ -1,0 +1,306 @@
+//! One ManageSieve connection from greeting to close: reads input, hands it to the
+//! [`Session`], performs the effects it asks for (TLS, login, the account's scripts in
+//! the store) and writes the answers. All decisions are the session's.
+//!
+//! I/O rules held here:
+//! - every read waits at most `idle_timeout`, every write as long, the TLS handshake
+//!   [`HANDSHAKE_TIMEOUT`];
+//! - the read buffer is bounded by the parser's bounds (a line, and literals up to the
+//!   script size plus slack): input past them ends the connection with BYE;
+//! - after STARTTLS the plaintext buffer is dropped, so commands sent before the
+//!   handshake never run inside TLS (RFC 5804 2.2, the CVE-2011-0411 class of bug);
+//! - a failed login is answered only after `auth_failure_delay`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use super::session::{Session, SessionConfig, Step, StoreAnswer, StoreOp};
+use crate::accounts::Directory;
+use crate::metrics::metrics;
+use crate::net::LoginOutcome;
+use crate::store::{MailboxOwner, Store, StoreError};
+
+/// Longest TLS handshake we wait for.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What `net/` sends a client refused by the connection limits before closing.
+pub const BUSY_REPLY: &[u8] = b"BYE (TRYLATER) \"Too many connections, try again later\"\r\n";
+
+/// Per-connection bounds.
+#[derive(Clone, Debug)]
+pub struct ManageSieveLimits {
+    /// Silence from the client before we hang up.
+    pub idle_timeout: Duration,
+    /// Largest script (`MAILROOM_SIEVE_MAX_SCRIPT_SIZE`).
+    pub max_script_size: u64,
+    /// Most scripts per account (`MAILROOM_SIEVE_MAX_SCRIPTS`).
+    pub max_scripts: usize,
+    /// Bad commands in a row before BYE.
+    pub max_errors: u32,
+    /// Failed logins before BYE.
+    pub max_bad_logins: u32,
+    /// Pause before answering a failed login.
+    pub auth_failure_delay: Duration,
+}
+
+impl Default for ManageSieveLimits {
+    fn default() -> Self {
+        ManageSieveLimits {
+            idle_timeout: Duration::from_secs(600),
+            max_script_size: 64 * 1024,
+            max_scripts: 16,
+            max_errors: 10,
+            max_bad_logins: 3,
+            auth_failure_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Redirects a script run may make (the `MAXREDIRECTS` capability).
+pub const MAX_REDIRECTS: u32 = 4;
+
+/// Everything a ManageSieve connection needs; built once by `app.rs`.
+pub struct ManageSieveContext {
+    pub directory: Arc<Directory>,
+    pub store: Store,
+    /// `None` only when no certificate exists: then nobody can log in (no AUTH without TLS).
+    pub tls: Option<TlsAcceptor>,
+    /// The login limiter shared with SMTP AUTH, IMAP and POP3.
+    pub limiter: Arc<crate::net::Limiter>,
+    pub limits: ManageSieveLimits,
+}
+
+/// Serve one accepted connection until LOGOUT, error, idle timeout or shutdown.
+pub async fn serve_connection(
+    ctx: Arc<ManageSieveContext>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
+    let limits = &ctx.limits;
+    let session = Session::new(SessionConfig {
+        tls_available: ctx.tls.is_some(),
+        tls_active: false,
+        max_script_size: limits.max_script_size,
+        max_scripts: limits.max_scripts,
+        max_redirects: MAX_REDIRECTS,
+        max_errors: limits.max_errors,
+        max_bad_logins: limits.max_bad_logins,
+    });
+    let mut driver = Driver { ctx: &ctx, peer, shutdown, session, owner: None };
+    let mut io = Io::new(stream);
+    io.out.extend(driver.session.greeting());
+    if driver.run(&mut io).await != End::StartTls {
+        io.close(limits.idle_timeout).await;
+        return;
+    }
+    // Whatever the client sent after STARTTLS in plaintext is dropped with `io`.
+    let Some(acceptor) = ctx.tls.as_ref() else { return };
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io.stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return handshake_failed(peer, &e.to_string()),
+        Err(_) => return handshake_failed(peer, "timed out"),
+    };
+    let mut io = Io::new(tls);
+    io.out.extend(driver.session.tls_started());
+    driver.run(&mut io).await;
+    io.close(limits.idle_timeout).await;
+}
+
+fn handshake_failed(peer: SocketAddr, error: &str) {
+    tracing::info!(client = %peer, error, "managesieve: TLS handshake failed");
+    metrics().tls_handshake_failures_total.with_label_values(&["managesieve"]).inc();
+}
+
+/// The stream, what was read and not yet parsed, and what is to be written.
+struct Io<S> {
+    stream: S,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
+    fn new(stream: S) -> Io<S> {
+        Io { stream, buf: Vec::with_capacity(4096), out: Vec::with_capacity(1024) }
+    }
+
+    async fn flush(&mut self, stall: Duration) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let write = async {
+            self.stream.write_all(&self.out).await?;
+            self.stream.flush().await
+        };
+        let result = tokio::time::timeout(stall, write)
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "peer stalled")));
+        self.out.clear();
+        result
+    }
+
+    /// Best-effort goodbye: flush, then shut the stream down (TLS close_notify).
+    async fn close(&mut self, stall: Duration) {
+        if self.flush(stall.min(Duration::from_secs(10))).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.stream.shutdown()).await;
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    Closed,
+    StartTls,
+}
+
+struct Driver<'a> {
+    ctx: &'a ManageSieveContext,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+    session: Session,
+    /// The logged-in account.
+    owner: Option<MailboxOwner>,
+}
+
+impl Driver<'_> {
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, io: &mut Io<S>) -> End {
+        let idle = self.ctx.limits.idle_timeout;
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            while let Some((used, step)) = self.session.on_input(&io.buf) {
+                io.buf.drain(..used.min(io.buf.len()));
+                if let Some(end) = self.perform(step, io).await {
+                    return end;
+                }
+            }
+            if io.flush(idle).await.is_err() {
+                return End::Closed;
+            }
+            let read = tokio::select! {
+                biased;
+                () = shutting_down(&mut self.shutdown) => {
+                    io.out.extend_from_slice(b"BYE (TRYLATER) \"Server shutting down\"\r\n");
+                    return End::Closed;
+                }
+                r = tokio::time::timeout(idle, io.stream.read(&mut chunk)) => r,
+            };
+            match read {
+                Err(_) => {
+                    io.out.extend_from_slice(b"BYE \"Disconnected for inactivity\"\r\n");
+                    return End::Closed;
+                }
+                Ok(Err(_)) | Ok(Ok(0)) => return End::Closed,
+                Ok(Ok(n)) => io.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Carry out one step and the steps it leads to; `Some` ends the command loop.
+    async fn perform<S: AsyncRead + AsyncWrite + Unpin>(&mut self, mut step: Step, io: &mut Io<S>) -> Option<End> {
+        loop {
+            step = match step {
+                Step::Send(bytes) => {
+                    self.count(&bytes);
+                    io.out.extend(bytes);
+                    if !self.session.is_authenticated() {
+                        self.owner = None;
+                    }
+                    return None;
+                }
+                Step::Close(bytes) => {
+                    self.count(&bytes);
+                    io.out.extend(bytes);
+                    return Some(End::Closed);
+                }
+                Step::StartTls(bytes) => {
+                    self.count(&bytes);
+                    io.out.extend(bytes);
+                    let ok = io.flush(self.ctx.limits.idle_timeout).await.is_ok();
+                    return Some(if ok { End::StartTls } else { End::Closed });
+                }
+                Step::Login { username, password } => {
+                    let ctx = self.ctx;
+                    let ip = self.peer.ip();
+                    let outcome =
+                        crate::net::verify_login(&ctx.limiter, &ctx.directory, "managesieve", ip, &username, &password)
+                            .await;
+                    match &outcome {
+                        LoginOutcome::LoggedIn(a) => {
+                            self.owner = Some(MailboxOwner::new(a.local.clone(), a.domain.clone()));
+                        }
+                        LoginOutcome::Failed => tokio::time::sleep(ctx.limits.auth_failure_delay).await,
+                        LoginOutcome::Refused(_) => {}
+                    }
+                    self.session.login_done(&outcome)
+                }
+                Step::Store(op) => {
+                    let result = match &self.owner {
+                        Some(owner) => run_op(&self.ctx.store, owner, op).await,
+                        None => Err(StoreError::InvalidAccount("not logged in".into())),
+                    };
+                    if let (Err(e), Some(owner)) = (&result, &self.owner)
+                        && e.is_temporary()
+                    {
+                        tracing::warn!(client = %self.peer, account = %owner, error = %e, "managesieve: store failure");
+                    }
+                    self.session.store_done(result)
+                }
+            };
+        }
+    }
+
+    /// `mailroom_managesieve_commands_total{command, result}` from the final response line.
+    fn count(&self, bytes: &[u8]) {
+        let body = bytes.strip_suffix(b"\r\n").unwrap_or(bytes);
+        let last = body.rsplit(|b| *b == b'\n').next().unwrap_or(body);
+        let result = match last.get(..2) {
+            Some(b"OK") => "ok",
+            Some(b"NO") => "no",
+            Some(b"BY") => "bye",
+            _ => return,
+        };
+        metrics().managesieve_commands_total.with_label_values(&[self.session.last_command(), result]).inc();
+    }
+}
+
+/// One store operation for the session.
+async fn run_op(store: &Store, owner: &MailboxOwner, op: StoreOp) -> Result<StoreAnswer, StoreError> {
+    Ok(match op {
+        StoreOp::List => StoreAnswer::List(store.sieve_list(owner).await?),
+        StoreOp::Get(name) => StoreAnswer::Script(store.sieve_get(owner, &name).await?),
+        StoreOp::Put { name, content } => {
+            store.sieve_put(owner, &name, &content).await?;
+            StoreAnswer::Done
+        }
+        StoreOp::Delete(name) => {
+            store.sieve_delete(owner, &name).await?;
+            StoreAnswer::Done
+        }
+        StoreOp::Rename { old, new } => {
+            store.sieve_rename(owner, &old, &new).await?;
+            StoreAnswer::Done
+        }
+        StoreOp::SetActive(name) => {
+            store.sieve_set_active(owner, name.as_deref()).await?;
+            StoreAnswer::Done
+        }
+    })
+}
+
+/// Resolves once shutdown is signalled; never if the sender is gone without signalling.
+async fn shutting_down(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
