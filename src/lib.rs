@@ -19,6 +19,7 @@ pub mod pop3;
 pub mod queue;
 pub mod readiness;
 pub mod scan;
+pub mod sieve;
 pub mod smtp;
 pub mod store;
 #[cfg(test)]

@@ -29,6 +29,7 @@ pub mod auth;
 pub mod client;
 pub mod command;
 pub mod courier;
+mod courier_sieve;
 pub mod data;
 pub mod deadline;
 pub mod deliver;

@@ -77,7 +77,8 @@ fn uids(messages: &[MessageMeta]) -> Vec<u32> {
 }
 
 async fn deliver_to(store: &Store, owner: &MailboxOwner, text: &str) {
-    let d = LocalDelivery { owner: owner.clone(), folder: "INBOX".into(), header_prefix: Vec::new() };
+    let d =
+        LocalDelivery { owner: owner.clone(), folder: "INBOX".into(), header_prefix: Vec::new(), flags: Vec::new() };
     for r in store.deliver(&body(text), &[d]).await {
         r.unwrap();
     }
@@ -275,7 +276,7 @@ async fn one_delivery_to_two_recipients_gives_each_its_own_prefix() {
         let text = "Subject: hi\r\n\r\nhello\r\n";
         let to = |owner: MailboxOwner, folder: &str| {
             let prefix = format!("Delivered-To: {owner}\r\n").into_bytes();
-            LocalDelivery { owner, folder: folder.into(), header_prefix: prefix }
+            LocalDelivery { owner, folder: folder.into(), header_prefix: prefix, flags: Vec::new() }
         };
         let bad = LocalDelivery { owner: MailboxOwner::new("..", "example.org"), ..to(bob(), "INBOX") };
         let res = store.deliver(&body(text), &[to(alice(), "INBOX"), bad, to(bob(), "Lists/rust")]).await;
