@@ -133,24 +133,40 @@ impl LocalCourier {
     /// A DSN for `to`: into the INBOX of each of its local mailboxes, or `Remote` when
     /// `to` is not ours or only forwards (the queue sends it on).
     async fn bounce_locally(&self, to: &Address, dsn: &[u8]) -> Result<BounceDisposition, String> {
+        self.deliver_to_inbox(to, None, dsn).await
+    }
+
+    /// `message` (complete, from `return_path`, `None` the null sender) into the INBOX of
+    /// each local mailbox of `to`, without Sieve: DSNs, and the replies and redirects
+    /// Sieve itself sends to our own addresses (so scripts cannot ping-pong). `Remote`
+    /// when `to` is not ours or only forwards.
+    pub async fn deliver_to_inbox(
+        &self,
+        to: &Address,
+        return_path: Option<&Address>,
+        message: &[u8],
+    ) -> Result<BounceDisposition, String> {
         if !self.directory.is_local_domain(&to.domain) {
             return Ok(BounceDisposition::Remote);
         }
+        let return_path = return_path.map(Address::to_string).unwrap_or_default();
         let deliveries: Vec<LocalDelivery> = self
             .directory
             .resolve(to)
             .into_iter()
             .filter_map(|r| match r {
-                accounts::Recipient::Mailbox(m) => {
-                    Some(copy_for(&m, "INBOX", format!("Return-Path: <>\r\nDelivered-To: {m}\r\n").into_bytes()))
-                }
+                accounts::Recipient::Mailbox(m) => Some(copy_for(
+                    &m,
+                    "INBOX",
+                    format!("Return-Path: <{return_path}>\r\nDelivered-To: {m}\r\n").into_bytes(),
+                )),
                 accounts::Recipient::Forward(_) => None,
             })
             .collect();
         if deliveries.is_empty() {
             return Ok(BounceDisposition::Remote);
         }
-        let body = MessageBody::Memory(bytes::Bytes::copy_from_slice(dsn));
+        let body = MessageBody::Memory(bytes::Bytes::copy_from_slice(message));
         for r in self.store.deliver(&body, &deliveries).await {
             r.map_err(|e| e.to_string())?;
         }

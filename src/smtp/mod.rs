@@ -40,6 +40,7 @@ pub mod sasl;
 pub mod sender_dns;
 pub mod server;
 pub mod session;
+pub mod sieve_outbound;
 pub mod status;
 pub mod stream;
 pub mod submit;
