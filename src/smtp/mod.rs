@@ -30,6 +30,8 @@ pub mod client;
 pub mod command;
 pub mod courier;
 mod courier_sieve;
+#[cfg(test)]
+mod courier_sieve_tests;
 pub mod data;
 pub mod deadline;
 pub mod deliver;
