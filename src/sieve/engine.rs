@@ -2,8 +2,8 @@
 //! script, the admin's after-script, as Pigeonhole runs them (in that order, sharing one
 //! implicit keep; `stop` anywhere ends all of them).
 //!
-//! The order comes from a tiny wrapper script that `include`s the three (RFC 6609
-//! semantics give exactly that sharing), so `sieve-rs` runs them in one context. Every
+//! The order comes from a tiny wrapper script that `include`s the three by reserved
+//! `:global` names (RFC 6609 semantics give exactly that sharing), so `sieve-rs` runs them in one context. Every
 //! event it raises is answered here: includes from the [`ScriptSource`], folder checks
 //! from the [`FolderCheck`], duplicate and vacation memory through
 //! [`ScriptSource::remember`]; actions are gathered into an [`Outcome`]. Any error keeps
@@ -39,6 +39,8 @@ const MAX_PERIOD: Duration = Duration::from_secs(365 * 86400);
 /// Names of the admin scripts in the `:global` include namespace.
 const BEFORE: &str = "mailroom-before";
 const AFTER: &str = "mailroom-after";
+/// The account's active script, as the wrapper includes it (whatever its own name).
+const ACTIVE: &str = "mailroom-active";
 
 /// The operator's scripts, run for every account.
 #[derive(Clone, Default)]
@@ -135,7 +137,7 @@ impl Engine {
         };
         let first = match (&user, self.has_admin_scripts()) {
             (Some((name, script)), false) => Input::script(name.clone(), script.clone()),
-            _ => match self.wrapper(user.as_ref().map(|(n, _)| n.as_str())) {
+            _ => match self.wrapper(user.is_some()) {
                 Ok(w) => Input::script(Script::Global("mailroom-main".into()), w),
                 Err(e) => return self.failed(&account, &script_name, e, &input),
             },
@@ -151,15 +153,13 @@ impl Engine {
     }
 
     /// The script that includes before, user and after in order.
-    fn wrapper(&self, user: Option<&str>) -> Result<Arc<Sieve>, String> {
+    fn wrapper(&self, user: bool) -> Result<Arc<Sieve>, String> {
         let mut text = String::from("require \"include\";\r\n");
         if self.admin.before.is_some() {
             text.push_str(&format!("include :global \"{BEFORE}\";\r\n"));
         }
-        if let Some(name) = user {
-            let quoted: String =
-                name.chars().flat_map(|c| if c == '"' || c == '\\' { vec!['\\', c] } else { vec![c] }).collect();
-            text.push_str(&format!("include :personal \"{quoted}\";\r\n"));
+        if user {
+            text.push_str(&format!("include :global \"{ACTIVE}\";\r\n"));
         }
         if self.admin.after.is_some() {
             text.push_str(&format!("include :global \"{AFTER}\";\r\n"));
@@ -205,7 +205,7 @@ impl Engine {
             let event = result.map_err(|e| e.to_string())?;
             match event {
                 Event::IncludeScript { name, optional } => {
-                    let active = user.filter(|(n, _)| name == Script::Personal(n.clone())).map(|(_, s)| s.clone());
+                    let active = user.filter(|_| name == Script::Global(ACTIVE.into())).map(|(_, s)| s.clone());
                     let found = match active {
                         Some(s) => Some(s),
                         None => self.include(source, input.account, account, &name).await?,

@@ -205,6 +205,8 @@ async fn admin_scripts_run_before_and_after_the_users() {
     let engine = Engine::new("mx", AdminScripts { before: Some(before.clone()), after: Some(after.clone()) });
     let mut s = with_script("require [\"fileinto\", \"copy\"];\r\nfileinto :copy \"Lists\";\r\n");
     s.folders = vec!["Before".into(), "After".into(), "Lists".into()];
+    // Whatever the script is called.
+    s.active = s.active.map(|(_, bytes)| ("my \"main\" \\ script".to_string(), bytes));
     let o = run_with(&engine, &s, MESSAGE, "bob@remote.test", "INBOX").await;
     assert_eq!(o.error, None);
     assert_eq!(folders(&o), ["Before", "Lists", "After", "INBOX"]);
