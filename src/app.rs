@@ -212,9 +212,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let plain_courier = LocalCourier::new(directory.clone(), store.clone());
     let bounces = Arc::new(plain_courier.clone());
     let queue_cell = Arc::new(std::sync::OnceLock::new());
+    let message_memory = crate::net::MessageMemory::default();
     let courier = plain_courier.clone().with_sieve(sieve_delivery(
         &config,
         &store,
+        message_memory.clone(),
         QueueOutbound {
             queue: queue_cell.clone(),
             local: plain_courier,
@@ -239,7 +241,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         limiter: Arc::new(Limiter::configured(&config.limits, &config.trusted_networks)),
         inbound,
         resolver,
-        message_memory: crate::net::MessageMemory::default(),
+        message_memory,
         courier,
         config: Arc::new(config),
         directory,
@@ -459,7 +461,12 @@ fn smtp_service(shared: &Shared, mode: SmtpMode, implicit_tls: bool) -> Service 
 /// compile when the configuration was read), and the accounts' scripts. The store does
 /// not keep those yet: [`NoStoredScripts`] has none and remembers vacation replies in
 /// memory, so only admin scripts run.
-fn sieve_delivery(config: &Config, store: &Store, outbound: QueueOutbound) -> Result<SieveDelivery, StartError> {
+fn sieve_delivery(
+    config: &Config,
+    store: &Store,
+    memory: crate::net::MessageMemory,
+    outbound: QueueOutbound,
+) -> Result<SieveDelivery, StartError> {
     let compile = |name: &str, script: &Option<crate::config::AdminScript>| {
         script
             .as_ref()
@@ -477,6 +484,7 @@ fn sieve_delivery(config: &Config, store: &Store, outbound: QueueOutbound) -> Re
         source: Arc::new(NoStoredScripts::default()),
         folders: Arc::new(store.clone()),
         outbound: Arc::new(outbound),
+        memory,
     })
 }
 

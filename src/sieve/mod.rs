@@ -164,6 +164,9 @@ pub struct SieveDelivery {
     pub source: Arc<dyn ScriptSource>,
     pub folders: Arc<dyn FolderCheck>,
     pub outbound: Arc<dyn Outbound>,
+    /// The server's budget for messages held whole: a redirect reads the message whole
+    /// (the queue takes it as one buffer) under it.
+    pub memory: crate::net::MessageMemory,
 }
 
 /// The script source until the store keeps scripts: no account has one, and vacation and

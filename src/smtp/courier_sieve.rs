@@ -5,8 +5,8 @@
 //!
 //! The message a script sees is our trace lines, the checks' header lines and at most
 //! [`EVAL_PREFIX`] bytes of the body, read once per message and only when some mailbox
-//! runs a script; the full message is read (once) only for a redirect, which the queue
-//! needs whole anyway.
+//! runs a script; the full message is read (once, under the server's `MessageMemory`
+//! budget) only for a redirect, which the queue needs whole anyway.
 
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
@@ -34,8 +34,8 @@ pub(super) struct Filter<'a> {
     verdict: ScanVerdict,
     /// The body's first [`EVAL_PREFIX`] bytes, once read.
     head: Option<Vec<u8>>,
-    /// The whole body, once a redirect needed it.
-    full: Option<Bytes>,
+    /// The whole body, once a redirect needed it, and its share of the memory budget.
+    full: Option<(Bytes, Option<crate::net::MemoryPermit>)>,
 }
 
 impl<'a> Filter<'a> {
@@ -142,9 +142,16 @@ impl<'a> Filter<'a> {
 
     async fn send_redirect(&mut self, account: &str, prefix: &[u8], to: &Address) -> Result<(), String> {
         if self.full.is_none() {
-            self.full = Some(body_bytes(self.body).await.map_err(|e| e.to_string())?);
+            // A body already in memory is shared, not copied, and its caller holds its
+            // budget (asking again could wait on ourselves); a spooled one is read whole.
+            let permit = match self.body {
+                MessageBody::Memory(_) => None,
+                MessageBody::File { len, .. } => Some(self.sieve.memory.reserve(*len).await),
+            };
+            let bytes = body_bytes(self.body).await.map_err(|e| e.to_string())?;
+            self.full = Some((bytes, permit));
         }
-        let full = self.full.clone().unwrap_or_default();
+        let full = self.full.as_ref().map(|(b, _)| b.clone()).unwrap_or_default();
         // Our copy's trace minus `Return-Path`, which only final delivery adds.
         let trace = strip_return_path(prefix);
         let parts = vec![Bytes::from(format!("{REDIRECT_HEADER}: {account}\r\n")), Bytes::from(trace), full];

@@ -87,6 +87,7 @@ fn setup(scripts: &[(&str, &str)]) -> Setup {
         source: Arc::new(source),
         folders: Arc::new(store.clone()),
         outbound: sent.clone(),
+        memory: crate::net::MessageMemory::default(),
     };
     let courier = LocalCourier::new(directory, store).with_sieve(sieve);
     let root = dir.path().join("mail/ours.example");
