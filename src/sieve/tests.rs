@@ -255,3 +255,31 @@ fn the_cache_recompiles_a_changed_script_and_stays_bounded() {
     assert_eq!(compiles, 3);
     assert_eq!(cache.len(), 2);
 }
+
+#[tokio::test]
+async fn spamtest_and_virustest_see_the_inbound_verdict() {
+    let script = "require [\"spamtest\", \"virustest\", \"fileinto\", \"relational\", \"comparator-i;ascii-numeric\"];\r\n\
+        if spamtest :value \"ge\" :comparator \"i;ascii-numeric\" \"10\" { fileinto \"Lists\"; }\r\n\
+        elsif virustest :value \"eq\" :comparator \"i;ascii-numeric\" \"1\" { fileinto \"Clean\"; }\r\n";
+    let mut s = with_script(script);
+    s.folders.push("Clean".into());
+    let engine = Engine::new("mx", AdminScripts::default());
+    let owner = MailboxOwner::new("alice", "here.test");
+    let envelope = SieveEnvelope { from: "bob@remote.test".into(), to: "alice@here.test".into() };
+    for (verdict, expected) in [
+        (ScanVerdict { checked: true, junk: true, virus_scanned: true }, "Lists"),
+        (ScanVerdict { checked: true, junk: false, virus_scanned: true }, "Clean"),
+        (ScanVerdict::default(), "INBOX"),
+    ] {
+        let input = RunInput {
+            account: &owner,
+            message: MESSAGE.as_bytes(),
+            envelope: &envelope,
+            verdict,
+            default_folder: "INBOX",
+        };
+        let o = engine.run(&s, &s, s.active.clone(), input).await;
+        assert_eq!(o.error, None);
+        assert_eq!(folders(&o), [expected], "{verdict:?}");
+    }
+}
