@@ -299,6 +299,27 @@ async fn one_delivery_to_two_recipients_gives_each_its_own_prefix() {
     .await;
 }
 
+/// Sieve's imap4flags: system flags given at delivery are on the stored message in
+/// every backend (keywords too where the backend can store them at delivery).
+#[tokio::test]
+async fn flags_given_at_delivery_are_stored() {
+    for_each_backend(|store| async move {
+        let d = LocalDelivery {
+            owner: alice(),
+            folder: "INBOX".into(),
+            header_prefix: Vec::new(),
+            flags: vec![Flag::Seen, Flag::Flagged],
+        };
+        for r in store.deliver(&body("Subject: f\r\n\r\nx\r\n"), &[d]).await {
+            r.unwrap();
+        }
+        let snap = inbox(&store).await.sync().await.unwrap();
+        let flags = &snap.messages[0].flags;
+        assert!(flags.contains(&Flag::Seen) && flags.contains(&Flag::Flagged), "{flags:?}");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn headers_and_bodies_read_back_byte_exact() {
     for_each_backend(|store| async move {
