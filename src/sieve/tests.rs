@@ -283,3 +283,24 @@ async fn spamtest_and_virustest_see_the_inbound_verdict() {
         assert_eq!(folders(&o), [expected], "{verdict:?}");
     }
 }
+
+#[tokio::test]
+async fn subaddress_detail_uses_our_separator() {
+    let s = with_script(
+        "require [\"envelope\", \"subaddress\", \"fileinto\"];\r\nif envelope :detail \"to\" \"lists\" { fileinto \"Lists\"; }\r\n",
+    );
+    let engine = Engine::new("mx", AdminScripts::default());
+    let owner = MailboxOwner::new("alice", "here.test");
+    for (to, expected) in [("alice+lists@here.test", "Lists"), ("alice@here.test", "INBOX")] {
+        let envelope = SieveEnvelope { from: "bob@remote.test".into(), to: to.into() };
+        let input = RunInput {
+            account: &owner,
+            message: MESSAGE.as_bytes(),
+            envelope: &envelope,
+            verdict: ScanVerdict::default(),
+            default_folder: "INBOX",
+        };
+        let o = engine.run(&s, &s, s.active.clone(), input).await;
+        assert_eq!(folders(&o), [expected], "{to}");
+    }
+}
