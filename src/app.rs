@@ -34,9 +34,11 @@ use crate::pop3::{self, Pop3Context, Pop3Limits};
 use crate::queue::{Queue, QueueError, QueueSettings};
 use crate::readiness::Readiness;
 use crate::scan::Scanners;
+use crate::sieve::{AdminScripts, Engine, SieveDelivery, compile_admin_script};
 use crate::smtp::client::{ClientError, ClientSettings, SmtpTransport};
 use crate::smtp::courier::LocalCourier;
 use crate::smtp::inbound::InboundChecks;
+use crate::smtp::sieve_outbound::QueueOutbound;
 use crate::smtp::{self, AnyDomainExists, SenderDomainCheck, SmtpContext, SmtpLimits, SmtpMode};
 use crate::store::pg::mirror::{Mirror, MirrorError};
 use crate::store::{MailboxOwner, Store, StoreError};
@@ -71,6 +73,8 @@ pub enum StartError {
     Client(#[from] ClientError),
     #[error("outbound queue: {0}")]
     Queue(#[from] QueueError),
+    #[error("sieve: {0}")]
+    Sieve(String),
 }
 
 /// State every protocol shares. Cheap to clone (Arcs inside).
@@ -205,8 +209,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     );
     let transport = SmtpTransport::with_resolver(client, resolver.clone())?;
     let directory = Arc::new(directory);
-    let courier = LocalCourier::new(directory.clone(), store.clone());
-    let bounces = Arc::new(courier.clone());
+    let inbound = inbound_checks(&config, &data_dir, &ring, resolver.clone())?;
+    let plain_courier = LocalCourier::new(directory.clone(), store.clone());
+    let bounces = Arc::new(plain_courier.clone());
+    let queue_cell = Arc::new(std::sync::OnceLock::new());
+    let message_memory = crate::net::MessageMemory::default();
+    let courier = plain_courier.clone().with_sieve(sieve_delivery(
+        &config,
+        &store,
+        message_memory.clone(),
+        QueueOutbound {
+            queue: queue_cell.clone(),
+            local: plain_courier,
+            directory: directory.clone(),
+            signers: signers.clone(),
+            srs: Some(inbound.srs.clone()),
+        },
+    )?);
     let settings = QueueSettings::new(&config.hostname, &config.queue);
     // With the mail in PostgreSQL the queue is there too: every replica shares it.
     let queue = match &store {
@@ -215,14 +234,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
         Store::Maildir(_) => Queue::open(&data_dir.queue(), settings, Arc::new(transport), bounces)?,
     };
+    let _ = queue_cell.set(queue.clone());
     let shared = Shared {
         signers,
         store,
         queue,
         limiter: Arc::new(Limiter::configured(&config.limits, &config.trusted_networks)),
-        inbound: inbound_checks(&config, &data_dir, &ring, resolver.clone())?,
+        inbound,
         resolver,
-        message_memory: crate::net::MessageMemory::default(),
+        message_memory,
         courier,
         config: Arc::new(config),
         directory,
@@ -465,6 +485,36 @@ fn smtp_service(shared: &Shared, mode: SmtpMode, implicit_tls: bool) -> Service 
 
 /// Port 25's checks: SPF/DKIM/DMARC/ARC through our resolver, the configured scanners,
 /// SRS with a key kept in `state/`, and ARC seals with the primary domain's DKIM key.
+/// Sieve at delivery: the admin scripts of `MAILROOM_SIEVE_BEFORE`/`_AFTER` (checked to
+/// compile when the configuration was read), and the accounts' active scripts and their
+/// vacation/duplicate memory from the store.
+fn sieve_delivery(
+    config: &Config,
+    store: &Store,
+    memory: crate::net::MessageMemory,
+    outbound: QueueOutbound,
+) -> Result<SieveDelivery, StartError> {
+    let compile = |name: &str, script: &Option<crate::config::AdminScript>| {
+        script
+            .as_ref()
+            .map(|s| {
+                compile_admin_script(s.text.as_bytes()).map_err(|e| StartError::Sieve(format!("MAILROOM_{name}: {e}")))
+            })
+            .transpose()
+    };
+    let admin = AdminScripts {
+        before: compile("SIEVE_BEFORE", &config.sieve.before)?,
+        after: compile("SIEVE_AFTER", &config.sieve.after)?,
+    };
+    Ok(SieveDelivery {
+        engine: Arc::new(Engine::new(&config.hostname, admin)),
+        source: Arc::new(store.clone()),
+        folders: Arc::new(store.clone()),
+        outbound: Arc::new(outbound),
+        memory,
+    })
+}
+
 fn inbound_checks(
     config: &Config,
     data_dir: &DataDir,

@@ -27,7 +27,8 @@ pub use env::{EnvSource, PREFIX};
 pub use parse::{ListenAddr, default_domain_for, is_public_fqdn};
 pub use s3::{S3Config, S3Url, Secret};
 pub use sections::{
-    AccountsConfig, AcmeConfig, DnsConfig, Limits, ListenConfig, PgUrl, QueueConfig, ScanConfig, StoreConfig,
+    AccountsConfig, AcmeConfig, AdminScript, DnsConfig, Limits, ListenConfig, PgUrl, QueueConfig, ScanConfig,
+    SieveConfig, StoreConfig,
 };
 pub use variables::{DefaultValue, VARIABLES, Variable};
 
@@ -177,6 +178,7 @@ pub struct Config {
     pub queue: QueueConfig,
     pub outbound_smtp_port: u16,
     pub scan: ScanConfig,
+    pub sieve: SieveConfig,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -370,6 +372,7 @@ impl Config {
             queue: QueueConfig { lifetime: Duration::ZERO, retry_min: Duration::ZERO, retry_max: Duration::ZERO },
             outbound_smtp_port: 0,
             scan: ScanConfig { dnsbl: Vec::new(), rspamd_url: None, clamd: None, failure: ScannerFailure::Tempfail },
+            sieve: SieveConfig::default(),
             log: String::new(),
             log_format: LogFormat::Text,
         }

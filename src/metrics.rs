@@ -58,6 +58,11 @@ pub struct Metrics {
     pub queue_bounces_total: IntCounterVec,
     // Mail store
     pub store_orphan_objects_deleted_total: IntCounter,
+    // Sieve at delivery
+    pub sieve_scripts_run_total: IntCounter,
+    pub sieve_actions_total: IntCounterVec,
+    pub sieve_errors_total: IntCounter,
+    pub sieve_vacation_replies_total: IntCounter,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
@@ -276,6 +281,32 @@ impl Metrics {
                     "Body objects in the S3 bucket that no message named, deleted by the orphan sweep.",
                 )
                 .expect("valid metric"),
+            ),
+            sieve_scripts_run_total: register(
+                &r,
+                IntCounter::new(
+                    "mailroom_sieve_scripts_run_total",
+                    "Deliveries to one mailbox that ran Sieve (the account's script or the admin scripts).",
+                )
+                .expect("valid metric"),
+            ),
+            sieve_actions_total: counter_vec(
+                "mailroom_sieve_actions_total",
+                "Actions carried out for Sieve, by action (keep, fileinto, redirect, reject, discard, vacation).",
+                &["action"],
+            ),
+            sieve_errors_total: register(
+                &r,
+                IntCounter::new(
+                    "mailroom_sieve_errors_total",
+                    "Sieve runs that failed (compile, runtime or limit) and kept the message instead.",
+                )
+                .expect("valid metric"),
+            ),
+            sieve_vacation_replies_total: register(
+                &r,
+                IntCounter::new("mailroom_sieve_vacation_replies_total", "Vacation replies queued.")
+                    .expect("valid metric"),
             ),
             registry: r,
         };

@@ -89,6 +89,32 @@ pub struct QueueConfig {
     pub retry_max: Duration,
 }
 
+/// The operator's Sieve scripts, run at local delivery for every account (`sieve`).
+#[derive(Clone, Debug, Default)]
+pub struct SieveConfig {
+    /// Runs before the account's script.
+    pub before: Option<AdminScript>,
+    /// Runs after it (unless a script said `stop`).
+    pub after: Option<AdminScript>,
+}
+
+/// One admin script: its text, checked to compile when the configuration was read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminScript {
+    /// The file it was read from, or `None` for a script given inline.
+    pub path: Option<std::path::PathBuf>,
+    pub text: String,
+}
+
+impl std::fmt::Display for AdminScript {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.path {
+            Some(p) => write!(f, "{}", p.display()),
+            None => write!(f, "(inline script, {} bytes)", self.text.len()),
+        }
+    }
+}
+
 /// The content checks of inbound mail (`scan`).
 #[derive(Clone, Debug)]
 pub struct ScanConfig {

@@ -136,6 +136,8 @@ fn each_bad_value_names_variable_value_and_expectation() {
         ("MAILROOM_ACCOUNTS", "nobody", "MAILROOM_ACCOUNTS"),
         ("MAILROOM_STORE", "mysql://db/mail", "`maildir` or a PostgreSQL URL"),
         ("MAILROOM_STORE", "postgres://db", "database name"),
+        ("MAILROOM_SIEVE_BEFORE", "require \"fileinto\";\r\nfileinto;\r\n", "line 2"),
+        ("MAILROOM_SIEVE_AFTER", "/nonexistent/after.sieve", "readable Sieve script file"),
     ];
     for (var, value, expected) in table {
         let errors = error_for(&[(var, value)]);
@@ -358,4 +360,20 @@ fn sieve_quotas_have_defaults_and_bounds() {
     let errors = error_for(&[("MAILROOM_SIEVE_MAX_SCRIPT_SIZE", "1G"), ("MAILROOM_SIEVE_MAX_SCRIPTS", "0")]);
     assert!(errors.iter().any(|e| e.starts_with("MAILROOM_SIEVE_MAX_SCRIPT_SIZE")), "{errors:?}");
     assert!(errors.iter().any(|e| e.starts_with("MAILROOM_SIEVE_MAX_SCRIPTS")), "{errors:?}");
+}
+
+#[test]
+fn admin_sieve_scripts_inline_or_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("after.sieve");
+    std::fs::write(&path, "require \"fileinto\";\r\nfileinto \"Archive\";\r\n").unwrap();
+    let c = load(&[
+        ("MAILROOM_SIEVE_BEFORE", "require \"fileinto\"; if header :contains \"Subject\" \"x\" { fileinto \"X\"; }"),
+        ("MAILROOM_SIEVE_AFTER", path.to_str().unwrap()),
+    ])
+    .unwrap();
+    assert_eq!(c.sieve.before.as_ref().map(|s| s.path.is_none()), Some(true));
+    let after = c.sieve.after.as_ref().unwrap();
+    assert_eq!(after.path.as_deref(), Some(path.as_path()));
+    assert!(after.text.contains("Archive"));
 }

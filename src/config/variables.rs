@@ -348,6 +348,13 @@ pub static VARIABLES: &[Variable] = &[
     var!("SCANNER_FAILURE", Text("tempfail"),
         "`tempfail` (451) or `accept` when a configured scanner is unreachable",
         scan.failure = |v: &str| choose(SCANNER_FAILURES, v), show |f: &ScannerFailure| word(SCANNER_FAILURES, f)),
+    // --- sieve ---
+    var!("SIEVE_BEFORE", Empty("empty"),
+        "Sieve script (a file path or the script itself) run at local delivery before every account's own",
+        sieve.before = |v: &str| admin_script(v).map(Some), show show_opt),
+    var!("SIEVE_AFTER", Empty("empty"),
+        "Sieve script (a file path or the script itself) run at local delivery after every account's own",
+        sieve.after = |v: &str| admin_script(v).map(Some), show show_opt),
     // --- logging ---
     var!("LOG", Text("info"),
         "log filter (tracing EnvFilter syntax)",
@@ -472,6 +479,25 @@ fn show_listen(addrs: &[ListenAddr]) -> String {
 
 fn join<T: std::fmt::Display>(items: &[T]) -> String {
     items.iter().map(T::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// An admin Sieve script: a value of one line naming a file (absolute, or starting with
+/// `./`) is read from it, anything else is the script itself. It must compile: a broken
+/// script found at start is better than one that keeps every message in INBOX.
+fn admin_script(v: &str) -> Result<super::AdminScript, String> {
+    let one_line = v.trim();
+    let is_path = !one_line.contains('\n') && (one_line.starts_with('/') || one_line.starts_with("./"));
+    let (path, text) = if is_path {
+        let path = PathBuf::from(one_line);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => (Some(path), text),
+            Err(e) => return Err(format!("a readable Sieve script file ({}: {e})", path.display())),
+        }
+    } else {
+        (None, v.to_string())
+    };
+    crate::sieve::compile_admin_script(text.as_bytes()).map_err(|e| format!("a Sieve script that compiles ({e})"))?;
+    Ok(super::AdminScript { path, text })
 }
 
 fn show_opt<T: std::fmt::Display>(v: &Option<T>) -> String {

@@ -91,7 +91,15 @@ impl TestServer {
         let body = MessageBody::Memory(bytes::Bytes::from(msg.replace('\n', "\r\n")));
         let r = self
             .store
-            .deliver(&body, &[LocalDelivery { owner: owner(), folder: folder.into(), header_prefix: Vec::new() }])
+            .deliver(
+                &body,
+                &[LocalDelivery {
+                    owner: owner(),
+                    folder: folder.into(),
+                    header_prefix: Vec::new(),
+                    flags: Vec::new(),
+                }],
+            )
             .await;
         assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
     }

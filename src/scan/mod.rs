@@ -123,6 +123,11 @@ impl std::fmt::Debug for Scanners {
 }
 
 impl Scanners {
+    /// Whether a virus scanner (clamd) is configured: a message it passed is clean.
+    pub fn scans_viruses(&self) -> bool {
+        self.clamd.is_some()
+    }
+
     /// Scanners from their section, sharing the server's resolver (and its cache);
     /// `hostname` names this server in the headers it adds.
     pub fn new(config: &ScanConfig, hostname: &str, resolver: TokioResolver) -> Result<Scanners, ScanConfigError> {

@@ -119,7 +119,12 @@ pub async fn accept(
         drop(memory.take());
     }
     let folder = if junk { "Junk" } else { "INBOX" };
-    let local = ctx.courier.deliver(envelope, &added, &body, &trace, folder).await;
+    let verdict = crate::sieve::ScanVerdict {
+        checked: inbound.is_some(),
+        junk,
+        virus_scanned: inbound.as_ref().is_some_and(|c| c.scanners.scans_viruses()),
+    };
+    let local = ctx.courier.deliver(envelope, &added, &body, &trace, folder, verdict).await;
     drop(memory);
     envelope
         .recipients

@@ -29,6 +29,9 @@ pub mod auth;
 pub mod client;
 pub mod command;
 pub mod courier;
+mod courier_sieve;
+#[cfg(test)]
+mod courier_sieve_tests;
 pub mod data;
 pub mod deadline;
 pub mod deliver;
@@ -39,6 +42,7 @@ pub mod sasl;
 pub mod sender_dns;
 pub mod server;
 pub mod session;
+pub mod sieve_outbound;
 pub mod status;
 pub mod stream;
 pub mod submit;

@@ -86,7 +86,15 @@ pub(super) async fn start(opts: Options) -> Harness {
     let filler = crate::store::MessageBody::Memory(bytes::Bytes::from(vec![b'x'; 4096]));
     let owner = crate::store::MailboxOwner::new("full", "ours.example");
     let _ = store
-        .deliver(&filler, &[crate::store::LocalDelivery { owner, folder: "INBOX".into(), header_prefix: Vec::new() }])
+        .deliver(
+            &filler,
+            &[crate::store::LocalDelivery {
+                owner,
+                folder: "INBOX".into(),
+                header_prefix: Vec::new(),
+                flags: Vec::new(),
+            }],
+        )
         .await;
     let (acceptor, connector) = tls_pair();
     let directory = Arc::new(directory);

@@ -77,7 +77,8 @@ fn uids(messages: &[MessageMeta]) -> Vec<u32> {
 }
 
 async fn deliver_to(store: &Store, owner: &MailboxOwner, text: &str) {
-    let d = LocalDelivery { owner: owner.clone(), folder: "INBOX".into(), header_prefix: Vec::new() };
+    let d =
+        LocalDelivery { owner: owner.clone(), folder: "INBOX".into(), header_prefix: Vec::new(), flags: Vec::new() };
     for r in store.deliver(&body(text), &[d]).await {
         r.unwrap();
     }
@@ -275,7 +276,7 @@ async fn one_delivery_to_two_recipients_gives_each_its_own_prefix() {
         let text = "Subject: hi\r\n\r\nhello\r\n";
         let to = |owner: MailboxOwner, folder: &str| {
             let prefix = format!("Delivered-To: {owner}\r\n").into_bytes();
-            LocalDelivery { owner, folder: folder.into(), header_prefix: prefix }
+            LocalDelivery { owner, folder: folder.into(), header_prefix: prefix, flags: Vec::new() }
         };
         let bad = LocalDelivery { owner: MailboxOwner::new("..", "example.org"), ..to(bob(), "INBOX") };
         let res = store.deliver(&body(text), &[to(alice(), "INBOX"), bad, to(bob(), "Lists/rust")]).await;
@@ -294,6 +295,27 @@ async fn one_delivery_to_two_recipients_gives_each_its_own_prefix() {
         }
         // The delivery created bob's account and the folder.
         assert!(store.list_folders(&bob()).await.unwrap().iter().any(|f| f.name == "Lists/rust"));
+    })
+    .await;
+}
+
+/// Sieve's imap4flags: system flags given at delivery are on the stored message in
+/// every backend (keywords too where the backend can store them at delivery).
+#[tokio::test]
+async fn flags_given_at_delivery_are_stored() {
+    for_each_backend(|store| async move {
+        let d = LocalDelivery {
+            owner: alice(),
+            folder: "INBOX".into(),
+            header_prefix: Vec::new(),
+            flags: vec![Flag::Seen, Flag::Flagged],
+        };
+        for r in store.deliver(&body("Subject: f\r\n\r\nx\r\n"), &[d]).await {
+            r.unwrap();
+        }
+        let snap = inbox(&store).await.sync().await.unwrap();
+        let flags = &snap.messages[0].flags;
+        assert!(flags.contains(&Flag::Seen) && flags.contains(&Flag::Flagged), "{flags:?}");
     })
     .await;
 }

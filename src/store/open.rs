@@ -128,7 +128,12 @@ mod tests {
         let store = open_configured(&config, dir.path(), &resolver).await.unwrap();
         let Store::Pg(pg) = &store else { panic!("not the PostgreSQL store") };
         let owner = MailboxOwner::new("alice", "example.org");
-        let delivery = LocalDelivery { owner: owner.clone(), folder: "INBOX".into(), header_prefix: Vec::new() };
+        let delivery = LocalDelivery {
+            owner: owner.clone(),
+            folder: "INBOX".into(),
+            header_prefix: Vec::new(),
+            flags: Vec::new(),
+        };
         let text = "Subject: to the bucket\r\n\r\nhi\r\n";
         for r in store.deliver(&MessageBody::Memory(text.as_bytes().to_vec().into()), &[delivery]).await {
             r.unwrap();

@@ -87,6 +87,10 @@ pub struct LocalDelivery {
     pub folder: String,
     /// Bytes written before the body.
     pub header_prefix: Vec<u8>,
+    /// Flags the copy arrives with (Sieve imap4flags); usually none. Maildir keeps the
+    /// system flags in the file name; keywords need the folder's keyword table, which
+    /// only an open mailbox owns, so Maildir stores them on PostgreSQL only.
+    pub flags: Vec<Flag>,
 }
 
 /// Which mailbox a handle refers to, comparable across handles: `location` is the

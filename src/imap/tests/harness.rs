@@ -53,7 +53,7 @@ pub fn context(dir: &std::path::Path, tls: Option<tokio_rustls::TlsAcceptor>) ->
 pub async fn deliver(store: &Store, folder: &str, msg: &str) {
     let body = MessageBody::Memory(bytes::Bytes::from(msg.replace('\n', "\r\n")));
     let owner = MailboxOwner::new("alice", "example.org");
-    let to = [LocalDelivery { owner, folder: folder.into(), header_prefix: Vec::new() }];
+    let to = [LocalDelivery { owner, folder: folder.into(), header_prefix: Vec::new(), flags: Vec::new() }];
     let r = store.deliver(&body, &to).await;
     assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
 }

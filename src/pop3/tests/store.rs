@@ -36,7 +36,7 @@ async fn deliver(store: &Store, body: &[u8]) {
     let results = store
         .deliver(
             &MessageBody::Memory(bytes::Bytes::copy_from_slice(body)),
-            &[LocalDelivery { owner: alice(), folder: "INBOX".into(), header_prefix: Vec::new() }],
+            &[LocalDelivery { owner: alice(), folder: "INBOX".into(), header_prefix: Vec::new(), flags: Vec::new() }],
         )
         .await;
     assert!(results.iter().all(|r| r.is_ok()), "{results:?}");

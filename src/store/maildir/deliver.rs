@@ -1,7 +1,7 @@
 //! Durable delivery of one message to many local mailboxes (SMTP DATA, LMTP).
 //!
 //! Owns: writing each copy as Maildir prescribes — `tmp/<unique>` created with O_EXCL,
-//! written, fsynced, renamed into `new/`, then `new/` fsynced through the shared
+//! written, fsynced, renamed into `new/` (`cur/` when it arrives with flags), then that directory fsynced through the shared
 //! [`GroupSync`](crate::durable::GroupSync) so fifty concurrent sessions pay for a handful
 //! of directory fsyncs, not fifty. `deliver` returns only when every copy is durable: SMTP
 //! sends its 250 after that (architecture.md, "durable before acknowledged").
@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use super::MaildirStore;
 use super::durable::write_new_file;
 use super::error::{StoreError, blocking};
-use super::filename::new_base_name;
+use super::filename::{FlagSet, cur_name, new_base_name};
 use super::folder_name::FolderPath;
 use super::layout::create_maildir;
-use super::types::{DeliveredMessage, LocalDelivery, MessageBody};
+use super::types::{DeliveredMessage, Flag, LocalDelivery, MessageBody};
 
 /// How often a name collision (another process with our pid and clock) is retried.
 const NAME_ATTEMPTS: usize = 3;
@@ -61,6 +61,9 @@ impl MaildirStore {
         let size = d.header_prefix.len() as u64 + body.len();
         let host = self.inner.host.clone();
         let prefix = d.header_prefix.clone();
+        let system: Vec<Flag> = d.flags.iter().filter(|f| !matches!(f, Flag::Keyword(_))).cloned().collect();
+        let info = (!system.is_empty()).then(|| FlagSet::from_flags(&system));
+        let landing = if info.is_some() { "cur" } else { "new" };
         let body = body.clone();
         let dir2 = dir.clone();
         let new_path: PathBuf = blocking(move || {
@@ -70,7 +73,12 @@ impl MaildirStore {
                 let tmp = dir2.join("tmp").join(&base);
                 match write_new_file(&tmp, &prefix, &body) {
                     Ok(_) => {
-                        let new = dir2.join("new").join(&base);
+                        // Flags given at delivery (Sieve imap4flags): the file goes to
+                        // `cur/` with its info part, as if a client had set them.
+                        let new = match &info {
+                            None => dir2.join("new").join(&base),
+                            Some(flags) => dir2.join("cur").join(cur_name(&base, flags, "")),
+                        };
                         if let Err(e) = std::fs::rename(&tmp, &new) {
                             let _ = std::fs::remove_file(&tmp);
                             return Err(StoreError::io(&new, e));
@@ -86,7 +94,7 @@ impl MaildirStore {
             Err(last_err.unwrap_or_else(|| StoreError::Background("no unique name".into())))
         })
         .await?;
-        self.inner.sync.sync_dir(&dir.join("new")).await?;
+        self.inner.sync.sync_dir(&dir.join(landing)).await?;
         self.inner.quota.adjust(&self.inner.layout, &d.owner, size as i64);
         self.notify_new(&d.owner, &folder);
         Ok(DeliveredMessage { location: new_path.display().to_string(), size })
@@ -110,6 +118,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn flags_given_at_delivery_land_in_cur_and_show_in_the_mailbox() {
+        let data = tempfile::tempdir().unwrap();
+        let store = MaildirStore::open(data.path(), "mx.example.org").unwrap();
+        let body = MessageBody::Memory(bytes::Bytes::from_static(b"Subject: hi\r\n\r\nhello\r\n"));
+        let d = LocalDelivery {
+            owner: owner("alice"),
+            folder: "Lists".into(),
+            header_prefix: Vec::new(),
+            flags: vec![Flag::Seen, Flag::Flagged],
+        };
+        let msg = store.deliver(&body, &[d]).await.into_iter().next().unwrap().unwrap();
+        let path = std::path::PathBuf::from(&msg.location);
+        assert!(path.starts_with(data.path().join("mail/example.org/alice/.Lists/cur")), "{path:?}");
+        assert!(msg.location.ends_with(":2,FS"), "{}", msg.location);
+        let mailbox = store.open_mailbox(&owner("alice"), "Lists").await.unwrap();
+        let snapshot = mailbox.sync().await.unwrap();
+        let flags = &snapshot.messages[0].flags;
+        assert!(flags.contains(&Flag::Seen) && flags.contains(&Flag::Flagged), "{flags:?}");
+    }
+
+    #[tokio::test]
     async fn deliver_writes_prefix_and_body_into_new() {
         let data = tempfile::tempdir().unwrap();
         let store = MaildirStore::open(data.path(), "mx.example.org").unwrap();
@@ -121,6 +150,7 @@ mod tests {
                     owner: owner("alice"),
                     folder: "INBOX".into(),
                     header_prefix: b"Delivered-To: alice@example.org\r\n".to_vec(),
+                    flags: Vec::new(),
                 }],
             )
             .await;
@@ -157,6 +187,7 @@ mod tests {
                         owner: owner(l),
                         folder: if *l == "c" { "Junk".into() } else { "INBOX".into() },
                         header_prefix: Vec::new(),
+                        flags: Vec::new(),
                     })
                     .collect();
                 store.deliver(&body, &ds).await
@@ -183,7 +214,12 @@ mod tests {
         let data = tempfile::tempdir().unwrap();
         let store = MaildirStore::open(data.path(), "mx").unwrap();
         let body = MessageBody::Memory(bytes::Bytes::from_static(b"x\r\n"));
-        let mk = |l: &str, f: &str| LocalDelivery { owner: owner(l), folder: f.into(), header_prefix: Vec::new() };
+        let mk = |l: &str, f: &str| LocalDelivery {
+            owner: owner(l),
+            folder: f.into(),
+            header_prefix: Vec::new(),
+            flags: Vec::new(),
+        };
         let res = store.deliver(&body, &[mk("..", "INBOX"), mk("ok", "a//b"), mk("ok", "Lists/rust")]).await;
         assert!(matches!(res[0], Err(StoreError::InvalidAccount(_))));
         assert!(matches!(res[1], Err(StoreError::InvalidFolderName(_))));
@@ -213,6 +249,7 @@ async fn delivery_throughput() {
                     owner: owner.clone(),
                     folder: "INBOX".into(),
                     header_prefix: b"Delivered-To: bench@example.org\r\n".to_vec(),
+                    flags: Vec::new(),
                 };
                 for r in store.deliver(&body, &[d]).await {
                     r.unwrap();

@@ -88,6 +88,7 @@ async fn dovecot_reads_our_maildir_and_we_read_dovecots() {
         owner: alice.clone(),
         folder: folder.into(),
         header_prefix: b"Delivered-To: alice@example.org\r\n".to_vec(),
+        flags: Vec::new(),
     };
     for r in store.deliver(&body, &[to("INBOX"), to("Junk")]).await {
         r.unwrap();
@@ -165,7 +166,12 @@ async fn dovecot_does_not_see_retained_expunged_files() {
     let store = MaildirStore::open(&tmp.path().join("data"), "mx.example.org").unwrap();
     let deliver = |subject: &'static str| {
         let body = MessageBody::Memory(bytes::Bytes::from(format!("Subject: {subject}\r\n\r\nx\r\n")));
-        let to = LocalDelivery { owner: alice.clone(), folder: "INBOX".into(), header_prefix: Vec::new() };
+        let to = LocalDelivery {
+            owner: alice.clone(),
+            folder: "INBOX".into(),
+            header_prefix: Vec::new(),
+            flags: Vec::new(),
+        };
         let store = store.clone();
         async move { store.deliver(&body, &[to]).await.into_iter().for_each(|r| r.map(|_| ()).unwrap()) }
     };

@@ -120,7 +120,12 @@ mod tests {
         let data = tempfile::tempdir().unwrap();
         let alice = MailboxOwner::new("alice", "example.org");
         let body = MessageBody::Memory(bytes::Bytes::from_static(b"abc\r\n"));
-        let d = LocalDelivery { owner: alice.clone(), folder: "INBOX".into(), header_prefix: Vec::new() };
+        let d = LocalDelivery {
+            owner: alice.clone(),
+            folder: "INBOX".into(),
+            header_prefix: Vec::new(),
+            flags: Vec::new(),
+        };
         {
             let store = MaildirStore::open(data.path(), "mx").unwrap();
             store.deliver(&body, std::slice::from_ref(&d)).await;
@@ -142,7 +147,12 @@ mod tests {
         let store = MaildirStore::open(data.path(), "mx").unwrap();
         let alice = MailboxOwner::new("alice", "example.org");
         let body = MessageBody::Memory(bytes::Bytes::from_static(b"abc\r\n"));
-        let d = LocalDelivery { owner: alice.clone(), folder: "INBOX".into(), header_prefix: Vec::new() };
+        let d = LocalDelivery {
+            owner: alice.clone(),
+            folder: "INBOX".into(),
+            header_prefix: Vec::new(),
+            flags: Vec::new(),
+        };
         store.deliver(&body, &[d.clone(), d]).await;
         let mb = store.open_mailbox(&alice, "INBOX").await.unwrap();
         let st = mb.status().await.unwrap();

@@ -16,7 +16,7 @@ fn root(data: &Path) -> PathBuf {
 
 async fn deliver(store: &MaildirStore, text: &str) {
     let body = MessageBody::Memory(bytes::Bytes::from(text.to_string()));
-    let d = LocalDelivery { owner: alice(), folder: "INBOX".into(), header_prefix: Vec::new() };
+    let d = LocalDelivery { owner: alice(), folder: "INBOX".into(), header_prefix: Vec::new(), flags: Vec::new() };
     for r in store.deliver(&body, &[d]).await {
         r.unwrap();
     }

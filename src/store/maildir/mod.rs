@@ -279,7 +279,12 @@ mod tests {
         {
             let store = MaildirStore::open(data.path(), "mx").unwrap();
             let body = MessageBody::Memory(bytes::Bytes::from_static(b"0123456789"));
-            let d = LocalDelivery { owner: alice.clone(), folder: "Junk".into(), header_prefix: b"X: y\r\n".to_vec() };
+            let d = LocalDelivery {
+                owner: alice.clone(),
+                folder: "Junk".into(),
+                header_prefix: b"X: y\r\n".to_vec(),
+                flags: Vec::new(),
+            };
             store.deliver(&body, &[d.clone(), d]).await;
         }
         // A foreign file without S= is stat'ed by the walk.

@@ -14,7 +14,12 @@ fn alice() -> MailboxOwner {
 }
 
 fn to(folder: &str) -> LocalDelivery {
-    LocalDelivery { owner: alice(), folder: folder.into(), header_prefix: format!("X-To: {folder}\r\n").into_bytes() }
+    LocalDelivery {
+        owner: alice(),
+        folder: folder.into(),
+        header_prefix: format!("X-To: {folder}\r\n").into_bytes(),
+        flags: Vec::new(),
+    }
 }
 
 #[tokio::test]

@@ -134,7 +134,7 @@ async fn changes_on_one_replica_reach_sessions_on_another() {
 
     on_a.append(&body("Subject: 1\r\n\r\nx\r\n"), &[], None).await.expect("append");
     expect(&mut idle, MailboxEvent::NewMessages, second).await;
-    let d = LocalDelivery { owner: alice(), folder: "INBOX".into(), header_prefix: Vec::new() };
+    let d = LocalDelivery { owner: alice(), folder: "INBOX".into(), header_prefix: Vec::new(), flags: Vec::new() };
     for r in a.deliver(&body("Subject: 2\r\n\r\ny\r\n"), &[d]).await {
         r.expect("deliver");
     }

@@ -95,7 +95,8 @@ async fn bodies_go_to_the_bucket_and_read_back_exactly() {
         let path = dir.path().join(seed);
         std::fs::File::create(&path).unwrap().write_all(&body).unwrap();
         let trace = format!("Received: for {seed}\r\n").into_bytes();
-        let d = LocalDelivery { owner: alice(), folder: "INBOX".into(), header_prefix: trace.clone() };
+        let d =
+            LocalDelivery { owner: alice(), folder: "INBOX".into(), header_prefix: trace.clone(), flags: Vec::new() };
         let spool = MessageBody::File { path, len: len as u64 };
         let delivered = Store::Pg(store.clone()).deliver(&spool, &[d]).await;
         delivered.into_iter().for_each(|r| drop(r.unwrap()));
@@ -161,7 +162,7 @@ async fn an_object_lost_behind_its_row_is_uploaded_again() {
 
     // The same through a delivery.
     lose().await;
-    let d = LocalDelivery { owner: alice(), folder: "INBOX".into(), header_prefix: Vec::new() };
+    let d = LocalDelivery { owner: alice(), folder: "INBOX".into(), header_prefix: Vec::new(), flags: Vec::new() };
     Store::Pg(store.clone()).deliver(&body, &[d]).await.into_iter().for_each(|r| drop(r.unwrap()));
     assert!(objects.exists(&hash).await.unwrap());
     let last = inbox.sync().await.unwrap().messages.last().unwrap().uid;

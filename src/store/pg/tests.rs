@@ -162,6 +162,7 @@ async fn a_body_is_stored_once_and_freed_with_its_last_message() {
         owner: alice(),
         folder: folder.into(),
         header_prefix: format!("X-Folder: {folder}\r\n").into_bytes(),
+        flags: Vec::new(),
     };
     let text = "Subject: shared\r\n\r\nsame body\r\n";
     for r in store.deliver(&body(text), &[to("INBOX"), to("Lists")]).await {
@@ -297,7 +298,12 @@ async fn a_maildir_imports_with_its_uids_and_flags_and_resumes() {
         maildir
             .deliver(
                 &body(&format!("Subject: {i}\r\n\r\nx\r\n")),
-                &[LocalDelivery { owner: alice(), folder: "INBOX".into(), header_prefix: Vec::new() }],
+                &[LocalDelivery {
+                    owner: alice(),
+                    folder: "INBOX".into(),
+                    header_prefix: Vec::new(),
+                    flags: Vec::new(),
+                }],
             )
             .await;
     }

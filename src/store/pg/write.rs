@@ -560,7 +560,7 @@ impl PgStore {
             }
             other => other?,
         };
-        let uid = mb.insert(blob, body, &d.header_prefix, &[], SystemTime::now()).await?;
+        let uid = mb.insert(blob, body, &d.header_prefix, &d.flags, SystemTime::now()).await?;
         Ok(DeliveredMessage {
             location: format!("pg:{}/{uid}", mb.row()),
             size: d.header_prefix.len() as u64 + blob.size,
