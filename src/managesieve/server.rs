@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use super::reply::Status;
 use super::session::{Session, SessionConfig, Step, StoreAnswer, StoreOp};
 use crate::accounts::Directory;
 use crate::metrics::metrics;
@@ -206,7 +207,7 @@ impl Driver<'_> {
         loop {
             step = match step {
                 Step::Send(bytes) => {
-                    self.count(&bytes);
+                    self.count();
                     io.out.extend(bytes);
                     if !self.session.is_authenticated() {
                         self.owner = None;
@@ -214,12 +215,12 @@ impl Driver<'_> {
                     return None;
                 }
                 Step::Close(bytes) => {
-                    self.count(&bytes);
+                    self.count();
                     io.out.extend(bytes);
                     return Some(End::Closed);
                 }
                 Step::StartTls(bytes) => {
-                    self.count(&bytes);
+                    self.count();
                     io.out.extend(bytes);
                     let ok = io.flush(self.ctx.limits.idle_timeout).await.is_ok();
                     return Some(if ok { End::StartTls } else { End::Closed });
@@ -255,15 +256,13 @@ impl Driver<'_> {
         }
     }
 
-    /// `mailroom_managesieve_commands_total{command, result}` from the final response line.
-    fn count(&self, bytes: &[u8]) {
-        let body = bytes.strip_suffix(b"\r\n").unwrap_or(bytes);
-        let last = body.rsplit(|b| *b == b'\n').next().unwrap_or(body);
-        let result = match last.get(..2) {
-            Some(b"OK") => "ok",
-            Some(b"NO") => "no",
-            Some(b"BY") => "bye",
-            _ => return,
+    /// `mailroom_managesieve_commands_total{command, result}` once a command is answered.
+    fn count(&mut self) {
+        let result = match self.session.take_status() {
+            Some(Status::Ok) => "ok",
+            Some(Status::No) => "no",
+            Some(Status::Bye) => "bye",
+            None => return,
         };
         metrics().managesieve_commands_total.with_label_values(&[self.session.last_command(), result]).inc();
     }

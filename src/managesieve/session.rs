@@ -18,7 +18,7 @@
 use bytes::Bytes;
 
 use super::command::{Command, ParseLimits, Parsed, parse_command, parse_sasl_response};
-use super::reply::{Response, push_literal, push_string};
+use super::reply::{Response, Status, push_literal, push_string};
 use crate::net::{Blocked, LoginOutcome};
 use crate::store::{SieveScriptInfo, StoreError, check_script_name};
 
@@ -47,11 +47,7 @@ pub const MAX_LINE: usize = 8 * 1024;
 /// gets `NO (QUOTA/MAXSIZE)` instead of a closed connection.
 pub const LITERAL_SLACK: u64 = 64 * 1024;
 
-/// The Sieve extensions scripts may `require`, as the `SIEVE` capability lists them.
-/// One constant, so ManageSieve and the interpreter agree.
-pub const SIEVE_EXTENSIONS: &str = "fileinto mailbox envelope body imap4flags copy variables include relational \
-     subaddress date index regex reject ereject vacation vacation-seconds spamtest virustest duplicate \
-     encoded-character comparator-i;ascii-numeric";
+pub use crate::sieve::EXTENSIONS as SIEVE_EXTENSIONS;
 
 /// The store work a command needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,6 +116,7 @@ pub struct Session {
     errors_in_a_row: u32,
     bad_logins: u32,
     last_command: &'static str,
+    last_status: Option<Status>,
 }
 
 impl Session {
@@ -131,6 +128,7 @@ impl Session {
             errors_in_a_row: 0,
             bad_logins: 0,
             last_command: "none",
+            last_status: None,
         }
     }
 
@@ -149,6 +147,12 @@ impl Session {
     /// The command last answered, for metric labels (a bounded set).
     pub fn last_command(&self) -> &'static str {
         self.last_command
+    }
+
+    /// How the command just answered ended, once (`None` when no final response went
+    /// out since the last call), for metrics.
+    pub fn take_status(&mut self) -> Option<Status> {
+        self.last_status.take()
     }
 
     pub fn is_authenticated(&self) -> bool {
@@ -198,7 +202,7 @@ impl Session {
                     self.state = State::NotAuthenticated;
                     Some((consumed, self.error(reason)))
                 }
-                Parsed::Fatal(reason) => Some((buf.len(), Step::Close(Response::bye(reason).to_bytes()))),
+                Parsed::Fatal(reason) => Some((buf.len(), Step::Close(self.reply(Response::bye(reason))))),
             };
         }
         self.last_command = "invalid";
@@ -215,20 +219,26 @@ impl Session {
                 } else {
                     Response::bye(reason)
                 };
-                Some((buf.len(), Step::Close(bye.to_bytes())))
+                Some((buf.len(), Step::Close(self.reply(bye))))
             }
         }
     }
 
     fn send(&mut self, response: Response) -> Step {
-        Step::Send(response.to_bytes())
+        Step::Send(self.reply(response))
+    }
+
+    /// A final response's bytes; its status is kept for [`Session::take_status`].
+    fn reply(&mut self, response: Response) -> Vec<u8> {
+        self.last_status = Some(response.status);
+        response.to_bytes()
     }
 
     /// A bad command: `NO`, or BYE once too many came in a row.
     fn error(&mut self, reason: impl Into<String>) -> Step {
         self.errors_in_a_row += 1;
         if self.errors_in_a_row >= self.config.max_errors {
-            return Step::Close(Response::bye("Too many bad commands").to_bytes());
+            return Step::Close(self.reply(Response::bye("Too many bad commands")));
         }
         self.send(Response::no(reason))
     }
@@ -239,7 +249,7 @@ impl Session {
         match cmd {
             Command::Capability => {
                 let mut out = self.capabilities();
-                out.extend(Response::ok("Capability completed").to_bytes());
+                out.extend(self.reply(Response::ok("Capability completed")));
                 Step::Send(out)
             }
             // RFC 5804 2.13: the tag comes back in a TAG response code, which must stay on
@@ -252,11 +262,11 @@ impl Session {
                 self.send(Response::ok("Done").code(String::from_utf8_lossy(&code)))
             }
             Command::Noop { .. } => self.send(Response::ok("Done")),
-            Command::Logout => Step::Close(Response::ok("Logout completed").to_bytes()),
+            Command::Logout => Step::Close(self.reply(Response::ok("Logout completed"))),
             Command::StartTls if authenticated => self.send(Response::no("STARTTLS only before AUTHENTICATE")),
             Command::StartTls if self.config.tls_active => self.send(Response::no("TLS is already active")),
             Command::StartTls if !self.config.tls_available => self.send(Response::no("TLS is not available")),
-            Command::StartTls => Step::StartTls(Response::ok("Begin TLS negotiation now").to_bytes()),
+            Command::StartTls => Step::StartTls(self.reply(Response::ok("Begin TLS negotiation now"))),
             Command::Authenticate { .. } if authenticated => self.send(Response::no("Already authenticated")),
             Command::Authenticate { .. } if !self.config.tls_active => {
                 self.send(Response::no("Use STARTTLS first").code("ENCRYPT-NEEDED"))
@@ -344,7 +354,7 @@ impl Session {
         self.config.tls_active = true;
         self.config.tls_available = false;
         let mut out = self.capabilities();
-        out.extend(Response::ok("TLS negotiation successful").to_bytes());
+        out.extend(self.reply(Response::ok("TLS negotiation successful")));
         out
     }
 
@@ -358,7 +368,7 @@ impl Session {
             LoginOutcome::Failed => {
                 self.bad_logins += 1;
                 if self.bad_logins >= self.config.max_bad_logins {
-                    return Step::Close(Response::bye("Too many failed logins").to_bytes());
+                    return Step::Close(self.reply(Response::bye("Too many failed logins")));
                 }
                 self.send(Response::no("Authentication failed"))
             }
@@ -398,14 +408,14 @@ impl Session {
                     }
                     out.extend_from_slice(b"\r\n");
                 }
-                out.extend(Response::ok("Listscripts completed").to_bytes());
+                out.extend(self.reply(Response::ok("Listscripts completed")));
                 Step::Send(out)
             }
             (Pending::Plain(_), StoreAnswer::Script(Some(script))) => {
                 let mut out = Vec::with_capacity(script.len() + 32);
                 push_literal(&mut out, &script);
                 out.extend_from_slice(b"\r\n");
-                out.extend(Response::ok("Getscript completed").to_bytes());
+                out.extend(self.reply(Response::ok("Getscript completed")));
                 Step::Send(out)
             }
             (Pending::Plain(_), StoreAnswer::Script(None)) => {

@@ -7,7 +7,7 @@ use sieve::compiler::ErrorType;
 /// Compile `script` with the interpreter's compiler (`sieve-rs`); `Err` carries its
 /// message, which names the line and column (`Expected token ... at line 3, column 7.`).
 pub fn check_script(script: &[u8]) -> Result<(), String> {
-    let e = match sieve::Compiler::new().compile(script) {
+    let e = match super::engine::compiler().compile(script) {
         Ok(_) => return Ok(()),
         Err(e) => e,
     };

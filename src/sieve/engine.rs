@@ -49,7 +49,8 @@ pub struct AdminScripts {
     pub after: Option<Arc<Sieve>>,
 }
 
-fn compiler() -> Compiler {
+/// The one compiler configuration (delivery, admin scripts, ManageSieve's check).
+pub(super) fn compiler() -> Compiler {
     Compiler::new().with_max_script_size(MAX_SCRIPT)
 }
 

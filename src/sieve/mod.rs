@@ -40,6 +40,13 @@ pub use cache::ScriptCache;
 pub use engine::{AdminScripts, Engine, RunInput, compile_admin_script};
 pub use vacation::{may_answer, reply_with_headers};
 
+/// The Sieve extensions scripts may `require`, as the `SIEVE` capability lists them.
+/// One constant, so ManageSieve and the interpreter agree; the runtime refuses the
+/// others ([`Engine::new`]).
+pub const EXTENSIONS: &str = "fileinto mailbox envelope body imap4flags copy variables include relational \
+     subaddress date index regex reject ereject vacation vacation-seconds spamtest virustest duplicate \
+     encoded-character comparator-i;ascii-numeric";
+
 /// Most bytes of a message a script evaluates (header section included): tests on the
 /// body see its beginning only.
 pub const EVAL_PREFIX: usize = 1024 * 1024;
