@@ -185,7 +185,7 @@ impl PgMailbox {
              WHERE b.id = $1 ORDER BY m.uid"
         )))
         .persistent(false)
-        .fetch_all(self.store.pool())
+        .fetch_all(self.store.statements())
         .await
         .map_err(db_error)?;
         let (head, rows) = self.head_and_rows(rows)?;
@@ -211,7 +211,7 @@ impl PgMailbox {
         ))
         .bind(self.shared.id)
         .bind(modseq as i64)
-        .fetch_all(self.store.pool())
+        .fetch_all(self.store.statements())
         .await
         .map_err(db_error)?;
         let (head, rows) = self.head_and_rows(rows)?;
@@ -234,7 +234,7 @@ impl PgMailbox {
             sqlx::query_scalar("SELECT uid FROM messages WHERE mailbox_id = $1 AND expunged_modseq > $2 ORDER BY uid")
                 .bind(self.shared.id)
                 .bind(modseq as i64)
-                .fetch_all(self.store.pool())
+                .fetch_all(self.store.statements())
                 .await;
         match uids {
             Ok(u) => u.into_iter().map(|u| u as u32).collect(),
@@ -257,7 +257,7 @@ impl PgMailbox {
         )
         .bind(self.shared.id)
         .bind(until as i64)
-        .fetch_optional(self.store.pool())
+        .fetch_optional(self.store.statements())
         .await;
         match row {
             Ok(Some(r)) => (r.get::<i64, _>(0) as u32)..(r.get::<i64, _>(1) as u32),
@@ -278,7 +278,7 @@ impl PgMailbox {
              WHERE b.id = $1 GROUP BY b.id",
         ))
         .persistent(false)
-        .fetch_optional(self.store.pool())
+        .fetch_optional(self.store.statements())
         .await
         .map_err(db_error)?
         .ok_or_else(|| StoreError::NoSuchFolder(self.shared.name.clone()))?;
@@ -318,7 +318,7 @@ impl PgMailbox {
         .bind(uid as i64)
         .bind(small)
         .bind(super::blobs::CHUNK as i64)
-        .fetch_optional(self.store.pool())
+        .fetch_optional(self.store.statements())
         .await
         .map_err(db_error)?
         .ok_or(StoreError::NoSuchMessage(uid))?;
@@ -354,7 +354,7 @@ impl PgMailbox {
         )
         .bind(self.shared.id)
         .bind(&wanted)
-        .fetch_all(self.store.pool())
+        .fetch_all(self.store.statements())
         .await
         .map_err(db_error)?;
         let mut found = std::collections::HashMap::with_capacity(rows.len());

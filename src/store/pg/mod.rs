@@ -37,6 +37,9 @@ mod folders;
 mod import;
 pub mod kv;
 mod lease;
+mod lifo;
+#[cfg(test)]
+mod lifo_tests;
 mod mailbox;
 pub mod migrate;
 pub mod mirror;
@@ -82,9 +85,12 @@ use bytes::Bytes;
 /// replica) and answers VANISHED before its row is purged.
 pub const TOMBSTONE_RETENTION: Duration = Duration::from_secs(3600);
 
-/// Connections per replica. Sessions hold one only for the length of a statement or a
-/// transaction, so a small pool serves thousands of sessions.
+/// Connections per replica in sqlx's pool (transactions, deliveries, the queue, leases).
+/// Sessions hold one only for the length of a statement or a transaction, so a small pool
+/// serves thousands of sessions.
 const POOL_SIZE: u32 = 16;
+/// Connections per replica for the single statements of IMAP commands (`lifo.rs`).
+const STATEMENT_POOL_SIZE: usize = 8;
 /// How long a statement waits for a free (or re-established) connection before the
 /// session is told "try again later".
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -99,6 +105,8 @@ pub struct PgStore {
 
 struct Inner {
     pool: PgPool,
+    /// Where the single statements of IMAP commands run.
+    statements: lifo::Lifo,
     /// Where it connects, for logs (never the password).
     describe: String,
     /// Folders open on this replica, by row id: their handles share one event channel.
@@ -191,6 +199,7 @@ impl PgStore {
         PgStore {
             inner: Arc::new(Inner {
                 pool,
+                statements: lifo::Lifo::new(options.clone(), STATEMENT_POOL_SIZE),
                 describe,
                 open: Mutex::new(HashMap::new()),
                 accounts: Mutex::new(HashMap::new()),
@@ -214,6 +223,11 @@ impl PgStore {
 
     pub(crate) fn pool(&self) -> &PgPool {
         &self.inner.pool
+    }
+
+    /// The pool for single statements on the IMAP path (`lifo.rs`); never a transaction.
+    pub(crate) fn statements(&self) -> &lifo::Lifo {
+        &self.inner.statements
     }
 
     /// The bucket new bodies go to, if any.
@@ -269,7 +283,7 @@ impl PgStore {
             sqlx::query("SELECT id, uid_validity, highest_modseq FROM mailboxes WHERE account_id = $1 AND name = $2")
                 .bind(account)
                 .bind(&name)
-                .fetch_optional(self.pool())
+                .fetch_optional(self.statements())
                 .await
                 .map_err(db_error)?
                 .ok_or_else(|| StoreError::NoSuchFolder(name.clone()))?;
@@ -432,11 +446,12 @@ fn pool_options() -> PgPoolOptions {
                 Ok(true)
             })
         })
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                sqlx::Executor::execute(conn, "SET plan_cache_mode = force_generic_plan").await.map(drop)
-            })
-        })
+        .after_connect(|conn, _| Box::pin(prepare_connection(conn)))
+}
+
+/// What every new connection runs first: generic plans (see [`pool_options`]).
+async fn prepare_connection(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::Executor::execute(conn, "SET plan_cache_mode = force_generic_plan").await.map(drop)
 }
 
 /// What `mailroom store check` found.

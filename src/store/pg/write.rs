@@ -323,7 +323,7 @@ impl PgMailbox {
             .bind(code)
             .bind(bits)
             .bind(keywords)
-            .fetch_all(self.store.pool())
+            .fetch_all(self.store.statements())
             .await
             .map_err(db_error)?;
         if rows.is_empty() {
@@ -351,7 +351,7 @@ impl PgMailbox {
     async fn check_exists(&self) -> Result<(), StoreError> {
         let found: Option<i64> = sqlx::query_scalar("SELECT id FROM mailboxes WHERE id = $1")
             .bind(self.row())
-            .fetch_optional(self.store.pool())
+            .fetch_optional(self.store.statements())
             .await
             .map_err(db_error)?;
         found.map(drop).ok_or_else(|| StoreError::NoSuchFolder(self.folder_name_impl()))

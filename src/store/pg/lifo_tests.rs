@@ -1,0 +1,56 @@
+//! The statement pool (`lifo.rs`): the connection used last is used next, and a
+//! connection the server closed is dropped, whether it was busy or idle when it died.
+
+use std::time::Duration;
+
+use super::*;
+use crate::test_pg;
+
+async fn fresh() -> Option<PgStore> {
+    let url = tokio::task::spawn_blocking(test_pg::database).await.unwrap()?;
+    Some(PgStore::connect(&url, None).await.unwrap())
+}
+
+async fn backend(store: &PgStore) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(store.statements()).await
+}
+
+async fn terminate(store: &PgStore, pid: i32) {
+    let done: bool =
+        sqlx::query_scalar("SELECT pg_terminate_backend($1, 5000)").bind(pid).fetch_one(store.pool()).await.unwrap();
+    assert!(done);
+}
+
+#[tokio::test]
+async fn one_statement_after_another_runs_on_one_connection() {
+    let Some(store) = fresh().await else { return };
+    let first = backend(&store).await.unwrap();
+    for _ in 0..20 {
+        assert_eq!(backend(&store).await.unwrap(), first, "the connection used last is used next");
+    }
+    // Two at once take two connections; afterwards the one used last comes first again.
+    let (a, b) = tokio::join!(backend(&store), backend(&store));
+    assert_ne!(a.unwrap(), b.unwrap());
+}
+
+#[tokio::test]
+async fn a_connection_killed_while_busy_fails_one_statement_and_is_dropped() {
+    let Some(store) = fresh().await else { return };
+    let pid = backend(&store).await.unwrap();
+    // The same connection is taken at once (not idle long enough to be pinged): its
+    // statement fails, and the connection is not put back.
+    terminate(&store, pid).await;
+    assert!(backend(&store).await.is_err());
+    let next = backend(&store).await.expect("a new connection");
+    assert_ne!(next, pid);
+}
+
+#[tokio::test]
+async fn a_connection_killed_while_idle_is_replaced_before_use() {
+    let Some(store) = fresh().await else { return };
+    let pid = backend(&store).await.unwrap();
+    terminate(&store, pid).await;
+    tokio::time::sleep(PING_AFTER_IDLE + Duration::from_millis(200)).await;
+    let next = backend(&store).await.expect("pinged, found dead, replaced");
+    assert_ne!(next, pid);
+}
