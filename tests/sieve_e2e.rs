@@ -134,6 +134,13 @@ impl Rig {
         Rig { server, env, sink, _dns: dns, _tmp: tmp }
     }
 
+    /// SIGTERM and start again on the same data (new ports).
+    fn restart(&mut self) {
+        assert!(self.server.terminate(Duration::from_secs(30)).is_some(), "{}", self.server.log());
+        let data = self.server.data_dir.clone();
+        self.server = Server::start_ready(&self.env, &data, Duration::from_secs(30));
+    }
+
     fn port(&self, protocol: &str) -> String {
         self.server.port(protocol).to_string()
     }
@@ -220,15 +227,8 @@ fn fileinto_with_flags(rig: &Rig) {
     assert!(!inbox[0].0.contains("\\Flagged"), "{inbox:?}");
 }
 
-#[test]
-fn user_scripts_through_managesieve_port_25_and_the_queue() {
-    if !tools() {
-        return;
-    }
-    let rig = Rig::start(&[]);
-    fileinto_with_flags(&rig);
-
-    // Case 2: vacation answers a sender once per period, never a list.
+/// Case 2: vacation answers a sender once per period (across a restart), never a list.
+fn vacation_once(rig: &mut Rig) {
     rig.activate(
         "away",
         "require \"vacation\";\r\nvacation :days 1 :subject \"Out of office\" \"I am away until Monday.\";\r\n",
@@ -253,6 +253,26 @@ fn user_scripts_through_managesieve_port_25_and_the_queue() {
     for s in ["question", "follow-up", "digest"] {
         assert!(inbox.iter().any(|i| i == s), "{s} kept: {inbox:?}");
     }
+
+    // The memory of who was answered outlives a restart.
+    rig.restart();
+    rig.send("carol@remote.test", "after restart", "");
+    assert!(rig.subjects("INBOX").iter().any(|s| s == "after restart"));
+    assert_eq!(rig.metric("mailroom_sieve_scripts_run_total"), 1, "the script ran after the restart");
+    std::thread::sleep(Duration::from_secs(3));
+    let to_carol = rig.remote_count(|g| g.rcpts.iter().any(|r| r == "carol@remote.test"));
+    assert_eq!(to_carol, 1, "answered again after a restart\n{}", rig.server.log());
+}
+
+#[test]
+fn user_scripts_through_managesieve_port_25_and_the_queue() {
+    if !tools() {
+        return;
+    }
+    let mut rig = Rig::start(&[]);
+    fileinto_with_flags(&rig);
+
+    vacation_once(&mut rig);
 
     // Case 3: reject stores nothing and sends the sender a DSN with the reason.
     rig.activate("no", "require \"reject\";\r\nreject \"no thanks\";\r\n");
@@ -285,15 +305,16 @@ fn user_scripts_through_managesieve_port_25_and_the_queue() {
     assert_eq!(rig.metric("mailroom_sieve_errors_total"), errors + 1);
 }
 
-/// Case 1 again on the PostgreSQL store (keywords and system flags both kept there).
+/// Cases 1 and 2 again on the PostgreSQL store (scripts and vacation memory in tables).
 #[test]
-fn user_script_files_with_flags_on_postgres() {
+fn user_scripts_file_and_answer_on_postgres() {
     if !tools() {
         return;
     }
     let Some(url) = test_pg::database() else { return };
-    let rig = Rig::start(&[("MAILROOM_STORE", url.as_str())]);
+    let mut rig = Rig::start(&[("MAILROOM_STORE", url.as_str())]);
     fileinto_with_flags(&rig);
     let rows = test_pg::psql(&url, "SELECT name, active FROM sieve_scripts");
     assert_eq!(rows.trim(), "filters|t", "{rows}");
+    vacation_once(&mut rig);
 }
