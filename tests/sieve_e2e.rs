@@ -158,8 +158,13 @@ impl Rig {
         let message = format!(
             "From: {from}\r\nTo: {USER}\r\nSubject: {subject}\r\nMessage-ID: {id}\r\n{extra_headers}\r\nHello.\r\n"
         );
+        self.send_raw(from, USER, &message);
+    }
+
+    /// Port 25: `message` as it is, with this envelope.
+    fn send_raw(&self, mail_from: &str, rcpt: &str, message: &str) {
         let port = self.port("smtp");
-        let out = client(&["send", "127.0.0.1", &port, from, USER], &message, &self.server);
+        let out = client(&["send", "127.0.0.1", &port, mail_from, rcpt], message, &self.server);
         assert_eq!(out.trim(), "sent");
     }
 
@@ -244,11 +249,18 @@ fn vacation_once(rig: &mut Rig) {
     verify_dkim(&rig.env, reply.data.as_bytes());
     rig.send("carol@remote.test", "follow-up", "");
     rig.send("dave@remote.test", "digest", "List-Id: <news.remote.test>\r\n");
+    // RFC 5230 4.5: not when none of the account's addresses is in To/Cc (a Bcc).
+    rig.send_raw(
+        "henry@remote.test",
+        USER,
+        "From: henry@remote.test\r\nTo: friends@remote.test\r\nSubject: bcc\r\n\r\nHi all.\r\n",
+    );
     assert_eq!(rig.metric("mailroom_sieve_vacation_replies_total"), 1);
     std::thread::sleep(Duration::from_secs(3));
     let to_carol = rig.remote_count(|g| g.rcpts.iter().any(|r| r == "carol@remote.test"));
     assert_eq!(to_carol, 1, "{:?}", rig.sink.lock().unwrap());
     assert_eq!(rig.remote_count(|g| g.rcpts.iter().any(|r| r == "dave@remote.test")), 0);
+    assert_eq!(rig.remote_count(|g| g.rcpts.iter().any(|r| r == "henry@remote.test")), 0);
     let inbox = rig.subjects("INBOX");
     for s in ["question", "follow-up", "digest"] {
         assert!(inbox.iter().any(|i| i == s), "{s} kept: {inbox:?}");
@@ -292,6 +304,15 @@ fn user_scripts_through_managesieve_port_25_and_the_queue() {
     assert!(copy.data.contains("Subject: forward me"), "{}", copy.data);
     assert!(copy.data.contains("X-Mailroom-Sieve-Redirected-From: alice@example.com"), "{}", copy.data);
     assert!(!rig.subjects("INBOX").iter().any(|s| s == "forward me"));
+    // A bounce to the SRS address goes back to the original sender.
+    rig.send_raw(
+        "",
+        &copy.from,
+        "From: MAILER-DAEMON@remote.example\r\nTo: someone\r\nSubject: bounce of forward me\r\n\r\nNo such user.\r\n",
+    );
+    rig.wait_remote("bounce sent back", |g| {
+        g.rcpts == ["frank@remote.test"] && g.data.contains("bounce of forward me")
+    });
     rig.activate("fwdcopy", "require \"copy\";\r\nredirect :copy \"someone@remote.example\";\r\n");
     rig.send("frank@remote.test", "copy me", "");
     rig.wait_remote("redirected :copy", |g| g.data.contains("Subject: copy me"));
