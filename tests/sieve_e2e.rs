@@ -276,6 +276,16 @@ fn vacation_once(rig: &mut Rig) {
     assert_eq!(to_carol, 1, "answered again after a restart\n{}", rig.server.log());
 }
 
+/// An included personal script comes from the store; a folder named in UTF-8 is the
+/// IMAP folder of that name (modified UTF-7 on the wire).
+fn include_and_utf8_folder(rig: &Rig) {
+    rig.activate("lib", "require [\"fileinto\", \"mailbox\"];\r\nfileinto :create \"Café\";\r\n");
+    rig.activate("main", "require \"include\";\r\ninclude :personal \"lib\";\r\n");
+    rig.send("ivan@remote.test", "included", "");
+    let cafe = rig.subjects("Caf&AOk-");
+    assert_eq!(cafe, ["included"], "{}", rig.server.log());
+}
+
 #[test]
 fn user_scripts_through_managesieve_port_25_and_the_queue() {
     if !tools() {
@@ -283,6 +293,7 @@ fn user_scripts_through_managesieve_port_25_and_the_queue() {
     }
     let mut rig = Rig::start(&[]);
     fileinto_with_flags(&rig);
+    include_and_utf8_folder(&rig);
 
     vacation_once(&mut rig);
 
@@ -337,5 +348,6 @@ fn user_scripts_file_and_answer_on_postgres() {
     fileinto_with_flags(&rig);
     let rows = test_pg::psql(&url, "SELECT name, active FROM sieve_scripts");
     assert_eq!(rows.trim(), "filters|t", "{rows}");
+    include_and_utf8_folder(&rig);
     vacation_once(&mut rig);
 }
