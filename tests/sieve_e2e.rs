@@ -335,6 +335,18 @@ fn user_scripts_through_managesieve_port_25_and_the_queue() {
     rig.send("gina@remote.test", "still delivered", "");
     assert!(rig.subjects("INBOX").iter().any(|s| s == "still delivered"), "{}", rig.server.log());
     assert_eq!(rig.metric("mailroom_sieve_errors_total"), errors + 1);
+
+    // A script that does not compile, as a Dovecot home copied in may hold: the same,
+    // logged with the account and the script's name.
+    let home = rig.server.data_dir.join("home/example.com/alice");
+    std::fs::write(home.join("sieve/fromdovecot.sieve"), "require \"fileinto\";\r\nfileinto;\r\n").unwrap();
+    std::fs::remove_file(home.join(".dovecot.sieve")).unwrap();
+    std::os::unix::fs::symlink("sieve/fromdovecot.sieve", home.join(".dovecot.sieve")).unwrap();
+    rig.send("gina@remote.test", "despite a broken script", "");
+    assert!(rig.subjects("INBOX").iter().any(|s| s == "despite a broken script"), "{}", rig.server.log());
+    assert_eq!(rig.metric("mailroom_sieve_errors_total"), errors + 2);
+    let log = rig.server.log();
+    assert!(log.lines().any(|l| l.contains("alice@example.com") && l.contains("fromdovecot")), "{log}");
 }
 
 /// Cases 1 and 2 again on the PostgreSQL store (scripts and vacation memory in tables).
