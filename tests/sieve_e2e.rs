@@ -361,5 +361,14 @@ fn user_scripts_file_and_answer_on_postgres() {
     let rows = test_pg::psql(&url, "SELECT name, active FROM sieve_scripts");
     assert_eq!(rows.trim(), "filters|t", "{rows}");
     include_and_utf8_folder(&rig);
+    // Keywords are kept on this store.
+    rig.activate(
+        "work",
+        "require [\"fileinto\", \"mailbox\", \"imap4flags\"];\r\nfileinto :create :flags [\"$Work\", \"\\\\Seen\"] \"Work\";\r\n",
+    );
+    rig.send("judy@remote.test", "tagged", "");
+    let work = rig.folder("Work");
+    assert_eq!(work.len(), 1, "{work:?}");
+    assert!(work[0].0.contains("$Work") && work[0].0.contains("\\Seen"), "{work:?}");
     vacation_once(&mut rig);
 }
