@@ -306,6 +306,12 @@ fn user_scripts_through_managesieve_port_25_and_the_queue() {
     assert!(dsn.data.contains("no thanks"), "{}", dsn.data);
     assert!(dsn.data.contains("5.7.1"), "{}", dsn.data);
     assert_eq!(rig.subjects("INBOX").len(), before, "a rejected message is not stored");
+    // Never a DSN to the null sender.
+    let sent = rig.sink.lock().unwrap().len();
+    rig.send_raw("", USER, "From: robot@remote.test\r\nTo: alice@example.com\r\nSubject: from nobody\r\n\r\nx\r\n");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(rig.sink.lock().unwrap().len(), sent, "{:?}", rig.sink.lock().unwrap());
+    assert_eq!(rig.subjects("INBOX").len(), before);
 
     // Case 4: redirect, a remote sender's through SRS; no local copy, with :copy one.
     rig.activate("fwd", "redirect \"someone@remote.example\";\r\n");
@@ -324,6 +330,16 @@ fn user_scripts_through_managesieve_port_25_and_the_queue() {
     rig.wait_remote("bounce sent back", |g| {
         g.rcpts == ["frank@remote.test"] && g.data.contains("bounce of forward me")
     });
+    // Redirected to the account itself: delivered again, and that time kept (loop guard).
+    rig.activate("self", "redirect \"alice@example.com\";\r\n");
+    rig.send("frank@remote.test", "to myself", "");
+    let start = Instant::now();
+    while !rig.subjects("INBOX").iter().any(|s| s == "to myself") {
+        assert!(start.elapsed() < Duration::from_secs(30), "redirect to self never kept\n{}", rig.server.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(rig.subjects("INBOX").iter().filter(|s| *s == "to myself").count(), 1);
     rig.activate("fwdcopy", "require \"copy\";\r\nredirect :copy \"someone@remote.example\";\r\n");
     rig.send("frank@remote.test", "copy me", "");
     rig.wait_remote("redirected :copy", |g| g.data.contains("Subject: copy me"));
