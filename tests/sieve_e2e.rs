@@ -125,6 +125,7 @@ impl Rig {
         env.retain(|(k, _)| k != "MAILROOM_DNS_SERVERS");
         env.push(("MAILROOM_DOMAINS".into(), "example.com".into()));
         env.push(("MAILROOM_ACCOUNTS".into(), format!("{USER}:{{PLAIN}}{PASSWORD}")));
+        env.push(("MAILROOM_ALIASES".into(), format!("sales@example.com:{USER}")));
         env.push(("MAILROOM_DNS_SERVERS".into(), dns_addr.to_string()));
         env.push(("MAILROOM_OUTBOUND_SMTP_PORT".into(), mx_port.to_string()));
         env.push(("MAILROOM_QUEUE_RETRY_MIN".into(), "1s".into()));
@@ -255,7 +256,14 @@ fn vacation_once(rig: &mut Rig) {
         USER,
         "From: henry@remote.test\r\nTo: friends@remote.test\r\nSubject: bcc\r\n\r\nHi all.\r\n",
     );
-    assert_eq!(rig.metric("mailroom_sieve_vacation_replies_total"), 1);
+    // Through an alias, addressed to the alias: answered.
+    rig.send_raw(
+        "kim@remote.test",
+        "sales@example.com",
+        "From: kim@remote.test\r\nTo: sales@example.com\r\nSubject: price?\r\n\r\nHow much?\r\n",
+    );
+    rig.wait_remote("vacation reply through an alias", |g| g.rcpts == ["kim@remote.test"]);
+    assert_eq!(rig.metric("mailroom_sieve_vacation_replies_total"), 2);
     std::thread::sleep(Duration::from_secs(3));
     let to_carol = rig.remote_count(|g| g.rcpts.iter().any(|r| r == "carol@remote.test"));
     assert_eq!(to_carol, 1, "{:?}", rig.sink.lock().unwrap());
