@@ -285,13 +285,21 @@ fn vacation_once(rig: &mut Rig) {
 }
 
 /// An included personal script comes from the store; a folder named in UTF-8 is the
-/// IMAP folder of that name (modified UTF-7 on the wire).
+/// IMAP folder of that name (modified UTF-7 on the wire); one the store cannot name is
+/// a keep.
 fn include_and_utf8_folder(rig: &Rig) {
-    rig.activate("lib", "require [\"fileinto\", \"mailbox\"];\r\nfileinto :create \"Café\";\r\n");
+    rig.activate(
+        "lib",
+        "require [\"fileinto\", \"mailbox\"];\r\nfileinto :create \"Café\";\r\nfileinto :create \"v1.2\";\r\n",
+    );
     rig.activate("main", "require \"include\";\r\ninclude :personal \"lib\";\r\n");
     rig.send("ivan@remote.test", "included", "");
     let cafe = rig.subjects("Caf&AOk-");
     assert_eq!(cafe, ["included"], "{}", rig.server.log());
+    // A `.` in a name is the stores' hierarchy on disk (IMAP CREATE refuses it too):
+    // that fileinto gets the implicit keep.
+    assert!(rig.subjects("v1.2").is_empty());
+    assert!(rig.subjects("INBOX").iter().any(|s| s == "included"), "{}", rig.server.log());
 }
 
 #[test]
