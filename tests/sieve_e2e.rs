@@ -313,6 +313,19 @@ fn user_scripts_through_managesieve_port_25_and_the_queue() {
 
     vacation_once(&mut rig);
 
+    // `vacation :from` speaks only for the account: an alias of hers is fine, another
+    // address of the domain (which our DKIM signature would vouch for) is not sent.
+    rig.activate("as-sales", "require \"vacation\";\r\nvacation :from \"sales@example.com\" \"Away.\";\r\n");
+    rig.send("leo@remote.test", "to sales", "");
+    let reply = rig.wait_remote("reply from the alias", |g| g.rcpts == ["leo@remote.test"]);
+    assert!(reply.data.lines().any(|l| l.starts_with("From:") && l.contains("sales@example.com")), "{}", reply.data);
+    rig.activate("as-boss", "require \"vacation\";\r\nvacation :from \"boss@example.com\" \"Away.\";\r\n");
+    rig.send("mia@remote.test", "to boss", "");
+    assert!(rig.server.wait_log("reply not sent", Duration::from_secs(10)), "{}", rig.server.log());
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(rig.remote_count(|g| g.rcpts.iter().any(|r| r == "mia@remote.test")), 0);
+    assert!(rig.subjects("INBOX").iter().any(|s| s == "to boss"));
+
     // Case 3: reject stores nothing and sends the sender a DSN with the reason.
     rig.activate("no", "require \"reject\";\r\nreject \"no thanks\";\r\n");
     let before = rig.subjects("INBOX").len();
