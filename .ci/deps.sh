@@ -37,7 +37,7 @@ fi
 if ! python3 -c 'import dkim, nacl, dns.zone' >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'dkimpy>=1.1' 'pynacl>=1.5' 'dnspython>=2.4'
 fi
-# ManageSieve clients (tests/managesieve.rs).
+# ManageSieve clients (tests/managesieve.rs, tests/sieve_e2e.rs).
 if ! python3 -c 'import sievelib.managesieve, managesieve' >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'managesieve==0.8.1' 'sievelib==1.6.0'
 fi

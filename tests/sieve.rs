@@ -1,7 +1,7 @@
 //! Sieve at delivery through the real binary: the admin scripts of
 //! `MAILROOM_SIEVE_BEFORE`/`_AFTER` file mail delivered over LMTP, with flags, and a
 //! script that does not compile stops the start naming the variable and the line.
-//! (Accounts' own scripts arrive with the store's ManageSieve side.)
+//! (Accounts' own scripts, uploaded over ManageSieve: tests/sieve_e2e.rs.)
 
 mod common;
 

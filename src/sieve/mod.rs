@@ -147,8 +147,9 @@ impl Outcome {
 pub enum OutboundKind {
     /// `redirect`: the message, envelope sender kept (SRS applies for a remote one).
     Redirect,
-    /// A vacation reply, DKIM-signed for the account's domain, from the null sender.
-    Reply { sign_domain: String },
+    /// A vacation reply, DKIM-signed for the account's domain, from the null sender; its
+    /// `From:` (a script's `:from`) must be an address `account` may send as.
+    Reply { sign_domain: String, account: crate::accounts::Address },
     /// The DSN of a `reject`, from the null sender.
     Rejection,
 }

@@ -178,7 +178,7 @@ impl<'a> Filter<'a> {
         for reply in outcome.replies {
             let Ok(to) = Address::parse(&reply.to) else { continue };
             let message = reply_with_headers(&reply.message);
-            let kind = OutboundKind::Reply { sign_domain: mb.domain.clone() };
+            let kind = OutboundKind::Reply { sign_domain: mb.domain.clone(), account: mb.clone() };
             match outbound.send(kind, None, &to, vec![Bytes::from(message)]).await {
                 Ok(()) => {
                     tracing::info!(account = %mb, to = %to, "sieve vacation reply queued");

@@ -36,10 +36,15 @@ impl QueueOutbound {
         to: &Address,
         mut parts: Vec<Bytes>,
     ) -> Result<(), String> {
-        if let OutboundKind::Reply { sign_domain } = &kind {
+        if let OutboundKind::Reply { sign_domain, account } = &kind {
+            // `vacation :from` may name only the account's own addresses, as submission's
+            // `From:` may: a reply DKIM-signed for our domain must not speak for another.
+            let message = parts.concat();
+            if let Err(status) = super::submit::check_sender_headers(&self.directory, account, &message) {
+                return Err(format!("reply not sent: {status}"));
+            }
             let signers = self.signers.clone();
             let domain = sign_domain.clone();
-            let message = parts.concat();
             let signed = tokio::task::spawn_blocking(move || signers.sign(&domain, &[&message]))
                 .await
                 .map_err(|e| format!("DKIM signing task: {e}"))?;
