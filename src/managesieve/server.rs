@@ -185,7 +185,7 @@ impl Driver<'_> {
             }
             let read = tokio::select! {
                 biased;
-                () = shutting_down(&mut self.shutdown) => {
+                () = crate::net::shutting_down(&mut self.shutdown) => {
                     io.out.extend_from_slice(b"BYE (TRYLATER) \"Server shutting down\"\r\n");
                     return End::Closed;
                 }
@@ -290,16 +290,4 @@ async fn run_op(store: &Store, owner: &MailboxOwner, op: StoreOp) -> Result<Stor
             StoreAnswer::Done
         }
     })
-}
-
-/// Resolves once shutdown is signalled; never if the sender is gone without signalling.
-async fn shutting_down(rx: &mut watch::Receiver<bool>) {
-    loop {
-        if *rx.borrow_and_update() {
-            return;
-        }
-        if rx.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
 }

@@ -128,6 +128,18 @@ pub struct AcceptContext {
     pub rate: Option<Arc<Limiter>>,
 }
 
+/// Resolves once shutdown is signalled; never if the sender is gone without signalling.
+pub async fn shutting_down(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// The one spelling of a client address that every consumer sees. A dual-stack `[::]`
 /// listener (the default `:port`) reports IPv4 clients as `::ffff:a.b.c.d`, and so may a
 /// PROXY header from a dual-stack balancer; relay policy, `MAILROOM_TRUSTED_NETWORKS`

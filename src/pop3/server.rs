@@ -209,7 +209,7 @@ impl<B: Pop3Backend> Driver<'_, B> {
             let limit = self.session.line_limit();
             let read = tokio::select! {
                 biased;
-                () = shutting_down(&mut self.shutdown) => {
+                () = crate::net::shutting_down(&mut self.shutdown) => {
                     io.queue(&Reply::err_code(RespCode::SysTemp, "Server shutting down, nothing was deleted"));
                     return End::Closed;
                 }
@@ -352,18 +352,6 @@ impl<B: Pop3Backend> Driver<'_, B> {
                 tracing::warn!(client = %self.peer, account = %account, error = %e, "pop3: cannot open INBOX");
                 Step::Reply(self.session.maildrop_unavailable())
             }
-        }
-    }
-}
-
-/// Resolves once shutdown is signalled; never if the sender is gone without signalling.
-async fn shutting_down(rx: &mut watch::Receiver<bool>) {
-    loop {
-        if *rx.borrow_and_update() {
-            return;
-        }
-        if rx.changed().await.is_err() {
-            std::future::pending::<()>().await;
         }
     }
 }
