@@ -28,9 +28,20 @@ async fn one_statement_after_another_runs_on_one_connection() {
     for _ in 0..20 {
         assert_eq!(backend(&store).await.unwrap(), first, "the connection used last is used next");
     }
-    // Two at once take two connections; afterwards the one used last comes first again.
-    let (a, b) = tokio::join!(backend(&store), backend(&store));
-    assert_ne!(a.unwrap(), b.unwrap());
+    // A statement while another holds the connection takes a second one; afterwards the
+    // one given back last comes first.
+    let slow = async {
+        sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid() FROM pg_sleep(1)").fetch_one(store.statements()).await
+    };
+    let meanwhile = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        backend(&store).await
+    };
+    let (slow, meanwhile) = tokio::join!(slow, meanwhile);
+    let (slow, meanwhile) = (slow.unwrap(), meanwhile.unwrap());
+    assert_eq!(slow, first);
+    assert_ne!(meanwhile, first);
+    assert_eq!(backend(&store).await.unwrap(), slow, "the slow statement's connection came back last");
 }
 
 #[tokio::test]
