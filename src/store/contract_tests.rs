@@ -316,6 +316,27 @@ async fn flags_given_at_delivery_are_stored() {
         let snap = inbox(&store).await.sync().await.unwrap();
         let flags = &snap.messages[0].flags;
         assert!(flags.contains(&Flag::Seen) && flags.contains(&Flag::Flagged), "{flags:?}");
+        // Keywords (Sieve imap4flags) are kept by every backend, with or without system flags.
+        let kw = |k: &str| Flag::Keyword(k.into());
+        let with_keywords = |flags: Vec<Flag>| LocalDelivery {
+            owner: alice(),
+            folder: "INBOX".into(),
+            header_prefix: b"X-Test: kw\r\n".to_vec(),
+            flags,
+        };
+        let ds = [with_keywords(vec![Flag::Seen, kw("$Work"), kw("Junk")]), with_keywords(vec![kw("$Work")])];
+        for r in store.deliver(&body("Subject: k\r\n\r\nx\r\n"), &ds).await {
+            r.unwrap();
+        }
+        let mb = inbox(&store).await;
+        let snap = mb.sync().await.unwrap();
+        assert_eq!(snap.messages.len(), 3, "{:?}", snap.messages);
+        let mut got: Vec<Vec<Flag>> = snap.messages[1..].iter().map(|m| m.flags.clone()).collect();
+        got.sort_by_key(|f| f.len());
+        assert_eq!(got[0], [kw("$Work")]);
+        assert_eq!(got[1], [Flag::Seen, kw("$Work"), kw("Junk")]);
+        let whole = mb.read_message(snap.messages[1].uid, 1 << 20).await.unwrap();
+        assert_eq!(&whole[..], b"X-Test: kw\r\nSubject: k\r\n\r\nx\r\n");
     })
     .await;
 }

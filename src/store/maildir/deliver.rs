@@ -4,7 +4,10 @@
 //! written, fsynced, renamed into `new/` (`cur/` when it arrives with flags), then that directory fsynced through the shared
 //! [`GroupSync`](crate::durable::GroupSync) so fifty concurrent sessions pay for a handful
 //! of directory fsyncs, not fifty. `deliver` returns only when every copy is durable: SMTP
-//! sends its 250 after that (architecture.md, "durable before acknowledged").
+//! sends its 250 after that (architecture.md, "durable before acknowledged"). A copy with
+//! keywords (Sieve imap4flags) goes through the folder's open-mailbox state instead, as an
+//! APPEND does, so its keyword letters come from the one `dovecot-keywords` table under the
+//! mailbox lock.
 
 use std::path::PathBuf;
 
@@ -59,6 +62,14 @@ impl MaildirStore {
             blocking(move || create_maildir(&dir, true)).await?;
         }
         let size = d.header_prefix.len() as u64 + body.len();
+        if d.flags.iter().any(|f| matches!(f, Flag::Keyword(_))) {
+            // Keywords need letters from the folder's `dovecot-keywords`, which belongs to
+            // the open mailbox state: deliver through it, under the lock STORE takes, so
+            // the table is never written by two parties and open sessions see the keyword.
+            let mailbox = self.open_path(&d.owner, &folder).await?;
+            let path = mailbox.deliver_copy(&d.header_prefix, body, &d.flags).await?;
+            return Ok(DeliveredMessage { location: path.display().to_string(), size });
+        }
         let host = self.inner.host.clone();
         let prefix = d.header_prefix.clone();
         let system: Vec<Flag> = d.flags.iter().filter(|f| !matches!(f, Flag::Keyword(_))).cloned().collect();
@@ -136,6 +147,112 @@ mod tests {
         let snapshot = mailbox.sync().await.unwrap();
         let flags = &snapshot.messages[0].flags;
         assert!(flags.contains(&Flag::Seen) && flags.contains(&Flag::Flagged), "{flags:?}");
+    }
+
+    #[tokio::test]
+    async fn keywords_given_at_delivery_reach_an_open_session_and_dovecot_keywords() {
+        let data = tempfile::tempdir().unwrap();
+        let store = MaildirStore::open(data.path(), "mx.example.org").unwrap();
+        store.ensure_account(&owner("alice")).await.unwrap();
+        let kw = |k: &str| Flag::Keyword(k.into());
+        // A session has INBOX open and synced, with a keyword of its own already set.
+        let session = store.open_mailbox(&owner("alice"), "INBOX").await.unwrap();
+        session.append(&MessageBody::Memory("Subject: a\r\n\r\n".into()), &[kw("Mine")], None).await.unwrap();
+        assert_eq!(session.sync().await.unwrap().messages.len(), 1);
+        let mut events = session.subscribe();
+        let body = MessageBody::Memory(bytes::Bytes::from_static(b"Subject: hi\r\n\r\nhello\r\n"));
+        let d = LocalDelivery {
+            owner: owner("alice"),
+            folder: "INBOX".into(),
+            header_prefix: Vec::new(),
+            flags: vec![Flag::Seen, kw("$Work"), kw(&"x".repeat(keywords::MAX_KEYWORD_LEN + 1))],
+        };
+        let msg = store.deliver(&body, &[d]).await.into_iter().next().unwrap().unwrap();
+        assert!(matches!(events.try_recv(), Ok(MailboxEvent::NewMessages)));
+        let snap = session.sync().await.unwrap();
+        assert_eq!(snap.messages.len(), 2);
+        // The too-long keyword was dropped, the delivery did not fail for it.
+        assert_eq!(snap.messages[1].flags, [Flag::Seen, kw("$Work")]);
+        let root = data.path().join("mail/example.org/alice");
+        let table = std::fs::read_to_string(root.join(keywords::KEYWORDS_FILE)).unwrap();
+        assert_eq!(table, "0 Mine\n1 $Work\n");
+        let path = std::path::PathBuf::from(&msg.location);
+        assert!(path.starts_with(root.join("cur")), "{path:?}");
+        assert!(msg.location.ends_with(":2,Sb"), "{}", msg.location);
+        assert!(files(&root.join("tmp")).is_empty());
+        // A store opened afresh (restart) has it too.
+        drop(session);
+        let again = MaildirStore::open(data.path(), "mx.example.org").unwrap();
+        let snap = again.open_mailbox(&owner("alice"), "INBOX").await.unwrap().sync().await.unwrap();
+        assert!(snap.messages.iter().any(|m| m.flags == [Flag::Seen, kw("$Work")]), "{:?}", snap.messages);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_keyword_deliveries_and_store_share_one_keyword_table() {
+        let data = tempfile::tempdir().unwrap();
+        let store = MaildirStore::open(data.path(), "mx").unwrap();
+        store.ensure_account(&owner("bob")).await.unwrap();
+        let kw = |k: String| Flag::Keyword(k.into());
+        let session = store.open_mailbox(&owner("bob"), "INBOX").await.unwrap();
+        session.append(&MessageBody::Memory("Subject: a\r\n\r\n".into()), &[], None).await.unwrap();
+        session.sync().await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let d = LocalDelivery {
+                    owner: owner("bob"),
+                    folder: "INBOX".into(),
+                    header_prefix: Vec::new(),
+                    flags: vec![kw(format!("d{}", i % 10))],
+                };
+                let body = MessageBody::Memory(format!("Subject: {i}\r\n\r\nx\r\n").into());
+                store.deliver(&body, &[d]).await.into_iter().next().unwrap().unwrap();
+            }));
+        }
+        for i in 0..10 {
+            session.store_flags(&[1], FlagOp::Add, &[kw(format!("s{i}"))], None).await.unwrap();
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let snap = session.sync().await.unwrap();
+        assert_eq!(snap.messages.len(), 21);
+        let table = keywords::KeywordTable::load(&data.path().join("mail/example.org/bob"));
+        let text = std::fs::read_to_string(data.path().join("mail/example.org/bob/dovecot-keywords")).unwrap();
+        let names: HashSet<&str> = text.lines().map(|l| l.split_once(' ').unwrap().1).collect();
+        assert_eq!(names.len(), 20, "{text}");
+        assert_eq!(text.lines().count(), 20, "{text}");
+        for m in &snap.messages[1..] {
+            assert_eq!(m.flags.len(), 1, "{:?}", m.flags);
+        }
+        // Every message's letters map back to its keywords through the table on disk.
+        let cur = files(&data.path().join("mail/example.org/bob/cur"));
+        for name in cur {
+            let info = name.rsplit_once(":2,").unwrap().1;
+            let adopted = table.adopt(&filename::FlagSet::default(), info);
+            assert_eq!(adopted.keywords().len(), info.len(), "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_keyword_past_the_mailbox_limit_is_dropped_at_delivery() {
+        let data = tempfile::tempdir().unwrap();
+        let store = MaildirStore::open(data.path(), "mx").unwrap();
+        store.ensure_account(&owner("carol")).await.unwrap();
+        let mb = store.open_mailbox(&owner("carol"), "INBOX").await.unwrap();
+        let full: Vec<Flag> = (0..keywords::MAX_KEYWORDS).map(|i| Flag::Keyword(format!("k{i}").into())).collect();
+        mb.append(&MessageBody::Memory("a\r\n".into()), &full, None).await.unwrap();
+        let d = LocalDelivery {
+            owner: owner("carol"),
+            folder: "INBOX".into(),
+            header_prefix: Vec::new(),
+            flags: vec![Flag::Flagged, Flag::Keyword("k1".into()), Flag::Keyword("brand-new".into())],
+        };
+        let body = MessageBody::Memory(bytes::Bytes::from_static(b"b\r\n"));
+        store.deliver(&body, &[d]).await.into_iter().next().unwrap().unwrap();
+        let snap = mb.sync().await.unwrap();
+        assert_eq!(snap.messages[1].flags, [Flag::Flagged, Flag::Keyword("k1".into())]);
     }
 
     #[tokio::test]

@@ -343,6 +343,33 @@ impl MaildirMailbox {
         Ok(())
     }
 
+    /// Remove from `fs` each keyword this mailbox's limits refuse ([`MAX_KEYWORD_LEN`],
+    /// [`MAX_KEYWORDS`]), with a debug log: for deliveries, which must not fail for them.
+    /// The rest are admitted (counted as in use); `assign_keywords` then gives them letters.
+    ///
+    /// [`MAX_KEYWORD_LEN`]: super::keywords::MAX_KEYWORD_LEN
+    /// [`MAX_KEYWORDS`]: super::keywords::MAX_KEYWORDS
+    pub(crate) fn drop_refused_keywords(&self, st: &mut State, fs: &mut FlagSet) {
+        let wanted: Vec<Arc<str>> = fs.keywords().to_vec();
+        for k in wanted {
+            let one = FlagSet::from_flags(&[Flag::Keyword(k.clone())]);
+            let index = &st.index;
+            let admitted = st
+                .keywords_in_use
+                .admit(&[&one], || index.messages.values().flat_map(|e| e.flags.keywords().iter().cloned()));
+            if let Err(e) = admitted {
+                tracing::debug!(
+                    account = %self.shared.owner,
+                    folder = %self.shared.folder.api_name(),
+                    keyword = %k,
+                    reason = %e,
+                    "keyword dropped at delivery"
+                );
+                fs.remove(&Flag::Keyword(k));
+            }
+        }
+    }
+
     /// Append records to the log and wait until they and `dirs` are durable; compact the
     /// log when it has grown past twice the live records. On failure the in-memory state
     /// is reloaded from the log, so nobody sees a change that is not on disk.

@@ -110,14 +110,43 @@ impl MaildirMailbox {
         flags: &[Flag],
         internal_date: Option<SystemTime>,
     ) -> Result<u32, StoreError> {
-        let size = body.len();
-        let base = new_base_name(&self.store.inner.host, size);
         let fs = FlagSet::from_flags(flags);
+        self.add_message(b"", body, fs, internal_date, false).await.map(|(uid, _)| uid)
+    }
+
+    /// Store a delivered copy (`prefix + body`) with the flags Sieve gave it, through this
+    /// mailbox's state and lock like APPEND, so its keywords get letters from the same
+    /// `dovecot-keywords` table STORE uses. Keywords the mailbox's limits refuse are
+    /// dropped (debug log): a delivery never fails for them. Returns the file's path once
+    /// durable.
+    pub(crate) async fn deliver_copy(
+        &self,
+        prefix: &[u8],
+        body: &MessageBody,
+        flags: &[Flag],
+    ) -> Result<PathBuf, StoreError> {
+        let fs = FlagSet::from_flags(flags);
+        self.add_message(prefix, body, fs, None, true).await.map(|(_, path)| path)
+    }
+
+    /// APPEND and delivery: write `prefix + body` to `tmp/`, then under the lock give it
+    /// its keyword letters, move it into `cur/` and index it, durably. With `lenient`,
+    /// refused keywords are dropped instead of failing.
+    async fn add_message(
+        &self,
+        prefix: &[u8],
+        body: &MessageBody,
+        mut fs: FlagSet,
+        internal_date: Option<SystemTime>,
+        lenient: bool,
+    ) -> Result<(u32, PathBuf), StoreError> {
+        let size = prefix.len() as u64 + body.len();
+        let base = new_base_name(&self.store.inner.host, size);
         let tmp = self.shared.dir.join("tmp").join(&base);
-        let (tmp2, body2) = (tmp.clone(), body.clone());
+        let (tmp2, prefix2, body2) = (tmp.clone(), prefix.to_vec(), body.clone());
         // INTERNALDATE goes on the file only once it is in cur/: an old mtime in tmp/
         // would make it look like crash debris to the tmp/ sweeper.
-        if let Err(e) = blocking(move || write_new_file(&tmp2, b"", &body2)).await {
+        if let Err(e) = blocking(move || write_new_file(&tmp2, &prefix2, &body2)).await {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
@@ -127,12 +156,16 @@ impl MaildirMailbox {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
+        if lenient {
+            self.drop_refused_keywords(&mut st, &mut fs);
+        }
         if let Err(e) = self.assign_keywords(&mut st, std::iter::once(&fs)).await {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
         let name = st.keywords.file_name(&base, &fs, None);
         let target = cur.join(&name);
+        let path = target.clone();
         let tmp2 = tmp.clone();
         let mtime = blocking(move || {
             std::fs::rename(&tmp2, &target).map_err(|e| StoreError::io(&target, e))?;
@@ -164,7 +197,7 @@ impl MaildirMailbox {
         drop(st);
         self.store.inner.quota.adjust(&self.store.inner.layout, &self.shared.owner, size as i64);
         self.shared.notify(MailboxEvent::NewMessages);
-        Ok(uid)
+        Ok((uid, path))
     }
 
     /// Copy messages into `dest` (IMAP COPY). Returns (source uid, destination uid) pairs
