@@ -94,7 +94,7 @@ const STATEMENT_POOL_SIZE: usize = 8;
 /// How long a statement waits for a free (or re-established) connection before the
 /// session is told "try again later".
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-/// A connection idle longer than this is pinged before use (see [`pool_options`]).
+/// A connection of the statement pool idle longer than this is pinged before use (`lifo.rs`).
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// The PostgreSQL store. Cheap to clone.
@@ -414,16 +414,12 @@ async fn open_pool(options: &PgConnectOptions) -> Result<PgPool, StoreError> {
     pool_options().connect_with(options.clone()).await.map_err(db_error)
 }
 
-/// The store's pool: [`POOL_SIZE`] connections, [`ACQUIRE_TIMEOUT`], a ping only for a
-/// connection idle longer than [`PING_AFTER_IDLE`], and on each new connection
-/// `plan_cache_mode = force_generic_plan`.
-///
-/// Why not sqlx's default ping before every use: it is one more round trip in front of
-/// every statement, measured here as a third of mailroom's CPU and a quarter of
-/// PostgreSQL's per IMAP command at 50 clients. A busy connection needs none: sqlx pings
-/// each connection as it comes back to the pool and drops it when that fails (so a
-/// connection killed by a database restart fails at most one statement), and one idle
-/// for a while, which may have died unnoticed, is still pinged before it is used.
+/// The store's pool: [`POOL_SIZE`] connections, [`ACQUIRE_TIMEOUT`], and on each new
+/// connection `plan_cache_mode = force_generic_plan`. sqlx pings a connection before each
+/// use: here that is one round trip more for a transaction of several, and it keeps a
+/// write from failing on a connection that died with a database restart (a write is not
+/// run again: its COMMIT may have landed). The single statements of IMAP commands, where
+/// that round trip weighed, run on `lifo.rs`'s pool instead.
 ///
 /// Why generic plans: by default PostgreSQL plans a prepared statement anew for its
 /// parameters on each of its first executions on a connection, and keeps doing so while
@@ -437,15 +433,6 @@ fn pool_options() -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(POOL_SIZE)
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for > PING_AFTER_IDLE {
-                    sqlx::Connection::ping(conn).await?;
-                }
-                Ok(true)
-            })
-        })
         .after_connect(|conn, _| Box::pin(prepare_connection(conn)))
 }
 
