@@ -23,10 +23,11 @@ use std::time::{Duration, Instant};
 
 /// The uid:gid the image runs as (Dockerfile `USER`), owner of the data volume.
 const IMAGE_UID: u32 = 10001;
-/// The image stays under 20 MiB (a static binary and an empty /data). It was 12 MiB before
-/// the PostgreSQL client (sqlx) and the S3 client (object_store) went in, 18.7 MB after
-/// (bench/README.md records the binary's size with each measurement).
-const IMAGE_MAX_BYTES: u64 = 20 * 1024 * 1024;
+/// The image stays under 24 MiB (a static binary and an empty /data). It was 12 MiB before
+/// the PostgreSQL client (sqlx) and the S3 client (object_store) went in, 18.7 MB after,
+/// 21.4 MB after the Sieve interpreter (sieve-rs) and ManageSieve (bench/README.md records
+/// the binary's size with each measurement).
+const IMAGE_MAX_BYTES: u64 = 24 * 1024 * 1024;
 const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
 
 fn repo() -> PathBuf {
@@ -326,7 +327,7 @@ fn image_builds_runs_and_stops_cleanly() {
         .trim()
         .parse()
         .expect("image size");
-    assert!(size < IMAGE_MAX_BYTES, "image is {size} bytes, over 20 MiB");
+    assert!(size < IMAGE_MAX_BYTES, "image is {size} bytes, over 24 MiB");
 
     env.podman()
         .args(["volume", "create", &env.volume])
