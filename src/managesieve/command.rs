@@ -79,7 +79,25 @@ pub enum Parsed<T> {
     /// A malformed command: answer `NO` with the reason and drop `consumed` bytes.
     Bad { reason: String, consumed: usize },
     /// Input that cannot be framed (a line or literal past its bound): say BYE and close.
-    Fatal(String),
+    Fatal(Unframeable),
+}
+
+/// Why input cannot be framed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unframeable {
+    LineTooLong,
+    /// A literal past the size bound (its announced size, when it fits a number).
+    LiteralTooLarge(Option<u64>),
+}
+
+impl std::fmt::Display for Unframeable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unframeable::LineTooLong => f.write_str("Line too long"),
+            Unframeable::LiteralTooLarge(Some(n)) => write!(f, "Literal of {n} octets is too large"),
+            Unframeable::LiteralTooLarge(None) => f.write_str("Literal too large"),
+        }
+    }
 }
 
 /// One argument as it appeared.
@@ -125,12 +143,12 @@ fn tokenize(buf: &[u8], limits: ParseLimits) -> Parsed<Vec<Arg>> {
     loop {
         let Some(lf) = memchr(b'\n', &buf[pos..]) else {
             if buf.len() - pos > limits.max_line {
-                return Parsed::Fatal("Line too long".into());
+                return Parsed::Fatal(Unframeable::LineTooLong);
             }
             return Parsed::Incomplete;
         };
         if lf > limits.max_line + 1 {
-            return Parsed::Fatal("Line too long".into());
+            return Parsed::Fatal(Unframeable::LineTooLong);
         }
         let line_end = pos + lf;
         let content_end = if lf > 0 && buf[line_end - 1] == b'\r' { line_end - 1 } else { line_end };
@@ -158,7 +176,7 @@ fn tokenize(buf: &[u8], limits: ParseLimits) -> Parsed<Vec<Arg>> {
                 b'{' => {
                     let Some(n) = literal_header(&line[i..]) else { return bad("Bad literal") };
                     if n > limits.max_literal {
-                        return Parsed::Fatal(format!("Literal of {n} octets is too large"));
+                        return Parsed::Fatal(Unframeable::LiteralTooLarge(Some(n)));
                     }
                     literal = Some(n);
                     break;
@@ -187,7 +205,7 @@ fn tokenize(buf: &[u8], limits: ParseLimits) -> Parsed<Vec<Arg>> {
             Some(n) => {
                 let start = consumed;
                 let Some(end) = usize::try_from(n).ok().and_then(|n| start.checked_add(n)) else {
-                    return Parsed::Fatal("Literal too large".into());
+                    return Parsed::Fatal(Unframeable::LiteralTooLarge(None));
                 };
                 if buf.len() < end {
                     return Parsed::Incomplete;

@@ -17,7 +17,7 @@
 
 use bytes::Bytes;
 
-use super::command::{Command, ParseLimits, Parsed, parse_command, parse_sasl_response};
+use super::command::{Command, ParseLimits, Parsed, Unframeable, parse_command, parse_sasl_response};
 use super::reply::{Response, Status, push_literal, push_string};
 use crate::net::{Blocked, LoginOutcome};
 use crate::store::{SieveScriptInfo, StoreError, check_script_name};
@@ -202,7 +202,7 @@ impl Session {
                     self.state = State::NotAuthenticated;
                     Some((consumed, self.error(reason)))
                 }
-                Parsed::Fatal(reason) => Some((buf.len(), Step::Close(self.reply(Response::bye(reason))))),
+                Parsed::Fatal(reason) => Some((buf.len(), Step::Close(self.reply(Response::bye(reason.to_string()))))),
             };
         }
         self.last_command = "invalid";
@@ -214,11 +214,9 @@ impl Session {
             }
             Parsed::Bad { reason, consumed } => Some((consumed, self.error(reason))),
             Parsed::Fatal(reason) => {
-                let bye = if reason.starts_with("Literal") {
-                    Response::bye(reason).code("QUOTA/MAXSIZE")
-                } else {
-                    Response::bye(reason)
-                };
+                let bye = Response::bye(reason.to_string());
+                let bye =
+                    if matches!(reason, Unframeable::LiteralTooLarge(_)) { bye.code("QUOTA/MAXSIZE") } else { bye };
                 Some((buf.len(), Step::Close(self.reply(bye))))
             }
         }
