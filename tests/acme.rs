@@ -371,7 +371,7 @@ fn autoconfig_and_autodiscover_over_https() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let p = ports();
-    let (imaps, submissions) = (free_port(), free_port());
+    let (imaps, submissions, sieve) = (free_port(), free_port(), free_port());
     let mut env = base_env(&data);
     for (k, v) in [
         ("MAILROOM_HTTPS_LISTEN", format!("127.0.0.1:{}", p.https)),
@@ -379,6 +379,7 @@ fn autoconfig_and_autodiscover_over_https() {
         ("MAILROOM_METRICS_LISTEN", format!("127.0.0.1:{}", p.metrics)),
         ("MAILROOM_IMAPS_LISTEN", format!("127.0.0.1:{imaps}")),
         ("MAILROOM_SUBMISSIONS_LISTEN", format!("127.0.0.1:{submissions}")),
+        ("MAILROOM_MANAGESIEVE_LISTEN", format!("127.0.0.1:{sieve}")),
     ] {
         env.retain(|(x, _)| x != k);
         env.push((k.to_string(), v));
@@ -391,11 +392,13 @@ fn autoconfig_and_autodiscover_over_https() {
     assert_eq!(status, 200);
     let parsed = python_xml(
         &xml,
-        "r=ET.fromstring(s); print([(x.get('type'), x.findtext('port'), x.findtext('socketType'), x.findtext('username')) for x in r.iter() if x.tag in ('incomingServer','outgoingServer')])",
+        "r=ET.fromstring(s); print([(x.get('type'), x.findtext('port'), x.findtext('socketType'), x.findtext('username')) for x in r.iter() if x.tag in ('incomingServer','outgoingServer')] + [(x.get('type'), x.findtext('port'), x.findtext('socketType')) for x in r.findall('setupServer')])",
     );
     assert_eq!(
         parsed.trim(),
-        format!("[('imap', '{imaps}', 'SSL', '%EMAILADDRESS%'), ('smtp', '{submissions}', 'SSL', '%EMAILADDRESS%')]"),
+        format!(
+            "[('imap', '{imaps}', 'SSL', '%EMAILADDRESS%'), ('smtp', '{submissions}', 'SSL', '%EMAILADDRESS%'), ('managesieve', '{sieve}', 'STARTTLS')]"
+        ),
         "{xml}"
     );
     let (_, status, xml) = https(https_addr(&p), "GET", "/mail/config-v1.1.xml", "");

@@ -6,9 +6,11 @@
 //! - Outlook's POX autodiscover (`POST /autodiscover/autodiscover.xml` with an
 //!   `<EMailAddress>` in the body).
 //!
-//! ManageSieve (port 4190) is not in either: the ISPDB format has no element for it and
-//! Thunderbird's sieve add-on does not read autoconfig; clients find it through the
-//! `_sieve._tcp` SRV record (`dns/records.rs`, RFC 5804 1.8) or the account's host name.
+//! ManageSieve is in the autoconfig file as the Mail Autoconfig draft
+//! (draft-ietf-mailmaint-autoconfig) writes it: `<setupServer type="managesieve">` under
+//! `<clientConfig>`, which clients that do not know it must ignore. Clients that read
+//! neither find it through the `_sieve._tcp` SRV record (`dns/records.rs`, RFC 5804
+//! section 1.8). Outlook's format has no place for it.
 //!
 //! The request parser is pure and bounded: it looks for one element in at most
 //! the first 64 KiB (the web service's body limit) and never panics.
@@ -25,6 +27,7 @@ pub struct MailEndpoints {
     pub pop3: Option<u16>,
     pub submissions: Option<u16>,
     pub submission: Option<u16>,
+    pub managesieve: Option<u16>,
 }
 
 impl MailEndpoints {
@@ -37,6 +40,7 @@ impl MailEndpoints {
             pop3: port(Protocol::Pop3),
             submissions: port(Protocol::Submissions),
             submission: port(Protocol::Submission),
+            managesieve: port(Protocol::ManageSieve),
         }
     }
 }
@@ -62,11 +66,14 @@ pub fn xml_escape(s: &str) -> String {
 /// `%EMAILADDRESS%` is a placeholder Thunderbird fills in itself.
 pub fn thunderbird_config(hostname: &str, domains: &[String], domain: &str, ep: &MailEndpoints) -> String {
     let host = xml_escape(hostname);
-    let server = |kind: &str, tag: &str, port: u16, socket: &str| {
+    // `depth`: the section's indent (inside `<emailProvider>` or right under the root).
+    let section = |kind: &str, tag: &str, port: u16, socket: &str, depth: usize| {
+        let (i, j) = (" ".repeat(depth), " ".repeat(depth + 2));
         format!(
-            "    <{tag} type=\"{kind}\">\n      <hostname>{host}</hostname>\n      <port>{port}</port>\n      <socketType>{socket}</socketType>\n      <authentication>password-cleartext</authentication>\n      <username>%EMAILADDRESS%</username>\n    </{tag}>\n"
+            "{i}<{tag} type=\"{kind}\">\n{j}<hostname>{host}</hostname>\n{j}<port>{port}</port>\n{j}<socketType>{socket}</socketType>\n{j}<authentication>password-cleartext</authentication>\n{j}<username>%EMAILADDRESS%</username>\n{i}</{tag}>\n"
         )
     };
+    let server = |kind: &str, tag: &str, port: u16, socket: &str| section(kind, tag, port, socket, 4);
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<clientConfig version=\"1.1\">\n");
     x.push_str(&format!("  <emailProvider id=\"{}\">\n", xml_escape(domain)));
     for d in domains {
@@ -90,7 +97,11 @@ pub fn thunderbird_config(hostname: &str, domains: &[String], domain: &str, ep: 
             x.push_str(&server("smtp", "outgoingServer", port, socket));
         }
     }
-    x.push_str("  </emailProvider>\n</clientConfig>\n");
+    x.push_str("  </emailProvider>\n");
+    if let Some(port) = ep.managesieve {
+        x.push_str(&section("managesieve", "setupServer", port, "STARTTLS", 2));
+    }
+    x.push_str("</clientConfig>\n");
     x
 }
 
@@ -143,6 +154,7 @@ mod tests {
             pop3: None,
             submissions: Some(465),
             submission: Some(587),
+            managesieve: Some(4190),
         }
     }
 
@@ -156,7 +168,10 @@ mod tests {
         assert!(x.contains(
             "<outgoingServer type=\"smtp\">\n      <hostname>mx.example.com</hostname>\n      <port>465</port>"
         ));
-        assert_eq!(x.matches("<username>%EMAILADDRESS%</username>").count(), 5);
+        assert_eq!(x.matches("<username>%EMAILADDRESS%</username>").count(), 6);
+        assert!(x.ends_with("  </emailProvider>\n  <setupServer type=\"managesieve\">\n    <hostname>mx.example.com</hostname>\n    <port>4190</port>\n    <socketType>STARTTLS</socketType>\n    <authentication>password-cleartext</authentication>\n    <username>%EMAILADDRESS%</username>\n  </setupServer>\n</clientConfig>\n"), "{x}");
+        let off = MailEndpoints { managesieve: None, ..endpoints() };
+        assert!(!thunderbird_config("mx.example.com", &[], "example.com", &off).contains("setupServer"));
     }
 
     #[test]
