@@ -27,8 +27,8 @@ pub use env::{EnvSource, PREFIX};
 pub use parse::{ListenAddr, default_domain_for, is_public_fqdn};
 pub use s3::{S3Config, S3Url, Secret};
 pub use sections::{
-    AccountsConfig, AcmeConfig, AdminScript, DnsConfig, Limits, ListenConfig, PgUrl, QueueConfig, ScanConfig,
-    SieveConfig, StoreConfig,
+    AccountsConfig, AcmeConfig, AdminScript, DnsConfig, Limits, ListenConfig, PgUrl, QueueConfig, SIEVE_SCRIPT_CEILING,
+    ScanConfig, SieveConfig, StoreConfig,
 };
 pub use variables::{DefaultValue, VARIABLES, Variable};
 

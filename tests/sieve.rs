@@ -1,5 +1,6 @@
 //! Sieve at delivery through the real binary: the admin scripts of
-//! `MAILROOM_SIEVE_BEFORE`/`_AFTER` file mail delivered over LMTP, with flags, and a
+//! `MAILROOM_SIEVE_BEFORE`/`_AFTER` file mail delivered over LMTP, with flags, refuse it
+//! in LMTP's reply with `reject`, and a
 //! script that does not compile stops the start naming the variable and the line.
 //! (Accounts' own scripts, uploaded over ManageSieve: tests/sieve_e2e.rs.)
 
@@ -56,7 +57,7 @@ fn admin_scripts_file_mail_with_flags() {
     env.push(("MAILROOM_ACCOUNTS".into(), "alice@example.com:{PLAIN}wonderland".into()));
     env.push((
         "MAILROOM_SIEVE_BEFORE".into(),
-        "require [\"fileinto\", \"imap4flags\", \"mailbox\"];\r\nif header :contains \"Subject\" \"[list]\" { fileinto :create :flags \"\\\\Seen\" \"Lists\"; stop; }\r\n".into(),
+        "require [\"fileinto\", \"imap4flags\", \"mailbox\", \"reject\"];\r\nif header :contains \"Subject\" \"[list]\" { fileinto :create :flags \"\\\\Seen\" \"Lists\"; stop; }\r\nif header :contains \"Subject\" \"[ad]\" { reject \"no ads\"; }\r\n".into(),
     ));
     env.push(("MAILROOM_SIEVE_AFTER".into(), after.display().to_string()));
     let server = Server::start_ready(&env, &data, Duration::from_secs(30));
@@ -80,9 +81,15 @@ fn admin_scripts_file_mail_with_flags() {
     assert!(r.starts_with("250"), "{r}");
     assert_eq!(files(&mailbox.join("new")).len(), 1);
 
+    // A reject is LMTP's reply for that recipient (RFC 5429 section 2.1), not a DSN.
+    let r = lmtp_send(port, "From: bob@remote.test\r\nSubject: [ad] buy now\r\n\r\nbuy");
+    assert_eq!(r, "550 5.7.1 Message rejected by the recipient's filter: no ads\r\n", "{}", server.log());
+    assert_eq!(files(&mailbox.join("new")).len(), 1);
+
     let (status, metrics) = http_get(server.metrics.unwrap(), "/metrics").unwrap();
     assert_eq!(status, 200);
-    assert!(metrics.contains("mailroom_sieve_scripts_run_total 3"), "{metrics}");
+    assert!(metrics.contains("mailroom_sieve_scripts_run_total 4"), "{metrics}");
+    assert!(metrics.contains("mailroom_sieve_actions_total{action=\"reject\"} 1"), "{metrics}");
     assert!(metrics.contains("mailroom_sieve_actions_total{action=\"fileinto\"} 2"), "{metrics}");
 }
 

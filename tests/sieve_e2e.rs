@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use common::*;
 
 const USER: &str = "alice@example.com";
+/// A second account, without a script.
+const OTHER: &str = "dan@example.com";
 const PASSWORD: &str = "sieve-e2e-password";
 
 /// One transaction the remote MX accepted.
@@ -124,7 +126,7 @@ impl Rig {
         let mut env = env_listening(&data, &["SMTP", "IMAP", "MANAGESIEVE"]);
         env.retain(|(k, _)| k != "MAILROOM_DNS_SERVERS");
         env.push(("MAILROOM_DOMAINS".into(), "example.com".into()));
-        env.push(("MAILROOM_ACCOUNTS".into(), format!("{USER}:{{PLAIN}}{PASSWORD}")));
+        env.push(("MAILROOM_ACCOUNTS".into(), format!("{USER}:{{PLAIN}}{PASSWORD},{OTHER}:{{PLAIN}}{PASSWORD}")));
         env.push(("MAILROOM_ALIASES".into(), format!("sales@example.com:{USER}")));
         env.push(("MAILROOM_DNS_SERVERS".into(), dns_addr.to_string()));
         env.push(("MAILROOM_OUTBOUND_SMTP_PORT".into(), mx_port.to_string()));
@@ -164,9 +166,14 @@ impl Rig {
 
     /// Port 25: `message` as it is, with this envelope.
     fn send_raw(&self, mail_from: &str, rcpt: &str, message: &str) {
+        assert_eq!(self.try_send(mail_from, rcpt, message), "sent");
+    }
+
+    /// Port 25: "sent", or "refused CODE TEXT" when the reply to DATA refuses it.
+    /// `rcpts` may list several, comma-separated.
+    fn try_send(&self, mail_from: &str, rcpts: &str, message: &str) -> String {
         let port = self.port("smtp");
-        let out = client(&["send", "127.0.0.1", &port, mail_from, rcpt], message, &self.server);
-        assert_eq!(out.trim(), "sent");
+        client(&["send", "127.0.0.1", &port, mail_from, rcpts], message, &self.server).trim().to_string()
     }
 
     /// `(flags, subject)` of each message in `folder`, through IMAP.
@@ -325,11 +332,24 @@ fn user_scripts_through_managesieve_port_25_and_the_queue() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(rig.remote_count(|g| g.rcpts.iter().any(|r| r == "mia@remote.test")), 0);
     assert!(rig.subjects("INBOX").iter().any(|s| s == "to boss"));
+    // The refused reply is remembered like a sent one: no second attempt this period.
+    rig.send("mia@remote.test", "to boss again", "");
+    assert!(rig.subjects("INBOX").iter().any(|s| s == "to boss again"));
+    assert_eq!(rig.server.log().matches("reply not sent").count(), 1, "{}", rig.server.log());
 
-    // Case 3: reject stores nothing and sends the sender a DSN with the reason.
+    // Case 3: reject stores nothing. Alone, the message is refused in the reply to DATA
+    // (RFC 5429 section 2.1); beside a recipient who takes it, it is accepted and the
+    // sender gets a DSN with the reason.
     rig.activate("no", "require \"reject\";\r\nreject \"no thanks\";\r\n");
     let before = rig.subjects("INBOX").len();
-    rig.send("erin@remote.test", "sales pitch", "");
+    let pitch = "From: erin@remote.test\r\nTo: alice@example.com\r\nSubject: sales pitch\r\n\r\nBuy.\r\n";
+    assert_eq!(
+        rig.try_send("erin@remote.test", USER, pitch),
+        "refused 550 5.7.1 Message rejected by the recipient's filter: no thanks"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(rig.remote_count(|g| g.rcpts.iter().any(|r| r == "erin@remote.test")), 0, "no DSN after a refusal");
+    assert_eq!(rig.try_send("erin@remote.test", &format!("{USER},{OTHER}"), pitch), "sent");
     let dsn = rig.wait_remote("reject DSN", |g| g.rcpts == ["erin@remote.test"]);
     assert_eq!(dsn.from, "");
     assert!(dsn.data.contains("no thanks"), "{}", dsn.data);
@@ -337,7 +357,8 @@ fn user_scripts_through_managesieve_port_25_and_the_queue() {
     assert_eq!(rig.subjects("INBOX").len(), before, "a rejected message is not stored");
     // Never a DSN to the null sender.
     let sent = rig.sink.lock().unwrap().len();
-    rig.send_raw("", USER, "From: robot@remote.test\r\nTo: alice@example.com\r\nSubject: from nobody\r\n\r\nx\r\n");
+    let robot = "From: robot@remote.test\r\nTo: alice@example.com\r\nSubject: from nobody\r\n\r\nx\r\n";
+    rig.send_raw("", &format!("{USER},{OTHER}"), robot);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(rig.sink.lock().unwrap().len(), sent, "{:?}", rig.sink.lock().unwrap());
     assert_eq!(rig.subjects("INBOX").len(), before);

@@ -74,7 +74,8 @@ pub struct Limits {
     pub messages_per_hour: u32,
     /// Accepted recipients per authenticated sender per hour.
     pub recipients_per_hour: u32,
-    /// ManageSieve: largest Sieve script (`QUOTA/MAXSIZE`).
+    /// ManageSieve: largest Sieve script (`QUOTA/MAXSIZE`), at most
+    /// [`SIEVE_SCRIPT_CEILING`].
     pub sieve_max_script_size: u64,
     /// ManageSieve: most Sieve scripts per account (`QUOTA/MAXSCRIPTS`).
     pub sieve_max_scripts: usize,
@@ -225,3 +226,8 @@ impl std::fmt::Debug for PgUrl {
         f.debug_tuple("PgUrl").field(&self.redacted()).finish()
     }
 }
+
+/// The most `MAILROOM_SIEVE_MAX_SCRIPT_SIZE` may be, and the largest script the
+/// interpreter compiles: ManageSieve compiles each upload inline, so this bounds that
+/// work, and no script it accepts is then too large to run.
+pub const SIEVE_SCRIPT_CEILING: u64 = 1024 * 1024;

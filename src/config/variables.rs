@@ -260,8 +260,7 @@ pub static VARIABLES: &[Variable] = &[
     var!("SIEVE_MAX_SCRIPT_SIZE", Text("64K"),
         "ManageSieve: largest Sieve script accepted",
         limits.sieve_max_script_size = |v: &str| match units::parse_size(v) {
-            // Scripts are compiled inline by the session: the cap bounds that work.
-            Ok(n) if (1024..=1024 * 1024).contains(&n) => Ok(n),
+            Ok(n) if (1024..=super::sections::SIEVE_SCRIPT_CEILING).contains(&n) => Ok(n),
             _ => Err("a size from 1K to 1M, like `64K`".to_string()),
         },
         show |n: &u64| units::format_size(*n)),

@@ -21,13 +21,15 @@ use ::sieve::{Compiler, Event, Input, Mailbox, Recipient, Runtime, Script, Sieve
 
 use super::actions::flags_from_sieve;
 use super::cache::{ScriptCache, digest, hex};
+use super::sized::{self, Padded};
 use super::vacation::may_answer;
 use super::{EVAL_PREFIX, FolderCheck, MAX_REDIRECTS, Outcome, Reply, ScanVerdict, ScriptSource, SieveEnvelope};
 use crate::metrics::metrics;
 use crate::store::MailboxOwner;
 
-/// Largest script compiled (a user's or an admin's).
-const MAX_SCRIPT: usize = 256 * 1024;
+/// Largest script compiled (a user's or an admin's): the most
+/// `MAILROOM_SIEVE_MAX_SCRIPT_SIZE` can allow, so every script ManageSieve accepts runs.
+const MAX_SCRIPT: usize = crate::config::SIEVE_SCRIPT_CEILING as usize;
 /// Instructions one run may execute over all its scripts (`sieve-rs` counts them).
 const CPU_LIMIT: usize = 50_000;
 /// Compiled scripts kept.
@@ -66,6 +68,8 @@ pub struct RunInput<'a> {
     /// The message as the script sees it: at most [`EVAL_PREFIX`] bytes, our trace
     /// header lines first.
     pub message: &'a [u8],
+    /// The whole message's size, trace lines included: what `size` tests.
+    pub size: u64,
     pub envelope: &'a SieveEnvelope,
     pub verdict: ScanVerdict,
     /// Where the implicit keep goes ("INBOX", or "Junk" for spam).
@@ -184,7 +188,9 @@ impl Engine {
         first: Input,
     ) -> Result<Outcome, String> {
         let message = &input.message[..input.message.len().min(EVAL_PREFIX)];
-        let mut ctx = self.runtime.filter(message);
+        let padded = Padded::new(message, usize::try_from(input.size).unwrap_or(usize::MAX));
+        let raw = padded.as_ref().map_or(message, Padded::bytes);
+        let mut ctx = self.runtime.filter_parsed(sized::parse(raw, message.len()));
         if !input.envelope.from.is_empty() {
             ctx.set_envelope(::sieve::Envelope::From, input.envelope.from.as_str());
         }

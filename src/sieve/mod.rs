@@ -11,17 +11,19 @@
 //!
 //! The message a script sees is a bounded prefix (headers and the first
 //! [`EVAL_PREFIX`] bytes): a large message is never read whole for filtering, the full
-//! body is stored from the spool as before.
+//! body is stored from the spool as before. Its `size` test still sees the whole
+//! message's size (`sized.rs`).
 //!
 //! Files: `engine.rs` (one run: the event loop of `sieve-rs`), `cache.rs` (compiled
 //! scripts), `actions.rs` (flags, folder names, redirect loop checks), `vacation.rs`
-//! (RFC 3834 rules and the reply's final form), `compile.rs` (the check ManageSieve runs
+//! (RFC 3834 rules and the reply's final form), `sized.rs` (the size `size` tests), `compile.rs` (the check ManageSieve runs
 //! before it stores a script), `tests.rs`.
 
 mod actions;
 mod cache;
 pub mod compile;
 mod engine;
+mod sized;
 mod vacation;
 
 #[cfg(test)]

@@ -66,6 +66,7 @@ async fn run_with(engine: &Engine, source: &Memory, message: &str, from: &str, f
     let input = RunInput {
         account: &owner,
         message: message.as_bytes(),
+        size: message.len() as u64,
         envelope: &envelope,
         verdict: ScanVerdict::default(),
         default_folder: folder,
@@ -114,6 +115,31 @@ async fn fileinto_a_missing_folder_keeps_unless_create() {
     assert!(o.filings[0].create);
     let s = with_script("require [\"fileinto\", \"copy\"];\r\nfileinto :copy \"Lists\";\r\n");
     assert_eq!(folders(&run(&s, MESSAGE, "bob@remote.test").await), ["Lists", "INBOX"]);
+}
+
+/// `size` sees the whole message, though the script evaluates a prefix of it; header and
+/// body tests still read that prefix.
+#[tokio::test]
+async fn size_tests_the_whole_message_not_the_prefix() {
+    let s = with_script(
+        "require [\"fileinto\", \"body\"];\r\nif allof (size :over 2M, size :under 4M, header :contains \"Subject\" \"lunch\", body :contains \"noon\") { fileinto \"Lists\"; }\r\n",
+    );
+    let engine = Engine::new("mx.here.test", AdminScripts::default());
+    let owner = MailboxOwner::new("alice", "here.test");
+    let envelope = SieveEnvelope { from: "bob@remote.test".into(), to: "alice@here.test".into() };
+    for (size, folder) in [(3 << 20, "Lists"), (MESSAGE.len() as u64, "INBOX"), (5 << 20, "INBOX")] {
+        let input = RunInput {
+            account: &owner,
+            message: MESSAGE.as_bytes(),
+            size,
+            envelope: &envelope,
+            verdict: ScanVerdict::default(),
+            default_folder: "INBOX",
+        };
+        let o = engine.run(&s, &s, s.active.clone(), input).await;
+        assert_eq!(o.error, None);
+        assert_eq!(folders(&o), [folder], "size {size}");
+    }
 }
 
 #[tokio::test]
@@ -274,6 +300,7 @@ async fn spamtest_and_virustest_see_the_inbound_verdict() {
         let input = RunInput {
             account: &owner,
             message: MESSAGE.as_bytes(),
+            size: MESSAGE.len() as u64,
             envelope: &envelope,
             verdict,
             default_folder: "INBOX",
@@ -296,6 +323,7 @@ async fn subaddress_detail_uses_our_separator() {
         let input = RunInput {
             account: &owner,
             message: MESSAGE.as_bytes(),
+            size: MESSAGE.len() as u64,
             envelope: &envelope,
             verdict: ScanVerdict::default(),
             default_folder: "INBOX",

@@ -24,6 +24,7 @@ use crate::accounts::Address;
 use crate::store::MessageBody;
 
 use super::command::ReversePath;
+use super::courier::{Disposition, Replies};
 use super::deliver::{SpooledMessage, TraceInfo, body_bytes, protocol_keyword, received_header, remote_recipients};
 use super::inbound::InboundChecks;
 use super::server::SmtpContext;
@@ -124,7 +125,9 @@ pub async fn accept(
         junk,
         virus_scanned: inbound.as_ref().is_some_and(|c| c.scanners.scans_viruses()),
     };
-    let local = ctx.courier.deliver(envelope, &added, &body, &trace, folder, verdict).await;
+    let replies = if ctx.mode == SmtpMode::Lmtp { Replies::PerRecipient } else { Replies::One };
+    let how = Disposition { folder, verdict, replies };
+    let local = ctx.courier.deliver(envelope, &added, &body, &trace, how).await;
     drop(memory);
     envelope
         .recipients

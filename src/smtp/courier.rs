@@ -14,10 +14,51 @@ use crate::store::{LocalDelivery, MailboxOwner, MessageBody, Store};
 
 use crate::sieve::{Outcome, ScanVerdict, SieveDelivery};
 
-use super::courier_sieve::Filter;
+use super::courier_sieve::{Filter, rejection_status};
 use super::deliver::{TraceInfo, header_prefix, store_error_reply};
 use super::session::Envelope;
 use super::status::Status;
+
+/// How one message is delivered besides its envelope: the folder without a script, the
+/// checks' verdict for the scripts, and how the reply can refuse a recipient.
+#[derive(Clone, Copy)]
+pub struct Disposition<'a> {
+    /// "INBOX", or "Junk" for spam: where copies go without a script (its implicit keep).
+    pub folder: &'a str,
+    pub verdict: ScanVerdict,
+    pub replies: Replies,
+}
+
+/// What the client hears after the message: LMTP answers each recipient (RFC 2033),
+/// SMTP and submission give one reply for the whole transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replies {
+    PerRecipient,
+    One,
+}
+
+/// For each recipient, the Sieve `reject` reason to refuse it with in the reply
+/// (RFC 5429 section 2.1 prefers that to a DSN): one whose every mailbox rejected the
+/// message and who has no remote copy. With one reply for the transaction, only when
+/// every recipient is refused so; a single 550 would otherwise tell the sender that the
+/// others failed too.
+fn refused_in_reply(env: &Envelope, rejected: &BTreeMap<&Address, String>, replies: Replies) -> Vec<Option<String>> {
+    let mut refused: Vec<Option<String>> = env
+        .recipients
+        .iter()
+        .map(|r| {
+            if r.mailboxes.is_empty() || !r.forwards.is_empty() {
+                return None;
+            }
+            let reasons: Option<Vec<&String>> = r.mailboxes.iter().map(|mb| rejected.get(mb)).collect();
+            reasons.and_then(|r| r.first().map(|s| s.to_string()))
+        })
+        .collect();
+    if replies == Replies::One && refused.iter().any(Option::is_none) {
+        refused.iter_mut().for_each(|r| *r = None);
+    }
+    refused
+}
 
 /// Local delivery for the SMTP services and the queue's bounces. Cheap to share.
 #[derive(Clone)]
@@ -40,25 +81,27 @@ impl LocalCourier {
         self
     }
 
-    /// Deliver `body` into `folder` ("INBOX", or "Junk" for spam) of every mailbox of
-    /// `env`, each copy made of our trace fields, then `added` (header lines the checks or
-    /// submission add), then `body`. With Sieve, each mailbox's scripts decide instead,
-    /// `folder` being their implicit keep and `verdict` their `spamtest`/`virustest`.
-    /// Returns one outcome per `env.recipients[i]`: `Ok` only when every local copy that
-    /// recipient needs is durable (its remote copies, `forwards`, are the queue's).
+    /// Deliver `body` into `how.folder` ("INBOX", or "Junk" for spam) of every mailbox
+    /// of `env`, each copy made of our trace fields, then `added` (header lines the checks
+    /// or submission add), then `body`. With Sieve, each mailbox's scripts decide instead,
+    /// `how.folder` being their implicit keep and `how.verdict` their
+    /// `spamtest`/`virustest`. Returns one outcome per `env.recipients[i]`: `Ok` only when
+    /// every local copy that recipient needs is durable (its remote copies, `forwards`, are
+    /// the queue's), or the refusal of a Sieve `reject` when the reply can carry it
+    /// ([`refused_in_reply`]; the others get a DSN).
     pub async fn deliver(
         &self,
         env: &Envelope,
         added: &[u8],
         body: &MessageBody,
         trace: &TraceInfo<'_>,
-        folder: &str,
-        verdict: ScanVerdict,
+        how: Disposition<'_>,
     ) -> Vec<Result<(), Status>> {
+        let Disposition { folder, verdict, replies } = how;
         let mut mailboxes: BTreeMap<&Address, Vec<usize>> = BTreeMap::new();
         let mut deliveries: Vec<LocalDelivery> = Vec::new();
         let mut after: Vec<(&Address, Outcome)> = Vec::new();
-        let mut filter = self.sieve.as_ref().map(|s| Filter::new(s, env, added, body, folder, verdict));
+        let mut filter = self.sieve.as_ref().map(|s| Filter::new(s, env, body, folder, verdict));
         // Plain loops, not an iterator chain held across the awaits below (its closures
         // would make the future's `Send` depend on lifetimes the compiler cannot prove).
         let mut pairs: Vec<(&Address, &Address)> = Vec::new();
@@ -97,10 +140,23 @@ impl LocalCourier {
                 Err(e) => tracing::error!(mailbox = %d.owner, error = %e, "local delivery failed"),
             }
         }
+        let rejected: BTreeMap<&Address, String> =
+            after.iter().filter_map(|(mb, o)| o.reject.clone().map(|r| (*mb, r))).collect();
+        let refused = refused_in_reply(env, &rejected, replies);
         if let Some(f) = filter.as_mut() {
-            for (mb, outcome) in after {
+            for (mb, mut outcome) in after {
                 let durable =
                     mailboxes.get(mb).is_some_and(|ix| ix.iter().all(|&i| matches!(results.get(i), Some(Ok(_)))));
+                // The sender hears of the rejection from our reply when every recipient
+                // that led to this mailbox is refused there; otherwise a DSN tells it.
+                let told = env
+                    .recipients
+                    .iter()
+                    .zip(&refused)
+                    .all(|(r, refused)| refused.is_some() || !r.mailboxes.contains(mb));
+                if told {
+                    outcome.reject = None;
+                }
                 if durable {
                     f.after_store(mb, outcome).await;
                 }
@@ -108,7 +164,11 @@ impl LocalCourier {
         }
         env.recipients
             .iter()
-            .map(|rcpt| {
+            .zip(refused)
+            .map(|(rcpt, refused)| {
+                if let Some(reason) = refused {
+                    return Err(rejection_status(&reason));
+                }
                 if rcpt.mailboxes.is_empty() && rcpt.forwards.is_empty() {
                     // Policy never accepts such a recipient.
                     return Err(Status::new(451, (4, 3, 0), "Error: no local mailbox, try again later"));

@@ -42,7 +42,6 @@ impl<'a> Filter<'a> {
     pub(super) fn new(
         sieve: &'a SieveDelivery,
         env: &'a Envelope,
-        _added: &'a [u8],
         body: &'a MessageBody,
         folder: &'a str,
         verdict: ScanVerdict,
@@ -91,6 +90,7 @@ impl<'a> Filter<'a> {
         let input = RunInput {
             account: &owner,
             message: &message,
+            size: prefix.len() as u64 + self.body.len(),
             envelope: &envelope,
             verdict: self.verdict,
             default_folder: self.folder,
@@ -235,9 +235,21 @@ pub(crate) fn rejection_dsn(
 ) -> Vec<u8> {
     let env =
         crate::queue::Envelope::new(QueueId::generate(), Some(sender.clone()), std::slice::from_ref(mb), envelope_id);
-    let reason: String = reason.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    let status = Status::new(550, (5, 7, 1), format!("Message rejected by the recipient's filter: {}", reason.trim()));
+    let status = rejection_status(reason);
     build_dsn(hostname, &env, DsnKind::Failure, &[DsnRecipient { address: mb.clone(), status }], original, None)
+}
+
+/// The refusal of a Sieve `reject`: 550 5.7.1 with the script's reason on one line,
+/// bounded, as the reply to the client or the DSN's status.
+pub(crate) fn rejection_status(reason: &str) -> Status {
+    const MAX_REASON: usize = 200;
+    let mut line: String = reason.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    line = line.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some((cut, _)) = line.char_indices().nth(MAX_REASON) {
+        line.truncate(cut);
+        line.push('…');
+    }
+    Status::new(550, (5, 7, 1), format!("Message rejected by the recipient's filter: {line}"))
 }
 
 fn count_actions(outcome: &Outcome, default_folder: &str) {

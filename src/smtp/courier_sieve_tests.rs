@@ -14,7 +14,7 @@ use crate::sieve::{
     SieveDelivery,
 };
 use crate::smtp::command::{Mailbox, ReversePath};
-use crate::smtp::courier::LocalCourier;
+use crate::smtp::courier::{Disposition, LocalCourier, Replies};
 use crate::smtp::deliver::TraceInfo;
 use crate::smtp::session::{AcceptedRecipient, ClientInfo, Envelope};
 use crate::store::{MailboxOwner, MessageBody, Store, StoreError};
@@ -112,16 +112,29 @@ fn envelope(users: &[&str]) -> Envelope {
 
 const MESSAGE: &[u8] = b"From: Bob <bob@remote.example>\r\nTo: alice@ours.example\r\nSubject: lunch?\r\nMessage-ID: <m1@remote.example>\r\n\r\nSee you at noon.\r\n";
 
+/// Delivery as SMTP makes it: one reply for the whole transaction.
 async fn deliver(
     s: &Setup,
     users: &[&str],
     message: &[u8],
     folder: &str,
 ) -> Vec<Result<(), crate::smtp::status::Status>> {
+    deliver_with(s, users, message, folder, Replies::One).await
+}
+
+async fn deliver_with(
+    s: &Setup,
+    users: &[&str],
+    message: &[u8],
+    folder: &str,
+    replies: Replies,
+) -> Vec<Result<(), crate::smtp::status::Status>> {
     let client = ClientInfo { ip: std::net::IpAddr::from([192, 0, 2, 7]), helo: None, tls: None, authenticated: None };
     let trace = TraceInfo { hostname: "mx.ours.example", client: &client, protocol: "ESMTP".into(), date: "x".into() };
     let body = MessageBody::Memory(Bytes::copy_from_slice(message));
-    s.courier.deliver(&envelope(users), b"", &body, &trace, folder, ScanVerdict::default()).await
+    s.courier
+        .deliver(&envelope(users), b"", &body, &trace, Disposition { folder, verdict: ScanVerdict::default(), replies })
+        .await
 }
 
 fn files(dir: &std::path::Path) -> Vec<String> {
@@ -145,11 +158,35 @@ async fn fileinto_with_flags_and_users_without_scripts_keep_junk() {
     assert!(s.sent.0.lock().unwrap().is_empty());
 }
 
+fn refusal(reason: &str) -> crate::smtp::status::Status {
+    crate::smtp::status::Status::new(550, (5, 7, 1), format!("Message rejected by the recipient's filter: {reason}"))
+}
+
+/// RFC 5429 section 2.1: refuse in the reply when it can say so for exactly the
+/// recipients that rejected; LMTP answers each recipient, SMTP only the whole message.
+#[tokio::test]
+async fn reject_refuses_in_the_reply_when_the_reply_can_carry_it() {
+    let s = setup(&[("alice", "require \"ereject\";\r\nereject text:\r\nNo lunch,\r\n\tthanks.\r\n.\r\n;\r\n")]);
+    // SMTP, alice alone: 550 5.7.1 with the reason on one line.
+    assert_eq!(deliver(&s, &["alice"], MESSAGE, "INBOX").await, vec![Err(refusal("No lunch, thanks."))]);
+    // LMTP: alice refused, bob delivered.
+    assert_eq!(
+        deliver_with(&s, &["alice", "bob"], MESSAGE, "INBOX", Replies::PerRecipient).await,
+        vec![Err(refusal("No lunch, thanks.")), Ok(())]
+    );
+    assert!(files(&s.root.join("alice/new")).is_empty());
+    assert_eq!(files(&s.root.join("bob/new")).len(), 1);
+    assert!(s.sent.0.lock().unwrap().is_empty(), "no DSN when the reply refuses");
+}
+
+/// With one reply for alice and bob, a 550 would tell the sender bob failed too: the
+/// message is accepted and alice's rejection goes back as a DSN.
 #[tokio::test]
 async fn reject_sends_a_dsn_to_the_sender_and_stores_nothing() {
     let s = setup(&[("alice", "require \"reject\";\r\nreject \"I do not want lunch\";\r\n")]);
-    assert_eq!(deliver(&s, &["alice"], MESSAGE, "INBOX").await, vec![Ok(())]);
+    assert_eq!(deliver(&s, &["alice", "bob"], MESSAGE, "INBOX").await, vec![Ok(()), Ok(())]);
     assert!(files(&s.root.join("alice/new")).is_empty());
+    assert_eq!(files(&s.root.join("bob/new")).len(), 1);
     let sent = s.sent.0.lock().unwrap();
     assert_eq!(sent.len(), 1);
     let (kind, sender, to, dsn) = &sent[0];

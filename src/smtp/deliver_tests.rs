@@ -124,7 +124,19 @@ async fn delivers_each_mailbox_once_with_its_headers() {
             .unwrap_or_else(|e| panic!("{e:?}")),
     );
     let courier = crate::smtp::courier::LocalCourier::new(directory, store);
-    let outcomes = courier.deliver(&env, b"", &body, &trace, "INBOX", crate::sieve::ScanVerdict::default()).await;
+    let outcomes = courier
+        .deliver(
+            &env,
+            b"",
+            &body,
+            &trace,
+            crate::smtp::courier::Disposition {
+                folder: "INBOX",
+                verdict: crate::sieve::ScanVerdict::default(),
+                replies: crate::smtp::courier::Replies::One,
+            },
+        )
+        .await;
     assert_eq!(outcomes, vec![Ok(()), Ok(())]);
     for (user, count) in [("alice", 1), ("bob", 1)] {
         let new = dir.path().join("mail/ours.example").join(user).join("new");

@@ -4,7 +4,8 @@
 
 Usage:
   sieve_e2e.py put HOST PORT USER PASSWORD NAME      (script on stdin; uploads and activates)
-  sieve_e2e.py send HOST PORT FROM TO                (message on stdin; prints "sent")
+  sieve_e2e.py send HOST PORT FROM TO[,TO…]          (message on stdin; prints "sent",
+                                                     or "refused CODE TEXT" for a DATA refusal)
   sieve_e2e.py fetch HOST PORT USER PASSWORD FOLDER  (one line per message: flags TAB subject)
 
 The test server's certificate is self-signed for another name, so verification is
@@ -39,9 +40,12 @@ elif cmd == "send":
     message = sys.stdin.buffer.read()
     s = smtplib.SMTP(host, port, timeout=30)
     s.ehlo("mail.remote.test")
-    s.sendmail(sender, [rcpt], message)
+    try:
+        s.sendmail(sender, rcpt.split(","), message)
+        print("sent")
+    except smtplib.SMTPDataError as e:
+        print("refused %d %s" % (e.smtp_code, e.smtp_error.decode()))
     s.quit()
-    print("sent")
 elif cmd == "fetch":
     user, password, folder = sys.argv[4], sys.argv[5], sys.argv[6]
     m = imaplib.IMAP4(host, port, timeout=30)
