@@ -18,7 +18,7 @@ use std::time::Duration;
 use base64::Engine;
 use mailroom::accounts::Address;
 use mailroom::config::RelayHost;
-use mailroom::queue::{Queue, QueueSettings, RemoteBounces};
+use mailroom::queue::{BounceDisposition, BounceSink, BoxFuture, ItemOptions, Queue, QueueSettings, RemoteBounces};
 use mailroom::smtp::client::{ClientSettings, SmtpTransport};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -68,6 +68,8 @@ fn start_dns_with(extra: &[&str]) -> (common::Dnsmasq, SocketAddr) {
 #[derive(Clone, Debug)]
 struct Received {
     mail_from: String,
+    /// The MAIL command's parameters after the address (`SIZE=… REQUIRETLS`).
+    mail_params: String,
     rcpts: Vec<String>,
     data: Vec<u8>,
     tls: bool,
@@ -79,6 +81,8 @@ struct ServerState {
     received: Mutex<Vec<Received>>,
     connections: AtomicUsize,
     greylisted: Mutex<Vec<String>>,
+    /// Advertise REQUIRETLS (RFC 8689) once TLS is on.
+    requiretls: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone, Default)]
@@ -135,6 +139,7 @@ async fn session(mut io: Box<dyn Io>, st: Arc<ServerState>, options: ServerOptio
     let mut buf = Vec::new();
     let (mut tls, mut authed) = (false, None::<String>);
     let mut mail_from = String::new();
+    let mut mail_params = String::new();
     let mut rcpts: Vec<String> = Vec::new();
     while let Some(line) = read_line(&mut io, &mut buf).await? {
         let upper = line.to_ascii_uppercase();
@@ -145,6 +150,9 @@ async fn session(mut io: Box<dyn Io>, st: Arc<ServerState>, options: ServerOptio
             }
             if options.tls.is_some() && !tls {
                 r.push_str("250-STARTTLS\r\n");
+            }
+            if tls && st.requiretls.load(Ordering::SeqCst) {
+                r.push_str("250-REQUIRETLS\r\n");
             }
             if tls && options.require_auth.is_some() {
                 r.push_str(if options.old_fashioned { "250-AUTH=LOGIN\r\n" } else { "250-AUTH PLAIN LOGIN\r\n" });
@@ -188,7 +196,9 @@ async fn session(mut io: Box<dyn Io>, st: Arc<ServerState>, options: ServerOptio
             if options.require_auth.is_some() && authed.is_none() {
                 "530 5.7.0 authentication required\r\n".into()
             } else {
-                mail_from = line[10..].split_whitespace().next().unwrap_or("").to_string();
+                let mut words = line[10..].split_whitespace();
+                mail_from = words.next().unwrap_or("").to_string();
+                mail_params = words.collect::<Vec<_>>().join(" ");
                 rcpts.clear();
                 "250 2.1.0 ok\r\n".into()
             }
@@ -229,6 +239,7 @@ async fn session(mut io: Box<dyn Io>, st: Arc<ServerState>, options: ServerOptio
                 }
                 st.received.lock().unwrap().push(Received {
                     mail_from: mail_from.clone(),
+                    mail_params: mail_params.clone(),
                     rcpts: std::mem::take(&mut rcpts),
                     data,
                     tls,
@@ -584,9 +595,21 @@ async fn start_policy_server(acceptor: tokio_rustls::TlsAcceptor, policy: &'stat
     port
 }
 
+/// Keeps a copy of each DSN, then lets the queue send it on as [`RemoteBounces`] does.
+struct RecordedBounces(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl BounceSink for RecordedBounces {
+    fn bounce<'a>(&'a self, _to: &'a Address, dsn: &'a [u8]) -> BoxFuture<'a, Result<BounceDisposition, String>> {
+        self.0.lock().unwrap().push(dsn.to_vec());
+        Box::pin(async { Ok(BounceDisposition::Remote) })
+    }
+}
+
 /// Everything one MTA-STS case keeps alive.
 struct StsCase {
     mx: Arc<ServerState>,
+    /// The DSNs the queue produced (they also go on through the queue).
+    dsns: Arc<Mutex<Vec<Vec<u8>>>>,
     queue: Queue,
     id: mailroom::queue::QueueId,
     _dns: common::Dnsmasq,
@@ -595,6 +618,17 @@ struct StsCase {
 }
 
 async fn mta_sts_case(policy: &'static str) -> StsCase {
+    mta_sts_case_with(policy, ItemOptions::default(), false, MSG).await
+}
+
+/// An MTA-STS case whose MX advertises REQUIRETLS or not, for a message sent with
+/// `options`.
+async fn mta_sts_case_with(
+    policy: &'static str,
+    options: ItemOptions,
+    advertise_requiretls: bool,
+    message: &[u8],
+) -> StsCase {
     let (acceptor, ca) = test_tls_for(&["mx.remote.test", "mta-sts.remote.test"]);
     let (dns, dns_addr) = start_dns_with(&[
         "--txt-record=_mta-sts.remote.test,v=STSv1; id=20261127",
@@ -602,15 +636,21 @@ async fn mta_sts_case(policy: &'static str) -> StsCase {
     ]);
     let https = start_policy_server(acceptor.clone(), policy).await;
     let (mx, port) = start_mx(ServerOptions { tls: Some(acceptor), require_auth: None, old_fashioned: false }).await;
+    mx.requiretls.store(advertise_requiretls, Ordering::SeqCst);
     let dir = tempfile::tempdir().unwrap();
     let mut client = client_settings(Some(dns_addr), port);
     client.extra_roots = vec![ca];
     client.mta_sts_port = https;
-    let queue = open_queue(dir.path(), queue_settings(Duration::from_secs(60)), client);
+    let dsns = Arc::new(Mutex::new(Vec::new()));
+    let transport = Arc::new(SmtpTransport::new(client).unwrap());
+    let sink = Arc::new(RecordedBounces(dsns.clone()));
+    let queue = Queue::open(dir.path(), queue_settings(Duration::from_secs(60)), transport, sink).unwrap();
     let (stop, rx) = tokio::sync::watch::channel(false);
     let _w = queue.spawn_workers(rx);
-    let id = queue.enqueue(Some(&a("alice@here.test")), &[a("bob@remote.test")], MSG, "<t1>").await.unwrap();
-    StsCase { mx, queue, id, _dns: dns, _dir: dir, _stop: stop }
+    let parts = vec![bytes::Bytes::copy_from_slice(message)];
+    let id =
+        queue.enqueue_with(Some(&a("alice@here.test")), &[a("bob@remote.test")], parts, "<t1>", options).await.unwrap();
+    StsCase { mx, dsns, queue, id, _dns: dns, _dir: dir, _stop: stop }
 }
 
 #[tokio::test]
@@ -731,4 +771,80 @@ async fn null_mx_bounces_at_once() {
     let text = String::from_utf8_lossy(&received[0].data).into_owned();
     assert!(text.contains("Final-Recipient: rfc822; eve@nomail.test"), "{text}");
     assert!(text.contains("Status: 5.1.10"), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------
+// RFC 8689 REQUIRETLS.
+
+const REQUIRETLS: ItemOptions = ItemOptions { require_tls: true };
+
+/// The original fails for good at its first attempt with 5.7.30 and `why`, and never
+/// reaches the MX.
+async fn bounced_with(case: &StsCase, why: &str) {
+    for _ in 0..200 {
+        if case.queue.show(&case.id).await.is_none_or(|d| d.envelope.attempts > 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut dsn = String::new();
+    for _ in 0..200 {
+        if let Some(d) = case.dsns.lock().unwrap().first() {
+            dsn = String::from_utf8_lossy(d).into_owned();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(dsn.contains("Status: 5.7.30") && dsn.contains(why), "{dsn}");
+    assert!(case.mx.received.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn requiretls_goes_over_verified_tls_to_a_server_that_keeps_it() {
+    if !have("dnsmasq") {
+        return;
+    }
+    let policy = "version: STSv1\r\nmode: testing\r\nmx: mx.remote.test\r\nmax_age: 86400\r\n";
+    let case = mta_sts_case_with(policy, REQUIRETLS, true, MSG).await;
+    wait_empty(&case.queue, 20).await;
+    let received = case.mx.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1);
+    assert!(received[0].tls);
+    assert!(received[0].mail_params.split(' ').any(|p| p == "REQUIRETLS"), "{:?}", received[0].mail_params);
+}
+
+#[tokio::test]
+async fn requiretls_bounces_when_the_server_does_not_support_it() {
+    if !have("dnsmasq") {
+        return;
+    }
+    let policy = "version: STSv1\r\nmode: enforce\r\nmx: mx.remote.test\r\nmax_age: 86400\r\n";
+    let case = mta_sts_case_with(policy, REQUIRETLS, false, MSG).await;
+    bounced_with(&case, "does not support REQUIRETLS").await;
+}
+
+#[tokio::test]
+async fn requiretls_bounces_when_no_policy_validates_the_mx() {
+    if !have("dnsmasq") {
+        return;
+    }
+    let policy = "version: STSv1\r\nmode: none\r\nmx: mx.remote.test\r\nmax_age: 86400\r\n";
+    let case = mta_sts_case_with(policy, REQUIRETLS, true, MSG).await;
+    bounced_with(&case, "cannot be validated").await;
+}
+
+/// `TLS-Required: No` (RFC 8689 section 5): the recipient's enforced policy, which
+/// excludes this MX, does not stop the message.
+#[tokio::test]
+async fn tls_required_no_waives_an_enforced_policy() {
+    if !have("dnsmasq") {
+        return;
+    }
+    let policy = "version: STSv1\r\nmode: enforce\r\nmx: *.other.test\r\nmax_age: 86400\r\n";
+    let message = b"From: alice@here.test\r\nTo: bob@remote.test\r\nTLS-Required: No\r\nSubject: alert\r\n\r\nThe certificate expired.\r\n";
+    let case = mta_sts_case_with(policy, ItemOptions::default(), false, message).await;
+    wait_empty(&case.queue, 20).await;
+    let received = case.mx.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1);
+    assert!(!received[0].mail_params.contains("REQUIRETLS"));
 }

@@ -140,7 +140,7 @@ for step in steps:
         elif kind == "raw":
             code, text = s.docmd(step[1])
         elif kind == "send":
-            s.sendmail(step[1], step[2], step[3].encode())
+            s.sendmail(step[1], step[2], step[3].encode(), mail_options=step[4] if len(step) > 4 else ())
             code, text = 250, "sent"
         out(code, text, t0)
     except smtplib.SMTPResponseException as e:
@@ -361,6 +361,31 @@ fn clients_refusals_local_and_remote_delivery_with_dkim() {
     });
     assert!(dsn.contains("rejectme@remote.test") && dsn.contains("550"), "{dsn}");
     assert!(maildir_messages(tmp.path(), "alice").iter().any(|(_, m)| m.contains("Subject: bounce me")), "local copy");
+
+    // RFC 8689 REQUIRETLS, offered inside TLS: remote.test publishes no MTA-STS policy,
+    // so nothing can validate its MX; the message bounces with 5.7.30 and never leaves.
+    let replies = smtplib(
+        ports.submissions,
+        true,
+        serde_json::json!([
+            ["ehlo"],
+            ["auth", "PLAIN", "bob", "bobpw", true],
+            [
+                "send",
+                "bob@example.com",
+                ["dave@remote.test"],
+                msg("bob@example.com", "dave@remote.test", "tls only"),
+                ["REQUIRETLS"]
+            ],
+        ]),
+    );
+    assert!(replies[0].1.contains("REQUIRETLS"), "{replies:?}");
+    assert_eq!(replies[2].0, 250, "{replies:?}");
+    let (_, dsn) = wait_for("the REQUIRETLS DSN", Duration::from_secs(30), || {
+        maildir_messages(tmp.path(), "bob").into_iter().find(|(_, m)| m.contains("5.7.30"))
+    });
+    assert!(dsn.contains("dave@remote.test") && dsn.contains("Subject: tls only"), "{dsn}");
+    assert!(!sink.lock().unwrap().iter().any(|g| String::from_utf8_lossy(&g.data).contains("tls only")));
     let metrics = common::http_get(SocketAddr::from(([127, 0, 0, 1], ports.metrics)), "/metrics").unwrap().1;
     assert!(
         metrics.contains("mailroom_auth_attempts_total{protocol=\"submission\",result=\"failure\"} 2"),

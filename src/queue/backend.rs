@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use super::envelope::{Envelope, ItemState, QueueId};
+use super::envelope::{Envelope, ItemOptions, ItemState, QueueId};
 use super::files::FilesBackend;
 use super::pg::{PgBackend, PgLease, TaskGuard};
 use super::{Inner, QueueError, QueueItemDetail, QueueItemSummary};
@@ -69,10 +69,11 @@ impl Backend {
         recipients: Vec<Address>,
         parts: Vec<Bytes>,
         msgid: String,
+        options: ItemOptions,
     ) -> Result<Envelope, QueueError> {
         match self {
-            Backend::Files(f) => f.enqueue(sender, recipients, parts, msgid).await,
-            Backend::Pg(p) => p.enqueue(sender, recipients, parts, msgid).await,
+            Backend::Files(f) => f.enqueue(sender, recipients, parts, msgid, options).await,
+            Backend::Pg(p) => p.enqueue(sender, recipients, parts, msgid, options).await,
         }
     }
 

@@ -141,6 +141,17 @@ pub struct Envelope {
     /// The delay warning DSN was sent (it is sent once).
     #[serde(default)]
     pub delay_warned: bool,
+    /// RFC 8689 REQUIRETLS: deliver only over TLS with a validated certificate to a host
+    /// that takes REQUIRETLS too, else bounce.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_tls: bool,
+}
+
+/// What a message asks of its delivery besides its envelope.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ItemOptions {
+    /// RFC 8689 REQUIRETLS (see [`Envelope::require_tls`]).
+    pub require_tls: bool,
 }
 
 impl Envelope {
@@ -164,7 +175,13 @@ impl Envelope {
             created: now,
             next_attempt: now,
             delay_warned: false,
+            require_tls: false,
         }
+    }
+
+    pub fn with_options(mut self, options: ItemOptions) -> Envelope {
+        self.require_tls = options.require_tls;
+        self
     }
 
     pub fn to_json(&self) -> Vec<u8> {

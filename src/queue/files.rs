@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 
 use super::backend::{Claimed, Finished, Lease, set_gauges};
-use super::envelope::{Envelope, ItemState, QueueId};
+use super::envelope::{Envelope, ItemOptions, ItemState, QueueId};
 use super::spool::Spool;
 use super::{QueueError, QueueItemDetail, QueueItemSummary, io_err};
 use crate::accounts::Address;
@@ -71,6 +71,7 @@ impl FilesBackend {
         recipients: Vec<Address>,
         parts: Vec<Bytes>,
         msgid: String,
+        options: ItemOptions,
     ) -> Result<Envelope, QueueError> {
         let spool = self.spool.clone();
         let size = parts.iter().map(|p| p.len() as u64).sum::<u64>();
@@ -79,7 +80,7 @@ impl FilesBackend {
             // spool; take another id.
             let mut tries = 0;
             loop {
-                let env = Envelope::new(QueueId::generate(), sender.clone(), &recipients, &msgid);
+                let env = Envelope::new(QueueId::generate(), sender.clone(), &recipients, &msgid).with_options(options);
                 let slices: Vec<&[u8]> = parts.iter().map(|p| p.as_ref()).collect();
                 match spool.create(&env, &slices) {
                     Ok(()) => return Ok(env),

@@ -54,7 +54,7 @@ use crate::smtp::status::Status;
 pub use backoff::{base_delay, next_delay};
 pub use control::{CONTROL_SOCKET, control_request, execute as execute_control_command, spawn_control_server};
 pub use dsn::{DsnKind, DsnRecipient, build as build_dsn};
-pub use envelope::{Envelope, EnvelopeRecipient, ItemState, QueueId, RecipientStatus, format_time};
+pub use envelope::{Envelope, EnvelopeRecipient, ItemOptions, ItemState, QueueId, RecipientStatus, format_time};
 pub use pg::PgQueueOptions;
 pub use spool::Spool;
 
@@ -124,6 +124,8 @@ pub struct DeliveryBatch {
     pub domain: String,
     pub recipients: Vec<Address>,
     pub message: Arc<Vec<u8>>,
+    /// RFC 8689 REQUIRETLS (the item's [`Envelope::require_tls`]).
+    pub require_tls: bool,
 }
 
 /// The fate of one recipient after an attempt, with the remote reply (`550 5.1.1 …`) or
@@ -343,6 +345,18 @@ impl Queue {
         parts: Vec<Bytes>,
         msgid: &str,
     ) -> Result<QueueId, QueueError> {
+        self.enqueue_with(sender, recipients, parts, msgid, ItemOptions::default()).await
+    }
+
+    /// [`Queue::enqueue_parts`] with what the message asks of its delivery (REQUIRETLS).
+    pub async fn enqueue_with(
+        &self,
+        sender: Option<&Address>,
+        recipients: &[Address],
+        parts: Vec<Bytes>,
+        msgid: &str,
+        options: ItemOptions,
+    ) -> Result<QueueId, QueueError> {
         if recipients.is_empty() {
             return Err(QueueError::NoRecipients);
         }
@@ -354,7 +368,7 @@ impl Queue {
         }
         let size = parts.iter().map(|p| p.len() as u64).sum::<u64>();
         let count = unique.len();
-        let envelope = self.inner.backend.enqueue(sender.cloned(), unique, parts, msgid.to_string()).await?;
+        let envelope = self.inner.backend.enqueue(sender.cloned(), unique, parts, msgid.to_string(), options).await?;
         let id = envelope.id.clone();
         tracing::info!(queue_id = %id, msgid, sender = %display_sender(sender), recipients = count, size, "queue: message spooled");
         self.inner.refresh_gauges();

@@ -33,7 +33,7 @@ use sqlx::postgres::{PgListener, PgRow};
 use sqlx::{PgPool, Row};
 
 use super::backend::{Claimed, Finished, Lease, set_gauges};
-use super::envelope::{Envelope, ItemState, QueueId};
+use super::envelope::{Envelope, ItemOptions, ItemState, QueueId};
 use super::{QueueError, QueueItemDetail, QueueItemSummary};
 use crate::accounts::Address;
 use crate::store::pg::blobs;
@@ -158,6 +158,7 @@ impl PgBackend {
         recipients: Vec<Address>,
         parts: Vec<Bytes>,
         msgid: String,
+        options: ItemOptions,
     ) -> Result<Envelope, QueueError> {
         let hashed = parts.clone();
         let blob = tokio::task::spawn_blocking(move || blobs::describe_parts(&hashed))
@@ -166,7 +167,7 @@ impl PgBackend {
         // An id collision (same microsecond, same 32 random bits) inserts nothing; take
         // another id.
         for _ in 0..5 {
-            let env = Envelope::new(QueueId::generate(), sender.clone(), &recipients, &msgid);
+            let env = Envelope::new(QueueId::generate(), sender.clone(), &recipients, &msgid).with_options(options);
             let mut tx = self.pool.begin().await.map_err(db)?;
             blobs::add_ref_parts(&mut tx, &blob, &parts).await.map_err(db)?;
             let inserted = sqlx::query(

@@ -108,6 +108,25 @@ async fn delivered_item_is_removed_from_disk() {
     assert!(metrics.contains("mailroom_queue_oldest_item_age_seconds"), "{metrics}");
 }
 
+/// REQUIRETLS is kept with the item, reaches the transport, and a bounce of such a
+/// message is REQUIRETLS too (RFC 8689 section 5); other items are not.
+#[tokio::test]
+async fn requiretls_travels_with_the_item_and_its_dsn() {
+    let h = start(settings());
+    let why = Status::local((5, 7, 30), "REQUIRETLS: no way there");
+    h.transport.answer("bob@remote.test", &[RecipientOutcome::Permanent(why)]);
+    let parts = vec![bytes::Bytes::from_static(MSG)];
+    let options = ItemOptions { require_tls: true };
+    h.queue.enqueue_with(Some(&a("alice@remote.test")), &[a("bob@remote.test")], parts, "<m1>", options).await.unwrap();
+    h.queue.enqueue(Some(&a("alice@remote.test")), &[a("carol@remote.test")], MSG, "<m2>").await.unwrap();
+    wait_until("the DSN sent", async || !h.transport.to("alice@remote.test").is_empty()).await;
+    assert!(h.transport.to("bob@remote.test")[0].require_tls);
+    assert!(!h.transport.to("carol@remote.test")[0].require_tls);
+    let dsn = &h.transport.to("alice@remote.test")[0];
+    assert!(dsn.require_tls && dsn.sender.is_none());
+    assert!(String::from_utf8_lossy(&dsn.message).contains("5.7.30"));
+}
+
 #[tokio::test]
 async fn temporary_failure_is_retried_then_delivered() {
     let h = start(settings());

@@ -194,6 +194,7 @@ async fn deliver_all(inner: &Inner, env: &Envelope, message: Arc<Vec<u8>>) -> Ve
             domain: domain.clone(),
             recipients: indexes.iter().map(|&i| env.recipients[i].address.clone()).collect(),
             message: message.clone(),
+            require_tls: env.require_tls,
         };
         let domain_limit = inner.domain_semaphore(&domain);
         let global = inner.global.clone();
@@ -262,9 +263,12 @@ async fn send_dsn(
         }
         Ok(BounceDisposition::Remote) => {
             // The DSN's queue item carries the original's id, so one grep follows the
-            // message from its SMTP transaction to the report about it.
+            // message from its SMTP transaction to the report about it. A REQUIRETLS
+            // message's DSN (its header section) travels under the same rule (RFC 8689).
             let msgid = env.message_id.clone();
-            match queue.enqueue(None, std::slice::from_ref(&sender), &bytes, &msgid).await {
+            let options = super::ItemOptions { require_tls: env.require_tls };
+            let parts = vec![bytes::Bytes::from(bytes)];
+            match queue.enqueue_with(None, std::slice::from_ref(&sender), parts, &msgid, options).await {
                 Ok(dsn_id) => {
                     tracing::info!(queue_id = %env.id, msgid = %env.message_id, dsn_queue_id = %dsn_id, to = %sender, kind = kind_name, "queue: DSN queued")
                 }

@@ -173,7 +173,8 @@ async fn queue_remote(
         let arc = checks.arc_headers(&whole, trace.client, envelope).await;
         parts.insert(0, Bytes::from(arc));
     }
-    match queue.enqueue_parts(sender.as_ref(), remote, parts, &envelope.id).await {
+    let options = crate::queue::ItemOptions { require_tls: envelope.require_tls };
+    match queue.enqueue_with(sender.as_ref(), remote, parts, &envelope.id, options).await {
         Ok(id) => {
             tracing::info!(queue_id = %id, recipients = remote.len(), "remote copies queued");
             Ok(())

@@ -124,6 +124,8 @@ pub struct MailFrom {
     pub smtputf8: bool,
     /// RFC 4954 §5 `AUTH=` parameter (raw xtext), for submission later.
     pub auth: Option<String>,
+    /// RFC 8689 `REQUIRETLS`: every hop must use TLS with a validated certificate.
+    pub require_tls: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -347,7 +349,7 @@ fn parse_mail(rest: &str) -> Result<MailFrom, CommandError> {
     let s = strip_keyword(rest, "FROM:").ok_or(CommandError::Syntax("MAIL FROM:<address>"))?;
     let (raw, params) = split_path(s, Side::Sender)?;
     let path = if raw.is_empty() { ReversePath::Null } else { ReversePath::Mailbox(parse_mailbox(raw, Side::Sender)?) };
-    let mut mail = MailFrom { path, size: None, body: None, smtputf8: false, auth: None };
+    let mut mail = MailFrom { path, size: None, body: None, smtputf8: false, auth: None, require_tls: false };
     for (key, value) in parse_params(params)? {
         match (key.as_str(), value) {
             ("SIZE", Some(v)) if v.bytes().all(|b| b.is_ascii_digit()) => {
@@ -358,11 +360,12 @@ fn parse_mail(rest: &str) -> Result<MailFrom, CommandError> {
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => mail.body = Some(BodyType::EightBitMime),
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("BINARYMIME") => mail.body = Some(BodyType::BinaryMime),
             ("SMTPUTF8", None) => mail.smtputf8 = true,
+            ("REQUIRETLS", None) => mail.require_tls = true,
             ("AUTH", Some(v)) => mail.auth = Some(v.to_string()),
             // RFC 3461 DSN parameters: accepted so DSN-aware MTAs can talk to us, ignored
             // because we do not advertise DSN and generate our own bounces.
             ("RET", Some(_)) | ("ENVID", Some(_)) => {}
-            ("SIZE" | "BODY" | "SMTPUTF8" | "AUTH" | "RET" | "ENVID", _) => {
+            ("SIZE" | "BODY" | "SMTPUTF8" | "AUTH" | "RET" | "ENVID" | "REQUIRETLS", _) => {
                 return Err(CommandError::BadParameter(key));
             }
             _ => return Err(CommandError::UnknownParameter(key)),

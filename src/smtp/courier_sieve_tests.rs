@@ -107,6 +107,7 @@ fn envelope(users: &[&str]) -> Envelope {
             .collect(),
         body: None,
         smtputf8: false,
+        require_tls: false,
     }
 }
 

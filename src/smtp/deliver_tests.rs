@@ -31,6 +31,7 @@ fn envelope(recipients: &[(&str, &[&str])]) -> Envelope {
             .collect(),
         body: None,
         smtputf8: false,
+        require_tls: false,
     }
 }
 

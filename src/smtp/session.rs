@@ -200,6 +200,9 @@ pub struct Envelope {
     pub recipients: Vec<AcceptedRecipient>,
     pub body: Option<BodyType>,
     pub smtputf8: bool,
+    /// RFC 8689 `REQUIRETLS` was given: remote copies leave only over TLS with a
+    /// validated certificate, to a host that supports REQUIRETLS too.
+    pub require_tls: bool,
 }
 
 /// What to do with a complete message.
@@ -426,6 +429,10 @@ impl Session {
         if self.config.tls_available && self.client.tls.is_none() {
             lines.push("STARTTLS".into());
         }
+        // RFC 8689: a message may ask for TLS on every hop only over a hop that has it.
+        if self.client.tls.is_some() && self.config.mode != SmtpMode::Lmtp {
+            lines.push("REQUIRETLS".into());
+        }
         // RFC 4954 §4 / RFC 8314: never offer passwords over plaintext. The second,
         // pre-standard `AUTH=` line is for old Outlook versions (Postfix
         // `broken_sasl_auth_clients`).
@@ -523,6 +530,10 @@ impl Session {
         if mail.body == Some(BodyType::BinaryMime) {
             // Not advertised: we normalise line endings, which would corrupt binary (data.rs).
             let r = Status::new(555, (5, 5, 4), "Error: BINARYMIME is not supported");
+            return self.finish(vec![r], Action::Continue);
+        }
+        if mail.require_tls && (self.client.tls.is_none() || self.config.mode == SmtpMode::Lmtp) {
+            let r = Status::new(530, (5, 7, 10), "Error: REQUIRETLS needs a TLS session");
             return self.finish(vec![r], Action::Continue);
         }
         if let Some(size) = mail.size
@@ -690,6 +701,7 @@ impl Session {
             recipients: tx.recipients,
             body: tx.mail.body,
             smtputf8: tx.mail.smtputf8,
+            require_tls: tx.mail.require_tls,
         })
     }
 

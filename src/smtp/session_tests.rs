@@ -335,6 +335,26 @@ async fn starttls_resets_everything() {
     expect(&mut s, "RCPT TO:<friend@remote.example>", "250 2.1.5 Ok").await;
 }
 
+/// RFC 8689: REQUIRETLS is offered and taken only inside TLS, and rides on the envelope.
+#[tokio::test]
+async fn requiretls_only_inside_tls() {
+    let mut s = session(SmtpMode::Mx);
+    let (ehlo, _) = say(&mut s, "EHLO c").await;
+    assert!(!ehlo.contains("REQUIRETLS"), "{ehlo}");
+    expect(&mut s, "MAIL FROM:<bob@remote.example> REQUIRETLS", "530 5.7.10 Error: REQUIRETLS needs a TLS session")
+        .await;
+    expect(&mut s, "MAIL FROM:<bob@remote.example> REQUIRETLS=yes", "501 5.5.4 Bad parameter value: REQUIRETLS").await;
+    say(&mut s, "STARTTLS").await;
+    s.tls_started(TlsInfo { version: "TLSv1.3".into(), cipher: "TLS13_AES_256_GCM_SHA384".into() });
+    let (ehlo, _) = say(&mut s, "EHLO c").await;
+    assert!(ehlo.contains("250-REQUIRETLS\n"), "{ehlo}");
+    expect(&mut s, "MAIL FROM:<bob@remote.example> REQUIRETLS", "250 2.1.0 Ok").await;
+    expect(&mut s, "RCPT TO:<alice@ours.example>", "250 2.1.5 Ok").await;
+    say(&mut s, "DATA").await;
+    let EndOfMessage::Deliver(env) = s.end_of_message(10, false) else { panic!("refused") };
+    assert!(env.require_tls);
+}
+
 #[tokio::test]
 async fn starttls_without_certificate() {
     let mut cfg = config(SmtpMode::Mx);

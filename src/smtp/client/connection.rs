@@ -223,7 +223,15 @@ impl ClientSession {
         sender: Option<&Address>,
         recipients: &[Address],
         message: &[u8],
+        require_tls: bool,
     ) -> (Vec<RecipientOutcome>, bool) {
+        // RFC 8689: the transport only picks such a connection for a REQUIRETLS
+        // message; this is the last line of that rule, never to be crossed.
+        if require_tls && (self.tls != TlsState::Verified || !self.caps.require_tls) {
+            let why =
+                super::require_tls::refused(format!("{} is not a verified TLS hop that takes REQUIRETLS", self.host));
+            return (vec![RecipientOutcome::Permanent(why); recipients.len()], true);
+        }
         // RFC 1870 §6: a message over the server's fixed limit fails for good.
         if let Some(limit) = self.caps.size
             && limit > 0
@@ -247,6 +255,7 @@ impl ClientSession {
             size: self.caps.size.map(|_| message.len()),
             eight_bit: eight_bit && self.caps.eight_bit_mime,
             smtputf8: utf8,
+            require_tls,
         };
         let mut tx = Transaction::new(sender, recipients, params, self.caps.pipelining);
         let first = tx.start();
@@ -369,7 +378,7 @@ mod tests {
         let mut conn = ClientSession::connect(addr, "mx.test", T).await.unwrap();
         conn.ehlo("me.test").await.unwrap();
         let rcpt = Address::parse("x@mx.test").unwrap();
-        let (outcomes, reusable) = conn.send_mail(None, &[rcpt], b"Subject: too big\r\n\r\n").await;
+        let (outcomes, reusable) = conn.send_mail(None, &[rcpt], b"Subject: too big\r\n\r\n", false).await;
         assert!(reusable);
         assert!(
             matches!(&outcomes[0], RecipientOutcome::Permanent(t) if t.one_line().starts_with("552 5.3.4")),
@@ -386,7 +395,7 @@ mod tests {
         conn.ehlo("me.test").await.unwrap();
         let rcpt = Address::parse("x@mx.test").unwrap();
         // The script ends after MAIL: the server reads RCPT and closes.
-        let (outcomes, reusable) = conn.send_mail(None, &[rcpt], b"Subject: hi\r\n\r\nx\r\n").await;
+        let (outcomes, reusable) = conn.send_mail(None, &[rcpt], b"Subject: hi\r\n\r\nx\r\n", false).await;
         assert!(!reusable);
         assert!(
             matches!(&outcomes[0], RecipientOutcome::Temporary(t) if t.one_line().starts_with("4.4.2")),

@@ -14,6 +14,7 @@ pub mod connection;
 pub mod mta_sts;
 pub mod mx;
 pub mod reply;
+mod require_tls;
 pub mod tls;
 pub mod transaction;
 pub mod transport;

@@ -119,6 +119,8 @@ pub struct Capabilities {
     pub enhanced_status_codes: bool,
     pub auth_plain: bool,
     pub auth_login: bool,
+    /// RFC 8689: the server keeps REQUIRETLS for the next hop.
+    pub require_tls: bool,
 }
 
 impl Capabilities {
@@ -134,6 +136,7 @@ impl Capabilities {
                 "8BITMIME" => caps.eight_bit_mime = true,
                 "SMTPUTF8" => caps.smtputf8 = true,
                 "ENHANCEDSTATUSCODES" => caps.enhanced_status_codes = true,
+                "REQUIRETLS" => caps.require_tls = true,
                 "SIZE" => caps.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
                 // `AUTH=LOGIN PLAIN` is the pre-standard form some servers still send.
                 kw @ ("AUTH" | "AUTH=LOGIN" | "AUTH=PLAIN") => {

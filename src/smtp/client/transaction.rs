@@ -59,6 +59,8 @@ pub struct MailParams {
     pub size: Option<usize>,
     pub eight_bit: bool,
     pub smtputf8: bool,
+    /// RFC 8689 `REQUIRETLS`.
+    pub require_tls: bool,
 }
 
 impl Transaction {
@@ -76,6 +78,9 @@ impl Transaction {
         }
         if params.smtputf8 {
             mail.push_str(" SMTPUTF8");
+        }
+        if params.require_tls {
+            mail.push_str(" REQUIRETLS");
         }
         mail.push_str("\r\n");
         let mut commands = vec![(Expect::Mail, mail)];
@@ -277,11 +282,11 @@ mod tests {
 
     #[test]
     fn pipelined_all_refused_closes_data_with_empty_body() {
-        let params = MailParams { size: Some(1234), eight_bit: true, smtputf8: false };
+        let params = MailParams { size: Some(1234), eight_bit: true, smtputf8: false, require_tls: true };
         let mut t = Transaction::new(Some(&a("me@here.test")), &[a("x@remote.test")], params, true);
         assert_eq!(
             t.start(),
-            "MAIL FROM:<me@here.test> SIZE=1234 BODY=8BITMIME\r\nRCPT TO:<x@remote.test>\r\nDATA\r\n"
+            "MAIL FROM:<me@here.test> SIZE=1234 BODY=8BITMIME REQUIRETLS\r\nRCPT TO:<x@remote.test>\r\nDATA\r\n"
         );
         assert_eq!(t.on_reply(&r("250 ok")), Step::Wait);
         assert_eq!(t.on_reply(&r("550 5.1.1 unknown")), Step::Wait);

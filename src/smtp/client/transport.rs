@@ -26,6 +26,7 @@ use rustls_pki_types::CertificateDer;
 use super::connection::{ClientSession, SessionError, TlsState};
 use super::mta_sts::{Mode, MtaSts};
 use super::mx::{RouteError, build_resolver, lookup_addresses, lookup_mx};
+use super::require_tls;
 use super::tls::{Connectors, server_name};
 use crate::config::RelayHost;
 use crate::queue::{BoxFuture, DeliveryBatch, RecipientOutcome, Transport};
@@ -137,8 +138,18 @@ impl SmtpTransport {
         } else {
             None
         };
-        let enforce = policy.as_ref().filter(|p| p.mode == Mode::Enforce);
-        let key = format!("mx:{domain}");
+        // `TLS-Required: No` waives the recipient's policy; REQUIRETLS wins over it and
+        // needs a policy that names the MX hosts (require_tls.rs).
+        let waived = !batch.require_tls && require_tls::tls_optional(&batch.message);
+        if waived && policy.as_ref().is_some_and(|p| p.mode == Mode::Enforce) {
+            tracing::info!(queue_id = %batch.queue_id, domain, "smtp client: TLS-Required: No, MTA-STS not enforced");
+        }
+        let enforce = match batch.require_tls {
+            true => Some(require_tls::validating_policy(policy.as_ref(), domain).map_err(RouteError::Permanent)?),
+            false => policy.as_ref().filter(|p| p.mode == Mode::Enforce && !waived),
+        };
+        // Only verified connections to REQUIRETLS servers may carry REQUIRETLS mail.
+        let key = if batch.require_tls { format!("mx-requiretls:{domain}") } else { format!("mx:{domain}") };
         if let Some(out) = self.try_pooled(&key, batch).await {
             return Ok(out);
         }
@@ -160,6 +171,8 @@ impl SmtpTransport {
         }
         let need = if enforce.is_some() { TlsNeed::Verified } else { TlsNeed::Opportunistic };
         let mut last = Status::local((4, 4, 1), format!("no MX host of {domain} could be reached"));
+        // A host that answered but cannot take REQUIRETLS makes the end permanent.
+        let mut unsupported: Option<Status> = None;
         for host in hosts {
             let ips = match lookup_addresses(&self.resolver, &host.name).await {
                 Ok(ips) => ips,
@@ -171,6 +184,11 @@ impl SmtpTransport {
             for ip in ips {
                 let addr = SocketAddr::new(ip, self.settings.port);
                 match self.open(addr, &host.name, need, None).await {
+                    Ok(conn) if batch.require_tls && !conn.caps.require_tls => {
+                        tracing::info!(queue_id = %batch.queue_id, host = %host.name, %addr, "smtp client: host skipped: no REQUIRETLS");
+                        unsupported = Some(require_tls::refused(format!("{} does not support REQUIRETLS", host.name)));
+                        conn.quit().await;
+                    }
                     Ok(conn) => return Ok(self.transact(conn, &key, batch).await),
                     Err(e) => {
                         tracing::info!(queue_id = %batch.queue_id, host = %host.name, %addr, error = %e, "smtp client: host skipped");
@@ -179,7 +197,10 @@ impl SmtpTransport {
                 }
             }
         }
-        Err(RouteError::Temporary(last))
+        match unsupported {
+            Some(status) => Err(RouteError::Permanent(status)),
+            None => Err(RouteError::Temporary(last)),
+        }
     }
 
     async fn via_relay(&self, relay: &RelayHost, batch: &DeliveryBatch) -> Result<Vec<RecipientOutcome>, RouteError> {
@@ -196,6 +217,11 @@ impl SmtpTransport {
         for ip in ips {
             let addr = SocketAddr::new(ip, relay.port);
             match self.open(addr, &relay.host, TlsNeed::Verified, credentials).await {
+                Ok(conn) if batch.require_tls && !conn.caps.require_tls => {
+                    conn.quit().await;
+                    let why = require_tls::refused(format!("the relay {} does not support REQUIRETLS", relay.host));
+                    return Err(RouteError::Permanent(why));
+                }
                 Ok(conn) => return Ok(self.transact(conn, &key, batch).await),
                 Err(e) => {
                     tracing::warn!(queue_id = %batch.queue_id, relay = %relay.host, %addr, error = %e, "smtp client: relay failed");
@@ -249,7 +275,8 @@ impl SmtpTransport {
 
     /// Run the batch's transaction on `conn`, then park or close it.
     async fn transact(&self, mut conn: ClientSession, key: &str, batch: &DeliveryBatch) -> Vec<RecipientOutcome> {
-        let (outcomes, reusable) = conn.send_mail(batch.sender.as_ref(), &batch.recipients, &batch.message).await;
+        let (outcomes, reusable) =
+            conn.send_mail(batch.sender.as_ref(), &batch.recipients, &batch.message, batch.require_tls).await;
         tracing::info!(queue_id = %batch.queue_id, host = %conn.host, addr = %conn.peer, tls = ?conn.tls, "smtp client: transaction done");
         if reusable {
             self.park(key, conn);
