@@ -142,6 +142,21 @@ async fn two_replicas_deliver_each_item_exactly_once() {
     assert_eq!(ra.scalar("SELECT count(*) FROM blobs").await, 0, "the last reference deletes the bytes");
 }
 
+/// REQUIRETLS lives in the shared envelope: another replica delivers the item with it.
+#[tokio::test]
+async fn requiretls_is_kept_for_another_replica() {
+    let Some(url) = database().await else { return };
+    let ra = Replica::open(&url, options("a", Duration::from_secs(60), SHORT), Counting::slow(Duration::ZERO)).await;
+    let rb = Replica::open(&url, options("b", Duration::from_secs(60), SHORT), Counting::slow(Duration::ZERO)).await;
+    let parts = vec![Bytes::from_static(MSG)];
+    let options = super::ItemOptions { require_tls: true };
+    let id = ra.queue.enqueue_with(None, &[a("bob@remote.test")], parts, "<rt@here.test>", options).await.unwrap();
+    assert!(rb.queue.show(&id).await.unwrap().envelope.require_tls);
+    let _w = rb.run_workers();
+    wait_until("the delivery", async || rb.transport.total() == 1).await;
+    assert!(rb.transport.seen.lock().unwrap()[0].require_tls);
+}
+
 #[tokio::test]
 async fn a_large_message_is_stored_in_chunks_and_read_back_whole() {
     let Some(url) = database().await else { return };
