@@ -11,6 +11,7 @@
 //! `transport.rs` ([`SmtpTransport`], the queue's `Transport`).
 
 pub mod connection;
+pub mod dane;
 pub mod mta_sts;
 pub mod mx;
 pub mod reply;

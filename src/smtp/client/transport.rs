@@ -24,6 +24,7 @@ use hickory_resolver::TokioResolver;
 use rustls_pki_types::CertificateDer;
 
 use super::connection::{ClientSession, SessionError, TlsState};
+use super::dane::{self, Dane, HostPolicy};
 use super::mta_sts::{Mode, MtaSts};
 use super::mx::{RouteError, build_resolver, lookup_addresses, lookup_mx};
 use super::require_tls;
@@ -54,6 +55,10 @@ pub struct ClientSettings {
     pub mta_sts: bool,
     /// Port for MTA-STS policy fetches (443; tests use another).
     pub mta_sts_port: u16,
+    /// DANE (RFC 7672): validate MX and TLSA answers with DNSSEC and honour them.
+    pub dane: bool,
+    /// DNSKEY records trusted besides the root's (`MAILROOM_DNSSEC_TRUST_ANCHORS`).
+    pub dnssec_anchors: Option<std::path::PathBuf>,
 }
 
 impl ClientSettings {
@@ -69,6 +74,8 @@ impl ClientSettings {
             connect_timeout: Duration::from_secs(30),
             mta_sts: true,
             mta_sts_port: 443,
+            dane: true,
+            dnssec_anchors: None,
         }
     }
 }
@@ -82,8 +89,10 @@ pub enum ClientError {
 }
 
 /// What TLS a connection must have.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 enum TlsNeed {
+    /// STARTTLS with a certificate the host's TLSA records allow (`dane.rs`).
+    Dane(tokio_rustls::TlsConnector),
     /// Use STARTTLS if offered, any certificate.
     Opportunistic,
     /// Opportunistic, but the handshake failed once: go without.
@@ -98,6 +107,8 @@ pub struct SmtpTransport {
     resolver: TokioResolver,
     connectors: Connectors,
     sts: MtaSts,
+    /// `None` when DANE is off.
+    dane: Option<Dane>,
     pool: Mutex<HashMap<String, Vec<(ClientSession, Instant)>>>,
 }
 
@@ -112,7 +123,14 @@ impl SmtpTransport {
     pub fn with_resolver(settings: ClientSettings, resolver: TokioResolver) -> Result<SmtpTransport, ClientError> {
         let connectors = Connectors::new(&settings.extra_roots)?;
         let sts = MtaSts::new(settings.mta_sts_port);
-        Ok(SmtpTransport { settings, resolver, connectors, sts, pool: Mutex::new(HashMap::new()) })
+        let dane = match settings.dane {
+            false => None,
+            true => Some(Dane::new(
+                crate::dns::resolver::build_validating(&settings.dns_servers, settings.dnssec_anchors.as_deref())
+                    .map_err(ClientError::Resolver)?,
+            )),
+        };
+        Ok(SmtpTransport { settings, resolver, connectors, sts, dane, pool: Mutex::new(HashMap::new()) })
     }
 
     async fn deliver_batch(&self, batch: DeliveryBatch) -> Vec<RecipientOutcome> {
@@ -138,24 +156,39 @@ impl SmtpTransport {
         } else {
             None
         };
+        // DANE (dane.rs) applies to the hosts of a DNSSEC-secure MX answer; it replaces
+        // MTA-STS for them (RFC 8461 section 2) and validates the MX names REQUIRETLS
+        // needs validated.
+        let dane = match &self.dane {
+            Some(d) if d.mx_is_secure(domain).await => Some(d),
+            _ => None,
+        };
         // `TLS-Required: No` waives the recipient's policy; REQUIRETLS wins over it and
-        // needs a policy that names the MX hosts (require_tls.rs).
+        // needs a policy that names the MX hosts (require_tls.rs), or DNSSEC.
         let waived = !batch.require_tls && require_tls::tls_optional(&batch.message);
         if waived && policy.as_ref().is_some_and(|p| p.mode == Mode::Enforce) {
             tracing::info!(queue_id = %batch.queue_id, domain, "smtp client: TLS-Required: No, MTA-STS not enforced");
         }
-        let enforce = match batch.require_tls {
-            true => Some(require_tls::validating_policy(policy.as_ref(), domain).map_err(RouteError::Permanent)?),
-            false => policy.as_ref().filter(|p| p.mode == Mode::Enforce && !waived),
+        let enforce = match (batch.require_tls, dane.is_some()) {
+            (true, false) => {
+                Some(require_tls::validating_policy(policy.as_ref(), domain).map_err(RouteError::Permanent)?)
+            }
+            (_, true) => None,
+            (false, false) => policy.as_ref().filter(|p| p.mode == Mode::Enforce && !waived),
         };
-        // Only verified connections to REQUIRETLS servers may carry REQUIRETLS mail.
-        let key = if batch.require_tls { format!("mx-requiretls:{domain}") } else { format!("mx:{domain}") };
+        // Only verified connections to REQUIRETLS servers may carry REQUIRETLS mail, and
+        // a DANE domain's connections were all checked against its TLSA records.
+        let key = match (batch.require_tls, dane.is_some()) {
+            (true, _) => format!("mx-requiretls:{domain}"),
+            (false, true) => format!("mx-dane:{domain}"),
+            (false, false) => format!("mx:{domain}"),
+        };
         if let Some(out) = self.try_pooled(&key, batch).await {
             return Ok(out);
         }
         let mut hosts = lookup_mx(&self.resolver, domain).await?;
         // RFC 8461 §5: `testing` only reports; we log what enforce would have refused.
-        if let Some(p) = policy.as_ref().filter(|p| p.mode == Mode::Testing) {
+        if let Some(p) = policy.as_ref().filter(|p| p.mode == Mode::Testing && dane.is_none()) {
             for h in hosts.iter().filter(|h| !p.allows(&h.name)) {
                 tracing::warn!(domain, mx = %h.name, id = %p.id, "MTA-STS (testing): MX not in the policy");
             }
@@ -169,11 +202,29 @@ impl SmtpTransport {
                 )));
             }
         }
-        let need = if enforce.is_some() { TlsNeed::Verified } else { TlsNeed::Opportunistic };
+        let verified = enforce.is_some() || (batch.require_tls && dane.is_some());
         let mut last = Status::local((4, 4, 1), format!("no MX host of {domain} could be reached"));
         // A host that answered but cannot take REQUIRETLS makes the end permanent.
         let mut unsupported: Option<Status> = None;
         for host in hosts {
+            let need = match dane.map(|d| (d, self.settings.port)) {
+                Some((d, port)) => match d.host_policy(&host.name, port).await {
+                    HostPolicy::Required(records) => {
+                        let connector = dane::connector(records, &host.name)
+                            .map_err(|e| RouteError::Temporary(Status::local((4, 7, 5), format!("DANE: {e}"))))?;
+                        TlsNeed::Dane(connector)
+                    }
+                    HostPolicy::Unknown(why) => {
+                        tracing::info!(queue_id = %batch.queue_id, host = %host.name, why, "smtp client: host skipped");
+                        last = Status::local((4, 7, 5), format!("DANE: {why}"));
+                        continue;
+                    }
+                    HostPolicy::None if verified => TlsNeed::Verified,
+                    HostPolicy::None => TlsNeed::Opportunistic,
+                },
+                None if verified => TlsNeed::Verified,
+                None => TlsNeed::Opportunistic,
+            };
             let ips = match lookup_addresses(&self.resolver, &host.name).await {
                 Ok(ips) => ips,
                 Err(e) => {
@@ -183,7 +234,7 @@ impl SmtpTransport {
             };
             for ip in ips {
                 let addr = SocketAddr::new(ip, self.settings.port);
-                match self.open(addr, &host.name, need, None).await {
+                match self.open(addr, &host.name, need.clone(), None).await {
                     Ok(conn) if batch.require_tls && !conn.caps.require_tls => {
                         tracing::info!(queue_id = %batch.queue_id, host = %host.name, %addr, "smtp client: host skipped: no REQUIRETLS");
                         unsupported = Some(require_tls::refused(format!("{} does not support REQUIRETLS", host.name)));
@@ -250,6 +301,14 @@ impl SmtpTransport {
                     return Err(SessionError::Tls(format!("{host} does not offer STARTTLS, which is required")));
                 }
                 conn.starttls(&self.connectors.verified, name?, true, hostname).await?;
+            }
+            TlsNeed::Dane(connector) => {
+                if !conn.caps.starttls {
+                    return Err(SessionError::Tls(format!(
+                        "{host} does not offer STARTTLS, which its TLSA records require"
+                    )));
+                }
+                conn.starttls(&connector, name?, true, hostname).await?;
             }
             TlsNeed::Opportunistic if conn.caps.starttls => {
                 let name = name.or_else(|_| server_name("invalid").ok_or(SessionError::Tls("no name".into())))?;
