@@ -244,6 +244,39 @@ async fn first_reply(queue: &Queue) -> String {
     panic!("no attempt made");
 }
 
+/// The binary end to end: mail to an alias with a remote target is forwarded through
+/// `MAILROOM_RELAY_HOST=smtp+insecure://…` to a plain relay.
+#[test]
+fn the_server_forwards_through_an_insecure_relay() {
+    if !have_aiosmtpd() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start("plain", dir.path(), None);
+    let data = dir.path().join("data");
+    let mut env = common::env_listening(&data, &["SMTP"]);
+    env.push(("MAILROOM_ACCOUNTS".into(), "alice@example.com:{PLAIN}wonderland".into()));
+    env.push(("MAILROOM_ALIASES".into(), "fwd@example.com:someone@remote.example".into()));
+    env.push(("MAILROOM_RELAY_HOST".into(), format!("smtp+insecure://127.0.0.1:{}", relay.port)));
+    let server = common::Server::start_ready(&env, &data, Duration::from_secs(60));
+    let send = "import smtplib, sys\n\
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=30)\n\
+s.sendmail('', ['fwd@example.com'], 'From: sender@example.net\\r\\nSubject: forwarded via relay\\r\\n\\r\\nhello\\r\\n')\n\
+s.quit()\n";
+    let out = Command::new("python3").args(["-c", send, &server.port("smtp").to_string()]).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stderr), server.log());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while relay.events("data").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "nothing reached the relay:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let data = relay.events("data");
+    assert_eq!(data[0]["rcpts"], serde_json::json!(["someone@remote.example"]), "{data:?}");
+    assert!(data[0]["data"].as_str().unwrap().contains("Subject: forwarded via relay"), "{data:?}");
+    assert_eq!(data[0]["tls"], false);
+    assert!(relay.events("auth").is_empty());
+}
+
 #[test]
 fn credentials_with_an_insecure_relay_are_a_config_error() {
     let tmp = tempfile::tempdir().unwrap();
