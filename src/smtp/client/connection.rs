@@ -1,6 +1,7 @@
-//! One client connection to a remote SMTP server: greeting, EHLO, STARTTLS, AUTH, mail
-//! transactions, RSET, QUIT — the I/O around the pure [`reply`](super::reply) parser
-//! and [`Transaction`](super::transaction::Transaction) state machine.
+//! One client connection to a remote SMTP server: TLS from the first byte (a smarthost's
+//! port 465) or STARTTLS, greeting, EHLO, AUTH (never without TLS), mail transactions,
+//! RSET, QUIT — the I/O around the pure [`reply`](super::reply) parser and
+//! [`Transaction`](super::transaction::Transaction) state machine.
 //!
 //! Every read and write has a timeout (RFC 5321 §4.5.3.2 suggests minutes; a stuck
 //! server must not pin a queue worker forever). After `220` to STARTTLS any bytes the
@@ -111,14 +112,16 @@ impl ClientSession {
         ClientSession::greeted(Stream::Plain(tcp), addr, host, TlsState::None).await
     }
 
-    /// Connect with TLS from the first byte (RFC 8314 implicit TLS, port 465), the
-    /// certificate checked by `connector` for `name`, then read the greeting.
+    /// Connect with TLS from the first byte (RFC 8314 implicit TLS, port 465) for
+    /// `name`, then read the greeting. `verified` says whether `connector` checks the
+    /// certificate (as for [`starttls`](Self::starttls)).
     pub async fn connect_tls(
         addr: SocketAddr,
         host: &str,
         timeout: Duration,
         connector: &TlsConnector,
         name: ServerName<'static>,
+        verified: bool,
     ) -> Result<ClientSession, SessionError> {
         let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
@@ -131,7 +134,8 @@ impl ClientSession {
             Ok(Err(e)) => return Err(SessionError::Tls(format!("TLS handshake failed: {e}"))),
             Err(_) => return Err(SessionError::Timeout("the TLS handshake")),
         };
-        ClientSession::greeted(Stream::Tls(Box::new(tls.into())), addr, host, TlsState::Verified).await
+        let state = if verified { TlsState::Verified } else { TlsState::Unverified };
+        ClientSession::greeted(Stream::Tls(Box::new(tls.into())), addr, host, state).await
     }
 
     async fn greeted(

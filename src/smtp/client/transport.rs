@@ -234,7 +234,7 @@ impl SmtpTransport {
         let no_name = || SessionError::Tls(format!("{host:?} is not a valid TLS name"));
         let mut conn = if need == TlsNeed::Implicit {
             let name = name.clone().ok_or_else(no_name)?;
-            ClientSession::connect_tls(addr, host, timeout, &self.connectors.verified, name).await?
+            ClientSession::connect_tls(addr, host, timeout, &self.connectors.verified, name, true).await?
         } else {
             ClientSession::connect(addr, host, timeout).await?
         };
