@@ -45,4 +45,9 @@ fi
 if ! python3 -c 'import moto.server, flask_cors, boto3' >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'moto[server]>=5.1'
 fi
+# The smarthost the relay-mode tests deliver through (tests/smarthost.rs): implicit TLS,
+# STARTTLS and AUTH from a server we did not write.
+if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'aiosmtpd==1.4.6'
+fi
 bash .ci/deploy-deps.sh

@@ -8,6 +8,7 @@
 
 mod env;
 mod parse;
+mod relay;
 mod s3;
 mod sections;
 mod variables;
@@ -25,6 +26,7 @@ use crate::accounts;
 
 pub use env::{EnvSource, PREFIX};
 pub use parse::{ListenAddr, default_domain_for, is_public_fqdn};
+pub use relay::{RELAY_FORMS, RelayHost, RelayMode};
 pub use s3::{S3Config, S3Url, Secret};
 pub use sections::{
     AccountsConfig, AcmeConfig, AdminScript, DnsConfig, Limits, ListenConfig, PgUrl, QueueConfig, SIEVE_SCRIPT_CEILING,
@@ -137,15 +139,6 @@ impl Protocol {
     fn variable(self) -> String {
         format!("{}_LISTEN", self.name().to_ascii_uppercase())
     }
-}
-
-/// The smarthost for all outbound mail.
-#[derive(Clone, Debug)]
-pub struct RelayHost {
-    pub host: String,
-    pub port: u16,
-    pub username: Option<String>,
-    pub password: Option<String>,
 }
 
 /// Every setting, typed and validated. Built only by [`Config::load`].
@@ -459,8 +452,23 @@ fn check_across(c: &Config, r: &mut Reader) {
     if (relay_username.is_some() || relay_password.is_some()) && r.raw("RELAY_HOST").is_none() {
         r.fail_plain(
             "RELAY_HOST",
-            "not set, but MAILROOM_RELAY_USERNAME/_PASSWORD are; expected `host:port` of the smarthost".into(),
+            "not set, but MAILROOM_RELAY_USERNAME/_PASSWORD are; expected the smarthost as `smtps://host` or `smtp://host`".into(),
         );
+    }
+    // Credentials are never sent without TLS, and smtp+insecure:// does not require it.
+    if let Some(relay) = c.relay_host.as_ref().filter(|r| r.mode == RelayMode::Insecure) {
+        for (name, set) in [("RELAY_USERNAME", relay_username.is_some()), ("RELAY_PASSWORD", relay_password.is_some())]
+        {
+            if set {
+                r.fail_plain(
+                    name,
+                    format!(
+                        "is set, but MAILROOM_RELAY_HOST is {relay}, which does not require TLS, and credentials are \
+                         never sent without it; expected smtps:// or smtp:// for a relay that needs AUTH, or no credentials"
+                    ),
+                );
+            }
+        }
     }
     if relay_username.is_some() != relay_password.is_some() {
         r.fail_plain(

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use mailroom::accounts::Address;
-use mailroom::config::RelayHost;
+use mailroom::config::{RelayHost, RelayMode};
 use mailroom::queue::{BounceDisposition, BounceSink, BoxFuture, ItemOptions, Queue, QueueSettings, RemoteBounces};
 use mailroom::smtp::client::{ClientSettings, SmtpTransport};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -496,6 +496,7 @@ async fn smarthost_requires_tls_and_authenticates() {
     client.mta_sts = false;
     client.extra_roots = vec![ca];
     client.relay = Some(RelayHost {
+        mode: RelayMode::StartTls,
         host: "127.0.0.1".into(),
         port,
         username: Some("relayuser".into()),
@@ -528,8 +529,13 @@ async fn smarthost_with_untrusted_certificate_is_deferred_not_sent() {
     let dir = tempfile::tempdir().unwrap();
     let mut client = client_settings(None, 1);
     client.mta_sts = false;
-    client.relay =
-        Some(RelayHost { host: "127.0.0.1".into(), port, username: Some("u".into()), password: Some("p".into()) });
+    client.relay = Some(RelayHost {
+        mode: RelayMode::StartTls,
+        host: "127.0.0.1".into(),
+        port,
+        username: Some("u".into()),
+        password: Some("p".into()),
+    });
     let queue = open_queue(dir.path(), queue_settings(Duration::from_secs(60)), client);
     let (_stop, rx) = tokio::sync::watch::channel(false);
     let _w = queue.spawn_workers(rx);
@@ -698,6 +704,7 @@ async fn smarthost_without_pipelining_using_auth_login() {
     client.mta_sts = false;
     client.extra_roots = vec![ca];
     client.relay = Some(RelayHost {
+        mode: RelayMode::StartTls,
         host: "127.0.0.1".into(),
         port,
         username: Some("old".into()),

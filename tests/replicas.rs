@@ -64,6 +64,7 @@ fn mail_accepted_by_one_replica_is_read_through_the_other() {
     };
     let list = queue(&["queue", "list"]);
     assert!(list.ends_with("1 item(s)\n"), "{list}");
+    assert!(list.lines().any(|l| l.starts_with("    someone@remote.example")), "the pending recipient: {list}");
     let id = list.lines().nth(1).and_then(|l| l.split_whitespace().next()).unwrap().to_string();
     assert!(queue(&["queue", "show", &id]).contains("someone@remote.example"));
     queue(&["queue", "delete", &id]);

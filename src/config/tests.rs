@@ -377,3 +377,28 @@ fn admin_sieve_scripts_inline_or_from_a_file() {
     assert_eq!(after.path.as_deref(), Some(path.as_path()));
     assert!(after.text.contains("Archive"));
 }
+
+#[test]
+fn relay_credentials_need_a_relay_that_requires_tls() {
+    let errors = error_for(&[
+        ("MAILROOM_RELAY_HOST", "smtp+insecure://relay.lan"),
+        ("MAILROOM_RELAY_USERNAME", "u"),
+        ("MAILROOM_RELAY_PASSWORD", "hunter2"),
+    ]);
+    assert!(
+        errors.iter().any(|e| e.contains("MAILROOM_RELAY_USERNAME") && e.contains("never sent without")),
+        "{errors:?}"
+    );
+    assert!(errors.iter().all(|e| !e.contains("hunter2")), "{errors:?}");
+    for (url, mode, port) in [
+        ("smtps://relay.example", RelayMode::Smtps, 465),
+        ("smtp://relay.example", RelayMode::StartTls, 587),
+        ("relay.example:2525", RelayMode::StartTls, 2525),
+    ] {
+        let c =
+            load(&[("MAILROOM_RELAY_HOST", url), ("MAILROOM_RELAY_USERNAME", "u"), ("MAILROOM_RELAY_PASSWORD", "p")])
+                .unwrap();
+        let relay = c.relay_host.unwrap();
+        assert_eq!((relay.mode, relay.port, relay.username.as_deref()), (mode, port, Some("u")), "{url}");
+    }
+}

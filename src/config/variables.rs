@@ -269,10 +269,9 @@ pub static VARIABLES: &[Variable] = &[
         limits.sieve_max_scripts = parse::positive_count, show show_display),
     // --- outbound ---
     var!("RELAY_HOST", Empty("empty"),
-        "smarthost `host:port` for all outbound mail",
-        relay_host = |v: &str| parse::host_port(v)
-            .map(|(host, port)| Some(RelayHost { host, port, username: None, password: None })),
-        show |r: &Option<RelayHost>| r.as_ref().map(|r| format!("{}:{}", r.host, r.port)).unwrap_or_default()),
+        "smarthost for all outbound mail: `smtps://host[:465]`, `smtp://host[:587]` (or `host:port`), `smtp+insecure://host[:25]`",
+        relay_host = |v: &str| RelayHost::parse(v).map(Some),
+        show |r: &Option<RelayHost>| r.as_ref().map(RelayHost::to_string).unwrap_or_default()),
     Variable {
         name: "RELAY_USERNAME",
         secret: false,

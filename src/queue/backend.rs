@@ -16,7 +16,7 @@ use bytes::Bytes;
 use super::envelope::{Envelope, ItemOptions, ItemState, QueueId};
 use super::files::FilesBackend;
 use super::pg::{PgBackend, PgLease, TaskGuard};
-use super::{Inner, QueueError, QueueItemDetail, QueueItemSummary};
+use super::{Inner, ItemVisitor, QueueError, QueueItemDetail, QueueItemSummary};
 use crate::accounts::Address;
 
 /// The scheduler of the files backend looks at the queue at least this often even
@@ -142,6 +142,17 @@ impl Backend {
         };
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
+    }
+
+    /// Every item in id order, one at a time (see `Queue::visit_items`).
+    pub(super) async fn visit(&self, visit: &mut ItemVisitor<'_>) -> Result<(), QueueError> {
+        match self {
+            Backend::Files(f) => {
+                f.visit(visit);
+                Ok(())
+            }
+            Backend::Pg(p) => p.visit(visit).await,
+        }
     }
 
     pub(super) async fn show(&self, id: &QueueId) -> Result<Option<QueueItemDetail>, QueueError> {

@@ -106,7 +106,7 @@ pub async fn execute(queue: &Queue, line: &str) -> String {
     };
     let needs_id = |id: Option<QueueId>| id.ok_or_else(|| format!("error: usage: {command} ID"));
     let result: Result<String, String> = match command.as_str() {
-        "list" => queue.try_list().await.map(|items| render_list(&items)).map_err(err_text),
+        "list" => render_list(queue).await.map_err(err_text),
         "show" => match needs_id(id) {
             Err(e) => Err(e),
             Ok(id) => match queue.try_show(&id).await {
@@ -140,27 +140,47 @@ fn err_text(e: QueueError) -> String {
     format!("error: {e}")
 }
 
-fn render_list(items: &[super::QueueItemSummary]) -> String {
+/// One line per item, and under it, like Postfix's mailq, one indented line per pending
+/// recipient with its last reply. Items are rendered as the backend hands them over, so
+/// only one item's recipients are in memory besides the text.
+async fn render_list(queue: &Queue) -> Result<String, QueueError> {
     let mut out = format!(
         "{:<20} {:<8} {:>9} {:>4} {:>8} {:<20} {:<20} {}\n",
         "ID", "STATE", "SIZE", "TRY", "PENDING", "CREATED", "NEXT", "SENDER"
     );
-    for i in items {
-        let state = if i.in_flight { "sending" } else { i.state.name() };
-        out.push_str(&format!(
-            "{:<20} {:<8} {:>9} {:>4} {:>8} {:<20} {:<20} {}\n",
-            i.id,
-            state,
-            i.size,
-            i.attempts,
-            format!("{}/{}", i.pending, i.recipients),
-            format_time(i.created),
-            format_time(i.next_attempt),
-            i.sender.as_ref().map(|s| s.to_string()).unwrap_or_else(|| "<>".to_string()),
-        ));
-    }
-    out.push_str(&format!("{} item(s)\n", items.len()));
-    out
+    let mut count = 0usize;
+    queue
+        .visit_items(&mut |i, envelope| {
+            count += 1;
+            let state = if i.in_flight { "sending" } else { i.state.name() };
+            out.push_str(&format!(
+                "{:<20} {:<8} {:>9} {:>4} {:>8} {:<20} {:<20} {}\n",
+                i.id,
+                state,
+                i.size,
+                i.attempts,
+                format!("{}/{}", i.pending, i.recipients),
+                format_time(i.created),
+                format_time(i.next_attempt),
+                i.sender.as_ref().map(|s| s.to_string()).unwrap_or_else(|| "<>".to_string()),
+            ));
+            for r in envelope.pending() {
+                out.push_str(&format!("    {}", r.address));
+                if let Some(reply) = &r.last_reply {
+                    out.push_str(&format!(" ({})", printable(reply)));
+                }
+                out.push('\n');
+            }
+        })
+        .await?;
+    out.push_str(&format!("{count} item(s)\n"));
+    Ok(out)
+}
+
+/// A remote server's reply text as one printable line: a stray line break in it must
+/// not end the control reply early (a line holding only `.`) or fake a listing line.
+fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 fn render_show(detail: &super::QueueItemDetail) -> String {
@@ -185,7 +205,7 @@ fn render_show(detail: &super::QueueItemDetail) -> String {
         };
         out.push_str(&format!("recipient: {} {status}", r.address));
         if let Some(reply) = &r.last_reply {
-            out.push_str(&format!(" ({reply})"));
+            out.push_str(&format!(" ({})", printable(reply)));
         }
         out.push('\n');
     }

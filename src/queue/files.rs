@@ -17,7 +17,7 @@ use bytes::Bytes;
 use super::backend::{Claimed, Finished, Lease, set_gauges};
 use super::envelope::{Envelope, ItemOptions, ItemState, QueueId};
 use super::spool::Spool;
-use super::{QueueError, QueueItemDetail, QueueItemSummary, io_err};
+use super::{ItemVisitor, QueueError, QueueItemDetail, QueueItemSummary, io_err};
 use crate::accounts::Address;
 
 /// An item as the queue holds it in memory.
@@ -161,6 +161,19 @@ impl FilesBackend {
     pub(super) fn list(&self) -> Vec<QueueItemSummary> {
         let items = self.lock_items();
         items.values().map(|s| QueueItemSummary::of(&s.envelope, s.size, s.in_flight)).collect()
+    }
+
+    /// Each item in id order, the lock taken per item so that workers are not held up
+    /// by a long listing; an item finished meanwhile is left out.
+    pub(super) fn visit(&self, visit: &mut ItemVisitor<'_>) {
+        let mut ids: Vec<QueueId> = self.lock_items().keys().cloned().collect();
+        ids.sort();
+        for id in ids {
+            let items = self.lock_items();
+            if let Some(s) = items.get(&id) {
+                visit(&QueueItemSummary::of(&s.envelope, s.size, s.in_flight), &s.envelope);
+            }
+        }
     }
 
     pub(super) fn show(&self, id: &QueueId) -> Option<QueueItemDetail> {

@@ -203,6 +203,9 @@ impl BounceSink for RemoteBounces {
     }
 }
 
+/// What [`Queue::visit_items`] calls for each item.
+pub type ItemVisitor<'a> = dyn FnMut(&QueueItemSummary, &Envelope) + Send + 'a;
+
 /// One line of `mailroom queue list`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueItemSummary {
@@ -395,6 +398,13 @@ impl Queue {
     /// [`list`](Self::list) that says when the queue cannot be read.
     pub async fn try_list(&self) -> Result<Vec<QueueItemSummary>, QueueError> {
         self.inner.backend.list().await
+    }
+
+    /// Every item in id order, handed to `visit` with its envelope one at a time (what
+    /// `queue list` prints under each item: the pending recipients). Never more than one
+    /// item's recipients are held at once (the shared queue's rows are streamed).
+    pub async fn visit_items(&self, visit: &mut ItemVisitor<'_>) -> Result<(), QueueError> {
+        self.inner.backend.visit(visit).await
     }
 
     pub async fn show(&self, id: &QueueId) -> Option<QueueItemDetail> {

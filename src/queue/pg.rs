@@ -29,12 +29,13 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
 use sqlx::postgres::{PgListener, PgRow};
 use sqlx::{PgPool, Row};
 
 use super::backend::{Claimed, Finished, Lease, set_gauges};
 use super::envelope::{Envelope, ItemOptions, ItemState, QueueId};
-use super::{QueueError, QueueItemDetail, QueueItemSummary};
+use super::{ItemVisitor, QueueError, QueueItemDetail, QueueItemSummary};
 use crate::accounts::Address;
 use crate::store::pg::blobs;
 
@@ -335,6 +336,18 @@ impl PgBackend {
             }
         }
         Ok(out)
+    }
+
+    /// Each item in id order, streamed: one row (one envelope) in memory at a time.
+    pub(super) async fn visit(&self, visit: &mut ItemVisitor<'_>) -> Result<(), QueueError> {
+        let mut rows = sqlx::query(concat!(item_columns!(), " ORDER BY id")).fetch(&self.pool);
+        while let Some(row) = rows.try_next().await.map_err(db)? {
+            match item_of(&row) {
+                Ok((env, size, in_flight)) => visit(&QueueItemSummary::of(&env, size, in_flight), &env),
+                Err(e) => tracing::error!(error = %e, "queue: item left out of the list"),
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn show(&self, id: &QueueId) -> Result<Option<QueueItemDetail>, QueueError> {

@@ -351,3 +351,64 @@ async fn a_database_without_the_queue_schema_is_refused() {
     .await;
     assert!(matches!(opened, Err(QueueError::Database(_))));
 }
+
+/// Defers one recipient with a fixed reply, delivers the others.
+struct Deferring(&'static str);
+
+impl Transport for Deferring {
+    fn deliver(&self, batch: DeliveryBatch) -> BoxFuture<'_, Vec<RecipientOutcome>> {
+        Box::pin(async move {
+            let refused = Status::new(451, (4, 4, 1), "connection refused");
+            let ok = Status::new(250, (2, 0, 0), "ok");
+            let outcome = |r: &Address| {
+                if r.to_string() == self.0 {
+                    RecipientOutcome::Temporary(refused.clone())
+                } else {
+                    RecipientOutcome::Delivered(ok.clone())
+                }
+            };
+            batch.recipients.iter().map(outcome).collect()
+        })
+    }
+}
+
+/// `queue list` on the shared queue shows each pending recipient with its last reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_shows_pending_recipients_with_their_last_reply() {
+    let Some(url) = database().await else { return };
+    let store = PgStore::connect(&url, None).await.unwrap();
+    let mut s = settings();
+    (s.retry_min, s.retry_max) = (Duration::from_secs(3600), Duration::from_secs(3600));
+    let transport = Arc::new(Deferring("bob@remote.test"));
+    let queue =
+        Queue::open_pg(&store, options("a", Duration::from_secs(60), SHORT), s, transport, Arc::new(RemoteBounces))
+            .await
+            .unwrap();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let workers = queue.spawn_workers(rx);
+    let rcpts = [a("bob@remote.test"), a("carol@remote.test")];
+    let id = queue.enqueue(Some(&a("alice@here.test")), &rcpts, MSG, "<m1>").await.unwrap();
+    let other = queue.enqueue(Some(&a("alice@here.test")), &[a("bob@remote.test")], MSG, "<m2>").await.unwrap();
+    wait_until("both deferred", async || {
+        let mut deferred = 0;
+        for i in [&id, &other] {
+            if queue.show(i).await.is_some_and(|d| d.envelope.attempts > 0 && !d.in_flight) {
+                deferred += 1;
+            }
+        }
+        deferred == 2
+    })
+    .await;
+    let list = control::execute(&queue, "list").await;
+    let lines: Vec<&str> = list.lines().collect();
+    let (first, second) = if id < other { (&id, &other) } else { (&other, &id) };
+    assert_eq!(lines.len(), 6, "{list}");
+    assert!(lines[1].starts_with(first.as_str()), "{list}");
+    assert_eq!(lines[2], "    bob@remote.test (451 4.4.1 connection refused)");
+    assert!(lines[3].starts_with(second.as_str()), "{list}");
+    assert_eq!(lines[4], "    bob@remote.test (451 4.4.1 connection refused)");
+    assert_eq!(lines[5], "2 item(s)");
+    assert!(list.contains(&format!("{id}")) && list.contains(" 1/2 "), "{list}");
+    stop.send_replace(true);
+    workers.await.unwrap();
+}

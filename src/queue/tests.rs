@@ -291,3 +291,31 @@ async fn empty_recipient_list_is_refused() {
     let h = start(settings());
     assert!(matches!(h.queue.enqueue(None, &[], MSG, "").await, Err(QueueError::NoRecipients)));
 }
+
+/// `queue list` shows, like Postfix's mailq, each pending recipient under its item with
+/// its last reply; delivered ones are not listed.
+#[tokio::test]
+async fn list_shows_pending_recipients_with_their_last_reply() {
+    let mut s = settings();
+    (s.lifetime, s.retry_min, s.retry_max) =
+        (Duration::from_secs(7200), Duration::from_secs(3600), Duration::from_secs(3600));
+    let h = start(s);
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let server = spawn_control_server(h.queue.clone(), h._dir.path(), rx).unwrap();
+    h.transport
+        .answer("bob@remote.test", &[RecipientOutcome::Temporary(Status::new(451, (4, 4, 1), "connection refused"))]);
+    let rcpts = [a("bob@remote.test"), a("carol@remote.test"), a("dave@other.test")];
+    let id = h.queue.enqueue(Some(&a("alice@here.test")), &rcpts, MSG, "<m1>").await.unwrap();
+    wait_until("a deferred state", async || {
+        h.queue.show(&id).await.is_some_and(|d| d.envelope.state == ItemState::Deferred)
+    })
+    .await;
+    let list = control_request(h._dir.path(), "list").await.unwrap();
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 4, "{list}");
+    assert!(lines[1].starts_with(id.as_str()) && lines[1].contains(" 1/3 "), "{list}");
+    assert_eq!(lines[2], "    bob@remote.test (451 4.4.1 connection refused)");
+    assert_eq!(lines[3], "1 item(s)");
+    stop.send(true).unwrap();
+    server.await.unwrap();
+}

@@ -1,6 +1,7 @@
-//! One client connection to a remote SMTP server: greeting, EHLO, STARTTLS, AUTH, mail
-//! transactions, RSET, QUIT — the I/O around the pure [`reply`](super::reply) parser
-//! and [`Transaction`](super::transaction::Transaction) state machine.
+//! One client connection to a remote SMTP server: TLS from the first byte (a smarthost's
+//! port 465) or STARTTLS, greeting, EHLO, AUTH (never without TLS), mail transactions,
+//! RSET, QUIT — the I/O around the pure [`reply`](super::reply) parser and
+//! [`Transaction`](super::transaction::Transaction) state machine.
 //!
 //! Every read and write has a timeout (RFC 5321 §4.5.3.2 suggests minutes; a stuck
 //! server must not pin a queue worker forever). After `220` to STARTTLS any bytes the
@@ -42,7 +43,8 @@ pub enum SessionError {
     Closed,
     #[error("protocol error: {0}")]
     Protocol(#[from] ReplyError),
-    #[error("TLS: {0}")]
+    /// Says itself what went wrong with TLS (`TLS handshake failed: …`).
+    #[error("{0}")]
     Tls(String),
     #[error("server said: {0}")]
     Rejected(Status),
@@ -58,6 +60,22 @@ impl SessionError {
             _ => Status::local((4, 4, 2), self.to_string()),
         }
     }
+
+    /// [`diagnostic`](Self::diagnostic) saying where it happened: `relay smtps://r:465:
+    /// TLS handshake failed: …`. A server's refusal keeps its code; the context leads
+    /// its text.
+    pub fn diagnostic_at(&self, context: &str) -> Status {
+        in_context(self.diagnostic(), context)
+    }
+}
+
+/// `status` with `context: ` leading its text (its code and enhanced code kept).
+pub fn in_context(mut status: Status, context: &str) -> Status {
+    match status.text.first_mut() {
+        Some(first) => *first = format!("{context}: {first}"),
+        None => status.text.push(context.to_string()),
+    }
+    status
 }
 
 /// How the connection is protected.
@@ -91,13 +109,48 @@ impl ClientSession {
             Err(_) => return Err(SessionError::Timeout("the TCP connection")),
         };
         let _ = tcp.set_nodelay(true);
+        ClientSession::greeted(Stream::Plain(tcp), addr, host, TlsState::None).await
+    }
+
+    /// Connect with TLS from the first byte (RFC 8314 implicit TLS, port 465) for
+    /// `name`, then read the greeting. `verified` says whether `connector` checks the
+    /// certificate (as for [`starttls`](Self::starttls)).
+    pub async fn connect_tls(
+        addr: SocketAddr,
+        host: &str,
+        timeout: Duration,
+        connector: &TlsConnector,
+        name: ServerName<'static>,
+        verified: bool,
+    ) -> Result<ClientSession, SessionError> {
+        let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(SessionError::Connect(addr, e)),
+            Err(_) => return Err(SessionError::Timeout("the TCP connection")),
+        };
+        let _ = tcp.set_nodelay(true);
+        let tls = match tokio::time::timeout(COMMAND_TIMEOUT, connector.connect(name, tcp)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(SessionError::Tls(format!("TLS handshake failed: {e}"))),
+            Err(_) => return Err(SessionError::Timeout("the TLS handshake")),
+        };
+        let state = if verified { TlsState::Verified } else { TlsState::Unverified };
+        ClientSession::greeted(Stream::Tls(Box::new(tls.into())), addr, host, state).await
+    }
+
+    async fn greeted(
+        stream: Stream,
+        addr: SocketAddr,
+        host: &str,
+        tls: TlsState,
+    ) -> Result<ClientSession, SessionError> {
         let mut conn = ClientSession {
-            stream: Some(Stream::Plain(tcp)),
+            stream: Some(stream),
             buf: Vec::with_capacity(1024),
             peer: addr,
             host: host.to_string(),
             caps: Capabilities::default(),
-            tls: TlsState::None,
+            tls,
         };
         let greeting = conn.read_reply(COMMAND_TIMEOUT, "the greeting").await?;
         if !greeting.is_completion() {
@@ -188,7 +241,7 @@ impl ClientSession {
         };
         let tls = match tokio::time::timeout(COMMAND_TIMEOUT, connector.connect(name, tcp)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(SessionError::Tls(e.to_string())),
+            Ok(Err(e)) => return Err(SessionError::Tls(format!("TLS handshake failed: {e}"))),
             Err(_) => return Err(SessionError::Timeout("the TLS handshake")),
         };
         self.stream = Some(Stream::Tls(Box::new(tls.into())));
@@ -196,8 +249,12 @@ impl ClientSession {
         self.ehlo(hostname).await
     }
 
-    /// AUTH PLAIN (RFC 4616) if offered, else AUTH LOGIN. Only ever called over TLS.
+    /// AUTH PLAIN (RFC 4616) if offered, else AUTH LOGIN. Refused on a connection
+    /// without TLS whatever the caller decided: credentials are never sent in clear.
     pub async fn auth(&mut self, username: &str, password: &str) -> Result<(), SessionError> {
+        if self.tls == TlsState::None {
+            return Err(SessionError::Tls("refusing to send credentials (AUTH) on a connection without TLS".into()));
+        }
         let b64 = base64::engine::general_purpose::STANDARD;
         let reply = if self.caps.auth_plain || !self.caps.auth_login {
             let token = b64.encode(format!("\0{username}\0{password}"));
@@ -370,6 +427,26 @@ mod tests {
         // Both replies may arrive in one read; if not, the handshake fails instead.
         let err = conn.starttls(&connectors.unverified, name, false, "me.test").await.unwrap_err();
         assert!(matches!(err, SessionError::Tls(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn auth_is_refused_on_a_connection_without_tls() {
+        // The server expects RSET after EHLO: had AUTH been sent, it would hang up instead.
+        let addr = scripted(
+            "220 relay.test\r\n",
+            vec![("EHLO me.test", "250-relay.test\r\n250 AUTH PLAIN\r\n"), ("RSET", "250 ok\r\n")],
+        )
+        .await;
+        let mut conn = ClientSession::connect(addr, "relay.test", T).await.unwrap();
+        conn.ehlo("me.test").await.unwrap();
+        let err = conn.auth("user", "secret").await.unwrap_err();
+        assert!(matches!(err, SessionError::Tls(ref m) if m.contains("without TLS")), "{err}");
+        let status = err.diagnostic_at("relay smtp+insecure://relay.test:25");
+        assert_eq!(
+            status.one_line(),
+            "4.7.5 relay smtp+insecure://relay.test:25: refusing to send credentials (AUTH) on a connection without TLS"
+        );
+        assert!(conn.rset().await, "the server saw something other than RSET");
     }
 
     #[tokio::test]

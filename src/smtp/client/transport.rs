@@ -8,9 +8,13 @@
 //! opportunistic handshake falls back to clear text on a new connection (RFC 7435: some
 //! security beats none, and a broken TLS stack must not stop mail).
 //!
-//! Smarthost: TLS with a valid certificate is required before AUTH (credentials are never
-//! sent in clear), and AUTH failures are temporary (a configuration problem the operator
-//! fixes; the mail should wait, not bounce).
+//! Smarthost (`MAILROOM_RELAY_HOST`, see `config/relay.rs`): implicit TLS (`smtps://`) or
+//! STARTTLS (`smtp://`), both with a certificate valid for the relay's name, or plain TCP
+//! inside a private network (`smtp+insecure://`: STARTTLS if offered, never AUTH).
+//! Credentials are never sent in clear, and every relay failure is temporary, including
+//! refused AUTH and a relay name that does not resolve (a configuration problem the
+//! operator fixes; the mail should wait, not bounce). Diagnostics name the relay's URL,
+//! so the operator sees which mode failed.
 //!
 //! After a transaction whose every reply was read, the connection is parked for a short
 //! while so the next message to the same destination reuses it (RSET first).
@@ -23,13 +27,13 @@ use std::time::{Duration, Instant};
 use hickory_resolver::TokioResolver;
 use rustls_pki_types::CertificateDer;
 
-use super::connection::{ClientSession, SessionError, TlsState};
+use super::connection::{ClientSession, SessionError, in_context};
 use super::dane::{self, Dane, HostPolicy};
 use super::mta_sts::{Mode, MtaSts};
 use super::mx::{RouteError, build_resolver, lookup_addresses, lookup_mx};
 use super::require_tls;
 use super::tls::{Connectors, server_name};
-use crate::config::RelayHost;
+use crate::config::{RelayHost, RelayMode};
 use crate::queue::{BoxFuture, DeliveryBatch, RecipientOutcome, Transport};
 use crate::smtp::status::Status;
 
@@ -99,6 +103,8 @@ enum TlsNeed {
     Plain,
     /// STARTTLS with a certificate valid for the host name, or no delivery.
     Verified,
+    /// TLS from the first byte (port 465), certificate valid for the host name.
+    Implicit,
 }
 
 /// The SMTP transport. One per server; share it behind an `Arc`.
@@ -263,20 +269,31 @@ impl SmtpTransport {
             (Some(u), Some(p)) => Some((u.as_str(), p.as_str())),
             _ => None,
         };
-        let ips = lookup_addresses(&self.resolver, &relay.host).await?;
-        let mut last = Status::local((4, 4, 1), format!("relay host {} could not be reached", relay.host));
+        let need = match relay.mode {
+            RelayMode::Smtps => TlsNeed::Implicit,
+            RelayMode::StartTls => TlsNeed::Verified,
+            RelayMode::Insecure => TlsNeed::Opportunistic,
+        };
+        let context = format!("relay {relay}");
+        if batch.require_tls && relay.mode == RelayMode::Insecure {
+            return Err(RouteError::Permanent(require_tls::refused(format!("{context} is not required to use TLS"))));
+        }
+        let ips = lookup_addresses(&self.resolver, &relay.host)
+            .await
+            .map_err(|e| RouteError::Temporary(in_context(e.into_status(), &context)))?;
+        let mut last = Status::local((4, 4, 1), format!("{context}: could not be reached"));
         for ip in ips {
             let addr = SocketAddr::new(ip, relay.port);
-            match self.open(addr, &relay.host, TlsNeed::Verified, credentials).await {
+            match self.open(addr, &relay.host, need.clone(), credentials).await {
                 Ok(conn) if batch.require_tls && !conn.caps.require_tls => {
                     conn.quit().await;
-                    let why = require_tls::refused(format!("the relay {} does not support REQUIRETLS", relay.host));
+                    let why = require_tls::refused(format!("{context} does not support REQUIRETLS"));
                     return Err(RouteError::Permanent(why));
                 }
                 Ok(conn) => return Ok(self.transact(conn, &key, batch).await),
                 Err(e) => {
-                    tracing::warn!(queue_id = %batch.queue_id, relay = %relay.host, %addr, error = %e, "smtp client: relay failed");
-                    last = e.diagnostic();
+                    tracing::warn!(queue_id = %batch.queue_id, %relay, %addr, error = %e, "smtp client: relay failed");
+                    last = e.diagnostic_at(&context);
                 }
             }
         }
@@ -292,15 +309,22 @@ impl SmtpTransport {
         credentials: Option<(&str, &str)>,
     ) -> Result<ClientSession, SessionError> {
         let hostname = &self.settings.hostname;
-        let mut conn = ClientSession::connect(addr, host, self.settings.connect_timeout).await?;
+        let timeout = self.settings.connect_timeout;
+        let name = server_name(host);
+        let no_name = || SessionError::Tls(format!("{host:?} is not a valid TLS name"));
+        let mut conn = if matches!(need, TlsNeed::Implicit) {
+            let name = name.clone().ok_or_else(no_name)?;
+            ClientSession::connect_tls(addr, host, timeout, &self.connectors.verified, name, true).await?
+        } else {
+            ClientSession::connect(addr, host, timeout).await?
+        };
         conn.ehlo(hostname).await?;
-        let name = server_name(host).ok_or_else(|| SessionError::Tls(format!("{host:?} is not a valid TLS name")));
         match need {
             TlsNeed::Verified => {
                 if !conn.caps.starttls {
                     return Err(SessionError::Tls(format!("{host} does not offer STARTTLS, which is required")));
                 }
-                conn.starttls(&self.connectors.verified, name?, true, hostname).await?;
+                conn.starttls(&self.connectors.verified, name.ok_or_else(no_name)?, true, hostname).await?;
             }
             TlsNeed::Dane(connector) => {
                 if !conn.caps.starttls {
@@ -308,21 +332,20 @@ impl SmtpTransport {
                         "{host} does not offer STARTTLS, which its TLSA records require"
                     )));
                 }
-                conn.starttls(&connector, name?, true, hostname).await?;
+                conn.starttls(&connector, name.ok_or_else(no_name)?, true, hostname).await?;
             }
             TlsNeed::Opportunistic if conn.caps.starttls => {
-                let name = name.or_else(|_| server_name("invalid").ok_or(SessionError::Tls("no name".into())))?;
+                // The certificate is not checked, so any syntactically valid name will do.
+                let name = name.or_else(|| server_name("invalid")).ok_or_else(no_name)?;
                 if let Err(e) = conn.starttls(&self.connectors.unverified, name, false, hostname).await {
                     tracing::info!(host, %addr, error = %e, "smtp client: STARTTLS failed, retrying without TLS");
                     return Box::pin(self.open(addr, host, TlsNeed::Plain, credentials)).await;
                 }
             }
-            TlsNeed::Opportunistic | TlsNeed::Plain => {}
+            TlsNeed::Opportunistic | TlsNeed::Plain | TlsNeed::Implicit => {}
         }
         if let Some((user, password)) = credentials {
-            if conn.tls == TlsState::None {
-                return Err(SessionError::Tls("refusing to send credentials without TLS".into()));
-            }
+            // `auth` itself refuses a connection without TLS.
             conn.auth(user, password).await.map_err(|e| match e {
                 SessionError::Rejected(r) => SessionError::Tls(format!("relay refused our credentials: {r}")),
                 other => other,
