@@ -35,7 +35,8 @@ use crate::queue::{Queue, QueueError, QueueSettings};
 use crate::readiness::Readiness;
 use crate::scan::Scanners;
 use crate::sieve::{AdminScripts, Engine, SieveDelivery, compile_admin_script};
-use crate::smtp::client::{ClientError, ClientSettings, SmtpTransport};
+use crate::smtp::client::family::spawn_reverse_watch;
+use crate::smtp::client::{ClientError, ClientSettings, OutboundRoute, SmtpTransport};
 use crate::smtp::courier::LocalCourier;
 use crate::smtp::inbound::InboundChecks;
 use crate::smtp::sieve_outbound::QueueOutbound;
@@ -201,12 +202,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     });
     let acme_reload = acme.as_ref().map(Acme::reloader);
-    let client = ClientSettings::new(
+    let mut client = ClientSettings::new(
         &config.hostname,
         config.outbound_smtp_port,
         config.relay_host.clone(),
         config.dns_servers.clone(),
     );
+    let route = Arc::new(OutboundRoute::new(&config.outbound));
+    client.route = route.clone();
     let transport = SmtpTransport::with_resolver(client, resolver.clone())?;
     let directory = Arc::new(directory);
     let inbound = inbound_checks(&config, &data_dir, &ring, resolver.clone())?;
@@ -267,6 +270,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // Workers and the operator's socket start before the listeners: a message accepted
     // in the first millisecond is already being delivered.
     // The workers watch the shutdown signal themselves and let attempts in flight finish.
+    // The first reverse DNS verdict comes before the first delivery, so that `auto`
+    // does not start on a guess; a resolver that does not answer delays it at most
+    // this long (IPv4 only meanwhile).
+    let (watch, first_verdict) = spawn_reverse_watch(
+        route,
+        shared.resolver.clone(),
+        shared.config.hostname.clone(),
+        crate::dns::public_addresses(&shared.config.dns()),
+    );
+    stop_with(&shared.shutdown, watch);
+    let _ = tokio::time::timeout(Duration::from_secs(15), first_verdict).await;
     let _workers = shared.queue.spawn_workers(shared.shutdown.signal());
     crate::queue::spawn_control_server(shared.queue.clone(), data_dir.root(), shared.shutdown.signal())?;
 

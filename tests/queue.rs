@@ -279,6 +279,7 @@ fn client_settings(dns: Option<SocketAddr>, port: u16) -> ClientSettings {
         connect_timeout: Duration::from_secs(5),
         mta_sts: true,
         mta_sts_port: 443,
+        route: Arc::new(mailroom::smtp::client::OutboundRoute::any_family()),
     }
 }
 

@@ -2,7 +2,8 @@
 //! hosts, or everything through the configured smarthost.
 //!
 //! Direct delivery: MTA-STS policy (if the domain has one), MX hosts in preference order,
-//! every address of each (IPv6 then IPv4), until one takes the transaction; a host that
+//! every address of each (IPv6 then IPv4, IPv6 only as [`OutboundRoute`] allows), until
+//! one takes the transaction; a host that
 //! cannot be reached or greets with an error is skipped (RFC 5321 §5.1). STARTTLS is used
 //! whenever offered; its certificate is only checked when MTA-STS enforces it, and a failed
 //! opportunistic handshake falls back to clear text on a new connection (RFC 7435: some
@@ -17,13 +18,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_resolver::TokioResolver;
 use rustls_pki_types::CertificateDer;
 
 use super::connection::{ClientSession, SessionError, TlsState};
+use super::family::OutboundRoute;
 use super::mta_sts::{Mode, MtaSts};
 use super::mx::{RouteError, build_resolver, lookup_addresses, lookup_mx};
 use super::tls::{Connectors, server_name};
@@ -53,6 +55,8 @@ pub struct ClientSettings {
     pub mta_sts: bool,
     /// Port for MTA-STS policy fetches (443; tests use another).
     pub mta_sts_port: u16,
+    /// Which family reaches MX hosts, and the pinned source addresses.
+    pub route: Arc<OutboundRoute>,
 }
 
 impl ClientSettings {
@@ -68,6 +72,7 @@ impl ClientSettings {
             connect_timeout: Duration::from_secs(30),
             mta_sts: true,
             mta_sts_port: 443,
+            route: Arc::new(OutboundRoute::any_family()),
         }
     }
 }
@@ -168,6 +173,13 @@ impl SmtpTransport {
                     continue;
                 }
             };
+            let ips = self.settings.route.mx_addresses(ips);
+            if ips.is_empty() {
+                let why = self.settings.route.ipv6_refusal();
+                last = Status::local((4, 4, 4), format!("MX host {} has IPv6 addresses only, and {why}", host.name));
+                tracing::info!(queue_id = %batch.queue_id, host = %host.name, "smtp client: host skipped: {why}");
+                continue;
+            }
             for ip in ips {
                 let addr = SocketAddr::new(ip, self.settings.port);
                 match self.open(addr, &host.name, need, None).await {
@@ -215,7 +227,8 @@ impl SmtpTransport {
         credentials: Option<(&str, &str)>,
     ) -> Result<ClientSession, SessionError> {
         let hostname = &self.settings.hostname;
-        let mut conn = ClientSession::connect(addr, host, self.settings.connect_timeout).await?;
+        let source = self.settings.route.source_for(&addr.ip());
+        let mut conn = ClientSession::connect_from(addr, source, host, self.settings.connect_timeout).await?;
         conn.ehlo(hostname).await?;
         let name = server_name(host).ok_or_else(|| SessionError::Tls(format!("{host:?} is not a valid TLS name")));
         match need {
