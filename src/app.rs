@@ -277,7 +277,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         route,
         shared.resolver.clone(),
         shared.config.hostname.clone(),
-        crate::dns::public_addresses(&shared.config.dns()),
+        crate::dns::configured_public(&shared.config.dns()),
     );
     stop_with(&shared.shutdown, watch);
     let _ = tokio::time::timeout(Duration::from_secs(15), first_verdict).await;

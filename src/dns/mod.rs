@@ -64,11 +64,18 @@ pub async fn run_check(config: &DnsConfig) -> Result<(Vec<CheckResult>, Vec<Stri
     Ok((results, notes))
 }
 
+/// `MAILROOM_PUBLIC_IPV4` and `MAILROOM_PUBLIC_IPV6`, when set.
+pub fn configured_public(config: &DnsConfig) -> Vec<std::net::IpAddr> {
+    let v4 = config.public_ipv4.map(std::net::IpAddr::V4);
+    v4.into_iter().chain(config.public_ipv6.map(std::net::IpAddr::V6)).collect()
+}
+
 /// The reverse DNS of each address mail is sent from, as check results; the
 /// `mailroom_dns_reverse_ok` gauge is set from them.
 pub async fn check_reverse(config: &DnsConfig, resolver: &TokioResolver) -> Vec<CheckResult> {
     let mut out = Vec::new();
-    for address in reverse::sending_addresses(&config.outbound, &public_addresses(config)) {
+    let detected = interfaces::public_addresses();
+    for address in reverse::sending_addresses(&config.outbound, &configured_public(config), &detected) {
         let verdict = reverse::check(resolver, &address.ip, &config.hostname).await;
         metrics().dns_reverse_ok.with_label_values(&[reverse::family(&address.ip)]).set(i64::from(verdict.is_ok()));
         out.push(reverse::check_result(&address, &config.hostname, &verdict));

@@ -10,10 +10,11 @@
 //! hosting provider left at its default (`static.1.2.3.4.provider.net`) confirms
 //! forward but names someone else, and counts as wrong.
 //!
-//! Which addresses: the pinned source addresses (`MAILROOM_OUTBOUND_IPV4/6`), else the
-//! one the kernel picks for a connection to the internet when it is globally routable,
-//! else the public address the records are printed for. The kernel's choice is read by
-//! `connect()`ing a UDP socket, which sends no packet.
+//! Which addresses, per family: the pinned source address (`MAILROOM_OUTBOUND_IPV4/6`),
+//! else the public one the operator configured (`MAILROOM_PUBLIC_IPV4/6`: behind NAT
+//! mail leaves from it), else the one the kernel picks for a connection to the internet
+//! when it is globally routable, else a public interface address. The kernel's choice
+//! is read by `connect()`ing a UDP socket, which sends no packet.
 //!
 //! This module judges and explains; it never decides how mail is sent (the SMTP client's
 //! `family` module does, from these results).
@@ -39,8 +40,8 @@ pub enum Origin {
     Pinned,
     /// The kernel's source address for a connection to the internet.
     Kernel,
-    /// `MAILROOM_PUBLIC_IPV4/6` or a public interface address (the kernel's choice is
-    /// private: mail leaves through NAT, most likely from this address).
+    /// `MAILROOM_PUBLIC_IPV4/6`, or a public interface address when the kernel's
+    /// choice is private.
     Published,
 }
 
@@ -81,20 +82,20 @@ pub fn ipv6_source(outbound: &OutboundConfig) -> Option<SendingAddress> {
     kernel_source(true).filter(is_public).map(|ip| SendingAddress { ip, origin: Origin::Kernel })
 }
 
-/// The addresses to check, at most one per family (see the module doc for the order).
-pub fn sending_addresses(outbound: &OutboundConfig, published: &[IpAddr]) -> Vec<SendingAddress> {
+/// The addresses to check, at most one per family (see the module doc for the order):
+/// `configured` are `MAILROOM_PUBLIC_IPV4/6`, `detected` the public interface addresses.
+pub fn sending_addresses(outbound: &OutboundConfig, configured: &[IpAddr], detected: &[IpAddr]) -> Vec<SendingAddress> {
     let mut out = Vec::new();
     for ipv6 in [false, true] {
         let pinned = if ipv6 { outbound.ipv6.map(IpAddr::V6) } else { outbound.ipv4.map(IpAddr::V4) };
+        let published = |list: &[IpAddr]| {
+            list.iter().find(|ip| ip.is_ipv6() == ipv6).map(|ip| SendingAddress { ip: *ip, origin: Origin::Published })
+        };
         let chosen = pinned
             .map(|ip| SendingAddress { ip, origin: Origin::Pinned })
+            .or_else(|| published(configured))
             .or_else(|| kernel_source(ipv6).filter(is_public).map(|ip| SendingAddress { ip, origin: Origin::Kernel }))
-            .or_else(|| {
-                published
-                    .iter()
-                    .find(|ip| ip.is_ipv6() == ipv6)
-                    .map(|ip| SendingAddress { ip: *ip, origin: Origin::Published })
-            });
+            .or_else(|| published(detected));
         out.extend(chosen);
     }
     out
@@ -303,6 +304,39 @@ mod tests {
         assert!(!fits_hostname("other.com", "example.com"), "a two-label hostname accepts only itself");
     }
 
+    /// The same verdicts through real DNS (dnsmasq on loopback; only DNS traffic, to
+    /// it). Documentation addresses: the resolver answers loopback reverse names itself
+    /// (`localhost`, RFC 6761 section 6.3) without asking any server.
+    #[tokio::test]
+    async fn verdicts_through_a_real_resolver() {
+        use crate::dns::testdns::TestDns;
+        let ptr = |ip: &str, name: &str| format!("--ptr-record={},{name}", reverse_name(&ip.parse().unwrap()));
+        let extra = [
+            // All good, both families.
+            ptr("2001:db8::25", HOST),
+            ptr("192.0.2.25", HOST),
+            format!("--address=/{HOST}/2001:db8::25"),
+            format!("--address=/{HOST}/192.0.2.25"),
+            // The PTR names us, but our name does not resolve back to the address.
+            ptr("2001:db8::26", HOST),
+            // Confirmed, but the provider's default name.
+            ptr("2001:db8::27", "static27.provider.test"),
+            "--address=/static27.provider.test/2001:db8::27".to_string(),
+        ];
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let Some(dns) = TestDns::start_with(&["test", "arpa", "com"], &[], &[], &extra) else { return };
+        let resolver = crate::dns::resolver::build(&[dns.addr]).unwrap();
+        let at = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(check(&resolver, &at("2001:db8::25"), HOST).await, Reverse::Confirmed(HOST.into()));
+        assert_eq!(check(&resolver, &at("192.0.2.25"), HOST).await, Reverse::Confirmed(HOST.into()));
+        assert_eq!(check(&resolver, &at("2001:db8::26"), HOST).await, Reverse::NotConfirmed(vec![HOST.into()]));
+        assert_eq!(
+            check(&resolver, &at("2001:db8::27"), HOST).await,
+            Reverse::OutsideDomain("static27.provider.test".into())
+        );
+        assert_eq!(check(&resolver, &at("2001:db8::28"), HOST).await, Reverse::NoPtr);
+    }
+
     #[test]
     fn pinned_addresses_come_first() {
         let outbound = OutboundConfig {
@@ -310,7 +344,8 @@ mod tests {
             ipv4: Some(Ipv4Addr::LOCALHOST),
             ipv6: Some(Ipv6Addr::LOCALHOST),
         };
-        let got = sending_addresses(&outbound, &["203.0.113.7".parse().unwrap()]);
+        let public = ["203.0.113.7".parse().unwrap()];
+        let got = sending_addresses(&outbound, &public, &public);
         assert_eq!(
             got,
             vec![

@@ -93,14 +93,18 @@ impl OutboundRoute {
 
     /// Check the reverse DNS of the sending addresses, set the gauge, decide `auto`, and
     /// return one problem line per address that fails (empty when all is well).
-    pub async fn evaluate(&self, resolver: &TokioResolver, hostname: &str, published: &[IpAddr]) -> Vec<String> {
+    pub async fn evaluate(&self, resolver: &TokioResolver, hostname: &str, configured: &[IpAddr]) -> Vec<String> {
         let config = self.config();
-        let mut addresses = reverse::sending_addresses(&config, published);
+        let detected = crate::dns::interfaces::public_addresses();
+        let mut addresses = reverse::sending_addresses(&config, configured, &detected);
         // `auto` is decided on the pinned or kernel-chosen IPv6 source only: a published
         // address is not necessarily the one connections leave from.
         let v6_source = reverse::ipv6_source(&config);
-        if self.mode == OutboundIpv6::Off {
+        if self.mode == OutboundIpv6::Off || v6_source.is_some() {
             addresses.retain(|a| a.ip.is_ipv4());
+        }
+        if self.mode != OutboundIpv6::Off {
+            addresses.extend(v6_source);
         }
         let mut problems = Vec::new();
         let mut v6_ok = false;
@@ -136,14 +140,14 @@ pub fn spawn_reverse_watch(
     route: Arc<OutboundRoute>,
     resolver: TokioResolver,
     hostname: String,
-    published: Vec<IpAddr>,
+    configured: Vec<IpAddr>,
 ) -> (tokio::task::JoinHandle<()>, tokio::sync::oneshot::Receiver<()>) {
     let (done, first) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(async move {
         let mut done = Some(done);
         let mut last: Option<Vec<String>> = None;
         loop {
-            let problems = route.evaluate(&resolver, &hostname, &published).await;
+            let problems = route.evaluate(&resolver, &hostname, &configured).await;
             if last.as_ref() != Some(&problems) {
                 for p in &problems {
                     tracing::warn!("reverse DNS: {p}; large providers refuse mail from an address without it");
