@@ -17,7 +17,7 @@ use std::time::Duration;
 use hickory_resolver::TokioResolver;
 
 use crate::config::{OutboundConfig, OutboundIpv6};
-use crate::dns::reverse::{self, SendingAddress};
+use crate::dns::reverse::{self, Reverse, SendingAddress};
 use crate::metrics::metrics;
 
 /// How often `auto` and the reverse DNS warnings are re-evaluated: a PTR the provider
@@ -112,7 +112,11 @@ impl OutboundRoute {
             let verdict = reverse::check(resolver, &address.ip, hostname).await;
             metrics().dns_reverse_ok.with_label_values(&[reverse::family(&address.ip)]).set(i64::from(verdict.is_ok()));
             if Some(address) == v6_source {
-                v6_ok = verdict.is_ok();
+                // A failed lookup proves nothing: keep the last verdict.
+                v6_ok = match verdict {
+                    Reverse::Failed(_) => self.ipv6_confirmed.load(Ordering::Relaxed),
+                    _ => verdict.is_ok(),
+                };
             }
             if let Some(advice) = verdict.advice(&address.ip, hostname) {
                 problems.push(advice);
@@ -182,6 +186,36 @@ mod tests {
 
     fn route(mode: OutboundIpv6) -> OutboundRoute {
         OutboundRoute::new(&OutboundConfig { ipv6_mode: mode, ipv4: Some(Ipv4Addr::LOCALHOST), ipv6: None })
+    }
+
+    /// `auto` follows the verdict on the pinned IPv6 source, through real DNS.
+    #[tokio::test]
+    async fn auto_follows_the_reverse_dns_of_the_ipv6_source() {
+        use crate::dns::testdns::TestDns;
+        let ptr = |ip: &str| {
+            format!("--ptr-record={},mail.example.com", crate::dns::records::reverse_name(&ip.parse().unwrap()))
+        };
+        let extra = [
+            ptr("2001:db8::25"),
+            ptr("192.0.2.25"),
+            "--address=/mail.example.com/2001:db8::25".to_string(),
+            "--address=/mail.example.com/192.0.2.25".to_string(),
+        ];
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let Some(dns) = TestDns::start_with(&["com", "arpa"], &[], &[], &extra) else { return };
+        let resolver = crate::dns::resolver::build(&[dns.addr]).unwrap();
+        let route = OutboundRoute::new(&OutboundConfig {
+            ipv6_mode: OutboundIpv6::Auto,
+            ipv4: Some("192.0.2.25".parse().unwrap()),
+            ipv6: Some("2001:db8::25".parse().unwrap()),
+        });
+        assert!(!route.ipv6_allowed(), "no verdict yet");
+        assert_eq!(route.evaluate(&resolver, "mail.example.com", &[]).await, Vec::<String>::new());
+        assert!(route.ipv6_allowed());
+        let problems = route.evaluate(&resolver, "mx.example.net", &[]).await;
+        assert!(!route.ipv6_allowed(), "{problems:?}");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[1].starts_with("ask your hosting provider to set the PTR of 2001:db8::25 to mx.example.net (it is now: mail.example.com"), "{problems:?}");
     }
 
     #[test]
