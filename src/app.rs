@@ -35,7 +35,7 @@ use crate::queue::{Queue, QueueError, QueueSettings};
 use crate::readiness::Readiness;
 use crate::scan::Scanners;
 use crate::sieve::{AdminScripts, Engine, SieveDelivery, compile_admin_script};
-use crate::smtp::client::family::spawn_reverse_watch;
+use crate::smtp::client::family::start_reverse_watch;
 use crate::smtp::client::{ClientError, ClientSettings, OutboundRoute, SmtpTransport};
 use crate::smtp::courier::LocalCourier;
 use crate::smtp::inbound::InboundChecks;
@@ -270,17 +270,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // Workers and the operator's socket start before the listeners: a message accepted
     // in the first millisecond is already being delivered.
     // The workers watch the shutdown signal themselves and let attempts in flight finish.
-    // The first reverse DNS verdict comes before the first delivery, so that `auto`
-    // does not start on a guess; a resolver that does not answer delays it at most
-    // this long (IPv4 only meanwhile).
-    let (watch, first_verdict) = spawn_reverse_watch(
-        route,
-        shared.resolver.clone(),
-        shared.config.hostname.clone(),
-        crate::dns::configured_public(&shared.config.dns()),
-    );
+    // Before the first delivery: `auto` starts from a reverse DNS verdict.
+    let public = crate::dns::configured_public(&shared.config.dns());
+    let watch = start_reverse_watch(route, shared.resolver.clone(), shared.config.hostname.clone(), public).await;
     stop_with(&shared.shutdown, watch);
-    let _ = tokio::time::timeout(Duration::from_secs(15), first_verdict).await;
     let _workers = shared.queue.spawn_workers(shared.shutdown.signal());
     crate::queue::spawn_control_server(shared.queue.clone(), data_dir.root(), shared.shutdown.signal())?;
 

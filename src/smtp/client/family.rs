@@ -137,10 +137,25 @@ impl OutboundRoute {
     }
 }
 
-/// Evaluate now, then every [`RECHECK_INTERVAL`]. Problems are warned about at start
-/// and whenever they change; the returned receiver fires once the first evaluation is
-/// done (deliveries wait for it so that `auto` starts from a verdict).
-pub fn spawn_reverse_watch(
+/// How long the start waits for the first verdict when the resolver does not answer
+/// (`auto` keeps to IPv4 meanwhile).
+const FIRST_VERDICT_WAIT: Duration = Duration::from_secs(15);
+
+/// Evaluate now, then every [`RECHECK_INTERVAL`]; return once the first evaluation is
+/// done (or after [`FIRST_VERDICT_WAIT`]), so that deliveries start from a verdict.
+/// Problems are warned about at start and whenever they change.
+pub async fn start_reverse_watch(
+    route: Arc<OutboundRoute>,
+    resolver: TokioResolver,
+    hostname: String,
+    configured: Vec<IpAddr>,
+) -> tokio::task::JoinHandle<()> {
+    let (task, first) = spawn_reverse_watch(route, resolver, hostname, configured);
+    let _ = tokio::time::timeout(FIRST_VERDICT_WAIT, first).await;
+    task
+}
+
+fn spawn_reverse_watch(
     route: Arc<OutboundRoute>,
     resolver: TokioResolver,
     hostname: String,
