@@ -3,8 +3,9 @@
 //!
 //! Start-up order follows architecture.md: data dir -> resolver -> store (with PostgreSQL:
 //! the shared files are taken from it, under a lock held until the listeners are bound)
-//! -> accounts -> TLS -> DKIM -> outbound queue (workers and the `mailroom queue` control
-//! socket) -> listeners -> shared files uploaded, lock released.
+//! -> accounts -> TLS -> DKIM -> outbound queue (the first reverse DNS verdict on the
+//! sending addresses, then the workers and the `mailroom queue` control socket) ->
+//! listeners -> shared files uploaded, lock released.
 //! Submitted, relayed and forwarded mail reaches the queue through the SMTP sessions;
 //! bounces for our own senders come back through the `LocalCourier` into their INBOX.
 //! Every failure before serving is a [`StartError`]: one line naming the cause, and
@@ -267,13 +268,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         stop_with(&shared.shutdown, watcher);
     }
 
-    // Workers and the operator's socket start before the listeners: a message accepted
-    // in the first millisecond is already being delivered.
-    // The workers watch the shutdown signal themselves and let attempts in flight finish.
     // Before the first delivery: `auto` starts from a reverse DNS verdict.
     let public = crate::dns::configured_public(&shared.config.dns());
     let watch = start_reverse_watch(route, shared.resolver.clone(), shared.config.hostname.clone(), public).await;
     stop_with(&shared.shutdown, watch);
+    // Workers and the operator's socket start before the listeners: a message accepted
+    // in the first millisecond is already being delivered.
+    // The workers watch the shutdown signal themselves and let attempts in flight finish.
     let _workers = shared.queue.spawn_workers(shared.shutdown.signal());
     crate::queue::spawn_control_server(shared.queue.clone(), data_dir.root(), shared.shutdown.signal())?;
 

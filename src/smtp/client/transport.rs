@@ -3,11 +3,12 @@
 //!
 //! Direct delivery: MTA-STS policy (if the domain has one), MX hosts in preference order,
 //! every address of each (IPv6 then IPv4, IPv6 only as [`OutboundRoute`] allows), until
-//! one takes the transaction; a host that
-//! cannot be reached or greets with an error is skipped (RFC 5321 §5.1). STARTTLS is used
-//! whenever offered; its certificate is only checked when MTA-STS enforces it, and a failed
-//! opportunistic handshake falls back to clear text on a new connection (RFC 7435: some
-//! security beats none, and a broken TLS stack must not stop mail).
+//! one takes the transaction; a host that cannot be reached or greets with an error is
+//! skipped (RFC 5321 §5.1). Connections leave from the pinned source address, if any,
+//! MX and smarthost alike. STARTTLS is used whenever offered; its certificate is only
+//! checked when MTA-STS enforces it, and a failed opportunistic handshake falls back to
+//! clear text on a new connection (RFC 7435: some security beats none, and a broken TLS
+//! stack must not stop mail).
 //!
 //! Smarthost: TLS with a valid certificate is required before AUTH (credentials are never
 //! sent in clear), and AUTH failures are temporary (a configuration problem the operator
