@@ -3,8 +3,9 @@
 //!
 //! Start-up order follows architecture.md: data dir -> resolver -> store (with PostgreSQL:
 //! the shared files are taken from it, under a lock held until the listeners are bound)
-//! -> accounts -> TLS -> DKIM -> outbound queue (workers and the `mailroom queue` control
-//! socket) -> listeners -> shared files uploaded, lock released.
+//! -> accounts -> TLS -> DKIM -> outbound queue (the first reverse DNS verdict on the
+//! sending addresses, then the workers and the `mailroom queue` control socket) ->
+//! listeners -> shared files uploaded, lock released.
 //! Submitted, relayed and forwarded mail reaches the queue through the SMTP sessions;
 //! bounces for our own senders come back through the `LocalCourier` into their INBOX.
 //! Every failure before serving is a [`StartError`]: one line naming the cause, and
@@ -35,7 +36,8 @@ use crate::queue::{Queue, QueueError, QueueSettings};
 use crate::readiness::Readiness;
 use crate::scan::Scanners;
 use crate::sieve::{AdminScripts, Engine, SieveDelivery, compile_admin_script};
-use crate::smtp::client::{ClientError, ClientSettings, SmtpTransport};
+use crate::smtp::client::family::start_reverse_watch;
+use crate::smtp::client::{ClientError, ClientSettings, OutboundRoute, SmtpTransport};
 use crate::smtp::courier::LocalCourier;
 use crate::smtp::inbound::InboundChecks;
 use crate::smtp::sieve_outbound::QueueOutbound;
@@ -201,12 +203,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     });
     let acme_reload = acme.as_ref().map(Acme::reloader);
-    let client = ClientSettings::new(
+    let mut client = ClientSettings::new(
         &config.hostname,
         config.outbound_smtp_port,
         config.relay_host.clone(),
         config.dns_servers.clone(),
     );
+    let route = Arc::new(OutboundRoute::new(&config.outbound));
+    client.route = route.clone();
     let transport = SmtpTransport::with_resolver(client, resolver.clone())?;
     let directory = Arc::new(directory);
     let inbound = inbound_checks(&config, &data_dir, &ring, resolver.clone())?;
@@ -264,6 +268,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         stop_with(&shared.shutdown, watcher);
     }
 
+    // Before the first delivery: `auto` starts from a reverse DNS verdict.
+    let public = crate::dns::configured_public(&shared.config.dns());
+    let watch = start_reverse_watch(route, shared.resolver.clone(), shared.config.hostname.clone(), public).await;
+    stop_with(&shared.shutdown, watch);
     // Workers and the operator's socket start before the listeners: a message accepted
     // in the first millisecond is already being delivered.
     // The workers watch the shutdown signal themselves and let attempts in flight finish.

@@ -29,8 +29,8 @@ pub use parse::{ListenAddr, default_domain_for, is_public_fqdn};
 pub use relay::{RELAY_FORMS, RelayHost, RelayMode};
 pub use s3::{S3Config, S3Url, Secret};
 pub use sections::{
-    AccountsConfig, AcmeConfig, AdminScript, DnsConfig, Limits, ListenConfig, PgUrl, QueueConfig, SIEVE_SCRIPT_CEILING,
-    ScanConfig, SieveConfig, StoreConfig,
+    AccountsConfig, AcmeConfig, AdminScript, DnsConfig, Limits, ListenConfig, OutboundConfig, OutboundIpv6, PgUrl,
+    QueueConfig, SIEVE_SCRIPT_CEILING, ScanConfig, SieveConfig, StoreConfig,
 };
 pub use variables::{DefaultValue, VARIABLES, Variable};
 
@@ -170,6 +170,7 @@ pub struct Config {
     pub trusted_networks: Vec<IpNet>,
     pub queue: QueueConfig,
     pub outbound_smtp_port: u16,
+    pub outbound: OutboundConfig,
     pub scan: ScanConfig,
     pub sieve: SieveConfig,
     pub log: String,
@@ -364,6 +365,7 @@ impl Config {
             trusted_networks: Vec::new(),
             queue: QueueConfig { lifetime: Duration::ZERO, retry_min: Duration::ZERO, retry_max: Duration::ZERO },
             outbound_smtp_port: 0,
+            outbound: OutboundConfig { ipv6_mode: OutboundIpv6::Auto, ipv4: None, ipv6: None },
             scan: ScanConfig { dnsbl: Vec::new(), rspamd_url: None, clamd: None, failure: ScannerFailure::Tempfail },
             sieve: SieveConfig::default(),
             log: String::new(),
@@ -412,6 +414,7 @@ impl Config {
             dkim_dir: self.data_dir.join("dkim"),
             dkim_selector: self.dkim_selector.clone(),
             dns_servers: self.dns_servers.clone(),
+            outbound: self.outbound,
         }
     }
 

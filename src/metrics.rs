@@ -50,6 +50,7 @@ pub struct Metrics {
     pub managesieve_commands_total: IntCounterVec,
     // DNS
     pub dns_record_ok: IntGaugeVec,
+    pub dns_reverse_ok: IntGaugeVec,
     // Outbound queue
     pub queue_items: IntGaugeVec,
     pub queue_oldest_item_age_seconds: Gauge,
@@ -249,6 +250,11 @@ impl Metrics {
                 "mailroom_dns_record_ok",
                 "1 when the published DNS record matches what mailroom needs, by domain and record.",
                 &["domain", "record"],
+            ),
+            dns_reverse_ok: gauge_vec(
+                "mailroom_dns_reverse_ok",
+                "1 when the outbound source address of the family has forward-confirmed reverse DNS in the hostname's domain.",
+                &["family"],
             ),
             queue_items: gauge_vec("mailroom_queue_items", "Outbound queue items by state.", &["state"]),
             queue_oldest_item_age_seconds: register(

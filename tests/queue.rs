@@ -292,6 +292,7 @@ fn client_settings(dns: Option<SocketAddr>, port: u16) -> ClientSettings {
         mta_sts_port: 443,
         dane: true,
         dnssec_anchors: None,
+        route: Arc::new(mailroom::smtp::client::OutboundRoute::any_family()),
     }
 }
 

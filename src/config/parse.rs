@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ipnet::IpNet;
 
-use super::sections::{PgUrl, StoreConfig};
+use super::sections::{OutboundIpv6, PgUrl, StoreConfig};
 
 /// One address a listener binds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,6 +170,16 @@ pub fn ipv4(raw: &str) -> Result<Ipv4Addr, String> {
 
 pub fn ipv6(raw: &str) -> Result<Ipv6Addr, String> {
     raw.trim().parse().map_err(|_| "an IPv6 address like 2001:db8::10".into())
+}
+
+/// `MAILROOM_OUTBOUND_IPV6_MODE`.
+pub fn outbound_ipv6_mode(raw: &str) -> Result<OutboundIpv6, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(OutboundIpv6::Auto),
+        "on" => Ok(OutboundIpv6::On),
+        "off" => Ok(OutboundIpv6::Off),
+        _ => Err("`auto`, `on` or `off`".into()),
+    }
 }
 
 /// `host:port` (host: a DNS name, an IPv4 address or `[ipv6]`).

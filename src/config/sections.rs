@@ -127,6 +127,35 @@ pub struct ScanConfig {
     pub failure: ScannerFailure,
 }
 
+/// Whether outbound SMTP reaches MX hosts over IPv6 (`MAILROOM_OUTBOUND_IPV6_MODE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboundIpv6 {
+    /// Only while the IPv6 source address has forward-confirmed reverse DNS in the
+    /// hostname's domain: large receivers refuse IPv6 mail without it (550 5.7.25).
+    Auto,
+    On,
+    Off,
+}
+
+impl std::fmt::Display for OutboundIpv6 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OutboundIpv6::Auto => "auto",
+            OutboundIpv6::On => "on",
+            OutboundIpv6::Off => "off",
+        })
+    }
+}
+
+/// Where outbound SMTP connections come from (the SMTP client, the reverse DNS check).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutboundConfig {
+    pub ipv6_mode: OutboundIpv6,
+    /// Pinned source addresses; `None`: the kernel chooses.
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+}
+
 /// What the DNS records and their check are computed from (`dns`).
 ///
 /// Derived rather than read: besides the public addresses, every field is a setting
@@ -154,6 +183,8 @@ pub struct DnsConfig {
     pub dkim_selector: Option<String>,
     /// Resolvers for `mailroom dns --check`; empty = the system's.
     pub dns_servers: Vec<SocketAddr>,
+    /// Whose reverse DNS `dns --check` checks: the pinned source addresses.
+    pub outbound: OutboundConfig,
 }
 
 /// Where mail is kept (`MAILROOM_STORE`).

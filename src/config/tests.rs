@@ -105,6 +105,22 @@ fn good_values_parse() {
 }
 
 #[test]
+fn outbound_sources_are_addresses_of_this_host() {
+    let c = load(&[]).unwrap();
+    assert_eq!(c.outbound.ipv6_mode, crate::config::OutboundIpv6::Auto);
+    assert_eq!((c.outbound.ipv4, c.outbound.ipv6), (None, None));
+    let c = load(&[
+        ("MAILROOM_OUTBOUND_IPV6_MODE", "OFF"),
+        ("MAILROOM_OUTBOUND_IPV4", "127.0.0.1"),
+        ("MAILROOM_OUTBOUND_IPV6", "::1"),
+    ])
+    .unwrap();
+    assert_eq!(c.outbound.ipv6_mode, crate::config::OutboundIpv6::Off);
+    assert_eq!(c.outbound.ipv4, Some(std::net::Ipv4Addr::LOCALHOST));
+    assert_eq!(c.outbound.ipv6, Some(std::net::Ipv6Addr::LOCALHOST));
+}
+
+#[test]
 fn each_bad_value_names_variable_value_and_expectation() {
     let table: &[(&str, &str, &str)] = &[
         ("MAILROOM_HOSTNAME", "bad host", "domain name"),
@@ -127,6 +143,11 @@ fn each_bad_value_names_variable_value_and_expectation() {
         ("MAILROOM_QUEUE_LIFETIME", "5 days", "duration"),
         ("MAILROOM_QUEUE_RETRY_MIN", "-1m", "duration"),
         ("MAILROOM_OUTBOUND_SMTP_PORT", "70000", "port"),
+        ("MAILROOM_OUTBOUND_IPV6_MODE", "maybe", "`auto`, `on` or `off`"),
+        ("MAILROOM_OUTBOUND_IPV4", "::1", "IPv4"),
+        ("MAILROOM_OUTBOUND_IPV6", "127.0.0.1", "IPv6"),
+        ("MAILROOM_OUTBOUND_IPV4", "192.0.2.254", "192.0.2.254 is on no network interface"),
+        ("MAILROOM_OUTBOUND_IPV6", "2001:db8::dead", "2001:db8::dead is on no network interface"),
         ("MAILROOM_DNSBL", "zen spamhaus", "domain"),
         ("MAILROOM_RSPAMD_URL", "rspamd:11333", "URL"),
         ("MAILROOM_CLAMD", "clamd", "host:port"),

@@ -324,6 +324,15 @@ pub static VARIABLES: &[Variable] = &[
     var!("OUTBOUND_SMTP_PORT", Text("25"),
         "port used to reach remote MX hosts",
         outbound_smtp_port = parse::port, show show_display),
+    var!("OUTBOUND_IPV6_MODE", Text("auto"),
+        "`auto`, `on` or `off`: whether MX hosts are reached over IPv6 (`auto`: only with forward-confirmed reverse DNS)",
+        outbound.ipv6_mode = parse::outbound_ipv6_mode, show show_display),
+    var!("OUTBOUND_IPV4", Empty("the kernel's choice"),
+        "source address of outbound SMTP connections over IPv4 (an address of this host)",
+        outbound.ipv4 = |v: &str| parse::ipv4(v).and_then(on_this_host).map(Some), show show_opt),
+    var!("OUTBOUND_IPV6", Empty("the kernel's choice"),
+        "source address of outbound SMTP connections over IPv6 (an address of this host)",
+        outbound.ipv6 = |v: &str| parse::ipv6(v).and_then(on_this_host).map(Some), show show_opt),
     // --- trust and filtering ---
     var!("DNSBL", Empty("empty"),
         "comma-separated DNS blocklist zones checked for connecting IPs",
@@ -512,4 +521,15 @@ fn show_display<T: std::fmt::Display>(v: &T) -> String {
 
 fn show_duration(d: &Duration) -> String {
     units::format_duration(*d)
+}
+
+/// A source address must be one of this host's (binding any other fails at every
+/// delivery, so it is refused at start).
+fn on_this_host<T: Into<std::net::IpAddr> + Copy>(ip: T) -> Result<T, String> {
+    let addr: std::net::IpAddr = ip.into();
+    if crate::dns::interfaces::local_addresses().contains(&addr) {
+        Ok(ip)
+    } else {
+        Err(format!("an address of this host ({addr} is on no network interface)"))
+    }
 }

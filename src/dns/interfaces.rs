@@ -1,10 +1,19 @@
-//! Public addresses of this host, read from the network interfaces (getifaddrs, no
-//! NSS), for the A/AAAA/SPF records when `MAILROOM_PUBLIC_IPV4/6` are not set.
+//! Addresses of this host, read from the network interfaces (getifaddrs, no NSS): the
+//! public ones for the A/AAAA/SPF records when `MAILROOM_PUBLIC_IPV4/6` are not set, all
+//! of them to check that a pinned outbound source address (`MAILROOM_OUTBOUND_IPV4/6`)
+//! is really ours.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Globally routable unicast addresses on this host's interfaces.
 pub fn public_addresses() -> Vec<IpAddr> {
+    let mut out = local_addresses();
+    out.retain(is_public);
+    out
+}
+
+/// Every address on this host's interfaces (loopback included).
+pub fn local_addresses() -> Vec<IpAddr> {
     let mut out = Vec::new();
     let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills a linked list we only read and then free exactly once.
@@ -32,7 +41,6 @@ pub fn public_addresses() -> Vec<IpAddr> {
         }
         libc::freeifaddrs(ifap);
     }
-    out.retain(is_public);
     out.dedup();
     out
 }

@@ -2,6 +2,9 @@
 //! (`mailroom dns`), and the live check of them (`mailroom dns --check`, and every
 //! 6 hours inside the server, exported as `mailroom_dns_record_ok`).
 //!
+//! `mailroom dns --check` also checks the reverse DNS of the addresses mail leaves from
+//! ([`reverse`]); inside the server the SMTP client does that hourly.
+//!
 //! The check also completes DKIM rotations: a pending key generation becomes the
 //! signing one as soon as both of its records are seen in DNS.
 
@@ -9,6 +12,7 @@ pub mod check;
 pub mod interfaces;
 pub mod records;
 pub mod resolver;
+pub mod reverse;
 #[cfg(test)]
 pub mod testdns;
 
@@ -52,7 +56,31 @@ fn mta_sts_id(config: &DnsConfig) -> String {
 pub async fn run_check(config: &DnsConfig) -> Result<(Vec<CheckResult>, Vec<String>), String> {
     let ring = key_ring(config).map_err(|e| e.to_string())?;
     let resolver = resolver::build(&config.dns_servers)?;
-    Ok(check_with(config, &ring, &resolver).await)
+    let (mut results, notes) = check_with(config, &ring, &resolver).await;
+    let reverse = check_reverse(config, &resolver).await;
+    // The sending address's FCrDNS line replaces the plain PTR line of the same name.
+    results.retain(|r| r.record.kind != "ptr" || !reverse.iter().any(|x| x.record.name == r.record.name));
+    results.extend(reverse);
+    Ok((results, notes))
+}
+
+/// `MAILROOM_PUBLIC_IPV4` and `MAILROOM_PUBLIC_IPV6`, when set.
+pub fn configured_public(config: &DnsConfig) -> Vec<std::net::IpAddr> {
+    let v4 = config.public_ipv4.map(std::net::IpAddr::V4);
+    v4.into_iter().chain(config.public_ipv6.map(std::net::IpAddr::V6)).collect()
+}
+
+/// The reverse DNS of each address mail is sent from, as check results; the
+/// `mailroom_dns_reverse_ok` gauge is set from them.
+pub async fn check_reverse(config: &DnsConfig, resolver: &TokioResolver) -> Vec<CheckResult> {
+    let mut out = Vec::new();
+    let detected = interfaces::public_addresses();
+    for address in reverse::sending_addresses(&config.outbound, &configured_public(config), &detected) {
+        let verdict = reverse::check(resolver, &address.ip, &config.hostname).await;
+        metrics().dns_reverse_ok.with_label_values(&[reverse::family(&address.ip)]).set(i64::from(verdict.is_ok()));
+        out.push(reverse::check_result(&address, &config.hostname, &verdict));
+    }
+    out
 }
 
 /// The check through the server's resolver. The ring is re-read every time: keys
@@ -116,6 +144,9 @@ pub fn format_results(results: &[CheckResult]) -> String {
             out.push_str(&format!("         expected: {}\n", r.record.value));
             if !r.found.is_empty() {
                 out.push_str(&format!("         found:    {}\n", r.found.join(" | ")));
+            }
+            if r.record.kind.starts_with("fcrdns:") {
+                out.push_str(&format!("         FAILED:   {}\n", r.record.comment));
             }
         }
     }

@@ -26,6 +26,12 @@ impl TestDns {
     /// (`name`, `value`) and `a` records (`name`, `ip`). `None` when dnsmasq is
     /// missing (and CI is not set).
     pub fn start(zones: &[&str], txt: &[(&str, &str)], a: &[(&str, &str)]) -> Option<TestDns> {
+        TestDns::start_with(zones, txt, a, &[])
+    }
+
+    /// [`start`](Self::start) with more dnsmasq options (`--ptr-record=…`,
+    /// `--address=/name/ip`: records that, unlike `--host-record`, add no PTR).
+    pub fn start_with(zones: &[&str], txt: &[(&str, &str)], a: &[(&str, &str)], extra: &[&str]) -> Option<TestDns> {
         if !tool_available("dnsmasq") {
             return None;
         }
@@ -55,6 +61,7 @@ impl TestDns {
         for (name, ip) in a {
             cmd.arg(format!("--host-record={name},{ip}"));
         }
+        cmd.args(extra);
         let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn dnsmasq");
         let dns = TestDns { child, addr: SocketAddr::from(([127, 0, 0, 1], port)) };
         // Wait until it answers TCP (it binds UDP and TCP together).

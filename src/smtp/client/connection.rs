@@ -8,13 +8,12 @@
 //! server already sent are refused: they were sent in clear and could be an injection
 //! (the CVE-2011-0411 class of bugs).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use base64::Engine;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::reply::{Capabilities, ReplyError, parse_reply};
@@ -103,7 +102,17 @@ pub struct ClientSession {
 impl ClientSession {
     /// Connect and read the greeting. A non-2xx greeting is `Rejected`.
     pub async fn connect(addr: SocketAddr, host: &str, timeout: Duration) -> Result<ClientSession, SessionError> {
-        let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        ClientSession::connect_from(addr, None, host, timeout).await
+    }
+
+    /// [`connect`](Self::connect) from a pinned source address (`MAILROOM_OUTBOUND_IPV4/6`).
+    pub async fn connect_from(
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+        host: &str,
+        timeout: Duration,
+    ) -> Result<ClientSession, SessionError> {
+        let tcp = match tokio::time::timeout(timeout, super::family::connect_from(addr, source)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(SessionError::Connect(addr, e)),
             Err(_) => return Err(SessionError::Timeout("the TCP connection")),
@@ -117,13 +126,14 @@ impl ClientSession {
     /// certificate (as for [`starttls`](Self::starttls)).
     pub async fn connect_tls(
         addr: SocketAddr,
+        source: Option<IpAddr>,
         host: &str,
         timeout: Duration,
         connector: &TlsConnector,
         name: ServerName<'static>,
         verified: bool,
     ) -> Result<ClientSession, SessionError> {
-        let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        let tcp = match tokio::time::timeout(timeout, super::family::connect_from(addr, source)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(SessionError::Connect(addr, e)),
             Err(_) => return Err(SessionError::Timeout("the TCP connection")),

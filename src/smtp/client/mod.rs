@@ -7,11 +7,12 @@
 //!
 //! Files: `reply.rs` (pure reply and EHLO parser), `transaction.rs` (the pure MAIL/RCPT/
 //! DATA state machine and dot-stuffing), `connection.rs` (one connection's I/O),
-//! `mx.rs` (DNS routing), `mta_sts.rs` (RFC 8461), `tls.rs` (client TLS configs),
+//! `mx.rs` (DNS routing), `family.rs` (IPv4/IPv6 and source addresses), `mta_sts.rs` (RFC 8461), `tls.rs` (client TLS configs),
 //! `transport.rs` ([`SmtpTransport`], the queue's `Transport`).
 
 pub mod connection;
 pub mod dane;
+pub mod family;
 pub mod mta_sts;
 pub mod mx;
 pub mod reply;
@@ -20,5 +21,6 @@ pub mod tls;
 pub mod transaction;
 pub mod transport;
 
+pub use family::OutboundRoute;
 pub use reply::{Capabilities, ReplyError, parse_reply};
 pub use transport::{ClientError, ClientSettings, SmtpTransport};

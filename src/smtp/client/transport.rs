@@ -2,11 +2,13 @@
 //! hosts, or everything through the configured smarthost.
 //!
 //! Direct delivery: MTA-STS policy (if the domain has one), MX hosts in preference order,
-//! every address of each (IPv6 then IPv4), until one takes the transaction; a host that
-//! cannot be reached or greets with an error is skipped (RFC 5321 §5.1). STARTTLS is used
-//! whenever offered; its certificate is only checked when MTA-STS enforces it, and a failed
-//! opportunistic handshake falls back to clear text on a new connection (RFC 7435: some
-//! security beats none, and a broken TLS stack must not stop mail).
+//! every address of each (IPv6 then IPv4, IPv6 only as [`OutboundRoute`] allows), until
+//! one takes the transaction; a host that cannot be reached or greets with an error is
+//! skipped (RFC 5321 §5.1). Connections leave from the pinned source address, if any,
+//! MX and smarthost alike. STARTTLS is used whenever offered; its certificate is only
+//! checked when MTA-STS enforces it, and a failed opportunistic handshake falls back to
+//! clear text on a new connection (RFC 7435: some security beats none, and a broken TLS
+//! stack must not stop mail).
 //!
 //! Smarthost (`MAILROOM_RELAY_HOST`, see `config/relay.rs`): implicit TLS (`smtps://`) or
 //! STARTTLS (`smtp://`), both with a certificate valid for the relay's name, or plain TCP
@@ -21,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_resolver::TokioResolver;
@@ -29,6 +31,7 @@ use rustls_pki_types::CertificateDer;
 
 use super::connection::{ClientSession, SessionError, in_context};
 use super::dane::{self, Dane, HostPolicy};
+use super::family::OutboundRoute;
 use super::mta_sts::{Mode, MtaSts};
 use super::mx::{RouteError, build_resolver, lookup_addresses, lookup_mx};
 use super::require_tls;
@@ -63,6 +66,8 @@ pub struct ClientSettings {
     pub dane: bool,
     /// DNSKEY records trusted besides the root's (`MAILROOM_DNSSEC_TRUST_ANCHORS`).
     pub dnssec_anchors: Option<std::path::PathBuf>,
+    /// Which family reaches MX hosts, and the pinned source addresses.
+    pub route: Arc<OutboundRoute>,
 }
 
 impl ClientSettings {
@@ -80,6 +85,7 @@ impl ClientSettings {
             mta_sts_port: 443,
             dane: true,
             dnssec_anchors: None,
+            route: Arc::new(OutboundRoute::any_family()),
         }
     }
 }
@@ -238,6 +244,13 @@ impl SmtpTransport {
                     continue;
                 }
             };
+            let ips = self.settings.route.mx_addresses(ips);
+            if ips.is_empty() {
+                let why = self.settings.route.ipv6_refusal();
+                last = Status::local((4, 4, 4), format!("MX host {} has IPv6 addresses only, and {why}", host.name));
+                tracing::info!(queue_id = %batch.queue_id, host = %host.name, "smtp client: host skipped: {why}");
+                continue;
+            }
             for ip in ips {
                 let addr = SocketAddr::new(ip, self.settings.port);
                 match self.open(addr, &host.name, need.clone(), None).await {
@@ -312,11 +325,12 @@ impl SmtpTransport {
         let timeout = self.settings.connect_timeout;
         let name = server_name(host);
         let no_name = || SessionError::Tls(format!("{host:?} is not a valid TLS name"));
+        let source = self.settings.route.source_for(&addr.ip());
         let mut conn = if matches!(need, TlsNeed::Implicit) {
             let name = name.clone().ok_or_else(no_name)?;
-            ClientSession::connect_tls(addr, host, timeout, &self.connectors.verified, name, true).await?
+            ClientSession::connect_tls(addr, source, host, timeout, &self.connectors.verified, name, true).await?
         } else {
-            ClientSession::connect(addr, host, timeout).await?
+            ClientSession::connect_from(addr, source, host, timeout).await?
         };
         conn.ehlo(hostname).await?;
         match need {
