@@ -23,6 +23,7 @@ PKGS=(
   prometheus      # promtool check metrics
   yamllint        # compose and chart lint
   sieve-connect   # ManageSieve client (tests/managesieve.rs)
+  knot knot-dnsutils  # a DNSSEC-signing DNS server and kdig (DANE, tests/outbound_tls.rs)
 )
 missing=()
 for p in "${PKGS[@]}"; do

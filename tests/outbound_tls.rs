@@ -118,3 +118,151 @@ async fn tls_required_no_waives_an_enforced_policy() {
     assert_eq!(received.len(), 1);
     assert!(!received[0].mail_params.contains("REQUIRETLS"));
 }
+
+// ---------------------------------------------------------------------------------------
+// DANE (RFC 7672): Knot DNS signs the zone, the client trusts its key.
+
+/// Knot DNS serving `remote.test`, signed with ECDSA P-256, on a loopback port (killed
+/// on drop), and the zone's key as a trust-anchor file.
+struct SignedZone {
+    _knot: Proc,
+    _dir: tempfile::TempDir,
+    addr: std::net::SocketAddr,
+    anchors: std::path::PathBuf,
+}
+
+fn kdig(addr: std::net::SocketAddr, args: &[&str]) -> String {
+    let out = std::process::Command::new("kdig")
+        .arg(format!("@{}", addr.ip()))
+        .args(["-p", &addr.port().to_string()])
+        .args(args)
+        .output()
+        .expect("kdig");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `records`: zone-file lines added to the zone (relative names).
+fn signed_zone(records: &[String]) -> SignedZone {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = common::free_port();
+    let mut zone = String::from(
+        "$ORIGIN remote.test.\n$TTL 300\n@ SOA ns.remote.test. hostmaster.remote.test. 1 3600 600 86400 300\n@ NS ns\nns A 127.0.0.1\n",
+    );
+    for r in records {
+        zone.push_str(r);
+        zone.push('\n');
+    }
+    std::fs::write(d.join("remote.test.zone"), zone).unwrap();
+    for sub in ["db", "kasp", "run"] {
+        std::fs::create_dir(d.join(sub)).unwrap();
+    }
+    let conf = format!(
+        "server:\n    rundir: \"{0}/run\"\n    listen: 127.0.0.1@{port}\ndatabase:\n    storage: \"{0}/db\"\n\
+         template:\n  - id: default\n    storage: \"{0}\"\n    kasp-db: \"{0}/kasp\"\n\
+         policy:\n  - id: test\n    algorithm: ecdsap256sha256\n    nsec3: off\n\
+         zone:\n  - domain: remote.test\n    file: \"remote.test.zone\"\n    dnssec-signing: on\n    dnssec-policy: test\n",
+        d.display()
+    );
+    std::fs::write(d.join("knot.conf"), conf).unwrap();
+    let log = std::fs::File::create(d.join("knotd.log")).unwrap();
+    let knot = Proc(
+        std::process::Command::new("knotd")
+            .arg("-c")
+            .arg(d.join("knot.conf"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("knotd"),
+    );
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // Signing happens once the zone loads: wait for a signed answer and the keys.
+    let mut keys = String::new();
+    for _ in 0..200 {
+        let signed = kdig(addr, &["+dnssec", "remote.test", "SOA"]).contains("RRSIG");
+        keys = kdig(addr, &["+noall", "+answer", "remote.test", "DNSKEY"]);
+        if signed && keys.contains("DNSKEY\t257") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Both keys: hickory checks each DNSKEY of the set against the anchors or a DS
+    // record, and there is no parent zone here to hold one.
+    let ksk: Vec<&str> = keys.lines().filter(|l| l.contains("\tDNSKEY\t")).collect();
+    assert!(
+        !ksk.is_empty(),
+        "knotd did not sign remote.test: {}",
+        std::fs::read_to_string(d.join("knotd.log")).unwrap_or_default()
+    );
+    let anchors = d.join("anchors.keys");
+    std::fs::write(&anchors, ksk.join("\n") + "\n").unwrap();
+    SignedZone { _knot: knot, _dir: dir, addr, anchors }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn spki(der: &[u8]) -> Vec<u8> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    cert.public_key().raw.to_vec()
+}
+
+/// Three domains of one signed zone, each with its own MX host on the same loopback
+/// server: `ee` publishes DANE-EE 3 1 1 of the server's key, `ta` DANE-TA 2 0 1 of its
+/// CA, `bad` a DANE-EE record of another key. The first two are delivered over TLS (no
+/// MTA-STS, no PKIX: the test CA is not trusted), the third waits with the reason. A
+/// REQUIRETLS message goes to `ee` too: DNSSEC validated its MX.
+#[tokio::test]
+async fn dane_records_decide_which_certificate_is_accepted() {
+    if !have("knotd") || !have("kdig") {
+        return;
+    }
+    let names = ["mx-ee.remote.test", "mx-ta.remote.test", "mx-bad.remote.test"];
+    let (acceptor, ca, leaf) = test_tls_chain(&names);
+    let (mx, port) = start_mx(ServerOptions { tls: Some(acceptor), require_auth: None, old_fashioned: false }).await;
+    let zone = signed_zone(&[
+        "ee MX 10 mx-ee".into(),
+        "ta MX 10 mx-ta".into(),
+        "bad MX 10 mx-bad".into(),
+        "mx-ee A 127.0.0.1".into(),
+        "mx-ta A 127.0.0.1".into(),
+        "mx-bad A 127.0.0.1".into(),
+        format!("_{port}._tcp.mx-ee TLSA 3 1 1 {}", sha256_hex(&spki(&leaf))),
+        format!("_{port}._tcp.mx-ta TLSA 2 0 1 {}", sha256_hex(&ca)),
+        format!("_{port}._tcp.mx-bad TLSA 3 1 1 {}", sha256_hex(b"another key")),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = client_settings(Some(zone.addr), port);
+    client.dnssec_anchors = Some(zone.anchors.clone());
+    let queue = open_queue(dir.path(), queue_settings(Duration::from_secs(60)), client);
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let _w = queue.spawn_workers(rx);
+    for d in ["ee", "ta"] {
+        queue.enqueue(Some(&a("alice@here.test")), &[a(&format!("bob@{d}.remote.test"))], MSG, "<d1>").await.unwrap();
+    }
+    // A secure MX answer validates the MX for REQUIRETLS without any MTA-STS policy.
+    mx.requiretls.store(true, std::sync::atomic::Ordering::SeqCst);
+    let parts = vec![bytes::Bytes::from_static(MSG)];
+    queue
+        .enqueue_with(Some(&a("alice@here.test")), &[a("carol@ee.remote.test")], parts, "<d3>", REQUIRETLS)
+        .await
+        .unwrap();
+    let bad = queue.enqueue(Some(&a("alice@here.test")), &[a("bob@bad.remote.test")], MSG, "<d2>").await.unwrap();
+    for _ in 0..200 {
+        if mx.received.lock().unwrap().len() == 3 && queue.show(&bad).await.is_some_and(|d| d.envelope.attempts > 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let received = mx.received.lock().unwrap().clone();
+    let mut rcpts: Vec<String> = received.iter().flat_map(|r| r.rcpts.clone()).collect();
+    rcpts.sort();
+    assert_eq!(rcpts, ["bob@ee.remote.test", "bob@ta.remote.test", "carol@ee.remote.test"], "{received:#?}");
+    assert!(received.iter().all(|r| r.tls));
+    let carol = received.iter().find(|r| r.rcpts == ["carol@ee.remote.test"]).unwrap();
+    assert!(carol.mail_params.split(' ').any(|p| p == "REQUIRETLS"), "{carol:?}");
+    let detail = queue.show(&bad).await.unwrap();
+    let reply = detail.envelope.recipients[0].last_reply.clone().unwrap_or_default();
+    assert!(reply.starts_with("4.") && reply.contains("TLSA"), "{reply}");
+}

@@ -317,6 +317,12 @@ pub fn test_tls() -> (tokio_rustls::TlsAcceptor, CertificateDer<'static>) {
 
 /// A CA and a server certificate for `names` signed by it.
 pub fn test_tls_for(names: &[&str]) -> (tokio_rustls::TlsAcceptor, CertificateDer<'static>) {
+    let (acceptor, ca, _) = test_tls_chain(names);
+    (acceptor, ca)
+}
+
+/// [`test_tls_for`], also giving the server's own certificate (DANE-EE records hash it).
+pub fn test_tls_chain(names: &[&str]) -> (tokio_rustls::TlsAcceptor, CertificateDer<'static>, CertificateDer<'static>) {
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca_params.distinguished_name.push(rcgen::DnType::CommonName, "mailroom test CA");
@@ -333,7 +339,7 @@ pub fn test_tls_for(names: &[&str]) -> (tokio_rustls::TlsAcceptor, CertificateDe
         .with_no_client_auth()
         .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)
         .unwrap();
-    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca.der().clone())
+    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca.der().clone(), leaf.der().clone())
 }
 
 /// An HTTPS server answering every request with `policy` (the MTA-STS policy host).
