@@ -177,6 +177,8 @@ pub struct Config {
     pub trusted_networks: Vec<IpNet>,
     pub queue: QueueConfig,
     pub outbound_smtp_port: u16,
+    /// Record DMARC results and send aggregate reports (`dmarc/`).
+    pub dmarc_reports: bool,
     pub scan: ScanConfig,
     pub sieve: SieveConfig,
     pub log: String,
@@ -371,6 +373,7 @@ impl Config {
             trusted_networks: Vec::new(),
             queue: QueueConfig { lifetime: Duration::ZERO, retry_min: Duration::ZERO, retry_max: Duration::ZERO },
             outbound_smtp_port: 0,
+            dmarc_reports: true,
             scan: ScanConfig { dnsbl: Vec::new(), rspamd_url: None, clamd: None, failure: ScannerFailure::Tempfail },
             sieve: SieveConfig::default(),
             log: String::new(),

@@ -63,6 +63,10 @@ pub struct Metrics {
     pub sieve_actions_total: IntCounterVec,
     pub sieve_errors_total: IntCounter,
     pub sieve_vacation_replies_total: IntCounter,
+    // DMARC aggregate reports
+    pub dmarc_report_messages_dropped_total: IntCounter,
+    pub dmarc_reports_sent_total: IntCounter,
+    pub dmarc_reports_skipped_total: IntCounterVec,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
@@ -307,6 +311,27 @@ impl Metrics {
                 &r,
                 IntCounter::new("mailroom_sieve_vacation_replies_total", "Vacation replies queued.")
                     .expect("valid metric"),
+            ),
+            dmarc_report_messages_dropped_total: register(
+                &r,
+                IntCounter::new(
+                    "mailroom_dmarc_report_messages_dropped_total",
+                    "Messages left out of DMARC aggregate reports because a domain's day reached its row cap.",
+                )
+                .expect("valid metric"),
+            ),
+            dmarc_reports_sent_total: register(
+                &r,
+                IntCounter::new(
+                    "mailroom_dmarc_reports_sent_total",
+                    "DMARC aggregate reports queued, one per destination.",
+                )
+                .expect("valid metric"),
+            ),
+            dmarc_reports_skipped_total: counter_vec(
+                "mailroom_dmarc_reports_skipped_total",
+                "DMARC report destinations not sent to, by reason (unauthorised, size, address, queue).",
+                &["reason"],
             ),
             registry: r,
         };

@@ -377,3 +377,14 @@ fn admin_sieve_scripts_inline_or_from_a_file() {
     assert_eq!(after.path.as_deref(), Some(path.as_path()));
     assert!(after.text.contains("Archive"));
 }
+
+#[test]
+fn dmarc_reports_are_on_unless_switched_off() {
+    assert!(load(&[]).unwrap().dmarc_reports);
+    assert!(!load(&[("MAILROOM_DMARC_REPORTS", "off")]).unwrap().dmarc_reports);
+    let errors = error_for(&[("MAILROOM_DMARC_REPORTS", "maybe")]);
+    assert!(
+        errors.iter().any(|e| e.starts_with("MAILROOM_DMARC_REPORTS") && e.contains("`on` or `off`")),
+        "{errors:?}"
+    );
+}

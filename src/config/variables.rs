@@ -326,6 +326,9 @@ pub static VARIABLES: &[Variable] = &[
         "port used to reach remote MX hosts",
         outbound_smtp_port = parse::port, show show_display),
     // --- trust and filtering ---
+    var!("DMARC_REPORTS", Text("on"),
+        "`on` or `off`: record DMARC results of port-25 mail and send daily aggregate reports (RFC 7489 7.2) to the domains that ask",
+        dmarc_reports = |v: &str| choose(ON_OFF, v), show |b: &bool| word(ON_OFF, b)),
     var!("DNSBL", Empty("empty"),
         "comma-separated DNS blocklist zones checked for connecting IPs",
         scan.dnsbl = |v: &str| -> Result<Vec<String>, String> { v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(parse::domain_name).collect() },
@@ -372,6 +375,7 @@ const CHALLENGES: &[(&str, AcmeChallenge)] =
     &[("tls-alpn-01", AcmeChallenge::TlsAlpn01), ("http-01", AcmeChallenge::Http01)];
 const SCANNER_FAILURES: &[(&str, ScannerFailure)] =
     &[("tempfail", ScannerFailure::Tempfail), ("accept", ScannerFailure::Accept)];
+const ON_OFF: &[(&str, bool)] = &[("on", true), ("off", false)];
 const LOG_FORMATS: &[(&str, LogFormat)] = &[("text", LogFormat::Text), ("json", LogFormat::Json)];
 
 /// The value `v` names, or "`a` or `b`" (every word, quoted) as what was expected.

@@ -215,7 +215,7 @@ async fn operator_commands_over_the_socket() {
     let transport = Arc::new(ScriptedTransport::default());
     let queue = Queue::open(&dir.path().join("queue"), settings(), transport.clone(), Arc::new(RemoteBounces)).unwrap();
     let (stop, rx) = tokio::sync::watch::channel(false);
-    let server = spawn_control_server(queue.clone(), dir.path(), rx.clone()).unwrap();
+    let server = spawn_control_server(queue.clone(), None, dir.path(), rx.clone()).unwrap();
     let sock = dir.path().join(CONTROL_SOCKET);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o600);

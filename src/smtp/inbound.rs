@@ -29,6 +29,8 @@ pub struct InboundChecks {
     pub srs: std::sync::Arc<Srs>,
     /// The primary domain's DKIM key, for ARC seals on forwarded mail.
     pub arc_key: Option<(String, ArcSealKey)>,
+    /// DMARC aggregate-report counters (`None`: `MAILROOM_DMARC_REPORTS=off`).
+    pub dmarc_reports: Option<std::sync::Arc<crate::dmarc::Recorder>>,
 }
 
 impl std::fmt::Debug for InboundChecks {
@@ -65,6 +67,12 @@ impl InboundChecks {
             arc = verdict.arc,
             "authentication results"
         );
+        if let Some(recorder) = &self.dmarc_reports {
+            let now = std::time::SystemTime::now();
+            for observation in &verdict.reports {
+                recorder.record(observation.clone(), now);
+            }
+        }
         if let Some(reply) = auth_refusal(&verdict.disposition) {
             tracing::info!(reply = %reply, "message refused by DMARC policy");
             return Err(reply);

@@ -1,0 +1,262 @@
+//! DMARC aggregate reports end to end through the real binary: dnsmasq publishes
+//! remote.test's DMARC record (three `rua` destinations, one of them external without the
+//! RFC 7489 7.1 authorisation record) and MX records pointing at a loopback sink;
+//! messages from remote.test arrive on port 25 (smtplib); `mailroom reports send` sends
+//! the day so far; the sink's reports are read with PyPI parsedmarc and their DKIM
+//! signatures checked with dkimpy. Also: counts survive a restart (flushed at
+//! shutdown), and `MAILROOM_DMARC_REPORTS=off` records and sends nothing.
+//! Tools missing -> skip, unless CI=true.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const USER: &str = "alice@example.com";
+
+/// One transaction the remote MX accepted: (MAIL FROM, RCPT TO, data).
+type Got = (String, String, Vec<u8>);
+type Sink = Arc<Mutex<Vec<Got>>>;
+
+/// A remote MX on a loopback port that accepts everything.
+fn start_sink() -> (Sink, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got: Sink = Arc::default();
+    let store = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let _ = sink_session(stream, &store);
+            });
+        }
+    });
+    (got, port)
+}
+
+fn sink_session(stream: TcpStream, store: &Mutex<Vec<Got>>) -> std::io::Result<()> {
+    let mut w = stream.try_clone()?;
+    let mut r = BufReader::new(stream);
+    w.write_all(b"220 mx.remote.test ESMTP sink\r\n")?;
+    let (mut from, mut rcpt) = (String::new(), String::new());
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let upper = line.to_ascii_uppercase();
+        let addr = || line.split(['<', '>']).nth(1).unwrap_or("").to_string();
+        if upper.starts_with("EHLO") {
+            w.write_all(b"250-mx.remote.test\r\n250 8BITMIME\r\n")?;
+        } else if upper.starts_with("MAIL") {
+            from = addr();
+            w.write_all(b"250 ok\r\n")?;
+        } else if upper.starts_with("RCPT") {
+            rcpt = addr();
+            w.write_all(b"250 2.1.5 ok\r\n")?;
+        } else if upper.starts_with("DATA") {
+            w.write_all(b"354 go\r\n")?;
+            let Some(data) = read_smtp_data(&mut r)? else { return Ok(()) };
+            store.lock().unwrap().push((from.clone(), rcpt.clone(), data));
+            w.write_all(b"250 2.0.0 accepted\r\n")?;
+        } else if upper.starts_with("QUIT") {
+            w.write_all(b"221 bye\r\n")?;
+            return Ok(());
+        } else {
+            w.write_all(b"250 ok\r\n")?;
+        }
+    }
+}
+
+fn client(args: &[&str], stdin: &[u8], server: &Server) -> String {
+    let path = format!("{}/tests/clients/dmarc_report.py", env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "dmarc_report.py {args:?}: {text}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    text
+}
+
+fn tools() -> bool {
+    if !have_tool("python3") || !have_tool("dnsmasq") {
+        return false;
+    }
+    let probe = Command::new("python3").args(["-c", "import parsedmarc, dkim"]).output().unwrap();
+    if !probe.status.success() {
+        missing("python3 parsedmarc and dkimpy (pip install parsedmarc dkimpy)");
+        return false;
+    }
+    true
+}
+
+struct Rig {
+    server: Server,
+    env: Vec<(String, String)>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Rig {
+    fn start(dns: std::net::SocketAddr, mx_port: u16, extra: &[(&str, &str)]) -> Rig {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let mut env = env_listening(&data, &["SMTP"]);
+        env.retain(|(k, _)| k != "MAILROOM_DNS_SERVERS");
+        env.push(("MAILROOM_DOMAINS".into(), "example.com".into()));
+        env.push(("MAILROOM_ACCOUNTS".into(), format!("{USER}:{{PLAIN}}dmarc-e2e-password")));
+        env.push(("MAILROOM_DNS_SERVERS".into(), dns.to_string()));
+        env.push(("MAILROOM_OUTBOUND_SMTP_PORT".into(), mx_port.to_string()));
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let server = Server::start_ready(&env, &data, Duration::from_secs(30));
+        Rig { server, env, _tmp: tmp }
+    }
+
+    fn restart(&mut self) {
+        assert!(self.server.terminate(Duration::from_secs(30)).is_some(), "{}", self.server.log());
+        let data = self.server.data_dir.clone();
+        self.server = Server::start_ready(&self.env, &data, Duration::from_secs(30));
+    }
+
+    /// Port 25: a message with header From `from` and envelope sender `mail_from`.
+    fn send(&self, mail_from: &str, from: &str, n: u32) {
+        let port = self.server.port("smtp").to_string();
+        let msg = format!(
+            "From: {from}\r\nTo: {USER}\r\nSubject: note {n}\r\nMessage-ID: <{n}.{}@remote.test>\r\n\r\nHello.\r\n",
+            std::process::id()
+        );
+        let out = client(&["send", "127.0.0.1", &port, mail_from, USER], msg.as_bytes(), &self.server);
+        assert_eq!(out.trim(), "sent");
+    }
+
+    fn reports_send(&self) -> std::process::Output {
+        run(&["reports", "send"], &self.env, "")
+    }
+}
+
+fn wait_for(sink: &Sink, n: usize, server: &Server) -> Vec<Got> {
+    let start = Instant::now();
+    loop {
+        let got = sink.lock().unwrap().clone();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{} of {n} reports at the sink\n{}",
+            got.len(),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn aggregate_reports_reach_authorised_destinations_signed_and_parseable() {
+    if !tools() {
+        return;
+    }
+    // The DMARC record lists three destinations: one TXT string with commas, which only
+    // dnsmasq's configuration file syntax (quotes) can say.
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = conf_dir.path().join("dnsmasq.conf");
+    std::fs::write(
+        &conf,
+        "txt-record=_dmarc.remote.test,\"v=DMARC1; p=none; \
+         rua=mailto:dmarc@remote.test,mailto:agg@collector.test,mailto:ok@authorized.test\"\n",
+    )
+    .unwrap();
+    let (_dns, dns_addr) = dnsmasq(&[
+        format!("--conf-file={}", conf.display()),
+        "--local=/test/".into(),
+        "--address=/mx.remote.test/127.0.0.1".into(),
+        "--mx-host=remote.test,mx.remote.test,10".into(),
+        "--mx-host=collector.test,mx.remote.test,10".into(),
+        "--mx-host=authorized.test,mx.remote.test,10".into(),
+        "--mx-host=other.test,mx.remote.test,10".into(),
+        "--txt-record=remote.test,v=spf1 ip4:127.0.0.1 -all".into(),
+        // The external destination authorised by authorized.test (RFC 7489 7.1).
+        "--txt-record=remote.test._report._dmarc.authorized.test,v=DMARC1".into(),
+    ]);
+    let (sink, mx_port) = start_sink();
+
+    // Off: nothing recorded, and the command says why.
+    let off = Rig::start(dns_addr, mx_port, &[("MAILROOM_DMARC_REPORTS", "off")]);
+    off.send("a@remote.test", "a@remote.test", 0);
+    let out = off.reports_send();
+    assert!(!out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MAILROOM_DMARC_REPORTS=off"), "{out:?}");
+    assert!(!off.server.data_dir.join("state/dmarc-reports.json").exists());
+
+    let mut rig = Rig::start(dns_addr, mx_port, &[]);
+    // Two aligned SPF passes, a restart (the counters are flushed at shutdown), one more
+    // pass and one failure (the envelope sender's domain is not remote.test).
+    rig.send("a@remote.test", "a@remote.test", 1);
+    rig.send("b@remote.test", "b@remote.test", 2);
+    rig.restart();
+    assert!(rig.server.data_dir.join("state/dmarc-reports.json").exists(), "{}", rig.server.log());
+    rig.send("c@remote.test", "c@remote.test", 3);
+    rig.send("x@other.test", "d@remote.test", 4);
+
+    let out = rig.reports_send();
+    let reply = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}\n{}", rig.server.log());
+    assert_eq!(reply.trim(), "2 report(s) queued, 1 destination(s) skipped", "{}", rig.server.log());
+
+    let got = wait_for(&sink, 2, &rig.server);
+    let mut rcpts: Vec<&str> = got.iter().map(|(_, r, _)| r.as_str()).collect();
+    rcpts.sort();
+    assert_eq!(rcpts, ["dmarc@remote.test", "ok@authorized.test"], "no report to the unauthorised collector.test");
+    for (from, _, data) in &got {
+        assert_eq!(from, "noreply-dmarc@example.com");
+        verify_dkim(&rig.env, data);
+        let parsed: serde_json::Value = serde_json::from_str(&client(&["parse"], data, &rig.server)).unwrap();
+        // The submitter is our hostname (parsedmarc shows `org_name` as its base domain).
+        let hostname = "mx.example.com";
+        assert_eq!(parsed["org_name"], "example.com");
+        assert!(
+            parsed["subject"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("Report Domain: remote.test Submitter: {hostname} Report-ID: ")),
+            "{parsed}"
+        );
+        let file = parsed["filename"].as_str().unwrap();
+        assert!(file.starts_with(&format!("{hostname}!remote.test!")) && file.ends_with(".xml.gz"), "{parsed}");
+        assert_eq!(parsed["content_type"], "application/gzip");
+        assert_eq!(parsed["from"], "noreply-dmarc@example.com");
+        assert_eq!((parsed["domain"].as_str(), parsed["p"].as_str()), (Some("remote.test"), Some("none")));
+        let records = parsed["records"].as_array().unwrap();
+        assert_eq!(records.len(), 2, "{parsed}");
+        let pass = &records[0];
+        assert_eq!(pass["count"], 3, "{parsed}");
+        assert_eq!((pass["source_ip"].as_str(), pass["spf"].as_str()), (Some("127.0.0.1"), Some("pass")));
+        assert_eq!((pass["dkim"].as_str(), pass["disposition"].as_str()), (Some("fail"), Some("none")));
+        let fail = &records[1];
+        assert_eq!(fail["count"], 1, "{parsed}");
+        assert_eq!((fail["spf"].as_str(), fail["header_from"].as_str()), (Some("fail"), Some("remote.test")));
+        assert_eq!(fail["spf_domain"][0], "other.test");
+    }
+
+    // Sent rows are gone: a second run has nothing to send.
+    let out = rig.reports_send();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0 report(s) queued, 0 destination(s) skipped");
+    assert_eq!(sink.lock().unwrap().len(), 2);
+}
