@@ -568,6 +568,7 @@ fn inbound_checks(
         srs: Arc::new(srs),
         arc_key,
         dmarc_reports,
+        dmarc_inbox: Some(Arc::new(crate::dmarc::receive::ReportInbox::new(&config.domains))),
     }))
 }
 

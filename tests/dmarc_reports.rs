@@ -4,7 +4,8 @@
 //! messages from remote.test arrive on port 25 (smtplib); `mailroom reports send` sends
 //! the day so far; the sink's reports are read with PyPI parsedmarc and their DKIM
 //! signatures checked with dkimpy. Also: counts survive a restart (flushed at
-//! shutdown), and `MAILROOM_DMARC_REPORTS=off` records and sends nothing.
+//! shutdown), `MAILROOM_DMARC_REPORTS=off` records and sends nothing, and a report
+//! arriving at our report address is read into metrics and still delivered.
 //! Tools missing -> skip, unless CI=true.
 
 mod common;
@@ -254,6 +255,37 @@ fn aggregate_reports_reach_authorised_destinations_signed_and_parseable() {
         assert_eq!((fail["spf"].as_str(), fail["header_from"].as_str()), (Some("fail"), Some("remote.test")));
         assert_eq!(fail["spf_domain"][0], "other.test");
     }
+
+    // Receiving: the report sent to remote.test, passed on to our report address
+    // (postmaster@, an alias of alice), is read into metrics and still delivered.
+    let report = got[0].2.clone();
+    let port = rig.server.port("smtp").to_string();
+    let out = client(&["send", "127.0.0.1", &port, "a@remote.test", "postmaster@example.com"], &report, &rig.server);
+    assert_eq!(out.trim(), "sent");
+    let metric = |name: &str| -> u64 {
+        let (status, text) = http_get(rig.server.metrics.unwrap(), "/metrics").unwrap();
+        assert_eq!(status, 200);
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok()).unwrap_or(0.0)
+            as u64
+    };
+    let start = Instant::now();
+    while metric("mailroom_dmarc_reports_received_total{domain=\"other\"}") == 0 {
+        assert!(start.elapsed() < Duration::from_secs(30), "report not read\n{}", rig.server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(metric("mailroom_dmarc_report_messages_total{domain=\"other\",result=\"pass\"}"), 3);
+    assert_eq!(metric("mailroom_dmarc_report_messages_total{domain=\"other\",result=\"fail\"}"), 1);
+    assert!(rig.server.log().contains("DMARC report row"), "{}", rig.server.log());
+    let mailbox = rig.server.data_dir.join("mail/example.com/alice");
+    let files: Vec<(String, String)> = ["new", "cur", ".Junk/new", ".Junk/cur"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(mailbox.join(d)).into_iter().flatten())
+        .filter_map(Result::ok)
+        .map(|e| (e.path().display().to_string(), std::fs::read_to_string(e.path()).unwrap_or_default()))
+        .collect();
+    let delivered = files.iter().filter(|(_, text)| text.contains("Report Domain: remote.test")).count();
+    let subjects: Vec<&str> = files.iter().filter_map(|(_, t)| t.lines().find(|l| l.starts_with("Subject"))).collect();
+    assert_eq!(delivered, 1, "the report is delivered to the mailbox too: {subjects:?}");
 
     // Sent rows are gone: a second run has nothing to send.
     let out = rig.reports_send();

@@ -10,6 +10,7 @@
 //! It must never: do I/O on the SMTP reply path (recording is a map update), or mail a
 //! third party a domain did not authorise (`send.rs`).
 
+pub mod receive;
 pub mod record;
 pub mod report;
 pub mod send;

@@ -7,6 +7,7 @@ use std::io::Write as _;
 
 use mail_builder::MessageBuilder;
 use mail_builder::headers::HeaderType;
+use mail_builder::headers::raw::Raw;
 
 use super::record::{Observation, PolicyPublished};
 
@@ -126,7 +127,10 @@ impl AggregateReport {
         MessageBuilder::new()
             .from(("", from))
             .to(to)
-            .subject(subject)
+            // Written as is: the builder would otherwise Q-encode a long ASCII subject,
+            // and RFC 7489 7.2.1.1 readers match on the plain text. Two domain names and
+            // an id stay far below the 998-octet line limit.
+            .header("Subject", Raw::new(subject))
             .message_id(format!("{}@{}", self.meta.report_id, self.meta.org_name))
             .header("Auto-Submitted", HeaderType::Text("auto-generated".into()))
             .text_body(format!(

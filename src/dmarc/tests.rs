@@ -100,6 +100,12 @@ fn text_is_escaped() {
 fn the_message_carries_the_gzipped_xml_under_the_rfc_name() {
     let r = sample();
     let msg = r.to_message("noreply-dmarc@example.com", &["dmarc@remote.test".to_string()]).unwrap();
+    let text = String::from_utf8_lossy(&msg);
+    let subject = text.lines().find(|l| l.starts_with("Subject:")).unwrap();
+    assert!(
+        subject.starts_with("Subject: Report Domain: remote.test Submitter: mx.example.com"),
+        "plain, not encoded: {text}"
+    );
     let parsed = mail_parser::MessageParser::default().parse(&msg).unwrap();
     assert_eq!(parsed.subject(), Some("Report Domain: remote.test Submitter: mx.example.com Report-ID: <20000.1>"));
     let attachment = parsed.attachments().next().unwrap();

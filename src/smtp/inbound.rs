@@ -31,6 +31,8 @@ pub struct InboundChecks {
     pub arc_key: Option<(String, ArcSealKey)>,
     /// DMARC aggregate-report counters (`None`: `MAILROOM_DMARC_REPORTS=off`).
     pub dmarc_reports: Option<std::sync::Arc<crate::dmarc::Recorder>>,
+    /// Reads the DMARC reports others send to our report addresses, after the reply.
+    pub dmarc_inbox: Option<std::sync::Arc<crate::dmarc::receive::ReportInbox>>,
 }
 
 impl std::fmt::Debug for InboundChecks {
@@ -104,6 +106,11 @@ impl InboundChecks {
         };
         let mut prepend = verdict.header.into_bytes();
         prepend.extend_from_slice(scan.headers.as_bytes());
+        if let Some(inbox) = &self.dmarc_inbox
+            && inbox.is_for_us(recipients.iter().map(String::as_str))
+        {
+            inbox.read_later(&stripped);
+        }
         let rewritten = match stripped {
             std::borrow::Cow::Borrowed(_) => None,
             std::borrow::Cow::Owned(without_forgeries) => Some(without_forgeries),
