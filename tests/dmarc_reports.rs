@@ -169,11 +169,8 @@ fn wait_for(sink: &Sink, n: usize, server: &Server) -> Vec<Got> {
     }
 }
 
-#[test]
-fn aggregate_reports_reach_authorised_destinations_signed_and_parseable() {
-    if !tools() {
-        return;
-    }
+/// dnsmasq with remote.test's records; the MX of every test domain is the sink.
+fn remote_dns() -> (Dnsmasq, std::net::SocketAddr, tempfile::TempDir) {
     // The DMARC record lists three destinations: one TXT string with commas, which only
     // dnsmasq's configuration file syntax (quotes) can say.
     let conf_dir = tempfile::tempdir().unwrap();
@@ -184,7 +181,7 @@ fn aggregate_reports_reach_authorised_destinations_signed_and_parseable() {
          rua=mailto:dmarc@remote.test,mailto:agg@collector.test,mailto:ok@authorized.test\"\n",
     )
     .unwrap();
-    let (_dns, dns_addr) = dnsmasq(&[
+    let (dns, dns_addr) = dnsmasq(&[
         format!("--conf-file={}", conf.display()),
         "--local=/test/".into(),
         "--address=/mx.remote.test/127.0.0.1".into(),
@@ -196,6 +193,34 @@ fn aggregate_reports_reach_authorised_destinations_signed_and_parseable() {
         // The external destination authorised by authorized.test (RFC 7489 7.1).
         "--txt-record=remote.test._report._dmarc.authorized.test,v=DMARC1".into(),
     ]);
+    (dns, dns_addr, conf_dir)
+}
+
+/// Where the counters are stored.
+enum Backend {
+    Maildir,
+    Pg(String),
+}
+
+impl Backend {
+    fn stored_rows(&self, rig: &Rig) -> usize {
+        match self {
+            Backend::Maildir => {
+                let path = rig.server.data_dir.join("state/dmarc-reports.json");
+                let text = std::fs::read_to_string(path).unwrap_or_else(|_| "[]".into());
+                serde_json::from_str::<Vec<serde_json::Value>>(&text).unwrap().len()
+            }
+            Backend::Pg(url) => test_pg::psql(url, "SELECT count(*) FROM dmarc_report_rows").trim().parse().unwrap(),
+        }
+    }
+}
+
+#[test]
+fn aggregate_reports_reach_authorised_destinations_signed_and_parseable() {
+    if !tools() {
+        return;
+    }
+    let (_dns, dns_addr, _conf) = remote_dns();
     let (sink, mx_port) = start_sink();
 
     // Off: nothing recorded, and the command says why.
@@ -206,13 +231,35 @@ fn aggregate_reports_reach_authorised_destinations_signed_and_parseable() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("MAILROOM_DMARC_REPORTS=off"), "{out:?}");
     assert!(!off.server.data_dir.join("state/dmarc-reports.json").exists());
 
-    let mut rig = Rig::start(dns_addr, mx_port, &[]);
+    reports_scenario(Backend::Maildir, dns_addr, sink, mx_port);
+}
+
+/// The same on the PostgreSQL store: counters in `dmarc_report_rows`, sent under the lease.
+#[test]
+fn aggregate_reports_on_postgres() {
+    if !tools() {
+        return;
+    }
+    let Some(url) = test_pg::database() else { return };
+    let (_dns, dns_addr, _conf) = remote_dns();
+    let (sink, mx_port) = start_sink();
+    reports_scenario(Backend::Pg(url), dns_addr, sink, mx_port);
+}
+
+/// Two SPF passes, a restart, a pass and a failure; `reports send`; what the sink got;
+/// the report passed on to our own report address.
+fn reports_scenario(backend: Backend, dns_addr: std::net::SocketAddr, sink: Sink, mx_port: u16) {
+    let extra: Vec<(&str, &str)> = match &backend {
+        Backend::Maildir => Vec::new(),
+        Backend::Pg(url) => vec![("MAILROOM_STORE", url.as_str())],
+    };
+    let mut rig = Rig::start(dns_addr, mx_port, &extra);
     // Two aligned SPF passes, a restart (the counters are flushed at shutdown), one more
     // pass and one failure (the envelope sender's domain is not remote.test).
     rig.send("a@remote.test", "a@remote.test", 1);
     rig.send("b@remote.test", "b@remote.test", 2);
     rig.restart();
-    assert!(rig.server.data_dir.join("state/dmarc-reports.json").exists(), "{}", rig.server.log());
+    assert!(backend.stored_rows(&rig) > 0, "counters flushed at shutdown\n{}", rig.server.log());
     rig.send("c@remote.test", "c@remote.test", 3);
     rig.send("x@other.test", "d@remote.test", 4);
 
@@ -276,6 +323,18 @@ fn aggregate_reports_reach_authorised_destinations_signed_and_parseable() {
     assert_eq!(metric("mailroom_dmarc_report_messages_total{domain=\"other\",result=\"pass\"}"), 3);
     assert_eq!(metric("mailroom_dmarc_report_messages_total{domain=\"other\",result=\"fail\"}"), 1);
     assert!(rig.server.log().contains("DMARC report row"), "{}", rig.server.log());
+    if let Backend::Maildir = backend {
+        delivered_to_mailbox(&rig);
+    }
+
+    // Sent rows are gone: a second run has nothing to send.
+    assert_eq!(backend.stored_rows(&rig), 0);
+    let out = rig.reports_send();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0 report(s) queued, 0 destination(s) skipped");
+    assert_eq!(sink.lock().unwrap().len(), 2);
+}
+
+fn delivered_to_mailbox(rig: &Rig) {
     let mailbox = rig.server.data_dir.join("mail/example.com/alice");
     let files: Vec<(String, String)> = ["new", "cur", ".Junk/new", ".Junk/cur"]
         .iter()
@@ -286,9 +345,4 @@ fn aggregate_reports_reach_authorised_destinations_signed_and_parseable() {
     let delivered = files.iter().filter(|(_, text)| text.contains("Report Domain: remote.test")).count();
     let subjects: Vec<&str> = files.iter().filter_map(|(_, t)| t.lines().find(|l| l.starts_with("Subject"))).collect();
     assert_eq!(delivered, 1, "the report is delivered to the mailbox too: {subjects:?}");
-
-    // Sent rows are gone: a second run has nothing to send.
-    let out = rig.reports_send();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0 report(s) queued, 0 destination(s) skipped");
-    assert_eq!(sink.lock().unwrap().len(), 2);
 }
