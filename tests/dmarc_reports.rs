@@ -1,6 +1,6 @@
 //! DMARC aggregate reports end to end through the real binary: dnsmasq publishes
-//! remote.test's DMARC record (three `rua` destinations, one of them external without the
-//! RFC 7489 7.1 authorisation record) and MX records pointing at a loopback sink;
+//! remote.test's DMARC record (four `rua` destinations: one external without the
+//! RFC 7489 7.1 authorisation record, one with a `!1k` size limit the report exceeds) and MX records pointing at a loopback sink;
 //! messages from remote.test arrive on port 25 (smtplib); `mailroom reports send` sends
 //! the day so far; the sink's reports are read with PyPI parsedmarc and their DKIM
 //! signatures checked with dkimpy. Also: counts survive a restart (flushed at
@@ -178,7 +178,7 @@ fn remote_dns() -> (Dnsmasq, std::net::SocketAddr, tempfile::TempDir) {
     std::fs::write(
         &conf,
         "txt-record=_dmarc.remote.test,\"v=DMARC1; p=none; \
-         rua=mailto:dmarc@remote.test,mailto:agg@collector.test,mailto:ok@authorized.test\"\n",
+         rua=mailto:dmarc@remote.test,mailto:agg@collector.test,mailto:ok@authorized.test,mailto:small@remote.test!1k\"\n",
     )
     .unwrap();
     let (dns, dns_addr) = dnsmasq(&[
@@ -266,7 +266,7 @@ fn reports_scenario(backend: Backend, dns_addr: std::net::SocketAddr, sink: Sink
     let out = rig.reports_send();
     let reply = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}\n{}", rig.server.log());
-    assert_eq!(reply.trim(), "2 report(s) queued, 1 destination(s) skipped", "{}", rig.server.log());
+    assert_eq!(reply.trim(), "2 report(s) queued, 2 destination(s) skipped", "{}", rig.server.log());
 
     let got = wait_for(&sink, 2, &rig.server);
     let mut rcpts: Vec<&str> = got.iter().map(|(_, r, _)| r.as_str()).collect();
@@ -323,6 +323,10 @@ fn reports_scenario(backend: Backend, dns_addr: std::net::SocketAddr, sink: Sink
     assert_eq!(metric("mailroom_dmarc_report_messages_total{domain=\"other\",result=\"pass\"}"), 3);
     assert_eq!(metric("mailroom_dmarc_report_messages_total{domain=\"other\",result=\"fail\"}"), 1);
     assert!(rig.server.log().contains("DMARC report row"), "{}", rig.server.log());
+    // collector.test did not authorise reports; small@ accepts only 1 KiB.
+    assert_eq!(metric("mailroom_dmarc_reports_skipped_total{reason=\"unauthorised\"}"), 1);
+    assert_eq!(metric("mailroom_dmarc_reports_skipped_total{reason=\"size\"}"), 1);
+    assert_eq!(metric("mailroom_dmarc_reports_sent_total"), 2);
     if let Backend::Maildir = backend {
         delivered_to_mailbox(&rig);
     }
