@@ -3,8 +3,9 @@
 //!
 //! Recording happens on the SMTP reply path, so it is one mutex-guarded map update:
 //! no I/O, no allocation beyond the row itself, and bounded — at most
-//! [`MAX_DMARC_ROWS_PER_DAY`] rows per reporting domain and day and
-//! [`MAX_DOMAINS`] domain-days in memory; what does not fit is counted
+//! [`MAX_DMARC_ROWS_PER_DAY`] rows per reporting domain and day, [`MAX_DOMAINS`]
+//! domain-days and [`MAX_ROWS_IN_MEMORY`] rows in all between two flushes (a few tens
+//! of MiB at worst); what does not fit is counted
 //! (`mailroom_dmarc_report_messages_dropped_total`) and left out of the reports, never
 //! delayed or refused.
 
@@ -19,6 +20,8 @@ use crate::store::{DmarcCount, MAX_DMARC_ROWS_PER_DAY};
 
 /// Most reporting domain-days held in memory between two flushes.
 pub const MAX_DOMAINS: usize = 10_000;
+/// Most rows held in memory between two flushes, over all domains.
+pub const MAX_ROWS_IN_MEMORY: usize = 100_000;
 
 /// A `rua` destination (RFC 7489 6.2 and 6.4): a mailto address and its `!size` limit
 /// in bytes (0: none).
@@ -86,26 +89,43 @@ pub fn day_of(t: SystemTime) -> i64 {
 /// The counters not yet flushed to the store.
 #[derive(Debug, Default)]
 pub struct Recorder {
-    days: Mutex<HashMap<(String, i64), HashMap<Observation, u64>>>,
+    days: Mutex<Days>,
+}
+
+#[derive(Debug, Default)]
+struct Days {
+    rows: HashMap<(String, i64), HashMap<Observation, u64>>,
+    /// Rows in `rows`, over all domain-days.
+    total: usize,
+}
+
+impl Days {
+    /// Add `n` messages of `observation`; false when a bound leaves it out.
+    fn add(&mut self, key: (String, i64), observation: Observation, n: u64) -> bool {
+        if !self.rows.contains_key(&key) && self.rows.len() >= MAX_DOMAINS {
+            return false;
+        }
+        let total = self.total;
+        let rows = self.rows.entry(key).or_default();
+        if let Some(count) = rows.get_mut(&observation) {
+            *count = count.saturating_add(n);
+            return true;
+        }
+        if rows.len() >= MAX_DMARC_ROWS_PER_DAY || total >= MAX_ROWS_IN_MEMORY {
+            return false;
+        }
+        rows.insert(observation, n);
+        self.total += 1;
+        true
+    }
 }
 
 impl Recorder {
     /// Count one message at time `now`. Never blocks on anything but the map's mutex.
     pub fn record(&self, observation: Observation, now: SystemTime) {
         let key = (observation.policy.domain.clone(), day_of(now));
-        let mut days = self.days.lock().unwrap_or_else(|p| p.into_inner());
-        if !days.contains_key(&key) && days.len() >= MAX_DOMAINS {
-            drop(days);
-            dropped(1);
-            return;
-        }
-        let rows = days.entry(key).or_default();
-        if let Some(n) = rows.get_mut(&observation) {
-            *n += 1;
-        } else if rows.len() < MAX_DMARC_ROWS_PER_DAY {
-            rows.insert(observation, 1);
-        } else {
-            drop(days);
+        let added = self.days.lock().unwrap_or_else(|p| p.into_inner()).add(key, observation, 1);
+        if !added {
             dropped(1);
         }
     }
@@ -113,8 +133,8 @@ impl Recorder {
     /// Everything counted so far, as store rows; the recorder is empty afterwards.
     pub fn take(&self) -> Vec<DmarcCount> {
         let days = std::mem::take(&mut *self.days.lock().unwrap_or_else(|p| p.into_inner()));
-        let mut out = Vec::new();
-        for ((domain, day), rows) in days {
+        let mut out = Vec::with_capacity(days.total);
+        for ((domain, day), rows) in days.rows {
             for (observation, count) in rows {
                 match serde_json::to_string(&observation) {
                     Ok(row) => out.push(DmarcCount { domain: domain.clone(), day, row, count }),
@@ -131,17 +151,9 @@ impl Recorder {
         let mut lost = 0;
         for c in counts {
             let Ok(observation) = serde_json::from_str::<Observation>(&c.row) else { continue };
-            let key = (c.domain, c.day);
-            if !days.contains_key(&key) && days.len() >= MAX_DOMAINS {
+            if !days.add((c.domain, c.day), observation, c.count) {
                 lost += c.count;
-                continue;
             }
-            let rows = days.entry(key).or_default();
-            if rows.len() >= MAX_DMARC_ROWS_PER_DAY && !rows.contains_key(&observation) {
-                lost += c.count;
-                continue;
-            }
-            *rows.entry(observation).or_default() += c.count;
         }
         drop(days);
         dropped(lost);

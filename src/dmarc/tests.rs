@@ -127,3 +127,22 @@ fn external_destinations_need_the_report_record() {
     assert!(!authorises("v=spf1 -all"));
     assert!(!authorises(""));
 }
+
+#[test]
+fn memory_holds_a_bounded_number_of_rows_over_all_domains() {
+    let r = Recorder::default();
+    let now = UNIX_EPOCH + Duration::from_secs(86_400);
+    let dropped = || crate::metrics::metrics().dmarc_report_messages_dropped_total.get();
+    let before = dropped();
+    let per_domain = crate::store::MAX_DMARC_ROWS_PER_DAY;
+    let domains = super::record::MAX_ROWS_IN_MEMORY / per_domain + 1;
+    for d in 0..domains {
+        for i in 0..per_domain {
+            let mut o = observation(&std::net::Ipv4Addr::from(0x0a00_0000 + i as u32).to_string(), "pass");
+            o.policy.domain = format!("d{d}.test");
+            r.record(o, now);
+        }
+    }
+    assert_eq!(r.take().len(), super::record::MAX_ROWS_IN_MEMORY);
+    assert!(dropped() - before >= per_domain as u64);
+}

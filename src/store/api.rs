@@ -161,8 +161,9 @@ pub trait MailStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Add DMARC report counts (same domain, day and row: the counts add up), durable when
-    /// it returns. A domain and day already holding `store::MAX_DMARC_ROWS_PER_DAY` rows
-    /// takes no new row; returns how many messages were dropped that way.
+    /// it returns. A domain and day already holding `store::MAX_DMARC_ROWS_PER_DAY` rows,
+    /// or a store holding `store::MAX_DMARC_ROWS`, takes no new row; returns how many
+    /// messages were dropped that way.
     fn dmarc_add(&self, counts: &[DmarcCount]) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Every DMARC report count of the days up to `until_day` (inclusive).

@@ -16,6 +16,11 @@ use super::{Store, StoreError};
 /// the file or table without bound. Existing rows keep counting.
 pub const MAX_DMARC_ROWS_PER_DAY: usize = 10_000;
 
+/// Most rows a backend keeps in all (every domain and day not yet reported): many
+/// domains each under their daily cap must not grow the file or table without bound
+/// either.
+pub const MAX_DMARC_ROWS: usize = 200_000;
+
 /// One counter: `count` messages of one reporting `domain` on one UTC `day` (days since
 /// 1970-01-01) that share the same `row` (the report record as `dmarc/` serialises it:
 /// policy published, source IP, evaluation and results; opaque to the store).

@@ -1,7 +1,8 @@
 //! DMARC report counters in the data dir: one JSON file, `state/dmarc-reports.json`,
 //! replaced whole (`durable::write_atomic`) on every change. A change is at most one
 //! flush a minute plus one report run a day, and the rows are bounded
-//! ([`MAX_DMARC_ROWS_PER_DAY`] per domain and day), so rewriting it is cheap; a torn or
+//! ([`MAX_DMARC_ROWS_PER_DAY`] per domain and day, [`MAX_DMARC_ROWS`] in all), so
+//! rewriting it stays affordable; a torn or
 //! unreadable file is set aside (renamed `.bad`) rather than stopping the counters, since
 //! they are statistics.
 
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::MaildirStore;
 use crate::store::error::blocking;
-use crate::store::{DmarcCount, MAX_DMARC_ROWS_PER_DAY, StoreError};
+use crate::store::{DmarcCount, MAX_DMARC_ROWS, MAX_DMARC_ROWS_PER_DAY, StoreError};
 
 /// The file, relative to `state/`.
 const FILE: &str = "dmarc-reports.json";
@@ -89,7 +90,7 @@ pub(crate) fn add(rows: &mut Vec<DmarcCount>, counts: Vec<DmarcCount>) -> u64 {
             continue;
         }
         let n = per_day.entry((c.domain.clone(), c.day)).or_default();
-        if *n >= MAX_DMARC_ROWS_PER_DAY {
+        if *n >= MAX_DMARC_ROWS_PER_DAY || rows.len() >= MAX_DMARC_ROWS {
             dropped += c.count;
             continue;
         }

@@ -5,13 +5,20 @@
 use sqlx::Row;
 
 use super::{PgStore, db_error, retry};
-use crate::store::{DmarcCount, MAX_DMARC_ROWS_PER_DAY, StoreError};
+use crate::store::{DmarcCount, MAX_DMARC_ROWS, MAX_DMARC_ROWS_PER_DAY, StoreError};
 
 impl PgStore {
     pub(super) async fn dmarc_add_impl(&self, counts: &[DmarcCount]) -> Result<u64, StoreError> {
         retry::transaction(|| async move {
             let mut tx = self.pool().begin().await.map_err(db_error)?;
             let mut dropped = 0u64;
+            // The overall bound is checked once per flush (a flush adds at most the
+            // recorder's bounded rows), the per-day one per row.
+            let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM dmarc_report_rows")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            let full = stored >= MAX_DMARC_ROWS as i64;
             for c in counts {
                 let count = i64::try_from(c.count).unwrap_or(i64::MAX);
                 let day = i32::try_from(c.day).unwrap_or(i32::MAX);
@@ -21,7 +28,7 @@ impl PgStore {
                     "INSERT INTO dmarc_report_rows (domain, day, row_key, count) \
                      SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM dmarc_report_rows \
                        WHERE domain = $1 AND day = $2 AND row_key = $3) \
-                     OR (SELECT count(*) FROM dmarc_report_rows WHERE domain = $1 AND day = $2) < $5 \
+                     OR (NOT $6 AND (SELECT count(*) FROM dmarc_report_rows WHERE domain = $1 AND day = $2) < $5) \
                      ON CONFLICT (domain, day, row_key) DO UPDATE SET count = dmarc_report_rows.count + EXCLUDED.count",
                 )
                 .bind(&c.domain)
@@ -29,6 +36,7 @@ impl PgStore {
                 .bind(&c.row)
                 .bind(count)
                 .bind(MAX_DMARC_ROWS_PER_DAY as i64)
+                .bind(full)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
