@@ -31,7 +31,8 @@ pub struct InboundChecks {
     pub arc_key: Option<(String, ArcSealKey)>,
     /// DMARC aggregate-report counters (`None`: `MAILROOM_DMARC_REPORTS=off`).
     pub dmarc_reports: Option<std::sync::Arc<crate::dmarc::Recorder>>,
-    /// Reads the DMARC reports others send to our report addresses, after the reply.
+    /// Reads the DMARC reports others send to our report addresses, beside delivery
+    /// (the reply never waits for it).
     pub dmarc_inbox: Option<std::sync::Arc<crate::dmarc::receive::ReportInbox>>,
 }
 
