@@ -42,6 +42,10 @@ fi
 if ! python3 -c 'import sievelib.managesieve, managesieve' >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'managesieve==0.8.1' 'sievelib==1.6.0'
 fi
+# DMARC aggregate report reader (tests/dmarc_reports.rs).
+if ! python3 -c 'import parsedmarc' >/dev/null 2>&1; then
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'parsedmarc>=9'
+fi
 # The S3 API server the object-store tests run against (src/test_s3.rs); boto3 comes with it.
 if ! python3 -c 'import moto.server, flask_cors, boto3' >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'moto[server]>=5.1'

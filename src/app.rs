@@ -104,6 +104,8 @@ pub struct Shared {
     pub message_memory: crate::net::MessageMemory,
     /// Local delivery for every SMTP service and the queue's DSNs.
     pub courier: LocalCourier,
+    /// DMARC aggregate reports (`None`: `MAILROOM_DMARC_REPORTS=off`).
+    pub dmarc_reports: Option<Arc<crate::dmarc::Reporter>>,
 }
 
 /// A started server: its bound addresses and the means to stop it.
@@ -213,7 +215,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     client.route = route.clone();
     let transport = SmtpTransport::with_resolver(client, resolver.clone())?;
     let directory = Arc::new(directory);
-    let inbound = inbound_checks(&config, &data_dir, &ring, resolver.clone())?;
+    let dmarc_recorder = config.dmarc_reports.then(|| Arc::new(crate::dmarc::Recorder::default()));
+    let inbound = inbound_checks(&config, &data_dir, &ring, resolver.clone(), dmarc_recorder.clone())?;
     let plain_courier = LocalCourier::new(directory.clone(), store.clone());
     let bounces = Arc::new(plain_courier.clone());
     let queue_cell = Arc::new(std::sync::OnceLock::new());
@@ -239,6 +242,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Store::Maildir(_) => Queue::open(&data_dir.queue(), settings, Arc::new(transport), bounces)?,
     };
     let _ = queue_cell.set(queue.clone());
+    let dmarc_reports = dmarc_recorder.map(|recorder| {
+        Arc::new(crate::dmarc::Reporter {
+            recorder,
+            store: store.clone(),
+            queue: queue.clone(),
+            signers: signers.clone(),
+            resolver: resolver.clone(),
+            hostname: config.hostname.clone(),
+            primary_domain: config.primary_domain().to_string(),
+        })
+    });
     let shared = Shared {
         signers,
         store,
@@ -254,7 +268,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         readiness: readiness.clone(),
         acme_tokens,
         shutdown: Shutdown::new(),
+        dmarc_reports,
     };
+    if let Some(reporter) = &shared.dmarc_reports {
+        stop_with(&shared.shutdown, reporter.clone().spawn(shared.shutdown.signal()));
+    }
     if let Store::Pg(pg) = &shared.store {
         stop_with(&shared.shutdown, watch_database(pg.clone(), readiness.clone()));
         // Bodies in a bucket: one replica at a time deletes the objects no row names.
@@ -276,7 +294,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // in the first millisecond is already being delivered.
     // The workers watch the shutdown signal themselves and let attempts in flight finish.
     let _workers = shared.queue.spawn_workers(shared.shutdown.signal());
-    crate::queue::spawn_control_server(shared.queue.clone(), data_dir.root(), shared.shutdown.signal())?;
+    let reports_command = shared.dmarc_reports.clone().map(|reporter| -> crate::queue::ReportsCommand {
+        Arc::new(move || {
+            let reporter = reporter.clone();
+            Box::pin(async move {
+                let today = crate::dmarc::record::day_of(std::time::SystemTime::now());
+                reporter.run(today).await.map(|s| s.to_string()).map_err(|e| e.to_string())
+            })
+        })
+    });
+    crate::queue::spawn_control_server(
+        shared.queue.clone(),
+        reports_command,
+        data_dir.root(),
+        shared.shutdown.signal(),
+    )?;
 
     // Bind everything first, serve after: all ports or none.
     let services = services(&shared);
@@ -528,6 +560,7 @@ fn inbound_checks(
     data_dir: &DataDir,
     ring: &KeyRing,
     resolver: TokioResolver,
+    dmarc_reports: Option<Arc<crate::dmarc::Recorder>>,
 ) -> Result<Arc<InboundChecks>, StartError> {
     let scanners = Scanners::new(&config.scan, &config.hostname, resolver.clone())
         .map_err(|e| StartError::Scanners(e.to_string()))?;
@@ -542,6 +575,8 @@ fn inbound_checks(
         scanners,
         srs: Arc::new(srs),
         arc_key,
+        dmarc_reports,
+        dmarc_inbox: Some(Arc::new(crate::dmarc::receive::ReportInbox::new(&config.domains))),
     }))
 }
 
@@ -764,6 +799,10 @@ impl Running {
             tracing::warn!(sessions = left, "drain deadline passed; closing remaining sessions");
         } else {
             tracing::info!("all sessions finished");
+        }
+        // What the sessions recorded up to now goes into the store.
+        if let Some(reporter) = &self.shared.dmarc_reports {
+            reporter.flush().await;
         }
     }
 }

@@ -171,6 +171,8 @@ pub struct Config {
     pub queue: QueueConfig,
     pub outbound_smtp_port: u16,
     pub outbound: OutboundConfig,
+    /// Record DMARC results and send aggregate reports (`dmarc/`).
+    pub dmarc_reports: bool,
     pub scan: ScanConfig,
     pub sieve: SieveConfig,
     pub log: String,
@@ -366,6 +368,7 @@ impl Config {
             queue: QueueConfig { lifetime: Duration::ZERO, retry_min: Duration::ZERO, retry_max: Duration::ZERO },
             outbound_smtp_port: 0,
             outbound: OutboundConfig { ipv6_mode: OutboundIpv6::Auto, ipv4: None, ipv6: None },
+            dmarc_reports: true,
             scan: ScanConfig { dnsbl: Vec::new(), rspamd_url: None, clamd: None, failure: ScannerFailure::Tempfail },
             sieve: SieveConfig::default(),
             log: String::new(),

@@ -7,6 +7,7 @@ pub mod app;
 pub mod backup;
 pub mod config;
 pub mod datadir;
+pub mod dmarc;
 pub mod dns;
 pub mod durable;
 pub mod header_address;

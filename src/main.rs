@@ -54,6 +54,11 @@ enum Command {
         #[command(subcommand)]
         action: QueueAction,
     },
+    /// DMARC aggregate reports (RFC 7489 7.2) of the running server, over its control socket in the data dir
+    Reports {
+        #[command(subcommand)]
+        action: ReportsAction,
+    },
     /// The mail store (MAILROOM_STORE)
     Store {
         #[command(subcommand)]
@@ -86,6 +91,12 @@ enum StoreAction {
         #[arg(long)]
         from: String,
     },
+}
+
+#[derive(Subcommand)]
+enum ReportsAction {
+    /// Store the counters and send every report due now, today's so far included (the server also does this once a day after 00:05 UTC)
+    Send,
 }
 
 #[derive(Subcommand)]
@@ -130,6 +141,7 @@ fn main() -> ExitCode {
         Command::Dns { json, check } => dns(json, check),
         Command::Dkim { action: DkimAction::Rotate } => dkim_rotate(),
         Command::Queue { action } => queue(&action),
+        Command::Reports { action: ReportsAction::Send } => control_socket("reports send"),
         Command::Backup { dest } => backup(&dest),
         Command::Store { action: StoreAction::Check } => store_check(),
         Command::Store { action: StoreAction::Import { from } } => store_import(&from),
@@ -473,14 +485,28 @@ fn queue(action: &QueueAction) -> ExitCode {
     if let mailroom::config::StoreConfig::Postgres(_) = config.store() {
         return queue_in_database(&config, &line);
     }
-    match runtime().block_on(mailroom::queue::control_request(&config.data_dir, &line)) {
+    send_control_line(&config, &line)
+}
+
+/// One command over the running server's control socket (even with PostgreSQL: it runs
+/// on the replica whose data dir this is).
+fn control_socket(line: &str) -> ExitCode {
+    let (config, _) = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    send_control_line(&config, line)
+}
+
+fn send_control_line(config: &Config, line: &str) -> ExitCode {
+    match runtime().block_on(mailroom::queue::control_request(&config.data_dir, line)) {
         Ok(reply) => {
             print!("{reply}");
             ExitCode::SUCCESS
         }
         Err(mailroom::queue::QueueError::Control { path, source }) => {
             eprintln!(
-                "mailroom: cannot reach the queue at {path}: {source} (is `mailroom serve` running with this MAILROOM_DATA_DIR?)"
+                "mailroom: cannot reach the control socket at {path}: {source} (is `mailroom serve` running with this MAILROOM_DATA_DIR?)"
             );
             ExitCode::from(1)
         }

@@ -64,6 +64,13 @@ pub struct Metrics {
     pub sieve_actions_total: IntCounterVec,
     pub sieve_errors_total: IntCounter,
     pub sieve_vacation_replies_total: IntCounter,
+    // DMARC aggregate reports
+    pub dmarc_report_messages_dropped_total: IntCounter,
+    pub dmarc_reports_sent_total: IntCounter,
+    pub dmarc_reports_skipped_total: IntCounterVec,
+    pub dmarc_reports_received_total: IntCounterVec,
+    pub dmarc_report_messages_total: IntCounterVec,
+    pub dmarc_reports_unreadable_total: IntCounter,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
@@ -313,6 +320,45 @@ impl Metrics {
                 &r,
                 IntCounter::new("mailroom_sieve_vacation_replies_total", "Vacation replies queued.")
                     .expect("valid metric"),
+            ),
+            dmarc_report_messages_dropped_total: register(
+                &r,
+                IntCounter::new(
+                    "mailroom_dmarc_report_messages_dropped_total",
+                    "Messages left out of DMARC aggregate reports because a domain's day reached its row cap.",
+                )
+                .expect("valid metric"),
+            ),
+            dmarc_reports_sent_total: register(
+                &r,
+                IntCounter::new(
+                    "mailroom_dmarc_reports_sent_total",
+                    "DMARC aggregate reports queued, one per destination.",
+                )
+                .expect("valid metric"),
+            ),
+            dmarc_reports_skipped_total: counter_vec(
+                "mailroom_dmarc_reports_skipped_total",
+                "DMARC report destinations not sent to, by reason (unauthorised, size, address, queue).",
+                &["reason"],
+            ),
+            dmarc_reports_received_total: counter_vec(
+                "mailroom_dmarc_reports_received_total",
+                "DMARC aggregate reports received at a report address, by reported domain (ours, or other).",
+                &["domain"],
+            ),
+            dmarc_report_messages_total: counter_vec(
+                "mailroom_dmarc_report_messages_total",
+                "Messages counted in received DMARC aggregate reports, by reported domain and DMARC result (pass, fail).",
+                &["domain", "result"],
+            ),
+            dmarc_reports_unreadable_total: register(
+                &r,
+                IntCounter::new(
+                    "mailroom_dmarc_reports_unreadable_total",
+                    "Messages to a DMARC report address not read as a report (not a report, damaged, too large, or another being read).",
+                )
+                .expect("valid metric"),
             ),
             registry: r,
         };

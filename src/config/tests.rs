@@ -423,3 +423,14 @@ fn relay_credentials_need_a_relay_that_requires_tls() {
         assert_eq!((relay.mode, relay.port, relay.username.as_deref()), (mode, port, Some("u")), "{url}");
     }
 }
+
+#[test]
+fn dmarc_reports_are_on_unless_switched_off() {
+    assert!(load(&[]).unwrap().dmarc_reports);
+    assert!(!load(&[("MAILROOM_DMARC_REPORTS", "off")]).unwrap().dmarc_reports);
+    let errors = error_for(&[("MAILROOM_DMARC_REPORTS", "maybe")]);
+    assert!(
+        errors.iter().any(|e| e.starts_with("MAILROOM_DMARC_REPORTS") && e.contains("`on` or `off`")),
+        "{errors:?}"
+    );
+}

@@ -334,6 +334,9 @@ pub static VARIABLES: &[Variable] = &[
         "source address of outbound SMTP connections over IPv6 (an address of this host)",
         outbound.ipv6 = |v: &str| parse::ipv6(v).and_then(on_this_host).map(Some), show show_opt),
     // --- trust and filtering ---
+    var!("DMARC_REPORTS", Text("on"),
+        "`on` or `off`: record DMARC results of port-25 mail and send daily aggregate reports (RFC 7489 7.2) to the domains that ask",
+        dmarc_reports = |v: &str| choose(ON_OFF, v), show |b: &bool| word(ON_OFF, b)),
     var!("DNSBL", Empty("empty"),
         "comma-separated DNS blocklist zones checked for connecting IPs",
         scan.dnsbl = |v: &str| -> Result<Vec<String>, String> { v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(parse::domain_name).collect() },
@@ -380,6 +383,7 @@ const CHALLENGES: &[(&str, AcmeChallenge)] =
     &[("tls-alpn-01", AcmeChallenge::TlsAlpn01), ("http-01", AcmeChallenge::Http01)];
 const SCANNER_FAILURES: &[(&str, ScannerFailure)] =
     &[("tempfail", ScannerFailure::Tempfail), ("accept", ScannerFailure::Accept)];
+const ON_OFF: &[(&str, bool)] = &[("on", true), ("off", false)];
 const LOG_FORMATS: &[(&str, LogFormat)] = &[("text", LogFormat::Text), ("json", LogFormat::Json)];
 
 /// The value `v` names, or "`a` or `b`" (every word, quoted) as what was expected.

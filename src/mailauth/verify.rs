@@ -19,14 +19,15 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
-use mail_auth::dmarc::Policy;
 use mail_auth::dmarc::verify::DmarcParameters;
+use mail_auth::dmarc::{Alignment, Policy};
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
-    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcOutput, DmarcResult, MessageAuthenticator, SpfOutput,
-    SpfResult,
+    AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcOutput, DmarcResult,
+    MessageAuthenticator, SpfOutput, SpfResult,
 };
 
+use crate::dmarc::{Destination, DkimAuth, Observation, PolicyPublished, SpfAuth};
 use crate::header_address::{self, AuthorError};
 
 /// What the SMTP session does with the message after authentication.
@@ -71,6 +72,10 @@ pub struct AuthVerdict {
     pub dkim_pass: bool,
     pub dmarc: &'static str,
     pub arc: &'static str,
+    /// What each author domain's DMARC evaluation contributes to that domain's aggregate
+    /// report (`dmarc/`): only domains whose record asks for reports (`rua`), and only
+    /// when a disposition was applied (a deferral is not one: the message comes again).
+    pub reports: Vec<Observation>,
 }
 
 /// SPF, DKIM, ARC and DMARC verification through our resolver.
@@ -126,6 +131,7 @@ impl InboundAuthenticator {
                     dkim_pass: false,
                     dmarc: "temperror",
                     arc: "temperror",
+                    reports: Vec::new(),
                 }
             }
         }
@@ -219,6 +225,13 @@ impl InboundAuthenticator {
             format!("Authentication-Results: {results}\r\n")
         };
 
+        let spf_scope = if mail_from.is_some() { "mfrom" } else { "helo" };
+        let reports = outcomes
+            .iter()
+            .filter_map(|(dmarc, disposition)| {
+                observation(dmarc, disposition, client_ip, &dkim, (&spf_mail, mail_from_domain, spf_scope))
+            })
+            .collect();
         let Some((dmarc, disposition)) = outcomes.into_iter().next() else {
             return refuse_authors(&AuthorError::NoAddress, our_hostname);
         };
@@ -243,6 +256,7 @@ impl InboundAuthenticator {
                 DkimResult::PermError(_) => "permerror",
                 DkimResult::None => "none",
             },
+            reports,
         };
         let m = &crate::metrics::metrics().inbound_auth_results_total;
         m.with_label_values(&["spf", verdict.spf]).inc();
@@ -251,6 +265,85 @@ impl InboundAuthenticator {
         m.with_label_values(&["arc", verdict.arc]).inc();
         verdict
     }
+}
+
+/// One author domain's report row (RFC 7489 Appendix C), when its record asks for
+/// aggregate reports and a disposition was applied.
+fn observation(
+    dmarc: &DmarcOutput,
+    disposition: &Disposition,
+    client_ip: IpAddr,
+    dkim: &[DkimOutput],
+    (spf, spf_domain, spf_scope): (&SpfOutput, &str, &str),
+) -> Option<Observation> {
+    let record = dmarc.dmarc_record()?;
+    if record.rua.is_empty() {
+        return None;
+    }
+    let disposition = match disposition {
+        Disposition::Accept => "none",
+        Disposition::Junk => "quarantine",
+        Disposition::Reject { .. } => "reject",
+        Disposition::TempFail { .. } => return None,
+    };
+    let alignment = |a: &Alignment| if *a == Alignment::Strict { "s" } else { "r" }.to_string();
+    let policy = |p: &Policy| {
+        match p {
+            Policy::Quarantine => "quarantine",
+            Policy::Reject => "reject",
+            Policy::None | Policy::Unspecified => "none",
+        }
+        .to_string()
+    };
+    let sp = if record.sp == Policy::Unspecified { &record.p } else { &record.sp };
+    Some(Observation {
+        policy: PolicyPublished {
+            domain: dmarc.domain().to_ascii_lowercase(),
+            adkim: alignment(&record.adkim),
+            aspf: alignment(&record.aspf),
+            p: policy(&record.p),
+            sp: policy(sp),
+            pct: 100,
+            rua: record
+                .rua
+                .iter()
+                .map(|u| Destination { address: u.uri().to_string(), max_size: u.max_size() as u64 })
+                .collect(),
+        },
+        source_ip: client_ip,
+        header_from: dmarc.domain().to_ascii_lowercase(),
+        disposition: disposition.to_string(),
+        dkim_aligned: *dmarc.dkim_result() == DmarcResult::Pass,
+        spf_aligned: *dmarc.spf_result() == DmarcResult::Pass,
+        dkim: dkim
+            .iter()
+            .filter_map(|d| {
+                let sig = d.signature()?;
+                Some(DkimAuth {
+                    domain: sig.d.to_ascii_lowercase(),
+                    selector: sig.s.clone(),
+                    result: dkim_name(d.result()),
+                })
+            })
+            .collect(),
+        spf: SpfAuth {
+            domain: spf_domain.to_ascii_lowercase(),
+            scope: spf_scope.to_string(),
+            result: spf_name(spf).to_string(),
+        },
+    })
+}
+
+fn dkim_name(result: &DkimResult) -> String {
+    match result {
+        DkimResult::Pass => "pass",
+        DkimResult::Fail(_) => "fail",
+        DkimResult::Neutral(_) => "neutral",
+        DkimResult::TempError(_) => "temperror",
+        DkimResult::PermError(_) => "permerror",
+        DkimResult::None => "none",
+    }
+    .to_string()
 }
 
 fn spf_name(spf: &SpfOutput) -> &'static str {
@@ -310,6 +403,7 @@ fn refuse_authors(e: &AuthorError, our_hostname: &str) -> AuthVerdict {
         dkim_pass: false,
         dmarc: "permerror",
         arc: "none",
+        reports: Vec::new(),
     }
 }
 

@@ -68,7 +68,9 @@ fn world() -> Option<World> {
         let (public, out) = python_sign(domain, &msgs);
         signed.insert(policy_name(policy), out[0].clone());
         txt.push((domain.into(), "v=spf1 ip4:127.0.0.1 -all".into()));
-        txt.push((format!("_dmarc.{domain}"), format!("v=DMARC1; p={policy}")));
+        // quarantine.test asks for aggregate reports; the others do not.
+        let rua = if policy == "quarantine" { "; rua=mailto:agg@quarantine.test!10m" } else { "" };
+        txt.push((format!("_dmarc.{domain}"), format!("v=DMARC1; p={policy}{rua}")));
         txt.push((format!("s1._domainkey.{domain}"), format!("v=DKIM1; k=ed25519; p={public}")));
     }
     txt.push(("mail.sender.test".into(), "v=spf1 ip4:127.0.0.1 -all".into()));
@@ -107,6 +109,7 @@ async fn dmarc_outcomes_against_real_dns() {
 
     // Unsigned but from the SPF-allowed IP with an aligned envelope: SPF aligns.
     let v = check(&w, &message("reject.test", "plain"), GOOD_IP, Some("alice@reject.test")).await;
+    assert!(v.reports.is_empty(), "no rua, nothing to report: {v:?}");
     assert!(v.header.contains("dkim=none"), "{}", v.header);
     assert!(v.header.contains("spf=pass"), "{}", v.header);
     assert_eq!((v.dmarc, &v.disposition), ("pass", &Disposition::Accept));
@@ -140,10 +143,32 @@ async fn dmarc_outcomes_against_real_dns() {
     let v = check(&w, &message("quarantine.test", "q"), FORGED_IP, Some("a@quarantine.test")).await;
     assert_eq!((v.dmarc, &v.disposition), ("fail", &Disposition::Junk));
     assert!(v.header.contains("policy.dmarc=quarantine"), "{}", v.header);
+    // Its report row: the quarantine applied, nothing aligned, SPF failed for the envelope.
+    assert_eq!(v.reports.len(), 1, "{v:?}");
+    let row = &v.reports[0];
+    assert_eq!((row.disposition.as_str(), row.dkim_aligned, row.spf_aligned), ("quarantine", false, false));
+    assert_eq!(
+        (row.spf.domain.as_str(), row.spf.scope.as_str(), row.spf.result.as_str()),
+        ("quarantine.test", "mfrom", "fail")
+    );
+    assert_eq!(
+        (row.policy.domain.as_str(), row.policy.p.as_str(), row.policy.adkim.as_str()),
+        ("quarantine.test", "quarantine", "r")
+    );
+    assert_eq!(
+        row.policy.rua,
+        vec![crate::dmarc::Destination { address: "agg@quarantine.test".into(), max_size: 10 * 1024 * 1024 }]
+    );
+    assert_eq!(row.source_ip.to_string(), FORGED_IP);
     let v = check(&w, &message("none.test", "n"), FORGED_IP, Some("a@none.test")).await;
     assert_eq!((v.dmarc, &v.disposition), ("fail", &Disposition::Accept));
     let v = check(&w, &w.signed["quarantine"], FORGED_IP, Some("a@quarantine.test")).await;
     assert_eq!((v.dmarc, &v.disposition), ("pass", &Disposition::Accept));
+    let row = &v.reports[0];
+    assert_eq!((row.disposition.as_str(), row.dkim_aligned, row.spf_aligned), ("none", true, false));
+    let dkim: Vec<(&str, &str, &str)> =
+        row.dkim.iter().map(|d| (d.domain.as_str(), d.selector.as_str(), d.result.as_str())).collect();
+    assert_eq!(dkim, vec![("quarantine.test", "s1", "pass")]);
 
     // A domain with no records at all: nothing to enforce.
     let v = check(&w, &message("nowhere.test", "x"), FORGED_IP, Some("a@nowhere.test")).await;

@@ -2,20 +2,23 @@
 //! (mode 0600: only the server's own user may steer it) speaking one command line in,
 //! a text reply out, ending with a line holding only `.`.
 //!
-//! Commands: `list`, `show ID`, `retry [ID]`, `hold ID`, `release ID`, `delete ID`.
+//! Commands: `list`, `show ID`, `retry [ID]`, `hold ID`, `release ID`, `delete ID`, and
+//! `reports send` (DMARC aggregate reports now, carried here for `dmarc/`: one socket
+//! for the operator).
 //! A reply whose first line starts with `error:` is a failure; [`control_request`] (what
 //! `mailroom queue …` calls) turns it into an `Err`. The command line is bounded and ids
 //! are validated before they reach the file system.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::envelope::{QueueId, format_time};
-use super::{Queue, QueueError};
+use super::{BoxFuture, Queue, QueueError};
 
 /// The socket, relative to the data dir.
 pub const CONTROL_SOCKET: &str = "state/control.sock";
@@ -24,9 +27,14 @@ const MAX_COMMAND: u64 = 1024;
 /// A client that says nothing for this long is dropped.
 const IDLE: Duration = Duration::from_secs(10);
 
+/// `reports send`: run the DMARC report sender now, its reply (or `Err`, the error text).
+/// `None` when reports are off.
+pub type ReportsCommand = Arc<dyn Fn() -> BoxFuture<'static, Result<String, String>> + Send + Sync>;
+
 /// Bind the socket (replacing a stale one) and serve it until `shutdown` turns true.
 pub fn spawn_control_server(
     queue: Queue,
+    reports: Option<ReportsCommand>,
     data_dir: &Path,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, QueueError> {
@@ -48,8 +56,9 @@ pub fn spawn_control_server(
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
                         let q = queue.clone();
+                        let r = reports.clone();
                         tokio::spawn(async move {
-                            if let Err(e) = serve_one(q, stream).await {
+                            if let Err(e) = serve_one(q, r, stream).await {
                                 tracing::debug!(error = %e, "queue control: client error");
                             }
                         });
@@ -69,7 +78,7 @@ pub fn spawn_control_server(
     }))
 }
 
-async fn serve_one(queue: Queue, stream: UnixStream) -> std::io::Result<()> {
+async fn serve_one(queue: Queue, reports: Option<ReportsCommand>, stream: UnixStream) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read).take(MAX_COMMAND);
@@ -79,7 +88,15 @@ async fn serve_one(queue: Queue, stream: UnixStream) -> std::io::Result<()> {
         }
         Err(_) => return Ok(()),
     }
-    let reply = execute(&queue, line.trim()).await;
+    let mut words = line.split_ascii_whitespace();
+    let reply = match (words.next().map(str::to_ascii_lowercase).as_deref(), words.next(), words.next()) {
+        (Some("reports"), Some(w), None) if w.eq_ignore_ascii_case("send") => match &reports {
+            Some(run) => run().await.unwrap_or_else(|e| format!("error: {e}")),
+            None => "error: DMARC reports are off (MAILROOM_DMARC_REPORTS=off)".to_string(),
+        },
+        (Some("reports"), ..) => "error: usage: reports send".to_string(),
+        _ => execute(&queue, line.trim()).await,
+    };
     let mut out = reply;
     if !out.is_empty() && !out.ends_with('\n') {
         out.push('\n');

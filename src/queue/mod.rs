@@ -52,7 +52,9 @@ use crate::config::QueueConfig;
 use crate::smtp::status::Status;
 
 pub use backoff::{base_delay, next_delay};
-pub use control::{CONTROL_SOCKET, control_request, execute as execute_control_command, spawn_control_server};
+pub use control::{
+    CONTROL_SOCKET, ReportsCommand, control_request, execute as execute_control_command, spawn_control_server,
+};
 pub use dsn::{DsnKind, DsnRecipient, build as build_dsn};
 pub use envelope::{Envelope, EnvelopeRecipient, ItemOptions, ItemState, QueueId, RecipientStatus, format_time};
 pub use pg::PgQueueOptions;

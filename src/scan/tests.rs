@@ -174,6 +174,7 @@ async fn dnsbl_and_authentication_results_send_to_junk() {
         dkim_pass: false,
         dmarc: "none",
         arc: "none",
+        reports: Vec::new(),
     };
     let v = plain.scan(MSG, &ctx(&rcpts, None, Some(&auth))).await;
     assert_eq!(v.action, ScanAction::Junk { reason: "SPF fail without a DKIM pass".into() });

@@ -29,6 +29,11 @@ pub struct InboundChecks {
     pub srs: std::sync::Arc<Srs>,
     /// The primary domain's DKIM key, for ARC seals on forwarded mail.
     pub arc_key: Option<(String, ArcSealKey)>,
+    /// DMARC aggregate-report counters (`None`: `MAILROOM_DMARC_REPORTS=off`).
+    pub dmarc_reports: Option<std::sync::Arc<crate::dmarc::Recorder>>,
+    /// Reads the DMARC reports others send to our report addresses, beside delivery
+    /// (the reply never waits for it).
+    pub dmarc_inbox: Option<std::sync::Arc<crate::dmarc::receive::ReportInbox>>,
 }
 
 impl std::fmt::Debug for InboundChecks {
@@ -65,6 +70,12 @@ impl InboundChecks {
             arc = verdict.arc,
             "authentication results"
         );
+        if let Some(recorder) = &self.dmarc_reports {
+            let now = std::time::SystemTime::now();
+            for observation in &verdict.reports {
+                recorder.record(observation.clone(), now);
+            }
+        }
         if let Some(reply) = auth_refusal(&verdict.disposition) {
             tracing::info!(reply = %reply, "message refused by DMARC policy");
             return Err(reply);
@@ -96,6 +107,11 @@ impl InboundChecks {
         };
         let mut prepend = verdict.header.into_bytes();
         prepend.extend_from_slice(scan.headers.as_bytes());
+        if let Some(inbox) = &self.dmarc_inbox
+            && inbox.is_for_us(recipients.iter().map(String::as_str))
+        {
+            inbox.read_later(&stripped);
+        }
         let rewritten = match stripped {
             std::borrow::Cow::Borrowed(_) => None,
             std::borrow::Cow::Owned(without_forgeries) => Some(without_forgeries),

@@ -25,6 +25,7 @@ use std::time::SystemTime;
 
 use tokio::sync::broadcast;
 
+use super::dmarc::DmarcCount;
 use super::error::StoreError;
 use super::reader::MessageReader;
 use super::types::{
@@ -158,6 +159,19 @@ pub trait MailStore: Clone + Send + Sync + 'static {
         key: &str,
         until: SystemTime,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Add DMARC report counts (same domain, day and row: the counts add up), durable when
+    /// it returns. A domain and day already holding `store::MAX_DMARC_ROWS_PER_DAY` rows,
+    /// or a store holding `store::MAX_DMARC_ROWS`, takes no new row; returns how many
+    /// messages were dropped that way.
+    fn dmarc_add(&self, counts: &[DmarcCount]) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Every DMARC report count of the days up to `until_day` (inclusive).
+    fn dmarc_counts(&self, until_day: i64) -> impl Future<Output = Result<Vec<DmarcCount>, StoreError>> + Send;
+
+    /// Take reported counts away (a row reaching zero goes): what was added meanwhile by
+    /// another replica stays for the next report.
+    fn dmarc_subtract(&self, counts: &[DmarcCount]) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// A session's registration as a viewer of a mailbox (SELECT/EXAMINE): messages expunged

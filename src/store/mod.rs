@@ -20,6 +20,7 @@
 pub mod api;
 #[cfg(test)]
 mod contract_tests;
+mod dmarc;
 mod error;
 pub mod folder_name;
 mod lease;
@@ -37,6 +38,7 @@ use std::time::SystemTime;
 use tokio::sync::broadcast;
 
 pub use api::{MailStore, MailboxOps, ViewRetention};
+pub use dmarc::{DmarcCount, MAX_DMARC_ROWS, MAX_DMARC_ROWS_PER_DAY};
 pub use error::StoreError;
 pub use folder_name::{FolderPath, decode_mutf7, encode_mutf7};
 pub use lease::{Lease, LocalLease};

@@ -103,6 +103,18 @@ impl MailStore for MaildirStore {
     async fn sieve_remember(&self, account: &MailboxOwner, key: &str, until: SystemTime) -> Result<bool, StoreError> {
         self.sieve_remember_impl(account, key, until).await
     }
+
+    async fn dmarc_add(&self, counts: &[crate::store::DmarcCount]) -> Result<u64, StoreError> {
+        self.dmarc_add_impl(counts).await
+    }
+
+    async fn dmarc_counts(&self, until_day: i64) -> Result<Vec<crate::store::DmarcCount>, StoreError> {
+        self.dmarc_counts_impl(until_day).await
+    }
+
+    async fn dmarc_subtract(&self, counts: &[crate::store::DmarcCount]) -> Result<(), StoreError> {
+        self.dmarc_subtract_impl(counts).await
+    }
 }
 
 impl ViewRetention for ViewTicket {

@@ -34,6 +34,7 @@
 
 mod backend;
 mod deliver;
+mod dmarc;
 #[cfg(test)]
 mod dovecot_compat_tests;
 mod durable;
@@ -116,6 +117,8 @@ struct StoreInner {
     /// Serialises Sieve script changes and the Sieve memory (`sieve.rs`): rare writes, so
     /// one lock for every account keeps each check-then-change atomic.
     sieve_lock: tokio::sync::Mutex<()>,
+    /// Serialises the read-merge-replace of the DMARC report counters (`dmarc.rs`).
+    dmarc_lock: tokio::sync::Mutex<()>,
     /// Last UIDVALIDITY handed out, so two indexes created in the same second differ.
     last_uid_validity: AtomicU32,
 }
@@ -145,6 +148,7 @@ impl MaildirStore {
                 open_lock: tokio::sync::Mutex::new(()),
                 folders_lock: tokio::sync::Mutex::new(()),
                 sieve_lock: tokio::sync::Mutex::new(()),
+                dmarc_lock: tokio::sync::Mutex::new(()),
                 last_uid_validity: AtomicU32::new(0),
             }),
         })
