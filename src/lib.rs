@@ -36,3 +36,4 @@ pub mod test_tools;
 mod testing;
 pub mod tls;
 pub mod units;
+pub mod xml;

@@ -10,6 +10,7 @@ use mail_builder::headers::HeaderType;
 use mail_builder::headers::raw::Raw;
 
 use super::record::{Observation, PolicyPublished};
+use crate::xml;
 
 /// Who sends the report and what it covers.
 #[derive(Clone, Debug)]
@@ -32,22 +33,6 @@ pub struct AggregateReport {
     pub rows: Vec<(Observation, u64)>,
 }
 
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 fn pass(aligned: bool) -> &'static str {
     if aligned { "pass" } else { "fail" }
 }
@@ -59,18 +44,24 @@ impl AggregateReport {
         let p = &self.policy;
         let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<feedback>\n");
         x.push_str("  <version>1.0</version>\n  <report_metadata>\n");
-        let _ = writeln!(x, "    <org_name>{}</org_name>", esc(&m.org_name));
-        let _ = writeln!(x, "    <email>{}</email>", esc(&m.email));
-        let _ = writeln!(x, "    <report_id>{}</report_id>", esc(&m.report_id));
+        let _ = writeln!(x, "    <org_name>{}</org_name>", xml::escape(&m.org_name));
+        let _ = writeln!(x, "    <email>{}</email>", xml::escape(&m.email));
+        let _ = writeln!(x, "    <report_id>{}</report_id>", xml::escape(&m.report_id));
         let _ = writeln!(
             x,
             "    <date_range>\n      <begin>{}</begin>\n      <end>{}</end>\n    </date_range>",
             m.begin, m.end
         );
         x.push_str("  </report_metadata>\n  <policy_published>\n");
-        let _ = writeln!(x, "    <domain>{}</domain>", esc(&p.domain));
-        let _ = writeln!(x, "    <adkim>{}</adkim>\n    <aspf>{}</aspf>", esc(&p.adkim), esc(&p.aspf));
-        let _ = writeln!(x, "    <p>{}</p>\n    <sp>{}</sp>\n    <pct>{}</pct>", esc(&p.p), esc(&p.sp), p.pct);
+        let _ = writeln!(x, "    <domain>{}</domain>", xml::escape(&p.domain));
+        let _ = writeln!(x, "    <adkim>{}</adkim>\n    <aspf>{}</aspf>", xml::escape(&p.adkim), xml::escape(&p.aspf));
+        let _ = writeln!(
+            x,
+            "    <p>{}</p>\n    <sp>{}</sp>\n    <pct>{}</pct>",
+            xml::escape(&p.p),
+            xml::escape(&p.sp),
+            p.pct
+        );
         x.push_str("  </policy_published>\n");
         for (o, count) in &self.rows {
             x.push_str("  <record>\n    <row>\n");
@@ -78,7 +69,7 @@ impl AggregateReport {
             let _ = writeln!(
                 x,
                 "      <policy_evaluated>\n        <disposition>{}</disposition>\n        <dkim>{}</dkim>\n        <spf>{}</spf>\n      </policy_evaluated>",
-                esc(&o.disposition),
+                xml::escape(&o.disposition),
                 pass(o.dkim_aligned),
                 pass(o.spf_aligned)
             );
@@ -86,24 +77,24 @@ impl AggregateReport {
             let _ = writeln!(
                 x,
                 "    <identifiers>\n      <header_from>{}</header_from>\n    </identifiers>",
-                esc(&o.header_from)
+                xml::escape(&o.header_from)
             );
             x.push_str("    <auth_results>\n");
             for d in &o.dkim {
                 let _ = writeln!(
                     x,
                     "      <dkim>\n        <domain>{}</domain>\n        <selector>{}</selector>\n        <result>{}</result>\n      </dkim>",
-                    esc(&d.domain),
-                    esc(&d.selector),
-                    esc(&d.result)
+                    xml::escape(&d.domain),
+                    xml::escape(&d.selector),
+                    xml::escape(&d.result)
                 );
             }
             let _ = writeln!(
                 x,
                 "      <spf>\n        <domain>{}</domain>\n        <scope>{}</scope>\n        <result>{}</result>\n      </spf>",
-                esc(&o.spf.domain),
-                esc(&o.spf.scope),
-                esc(&o.spf.result)
+                xml::escape(&o.spf.domain),
+                xml::escape(&o.spf.scope),
+                xml::escape(&o.spf.result)
             );
             x.push_str("    </auth_results>\n  </record>\n");
         }
