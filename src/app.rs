@@ -73,6 +73,8 @@ pub enum StartError {
     SharedFiles(#[from] MirrorError),
     #[error("outbound SMTP client: {0}")]
     Client(#[from] ClientError),
+    #[error("MAILROOM_RELAY_CA_FILE: {0}")]
+    RelayCa(String),
     #[error("outbound queue: {0}")]
     Queue(#[from] QueueError),
     #[error("sieve: {0}")]
@@ -211,6 +213,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.relay_host.clone(),
         config.dns_servers.clone(),
     );
+    client.dnssec_anchors = config.dnssec_trust_anchors.clone();
+    if let Some(path) = &config.relay_ca_file {
+        client.extra_roots = crate::config::pem_roots(path).map_err(StartError::RelayCa)?;
+    }
     let route = Arc::new(OutboundRoute::new(&config.outbound));
     client.route = route.clone();
     let transport = SmtpTransport::with_resolver(client, resolver.clone())?;
