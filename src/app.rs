@@ -196,7 +196,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // serves; without one, /readyz waits for the first order.
     let acme = match config.tls_files() {
         Some(_) => None,
-        None => AcmeSettings::new(&config.acme, &config.hostname, &config.domains),
+        None => AcmeSettings::new(&config.acme, &config.hostname, &config.domains)
+            .map(|s| AcmeSettings { keep_key: config.dane, ..s }),
     };
     let acme = acme.map(|s| {
         let acme =
@@ -207,6 +208,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     });
     let acme_reload = acme.as_ref().map(Acme::reloader);
+    if config.dane {
+        warn_about_dane(&config);
+    }
     let mut client = ClientSettings::new(
         &config.hostname,
         config.outbound_smtp_port,
@@ -814,6 +818,18 @@ impl Running {
 }
 
 /// `mailroom serve`: start, run until SIGTERM/SIGINT, drain, return.
+/// `MAILROOM_DANE=on`: say which TLSA record to publish, or why there is none, and
+/// that it only counts in a DNSSEC-signed zone.
+fn warn_about_dane(config: &Config) {
+    match crate::dns::tlsa::tlsa_record(&config.dns()) {
+        Ok(record) => tracing::warn!(
+            record = %format!("{} IN TLSA {}", record.name, record.value),
+            "DANE is on: publish this TLSA record (see `mailroom dns --check`); senders honour it only if the zone is DNSSEC-signed"
+        ),
+        Err(e) => tracing::warn!(error = %e, "DANE is on but no TLSA record can be computed: no certificate yet"),
+    }
+}
+
 pub async fn serve(config: Config) -> Result<(), StartError> {
     let running = start(config).await?;
     wait_for_signal().await;

@@ -161,6 +161,8 @@ pub struct Config {
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
     pub dkim_selector: Option<String>,
+    /// Publish a TLSA record for our MX and keep the certificate key across renewals.
+    pub dane: bool,
     pub public_ipv4: Option<Ipv4Addr>,
     pub public_ipv6: Option<Ipv6Addr>,
     pub listen: ListenConfig,
@@ -349,6 +351,7 @@ impl Config {
             tls_cert_file: None,
             tls_key_file: None,
             dkim_selector: None,
+            dane: false,
             public_ipv4: None,
             public_ipv6: None,
             listen: ListenConfig {
@@ -422,6 +425,9 @@ impl Config {
             operator_certificate: self.tls_files().is_some(),
             dkim_dir: self.data_dir.join("dkim"),
             dkim_selector: self.dkim_selector.clone(),
+            dane: self.dane,
+            tls_dir: self.data_dir.join("tls"),
+            tls_cert_file: self.tls_files().map(|(cert, _)| cert.to_path_buf()),
             dns_servers: self.dns_servers.clone(),
             outbound: self.outbound,
         }

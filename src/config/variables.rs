@@ -201,6 +201,9 @@ pub static VARIABLES: &[Variable] = &[
         "the key of MAILROOM_TLS_CERT_FILE",
         tls_key_file = |v: &str| readable_file(v).map(Some), show show_path),
     // --- DNS records and DKIM ---
+    var!("DANE", Text("off"),
+        "`on` or `off`: publish a DANE TLSA record (3 1 1) of our certificate's key for the MX host in `mailroom dns`, and keep that key across ACME renewals",
+        dane = |v: &str| choose(ON_OFF, v), show |b: &bool| word(ON_OFF, b)),
     var!("DKIM_SELECTOR", Empty("chosen at key generation"),
         "DKIM selector prefix",
         dkim_selector = |v: &str| {
