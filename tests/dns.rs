@@ -236,17 +236,20 @@ fn dane_on_publishes_and_checks_the_tlsa_record() {
     let port = free_port();
     env.push(("MAILROOM_DNS_SERVERS".into(), format!("127.0.0.1:{port}")));
     // TLSA is type 52; usage 3, selector 1, matching 1, then a hash of another key.
-    let _dns = dnsmasq_on(
-        port,
-        &[
-            "--local=/example.com/".to_string(),
-            format!("--dns-rr=_25._tcp.mx.example.com,52,030101{}", "ab".repeat(32)),
-        ],
-    );
+    let tlsa = |hash: &str| {
+        let rr = format!("--dns-rr=_25._tcp.mx.example.com,52,030101{hash}");
+        dnsmasq_on(port, &["--local=/example.com/".to_string(), rr])
+    };
+    let dns = tlsa(&"ab".repeat(32));
     let out = run(&["dns", "--check"], &env, "");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(1), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("wrong    TLSA _25._tcp.mx.example.com."), "{text}");
     assert!(text.contains(&format!("expected: 3 1 1 {hash}")), "{text}");
     assert!(text.contains(&format!("found:    3 1 1 {}", "ab".repeat(32))), "{text}");
+    drop(dns);
+    // The right record: ok (the other required records are still missing).
+    let _dns = tlsa(&hash);
+    let text = String::from_utf8_lossy(&run(&["dns", "--check"], &env, "").stdout).to_string();
+    assert!(text.contains("ok       TLSA _25._tcp.mx.example.com."), "{text}");
 }
