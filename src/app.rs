@@ -209,7 +209,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     });
     let acme_reload = acme.as_ref().map(Acme::reloader);
     if config.dane {
-        warn_about_dane(&config);
+        crate::dns::tlsa::log_at_start(&config.dns());
     }
     let mut client = ClientSettings::new(
         &config.hostname,
@@ -818,18 +818,6 @@ impl Running {
 }
 
 /// `mailroom serve`: start, run until SIGTERM/SIGINT, drain, return.
-/// `MAILROOM_DANE=on`: say which TLSA record to publish, or why there is none, and
-/// that it only counts in a DNSSEC-signed zone.
-fn warn_about_dane(config: &Config) {
-    match crate::dns::tlsa::tlsa_record(&config.dns()) {
-        Ok(record) => tracing::warn!(
-            record = %format!("{} IN TLSA {}", record.name, record.value),
-            "DANE is on: publish this TLSA record (see `mailroom dns --check`); senders honour it only if the zone is DNSSEC-signed"
-        ),
-        Err(e) => tracing::warn!(error = %e, "DANE is on but no TLSA record can be computed: no certificate yet"),
-    }
-}
-
 pub async fn serve(config: Config) -> Result<(), StartError> {
     let running = start(config).await?;
     wait_for_signal().await;

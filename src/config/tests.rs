@@ -153,6 +153,7 @@ fn each_bad_value_names_variable_value_and_expectation() {
         ("MAILROOM_CLAMD", "clamd", "host:port"),
         ("MAILROOM_SCANNER_FAILURE", "ignore", "tempfail"),
         ("MAILROOM_LOG_FORMAT", "xml", "json"),
+        ("MAILROOM_DANE", "yes", "`on` or `off`"),
         ("MAILROOM_DKIM_SELECTOR", "bad selector", "DNS label"),
         ("MAILROOM_ACCOUNTS", "nobody", "MAILROOM_ACCOUNTS"),
         ("MAILROOM_STORE", "mysql://db/mail", "`maildir` or a PostgreSQL URL"),

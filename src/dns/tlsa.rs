@@ -62,6 +62,18 @@ pub fn tlsa_record(config: &DnsConfig) -> Result<DnsRecord, String> {
     })
 }
 
+/// At start with `MAILROOM_DANE=on`: the record to publish, or why there is none, and
+/// the reminder that it counts only in a DNSSEC-signed zone.
+pub fn log_at_start(config: &DnsConfig) {
+    match tlsa_record(config) {
+        Ok(record) => tracing::warn!(
+            record = %format!("{} IN TLSA {}", record.name, record.value),
+            "DANE is on: publish this TLSA record (see `mailroom dns --check`); senders honour it only if the zone is DNSSEC-signed"
+        ),
+        Err(e) => tracing::warn!(error = %e, "DANE is on but no TLSA record can be computed: no certificate yet"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
