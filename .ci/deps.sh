@@ -24,6 +24,7 @@ PKGS=(
   yamllint        # compose and chart lint
   sieve-connect   # ManageSieve client (tests/managesieve.rs)
   knot knot-dnsutils  # a DNSSEC-signing DNS server and kdig (DANE, tests/outbound_tls.rs)
+  openssl         # an independent SPKI hash for the TLSA record tests (src/dns/tlsa.rs, tests/dns.rs)
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -71,6 +71,8 @@ pub enum StartError {
     SharedFiles(#[from] MirrorError),
     #[error("outbound SMTP client: {0}")]
     Client(#[from] ClientError),
+    #[error("MAILROOM_RELAY_CA_FILE: {0}")]
+    RelayCa(String),
     #[error("outbound queue: {0}")]
     Queue(#[from] QueueError),
     #[error("sieve: {0}")]
@@ -192,7 +194,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // serves; without one, /readyz waits for the first order.
     let acme = match config.tls_files() {
         Some(_) => None,
-        None => AcmeSettings::new(&config.acme, &config.hostname, &config.domains),
+        None => AcmeSettings::new(&config.acme, &config.hostname, &config.domains)
+            .map(|s| AcmeSettings { keep_key: config.dane, ..s }),
     };
     let acme = acme.map(|s| {
         let acme =
@@ -203,12 +206,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     });
     let acme_reload = acme.as_ref().map(Acme::reloader);
+    if config.dane {
+        crate::dns::tlsa::log_at_start(&config.dns());
+    }
     let mut client = ClientSettings::new(
         &config.hostname,
         config.outbound_smtp_port,
         config.relay_host.clone(),
         config.dns_servers.clone(),
     );
+    client.dnssec_anchors = config.dnssec_trust_anchors.clone();
+    if let Some(path) = &config.relay_ca_file {
+        client.extra_roots = crate::config::pem_roots(path).map_err(StartError::RelayCa)?;
+    }
     let route = Arc::new(OutboundRoute::new(&config.outbound));
     client.route = route.clone();
     let transport = SmtpTransport::with_resolver(client, resolver.clone())?;

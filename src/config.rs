@@ -161,12 +161,18 @@ pub struct Config {
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
     pub dkim_selector: Option<String>,
+    /// Publish a TLSA record for our MX and keep the certificate key across renewals.
+    pub dane: bool,
     pub public_ipv4: Option<Ipv4Addr>,
     pub public_ipv6: Option<Ipv6Addr>,
     pub listen: ListenConfig,
     pub limits: Limits,
     pub relay_host: Option<RelayHost>,
+    /// Roots trusted for the smarthost besides the web PKI: see [`pem_roots`].
+    pub relay_ca_file: Option<PathBuf>,
     pub dns_servers: Vec<SocketAddr>,
+    /// DNSKEY records DANE trusts besides the root's.
+    pub dnssec_trust_anchors: Option<PathBuf>,
     pub trusted_networks: Vec<IpNet>,
     pub queue: QueueConfig,
     pub outbound_smtp_port: u16,
@@ -345,6 +351,7 @@ impl Config {
             tls_cert_file: None,
             tls_key_file: None,
             dkim_selector: None,
+            dane: false,
             public_ipv4: None,
             public_ipv6: None,
             listen: ListenConfig {
@@ -363,7 +370,9 @@ impl Config {
                 sieve_max_scripts: 0,
             },
             relay_host: None,
+            relay_ca_file: None,
             dns_servers: Vec::new(),
+            dnssec_trust_anchors: None,
             trusted_networks: Vec::new(),
             queue: QueueConfig { lifetime: Duration::ZERO, retry_min: Duration::ZERO, retry_max: Duration::ZERO },
             outbound_smtp_port: 0,
@@ -416,6 +425,9 @@ impl Config {
             operator_certificate: self.tls_files().is_some(),
             dkim_dir: self.data_dir.join("dkim"),
             dkim_selector: self.dkim_selector.clone(),
+            dane: self.dane,
+            tls_dir: self.data_dir.join("tls"),
+            tls_cert_file: self.tls_files().map(|(cert, _)| cert.to_path_buf()),
             dns_servers: self.dns_servers.clone(),
             outbound: self.outbound,
         }
@@ -566,6 +578,20 @@ fn check_port_clashes(listen: &[(Protocol, Vec<ListenAddr>)], r: &mut Reader) {
             }
         }
     }
+}
+
+/// The certificates of a PEM file of roots (`MAILROOM_RELAY_CA_FILE`): read at config
+/// load to reject a bad file with exit 2, and again when the SMTP client is built.
+pub fn pem_roots(path: &Path) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
+    use rustls_pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|e| format!("a readable PEM file of certificates ({e})"))?;
+    let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("a PEM file of certificates ({e})"))?;
+    if certs.is_empty() {
+        return Err("a PEM file holding at least one CERTIFICATE block".into());
+    }
+    Ok(certs)
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Server, base_env, free_port, have_tool, http_get};
+use common::{Server, base_env, free_port, have_tool, http_get, run};
+use rustls_pki_types::pem::PemObject;
 
 const HOST: &str = "mx.example.test";
 
@@ -283,8 +284,53 @@ fn issuance_restart_reuse_and_forced_renewal() {
     let (renewed, _, _) = https(https_addr(&p), "GET", "/healthz", "");
     assert_ne!(renewed, first, "renewal must swap the served certificate");
     assert!(issuer_cn(&renewed).contains("Pebble"));
+    assert_ne!(spki(&renewed), spki(&first), "without DANE every order has a new key");
     // The fresh certificate is not re-ordered in a loop.
     assert!(server.wait_log("renewal scheduled", Duration::from_secs(20)), "{}", server.log());
+}
+
+fn spki(der: &[u8]) -> Vec<u8> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    cert.public_key().raw.to_vec()
+}
+
+/// The `_25._tcp` TLSA line `mailroom dns` prints.
+fn tlsa_line(env: &[(String, String)]) -> String {
+    let out = run(&["dns"], env, "");
+    let zone = String::from_utf8_lossy(&out.stdout).into_owned();
+    zone.lines().find(|l| l.contains("\tTLSA\t")).unwrap_or_else(|| panic!("no TLSA record:\n{zone}")).to_string()
+}
+
+/// `MAILROOM_DANE=on`: the first order certifies the self-signed key already served,
+/// and a renewal the same key again, so the TLSA record `mailroom dns` printed before
+/// the first certificate stays true.
+#[test]
+fn dane_keeps_the_key_across_issuance_and_renewal() {
+    if !have_tool("pebble") {
+        return;
+    }
+    let pebble = Pebble::start(None, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let p = ports();
+    let env = acme_env(&data, &pebble, &p, &[("MAILROOM_DANE", "on")]);
+    let mut server = start(&env, &p, &data, &pebble);
+    let (first, _, _) = https(https_addr(&p), "GET", "/healthz", "");
+    assert!(issuer_cn(&first).contains("Pebble"));
+    let selfsigned = std::fs::read(data.join("tls/selfsigned.crt")).unwrap();
+    let selfsigned = rustls_pki_types::CertificateDer::pem_slice_iter(&selfsigned).next().unwrap().unwrap();
+    assert_eq!(spki(&first), spki(&selfsigned), "the first order certifies the self-signed key");
+    let record = tlsa_line(&env);
+    assert!(server.terminate(Duration::from_secs(10)).unwrap().success());
+
+    let env = acme_env(&data, &pebble, &p, &[("MAILROOM_DANE", "on"), ("MAILROOM_ACME_RENEW_BEFORE", "100000d")]);
+    let server = start(&env, &p, &data, &pebble);
+    assert!(server.wait_log("ACME certificate issued", Duration::from_secs(60)), "{}", server.log());
+    let (renewed, _, _) = https(https_addr(&p), "GET", "/healthz", "");
+    assert_ne!(renewed, first, "renewal must swap the served certificate");
+    assert_eq!(spki(&renewed), spki(&first), "the renewal keeps the key");
+    assert_eq!(tlsa_line(&env), record);
+    assert!(server.log().contains("DANE is on: publish this TLSA record"), "{}", server.log());
 }
 
 /// A running server renews a short-lived certificate at two thirds of its

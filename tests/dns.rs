@@ -194,3 +194,62 @@ fn rotation_switches_after_check_sees_new_records() {
     let state = std::fs::read_to_string(tmp.path().join("dkim/example.com/state")).unwrap();
     assert!(state.contains("retired ") && !state.contains("pending "), "{state}");
 }
+
+/// SHA-256 of the certificate's public key, by `openssl`: a hash we did not compute.
+fn openssl_spki_sha256(cert: &std::path::Path) -> String {
+    let script = format!(
+        "openssl x509 -in {} -noout -pubkey | openssl pkey -pubin -outform DER | openssl dgst -sha256 -r",
+        cert.display()
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+}
+
+/// `MAILROOM_DANE=on` adds `_25._tcp.<hostname>` TLSA 3 1 1 of the certificate in use
+/// (here the operator's files); off, there is none. `dns --check` says `wrong` for a
+/// published record of another key, shows the one to publish, and exits 1.
+#[test]
+fn dane_on_publishes_and_checks_the_tlsa_record() {
+    if !have_tool("openssl") || !have_tool("dnsmasq") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["mx.example.com".to_string()]).unwrap().self_signed(&key).unwrap();
+    let (cert_path, key_path) = (tmp.path().join("mx.crt"), tmp.path().join("mx.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let mut env = env_for(&tmp.path().join("data"));
+    env.push(("MAILROOM_TLS_CERT_FILE".into(), cert_path.display().to_string()));
+    env.push(("MAILROOM_TLS_KEY_FILE".into(), key_path.display().to_string()));
+    let off = String::from_utf8(run(&["dns"], &env, "").stdout).unwrap();
+    assert!(!off.contains("TLSA"), "{off}");
+    env.push(("MAILROOM_DANE".into(), "on".into()));
+    let out = run(&["dns"], &env, "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let zone = String::from_utf8(out.stdout).unwrap();
+    let hash = openssl_spki_sha256(&cert_path);
+    let line = format!("_25._tcp.mx.example.com.\t3600\tIN\tTLSA\t3 1 1 {hash}");
+    assert!(zone.contains(&line), "{line} missing:\n{zone}");
+
+    let port = free_port();
+    env.push(("MAILROOM_DNS_SERVERS".into(), format!("127.0.0.1:{port}")));
+    // TLSA is type 52; usage 3, selector 1, matching 1, then a hash of another key.
+    let tlsa = |hash: &str| {
+        let rr = format!("--dns-rr=_25._tcp.mx.example.com,52,030101{hash}");
+        dnsmasq_on(port, &["--local=/example.com/".to_string(), rr])
+    };
+    let dns = tlsa(&"ab".repeat(32));
+    let out = run(&["dns", "--check"], &env, "");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("wrong    TLSA _25._tcp.mx.example.com."), "{text}");
+    assert!(text.contains(&format!("expected: 3 1 1 {hash}")), "{text}");
+    assert!(text.contains(&format!("found:    3 1 1 {}", "ab".repeat(32))), "{text}");
+    drop(dns);
+    // The right record: ok (the other required records are still missing).
+    let _dns = tlsa(&hash);
+    let text = String::from_utf8_lossy(&run(&["dns", "--check"], &env, "").stdout).to_string();
+    assert!(text.contains("ok       TLSA _25._tcp.mx.example.com."), "{text}");
+}

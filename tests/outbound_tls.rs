@@ -5,11 +5,14 @@
 mod common;
 #[path = "support/outbound.rs"]
 mod outbound;
+#[path = "support/signed_zone.rs"]
+mod signed_zone;
 
 use std::time::Duration;
 
 use mailroom::queue::ItemOptions;
 use outbound::*;
+use signed_zone::*;
 
 #[tokio::test]
 async fn mta_sts_enforce_delivers_over_verified_tls() {
@@ -122,92 +125,6 @@ async fn tls_required_no_waives_an_enforced_policy() {
 // ---------------------------------------------------------------------------------------
 // DANE (RFC 7672): Knot DNS signs the zone, the client trusts its key.
 
-/// Knot DNS serving `remote.test`, signed with ECDSA P-256, on a loopback port (killed
-/// on drop), and the zone's key as a trust-anchor file.
-struct SignedZone {
-    _knot: Proc,
-    _dir: tempfile::TempDir,
-    addr: std::net::SocketAddr,
-    anchors: std::path::PathBuf,
-}
-
-fn kdig(addr: std::net::SocketAddr, args: &[&str]) -> String {
-    let out = std::process::Command::new("kdig")
-        .arg(format!("@{}", addr.ip()))
-        .args(["-p", &addr.port().to_string()])
-        .args(args)
-        .output()
-        .expect("kdig");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `records`: zone-file lines added to the zone (relative names).
-fn signed_zone(records: &[String]) -> SignedZone {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let port = common::free_port();
-    let mut zone = String::from(
-        "$ORIGIN remote.test.\n$TTL 300\n@ SOA ns.remote.test. hostmaster.remote.test. 1 3600 600 86400 300\n@ NS ns\nns A 127.0.0.1\n",
-    );
-    for r in records {
-        zone.push_str(r);
-        zone.push('\n');
-    }
-    std::fs::write(d.join("remote.test.zone"), zone).unwrap();
-    for sub in ["db", "kasp", "run"] {
-        std::fs::create_dir(d.join(sub)).unwrap();
-    }
-    let conf = format!(
-        "server:\n    rundir: \"{0}/run\"\n    listen: 127.0.0.1@{port}\ndatabase:\n    storage: \"{0}/db\"\n\
-         template:\n  - id: default\n    storage: \"{0}\"\n    kasp-db: \"{0}/kasp\"\n\
-         policy:\n  - id: test\n    algorithm: ecdsap256sha256\n    nsec3: off\n\
-         zone:\n  - domain: remote.test\n    file: \"remote.test.zone\"\n    dnssec-signing: on\n    dnssec-policy: test\n",
-        d.display()
-    );
-    std::fs::write(d.join("knot.conf"), conf).unwrap();
-    let log = std::fs::File::create(d.join("knotd.log")).unwrap();
-    let knot = Proc(
-        std::process::Command::new("knotd")
-            .arg("-c")
-            .arg(d.join("knot.conf"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("knotd"),
-    );
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    // Signing happens once the zone loads: wait for a signed answer and the keys.
-    let mut keys = String::new();
-    for _ in 0..200 {
-        let signed = kdig(addr, &["+dnssec", "remote.test", "SOA"]).contains("RRSIG");
-        keys = kdig(addr, &["+noall", "+answer", "remote.test", "DNSKEY"]);
-        if signed && keys.contains("DNSKEY\t257") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // Both keys: hickory checks each DNSKEY of the set against the anchors or a DS
-    // record, and there is no parent zone here to hold one.
-    let ksk: Vec<&str> = keys.lines().filter(|l| l.contains("\tDNSKEY\t")).collect();
-    assert!(
-        !ksk.is_empty(),
-        "knotd did not sign remote.test: {}",
-        std::fs::read_to_string(d.join("knotd.log")).unwrap_or_default()
-    );
-    let anchors = d.join("anchors.keys");
-    std::fs::write(&anchors, ksk.join("\n") + "\n").unwrap();
-    SignedZone { _knot: knot, _dir: dir, addr, anchors }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn spki(der: &[u8]) -> Vec<u8> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
-    cert.public_key().raw.to_vec()
-}
-
 /// Three domains of one signed zone, each with its own MX host on the same loopback
 /// server: `ee` publishes DANE-EE 3 1 1 of the server's key, `ta` DANE-TA 2 0 1 of its
 /// CA, `bad` a DANE-EE record of another key. The first two are delivered over TLS (no
@@ -265,4 +182,74 @@ async fn dane_records_decide_which_certificate_is_accepted() {
     let detail = queue.show(&bad).await.unwrap();
     let reply = detail.envelope.recipients[0].last_reply.clone().unwrap_or_default();
     assert!(reply.starts_with("4.") && reply.contains("TLSA"), "{reply}");
+}
+
+/// Sends one message through the binary's submission port (STARTTLS, AUTH) with
+/// python's smtplib.
+const SUBMIT: &str = r#"
+import smtplib, ssl, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30)
+s.starttls(context=ssl._create_unverified_context())
+s.login("alice@example.com", "secret")
+s.sendmail("alice@example.com", sys.argv[2:], "From: alice@example.com\r\nSubject: DANE\r\nMessage-ID: <dane@example.com>\r\n\r\nHello.\r\n")
+s.quit()
+"#;
+
+/// The binary end to end: `MAILROOM_DNSSEC_TRUST_ANCHORS` makes the Knot-signed zone
+/// secure, so its TLSA records bind. Mail to `ok` (a 3 1 1 record of the sink's key)
+/// arrives over TLS; mail to `bad` (a record of another key) stays queued, and
+/// `mailroom queue list` shows why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_honours_tlsa_records_of_a_zone_it_trusts() {
+    if !have("knotd") || !have("kdig") || !common::have_tool("python3") {
+        return;
+    }
+    let names = ["mx-ok.remote.test", "mx-bad.remote.test"];
+    let (acceptor, _ca, leaf) = test_tls_chain(&names);
+    let (mx, port) = start_mx(ServerOptions { tls: Some(acceptor), ..Default::default() }).await;
+    let zone = signed_zone(&[
+        "ok MX 10 mx-ok".into(),
+        "bad MX 10 mx-bad".into(),
+        "mx-ok A 127.0.0.1".into(),
+        "mx-bad A 127.0.0.1".into(),
+        format!("_{port}._tcp.mx-ok TLSA 3 1 1 {}", sha256_hex(&spki(&leaf))),
+        format!("_{port}._tcp.mx-bad TLSA 3 1 1 {}", sha256_hex(b"another key")),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut env = common::env_listening(&data, &["SUBMISSION"]);
+    env.retain(|(k, _)| k != "MAILROOM_DNS_SERVERS");
+    env.push(("MAILROOM_DNS_SERVERS".into(), zone.addr.to_string()));
+    env.push(("MAILROOM_DOMAINS".into(), "example.com".into()));
+    env.push(("MAILROOM_ACCOUNTS".into(), "alice@example.com:{PLAIN}secret".into()));
+    env.push(("MAILROOM_OUTBOUND_SMTP_PORT".into(), port.to_string()));
+    env.push(("MAILROOM_DNSSEC_TRUST_ANCHORS".into(), zone.anchors.display().to_string()));
+    let mx_seen = mx.clone();
+    let (listing, log) = tokio::task::spawn_blocking(move || {
+        let server = common::Server::start_ready(&env, &data, Duration::from_secs(60));
+        let out = std::process::Command::new("python3")
+            .args(["-c", SUBMIT, &server.port("submission").to_string(), "bob@ok.remote.test", "carol@bad.remote.test"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stderr), server.log());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let listing = String::from_utf8_lossy(&common::run(&["queue", "list"], &env, "").stdout).into_owned();
+            let arrived = !mx_seen.received.lock().unwrap().is_empty();
+            if arrived && listing.contains("carol@bad.remote.test (") {
+                return (listing, server.log());
+            }
+            assert!(std::time::Instant::now() < deadline, "{listing}\n{}", server.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .unwrap();
+    let received = mx.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "{received:#?}\n{log}");
+    assert_eq!(received[0].rcpts, ["bob@ok.remote.test"]);
+    assert!(received[0].tls);
+    let line = listing.lines().find(|l| l.contains("carol@bad.remote.test")).unwrap();
+    assert!(line.contains("4.7.5") && line.contains("DANE") && line.contains("TLSA"), "{listing}");
+    assert!(!listing.contains("bob@ok.remote.test"), "{listing}");
 }

@@ -36,7 +36,8 @@ fn have_aiosmtpd() -> bool {
     ok
 }
 
-/// A CA, and a certificate for 127.0.0.1 signed by it written as PEM files in `dir`.
+/// A CA, and a certificate for 127.0.0.1 signed by it written as PEM files in `dir`
+/// (the CA alone too, as `ca.pem`).
 fn relay_certificate(dir: &Path) -> (PathBuf, PathBuf, CertificateDer<'static>) {
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -47,6 +48,7 @@ fn relay_certificate(dir: &Path) -> (PathBuf, PathBuf, CertificateDer<'static>) 
     let (cert, key) = (dir.join("relay.crt"), dir.join("relay.key"));
     std::fs::write(&cert, format!("{}{}", leaf.pem(), ca.pem())).unwrap();
     std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
     (cert, key, ca.der().clone())
 }
 
@@ -275,6 +277,44 @@ s.quit()\n";
     assert!(data[0]["data"].as_str().unwrap().contains("Subject: forwarded via relay"), "{data:?}");
     assert_eq!(data[0]["tls"], false);
     assert!(relay.events("auth").is_empty());
+}
+
+/// The binary end to end with a relay whose certificate comes from a private CA:
+/// `MAILROOM_RELAY_CA_FILE` makes it trusted, and the message goes over implicit TLS
+/// with AUTH.
+#[test]
+fn the_server_trusts_the_relay_ca_file() {
+    if !have_aiosmtpd() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, _) = relay_certificate(dir.path());
+    let relay = Relay::start("smtps", dir.path(), Some((&cert, &key)));
+    let data = dir.path().join("data");
+    let mut env = common::env_listening(&data, &["SMTP"]);
+    env.push(("MAILROOM_ACCOUNTS".into(), "alice@example.com:{PLAIN}wonderland".into()));
+    env.push(("MAILROOM_ALIASES".into(), "fwd@example.com:someone@remote.example".into()));
+    env.push(("MAILROOM_RELAY_HOST".into(), format!("smtps://127.0.0.1:{}", relay.port)));
+    env.push(("MAILROOM_RELAY_USERNAME".into(), "relayuser".into()));
+    env.push(("MAILROOM_RELAY_PASSWORD".into(), "s3cret pass".into()));
+    env.push(("MAILROOM_RELAY_CA_FILE".into(), dir.path().join("ca.pem").display().to_string()));
+    let server = common::Server::start_ready(&env, &data, Duration::from_secs(60));
+    let send = "import smtplib, sys\n\
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=30)\n\
+s.sendmail('', ['fwd@example.com'], 'From: sender@example.net\\r\\nSubject: via a private CA\\r\\n\\r\\nhello\\r\\n')\n\
+s.quit()\n";
+    let out = Command::new("python3").args(["-c", send, &server.port("smtp").to_string()]).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stderr), server.log());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while relay.events("data").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "nothing reached the relay:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let data = relay.events("data");
+    assert_eq!(data[0]["rcpts"], serde_json::json!(["someone@remote.example"]), "{data:?}");
+    assert!(data[0]["data"].as_str().unwrap().contains("Subject: via a private CA"), "{data:?}");
+    assert_eq!(data[0]["tls"], true);
+    assert_eq!(data[0]["login"].as_str(), Some("relayuser"), "{data:?}");
 }
 
 #[test]

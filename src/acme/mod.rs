@@ -87,6 +87,9 @@ pub struct AcmeSettings {
     /// The certificate's names; the first (the hostname) names the files.
     pub names: Vec<String>,
     pub renew_before: Option<Duration>,
+    /// `MAILROOM_DANE=on`: each order reuses the key in service, so the published
+    /// `3 1 1` TLSA record (a hash of the key) stays true across renewals.
+    pub keep_key: bool,
 }
 
 impl AcmeSettings {
@@ -101,6 +104,7 @@ impl AcmeSettings {
             ca_file: acme.ca_file.clone(),
             names: certificate_names(hostname, domains, &acme.extra_names),
             renew_before: acme.renew_before,
+            keep_key: false,
         })
     }
 
@@ -376,7 +380,9 @@ impl Acme {
         }
         let Some(acc) = account.as_ref() else { return Err(AcmeError::Client("no account".into())) };
         tracing::info!(names = ?self.settings.names, challenge = ?self.settings.challenge, "ordering an ACME certificate");
-        let issued = run_order(acc, &self.settings.names, self.settings.challenge, &self.certs, &self.tokens).await?;
+        let key = if self.settings.keep_key { self.files.key_in_service(self.settings.primary()) } else { None };
+        let (names, challenge) = (&self.settings.names, self.settings.challenge);
+        let issued = run_order(acc, names, challenge, key, &self.certs, &self.tokens).await?;
         self.files.save_cert(self.settings.primary(), &issued.chain_pem, &issued.key_pem)
     }
 

@@ -3,7 +3,9 @@
 //! finalize with a fresh key and download the chain.
 //!
 //! The certificate key is new for every order (rcgen, ECDSA P-256): a renewal never
-//! reuses a key that may have leaked with an old backup.
+//! reuses a key that may have leaked with an old backup. The exception is DANE
+//! (`MAILROOM_DANE=on`): the published TLSA record is a hash of the key, so the order
+//! is given the key in service and signs its CSR with it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,11 +27,12 @@ pub struct Issued {
 const POLL: RetryPolicy =
     RetryPolicy::new().initial_delay(Duration::from_millis(500)).backoff(1.5).timeout(Duration::from_secs(120));
 
-/// Run one order for `names` on `account`.
+/// Run one order for `names` on `account`, certifying `key`, else a new one.
 pub async fn run_order(
     account: &Account,
     names: &[String],
     challenge: AcmeChallenge,
+    key: Option<rcgen::KeyPair>,
     certs: &Arc<CertStore>,
     tokens: &Arc<Http01Tokens>,
 ) -> Result<Issued, AcmeError> {
@@ -71,7 +74,16 @@ pub async fn run_order(
     if status != OrderStatus::Ready {
         return Err(AcmeError::Rejected(format!("order is {status:?} after validation")));
     }
-    let key_pem = order.finalize().await?;
+    let key_pem = match key {
+        None => order.finalize().await?,
+        Some(key) => {
+            let mut params = rcgen::CertificateParams::new(names.to_vec())?;
+            params.distinguished_name = rcgen::DistinguishedName::new();
+            let csr = params.serialize_request(&key)?;
+            order.finalize_csr(csr.der()).await?;
+            key.serialize_pem()
+        }
+    };
     let chain_pem = order.poll_certificate(&POLL).await?;
     Ok(Issued { chain_pem, key_pem })
 }

@@ -102,6 +102,25 @@ impl AcmeFiles {
     }
 }
 
+impl AcmeFiles {
+    /// The key to certify again when DANE is on: the stored ACME key for `primary`,
+    /// else the self-signed fallback's (the one served until the first certificate
+    /// arrives, whose TLSA record may already be published). `None`: neither is a
+    /// readable key, and the order makes a new one.
+    pub fn key_in_service(&self, primary: &str) -> Option<rcgen::KeyPair> {
+        [self.key_path(primary), self.tls_dir.join("selfsigned.key")].iter().find_map(|path| {
+            let pem = std::fs::read_to_string(path).ok()?;
+            match rcgen::KeyPair::from_pem(&pem) {
+                Ok(key) => Some(key),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "DANE: cannot reuse this key");
+                    None
+                }
+            }
+        })
+    }
+}
+
 /// A host name as a file name: it is validated config, but never let a `/` or a
 /// leading dot through.
 fn file_stem(name: &str) -> String {
@@ -159,5 +178,22 @@ mod tests {
     fn file_names_stay_inside_the_directory() {
         assert_eq!(file_stem("../../etc/passwd"), "_.._etc_passwd");
         assert_eq!(file_stem("mx.example.com"), "mx.example.com");
+    }
+
+    /// With DANE on, a renewal certifies the stored ACME key, or before the first
+    /// certificate the self-signed fallback's; nothing readable: a new key.
+    #[test]
+    fn the_key_in_service_is_the_acme_key_else_the_self_signed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = AcmeFiles::new(dir.path());
+        assert!(files.key_in_service("mx.example.com").is_none());
+        crate::tls::load_or_create_self_signed(dir.path(), "mx.example.com").unwrap();
+        let selfsigned = std::fs::read_to_string(dir.path().join("selfsigned.key")).unwrap();
+        let key = files.key_in_service("mx.example.com").unwrap();
+        assert_eq!(key.serialize_pem(), rcgen::KeyPair::from_pem(&selfsigned).unwrap().serialize_pem());
+        let (c, k) = issued(&["mx.example.com"]);
+        files.save_cert("mx.example.com", &c, &k).unwrap();
+        let key = files.key_in_service("mx.example.com").unwrap();
+        assert_eq!(key.serialize_pem(), rcgen::KeyPair::from_pem(&k).unwrap().serialize_pem());
     }
 }

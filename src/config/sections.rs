@@ -181,6 +181,12 @@ pub struct DnsConfig {
     pub operator_certificate: bool,
     pub dkim_dir: PathBuf,
     pub dkim_selector: Option<String>,
+    /// `MAILROOM_DANE`: print and check a TLSA record for the hostname.
+    pub dane: bool,
+    /// The data dir's `tls/` (ACME and self-signed certificates), and the operator's
+    /// certificate file when one replaces them: where the TLSA record's key comes from.
+    pub tls_dir: PathBuf,
+    pub tls_cert_file: Option<PathBuf>,
     /// Resolvers for `mailroom dns --check`; empty = the system's.
     pub dns_servers: Vec<SocketAddr>,
     /// Whose reverse DNS `dns --check` checks: the pinned source addresses.

@@ -153,6 +153,7 @@ fn each_bad_value_names_variable_value_and_expectation() {
         ("MAILROOM_CLAMD", "clamd", "host:port"),
         ("MAILROOM_SCANNER_FAILURE", "ignore", "tempfail"),
         ("MAILROOM_LOG_FORMAT", "xml", "json"),
+        ("MAILROOM_DANE", "yes", "`on` or `off`"),
         ("MAILROOM_DKIM_SELECTOR", "bad selector", "DNS label"),
         ("MAILROOM_ACCOUNTS", "nobody", "MAILROOM_ACCOUNTS"),
         ("MAILROOM_STORE", "mysql://db/mail", "`maildir` or a PostgreSQL URL"),
@@ -433,4 +434,48 @@ fn dmarc_reports_are_on_unless_switched_off() {
         errors.iter().any(|e| e.starts_with("MAILROOM_DMARC_REPORTS") && e.contains("`on` or `off`")),
         "{errors:?}"
     );
+}
+
+/// The example key of RFC 6605 section 6.1 (ECDSA P-256), in zone-file form.
+const DNSKEY: &str = "example.net. 3600 IN DNSKEY 257 3 13 GojIhhXUN/u4v54ZQqGSnyhWJwaubCvTmeexv7bR6edbkrSqQpF64cYbcB7wNcP+e+MAnLr+Wi9xMWyQLc8NAA==\n";
+
+#[test]
+fn dnssec_trust_anchors_must_be_dnskey_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("anchors.keys");
+    std::fs::write(&good, DNSKEY).unwrap();
+    let c = load(&[("MAILROOM_DNSSEC_TRUST_ANCHORS", good.to_str().unwrap())]).unwrap();
+    assert_eq!(c.dnssec_trust_anchors.as_deref(), Some(good.as_path()));
+    assert_eq!(load(&[]).unwrap().dnssec_trust_anchors, None);
+    let bad = dir.path().join("bad.keys");
+    std::fs::write(&bad, "example.net. 3600 IN A 192.0.2.1\n").unwrap();
+    for (path, expected) in
+        [(bad.to_str().unwrap(), "DNSKEY records in zone-file form"), ("/nonexistent/k", "readable")]
+    {
+        let errors = error_for(&[("MAILROOM_DNSSEC_TRUST_ANCHORS", path)]);
+        assert!(
+            errors.iter().any(|e| e.starts_with("MAILROOM_DNSSEC_TRUST_ANCHORS") && e.contains(expected)),
+            "{path}: {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn relay_ca_file_must_hold_pem_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["relay.example".to_string()]).unwrap();
+    let good = dir.path().join("ca.pem");
+    std::fs::write(&good, cert.cert.pem()).unwrap();
+    let c = load(&[("MAILROOM_RELAY_CA_FILE", good.to_str().unwrap())]).unwrap();
+    assert_eq!(c.relay_ca_file.as_deref(), Some(good.as_path()));
+    assert_eq!(pem_roots(&good).unwrap().len(), 1);
+    let bad = dir.path().join("bad.pem");
+    std::fs::write(&bad, "not a certificate\n").unwrap();
+    for (path, expected) in [(bad.to_str().unwrap(), "CERTIFICATE"), ("/nonexistent/ca.pem", "readable")] {
+        let errors = error_for(&[("MAILROOM_RELAY_CA_FILE", path)]);
+        assert!(
+            errors.iter().any(|e| e.starts_with("MAILROOM_RELAY_CA_FILE") && e.contains(expected)),
+            "{path}: {errors:?}"
+        );
+    }
 }

@@ -201,6 +201,9 @@ pub static VARIABLES: &[Variable] = &[
         "the key of MAILROOM_TLS_CERT_FILE",
         tls_key_file = |v: &str| readable_file(v).map(Some), show show_path),
     // --- DNS records and DKIM ---
+    var!("DANE", Text("off"),
+        "`on` or `off`: publish a DANE TLSA record (3 1 1) of our certificate's key for the MX host in `mailroom dns`, and keep that key across ACME renewals",
+        dane = |v: &str| choose(ON_OFF, v), show |b: &bool| word(ON_OFF, b)),
     var!("DKIM_SELECTOR", Empty("chosen at key generation"),
         "DKIM selector prefix",
         dkim_selector = |v: &str| {
@@ -301,10 +304,16 @@ pub static VARIABLES: &[Variable] = &[
             if set { "<redacted>".into() } else { String::new() }
         },
     },
+    var!("RELAY_CA_FILE", Empty("empty"),
+        "PEM root certificates trusted for the smarthost besides the web PKI (a relay with a private CA)",
+        relay_ca_file = |v: &str| pem_roots_file(v).map(Some), show show_path),
     var!("DNS_SERVERS", Empty("system resolver"),
         "comma-separated `ip[:port]` resolvers",
         dns_servers = parse::dns_servers,
         show |s: &Vec<std::net::SocketAddr>| if s.is_empty() { "(system resolver)".to_string() } else { join(s) }),
+    var!("DNSSEC_TRUST_ANCHORS", Empty("the root's keys only"),
+        "a file of DNSKEY records (zone-file form) trusted besides the root's when DANE validates DNSSEC",
+        dnssec_trust_anchors = |v: &str| trust_anchors_file(v).map(Some), show show_path),
     var!("TRUSTED_NETWORKS", Empty("empty"),
         "CIDRs allowed to relay without AUTH, exempt from the rate limiters",
         trusted_networks = parse::cidr_list,
@@ -461,6 +470,23 @@ fn parse_rate(v: &str) -> Result<u32, String> {
 
 fn parse_duration(v: &str) -> Result<Duration, String> {
     units::parse_duration(v).map_err(|_| "a duration like `90s`, `5m`, `4h` or `5d`".to_string())
+}
+
+/// A readable file whose DNSKEY records hickory accepts as trust anchors: checked here
+/// so that a typo stops the server at start, not DANE at the first delivery.
+fn trust_anchors_file(v: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(v.trim());
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("a readable file of DNSKEY records ({e})"))?;
+    text.parse::<hickory_resolver::proto::dnssec::TrustAnchors>()
+        .map_err(|e| format!("a file of DNSKEY records in zone-file form ({e})"))?;
+    Ok(path)
+}
+
+/// A readable PEM file holding at least one certificate.
+fn pem_roots_file(v: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(v.trim());
+    super::pem_roots(&path)?;
+    Ok(path)
 }
 
 fn readable_file(v: &str) -> Result<PathBuf, String> {

@@ -71,6 +71,7 @@ pub async fn check_one(
         "CNAME" => RecordType::CNAME,
         "CAA" => RecordType::CAA,
         "PTR" => RecordType::PTR,
+        "TLSA" => RecordType::TLSA,
         _ => RecordType::TXT,
     };
     let mut answer = lookup(resolver, &record.name, rtype).await;

@@ -15,6 +15,7 @@ pub mod resolver;
 pub mod reverse;
 #[cfg(test)]
 pub mod testdns;
+pub mod tlsa;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -37,8 +38,22 @@ pub fn key_ring(config: &DnsConfig) -> Result<KeyRing, KeyError> {
 }
 
 /// The records for this configuration.
+/// With `MAILROOM_DANE=on`, the TLSA record of the certificate in use comes last; when
+/// no certificate can be read, a placeholder saying why (the check then fails).
 pub fn expected_records(config: &DnsConfig, ring: &KeyRing) -> Vec<DnsRecord> {
-    records(config, ring, &mta_sts_id(config))
+    let mut out = records(config, ring, &mta_sts_id(config));
+    if config.dane {
+        out.push(tlsa::tlsa_record(config).unwrap_or_else(|e| DnsRecord {
+            domain: config.hostname.clone(),
+            kind: "tlsa".into(),
+            name: format!("_25._tcp.{}.", config.hostname),
+            rtype: "TLSA".into(),
+            value: "<3 1 1 of the certificate in use>".into(),
+            required: true,
+            comment: format!("DANE: no certificate to compute it from yet ({e})"),
+        }));
+    }
+    out
 }
 
 /// The `id=` of the policy the server serves once its certificate is in place: an

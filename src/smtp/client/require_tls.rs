@@ -1,9 +1,10 @@
 //! RFC 8689 on the sending side: what a message tagged REQUIRETLS demands of its next
 //! hop, and the `TLS-Required: No` header field that asks for the opposite.
 //!
-//! A REQUIRETLS message leaves only to an MX host whose name is validated (here by the
-//! domain's MTA-STS policy: DNSSEC validation is not done, so a domain without a policy
-//! cannot receive it), over STARTTLS with a certificate valid for that name, to a server
+//! A REQUIRETLS message leaves only to an MX host whose name is validated (by a
+//! DNSSEC-secure MX answer, `dane.rs`, or by the domain's MTA-STS policy: a domain with
+//! neither cannot receive it), over STARTTLS with a certificate valid for that name (or
+//! matching its TLSA records), to a server
 //! that advertises REQUIRETLS itself, with REQUIRETLS on MAIL FROM so the next hop keeps
 //! the rule. A smarthost counts as validated (the operator named it) but must offer TLS
 //! and REQUIRETLS the same way. What cannot be met fails for good with 5.7.30 and the
@@ -20,13 +21,13 @@ pub(super) fn refused(why: impl Into<String>) -> Status {
     Status::local((5, 7, 30), format!("REQUIRETLS: {}", why.into()))
 }
 
-/// The MX names a REQUIRETLS message may go to are the ones a policy lists; `Err` when
-/// the domain has no policy that validates them.
+/// Without a DNSSEC-secure MX answer, the MX names a REQUIRETLS message may go to are
+/// the ones a policy lists; `Err` when the domain has no policy that validates them.
 pub(super) fn validating_policy<'p>(policy: Option<&'p Policy>, domain: &str) -> Result<&'p Policy, Status> {
     match policy {
         Some(p) if matches!(p.mode, Mode::Enforce | Mode::Testing) => Ok(p),
         _ => Err(refused(format!(
-            "the MX hosts of {domain} cannot be validated: it publishes no MTA-STS policy (DNSSEC is not checked)"
+            "the MX hosts of {domain} cannot be validated: no MTA-STS policy and no DNSSEC-secure MX answer"
         ))),
     }
 }
