@@ -17,8 +17,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -48,61 +47,6 @@ fn start_dns() -> (Dnsmasq, SocketAddr) {
         "--address=/mx.remote.test/127.0.0.1",
         "--address=/mx.remote.test/::1",
     ])
-}
-
-/// The peer address of each message the sink took.
-type Arrivals = Arc<Mutex<Vec<IpAddr>>>;
-
-/// A remote MX on 127.0.0.1 and ::1, same port.
-fn start_sink() -> (u16, Arrivals) {
-    let arrivals: Arrivals = Arc::default();
-    for _ in 0..50 {
-        let v6 = TcpListener::bind("[::1]:0").expect("bind ::1");
-        let port = v6.local_addr().unwrap().port();
-        let Ok(v4) = TcpListener::bind(("127.0.0.1", port)) else { continue };
-        for listener in [v4, v6] {
-            let arrivals = arrivals.clone();
-            std::thread::spawn(move || {
-                for stream in listener.incoming().map_while(Result::ok) {
-                    let arrivals = arrivals.clone();
-                    std::thread::spawn(move || {
-                        let _ = sink_session(stream, &arrivals);
-                    });
-                }
-            });
-        }
-        return (port, arrivals);
-    }
-    panic!("no port free on both 127.0.0.1 and ::1");
-}
-
-fn sink_session(stream: TcpStream, arrivals: &Mutex<Vec<IpAddr>>) -> std::io::Result<()> {
-    let peer = stream.peer_addr()?.ip();
-    let mut w = stream.try_clone()?;
-    let mut r = BufReader::new(stream);
-    w.write_all(b"220 mx.remote.test ESMTP sink\r\n")?;
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        let upper = line.to_ascii_uppercase();
-        if upper.starts_with("EHLO") {
-            w.write_all(b"250-mx.remote.test\r\n250 8BITMIME\r\n")?;
-        } else if upper.starts_with("DATA") {
-            w.write_all(b"354 go\r\n")?;
-            if common::read_smtp_data(&mut r)?.is_none() {
-                return Ok(());
-            }
-            arrivals.lock().unwrap().push(peer);
-            w.write_all(b"250 2.0.0 accepted\r\n")?;
-        } else if upper.starts_with("QUIT") {
-            w.write_all(b"221 bye\r\n")?;
-            return Ok(());
-        } else {
-            w.write_all(b"250 ok\r\n")?;
-        }
-    }
 }
 
 fn server_env(data: &std::path::Path, dns: SocketAddr, mx_port: u16, host: &str, mode: &str) -> Vec<(String, String)> {
@@ -152,11 +96,11 @@ fn relay(smtp: SocketAddr) {
     expect("QUIT\r\n", "221");
 }
 
-fn wait_arrival(arrivals: &Arrivals, server: &Server) -> IpAddr {
+fn wait_arrival(arrivals: &common::sink::Received, server: &Server) -> IpAddr {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(ip) = arrivals.lock().unwrap().first() {
-            return *ip;
+        if let Some(ip) = arrivals.lock().unwrap().first().map(|g| g.peer) {
+            return ip;
         }
         assert!(Instant::now() < deadline, "nothing arrived:\n{}", server.log());
         std::thread::sleep(Duration::from_millis(20));
@@ -173,7 +117,7 @@ fn gauge(server: &Server, family: &str) -> Option<String> {
 /// arrived from, with the server and its environment.
 fn deliver(host: &str, mode: &str) -> (IpAddr, Server, Vec<(String, String)>, tempfile::TempDir, Dnsmasq) {
     let (dns_server, dns) = start_dns();
-    let (port, arrivals) = start_sink();
+    let (arrivals, port) = common::sink::start_dual_sink();
     let tmp = tempfile::tempdir().unwrap();
     let env = server_env(tmp.path(), dns, port, host, mode);
     let server = Server::start_ready(&env, tmp.path(), Duration::from_secs(30));

@@ -6,10 +6,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -18,68 +16,6 @@ const USER: &str = "alice@example.com";
 /// A second account, without a script.
 const OTHER: &str = "dan@example.com";
 const PASSWORD: &str = "sieve-e2e-password";
-
-/// One transaction the remote MX accepted.
-#[derive(Clone, Debug)]
-struct Got {
-    from: String,
-    rcpts: Vec<String>,
-    data: String,
-}
-
-type Sink = Arc<Mutex<Vec<Got>>>;
-
-/// A remote MX on a loopback port that accepts everything.
-fn start_sink() -> (Sink, u16) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let got: Sink = Arc::default();
-    let store = got.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            let store = store.clone();
-            std::thread::spawn(move || {
-                let _ = sink_session(stream, &store);
-            });
-        }
-    });
-    (got, port)
-}
-
-fn sink_session(stream: TcpStream, store: &Mutex<Vec<Got>>) -> std::io::Result<()> {
-    let mut w = stream.try_clone()?;
-    let mut r = BufReader::new(stream);
-    w.write_all(b"220 mx.remote.test ESMTP sink\r\n")?;
-    let (mut from, mut rcpts) = (String::new(), Vec::new());
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        let upper = line.to_ascii_uppercase();
-        let addr = || line.split(['<', '>']).nth(1).unwrap_or("").to_string();
-        if upper.starts_with("EHLO") {
-            w.write_all(b"250-mx.remote.test\r\n250 8BITMIME\r\n")?;
-        } else if upper.starts_with("MAIL") {
-            (from, rcpts) = (addr(), Vec::new());
-            w.write_all(b"250 ok\r\n")?;
-        } else if upper.starts_with("RCPT") {
-            rcpts.push(addr());
-            w.write_all(b"250 2.1.5 ok\r\n")?;
-        } else if upper.starts_with("DATA") {
-            w.write_all(b"354 go\r\n")?;
-            let Some(data) = read_smtp_data(&mut r)? else { return Ok(()) };
-            let data = String::from_utf8_lossy(&data).into_owned();
-            store.lock().unwrap().push(Got { from: from.clone(), rcpts: std::mem::take(&mut rcpts), data });
-            w.write_all(b"250 2.0.0 accepted\r\n")?;
-        } else if upper.starts_with("QUIT") {
-            w.write_all(b"221 bye\r\n")?;
-            return Ok(());
-        } else {
-            w.write_all(b"250 ok\r\n")?;
-        }
-    }
-}
 
 /// Run tests/clients/sieve_e2e.py with `args` and `stdin`; fails with its output and the
 /// server's log unless it exits 0.
@@ -108,7 +44,7 @@ fn client(args: &[&str], stdin: &str, server: &Server) -> String {
 struct Rig {
     server: Server,
     env: Vec<(String, String)>,
-    sink: Sink,
+    sink: common::sink::Received,
     _dns: Dnsmasq,
     _tmp: tempfile::TempDir,
 }
@@ -120,7 +56,7 @@ impl Rig {
             "--mx-host=remote.example,mx.remote.test,10",
             "--address=/mx.remote.test/127.0.0.1",
         ]);
-        let (sink, mx_port) = start_sink();
+        let (sink, mx_port) = common::sink::start_sink(None);
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
         let mut env = env_listening(&data, &["SMTP", "IMAP", "MANAGESIEVE"]);
@@ -195,7 +131,7 @@ impl Rig {
     }
 
     /// Wait until the remote MX holds a message matching `f`; returns it.
-    fn wait_remote(&self, what: &str, f: impl Fn(&Got) -> bool) -> Got {
+    fn wait_remote(&self, what: &str, f: impl Fn(&common::sink::Got) -> bool) -> common::sink::Got {
         let start = Instant::now();
         loop {
             if let Some(g) = self.sink.lock().unwrap().iter().find(|g| f(g)) {
@@ -206,7 +142,7 @@ impl Rig {
         }
     }
 
-    fn remote_count(&self, f: impl Fn(&Got) -> bool) -> usize {
+    fn remote_count(&self, f: impl Fn(&common::sink::Got) -> bool) -> usize {
         self.sink.lock().unwrap().iter().filter(|g| f(g)).count()
     }
 }
@@ -249,12 +185,12 @@ fn vacation_once(rig: &mut Rig) {
     rig.send("carol@remote.test", "question", "");
     let reply = rig.wait_remote("vacation reply", |g| g.rcpts == ["carol@remote.test"]);
     assert_eq!(reply.from, "", "vacation replies leave with the null sender");
-    assert!(reply.data.contains("Auto-Submitted: auto-replied"), "{}", reply.data);
-    assert!(reply.data.contains("Subject: Out of office"), "{}", reply.data);
+    assert!(reply.text().contains("Auto-Submitted: auto-replied"), "{}", reply.text());
+    assert!(reply.text().contains("Subject: Out of office"), "{}", reply.text());
     let id = format!("<question.{}@remote.test>", std::process::id());
-    assert!(reply.data.lines().any(|l| l.starts_with("In-Reply-To:") && l.contains(&id)), "{}", reply.data);
-    assert!(reply.data.contains("I am away until Monday."), "{}", reply.data);
-    verify_dkim(&rig.env, reply.data.as_bytes());
+    assert!(reply.text().lines().any(|l| l.starts_with("In-Reply-To:") && l.contains(&id)), "{}", reply.text());
+    assert!(reply.text().contains("I am away until Monday."), "{}", reply.text());
+    verify_dkim(&rig.env, &reply.data);
     rig.send("carol@remote.test", "follow-up", "");
     rig.send("dave@remote.test", "digest", "List-Id: <news.remote.test>\r\n");
     // RFC 5230 4.5: not when none of the account's addresses is in To/Cc (a Bcc).
@@ -325,7 +261,11 @@ fn user_scripts_through_managesieve_port_25_and_the_queue() {
     rig.activate("as-sales", "require \"vacation\";\r\nvacation :from \"sales@example.com\" \"Away.\";\r\n");
     rig.send("leo@remote.test", "to sales", "");
     let reply = rig.wait_remote("reply from the alias", |g| g.rcpts == ["leo@remote.test"]);
-    assert!(reply.data.lines().any(|l| l.starts_with("From:") && l.contains("sales@example.com")), "{}", reply.data);
+    assert!(
+        reply.text().lines().any(|l| l.starts_with("From:") && l.contains("sales@example.com")),
+        "{}",
+        reply.text()
+    );
     rig.activate("as-boss", "require \"vacation\";\r\nvacation :from \"boss@example.com\" \"Away.\";\r\n");
     rig.send("mia@remote.test", "to boss", "");
     assert!(rig.server.wait_log("reply not sent", Duration::from_secs(10)), "{}", rig.server.log());
@@ -352,8 +292,8 @@ fn user_scripts_through_managesieve_port_25_and_the_queue() {
     assert_eq!(rig.try_send("erin@remote.test", &format!("{USER},{OTHER}"), pitch), "sent");
     let dsn = rig.wait_remote("reject DSN", |g| g.rcpts == ["erin@remote.test"]);
     assert_eq!(dsn.from, "");
-    assert!(dsn.data.contains("no thanks"), "{}", dsn.data);
-    assert!(dsn.data.contains("5.7.1"), "{}", dsn.data);
+    assert!(dsn.text().contains("no thanks"), "{}", dsn.text());
+    assert!(dsn.text().contains("5.7.1"), "{}", dsn.text());
     assert_eq!(rig.subjects("INBOX").len(), before, "a rejected message is not stored");
     // Never a DSN to the null sender.
     let sent = rig.sink.lock().unwrap().len();
@@ -368,8 +308,8 @@ fn user_scripts_through_managesieve_port_25_and_the_queue() {
     rig.send("frank@remote.test", "forward me", "");
     let copy = rig.wait_remote("redirected copy", |g| g.rcpts == ["someone@remote.example"]);
     assert!(copy.from.to_ascii_uppercase().starts_with("SRS0") && copy.from.ends_with("@example.com"), "{copy:?}");
-    assert!(copy.data.contains("Subject: forward me"), "{}", copy.data);
-    assert!(copy.data.contains("X-Mailroom-Sieve-Redirected-From: alice@example.com"), "{}", copy.data);
+    assert!(copy.text().contains("Subject: forward me"), "{}", copy.text());
+    assert!(copy.text().contains("X-Mailroom-Sieve-Redirected-From: alice@example.com"), "{}", copy.text());
     assert!(!rig.subjects("INBOX").iter().any(|s| s == "forward me"));
     // A bounce to the SRS address goes back to the original sender.
     rig.send_raw(
@@ -378,7 +318,7 @@ fn user_scripts_through_managesieve_port_25_and_the_queue() {
         "From: MAILER-DAEMON@remote.example\r\nTo: someone\r\nSubject: bounce of forward me\r\n\r\nNo such user.\r\n",
     );
     rig.wait_remote("bounce sent back", |g| {
-        g.rcpts == ["frank@remote.test"] && g.data.contains("bounce of forward me")
+        g.rcpts == ["frank@remote.test"] && g.text().contains("bounce of forward me")
     });
     // Redirected to the account itself: delivered again, and that time kept (loop guard).
     rig.activate("self", "redirect \"alice@example.com\";\r\n");
@@ -392,7 +332,7 @@ fn user_scripts_through_managesieve_port_25_and_the_queue() {
     assert_eq!(rig.subjects("INBOX").iter().filter(|s| *s == "to myself").count(), 1);
     rig.activate("fwdcopy", "require \"copy\";\r\nredirect :copy \"someone@remote.example\";\r\n");
     rig.send("frank@remote.test", "copy me", "");
-    rig.wait_remote("redirected :copy", |g| g.data.contains("Subject: copy me"));
+    rig.wait_remote("redirected :copy", |g| g.text().contains("Subject: copy me"));
     assert!(rig.subjects("INBOX").iter().any(|s| s == "copy me"));
 
     // Case 5: a script that fails at run time keeps the message in INBOX, counted.

@@ -8,11 +8,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Server, env_listening, free_port, have_tool, run, verify_dkim};
@@ -21,68 +19,6 @@ use common::{Server, env_listening, free_port, have_tool, run, verify_dkim};
 /// dnsmasq: `remote.test` has MX `mx.remote.test` = 127.0.0.1.
 fn start_dns() -> (common::Dnsmasq, SocketAddr) {
     common::dnsmasq(&["--mx-host=remote.test,mx.remote.test,10", "--address=/mx.remote.test/127.0.0.1"])
-}
-
-/// One transaction the remote MX accepted.
-#[derive(Clone, Debug)]
-struct Got {
-    rcpts: Vec<String>,
-    data: Vec<u8>,
-}
-
-/// A small remote MX: accepts everything except recipients whose local part starts with
-/// `reject` (550 5.1.1). Keeps the exact message bytes (dot-unstuffed, CRLF).
-fn start_sink(port: u16) -> Arc<Mutex<Vec<Got>>> {
-    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind sink");
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let store = got.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            let store = store.clone();
-            std::thread::spawn(move || {
-                let _ = sink_session(stream, &store);
-            });
-        }
-    });
-    got
-}
-
-fn sink_session(stream: TcpStream, store: &Mutex<Vec<Got>>) -> std::io::Result<()> {
-    let mut w = stream.try_clone()?;
-    let mut r = BufReader::new(stream);
-    w.write_all(b"220 mx.remote.test ESMTP sink\r\n")?;
-    let mut rcpts = Vec::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        let upper = line.to_ascii_uppercase();
-        if upper.starts_with("EHLO") {
-            w.write_all(b"250-mx.remote.test\r\n250 8BITMIME\r\n")?;
-        } else if upper.starts_with("RCPT") {
-            let addr = line.split(['<', '>']).nth(1).unwrap_or("").to_string();
-            if addr.starts_with("reject") {
-                w.write_all(b"550 5.1.1 no such user here\r\n")?;
-            } else {
-                rcpts.push(addr);
-                w.write_all(b"250 2.1.5 ok\r\n")?;
-            }
-        } else if upper.starts_with("DATA") {
-            w.write_all(b"354 go\r\n")?;
-            let Some(data) = common::read_smtp_data(&mut r)? else { return Ok(()) };
-            store.lock().unwrap().push(Got { rcpts: std::mem::take(&mut rcpts), data });
-            w.write_all(b"250 2.0.0 accepted\r\n")?;
-        } else if upper.starts_with("QUIT") {
-            w.write_all(b"221 bye\r\n")?;
-            return Ok(());
-        } else if upper.starts_with("MAIL") || upper.starts_with("RSET") {
-            rcpts.clear();
-            w.write_all(b"250 ok\r\n")?;
-        } else {
-            w.write_all(b"250 ok\r\n")?;
-        }
-    }
 }
 
 struct Ports {
@@ -220,7 +156,7 @@ fn clients_refusals_local_and_remote_delivery_with_dkim() {
     }
     let (_dns, dns) = start_dns();
     let mx_port = free_port();
-    let sink = start_sink(mx_port);
+    let (sink, _) = common::sink::start_sink(Some(mx_port));
     let tmp = tempfile::tempdir().unwrap();
     let env = server_env(tmp.path(), dns, mx_port);
     let (server, ports) = start_server(&env, tmp.path());
@@ -467,7 +403,7 @@ fn queue_commands_and_kill9_with_a_full_queue() {
 
     // kill -9 with three items queued, bring the MX up, restart: all delivered.
     server.kill9();
-    let sink = start_sink(mx_port);
+    let (sink, _) = common::sink::start_sink(Some(mx_port));
     let (mut server, _) = start_server(&env, tmp.path());
     let _ = queue_cmd(&env, &["retry"]);
     wait_for("three deliveries", Duration::from_secs(60), || (sink.lock().unwrap().len() >= 3).then_some(()));
@@ -488,7 +424,7 @@ fn port_25_relays_for_trusted_networks_and_forwards_remote_aliases() {
     }
     let (_dns, dns) = start_dns();
     let mx_port = free_port();
-    let sink = start_sink(mx_port);
+    let (sink, _) = common::sink::start_sink(Some(mx_port));
     let tmp = tempfile::tempdir().unwrap();
     let mut env = server_env(tmp.path(), dns, mx_port);
     env.retain(|(k, _)| k != "MAILROOM_ALIASES");
