@@ -291,6 +291,7 @@ pub fn client_settings(dns: Option<SocketAddr>, port: u16) -> ClientSettings {
         dane: true,
         dnssec_anchors: None,
         route: Arc::new(mailroom::smtp::client::OutboundRoute::any_family()),
+        tls_recorder: None,
     }
 }
 
