@@ -110,55 +110,8 @@ fn the_report_sums_sessions_per_policy_with_failure_details() {
     validate(&serde_json::to_string(&report).unwrap());
 }
 
-/// RFC 8460 section 4.4's fields as a JSON Schema: required members, types, the
-/// policy and result types it lists, and no others.
-pub const SCHEMA: &str = r#"{
-  "type": "object",
-  "required": ["organization-name", "date-range", "contact-info", "report-id", "policies"],
-  "properties": {
-    "organization-name": {"type": "string", "minLength": 1},
-    "date-range": {"type": "object", "required": ["start-datetime", "end-datetime"],
-      "properties": {"start-datetime": {"type": "string", "format": "date-time",
-                                        "pattern": "^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ$"},
-                     "end-datetime": {"type": "string", "format": "date-time",
-                                      "pattern": "^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ$"}},
-      "additionalProperties": false},
-    "contact-info": {"type": "string", "minLength": 1},
-    "report-id": {"type": "string", "minLength": 1},
-    "policies": {"type": "array", "minItems": 1, "items": {
-      "type": "object", "required": ["policy", "summary"],
-      "properties": {
-        "policy": {"type": "object", "required": ["policy-type", "policy-domain"],
-          "properties": {
-            "policy-type": {"enum": ["tlsa", "sts", "no-policy-found"]},
-            "policy-string": {"type": "array", "items": {"type": "string"}},
-            "policy-domain": {"type": "string", "minLength": 1},
-            "mx-host": {"type": "array", "items": {"type": "string"}}},
-          "additionalProperties": false},
-        "summary": {"type": "object",
-          "required": ["total-successful-session-count", "total-failure-session-count"],
-          "properties": {"total-successful-session-count": {"type": "integer", "minimum": 0},
-                         "total-failure-session-count": {"type": "integer", "minimum": 0}},
-          "additionalProperties": false},
-        "failure-details": {"type": "array", "items": {
-          "type": "object", "required": ["result-type", "failed-session-count"],
-          "properties": {
-            "result-type": {"enum": ["starttls-not-supported", "certificate-host-mismatch",
-              "certificate-expired", "certificate-not-trusted", "validation-failure",
-              "tlsa-invalid", "dnssec-invalid", "dane-required", "sts-policy-fetch-error",
-              "sts-policy-invalid", "sts-webpki-invalid"]},
-            "sending-mta-ip": {"type": "string"},
-            "receiving-mx-hostname": {"type": "string"},
-            "receiving-mx-helo": {"type": "string"},
-            "receiving-ip": {"type": "string"},
-            "failed-session-count": {"type": "integer", "minimum": 1},
-            "additional-information": {"type": "string"},
-            "failure-reason-code": {"type": "string"}},
-          "additionalProperties": false}}},
-      "additionalProperties": false}}
-  },
-  "additionalProperties": false
-}"#;
+/// RFC 8460 section 4.4's fields as a JSON Schema (shared with tests/tls_reports.rs).
+pub const SCHEMA: &str = include_str!("../../tests/clients/tlsrpt_schema.json");
 
 /// Validate `json` against [`SCHEMA`] with Python's `jsonschema`.
 fn validate(json: &str) {
