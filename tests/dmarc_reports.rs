@@ -12,7 +12,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -76,37 +75,11 @@ fn sink_session(stream: TcpStream, store: &Mutex<Vec<Got>>) -> std::io::Result<(
 }
 
 fn client(args: &[&str], stdin: &[u8], server: &Server) -> String {
-    let path = format!("{}/tests/clients/dmarc_report.py", env!("CARGO_MANIFEST_DIR"));
-    let mut child = Command::new("python3")
-        .arg(&path)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "dmarc_report.py {args:?}: {text}{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
-    text
+    run_client_input("dmarc_report.py", args, stdin, server)
 }
 
 fn tools() -> bool {
-    if !have_tool("python3") || !have_tool("dnsmasq") {
-        return false;
-    }
-    let probe = Command::new("python3").args(["-c", "import parsedmarc, dkim"]).output().unwrap();
-    if !probe.status.success() {
-        missing("python3 parsedmarc and dkimpy (pip install parsedmarc dkimpy)");
-        return false;
-    }
-    true
+    python_and_dnsmasq("parsedmarc, dkim", "pip install parsedmarc dkimpy")
 }
 
 struct Rig {

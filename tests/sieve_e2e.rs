@@ -212,15 +212,7 @@ impl Rig {
 }
 
 fn tools() -> bool {
-    if !have_tool("python3") || !have_tool("dnsmasq") {
-        return false;
-    }
-    let probe = Command::new("python3").args(["-c", "import sievelib.managesieve"]).output().unwrap();
-    if !probe.status.success() {
-        missing("python3 sievelib (pip install sievelib)");
-        return false;
-    }
-    true
+    python_and_dnsmasq("sievelib.managesieve", "pip install sievelib")
 }
 
 const FILTERS: &str = "require [\"fileinto\", \"mailbox\", \"imap4flags\"];\r\n\

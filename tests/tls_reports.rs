@@ -14,8 +14,6 @@ mod common;
 #[path = "support/outbound.rs"]
 mod outbound;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,37 +24,11 @@ const USER: &str = "alice@example.com";
 const PASSWORD: &str = "tlsrpt-e2e-password";
 
 fn client(args: &[&str], stdin: &[u8], server: &Server) -> String {
-    let path = format!("{}/tests/clients/tls_report.py", env!("CARGO_MANIFEST_DIR"));
-    let mut child = Command::new("python3")
-        .arg(&path)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "tls_report.py {args:?}: {text}{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
-    text
+    run_client_input("tls_report.py", args, stdin, server)
 }
 
 fn tools() -> bool {
-    if !have_tool("python3") || !have_tool("dnsmasq") {
-        return false;
-    }
-    let probe = Command::new("python3").args(["-c", "import jsonschema, dkim"]).output().unwrap();
-    if !probe.status.success() {
-        missing("python3 jsonschema and dkimpy (pip install jsonschema dkimpy)");
-        return false;
-    }
-    true
+    python_and_dnsmasq("jsonschema, dkim", "pip install jsonschema dkimpy")
 }
 
 /// The two remote MX hosts (one port, two loopback addresses) and the runtime they run on.
@@ -208,7 +180,7 @@ fn scenario(extra: &[(&str, &str)], dns_addr: std::net::SocketAddr, sinks: &Sink
     let line = rig.reports_send();
     assert_eq!(
         line.as_deref(),
-        Some("2 report(s) queued, 1 destination(s) skipped, 0 domain(s) without a TLS-RPT record"),
+        Some("2 report(s) queued, 1 destination(s) skipped, 0 domain(s) without a report record"),
         "{}",
         rig.server.log()
     );
@@ -263,7 +235,7 @@ fn scenario(extra: &[(&str, &str)], dns_addr: std::net::SocketAddr, sinks: &Sink
     // The reports' own deliveries were not counted: nothing is left to report.
     assert_eq!(
         rig.reports_send().as_deref(),
-        Some("0 report(s) queued, 0 destination(s) skipped, 0 domain(s) without a TLS-RPT record")
+        Some("0 report(s) queued, 0 destination(s) skipped, 0 domain(s) without a report record")
     );
 
     // Receiving: plain.test's report passed on to our report address is read into

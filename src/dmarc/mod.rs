@@ -18,6 +18,7 @@ pub mod send;
 #[cfg(test)]
 mod tests;
 
+pub use crate::reports::RunSummary;
 pub use record::{Destination, DkimAuth, Observation, PolicyPublished, Recorder, SpfAuth};
 pub use report::AggregateReport;
-pub use send::{Reporter, RunSummary};
+pub use send::Reporter;

@@ -25,8 +25,8 @@ use super::record::{Destination, Observation, Recorder};
 use super::report::{AggregateReport, ReportMeta};
 use crate::accounts::Address;
 use crate::queue::BoxFuture;
-use crate::reports::{Outbox, day_range, now_secs};
-use crate::store::{ReportCount, ReportKind, StoreError};
+use crate::reports::{Outbox, ReportError, RunSummary, day_range, now_secs};
+use crate::store::{ReportCount, ReportKind};
 
 /// The lease held while reports are sent (PostgreSQL).
 pub const LEASE_NAME: &str = "dmarc-reports";
@@ -38,35 +38,6 @@ pub struct Reporter {
     pub recorder: Arc<Recorder>,
     /// Our hostname is the submitter and `org_name`.
     pub outbox: Arc<Outbox>,
-}
-
-/// What one run did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RunSummary {
-    /// Reports queued, one per destination.
-    pub queued: usize,
-    /// Destinations left out: not authorised, over their size limit, or not an address.
-    pub skipped: usize,
-    /// False when another replica holds the lease (nothing was done here).
-    pub ran: bool,
-}
-
-impl std::fmt::Display for RunSummary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if !self.ran {
-            return f.write_str("another replica is sending the reports now");
-        }
-        write!(f, "{} report(s) queued, {} destination(s) skipped", self.queued, self.skipped)
-    }
-}
-
-/// Why a run stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    #[error("the report counters: {0}")]
-    Store(#[from] StoreError),
-    #[error("building the report: {0}")]
-    Build(#[from] std::io::Error),
 }
 
 impl Reporter {

@@ -96,6 +96,42 @@ impl Outbox {
     }
 }
 
+/// What one run of a report kind did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Reports queued, one per destination.
+    pub queued: usize,
+    /// Destinations left out (each kind says why: not authorised, too large, `https:`,
+    /// not an address, not queued).
+    pub skipped: usize,
+    /// TLS reports: domains with counts but no record asking for reports.
+    pub unrequested: Option<usize>,
+    /// False when another replica holds the lease (nothing was done here).
+    pub ran: bool,
+}
+
+impl std::fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.ran {
+            return f.write_str("another replica is sending the reports now");
+        }
+        write!(f, "{} report(s) queued, {} destination(s) skipped", self.queued, self.skipped)?;
+        match self.unrequested {
+            Some(n) => write!(f, ", {n} domain(s) without a report record"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("the report counters: {0}")]
+    Store(#[from] StoreError),
+    #[error("building the report: {0}")]
+    Build(#[from] std::io::Error),
+}
+
 /// The seconds since the epoch now.
 pub fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())

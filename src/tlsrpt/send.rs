@@ -18,8 +18,8 @@ use super::record::{Recorder, TlsRow};
 use super::report::{self, Report, ReportMeta};
 use crate::accounts::Address;
 use crate::queue::BoxFuture;
-use crate::reports::{Outbox, day_range, now_secs};
-use crate::store::{ReportCount, ReportKind, StoreError};
+use crate::reports::{Outbox, ReportError, RunSummary, day_range, now_secs};
+use crate::store::{ReportCount, ReportKind};
 
 /// The lease held while reports are sent (PostgreSQL).
 pub const LEASE_NAME: &str = "tls-reports";
@@ -32,39 +32,6 @@ const MAX_DESTINATIONS: usize = 10;
 pub struct Reporter {
     pub recorder: Arc<Recorder>,
     pub outbox: Arc<Outbox>,
-}
-
-/// What one run did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RunSummary {
-    /// Reports queued, one per destination.
-    pub queued: usize,
-    /// Destinations left out: `https:`, not an address, or not queued.
-    pub skipped: usize,
-    /// Domains with sessions but no TLS-RPT record.
-    pub unrequested: usize,
-    /// False when another replica holds the lease (nothing was done here).
-    pub ran: bool,
-}
-
-impl std::fmt::Display for RunSummary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if !self.ran {
-            return f.write_str("another replica is sending the reports now");
-        }
-        write!(
-            f,
-            "{} report(s) queued, {} destination(s) skipped, {} domain(s) without a TLS-RPT record",
-            self.queued, self.skipped, self.unrequested
-        )
-    }
-}
-
-/// Why a run stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    #[error("the report counters: {0}")]
-    Store(#[from] StoreError),
 }
 
 /// A `rua` destination of a TLS-RPT record (RFC 8460 section 3).
@@ -118,7 +85,7 @@ impl Reporter {
                 Err(e) => tracing::warn!(domain = %c.domain, error = %e, "unreadable TLS report row skipped"),
             }
         }
-        let mut summary = RunSummary { ran: true, ..RunSummary::default() };
+        let mut summary = RunSummary { ran: true, unrequested: Some(0), ..RunSummary::default() };
         let now = now_secs();
         let mut records: BTreeMap<String, Option<Vec<Rua>>> = BTreeMap::new();
         for ((domain, day), rows) in groups {
@@ -142,7 +109,7 @@ impl Reporter {
                     summary.queued += queued;
                     summary.skipped += skipped;
                 }
-                None => summary.unrequested += 1,
+                None => summary.unrequested = summary.unrequested.map(|n| n + 1),
             }
             let sent: Vec<ReportCount> = rows.into_iter().map(|(c, _)| c).collect();
             self.outbox.store.report_subtract(ReportKind::Tls, &sent).await?;
