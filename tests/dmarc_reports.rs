@@ -9,6 +9,8 @@
 //! Tools missing -> skip, unless CI=true.
 
 mod common;
+#[path = "support/reports.rs"]
+mod reports;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -16,8 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-const USER: &str = "alice@example.com";
+use reports::{Rig, USER};
 
 /// One transaction the remote MX accepted: (MAIL FROM, RCPT TO, data).
 type Got = (String, String, Vec<u8>);
@@ -82,53 +83,19 @@ fn tools() -> bool {
     python_and_dnsmasq("parsedmarc, dkim", "pip install parsedmarc dkimpy")
 }
 
-struct Rig {
-    server: Server,
-    env: Vec<(String, String)>,
-    _tmp: tempfile::TempDir,
+/// Port 25: a message with header From `from` and envelope sender `mail_from`.
+fn send(rig: &Rig, mail_from: &str, from: &str, n: u32) {
+    let port = rig.server.port("smtp").to_string();
+    let msg = format!(
+        "From: {from}\r\nTo: {USER}\r\nSubject: note {n}\r\nMessage-ID: <{n}.{}@remote.test>\r\n\r\nHello.\r\n",
+        std::process::id()
+    );
+    let out = client(&["send", "127.0.0.1", &port, mail_from, USER], msg.as_bytes(), &rig.server);
+    assert_eq!(out.trim(), "sent");
 }
 
-impl Rig {
-    fn start(dns: std::net::SocketAddr, mx_port: u16, extra: &[(&str, &str)]) -> Rig {
-        let tmp = tempfile::tempdir().unwrap();
-        let data = tmp.path().join("data");
-        let mut env = env_listening(&data, &["SMTP"]);
-        env.retain(|(k, _)| k != "MAILROOM_DNS_SERVERS");
-        env.push(("MAILROOM_DOMAINS".into(), "example.com".into()));
-        env.push(("MAILROOM_ACCOUNTS".into(), format!("{USER}:{{PLAIN}}dmarc-e2e-password")));
-        env.push(("MAILROOM_DNS_SERVERS".into(), dns.to_string()));
-        env.push(("MAILROOM_OUTBOUND_SMTP_PORT".into(), mx_port.to_string()));
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let server = Server::start_ready(&env, &data, Duration::from_secs(30));
-        Rig { server, env, _tmp: tmp }
-    }
-
-    fn restart(&mut self) {
-        assert!(self.server.terminate(Duration::from_secs(30)).is_some(), "{}", self.server.log());
-        let data = self.server.data_dir.clone();
-        self.server = Server::start_ready(&self.env, &data, Duration::from_secs(30));
-    }
-
-    /// Port 25: a message with header From `from` and envelope sender `mail_from`.
-    fn send(&self, mail_from: &str, from: &str, n: u32) {
-        let port = self.server.port("smtp").to_string();
-        let msg = format!(
-            "From: {from}\r\nTo: {USER}\r\nSubject: note {n}\r\nMessage-ID: <{n}.{}@remote.test>\r\n\r\nHello.\r\n",
-            std::process::id()
-        );
-        let out = client(&["send", "127.0.0.1", &port, mail_from, USER], msg.as_bytes(), &self.server);
-        assert_eq!(out.trim(), "sent");
-    }
-
-    fn reports_send(&self) -> std::process::Output {
-        run(&["reports", "send"], &self.env, "")
-    }
-
-    /// `mailroom reports send`'s line of the DMARC reports.
-    fn dmarc_line(out: &std::process::Output) -> String {
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.lines().find_map(|l| l.strip_prefix("DMARC aggregate reports: ")).unwrap_or("").to_string()
-    }
+fn start(dns: std::net::SocketAddr, mx_port: u16, extra: &[(&str, &str)]) -> Rig {
+    Rig::start(&["SMTP"], "dmarc-e2e-password", dns, mx_port, extra)
 }
 
 fn wait_for(sink: &Sink, n: usize, server: &Server) -> Vec<Got> {
@@ -203,8 +170,8 @@ fn aggregate_reports_reach_authorised_destinations_signed_and_parseable() {
     let (sink, mx_port) = start_sink();
 
     // Off: nothing recorded, and the command says why.
-    let off = Rig::start(dns_addr, mx_port, &[("MAILROOM_DMARC_REPORTS", "off"), ("MAILROOM_TLS_REPORTS", "off")]);
-    off.send("a@remote.test", "a@remote.test", 0);
+    let off = start(dns_addr, mx_port, &[("MAILROOM_DMARC_REPORTS", "off"), ("MAILROOM_TLS_REPORTS", "off")]);
+    send(&off, "a@remote.test", "a@remote.test", 0);
     let out = off.reports_send();
     assert!(!out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("MAILROOM_DMARC_REPORTS=off"), "{out:?}");
@@ -232,19 +199,18 @@ fn reports_scenario(backend: Backend, dns_addr: std::net::SocketAddr, sink: Sink
         Backend::Maildir => Vec::new(),
         Backend::Pg(url) => vec![("MAILROOM_STORE", url.as_str())],
     };
-    let mut rig = Rig::start(dns_addr, mx_port, &extra);
+    let mut rig = start(dns_addr, mx_port, &extra);
     // Two aligned SPF passes, a restart (the counters are flushed at shutdown), one more
     // pass and one failure (the envelope sender's domain is not remote.test).
-    rig.send("a@remote.test", "a@remote.test", 1);
-    rig.send("b@remote.test", "b@remote.test", 2);
+    send(&rig, "a@remote.test", "a@remote.test", 1);
+    send(&rig, "b@remote.test", "b@remote.test", 2);
     rig.restart();
     assert!(backend.stored_rows(&rig) > 0, "counters flushed at shutdown\n{}", rig.server.log());
-    rig.send("c@remote.test", "c@remote.test", 3);
-    rig.send("x@other.test", "d@remote.test", 4);
+    send(&rig, "c@remote.test", "c@remote.test", 3);
+    send(&rig, "x@other.test", "d@remote.test", 4);
 
-    let out = rig.reports_send();
-    assert!(out.status.success(), "{out:?}\n{}", rig.server.log());
-    assert_eq!(Rig::dmarc_line(&out), "2 report(s) queued, 2 destination(s) skipped", "{}", rig.server.log());
+    let line = rig.reports_line("DMARC aggregate");
+    assert_eq!(line.as_deref(), Some("2 report(s) queued, 2 destination(s) skipped"), "{}", rig.server.log());
 
     let got = wait_for(&sink, 2, &rig.server);
     let mut rcpts: Vec<&str> = got.iter().map(|(_, r, _)| r.as_str()).collect();
@@ -287,17 +253,8 @@ fn reports_scenario(backend: Backend, dns_addr: std::net::SocketAddr, sink: Sink
     let port = rig.server.port("smtp").to_string();
     let out = client(&["send", "127.0.0.1", &port, "a@remote.test", "postmaster@example.com"], &report, &rig.server);
     assert_eq!(out.trim(), "sent");
-    let metric = |name: &str| -> u64 {
-        let (status, text) = http_get(rig.server.metrics.unwrap(), "/metrics").unwrap();
-        assert_eq!(status, 200);
-        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok()).unwrap_or(0.0)
-            as u64
-    };
-    let start = Instant::now();
-    while metric("mailroom_dmarc_reports_received_total{domain=\"other\"}") == 0 {
-        assert!(start.elapsed() < Duration::from_secs(30), "report not read\n{}", rig.server.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    rig.wait_metric("mailroom_dmarc_reports_received_total{domain=\"other\"}");
+    let metric = |name: &str| rig.metric(name);
     assert_eq!(metric("mailroom_dmarc_report_messages_total{domain=\"other\",result=\"pass\"}"), 3);
     assert_eq!(metric("mailroom_dmarc_report_messages_total{domain=\"other\",result=\"fail\"}"), 1);
     assert!(rig.server.log().contains("DMARC report row"), "{}", rig.server.log());
@@ -311,8 +268,7 @@ fn reports_scenario(backend: Backend, dns_addr: std::net::SocketAddr, sink: Sink
 
     // Sent rows are gone: a second run has nothing to send.
     assert_eq!(backend.stored_rows(&rig), 0);
-    let out = rig.reports_send();
-    assert_eq!(Rig::dmarc_line(&out), "0 report(s) queued, 0 destination(s) skipped");
+    assert_eq!(rig.reports_line("DMARC aggregate").as_deref(), Some("0 report(s) queued, 0 destination(s) skipped"));
     assert_eq!(sink.lock().unwrap().len(), 2);
 }
 

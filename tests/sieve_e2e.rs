@@ -8,7 +8,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -84,25 +83,7 @@ fn sink_session(stream: TcpStream, store: &Mutex<Vec<Got>>) -> std::io::Result<(
 /// Run tests/clients/sieve_e2e.py with `args` and `stdin`; fails with its output and the
 /// server's log unless it exits 0.
 fn client(args: &[&str], stdin: &str, server: &Server) -> String {
-    let path = format!("{}/tests/clients/sieve_e2e.py", env!("CARGO_MANIFEST_DIR"));
-    let mut child = Command::new("python3")
-        .arg(&path)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "sieve_e2e.py {args:?}: {text}{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
-    text
+    run_client_input("sieve_e2e.py", args, stdin.as_bytes(), server)
 }
 
 struct Rig {

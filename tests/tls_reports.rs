@@ -13,14 +13,16 @@
 mod common;
 #[path = "support/outbound.rs"]
 mod outbound;
+#[path = "support/reports.rs"]
+mod reports;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use outbound::{ServerOptions, ServerState, start_mx_on, test_tls_for};
+use reports::{Rig, USER};
 
-const USER: &str = "alice@example.com";
 const PASSWORD: &str = "tlsrpt-e2e-password";
 
 fn client(args: &[&str], stdin: &[u8], server: &Server) -> String {
@@ -70,54 +72,21 @@ fn remote_dns() -> (Dnsmasq, std::net::SocketAddr, tempfile::TempDir) {
     (dns, addr, conf_dir)
 }
 
-struct Rig {
-    server: Server,
-    env: Vec<(String, String)>,
-    _tmp: tempfile::TempDir,
+fn start(dns: std::net::SocketAddr, mx_port: u16, extra: &[(&str, &str)]) -> Rig {
+    Rig::start(&["SMTP", "SUBMISSION"], PASSWORD, dns, mx_port, extra)
 }
 
-impl Rig {
-    fn start(dns: std::net::SocketAddr, mx_port: u16, extra: &[(&str, &str)]) -> Rig {
-        let tmp = tempfile::tempdir().unwrap();
-        let data = tmp.path().join("data");
-        let mut env = env_listening(&data, &["SMTP", "SUBMISSION"]);
-        env.retain(|(k, _)| k != "MAILROOM_DNS_SERVERS");
-        env.push(("MAILROOM_DOMAINS".into(), "example.com".into()));
-        env.push(("MAILROOM_ACCOUNTS".into(), format!("{USER}:{{PLAIN}}{PASSWORD}")));
-        env.push(("MAILROOM_DNS_SERVERS".into(), dns.to_string()));
-        env.push(("MAILROOM_OUTBOUND_SMTP_PORT".into(), mx_port.to_string()));
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let server = Server::start_ready(&env, &data, Duration::from_secs(30));
-        Rig { server, env, _tmp: tmp }
-    }
-
-    /// Submission: one message from alice to each of `to`.
-    fn submit(&self, to: &[&str]) {
-        let port = self.server.port("submission").to_string();
-        let msg = format!(
-            "From: {USER}\r\nTo: {}\r\nSubject: hello\r\nMessage-ID: <{}.tlsrpt@example.com>\r\n\r\nHello.\r\n",
-            to.join(", "),
-            std::process::id()
-        );
-        let mut args = vec!["submit", &port, USER, PASSWORD, USER];
-        args.extend(to);
-        assert_eq!(client(&args, msg.as_bytes(), &self.server).trim(), "sent");
-    }
-
-    /// `mailroom reports send`: the line of the SMTP TLS reports, if any.
-    fn reports_send(&self) -> Option<String> {
-        let out = run(&["reports", "send"], &self.env, "");
-        assert!(out.status.success(), "{out:?}\n{}", self.server.log());
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.lines().find_map(|l| l.strip_prefix("SMTP TLS reports: ")).map(str::to_string)
-    }
-
-    fn metric(&self, name: &str) -> u64 {
-        let (status, text) = http_get(self.server.metrics.unwrap(), "/metrics").unwrap();
-        assert_eq!(status, 200);
-        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok()).unwrap_or(0.0)
-            as u64
-    }
+/// Submission: one message from alice to each of `to`.
+fn submit(rig: &Rig, to: &[&str]) {
+    let port = rig.server.port("submission").to_string();
+    let msg = format!(
+        "From: {USER}\r\nTo: {}\r\nSubject: hello\r\nMessage-ID: <{}.tlsrpt@example.com>\r\n\r\nHello.\r\n",
+        to.join(", "),
+        std::process::id()
+    );
+    let mut args = vec!["submit", &port, USER, PASSWORD, USER];
+    args.extend(to);
+    assert_eq!(client(&args, msg.as_bytes(), &rig.server).trim(), "sent");
 }
 
 /// Wait until `sink` holds `n` messages; returns them.
@@ -147,10 +116,10 @@ fn tls_reports_reach_the_rua_signed_and_valid() {
     let sinks = start_sinks();
 
     // Off: deliveries are not recorded and the command sends no TLS reports.
-    let off = Rig::start(dns_addr, sinks.port, &[("MAILROOM_TLS_REPORTS", "off")]);
-    off.submit(&["bob@remote.test"]);
+    let off = start(dns_addr, sinks.port, &[("MAILROOM_TLS_REPORTS", "off")]);
+    submit(&off, &["bob@remote.test"]);
     wait_for(&sinks.tls, 1, &off.server);
-    assert_eq!(off.reports_send(), None);
+    assert_eq!(off.reports_line("SMTP TLS"), None);
     assert!(!off.server.data_dir.join("state/tls-reports.json").exists());
     drop(off);
 
@@ -171,13 +140,13 @@ fn tls_reports_on_postgres() {
 
 /// `before`: messages the TLS sink already holds.
 fn scenario(extra: &[(&str, &str)], dns_addr: std::net::SocketAddr, sinks: &Sinks, before: usize) {
-    let rig = Rig::start(dns_addr, sinks.port, extra);
-    rig.submit(&["bob@remote.test", "carol@plain.test"]);
+    let rig = start(dns_addr, sinks.port, extra);
+    submit(&rig, &["bob@remote.test", "carol@plain.test"]);
     let delivered = wait_for(&sinks.tls, before + 1, &rig.server);
     assert!(delivered[before].tls, "remote.test's MX offers STARTTLS");
     wait_for(&sinks.plain, 1, &rig.server);
 
-    let line = rig.reports_send();
+    let line = rig.reports_line("SMTP TLS");
     assert_eq!(
         line.as_deref(),
         Some("2 report(s) queued, 1 destination(s) skipped, 0 domain(s) without a report record"),
@@ -234,7 +203,7 @@ fn scenario(extra: &[(&str, &str)], dns_addr: std::net::SocketAddr, sinks: &Sink
 
     // The reports' own deliveries were not counted: nothing is left to report.
     assert_eq!(
-        rig.reports_send().as_deref(),
+        rig.reports_line("SMTP TLS").as_deref(),
         Some("0 report(s) queued, 0 destination(s) skipped, 0 domain(s) without a report record")
     );
 
@@ -243,11 +212,7 @@ fn scenario(extra: &[(&str, &str)], dns_addr: std::net::SocketAddr, sinks: &Sink
     let port = rig.server.port("smtp").to_string();
     let sent = client(&["send", &port, "tlsrpt@remote.test", "postmaster@example.com"], &reports[0].0, &rig.server);
     assert_eq!(sent.trim(), "sent");
-    let start = Instant::now();
-    while rig.metric("mailroom_tls_reports_received_total{domain=\"other\"}") == 0 {
-        assert!(start.elapsed() < Duration::from_secs(30), "report not read\n{}", rig.server.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    rig.wait_metric("mailroom_tls_reports_received_total{domain=\"other\"}");
     assert_eq!(rig.metric("mailroom_tls_report_sessions_total{domain=\"other\",result=\"failure\"}"), 1);
     assert_eq!(rig.metric("mailroom_tls_report_sessions_total{domain=\"other\",result=\"success\"}"), 0);
     assert!(rig.server.wait_log("SMTP TLS report failure", Duration::from_secs(10)), "{}", rig.server.log());
