@@ -15,7 +15,6 @@
 //! subtracted from the counters, so counts another replica flushed meanwhile go in the
 //! next report.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -59,14 +58,7 @@ impl Reporter {
         let Some(_lease) = self.outbox.lease(LEASE_NAME).await? else {
             return Ok(RunSummary::default());
         };
-        let counts = self.outbox.store.report_counts(ReportKind::Dmarc, until_day).await?;
-        let mut groups: BTreeMap<(String, i64), Vec<(ReportCount, Observation)>> = BTreeMap::new();
-        for c in counts {
-            match serde_json::from_str::<Observation>(&c.row) {
-                Ok(o) => groups.entry((c.domain.clone(), c.day)).or_default().push((c, o)),
-                Err(e) => tracing::warn!(domain = %c.domain, error = %e, "unreadable DMARC report row skipped"),
-            }
-        }
+        let groups = self.outbox.counts::<Observation>(until_day).await?;
         let mut summary = RunSummary { ran: true, ..RunSummary::default() };
         let now = now_secs();
         for ((domain, day), rows) in groups {

@@ -8,6 +8,7 @@
 
 pub mod counters;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -19,7 +20,7 @@ pub use counters::{Recorder, Row, day_of};
 use crate::accounts::Address;
 use crate::mailauth::Signers;
 use crate::queue::{BoxFuture, Queue, QueueError, QueueId};
-use crate::store::{Store, StoreError};
+use crate::store::{ReportCount, Store, StoreError};
 
 /// What every report sender needs to mail a report. Built once at start.
 pub struct Outbox {
@@ -31,6 +32,9 @@ pub struct Outbox {
     pub hostname: String,
     pub primary_domain: String,
 }
+
+/// Stored counts by (domain, day), each with its row read back.
+pub type Groups<R> = BTreeMap<(String, i64), Vec<(ReportCount, R)>>;
 
 /// The held lease of a run (PostgreSQL); released when dropped.
 pub type RunLease = Option<crate::store::pg::PgLease>;
@@ -65,6 +69,21 @@ impl Outbox {
             Store::Pg(pg) => Ok(pg.try_lease(name).await?.map(Some)),
             Store::Maildir(_) => Ok(Some(None)),
         }
+    }
+
+    /// The stored counts of kind `R` up to `until_day`, by (domain, day), read back into
+    /// rows (an unreadable row is logged and left out).
+    pub async fn counts<R: Row>(&self, until_day: i64) -> Result<Groups<R>, StoreError> {
+        let mut groups: Groups<R> = BTreeMap::new();
+        for c in self.store.report_counts(R::KIND, until_day).await? {
+            match serde_json::from_str::<R>(&c.row) {
+                Ok(row) => groups.entry((c.domain.clone(), c.day)).or_default().push((c, row)),
+                Err(e) => {
+                    tracing::warn!(kind = R::KIND.name(), domain = %c.domain, error = %e, "unreadable report row skipped")
+                }
+            }
+        }
+        Ok(groups)
     }
 
     /// `message` as the parts to queue: the DKIM-Signature of our primary domain (when

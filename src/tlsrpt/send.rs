@@ -77,14 +77,7 @@ impl Reporter {
         let Some(_lease) = self.outbox.lease(LEASE_NAME).await? else {
             return Ok(RunSummary::default());
         };
-        let counts = self.outbox.store.report_counts(ReportKind::Tls, until_day).await?;
-        let mut groups: BTreeMap<(String, i64), Vec<(ReportCount, TlsRow)>> = BTreeMap::new();
-        for c in counts {
-            match serde_json::from_str::<TlsRow>(&c.row) {
-                Ok(row) => groups.entry((c.domain.clone(), c.day)).or_default().push((c, row)),
-                Err(e) => tracing::warn!(domain = %c.domain, error = %e, "unreadable TLS report row skipped"),
-            }
-        }
+        let groups = self.outbox.counts::<TlsRow>(until_day).await?;
         let mut summary = RunSummary { ran: true, unrequested: Some(0), ..RunSummary::default() };
         let now = now_secs();
         let mut records: BTreeMap<String, Option<Vec<Rua>>> = BTreeMap::new();
