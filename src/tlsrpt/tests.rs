@@ -115,18 +115,42 @@ pub const SCHEMA: &str = include_str!("../../tests/clients/tlsrpt_schema.json");
 
 /// Validate `json` against [`SCHEMA`] with Python's `jsonschema`.
 fn validate(json: &str) {
+    if let Some(valid) = valid(json) {
+        assert!(valid, "the report does not validate: {json}");
+    }
+}
+
+/// Does `json` validate against [`SCHEMA`]? `None` without python3's jsonschema.
+fn valid(json: &str) -> Option<bool> {
     let check = "import json, sys, jsonschema\nschema = json.loads(sys.argv[1])\njsonschema.Draft7Validator.check_schema(schema)\njsonschema.validate(json.loads(sys.stdin.read()), schema, format_checker=jsonschema.FormatChecker())\n";
     if std::process::Command::new("python3").args(["-c", "import jsonschema"]).status().map_or(true, |s| !s.success()) {
         crate::test_tools::missing("python3 jsonschema");
-        return;
+        return None;
     }
     let mut child = std::process::Command::new("python3")
         .args(["-c", check, SCHEMA])
         .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), json.as_bytes()).unwrap();
-    assert!(child.wait().unwrap().success(), "the report does not validate: {json}");
+    drop(child.stdin.take());
+    Some(child.wait_with_output().unwrap().status.success())
+}
+
+#[test]
+fn the_schema_refuses_what_rfc_8460_does_not_allow() {
+    let good = serde_json::to_value(Report::build(&meta(), &[(TlsRow { policy: sts(), failure: None }, 1)])).unwrap();
+    assert_eq!(valid(&good.to_string()), valid(&good.to_string()).map(|_| true));
+    let mut unknown_type = good.clone();
+    unknown_type["policies"][0]["policy"]["policy-type"] = "dane".into();
+    let mut no_summary = good.clone();
+    no_summary["policies"][0].as_object_mut().unwrap().remove("summary");
+    let mut bad_date = good;
+    bad_date["date-range"]["start-datetime"] = "yesterday".into();
+    for bad in [unknown_type, no_summary, bad_date] {
+        assert_ne!(valid(&bad.to_string()), Some(true), "{bad}");
+    }
 }
 
 #[test]
