@@ -36,8 +36,8 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Python test clients (into whichever python3 is first on PATH, as the tests run it).
-if ! python3 -c 'import dkim, nacl, dns.zone' >/dev/null 2>&1; then
-  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'dkimpy>=1.1' 'pynacl>=1.5' 'dnspython>=2.4'
+if ! python3 -c 'import dkim, nacl, dns.zone, jsonschema' >/dev/null 2>&1; then
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'dkimpy>=1.1' 'pynacl>=1.5' 'dnspython>=2.4' 'jsonschema>=4'
 fi
 # ManageSieve clients (tests/managesieve.rs, tests/sieve_e2e.rs).
 if ! python3 -c 'import sievelib.managesieve, managesieve' >/dev/null 2>&1; then

@@ -104,8 +104,8 @@ pub struct Shared {
     pub message_memory: crate::net::MessageMemory,
     /// Local delivery for every SMTP service and the queue's DSNs.
     pub courier: LocalCourier,
-    /// DMARC aggregate reports (`None`: `MAILROOM_DMARC_REPORTS=off`).
-    pub dmarc_reports: Option<Arc<crate::dmarc::Reporter>>,
+    /// The report kinds that are on (DMARC aggregate, SMTP TLS): flushed at shutdown.
+    pub reports: Vec<Arc<dyn crate::reports::Kind>>,
 }
 
 /// A started server: its bound addresses and the means to stop it.
@@ -221,6 +221,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     let route = Arc::new(OutboundRoute::new(&config.outbound));
     client.route = route.clone();
+    let tls_recorder = config.tls_reports.then(|| Arc::new(crate::tlsrpt::Recorder::default()));
+    client.tls_recorder = tls_recorder.clone().map(|r| r as Arc<dyn crate::smtp::client::tls_outcome::TlsRecorder>);
     let transport = SmtpTransport::with_resolver(client, resolver.clone())?;
     let directory = Arc::new(directory);
     let dmarc_recorder = config.dmarc_reports.then(|| Arc::new(crate::dmarc::Recorder::default()));
@@ -250,17 +252,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Store::Maildir(_) => Queue::open(&data_dir.queue(), settings, Arc::new(transport), bounces)?,
     };
     let _ = queue_cell.set(queue.clone());
-    let dmarc_reports = dmarc_recorder.map(|recorder| {
-        Arc::new(crate::dmarc::Reporter {
-            recorder,
-            store: store.clone(),
-            queue: queue.clone(),
-            signers: signers.clone(),
-            resolver: resolver.clone(),
-            hostname: config.hostname.clone(),
-            primary_domain: config.primary_domain().to_string(),
-        })
+    let outbox = Arc::new(crate::reports::Outbox {
+        store: store.clone(),
+        queue: queue.clone(),
+        signers: signers.clone(),
+        resolver: resolver.clone(),
+        hostname: config.hostname.clone(),
+        primary_domain: config.primary_domain().to_string(),
     });
+    let mut reports: Vec<Arc<dyn crate::reports::Kind>> = Vec::new();
+    if let Some(recorder) = dmarc_recorder {
+        reports.push(Arc::new(crate::dmarc::Reporter { recorder, outbox: outbox.clone() }));
+    }
+    if let Some(recorder) = tls_recorder {
+        reports.push(Arc::new(crate::tlsrpt::Reporter { recorder, outbox }));
+    }
     let shared = Shared {
         signers,
         store,
@@ -276,10 +282,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         readiness: readiness.clone(),
         acme_tokens,
         shutdown: Shutdown::new(),
-        dmarc_reports,
+        reports,
     };
-    if let Some(reporter) = &shared.dmarc_reports {
-        stop_with(&shared.shutdown, reporter.clone().spawn(shared.shutdown.signal()));
+    if !shared.reports.is_empty() {
+        stop_with(&shared.shutdown, crate::reports::spawn(shared.reports.clone(), shared.shutdown.signal()));
     }
     if let Store::Pg(pg) = &shared.store {
         stop_with(&shared.shutdown, watch_database(pg.clone(), readiness.clone()));
@@ -302,12 +308,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // in the first millisecond is already being delivered.
     // The workers watch the shutdown signal themselves and let attempts in flight finish.
     let _workers = shared.queue.spawn_workers(shared.shutdown.signal());
-    let reports_command = shared.dmarc_reports.clone().map(|reporter| -> crate::queue::ReportsCommand {
+    let kinds = shared.reports.clone();
+    let reports_command = (!kinds.is_empty()).then(|| -> crate::queue::ReportsCommand {
         Arc::new(move || {
-            let reporter = reporter.clone();
+            let kinds = kinds.clone();
             Box::pin(async move {
-                let today = crate::dmarc::record::day_of(std::time::SystemTime::now());
-                reporter.run(today).await.map(|s| s.to_string()).map_err(|e| e.to_string())
+                let today = crate::reports::day_of(std::time::SystemTime::now());
+                crate::reports::run_all(&kinds, today).await
             })
         })
     });
@@ -660,8 +667,8 @@ impl Running {
             tracing::info!("all sessions finished");
         }
         // What the sessions recorded up to now goes into the store.
-        if let Some(reporter) = &self.shared.dmarc_reports {
-            reporter.flush().await;
+        for kind in &self.shared.reports {
+            kind.flush().await;
         }
     }
 }

@@ -179,6 +179,8 @@ pub struct Config {
     pub outbound: OutboundConfig,
     /// Record DMARC results and send aggregate reports (`dmarc/`).
     pub dmarc_reports: bool,
+    /// Record outbound TLS results and send SMTP TLS reports (RFC 8460).
+    pub tls_reports: bool,
     pub scan: ScanConfig,
     pub sieve: SieveConfig,
     pub log: String,
@@ -378,6 +380,7 @@ impl Config {
             outbound_smtp_port: 0,
             outbound: OutboundConfig { ipv6_mode: OutboundIpv6::Auto, ipv4: None, ipv6: None },
             dmarc_reports: true,
+            tls_reports: true,
             scan: ScanConfig { dnsbl: Vec::new(), rspamd_url: None, clamd: None, failure: ScannerFailure::Tempfail },
             sieve: SieveConfig::default(),
             log: String::new(),

@@ -20,6 +20,7 @@ pub mod net;
 pub mod pop3;
 pub mod queue;
 pub mod readiness;
+pub mod reports;
 pub mod scan;
 pub mod sieve;
 pub mod smtp;
@@ -35,5 +36,6 @@ pub mod test_tools;
 #[cfg(test)]
 mod testing;
 pub mod tls;
+pub mod tlsrpt;
 pub mod units;
 pub mod xml;

@@ -54,7 +54,7 @@ enum Command {
         #[command(subcommand)]
         action: QueueAction,
     },
-    /// DMARC aggregate reports (RFC 7489 7.2) of the running server, over its control socket in the data dir
+    /// DMARC aggregate (RFC 7489 7.2) and SMTP TLS (RFC 8460) reports of the running server, over its control socket in the data dir
     Reports {
         #[command(subcommand)]
         action: ReportsAction,

@@ -71,6 +71,11 @@ pub struct Metrics {
     pub dmarc_reports_received_total: IntCounterVec,
     pub dmarc_report_messages_total: IntCounterVec,
     pub dmarc_reports_unreadable_total: IntCounter,
+    pub tls_report_sessions_dropped_total: IntCounter,
+    pub tls_reports_sent_total: IntCounter,
+    pub tls_reports_skipped_total: IntCounterVec,
+    pub tls_reports_received_total: IntCounterVec,
+    pub tls_report_sessions_total: IntCounterVec,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
@@ -359,6 +364,34 @@ impl Metrics {
                     "Messages to a DMARC report address not read as a report (not a report, damaged, too large, or another being read).",
                 )
                 .expect("valid metric"),
+            ),
+            tls_report_sessions_dropped_total: register(
+                &r,
+                IntCounter::new(
+                    "mailroom_tls_report_sessions_dropped_total",
+                    "Outbound TLS sessions left out of SMTP TLS reports because a domain's day reached its row cap.",
+                )
+                .expect("valid metric"),
+            ),
+            tls_reports_sent_total: register(
+                &r,
+                IntCounter::new("mailroom_tls_reports_sent_total", "SMTP TLS reports queued, one per destination.")
+                    .expect("valid metric"),
+            ),
+            tls_reports_skipped_total: counter_vec(
+                "mailroom_tls_reports_skipped_total",
+                "SMTP TLS report destinations not sent to, by reason (https, address, queue).",
+                &["reason"],
+            ),
+            tls_reports_received_total: counter_vec(
+                "mailroom_tls_reports_received_total",
+                "SMTP TLS reports received at a report address, by policy domain (ours, or other).",
+                &["domain"],
+            ),
+            tls_report_sessions_total: counter_vec(
+                "mailroom_tls_report_sessions_total",
+                "Sessions counted in received SMTP TLS reports, by policy domain and result (success, failure).",
+                &["domain", "result"],
             ),
             registry: r,
         };

@@ -9,147 +9,37 @@
 //! Tools missing -> skip, unless CI=true.
 
 mod common;
+#[path = "support/reports.rs"]
+mod reports;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use reports::{Rig, USER};
 
-const USER: &str = "alice@example.com";
-
-/// One transaction the remote MX accepted: (MAIL FROM, RCPT TO, data).
-type Got = (String, String, Vec<u8>);
-type Sink = Arc<Mutex<Vec<Got>>>;
-
-/// A remote MX on a loopback port that accepts everything.
-fn start_sink() -> (Sink, u16) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let got: Sink = Arc::default();
-    let store = got.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            let store = store.clone();
-            std::thread::spawn(move || {
-                let _ = sink_session(stream, &store);
-            });
-        }
-    });
-    (got, port)
-}
-
-fn sink_session(stream: TcpStream, store: &Mutex<Vec<Got>>) -> std::io::Result<()> {
-    let mut w = stream.try_clone()?;
-    let mut r = BufReader::new(stream);
-    w.write_all(b"220 mx.remote.test ESMTP sink\r\n")?;
-    let (mut from, mut rcpt) = (String::new(), String::new());
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        let upper = line.to_ascii_uppercase();
-        let addr = || line.split(['<', '>']).nth(1).unwrap_or("").to_string();
-        if upper.starts_with("EHLO") {
-            w.write_all(b"250-mx.remote.test\r\n250 8BITMIME\r\n")?;
-        } else if upper.starts_with("MAIL") {
-            from = addr();
-            w.write_all(b"250 ok\r\n")?;
-        } else if upper.starts_with("RCPT") {
-            rcpt = addr();
-            w.write_all(b"250 2.1.5 ok\r\n")?;
-        } else if upper.starts_with("DATA") {
-            w.write_all(b"354 go\r\n")?;
-            let Some(data) = read_smtp_data(&mut r)? else { return Ok(()) };
-            store.lock().unwrap().push((from.clone(), rcpt.clone(), data));
-            w.write_all(b"250 2.0.0 accepted\r\n")?;
-        } else if upper.starts_with("QUIT") {
-            w.write_all(b"221 bye\r\n")?;
-            return Ok(());
-        } else {
-            w.write_all(b"250 ok\r\n")?;
-        }
-    }
-}
+use common::sink::{Got, Received as Sink};
 
 fn client(args: &[&str], stdin: &[u8], server: &Server) -> String {
-    let path = format!("{}/tests/clients/dmarc_report.py", env!("CARGO_MANIFEST_DIR"));
-    let mut child = Command::new("python3")
-        .arg(&path)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "dmarc_report.py {args:?}: {text}{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
-    text
+    run_client_input("dmarc_report.py", args, stdin, server)
 }
 
 fn tools() -> bool {
-    if !have_tool("python3") || !have_tool("dnsmasq") {
-        return false;
-    }
-    let probe = Command::new("python3").args(["-c", "import parsedmarc, dkim"]).output().unwrap();
-    if !probe.status.success() {
-        missing("python3 parsedmarc and dkimpy (pip install parsedmarc dkimpy)");
-        return false;
-    }
-    true
+    python_and_dnsmasq("parsedmarc, dkim", "pip install parsedmarc dkimpy")
 }
 
-struct Rig {
-    server: Server,
-    env: Vec<(String, String)>,
-    _tmp: tempfile::TempDir,
+/// Port 25: a message with header From `from` and envelope sender `mail_from`.
+fn send(rig: &Rig, mail_from: &str, from: &str, n: u32) {
+    let port = rig.server.port("smtp").to_string();
+    let msg = format!(
+        "From: {from}\r\nTo: {USER}\r\nSubject: note {n}\r\nMessage-ID: <{n}.{}@remote.test>\r\n\r\nHello.\r\n",
+        std::process::id()
+    );
+    let out = client(&["send", "127.0.0.1", &port, mail_from, USER], msg.as_bytes(), &rig.server);
+    assert_eq!(out.trim(), "sent");
 }
 
-impl Rig {
-    fn start(dns: std::net::SocketAddr, mx_port: u16, extra: &[(&str, &str)]) -> Rig {
-        let tmp = tempfile::tempdir().unwrap();
-        let data = tmp.path().join("data");
-        let mut env = env_listening(&data, &["SMTP"]);
-        env.retain(|(k, _)| k != "MAILROOM_DNS_SERVERS");
-        env.push(("MAILROOM_DOMAINS".into(), "example.com".into()));
-        env.push(("MAILROOM_ACCOUNTS".into(), format!("{USER}:{{PLAIN}}dmarc-e2e-password")));
-        env.push(("MAILROOM_DNS_SERVERS".into(), dns.to_string()));
-        env.push(("MAILROOM_OUTBOUND_SMTP_PORT".into(), mx_port.to_string()));
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let server = Server::start_ready(&env, &data, Duration::from_secs(30));
-        Rig { server, env, _tmp: tmp }
-    }
-
-    fn restart(&mut self) {
-        assert!(self.server.terminate(Duration::from_secs(30)).is_some(), "{}", self.server.log());
-        let data = self.server.data_dir.clone();
-        self.server = Server::start_ready(&self.env, &data, Duration::from_secs(30));
-    }
-
-    /// Port 25: a message with header From `from` and envelope sender `mail_from`.
-    fn send(&self, mail_from: &str, from: &str, n: u32) {
-        let port = self.server.port("smtp").to_string();
-        let msg = format!(
-            "From: {from}\r\nTo: {USER}\r\nSubject: note {n}\r\nMessage-ID: <{n}.{}@remote.test>\r\n\r\nHello.\r\n",
-            std::process::id()
-        );
-        let out = client(&["send", "127.0.0.1", &port, mail_from, USER], msg.as_bytes(), &self.server);
-        assert_eq!(out.trim(), "sent");
-    }
-
-    fn reports_send(&self) -> std::process::Output {
-        run(&["reports", "send"], &self.env, "")
-    }
+fn start(dns: std::net::SocketAddr, mx_port: u16, extra: &[(&str, &str)]) -> Rig {
+    Rig::start(&["SMTP"], "dmarc-e2e-password", dns, mx_port, extra)
 }
 
 fn wait_for(sink: &Sink, n: usize, server: &Server) -> Vec<Got> {
@@ -221,11 +111,11 @@ fn aggregate_reports_reach_authorised_destinations_signed_and_parseable() {
         return;
     }
     let (_dns, dns_addr, _conf) = remote_dns();
-    let (sink, mx_port) = start_sink();
+    let (sink, mx_port) = common::sink::start_sink(None);
 
     // Off: nothing recorded, and the command says why.
-    let off = Rig::start(dns_addr, mx_port, &[("MAILROOM_DMARC_REPORTS", "off")]);
-    off.send("a@remote.test", "a@remote.test", 0);
+    let off = start(dns_addr, mx_port, &[("MAILROOM_DMARC_REPORTS", "off"), ("MAILROOM_TLS_REPORTS", "off")]);
+    send(&off, "a@remote.test", "a@remote.test", 0);
     let out = off.reports_send();
     assert!(!out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("MAILROOM_DMARC_REPORTS=off"), "{out:?}");
@@ -242,7 +132,7 @@ fn aggregate_reports_on_postgres() {
     }
     let Some(url) = test_pg::database() else { return };
     let (_dns, dns_addr, _conf) = remote_dns();
-    let (sink, mx_port) = start_sink();
+    let (sink, mx_port) = common::sink::start_sink(None);
     reports_scenario(Backend::Pg(url), dns_addr, sink, mx_port);
 }
 
@@ -253,26 +143,24 @@ fn reports_scenario(backend: Backend, dns_addr: std::net::SocketAddr, sink: Sink
         Backend::Maildir => Vec::new(),
         Backend::Pg(url) => vec![("MAILROOM_STORE", url.as_str())],
     };
-    let mut rig = Rig::start(dns_addr, mx_port, &extra);
+    let mut rig = start(dns_addr, mx_port, &extra);
     // Two aligned SPF passes, a restart (the counters are flushed at shutdown), one more
     // pass and one failure (the envelope sender's domain is not remote.test).
-    rig.send("a@remote.test", "a@remote.test", 1);
-    rig.send("b@remote.test", "b@remote.test", 2);
+    send(&rig, "a@remote.test", "a@remote.test", 1);
+    send(&rig, "b@remote.test", "b@remote.test", 2);
     rig.restart();
     assert!(backend.stored_rows(&rig) > 0, "counters flushed at shutdown\n{}", rig.server.log());
-    rig.send("c@remote.test", "c@remote.test", 3);
-    rig.send("x@other.test", "d@remote.test", 4);
+    send(&rig, "c@remote.test", "c@remote.test", 3);
+    send(&rig, "x@other.test", "d@remote.test", 4);
 
-    let out = rig.reports_send();
-    let reply = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{out:?}\n{}", rig.server.log());
-    assert_eq!(reply.trim(), "2 report(s) queued, 2 destination(s) skipped", "{}", rig.server.log());
+    let line = rig.reports_line("DMARC aggregate");
+    assert_eq!(line.as_deref(), Some("2 report(s) queued, 2 destination(s) skipped"), "{}", rig.server.log());
 
     let got = wait_for(&sink, 2, &rig.server);
-    let mut rcpts: Vec<&str> = got.iter().map(|(_, r, _)| r.as_str()).collect();
+    let mut rcpts: Vec<&str> = got.iter().flat_map(|g| g.rcpts.iter().map(String::as_str)).collect();
     rcpts.sort();
     assert_eq!(rcpts, ["dmarc@remote.test", "ok@authorized.test"], "no report to the unauthorised collector.test");
-    for (from, _, data) in &got {
+    for Got { from, data, .. } in &got {
         assert_eq!(from, "noreply-dmarc@example.com");
         verify_dkim(&rig.env, data);
         let parsed: serde_json::Value = serde_json::from_str(&client(&["parse"], data, &rig.server)).unwrap();
@@ -305,21 +193,12 @@ fn reports_scenario(backend: Backend, dns_addr: std::net::SocketAddr, sink: Sink
 
     // Receiving: the report sent to remote.test, passed on to our report address
     // (postmaster@, an alias of alice), is read into metrics and still delivered.
-    let report = got[0].2.clone();
+    let report = got[0].data.clone();
     let port = rig.server.port("smtp").to_string();
     let out = client(&["send", "127.0.0.1", &port, "a@remote.test", "postmaster@example.com"], &report, &rig.server);
     assert_eq!(out.trim(), "sent");
-    let metric = |name: &str| -> u64 {
-        let (status, text) = http_get(rig.server.metrics.unwrap(), "/metrics").unwrap();
-        assert_eq!(status, 200);
-        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok()).unwrap_or(0.0)
-            as u64
-    };
-    let start = Instant::now();
-    while metric("mailroom_dmarc_reports_received_total{domain=\"other\"}") == 0 {
-        assert!(start.elapsed() < Duration::from_secs(30), "report not read\n{}", rig.server.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    rig.wait_metric("mailroom_dmarc_reports_received_total{domain=\"other\"}");
+    let metric = |name: &str| rig.metric(name);
     assert_eq!(metric("mailroom_dmarc_report_messages_total{domain=\"other\",result=\"pass\"}"), 3);
     assert_eq!(metric("mailroom_dmarc_report_messages_total{domain=\"other\",result=\"fail\"}"), 1);
     assert!(rig.server.log().contains("DMARC report row"), "{}", rig.server.log());
@@ -333,8 +212,7 @@ fn reports_scenario(backend: Backend, dns_addr: std::net::SocketAddr, sink: Sink
 
     // Sent rows are gone: a second run has nothing to send.
     assert_eq!(backend.stored_rows(&rig), 0);
-    let out = rig.reports_send();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0 report(s) queued, 0 destination(s) skipped");
+    assert_eq!(rig.reports_line("DMARC aggregate").as_deref(), Some("0 report(s) queued, 0 destination(s) skipped"));
     assert_eq!(sink.lock().unwrap().len(), 2);
 }
 

@@ -11,8 +11,14 @@ mod signed_zone;
 use std::time::Duration;
 
 use mailroom::queue::ItemOptions;
+use mailroom::smtp::client::tls_outcome::{ResultType, TlsPolicy};
 use outbound::*;
 use signed_zone::*;
+
+/// The MTA-STS policy the cases below serve, as TLS reports name it.
+fn sts_policy(mx: &str) -> TlsPolicy {
+    TlsPolicy::Sts { id: "20261127".into(), mode: "enforce".into(), mx: vec![mx.into()], max_age: 86400 }
+}
 
 #[tokio::test]
 async fn mta_sts_enforce_delivers_over_verified_tls() {
@@ -25,6 +31,11 @@ async fn mta_sts_enforce_delivers_over_verified_tls() {
     let received = case.mx.received.lock().unwrap().clone();
     assert_eq!(received.len(), 1);
     assert!(received[0].tls);
+    // One successful session under the policy, for the TLS report.
+    let outcomes = case.tls.0.lock().unwrap().clone();
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert_eq!((outcomes[0].domain.as_str(), &outcomes[0].policy), ("remote.test", &sts_policy("mx.remote.test")));
+    assert_eq!(outcomes[0].failure, None);
 }
 
 #[tokio::test]
@@ -33,7 +44,7 @@ async fn mta_sts_enforce_refuses_an_mx_outside_the_policy() {
         return;
     }
     let policy = "version: STSv1\r\nmode: enforce\r\nmx: *.other.test\r\nmax_age: 86400\r\n";
-    let StsCase { mx, queue, id, .. } = &mta_sts_case(policy).await;
+    let StsCase { mx, queue, id, tls, .. } = &mta_sts_case(policy).await;
     for _ in 0..200 {
         if queue.show(id).await.is_some_and(|d| d.envelope.attempts > 0) {
             break;
@@ -44,6 +55,13 @@ async fn mta_sts_enforce_refuses_an_mx_outside_the_policy() {
     let reply = detail.envelope.recipients[0].last_reply.clone().unwrap_or_default();
     assert!(reply.starts_with("4.7.5") && reply.contains("MTA-STS"), "{reply}");
     assert!(mx.received.lock().unwrap().is_empty());
+    // The TLS report counts a validation failure for the MX the policy does not name.
+    let outcomes = tls.0.lock().unwrap().clone();
+    assert!(!outcomes.is_empty());
+    let failure = outcomes[0].failure.clone().expect("a failure");
+    assert_eq!(outcomes[0].policy, sts_policy("*.other.test"));
+    assert_eq!(failure.result_type, ResultType::ValidationFailure);
+    assert_eq!(failure.receiving_mx_hostname, "mx.remote.test");
 }
 
 // ---------------------------------------------------------------------------------------

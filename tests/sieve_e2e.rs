@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -20,25 +18,7 @@ const PASSWORD: &str = "sieve-e2e-password";
 /// Run tests/clients/sieve_e2e.py with `args` and `stdin`; fails with its output and the
 /// server's log unless it exits 0.
 fn client(args: &[&str], stdin: &str, server: &Server) -> String {
-    let path = format!("{}/tests/clients/sieve_e2e.py", env!("CARGO_MANIFEST_DIR"));
-    let mut child = Command::new("python3")
-        .arg(&path)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "sieve_e2e.py {args:?}: {text}{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
-    text
+    run_client_input("sieve_e2e.py", args, stdin.as_bytes(), server)
 }
 
 struct Rig {
@@ -148,15 +128,7 @@ impl Rig {
 }
 
 fn tools() -> bool {
-    if !have_tool("python3") || !have_tool("dnsmasq") {
-        return false;
-    }
-    let probe = Command::new("python3").args(["-c", "import sievelib.managesieve"]).output().unwrap();
-    if !probe.status.success() {
-        missing("python3 sievelib (pip install sievelib)");
-        return false;
-    }
-    true
+    python_and_dnsmasq("sievelib.managesieve", "pip install sievelib")
 }
 
 const FILTERS: &str = "require [\"fileinto\", \"mailbox\", \"imap4flags\"];\r\n\

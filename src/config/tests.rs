@@ -429,6 +429,8 @@ fn relay_credentials_need_a_relay_that_requires_tls() {
 fn dmarc_reports_are_on_unless_switched_off() {
     assert!(load(&[]).unwrap().dmarc_reports);
     assert!(!load(&[("MAILROOM_DMARC_REPORTS", "off")]).unwrap().dmarc_reports);
+    assert!(load(&[]).unwrap().tls_reports);
+    assert!(!load(&[("MAILROOM_TLS_REPORTS", "off")]).unwrap().tls_reports);
     let errors = error_for(&[("MAILROOM_DMARC_REPORTS", "maybe")]);
     assert!(
         errors.iter().any(|e| e.starts_with("MAILROOM_DMARC_REPORTS") && e.contains("`on` or `off`")),

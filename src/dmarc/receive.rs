@@ -54,6 +54,8 @@ pub enum ReportReadError {
     TooLarge,
     #[error("not a DMARC aggregate report: {0}")]
     Xml(String),
+    #[error("not an SMTP TLS report: {0}")]
+    Json(String),
 }
 
 /// The addresses reports arrive at and the domains they may be about.
@@ -95,6 +97,14 @@ impl ReportInbox {
         let inbox = self.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
+            match crate::tlsrpt::receive::read_report(&message) {
+                Ok(Some(report)) => return crate::tlsrpt::receive::account(&report, |d| inbox.label(d)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::info!(error = %e, "message to the report address is not a readable TLS report");
+                    return unreadable();
+                }
+            }
             match read_report(&message) {
                 Ok(report) => inbox.account(&report),
                 Err(e) => {
@@ -178,7 +188,8 @@ enum Kind {
     Xml,
 }
 
-fn bounded(reader: impl Read) -> Result<Vec<u8>, ReportReadError> {
+/// All of `reader` up to [`MAX_REPORT_XML`] bytes (DMARC's XML, TLS reports' JSON).
+pub(crate) fn bounded(reader: impl Read) -> Result<Vec<u8>, ReportReadError> {
     let mut out = Vec::new();
     reader.take(MAX_REPORT_XML + 1).read_to_end(&mut out).map_err(|e| ReportReadError::Compression(e.to_string()))?;
     if out.len() as u64 > MAX_REPORT_XML {

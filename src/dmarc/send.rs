@@ -15,20 +15,17 @@
 //! subtracted from the counters, so counts another replica flushed meanwhile go in the
 //! next report.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use hickory_resolver::TokioResolver;
 use hickory_resolver::proto::rr::{RData, RecordType};
 
-use super::record::{Destination, Observation, Recorder, day_of, dropped};
+use super::record::{Destination, Observation, Recorder};
 use super::report::{AggregateReport, ReportMeta};
 use crate::accounts::Address;
-use crate::mailauth::Signers;
-use crate::queue::Queue;
-use crate::store::{DmarcCount, Store, StoreError};
+use crate::queue::BoxFuture;
+use crate::reports::{Outbox, ReportError, RunSummary, day_range, now_secs};
+use crate::store::{ReportCount, ReportKind};
 
 /// The lease held while reports are sent (PostgreSQL).
 pub const LEASE_NAME: &str = "dmarc-reports";
@@ -38,102 +35,45 @@ pub const SENDER_LOCAL_PART: &str = "noreply-dmarc";
 /// Everything the report sender needs. Built once at start when reports are on.
 pub struct Reporter {
     pub recorder: Arc<Recorder>,
-    pub store: Store,
-    pub queue: Queue,
-    pub signers: Arc<Signers>,
-    pub resolver: TokioResolver,
-    /// Our hostname: the submitter and `org_name`.
-    pub hostname: String,
-    pub primary_domain: String,
-}
-
-/// What one run did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RunSummary {
-    /// Reports queued, one per destination.
-    pub queued: usize,
-    /// Destinations left out: not authorised, over their size limit, or not an address.
-    pub skipped: usize,
-    /// False when another replica holds the lease (nothing was done here).
-    pub ran: bool,
-}
-
-impl std::fmt::Display for RunSummary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if !self.ran {
-            return f.write_str("another replica is sending the reports now");
-        }
-        write!(f, "{} report(s) queued, {} destination(s) skipped", self.queued, self.skipped)
-    }
-}
-
-/// Why a run stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    #[error("the report counters: {0}")]
-    Store(#[from] StoreError),
-    #[error("building the report: {0}")]
-    Build(#[from] std::io::Error),
+    /// Our hostname is the submitter and `org_name`.
+    pub outbox: Arc<Outbox>,
 }
 
 impl Reporter {
     /// The address reports come from (and the envelope sender: bounces of reports must
     /// not go to the null sender's nobody, RFC 7489 7.2.1.1 wants a real return path).
     pub fn sender(&self) -> String {
-        format!("{SENDER_LOCAL_PART}@{}", self.primary_domain)
+        self.outbox.sender(SENDER_LOCAL_PART)
     }
 
-    /// Move the in-memory counters into the store. On failure they go back to memory
-    /// for the next flush; statistics never hold up anything else.
+    /// Move the in-memory counters into the store ([`Outbox::flush`]).
     pub async fn flush(&self) {
-        let counts = self.recorder.take();
-        if counts.is_empty() {
-            return;
-        }
-        match self.store.dmarc_add(&counts).await {
-            Ok(n) => dropped(n),
-            Err(e) => {
-                tracing::warn!(error = %e, "DMARC report counters not stored; kept for the next flush");
-                self.recorder.restore(counts);
-            }
-        }
+        self.outbox.flush(&self.recorder).await;
     }
 
     /// Flush, then send the reports of every day up to `until_day` (inclusive; today's
     /// report, sent on command, covers the day so far).
     pub async fn run(&self, until_day: i64) -> Result<RunSummary, ReportError> {
         self.flush().await;
-        let _lease = match &self.store {
-            Store::Pg(pg) => match pg.try_lease(LEASE_NAME).await? {
-                Some(lease) => Some(lease),
-                None => return Ok(RunSummary::default()),
-            },
-            Store::Maildir(_) => None,
+        let Some(_lease) = self.outbox.lease(LEASE_NAME).await? else {
+            return Ok(RunSummary::default());
         };
-        let counts = self.store.dmarc_counts(until_day).await?;
-        let mut groups: BTreeMap<(String, i64), Vec<(DmarcCount, Observation)>> = BTreeMap::new();
-        for c in counts {
-            match serde_json::from_str::<Observation>(&c.row) {
-                Ok(o) => groups.entry((c.domain.clone(), c.day)).or_default().push((c, o)),
-                Err(e) => tracing::warn!(domain = %c.domain, error = %e, "unreadable DMARC report row skipped"),
-            }
-        }
+        let groups = self.outbox.counts::<Observation>(until_day).await?;
         let mut summary = RunSummary { ran: true, ..RunSummary::default() };
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = now_secs();
         for ((domain, day), rows) in groups {
             let report = self.report(&domain, day, &rows, now);
             let (queued, skipped) = self.deliver(&report).await?;
             summary.queued += queued;
             summary.skipped += skipped;
-            let sent: Vec<DmarcCount> = rows.into_iter().map(|(c, _)| c).collect();
-            self.store.dmarc_subtract(&sent).await?;
+            let sent: Vec<ReportCount> = rows.into_iter().map(|(c, _)| c).collect();
+            self.outbox.store.report_subtract(ReportKind::Dmarc, &sent).await?;
         }
         Ok(summary)
     }
 
-    fn report(&self, domain: &str, day: i64, rows: &[(DmarcCount, Observation)], now: u64) -> AggregateReport {
-        let begin = (day.max(0) as u64) * 86_400;
-        let end = (begin + 86_399).min(now.max(begin));
+    fn report(&self, domain: &str, day: i64, rows: &[(ReportCount, Observation)], now: u64) -> AggregateReport {
+        let (begin, end) = day_range(day, now);
         // The policy of the largest row: the record can change during a day, and the
         // report has one `policy_published`.
         let policy = rows.iter().max_by_key(|(c, _)| c.count).map(|(_, o)| o.policy.clone()).unwrap_or_else(|| {
@@ -149,7 +89,7 @@ impl Reporter {
         });
         let report_id = format!("{day}.{:016x}", rand::random::<u64>());
         AggregateReport {
-            meta: ReportMeta { org_name: self.hostname.clone(), email: self.sender(), report_id, begin, end },
+            meta: ReportMeta { org_name: self.outbox.hostname.clone(), email: self.sender(), report_id, begin, end },
             policy,
             rows: rows.iter().map(|(c, o)| (o.clone(), c.count)).collect(),
         }
@@ -177,23 +117,14 @@ impl Reporter {
                 continue;
             }
             let message = report.to_message(&from.to_string(), std::slice::from_ref(&dest.address))?;
-            let mut parts = vec![Bytes::from(message)];
-            let signers = self.signers.clone();
-            let sign_domain = self.primary_domain.clone();
-            let body = parts[0].clone();
-            match tokio::task::spawn_blocking(move || signers.sign(&sign_domain, &[&body])).await {
-                Ok(Some(Ok(headers))) => parts.insert(0, Bytes::from(headers.into_bytes())),
-                Ok(Some(Err(e))) => tracing::warn!(error = %e, "DMARC report not DKIM-signed"),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "DMARC report signing task failed"),
-            }
+            let parts = self.outbox.signed(message).await;
             if too_big(dest, parts.iter().map(Bytes::len).sum()) {
                 tracing::info!(%domain, rua = %dest.address, limit = dest.max_size, "DMARC report over the destination's size limit; skipped");
                 m.dmarc_reports_skipped_total.with_label_values(&["size"]).inc();
                 skipped += 1;
                 continue;
             }
-            match self.queue.enqueue_parts(Some(&from), std::slice::from_ref(&to), parts, "dmarc-report").await {
+            match self.outbox.queue(&from, &to, parts, "dmarc-report").await {
                 Ok(id) => {
                     tracing::info!(%domain, rua = %dest.address, queue_id = %id, rows = report.rows.len(), "DMARC aggregate report queued");
                     m.dmarc_reports_sent_total.inc();
@@ -215,7 +146,7 @@ impl Reporter {
             return true;
         }
         let name = format!("{policy_domain}._report._dmarc.{rua_domain}.");
-        match self.resolver.lookup(name, RecordType::TXT).await {
+        match self.outbox.resolver.lookup(name, RecordType::TXT).await {
             Ok(lookup) => lookup.answers().iter().any(|r| match &r.data {
                 RData::TXT(txt) => {
                     let joined: Vec<u8> = txt.txt_data.iter().flat_map(|s| s.iter().copied()).collect();
@@ -226,45 +157,21 @@ impl Reporter {
             Err(_) => false,
         }
     }
-
-    /// The background task: flush every minute; once a UTC day, a little after midnight
-    /// (when every replica has flushed the day before), send the previous days' reports.
-    /// At shutdown the caller flushes once more ([`Reporter::flush`]).
-    pub fn spawn(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(FLUSH_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut last_run_day = None;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    changed = shutdown.changed() => {
-                        if changed.is_err() || *shutdown.borrow() { return; }
-                        continue;
-                    }
-                }
-                self.flush().await;
-                let now = SystemTime::now();
-                let today = day_of(now);
-                let secs_today = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() % 86_400);
-                if last_run_day != Some(today) && secs_today >= SEND_AFTER_MIDNIGHT_SECS {
-                    last_run_day = Some(today);
-                    match self.run(today - 1).await {
-                        Ok(s) => tracing::info!(summary = %s, "daily DMARC aggregate reports"),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "daily DMARC aggregate reports failed; next attempt tomorrow")
-                        }
-                    }
-                }
-            }
-        })
-    }
 }
 
-/// How often the counters are flushed to the store.
-const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
-/// Reports go out this long after 00:00 UTC, once every replica has flushed yesterday.
-const SEND_AFTER_MIDNIGHT_SECS: u64 = 300;
+impl crate::reports::Kind for Reporter {
+    fn name(&self) -> &'static str {
+        "DMARC aggregate"
+    }
+
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        Box::pin(Reporter::flush(self))
+    }
+
+    fn run(&self, until_day: i64) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(async move { Reporter::run(self, until_day).await.map(|s| s.to_string()).map_err(|e| e.to_string()) })
+    }
+}
 
 fn too_big(dest: &Destination, size: usize) -> bool {
     dest.max_size > 0 && size as u64 > dest.max_size

@@ -36,10 +36,10 @@ fn equal_rows_are_counted_together_per_domain_and_day() {
     let r = Recorder::default();
     let day1 = UNIX_EPOCH + Duration::from_secs(20_000 * 86_400 + 5);
     let day2 = day1 + Duration::from_secs(86_400);
-    r.record(observation("192.0.2.1", "pass"), day1);
-    r.record(observation("192.0.2.1", "pass"), day1);
-    r.record(observation("192.0.2.1", "fail"), day1);
-    r.record(observation("192.0.2.1", "pass"), day2);
+    r.count(observation("192.0.2.1", "pass"), day1);
+    r.count(observation("192.0.2.1", "pass"), day1);
+    r.count(observation("192.0.2.1", "fail"), day1);
+    r.count(observation("192.0.2.1", "pass"), day2);
     let mut rows = r.take();
     rows.sort_by_key(|c| (c.day, std::cmp::Reverse(c.count)));
     let summary: Vec<(i64, u64)> = rows.iter().map(|c| (c.day, c.count)).collect();
@@ -58,11 +58,11 @@ fn equal_rows_are_counted_together_per_domain_and_day() {
 fn rows_past_the_cap_are_dropped_not_stored() {
     let r = Recorder::default();
     let now = UNIX_EPOCH + Duration::from_secs(86_400);
-    for i in 0..(crate::store::MAX_DMARC_ROWS_PER_DAY + 5) {
+    for i in 0..(crate::store::MAX_REPORT_ROWS_PER_DAY + 5) {
         let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i as u32).to_string();
-        r.record(observation(&ip, "pass"), now);
+        r.count(observation(&ip, "pass"), now);
     }
-    assert_eq!(r.take().len(), crate::store::MAX_DMARC_ROWS_PER_DAY);
+    assert_eq!(r.take().len(), crate::store::MAX_REPORT_ROWS_PER_DAY);
 }
 
 fn sample() -> AggregateReport {
@@ -134,13 +134,13 @@ fn memory_holds_a_bounded_number_of_rows_over_all_domains() {
     let now = UNIX_EPOCH + Duration::from_secs(86_400);
     let dropped = || crate::metrics::metrics().dmarc_report_messages_dropped_total.get();
     let before = dropped();
-    let per_domain = crate::store::MAX_DMARC_ROWS_PER_DAY;
+    let per_domain = crate::store::MAX_REPORT_ROWS_PER_DAY;
     let domains = super::record::MAX_ROWS_IN_MEMORY / per_domain + 1;
     for d in 0..domains {
         for i in 0..per_domain {
             let mut o = observation(&std::net::Ipv4Addr::from(0x0a00_0000 + i as u32).to_string(), "pass");
             o.policy.domain = format!("d{d}.test");
-            r.record(o, now);
+            r.count(o, now);
         }
     }
     assert_eq!(r.take().len(), super::record::MAX_ROWS_IN_MEMORY);

@@ -92,7 +92,7 @@ async fn serve_one(queue: Queue, reports: Option<ReportsCommand>, stream: UnixSt
     let reply = match (words.next().map(str::to_ascii_lowercase).as_deref(), words.next(), words.next()) {
         (Some("reports"), Some(w), None) if w.eq_ignore_ascii_case("send") => match &reports {
             Some(run) => run().await.unwrap_or_else(|e| format!("error: {e}")),
-            None => "error: DMARC reports are off (MAILROOM_DMARC_REPORTS=off)".to_string(),
+            None => "error: reports are off (MAILROOM_DMARC_REPORTS=off and MAILROOM_TLS_REPORTS=off)".to_string(),
         },
         (Some("reports"), ..) => "error: usage: reports send".to_string(),
         _ => execute(&queue, line.trim()).await,

@@ -73,7 +73,7 @@ impl InboundChecks {
         if let Some(recorder) = &self.dmarc_reports {
             let now = std::time::SystemTime::now();
             for observation in &verdict.reports {
-                recorder.record(observation.clone(), now);
+                recorder.count(observation.clone(), now);
             }
         }
         if let Some(reply) = auth_refusal(&verdict.disposition) {

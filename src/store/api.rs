@@ -25,9 +25,9 @@ use std::time::SystemTime;
 
 use tokio::sync::broadcast;
 
-use super::dmarc::DmarcCount;
 use super::error::StoreError;
 use super::reader::MessageReader;
+use super::reports::{ReportCount, ReportKind};
 use super::types::{
     DeliveredMessage, Flag, FlagOp, FolderInfo, LocalDelivery, MailboxChanges, MailboxEvent, MailboxId, MailboxOwner,
     MailboxSnapshot, MailboxStatus, MessageBody, SieveScriptInfo, SpecialUse, StoreFlagsOutcome,
@@ -160,18 +160,30 @@ pub trait MailStore: Clone + Send + Sync + 'static {
         until: SystemTime,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Add DMARC report counts (same domain, day and row: the counts add up), durable when
-    /// it returns. A domain and day already holding `store::MAX_DMARC_ROWS_PER_DAY` rows,
-    /// or a store holding `store::MAX_DMARC_ROWS`, takes no new row; returns how many
-    /// messages were dropped that way.
-    fn dmarc_add(&self, counts: &[DmarcCount]) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Add report counts of one `kind` (same domain, day and row: the counts add up),
+    /// durable when it returns. A domain and day already holding
+    /// `store::MAX_REPORT_ROWS_PER_DAY` rows, or a kind holding `store::MAX_REPORT_ROWS`,
+    /// takes no new row; returns how many events were dropped that way.
+    fn report_add(
+        &self,
+        kind: ReportKind,
+        counts: &[ReportCount],
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// Every DMARC report count of the days up to `until_day` (inclusive).
-    fn dmarc_counts(&self, until_day: i64) -> impl Future<Output = Result<Vec<DmarcCount>, StoreError>> + Send;
+    /// Every report count of `kind` of the days up to `until_day` (inclusive).
+    fn report_counts(
+        &self,
+        kind: ReportKind,
+        until_day: i64,
+    ) -> impl Future<Output = Result<Vec<ReportCount>, StoreError>> + Send;
 
     /// Take reported counts away (a row reaching zero goes): what was added meanwhile by
     /// another replica stays for the next report.
-    fn dmarc_subtract(&self, counts: &[DmarcCount]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn report_subtract(
+        &self,
+        kind: ReportKind,
+        counts: &[ReportCount],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// A session's registration as a viewer of a mailbox (SELECT/EXAMINE): messages expunged

@@ -20,7 +20,6 @@
 pub mod api;
 #[cfg(test)]
 mod contract_tests;
-mod dmarc;
 mod error;
 pub mod folder_name;
 mod lease;
@@ -28,6 +27,7 @@ pub mod maildir;
 pub mod open;
 pub mod pg;
 mod reader;
+mod reports;
 mod sieve;
 mod types;
 
@@ -38,13 +38,13 @@ use std::time::SystemTime;
 use tokio::sync::broadcast;
 
 pub use api::{MailStore, MailboxOps, ViewRetention};
-pub use dmarc::{DmarcCount, MAX_DMARC_ROWS, MAX_DMARC_ROWS_PER_DAY};
 pub use error::StoreError;
 pub use folder_name::{FolderPath, decode_mutf7, encode_mutf7};
 pub use lease::{Lease, LocalLease};
 pub use maildir::{MAX_KEYWORD_LEN, MAX_KEYWORDS, MaildirMailbox, MaildirStore};
 pub use pg::{PgMailbox, PgStore};
 pub use reader::MessageReader;
+pub use reports::{MAX_REPORT_ROWS, MAX_REPORT_ROWS_PER_DAY, ReportCount, ReportKind};
 pub use sieve::{MAX_REMEMBERED_KEYS, MAX_SCRIPT_NAME_LEN, check_script_name};
 pub use types::{
     DeliveredMessage, Flag, FlagChange, FlagOp, FolderInfo, LocalDelivery, MailboxChanges, MailboxEvent, MailboxId,

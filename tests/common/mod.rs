@@ -384,16 +384,45 @@ pub fn env_listening(data: &Path, listeners: &[&str]) -> Vec<(String, String)> {
 /// Run a client script from tests/clients with python3 and `args`; fails the test with
 /// its output and the server's log unless it exits 0. Returns its stdout.
 pub fn run_client(script: &str, args: &[String], server: &Server) -> String {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_client_input(script, &args, b"", server)
+}
+
+/// [`run_client`] with `stdin` written to the script.
+pub fn run_client_input(script: &str, args: &[&str], stdin: &[u8], server: &Server) -> String {
     let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("python3").arg(&path).args(args).output().expect("python3");
+    let mut child = Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "{script}: {}{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
+        "{script} {args:?}: {text}{}\n{}",
         String::from_utf8_lossy(&out.stderr),
         server.log()
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    text
+}
+
+/// python3 and dnsmasq on PATH, and `import {modules}` works? Missing: the test returns
+/// early (or fails under CI=true); `install` says how to get the modules.
+pub fn python_and_dnsmasq(modules: &str, install: &str) -> bool {
+    if !have_tool("python3") || !have_tool("dnsmasq") {
+        return false;
+    }
+    let probe = Command::new("python3").args(["-c", &format!("import {modules}")]).output().unwrap();
+    if !probe.status.success() {
+        missing(&format!("python3 {modules} ({install})"));
+        return false;
+    }
+    true
 }
 
 /// For the fake remote MX servers of the tests: the message after DATA's 354, read up to

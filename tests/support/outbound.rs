@@ -291,6 +291,7 @@ pub fn client_settings(dns: Option<SocketAddr>, port: u16) -> ClientSettings {
         dane: true,
         dnssec_anchors: None,
         route: Arc::new(mailroom::smtp::client::OutboundRoute::any_family()),
+        tls_recorder: None,
     }
 }
 
@@ -383,9 +384,21 @@ impl BounceSink for RecordedBounces {
     }
 }
 
+/// The TLS-report events the client emitted (`TlsRecorder`), in order.
+#[derive(Debug, Default)]
+pub struct TlsLog(pub Mutex<Vec<mailroom::smtp::client::tls_outcome::TlsOutcome>>);
+
+impl mailroom::smtp::client::tls_outcome::TlsRecorder for TlsLog {
+    fn tls_outcome(&self, outcome: mailroom::smtp::client::tls_outcome::TlsOutcome) {
+        self.0.lock().unwrap().push(outcome);
+    }
+}
+
 /// Everything one MTA-STS case keeps alive.
 pub struct StsCase {
     pub mx: Arc<ServerState>,
+    /// What the client reported of its TLS sessions.
+    pub tls: Arc<TlsLog>,
     /// The DSNs the queue produced (they also go on through the queue).
     pub dsns: Arc<Mutex<Vec<Vec<u8>>>>,
     pub queue: Queue,
@@ -419,6 +432,8 @@ pub async fn mta_sts_case_with(
     let mut client = client_settings(Some(dns_addr), port);
     client.extra_roots = vec![ca];
     client.mta_sts_port = https;
+    let tls = Arc::new(TlsLog::default());
+    client.tls_recorder = Some(tls.clone());
     let dsns = Arc::new(Mutex::new(Vec::new()));
     let transport = Arc::new(SmtpTransport::new(client).unwrap());
     let sink = Arc::new(RecordedBounces(dsns.clone()));
@@ -428,5 +443,5 @@ pub async fn mta_sts_case_with(
     let parts = vec![bytes::Bytes::copy_from_slice(message)];
     let id =
         queue.enqueue_with(Some(&a("alice@here.test")), &[a("bob@remote.test")], parts, "<t1>", options).await.unwrap();
-    StsCase { mx, dsns, queue, id, _dns: dns, _dir: dir, _stop: stop }
+    StsCase { mx, tls, dsns, queue, id, _dns: dns, _dir: dir, _stop: stop }
 }

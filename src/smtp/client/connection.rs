@@ -47,6 +47,10 @@ pub enum SessionError {
     Tls(String),
     #[error("server said: {0}")]
     Rejected(Status),
+    /// The TLS handshake or the STARTTLS the policy required failed, and why as TLS
+    /// reports (RFC 8460) classify it.
+    #[error("{1}")]
+    TlsFailed(super::tls_outcome::ResultType, String),
 }
 
 impl SessionError {
@@ -55,7 +59,7 @@ impl SessionError {
         match self {
             SessionError::Rejected(r) => r.clone(),
             SessionError::Connect(..) => Status::local((4, 4, 1), self.to_string()),
-            SessionError::Tls(_) => Status::local((4, 7, 5), self.to_string()),
+            SessionError::Tls(_) | SessionError::TlsFailed(..) => Status::local((4, 7, 5), self.to_string()),
             _ => Status::local((4, 4, 2), self.to_string()),
         }
     }
@@ -141,7 +145,10 @@ impl ClientSession {
         let _ = tcp.set_nodelay(true);
         let tls = match tokio::time::timeout(COMMAND_TIMEOUT, connector.connect(name, tcp)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(SessionError::Tls(format!("TLS handshake failed: {e}"))),
+            Ok(Err(e)) => {
+                let kind = super::tls_outcome::ResultType::of_handshake(&e);
+                return Err(SessionError::TlsFailed(kind, format!("TLS handshake failed: {e}")));
+            }
             Err(_) => return Err(SessionError::Timeout("the TLS handshake")),
         };
         let state = if verified { TlsState::Verified } else { TlsState::Unverified };
@@ -251,7 +258,10 @@ impl ClientSession {
         };
         let tls = match tokio::time::timeout(COMMAND_TIMEOUT, connector.connect(name, tcp)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(SessionError::Tls(format!("TLS handshake failed: {e}"))),
+            Ok(Err(e)) => {
+                let kind = super::tls_outcome::ResultType::of_handshake(&e);
+                return Err(SessionError::TlsFailed(kind, format!("TLS handshake failed: {e}")));
+            }
             Err(_) => return Err(SessionError::Timeout("the TLS handshake")),
         };
         self.stream = Some(Stream::Tls(Box::new(tls.into())));

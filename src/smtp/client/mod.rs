@@ -8,6 +8,7 @@
 //! Files: `reply.rs` (pure reply and EHLO parser), `transaction.rs` (the pure MAIL/RCPT/
 //! DATA state machine and dot-stuffing), `connection.rs` (one connection's I/O),
 //! `mx.rs` (DNS routing), `family.rs` (IPv4/IPv6 and source addresses), `mta_sts.rs` (RFC 8461), `tls.rs` (client TLS configs),
+//! `tls_outcome.rs` (the TLS-report event per session),
 //! `transport.rs` ([`SmtpTransport`], the queue's `Transport`).
 
 pub mod connection;
@@ -18,6 +19,7 @@ pub mod mx;
 pub mod reply;
 mod require_tls;
 pub mod tls;
+pub mod tls_outcome;
 pub mod transaction;
 pub mod transport;
 

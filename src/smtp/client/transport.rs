@@ -29,13 +29,14 @@ use std::time::{Duration, Instant};
 use hickory_resolver::TokioResolver;
 use rustls_pki_types::CertificateDer;
 
-use super::connection::{ClientSession, SessionError, in_context};
+use super::connection::{ClientSession, SessionError, TlsState, in_context};
 use super::dane::{self, Dane, HostPolicy};
 use super::family::OutboundRoute;
-use super::mta_sts::{Mode, MtaSts};
+use super::mta_sts::{Mode, MtaSts, Policy};
 use super::mx::{RouteError, build_resolver, lookup_addresses, lookup_mx};
 use super::require_tls;
 use super::tls::{Connectors, server_name};
+use super::tls_outcome::{ResultType, TlsFailure, TlsOutcome, TlsPolicy, TlsRecorder, is_tls_report};
 use crate::config::{RelayHost, RelayMode};
 use crate::queue::{BoxFuture, DeliveryBatch, RecipientOutcome, Transport};
 use crate::smtp::status::Status;
@@ -68,6 +69,8 @@ pub struct ClientSettings {
     pub dnssec_anchors: Option<std::path::PathBuf>,
     /// Which family reaches MX hosts, and the pinned source addresses.
     pub route: Arc<OutboundRoute>,
+    /// Where each MX session's TLS result goes (SMTP TLS reports); `None`: nowhere.
+    pub tls_recorder: Option<Arc<dyn TlsRecorder>>,
 }
 
 impl ClientSettings {
@@ -86,6 +89,7 @@ impl ClientSettings {
             dane: true,
             dnssec_anchors: None,
             route: Arc::new(OutboundRoute::any_family()),
+            tls_recorder: None,
         }
     }
 }
@@ -111,6 +115,28 @@ enum TlsNeed {
     Verified,
     /// TLS from the first byte (port 465), certificate valid for the host name.
     Implicit,
+}
+
+/// One batch's TLS-report emitter: the policy that applied, and the recorder.
+struct TlsReport {
+    recorder: Option<Arc<dyn TlsRecorder>>,
+    domain: String,
+    policy: TlsPolicy,
+    route: Arc<OutboundRoute>,
+}
+
+impl TlsReport {
+    /// One session: `None` succeeded; else the result type, MX host and address.
+    fn emit(&self, failure: Option<(ResultType, &str, Option<std::net::IpAddr>)>) {
+        let Some(recorder) = &self.recorder else { return };
+        let failure = failure.map(|(result_type, host, ip)| TlsFailure {
+            result_type,
+            sending_mta_ip: ip.and_then(|ip| self.route.source_for(&ip)),
+            receiving_mx_hostname: host.trim_end_matches('.').to_string(),
+            receiving_ip: ip,
+        });
+        recorder.tls_outcome(TlsOutcome { domain: self.domain.clone(), policy: self.policy.clone(), failure });
+    }
 }
 
 /// The SMTP transport. One per server; share it behind an `Arc`.
@@ -181,6 +207,7 @@ impl SmtpTransport {
         if waived && policy.as_ref().is_some_and(|p| p.mode == Mode::Enforce) {
             tracing::info!(queue_id = %batch.queue_id, domain, "smtp client: TLS-Required: No, MTA-STS not enforced");
         }
+        let report = self.tls_report(batch, policy.as_ref(), dane.is_some());
         let enforce = match (batch.require_tls, dane.is_some()) {
             (true, false) => {
                 Some(require_tls::validating_policy(policy.as_ref(), domain).map_err(RouteError::Permanent)?)
@@ -206,6 +233,9 @@ impl SmtpTransport {
             }
         }
         if let Some(p) = enforce {
+            for h in hosts.iter().filter(|h| !p.allows(&h.name)) {
+                report.emit(Some((ResultType::ValidationFailure, &h.name, None)));
+            }
             hosts.retain(|h| p.allows(&h.name));
             if hosts.is_empty() {
                 return Err(RouteError::Temporary(Status::local(
@@ -253,7 +283,22 @@ impl SmtpTransport {
             }
             for ip in ips {
                 let addr = SocketAddr::new(ip, self.settings.port);
-                match self.open(addr, &host.name, need.clone(), None).await {
+                let opened = self.open(addr, &host.name, need.clone(), None).await;
+                match &opened {
+                    Ok(conn) if conn.tls != TlsState::None => report.emit(None),
+                    // Opportunistic without TLS: not offered, or the handshake failed.
+                    Ok(conn) => {
+                        let kind = match conn.caps.starttls {
+                            true => ResultType::ValidationFailure,
+                            false => ResultType::StarttlsNotSupported,
+                        };
+                        report.emit(Some((kind, &host.name, Some(addr.ip()))));
+                    }
+                    Err(SessionError::TlsFailed(kind, _)) => report.emit(Some((*kind, &host.name, Some(addr.ip())))),
+                    // No TLS session was attempted (connection refused, timeouts).
+                    Err(_) => {}
+                }
+                match opened {
                     Ok(conn) if batch.require_tls && !conn.caps.require_tls => {
                         tracing::info!(queue_id = %batch.queue_id, host = %host.name, %addr, "smtp client: host skipped: no REQUIRETLS");
                         unsupported = Some(require_tls::refused(format!("{} does not support REQUIRETLS", host.name)));
@@ -271,6 +316,23 @@ impl SmtpTransport {
             Some(status) => Err(RouteError::Permanent(status)),
             None => Err(RouteError::Temporary(last)),
         }
+    }
+
+    /// Where this batch's TLS results go: nowhere without a recorder, or when the
+    /// message is itself a TLS report (RFC 8460 section 3: no report loops).
+    fn tls_report(&self, batch: &DeliveryBatch, policy: Option<&Policy>, dane: bool) -> TlsReport {
+        let recorder = self.settings.tls_recorder.clone().filter(|_| !is_tls_report(&batch.message));
+        let policy = match (dane, policy) {
+            (true, _) => TlsPolicy::Tlsa,
+            (false, Some(p)) if p.mode != Mode::None => TlsPolicy::Sts {
+                id: p.id.clone(),
+                mode: if p.mode == Mode::Enforce { "enforce" } else { "testing" }.to_string(),
+                mx: p.mx.clone(),
+                max_age: p.max_age,
+            },
+            (false, _) => TlsPolicy::NoPolicyFound,
+        };
+        TlsReport { recorder, domain: batch.domain.clone(), policy, route: self.settings.route.clone() }
     }
 
     async fn via_relay(&self, relay: &RelayHost, batch: &DeliveryBatch) -> Result<Vec<RecipientOutcome>, RouteError> {
@@ -336,15 +398,19 @@ impl SmtpTransport {
         match need {
             TlsNeed::Verified => {
                 if !conn.caps.starttls {
-                    return Err(SessionError::Tls(format!("{host} does not offer STARTTLS, which is required")));
+                    return Err(SessionError::TlsFailed(
+                        ResultType::StarttlsNotSupported,
+                        format!("{host} does not offer STARTTLS, which is required"),
+                    ));
                 }
                 conn.starttls(&self.connectors.verified, name.ok_or_else(no_name)?, true, hostname).await?;
             }
             TlsNeed::Dane(connector) => {
                 if !conn.caps.starttls {
-                    return Err(SessionError::Tls(format!(
-                        "{host} does not offer STARTTLS, which its TLSA records require"
-                    )));
+                    return Err(SessionError::TlsFailed(
+                        ResultType::StarttlsNotSupported,
+                        format!("{host} does not offer STARTTLS, which its TLSA records require"),
+                    ));
                 }
                 conn.starttls(&connector, name.ok_or_else(no_name)?, true, hostname).await?;
             }

@@ -34,7 +34,6 @@
 
 mod backend;
 mod deliver;
-mod dmarc;
 #[cfg(test)]
 mod dovecot_compat_tests;
 mod durable;
@@ -52,6 +51,7 @@ mod mailbox_tests;
 mod maildir_scan;
 mod message_ops;
 mod quota;
+mod reports;
 mod retained;
 mod sieve;
 mod uidlist;
@@ -118,7 +118,7 @@ struct StoreInner {
     /// one lock for every account keeps each check-then-change atomic.
     sieve_lock: tokio::sync::Mutex<()>,
     /// Serialises the read-merge-replace of the DMARC report counters (`dmarc.rs`).
-    dmarc_lock: tokio::sync::Mutex<()>,
+    report_lock: tokio::sync::Mutex<()>,
     /// Last UIDVALIDITY handed out, so two indexes created in the same second differ.
     last_uid_validity: AtomicU32,
 }
@@ -148,7 +148,7 @@ impl MaildirStore {
                 open_lock: tokio::sync::Mutex::new(()),
                 folders_lock: tokio::sync::Mutex::new(()),
                 sieve_lock: tokio::sync::Mutex::new(()),
-                dmarc_lock: tokio::sync::Mutex::new(()),
+                report_lock: tokio::sync::Mutex::new(()),
                 last_uid_validity: AtomicU32::new(0),
             }),
         })

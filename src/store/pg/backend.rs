@@ -118,16 +118,28 @@ impl MailStore for PgStore {
         self.sieve_remember_impl(account, key, until).await
     }
 
-    async fn dmarc_add(&self, counts: &[crate::store::DmarcCount]) -> Result<u64, StoreError> {
-        self.dmarc_add_impl(counts).await
+    async fn report_add(
+        &self,
+        kind: crate::store::ReportKind,
+        counts: &[crate::store::ReportCount],
+    ) -> Result<u64, StoreError> {
+        self.report_add_impl(kind, counts).await
     }
 
-    async fn dmarc_counts(&self, until_day: i64) -> Result<Vec<crate::store::DmarcCount>, StoreError> {
-        self.dmarc_counts_impl(until_day).await
+    async fn report_counts(
+        &self,
+        kind: crate::store::ReportKind,
+        until_day: i64,
+    ) -> Result<Vec<crate::store::ReportCount>, StoreError> {
+        self.report_counts_impl(kind, until_day).await
     }
 
-    async fn dmarc_subtract(&self, counts: &[crate::store::DmarcCount]) -> Result<(), StoreError> {
-        self.dmarc_subtract_impl(counts).await
+    async fn report_subtract(
+        &self,
+        kind: crate::store::ReportKind,
+        counts: &[crate::store::ReportCount],
+    ) -> Result<(), StoreError> {
+        self.report_subtract_impl(kind, counts).await
     }
 }
 

@@ -33,7 +33,6 @@ mod backend;
 pub(crate) mod blobs;
 #[cfg(test)]
 mod contention_tests;
-mod dmarc;
 mod folders;
 mod import;
 pub mod kv;
@@ -50,6 +49,7 @@ mod notify_tests;
 mod objects;
 #[cfg(test)]
 mod objects_tests;
+mod reports;
 mod retry;
 mod sieve;
 mod sweep;

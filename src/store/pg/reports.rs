@@ -1,41 +1,50 @@
-//! DMARC report counters in PostgreSQL: the rows of `dmarc_report_rows`, which every
-//! replica adds to and the report sender (one replica, under a lease) subtracts from.
+//! Report counters in PostgreSQL: the rows of `dmarc_report_rows` (migration 6) and
+//! `tls_report_rows` (migration 7, the same shape), which every replica adds to and the report sender (one replica, under a lease) subtracts from.
 //! Each call is one committed transaction (run again by `retry.rs` after a deadlock).
 
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::{PgStore, db_error, retry};
-use crate::store::{DmarcCount, MAX_DMARC_ROWS, MAX_DMARC_ROWS_PER_DAY, StoreError};
+use crate::store::{MAX_REPORT_ROWS, MAX_REPORT_ROWS_PER_DAY, ReportCount, ReportKind, StoreError};
+
+/// The table of a kind: a fixed name, never input, so it may be formatted into SQL.
+fn table(kind: ReportKind) -> &'static str {
+    match kind {
+        ReportKind::Dmarc => "dmarc_report_rows",
+        ReportKind::Tls => "tls_report_rows",
+    }
+}
 
 impl PgStore {
-    pub(super) async fn dmarc_add_impl(&self, counts: &[DmarcCount]) -> Result<u64, StoreError> {
+    pub(super) async fn report_add_impl(&self, kind: ReportKind, counts: &[ReportCount]) -> Result<u64, StoreError> {
         retry::transaction(|| async move {
             let mut tx = self.pool().begin().await.map_err(db_error)?;
             let mut dropped = 0u64;
             // The overall bound is checked once per flush (a flush adds at most the
             // recorder's bounded rows), the per-day one per row.
-            let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM dmarc_report_rows")
+            let stored: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {}", table(kind))))
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db_error)?;
-            let full = stored >= MAX_DMARC_ROWS as i64;
+            let full = stored >= MAX_REPORT_ROWS as i64;
             for c in counts {
                 let count = i64::try_from(c.count).unwrap_or(i64::MAX);
                 let day = i32::try_from(c.day).unwrap_or(i32::MAX);
                 // A new row only while the domain's day is under the cap; an existing
                 // one always counts on.
-                let done = sqlx::query(
-                    "INSERT INTO dmarc_report_rows (domain, day, row_key, count) \
-                     SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM dmarc_report_rows \
+                let done = sqlx::query(AssertSqlSafe(format!(
+                    "INSERT INTO {t} (domain, day, row_key, count) \
+                     SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM {t} \
                        WHERE domain = $1 AND day = $2 AND row_key = $3) \
-                     OR (NOT $6 AND (SELECT count(*) FROM dmarc_report_rows WHERE domain = $1 AND day = $2) < $5) \
-                     ON CONFLICT (domain, day, row_key) DO UPDATE SET count = dmarc_report_rows.count + EXCLUDED.count",
-                )
+                     OR (NOT $6 AND (SELECT count(*) FROM {t} WHERE domain = $1 AND day = $2) < $5) \
+                     ON CONFLICT (domain, day, row_key) DO UPDATE SET count = {t}.count + EXCLUDED.count",
+                    t = table(kind)
+                )))
                 .bind(&c.domain)
                 .bind(day)
                 .bind(&c.row)
                 .bind(count)
-                .bind(MAX_DMARC_ROWS_PER_DAY as i64)
+                .bind(MAX_REPORT_ROWS_PER_DAY as i64)
                 .bind(full)
                 .execute(&mut *tx)
                 .await
@@ -50,18 +59,23 @@ impl PgStore {
         .await
     }
 
-    pub(super) async fn dmarc_counts_impl(&self, until_day: i64) -> Result<Vec<DmarcCount>, StoreError> {
+    pub(super) async fn report_counts_impl(
+        &self,
+        kind: ReportKind,
+        until_day: i64,
+    ) -> Result<Vec<ReportCount>, StoreError> {
         let until = i32::try_from(until_day).unwrap_or(i32::MAX);
-        let rows = sqlx::query(
-            "SELECT domain, day, row_key, count FROM dmarc_report_rows WHERE day <= $1 ORDER BY domain, day, row_key",
-        )
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT domain, day, row_key, count FROM {t} WHERE day <= $1 ORDER BY domain, day, row_key",
+            t = table(kind)
+        )))
         .bind(until)
         .fetch_all(self.pool())
         .await
         .map_err(db_error)?;
         rows.iter()
             .map(|r| {
-                Ok(DmarcCount {
+                Ok(ReportCount {
                     domain: r.try_get("domain").map_err(db_error)?,
                     day: i64::from(r.try_get::<i32, _>("day").map_err(db_error)?),
                     row: r.try_get("row_key").map_err(db_error)?,
@@ -71,15 +85,20 @@ impl PgStore {
             .collect()
     }
 
-    pub(super) async fn dmarc_subtract_impl(&self, counts: &[DmarcCount]) -> Result<(), StoreError> {
+    pub(super) async fn report_subtract_impl(
+        &self,
+        kind: ReportKind,
+        counts: &[ReportCount],
+    ) -> Result<(), StoreError> {
         retry::transaction(|| async move {
             let mut tx = self.pool().begin().await.map_err(db_error)?;
             for c in counts {
                 let count = i64::try_from(c.count).unwrap_or(i64::MAX);
                 let day = i32::try_from(c.day).unwrap_or(i32::MAX);
-                sqlx::query(
-                    "DELETE FROM dmarc_report_rows WHERE domain = $1 AND day = $2 AND row_key = $3 AND count <= $4",
-                )
+                sqlx::query(AssertSqlSafe(format!(
+                    "DELETE FROM {t} WHERE domain = $1 AND day = $2 AND row_key = $3 AND count <= $4",
+                    t = table(kind)
+                )))
                 .bind(&c.domain)
                 .bind(day)
                 .bind(&c.row)
@@ -87,9 +106,10 @@ impl PgStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
-                sqlx::query(
-                    "UPDATE dmarc_report_rows SET count = count - $4 WHERE domain = $1 AND day = $2 AND row_key = $3",
-                )
+                sqlx::query(AssertSqlSafe(format!(
+                    "UPDATE {t} SET count = count - $4 WHERE domain = $1 AND day = $2 AND row_key = $3",
+                    t = table(kind)
+                )))
                 .bind(&c.domain)
                 .bind(day)
                 .bind(&c.row)
@@ -108,8 +128,8 @@ impl PgStore {
 mod tests {
     use super::*;
 
-    fn count(row: &str, n: u64) -> DmarcCount {
-        DmarcCount { domain: "a.test".into(), day: 20_000, row: row.into(), count: n }
+    fn count(row: &str, n: u64) -> ReportCount {
+        ReportCount { domain: "a.test".into(), day: 20_000, row: row.into(), count: n }
     }
 
     #[tokio::test]
@@ -117,13 +137,13 @@ mod tests {
         let Some(url) = tokio::task::spawn_blocking(crate::test_pg::database).await.unwrap() else { return };
         let one = PgStore::connect(&url, None).await.unwrap();
         let two = PgStore::connect(&url, None).await.unwrap();
-        one.dmarc_add_impl(&[count("r1", 2), count("r2", 1)]).await.unwrap();
-        two.dmarc_add_impl(&[count("r1", 3)]).await.unwrap();
-        let rows = one.dmarc_counts_impl(20_000).await.unwrap();
+        one.report_add_impl(ReportKind::Dmarc, &[count("r1", 2), count("r2", 1)]).await.unwrap();
+        two.report_add_impl(ReportKind::Dmarc, &[count("r1", 3)]).await.unwrap();
+        let rows = one.report_counts_impl(ReportKind::Dmarc, 20_000).await.unwrap();
         assert_eq!(rows, vec![count("r1", 5), count("r2", 1)]);
-        assert!(two.dmarc_counts_impl(19_999).await.unwrap().is_empty());
-        two.dmarc_add_impl(&[count("r1", 2)]).await.unwrap();
-        one.dmarc_subtract_impl(&rows).await.unwrap();
-        assert_eq!(two.dmarc_counts_impl(20_000).await.unwrap(), vec![count("r1", 2)]);
+        assert!(two.report_counts_impl(ReportKind::Dmarc, 19_999).await.unwrap().is_empty());
+        two.report_add_impl(ReportKind::Dmarc, &[count("r1", 2)]).await.unwrap();
+        one.report_subtract_impl(ReportKind::Dmarc, &rows).await.unwrap();
+        assert_eq!(two.report_counts_impl(ReportKind::Dmarc, 20_000).await.unwrap(), vec![count("r1", 2)]);
     }
 }
