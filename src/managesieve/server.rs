@@ -25,6 +25,7 @@ use super::session::{Session, SessionConfig, Step, StoreAnswer, StoreOp};
 use crate::accounts::Directory;
 use crate::metrics::metrics;
 use crate::net::LoginOutcome;
+use crate::sieve::vacation_settings::VACATION_SCRIPT;
 use crate::store::{MailboxOwner, Store, StoreError};
 
 /// Longest TLS handshake we wait for.
@@ -271,7 +272,11 @@ impl Driver<'_> {
 /// One store operation for the session.
 async fn run_op(store: &Store, owner: &MailboxOwner, op: StoreOp) -> Result<StoreAnswer, StoreError> {
     Ok(match op {
-        StoreOp::List => StoreAnswer::List(store.sieve_list(owner).await?),
+        // Without the account pages' vacation script: not the user's to list, and not
+        // counted against the user's script quota.
+        StoreOp::List => StoreAnswer::List(
+            store.sieve_list(owner).await?.into_iter().filter(|s| s.name != VACATION_SCRIPT).collect(),
+        ),
         StoreOp::Get(name) => StoreAnswer::Script(store.sieve_get(owner, &name).await?),
         StoreOp::Put { name, content } => {
             store.sieve_put(owner, &name, &content).await?;

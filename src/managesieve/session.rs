@@ -20,6 +20,7 @@ use bytes::Bytes;
 use super::command::{Command, ParseLimits, Parsed, Unframeable, parse_command, parse_sasl_response};
 use super::reply::{Response, Status, push_literal, push_string};
 use crate::net::{Blocked, LoginOutcome};
+use crate::sieve::vacation_settings::VACATION_SCRIPT;
 use crate::store::{SieveScriptInfo, StoreError, check_script_name};
 
 /// Per-connection settings.
@@ -284,6 +285,19 @@ impl Session {
             }
             Command::Unauthenticate => self.send(Response::no("Not authenticated")),
             _ if !authenticated => self.send(Response::no("Authenticate first")),
+            // The account pages' vacation script is theirs alone: ManageSieve may read it
+            // (GETSCRIPT, for a script that includes it) but never change or activate it.
+            Command::HaveSpace { name, .. }
+            | Command::PutScript { name, .. }
+            | Command::DeleteScript { name }
+            | Command::SetActive { name }
+                if name == VACATION_SCRIPT =>
+            {
+                self.reserved_name()
+            }
+            Command::RenameScript { old, new } if old == VACATION_SCRIPT || new == VACATION_SCRIPT => {
+                self.reserved_name()
+            }
             Command::HaveSpace { name, size } => {
                 if let Err(e) = check_script_name(&name) {
                     return self.store_refusal(&e);
@@ -317,6 +331,12 @@ impl Session {
                 self.plain_op("SETACTIVE", StoreOp::SetActive(name))
             }
         }
+    }
+
+    fn reserved_name(&mut self) -> Step {
+        self.send(Response::no(format!(
+            "The name {VACATION_SCRIPT} is reserved for the vacation reply of the account pages; change it there"
+        )))
     }
 
     fn plain_op(&mut self, command: &'static str, op: StoreOp) -> Step {

@@ -192,3 +192,29 @@ fn input_past_the_bounds_ends_the_session() {
     let (_, step) = s.on_input(&vec![b'A'; super::session::MAX_LINE + 10]).unwrap();
     assert!(matches!(step, Step::Close(b) if b == b"BYE \"Line too long\"\r\n"));
 }
+
+#[test]
+fn the_vacation_script_of_the_account_pages_is_not_ours_to_change() {
+    let mut s = logged_in();
+    let refusal = "NO \"The name mailroom-vacation is reserved for the vacation reply of the account pages; change it there\"\r\n";
+    for command in [
+        "PUTSCRIPT \"mailroom-vacation\" \"keep;\"\r\n",
+        "HAVESPACE \"mailroom-vacation\" 10\r\n",
+        "DELETESCRIPT \"mailroom-vacation\"\r\n",
+        "SETACTIVE \"mailroom-vacation\"\r\n",
+        "RENAMESCRIPT \"mailroom-vacation\" \"mine\"\r\n",
+        "RENAMESCRIPT \"mine\" \"mailroom-vacation\"\r\n",
+    ] {
+        assert_eq!(sent(feed(&mut s, command)), refusal, "{command}");
+    }
+    // Reading it is fine (a user script may include it), and other names are unaffected.
+    assert_eq!(
+        feed(&mut s, "GETSCRIPT \"mailroom-vacation\"\r\n"),
+        Step::Store(StoreOp::Get("mailroom-vacation".into()))
+    );
+    s.store_done(Ok(StoreAnswer::Script(None)));
+    assert_eq!(
+        feed(&mut s, "SETACTIVE \"mailroom-vacation2\"\r\n"),
+        Step::Store(StoreOp::SetActive(Some("mailroom-vacation2".into())))
+    );
+}

@@ -23,6 +23,7 @@ use super::actions::flags_from_sieve;
 use super::cache::{ScriptCache, digest, hex};
 use super::sized::{self, Padded};
 use super::vacation::may_answer;
+use super::vacation_settings::VACATION_SCRIPT;
 use super::{EVAL_PREFIX, FolderCheck, MAX_REDIRECTS, Outcome, Reply, ScanVerdict, ScriptSource, SieveEnvelope};
 use crate::metrics::metrics;
 use crate::store::MailboxOwner;
@@ -60,6 +61,28 @@ pub(super) fn compiler() -> Compiler {
 /// `check-config` and the start-up error.
 pub fn compile_admin_script(text: &[u8]) -> Result<Arc<Sieve>, String> {
     compiler().compile(text).map(Arc::new).map_err(|e| e.to_string())
+}
+
+/// The account's own scripts for one run.
+#[derive(Clone, Debug, Default)]
+pub struct AccountScripts {
+    /// The active script (name, bytes).
+    pub active: Option<(String, Bytes)>,
+    /// The vacation script of the account pages, when enabled
+    /// ([`super::vacation_settings::delivery_script`]).
+    pub vacation: Option<Bytes>,
+}
+
+impl From<Option<(String, Bytes)>> for AccountScripts {
+    fn from(active: Option<(String, Bytes)>) -> AccountScripts {
+        AccountScripts { active, vacation: None }
+    }
+}
+
+/// The compiled scripts of [`AccountScripts`], answering their includes.
+struct Compiled {
+    user: Option<(String, Arc<Sieve>)>,
+    vacation: Option<Arc<Sieve>>,
 }
 
 /// What a run is about.
@@ -116,19 +139,28 @@ impl Engine {
         &self.hostname
     }
 
-    /// Run the scripts for one mailbox, `active` being its active script as the
-    /// [`ScriptSource`] gave it (the caller asks first, so a mailbox without a script
-    /// and a server without admin scripts read nothing of the message). Never fails: an
-    /// error is an [`Outcome::keep`] with `error` set (logged and counted here).
+    /// Run the scripts for one mailbox: `scripts` are its active script and its enabled
+    /// vacation script as the [`ScriptSource`] gave them (the caller asks first, so a
+    /// mailbox without scripts and a server without admin scripts read nothing of the
+    /// message). Never fails: an error is an [`Outcome::keep`] with `error` set (logged
+    /// and counted here).
+    ///
+    /// The vacation script runs in the same context, included by the wrapper
+    /// `:personal :once` right before the active script: the two share the implicit keep
+    /// (without a user script the message is kept), a user script that includes it
+    /// `:once` too does not run it twice, and a `stop` or `discard` of the user cannot
+    /// silence the reply. Not for mail judged spam (a reply would be backscatter).
     pub async fn run(
         &self,
         source: &dyn ScriptSource,
         folders: &dyn FolderCheck,
-        active: Option<(String, Bytes)>,
+        scripts: impl Into<AccountScripts>,
         input: RunInput<'_>,
     ) -> Outcome {
+        let AccountScripts { active, vacation } = scripts.into();
+        let vacation = vacation.filter(|_| !input.verdict.junk);
         let account = format!("{}@{}", input.account.local, input.account.domain);
-        if active.is_none() && !self.has_admin_scripts() {
+        if active.is_none() && vacation.is_none() && !self.has_admin_scripts() {
             return Outcome::keep(input.default_folder);
         }
         metrics().sieve_scripts_run_total.inc();
@@ -140,14 +172,23 @@ impl Engine {
                 Err(e) => return self.failed(&account, name, e, &input),
             },
         };
-        let first = match (&user, self.has_admin_scripts()) {
-            (Some((name, script)), false) => Input::script(name.clone(), script.clone()),
-            _ => match self.wrapper(user.is_some()) {
+        let vacation = vacation.and_then(|bytes| match self.compile(&account, &bytes) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(account, error = %e, "the vacation script does not compile; it is skipped");
+                metrics().sieve_errors_total.inc();
+                None
+            }
+        });
+        let first = match (&user, &vacation, self.has_admin_scripts()) {
+            (Some((name, script)), None, false) => Input::script(name.clone(), script.clone()),
+            _ => match self.wrapper(user.is_some(), vacation.is_some()) {
                 Ok(w) => Input::script(Script::Global("mailroom-main".into()), w),
                 Err(e) => return self.failed(&account, &script_name, e, &input),
             },
         };
-        match self.event_loop(source, folders, &input, &account, user.as_ref(), first).await {
+        let compiled = Compiled { user, vacation };
+        match self.event_loop(source, folders, &input, &account, &compiled, first).await {
             Ok(outcome) => outcome,
             Err(e) => self.failed(&account, &script_name, e, &input),
         }
@@ -157,11 +198,14 @@ impl Engine {
         self.cache.get_or_compile(account, bytes, |b| compiler().compile(b).map(Arc::new).map_err(|e| e.to_string()))
     }
 
-    /// The script that includes before, user and after in order.
-    fn wrapper(&self, user: bool) -> Result<Arc<Sieve>, String> {
+    /// The script that includes before, vacation, user and after in order.
+    fn wrapper(&self, user: bool, vacation: bool) -> Result<Arc<Sieve>, String> {
         let mut text = String::from("require \"include\";\r\n");
         if self.admin.before.is_some() {
             text.push_str(&format!("include :global \"{BEFORE}\";\r\n"));
+        }
+        if vacation {
+            text.push_str(&format!("include :personal :once \"{VACATION_SCRIPT}\";\r\n"));
         }
         if user {
             text.push_str(&format!("include :global \"{ACTIVE}\";\r\n"));
@@ -184,7 +228,7 @@ impl Engine {
         folders: &dyn FolderCheck,
         input: &RunInput<'_>,
         account: &str,
-        user: Option<&(String, Arc<Sieve>)>,
+        compiled: &Compiled,
         first: Input,
     ) -> Result<Outcome, String> {
         let message = &input.message[..input.message.len().min(EVAL_PREFIX)];
@@ -212,8 +256,14 @@ impl Engine {
             let event = result.map_err(|e| e.to_string())?;
             match event {
                 Event::IncludeScript { name, optional } => {
-                    let active = user.filter(|_| name == Script::Global(ACTIVE.into())).map(|(_, s)| s.clone());
-                    let found = match active {
+                    let held = if name == Script::Global(ACTIVE.into()) {
+                        compiled.user.as_ref().map(|(_, s)| s.clone())
+                    } else if name == Script::Personal(VACATION_SCRIPT.into()) {
+                        compiled.vacation.clone()
+                    } else {
+                        None
+                    };
+                    let found = match held {
                         Some(s) => Some(s),
                         None => self.include(source, input.account, account, &name).await?,
                     };

@@ -16,7 +16,8 @@
 //!
 //! Files: `engine.rs` (one run: the event loop of `sieve-rs`), `cache.rs` (compiled
 //! scripts), `actions.rs` (flags, folder names, redirect loop checks), `vacation.rs`
-//! (RFC 3834 rules and the reply's final form), `sized.rs` (the size `size` tests), `compile.rs` (the check ManageSieve runs
+//! (RFC 3834 rules and the reply's final form), `vacation_settings.rs` (the account
+//! pages' vacation settings, kept as a script of a reserved name), `sized.rs` (the size `size` tests), `compile.rs` (the check ManageSieve runs
 //! before it stores a script), `tests.rs`.
 
 mod actions;
@@ -25,9 +26,12 @@ pub mod compile;
 mod engine;
 mod sized;
 mod vacation;
+pub mod vacation_settings;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vacation_settings_tests;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -39,7 +43,7 @@ use crate::store::{Flag, MailboxOwner, StoreError};
 
 pub use actions::{REDIRECT_HEADER, redirect_allowed};
 pub use cache::ScriptCache;
-pub use engine::{AdminScripts, Engine, RunInput, compile_admin_script};
+pub use engine::{AccountScripts, AdminScripts, Engine, RunInput, compile_admin_script};
 pub use vacation::{may_answer, reply_with_headers};
 
 /// The Sieve extensions scripts may `require`, as the `SIEVE` capability lists them.

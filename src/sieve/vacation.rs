@@ -45,7 +45,9 @@ pub fn may_answer(headers: &[u8], envelope_from: &str, own: &[String]) -> bool {
 
 /// The reply as it leaves: what the script built, with `MIME-Version` when missing (the
 /// reply declares a Content-Type) and `Auto-Submitted: auto-replied` guaranteed, so the
-/// other side's autoresponder stays quiet (RFC 3834 section 5).
+/// other side's autoresponder stays quiet (RFC 3834 section 5). A non-ASCII `Subject`
+/// (sieve-rs writes the script's UTF-8 as it is) becomes RFC 2047 encoded words, so
+/// the reply needs no SMTPUTF8 on its way.
 pub fn reply_with_headers(message: &[u8]) -> Vec<u8> {
     let fields = header_fields(message);
     let mut head = String::new();
@@ -56,6 +58,54 @@ pub fn reply_with_headers(message: &[u8]) -> Vec<u8> {
         head.push_str("Auto-Submitted: auto-replied\r\n");
     }
     let mut out = head.into_bytes();
-    out.extend_from_slice(message);
+    let mut rest = message;
+    while !rest.is_empty() {
+        let end = rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |i| i + 1);
+        let (line, next) = rest.split_at(end);
+        rest = next;
+        let bare = line.strip_suffix(b"\n").unwrap_or(line);
+        let bare = bare.strip_suffix(b"\r").unwrap_or(bare);
+        if bare.is_empty() {
+            out.extend_from_slice(line);
+            out.extend_from_slice(rest);
+            break;
+        }
+        match subject_value(bare) {
+            Some(value) if !value.is_ascii() => {
+                out.extend_from_slice(b"Subject: ");
+                out.extend_from_slice(encoded_words(value.trim()).as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            _ => out.extend_from_slice(line),
+        }
+    }
     out
+}
+
+/// The value of a one-line `Subject:` field, when `line` is one and is UTF-8.
+fn subject_value(line: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(line).ok()?;
+    let (name, value) = text.split_once(':')?;
+    name.trim().eq_ignore_ascii_case("Subject").then_some(value)
+}
+
+/// `text` as RFC 2047 B-encoded words of at most 75 characters each (45 bytes of UTF-8,
+/// never splitting a character), folded onto continuation lines.
+fn encoded_words(text: &str) -> String {
+    use base64::Engine as _;
+    const CHUNK: usize = 45;
+    let mut words = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let mut end = (start + CHUNK).min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        if end == start {
+            break;
+        }
+        words.push(format!("=?utf-8?b?{}?=", base64::engine::general_purpose::STANDARD.encode(&text[start..end])));
+        start = end;
+    }
+    words.join("\r\n ")
 }

@@ -14,9 +14,10 @@ use tokio::io::AsyncReadExt;
 use crate::accounts::Address;
 use crate::metrics::metrics;
 use crate::queue::{DsnKind, DsnRecipient, QueueId, build_dsn};
+use crate::sieve::vacation_settings::delivery_script;
 use crate::sieve::{
-    EVAL_PREFIX, Outbound, OutboundKind, Outcome, REDIRECT_HEADER, RunInput, ScanVerdict, SieveDelivery, SieveEnvelope,
-    redirect_allowed, reply_with_headers,
+    AccountScripts, EVAL_PREFIX, Outbound, OutboundKind, Outcome, REDIRECT_HEADER, RunInput, ScanVerdict,
+    SieveDelivery, SieveEnvelope, redirect_allowed, reply_with_headers,
 };
 use crate::store::{MailboxOwner, MessageBody};
 
@@ -70,7 +71,15 @@ impl<'a> Filter<'a> {
                 return Outcome::keep(self.folder);
             }
         };
-        if active.is_none() && !engine.has_admin_scripts() {
+        let vacation = match delivery_script(self.sieve.source.as_ref(), &owner).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(account = %mb, error = %e, "cannot read the vacation script; the message is kept");
+                metrics().sieve_errors_total.inc();
+                return Outcome::keep(self.folder);
+            }
+        };
+        if active.is_none() && vacation.is_none() && !engine.has_admin_scripts() {
             return Outcome::keep(self.folder);
         }
         let head = match self.head_bytes().await {
@@ -95,7 +104,9 @@ impl<'a> Filter<'a> {
             verdict: self.verdict,
             default_folder: self.folder,
         };
-        let mut outcome = engine.run(self.sieve.source.as_ref(), self.sieve.folders.as_ref(), active, input).await;
+        let mut outcome = engine
+            .run(self.sieve.source.as_ref(), self.sieve.folders.as_ref(), AccountScripts { active, vacation }, input)
+            .await;
         self.redirect(mb, prefix, &message, &mut outcome).await;
         count_actions(&outcome, self.folder);
         outcome

@@ -7,6 +7,9 @@ Usage:
   sieve_e2e.py send HOST PORT FROM TO[,TO…]          (message on stdin; prints "sent",
                                                      or "refused CODE TEXT" for a DATA refusal)
   sieve_e2e.py fetch HOST PORT USER PASSWORD FOLDER  (one line per message: flags TAB subject)
+  sieve_e2e.py change HOST PORT USER PASSWORD NAME   (lists the scripts, one name a line, then
+                                                     tries PUTSCRIPT, SETACTIVE and DELETESCRIPT of
+                                                     NAME: "ok" or "NO text" for each)
 
 The test server's certificate is self-signed for another name, so verification is
 switched off for these loopback connections.
@@ -62,3 +65,16 @@ elif cmd == "fetch":
             subject = item[1].decode().strip().removeprefix("Subject: ")
             print(f"{flags}\t{subject}")
     m.logout()
+elif cmd == "change":
+    from sievelib import managesieve as sl
+
+    sl.ssllib.create_default_context = ssl._create_unverified_context
+    user, password, name = sys.argv[4], sys.argv[5], sys.argv[6]
+    c = sl.Client(host, port)
+    assert c.connect(user, password, starttls=True, authmech="PLAIN"), c.errmsg
+    active, others = c.listscripts()
+    for script in ([active] if active else []) + others:
+        print("script", script)
+    for ok in (c.putscript(name, "keep;\r\n"), c.setactive(name), c.deletescript(name)):
+        print("ok" if ok else "NO %s" % c.errmsg.decode())
+    c.logout()
