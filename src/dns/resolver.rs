@@ -51,6 +51,22 @@ pub fn build_validating(servers: &[SocketAddr], anchors: Option<&std::path::Path
     builder.build().map_err(|e| format!("cannot build the validating DNS resolver: {e}"))
 }
 
+/// The owner names of the DNSKEY records in the trust-anchor file `path`: the zones whose
+/// chain of trust starts there (DANE checks that it works before calling an answer bogus).
+pub fn anchor_zones(path: &std::path::Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut zones: Vec<String> = text
+        .lines()
+        .map(|l| l.split(';').next().unwrap_or(""))
+        .filter(|l| l.split_whitespace().any(|w| w.eq_ignore_ascii_case("DNSKEY")))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    zones.sort();
+    zones.dedup();
+    Ok(zones)
+}
+
 fn builder(servers: &[SocketAddr]) -> Result<ResolverBuilder<TokioRuntimeProvider>, String> {
     let mut builder = if servers.is_empty() {
         Resolver::builder_tokio().map_err(|e| format!("cannot read the system resolver configuration: {e}"))?
