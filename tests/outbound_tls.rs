@@ -316,6 +316,32 @@ async fn a_bogus_mx_answer_is_not_followed() {
     }
 }
 
+/// A TLSA answer that fails DNSSEC validation under a secure MX answer: that host is
+/// skipped (the mail waits, 4.7.5), and the TLS report counts `dnssec-invalid` under
+/// the host's `tlsa` policy.
+#[tokio::test]
+async fn a_bogus_tlsa_answer_defers_the_host() {
+    if !have("knotd") || !have("kdig") {
+        return;
+    }
+    let (mx, port) = start_mx(ServerOptions::default()).await;
+    let tlsa = format!("_{port}._tcp.mx TLSA 3 1 1 {}", sha256_hex(b"a key"));
+    let zone = signed_zone(&[FORGED[0].into(), FORGED[1].into(), tlsa]);
+    let forged = forged_copy(&zone, |text| text.replace("\tTLSA\t3 1 1 ", "\tTLSA\t2 1 1 "));
+    let case = first_attempt(forged.addr, &forged.anchors, (mx, port)).await;
+    let reply = case.reply.clone().expect("still queued after a temporary failure");
+    assert!(reply.starts_with("4.7.5") && reply.contains("TLSA") && reply.contains("DNSSEC"), "{reply}");
+    assert_eq!(case.mx.connections.load(std::sync::atomic::Ordering::SeqCst), 0, "the host was contacted");
+    let outcomes = case.tls.0.lock().unwrap().clone();
+    assert!(!outcomes.is_empty(), "{outcomes:?}");
+    for o in &outcomes {
+        assert_eq!(o.policy, TlsPolicy::Tlsa { mx_host: Some("mx.remote.test".into()), records: Vec::new() });
+        let failure = o.failure.clone().expect("a failure");
+        assert_eq!(failure.result_type, ResultType::DnssecInvalid);
+        assert_eq!(failure.receiving_mx_hostname.as_deref(), Some("mx.remote.test"));
+    }
+}
+
 /// When the trust anchor's own keys do not validate (here: the anchors are another
 /// signer's keys; in the field, resolvers that strip DNSSEC records), validation cannot
 /// work at all: answers count as unsigned, and mail goes as without DNSSEC.

@@ -130,3 +130,16 @@ fn render(data: &RData) -> String {
         other => other.to_string().to_ascii_lowercase(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn anchor_zones_are_the_owner_names_of_the_dnskey_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("anchors");
+        let text = "; test anchors\nRemote.Test.\t300\tIN\tDNSKEY\t257 3 13 AAAA\nremote.test. 300 IN DNSKEY 256 3 13 BBBB ; zsk\nother.test. IN DNSKEY 257 3 13 CCCC\n\n";
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(super::anchor_zones(&path).unwrap(), ["other.test.", "remote.test."]);
+        assert!(super::anchor_zones(&dir.path().join("missing")).is_err());
+    }
+}
