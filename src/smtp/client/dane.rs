@@ -98,11 +98,7 @@ impl Dane {
     pub async fn lookup_mx(&self, plain: &TokioResolver, domain: &str) -> Result<ValidatedMx, RouteError> {
         match lookup_mx_validated(&self.resolver, domain).await? {
             ValidatedMx::Bogus(why) if !self.chain_works(domain).await => {
-                tracing::warn!(
-                    domain,
-                    why,
-                    "DANE: DNSSEC cannot be validated through the configured resolvers (do they strip DNSSEC records?); MX taken as unsigned"
-                );
+                tracing::debug!(domain, why, "DANE: validation cannot work here; MX taken as unsigned");
                 Ok(ValidatedMx::Hosts(lookup_mx(plain, domain).await?, Dnssec::Insecure))
             }
             answer => Ok(answer),
@@ -134,6 +130,13 @@ impl Dane {
             }
             Err(_) => false,
         };
+        if !works {
+            // Once per check, not per message: such a setup stays as it is for long.
+            tracing::warn!(
+                anchor = %zone,
+                "DANE: the trust anchor's keys do not validate through the configured resolvers (do they strip DNSSEC records?); bogus answers below it are taken as unsigned"
+            );
+        }
         let mut known = self.chain_works.lock().unwrap_or_else(|p| p.into_inner());
         known.insert(zone, (works, Instant::now()));
         works
