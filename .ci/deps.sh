@@ -25,6 +25,7 @@ PKGS=(
   sieve-connect   # ManageSieve client (tests/managesieve.rs)
   knot knot-dnsutils  # a DNSSEC-signing DNS server and kdig (DANE, tests/outbound_tls.rs)
   openssl         # an independent SPKI hash for the TLSA record tests (src/dns/tlsa.rs, tests/dns.rs)
+  libxml2-utils libmail-dmarc-perl  # xmllint, and RFC 7489's DMARC report XSD (rua-schema.xsd) to check ours against (src/dmarc/tests.rs, tests/dmarc_reports.rs)
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -2,13 +2,16 @@
 //! remote.test's DMARC record (four `rua` destinations: one external without the
 //! RFC 7489 7.1 authorisation record, one with a `!1k` size limit the report exceeds) and MX records pointing at a loopback sink;
 //! messages from remote.test arrive on port 25 (smtplib); `mailroom reports send` sends
-//! the day so far; the sink's reports are read with PyPI parsedmarc and their DKIM
-//! signatures checked with dkimpy. Also: counts survive a restart (flushed at
+//! the day so far; the sink's reports are read with PyPI parsedmarc, their XML checked
+//! against RFC 7489 Appendix C's schema with xmllint, and their DKIM signatures checked
+//! with dkimpy. Also: counts survive a restart (flushed at
 //! shutdown), `MAILROOM_DMARC_REPORTS=off` records and sends nothing, and a report
 //! arriving at our report address is read into metrics and still delivered.
 //! Tools missing -> skip, unless CI=true.
 
 mod common;
+#[path = "support/dmarc_schema.rs"]
+mod dmarc_schema;
 #[path = "support/reports.rs"]
 mod reports;
 
@@ -25,6 +28,26 @@ fn client(args: &[&str], stdin: &[u8], server: &Server) -> String {
 
 fn tools() -> bool {
     python_and_dnsmasq("parsedmarc, dkim", "pip install parsedmarc dkimpy")
+}
+
+/// The report's XML, out of the gzip attachment of `message`, is valid under RFC 7489's
+/// schema (tests/support/dmarc_schema.rs).
+fn assert_schema_valid(message: &[u8]) {
+    use mail_parser::MimeHeaders;
+    use std::io::Read;
+    let parsed = mail_parser::MessageParser::default().parse(message).unwrap();
+    let part = parsed.parts.iter().find(|p| p.attachment_name().is_some()).expect("an attachment");
+    let mut xml = String::new();
+    flate2::read::GzDecoder::new(part.contents()).read_to_string(&mut xml).unwrap();
+    match dmarc_schema::check(&xml) {
+        dmarc_schema::SchemaCheck::Valid => {}
+        dmarc_schema::SchemaCheck::Invalid(e) => panic!("not valid under RFC 7489's schema: {e}\n{xml}"),
+        dmarc_schema::SchemaCheck::Unavailable => {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            assert!(!ci, "xmllint and libmail-dmarc-perl are required under CI=true (bash .ci/deps.sh)");
+            eprintln!("skipping the schema check: xmllint or libmail-dmarc-perl missing");
+        }
+    }
 }
 
 /// Port 25: a message with header From `from` and envelope sender `mail_from`.
@@ -163,6 +186,7 @@ fn reports_scenario(backend: Backend, dns_addr: std::net::SocketAddr, sink: Sink
     for Got { from, data, .. } in &got {
         assert_eq!(from, "noreply-dmarc@example.com");
         verify_dkim(&rig.env, data);
+        assert_schema_valid(data);
         let parsed: serde_json::Value = serde_json::from_str(&client(&["parse"], data, &rig.server)).unwrap();
         // The submitter is our hostname (parsedmarc shows `org_name` as its base domain).
         let hostname = "mx.example.com";

@@ -61,7 +61,31 @@ async fn mta_sts_enforce_refuses_an_mx_outside_the_policy() {
     let failure = outcomes[0].failure.clone().expect("a failure");
     assert_eq!(outcomes[0].policy, sts_policy("*.other.test"));
     assert_eq!(failure.result_type, ResultType::ValidationFailure);
-    assert_eq!(failure.receiving_mx_hostname, "mx.remote.test");
+    assert_eq!(failure.receiving_mx_hostname.as_deref(), Some("mx.remote.test"));
+}
+
+/// A policy that cannot be fetched, with none cached: the mail goes as without a
+/// policy (RFC 8461 section 5), and each session counts in the TLS report as the
+/// typed fetch failure under the `sts` policy type.
+#[tokio::test]
+async fn a_policy_that_cannot_be_fetched_is_reported_by_its_failure() {
+    if !have("dnsmasq") {
+        return;
+    }
+    let policy = "version: STSv1\r\nmode: enforce\r\nmx: mx.remote.test\r\nmax_age: 86400\r\n";
+    for (host, kind) in
+        [(PolicyHost::Untrusted, ResultType::StsWebpkiInvalid), (PolicyHost::Down, ResultType::StsPolicyFetchError)]
+    {
+        let case = mta_sts_case_trusting(policy, ItemOptions::default(), false, MSG, host).await;
+        wait_empty(&case.queue, 20).await;
+        assert_eq!(case.mx.received.lock().unwrap().len(), 1);
+        let outcomes = case.tls.0.lock().unwrap().clone();
+        assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+        assert_eq!(outcomes[0].policy, TlsPolicy::StsUnavailable { id: "20261127".into() });
+        let failure = outcomes[0].failure.clone().expect("a failure");
+        assert_eq!(failure.result_type, kind);
+        assert_eq!(failure.receiving_mx_hostname.as_deref(), Some("mx.remote.test"));
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -143,11 +167,13 @@ async fn tls_required_no_waives_an_enforced_policy() {
 // ---------------------------------------------------------------------------------------
 // DANE (RFC 7672): Knot DNS signs the zone, the client trusts its key.
 
-/// Three domains of one signed zone, each with its own MX host on the same loopback
+/// Four domains of one signed zone, each with its own MX host on the same loopback
 /// server: `ee` publishes DANE-EE 3 1 1 of the server's key, `ta` DANE-TA 2 0 1 of its
-/// CA, `bad` a DANE-EE record of another key. The first two are delivered over TLS (no
-/// MTA-STS, no PKIX: the test CA is not trusted), the third waits with the reason. A
-/// REQUIRETLS message goes to `ee` too: DNSSEC validated its MX.
+/// CA, `bad` a DANE-EE record of another key, `un` only a PKIX-EE record (unusable for
+/// SMTP). `ee` and `ta` are delivered over TLS (no MTA-STS, no PKIX: the test CA is not
+/// trusted), `bad` waits with the reason, `un` goes over TLS with any certificate. A
+/// REQUIRETLS message goes to `ee` too: DNSSEC validated its MX. The TLS report sees
+/// each host's `tlsa` policy with its records, and `tlsa-invalid` for `un`.
 #[tokio::test]
 async fn dane_records_decide_which_certificate_is_accepted() {
     if !have("knotd") || !have("kdig") {
@@ -156,24 +182,31 @@ async fn dane_records_decide_which_certificate_is_accepted() {
     let names = ["mx-ee.remote.test", "mx-ta.remote.test", "mx-bad.remote.test"];
     let (acceptor, ca, leaf) = test_tls_chain(&names);
     let (mx, port) = start_mx(ServerOptions { tls: Some(acceptor), require_auth: None, old_fashioned: false }).await;
+    let ee = format!("3 1 1 {}", sha256_hex(&spki(&leaf)));
+    let pkix = format!("1 1 1 {}", sha256_hex(&spki(&leaf)));
     let zone = signed_zone(&[
         "ee MX 10 mx-ee".into(),
         "ta MX 10 mx-ta".into(),
         "bad MX 10 mx-bad".into(),
+        "un MX 10 mx-un".into(),
         "mx-ee A 127.0.0.1".into(),
         "mx-ta A 127.0.0.1".into(),
         "mx-bad A 127.0.0.1".into(),
-        format!("_{port}._tcp.mx-ee TLSA 3 1 1 {}", sha256_hex(&spki(&leaf))),
+        "mx-un A 127.0.0.1".into(),
+        format!("_{port}._tcp.mx-ee TLSA {ee}"),
         format!("_{port}._tcp.mx-ta TLSA 2 0 1 {}", sha256_hex(&ca)),
         format!("_{port}._tcp.mx-bad TLSA 3 1 1 {}", sha256_hex(b"another key")),
+        format!("_{port}._tcp.mx-un TLSA {pkix}"),
     ]);
     let dir = tempfile::tempdir().unwrap();
     let mut client = client_settings(Some(zone.addr), port);
     client.dnssec_anchors = Some(zone.anchors.clone());
+    let tls = std::sync::Arc::new(TlsLog::default());
+    client.tls_recorder = Some(tls.clone());
     let queue = open_queue(dir.path(), queue_settings(Duration::from_secs(60)), client);
     let (_stop, rx) = tokio::sync::watch::channel(false);
     let _w = queue.spawn_workers(rx);
-    for d in ["ee", "ta"] {
+    for d in ["ee", "ta", "un"] {
         queue.enqueue(Some(&a("alice@here.test")), &[a(&format!("bob@{d}.remote.test"))], MSG, "<d1>").await.unwrap();
     }
     // A secure MX answer validates the MX for REQUIRETLS without any MTA-STS policy.
@@ -185,7 +218,7 @@ async fn dane_records_decide_which_certificate_is_accepted() {
         .unwrap();
     let bad = queue.enqueue(Some(&a("alice@here.test")), &[a("bob@bad.remote.test")], MSG, "<d2>").await.unwrap();
     for _ in 0..200 {
-        if mx.received.lock().unwrap().len() == 3 && queue.show(&bad).await.is_some_and(|d| d.envelope.attempts > 0) {
+        if mx.received.lock().unwrap().len() == 4 && queue.show(&bad).await.is_some_and(|d| d.envelope.attempts > 0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -193,13 +226,138 @@ async fn dane_records_decide_which_certificate_is_accepted() {
     let received = mx.received.lock().unwrap().clone();
     let mut rcpts: Vec<String> = received.iter().flat_map(|r| r.rcpts.clone()).collect();
     rcpts.sort();
-    assert_eq!(rcpts, ["bob@ee.remote.test", "bob@ta.remote.test", "carol@ee.remote.test"], "{received:#?}");
+    let expected = ["bob@ee.remote.test", "bob@ta.remote.test", "bob@un.remote.test", "carol@ee.remote.test"];
+    assert_eq!(rcpts, expected, "{received:#?}");
     assert!(received.iter().all(|r| r.tls));
     let carol = received.iter().find(|r| r.rcpts == ["carol@ee.remote.test"]).unwrap();
     assert!(carol.mail_params.split(' ').any(|p| p == "REQUIRETLS"), "{carol:?}");
     let detail = queue.show(&bad).await.unwrap();
     let reply = detail.envelope.recipients[0].last_reply.clone().unwrap_or_default();
     assert!(reply.starts_with("4.") && reply.contains("TLSA"), "{reply}");
+    // Each host's session under its own `tlsa` policy: the records, typed failures.
+    let outcomes = tls.0.lock().unwrap().clone();
+    let of = |domain: &str| outcomes.iter().find(|o| o.domain == domain).unwrap_or_else(|| panic!("{outcomes:#?}"));
+    let tlsa = |host: &str, record: &str| TlsPolicy::Tlsa { mx_host: Some(host.into()), records: vec![record.into()] };
+    assert_eq!((&of("ee.remote.test").policy, &of("ee.remote.test").failure), (&tlsa("mx-ee.remote.test", &ee), &None));
+    assert_eq!(of("ta.remote.test").failure, None);
+    let un = of("un.remote.test");
+    assert_eq!(un.policy, tlsa("mx-un.remote.test", &pkix));
+    assert_eq!(un.failure.as_ref().map(|f| f.result_type), Some(ResultType::TlsaInvalid));
+    let bad = of("bad.remote.test");
+    assert!(
+        matches!(&bad.policy, TlsPolicy::Tlsa { mx_host: Some(h), records } if h == "mx-bad.remote.test" && records.len() == 1)
+    );
+    assert_eq!(bad.failure.as_ref().map(|f| f.result_type), Some(ResultType::ValidationFailure));
+}
+
+/// A client trusting `anchors`, asking `dns`, with a TLS log, and its queue's workers
+/// running; mail for `rcpt` enqueued. Returns once the first attempt is over.
+struct BogusCase {
+    mx: std::sync::Arc<ServerState>,
+    tls: std::sync::Arc<TlsLog>,
+    reply: Option<String>,
+    _queue: mailroom::queue::Queue,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+async fn first_attempt(
+    dns: std::net::SocketAddr,
+    anchors: &std::path::Path,
+    mx_port_and_state: (std::sync::Arc<ServerState>, u16),
+) -> BogusCase {
+    let (mx, port) = mx_port_and_state;
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = client_settings(Some(dns), port);
+    client.dnssec_anchors = Some(anchors.to_path_buf());
+    let tls = std::sync::Arc::new(TlsLog::default());
+    client.tls_recorder = Some(tls.clone());
+    let queue = open_queue(dir.path(), queue_settings(Duration::from_secs(60)), client);
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let _w = queue.spawn_workers(rx);
+    let id = queue.enqueue(Some(&a("alice@here.test")), &[a("bob@forged.remote.test")], MSG, "<b1>").await.unwrap();
+    let mut reply = None;
+    for _ in 0..400 {
+        match queue.show(&id).await {
+            None => break,
+            Some(d) if d.envelope.attempts > 0 => {
+                reply = d.envelope.recipients[0].last_reply.clone();
+                break;
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    BogusCase { mx, tls, reply, _queue: queue, _dir: dir, _stop: stop }
+}
+
+const FORGED: [&str; 2] = ["forged MX 10 mx", "mx A 127.0.0.1"];
+
+/// An MX answer that fails DNSSEC validation (a copy of the signed zone with the MX
+/// record changed and its signature kept, under the keys the client trusts) is a
+/// temporary failure: the MX it names is never contacted, and the TLS report counts
+/// `dnssec-invalid`.
+#[tokio::test]
+async fn a_bogus_mx_answer_is_not_followed() {
+    if !have("knotd") || !have("kdig") {
+        return;
+    }
+    let zone = signed_zone(&FORGED.map(String::from));
+    let forged = forged_copy(&zone, |text| text.replace("\tMX\t10 mx.remote.test.", "\tMX\t20 mx.remote.test."));
+    let case = first_attempt(forged.addr, &forged.anchors, start_mx(ServerOptions::default()).await).await;
+    let reply = case.reply.clone().expect("still queued after a temporary failure");
+    assert!(reply.starts_with("4.7.5") && reply.contains("DNSSEC"), "{reply}");
+    assert_eq!(case.mx.connections.load(std::sync::atomic::Ordering::SeqCst), 0, "the forged MX was contacted");
+    let outcomes = case.tls.0.lock().unwrap().clone();
+    assert!(!outcomes.is_empty(), "{outcomes:?}");
+    for o in &outcomes {
+        assert_eq!(o.policy, TlsPolicy::Tlsa { mx_host: None, records: Vec::new() });
+        let failure = o.failure.clone().expect("a failure");
+        assert_eq!((failure.result_type, failure.receiving_mx_hostname), (ResultType::DnssecInvalid, None));
+    }
+}
+
+/// A TLSA answer that fails DNSSEC validation under a secure MX answer: that host is
+/// skipped (the mail waits, 4.7.5), and the TLS report counts `dnssec-invalid` under
+/// the host's `tlsa` policy.
+#[tokio::test]
+async fn a_bogus_tlsa_answer_defers_the_host() {
+    if !have("knotd") || !have("kdig") {
+        return;
+    }
+    let (mx, port) = start_mx(ServerOptions::default()).await;
+    let tlsa = format!("_{port}._tcp.mx TLSA 3 1 1 {}", sha256_hex(b"a key"));
+    let zone = signed_zone(&[FORGED[0].into(), FORGED[1].into(), tlsa]);
+    let forged = forged_copy(&zone, |text| text.replace("\tTLSA\t3 1 1 ", "\tTLSA\t2 1 1 "));
+    let case = first_attempt(forged.addr, &forged.anchors, (mx, port)).await;
+    let reply = case.reply.clone().expect("still queued after a temporary failure");
+    assert!(reply.starts_with("4.7.5") && reply.contains("TLSA") && reply.contains("DNSSEC"), "{reply}");
+    assert_eq!(case.mx.connections.load(std::sync::atomic::Ordering::SeqCst), 0, "the host was contacted");
+    let outcomes = case.tls.0.lock().unwrap().clone();
+    assert!(!outcomes.is_empty(), "{outcomes:?}");
+    for o in &outcomes {
+        assert_eq!(o.policy, TlsPolicy::Tlsa { mx_host: Some("mx.remote.test".into()), records: Vec::new() });
+        let failure = o.failure.clone().expect("a failure");
+        assert_eq!(failure.result_type, ResultType::DnssecInvalid);
+        assert_eq!(failure.receiving_mx_hostname.as_deref(), Some("mx.remote.test"));
+    }
+}
+
+/// When the trust anchor's own keys do not validate (here: the anchors are another
+/// signer's keys; in the field, resolvers that strip DNSSEC records), validation cannot
+/// work at all: answers count as unsigned, and mail goes as without DNSSEC.
+#[tokio::test]
+async fn answers_count_as_unsigned_when_validation_cannot_work() {
+    if !have("knotd") || !have("kdig") {
+        return;
+    }
+    let zone = signed_zone(&FORGED.map(String::from));
+    let other = signed_zone(&FORGED.map(String::from));
+    let case = first_attempt(zone.addr, &other.anchors, start_mx(ServerOptions::default()).await).await;
+    assert_eq!(case.reply, None, "delivered at the first attempt");
+    let received = case.mx.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "{received:#?}");
+    let outcomes = case.tls.0.lock().unwrap().clone();
+    assert!(outcomes.iter().all(|o| o.policy == TlsPolicy::NoPolicyFound), "{outcomes:?}");
 }
 
 /// Sends one message through the binary's submission port (STARTTLS, AUTH) with

@@ -16,6 +16,7 @@ fn row(ip: &str, dkim_aligned: bool, spf_aligned: bool) -> Observation {
             p: "quarantine".into(),
             sp: "quarantine".into(),
             pct: 100,
+            fo: "0".into(),
             rua: vec![Destination { address: "postmaster@example.com".into(), max_size: 0 }],
         },
         source_ip: ip.parse().unwrap(),

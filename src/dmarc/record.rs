@@ -37,7 +37,16 @@ pub struct PolicyPublished {
     pub p: String,
     pub sp: String,
     pub pct: u8,
+    /// The failure reporting options (`fo`: `0`, `1`, `d`, `s`, joined by `:`), which
+    /// Appendix C's `policy_published` requires. Rows stored before it was kept read
+    /// back as `0`, the record's default.
+    #[serde(default = "default_fo")]
+    pub fo: String,
     pub rua: Vec<Destination>,
+}
+
+fn default_fo() -> String {
+    "0".to_string()
 }
 
 /// One DKIM signature's result (`auth_results/dkim`).

@@ -33,6 +33,15 @@ pub struct AggregateReport {
     pub rows: Vec<(Observation, u64)>,
 }
 
+/// The address as Appendix C's `IPAddress` pattern accepts it: IPv6 as eight groups,
+/// never `::`-compressed (the pattern has no other form), which every reader parses.
+fn source_ip(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => v6.segments().iter().map(|g| format!("{g:x}")).collect::<Vec<_>>().join(":"),
+    }
+}
+
 fn pass(aligned: bool) -> &'static str {
     if aligned { "pass" } else { "fail" }
 }
@@ -57,15 +66,17 @@ impl AggregateReport {
         let _ = writeln!(x, "    <adkim>{}</adkim>\n    <aspf>{}</aspf>", xml::escape(&p.adkim), xml::escape(&p.aspf));
         let _ = writeln!(
             x,
-            "    <p>{}</p>\n    <sp>{}</sp>\n    <pct>{}</pct>",
+            "    <p>{}</p>\n    <sp>{}</sp>\n    <pct>{}</pct>\n    <fo>{}</fo>",
             xml::escape(&p.p),
             xml::escape(&p.sp),
-            p.pct
+            p.pct,
+            xml::escape(&p.fo)
         );
         x.push_str("  </policy_published>\n");
         for (o, count) in &self.rows {
             x.push_str("  <record>\n    <row>\n");
-            let _ = writeln!(x, "      <source_ip>{}</source_ip>\n      <count>{count}</count>", o.source_ip);
+            let _ =
+                writeln!(x, "      <source_ip>{}</source_ip>\n      <count>{count}</count>", source_ip(o.source_ip));
             let _ = writeln!(
                 x,
                 "      <policy_evaluated>\n        <disposition>{}</disposition>\n        <dkim>{}</dkim>\n        <spf>{}</spf>\n      </policy_evaluated>",
@@ -74,9 +85,13 @@ impl AggregateReport {
                 pass(o.spf_aligned)
             );
             x.push_str("    </row>\n");
+            // The RFC 5321 MAIL FROM domain, which SPF checked with scope `mfrom`; empty
+            // for the null sender, whose SPF identity was the HELO name (RFC 7208 2.4).
+            let envelope_from = if o.spf.scope == "mfrom" { o.spf.domain.as_str() } else { "" };
             let _ = writeln!(
                 x,
-                "    <identifiers>\n      <header_from>{}</header_from>\n    </identifiers>",
+                "    <identifiers>\n      <envelope_from>{}</envelope_from>\n      <header_from>{}</header_from>\n    </identifiers>",
+                xml::escape(envelope_from),
                 xml::escape(&o.header_from)
             );
             x.push_str("    <auth_results>\n");

@@ -84,6 +84,7 @@ impl Reporter {
                 p: "none".into(),
                 sp: "none".into(),
                 pct: 100,
+                fo: "0".into(),
                 rua: Vec::new(),
             }
         });

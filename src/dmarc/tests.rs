@@ -19,6 +19,7 @@ fn observation(ip: &str, dkim: &str) -> Observation {
             p: "none".into(),
             sp: "none".into(),
             pct: 100,
+            fo: "0".into(),
             rua: vec![Destination { address: "dmarc@remote.test".into(), max_size: 0 }],
         },
         source_ip: ip.parse().unwrap(),
@@ -82,11 +83,54 @@ fn sample() -> AggregateReport {
 #[test]
 fn the_xml_follows_appendix_c() {
     let xml = sample().to_xml();
-    let expected_start = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<feedback>\n  <version>1.0</version>\n  <report_metadata>\n    <org_name>mx.example.com</org_name>\n    <email>noreply-dmarc@example.com</email>\n    <report_id>20000.1</report_id>\n    <date_range>\n      <begin>1728000000</begin>\n      <end>1728086399</end>\n    </date_range>\n  </report_metadata>\n  <policy_published>\n    <domain>remote.test</domain>\n    <adkim>r</adkim>\n    <aspf>r</aspf>\n    <p>none</p>\n    <sp>none</sp>\n    <pct>100</pct>\n  </policy_published>\n";
+    let expected_start = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<feedback>\n  <version>1.0</version>\n  <report_metadata>\n    <org_name>mx.example.com</org_name>\n    <email>noreply-dmarc@example.com</email>\n    <report_id>20000.1</report_id>\n    <date_range>\n      <begin>1728000000</begin>\n      <end>1728086399</end>\n    </date_range>\n  </report_metadata>\n  <policy_published>\n    <domain>remote.test</domain>\n    <adkim>r</adkim>\n    <aspf>r</aspf>\n    <p>none</p>\n    <sp>none</sp>\n    <pct>100</pct>\n    <fo>0</fo>\n  </policy_published>\n";
     assert!(xml.starts_with(expected_start), "{xml}");
-    let second = "  <record>\n    <row>\n      <source_ip>2001:db8::1</source_ip>\n      <count>1</count>\n      <policy_evaluated>\n        <disposition>none</disposition>\n        <dkim>fail</dkim>\n        <spf>pass</spf>\n      </policy_evaluated>\n    </row>\n    <identifiers>\n      <header_from>remote.test</header_from>\n    </identifiers>\n    <auth_results>\n      <dkim>\n        <domain>remote.test</domain>\n        <selector>s1</selector>\n        <result>fail</result>\n      </dkim>\n      <spf>\n        <domain>remote.test</domain>\n        <scope>mfrom</scope>\n        <result>pass</result>\n      </spf>\n    </auth_results>\n  </record>\n</feedback>\n";
+    let second = "  <record>\n    <row>\n      <source_ip>2001:db8:0:0:0:0:0:1</source_ip>\n      <count>1</count>\n      <policy_evaluated>\n        <disposition>none</disposition>\n        <dkim>fail</dkim>\n        <spf>pass</spf>\n      </policy_evaluated>\n    </row>\n    <identifiers>\n      <envelope_from>remote.test</envelope_from>\n      <header_from>remote.test</header_from>\n    </identifiers>\n    <auth_results>\n      <dkim>\n        <domain>remote.test</domain>\n        <selector>s1</selector>\n        <result>fail</result>\n      </dkim>\n      <spf>\n        <domain>remote.test</domain>\n        <scope>mfrom</scope>\n        <result>pass</result>\n      </spf>\n    </auth_results>\n  </record>\n</feedback>\n";
     assert!(xml.ends_with(second), "{xml}");
     assert_eq!(xml.matches("<record>").count(), 2);
+    schema_valid(&xml);
+}
+
+#[path = "../../tests/support/dmarc_schema.rs"]
+mod dmarc_schema;
+
+use dmarc_schema::SchemaCheck;
+
+/// [`dmarc_schema::check`], a missing tool counted as such (a failure under CI).
+fn rfc_schema_check(xml: &str) -> Option<SchemaCheck> {
+    match dmarc_schema::check(xml) {
+        SchemaCheck::Unavailable => {
+            crate::test_tools::missing("xmllint and libmail-dmarc-perl (bash .ci/deps.sh)");
+            None
+        }
+        checked => Some(checked),
+    }
+}
+
+fn schema_valid(xml: &str) {
+    if let Some(SchemaCheck::Invalid(e)) = rfc_schema_check(xml) {
+        panic!("the report is not valid under RFC 7489's schema: {e}\n{xml}");
+    }
+}
+
+#[test]
+fn the_schema_check_refuses_what_appendix_c_does_not_allow() {
+    let good = sample().to_xml();
+    if rfc_schema_check(&good).is_none() {
+        return;
+    }
+    let broken = [
+        good.replace("    <fo>0</fo>\n", ""),
+        good.replace("<envelope_from>remote.test</envelope_from>", ""),
+        good.replace("<source_ip>192.0.2.1</source_ip>", "<source_ip>mx.remote.test</source_ip>"),
+        good.replace("2001:db8:0:0:0:0:0:1", "2001:db8::1"),
+        good.replace("<disposition>none</disposition>", "<disposition>discard</disposition>"),
+        good.replace("<version>1.0</version>", ""),
+    ];
+    for xml in broken {
+        assert_ne!(xml, good);
+        assert!(matches!(rfc_schema_check(&xml), Some(SchemaCheck::Invalid(_))), "accepted: {xml}");
+    }
 }
 
 #[test]

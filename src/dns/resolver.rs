@@ -51,6 +51,22 @@ pub fn build_validating(servers: &[SocketAddr], anchors: Option<&std::path::Path
     builder.build().map_err(|e| format!("cannot build the validating DNS resolver: {e}"))
 }
 
+/// The owner names of the DNSKEY records in the trust-anchor file `path`: the zones whose
+/// chain of trust starts there (DANE checks that it works before calling an answer bogus).
+pub fn anchor_zones(path: &std::path::Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut zones: Vec<String> = text
+        .lines()
+        .map(|l| l.split(';').next().unwrap_or(""))
+        .filter(|l| l.split_whitespace().any(|w| w.eq_ignore_ascii_case("DNSKEY")))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    zones.sort();
+    zones.dedup();
+    Ok(zones)
+}
+
 fn builder(servers: &[SocketAddr]) -> Result<ResolverBuilder<TokioRuntimeProvider>, String> {
     let mut builder = if servers.is_empty() {
         Resolver::builder_tokio().map_err(|e| format!("cannot read the system resolver configuration: {e}"))?
@@ -112,5 +128,18 @@ fn render(data: &RData) -> String {
             format!("{} {} {} {}", srv.priority, srv.weight, srv.port, srv.target.to_ascii().to_ascii_lowercase())
         }
         other => other.to_string().to_ascii_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn anchor_zones_are_the_owner_names_of_the_dnskey_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("anchors");
+        let text = "; test anchors\nRemote.Test.\t300\tIN\tDNSKEY\t257 3 13 AAAA\nremote.test. 300 IN DNSKEY 256 3 13 BBBB ; zsk\nother.test. IN DNSKEY 257 3 13 CCCC\n\n";
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(super::anchor_zones(&path).unwrap(), ["other.test.", "remote.test."]);
+        assert!(super::anchor_zones(&dir.path().join("missing")).is_err());
     }
 }

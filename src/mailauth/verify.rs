@@ -304,6 +304,7 @@ fn observation(
             p: policy(&record.p),
             sp: policy(sp),
             pct: 100,
+            fo: failure_options(&record.fo),
             rua: record
                 .rua
                 .iter()
@@ -332,6 +333,19 @@ fn observation(
             result: spf_name(spf).to_string(),
         },
     })
+}
+
+/// The record's `fo` tag as the report writes it (RFC 7489 section 6.3).
+fn failure_options(fo: &mail_auth::dmarc::Report) -> String {
+    use mail_auth::dmarc::Report;
+    match fo {
+        Report::All => "0",
+        Report::Any => "1",
+        Report::Dkim => "d",
+        Report::Spf => "s",
+        Report::DkimSpf => "d:s",
+    }
+    .to_string()
 }
 
 fn dkim_name(result: &DkimResult) -> String {

@@ -79,7 +79,8 @@ pub struct FailureDetail {
     pub result_type: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sending_mta_ip: Option<String>,
-    pub receiving_mx_hostname: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receiving_mx_hostname: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receiving_ip: Option<String>,
     pub failed_session_count: u64,
@@ -102,8 +103,16 @@ fn describe(policy: &TlsPolicy, domain: &str) -> PolicyDesc {
             lines.push(format!("max_age: {max_age}"));
             PolicyDesc { policy_type: "sts", policy_string: lines, policy_domain: domain.into(), mx_host: mx.clone() }
         }
-        TlsPolicy::Tlsa => PolicyDesc {
+        // One entry per MX host: its TLSA records are the policy (section 4.4).
+        TlsPolicy::Tlsa { mx_host, records } => PolicyDesc {
             policy_type: "tlsa",
+            policy_string: records.clone(),
+            policy_domain: domain.into(),
+            mx_host: mx_host.iter().cloned().collect(),
+        },
+        // Published but not fetched: the type without a policy to quote.
+        TlsPolicy::StsUnavailable { id: _ } => PolicyDesc {
+            policy_type: "sts",
             policy_string: Vec::new(),
             policy_domain: domain.into(),
             mx_host: Vec::new(),

@@ -22,7 +22,7 @@ fn failure(kind: ResultType) -> TlsFailure {
     TlsFailure {
         result_type: kind,
         sending_mta_ip: Some("127.0.0.1".parse().unwrap()),
-        receiving_mx_hostname: "mx.remote.test".into(),
+        receiving_mx_hostname: Some("mx.remote.test".into()),
         receiving_ip: Some("127.0.0.2".parse::<IpAddr>().unwrap()),
     }
 }
@@ -57,7 +57,11 @@ fn sessions_are_counted_per_domain_day_policy_and_failure() {
     r.tls_outcome(outcome("remote.test", sts(), None));
     r.tls_outcome(outcome("remote.test", sts(), Some(failure(ResultType::StarttlsNotSupported))));
     r.tls_outcome(outcome("remote.test", TlsPolicy::NoPolicyFound, None));
-    r.tls_outcome(outcome("other.test", TlsPolicy::Tlsa, None));
+    r.tls_outcome(outcome(
+        "other.test",
+        TlsPolicy::Tlsa { mx_host: Some("mx.other.test".into()), records: vec![] },
+        None,
+    ));
     let counts = r.take();
     assert_eq!(counts.iter().filter(|c| c.domain == "remote.test").map(|c| c.count).sum::<u64>(), 4);
     assert_eq!(counts.iter().filter(|c| c.domain == "other.test").count(), 1);
@@ -107,6 +111,50 @@ fn the_report_sums_sessions_per_policy_with_failure_details() {
     let none = policies.iter().find(|p| p["policy"]["policy-type"] == "no-policy-found").unwrap();
     assert_eq!(none["summary"]["total-successful-session-count"], 1);
     assert!(none.get("failure-details").is_none());
+    validate(&serde_json::to_string(&report).unwrap());
+}
+
+#[test]
+fn dane_and_policy_failures_are_reported_with_their_policy() {
+    let r = Recorder::default();
+    let day = UNIX_EPOCH + Duration::from_secs(20_000 * 86_400 + 60);
+    let tlsa = |host: Option<&str>, records: &[&str]| TlsPolicy::Tlsa {
+        mx_host: host.map(str::to_string),
+        records: records.iter().map(|r| r.to_string()).collect(),
+    };
+    let ee = "3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let no_host = |kind| TlsFailure { receiving_mx_hostname: None, receiving_ip: None, ..failure(kind) };
+    for (policy, failure) in [
+        (tlsa(Some("mx.remote.test"), &[ee]), None),
+        (tlsa(Some("mx.remote.test"), &[ee]), Some(failure(ResultType::ValidationFailure))),
+        (tlsa(Some("mx2.remote.test"), &["1 1 1 00"]), Some(failure(ResultType::TlsaInvalid))),
+        (tlsa(None, &[]), Some(no_host(ResultType::DnssecInvalid))),
+        (TlsPolicy::StsUnavailable { id: "20261207".into() }, Some(failure(ResultType::StsWebpkiInvalid))),
+        (TlsPolicy::StsUnavailable { id: "20261207".into() }, Some(failure(ResultType::StsPolicyFetchError))),
+        (TlsPolicy::StsUnavailable { id: "20261207".into() }, Some(failure(ResultType::StsPolicyInvalid))),
+    ] {
+        r.record("remote.test", TlsRow { policy, failure }, day);
+    }
+    let report = Report::build(&meta(), &rows(&r));
+    let json: serde_json::Value = serde_json::to_value(&report).unwrap();
+    let policies = json["policies"].as_array().unwrap();
+    let mx = policies.iter().find(|p| p["policy"]["mx-host"] == serde_json::json!(["mx.remote.test"])).unwrap();
+    assert_eq!(mx["policy"]["policy-type"], "tlsa");
+    assert_eq!(mx["policy"]["policy-string"], serde_json::json!([ee]));
+    assert_eq!(mx["summary"]["total-successful-session-count"], 1);
+    assert_eq!(mx["failure-details"][0]["result-type"], "validation-failure");
+    let bogus = policies.iter().find(|p| p["policy"]["policy-type"] == "tlsa" && p["policy"].get("mx-host").is_none());
+    let bogus = bogus.unwrap();
+    assert_eq!(bogus["failure-details"][0]["result-type"], "dnssec-invalid");
+    assert!(bogus["failure-details"][0].get("receiving-mx-hostname").is_none(), "{bogus}");
+    let sts = policies.iter().find(|p| p["policy"]["policy-type"] == "sts").unwrap();
+    assert!(sts["policy"].get("policy-string").is_none(), "{sts}");
+    let mut kinds: Vec<&str> =
+        sts["failure-details"].as_array().unwrap().iter().map(|f| f["result-type"].as_str().unwrap()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["sts-policy-fetch-error", "sts-policy-invalid", "sts-webpki-invalid"]);
+    let unusable = policies.iter().find(|p| p["policy"]["mx-host"] == serde_json::json!(["mx2.remote.test"])).unwrap();
+    assert_eq!(unusable["failure-details"][0]["result-type"], "tlsa-invalid");
     validate(&serde_json::to_string(&report).unwrap());
 }
 

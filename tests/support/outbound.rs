@@ -420,6 +420,28 @@ pub async fn mta_sts_case_with(
     advertise_requiretls: bool,
     message: &[u8],
 ) -> StsCase {
+    mta_sts_case_trusting(policy, options, advertise_requiretls, message, PolicyHost::Trusted).await
+}
+
+/// How the client reaches the MTA-STS policy host.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum PolicyHost {
+    /// Its certificate's CA is trusted.
+    Trusted,
+    /// Its CA is not: the fetch fails on the certificate.
+    Untrusted,
+    /// Nothing listens where it should be.
+    Down,
+}
+
+/// [`mta_sts_case_with`], reaching the policy host as `host` says.
+pub async fn mta_sts_case_trusting(
+    policy: &'static str,
+    options: ItemOptions,
+    advertise_requiretls: bool,
+    message: &[u8],
+    host: PolicyHost,
+) -> StsCase {
     let (acceptor, ca) = test_tls_for(&["mx.remote.test", "mta-sts.remote.test"]);
     let (dns, dns_addr) = start_dns_with(&[
         "--txt-record=_mta-sts.remote.test,v=STSv1; id=20261127",
@@ -430,8 +452,10 @@ pub async fn mta_sts_case_with(
     mx.requiretls.store(advertise_requiretls, Ordering::SeqCst);
     let dir = tempfile::tempdir().unwrap();
     let mut client = client_settings(Some(dns_addr), port);
-    client.extra_roots = vec![ca];
-    client.mta_sts_port = https;
+    if host != PolicyHost::Untrusted {
+        client.extra_roots = vec![ca];
+    }
+    client.mta_sts_port = if host == PolicyHost::Down { common::free_port() } else { https };
     let tls = Arc::new(TlsLog::default());
     client.tls_recorder = Some(tls.clone());
     let dsns = Arc::new(Mutex::new(Vec::new()));

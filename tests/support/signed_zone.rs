@@ -46,9 +46,10 @@ pub fn signed_zone(records: &[String]) -> SignedZone {
     }
     let conf = format!(
         "server:\n    rundir: \"{0}/run\"\n    listen: 127.0.0.1@{port}\ndatabase:\n    storage: \"{0}/db\"\n\
+         acl:\n  - id: local\n    address: 127.0.0.1\n    action: transfer\n\
          template:\n  - id: default\n    storage: \"{0}\"\n    kasp-db: \"{0}/kasp\"\n\
          policy:\n  - id: test\n    algorithm: ecdsap256sha256\n    nsec3: off\n\
-         zone:\n  - domain: remote.test\n    file: \"remote.test.zone\"\n    dnssec-signing: on\n    dnssec-policy: test\n",
+         zone:\n  - domain: remote.test\n    file: \"remote.test.zone\"\n    dnssec-signing: on\n    dnssec-policy: test\n    acl: local\n",
         d.display()
     );
     std::fs::write(d.join("knot.conf"), conf).unwrap();
@@ -83,6 +84,52 @@ pub fn signed_zone(records: &[String]) -> SignedZone {
     );
     let anchors = d.join("anchors.keys");
     std::fs::write(&anchors, ksk.join("\n") + "\n").unwrap();
+    SignedZone { _knot: knot, _dir: dir, addr, anchors }
+}
+
+/// Knot DNS serving `zone`'s signed records (read by zone transfer) with `edit` applied
+/// to their text and nothing re-signed: a forged answer whose signatures no longer
+/// match (bogus), under the same trusted keys.
+pub fn forged_copy(zone: &SignedZone, edit: impl Fn(&str) -> String) -> SignedZone {
+    let signed = kdig(zone.addr, &["+nocomments", "+nostats", "+noheader", "remote.test", "AXFR"]);
+    let mut lines: Vec<&str> = signed.lines().filter(|l| !l.trim().is_empty() && !l.starts_with(';')).collect();
+    // The transfer starts and ends with the SOA record.
+    let mut seen = std::collections::HashSet::new();
+    lines.retain(|l| seen.insert(*l));
+    assert!(lines.iter().any(|l| l.contains("RRSIG")), "no signed zone transferred: {signed}");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("remote.test.zone"), edit(&(lines.join("\n") + "\n"))).unwrap();
+    for sub in ["db", "run"] {
+        std::fs::create_dir(d.join(sub)).unwrap();
+    }
+    let port = common::free_port();
+    let conf = format!(
+        "server:\n    rundir: \"{0}/run\"\n    listen: 127.0.0.1@{port}\ndatabase:\n    storage: \"{0}/db\"\n\
+         template:\n  - id: default\n    storage: \"{0}\"\n\
+         zone:\n  - domain: remote.test\n    file: \"remote.test.zone\"\n    dnssec-signing: off\n",
+        d.display()
+    );
+    std::fs::write(d.join("knot.conf"), conf).unwrap();
+    let log = std::fs::File::create(d.join("knotd.log")).unwrap();
+    let knot = Proc(
+        std::process::Command::new("knotd")
+            .arg("-c")
+            .arg(d.join("knot.conf"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("knotd"),
+    );
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    for _ in 0..200 {
+        if kdig(addr, &["+dnssec", "remote.test", "SOA"]).contains("RRSIG") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let anchors = d.join("anchors.keys");
+    std::fs::copy(&zone.anchors, &anchors).unwrap();
     SignedZone { _knot: knot, _dir: dir, addr, anchors }
 }
 

@@ -6,7 +6,11 @@
 //!   both DNSSEC-secure. Insecure answers (an unsigned zone) mean no DANE: the usual
 //!   opportunistic TLS or MTA-STS then. A TLSA lookup that fails or does not validate
 //!   (bogus, SERVFAIL) for a secure MX is a temporary failure for that host: an attacker
-//!   who can break the lookup must not get plain text.
+//!   who can break the lookup must not get plain text. An MX answer that does not
+//!   validate (bogus) is a temporary failure for the whole domain: its hosts are not
+//!   followed (`mx::lookup_mx_validated`) — unless validation cannot work here at all
+//!   (the trust anchor's own keys do not validate: resolvers that strip DNSSEC), which
+//!   counts as unsigned, so such resolvers never stop mail ([`Dane::lookup_mx`]).
 //! - Only DANE-EE (3) and DANE-TA (2) are usable for SMTP; PKIX-TA/EE (0, 1) are ignored.
 //!   DANE-EE matches the server's own certificate (or key) and ignores its names and
 //!   dates; DANE-TA names a CA in the presented chain, which must then validate the
@@ -16,9 +20,12 @@
 //!
 //! DANE wins over MTA-STS for a host that has it (RFC 8461 section 2).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use hickory_resolver::TokioResolver;
+use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::rr::{RData, RecordType};
 use ring::digest;
 use rustls::client::WebPkiServerVerifier;
@@ -28,9 +35,10 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::TlsConnector;
 
+use super::mx::{Dnssec, RouteError, ValidatedMx, lookup_mx, lookup_mx_validated};
 use crate::tls::provider;
 
-/// One usable TLSA record (usage 2 or 3).
+/// One TLSA record (RFC 6698 section 2.1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tlsa {
     pub usage: u8,
@@ -44,37 +52,94 @@ pub struct Tlsa {
 /// What DANE says about one MX host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HostPolicy {
-    /// No secure, usable TLSA records: DANE does not apply.
+    /// No secure TLSA records: DANE does not apply.
     None,
-    /// TLS is required and the certificate must match one of these.
-    Required(Vec<Tlsa>),
-    /// The TLSA lookup failed or did not validate: not this host, not now.
-    Unknown(String),
+    /// TLS is required and the certificate must match one of `usable`; none usable
+    /// (RFC 7672 section 2.2): any certificate, but TLS all the same. `records` are all
+    /// the secure records in presentation form (`3 1 1 <hex>`), for TLS reports.
+    Required { usable: Vec<Tlsa>, records: Vec<String> },
+    /// The TLSA lookup failed (`bogus`: it did not validate): not this host, not now.
+    Unknown { why: String, bogus: bool },
 }
+
+/// How long a verdict on whether validation works at all is kept.
+const CHAIN_CHECK_TTL: Duration = Duration::from_secs(300);
 
 /// The validating lookups DANE needs.
 pub struct Dane {
     resolver: TokioResolver,
+    /// The zones whose keys are trust anchors: the root and those of
+    /// `MAILROOM_DNSSEC_TRUST_ANCHORS`, lower-case with the trailing dot.
+    anchor_zones: Vec<String>,
+    /// Per anchor zone: does its DNSKEY set validate through our resolvers, and when
+    /// that was found.
+    chain_works: Mutex<HashMap<String, (bool, Instant)>>,
 }
 
 impl Dane {
-    pub fn new(resolver: TokioResolver) -> Dane {
-        Dane { resolver }
+    /// `anchor_zones`: the owner names of the extra trust anchors (the root is added).
+    pub fn new(resolver: TokioResolver, anchor_zones: Vec<String>) -> Dane {
+        let mut zones: Vec<String> = anchor_zones.iter().map(|z| fqdn(&z.to_ascii_lowercase())).collect();
+        zones.push(".".to_string());
+        zones.sort();
+        zones.dedup();
+        Dane { resolver, anchor_zones: zones, chain_works: Mutex::new(HashMap::new()) }
     }
 
-    /// Whether `domain`'s MX answer is DNSSEC-secure (then its hosts' TLSA records
-    /// count, and REQUIRETLS may trust the MX names).
-    pub async fn mx_is_secure(&self, domain: &str) -> bool {
-        match self.resolver.lookup(fqdn(domain), RecordType::MX).await {
-            Ok(lookup) => {
-                let mx: Vec<_> = lookup.answers().iter().filter(|r| r.record_type() == RecordType::MX).collect();
-                !mx.is_empty() && mx.iter().all(|r| r.proof.is_secure())
+    /// `domain`'s MX hosts and whether DNSSEC validated them, in one lookup: when
+    /// secure, their TLSA records count and REQUIRETLS may trust their names; when
+    /// bogus, they are not followed at all.
+    ///
+    /// Bogus also comes out when validation cannot work here at all: resolvers that
+    /// strip DNSSEC records, or a private DNS that does not lead to the root. Then the
+    /// trust anchor's own keys do not validate either ([`Dane::chain_works`]); the answer
+    /// is taken as insecure (no DANE) through `plain`, with a warning, so such a setup
+    /// keeps delivering as it did without DNSSEC.
+    pub async fn lookup_mx(&self, plain: &TokioResolver, domain: &str) -> Result<ValidatedMx, RouteError> {
+        match lookup_mx_validated(&self.resolver, domain).await? {
+            ValidatedMx::Bogus(why) if !self.chain_works(domain).await => {
+                tracing::debug!(domain, why, "DANE: validation cannot work here; MX taken as unsigned");
+                Ok(ValidatedMx::Hosts(lookup_mx(plain, domain).await?, Dnssec::Insecure))
             }
-            Err(e) => {
-                tracing::debug!(domain, error = %e, "DANE: MX not validated");
-                false
+            answer => Ok(answer),
+        }
+    }
+
+    /// Whether the trust anchor closest above `name` (the root, or a zone of
+    /// `MAILROOM_DNSSEC_TRUST_ANCHORS`) has a DNSKEY set that validates through our
+    /// resolvers: if it does, a bogus answer below it is a real validation failure.
+    async fn chain_works(&self, name: &str) -> bool {
+        let name = fqdn(&name.to_ascii_lowercase());
+        let zone = self
+            .anchor_zones
+            .iter()
+            .filter(|z| z.as_str() == "." || name == **z || name.ends_with(&format!(".{z}")))
+            .max_by_key(|z| z.len())
+            .cloned()
+            .unwrap_or_else(|| ".".to_string());
+        {
+            let known = self.chain_works.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((works, _)) = known.get(&zone).filter(|(_, at)| at.elapsed() < CHAIN_CHECK_TTL) {
+                return *works;
             }
         }
+        let works = match self.resolver.lookup(zone.as_str(), RecordType::DNSKEY).await {
+            Ok(lookup) => {
+                let keys: Vec<_> = lookup.answers().iter().filter(|r| r.record_type() == RecordType::DNSKEY).collect();
+                !keys.is_empty() && keys.iter().all(|r| r.proof.is_secure())
+            }
+            Err(_) => false,
+        };
+        if !works {
+            // Once per check, not per message: such a setup stays as it is for long.
+            tracing::warn!(
+                anchor = %zone,
+                "DANE: the trust anchor's keys do not validate through the configured resolvers (do they strip DNSSEC records?); bogus answers below it are taken as unsigned"
+            );
+        }
+        let mut known = self.chain_works.lock().unwrap_or_else(|p| p.into_inner());
+        known.insert(zone, (works, Instant::now()));
+        works
     }
 
     /// The TLSA policy of `host` reached on `port` (`_port._tcp.host`).
@@ -83,10 +148,16 @@ impl Dane {
         match self.resolver.lookup(name.as_str(), RecordType::TLSA).await {
             Ok(lookup) => {
                 let records: Vec<_> = lookup.answers().iter().filter(|r| r.record_type() == RecordType::TLSA).collect();
+                if records.iter().any(|r| r.proof.is_bogus()) {
+                    return HostPolicy::Unknown {
+                        why: format!("the TLSA answer for {name} failed DNSSEC validation"),
+                        bogus: true,
+                    };
+                }
                 if records.is_empty() || !records.iter().all(|r| r.proof.is_secure()) {
                     return HostPolicy::None;
                 }
-                let usable: Vec<Tlsa> = records
+                let all: Vec<Tlsa> = records
                     .iter()
                     .filter_map(|r| match &r.data {
                         RData::TLSA(t) => Some(Tlsa {
@@ -97,15 +168,34 @@ impl Dane {
                         }),
                         _ => None,
                     })
-                    .filter(|t| matches!(t.usage, 2 | 3) && t.selector <= 1 && t.matching <= 2)
                     .collect();
+                let records = all.iter().map(Tlsa::presentation).collect();
                 // RFC 7672 section 2.2: secure records none of which is usable still
                 // mean "TLS required", with any certificate.
-                if usable.is_empty() { HostPolicy::Required(Vec::new()) } else { HostPolicy::Required(usable) }
+                let usable = all.into_iter().filter(Tlsa::usable).collect();
+                HostPolicy::Required { usable, records }
             }
             Err(e) if e.is_no_records_found() || e.is_nx_domain() => HostPolicy::None,
-            Err(e) => HostPolicy::Unknown(format!("TLSA lookup for {name} failed: {e}")),
+            Err(NetError::Dns(DnsError::DnssecBogus)) => {
+                HostPolicy::Unknown { why: format!("the TLSA answer for {name} failed DNSSEC validation"), bogus: true }
+            }
+            Err(e) => HostPolicy::Unknown { why: format!("TLSA lookup for {name} failed: {e}"), bogus: false },
         }
+    }
+}
+
+impl Tlsa {
+    /// Usable for SMTP (RFC 7672 section 3.1): DANE-TA or DANE-EE, with a selector and
+    /// matching type this client knows.
+    pub fn usable(&self) -> bool {
+        matches!(self.usage, 2 | 3) && self.selector <= 1 && self.matching <= 2
+    }
+
+    /// The record's zone-file form, `usage selector matching hex`, as TLS reports
+    /// write a `tlsa` policy (RFC 8460 section 4.4).
+    pub fn presentation(&self) -> String {
+        let hex: String = self.data.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{} {} {} {hex}", self.usage, self.selector, self.matching)
     }
 }
 

@@ -22,6 +22,7 @@ use tokio_rustls::TlsConnector;
 
 use super::mx::lookup_addresses;
 use super::tls::server_name;
+use super::tls_outcome::{ResultType, certificate_invalid};
 
 /// RFC 8461 §3.3: policies are small; refuse bigger bodies.
 const MAX_POLICY: usize = 64 * 1024;
@@ -128,6 +129,28 @@ pub fn parse_http_response(bytes: &[u8]) -> Result<(u16, &[u8]), String> {
     Ok((status, &bytes[end + 4..]))
 }
 
+/// What MTA-STS says for a domain now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sts {
+    /// The fetched or cached policy.
+    Policy(Policy),
+    /// No `_mta-sts` record (and nothing cached): no policy.
+    None,
+    /// A record is published but its policy could not be had, and none is cached:
+    /// mail goes as without a policy (§5, fail open), and TLS reports say why.
+    Failed(StsFailure),
+}
+
+/// Why a published policy could not be had, typed for TLS reports (RFC 8460 §4.3.2.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StsFailure {
+    /// The id in the `_mta-sts` record.
+    pub id: String,
+    /// `sts-webpki-invalid`, `sts-policy-invalid` or `sts-policy-fetch-error`.
+    pub result_type: ResultType,
+    pub why: String,
+}
+
 struct Cached {
     policy: Policy,
     expires: Instant,
@@ -151,8 +174,23 @@ impl MtaSts {
     }
 
     /// The policy that applies to `domain` now, if any.
-    pub async fn policy(&self, resolver: &TokioResolver, connector: &TlsConnector, domain: &str) -> Option<Policy> {
+    pub async fn policy(&self, resolver: &TokioResolver, connector: &TlsConnector, domain: &str) -> Sts {
         let cached = self.cached(domain);
+        match self.current(resolver, connector, domain, cached.clone()).await {
+            Ok(Some(policy)) => Sts::Policy(policy),
+            Ok(None) => Sts::None,
+            Err(failure) => cached.map_or(Sts::Failed(failure), Sts::Policy),
+        }
+    }
+
+    /// The fetched or cached policy; `Err` when fetching a published one failed.
+    async fn current(
+        &self,
+        resolver: &TokioResolver,
+        connector: &TlsConnector,
+        domain: &str,
+        cached: Option<Policy>,
+    ) -> Result<Option<Policy>, StsFailure> {
         let txt_id = match resolver.lookup(format!("_mta-sts.{domain}."), RecordType::TXT).await {
             Ok(lookup) => lookup.answers().iter().find_map(|r| match &r.data {
                 RData::TXT(txt) => {
@@ -163,11 +201,11 @@ impl MtaSts {
             }),
             Err(_) => None,
         };
-        let Some(id) = txt_id else { return cached };
+        let Some(id) = txt_id else { return Ok(cached) };
         if let Some(c) = &cached
             && c.id == id
         {
-            return cached;
+            return Ok(cached);
         }
         match self.fetch(resolver, connector, domain, &id).await {
             Ok(policy) => {
@@ -175,11 +213,11 @@ impl MtaSts {
                 let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
                 let expires = Instant::now() + Duration::from_secs(policy.max_age);
                 cache.insert(domain.to_string(), Cached { policy: policy.clone(), expires });
-                Some(policy)
+                Ok(Some(policy))
             }
-            Err(e) => {
-                tracing::warn!(domain, error = %e, "MTA-STS policy fetch failed");
-                cached
+            Err((result_type, why)) => {
+                tracing::warn!(domain, error = %why, "MTA-STS policy fetch failed");
+                Err(StsFailure { id, result_type, why })
             }
         }
     }
@@ -190,40 +228,48 @@ impl MtaSts {
         connector: &TlsConnector,
         domain: &str,
         id: &str,
-    ) -> Result<Policy, String> {
+    ) -> Result<Policy, (ResultType, String)> {
+        let fetch_error = |e: String| (ResultType::StsPolicyFetchError, e);
         let host = format!("mta-sts.{domain}");
-        let name = server_name(&host).ok_or("bad host name")?;
-        let ips = lookup_addresses(resolver, &host).await.map_err(|e| e.to_string())?;
+        let name = server_name(&host).ok_or_else(|| fetch_error("bad host name".into()))?;
+        let ips = lookup_addresses(resolver, &host).await.map_err(|e| fetch_error(e.to_string()))?;
         let request = format!(
             "GET /.well-known/mta-sts.txt HTTP/1.0\r\nHost: {host}\r\nUser-Agent: mailroom\r\nConnection: close\r\n\r\n"
         );
-        let mut last = String::from("no address");
+        let mut last = fetch_error("no address".into());
         for ip in ips {
             let addr = SocketAddr::new(ip, self.https_port);
             let attempt = async {
-                let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-                let mut tls = connector.connect(name.clone(), tcp).await.map_err(|e| format!("TLS: {e}"))?;
-                tls.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+                let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| fetch_error(e.to_string()))?;
+                let mut tls = connector.connect(name.clone(), tcp).await.map_err(|e| {
+                    // RFC 8461 §3.3: the policy host's certificate must be valid.
+                    let kind = match certificate_invalid(&e) {
+                        true => ResultType::StsWebpkiInvalid,
+                        false => ResultType::StsPolicyFetchError,
+                    };
+                    (kind, format!("TLS: {e}"))
+                })?;
+                tls.write_all(request.as_bytes()).await.map_err(|e| fetch_error(e.to_string()))?;
                 // A TLS write may leave records buffered; the server answers only what it got.
-                tls.flush().await.map_err(|e| e.to_string())?;
+                tls.flush().await.map_err(|e| fetch_error(e.to_string()))?;
                 let mut body = Vec::new();
                 // Read one byte past the limit to detect an oversized policy.
                 let mut limited = (&mut tls).take((MAX_POLICY + 4096) as u64);
                 // A server closing without TLS close_notify is common; keep what we got.
                 let _ = limited.read_to_end(&mut body).await;
-                let (status, content) = parse_http_response(&body)?;
+                let (status, content) = parse_http_response(&body).map_err(fetch_error)?;
                 if status != 200 {
-                    return Err(format!("HTTP status {status}"));
+                    return Err(fetch_error(format!("HTTP status {status}")));
                 }
                 if content.len() > MAX_POLICY {
-                    return Err("policy too large".to_string());
+                    return Err((ResultType::StsPolicyInvalid, "policy too large".to_string()));
                 }
-                parse_policy(&String::from_utf8_lossy(content), id)
+                parse_policy(&String::from_utf8_lossy(content), id).map_err(|e| (ResultType::StsPolicyInvalid, e))
             };
             match tokio::time::timeout(FETCH_TIMEOUT, attempt).await {
                 Ok(Ok(p)) => return Ok(p),
                 Ok(Err(e)) => last = e,
-                Err(_) => last = "timed out".into(),
+                Err(_) => last = fetch_error("timed out".into()),
             }
         }
         Err(last)

@@ -8,7 +8,9 @@
 use std::net::IpAddr;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::proto::rr::{RData, RecordType};
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::dnssec::Proof;
+use hickory_resolver::proto::rr::{RData, Record, RecordType};
 use rand::seq::SliceRandom;
 
 use crate::smtp::status::Status;
@@ -52,30 +54,91 @@ fn fqdn(name: &str) -> String {
 
 /// The MX hosts of `domain`, in the order to try them.
 pub async fn lookup_mx(resolver: &TokioResolver, domain: &str) -> Result<Vec<MxHost>, RouteError> {
+    let answer = resolver.lookup(fqdn(domain), RecordType::MX).await;
+    match answer {
+        Ok(lookup) => hosts_of(mx_records(lookup.answers()).map(|(host, _)| host).collect(), domain),
+        Err(e) => no_mx(&e, domain),
+    }
+}
+
+/// What DNSSEC said of an MX answer that may be followed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dnssec {
+    /// Every MX record validated: DANE applies to the hosts, and REQUIRETLS may trust
+    /// their names.
+    Secure,
+    /// Unsigned, or no MX records at all (the implicit MX is never taken as secure).
+    Insecure,
+}
+
+/// The answer of a validating MX lookup ([`lookup_mx_validated`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ValidatedMx {
+    /// The hosts in the order to try them, as [`lookup_mx`] gives them.
+    Hosts(Vec<MxHost>, Dnssec),
+    /// The answer failed DNSSEC validation (bogus, RFC 4035 section 5.5): someone may
+    /// be forging it, so its hosts are not followed and the delivery waits (a
+    /// temporary 4.7.5 with this reason).
+    Bogus(String),
+}
+
+/// The MX hosts of `domain` and whether DNSSEC validated them, in one lookup through
+/// the validating resolver (`dns::resolver::build_validating`). The hosts follow
+/// [`lookup_mx`]'s rules (preference order, null MX, implicit MX); a bogus answer,
+/// positive or negative, is [`ValidatedMx::Bogus`] before any of them, so a forged
+/// NXDOMAIN or null MX cannot bounce mail either.
+pub async fn lookup_mx_validated(resolver: &TokioResolver, domain: &str) -> Result<ValidatedMx, RouteError> {
     match resolver.lookup(fqdn(domain), RecordType::MX).await {
         Ok(lookup) => {
-            let records: Vec<MxHost> = lookup
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::MX(mx) => Some(MxHost {
-                        preference: mx.preference,
-                        name: mx.exchange.to_ascii().trim_end_matches('.').to_ascii_lowercase(),
-                    }),
-                    _ => None,
-                })
-                .collect();
-            if records.is_empty() {
-                return Ok(vec![MxHost { preference: 0, name: domain.to_string() }]);
+            let records: Vec<(MxHost, Proof)> = mx_records(lookup.answers()).collect();
+            if records.iter().any(|(_, proof)| proof.is_bogus()) {
+                return Ok(ValidatedMx::Bogus(format!("the MX answer for {domain} failed DNSSEC validation")));
             }
-            order_mx(records, domain)
+            let dnssec = match !records.is_empty() && records.iter().all(|(_, proof)| proof.is_secure()) {
+                true => Dnssec::Secure,
+                false => Dnssec::Insecure,
+            };
+            Ok(ValidatedMx::Hosts(hosts_of(records.into_iter().map(|(host, _)| host).collect(), domain)?, dnssec))
         }
-        Err(e) if e.is_nx_domain() => {
-            Err(RouteError::Permanent(Status::local((5, 1, 2), format!("domain {domain} does not exist"))))
+        Err(NetError::Dns(DnsError::DnssecBogus)) => {
+            Ok(ValidatedMx::Bogus(format!("the MX answer for {domain} failed DNSSEC validation")))
         }
-        // No MX records: the domain itself is the implicit MX (RFC 5321 §5.1).
-        Err(e) if e.is_no_records_found() => Ok(vec![MxHost { preference: 0, name: domain.to_string() }]),
-        Err(e) => Err(RouteError::Temporary(Status::local((4, 4, 3), format!("MX lookup for {domain} failed: {e}")))),
+        Err(e) => no_mx(&e, domain).map(|hosts| ValidatedMx::Hosts(hosts, Dnssec::Insecure)),
+    }
+}
+
+/// The MX records of an answer, each with its DNSSEC proof.
+fn mx_records(answers: &[Record]) -> impl Iterator<Item = (MxHost, Proof)> + '_ {
+    answers.iter().filter_map(|r| match &r.data {
+        RData::MX(mx) => Some((
+            MxHost {
+                preference: mx.preference,
+                name: mx.exchange.to_ascii().trim_end_matches('.').to_ascii_lowercase(),
+            },
+            r.proof,
+        )),
+        _ => None,
+    })
+}
+
+/// An answer's MX records in order; none at all: the domain itself is the implicit MX
+/// (RFC 5321 §5.1).
+fn hosts_of(records: Vec<MxHost>, domain: &str) -> Result<Vec<MxHost>, RouteError> {
+    if records.is_empty() {
+        return Ok(vec![MxHost { preference: 0, name: domain.to_string() }]);
+    }
+    order_mx(records, domain)
+}
+
+/// A failed MX lookup: no such domain is permanent, no MX records the implicit MX,
+/// anything else (timeouts, SERVFAIL) temporary.
+fn no_mx(e: &NetError, domain: &str) -> Result<Vec<MxHost>, RouteError> {
+    if e.is_nx_domain() {
+        Err(RouteError::Permanent(Status::local((5, 1, 2), format!("domain {domain} does not exist"))))
+    } else if e.is_no_records_found() {
+        Ok(vec![MxHost { preference: 0, name: domain.to_string() }])
+    } else {
+        Err(RouteError::Temporary(Status::local((4, 4, 3), format!("MX lookup for {domain} failed: {e}"))))
     }
 }
 

@@ -16,7 +16,17 @@ pub enum ResultType {
     CertificateExpired,
     CertificateNotTrusted,
     ValidationFailure,
+    /// Secure TLSA records none of which is usable (RFC 7672 section 2.2): TLS was
+    /// still required, but DANE could not authenticate the host.
     TlsaInvalid,
+    /// The MX or TLSA answer failed DNSSEC validation (bogus).
+    DnssecInvalid,
+    /// The MTA-STS policy could not be fetched (no answer, HTTP error, timeout).
+    StsPolicyFetchError,
+    /// The policy host's certificate failed validation (RFC 8461 section 3.3).
+    StsWebpkiInvalid,
+    /// The fetched policy did not parse (RFC 8461 section 3.2).
+    StsPolicyInvalid,
 }
 
 impl ResultType {
@@ -29,6 +39,10 @@ impl ResultType {
             ResultType::CertificateNotTrusted => "certificate-not-trusted",
             ResultType::ValidationFailure => "validation-failure",
             ResultType::TlsaInvalid => "tlsa-invalid",
+            ResultType::DnssecInvalid => "dnssec-invalid",
+            ResultType::StsPolicyFetchError => "sts-policy-fetch-error",
+            ResultType::StsWebpkiInvalid => "sts-webpki-invalid",
+            ResultType::StsPolicyInvalid => "sts-policy-invalid",
         }
     }
 
@@ -47,6 +61,14 @@ impl ResultType {
     }
 }
 
+/// Did a handshake fail on the peer's certificate (rustls' typed error inside `e`)?
+pub fn certificate_invalid(e: &std::io::Error) -> bool {
+    matches!(
+        e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidCertificate(_))
+    )
+}
+
 /// The policy that applied to a session (RFC 8460 section 4.4 `policy-type`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum TlsPolicy {
@@ -57,8 +79,17 @@ pub enum TlsPolicy {
         mx: Vec<String>,
         max_age: u64,
     },
-    /// DANE: the MX answer was DNSSEC-secure.
-    Tlsa,
+    /// DANE (RFC 7672) for one MX host: its secure TLSA records in presentation form.
+    /// `mx_host` is `None` when validation failed before any host (a bogus MX answer).
+    Tlsa {
+        mx_host: Option<String>,
+        records: Vec<String>,
+    },
+    /// The domain publishes MTA-STS (`_mta-sts` TXT with this id) but no policy could
+    /// be had: the fetch failed and none was cached.
+    StsUnavailable {
+        id: String,
+    },
     NoPolicyFound,
 }
 
@@ -68,7 +99,8 @@ pub struct TlsFailure {
     pub result_type: ResultType,
     /// Our source address, when pinned.
     pub sending_mta_ip: Option<IpAddr>,
-    pub receiving_mx_hostname: String,
+    /// `None` when no MX host was reached for (a bogus MX answer, a policy fetch).
+    pub receiving_mx_hostname: Option<String>,
     pub receiving_ip: Option<IpAddr>,
 }
 

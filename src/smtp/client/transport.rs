@@ -32,8 +32,8 @@ use rustls_pki_types::CertificateDer;
 use super::connection::{ClientSession, SessionError, TlsState, in_context};
 use super::dane::{self, Dane, HostPolicy};
 use super::family::OutboundRoute;
-use super::mta_sts::{Mode, MtaSts, Policy};
-use super::mx::{RouteError, build_resolver, lookup_addresses, lookup_mx};
+use super::mta_sts::{Mode, MtaSts, Sts};
+use super::mx::{Dnssec, RouteError, ValidatedMx, build_resolver, lookup_addresses, lookup_mx};
 use super::require_tls;
 use super::tls::{Connectors, server_name};
 use super::tls_outcome::{ResultType, TlsFailure, TlsOutcome, TlsPolicy, TlsRecorder, is_tls_report};
@@ -118,24 +118,34 @@ enum TlsNeed {
 }
 
 /// One batch's TLS-report emitter: the policy that applied, and the recorder.
+#[derive(Clone)]
 struct TlsReport {
     recorder: Option<Arc<dyn TlsRecorder>>,
     domain: String,
     policy: TlsPolicy,
+    /// The policy itself failed (a fetch error, unusable TLSA records): every session
+    /// under it counts as this failure, whatever its TLS did.
+    policy_failure: Option<ResultType>,
     route: Arc<OutboundRoute>,
 }
 
 impl TlsReport {
-    /// One session: `None` succeeded; else the result type, MX host and address.
-    fn emit(&self, failure: Option<(ResultType, &str, Option<std::net::IpAddr>)>) {
+    /// One session with MX `host` at `ip`: `None` succeeded, else its result type.
+    /// `host` is `None` when validation failed before any host was chosen.
+    fn emit(&self, host: Option<&str>, ip: Option<std::net::IpAddr>, failure: Option<ResultType>) {
         let Some(recorder) = &self.recorder else { return };
-        let failure = failure.map(|(result_type, host, ip)| TlsFailure {
+        let failure = self.policy_failure.or(failure).map(|result_type| TlsFailure {
             result_type,
             sending_mta_ip: ip.and_then(|ip| self.route.source_for(&ip)),
-            receiving_mx_hostname: host.trim_end_matches('.').to_string(),
+            receiving_mx_hostname: host.map(|h| h.trim_end_matches('.').to_string()),
             receiving_ip: ip,
         });
         recorder.tls_outcome(TlsOutcome { domain: self.domain.clone(), policy: self.policy.clone(), failure });
+    }
+
+    /// The same emitter under another policy (DANE's, per MX host).
+    fn under(&self, policy: TlsPolicy, policy_failure: Option<ResultType>) -> TlsReport {
+        TlsReport { policy, policy_failure, ..self.clone() }
     }
 }
 
@@ -166,6 +176,10 @@ impl SmtpTransport {
             true => Some(Dane::new(
                 crate::dns::resolver::build_validating(&settings.dns_servers, settings.dnssec_anchors.as_deref())
                     .map_err(ClientError::Resolver)?,
+                match settings.dnssec_anchors.as_deref() {
+                    Some(path) => crate::dns::resolver::anchor_zones(path).map_err(ClientError::Resolver)?,
+                    None => Vec::new(),
+                },
             )),
         };
         Ok(SmtpTransport { settings, resolver, connectors, sts, dane, pool: Mutex::new(HashMap::new()) })
@@ -189,31 +203,45 @@ impl SmtpTransport {
 
     async fn direct(&self, batch: &DeliveryBatch) -> Result<Vec<RecipientOutcome>, RouteError> {
         let domain = batch.domain.as_str();
-        let policy = if self.settings.mta_sts {
-            self.sts.policy(&self.resolver, &self.connectors.verified, domain).await
-        } else {
-            None
+        // With DANE, one validating MX lookup gives the hosts and DNSSEC's verdict on
+        // them; the verdict picks the pool key, so it comes first. A bogus answer is not
+        // followed (dane.rs). Without DANE the lookup waits until no pooled connection fits.
+        let validated = match &self.dane {
+            None => None,
+            Some(d) => match d.lookup_mx(&self.resolver, domain).await? {
+                ValidatedMx::Hosts(hosts, verdict) => Some((hosts, verdict == Dnssec::Secure)),
+                ValidatedMx::Bogus(why) => {
+                    tracing::info!(queue_id = %batch.queue_id, domain, why, "smtp client: no delivery: DNSSEC");
+                    let report = self.tls_report(batch, Sts::None, false);
+                    let policy = TlsPolicy::Tlsa { mx_host: None, records: Vec::new() };
+                    report.under(policy, None).emit(None, None, Some(ResultType::DnssecInvalid));
+                    return Err(RouteError::Temporary(Status::local((4, 7, 5), format!("DANE: {why}"))));
+                }
+            },
         };
         // DANE (dane.rs) applies to the hosts of a DNSSEC-secure MX answer; it replaces
         // MTA-STS for them (RFC 8461 section 2) and validates the MX names REQUIRETLS
         // needs validated.
-        let dane = match &self.dane {
-            Some(d) if d.mx_is_secure(domain).await => Some(d),
-            _ => None,
+        let dane = self.dane.as_ref().filter(|_| validated.as_ref().is_some_and(|(_, secure)| *secure));
+        let sts = match self.settings.mta_sts {
+            true => self.sts.policy(&self.resolver, &self.connectors.verified, domain).await,
+            false => Sts::None,
+        };
+        let policy = match &sts {
+            Sts::Policy(p) => Some(p),
+            Sts::None | Sts::Failed(_) => None,
         };
         // `TLS-Required: No` waives the recipient's policy; REQUIRETLS wins over it and
         // needs a policy that names the MX hosts (require_tls.rs), or DNSSEC.
         let waived = !batch.require_tls && require_tls::tls_optional(&batch.message);
-        if waived && policy.as_ref().is_some_and(|p| p.mode == Mode::Enforce) {
+        if waived && policy.is_some_and(|p| p.mode == Mode::Enforce) {
             tracing::info!(queue_id = %batch.queue_id, domain, "smtp client: TLS-Required: No, MTA-STS not enforced");
         }
-        let report = self.tls_report(batch, policy.as_ref(), dane.is_some());
+        let report = self.tls_report(batch, sts.clone(), dane.is_some());
         let enforce = match (batch.require_tls, dane.is_some()) {
-            (true, false) => {
-                Some(require_tls::validating_policy(policy.as_ref(), domain).map_err(RouteError::Permanent)?)
-            }
+            (true, false) => Some(require_tls::validating_policy(policy, domain).map_err(RouteError::Permanent)?),
             (_, true) => None,
-            (false, false) => policy.as_ref().filter(|p| p.mode == Mode::Enforce && !waived),
+            (false, false) => policy.filter(|p| p.mode == Mode::Enforce && !waived),
         };
         // Only verified connections to REQUIRETLS servers may carry REQUIRETLS mail, and
         // a DANE domain's connections were all checked against its TLSA records.
@@ -225,16 +253,19 @@ impl SmtpTransport {
         if let Some(out) = self.try_pooled(&key, batch).await {
             return Ok(out);
         }
-        let mut hosts = lookup_mx(&self.resolver, domain).await?;
+        let mut hosts = match validated {
+            Some((hosts, _)) => hosts,
+            None => lookup_mx(&self.resolver, domain).await?,
+        };
         // RFC 8461 §5: `testing` only reports; we log what enforce would have refused.
-        if let Some(p) = policy.as_ref().filter(|p| p.mode == Mode::Testing && dane.is_none()) {
+        if let Some(p) = policy.filter(|p| p.mode == Mode::Testing && dane.is_none()) {
             for h in hosts.iter().filter(|h| !p.allows(&h.name)) {
                 tracing::warn!(domain, mx = %h.name, id = %p.id, "MTA-STS (testing): MX not in the policy");
             }
         }
         if let Some(p) = enforce {
             for h in hosts.iter().filter(|h| !p.allows(&h.name)) {
-                report.emit(Some((ResultType::ValidationFailure, &h.name, None)));
+                report.emit(Some(&h.name), None, Some(ResultType::ValidationFailure));
             }
             hosts.retain(|h| p.allows(&h.name));
             if hosts.is_empty() {
@@ -249,20 +280,32 @@ impl SmtpTransport {
         // A host that answered but cannot take REQUIRETLS makes the end permanent.
         let mut unsupported: Option<Status> = None;
         for host in hosts {
+            // DANE's policy is per host: its TLSA records (RFC 8460 section 4.4).
+            let mut host_report = report.clone();
             let need = match dane.map(|d| (d, self.settings.port)) {
                 Some((d, port)) => match d.host_policy(&host.name, port).await {
-                    HostPolicy::Required(records) => {
-                        let connector = dane::connector(records, &host.name)
+                    HostPolicy::Required { usable, records } => {
+                        let unusable = usable.is_empty().then_some(ResultType::TlsaInvalid);
+                        let policy = TlsPolicy::Tlsa { mx_host: Some(host.name.clone()), records };
+                        host_report = report.under(policy, unusable);
+                        let connector = dane::connector(usable, &host.name)
                             .map_err(|e| RouteError::Temporary(Status::local((4, 7, 5), format!("DANE: {e}"))))?;
                         TlsNeed::Dane(connector)
                     }
-                    HostPolicy::Unknown(why) => {
+                    HostPolicy::Unknown { why, bogus } => {
                         tracing::info!(queue_id = %batch.queue_id, host = %host.name, why, "smtp client: host skipped");
+                        if bogus {
+                            let policy = TlsPolicy::Tlsa { mx_host: Some(host.name.clone()), records: Vec::new() };
+                            report.under(policy, None).emit(Some(&host.name), None, Some(ResultType::DnssecInvalid));
+                        }
                         last = Status::local((4, 7, 5), format!("DANE: {why}"));
                         continue;
                     }
-                    HostPolicy::None if verified => TlsNeed::Verified,
-                    HostPolicy::None => TlsNeed::Opportunistic,
+                    // A secure MX without TLSA records: DANE does not apply to it.
+                    HostPolicy::None => {
+                        host_report = report.under(TlsPolicy::NoPolicyFound, None);
+                        if verified { TlsNeed::Verified } else { TlsNeed::Opportunistic }
+                    }
                 },
                 None if verified => TlsNeed::Verified,
                 None => TlsNeed::Opportunistic,
@@ -284,17 +327,18 @@ impl SmtpTransport {
             for ip in ips {
                 let addr = SocketAddr::new(ip, self.settings.port);
                 let opened = self.open(addr, &host.name, need.clone(), None).await;
+                let at = Some(addr.ip());
                 match &opened {
-                    Ok(conn) if conn.tls != TlsState::None => report.emit(None),
+                    Ok(conn) if conn.tls != TlsState::None => host_report.emit(Some(&host.name), at, None),
                     // Opportunistic without TLS: not offered, or the handshake failed.
                     Ok(conn) => {
                         let kind = match conn.caps.starttls {
                             true => ResultType::ValidationFailure,
                             false => ResultType::StarttlsNotSupported,
                         };
-                        report.emit(Some((kind, &host.name, Some(addr.ip()))));
+                        host_report.emit(Some(&host.name), at, Some(kind));
                     }
-                    Err(SessionError::TlsFailed(kind, _)) => report.emit(Some((*kind, &host.name, Some(addr.ip())))),
+                    Err(SessionError::TlsFailed(kind, _)) => host_report.emit(Some(&host.name), at, Some(*kind)),
                     // No TLS session was attempted (connection refused, timeouts).
                     Err(_) => {}
                 }
@@ -319,20 +363,20 @@ impl SmtpTransport {
     }
 
     /// Where this batch's TLS results go: nowhere without a recorder, or when the
-    /// message is itself a TLS report (RFC 8460 section 3: no report loops).
-    fn tls_report(&self, batch: &DeliveryBatch, policy: Option<&Policy>, dane: bool) -> TlsReport {
+    /// message is itself a TLS report (RFC 8460 section 3: no report loops). A DANE
+    /// domain's policy is set per host (`TlsReport::under`).
+    fn tls_report(&self, batch: &DeliveryBatch, sts: Sts, dane: bool) -> TlsReport {
         let recorder = self.settings.tls_recorder.clone().filter(|_| !is_tls_report(&batch.message));
-        let policy = match (dane, policy) {
-            (true, _) => TlsPolicy::Tlsa,
-            (false, Some(p)) if p.mode != Mode::None => TlsPolicy::Sts {
-                id: p.id.clone(),
-                mode: if p.mode == Mode::Enforce { "enforce" } else { "testing" }.to_string(),
-                mx: p.mx.clone(),
-                max_age: p.max_age,
-            },
-            (false, _) => TlsPolicy::NoPolicyFound,
+        let (policy, policy_failure) = match (dane, sts) {
+            (true, _) => (TlsPolicy::Tlsa { mx_host: None, records: Vec::new() }, None),
+            (false, Sts::Policy(p)) if p.mode != Mode::None => {
+                let mode = if p.mode == Mode::Enforce { "enforce" } else { "testing" }.to_string();
+                (TlsPolicy::Sts { id: p.id, mode, mx: p.mx, max_age: p.max_age }, None)
+            }
+            (false, Sts::Failed(f)) => (TlsPolicy::StsUnavailable { id: f.id }, Some(f.result_type)),
+            (false, _) => (TlsPolicy::NoPolicyFound, None),
         };
-        TlsReport { recorder, domain: batch.domain.clone(), policy, route: self.settings.route.clone() }
+        TlsReport { recorder, domain: batch.domain.clone(), policy, policy_failure, route: self.settings.route.clone() }
     }
 
     async fn via_relay(&self, relay: &RelayHost, batch: &DeliveryBatch) -> Result<Vec<RecipientOutcome>, RouteError> {
