@@ -26,6 +26,7 @@ PKGS=(
   knot knot-dnsutils  # a DNSSEC-signing DNS server and kdig (DANE, tests/outbound_tls.rs)
   openssl         # an independent SPKI hash for the TLSA record tests (src/dns/tlsa.rs, tests/dns.rs)
   libxml2-utils libmail-dmarc-perl  # xmllint, and RFC 7489's DMARC report XSD (rua-schema.xsd) to check ours against (src/dmarc/tests.rs, tests/dmarc_reports.rs)
+  chromium        # the headless browser playwright drives (tests/web.rs)
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -56,5 +57,10 @@ fi
 # STARTTLS and AUTH from a server we did not write.
 if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'aiosmtpd==1.4.6'
+fi
+# The browser driver of the web page tests (tests/web.rs); it drives Debian's chromium,
+# its own browser download is not used.
+if ! python3 -c 'import playwright.sync_api' >/dev/null 2>&1; then
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'playwright>=1.45'
 fi
 bash .ci/deploy-deps.sh

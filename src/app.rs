@@ -77,6 +77,8 @@ pub enum StartError {
     Queue(#[from] QueueError),
     #[error("sieve: {0}")]
     Sieve(String),
+    #[error("web pages: {0}")]
+    Web(String),
 }
 
 /// State every protocol shares. Cheap to clone (Arcs inside).
@@ -326,7 +328,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     )?;
 
     // Bind everything first, serve after: all ports or none.
-    let services = services(&shared);
+    let pages = services::web_pages(&shared)?;
+    let services = services(&shared, pages);
     let mut bound: Vec<(BoundListener, Service)> = Vec::new();
     for (protocol, service) in services {
         for listener in net::bind(protocol, shared.config.listen_addrs(protocol))? {

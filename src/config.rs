@@ -181,6 +181,10 @@ pub struct Config {
     pub dmarc_reports: bool,
     /// Record outbound TLS results and send SMTP TLS reports (RFC 8460).
     pub tls_reports: bool,
+    /// Serve the account and admin pages on the HTTPS port (`web/`).
+    pub web: bool,
+    /// Accounts that may open `/admin`; each is a configured account.
+    pub admins: Vec<accounts::Address>,
     pub scan: ScanConfig,
     pub sieve: SieveConfig,
     pub log: String,
@@ -381,6 +385,8 @@ impl Config {
             outbound: OutboundConfig { ipv6_mode: OutboundIpv6::Auto, ipv4: None, ipv6: None },
             dmarc_reports: true,
             tls_reports: true,
+            web: true,
+            admins: Vec::new(),
             scan: ScanConfig { dnsbl: Vec::new(), rspamd_url: None, clamd: None, failure: ScannerFailure::Tempfail },
             sieve: SieveConfig::default(),
             log: String::new(),
@@ -498,8 +504,28 @@ fn check_across(c: &Config, r: &mut Reader) {
         );
     }
     check_blob_store(c, r);
+    check_admins(c, r);
     if c.queue.retry_min > c.queue.retry_max {
         r.fail_plain("QUEUE_RETRY_MIN", "is longer than MAILROOM_QUEUE_RETRY_MAX; expected min <= max".into());
+    }
+}
+
+/// Every admin is an account: an alias or a typo would give nobody (or the wrong
+/// person) the admin page. Without `MAILROOM_ACCOUNTS` the one account is the
+/// generated `postmaster@<primary domain>`.
+fn check_admins(c: &Config, r: &mut Reader) {
+    for admin in &c.admins {
+        let known = if c.accounts.entries.is_empty() {
+            admin.local == "postmaster" && Some(admin.domain.as_str()) == c.domains.first().map(String::as_str)
+        } else {
+            c.accounts.entries.iter().any(|e| e.address == *admin)
+        };
+        if !known {
+            r.fail_plain(
+                "ADMINS",
+                format!("{admin} is not an account; expected addresses of accounts in MAILROOM_ACCOUNTS"),
+            );
+        }
     }
 }
 

@@ -38,4 +38,5 @@ mod testing;
 pub mod tls;
 pub mod tlsrpt;
 pub mod units;
+pub mod web;
 pub mod xml;

@@ -14,13 +14,14 @@ use crate::smtp::{self, AnyDomainExists, SenderDomainCheck, SmtpContext, SmtpLim
 use crate::tls;
 
 /// The service for each protocol that exists. Protocol issues add theirs here.
-pub(super) fn services(shared: &Shared) -> Vec<(Protocol, Service)> {
+pub(super) fn services(shared: &Shared, pages: Option<Arc<crate::web::WebApp>>) -> Vec<(Protocol, Service)> {
     let web = Arc::new(http::web::WebContext {
         hostname: shared.config.hostname.clone(),
         domains: shared.config.domains.clone(),
         listen: shared.config.listen.clone(),
         certs: shared.certs.clone(),
         tokens: shared.acme_tokens.clone(),
+        web: pages,
     });
     let imap_limits = ImapLimits { max_literal: shared.config.limits.message_size, ..ImapLimits::default() };
     let imap_ctx = Arc::new(
@@ -69,6 +70,28 @@ pub(super) fn services(shared: &Shared) -> Vec<(Protocol, Service)> {
         (Protocol::Pop3s, pop3_service(pop3_ctx, true)),
         (Protocol::ManageSieve, managesieve_service(managesieve_ctx)),
     ]
+}
+
+/// The account and admin pages, unless `MAILROOM_WEB=off`: the session key from the
+/// data dir (made at first start), logins through the shared limiter.
+pub(super) fn web_pages(shared: &Shared) -> Result<Option<Arc<crate::web::WebApp>>, super::StartError> {
+    if !shared.config.web {
+        return Ok(None);
+    }
+    let sessions = crate::web::Sessions::load_or_create(&shared.config.data_dir)
+        .map_err(|e| super::StartError::Web(format!("session key: {e}")))?;
+    Ok(Some(Arc::new(crate::web::WebApp {
+        hostname: shared.config.hostname.clone(),
+        listen: shared.config.listen.clone(),
+        certs: shared.certs.clone(),
+        sessions,
+        admins: shared.config.admins.iter().map(|a| a.to_string()).collect(),
+        login: Arc::new(crate::web::DirectoryLogin {
+            limiter: shared.limiter.clone(),
+            directory: shared.directory.clone(),
+        }),
+        backend: Arc::new(crate::web::NotWired),
+    })))
 }
 
 /// ManageSieve on 4190 (STARTTLS; AUTHENTICATE only inside TLS).

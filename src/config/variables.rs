@@ -349,6 +349,13 @@ pub static VARIABLES: &[Variable] = &[
     var!("TLS_REPORTS", Text("on"),
         "`on` or `off`: record the TLS results of outbound deliveries and send daily SMTP TLS reports (RFC 8460) to the domains that ask",
         tls_reports = |v: &str| choose(ON_OFF, v), show |b: &bool| word(ON_OFF, b)),
+    // --- web pages ---
+    var!("WEB", Text("on"),
+        "`on` or `off`: the account pages (`/account`) and the admin page (`/admin`) on the HTTPS port",
+        web = |v: &str| choose(ON_OFF, v), show |b: &bool| word(ON_OFF, b)),
+    var!("ADMINS", Empty("empty"),
+        "comma-separated account addresses that may open the admin page (`/admin`); each must be an account",
+        admins = admin_list, show |a: &Vec<accounts::Address>| a.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")),
     var!("DNSBL", Empty("empty"),
         "comma-separated DNS blocklist zones checked for connecting IPs",
         scan.dnsbl = |v: &str| -> Result<Vec<String>, String> { v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(parse::domain_name).collect() },
@@ -388,6 +395,18 @@ pub static VARIABLES: &[Variable] = &[
         "`text` or `json` (one JSON object per line)",
         log_format = |v: &str| choose(LOG_FORMATS, v), show |f: &LogFormat| word(LOG_FORMATS, f)),
 ];
+
+/// `MAILROOM_ADMINS`: comma-separated addresses, normalised.
+fn admin_list(v: &str) -> Result<Vec<accounts::Address>, String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|a| {
+            accounts::Address::parse(a)
+                .map_err(|e| format!("{a:?} is not a mail address ({e}); expected account addresses, comma-separated"))
+        })
+        .collect()
+}
 
 /// The words of a variable that picks one of a few values, each spelled once for both
 /// parsing and `check-config`.

@@ -3,6 +3,8 @@
 //! and renewals apply): the MTA-STS policy, Thunderbird autoconfig, Outlook
 //! autodiscover and `/healthz`; and TLS-ALPN-01 validation, which ends with the
 //! handshake (RFC 8737 §3: no application data on an `acme-tls/1` connection).
+//! `/account…` and `/admin…` on port 443 are the web pages of [`crate::web`] (404
+//! when `MAILROOM_WEB=off`).
 //!
 //! Routing is a pure function of a [`WebRequest`], tested without sockets.
 //! Bodies are capped at 64 KiB and must arrive within 10 s.
@@ -43,6 +45,8 @@ pub struct WebContext {
     pub listen: ListenConfig,
     pub certs: Arc<CertStore>,
     pub tokens: Arc<Http01Tokens>,
+    /// The account and admin pages; `None` when `MAILROOM_WEB=off`.
+    pub web: Option<Arc<crate::web::WebApp>>,
 }
 
 /// The parts of a request the routes look at.
@@ -53,6 +57,10 @@ pub struct WebRequest {
     pub query: Option<String>,
     /// Host header without port, lower-cased.
     pub host: Option<String>,
+    /// Every header as sent (the web pages read Cookie, Origin, Sec-Fetch-Site, Host).
+    pub headers: hyper::HeaderMap,
+    /// The client (for the login limiter); `None` in tests without a connection.
+    pub peer: Option<std::net::IpAddr>,
     pub body: Bytes,
 }
 
@@ -62,7 +70,15 @@ impl WebRequest {
             Some((p, q)) => (p.to_string(), Some(q.to_string())),
             None => (path.to_string(), None),
         };
-        WebRequest { method: Method::GET, path, query, host: None, body: Bytes::new() }
+        WebRequest {
+            method: Method::GET,
+            path,
+            query,
+            host: None,
+            headers: hyper::HeaderMap::new(),
+            peer: None,
+            body: Bytes::new(),
+        }
     }
 
     fn query_param(&self, key: &str) -> Option<String> {
@@ -210,7 +226,8 @@ pub fn http_service(ctx: Arc<WebContext>) -> Service {
             let ctx = ctx.clone();
             Box::pin(async move {
                 let shutdown = conn.shutdown.clone();
-                serve(conn.stream, shutdown, ctx, route_http).await;
+                let peer = conn.peer.ip();
+                serve(conn.stream, shutdown, ctx, peer, Port::Http).await;
                 drop(conn.permit);
             })
         }),
@@ -226,7 +243,7 @@ pub fn https_service(ctx: Arc<WebContext>) -> Service {
             let ctx = ctx.clone();
             let acceptor = acceptor.clone();
             Box::pin(async move {
-                let Connection { stream, shutdown, permit, protocol, .. } = conn;
+                let Connection { stream, shutdown, permit, protocol, peer, .. } = conn;
                 let mut tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => tls,
                     _ => {
@@ -239,7 +256,7 @@ pub fn https_service(ctx: Arc<WebContext>) -> Service {
                     let _ = tls.shutdown().await;
                     return;
                 }
-                serve(tls, shutdown, ctx, route_https).await;
+                serve(tls, shutdown, ctx, peer.ip(), Port::Https).await;
                 drop(permit);
             })
         }),
@@ -248,14 +265,34 @@ pub fn https_service(ctx: Arc<WebContext>) -> Service {
     }
 }
 
+/// Which of the two web ports a connection came in on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Port {
+    Http,
+    Https,
+}
+
+/// Port 443's answer: the web pages (async: a login verifies a password) or the rest.
+async fn answer_https(ctx: &WebContext, req: &WebRequest) -> Response<Full<Bytes>> {
+    if crate::web::routes::is_web_path(&req.path) {
+        return match &ctx.web {
+            Some(app) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default();
+                crate::web::handle(app, req, now).await
+            }
+            None => text(StatusCode::NOT_FOUND, "not found\n"),
+        };
+    }
+    route_https(ctx, req)
+}
+
 /// HTTP/1.1 on any stream: collect the (bounded) body, route, answer; graceful on
 /// shutdown, closed after 5 idle minutes.
-async fn serve<I>(
-    io: I,
-    mut shutdown: watch::Receiver<bool>,
-    ctx: Arc<WebContext>,
-    route: fn(&WebContext, &WebRequest) -> Response<Full<Bytes>>,
-) where
+async fn serve<I>(io: I, mut shutdown: watch::Receiver<bool>, ctx: Arc<WebContext>, peer: std::net::IpAddr, port: Port)
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -278,9 +315,14 @@ async fn serve<I>(
                 path: parts.uri.path().to_string(),
                 query: parts.uri.query().map(str::to_string),
                 host,
+                headers: parts.headers,
+                peer: Some(peer),
                 body,
             };
-            Ok(route(&ctx, &req))
+            Ok(match port {
+                Port::Http => route_http(&ctx, &req),
+                Port::Https => answer_https(&ctx, &req).await,
+            })
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();

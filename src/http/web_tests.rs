@@ -18,6 +18,7 @@ fn ctx(extra: &[(&str, &str)]) -> WebContext {
         listen: config.listen,
         certs: CertStore::new(),
         tokens: Http01Tokens::new(),
+        web: None,
     }
 }
 

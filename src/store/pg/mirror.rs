@@ -49,8 +49,9 @@ const NOTIFY_SETTLE: Duration = Duration::from_millis(300);
 const MAX_FILE: u64 = 1 << 20;
 /// The directories whose whole content is shared.
 const SHARED_DIRS: [&str; 2] = ["dkim", "tls"];
-/// Single shared files: the generated postmaster and the SRS secret.
-const SHARED_FILES: [&str; 2] = ["accounts", "state/srs.key"];
+/// Single shared files: the generated postmaster, the SRS secret and the web session key
+/// (so every replica accepts a session another issued).
+const SHARED_FILES: [&str; 3] = ["accounts", "state/srs.key", crate::web::session::KEY_FILE];
 
 /// Why shared files could not be synced.
 #[derive(Debug, thiserror::Error)]
@@ -69,9 +70,9 @@ pub enum MirrorError {
 }
 
 /// Whether `name` (a path relative to the data dir) is mirrored: `accounts`,
-/// `state/srs.key`, or a file under `dkim/` or `tls/`. Names that are not plain relative
-/// paths, or with a part starting with a dot (the temp files of atomic writes), are not:
-/// a stored name can never reach outside these places.
+/// `state/srs.key`, `state/web-session.key`, or a file under `dkim/` or `tls/`. Names
+/// that are not plain relative paths, or with a part starting with a dot (the temp files
+/// of atomic writes), are not: a stored name can never reach outside these places.
 pub fn is_shared(name: &str) -> bool {
     let mut parts = Vec::new();
     for component in Path::new(name).components() {

@@ -145,7 +145,11 @@ async fn nothing_outside_the_shared_files_is_mirrored() {
     assert!(stored.contains(&"tls/acme/mx.example.org.crt".to_string()), "{stored:?}");
     for name in &stored {
         assert!(
-            name == "accounts" || name == "state/srs.key" || name.starts_with("dkim/") || name.starts_with("tls/"),
+            name == "accounts"
+                || name == "state/srs.key"
+                || name == "state/web-session.key"
+                || name.starts_with("dkim/")
+                || name.starts_with("tls/"),
             "{name} was mirrored"
         );
         assert!(!name.contains("/."), "{name} was mirrored");
@@ -165,7 +169,15 @@ async fn nothing_outside_the_shared_files_is_mirrored() {
 
 #[test]
 fn the_shared_list() {
-    for yes in ["accounts", "state/srs.key", "dkim/example.org/state", "dkim/a/b/c", "tls/selfsigned.key", "tls/x"] {
+    for yes in [
+        "accounts",
+        "state/srs.key",
+        "state/web-session.key",
+        "dkim/example.org/state",
+        "dkim/a/b/c",
+        "tls/selfsigned.key",
+        "tls/x",
+    ] {
         assert!(is_shared(yes), "{yes}");
     }
     for no in [
