@@ -272,8 +272,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     if let Some(recorder) = tls_recorder {
         reports.push(Arc::new(crate::tlsrpt::Reporter { recorder, outbox }));
     }
-    let status =
-        status::status_sources(&config, &queue, certs.clone(), acme_progress, directory.clone(), store.clone());
+    // Every report run (daily, or on command) leaves its result for the status page.
+    let report_runs = Arc::new(crate::status::ReportRuns::default());
+    let reports = status::recording_runs(reports, &report_runs);
+    let status = status::status_sources(
+        &config,
+        &queue,
+        certs.clone(),
+        acme_progress,
+        directory.clone(),
+        store.clone(),
+        report_runs,
+    );
     let shared = Shared {
         status,
         signers,

@@ -124,5 +124,25 @@ fn status_shows_the_accepted_message_the_refusal_and_the_delivery() {
     assert!(snapshot["queue"]["items"].is_array(), "{snapshot:#}");
     assert!(snapshot["dns"]["checked_at"].is_null(), "no DNS check in the first minute: {snapshot:#}");
 
+    // A report run on command leaves its result for the page (relayed mail counts in no
+    // report here: nothing to send, but the run happened).
+    let out = std::process::Command::new(BIN)
+        .args(["reports", "send"])
+        .env_clear()
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), server.log());
+    let out = status(&env);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs: Vec<(&str, bool)> = json["report_runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["kind"].as_str().unwrap(), r["ok"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(runs.len(), 2, "{json:#}");
+    assert!(runs.iter().all(|(_, ok)| *ok), "{json:#}");
+
     server.terminate(Duration::from_secs(30));
 }

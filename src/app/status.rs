@@ -7,8 +7,10 @@ use std::time::SystemTime;
 
 use crate::accounts::Directory;
 use crate::config::Config;
+use crate::queue::BoxFuture;
 use crate::queue::{Queue, StatusCommand};
-use crate::status::{AcmeSlot, DnsChecklist, RecentEvents, StatusSources};
+use crate::reports::Kind;
+use crate::status::{AcmeSlot, DnsChecklist, RecentEvents, ReportRuns, StatusSources};
 use crate::store::{ReportKind, Store};
 use crate::tls::CertStore;
 
@@ -20,6 +22,7 @@ pub(super) fn status_sources(
     acme: Arc<AcmeSlot>,
     directory: Arc<Directory>,
     store: Store,
+    report_runs: Arc<ReportRuns>,
 ) -> Arc<StatusSources> {
     let recent = Arc::new(RecentEvents::default());
     queue.record_outcomes_in(recent.clone());
@@ -39,6 +42,7 @@ pub(super) fn status_sources(
         directory,
         store,
         report_kinds,
+        report_runs,
         hostname: config.hostname.clone(),
         started: SystemTime::now(),
     })
@@ -50,4 +54,33 @@ pub(super) fn status_command(sources: Arc<StatusSources>) -> StatusCommand {
         let sources = sources.clone();
         Box::pin(async move { sources.snapshot_json().await })
     })
+}
+
+/// The report kinds, each telling `runs` how its runs ended (the daily run and
+/// `mailroom reports send` both go through [`Kind::run`]).
+pub(super) fn recording_runs(kinds: Vec<Arc<dyn Kind>>, runs: &Arc<ReportRuns>) -> Vec<Arc<dyn Kind>> {
+    kinds.into_iter().map(|inner| Arc::new(RecordedRuns { inner, runs: runs.clone() }) as Arc<dyn Kind>).collect()
+}
+
+struct RecordedRuns {
+    inner: Arc<dyn Kind>,
+    runs: Arc<ReportRuns>,
+}
+
+impl Kind for RecordedRuns {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        self.inner.flush()
+    }
+
+    fn run(&self, until_day: i64) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(async move {
+            let result = self.inner.run(until_day).await;
+            self.runs.record(self.inner.name(), &result);
+            result
+        })
+    }
 }

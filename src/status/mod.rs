@@ -31,7 +31,7 @@ pub use certs::{AcmeSlot, CertificateView};
 pub use dns::{DnsChecklist, DnsRow, DnsView, RowKind, RowState};
 pub use queue::{QueueAction, QueueActionError, QueueView};
 pub use recent::{OutboundResult, RecentEvent, RecentEvents};
-pub use summary::{AccountView, Headline, ReportDay};
+pub use summary::{AccountView, Headline, ReportDay, ReportRun, ReportRuns};
 
 /// Everything the snapshot reads from, built once by the app. Cheap to share (`Arc`s).
 pub struct StatusSources {
@@ -44,6 +44,8 @@ pub struct StatusSources {
     pub store: Store,
     /// The report kinds that are on.
     pub report_kinds: Vec<ReportKind>,
+    /// The last run of each report kind.
+    pub report_runs: Arc<ReportRuns>,
     pub hostname: String,
     pub started: SystemTime,
 }
@@ -65,6 +67,7 @@ pub struct ServerStatus {
     pub queue_error: Option<String>,
     pub dns: DnsView,
     pub reports_today: Vec<ReportDay>,
+    pub report_runs: Vec<ReportRun>,
     pub accounts: Vec<AccountView>,
 }
 
@@ -127,6 +130,7 @@ impl StatusSources {
             queue_error,
             dns: self.snapshot_dns().await,
             reports_today: self.snapshot_reports().await,
+            report_runs: self.report_runs.last(),
             accounts: self.snapshot_accounts().await,
         }
     }

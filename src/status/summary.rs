@@ -3,6 +3,8 @@
 //! today's DMARC and TLS report counts per domain.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
 
 use prometheus::core::Collector;
 use serde::Serialize;
@@ -122,6 +124,45 @@ pub async fn reports_today(store: &Store, kinds: &[ReportKind]) -> Vec<ReportDay
     out
 }
 
+/// The last report run of one kind (the daily one or `mailroom reports send`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReportRun {
+    /// `DMARC aggregate`, `SMTP TLS`.
+    pub kind: &'static str,
+    #[serde(serialize_with = "super::unix_secs")]
+    pub at: SystemTime,
+    pub ok: bool,
+    /// What the run said: reports queued and destinations skipped, or why it failed.
+    pub summary: String,
+}
+
+/// The last run of each report kind, written by whoever runs them (the app wraps each
+/// kind so that both the daily run and the operator's command are seen).
+#[derive(Debug, Default)]
+pub struct ReportRuns {
+    last: Mutex<Vec<ReportRun>>,
+}
+
+impl ReportRuns {
+    pub fn record(&self, kind: &'static str, result: &Result<String, String>) {
+        let (ok, summary) = match result {
+            Ok(s) => (true, s),
+            Err(e) => (false, e),
+        };
+        let mut summary = summary.clone();
+        summary.truncate(summary.floor_char_boundary(super::recent::MAX_FIELD * 4));
+        let run = ReportRun { kind, at: SystemTime::now(), ok, summary };
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.retain(|r| r.kind != kind);
+        last.push(run);
+    }
+
+    /// The last run of each kind that ran since the start.
+    pub fn last(&self) -> Vec<ReportRun> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +198,22 @@ mod tests {
         let rows: Vec<(&str, Option<u64>, Option<u64>)> =
             views.iter().map(|v| (v.address.as_str(), v.quota_used, v.quota_limit)).collect();
         assert_eq!(rows, [("alice@example.org", Some(0), Some(1024 * 1024)), ("bob@example.org", Some(0), None)]);
+    }
+
+    #[test]
+    fn the_last_run_of_each_kind_is_kept() {
+        let runs = ReportRuns::default();
+        runs.record("DMARC aggregate", &Ok("1 report(s) queued".into()));
+        runs.record("SMTP TLS", &Err("the report counters: gone".into()));
+        runs.record("DMARC aggregate", &Ok("2 report(s) queued".into()));
+        let last: Vec<(&str, bool, String)> = runs.last().into_iter().map(|r| (r.kind, r.ok, r.summary)).collect();
+        assert_eq!(
+            last,
+            [
+                ("SMTP TLS", false, "the report counters: gone".to_string()),
+                ("DMARC aggregate", true, "2 report(s) queued".to_string())
+            ]
+        );
     }
 
     #[tokio::test]
