@@ -219,6 +219,51 @@ mod tests {
         assert_eq!(judged(&["10 elsewhere.example.net."]), RowState::Wrong);
     }
 
+    /// The refresher runs the real check through a loopback dnsmasq when asked, without
+    /// waiting for its first timer.
+    #[tokio::test]
+    async fn the_refresher_checks_live_dns_when_asked() {
+        use crate::dns::testdns::TestDns;
+        let Some(dns) = TestDns::start_with(
+            &["example.org"],
+            &[("example.org", "v=spf1 mx -all")],
+            &[("mx.example.org", "192.0.2.25")],
+            &["--mx-host=example.org,mx.example.org,10"],
+        ) else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let env = crate::config::EnvSource::from_pairs([
+            ("MAILROOM_HOSTNAME", "mx.example.org".to_string()),
+            ("MAILROOM_DATA_DIR", dir.path().display().to_string()),
+            ("MAILROOM_DNS_SERVERS", dns.addr.to_string()),
+            ("MAILROOM_PUBLIC_IPV4", "192.0.2.25".to_string()),
+            ("MAILROOM_ACME", "off".to_string()),
+        ]);
+        let (config, _) = crate::config::Config::load(&env).unwrap();
+        let resolver = crate::dns::resolver::build(&config.dns_servers).unwrap();
+        let list = Arc::new(DnsChecklist::default());
+        let task = list.spawn(config.dns(), resolver);
+        list.request_refresh();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while list.view().checked_at.is_none() {
+            assert!(std::time::Instant::now() < deadline, "no check within 30 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        task.abort();
+        let view = list.view();
+        assert_eq!(view.error, None);
+        let state = |record: &str| view.rows.iter().find(|r| r.record == record).map(|r| r.state);
+        assert_eq!(state("mx"), Some(RowState::Ok), "{view:#?}");
+        assert_eq!(state("spf"), Some(RowState::Ok), "{view:#?}");
+        assert_eq!(state("dmarc"), Some(RowState::Missing), "{view:#?}");
+        assert!(
+            view.rows.iter().any(|r| r.kind == RowKind::Reverse && r.name == "25.2.0.192.in-addr.arpa."),
+            "{view:#?}"
+        );
+        assert!(!view.all_required_ok);
+    }
+
     #[tokio::test]
     async fn a_page_reads_the_stored_result_without_waiting() {
         let list = DnsChecklist::default();
