@@ -42,6 +42,7 @@ use crate::store::{MailboxOwner, Store, StoreError};
 use crate::tls::{self, CertStore, TlsError};
 
 mod services;
+mod status;
 use services::services;
 
 /// How long shutdown waits for sessions to finish.
@@ -108,6 +109,8 @@ pub struct Shared {
     pub courier: LocalCourier,
     /// The report kinds that are on (DMARC aggregate, SMTP TLS): flushed at shutdown.
     pub reports: Vec<Arc<dyn crate::reports::Kind>>,
+    /// What the admin page and `mailroom status` show.
+    pub status: Arc<crate::status::StatusSources>,
 }
 
 /// A started server: its bound addresses and the means to stop it.
@@ -199,9 +202,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None => AcmeSettings::new(&config.acme, &config.hostname, &config.domains)
             .map(|s| AcmeSettings { keep_key: config.dane, ..s }),
     };
+    let acme_progress = Arc::new(crate::status::AcmeSlot::default());
     let acme = acme.map(|s| {
         let acme =
-            Acme::prepare(s, resolver.clone(), &data_dir.tls(), certs.clone(), readiness.clone(), acme_tokens.clone());
+            Acme::prepare(s, resolver.clone(), &data_dir.tls(), certs.clone(), readiness.clone(), acme_tokens.clone())
+                .with_progress(acme_progress.clone());
         match &store {
             Store::Pg(pg) => acme.with_lease(pg.clone()),
             Store::Maildir(_) => acme,
@@ -269,7 +274,20 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     if let Some(recorder) = tls_recorder {
         reports.push(Arc::new(crate::tlsrpt::Reporter { recorder, outbox }));
     }
+    // Every report run (daily, or on command) leaves its result for the status page.
+    let report_runs = Arc::new(crate::status::ReportRuns::default());
+    let reports = status::recording_runs(reports, &report_runs);
+    let status = status::status_sources(
+        &config,
+        &queue,
+        certs.clone(),
+        acme_progress,
+        directory.clone(),
+        store.clone(),
+        report_runs,
+    );
     let shared = Shared {
+        status,
         signers,
         store,
         queue,
@@ -323,6 +341,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     crate::queue::spawn_control_server(
         shared.queue.clone(),
         reports_command,
+        Some(status::status_command(shared.status.clone())),
         data_dir.root(),
         shared.shutdown.signal(),
     )?;
@@ -383,6 +402,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     });
     stop_with(&shared.shutdown, checker);
+    let checklist = shared.status.dns.spawn(shared.config.dns(), shared.resolver.clone());
+    stop_with(&shared.shutdown, checklist);
     let reloader = spawn_account_reloader(
         accounts::AccountSources::new(&shared.config.domains, &shared.config.data_dir, &shared.config.accounts),
         shared.directory.clone(),

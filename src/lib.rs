@@ -24,6 +24,7 @@ pub mod reports;
 pub mod scan;
 pub mod sieve;
 pub mod smtp;
+pub mod status;
 pub mod store;
 #[cfg(test)]
 pub mod test_pg;

@@ -59,6 +59,8 @@ enum Command {
         #[command(subcommand)]
         action: ReportsAction,
     },
+    /// The running server's state as JSON: recent deliveries and refusals, certificates, queue, DNS checklist, report counts, accounts (over its control socket in the data dir)
+    Status,
     /// The mail store (MAILROOM_STORE)
     Store {
         #[command(subcommand)]
@@ -142,6 +144,7 @@ fn main() -> ExitCode {
         Command::Dkim { action: DkimAction::Rotate } => dkim_rotate(),
         Command::Queue { action } => queue(&action),
         Command::Reports { action: ReportsAction::Send } => control_socket("reports send"),
+        Command::Status => control_socket("status"),
         Command::Backup { dest } => backup(&dest),
         Command::Store { action: StoreAction::Check } => store_check(),
         Command::Store { action: StoreAction::Import { from } } => store_import(&from),

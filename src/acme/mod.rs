@@ -140,6 +140,8 @@ pub struct Acme {
     /// The shared database whose `acme` lease this replica must hold to order (`None`:
     /// the only replica, it orders itself).
     lease_from: Option<PgStore>,
+    /// Where the status page reads the next renewal and the last error.
+    progress: Option<Arc<crate::status::AcmeSlot>>,
 }
 
 /// Puts a certificate stored by another replica (through the shared-files mirror) in
@@ -180,8 +182,16 @@ impl Acme {
         readiness: Arc<Readiness>,
         tokens: Arc<Http01Tokens>,
     ) -> Acme {
-        let acme =
-            Acme { files: AcmeFiles::new(tls_dir), settings, resolver, certs, readiness, tokens, lease_from: None };
+        let acme = Acme {
+            files: AcmeFiles::new(tls_dir),
+            settings,
+            resolver,
+            certs,
+            readiness,
+            tokens,
+            lease_from: None,
+            progress: None,
+        };
         // Export both series at 0 so alerts on `increase(...{result="failure"})` work
         // from the first scrape.
         for result in ["success", "failure"] {
@@ -201,6 +211,12 @@ impl Acme {
     /// one database).
     pub fn with_lease(mut self, store: PgStore) -> Acme {
         self.lease_from = Some(store);
+        self
+    }
+
+    /// Tell `slot` when the next renewal is planned and why the last order failed.
+    pub fn with_progress(mut self, slot: Arc<crate::status::AcmeSlot>) -> Acme {
+        self.progress = Some(slot);
         self
     }
 
@@ -282,6 +298,9 @@ impl Acme {
                         renew_in_secs = wait.as_secs(),
                         "ACME certificate valid; renewal scheduled"
                     );
+                    if let Some(p) = &self.progress {
+                        p.scheduled(SystemTime::now() + wait);
+                    }
                     tokio::time::sleep(wait).await;
                     continue;
                 }
@@ -313,11 +332,17 @@ impl Acme {
                     self.readiness.set_blocker(READINESS_KEY, None);
                     backoff.reset();
                     issued_here = true;
+                    if let Some(p) = &self.progress {
+                        p.succeeded();
+                    }
                 }
                 Err(e) => {
                     metrics().acme_orders_total.with_label_values(&["failure"]).inc();
                     let wait = backoff.failed();
                     tracing::warn!(error = %e, retry_in_secs = wait.as_secs(), directory = %self.settings.directory, "ACME order failed");
+                    if let Some(p) = &self.progress {
+                        p.failed(&e.to_string(), SystemTime::now() + wait);
+                    }
                     if !self.certs.default_cert().is_some_and(|c| c.source == crate::tls::CertSource::Acme) {
                         self.block(Some(&e));
                     }

@@ -171,6 +171,7 @@ fn smtp_service(shared: &Shared, mode: SmtpMode, implicit_tls: bool) -> Service 
         inbound: (mode == SmtpMode::Mx).then(|| shared.inbound.clone()),
         memory: shared.message_memory.clone(),
         courier: shared.courier.clone(),
+        recent: Some(shared.status.recent.clone()),
     });
     Service {
         handler: Arc::new(move |conn: net::Connection| -> net::BoxFuture {

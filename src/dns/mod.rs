@@ -73,10 +73,27 @@ pub async fn run_check(config: &DnsConfig) -> Result<(Vec<CheckResult>, Vec<Stri
     let resolver = resolver::build(&config.dns_servers)?;
     let (mut results, notes) = check_with(config, &ring, &resolver).await;
     let reverse = check_reverse(config, &resolver).await;
-    // The sending address's FCrDNS line replaces the plain PTR line of the same name.
+    merge_reverse(&mut results, reverse);
+    Ok((results, notes))
+}
+
+/// The records and the reverse DNS checked through `resolver`, as `mailroom dns --check`
+/// shows them, but without completing DKIM rotations (the periodic check does that, and
+/// reloads the signers): what the status page shows.
+pub async fn check_records(config: &DnsConfig, resolver: &TokioResolver) -> Result<Vec<CheckResult>, String> {
+    let ring = key_ring(config).map_err(|e| e.to_string())?;
+    let expected = expected_records(config, &ring);
+    let addresses = public_addresses(config);
+    let mut results = check::check_all(resolver, &expected, &config.hostname, &addresses).await;
+    let reverse = check_reverse(config, resolver).await;
+    merge_reverse(&mut results, reverse);
+    Ok(results)
+}
+
+/// The sending address's FCrDNS line replaces the plain PTR line of the same name.
+fn merge_reverse(results: &mut Vec<CheckResult>, reverse: Vec<CheckResult>) {
     results.retain(|r| r.record.kind != "ptr" || !reverse.iter().any(|x| x.record.name == r.record.name));
     results.extend(reverse);
-    Ok((results, notes))
 }
 
 /// `MAILROOM_PUBLIC_IPV4` and `MAILROOM_PUBLIC_IPV6`, when set.

@@ -2,9 +2,9 @@
 //! (mode 0600: only the server's own user may steer it) speaking one command line in,
 //! a text reply out, ending with a line holding only `.`.
 //!
-//! Commands: `list`, `show ID`, `retry [ID]`, `hold ID`, `release ID`, `delete ID`, and
-//! `reports send` (DMARC aggregate reports now, carried here for `dmarc/`: one socket
-//! for the operator).
+//! Commands: `list`, `show ID`, `retry [ID]`, `hold ID`, `release ID`, `delete ID`,
+//! `reports send` (DMARC aggregate reports now, carried here for `dmarc/`) and `status`
+//! (the status snapshot as JSON, for `status/`): one socket for the operator.
 //! A reply whose first line starts with `error:` is a failure; [`control_request`] (what
 //! `mailroom queue …` calls) turns it into an `Err`. The command line is bounded and ids
 //! are validated before they reach the file system.
@@ -31,10 +31,14 @@ const IDLE: Duration = Duration::from_secs(10);
 /// `None` when reports are off.
 pub type ReportsCommand = Arc<dyn Fn() -> BoxFuture<'static, Result<String, String>> + Send + Sync>;
 
+/// `status`: the server's status snapshot as JSON (carried here for `status/`).
+pub type StatusCommand = Arc<dyn Fn() -> BoxFuture<'static, String> + Send + Sync>;
+
 /// Bind the socket (replacing a stale one) and serve it until `shutdown` turns true.
 pub fn spawn_control_server(
     queue: Queue,
     reports: Option<ReportsCommand>,
+    status: Option<StatusCommand>,
     data_dir: &Path,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, QueueError> {
@@ -57,8 +61,9 @@ pub fn spawn_control_server(
                     Ok((stream, _)) => {
                         let q = queue.clone();
                         let r = reports.clone();
+                        let st = status.clone();
                         tokio::spawn(async move {
-                            if let Err(e) = serve_one(q, r, stream).await {
+                            if let Err(e) = serve_one(q, r, st, stream).await {
                                 tracing::debug!(error = %e, "queue control: client error");
                             }
                         });
@@ -78,7 +83,12 @@ pub fn spawn_control_server(
     }))
 }
 
-async fn serve_one(queue: Queue, reports: Option<ReportsCommand>, stream: UnixStream) -> std::io::Result<()> {
+async fn serve_one(
+    queue: Queue,
+    reports: Option<ReportsCommand>,
+    status: Option<StatusCommand>,
+    stream: UnixStream,
+) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read).take(MAX_COMMAND);
@@ -95,6 +105,11 @@ async fn serve_one(queue: Queue, reports: Option<ReportsCommand>, stream: UnixSt
             None => "error: reports are off (MAILROOM_DMARC_REPORTS=off and MAILROOM_TLS_REPORTS=off)".to_string(),
         },
         (Some("reports"), ..) => "error: usage: reports send".to_string(),
+        (Some("status"), None, _) => match &status {
+            Some(snapshot) => snapshot().await,
+            None => "error: no status here".to_string(),
+        },
+        (Some("status"), ..) => "error: usage: status".to_string(),
         _ => execute(&queue, line.trim()).await,
     };
     let mut out = reply;

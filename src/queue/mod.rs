@@ -53,7 +53,8 @@ use crate::smtp::status::Status;
 
 pub use backoff::{base_delay, next_delay};
 pub use control::{
-    CONTROL_SOCKET, ReportsCommand, control_request, execute as execute_control_command, spawn_control_server,
+    CONTROL_SOCKET, ReportsCommand, StatusCommand, control_request, execute as execute_control_command,
+    spawn_control_server,
 };
 pub use dsn::{DsnKind, DsnRecipient, build as build_dsn};
 pub use envelope::{Envelope, EnvelopeRecipient, ItemOptions, ItemState, QueueId, RecipientStatus, format_time};
@@ -256,6 +257,8 @@ struct Inner {
     wake: Notify,
     global: Arc<Semaphore>,
     domains: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// The status page's ring: each recipient's outcome is recorded there once set.
+    recent: std::sync::OnceLock<Arc<crate::status::RecentEvents>>,
 }
 
 /// The outbound queue. Cheap to clone.
@@ -324,10 +327,17 @@ impl Queue {
             bounces,
             wake: Notify::new(),
             domains: Mutex::new(HashMap::new()),
+            recent: std::sync::OnceLock::new(),
         };
         let queue = Queue { inner: Arc::new(inner) };
         queue.inner.refresh_gauges();
         queue
+    }
+
+    /// Record every recipient's outcome of the delivery attempts from now on in `recent`
+    /// (the status page's ring). Set once; later calls change nothing.
+    pub fn record_outcomes_in(&self, recent: Arc<crate::status::RecentEvents>) {
+        let _ = self.inner.recent.set(recent);
     }
 
     /// Spool a message durably (fsynced) and schedule it now. `sender` `None` is `<>`.

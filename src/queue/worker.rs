@@ -22,6 +22,7 @@ use super::envelope::{Envelope, ItemState, RecipientStatus};
 use super::{BounceDisposition, DeliveryBatch, Inner, Queue, RecipientOutcome, backoff};
 use crate::metrics::metrics;
 use crate::smtp::status::Status;
+use crate::status::OutboundResult;
 
 /// How long shutdown waits for attempts in flight before abandoning them (they are
 /// retried after the restart).
@@ -105,6 +106,14 @@ async fn attempt(queue: &Queue, claimed: Claimed) {
         };
         tracing::info!(queue_id = %id, msgid = %env.message_id, recipient = %r.address, result, reply = %outcome.status(), attempt = env.attempts, "queue: delivery attempt");
         metrics().queue_deliveries_total.with_label_values(&[result]).inc();
+        if let Some(recent) = inner.recent.get() {
+            let shown = match outcome {
+                RecipientOutcome::Delivered(_) => OutboundResult::Delivered,
+                RecipientOutcome::Temporary(_) => OutboundResult::Deferred,
+                RecipientOutcome::Permanent(_) => OutboundResult::Bounced,
+            };
+            recent.outbound(id.as_str(), &r.address.domain, shown, outcome.status());
+        }
         r.record(outcome.status());
     }
 
@@ -119,6 +128,9 @@ async fn attempt(queue: &Queue, claimed: Claimed) {
                     Status::local((5, 4, 7), format!("delivery time expired after {}; last error: {last}", human(age)));
                 tracing::info!(queue_id = %id, msgid = %env.message_id, recipient = %r.address, "queue: lifetime expired, bouncing");
                 metrics().queue_deliveries_total.with_label_values(&["expired"]).inc();
+                if let Some(recent) = inner.recent.get() {
+                    recent.outbound(id.as_str(), &r.address.domain, OutboundResult::Bounced, &expired);
+                }
                 r.status = RecipientStatus::Failed;
                 r.record(&expired);
                 failed.push(DsnRecipient { address: r.address.clone(), status: expired });

@@ -77,6 +77,8 @@ pub struct SmtpContext {
     pub memory: crate::net::MessageMemory,
     /// Where local copies go (the same store as `store`, which the policy reads quotas from).
     pub courier: super::courier::LocalCourier,
+    /// The status page's ring of recent deliveries and refusals (`None`: not recorded).
+    pub recent: Option<Arc<crate::status::RecentEvents>>,
 }
 
 /// Serve one accepted connection until QUIT, error, timeout or shutdown.
@@ -319,13 +321,27 @@ impl SmtpConnection {
             Ok(c) => c,
             Err(e) => return self.session.parse_error(&e),
         };
-        let is_rcpt = matches!(cmd, Command::Rcpt(_));
+        let rcpt = match &cmd {
+            Command::Rcpt(r) => Some(match &r.path {
+                super::command::ForwardPath::Postmaster => "postmaster".to_string(),
+                super::command::ForwardPath::Mailbox(m) => m.address.to_string(),
+            }),
+            _ => None,
+        };
         let verb = cmd.verb();
         let span = self.current_span();
         let (replies, action) = self.session.handle(cmd, &self.policy).instrument(span).await;
-        if is_rcpt && let Some(r) = replies.first() {
+        if let Some(rcpt) = rcpt
+            && let Some(r) = replies.first()
+        {
             let outcome = rcpt_outcome(r);
             metrics().smtp_recipients_total.with_label_values(&[self.service(), outcome]).inc();
+            if r.is_error()
+                && let Some(recent) = &self.ctx.recent
+            {
+                let sender = self.session.sender().map(reverse_path_text).unwrap_or_default();
+                recent.inbound(self.service(), self.session.client().ip, &sender, &[rcpt], false, r);
+            }
         }
         if verb == "MAIL" && replies.first().is_some_and(Status::is_positive) {
             let span = self.current_span();
@@ -596,15 +612,21 @@ impl SmtpConnection {
         };
         let (replies, action) = self.session.delivered(&envelope, &outcomes);
         let accepted = outcomes.iter().filter(|o| o.is_ok()).count();
+        if let Some(recent) = &self.ctx.recent {
+            // LMTP answers per recipient: accepted for any shows the 250, else the refusal.
+            let shown = replies.iter().find(|r| r.is_error() != (accepted > 0));
+            if let Some(status) = shown {
+                let rcpts: Vec<String> = envelope.recipients.iter().map(|r| r.address.to_string()).collect();
+                let sender = reverse_path_text(&envelope.sender);
+                recent.inbound(service, self.session.client().ip, &sender, &rcpts, accepted > 0, status);
+            }
+        }
         let _enter = span.enter();
         if accepted > 0 {
             metrics().delivery_duration_seconds.observe(started.elapsed().as_secs_f64());
             metrics().smtp_messages_received_total.with_label_values(&[service]).inc();
             metrics().smtp_received_bytes_total.inc_by(size);
-            let from = match &envelope.sender {
-                ReversePath::Null => String::new(),
-                ReversePath::Mailbox(m) => m.address.to_string(),
-            };
+            let from = reverse_path_text(&envelope.sender);
             let rcpts: Vec<String> = envelope.recipients.iter().map(|r| r.address.to_string()).collect();
             let client = self.session.client();
             tracing::info!(
@@ -627,6 +649,14 @@ impl SmtpConnection {
         drop(_enter);
         self.push(&replies);
         Ok(action != Action::Close)
+    }
+}
+
+/// The envelope sender as the status page shows it: empty for the null sender.
+fn reverse_path_text(path: &ReversePath) -> String {
+    match path {
+        ReversePath::Null => String::new(),
+        ReversePath::Mailbox(m) => m.address.to_string(),
     }
 }
 

@@ -119,6 +119,7 @@ pub(super) async fn start(opts: Options) -> Harness {
         inbound: None,
         memory: crate::net::MessageMemory::default(),
         courier,
+        recent: None,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));

@@ -282,6 +282,11 @@ impl Session {
         self.tx.as_ref().map(|t| t.id.as_str())
     }
 
+    /// The current transaction's envelope sender, once MAIL FROM was accepted.
+    pub fn sender(&self) -> Option<&ReversePath> {
+        self.tx.as_ref().map(|t| &t.mail.path)
+    }
+
     /// The `SIZE=` the client declared for the current message, if any (spool sizing).
     pub fn declared_size(&self) -> Option<u64> {
         self.tx.as_ref().and_then(|t| t.mail.size)

@@ -92,6 +92,21 @@ impl CertStore {
         self.read().default.clone()
     }
 
+    /// Every certificate served (the default first, then those for SNI names, each once):
+    /// what the status page lists.
+    pub fn served(&self) -> Vec<LoadedCert> {
+        let inner = self.read();
+        let mut out: Vec<LoadedCert> = inner.default.iter().cloned().collect();
+        let mut by_name: Vec<&LoadedCert> = inner.by_name.values().collect();
+        by_name.sort_by(|a, b| a.names.cmp(&b.names));
+        for cert in by_name {
+            if !out.iter().any(|c| Arc::ptr_eq(&c.key, &cert.key)) {
+                out.push(cert.clone());
+            }
+        }
+        out
+    }
+
     pub fn has_certificate(&self) -> bool {
         self.read().default.is_some()
     }
