@@ -187,3 +187,25 @@ async fn unknown_users_and_wrong_passwords_fail_alike() {
     assert_eq!(rig.login("alice@example.com", "wrong", Purpose::Mail).await, None);
     assert_eq!(rig.login("alice@example.com", "abcd efgh ijkl mnop", Purpose::Mail).await, None);
 }
+
+#[tokio::test]
+async fn a_damaged_record_makes_logins_unavailable_never_the_old_password() {
+    let rig = rig();
+    rig.credentials.change_password(&alice(), "old-password", "user chosen pw").await.unwrap();
+    let file = rig._dir.path().join("home/example.com/alice/.mailroom-credentials");
+    assert!(file.is_file(), "the record is kept in the account's home");
+    std::fs::write(&file, "{damaged").unwrap();
+    assert!(rig.credentials.prepare_login("alice@example.com").await.is_err());
+    let limiter = crate::net::Limiter::new(crate::net::LimiterConfig::default(), Vec::new());
+    let ip = "127.0.0.1".parse().unwrap();
+    let store = &rig.credentials.store;
+    for password in ["old-password", "user chosen pw"] {
+        let outcome =
+            crate::net::verify_login(&limiter, &rig.directory, store, "imap", ip, "alice@example.com", password).await;
+        assert_eq!(outcome, crate::net::LoginOutcome::Unavailable, "{password}");
+    }
+    // Bob's record is his own: he still logs in.
+    let outcome =
+        crate::net::verify_login(&limiter, &rig.directory, store, "imap", ip, "bob@example.com", "bob-password").await;
+    assert!(matches!(outcome, crate::net::LoginOutcome::LoggedIn(_)), "{outcome:?}");
+}
