@@ -43,6 +43,9 @@ pub const MAX_APP_PASSWORD_NAME: usize = 64;
 /// A login records an app password's last use only when the recorded one is older than
 /// this, so a client reconnecting all the time does not write the record every time.
 pub const LAST_USE_GRANULARITY: Duration = Duration::from_secs(60);
+/// The account whose (never existing) record a login as an unknown user reads: `.invalid`
+/// is reserved (RFC 2606), so no configured account has it.
+const NO_SUCH_USER: &str = "no-such-user";
 /// How often a change is tried again after losing a race with another writer.
 const WRITE_ATTEMPTS: usize = 5;
 
@@ -231,6 +234,8 @@ impl Credentials {
     /// replica counts at once. One small read; the check itself is [`LoginCheck::verify`].
     pub async fn prepare_login(&self, username: &str) -> Result<LoginCheck, StoreError> {
         let Some(address) = self.directory.login_account(username) else {
+            // The same read for nobody's record, so an unknown user is no faster to refuse.
+            self.store.credentials_get(&MailboxOwner::new(NO_SUCH_USER, "invalid")).await?;
             return Ok(LoginCheck::unknown(self.directory.clone(), username));
         };
         let owner = owner_of(&address);

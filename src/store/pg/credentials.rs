@@ -10,17 +10,23 @@ use super::{PgStore, db_error};
 use crate::store::{CredentialRecord, CredentialsPut, MailboxOwner, StoreError, VersionedCredentials};
 
 impl PgStore {
+    /// One round trip, by name rather than through `account_id` (which creates a missing
+    /// account): a login as an unknown user reads a record too, so that it costs what a
+    /// known one does, and must leave nothing behind.
     pub(super) async fn credentials_get_impl(
         &self,
         account: &MailboxOwner,
     ) -> Result<VersionedCredentials, StoreError> {
-        let id = self.account_id(account).await?;
-        let row: Option<(String, i64)> =
-            sqlx::query_as("SELECT record, version FROM account_credentials WHERE account = $1")
-                .bind(id)
-                .fetch_optional(self.pool())
-                .await
-                .map_err(db_error)?;
+        account.check()?;
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT c.record, c.version FROM account_credentials c JOIN accounts a ON a.id = c.account \
+             WHERE a.domain = $1 AND a.local = $2",
+        )
+        .bind(&account.domain)
+        .bind(&account.local)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(db_error)?;
         match row {
             None => Ok(VersionedCredentials::default()),
             Some((text, version)) => Ok(VersionedCredentials {
