@@ -209,3 +209,20 @@ async fn a_damaged_record_makes_logins_unavailable_never_the_old_password() {
         crate::net::verify_login(&limiter, &rig.directory, store, "imap", ip, "bob@example.com", "bob-password").await;
     assert!(matches!(outcome, crate::net::LoginOutcome::LoggedIn(_)), "{outcome:?}");
 }
+
+#[tokio::test]
+async fn the_web_login_takes_the_main_password_only_and_counts_as_web() {
+    let rig = rig();
+    let (_, secret) = rig.credentials.create_app_password(&alice(), "phone").await.unwrap();
+    let limiter = crate::net::Limiter::new(crate::net::LimiterConfig::default(), Vec::new());
+    let ip = "127.0.0.1".parse().unwrap();
+    let counter =
+        |result: &str| crate::metrics::metrics().auth_attempts_total.with_label_values(&["web", result]).get();
+    let (ok, failed) = (counter("success"), counter("failure"));
+    let outcome =
+        crate::net::verify_web_login(&limiter, &rig.credentials, ip, "alice@example.com", "old-password").await;
+    assert_eq!(outcome, crate::net::LoginOutcome::LoggedIn(alice()));
+    let outcome = crate::net::verify_web_login(&limiter, &rig.credentials, ip, "alice@example.com", &secret).await;
+    assert_eq!(outcome, crate::net::LoginOutcome::Failed);
+    assert_eq!((counter("success"), counter("failure")), (ok + 1, failed + 1));
+}
