@@ -6,6 +6,7 @@ pub mod acme;
 pub mod app;
 pub mod backup;
 pub mod config;
+pub mod credentials;
 pub mod datadir;
 pub mod dmarc;
 pub mod dns;

@@ -198,7 +198,7 @@ impl Metrics {
             ),
             auth_attempts_total: counter_vec(
                 "mailroom_auth_attempts_total",
-                "Logins by protocol (smtp, submission, submissions, imap, pop3) and result (success, failure, refused).",
+                "Logins by protocol (smtp, submission, submissions, imap, pop3, managesieve, web) and result (success, failure, refused, unavailable).",
                 &["protocol", "result"],
             ),
             auth_failures_total: register(

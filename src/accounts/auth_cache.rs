@@ -40,13 +40,23 @@ impl AuthCache {
         AuthCache { key: hmac::Key::new(hmac::HMAC_SHA256, &secret), ttl, entries: Mutex::new(HashMap::new()) }
     }
 
-    /// The cache key for a login. The address is length-prefixed so that no choice of
-    /// password can make two different (address, password) pairs collide.
+    /// The cache key for a login at generation 0.
+    #[cfg(test)]
     pub(crate) fn key_for(&self, address: &Address, password: &str) -> CacheKey {
+        self.key_for_generation(address, 0, password)
+    }
+
+    /// The cache key for a login under one `generation` of the account's credentials (the
+    /// version of its credentials record): a changed password or setting is a new
+    /// generation, so what was verified before it is never found again. The address is
+    /// length-prefixed so that no choice of password can make two different (address,
+    /// password) pairs collide.
+    pub(crate) fn key_for_generation(&self, address: &Address, generation: u64, password: &str) -> CacheKey {
         let addr = address.to_string();
         let mut ctx = hmac::Context::with_key(&self.key);
         ctx.update(&(addr.len() as u64).to_be_bytes());
         ctx.update(addr.as_bytes());
+        ctx.update(&generation.to_be_bytes());
         ctx.update(password.as_bytes());
         let tag = ctx.sign();
         let mut out = [0u8; 32];
@@ -114,6 +124,14 @@ mod tests {
         assert_eq!(a, cache.key_for(&addr("AB@example.com"), "c"));
         let other_process = AuthCache::new(AUTH_CACHE_TTL);
         assert_ne!(a, other_process.key_for(&addr("ab@example.com"), "c"));
+    }
+
+    #[test]
+    fn keys_depend_on_the_generation() {
+        let cache = AuthCache::new(AUTH_CACHE_TTL);
+        let a = addr("a@example.com");
+        assert_eq!(cache.key_for(&a, "pw"), cache.key_for_generation(&a, 0, "pw"));
+        assert_ne!(cache.key_for_generation(&a, 1, "pw"), cache.key_for_generation(&a, 2, "pw"));
     }
 
     #[test]

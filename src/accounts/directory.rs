@@ -159,7 +159,31 @@ impl Directory {
     /// verifications are cached for 60 s (see `auth_cache.rs`); failures never are.
     /// CPU-heavy on a cache miss: call from `spawn_blocking`.
     pub fn authenticate(&self, username: &str, password: &str) -> Option<Address> {
-        self.snapshot().authenticate(username, password, &self.verifications)
+        self.snapshot().authenticate(username, password, 0, |a| Some(a.hash.clone()), &self.verifications)
+    }
+
+    /// The canonical address of the account `username` logs in as (the same rules as
+    /// [`Directory::authenticate`]), without checking anything: what the caller reads
+    /// the account's credentials record for.
+    pub fn login_account(&self, username: &str) -> Option<Address> {
+        let snapshot = self.snapshot();
+        snapshot.login_address(username).and_then(|a| snapshot.account(&a)).map(|a| a.address.clone())
+    }
+
+    /// [`Directory::authenticate`] against the hash `pick` chooses for the account (a
+    /// user's own password instead of the configured one), or against none when it
+    /// answers `None` (the password is not accepted this way; the check still costs what
+    /// a real one does, so timing tells nothing). `generation` names the state `pick`
+    /// decided on (the credentials record's version): the auth cache only finds logins
+    /// verified under the same generation, so a changed password never stays valid.
+    pub fn authenticate_with(
+        &self,
+        username: &str,
+        password: &str,
+        generation: u64,
+        pick: impl FnOnce(&Account) -> Option<PasswordHash>,
+    ) -> Option<Address> {
+        self.snapshot().authenticate(username, password, generation, pick, &self.verifications)
     }
 
     /// How many real password-hash verifications `authenticate` has run (cache misses):
@@ -493,13 +517,21 @@ impl Snapshot {
         self.by_address.get(&addr).and_then(|i| self.accounts.get(*i))
     }
 
-    fn authenticate(&self, username: &str, password: &str, verifications: &AtomicU64) -> Option<Address> {
-        let Some(account) = self.login_address(username).and_then(|a| self.account(&a)) else {
+    fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+        generation: u64,
+        pick: impl FnOnce(&Account) -> Option<PasswordHash>,
+        verifications: &AtomicU64,
+    ) -> Option<Address> {
+        let found = self.login_address(username).and_then(|a| self.account(&a));
+        let Some((account, hash)) = found.and_then(|a| pick(a).map(|h| (a, h))) else {
             // Same cost as a real check, so response time does not reveal who exists.
             let _ = self.dummy_hash.verify(password);
             return None;
         };
-        let key = self.cache.key_for(&account.address, password);
+        let key = self.cache.key_for_generation(&account.address, generation, password);
         let now = Instant::now();
         // A hit is fast, but only for the RIGHT password of this account (the key is an
         // HMAC of both, and failures are never cached): a guesser's wrong passwords always
@@ -508,14 +540,14 @@ impl Snapshot {
             return Some(account.address.clone());
         }
         verifications.fetch_add(1, Ordering::Relaxed);
-        if !matches!(account.hash, PasswordHash::Argon2(_)) {
+        if !matches!(hash, PasswordHash::Argon2(_)) {
             // `{PLAIN}` compares in microseconds and a low-cost bcrypt/SHA-crypt in a few
             // milliseconds: without this, response time tells those accounts (the ones
             // worth guessing) from argon2 ones and from unknown users. Never cheaper than
             // the dummy argon2 check that unknown users pay.
             let _ = self.dummy_hash.verify(password);
         }
-        if account.hash.verify(password) {
+        if hash.verify(password) {
             self.cache.remember(key, now);
             Some(account.address.clone())
         } else {

@@ -22,6 +22,7 @@ pub use address::{Address, AddressError, find_outside_quotes, normalise_domain};
 pub use auth_cache::AUTH_CACHE_TTL;
 pub use directory::{Account, Directory, MAX_ALIAS_DEPTH, Recipient};
 pub use parse::{AccountEntry, AliasRule, parse_accounts, parse_aliases};
+pub(crate) use password::constant_time_eq;
 pub use password::{HashError, MAX_PASSWORD_LEN, PasswordHash, hash_password, try_hash_password};
 
 mod generated;

@@ -89,6 +89,19 @@ impl PasswordHash {
         }
     }
 
+    /// A fingerprint of the configured string (SHA-256, hex): what a user's password
+    /// override remembers of the `MAILROOM_ACCOUNTS` entry it replaced, to notice when the
+    /// operator changes that entry. A real hash gives away nothing new; for `{PLAIN}` it is
+    /// an unsalted digest of the password, one more reason `{PLAIN}` is for tests only.
+    pub fn fingerprint(&self) -> String {
+        let configured = match self {
+            PasswordHash::Argon2(h) | PasswordHash::ShaCrypt512(h) | PasswordHash::Bcrypt(h) => h.clone(),
+            PasswordHash::Plain(secret) => format!("{{PLAIN}}{secret}"),
+        };
+        let digest = ring::digest::digest(&ring::digest::SHA256, configured.as_bytes());
+        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// `{PLAIN}` hashes are accepted but warned about at start.
     pub fn is_plain(&self) -> bool {
         matches!(self, PasswordHash::Plain(_))
@@ -138,7 +151,7 @@ impl fmt::Debug for PasswordHash {
 /// Compare without an early exit, so response timing does not reveal how many leading
 /// bytes of a `{PLAIN}` secret a guess got right. Both sides are first reduced to SHA-256
 /// digests so that the length of the secret does not leak either.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let da = ring::digest::digest(&ring::digest::SHA256, a);
     let db = ring::digest::digest(&ring::digest::SHA256, b);
     let diff = da.as_ref().iter().zip(db.as_ref()).fold(0u8, |acc, (x, y)| acc | (x ^ y));

@@ -229,15 +229,22 @@ impl Driver<'_> {
                 Step::Login { username, password } => {
                     let ctx = self.ctx;
                     let ip = self.peer.ip();
-                    let outcome =
-                        crate::net::verify_login(&ctx.limiter, &ctx.directory, "managesieve", ip, &username, &password)
-                            .await;
+                    let outcome = crate::net::verify_login(
+                        &ctx.limiter,
+                        &ctx.directory,
+                        &ctx.store,
+                        "managesieve",
+                        ip,
+                        &username,
+                        &password,
+                    )
+                    .await;
                     match &outcome {
                         LoginOutcome::LoggedIn(a) => {
                             self.owner = Some(MailboxOwner::new(a.local.clone(), a.domain.clone()));
                         }
                         LoginOutcome::Failed => tokio::time::sleep(ctx.limits.auth_failure_delay).await,
-                        LoginOutcome::Refused(_) => {}
+                        LoginOutcome::Refused(_) | LoginOutcome::Unavailable => {}
                     }
                     self.session.login_done(&outcome)
                 }

@@ -391,6 +391,7 @@ impl Session {
                 self.send(Response::no("Authentication failed"))
             }
             LoginOutcome::Refused(blocked) => self.refused(blocked),
+            LoginOutcome::Unavailable => self.send(Response::no("Temporary authentication failure").code("TRYLATER")),
         }
     }
 

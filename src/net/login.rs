@@ -1,6 +1,8 @@
 //! The one login check every protocol calls (SMTP AUTH, IMAP LOGIN/AUTHENTICATE, POP3
-//! USER/PASS and AUTH; ManageSieve later): reserve an attempt in the shared [`Limiter`],
-//! verify the password off the async workers, report the result, count it in
+//! USER/PASS and AUTH, ManageSieve, and the web pages through [`verify_web_login`]):
+//! reserve an attempt in the shared [`Limiter`], read the account's credentials record
+//! (a password the user changed, app passwords: `credentials/`), verify the password
+//! off the async workers, report the result, count it in
 //! `mailroom_auth_attempts_total{protocol, result}` and log it. The sessions only turn
 //! the [`LoginOutcome`] into their own reply.
 //!
@@ -12,7 +14,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::accounts::{Address, Directory};
+use crate::credentials::{Credentials, Purpose, Verified};
 use crate::metrics::metrics;
+use crate::store::Store;
 
 use super::ratelimit::{Blocked, Limiter};
 
@@ -25,6 +29,9 @@ pub enum LoginOutcome<A = Address> {
     Failed,
     /// Refused by the limiter without verifying: a temporary failure.
     Refused(Blocked),
+    /// The account's credentials could not be read (the store is down): a temporary
+    /// failure, not counted as a guess.
+    Unavailable,
 }
 
 impl<A> LoginOutcome<A> {
@@ -34,6 +41,7 @@ impl<A> LoginOutcome<A> {
             LoginOutcome::LoggedIn(_) => "success",
             LoginOutcome::Failed => "failure",
             LoginOutcome::Refused(_) => "refused",
+            LoginOutcome::Unavailable => "unavailable",
         }
     }
 
@@ -43,21 +51,49 @@ impl<A> LoginOutcome<A> {
             LoginOutcome::LoggedIn(a) => LoginOutcome::LoggedIn(f(a)),
             LoginOutcome::Failed => LoginOutcome::Failed,
             LoginOutcome::Refused(b) => LoginOutcome::Refused(b),
+            LoginOutcome::Unavailable => LoginOutcome::Unavailable,
         }
     }
 }
 
-/// Check `username`/`password` from `ip` for `protocol` (the metrics label: `submission`,
-/// `smtp`, `imap`, `pop3`).
+/// Check `username`/`password` from `ip` for mail `protocol` (the metrics label:
+/// `submission`, `smtp`, `imap`, `pop3`, `managesieve`): the main password unless the
+/// account requires app passwords, and any of its app passwords.
 pub async fn verify_login(
     limiter: &Limiter,
     directory: &Arc<Directory>,
+    store: &Store,
     protocol: &'static str,
     ip: IpAddr,
     username: &str,
     password: &str,
 ) -> LoginOutcome {
-    let outcome = check(limiter, directory, ip, username, password).await;
+    let credentials = Credentials::new(store.clone(), directory.clone());
+    verify(limiter, &credentials, Purpose::Mail, protocol, ip, username, password).await
+}
+
+/// Check a login to the web pages (metrics label `web`): the main password only, never
+/// an app password (the pages change passwords and make app passwords).
+pub async fn verify_web_login(
+    limiter: &Limiter,
+    credentials: &Credentials,
+    ip: IpAddr,
+    username: &str,
+    password: &str,
+) -> LoginOutcome {
+    verify(limiter, credentials, Purpose::Web, "web", ip, username, password).await
+}
+
+async fn verify(
+    limiter: &Limiter,
+    credentials: &Credentials,
+    purpose: Purpose,
+    protocol: &'static str,
+    ip: IpAddr,
+    username: &str,
+    password: &str,
+) -> LoginOutcome {
+    let outcome = check(limiter, credentials, purpose, ip, username, password).await;
     metrics().auth_attempts_total.with_label_values(&[protocol, outcome.label()]).inc();
     match &outcome {
         LoginOutcome::LoggedIn(account) => tracing::info!(protocol, client = %ip, user = %account, "login"),
@@ -65,13 +101,17 @@ pub async fn verify_login(
         LoginOutcome::Refused(blocked) => {
             tracing::warn!(protocol, client = %ip, user = %username, %blocked, "login refused without a password check")
         }
+        LoginOutcome::Unavailable => {
+            tracing::warn!(protocol, client = %ip, user = %username, "login not checked: credentials unavailable")
+        }
     }
     outcome
 }
 
 async fn check(
     limiter: &Limiter,
-    directory: &Arc<Directory>,
+    credentials: &Credentials,
+    purpose: Purpose,
     ip: IpAddr,
     username: &str,
     password: &str,
@@ -80,16 +120,31 @@ async fn check(
         Ok(a) => a,
         Err(blocked) => return LoginOutcome::Refused(blocked),
     };
-    let directory = directory.clone();
-    let (user, pass) = (username.to_string(), password.to_string());
+    // Read before `checking()`: a store that is down abandons the attempt, which then
+    // counts as neither a right nor a wrong guess.
+    let login = match credentials.prepare_login(username).await {
+        Ok(l) => Arc::new(l),
+        Err(e) => {
+            tracing::warn!(user = %username, error = %e, "cannot read the account's credentials");
+            return LoginOutcome::Unavailable;
+        }
+    };
+    let pass = password.to_string();
     let permit = limiter.verification_permit().await;
     attempt.checking();
     // argon2 costs tens of milliseconds of CPU on purpose: a blocking thread, not a worker.
-    let found = tokio::task::spawn_blocking(move || directory.authenticate(&user, &pass)).await.ok().flatten();
+    let check = login.clone();
+    let found = tokio::task::spawn_blocking(move || check.verify(&pass, purpose)).await.ok().flatten();
     drop(permit);
     match found {
-        Some(account) => {
+        Some(verified) => {
             attempt.succeeded();
+            if let Verified::App(account, id) = &verified {
+                let (credentials, account, id) = (credentials.clone(), account.clone(), id.clone());
+                // Off the login's path: the client need not wait for a record write.
+                tokio::spawn(async move { credentials.note_app_password_use(&account, login.state(), &id).await });
+            }
+            let (Verified::Main(account) | Verified::App(account, _)) = verified;
             LoginOutcome::LoggedIn(account)
         }
         None => {

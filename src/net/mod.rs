@@ -32,7 +32,7 @@ use crate::metrics::metrics;
 
 pub use limits::{ConnectionLimiter, ConnectionPermit, Refusal};
 pub use listener::{BindError, BoundListener, bind};
-pub use login::{LoginOutcome, verify_login};
+pub use login::{LoginOutcome, verify_login, verify_web_login};
 pub use memory::{MemoryPermit, MessageMemory};
 pub use ratelimit::{Admission, BlockScope, Blocked, Limiter, LimiterConfig, LoginAttempt};
 

@@ -74,7 +74,7 @@ impl Pop3Backend for Pop3Context {
     type Reader = MessageReader;
 
     async fn authenticate(&self, ip: std::net::IpAddr, username: &str, password: &str) -> LoginOutcome {
-        crate::net::verify_login(&self.limiter, &self.directory, "pop3", ip, username, password).await
+        crate::net::verify_login(&self.limiter, &self.directory, &self.store, "pop3", ip, username, password).await
     }
 
     async fn lock_maildrop(&self, account: &Address) -> Result<Option<Lease>, BackendError> {

@@ -329,6 +329,9 @@ impl<B: Pop3Backend> Driver<'_, B> {
                 return self.session.login_failed();
             }
             LoginOutcome::Refused(blocked) => return Step::Reply(self.session.login_refused(&blocked)),
+            LoginOutcome::Unavailable => {
+                return Step::Reply(self.session.login_refused(&"Temporary authentication failure"));
+            }
         };
         let lock = match self.backend.lock_maildrop(&account).await {
             Ok(Some(lock)) => lock,

@@ -88,14 +88,16 @@ impl Exchange {
 pub async fn check_password(
     limiter: &Limiter,
     directory: &Arc<Directory>,
+    store: &crate::store::Store,
     service: &'static str,
     ip: IpAddr,
     c: Credentials,
 ) -> Result<Address, Status> {
-    match verify_login(limiter, directory, service, ip, &c.username, &c.password).await {
+    match verify_login(limiter, directory, store, service, ip, &c.username, &c.password).await {
         LoginOutcome::LoggedIn(account) => Ok(account),
         LoginOutcome::Failed => Err(Status::new(535, (5, 7, 8), "Error: authentication credentials invalid")),
         LoginOutcome::Refused(blocked) => Err(Status::new(454, (4, 7, 0), format!("Error: {blocked}"))),
+        LoginOutcome::Unavailable => Err(Status::new(454, (4, 7, 0), "Error: temporary authentication failure")),
     }
 }
 

@@ -375,7 +375,7 @@ impl SmtpConnection {
             }
             Ok(c) => {
                 let ip = self.session.client().ip;
-                check_password(&self.ctx.limiter, &self.ctx.directory, self.service(), ip, c).await
+                check_password(&self.ctx.limiter, &self.ctx.directory, &self.ctx.store, self.service(), ip, c).await
             }
         };
         let (replies, action) = self.session.auth_finished(result);

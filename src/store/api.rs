@@ -25,6 +25,7 @@ use std::time::SystemTime;
 
 use tokio::sync::broadcast;
 
+use super::credentials::{CredentialRecord, CredentialsPut, VersionedCredentials};
 use super::error::StoreError;
 use super::reader::MessageReader;
 use super::reports::{ReportCount, ReportKind};
@@ -184,6 +185,23 @@ pub trait MailStore: Clone + Send + Sync + 'static {
         kind: ReportKind,
         counts: &[ReportCount],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The account's credentials record and its version (version 0 and an empty record
+    /// when it never had one). Logins read it every time, so it is one small read.
+    fn credentials_get(
+        &self,
+        account: &MailboxOwner,
+    ) -> impl Future<Output = Result<VersionedCredentials, StoreError>> + Send;
+
+    /// Replace the record if it is still at `expected_version` (0: there is none yet),
+    /// durable when it returns [`CredentialsPut::Written`]; otherwise write nothing and
+    /// answer [`CredentialsPut::Conflict`].
+    fn credentials_put(
+        &self,
+        account: &MailboxOwner,
+        expected_version: u64,
+        record: &CredentialRecord,
+    ) -> impl Future<Output = Result<CredentialsPut, StoreError>> + Send;
 }
 
 /// A session's registration as a viewer of a mailbox (SELECT/EXAMINE): messages expunged

@@ -544,3 +544,85 @@ async fn sieve_memory_remembers_a_key_until_it_expires() {
     })
     .await;
 }
+
+fn credential_record(app: &str) -> CredentialRecord {
+    CredentialRecord {
+        password_override: Some(PasswordOverride {
+            hash: "$argon2id$v=19$m=64,t=1,p=1$c29tZXNhbHQ$aGFzaA".to_string(),
+            env_fingerprint: "ab".repeat(32),
+            changed: 1_700_000_000,
+        }),
+        app_passwords: vec![AppPasswordEntry {
+            id: app.to_string(),
+            name: "phone ☎".to_string(),
+            hash: "cd".repeat(32),
+            created: 1_700_000_001,
+            last_used: None,
+        }],
+        require_app_passwords: true,
+    }
+}
+
+#[tokio::test]
+async fn credentials_round_trip_with_a_growing_version() {
+    for_each_backend(|store| async move {
+        let none = store.credentials_get(&alice()).await.unwrap();
+        assert_eq!(none, VersionedCredentials::default(), "an account without a record");
+        let first = credential_record("a1");
+        assert_eq!(store.credentials_put(&alice(), 0, &first).await.unwrap(), CredentialsPut::Written(1));
+        let read = store.credentials_get(&alice()).await.unwrap();
+        assert_eq!((read.record, read.version), (first.clone(), 1));
+        let mut second = credential_record("a2");
+        second.password_override = None;
+        second.app_passwords[0].last_used = Some(1_700_000_100);
+        assert_eq!(store.credentials_put(&alice(), 1, &second).await.unwrap(), CredentialsPut::Written(2));
+        let read = store.credentials_get(&alice()).await.unwrap();
+        assert_eq!((read.record, read.version), (second, 2));
+        assert_eq!(store.credentials_get(&bob()).await.unwrap().version, 0, "accounts are apart");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn credentials_writes_at_a_stale_version_lose() {
+    for_each_backend(|store| async move {
+        // Two writers that both read "no record": exactly one wins.
+        let (owner, first, second) = (alice(), credential_record("first"), credential_record("second"));
+        let (a, b) = tokio::join!(store.credentials_put(&owner, 0, &first), store.credentials_put(&owner, 0, &second));
+        let outcomes = [a.unwrap(), b.unwrap()];
+        assert!(outcomes.contains(&CredentialsPut::Written(1)), "{outcomes:?}");
+        assert!(outcomes.contains(&CredentialsPut::Conflict), "{outcomes:?}");
+        assert_eq!(
+            store.credentials_put(&alice(), 0, &credential_record("late")).await.unwrap(),
+            CredentialsPut::Conflict
+        );
+        assert_eq!(
+            store.credentials_put(&alice(), 5, &credential_record("future")).await.unwrap(),
+            CredentialsPut::Conflict
+        );
+
+        // Many writers each adding an app password with read-change-write-again: none is lost.
+        let writers = (0..8).map(|i| {
+            let store = store.clone();
+            async move {
+                loop {
+                    let state = store.credentials_get(&alice()).await.unwrap();
+                    let mut record = state.record.clone();
+                    record.app_passwords.push(credential_record(&format!("w{i}")).app_passwords[0].clone());
+                    if let CredentialsPut::Written(_) =
+                        store.credentials_put(&alice(), state.version, &record).await.unwrap()
+                    {
+                        break;
+                    }
+                }
+            }
+        });
+        futures_util::future::join_all(writers).await;
+        let state = store.credentials_get(&alice()).await.unwrap();
+        assert_eq!(state.version, 9);
+        let mut ids: Vec<String> = state.record.app_passwords.iter().map(|p| p.id.clone()).skip(1).collect();
+        ids.sort();
+        assert_eq!(ids, (0..8).map(|i| format!("w{i}")).collect::<Vec<_>>());
+    })
+    .await;
+}

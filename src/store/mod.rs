@@ -7,7 +7,8 @@
 //! Layout: `api.rs` the traits a backend implements ([`MailStore`], [`MailboxOps`],
 //! [`ViewRetention`]); `types.rs` the backend-neutral values, `error.rs` [`StoreError`],
 //! `folder_name.rs` folder names and mUTF-7, `reader.rs` [`MessageReader`] (CRLF message
-//! streams), `sieve.rs` the Sieve script-name rule and the sieve delegation; `maildir/`
+//! streams), `sieve.rs` the Sieve script-name rule and the sieve delegation,
+//! `credentials.rs` the per-account credentials record and its delegation; `maildir/`
 //! and `pg/` the backends. [`Store`], [`Mailbox`] and [`ViewTicket`] are
 //! enums with one variant per backend that delegate through the traits, so consumers keep
 //! these names whatever the backend, and a new backend is a new variant (docs/architecture.md,
@@ -20,6 +21,7 @@
 pub mod api;
 #[cfg(test)]
 mod contract_tests;
+mod credentials;
 mod error;
 pub mod folder_name;
 mod lease;
@@ -38,6 +40,7 @@ use std::time::SystemTime;
 use tokio::sync::broadcast;
 
 pub use api::{MailStore, MailboxOps, ViewRetention};
+pub use credentials::{AppPasswordEntry, CredentialRecord, CredentialsPut, PasswordOverride, VersionedCredentials};
 pub use error::StoreError;
 pub use folder_name::{FolderPath, decode_mutf7, encode_mutf7};
 pub use lease::{Lease, LocalLease};

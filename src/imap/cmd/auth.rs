@@ -163,11 +163,17 @@ impl Session {
 
     async fn try_credentials(&mut self, username: &str, password: &str) -> Tagged {
         let ip = self.peer.ip();
-        let address = match verify_login(&self.ctx.limiter, &self.ctx.directory, "imap", ip, username, password).await {
-            LoginOutcome::LoggedIn(address) => address,
-            LoginOutcome::Failed => return self.login_failed("Authentication failed").await,
-            LoginOutcome::Refused(blocked) => return Tagged::no(format!("{blocked}")).code("UNAVAILABLE"),
-        };
+        let address =
+            match verify_login(&self.ctx.limiter, &self.ctx.directory, &self.ctx.store, "imap", ip, username, password)
+                .await
+            {
+                LoginOutcome::LoggedIn(address) => address,
+                LoginOutcome::Failed => return self.login_failed("Authentication failed").await,
+                LoginOutcome::Refused(blocked) => return Tagged::no(format!("{blocked}")).code("UNAVAILABLE"),
+                LoginOutcome::Unavailable => {
+                    return Tagged::no("Temporary authentication failure, try again later").code("UNAVAILABLE");
+                }
+            };
         let Some(slot) = self.ctx.user_connections.acquire(
             &address.to_string(),
             self.peer.ip(),

@@ -33,6 +33,7 @@
 //! index rebuilds, and is what Dovecot's `pop3_uidl_format = %f`-style setups expose.
 
 mod backend;
+mod credentials;
 mod deliver;
 #[cfg(test)]
 mod dovecot_compat_tests;
@@ -119,6 +120,9 @@ struct StoreInner {
     sieve_lock: tokio::sync::Mutex<()>,
     /// Serialises the read-merge-replace of the DMARC report counters (`dmarc.rs`).
     report_lock: tokio::sync::Mutex<()>,
+    /// Serialises credentials writes (`credentials.rs`): the version check and the write
+    /// it guards are one step.
+    credentials_lock: tokio::sync::Mutex<()>,
     /// Last UIDVALIDITY handed out, so two indexes created in the same second differ.
     last_uid_validity: AtomicU32,
 }
@@ -149,6 +153,7 @@ impl MaildirStore {
                 folders_lock: tokio::sync::Mutex::new(()),
                 sieve_lock: tokio::sync::Mutex::new(()),
                 report_lock: tokio::sync::Mutex::new(()),
+                credentials_lock: tokio::sync::Mutex::new(()),
                 last_uid_validity: AtomicU32::new(0),
             }),
         })

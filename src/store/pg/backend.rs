@@ -141,6 +141,19 @@ impl MailStore for PgStore {
     ) -> Result<(), StoreError> {
         self.report_subtract_impl(kind, counts).await
     }
+
+    async fn credentials_get(&self, account: &MailboxOwner) -> Result<crate::store::VersionedCredentials, StoreError> {
+        self.credentials_get_impl(account).await
+    }
+
+    async fn credentials_put(
+        &self,
+        account: &MailboxOwner,
+        expected_version: u64,
+        record: &crate::store::CredentialRecord,
+    ) -> Result<crate::store::CredentialsPut, StoreError> {
+        self.credentials_put_impl(account, expected_version, record).await
+    }
 }
 
 impl MailboxOps for PgMailbox {

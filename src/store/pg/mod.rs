@@ -33,6 +33,7 @@ mod backend;
 pub(crate) mod blobs;
 #[cfg(test)]
 mod contention_tests;
+mod credentials;
 mod folders;
 mod import;
 pub mod kv;
