@@ -43,6 +43,7 @@ use crate::tls::{self, CertStore, TlsError};
 
 mod services;
 mod status;
+mod web_backend;
 use services::services;
 
 /// How long shutdown waits for sessions to finish.

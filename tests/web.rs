@@ -134,3 +134,35 @@ fn an_admin_that_is_not_an_account_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("MAILROOM_WEB"));
 }
+
+#[test]
+fn a_user_changes_password_app_passwords_and_vacation_and_mail_clients_follow() {
+    if !have_tool("python3") || !have_tool("chromium") {
+        return;
+    }
+    let probe = Command::new("python3").args(["-c", "import playwright.sync_api"]).output().unwrap();
+    if !probe.status.success() {
+        missing("python3 playwright (pip install playwright)");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_ready(&env(data.path(), &[]), data.path(), Duration::from_secs(30));
+    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let args = [
+        format!("https://{}", server.addr("https")),
+        USER.into(),
+        USER_PASSWORD.into(),
+        "bob-changed-password".into(),
+        ADMIN.into(),
+        ADMIN_PASSWORD.into(),
+        server.addr("imaps").to_string(),
+        server.addr("submissions").to_string(),
+        shots.display().to_string(),
+    ];
+    let out = run_client("web_account.py", &args, &server);
+    assert!(out.trim_end().ends_with("ok"), "{out}");
+    for name in ["password-changed", "app-password-created", "vacation-saved"] {
+        assert!(shots.join(format!("{name}.png")).exists(), "{name}.png");
+    }
+}

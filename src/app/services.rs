@@ -78,6 +78,7 @@ pub(super) fn web_pages(shared: &Shared) -> Result<Option<Arc<crate::web::WebApp
     if !shared.config.web {
         return Ok(None);
     }
+    let credentials = crate::credentials::Credentials::new(shared.store.clone(), shared.directory.clone());
     let sessions = crate::web::Sessions::load_or_create(&shared.config.data_dir)
         .map_err(|e| super::StartError::Web(format!("session key: {e}")))?;
     Ok(Some(Arc::new(crate::web::WebApp {
@@ -86,11 +87,15 @@ pub(super) fn web_pages(shared: &Shared) -> Result<Option<Arc<crate::web::WebApp
         certs: shared.certs.clone(),
         sessions,
         admins: shared.config.admins.iter().map(|a| a.to_string()).collect(),
-        login: Arc::new(crate::web::DirectoryLogin {
+        login: Arc::new(crate::web::CredentialsLogin {
             limiter: shared.limiter.clone(),
-            directory: shared.directory.clone(),
+            credentials: credentials.clone(),
         }),
-        backend: Arc::new(crate::web::NotWired),
+        backend: Arc::new(super::web_backend::StoreBackend {
+            limiter: shared.limiter.clone(),
+            credentials,
+            store: shared.store.clone(),
+        }),
     })))
 }
 

@@ -3,6 +3,8 @@
 //! themselves: the server plugs in an implementation over `credentials/` and `sieve/`,
 //! the unit tests an in-memory one.
 
+use std::net::IpAddr;
+
 use async_trait::async_trait;
 use chrono::NaiveDate;
 
@@ -64,8 +66,9 @@ pub enum BackendError {
 /// never reach another's data.
 #[async_trait]
 pub trait AccountBackend: Send + Sync {
-    /// Replace the password after checking the current one.
-    async fn change_password(&self, account: &str, current: &str, new: &str) -> Result<(), BackendError>;
+    /// Replace the password after checking the current one. `ip` is the browser's address:
+    /// the check of the current password is a guess like a login's and is limited like one.
+    async fn change_password(&self, ip: IpAddr, account: &str, current: &str, new: &str) -> Result<(), BackendError>;
     async fn app_passwords(&self, account: &str) -> Result<AppPasswords, BackendError>;
     async fn create_app_password(&self, account: &str, name: &str) -> Result<NewAppPassword, BackendError>;
     async fn revoke_app_password(&self, account: &str, id: &str) -> Result<(), BackendError>;
@@ -80,7 +83,7 @@ pub struct NotWired;
 
 #[async_trait]
 impl AccountBackend for NotWired {
-    async fn change_password(&self, _: &str, _: &str, _: &str) -> Result<(), BackendError> {
+    async fn change_password(&self, _: IpAddr, _: &str, _: &str, _: &str) -> Result<(), BackendError> {
         Err(BackendError::Unavailable)
     }
     async fn app_passwords(&self, _: &str) -> Result<AppPasswords, BackendError> {

@@ -69,7 +69,7 @@ async fn dispatch(app: &WebApp, req: &WebRequest, now: u64) -> Resp {
                 return html::see_other("/account/login");
             };
             let session = Session { seen: now, ..session };
-            let mut resp = logged_in(app, route, &session, &form, now).await;
+            let mut resp = logged_in(app, req, route, &session, &form, now).await;
             if route != Route::Logout {
                 set_cookie(&mut resp, &app.sessions.encode(&session), remaining(&session, now));
             }
@@ -130,8 +130,7 @@ async fn login_submit(app: &WebApp, req: &WebRequest, pre: Option<Session>, form
         Ok(l) => l,
         Err(Invalid(m)) => return login_page(app, &pre, &address, &Notice::Error(m), StatusCode::BAD_REQUEST, now),
     };
-    let ip = req.peer.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
-    match app.login.login(ip, &login.address, &login.password).await {
+    match app.login.login(client_ip(req), &login.address, &login.password).await {
         LoginOutcome::LoggedIn(account) => {
             // Never promote the pre-login id: a planted cookie stays anonymous.
             app.sessions.revoke(&pre, now);
@@ -148,11 +147,20 @@ async fn login_submit(app: &WebApp, req: &WebRequest, pre: Option<Session>, form
             let notice = Notice::Error("Too many attempts. Wait a while and try again.".into());
             login_page(app, &pre, &address, &notice, StatusCode::TOO_MANY_REQUESTS, now)
         }
+        LoginOutcome::Unavailable => {
+            let notice = Notice::Error("Passwords cannot be checked right now. Try again in a minute.".into());
+            login_page(app, &pre, &address, &notice, StatusCode::SERVICE_UNAVAILABLE, now)
+        }
     }
 }
 
+/// The browser's address for the login limiter (unspecified only in tests without a peer).
+fn client_ip(req: &WebRequest) -> IpAddr {
+    req.peer.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED))
+}
+
 /// The pages behind login; `session` has an account.
-async fn logged_in(app: &WebApp, route: Route, session: &Session, form: &Form, now: u64) -> Resp {
+async fn logged_in(app: &WebApp, req: &WebRequest, route: Route, session: &Session, form: &Form, now: u64) -> Resp {
     let account = session.account.as_deref().unwrap_or_default();
     let csrf = app.sessions.csrf_token(session);
     let show = |title: &str, status: StatusCode, body: String| {
@@ -171,7 +179,7 @@ async fn logged_in(app: &WebApp, route: Route, session: &Session, form: &Form, n
         Route::PasswordSubmit => {
             let (status, notice) = match form::PasswordForm::from_form(form) {
                 Err(Invalid(m)) => (StatusCode::BAD_REQUEST, Notice::Error(m)),
-                Ok(p) => match backend.change_password(account, &p.current, &p.new).await {
+                Ok(p) => match backend.change_password(client_ip(req), account, &p.current, &p.new).await {
                     Ok(()) => (StatusCode::OK, Notice::Ok("Your password is changed.".into())),
                     Err(e) => (failure_status(&e), Notice::Error(e.to_string())),
                 },

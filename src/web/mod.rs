@@ -28,12 +28,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use backend::{AccountBackend, BackendError, NotWired};
+pub use backend::{AccountBackend, AppPasswordView, AppPasswords, BackendError, NewAppPassword, NotWired, Vacation};
 pub use handler::handle;
 pub use session::Sessions;
 
-use crate::accounts::Directory;
 use crate::config::ListenConfig;
+use crate::credentials::Credentials;
 use crate::net::{Limiter, LoginOutcome};
 use crate::tls::{CertSource, CertStore};
 
@@ -44,16 +44,18 @@ pub trait Authenticator: Send + Sync {
     async fn login(&self, ip: IpAddr, address: &str, password: &str) -> LoginOutcome<String>;
 }
 
-/// The server's check: the shared limiter and directory, counted as protocol `web`.
-pub struct DirectoryLogin {
+/// The server's check: the shared limiter and the account's credentials, the main
+/// password only (an app password must not open the page that manages app passwords),
+/// counted as protocol `web`.
+pub struct CredentialsLogin {
     pub limiter: Arc<Limiter>,
-    pub directory: Arc<Directory>,
+    pub credentials: Credentials,
 }
 
 #[async_trait]
-impl Authenticator for DirectoryLogin {
+impl Authenticator for CredentialsLogin {
     async fn login(&self, ip: IpAddr, address: &str, password: &str) -> LoginOutcome<String> {
-        crate::net::verify_login(&self.limiter, &self.directory, "web", ip, address, password)
+        crate::net::verify_web_login(&self.limiter, &self.credentials, ip, address, password)
             .await
             .map(|a| a.to_string())
     }

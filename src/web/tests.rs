@@ -58,7 +58,13 @@ struct FakeBackend {
 
 #[async_trait]
 impl AccountBackend for FakeBackend {
-    async fn change_password(&self, account: &str, current: &str, new: &str) -> Result<(), BackendError> {
+    async fn change_password(
+        &self,
+        _: std::net::IpAddr,
+        account: &str,
+        current: &str,
+        new: &str,
+    ) -> Result<(), BackendError> {
         let mut p = self.passwords.lock().unwrap();
         let now = p.entry(account.to_string()).or_insert_with(|| PASSWORD.to_string());
         if now != current {
