@@ -10,13 +10,14 @@ use super::*;
 use crate::queue::BoxFuture;
 use crate::store::{Flag, MailboxOwner, StoreError};
 
-/// Scripts and the reply memory in memory; `folders` are the folders that exist.
+/// Scripts and the reply memory in memory; `folders` are the folders that exist besides
+/// INBOX. Shared with the vacation settings tests.
 #[derive(Default)]
-struct Memory {
-    active: Option<(String, Bytes)>,
-    scripts: HashMap<String, Bytes>,
-    remembered: Mutex<HashMap<String, SystemTime>>,
-    folders: Vec<String>,
+pub(super) struct Memory {
+    pub(super) active: Option<(String, Bytes)>,
+    pub(super) scripts: HashMap<String, Bytes>,
+    pub(super) remembered: Mutex<HashMap<String, SystemTime>>,
+    pub(super) folders: Vec<String>,
 }
 
 impl ScriptSource for Memory {

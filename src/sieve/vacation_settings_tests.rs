@@ -2,17 +2,13 @@
 //! them back, what the engine does with the script, and the store round trip on both
 //! backends.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::SystemTime;
-
 use bytes::Bytes;
 use chrono::{Duration, NaiveDate, Utc};
 
+use super::tests::Memory;
 use super::vacation_settings::*;
 use super::*;
-use crate::queue::BoxFuture;
-use crate::store::{MailboxOwner, Store, StoreError};
+use crate::store::{MailboxOwner, Store};
 
 fn day(s: &str) -> NaiveDate {
     parse_date(DateField::Start, s).unwrap().unwrap()
@@ -106,17 +102,9 @@ fn a_script_without_valid_settings_reads_as_the_defaults() {
     assert_eq!(VacationSettings::from_script(line.as_bytes()), on("s", "t"));
 }
 
-/// Scripts by name, an optional active one, and the reply memory, in memory.
-#[derive(Default)]
-struct Memory {
-    active: Option<(String, Bytes)>,
-    scripts: HashMap<String, Bytes>,
-    remembered: Mutex<HashMap<String, SystemTime>>,
-}
-
 impl Memory {
     fn with_vacation(settings: &VacationSettings) -> Memory {
-        let mut m = Memory::default();
+        let mut m = Memory { folders: vec!["Lists".into()], ..Memory::default() };
         m.scripts.insert(VACATION_SCRIPT.into(), Bytes::from(settings.to_script()));
         m
     }
@@ -124,36 +112,6 @@ impl Memory {
     fn with_active(mut self, script: &str) -> Memory {
         self.active = Some(("mine".into(), Bytes::from(script.to_string())));
         self
-    }
-}
-
-impl ScriptSource for Memory {
-    fn active<'a>(&'a self, _: &'a MailboxOwner) -> BoxFuture<'a, Result<Option<(String, Bytes)>, StoreError>> {
-        Box::pin(async move { Ok(self.active.clone()) })
-    }
-    fn get<'a>(&'a self, _: &'a MailboxOwner, name: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
-        Box::pin(async move { Ok(self.scripts.get(name).cloned()) })
-    }
-    fn remember<'a>(
-        &'a self,
-        _: &'a MailboxOwner,
-        key: &'a str,
-        until: SystemTime,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move {
-            let mut m = self.remembered.lock().unwrap();
-            if m.get(key).is_some_and(|t| *t > SystemTime::now()) {
-                return Ok(true);
-            }
-            m.insert(key.to_string(), until);
-            Ok(false)
-        })
-    }
-}
-
-impl FolderCheck for Memory {
-    fn exists<'a>(&'a self, _: &'a MailboxOwner, folder: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move { Ok(folder == "INBOX" || folder == "Lists") })
     }
 }
 
