@@ -96,6 +96,7 @@ pub(super) fn web_pages(shared: &Shared) -> Result<Option<Arc<crate::web::WebApp
             credentials,
             store: shared.store.clone(),
         }),
+        admin: Some(shared.status.clone()),
     })))
 }
 

@@ -16,7 +16,7 @@ use super::html::{self, Frame};
 use super::pages::{self, Notice};
 use super::routes::{self, Route};
 use super::session::{self, Session};
-use super::{WebApp, setup};
+use super::{WebApp, admin, setup};
 use crate::http::autoconfig::MailEndpoints;
 use crate::http::web::WebRequest;
 use crate::net::LoginOutcome;
@@ -250,12 +250,37 @@ async fn logged_in(app: &WebApp, req: &WebRequest, route: Route, session: &Sessi
                 ),
             }
         }
-        Route::Admin => {
-            if app.is_admin(account) {
-                show("Administration", StatusCode::OK, pages::admin(account))
-            } else {
-                html::error_page(StatusCode::FORBIDDEN, "Not allowed", "This page is for the server's administrators.")
+        Route::Admin | Route::AdminQueue | Route::AdminDnsCheck => {
+            if !app.is_admin(account) {
+                return html::error_page(
+                    StatusCode::FORBIDDEN,
+                    "Not allowed",
+                    "This page is for the server's administrators.",
+                );
             }
+            let Some(source) = &app.admin else {
+                return show("Administration", StatusCode::OK, pages::admin(account));
+            };
+            let (status, notice) = match route {
+                Route::AdminQueue => match admin::queue_form(form.get("action"), form.get("id")) {
+                    Ok((action, id)) => {
+                        let result = source.queue_action(&id, action).await;
+                        let status = if result.is_ok() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+                        (status, admin::queue_notice(action, &id, &result))
+                    }
+                    Err(m) => (StatusCode::BAD_REQUEST, Notice::Error(m)),
+                },
+                Route::AdminDnsCheck => {
+                    source.refresh_dns();
+                    (
+                        StatusCode::OK,
+                        Notice::Ok("A new DNS check has started; reload this page in a few seconds.".into()),
+                    )
+                }
+                _ => (StatusCode::OK, Notice::None),
+            };
+            let snapshot = source.snapshot().await;
+            show("Administration", status, admin::render(&snapshot, &csrf, &notice))
         }
         Route::Stylesheet | Route::LoginForm | Route::LoginSubmit | Route::MethodNotAllowed | Route::NotFound => {
             html::error_page(StatusCode::NOT_FOUND, "Not found", "There is no such page.")

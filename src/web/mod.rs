@@ -13,6 +13,7 @@
 //! `net::verify_login` (its limiter, the protocol label `web`), changes through
 //! [`AccountBackend`].
 
+pub mod admin;
 pub mod backend;
 pub mod csrf;
 pub mod form;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use admin::AdminSource;
 pub use backend::{AccountBackend, AppPasswordView, AppPasswords, BackendError, NewAppPassword, NotWired, Vacation};
 pub use handler::handle;
 pub use session::Sessions;
@@ -74,6 +76,8 @@ pub struct WebApp {
     pub admins: Vec<String>,
     pub login: Arc<dyn Authenticator>,
     pub backend: Arc<dyn AccountBackend>,
+    /// The admin page's state and actions; `None` where there is no server behind it.
+    pub admin: Option<Arc<dyn AdminSource>>,
 }
 
 impl WebApp {

@@ -14,7 +14,7 @@ pub enum Notice {
 }
 
 impl Notice {
-    fn html(&self) -> String {
+    pub(super) fn html(&self) -> String {
         match self {
             Notice::None => String::new(),
             Notice::Ok(t) => message(t, true),

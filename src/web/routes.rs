@@ -22,6 +22,8 @@ pub enum Route {
     Setup,
     MobileConfig,
     Admin,
+    AdminQueue,
+    AdminDnsCheck,
     /// A known page, another method.
     MethodNotAllowed,
     NotFound,
@@ -39,6 +41,8 @@ impl Route {
                 | Route::AppPasswordRevoke
                 | Route::AppPasswordRequire
                 | Route::VacationSubmit
+                | Route::AdminQueue
+                | Route::AdminDnsCheck
         )
     }
 }
@@ -67,6 +71,8 @@ pub fn route(method: &Method, path: &str) -> Route {
         "/account/setup" => (Some(Route::Setup), None),
         "/account/setup/mailroom.mobileconfig" => (Some(Route::MobileConfig), None),
         "/admin" => (Some(Route::Admin), None),
+        "/admin/queue" => (None, Some(Route::AdminQueue)),
+        "/admin/dns" => (None, Some(Route::AdminDnsCheck)),
         p if p == super::html::CSS_PATH.as_str() => (Some(Route::Stylesheet), None),
         _ => return Route::NotFound,
     };

@@ -121,6 +121,7 @@ fn app_with(backend: Arc<dyn AccountBackend>) -> WebApp {
         admins: vec![ALICE.to_string()],
         login: Arc::new(FakeLogin { failures: Mutex::new(0) }),
         backend,
+        admin: None,
     }
 }
 
@@ -203,6 +204,10 @@ fn routes_map_methods_and_paths() {
     assert_eq!(route(&Method::GET, "/account/setup/mailroom.mobileconfig"), Route::MobileConfig);
     assert_eq!(route(&Method::POST, "/admin"), Route::MethodNotAllowed);
     assert_eq!(route(&Method::GET, "/admin"), Route::Admin);
+    assert_eq!(route(&Method::POST, "/admin/queue"), Route::AdminQueue);
+    assert_eq!(route(&Method::POST, "/admin/dns"), Route::AdminDnsCheck);
+    assert_eq!(route(&Method::GET, "/admin/queue"), Route::MethodNotAllowed);
+    assert!(Route::AdminQueue.is_post() && Route::AdminDnsCheck.is_post());
     assert_eq!(route(&Method::DELETE, "/account"), Route::MethodNotAllowed);
     assert_eq!(route(&Method::GET, "/account/nope"), Route::NotFound);
     assert_eq!(route(&Method::GET, html::CSS_PATH.as_str()), Route::Stylesheet);
@@ -426,8 +431,13 @@ async fn every_page_carries_the_security_headers() {
 async fn admin_is_for_admins_only() {
     let app = app();
     assert_eq!(get(&app, "/admin", None).await.headers[header::LOCATION], "/account/login");
-    let (bob, _) = login(&app, BOB).await;
+    let (bob, bob_csrf) = login(&app, BOB).await;
     assert_eq!(get(&app, "/admin", Some(&bob)).await.status, StatusCode::FORBIDDEN);
+    // With a good token of his own, the admin forms are still not his.
+    for path in ["/admin/queue", "/admin/dns"] {
+        let body = format!("csrf={}&id=Q1&action=delete", enc(&bob_csrf));
+        assert_eq!(post(&app, path, Some(&bob), &body).await.status, StatusCode::FORBIDDEN, "{path}");
+    }
     assert!(!get(&app, "/account", Some(&bob)).await.body.contains("href=\"/admin\""));
     let (alice, _) = login(&app, ALICE).await;
     let page = get(&app, "/admin", Some(&alice)).await;

@@ -4,7 +4,8 @@
 Usage: web_browser.py BASE_URL ADMIN PASSWORD USER PASSWORD SCREENSHOT_DIR
 
 ADMIN is listed in MAILROOM_ADMINS, USER is not. Logs in (wrong password refused),
-walks every account page (a screenshot of each), checks that a cookie from before
+walks every account page (a screenshot of each), has the admin page check DNS again
+and show a missing record red with the value to publish, checks that a cookie from before
 login is useless after it (fixation), that POSTs without or with a wrong CSRF token
 get 403 (in the browser's context and as a raw POST), that a non-admin gets 403 on
 /admin, logs out (the old cookie is dead), and finally that guessing is limited.
@@ -15,6 +16,7 @@ import concurrent.futures
 import http.client
 import ssl
 import sys
+import time
 import urllib.parse
 
 from playwright.sync_api import sync_playwright
@@ -122,6 +124,23 @@ def main():
             assert page.url.endswith(path), page.url
             assert page.locator("h1").count() == 1
             shot(page, name)
+        # --- the admin page: a new DNS check shows the missing records red, with the value ---
+        page.goto(f"{BASE}/admin")
+        submit_admin = page.get_by_role("button", name="Check DNS again")
+        with page.expect_navigation():
+            submit_admin.click()
+        assert "A new DNS check has started" in page.content(), page.content()
+        dmarc = page.locator("div.check.bad", has_text="_dmarc.example.com")
+        for _ in range(120):
+            if dmarc.count():
+                break
+            time.sleep(0.25)
+            page.goto(f"{BASE}/admin")
+        assert dmarc.count() == 1, page.content()
+        assert "missing" in dmarc.inner_text(), dmarc.inner_text()
+        assert "v=DMARC1" in dmarc.locator("code.copy").inner_text()
+        shot(page, "admin-dns")
+
         page.goto(f"{BASE}/account/setup")
         assert "Download the configuration profile" in page.content()
         href = page.get_by_role("link", name="Download the configuration profile").get_attribute("href")
