@@ -69,6 +69,13 @@ fn browser_available() -> bool {
     true
 }
 
+/// Where the browser scripts save their screenshots (test artefacts, not committed).
+fn screenshot_dir() -> std::path::PathBuf {
+    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    shots
+}
+
 #[test]
 fn a_browser_logs_in_walks_the_pages_and_is_refused_what_it_must_be() {
     if !browser_available() {
@@ -76,8 +83,7 @@ fn a_browser_logs_in_walks_the_pages_and_is_refused_what_it_must_be() {
     }
     let data = tempfile::tempdir().unwrap();
     let server = Server::start_ready(&env(data.path(), &[]), data.path(), Duration::from_secs(30));
-    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
+    let shots = screenshot_dir();
     let base = format!("https://{}", server.addr("https"));
     let args =
         [base, ADMIN.into(), ADMIN_PASSWORD.into(), USER.into(), USER_PASSWORD.into(), shots.display().to_string()];
@@ -152,8 +158,7 @@ fn a_user_changes_password_app_passwords_and_vacation_and_mail_clients_follow() 
     }
     let data = tempfile::tempdir().unwrap();
     let server = Server::start_ready(&env(data.path(), &[]), data.path(), Duration::from_secs(30));
-    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
+    let shots = screenshot_dir();
     let args = [
         format!("https://{}", server.addr("https")),
         USER.into(),

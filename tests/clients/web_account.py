@@ -11,15 +11,20 @@ brings the reply to OTHER's INBOX. Prints "ok" at the end; any failed check rais
 """
 
 import email
+import functools
 import imaplib
 import smtplib
-import ssl
 import sys
 import time
 
 from playwright.sync_api import sync_playwright
 
+import webpage
+from webpage import insecure_tls
+
 BASE, USER, OLD_PW, NEW_PW, OTHER, OTHER_PW, IMAPS, SUBMISSIONS, SHOTS = sys.argv[1:10]
+shot = functools.partial(webpage.shot, SHOTS)
+login = functools.partial(webpage.login, BASE)
 
 
 def hostport(s):
@@ -27,22 +32,9 @@ def hostport(s):
     return host, int(port)
 
 
-def tls():
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-def shot(page, name):
-    path = f"{SHOTS}/{name}.png"
-    page.screenshot(path=path, full_page=True)
-    print(f"screenshot {path}")
-
-
 def imap_login_works(user, password):
     host, port = hostport(IMAPS)
-    m = imaplib.IMAP4_SSL(host, port, ssl_context=tls(), timeout=30)
+    m = imaplib.IMAP4_SSL(host, port, ssl_context=insecure_tls(), timeout=30)
     try:
         m.login(user, password)
         m.logout()
@@ -53,20 +45,12 @@ def imap_login_works(user, password):
 
 def smtp_login_works(user, password):
     host, port = hostport(SUBMISSIONS)
-    with smtplib.SMTP_SSL(host, port, context=tls(), timeout=30) as s:
+    with smtplib.SMTP_SSL(host, port, context=insecure_tls(), timeout=30) as s:
         try:
             s.login(user, password)
             return True
         except smtplib.SMTPAuthenticationError:
             return False
-
-
-def login(page, address, password):
-    page.goto(f"{BASE}/account/login")
-    page.get_by_label("Mail address").fill(address)
-    page.get_by_label("Password").fill(password)
-    with page.expect_navigation():
-        page.get_by_role("button", name="Log in").click()
 
 
 def submit(page, button):
@@ -79,7 +63,7 @@ def wait_for_reply(subject):
     host, port = hostport(IMAPS)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        m = imaplib.IMAP4_SSL(host, port, ssl_context=tls(), timeout=30)
+        m = imaplib.IMAP4_SSL(host, port, ssl_context=insecure_tls(), timeout=30)
         m.login(OTHER, OTHER_PW)
         m.select("INBOX", readonly=True)
         _, data = m.uid("SEARCH", None, "ALL")
@@ -151,7 +135,7 @@ def main():
         assert "Saved." in page.content(), page.content()
         shot(page, "vacation-saved")
         host, port = hostport(SUBMISSIONS)
-        with smtplib.SMTP_SSL(host, port, context=tls(), timeout=30) as s:
+        with smtplib.SMTP_SSL(host, port, context=insecure_tls(), timeout=30) as s:
             s.login(OTHER, OTHER_PW)
             s.sendmail(
                 OTHER,

@@ -13,43 +13,31 @@ Prints "ok" at the end; any failed check raises.
 """
 
 import concurrent.futures
+import functools
 import http.client
-import ssl
 import sys
 import time
 import urllib.parse
 
 from playwright.sync_api import sync_playwright
 
+import webpage
+
 BASE, ADMIN, ADMIN_PW, USER, USER_PW, SHOTS = sys.argv[1:7]
 HOST = urllib.parse.urlsplit(BASE).netloc
 COOKIE = "__Host-mailroom"
-
-
-def shot(page, name):
-    path = f"{SHOTS}/{name}.png"
-    page.screenshot(path=path, full_page=True)
-    print(f"screenshot {path}")
+shot = functools.partial(webpage.shot, SHOTS)
+login = functools.partial(webpage.login, BASE)
 
 
 def session_cookie(context):
     return next((c["value"] for c in context.cookies() if c["name"] == COOKIE), None)
 
 
-def login(page, address, password):
-    page.goto(f"{BASE}/account/login")
-    page.get_by_label("Mail address").fill(address)
-    page.get_by_label("Password").fill(password)
-    with page.expect_navigation():
-        page.get_by_role("button", name="Log in").click()
-
 
 def raw_post(path, cookie, body):
     """A POST with no browser in between: status and body."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    conn = http.client.HTTPSConnection(HOST, context=ctx, timeout=60)
+    conn = http.client.HTTPSConnection(HOST, context=webpage.insecure_tls(), timeout=60)
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
     if cookie:
         headers["Cookie"] = f"{COOKIE}={cookie}"
@@ -61,10 +49,7 @@ def raw_post(path, cookie, body):
 
 
 def raw_get(path, cookie=None):
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    conn = http.client.HTTPSConnection(HOST, context=ctx, timeout=30)
+    conn = http.client.HTTPSConnection(HOST, context=webpage.insecure_tls(), timeout=30)
     conn.request("GET", path, headers={"Cookie": f"{COOKIE}={cookie}"} if cookie else {})
     resp = conn.getresponse()
     headers = resp.getheaders()

@@ -52,18 +52,7 @@ pub fn signed_zone(records: &[String]) -> SignedZone {
          zone:\n  - domain: remote.test\n    file: \"remote.test.zone\"\n    dnssec-signing: on\n    dnssec-policy: test\n    acl: local\n",
         d.display()
     );
-    std::fs::write(d.join("knot.conf"), conf).unwrap();
-    let log = std::fs::File::create(d.join("knotd.log")).unwrap();
-    let knot = Proc(
-        std::process::Command::new("knotd")
-            .arg("-c")
-            .arg(d.join("knot.conf"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("knotd"),
-    );
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let (knot, addr) = start_knot(d, &conf, port);
     // Signing happens once the zone loads: wait for a signed answer and the keys.
     let mut keys = String::new();
     for _ in 0..200 {
@@ -110,6 +99,21 @@ pub fn forged_copy(zone: &SignedZone, edit: impl Fn(&str) -> String) -> SignedZo
          zone:\n  - domain: remote.test\n    file: \"remote.test.zone\"\n    dnssec-signing: off\n",
         d.display()
     );
+    let (knot, addr) = start_knot(d, &conf, port);
+    for _ in 0..200 {
+        if kdig(addr, &["+dnssec", "remote.test", "SOA"]).contains("RRSIG") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let anchors = d.join("anchors.keys");
+    std::fs::copy(&zone.anchors, &anchors).unwrap();
+    SignedZone { _knot: knot, _dir: dir, addr, anchors }
+}
+
+/// knotd with `conf` (written to `d/knot.conf`, log in `d/knotd.log`), listening on
+/// 127.0.0.1:`port`.
+fn start_knot(d: &std::path::Path, conf: &str, port: u16) -> (Proc, std::net::SocketAddr) {
     std::fs::write(d.join("knot.conf"), conf).unwrap();
     let log = std::fs::File::create(d.join("knotd.log")).unwrap();
     let knot = Proc(
@@ -121,16 +125,7 @@ pub fn forged_copy(zone: &SignedZone, edit: impl Fn(&str) -> String) -> SignedZo
             .spawn()
             .expect("knotd"),
     );
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    for _ in 0..200 {
-        if kdig(addr, &["+dnssec", "remote.test", "SOA"]).contains("RRSIG") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let anchors = d.join("anchors.keys");
-    std::fs::copy(&zone.anchors, &anchors).unwrap();
-    SignedZone { _knot: knot, _dir: dir, addr, anchors }
+    (knot, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
