@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what tests/deploy.rs needs, quietly, and only what is missing (safe to re-run):
+# Install what tests/it/deploy.rs needs, quietly, and only what is missing (safe to re-run):
 #   yamllint                        compose.yaml and the chart's values lint
 #   buildah, podman, runc           build and run the image (MAILROOM_IMAGE_TEST=1)
 #   helm-python-sdk (PyPI)          the Helm library: lint and render the chart offline

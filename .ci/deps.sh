@@ -22,11 +22,11 @@ PKGS=(
   postgresql-15   # PostgreSQL store tests (src/test_pg.rs runs initdb/pg_ctl)
   prometheus      # promtool check metrics
   yamllint        # compose and chart lint
-  sieve-connect   # ManageSieve client (tests/managesieve.rs)
-  knot knot-dnsutils  # a DNSSEC-signing DNS server and kdig (DANE, tests/outbound_tls.rs)
-  openssl         # an independent SPKI hash for the TLSA record tests (src/dns/tlsa.rs, tests/dns.rs)
-  libxml2-utils libmail-dmarc-perl  # xmllint, and RFC 7489's DMARC report XSD (rua-schema.xsd) to check ours against (src/dmarc/tests.rs, tests/dmarc_reports.rs)
-  chromium        # the headless browser playwright drives (tests/web.rs)
+  sieve-connect   # ManageSieve client (tests/it/managesieve.rs)
+  knot knot-dnsutils  # a DNSSEC-signing DNS server and kdig (DANE, tests/it/outbound_tls.rs)
+  openssl         # an independent SPKI hash for the TLSA record tests (src/dns/tlsa.rs, tests/it/dns.rs)
+  libxml2-utils libmail-dmarc-perl  # xmllint, and RFC 7489's DMARC report XSD (rua-schema.xsd) to check ours against (src/dmarc/tests.rs, tests/it/dmarc_reports.rs)
+  chromium        # the headless browser playwright drives (tests/it/web.rs)
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -41,11 +41,11 @@ fi
 if ! python3 -c 'import dkim, nacl, dns.zone, jsonschema' >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'dkimpy>=1.1' 'pynacl>=1.5' 'dnspython>=2.4' 'jsonschema>=4'
 fi
-# ManageSieve clients (tests/managesieve.rs, tests/sieve_e2e.rs).
+# ManageSieve clients (tests/it/managesieve.rs, tests/it/sieve_e2e.rs).
 if ! python3 -c 'import sievelib.managesieve, managesieve' >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'managesieve==0.8.1' 'sievelib==1.6.0'
 fi
-# DMARC aggregate report reader (tests/dmarc_reports.rs).
+# DMARC aggregate report reader (tests/it/dmarc_reports.rs).
 if ! python3 -c 'import parsedmarc' >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'parsedmarc>=9'
 fi
@@ -53,12 +53,12 @@ fi
 if ! python3 -c 'import moto.server, flask_cors, boto3' >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'moto[server]>=5.1'
 fi
-# The smarthost the relay-mode tests deliver through (tests/smarthost.rs): implicit TLS,
+# The smarthost the relay-mode tests deliver through (tests/it/smarthost.rs): implicit TLS,
 # STARTTLS and AUTH from a server we did not write.
 if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'aiosmtpd==1.4.6'
 fi
-# The browser driver of the web page tests (tests/web.rs); it drives Debian's chromium,
+# The browser driver of the web page tests (tests/it/web.rs); it drives Debian's chromium,
 # its own browser download is not used.
 if ! python3 -c 'import playwright.sync_api' >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'playwright>=1.45'

@@ -234,8 +234,11 @@ async def run_pop3(a):
 
 
 def proc_mem(pids):
-    """Sum of RSS and PSS (KiB) over the given processes, from /proc/PID/smaps_rollup."""
-    rss = pss = 0
+    """Sum of RSS, PSS and the anonymous part of PSS (KiB) over the given processes, from
+    /proc/PID/smaps_rollup. A connection's own memory is anonymous (heap, buffers); the
+    file-backed part is the program's pages, whose share in PSS moves whenever another
+    process mapping the same binary starts or exits."""
+    rss = pss = anon = 0
     for pid in pids:
         try:
             with open("/proc/%d/smaps_rollup" % pid) as f:
@@ -244,9 +247,11 @@ def proc_mem(pids):
                         rss += int(line.split()[1])
                     elif line.startswith("Pss:"):
                         pss += int(line.split()[1])
+                    elif line.startswith("Pss_Anon:"):
+                        anon += int(line.split()[1])
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             pass
-    return rss, pss
+    return rss, pss, anon
 
 
 def tree(roots):
@@ -276,7 +281,7 @@ async def run_idle(a):
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(want, soft)), hard))
     await asyncio.sleep(0.5)
-    rss0, pss0 = proc_mem(tree(a.pid))
+    rss0, pss0, anon0 = proc_mem(tree(a.pid))
     procs0 = len(tree(a.pid))
     conns = []
     sem = asyncio.Semaphore(a.parallel)
@@ -293,7 +298,7 @@ async def run_idle(a):
     opened = time.monotonic() - start
     await asyncio.sleep(a.settle)
     pids = tree(a.pid)
-    rss1, pss1 = proc_mem(pids)
+    rss1, pss1, anon1 = proc_mem(pids)
     # Every connection must still be alive: one NOOP on a sample of them.
     for c in conns[:: max(1, len(conns) // 50)]:
         await c.cmd("NOOP")
@@ -304,7 +309,8 @@ async def run_idle(a):
             "rss_before_kib": rss0, "rss_after_kib": rss1,
             "pss_before_kib": pss0, "pss_after_kib": pss1,
             "rss_per_conn_kib": round((rss1 - rss0) / len(conns), 1),
-            "pss_per_conn_kib": round((pss1 - pss0) / len(conns), 1)}
+            "pss_per_conn_kib": round((pss1 - pss0) / len(conns), 1),
+            "pss_anon_per_conn_kib": round((anon1 - anon0) / len(conns), 1)}
 
 
 async def smtp_session(host, port, rcpt, body, count, done):

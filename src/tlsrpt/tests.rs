@@ -158,7 +158,7 @@ fn dane_and_policy_failures_are_reported_with_their_policy() {
     validate(&serde_json::to_string(&report).unwrap());
 }
 
-/// RFC 8460 section 4.4's fields as a JSON Schema (shared with tests/tls_reports.rs).
+/// RFC 8460 section 4.4's fields as a JSON Schema (shared with tests/it/tls_reports.rs).
 pub const SCHEMA: &str = include_str!("../../tests/clients/tlsrpt_schema.json");
 
 /// Validate `json` against [`SCHEMA`] with Python's `jsonschema`.

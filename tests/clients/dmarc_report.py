@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Helpers for tests/dmarc_reports.rs, with clients we did not write: smtplib (port 25)
+"""Helpers for tests/it/dmarc_reports.rs, with clients we did not write: smtplib (port 25)
 and PyPI parsedmarc (reading the aggregate report a remote domain would receive).
 
 Usage:

@@ -1,4 +1,4 @@
-"""A smarthost for tests/smarthost.rs: aiosmtpd (a server we did not write) on a loopback
+"""A smarthost for tests/it/smarthost.rs: aiosmtpd (a server we did not write) on a loopback
 port, in one of three modes:
 
   smtps     implicit TLS from the first byte (port 465 style), AUTH required

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Helpers for tests/sieve_e2e.rs, with clients we did not write: PyPI sievelib
+"""Helpers for tests/it/sieve_e2e.rs, with clients we did not write: PyPI sievelib
 (ManageSieve), smtplib (port 25) and imaplib (IMAP with STARTTLS).
 
 Usage:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Helpers for tests/tls_reports.rs, with clients we did not write: smtplib (submission
+"""Helpers for tests/it/tls_reports.rs, with clients we did not write: smtplib (submission
 with STARTTLS and AUTH, and port 25), Python's email package and PyPI jsonschema
 (reading and validating the SMTP TLS report a remote domain would receive).
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Lint, render and validate the mailroom Helm chart offline.
 
-Run by tests/deploy.rs (`cargo test --test deploy`), or by hand:
+Run by tests/it/deploy.rs (`cargo test --test it deploy::`), or by hand:
     python3 tests/deploy/check_chart.py helm/mailroom
 
 Uses PyPI `helm-python-sdk` (the Helm library itself, through ctypes: no helm binary,

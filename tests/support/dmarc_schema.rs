@@ -1,5 +1,5 @@
 //! Checking a DMARC aggregate report against RFC 7489 Appendix C's XML Schema with
-//! `xmllint --schema`, shared by src/dmarc/tests.rs and tests/dmarc_reports.rs. The
+//! `xmllint --schema`, shared by src/dmarc/tests.rs and tests/it/dmarc_reports.rs. The
 //! schema is the one Debian's libmail-dmarc-perl ships, unchanged from the RFC.
 //!
 //! One change is made to it first: its `targetNamespace` goes. As published, the schema

@@ -1,4 +1,4 @@
-//! What the outbound tests share (tests/queue.rs, tests/outbound_tls.rs): a test DNS
+//! What the outbound tests share (tests/it/queue.rs, tests/it/outbound_tls.rs): a test DNS
 //! server (dnsmasq) publishing `MX remote.test -> mx.remote.test -> 127.0.0.1`, a small
 //! remote MX written here that can answer 4xx/5xx on demand, offer STARTTLS (and
 //! REQUIRETLS) and check AUTH, test certificates, an MTA-STS policy server, and a queue

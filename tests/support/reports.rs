@@ -1,4 +1,4 @@
-//! What the report tests share (tests/dmarc_reports.rs, tests/tls_reports.rs): the real
+//! What the report tests share (tests/it/dmarc_reports.rs, tests/it/tls_reports.rs): the real
 //! binary serving example.com (one account, alice) with the test DNS and the remote MX
 //! port, `mailroom reports send` read line by kind, and the metrics.
 #![allow(dead_code)]

@@ -1,4 +1,4 @@
-//! A DNSSEC-signed zone for the DANE tests (tests/outbound_tls.rs): Knot DNS serves
+//! A DNSSEC-signed zone for the DANE tests (tests/it/outbound_tls.rs): Knot DNS serves
 //! `remote.test` signed with ECDSA P-256 on a loopback port, and writes the zone's keys
 //! as a trust-anchor file (`MAILROOM_DNSSEC_TRUST_ANCHORS`); and the hashes TLSA
 //! records are made of.

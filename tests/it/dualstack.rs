@@ -7,7 +7,7 @@
 //!
 //! The IPv6 halves need `::1`; without it they are skipped locally and fail under CI.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};

@@ -2,9 +2,9 @@
 //! `MAILROOM_SIEVE_BEFORE`/`_AFTER` file mail delivered over LMTP, with flags, refuse it
 //! in LMTP's reply with `reject`, and a
 //! script that does not compile stops the start naming the variable and the line.
-//! (Accounts' own scripts, uploaded over ManageSieve: tests/sieve_e2e.rs.)
+//! (Accounts' own scripts, uploaded over ManageSieve: tests/it/sieve_e2e.rs.)
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;

@@ -2,7 +2,7 @@
 //! modified UTF-7 gets NO everywhere and never costs the connection, and a new keyword is
 //! announced in FLAGS before a FETCH uses it (RFC 3501 6.3.1, 7.1, 7.2.6).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

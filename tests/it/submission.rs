@@ -6,7 +6,7 @@
 //! 5xx bounce back into the sender's INBOX, the `mailroom queue` commands, and a kill -9
 //! with a full queue. Tools missing -> skip, unless CI=true.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

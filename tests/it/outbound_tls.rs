@@ -2,11 +2,9 @@
 //! policy served over HTTPS), REQUIRETLS (RFC 8689) and `TLS-Required: No`, and DANE
 //! (RFC 7672) with TLSA records in a DNSSEC-signed zone served by Knot DNS.
 
-mod common;
-#[path = "support/outbound.rs"]
-mod outbound;
-#[path = "support/signed_zone.rs"]
-mod signed_zone;
+use crate::common;
+use crate::outbound;
+use crate::signed_zone;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! scripts handled with PyPI sievelib over ManageSieve. Tools missing -> skip, unless
 //! CI=true.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@
 //! revoked app password, and "require app passwords" (which the web login ignores).
 //! Tools missing -> skip, unless CI=true.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

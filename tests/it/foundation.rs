@@ -2,7 +2,7 @@
 //! temp data dir — health, readiness, metrics, banner, graceful stop, the data-dir
 //! lock, configuration errors, and the small commands.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! delete scripts over STARTTLS; sieve-connect uploads and lists; and raw transcripts
 //! check the rules those clients never break: no AUTHENTICATE before STARTTLS, quotas.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

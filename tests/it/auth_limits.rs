@@ -5,7 +5,7 @@
 //! owner coming from a clean address, the timing of `{PLAIN}` accounts, and recipients
 //! per hour. Verifications are counted from `/metrics`. Tools missing -> skip, unless CI=true.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

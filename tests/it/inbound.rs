@@ -3,7 +3,7 @@
 //! 550 5.7.1, `p=quarantine` failures land in Junk, and every stored message carries
 //! our one Authentication-Results header (a forged one claiming our name is removed).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::process::Command;

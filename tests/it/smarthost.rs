@@ -3,10 +3,10 @@
 //! AUTH (`smtps://`), STARTTLS then AUTH (`smtp://`), or plain and open (`smtp+insecure://`).
 //! The queue and the real SMTP client deliver through it; the relay records every AUTH and
 //! message with whether the connection was encrypted at that moment. The relay's test CA
-//! is given to the client as an extra root, as tests/queue.rs does for its own relay.
+//! is given to the client as an extra root, as tests/it/queue.rs does for its own relay.
 //! The refusal of credentials with `smtp+insecure://` runs the binary's `check-config`.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

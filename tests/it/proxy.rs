@@ -1,7 +1,7 @@
 //! PROXY protocol on a real listener: required from MAILROOM_PROXY_PROTOCOL_FROM,
 //! the named client address used for the connection, refused from anyone else.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -4,7 +4,7 @@
 //! refusal, the accepted message and the outbound delivery as typed events, beside the
 //! accounts, the certificate and the queue.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;

@@ -3,7 +3,7 @@
 //! reaches the server on the next sync; a message deleted on the server disappears
 //! locally.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

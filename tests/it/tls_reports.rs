@@ -10,11 +10,9 @@
 //! nothing, and a report arriving at our report address is read into metrics.
 //! Tools missing -> skip, unless CI=true.
 
-mod common;
-#[path = "support/outbound.rs"]
-mod outbound;
-#[path = "support/reports.rs"]
-mod reports;
+use crate::common;
+use crate::outbound;
+use crate::reports;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

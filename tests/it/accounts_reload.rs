@@ -3,7 +3,7 @@
 //! restart and without dropping sessions; an invalid one is refused whole and the old set
 //! stays. Python's imaplib over implicit TLS is the client.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

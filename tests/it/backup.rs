@@ -2,7 +2,7 @@
 //! an IMAP client sets flags and moves messages, restored by starting a second server on
 //! it; and the destinations it refuses.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;

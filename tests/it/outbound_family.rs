@@ -14,7 +14,7 @@
 //!
 //! Needs `::1` and dnsmasq; without them it is skipped locally and fails under CI.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};

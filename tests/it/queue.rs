@@ -1,12 +1,11 @@
 //! The outbound queue with the real SMTP client, on loopback: a test DNS server
 //! (dnsmasq) publishes `MX remote.test -> mx.remote.test -> 127.0.0.1`, and the "remote MX"
 //! is Postfix's `smtp-sink` or the small SMTP server of tests/support/outbound.rs. TLS
-//! policies (MTA-STS, REQUIRETLS, DANE): tests/outbound_tls.rs. Tests that need dnsmasq or
+//! policies (MTA-STS, REQUIRETLS, DANE): tests/it/outbound_tls.rs. Tests that need dnsmasq or
 //! smtp-sink skip when they are missing, unless `CI=true`.
 
-mod common;
-#[path = "support/outbound.rs"]
-mod outbound;
+use crate::common;
+use crate::outbound;
 
 use common::free_port;
 use outbound::*;

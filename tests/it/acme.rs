@@ -5,7 +5,7 @@
 //! answers fetched over HTTPS. Skips when pebble/dnsmasq are missing (fails under
 //! CI=true).
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

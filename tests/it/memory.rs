@@ -6,7 +6,7 @@
 //! the 200 MiB a small VPS can spare (95–100 MiB measured with 50 sessions on port 25; FETCH
 //! streams body parts from the file and peaked at 27–28 MiB, bench/README.md).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;
@@ -69,6 +69,9 @@ fn an_idle_tls_imap_connection_stays_within_its_budget() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "load.py idle failed:\n{stderr}\n{}", server.log());
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
-    let per = result["pss_per_conn_kib"].as_f64().expect("PSS per connection");
-    assert!(per <= IDLE_IMAP_KIB, "{per} KiB PSS per idle TLS IMAP connection: {result}");
+    // The anonymous part: a connection's own memory is heap and buffers, while the share of
+    // the binary's pages in PSS moves as the other tests' servers (the same binary) start
+    // and exit during the measurement. bench/run, which runs alone, reports the whole PSS.
+    let per = result["pss_anon_per_conn_kib"].as_f64().expect("anonymous PSS per connection");
+    assert!(per <= IDLE_IMAP_KIB, "{per} KiB anonymous PSS per idle TLS IMAP connection: {result}");
 }

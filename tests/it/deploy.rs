@@ -11,7 +11,7 @@
 //! missing tool is a failure: CI must never go green by skipping. The image test is slow
 //! (it builds a static release binary) and runs only with `MAILROOM_IMAGE_TEST=1`.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{Read, Write};

@@ -2,7 +2,7 @@
 //! server hold, and what big uploads cost once logged in. Memory is read from the
 //! server's own /proc/<pid>/status (VmHWM, the peak resident size).
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;

@@ -5,7 +5,7 @@
 //! that can hold its reply). Clients are Python's smtplib, imaplib and poplib; PostgreSQL
 //! is Debian's, started by `test_pg`.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};

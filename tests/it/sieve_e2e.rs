@@ -4,7 +4,7 @@
 //! reject DSNs, redirects) caught by a loopback "remote MX" found through dnsmasq.
 //! Tools missing -> skip, unless CI=true.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

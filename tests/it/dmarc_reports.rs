@@ -9,11 +9,9 @@
 //! arriving at our report address is read into metrics and still delivered.
 //! Tools missing -> skip, unless CI=true.
 
-mod common;
-#[path = "support/dmarc_schema.rs"]
-mod dmarc_schema;
-#[path = "support/reports.rs"]
-mod reports;
+use crate::common;
+use crate::dmarc_schema;
+use crate::reports;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! `mailroom dns --check` against a real DNS server (dnsmasq) says ok / missing /
 //! wrong and exits 1 while a required record is missing.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 

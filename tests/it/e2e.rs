@@ -1,7 +1,7 @@
 //! End to end with the real binary: mail in over SMTP, out over IMAP, through
 //! clients nobody here wrote (Python's smtplib and imaplib, swaks).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! under target/web-screenshots/. Plus the switches: `MAILROOM_WEB=off` and a bad
 //! `MAILROOM_ADMINS`. Tools missing -> skip, unless CI=true.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;
