@@ -43,6 +43,10 @@ DASHBOARD_METRICS = [
     "mailroom_smtp_messages_refused_total",
     "mailroom_smtp_recipients_total",
     "mailroom_delivery_duration_seconds",
+    "mailroom_queue_delivery_status_total",
+    "mailroom_imap_command_duration_seconds",
+    "mailroom_dns_lookups_total",
+    "mailroom_scan_results_total",
     "process_resident_memory_bytes",
 ]
 
@@ -209,7 +213,7 @@ def expect_everything_on(o: dict[tuple[str, str], dict[str, Any]]) -> None:
     metrics_svc = o[("Service", f"{RELEASE}-mailroom-metrics")]["metadata"]["labels"]
     check(all(metrics_svc.get(k) == v for k, v in sm["selector"]["matchLabels"].items()), "ServiceMonitor selects the metrics Service")
     dash = json.loads(o[("ConfigMap", f"{RELEASE}-mailroom-dashboard")]["data"]["mailroom.json"])
-    exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
+    exprs = " ".join(t["expr"] for p in dash["panels"] for t in p.get("targets", []))
     missing = [m for m in DASHBOARD_METRICS if m not in exprs]
     check(not missing, f"dashboard lacks {missing}")
     check(o[("ConfigMap", f"{RELEASE}-mailroom-dashboard")]["metadata"]["labels"]["grafana_dashboard"] == "1", "sidecar label")
