@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::NetError;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::dnssec::TrustAnchors;
 use hickory_resolver::proto::rr::{RData, RecordType};
@@ -106,10 +107,45 @@ fn webpki_client_config() -> Result<rustls::ClientConfig, String> {
         .with_no_client_auth())
 }
 
+/// The `type` label of the DNS metrics: the record types mailroom asks for, anything
+/// else folded into `other`. Address lookups (A and AAAA together) are `ADDR`.
+pub fn type_label(rtype: RecordType) -> &'static str {
+    match rtype {
+        RecordType::A => "A",
+        RecordType::AAAA => "AAAA",
+        RecordType::MX => "MX",
+        RecordType::TXT => "TXT",
+        RecordType::TLSA => "TLSA",
+        RecordType::PTR => "PTR",
+        RecordType::SRV => "SRV",
+        RecordType::CNAME => "CNAME",
+        RecordType::DNSKEY => "DNSKEY",
+        _ => "other",
+    }
+}
+
+/// Run one lookup, counting it in `mailroom_dns_lookups_total{type, result}` and timing
+/// it in `mailroom_dns_lookup_duration_seconds{type}`. Every lookup of the delivery path
+/// (MX, addresses, MTA-STS, DANE) and of the DNS check goes through here; the
+/// mail-auth crate's own SPF/DKIM/DMARC lookups do not.
+pub async fn counted<T>(kind: &'static str, lookup: impl Future<Output = Result<T, NetError>>) -> Result<T, NetError> {
+    let started = std::time::Instant::now();
+    let answer = lookup.await;
+    let result = match &answer {
+        Ok(_) => "found",
+        Err(e) if e.is_no_records_found() || e.is_nx_domain() => "none",
+        Err(_) => "error",
+    };
+    let m = crate::metrics::metrics();
+    m.dns_lookups_total.with_label_values(&[kind, result]).inc();
+    m.dns_lookup_duration_seconds.with_label_values(&[kind]).observe(started.elapsed().as_secs_f64());
+    answer
+}
+
 /// Look `name` up for `rtype` and render the answers.
 pub async fn lookup(resolver: &TokioResolver, name: &str, rtype: RecordType) -> Answer {
     let fqdn = if name.ends_with('.') { name.to_string() } else { format!("{name}.") };
-    match resolver.lookup(fqdn.as_str(), rtype).await {
+    match counted(type_label(rtype), resolver.lookup(fqdn.as_str(), rtype)).await {
         Ok(lookup) => {
             let values: Vec<String> =
                 lookup.answers().iter().filter(|r| r.record_type() == rtype).map(|r| render(&r.data)).collect();

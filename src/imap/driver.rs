@@ -42,6 +42,8 @@ pub async fn serve_connection<S>(
         };
         match tokio::time::timeout(Duration::from_secs(30), Box::pin(acceptor.accept(boxed))).await {
             Ok(Ok(tls)) => {
+                let version = crate::metrics::tls_version_label(tls.get_ref().1.protocol_version());
+                crate::metrics::metrics().tls_sessions_total.with_label_values(&["imaps", version]).inc();
                 boxed = Box::new(tls);
                 tls_active = true;
             }
@@ -196,6 +198,7 @@ impl Driver {
     async fn idle(&mut self) -> std::io::Result<Next> {
         let max_line = self.session.ctx.limits.max_line;
         let timeout = self.session.ctx.limits.idle_timeout;
+        let _idling = IdleGauge::enter();
         loop {
             self.send().await?;
             if let Some(line) = self.conn.take_buffered_line() {
@@ -233,6 +236,23 @@ impl Driver {
     /// Send the session's pending output.
     async fn send(&mut self) -> std::io::Result<()> {
         self.conn.send(&mut self.session.out).await
+    }
+}
+
+/// Holds `mailroom_imap_idle_sessions` up while a connection is in IDLE, however
+/// the IDLE ends (DONE, EOF, an error, a dropped future at shutdown).
+struct IdleGauge;
+
+impl IdleGauge {
+    fn enter() -> IdleGauge {
+        crate::metrics::metrics().imap_idle_sessions.inc();
+        IdleGauge
+    }
+}
+
+impl Drop for IdleGauge {
+    fn drop(&mut self) {
+        crate::metrics::metrics().imap_idle_sessions.dec();
     }
 }
 

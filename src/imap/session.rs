@@ -124,6 +124,8 @@ pub(crate) struct Session {
     suspended: Option<Suspended>,
     /// Responses not yet sent: handlers write here, the driver sends it.
     pub out: Output,
+    /// When the command being run arrived, for its latency in the metrics.
+    command_started: std::time::Instant,
 }
 
 impl Session {
@@ -138,6 +140,7 @@ impl Session {
             bad_commands: 0,
             suspended: None,
             out: Output::default(),
+            command_started: std::time::Instant::now(),
         }
     }
 
@@ -202,9 +205,11 @@ impl Session {
     /// `spooled`). An `Err` is a message file that could not be read mid-response: the
     /// client cannot be kept in step, so the connection ends.
     pub(crate) async fn command(&mut self, frame: &[u8], spooled: Vec<SpooledLiteral>) -> std::io::Result<Next> {
+        self.command_started = std::time::Instant::now();
         let cmd = match parse_command(frame) {
             Ok(cmd) => cmd,
             Err(e) => {
+                crate::metrics::metrics().imap_commands_total.with_label_values(&["invalid", "bad"]).inc();
                 self.bad_commands += 1;
                 let tag = e.tag.unwrap_or_else(|| "*".into());
                 self.out.extend_from_slice(format!("{tag} BAD {}\r\n", e.message).as_bytes());
@@ -297,6 +302,7 @@ impl Session {
         } else {
             self.bad_commands = 0;
         }
+        count_command(name, tagged.status, self.command_started);
         tagged.write(&mut self.out, tag, name);
         if matches!(self.state, State::Logout) {
             return Next::Done(Flow::Close);
@@ -439,4 +445,20 @@ pub(crate) struct SpooledLiteral {
     pub body: std::io::Result<SpooledMessage>,
     /// A NUL in a plain literal, which only `~{n}` literal8 may carry (RFC 3516).
     pub has_nul: bool,
+}
+
+/// Count a finished command in `mailroom_imap_commands_total{command, result}` and its
+/// latency in `mailroom_imap_command_duration_seconds`; IDLE's is how long the client
+/// idled, which says nothing of the server, so it is left out of the histogram.
+fn count_command(name: &'static str, status: Status, started: std::time::Instant) {
+    let result = match status {
+        Status::Ok | Status::Silent => "ok",
+        Status::No => "no",
+        Status::Bad => "bad",
+    };
+    let m = crate::metrics::metrics();
+    m.imap_commands_total.with_label_values(&[name, result]).inc();
+    if name != "IDLE" {
+        m.imap_command_duration_seconds.with_label_values(&[name]).observe(started.elapsed().as_secs_f64());
+    }
 }

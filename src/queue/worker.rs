@@ -76,6 +76,7 @@ async fn attempt(queue: &Queue, claimed: Claimed) {
     // Renews a shared queue's lease until the result is written back.
     let lease = inner.backend.keep_lease(&claimed);
     let message = inner.backend.read_message(&claimed).await.map(Arc::new);
+    let started = std::time::Instant::now();
     let outcomes: Vec<(usize, RecipientOutcome)> = match &message {
         Ok(bytes) => deliver_all(inner, &env, bytes.clone()).await,
         Err(e) => {
@@ -86,6 +87,7 @@ async fn attempt(queue: &Queue, claimed: Claimed) {
         }
     };
     metrics().queue_delivery_attempts_total.inc();
+    metrics().queue_attempt_duration_seconds.observe(started.elapsed().as_secs_f64());
 
     let now = SystemTime::now();
     env.attempts = env.attempts.saturating_add(1);
@@ -106,6 +108,9 @@ async fn attempt(queue: &Queue, claimed: Claimed) {
         };
         tracing::info!(queue_id = %id, msgid = %env.message_id, recipient = %r.address, result, reply = %outcome.status(), attempt = env.attempts, "queue: delivery attempt");
         metrics().queue_deliveries_total.with_label_values(&[result]).inc();
+        let shown_result = if result == "failed" { "bounced" } else { result };
+        let class = status_class(outcome.status().enhanced);
+        metrics().queue_delivery_status_total.with_label_values(&[shown_result, class]).inc();
         if let Some(recent) = inner.recent.get() {
             let shown = match outcome {
                 RecipientOutcome::Delivered(_) => OutboundResult::Delivered,
@@ -128,6 +133,10 @@ async fn attempt(queue: &Queue, claimed: Claimed) {
                     Status::local((5, 4, 7), format!("delivery time expired after {}; last error: {last}", human(age)));
                 tracing::info!(queue_id = %id, msgid = %env.message_id, recipient = %r.address, "queue: lifetime expired, bouncing");
                 metrics().queue_deliveries_total.with_label_values(&["expired"]).inc();
+                metrics()
+                    .queue_delivery_status_total
+                    .with_label_values(&["bounced", status_class(expired.enhanced)])
+                    .inc();
                 if let Some(recent) = inner.recent.get() {
                     recent.outbound(id.as_str(), &r.address.domain, OutboundResult::Bounced, &expired);
                 }
@@ -304,4 +313,23 @@ fn human(d: Duration) -> String {
     } else {
         format!("{s}s")
     }
+}
+
+/// The `status_class` label: an RFC 3463 class and subject (`5.1` addressing, `4.4`
+/// network and routing, `5.7` security or policy, ...), bounded to the classes and
+/// subjects RFC 3463 defines.
+fn status_class(enhanced: Option<crate::smtp::status::Enhanced>) -> &'static str {
+    const CLASSES: [[&str; 8]; 3] = [
+        ["2.0", "2.1", "2.2", "2.3", "2.4", "2.5", "2.6", "2.7"],
+        ["4.0", "4.1", "4.2", "4.3", "4.4", "4.5", "4.6", "4.7"],
+        ["5.0", "5.1", "5.2", "5.3", "5.4", "5.5", "5.6", "5.7"],
+    ];
+    let Some(crate::smtp::status::Enhanced(class, subject, _)) = enhanced else { return "none" };
+    let row = match class {
+        2 => 0,
+        4 => 1,
+        5 => 2,
+        _ => return "other",
+    };
+    CLASSES[row].get(usize::from(subject)).copied().unwrap_or("other")
 }

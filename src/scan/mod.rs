@@ -181,7 +181,10 @@ impl Scanners {
         let host = header_safe(&self.hostname);
 
         if let Some(target) = &self.clamd {
-            match clamd::scan(target, &self.resolver, msg, self.timeout).await {
+            let started = std::time::Instant::now();
+            let scanned = clamd::scan(target, &self.resolver, msg, self.timeout).await;
+            metrics().scan_duration_seconds.with_label_values(&["clamd"]).observe(started.elapsed().as_secs_f64());
+            match scanned {
                 Ok(ClamdVerdict::Clean) => {
                     metrics().scan_results_total.with_label_values(&["clamd", "clean"]).inc();
                     headers.push_str(&format!("X-Virus-Scanned: clamd on {host}; clean\r\n"));
@@ -215,7 +218,10 @@ impl Scanners {
                 queue_id: Some(ctx.queue_id),
                 user: ctx.authenticated_user,
             };
-            match rspamd::check(endpoint, &self.resolver, msg, &req, self.timeout).await {
+            let started = std::time::Instant::now();
+            let checked = rspamd::check(endpoint, &self.resolver, msg, &req, self.timeout).await;
+            metrics().scan_duration_seconds.with_label_values(&["rspamd"]).observe(started.elapsed().as_secs_f64());
+            match checked {
                 Ok(reply) => {
                     let action = action_name(reply.action);
                     metrics().scan_results_total.with_label_values(&["rspamd", action]).inc();

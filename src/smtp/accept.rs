@@ -27,13 +27,15 @@ use super::command::ReversePath;
 use super::courier::{Disposition, Replies};
 use super::deliver::{SpooledMessage, TraceInfo, body_bytes, protocol_keyword, received_header, remote_recipients};
 use super::inbound::InboundChecks;
+use super::refusal::Refusal;
 use super::server::SmtpContext;
 use super::session::{ClientInfo, Envelope, SmtpMode};
 use super::status::Status;
 use super::submit;
 
 /// A complete, size-checked message: queue its remote copies, store its local ones.
-/// Returns one outcome per envelope recipient.
+/// Returns one outcome per envelope recipient, or the refusal of the whole message by
+/// a check (with the reason it names for the metrics).
 ///
 /// The message stays in its spool file. Only the port-25 checks and submission's
 /// sender checks and signing need it as one buffer; that buffer is loaded under the
@@ -46,8 +48,7 @@ pub async fn accept(
     esmtp: bool,
     envelope: &Envelope,
     message: SpooledMessage,
-) -> Vec<Result<(), Status>> {
-    let n = envelope.recipients.len();
+) -> Result<Vec<Result<(), Status>>, (Refusal, Status)> {
     let protocol = protocol_keyword(
         ctx.mode == SmtpMode::Lmtp,
         esmtp,
@@ -70,7 +71,7 @@ pub async fn accept(
             Ok(b) => bytes = Some(b),
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the spooled message");
-                return vec![Err(Status::new(451, (4, 3, 0), "Error: cannot read the message, try again")); n];
+                return Err((Refusal::Local, Status::new(451, (4, 3, 0), "Error: cannot read the message, try again")));
             }
         }
     }
@@ -87,21 +88,22 @@ pub async fn accept(
                     bytes = Some(rewritten);
                 }
             }
-            Err(reply) => return vec![Err(reply); n],
+            Err(refused) => return Err(refused),
         }
     }
     if ctx.mode == SmtpMode::Submission {
         // The session refuses MAIL before AUTH; never let an unchecked message through.
         let (Some(account), Some(b)) = (&client.authenticated, bytes.as_ref()) else {
-            return vec![Err(Status::new(530, (5, 7, 0), "Error: authentication required")); n];
+            return Err((Refusal::Auth, Status::new(530, (5, 7, 0), "Error: authentication required")));
         };
         if !ctx.limiter.allow_message(&account.to_string()) {
             tracing::warn!(user = %account, "message refused: hourly sending limit reached");
-            return vec![Err(Status::new(450, (4, 7, 1), "Error: too many messages this hour, try again later")); n];
+            let reply = Status::new(450, (4, 7, 1), "Error: too many messages this hour, try again later");
+            return Err((Refusal::RateLimit, reply));
         }
         match prepare_submission(ctx, account, envelope, b.clone(), &date).await {
             Ok(headers) => added = headers,
-            Err(r) => return vec![Err(r); n],
+            Err(r) => return Err((Refusal::Policy, r)),
         }
     }
     let queued: Result<(), Status> = match (&ctx.queue, remote.is_empty(), &bytes) {
@@ -129,7 +131,7 @@ pub async fn accept(
     let how = Disposition { folder, verdict, replies };
     let local = ctx.courier.deliver(envelope, &added, &body, &trace, how).await;
     drop(memory);
-    envelope
+    Ok(envelope
         .recipients
         .iter()
         .zip(local)
@@ -140,7 +142,7 @@ pub async fn accept(
             }
             Ok(())
         })
-        .collect()
+        .collect())
 }
 
 /// One queue item for every remote recipient: our `Received:`, then (for mail from

@@ -18,6 +18,7 @@ use crate::mailauth::{
 use crate::scan::{ScanAction, ScanContext, ScanDeferral, ScanRefusal, Scanners};
 
 use super::command::ReversePath;
+use super::refusal::Refusal;
 use super::session::{ClientInfo, Envelope};
 use super::status::Status;
 
@@ -54,8 +55,13 @@ pub struct Judged {
 }
 
 impl InboundChecks {
-    /// Judge `message` (the content as received, CRLF). `Err` is the reply refusing it.
-    pub async fn judge(&self, message: &[u8], client: &ClientInfo, envelope: &Envelope) -> Result<Judged, Status> {
+    /// Judge `message` (the content as received, CRLF). `Err` is the reply refusing it, with its reason.
+    pub async fn judge(
+        &self,
+        message: &[u8],
+        client: &ClientInfo,
+        envelope: &Envelope,
+    ) -> Result<Judged, (Refusal, Status)> {
         let stripped = strip_our_auth_results(message, &self.hostname);
         let helo = client.helo.as_deref().unwrap_or("");
         let sender = match &envelope.sender {
@@ -78,7 +84,7 @@ impl InboundChecks {
         }
         if let Some(reply) = auth_refusal(&verdict.disposition) {
             tracing::info!(reply = %reply, "message refused by DMARC policy");
-            return Err(reply);
+            return Err((auth_refusal_reason(&verdict.disposition), reply));
         }
         let recipients: Vec<String> = envelope.recipients.iter().map(|r| r.address.to_string()).collect();
         let ctx = ScanContext {
@@ -94,7 +100,7 @@ impl InboundChecks {
         let scan = self.scanners.scan(&stripped, &ctx).await;
         if let Some(reply) = scan_refusal(&scan.action) {
             tracing::info!(reply = %reply, "message refused by a scanner");
-            return Err(reply);
+            return Err((scan_refusal_reason(&scan.action), reply));
         }
         let junk = match scan.action {
             // Refused just above.
@@ -163,6 +169,23 @@ pub fn auth_refusal(disposition: &Disposition) -> Option<Status> {
             Status::new(451, (4, 4, 3), "Temporary DNS failure while checking DMARC; please try again later")
         }
     })
+}
+
+/// The metrics reason of an authentication refusal ([`auth_refusal`]).
+fn auth_refusal_reason(disposition: &Disposition) -> Refusal {
+    match disposition {
+        Disposition::Reject { reason: AuthRefusal::Authors(_) } => Refusal::Policy,
+        _ => Refusal::Dmarc,
+    }
+}
+
+/// The metrics reason of a scanner refusal ([`scan_refusal`]).
+fn scan_refusal_reason(action: &ScanAction) -> Refusal {
+    match action {
+        ScanAction::Reject { reason: ScanRefusal::Virus { .. } } => Refusal::Virus,
+        ScanAction::TempFail { reason: ScanDeferral::ScannerUnavailable } => Refusal::Scanner,
+        _ => Refusal::Spam,
+    }
 }
 
 /// The reply refusing a message for the scanners' `action`; `None` when it does not

@@ -38,6 +38,7 @@ pub mod deliver;
 pub mod framing;
 pub mod inbound;
 pub mod policy;
+pub mod refusal;
 pub mod sasl;
 pub mod sender_dns;
 pub mod server;

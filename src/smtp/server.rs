@@ -42,6 +42,7 @@ use super::deadline::{LineDeadline, TransferDeadline};
 use super::deliver::Spool;
 use super::framing::{Frame, LineFramer};
 use super::policy::{DirectoryPolicy, SenderDomainCheck};
+use super::refusal::Refusal;
 use super::sasl::{self, Mechanism, SaslError};
 use super::session::{
     Action, ClientInfo, EndOfMessage, Session, SessionConfig, SessionState, SmtpLimits, SmtpMode, TlsInfo,
@@ -474,6 +475,8 @@ impl SmtpConnection {
         let cipher =
             conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_else(|| "unknown".into());
         tracing::debug!(version = %version, cipher = %cipher, "TLS started");
+        let label = crate::metrics::tls_version_label(conn.protocol_version());
+        metrics().tls_sessions_total.with_label_values(&[self.service(), label]).inc();
         self.stream = Stream::Tls(Box::new(tls.into()));
         self.session.tls_started(TlsInfo { version, cipher });
         Ok(true)
@@ -592,23 +595,28 @@ impl SmtpConnection {
         let envelope = match self.session.end_of_message(size, exceeded) {
             EndOfMessage::Refuse(replies) => {
                 span.in_scope(|| tracing::info!(size, "message refused: too big"));
-                metrics().smtp_messages_refused_total.with_label_values(&[service, "size"]).inc();
+                metrics().smtp_messages_refused_total.with_label_values(&[service, Refusal::Size.label()]).inc();
                 self.push(&replies);
                 return Ok(!replies.iter().any(|r| r.code == Code::Reply(421)));
             }
             EndOfMessage::Deliver(env) => env,
         };
         let started = Instant::now();
-        let outcomes = match spool.finish().await {
+        metrics().smtp_message_size_bytes.with_label_values(&[service]).observe(size as f64);
+        let judged = match spool.finish().await {
             Err(e) => {
                 span.in_scope(|| tracing::error!(error = %e, "spooling the message failed"));
                 let r = Status::new(451, (4, 3, 0), "Error: cannot store the message now, try again later");
-                vec![Err(r); envelope.recipients.len()]
+                Err((Refusal::Local, r))
             }
             Ok(message) => {
                 let client = self.session.client().clone();
                 accept(&self.ctx, &client, self.session.is_esmtp(), &envelope, message).instrument(span.clone()).await
             }
+        };
+        let (outcomes, refusal) = match judged {
+            Ok(outcomes) => (outcomes, None),
+            Err((reason, reply)) => (vec![Err(reply); envelope.recipients.len()], Some(reason)),
         };
         let (replies, action) = self.session.delivered(&envelope, &outcomes);
         let accepted = outcomes.iter().filter(|o| o.is_ok()).count();
@@ -640,8 +648,11 @@ impl SmtpConnection {
                 "message accepted"
             );
         }
+        metrics().smtp_data_duration_seconds.with_label_values(&[service]).observe(started.elapsed().as_secs_f64());
         if accepted < outcomes.len() {
-            metrics().smtp_messages_refused_total.with_label_values(&[service, "delivery"]).inc();
+            let first_refusal = outcomes.iter().find_map(|o| o.as_ref().err());
+            let reason = refusal.or_else(|| first_refusal.map(Refusal::of_delivery)).unwrap_or(Refusal::Local);
+            metrics().smtp_messages_refused_total.with_label_values(&[service, reason.label()]).inc();
             for r in replies.iter().filter(|r| r.is_error()) {
                 tracing::info!(reply = %r, "delivery refused");
             }

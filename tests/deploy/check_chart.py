@@ -43,6 +43,10 @@ DASHBOARD_METRICS = [
     "mailroom_smtp_messages_refused_total",
     "mailroom_smtp_recipients_total",
     "mailroom_delivery_duration_seconds",
+    "mailroom_queue_delivery_status_total",
+    "mailroom_imap_command_duration_seconds",
+    "mailroom_dns_lookups_total",
+    "mailroom_scan_results_total",
     "process_resident_memory_bytes",
 ]
 
@@ -50,6 +54,7 @@ DASHBOARD_METRICS = [
 # their controllers reject an object without.
 CRD_REQUIRED: dict[tuple[str, str], list[str]] = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): ["spec.selector", "spec.endpoints"],
+    ("monitoring.coreos.com/v1", "PrometheusRule"): ["spec.groups"],
     ("cert-manager.io/v1", "Certificate"): ["spec.secretName", "spec.issuerRef.name", "spec.dnsNames"],
 }
 
@@ -164,6 +169,7 @@ def expect_defaults(o: dict[tuple[str, str], dict[str, Any]]) -> None:
     check(env["MAILROOM_SMTP_LISTEN"] == ":25" and env["MAILROOM_METRICS_LISTEN"] == ":9090", "listen env")
     check("MAILROOM_PROXY_PROTOCOL_FROM" not in env, "no PROXY protocol by default")
     check(("ServiceMonitor", f"{RELEASE}-mailroom") not in o, "no ServiceMonitor by default")
+    check(("PrometheusRule", f"{RELEASE}-mailroom") not in o, "no PrometheusRule by default")
     check(("Deployment", f"{RELEASE}-mailroom") not in o, "no Deployment with Maildir")
     check(not any(k[0] == "PodDisruptionBudget" for k in o), "no PDB for one replica")
     check(("Service", f"{RELEASE}-mailroom-headless") in o, "the StatefulSet's headless Service")
@@ -207,10 +213,14 @@ def expect_everything_on(o: dict[tuple[str, str], dict[str, Any]]) -> None:
     metrics_svc = o[("Service", f"{RELEASE}-mailroom-metrics")]["metadata"]["labels"]
     check(all(metrics_svc.get(k) == v for k, v in sm["selector"]["matchLabels"].items()), "ServiceMonitor selects the metrics Service")
     dash = json.loads(o[("ConfigMap", f"{RELEASE}-mailroom-dashboard")]["data"]["mailroom.json"])
-    exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
+    exprs = " ".join(t["expr"] for p in dash["panels"] for t in p.get("targets", []))
     missing = [m for m in DASHBOARD_METRICS if m not in exprs]
     check(not missing, f"dashboard lacks {missing}")
     check(o[("ConfigMap", f"{RELEASE}-mailroom-dashboard")]["metadata"]["labels"]["grafana_dashboard"] == "1", "sidecar label")
+    rule = o[("PrometheusRule", f"{RELEASE}-mailroom")]
+    shared = yaml.safe_load((Path(__file__).parents[2] / "helm/mailroom/monitoring/alerts.yaml").read_text())
+    check(rule["spec"] == shared, "PrometheusRule carries monitoring/alerts.yaml verbatim")
+    check(rule["metadata"]["labels"]["release"] == "monitoring", "PrometheusRule labels")
     check("PROXY protocol is required" in o[("NOTES", "")]["text"], "NOTES mention PROXY")
 
 
@@ -334,6 +344,7 @@ EVERYTHING_ON: dict[str, Any] = {
     "protocols": {"smtp": {"nodePort": 30025}, "pop3": {"enabled": False}},
     "service": {"type": "NodePort"},
     "metrics": {"serviceMonitor": {"enabled": True}, "dashboard": {"enabled": True}},
+    "prometheusRule": {"enabled": True, "labels": {"release": "monitoring"}},
     "persistence": {"enabled": False},
 }
 

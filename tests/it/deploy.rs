@@ -136,6 +136,12 @@ fn compose_and_chart_yaml_pass_yamllint() {
         Command::new("yamllint")
             .args(["--strict", "-c", ".yamllint"])
             .args([".yamllint", "compose.yaml", "helm/mailroom/Chart.yaml", "helm/mailroom/values.yaml"])
+            .args([
+                "helm/mailroom/monitoring/alerts.yaml",
+                "monitoring/prometheus.yml",
+                "monitoring/compose.monitoring.yaml",
+            ])
+            .args(["monitoring/grafana/provisioning.yaml", "monitoring/grafana/dashboards.yaml"])
             .current_dir(repo()),
         Duration::from_secs(60),
     )

@@ -123,7 +123,12 @@ impl Dane {
                 return *works;
             }
         }
-        let works = match self.resolver.lookup(zone.as_str(), RecordType::DNSKEY).await {
+        let works = match crate::dns::resolver::counted(
+            "DNSKEY",
+            self.resolver.lookup(zone.as_str(), RecordType::DNSKEY),
+        )
+        .await
+        {
             Ok(lookup) => {
                 let keys: Vec<_> = lookup.answers().iter().filter(|r| r.record_type() == RecordType::DNSKEY).collect();
                 !keys.is_empty() && keys.iter().all(|r| r.proof.is_secure())
@@ -145,7 +150,7 @@ impl Dane {
     /// The TLSA policy of `host` reached on `port` (`_port._tcp.host`).
     pub async fn host_policy(&self, host: &str, port: u16) -> HostPolicy {
         let name = format!("_{port}._tcp.{}", fqdn(host));
-        match self.resolver.lookup(name.as_str(), RecordType::TLSA).await {
+        match crate::dns::resolver::counted("TLSA", self.resolver.lookup(name.as_str(), RecordType::TLSA)).await {
             Ok(lookup) => {
                 let records: Vec<_> = lookup.answers().iter().filter(|r| r.record_type() == RecordType::TLSA).collect();
                 if records.iter().any(|r| r.proof.is_bogus()) {

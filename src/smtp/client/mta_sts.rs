@@ -191,16 +191,19 @@ impl MtaSts {
         domain: &str,
         cached: Option<Policy>,
     ) -> Result<Option<Policy>, StsFailure> {
-        let txt_id = match resolver.lookup(format!("_mta-sts.{domain}."), RecordType::TXT).await {
-            Ok(lookup) => lookup.answers().iter().find_map(|r| match &r.data {
-                RData::TXT(txt) => {
-                    let joined: Vec<u8> = txt.txt_data.iter().flat_map(|s| s.iter().copied()).collect();
-                    parse_txt(&String::from_utf8_lossy(&joined))
-                }
-                _ => None,
-            }),
-            Err(_) => None,
-        };
+        let txt_id =
+            match crate::dns::resolver::counted("TXT", resolver.lookup(format!("_mta-sts.{domain}."), RecordType::TXT))
+                .await
+            {
+                Ok(lookup) => lookup.answers().iter().find_map(|r| match &r.data {
+                    RData::TXT(txt) => {
+                        let joined: Vec<u8> = txt.txt_data.iter().flat_map(|s| s.iter().copied()).collect();
+                        parse_txt(&String::from_utf8_lossy(&joined))
+                    }
+                    _ => None,
+                }),
+                Err(_) => None,
+            };
         let Some(id) = txt_id else { return Ok(cached) };
         if let Some(c) = &cached
             && c.id == id

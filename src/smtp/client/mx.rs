@@ -13,6 +13,7 @@ use hickory_resolver::proto::dnssec::Proof;
 use hickory_resolver::proto::rr::{RData, Record, RecordType};
 use rand::seq::SliceRandom;
 
+use crate::dns::resolver::counted;
 use crate::smtp::status::Status;
 
 /// One MX host to try, in order.
@@ -54,7 +55,7 @@ fn fqdn(name: &str) -> String {
 
 /// The MX hosts of `domain`, in the order to try them.
 pub async fn lookup_mx(resolver: &TokioResolver, domain: &str) -> Result<Vec<MxHost>, RouteError> {
-    let answer = resolver.lookup(fqdn(domain), RecordType::MX).await;
+    let answer = counted("MX", resolver.lookup(fqdn(domain), RecordType::MX)).await;
     match answer {
         Ok(lookup) => hosts_of(mx_records(lookup.answers()).map(|(host, _)| host).collect(), domain),
         Err(e) => no_mx(&e, domain),
@@ -88,7 +89,7 @@ pub enum ValidatedMx {
 /// positive or negative, is [`ValidatedMx::Bogus`] before any of them, so a forged
 /// NXDOMAIN or null MX cannot bounce mail either.
 pub async fn lookup_mx_validated(resolver: &TokioResolver, domain: &str) -> Result<ValidatedMx, RouteError> {
-    match resolver.lookup(fqdn(domain), RecordType::MX).await {
+    match counted("MX", resolver.lookup(fqdn(domain), RecordType::MX)).await {
         Ok(lookup) => {
             let records: Vec<(MxHost, Proof)> = mx_records(lookup.answers()).collect();
             if records.iter().any(|(_, proof)| proof.is_bogus()) {
@@ -166,7 +167,7 @@ pub async fn lookup_addresses(resolver: &TokioResolver, host: &str) -> Result<Ve
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![ip]);
     }
-    match resolver.lookup_ip(fqdn(host)).await {
+    match counted("ADDR", resolver.lookup_ip(fqdn(host))).await {
         Ok(ips) => {
             let mut out: Vec<IpAddr> = ips.iter().collect();
             out.sort_by_key(|ip| ip.is_ipv4());

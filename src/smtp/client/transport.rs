@@ -133,6 +133,13 @@ impl TlsReport {
     /// One session with MX `host` at `ip`: `None` succeeded, else its result type.
     /// `host` is `None` when validation failed before any host was chosen.
     fn emit(&self, host: Option<&str>, ip: Option<std::net::IpAddr>, failure: Option<ResultType>) {
+        let policy = match self.policy {
+            TlsPolicy::Sts { .. } | TlsPolicy::StsUnavailable { .. } => "mta_sts",
+            TlsPolicy::Tlsa { .. } => "dane",
+            TlsPolicy::NoPolicyFound => "none",
+        };
+        let result = if self.policy_failure.or(failure).is_some() { "failure" } else { "success" };
+        crate::metrics::metrics().outbound_tls_sessions_total.with_label_values(&[policy, result]).inc();
         let Some(recorder) = &self.recorder else { return };
         let failure = self.policy_failure.or(failure).map(|result_type| TlsFailure {
             result_type,
