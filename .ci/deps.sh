@@ -20,7 +20,7 @@ PKGS=(
   clamav-daemon   # clamd, loaded with a test signature by scan/clamd tests
   postsrsd        # reference SRS implementation (mailauth/srs interop test)
   postgresql-15   # PostgreSQL store tests (src/test_pg.rs runs initdb/pg_ctl)
-  prometheus      # promtool check metrics/rules, test rules; a real Prometheus (tests/monitoring.rs)
+  prometheus      # promtool check metrics/rules, test rules; a real Prometheus (tests/it/monitoring.rs)
   yamllint        # compose and chart lint
   sieve-connect   # ManageSieve client (tests/it/managesieve.rs)
   knot knot-dnsutils  # a DNSSEC-signing DNS server and kdig (DANE, tests/it/outbound_tls.rs)

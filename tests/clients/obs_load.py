@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A short scripted load for tests/monitoring.rs: real smtplib, imaplib and poplib
+"""A short scripted load for tests/it/monitoring.rs: real smtplib, imaplib and poplib
 sessions that touch every family the dashboard charts.
 
 usage: obs_load.py SMTP_PORT SUBMISSION_PORT IMAP_PORT POP3_PORT

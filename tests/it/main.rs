@@ -34,6 +34,7 @@ mod imap_mailbox_names;
 mod inbound;
 mod managesieve;
 mod memory;
+mod monitoring;
 mod offlineimap;
 mod outbound_family;
 mod outbound_tls;

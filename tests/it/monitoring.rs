@@ -4,7 +4,7 @@
 //! dashboard panel's expression and every alert's, with data wherever the scrape holds
 //! the families the expression reads.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
