@@ -369,6 +369,8 @@ impl Config {
             limits: Limits {
                 message_size: 0,
                 smtp_command_timeout: Duration::ZERO,
+                login_timeout: Duration::ZERO,
+                write_timeout: Duration::ZERO,
                 connections_per_minute: 0,
                 messages_per_hour: 0,
                 recipients_per_hour: 0,

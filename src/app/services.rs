@@ -23,7 +23,13 @@ pub(super) fn services(shared: &Shared, pages: Option<Arc<crate::web::WebApp>>) 
         tokens: shared.acme_tokens.clone(),
         web: pages,
     });
-    let imap_limits = ImapLimits { max_literal: shared.config.limits.message_size, ..ImapLimits::default() };
+    let limits = &shared.config.limits;
+    let imap_limits = ImapLimits {
+        max_literal: limits.message_size,
+        login_deadline: limits.login_timeout,
+        write_timeout: limits.write_timeout,
+        ..ImapLimits::default()
+    };
     let imap_ctx = Arc::new(
         ImapContext::new(
             shared.config.hostname.clone(),
@@ -41,12 +47,18 @@ pub(super) fn services(shared: &Shared, pages: Option<Arc<crate::web::WebApp>>) 
         directory: shared.directory.clone(),
         store: shared.store.clone(),
         tls: Some(tls::acceptor(&shared.certs)),
-        limits: Pop3Limits::default(),
+        limits: Pop3Limits {
+            login_timeout: limits.login_timeout,
+            write_timeout: limits.write_timeout,
+            ..Pop3Limits::default()
+        },
         limiter: shared.limiter.clone(),
     });
     let sieve_limits = ManageSieveLimits {
         max_script_size: shared.config.limits.sieve_max_script_size,
         max_scripts: shared.config.limits.sieve_max_scripts,
+        login_timeout: limits.login_timeout,
+        write_timeout: limits.write_timeout,
         ..ManageSieveLimits::default()
     };
     let managesieve_ctx = Arc::new(ManageSieveContext {
@@ -157,6 +169,7 @@ fn smtp_service(shared: &Shared, mode: SmtpMode, implicit_tls: bool) -> Service 
     let limits = SmtpLimits {
         max_message_size: config.limits.message_size,
         command_timeout: config.limits.smtp_command_timeout,
+        write_timeout: config.limits.write_timeout,
         ..SmtpLimits::default()
     };
     let ctx = Arc::new(SmtpContext {

@@ -68,6 +68,14 @@ pub struct Limits {
     /// SMTP/LMTP: a command line must be complete this long after its first byte; message
     /// content gets this plus one second per KiB (slowloris, `smtp::deadline`).
     pub smtp_command_timeout: Duration,
+    /// IMAP, POP3, ManageSieve: from accept to a successful login, whatever the client
+    /// sends meanwhile (a byte every few seconds resets no timer), so unauthenticated
+    /// sockets cannot pile up.
+    pub login_timeout: Duration,
+    /// Every protocol: how long one write may wait for the client to take our output (a
+    /// long response is written in chunks, each bounded), so a client that stops reading
+    /// frees its connection and the bounded output buffer behind it.
+    pub write_timeout: Duration,
     /// New connections per client address per minute (trusted networks exempt).
     pub connections_per_minute: u32,
     /// Messages per authenticated sender per hour.

@@ -30,6 +30,8 @@ fn defaults_follow_interface_md() {
     assert_eq!(c.acme.challenge, AcmeChallenge::TlsAlpn01);
     assert_eq!(c.limits.message_size, 25 * 1024 * 1024);
     assert_eq!(c.limits.smtp_command_timeout, Duration::from_secs(300), "RFC 5321 4.5.3.2.7");
+    assert_eq!(c.limits.login_timeout, Duration::from_secs(120));
+    assert_eq!(c.limits.write_timeout, Duration::from_secs(300));
     assert_eq!(c.queue.lifetime, Duration::from_secs(5 * 86400));
     assert_eq!(c.queue.retry_min, Duration::from_secs(300));
     assert_eq!(c.queue.retry_max, Duration::from_secs(4 * 3600));

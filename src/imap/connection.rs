@@ -12,7 +12,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, watch};
 
-use super::output::{OUT_FLUSH, Output, StreamedLiteral};
+use super::output::{Output, StreamedLiteral};
 use crate::smtp::deliver::{Spool, SpooledMessage};
 use crate::store::MailboxEvent;
 
@@ -79,6 +79,14 @@ fn client_does_not_read() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::TimedOut, "client does not read")
 }
 
+/// Bytes written at a time, each write within the write timeout.
+const WRITE_CHUNK: usize = 64 * 1024;
+
+/// One step of a write (or of reading what is written), bounded by the write timeout.
+async fn within<T>(limit: Duration, step: impl Future<Output = std::io::Result<T>>) -> std::io::Result<T> {
+    tokio::time::timeout(limit, step).await.map_err(|_| client_does_not_read())?
+}
+
 impl Connection {
     pub fn new(
         stream: BoxedStream,
@@ -134,6 +142,10 @@ impl Connection {
         };
         if *self.shutdown.borrow() {
             return Ok(Read::Outcome(ReadOutcome::Shutdown));
+        }
+        if timeout.is_zero() {
+            // The time to log in is up: even a byte waiting now must not extend it.
+            return Ok(Read::Outcome(ReadOutcome::TimedOut));
         }
         tokio::select! {
             r = tokio::time::timeout(timeout, stream.read_buf(&mut self.rbuf)) => match r {
@@ -221,45 +233,58 @@ impl Connection {
         Ok(())
     }
 
+    /// Write and flush `bytes` in chunks, each within the write timeout: a message
+    /// rendered in memory (FETCH of BODY[] with BODYSTRUCTURE) goes to a slow reader as
+    /// surely as a streamed one.
     async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let limit = self.write_timeout;
         let Some(stream) = self.stream.as_mut() else {
             return Ok(());
         };
         if bytes.is_empty() {
             return Ok(());
         }
-        let written = tokio::time::timeout(self.write_timeout, async {
-            stream.write_all(bytes).await?;
-            stream.flush().await
-        });
-        written.await.map_err(|_| client_does_not_read())?
+        for chunk in bytes.chunks(WRITE_CHUNK) {
+            within(limit, stream.write_all(chunk)).await?;
+        }
+        within(limit, stream.flush()).await
     }
 
     /// Exactly `size` bytes copied from the reader (FETCH BODY[] of a large message without
     /// holding it in memory). Should the file come up short, the literal is padded with
     /// spaces so the client stays in step with the protocol.
+    ///
+    /// The write timeout bounds each chunk, not the whole literal: a client reading a
+    /// 20 MiB message slowly but steadily gets all of it, one that stops reading is cut
+    /// off within the timeout, and either way at most one chunk is held for it.
     async fn copy_literal(&mut self, literal: StreamedLiteral) -> std::io::Result<()> {
         let StreamedLiteral { reader, size } = literal;
+        let limit = self.write_timeout;
         let Some(stream) = self.stream.as_mut() else {
             return Ok(());
         };
         let mut limited = reader.take(size);
-        let copy = tokio::io::copy(&mut limited, stream);
-        let copied = tokio::time::timeout(self.write_timeout, copy).await.map_err(|_| client_does_not_read())??;
+        let mut chunk = vec![0u8; WRITE_CHUNK];
+        let mut copied = 0u64;
+        loop {
+            let n = within(limit, limited.read(&mut chunk)).await?;
+            if n == 0 {
+                break;
+            }
+            within(limit, stream.write_all(&chunk[..n])).await?;
+            copied += n as u64;
+        }
         if copied < size {
             tracing::warn!(peer = %self.peer, expected = size, copied, "message file shorter than its index size");
-            let pad = vec![b' '; usize::try_from(size - copied).unwrap_or(0).min(OUT_FLUSH)];
+            chunk.fill(b' ');
             let mut left = size - copied;
             while left > 0 {
-                let n = left.min(pad.len() as u64) as usize;
-                if n == 0 {
-                    break;
-                }
-                stream.write_all(&pad[..n]).await?;
+                let n = usize::try_from(left).unwrap_or(usize::MAX).min(chunk.len());
+                within(limit, stream.write_all(&chunk[..n])).await?;
                 left -= n as u64;
             }
         }
-        Ok(())
+        within(limit, stream.flush()).await
     }
 
     /// Close the stream (after a BYE); later output is dropped.

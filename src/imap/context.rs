@@ -21,6 +21,12 @@ pub struct ImapLimits {
     pub idle_timeout: Duration,
     /// Shorter timeout before login, so unauthenticated sockets cannot pile up.
     pub login_timeout: Duration,
+    /// From the greeting to a successful login, however the client trickles bytes
+    /// (`MAILROOM_LOGIN_TIMEOUT`).
+    pub login_deadline: Duration,
+    /// How long one write may wait for the client to read (`MAILROOM_WRITE_TIMEOUT`);
+    /// long responses are sent in bounded chunks, each within it.
+    pub write_timeout: Duration,
     /// Failed LOGIN/AUTHENTICATE attempts before BYE.
     pub max_bad_logins: u32,
     /// Pause after each failed login (slows password guessing).
@@ -41,6 +47,8 @@ impl Default for ImapLimits {
             max_line: 64 * 1024,
             idle_timeout: Duration::from_secs(30 * 60),
             login_timeout: Duration::from_secs(60),
+            login_deadline: Duration::from_secs(120),
+            write_timeout: Duration::from_secs(300),
             max_bad_logins: 3,
             auth_failure_delay: Duration::from_secs(1),
             max_bad_commands: 20,

@@ -53,7 +53,7 @@ pub async fn serve_connection<S>(
             }
         }
     }
-    let conn = Connection::new(boxed, peer, ctx.limits.idle_timeout, shutdown);
+    let conn = Connection::new(boxed, peer, ctx.limits.write_timeout, shutdown);
     let session = Session::new(ctx, peer, tls_active);
     let mut driver = Driver { conn, session, pending: None, spooled: Vec::new(), acked_literal: None };
     if let Err(e) = driver.run().await {
@@ -218,6 +218,9 @@ impl Driver {
     async fn read_ended(&mut self, ended: ReadOutcome) -> std::io::Result<()> {
         let flow = match ended {
             ReadOutcome::Data | ReadOutcome::Eof => return Ok(()),
+            ReadOutcome::TimedOut if self.session.login_overdue() => {
+                self.session.bye("Autologout; login took too long")
+            }
             ReadOutcome::TimedOut => self.session.bye("Autologout; idle for too long"),
             ReadOutcome::Shutdown => self.session.bye("Server shutting down"),
         };

@@ -59,6 +59,8 @@ mod recent_tests;
 #[cfg(test)]
 mod session_tests;
 #[cfg(test)]
+mod slow_reader_tests;
+#[cfg(test)]
 mod test_support;
 #[cfg(test)]
 mod tests;

@@ -126,10 +126,13 @@ pub(crate) struct Session {
     pub out: Output,
     /// When the command being run arrived, for its latency in the metrics.
     command_started: std::time::Instant,
+    /// Until a login succeeds, reads wait at most what is left of the time to log in.
+    login: crate::net::LoginDeadline,
 }
 
 impl Session {
     pub(crate) fn new(ctx: Arc<ImapContext>, peer: SocketAddr, tls_active: bool) -> Session {
+        let ctx_login_deadline = ctx.limits.login_deadline;
         Session {
             ctx,
             peer,
@@ -141,6 +144,7 @@ impl Session {
             suspended: None,
             out: Output::default(),
             command_started: std::time::Instant::now(),
+            login: crate::net::LoginDeadline::starting_now(ctx_login_deadline),
         }
     }
 
@@ -171,13 +175,19 @@ impl Session {
         }
     }
 
-    /// How long the client may stay silent: short before login, so unauthenticated
-    /// sockets cannot pile up; the idle timeout after.
+    /// How long the client may stay silent: short before login, and never past the time
+    /// to log in, so unauthenticated sockets cannot pile up; the idle timeout after.
     pub(crate) fn timeout(&self) -> Duration {
         match self.state {
-            State::NotAuthenticated => self.ctx.limits.login_timeout,
+            State::NotAuthenticated => self.login.read_timeout(self.ctx.limits.login_timeout),
             _ => self.ctx.limits.idle_timeout,
         }
+    }
+
+    /// The time to log in is up (`MAILROOM_LOGIN_TIMEOUT`): a timed-out read ends with
+    /// a BYE that says so.
+    pub(crate) fn login_overdue(&self) -> bool {
+        matches!(self.state, State::NotAuthenticated) && self.login.passed()
     }
 
     /// End the connection with `* BYE text` (autologout, shutdown, abuse).

@@ -3,8 +3,9 @@
 //! the store) and writes the answers. All decisions are the session's.
 //!
 //! I/O rules held here:
-//! - every read waits at most `idle_timeout`, every write as long, the TLS handshake
-//!   [`HANDSHAKE_TIMEOUT`];
+//! - every read waits at most `idle_timeout`, and before login at most what is left of
+//!   `login_timeout` (counted from the greeting); every write at most `write_timeout`,
+//!   the TLS handshake [`HANDSHAKE_TIMEOUT`];
 //! - the read buffer is bounded by the parser's bounds (a line, and literals up to the
 //!   script size plus slack): input past them ends the connection with BYE;
 //! - after STARTTLS the plaintext buffer is dropped, so commands sent before the
@@ -24,7 +25,7 @@ use super::reply::Status;
 use super::session::{Session, SessionConfig, Step, StoreAnswer, StoreOp};
 use crate::accounts::Directory;
 use crate::metrics::metrics;
-use crate::net::LoginOutcome;
+use crate::net::{LoginDeadline, LoginOutcome};
 use crate::sieve::vacation_settings::VACATION_SCRIPT;
 use crate::store::{MailboxOwner, Store, StoreError};
 
@@ -49,6 +50,10 @@ pub struct ManageSieveLimits {
     pub max_bad_logins: u32,
     /// Pause before answering a failed login.
     pub auth_failure_delay: Duration,
+    /// From the greeting to a successful login (`MAILROOM_LOGIN_TIMEOUT`).
+    pub login_timeout: Duration,
+    /// How long one write may wait for the client to read (`MAILROOM_WRITE_TIMEOUT`).
+    pub write_timeout: Duration,
 }
 
 impl Default for ManageSieveLimits {
@@ -60,9 +65,14 @@ impl Default for ManageSieveLimits {
             max_errors: 10,
             max_bad_logins: 3,
             auth_failure_delay: Duration::from_secs(2),
+            login_timeout: Duration::from_secs(120),
+            write_timeout: Duration::from_secs(300),
         }
     }
 }
+
+/// Said before closing a connection that did not log in within `login_timeout`.
+const LOGIN_TOO_SLOW: &[u8] = b"BYE \"Login took too long\"\r\n";
 
 /// Redirects a script run may make (the `MAXREDIRECTS` capability).
 pub const MAX_REDIRECTS: u32 = 4;
@@ -95,11 +105,12 @@ pub async fn serve_connection(
         max_errors: limits.max_errors,
         max_bad_logins: limits.max_bad_logins,
     });
-    let mut driver = Driver { ctx: &ctx, peer, shutdown, session, owner: None };
+    let login = LoginDeadline::starting_now(limits.login_timeout);
+    let mut driver = Driver { ctx: &ctx, peer, shutdown, session, owner: None, login };
     let mut io = Io::new(stream);
     io.out.extend(driver.session.greeting());
     if driver.run(&mut io).await != End::StartTls {
-        io.close(limits.idle_timeout).await;
+        io.close(limits.write_timeout).await;
         return;
     }
     // Whatever the client sent after STARTTLS in plaintext is dropped with `io`.
@@ -112,7 +123,7 @@ pub async fn serve_connection(
     let mut io = Io::new(tls);
     io.out.extend(driver.session.tls_started());
     driver.run(&mut io).await;
-    io.close(limits.idle_timeout).await;
+    io.close(limits.write_timeout).await;
 }
 
 fn handshake_failed(peer: SocketAddr, error: &str) {
@@ -168,11 +179,14 @@ struct Driver<'a> {
     session: Session,
     /// The logged-in account.
     owner: Option<MailboxOwner>,
+    /// Until a login succeeds, reads wait at most what is left of the time to log in.
+    login: LoginDeadline,
 }
 
 impl Driver<'_> {
     async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, io: &mut Io<S>) -> End {
         let idle = self.ctx.limits.idle_timeout;
+        let stall = self.ctx.limits.write_timeout;
         let mut chunk = vec![0u8; 16 * 1024];
         loop {
             while let Some((used, step)) = self.session.on_input(&io.buf) {
@@ -181,7 +195,13 @@ impl Driver<'_> {
                     return end;
                 }
             }
-            if io.flush(idle).await.is_err() {
+            if io.flush(stall).await.is_err() {
+                return End::Closed;
+            }
+            let logged_in = self.session.is_authenticated();
+            let timeout = if logged_in { idle } else { self.login.read_timeout(idle) };
+            if timeout.is_zero() {
+                io.out.extend_from_slice(LOGIN_TOO_SLOW);
                 return End::Closed;
             }
             let read = tokio::select! {
@@ -190,9 +210,13 @@ impl Driver<'_> {
                     io.out.extend_from_slice(b"BYE (TRYLATER) \"Server shutting down\"\r\n");
                     return End::Closed;
                 }
-                r = tokio::time::timeout(idle, io.stream.read(&mut chunk)) => r,
+                r = tokio::time::timeout(timeout, io.stream.read(&mut chunk)) => r,
             };
             match read {
+                Err(_) if !logged_in && self.login.passed() => {
+                    io.out.extend_from_slice(LOGIN_TOO_SLOW);
+                    return End::Closed;
+                }
                 Err(_) => {
                     io.out.extend_from_slice(b"BYE \"Disconnected for inactivity\"\r\n");
                     return End::Closed;
@@ -223,7 +247,7 @@ impl Driver<'_> {
                 Step::StartTls(bytes) => {
                     self.count();
                     io.out.extend(bytes);
-                    let ok = io.flush(self.ctx.limits.idle_timeout).await.is_ok();
+                    let ok = io.flush(self.ctx.limits.write_timeout).await.is_ok();
                     return Some(if ok { End::StartTls } else { End::Closed });
                 }
                 Step::Login { username, password } => {

@@ -9,6 +9,7 @@
 mod limits;
 mod listener;
 pub mod login;
+mod login_deadline;
 pub mod memory;
 pub mod proxy;
 pub mod ratelimit;
@@ -33,6 +34,7 @@ use crate::metrics::metrics;
 pub use limits::{ConnectionLimiter, ConnectionPermit, Refusal};
 pub use listener::{BindError, BoundListener, bind};
 pub use login::{LoginOutcome, verify_login, verify_web_login};
+pub use login_deadline::LoginDeadline;
 pub use memory::{MemoryPermit, MessageMemory};
 pub use ratelimit::{Admission, BlockScope, Blocked, Limiter, LimiterConfig, LoginAttempt};
 

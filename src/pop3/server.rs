@@ -4,9 +4,12 @@
 //!
 //! I/O rules held here:
 //! - every read waits at most `idle_timeout` (RFC 1939 §3 autologout: at least 10 minutes),
-//!   every write chunk at most as long, the TLS handshake at most [`HANDSHAKE_TIMEOUT`];
-//! - replies are queued and flushed only when no further pipelined command is buffered
-//!   (PIPELINING, RFC 2449 §6.6), so a batch of commands costs one write;
+//!   and before login at most what is left of `login_timeout` (counted from the greeting,
+//!   so a client trickling bytes cannot stay unauthenticated); every write chunk waits at
+//!   most `write_timeout`, the TLS handshake at most [`HANDSHAKE_TIMEOUT`];
+//! - replies are queued and flushed only when a further pipelined command is not
+//!   complete in the buffer (PIPELINING, RFC 2449 §6.6), so a batch of commands costs one
+//!   write, and a command cut in two by the network never holds back the replies before it;
 //! - after STLS the plaintext read buffer is dropped, so commands injected before the
 //!   handshake never run inside TLS (RFC 2595 §4, the CVE-2011-0411 class of bug);
 //! - a failed login is answered only after `auth_failure_delay` (slows password guessing);
@@ -22,7 +25,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::metrics;
-use crate::net::LoginOutcome;
+use crate::net::{LoginDeadline, LoginOutcome};
 use crate::pop3::backend::{BackendError, Pop3Backend};
 use crate::pop3::dotstuff::write_message;
 use crate::pop3::line::{LineRead, read_line};
@@ -47,6 +50,11 @@ pub struct Pop3Limits {
     pub max_errors: u32,
     /// Pause before answering a failed login.
     pub auth_failure_delay: Duration,
+    /// From the greeting to a successful login (`MAILROOM_LOGIN_TIMEOUT`).
+    pub login_timeout: Duration,
+    /// How long one write may wait for the client to read (`MAILROOM_WRITE_TIMEOUT`);
+    /// a RETR is written in chunks, each bounded by it.
+    pub write_timeout: Duration,
 }
 
 impl Default for Pop3Limits {
@@ -56,6 +64,8 @@ impl Default for Pop3Limits {
             max_bad_logins: 3,
             max_errors: 20,
             auth_failure_delay: Duration::from_secs(2),
+            login_timeout: Duration::from_secs(120),
+            write_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -84,7 +94,8 @@ pub async fn serve_with<B: Pop3Backend>(
         max_bad_logins: endpoint.limits.max_bad_logins,
         max_errors: endpoint.limits.max_errors,
     });
-    let mut driver = Driver { backend, endpoint, peer, shutdown, session, open: None };
+    let login = LoginDeadline::starting_now(endpoint.limits.login_timeout);
+    let mut driver = Driver { backend, endpoint, peer, shutdown, session, open: None, login };
     let greeting = Session::greeting(endpoint.hostname);
     if implicit_tls {
         let Some(tls) = handshake(endpoint, stream, peer, true).await else {
@@ -137,11 +148,14 @@ async fn handshake(
 struct Io<S> {
     reader: BufReader<S>,
     out: Vec<u8>,
+    /// A write failed or timed out: the client does not read, so no goodbye is tried
+    /// (it would only wait for the same full socket again).
+    broken: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     fn new(stream: S) -> Io<S> {
-        Io { reader: BufReader::new(stream), out: Vec::with_capacity(1024) }
+        Io { reader: BufReader::new(stream), out: Vec::with_capacity(1024), broken: false }
     }
 
     fn queue(&mut self, reply: &Reply) {
@@ -161,13 +175,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
             .await
             .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "peer stalled")));
         self.out.clear();
+        self.broken |= result.is_err();
         result
     }
 
     /// Best-effort goodbye: flush what is queued, then shut the stream down (TLS
-    /// close_notify).
+    /// close_notify); nothing once a write has failed.
     async fn close(&mut self) {
-        if self.flush(Duration::from_secs(10)).await.is_ok() {
+        if !self.broken && self.flush(Duration::from_secs(10)).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(5), self.reader.get_mut().shutdown()).await;
         }
     }
@@ -193,17 +208,28 @@ struct Driver<'a, B: Pop3Backend> {
     shutdown: watch::Receiver<bool>,
     session: Session,
     open: Option<OpenMaildrop<B::Mailbox, B::Lock>>,
+    /// Until a login succeeds, reads wait at most what is left of the time to log in.
+    login: LoginDeadline,
 }
 
 impl<B: Pop3Backend> Driver<'_, B> {
     async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, io: &mut Io<S>) -> End {
         let idle = self.endpoint.limits.idle_timeout;
+        let stall = self.endpoint.limits.write_timeout;
         let mut line = Vec::with_capacity(256);
         loop {
-            // Batch replies while pipelined commands are buffered, but never let a client
-            // that does not read make us queue without bound.
-            let must_flush = io.reader.buffer().is_empty() || io.out.len() > MAX_QUEUED_REPLIES;
-            if must_flush && io.flush(idle).await.is_err() {
+            // Batch replies while a complete pipelined command is buffered, but never let a
+            // client that does not read make us queue without bound. Only a complete line
+            // counts: the rest of a partial one may be sent only once the client has read
+            // our replies, so waiting for it before flushing would stall both ends.
+            let complete_command_buffered = memchr::memchr(b'\n', io.reader.buffer()).is_some();
+            let must_flush = !complete_command_buffered || io.out.len() > MAX_QUEUED_REPLIES;
+            if must_flush && io.flush(stall).await.is_err() {
+                return End::Closed;
+            }
+            let timeout = if self.open.is_some() { idle } else { self.login.read_timeout(idle) };
+            if timeout.is_zero() {
+                io.queue(&Reply::err("Login took too long"));
                 return End::Closed;
             }
             let limit = self.session.line_limit();
@@ -213,9 +239,13 @@ impl<B: Pop3Backend> Driver<'_, B> {
                     io.queue(&Reply::err_code(RespCode::SysTemp, "Server shutting down, nothing was deleted"));
                     return End::Closed;
                 }
-                r = tokio::time::timeout(idle, read_line(&mut io.reader, limit, &mut line)) => r,
+                r = tokio::time::timeout(timeout, read_line(&mut io.reader, limit, &mut line)) => r,
             };
             let step = match read {
+                Err(_) if self.open.is_none() && self.login.passed() => {
+                    io.queue(&Reply::err("Login took too long"));
+                    return End::Closed;
+                }
                 Err(_) => {
                     io.queue(&Reply::err("Disconnected for inactivity"));
                     return End::Closed;
@@ -246,7 +276,7 @@ impl<B: Pop3Backend> Driver<'_, B> {
 
     /// Carry out one step; `Some` ends the command loop.
     async fn perform<S: AsyncRead + AsyncWrite + Unpin>(&mut self, step: Step, io: &mut Io<S>) -> Option<End> {
-        let stall = self.endpoint.limits.idle_timeout;
+        let stall = self.endpoint.limits.write_timeout;
         match step {
             Step::Reply(reply) => self.answer(io, &reply),
             Step::Close(reply) => {
@@ -282,6 +312,7 @@ impl<B: Pop3Backend> Driver<'_, B> {
                             || write_message(&mut reader, io.reader.get_mut(), top, stall).await.is_err()
                         {
                             // Mid-response failure: the client cannot resynchronise.
+                            io.broken = true;
                             return Some(End::Closed);
                         }
                     }

@@ -226,10 +226,17 @@ impl SmtpConnection {
         }
     }
 
+    /// Write the queued replies, within the write timeout.
     async fn flush(&mut self) -> io::Result<()> {
         if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
-            self.stream.flush().await?;
+            let (stream, out) = (&mut self.stream, &self.out);
+            let write = async {
+                stream.write_all(out).await?;
+                stream.flush().await
+            };
+            tokio::time::timeout(self.ctx.limits.write_timeout, write)
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client does not read"))??;
             self.out.clear();
         }
         Ok(())

@@ -53,6 +53,10 @@ pub struct SmtpLimits {
     /// must arrive within `command_timeout + size / min_data_rate`, so a trickle of a
     /// byte every few seconds cannot hold a connection (slowloris).
     pub min_data_rate: u64,
+    /// How long writing our replies may wait for the client to read them
+    /// (`MAILROOM_WRITE_TIMEOUT`): a client that pipelines commands and never reads the
+    /// answers would otherwise hold the connection forever.
+    pub write_timeout: std::time::Duration,
 }
 
 impl Default for SmtpLimits {
@@ -67,6 +71,7 @@ impl Default for SmtpLimits {
             data_timeout: std::time::Duration::from_secs(600),
             // 1 KiB/s: 25 MB over an 8 KiB/s link still fits; one byte per second does not.
             min_data_rate: 1024,
+            write_timeout: std::time::Duration::from_secs(300),
         }
     }
 }

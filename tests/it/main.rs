@@ -43,6 +43,7 @@ mod queue;
 mod replicas;
 mod sieve;
 mod sieve_e2e;
+mod slow_clients;
 mod smarthost;
 mod status;
 mod submission;

@@ -340,6 +340,11 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> RawClient<S> {
         RawClient { reader: tokio::io::BufReader::new(stream) }
     }
 
+    /// The stream, for reading past the line protocol (what was buffered is dropped).
+    pub fn into_inner(self) -> S {
+        self.reader.into_inner()
+    }
+
     /// Send raw bytes (several commands at once for pipelining).
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         use tokio::io::AsyncWriteExt;

@@ -5,4 +5,5 @@ mod fetchmail;
 mod harness;
 mod poplib;
 mod raw;
+mod slow;
 mod store;
