@@ -157,6 +157,7 @@ fn smtp_service(shared: &Shared, mode: SmtpMode, implicit_tls: bool) -> Service 
     let limits = SmtpLimits {
         max_message_size: config.limits.message_size,
         command_timeout: config.limits.smtp_command_timeout,
+        disk: shared.disk.clone(),
         ..SmtpLimits::default()
     };
     let ctx = Arc::new(SmtpContext {

@@ -53,6 +53,9 @@ pub struct SmtpLimits {
     /// must arrive within `command_timeout + size / min_data_rate`, so a trickle of a
     /// byte every few seconds cannot hold a connection (slowloris).
     pub min_data_rate: u64,
+    /// The data dir's free space: below `MAILROOM_DISK_MIN_FREE` a new transaction gets
+    /// `452 4.3.1` at MAIL, before the client uploads a message we could not store.
+    pub disk: crate::disk::DiskSpace,
 }
 
 impl Default for SmtpLimits {
@@ -67,6 +70,7 @@ impl Default for SmtpLimits {
             data_timeout: std::time::Duration::from_secs(600),
             // 1 KiB/s: 25 MB over an 8 KiB/s link still fits; one byte per second does not.
             min_data_rate: 1024,
+            disk: crate::disk::DiskSpace::default(),
         }
     }
 }
@@ -141,6 +145,13 @@ pub trait Policy: Send + Sync {
         client: &ClientInfo,
         recipient: &Address,
     ) -> impl Future<Output = RecipientVerdict> + Send;
+}
+
+/// The reply whenever the data dir is (nearly) full: at MAIL while free space is below
+/// `MAILROOM_DISK_MIN_FREE`, and after DATA when a write found the disk full. Temporary,
+/// so the sender keeps the message and retries.
+pub fn disk_full_reply() -> Status {
+    Status::new(452, (4, 3, 1), "Error: insufficient system storage, try again later")
 }
 
 /// Where the dialogue is (RFC 5321 §4.1.4 command order).
@@ -531,6 +542,11 @@ impl Session {
         };
         if let Some(r) = r {
             return self.finish(vec![r], Action::Continue);
+        }
+        if self.config.limits.disk.is_low() {
+            // RFC 3463 4.3.1 "mail system full"; 452 is RFC 5321's "insufficient system
+            // storage". Not counted as a client error: the client did nothing wrong.
+            return (vec![disk_full_reply()], Action::Continue);
         }
         if mail.body == Some(BodyType::BinaryMime) {
             // Not advertised: we normalise line endings, which would corrupt binary (data.rs).
