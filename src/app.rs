@@ -112,6 +112,9 @@ pub struct Shared {
     pub reports: Vec<Arc<dyn crate::reports::Kind>>,
     /// What the admin page and `mailroom status` show.
     pub status: Arc<crate::status::StatusSources>,
+    /// The data dir's free space, sampled every second: SMTP refuses new mail below
+    /// `MAILROOM_DISK_MIN_FREE`.
+    pub disk: crate::disk::DiskSpace,
 }
 
 /// A started server: its bound addresses and the means to stop it.
@@ -287,7 +290,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         store.clone(),
         report_runs,
     );
+    let disk_watch = crate::disk::DiskWatch::new(data_dir.root(), config.limits.disk_min_free);
     let shared = Shared {
+        disk: crate::disk::DiskSpace::new(disk_watch.clone()),
         status,
         signers,
         store,
@@ -305,6 +310,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shutdown: Shutdown::new(),
         reports,
     };
+    stop_with(&shared.shutdown, disk_watch.spawn(readiness.clone()));
     if !shared.reports.is_empty() {
         stop_with(&shared.shutdown, crate::reports::spawn(shared.reports.clone(), shared.shutdown.signal()));
     }

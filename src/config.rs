@@ -368,6 +368,7 @@ impl Config {
             },
             limits: Limits {
                 message_size: 0,
+                disk_min_free: 0,
                 smtp_command_timeout: Duration::ZERO,
                 login_timeout: Duration::ZERO,
                 write_timeout: Duration::ZERO,

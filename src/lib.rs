@@ -8,6 +8,7 @@ pub mod backup;
 pub mod config;
 pub mod credentials;
 pub mod datadir;
+pub mod disk;
 pub mod dmarc;
 pub mod dns;
 pub mod durable;

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub tls_handshake_failures_total: IntCounterVec,
     pub tls_certificate_expiry: GaugeVec,
     pub ready: IntGauge,
+    pub disk_free_bytes: IntGauge,
+    pub disk_size_bytes: IntGauge,
     // ACME
     pub acme_orders_total: IntCounterVec,
     // SMTP inbound
@@ -151,6 +153,19 @@ impl Metrics {
             ready: register(
                 &r,
                 IntGauge::new("mailroom_ready", "1 when every listener is bound and a certificate is loaded.")
+                    .expect("valid metric"),
+            ),
+            disk_free_bytes: register(
+                &r,
+                IntGauge::new(
+                    "mailroom_disk_free_bytes",
+                    "Bytes free for mailroom on the data dir's file system (sampled every second).",
+                )
+                .expect("valid metric"),
+            ),
+            disk_size_bytes: register(
+                &r,
+                IntGauge::new("mailroom_disk_size_bytes", "Size in bytes of the data dir's file system.")
                     .expect("valid metric"),
             ),
             accounts_reloads_total: counter_vec(

@@ -170,6 +170,7 @@ fn smtp_service(shared: &Shared, mode: SmtpMode, implicit_tls: bool) -> Service 
         max_message_size: config.limits.message_size,
         command_timeout: config.limits.smtp_command_timeout,
         write_timeout: config.limits.write_timeout,
+        disk: shared.disk.clone(),
         ..SmtpLimits::default()
     };
     let ctx = Arc::new(SmtpContext {

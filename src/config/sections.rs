@@ -65,6 +65,9 @@ pub struct AcmeConfig {
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub message_size: u64,
+    /// Below this many free bytes on the data dir's file system new mail is refused
+    /// (`452 4.3.1`) and `/readyz` fails; 0: never (`disk`).
+    pub disk_min_free: u64,
     /// SMTP/LMTP: a command line must be complete this long after its first byte; message
     /// content gets this plus one second per KiB (slowloris, `smtp::deadline`).
     pub smtp_command_timeout: Duration,

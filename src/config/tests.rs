@@ -29,6 +29,7 @@ fn defaults_follow_interface_md() {
     assert_eq!(c.acme.mode, AcmeMode::Off, "example.com is reserved: no ACME by default");
     assert_eq!(c.acme.challenge, AcmeChallenge::TlsAlpn01);
     assert_eq!(c.limits.message_size, 25 * 1024 * 1024);
+    assert_eq!(c.limits.disk_min_free, 64 * 1024 * 1024);
     assert_eq!(c.limits.smtp_command_timeout, Duration::from_secs(300), "RFC 5321 4.5.3.2.7");
     assert_eq!(c.limits.login_timeout, Duration::from_secs(120));
     assert_eq!(c.limits.write_timeout, Duration::from_secs(300));
@@ -136,6 +137,7 @@ fn each_bad_value_names_variable_value_and_expectation() {
         ("MAILROOM_SMTP_LISTEN", "25", "listen addresses"),
         ("MAILROOM_IMAPS_LISTEN", "localhost:993", "listen addresses"),
         ("MAILROOM_MESSAGE_SIZE_LIMIT", "huge", "size"),
+        ("MAILROOM_DISK_MIN_FREE", "1%", "`0` for off"),
         ("MAILROOM_SMTP_COMMAND_TIMEOUT", "500ms", "at least 1s"),
         ("MAILROOM_MAX_CONNECTIONS", "0", "greater than 0"),
         ("MAILROOM_RELAY_HOST", "smarthost", "host:port"),

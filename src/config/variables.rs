@@ -238,6 +238,11 @@ pub static VARIABLES: &[Variable] = &[
             _ => Err("a size of at least 1K, like `25M` or `1G`".to_string()),
         },
         show |n: &u64| units::format_size(*n)),
+    var!("DISK_MIN_FREE", Text("64M"),
+        "below this much free space on the data dir, new mail is refused (452 4.3.1) and /readyz fails; 0: off",
+        limits.disk_min_free = |v: &str| units::parse_size(v)
+            .map_err(|_| "a size like `64M` or `1G`, or `0` for off".to_string()),
+        show |n: &u64| if *n == 0 { "off".to_string() } else { units::format_size(*n) }),
     var!("SMTP_COMMAND_TIMEOUT", Text("5m"),
         "SMTP/LMTP: how long a command line may take after its first byte",
         limits.smtp_command_timeout = |v: &str| match units::parse_duration(v) {

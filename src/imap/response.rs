@@ -98,6 +98,14 @@ pub fn store_error(e: &StoreError, peer: &std::net::SocketAddr) -> Tagged {
         StoreError::NotPermitted(_) => Tagged::no("Not permitted on this mailbox").code("CANNOT"),
         StoreError::NoSuchMessage(_) => Tagged::no("Some messages were expunged").code("EXPUNGEISSUED"),
         StoreError::Limit(what) => Tagged::no(*what).code("LIMIT"),
+        // RFC 5530 has no "disk full" code. OVERQUOTA ("the user would be over quota after
+        // the operation") is what a client can act on: stop adding, delete something, try
+        // later — and what Dovecot answers to ENOSPC. SERVERBUG would blame a bug, LIMIT an
+        // administrator's per-command limit; neither is true here.
+        e if e.is_disk_full() => {
+            tracing::warn!(%peer, error = %e, "IMAP write failed: disk full");
+            Tagged::no("Not enough disk space").code("OVERQUOTA")
+        }
         // IMAP never touches Sieve scripts: reaching these is an internal fault.
         StoreError::InvalidAccount(_)
         | StoreError::InvalidScriptName(_)

@@ -84,6 +84,13 @@ pub enum QueueError {
     Database(String),
 }
 
+impl QueueError {
+    /// The spool could not be written because the disk is full (SMTP `452 4.3.1`).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, QueueError::Io { source, .. } if crate::disk::is_full(source))
+    }
+}
+
 /// Tunables, from the config or set by tests.
 #[derive(Clone, Debug)]
 pub struct QueueSettings {
@@ -433,9 +440,11 @@ impl Queue {
 
     /// Make one item (or every item not on hold) due now. Returns how many.
     pub async fn retry(&self, id: Option<&QueueId>) -> Result<usize, QueueError> {
-        let n = self.inner.backend.retry(id).await?;
+        let result = self.inner.backend.retry(id).await;
+        // The items are due in memory even when their new time could not be written (a
+        // full disk): wake the workers either way, and tell the operator what failed.
         self.inner.wake.notify_one();
-        Ok(n)
+        result
     }
 
     /// Keep an item back until [`release`](Self::release).

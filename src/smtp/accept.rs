@@ -183,6 +183,9 @@ async fn queue_remote(
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot queue the remote copies");
+            if e.is_disk_full() {
+                return Err(super::session::disk_full_reply());
+            }
             Err(Status::new(451, (4, 3, 0), "Error: cannot queue the message now, try again later"))
         }
     }

@@ -7,7 +7,8 @@
 //! messages do not need 1.2 GiB of RAM. It is not fsynced: it is never the acknowledged
 //! copy — the 250 goes out only when the store says every Maildir copy is durable.
 //! A spool write error (disk full) is remembered, the content is still read to its end
-//! (so the dialogue stays in step) and the message then gets 451 4.3.0.
+//! (so the dialogue stays in step) and the message then gets 452 4.3.1 (451 4.3.0 for
+//! other errors); the partial spool file is removed with the transaction.
 //!
 //! Each copy gets `Return-Path` (RFC 5321 §4.4, the envelope sender as the client wrote
 //! it), `Delivered-To` (the final mailbox, what Postfix local and Dovecot LDA add for loop
@@ -221,9 +222,11 @@ fn sanitize(s: &str) -> String {
 }
 
 /// The reply for a store failure: temporary conditions (I/O, disk full) ask the sender to
-/// retry; anything else about the mailbox itself is permanent.
+/// retry, a full disk as `452 4.3.1`; anything else about the mailbox itself is permanent.
 pub fn store_error_reply(e: &StoreError) -> Status {
-    if e.is_temporary() {
+    if e.is_disk_full() {
+        super::session::disk_full_reply()
+    } else if e.is_temporary() {
         Status::new(451, (4, 3, 0), "Error: local delivery failed, try again later")
     } else {
         Status::new(550, (5, 2, 0), "Error: mailbox unavailable")

@@ -613,7 +613,11 @@ impl SmtpConnection {
         let judged = match spool.finish().await {
             Err(e) => {
                 span.in_scope(|| tracing::error!(error = %e, "spooling the message failed"));
-                let r = Status::new(451, (4, 3, 0), "Error: cannot store the message now, try again later");
+                let r = if crate::disk::is_full(&e) {
+                    super::session::disk_full_reply()
+                } else {
+                    Status::new(451, (4, 3, 0), "Error: cannot store the message now, try again later")
+                };
                 Err((Refusal::Local, r))
             }
             Ok(message) => {

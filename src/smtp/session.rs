@@ -57,6 +57,9 @@ pub struct SmtpLimits {
     /// (`MAILROOM_WRITE_TIMEOUT`): a client that pipelines commands and never reads the
     /// answers would otherwise hold the connection forever.
     pub write_timeout: std::time::Duration,
+    /// The data dir's free space: below `MAILROOM_DISK_MIN_FREE` a new transaction gets
+    /// `452 4.3.1` at MAIL, before the client uploads a message we could not store.
+    pub disk: crate::disk::DiskSpace,
 }
 
 impl Default for SmtpLimits {
@@ -72,6 +75,7 @@ impl Default for SmtpLimits {
             // 1 KiB/s: 25 MB over an 8 KiB/s link still fits; one byte per second does not.
             min_data_rate: 1024,
             write_timeout: std::time::Duration::from_secs(300),
+            disk: crate::disk::DiskSpace::default(),
         }
     }
 }
@@ -146,6 +150,13 @@ pub trait Policy: Send + Sync {
         client: &ClientInfo,
         recipient: &Address,
     ) -> impl Future<Output = RecipientVerdict> + Send;
+}
+
+/// The reply whenever the data dir is (nearly) full: at MAIL while free space is below
+/// `MAILROOM_DISK_MIN_FREE`, and after DATA when a write found the disk full. Temporary,
+/// so the sender keeps the message and retries.
+pub fn disk_full_reply() -> Status {
+    Status::new(452, (4, 3, 1), "Error: insufficient system storage, try again later")
 }
 
 /// Where the dialogue is (RFC 5321 §4.1.4 command order).
@@ -536,6 +547,11 @@ impl Session {
         };
         if let Some(r) = r {
             return self.finish(vec![r], Action::Continue);
+        }
+        if self.config.limits.disk.is_low() {
+            // RFC 3463 4.3.1 "mail system full"; 452 is RFC 5321's "insufficient system
+            // storage". Not counted as a client error: the client did nothing wrong.
+            return (vec![disk_full_reply()], Action::Continue);
         }
         if mail.body == Some(BodyType::BinaryMime) {
             // Not advertised: we normalise line endings, which would corrupt binary (data.rs).

@@ -83,6 +83,12 @@ impl StoreError {
         StoreError::Io { path: path.into(), source }
     }
 
+    /// True when a write failed because the file system or the file system quota is full
+    /// (SMTP `452 4.3.1`, IMAP `NO [OVERQUOTA]`).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. } if crate::disk::is_full(source))
+    }
+
     /// True when the error is a temporary condition worth retrying (I/O, background task,
     /// unreachable backend), false for errors caused by the request itself. SMTP maps true
     /// to 4xx.

@@ -97,10 +97,7 @@ fn metrics_after_traffic_are_clean_and_dashboard_queries_answer() {
     for (what, expr) in dashboard_expressions().into_iter().chain(alert_expressions()) {
         let names = metric_names(&expr);
         for name in &names {
-            // The disk families are another part's; the rest must be ours or process_*.
-            let known = name.starts_with("process_")
-                || name.starts_with("mailroom_disk_")
-                || documented.contains(&format!("`{name}`"));
+            let known = name.starts_with("process_") || documented.contains(&format!("`{name}`"));
             assert!(known, "{what}: {name} is neither a mailroom family nor a process one");
         }
         let result = prometheus.query(&expr).unwrap_or_else(|e| panic!("{what}: {expr}: {e}"));

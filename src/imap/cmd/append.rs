@@ -1,6 +1,6 @@
 //! APPEND (with MULTIAPPEND, RFC 3502), COPY and MOVE (RFC 6851), answering with UIDPLUS
 //! codes (RFC 4315: `[APPENDUID v uids]`, `[COPYUID v src dst]`). A missing target is
-//! `[TRYCREATE]` so clients offer to create it; a full account is `[OVERQUOTA]`. Everything
+//! `[TRYCREATE]` so clients offer to create it; a full account or a full disk is `[OVERQUOTA]`. Everything
 //! is durable before the OK (the store fsyncs).
 
 use std::time::{Duration, UNIX_EPOCH};
@@ -55,6 +55,9 @@ impl Session {
                 }
                 Err(e) => {
                     tracing::warn!(peer = %self.peer, error = %e, "IMAP APPEND spool failure");
+                    if crate::disk::is_full(&e) {
+                        return Err(Tagged::no("Not enough disk space").code("OVERQUOTA"));
+                    }
                     return Err(Tagged::no("Internal error, try again later").code("UNAVAILABLE"));
                 }
             }
