@@ -176,3 +176,37 @@ fn a_user_changes_password_app_passwords_and_vacation_and_mail_clients_follow() 
         assert!(shots.join(format!("{name}.png")).exists(), "{name}.png");
     }
 }
+
+#[test]
+fn the_admin_queue_buttons_hold_release_retry_and_delete_in_a_browser() {
+    if !browser_available() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    // A smarthost port where nothing listens: every attempt fails at once, the item stays.
+    let closed = free_port();
+    let relay = format!("smtp+insecure://127.0.0.1:{closed}");
+    let mut env = env(data.path(), &[("MAILROOM_TRUSTED_NETWORKS", "127.0.0.0/8"), ("MAILROOM_RELAY_HOST", &relay)]);
+    env.retain(|(k, _)| k != "MAILROOM_SMTP_LISTEN");
+    env.push(("MAILROOM_SMTP_LISTEN".into(), "127.0.0.1:0".into()));
+    let server = Server::start_ready(&env, data.path(), Duration::from_secs(30));
+    // `mailroom status` for this server, as one command the script can run.
+    let status = data.path().join("status.sh");
+    let quoted: Vec<String> = env.iter().map(|(k, v)| format!("{k}='{}'", v.replace('\'', "'\\''"))).collect();
+    std::fs::write(&status, format!("#!/bin/sh\nexec env -i {} {BIN} status\n", quoted.join(" "))).unwrap();
+    std::fs::set_permissions(&status, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let shots = screenshot_dir();
+    let args = [
+        format!("https://{}", server.addr("https")),
+        ADMIN.into(),
+        ADMIN_PASSWORD.into(),
+        server.addr("smtp").to_string(),
+        status.display().to_string(),
+        shots.display().to_string(),
+    ];
+    let out = run_client("web_admin_queue.py", &args, &server);
+    assert!(out.trim_end().ends_with("ok"), "{out}");
+    for name in ["admin-queue", "admin-queue-held", "admin-queue-deleted"] {
+        assert!(shots.join(format!("{name}.png")).exists(), "{name}.png");
+    }
+}
