@@ -90,9 +90,18 @@ fn a_browser_logs_in_walks_the_pages_and_is_refused_what_it_must_be() {
     let out = run_client("web_browser.py", &args, &server);
     assert!(out.trim_end().ends_with("ok"), "{out}");
     println!("screenshots in {}", shots.display());
-    for name in
-        ["login", "account", "password", "app-passwords", "vacation", "setup", "admin", "admin-dns", "admin-refused"]
-    {
+    for name in [
+        "login",
+        "account",
+        "password",
+        "app-passwords",
+        "vacation",
+        "setup",
+        "admin",
+        "admin-dns",
+        "admin-copied",
+        "admin-refused",
+    ] {
         assert!(shots.join(format!("{name}.png")).exists(), "{name}.png");
     }
     // The metrics port still has only metrics and health.
