@@ -133,7 +133,7 @@ def main():
         resp = page.goto(f"{BASE}/admin")
         assert "script-src 'self'" in resp.all_headers()["content-security-policy"], resp.all_headers()
         ctx.grant_permissions(["clipboard-read", "clipboard-write"], origin=BASE)
-        copy = page.get_by_role("button", name="Copy _dmarc.example.com TXT")
+        copy = page.get_by_role("button", name="Copy _dmarc.example.com. TXT")
         copy.click()
         page.get_by_text("Copied.").wait_for()
         copied = page.evaluate("() => navigator.clipboard.readText()")

@@ -53,7 +53,9 @@ A11Y_CHECK = """() => {
     if (!(b.textContent.trim() || b.getAttribute("aria-label"))) problems.push("no name: " + b.outerHTML);
   }
   if (document.documentElement.scrollWidth > window.innerWidth) {
-    problems.push("wider than the viewport: " + document.documentElement.scrollWidth + " > " + window.innerWidth);
+    const wide = [...document.querySelectorAll("body *")].filter(e => e.getBoundingClientRect().right > window.innerWidth);
+    problems.push("wider than the viewport: " + document.documentElement.scrollWidth + " > " + window.innerWidth + ": " +
+                  wide.slice(-3).map(e => e.tagName + " " + e.textContent.slice(0, 60)).join(" | "));
   }
   return problems;
 }"""
