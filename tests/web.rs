@@ -1,8 +1,11 @@
 //! The account pages on the HTTPS port of the real binary: a real browser (Debian's
 //! chromium driven by playwright, tests/clients/web_browser.py) logs in and out, is
 //! refused a wrong password, a planted cookie, a POST without the CSRF token and, for a
-//! non-admin, the admin page; guessing ends in 429. Screenshots of each page are written
-//! under target/web-screenshots/. Plus the switches: `MAILROOM_WEB=off` and a bad
+//! non-admin, the admin page; guessing ends in 429; every page passes the accessibility
+//! checks at a phone viewport; the admin page's Copy button fills the clipboard and its
+//! queue buttons hold, release, retry and delete a real queue item; a password change
+//! ends the account's other session. Screenshots of each page are written under
+//! target/web-screenshots/. Plus the switches: `MAILROOM_WEB=off` and a bad
 //! `MAILROOM_ADMINS`. Tools missing -> skip, unless CI=true.
 
 mod common;
