@@ -55,6 +55,8 @@ pub struct Metrics {
     pub pop3_commands_total: IntCounterVec,
     pub managesieve_commands_total: IntCounterVec,
     pub imap_idle_sessions: IntGauge,
+    // Web pages
+    pub web_render_seconds: HistogramVec,
     // DNS
     pub dns_record_ok: IntGaugeVec,
     pub dns_reverse_ok: IntGaugeVec,
@@ -301,6 +303,18 @@ impl Metrics {
                     HistogramOpts::new("mailroom_imap_command_duration_seconds", "IMAP command latency by command.")
                         .buckets(vec![0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
                     &["command"],
+                )
+                .expect("valid metric"),
+            ),
+            web_render_seconds: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "mailroom_web_render_seconds",
+                        "Server time of a web page request, from the request read to the response built, by page.",
+                    )
+                    .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+                    &["page"],
                 )
                 .expect("valid metric"),
             ),

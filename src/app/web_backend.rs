@@ -120,6 +120,10 @@ impl AccountBackend for StoreBackend {
         };
         vacation_settings::save(&self.store, &owner(account)?, &settings).await.map_err(vacation_error)
     }
+
+    async fn password_state(&self, account: &str) -> Result<String, BackendError> {
+        self.credentials.password_state(&address(account)?).await.map_err(credentials_error)
+    }
 }
 
 fn vacation_error(e: VacationError) -> BackendError {

@@ -229,6 +229,16 @@ impl Credentials {
         Ok(self.store.credentials_get(&owner).await?.record.require_app_passwords)
     }
 
+    /// What web sessions are bound to: a fingerprint of the account's main password hash
+    /// (the user's override while it applies, else the configured one), so it changes
+    /// with either. One small read of the record, like a login's; no argon2.
+    pub async fn password_state(&self, account: &Address) -> Result<String, CredentialsError> {
+        let (entry, owner) = self.account(account)?;
+        let state = self.store.credentials_get(&owner).await?;
+        // A damaged override leaves no main password (see `main_hash`): no session either.
+        Ok(login::main_hash(&entry, &state.record).map_or_else(|| "none".to_string(), |h| h.fingerprint()))
+    }
+
     /// Read what a login as `username` must be checked against: the account (if the
     /// username names one) and its record, read now, so a change made through any
     /// replica counts at once. One small read; the check itself is [`LoginCheck::verify`].

@@ -226,3 +226,30 @@ async fn the_web_login_takes_the_main_password_only_and_counts_as_web() {
     assert_eq!(outcome, crate::net::LoginOutcome::Failed);
     assert_eq!((counter("success"), counter("failure")), (ok + 1, failed + 1));
 }
+
+#[tokio::test]
+async fn the_password_state_changes_with_the_password_only() {
+    let rig = rig();
+    let state = |rig: &Rig| {
+        let c = rig.credentials.clone();
+        async move { c.password_state(&alice()).await.unwrap() }
+    };
+    let first = state(&rig).await;
+    assert!(!first.contains("old-password"), "a fingerprint, not the password");
+    // App passwords and the switch leave web sessions alone.
+    rig.credentials.create_app_password(&alice(), "phone").await.unwrap();
+    rig.credentials.set_require_app_passwords(&alice(), true).await.unwrap();
+    assert_eq!(state(&rig).await, first);
+    // The user's change and the operator's reset each give a new state.
+    rig.credentials.change_password(&alice(), "old-password", "user chosen pw").await.unwrap();
+    let changed = state(&rig).await;
+    assert_ne!(changed, first);
+    rig.directory.replace_with(directory("{PLAIN}operator-reset"));
+    let reset = state(&rig).await;
+    assert!(reset != changed && reset != first);
+    // An account no longer configured has none.
+    assert!(matches!(
+        rig.credentials.password_state(&Address::parse("carol@example.com").unwrap()).await,
+        Err(CredentialsError::UnknownAccount)
+    ));
+}

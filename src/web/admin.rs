@@ -3,8 +3,9 @@
 //!
 //! Rendering is a pure function of a snapshot, so it is tested without a server. The
 //! snapshot never waits for DNS (the checklist is cached by `status/`), so the page
-//! renders in milliseconds. No JavaScript: a value to publish sits in a `<code>` that
-//! selects whole on one click (CSS `user-select: all`), the copy a button would give.
+//! renders in milliseconds. A value to publish sits in a `<code>` that selects whole on
+//! one click (CSS `user-select: all`); the page's one script (`copy.js`, from our origin,
+//! never inline) adds a Copy button beside each, so without JavaScript nothing is lost.
 
 use std::fmt::Write;
 use std::time::{Duration, SystemTime};
@@ -81,6 +82,7 @@ pub fn render(s: &ServerStatus, csrf: &str, notice: &Notice) -> String {
     recent(&mut out, &s.recent, s.now);
     reports(&mut out, s);
     accounts(&mut out, s);
+    out.push_str(&super::html::copy_script_tag());
     out
 }
 
@@ -145,7 +147,13 @@ fn dns_row(out: &mut String, row: &DnsRow) {
         esc(&row.rtype)
     );
     if row.state != RowState::Ok && !row.expected.is_empty() {
-        let _ = write!(out, "<p>Publish:</p><code class=\"copy\">{}</code>", esc(&row.expected));
+        let _ = write!(
+            out,
+            "<p>Publish:</p><code class=\"copy\" data-name=\"{} {}\">{}</code>",
+            esc(&row.name),
+            esc(&row.rtype),
+            esc(&row.expected)
+        );
         if !row.found.is_empty() {
             let _ = write!(out, "<p class=\"muted\">Found: {}</p>", esc(&row.found.join(" | ")));
         }

@@ -75,6 +75,10 @@ pub trait AccountBackend: Send + Sync {
     async fn set_require_app_passwords(&self, account: &str, required: bool) -> Result<(), BackendError>;
     async fn vacation(&self, account: &str) -> Result<Vacation, BackendError>;
     async fn set_vacation(&self, account: &str, vacation: &Vacation) -> Result<(), BackendError>;
+    /// An opaque string that changes whenever the account's password does (by the user
+    /// or the operator): the sessions' epoch is derived from it, so a change ends every
+    /// other session. Read at every logged-in request, on whichever replica serves it.
+    async fn password_state(&self, account: &str) -> Result<String, BackendError>;
 }
 
 /// The backend until the credential and vacation layers are wired in: every page says
@@ -103,5 +107,9 @@ impl AccountBackend for NotWired {
     }
     async fn set_vacation(&self, _: &str, _: &Vacation) -> Result<(), BackendError> {
         Err(BackendError::Unavailable)
+    }
+    /// Nothing here can change a password: one state for ever.
+    async fn password_state(&self, _: &str) -> Result<String, BackendError> {
+        Ok(String::new())
     }
 }

@@ -25,7 +25,12 @@ type Resp = Response<Full<Bytes>>;
 
 /// Answer a request for a web page (`routes::is_web_path`) at unix time `now`.
 pub async fn handle(app: &WebApp, req: &WebRequest, now: u64) -> Resp {
+    let started = std::time::Instant::now();
     let resp = dispatch(app, req, now).await;
+    let page = routes::route(&req.method, &req.path).label();
+    let elapsed = started.elapsed();
+    crate::metrics::metrics().web_render_seconds.with_label_values(&[page]).observe(elapsed.as_secs_f64());
+    tracing::debug!(page, status = resp.status().as_u16(), micros = elapsed.as_micros() as u64, "web page served");
     html::secure(resp, app.hsts())
 }
 
@@ -37,6 +42,7 @@ async fn dispatch(app: &WebApp, req: &WebRequest, now: u64) -> Resp {
             return html::error_page(StatusCode::METHOD_NOT_ALLOWED, "Not allowed", "This page does not take that.");
         }
         Route::Stylesheet => return html::stylesheet(),
+        Route::CopyScript => return html::copy_script(),
         _ => {}
     }
     let session = req
@@ -46,6 +52,22 @@ async fn dispatch(app: &WebApp, req: &WebRequest, now: u64) -> Resp {
         .filter_map(|v| v.to_str().ok())
         .find_map(session::cookie_value)
         .and_then(|c| app.sessions.verify(c, now).ok());
+    let session = match session {
+        Some(s) if s.account.is_some() => match password_unchanged(app, &s).await {
+            Ok(true) => Some(s),
+            // The password changed since this session began (here or on another replica):
+            // it is over, like a logged-out one.
+            Ok(false) => None,
+            Err(()) => {
+                return html::error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Try again",
+                    "Your session cannot be checked right now. Try again in a minute.",
+                );
+            }
+        },
+        other => other,
+    };
     let form = if route.is_post() {
         let form = Form::parse(&req.body);
         if let Err(why) = check_post(app, req, session.as_ref(), &form) {
@@ -68,14 +90,37 @@ async fn dispatch(app: &WebApp, req: &WebRequest, now: u64) -> Resp {
                 // GETs go to the login page; a POST without a session failed the token above.
                 return html::see_other("/account/login");
             };
-            let session = Session { seen: now, ..session };
+            let mut session = Session { seen: now, ..session };
             let mut resp = logged_in(app, req, route, &session, &form, now).await;
+            if route == Route::PasswordSubmit && resp.status() == StatusCode::OK {
+                // The change ended every session of the account but this one, which moves
+                // to the new epoch and stays logged in.
+                if let Some(epoch) = epoch_now(app, session.account.as_deref().unwrap_or_default()).await {
+                    session.epoch = epoch;
+                }
+            }
             if route != Route::Logout {
                 set_cookie(&mut resp, &app.sessions.encode(&session), remaining(&session, now));
             }
             resp
         }
     }
+}
+
+/// Whether a logged-in session was issued under the account's current password;
+/// `Err` when that cannot be known now (the store failed).
+async fn password_unchanged(app: &WebApp, session: &Session) -> Result<bool, ()> {
+    match app.backend.password_state(session.account.as_deref().unwrap_or_default()).await {
+        Ok(state) => Ok(app.sessions.epoch_current(session, &state)),
+        Err(BackendError::Failed) => Err(()),
+        // The account is gone (or the backend refuses it): no session.
+        Err(_) => Ok(false),
+    }
+}
+
+/// The epoch for a new session of `account`, `None` when the store cannot say.
+async fn epoch_now(app: &WebApp, account: &str) -> Option<String> {
+    app.backend.password_state(account).await.ok().map(|state| app.sessions.epoch(&state))
 }
 
 /// The browser's own cross-site headers, then the session's token.
@@ -133,8 +178,12 @@ async fn login_submit(app: &WebApp, req: &WebRequest, pre: Option<Session>, form
     match app.login.login(client_ip(req), &login.address, &login.password).await {
         LoginOutcome::LoggedIn(account) => {
             // Never promote the pre-login id: a planted cookie stays anonymous.
+            let Some(epoch) = epoch_now(app, &account).await else {
+                let notice = Notice::Error("Passwords cannot be checked right now. Try again in a minute.".into());
+                return login_page(app, &pre, &address, &notice, StatusCode::SERVICE_UNAVAILABLE, now);
+            };
             app.sessions.revoke(&pre, now);
-            let fresh = app.sessions.issue(Some(&account), now);
+            let fresh = Session { epoch, ..app.sessions.issue(Some(&account), now) };
             let mut resp = html::see_other("/account");
             set_cookie(&mut resp, &app.sessions.encode(&fresh), session::ABSOLUTE_LIFETIME);
             resp
@@ -280,11 +329,14 @@ async fn logged_in(app: &WebApp, req: &WebRequest, route: Route, session: &Sessi
                 _ => (StatusCode::OK, Notice::None),
             };
             let snapshot = source.snapshot().await;
-            show("Administration", status, admin::render(&snapshot, &csrf, &notice))
+            html::with_script(show("Administration", status, admin::render(&snapshot, &csrf, &notice)))
         }
-        Route::Stylesheet | Route::LoginForm | Route::LoginSubmit | Route::MethodNotAllowed | Route::NotFound => {
-            html::error_page(StatusCode::NOT_FOUND, "Not found", "There is no such page.")
-        }
+        Route::Stylesheet
+        | Route::CopyScript
+        | Route::LoginForm
+        | Route::LoginSubmit
+        | Route::MethodNotAllowed
+        | Route::NotFound => html::error_page(StatusCode::NOT_FOUND, "Not found", "There is no such page."),
     }
 }
 

@@ -1,4 +1,4 @@
-//! The page frame every web page shares, the embedded stylesheet, and the responses
+//! The page frame every web page shares, the embedded stylesheet and copy script, and the responses
 //! with the headers every page carries (a strict CSP, no framing, no sniffing, no
 //! caching; HSTS once a real certificate serves).
 //!
@@ -16,14 +16,27 @@ use hyper::{Response, StatusCode};
 const CSS: &str = include_str!("style.css");
 
 /// Its URL: the content hash in the name lets browsers keep it for a year.
-pub static CSS_PATH: LazyLock<String> = LazyLock::new(|| {
-    let digest = ring::digest::digest(&ring::digest::SHA256, CSS.as_bytes());
-    let hex: String = digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("/account/static/style-{hex}.css")
-});
+pub static CSS_PATH: LazyLock<String> = LazyLock::new(|| format!("/account/static/style-{}.css", short_hash(CSS)));
+
+/// The first 64 bits of the SHA-256 of a static file, hex: its name's cache buster.
+fn short_hash(content: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, content.as_bytes());
+    digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The admin page's copy buttons: the one script, served from our origin (the CSP of the
+/// page that loads it allows `'self'` scripts; never inline ones).
+const COPY_JS: &str = include_str!("copy.js");
+
+/// Its URL, content-hashed like the stylesheet's.
+pub static COPY_JS_PATH: LazyLock<String> =
+    LazyLock::new(|| format!("/account/static/copy-{}.js", short_hash(COPY_JS)));
 
 pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
                        frame-ancestors 'none'; base-uri 'none'";
+/// [`CSP`] plus scripts from our own origin: only for the page that loads [`COPY_JS_PATH`].
+pub const CSP_WITH_SCRIPT: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 /// Two years, the preload list's minimum.
 const HSTS: &str = "max-age=63072000; includeSubDomains";
 
@@ -103,7 +116,10 @@ pub fn message(text: &str, ok: bool) -> String {
 /// trusted (HSTS with a self-signed one would lock users out of the warning page).
 pub fn secure(mut resp: Response<Full<Bytes>>, hsts: bool) -> Response<Full<Bytes>> {
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    // A page that loads our script set its own, wider policy ([`with_script`]).
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
@@ -137,9 +153,32 @@ pub fn stylesheet() -> Response<Full<Bytes>> {
     resp
 }
 
+/// The copy-button script, cached like the stylesheet.
+pub fn copy_script() -> Response<Full<Bytes>> {
+    let mut resp = crate::http::response(StatusCode::OK, "text/javascript; charset=utf-8", COPY_JS.as_bytes().to_vec());
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+    resp
+}
+
+/// The `<script>` element a page body ends with to get copy buttons; such a page goes
+/// out through [`with_script`].
+pub fn copy_script_tag() -> String {
+    format!("<script src=\"{}\" defer></script>", COPY_JS_PATH.as_str())
+}
+
+/// Allow our own scripts on this one response (see [`CSP_WITH_SCRIPT`]).
+pub fn with_script(mut resp: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP_WITH_SCRIPT));
+    resp
+}
+
 /// A short page for a refusal or an error.
 pub fn error_page(status: StatusCode, title: &str, text: &str) -> Response<Full<Bytes>> {
     let frame = Frame { title, account: None, csrf: None, admin: false };
     let body = format!("<p>{}</p><p><a href=\"/account\">Back to your account</a></p>", esc(text));
     page(status, document(&frame, &body))
 }
+
+#[cfg(test)]
+#[path = "style_tests.rs"]
+mod style_tests;

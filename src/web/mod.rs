@@ -1,10 +1,12 @@
 //! The web pages on the HTTPS port: account self-service under `/account` and the
 //! admin page under `/admin` (for `MAILROOM_ADMINS`). Server-rendered HTML, one
-//! embedded stylesheet, no JavaScript; everything else on port 443 (ACME, MTA-STS,
-//! autoconfig) stays in `http::web`, which hands these paths here.
+//! embedded stylesheet; everything works without JavaScript (the admin page's one
+//! script, `copy.js`, only adds Copy buttons). Everything else on port 443 (ACME,
+//! MTA-STS, autoconfig) stays in `http::web`, which hands these paths here.
 //!
 //! One concern per file: `routes.rs` maps a request to a page (pure), `session.rs`
-//! the signed session cookie and the CSRF token, `csrf.rs` the cross-site header
+//! the signed session cookie (with the password epoch that ends it at a password
+//! change) and the CSRF token, `csrf.rs` the cross-site header
 //! checks, `form.rs` the forms (pure), `pages.rs`/`setup.rs` the HTML (pure),
 //! `html.rs` the frame and headers, `backend.rs` what the pages ask of the server,
 //! `handler.rs` the one async function that ties them together.

@@ -7,6 +7,7 @@ use hyper::Method;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
     Stylesheet,
+    CopyScript,
     LoginForm,
     LoginSubmit,
     Logout,
@@ -30,6 +31,24 @@ pub enum Route {
 }
 
 impl Route {
+    /// The page's name in `mailroom_web_render_seconds{page}`: one per route, a bounded set.
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::Stylesheet | Route::CopyScript => "static",
+            Route::LoginForm | Route::LoginSubmit => "login",
+            Route::Logout => "logout",
+            Route::Home => "home",
+            Route::PasswordForm | Route::PasswordSubmit => "password",
+            Route::AppPasswords | Route::AppPasswordCreate | Route::AppPasswordRevoke | Route::AppPasswordRequire => {
+                "app_passwords"
+            }
+            Route::VacationForm | Route::VacationSubmit => "vacation",
+            Route::Setup | Route::MobileConfig => "setup",
+            Route::Admin | Route::AdminQueue | Route::AdminDnsCheck => "admin",
+            Route::MethodNotAllowed | Route::NotFound => "other",
+        }
+    }
+
     /// Whether the page changes something (and so needs the CSRF token).
     pub fn is_post(self) -> bool {
         matches!(
@@ -74,6 +93,7 @@ pub fn route(method: &Method, path: &str) -> Route {
         "/admin/queue" => (None, Some(Route::AdminQueue)),
         "/admin/dns" => (None, Some(Route::AdminDnsCheck)),
         p if p == super::html::CSS_PATH.as_str() => (Some(Route::Stylesheet), None),
+        p if p == super::html::COPY_JS_PATH.as_str() => (Some(Route::CopyScript), None),
         _ => return Route::NotFound,
     };
     match (get, post) {

@@ -2,11 +2,20 @@
 //! shares the signing key accepts a session another one issued.
 //!
 //! The cookie is `base64url(payload) "." base64url(HMAC-SHA256(key, payload))`, the
-//! payload `v1|id|account|issued|seen` (unix seconds). `account` is empty for the
-//! pre-login session the login page hands out (it carries the login form's CSRF
-//! token); logging in always mints a new id, so a cookie planted before login is
-//! never promoted (session fixation). A session ends 12 hours after login or 2 hours
-//! after its last request, whichever is first; logout revokes its id on this replica.
+//! payload `v2|id|account|issued|seen|epoch` (unix seconds). `account` and `epoch` are
+//! empty for the pre-login session the login page hands out (it carries the login
+//! form's CSRF token); logging in always mints a new id, so a cookie planted before
+//! login is never promoted (session fixation). A session ends 12 hours after login or
+//! 2 hours after its last request, whichever is first; logout revokes its id on this
+//! replica.
+//!
+//! The epoch ends every session of an account when its password changes, on every
+//! replica, with nothing to share but the credentials record: it is
+//! `HMAC(key, "epoch" password-state)` cut to 96 bits, where the password state is an
+//! opaque string from the backend that changes with the password (a fingerprint of the
+//! current hash). The handler compares it with the state read at each request
+//! ([`Sessions::epoch_current`]). Keyed, so the cookie, which the browser can read, says
+//! nothing about the password hash, even a `{PLAIN}` one.
 //!
 //! The CSRF token of a session is `HMAC(key, "csrf" id)`: bound to the session,
 //! nothing to store, checked in constant time by `ring::hmac::verify`.
@@ -43,6 +52,8 @@ pub struct Session {
     pub account: Option<String>,
     pub issued: u64,
     pub seen: u64,
+    /// [`Sessions::epoch`] of the account's password state at login; empty before login.
+    pub epoch: String,
 }
 
 /// Why a cookie is not a session.
@@ -120,17 +131,31 @@ impl Sessions {
         let mut raw = [0u8; 16];
         rand::rng().fill_bytes(&mut raw);
         let id = raw.iter().map(|b| format!("{b:02x}")).collect();
-        Session { id, account: account.map(str::to_string), issued: now, seen: now }
+        Session { id, account: account.map(str::to_string), issued: now, seen: now, epoch: String::new() }
+    }
+
+    /// The epoch a session of an account whose password state is `state` carries: keyed,
+    /// so it reveals nothing about the state, and short, as it rides in every request.
+    pub fn epoch(&self, state: &str) -> String {
+        let tag = hmac::sign(&self.key, format!("epoch|{state}").as_bytes());
+        B64.encode(&tag.as_ref()[..12])
+    }
+
+    /// Whether `session` was issued under the password state `state` (the password has
+    /// not changed since). Always false for a session without an epoch.
+    pub fn epoch_current(&self, session: &Session, state: &str) -> bool {
+        !session.epoch.is_empty() && session.epoch == self.epoch(state)
     }
 
     /// The cookie value of `session`.
     pub fn encode(&self, session: &Session) -> String {
         let payload = format!(
-            "v1|{}|{}|{}|{}",
+            "v2|{}|{}|{}|{}|{}",
             session.id,
             session.account.as_deref().unwrap_or(""),
             session.issued,
-            session.seen
+            session.seen,
+            session.epoch
         );
         let tag = hmac::sign(&self.key, payload.as_bytes());
         format!("{}.{}", B64.encode(payload.as_bytes()), B64.encode(tag.as_ref()))
@@ -144,10 +169,11 @@ impl Sessions {
         hmac::verify(&self.key, &payload, &tag).map_err(|_| SessionError::BadSignature)?;
         let text = String::from_utf8(payload).map_err(|_| SessionError::Malformed)?;
         let parts: Vec<&str> = text.split('|').collect();
-        let [version, id, account, issued, seen] = parts.as_slice() else {
+        // A `v1` cookie (before epochs) is refused: it would outlive a password change.
+        let [version, id, account, issued, seen, epoch] = parts.as_slice() else {
             return Err(SessionError::Malformed);
         };
-        if *version != "v1" {
+        if *version != "v2" {
             return Err(SessionError::Malformed);
         }
         let issued: u64 = issued.parse().map_err(|_| SessionError::Malformed)?;
@@ -161,7 +187,7 @@ impl Sessions {
         if self.lock().contains_key(*id) {
             return Err(SessionError::Revoked);
         }
-        Ok(Session { id: id.to_string(), account, issued, seen })
+        Ok(Session { id: id.to_string(), account, issued, seen, epoch: epoch.to_string() })
     }
 
     /// Logout: this id is refused from now on (until it would have expired anyway).

@@ -39,7 +39,7 @@ pub fn page(hostname: &str, account: &str, ep: &MailEndpoints) -> String {
         "<p>Use these settings in any mail app. The user name is always your full mail address, \
          <strong>{account}</strong>; the password is your password or an \
          <a href=\"/account/app-passwords\">app password</a>.</p>\
-         <table><thead><tr><th scope=\"col\">Service</th><th scope=\"col\">Server</th>\
+         <table class=\"settings\"><thead><tr><th scope=\"col\">Service</th><th scope=\"col\">Server</th>\
          <th scope=\"col\">Port</th><th scope=\"col\">Security</th></tr></thead><tbody>",
         account = esc(account)
     );

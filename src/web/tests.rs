@@ -106,6 +106,9 @@ impl AccountBackend for FakeBackend {
         self.vacations.lock().unwrap().insert(account.to_string(), vacation.clone());
         Ok(())
     }
+    async fn password_state(&self, account: &str) -> Result<String, BackendError> {
+        Ok(self.passwords.lock().unwrap().get(account).cloned().unwrap_or_else(|| PASSWORD.to_string()))
+    }
 }
 
 fn app_with(backend: Arc<dyn AccountBackend>) -> WebApp {
@@ -249,6 +252,45 @@ fn sessions_expire_when_idle_and_absolutely_and_when_revoked() {
     assert_eq!(s.verify(&s.encode(&touched), T0 + session::ABSOLUTE_LIFETIME), Err(SessionError::Expired));
     s.revoke(&session, T0 + 5);
     assert_eq!(s.verify(&cookie, T0 + 6), Err(SessionError::Revoked));
+}
+
+#[test]
+fn session_epochs_follow_the_password_state_and_are_keyed() {
+    let s = Sessions::new(&[1u8; 32]);
+    let session = Session { epoch: s.epoch("hash-1"), ..s.issue(Some(ALICE), T0) };
+    assert!(s.epoch_current(&session, "hash-1"));
+    assert!(!s.epoch_current(&session, "hash-2"), "a new password ends it");
+    // Carried by the cookie, covered by its signature.
+    let back = s.verify(&s.encode(&session), T0 + 1).unwrap();
+    assert!(s.epoch_current(&back, "hash-1"));
+    // Keyed: another server's key gives another epoch; none is never current.
+    assert_ne!(Sessions::new(&[2u8; 32]).epoch("hash-1"), s.epoch("hash-1"));
+    assert!(!s.epoch_current(&s.issue(Some(ALICE), T0), ""));
+    assert!(!session.epoch.contains("hash"));
+}
+
+#[tokio::test]
+async fn a_password_change_ends_the_other_sessions_and_keeps_this_one() {
+    let app = app();
+    let (mine, csrf) = login(&app, ALICE).await;
+    let (other, other_csrf) = login(&app, ALICE).await;
+    let (bob, _) = login(&app, BOB).await;
+    let new = "a brand new password";
+    let body = format!("csrf={}&current={}&new={}&confirm={}", enc(&csrf), enc(PASSWORD), enc(new), enc(new));
+    let changed = post(&app, "/account/password", Some(&mine), &body).await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    let fresh = changed.cookie().expect("a new cookie for this session");
+    assert_ne!(fresh, mine);
+    assert_eq!(get(&app, "/account", Some(&fresh)).await.status, StatusCode::OK, "still logged in");
+    for stale in [&mine, &other] {
+        let page = get(&app, "/account", Some(stale)).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER);
+        assert_eq!(page.headers[header::LOCATION], "/account/login");
+    }
+    // A form from the ended session is refused; another account's session goes on.
+    let out = post(&app, "/account/logout", Some(&other), &format!("csrf={}", enc(&other_csrf))).await;
+    assert_eq!(out.status, StatusCode::FORBIDDEN);
+    assert_eq!(get(&app, "/account", Some(&bob)).await.status, StatusCode::OK);
 }
 
 #[test]

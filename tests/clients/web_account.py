@@ -4,7 +4,8 @@
 Usage: web_account.py BASE_URL USER PASSWORD NEW_PASSWORD OTHER OTHER_PASSWORD IMAPS SUBMISSIONS SCREENSHOT_DIR
 
 IMAPS and SUBMISSIONS are host:port. USER changes the password in the browser (then IMAP
-takes the new one and refuses the old), creates an app password (SMTP AUTH and IMAP take
+takes the new one and refuses the old; USER's session in another browser context ends,
+the one that changed it goes on), creates an app password (SMTP AUTH and IMAP take
 it), revokes it (refused), requires app passwords (IMAP then refuses the main password,
 the web still takes it), and turns the vacation reply on: a message from OTHER to USER
 brings the reply to OTHER's INBOX. Prints "ok" at the end; any failed check raises.
@@ -85,6 +86,12 @@ def main():
         page = ctx.new_page()
         login(page, USER, OLD_PW)
         assert page.url.endswith("/account"), page.url
+        # A second session of the same account (another device), and its cookie for a raw client.
+        elsewhere = browser.new_context(ignore_https_errors=True)
+        epage = elsewhere.new_page()
+        login(epage, USER, OLD_PW)
+        assert epage.url.endswith("/account"), epage.url
+        old_cookie = next(c["value"] for c in elsewhere.cookies() if c["name"] == webpage.COOKIE)
 
         # --- change the password: IMAP takes the new one at once, not the old ---
         page.goto(f"{BASE}/account/password")
@@ -94,6 +101,14 @@ def main():
         submit(page, "Change password")
         assert "Your password is changed." in page.content(), page.content()
         shot(page, "password-changed")
+        # The change ended the other session (browser and raw client), not this one.
+        epage.goto(f"{BASE}/account/password")
+        assert epage.url.endswith("/account/login"), epage.url
+        status, location = webpage.raw_get(BASE, "/account", old_cookie)
+        assert (status, location) == (303, "/account/login"), (status, location)
+        elsewhere.close()
+        page.goto(f"{BASE}/account")
+        assert page.url.endswith("/account"), page.url
         assert imap_login_works(USER, NEW_PW), "IMAP with the new password"
         assert not imap_login_works(USER, OLD_PW), "IMAP with the old password"
 

@@ -5,7 +5,9 @@ Usage: web_browser.py BASE_URL ADMIN PASSWORD USER PASSWORD SCREENSHOT_DIR
 
 ADMIN is listed in MAILROOM_ADMINS, USER is not. Logs in (wrong password refused),
 walks every account page (a screenshot of each), has the admin page check DNS again
-and show a missing record red with the value to publish, checks that a cookie from before
+and show a missing record red with the value to publish (its Copy button fills the
+clipboard), checks every page at a phone viewport (390x844: labels, button names, no
+sideways scrolling, a visible focus ring on Tab), checks that a cookie from before
 login is useless after it (fixation), that POSTs without or with a wrong CSRF token
 get 403 (in the browser's context and as a raw POST), that a non-admin gets 403 on
 /admin, logs out (the old cookie is dead), and finally that guessing is limited.
@@ -25,7 +27,7 @@ import webpage
 
 BASE, ADMIN, ADMIN_PW, USER, USER_PW, SHOTS = sys.argv[1:7]
 HOST = urllib.parse.urlsplit(BASE).netloc
-COOKIE = "__Host-mailroom"
+COOKIE = webpage.COOKIE
 shot = functools.partial(webpage.shot, SHOTS)
 login = functools.partial(webpage.login, BASE)
 
@@ -72,6 +74,7 @@ def main():
         assert "default-src 'none'" in headers["content-security-policy"], headers
         assert headers["x-frame-options"] == "DENY", headers
         shot(page, "login")
+        webpage.check_accessible(page)
         planted = session_cookie(ctx)
         assert planted, "the login page sets a pre-login cookie"
 
@@ -109,6 +112,7 @@ def main():
             assert page.url.endswith(path), page.url
             assert page.locator("h1").count() == 1
             shot(page, name)
+            webpage.check_accessible(page)
         # --- the admin page: a new DNS check shows the missing records red, with the value ---
         page.goto(f"{BASE}/admin")
         submit_admin = page.get_by_role("button", name="Check DNS again")
@@ -125,6 +129,19 @@ def main():
         assert "missing" in dmarc.inner_text(), dmarc.inner_text()
         assert "v=DMARC1" in dmarc.locator("code.copy").inner_text()
         shot(page, "admin-dns")
+        # The copy button: our script (allowed on this page only) puts the value on the clipboard.
+        resp = page.goto(f"{BASE}/admin")
+        assert "script-src 'self'" in resp.all_headers()["content-security-policy"], resp.all_headers()
+        ctx.grant_permissions(["clipboard-read", "clipboard-write"], origin=BASE)
+        copy = page.get_by_role("button", name="Copy _dmarc.example.com. TXT")
+        copy.click()
+        page.get_by_text("Copied.").wait_for()
+        copied = page.evaluate("() => navigator.clipboard.readText()")
+        assert copied.startswith("v=DMARC1"), copied
+        assert copied == dmarc.locator("code.copy").inner_text(), copied
+        shot(page, "admin-copied")
+        resp = page.goto(f"{BASE}/account")
+        assert "script-src" not in resp.all_headers()["content-security-policy"], resp.all_headers()
 
         page.goto(f"{BASE}/account/setup")
         assert "Download the configuration profile" in page.content()

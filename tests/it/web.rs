@@ -1,8 +1,11 @@
 //! The account pages on the HTTPS port of the real binary: a real browser (Debian's
 //! chromium driven by playwright, tests/clients/web_browser.py) logs in and out, is
 //! refused a wrong password, a planted cookie, a POST without the CSRF token and, for a
-//! non-admin, the admin page; guessing ends in 429. Screenshots of each page are written
-//! under target/web-screenshots/. Plus the switches: `MAILROOM_WEB=off` and a bad
+//! non-admin, the admin page; guessing ends in 429; every page passes the accessibility
+//! checks at a phone viewport; the admin page's Copy button fills the clipboard and its
+//! queue buttons hold, release, retry and delete a real queue item; a password change
+//! ends the account's other session. Screenshots of each page are written under
+//! target/web-screenshots/. Plus the switches: `MAILROOM_WEB=off` and a bad
 //! `MAILROOM_ADMINS`. Tools missing -> skip, unless CI=true.
 
 use crate::common;
@@ -90,9 +93,18 @@ fn a_browser_logs_in_walks_the_pages_and_is_refused_what_it_must_be() {
     let out = run_client("web_browser.py", &args, &server);
     assert!(out.trim_end().ends_with("ok"), "{out}");
     println!("screenshots in {}", shots.display());
-    for name in
-        ["login", "account", "password", "app-passwords", "vacation", "setup", "admin", "admin-dns", "admin-refused"]
-    {
+    for name in [
+        "login",
+        "account",
+        "password",
+        "app-passwords",
+        "vacation",
+        "setup",
+        "admin",
+        "admin-dns",
+        "admin-copied",
+        "admin-refused",
+    ] {
         assert!(shots.join(format!("{name}.png")).exists(), "{name}.png");
     }
     // The metrics port still has only metrics and health.
@@ -173,6 +185,40 @@ fn a_user_changes_password_app_passwords_and_vacation_and_mail_clients_follow() 
     let out = run_client("web_account.py", &args, &server);
     assert!(out.trim_end().ends_with("ok"), "{out}");
     for name in ["password-changed", "app-password-created", "vacation-saved"] {
+        assert!(shots.join(format!("{name}.png")).exists(), "{name}.png");
+    }
+}
+
+#[test]
+fn the_admin_queue_buttons_hold_release_retry_and_delete_in_a_browser() {
+    if !browser_available() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    // A smarthost port where nothing listens: every attempt fails at once, the item stays.
+    let closed = free_port();
+    let relay = format!("smtp+insecure://127.0.0.1:{closed}");
+    let mut env = env(data.path(), &[("MAILROOM_TRUSTED_NETWORKS", "127.0.0.0/8"), ("MAILROOM_RELAY_HOST", &relay)]);
+    env.retain(|(k, _)| k != "MAILROOM_SMTP_LISTEN");
+    env.push(("MAILROOM_SMTP_LISTEN".into(), "127.0.0.1:0".into()));
+    let server = Server::start_ready(&env, data.path(), Duration::from_secs(30));
+    // `mailroom status` for this server, as one command the script can run.
+    let status = data.path().join("status.sh");
+    let quoted: Vec<String> = env.iter().map(|(k, v)| format!("{k}='{}'", v.replace('\'', "'\\''"))).collect();
+    std::fs::write(&status, format!("#!/bin/sh\nexec env -i {} {BIN} status\n", quoted.join(" "))).unwrap();
+    std::fs::set_permissions(&status, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let shots = screenshot_dir();
+    let args = [
+        format!("https://{}", server.addr("https")),
+        ADMIN.into(),
+        ADMIN_PASSWORD.into(),
+        server.addr("smtp").to_string(),
+        status.display().to_string(),
+        shots.display().to_string(),
+    ];
+    let out = run_client("web_admin_queue.py", &args, &server);
+    assert!(out.trim_end().ends_with("ok"), "{out}");
+    for name in ["admin-queue", "admin-queue-held", "admin-queue-deleted"] {
         assert!(shots.join(format!("{name}.png")).exists(), "{name}.png");
     }
 }
