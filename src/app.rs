@@ -81,6 +81,8 @@ pub enum StartError {
     Sieve(String),
     #[error("web pages: {0}")]
     Web(String),
+    #[error("fetch: {0}")]
+    Fetch(String),
 }
 
 /// State every protocol shares. Cheap to clone (Arcs inside).
@@ -112,6 +114,8 @@ pub struct Shared {
     pub reports: Vec<Arc<dyn crate::reports::Kind>>,
     /// What the admin page and `mailroom status` show.
     pub status: Arc<crate::status::StatusSources>,
+    /// Each `MAILROOM_FETCH` source's last success and error, for the admin page.
+    pub fetch: Arc<crate::fetch::FetchStatus>,
 }
 
 /// A started server: its bound addresses and the means to stop it.
@@ -289,6 +293,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     );
     let shared = Shared {
         status,
+        fetch: Arc::new(crate::fetch::FetchStatus::new(&config.fetch.sources)),
         signers,
         store,
         queue,
@@ -411,6 +416,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shared.store.clone(),
     );
     stop_with(&shared.shutdown, reloader);
+    if let Some((fetcher, sources)) = services::fetcher(&shared)? {
+        shared.shutdown.spawn(crate::fetch::run_all(fetcher, sources, shared.shutdown.signal()));
+    }
     Ok(Running { shared, addresses, _data_dir: data_dir })
 }
 

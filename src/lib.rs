@@ -11,6 +11,7 @@ pub mod datadir;
 pub mod dmarc;
 pub mod dns;
 pub mod durable;
+pub mod fetch;
 pub mod header_address;
 pub mod http;
 pub mod imap;
