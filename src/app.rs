@@ -81,6 +81,8 @@ pub enum StartError {
     Sieve(String),
     #[error("web pages: {0}")]
     Web(String),
+    #[error("fetch: {0}")]
+    Fetch(String),
 }
 
 /// State every protocol shares. Cheap to clone (Arcs inside).
@@ -115,6 +117,8 @@ pub struct Shared {
     /// The data dir's free space, sampled every second: SMTP refuses new mail below
     /// `MAILROOM_DISK_MIN_FREE`.
     pub disk: crate::disk::DiskSpace,
+    /// Each `MAILROOM_FETCH` source's last success and error, for the admin page.
+    pub fetch: Arc<crate::fetch::FetchStatus>,
 }
 
 /// A started server: its bound addresses and the means to stop it.
@@ -294,6 +298,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let shared = Shared {
         disk: crate::disk::DiskSpace::new(disk_watch.clone()),
         status,
+        fetch: Arc::new(crate::fetch::FetchStatus::new(&config.fetch.sources)),
         signers,
         store,
         queue,
@@ -417,6 +422,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shared.store.clone(),
     );
     stop_with(&shared.shutdown, reloader);
+    if let Some((fetcher, sources)) = services::fetcher(&shared)? {
+        shared.shutdown.spawn(crate::fetch::run_all(fetcher, sources, shared.shutdown.signal()));
+    }
     Ok(Running { shared, addresses, _data_dir: data_dir })
 }
 

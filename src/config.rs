@@ -187,6 +187,8 @@ pub struct Config {
     pub admins: Vec<accounts::Address>,
     pub scan: ScanConfig,
     pub sieve: SieveConfig,
+    /// Remote POP3/IMAP accounts fetched into local ones (`fetch/`).
+    pub fetch: crate::fetch::FetchConfig,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -392,6 +394,7 @@ impl Config {
             admins: Vec::new(),
             scan: ScanConfig { dnsbl: Vec::new(), rspamd_url: None, clamd: None, failure: ScannerFailure::Tempfail },
             sieve: SieveConfig::default(),
+            fetch: crate::fetch::FetchConfig::default(),
             log: String::new(),
             log_format: LogFormat::Text,
         }
@@ -508,8 +511,57 @@ fn check_across(c: &Config, r: &mut Reader) {
     }
     check_blob_store(c, r);
     check_admins(c, r);
+    check_fetch(c, r);
     if c.queue.retry_min > c.queue.retry_max {
         r.fail_plain("QUEUE_RETRY_MIN", "is longer than MAILROOM_QUEUE_RETRY_MAX; expected min <= max".into());
+    }
+}
+
+/// Is `address` one of the configured accounts (without `MAILROOM_ACCOUNTS`, the
+/// generated `postmaster@<primary domain>`)?
+fn is_account(c: &Config, address: &accounts::Address) -> bool {
+    if c.accounts.entries.is_empty() {
+        address.local == "postmaster" && Some(address.domain.as_str()) == c.domains.first().map(String::as_str)
+    } else {
+        c.accounts.entries.iter().any(|e| e.address == *address)
+    }
+}
+
+/// Every fetch source lands in an account and has its password: found at start, not
+/// at the first run an interval later.
+fn check_fetch(c: &Config, r: &mut Reader) {
+    let fetch = &c.fetch;
+    for s in &fetch.sources {
+        if !is_account(c, &s.local) {
+            r.fail_plain(
+                "FETCH",
+                format!(
+                    "{} is not an account; expected `account@domain <- URL`, the account in MAILROOM_ACCOUNTS",
+                    s.local
+                ),
+            );
+        }
+    }
+    if fetch.sources.is_empty() {
+        return;
+    }
+    let Some(path) = &fetch.passwords_file else {
+        r.fail_plain(
+            "FETCH_PASSWORDS_FILE",
+            "not set, but MAILROOM_FETCH is; expected a file of `URL password` lines, one per source".into(),
+        );
+        return;
+    };
+    match crate::fetch::Passwords::load(path) {
+        Err(e) => r.fail_plain("FETCH_PASSWORDS_FILE", e),
+        Ok(passwords) => {
+            for s in fetch.sources.iter().filter(|s| passwords.get(&s.url).is_none()) {
+                r.fail_plain(
+                    "FETCH_PASSWORDS_FILE",
+                    format!("has no password for {}; expected a line `{} password`", s.url, s.url),
+                );
+            }
+        }
     }
 }
 
@@ -518,12 +570,7 @@ fn check_across(c: &Config, r: &mut Reader) {
 /// generated `postmaster@<primary domain>`.
 fn check_admins(c: &Config, r: &mut Reader) {
     for admin in &c.admins {
-        let known = if c.accounts.entries.is_empty() {
-            admin.local == "postmaster" && Some(admin.domain.as_str()) == c.domains.first().map(String::as_str)
-        } else {
-            c.accounts.entries.iter().any(|e| e.address == *admin)
-        };
-        if !known {
+        if !is_account(c, admin) {
             r.fail_plain(
                 "ADMINS",
                 format!("{admin} is not an account; expected addresses of accounts in MAILROOM_ACCOUNTS"),

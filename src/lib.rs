@@ -12,6 +12,7 @@ pub mod disk;
 pub mod dmarc;
 pub mod dns;
 pub mod durable;
+pub mod fetch;
 pub mod header_address;
 pub mod http;
 pub mod imap;

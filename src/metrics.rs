@@ -90,6 +90,14 @@ pub struct Metrics {
     pub tls_reports_skipped_total: IntCounterVec,
     pub tls_reports_received_total: IntCounterVec,
     pub tls_report_sessions_total: IntCounterVec,
+    // Fetching mail from other servers (the `source` label is the entry's position in
+    // MAILROOM_FETCH: configured, so bounded)
+    pub fetch_messages_total: IntCounterVec,
+    pub fetch_bytes_total: IntCounterVec,
+    pub fetch_errors_total: IntCounterVec,
+    pub fetch_last_success_timestamp_seconds: IntGaugeVec,
+    pub fetch_last_error_timestamp_seconds: IntGaugeVec,
+    pub fetch_over_quota: IntGaugeVec,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
@@ -494,6 +502,36 @@ impl Metrics {
                 "mailroom_tls_report_sessions_total",
                 "Sessions counted in received SMTP TLS reports, by policy domain and result (success, failure).",
                 &["domain", "result"],
+            ),
+            fetch_messages_total: counter_vec(
+                "mailroom_fetch_messages_total",
+                "Messages fetched from a remote POP3/IMAP account and delivered, by source (position in MAILROOM_FETCH).",
+                &["source"],
+            ),
+            fetch_bytes_total: counter_vec(
+                "mailroom_fetch_bytes_total",
+                "Bytes of the messages fetched and delivered, by source.",
+                &["source"],
+            ),
+            fetch_errors_total: counter_vec(
+                "mailroom_fetch_errors_total",
+                "Fetch runs that failed, by source and kind (connect, tls, login, protocol, too_big, over_quota, delivery, local).",
+                &["source", "kind"],
+            ),
+            fetch_last_success_timestamp_seconds: gauge_vec(
+                "mailroom_fetch_last_success_timestamp_seconds",
+                "When a fetch run of the source last completed, as a Unix timestamp.",
+                &["source"],
+            ),
+            fetch_last_error_timestamp_seconds: gauge_vec(
+                "mailroom_fetch_last_error_timestamp_seconds",
+                "When a fetch run of the source last failed, as a Unix timestamp.",
+                &["source"],
+            ),
+            fetch_over_quota: gauge_vec(
+                "mailroom_fetch_over_quota",
+                "1 while the source's local account is over quota and its fetch is stopped.",
+                &["source"],
             ),
             registry: r,
         };

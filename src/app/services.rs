@@ -205,3 +205,44 @@ fn smtp_service(shared: &Shared, mode: SmtpMode, implicit_tls: bool) -> Service 
         busy_reply: b"421 4.7.0 Too many connections, try again later\r\n",
     }
 }
+
+/// The periodic fetch of `MAILROOM_FETCH`, delivering through the shared (Sieve) courier;
+/// `None` without sources. The passwords file was checked when the configuration was
+/// read; it is read again here, and a source without its password stops the start.
+pub(super) fn fetcher(
+    shared: &Shared,
+) -> Result<Option<(Arc<crate::fetch::Fetcher>, crate::fetch::Sources)>, super::StartError> {
+    let fetch = &shared.config.fetch;
+    if fetch.sources.is_empty() {
+        return Ok(None);
+    }
+    let fail = |e: String| super::StartError::Fetch(e);
+    let path = fetch.passwords_file.as_deref().ok_or_else(|| fail("MAILROOM_FETCH_PASSWORDS_FILE: not set".into()))?;
+    let passwords =
+        crate::fetch::Passwords::load(path).map_err(|e| fail(format!("MAILROOM_FETCH_PASSWORDS_FILE: {e}")))?;
+    let mut sources = Vec::new();
+    for s in &fetch.sources {
+        let password = passwords
+            .get(&s.url)
+            .ok_or_else(|| fail(format!("MAILROOM_FETCH_PASSWORDS_FILE: has no password for {}", s.url)))?;
+        sources.push((s.clone(), password.clone()));
+    }
+    let roots = match &fetch.ca_file {
+        Some(p) => crate::config::pem_roots(p).map_err(|e| fail(format!("MAILROOM_FETCH_CA_FILE: {e}")))?,
+        None => Vec::new(),
+    };
+    let tls = crate::fetch::connector(&roots).map_err(|e| fail(format!("MAILROOM_FETCH_CA_FILE: {e}")))?;
+    Ok(Some((
+        Arc::new(crate::fetch::Fetcher {
+            hostname: shared.config.hostname.clone(),
+            data_dir: shared.config.data_dir.clone(),
+            directory: shared.directory.clone(),
+            store: shared.store.clone(),
+            courier: shared.courier.clone(),
+            tls,
+            max_message_size: shared.config.limits.message_size,
+            status: shared.fetch.clone(),
+        }),
+        sources,
+    )))
+}

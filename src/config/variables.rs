@@ -403,6 +403,17 @@ pub static VARIABLES: &[Variable] = &[
     var!("SIEVE_AFTER", Empty("empty"),
         "Sieve script (a file path or the script itself) run at local delivery after every account's own",
         sieve.after = |v: &str| admin_script(v).map(Some), show show_opt),
+    // --- fetching mail from other servers ---
+    var!("FETCH", Empty("empty"),
+        "remote accounts fetched into local ones, one per line: `local@domain <- URL [interval=5m] [keep] [folder=INBOX]`, URL `pop3s://user@host[:port]`, `pop3://…` (STARTTLS), `imaps://user@host[:port]/FOLDER` or `imap://…` (STARTTLS)",
+        fetch.sources = crate::fetch::entry::parse_entries,
+        show |s: &Vec<crate::fetch::FetchSource>| s.iter().map(|s| s.name()).collect::<Vec<_>>().join("; ")),
+    var!("FETCH_PASSWORDS_FILE", Empty("empty"),
+        "the passwords of MAILROOM_FETCH: one `URL password` per line, the URL written exactly as in the entry",
+        fetch.passwords_file = |v: &str| readable_file(v).map(Some), show show_path),
+    var!("FETCH_CA_FILE", Empty("empty"),
+        "PEM root certificates trusted for the servers of MAILROOM_FETCH besides the web PKI",
+        fetch.ca_file = |v: &str| pem_roots_file(v).map(Some), show show_path),
     // --- logging ---
     var!("LOG", Text("info"),
         "log filter (tracing EnvFilter syntax)",

@@ -30,6 +30,7 @@ mod dmarc_reports;
 mod dns;
 mod dualstack;
 mod e2e;
+mod fetch;
 mod foundation;
 mod imap_limits;
 mod imap_mailbox_names;

@@ -1,0 +1,460 @@
+//! The loop of each source: every `interval` (longer after failures, doubling up to an
+//! hour), one run — recover the message a crash left in flight, log in, list, and for
+//! each new message in order:
+//!
+//! 1. record it as `pending`, with the local folder's UIDNEXT (durable);
+//! 2. download it into a file under `state/spool/` (one message on disk at a time,
+//!    never whole in memory; bounded by `MAILROOM_MAX_MESSAGE_SIZE`);
+//! 3. deliver it through the local courier (Sieve, quota) with our `Received:` line
+//!    on top of the original header, untouched (the remote's Authentication-Results
+//!    included): durable when it returns;
+//! 4. record it as done (durable), clearing `pending`;
+//! 5. only then, without `keep`, delete it on the server.
+//!
+//! A crash before 3 finishes leaves `pending` with no copy: the next run fetches it
+//! again. A crash between 3 and 4 leaves `pending` and a copy: the next run finds the
+//! copy by the id in our `Received:` line among the folder's messages from the recorded
+//! UIDNEXT on, and records it instead of delivering it twice. (A copy Sieve filed
+//! elsewhere is not looked for: that one message may then arrive twice; none is lost.)
+//! A crash after 4 leaves the message on the server: the next run deletes it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio_rustls::TlsConnector;
+
+use super::entry::{FetchSource, RemoteProtocol};
+use super::imap::ImapSession;
+use super::pop3::Pop3Session;
+use super::state::{self, Pending, SourceState};
+use super::{FetchError, FetchStatus, Remote};
+use crate::accounts::{self, Address, Directory};
+use crate::config::Secret;
+use crate::metrics::metrics;
+use crate::sieve::ScanVerdict;
+use crate::smtp::command::{Mailbox, ReversePath};
+use crate::smtp::courier::{Disposition, LocalCourier, Replies};
+use crate::smtp::deliver::TraceInfo;
+use crate::smtp::session::{AcceptedRecipient, ClientInfo, Envelope};
+use crate::store::{MailboxOwner, MessageBody, Store, StoreError};
+
+/// The longest wait between runs of a failing source (or its interval, when longer).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// The sources to run, each with its password.
+pub type Sources = Vec<(FetchSource, Secret)>;
+
+/// What every source's loop shares.
+pub struct Fetcher {
+    pub hostname: String,
+    pub data_dir: PathBuf,
+    pub directory: Arc<Directory>,
+    pub store: Store,
+    pub courier: LocalCourier,
+    pub tls: TlsConnector,
+    pub max_message_size: u64,
+    pub status: Arc<FetchStatus>,
+}
+
+/// One task per source, each stopping at shutdown (between messages, never inside a
+/// delivery); returns when all have. Run it as a task shutdown waits for.
+pub async fn run_all(fetcher: Arc<Fetcher>, sources: Sources, shutdown: watch::Receiver<bool>) {
+    remove_leftovers(&crate::datadir::spool_dir(&fetcher.data_dir));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (source, password) in sources {
+        tasks.spawn(source_loop(fetcher.clone(), source, password, shutdown.clone()));
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Download files a crash left behind (their messages are fetched again).
+fn remove_leftovers(spool: &Path) {
+    let Ok(entries) = std::fs::read_dir(spool) else { return };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with("fetch-") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// The wait after `failures` failed runs in a row.
+pub fn next_delay(interval: Duration, failures: u32) -> Duration {
+    if failures == 0 {
+        return interval;
+    }
+    let cap = interval.max(MAX_BACKOFF);
+    interval.saturating_mul(1u32 << failures.min(16)).min(cap)
+}
+
+async fn source_loop(
+    fetcher: Arc<Fetcher>,
+    source: FetchSource,
+    password: Secret,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let label = source.index.to_string();
+    let m = metrics();
+    let mut failures = 0u32;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let outcome = run_once(&fetcher, &source, password.expose(), &shutdown).await;
+        let now = SystemTime::now();
+        let unix = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let over_quota = matches!(outcome, Err(FetchError::OverQuota { .. }));
+        m.fetch_over_quota.with_label_values(&[&label]).set(over_quota as i64);
+        match &outcome {
+            Ok(n) => {
+                failures = 0;
+                m.fetch_last_success_timestamp_seconds.with_label_values(&[&label]).set(unix);
+                fetcher.status.update(source.index, |s| {
+                    s.last_success = Some(now);
+                    s.over_quota = false;
+                });
+                tracing::info!(source = %source.name(), messages = n, "fetch done");
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                m.fetch_errors_total.with_label_values(&[&label, e.kind()]).inc();
+                m.fetch_last_error_timestamp_seconds.with_label_values(&[&label]).set(unix);
+                fetcher.status.update(source.index, |s| {
+                    s.last_error = Some((now, e.to_string()));
+                    s.over_quota = over_quota;
+                });
+                let retry = next_delay(source.interval, failures);
+                tracing::error!(source = %source.name(), error = %e, kind = %e.kind(), retry_in_secs = retry.as_secs(), "fetch failed");
+            }
+        }
+        let wait = next_delay(source.interval, failures);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The session with the remote server, either protocol.
+enum Session {
+    Pop3(Pop3Session),
+    Imap(ImapSession),
+}
+
+/// One run: the number of messages delivered.
+async fn run_once(
+    fetcher: &Fetcher,
+    source: &FetchSource,
+    password: &str,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<u64, FetchError> {
+    let local = local_mailbox(&fetcher.directory, &source.local)?;
+    let owner = MailboxOwner::new(local.local.clone(), local.domain.clone());
+    let path = state::path(&fetcher.data_dir, source);
+    let mut state = blocking({
+        let path = path.clone();
+        move || SourceState::load(&path)
+    })
+    .await?;
+    ensure_folder(&fetcher.store, &owner, &source.folder).await?;
+    if let Some(pending) = state.pending.clone() {
+        recover(fetcher, source, &owner, &mut state, &pending).await?;
+        save(&state, &path, source).await?;
+    }
+    let mut session = match source.protocol {
+        RemoteProtocol::Pop3 => Session::Pop3(Pop3Session::login(source, password, &fetcher.tls).await?),
+        RemoteProtocol::Imap => Session::Imap(ImapSession::login(source, password, &fetcher.tls).await?),
+    };
+    let new = match &mut session {
+        Session::Pop3(s) => {
+            let all = s.list().await?;
+            let before = state.seen.len();
+            state.seen.retain(|id| all.iter().any(|r| &r.id == id));
+            if state.seen.len() != before {
+                save(&state, &path, source).await?;
+            }
+            let (done, new): (Vec<Remote>, Vec<Remote>) = all.into_iter().partition(|r| state.seen.contains(&r.id));
+            if !source.keep {
+                // Delivered and recorded by a run that did not get to QUIT.
+                for r in &done {
+                    s.delete(r.number).await?;
+                }
+            }
+            new
+        }
+        Session::Imap(s) => {
+            if state.uid_validity != Some(s.uid_validity) {
+                if state.uid_validity.is_some() {
+                    tracing::warn!(source = %source.name(), "the remote folder's UIDVALIDITY changed: its messages are fetched again");
+                }
+                state.uid_validity = Some(s.uid_validity);
+                state.last_uid = 0;
+                save(&state, &path, source).await?;
+            } else if !source.keep && state.last_uid > 0 {
+                s.delete(&format!("1:{}", state.last_uid)).await?;
+            }
+            s.list_after(state.last_uid).await?
+        }
+    };
+    let mut delivered = 0;
+    for remote in new {
+        if *shutdown.borrow() {
+            break;
+        }
+        fetch_one(fetcher, source, &local, &owner, &mut session, &mut state, &path, &remote).await?;
+        delivered += 1;
+    }
+    match session {
+        Session::Pop3(s) => s.quit().await?,
+        Session::Imap(s) => s.logout().await?,
+    }
+    Ok(delivered)
+}
+
+/// The steps 1-5 of the module doc for one message.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_one(
+    fetcher: &Fetcher,
+    source: &FetchSource,
+    local: &Address,
+    owner: &MailboxOwner,
+    session: &mut Session,
+    state: &mut SourceState,
+    path: &Path,
+    remote: &Remote,
+) -> Result<(), FetchError> {
+    if remote.size > fetcher.max_message_size {
+        return Err(FetchError::TooBig { size: remote.size, max: fetcher.max_message_size });
+    }
+    if let Some(quota) = fetcher.directory.account(local).and_then(|a| a.quota) {
+        let used = fetcher.store.quota_usage(owner).await.map_err(|e| FetchError::Delivery(e.to_string()))?;
+        if used.saturating_add(remote.size) > quota {
+            return Err(FetchError::OverQuota { used, quota });
+        }
+    }
+    let imap_uid = matches!(session, Session::Imap(_)).then_some(remote.number);
+    let folder = fetcher.store.open_mailbox(owner, &source.folder).await.map_err(store_error)?;
+    let uid_next = folder.status().await.map_err(store_error)?.uid_next;
+    state.pending = Some(Pending { id: remote.id.clone(), uid_next });
+    save(state, path, source).await?;
+
+    let spool = crate::datadir::spool_dir(&fetcher.data_dir);
+    let file_path = spool.join(format!("fetch-{}-{}", source.index, rand::random::<u64>()));
+    let download = download(session, remote, fetcher.max_message_size, &file_path).await;
+    let (len, peer, tls) = match download {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = std::fs::remove_file(&file_path);
+            return Err(e);
+        }
+    };
+    let delivered = deliver(fetcher, source, local, &file_path, len, peer, tls, &marker(source, &remote.id)).await;
+    let _ = std::fs::remove_file(&file_path);
+    delivered?;
+
+    state.mark_done(&remote.id, imap_uid);
+    save(state, path, source).await?;
+    if !source.keep {
+        match session {
+            Session::Pop3(s) => s.delete(remote.number).await?,
+            Session::Imap(s) => s.delete(&remote.number.to_string()).await?,
+        }
+    }
+    let label = source.index.to_string();
+    metrics().fetch_messages_total.with_label_values(&[&label]).inc();
+    metrics().fetch_bytes_total.with_label_values(&[&label]).inc_by(len);
+    fetcher.status.update(source.index, |s| s.messages += 1);
+    tracing::info!(source = %source.name(), remote_id = %remote.id, bytes = len, "fetched message delivered");
+    Ok(())
+}
+
+/// Download into `file_path`: (bytes, server IP, TLS version and cipher).
+async fn download(
+    session: &mut Session,
+    remote: &Remote,
+    max: u64,
+    file_path: &Path,
+) -> Result<(u64, std::net::IpAddr, (String, String)), FetchError> {
+    let local = |e: std::io::Error| FetchError::Local(format!("{}: {e}", file_path.display()));
+    if let Some(dir) = file_path.parent() {
+        std::fs::create_dir_all(dir).map_err(local)?;
+    }
+    let mut file = std::io::BufWriter::new(std::fs::File::create(file_path).map_err(local)?);
+    let (len, peer, tls) = match session {
+        Session::Pop3(s) => (s.retrieve(remote.number, max, &mut file).await?, s.peer(), s.tls_info()),
+        Session::Imap(s) => (s.retrieve(remote.number, max, &mut file).await?, s.peer(), s.tls_info()),
+    };
+    std::io::Write::flush(&mut file).map_err(local)?;
+    Ok((len, peer, tls))
+}
+
+/// The id of the copy of a remote message in our `Received:` line: the source's state
+/// digest and the remote id, in the characters a Received id allows.
+fn marker(source: &FetchSource, remote_id: &str) -> String {
+    let key = format!("{} <- {}", source.local, source.url);
+    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+    let hex: String = digest.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let id: String =
+        remote_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+    format!("fetch.{hex}.{id}")
+}
+
+/// Through the courier as port 25 would deliver to the account.
+#[allow(clippy::too_many_arguments)]
+async fn deliver(
+    fetcher: &Fetcher,
+    source: &FetchSource,
+    local: &Address,
+    file_path: &Path,
+    len: u64,
+    peer: std::net::IpAddr,
+    tls: (String, String),
+    id: &str,
+) -> Result<(), FetchError> {
+    let head = read_head(file_path).map_err(|e| FetchError::Local(e.to_string()))?;
+    let sender = return_path(&head).map(ReversePath::Mailbox).unwrap_or(ReversePath::Null);
+    let env = Envelope {
+        id: id.to_string(),
+        sender,
+        recipients: vec![AcceptedRecipient {
+            address: local.clone(),
+            mailboxes: vec![local.clone()],
+            forwards: Vec::new(),
+        }],
+        body: None,
+        smtputf8: false,
+        require_tls: false,
+    };
+    let client = ClientInfo {
+        ip: peer,
+        helo: Some(source.host.clone()),
+        tls: Some(crate::smtp::session::TlsInfo { version: tls.0, cipher: tls.1 }),
+        authenticated: None,
+    };
+    let protocol = match source.protocol {
+        RemoteProtocol::Pop3 => "POP3S",
+        RemoteProtocol::Imap => "IMAPS",
+    };
+    let trace = TraceInfo {
+        hostname: &fetcher.hostname,
+        client: &client,
+        protocol: protocol.into(),
+        date: chrono::Utc::now().to_rfc2822(),
+    };
+    let how = Disposition { folder: &source.folder, verdict: ScanVerdict::default(), replies: Replies::One };
+    let body = MessageBody::File { path: file_path.to_path_buf(), len };
+    let results = fetcher.courier.deliver(&env, b"", &body, &trace, how).await;
+    match results.into_iter().next() {
+        Some(Ok(())) => Ok(()),
+        Some(Err(status)) => Err(FetchError::Delivery(status.to_string())),
+        None => Err(FetchError::Delivery("no result".into())),
+    }
+}
+
+/// The first 64 KiB of the message: enough for the `Return-Path` of the header.
+fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)?.take(64 * 1024).read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// The envelope sender the remote server recorded (`Return-Path: <a@b>`), so Sieve's
+/// `envelope :from` and vacation see the real sender rather than the null one.
+fn return_path(head: &[u8]) -> Option<Mailbox> {
+    let text = String::from_utf8_lossy(head);
+    for line in text.split("\r\n").take_while(|l| !l.is_empty()) {
+        let Some((name, value)) = line.split_once(':') else { continue };
+        if name.eq_ignore_ascii_case("return-path") {
+            let raw = value.trim().strip_prefix('<')?.strip_suffix('>')?.to_string();
+            let address = Address::parse(&raw).ok()?;
+            return Some(Mailbox { address, raw });
+        }
+    }
+    None
+}
+
+/// The copy of the pending message, if the crash came after the delivery: recorded
+/// as done; otherwise the marker is cleared and the message fetched again.
+async fn recover(
+    fetcher: &Fetcher,
+    source: &FetchSource,
+    owner: &MailboxOwner,
+    state: &mut SourceState,
+    pending: &Pending,
+) -> Result<(), FetchError> {
+    let folder = fetcher.store.open_mailbox(owner, &source.folder).await.map_err(store_error)?;
+    let snapshot = folder.sync().await.map_err(store_error)?;
+    let needle = format!(" id {}", marker(source, &pending.id));
+    for meta in snapshot.messages.iter().filter(|m| m.uid >= pending.uid_next) {
+        let head = folder.read_message(meta.uid, 16 * 1024).await.map_err(store_error)?;
+        if head.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+            tracing::info!(source = %source.name(), remote_id = %pending.id, "the message in flight at the last stop was delivered; recorded");
+            let imap_uid = (source.protocol == RemoteProtocol::Imap).then(|| pending.id.parse().unwrap_or(0));
+            state.mark_done(&pending.id, imap_uid);
+            return Ok(());
+        }
+    }
+    state.pending = None;
+    Ok(())
+}
+
+/// The account mail is fetched for: it must (still) be an account.
+fn local_mailbox(directory: &Directory, address: &Address) -> Result<Address, FetchError> {
+    directory
+        .resolve(address)
+        .into_iter()
+        .find_map(|r| match r {
+            accounts::Recipient::Mailbox(m) if m == *address => Some(m),
+            _ => None,
+        })
+        .ok_or_else(|| FetchError::Delivery(format!("{address} is not a local account")))
+}
+
+async fn ensure_folder(store: &Store, owner: &MailboxOwner, folder: &str) -> Result<(), FetchError> {
+    if folder.eq_ignore_ascii_case("INBOX") {
+        return Ok(());
+    }
+    match store.create_folder(owner, folder, None).await {
+        Ok(_) | Err(StoreError::FolderExists(_)) => Ok(()),
+        Err(e) => Err(store_error(e)),
+    }
+}
+
+fn store_error(e: StoreError) -> FetchError {
+    FetchError::Delivery(e.to_string())
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, FetchError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| FetchError::Local(e.to_string()))?.map_err(FetchError::Local)
+}
+
+async fn save(state: &SourceState, path: &Path, source: &FetchSource) -> Result<(), FetchError> {
+    let (state, path, source) = (state.clone(), path.to_path_buf(), source.clone());
+    blocking(move || state.save(&path, &source)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let i = Duration::from_secs(60);
+        assert_eq!(next_delay(i, 0), i);
+        assert_eq!(next_delay(i, 1), Duration::from_secs(120));
+        assert_eq!(next_delay(i, 3), Duration::from_secs(480));
+        assert_eq!(next_delay(i, 30), MAX_BACKOFF);
+        let long = Duration::from_secs(7200);
+        assert_eq!(next_delay(long, 5), long);
+    }
+
+    #[test]
+    fn return_path_of_the_header_only() {
+        let m = return_path(b"Return-Path: <Bob@Example.org>\r\nSubject: x\r\n\r\nReturn-Path: <no@x>\r\n").unwrap();
+        assert_eq!(m.raw, "Bob@Example.org");
+        assert!(return_path(b"Subject: x\r\n\r\nReturn-Path: <no@x>\r\n").is_none());
+        assert!(return_path(b"Return-Path: <>\r\n\r\n").is_none());
+    }
+}

@@ -1,0 +1,392 @@
+//! Periodic fetch (`MAILROOM_FETCH`) against a real Dovecot serving the "remote"
+//! accounts over TLS on loopback ports (its certificate signed by the test's CA, given to
+//! mailroom as `MAILROOM_FETCH_CA_FILE`): each message arrives exactly once, `keep`
+//! leaves mail on the server and a restart does not fetch it again, deletion follows the
+//! local copy, kill -9 in the middle loses and duplicates nothing, and failures are
+//! logged and counted per source.
+
+use crate::common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Server, env_listening, free_port, have_tool};
+
+const WAIT: Duration = Duration::from_secs(60);
+const ACCOUNTS: &str = "alice@example.com:{PLAIN}wonderland,bob@example.com:{PLAIN}builder";
+const REMOTE_PASSWORD: &str = "remote-secret";
+
+/// Dovecot on loopback in a temp dir: POP3 (STLS), POP3S, IMAP (STARTTLS) and IMAPS.
+struct Dovecot {
+    dir: tempfile::TempDir,
+    pop3: u16,
+    pop3s: u16,
+    imap: u16,
+    imaps: u16,
+}
+
+impl Dovecot {
+    /// `None` when Dovecot is not installed (a failure under CI=true).
+    fn start(users: &[&str]) -> Option<Dovecot> {
+        if !have_tool("dovecot") {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().display().to_string();
+        let (pop3, pop3s, imap, imaps) = (free_port(), free_port(), free_port(), free_port());
+        for d in ["run", "mail"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        // Dovecot refuses mail access as root: as root, the mail belongs to nobody.
+        let (uid, gid) = match unsafe { (libc::getuid(), libc::getgid()) } {
+            (0, _) => (65534, 65534),
+            ids => ids,
+        };
+        let mut passwd = String::new();
+        for u in users {
+            passwd.push_str(&format!("{u}:{{PLAIN}}{REMOTE_PASSWORD}:{uid}:{gid}::{t}/mail/{u}::\n"));
+            for sub in ["new", "cur", "tmp"] {
+                std::fs::create_dir_all(dir.path().join("mail").join(u).join(sub)).unwrap();
+            }
+        }
+        for entry in walk(&dir.path().join("mail")) {
+            std::os::unix::fs::chown(&entry, Some(uid), Some(gid)).unwrap();
+        }
+        std::fs::write(dir.path().join("passwd"), passwd).unwrap();
+        // Dovecot's auth process runs as its own user: it must reach the passwd file.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (cert, key) = test_ca(dir.path());
+        let conf = format!(
+            r#"
+base_dir = {t}/run
+state_dir = {t}/run/state
+log_path = {t}/dovecot.log
+ssl = required
+ssl_cert = <{cert}
+ssl_key = <{key}
+disable_plaintext_auth = yes
+protocols = imap pop3
+listen = 127.0.0.1
+mail_location = maildir:{t}/mail/%u
+first_valid_uid = 0
+passdb {{
+  driver = passwd-file
+  args = {t}/passwd
+}}
+userdb {{
+  driver = passwd-file
+  args = {t}/passwd
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = {imaps}
+    ssl = yes
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {pop3}
+  }}
+  inet_listener pop3s {{
+    port = {pop3s}
+    ssl = yes
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+service stats {{
+  chroot =
+}}
+"#,
+            cert = cert.display(),
+            key = key.display()
+        );
+        std::fs::write(dir.path().join("dovecot.conf"), conf).unwrap();
+        let status = Command::new("dovecot").arg("-c").arg(dir.path().join("dovecot.conf")).status().unwrap();
+        assert!(status.success(), "dovecot did not start");
+        let dovecot = Dovecot { dir, pop3, pop3s, imap, imaps };
+        let deadline = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", imaps)).is_err() {
+            assert!(Instant::now() < deadline, "dovecot does not listen: {}", dovecot.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(dovecot)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn maildir(&self, user: &str) -> PathBuf {
+        self.dir.path().join("mail").join(user)
+    }
+
+    /// Deliver `n` messages into the remote account's Maildir, numbered from `first`.
+    fn put(&self, user: &str, first: usize, n: usize) {
+        for i in first..first + n {
+            let msg = message(i);
+            let tmp = self.maildir(user).join("tmp").join(format!("m{i}"));
+            std::fs::write(&tmp, msg).unwrap();
+            std::fs::rename(&tmp, self.maildir(user).join("new").join(format!("{}.m{i}.remote", 1_700_000_000 + i)))
+                .unwrap();
+        }
+    }
+
+    /// Messages in the remote account (new and cur).
+    fn count(&self, user: &str) -> usize {
+        count_files(&self.maildir(user))
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- dovecot log:\n{}", self.log());
+        }
+        let _ = Command::new("doveadm").arg("-c").arg(self.dir.path().join("dovecot.conf")).arg("stop").output();
+    }
+}
+
+/// `dir` and every directory under it.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
+}
+
+/// A CA, and Dovecot's certificate for 127.0.0.1 signed by it.
+fn test_ca(dir: &Path) -> (PathBuf, PathBuf) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "mailroom fetch test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap().signed_by(&leaf_key, &ca).unwrap();
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    std::fs::write(&cert, format!("{}{}", leaf.pem(), ca.pem())).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    (cert, key)
+}
+
+/// Message `i`: its own Message-ID, an Authentication-Results of the remote server.
+fn message(i: usize) -> String {
+    format!(
+        "Return-Path: <sender{i}@remote.test>\r\nAuthentication-Results: remote.test; dkim=pass header.d=remote.test\r\n\
+         From: sender{i}@remote.test\r\nTo: someone@remote.test\r\nSubject: number {i}\r\n\
+         Message-ID: <m{i}@remote.test>\r\n\r\nBody of message {i}.\r\n.leading dot line\r\n"
+    )
+}
+
+fn count_files(maildir: &Path) -> usize {
+    ["new", "cur"].iter().map(|d| std::fs::read_dir(maildir.join(d)).map(|r| r.count()).unwrap_or(0)).sum()
+}
+
+/// The local messages of a folder of alice@example.com, by Message-ID (each ID's count).
+fn local_messages(data: &Path, folder: &str) -> BTreeMap<String, Vec<String>> {
+    let mut dir = data.join("mail/example.com/alice");
+    if folder != "INBOX" {
+        dir = dir.join(format!(".{folder}"));
+    }
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for sub in ["new", "cur"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else { continue };
+        for e in entries.flatten() {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            let id = text.lines().find_map(|l| l.strip_prefix("Message-ID: ")).unwrap_or("?").to_string();
+            out.entry(id).or_default().push(text);
+        }
+    }
+    out
+}
+
+fn wait_until(what: &str, server: &Server, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The server fetching `entries` (with `{pop3s}`-style ports already filled in).
+fn fetch_env(data: &Path, dovecot: &Dovecot, entries: &[String]) -> Vec<(String, String)> {
+    let mut env = env_listening(data, &[]);
+    env.push(("MAILROOM_ACCOUNTS".into(), ACCOUNTS.into()));
+    env.push(("MAILROOM_FETCH".into(), entries.join("\n")));
+    let passwords = data.with_extension("passwords");
+    let lines: String =
+        entries.iter().map(|e| format!("{} {REMOTE_PASSWORD}\n", e.split_whitespace().nth(2).unwrap())).collect();
+    std::fs::write(&passwords, lines).unwrap();
+    env.push(("MAILROOM_FETCH_PASSWORDS_FILE".into(), passwords.display().to_string()));
+    env.push(("MAILROOM_FETCH_CA_FILE".into(), dovecot.ca().display().to_string()));
+    env
+}
+
+/// Completed runs so far (`fetch done` lines).
+fn runs(server: &Server) -> usize {
+    server.log().lines().filter(|l| l.contains("fetch done")).count()
+}
+
+fn metric(server: &Server, name: &str) -> Option<f64> {
+    let (_, text) = common::http_get(server.metrics.unwrap(), "/metrics").unwrap();
+    text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn pop3s_fetches_each_message_once_and_deletes_it_after_the_local_copy() {
+    let Some(dovecot) = Dovecot::start(&["remote1"]) else { return };
+    dovecot.put("remote1", 0, 3);
+    let data = tempfile::tempdir().unwrap();
+    let entry = format!("alice@example.com <- pop3s://remote1@127.0.0.1:{} interval=1s", dovecot.pop3s);
+    let server = Server::start_ready(&fetch_env(data.path(), &dovecot, &[entry]), data.path(), WAIT);
+    wait_until("3 local messages", &server, || local_messages(data.path(), "INBOX").len() == 3);
+    wait_until("the remote account emptied", &server, || dovecot.count("remote1") == 0);
+    let local = local_messages(data.path(), "INBOX");
+    for (id, copies) in &local {
+        assert_eq!(copies.len(), 1, "{id} delivered {} times", copies.len());
+        let text = &copies[0];
+        assert!(text.starts_with("Return-Path: <sender"), "{text}");
+        assert!(text.contains("by mx.example.com (mailroom) with POP3S id fetch."), "{text}");
+        assert!(text.contains("for <alice@example.com>"), "{text}");
+        assert!(text.contains("Authentication-Results: remote.test; dkim=pass header.d=remote.test\r\n"), "{text}");
+        assert!(text.contains("\r\n.leading dot line\r\n"), "dot-unstuffed once: {text}");
+    }
+    dovecot.put("remote1", 3, 1);
+    wait_until("the fourth message", &server, || local_messages(data.path(), "INBOX").len() == 4);
+    let after = runs(&server);
+    wait_until("two more runs", &server, || runs(&server) >= after + 2);
+    let local = local_messages(data.path(), "INBOX");
+    assert!(local.values().all(|c| c.len() == 1) && local.len() == 4, "{:?}", local.keys());
+    assert_eq!(metric(&server, "mailroom_fetch_messages_total{source=\"1\"}"), Some(4.0));
+    assert!(metric(&server, "mailroom_fetch_last_success_timestamp_seconds{source=\"1\"}").unwrap() > 0.0);
+}
+
+#[test]
+fn imap_keep_leaves_mail_and_a_restart_does_not_fetch_it_again() {
+    let Some(dovecot) = Dovecot::start(&["remote2"]) else { return };
+    dovecot.put("remote2", 0, 2);
+    let data = tempfile::tempdir().unwrap();
+    // STARTTLS, into a folder of its own.
+    let entry =
+        format!("alice@example.com <- imap://remote2@127.0.0.1:{}/INBOX interval=1s keep folder=Remote", dovecot.imap);
+    let env = fetch_env(data.path(), &dovecot, &[entry]);
+    let mut server = Server::start_ready(&env, data.path(), WAIT);
+    wait_until("2 local messages", &server, || local_messages(data.path(), "Remote").len() == 2);
+    let after = runs(&server);
+    wait_until("two more runs", &server, || runs(&server) >= after + 2);
+    assert_eq!(dovecot.count("remote2"), 2, "keep leaves the mail on the server");
+    let text = &local_messages(data.path(), "Remote").into_values().next().unwrap()[0];
+    assert!(text.contains("with IMAPS id fetch."), "{text}");
+    server.terminate(WAIT).expect("stops");
+
+    let server = Server::start_ready(&env, data.path(), WAIT);
+    wait_until("two runs after the restart", &server, || runs(&server) >= 2);
+    assert_eq!(local_messages(data.path(), "Remote").len(), 2);
+    assert!(local_messages(data.path(), "Remote").values().all(|c| c.len() == 1));
+    dovecot.put("remote2", 2, 1);
+    wait_until("the new message", &server, || local_messages(data.path(), "Remote").len() == 3);
+    assert_eq!(dovecot.count("remote2"), 3);
+}
+
+/// kill -9 at several points of a long POP3 fetch (deleting on the server): after the
+/// restarts every message is there exactly once and the remote accounts are empty.
+#[test]
+fn kill_9_in_the_middle_loses_nothing_and_duplicates_nothing() {
+    const N: usize = 150;
+    let Some(dovecot) = Dovecot::start(&["remote3"]) else { return };
+    dovecot.put("remote3", 0, N);
+    let data = tempfile::tempdir().unwrap();
+    let entry = format!("alice@example.com <- pop3s://remote3@127.0.0.1:{} interval=1s", dovecot.pop3s);
+    let env = fetch_env(data.path(), &dovecot, &[entry]);
+    for stop_at in [10, 60, 110] {
+        let mut server = Server::start_ready(&env, data.path(), WAIT);
+        wait_until("some progress", &server, || {
+            local_messages(data.path(), "INBOX").values().map(Vec::len).sum::<usize>() >= stop_at
+        });
+        server.kill9();
+    }
+    let server = Server::start_ready(&env, data.path(), WAIT);
+    wait_until("every message", &server, || {
+        local_messages(data.path(), "INBOX").len() == N && dovecot.count("remote3") == 0
+    });
+    let after = runs(&server);
+    wait_until("another run", &server, || runs(&server) > after);
+    let local = local_messages(data.path(), "INBOX");
+    let dups: Vec<&String> = local.iter().filter(|(_, c)| c.len() > 1).map(|(id, _)| id).collect();
+    assert!(dups.is_empty(), "delivered twice: {dups:?}");
+    assert_eq!(local.len(), N);
+}
+
+#[test]
+fn wrong_password_unreachable_host_and_bad_certificate_are_logged_per_source() {
+    let Some(dovecot) = Dovecot::start(&["remote4"]) else { return };
+    dovecot.put("remote4", 0, 1);
+    let data = tempfile::tempdir().unwrap();
+    let closed = free_port();
+    let entries = [
+        // POP3 with STLS: the login is refused after the upgrade.
+        format!("alice@example.com <- pop3://remote4@127.0.0.1:{} interval=1s", dovecot.pop3),
+        format!("bob@example.com <- imaps://remote4@127.0.0.1:{closed}/INBOX interval=1s"),
+        // The certificate names 127.0.0.1, not localhost.
+        format!("bob@example.com <- imaps://remote4@localhost:{}/INBOX interval=1s", dovecot.imaps),
+    ];
+    let mut env = fetch_env(data.path(), &dovecot, &entries);
+    let passwords = data.path().with_extension("passwords");
+    let text = std::fs::read_to_string(&passwords).unwrap();
+    std::fs::write(&passwords, text.replacen(REMOTE_PASSWORD, "not the password", 1)).unwrap();
+    env.retain(|(k, _)| k != "MAILROOM_LOG");
+    let server = Server::start_ready(&env, data.path(), WAIT);
+    for (source, kind) in [("1", "login"), ("2", "connect"), ("3", "tls")] {
+        wait_until(&format!("source {source} failing with {kind}"), &server, || {
+            server.log().lines().any(|l| {
+                l.contains("fetch failed") && l.contains(&format!("#{source} ")) && l.contains(&format!("kind={kind}"))
+            })
+        });
+        let name = format!("mailroom_fetch_errors_total{{kind=\"{kind}\",source=\"{source}\"}}");
+        assert!(metric(&server, &name).unwrap_or(0.0) >= 1.0, "{name}");
+        assert!(
+            metric(&server, &format!("mailroom_fetch_last_error_timestamp_seconds{{source=\"{source}\"}}")).unwrap()
+                > 0.0
+        );
+    }
+    let log = server.log();
+    assert!(log.contains(&format!("#1 alice@example.com <- pop3://remote4@127.0.0.1:{}", dovecot.pop3)), "{log}");
+    assert!(!log.contains("not the password") && !log.contains(REMOTE_PASSWORD), "a password was logged");
+    assert!(log.lines().any(|l| l.contains("#3 ") && l.contains("certificate")), "{log}");
+    assert_eq!(dovecot.count("remote4"), 1, "nothing fetched with the wrong password");
+}
+
+#[test]
+fn a_source_without_password_or_account_stops_the_start() {
+    let data = tempfile::tempdir().unwrap();
+    let mut env = env_listening(data.path(), &[]);
+    env.push(("MAILROOM_ACCOUNTS".into(), ACCOUNTS.into()));
+    env.push((
+        "MAILROOM_FETCH".into(),
+        "alice@example.com <- pop3s://u@127.0.0.1:1\ncarol@example.com <- imaps://u@127.0.0.1:1".into(),
+    ));
+    let passwords = data.path().with_extension("passwords");
+    std::fs::write(&passwords, "imaps://u@127.0.0.1:1 pw\n").unwrap();
+    env.push(("MAILROOM_FETCH_PASSWORDS_FILE".into(), passwords.display().to_string()));
+    let out = common::run(&["check-config"], &env, "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("MAILROOM_FETCH_PASSWORDS_FILE: has no password for pop3s://u@127.0.0.1:1"), "{stderr}");
+    assert!(stderr.contains("MAILROOM_FETCH: carol@example.com is not an account"), "{stderr}");
+    assert!(!stderr.contains(" pw"), "{stderr}");
+}
