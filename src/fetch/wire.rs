@@ -20,18 +20,8 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_LINE: usize = 64 * 1024;
 
 /// The client TLS configuration: web PKI roots and the operator's private ones.
-pub fn connector(extra_roots: &[CertificateDer<'static>]) -> Result<TlsConnector, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for cert in extra_roots {
-        roots.add(cert.clone()).map_err(|e| e.to_string())?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
+pub fn connector(extra_roots: &[CertificateDer<'static>]) -> Result<TlsConnector, rustls::Error> {
+    Ok(TlsConnector::from(Arc::new(crate::tls::verified_client_config(extra_roots)?)))
 }
 
 /// A line-buffered stream, plain (before STARTTLS) or TLS.

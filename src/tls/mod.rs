@@ -43,6 +43,22 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A client config that verifies servers against the web PKI roots plus `extra_roots`
+/// (an operator's private CA): what every outgoing client that checks certificates uses.
+pub fn verified_client_config(
+    extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in extra_roots {
+        roots.add(cert.clone())?;
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// A server config resolving certificates through `store`, offering `alpn`.
 pub fn server_config(store: &Arc<CertStore>, alpn: &[&[u8]]) -> Arc<ServerConfig> {
     let builder = ServerConfig::builder_with_provider(provider())
