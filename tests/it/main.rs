@@ -32,6 +32,7 @@ mod dualstack;
 mod e2e;
 mod fetch;
 mod foundation;
+mod imap_consistency;
 mod imap_limits;
 mod imap_mailbox_names;
 mod inbound;
