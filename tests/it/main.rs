@@ -35,6 +35,7 @@ mod foundation;
 mod imap_limits;
 mod imap_mailbox_names;
 mod inbound;
+mod log_summary;
 mod managesieve;
 mod memory;
 mod monitoring;
