@@ -32,11 +32,13 @@ use super::state::{self, Pending, SourceState};
 use super::{FetchError, FetchStatus, Remote};
 use crate::accounts::{self, Address, Directory};
 use crate::config::Secret;
+use crate::maillog::{self, Mail};
 use crate::metrics::metrics;
 use crate::sieve::ScanVerdict;
 use crate::smtp::command::{Mailbox, ReversePath};
 use crate::smtp::courier::{Disposition, LocalCourier, Replies};
 use crate::smtp::deliver::TraceInfo;
+use crate::smtp::refusal::Refusal;
 use crate::smtp::session::{AcceptedRecipient, ClientInfo, Envelope};
 use crate::store::{MailboxOwner, MessageBody, Store, StoreError};
 
@@ -326,6 +328,9 @@ async fn deliver(
         smtputf8: false,
         require_tls: false,
     };
+    let (from, to) = (crate::smtp::accept::sender_text(&env.sender), local.to_string());
+    let mail = Mail { msgid: id, service: "fetch", from: &from, size: len };
+    maillog::received(&mail, &to, 1, peer, &source.host, &tls.0);
     let client = ClientInfo {
         ip: peer,
         helo: Some(source.host.clone()),
@@ -346,8 +351,14 @@ async fn deliver(
     let body = MessageBody::File { path: file_path.to_path_buf(), len };
     let results = fetcher.courier.deliver(&env, b"", &body, &trace, how).await;
     match results.into_iter().next() {
-        Some(Ok(())) => Ok(()),
-        Some(Err(status)) => Err(FetchError::Delivery(status.to_string())),
+        Some(Ok(())) => {
+            maillog::stored(&mail, &to);
+            Ok(())
+        }
+        Some(Err(status)) => {
+            maillog::refused(&mail, &to, &status, Refusal::of_delivery(&status));
+            Err(FetchError::Delivery(status.to_string()))
+        }
         None => Err(FetchError::Delivery("no result".into())),
     }
 }

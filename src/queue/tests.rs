@@ -27,7 +27,7 @@ impl ScriptedTransport {
 }
 
 impl Transport for ScriptedTransport {
-    fn deliver(&self, batch: DeliveryBatch) -> BoxFuture<'_, Vec<RecipientOutcome>> {
+    fn deliver(&self, batch: DeliveryBatch) -> BoxFuture<'_, BatchOutcome> {
         Box::pin(async move {
             let out = batch
                 .recipients
@@ -40,9 +40,9 @@ impl Transport for ScriptedTransport {
                         .and_then(VecDeque::pop_front)
                         .unwrap_or_else(|| RecipientOutcome::Delivered(Status::new(250, (2, 0, 0), "ok")))
                 })
-                .collect();
+                .collect::<Vec<_>>();
             self.seen.lock().unwrap().push(batch);
-            out
+            out.into()
         })
     }
 }

@@ -36,6 +36,7 @@ mod imap_consistency;
 mod imap_limits;
 mod imap_mailbox_names;
 mod inbound;
+mod log_summary;
 mod managesieve;
 mod memory;
 mod monitoring;
