@@ -234,7 +234,7 @@ async fn operator_commands_over_the_socket() {
     let transport = Arc::new(ScriptedTransport::default());
     let queue = Queue::open(&dir.path().join("queue"), settings(), transport.clone(), Arc::new(RemoteBounces)).unwrap();
     let (stop, rx) = tokio::sync::watch::channel(false);
-    let server = spawn_control_server(queue.clone(), None, None, dir.path(), rx.clone()).unwrap();
+    let server = spawn_control_server(queue.clone(), Default::default(), dir.path(), rx.clone()).unwrap();
     let sock = dir.path().join(CONTROL_SOCKET);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o600);
@@ -301,7 +301,7 @@ async fn list_shows_pending_recipients_with_their_last_reply() {
         (Duration::from_secs(7200), Duration::from_secs(3600), Duration::from_secs(3600));
     let h = start(s);
     let (stop, rx) = tokio::sync::watch::channel(false);
-    let server = spawn_control_server(h.queue.clone(), None, None, h._dir.path(), rx).unwrap();
+    let server = spawn_control_server(h.queue.clone(), Default::default(), h._dir.path(), rx).unwrap();
     h.transport
         .answer("bob@remote.test", &[RecipientOutcome::Temporary(Status::new(451, (4, 4, 1), "connection refused"))]);
     let rcpts = [a("bob@remote.test"), a("carol@remote.test"), a("dave@other.test")];
