@@ -74,7 +74,7 @@ def listing(imap):
             name = name[1:-1]
         delim = m["delim"].decode()[-1] if m["delim"] else None
         path = name.replace(delim, "/") if delim else name
-        typ, data = imap.examine(f'"{name}"')
+        typ, data = imap.select(f'"{name}"', readonly=True)
         assert typ == "OK", data
         messages = []
         if int(data[0]) > 0:
