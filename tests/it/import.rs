@@ -3,7 +3,7 @@
 //! keywords and internal dates arrives identically (both sides listed by imaplib), the
 //! remote Sent lands in our Sent, a second run copies nothing; a wrong password, a closed
 //! port and an untrusted certificate each fail naming the source, the password is never
-//! logged.
+//! logged; the quota stops it; the same on the PostgreSQL store.
 
 use crate::common;
 
@@ -38,7 +38,8 @@ struct Rig {
 }
 
 impl Rig {
-    fn start() -> Option<Rig> {
+    /// Dovecot and our server (alice, IMAPS) with `extra` variables (replacing ours).
+    fn start(extra: &[(&str, &str)]) -> Option<Rig> {
         if !common::have_tool("python3") {
             return None;
         }
@@ -46,6 +47,10 @@ impl Rig {
         let data = tempfile::tempdir().unwrap();
         let mut env = env_listening(data.path(), &["IMAPS"]);
         env.push(("MAILROOM_ACCOUNTS".into(), format!("{ACCOUNT}:{{PLAIN}}wonderland")));
+        for (k, v) in extra {
+            env.retain(|(key, _)| key != k);
+            env.push((k.to_string(), v.to_string()));
+        }
         let server = Server::start_ready(&env, data.path(), WAIT);
         let password_file = data.path().with_extension("password");
         std::fs::write(&password_file, format!("{REMOTE_PASSWORD}\n")).unwrap();
@@ -62,6 +67,17 @@ impl Rig {
         let mut args = vec!["import", url, "--to", ACCOUNT, "--password-file", &file];
         args.extend_from_slice(extra);
         common::run(&args, &self.env, "")
+    }
+
+    /// Fill the remote account (imap_import.py's tree: 5 folders, 8 messages).
+    fn fill(&self) {
+        let ca = self.dovecot.ca().display().to_string();
+        let port = self.dovecot.imaps.to_string();
+        run_client(
+            "imap_import.py",
+            &["fill", "127.0.0.1", &port, "remote", REMOTE_PASSWORD, &ca].map(String::from),
+            &self.server,
+        );
     }
 
     fn remote_listing(&self) -> Listing {
@@ -86,24 +102,38 @@ fn text(out: &std::process::Output) -> (String, String) {
 
 #[test]
 fn a_folder_tree_migrates_identically_and_a_second_run_copies_nothing() {
-    let Some(rig) = Rig::start() else { return };
+    let Some(rig) = Rig::start(&[]) else { return };
+    migrate_and_resume(&rig);
+}
+
+#[test]
+fn the_same_on_the_postgres_store() {
+    let Some(url) = common::test_pg::database() else { return };
+    let Some(rig) = Rig::start(&[("MAILROOM_STORE", &url)]) else { return };
+    migrate_and_resume(&rig);
+}
+
+/// One subtree first (an import cut short), then everything: only the rest is copied, the
+/// two sides list the same, and a third run copies nothing.
+fn migrate_and_resume(rig: &Rig) {
+    rig.fill();
     let ca = rig.dovecot.ca().display().to_string();
-    let port = rig.dovecot.imaps.to_string();
-    run_client(
-        "imap_import.py",
-        &["fill", "127.0.0.1", &port, "remote", REMOTE_PASSWORD, &ca].map(String::from),
-        &rig.server,
-    );
     let url = rig.url(rig.dovecot.imaps);
+
+    // Only one subtree, named with the server's delimiter.
+    let part = rig.import(&url, &["--ca-file", &ca, "--folders", "Work.2024"]);
+    let (stdout, stderr) = text(&part);
+    assert_eq!(part.status.code(), Some(0), "{stdout}{stderr}\n{}", rig.server.log());
+    assert!(stdout.contains("imported 2 folder(s): 3 message(s) copied"), "{stdout}");
 
     let first = rig.import(&url, &["--ca-file", &ca]);
     let (stdout, stderr) = text(&first);
     assert_eq!(first.status.code(), Some(0), "{stdout}{stderr}\n{}", rig.server.log());
-    assert!(stdout.contains("import: 5 folder(s), 8 message(s)"), "{stdout}");
-    assert!(stdout.contains("import: 8/8 messages"), "a plain progress line: {stdout}");
+    assert!(stdout.contains("import: 5 folder(s), 5 message(s)"), "{stdout}");
+    assert!(stdout.contains("import: 5/5 messages"), "a plain progress line: {stdout}");
     assert!(stdout.contains("Sent Messages -> Sent: 1 message(s) to copy"), "{stdout}");
-    assert!(stdout.contains("Work.2024.Q1 -> Work/2024/Q1: 2 message(s) to copy"), "{stdout}");
-    assert!(stdout.contains("8 message(s) copied") && stdout.contains(", 0 already here, 0 error(s)"), "{stdout}");
+    assert!(stdout.contains("Work.2024.Q1 -> Work/2024/Q1: 0 message(s) to copy"), "{stdout}");
+    assert!(stdout.contains("5 message(s) copied") && stdout.contains(", 3 already here, 0 error(s)"), "{stdout}");
 
     let mut remote = rig.remote_listing();
     let sent = remote.remove("Sent Messages").unwrap();
@@ -124,18 +154,28 @@ fn a_folder_tree_migrates_identically_and_a_second_run_copies_nothing() {
     assert!(stdout.contains("0 message(s) copied (0 bytes), 8 already here"), "{stdout}");
     assert_eq!(rig.local_listing(), local, "the second run changed nothing");
 
-    // Only one subtree, named with the server's delimiter: already there too.
-    let only = rig.import(&url, &["--ca-file", &ca, "--folders", "Work.2024"]);
-    let (stdout, _) = text(&only);
-    assert!(stdout.contains("imported 2 folder(s): 0 message(s) copied (0 bytes), 3 already here"), "{stdout}");
     let log = rig.server.log();
     assert!(log.contains("import done"), "{log}");
     assert!(!log.contains(REMOTE_PASSWORD), "the password was logged: {log}");
 }
 
 #[test]
+fn the_quota_stops_the_import_with_a_clear_error() {
+    let accounts = format!("{ACCOUNT}:{{PLAIN}}wonderland:1K");
+    let Some(rig) = Rig::start(&[("MAILROOM_ACCOUNTS", &accounts)]) else { return };
+    rig.fill();
+    let ca = rig.dovecot.ca().display().to_string();
+    let out = rig.import(&rig.url(rig.dovecot.imaps), &["--ca-file", &ca]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("alice@example.com is over quota") && stderr.contains("of 1024 bytes used"), "{stderr}");
+    let copied: usize = rig.local_listing().values().map(Vec::len).sum();
+    assert!((1..8).contains(&copied), "{copied} copied before the quota stopped it");
+}
+
+#[test]
 fn wrong_password_closed_port_and_untrusted_certificate_fail_naming_the_source() {
-    let Some(rig) = Rig::start() else { return };
+    let Some(rig) = Rig::start(&[]) else { return };
     let ca = rig.dovecot.ca().display().to_string();
     let url = rig.url(rig.dovecot.imaps);
     let check = |out: std::process::Output, url: &str, reason: &str| {
