@@ -159,6 +159,39 @@ fn migrate_and_resume(rig: &Rig) {
     assert!(!log.contains(REMOTE_PASSWORD), "the password was logged: {log}");
 }
 
+/// Under `script` (a pseudo-terminal): the password is asked for without echo, the bar is
+/// drawn and redrawn, and the summary follows.
+#[test]
+fn on_a_terminal_the_password_is_asked_and_a_bar_drawn() {
+    if !common::have_tool("script") {
+        return;
+    }
+    let Some(rig) = Rig::start(&[]) else { return };
+    rig.fill();
+    let ca = rig.dovecot.ca().display().to_string();
+    let url = rig.url(rig.dovecot.imaps);
+    let command = format!("{} import {url} --to {ACCOUNT} --ca-file {ca}", common::BIN);
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_clear()
+        .envs(rig.env.iter().map(|(k, v)| (k, v)))
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The terminal keeps the line until the prompt reads it; stdin stays open until the end.
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, format!("{REMOTE_PASSWORD}\n").as_bytes()).unwrap();
+    let mut screen = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut screen).unwrap();
+    drop(stdin);
+    assert!(child.wait().unwrap().success(), "{screen}\n{}", rig.server.log());
+    assert!(screen.contains(&format!("Password for {url}: ")), "{screen}");
+    assert!(screen.contains("\r\x1b[2K[########################] 8/8 messages"), "{screen:?}");
+    assert!(screen.contains("imported 5 folder(s): 8 message(s) copied"), "{screen}");
+}
+
 #[test]
 fn the_quota_stops_the_import_with_a_clear_error() {
     let accounts = format!("{ACCOUNT}:{{PLAIN}}wonderland:1K");
