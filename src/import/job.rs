@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rustls::pki_types::CertificateDer;
 use tokio::sync::mpsc;
 
-use super::plan::{local_name, missing, selected};
+use super::plan::{inbox_prefixed, local_name, missing, selected};
 use super::{Event, ImportRequest, Summary};
 use crate::accounts::{Address, Directory};
 use crate::fetch::{Access, FetchError, FetchSource, ImapSession, RemoteFolder, RemoteMessage};
@@ -168,10 +168,11 @@ impl Job<'_> {
             .into_iter()
             .filter_map(|f| Some((f.special_use?, f.name)))
             .collect();
+        let inbox_prefix = inbox_prefixed(&remote_folders);
         let mut plans = Vec::new();
         let (mut messages, mut bytes, mut skipped) = (0, 0, 0);
         for remote in remote_folders.into_iter().filter(|f| selected(f, wanted)) {
-            let local = local_name(&remote, &ours);
+            let local = local_name(&remote, &ours, inbox_prefix);
             let mailbox = self.local_folder(&local).await?;
             if !remote.selectable {
                 continue;

@@ -39,11 +39,22 @@ pub fn remote_path(folder: &RemoteFolder) -> String {
     parts.join("/")
 }
 
+/// Whether the server keeps every folder under INBOX (Courier and Cyrus: `INBOX.Sent`,
+/// a personal namespace prefixed `INBOX.`). Then the prefix is dropped here, where
+/// folders sit beside INBOX; a server with just some folders under INBOX keeps them there.
+pub fn inbox_prefixed(folders: &[RemoteFolder]) -> bool {
+    let mut others = folders.iter().map(remote_path).filter(|p| p != "INBOX").peekable();
+    others.peek().is_some() && others.all(|p| p.len() > 6 && p[..6].eq_ignore_ascii_case("INBOX/"))
+}
+
 /// Where a remote folder lands: INBOX in INBOX, a special-use folder (by attribute, or
 /// by a well-known name when the server gives none) in ours of that use, any other at the
-/// same path.
-pub fn local_name(folder: &RemoteFolder, ours: &[(SpecialUse, String)]) -> String {
-    let path = remote_path(folder);
+/// same path (without the `INBOX/` of an [`inbox_prefixed`] server).
+pub fn local_name(folder: &RemoteFolder, ours: &[(SpecialUse, String)], inbox_prefix: bool) -> String {
+    let mut path = remote_path(folder);
+    if inbox_prefix && path.len() > 6 && path[..6].eq_ignore_ascii_case("INBOX/") {
+        path.drain(..6);
+    }
     let special = folder
         .special_use
         .or_else(|| WELL_KNOWN.iter().find(|(name, _)| name.eq_ignore_ascii_case(&path)).map(|(_, use_)| *use_));
@@ -109,15 +120,34 @@ mod tests {
 
     #[test]
     fn folders_map_to_our_names() {
-        assert_eq!(local_name(&folder("inbox", Some('.'), None), &ours()), "INBOX");
-        assert_eq!(local_name(&folder("Gesendet", Some('/'), Some(SpecialUse::Sent)), &ours()), "Sent");
-        assert_eq!(local_name(&folder("Sent Items", Some('/'), None), &ours()), "Sent");
-        assert_eq!(local_name(&folder("Deleted Items", None, None), &ours()), "Trash");
+        let name = |name, delimiter, special_use| local_name(&folder(name, delimiter, special_use), &ours(), false);
+        assert_eq!(name("inbox", Some('.'), None), "INBOX");
+        assert_eq!(name("Gesendet", Some('/'), Some(SpecialUse::Sent)), "Sent");
+        assert_eq!(name("Sent Items", Some('/'), None), "Sent");
+        assert_eq!(name("Deleted Items", None, None), "Trash");
         // No local folder of that use: the remote path.
-        assert_eq!(local_name(&folder("Spam", Some('.'), None), &ours()), "Spam");
-        assert_eq!(local_name(&folder("Work.2024.Q1", Some('.'), None), &ours()), "Work/2024/Q1");
-        assert_eq!(local_name(&folder("a/b.c", Some('.'), None), &ours()), "a_b/c");
-        assert_eq!(local_name(&folder("Caf&AOk-", Some('/'), None), &ours()), "Café");
+        assert_eq!(name("Spam", Some('.'), None), "Spam");
+        assert_eq!(name("Work.2024.Q1", Some('.'), None), "Work/2024/Q1");
+        assert_eq!(name("a/b.c", Some('.'), None), "a_b/c");
+        assert_eq!(name("Caf&AOk-", Some('/'), None), "Café");
+        assert_eq!(name("INBOX.Sent", Some('.'), None), "INBOX/Sent");
+    }
+
+    #[test]
+    fn a_server_keeping_everything_under_inbox_loses_the_prefix() {
+        let courier = [
+            folder("INBOX", Some('.'), None),
+            folder("INBOX.Sent", Some('.'), None),
+            folder("INBOX.Work.x", Some('.'), None),
+        ];
+        assert!(inbox_prefixed(&courier));
+        assert_eq!(local_name(&courier[1], &ours(), true), "Sent");
+        assert_eq!(local_name(&courier[2], &ours(), true), "Work/x");
+        assert_eq!(local_name(&courier[0], &ours(), true), "INBOX");
+        let mixed =
+            [folder("INBOX", Some('.'), None), folder("INBOX.a", Some('.'), None), folder("Work", Some('.'), None)];
+        assert!(!inbox_prefixed(&mixed));
+        assert!(!inbox_prefixed(&[folder("INBOX", None, None)]));
     }
 
     #[test]
