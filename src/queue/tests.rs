@@ -319,3 +319,40 @@ async fn list_shows_pending_recipients_with_their_last_reply() {
     stop.send(true).unwrap();
     server.await.unwrap();
 }
+
+/// `import`: the request and the password line reach the command, its lines stream back
+/// and the reply ends with `.`.
+#[tokio::test]
+async fn import_requests_stream_their_lines() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Queue::open(
+        &dir.path().join("queue"),
+        settings(),
+        Arc::new(ScriptedTransport::default()),
+        Arc::new(RemoteBounces),
+    )
+    .unwrap();
+    let import: ImportCommand = Arc::new(|request: &str, password: String| {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let first = format!("request {request}");
+        tokio::spawn(async move {
+            for line in [first, format!("password {password}"), "last".to_string()] {
+                tx.send(line).await.unwrap();
+            }
+        });
+        rx
+    });
+    let commands = ControlCommands { import: Some(import), ..Default::default() };
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let server = spawn_control_server(queue, commands, dir.path(), rx).unwrap();
+    let stream = control_connect(dir.path(), "import {\"a\": 1}\n s3cret \r\n").await.unwrap();
+    let mut lines = tokio::io::BufReader::new(stream).lines();
+    let mut got = Vec::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        got.push(line);
+    }
+    assert_eq!(got, ["request {\"a\": 1}", "password  s3cret ", "last", "."]);
+    stop.send(true).unwrap();
+    server.await.unwrap();
+}
