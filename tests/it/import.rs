@@ -148,7 +148,9 @@ fn migrate_and_resume(rig: &Rig) {
     let keywords = serde_json::to_string(&local["Work/2024"]).unwrap();
     assert!(keywords.contains("$Forwarded") && keywords.contains("project-x"), "{keywords}");
 
-    let second = rig.import(&url, &["--ca-file", &ca]);
+    // Again, this time with STARTTLS on the plain port.
+    let starttls = format!("imap://remote@127.0.0.1:{}", rig.dovecot.imap);
+    let second = rig.import(&starttls, &["--ca-file", &ca]);
     let (stdout, stderr) = text(&second);
     assert_eq!(second.status.code(), Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("0 message(s) copied (0 bytes), 8 already here"), "{stdout}");
