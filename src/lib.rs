@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod header_address;
 pub mod http;
 pub mod imap;
+pub mod import;
 pub mod logsummary;
 pub mod mailauth;
 pub mod maillog;

@@ -66,6 +66,23 @@ enum Command {
         #[command(subcommand)]
         action: StoreAction,
     },
+    /// Copy a whole IMAP account from another server into a local account through the running server (folders, flags, keywords, dates); re-run it to copy only what is missing
+    Import {
+        /// `imaps://user@host[:port]` or `imap://user@host[:port]` (STARTTLS); a user holding `@` is written `%40`
+        source: String,
+        /// The local account (`local@domain`)
+        #[arg(long)]
+        to: String,
+        /// A file holding the remote password alone (otherwise it is asked on the terminal)
+        #[arg(long)]
+        password_file: Option<std::path::PathBuf>,
+        /// Only these remote folders, each with its children (comma-separated or repeated)
+        #[arg(long, num_args = 1..)]
+        folders: Vec<String>,
+        /// PEM root certificates trusted for the source besides the web PKI and MAILROOM_FETCH_CA_FILE
+        #[arg(long)]
+        ca_file: Option<std::path::PathBuf>,
+    },
     /// Copy the data dir to DEST while the server runs; the copy is a data dir as it is (docs/operations.md, "Backup and restore")
     Backup {
         /// A new or empty directory outside the data dir; written under a temporary name beside it, renamed to DEST when complete
@@ -161,6 +178,9 @@ fn main() -> ExitCode {
         Command::Reports { action: ReportsAction::Send } => control_socket("reports send"),
         Command::Status => control_socket("status"),
         Command::Backup { dest } => backup(&dest),
+        Command::Import { source, to, password_file, folders, ca_file } => {
+            import(&mailroom::import::client::Options { source, to, password_file, folders, ca_file })
+        }
         Command::Store { action: StoreAction::Check } => store_check(),
         Command::Store { action: StoreAction::Import { from } } => store_import(&from),
         Command::Version => {
@@ -564,6 +584,26 @@ fn send_control_line(config: &Config, line: &str) -> ExitCode {
         }
         Err(e) => {
             eprintln!("mailroom: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn import(options: &mailroom::import::client::Options) -> ExitCode {
+    use mailroom::import::client::{CommandError, prepare, run};
+    let outcome = prepare(options).and_then(|(request, password)| {
+        let (config, _) = load_config().map_err(|_| CommandError::BadArguments("invalid configuration".into()))?;
+        runtime().block_on(run(&config.data_dir, &request, &password))
+    });
+    match outcome {
+        Ok(summary) if summary.errors == 0 => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e @ CommandError::BadArguments(_)) => {
+            eprintln!("mailroom: import: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e @ CommandError::Failed(_)) => {
+            eprintln!("mailroom: import from {} failed: {e}", options.source);
             ExitCode::from(1)
         }
     }

@@ -63,7 +63,7 @@ pub struct Fetcher {
 /// One task per source, each stopping at shutdown (between messages, never inside a
 /// delivery); returns when all have. Run it as a task shutdown waits for.
 pub async fn run_all(fetcher: Arc<Fetcher>, sources: Sources, shutdown: watch::Receiver<bool>) {
-    remove_leftovers(&crate::datadir::spool_dir(&fetcher.data_dir));
+    remove_leftovers(&crate::datadir::spool_dir(&fetcher.data_dir), "fetch-");
     let mut tasks = tokio::task::JoinSet::new();
     for (source, password) in sources {
         tasks.spawn(source_loop(fetcher.clone(), source, password, shutdown.clone()));
@@ -71,11 +71,12 @@ pub async fn run_all(fetcher: Arc<Fetcher>, sources: Sources, shutdown: watch::R
     while tasks.join_next().await.is_some() {}
 }
 
-/// Download files a crash left behind (their messages are fetched again).
-fn remove_leftovers(spool: &Path) {
+/// Download files (named `prefix…`) a crash left behind: their messages are fetched
+/// again. Only while no download of that kind runs (at the start).
+pub fn remove_leftovers(spool: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(spool) else { return };
     for e in entries.flatten() {
-        if e.file_name().to_string_lossy().starts_with("fetch-") {
+        if e.file_name().to_string_lossy().starts_with(prefix) {
             let _ = std::fs::remove_file(e.path());
         }
     }

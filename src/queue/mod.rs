@@ -53,8 +53,8 @@ use crate::smtp::status::Status;
 
 pub use backoff::{base_delay, next_delay};
 pub use control::{
-    CONTROL_SOCKET, ReportsCommand, StatusCommand, control_request, execute as execute_control_command,
-    spawn_control_server,
+    CONTROL_SOCKET, ControlCommands, ImportCommand, ReportsCommand, StatusCommand, control_connect, control_request,
+    execute as execute_control_command, spawn_control_server,
 };
 pub use dsn::{DsnKind, DsnRecipient, build as build_dsn};
 pub use envelope::{Envelope, EnvelopeRecipient, ItemOptions, ItemState, QueueId, RecipientStatus, format_time};

@@ -11,6 +11,8 @@
 mod common;
 #[path = "../support/dmarc_schema.rs"]
 mod dmarc_schema;
+#[path = "../support/dovecot.rs"]
+mod dovecot;
 #[path = "../support/outbound.rs"]
 mod outbound;
 #[path = "../support/reports.rs"]
@@ -35,6 +37,7 @@ mod foundation;
 mod imap_consistency;
 mod imap_limits;
 mod imap_mailbox_names;
+mod import;
 mod inbound;
 mod log_summary;
 mod managesieve;
