@@ -148,6 +148,11 @@ service stats {{
             .unwrap();
     }
 
+    /// The entry fetching `user` into alice@example.com over POP3S every second.
+    fn pop3s_entry(&self, user: &str) -> String {
+        format!("alice@example.com <- pop3s://{user}@127.0.0.1:{} interval=1s", self.pop3s)
+    }
+
     /// Messages in the remote account (new and cur).
     fn count(&self, user: &str) -> usize {
         count_files(&self.maildir(user))
@@ -257,7 +262,7 @@ fn pop3s_fetches_each_message_once_and_deletes_it_after_the_local_copy() {
     let Some(dovecot) = Dovecot::start(&["remote1"]) else { return };
     dovecot.put("remote1", 0, 3);
     let data = tempfile::tempdir().unwrap();
-    let entry = format!("alice@example.com <- pop3s://remote1@127.0.0.1:{} interval=1s", dovecot.pop3s);
+    let entry = dovecot.pop3s_entry("remote1");
     let server = Server::start_ready(&fetch_env(data.path(), &dovecot, &[entry]), data.path(), WAIT);
     wait_until("3 local messages", &server, || local_messages(data.path(), "INBOX").len() == 3);
     wait_until("the remote account emptied", &server, || dovecot.count("remote1") == 0);
@@ -316,7 +321,7 @@ fn kill_9_in_the_middle_loses_nothing_and_duplicates_nothing() {
     let Some(dovecot) = Dovecot::start(&["remote3"]) else { return };
     dovecot.put("remote3", 0, N);
     let data = tempfile::tempdir().unwrap();
-    let entry = format!("alice@example.com <- pop3s://remote3@127.0.0.1:{} interval=1s", dovecot.pop3s);
+    let entry = dovecot.pop3s_entry("remote3");
     let env = fetch_env(data.path(), &dovecot, &[entry]);
     for stop_at in [10, 60, 110] {
         let mut server = Server::start_ready(&env, data.path(), WAIT);
@@ -429,7 +434,7 @@ fn a_full_account_stops_the_source_keeps_the_mail_remote_and_resumes_when_there_
     let Some(dovecot) = Dovecot::start(&["remote5"]) else { return };
     dovecot.put("remote5", 0, 2);
     let data = tempfile::tempdir().unwrap();
-    let entry = format!("alice@example.com <- pop3s://remote5@127.0.0.1:{} interval=1s", dovecot.pop3s);
+    let entry = dovecot.pop3s_entry("remote5");
     let env = fetch_env(data.path(), &dovecot, &[entry]);
     let tiny = with(&env, "MAILROOM_ACCOUNTS", "alice@example.com:{PLAIN}wonderland:100");
     let mut server = Server::start_ready(&tiny, data.path(), WAIT);
@@ -463,7 +468,7 @@ fn an_oversized_message_stops_the_source_whole_and_undeleted() {
     let Some(dovecot) = Dovecot::start(&["remote6"]) else { return };
     dovecot.put("remote6", 0, 1);
     let data = tempfile::tempdir().unwrap();
-    let entry = format!("alice@example.com <- pop3s://remote6@127.0.0.1:{} interval=1s", dovecot.pop3s);
+    let entry = dovecot.pop3s_entry("remote6");
     let env = fetch_env(data.path(), &dovecot, &[entry]);
     let small = with(&env, "MAILROOM_MESSAGE_SIZE_LIMIT", "2K");
     let mut server = Server::start_ready(&small, data.path(), WAIT);
@@ -531,7 +536,7 @@ fn two_replicas_on_postgresql_fetch_each_message_once() {
     let Some(dovecot) = Dovecot::start(&["remote8"]) else { return };
     let Some(url) = common::test_pg::database() else { return };
     dovecot.put("remote8", 0, 30);
-    let entry = format!("alice@example.com <- pop3s://remote8@127.0.0.1:{} interval=1s", dovecot.pop3s);
+    let entry = dovecot.pop3s_entry("remote8");
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let replica = |dir: &Path| {
         let data = dir.join("data");
