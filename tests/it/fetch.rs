@@ -213,16 +213,30 @@ fn local_messages(data: &Path, folder: &str) -> BTreeMap<String, Vec<String>> {
     if folder != "INBOX" {
         dir = dir.join(format!(".{folder}"));
     }
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for sub in ["new", "cur"] {
-        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else { continue };
-        for e in entries.flatten() {
-            let text = std::fs::read_to_string(e.path()).unwrap();
+    // The server may move a file from new/ to cur/ (syncing the folder) while this looks:
+    // a file gone between the listing and the read means look again, and one seen in both
+    // (read in new/, then listed in cur/) counts once, by its base name.
+    'again: loop {
+        let mut files: BTreeMap<String, String> = BTreeMap::new();
+        for sub in ["new", "cur"] {
+            let Ok(entries) = std::fs::read_dir(dir.join(sub)) else { continue };
+            for e in entries.flatten() {
+                let text = match std::fs::read_to_string(e.path()) {
+                    Ok(t) => t,
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue 'again,
+                    Err(err) => panic!("{}: {err}", e.path().display()),
+                };
+                let name = e.file_name().to_string_lossy().into_owned();
+                files.insert(name.split(':').next().unwrap_or_default().to_string(), text);
+            }
+        }
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for text in files.into_values() {
             let id = text.lines().find_map(|l| l.strip_prefix("Message-ID: ")).unwrap_or("?").to_string();
             out.entry(id).or_default().push(text);
         }
+        return out;
     }
-    out
 }
 
 fn wait_until(what: &str, server: &Server, mut done: impl FnMut() -> bool) {
