@@ -297,8 +297,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let disk_watch = crate::disk::DiskWatch::new(data_dir.root(), config.limits.disk_min_free);
     let shared = Shared {
         disk: crate::disk::DiskSpace::new(disk_watch.clone()),
+        fetch: status.fetch.clone(),
         status,
-        fetch: Arc::new(crate::fetch::FetchStatus::new(&config.fetch.sources)),
         signers,
         store,
         queue,

@@ -43,6 +43,7 @@ pub(super) fn status_sources(
         store,
         report_kinds,
         report_runs,
+        fetch: Arc::new(crate::fetch::FetchStatus::new(&config.fetch.sources)),
         hostname: config.hostname.clone(),
         started: SystemTime::now(),
     })

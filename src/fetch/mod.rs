@@ -3,9 +3,10 @@
 //! Sieve), as if it had arrived on port 25 for the account.
 //!
 //! Owns: the entry syntax (entry.rs), the passwords file (passwords.rs), the two client
-//! protocols over verified TLS only (wire.rs, pop3.rs, imap.rs), what each source has
-//! fetched (state.rs), and the loop that runs each source (run.rs). The IMAP client also
-//! serves `mailroom import` (imap_folders.rs: folder list and message metadata). Never sends a
+//! protocols over verified TLS only (wire.rs, pop3.rs, imap.rs), the key of what each
+//! source has fetched, which the store keeps (state.rs), and the loop that runs each
+//! source under its lease, so one replica at a time fetches it (run.rs). The IMAP client
+//! also serves `mailroom import` (imap_folders.rs: folder list and message metadata). Never sends a
 //! password without TLS, never logs one, and never deletes a remote message before its
 //! local copy is durable and recorded.
 
@@ -42,7 +43,9 @@ pub enum FetchError {
     Login(String),
     #[error("unexpected answer: {0}")]
     Protocol(String),
-    #[error("a message of {size} bytes is over the limit of {max} (MAILROOM_MAX_MESSAGE_SIZE); it stays on the server")]
+    #[error(
+        "a message of {size} bytes is over the limit of {max} (MAILROOM_MESSAGE_SIZE_LIMIT); it stays on the server"
+    )]
     TooBig { size: u64, max: u64 },
     #[error("the local account is over quota ({used} of {quota} bytes used); fetching stops until there is room")]
     OverQuota { used: u64, quota: u64 },
@@ -86,6 +89,10 @@ pub struct SourceStatus {
     pub name: String,
     pub last_success: Option<SystemTime>,
     pub last_error: Option<(SystemTime, String)>,
+    /// Failed runs in a row (0 after a success): what the back-off doubles with.
+    pub failures: u32,
+    /// When the next run starts (after the interval, or the back-off after a failure).
+    pub next_try: Option<SystemTime>,
     pub over_quota: bool,
     pub messages: u64,
 }

@@ -1,10 +1,11 @@
 //! The loop of each source: every `interval` (longer after failures, doubling up to an
-//! hour), one run — recover the message a crash left in flight, log in, list, and for
-//! each new message in order:
+//! hour), one run — take the source's lease (a replica sharing the store that holds it is
+//! running the source: this run is skipped), recover the message a crash left in flight,
+//! log in, list, and for each new message in order:
 //!
-//! 1. record it as `pending`, with the local folder's UIDNEXT (durable);
+//! 1. record it as `pending`, with the local folder's UIDNEXT (durable in the store);
 //! 2. download it into a file under `state/spool/` (one message on disk at a time,
-//!    never whole in memory; bounded by `MAILROOM_MAX_MESSAGE_SIZE`);
+//!    never whole in memory; bounded by `MAILROOM_MESSAGE_SIZE_LIMIT`);
 //! 3. deliver it through the local courier (Sieve, quota) with our `Received:` line
 //!    on top of the original header, untouched (the remote's Authentication-Results
 //!    included): durable when it returns;
@@ -28,7 +29,7 @@ use tokio_rustls::TlsConnector;
 use super::entry::{FetchSource, RemoteProtocol};
 use super::imap::ImapSession;
 use super::pop3::Pop3Session;
-use super::state::{self, Pending, SourceState};
+use super::state;
 use super::{FetchError, FetchStatus, Remote};
 use crate::accounts::{self, Address, Directory};
 use crate::config::Secret;
@@ -40,7 +41,7 @@ use crate::smtp::courier::{Disposition, LocalCourier, Replies};
 use crate::smtp::deliver::TraceInfo;
 use crate::smtp::refusal::Refusal;
 use crate::smtp::session::{AcceptedRecipient, ClientInfo, Envelope};
-use crate::store::{MailboxOwner, MessageBody, Store, StoreError};
+use crate::store::{FetchEvent, FetchPending, FetchState, MailboxOwner, MessageBody, Store, StoreError};
 
 /// The longest wait between runs of a failing source (or its interval, when longer).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -104,8 +105,19 @@ async fn source_loop(
         if *shutdown.borrow() {
             return;
         }
-        let outcome = run_once(&fetcher, &source, password.expose(), &shutdown).await;
+        let outcome = match run_once(&fetcher, &source, password.expose(), &shutdown).await {
+            Ok(None) => {
+                tracing::debug!(source = %source.name(), "another replica is fetching this source; run skipped");
+                if wait_or_stop(source.interval, &mut shutdown).await {
+                    return;
+                }
+                continue;
+            }
+            Ok(Some(n)) => Ok(n),
+            Err(e) => Err(e),
+        };
         let now = SystemTime::now();
+        let wait = next_delay(source.interval, if outcome.is_ok() { 0 } else { failures.saturating_add(1) });
         let unix = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         let over_quota = matches!(outcome, Err(FetchError::OverQuota { .. }));
         m.fetch_over_quota.with_label_values(&[&label]).set(over_quota as i64);
@@ -116,6 +128,8 @@ async fn source_loop(
                 fetcher.status.update(source.index, |s| {
                     s.last_success = Some(now);
                     s.over_quota = false;
+                    s.failures = 0;
+                    s.next_try = Some(now + wait);
                 });
                 tracing::info!(source = %source.name(), messages = n, "fetch done");
             }
@@ -126,16 +140,42 @@ async fn source_loop(
                 fetcher.status.update(source.index, |s| {
                     s.last_error = Some((now, e.to_string()));
                     s.over_quota = over_quota;
+                    s.failures = failures;
+                    s.next_try = Some(now + wait);
                 });
-                let retry = next_delay(source.interval, failures);
-                tracing::error!(source = %source.name(), error = %e, kind = %e.kind(), retry_in_secs = retry.as_secs(), "fetch failed");
+                tracing::error!(source = %source.name(), error = %e, kind = %e.kind(), retry_in_secs = wait.as_secs(), "fetch failed");
             }
         }
-        let wait = next_delay(source.interval, failures);
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => return,
+        if wait_or_stop(wait, &mut shutdown).await {
+            return;
         }
+    }
+}
+
+/// Sleep `wait`; true when shutdown came first.
+async fn wait_or_stop(wait: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => false,
+        _ = shutdown.changed() => true,
+    }
+}
+
+/// A source's record as this run knows it, written to the store one event at a time.
+struct Record<'a> {
+    store: &'a Store,
+    key: String,
+    state: FetchState,
+}
+
+impl Record<'_> {
+    /// Durable in the store, then true of the run's copy.
+    async fn write(&mut self, event: FetchEvent) -> Result<(), FetchError> {
+        self.store
+            .fetch_record(&self.key, &event)
+            .await
+            .map_err(|e| FetchError::Local(format!("fetch record: {e}")))?;
+        self.state.apply(&event);
+        Ok(())
     }
 }
 
@@ -145,25 +185,27 @@ enum Session {
     Imap(ImapSession),
 }
 
-/// One run: the number of messages delivered.
+/// One run: the number of messages delivered, `None` when another replica holds the
+/// source's lease.
 async fn run_once(
     fetcher: &Fetcher,
     source: &FetchSource,
     password: &str,
     shutdown: &watch::Receiver<bool>,
-) -> Result<u64, FetchError> {
+) -> Result<Option<u64>, FetchError> {
     let local = local_mailbox(&fetcher.directory, &source.local)?;
     let owner = MailboxOwner::new(local.local.clone(), local.domain.clone());
-    let path = state::path(&fetcher.data_dir, source);
-    let mut state = blocking({
-        let path = path.clone();
-        move || SourceState::load(&path)
-    })
-    .await?;
+    let key = state::key(source);
+    let Some(lease) = fetcher.store.try_lease(&format!("fetch:{key}")).await.map_err(store_error)? else {
+        return Ok(None);
+    };
+    state::import_legacy(&fetcher.store, &fetcher.data_dir, source).await.map_err(FetchError::Local)?;
+    let state =
+        fetcher.store.fetch_state_load(&key).await.map_err(|e| FetchError::Local(format!("fetch record: {e}")))?;
+    let mut record = Record { store: &fetcher.store, key, state };
     ensure_folder(&fetcher.store, &owner, &source.folder).await?;
-    if let Some(pending) = state.pending.clone() {
-        recover(fetcher, source, &owner, &mut state, &pending).await?;
-        save(&state, &path, source).await?;
+    if let Some(pending) = record.state.pending.clone() {
+        recover(fetcher, source, &owner, &mut record, &pending).await?;
     }
     let mut session = match source.protocol {
         RemoteProtocol::Pop3 => Session::Pop3(Pop3Session::login(source, password, &fetcher.tls).await?),
@@ -172,12 +214,14 @@ async fn run_once(
     let new = match &mut session {
         Session::Pop3(s) => {
             let all = s.list().await?;
-            let before = state.seen.len();
-            state.seen.retain(|id| all.iter().any(|r| &r.id == id));
-            if state.seen.len() != before {
-                save(&state, &path, source).await?;
+            let on_server: std::collections::HashSet<&str> = all.iter().map(|r| r.id.as_str()).collect();
+            let gone: Vec<String> =
+                record.state.seen.iter().filter(|id| !on_server.contains(id.as_str())).cloned().collect();
+            if !gone.is_empty() {
+                record.write(FetchEvent::Forget(gone)).await?;
             }
-            let (done, new): (Vec<Remote>, Vec<Remote>) = all.into_iter().partition(|r| state.seen.contains(&r.id));
+            let (done, new): (Vec<Remote>, Vec<Remote>) =
+                all.into_iter().partition(|r| record.state.seen.contains(&r.id));
             if !source.keep {
                 // Delivered and recorded by a run that did not get to QUIT.
                 for r in &done {
@@ -187,17 +231,15 @@ async fn run_once(
             new
         }
         Session::Imap(s) => {
-            if state.uid_validity != Some(s.uid_validity) {
-                if state.uid_validity.is_some() {
+            if record.state.uid_validity != Some(s.uid_validity) {
+                if record.state.uid_validity.is_some() {
                     tracing::warn!(source = %source.name(), "the remote folder's UIDVALIDITY changed: its messages are fetched again");
                 }
-                state.uid_validity = Some(s.uid_validity);
-                state.last_uid = 0;
-                save(&state, &path, source).await?;
-            } else if !source.keep && state.last_uid > 0 {
-                s.delete(&format!("1:{}", state.last_uid)).await?;
+                record.write(FetchEvent::UidValidity(s.uid_validity)).await?;
+            } else if !source.keep && record.state.last_uid > 0 {
+                s.delete(&format!("1:{}", record.state.last_uid)).await?;
             }
-            s.list_after(state.last_uid).await?
+            s.list_after(record.state.last_uid).await?
         }
     };
     let mut delivered = 0;
@@ -205,14 +247,19 @@ async fn run_once(
         if *shutdown.borrow() {
             break;
         }
-        fetch_one(fetcher, source, &local, &owner, &mut session, &mut state, &path, &remote).await?;
+        // Another replica may have taken the source over while this one was cut off from
+        // the store for longer than a lease lives: it must not deliver the same message.
+        if !lease.still_held().await.map_err(store_error)? {
+            return Err(FetchError::Local("the source's lease expired and another replica took it over".into()));
+        }
+        fetch_one(fetcher, source, &local, &owner, &mut session, &mut record, &remote).await?;
         delivered += 1;
     }
     match session {
         Session::Pop3(s) => s.quit().await?,
         Session::Imap(s) => s.logout().await?,
     }
-    Ok(delivered)
+    Ok(Some(delivered))
 }
 
 /// The steps 1-5 of the module doc for one message.
@@ -223,8 +270,7 @@ async fn fetch_one(
     local: &Address,
     owner: &MailboxOwner,
     session: &mut Session,
-    state: &mut SourceState,
-    path: &Path,
+    record: &mut Record<'_>,
     remote: &Remote,
 ) -> Result<(), FetchError> {
     if remote.size > fetcher.max_message_size {
@@ -239,8 +285,7 @@ async fn fetch_one(
     let imap_uid = matches!(session, Session::Imap(_)).then_some(remote.number);
     let folder = fetcher.store.open_mailbox(owner, &source.folder).await.map_err(store_error)?;
     let uid_next = folder.status().await.map_err(store_error)?.uid_next;
-    state.pending = Some(Pending { id: remote.id.clone(), uid_next });
-    save(state, path, source).await?;
+    record.write(FetchEvent::Pending(FetchPending { id: remote.id.clone(), uid_next })).await?;
 
     let spool = crate::datadir::spool_dir(&fetcher.data_dir);
     let file_path = spool.join(format!("fetch-{}-{}", source.index, rand::random::<u64>()));
@@ -256,8 +301,7 @@ async fn fetch_one(
     let _ = std::fs::remove_file(&file_path);
     delivered?;
 
-    state.mark_done(&remote.id, imap_uid);
-    save(state, path, source).await?;
+    record.write(FetchEvent::Done { id: remote.id.clone(), imap_uid }).await?;
     if !source.keep {
         match session {
             Session::Pop3(s) => s.delete(remote.number).await?,
@@ -295,9 +339,8 @@ async fn download(
 /// The id of the copy of a remote message in our `Received:` line: the source's state
 /// digest and the remote id, in the characters a Received id allows.
 fn marker(source: &FetchSource, remote_id: &str) -> String {
-    let key = format!("{} <- {}", source.local, source.url);
-    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
-    let hex: String = digest.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let key = state::key(source);
+    let hex = &key[..12];
     let id: String =
         remote_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
     format!("fetch.{hex}.{id}")
@@ -393,8 +436,8 @@ async fn recover(
     fetcher: &Fetcher,
     source: &FetchSource,
     owner: &MailboxOwner,
-    state: &mut SourceState,
-    pending: &Pending,
+    record: &mut Record<'_>,
+    pending: &FetchPending,
 ) -> Result<(), FetchError> {
     let folder = fetcher.store.open_mailbox(owner, &source.folder).await.map_err(store_error)?;
     let snapshot = folder.sync().await.map_err(store_error)?;
@@ -404,12 +447,10 @@ async fn recover(
         if head.windows(needle.len()).any(|w| w == needle.as_bytes()) {
             tracing::info!(source = %source.name(), remote_id = %pending.id, "the message in flight at the last stop was delivered; recorded");
             let imap_uid = (source.protocol == RemoteProtocol::Imap).then(|| pending.id.parse().unwrap_or(0));
-            state.mark_done(&pending.id, imap_uid);
-            return Ok(());
+            return record.write(FetchEvent::Done { id: pending.id.clone(), imap_uid }).await;
         }
     }
-    state.pending = None;
-    Ok(())
+    record.write(FetchEvent::Abandoned).await
 }
 
 /// The account mail is fetched for: it must (still) be an account.
@@ -436,15 +477,6 @@ async fn ensure_folder(store: &Store, owner: &MailboxOwner, folder: &str) -> Res
 
 fn store_error(e: StoreError) -> FetchError {
     FetchError::Delivery(e.to_string())
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, FetchError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| FetchError::Local(e.to_string()))?.map_err(FetchError::Local)
-}
-
-async fn save(state: &SourceState, path: &Path, source: &FetchSource) -> Result<(), FetchError> {
-    let (state, path, source) = (state.clone(), path.to_path_buf(), source.clone());
-    blocking(move || state.save(&path, &source)).await
 }
 
 #[cfg(test)]

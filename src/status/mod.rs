@@ -4,7 +4,8 @@
 //! It owns the small pieces of state nobody else keeps: the ring of recent deliveries
 //! and refusals (`recent.rs`, fed by the SMTP sessions and the queue workers), the last
 //! DNS check (`dns.rs`, refreshed in the background), and the ACME scheduler's last word
-//! (`certs.rs`). Everything else it reads where it lives: the queue (`queue.rs`, which
+//! (`certs.rs`). The fetch sources' last runs (`fetch.rs`) are kept by the fetch loop in
+//! `fetch::FetchStatus`. Everything else it reads where it lives: the queue (`queue.rs`, which
 //! also carries the operator's actions on one item), the certificate store, the
 //! Prometheus registry, the account directory and the store (`summary.rs`).
 //!
@@ -13,6 +14,7 @@
 
 pub mod certs;
 pub mod dns;
+pub mod fetch;
 pub mod queue;
 pub mod recent;
 pub mod summary;
@@ -29,6 +31,7 @@ use crate::tls::CertStore;
 
 pub use certs::{AcmeSlot, CertificateView};
 pub use dns::{DnsChecklist, DnsRow, DnsView, RowKind, RowState};
+pub use fetch::{FetchErrorView, FetchView};
 pub use queue::{QueueAction, QueueActionError, QueueView};
 pub use recent::{OutboundResult, RecentEvent, RecentEvents};
 pub use summary::{AccountView, Headline, ReportDay, ReportRun, ReportRuns};
@@ -46,6 +49,8 @@ pub struct StatusSources {
     pub report_kinds: Vec<ReportKind>,
     /// The last run of each report kind.
     pub report_runs: Arc<ReportRuns>,
+    /// Each `MAILROOM_FETCH` source's last success and error, fed by the fetch loop.
+    pub fetch: Arc<crate::fetch::FetchStatus>,
     pub hostname: String,
     pub started: SystemTime,
 }
@@ -69,6 +74,8 @@ pub struct ServerStatus {
     pub reports_today: Vec<ReportDay>,
     pub report_runs: Vec<ReportRun>,
     pub accounts: Vec<AccountView>,
+    /// Every `MAILROOM_FETCH` source (empty without any).
+    pub fetch: Vec<FetchView>,
 }
 
 impl StatusSources {
@@ -132,6 +139,7 @@ impl StatusSources {
             reports_today: self.snapshot_reports().await,
             report_runs: self.report_runs.last(),
             accounts: self.snapshot_accounts().await,
+            fetch: fetch::view(&self.fetch),
         }
     }
 

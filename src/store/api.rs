@@ -27,6 +27,7 @@ use tokio::sync::broadcast;
 
 use super::credentials::{CredentialRecord, CredentialsPut, VersionedCredentials};
 use super::error::StoreError;
+use super::fetch_state::{FetchEvent, FetchState};
 use super::reader::MessageReader;
 use super::reports::{ReportCount, ReportKind};
 use super::types::{
@@ -184,6 +185,23 @@ pub trait MailStore: Clone + Send + Sync + 'static {
         &self,
         kind: ReportKind,
         counts: &[ReportCount],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The record of one periodic-fetch source (`source`: a short key of letters and
+    /// digits), empty when it was never fetched.
+    fn fetch_state_load(&self, source: &str) -> impl Future<Output = Result<FetchState, StoreError>> + Send;
+
+    /// Record one change of a source's record, durable when it returns; a load after it
+    /// answers what [`FetchState::apply`] makes of it. One small write, whatever the
+    /// record's size.
+    fn fetch_record(&self, source: &str, event: &FetchEvent) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Replace a source's record whole, durable when it returns (importing an older
+    /// record; idempotent).
+    fn fetch_state_replace(
+        &self,
+        source: &str,
+        state: &FetchState,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The account's credentials record and its version (version 0 and an empty record

@@ -626,3 +626,63 @@ async fn credentials_writes_at_a_stale_version_lose() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn fetch_records_replay_every_event_and_keep_sources_apart() {
+    for_each_backend(|store| async move {
+        assert_eq!(store.fetch_state_load("a1").await.unwrap(), FetchState::default(), "never fetched");
+        let pending = |id: &str, uid_next| FetchEvent::Pending(FetchPending { id: id.into(), uid_next });
+        let done = |id: &str| FetchEvent::Done { id: id.into(), imap_uid: None };
+        let events = [
+            pending("u1", 5),
+            done("u1"),
+            pending("u2", 6),
+            FetchEvent::Abandoned,
+            pending("u2", 6),
+            done("u2"),
+            done("u3"),
+            FetchEvent::Forget(vec!["u1".into(), "gone".into()]),
+            pending("u4 with space", 9),
+        ];
+        let mut expected = FetchState::default();
+        for event in &events {
+            store.fetch_record("a1", event).await.unwrap();
+            expected.apply(event);
+        }
+        let pop3 = store.fetch_state_load("a1").await.unwrap();
+        assert_eq!(pop3, expected);
+        assert_eq!(pop3.seen.iter().map(String::as_str).collect::<Vec<_>>(), vec!["u2", "u3"]);
+        assert_eq!(pop3.pending, Some(FetchPending { id: "u4 with space".into(), uid_next: 9 }));
+
+        // IMAP: the highest UID done, started over with a new UIDVALIDITY only.
+        let imap = [
+            FetchEvent::UidValidity(7),
+            FetchEvent::Done { id: "3".into(), imap_uid: Some(3) },
+            FetchEvent::Done { id: "2".into(), imap_uid: Some(2) },
+            FetchEvent::UidValidity(7),
+        ];
+        for event in &imap {
+            store.fetch_record("b2", event).await.unwrap();
+        }
+        let got = store.fetch_state_load("b2").await.unwrap();
+        assert_eq!((got.uid_validity, got.last_uid, got.pending.clone()), (Some(7), 3, None));
+        assert!(got.done("3", Some(3)) && !got.done("4", Some(4)));
+        store.fetch_record("b2", &FetchEvent::UidValidity(8)).await.unwrap();
+        assert_eq!(store.fetch_state_load("b2").await.unwrap().last_uid, 0);
+        assert_eq!(store.fetch_state_load("a1").await.unwrap(), expected, "sources are apart");
+
+        // Replacing (an imported record) is whole and idempotent.
+        let mut imported = FetchState { uid_validity: None, last_uid: 0, ..FetchState::default() };
+        imported.seen.extend(["x".to_string(), "y".to_string()]);
+        for _ in 0..2 {
+            store.fetch_state_replace("a1", &imported).await.unwrap();
+            assert_eq!(store.fetch_state_load("a1").await.unwrap(), imported);
+        }
+
+        // Keys and ids that cannot be written as given are refused, not mangled.
+        assert!(matches!(store.fetch_state_load("../x").await, Err(StoreError::Limit(_))));
+        assert!(matches!(store.fetch_record("a1", &done("a\nb")).await, Err(StoreError::Limit(_))));
+        assert!(matches!(store.fetch_record("a1", &done("")).await, Err(StoreError::Limit(_))));
+    })
+    .await;
+}

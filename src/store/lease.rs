@@ -1,5 +1,6 @@
 //! Exclusive leases on a name (a POP3 maildrop: RFC 1939 §8 "exclusive-access lock"; a
-//! second login gets `-ERR [IN-USE]`, RFC 2449 §8.1.1).
+//! second login gets `-ERR [IN-USE]`, RFC 2449 §8.1.1; a periodic-fetch source, run by one
+//! replica at a time).
 //!
 //! Owns: [`Lease`] and taking one through the store, so a lease holds wherever the mail
 //! is shared. With Maildir the store is one process, and a lease is an entry in a
@@ -11,6 +12,7 @@
 use std::collections::HashSet;
 use std::sync::{LazyLock, Mutex};
 
+use super::StoreError;
 use super::pg::PgLease;
 
 static HELD: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(|| Mutex::new(HashSet::new()));
@@ -22,6 +24,18 @@ pub enum Lease {
     Local(LocalLease),
     /// Held in the database for every replica.
     Pg(PgLease),
+}
+
+impl Lease {
+    /// Whether the lease is still this holder's, checked right before work that must not
+    /// run twice: always for a local one (it lives as long as the process); a shared one
+    /// is renewed now and may have expired (see [`PgLease::still_held`]).
+    pub async fn still_held(&self) -> Result<bool, StoreError> {
+        match self {
+            Lease::Local(_) => Ok(true),
+            Lease::Pg(l) => l.still_held().await,
+        }
+    }
 }
 
 /// A name held in this process's set.

@@ -8,7 +8,8 @@
 //! [`ViewRetention`]); `types.rs` the backend-neutral values, `error.rs` [`StoreError`],
 //! `folder_name.rs` folder names and mUTF-7, `reader.rs` [`MessageReader`] (CRLF message
 //! streams), `sieve.rs` the Sieve script-name rule and the sieve delegation,
-//! `credentials.rs` the per-account credentials record and its delegation; `maildir/`
+//! `credentials.rs` the per-account credentials record and its delegation, `fetch_state.rs`
+//! what each periodic-fetch source has fetched and its delegation; `maildir/`
 //! and `pg/` the backends. [`Store`], [`Mailbox`] and [`ViewTicket`] are
 //! enums with one variant per backend that delegate through the traits, so consumers keep
 //! these names whatever the backend, and a new backend is a new variant (docs/architecture.md,
@@ -23,6 +24,7 @@ pub mod api;
 mod contract_tests;
 mod credentials;
 mod error;
+mod fetch_state;
 pub mod folder_name;
 mod lease;
 pub mod maildir;
@@ -42,6 +44,7 @@ use tokio::sync::broadcast;
 pub use api::{MailStore, MailboxOps, ViewRetention};
 pub use credentials::{AppPasswordEntry, CredentialRecord, CredentialsPut, PasswordOverride, VersionedCredentials};
 pub use error::StoreError;
+pub use fetch_state::{FetchEvent, FetchPending, FetchState, MAX_FETCH_ID_LEN};
 pub use folder_name::{FolderPath, decode_mutf7, encode_mutf7};
 pub use lease::{Lease, LocalLease};
 pub use maildir::{MAX_KEYWORD_LEN, MAX_KEYWORDS, MaildirMailbox, MaildirStore};
@@ -94,7 +97,7 @@ impl Store {
         }
     }
 
-    /// Take the exclusive lease `name` (a POP3 maildrop), or `None` while another session
+    /// Take the exclusive lease `name` (a POP3 maildrop, a fetch source), or `None` while another session
     /// holds it, on this replica or, with a shared backend, any other.
     pub async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
         match self {

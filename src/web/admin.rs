@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use super::html::esc;
 use super::pages::Notice;
 use crate::status::{
-    CertificateView, DnsRow, DnsView, OutboundResult, QueueAction, QueueActionError, QueueView, RecentEvent, RowState,
-    ServerStatus, StatusSources,
+    CertificateView, DnsRow, DnsView, FetchView, OutboundResult, QueueAction, QueueActionError, QueueView, RecentEvent,
+    RowState, ServerStatus, StatusSources,
 };
 
 /// What the admin page reads and does. The server plugs in [`StatusSources`].
@@ -81,6 +81,7 @@ pub fn render(s: &ServerStatus, csrf: &str, notice: &Notice) -> String {
     queue(&mut out, s.queue.as_ref(), s.queue_error.as_deref(), csrf, s.now);
     recent(&mut out, &s.recent, s.now);
     reports(&mut out, s);
+    fetch(&mut out, &s.fetch, s.now);
     accounts(&mut out, s);
     out.push_str(&super::html::copy_script_tag());
     out
@@ -313,6 +314,36 @@ fn reports(out: &mut String, s: &ServerStatus) {
             if run.ok { "ok" } else { "failed" },
             esc(&run.summary)
         );
+    }
+}
+
+/// The `MAILROOM_FETCH` sources, each with its last error (when it happened, and when
+/// the back-off lets the next run start), so a source that stopped is seen, not guessed.
+fn fetch(out: &mut String, sources: &[FetchView], now: SystemTime) {
+    if sources.is_empty() {
+        return;
+    }
+    out.push_str("<h2>Fetched accounts</h2>");
+    for f in sources {
+        let badge = match (f.failing(), f.last_success) {
+            (true, _) => "<span class=\"badge bad\">failing</span>",
+            (false, Some(_)) => "<span class=\"badge good\">ok</span>",
+            (false, None) => "<span class=\"badge\">not run yet</span>",
+        };
+        let _ = write!(out, "<div class=\"check\"><p>{badge} <strong>{}</strong>", esc(&f.name));
+        if let Some(at) = f.last_success {
+            let _ = write!(out, " · last fetched {}", esc(&ago(at, now)));
+        }
+        let _ = write!(out, " · {} messages since the start", f.messages);
+        if let Some(next) = f.next_try {
+            let _ = write!(out, " · next run {}", esc(&until(next, now)));
+        }
+        out.push_str("</p>");
+        if let Some(e) = &f.last_error {
+            let streak = if f.failing() { format!(" ({} failed runs in a row)", f.failures) } else { String::new() };
+            let _ = write!(out, "<p>Last error {}{streak}: {}</p>", esc(&ago(e.at, now)), esc(&e.message));
+        }
+        out.push_str("</div>");
     }
 }
 

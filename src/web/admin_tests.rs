@@ -7,7 +7,7 @@ use super::*;
 use crate::smtp::status::Status;
 use crate::status::queue::{QueueItemView, QueueRecipientView};
 use crate::status::recent::{InboundEvent, OutboundEvent};
-use crate::status::{AccountView, Headline, RowKind};
+use crate::status::{AccountView, FetchErrorView, FetchView, Headline, RowKind};
 
 fn snapshot() -> ServerStatus {
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
@@ -83,6 +83,7 @@ fn snapshot() -> ServerStatus {
             quota_used: Some(3 * 1024 * 1024),
             quota_limit: None,
         }],
+        fetch: vec![],
     }
 }
 
@@ -163,4 +164,43 @@ fn a_busy_admin_page_renders_fast() {
     assert!(size > 100_000, "{size}");
     let bound = if cfg!(debug_assertions) { 100 } else { 20 };
     assert!(each < Duration::from_millis(bound), "{each:?} per render");
+}
+
+#[test]
+fn a_failing_fetch_source_shows_its_error_its_time_and_the_next_try() {
+    let mut s = snapshot();
+    assert!(!render(&s, "TOKEN", &Notice::None).contains("Fetched accounts"), "no section without sources");
+    let now = s.now;
+    s.fetch = vec![
+        FetchView {
+            name: "#1 alice@example.com <- pop3s://a@pop.test".into(),
+            last_success: Some(now - Duration::from_secs(3600)),
+            last_error: Some(FetchErrorView {
+                at: now - Duration::from_secs(120),
+                message: "the local account is over quota (<9> of 10 bytes used)".into(),
+            }),
+            failures: 2,
+            next_try: Some(now + Duration::from_secs(1200)),
+            over_quota: true,
+            messages: 4,
+        },
+        FetchView {
+            name: "#2 bob@example.com <- imaps://b@imap.test/INBOX".into(),
+            last_success: Some(now - Duration::from_secs(60)),
+            last_error: None,
+            failures: 0,
+            next_try: Some(now + Duration::from_secs(240)),
+            over_quota: false,
+            messages: 0,
+        },
+    ];
+    let html = render(&s, "TOKEN", &Notice::None);
+    let first = &html[html.find("#1 alice").unwrap()..html.find("#2 bob").unwrap()];
+    assert!(html.contains("<span class=\"badge bad\">failing</span> <strong>#1 alice"), "{html}");
+    assert!(
+        first.contains("Last error 2 min ago (2 failed runs in a row): the local account is over quota (&lt;9&gt;")
+    );
+    assert!(first.contains("next run in 20 min") && first.contains("last fetched 1 h ago"), "{first}");
+    assert!(html.contains("<span class=\"badge good\">ok</span> <strong>#2 bob"), "{html}");
+    assert!(!html[html.find("#2 bob").unwrap()..].contains("Last error"));
 }

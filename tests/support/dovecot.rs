@@ -138,12 +138,21 @@ service stats {{
     /// Deliver `n` messages into the remote account's Maildir, numbered from `first`.
     pub fn put(&self, user: &str, first: usize, n: usize) {
         for i in first..first + n {
-            let msg = message(i);
-            let tmp = self.maildir(user).join("tmp").join(format!("m{i}"));
-            std::fs::write(&tmp, msg).unwrap();
-            std::fs::rename(&tmp, self.maildir(user).join("new").join(format!("{}.m{i}.remote", 1_700_000_000 + i)))
-                .unwrap();
+            self.put_text(user, i, &message(i));
         }
+    }
+
+    /// Deliver one message, `i` naming its file.
+    pub fn put_text(&self, user: &str, i: usize, text: &str) {
+        let tmp = self.maildir(user).join("tmp").join(format!("m{i}"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, self.maildir(user).join("new").join(format!("{}.m{i}.remote", 1_700_000_000 + i)))
+            .unwrap();
+    }
+
+    /// The entry fetching `user` into alice@example.com over POP3S every second.
+    pub fn pop3s_entry(&self, user: &str) -> String {
+        format!("alice@example.com <- pop3s://{user}@127.0.0.1:{} interval=1s", self.pop3s)
     }
 
     /// Messages in the remote account (new and cur).
@@ -188,7 +197,7 @@ fn test_ca(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// Message `i`: its own Message-ID, an Authentication-Results of the remote server.
-fn message(i: usize) -> String {
+pub fn message(i: usize) -> String {
     format!(
         "Return-Path: <sender{i}@remote.test>\r\nAuthentication-Results: remote.test; dkim=pass header.d=remote.test\r\n\
          From: sender{i}@remote.test\r\nTo: someone@remote.test\r\nSubject: number {i}\r\n\

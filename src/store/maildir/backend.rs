@@ -132,6 +132,18 @@ impl MailStore for MaildirStore {
         self.credentials_get_impl(account).await
     }
 
+    async fn fetch_state_load(&self, source: &str) -> Result<crate::store::FetchState, StoreError> {
+        self.fetch_state_load_impl(source).await
+    }
+
+    async fn fetch_record(&self, source: &str, event: &crate::store::FetchEvent) -> Result<(), StoreError> {
+        self.fetch_record_impl(source, event).await
+    }
+
+    async fn fetch_state_replace(&self, source: &str, state: &crate::store::FetchState) -> Result<(), StoreError> {
+        self.fetch_state_replace_impl(source, state).await
+    }
+
     async fn credentials_put(
         &self,
         account: &MailboxOwner,

@@ -3,7 +3,8 @@
 //! [`MailboxOps`](super::api::MailboxOps); consumers reach it through `store::Store` /
 //! `store::Mailbox`, never by name, except for the Maildir-only extras below.
 //!
-//! Owns: everything under `<data>/mail/`, `<data>/home/` and `<data>/state/index/`. No
+//! Owns: everything under `<data>/mail/`, `<data>/home/`, `<data>/state/index/` and
+//! `<data>/state/fetch/`. No
 //! other module touches a Maildir (backup/ reads the files, through `is_maildir`,
 //! `parse_file_name` and `TRASHED_PREFIX`, which is why those are exported). Mail is stored exactly as Dovecot
 //! lays it out so Dovecot, mutt and mbsync can read it, and the index can always be rebuilt
@@ -22,7 +23,8 @@
 //! `message_ops.rs` append/copy/move, `mailbox_status.rs` STATUS/\Recent/POP3 claim,
 //! `folders.rs` folder management and subscriptions, `sieve.rs` Sieve scripts in the
 //! account's home (Pigeonhole layout), `retained.rs` expunged messages kept
-//! readable for sessions not yet told, `backend.rs` the trait implementations.
+//! readable for sessions not yet told, `fetch_state.rs` the periodic-fetch records
+//! (`<data>/state/fetch/`), `backend.rs` the trait implementations.
 //!
 //! Maildir-only extras (reach them with `Store::as_maildir` / `Mailbox::as_maildir`):
 //! `fsync_stats` (group-commit counters), `tombstones_cover`, `try_claim_exclusive`, and
@@ -38,6 +40,7 @@ mod deliver;
 #[cfg(test)]
 mod dovecot_compat_tests;
 mod durable;
+mod fetch_state;
 mod filename;
 mod folders;
 mod header_cache;
@@ -123,6 +126,9 @@ struct StoreInner {
     /// Serialises credentials writes (`credentials.rs`): the version check and the write
     /// it guards are one step.
     credentials_lock: tokio::sync::Mutex<()>,
+    /// Serialises the fetch record files (`fetch_state.rs`), with the size each had when
+    /// last compacted: it is compacted again once it has grown past twice that.
+    fetch_lock: tokio::sync::Mutex<HashMap<String, u64>>,
     /// Last UIDVALIDITY handed out, so two indexes created in the same second differ.
     last_uid_validity: AtomicU32,
 }
@@ -154,6 +160,7 @@ impl MaildirStore {
                 sieve_lock: tokio::sync::Mutex::new(()),
                 report_lock: tokio::sync::Mutex::new(()),
                 credentials_lock: tokio::sync::Mutex::new(()),
+                fetch_lock: tokio::sync::Mutex::new(HashMap::new()),
                 last_uid_validity: AtomicU32::new(0),
             }),
         })

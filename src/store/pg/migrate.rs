@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (6, "dmarc_reports", include_str!("schema/0006_dmarc_reports.sql")),
     (7, "tls_reports", include_str!("schema/0007_tls_reports.sql")),
     (8, "credentials", include_str!("schema/0008_credentials.sql")),
+    (9, "fetch_state", include_str!("schema/0009_fetch_state.sql")),
 ];
 
 /// The schema version this binary writes.

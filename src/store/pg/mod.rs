@@ -6,7 +6,7 @@
 //! (`blobs.rs`), in the database or in an S3-compatible bucket (`objects.rs`, with the
 //! sweep of objects no row names in `sweep.rs`), leases (`lease.rs`), and the named
 //! values replicas share (`kv.rs`) with the data-dir files mirrored through them
-//! (`mirror.rs`).
+//! (`mirror.rs`), and the periodic-fetch records (`fetch_state.rs`).
 //!
 //! How it keeps the store contract across replicas:
 //! - UIDs and modseqs come from the folder's row (`UPDATE mailboxes … RETURNING`) inside
@@ -34,6 +34,7 @@ pub(crate) mod blobs;
 #[cfg(test)]
 mod contention_tests;
 mod credentials;
+mod fetch_state;
 mod folders;
 mod import;
 pub mod kv;
