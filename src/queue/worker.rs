@@ -90,6 +90,7 @@ async fn attempt(queue: &Queue, claimed: Claimed) {
     metrics().queue_attempt_duration_seconds.observe(started.elapsed().as_secs_f64());
 
     let now = SystemTime::now();
+    let age = env.age(now);
     env.attempts = env.attempts.saturating_add(1);
     let mut failed: Vec<DsnRecipient> = Vec::new();
     for (i, outcome) in outcomes {
@@ -111,6 +112,9 @@ async fn attempt(queue: &Queue, claimed: Claimed) {
         let shown_result = if result == "failed" { "bounced" } else { result };
         let class = status_class(outcome.status().enhanced);
         metrics().queue_delivery_status_total.with_label_values(&[shown_result, class]).inc();
+        if result != "deferred" {
+            metrics().queue_time_seconds.with_label_values(&[shown_result]).observe(age.as_secs_f64());
+        }
         if let Some(recent) = inner.recent.get() {
             let shown = match outcome {
                 RecipientOutcome::Delivered(_) => OutboundResult::Delivered,
@@ -123,7 +127,6 @@ async fn attempt(queue: &Queue, claimed: Claimed) {
     }
 
     let settings = &inner.settings;
-    let age = env.age(now);
     let mut delayed: Vec<DsnRecipient> = Vec::new();
     if env.pending().next().is_some() {
         if age >= settings.lifetime {
@@ -133,6 +136,7 @@ async fn attempt(queue: &Queue, claimed: Claimed) {
                     Status::local((5, 4, 7), format!("delivery time expired after {}; last error: {last}", human(age)));
                 tracing::info!(queue_id = %id, msgid = %env.message_id, recipient = %r.address, "queue: lifetime expired, bouncing");
                 metrics().queue_deliveries_total.with_label_values(&["expired"]).inc();
+                metrics().queue_time_seconds.with_label_values(&["bounced"]).observe(age.as_secs_f64());
                 metrics()
                     .queue_delivery_status_total
                     .with_label_values(&["bounced", status_class(expired.enhanced)])
