@@ -67,7 +67,7 @@ fn metrics_after_traffic_are_clean_and_dashboard_queries_answer() {
     assert!(out.contains("load done"), "{out}");
 
     // The outbound copy goes to an undeliverable domain; its attempt is counted when done.
-    let scrape = wait_for_scrape(metrics, "mailroom_queue_delivery_status_total{", &server);
+    let scrape = scrape_until(&server, "outbound attempt", |s| s.contains("mailroom_queue_delivery_status_total{"));
     for family in [
         "mailroom_smtp_messages_received_total{service=\"smtp\"} 1",
         "mailroom_smtp_recipients_total{outcome=\"unknown_user\",service=\"smtp\"} 1",
@@ -99,7 +99,7 @@ fn metrics_after_traffic_are_clean_and_dashboard_queries_answer() {
     }
     // Every session went through its states and left them all when its client hung up
     // (the server may finish a connection just after the client saw the last reply).
-    let scrape = wait_for(metrics, &server, "every session gauge back at 0", |s| sessions_open(s) == 0);
+    let scrape = scrape_until(&server, "every session gauge back at 0", |s| sessions_open(s) == 0);
     for visited in [
         "mailroom_sessions{service=\"imap\",state=\"selected\"} 0",
         "mailroom_sessions{service=\"imap\",state=\"logout\"} 0",
@@ -131,34 +131,6 @@ fn metrics_after_traffic_are_clean_and_dashboard_queries_answer() {
         }
     }
     assert!(answered >= 25, "only {answered} panels had data");
-}
-
-/// Scrape until `needle` shows up (the queue works in the background).
-fn wait_for_scrape(metrics: SocketAddr, needle: &str, server: &Server) -> String {
-    wait_for(metrics, server, needle, |body| body.contains(needle))
-}
-
-/// Scrape until `done` holds for the scrape, for at most 30 s.
-fn wait_for(metrics: SocketAddr, server: &Server, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = http_get(metrics, "/metrics").unwrap();
-        assert_eq!(status, 200);
-        if done(&body) {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "no {what} after 30 s:\n{body}\n{}", server.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The sum of the `mailroom_sessions` gauges in a scrape.
-fn sessions_open(scrape: &str) -> i64 {
-    scrape
-        .lines()
-        .filter(|l| l.starts_with("mailroom_sessions{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
-        .sum()
 }
 
 /// Family names with samples in a scrape (histogram series folded into their family).
