@@ -26,6 +26,7 @@ pub struct Metrics {
     pub disk_size_bytes: IntGauge,
     // ACME
     pub acme_orders_total: IntCounterVec,
+    pub acme_renewals_total: IntCounterVec,
     // SMTP inbound
     pub smtp_messages_received_total: IntCounterVec,
     pub smtp_messages_refused_total: IntCounterVec,
@@ -195,6 +196,11 @@ impl Metrics {
             acme_orders_total: counter_vec(
                 "mailroom_acme_orders_total",
                 "ACME certificate orders, by result (success or failure).",
+                &["result"],
+            ),
+            acme_renewals_total: counter_vec(
+                "mailroom_acme_renewals_total",
+                "ACME orders that replace a stored certificate (renewals), by result (success or failure); also in mailroom_acme_orders_total.",
                 &["result"],
             ),
             smtp_messages_received_total: counter_vec(
