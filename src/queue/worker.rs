@@ -110,11 +110,11 @@ async fn attempt(queue: &Queue, claimed: Claimed) {
         tracing::info!(queue_id = %id, msgid = %env.message_id, recipient = %r.address, result, reply = %outcome.status(), attempt = env.attempts, "queue: delivery attempt");
         metrics().queue_deliveries_total.with_label_values(&[result]).inc();
         let shown_result = if result == "failed" { "bounced" } else { result };
-        let class = status_class(outcome.status().enhanced);
-        metrics().queue_delivery_status_total.with_label_values(&[shown_result, class]).inc();
         if result != "deferred" {
             metrics().queue_time_seconds.with_label_values(&[shown_result]).observe(age.as_secs_f64());
         }
+        let class = status_class(outcome.status().enhanced);
+        metrics().queue_delivery_status_total.with_label_values(&[shown_result, class]).inc();
         if let Some(recent) = inner.recent.get() {
             let shown = match outcome {
                 RecipientOutcome::Delivered(_) => OutboundResult::Delivered,

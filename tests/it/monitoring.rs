@@ -94,6 +94,7 @@ fn metrics_after_traffic_are_clean_and_dashboard_queries_answer() {
         "mailroom_pop3_commands_total{command=\"STAT\",result=\"ok\"} 1",
         "mailroom_dns_lookups_total{result=\"none\",type=\"MX\"}",
         "mailroom_queue_attempt_duration_seconds_count 1",
+        "mailroom_queue_time_seconds_count{result=\"bounced\"} 1",
     ] {
         assert!(scrape.contains(family), "no {family} in\n{scrape}");
     }
