@@ -11,7 +11,7 @@ PKGS=(
   python3         # smtplib / imaplib / poplib clients
   isync           # mbsync, IMAP sync client
   offlineimap3    # offlineimap, a second IMAP sync client
-  dovecot-core dovecot-imapd dovecot-pop3d  # Dovecot reading our Maildir; benchmark baseline; the remote server of tests/it/fetch.rs
+  dovecot-core dovecot-imapd dovecot-pop3d  # Dovecot reading our Maildir; benchmark baseline; the remote server of tests/it/fetch.rs and tests/it/import.rs
   fetchmail       # POP3 client
   postfix         # real sending MTA; smtp-sink
   pebble          # ACME test server

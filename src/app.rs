@@ -350,13 +350,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             })
         })
     });
-    crate::queue::spawn_control_server(
-        shared.queue.clone(),
-        reports_command,
-        Some(status::status_command(shared.status.clone())),
-        data_dir.root(),
-        shared.shutdown.signal(),
-    )?;
+    let commands = crate::queue::ControlCommands {
+        reports: reports_command,
+        status: Some(status::status_command(shared.status.clone())),
+        import: Some(services::import_command(&shared)?),
+    };
+    crate::queue::spawn_control_server(shared.queue.clone(), commands, data_dir.root(), shared.shutdown.signal())?;
 
     // Bind everything first, serve after: all ports or none.
     let pages = services::web_pages(&shared)?;

@@ -66,10 +66,41 @@ enum Command {
         #[command(subcommand)]
         action: StoreAction,
     },
+    /// Copy a whole IMAP account from another server into a local account through the running server (folders, flags, keywords, dates); re-run it to copy only what is missing
+    Import {
+        /// `imaps://user@host[:port]` or `imap://user@host[:port]` (STARTTLS); a user holding `@` is written `%40`
+        source: String,
+        /// The local account (`local@domain`)
+        #[arg(long)]
+        to: String,
+        /// A file holding the remote password alone (otherwise it is asked on the terminal)
+        #[arg(long)]
+        password_file: Option<std::path::PathBuf>,
+        /// Only these remote folders, each with its children (comma-separated or repeated)
+        #[arg(long, num_args = 1..)]
+        folders: Vec<String>,
+        /// PEM root certificates trusted for the source besides the web PKI and MAILROOM_FETCH_CA_FILE
+        #[arg(long)]
+        ca_file: Option<std::path::PathBuf>,
+    },
     /// Copy the data dir to DEST while the server runs; the copy is a data dir as it is (docs/operations.md, "Backup and restore")
     Backup {
         /// A new or empty directory outside the data dir; written under a temporary name beside it, renamed to DEST when complete
         dest: std::path::PathBuf,
+    },
+    /// pflogsumm's daily report from the mail log: reads the server's log lines (JSON or text format, other lines skipped) from FILEs, or stdin when none, e.g. `docker logs mailroom --since 24h 2>&1 | mailroom log-summary`
+    LogSummary {
+        /// Log files to read, in order (stdin when none)
+        files: Vec<std::path::PathBuf>,
+        /// Only this day (UTC): today, yesterday or YYYY-MM-DD; every line when absent
+        #[arg(long)]
+        day: Option<String>,
+        /// Rows in each top-N table
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        /// Print one JSON object instead of the text report
+        #[arg(long)]
+        json: bool,
     },
     /// Exit 0 if the local /readyz answers 200 (the image's HEALTHCHECK; the image has no curl)
     Healthcheck,
@@ -140,12 +171,16 @@ fn main() -> ExitCode {
         Command::HashPassword => hash_password(),
         Command::ResetPassword { address } => reset_password(address.as_deref()),
         Command::Healthcheck => healthcheck(),
+        Command::LogSummary { files, day, top, json } => log_summary(&files, day.as_deref(), top, json),
         Command::Dns { json, check } => dns(json, check),
         Command::Dkim { action: DkimAction::Rotate } => dkim_rotate(),
         Command::Queue { action } => queue(&action),
         Command::Reports { action: ReportsAction::Send } => control_socket("reports send"),
         Command::Status => control_socket("status"),
         Command::Backup { dest } => backup(&dest),
+        Command::Import { source, to, password_file, folders, ca_file } => {
+            import(&mailroom::import::client::Options { source, to, password_file, folders, ca_file })
+        }
         Command::Store { action: StoreAction::Check } => store_check(),
         Command::Store { action: StoreAction::Import { from } } => store_import(&from),
         Command::Version => {
@@ -267,6 +302,40 @@ fn hash_password() -> ExitCode {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{}", mailroom::accounts::hash_password(&password));
     ExitCode::SUCCESS
+}
+
+/// `mailroom log-summary`: exit 2 for a bad `--day`, 1 when a file cannot be read.
+fn log_summary(files: &[std::path::PathBuf], day: Option<&str>, top: usize, json: bool) -> ExitCode {
+    use mailroom::logsummary::{Day, Options, Tally, tally, write_report};
+    let today = chrono::Utc::now().date_naive();
+    let day = match day.map(|d| Day::parse(d, today)).transpose() {
+        Ok(d) => d.unwrap_or(Day::All),
+        Err(e) => {
+            eprintln!("mailroom log-summary: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let mut counts = Tally::default();
+    let read = if files.is_empty() {
+        tally(&mut std::io::stdin().lock(), &day, &mut counts).map_err(|e| format!("stdin: {e}"))
+    } else {
+        files.iter().try_for_each(|path| {
+            let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            tally(&mut std::io::BufReader::new(file), &day, &mut counts).map_err(|e| format!("{}: {e}", path.display()))
+        })
+    };
+    if let Err(e) = read {
+        eprintln!("mailroom log-summary: {e}");
+        return ExitCode::FAILURE;
+    }
+    let options = Options { day, top, json };
+    match write_report(&counts, &options, &mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailroom log-summary: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn healthcheck() -> ExitCode {
@@ -515,6 +584,26 @@ fn send_control_line(config: &Config, line: &str) -> ExitCode {
         }
         Err(e) => {
             eprintln!("mailroom: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn import(options: &mailroom::import::client::Options) -> ExitCode {
+    use mailroom::import::client::{CommandError, prepare, run};
+    let outcome = prepare(options).and_then(|(request, password)| {
+        let (config, _) = load_config().map_err(|_| CommandError::BadArguments("invalid configuration".into()))?;
+        runtime().block_on(run(&config.data_dir, &request, &password))
+    });
+    match outcome {
+        Ok(summary) if summary.errors == 0 => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e @ CommandError::BadArguments(_)) => {
+            eprintln!("mailroom: import: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e @ CommandError::Failed(_)) => {
+            eprintln!("mailroom: import from {} failed: {e}", options.source);
             ExitCode::from(1)
         }
     }

@@ -246,3 +246,24 @@ pub(super) fn fetcher(
         sources,
     )))
 }
+
+/// `mailroom import` through the control socket: the job runs here, on the server's own
+/// store (see `import/`), with `MAILROOM_FETCH_CA_FILE`'s roots.
+pub(super) fn import_command(shared: &Shared) -> Result<crate::queue::ImportCommand, super::StartError> {
+    let fetch_roots = match &shared.config.fetch.ca_file {
+        Some(p) => {
+            crate::config::pem_roots(p).map_err(|e| super::StartError::Fetch(format!("MAILROOM_FETCH_CA_FILE: {e}")))?
+        }
+        None => Vec::new(),
+    };
+    // No import runs before the control socket is up: what is there, a crash left.
+    crate::fetch::run::remove_leftovers(&crate::datadir::spool_dir(&shared.config.data_dir), "import-");
+    let importer = Arc::new(crate::import::Importer {
+        store: shared.store.clone(),
+        directory: shared.directory.clone(),
+        data_dir: shared.config.data_dir.clone(),
+        fetch_roots,
+        max_message_size: shared.config.limits.message_size,
+    });
+    Ok(Arc::new(move |request, password| crate::import::spawn_job(importer.clone(), request, password)))
+}

@@ -123,6 +123,20 @@ fn parse_entry(index: usize, line: &str) -> Result<FetchSource, String> {
     Ok(source)
 }
 
+/// The source of `mailroom import`: `imaps://user@host[:port]` or `imap://user@host[:port]`
+/// (STARTTLS), the whole account (no folder path); `local` is left empty.
+pub fn parse_import_url(url: &str) -> Result<FetchSource, String> {
+    let source = parse_url(url)?;
+    if source.protocol != RemoteProtocol::Imap {
+        return Err(format!("{url:?}: only imaps:// and imap:// (STARTTLS) can be imported"));
+    }
+    let after_scheme = url.split_once("://").map(|(_, r)| r).unwrap_or_default();
+    if after_scheme.split_once('/').is_some_and(|(_, path)| !path.is_empty()) {
+        return Err(format!("{url:?}: the whole account is imported; name folders with --folders, not in the URL"));
+    }
+    Ok(source)
+}
+
 /// The URL part; `index`, `local` and the options are filled in by the caller.
 fn parse_url(url: &str) -> Result<FetchSource, String> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("{url:?} is not a URL"))?;

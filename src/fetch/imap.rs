@@ -19,14 +19,21 @@ pub struct ImapSession {
     pub uid_validity: u32,
 }
 
+/// How a folder is opened: SELECT may change it (delete fetched mail), EXAMINE never does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Select,
+    Examine,
+}
+
 /// How a tagged command ended.
-enum Completion {
+pub(super) enum Completion {
     Ok,
     No(String),
 }
 
 /// An IMAP quoted string, or `None` when the value cannot be one (line breaks, NUL).
-fn quoted(s: &str) -> Option<String> {
+pub(super) fn quoted(s: &str) -> Option<String> {
     if s.contains(['\r', '\n', '\0']) {
         return None;
     }
@@ -42,7 +49,7 @@ fn literal_len(line: &[u8]) -> Option<u64> {
 }
 
 /// The number after `name` in a response line (`UID 12`, `RFC822.SIZE 345`, `[UIDVALIDITY 9]`).
-fn number_after(line: &str, name: &str) -> Option<u64> {
+pub(super) fn number_after(line: &str, name: &str) -> Option<u64> {
     let at = line.find(name)? + name.len();
     line[at..].trim_start().split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
@@ -58,6 +65,14 @@ impl ImapSession {
 
     /// Connect, start TLS, LOGIN, SELECT (EXAMINE when mail is kept: nothing is changed).
     pub async fn login(source: &FetchSource, password: &str, tls: &TlsConnector) -> Result<ImapSession, FetchError> {
+        let mut session = ImapSession::connect(source, password, tls).await?;
+        let verb = if source.keep { Access::Examine } else { Access::Select };
+        session.open_folder(verb, &source.remote_folder).await?;
+        Ok(session)
+    }
+
+    /// Connect, start TLS and LOGIN, no folder selected yet.
+    pub async fn connect(source: &FetchSource, password: &str, tls: &TlsConnector) -> Result<ImapSession, FetchError> {
         let mut plain = wire::connect(&source.host, source.port).await?;
         let wire = match source.tls {
             TlsStart::Implicit => plain.start_tls(tls, &source.host).await?,
@@ -95,30 +110,41 @@ impl ImapSession {
         if let Completion::No(text) = session.command(&format!("LOGIN {user} {pass}"), |_| Ok(())).await? {
             return Err(FetchError::Login(text));
         }
-        let folder = quoted(&source.remote_folder)
-            .ok_or_else(|| FetchError::Protocol("the folder name holds a line break".into()))?;
-        let verb = if source.keep { "EXAMINE" } else { "SELECT" };
-        let mut validity = None;
-        let done = session
-            .command(&format!("{verb} {folder}"), |line| {
+        Ok(session)
+    }
+
+    /// SELECT or EXAMINE `folder` (its name as the server spells it); sets
+    /// [`ImapSession::uid_validity`] and returns how many messages it holds (EXISTS).
+    pub async fn open_folder(&mut self, access: Access, folder: &str) -> Result<u32, FetchError> {
+        let name = quoted(folder).ok_or_else(|| FetchError::Protocol("the folder name holds a line break".into()))?;
+        let verb = match access {
+            Access::Select => "SELECT",
+            Access::Examine => "EXAMINE",
+        };
+        let (mut validity, mut exists) = (None, 0);
+        let done = self
+            .command(&format!("{verb} {name}"), |line| {
                 let text = String::from_utf8_lossy(line);
                 if let Some(v) = number_after(&text, "[UIDVALIDITY") {
                     validity = Some(v as u32);
+                }
+                if let Some(n) = text.strip_prefix("* ").and_then(|t| t.strip_suffix(" EXISTS")) {
+                    exists = n.parse().unwrap_or(0);
                 }
                 Ok(())
             })
             .await?;
         if let Completion::No(text) = done {
-            return Err(FetchError::Protocol(format!("{verb} {}: {text}", source.remote_folder)));
+            return Err(FetchError::Protocol(format!("{verb} {folder}: {text}")));
         }
-        session.uid_validity =
-            validity.ok_or_else(|| FetchError::Protocol("no UIDVALIDITY in the SELECT answer".into()))?;
-        Ok(session)
+        self.uid_validity =
+            validity.ok_or_else(|| FetchError::Protocol(format!("no UIDVALIDITY in the {verb} answer")))?;
+        Ok(exists)
     }
 
     /// Send `command` with a fresh tag; untagged lines go to `untagged` (literals inside
     /// them are read and dropped); `NO`/`BAD` come back as `Completion::No`.
-    async fn command(
+    pub(super) async fn command(
         &mut self,
         command: &str,
         mut untagged: impl FnMut(&[u8]) -> Result<(), FetchError>,

@@ -4,7 +4,8 @@
 //!
 //! Owns: the entry syntax (entry.rs), the passwords file (passwords.rs), the two client
 //! protocols over verified TLS only (wire.rs, pop3.rs, imap.rs), what each source has
-//! fetched (state.rs), and the loop that runs each source (run.rs). Never sends a
+//! fetched (state.rs), and the loop that runs each source (run.rs). The IMAP client also
+//! serves `mailroom import` (imap_folders.rs: folder list and message metadata). Never sends a
 //! password without TLS, never logs one, and never deletes a remote message before its
 //! local copy is durable and recorded.
 
@@ -15,13 +16,16 @@ use thiserror::Error;
 
 pub mod entry;
 mod imap;
+mod imap_folders;
 pub mod passwords;
 mod pop3;
 pub mod run;
 pub mod state;
 mod wire;
 
-pub use entry::{FetchConfig, FetchSource};
+pub use entry::{FetchConfig, FetchSource, TlsStart, parse_import_url};
+pub use imap::{Access, ImapSession};
+pub use imap_folders::{RemoteFolder, RemoteMessage};
 pub use passwords::Passwords;
 pub use run::{Fetcher, Sources, run_all};
 pub use wire::connector;

@@ -32,11 +32,13 @@ use super::state::{self, Pending, SourceState};
 use super::{FetchError, FetchStatus, Remote};
 use crate::accounts::{self, Address, Directory};
 use crate::config::Secret;
+use crate::maillog::{self, Mail};
 use crate::metrics::metrics;
 use crate::sieve::ScanVerdict;
 use crate::smtp::command::{Mailbox, ReversePath};
 use crate::smtp::courier::{Disposition, LocalCourier, Replies};
 use crate::smtp::deliver::TraceInfo;
+use crate::smtp::refusal::Refusal;
 use crate::smtp::session::{AcceptedRecipient, ClientInfo, Envelope};
 use crate::store::{MailboxOwner, MessageBody, Store, StoreError};
 
@@ -61,7 +63,7 @@ pub struct Fetcher {
 /// One task per source, each stopping at shutdown (between messages, never inside a
 /// delivery); returns when all have. Run it as a task shutdown waits for.
 pub async fn run_all(fetcher: Arc<Fetcher>, sources: Sources, shutdown: watch::Receiver<bool>) {
-    remove_leftovers(&crate::datadir::spool_dir(&fetcher.data_dir));
+    remove_leftovers(&crate::datadir::spool_dir(&fetcher.data_dir), "fetch-");
     let mut tasks = tokio::task::JoinSet::new();
     for (source, password) in sources {
         tasks.spawn(source_loop(fetcher.clone(), source, password, shutdown.clone()));
@@ -69,11 +71,12 @@ pub async fn run_all(fetcher: Arc<Fetcher>, sources: Sources, shutdown: watch::R
     while tasks.join_next().await.is_some() {}
 }
 
-/// Download files a crash left behind (their messages are fetched again).
-fn remove_leftovers(spool: &Path) {
+/// Download files (named `prefix…`) a crash left behind: their messages are fetched
+/// again. Only while no download of that kind runs (at the start).
+pub fn remove_leftovers(spool: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(spool) else { return };
     for e in entries.flatten() {
-        if e.file_name().to_string_lossy().starts_with("fetch-") {
+        if e.file_name().to_string_lossy().starts_with(prefix) {
             let _ = std::fs::remove_file(e.path());
         }
     }
@@ -326,6 +329,9 @@ async fn deliver(
         smtputf8: false,
         require_tls: false,
     };
+    let (from, to) = (crate::smtp::accept::sender_text(&env.sender), local.to_string());
+    let mail = Mail { msgid: id, service: "fetch", from: &from, size: len };
+    maillog::received(&mail, &to, 1, peer, &source.host, &tls.0);
     let client = ClientInfo {
         ip: peer,
         helo: Some(source.host.clone()),
@@ -346,8 +352,14 @@ async fn deliver(
     let body = MessageBody::File { path: file_path.to_path_buf(), len };
     let results = fetcher.courier.deliver(&env, b"", &body, &trace, how).await;
     match results.into_iter().next() {
-        Some(Ok(())) => Ok(()),
-        Some(Err(status)) => Err(FetchError::Delivery(status.to_string())),
+        Some(Ok(())) => {
+            maillog::stored(&mail, &to);
+            Ok(())
+        }
+        Some(Err(status)) => {
+            maillog::refused(&mail, &to, &status, Refusal::of_delivery(&status));
+            Err(FetchError::Delivery(status.to_string()))
+        }
         None => Err(FetchError::Delivery("no result".into())),
     }
 }

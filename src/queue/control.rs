@@ -3,8 +3,10 @@
 //! a text reply out, ending with a line holding only `.`.
 //!
 //! Commands: `list`, `show ID`, `retry [ID]`, `hold ID`, `release ID`, `delete ID`,
-//! `reports send` (DMARC aggregate reports now, carried here for `dmarc/`) and `status`
-//! (the status snapshot as JSON, for `status/`): one socket for the operator.
+//! `reports send` (DMARC aggregate reports now, carried here for `dmarc/`), `status`
+//! (the status snapshot as JSON, for `status/`) and `import {request}` followed by a
+//! password line (`mailroom import`, for `import/`: its reply is streamed, one progress
+//! line at a time): one socket for the operator.
 //! A reply whose first line starts with `error:` is a failure; [`control_request`] (what
 //! `mailroom queue …` calls) turns it into an `Err`. The command line is bounded and ids
 //! are validated before they reach the file system.
@@ -22,8 +24,8 @@ use super::{BoxFuture, Queue, QueueError};
 
 /// The socket, relative to the data dir.
 pub const CONTROL_SOCKET: &str = "state/control.sock";
-/// Longest command line read.
-const MAX_COMMAND: u64 = 1024;
+/// Longest command line read (an import request names folders).
+const MAX_COMMAND: u64 = 16 * 1024;
 /// A client that says nothing for this long is dropped.
 const IDLE: Duration = Duration::from_secs(10);
 
@@ -34,11 +36,23 @@ pub type ReportsCommand = Arc<dyn Fn() -> BoxFuture<'static, Result<String, Stri
 /// `status`: the server's status snapshot as JSON (carried here for `status/`).
 pub type StatusCommand = Arc<dyn Fn() -> BoxFuture<'static, String> + Send + Sync>;
 
+/// `import REQUEST` with the password read from the next line: starts the job and hands
+/// back its reply lines as they come (carried here for `import/`). The job stops when
+/// the receiver is dropped (the client went away).
+pub type ImportCommand = Arc<dyn Fn(&str, String) -> tokio::sync::mpsc::Receiver<String> + Send + Sync>;
+
+/// The commands other modules answer through this socket.
+#[derive(Clone, Default)]
+pub struct ControlCommands {
+    pub reports: Option<ReportsCommand>,
+    pub status: Option<StatusCommand>,
+    pub import: Option<ImportCommand>,
+}
+
 /// Bind the socket (replacing a stale one) and serve it until `shutdown` turns true.
 pub fn spawn_control_server(
     queue: Queue,
-    reports: Option<ReportsCommand>,
-    status: Option<StatusCommand>,
+    commands: ControlCommands,
     data_dir: &Path,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, QueueError> {
@@ -60,10 +74,9 @@ pub fn spawn_control_server(
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
                         let q = queue.clone();
-                        let r = reports.clone();
-                        let st = status.clone();
+                        let c = commands.clone();
                         tokio::spawn(async move {
-                            if let Err(e) = serve_one(q, r, st, stream).await {
+                            if let Err(e) = serve_one(q, c, stream).await {
                                 tracing::debug!(error = %e, "queue control: client error");
                             }
                         });
@@ -83,23 +96,36 @@ pub fn spawn_control_server(
     }))
 }
 
-async fn serve_one(
-    queue: Queue,
-    reports: Option<ReportsCommand>,
-    status: Option<StatusCommand>,
-    stream: UnixStream,
-) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
+/// One bounded line, `None` when the client said nothing for [`IDLE`].
+async fn read_command_line(reader: &mut (impl AsyncBufReadExt + Unpin)) -> std::io::Result<Option<String>> {
     let mut line = String::new();
-    let mut reader = BufReader::new(read).take(MAX_COMMAND);
     match tokio::time::timeout(IDLE, reader.read_line(&mut line)).await {
-        Ok(result) => {
-            result?;
-        }
-        Err(_) => return Ok(()),
+        Ok(result) => result.map(|_| Some(line)),
+        Err(_) => Ok(None),
     }
+}
+
+async fn serve_one(queue: Queue, commands: ControlCommands, stream: UnixStream) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read).take(MAX_COMMAND);
+    let Some(line) = read_command_line(&mut reader).await? else { return Ok(()) };
     let mut words = line.split_ascii_whitespace();
+    let (reports, status) = (&commands.reports, &commands.status);
     let reply = match (words.next().map(str::to_ascii_lowercase).as_deref(), words.next(), words.next()) {
+        (Some("import"), Some(_), _) => match &commands.import {
+            Some(start) => {
+                reader.set_limit(MAX_COMMAND);
+                let Some(password) = read_command_line(&mut reader).await? else { return Ok(()) };
+                let request = line.trim_start()["import".len()..].trim();
+                let mut lines = start(request, password.trim_end_matches(['\r', '\n']).to_string());
+                while let Some(reply) = lines.recv().await {
+                    write.write_all(format!("{reply}\n").as_bytes()).await?;
+                }
+                write.write_all(b".\n").await?;
+                return write.shutdown().await;
+            }
+            None => "error: no import here".to_string(),
+        },
         (Some("reports"), Some(w), None) if w.eq_ignore_ascii_case("send") => match &reports {
             Some(run) => run().await.unwrap_or_else(|e| format!("error: {e}")),
             None => "error: reports are off (MAILROOM_DMARC_REPORTS=off and MAILROOM_TLS_REPORTS=off)".to_string(),
@@ -244,13 +270,21 @@ fn render_show(detail: &super::QueueItemDetail) -> String {
     out
 }
 
+/// Connect to the running server's socket and send `request` (its lines as they are).
+pub async fn control_connect(data_dir: &Path, request: &str) -> Result<UnixStream, QueueError> {
+    let path: PathBuf = data_dir.join(CONTROL_SOCKET);
+    let err = |source| QueueError::Control { path: path.display().to_string(), source };
+    let mut stream = UnixStream::connect(&path).await.map_err(err)?;
+    stream.write_all(request.as_bytes()).await.map_err(err)?;
+    Ok(stream)
+}
+
 /// Send one command to the running server and return its reply (without the final
 /// `.` line). A reply starting with `error:` becomes `Err(QueueError::Refused)`.
 pub async fn control_request(data_dir: &Path, command: &str) -> Result<String, QueueError> {
     let path: PathBuf = data_dir.join(CONTROL_SOCKET);
     let err = |source| QueueError::Control { path: path.display().to_string(), source };
-    let mut stream = UnixStream::connect(&path).await.map_err(err)?;
-    stream.write_all(format!("{}\n", command.trim()).as_bytes()).await.map_err(err)?;
+    let stream = control_connect(data_dir, &format!("{}\n", command.trim())).await?;
     let mut reply = String::new();
     let mut limited = stream.take(16 * 1024 * 1024);
     match tokio::time::timeout(Duration::from_secs(60), limited.read_to_string(&mut reply)).await {

@@ -53,8 +53,8 @@ use crate::smtp::status::Status;
 
 pub use backoff::{base_delay, next_delay};
 pub use control::{
-    CONTROL_SOCKET, ReportsCommand, StatusCommand, control_request, execute as execute_control_command,
-    spawn_control_server,
+    CONTROL_SOCKET, ControlCommands, ImportCommand, ReportsCommand, StatusCommand, control_connect, control_request,
+    execute as execute_control_command, spawn_control_server,
 };
 pub use dsn::{DsnKind, DsnRecipient, build as build_dsn};
 pub use envelope::{Envelope, EnvelopeRecipient, ItemOptions, ItemState, QueueId, RecipientStatus, format_time};
@@ -158,9 +158,33 @@ impl RecipientOutcome {
     }
 }
 
-/// Moves messages to other hosts. Returns one outcome per batch recipient, in order.
+/// What a transport did with one batch: one outcome per batch recipient, in order, and
+/// the host that answered them, when one did (the mail log's `relay` and `tls`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub outcomes: Vec<RecipientOutcome>,
+    pub relay: Option<Relay>,
+}
+
+/// The remote host of a delivery attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Relay {
+    /// `name[ip]:port`, as Postfix logs its `relay=`.
+    pub host: String,
+    /// "none", "unverified" or "verified".
+    pub tls: &'static str,
+}
+
+impl From<Vec<RecipientOutcome>> for BatchOutcome {
+    /// Outcomes no host gave (a fake transport, or no host reached).
+    fn from(outcomes: Vec<RecipientOutcome>) -> BatchOutcome {
+        BatchOutcome { outcomes, relay: None }
+    }
+}
+
+/// Moves messages to other hosts.
 pub trait Transport: Send + Sync {
-    fn deliver(&self, batch: DeliveryBatch) -> BoxFuture<'_, Vec<RecipientOutcome>>;
+    fn deliver(&self, batch: DeliveryBatch) -> BoxFuture<'_, BatchOutcome>;
 }
 
 /// What a [`BounceSink`] did with a DSN.
@@ -195,10 +219,10 @@ pub async fn pg_control_request(
 struct NoTransport;
 
 impl Transport for NoTransport {
-    fn deliver(&self, batch: DeliveryBatch) -> BoxFuture<'_, Vec<RecipientOutcome>> {
+    fn deliver(&self, batch: DeliveryBatch) -> BoxFuture<'_, BatchOutcome> {
         let n = batch.recipients.len();
         Box::pin(async move {
-            vec![RecipientOutcome::Temporary(Status::local((4, 3, 0), "no delivery from a control command")); n]
+            vec![RecipientOutcome::Temporary(Status::local((4, 3, 0), "no delivery from a control command")); n].into()
         })
     }
 }

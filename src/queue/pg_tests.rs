@@ -10,7 +10,8 @@ use crate::queue::backend::Backend;
 use crate::queue::control;
 use crate::queue::envelope::RecipientStatus;
 use crate::queue::{
-    BoxFuture, DeliveryBatch, Queue, QueueError, QueueSettings, RecipientOutcome, RemoteBounces, Transport,
+    BatchOutcome, BoxFuture, DeliveryBatch, Queue, QueueError, QueueSettings, RecipientOutcome, RemoteBounces,
+    Transport,
 };
 use crate::smtp::status::Status;
 use crate::store::PgStore;
@@ -35,12 +36,12 @@ impl Counting {
 }
 
 impl Transport for Counting {
-    fn deliver(&self, batch: DeliveryBatch) -> BoxFuture<'_, Vec<RecipientOutcome>> {
+    fn deliver(&self, batch: DeliveryBatch) -> BoxFuture<'_, BatchOutcome> {
         Box::pin(async move {
             tokio::time::sleep(self.delay).await;
             let n = batch.recipients.len();
             self.seen.lock().unwrap().push(batch);
-            vec![RecipientOutcome::Delivered(Status::new(250, (2, 0, 0), "ok")); n]
+            vec![RecipientOutcome::Delivered(Status::new(250, (2, 0, 0), "ok")); n].into()
         })
     }
 }
@@ -356,7 +357,7 @@ async fn a_database_without_the_queue_schema_is_refused() {
 struct Deferring(&'static str);
 
 impl Transport for Deferring {
-    fn deliver(&self, batch: DeliveryBatch) -> BoxFuture<'_, Vec<RecipientOutcome>> {
+    fn deliver(&self, batch: DeliveryBatch) -> BoxFuture<'_, BatchOutcome> {
         Box::pin(async move {
             let refused = Status::new(451, (4, 4, 1), "connection refused");
             let ok = Status::new(250, (2, 0, 0), "ok");
@@ -367,7 +368,7 @@ impl Transport for Deferring {
                     RecipientOutcome::Delivered(ok.clone())
                 }
             };
-            batch.recipients.iter().map(outcome).collect()
+            batch.recipients.iter().map(outcome).collect::<Vec<_>>().into()
         })
     }
 }

@@ -27,7 +27,7 @@ impl ScriptedTransport {
 }
 
 impl Transport for ScriptedTransport {
-    fn deliver(&self, batch: DeliveryBatch) -> BoxFuture<'_, Vec<RecipientOutcome>> {
+    fn deliver(&self, batch: DeliveryBatch) -> BoxFuture<'_, BatchOutcome> {
         Box::pin(async move {
             let out = batch
                 .recipients
@@ -40,9 +40,9 @@ impl Transport for ScriptedTransport {
                         .and_then(VecDeque::pop_front)
                         .unwrap_or_else(|| RecipientOutcome::Delivered(Status::new(250, (2, 0, 0), "ok")))
                 })
-                .collect();
+                .collect::<Vec<_>>();
             self.seen.lock().unwrap().push(batch);
-            out
+            out.into()
         })
     }
 }
@@ -234,7 +234,7 @@ async fn operator_commands_over_the_socket() {
     let transport = Arc::new(ScriptedTransport::default());
     let queue = Queue::open(&dir.path().join("queue"), settings(), transport.clone(), Arc::new(RemoteBounces)).unwrap();
     let (stop, rx) = tokio::sync::watch::channel(false);
-    let server = spawn_control_server(queue.clone(), None, None, dir.path(), rx.clone()).unwrap();
+    let server = spawn_control_server(queue.clone(), Default::default(), dir.path(), rx.clone()).unwrap();
     let sock = dir.path().join(CONTROL_SOCKET);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o600);
@@ -301,7 +301,7 @@ async fn list_shows_pending_recipients_with_their_last_reply() {
         (Duration::from_secs(7200), Duration::from_secs(3600), Duration::from_secs(3600));
     let h = start(s);
     let (stop, rx) = tokio::sync::watch::channel(false);
-    let server = spawn_control_server(h.queue.clone(), None, None, h._dir.path(), rx).unwrap();
+    let server = spawn_control_server(h.queue.clone(), Default::default(), h._dir.path(), rx).unwrap();
     h.transport
         .answer("bob@remote.test", &[RecipientOutcome::Temporary(Status::new(451, (4, 4, 1), "connection refused"))]);
     let rcpts = [a("bob@remote.test"), a("carol@remote.test"), a("dave@other.test")];
@@ -316,6 +316,43 @@ async fn list_shows_pending_recipients_with_their_last_reply() {
     assert!(lines[1].starts_with(id.as_str()) && lines[1].contains(" 1/3 "), "{list}");
     assert_eq!(lines[2], "    bob@remote.test (451 4.4.1 connection refused)");
     assert_eq!(lines[3], "1 item(s)");
+    stop.send(true).unwrap();
+    server.await.unwrap();
+}
+
+/// `import`: the request and the password line reach the command, its lines stream back
+/// and the reply ends with `.`.
+#[tokio::test]
+async fn import_requests_stream_their_lines() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Queue::open(
+        &dir.path().join("queue"),
+        settings(),
+        Arc::new(ScriptedTransport::default()),
+        Arc::new(RemoteBounces),
+    )
+    .unwrap();
+    let import: ImportCommand = Arc::new(|request: &str, password: String| {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let first = format!("request {request}");
+        tokio::spawn(async move {
+            for line in [first, format!("password {password}"), "last".to_string()] {
+                tx.send(line).await.unwrap();
+            }
+        });
+        rx
+    });
+    let commands = ControlCommands { import: Some(import), ..Default::default() };
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let server = spawn_control_server(queue, commands, dir.path(), rx).unwrap();
+    let stream = control_connect(dir.path(), "import {\"a\": 1}\n s3cret \r\n").await.unwrap();
+    let mut lines = tokio::io::BufReader::new(stream).lines();
+    let mut got = Vec::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        got.push(line);
+    }
+    assert_eq!(got, ["request {\"a\": 1}", "password  s3cret ", "last", "."]);
     stop.send(true).unwrap();
     server.await.unwrap();
 }

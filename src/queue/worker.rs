@@ -19,7 +19,8 @@ use tokio::task::JoinSet;
 use super::backend::{Claimed, Finished};
 use super::dsn::{self, DsnKind, DsnRecipient};
 use super::envelope::{Envelope, ItemState, RecipientStatus};
-use super::{BounceDisposition, DeliveryBatch, Inner, Queue, RecipientOutcome, backoff};
+use super::{BatchOutcome, BounceDisposition, DeliveryBatch, Inner, Queue, RecipientOutcome, Relay, backoff};
+use crate::maillog::{self, Attempt, Mail};
 use crate::metrics::metrics;
 use crate::smtp::status::Status;
 use crate::status::OutboundResult;
@@ -77,15 +78,17 @@ async fn attempt(queue: &Queue, claimed: Claimed) {
     let lease = inner.backend.keep_lease(&claimed);
     let message = inner.backend.read_message(&claimed).await.map(Arc::new);
     let started = std::time::Instant::now();
-    let outcomes: Vec<(usize, RecipientOutcome)> = match &message {
+    let outcomes: Vec<(usize, RecipientOutcome, Option<Relay>)> = match &message {
         Ok(bytes) => deliver_all(inner, &env, bytes.clone()).await,
         Err(e) => {
             tracing::error!(queue_id = %id, msgid = %env.message_id, error = %e, "queue: cannot read the spooled message");
-            pending_indexes(&env)
-                .map(|i| (i, RecipientOutcome::Temporary(Status::local((4, 3, 0), format!("local spool error: {e}")))))
-                .collect()
+            let spool_error = Status::local((4, 3, 0), format!("local spool error: {e}"));
+            pending_indexes(&env).map(|i| (i, RecipientOutcome::Temporary(spool_error.clone()), None)).collect()
         }
     };
+    let from = env.sender.as_ref().map(|a| a.to_string()).unwrap_or_default();
+    let size = message.as_ref().map(|m| m.len() as u64).unwrap_or(0);
+    let mail = Mail { msgid: &env.message_id, service: maillog::OUTBOUND, from: &from, size };
     metrics().queue_delivery_attempts_total.inc();
     metrics().queue_attempt_duration_seconds.observe(started.elapsed().as_secs_f64());
 
@@ -93,7 +96,7 @@ async fn attempt(queue: &Queue, claimed: Claimed) {
     let age = env.age(now);
     env.attempts = env.attempts.saturating_add(1);
     let mut failed: Vec<DsnRecipient> = Vec::new();
-    for (i, outcome) in outcomes {
+    for (i, outcome, relay) in outcomes {
         let Some(r) = env.recipients.get_mut(i) else { continue };
         let result = match &outcome {
             RecipientOutcome::Delivered(_) => {
@@ -107,7 +110,23 @@ async fn attempt(queue: &Queue, claimed: Claimed) {
             }
             RecipientOutcome::Temporary(_) => "deferred",
         };
-        tracing::info!(queue_id = %id, msgid = %env.message_id, recipient = %r.address, result, reply = %outcome.status(), attempt = env.attempts, "queue: delivery attempt");
+        let to = r.address.to_string();
+        let (relay, tls) = relay.as_ref().map(|r| (r.host.as_str(), r.tls)).unwrap_or(("", ""));
+        let line = Attempt {
+            mail,
+            queue_id: id.as_str(),
+            to: &to,
+            status: outcome.status(),
+            relay,
+            tls,
+            received: env.created,
+            attempt: env.attempts,
+        };
+        match &outcome {
+            RecipientOutcome::Delivered(_) => maillog::delivered(&line),
+            RecipientOutcome::Temporary(_) => maillog::deferred(&line),
+            RecipientOutcome::Permanent(_) => maillog::bounced(&line),
+        }
         metrics().queue_deliveries_total.with_label_values(&[result]).inc();
         let shown_result = if result == "failed" { "bounced" } else { result };
         if result != "deferred" {
@@ -134,7 +153,17 @@ async fn attempt(queue: &Queue, claimed: Claimed) {
                 let last = r.last_reply.clone().unwrap_or_default();
                 let expired =
                     Status::local((5, 4, 7), format!("delivery time expired after {}; last error: {last}", human(age)));
-                tracing::info!(queue_id = %id, msgid = %env.message_id, recipient = %r.address, "queue: lifetime expired, bouncing");
+                let to = r.address.to_string();
+                maillog::bounced(&Attempt {
+                    mail,
+                    queue_id: id.as_str(),
+                    to: &to,
+                    status: &expired,
+                    relay: "",
+                    tls: "",
+                    received: env.created,
+                    attempt: env.attempts,
+                });
                 metrics().queue_deliveries_total.with_label_values(&["expired"]).inc();
                 metrics().queue_time_seconds.with_label_values(&["bounced"]).observe(age.as_secs_f64());
                 metrics()
@@ -206,7 +235,11 @@ fn pending_indexes(env: &Envelope) -> impl Iterator<Item = usize> + '_ {
 
 /// Hand every pending recipient to the transport, one batch per domain, concurrently
 /// within the limits. Returns (recipient index, outcome) pairs.
-async fn deliver_all(inner: &Inner, env: &Envelope, message: Arc<Vec<u8>>) -> Vec<(usize, RecipientOutcome)> {
+async fn deliver_all(
+    inner: &Inner,
+    env: &Envelope,
+    message: Arc<Vec<u8>>,
+) -> Vec<(usize, RecipientOutcome, Option<Relay>)> {
     let mut by_domain: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for i in pending_indexes(env) {
         by_domain.entry(env.recipients[i].address.domain.clone()).or_default().push(i);
@@ -230,9 +263,9 @@ async fn deliver_all(inner: &Inner, env: &Envelope, message: Arc<Vec<u8>>) -> Ve
             let _d = domain_limit.acquire_owned().await;
             let _g = global.acquire_owned().await;
             let n = batch.recipients.len();
-            let mut outcomes = transport.deliver(batch).await;
+            let BatchOutcome { mut outcomes, relay } = transport.deliver(batch).await;
             outcomes.resize(n, RecipientOutcome::Temporary(Status::local((4, 3, 0), "transport gave no outcome")));
-            indexes.into_iter().zip(outcomes).collect::<Vec<_>>()
+            indexes.into_iter().zip(outcomes).map(|(i, o)| (i, o, relay.clone())).collect::<Vec<_>>()
         });
     }
     let mut out = Vec::new();
@@ -277,15 +310,15 @@ async fn send_dsn(
     };
     let inner = &queue.inner;
     let bytes = dsn::build(&inner.settings.hostname, env, kind, recipients, original, until);
+    let (from, to) = (sender.to_string(), sender.to_string());
+    let mail = Mail { msgid: &env.message_id, service: maillog::OUTBOUND, from: &from, size: original.len() as u64 };
     let kind_name = match kind {
         DsnKind::Failure => "failure",
         DsnKind::Delay => "delay",
     };
     metrics().queue_bounces_total.with_label_values(&[kind_name]).inc();
     match inner.bounces.bounce(&sender, &bytes).await {
-        Ok(BounceDisposition::Delivered) => {
-            tracing::info!(queue_id = %env.id, msgid = %env.message_id, to = %sender, kind = kind_name, "queue: DSN delivered locally");
-        }
+        Ok(BounceDisposition::Delivered) => maillog::dsn(&mail, env.id.as_str(), &to, kind_name, "stored", ""),
         Ok(BounceDisposition::Remote) => {
             // The DSN's queue item carries the original's id, so one grep follows the
             // message from its SMTP transaction to the report about it. A REQUIRETLS
@@ -294,9 +327,7 @@ async fn send_dsn(
             let options = super::ItemOptions { require_tls: env.require_tls };
             let parts = vec![bytes::Bytes::from(bytes)];
             match queue.enqueue_with(None, std::slice::from_ref(&sender), parts, &msgid, options).await {
-                Ok(dsn_id) => {
-                    tracing::info!(queue_id = %env.id, msgid = %env.message_id, dsn_queue_id = %dsn_id, to = %sender, kind = kind_name, "queue: DSN queued")
-                }
+                Ok(dsn_id) => maillog::dsn(&mail, env.id.as_str(), &to, kind_name, "queued", dsn_id.as_str()),
                 Err(e) => {
                     tracing::error!(queue_id = %env.id, msgid = %env.message_id, error = %e, "queue: cannot queue the DSN")
                 }

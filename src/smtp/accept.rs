@@ -21,6 +21,7 @@
 use bytes::Bytes;
 
 use crate::accounts::Address;
+use crate::maillog::{self, Mail};
 use crate::store::MessageBody;
 
 use super::command::ReversePath;
@@ -106,13 +107,20 @@ pub async fn accept(
             Err(r) => return Err((Refusal::Policy, r)),
         }
     }
+    let from = sender_text(&envelope.sender);
+    let mail = Mail { msgid: &envelope.id, service: super::server::service_name(ctx), from: &from, size: body.len() };
+    let to: Vec<String> = envelope.recipients.iter().map(|r| r.address.to_string()).collect();
+    let tls = client.tls.as_ref().map(|t| t.version.as_str()).unwrap_or("none");
+    let helo = client.helo.as_deref().unwrap_or("");
+    maillog::received(&mail, &to.join(","), to.len(), client.ip, helo, tls);
     let queued: Result<(), Status> = match (&ctx.queue, remote.is_empty(), &bytes) {
         (_, true, _) => Ok(()),
         (None, false, _) | (_, false, None) => {
             Err(Status::new(451, (4, 3, 0), "Error: remote delivery is not available, try again later"))
         }
         (Some(queue), false, Some(b)) => {
-            queue_remote(ctx, queue, inbound.as_deref(), envelope, &remote, &trace, &added, b.clone()).await
+            let queued = queue_remote(ctx, queue, inbound.as_deref(), envelope, &remote, &trace, &added, b.clone());
+            queued.await.map(|id| remote.iter().for_each(|to| maillog::queued(&mail, &to.to_string(), id.as_str())))
         }
     };
     // Local copies stream from the spool file: give the memory back first, unless
@@ -131,6 +139,11 @@ pub async fn accept(
     let how = Disposition { folder, verdict, replies };
     let local = ctx.courier.deliver(envelope, &added, &body, &trace, how).await;
     drop(memory);
+    for ((rcpt, result), to) in envelope.recipients.iter().zip(&local).zip(&to) {
+        if result.is_ok() && !rcpt.mailboxes.is_empty() {
+            maillog::stored(&mail, to);
+        }
+    }
     Ok(envelope
         .recipients
         .iter()
@@ -143,6 +156,14 @@ pub async fn accept(
             Ok(())
         })
         .collect())
+}
+
+/// The envelope sender as the mail log shows it: empty for the null sender.
+pub fn sender_text(path: &ReversePath) -> String {
+    match path {
+        ReversePath::Null => String::new(),
+        ReversePath::Mailbox(m) => m.address.to_string(),
+    }
 }
 
 /// One queue item for every remote recipient: our `Received:`, then (for mail from
@@ -158,7 +179,7 @@ async fn queue_remote(
     trace: &TraceInfo<'_>,
     added: &[u8],
     message: Bytes,
-) -> Result<(), Status> {
+) -> Result<crate::queue::QueueId, Status> {
     let received = Bytes::from(received_header(envelope, None, trace));
     let mut parts = vec![received, Bytes::copy_from_slice(added), message];
     let mut sender = match &envelope.sender {
@@ -177,10 +198,7 @@ async fn queue_remote(
     }
     let options = crate::queue::ItemOptions { require_tls: envelope.require_tls };
     match queue.enqueue_with(sender.as_ref(), remote, parts, &envelope.id, options).await {
-        Ok(id) => {
-            tracing::info!(queue_id = %id, recipients = remote.len(), "remote copies queued");
-            Ok(())
-        }
+        Ok(id) => Ok(id),
         Err(e) => {
             tracing::error!(error = %e, "cannot queue the remote copies");
             if e.is_disk_full() {

@@ -15,6 +15,7 @@ use crate::accounts::Address;
 use crate::mailauth::{
     ArcSealKey, AuthDeferral, AuthRefusal, Disposition, InboundAuthenticator, Srs, strip_our_auth_results,
 };
+use crate::maillog::{self, Mail};
 use crate::scan::{ScanAction, ScanContext, ScanDeferral, ScanRefusal, Scanners};
 
 use super::command::ReversePath;
@@ -69,13 +70,17 @@ impl InboundChecks {
             ReversePath::Mailbox(m) => Some(m.address.to_string()),
         };
         let verdict = self.authenticator.verify(&stripped, client.ip, helo, sender.as_deref(), &self.hostname).await;
-        tracing::info!(
-            spf = verdict.spf,
-            dkim = verdict.dkim_pass,
-            dmarc = verdict.dmarc,
-            arc = verdict.arc,
-            "authentication results"
-        );
+        let recipients: Vec<String> = envelope.recipients.iter().map(|r| r.address.to_string()).collect();
+        let log = |outcome: &str| {
+            let mail = Mail {
+                msgid: &envelope.id,
+                service: "smtp",
+                from: sender.as_deref().unwrap_or(""),
+                size: message.len() as u64,
+            };
+            let dkim = if verdict.dkim_pass { "pass" } else { "nopass" };
+            maillog::judged(&mail, &recipients.join(","), verdict.spf, dkim, verdict.dmarc, verdict.arc, outcome);
+        };
         if let Some(recorder) = &self.dmarc_reports {
             let now = std::time::SystemTime::now();
             for observation in &verdict.reports {
@@ -83,10 +88,9 @@ impl InboundChecks {
             }
         }
         if let Some(reply) = auth_refusal(&verdict.disposition) {
-            tracing::info!(reply = %reply, "message refused by DMARC policy");
+            log("refuse");
             return Err((auth_refusal_reason(&verdict.disposition), reply));
         }
-        let recipients: Vec<String> = envelope.recipients.iter().map(|r| r.address.to_string()).collect();
         let ctx = ScanContext {
             client_ip: client.ip,
             helo,
@@ -99,7 +103,7 @@ impl InboundChecks {
         };
         let scan = self.scanners.scan(&stripped, &ctx).await;
         if let Some(reply) = scan_refusal(&scan.action) {
-            tracing::info!(reply = %reply, "message refused by a scanner");
+            log("refuse");
             return Err((scan_refusal_reason(&scan.action), reply));
         }
         let junk = match scan.action {
@@ -111,6 +115,7 @@ impl InboundChecks {
             }
             ScanAction::Accept => verdict.disposition == Disposition::Junk,
         };
+        log(if junk { "junk" } else { "accept" });
         let mut prepend = verdict.header.into_bytes();
         prepend.extend_from_slice(scan.headers.as_bytes());
         if let Some(inbox) = &self.dmarc_inbox

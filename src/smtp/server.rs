@@ -31,12 +31,13 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::accounts::Directory;
+use crate::maillog::{self, Mail};
 use crate::metrics::metrics;
 use crate::store::Store;
 
-use super::accept::accept;
+use super::accept::{accept, sender_text};
 use super::auth::{Exchange, Step, check_password};
-use super::command::{Command, ReversePath, parse_command};
+use super::command::{Command, parse_command};
 use super::data::{ChunkDecoder, DataDecoder};
 use super::deadline::{LineDeadline, TransferDeadline};
 use super::deliver::Spool;
@@ -103,7 +104,7 @@ pub async fn serve_connection(
     active.dec();
 }
 
-fn service_name(ctx: &SmtpContext) -> &'static str {
+pub(super) fn service_name(ctx: &SmtpContext) -> &'static str {
     match ctx.mode {
         SmtpMode::Mx => "smtp",
         SmtpMode::Lmtp => "lmtp",
@@ -296,7 +297,8 @@ impl SmtpConnection {
                 Frame::TooLong(n) => {
                     self.line_deadline.finish();
                     self.buf.advance(n);
-                    self.session.line_too_long()
+                    let refused = self.session.line_too_long();
+                    self.logged(refused)
                 }
                 Frame::Incomplete => match self.fill_line().await? {
                     Fill::Data => continue,
@@ -304,11 +306,16 @@ impl SmtpConnection {
                         tracing::debug!("client closed the connection");
                         return Ok(());
                     }
-                    Fill::Timeout => self.session.timeout(),
-                    Fill::Shutdown => self.session.shutdown(),
+                    Fill::Timeout => {
+                        let refused = self.session.timeout();
+                        self.logged(refused)
+                    }
+                    Fill::Shutdown => {
+                        let refused = self.session.shutdown();
+                        self.logged(refused)
+                    }
                 },
             };
-            self.log_refusals(&replies);
             self.push(&replies);
             if self.session.state() != SessionState::Chunking {
                 self.chunks = None;
@@ -327,11 +334,21 @@ impl SmtpConnection {
         self.fill(wait, true).await
     }
 
-    /// Parse and handle one command line; count recipients in metrics.
+    /// `replies` after logging their refusals.
+    fn logged(&mut self, (replies, action): (Vec<Status>, Action)) -> (Vec<Status>, Action) {
+        self.log_refusals(&replies);
+        (replies, action)
+    }
+
+    /// Parse and handle one command line; count recipients in metrics; log refusals (a
+    /// refused recipient in the mail log).
     async fn command(&mut self, line: &[u8]) -> (Vec<Status>, Action) {
         let cmd = match parse_command(line) {
             Ok(c) => c,
-            Err(e) => return self.session.parse_error(&e),
+            Err(e) => {
+                let refused = self.session.parse_error(&e);
+                return self.logged(refused);
+            }
         };
         let rcpt = match &cmd {
             Command::Rcpt(r) => Some(match &r.path {
@@ -342,19 +359,28 @@ impl SmtpConnection {
         };
         let verb = cmd.verb();
         let span = self.current_span();
-        let (replies, action) = self.session.handle(cmd, &self.policy).instrument(span).await;
+        let (replies, action) = self.session.handle(cmd, &self.policy).instrument(span.clone()).await;
         self.count_transaction(verb, &replies);
-        if let Some(rcpt) = rcpt
+        let rcpt_refused = if let Some(rcpt) = rcpt
             && let Some(r) = replies.first()
         {
             let outcome = rcpt_outcome(r);
             metrics().smtp_recipients_total.with_label_values(&[self.service(), outcome]).inc();
-            if r.is_error()
-                && let Some(recent) = &self.ctx.recent
-            {
-                let sender = self.session.sender().map(reverse_path_text).unwrap_or_default();
-                recent.inbound(self.service(), self.session.client().ip, &sender, &[rcpt], false, r);
+            if r.is_error() {
+                let sender = self.session.sender().map(sender_text).unwrap_or_default();
+                let msgid = self.session.message_id().unwrap_or_default();
+                let mail = Mail { msgid, service: self.service(), from: &sender, size: 0 };
+                span.in_scope(|| maillog::refused(&mail, &rcpt, r, Refusal::of_delivery(r)));
+                if let Some(recent) = &self.ctx.recent {
+                    recent.inbound(self.service(), self.session.client().ip, &sender, &[rcpt], false, r);
+                }
             }
+            r.is_error()
+        } else {
+            false
+        };
+        if !rcpt_refused {
+            self.log_refusals(&replies);
         }
         if verb == "MAIL" && replies.first().is_some_and(Status::is_positive) {
             let span = self.current_span();
@@ -618,9 +644,14 @@ impl SmtpConnection {
     async fn end_of_message(&mut self, size: u64, exceeded: bool, spool: Spool) -> io::Result<bool> {
         let span = self.current_span();
         let service = self.service();
+        let msgid = self.session.message_id().unwrap_or_default().to_string();
+        let from = self.session.sender().map(sender_text).unwrap_or_default();
+        let mail = Mail { msgid: &msgid, service, from: &from, size };
         let envelope = match self.session.end_of_message(size, exceeded) {
             EndOfMessage::Refuse(replies) => {
-                span.in_scope(|| tracing::info!(size, "message refused: too big"));
+                if let Some(r) = replies.first() {
+                    span.in_scope(|| maillog::refused(&mail, "", r, Refusal::Size));
+                }
                 metrics().smtp_messages_refused_total.with_label_values(&[service, Refusal::Size.label()]).inc();
                 self.transactions.message(Err(Refusal::Size));
                 self.push(&replies);
@@ -645,9 +676,13 @@ impl SmtpConnection {
                 accept(&self.ctx, &client, self.session.is_esmtp(), &envelope, message).instrument(span.clone()).await
             }
         };
+        let rcpts: Vec<String> = envelope.recipients.iter().map(|r| r.address.to_string()).collect();
         let (outcomes, refusal) = match judged {
             Ok(outcomes) => (outcomes, None),
-            Err((reason, reply)) => (vec![Err(reply); envelope.recipients.len()], Some(reason)),
+            Err((reason, reply)) => {
+                span.in_scope(|| maillog::refused(&mail, &rcpts.join(","), &reply, reason));
+                (vec![Err(reply); envelope.recipients.len()], Some(reason))
+            }
         };
         let (replies, action) = self.session.delivered(&envelope, &outcomes);
         let accepted = outcomes.iter().filter(|o| o.is_ok()).count();
@@ -655,9 +690,7 @@ impl SmtpConnection {
             // LMTP answers per recipient: accepted for any shows the 250, else the refusal.
             let shown = replies.iter().find(|r| r.is_error() != (accepted > 0));
             if let Some(status) = shown {
-                let rcpts: Vec<String> = envelope.recipients.iter().map(|r| r.address.to_string()).collect();
-                let sender = reverse_path_text(&envelope.sender);
-                recent.inbound(service, self.session.client().ip, &sender, &rcpts, accepted > 0, status);
+                recent.inbound(service, self.session.client().ip, &from, &rcpts, accepted > 0, status);
             }
         }
         let _enter = span.enter();
@@ -665,19 +698,6 @@ impl SmtpConnection {
             metrics().delivery_duration_seconds.observe(started.elapsed().as_secs_f64());
             metrics().smtp_messages_received_total.with_label_values(&[service]).inc();
             metrics().smtp_received_bytes_total.inc_by(size);
-            let from = reverse_path_text(&envelope.sender);
-            let rcpts: Vec<String> = envelope.recipients.iter().map(|r| r.address.to_string()).collect();
-            let client = self.session.client();
-            tracing::info!(
-                client = %client.ip,
-                helo = client.helo.as_deref().unwrap_or(""),
-                from = %from,
-                recipients = %rcpts.join(","),
-                size,
-                tls = client.tls.as_ref().map(|t| t.version.as_str()).unwrap_or("none"),
-                delivered = accepted,
-                "message accepted"
-            );
         }
         metrics().smtp_data_duration_seconds.with_label_values(&[service]).observe(started.elapsed().as_secs_f64());
         if accepted > 0 {
@@ -688,21 +708,17 @@ impl SmtpConnection {
             let reason = refusal.or_else(|| first_refusal.map(Refusal::of_delivery)).unwrap_or(Refusal::Local);
             metrics().smtp_messages_refused_total.with_label_values(&[service, reason.label()]).inc();
             self.transactions.message(Err(reason));
-            for r in replies.iter().filter(|r| r.is_error()) {
-                tracing::info!(reply = %r, "delivery refused");
+            if refusal.is_none() {
+                for (to, outcome) in rcpts.iter().zip(&outcomes) {
+                    if let Err(r) = outcome {
+                        maillog::refused(&mail, to, r, Refusal::of_delivery(r));
+                    }
+                }
             }
         }
         drop(_enter);
         self.push(&replies);
         Ok(action != Action::Close)
-    }
-}
-
-/// The envelope sender as the status page shows it: empty for the null sender.
-fn reverse_path_text(path: &ReversePath) -> String {
-    match path {
-        ReversePath::Null => String::new(),
-        ReversePath::Mailbox(m) => m.address.to_string(),
     }
 }
 

@@ -8,15 +8,17 @@ use std::time::Duration;
 
 use super::tests::{Options, queued, start, upgrade};
 use super::*;
-use crate::queue::{BoxFuture, DeliveryBatch, Queue, QueueSettings, RecipientOutcome, RemoteBounces, Transport};
+use crate::queue::{
+    BatchOutcome, BoxFuture, DeliveryBatch, Queue, QueueSettings, RecipientOutcome, RemoteBounces, Transport,
+};
 
 /// A transport whose remote end is always busy.
 struct Busy;
 
 impl Transport for Busy {
-    fn deliver(&self, batch: DeliveryBatch) -> BoxFuture<'_, Vec<RecipientOutcome>> {
+    fn deliver(&self, batch: DeliveryBatch) -> BoxFuture<'_, BatchOutcome> {
         let n = batch.recipients.len();
-        Box::pin(async move { vec![RecipientOutcome::Temporary(Status::new(421, (4, 3, 2), "busy")); n] })
+        Box::pin(async move { vec![RecipientOutcome::Temporary(Status::new(421, (4, 3, 2), "busy")); n].into() })
     }
 }
 

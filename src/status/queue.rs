@@ -147,13 +147,15 @@ mod tests {
 
     use super::*;
     use crate::accounts::Address;
-    use crate::queue::{BoxFuture, DeliveryBatch, QueueSettings, RecipientOutcome, RemoteBounces, Transport};
+    use crate::queue::{
+        BatchOutcome, BoxFuture, DeliveryBatch, QueueSettings, RecipientOutcome, RemoteBounces, Transport,
+    };
 
     struct Unused;
     impl Transport for Unused {
-        fn deliver(&self, batch: DeliveryBatch) -> BoxFuture<'_, Vec<RecipientOutcome>> {
+        fn deliver(&self, batch: DeliveryBatch) -> BoxFuture<'_, BatchOutcome> {
             let n = batch.recipients.len();
-            Box::pin(async move { vec![RecipientOutcome::Temporary(Status::local((4, 0, 0), "unused")); n] })
+            Box::pin(async move { vec![RecipientOutcome::Temporary(Status::local((4, 0, 0), "unused")); n].into() })
         }
     }
 

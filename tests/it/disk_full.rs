@@ -201,11 +201,11 @@ fn a_full_disk_refuses_mail_cleanly_and_recovers_without_a_restart() {
     let refused = "mailroom_smtp_transactions_total{outcome=\"refused\",reason=\"local\",service=\"smtp\"} 2";
     assert!(metrics.contains(refused), "{metrics}");
     // A delivery attempt while full cannot write its result back: the item must stay.
-    let before = server.log().matches("queue: delivery attempt").count();
+    let before = server.log().matches("stage=\"deferred\"").count();
     // The retry itself cannot be recorded (the operator is told), but the attempt runs.
     let _ = run(&["queue", "retry"], &env, "");
     wait_for("a delivery attempt while full", Duration::from_secs(20), &server, || {
-        (server.log().matches("queue: delivery attempt").count() > before).then_some(())
+        (server.log().matches("stage=\"deferred\"").count() > before).then_some(())
     });
     assert!(queue_list(&env).contains("bob@remote.test"), "the queued item survives a full disk");
 

@@ -383,20 +383,20 @@ fn imap_pop3_submission_lmtp_on_dual_stack_log_canonical_clients() {
     }
     // Two accepted messages per client: submission and LMTP.
     let start = Instant::now();
-    while s.server.log().matches("message accepted").count() < 2 * hosts.len() {
+    while s.server.log().matches("stage=\"received\"").count() < 2 * hosts.len() {
         assert!(start.elapsed() < Duration::from_secs(30), "{}", s.server.log());
         std::thread::sleep(Duration::from_millis(20));
     }
     let log = s.server.log();
     assert_logged(&log, "login failed protocol=\"imap\"", "client=127.0.0.1 ");
     assert_logged(&log, "login failed protocol=\"pop3\"", "client=127.0.0.1 ");
-    assert_logged(&log, "service=\"submissions\" client=127.0.0.1}", "message accepted client=127.0.0.1 ");
-    assert_logged(&log, "service=\"lmtp\" client=127.0.0.1}", "message accepted client=127.0.0.1 ");
+    assert_logged(&log, "service=\"submissions\" client=127.0.0.1}", "client=\"127.0.0.1\" helo=");
+    assert_logged(&log, "service=\"lmtp\" client=127.0.0.1}", "client=\"127.0.0.1\" helo=");
     if v6 {
         assert_logged(&log, "login failed protocol=\"imap\"", "client=::1 ");
         assert_logged(&log, "login failed protocol=\"pop3\"", "client=::1 ");
-        assert_logged(&log, "service=\"submissions\" client=::1}", "message accepted client=::1 ");
-        assert_logged(&log, "service=\"lmtp\" client=::1}", "message accepted client=::1 ");
+        assert_logged(&log, "service=\"submissions\" client=::1}", "client=\"::1\" helo=");
+        assert_logged(&log, "service=\"lmtp\" client=::1}", "client=\"::1\" helo=");
     }
     assert!(!log.contains("::ffff:"), "the mapped form never reaches the logs:\n{log}");
 }

@@ -11,6 +11,8 @@
 mod common;
 #[path = "../support/dmarc_schema.rs"]
 mod dmarc_schema;
+#[path = "../support/dovecot.rs"]
+mod dovecot;
 #[path = "../support/outbound.rs"]
 mod outbound;
 #[path = "../support/reports.rs"]
@@ -32,9 +34,12 @@ mod dualstack;
 mod e2e;
 mod fetch;
 mod foundation;
+mod imap_consistency;
 mod imap_limits;
 mod imap_mailbox_names;
+mod import;
 mod inbound;
+mod log_summary;
 mod managesieve;
 mod memory;
 mod monitoring;

@@ -38,7 +38,7 @@ use super::require_tls;
 use super::tls::{Connectors, server_name};
 use super::tls_outcome::{ResultType, TlsFailure, TlsOutcome, TlsPolicy, TlsRecorder, is_tls_report};
 use crate::config::{RelayHost, RelayMode};
-use crate::queue::{BoxFuture, DeliveryBatch, RecipientOutcome, Transport};
+use crate::queue::{BatchOutcome, BoxFuture, DeliveryBatch, RecipientOutcome, Relay, Transport};
 use crate::smtp::status::Status;
 
 /// How long an idle connection is kept for reuse.
@@ -192,7 +192,7 @@ impl SmtpTransport {
         Ok(SmtpTransport { settings, resolver, connectors, sts, dane, pool: Mutex::new(HashMap::new()) })
     }
 
-    async fn deliver_batch(&self, batch: DeliveryBatch) -> Vec<RecipientOutcome> {
+    async fn deliver_batch(&self, batch: DeliveryBatch) -> BatchOutcome {
         let n = batch.recipients.len();
         let result = match &self.settings.relay {
             Some(relay) => self.via_relay(relay, &batch).await,
@@ -204,11 +204,11 @@ impl SmtpTransport {
                 RouteError::Permanent(s) => RecipientOutcome::Permanent(s),
                 RouteError::Temporary(s) => RecipientOutcome::Temporary(s),
             };
-            vec![outcome; n]
+            vec![outcome; n].into()
         })
     }
 
-    async fn direct(&self, batch: &DeliveryBatch) -> Result<Vec<RecipientOutcome>, RouteError> {
+    async fn direct(&self, batch: &DeliveryBatch) -> Result<BatchOutcome, RouteError> {
         let domain = batch.domain.as_str();
         // With DANE, one validating MX lookup gives the hosts and DNSSEC's verdict on
         // them; the verdict picks the pool key, so it comes first. A bogus answer is not
@@ -386,7 +386,7 @@ impl SmtpTransport {
         TlsReport { recorder, domain: batch.domain.clone(), policy, policy_failure, route: self.settings.route.clone() }
     }
 
-    async fn via_relay(&self, relay: &RelayHost, batch: &DeliveryBatch) -> Result<Vec<RecipientOutcome>, RouteError> {
+    async fn via_relay(&self, relay: &RelayHost, batch: &DeliveryBatch) -> Result<BatchOutcome, RouteError> {
         let key = "relay".to_string();
         if let Some(out) = self.try_pooled(&key, batch).await {
             return Ok(out);
@@ -487,20 +487,26 @@ impl SmtpTransport {
     }
 
     /// Run the batch's transaction on `conn`, then park or close it.
-    async fn transact(&self, mut conn: ClientSession, key: &str, batch: &DeliveryBatch) -> Vec<RecipientOutcome> {
+    async fn transact(&self, mut conn: ClientSession, key: &str, batch: &DeliveryBatch) -> BatchOutcome {
         let (outcomes, reusable) =
             conn.send_mail(batch.sender.as_ref(), &batch.recipients, &batch.message, batch.require_tls).await;
-        tracing::info!(queue_id = %batch.queue_id, host = %conn.host, addr = %conn.peer, tls = ?conn.tls, "smtp client: transaction done");
+        let tls = match conn.tls {
+            TlsState::None => "none",
+            TlsState::Unverified => "unverified",
+            TlsState::Verified => "verified",
+        };
+        let host = format!("{}[{}]:{}", conn.host.trim_end_matches('.'), conn.peer.ip(), conn.peer.port());
+        let outcome = BatchOutcome { outcomes, relay: Some(Relay { host, tls }) };
         if reusable {
             self.park(key, conn);
         } else {
             conn.quit().await;
         }
-        outcomes
+        outcome
     }
 
     /// Use an idle connection to the same destination, if one is fresh and RSET works.
-    async fn try_pooled(&self, key: &str, batch: &DeliveryBatch) -> Option<Vec<RecipientOutcome>> {
+    async fn try_pooled(&self, key: &str, batch: &DeliveryBatch) -> Option<BatchOutcome> {
         loop {
             let candidate = {
                 let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
@@ -542,7 +548,7 @@ impl SmtpTransport {
 }
 
 impl Transport for SmtpTransport {
-    fn deliver(&self, batch: DeliveryBatch) -> BoxFuture<'_, Vec<RecipientOutcome>> {
+    fn deliver(&self, batch: DeliveryBatch) -> BoxFuture<'_, BatchOutcome> {
         Box::pin(self.deliver_batch(batch))
     }
 }
