@@ -26,9 +26,11 @@ pub struct Metrics {
     pub disk_size_bytes: IntGauge,
     // ACME
     pub acme_orders_total: IntCounterVec,
+    pub acme_renewals_total: IntCounterVec,
     // SMTP inbound
     pub smtp_messages_received_total: IntCounterVec,
     pub smtp_messages_refused_total: IntCounterVec,
+    pub smtp_transactions_total: IntCounterVec,
     pub smtp_recipients_total: IntCounterVec,
     pub smtp_received_bytes_total: IntCounter,
     pub smtp_sessions_active: IntGaugeVec,
@@ -38,6 +40,8 @@ pub struct Metrics {
     pub tls_sessions_total: IntCounterVec,
     // Store
     pub store_fsync_batch_size: Histogram,
+    pub store_operation_duration_seconds: HistogramVec,
+    pub store_errors_total: IntCounterVec,
     // Auth (shared by SMTP AUTH, IMAP, POP3)
     pub auth_attempts_total: IntCounterVec,
     pub auth_failures_total: IntCounter,
@@ -49,12 +53,17 @@ pub struct Metrics {
     pub inbound_auth_results_total: IntCounterVec,
     pub scan_results_total: IntCounterVec,
     pub scan_duration_seconds: HistogramVec,
+    pub dnsbl_listings_total: IntCounterVec,
     // IMAP / POP3 / ManageSieve
     pub imap_commands_total: IntCounterVec,
     pub imap_command_duration_seconds: HistogramVec,
     pub pop3_commands_total: IntCounterVec,
     pub managesieve_commands_total: IntCounterVec,
     pub imap_idle_sessions: IntGauge,
+    pub pop3_command_duration_seconds: HistogramVec,
+    pub managesieve_command_duration_seconds: HistogramVec,
+    pub sessions: IntGaugeVec,
+    pub bytes_sent_total: IntCounterVec,
     // Web pages
     pub web_render_seconds: HistogramVec,
     // DNS
@@ -69,6 +78,7 @@ pub struct Metrics {
     pub queue_delivery_attempts_total: IntCounter,
     pub queue_bounces_total: IntCounterVec,
     pub queue_attempt_duration_seconds: Histogram,
+    pub queue_time_seconds: HistogramVec,
     pub queue_delivery_status_total: IntCounterVec,
     pub outbound_tls_sessions_total: IntCounterVec,
     // Mail store
@@ -188,6 +198,11 @@ impl Metrics {
                 "ACME certificate orders, by result (success or failure).",
                 &["result"],
             ),
+            acme_renewals_total: counter_vec(
+                "mailroom_acme_renewals_total",
+                "ACME orders that replace a stored certificate (renewals), by result (success or failure); also in mailroom_acme_orders_total.",
+                &["result"],
+            ),
             smtp_messages_received_total: counter_vec(
                 "mailroom_smtp_messages_received_total",
                 "Messages accepted (250 after DATA/BDAT), by service.",
@@ -197,6 +212,11 @@ impl Metrics {
                 "mailroom_smtp_messages_refused_total",
                 "Messages refused after their content arrived, by service and reason (size, dmarc, policy, virus, spam, scanner, rate_limit, auth, quota, unknown_user, local).",
                 &["service", "reason"],
+            ),
+            smtp_transactions_total: counter_vec(
+                "mailroom_smtp_transactions_total",
+                "SMTP transactions by service, outcome (accepted, refused, abandoned) and reason of a refusal at MAIL, RCPT or after the content (none when not refused).",
+                &["service", "outcome", "reason"],
             ),
             smtp_recipients_total: counter_vec(
                 "mailroom_smtp_recipients_total",
@@ -252,10 +272,21 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            store_operation_duration_seconds: histogram_vec(
+                "mailroom_store_operation_duration_seconds",
+                "Time one mail store call took, by backend (maildir, pg) and operation (deliver, open, sync, append, fetch, expunge, copy, move, flags, quota).",
+                &["backend", "op"],
+                STORE_BUCKETS,
+            ),
+            store_errors_total: counter_vec(
+                "mailroom_store_errors_total",
+                "Mail store calls that failed on the store's side, by backend, operation and kind (disk_full, io, background, unavailable, conflict).",
+                &["backend", "op", "kind"],
+            ),
             auth_attempts_total: counter_vec(
                 "mailroom_auth_attempts_total",
-                "Logins by protocol (smtp, submission, submissions, imap, pop3, managesieve, web) and result (success, failure, refused, unavailable).",
-                &["protocol", "result"],
+                "Logins by protocol (smtp, submission, submissions, imap, pop3, managesieve, web), mechanism (plain, login, password) and result (success, failure, refused, unavailable).",
+                &["protocol", "mechanism", "result"],
             ),
             auth_failures_total: register(
                 &r,
@@ -296,6 +327,11 @@ impl Metrics {
                 &["scanner"],
                 LATENCY_BUCKETS,
             ),
+            dnsbl_listings_total: counter_vec(
+                "mailroom_dnsbl_listings_total",
+                "Client addresses a DNSBL listed, by zone (one of the configured zones).",
+                &["zone"],
+            ),
             imap_idle_sessions: register(
                 &r,
                 IntGauge::new("mailroom_imap_idle_sessions", "IMAP connections in IDLE now.").expect("valid metric"),
@@ -309,10 +345,32 @@ impl Metrics {
                 &r,
                 HistogramVec::new(
                     HistogramOpts::new("mailroom_imap_command_duration_seconds", "IMAP command latency by command.")
-                        .buckets(vec![0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+                        .buckets(COMMAND_BUCKETS.to_vec()),
                     &["command"],
                 )
                 .expect("valid metric"),
+            ),
+            pop3_command_duration_seconds: histogram_vec(
+                "mailroom_pop3_command_duration_seconds",
+                "POP3 command latency by command, from the command read to its reply queued (RETR and TOP: to the message sent).",
+                &["command"],
+                COMMAND_BUCKETS,
+            ),
+            managesieve_command_duration_seconds: histogram_vec(
+                "mailroom_managesieve_command_duration_seconds",
+                "ManageSieve command latency by command, from the command read to its reply queued.",
+                &["command"],
+                COMMAND_BUCKETS,
+            ),
+            sessions: gauge_vec(
+                "mailroom_sessions",
+                "IMAP, POP3 and ManageSieve sessions open now, by service and protocol state.",
+                &["service", "state"],
+            ),
+            bytes_sent_total: counter_vec(
+                "mailroom_bytes_sent_total",
+                "Bytes written to clients by IMAP, POP3 and ManageSieve sessions (after TLS decryption, before encryption), by service.",
+                &["service"],
             ),
             web_render_seconds: register(
                 &r,
@@ -391,6 +449,12 @@ impl Metrics {
                     .buckets(LATENCY_BUCKETS.to_vec()),
                 )
                 .expect("valid metric"),
+            ),
+            queue_time_seconds: histogram_vec(
+                "mailroom_queue_time_seconds",
+                "Time from queueing to a recipient's final result, by result (delivered, bounced).",
+                &["result"],
+                QUEUE_TIME_BUCKETS,
             ),
             queue_delivery_status_total: counter_vec(
                 "mailroom_queue_delivery_status_total",
@@ -560,8 +624,51 @@ pub fn tls_version_label(version: Option<rustls::ProtocolVersion>) -> &'static s
     }
 }
 
+/// One connection's place in `mailroom_sessions{service, state}`: the gauge of its state is
+/// up while it is there, moves with [`SessionGauge::set`], and goes down on drop, so every
+/// way a connection ends (LOGOUT, EOF, an error, a task dropped at shutdown) takes it out.
+#[derive(Debug)]
+pub struct SessionGauge {
+    service: &'static str,
+    state: &'static str,
+}
+
+impl SessionGauge {
+    pub fn enter(service: &'static str, state: &'static str) -> SessionGauge {
+        metrics().sessions.with_label_values(&[service, state]).inc();
+        SessionGauge { service, state }
+    }
+
+    /// The session is now in `state` (a no-op when it already was).
+    pub fn set(&mut self, state: &'static str) {
+        if state != self.state {
+            let gauge = &metrics().sessions;
+            gauge.with_label_values(&[self.service, self.state]).dec();
+            gauge.with_label_values(&[self.service, state]).inc();
+            self.state = state;
+        }
+    }
+}
+
+impl Drop for SessionGauge {
+    fn drop(&mut self) {
+        metrics().sessions.with_label_values(&[self.service, self.state]).dec();
+    }
+}
+
 /// Seconds: sub-millisecond local work up to a slow remote server.
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// Seconds: a delivery at the first attempt up to one bounced after days of retries.
+const QUEUE_TIME_BUCKETS: &[f64] =
+    &[1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 43200.0, 86400.0, 259200.0, 432000.0];
+
+/// Seconds: a command served from memory up to one waiting on a slow disk or database.
+const COMMAND_BUCKETS: &[f64] = &[0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+
+/// Seconds: a cached metadata read up to an fsync-heavy delivery on a busy disk.
+const STORE_BUCKETS: &[f64] =
+    &[0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
 /// Bytes: a one-line note up to the largest message size one would configure.
 const SIZE_BUCKETS: &[f64] =
@@ -594,6 +701,18 @@ mod tests {
             let name = line.split(['{', ' ']).next().unwrap();
             assert!(name.starts_with("mailroom_") || name.starts_with("process_"), "{name}");
         }
+    }
+
+    #[test]
+    fn a_session_gauge_follows_its_state_and_leaves_on_drop() {
+        let now = |state: &str| metrics().sessions.with_label_values(&["gauge_test", state]).get();
+        let mut session = SessionGauge::enter("gauge_test", "authorization");
+        assert_eq!((now("authorization"), now("transaction")), (1, 0));
+        session.set("transaction");
+        session.set("transaction");
+        assert_eq!((now("authorization"), now("transaction")), (0, 1));
+        drop(session);
+        assert_eq!((now("authorization"), now("transaction")), (0, 0));
     }
 
     /// docs/metrics.md is the operator's list: every family must be on it.

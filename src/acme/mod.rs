@@ -196,6 +196,7 @@ impl Acme {
         // from the first scrape.
         for result in ["success", "failure"] {
             metrics().acme_orders_total.with_label_values(&[result]);
+            metrics().acme_renewals_total.with_label_values(&[result]);
         }
         match acme.stored() {
             Some(cert) => {
@@ -324,9 +325,11 @@ impl Acme {
                     }
                 }
             }
+            // An order while a certificate is stored replaces it: a renewal.
+            let renewal = self.stored().is_some();
             match self.attempt(&mut account).await {
                 Ok(cert) => {
-                    metrics().acme_orders_total.with_label_values(&["success"]).inc();
+                    count_order("success", renewal);
                     tracing::info!(names = ?cert.names, not_after = ?cert.not_after, "ACME certificate issued; now in service");
                     self.certs.set_default(cert);
                     self.readiness.set_blocker(READINESS_KEY, None);
@@ -337,7 +340,7 @@ impl Acme {
                     }
                 }
                 Err(e) => {
-                    metrics().acme_orders_total.with_label_values(&["failure"]).inc();
+                    count_order("failure", renewal);
                     let wait = backoff.failed();
                     tracing::warn!(error = %e, retry_in_secs = wait.as_secs(), directory = %self.settings.directory, "ACME order failed");
                     if let Some(p) = &self.progress {
@@ -429,6 +432,15 @@ impl Acme {
         self.files.save_account(&s.directory, credentials)?;
         tracing::info!(directory = %s.directory, id = account.id(), "ACME account registered");
         Ok(account)
+    }
+}
+
+/// `mailroom_acme_orders_total{result}`, and `mailroom_acme_renewals_total{result}` when
+/// the order replaces a stored certificate.
+fn count_order(result: &str, renewal: bool) {
+    metrics().acme_orders_total.with_label_values(&[result]).inc();
+    if renewal {
+        metrics().acme_renewals_total.with_label_values(&[result]).inc();
     }
 }
 

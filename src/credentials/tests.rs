@@ -199,14 +199,15 @@ async fn a_damaged_record_makes_logins_unavailable_never_the_old_password() {
     let limiter = crate::net::Limiter::new(crate::net::LimiterConfig::default(), Vec::new());
     let ip = "127.0.0.1".parse().unwrap();
     let store = &rig.credentials.store;
+    let imap = crate::net::LoginVia::new("imap", crate::net::AuthMechanism::Password);
     for password in ["old-password", "user chosen pw"] {
         let outcome =
-            crate::net::verify_login(&limiter, &rig.directory, store, "imap", ip, "alice@example.com", password).await;
+            crate::net::verify_login(&limiter, &rig.directory, store, imap, ip, "alice@example.com", password).await;
         assert_eq!(outcome, crate::net::LoginOutcome::Unavailable, "{password}");
     }
     // Bob's record is his own: he still logs in.
     let outcome =
-        crate::net::verify_login(&limiter, &rig.directory, store, "imap", ip, "bob@example.com", "bob-password").await;
+        crate::net::verify_login(&limiter, &rig.directory, store, imap, ip, "bob@example.com", "bob-password").await;
     assert!(matches!(outcome, crate::net::LoginOutcome::LoggedIn(_)), "{outcome:?}");
 }
 
@@ -216,8 +217,9 @@ async fn the_web_login_takes_the_main_password_only_and_counts_as_web() {
     let (_, secret) = rig.credentials.create_app_password(&alice(), "phone").await.unwrap();
     let limiter = crate::net::Limiter::new(crate::net::LimiterConfig::default(), Vec::new());
     let ip = "127.0.0.1".parse().unwrap();
-    let counter =
-        |result: &str| crate::metrics::metrics().auth_attempts_total.with_label_values(&["web", result]).get();
+    let counter = |result: &str| {
+        crate::metrics::metrics().auth_attempts_total.with_label_values(&["web", "password", result]).get()
+    };
     let (ok, failed) = (counter("success"), counter("failure"));
     let outcome =
         crate::net::verify_web_login(&limiter, &rig.credentials, ip, "alice@example.com", "old-password").await;

@@ -73,6 +73,8 @@ pub(crate) struct Connection {
     /// How long a client may take to accept what we send.
     write_timeout: Duration,
     shutdown: watch::Receiver<bool>,
+    /// `mailroom_bytes_sent_total{service="imap"}`, counted as each write completes.
+    sent: prometheus::IntCounter,
 }
 
 fn client_does_not_read() -> std::io::Error {
@@ -94,7 +96,15 @@ impl Connection {
         write_timeout: Duration,
         shutdown: watch::Receiver<bool>,
     ) -> Connection {
-        Connection { stream: Some(stream), rbuf: BytesMut::with_capacity(IDLE_BUFFER), peer, write_timeout, shutdown }
+        let sent = crate::metrics::metrics().bytes_sent_total.with_label_values(&["imap"]);
+        Connection {
+            stream: Some(stream),
+            rbuf: BytesMut::with_capacity(IDLE_BUFFER),
+            peer,
+            write_timeout,
+            shutdown,
+            sent,
+        }
     }
 
     /// Input read and not yet taken.
@@ -246,6 +256,7 @@ impl Connection {
         }
         for chunk in bytes.chunks(WRITE_CHUNK) {
             within(limit, stream.write_all(chunk)).await?;
+            self.sent.inc_by(chunk.len() as u64);
         }
         within(limit, stream.flush()).await
     }
@@ -272,6 +283,7 @@ impl Connection {
                 break;
             }
             within(limit, stream.write_all(&chunk[..n])).await?;
+            self.sent.inc_by(n as u64);
             copied += n as u64;
         }
         if copied < size {
@@ -281,6 +293,7 @@ impl Connection {
             while left > 0 {
                 let n = usize::try_from(left).unwrap_or(usize::MAX).min(chunk.len());
                 within(limit, stream.write_all(&chunk[..n])).await?;
+                self.sent.inc_by(n as u64);
                 left -= n as u64;
             }
         }

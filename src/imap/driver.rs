@@ -14,6 +14,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
+use crate::metrics::SessionGauge;
+
 use super::connection::{BoxedStream, Connection, IdleWake, ReadOutcome, Spooled};
 use super::context::ImapContext;
 use super::framing::{Frame, Resume, resume_frame};
@@ -55,7 +57,8 @@ pub async fn serve_connection<S>(
     }
     let conn = Connection::new(boxed, peer, ctx.limits.write_timeout, shutdown);
     let session = Session::new(ctx, peer, tls_active);
-    let mut driver = Driver { conn, session, pending: None, spooled: Vec::new(), acked_literal: None };
+    let gauge = SessionGauge::enter("imap", session.state_label());
+    let mut driver = Driver { conn, session, gauge, pending: None, spooled: Vec::new(), acked_literal: None };
     if let Err(e) = driver.run().await {
         tracing::debug!(%peer, error = %e, "IMAP connection ended with an I/O error");
     }
@@ -64,6 +67,8 @@ pub async fn serve_connection<S>(
 struct Driver {
     conn: Connection,
     session: Session,
+    /// The connection in `mailroom_sessions`, moved after every command.
+    gauge: SessionGauge,
     /// The part of a command read before a literal that was streamed away, with what the
     /// framer needs to go on after it.
     pending: Option<PendingCommand>,
@@ -94,6 +99,7 @@ impl Driver {
                     // large while the connection idles (see `IDLE_FUTURE_MAX`).
                     let next = Box::pin(self.session.command(&frame, spooled)).await?;
                     let flow = Box::pin(self.perform(next)).await?;
+                    self.gauge.set(self.session.state_label());
                     if flow != Flow::Continue {
                         return self.end(flow).await;
                     }
@@ -199,6 +205,7 @@ impl Driver {
         let max_line = self.session.ctx.limits.max_line;
         let timeout = self.session.ctx.limits.idle_timeout;
         let _idling = IdleGauge::enter();
+        self.gauge.set("idle");
         loop {
             self.send().await?;
             if let Some(line) = self.conn.take_buffered_line() {

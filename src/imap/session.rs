@@ -184,6 +184,16 @@ impl Session {
         }
     }
 
+    /// The `state` label of `mailroom_sessions{service="imap"}` (RFC 9051 3).
+    pub(crate) fn state_label(&self) -> &'static str {
+        match self.state {
+            State::NotAuthenticated => "not_authenticated",
+            State::Authenticated(_) => "authenticated",
+            State::Selected(..) => "selected",
+            State::Logout => "logout",
+        }
+    }
+
     /// The time to log in is up (`MAILROOM_LOGIN_TIMEOUT`): a timed-out read ends with
     /// a BYE that says so.
     pub(crate) fn login_overdue(&self) -> bool {

@@ -14,7 +14,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -24,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use super::reply::Status;
 use super::session::{Session, SessionConfig, Step, StoreAnswer, StoreOp};
 use crate::accounts::Directory;
-use crate::metrics::metrics;
+use crate::metrics::{SessionGauge, metrics};
 use crate::net::{LoginDeadline, LoginOutcome};
 use crate::sieve::vacation_settings::VACATION_SCRIPT;
 use crate::store::{MailboxOwner, Store, StoreError};
@@ -106,7 +106,9 @@ pub async fn serve_connection(
         max_bad_logins: limits.max_bad_logins,
     });
     let login = LoginDeadline::starting_now(limits.login_timeout);
-    let mut driver = Driver { ctx: &ctx, peer, shutdown, session, owner: None, login };
+    let gauge = SessionGauge::enter("managesieve", "not_authenticated");
+    let started = Instant::now();
+    let mut driver = Driver { ctx: &ctx, peer, shutdown, session, gauge, started, owner: None, login };
     let mut io = Io::new(stream);
     io.out.extend(driver.session.greeting());
     if driver.run(&mut io).await != End::StartTls {
@@ -154,6 +156,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
         let result = tokio::time::timeout(stall, write)
             .await
             .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "peer stalled")));
+        if result.is_ok() {
+            metrics().bytes_sent_total.with_label_values(&["managesieve"]).inc_by(self.out.len() as u64);
+        }
         self.out.clear();
         result
     }
@@ -177,6 +182,10 @@ struct Driver<'a> {
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
     session: Session,
+    /// The connection in `mailroom_sessions`, moved after every command.
+    gauge: SessionGauge,
+    /// When the command being answered was read (its latency).
+    started: Instant,
     /// The logged-in account.
     owner: Option<MailboxOwner>,
     /// Until a login succeeds, reads wait at most what is left of the time to log in.
@@ -191,7 +200,10 @@ impl Driver<'_> {
         loop {
             while let Some((used, step)) = self.session.on_input(&io.buf) {
                 io.buf.drain(..used.min(io.buf.len()));
-                if let Some(end) = self.perform(step, io).await {
+                self.started = Instant::now();
+                let end = self.perform(step, io).await;
+                self.gauge.set(if self.session.is_authenticated() { "authenticated" } else { "not_authenticated" });
+                if let Some(end) = end {
                     return end;
                 }
             }
@@ -257,7 +269,7 @@ impl Driver<'_> {
                         &ctx.limiter,
                         &ctx.directory,
                         &ctx.store,
-                        "managesieve",
+                        crate::net::LoginVia::new("managesieve", crate::net::AuthMechanism::Plain),
                         ip,
                         &username,
                         &password,
@@ -296,7 +308,10 @@ impl Driver<'_> {
             Some(Status::Bye) => "bye",
             None => return,
         };
-        metrics().managesieve_commands_total.with_label_values(&[self.session.last_command(), result]).inc();
+        let (m, command) = (metrics(), self.session.last_command());
+        m.managesieve_commands_total.with_label_values(&[command, result]).inc();
+        let seconds = self.started.elapsed().as_secs_f64();
+        m.managesieve_command_duration_seconds.with_label_values(&[command]).observe(seconds);
     }
 }
 

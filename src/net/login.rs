@@ -3,7 +3,7 @@
 //! reserve an attempt in the shared [`Limiter`], read the account's credentials record
 //! (a password the user changed, app passwords: `credentials/`), verify the password
 //! off the async workers, report the result, count it in
-//! `mailroom_auth_attempts_total{protocol, result}` and log it. The sessions only turn
+//! `mailroom_auth_attempts_total{protocol, mechanism, result}` and log it. The sessions only turn
 //! the [`LoginOutcome`] into their own reply.
 //!
 //! Keeping the dance in one place is what makes the limiter's guarantees hold: a call
@@ -19,6 +19,44 @@ use crate::metrics::metrics;
 use crate::store::Store;
 
 use super::ratelimit::{Blocked, Limiter};
+
+/// How the client handed over its password: the `mechanism` label of
+/// `mailroom_auth_attempts_total`. Only what some protocol offers, so the label is bounded;
+/// a mechanism we do not offer is refused before any password check and not counted here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMechanism {
+    /// SASL PLAIN (SMTP AUTH, IMAP AUTHENTICATE, POP3 AUTH, ManageSieve AUTHENTICATE).
+    Plain,
+    /// SASL LOGIN (SMTP AUTH only).
+    Login,
+    /// The protocol's own cleartext command or form: IMAP LOGIN, POP3 USER/PASS, the web
+    /// login form.
+    Password,
+}
+
+impl AuthMechanism {
+    fn label(self) -> &'static str {
+        match self {
+            AuthMechanism::Plain => "plain",
+            AuthMechanism::Login => "login",
+            AuthMechanism::Password => "password",
+        }
+    }
+}
+
+/// Where a login comes from, for the metrics and the log: the protocol (`submission`,
+/// `smtp`, `imap`, `pop3`, `managesieve`, `web`) and the mechanism.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoginVia {
+    pub protocol: &'static str,
+    pub mechanism: AuthMechanism,
+}
+
+impl LoginVia {
+    pub fn new(protocol: &'static str, mechanism: AuthMechanism) -> LoginVia {
+        LoginVia { protocol, mechanism }
+    }
+}
 
 /// What a login came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,23 +94,22 @@ impl<A> LoginOutcome<A> {
     }
 }
 
-/// Check `username`/`password` from `ip` for mail `protocol` (the metrics label:
-/// `submission`, `smtp`, `imap`, `pop3`, `managesieve`): the main password unless the
-/// account requires app passwords, and any of its app passwords.
+/// Check `username`/`password` from `ip` for a mail protocol: the main password unless
+/// the account requires app passwords, and any of its app passwords.
 pub async fn verify_login(
     limiter: &Limiter,
     directory: &Arc<Directory>,
     store: &Store,
-    protocol: &'static str,
+    via: LoginVia,
     ip: IpAddr,
     username: &str,
     password: &str,
 ) -> LoginOutcome {
     let credentials = Credentials::new(store.clone(), directory.clone());
-    verify(limiter, &credentials, Purpose::Mail, protocol, ip, username, password).await
+    verify(limiter, &credentials, Purpose::Mail, via, ip, username, password).await
 }
 
-/// Check a login to the web pages (metrics label `web`): the main password only, never
+/// Check a login to the web pages (metrics labels `web`, `password`): the main password only, never
 /// an app password (the pages change passwords and make app passwords).
 pub async fn verify_web_login(
     limiter: &Limiter,
@@ -81,20 +118,22 @@ pub async fn verify_web_login(
     username: &str,
     password: &str,
 ) -> LoginOutcome {
-    verify(limiter, credentials, Purpose::Web, "web", ip, username, password).await
+    let via = LoginVia::new("web", AuthMechanism::Password);
+    verify(limiter, credentials, Purpose::Web, via, ip, username, password).await
 }
 
 async fn verify(
     limiter: &Limiter,
     credentials: &Credentials,
     purpose: Purpose,
-    protocol: &'static str,
+    via: LoginVia,
     ip: IpAddr,
     username: &str,
     password: &str,
 ) -> LoginOutcome {
     let outcome = check(limiter, credentials, purpose, ip, username, password).await;
-    metrics().auth_attempts_total.with_label_values(&[protocol, outcome.label()]).inc();
+    metrics().auth_attempts_total.with_label_values(&[via.protocol, via.mechanism.label(), outcome.label()]).inc();
+    let protocol = via.protocol;
     match &outcome {
         LoginOutcome::LoggedIn(account) => tracing::info!(protocol, client = %ip, user = %account, "login"),
         LoginOutcome::Failed => tracing::warn!(protocol, client = %ip, user = %username, "login failed"),

@@ -33,7 +33,7 @@ use crate::metrics::metrics;
 
 pub use limits::{ConnectionLimiter, ConnectionPermit, Refusal};
 pub use listener::{BindError, BoundListener, bind};
-pub use login::{LoginOutcome, verify_login, verify_web_login};
+pub use login::{AuthMechanism, LoginOutcome, LoginVia, verify_login, verify_web_login};
 pub use login_deadline::LoginDeadline;
 pub use memory::{MemoryPermit, MessageMemory};
 pub use ratelimit::{Admission, BlockScope, Blocked, Limiter, LimiterConfig, LoginAttempt};

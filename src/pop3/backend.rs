@@ -11,7 +11,7 @@ use std::future::Future;
 use thiserror::Error;
 use tokio::io::AsyncRead;
 
-use crate::net::LoginOutcome;
+use crate::net::{AuthMechanism, LoginOutcome};
 use crate::pop3::maildrop::MaildropEntry;
 
 /// A store-side failure, mapped to `-ERR [SYS/TEMP]` (or "no longer available").
@@ -39,6 +39,7 @@ pub trait Pop3Backend: Send + Sync + 'static {
     fn authenticate(
         &self,
         ip: std::net::IpAddr,
+        mechanism: AuthMechanism,
         username: &str,
         password: &str,
     ) -> impl Future<Output = LoginOutcome<Self::Account>> + Send;

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::accounts::{Address, Directory};
-use crate::net::LoginOutcome;
+use crate::net::{AuthMechanism, LoginOutcome};
 use crate::pop3::backend::{BackendError, Pop3Backend};
 use crate::pop3::maildrop::MaildropEntry;
 use crate::pop3::server::{Endpoint, Pop3Limits, serve_with};
@@ -73,8 +73,15 @@ impl Pop3Backend for Pop3Context {
     type Lock = Lease;
     type Reader = MessageReader;
 
-    async fn authenticate(&self, ip: std::net::IpAddr, username: &str, password: &str) -> LoginOutcome {
-        crate::net::verify_login(&self.limiter, &self.directory, &self.store, "pop3", ip, username, password).await
+    async fn authenticate(
+        &self,
+        ip: std::net::IpAddr,
+        mechanism: AuthMechanism,
+        username: &str,
+        password: &str,
+    ) -> LoginOutcome {
+        let via = crate::net::LoginVia::new("pop3", mechanism);
+        crate::net::verify_login(&self.limiter, &self.directory, &self.store, via, ip, username, password).await
     }
 
     async fn lock_maildrop(&self, account: &Address) -> Result<Option<Lease>, BackendError> {

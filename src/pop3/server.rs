@@ -17,15 +17,15 @@
 //!   shutdown leaves the maildrop untouched (RFC 1939 §6).
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::metrics::metrics;
-use crate::net::{LoginDeadline, LoginOutcome};
+use crate::metrics::{SessionGauge, metrics};
+use crate::net::{AuthMechanism, LoginDeadline, LoginOutcome};
 use crate::pop3::backend::{BackendError, Pop3Backend};
 use crate::pop3::dotstuff::write_message;
 use crate::pop3::line::{LineRead, read_line};
@@ -95,7 +95,9 @@ pub async fn serve_with<B: Pop3Backend>(
         max_errors: endpoint.limits.max_errors,
     });
     let login = LoginDeadline::starting_now(endpoint.limits.login_timeout);
-    let mut driver = Driver { backend, endpoint, peer, shutdown, session, open: None, login };
+    let gauge = SessionGauge::enter("pop3", session.state_label());
+    let started = Instant::now();
+    let mut driver = Driver { backend, endpoint, peer, shutdown, session, gauge, started, open: None, login };
     let greeting = Session::greeting(endpoint.hostname);
     if implicit_tls {
         let Some(tls) = handshake(endpoint, stream, peer, true).await else {
@@ -174,6 +176,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
         let result = tokio::time::timeout(stall, write)
             .await
             .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "peer stalled")));
+        if result.is_ok() {
+            count_sent(self.out.len() as u64);
+        }
         self.out.clear();
         self.broken |= result.is_err();
         result
@@ -194,6 +199,11 @@ enum End {
     StartTls,
 }
 
+/// `mailroom_bytes_sent_total{service="pop3"}`: bytes a write handed to the client.
+fn count_sent(bytes: u64) {
+    metrics().bytes_sent_total.with_label_values(&["pop3"]).inc_by(bytes);
+}
+
 /// The maildrop a logged-in session holds: the mailbox and its exclusive lock.
 struct OpenMaildrop<M, L> {
     mailbox: M,
@@ -207,6 +217,10 @@ struct Driver<'a, B: Pop3Backend> {
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
     session: Session,
+    /// The connection in `mailroom_sessions`, moved after every command.
+    gauge: SessionGauge,
+    /// When the command being answered was read (its latency).
+    started: Instant,
     open: Option<OpenMaildrop<B::Mailbox, B::Lock>>,
     /// Until a login succeeds, reads wait at most what is left of the time to log in.
     login: LoginDeadline,
@@ -241,6 +255,7 @@ impl<B: Pop3Backend> Driver<'_, B> {
                 }
                 r = tokio::time::timeout(timeout, read_line(&mut io.reader, limit, &mut line)) => r,
             };
+            self.started = Instant::now();
             let step = match read {
                 Err(_) if self.open.is_none() && self.login.passed() => {
                     io.queue(&Reply::err("Login took too long"));
@@ -254,7 +269,9 @@ impl<B: Pop3Backend> Driver<'_, B> {
                 Ok(Ok(LineRead::TooLong)) => self.session.line_too_long(),
                 Ok(Ok(LineRead::Line)) => self.session.on_line(&line),
             };
-            if let Some(end) = self.perform(step, io).await {
+            let end = self.perform(step, io).await;
+            self.gauge.set(self.session.state_label());
+            if let Some(end) = end {
                 return end;
             }
         }
@@ -269,7 +286,9 @@ impl<B: Pop3Backend> Driver<'_, B> {
             Status::Continue => "",
         };
         if !result.is_empty() {
-            metrics().pop3_commands_total.with_label_values(&[self.session.last_command(), result]).inc();
+            let (m, command) = (metrics(), self.session.last_command());
+            m.pop3_commands_total.with_label_values(&[command, result]).inc();
+            m.pop3_command_duration_seconds.with_label_values(&[command]).observe(self.started.elapsed().as_secs_f64());
         }
         io.queue(reply);
     }
@@ -287,11 +306,11 @@ impl<B: Pop3Backend> Driver<'_, B> {
                 self.answer(io, &reply);
                 return Some(if io.flush(stall).await.is_ok() { End::StartTls } else { End::Closed });
             }
-            Step::Authenticate { username, password } => {
+            Step::Authenticate { username, password, mechanism } => {
                 if io.flush(stall).await.is_err() {
                     return Some(End::Closed);
                 }
-                match self.login(&username, &password).await {
+                match self.login(mechanism, &username, &password).await {
                     Step::Close(reply) => {
                         self.answer(io, &reply);
                         return Some(End::Closed);
@@ -308,9 +327,13 @@ impl<B: Pop3Backend> Driver<'_, B> {
                 match self.backend.open_message(&open.mailbox, uid).await {
                     Ok(mut reader) => {
                         self.answer(io, &first_line);
-                        if io.flush(stall).await.is_err()
-                            || write_message(&mut reader, io.reader.get_mut(), top, stall).await.is_err()
-                        {
+                        let sent = match io.flush(stall).await {
+                            Ok(()) => write_message(&mut reader, io.reader.get_mut(), top, stall).await,
+                            Err(e) => Err(e),
+                        };
+                        if let Ok(bytes) = sent {
+                            count_sent(bytes);
+                        } else {
                             // Mid-response failure: the client cannot resynchronise.
                             io.broken = true;
                             return Some(End::Closed);
@@ -352,8 +375,8 @@ impl<B: Pop3Backend> Driver<'_, B> {
 
     /// Verify, lock, snapshot; returns the step to send (a reply, or a close after too
     /// many failures).
-    async fn login(&mut self, username: &str, password: &str) -> Step {
-        let account = match self.backend.authenticate(self.peer.ip(), username, password).await {
+    async fn login(&mut self, mechanism: AuthMechanism, username: &str, password: &str) -> Step {
+        let account = match self.backend.authenticate(self.peer.ip(), mechanism, username, password).await {
             LoginOutcome::LoggedIn(account) => account,
             LoginOutcome::Failed => {
                 tokio::time::sleep(self.endpoint.limits.auth_failure_delay).await;

@@ -14,6 +14,7 @@
 //!   garbage senders);
 //! - USER never reveals whether an account exists: the answer comes only after PASS.
 
+use crate::net::AuthMechanism;
 use crate::pop3::command::{
     Command, CommandError, MAX_COMMAND_LINE, MAX_SASL_LINE, SaslResponse, parse_command, parse_sasl_response,
 };
@@ -47,7 +48,7 @@ pub enum Step {
     /// Check the credentials, lock the maildrop and take its snapshot, then report with
     /// [`Session::logged_in`], [`Session::login_failed`], [`Session::maildrop_in_use`] or
     /// [`Session::maildrop_unavailable`].
-    Authenticate { username: String, password: String },
+    Authenticate { username: String, password: String, mechanism: AuthMechanism },
     /// Send `first_line`, then the message `uid` dot-stuffed (TOP: `top` body lines).
     SendMessage { first_line: Reply, uid: u32, top: Option<u64> },
     /// UPDATE state: expunge `uids` durably, then call [`Session::update_done`].
@@ -117,6 +118,15 @@ impl Session {
         self.error(Reply::err("Line too long"))
     }
 
+    /// The `state` label of `mailroom_sessions{service="pop3"}` (RFC 1939 3).
+    pub fn state_label(&self) -> &'static str {
+        match self.state {
+            State::Authorization { .. } => "authorization",
+            State::Transaction(_) => "transaction",
+            State::Update => "update",
+        }
+    }
+
     /// Keyword of the command last received (`AUTH` for SASL continuation lines,
     /// `invalid` for lines that did not parse): a bounded set, fit for metric labels.
     pub fn last_command(&self) -> &'static str {
@@ -175,7 +185,7 @@ impl Session {
                 self.ok(Reply::ok("Send PASS"))
             }
             Command::Pass(password) => match self.take_user() {
-                Some(username) => Step::Authenticate { username, password },
+                Some(username) => Step::Authenticate { username, password, mechanism: AuthMechanism::Password },
                 None => self.error(Reply::err("USER first")),
             },
             Command::Auth { mechanism: None, .. } => {
@@ -232,7 +242,11 @@ impl Session {
         if authcid.is_empty() || (!authzid.is_empty() && !authzid.eq_ignore_ascii_case(authcid)) {
             return self.login_failed();
         }
-        Step::Authenticate { username: authcid.to_string(), password: passwd.to_string() }
+        Step::Authenticate {
+            username: authcid.to_string(),
+            password: passwd.to_string(),
+            mechanism: AuthMechanism::Plain,
+        }
     }
 
     fn transaction_command(&mut self, cmd: Command) -> Step {

@@ -35,7 +35,11 @@ fn logged_in() -> Session {
     transcript(&mut s, &[("USER alice@example.com", "+OK Send PASS\r\n")]);
     assert_eq!(
         s.on_line(b"PASS pw\r\n"),
-        Step::Authenticate { username: "alice@example.com".into(), password: "pw".into() }
+        Step::Authenticate {
+            username: "alice@example.com".into(),
+            password: "pw".into(),
+            mechanism: AuthMechanism::Password
+        }
     );
     assert_eq!(s.logged_in(maildrop()).to_bytes(), b"+OK Logged in, 2 messages (320 octets)\r\n");
     s
@@ -140,7 +144,7 @@ fn auth_plain_with_continuation_and_cancel() {
     // "alice\0alice\0pw": authzid equal to authcid is fine.
     assert_eq!(
         s.on_line(b"YWxpY2UAYWxpY2UAcHc=\r\n"),
-        Step::Authenticate { username: "alice".into(), password: "pw".into() }
+        Step::Authenticate { username: "alice".into(), password: "pw".into(), mechanism: AuthMechanism::Plain }
     );
     assert_eq!(s.line_limit(), MAX_COMMAND_LINE);
 }

@@ -93,6 +93,7 @@ async fn attempt(queue: &Queue, claimed: Claimed) {
     metrics().queue_attempt_duration_seconds.observe(started.elapsed().as_secs_f64());
 
     let now = SystemTime::now();
+    let age = env.age(now);
     env.attempts = env.attempts.saturating_add(1);
     let mut failed: Vec<DsnRecipient> = Vec::new();
     for (i, outcome, relay) in outcomes {
@@ -128,6 +129,9 @@ async fn attempt(queue: &Queue, claimed: Claimed) {
         }
         metrics().queue_deliveries_total.with_label_values(&[result]).inc();
         let shown_result = if result == "failed" { "bounced" } else { result };
+        if result != "deferred" {
+            metrics().queue_time_seconds.with_label_values(&[shown_result]).observe(age.as_secs_f64());
+        }
         let class = status_class(outcome.status().enhanced);
         metrics().queue_delivery_status_total.with_label_values(&[shown_result, class]).inc();
         if let Some(recent) = inner.recent.get() {
@@ -142,7 +146,6 @@ async fn attempt(queue: &Queue, claimed: Claimed) {
     }
 
     let settings = &inner.settings;
-    let age = env.age(now);
     let mut delayed: Vec<DsnRecipient> = Vec::new();
     if env.pending().next().is_some() {
         if age >= settings.lifetime {
@@ -162,6 +165,7 @@ async fn attempt(queue: &Queue, claimed: Claimed) {
                     attempt: env.attempts,
                 });
                 metrics().queue_deliveries_total.with_label_values(&["expired"]).inc();
+                metrics().queue_time_seconds.with_label_values(&["bounced"]).observe(age.as_secs_f64());
                 metrics()
                     .queue_delivery_status_total
                     .with_label_values(&["bounced", status_class(expired.enhanced)])

@@ -165,6 +165,10 @@ impl Scanners {
                 }
             };
             metrics().scan_results_total.with_label_values(&["dnsbl", result]).inc();
+            if matches!(answer, DnsblAnswer::Listed(_)) {
+                // The zone is one of MAILROOM_DNSBL's: a bounded label.
+                metrics().dnsbl_listings_total.with_label_values(&[&zone]).inc();
+            }
             if let (None, DnsblAnswer::Listed(code)) = (&listed, answer) {
                 listed = Some((zone, code));
             }

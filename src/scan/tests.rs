@@ -158,8 +158,11 @@ async fn dnsbl_and_authentication_results_send_to_junk() {
     let rcpts = vec!["bob@ours.test".to_string()];
     let c = config(&[("MAILROOM_DNSBL", "bl.test".into()), ("MAILROOM_DNS_SERVERS", dns.addr.to_string())]);
     let s = scanners(&c);
+    let listings = || crate::metrics::metrics().dnsbl_listings_total.with_label_values(&["bl.test"]).get();
+    let before = listings();
     let v = s.scan(MSG, &ctx(&rcpts, None, None)).await;
     assert_eq!(v.action, ScanAction::Junk { reason: "192.0.2.66 listed in bl.test (127.0.0.2)".into() });
+    assert_eq!(listings(), before + 1, "the hit is counted by its zone");
     assert_eq!(v.headers, "X-Spam: Yes (192.0.2.66 listed in bl.test (127.0.0.2))\r\n");
     // Authenticated submission from a listed (e.g. residential) address: not consulted.
     let v = s.scan(MSG, &ctx(&rcpts, Some("alice@ours.test"), None)).await;

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::accounts::{Address, Directory};
-use crate::net::{Limiter, LoginOutcome, verify_login};
+use crate::net::{Limiter, LoginOutcome, LoginVia, verify_login};
 
 use super::sasl::{self, Credentials, LOGIN_PASSWORD, LOGIN_USERNAME, Mechanism, SaslError};
 use super::status::Status;
@@ -89,11 +89,11 @@ pub async fn check_password(
     limiter: &Limiter,
     directory: &Arc<Directory>,
     store: &crate::store::Store,
-    service: &'static str,
+    via: LoginVia,
     ip: IpAddr,
     c: Credentials,
 ) -> Result<Address, Status> {
-    match verify_login(limiter, directory, store, service, ip, &c.username, &c.password).await {
+    match verify_login(limiter, directory, store, via, ip, &c.username, &c.password).await {
         LoginOutcome::LoggedIn(account) => Ok(account),
         LoginOutcome::Failed => Err(Status::new(535, (5, 7, 8), "Error: authentication credentials invalid")),
         LoginOutcome::Refused(blocked) => Err(Status::new(454, (4, 7, 0), format!("Error: {blocked}"))),

@@ -9,6 +9,7 @@
 //! - `framing`: finding complete command lines, the 2,048-octet limit;
 //! - `data`: DATA and BDAT content decoding (dot-unstuffing, the anti-smuggling rule);
 //! - `session`: the state machine deciding every reply, over a [`Policy`];
+//! - `refusal`, `outcome`: why a transaction was refused, and its one count by outcome;
 //! - `policy`: the server's policy (accounts directory, quota, trusted networks, DNS);
 //! - `sender_dns`: the hickory-backed sender domain check;
 //! - `deliver`: spooling and trace headers;
@@ -37,6 +38,7 @@ pub mod deadline;
 pub mod deliver;
 pub mod framing;
 pub mod inbound;
+pub mod outcome;
 pub mod policy;
 pub mod refusal;
 pub mod sasl;

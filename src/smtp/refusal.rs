@@ -1,7 +1,9 @@
-//! Why the server refused a message once its content had arrived: the `reason` label of
+//! Why the server refused a transaction, at MAIL, at RCPT or once the content had
+//! arrived: the `reason` label of `mailroom_smtp_transactions_total` and
 //! `mailroom_smtp_messages_refused_total`. The check that refuses names its reason as a
-//! value beside the reply it builds, so the metric never reads reply text back.
+//! value beside the reply it builds, so the metrics never read reply text back.
 
+use super::session::{RecipientVerdict, SenderVerdict};
 use super::status::{Enhanced, Status};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,8 +26,19 @@ pub enum Refusal {
     Quota,
     /// The mailbox no longer exists at delivery.
     UnknownUser,
-    /// Our own trouble: spool, queue or store.
+    /// Our own trouble: spool, queue or store (a full disk at MAIL too).
     Local,
+    /// RCPT to a domain we do not serve, from a client that may not relay.
+    Relay,
+    /// MAIL's sender domain does not exist, or its lookup failed.
+    Sender,
+    /// A parameter the session cannot take: non-ASCII addresses without SMTPUTF8,
+    /// BODY=BINARYMIME.
+    Syntax,
+    /// REQUIRETLS on a session without TLS.
+    TlsRequired,
+    /// More recipients than `MAILROOM_SMTP_MAX_RECIPIENTS` in one transaction.
+    TooManyRecipients,
 }
 
 impl Refusal {
@@ -42,6 +55,30 @@ impl Refusal {
             Refusal::Quota => "quota",
             Refusal::UnknownUser => "unknown_user",
             Refusal::Local => "local",
+            Refusal::Relay => "relay",
+            Refusal::Sender => "sender",
+            Refusal::Syntax => "syntax",
+            Refusal::TlsRequired => "tls_required",
+            Refusal::TooManyRecipients => "too_many_recipients",
+        }
+    }
+
+    /// Why a MAIL with this sender verdict is refused (unused for `Accept`).
+    pub fn of_sender(verdict: &SenderVerdict) -> Refusal {
+        match verdict {
+            SenderVerdict::NotOwned => Refusal::Policy,
+            SenderVerdict::Accept | SenderVerdict::UnknownDomain | SenderVerdict::TempFail => Refusal::Sender,
+        }
+    }
+
+    /// Why a RCPT with this recipient verdict is refused (unused for `Accept`).
+    pub fn of_recipient(verdict: &RecipientVerdict) -> Refusal {
+        match verdict {
+            RecipientVerdict::Unknown => Refusal::UnknownUser,
+            RecipientVerdict::RelayDenied => Refusal::Relay,
+            RecipientVerdict::OverQuota => Refusal::Quota,
+            RecipientVerdict::HourlyLimit => Refusal::RateLimit,
+            RecipientVerdict::Accept { .. } | RecipientVerdict::TempFail(_) => Refusal::Local,
         }
     }
 

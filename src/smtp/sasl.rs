@@ -42,6 +42,14 @@ impl Mechanism {
         }
     }
 
+    /// The `mechanism` label of `mailroom_auth_attempts_total`.
+    pub fn metric(self) -> crate::net::AuthMechanism {
+        match self {
+            Mechanism::Plain => crate::net::AuthMechanism::Plain,
+            Mechanism::Login => crate::net::AuthMechanism::Login,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Mechanism::Plain => "PLAIN",

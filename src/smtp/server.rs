@@ -42,6 +42,7 @@ use super::data::{ChunkDecoder, DataDecoder};
 use super::deadline::{LineDeadline, TransferDeadline};
 use super::deliver::Spool;
 use super::framing::{Frame, LineFramer};
+use super::outcome::TransactionMeter;
 use super::policy::{DirectoryPolicy, SenderDomainCheck};
 use super::refusal::Refusal;
 use super::sasl::{self, Mechanism, SaslError};
@@ -143,6 +144,7 @@ struct SmtpConnection {
     /// The span of the current transaction (`msgid` field), keyed by its id.
     tx_span: Option<(String, tracing::Span)>,
     chunks: Option<Chunks>,
+    transactions: TransactionMeter,
 }
 
 /// One client answer during AUTH.
@@ -184,6 +186,7 @@ impl SmtpConnection {
             limiter: ctx.limiter.clone(),
         };
         let framer = LineFramer::new(ctx.limits.max_line);
+        let transactions = TransactionMeter::new(service_name(&ctx));
         SmtpConnection {
             ctx,
             policy,
@@ -197,6 +200,7 @@ impl SmtpConnection {
             span,
             tx_span: None,
             chunks: None,
+            transactions,
         }
     }
 
@@ -356,6 +360,7 @@ impl SmtpConnection {
         let verb = cmd.verb();
         let span = self.current_span();
         let (replies, action) = self.session.handle(cmd, &self.policy).instrument(span.clone()).await;
+        self.count_transaction(verb, &replies);
         let rcpt_refused = if let Some(rcpt) = rcpt
             && let Some(r) = replies.first()
         {
@@ -409,7 +414,8 @@ impl SmtpConnection {
             }
             Ok(c) => {
                 let ip = self.session.client().ip;
-                check_password(&self.ctx.limiter, &self.ctx.directory, &self.ctx.store, self.service(), ip, c).await
+                let via = crate::net::LoginVia::new(self.service(), mechanism.metric());
+                check_password(&self.ctx.limiter, &self.ctx.directory, &self.ctx.store, via, ip, c).await
             }
         };
         let (replies, action) = self.session.auth_finished(result);
@@ -621,6 +627,19 @@ impl SmtpConnection {
         self.end_of_message(chunks.decoder.size(), chunks.decoder.exceeded(), chunks.spool).await
     }
 
+    /// Report MAIL and RCPT answers to the transaction meter, and whether a transaction
+    /// is still open after any command.
+    fn count_transaction(&mut self, verb: &str, replies: &[Status]) {
+        let accepted = replies.first().is_some_and(Status::is_positive);
+        let refusal = self.session.take_refusal();
+        match verb {
+            "MAIL" => self.transactions.mail(accepted, refusal),
+            "RCPT" => self.transactions.rcpt(accepted, refusal),
+            _ => {}
+        }
+        self.transactions.still_open(self.session.sender().is_some());
+    }
+
     /// The message content is complete: refuse it or deliver it, then reply.
     async fn end_of_message(&mut self, size: u64, exceeded: bool, spool: Spool) -> io::Result<bool> {
         let span = self.current_span();
@@ -634,6 +653,7 @@ impl SmtpConnection {
                     span.in_scope(|| maillog::refused(&mail, "", r, Refusal::Size));
                 }
                 metrics().smtp_messages_refused_total.with_label_values(&[service, Refusal::Size.label()]).inc();
+                self.transactions.message(Err(Refusal::Size));
                 self.push(&replies);
                 return Ok(!replies.iter().any(|r| r.code == Code::Reply(421)));
             }
@@ -680,10 +700,14 @@ impl SmtpConnection {
             metrics().smtp_received_bytes_total.inc_by(size);
         }
         metrics().smtp_data_duration_seconds.with_label_values(&[service]).observe(started.elapsed().as_secs_f64());
+        if accepted > 0 {
+            self.transactions.message(Ok(()));
+        }
         if accepted < outcomes.len() {
             let first_refusal = outcomes.iter().find_map(|o| o.as_ref().err());
             let reason = refusal.or_else(|| first_refusal.map(Refusal::of_delivery)).unwrap_or(Refusal::Local);
             metrics().smtp_messages_refused_total.with_label_values(&[service, reason.label()]).inc();
+            self.transactions.message(Err(reason));
             if refusal.is_none() {
                 for (to, outcome) in rcpts.iter().zip(&outcomes) {
                     if let Err(r) = outcome {

@@ -16,6 +16,7 @@ use std::net::IpAddr;
 use crate::accounts::Address;
 
 use super::command::{BodyType, Command, CommandError, ForwardPath, MailFrom, Mailbox, ReversePath, parse_command};
+use super::refusal::Refusal;
 use super::status::Status;
 
 /// Which protocol this session speaks.
@@ -258,6 +259,8 @@ pub struct Session {
     junk: u32,
     /// Reply owed after a refused BDAT chunk has been read and discarded.
     pending_chunk_error: Option<Status>,
+    /// Why the MAIL or RCPT just answered was refused ([`Session::take_refusal`]).
+    refusal: Option<Refusal>,
 }
 
 const HELP_TEXT: &str = "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH (RFC 5321)";
@@ -273,7 +276,19 @@ impl Session {
             errors: 0,
             junk: 0,
             pending_chunk_error: None,
+            refusal: None,
         }
+    }
+
+    /// Why the last MAIL or RCPT was refused, once: the transaction metrics' reason.
+    pub fn take_refusal(&mut self) -> Option<Refusal> {
+        self.refusal.take()
+    }
+
+    /// Refuse the MAIL or RCPT being handled for `reason`.
+    fn refuse(&mut self, reason: Refusal, reply: Status) -> (Vec<Status>, Action) {
+        self.refusal = Some(reason);
+        self.finish(vec![reply], Action::Continue)
     }
 
     pub fn state(&self) -> SessionState {
@@ -540,7 +555,7 @@ impl Session {
             SessionState::Greeted => Some(Status::new(503, (5, 5, 1), "Error: send HELO/EHLO first")),
             SessionState::Ready if self.config.mode == SmtpMode::Submission && self.client.authenticated.is_none() => {
                 // RFC 4954 §6: submission requires authentication.
-                Some(Status::new(530, (5, 7, 0), "Error: authentication required"))
+                return self.refuse(Refusal::Auth, Status::new(530, (5, 7, 0), "Error: authentication required"));
             }
             SessionState::Ready => None,
             _ => Some(Status::new(503, (5, 5, 1), "Error: nested MAIL command")),
@@ -551,30 +566,32 @@ impl Session {
         if self.config.limits.disk.is_low() {
             // RFC 3463 4.3.1 "mail system full"; 452 is RFC 5321's "insufficient system
             // storage". Not counted as a client error: the client did nothing wrong.
+            self.refusal = Some(Refusal::Local);
             return (vec![disk_full_reply()], Action::Continue);
         }
         if mail.body == Some(BodyType::BinaryMime) {
             // Not advertised: we normalise line endings, which would corrupt binary (data.rs).
             let r = Status::new(555, (5, 5, 4), "Error: BINARYMIME is not supported");
-            return self.finish(vec![r], Action::Continue);
+            return self.refuse(Refusal::Syntax, r);
         }
         if mail.require_tls && (self.client.tls.is_none() || self.config.mode == SmtpMode::Lmtp) {
             let r = Status::new(530, (5, 7, 10), "Error: REQUIRETLS needs a TLS session");
-            return self.finish(vec![r], Action::Continue);
+            return self.refuse(Refusal::TlsRequired, r);
         }
         if let Some(size) = mail.size
             && size > self.config.limits.max_message_size
         {
             let r = Status::new(552, (5, 3, 4), "Error: message size exceeds fixed limit");
-            return self.finish(vec![r], Action::Continue);
+            return self.refuse(Refusal::Size, r);
         }
         if let ReversePath::Mailbox(mb) = &mail.path {
             if mb.needs_smtputf8() && !mail.smtputf8 {
                 // RFC 6531 §3.7.4.
                 let r = Status::new(553, (5, 6, 7), "Error: non-ASCII sender needs SMTPUTF8");
-                return self.finish(vec![r], Action::Continue);
+                return self.refuse(Refusal::Syntax, r);
             }
             let verdict = policy.check_sender(&self.client, mb).await;
+            let reason = Refusal::of_sender(&verdict);
             let r = match verdict {
                 SenderVerdict::Accept => None,
                 SenderVerdict::UnknownDomain => Some(Status::new(
@@ -594,7 +611,7 @@ impl Session {
                 )),
             };
             if let Some(r) = r {
-                return self.finish(vec![r], Action::Continue);
+                return self.refuse(reason, r);
             }
         }
         self.tx =
@@ -611,7 +628,7 @@ impl Session {
         if tx.recipients.len() >= self.config.limits.max_recipients {
             tx.overshoot = tx.overshoot.saturating_add(1);
             let r = Status::new(452, (4, 5, 3), "Error: too many recipients");
-            return self.finish(vec![r], Action::Continue);
+            return self.refuse(Refusal::TooManyRecipients, r);
         }
         let address = match path {
             ForwardPath::Postmaster => {
@@ -620,12 +637,13 @@ impl Session {
             ForwardPath::Mailbox(mb) => {
                 if mb.needs_smtputf8() && !tx.mail.smtputf8 {
                     let r = Status::new(553, (5, 6, 7), "Error: non-ASCII recipient needs SMTPUTF8");
-                    return self.finish(vec![r], Action::Continue);
+                    return self.refuse(Refusal::Syntax, r);
                 }
                 mb.address
             }
         };
         let verdict = policy.check_recipient(&self.client, &address).await;
+        let reason = Refusal::of_recipient(&verdict);
         let r = match verdict {
             RecipientVerdict::Accept { mailboxes, forwards } => {
                 if let Some(tx) = self.tx.as_mut() {
@@ -646,7 +664,7 @@ impl Session {
                 Status::new(451, (4, 7, 1), format!("<{address}>: too many recipients this hour, try again later"))
             }
         };
-        self.finish(vec![r], Action::Continue)
+        self.refuse(reason, r)
     }
 
     /// Checks shared by DATA and the first BDAT: a transaction with recipients.

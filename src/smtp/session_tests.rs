@@ -464,3 +464,28 @@ async fn submission_requires_tls_then_auth() {
     let (got, _) = s.delivered(&env, &[Ok(())]);
     assert!(render(&got).starts_with("250 2.0.0 Ok: queued as "), "{}", render(&got));
 }
+
+/// Every refused MAIL and RCPT names its reason for the transaction metrics, once.
+#[tokio::test]
+async fn refused_mail_and_rcpt_name_their_reason() {
+    let mut s = session(SmtpMode::Mx);
+    say(&mut s, "EHLO client.example").await;
+    say(&mut s, "MAIL FROM:<bob@nxdomain.example>").await;
+    assert_eq!(s.take_refusal(), Some(Refusal::Sender));
+    assert_eq!(s.take_refusal(), None);
+    say(&mut s, "MAIL FROM:<bob@remote.example> SIZE=999999999999").await;
+    assert_eq!(s.take_refusal(), Some(Refusal::Size));
+    say(&mut s, "MAIL FROM:<bob@remote.example>").await;
+    assert_eq!(s.take_refusal(), None);
+    for (rcpt, reason) in [
+        ("nobody@ours.example", Refusal::UnknownUser),
+        ("carol@elsewhere.example", Refusal::Relay),
+        ("full@ours.example", Refusal::Quota),
+        ("broken@ours.example", Refusal::Local),
+    ] {
+        say(&mut s, &format!("RCPT TO:<{rcpt}>")).await;
+        assert_eq!(s.take_refusal(), Some(reason), "{rcpt}");
+    }
+    expect(&mut s, "RCPT TO:<alice@ours.example>", "250 2.1.5 Ok").await;
+    assert_eq!(s.take_refusal(), None);
+}

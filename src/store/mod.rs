@@ -9,7 +9,8 @@
 //! `folder_name.rs` folder names and mUTF-7, `reader.rs` [`MessageReader`] (CRLF message
 //! streams), `sieve.rs` the Sieve script-name rule and the sieve delegation,
 //! `credentials.rs` the per-account credentials record and its delegation, `fetch_state.rs`
-//! what each periodic-fetch source has fetched and its delegation; `maildir/`
+//! what each periodic-fetch source has fetched and its delegation, `metered.rs` the
+//! latency and error metrics of the delegation; `maildir/`
 //! and `pg/` the backends. [`Store`], [`Mailbox`] and [`ViewTicket`] are
 //! enums with one variant per backend that delegate through the traits, so consumers keep
 //! these names whatever the backend, and a new backend is a new variant (docs/architecture.md,
@@ -28,6 +29,7 @@ mod fetch_state;
 pub mod folder_name;
 mod lease;
 pub mod maildir;
+pub mod metered;
 pub mod open;
 pub mod pg;
 mod reader;
@@ -40,6 +42,8 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use tokio::sync::broadcast;
+
+use metered::{StoreOp, metered};
 
 pub use api::{MailStore, MailboxOps, ViewRetention};
 pub use credentials::{AppPasswordEntry, CredentialRecord, CredentialsPut, PasswordOverride, VersionedCredentials};
@@ -82,6 +86,14 @@ pub enum ViewTicket {
 }
 
 impl Store {
+    /// The `backend` label of the store metrics.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Maildir(_) => "maildir",
+            Store::Pg(_) => "pg",
+        }
+    }
+
     /// Open the Maildir store under `data_dir` (creating `mail/` and `state/index/`).
     /// `hostname` goes into new file names, as Dovecot and Postfix do.
     pub fn open(data_dir: &Path, hostname: &str) -> Result<Store, StoreError> {
@@ -110,10 +122,13 @@ impl Store {
 
     /// See [`MailStore::open_mailbox`].
     pub async fn open_mailbox(&self, account: &MailboxOwner, folder: &str) -> Result<Mailbox, StoreError> {
-        match self {
-            Store::Maildir(s) => MailStore::open_mailbox(s, account, folder).await.map(Mailbox::Maildir),
-            Store::Pg(s) => MailStore::open_mailbox(s, account, folder).await.map(Mailbox::Pg),
-        }
+        metered(self.backend(), StoreOp::Open, async {
+            match self {
+                Store::Maildir(s) => MailStore::open_mailbox(s, account, folder).await.map(Mailbox::Maildir),
+                Store::Pg(s) => MailStore::open_mailbox(s, account, folder).await.map(Mailbox::Pg),
+            }
+        })
+        .await
     }
 
     /// See [`MailStore::deliver`].
@@ -122,10 +137,16 @@ impl Store {
         body: &MessageBody,
         deliveries: &[LocalDelivery],
     ) -> Vec<Result<DeliveredMessage, StoreError>> {
-        match self {
+        let started = std::time::Instant::now();
+        let results = match self {
             Store::Maildir(s) => MailStore::deliver(s, body, deliveries).await,
             Store::Pg(s) => MailStore::deliver(s, body, deliveries).await,
+        };
+        metered::observe(self.backend(), StoreOp::Deliver, started);
+        for e in results.iter().filter_map(|r| r.as_ref().err()) {
+            metered::count_error(self.backend(), StoreOp::Deliver, e);
         }
+        results
     }
 
     /// See [`MailStore::ensure_account`].
@@ -146,10 +167,13 @@ impl Store {
 
     /// See [`MailStore::quota_usage`].
     pub async fn quota_usage(&self, account: &MailboxOwner) -> Result<u64, StoreError> {
-        match self {
-            Store::Maildir(s) => MailStore::quota_usage(s, account).await,
-            Store::Pg(s) => MailStore::quota_usage(s, account).await,
-        }
+        metered(self.backend(), StoreOp::Quota, async {
+            match self {
+                Store::Maildir(s) => MailStore::quota_usage(s, account).await,
+                Store::Pg(s) => MailStore::quota_usage(s, account).await,
+            }
+        })
+        .await
     }
 
     /// See [`MailStore::list_folders`].
@@ -235,6 +259,14 @@ impl ViewTicket {
 }
 
 impl Mailbox {
+    /// The `backend` label of the store metrics.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Mailbox::Maildir(_) => "maildir",
+            Mailbox::Pg(_) => "pg",
+        }
+    }
+
     /// The Maildir backend's mailbox, for its extras; `None` on another backend.
     pub fn as_maildir(&self) -> Option<&MaildirMailbox> {
         match self {
@@ -299,18 +331,24 @@ impl Mailbox {
 
     /// See [`MailboxOps::sync`].
     pub async fn sync(&self) -> Result<MailboxSnapshot, StoreError> {
-        match self {
-            Mailbox::Maildir(m) => MailboxOps::sync(m).await,
-            Mailbox::Pg(m) => MailboxOps::sync(m).await,
-        }
+        metered(self.backend(), StoreOp::Sync, async {
+            match self {
+                Mailbox::Maildir(m) => MailboxOps::sync(m).await,
+                Mailbox::Pg(m) => MailboxOps::sync(m).await,
+            }
+        })
+        .await
     }
 
     /// See [`MailboxOps::changes_since`].
     pub async fn changes_since(&self, uid_validity: u32, modseq: u64) -> Result<Option<MailboxChanges>, StoreError> {
-        match self {
-            Mailbox::Maildir(m) => MailboxOps::changes_since(m, uid_validity, modseq).await,
-            Mailbox::Pg(m) => MailboxOps::changes_since(m, uid_validity, modseq).await,
-        }
+        metered(self.backend(), StoreOp::Sync, async {
+            match self {
+                Mailbox::Maildir(m) => MailboxOps::changes_since(m, uid_validity, modseq).await,
+                Mailbox::Pg(m) => MailboxOps::changes_since(m, uid_validity, modseq).await,
+            }
+        })
+        .await
     }
 
     /// See [`MailboxOps::vanished_since`].
@@ -345,18 +383,24 @@ impl Mailbox {
         flags: &[Flag],
         unchanged_since: Option<u64>,
     ) -> Result<StoreFlagsOutcome, StoreError> {
-        match self {
-            Mailbox::Maildir(m) => MailboxOps::store_flags(m, uids, op, flags, unchanged_since).await,
-            Mailbox::Pg(m) => MailboxOps::store_flags(m, uids, op, flags, unchanged_since).await,
-        }
+        metered(self.backend(), StoreOp::Flags, async {
+            match self {
+                Mailbox::Maildir(m) => MailboxOps::store_flags(m, uids, op, flags, unchanged_since).await,
+                Mailbox::Pg(m) => MailboxOps::store_flags(m, uids, op, flags, unchanged_since).await,
+            }
+        })
+        .await
     }
 
     /// See [`MailboxOps::expunge`].
     pub async fn expunge(&self, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
-        match self {
-            Mailbox::Maildir(m) => MailboxOps::expunge(m, uids).await,
-            Mailbox::Pg(m) => MailboxOps::expunge(m, uids).await,
-        }
+        metered(self.backend(), StoreOp::Expunge, async {
+            match self {
+                Mailbox::Maildir(m) => MailboxOps::expunge(m, uids).await,
+                Mailbox::Pg(m) => MailboxOps::expunge(m, uids).await,
+            }
+        })
+        .await
     }
 
     /// See [`MailboxOps::append`].
@@ -366,68 +410,92 @@ impl Mailbox {
         flags: &[Flag],
         internal_date: Option<SystemTime>,
     ) -> Result<u32, StoreError> {
-        match self {
-            Mailbox::Maildir(m) => MailboxOps::append(m, body, flags, internal_date).await,
-            Mailbox::Pg(m) => MailboxOps::append(m, body, flags, internal_date).await,
-        }
+        metered(self.backend(), StoreOp::Append, async {
+            match self {
+                Mailbox::Maildir(m) => MailboxOps::append(m, body, flags, internal_date).await,
+                Mailbox::Pg(m) => MailboxOps::append(m, body, flags, internal_date).await,
+            }
+        })
+        .await
     }
 
     /// See [`MailboxOps::copy_to`]. Both mailboxes are of one store, so of one backend.
     pub async fn copy_to(&self, uids: &[u32], dest: &Mailbox) -> Result<Vec<(u32, u32)>, StoreError> {
-        match (self, dest) {
-            (Mailbox::Maildir(m), Mailbox::Maildir(d)) => MailboxOps::copy_to(m, uids, d).await,
-            (Mailbox::Pg(m), Mailbox::Pg(d)) => MailboxOps::copy_to(m, uids, d).await,
-            _ => Err(StoreError::NotPermitted(dest.folder_name())),
-        }
+        metered(self.backend(), StoreOp::Copy, async {
+            match (self, dest) {
+                (Mailbox::Maildir(m), Mailbox::Maildir(d)) => MailboxOps::copy_to(m, uids, d).await,
+                (Mailbox::Pg(m), Mailbox::Pg(d)) => MailboxOps::copy_to(m, uids, d).await,
+                _ => Err(StoreError::NotPermitted(dest.folder_name())),
+            }
+        })
+        .await
     }
 
     /// See [`MailboxOps::move_to`].
     pub async fn move_to(&self, uids: &[u32], dest: &Mailbox) -> Result<Vec<(u32, u32)>, StoreError> {
-        match (self, dest) {
-            (Mailbox::Maildir(m), Mailbox::Maildir(d)) => MailboxOps::move_to(m, uids, d).await,
-            (Mailbox::Pg(m), Mailbox::Pg(d)) => MailboxOps::move_to(m, uids, d).await,
-            _ => Err(StoreError::NotPermitted(dest.folder_name())),
-        }
+        metered(self.backend(), StoreOp::Move, async {
+            match (self, dest) {
+                (Mailbox::Maildir(m), Mailbox::Maildir(d)) => MailboxOps::move_to(m, uids, d).await,
+                (Mailbox::Pg(m), Mailbox::Pg(d)) => MailboxOps::move_to(m, uids, d).await,
+                _ => Err(StoreError::NotPermitted(dest.folder_name())),
+            }
+        })
+        .await
     }
 
     /// See [`MailboxOps::open_message`].
     pub async fn open_message(&self, uid: u32) -> Result<MessageReader, StoreError> {
-        match self {
-            Mailbox::Maildir(m) => MailboxOps::open_message(m, uid).await,
-            Mailbox::Pg(m) => MailboxOps::open_message(m, uid).await,
-        }
+        metered(self.backend(), StoreOp::Fetch, async {
+            match self {
+                Mailbox::Maildir(m) => MailboxOps::open_message(m, uid).await,
+                Mailbox::Pg(m) => MailboxOps::open_message(m, uid).await,
+            }
+        })
+        .await
     }
 
     /// See [`MailboxOps::read_message`].
     pub async fn read_message(&self, uid: u32, max: usize) -> Result<bytes::Bytes, StoreError> {
-        match self {
-            Mailbox::Maildir(m) => MailboxOps::read_message(m, uid, max).await,
-            Mailbox::Pg(m) => MailboxOps::read_message(m, uid, max).await,
-        }
+        metered(self.backend(), StoreOp::Fetch, async {
+            match self {
+                Mailbox::Maildir(m) => MailboxOps::read_message(m, uid, max).await,
+                Mailbox::Pg(m) => MailboxOps::read_message(m, uid, max).await,
+            }
+        })
+        .await
     }
 
     /// See [`MailboxOps::read_headers`].
     pub async fn read_headers(&self, uids: &[u32]) -> Result<Vec<Option<bytes::Bytes>>, StoreError> {
-        match self {
-            Mailbox::Maildir(m) => MailboxOps::read_headers(m, uids).await,
-            Mailbox::Pg(m) => MailboxOps::read_headers(m, uids).await,
-        }
+        metered(self.backend(), StoreOp::Fetch, async {
+            match self {
+                Mailbox::Maildir(m) => MailboxOps::read_headers(m, uids).await,
+                Mailbox::Pg(m) => MailboxOps::read_headers(m, uids).await,
+            }
+        })
+        .await
     }
 
     /// See [`MailboxOps::read_header_block`].
     pub async fn read_header_block(&self, uid: u32) -> Result<bytes::Bytes, StoreError> {
-        match self {
-            Mailbox::Maildir(m) => MailboxOps::read_header_block(m, uid).await,
-            Mailbox::Pg(m) => MailboxOps::read_header_block(m, uid).await,
-        }
+        metered(self.backend(), StoreOp::Fetch, async {
+            match self {
+                Mailbox::Maildir(m) => MailboxOps::read_header_block(m, uid).await,
+                Mailbox::Pg(m) => MailboxOps::read_header_block(m, uid).await,
+            }
+        })
+        .await
     }
 
     /// See [`MailboxOps::header_block_reader`].
     pub async fn header_block_reader(&self, uid: u32) -> Result<(MessageReader, u64), StoreError> {
-        match self {
-            Mailbox::Maildir(m) => MailboxOps::header_block_reader(m, uid).await,
-            Mailbox::Pg(m) => MailboxOps::header_block_reader(m, uid).await,
-        }
+        metered(self.backend(), StoreOp::Fetch, async {
+            match self {
+                Mailbox::Maildir(m) => MailboxOps::header_block_reader(m, uid).await,
+                Mailbox::Pg(m) => MailboxOps::header_block_reader(m, uid).await,
+            }
+        })
+        .await
     }
 }
 

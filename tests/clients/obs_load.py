@@ -32,6 +32,13 @@ with smtplib.SMTP(HOST, smtp_port, local_hostname="client.remote.test") as s:
     except smtplib.SMTPRecipientsRefused:
         pass
 
+# Submission without AUTH: the transaction is refused at MAIL.
+with smtplib.SMTP(HOST, submission_port, local_hostname="laptop") as s:
+    s.starttls(context=tls)
+    s.ehlo("laptop")
+    code, _ = s.mail("alice@example.com")
+    assert code == 530, code
+
 outbound = (
     b"From: alice@example.com\r\nTo: carol@remote.invalid\r\nSubject: out\r\n"
     b"Message-ID: <load-2@example.com>\r\n\r\nBye.\r\n"

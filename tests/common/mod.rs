@@ -294,6 +294,32 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
     Ok((status, body))
 }
 
+/// Scrape the server's metrics until `done` holds for the scrape, for at most 30 s (the
+/// server works in the background: the queue, a connection ending after its last reply).
+pub fn scrape_until(server: &Server, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let metrics = server.metrics.expect("the server has a metrics listener");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = http_get(metrics, "/metrics").unwrap();
+        assert_eq!(status, 200);
+        if done(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "no {what} after 30 s:\n{body}\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The sum of the `mailroom_sessions` gauges in a scrape: 0 once every IMAP, POP3 and
+/// ManageSieve connection has ended.
+pub fn sessions_open(scrape: &str) -> i64 {
+    scrape
+        .lines()
+        .filter(|l| l.starts_with("mailroom_sessions{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
+        .sum()
+}
+
 /// Run the binary with `args` and `env` (and nothing else), feeding `stdin`.
 pub fn run(args: &[&str], env: &[(String, String)], stdin: &str) -> std::process::Output {
     let mut cmd = Command::new(BIN);

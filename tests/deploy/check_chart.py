@@ -47,6 +47,11 @@ DASHBOARD_METRICS = [
     "mailroom_imap_command_duration_seconds",
     "mailroom_dns_lookups_total",
     "mailroom_scan_results_total",
+    "mailroom_smtp_transactions_total",
+    "mailroom_auth_attempts_total",
+    "mailroom_sessions",
+    "mailroom_bytes_sent_total",
+    "mailroom_store_operation_duration_seconds",
     "process_resident_memory_bytes",
 ]
 

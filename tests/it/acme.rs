@@ -262,6 +262,7 @@ fn issuance_restart_reuse_and_forced_renewal() {
     }
     let (_, metrics) = http_get(server.metrics.unwrap(), "/metrics").unwrap();
     assert!(metrics.contains("mailroom_acme_orders_total{result=\"success\"} 1"), "{metrics}");
+    assert!(metrics.contains("mailroom_acme_renewals_total{result=\"success\"} 0"), "the first order is no renewal");
 
     // With a real certificate the MTA-STS policy enforces.
     let (_, status, policy) = https(https_addr(&p), "GET", "/.well-known/mta-sts.txt", "");
@@ -285,6 +286,8 @@ fn issuance_restart_reuse_and_forced_renewal() {
     assert_ne!(renewed, first, "renewal must swap the served certificate");
     assert!(issuer_cn(&renewed).contains("Pebble"));
     assert_ne!(spki(&renewed), spki(&first), "without DANE every order has a new key");
+    let (_, metrics) = http_get(server.metrics.unwrap(), "/metrics").unwrap();
+    assert!(metrics.contains("mailroom_acme_renewals_total{result=\"success\"} 1"), "{metrics}");
     // The fresh certificate is not re-ordered in a loop.
     assert!(server.wait_log("renewal scheduled", Duration::from_secs(20)), "{}", server.log());
 }

@@ -94,8 +94,10 @@ fn sixty_parallel_guesses_from_one_address_get_the_documented_ten() {
         (0..59).map(|_| ("smtp", src.clone(), "alice@example.com", "guess")).collect();
     jobs.push(("smtp", src.clone(), "alice@example.com", "wonderland"));
     let results = logins(&ports, &jobs);
-    let failed = metric(&ports, "mailroom_auth_attempts_total{protocol=\"submissions\",result=\"failure\"}");
-    let succeeded = metric(&ports, "mailroom_auth_attempts_total{protocol=\"submissions\",result=\"success\"}");
+    let failed =
+        metric(&ports, "mailroom_auth_attempts_total{mechanism=\"plain\",protocol=\"submissions\",result=\"failure\"}");
+    let succeeded =
+        metric(&ports, "mailroom_auth_attempts_total{mechanism=\"plain\",protocol=\"submissions\",result=\"success\"}");
     // The limit counts failures: ten wrong passwords verified, plus the right one if it
     // came before the block.
     assert_eq!(failed, 10, "{results:?}\n{}", server.log());
@@ -105,7 +107,10 @@ fn sixty_parallel_guesses_from_one_address_get_the_documented_ten() {
     // Everything else was refused with the temporary reply, never verified.
     let refused = 60 - failed - succeeded;
     assert_eq!(count(&results, "refused") as u64, refused, "{results:?}");
-    assert_eq!(metric(&ports, "mailroom_auth_attempts_total{protocol=\"submissions\",result=\"refused\"}"), refused);
+    assert_eq!(
+        metric(&ports, "mailroom_auth_attempts_total{mechanism=\"plain\",protocol=\"submissions\",result=\"refused\"}"),
+        refused
+    );
 }
 
 #[test]
@@ -137,10 +142,15 @@ fn a_distributed_guesser_cannot_lock_the_owner_out_of_smtp_imap_or_pop3() {
     // ...and again from those now known-good addresses, with no turn to wait for.
     let results = logins(&ports, &owner);
     assert_eq!(count(&results, "ok"), 3, "{results:?}");
-    // Every protocol is counted, success and failure.
-    for (protocol, failures) in [("submissions", 8), ("imap", 8), ("pop3", 8)] {
-        let series =
-            |result: &str| format!("mailroom_auth_attempts_total{{protocol=\"{protocol}\",result=\"{result}\"}}");
+    // Every protocol is counted, success and failure, with the mechanism the probe uses
+    // (AUTH PLAIN; IMAP LOGIN and POP3 USER/PASS are `password`).
+    for (protocol, mechanism) in [("submissions", "plain"), ("imap", "password"), ("pop3", "password")] {
+        let failures = 8;
+        let series = |result: &str| {
+            format!(
+                "mailroom_auth_attempts_total{{mechanism=\"{mechanism}\",protocol=\"{protocol}\",result=\"{result}\"}}"
+            )
+        };
         assert_eq!(metric(&ports, &series("failure")), failures, "{protocol}");
         assert_eq!(metric(&ports, &series("refused")), 8, "{protocol}");
         assert_eq!(metric(&ports, &series("success")), 2, "{protocol}");

@@ -196,6 +196,10 @@ fn a_full_disk_refuses_mail_cleanly_and_recovers_without_a_restart() {
         let (stored, partial) = traces(&data, subject);
         assert!(stored.is_empty() && partial.is_empty(), "{subject}: stored {stored:?}, left {partial:?}");
     }
+    // Both SMTP refusals are our own trouble in the transaction metrics.
+    let (_, metrics) = http_get(server.metrics.unwrap(), "/metrics").unwrap();
+    let refused = "mailroom_smtp_transactions_total{outcome=\"refused\",reason=\"local\",service=\"smtp\"} 2";
+    assert!(metrics.contains(refused), "{metrics}");
     // A delivery attempt while full cannot write its result back: the item must stay.
     let before = server.log().matches("stage=\"deferred\"").count();
     // The retry itself cannot be recorded (the operator is told), but the attempt runs.

@@ -52,6 +52,17 @@ fn sievelib_and_managesieve_clients_manage_scripts_over_starttls() {
     let port = server.port("managesieve").to_string();
     let out = run_client("managesieve_sievelib.py", &["127.0.0.1".into(), port, USER.into(), PASSWORD.into()], &server);
     assert!(out.trim_end().ends_with("ok"), "{out}");
+    // Counted: the logins, each command's latency, the bytes sent, and the sessions,
+    // which all leave the gauge once their clients hung up.
+    let scrape = scrape_until(&server, "every session gauge back at 0", |s| sessions_open(s) == 0);
+    for family in [
+        "mailroom_auth_attempts_total{mechanism=\"plain\",protocol=\"managesieve\",result=\"success\"}",
+        "mailroom_managesieve_command_duration_seconds_count{command=\"PUTSCRIPT\"}",
+        "mailroom_bytes_sent_total{service=\"managesieve\"}",
+        "mailroom_sessions{service=\"managesieve\",state=\"authenticated\"} 0",
+    ] {
+        assert!(scrape.contains(family), "no {family} in\n{scrape}");
+    }
     // What Dovecot Pigeonhole would find in the home: the one script left, no active link.
     let home = data.path().join("home/example.com/alice");
     assert_eq!(std::fs::read(home.join("sieve/other.sieve")).unwrap(), b"keep;\r\n");

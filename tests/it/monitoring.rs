@@ -67,22 +67,46 @@ fn metrics_after_traffic_are_clean_and_dashboard_queries_answer() {
     assert!(out.contains("load done"), "{out}");
 
     // The outbound copy goes to an undeliverable domain; its attempt is counted when done.
-    let scrape = wait_for_scrape(metrics, "mailroom_queue_delivery_status_total{", &server);
+    let scrape = scrape_until(&server, "outbound attempt", |s| s.contains("mailroom_queue_delivery_status_total{"));
     for family in [
         "mailroom_smtp_messages_received_total{service=\"smtp\"} 1",
         "mailroom_smtp_recipients_total{outcome=\"unknown_user\",service=\"smtp\"} 1",
         "mailroom_smtp_data_duration_seconds_count{service=\"smtp\"} 1",
         "mailroom_smtp_message_size_bytes_count{service=\"submission\"} 1",
         "mailroom_tls_sessions_total{protocol=\"smtp\",version=\"TLSv1.3\"} 1",
+        "mailroom_smtp_transactions_total{outcome=\"accepted\",reason=\"none\",service=\"smtp\"} 1",
+        "mailroom_smtp_transactions_total{outcome=\"refused\",reason=\"unknown_user\",service=\"smtp\"} 1",
+        "mailroom_smtp_transactions_total{outcome=\"refused\",reason=\"auth\",service=\"submission\"} 1",
+        "mailroom_smtp_transactions_total{outcome=\"accepted\",reason=\"none\",service=\"submission\"} 1",
         // smtplib tries AUTH PLAIN, then AUTH LOGIN, with the wrong password.
-        "mailroom_auth_attempts_total{protocol=\"submission\",result=\"failure\"} 2",
+        "mailroom_auth_attempts_total{mechanism=\"plain\",protocol=\"submission\",result=\"failure\"} 1",
+        "mailroom_auth_attempts_total{mechanism=\"login\",protocol=\"submission\",result=\"failure\"} 1",
+        "mailroom_auth_attempts_total{mechanism=\"plain\",protocol=\"submission\",result=\"success\"} 1",
+        "mailroom_auth_attempts_total{mechanism=\"password\",protocol=\"imap\",result=\"success\"} 1",
+        "mailroom_auth_attempts_total{mechanism=\"password\",protocol=\"pop3\",result=\"success\"} 1",
+        "mailroom_pop3_command_duration_seconds_count{command=\"STAT\"} 1",
+        "mailroom_bytes_sent_total{service=\"imap\"}",
+        "mailroom_bytes_sent_total{service=\"pop3\"}",
+        "mailroom_store_operation_duration_seconds_count{backend=\"maildir\",op=\"deliver\"}",
+        "mailroom_store_operation_duration_seconds_count{backend=\"maildir\",op=\"fetch\"}",
         "mailroom_imap_commands_total{command=\"SELECT\",result=\"no\"} 1",
         "mailroom_imap_command_duration_seconds_count{command=\"FETCH\"} 1",
         "mailroom_pop3_commands_total{command=\"STAT\",result=\"ok\"} 1",
         "mailroom_dns_lookups_total{result=\"none\",type=\"MX\"}",
         "mailroom_queue_attempt_duration_seconds_count 1",
+        "mailroom_queue_time_seconds_count{result=\"bounced\"} 1",
     ] {
         assert!(scrape.contains(family), "no {family} in\n{scrape}");
+    }
+    // Every session went through its states and left them all when its client hung up
+    // (the server may finish a connection just after the client saw the last reply).
+    let scrape = scrape_until(&server, "every session gauge back at 0", |s| sessions_open(s) == 0);
+    for visited in [
+        "mailroom_sessions{service=\"imap\",state=\"selected\"} 0",
+        "mailroom_sessions{service=\"imap\",state=\"logout\"} 0",
+        "mailroom_sessions{service=\"pop3\",state=\"transaction\"} 0",
+    ] {
+        assert!(scrape.contains(visited), "no {visited} in\n{scrape}");
     }
     let file = tmp.path().join("scrape.txt");
     std::fs::write(&file, &scrape).unwrap();
@@ -108,20 +132,6 @@ fn metrics_after_traffic_are_clean_and_dashboard_queries_answer() {
         }
     }
     assert!(answered >= 25, "only {answered} panels had data");
-}
-
-/// Scrape until `needle` shows up (the queue works in the background).
-fn wait_for_scrape(metrics: SocketAddr, needle: &str, server: &Server) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = http_get(metrics, "/metrics").unwrap();
-        assert_eq!(status, 200);
-        if body.contains(needle) {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "no {needle} after 30 s:\n{body}\n{}", server.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Family names with samples in a scrape (histogram series folded into their family).

@@ -111,8 +111,14 @@ fn a_browser_logs_in_walks_the_pages_and_is_refused_what_it_must_be() {
     let metrics = server.metrics.unwrap();
     assert_eq!(http_get(metrics, "/account/login").unwrap().0, 404);
     let (_, text) = http_get(metrics, "/metrics").unwrap();
-    assert!(text.contains("mailroom_auth_attempts_total{protocol=\"web\",result=\"success\"}"), "{text}");
-    assert!(text.contains("mailroom_auth_attempts_total{protocol=\"web\",result=\"refused\"}"), "{text}");
+    assert!(
+        text.contains("mailroom_auth_attempts_total{mechanism=\"password\",protocol=\"web\",result=\"success\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mailroom_auth_attempts_total{mechanism=\"password\",protocol=\"web\",result=\"refused\"}"),
+        "{text}"
+    );
 }
 
 #[test]

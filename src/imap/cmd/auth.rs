@@ -6,7 +6,7 @@
 use super::Tagged;
 use crate::imap::parser::decode_base64;
 use crate::imap::session::{Authenticated, Next, Session, State, Step, Waiting};
-use crate::net::{LoginOutcome, verify_login};
+use crate::net::{AuthMechanism, LoginOutcome, LoginVia, verify_login};
 use crate::store::MailboxOwner;
 
 impl Session {
@@ -104,7 +104,7 @@ impl Session {
         if !self.auth_allowed() {
             return Tagged::no("Use STARTTLS before LOGIN").code("PRIVACYREQUIRED");
         }
-        self.try_credentials(username, password).await
+        self.try_credentials(AuthMechanism::Password, username, password).await
     }
 
     /// AUTHENTICATE PLAIN (RFC 4616): `authzid NUL authcid NUL password`, from SASL-IR or
@@ -158,13 +158,13 @@ impl Session {
             // No proxy authorisation: one may only act as oneself.
             return self.login_failed("Authorization identity refused").await;
         }
-        self.try_credentials(&authc, &pass).await
+        self.try_credentials(AuthMechanism::Plain, &authc, &pass).await
     }
 
-    async fn try_credentials(&mut self, username: &str, password: &str) -> Tagged {
-        let ip = self.peer.ip();
+    async fn try_credentials(&mut self, mechanism: AuthMechanism, username: &str, password: &str) -> Tagged {
+        let (ip, via) = (self.peer.ip(), LoginVia::new("imap", mechanism));
         let address =
-            match verify_login(&self.ctx.limiter, &self.ctx.directory, &self.ctx.store, "imap", ip, username, password)
+            match verify_login(&self.ctx.limiter, &self.ctx.directory, &self.ctx.store, via, ip, username, password)
                 .await
             {
                 LoginOutcome::LoggedIn(address) => address,

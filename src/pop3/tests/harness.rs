@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::net::LoginOutcome;
+use crate::net::{AuthMechanism, LoginOutcome};
 use crate::pop3::backend::{BackendError, Pop3Backend};
 use crate::pop3::maildrop::MaildropEntry;
 use crate::pop3::server::{Endpoint, Pop3Limits, serve_with};
@@ -80,7 +80,13 @@ impl Pop3Backend for MemoryBackend {
     type Lock = LocalLease;
     type Reader = Cursor<Bytes>;
 
-    async fn authenticate(&self, _ip: std::net::IpAddr, username: &str, password: &str) -> LoginOutcome<String> {
+    async fn authenticate(
+        &self,
+        _ip: std::net::IpAddr,
+        _mechanism: AuthMechanism,
+        username: &str,
+        password: &str,
+    ) -> LoginOutcome<String> {
         match self.users.iter().find(|(u, p)| u.eq_ignore_ascii_case(username) && p == password) {
             Some((u, _)) => LoginOutcome::LoggedIn(u.clone()),
             None => LoginOutcome::Failed,
