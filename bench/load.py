@@ -9,7 +9,9 @@ addresses are used. Each subcommand prints one JSON object on stdout.
     load.py imap HOST PORT [--tls] --users u1,u2 --password pw --clients 10 --sessions 40 --iters 25 [--timings]
     load.py pop3 HOST PORT --users u1,u2 --password pw --clients 10 --sessions 20
     load.py idle HOST PORT --users u1 --password pw --count 1000 --pid 123 [--pid ...]
-    load.py smtp HOST PORT --rcpt a@b --clients 50 --messages 2000
+    load.py smtp HOST PORT --rcpt a@b --clients 50 --messages 2000 [--message FILE --mail-from x@y]
+
+smtp also reports DATA -> 250 latency percentiles (content written to reply read).
 """
 
 import argparse
@@ -313,7 +315,7 @@ async def run_idle(a):
             "pss_anon_per_conn_kib": round((anon1 - anon0) / len(conns), 1)}
 
 
-async def smtp_session(host, port, rcpt, body, count, done):
+async def smtp_session(host, port, rcpt, body, count, done, mail_from, latencies):
     r, w = await asyncio.open_connection(host, port)
 
     async def reply(want):
@@ -327,16 +329,19 @@ async def smtp_session(host, port, rcpt, body, count, done):
                 return
 
     await reply(b"220")
-    w.write(b"EHLO load.example\r\n")
+    w.write(b"EHLO %s\r\n" % mail_from.rsplit("@", 1)[-1].encode())
     await reply(b"250")
     for _ in range(count):
         # PIPELINING (RFC 2920): MAIL, RCPT and DATA in one write, like smtp-source.
-        w.write(b"MAIL FROM:<load@bench.example>\r\nRCPT TO:<%s>\r\nDATA\r\n" % rcpt.encode())
+        w.write(b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n" % (mail_from.encode(), rcpt.encode()))
         await reply(b"250")
         await reply(b"250")
         await reply(b"354")
+        # DATA -> 250: from the content's write to the reply that it is stored.
+        t0 = time.monotonic()
         w.write(body)
         await reply(b"250")
+        latencies.append(time.monotonic() - t0)
         done[0] += 1
     w.write(b"QUIT\r\n")
     await w.drain()
@@ -344,16 +349,26 @@ async def smtp_session(host, port, rcpt, body, count, done):
 
 
 async def run_smtp(a):
-    line = b"X" * 78 + b"\r\n"
-    body = (b"From: <load@bench.example>\r\nTo: <%s>\r\nSubject: load\r\n\r\n" % a.rcpt.encode()
-            + line * (a.size // len(line)) + b".\r\n")
+    if a.message:
+        # A pre-formatted message (bench/run's DKIM-signed mail, LF line ends): CRLF, dot-stuffed.
+        with open(a.message, "rb") as f:
+            lines = f.read().replace(b"\r\n", b"\n").rstrip(b"\n").split(b"\n")
+        body = b"".join((b"." + x if x.startswith(b".") else x) + b"\r\n" for x in lines) + b".\r\n"
+    else:
+        line = b"X" * 78 + b"\r\n"
+        body = (b"From: <load@bench.example>\r\nTo: <%s>\r\nSubject: load\r\n\r\n" % a.rcpt.encode()
+                + line * (a.size // len(line)) + b".\r\n")
     per = [a.messages // a.clients + (1 if i < a.messages % a.clients else 0) for i in range(a.clients)]
-    done = [0]
+    done, latencies = [0], []
     start = time.monotonic()
-    await asyncio.gather(*(smtp_session(a.host, a.port, a.rcpt, body, n, done) for n in per if n))
+    await asyncio.gather(*(smtp_session(a.host, a.port, a.rcpt, body, n, done, a.mail_from, latencies)
+                           for n in per if n))
     secs = time.monotonic() - start
+    latencies.sort()
+    pct = lambda q: round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 2)
     return {"clients": a.clients, "messages": done[0], "seconds": round(secs, 3),
-            "rate": round(done[0] / secs, 1)}
+            "rate": round(done[0] / secs, 1),
+            "data_to_250_ms": {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": pct(1.0)}}
 
 
 def main():
@@ -375,6 +390,8 @@ def main():
         s.add_argument("--rcpt", default="bench@bench.example")
         s.add_argument("--messages", type=int, default=1000)
         s.add_argument("--size", type=int, default=4096)
+        s.add_argument("--message", help="smtp: send this file (LF or CRLF lines) instead of a generated one")
+        s.add_argument("--mail-from", default="load@bench.example", help="smtp: envelope sender (its domain is the EHLO)")
         s.add_argument("--tls", action="store_true", help="implicit TLS (IMAPS, POP3S)")
         s.add_argument("--timings", action="store_true", help="imap: latency per command kind")
     a = p.parse_args()

@@ -4,10 +4,12 @@
 # Maildir `new/` directory (the receiving server only renames a file into new/ after
 # fsyncing it, so this is "accepted and durable", not just "accepted").
 #
-# usage: bench/smtp-bench.sh HOST:PORT MAILDIR_NEW_DIR [N] [C] [RCPT] [SIZE]
+# usage: bench/smtp-bench.sh HOST:PORT MAILDIR_NEW_DIR [N] [C] [RCPT] [SIZE] [FILE]
 #   MAILDIR_NEW_DIR  the recipient's Maildir new/ directory on this machine, or `-` for a
 #                    server that answers 250 only once the message is durable (mailroom on
 #                    PostgreSQL: 250 after COMMIT), so the last reply is the end
+#   FILE             a message to send as is (smtp-source -F; bench/run's DKIM-signed mail)
+#                    instead of smtp-source's generated SIZE-byte one
 #   N=5000 C=50 RCPT=bench@bench.example SIZE=4096
 # Prints one line: `messages=N sessions=C seconds=S rate=R msg/s`.
 set -eu
@@ -17,12 +19,14 @@ n=${3:-5000}
 c=${4:-50}
 rcpt=${5:-bench@bench.example}
 size=${6:-4096}
+file=${7:-}
 
 command -v smtp-source >/dev/null || { echo "smtp-source missing (apt-get install postfix)" >&2; exit 2; }
 before=$(find "$newdir" -maxdepth 1 -type f 2>/dev/null | wc -l)
 want=$((before + n))
 start=$(date +%s.%N)
-smtp-source -d -s "$c" -m "$n" -l "$size" -f sender@bench-client.example -t "$rcpt" \
+if [ -n "$file" ]; then set -- -F "$file"; else set -- -l "$size"; fi
+smtp-source -d -s "$c" -m "$n" "$@" -f sender@bench-client.example -t "$rcpt" \
     -M bench-client.example "$target"
 [ "$newdir" = "-" ] && want=0
 # Wait (up to 10 minutes) for every message to be in new/.

@@ -88,17 +88,19 @@ impl InboundAuthenticator {
         let mail_from = mail_from.filter(|m| !m.is_empty());
         let spf = match mail_from {
             Some(sender) => {
-                self.auth.verify_spf(SpfParameters::verify_mail_from(client_ip, helo, our_hostname, sender)).await
+                let params = SpfParameters::verify_mail_from(client_ip, helo, our_hostname, sender);
+                self.auth.verify_spf(self.cached(params)).await
             }
-            None => self.auth.verify_spf(SpfParameters::verify_ehlo(client_ip, helo, our_hostname)).await,
+            None => self.auth.verify_spf(self.cached(SpfParameters::verify_ehlo(client_ip, helo, our_hostname))).await,
         };
         let mail_from_domain = mail_from.and_then(|m| m.rsplit_once('@')).map_or(helo, |(_, d)| d);
-        let dkim = self.auth.verify_dkim(&message).await;
-        let arc = self.auth.verify_arc(&message).await;
+        let dkim = self.auth.verify_dkim(self.cached(&message)).await;
+        let arc = self.auth.verify_arc(self.cached(&message)).await;
         if !arc.can_be_sealed() {
             return Err(SealError::ChainFailed);
         }
-        let dmarc = self.auth.verify_dmarc(DmarcParameters::new(&message, &dkim, mail_from_domain, &spf)).await;
+        let params = DmarcParameters::new(&message, &dkim, mail_from_domain, &spf);
+        let dmarc = self.auth.verify_dmarc(self.cached(params)).await;
         let header_from = message.from.first().map(String::as_str).unwrap_or("");
         let results = AuthenticationResults::new(our_hostname)
             .with_dkim_results(&dkim, header_from)

@@ -12,6 +12,7 @@ pub mod arc;
 pub mod keys;
 pub mod sign;
 pub mod srs;
+mod txt_cache;
 pub mod verify;
 
 use std::collections::HashMap;

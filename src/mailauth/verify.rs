@@ -15,17 +15,21 @@
 //! section 6.6.1).
 
 use std::borrow::Cow;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
+use mail_auth::common::cache::NoCache;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::dmarc::{Alignment, Policy};
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
-    AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcOutput, DmarcResult,
-    MessageAuthenticator, SpfOutput, SpfResult,
+    AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcOutput, DmarcResult, MX,
+    MessageAuthenticator, Parameters, RecordSet, SpfOutput, SpfResult,
 };
+
+use super::txt_cache::TxtCache;
 
 use crate::dmarc::{Destination, DkimAuth, Observation, PolicyPublished, SpfAuth};
 use crate::header_address::{self, AuthorError};
@@ -82,8 +86,22 @@ pub struct AuthVerdict {
 #[derive(Clone)]
 pub struct InboundAuthenticator {
     pub(super) auth: MessageAuthenticator,
+    /// The records those checks parsed, shared by every session until their TTL ends.
+    txt: Arc<TxtCache>,
     timeout: Duration,
 }
+
+/// mail-auth's parameters with our parsed-record cache and no other cache (the
+/// resolver caches the rest).
+pub(super) type Cached<'x, P> = Parameters<
+    'x,
+    P,
+    TxtCache,
+    NoCache<Box<str>, RecordSet<MX>>,
+    NoCache<Box<str>, RecordSet<Ipv4Addr>>,
+    NoCache<Box<str>, RecordSet<Ipv6Addr>>,
+    NoCache<IpAddr, RecordSet<Box<str>>>,
+>;
 
 impl std::fmt::Debug for InboundAuthenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -94,7 +112,16 @@ impl std::fmt::Debug for InboundAuthenticator {
 impl InboundAuthenticator {
     /// Use `resolver` (from `dns::resolver::build`) for every lookup.
     pub fn new(resolver: TokioResolver) -> InboundAuthenticator {
-        InboundAuthenticator { auth: MessageAuthenticator(resolver), timeout: Duration::from_secs(90) }
+        InboundAuthenticator {
+            auth: MessageAuthenticator(resolver),
+            txt: Arc::new(TxtCache::default()),
+            timeout: Duration::from_secs(90),
+        }
+    }
+
+    /// `params` for one of mail-auth's checks, looking records up in our cache first.
+    pub(super) fn cached<'x, P>(&'x self, params: P) -> Cached<'x, P> {
+        Parameters::new(params).with_txt_cache(&*self.txt)
     }
 
     /// Cap the whole verification (default 90 s). SPF alone may chain ten lookups,
@@ -157,24 +184,26 @@ impl InboundAuthenticator {
         let message = AuthenticatedMessage::parse(msg);
         // The four checks are independent DNS work: run them concurrently, so the
         // end-of-DATA wait is the slowest lookup chain, not the sum.
-        let spf_helo = self.auth.verify_spf(SpfParameters::verify_ehlo(client_ip, helo, our_hostname));
+        let spf_helo = self.auth.verify_spf(self.cached(SpfParameters::verify_ehlo(client_ip, helo, our_hostname)));
         let spf_mail = async {
             match mail_from {
                 Some(sender) => Some(
-                    self.auth.verify_spf(SpfParameters::verify_mail_from(client_ip, helo, our_hostname, sender)).await,
+                    self.auth
+                        .verify_spf(self.cached(SpfParameters::verify_mail_from(client_ip, helo, our_hostname, sender)))
+                        .await,
                 ),
                 None => None,
             }
         };
         let dkim = async {
             match &message {
-                Some(m) => self.auth.verify_dkim(m).await,
+                Some(m) => self.auth.verify_dkim(self.cached(m)).await,
                 None => Vec::new(),
             }
         };
         let arc = async {
             match &message {
-                Some(m) => Some(self.auth.verify_arc(m).await),
+                Some(m) => Some(self.auth.verify_arc(self.cached(m)).await),
                 None => None,
             }
         };
@@ -196,7 +225,7 @@ impl InboundAuthenticator {
             let mut single = message.clone();
             single.from = vec![format!("author@{domain}")];
             let params = DmarcParameters::new(&single, &dkim, mail_from_domain, &spf_mail);
-            let dmarc = self.auth.verify_dmarc(params).await;
+            let dmarc = self.auth.verify_dmarc(self.cached(params)).await;
             let disposition = disposition(&dmarc);
             outcomes.push((dmarc, disposition));
         }
