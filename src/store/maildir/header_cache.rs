@@ -39,6 +39,10 @@ pub struct HeaderCache {
     file: Option<File>,
     entries: HashMap<u32, (u64, u32)>,
     len: u64,
+    /// File length past which [`HeaderCache::compact`] is due: a mailbox kept open (an
+    /// IDLE client holds it for days) never reloads, so its dead records must be dropped
+    /// while it is open, or the file and `entries` grow with every message ever received.
+    next_check: u64,
 }
 
 /// CRC-32 of a record (SIMD-accelerated: a byte-at-a-time hash was a third of the CPU time
@@ -100,8 +104,14 @@ impl HeaderCache {
     /// live bytes, is rewritten. Never fails: an unusable file leaves a cache that only
     /// reads message files. Blocking.
     pub fn open(path: &Path, uid_validity: u32, live: impl Fn(u32) -> bool) -> HeaderCache {
-        let mut cache =
-            HeaderCache { path: path.to_path_buf(), uid_validity, file: None, entries: HashMap::new(), len: 0 };
+        let mut cache = HeaderCache {
+            path: path.to_path_buf(),
+            uid_validity,
+            file: None,
+            entries: HashMap::new(),
+            len: 0,
+            next_check: MIN_REWRITE_BYTES,
+        };
         let bytes = std::fs::read(path).unwrap_or_default();
         let ours =
             bytes.len() as u64 >= FILE_HEADER && &bytes[..8] == MAGIC && bytes[8..12] == uid_validity.to_le_bytes();
@@ -125,6 +135,7 @@ impl HeaderCache {
                     }
                     cache.entries = entries;
                     cache.len = valid;
+                    cache.next_check = MIN_REWRITE_BYTES.max(2 * valid);
                     cache.file = Some(file);
                 }
                 Err(e) => tracing::debug!(path = %path.display(), error = %e, "header cache not writable"),
@@ -155,12 +166,36 @@ impl HeaderCache {
                 self.file = Some(file);
                 self.entries = entries;
                 self.len = image.len() as u64;
+                self.next_check = MIN_REWRITE_BYTES.max(2 * self.len);
             }
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 tracing::debug!(path = %self.path.display(), error = %e, "header cache not writable");
             }
         }
+    }
+
+    /// Has the file doubled since it was last looked at? (Then call
+    /// [`HeaderCache::compact`] with the UIDs that still exist: the check is amortised over
+    /// the appends that doubled it.)
+    pub fn compaction_due(&self) -> bool {
+        self.len > self.next_check
+    }
+
+    /// Forget the records of UIDs no longer `live` and, when dead bytes outnumber live ones
+    /// twice over (as [`HeaderCache::open`] decides), rewrite the file with the live ones.
+    /// Blocking. A record that cannot be read back is just not kept (it is a cache).
+    pub fn compact(&mut self, live: impl Fn(u32) -> bool) {
+        self.entries.retain(|uid, _| live(*uid));
+        let live_bytes: u64 = self.entries.values().map(|(_, len)| u64::from(*len) + RECORD_HEADER as u64).sum();
+        if self.len > MIN_REWRITE_BYTES && self.len - FILE_HEADER > 2 * live_bytes {
+            let mut uids: Vec<u32> = self.entries.keys().copied().collect();
+            uids.sort_unstable();
+            let kept: Vec<(u32, bytes::Bytes)> = uids.into_iter().filter_map(|u| Some((u, self.get(u)?))).collect();
+            let kept: Vec<(u32, &[u8])> = kept.iter().map(|(u, b)| (*u, b.as_ref())).collect();
+            self.rewrite(&kept);
+        }
+        self.next_check = MIN_REWRITE_BYTES.max(2 * self.len);
     }
 
     /// The UIDVALIDITY this cache is for.
@@ -299,6 +334,33 @@ mod tests {
         assert!(std::fs::metadata(&path).unwrap().len() < before / 10);
         assert_eq!(c.get(40).map(|b| b.len()), Some(big.len()));
         assert_eq!(c.get(1), None);
+    }
+
+    /// A mailbox that stays open while messages come and go (POP3 DELE, EXPUNGE) keeps a
+    /// file and a map bounded by its live messages, not by every message it ever had.
+    #[test]
+    fn an_open_cache_stays_bounded_while_messages_come_and_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.hdr");
+        let mut c = HeaderCache::open(&path, 1, |_| true);
+        let header = vec![b'h'; 2000];
+        let mut max_len = 0;
+        for uid in 1..=20_000u32 {
+            c.put(uid, &header);
+            // Ten messages live at a time, as each newer one arrives an older one goes.
+            if c.compaction_due() {
+                c.compact(|u| u + 10 > uid);
+            }
+            max_len = max_len.max(std::fs::metadata(&path).unwrap().len());
+        }
+        assert!(max_len <= 2 * MIN_REWRITE_BYTES + 4096, "file reached {max_len} bytes");
+        assert!(c.entries.len() < 2 * MIN_REWRITE_BYTES as usize / 2000, "{} entries", c.entries.len());
+        assert_eq!(c.get(20_000).map(|b| b.len()), Some(header.len()));
+        assert_eq!(c.get(19_991).map(|b| b.len()), Some(header.len()));
+        c.compact(|u| u + 10 > 20_000);
+        assert_eq!(c.get(1), None);
+        let reopened = HeaderCache::open(&path, 1, |_| true);
+        assert_eq!(reopened.get(19_995).map(|b| b.len()), Some(header.len()));
     }
 
     #[test]

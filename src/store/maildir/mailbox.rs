@@ -627,8 +627,11 @@ impl MaildirMailbox {
             let files: Vec<Option<(String, u64)>> =
                 uids.iter().map(|u| st.index.messages.get(u).map(|e| (e.file_name.clone(), e.size))).collect();
             let uid_validity = st.index.uid_validity;
-            let loaded = lock_cache(&self.shared.headers).as_ref().is_some_and(|c| c.uid_validity() == uid_validity);
-            let live: Option<BTreeSet<u32>> = (!loaded).then(|| st.index.messages.keys().copied().collect());
+            let (loaded, due) = match lock_cache(&self.shared.headers).as_ref() {
+                Some(c) if c.uid_validity() == uid_validity => (true, c.compaction_due()),
+                _ => (false, false),
+            };
+            let live: Option<BTreeSet<u32>> = (!loaded || due).then(|| st.index.messages.keys().copied().collect());
             (files, uid_validity, live)
         };
         let (cache, path, cur) =
@@ -642,6 +645,9 @@ impl MaildirMailbox {
             let Some(cache) = guard.as_mut() else {
                 return Ok(Vec::new());
             };
+            if let Some(live) = live.as_ref().filter(|_| cache.compaction_due()) {
+                cache.compact(|u| live.contains(&u));
+            }
             let mut out = Vec::with_capacity(uids.len());
             for (uid, file) in uids.into_iter().zip(files) {
                 let Some((name, size)) = file else {
