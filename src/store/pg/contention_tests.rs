@@ -157,3 +157,59 @@ async fn a_burst_of_one_new_body_into_one_folder_never_deadlocks() {
     let inbox = store.open_mailbox(&alice(), "INBOX").await.unwrap();
     assert_eq!(inbox.sync().await.unwrap().messages.len(), 5 * SESSIONS);
 }
+
+/// A STORE that waits for the folder's lock while another transaction sets the same flag
+/// on the same message: when it runs, there is nothing left to change, and its answer must
+/// still show the message as it is now (with the flag), not as it was when the STORE
+/// began (a session would tell its client the flag it just stored is not there).
+#[tokio::test]
+async fn a_store_that_waited_for_the_folder_answers_with_the_flags_of_now() {
+    use crate::store::{Flag, FlagOp};
+
+    let Some(url) = tokio::task::spawn_blocking(crate::test_pg::database).await.unwrap() else { return };
+    let store = PgStore::connect(&url, None).await.unwrap();
+    let body = MessageBody::Memory(bytes::Bytes::from("Subject: raced\r\n\r\nflagged twice\r\n"));
+    for r in store.deliver(&body, &[to("INBOX")]).await {
+        r.unwrap();
+    }
+    let inbox = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    let uid = inbox.sync().await.unwrap().messages[0].uid;
+
+    // The other writer takes the folder's lock first.
+    let mut other = store.pool().begin().await.unwrap();
+    sqlx::query("SELECT id FROM mailboxes WHERE id = $1 FOR UPDATE")
+        .bind(inbox.row())
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let storing = {
+        let inbox = inbox.clone();
+        tokio::spawn(async move { inbox.store_flags(&[uid], FlagOp::Add, &[Flag::Seen], None).await })
+    };
+    // Once the STORE waits for the lock (its statement began, and its snapshot with it),
+    // the other writer sets the flag and commits.
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    sqlx::query("UPDATE messages SET flags = flags | 1, modseq = modseq + 100 WHERE mailbox_id = $1 AND uid = $2")
+        .bind(inbox.row())
+        .bind(i64::from(uid))
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    other.commit().await.unwrap();
+
+    let outcome = storing.await.unwrap().unwrap();
+    assert!(outcome.updated.is_empty(), "nothing was left to change: {outcome:?}");
+    let [(u, flags, _)] = outcome.unchanged.as_slice() else { panic!("one message: {outcome:?}") };
+    assert_eq!((*u, flags.as_slice()), (uid, &[Flag::Seen][..]), "the answer shows the flag now set");
+}

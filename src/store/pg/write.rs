@@ -202,22 +202,11 @@ impl PgMailbox {
         } else {
             lock_admitting(&mut tx, self, &keywords).await?;
         }
-        let wanted: Vec<i64> = uids.iter().map(|u| *u as i64).collect();
-        let rows = sqlx::query(
-            "SELECT uid, flags, keywords, modseq FROM messages \
-             WHERE mailbox_id = $1 AND uid = ANY($2) AND expunged_modseq IS NULL ORDER BY uid",
-        )
-        .bind(self.row())
-        .bind(&wanted)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        let rows = flag_rows(&mut *tx, self.row(), uids).await?;
         let mut out = StoreFlagsOutcome::default();
         // (uid, new bits, new keywords) of the messages that change.
         let mut changes: Vec<(u32, i16, Vec<String>)> = Vec::new();
-        for r in &rows {
-            let (uid, old_bits, old_kw, modseq) =
-                (r.get::<i64, _>(0) as u32, r.get::<i16, _>(1), r.get::<Vec<String>, _>(2), r.get::<i64, _>(3) as u64);
+        for (uid, old_bits, old_kw, modseq) in rows {
             if unchanged_since.is_some_and(|u| modseq > u) {
                 out.failed.push(uid);
                 continue;
@@ -335,6 +324,14 @@ impl PgMailbox {
                 (r.get::<i64, _>(0) as u32, r.get::<i16, _>(1), r.get::<Vec<String>, _>(2), r.get::<i64, _>(3) as u64);
             let entry = (uid, decode_flags(b, &k), modseq);
             if r.get::<bool, _>(4) { out.updated.push(entry) } else { out.unchanged.push(entry) }
+        }
+        if !out.unchanged.is_empty() {
+            // The statement's snapshot was taken before it waited for the folder's lock: a
+            // writer that held it may have changed these messages since (set the very flag,
+            // or expunged them). They are answered as they are now.
+            let uids: Vec<u32> = out.unchanged.iter().map(|(u, _, _)| *u).collect();
+            let now = flag_rows(self.store.statements(), self.row(), &uids).await?;
+            out.unchanged = now.into_iter().map(|(uid, b, k, modseq)| (uid, decode_flags(b, &k), modseq)).collect();
         }
         if let Some(modseq) = out.updated.first().map(|u| u.2) {
             let uids = out.updated.iter().map(|(u, _, _)| *u).collect();
@@ -566,4 +563,23 @@ impl PgStore {
             size: d.header_prefix.len() as u64 + blob.size,
         })
     }
+}
+
+/// (uid, flag bits, keywords, modseq) of those of `uids` in the folder not expunged, by UID.
+async fn flag_rows<'e>(
+    conn: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
+    mailbox: i64,
+    uids: &[u32],
+) -> Result<Vec<(u32, i16, Vec<String>, u64)>, StoreError> {
+    let wanted: Vec<i64> = uids.iter().map(|u| i64::from(*u)).collect();
+    let rows = sqlx::query(
+        "SELECT uid, flags, keywords, modseq FROM messages \
+         WHERE mailbox_id = $1 AND uid = ANY($2) AND expunged_modseq IS NULL ORDER BY uid",
+    )
+    .bind(mailbox)
+    .bind(&wanted)
+    .fetch_all(conn)
+    .await
+    .map_err(db_error)?;
+    Ok(rows.iter().map(|r| (r.get::<i64, _>(0) as u32, r.get(1), r.get(2), r.get::<i64, _>(3) as u64)).collect())
 }
