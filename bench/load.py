@@ -286,21 +286,27 @@ async def run_idle(a):
     rss0, pss0, anon0 = proc_mem(tree(a.pid))
     procs0 = len(tree(a.pid))
     conns = []
+    # The first user is the probe's (new clients, one at a time); the others hold the idle
+    # connections (at most 20 per user and address, as Dovecot's mail_max_userip_connections).
+    probe, held = users[0], users[1:] or users
     sem = asyncio.Semaphore(a.parallel)
 
     async def open_one(i):
         async with sem:
             c = await Imap.connect(a.host, a.port)
-            await c.cmd('LOGIN "%s" "%s"' % (users[i % len(users)], a.password))
+            await c.cmd('LOGIN "%s" "%s"' % (held[i % len(held)], a.password))
             await c.cmd("SELECT INBOX")
             conns.append(c)
 
+    # New clients' answer times with no other connection, then with every idle one held.
+    alone = await probe_new_clients(a, probe)
     start = time.monotonic()
     await asyncio.gather(*(open_one(i) for i in range(a.count)))
     opened = time.monotonic() - start
     await asyncio.sleep(a.settle)
     pids = tree(a.pid)
     rss1, pss1, anon1 = proc_mem(pids)
+    beside = await probe_new_clients(a, probe)
     # Every connection must still be alive: one NOOP on a sample of them.
     for c in conns[:: max(1, len(conns) // 50)]:
         await c.cmd("NOOP")
@@ -312,7 +318,33 @@ async def run_idle(a):
             "pss_before_kib": pss0, "pss_after_kib": pss1,
             "rss_per_conn_kib": round((rss1 - rss0) / len(conns), 1),
             "pss_per_conn_kib": round((pss1 - pss0) / len(conns), 1),
-            "pss_anon_per_conn_kib": round((anon1 - anon0) / len(conns), 1)}
+            "pss_anon_per_conn_kib": round((anon1 - anon0) / len(conns), 1),
+            "new_client_ms_alone": alone, "new_client_ms_beside_idle": beside}
+
+
+async def probe_new_clients(a, user, n=50):
+    """One new client at a time, `n` times: milliseconds from connect to the greeting
+    (TCP, TLS handshake when --tls), and from then through LOGIN, SELECT INBOX and
+    LOGOUT; p50/p99/max of each."""
+    greet, session = [], []
+    for i in range(n):
+        t0 = time.monotonic()
+        c = await Imap.connect(a.host, a.port)
+        t1 = time.monotonic()
+        await c.cmd('LOGIN "%s" "%s"' % (user, a.password))
+        await c.cmd("SELECT INBOX")
+        await c.cmd("LOGOUT")
+        t2 = time.monotonic()
+        c.w.close()
+        greet.append(t1 - t0)
+        session.append(t2 - t1)
+
+    def pct(xs):
+        xs = sorted(xs)
+        at = lambda q: round(1000 * xs[min(len(xs) - 1, int(q * len(xs)))], 2)
+        return {"p50": at(0.5), "p99": at(0.99), "max": at(1.0)}
+
+    return {"greeting": pct(greet), "login_select_logout": pct(session)}
 
 
 async def smtp_session(host, port, rcpt, body, count, done, mail_from, latencies):

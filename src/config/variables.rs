@@ -258,7 +258,7 @@ pub static VARIABLES: &[Variable] = &[
         },
         show show_duration),
     var!("WRITE_TIMEOUT", Text("5m"),
-        "every protocol: how long a client may leave our output unread",
+        "every protocol: how long a client may take none of our output",
         limits.write_timeout = |v: &str| match units::parse_duration(v) {
             Ok(d) if d >= Duration::from_secs(1) => Ok(d),
             _ => Err("a duration of at least 1s, like `5m` or `90s`".to_string()),

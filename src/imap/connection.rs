@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, watch};
 
 use super::output::{Output, StreamedLiteral};
+use crate::net::stall;
 use crate::smtp::deliver::{Spool, SpooledMessage};
 use crate::store::MailboxEvent;
 
@@ -77,17 +78,8 @@ pub(crate) struct Connection {
     sent: prometheus::IntCounter,
 }
 
-fn client_does_not_read() -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::TimedOut, "client does not read")
-}
-
-/// Bytes written at a time, each write within the write timeout.
+/// Bytes read from a message file at a time.
 const WRITE_CHUNK: usize = 64 * 1024;
-
-/// One step of a write (or of reading what is written), bounded by the write timeout.
-async fn within<T>(limit: Duration, step: impl Future<Output = std::io::Result<T>>) -> std::io::Result<T> {
-    tokio::time::timeout(limit, step).await.map_err(|_| client_does_not_read())?
-}
 
 impl Connection {
     pub fn new(
@@ -243,31 +235,29 @@ impl Connection {
         Ok(())
     }
 
-    /// Write and flush `bytes` in chunks, each within the write timeout: a message
-    /// rendered in memory (FETCH of BODY[] with BODYSTRUCTURE) goes to a slow reader as
-    /// surely as a streamed one.
+    /// Write and flush `bytes`, failing only when the client takes nothing for the write
+    /// timeout: a message rendered in memory (FETCH of BODY[] with BODYSTRUCTURE) goes to
+    /// a slow reader as surely as a streamed one.
     async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        let limit = self.write_timeout;
         let Some(stream) = self.stream.as_mut() else {
             return Ok(());
         };
         if bytes.is_empty() {
             return Ok(());
         }
-        for chunk in bytes.chunks(WRITE_CHUNK) {
-            within(limit, stream.write_all(chunk)).await?;
-            self.sent.inc_by(chunk.len() as u64);
-        }
-        within(limit, stream.flush()).await
+        stall::write_and_flush(stream, bytes, self.write_timeout).await?;
+        self.sent.inc_by(bytes.len() as u64);
+        Ok(())
     }
 
     /// Exactly `size` bytes copied from the reader (FETCH BODY[] of a large message without
     /// holding it in memory). Should the file come up short, the literal is padded with
     /// spaces so the client stays in step with the protocol.
     ///
-    /// The write timeout bounds each chunk, not the whole literal: a client reading a
-    /// 20 MiB message slowly but steadily gets all of it, one that stops reading is cut
-    /// off within the timeout, and either way at most one chunk is held for it.
+    /// The write timeout bounds the time the client takes no bytes, not the whole
+    /// literal: a client reading a 20 MiB message slowly but steadily gets all of it, one
+    /// that stops reading is cut off within the timeout, and either way at most one chunk
+    /// is held for it.
     async fn copy_literal(&mut self, literal: StreamedLiteral) -> std::io::Result<()> {
         let StreamedLiteral { reader, size } = literal;
         let limit = self.write_timeout;
@@ -278,11 +268,11 @@ impl Connection {
         let mut chunk = vec![0u8; WRITE_CHUNK];
         let mut copied = 0u64;
         loop {
-            let n = within(limit, limited.read(&mut chunk)).await?;
+            let n = stall::within(limit, limited.read(&mut chunk)).await?;
             if n == 0 {
                 break;
             }
-            within(limit, stream.write_all(&chunk[..n])).await?;
+            stall::write_all(stream, &chunk[..n], limit).await?;
             self.sent.inc_by(n as u64);
             copied += n as u64;
         }
@@ -292,12 +282,12 @@ impl Connection {
             let mut left = size - copied;
             while left > 0 {
                 let n = usize::try_from(left).unwrap_or(usize::MAX).min(chunk.len());
-                within(limit, stream.write_all(&chunk[..n])).await?;
+                stall::write_all(stream, &chunk[..n], limit).await?;
                 self.sent.inc_by(n as u64);
                 left -= n as u64;
             }
         }
-        within(limit, stream.flush()).await
+        stall::within(limit, stream.flush()).await
     }
 
     /// Close the stream (after a BYE); later output is dropped.

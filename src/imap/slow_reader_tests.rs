@@ -1,5 +1,5 @@
 //! Clients that read FETCH output slowly or not at all, through a receive window as small
-//! as the kernel allows: the write timeout bounds each chunk of a streamed literal, not
+//! as the kernel allows: the write timeout bounds how long the client takes no bytes, not
 //! the whole literal, so a slow but steady reader gets a message of any size, and one
 //! that stops reading is disconnected.
 
@@ -69,7 +69,8 @@ async fn read_until(s: &mut TcpStream, end: &[u8], pause: Duration) -> Vec<u8> {
 }
 
 /// 4 MiB read with a 50 ms pause after every 128 KiB takes longer than the 1 s write
-/// timeout, yet every 64 KiB chunk is taken well within it: the literal arrives whole.
+/// timeout, yet the client never goes that long without taking bytes: the literal
+/// arrives whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_steady_reader_gets_a_literal_that_outlasts_the_write_timeout() {
     let server = start_with(|ctx| ctx.limits.write_timeout = Duration::from_secs(1)).await;

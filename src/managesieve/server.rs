@@ -25,7 +25,7 @@ use super::reply::Status;
 use super::session::{Session, SessionConfig, Step, StoreAnswer, StoreOp};
 use crate::accounts::Directory;
 use crate::metrics::{SessionGauge, metrics};
-use crate::net::{LoginDeadline, LoginOutcome};
+use crate::net::{LoginDeadline, LoginOutcome, stall};
 use crate::sieve::vacation_settings::VACATION_SCRIPT;
 use crate::store::{MailboxOwner, Store, StoreError};
 
@@ -145,17 +145,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
         Io { stream, buf: Vec::with_capacity(4096), out: Vec::with_capacity(1024) }
     }
 
-    async fn flush(&mut self, stall: Duration) -> std::io::Result<()> {
+    async fn flush(&mut self, limit: Duration) -> std::io::Result<()> {
         if self.out.is_empty() {
             return Ok(());
         }
-        let write = async {
-            self.stream.write_all(&self.out).await?;
-            self.stream.flush().await
-        };
-        let result = tokio::time::timeout(stall, write)
-            .await
-            .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "peer stalled")));
+        let result = stall::write_and_flush(&mut self.stream, &self.out, limit).await;
         if result.is_ok() {
             metrics().bytes_sent_total.with_label_values(&["managesieve"]).inc_by(self.out.len() as u64);
         }

@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod ratelimit;
 #[cfg(test)]
 mod serve_tests;
+pub mod stall;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -14,7 +14,9 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+
+use crate::net::stall;
 
 /// Read size for streaming; also the upper bound of what is buffered per message.
 const CHUNK: usize = 64 * 1024;
@@ -120,9 +122,9 @@ impl DotStuffer {
 }
 
 /// Stream `reader` to `writer` stuffed and terminated, and flush; returns the octets
-/// written. The caller has already sent the `+OK` line. `stall` bounds each read and each
-/// write, so a client that stops reading cannot pin the session forever while a slow but
-/// steady download of a huge message still completes.
+/// written. The caller has already sent the `+OK` line. `limit` bounds each read and the
+/// time the client takes no bytes, so a client that stops reading cannot pin the session
+/// forever while a slow but steady download of a huge message still completes.
 ///
 /// The flush is not optional: a TLS stream accepts a write into its record buffer even
 /// when the socket is full, so without it the last records (with the `.` terminator) can
@@ -132,7 +134,7 @@ pub async fn write_message<R, W>(
     reader: &mut R,
     writer: &mut W,
     top: Option<u64>,
-    stall: Duration,
+    limit: Duration,
 ) -> std::io::Result<u64>
 where
     R: AsyncRead + Unpin,
@@ -143,27 +145,20 @@ where
     let mut out = Vec::with_capacity(CHUNK + CHUNK / 8);
     let mut written = 0u64;
     while !stuffer.is_done() {
-        let n = within(stall, reader.read(&mut buf)).await?;
+        let n = stall::within(limit, reader.read(&mut buf)).await?;
         if n == 0 {
             break;
         }
         out.clear();
         stuffer.feed(&buf[..n], &mut out);
-        within(stall, writer.write_all(&out)).await?;
+        stall::write_all(writer, &out, limit).await?;
         written += out.len() as u64;
     }
     out.clear();
     stuffer.finish(&mut out);
-    within(stall, writer.write_all(&out)).await?;
+    stall::write_and_flush(writer, &out, limit).await?;
     written += out.len() as u64;
-    within(stall, writer.flush()).await?;
     Ok(written)
-}
-
-async fn within<T>(limit: Duration, fut: impl Future<Output = std::io::Result<T>>) -> std::io::Result<T> {
-    tokio::time::timeout(limit, fut)
-        .await
-        .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "peer stalled")))
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::{SessionGauge, metrics};
-use crate::net::{AuthMechanism, LoginDeadline, LoginOutcome};
+use crate::net::{AuthMechanism, LoginDeadline, LoginOutcome, stall};
 use crate::pop3::backend::{BackendError, Pop3Backend};
 use crate::pop3::dotstuff::write_message;
 use crate::pop3::line::{LineRead, read_line};
@@ -164,18 +164,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
         self.out.extend_from_slice(&reply.to_bytes());
     }
 
-    async fn flush(&mut self, stall: Duration) -> std::io::Result<()> {
+    async fn flush(&mut self, limit: Duration) -> std::io::Result<()> {
         if self.out.is_empty() {
             return Ok(());
         }
-        let stream = self.reader.get_mut();
-        let write = async {
-            stream.write_all(&self.out).await?;
-            stream.flush().await
-        };
-        let result = tokio::time::timeout(stall, write)
-            .await
-            .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "peer stalled")));
+        let result = stall::write_and_flush(self.reader.get_mut(), &self.out, limit).await;
         if result.is_ok() {
             count_sent(self.out.len() as u64);
         }

@@ -33,6 +33,7 @@ use tracing::Instrument;
 use crate::accounts::Directory;
 use crate::maillog::{self, Mail};
 use crate::metrics::metrics;
+use crate::net::stall;
 use crate::store::Store;
 
 use super::accept::{accept, sender_text};
@@ -234,14 +235,7 @@ impl SmtpConnection {
     /// Write the queued replies, within the write timeout.
     async fn flush(&mut self) -> io::Result<()> {
         if !self.out.is_empty() {
-            let (stream, out) = (&mut self.stream, &self.out);
-            let write = async {
-                stream.write_all(out).await?;
-                stream.flush().await
-            };
-            tokio::time::timeout(self.ctx.limits.write_timeout, write)
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client does not read"))??;
+            stall::write_and_flush(&mut self.stream, &self.out, self.ctx.limits.write_timeout).await?;
             self.out.clear();
         }
         Ok(())
