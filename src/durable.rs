@@ -42,11 +42,14 @@
 //!   [`write_atomic`]; removal through [`sync_dir`]. Its crash recovery deletes
 //!   `.<name>.tmp<n>` leftovers: that temp name of [`SyncedFile::beside`] is part of its
 //!   contract.
-//! - `store/maildir/deliver.rs` (the `250` of local delivery) and `store/maildir/message_ops.rs` (APPEND,
-//!   COPY and MOVE across file systems): each message through `store/maildir/durable.rs`, a
-//!   [`SyncedFile::create_new`] in the Maildir's own `tmp/` and
-//!   [`SyncedFile::sync_in_place`]; the store renames it into `new/` or `cur/` (the Maildir
-//!   protocol Dovecot and mbsync rely on) and fsyncs that directory through [`GroupSync`].
+//! - `store/maildir/deliver.rs` (the `250` of local delivery): each copy a
+//!   [`SyncedFile::unnamed`] in `new/` or `cur/`, fdatasynced and linked in under its name
+//!   ([`SyncedFile::link_unnamed`]): steps 1 and 3 without a temp name. Where the system
+//!   cannot, and in `store/maildir/message_ops.rs` (APPEND, COPY and MOVE across file
+//!   systems): through `store/maildir/durable.rs`, a [`SyncedFile::create_new`] in the
+//!   Maildir's own `tmp/` and [`SyncedFile::sync_in_place`]; the store renames it into
+//!   `new/` or `cur/` (the Maildir protocol Dovecot and mbsync rely on). Either way it then
+//!   fsyncs that directory through [`GroupSync`].
 //! - `store/maildir/mailbox.rs`, `store/maildir/mailbox_sync.rs`, `store/maildir/message_ops.rs` (STORE, EXPUNGE,
 //!   moves from `new/` to `cur/`): the renames and unlinks are the store's; the index log
 //!   and the directories are made durable together with [`GroupSync::sync_many`].
@@ -192,6 +195,61 @@ impl SyncedFile {
         let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = parent_dir(target).join(format!(".{name}.tmp{}", rand::random::<u32>()));
         Self::create_new(&tmp, mode)
+    }
+
+    /// A file without a name yet, in directory `dir` (Linux `O_TMPFILE`), to be named with
+    /// [`link_unnamed`](Self::link_unnamed) once written. Its creation takes no lock on
+    /// the directory (a named create holds it while the file system allocates the inode,
+    /// which serialises concurrent deliveries into one folder), and a crash or an error
+    /// leaves nothing behind: the kernel frees a file that never got a name.
+    /// `Unsupported` where the file system or the kernel has no `O_TMPFILE`.
+    pub fn unnamed(dir: &Path, mode: u32) -> Result<SyncedFile, DurableError> {
+        match OpenOptions::new().write(true).mode(mode).custom_flags(libc::O_TMPFILE).open(dir) {
+            Ok(file) => Ok(SyncedFile { file, path: dir.to_path_buf(), armed: false }),
+            // Kernels and file systems without it answer EOPNOTSUPP, EISDIR (the flag
+            // read as a plain directory open) or EINVAL.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => {
+                Err(DurableError::at(dir, io::ErrorKind::Unsupported.into()))
+            }
+            Err(e) => Err(DurableError::at(dir, e)),
+        }
+    }
+
+    /// fdatasync a file from [`unnamed`](Self::unnamed) (its data and size; the name comes
+    /// next), before any [`link_unnamed`](Self::link_unnamed).
+    pub fn sync_unnamed(&mut self) -> Result<(), DurableError> {
+        self.file.sync_data().map_err(|e| DurableError::at(&self.path, e))
+    }
+
+    /// Give a file from [`unnamed`](Self::unnamed) the name `target`, failing with
+    /// `AlreadyExists` rather than replacing anything (the caller may try another name
+    /// with the same file). The name is durable once the caller fsyncs its directory.
+    /// Through `/proc/self/fd` (linking by descriptor needs a capability we do not
+    /// have): `Unsupported` when /proc is not mounted or such links are refused.
+    pub fn link_unnamed(&self, target: &Path) -> Result<(), DurableError> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        let at = |e| DurableError::at(target, e);
+        let from = std::ffi::CString::new(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+            .map_err(|e| at(io::Error::other(e)))?;
+        let to = std::ffi::CString::new(target.as_os_str().as_bytes()).map_err(|e| at(io::Error::other(e)))?;
+        // SAFETY: both are NUL-terminated paths that outlive the call.
+        let r = unsafe {
+            libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW)
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        // No /proc (ENOENT for the source; a missing target directory is ENOENT too, and
+        // the caller's other way then fails on it with its own error), or a system that
+        // refuses links through it (EXDEV, EPERM, EACCES under some security modules).
+        let refused = match e.raw_os_error() {
+            Some(libc::ENOENT) => !Path::new("/proc/self/fd").is_dir(),
+            Some(libc::EXDEV | libc::EPERM | libc::EACCES | libc::EOPNOTSUPP) => true,
+            _ => false,
+        };
+        Err(at(if refused { io::Error::new(io::ErrorKind::Unsupported, e) } else { e }))
     }
 
     fn open(path: &Path, options: &OpenOptions) -> Result<SyncedFile, DurableError> {

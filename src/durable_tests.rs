@@ -247,3 +247,25 @@ async fn sync_many_covers_logs_and_directories_and_reports_the_first_error() {
     let err = sync.sync_many(files, vec![dir.path().join("gone")]).await;
     assert_eq!(err.map_err(|e| e.kind()), Err(io::ErrorKind::NotFound));
 }
+
+/// A file without a name is invisible in its directory until linked in, is linked in
+/// whole, and a taken name is refused (another name can follow with the same file).
+#[test]
+fn an_unnamed_file_appears_whole_under_its_name_and_never_replaces_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = match SyncedFile::unnamed(dir.path(), 0o600) {
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => return,
+        r => r.unwrap(),
+    };
+    file.write_all(b"Subject: whole\r\n\r\nbody\r\n").unwrap();
+    file.sync_unnamed().unwrap();
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "nothing visible before the link");
+    fs::write(dir.path().join("taken"), b"someone else's").unwrap();
+    let refused = file.link_unnamed(&dir.path().join("taken")).unwrap_err();
+    assert_eq!(refused.kind(), io::ErrorKind::AlreadyExists);
+    assert_eq!(fs::read(dir.path().join("taken")).unwrap(), b"someone else's");
+    file.link_unnamed(&dir.path().join("mine")).unwrap();
+    assert_eq!(fs::read(dir.path().join("mine")).unwrap(), b"Subject: whole\r\n\r\nbody\r\n");
+    drop(file);
+    assert_eq!(fs::read(dir.path().join("mine")).unwrap().len(), 24, "dropping the handle keeps the file");
+}

@@ -89,6 +89,12 @@ impl StoreError {
         matches!(self, StoreError::Io { source, .. } if crate::disk::is_full(source))
     }
 
+    /// True when the system cannot do what was asked this way (no `O_TMPFILE`, no /proc):
+    /// the caller takes its other way.
+    pub fn is_unsupported(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. } if source.kind() == io::ErrorKind::Unsupported)
+    }
+
     /// True when the error is a temporary condition worth retrying (I/O, background task,
     /// unreachable backend), false for errors caused by the request itself. SMTP maps true
     /// to 4xx.

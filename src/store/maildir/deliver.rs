@@ -1,7 +1,10 @@
 //! Durable delivery of one message to many local mailboxes (SMTP DATA, LMTP).
 //!
-//! Owns: writing each copy as Maildir prescribes — `tmp/<unique>` created with O_EXCL,
-//! written, fsynced, renamed into `new/` (`cur/` when it arrives with flags), then that directory fsynced through the shared
+//! Owns: writing each copy so that no reader ever sees half of it — a file without a name
+//! (`O_TMPFILE`) in `new/` (`cur/` when it arrives with flags), written, fsynced and
+//! linked in under a unique name; or, where the system cannot do that, as Maildir
+//! prescribes, `tmp/<unique>` created with O_EXCL, written, fsynced, renamed into `new/`
+//! — then that directory fsynced through the shared
 //! [`GroupSync`](crate::durable::GroupSync) so fifty concurrent sessions pay for a handful
 //! of directory fsyncs, not fifty. `deliver` returns only when every copy is durable: SMTP
 //! sends its 250 after that (architecture.md, "durable before acknowledged"). A copy with
@@ -9,10 +12,11 @@
 //! APPEND does, so its keyword letters come from the one `dovecot-keywords` table under the
 //! mailbox lock.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::MaildirStore;
-use super::durable::write_new_file;
+use super::durable::{write_new_file, write_unnamed};
 use super::error::{StoreError, blocking};
 use super::filename::{FlagSet, cur_name, new_base_name};
 use super::folder_name::FolderPath;
@@ -21,6 +25,34 @@ use super::types::{DeliveredMessage, Flag, LocalDelivery, MessageBody};
 
 /// How often a name collision (another process with our pid and clock) is retried.
 const NAME_ATTEMPTS: usize = 3;
+
+/// Whether this system can create files without a name and link them in (`O_TMPFILE`
+/// and /proc): cleared at the first `Unsupported`, after which deliveries take `tmp/`.
+static UNNAMED: AtomicBool = AtomicBool::new(true);
+
+/// Write the copy as a file without a name in its landing directory, fdatasync it, and
+/// link it in under a name from `name` (another one on a collision). Compared with
+/// `tmp/` and a rename, concurrent deliveries into one folder no longer wait for each
+/// other while the file system allocates their inodes under `tmp/`'s lock, and a crash
+/// leaves nothing in `tmp/`. Blocking.
+fn deliver_unnamed(
+    landing: &Path,
+    prefix: &[u8],
+    body: &MessageBody,
+    mut name: impl FnMut() -> PathBuf,
+) -> Result<PathBuf, StoreError> {
+    let file = write_unnamed(landing, prefix, body)?;
+    let mut last_err = None;
+    for _ in 0..NAME_ATTEMPTS {
+        let path = name();
+        match file.link_unnamed(&path) {
+            Ok(()) => return Ok(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last_err = Some(e.into()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| StoreError::Background("no unique name".into())))
+}
 
 impl MaildirStore {
     /// Deliver one message to one or more mailboxes. Each copy is `header_prefix + body`.
@@ -78,18 +110,25 @@ impl MaildirStore {
         let body = body.clone();
         let dir2 = dir.clone();
         let new_path: PathBuf = blocking(move || {
+            // Where the file lands: `new/`, or `cur/` with its info part when flags are
+            // given at delivery (Sieve imap4flags), as if a client had set them.
+            let name = |base: &str| match &info {
+                None => dir2.join("new").join(base),
+                Some(flags) => dir2.join("cur").join(cur_name(base, flags, "")),
+            };
+            if UNNAMED.load(Ordering::Relaxed) {
+                match deliver_unnamed(&dir2.join(landing), &prefix, &body, || name(&new_base_name(&host, size))) {
+                    Err(e) if e.is_unsupported() => UNNAMED.store(false, Ordering::Relaxed),
+                    done => return done,
+                }
+            }
             let mut last_err = None;
             for _ in 0..NAME_ATTEMPTS {
                 let base = new_base_name(&host, size);
                 let tmp = dir2.join("tmp").join(&base);
                 match write_new_file(&tmp, &prefix, &body) {
                     Ok(_) => {
-                        // Flags given at delivery (Sieve imap4flags): the file goes to
-                        // `cur/` with its info part, as if a client had set them.
-                        let new = match &info {
-                            None => dir2.join("new").join(&base),
-                            Some(flags) => dir2.join("cur").join(cur_name(&base, flags, "")),
-                        };
+                        let new = name(&base);
                         if let Err(e) = std::fs::rename(&tmp, &new) {
                             let _ = std::fs::remove_file(&tmp);
                             return Err(StoreError::io(&new, e));

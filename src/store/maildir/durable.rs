@@ -22,29 +22,40 @@ pub const FILE_MODE: u32 = 0o666;
 /// Create `path` (which must not exist), write `prefix` then `body`, and fsync it. Blocking.
 /// Returns the number of bytes written. On error nothing is left at `path`.
 pub fn write_new_file(path: &Path, prefix: &[u8], body: &MessageBody) -> Result<u64, StoreError> {
-    let io_err = |e| StoreError::io(path, e);
     let mut file = SyncedFile::create_new(path, FILE_MODE)?;
-    let written = (|| -> io::Result<u64> {
-        file.write_all(prefix)?;
-        let mut n = prefix.len() as u64;
-        match body {
-            MessageBody::Memory(b) => {
-                file.write_all(b)?;
-                n += b.len() as u64;
-            }
-            MessageBody::File { path: src, len } => {
-                let copied = file.copy_from(&mut File::open(src)?.take(*len))?;
-                if copied != *len {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "spool file shorter than announced"));
-                }
-                n += copied;
-            }
-        }
-        Ok(n)
-    })();
     // Dropping `file` on an error removes it.
-    let n = written.map_err(io_err)?;
+    let n = fill(&mut file, prefix, body).map_err(|e| StoreError::io(path, e))?;
     file.sync_in_place()?;
+    Ok(n)
+}
+
+/// A file without a name in `dir` holding `prefix` then `body`, fdatasynced, for the
+/// caller to name with [`SyncedFile::link_unnamed`] (see [`SyncedFile::unnamed`]).
+/// Blocking. `Unsupported` where the system cannot do it; the caller then takes `tmp/`.
+pub fn write_unnamed(dir: &Path, prefix: &[u8], body: &MessageBody) -> Result<SyncedFile, StoreError> {
+    let mut file = SyncedFile::unnamed(dir, FILE_MODE)?;
+    fill(&mut file, prefix, body).map_err(|e| StoreError::io(dir, e))?;
+    file.sync_unnamed()?;
+    Ok(file)
+}
+
+/// `prefix` then `body` into `file`; the byte count.
+fn fill(file: &mut SyncedFile, prefix: &[u8], body: &MessageBody) -> io::Result<u64> {
+    file.write_all(prefix)?;
+    let mut n = prefix.len() as u64;
+    match body {
+        MessageBody::Memory(b) => {
+            file.write_all(b)?;
+            n += b.len() as u64;
+        }
+        MessageBody::File { path: src, len } => {
+            let copied = file.copy_from(&mut File::open(src)?.take(*len))?;
+            if copied != *len {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "spool file shorter than announced"));
+            }
+            n += copied;
+        }
+    }
     Ok(n)
 }
 
