@@ -25,6 +25,7 @@ mod acme;
 mod auth_limits;
 mod backup;
 mod crash_imap;
+mod crash_lmtp;
 mod credentials;
 mod deploy;
 mod disk_full;
