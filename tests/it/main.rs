@@ -26,6 +26,7 @@ mod auth_limits;
 mod backup;
 mod crash_imap;
 mod crash_lmtp;
+mod crash_pop3;
 mod credentials;
 mod deploy;
 mod disk_full;
