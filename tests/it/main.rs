@@ -25,6 +25,7 @@ mod acme;
 mod auth_limits;
 mod backup;
 mod crash_imap;
+mod crash_imap_pg;
 mod crash_lmtp;
 mod crash_pop3;
 mod credentials;
