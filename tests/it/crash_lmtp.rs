@@ -21,10 +21,12 @@ use crate::common;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::crash::{Seen, folder_dir, imap_state, maildir_ids};
+use common::test_pg::PgCluster;
 use common::{Server, env_listening, have_tool};
 
 const USERS: [&str; 3] = ["alice@example.com", "bob@example.com", "carol@example.com"];
@@ -34,18 +36,44 @@ const PASSWORD: &str = "wonderland";
 const DELAYS_MS: [u64; 20] =
     [10, 30, 50, 70, 90, 110, 130, 150, 170, 190, 210, 240, 270, 300, 330, 360, 400, 450, 500, 600];
 
-/// What the client printed: the messages it sent, and (Message-ID, recipient) per 250.
-struct Round {
+/// What the client printed: the messages it sent, (Message-ID, recipient) per 250, how
+/// each 4xx reply or broken connection it met (the code or the error), and how it ended (`cut`, `stopped`).
+#[derive(Default)]
+struct Deliveries {
     sent: Vec<String>,
     acked: Vec<(String, String)>,
-    cut: bool,
+    deferred: Vec<String>,
+    ended: Option<String>,
 }
 
-fn deliver_until_killed(server: &mut Server, round: usize, delay: Duration) -> Round {
+impl Deliveries {
+    fn take(&mut self, line: &str) {
+        let words: Vec<&str> = line.split(' ').collect();
+        match words[..] {
+            ["sent", id] => self.sent.push(id.to_string()),
+            ["ack", id, rcpt] => self.acked.push((id.to_string(), rcpt.to_string())),
+            ["defer", why] => self.deferred.push(why.to_string()),
+            ["cut"] | ["stopped"] => self.ended = Some(line.to_string()),
+            _ => panic!("the client said {line:?}"),
+        }
+    }
+}
+
+/// The accounts on LMTP (and IMAP, to check them).
+fn lmtp_env(data: &Path) -> Vec<(String, String)> {
+    let mut env = env_listening(data, &["LMTP", "IMAP"]);
+    let accounts: Vec<String> = USERS.iter().map(|u| format!("{u}:{{PLAIN}}{PASSWORD}")).collect();
+    env.push(("MAILROOM_ACCOUNTS".into(), accounts.join(",")));
+    env
+}
+
+/// crash_lmtp.py on the server's LMTP port (`stop` as it takes it), once it said `go`;
+/// the lines it prints after that.
+fn start_client(server: &Server, round: usize, stop: &str) -> (Child, impl Iterator<Item = String> + Send + 'static) {
     let mut child = Command::new("python3")
         .arg(format!("{}/tests/clients/crash_lmtp.py", env!("CARGO_MANIFEST_DIR")))
         .arg(server.port("lmtp").to_string())
-        .arg(round.to_string())
+        .args([&round.to_string(), stop])
         .args(USERS)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -53,20 +81,18 @@ fn deliver_until_killed(server: &mut Server, round: usize, delay: Duration) -> R
         .expect("python3");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok);
     assert_eq!(lines.next().as_deref(), Some("go"), "round {round}: {}", server.log());
+    (child, lines)
+}
+
+fn deliver_until_killed(server: &mut Server, round: usize, delay: Duration) -> Deliveries {
+    let (child, lines) = start_client(server, round, "-");
     std::thread::sleep(delay);
     server.kill9();
-    let mut r = Round { sent: Vec::new(), acked: Vec::new(), cut: false };
-    for line in lines {
-        let words: Vec<&str> = line.split(' ').collect();
-        match words[..] {
-            ["sent", id] => r.sent.push(id.to_string()),
-            ["ack", id, rcpt] => r.acked.push((id.to_string(), rcpt.to_string())),
-            ["cut"] => r.cut = true,
-            _ => panic!("round {round}: client said {line:?}"),
-        }
-    }
+    let mut r = Deliveries::default();
+    lines.for_each(|line| r.take(&line));
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success() && r.cut, "round {round}: client: {}", String::from_utf8_lossy(&out.stderr));
+    let cut = r.ended.as_deref() == Some("cut");
+    assert!(out.status.success() && cut, "round {round}: client: {}", String::from_utf8_lossy(&out.stderr));
     r
 }
 
@@ -113,9 +139,7 @@ fn kill_9_while_lmtp_delivers_loses_nothing_acknowledged_and_duplicates_nothing(
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let mut env = env_listening(&data, &["LMTP", "IMAP"]);
-    let accounts: Vec<String> = USERS.iter().map(|u| format!("{u}:{{PLAIN}}{PASSWORD}")).collect();
-    env.push(("MAILROOM_ACCOUNTS".into(), accounts.join(",")));
+    let env = lmtp_env(&data);
     let start = || Server::start_ready(&env, &data, Duration::from_secs(30));
     let mut server = start();
 
@@ -183,4 +207,63 @@ fn kill_9_while_lmtp_delivers_loses_nothing_acknowledged_and_duplicates_nothing(
 fn is_big(id: &str) -> bool {
     let n = id.split_once(".m").and_then(|(_, rest)| rest.split_once('@')).and_then(|(n, _)| n.parse::<u64>().ok());
     n.is_some_and(|n| n % 7 == 3)
+}
+
+/// A PostgreSQL restart (not mailroom's) while the client streams deliveries over LMTP
+/// into the PostgreSQL store: every copy that got its 250 is in its INBOX once, and
+/// deliveries are acknowledged again afterwards without restarting mailroom. The client
+/// goes on through the 4xx replies and dropped connections of the restart, as an MTA does.
+#[test]
+fn a_postgresql_restart_during_lmtp_ingest_loses_nothing_acknowledged() {
+    if !have_tool("python3") {
+        return;
+    }
+    let Some(cluster) = PgCluster::start(true) else { return };
+    let started = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut env = lmtp_env(&data);
+    env.push(("MAILROOM_STORE".into(), cluster.url("postgres")));
+    let server = Server::start_ready(&env, &data, Duration::from_secs(60));
+    let stop = tmp.path().join("stop");
+    let (child, lines) = start_client(&server, 1, stop.to_str().unwrap());
+    let got = Arc::new(Mutex::new(Deliveries::default()));
+    let reader = {
+        let got = got.clone();
+        std::thread::spawn(move || lines.for_each(|line| got.lock().unwrap().take(&line)))
+    };
+    let acked = || got.lock().unwrap().acked.len();
+    let wait_for = |n: usize, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acked() < n {
+            assert!(Instant::now() < deadline, "{what}: only {} copies acknowledged\n{}", acked(), server.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(30, "before the restart");
+    cluster.restart();
+    let at_restart = acked();
+    wait_for(at_restart + 30, "after the database restart");
+    std::fs::write(&stop, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    reader.join().unwrap();
+    let got = std::mem::take(&mut *got.lock().unwrap());
+    let stopped = got.ended.as_deref() == Some("stopped");
+    assert!(out.status.success() && stopped, "client: {}", String::from_utf8_lossy(&out.stderr));
+
+    let sent: BTreeSet<&String> = got.sent.iter().collect();
+    for (user, state) in USERS.into_iter().zip(imap_states(&server)) {
+        let listed: BTreeSet<String> = Seen::default().check(user, &state["INBOX"]).into_iter().collect();
+        let lost: Vec<_> = got.acked.iter().filter(|(id, r)| r == user && !listed.contains(id)).collect();
+        assert!(lost.is_empty(), "{user}: acknowledged with 250 but not in INBOX: {lost:?}");
+        let unknown: Vec<_> = listed.iter().filter(|id| !sent.contains(id)).collect();
+        assert!(unknown.is_empty(), "{user}: never sent: {unknown:?}");
+    }
+    eprintln!(
+        "{} messages sent, {} copies acknowledged ({at_restart} before the restart), deferred: {:?}, in {:?}",
+        got.sent.len(),
+        got.acked.len(),
+        got.deferred,
+        started.elapsed()
+    );
 }
