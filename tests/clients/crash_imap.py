@@ -3,8 +3,8 @@
 usage: crash_imap.py PORT USER PASSWORD prepare OP   bring the folders to the state OP starts from
        crash_imap.py PORT USER PASSWORD run OP       print `go`, then run OP (the test kills the
                                                      server meanwhile); `done` if it finished
-       crash_imap.py PORT USER PASSWORD append N     APPEND N messages to INBOX, Message-IDs
-                                                     m0@crash.test... (a store without a Maildir)
+       crash_imap.py PORT USER PASSWORD append N [TAG]  APPEND N messages to INBOX, Message-IDs
+                                                     [TAG.]m0@crash.test... (a store without a Maildir)
        crash_imap.py PORT USER PASSWORD state        JSON: per folder UIDVALIDITY, UIDNEXT and
                                                      [uid, Message-ID, flags] of every message
 
@@ -92,8 +92,10 @@ elif mode == "run":
     except (imaplib.IMAP4.abort, OSError, EOFError):
         print("cut", flush=True)
 elif mode == "append":
+    tag = sys.argv[6] + "." if len(sys.argv) > 6 else ""
     for i in range(int(sys.argv[5])):
-        text = f"From: a@remote.test\r\nTo: {user}\r\nSubject: m{i}\r\nMessage-ID: <m{i}@crash.test>\r\n\r\nbody {i}\r\n"
+        msgid = f"{tag}m{i}@crash.test"
+        text = f"From: a@remote.test\r\nTo: {user}\r\nSubject: {msgid}\r\nMessage-ID: <{msgid}>\r\n\r\nbody {i}\r\n"
         ok(imap.append("INBOX", None, None, text.encode()))
     imap.logout()
 elif mode == "state":
