@@ -92,6 +92,7 @@ impl DataDir {
         fs::write(&probe, b"ok").map_err(unusable)?;
         let _ = fs::remove_file(&probe);
         check_format(root)?;
+        remove_spool_leftovers(&spool_dir(root));
         Ok(DataDir { root: root.to_path_buf(), _lock: lock })
     }
 
@@ -120,6 +121,20 @@ impl DataDir {
 /// nothing in it has been acknowledged, and a store on another backend still spools here.
 pub fn spool_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("state").join("spool")
+}
+
+/// Empty the spool of a process that died (SIGKILL, OOM, power) while messages were
+/// arriving or being downloaded: nothing in it was acknowledged (the sender or the
+/// fetched server still has the message) and no process of ours can be writing it, since
+/// we hold the lock. Without this each big message cut mid-transfer would stay on disk
+/// for good. Best effort: a file that cannot be removed costs space, not mail.
+fn remove_spool_leftovers(spool: &Path) {
+    let Ok(entries) = fs::read_dir(spool) else { return };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Read `data/format` (absent: format 1), refuse a newer one, migrate an older one, and
@@ -161,6 +176,18 @@ mod tests {
         }
         let mode = fs::metadata(&root).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
+    }
+
+    #[test]
+    fn a_crashed_process_spool_is_emptied_at_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = spool_dir(tmp.path());
+        fs::create_dir_all(&spool).unwrap();
+        for name in ["RFY37LPEEAC7.118c78f4.spool", "fetch-1", "import-2"] {
+            fs::write(spool.join(name), b"half a message").unwrap();
+        }
+        let _dd = DataDir::open(tmp.path()).unwrap();
+        assert_eq!(fs::read_dir(&spool).unwrap().count(), 0);
     }
 
     #[test]

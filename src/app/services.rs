@@ -256,8 +256,6 @@ pub(super) fn import_command(shared: &Shared) -> Result<crate::queue::ImportComm
         }
         None => Vec::new(),
     };
-    // No import runs before the control socket is up: what is there, a crash left.
-    crate::fetch::run::remove_leftovers(&crate::datadir::spool_dir(&shared.config.data_dir), "import-");
     let importer = Arc::new(crate::import::Importer {
         store: shared.store.clone(),
         directory: shared.directory.clone(),

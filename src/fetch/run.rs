@@ -64,23 +64,11 @@ pub struct Fetcher {
 /// One task per source, each stopping at shutdown (between messages, never inside a
 /// delivery); returns when all have. Run it as a task shutdown waits for.
 pub async fn run_all(fetcher: Arc<Fetcher>, sources: Sources, shutdown: watch::Receiver<bool>) {
-    remove_leftovers(&crate::datadir::spool_dir(&fetcher.data_dir), "fetch-");
     let mut tasks = tokio::task::JoinSet::new();
     for (source, password) in sources {
         tasks.spawn(source_loop(fetcher.clone(), source, password, shutdown.clone()));
     }
     while tasks.join_next().await.is_some() {}
-}
-
-/// Download files (named `prefix…`) a crash left behind: their messages are fetched
-/// again. Only while no download of that kind runs (at the start).
-pub fn remove_leftovers(spool: &Path, prefix: &str) {
-    let Ok(entries) = std::fs::read_dir(spool) else { return };
-    for e in entries.flatten() {
-        if e.file_name().to_string_lossy().starts_with(prefix) {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
 }
 
 /// The wait after `failures` failed runs in a row.

@@ -3,6 +3,8 @@
 usage: crash_imap.py PORT USER PASSWORD prepare OP   bring the folders to the state OP starts from
        crash_imap.py PORT USER PASSWORD run OP       print `go`, then run OP (the test kills the
                                                      server meanwhile); `done` if it finished
+       crash_imap.py PORT USER PASSWORD append N [TAG]  APPEND N messages to INBOX, Message-IDs
+                                                     [TAG.]m0@crash.test... (a store without a Maildir)
        crash_imap.py PORT USER PASSWORD state        JSON: per folder UIDVALIDITY, UIDNEXT and
                                                      [uid, Message-ID, flags] of every message
 
@@ -13,6 +15,7 @@ cache holds mostly expunged messages (it is rewritten when it is opened for that
 import imaplib
 import json
 import re
+import socket
 import ssl
 import sys
 
@@ -25,6 +28,9 @@ def connect():
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE  # the server's self-signed certificate
     imap = imaplib.IMAP4("127.0.0.1", port, timeout=120)
+    # imaplib writes an APPEND literal and its closing CRLF apart: with Nagle on, the CRLF
+    # waits for the server's delayed ACK of the literal (40 ms per APPEND).
+    imap.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     imap.starttls(ssl_context=ctx)
     imap.login(user, password)
     return imap
@@ -89,6 +95,13 @@ elif mode == "run":
         print("done", flush=True)
     except (imaplib.IMAP4.abort, OSError, EOFError):
         print("cut", flush=True)
+elif mode == "append":
+    tag = sys.argv[6] + "." if len(sys.argv) > 6 else ""
+    for i in range(int(sys.argv[5])):
+        msgid = f"{tag}m{i}@crash.test"
+        text = f"From: a@remote.test\r\nTo: {user}\r\nSubject: {msgid}\r\nMessage-ID: <{msgid}>\r\n\r\nbody {i}\r\n"
+        ok(imap.append("INBOX", None, None, text.encode()))
+    imap.logout()
 elif mode == "state":
     out = {}
     for folder in FOLDERS:

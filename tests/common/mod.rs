@@ -15,6 +15,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_mailroom");
 mod test_ports;
 pub use test_ports::free_port;
 
+pub mod crash;
 pub mod sink;
 #[path = "../../src/test_pg.rs"]
 pub mod test_pg;
