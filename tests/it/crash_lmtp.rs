@@ -12,9 +12,11 @@
 //! - every file in `cur/` and `new/` is a whole message (its last line is there); the
 //!   messages IMAP lists are exactly those files (the index matches the Maildir);
 //!   UIDVALIDITY never changes and no UID names two messages;
-//! - a copy cut while being written stays in `tmp/`, never seen by clients, and is removed
-//!   at a later start once older than the Maildir rule's 36 hours; a message cut while it
-//!   arrived leaves nothing in `state/spool/` after the restart.
+//! - a copy cut while being written leaves nothing (a file without a name yet, freed by
+//!   the kernel) or, on a system where delivery takes `tmp/`, stays there, never seen by
+//!   clients, and is removed at a later start once older than the Maildir rule's 36
+//!   hours; a message cut while it arrived leaves nothing in `state/spool/` after the
+//!   restart.
 
 use crate::common;
 
