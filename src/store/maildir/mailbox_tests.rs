@@ -337,18 +337,25 @@ async fn concurrent_sessions_and_deliveries_get_distinct_uids() {
     assert_eq!(again, snap);
 }
 
-/// Sessions that sync one mailbox share its message list (SELECT of a big INBOX costs
-/// each session no copy), yet nobody sees another's change before syncing again.
-#[tokio::test]
-async fn sessions_share_the_message_list_and_see_changes_only_when_they_sync() {
+/// A store whose INBOX has `n` tiny files in `new/`, not indexed yet (sizes in the names:
+/// no file is read to index them).
+async fn store_with_new_files(n: usize) -> (tempfile::TempDir, MaildirStore) {
     let data = tempfile::tempdir().unwrap();
     let store = MaildirStore::open(data.path(), "mx").unwrap();
     store.ensure_account(&alice()).await.unwrap();
     let new = root(data.path()).join("new");
-    // Several of the persistent vector's chunks (64 entries each).
-    for i in 0..300 {
+    for i in 0..n {
         std::fs::write(new.join(format!("{i}.M1P1Q{i}.mx,S=3,W=3")), b"x\r\n").unwrap();
     }
+    (data, store)
+}
+
+/// Sessions that sync one mailbox share its message list (SELECT of a big INBOX costs
+/// each session no copy), yet nobody sees another's change before syncing again.
+#[tokio::test]
+async fn sessions_share_the_message_list_and_see_changes_only_when_they_sync() {
+    // Several of the persistent vector's chunks (64 entries each).
+    let (_data, store) = store_with_new_files(300).await;
     let a = store.open_mailbox(&alice(), "INBOX").await.unwrap();
     let b = store.open_mailbox(&alice(), "INBOX").await.unwrap();
     let seen_by_a = a.sync().await.unwrap().messages;
@@ -376,13 +383,7 @@ async fn sessions_share_the_message_list_and_see_changes_only_when_they_sync() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn large_mailbox_timings() {
-    let data = tempfile::tempdir().unwrap();
-    let store = MaildirStore::open(data.path(), "mx").unwrap();
-    store.ensure_account(&alice()).await.unwrap();
-    let new = root(data.path()).join("new");
-    for i in 0..50_000 {
-        std::fs::write(new.join(format!("{i}.M1P1Q{i}.mx,S=3,W=3")), b"x\r\n").unwrap();
-    }
+    let (data, store) = store_with_new_files(50_000).await;
     let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
     let t = std::time::Instant::now();
     let snap = mb.sync().await.unwrap();
