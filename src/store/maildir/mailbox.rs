@@ -660,14 +660,15 @@ impl MaildirMailbox {
             if let Some(live) = live.as_ref().filter(|_| cache.compaction_due()) {
                 cache.compact(|u| live.contains(&u));
             }
+            let cached = cache.get_many(&uids);
             let mut out = Vec::with_capacity(uids.len());
-            for (uid, file) in uids.into_iter().zip(files) {
+            for ((uid, file), hit) in uids.into_iter().zip(files).zip(cached) {
                 let Some((name, size)) = file else {
                     out.push(None);
                     continue;
                 };
-                if let Some(h) = cache.get(uid) {
-                    out.push(Some(h));
+                if hit.is_some() {
+                    out.push(hit);
                     continue;
                 }
                 // Errors (a file renamed by another program) go to the caller's slow path,
