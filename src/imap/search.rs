@@ -102,10 +102,12 @@ impl Ctx<'_, '_> {
         self.tree.get_or_init(|| self.msg.raw.map(mime::parse)).as_ref()
     }
 
+    /// The top-level header block, found without parsing the MIME structure (header
+    /// searches over a big mailbox need nothing else; the tree's root has the same range).
     fn header_block(&self) -> Option<&[u8]> {
         let raw = self.msg.raw?;
-        let root = self.tree()?;
-        Some(&raw[root.header.clone()])
+        let (header, _) = mime::split_header(raw, 0..raw.len());
+        Some(&raw[header])
     }
 
     fn eval(&self, key: &SearchKey) -> bool {

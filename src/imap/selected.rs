@@ -15,7 +15,8 @@ use super::command::QresyncParams;
 use super::response::{Enabled, Tagged, write_flags_recent};
 use super::sequence::{SequenceSet, format_numbers};
 use crate::store::{
-    Flag as StFlag, FlagChange, Mailbox, MailboxChanges, MailboxEvent, MailboxSnapshot, MessageMeta, ViewTicket,
+    Flag as StFlag, FlagChange, Mailbox, MailboxChanges, MailboxEvent, MailboxSnapshot, MessageList, MessageMeta,
+    ViewTicket, uid_position,
 };
 
 /// How a refresh of the view may go: what it may report now and how to write it.
@@ -34,8 +35,9 @@ pub struct Selected {
     pub name: String,
     pub mailbox: Mailbox,
     pub read_only: bool,
-    /// Messages in sequence order (sorted by UID): seq n is `messages[n - 1]`.
-    pub messages: Vec<MessageMeta>,
+    /// Messages in sequence order (sorted by UID): seq n is `messages[n - 1]`. Shares its
+    /// storage with the store's list and other sessions' views until one of them changes.
+    pub messages: MessageList,
     pub uid_validity: u32,
     pub uid_next: u32,
     pub highest_modseq: u64,
@@ -63,7 +65,7 @@ pub struct Selected {
 }
 
 /// The distinct keywords of a message list, sorted.
-pub fn keywords_of(messages: &[MessageMeta]) -> Vec<Arc<str>> {
+pub fn keywords_of(messages: &MessageList) -> Vec<Arc<str>> {
     let mut keywords: Vec<Arc<str>> = messages
         .iter()
         .flat_map(|m| m.flags.iter())
@@ -113,7 +115,7 @@ impl Selected {
     }
 
     pub fn index_of_uid(&self, uid: u32) -> Option<usize> {
-        self.messages.binary_search_by_key(&uid, |m| m.uid).ok()
+        uid_position(&self.messages, uid).ok()
     }
 
     /// Is the message `\Recent` in this session (RFC 3501 2.3.2)?
@@ -124,9 +126,9 @@ impl Selected {
     /// Take the messages in `claimed` (a range [`Mailbox::take_recent`] gave this session)
     /// that are in the view as `\Recent`.
     pub fn add_recent(&mut self, claimed: std::ops::Range<u32>) {
-        let start = self.messages.partition_point(|m| m.uid < claimed.start);
-        let new = self.messages[start..].iter().map(|m| m.uid).take_while(|u| claimed.contains(u));
-        self.recent.extend(new);
+        let start = uid_position(&self.messages, claimed.start).unwrap_or_else(|i| i);
+        let new = self.messages.skip(start);
+        self.recent.extend(new.iter().map(|m| m.uid).take_while(|u| claimed.contains(u)));
         self.recent.sort_unstable();
         self.recent.dedup();
     }
@@ -134,22 +136,19 @@ impl Selected {
     /// Drop expunged messages (`gone`: sorted UIDs) from the view and write what tells
     /// the client: `* n EXPUNGE` per message, or one `VANISHED` with QRESYNC (RFC 7162
     /// 3.2.10). The saved search result loses them too (RFC 5182 2.1).
+    /// Each removal is O(log n) and leaves the rest of the list shared.
     pub fn remove_from_view(&mut self, gone: &[u32], qresync: bool, out: &mut Vec<u8>) {
         if qresync {
             out.extend_from_slice(format!("* VANISHED {}\r\n", format_numbers(gone)).as_bytes());
-            self.messages.retain(|m| gone.binary_search(&m.uid).is_err());
-        } else {
-            let mut kept = Vec::with_capacity(self.messages.len());
-            let mut removed = 0usize;
-            for (i, m) in std::mem::take(&mut self.messages).into_iter().enumerate() {
-                if gone.binary_search(&m.uid).is_ok() {
-                    out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1 - removed).as_bytes());
-                    removed += 1;
-                } else {
-                    kept.push(m);
+        }
+        // Ascending, each number counted after the removals before it (RFC 9051 7.5.1).
+        for uid in gone {
+            if let Some(i) = self.index_of_uid(*uid) {
+                self.messages.remove(i);
+                if !qresync {
+                    out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
                 }
             }
-            self.messages = kept;
         }
         self.saved.retain(|u| gone.binary_search(u).is_err());
         self.view.release(gone);
@@ -172,13 +171,9 @@ impl Selected {
                 // RFC 9051 6.4.9: `*` is the largest UID in use; with no messages, none.
                 let largest = self.max_uid();
                 for (lo, hi) in set.ranges(largest) {
-                    let start = self.messages.partition_point(|m| m.uid < lo);
-                    for (i, m) in self.messages.iter().enumerate().skip(start) {
-                        if m.uid > hi {
-                            break;
-                        }
-                        out.push(i);
-                    }
+                    let start = uid_position(&self.messages, lo).unwrap_or_else(|i| i);
+                    let end = uid_position(&self.messages, hi).map_or_else(|i| i, |i| i + 1);
+                    out.extend(start..end.max(start));
                 }
             }
             SequenceSet::Ranges(_) => {
@@ -283,7 +278,7 @@ impl Selected {
         for c in changes.changed {
             let Some(i) = sel.index_of_uid(c.uid) else {
                 if c.uid > sel.max_uid() {
-                    sel.messages.push(c);
+                    sel.messages.push_back(c);
                 }
                 continue;
             };
@@ -363,8 +358,12 @@ impl Selected {
 
 /// The changes a full snapshot shows against the view: messages missing from it are
 /// expunged; every message is passed on as possibly changed (unchanged ones are skipped).
-fn changes_from_snapshot(view: &[MessageMeta], snap: MailboxSnapshot) -> MailboxChanges {
-    let expunged =
-        view.iter().map(|m| m.uid).filter(|u| snap.messages.binary_search_by_key(u, |s| s.uid).is_err()).collect();
-    MailboxChanges { uid_next: snap.uid_next, highest_modseq: snap.highest_modseq, changed: snap.messages, expunged }
+fn changes_from_snapshot(view: &MessageList, snap: MailboxSnapshot) -> MailboxChanges {
+    let expunged = view.iter().map(|m| m.uid).filter(|u| uid_position(&snap.messages, *u).is_err()).collect();
+    MailboxChanges {
+        uid_next: snap.uid_next,
+        highest_modseq: snap.highest_modseq,
+        changed: snap.messages.into_iter().collect(),
+        expunged,
+    }
 }

@@ -85,7 +85,10 @@ fn seconds(t: SystemTime) -> u64 {
 
 /// The remote messages not yet in the local folder (see the module doc of `import`:
 /// internal date and size, as a multiset), in UID order, and how many were there.
-pub fn missing(remote: Vec<RemoteMessage>, local: &[MessageMeta]) -> (Vec<RemoteMessage>, u64) {
+pub fn missing<'a>(
+    remote: Vec<RemoteMessage>,
+    local: impl IntoIterator<Item = &'a MessageMeta>,
+) -> (Vec<RemoteMessage>, u64) {
     let mut here: HashMap<(u64, u64), u64> = HashMap::new();
     for m in local {
         *here.entry((seconds(m.internal_date), m.size)).or_default() += 1;
@@ -172,7 +175,7 @@ mod tests {
             modseq: 1,
             size,
             internal_date: UNIX_EPOCH + Duration::from_secs(secs),
-            uidl: String::new(),
+            uidl: "".into(),
         }
     }
 

@@ -72,8 +72,8 @@ fn body(text: &str) -> MessageBody {
     MessageBody::Memory(bytes::Bytes::from(text.to_string()))
 }
 
-fn uids(messages: &[MessageMeta]) -> Vec<u32> {
-    messages.iter().map(|m| m.uid).collect()
+fn uids<'a>(messages: impl IntoIterator<Item = &'a MessageMeta>) -> Vec<u32> {
+    messages.into_iter().map(|m| m.uid).collect()
 }
 
 async fn deliver_to(store: &Store, owner: &MailboxOwner, text: &str) {
@@ -106,7 +106,7 @@ async fn appends_get_ascending_uids_that_sync_reports() {
         let m = &snap.messages[0];
         let size = "Subject: 0\r\n\r\nx\r\n".len() as u64;
         assert_eq!((m.size, m.internal_date, m.flags.as_slice()), (size, date, &[Flag::Seen][..]));
-        let mut uidls: Vec<&str> = snap.messages.iter().map(|m| m.uidl.as_str()).collect();
+        let mut uidls: Vec<&str> = snap.messages.iter().map(|m| &*m.uidl).collect();
         uidls.sort_unstable();
         uidls.dedup();
         assert!(uidls.len() == 3 && uidls.iter().all(|u| !u.is_empty()), "{uidls:?}");
@@ -331,7 +331,7 @@ async fn flags_given_at_delivery_are_stored() {
         let mb = inbox(&store).await;
         let snap = mb.sync().await.unwrap();
         assert_eq!(snap.messages.len(), 3, "{:?}", snap.messages);
-        let mut got: Vec<Vec<Flag>> = snap.messages[1..].iter().map(|m| m.flags.clone()).collect();
+        let mut got: Vec<Vec<Flag>> = snap.messages.skip(1).iter().map(|m| m.flags.clone()).collect();
         got.sort_by_key(|f| f.len());
         assert_eq!(got[0], [kw("$Work")]);
         assert_eq!(got[1], [Flag::Seen, kw("$Work"), kw("Junk")]);

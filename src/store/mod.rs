@@ -58,8 +58,8 @@ pub use reports::{MAX_REPORT_ROWS, MAX_REPORT_ROWS_PER_DAY, ReportCount, ReportK
 pub use sieve::{MAX_REMEMBERED_KEYS, MAX_SCRIPT_NAME_LEN, check_script_name};
 pub use types::{
     DeliveredMessage, Flag, FlagChange, FlagOp, FolderInfo, LocalDelivery, MailboxChanges, MailboxEvent, MailboxId,
-    MailboxOwner, MailboxSnapshot, MailboxStatus, MessageBody, MessageMeta, SieveScriptInfo, SpecialUse,
-    StoreFlagsOutcome,
+    MailboxOwner, MailboxSnapshot, MailboxStatus, MessageBody, MessageList, MessageMeta, SieveScriptInfo, SpecialUse,
+    StoreFlagsOutcome, uid_position,
 };
 
 /// The mail store, whichever backend holds the mail. Cheap to clone; `Send + Sync`.

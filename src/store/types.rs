@@ -235,7 +235,20 @@ pub struct MessageMeta {
     /// The POP3 UIDL: stable for the message's life, kept by MOVE, restarts and index
     /// rebuilds. The Maildir backend uses the base name (before `:2,`), as Dovecot's
     /// `%f`-style setups expose it, so clients switching servers do not download twice.
-    pub uidl: String,
+    /// Shared: every snapshot and session view points at the store's one copy.
+    pub uidl: std::sync::Arc<str>,
+}
+
+/// The messages of a mailbox sorted by uid, as snapshots and IMAP views hold them: a
+/// persistent vector, so a clone is O(1) and shares all storage, and a change copies only
+/// the O(log n) chunks on its path. Twenty sessions that SELECT a 100,000-message INBOX
+/// share one list instead of holding twenty copies, and each can still change its own view
+/// (flags, expunges, arrivals) without anyone else seeing it early.
+pub type MessageList = imbl::Vector<MessageMeta>;
+
+/// Where `uid` is in a list sorted by uid: `Ok(index)`, or `Err(index)` where it would go.
+pub fn uid_position(list: &MessageList, uid: u32) -> Result<usize, usize> {
+    list.binary_search_by(|m| m.uid.cmp(&uid))
 }
 
 /// A consistent view of a mailbox after `sync`.
@@ -247,8 +260,8 @@ pub struct MailboxSnapshot {
     pub uid_next: u32,
     /// CONDSTORE HIGHESTMODSEQ.
     pub highest_modseq: u64,
-    /// Messages sorted by uid.
-    pub messages: Vec<MessageMeta>,
+    /// Messages sorted by uid; a clone shares them (see [`MessageList`]).
+    pub messages: MessageList,
 }
 
 /// What changed in a mailbox after a modseq (`Mailbox::changes_since`).

@@ -183,7 +183,7 @@ impl Session {
         for (i, m) in sel.messages.iter().enumerate() {
             if header_only && i % HEADER_BATCH == 0 {
                 // Header blocks for the next batch in one store call (header cache).
-                let uids: Vec<u32> = sel.messages[i..].iter().take(HEADER_BATCH).map(|m| m.uid).collect();
+                let uids: Vec<u32> = sel.messages.skip(i).iter().take(HEADER_BATCH).map(|m| m.uid).collect();
                 headers = sel.mailbox.read_headers(&uids).await.map_err(|e| store_error(&e, &peer))?;
             }
             let cached = if header_only { headers.get_mut(i % HEADER_BATCH).and_then(Option::take) } else { None };

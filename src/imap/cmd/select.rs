@@ -11,6 +11,9 @@ use crate::store::Flag as StFlag;
 
 impl Session {
     pub(crate) async fn cmd_select(&mut self, raw_name: &str, params: SelectParams, read_only: bool) -> Tagged {
+        // The mailbox being left stays open until the new one is: a client selecting its
+        // INBOX again (or alone on it) must not make the store reload the index from disk.
+        let _previous = self.selected().map(|s| s.mailbox.clone());
         // RFC 9051 6.3.2: a SELECT first deselects, even if it then fails.
         let had_selection = self.deselect();
         if had_selection && self.enabled.condstore {

@@ -262,7 +262,7 @@ mod tests {
         let names: HashSet<&str> = text.lines().map(|l| l.split_once(' ').unwrap().1).collect();
         assert_eq!(names.len(), 20, "{text}");
         assert_eq!(text.lines().count(), 20, "{text}");
-        for m in &snap.messages[1..] {
+        for m in snap.messages.skip(1).iter() {
             assert_eq!(m.flags.len(), 1, "{:?}", m.flags);
         }
         // Every message's letters map back to its keywords through the table on disk.

@@ -31,6 +31,7 @@ use super::index::{IndexData, IndexEntry, IndexLog, Opened, Record};
 use super::keywords::{KeywordTable, KeywordsInUse};
 use super::layout::is_maildir;
 use super::maildir_scan::Trust;
+use super::message_list::SharedList;
 use super::reader::MessageReader;
 use super::retained;
 use super::types::{
@@ -87,6 +88,8 @@ pub(crate) struct State {
     pub(crate) imported: HashMap<String, u32>,
     /// Directory mtimes the state is known to reflect (`None`: full scan next time).
     pub(crate) trust: Option<Trust>,
+    /// The index's messages as snapshots share them.
+    pub(crate) list: SharedList,
 }
 
 impl State {
@@ -99,6 +102,7 @@ impl State {
         let uid = self.index.uid_next;
         entry.modseq = self.index.highest_modseq + 1;
         self.by_base.insert(entry.base.clone(), uid);
+        self.list.upsert(uid, &entry);
         let rec = Record::Add { uid, entry };
         self.index.apply(&rec);
         (uid, Some(rec))
@@ -111,6 +115,7 @@ impl State {
         }
         entry.modseq = self.index.highest_modseq + 1;
         self.by_base.insert(entry.base.clone(), uid);
+        self.list.upsert(uid, &entry);
         let rec = Record::Add { uid, entry };
         self.index.apply(&rec);
         (uid, Some(rec))
@@ -120,6 +125,9 @@ impl State {
     pub(crate) fn set_flags(&mut self, uid: u32, flags: FlagSet) -> Record {
         let rec = Record::Flags { uid, modseq: self.index.highest_modseq + 1, flags };
         self.index.apply(&rec);
+        if let Some(e) = self.index.messages.get(&uid) {
+            self.list.upsert(uid, e);
+        }
         rec
     }
 
@@ -129,15 +137,17 @@ impl State {
         self.by_base.remove(&entry.base);
         let rec = Record::Expunge { uid, modseq: self.index.highest_modseq + 1 };
         self.index.apply(&rec);
+        self.list.remove(uid);
         Some((rec, entry))
     }
 
-    fn snapshot(&self) -> MailboxSnapshot {
+    /// The index as sessions see it: the message list is shared, not copied.
+    fn snapshot(&mut self) -> MailboxSnapshot {
         MailboxSnapshot {
             uid_validity: self.index.uid_validity,
             uid_next: self.index.uid_next,
             highest_modseq: self.index.highest_modseq,
-            messages: self.index.messages.iter().map(|(uid, e)| meta(*uid, e)).collect(),
+            messages: self.list.get(&self.index),
         }
     }
 }
@@ -150,7 +160,7 @@ pub(crate) fn meta(uid: u32, e: &IndexEntry) -> MessageMeta {
         modseq: e.modseq,
         size: e.size,
         internal_date: e.internal_date,
-        uidl: e.base.clone(),
+        uidl: e.base.as_str().into(),
     }
 }
 
@@ -250,6 +260,7 @@ impl MaildirStore {
                 trust: None,
                 first_recent_uid,
                 imported,
+                list: SharedList::default(),
             }),
             header_path,
             headers: Arc::new(std::sync::Mutex::new(None)),
@@ -411,6 +422,7 @@ impl MaildirMailbox {
                 st.by_base = index.messages.iter().map(|(uid, e)| (e.base.clone(), *uid)).collect();
                 self.shared.uid_validity.store(index.uid_validity, Ordering::Relaxed);
                 st.index = index;
+                st.list.invalidate();
                 st.log = log;
             }
             Err(e) => {
@@ -648,14 +660,15 @@ impl MaildirMailbox {
             if let Some(live) = live.as_ref().filter(|_| cache.compaction_due()) {
                 cache.compact(|u| live.contains(&u));
             }
+            let cached = cache.get_many(&uids);
             let mut out = Vec::with_capacity(uids.len());
-            for (uid, file) in uids.into_iter().zip(files) {
+            for ((uid, file), hit) in uids.into_iter().zip(files).zip(cached) {
                 let Some((name, size)) = file else {
                     out.push(None);
                     continue;
                 };
-                if let Some(h) = cache.get(uid) {
-                    out.push(Some(h));
+                if hit.is_some() {
+                    out.push(hit);
                     continue;
                 }
                 // Errors (a file renamed by another program) go to the caller's slow path,

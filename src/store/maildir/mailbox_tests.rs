@@ -2,6 +2,7 @@
 //! folders, quota and events, on real temp directories.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
@@ -49,7 +50,7 @@ async fn uids_and_uidvalidity_survive_restart() {
         // Delivered files moved to cur/ with an empty info part, new/ is empty.
         assert!(ls(&root(data.path()).join("new")).is_empty());
         assert!(ls(&root(data.path()).join("cur")).iter().all(|n| n.ends_with(":2,")));
-        let bases: Vec<String> = snap.messages.iter().map(|m| m.uidl.clone()).collect();
+        let bases: Vec<Arc<str>> = snap.messages.iter().map(|m| m.uidl.clone()).collect();
         (snap.uid_validity, bases)
     };
     let store = MaildirStore::open(data.path(), "mx").unwrap();
@@ -57,7 +58,7 @@ async fn uids_and_uidvalidity_survive_restart() {
     let snap = mb.sync().await.unwrap();
     assert_eq!(snap.uid_validity, validity);
     assert_eq!(uids(&snap), [1, 2, 3]);
-    let again: Vec<String> = snap.messages.iter().map(|m| m.uidl.clone()).collect();
+    let again: Vec<Arc<str>> = snap.messages.iter().map(|m| m.uidl.clone()).collect();
     assert_eq!(again, bases);
     deliver(&store, "Subject: 4\r\n\r\nx\r\n").await;
     assert_eq!(uids(&mb.sync().await.unwrap()), [1, 2, 3, 4]);
@@ -107,7 +108,7 @@ async fn foreign_files_are_picked_up_with_crlf_wire_size() {
     let snap = mb.sync().await.unwrap();
     assert_eq!(snap.messages.len(), 2);
     let m = &snap.messages[0];
-    assert_eq!(m.uidl, "1700000000.V801I2M3.other");
+    assert_eq!(&*m.uidl, "1700000000.V801I2M3.other");
     assert_eq!(m.size, lf.len() as u64 + 4);
     assert_eq!(snap.messages[1].flags, [Flag::Seen]);
     let bytes = mb.read_message(m.uid, 1 << 20).await.unwrap();
@@ -336,17 +337,53 @@ async fn concurrent_sessions_and_deliveries_get_distinct_uids() {
     assert_eq!(again, snap);
 }
 
-/// Timing probe for large mailboxes: `cargo test --lib large_mailbox -- --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn large_mailbox_timings() {
+/// A store whose INBOX has `n` tiny files in `new/`, not indexed yet (sizes in the names:
+/// no file is read to index them).
+async fn store_with_new_files(n: usize) -> (tempfile::TempDir, MaildirStore) {
     let data = tempfile::tempdir().unwrap();
     let store = MaildirStore::open(data.path(), "mx").unwrap();
     store.ensure_account(&alice()).await.unwrap();
     let new = root(data.path()).join("new");
-    for i in 0..50_000 {
+    for i in 0..n {
         std::fs::write(new.join(format!("{i}.M1P1Q{i}.mx,S=3,W=3")), b"x\r\n").unwrap();
     }
+    (data, store)
+}
+
+/// Sessions that sync one mailbox share its message list (SELECT of a big INBOX costs
+/// each session no copy), yet nobody sees another's change before syncing again.
+#[tokio::test]
+async fn sessions_share_the_message_list_and_see_changes_only_when_they_sync() {
+    // Several of the persistent vector's chunks (64 entries each).
+    let (_data, store) = store_with_new_files(300).await;
+    let a = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    let b = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    let seen_by_a = a.sync().await.unwrap().messages;
+    let seen_by_b = b.sync().await.unwrap().messages;
+    assert_eq!(seen_by_a.len(), 300);
+    assert!(seen_by_a.ptr_eq(&seen_by_b), "a second session's list is not a copy");
+    assert!(Arc::ptr_eq(&seen_by_a[0].uidl, &seen_by_b[0].uidl));
+
+    // A session changing its own view leaves the other's alone.
+    let mut view_a = seen_by_a.clone();
+    view_a[10].flags = vec![Flag::Flagged];
+    assert!(seen_by_b[10].flags.is_empty());
+
+    // A change in the store reaches a session's list only through its next sync.
+    let uid = seen_by_a[20].uid;
+    a.store_flags(&[uid], FlagOp::Add, &[Flag::Seen], None).await.unwrap();
+    b.expunge(&[seen_by_a[30].uid]).await.unwrap();
+    assert!(seen_by_b[20].flags.is_empty() && seen_by_b.len() == 300, "the old list did not change");
+    let now_b = b.sync().await.unwrap().messages;
+    assert_eq!((now_b[20].flags.as_slice(), now_b.len()), ([Flag::Seen].as_slice(), 299));
+    assert!(now_b.ptr_eq(&a.sync().await.unwrap().messages), "still one list after the change");
+}
+
+/// Timing probe for large mailboxes: `cargo test --lib large_mailbox -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn large_mailbox_timings() {
+    let (data, store) = store_with_new_files(50_000).await;
     let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
     let t = std::time::Instant::now();
     let snap = mb.sync().await.unwrap();
@@ -453,7 +490,7 @@ async fn deliveries_flags_expunges_and_moves_race_without_loss() {
             let trash = store.open_mailbox(&alice(), "Trash").await.unwrap();
             for _ in 0..20 {
                 let snap = inbox.sync().await.unwrap();
-                let Some(first) = snap.messages.first() else {
+                let Some(first) = snap.messages.front() else {
                     tokio::task::yield_now().await;
                     continue;
                 };

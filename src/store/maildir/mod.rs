@@ -53,6 +53,7 @@ mod mailbox_sync;
 #[cfg(test)]
 mod mailbox_tests;
 mod maildir_scan;
+mod message_list;
 mod message_ops;
 mod quota;
 mod reports;

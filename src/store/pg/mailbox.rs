@@ -116,7 +116,7 @@ fn meta(row: &PgRow) -> Option<MessageMeta> {
         modseq: row.get::<i64, _>(META_AT + 3) as u64,
         size: row.get::<i64, _>(META_AT + 4) as u64,
         internal_date: to_time(row.get(META_AT + 5)),
-        uidl: row.get(META_AT + 6),
+        uidl: row.get::<&str, _>(META_AT + 6).into(),
     })
 }
 

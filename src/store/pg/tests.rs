@@ -354,8 +354,8 @@ async fn a_maildir_imports_with_its_uids_and_flags_and_resumes() {
     assert!(matches!(pg.import_maildir(dir.path(), |_| {}).await, Err(super::ImportError::Busy(_))));
 }
 
-fn uids(messages: &[crate::store::MessageMeta]) -> Vec<u32> {
-    messages.iter().map(|m| m.uid).collect()
+fn uids<'a>(messages: impl IntoIterator<Item = &'a crate::store::MessageMeta>) -> Vec<u32> {
+    messages.into_iter().map(|m| m.uid).collect()
 }
 
 /// Every connection of the pool plans statements once (generic plans, `mod.rs`), set by a
