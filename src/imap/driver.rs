@@ -243,9 +243,10 @@ impl Driver {
         sent
     }
 
-    /// Send the session's pending output.
+    /// Send the session's pending output. Boxed, like the command: the write and its
+    /// timeouts exist only while they run, not in every idle connection's future.
     async fn send(&mut self) -> std::io::Result<()> {
-        self.conn.send(&mut self.session.out).await
+        Box::pin(self.conn.send(&mut self.session.out)).await
     }
 }
 
