@@ -170,7 +170,9 @@ impl Ctx<'_, '_> {
         header_fields(header)
             .filter(|f| f.name.eq_ignore_ascii_case(name.as_bytes()))
             // RFC 9051: HEADER with an empty string matches every message with the field.
-            .any(|f| needle.is_empty() || text_matches(f.value, needle))
+            .any(|f| {
+                needle.is_empty() || quick_answer(f.value, needle).unwrap_or_else(|| text_matches(f.value, needle))
+            })
     }
 
     /// FROM/TO/CC/BCC (RFC 3501 §6.4.4: the field "contains the specified string"): the
@@ -181,9 +183,11 @@ impl Ctx<'_, '_> {
         let Some(header) = self.header_block() else {
             return false;
         };
-        header_fields(header)
-            .filter(|f| f.name.eq_ignore_ascii_case(name.as_bytes()))
-            .any(|f| needle.is_empty() || text_matches(f.value, needle) || address_forms_match(f.value, needle))
+        header_fields(header).filter(|f| f.name.eq_ignore_ascii_case(name.as_bytes())).any(|f| {
+            needle.is_empty()
+                || quick_answer(f.value, needle)
+                    .unwrap_or_else(|| text_matches(f.value, needle) || address_forms_match(f.value, needle))
+        })
     }
 
     fn body_contains(&self, needle: &str) -> bool {
@@ -247,18 +251,79 @@ fn text_matches(value: &[u8], needle: &str) -> bool {
 
 /// Does any address of an address field, in a form a reader knows it by, hold the needle?
 fn address_forms_match(value: &[u8], needle: &str) -> bool {
+    address_forms(value).any(|form| contains_ci(&form, needle))
+}
+
+/// Each address of an address field in the forms a reader knows it by: group names,
+/// decoded display names, `local@domain` and `name <local@domain>`.
+fn address_forms(value: &[u8]) -> impl Iterator<Item = String> {
     let list = parse_address_list(value);
-    let group_names = list.entries.iter().filter_map(|e| match e {
-        Entry::Group { name, .. } => Some(decode_encoded_words(name.as_bytes())),
-        Entry::Mailbox(_) => None,
-    });
-    let mailbox_forms = list.mailboxes().flat_map(|m| {
-        let address = m.address();
-        let name = m.name.as_deref().map(|n| decode_encoded_words(n.as_bytes()));
-        let full = name.as_ref().map(|n| format!("{n} <{address}>"));
-        [Some(address), name, full].into_iter().flatten()
-    });
-    group_names.chain(mailbox_forms).any(|form| contains_ci(&form, needle))
+    let group_names: Vec<String> = list
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Group { name, .. } => Some(decode_encoded_words(name.as_bytes())),
+            Entry::Mailbox(_) => None,
+        })
+        .collect();
+    let mailbox_forms: Vec<String> = list
+        .mailboxes()
+        .flat_map(|m| {
+            let address = m.address();
+            let name = m.name.as_deref().map(|n| decode_encoded_words(n.as_bytes()));
+            let full = name.as_ref().map(|n| format!("{n} <{address}>"));
+            [Some(address), name, full].into_iter().flatten()
+        })
+        .collect();
+    group_names.into_iter().chain(mailbox_forms)
+}
+
+/// The answer for one header value read straight off its bytes, when they settle it;
+/// `None` sends the value the full way (unfolding, RFC 2047 decoding, address parsing).
+/// A header SEARCH over a big mailbox so decodes and parses only the few values that
+/// might match but do not hold the needle as written.
+///
+/// Both tests are for ASCII. **Yes** when the value holds the needle as written (a
+/// needle without CR, LF or white space at its ends stays whole in the unfolded text).
+/// **No** for values in which every form re-joins the value's own words with separators:
+/// no encoded words (`=?`), quoted pairs (`\`), domain literals (`[`, whose spaces are
+/// dropped) or bare CRs (unfolding drops them and joins their neighbours). There each run
+/// of word bytes (atext without the dot) in a form — the unfolded and collapsed text, the
+/// display name, `local@domain`, `name <local@domain>`, a group name — lies inside one
+/// such run of the value, so a needle with a run the value lacks is in no form.
+fn quick_answer(value: &[u8], needle: &str) -> Option<bool> {
+    if !value.is_ascii() || !needle.is_ascii() {
+        return None;
+    }
+    let n = needle.as_bytes();
+    let whole = !n.iter().any(|b| matches!(b, b'\r' | b'\n')) && mime::trim(n).len() == n.len();
+    if whole && find_ascii_ci(value, n) {
+        return Some(true);
+    }
+    let plain = !value.iter().any(|b| matches!(b, b'\\' | b'['))
+        && memchr::memmem::find(value, b"=?").is_none()
+        && memchr::memchr_iter(b'\r', value).all(|i| value.get(i + 1) == Some(&b'\n'));
+    let missing = || n.split(|b| !is_word_byte(*b)).any(|run| !run.is_empty() && !find_ascii_ci(value, run));
+    (plain && missing()).then_some(false)
+}
+
+/// `atext` (RFC 5322 §3.2.3) without the dot: what the address parser keeps together.
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b)
+}
+
+/// ASCII case-insensitive substring test, led by a memchr for the needle's first byte
+/// in either case.
+fn find_ascii_ci(haystack: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    let Some(last_start) = haystack.len().checked_sub(needle.len()) else {
+        return false;
+    };
+    let (lower, upper) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
+    memchr::memchr2_iter(lower, upper, &haystack[..=last_start])
+        .any(|i| haystack[i + 1..i + needle.len()].eq_ignore_ascii_case(rest))
 }
 
 /// Runs of white space as one space.
@@ -271,8 +336,7 @@ fn contains_ci(haystack: &str, needle: &str) -> bool {
         return true;
     }
     if haystack.is_ascii() && needle.is_ascii() {
-        let n = needle.as_bytes();
-        return haystack.as_bytes().windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
+        return find_ascii_ci(haystack.as_bytes(), needle.as_bytes());
     }
     haystack.to_lowercase().contains(&needle.to_lowercase())
 }
@@ -357,6 +421,69 @@ Le caf=C3=A9 est pr=C3=AAt\r\n--b--\r\n";
         let commented = b"From: bob@example.com (=?utf-8?q?B=C3=B6b?= the builder)\r\n\r\n";
         assert!(search("CHARSET UTF-8 FROM b\u{f6}b", &[], Some(commented)));
         assert!(search("FROM \"the builder\"", &[], Some(commented)));
+    }
+
+    /// Whenever the quick answer speaks, it is the full answer: for every substring of
+    /// every form of these values, in both cases, and for needles they do not hold.
+    #[test]
+    fn the_quick_answer_is_the_full_answer() {
+        let values: &[&[u8]] = &[
+            b" Alice Example <alice.ex@Example.ORG>",
+            b" \"Last, First\" <first.last@example.org>, bob@example.com (Bob the builder)",
+            b" j . doe @ example . org",
+            b" a(x).b@y.example, c.(z)d@e.example",
+            b" \"john\".doe@x.example, \"ja\"\"ne\" <jane@x.example>",
+            b" Team: ann@x.example,\r\n\tben@x.example;, <@route.example:r@x.example>",
+            b" Carol\r\n Smith <carol@x.example>",
+            b" Undisclosed recipients:;",
+            b" john(comment)doe@x.example, x@a(c)b.example",
+            b" Name<name@x.example>",
+            b" =?utf-8?q?J=C3=BCrgen?= <j@example.org>",
+            b" \"a\\\"b\" <x@example.org>",
+            b" x@[127.0. 0.1], y@[ab cd]",
+            b" ab\rcd@example.org",
+        ];
+        let full = |value: &[u8], needle: &str| text_matches(value, needle) || address_forms_match(value, needle);
+        let mut spoke = 0;
+        for value in values {
+            let mut forms: Vec<String> = address_forms(value).collect();
+            let text = String::from_utf8_lossy(&unfold(value)).into_owned();
+            forms.push(collapse_space(&text));
+            forms.push(decode_encoded_words(value));
+            forms.push(text);
+            let mut needles = vec!["mallory".to_string(), "example.net".into(), "zz".into(), " x".into()];
+            for form in &forms {
+                for start in (0..form.len()).filter(|i| form.is_char_boundary(*i)) {
+                    for end in (start + 1..=form.len()).filter(|i| form.is_char_boundary(*i)) {
+                        needles.push(form[start..end].to_string());
+                        needles.push(form[start..end].to_uppercase());
+                    }
+                }
+            }
+            for needle in &needles {
+                if let Some(answer) = quick_answer(value, needle) {
+                    spoke += 1;
+                    assert_eq!(answer, full(value, needle), "{needle:?} in {value:?}");
+                }
+            }
+        }
+        assert!(spoke > 10_000, "the quick answer spoke {spoke} times");
+        assert_eq!(quick_answer(b" Alice <alice@example.org>", "mallory"), Some(false));
+        assert_eq!(quick_answer(b" Alice <alice@example.org>", "alice@EXAMPLE"), Some(true));
+        // What it cannot judge goes the full way.
+        assert_eq!(quick_answer(b" =?utf-8?q?J=C3=BCrgen?= <j@example.org>", "zz"), None);
+        assert_eq!(quick_answer(b" x@[127.0. 0.1]", "zz"), None);
+        assert_eq!(quick_answer(b" J\xc3\xbcrgen <j@example.org>", "zz"), None);
+    }
+
+    #[test]
+    fn ascii_search_ignores_case_and_finds_every_position() {
+        assert!(find_ascii_ci(b"Hello World", b"wORLD"));
+        assert!(find_ascii_ci(b"aaab", b"AAB"));
+        assert!(find_ascii_ci(b"x", b""));
+        assert!(!find_ascii_ci(b"ab", b"abc"));
+        assert!(!find_ascii_ci(b"Hello", b"hellp"));
+        assert!(find_ascii_ci(b"1-2@3", b"2@3"));
     }
 
     #[test]
