@@ -265,7 +265,8 @@ impl Connection {
             return Ok(());
         };
         let mut limited = reader.take(size);
-        let mut chunk = vec![0u8; WRITE_CHUNK];
+        // No bigger than the literal: most messages are a few KiB, and the buffer is zeroed.
+        let mut chunk = vec![0u8; usize::try_from(size).unwrap_or(WRITE_CHUNK).clamp(1, WRITE_CHUNK)];
         let mut copied = 0u64;
         loop {
             let n = stall::within(limit, limited.read(&mut chunk)).await?;
