@@ -5,7 +5,7 @@
 //! 25; a raw UTF-8 name (RFC 6532) is encoded as an RFC 2047 word so the response stays
 //! 7-bit for IMAP4rev1 clients.
 
-use super::mime::{header_fields, unfold};
+use super::mime::{header_fields, trim};
 use super::{nstring, string};
 use crate::header_address::{Entry, Mailbox, parse_address_list};
 use base64::Engine as _;
@@ -15,6 +15,8 @@ const FIELDS: [&str; 10] =
     ["date", "subject", "from", "sender", "reply-to", "to", "cc", "bcc", "in-reply-to", "message-id"];
 
 /// Append the parenthesised ENVELOPE of the message whose header block is `header`.
+/// Written straight into `out` (one scratch buffer for unfolding): clients list folders
+/// with `FETCH n:m (... ENVELOPE)`, so this runs for every message they show.
 pub fn envelope(out: &mut Vec<u8>, header: &[u8]) {
     // One pass over the header for all ten fields (the first occurrence of each counts).
     let mut values: [Option<&[u8]>; 10] = [None; 10];
@@ -25,60 +27,78 @@ pub fn envelope(out: &mut Vec<u8>, header: &[u8]) {
             values[i] = Some(f.value);
         }
     }
-    let text = |i: usize| values[i].map(unfold);
+    let mut scratch = Vec::new();
     out.push(b'(');
-    nstring(out, text(0).as_deref());
+    unfolded(out, &mut scratch, values[0]);
     out.push(b' ');
-    nstring(out, text(1).as_deref());
-    let from = addresses(values[2]);
-    for (i, fallback) in [(2, None), (3, Some(&from)), (4, Some(&from)), (5, None), (6, None), (7, None)] {
-        out.push(b' ');
-        let list = if i == 2 { from.clone() } else { addresses(values[i]) };
-        match (list.is_empty(), fallback) {
-            (false, _) => out.extend_from_slice(&list),
-            (true, Some(f)) if !f.is_empty() => out.extend_from_slice(f),
-            _ => out.extend_from_slice(b"NIL"),
-        }
+    unfolded(out, &mut scratch, values[1]);
+    out.push(b' ');
+    let from_start = out.len();
+    let has_from = addresses(out, values[2]);
+    if !has_from {
+        out.extend_from_slice(b"NIL");
     }
-    out.push(b' ');
-    nstring(out, text(8).as_deref());
-    out.push(b' ');
-    nstring(out, text(9).as_deref());
-    out.push(b')');
-}
-
-/// The rendered address list `((name adl mailbox host) ...)` of a field's value, or empty
-/// when the field is absent or holds no address. Parsed by `header_address`, the parser
-/// port 25's DMARC check and submission's ownership check use, so what the reader sees is
-/// what was checked.
-fn addresses(value: Option<&[u8]>) -> Vec<u8> {
-    let Some(value) = value else {
-        return Vec::new();
-    };
-    let mut items = Vec::new();
-    for entry in &parse_address_list(value).entries {
-        match entry {
-            Entry::Mailbox(m) => address(&mut items, m),
-            Entry::Group { name, members } => {
-                // RFC 9051 7.5.2: group start (NIL NIL name NIL), end (NIL NIL NIL NIL)
-                items.extend_from_slice(b"(NIL NIL ");
-                string(&mut items, encode_word(name).as_bytes());
-                items.extend_from_slice(b" NIL)");
-                for m in members {
-                    address(&mut items, m);
-                }
-                items.extend_from_slice(b"(NIL NIL NIL NIL)");
+    let from = from_start..out.len();
+    // Sender and Reply-To default to From (RFC 9051 7.5.2); To, Cc and Bcc to NIL.
+    for (i, value) in values.iter().enumerate().take(8).skip(3) {
+        out.push(b' ');
+        if !addresses(out, *value) {
+            if i <= 4 && has_from {
+                out.extend_from_within(from.clone());
+            } else {
+                out.extend_from_slice(b"NIL");
             }
         }
     }
-    if items.is_empty() {
-        return items;
-    }
-    let mut out = Vec::with_capacity(items.len() + 2);
-    out.push(b'(');
-    out.extend_from_slice(&items);
+    out.push(b' ');
+    unfolded(out, &mut scratch, values[8]);
+    out.push(b' ');
+    unfolded(out, &mut scratch, values[9]);
     out.push(b')');
-    out
+}
+
+/// A field's value unfolded (`mime::unfold`: CR and LF dropped, white space trimmed) as
+/// an nstring, through a reused buffer.
+fn unfolded(out: &mut Vec<u8>, scratch: &mut Vec<u8>, value: Option<&[u8]>) {
+    let Some(value) = value else {
+        return nstring(out, None);
+    };
+    scratch.clear();
+    scratch.extend(value.iter().copied().filter(|b| *b != b'\r' && *b != b'\n'));
+    nstring(out, Some(trim(scratch)));
+}
+
+/// Append the address list `((name adl mailbox host) ...)` of a field's value; `false`
+/// (nothing appended) when the field is absent or holds no address. Parsed by
+/// `header_address`, the parser port 25's DMARC check and submission's ownership check
+/// use, so what the reader sees is what was checked.
+fn addresses(out: &mut Vec<u8>, value: Option<&[u8]>) -> bool {
+    let Some(value) = value else {
+        return false;
+    };
+    let start = out.len();
+    out.push(b'(');
+    for entry in &parse_address_list(value).entries {
+        match entry {
+            Entry::Mailbox(m) => address(out, m),
+            Entry::Group { name, members } => {
+                // RFC 9051 7.5.2: group start (NIL NIL name NIL), end (NIL NIL NIL NIL)
+                out.extend_from_slice(b"(NIL NIL ");
+                string(out, encode_word(name).as_bytes());
+                out.extend_from_slice(b" NIL)");
+                for m in members {
+                    address(out, m);
+                }
+                out.extend_from_slice(b"(NIL NIL NIL NIL)");
+            }
+        }
+    }
+    if out.len() == start + 1 {
+        out.truncate(start);
+        return false;
+    }
+    out.push(b')');
+    true
 }
 
 fn address(out: &mut Vec<u8>, m: &Mailbox) {

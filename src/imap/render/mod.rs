@@ -26,11 +26,15 @@ fn quotable(s: &[u8]) -> bool {
 pub fn string(out: &mut Vec<u8>, s: &[u8]) {
     if quotable(s) {
         out.push(b'"');
-        for &b in s {
-            if b == b'"' || b == b'\\' {
-                out.push(b'\\');
+        if memchr::memchr2(b'"', b'\\', s).is_none() {
+            out.extend_from_slice(s);
+        } else {
+            for &b in s {
+                if b == b'"' || b == b'\\' {
+                    out.push(b'\\');
+                }
+                out.push(b);
             }
-            out.push(b);
         }
         out.push(b'"');
     } else {

@@ -2,6 +2,7 @@
 //! (nothing, bytes in memory, or a literal to stream). Writes into the session's `Output`
 //! and does no I/O: a streamed literal is left there as an effect for the connection.
 
+use std::cell::OnceCell;
 use std::fs::File;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -40,8 +41,7 @@ pub(super) fn render_message(
             return render_parts(out, seq, items, meta, recent, &file, parts, flags_changed);
         }
     };
-    let tree = raw.as_deref().map(mime::parse);
-    let content = raw.as_deref().zip(tree.as_ref());
+    let content = Content::new(raw.as_deref().unwrap_or_default());
     let mut line = format!("* {seq} FETCH (").into_bytes();
     let mut first = true;
     let mut wrote_flags = false;
@@ -63,7 +63,7 @@ pub(super) fn render_message(
             out.literal_from(reader, size);
             continue;
         }
-        render_item(&mut line, item, meta, recent, content)?;
+        render_item(&mut line, item, meta, recent, &content)?;
     }
     if !wrote_flags && flags_changed {
         line.extend_from_slice(b" FLAGS ");
@@ -98,7 +98,7 @@ fn render_parts(
         }
         let label = content_label(item);
         match part {
-            PartItem::Meta | PartItem::Failed(_) => render_item(&mut line, item, meta, recent, None)?,
+            PartItem::Meta | PartItem::Failed(_) => render_item(&mut line, item, meta, recent, &Content::new(b""))?,
             PartItem::Nil => {
                 line.extend_from_slice(label.as_bytes());
                 nstring(&mut line, None);
@@ -202,22 +202,39 @@ pub(super) fn whole_message_label(item: &FetchItem) -> Option<(String, Option<(u
     }
 }
 
+/// The bytes FETCH items are rendered from (the message, its header block, or nothing
+/// for items the index answers), with the MIME tree parsed only for an item that needs
+/// it: `FETCH 1:* (UID FLAGS ENVELOPE)`, what clients list folders with, never parses one.
+struct Content<'a> {
+    raw: &'a [u8],
+    tree: OnceCell<MimePart>,
+}
+
+impl<'a> Content<'a> {
+    fn new(raw: &'a [u8]) -> Self {
+        Content { raw, tree: OnceCell::new() }
+    }
+
+    fn tree(&self) -> &MimePart {
+        self.tree.get_or_init(|| mime::parse(self.raw))
+    }
+
+    /// The top-level header block (the tree's root has the same range).
+    fn header(&self) -> &'a [u8] {
+        let (header, _) = mime::split_header(self.raw, 0..self.raw.len());
+        &self.raw[header]
+    }
+}
+
 /// Append one FETCH data item.
 fn render_item(
     out: &mut Vec<u8>,
     item: &FetchItem,
     meta: &MessageMeta,
     recent: bool,
-    content: Option<(&[u8], &MimePart)>,
+    content: &Content<'_>,
 ) -> Result<(), BinaryError> {
-    let empty_tree;
-    let (raw, tree): (&[u8], &MimePart) = match content {
-        Some(c) => c,
-        None => {
-            empty_tree = mime::parse(b"");
-            (b"", &empty_tree)
-        }
-    };
+    let raw = content.raw;
     match item {
         FetchItem::Uid => out.extend_from_slice(format!("UID {}", meta.uid).as_bytes()),
         FetchItem::Flags => {
@@ -233,15 +250,15 @@ fn render_item(
         FetchItem::ModSeq => out.extend_from_slice(format!("MODSEQ ({})", meta.modseq).as_bytes()),
         FetchItem::Envelope => {
             out.extend_from_slice(b"ENVELOPE ");
-            envelope::envelope(out, &raw[tree.header.clone()]);
+            envelope::envelope(out, content.header());
         }
         FetchItem::Body => {
             out.extend_from_slice(b"BODY ");
-            bodystructure::body_structure(out, raw, tree, false);
+            bodystructure::body_structure(out, raw, content.tree(), false);
         }
         FetchItem::BodyStructure => {
             out.extend_from_slice(b"BODYSTRUCTURE ");
-            bodystructure::body_structure(out, raw, tree, true);
+            bodystructure::body_structure(out, raw, content.tree(), true);
         }
         FetchItem::Rfc822 => {
             out.extend_from_slice(b"RFC822 ");
@@ -249,11 +266,11 @@ fn render_item(
         }
         FetchItem::Rfc822Header => {
             out.extend_from_slice(b"RFC822.HEADER ");
-            text_literal(out, &raw[tree.header.clone()]);
+            text_literal(out, content.header());
         }
         FetchItem::Rfc822Text => {
             out.extend_from_slice(b"RFC822.TEXT ");
-            text_literal(out, &raw[tree.body.clone()]);
+            text_literal(out, &raw[content.tree().body.clone()]);
         }
         FetchItem::BodySection { section, partial: p, .. } => {
             out.extend_from_slice(format!("BODY[{}]", section_label(section)).as_bytes());
@@ -261,13 +278,13 @@ fn render_item(
                 out.extend_from_slice(format!("<{start}>").as_bytes());
             }
             out.push(b' ');
-            match body_section(raw, tree, section) {
+            match body_section(raw, content.tree(), section) {
                 Some(data) => text_literal(out, partial(&data, *p)),
                 None => nstring(out, None),
             }
         }
         FetchItem::Binary { part, partial: p, .. } => {
-            let data = binary(raw, tree, part)?;
+            let data = binary(raw, content.tree(), part)?;
             out.extend_from_slice(format!("BINARY[{}]", part_label(part)).as_bytes());
             if let Some((start, _)) = p {
                 out.extend_from_slice(format!("<{start}>").as_bytes());
@@ -281,7 +298,7 @@ fn render_item(
             literal(out, data);
         }
         FetchItem::BinarySize { part } => {
-            let data = binary(raw, tree, part)?;
+            let data = binary(raw, content.tree(), part)?;
             out.extend_from_slice(format!("BINARY.SIZE[{}] {}", part_label(part), data.len()).as_bytes());
         }
     }
