@@ -251,31 +251,28 @@ fn text_matches(value: &[u8], needle: &str) -> bool {
 
 /// Does any address of an address field, in a form a reader knows it by, hold the needle?
 fn address_forms_match(value: &[u8], needle: &str) -> bool {
-    address_forms(value).any(|form| contains_ci(&form, needle))
+    any_address_form(value, |form| contains_ci(form, needle))
 }
 
-/// Each address of an address field in the forms a reader knows it by: group names,
-/// decoded display names, `local@domain` and `name <local@domain>`.
-fn address_forms(value: &[u8]) -> impl Iterator<Item = String> {
+/// Does `hit` hold for any form a reader knows an address of this field by: group names,
+/// decoded display names, `local@domain` and `name <local@domain>`? Stops at the first.
+fn any_address_form(value: &[u8], mut hit: impl FnMut(&str) -> bool) -> bool {
     let list = parse_address_list(value);
-    let group_names: Vec<String> = list
-        .entries
-        .iter()
-        .filter_map(|e| match e {
-            Entry::Group { name, .. } => Some(decode_encoded_words(name.as_bytes())),
-            Entry::Mailbox(_) => None,
-        })
-        .collect();
-    let mailbox_forms: Vec<String> = list
-        .mailboxes()
-        .flat_map(|m| {
+    let group_hit = list.entries.iter().any(|e| match e {
+        Entry::Group { name, .. } => hit(&decode_encoded_words(name.as_bytes())),
+        Entry::Mailbox(_) => false,
+    });
+    group_hit
+        || list.mailboxes().any(|m| {
             let address = m.address();
-            let name = m.name.as_deref().map(|n| decode_encoded_words(n.as_bytes()));
-            let full = name.as_ref().map(|n| format!("{n} <{address}>"));
-            [Some(address), name, full].into_iter().flatten()
+            if hit(&address) {
+                return true;
+            }
+            let Some(name) = m.name.as_deref().map(|n| decode_encoded_words(n.as_bytes())) else {
+                return false;
+            };
+            hit(&name) || hit(&format!("{name} <{address}>"))
         })
-        .collect();
-    group_names.into_iter().chain(mailbox_forms)
 }
 
 /// The answer for one header value read straight off its bytes, when they settle it;
@@ -446,7 +443,11 @@ Le caf=C3=A9 est pr=C3=AAt\r\n--b--\r\n";
         let full = |value: &[u8], needle: &str| text_matches(value, needle) || address_forms_match(value, needle);
         let mut spoke = 0;
         for value in values {
-            let mut forms: Vec<String> = address_forms(value).collect();
+            let mut forms: Vec<String> = Vec::new();
+            any_address_form(value, |form| {
+                forms.push(form.to_string());
+                false
+            });
             let text = String::from_utf8_lossy(&unfold(value)).into_owned();
             forms.push(collapse_space(&text));
             forms.push(decode_encoded_words(value));

@@ -5,7 +5,7 @@
 //! 25; a raw UTF-8 name (RFC 6532) is encoded as an RFC 2047 word so the response stays
 //! 7-bit for IMAP4rev1 clients.
 
-use super::mime::{header_fields, trim};
+use super::mime::{header_fields, unfold_into};
 use super::{nstring, string};
 use crate::header_address::{Entry, Mailbox, parse_address_list};
 use base64::Engine as _;
@@ -57,15 +57,9 @@ pub fn envelope(out: &mut Vec<u8>, header: &[u8]) {
     out.push(b')');
 }
 
-/// A field's value unfolded (`mime::unfold`: CR and LF dropped, white space trimmed) as
-/// an nstring, through a reused buffer.
+/// A field's value unfolded, as an nstring, through a reused buffer.
 fn unfolded(out: &mut Vec<u8>, scratch: &mut Vec<u8>, value: Option<&[u8]>) {
-    let Some(value) = value else {
-        return nstring(out, None);
-    };
-    scratch.clear();
-    scratch.extend(value.iter().copied().filter(|b| *b != b'\r' && *b != b'\n'));
-    nstring(out, Some(trim(scratch)));
+    nstring(out, value.map(|v| unfold_into(v, scratch)));
 }
 
 /// Append the address list `((name adl mailbox host) ...)` of a field's value; `false`

@@ -253,8 +253,14 @@ pub fn header_value<'a>(block: &'a [u8], name: &str) -> Option<&'a [u8]> {
 
 /// Unfold (drop CR/LF of folded lines, RFC 5322 2.2.3) and trim.
 pub fn unfold(value: &[u8]) -> Vec<u8> {
-    let v: Vec<u8> = value.iter().copied().filter(|b| *b != b'\r' && *b != b'\n').collect();
-    trim(&v).to_vec()
+    unfold_into(value, &mut Vec::new()).to_vec()
+}
+
+/// [`unfold`] into a caller's buffer (cleared first), for loops that unfold many values.
+pub fn unfold_into<'b>(value: &[u8], buf: &'b mut Vec<u8>) -> &'b [u8] {
+    buf.clear();
+    buf.extend(value.iter().copied().filter(|b| *b != b'\r' && *b != b'\n'));
+    trim(buf)
 }
 
 /// Unstructured header text with its RFC 2047 encoded words decoded (also inside what
