@@ -219,6 +219,48 @@ async fn changes_since_a_modseq_are_new_changed_and_expunged_messages() {
     .await;
 }
 
+/// Sessions that sync one mailbox share its message list (SELECT of a big INBOX costs
+/// each session no copy), yet nobody sees another's change before syncing again, and a
+/// list brought forward change by change equals the folder read afresh.
+#[tokio::test]
+async fn sessions_share_the_message_list_and_see_changes_only_when_they_sync() {
+    for_each_backend(|store| async move {
+        let a = inbox(&store).await;
+        let b = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+        // Several of the persistent vector's chunks (64 entries each).
+        for i in 0..300 {
+            a.append(&body(&format!("Subject: {i}\r\n\r\nx\r\n")), &[], None).await.unwrap();
+        }
+        let seen_by_a = a.sync().await.unwrap().messages;
+        let seen_by_b = b.sync().await.unwrap().messages;
+        assert_eq!(seen_by_a.len(), 300);
+        assert!(seen_by_a.ptr_eq(&seen_by_b), "a second session's list is not a copy");
+        assert!(std::sync::Arc::ptr_eq(&seen_by_a[0].uidl, &seen_by_b[0].uidl));
+
+        // A session changing its own view leaves the other's alone.
+        let mut view_a = seen_by_a.clone();
+        view_a[10].flags = vec![Flag::Flagged];
+        assert!(seen_by_b[10].flags.is_empty());
+
+        // A change in the store reaches a session's list only through its next sync.
+        let uid = seen_by_a[20].uid;
+        a.store_flags(&[uid], FlagOp::Add, &[Flag::Seen], None).await.unwrap();
+        b.expunge(&[seen_by_a[30].uid]).await.unwrap();
+        a.append(&body("late\r\n"), &[Flag::Draft], None).await.unwrap();
+        assert!(seen_by_b[20].flags.is_empty() && seen_by_b.len() == 300, "the old list did not change");
+        let now_b = b.sync().await.unwrap();
+        assert_eq!((now_b.messages[20].flags.as_slice(), now_b.messages.len()), ([Flag::Seen].as_slice(), 300));
+        assert!(now_b.messages.ptr_eq(&a.sync().await.unwrap().messages), "still one list after the change");
+
+        // With every handle gone the folder is read afresh: the same state.
+        drop((a, b));
+        let fresh = store.open_mailbox(&alice(), "INBOX").await.unwrap().sync().await.unwrap();
+        assert!(!fresh.messages.ptr_eq(&now_b.messages));
+        assert_eq!(fresh, now_b);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn copy_and_move_map_uids_and_keep_flags_dates_and_uidl() {
     for_each_backend(|store| async move {

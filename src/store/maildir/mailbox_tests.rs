@@ -350,35 +350,6 @@ async fn store_with_new_files(n: usize) -> (tempfile::TempDir, MaildirStore) {
     (data, store)
 }
 
-/// Sessions that sync one mailbox share its message list (SELECT of a big INBOX costs
-/// each session no copy), yet nobody sees another's change before syncing again.
-#[tokio::test]
-async fn sessions_share_the_message_list_and_see_changes_only_when_they_sync() {
-    // Several of the persistent vector's chunks (64 entries each).
-    let (_data, store) = store_with_new_files(300).await;
-    let a = store.open_mailbox(&alice(), "INBOX").await.unwrap();
-    let b = store.open_mailbox(&alice(), "INBOX").await.unwrap();
-    let seen_by_a = a.sync().await.unwrap().messages;
-    let seen_by_b = b.sync().await.unwrap().messages;
-    assert_eq!(seen_by_a.len(), 300);
-    assert!(seen_by_a.ptr_eq(&seen_by_b), "a second session's list is not a copy");
-    assert!(Arc::ptr_eq(&seen_by_a[0].uidl, &seen_by_b[0].uidl));
-
-    // A session changing its own view leaves the other's alone.
-    let mut view_a = seen_by_a.clone();
-    view_a[10].flags = vec![Flag::Flagged];
-    assert!(seen_by_b[10].flags.is_empty());
-
-    // A change in the store reaches a session's list only through its next sync.
-    let uid = seen_by_a[20].uid;
-    a.store_flags(&[uid], FlagOp::Add, &[Flag::Seen], None).await.unwrap();
-    b.expunge(&[seen_by_a[30].uid]).await.unwrap();
-    assert!(seen_by_b[20].flags.is_empty() && seen_by_b.len() == 300, "the old list did not change");
-    let now_b = b.sync().await.unwrap().messages;
-    assert_eq!((now_b[20].flags.as_slice(), now_b.len()), ([Flag::Seen].as_slice(), 299));
-    assert!(now_b.ptr_eq(&a.sync().await.unwrap().messages), "still one list after the change");
-}
-
 /// Timing probe for large mailboxes: `cargo test --lib large_mailbox -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]

@@ -6,8 +6,8 @@
 //! `write.rs`.
 
 use std::ops::Range;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -20,8 +20,8 @@ use super::blobs::BodyRef;
 use super::{PgStore, db_error};
 use crate::store::maildir::intern;
 use crate::store::{
-    Flag, MailboxChanges, MailboxEvent, MailboxId, MailboxOwner, MailboxSnapshot, MailboxStatus, MessageMeta,
-    MessageReader, StoreError,
+    Flag, MailboxChanges, MailboxEvent, MailboxId, MailboxOwner, MailboxSnapshot, MailboxStatus, MessageList,
+    MessageMeta, MessageReader, StoreError, uid_position,
 };
 
 /// State shared by every handle of one folder on this replica.
@@ -34,11 +34,36 @@ pub(crate) struct Shared {
     /// The highest modseq of a change this replica's sessions of the folder were told
     /// about (the catch-up poll in `notify.rs` compares it with the database).
     pub told_modseq: AtomicU64,
+    /// The message list of the newest snapshot a handle took, with its HIGHESTMODSEQ: the
+    /// next snapshot reads only what changed since and hands every session a clone that
+    /// shares storage (see [`MessageList`]). Lives as long as some handle of the folder.
+    list: Mutex<Option<(u64, MessageList)>>,
 }
 
 impl Shared {
     pub fn new(id: i64, uid_validity: u32, owner: MailboxOwner, name: String, modseq: u64) -> Shared {
-        Shared { id, uid_validity, owner, name, events: broadcast::channel(64).0, told_modseq: AtomicU64::new(modseq) }
+        Shared {
+            id,
+            uid_validity,
+            owner,
+            name,
+            events: broadcast::channel(64).0,
+            told_modseq: AtomicU64::new(modseq),
+            list: Mutex::new(None),
+        }
+    }
+
+    fn cached_list(&self) -> Option<(u64, MessageList)> {
+        self.list.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Keep `list` (the folder at `modseq`) unless a newer one is kept already: two
+    /// sessions may sync at once and finish in either order.
+    fn keep_list(&self, modseq: u64, list: &MessageList) {
+        let mut kept = self.list.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.as_ref().is_none_or(|(at, _)| *at < modseq) {
+            *kept = Some((modseq, list.clone()));
+        }
     }
 }
 
@@ -179,7 +204,24 @@ impl PgMailbox {
         sqlx::AssertSqlSafe(sql.replace("$1", &self.shared.id.to_string()))
     }
 
+    /// The folder now. After the first snapshot of the folder on this replica this reads
+    /// only the messages changed since the kept one (`changes_since`: one statement, so one
+    /// consistent state; writers serialise on the folder row, so modseqs commit in order)
+    /// and brings the kept list forward. It reads the whole folder again only when expunged
+    /// rows were purged past the kept modseq.
     pub(super) async fn sync_impl(&self) -> Result<MailboxSnapshot, StoreError> {
+        if let Some((modseq, mut messages)) = self.shared.cached_list()
+            && let Some(changes) = self.changes_since_impl(self.shared.uid_validity, modseq).await?
+        {
+            apply_changes(&mut messages, &changes);
+            self.shared.keep_list(changes.highest_modseq, &messages);
+            return Ok(MailboxSnapshot {
+                uid_validity: self.shared.uid_validity,
+                uid_next: changes.uid_next,
+                highest_modseq: changes.highest_modseq,
+                messages,
+            });
+        }
         let rows = sqlx::query(self.for_this_folder(select_head_and_meta!(
             " FROM mailboxes b LEFT JOIN messages m ON m.mailbox_id = b.id AND m.expunged_modseq IS NULL \
              WHERE b.id = $1 ORDER BY m.uid"
@@ -189,11 +231,13 @@ impl PgMailbox {
         .await
         .map_err(db_error)?;
         let (head, rows) = self.head_and_rows(rows)?;
+        let messages: MessageList = rows.iter().filter_map(meta).collect();
+        self.shared.keep_list(head.highest_modseq, &messages);
         Ok(MailboxSnapshot {
             uid_validity: self.shared.uid_validity,
             uid_next: head.uid_next,
             highest_modseq: head.highest_modseq,
-            messages: rows.iter().filter_map(meta).collect(),
+            messages,
         })
     }
 
@@ -417,5 +461,22 @@ impl PgMailbox {
         }
         let len = prefix.len() as u64 + end;
         Ok((self.store.open_body(prefix, body).await?, len))
+    }
+}
+
+/// `list` brought forward by `changes` (each O(log n), the rest stays shared): changed and
+/// new messages replace or join it by uid, expunged ones leave it.
+fn apply_changes(list: &mut MessageList, changes: &MailboxChanges) {
+    for m in &changes.changed {
+        match uid_position(list, m.uid) {
+            Ok(i) => list[i] = m.clone(),
+            Err(i) if i == list.len() => list.push_back(m.clone()),
+            Err(i) => list.insert(i, m.clone()),
+        }
+    }
+    for uid in &changes.expunged {
+        if let Ok(i) = uid_position(list, *uid) {
+            list.remove(i);
+        }
     }
 }

@@ -196,6 +196,34 @@ async fn a_body_is_stored_once_and_freed_with_its_last_message() {
     assert_eq!(changes, None, "a client state older than the purge must resync");
 }
 
+/// The kept message list is brought forward by what changed since its modseq, unless
+/// expunged rows were purged past it: then only a full read can tell what left.
+#[tokio::test]
+async fn a_purge_past_the_kept_list_makes_the_next_sync_read_the_folder_afresh() {
+    let Some((url, store)) = fresh().await else { return };
+    let mb = store.open_mailbox(&alice(), "INBOX").await.unwrap();
+    for t in ["a\r\n", "b\r\n", "c\r\n"] {
+        mb.append(&body(t), &[], None).await.unwrap();
+    }
+    let kept = mb.sync().await.unwrap();
+    assert_eq!(kept.messages.len(), 3);
+    // Through another replica, so no event or shared state of this one is involved.
+    let other = PgStore::connect(&url, None).await.unwrap();
+    let there = other.open_mailbox(&alice(), "INBOX").await.unwrap();
+    there.expunge(&[1]).await.unwrap();
+    sqlx::query("UPDATE messages SET expunged_at = now() - interval '2 hours' WHERE expunged_at IS NOT NULL")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    there.expunge(&[2]).await.unwrap(); // purges uid 1's tombstone
+    let purged: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM messages WHERE uid = 1").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(purged, 0);
+    let now = mb.sync().await.unwrap();
+    assert_eq!(now.messages.iter().map(|m| m.uid).collect::<Vec<_>>(), [3]);
+    assert_eq!(now, there.sync().await.unwrap());
+}
+
 #[tokio::test]
 async fn a_large_message_streams_in_and_out_in_chunks() {
     let Some((_, store)) = fresh().await else { return };
