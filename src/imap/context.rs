@@ -85,6 +85,8 @@ pub struct ImapContext {
     /// The server-wide budget for messages held whole in memory (FETCH BODYSTRUCTURE, and
     /// body parts of messages too small or too odd to stream from the file).
     pub memory: crate::net::MessageMemory,
+    /// ENVELOPEs rendered before, for every session's next FETCH of the same message.
+    pub envelopes: crate::imap::cmd::fetch::EnvelopeCache,
 }
 
 impl ImapContext {
@@ -107,6 +109,7 @@ impl ImapContext {
             user_connections: UserConnections::default(),
             limiter,
             memory: crate::net::MessageMemory::default(),
+            envelopes: Default::default(),
         }
     }
 

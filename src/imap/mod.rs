@@ -41,6 +41,8 @@ mod concurrency_tests;
 #[cfg(test)]
 mod conformance_tests;
 #[cfg(test)]
+mod envelope_cache_tests;
+#[cfg(test)]
 mod expunge_tests;
 #[cfg(test)]
 mod imaplib_tests;

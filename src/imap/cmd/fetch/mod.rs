@@ -9,6 +9,7 @@
 //! so a long FETCH never buffers unbounded output and a streamed literal's file is sent
 //! before the next one is opened.
 
+mod envelope_cache;
 mod file_source;
 mod parts;
 mod plan;
@@ -17,9 +18,12 @@ mod render;
 #[cfg(test)]
 mod stream_tests;
 
+pub use envelope_cache::{EnvelopeCache, EnvelopeKey};
 pub use render::section_label;
 
-use plan::{FetchPlan, LoadError, load};
+use std::sync::Arc;
+
+use plan::{FetchPlan, LoadError, Loaded, load};
 use render::render_message;
 
 use super::{HEADER_BATCH, Tagged, store_error};
@@ -45,6 +49,10 @@ pub(crate) struct FetchRun {
     result: Tagged,
     /// The header blocks of the current batch, taken one by one.
     headers: Vec<Option<bytes::Bytes>>,
+    /// The selected folder as envelope cache keys name it, when ENVELOPE is asked for.
+    envelope_folder: Option<(Arc<str>, u32)>,
+    /// The cached ENVELOPEs of the current batch, taken one by one.
+    envelopes: Vec<Option<bytes::Bytes>>,
     /// This command turned CONDSTORE on (the reply reports HIGHESTMODSEQ).
     enabled_now: bool,
     /// The memory budget of a message cut in memory, held until its response is sent.
@@ -91,6 +99,10 @@ impl Session {
             return Ok(Step::Done(Tagged::bad("No mailbox selected")));
         };
         let plan = FetchPlan::new(items);
+        let envelope_folder = plan.envelope.then(|| {
+            let id = sel.mailbox.id();
+            (Arc::from(id.location), id.uid_validity)
+        });
         // Implicit \Seen, durable before the data is sent.
         let mut seen_now: Vec<u32> = Vec::new();
         if !sel.read_only && plan.sets_seen {
@@ -129,6 +141,8 @@ impl Session {
             seen_now,
             result: Tagged::ok(""),
             headers: Vec::new(),
+            envelope_folder,
+            envelopes: Vec::new(),
             enabled_now,
             memory: None,
         };
@@ -150,21 +164,38 @@ impl Session {
                 continue;
             };
             if run.plan.batches_headers() && k.is_multiple_of(HEADER_BATCH) {
-                // Header blocks for the next batch in one store call (header cache).
+                // Header blocks for the next batch in one store call (header cache), but
+                // none for a message whose cached ENVELOPE is all the FETCH needs of it.
                 let uids: Vec<u32> = run.targets[k..]
                     .iter()
                     .take(HEADER_BATCH)
                     .map(|t| sel.messages.get(*t).map_or(0, |m| m.uid))
                     .collect();
-                run.headers = match sel.mailbox.read_headers(&uids).await {
-                    Ok(h) => h,
+                run.envelopes = match &run.envelope_folder {
+                    Some(folder) => uids.iter().map(|u| self.ctx.envelopes.get(&envelope_key(folder, *u))).collect(),
+                    None => Vec::new(),
+                };
+                let needed = |i: usize| !run.plan.envelope_only || run.envelopes.get(i).is_none_or(Option::is_none);
+                let wanted: Vec<u32> = uids.iter().enumerate().filter(|(i, _)| needed(*i)).map(|(_, u)| *u).collect();
+                let mut read = match sel.mailbox.read_headers(&wanted).await {
+                    Ok(h) => h.into_iter(),
                     Err(e) => return Ok(Step::Done(store_error(&e, &self.peer))),
                 };
+                run.headers = (0..uids.len()).map(|i| if needed(i) { read.next().flatten() } else { None }).collect();
+            } else if !run.plan.batches_headers()
+                && let Some(folder) = &run.envelope_folder
+            {
+                run.envelopes = vec![self.ctx.envelopes.get(&envelope_key(folder, meta.uid))];
             }
-            let cached = run.headers.get_mut(k % HEADER_BATCH).and_then(Option::take);
+            let batch_index = if run.plan.batches_headers() { k % HEADER_BATCH } else { 0 };
+            let cached = run.headers.get_mut(batch_index).and_then(Option::take);
+            let mut envelope = run.envelopes.get_mut(batch_index).and_then(Option::take);
+            let was_cached = envelope.is_some();
             // A message read into memory holds its share of the server-wide budget until its
             // response has gone out (kept in the run across a flush).
-            let (loaded, memory) =
+            let (loaded, memory) = if was_cached && run.plan.envelope_only {
+                (Loaded::Nothing, None)
+            } else {
                 match load(&run.plan, &sel.mailbox, meta.uid, meta.size, cached, &self.ctx.memory).await {
                     Ok(l) => l,
                     Err(LoadError::Store(StoreError::NoSuchMessage(_))) => {
@@ -173,14 +204,20 @@ impl Session {
                     }
                     Err(LoadError::Store(e)) => return Ok(Step::Done(store_error(&e, &self.peer))),
                     Err(LoadError::Io(e)) => return Err(e),
-                };
+                }
+            };
             let recent = sel.is_recent(meta.uid);
             let seen = run.seen_now.contains(&meta.uid);
-            if let Err(e) = render_message(&mut self.out, i + 1, &run.plan.items, &meta, recent, loaded, seen) {
+            let rendered =
+                render_message(&mut self.out, i + 1, &run.plan.items, &meta, recent, loaded, seen, &mut envelope);
+            if let Err(e) = rendered {
                 return Ok(Step::Done(match e {
                     BinaryError::UnknownCte => Tagged::no("Unknown Content-Transfer-Encoding").code("UNKNOWN-CTE"),
                     BinaryError::NoSuchPart => Tagged::no("No such message part"),
                 }));
+            }
+            if let (false, Some(rendered), Some(folder)) = (was_cached, envelope, &run.envelope_folder) {
+                self.ctx.envelopes.put(envelope_key(folder, meta.uid), rendered);
             }
             if self.out.should_flush() {
                 run.memory = memory;
@@ -191,4 +228,8 @@ impl Session {
         let result = run.result;
         Ok(Step::Done(if run.enabled_now { self.condstore_enabled_reply(result) } else { result }))
     }
+}
+
+fn envelope_key((folder, uid_validity): &(Arc<str>, u32), uid: u32) -> EnvelopeKey {
+    EnvelopeKey::new(folder.clone(), *uid_validity, uid)
 }

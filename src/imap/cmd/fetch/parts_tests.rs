@@ -60,7 +60,8 @@ async fn sent(mut out: Output) -> Vec<u8> {
 /// The response from memory and from the file, or the error each gave.
 async fn both(msg: &[u8], items: &[FetchItem]) -> (Result<Vec<u8>, BinaryError>, Result<Vec<u8>, BinaryError>) {
     let mut out = Output::default();
-    let memory = render_message(&mut out, 1, items, &meta(), false, Loaded::Bytes(msg.to_vec().into()), true);
+    let memory =
+        render_message(&mut out, 1, items, &meta(), false, Loaded::Bytes(msg.to_vec().into()), true, &mut None);
     let memory = match memory {
         Ok(()) => Ok(sent(out).await),
         Err(e) => Err(e),
@@ -69,7 +70,7 @@ async fn both(msg: &[u8], items: &[FetchItem]) -> (Result<Vec<u8>, BinaryError>,
     let resolved = resolve(&file, msg.len() as u64, items).unwrap();
     let mut out = Output::default();
     let loaded = Loaded::Parts { file: Arc::new(file), items: resolved };
-    let streamed = match render_message(&mut out, 1, items, &meta(), false, loaded, true) {
+    let streamed = match render_message(&mut out, 1, items, &meta(), false, loaded, true, &mut None) {
         Ok(()) => Ok(sent(out).await),
         Err(e) => Err(e),
     };
@@ -247,8 +248,17 @@ async fn twenty_mib_attachment_streams_from_the_file() {
     let items = [body(&[2], None, None), bin(&[2], None), size(&[2]), bin(&[2], Some((1000, 5)))];
     let parts = resolve(&file, msg.len() as u64, &items).unwrap();
     let mut out = Output::default();
-    render_message(&mut out, 1, &items, &meta(), false, Loaded::Parts { file: Arc::new(file), items: parts }, false)
-        .unwrap();
+    render_message(
+        &mut out,
+        1,
+        &items,
+        &meta(),
+        false,
+        Loaded::Parts { file: Arc::new(file), items: parts },
+        false,
+        &mut None,
+    )
+    .unwrap();
     assert!(out.len() < 1024, "the output buffer holds only response lines");
     let wire = sent(out).await;
     let binary_at = memchr::memmem::find(&wire, b"BINARY[2] ~{").unwrap();

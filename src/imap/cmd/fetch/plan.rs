@@ -53,6 +53,11 @@ pub(super) struct FetchPlan {
     pub source: Source,
     /// Some item sets `\Seen` (RFC 9051 6.4.5).
     pub sets_seen: bool,
+    /// ENVELOPE is asked for (its rendering can come from the envelope cache).
+    pub envelope: bool,
+    /// ENVELOPE is the only item that needs the message's bytes: a message whose envelope
+    /// is cached needs no load at all.
+    pub envelope_only: bool,
 }
 
 impl FetchPlan {
@@ -68,7 +73,9 @@ impl FetchPlan {
             _ => Source::Message,
         };
         let sets_seen = items.iter().any(sets_seen);
-        FetchPlan { items, source, sets_seen }
+        let envelope_only = matches!(content.as_slice(), [FetchItem::Envelope]);
+        let envelope = items.contains(&FetchItem::Envelope);
+        FetchPlan { items, source, sets_seen, envelope, envelope_only }
     }
 
     /// Header blocks are asked of the header cache in batches.
@@ -219,6 +226,10 @@ mod tests {
         assert!(!header.sets_seen && header.batches_headers());
         let listing = FetchPlan::new(vec![FetchItem::Envelope, body(Some(SectionText::Header), true)]);
         assert_eq!(listing.source, Source::HeaderBlock { stream_uncached: false });
+        assert!(listing.envelope && !listing.envelope_only);
+        let envelopes = FetchPlan::new(vec![FetchItem::Uid, FetchItem::Flags, FetchItem::Envelope]);
+        assert_eq!(envelopes.source, Source::HeaderBlock { stream_uncached: false });
+        assert!(envelopes.envelope && envelopes.envelope_only);
         assert_eq!(FetchPlan::new(vec![FetchItem::BodyStructure]).source, Source::Message);
         assert_eq!(FetchPlan::new(vec![body(None, true), FetchItem::Envelope]).source, Source::Parts);
         let part = FetchItem::Binary { peek: true, part: vec![2], partial: None };

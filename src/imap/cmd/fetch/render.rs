@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::parts::PartItem;
@@ -22,8 +23,11 @@ use crate::imap::response::write_flags_recent;
 use crate::store::MessageMeta;
 
 /// `* n FETCH (...)` for the message at sequence number `seq`. `flags_changed`: this
-/// FETCH set `\Seen` on it, so FLAGS is reported even when not asked for. On an error
-/// nothing of the message is written (the caller answers NO).
+/// FETCH set `\Seen` on it, so FLAGS is reported even when not asked for. `envelope`: the
+/// message's ENVELOPE as rendered before (then written as it is), else where the one
+/// rendered now is left for the envelope cache. On an error nothing of the message is
+/// written (the caller answers NO).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn render_message(
     out: &mut Output,
     seq: usize,
@@ -32,13 +36,14 @@ pub(super) fn render_message(
     recent: bool,
     loaded: Loaded,
     flags_changed: bool,
+    envelope: &mut Option<Bytes>,
 ) -> Result<(), BinaryError> {
     let (raw, mut stream) = match loaded {
         Loaded::Nothing => (None, None),
         Loaded::Bytes(b) => (Some(b), None),
         Loaded::Stream { reader, size } => (None, Some((reader, size))),
         Loaded::Parts { file, items: parts } => {
-            return render_parts(out, seq, items, meta, recent, &file, parts, flags_changed);
+            return render_parts(out, seq, items, meta, recent, &file, parts, flags_changed, envelope);
         }
     };
     let content = Content::new(raw.as_deref().unwrap_or_default());
@@ -63,7 +68,7 @@ pub(super) fn render_message(
             out.literal_from(reader, size);
             continue;
         }
-        render_item(&mut line, item, meta, recent, &content)?;
+        render_item(&mut line, item, meta, recent, &content, envelope)?;
     }
     if !wrote_flags && flags_changed {
         line.extend_from_slice(b" FLAGS ");
@@ -86,6 +91,7 @@ fn render_parts(
     file: &Arc<File>,
     parts: Vec<PartItem>,
     flags_changed: bool,
+    envelope: &mut Option<Bytes>,
 ) -> Result<(), BinaryError> {
     // Nothing of the message is written when one item fails.
     if let Some(PartItem::Failed(e)) = parts.iter().find(|p| matches!(p, PartItem::Failed(_))) {
@@ -98,7 +104,9 @@ fn render_parts(
         }
         let label = content_label(item);
         match part {
-            PartItem::Meta | PartItem::Failed(_) => render_item(&mut line, item, meta, recent, &Content::new(b""))?,
+            PartItem::Meta | PartItem::Failed(_) => {
+                render_item(&mut line, item, meta, recent, &Content::new(b""), envelope)?
+            }
             PartItem::Nil => {
                 line.extend_from_slice(label.as_bytes());
                 nstring(&mut line, None);
@@ -106,7 +114,7 @@ fn render_parts(
             PartItem::Size(n) => line.extend_from_slice(format!("{label}{n}").as_bytes()),
             PartItem::Bytes(b) if *item == FetchItem::Envelope => {
                 line.extend_from_slice(label.as_bytes());
-                envelope::envelope(&mut line, &b);
+                write_envelope(&mut line, &b, envelope);
             }
             PartItem::Bytes(b) => {
                 line.extend_from_slice(label.as_bytes());
@@ -226,13 +234,26 @@ impl<'a> Content<'a> {
     }
 }
 
-/// Append one FETCH data item.
+/// The ENVELOPE of `header`: `cached` as it is, else rendered now and left in `cached`.
+fn write_envelope(out: &mut Vec<u8>, header: &[u8], cached: &mut Option<Bytes>) {
+    match cached {
+        Some(bytes) => out.extend_from_slice(bytes),
+        None => {
+            let start = out.len();
+            envelope::envelope(out, header);
+            *cached = Some(Bytes::copy_from_slice(&out[start..]));
+        }
+    }
+}
+
+/// Append one FETCH data item (`envelope` as [`render_message`] takes it).
 fn render_item(
     out: &mut Vec<u8>,
     item: &FetchItem,
     meta: &MessageMeta,
     recent: bool,
     content: &Content<'_>,
+    envelope: &mut Option<Bytes>,
 ) -> Result<(), BinaryError> {
     let raw = content.raw;
     match item {
@@ -250,7 +271,7 @@ fn render_item(
         FetchItem::ModSeq => out.extend_from_slice(format!("MODSEQ ({})", meta.modseq).as_bytes()),
         FetchItem::Envelope => {
             out.extend_from_slice(b"ENVELOPE ");
-            envelope::envelope(out, content.header());
+            write_envelope(out, content.header(), envelope);
         }
         FetchItem::Body => {
             out.extend_from_slice(b"BODY ");
