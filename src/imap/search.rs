@@ -110,6 +110,13 @@ impl Ctx<'_, '_> {
         Some(&raw[header])
     }
 
+    /// The fields of the top-level header. [`header_fields`] stops at the blank line
+    /// itself, so the bytes (the header block or the whole message) need no split first:
+    /// that split was a second pass over every line of every message a header key reads.
+    fn fields(&self) -> Option<mime::HeaderFields<'_>> {
+        self.msg.raw.map(header_fields)
+    }
+
     fn eval(&self, key: &SearchKey) -> bool {
         let m = self.msg;
         match key {
@@ -153,9 +160,10 @@ impl Ctx<'_, '_> {
     /// Day of the Date: header in its own zone (RFC 9051: "disregarding time and
     /// timezone"); the internal date when there is no parsable Date.
     fn sent_day(&self) -> Option<i64> {
-        let header = self.header_block()?;
-        let parsed = mime::header_value(header, "date")
-            .map(unfold)
+        let parsed = self
+            .fields()?
+            .find(|f| f.name.eq_ignore_ascii_case(b"date"))
+            .map(|f| unfold(f.value))
             .and_then(|v| mail_parser::DateTime::parse_rfc822(&String::from_utf8_lossy(&v)));
         match parsed {
             Some(dt) => days_from_civil(dt.year as i64, dt.month as u32, dt.day as u32),
@@ -164,10 +172,10 @@ impl Ctx<'_, '_> {
     }
 
     fn header_contains(&self, name: &str, needle: &str) -> bool {
-        let Some(header) = self.header_block() else {
+        let Some(fields) = self.fields() else {
             return false;
         };
-        header_fields(header)
+        fields
             .filter(|f| f.name.eq_ignore_ascii_case(name.as_bytes()))
             // RFC 9051: HEADER with an empty string matches every message with the field.
             .any(|f| {
@@ -180,10 +188,10 @@ impl Ctx<'_, '_> {
     /// sees it — decoded display name, `local@domain` (quoting, CFWS and obsolete spacing
     /// undone by `header_address`), `name <local@domain>` and group names.
     fn address_contains(&self, name: &str, needle: &str) -> bool {
-        let Some(header) = self.header_block() else {
+        let Some(fields) = self.fields() else {
             return false;
         };
-        header_fields(header).filter(|f| f.name.eq_ignore_ascii_case(name.as_bytes())).any(|f| {
+        fields.filter(|f| f.name.eq_ignore_ascii_case(name.as_bytes())).any(|f| {
             needle.is_empty()
                 || quick_answer(f.value, needle)
                     .unwrap_or_else(|| text_matches(f.value, needle) || address_forms_match(f.value, needle))

@@ -383,6 +383,15 @@ mod tests {
         assert_eq!(f[0].value, b" a\r\n b");
         assert_eq!(unfold(f[0].value), b"a b");
         assert_eq!(f[1].raw, b"X: y\r\n");
+        // Over a whole message the fields end at the blank line, CRLF or bare LF: body
+        // lines that look like fields are not fields.
+        for msg in [&b"From: a\r\n b\r\n\r\nFrom: body\r\n"[..], b"From: a\n b\n\nFrom: body\n", b"\r\nFrom: body\r\n"]
+        {
+            let names: Vec<_> = header_fields(msg).map(|f| f.value).collect();
+            let (header, _) = split_header(msg, 0..msg.len());
+            assert_eq!(names, header_fields(&msg[header]).map(|f| f.value).collect::<Vec<_>>());
+            assert!(names.len() <= 1 && !names.iter().any(|v| v.ends_with(b"body")), "{names:?}");
+        }
     }
 
     #[test]
