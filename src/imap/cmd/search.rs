@@ -6,7 +6,7 @@
 use super::{HEADER_BATCH, Tagged, store_error};
 use crate::imap::command::{SearchCommand, SearchKey, SearchReturn};
 use crate::imap::render::mime::split_header;
-use crate::imap::render::string;
+use crate::imap::render::{number, string};
 use crate::imap::search::{SearchMessage, SearchScope, matches, needs_body, needs_content};
 use crate::imap::sequence::format_numbers;
 use crate::imap::session::Session;
@@ -52,7 +52,8 @@ impl Session {
             None => {
                 out.extend_from_slice(b"* SEARCH");
                 for n in &numbers {
-                    out.extend_from_slice(format!(" {n}").as_bytes());
+                    out.push(b' ');
+                    number(&mut out, *n);
                 }
                 if let (true, Some(m)) = (with_modseq, max_modseq) {
                     out.extend_from_slice(format!(" (MODSEQ {m})").as_bytes());
@@ -218,7 +219,8 @@ impl Session {
                 recent: sel.is_recent(m.uid),
             };
             if matches(key, &msg, &scope) {
-                let header = raw.as_deref().map(|r| {
+                // Only for a caller that asked for it: SEARCH's hits need no header split.
+                let header = raw.as_deref().filter(|_| need_header).map(|r| {
                     let (h, _) = split_header(r, 0..r.len());
                     &r[h]
                 });

@@ -44,8 +44,16 @@ pub fn string(out: &mut Vec<u8>, s: &[u8]) {
 
 /// `literal`: `{n}` CRLF and the bytes.
 pub fn literal(out: &mut Vec<u8>, s: &[u8]) {
-    out.extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
+    out.push(b'{');
+    number(out, s.len());
+    out.extend_from_slice(b"}\r\n");
     out.extend_from_slice(s);
+}
+
+/// A number in decimal, without the formatter and its allocation: responses carry many
+/// (a SEARCH result, every FETCH line's sequence number, UID and size).
+pub fn number(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// A `literal` of message text (BODY[...], RFC822*). A plain literal may not hold NUL

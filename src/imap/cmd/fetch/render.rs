@@ -18,7 +18,7 @@ use crate::imap::command::{FetchItem, Section, SectionText};
 use crate::imap::output::Output;
 use crate::imap::render::mime::{self, MimePart};
 use crate::imap::render::section::{BinaryError, binary, body_section, partial};
-use crate::imap::render::{bodystructure, date_time, envelope, literal, nstring, replace_nuls, text_literal};
+use crate::imap::render::{bodystructure, date_time, envelope, literal, nstring, number, replace_nuls, text_literal};
 use crate::imap::response::write_flags_recent;
 use crate::store::MessageMeta;
 
@@ -47,7 +47,7 @@ pub(super) fn render_message(
         }
     };
     let content = Content::new(raw.as_deref().unwrap_or_default());
-    let mut line = format!("* {seq} FETCH (").into_bytes();
+    let mut line = fetch_line_start(seq);
     let mut first = true;
     let mut wrote_flags = false;
     for item in items {
@@ -79,6 +79,15 @@ pub(super) fn render_message(
     Ok(())
 }
 
+/// `* n FETCH (`, the start of every message's response.
+fn fetch_line_start(seq: usize) -> Vec<u8> {
+    let mut line = Vec::with_capacity(256);
+    line.extend_from_slice(b"* ");
+    number(&mut line, seq);
+    line.extend_from_slice(b" FETCH (");
+    line
+}
+
 /// [`render_message`] for items resolved against the message file (`parts`): each body
 /// item a literal streamed from its byte range.
 #[allow(clippy::too_many_arguments)]
@@ -97,7 +106,7 @@ fn render_parts(
     if let Some(PartItem::Failed(e)) = parts.iter().find(|p| matches!(p, PartItem::Failed(_))) {
         return Err(e.clone());
     }
-    let mut line = format!("* {seq} FETCH (").into_bytes();
+    let mut line = fetch_line_start(seq);
     for (i, (item, part)) in items.iter().zip(parts).enumerate() {
         if i > 0 {
             line.push(b' ');
@@ -257,7 +266,10 @@ fn render_item(
 ) -> Result<(), BinaryError> {
     let raw = content.raw;
     match item {
-        FetchItem::Uid => out.extend_from_slice(format!("UID {}", meta.uid).as_bytes()),
+        FetchItem::Uid => {
+            out.extend_from_slice(b"UID ");
+            number(out, meta.uid);
+        }
         FetchItem::Flags => {
             out.extend_from_slice(b"FLAGS ");
             write_flags_recent(out, &meta.flags, recent);
@@ -267,8 +279,15 @@ fn render_item(
                 meta.internal_date.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
             out.extend_from_slice(format!("INTERNALDATE {}", date_time(secs)).as_bytes());
         }
-        FetchItem::Rfc822Size => out.extend_from_slice(format!("RFC822.SIZE {}", meta.size).as_bytes()),
-        FetchItem::ModSeq => out.extend_from_slice(format!("MODSEQ ({})", meta.modseq).as_bytes()),
+        FetchItem::Rfc822Size => {
+            out.extend_from_slice(b"RFC822.SIZE ");
+            number(out, meta.size);
+        }
+        FetchItem::ModSeq => {
+            out.extend_from_slice(b"MODSEQ (");
+            number(out, meta.modseq);
+            out.push(b')');
+        }
         FetchItem::Envelope => {
             out.extend_from_slice(b"ENVELOPE ");
             write_envelope(out, content.header(), envelope);
