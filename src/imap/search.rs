@@ -160,10 +160,8 @@ impl Ctx<'_, '_> {
     /// Day of the Date: header in its own zone (RFC 9051: "disregarding time and
     /// timezone"); the internal date when there is no parsable Date.
     fn sent_day(&self) -> Option<i64> {
-        let parsed = self
-            .fields()?
-            .find(|f| f.name.eq_ignore_ascii_case(b"date"))
-            .map(|f| unfold(f.value))
+        let parsed = mime::header_value(self.msg.raw?, "date")
+            .map(unfold)
             .and_then(|v| mail_parser::DateTime::parse_rfc822(&String::from_utf8_lossy(&v)));
         match parsed {
             Some(dt) => days_from_civil(dt.year as i64, dt.month as u32, dt.day as u32),

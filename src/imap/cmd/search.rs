@@ -5,7 +5,6 @@
 
 use super::{HEADER_BATCH, Tagged, store_error};
 use crate::imap::command::{SearchCommand, SearchKey, SearchReturn};
-use crate::imap::render::mime::split_header;
 use crate::imap::render::{number, string};
 use crate::imap::search::{SearchMessage, SearchScope, matches, needs_body, needs_content};
 use crate::imap::sequence::format_numbers;
@@ -158,7 +157,8 @@ pub(super) struct MessageFacts<'a> {
     pub seq: u32,
     pub internal_date: i64,
     pub size: u64,
-    /// The header block, when `evaluate` was asked to read it.
+    /// The header block or the whole message, when `evaluate` was asked to read the
+    /// header: its readers (`mime::header_value`) stop at the blank line.
     pub header: Option<&'a [u8]>,
 }
 
@@ -219,11 +219,8 @@ impl Session {
                 recent: sel.is_recent(m.uid),
             };
             if matches(key, &msg, &scope) {
-                // Only for a caller that asked for it: SEARCH's hits need no header split.
-                let header = raw.as_deref().filter(|_| need_header).map(|r| {
-                    let (h, _) = split_header(r, 0..r.len());
-                    &r[h]
-                });
+                // Only for a caller that asked for it (SORT, THREAD), not SEARCH.
+                let header = raw.as_deref().filter(|_| need_header);
                 found.push(Hit {
                     seq,
                     uid: m.uid,

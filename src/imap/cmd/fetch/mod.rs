@@ -51,7 +51,7 @@ pub(crate) struct FetchRun {
     headers: Vec<Option<bytes::Bytes>>,
     /// The selected folder as envelope cache keys name it, when ENVELOPE is asked for.
     envelope_folder: Option<(Arc<str>, u32)>,
-    /// The cached ENVELOPEs of the current batch, taken one by one.
+    /// The cached ENVELOPEs of the current header batch, taken one by one.
     envelopes: Vec<Option<bytes::Bytes>>,
     /// This command turned CONDSTORE on (the reply reports HIGHESTMODSEQ).
     enabled_now: bool,
@@ -182,14 +182,13 @@ impl Session {
                     Err(e) => return Ok(Step::Done(store_error(&e, &self.peer))),
                 };
                 run.headers = (0..uids.len()).map(|i| if needed(i) { read.next().flatten() } else { None }).collect();
-            } else if !run.plan.batches_headers()
-                && let Some(folder) = &run.envelope_folder
-            {
-                run.envelopes = vec![self.ctx.envelopes.get(&envelope_key(folder, meta.uid))];
             }
-            let batch_index = if run.plan.batches_headers() { k % HEADER_BATCH } else { 0 };
-            let cached = run.headers.get_mut(batch_index).and_then(Option::take);
-            let mut envelope = run.envelopes.get_mut(batch_index).and_then(Option::take);
+            let cached = run.headers.get_mut(k % HEADER_BATCH).and_then(Option::take);
+            let mut envelope = if run.plan.batches_headers() {
+                run.envelopes.get_mut(k % HEADER_BATCH).and_then(Option::take)
+            } else {
+                run.envelope_folder.as_ref().and_then(|f| self.ctx.envelopes.get(&envelope_key(f, meta.uid)))
+            };
             let was_cached = envelope.is_some();
             // A message read into memory holds its share of the server-wide budget until its
             // response has gone out (kept in the run across a flush).
